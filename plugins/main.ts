@@ -1,0 +1,52 @@
+/**
+ * Entry of the multi-call executable: dispatch on the name it was invoked by
+ * (/opt/cni/bin/bridge, /opt/cni/bin/host-local, ... are hard links to one binary), or on the
+ * first argument when run as `cni-ts <plugin>`.
+ */
+import path from 'node:path';
+import { aboutText, pluginMain } from '../shared/cni/skel.ts';
+import { load, register, registered } from '../shared/cni/registry.ts';
+import { SUPPORTED_VERSIONS } from '../shared/cni/version.ts';
+import { MULTICALL_NAME } from './names.ts';
+
+register('host-local', async () => (await import('../ipam/host-local/index.ts')).default);
+register('static', async () => (await import('../ipam/static/index.ts')).default);
+
+type Tool = (argv: string[]) => Promise<number>;
+const tools = new Map<string, () => Promise<Tool>>();
+// tools.set('cnitool', async () => (await import('./cnitool/index.ts')).main);
+
+async function main(): Promise<void> {
+  const invoked = path.basename(process.argv0 || process.execPath);
+  let name = invoked;
+  // Under Node SEA argv is [exe, exe, ...args]; under plain node it is [node, script, ...args].
+  let args = process.argv.slice(2);
+  if (!registered().includes(name) && !tools.has(name)) {
+    name = args[0] ?? '';
+    args = args.slice(1);
+  }
+  const tool = tools.get(name);
+  if (tool) {
+    process.exitCode = await (await tool())(args);
+    return;
+  }
+  const plugin = await load(name);
+  if (!plugin) {
+    process.stderr.write(
+      `${MULTICALL_NAME}: CNI plugins in one executable; invoke it as one of: ${[...registered(), ...tools.keys()].join(', ')}\n` +
+        `(hard links or symlinks named after the plugin, or "${MULTICALL_NAME} <plugin>")\nCNI protocol versions supported: ${SUPPORTED_VERSIONS.join(', ')}\n`,
+    );
+    process.exitCode = name ? 1 : 0;
+    return;
+  }
+  if (args[0] === '--help' || args[0] === '-h' || args[0] === 'version' || args[0] === '--version') {
+    process.stderr.write(aboutText(plugin));
+    return;
+  }
+  await pluginMain(plugin);
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`${MULTICALL_NAME}: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exitCode = 1;
+});

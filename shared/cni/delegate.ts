@@ -1,0 +1,130 @@
+/**
+ * Delegation (spec section 4): find a plugin on CNI_PATH and execute it with the same
+ * environment and the full config. When the file found is this very executable (a hard link
+ * or symlink of the multi-call binary), the plugin runs in-process instead: same result, one
+ * process start saved.
+ */
+import { accessSync, constants, statSync } from 'node:fs';
+import path from 'node:path';
+import { execa } from 'execa';
+import { CniError, ErrorCode } from './errors.ts';
+import type { Request } from './plugin.ts';
+import { load } from './registry.ts';
+import { parseResult } from './result.ts';
+import { invoke, type Outcome } from './skel.ts';
+import type { NetConfBase, Result } from './types.ts';
+
+export type DelegateCommand = 'ADD' | 'DEL' | 'CHECK' | 'GC' | 'STATUS';
+
+let selfId: string | undefined;
+function selfIdentity(): string {
+  if (selfId === undefined) {
+    try {
+      const st = statSync(process.execPath);
+      selfId = `${st.dev}:${st.ino}`;
+    } catch {
+      selfId = '';
+    }
+  }
+  return selfId;
+}
+
+/** In-process delegation can be turned off (tests of the out-of-process path, debugging). */
+const inProcessAllowed = (env: NodeJS.ProcessEnv): boolean => env.CNI_TS_NO_INPROCESS !== '1';
+
+export function findInPath(type: string, dirs: string[]): string | undefined {
+  if (!type || type.includes('/') || type.includes('\0') || type === '.' || type === '..') return undefined;
+  for (const dir of dirs) {
+    const p = path.join(dir, type);
+    try {
+      accessSync(p, constants.X_OK);
+      if (statSync(p).isFile()) return p;
+    } catch {
+      /* not here */
+    }
+  }
+  return undefined;
+}
+
+async function execDelegate(file: string, type: string, env: NodeJS.ProcessEnv, stdin: string, req: Request<NetConfBase>): Promise<Outcome> {
+  if (inProcessAllowed(env) && selfIdentity()) {
+    const st = statSync(file);
+    if (`${st.dev}:${st.ino}` === selfIdentity()) {
+      const plugin = await load(type);
+      if (plugin) return invoke(plugin, env, stdin, req.log.withPrefix(type));
+    }
+  }
+  const r = await execa(file, [], { input: stdin, env, extendEnv: false, reject: false, stripFinalNewline: false, timeout: 120_000 });
+  if (r.stderr) req.log.debug(`${type} stderr: ${String(r.stderr).trimEnd()}`);
+  return { exitCode: r.exitCode ?? 1, stdout: String(r.stdout) };
+}
+
+/**
+ * Execute delegate `type` for `command` with `config` (default: the request's config as
+ * received). Returns the parsed result for ADD; throws the delegate's own error otherwise.
+ */
+export async function delegate(type: string, command: DelegateCommand, req: Request<NetConfBase>, config?: Record<string, unknown>): Promise<Result | undefined> {
+  const file = findInPath(type, req.env.path);
+  if (!file) {
+    if (!req.env.path.length) {
+      throw new CniError(ErrorCode.InvalidEnvironment, `CNI_PATH is required to find plugin "${type}"`, 'CNI_PATH is empty');
+    }
+    throw new CniError(ErrorCode.InvalidConfig, `failed to find plugin "${type}" in path`, `searched ${req.env.path.join(':')}`);
+  }
+  const env = { ...req.rawEnv, CNI_COMMAND: command };
+  const out = await execDelegate(file, type, env, JSON.stringify(config ?? req.raw), req);
+  if (out.exitCode !== 0) {
+    let parsed: { code?: unknown; msg?: unknown; details?: unknown } | undefined;
+    try {
+      parsed = JSON.parse(out.stdout) as typeof parsed;
+    } catch {
+      parsed = undefined;
+    }
+    if (parsed && typeof parsed.code === 'number') {
+      throw new CniError(parsed.code, `${type}: ${String(parsed.msg ?? 'failed')}`, typeof parsed.details === 'string' ? parsed.details : '');
+    }
+    throw new CniError(ErrorCode.DelegateFailed, `${type} ${command} failed (exit ${out.exitCode})`, out.stdout.slice(0, 2000));
+  }
+  if (command !== 'ADD') return undefined;
+  let json: unknown;
+  try {
+    json = JSON.parse(out.stdout);
+  } catch (e) {
+    throw new CniError(ErrorCode.DecodeFailure, `${type}: failed to decode its result`, (e as Error).message);
+  }
+  return parseResult(json, req.version);
+}
+
+/**
+ * The IPAM ADD every interface plugin does: run it, and if the delegate itself fails, run its
+ * DEL before returning the error so a half-made reservation never stays behind.
+ */
+export async function ipamAdd(req: Request<NetConfBase>): Promise<Result> {
+  const type = req.config.ipam?.type;
+  if (!type) throw new CniError(ErrorCode.InvalidConfig, 'invalid network config: ipam.type: is required', 'field "ipam.type"');
+  try {
+    return (await delegate(type, 'ADD', req)) ?? {};
+  } catch (e) {
+    await ipamDel(req).catch(() => undefined);
+    throw e;
+  }
+}
+
+export async function ipamDel(req: Request<NetConfBase>): Promise<void> {
+  const type = req.config.ipam?.type;
+  if (type) await delegate(type, 'DEL', req);
+}
+
+/**
+ * Run `body` with the IPAM result; when it throws, release the reservation (IPAM DEL) before
+ * rethrowing, so a failed ADD leaves no address behind.
+ */
+export async function withIpam<T>(req: Request<NetConfBase>, body: (ipam: Result) => Promise<T>): Promise<T> {
+  const ipam = await ipamAdd(req);
+  try {
+    return await body(ipam);
+  } catch (e) {
+    await ipamDel(req).catch((d: unknown) => req.log.warn(`IPAM DEL after failed ADD also failed: ${String(d)}`));
+    throw e;
+  }
+}

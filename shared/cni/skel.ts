@@ -1,0 +1,172 @@
+/**
+ * The protocol engine: one entry for every plugin. It reads the environment and stdin, checks
+ * them as the spec requires, validates the config, converts prevResult and the result between
+ * spec versions, dispatches to the plugin's verb, and renders errors as the spec's JSON.
+ */
+import { readSync } from 'node:fs';
+import { parseEnv, parseCommand, type Command } from './env.ts';
+import { asCniError, CniError, ErrorCode } from './errors.ts';
+import { Logger } from './log.ts';
+import type { Plugin, Request } from './plugin.ts';
+import { parseResult, renderResult } from './result.ts';
+import type { Attachment, NetConfBase } from './types.ts';
+import { validate, baseNetconfSchema } from './validate.ts';
+import { atLeast, isSupported, LATEST, negotiate, SUPPORTED_VERSIONS } from './version.ts';
+
+export const MAX_STDIN = 16 * 1024 * 1024;
+
+export interface Outcome {
+  exitCode: number;
+  stdout: string;
+}
+
+const MIN_VERSION: Partial<Record<Command, string>> = { CHECK: '0.4.0', GC: '1.1.0', STATUS: '1.1.0' };
+
+function decode(stdin: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(stdin);
+  } catch (e) {
+    throw new CniError(ErrorCode.DecodeFailure, 'failed to decode network config from stdin', (e as Error).message);
+  }
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new CniError(ErrorCode.DecodeFailure, 'failed to decode network config from stdin', 'the config must be a JSON object');
+  }
+  return parsed as Record<string, unknown>;
+}
+
+/** Best-effort peek at the config version, for the cniVersion of an error reply. */
+function peekVersion(stdin: string): string {
+  try {
+    const v = (JSON.parse(stdin) as { cniVersion?: unknown }).cniVersion;
+    return isSupported(v) ? v : LATEST;
+  } catch {
+    return LATEST;
+  }
+}
+
+function attachmentsOf(raw: Record<string, unknown>): Attachment[] {
+  const seen = new Set<string>();
+  const out: Attachment[] = [];
+  for (const key of ['cni.dev/valid-attachments', 'cni.dev/attachments']) {
+    const list = raw[key];
+    if (!Array.isArray(list)) continue;
+    for (const a of list as Attachment[]) {
+      const k = `${a.containerID}\0${a.ifname}`;
+      if (seen.has(k)) continue;
+      seen.add(k);
+      out.push({ containerID: a.containerID, ifname: a.ifname });
+    }
+  }
+  return out;
+}
+
+/**
+ * Run one plugin invocation without touching the process: used by `pluginMain` and by
+ * in-process delegation, so both produce byte-identical output.
+ */
+export async function invoke<C extends NetConfBase>(plugin: Plugin<C>, rawEnv: NodeJS.ProcessEnv, stdin: string, log?: Logger): Promise<Outcome> {
+  const logger = log ?? new Logger(plugin.name, rawEnv);
+  let errVersion = peekVersion(stdin);
+  try {
+    const command = parseCommand(rawEnv.CNI_COMMAND);
+    if (command === 'VERSION') {
+      let asked: unknown;
+      try {
+        asked = stdin.trim() ? (JSON.parse(stdin) as { cniVersion?: unknown }).cniVersion : undefined;
+      } catch {
+        asked = undefined;
+      }
+      const cniVersion = isSupported(asked) ? asked : LATEST;
+      return { exitCode: 0, stdout: JSON.stringify({ cniVersion, supportedVersions: SUPPORTED_VERSIONS }) };
+    }
+    const env = parseEnv(rawEnv);
+    const raw = decode(stdin);
+    const version = negotiate(raw.cniVersion, raw.cniVersions);
+    errVersion = version;
+    const min = MIN_VERSION[command];
+    if (min && !atLeast(version, min)) {
+      throw new CniError(ErrorCode.IncompatibleVersion, `config version does not allow ${command}`, `${command} needs cniVersion ${min} or later, config is ${version}`);
+    }
+    logger.configure(raw);
+    validate(baseNetconfSchema, raw);
+    const config = plugin.schema ? validate<C>(plugin.schema, raw) : (raw as C);
+    const prevResult = raw.prevResult !== undefined ? parseResult(raw.prevResult, version) : undefined;
+    const base = { env, rawEnv, raw, version, prevResult, log: logger };
+    plugin.validateConfig?.(config, base);
+    const req: Request<C> = { ...base, config };
+    logger.debug(`${command} container=${env.containerId} ifname=${env.ifname} netns=${env.netns}`);
+    switch (command) {
+      case 'ADD': {
+        const result = await plugin.add(req);
+        return { exitCode: 0, stdout: JSON.stringify(renderResult(result, version)) };
+      }
+      case 'DEL':
+        await plugin.del(req);
+        return { exitCode: 0, stdout: '' };
+      case 'CHECK':
+        await plugin.check(req);
+        return { exitCode: 0, stdout: '' };
+      case 'GC':
+        if (plugin.gc) await plugin.gc({ ...req, validAttachments: attachmentsOf(raw) });
+        return { exitCode: 0, stdout: '' };
+      case 'STATUS':
+        if (plugin.status) await plugin.status(req);
+        return { exitCode: 0, stdout: '' };
+    }
+  } catch (e) {
+    const err = asCniError(e);
+    if (err.code === ErrorCode.Internal) logger.error(e instanceof Error && e.stack ? e.stack : String(e));
+    else logger.info(`error ${err.code}: ${err.message}${err.details ? ` (${err.details})` : ''}`);
+    return { exitCode: 1, stdout: JSON.stringify(err.toJSON(errVersion)) };
+  }
+  return { exitCode: 1, stdout: '' };
+}
+
+/** Read all of stdin, up to MAX_STDIN bytes. */
+export function readStdin(): string {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  const buf = Buffer.allocUnsafe(65536);
+  for (;;) {
+    let n: number;
+    try {
+      n = readSync(0, buf, 0, buf.length, null);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EAGAIN') continue;
+      if (code === 'EOF' || code === 'EBADF' || code === 'ENXIO') break;
+      throw new CniError(ErrorCode.IOFailure, 'failed to read network config from stdin', (e as Error).message);
+    }
+    if (n === 0) break;
+    total += n;
+    if (total > MAX_STDIN) throw new CniError(ErrorCode.IOFailure, 'network config on stdin is too large', `more than ${MAX_STDIN} bytes`);
+    chunks.push(Buffer.from(buf.subarray(0, n)));
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+export function aboutText(plugin: Plugin<never> | Plugin<NetConfBase>): string {
+  return `${plugin.name}: ${plugin.about}\nCNI protocol versions supported: ${SUPPORTED_VERSIONS.join(', ')}\nThis is a CNI plugin: container runtimes execute it with CNI_COMMAND and the other CNI_* variables set and the network config on stdin.\n`;
+}
+
+/** The process entry of a plugin: like the reference's skel.PluginMain. */
+export async function pluginMain<C extends NetConfBase>(plugin: Plugin<C>): Promise<void> {
+  const env = process.env;
+  if (!env.CNI_COMMAND) {
+    process.stderr.write(aboutText(plugin as unknown as Plugin<NetConfBase>));
+    process.exitCode = 0;
+    return;
+  }
+  let stdin = '';
+  let outcome: Outcome;
+  try {
+    stdin = env.CNI_COMMAND === 'VERSION' && process.stdin.isTTY ? '' : readStdin();
+    outcome = await invoke(plugin, env, stdin);
+  } catch (e) {
+    const err = asCniError(e);
+    outcome = { exitCode: 1, stdout: JSON.stringify(err.toJSON(peekVersion(stdin))) };
+  }
+  if (outcome.stdout) process.stdout.write(outcome.stdout + '\n');
+  process.exitCode = outcome.exitCode;
+}

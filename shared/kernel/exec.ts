@@ -1,0 +1,47 @@
+/**
+ * The one place the suite starts kernel tools. argv arrays only, never a shell string;
+ * `netns` runs the tool inside a network namespace given by path (nsenter --net=PATH).
+ */
+import { execa } from 'execa';
+import { CniError, ErrorCode } from '../cni/errors.ts';
+
+export interface RunOptions {
+  /** Text for the tool's stdin (ip -batch -, nft -f -). */
+  input?: string;
+  /** Network namespace path; the tool runs inside it. */
+  netns?: string;
+  /** Return the outcome instead of throwing on a non-zero exit. */
+  allowFail?: boolean;
+  /** Error code to throw with (default KernelOperation). */
+  code?: number;
+}
+
+export interface RunResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Count of spawned processes, for benchmarks and tests that guard the spawn budget. */
+export let spawnCount = 0;
+
+export async function run(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  const [file, argv] = opts.netns ? ['nsenter', [`--net=${opts.netns}`, '--', cmd, ...args]] : [cmd, args];
+  spawnCount++;
+  const r = await execa(file, argv, {
+    input: opts.input,
+    reject: false,
+    stripFinalNewline: true,
+    env: { LC_ALL: 'C', PATH: process.env.PATH || '/usr/sbin:/usr/bin:/sbin:/bin' },
+    extendEnv: false,
+  });
+  const out: RunResult = { exitCode: r.exitCode ?? (r.failed ? 1 : 0), stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? '') };
+  if (r.exitCode === undefined && r.failed && !opts.allowFail) {
+    throw new CniError(opts.code ?? ErrorCode.KernelOperation, `${cmd} could not be started`, r.shortMessage ?? '');
+  }
+  if (out.exitCode !== 0 && !opts.allowFail) {
+    const where = opts.netns ? ` (in ${opts.netns})` : '';
+    throw new CniError(opts.code ?? ErrorCode.KernelOperation, `${cmd} ${args.slice(0, 6).join(' ')}${where} failed: ${out.stderr.trim() || `exit ${out.exitCode}`}`, out.stderr.trim());
+  }
+  return out;
+}

@@ -1,0 +1,77 @@
+/**
+ * iproute2 through its machine-readable faces: `ip -json` for reading, `ip -batch -` for
+ * writing many changes in one process.
+ */
+import { run } from './exec.ts';
+
+export interface LinkInfo {
+  ifindex: number;
+  ifname: string;
+  flags: string[];
+  mtu: number;
+  operstate?: string;
+  address?: string;
+  link?: string;
+  link_index?: number;
+  master?: string;
+  link_netnsid?: number;
+  linkinfo?: { info_kind?: string; info_slave_kind?: string; info_data?: Record<string, unknown>; info_slave_data?: Record<string, unknown> };
+  addr_info?: AddrInfo[];
+  [k: string]: unknown;
+}
+
+export interface AddrInfo {
+  family: 'inet' | 'inet6';
+  local: string;
+  prefixlen: number;
+  scope?: string;
+  dynamic?: boolean;
+  tentative?: boolean;
+  dadfailed?: boolean;
+  [k: string]: unknown;
+}
+
+export interface RouteInfo {
+  dst: string;
+  gateway?: string;
+  dev?: string;
+  protocol?: string;
+  scope?: string;
+  metric?: number;
+  table?: string;
+  mtu?: number;
+  flags?: string[];
+  [k: string]: unknown;
+}
+
+export async function ipJson<T>(args: string[], netns?: string): Promise<T> {
+  const r = await run('ip', ['-json', ...args], { netns });
+  const text = r.stdout.trim();
+  return (text ? JSON.parse(text) : []) as T;
+}
+
+/** Details of one link, or undefined when it does not exist. */
+export async function getLink(name: string, netns?: string): Promise<LinkInfo | undefined> {
+  const r = await run('ip', ['-json', '-details', 'addr', 'show', 'dev', name], { netns, allowFail: true });
+  if (r.exitCode !== 0) return undefined;
+  const list = JSON.parse(r.stdout || '[]') as LinkInfo[];
+  return list[0];
+}
+
+export async function listLinks(netns?: string): Promise<LinkInfo[]> {
+  return ipJson<LinkInfo[]>(['-details', 'addr', 'show'], netns);
+}
+
+/**
+ * Run several `ip` commands (each an argv without the leading "ip") in one process.
+ * Arguments must not contain white space; interface names and addresses never do.
+ */
+export async function ipBatch(cmds: string[][], netns?: string): Promise<void> {
+  if (!cmds.length) return;
+  for (const c of cmds) for (const a of c) if (/\s/.test(a) || a === '') throw new Error(`ip batch argument "${a}" contains white space`);
+  await run('ip', ['-batch', '-'], { input: cmds.map((c) => c.join(' ')).join('\n') + '\n', netns });
+}
+
+export async function routes(family: 4 | 6, netns?: string, extra: string[] = []): Promise<RouteInfo[]> {
+  return ipJson<RouteInfo[]>([`-${family}`, 'route', 'show', ...extra], netns);
+}

@@ -1,0 +1,75 @@
+/**
+ * Network namespaces and links for tests, always with a test prefix and always removed:
+ * register cleanups with `cleanup.add` and run `cleanup.run()` in afterEach/afterAll.
+ */
+import { execa } from 'execa';
+import { existsSync } from 'node:fs';
+import { uid } from './run.ts';
+
+export async function sh(cmd: string, args: string[], opts: { input?: string; allowFail?: boolean } = {}): Promise<{ stdout: string; stderr: string; exitCode: number }> {
+  const r = await execa(cmd, args, { input: opts.input, reject: false });
+  const out = { stdout: String(r.stdout), stderr: String(r.stderr), exitCode: r.exitCode ?? -1 };
+  if (out.exitCode !== 0 && !opts.allowFail) throw new Error(`${cmd} ${args.join(' ')} failed: ${out.stderr}`);
+  return out;
+}
+
+export class Cleanup {
+  private tasks: Array<() => Promise<unknown>> = [];
+  add(fn: () => Promise<unknown>): void {
+    this.tasks.push(fn);
+  }
+  async run(): Promise<void> {
+    const t = this.tasks.reverse();
+    this.tasks = [];
+    for (const fn of t) {
+      try {
+        await fn();
+      } catch {
+        /* best effort */
+      }
+    }
+  }
+}
+
+export interface TestNetns {
+  name: string;
+  path: string;
+}
+
+/** `ip netns add <prefix>-<random>`; removal registered on `cleanup`. */
+export async function makeNetns(cleanup: Cleanup, prefix = 'cnits'): Promise<TestNetns> {
+  const name = `${prefix}-${uid('')}`;
+  await sh('ip', ['netns', 'add', name]);
+  cleanup.add(() => deleteNetns(name));
+  return { name, path: `/var/run/netns/${name}` };
+}
+
+export async function deleteNetns(name: string): Promise<void> {
+  if (existsSync(`/var/run/netns/${name}`)) await sh('ip', ['netns', 'del', name], { allowFail: true });
+}
+
+/** Run a command inside a netns. */
+export async function inNs(ns: TestNetns | string, cmd: string, args: string[], allowFail = false): Promise<{ stdout: string; stderr: string; exitCode: number }> {
+  const p = typeof ns === 'string' ? ns : ns.path;
+  return sh('nsenter', [`--net=${p}`, '--', cmd, ...args], { allowFail });
+}
+
+export async function linkExists(name: string, ns?: TestNetns): Promise<boolean> {
+  const r = ns ? await inNs(ns, 'ip', ['link', 'show', 'dev', name], true) : await sh('ip', ['link', 'show', 'dev', name], { allowFail: true });
+  return r.exitCode === 0;
+}
+
+export async function deleteLink(name: string): Promise<void> {
+  await sh('ip', ['link', 'del', name], { allowFail: true });
+}
+
+/** Skip reason when the kernel cannot create a link of `kind`, or '' when it can. */
+export async function kernelLacks(kind: string): Promise<string> {
+  const name = uid('k');
+  const r = await sh('ip', ['link', 'add', name, 'type', kind], { allowFail: true });
+  if (r.exitCode === 0) {
+    await deleteLink(name);
+    return '';
+  }
+  return `kernel cannot create ${kind} links: ${r.stderr.trim()}`;
+}

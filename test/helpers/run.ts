@@ -1,0 +1,61 @@
+/** Run the built executables exactly as a runtime does: environment + config on stdin. */
+import { execa } from 'execa';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+
+export const ROOT = path.resolve(__dirname, '..', '..');
+export const BIN = path.join(ROOT, 'dist', 'bin');
+export const REF_BIN = '/usr/lib/cni';
+
+export interface PluginRun {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  /** stdout parsed as JSON, when it is JSON */
+  json: Record<string, unknown> | undefined;
+}
+
+export interface RunArgs {
+  command: string;
+  containerId?: string;
+  netns?: string;
+  ifname?: string;
+  args?: string;
+  path?: string;
+  /** the config object, or raw text for stdin */
+  config?: unknown;
+  env?: Record<string, string | undefined>;
+  /** directory holding the executable (default dist/bin) */
+  binDir?: string;
+}
+
+export async function runPlugin(name: string, a: RunArgs): Promise<PluginRun> {
+  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' };
+  const set = (k: string, v: string | undefined): void => {
+    if (v !== undefined) env[k] = v;
+  };
+  set('CNI_COMMAND', a.command);
+  set('CNI_CONTAINERID', a.containerId);
+  set('CNI_NETNS', a.netns);
+  set('CNI_IFNAME', a.ifname);
+  set('CNI_ARGS', a.args);
+  set('CNI_PATH', a.path ?? BIN);
+  for (const [k, v] of Object.entries(a.env ?? {})) {
+    if (v === undefined) delete env[k];
+    else env[k] = v;
+  }
+  const input = a.config === undefined ? '' : typeof a.config === 'string' ? a.config : JSON.stringify(a.config);
+  const r = await execa(path.join(a.binDir ?? BIN, name), [], { input, env, extendEnv: false, reject: false });
+  let json: Record<string, unknown> | undefined;
+  try {
+    json = JSON.parse(String(r.stdout)) as Record<string, unknown>;
+  } catch {
+    json = undefined;
+  }
+  return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr), json };
+}
+
+/** A short unique prefix for test resources (interface names are at most 15 characters). */
+export function uid(prefix = 't'): string {
+  return `${prefix}${randomBytes(3).toString('hex')}`;
+}
