@@ -3,7 +3,7 @@
 // per plugin to the one binary in dist/bin.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -16,7 +16,10 @@ const MULTI = 'cni-ts';
 const bundleOnly = process.argv.includes('--bundle-only');
 
 mkdirSync(buildDir, { recursive: true });
-const bundle = path.join(buildDir, `${MULTI}.cjs`);
+// Per-process file names and an atomic swap of dist/bin, so parallel builds and tests that are
+// running the executables never see a half-written binary.
+const tag = `${process.pid}`;
+const bundle = path.join(buildDir, `${MULTI}.${tag}.cjs`);
 await build({
   entryPoints: [path.join(root, 'plugins', 'main.ts')],
   bundle: true,
@@ -31,22 +34,24 @@ await build({
 });
 if (bundleOnly) process.exit(0);
 
-const seaConfig = path.join(buildDir, 'sea-config.json');
-const blob = path.join(buildDir, 'sea.blob');
+const seaConfig = path.join(buildDir, `sea-config.${tag}.json`);
+const blob = path.join(buildDir, `sea.${tag}.blob`);
 writeFileSync(seaConfig, JSON.stringify({ main: bundle, output: blob, disableExperimentalSEAWarning: true, useCodeCache: true, useSnapshot: false }));
 execFileSync(nodeBin, ['--experimental-sea-config', seaConfig], { stdio: 'inherit' });
 
-rmSync(binDir, { recursive: true, force: true });
-mkdirSync(binDir, { recursive: true });
-const exe = path.join(binDir, MULTI);
+const stage = `${binDir}.${tag}`;
+rmSync(stage, { recursive: true, force: true });
+mkdirSync(stage, { recursive: true });
+const exe = path.join(stage, MULTI);
 copyFileSync(nodeBin, exe);
 chmodSync(exe, 0o755);
 execFileSync(process.execPath, [path.join(root, 'node_modules', 'postject', 'dist', 'cli.js'), exe, 'NODE_SEA_BLOB', blob,
   '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'], { stdio: ['ignore', 'ignore', 'inherit'] });
-for (const n of NAMES) {
-  const p = path.join(binDir, n);
-  if (existsSync(p)) rmSync(p);
-  linkSync(exe, p);
-}
+for (const n of NAMES) linkSync(exe, path.join(stage, n));
 const mb = (statSync(exe).size / 1048576).toFixed(1);
-console.log(`built ${exe} (${mb} MiB) with hard links: ${NAMES.join(' ')}`);
+const old = `${binDir}.old.${tag}`;
+if (existsSync(binDir)) renameSync(binDir, old);
+renameSync(stage, binDir);
+rmSync(old, { recursive: true, force: true });
+for (const f of [bundle, seaConfig, blob]) rmSync(f, { force: true });
+console.log(`built ${path.join(binDir, MULTI)} (${mb} MiB) with hard links: ${NAMES.join(' ')}`);
