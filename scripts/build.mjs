@@ -6,6 +6,8 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { etcd3ProtoInline } from './esbuild-etcd3.mjs';
+import { generateValidators } from './gen-validators.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const buildDir = path.join(root, 'build');
@@ -20,8 +22,15 @@ mkdirSync(buildDir, { recursive: true });
 // running the executables never see a half-written binary.
 const tag = `${process.pid}`;
 const bundle = path.join(buildDir, `${MULTI}.${tag}.cjs`);
+const validators = path.join(buildDir, `validators.${tag}.cjs`);
+const keys = generateValidators(root, validators);
+const entry = path.join(buildDir, `entry.${tag}.cjs`);
+writeFileSync(entry, [
+  `require(${JSON.stringify(path.join(root, 'shared', 'cni', 'validate.ts'))}).usePrecompiled(require(${JSON.stringify(validators)}));`,
+  `require(${JSON.stringify(path.join(root, 'plugins', 'main.ts'))});`,
+].join('\n'));
 await build({
-  entryPoints: [path.join(root, 'plugins', 'main.ts')],
+  entryPoints: [entry],
   bundle: true,
   platform: 'node',
   target: 'node24',
@@ -31,7 +40,10 @@ await build({
   keepNames: false,
   legalComments: 'none',
   logLevel: 'warning',
+  plugins: [etcd3ProtoInline()],
 });
+for (const f of [validators, entry]) rmSync(f, { force: true });
+console.log(`precompiled validators: ${keys.join(', ')}`);
 if (bundleOnly) process.exit(0);
 
 const seaConfig = path.join(buildDir, `sea-config.${tag}.json`);

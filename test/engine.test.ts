@@ -3,7 +3,7 @@ import { parseResult, renderResult } from '../shared/cni/result.ts';
 import { negotiate, compareVersions } from '../shared/cni/version.ts';
 import { parseCniArgs, parseEnv } from '../shared/cni/env.ts';
 import { CniError } from '../shared/cni/errors.ts';
-import { validate } from '../shared/cni/validate.ts';
+import { prepareValidators, validate } from '../shared/cni/validate.ts';
 import { invoke } from '../shared/cni/skel.ts';
 import { definePlugin } from '../shared/cni/plugin.ts';
 import type { Result } from '../shared/cni/types.ts';
@@ -89,7 +89,8 @@ describe('environment', () => {
 
 describe('validation', () => {
   const schema = { type: 'object', properties: { ipam: { type: 'object', properties: { subnet: { type: 'string', format: 'cidr' } } } } };
-  it('names the offending field', () => {
+  it('names the offending field', async () => {
+    await prepareValidators([[schema]]);
     expect(() => validate(schema, { name: 'n', ipam: { subnet: '10.0.0.0/33' } })).toThrow(/ipam\.subnet/);
     expect(validate(schema, { name: 'n', ipam: { subnet: '10.0.0.0/8' }, unknownKey: 1 })).toBeTruthy();
   });

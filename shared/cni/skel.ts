@@ -10,7 +10,7 @@ import { Logger } from './log.ts';
 import type { Plugin, Request } from './plugin.ts';
 import { parseResult, renderResult } from './result.ts';
 import type { Attachment, NetConfBase } from './types.ts';
-import { validate, baseNetconfSchema } from './validate.ts';
+import { baseNetconfSchema, prepareValidators, validate } from './validate.ts';
 import { atLeast, isSupported, LATEST, negotiate, SUPPORTED_VERSIONS } from './version.ts';
 
 export const MAX_STDIN = 16 * 1024 * 1024;
@@ -89,8 +89,9 @@ export async function invoke<C extends NetConfBase>(plugin: Plugin<C>, rawEnv: N
       throw new CniError(ErrorCode.IncompatibleVersion, `config version does not allow ${command}`, `${command} needs cniVersion ${min} or later, config is ${version}`);
     }
     logger.configure(raw);
+    await prepareValidators([[baseNetconfSchema], [plugin.schema, plugin.name]]);
     validate(baseNetconfSchema, raw);
-    const config = plugin.schema ? validate<C>(plugin.schema, raw) : (raw as C);
+    const config = plugin.schema ? validate<C>(plugin.schema, raw, plugin.name) : (raw as C);
     const prevResult = raw.prevResult !== undefined ? parseResult(raw.prevResult, version) : undefined;
     const base = { env, rawEnv, raw, version, prevResult, log: logger };
     plugin.validateConfig?.(config, base);

@@ -1,24 +1,40 @@
-/** JSON Schema validation of configs (ajv), with errors that name the offending field. */
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import { parseCIDR, parseIP } from '../ipnet.ts';
-import { validIfname } from './env.ts';
+/**
+ * JSON Schema validation of configs, with errors that name the offending field.
+ * The executable uses validators precompiled by ajv at build time (no schema compilation on
+ * the ADD path); elsewhere ajv compiles on first use.
+ */
+import type { ErrorObject } from 'ajv';
 import { CniError, ErrorCode } from './errors.ts';
 import baseSchema from '../../conf/schemas/netconf.schema.json' with { type: 'json' };
 
-let ajv: Ajv | undefined;
-const cache = new Map<object, ValidateFunction>();
+export interface Validator {
+  (data: unknown): boolean;
+  errors?: ErrorObject[] | null;
+}
 
-function instance(): Ajv {
-  if (ajv) return ajv;
-  ajv = new Ajv({ allErrors: false, strict: false, useDefaults: false, allowUnionTypes: true });
-  ajv.addFormat('ip', (s: string) => parseIP(s) !== null);
-  ajv.addFormat('ipv4', (s: string) => parseIP(s)?.family === 4);
-  ajv.addFormat('ipv6', (s: string) => parseIP(s)?.family === 6);
-  ajv.addFormat('cidr', (s: string) => parseCIDR(s) !== null);
-  ajv.addFormat('mac', /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/);
-  ajv.addFormat('ifname', (s: string) => validIfname(s));
-  ajv.addSchema(baseSchema, 'netconf');
-  return ajv;
+let precompiled: Record<string, Validator> | undefined;
+let runtime: { compile(schema: object): Validator } | undefined;
+
+/** Install the build's precompiled validators, keyed by schema `$id`. */
+export function usePrecompiled(map: Record<string, Validator>): void {
+  precompiled = map;
+}
+
+/** A schema's key: its `$id`, else the plugin name (conf/schemas/<plugin>.schema.json). */
+const keyOf = (schema: object, key?: string): string => (schema as { $id?: string }).$id ?? key ?? '';
+
+/** Load the run-time compiler when a schema has no precompiled validator. */
+export async function prepareValidators(schemas: Array<[object | undefined, string?]>): Promise<void> {
+  const missing = schemas.some(([s, k]) => s && !precompiled?.[keyOf(s, k)]);
+  if (missing && !runtime) runtime = await import('./ajv-runtime.ts');
+}
+
+function validatorFor(schema: object, key?: string): Validator {
+  const id = keyOf(schema, key);
+  const pre = id ? precompiled?.[id] : undefined;
+  if (pre) return pre;
+  if (!runtime) throw new Error(`no validator for schema ${id ?? '(no $id)'}: call prepareValidators first`);
+  return runtime.compile(schema);
 }
 
 function fieldOf(e: ErrorObject): string {
@@ -44,16 +60,12 @@ export function describe(e: ErrorObject): string {
  * Validate `config` against a plugin schema (which may `$ref` "netconf#/definitions/..."),
  * throwing code 7 naming the field. Unknown keys are allowed unless a schema says otherwise.
  */
-export function validate<T>(schema: object, config: unknown): T {
-  let fn = cache.get(schema);
-  if (!fn) {
-    fn = instance().compile(schema);
-    cache.set(schema, fn);
-  }
+export function validate<T>(schema: object, config: unknown, key?: string): T {
+  const fn = validatorFor(schema, key);
   if (!fn(config)) {
     const e = fn.errors?.[0];
     const what = e ? describe(e) : 'invalid';
-    throw new CniError(ErrorCode.InvalidConfig, `invalid network config: ${what}`, e ? `schema path ${e.schemaPath}` : '');
+    throw new CniError(ErrorCode.InvalidConfig, `invalid network config: ${what}`, `field "${e ? fieldOf(e) : '(config)'}"`);
   }
   return config as T;
 }

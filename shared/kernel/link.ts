@@ -1,0 +1,131 @@
+/**
+ * Generic link helpers shared by the interface plugins (bridge, host-device, overlay): read a
+ * link's state, move a link into a netns (by path), configure addresses and routes inside a
+ * netns in one `ip -batch`, delete links idempotently. Command builders are pure functions.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { CniError, ErrorCode } from '../cni/errors.ts';
+import { familyOf } from '../ipnet.ts';
+import { run } from './exec.ts';
+import { getLink, ipBatch, type LinkInfo } from './ip.ts';
+
+export { getLink, type LinkInfo };
+
+/** A random locally administered unicast MAC (02:xx:...), the kind the kernel gives a veth. */
+export function randomMac(): string {
+  const b = randomBytes(6);
+  b[0] = (b[0] & 0xfc) | 0x02;
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+export const normalizeMac = (mac: string): string => mac.toLowerCase();
+
+/** One address to put on an interface. `nodad`: skip IPv6 duplicate address detection. */
+export interface AddrSpec {
+  cidr: string;
+  nodad?: boolean;
+}
+
+/** One route via an interface (the 1.1.0 route fields map to ip-route options). */
+export interface RouteSpec {
+  dst: string;
+  gw?: string;
+  mtu?: number;
+  advmss?: number;
+  metric?: number;
+  table?: number;
+  scope?: number;
+}
+
+export interface IfaceConfig {
+  addresses?: AddrSpec[];
+  routes?: RouteSpec[];
+  /** bring the link up (after the addresses, before the routes) */
+  up?: boolean;
+  mtu?: number;
+  mac?: string;
+}
+
+/** `ip route add` argv (without "ip") for one route via `dev`. */
+export function routeCommand(dev: string, r: RouteSpec, verb: 'add' | 'replace' | 'del' = 'add'): string[] {
+  const fam = familyOf(r.dst) === 6 ? '-6' : '-4';
+  const cmd = [fam, 'route', verb, r.dst];
+  if (r.gw) cmd.push('via', r.gw);
+  cmd.push('dev', dev);
+  if (r.metric !== undefined) cmd.push('metric', String(r.metric));
+  if (r.table !== undefined) cmd.push('table', String(r.table));
+  if (r.scope !== undefined) cmd.push('scope', String(r.scope));
+  if (r.mtu) cmd.push('mtu', String(r.mtu));
+  if (r.advmss) cmd.push('advmss', String(r.advmss));
+  return cmd;
+}
+
+/** The `ip -batch` lines that configure one interface: link attributes, addresses, up, routes. */
+export function ifaceConfigCommands(ifname: string, c: IfaceConfig): string[][] {
+  const cmds: string[][] = [];
+  if (c.mac) cmds.push(['link', 'set', 'dev', ifname, 'address', c.mac]);
+  if (c.mtu) cmds.push(['link', 'set', 'dev', ifname, 'mtu', String(c.mtu)]);
+  for (const a of c.addresses ?? []) {
+    const cmd = ['addr', 'add', a.cidr, 'dev', ifname];
+    if (a.nodad && familyOf(a.cidr) === 6) cmd.push('nodad');
+    cmds.push(cmd);
+  }
+  if (c.up) cmds.push(['link', 'set', 'dev', ifname, 'up']);
+  for (const r of c.routes ?? []) cmds.push(routeCommand(ifname, r));
+  return cmds;
+}
+
+/**
+ * Configure an interface inside `netns` (or on the host when undefined): when `disableDad`
+ * and there are IPv6 addresses, `accept_dad=0` is set first (one sysctl process), then
+ * everything else in one `ip -batch`.
+ */
+export async function configureIface(ifname: string, c: IfaceConfig, netns?: string, disableDad = false): Promise<void> {
+  if (disableDad && (c.addresses ?? []).some((a) => familyOf(a.cidr) === 6)) {
+    await run('sysctl', ['-q', '-w', `net/ipv6/conf/${ifname}/accept_dad=0`], { netns });
+  }
+  await ipBatch(ifaceConfigCommands(ifname, c), netns);
+}
+
+/**
+ * Move a link into the netns at `netnsPath` (any nsfs path, not only /var/run/netns),
+ * optionally renaming it in the same netlink request.
+ */
+export async function moveLinkToNetns(name: string, netnsPath: string, newName?: string, fromNetns?: string): Promise<void> {
+  const cmd = ['link', 'set', 'dev', name, 'netns', netnsPath];
+  if (newName && newName !== name) cmd.push('name', newName);
+  await ipBatch([cmd], fromNetns);
+}
+
+/** Delete a link; true when it was deleted, false when it did not exist. */
+export async function deleteLink(name: string, netns?: string): Promise<boolean> {
+  const r = await run('ip', ['link', 'del', 'dev', name], { netns, allowFail: true });
+  if (r.exitCode === 0) return true;
+  if (/Cannot find device|does not exist|No such device/i.test(r.stderr)) return false;
+  throw new CniError(ErrorCode.KernelOperation, `ip link del ${name} failed: ${r.stderr.trim()}`, r.stderr.trim());
+}
+
+export async function linkExists(name: string, netns?: string): Promise<boolean> {
+  return (await getLink(name, netns)) !== undefined;
+}
+
+/** The link's kind (`bridge`, `veth`, ...) from `ip -details`. */
+export const linkKind = (l: LinkInfo): string | undefined => l.linkinfo?.info_kind;
+
+/** Addresses of a link as CIDRs ("10.1.2.3/24"), optionally without link-local ones. */
+export function linkAddresses(l: LinkInfo, withLinkLocal = false): string[] {
+  return (l.addr_info ?? []).filter((a) => withLinkLocal || a.scope !== 'link').map((a) => `${a.local}/${a.prefixlen}`);
+}
+
+/**
+ * Whether the host link's MAC was set explicitly (addr_assign_type 3, NET_ADDR_SET), so the
+ * kernel will not change it when ports come and go. Host links only (reads /sys/class/net).
+ */
+export function macIsPinned(name: string): boolean {
+  try {
+    return readFileSync(`/sys/class/net/${name}/addr_assign_type`, 'utf8').trim() === '3';
+  } catch {
+    return false;
+  }
+}
