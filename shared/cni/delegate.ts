@@ -6,7 +6,7 @@
  */
 import { accessSync, constants, statSync } from 'node:fs';
 import path from 'node:path';
-import { execa } from 'execa';
+import { spawnCollect } from '../kernel/spawn.ts';
 import { CniError, ErrorCode } from './errors.ts';
 import type { Request } from './plugin.ts';
 import { load } from './registry.ts';
@@ -54,9 +54,10 @@ async function execDelegate(file: string, type: string, env: NodeJS.ProcessEnv, 
       if (plugin) return invoke(plugin, env, stdin, req.log.withPrefix(type));
     }
   }
-  const r = await execa(file, [], { input: stdin, env, extendEnv: false, reject: false, stripFinalNewline: false, timeout: 120_000 });
-  if (r.stderr) req.log.debug(`${type} stderr: ${String(r.stderr).trimEnd()}`);
-  return { exitCode: r.exitCode ?? 1, stdout: String(r.stdout) };
+  const r = await spawnCollect(file, [], { input: stdin, env, timeoutMs: 120_000 });
+  if (r.stderr) req.log.debug(`${type} stderr: ${r.stderr.trimEnd()}`);
+  if (r.exitCode === null) req.log.warn(`${type}: ${r.error ?? 'did not exit normally'}`);
+  return { exitCode: r.exitCode ?? 1, stdout: r.stdout };
 }
 
 /**

@@ -2,7 +2,7 @@
  * The one place the suite starts kernel tools. argv arrays only, never a shell string;
  * `netns` runs the tool inside a network namespace given by path (nsenter --net=PATH).
  */
-import { execa } from 'execa';
+import { spawnCollect } from './spawn.ts';
 import { CniError, ErrorCode } from '../cni/errors.ts';
 
 export interface RunOptions {
@@ -28,16 +28,13 @@ export let spawnCount = 0;
 export async function run(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
   const [file, argv] = opts.netns ? ['nsenter', [`--net=${opts.netns}`, '--', cmd, ...args]] : [cmd, args];
   spawnCount++;
-  const r = await execa(file, argv, {
+  const r = await spawnCollect(file, argv, {
     input: opts.input,
-    reject: false,
-    stripFinalNewline: true,
     env: { LC_ALL: 'C', PATH: process.env.PATH || '/usr/sbin:/usr/bin:/sbin:/bin' },
-    extendEnv: false,
   });
-  const out: RunResult = { exitCode: r.exitCode ?? (r.failed ? 1 : 0), stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? '') };
-  if (r.exitCode === undefined && r.failed && !opts.allowFail) {
-    throw new CniError(opts.code ?? ErrorCode.KernelOperation, `${cmd} could not be started`, r.shortMessage ?? '');
+  const out: RunResult = { exitCode: r.exitCode ?? 1, stdout: r.stdout.replace(/\n$/, ''), stderr: r.stderr.replace(/\n$/, '') };
+  if (r.exitCode === null && !opts.allowFail) {
+    throw new CniError(opts.code ?? ErrorCode.KernelOperation, `${cmd} could not be started`, r.error ?? '');
   }
   if (out.exitCode !== 0 && !opts.allowFail) {
     const where = opts.netns ? ` (in ${opts.netns})` : '';

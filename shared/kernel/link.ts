@@ -49,8 +49,8 @@ export interface IfaceConfig {
 
 /** `ip route add` argv (without "ip") for one route via `dev`. */
 export function routeCommand(dev: string, r: RouteSpec, verb: 'add' | 'replace' | 'del' = 'add'): string[] {
-  const fam = familyOf(r.dst) === 6 ? '-6' : '-4';
-  const cmd = [fam, 'route', verb, r.dst];
+  // no -4/-6: `ip -batch` lines take no options; the family follows from the prefix
+  const cmd = ['route', verb, r.dst];
   if (r.gw) cmd.push('via', r.gw);
   cmd.push('dev', dev);
   if (r.metric !== undefined) cmd.push('metric', String(r.metric));

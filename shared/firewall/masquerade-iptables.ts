@@ -1,0 +1,146 @@
+/**
+ * The iptables masquerade backend (`ipMasqBackend: "iptables"`), for hosts whose firewall is
+ * managed with iptables. A chain of our own in the nat table, jumped to from POSTROUTING;
+ * per container address two rules tagged with `-m comment`:
+ *   -A <chain> -s A/32 -d SUBNET -j RETURN
+ *   -A <chain> -s A/32 ! -d 224.0.0.0/4 -j MASQUERADE
+ * Each change is one `iptables-save` read and one `iptables-restore --noflush` write per
+ * family, under a file lock (restore declaring an existing chain would flush it).
+ */
+import type { Attachment } from '../cni/types.ts';
+import { familyOf } from '../ipnet.ts';
+import { run } from '../kernel/exec.ts';
+import { withLock } from '../lock.ts';
+import {
+  multicastOf,
+  networkTag,
+  ownerComment,
+  ownerTag,
+  tagOfComment,
+  type MasqueradeBackend,
+  type MasqueradeEntry,
+  type MasqueradeOwner,
+} from './masquerade.ts';
+
+type Fam = 4 | 6;
+const SAVE: Record<Fam, string> = { 4: 'iptables-save', 6: 'ip6tables-save' };
+const RESTORE: Record<Fam, string> = { 4: 'iptables-restore', 6: 'ip6tables-restore' };
+const LOCK_DIR = '/run/cni-ts/locks';
+export const JUMP_COMMENT = 'cni-ts bridge masquerade';
+
+/** The nat table as `iptables-save` prints it, reduced to what we need. */
+export interface NatState {
+  hasChain: boolean;
+  hasJump: boolean;
+  /** `-A <chain> ...` lines of our chain */
+  rules: string[];
+}
+
+export function parseNat(save: string, chain: string): NatState {
+  const lines = save.split('\n');
+  return {
+    hasChain: lines.some((l) => l === `:${chain} - [0:0]` || l.startsWith(`:${chain} `)),
+    hasJump: lines.some((l) => l.startsWith('-A POSTROUTING ') && l.endsWith(` -j ${chain}`)),
+    rules: lines.filter((l) => l.startsWith(`-A ${chain} `)),
+  };
+}
+
+/** The comment of a saved rule line (quoted or bare). */
+export function commentOf(line: string): string | undefined {
+  const m = /--comment (?:"((?:[^"\\]|\\.)*)"|(\S+))/.exec(line);
+  return m ? (m[1] ?? m[2]) : undefined;
+}
+
+export function ruleLines(chain: string, owner: MasqueradeOwner, entries: MasqueradeEntry[]): string[] {
+  const c = `"${ownerComment(owner)}"`;
+  return entries.flatMap((e) => {
+    const host = `${e.ip}/${familyOf(e.ip) === 6 ? 128 : 32}`;
+    return [
+      `-A ${chain} -s ${host} -d ${e.subnet} -m comment --comment ${c} -j RETURN`,
+      `-A ${chain} -s ${host} ! -d ${multicastOf(e.ip)} -m comment --comment ${c} -j MASQUERADE`,
+    ];
+  });
+}
+
+export class IptablesMasquerade implements MasqueradeBackend {
+  readonly kind = 'iptables' as const;
+  constructor(readonly chain: string) {}
+
+  private async state(fam: Fam): Promise<NatState> {
+    const r = await run(SAVE[fam], ['-t', 'nat']);
+    return parseNat(r.stdout, this.chain);
+  }
+
+  private async restore(fam: Fam, lines: string[]): Promise<void> {
+    if (!lines.length) return;
+    await run(RESTORE[fam], ['--noflush', '-w', '5'], { input: `*nat\n${lines.join('\n')}\nCOMMIT\n` });
+  }
+
+  private locked<T>(body: () => Promise<T>): Promise<T> {
+    return withLock(LOCK_DIR, body, `iptables-${this.chain}.lock`);
+  }
+
+  async add(owner: MasqueradeOwner, entries: MasqueradeEntry[]): Promise<void> {
+    await this.locked(async () => {
+      for (const fam of [4, 6] as const) {
+        const mine = entries.filter((e) => familyOf(e.ip) === fam);
+        if (!mine.length) continue;
+        const st = await this.state(fam);
+        const lines: string[] = [];
+        if (!st.hasChain) lines.push(`:${this.chain} - [0:0]`);
+        if (!st.hasJump) lines.push(`-A POSTROUTING -m comment --comment "${JUMP_COMMENT}" -j ${this.chain}`);
+        lines.push(...ruleLines(this.chain, owner, mine));
+        await this.restore(fam, lines);
+      }
+    });
+  }
+
+  private async deleteMatching(match: (tag: string) => boolean): Promise<void> {
+    await this.locked(async () => {
+      for (const fam of [4, 6] as const) {
+        const st = await this.state(fam);
+        const del = st.rules.filter((l) => {
+          const t = tagOfComment(commentOf(l));
+          return t !== undefined && match(t);
+        });
+        await this.restore(fam, del.map((l) => `-D${l.slice(2)}`));
+      }
+    });
+  }
+
+  async del(owner: MasqueradeOwner): Promise<void> {
+    const tag = ownerTag(owner);
+    await this.deleteMatching((t) => t === tag);
+  }
+
+  async missing(owner: MasqueradeOwner, entries: MasqueradeEntry[]): Promise<MasqueradeEntry[]> {
+    const tag = ownerTag(owner);
+    const out: MasqueradeEntry[] = [];
+    for (const fam of [4, 6] as const) {
+      const mine = entries.filter((e) => familyOf(e.ip) === fam);
+      if (!mine.length) continue;
+      const rules = (await this.state(fam)).rules.filter((l) => tagOfComment(commentOf(l)) === tag && l.endsWith('-j MASQUERADE'));
+      for (const e of mine) if (!rules.some((l) => l.includes(` -s ${e.ip}/`))) out.push(e);
+    }
+    return out;
+  }
+
+  async gc(networkName: string, keep: Attachment[]): Promise<void> {
+    const net = networkTag(networkName);
+    const keepTags = new Set(keep.map((a) => ownerTag({ network: networkName, containerId: a.containerID, ifname: a.ifname })));
+    await this.deleteMatching((t) => t.startsWith(`${net}:`) && !keepTags.has(t));
+  }
+
+  /** Remove the chain and its POSTROUTING jump entirely (operators, tests). */
+  async removeChain(): Promise<void> {
+    await this.locked(async () => {
+      for (const fam of [4, 6] as const) {
+        const st = await this.state(fam);
+        const lines: string[] = [];
+        if (st.hasJump) lines.push(`-D POSTROUTING -m comment --comment "${JUMP_COMMENT}" -j ${this.chain}`);
+        if (st.hasChain) lines.push(`-F ${this.chain}`, `-X ${this.chain}`);
+        await this.restore(fam, lines);
+      }
+    });
+  }
+}
