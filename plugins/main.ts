@@ -11,10 +11,15 @@ import { MULTICALL_NAME } from './names.ts';
 
 register('host-local', async () => (await import('../ipam/host-local/index.ts')).default);
 register('static', async () => (await import('../ipam/static/index.ts')).default);
+register('overlay', async () => (await import('./overlay/index.ts')).default);
+register('loopback', async () => (await import('./loopback/index.ts')).default);
+register('host-device', async () => (await import('./host-device/index.ts')).default);
+register('portmap', async () => (await import('./portmap/index.ts')).default);
+register('bridge', async () => (await import('./bridge/index.ts')).default);
 
 type Tool = (argv: string[]) => Promise<number>;
 const tools = new Map<string, () => Promise<Tool>>();
-// tools.set('cnitool', async () => (await import('./cnitool/index.ts')).main);
+tools.set('cnitool', async () => (await import('./cnitool/index.ts')).main);
 
 async function main(): Promise<void> {
   const invoked = path.basename(process.argv0 || process.execPath);
@@ -28,6 +33,11 @@ async function main(): Promise<void> {
   const tool = tools.get(name);
   if (tool) {
     process.exitCode = await (await tool())(args);
+    return;
+  }
+  // `overlay agent --config FILE`: the overlay's long-running peer agent (not a CNI call).
+  if (name === 'overlay' && args[0] === 'agent') {
+    process.exitCode = await (await import('./overlay/agent.ts')).agentMain(args.slice(1));
     return;
   }
   const plugin = await load(name);

@@ -57,6 +57,12 @@ mkdirSync(stage, { recursive: true });
 const exe = path.join(stage, MULTI);
 copyFileSync(nodeBin, exe);
 chmodSync(exe, 0o755);
+// Node's release binary carries debug symbols (~13 MiB); strip them when binutils is there.
+try {
+  execFileSync('strip', ['--strip-all', exe], { stdio: 'ignore' });
+} catch {
+  console.log('strip not available: the executable keeps its debug symbols');
+}
 execFileSync(process.execPath, [path.join(root, 'node_modules', 'postject', 'dist', 'cli.js'), exe, 'NODE_SEA_BLOB', blob,
   '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'], { stdio: ['ignore', 'ignore', 'inherit'] });
 for (const n of NAMES) linkSync(exe, path.join(stage, n));

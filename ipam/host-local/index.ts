@@ -1,8 +1,211 @@
-import { definePlugin } from '../../shared/cni/plugin.ts';
-export default definePlugin({
+/**
+ * host-local IPAM: addresses from configured ranges, reserved in files on this host
+ * (layout compatible with the reference plugin, see store.ts). Pure logic is in range.ts and
+ * config.ts; this file holds the verbs.
+ */
+import { performance } from 'node:perf_hooks';
+import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
+import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
+import type { IPConfig, Result } from '../../shared/cni/types.ts';
+import { formatIP, parseCIDR, type IP } from '../../shared/ipnet.ts';
+import schema from '../../conf/schemas/host-local.schema.json' with { type: 'json' };
+import { assignRequested, parseRangeSets, requestedIPs, storeDir, type HostLocalConf } from './config.ts';
+import { readResolvConf } from './dns.ts';
+import { describeRangeSet, familyOfSet, freeCount, nextFree, rangeFor, rangeSetContains, type RangeSet } from './range.ts';
+import { ownedBy, Store, type Reservation } from './store.ts';
+
+/** Files of writers that died mid-way are collected by GC after this long. */
+const STALE_MS = 60_000;
+
+function reservedValues(list: Reservation[], set: RangeSet): Set<bigint> {
+  const fam = familyOfSet(set);
+  return new Set(list.filter((r) => r.ip.family === fam).map((r) => r.ip.value));
+}
+
+function ipConfig(set: RangeSet, ip: IP): IPConfig {
+  const r = rangeFor(set, ip);
+  if (!r) throw new CniError(ErrorCode.Internal, `${formatIP(ip)} is not in range set ${describeRangeSet(set)}`);
+  return { address: `${formatIP(ip)}/${r.subnet.prefix}`, gateway: formatIP(r.gateway) };
+}
+
+/**
+ * Reserve one address per range set for the attachment, or return the ones it already holds.
+ * The store is read before the lock is taken (a runtime never runs two operations on one
+ * attachment at once, and an address reserved meanwhile by someone else only makes a link
+ * fail with EEXIST, after which the next one is tried), so the lock covers just the round
+ * robin cursor and the links.
+ */
+async function allocate(req: Request<HostLocalConf>, sets: RangeSet[], store: Store): Promise<IPConfig[]> {
+  const { containerId, ifname } = req.env;
+  const wanted = assignRequested(sets, requestedIPs(req.config, req.env.args));
+  const snapshot = store.list();
+  const mine = snapshot.filter((r) => ownedBy(r, containerId, ifname, true));
+  const held = sets.map((set, idx) => {
+    const h = mine.find((r) => rangeSetContains(set, r.ip));
+    const want = wanted.get(idx);
+    if (h && want && want.ip.value !== h.ip.value) {
+      throw new CniError(ErrorCode.Conflict, `${containerId}/${ifname} already holds ${h.name} in range set ${idx}; requested ${formatIP(want.ip)} (${want.source})`, 'DEL the attachment first');
+    }
+    return h;
+  });
+  if (held.every(Boolean)) {
+    req.log.info(`${containerId}/${ifname} already holds ${held.map((h) => h?.name).join(', ')}; returning them`);
+    return sets.map((set, idx) => ipConfig(set, (held[idx] as Reservation).ip));
+  }
+  const reserver = store.reserver(containerId, ifname, held.filter((h) => !h).length);
+  const asked = performance.now();
+  let entered = asked;
+  try {
+    return await store.locked(() => {
+      entered = performance.now();
+      const taken: string[] = [];
+      try {
+        return sets.map((set, idx) => {
+          const h = held[idx];
+          if (h) return ipConfig(set, h.ip);
+          const want = wanted.get(idx);
+          if (want) {
+            if (!reserver.reserve(want.ip)) {
+              const owner = store.ownerOf(want.ip);
+              throw new CniError(ErrorCode.Conflict, `requested address ${formatIP(want.ip)} is already allocated${owner ? ` to ${owner.containerId}` : ''}`, want.source);
+            }
+            taken.push(formatIP(want.ip));
+            store.setLastReserved(idx, want.ip);
+            return ipConfig(set, want.ip);
+          }
+          let reserved = reservedValues(snapshot, set);
+          let fresh = false;
+          let last = store.lastReserved(idx);
+          for (;;) {
+            const next = nextFree(set, reserved, last);
+            if (!next) {
+              // The snapshot may be older than a release: look again before giving up.
+              if (!fresh) {
+                reserved = reservedValues(store.list(), set);
+                fresh = true;
+                continue;
+              }
+              throw new CniError(ErrorCode.PoolExhausted, `no IP addresses available in range set ${idx}: ${describeRangeSet(set)}`, `network ${req.config.name}`);
+            }
+            if (reserver.reserve(next.ip)) {
+              taken.push(formatIP(next.ip));
+              store.setLastReserved(idx, next.ip);
+              return ipConfig(set, next.ip);
+            }
+            // Reserved since the snapshot: move on.
+            reserved.add(next.ip.value);
+            last = next.ip;
+          }
+        });
+      } catch (e) {
+        for (const name of taken) store.release(name);
+        throw e;
+      }
+    });
+  } finally {
+    reserver.close();
+    const now = performance.now();
+    req.log.debug(`store lock: waited ${(entered - asked).toFixed(1)} ms, held ${(now - entered).toFixed(1)} ms`);
+  }
+}
+
+function openStore(req: Request<HostLocalConf>, create: boolean): Store | undefined {
+  return Store.open(storeDir(req.config), create);
+}
+
+export default definePlugin<HostLocalConf>({
   name: 'host-local',
-  about: 'host-local IPAM (placeholder)',
-  async add() { return {}; },
-  async del() {},
-  async check() {},
+  about: 'IPAM: addresses from configured ranges, reserved in files on this host',
+  schema,
+  validateConfig(config, req) {
+    storeDir(config);
+    // DEL and GC need only the store location, so they work even if the ranges changed.
+    if (req.env.command === 'ADD' || req.env.command === 'CHECK' || req.env.command === 'STATUS') {
+      parseRangeSets(config, req.version);
+    }
+    if (req.env.command === 'ADD') requestedIPs(config, req.env.args);
+  },
+
+  async add(req) {
+    const sets = parseRangeSets(req.config, req.version);
+    const dns = req.config.ipam.resolvConf ? readResolvConf(req.config.ipam.resolvConf) : undefined;
+    const store = openStore(req, true) as Store;
+    const ips = await allocate(req, sets, store);
+    const result: Result = { ips };
+    if (req.config.ipam.routes?.length) result.routes = req.config.ipam.routes.map((r) => ({ ...r }));
+    if (dns && Object.keys(dns).length) result.dns = dns;
+    return result;
+  },
+
+  async del(req) {
+    const store = openStore(req, false);
+    if (!store) return;
+    const { containerId, ifname } = req.env;
+    await store.locked(() => {
+      const list = store.list();
+      let mine = list.filter((r) => ownedBy(r, containerId, ifname));
+      // Files of old reference versions hold the container ID only.
+      if (mine.length === 0) mine = list.filter((r) => r.owner?.containerId === containerId && r.owner.ifname === undefined);
+      for (const r of mine) store.release(r.name);
+      if (mine.length) req.log.info(`released ${mine.map((r) => r.name).join(', ')} of ${containerId}/${ifname}`);
+    });
+  },
+
+  async check(req) {
+    const sets = parseRangeSets(req.config, req.version);
+    const { containerId, ifname } = req.env;
+    const store = openStore(req, false);
+    const mine = store ? store.list().filter((r) => ownedBy(r, containerId, ifname, true)) : [];
+    if (mine.length === 0) {
+      throw new CniError(ErrorCode.CheckMismatch, `host-local: no address is reserved for ${containerId}/${ifname} in network ${req.config.name}`);
+    }
+    for (const ipc of req.prevResult?.ips ?? []) {
+      const n = parseCIDR(ipc.address);
+      if (!n || !sets.some((s) => rangeSetContains(s, n))) continue;
+      if (!mine.some((r) => r.ip.family === n.family && r.ip.value === n.value)) {
+        throw new CniError(ErrorCode.CheckMismatch, `host-local: ${ipc.address} of prevResult is not reserved for ${containerId}/${ifname}`, `reserved: ${mine.map((r) => r.name).join(', ')}`);
+      }
+    }
+  },
+
+  async gc(req) {
+    const store = openStore(req, false);
+    if (!store) return;
+    const valid = new Set(req.validAttachments.map((a) => `${a.containerID}\0${a.ifname}`));
+    const validIds = new Set(req.validAttachments.map((a) => a.containerID));
+    await store.locked(() => {
+      const released: string[] = [];
+      for (const r of store.list()) {
+        const keep = r.owner
+          ? r.owner.ifname === undefined
+            ? validIds.has(r.owner.containerId)
+            : valid.has(`${r.owner.containerId}\0${r.owner.ifname}`)
+          : store.ageMs(r.name) < STALE_MS;
+        if (keep) continue;
+        store.release(r.name);
+        released.push(r.name);
+      }
+      for (const tmp of store.staleTemporaries(STALE_MS)) store.discard(tmp);
+      if (released.length) req.log.info(`GC released ${released.join(', ')}`);
+    });
+  },
+
+  async status(req) {
+    const sets = parseRangeSets(req.config, req.version);
+    let store: Store;
+    try {
+      store = openStore(req, true) as Store;
+      store.probe();
+    } catch (e) {
+      if (e instanceof CniError && e.code === ErrorCode.InvalidConfig) throw e;
+      throw new CniError(ErrorCode.NotAvailable, `host-local: the address store of network ${req.config.name} is not usable`, (e as Error).message);
+    }
+    const list = store.list();
+    sets.forEach((set, idx) => {
+      if (freeCount(set, reservedValues(list, set)) <= 0n) {
+        throw new CniError(ErrorCode.NotAvailable, `host-local: range set ${idx} is exhausted: ${describeRangeSet(set)}`, `network ${req.config.name}`);
+      }
+    });
+  },
 });
+

@@ -131,15 +131,19 @@ export class IptablesMasquerade implements MasqueradeBackend {
     await this.deleteMatching((t) => t.startsWith(`${net}:`) && !keepTags.has(t));
   }
 
-  /** Remove the chain and its POSTROUTING jump entirely (operators, tests). */
+  /**
+   * Remove the chain and its POSTROUTING jump entirely (operators, tests). Three restores:
+   * iptables-nft refuses to delete a chain in the batch that drops its last reference.
+   */
   async removeChain(): Promise<void> {
     await this.locked(async () => {
       for (const fam of [4, 6] as const) {
         const st = await this.state(fam);
-        const lines: string[] = [];
-        if (st.hasJump) lines.push(`-D POSTROUTING -m comment --comment "${JUMP_COMMENT}" -j ${this.chain}`);
-        if (st.hasChain) lines.push(`-F ${this.chain}`, `-X ${this.chain}`);
-        await this.restore(fam, lines);
+        if (st.hasJump) await this.restore(fam, [`-D POSTROUTING -m comment --comment "${JUMP_COMMENT}" -j ${this.chain}`]);
+        if (st.hasChain) {
+          await this.restore(fam, [`-F ${this.chain}`]);
+          await this.restore(fam, [`-X ${this.chain}`]);
+        }
       }
     });
   }

@@ -1,0 +1,64 @@
+/**
+ * loopback: bring `lo` up in the container's network namespace (ADD), down again (DEL).
+ * One `ip` process per verb (nsenter --net=CNI_NETNS ip ...). Chained after other plugins it
+ * passes prevResult through unchanged, like the reference.
+ */
+import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
+import { definePlugin } from '../../shared/cni/plugin.ts';
+import { cloneResult } from '../../shared/cni/result.ts';
+import type { NetConfBase } from '../../shared/cni/types.ts';
+import { run } from '../../shared/kernel/exec.ts';
+import type { LinkInfo } from '../../shared/kernel/ip.ts';
+import { netnsExists, requireNetns } from '../../shared/kernel/netns.ts';
+import { LO, loopbackProblems, loopbackResult } from './result.ts';
+
+function parseLinks(stdout: string, what: string): LinkInfo[] {
+  const text = stdout.trim();
+  try {
+    return text ? (JSON.parse(text) as LinkInfo[]) : [];
+  } catch (e) {
+    throw new CniError(ErrorCode.KernelOperation, `could not read ${what}`, (e as Error).message);
+  }
+}
+
+export default definePlugin<NetConfBase>({
+  name: 'loopback',
+  about: 'brings the loopback interface (lo) up in the container network namespace',
+  async add(req) {
+    const netns = req.env.netns;
+    requireNetns(netns);
+    // Bring lo up and read it back (::1 only exists while lo is up) in one process.
+    const r = await run('ip', ['-json', '-batch', '-'], { netns, input: `link set dev ${LO} up\naddr show dev ${LO}\n` });
+    const link = parseLinks(r.stdout, `${LO} in ${netns}`)[0];
+    if (!link) throw new CniError(ErrorCode.KernelOperation, `no loopback interface "${LO}" in ${netns}`);
+    if (req.prevResult) return cloneResult(req.prevResult);
+    return loopbackResult(link, netns);
+  },
+  async del(req) {
+    const netns = req.env.netns;
+    if (!netns || !netnsExists(netns)) {
+      req.log.debug(`DEL: network namespace "${netns}" is gone; nothing to do`);
+      return;
+    }
+    const r = await run('ip', ['link', 'set', 'dev', LO, 'down'], { netns, allowFail: true });
+    // The namespace may vanish between the check and the call: that is success too.
+    if (r.exitCode !== 0 && netnsExists(netns)) {
+      throw new CniError(ErrorCode.KernelOperation, `could not bring ${LO} down in ${netns}: ${r.stderr.trim()}`, r.stderr.trim());
+    }
+  },
+  async check(req) {
+    const netns = req.env.netns;
+    requireNetns(netns);
+    const r = await run('ip', ['-json', 'addr', 'show', 'dev', LO], { netns, allowFail: true });
+    const link = r.exitCode === 0 ? parseLinks(r.stdout, `${LO} in ${netns}`)[0] : undefined;
+    // Addresses prevResult reports on an interface "lo" in this namespace must still be there.
+    const prev = req.prevResult;
+    const want = (prev?.ips ?? [])
+      .filter((ip) => typeof ip.interface === 'number' && prev?.interfaces?.[ip.interface]?.name === LO && (prev.interfaces[ip.interface].sandbox ?? netns) === netns)
+      .map((ip) => ip.address);
+    const problems = loopbackProblems(link, want);
+    if (problems.length) throw new CniError(ErrorCode.CheckMismatch, `loopback: ${problems[0]}`, problems.join('; '));
+  },
+  async gc() {},
+  async status() {},
+});

@@ -1,0 +1,207 @@
+/**
+ * The host side of the overlay: the VXLAN device (VTEP), one route + permanent neighbour +
+ * FDB entry per peer host, and the masquerade table. Planning is pure (state in, commands
+ * out); this module's kernel layer only reads state and applies the plans in batches.
+ */
+import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
+import { run } from '../../shared/kernel/exec.ts';
+import { ipBatch, type LinkInfo, type RouteInfo } from '../../shared/kernel/ip.ts';
+import { nftApply } from '../../shared/kernel/nft.ts';
+import { formatCIDR, formatIP, network, parseCIDR } from '../../shared/ipnet.ts';
+import { vxlanOverhead, type Settings } from './config.ts';
+import { isHostSubnet } from './lease.ts';
+import type { Lease } from './store.ts';
+
+export interface NeighInfo {
+  dst: string;
+  lladdr?: string;
+  state?: string[];
+}
+export interface FdbInfo {
+  mac: string;
+  dst?: string;
+  state?: string;
+}
+
+export interface HostState {
+  links: LinkInfo[];
+  routes: RouteInfo[];
+  /** neighbours on the VXLAN device */
+  neigh: NeighInfo[];
+  /** FDB entries on the VXLAN device */
+  fdb: FdbInfo[];
+}
+
+export interface Underlay {
+  dev: string;
+  ip: string;
+  family: 4 | 6;
+  mtu: number;
+}
+
+/** Read everything a reconcile needs: four reads, run in parallel. */
+export async function readHost(s: Settings): Promise<HostState> {
+  const json = async <T>(cmd: string, args: string[]): Promise<T> => {
+    const r = await run(cmd, ['-json', ...args], { allowFail: true });
+    if (r.exitCode !== 0) return [] as unknown as T;
+    return JSON.parse(r.stdout.trim() || '[]') as T;
+  };
+  const [links, routes, neigh, fdb] = await Promise.all([
+    json<LinkInfo[]>('ip', ['-details', 'addr', 'show']),
+    json<RouteInfo[]>('ip', ['route', 'show', 'table', 'main']),
+    json<NeighInfo[]>('ip', ['neigh', 'show', 'dev', s.vxlan]),
+    json<FdbInfo[]>('bridge', ['fdb', 'show', 'dev', s.vxlan]),
+  ]);
+  return { links, routes, neigh, fdb };
+}
+
+/** The underlay device and address: the configured device, else the default route's. */
+export function underlayOf(s: Settings, st: HostState): Underlay {
+  let dev = s.underlayInterface;
+  if (!dev) {
+    const def = st.routes.find((r) => r.dst === 'default' && r.dev) ?? st.routes.find((r) => r.dst === '::/0' && r.dev);
+    if (!def?.dev) {
+      throw new CniError(ErrorCode.InvalidConfig, 'invalid network config: underlayInterface: not set and there is no default route to take it from', 'field "underlayInterface"');
+    }
+    dev = def.dev;
+  }
+  const link = st.links.find((l) => l.ifname === dev);
+  if (!link) throw new CniError(ErrorCode.InvalidConfig, `invalid network config: underlayInterface: device "${dev}" does not exist`, 'field "underlayInterface"');
+  const addrs = (link.addr_info ?? []).filter((a) => a.scope === 'global' && !a.tentative && !a.dadfailed);
+  const a = addrs.find((x) => x.family === 'inet') ?? addrs.find((x) => x.family === 'inet6');
+  if (!a) throw new CniError(ErrorCode.InvalidConfig, `invalid network config: underlayInterface: "${dev}" has no global address`, 'field "underlayInterface"');
+  return { dev, ip: a.local, family: a.family === 'inet6' ? 6 : 4, mtu: link.mtu };
+}
+
+export const mtuOf = (s: Settings, u: Underlay): number => s.mtu ?? u.mtu - vxlanOverhead(u.family);
+
+/** The VTEP address of a host subnet: its network address, as a /32 (flannel's convention). */
+export const vtepIP = (subnet: string): string => formatIP(network(parseCIDR(subnet)!));
+/** The pods' gateway on the local bridge: the subnet's first host address. */
+export function gatewayOf(subnet: string): string {
+  const n = network(parseCIDR(subnet)!);
+  return formatIP({ family: n.family, value: n.value + 1n });
+}
+
+/** Commands (ip -batch) that make the VXLAN device match; empty when it already does. */
+export function planVtep(s: Settings, u: Underlay, lease: Lease, st: HostState): { cmds: string[][]; recreated: boolean } {
+  const mtu = mtuOf(s, u);
+  const addr = `${vtepIP(lease.subnet)}/32`;
+  const link = st.links.find((l) => l.ifname === s.vxlan);
+  const d = link?.linkinfo?.info_data ?? {};
+  const matches =
+    link?.linkinfo?.info_kind === 'vxlan' &&
+    d.id === s.vni &&
+    d.port === s.port &&
+    (d.local === u.ip || d.local6 === u.ip) &&
+    d.link === u.dev &&
+    d.learning === false;
+  const cmds: string[][] = [];
+  if (!link || !matches) {
+    if (link) cmds.push(['link', 'del', s.vxlan]);
+    cmds.push(['link', 'add', s.vxlan, 'type', 'vxlan', 'id', String(s.vni), 'local', u.ip, 'dev', u.dev, 'dstport', String(s.port), 'nolearning']);
+    cmds.push(['link', 'set', s.vxlan, 'address', lease.vtepMAC, 'mtu', String(mtu)]);
+    cmds.push(['addr', 'add', addr, 'dev', s.vxlan]);
+    cmds.push(['link', 'set', s.vxlan, 'up']);
+    return { cmds, recreated: true };
+  }
+  if (link.address !== lease.vtepMAC || link.mtu !== mtu) cmds.push(['link', 'set', s.vxlan, 'address', lease.vtepMAC, 'mtu', String(mtu)]);
+  const have = (link.addr_info ?? []).filter((a) => a.family === 'inet').map((a) => `${a.local}/${a.prefixlen}`);
+  if (!have.includes(addr)) {
+    for (const h of have) cmds.push(['addr', 'del', h, 'dev', s.vxlan]);
+    cmds.push(['addr', 'add', addr, 'dev', s.vxlan]);
+  }
+  if (!link.flags.includes('UP')) cmds.push(['link', 'set', s.vxlan, 'up']);
+  return { cmds, recreated: false };
+}
+
+export interface PeerPlan {
+  /** ip -batch commands (routes, neighbours) */
+  ip: string[][];
+  /** bridge -batch commands (FDB) */
+  fdb: string[][];
+  added: string[];
+  removed: string[];
+}
+
+/**
+ * What to change so the VXLAN device knows exactly the live peers: for each, a route to its
+ * subnet via its VTEP address (onlink), a permanent neighbour entry and an FDB entry.
+ * `fresh`: the device was just (re)created, so it holds nothing yet.
+ */
+export function planPeers(s: Settings, mine: Lease, leases: Lease[], st: HostState, fresh: boolean): PeerPlan {
+  const dev = s.vxlan;
+  const peers = new Map<string, Lease>();
+  for (const l of leases) {
+    if (l.subnet === mine.subnet || l.publicIP === mine.publicIP || !isHostSubnet(s, l.subnet)) continue;
+    peers.set(l.subnet, l);
+  }
+  const routes = fresh ? [] : st.routes.filter((r) => r.dev === dev && r.dst !== 'default' && r.dst.includes('/'));
+  const neigh = fresh ? [] : st.neigh;
+  const fdb = fresh ? [] : st.fdb.filter((f) => f.dst);
+  const plan: PeerPlan = { ip: [], fdb: [], added: [], removed: [] };
+  const wantNeigh = new Map<string, string>();
+  const wantFdb = new Map<string, string>();
+  for (const [subnet, l] of peers) {
+    const gw = vtepIP(subnet);
+    wantNeigh.set(gw, l.vtepMAC.toLowerCase());
+    wantFdb.set(l.vtepMAC.toLowerCase(), l.publicIP);
+    const r = routes.find((x) => x.dst === subnet);
+    const n = neigh.find((x) => x.dst === gw);
+    const f = fdb.find((x) => x.mac.toLowerCase() === l.vtepMAC.toLowerCase());
+    let changed = false;
+    if (!n || n.lladdr?.toLowerCase() !== l.vtepMAC.toLowerCase() || !n.state?.includes('PERMANENT')) {
+      plan.ip.push(['neigh', 'replace', gw, 'lladdr', l.vtepMAC, 'dev', dev, 'nud', 'permanent']);
+      changed = true;
+    }
+    if (!r || r.gateway !== gw || !(r.flags ?? []).includes('onlink')) {
+      plan.ip.push(['route', 'replace', subnet, 'via', gw, 'dev', dev, 'onlink']);
+      changed = true;
+    }
+    if (!f || f.dst !== l.publicIP) {
+      plan.fdb.push(['fdb', 'replace', l.vtepMAC, 'dev', dev, 'dst', l.publicIP, 'self', 'permanent']);
+      changed = true;
+    }
+    if (changed) plan.added.push(`${subnet}@${l.publicIP}`);
+  }
+  for (const r of routes) {
+    const p = parseCIDR(r.dst);
+    if (!p || peers.has(r.dst)) continue;
+    plan.ip.push(['route', 'del', r.dst, 'dev', dev]);
+    plan.removed.push(r.dst);
+  }
+  for (const n of neigh) if (wantNeigh.get(n.dst) === undefined) plan.ip.push(['neigh', 'del', n.dst, 'dev', dev]);
+  for (const f of fdb) {
+    const want = wantFdb.get(f.mac.toLowerCase());
+    if (want !== f.dst && f.dst) plan.fdb.push(['fdb', 'del', f.mac, 'dev', dev, 'dst', f.dst, 'self']);
+  }
+  return plan;
+}
+
+/** Apply peer changes: FDB first (where to send), then neighbours and routes. */
+export async function applyPeers(p: PeerPlan): Promise<void> {
+  if (p.fdb.length) await run('bridge', ['-batch', '-'], { input: p.fdb.map((c) => c.join(' ')).join('\n') + '\n' });
+  await ipBatch(p.ip);
+}
+
+/** The masquerade table: pods' traffic leaving the cluster network goes out with the host's address. */
+export function masqScript(s: Settings, lease: Lease): string {
+  const t = s.nftTable;
+  if (!s.ipMasq) return `table ip ${t} {}\ndelete table ip ${t}\n`;
+  const cluster = formatCIDR(s.network);
+  return [
+    `table ip ${t} {}`,
+    `flush table ip ${t}`,
+    `table ip ${t} {`,
+    `  chain postrouting {`,
+    `    type nat hook postrouting priority srcnat; policy accept;`,
+    `    ip saddr ${lease.subnet} ip daddr != ${cluster} ip daddr != 224.0.0.0/4 counter masquerade comment "cni-ts overlay ${s.name}"`,
+    `  }`,
+    `}`,
+    '',
+  ].join('\n');
+}
+
+export async function applyMasq(s: Settings, lease: Lease): Promise<void> {
+  await nftApply(masqScript(s, lease));
+}

@@ -1,0 +1,91 @@
+/**
+ * overlay: a VXLAN pod network spanning hosts. Each host leases a subnet of the cluster
+ * network from a shared store (etcd or a JSON file), owns one VXLAN device, and routes every
+ * other host's subnet to that host's VTEP. Pods attach to a local bridge in the host subnet.
+ */
+import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
+import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
+import { requireNetns } from '../../shared/kernel/netns.ts';
+import schema from '../../conf/schemas/overlay.schema.json' with { type: 'json' };
+import { settingsOf, type OverlayConf, type Settings } from './config.ts';
+import { converge, STORE_DEADLINE_MS } from './converge.ts';
+import { checkEncryption } from './encryption.ts';
+import { readHost, underlayOf } from './host.ts';
+import { cachedLease, isHostSubnet, subnetCount } from './lease.ts';
+import { delegateBridge } from './attach.ts';
+import { openStore, withDeadline, type Store } from './store.ts';
+
+async function withStore<T>(s: Settings, body: (store: Store) => Promise<T>): Promise<T> {
+  const store = await withDeadline('connect', STORE_DEADLINE_MS, () => openStore(s.store));
+  try {
+    return await body(store);
+  } finally {
+    await store.close().catch(() => undefined);
+  }
+}
+
+async function prepare(req: Request<OverlayConf>): Promise<Settings> {
+  const s = settingsOf(req.config);
+  await checkEncryption(s.encryption);
+  return s;
+}
+
+export default definePlugin<OverlayConf>({
+  name: 'overlay',
+  about: 'VXLAN pod network across hosts; per-host subnets leased from etcd or a file store',
+  schema,
+  validateConfig(config) {
+    settingsOf(config);
+  },
+
+  async add(req) {
+    const s = await prepare(req);
+    requireNetns(req.env.netns);
+    const c = await withStore(s, (store) => converge(s, store, req.log));
+    return (await delegateBridge('ADD', req, s, c.lease.subnet, c.mtu)) ?? {};
+  },
+
+  async del(req) {
+    // Pod only, never the store: works while etcd is down, repeated, or with CNI_NETNS empty.
+    const s = settingsOf(req.config);
+    const lease = cachedLease(s);
+    if (!lease) return; // this host never attached a pod to this network
+    await delegateBridge('DEL', req, s, lease.subnet, s.mtu ?? 0);
+  },
+
+  async check(req) {
+    const s = await prepare(req);
+    const c = await withStore(s, (store) => converge(s, store, req.log));
+    await delegateBridge('CHECK', req, s, c.lease.subnet, c.mtu);
+  },
+
+  async gc(req) {
+    const s = settingsOf(req.config);
+    const lease = cachedLease(s);
+    if (lease) await delegateBridge('GC', req, s, lease.subnet, s.mtu ?? 0);
+  },
+
+  async status(req) {
+    const s = settingsOf(req.config);
+    await checkEncryption(s.encryption);
+    const st = await readHost(s);
+    const vtepUp = st.links.some((l) => l.ifname === s.vxlan);
+    let leases;
+    try {
+      leases = await withStore(s, (store) => withDeadline('list', STORE_DEADLINE_MS, () => store.list()));
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      if (vtepUp) throw new CniError(ErrorCode.NotAvailableLimitedConnectivity, 'overlay store unreachable; existing pods keep the peers they had', why);
+      throw new CniError(ErrorCode.NotAvailable, 'overlay store unreachable', why);
+    }
+    const u = underlayOf(s, st);
+    const mine = leases.find((l) => l.publicIP === u.ip && isHostSubnet(s, l.subnet));
+    if (mine) return;
+    // No lease yet: the next ADD takes one, as long as a subnet is free.
+    const taken = leases.filter((l) => isHostSubnet(s, l.subnet)).length;
+    if (taken >= subnetCount(s.network, s.subnetLen)) {
+      const had = cachedLease(s);
+      throw new CniError(ErrorCode.NotAvailable, 'this host holds no subnet lease and none is free', had ? `its lease of ${had.subnet} expired and was taken` : `all ${taken} host subnets are leased`);
+    }
+  },
+});

@@ -1,0 +1,87 @@
+/**
+ * Subnet leasing: which per-host subnet this host holds. A host first looks for a lease under
+ * its own underlay address (a restart keeps its subnet), then for the subnet it held last
+ * (cached in stateDir), then takes the first free subnet, starting at a point derived from its
+ * address so hosts joining together rarely race for the same one. The store's create-if-absent
+ * settles any race.
+ */
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
+import { bitsOf, contains, formatCIDR, network, parseCIDR, type IPNet } from '../../shared/ipnet.ts';
+import type { Settings } from './config.ts';
+import type { Lease, Store } from './store.ts';
+
+export interface HostIdentity {
+  publicIP: string;
+  vtepMAC: string;
+  hostname?: string;
+}
+
+/** A locally administered unicast MAC derived from the underlay address and VNI: stable across restarts. */
+export function vtepMacFor(publicIP: string, vni: number): string {
+  const h = createHash('sha256').update(`cni-ts-overlay|${vni}|${publicIP}`).digest();
+  h[0] = (h[0] & 0xfe) | 0x02;
+  return [...h.subarray(0, 6)].map((b) => b.toString(16).padStart(2, '0')).join(':');
+}
+
+export function subnetCount(network: IPNet, subnetLen: number): number {
+  return 2 ** (subnetLen - network.prefix);
+}
+
+/** The i-th host subnet of the cluster network. */
+export function nthSubnet(network: IPNet, subnetLen: number, i: number): string {
+  const step = 1n << BigInt(bitsOf(network.family) - subnetLen);
+  return formatCIDR({ family: network.family, value: network.value + step * BigInt(i), prefix: subnetLen });
+}
+
+/** Whether `subnet` is one of the cluster's host subnets. */
+export function isHostSubnet(s: Settings, subnet: string): boolean {
+  const n = parseCIDR(subnet);
+  return !!n && n.prefix === s.subnetLen && contains(s.network, n) && network(n).value === n.value && formatCIDR(n) === subnet;
+}
+
+function startIndex(publicIP: string, count: number): number {
+  const h = createHash('sha256').update(publicIP).digest();
+  return h.readUInt32BE(0) % count;
+}
+
+const cacheFile = (s: Settings): string => path.join(s.stateDir, 'lease.json');
+
+export function cachedLease(s: Settings): Lease | undefined {
+  try {
+    const l = JSON.parse(readFileSync(cacheFile(s), 'utf8')) as Lease;
+    return isHostSubnet(s, l.subnet) ? l : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function saveLease(s: Settings, l: Lease): void {
+  mkdirSync(s.stateDir, { recursive: true });
+  const f = cacheFile(s);
+  const prev = cachedLease(s);
+  if (prev && JSON.stringify(prev) === JSON.stringify(l)) return;
+  writeFileSync(`${f}.tmp`, JSON.stringify(l));
+  renameSync(`${f}.tmp`, f);
+}
+
+/** Renew this host's lease or take a new one. `leases` is a fresh `store.list()`. */
+export async function acquireLease(store: Store, s: Settings, me: HostIdentity, leases: Lease[]): Promise<Lease> {
+  const want = (subnet: string): Lease => ({ subnet, publicIP: me.publicIP, vtepMAC: me.vtepMAC, ...(me.hostname ? { hostname: me.hostname } : {}) });
+  const mine = leases.find((l) => l.publicIP === me.publicIP && isHostSubnet(s, l.subnet));
+  if (mine && (await store.renew(want(mine.subnet), s.leaseTTL))) return want(mine.subnet);
+  const taken = new Set(leases.filter((l) => l !== mine).map((l) => l.subnet));
+  const cached = cachedLease(s);
+  if (cached && !taken.has(cached.subnet) && (await store.create(want(cached.subnet), s.leaseTTL))) return want(cached.subnet);
+  const count = subnetCount(s.network, s.subnetLen);
+  const start = startIndex(me.publicIP, count);
+  for (let k = 0; k < count; k++) {
+    const subnet = nthSubnet(s.network, s.subnetLen, (start + k) % count);
+    if (taken.has(subnet)) continue;
+    if (await store.create(want(subnet), s.leaseTTL)) return want(subnet);
+    taken.add(subnet);
+  }
+  throw new CniError(ErrorCode.PoolExhausted, `no free /${s.subnetLen} left in ${formatCIDR(s.network)}`, `${count} host subnets, all leased`);
+}

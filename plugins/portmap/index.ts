@@ -1,0 +1,125 @@
+/**
+ * portmap: publish container ports on the host (DNAT from hostIP:hostPort to the container),
+ * chained after an interface plugin. nftables (default) or iptables.
+ */
+import { writeFileSync, readFileSync } from 'node:fs';
+import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
+import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
+import { run } from '../../shared/kernel/exec.ts';
+import { validIfname } from '../../shared/cni/env.ts';
+import schema from '../../conf/schemas/portmap.schema.json' with { type: 'json' };
+import type { Backend } from './backend.ts';
+import {
+  attachmentComment,
+  attachmentTag,
+  containerAddrs,
+  mappingsOf,
+  networkTag,
+  planOf,
+  settingsOf,
+  validatePortmapConf,
+  type FamilyPlan,
+  type PortmapConf,
+  type Settings,
+} from './config.ts';
+import { nftBackend } from './nft-backend.ts';
+import { iptablesBackend } from './iptables-backend.ts';
+
+const backendOf = (s: Settings): Backend => (s.backend === 'iptables' ? iptablesBackend : nftBackend);
+
+function plansOf(req: Request<PortmapConf>, s: Settings): FamilyPlan[] {
+  const mappings = mappingsOf(req.config);
+  if (!mappings.length || !req.prevResult) return [];
+  return planOf(s, mappings, containerAddrs(req.prevResult, req.env.ifname));
+}
+
+/**
+ * Let 127.0.0.0/8 sources be routed out of the interface that leads to the container, so
+ * `127.0.0.1:hostPort` works (the flow is then masqueraded in postrouting).
+ */
+async function enableRouteLocalnet(req: Request<PortmapConf>, containerIP: string): Promise<void> {
+  const r = await run('ip', ['-json', 'route', 'get', containerIP], { allowFail: true });
+  let dev: string | undefined;
+  try {
+    dev = (JSON.parse(r.stdout || '[]') as Array<{ dev?: string }>)[0]?.dev;
+  } catch {
+    dev = undefined;
+  }
+  if (r.exitCode !== 0 || !dev || !validIfname(dev) || dev === 'lo') {
+    req.log.warn(`no host interface routes to ${containerIP}; 127.0.0.1:hostPort will not reach it`);
+    return;
+  }
+  const p = `/proc/sys/net/ipv4/conf/${dev}/route_localnet`;
+  try {
+    if (readFileSync(p, 'utf8').trim() !== '1') writeFileSync(p, '1');
+  } catch (e) {
+    req.log.warn(`could not set ${p}: ${(e as Error).message}`);
+  }
+}
+
+/** UDP flows to a host port seen before the mapping existed stay stuck on the host: drop them. */
+async function flushStaleUdp(req: Request<PortmapConf>, plans: FamilyPlan[]): Promise<void> {
+  const seen = new Set<string>();
+  for (const p of plans) {
+    for (const m of p.mappings) {
+      const key = `${p.container.family}/${m.hostPort}`;
+      if (m.protocol !== 'udp' || seen.has(key)) continue;
+      seen.add(key);
+      const r = await run('conntrack', ['-D', '-f', p.container.family === 4 ? 'ipv4' : 'ipv6', '-p', 'udp', '--orig-port-dst', String(m.hostPort)], { allowFail: true });
+      if (r.exitCode > 1) req.log.info(`conntrack -D for udp/${m.hostPort}: ${r.stderr.trim()}`);
+    }
+  }
+}
+
+export default definePlugin<PortmapConf>({
+  name: 'portmap',
+  about: 'publish container ports on the host (DNAT, hairpin and localhost), chained after an interface plugin',
+  schema,
+  validateConfig(config) {
+    validatePortmapConf(config);
+  },
+
+  async add(req) {
+    if (!req.prevResult) {
+      throw new CniError(ErrorCode.InvalidConfig, 'portmap must be called as a chained plugin: prevResult is missing', 'field "prevResult"');
+    }
+    const s = settingsOf(req.config);
+    const plans = plansOf(req, s);
+    if (plans.length) {
+      const { containerId, ifname } = req.env;
+      await backendOf(s).add(s, attachmentTag(req.config.name, containerId, ifname), attachmentComment(containerId, ifname), plans);
+      const v4 = plans.find((p) => p.container.family === 4);
+      if (s.snat && v4) await enableRouteLocalnet(req, v4.container.ip);
+      await flushStaleUdp(req, plans);
+    } else if (mappingsOf(req.config).length) {
+      req.log.info('portMappings given, but prevResult has no address of this interface: nothing to publish');
+    }
+    return req.prevResult;
+  },
+
+  async del(req) {
+    // No mappings, nothing to do: no lock, no process (plugins#510).
+    if (!mappingsOf(req.config).length) return;
+    const s = settingsOf(req.config);
+    await backendOf(s).del(s, attachmentTag(req.config.name, req.env.containerId, req.env.ifname));
+  },
+
+  async check(req) {
+    if (!req.prevResult) throw new CniError(ErrorCode.InvalidConfig, 'portmap CHECK needs prevResult', 'field "prevResult"');
+    const s = settingsOf(req.config);
+    const plans = plansOf(req, s);
+    if (!plans.length) return;
+    await backendOf(s).check(s, attachmentTag(req.config.name, req.env.containerId, req.env.ifname), plans);
+  },
+
+  async gc(req) {
+    const s = settingsOf(req.config);
+    const valid = new Set(req.validAttachments.map((a) => attachmentTag(req.config.name, a.containerID, a.ifname)));
+    await backendOf(s).gc(s, networkTag(req.config.name), valid);
+  },
+
+  async status(req) {
+    const s = settingsOf(req.config);
+    await backendOf(s).status(s);
+  },
+});

@@ -1,0 +1,94 @@
+/**
+ * The nftables backend: the thin layer that reads our table (one `nft -j list table`) and
+ * applies one `nft -f` transaction per verb.
+ */
+import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
+import { run } from '../../shared/kernel/exec.ts';
+import type { FamilyPlan } from './config.ts';
+import { describeMapping } from './config.ts';
+import { addScript, attachmentTags, conflicts, expectedSignatures, ownedBy, parseTable, removeLines, type TableState } from './nft.ts';
+import type { Backend } from './backend.ts';
+
+async function readTable(table: string): Promise<TableState | undefined> {
+  const r = await run('nft', ['-j', 'list', 'table', 'inet', table], { allowFail: true });
+  if (r.exitCode !== 0) {
+    if (/No such file or directory|does not exist/i.test(r.stderr)) return undefined;
+    throw new CniError(ErrorCode.KernelOperation, `nft could not list table inet ${table}: ${r.stderr.trim()}`, r.stderr.trim());
+  }
+  return parseTable(JSON.parse(r.stdout || '{}') as { nftables?: Array<Record<string, unknown>> });
+}
+
+async function apply(script: string): Promise<{ ok: true } | { ok: false; stderr: string }> {
+  const r = await run('nft', ['-f', '-'], { input: script, allowFail: true });
+  return r.exitCode === 0 ? { ok: true } : { ok: false, stderr: r.stderr.trim() };
+}
+
+function conflictError(st: TableState, tag: string, plans: FamilyPlan[]): CniError | undefined {
+  const c = conflicts(st, tag, plans);
+  if (!c.length) return undefined;
+  const what = c.map((x) => `${describeMapping(x.mapping)} (held by ${x.holderComment ? `container ${x.holderComment}` : x.holder.target})`).join(', ');
+  return new CniError(ErrorCode.Conflict, `host port already published by another container: ${what}`, 'portmap: nothing was changed');
+}
+
+export const nftBackend: Backend = {
+  async add(s, tag, comment, plans) {
+    // Optimistic: one transaction. `create element` fails atomically when a key exists.
+    const first = await apply(addScript(s, tag, comment, plans, undefined));
+    if (first.ok) return;
+    if (!/File exists/i.test(first.stderr)) throw new CniError(ErrorCode.KernelOperation, `nft transaction for port mappings failed: ${first.stderr}`, first.stderr);
+    // Someone holds a key: another attachment (conflict) or this one (a repeated ADD).
+    const st = await readTable(s.nftTable);
+    if (st) {
+      const err = conflictError(st, tag, plans);
+      if (err) throw err;
+    }
+    const again = await apply(addScript(s, tag, comment, plans, st ? ownedBy(st, tag) : undefined));
+    if (!again.ok) {
+      const now = await readTable(s.nftTable);
+      const err = now && conflictError(now, tag, plans);
+      throw err || new CniError(ErrorCode.KernelOperation, `nft transaction for port mappings failed: ${again.stderr}`, again.stderr);
+    }
+  },
+
+  async del(s, tag) {
+    for (let attempt = 0; ; attempt++) {
+      const st = await readTable(s.nftTable);
+      if (!st) return;
+      const lines = removeLines(s.nftTable, ownedBy(st, tag));
+      if (!lines.length) return;
+      const r = await apply(lines.join('\n') + '\n');
+      if (r.ok) return;
+      // A concurrent GC may have removed some of it between the read and the write.
+      if (attempt >= 2) throw new CniError(ErrorCode.KernelOperation, `nft could not remove port mappings: ${r.stderr}`, r.stderr);
+    }
+  },
+
+  async check(s, tag, plans) {
+    const st = await readTable(s.nftTable);
+    if (!st) throw new CniError(ErrorCode.CheckMismatch, `nft table inet ${s.nftTable} is missing`, 'portmap CHECK');
+    const own = ownedBy(st, tag);
+    if (!own.chainExists) throw new CniError(ErrorCode.CheckMismatch, `nft chain ${own.chain} of this container is missing`, `table inet ${s.nftTable}`);
+    const have = new Set(st.rules.filter((r) => r.chain === own.chain).map((r) => r.signature));
+    const missing = expectedSignatures(plans).filter((sig) => !have.has(sig));
+    if (missing.length) throw new CniError(ErrorCode.CheckMismatch, `port mapping rules missing in chain ${own.chain}: ${missing.join(', ')}`, `table inet ${s.nftTable}`);
+    const keys = new Set(own.elements.map((e) => `${e.map}:${e.key}`));
+    const wantKeys = plans.flatMap((p) => p.mappings.map((m) => ({ m, k: `${m.hostIP ? 'hostip' : 'hostport'}${p.container.family}:${m.hostIP ? `${m.hostIP} . ` : ''}${m.protocol} . ${m.hostPort}` })));
+    const lost = wantKeys.filter((w) => !keys.has(w.k));
+    if (lost.length) throw new CniError(ErrorCode.CheckMismatch, `host ports no longer dispatched to this container: ${lost.map((w) => describeMapping(w.m)).join(', ')}`, `table inet ${s.nftTable}`);
+  },
+
+  async gc(s, netTag, validTags) {
+    const st = await readTable(s.nftTable);
+    if (!st) return;
+    const stale = attachmentTags(st, netTag).filter((t) => !validTags.has(t));
+    if (!stale.length) return;
+    const lines = stale.flatMap((t) => removeLines(s.nftTable, ownedBy(st, t)));
+    const r = await apply(lines.join('\n') + '\n');
+    if (!r.ok) throw new CniError(ErrorCode.KernelOperation, `nft could not remove stale port mappings: ${r.stderr}`, r.stderr);
+  },
+
+  async status() {
+    const r = await run('nft', ['list', 'tables'], { allowFail: true });
+    if (r.exitCode !== 0) throw new CniError(ErrorCode.NotAvailable, `nftables is not usable: ${r.stderr.trim() || `exit ${r.exitCode}`}`, 'portmap STATUS');
+  },
+};

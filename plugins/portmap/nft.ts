@@ -1,0 +1,237 @@
+/**
+ * nftables rule generation and table parsing for portmap. Pure functions.
+ *
+ * One `inet` table of our own (default `cni_portmap`):
+ *
+ *   chain prerouting  nat hook prerouting priority dstnat (-100): fib daddr type local jump hostports
+ *   chain output      nat hook output     priority -100:          fib daddr type local jump hostports
+ *   chain hostports   ip daddr . meta l4proto . th dport vmap @hostip4      (mappings with hostIP)
+ *                     ip6 daddr . meta l4proto . th dport vmap @hostip6
+ *                     meta nfproto ipv4 meta l4proto . th dport vmap @hostport4  (any host address)
+ *                     meta nfproto ipv6 meta l4proto . th dport vmap @hostport6
+ *   chain postrouting nat hook postrouting priority srcnat (100): meta mark & MARK == MARK masquerade
+ *   chain pm-<tag>    one per attachment (containerID + ifname): the masquerade mark for
+ *                     loopback and hairpin sources, then one dnat rule per mapping.
+ *
+ * The verdict-map elements `proto . port : goto pm-<tag>` are created with `create element`,
+ * so a host port already published by another attachment fails the whole transaction
+ * (EEXIST) in the kernel, atomically, without a lock. Every verb is one `nft -f` transaction.
+ */
+import type { Family } from '../../shared/ipnet.ts';
+import type { FamilyPlan, Mapping, Settings } from './config.ts';
+
+export const CHAIN_PREFIX = 'pm-';
+export const chainOf = (tag: string): string => `${CHAIN_PREFIX}${tag}`;
+
+const MAPS = ['hostip4', 'hostip6', 'hostport4', 'hostport6'] as const;
+export type MapName = (typeof MAPS)[number];
+
+export const mapFor = (family: Family, m: Mapping): MapName => (m.hostIP ? `hostip${family}` : `hostport${family}`);
+
+const ipKw = (f: Family): string => (f === 4 ? 'ip' : 'ip6');
+const nfproto = (f: Family): string => (f === 4 ? 'ipv4' : 'ipv6');
+const bracket = (f: Family, ip: string): string => (f === 4 ? ip : `[${ip}]`);
+const hex = (n: number): string => `0x${n.toString(16)}`;
+
+/** The element key of a mapping in its map, in nft syntax. */
+export function elementKey(m: Mapping): string {
+  return m.hostIP ? `${m.hostIP} . ${m.protocol} . ${m.hostPort}` : `${m.protocol} . ${m.hostPort}`;
+}
+
+/** Table, maps, base chains and dispatch rules: idempotent, re-asserted by every ADD. */
+export function baseScript(s: Settings): string[] {
+  const t = `inet ${s.nftTable}`;
+  const lines = [
+    `add table ${t} { comment "cni-ts portmap: published container ports"; }`,
+    `add map ${t} hostip4 { type ipv4_addr . inet_proto . inet_service : verdict; }`,
+    `add map ${t} hostip6 { type ipv6_addr . inet_proto . inet_service : verdict; }`,
+    `add map ${t} hostport4 { type inet_proto . inet_service : verdict; }`,
+    `add map ${t} hostport6 { type inet_proto . inet_service : verdict; }`,
+    `add chain ${t} hostports`,
+    `add chain ${t} prerouting { type nat hook prerouting priority dstnat; policy accept; }`,
+    // "dstnat" is not accepted as a name on the output hook by every nft version: -100 is it.
+    `add chain ${t} output { type nat hook output priority -100; policy accept; }`,
+    `add chain ${t} postrouting { type nat hook postrouting priority srcnat; policy accept; }`,
+    `flush chain ${t} hostports`,
+    `add rule ${t} hostports ip daddr . meta l4proto . th dport vmap @hostip4`,
+    `add rule ${t} hostports ip6 daddr . meta l4proto . th dport vmap @hostip6`,
+    `add rule ${t} hostports meta nfproto ipv4 meta l4proto . th dport vmap @hostport4`,
+    `add rule ${t} hostports meta nfproto ipv6 meta l4proto . th dport vmap @hostport6`,
+    `flush chain ${t} prerouting`,
+    `add rule ${t} prerouting fib daddr type local jump hostports`,
+    `flush chain ${t} output`,
+    `add rule ${t} output fib daddr type local jump hostports`,
+  ];
+  if (s.snat) {
+    lines.push(`flush chain ${t} postrouting`, `add rule ${t} postrouting meta mark & ${hex(s.mark)} == ${hex(s.mark)} masquerade comment "cni-ts portmap: loopback and hairpin"`);
+  }
+  return lines;
+}
+
+/** The attachment's chain with its rules (flushed first, so a repeated ADD converges). */
+export function attachmentRules(s: Settings, tag: string, comment: string, plans: FamilyPlan[]): string[] {
+  const t = `inet ${s.nftTable}`;
+  const chain = chainOf(tag);
+  const lines = [`add chain ${t} ${chain}`, `flush chain ${t} ${chain}`];
+  for (const p of plans) {
+    const f = p.container.family;
+    const conds = p.conditions.length ? `${p.conditions.join(' ')} ` : '';
+    const head = `add rule ${t} ${chain} meta nfproto ${nfproto(f)} ${conds}`;
+    if (s.snat) {
+      // Replies must come back through this host: masquerade flows from loopback (v4 only:
+      // ::1 cannot be routed) and from the container's own subnet (hairpin), or all of them.
+      const sources = s.masqAll ? '' : f === 4 ? `ip saddr { 127.0.0.0/8, ${p.container.subnet} } ` : `ip6 saddr ${p.container.subnet} `;
+      lines.push(`${head}${sources}meta mark set meta mark | ${hex(s.mark)} comment "${comment}"`);
+    }
+    for (const m of p.mappings) {
+      const daddr = m.hostIP ? `${ipKw(f)} daddr ${m.hostIP} ` : '';
+      lines.push(`${head}${daddr}meta l4proto ${m.protocol} th dport ${m.hostPort} dnat ${ipKw(f)} to ${bracket(f, p.container.ip)}:${m.containerPort} comment "${comment}"`);
+    }
+  }
+  return lines;
+}
+
+/** The verdict-map elements that send the mappings' packets to the attachment's chain. */
+export function elementLines(s: Settings, tag: string, plans: FamilyPlan[], verb: 'create' | 'add'): string[] {
+  const t = `inet ${s.nftTable}`;
+  const byMap = new Map<MapName, string[]>();
+  for (const p of plans) {
+    for (const m of p.mappings) {
+      const name = mapFor(p.container.family, m);
+      byMap.set(name, [...(byMap.get(name) ?? []), `${elementKey(m)} : goto ${chainOf(tag)}`]);
+    }
+  }
+  return [...byMap].map(([name, els]) => `${verb} element ${t} ${name} { ${els.join(', ')} }`);
+}
+
+export function addScript(s: Settings, tag: string, comment: string, plans: FamilyPlan[], remove: OwnedState | undefined): string {
+  const lines = [...baseScript(s)];
+  if (remove) lines.push(...removeLines(s.nftTable, remove, false));
+  lines.push(...attachmentRules(s, tag, comment, plans), ...elementLines(s, tag, plans, 'create'));
+  return lines.join('\n') + '\n';
+}
+
+// ---- reading the table (nft -j list table inet T) ----
+
+export interface Element {
+  map: MapName;
+  /** key in nft syntax, e.g. "tcp . 8080" or "192.0.2.1 . udp . 53" */
+  key: string;
+  target: string;
+}
+
+export interface DnatRule {
+  chain: string;
+  handle: number;
+  comment?: string;
+  /** "tcp/8080>10.88.0.5:80" (with "@192.0.2.1" after the port when the rule has a daddr) */
+  signature: string;
+}
+
+export interface TableState {
+  elements: Element[];
+  chains: Set<string>;
+  rules: DnatRule[];
+  /** Number of rules per chain (mark rules included). */
+  ruleCount: Map<string, number>;
+}
+
+/** What one attachment owns in the table. */
+export interface OwnedState {
+  chain: string;
+  chainExists: boolean;
+  elements: Element[];
+}
+
+type Json = Record<string, unknown>;
+
+function keyText(k: unknown): string {
+  if (k && typeof k === 'object' && 'concat' in (k as Json)) return ((k as Json).concat as unknown[]).map((x) => String(x)).join(' . ');
+  return String(k);
+}
+
+function ruleSignature(expr: Json[]): string | undefined {
+  let proto: string | undefined;
+  let port: unknown;
+  let daddr: unknown;
+  let target: string | undefined;
+  for (const e of expr) {
+    const match = e.match as Json | undefined;
+    if (match && match.op === '==') {
+      const payload = (match.left as Json | undefined)?.payload as Json | undefined;
+      if (payload?.field === 'dport') {
+        proto = String(payload.protocol);
+        port = match.right;
+      } else if (payload?.field === 'daddr') {
+        daddr = match.right;
+      }
+    }
+    const dnat = e.dnat as Json | undefined;
+    if (dnat) target = `${String(dnat.addr)}:${String(dnat.port)}`;
+  }
+  if (!target || !proto) return undefined;
+  return `${proto}/${String(port)}${typeof daddr === 'string' ? `@${daddr}` : ''}>${target}`;
+}
+
+export function expectedSignatures(plans: FamilyPlan[]): string[] {
+  return plans.flatMap((p) => p.mappings.map((m) => `${m.protocol}/${m.hostPort}${m.hostIP ? `@${m.hostIP}` : ''}>${p.container.ip}:${m.containerPort}`));
+}
+
+export function parseTable(json: { nftables?: Json[] }): TableState {
+  const st: TableState = { elements: [], chains: new Set(), rules: [], ruleCount: new Map() };
+  for (const item of json.nftables ?? []) {
+    if (item.map) {
+      const m = item.map as Json;
+      if (!(MAPS as readonly string[]).includes(String(m.name))) continue;
+      for (const el of (m.elem as unknown[][] | undefined) ?? []) {
+        const [key, val] = el as [unknown, Json];
+        const target = ((val?.goto ?? val?.jump) as Json | undefined)?.target;
+        if (typeof target === 'string') st.elements.push({ map: m.name as MapName, key: keyText(key), target });
+      }
+    } else if (item.chain) {
+      st.chains.add(String((item.chain as Json).name));
+    } else if (item.rule) {
+      const r = item.rule as Json;
+      const chain = String(r.chain);
+      st.ruleCount.set(chain, (st.ruleCount.get(chain) ?? 0) + 1);
+      const sig = ruleSignature((r.expr as Json[]) ?? []);
+      if (sig) st.rules.push({ chain, handle: Number(r.handle), comment: typeof r.comment === 'string' ? r.comment : undefined, signature: sig });
+    }
+  }
+  return st;
+}
+
+export function ownedBy(st: TableState, tag: string): OwnedState {
+  const chain = chainOf(tag);
+  return { chain, chainExists: st.chains.has(chain), elements: st.elements.filter((e) => e.target === chain) };
+}
+
+/** Tags of the network's attachments that have a chain in the table. */
+export function attachmentTags(st: TableState, netTag: string): string[] {
+  const prefix = `${CHAIN_PREFIX}${netTag}-`;
+  return [...st.chains].filter((c) => c.startsWith(prefix)).map((c) => c.slice(CHAIN_PREFIX.length));
+}
+
+/** Lines that remove an attachment: its elements first (they reference the chain), then the chain. */
+export function removeLines(table: string, o: OwnedState, deleteChain = true): string[] {
+  const t = `inet ${table}`;
+  const byMap = new Map<MapName, string[]>();
+  for (const e of o.elements) byMap.set(e.map, [...(byMap.get(e.map) ?? []), e.key]);
+  const lines = [...byMap].map(([name, keys]) => `delete element ${t} ${name} { ${keys.join(', ')} }`);
+  if (o.chainExists && deleteChain) lines.push(`flush chain ${t} ${o.chain}`, `delete chain ${t} ${o.chain}`);
+  return lines;
+}
+
+/** Elements another attachment holds for keys this plan wants. */
+export function conflicts(st: TableState, tag: string, plans: FamilyPlan[]): Array<{ mapping: Mapping; holder: Element; holderComment?: string }> {
+  const out: Array<{ mapping: Mapping; holder: Element; holderComment?: string }> = [];
+  for (const p of plans) {
+    for (const m of p.mappings) {
+      const map = mapFor(p.container.family, m);
+      const key = elementKey(m);
+      const holder = st.elements.find((e) => e.map === map && e.key === key && e.target !== chainOf(tag));
+      if (holder) out.push({ mapping: m, holder, holderComment: st.rules.find((r) => r.chain === holder.target && r.comment)?.comment });
+    }
+  }
+  return out;
+}

@@ -1,0 +1,149 @@
+/**
+ * The lease-store contract, run against both backends: a JSON file and a real etcd
+ * (Debian's /usr/bin/etcd on 127.0.0.1 with random ports and a temp data dir).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { settingsOf, type StoreConf } from '../plugins/overlay/config.ts';
+import { acquireLease, nthSubnet, vtepMacFor } from '../plugins/overlay/lease.ts';
+import { openStore, withDeadline, type Lease, type Store } from '../plugins/overlay/store.ts';
+import { CniError } from '../shared/cni/errors.ts';
+import { Cleanup } from './helpers/netns.ts';
+import { uid } from './helpers/run.ts';
+import { eventually, makeEtcd, type Etcd } from './overlay-topology.ts';
+
+const cleanup = new Cleanup();
+let dir = '';
+let etcd: Etcd;
+const prefix = `/cnits-test/${uid('')}`;
+
+beforeAll(async () => {
+  dir = mkdtempSync(path.join(tmpdir(), 'cnits-ovlstore-'));
+  cleanup.add(async () => rmSync(dir, { recursive: true, force: true }));
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  etcd = makeEtcd(cleanup, dir, undefined, '127.0.0.1', port, port + 1);
+  await etcd.start();
+});
+afterAll(() => cleanup.run());
+
+const backends: Array<[string, () => StoreConf]> = [
+  ['file', () => ({ type: 'file', path: path.join(dir, `${uid('s')}.json`) })],
+  ['etcd', () => ({ type: 'etcd', endpoints: [etcd.endpoint], prefix: `${prefix}/${uid('')}` })],
+];
+
+const lease = (subnet: string, n: number): Lease => ({ subnet, publicIP: `192.0.2.${n}`, vtepMAC: vtepMacFor(`192.0.2.${n}`, 1) });
+
+describe.each(backends)('overlay store contract: %s', (_kind, confOf) => {
+  let conf: StoreConf;
+  const open: Store[] = [];
+  const mk = async (): Promise<Store> => {
+    const s = await openStore(conf);
+    open.push(s);
+    return s;
+  };
+  beforeAll(() => {
+    conf = confOf();
+  });
+  afterAll(async () => {
+    for (const s of open) await s.close();
+  });
+
+  it('creates a free subnet once; a second holder is refused', async () => {
+    const a = await mk();
+    const b = await mk();
+    expect(await a.create(lease('10.50.1.0/24', 1), 60)).toBe(true);
+    expect(await b.create(lease('10.50.1.0/24', 2), 60)).toBe(false);
+    expect(await b.list()).toContainEqual(lease('10.50.1.0/24', 1));
+  });
+
+  it('renews only for the holder, and updates its fields', async () => {
+    const a = await mk();
+    expect(await a.create(lease('10.50.2.0/24', 1), 60)).toBe(true);
+    expect(await a.renew(lease('10.50.2.0/24', 2), 60)).toBe(false);
+    const moved = { ...lease('10.50.2.0/24', 1), vtepMAC: '02:00:00:00:00:99' };
+    expect(await a.renew(moved, 60)).toBe(true);
+    expect((await a.list()).find((l) => l.subnet === '10.50.2.0/24')?.vtepMAC).toBe('02:00:00:00:00:99');
+    expect(await a.renew(lease('10.50.99.0/24', 1), 60)).toBe(false);
+  });
+
+  it('releases only for the holder', async () => {
+    const a = await mk();
+    expect(await a.create(lease('10.50.3.0/24', 1), 60)).toBe(true);
+    await a.release('10.50.3.0/24', '192.0.2.2');
+    expect((await a.list()).some((l) => l.subnet === '10.50.3.0/24')).toBe(true);
+    await a.release('10.50.3.0/24', '192.0.2.1');
+    expect((await a.list()).some((l) => l.subnet === '10.50.3.0/24')).toBe(false);
+    expect(await a.create(lease('10.50.3.0/24', 2), 60)).toBe(true);
+  });
+
+  it('expires a lease that is not renewed, and the subnet becomes free', async () => {
+    const a = await mk();
+    expect(await a.create(lease('10.50.4.0/24', 1), 2)).toBe(true);
+    const gone = await eventually(async () => !(await a.list()).some((l) => l.subnet === '10.50.4.0/24'), 40, 250);
+    expect(gone).toBe(true);
+    expect(await a.renew(lease('10.50.4.0/24', 1), 2)).toBe(false);
+    expect(await a.create(lease('10.50.4.0/24', 2), 60)).toBe(true);
+  });
+
+  it('lets exactly one of many concurrent creators win a subnet', async () => {
+    const stores = await Promise.all(Array.from({ length: 6 }, () => mk()));
+    const won = await Promise.all(stores.map((s, i) => s.create(lease('10.50.5.0/24', i + 10), 60)));
+    expect(won.filter(Boolean)).toHaveLength(1);
+  });
+
+  it('tells watchers about changes', async () => {
+    const a = await mk();
+    const b = await mk();
+    let seen = 0;
+    const stop = await a.watch(() => seen++);
+    await b.create(lease('10.50.6.0/24', 3), 60);
+    expect(await eventually(async () => seen > 0, 40, 100)).toBe(true);
+    stop();
+  });
+
+  it('hands concurrent hosts distinct subnets, and a restarted host its own again', async () => {
+    const base = { name: 'ovlstore', type: 'overlay', network: '10.60.0.0/22', subnetLen: 26, store: conf, leaseTTL: 60 };
+    const hosts = Array.from({ length: 8 }, (_, i) => ({ publicIP: `198.51.100.${i + 1}`, vtepMAC: vtepMacFor(`198.51.100.${i + 1}`, 1) }));
+    const got = await Promise.all(
+      hosts.map(async (h, i) => {
+        const s = settingsOf({ ...base, stateDir: path.join(dir, `acq-${_kind}-${i}`) });
+        const st = await mk();
+        return acquireLease(st, s, h, await st.list());
+      }),
+    );
+    expect(new Set(got.map((l) => l.subnet)).size).toBe(8);
+    const s0 = settingsOf({ ...base, stateDir: path.join(dir, `acq-${_kind}-0`) });
+    const st = await mk();
+    const again = await acquireLease(st, s0, hosts[0], await st.list());
+    expect(again.subnet).toBe(got[0].subnet);
+    // A full pool: 16 /26 in a /22; 8 taken, so 8 more fit and the 17th host is refused.
+    const more = [];
+    for (let i = 0; i < 8; i++) {
+      const h = { publicIP: `198.51.100.${i + 50}`, vtepMAC: vtepMacFor(`198.51.100.${i + 50}`, 1) };
+      more.push(await acquireLease(st, settingsOf({ ...base, stateDir: path.join(dir, `acq2-${_kind}-${i}`) }), h, await st.list()));
+    }
+    expect(new Set([...got, ...more].map((l) => l.subnet)).size).toBe(16);
+    const late = { publicIP: '198.51.100.200', vtepMAC: vtepMacFor('198.51.100.200', 1) };
+    await expect(acquireLease(st, settingsOf({ ...base, stateDir: path.join(dir, `acq3-${_kind}`) }), late, await st.list())).rejects.toMatchObject({ code: 103 });
+  });
+});
+
+describe('overlay store: unreachable etcd', () => {
+  it('fails with code 11 (try again later) within the deadline', async () => {
+    const st = await openStore({ type: 'etcd', endpoints: ['127.0.0.1:1'], prefix: '/cnits-none' });
+    try {
+      const err = await withDeadline('list', 3000, () => st.list()).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(CniError);
+      expect((err as CniError).code).toBe(11);
+    } finally {
+      await st.close();
+    }
+  });
+  it('lists subnets of a cluster network in order', () => {
+    const s = settingsOf({ name: 'x', network: '10.70.0.0/16', store: { type: 'file', path: '/x' } });
+    expect(nthSubnet(s.network, 24, 0)).toBe('10.70.0.0/24');
+    expect(nthSubnet(s.network, 24, 255)).toBe('10.70.255.0/24');
+  });
+});
