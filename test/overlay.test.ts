@@ -241,3 +241,39 @@ describe('overlay: file store shared by two hosts', { timeout: 120_000 }, () => 
   });
 });
 
+describe('overlay: IPv6 underlay', { timeout: 120_000 }, () => {
+  it('derives the MTU as underlay - 70 and carries a full-size packet, one byte more does not pass', async () => {
+    await inNs(fab.ns, 'ip', ['addr', 'add', 'fd00:231::fe/64', 'dev', 'ubr0', 'nodad']);
+    const store = { type: 'file', path: path.join(fab.dir, 'leases6.json') };
+    const hs: Host[] = [];
+    for (const n of [21, 22]) {
+      const ns = await makeNetns(cleanup, 'ovlh');
+      const port = `u${n}${uid('')}`.slice(0, 15);
+      await inNs(fab.ns, 'ip', ['link', 'add', port, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.path]);
+      await inNs(fab.ns, 'ip', ['link', 'set', port, 'master', 'ubr0', 'up']);
+      for (const c of [['addr', 'add', `fd00:231::${n}/64`, 'dev', 'eth0', 'nodad'], ['link', 'set', 'eth0', 'up'], ['link', 'set', 'lo', 'up'], ['-6', 'route', 'add', 'default', 'via', 'fd00:231::fe']]) await inNs(ns, 'ip', c);
+      hs.push({ name: `h${n}`, ns, ip: `fd00:231::${n}`, stateDir: path.join(fab.dir, `h${n}`) });
+    }
+    const cfg = (h: Host): Record<string, unknown> => ({ ...config(h), network: '10.215.0.0/16', nftTable: 'cnits_ovl6', leaseTTL: 120, store });
+    const attached: Array<{ ns: TestNetns; ip: string; result: unknown; id: string }> = [];
+    for (const h of hs) {
+      const ns = await makeNetns(cleanup, 'ovlp');
+      const id = uid('c');
+      const r = await runOnHost(h, { command: 'ADD', containerId: id, netns: ns.path, ifname: 'eth0', config: cfg(h) });
+      expect(r.exitCode, r.stdout + r.stderr).toBe(0);
+      cleanup.add(() => runOnHost(h, { command: 'DEL', containerId: id, netns: ns.path, ifname: 'eth0', config: cfg(h) }));
+      attached.push({ ns, id, result: r.json, ip: String((r.json?.ips as Array<{ address: string }>)[0].address).split('/')[0] });
+    }
+    // The first host leased before the second existed: CHECK brings it up to date.
+    const c = await runOnHost(hs[0], { command: 'CHECK', containerId: attached[0].id, netns: attached[0].ns.path, ifname: 'eth0', config: { ...cfg(hs[0]), prevResult: attached[0].result } });
+    expect(c.exitCode, c.stdout + c.stderr).toBe(0);
+    const vx = JSON.parse((await inNs(hs[0].ns, 'ip', ['-json', '-d', 'link', 'show', 'dev', 'ovl.1'])).stdout) as Array<{ mtu: number; linkinfo: { info_data: { local6?: string } } }>;
+    expect(vx[0].mtu).toBe(1430);
+    expect(vx[0].linkinfo.info_data.local6).toBe('fd00:231::21');
+    const [a, b] = attached;
+    expect(await ping(a.ns, b.ip, ['-M', 'do', '-s', String(1430 - 28)])).toBe(true);
+    expect(await ping(b.ns, a.ip, ['-M', 'do', '-s', String(1430 - 28)])).toBe(true);
+    expect(await ping(a.ns, b.ip, ['-M', 'do', '-s', String(1430 - 27)])).toBe(false);
+  });
+});
+

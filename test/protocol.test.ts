@@ -126,3 +126,22 @@ describe('config validation (code 7)', () => {
     expect(r.exitCode, r.stdout).toBe(0);
   });
 });
+
+describe('spellings Go runtimes send', () => {
+  it('portmap accepts containerd 1.6 capitalised portMappings keys (DEL with empty netns)', async () => {
+    const r = await runPlugin('portmap', {
+      command: 'DEL',
+      containerId: 'ctr-caps',
+      ifname: 'eth0',
+      netns: '',
+      config: {
+        cniVersion: '1.0.0',
+        name: 'capsnet',
+        type: 'portmap',
+        nftTable: `cnits_caps_${Date.now() % 100000}`,
+        runtimeConfig: { portMappings: [{ HostPort: 23151, ContainerPort: 80, Protocol: 'tcp', HostIP: '' }] },
+      },
+    });
+    expect(r.exitCode, r.stdout).toBe(0);
+  });
+});

@@ -52,6 +52,10 @@ export async function readHost(s: Settings): Promise<HostState> {
     json<NeighInfo[]>('ip', ['neigh', 'show', 'dev', s.vxlan]),
     json<FdbInfo[]>('bridge', ['fdb', 'show', 'dev', s.vxlan]),
   ]);
+  // An IPv6-only underlay: its default route is in the IPv6 table (one more read, only then).
+  if (!s.underlayInterface && !routes.some((r) => r.dst === 'default')) {
+    for (const r of await json<RouteInfo[]>('ip', ['-6', 'route', 'show', 'default'])) routes.push({ ...r, dst: '::/0' });
+  }
   return { links, routes, neigh, fdb };
 }
 

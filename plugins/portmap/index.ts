@@ -7,6 +7,7 @@ import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
 import { run } from '../../shared/kernel/exec.ts';
 import { validIfname } from '../../shared/cni/env.ts';
+import { canonicalizeKeys, canonicalizeListKeys } from '../../shared/cni/keys.ts';
 import schema from '../../conf/schemas/portmap.schema.json' with { type: 'json' };
 import type { Backend } from './backend.ts';
 import {
@@ -75,6 +76,12 @@ export default definePlugin<PortmapConf>({
   name: 'portmap',
   about: 'publish container ports on the host (DNAT, hairpin and localhost), chained after an interface plugin',
   schema,
+  normalize(raw) {
+    // containerd 1.6 sends {"HostPort":..,"ContainerPort":..,"Protocol":..,"HostIP":..}.
+    const rc = raw.runtimeConfig;
+    canonicalizeKeys(rc, ['portMappings']);
+    canonicalizeListKeys((rc as { portMappings?: unknown } | undefined)?.portMappings, ['hostPort', 'containerPort', 'protocol', 'hostIP']);
+  },
   validateConfig(config) {
     validatePortmapConf(config);
   },

@@ -28,6 +28,11 @@ export interface Plugin<C extends NetConfBase = NetConfBase> {
   about: string;
   /** JSON Schema for the plugin's config (may $ref "netconf#/definitions/..."). */
   schema?: object;
+  /**
+   * Rewrite the decoded config in place before validation, for spellings real runtimes send
+   * that Go's case-insensitive JSON decoding accepts (containerd's `HostPort` for `hostPort`).
+   */
+  normalize?(raw: Record<string, unknown>, command: string): void;
   /** Semantic checks the schema cannot express; throw code 7 naming the field. */
   validateConfig?(config: C, req: Omit<Request<C>, 'config'>): void;
   add(req: Request<C>): Promise<Result>;

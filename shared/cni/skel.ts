@@ -89,6 +89,7 @@ export async function invoke<C extends NetConfBase>(plugin: Plugin<C>, rawEnv: N
       throw new CniError(ErrorCode.IncompatibleVersion, `config version does not allow ${command}`, `${command} needs cniVersion ${min} or later, config is ${version}`);
     }
     logger.configure(raw);
+    plugin.normalize?.(raw, command);
     await prepareValidators([[baseNetconfSchema], [plugin.schema, plugin.name]]);
     validate(baseNetconfSchema, raw);
     const config = plugin.schema ? validate<C>(plugin.schema, raw, plugin.name) : (raw as C);
