@@ -6,42 +6,55 @@
  * the lock; if this process dies, the pipe closes, cat exits and the kernel releases it.
  * One small process per lock; nothing to clean up, no stale-lock guessing.
  */
-import { execa } from 'execa';
+import { spawn } from 'node:child_process';
 import { CniError, ErrorCode } from './cni/errors.ts';
 
-export async function withFlock<T>(file: string, body: () => Promise<T>, timeoutSeconds = 60): Promise<T> {
-  const holder = execa('flock', ['--exclusive', '--no-fork', '--timeout', String(timeoutSeconds), '--conflict-exit-code', '75', file, 'cat'], {
-    stdin: 'pipe',
-    stdout: 'pipe',
-    stderr: 'pipe',
-    reject: false,
-    buffer: false,
+export interface FlockRequest {
+  granted: Promise<void>;
+  release(): Promise<void>;
+}
+
+/** Start the lock holder; `granted` settles once the kernel gave us the lock (or it failed). */
+export function requestFlock(file: string, timeoutSeconds = 60): FlockRequest {
+  const holder = spawn('flock', ['--exclusive', '--no-fork', '--timeout', String(timeoutSeconds), '--conflict-exit-code', '75', file, 'cat'], {
+    stdio: ['pipe', 'pipe', 'pipe'],
     env: { LC_ALL: 'C', PATH: process.env.PATH || '/usr/sbin:/usr/bin:/sbin:/bin' },
-    extendEnv: false,
   });
   let stderr = '';
-  holder.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  holder.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => {
+    holder.on('error', (e) => {
+      stderr += e.message;
+      resolve(null);
+    });
+    holder.on('close', (code) => resolve(code));
+  });
   const granted = new Promise<void>((resolve, reject) => {
-    holder.stdout?.once('data', () => resolve());
+    holder.stdout.once('data', () => resolve());
     // Settles only if flock ends before granting (a no-op once granted).
-    void holder.then((r) => {
-      const code = r.exitCode;
-      const why = code === 75 ? `timed out after ${timeoutSeconds}s` : stderr.trim() || r.shortMessage || `flock exited with ${String(code)}`;
+    void exited.then((code) => {
+      const why = code === 75 ? `timed out after ${timeoutSeconds}s` : stderr.trim() || `flock exited with ${String(code)}`;
       reject(new CniError(code === 75 ? ErrorCode.TryAgainLater : ErrorCode.IOFailure, `could not lock ${file}`, why));
     });
   });
-  holder.stdin?.write('locked\n');
+  granted.catch(() => undefined); // the caller awaits it; never an unhandled rejection
+  holder.stdin.on('error', () => undefined);
+  holder.stdin.write('locked\n');
+  return {
+    granted,
+    async release() {
+      holder.stdin.end();
+      await exited;
+    },
+  };
+}
+
+export async function withFlock<T>(file: string, body: () => Promise<T>, timeoutSeconds = 60): Promise<T> {
+  const req = requestFlock(file, timeoutSeconds);
   try {
-    await granted;
-  } catch (e) {
-    holder.kill();
-    await holder.catch(() => undefined);
-    throw e;
-  }
-  try {
+    await req.granted;
     return await body();
   } finally {
-    holder.stdin?.end();
-    await holder.catch(() => undefined);
+    await req.release();
   }
 }

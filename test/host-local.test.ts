@@ -3,10 +3,13 @@
  * under /var/lib/cni/cnits-test-<uid>, removed afterwards. Interop with the Go reference
  * /usr/lib/cni/host-local on the same store.
  */
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Plugin } from '../shared/cni/plugin.ts';
+import { invoke } from '../shared/cni/skel.ts';
+import type { NetConfBase } from '../shared/cni/types.ts';
 import { Cleanup, makeNetns, type TestNetns } from './helpers/netns.ts';
 import { BIN, REF_BIN, runPlugin, uid, type PluginRun } from './helpers/run.ts';
 
@@ -194,11 +197,41 @@ describe('host-local: verbs', () => {
     expect(files().filter((f) => f.startsWith('.cnits-tmp'))).toEqual([]);
   });
 
+  it('GC removes leftovers of writers that died (old temporaries, old empty files), not fresh ones', async () => {
+    fresh();
+    const c = conf(V4);
+    ok(await hl('ADD', c));
+    const old = new Date(Date.now() - 3600_000);
+    for (const f of ['.cnits-tmp.1.dead', '10.201.0.77']) {
+      writeFileSync(path.join(storeDirOf(), f), '');
+      utimesSync(path.join(storeDirOf(), f), old, old);
+    }
+    writeFileSync(path.join(storeDirOf(), '10.201.0.78'), ''); // being written right now by someone
+    ok(await hl('GC', { ...c, 'cni.dev/valid-attachments': [{ containerID: 'ctr1', ifname: 'eth0' }] }));
+    expect(files().filter((f) => f !== 'lock' && !f.startsWith('last_'))).toEqual(['10.201.0.2', '10.201.0.78']);
+  });
+
   it('STATUS fails with code 50 when the store cannot be created', async () => {
     fresh();
     mkdirSync(dataDir, { recursive: true });
     writeFileSync(path.join(dataDir, 'afile'), 'x');
     failsWith(await hl('STATUS', conf({ ...V4, dataDir: path.join(dataDir, 'afile', 'sub') })), 50, 'not usable');
+    ok(await hl('STATUS', conf(V4)));
+  });
+
+  it('STATUS fails with code 50 when the store is not writable (immutable directory)', async () => {
+    fresh();
+    mkdirSync(storeDirOf(), { recursive: true });
+    const dir = storeDirOf();
+    cleanup.add(() => execa('chattr', ['-i', dir], { reject: false }));
+    const r = await execa('chattr', ['+i', dir], { reject: false });
+    if (r.exitCode !== 0) {
+      console.log(`skipped: chattr +i not possible here: ${String(r.stderr)}`);
+      return;
+    }
+    failsWith(await hl('STATUS', conf(V4)), 50, 'not usable');
+    failsWith(await hl('ADD', conf(V4)), 5);
+    await execa('chattr', ['-i', dir]);
     ok(await hl('STATUS', conf(V4)));
   });
 
@@ -326,6 +359,22 @@ describe('host-local: concurrency', () => {
     ok(await hl('GC', { ...c, 'cni.dev/valid-attachments': [] }));
     expect(ipFiles()).toEqual([]);
   }, 600_000);
+});
+
+describe('host-local: in-process, as a delegate of our interface plugins runs it', () => {
+  it('ADD, CHECK and DEL through the engine entry point', async () => {
+    fresh();
+    const plugin = (await import('../ipam/host-local/index.ts')).default as unknown as Plugin<NetConfBase>;
+    const env = { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'inproc', CNI_NETNS: ns.path, CNI_IFNAME: 'eth0', CNI_PATH: BIN };
+    const c = conf(V4);
+    const add = await invoke(plugin, env, JSON.stringify(c));
+    expect(add.exitCode, add.stdout).toBe(0);
+    const res = JSON.parse(add.stdout) as Obj;
+    expect(addresses(res)).toEqual(['10.201.0.2/24']);
+    expect((await invoke(plugin, { ...env, CNI_COMMAND: 'CHECK' }, JSON.stringify({ ...c, prevResult: res }))).exitCode).toBe(0);
+    expect((await invoke(plugin, { ...env, CNI_COMMAND: 'DEL', CNI_NETNS: '' }, JSON.stringify(c))).exitCode).toBe(0);
+    expect(ipFiles()).toEqual([]);
+  });
 });
 
 describe('host-local: as runtimes install it', () => {

@@ -12,7 +12,7 @@ import schema from '../../conf/schemas/host-local.schema.json' with { type: 'jso
 import { assignRequested, parseRangeSets, requestedIPs, storeDir, type HostLocalConf } from './config.ts';
 import { readResolvConf } from './dns.ts';
 import { describeRangeSet, familyOfSet, freeCount, nextFree, rangeFor, rangeSetContains, type RangeSet } from './range.ts';
-import { ownedBy, Store, type Reservation } from './store.ts';
+import { ownedBy, Store, type Reservation, type Reserver } from './store.ts';
 
 /** Files of writers that died mid-way are collected by GC after this long. */
 const STALE_MS = 60_000;
@@ -38,74 +38,76 @@ function ipConfig(set: RangeSet, ip: IP): IPConfig {
 async function allocate(req: Request<HostLocalConf>, sets: RangeSet[], store: Store): Promise<IPConfig[]> {
   const { containerId, ifname } = req.env;
   const wanted = assignRequested(sets, requestedIPs(req.config, req.env.args));
-  const snapshot = store.list();
-  const mine = snapshot.filter((r) => ownedBy(r, containerId, ifname, true));
-  const held = sets.map((set, idx) => {
-    const h = mine.find((r) => rangeSetContains(set, r.ip));
-    const want = wanted.get(idx);
-    if (h && want && want.ip.value !== h.ip.value) {
-      throw new CniError(ErrorCode.Conflict, `${containerId}/${ifname} already holds ${h.name} in range set ${idx}; requested ${formatIP(want.ip)} (${want.source})`, 'DEL the attachment first');
-    }
-    return h;
-  });
-  if (held.every(Boolean)) {
-    req.log.info(`${containerId}/${ifname} already holds ${held.map((h) => h?.name).join(', ')}; returning them`);
-    return sets.map((set, idx) => ipConfig(set, (held[idx] as Reservation).ip));
-  }
-  const reserver = store.reserver(containerId, ifname, held.filter((h) => !h).length);
+  // The lock helper starts while we read the store and write the reservation files.
+  const lock = store.requestLock();
   const asked = performance.now();
   let entered = asked;
+  let reserver: Reserver | undefined;
   try {
-    return await store.locked(() => {
-      entered = performance.now();
-      const taken: string[] = [];
-      try {
-        return sets.map((set, idx) => {
-          const h = held[idx];
-          if (h) return ipConfig(set, h.ip);
-          const want = wanted.get(idx);
-          if (want) {
-            if (!reserver.reserve(want.ip)) {
-              const owner = store.ownerOf(want.ip);
-              throw new CniError(ErrorCode.Conflict, `requested address ${formatIP(want.ip)} is already allocated${owner ? ` to ${owner.containerId}` : ''}`, want.source);
-            }
-            taken.push(formatIP(want.ip));
-            store.setLastReserved(idx, want.ip);
-            return ipConfig(set, want.ip);
-          }
-          let reserved = reservedValues(snapshot, set);
-          let fresh = false;
-          let last = store.lastReserved(idx);
-          for (;;) {
-            const next = nextFree(set, reserved, last);
-            if (!next) {
-              // The snapshot may be older than a release: look again before giving up.
-              if (!fresh) {
-                reserved = reservedValues(store.list(), set);
-                fresh = true;
-                continue;
-              }
-              throw new CniError(ErrorCode.PoolExhausted, `no IP addresses available in range set ${idx}: ${describeRangeSet(set)}`, `network ${req.config.name}`);
-            }
-            if (reserver.reserve(next.ip)) {
-              taken.push(formatIP(next.ip));
-              store.setLastReserved(idx, next.ip);
-              return ipConfig(set, next.ip);
-            }
-            // Reserved since the snapshot: move on.
-            reserved.add(next.ip.value);
-            last = next.ip;
-          }
-        });
-      } catch (e) {
-        for (const name of taken) store.release(name);
-        throw e;
+    const snapshot = store.list();
+    const mine = snapshot.filter((r) => ownedBy(r, containerId, ifname, true));
+    const held = sets.map((set, idx) => {
+      const h = mine.find((r) => rangeSetContains(set, r.ip));
+      const want = wanted.get(idx);
+      if (h && want && want.ip.value !== h.ip.value) {
+        throw new CniError(ErrorCode.Conflict, `${containerId}/${ifname} already holds ${h.name} in range set ${idx}; requested ${formatIP(want.ip)} (${want.source})`, 'DEL the attachment first');
       }
+      return h;
     });
+    if (held.every(Boolean)) {
+      req.log.info(`${containerId}/${ifname} already holds ${held.map((h) => h?.name).join(', ')}; returning them`);
+      return sets.map((set, idx) => ipConfig(set, (held[idx] as Reservation).ip));
+    }
+    const res = (reserver = store.reserver(containerId, ifname, held.filter((h) => !h).length));
+    await lock.granted;
+    entered = performance.now();
+    const taken: string[] = [];
+    try {
+      return sets.map((set, idx) => {
+        const h = held[idx];
+        if (h) return ipConfig(set, h.ip);
+        const want = wanted.get(idx);
+        if (want) {
+          if (!res.reserve(want.ip)) {
+            const owner = store.ownerOf(want.ip);
+            throw new CniError(ErrorCode.Conflict, `requested address ${formatIP(want.ip)} is already allocated${owner ? ` to ${owner.containerId}` : ''}`, want.source);
+          }
+          taken.push(formatIP(want.ip));
+          store.setLastReserved(idx, want.ip);
+          return ipConfig(set, want.ip);
+        }
+        let reserved = reservedValues(snapshot, set);
+        let fresh = false;
+        let last = store.lastReserved(idx);
+        for (;;) {
+          const next = nextFree(set, reserved, last);
+          if (!next) {
+            // The snapshot may be older than a release: look again before giving up.
+            if (!fresh) {
+              reserved = reservedValues(store.list(), set);
+              fresh = true;
+              continue;
+            }
+            throw new CniError(ErrorCode.PoolExhausted, `no IP addresses available in range set ${idx}: ${describeRangeSet(set)}`, `network ${req.config.name}`);
+          }
+          if (res.reserve(next.ip)) {
+            taken.push(formatIP(next.ip));
+            store.setLastReserved(idx, next.ip);
+            return ipConfig(set, next.ip);
+          }
+          // Reserved since the snapshot: move on.
+          reserved.add(next.ip.value);
+          last = next.ip;
+        }
+      });
+    } catch (e) {
+      for (const name of taken) store.release(name);
+      throw e;
+    }
   } finally {
-    reserver.close();
-    const now = performance.now();
-    req.log.debug(`store lock: waited ${(entered - asked).toFixed(1)} ms, held ${(now - entered).toFixed(1)} ms`);
+    reserver?.close();
+    await lock.release();
+    if (entered !== asked) req.log.debug(`store lock: waited ${(entered - asked).toFixed(1)} ms, held ${(performance.now() - entered).toFixed(1)} ms`);
   }
 }
 
@@ -141,11 +143,15 @@ export default definePlugin<HostLocalConf>({
     const store = openStore(req, false);
     if (!store) return;
     const { containerId, ifname } = req.env;
-    await store.locked(() => {
-      const list = store.list();
-      let mine = list.filter((r) => ownedBy(r, containerId, ifname));
+    const ours = (list: Reservation[]): Reservation[] => {
+      const mine = list.filter((r) => ownedBy(r, containerId, ifname));
       // Files of old reference versions hold the container ID only.
-      if (mine.length === 0) mine = list.filter((r) => r.owner?.containerId === containerId && r.owner.ifname === undefined);
+      return mine.length ? mine : list.filter((r) => r.owner?.containerId === containerId && r.owner.ifname === undefined);
+    };
+    // Nothing of this attachment (a repeated DEL): done without taking the lock.
+    if (ours(store.list()).length === 0) return;
+    await store.locked(() => {
+      const mine = ours(store.list());
       for (const r of mine) store.release(r.name);
       if (mine.length) req.log.info(`released ${mine.map((r) => r.name).join(', ')} of ${containerId}/${ifname}`);
     });

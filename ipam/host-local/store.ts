@@ -14,7 +14,7 @@ import { closeSync, existsSync, fsyncSync, linkSync, lstatSync, mkdirSync, openS
 import path from 'node:path';
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { formatIP, parseIP, type IP } from '../../shared/ipnet.ts';
-import { withFlock } from '../../shared/flock.ts';
+import { requestFlock, type FlockRequest, withFlock } from '../../shared/flock.ts';
 
 export const LAST_RESERVED_PREFIX = 'last_reserved_ip.';
 export const LOCK_NAME = 'lock';
@@ -91,6 +91,11 @@ export class Store {
    */
   locked<T>(body: () => Promise<T> | T): Promise<T> {
     return withFlock(path.join(this.dir, LOCK_NAME), async () => body());
+  }
+
+  /** Ask for the store lock early (the helper starts while other work goes on). */
+  requestLock(): FlockRequest {
+    return requestFlock(path.join(this.dir, LOCK_NAME));
   }
 
   /** Every reservation file (names that parse as an address). */

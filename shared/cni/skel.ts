@@ -4,6 +4,7 @@
  * spec versions, dispatches to the plugin's verb, and renders errors as the spec's JSON.
  */
 import { readSync } from 'node:fs';
+import { isatty } from 'node:tty';
 import { parseEnv, parseCommand, type Command } from './env.ts';
 import { asCniError, CniError, ErrorCode } from './errors.ts';
 import { Logger } from './log.ts';
@@ -125,6 +126,8 @@ export async function invoke<C extends NetConfBase>(plugin: Plugin<C>, rawEnv: N
   return { exitCode: 1, stdout: '' };
 }
 
+const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
+
 /** Read all of stdin, up to MAX_STDIN bytes. */
 export function readStdin(): string {
   const chunks: Buffer[] = [];
@@ -136,7 +139,11 @@ export function readStdin(): string {
       n = readSync(0, buf, 0, buf.length, null);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'EAGAIN') continue;
+      if (code === 'EAGAIN') {
+        // stdin is a non-blocking pipe with nothing in it yet: wait 1 ms, not a busy loop.
+        Atomics.wait(SLEEPER, 0, 0, 1);
+        continue;
+      }
       if (code === 'EOF' || code === 'EBADF' || code === 'ENXIO') break;
       throw new CniError(ErrorCode.IOFailure, 'failed to read network config from stdin', (e as Error).message);
     }
@@ -163,7 +170,8 @@ export async function pluginMain<C extends NetConfBase>(plugin: Plugin<C>): Prom
   let stdin = '';
   let outcome: Outcome;
   try {
-    stdin = env.CNI_COMMAND === 'VERSION' && process.stdin.isTTY ? '' : readStdin();
+    // Never touch process.stdin: creating that stream makes fd 0 non-blocking.
+    stdin = env.CNI_COMMAND === 'VERSION' && isatty(0) ? '' : readStdin();
     outcome = await invoke(plugin, env, stdin);
   } catch (e) {
     const err = asCniError(e);
