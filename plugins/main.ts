@@ -7,6 +7,7 @@ import path from 'node:path';
 import { aboutText, pluginMain } from '../shared/cni/skel.ts';
 import { load, register, registered } from '../shared/cni/registry.ts';
 import { SUPPORTED_VERSIONS } from '../shared/cni/version.ts';
+import { writeStderr } from '../shared/cni/stdio.ts';
 import { MULTICALL_NAME } from './names.ts';
 
 register('host-local', async () => (await import('../ipam/host-local/index.ts')).default);
@@ -42,7 +43,7 @@ async function main(): Promise<void> {
   }
   const plugin = await load(name);
   if (!plugin) {
-    process.stderr.write(
+    writeStderr(
       `${MULTICALL_NAME}: CNI plugins in one executable; invoke it as one of: ${[...registered(), ...tools.keys()].join(', ')}\n` +
         `(hard links or symlinks named after the plugin, or "${MULTICALL_NAME} <plugin>")\nCNI protocol versions supported: ${SUPPORTED_VERSIONS.join(', ')}\n`,
     );
@@ -50,13 +51,13 @@ async function main(): Promise<void> {
     return;
   }
   if (args[0] === '--help' || args[0] === '-h' || args[0] === 'version' || args[0] === '--version') {
-    process.stderr.write(aboutText(plugin));
+    writeStderr(aboutText(plugin));
     return;
   }
   await pluginMain(plugin);
 }
 
 main().catch((e: unknown) => {
-  process.stderr.write(`${MULTICALL_NAME}: ${e instanceof Error ? e.message : String(e)}\n`);
+  writeStderr(`${MULTICALL_NAME}: ${e instanceof Error ? e.message : String(e)}\n`);
   process.exitCode = 1;
 });

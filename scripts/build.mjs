@@ -26,10 +26,41 @@ const validators = path.join(buildDir, `validators.${tag}.cjs`);
 const keys = generateValidators(root, validators);
 const entry = path.join(buildDir, `entry.${tag}.cjs`);
 writeFileSync(entry, [
-  `require(${JSON.stringify(path.join(root, 'shared', 'cni', 'validate.ts'))}).usePrecompiled(require(${JSON.stringify(validators)}));`,
+  `require(${JSON.stringify(path.join(root, 'shared', 'cni', 'validate.ts'))}).usePrecompiled(() => require(${JSON.stringify(validators)}));`,
   `require(${JSON.stringify(path.join(root, 'plugins', 'main.ts'))});`,
 ].join('\n'));
+// Packages bundled apart and embedded as SEA assets (see shared/vendor.cjs).
+const VENDOR = ['etcd3', 'execa'];
+const vendorFiles = {};
+for (const name of VENDOR) {
+  const out = path.join(buildDir, `vendor-${name}.${tag}.cjs`);
+  await build({
+    stdin: { contents: `module.exports = require(${JSON.stringify(name)});`, resolveDir: root, loader: 'js' },
+    bundle: true, platform: 'node', target: 'node24', format: 'cjs', outfile: out, minify: true, legalComments: 'none', logLevel: 'warning',
+    plugins: [etcd3ProtoInline()],
+  });
+  vendorFiles[`vendor/${name}.cjs`] = out;
+}
+const vendorPlugin = {
+  name: 'vendor-assets',
+  setup(b) {
+    const filter = new RegExp(`^(${VENDOR.join('|')})$`);
+    b.onResolve({ filter }, (a) => ({ path: a.path, namespace: 'vendor' }));
+    b.onLoad({ filter: /.*/, namespace: 'vendor' }, (a) => ({
+      contents: `module.exports = require(${JSON.stringify(path.join(root, 'shared', 'vendor.cjs'))}).loadVendor(${JSON.stringify(a.path)});`,
+      resolveDir: root,
+      loader: 'js',
+    }));
+    // The executable has every schema precompiled: leave ajv's compiler out.
+    b.onResolve({ filter: /ajv-runtime\.ts$/ }, () => ({ path: 'ajv-runtime', namespace: 'stub' }));
+    b.onLoad({ filter: /.*/, namespace: 'stub' }, () => ({
+      contents: 'exports.compile = (schema) => { throw new Error(`schema ${schema.$id ?? "(no $id)"} was not precompiled: name it conf/schemas/<plugin>.schema.json`); };',
+      loader: 'js',
+    }));
+  },
+};
 await build({
+  plugins: [vendorPlugin],
   entryPoints: [entry],
   bundle: true,
   platform: 'node',
@@ -40,7 +71,6 @@ await build({
   keepNames: false,
   legalComments: 'none',
   logLevel: 'warning',
-  plugins: [etcd3ProtoInline()],
 });
 for (const f of [validators, entry]) rmSync(f, { force: true });
 console.log(`precompiled validators: ${keys.join(', ')}`);
@@ -48,7 +78,7 @@ if (bundleOnly) process.exit(0);
 
 const seaConfig = path.join(buildDir, `sea-config.${tag}.json`);
 const blob = path.join(buildDir, `sea.${tag}.blob`);
-writeFileSync(seaConfig, JSON.stringify({ main: bundle, output: blob, disableExperimentalSEAWarning: true, useCodeCache: true, useSnapshot: false }));
+writeFileSync(seaConfig, JSON.stringify({ main: bundle, output: blob, disableExperimentalSEAWarning: true, useCodeCache: true, useSnapshot: false, assets: vendorFiles }));
 execFileSync(nodeBin, ['--experimental-sea-config', seaConfig], { stdio: 'inherit' });
 
 const stage = `${binDir}.${tag}`;
@@ -71,5 +101,5 @@ const old = `${binDir}.old.${tag}`;
 if (existsSync(binDir)) renameSync(binDir, old);
 renameSync(stage, binDir);
 rmSync(old, { recursive: true, force: true });
-for (const f of [bundle, seaConfig, blob]) rmSync(f, { force: true });
+for (const f of [bundle, seaConfig, blob, ...Object.values(vendorFiles)]) rmSync(f, { force: true });
 console.log(`built ${path.join(binDir, MULTI)} (${mb} MiB) with hard links: ${NAMES.join(' ')}`);

@@ -1,4 +1,5 @@
 import { appendFileSync } from 'node:fs';
+import { writeStderr } from './stdio.ts';
 
 export type Level = 'error' | 'warn' | 'info' | 'debug';
 const ORDER: Record<Level, number> = { error: 0, warn: 1, info: 2, debug: 3 };
@@ -29,7 +30,7 @@ export class Logger {
   log(level: Level, msg: string): void {
     if (ORDER[level] > ORDER[this.level]) return;
     const line = `${new Date().toISOString()} ${level} ${this.prefix}: ${msg}\n`;
-    process.stderr.write(line);
+    writeStderr(line);
     if (this.file) {
       try {
         appendFileSync(this.file, line);

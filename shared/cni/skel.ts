@@ -5,6 +5,7 @@
  */
 import { readSync } from 'node:fs';
 import { isatty } from 'node:tty';
+import { writeStderr, writeStdout } from './stdio.ts';
 import { parseEnv, parseCommand, type Command } from './env.ts';
 import { asCniError, CniError, ErrorCode } from './errors.ts';
 import { Logger } from './log.ts';
@@ -163,7 +164,7 @@ export function aboutText(plugin: Plugin<never> | Plugin<NetConfBase>): string {
 export async function pluginMain<C extends NetConfBase>(plugin: Plugin<C>): Promise<void> {
   const env = process.env;
   if (!env.CNI_COMMAND) {
-    process.stderr.write(aboutText(plugin as unknown as Plugin<NetConfBase>));
+    writeStderr(aboutText(plugin as unknown as Plugin<NetConfBase>));
     process.exitCode = 0;
     return;
   }
@@ -177,6 +178,6 @@ export async function pluginMain<C extends NetConfBase>(plugin: Plugin<C>): Prom
     const err = asCniError(e);
     outcome = { exitCode: 1, stdout: JSON.stringify(err.toJSON(peekVersion(stdin))) };
   }
-  if (outcome.stdout) process.stdout.write(outcome.stdout + '\n');
+  if (outcome.stdout) writeStdout(outcome.stdout + '\n');
   process.exitCode = outcome.exitCode;
 }

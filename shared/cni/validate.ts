@@ -13,11 +13,21 @@ export interface Validator {
 }
 
 let precompiled: Record<string, Validator> | undefined;
+let loadPrecompiled: (() => Record<string, Validator>) | undefined;
 let runtime: { compile(schema: object): Validator } | undefined;
 
-/** Install the build's precompiled validators, keyed by schema `$id`. */
-export function usePrecompiled(map: Record<string, Validator>): void {
-  precompiled = map;
+/**
+ * Install the build's precompiled validators, keyed by schema `$id`: a map, or a loader
+ * called on first use (VERSION never evaluates them).
+ */
+export function usePrecompiled(map: Record<string, Validator> | (() => Record<string, Validator>)): void {
+  if (typeof map === 'function') loadPrecompiled = map;
+  else precompiled = map;
+}
+
+function precompiledMap(): Record<string, Validator> | undefined {
+  if (!precompiled && loadPrecompiled) precompiled = loadPrecompiled();
+  return precompiled;
 }
 
 /** A schema's key: its `$id`, else the plugin name (conf/schemas/<plugin>.schema.json). */
@@ -25,13 +35,13 @@ const keyOf = (schema: object, key?: string): string => (schema as { $id?: strin
 
 /** Load the run-time compiler when a schema has no precompiled validator. */
 export async function prepareValidators(schemas: Array<[object | undefined, string?]>): Promise<void> {
-  const missing = schemas.some(([s, k]) => s && !precompiled?.[keyOf(s, k)]);
+  const missing = schemas.some(([s, k]) => s && !precompiledMap()?.[keyOf(s, k)]);
   if (missing && !runtime) runtime = await import('./ajv-runtime.ts');
 }
 
 function validatorFor(schema: object, key?: string): Validator {
   const id = keyOf(schema, key);
-  const pre = id ? precompiled?.[id] : undefined;
+  const pre = id ? precompiledMap()?.[id] : undefined;
   if (pre) return pre;
   if (!runtime) throw new Error(`no validator for schema ${id ?? '(no $id)'}: call prepareValidators first`);
   return runtime.compile(schema);
