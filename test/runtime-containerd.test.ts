@@ -6,11 +6,12 @@
  * state, socket) is started for this file and stopped at the end.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { execa } from 'execa';
 import path from 'node:path';
 import { Cleanup, deleteLink, inNs, makeNetns, sh } from './helpers/netns.ts';
 import { uid } from './helpers/run.ts';
 import { bridgePorts, cachedResultsOf, eventually, firewallLinesMentioning, httpGet, logLines, makeTempTree, randomHostPort, randomSubnet, randomTransfer, removeLeftoverNetns, reservations } from './helpers/runtime/common.ts';
-import { bridgeConflist, type TestNetwork } from './helpers/runtime/conflist.ts';
+import { bridgeConflist, nftTableOf, type TestNetwork } from './helpers/runtime/conflist.ts';
 import { makeContainerd, type Containerd } from './helpers/runtime/containerd.ts';
 import { describePlan, planPlugins } from './helpers/runtime/plugins.ts';
 
@@ -42,6 +43,9 @@ describe('containerd (CRI) drives the plugins', () => {
       portmap: true,
     };
     cleanup.add(() => deleteLink(net.bridge));
+    cleanup.add(async () => {
+      for (const fam of ['inet', 'bridge']) await execa('nft', ['delete', 'table', fam, nftTableOf(net)], { reject: false });
+    });
     // runs after containerd's teardown: a namespace a failed DEL left behind (reported, removed)
     cleanup.add(async () => {
       const left = await removeLeftoverNetns(sub.prefix);

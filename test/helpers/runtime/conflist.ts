@@ -18,6 +18,9 @@ export interface TestNetwork {
   cniVersion?: string;
 }
 
+/** Our nftables table for this test network (bridge masquerade/macspoof and portmap). */
+export const nftTableOf = (n: TestNetwork): string => `cnits_${n.bridge.replace(/[^A-Za-z0-9_]/g, '_')}`;
+
 /** bridge + host-local (+ portmap), in the keys the reference plugins and ours share. */
 export function bridgeConflist(n: TestNetwork): { name: string } & Record<string, unknown> {
   const log = n.logFile ? { logFile: n.logFile, logLevel: 'debug' } : {};
@@ -29,6 +32,7 @@ export function bridgeConflist(n: TestNetwork): { name: string } & Record<string
     isGateway: true,
     ipMasq: false,
     hairpinMode: true,
+    nftTable: nftTableOf(n),
     capabilities: { ips: true, mac: true },
     ipam: {
       type: 'host-local',
@@ -38,6 +42,6 @@ export function bridgeConflist(n: TestNetwork): { name: string } & Record<string
     },
     ...log,
   });
-  if (n.portmap) plugins.push({ type: 'portmap', capabilities: { portMappings: true }, snat: true, ...log });
+  if (n.portmap) plugins.push({ type: 'portmap', capabilities: { portMappings: true }, snat: true, nftTable: nftTableOf(n), ...log });
   return { cniVersion: n.cniVersion ?? '1.0.0', name: n.name, plugins };
 }
