@@ -1,5 +1,9 @@
 /** Pure parts of the overlay plugin: config, MAC derivation, VTEP and peer planning. */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import schema from '../conf/schemas/overlay.schema.json' with { type: 'json' };
+import { prepareValidators, validate } from '../shared/cni/validate.ts';
 import { bridgeConfig } from '../plugins/overlay/attach.ts';
 import { overlayConfigOf } from '../plugins/overlay/agent.ts';
 import { settingsOf, type OverlayConf } from '../plugins/overlay/config.ts';
@@ -25,6 +29,17 @@ describe('overlay config', () => {
   it('rejects a subnetLen not longer than the network, naming the field', () => {
     expect(() => settingsOf({ ...conf, subnetLen: 16 })).toThrow(/subnetLen/);
     expect(() => settingsOf({ ...conf, network: 'fd00::/48' })).toThrow(/network/);
+  });
+  it.each(['overlay.conflist', 'overlay-file.conflist'])('example %s is valid', async (f) => {
+    await prepareValidators([[schema, 'overlay']]);
+    const doc = JSON.parse(readFileSync(path.join(__dirname, '..', 'conf', 'examples', f), 'utf8')) as Record<string, unknown>;
+    const c = validate<OverlayConf>(schema, overlayConfigOf(doc), 'overlay');
+    expect(() => settingsOf(c)).not.toThrow();
+  });
+  it('rejects an etcd store without endpoints and an unknown encryption with code 7', async () => {
+    await prepareValidators([[schema, 'overlay']]);
+    expect(() => validate(schema, { ...conf, store: { type: 'etcd' } }, 'overlay')).toThrow(/store/);
+    expect(() => validate(schema, { ...conf, encryption: 'rot13' }, 'overlay')).toThrow(/encryption/);
   });
   it('takes the overlay plugin out of a conflist', () => {
     const c = overlayConfigOf({ cniVersion: '1.1.0', name: 'net', plugins: [{ type: 'overlay', network: '10.1.0.0/16' }, { type: 'portmap' }] });

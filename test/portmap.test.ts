@@ -598,7 +598,10 @@ describe('portmap with the reference plugins', () => {
     const table = `pmt_${t.id}`;
     dropTable(cleanup, table);
     const dataDir = `/run/cni-ts-test/pm-${t.id}`;
-    cleanup.add(() => sh('rm', ['-rf', dataDir]));
+    cleanup.add(async () => {
+      await sh('rm', ['-rf', dataDir]);
+      await sh('rmdir', ['/run/cni-ts-test'], { allowFail: true });
+    });
     const net = `pmref-${t.id}`;
     const subnet = `10.${100 + rnd(100)}.${rnd(256)}`;
     const cid = `r${t.id}`;
@@ -656,7 +659,10 @@ describe('portmap chained after our bridge + host-local', () => {
     const table = `pmt_${t.id}`;
     dropTable(cleanup, table);
     const dataDir = `/run/cni-ts-test/pm-${t.id}`;
-    cleanup.add(() => sh('rm', ['-rf', dataDir]));
+    cleanup.add(async () => {
+      await sh('rm', ['-rf', dataDir]);
+      await sh('rmdir', ['/run/cni-ts-test'], { allowFail: true });
+    });
     const net = `pmours-${t.id}`;
     const subnet = `10.${100 + rnd(100)}.${rnd(256)}`;
     const cid = `o${t.id}`;

@@ -145,3 +145,16 @@ describe('spellings Go runtimes send', () => {
     expect(r.exitCode, r.stdout).toBe(0);
   });
 });
+
+describe('unsupported field (code 2)', () => {
+  it('names the key and value', async () => {
+    const r = await runPlugin('portmap', {
+      command: 'ADD',
+      ...env,
+      config: { cniVersion: '1.0.0', name: 'n2', type: 'portmap', backend: 'nftables', externalSetMarkChain: 'KUBE-MARK-MASQ', prevResult: { cniVersion: '1.0.0', ips: [] } },
+    });
+    expectError(r, 2);
+    expect(String(r.json?.msg)).toContain('externalSetMarkChain');
+    expect(String(r.json?.msg)).toContain('KUBE-MARK-MASQ');
+  });
+});

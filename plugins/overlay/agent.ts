@@ -150,5 +150,7 @@ export async function agentMain(argv: string[]): Promise<number> {
     process.once('SIGINT', () => done('SIGINT'));
   });
   await agent.stop();
+  // The etcd client's reconnect timers can outlive close(); the agent is done, so do not wait on them.
+  setTimeout(() => process.exit(0), 1000).unref();
   return 0;
 }

@@ -5,6 +5,7 @@
  * store (code 11) never leaves a half-configured host.
  */
 import { hostname } from 'node:os';
+import { performance } from 'node:perf_hooks';
 import type { Logger } from '../../shared/cni/log.ts';
 import { ipBatch } from '../../shared/kernel/ip.ts';
 import { setSysctls } from '../../shared/kernel/sysctl.ts';
@@ -29,7 +30,9 @@ export interface Converged {
 
 export async function converge(s: Settings, store: Store, log: Logger, opts: { masq?: boolean } = {}): Promise<Converged> {
   return withLock(s.stateDir, async () => {
+    const t0 = performance.now();
     const st = await readHost(s);
+    const t1 = performance.now();
     const u = underlayOf(s, st);
     const me = { publicIP: u.ip, vtepMAC: vtepMacFor(u.ip, s.vni), hostname: hostname() };
     const { lease, leases } = await withDeadline('lease', STORE_DEADLINE_MS, async () => {
@@ -37,6 +40,7 @@ export async function converge(s: Settings, store: Store, log: Logger, opts: { m
       return { lease: await acquireLease(store, s, me, leases), leases };
     });
     saveLease(s, lease);
+    const t2 = performance.now();
     const mtu = mtuOf(s, u);
     const vtep = planVtep(s, u, lease, st);
     const br = st.links.find((l) => l.ifname === s.bridge);
@@ -49,6 +53,7 @@ export async function converge(s: Settings, store: Store, log: Logger, opts: { m
     if (vtep.recreated) log.info(`VTEP ${s.vxlan} created: vni ${s.vni} local ${u.ip} dev ${u.dev} mtu ${mtu} subnet ${lease.subnet}`);
     await setSysctls({ 'net.ipv4.ip_forward': '1' });
     if (opts.masq !== false || vtep.recreated) await applyMasq(s, lease);
+    log.debug(`converge: host read ${(t1 - t0).toFixed(1)} ms, store ${(t2 - t1).toFixed(1)} ms, kernel ${(performance.now() - t2).toFixed(1)} ms`);
     const peers = leases.filter((l) => l.subnet !== lease.subnet && l.publicIP !== lease.publicIP);
     return { lease, underlay: u, mtu, peers, added: plan.added, removed: plan.removed, vtepRecreated: vtep.recreated };
   }, 'host.lock');

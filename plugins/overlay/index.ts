@@ -3,6 +3,7 @@
  * network from a shared store (etcd or a JSON file), owns one VXLAN device, and routes every
  * other host's subnet to that host's VTEP. Pods attach to a local bridge in the host subnet.
  */
+import { performance } from 'node:perf_hooks';
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
 import { requireNetns } from '../../shared/kernel/netns.ts';
@@ -15,8 +16,10 @@ import { cachedLease, isHostSubnet, subnetCount } from './lease.ts';
 import { delegateBridge } from './attach.ts';
 import { openStore, withDeadline, type Store } from './store.ts';
 
-async function withStore<T>(s: Settings, body: (store: Store) => Promise<T>): Promise<T> {
+async function withStore<T>(s: Settings, body: (store: Store) => Promise<T>, log?: Request<OverlayConf>['log']): Promise<T> {
+  const t0 = performance.now();
   const store = await withDeadline('connect', STORE_DEADLINE_MS, () => openStore(s.store));
+  log?.debug(`store client (${s.store.type}) ready in ${(performance.now() - t0).toFixed(1)} ms`);
   try {
     return await body(store);
   } finally {
@@ -41,7 +44,7 @@ export default definePlugin<OverlayConf>({
   async add(req) {
     const s = await prepare(req);
     requireNetns(req.env.netns);
-    const c = await withStore(s, (store) => converge(s, store, req.log));
+    const c = await withStore(s, (store) => converge(s, store, req.log), req.log);
     return (await delegateBridge('ADD', req, s, c.lease.subnet, c.mtu)) ?? {};
   },
 

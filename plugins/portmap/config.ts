@@ -3,7 +3,7 @@
  * prevResult, and the per-family plan of mappings. Pure functions, no kernel access.
  */
 import { createHash } from 'node:crypto';
-import { invalidConfig } from '../../shared/cni/errors.ts';
+import { invalidConfig, unsupportedField } from '../../shared/cni/errors.ts';
 import type { NetConfBase, Result } from '../../shared/cni/types.ts';
 import { type Family, formatCIDR, network, parseCIDR, parseIP, formatIP } from '../../shared/ipnet.ts';
 
@@ -106,7 +106,7 @@ export function validatePortmapConf(c: PortmapConf): void {
     });
   }
   if (s.backend === 'nftables' && c.externalSetMarkChain !== undefined) {
-    throw invalidConfig('externalSetMarkChain', 'is only supported by the iptables backend');
+    throw unsupportedField('externalSetMarkChain', c.externalSetMarkChain, 'is only supported by the iptables backend');
   }
   mappingsOf(c);
 }

@@ -51,3 +51,7 @@ export function asCniError(err: unknown): CniError {
 
 export const invalidConfig = (field: string, why: string): CniError =>
   new CniError(ErrorCode.InvalidConfig, `invalid network config: ${field}: ${why}`, `field "${field}"`);
+
+/** Code 2: a known key whose value this plugin (or this setup) does not support. */
+export const unsupportedField = (field: string, value: unknown, why: string): CniError =>
+  new CniError(ErrorCode.UnsupportedField, `unsupported field ${field}=${JSON.stringify(value)}: ${why}`, `field "${field}"`);
