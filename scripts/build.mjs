@@ -3,9 +3,11 @@
 // per plugin to the one binary in dist/bin.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import vm from 'node:vm';
 import { etcd3ProtoInline } from './esbuild-etcd3.mjs';
 import { generateValidators } from './gen-validators.mjs';
 
@@ -30,6 +32,7 @@ writeFileSync(entry, [
   `require(${JSON.stringify(path.join(root, 'plugins', 'main.ts'))});`,
 ].join('\n'));
 // Packages bundled apart and embedded as SEA assets (see shared/vendor.cjs).
+const { VENDOR_WRAPPER_HEAD, VENDOR_WRAPPER_TAIL } = createRequire(import.meta.url)(path.join(root, 'shared', 'vendor.cjs'));
 const VENDOR = ['etcd3', 'execa'];
 const vendorFiles = {};
 for (const name of VENDOR) {
@@ -40,6 +43,15 @@ for (const name of VENDOR) {
     plugins: [etcd3ProtoInline()],
   });
   vendorFiles[`vendor/${name}.cjs`] = out;
+  // A V8 code cache for the vendor bundle, made by this same Node 24 after running the
+  // module once (so lazily compiled functions are in it too); loadVendor falls back to a
+  // plain compile if V8 rejects it.
+  const cacheFile = `${out}.cache`;
+  const script = new vm.Script(`${VENDOR_WRAPPER_HEAD}${readFileSync(out, 'utf8')}${VENDOR_WRAPPER_TAIL}`, { filename: `vendor/${name}.cjs` });
+  const mod = { exports: {} };
+  script.runInThisContext()(mod.exports, createRequire(out), mod, `vendor/${name}.cjs`, 'vendor');
+  writeFileSync(cacheFile, script.createCachedData());
+  vendorFiles[`vendor/${name}.cache`] = cacheFile;
 }
 const vendorPlugin = {
   name: 'vendor-assets',
