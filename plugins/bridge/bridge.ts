@@ -72,6 +72,14 @@ export function bridgeCommands(spec: BridgeSpec, link: LinkInfo | undefined, mac
 }
 
 export async function ensureBridge(spec: BridgeSpec): Promise<BridgeState> {
+  // Fast path, no lock: the bridge is already as wanted (every ADD after the first).
+  const current = await getLink(spec.name);
+  if (current && linkKind(current) === 'bridge' && current.address) {
+    const mac = current.address;
+    if (bridgeCommands(spec, current, mac, macIsPinned(spec.name)).length === 0) {
+      return { name: spec.name, mac, mtu: current.mtu, created: false };
+    }
+  }
   return withLock(
     LOCK_DIR,
     async () => {

@@ -3,6 +3,7 @@
  * delegation, the bridge as gateway, masquerade and MAC spoof checks. Drop-in for the Go
  * reference `bridge` (same config keys).
  */
+import { bestEffort } from '../../shared/cni/besteffort.ts';
 import { definePlugin, type GcRequest, type Request } from '../../shared/cni/plugin.ts';
 import { delegate, ipamDel, withIpam } from '../../shared/cni/delegate.ts';
 import { CniError, ErrorCode, invalidConfig } from '../../shared/cni/errors.ts';
@@ -143,14 +144,7 @@ async function del(req: Request<BridgeConf>): Promise<void> {
   const s = lenientSettings(req);
   const { netns, ifname } = req.env;
   const owner = ownerOf(req);
-  const errors: unknown[] = [];
-  const step = async (fn: () => Promise<unknown>): Promise<void> => {
-    try {
-      await fn();
-    } catch (e) {
-      errors.push(e);
-    }
-  };
+  const { step, done } = bestEffort();
   await step(async () => {
     // the recorded name, then the derived one, then the container end inside the netns
     let deleted = await deleteLink(hostVethOf(req, s));
@@ -161,7 +155,7 @@ async function del(req: Request<BridgeConf>): Promise<void> {
   if (s.ipMasq) await step(async () => (await backendOf(s)).del(owner));
   if (s.macspoofchk) await step(() => macspoofDel(s.nftTable, owner));
   if (s.layer3) await step(() => ipamDel(req));
-  if (errors.length) throw errors[0];
+  done();
 }
 
 const mismatch = (what: string, details = ''): CniError => new CniError(ErrorCode.CheckMismatch, what, details);
@@ -216,18 +210,11 @@ async function check(req: Request<BridgeConf>): Promise<void> {
 
 async function gc(req: GcRequest<BridgeConf>): Promise<void> {
   const s = lenientSettings(req);
-  const errors: unknown[] = [];
-  const step = async (fn: () => Promise<unknown>): Promise<void> => {
-    try {
-      await fn();
-    } catch (e) {
-      errors.push(e);
-    }
-  };
+  const { step, done } = bestEffort();
   if (s.ipMasq) await step(async () => (await backendOf(s)).gc(req.config.name, req.validAttachments));
   if (s.macspoofchk) await step(() => macspoofGc(s.nftTable, req.config.name, req.validAttachments));
   if (s.layer3) await step(() => delegate(req.config.ipam!.type, 'GC', req));
-  if (errors.length) throw errors[0];
+  done();
 }
 
 async function status(req: Request<BridgeConf>): Promise<void> {

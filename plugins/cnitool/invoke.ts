@@ -4,8 +4,7 @@
  * CNI error.
  */
 import { execa } from 'execa';
-import { accessSync, constants, statSync } from 'node:fs';
-import nodePath from 'node:path';
+import { findInPath } from '../../shared/cni/delegate.ts';
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 
 export type Verb = 'ADD' | 'DEL' | 'CHECK' | 'GC' | 'STATUS' | 'VERSION';
@@ -67,20 +66,8 @@ export function pluginEnv(verb: Verb, a: ExecArgs, path: string[], base: NodeJS.
   return env;
 }
 
-/** The first executable file named `type` in `dirs` (libcni's FindInPath). */
-export function findInPath(type: string, dirs: string[]): string | undefined {
-  if (!type || type.includes('/') || type.includes('\0') || type === '.' || type === '..') return undefined;
-  for (const dir of dirs) {
-    const p = nodePath.join(dir, type);
-    try {
-      accessSync(p, constants.X_OK);
-      if (statSync(p).isFile()) return p;
-    } catch {
-      /* not here */
-    }
-  }
-  return undefined;
-}
+/** The first executable file named `type` in `dirs` (libcni's FindInPath): the engine's own lookup. */
+export { findInPath };
 
 export function findPlugin(type: string, dirs: string[]): string {
   const file = findInPath(type, dirs);

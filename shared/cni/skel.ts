@@ -3,8 +3,7 @@
  * them as the spec requires, validates the config, converts prevResult and the result between
  * spec versions, dispatches to the plugin's verb, and renders errors as the spec's JSON.
  */
-import { readSync } from 'node:fs';
-import { isatty } from 'node:tty';
+import { fstatSync, readSync } from 'node:fs';
 import { writeStderr, writeStdout } from './stdio.ts';
 import { parseEnv, parseCommand, type Command } from './env.ts';
 import { asCniError, CniError, ErrorCode } from './errors.ts';
@@ -127,7 +126,15 @@ export async function invoke<C extends NetConfBase>(plugin: Plugin<C>, rawEnv: N
   return { exitCode: 1, stdout: '' };
 }
 
-const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
+let sleeper: Int32Array | undefined;
+
+function stdinIsTerminal(): boolean {
+  try {
+    return fstatSync(0).isCharacterDevice();
+  } catch {
+    return false;
+  }
+}
 
 /** Read all of stdin, up to MAX_STDIN bytes. */
 export function readStdin(): string {
@@ -142,7 +149,7 @@ export function readStdin(): string {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'EAGAIN') {
         // stdin is a non-blocking pipe with nothing in it yet: wait 1 ms, not a busy loop.
-        Atomics.wait(SLEEPER, 0, 0, 1);
+        Atomics.wait((sleeper ??= new Int32Array(new SharedArrayBuffer(4))), 0, 0, 1);
         continue;
       }
       if (code === 'EOF' || code === 'EBADF' || code === 'ENXIO') break;
@@ -172,7 +179,7 @@ export async function pluginMain<C extends NetConfBase>(plugin: Plugin<C>): Prom
   let outcome: Outcome;
   try {
     // Never touch process.stdin: creating that stream makes fd 0 non-blocking.
-    stdin = env.CNI_COMMAND === 'VERSION' && isatty(0) ? '' : readStdin();
+    stdin = env.CNI_COMMAND === 'VERSION' && stdinIsTerminal() ? '' : readStdin();
     outcome = await invoke(plugin, env, stdin);
   } catch (e) {
     const err = asCniError(e);
