@@ -11,10 +11,9 @@ const ORDER: Record<Level, number> = { error: 0, warn: 1, info: 2, debug: 3 };
 export class Logger {
   private file: string | undefined;
   private level: Level;
-  constructor(
-    private readonly prefix: string,
-    env: NodeJS.ProcessEnv = process.env,
-  ) {
+  private readonly prefix: string;
+  constructor(prefix: string, env: NodeJS.ProcessEnv = process.env) {
+    this.prefix = prefix;
     this.file = env.CNI_LOG_FILE || undefined;
     this.level = (env.CNI_LOG_LEVEL as Level) in ORDER ? (env.CNI_LOG_LEVEL as Level) : 'warn';
   }
