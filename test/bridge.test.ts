@@ -6,7 +6,7 @@ import { execa, type ResultPromise } from 'execa';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Cleanup, deleteLink, inNs, linkExists, makeNetns, sh, type TestNetns } from './helpers/netns.ts';
+import { Cleanup, deleteLink, inNs, linkExists, makeNetns, randomTransferNet, sh, type TestNetns } from './helpers/netns.ts';
 import { BIN, REF_BIN, ROOT, runPlugin, uid, type PluginRun } from './helpers/run.ts';
 import { hostVethName } from '../shared/kernel/veth.ts';
 import { IptablesMasquerade } from '../shared/firewall/masquerade-iptables.ts';
@@ -155,9 +155,7 @@ async function nftRuleCount(family: string, table: string): Promise<number> {
 async function makeOutside(): Promise<{ ns: TestNetns; hostIp: string; outIp: string }> {
   const ns = await makeNetns(cleanup, 'tbout');
   const hostIf = uid('tbo');
-  const base = rnd(1, 60) * 4;
-  const hostIp = `198.51.100.${base + 1}`;
-  const outIp = `198.51.100.${base + 2}`;
+  const { host: hostIp, outside: outIp } = randomTransferNet();
   await sh('ip', ['link', 'add', hostIf, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.path]);
   cleanup.add(() => deleteLink(hostIf));
   await sh('ip', ['addr', 'add', `${hostIp}/30`, 'dev', hostIf]);
@@ -221,19 +219,28 @@ describe('bridge: connectivity', () => {
     const net = makeNet();
     const c = conf(net);
     const [a, b] = [await addCtr(net, c), await addCtr(net, c)];
-    const server: ResultPromise = execa('nsenter', [`--net=${a.ns.path}`, '--', 'iperf3', '-s', '-1', '-B', a.ip4!], { reject: false });
+    // a persistent server (not -1): a client attempt made before it listened must not end it
+    const server: ResultPromise = execa('nsenter', [`--net=${a.ns.path}`, '--', 'iperf3', '-s', '-B', a.ip4!], { reject: false });
     cleanup.add(async () => server.kill());
     let out = '';
+    let j: { end?: { sum_received?: { bits_per_second: number } }; error?: string } = {};
     for (let i = 0; i < 50; i++) {
       const r = await inNs(b.ns, 'iperf3', ['-c', a.ip4!, '-t', '3', '-J'], true);
       out = r.stdout;
-      if (r.exitCode === 0) break;
+      try {
+        j = JSON.parse(out) as typeof j;
+      } catch {
+        j = {};
+      }
+      if (r.exitCode === 0 && j.end?.sum_received) break;
+      if (i % 10 === 0) console.log(`iperf3 attempt ${i}: exit ${r.exitCode} ${j.error ?? r.stderr.slice(0, 200)}`);
       await new Promise((res) => setTimeout(res, 100));
     }
-    const j = JSON.parse(out) as { end: { sum_received: { bits_per_second: number } } };
-    const gbps = j.end.sum_received.bits_per_second / 1e9;
+    expect(j.end?.sum_received, out.slice(0, 500)).toBeDefined();
+    const gbps = j.end!.sum_received!.bits_per_second / 1e9;
     console.log(`iperf3 container -> container over bridge ${net.br}: ${gbps.toFixed(2)} Gbit/s`);
     expect(gbps).toBeGreaterThan(0);
+    server.kill();
     await server;
   });
 

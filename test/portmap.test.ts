@@ -5,7 +5,7 @@
 import { execa, type ResultPromise } from 'execa';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { Cleanup, makeNetns, sh, type TestNetns } from './helpers/netns.ts';
+import { Cleanup, makeNetns, randomTransferNet, sh, type TestNetns } from './helpers/netns.ts';
 import { BIN, REF_BIN, ROOT, runPlugin, uid, type PluginRun } from './helpers/run.ts';
 
 const NODE = process.execPath;
@@ -74,6 +74,7 @@ async function topology(cleanup: Cleanup, opts: { containerSide?: boolean } = {}
   const net = `10.${100 + rnd(100)}.${rnd(256)}`;
   const net6 = `fd${rnd(256).toString(16).padStart(2, '0')}:${rnd(65536).toString(16)}:${rnd(65536).toString(16)}`;
   const k = rnd(64) * 4;
+  const transfer = randomTransferNet();
   const t: Topo = {
     id,
     bridge,
@@ -83,8 +84,8 @@ async function topology(cleanup: Cleanup, opts: { containerSide?: boolean } = {}
     cip: `${net}.2`,
     gw6: `${net6}::1`,
     cip6: `${net6}::2`,
-    hostIP: `198.51.100.${k + 1}`,
-    outsideIP: `198.51.100.${k + 2}`,
+    hostIP: transfer.host,
+    outsideIP: transfer.outside,
     hostIP6: `2001:db8:${k.toString(16)}:${rnd(65536).toString(16)}::1`,
     outsideIP6: '',
     prevResult: {},

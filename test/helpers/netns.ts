@@ -4,6 +4,7 @@
  */
 import { execa } from 'execa';
 import { existsSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { uid } from './run.ts';
 
 export async function sh(cmd: string, args: string[], opts: { input?: string; allowFail?: boolean } = {}): Promise<{ stdout: string; stderr: string; exitCode: number }> {
@@ -72,4 +73,16 @@ export async function kernelLacks(kind: string): Promise<string> {
     return '';
   }
   return `kernel cannot create ${kind} links: ${r.stderr.trim()}`;
+}
+
+/**
+ * A random /30 of 198.18.0.0/15 (the benchmarking range: 32768 choices) for a host <-> "outside"
+ * veth in the root namespace. Tests run in parallel, so their outsides must not share a
+ * prefix, or traffic would reach another test's namespace.
+ */
+export function randomTransferNet(): { host: string; outside: string } {
+  const n = randomBytes(2).readUInt16BE(0) & 0x7fff;
+  const p = `198.${18 + (n >> 14)}.${(n >> 6) & 255}`;
+  const base = (n & 63) * 4;
+  return { host: `${p}.${base + 1}`, outside: `${p}.${base + 2}` };
 }

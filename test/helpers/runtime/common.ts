@@ -1,5 +1,6 @@
 /** Shared pieces of the runtime tests: private temp trees, unique subnets, leak checks. */
 import { randomInt } from 'node:crypto';
+import { randomTransferNet } from '../netns.ts';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -33,11 +34,8 @@ export function randomSubnet(): { subnet: string; gateway: string; prefix: strin
   return { subnet: `${prefix}.0/24`, gateway: `${prefix}.1`, prefix };
 }
 
-/** A random /30 in 198.51.100.0/24 (TEST-NET-2) for the host<->"outside" veth: [host, outside]. */
-export function randomTransfer(): { host: string; outside: string } {
-  const base = randomInt(0, 64) * 4;
-  return { host: `198.51.100.${base + 1}`, outside: `198.51.100.${base + 2}` };
-}
+/** A random /30 for the host<->"outside" veth: [host, outside] (see randomTransferNet). */
+export const randomTransfer = randomTransferNet;
 
 /** Random unprivileged host port for one test. */
 export function randomHostPort(): number {
