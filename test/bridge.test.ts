@@ -6,7 +6,7 @@ import { execa, type ResultPromise } from 'execa';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Cleanup, deleteLink, inNs, linkExists, makeNetns, randomTransferNet, sh, type TestNetns } from './helpers/netns.ts';
+import { Cleanup, countEchoSources, deleteLink, inNs, linkExists, makeNetns, randomTransferNet, sh, type TestNetns } from './helpers/netns.ts';
 import { BIN, REF_BIN, ROOT, runPlugin, uid, type PluginRun } from './helpers/run.ts';
 import { hostVethName } from '../shared/kernel/veth.ts';
 import { IptablesMasquerade } from '../shared/firewall/masquerade-iptables.ts';
@@ -166,22 +166,7 @@ async function makeOutside(): Promise<{ ns: TestNetns; hostIp: string; outIp: st
   return { ns, hostIp, outIp };
 }
 
-/** Count ICMP echo requests seen in `ns` from each source (an nft table local to that netns). */
-async function countSources(ns: TestNetns, sources: string[]): Promise<() => Promise<Record<string, number>>> {
-  const lines = sources.map((s) => `add rule inet seen in ip saddr ${s} icmp type echo-request counter`).join('\n');
-  await sh('nsenter', [`--net=${ns.path}`, '--', 'nft', '-f', '-'], { input: `add table inet seen\nadd chain inet seen in { type filter hook input priority 0; }\n${lines}\n` });
-  return async () => {
-    const r = await inNs(ns, 'nft', ['-j', 'list', 'table', 'inet', 'seen']);
-    const out: Record<string, number> = {};
-    for (const o of (JSON.parse(r.stdout) as { nftables: Array<{ rule?: { expr: Array<Record<string, unknown>> } }> }).nftables) {
-      if (!o.rule) continue;
-      const src = (o.rule.expr[0] as { match: { right: string } }).match.right;
-      const counter = o.rule.expr.find((e) => 'counter' in e) as { counter: { packets: number } };
-      out[src] = counter.counter.packets;
-    }
-    return out;
-  };
-}
+const countSources = (ns: TestNetns, sources: string[]) => countEchoSources(cleanup, ns, sources);
 
 describe('bridge: connectivity', () => {
   it('three containers on one bridge ping each other and the gateway, IPv4 and IPv6', async () => {

@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cleanup, inNs, makeNetns, sh, type TestNetns } from './helpers/netns.ts';
+import { Cleanup, countEchoSources, inNs, makeNetns, type TestNetns } from './helpers/netns.ts';
 import { uid } from './helpers/run.ts';
 import { eventually, makeEtcd, makeFabric, makeHost, ping, runOnHost, startAgent, type AgentProc, type Etcd, type Fabric, type Host } from './overlay-topology.ts';
 
@@ -119,23 +119,9 @@ describe('overlay: VXLAN pod network across hosts (etcd store)', { timeout: 120_
   });
 
   it('masquerades traffic leaving the cluster network only', async () => {
-    // Count echo requests by source where they arrive (nft counters in namespaces of this test;
-    // the plugin's own table is re-applied by reconciles, which resets its counters).
-    const seen = async (ns: TestNetns, sources: string[]): Promise<() => Promise<Record<string, number>>> => {
-      const rules = sources.map((src) => `add rule inet cnits_seen in ip saddr ${src} icmp type echo-request counter`).join('\n');
-      await sh('nsenter', [`--net=${ns.path}`, '--', 'nft', '-f', '-'], { input: `add table inet cnits_seen\nadd chain inet cnits_seen in { type filter hook input priority 0; }\n${rules}\n` });
-      cleanup.add(() => sh('nsenter', [`--net=${ns.path}`, '--', 'nft', 'delete', 'table', 'inet', 'cnits_seen'], { allowFail: true }));
-      return async () => {
-        const j = JSON.parse((await inNs(ns, 'nft', ['-j', 'list', 'table', 'inet', 'cnits_seen'])).stdout) as { nftables: Array<{ rule?: { expr: Array<Record<string, unknown>> } }> };
-        const out: Record<string, number> = {};
-        for (const o of j.nftables) {
-          if (!o.rule) continue;
-          const src = (o.rule.expr[0] as { match: { right: string } }).match.right;
-          out[src] = (o.rule.expr.find((e) => 'counter' in e) as { counter: { packets: number } }).counter.packets;
-        }
-        return out;
-      };
-    };
+    // Count echo requests by source where they arrive (the plugin's own table is re-applied by
+    // reconciles, which resets its counters).
+    const seen = (ns: TestNetns, sources: string[]) => countEchoSources(cleanup, ns, sources);
     const [a, c] = [firstOn(hosts[0]), firstOn(hosts[2])];
     // Pod to pod across hosts: the source address is kept.
     const atC = await seen(c.ns, [a.ip]);

@@ -50,9 +50,9 @@ export async function deleteNetns(name: string): Promise<void> {
 }
 
 /** Run a command inside a netns. */
-export async function inNs(ns: TestNetns | string, cmd: string, args: string[], allowFail = false): Promise<{ stdout: string; stderr: string; exitCode: number }> {
+export async function inNs(ns: TestNetns | string, cmd: string, args: string[], allowFail = false, input?: string): Promise<{ stdout: string; stderr: string; exitCode: number }> {
   const p = typeof ns === 'string' ? ns : ns.path;
-  return sh('nsenter', [`--net=${p}`, '--', cmd, ...args], { allowFail });
+  return sh('nsenter', [`--net=${p}`, '--', cmd, ...args], { allowFail, input });
 }
 
 export async function linkExists(name: string, ns?: TestNetns): Promise<boolean> {
@@ -85,4 +85,25 @@ export function randomTransferNet(): { host: string; outside: string } {
   const p = `198.${18 + (n >> 14)}.${(n >> 6) & 255}`;
   const base = (n & 63) * 4;
   return { host: `${p}.${base + 1}`, outside: `${p}.${base + 2}` };
+}
+
+/**
+ * Count ICMP echo requests arriving in `ns` per source address (an nft table local to that
+ * namespace, removed on `cleanup`): returns a reader of the counts so far.
+ */
+export async function countEchoSources(cleanup: Cleanup, ns: TestNetns, sources: string[]): Promise<() => Promise<Record<string, number>>> {
+  const table = `cnits_seen_${uid('')}`;
+  const rules = sources.map((s) => `add rule inet ${table} in ip saddr ${s} icmp type echo-request counter`).join('\n');
+  await inNs(ns, 'nft', ['-f', '/dev/stdin'], false, `add table inet ${table}\nadd chain inet ${table} in { type filter hook input priority 0; }\n${rules}\n`);
+  cleanup.add(() => inNs(ns, 'nft', ['delete', 'table', 'inet', table], true));
+  return async () => {
+    const r = await inNs(ns, 'nft', ['-j', 'list', 'table', 'inet', table]);
+    const out: Record<string, number> = {};
+    for (const o of (JSON.parse(r.stdout) as { nftables: Array<{ rule?: { expr: Array<Record<string, unknown>> } }> }).nftables) {
+      if (!o.rule) continue;
+      const src = (o.rule.expr[0] as { match: { right: string } }).match.right;
+      out[src] = (o.rule.expr.find((e) => 'counter' in e) as { counter: { packets: number } }).counter.packets;
+    }
+    return out;
+  };
 }
