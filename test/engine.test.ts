@@ -25,7 +25,7 @@ describe('result conversion', () => {
   });
   it('1.0.0 drops 1.1.0 fields and has no ips[].version', () => {
     const r = renderResult(full, '1.0.0');
-    expect((r.interfaces as Array<Record<string, unknown>>)[0]).toEqual({ name: 'br0', mac: '00:11:22:33:44:55', sandbox: '' });
+    expect((r.interfaces as Array<Record<string, unknown>>)[0]).toEqual({ name: 'br0', mac: '00:11:22:33:44:55' });
     expect((r.ips as Array<Record<string, unknown>>)[0]).toEqual({ interface: 1, address: '10.1.0.5/24', gateway: '10.1.0.1' });
     expect((r.routes as Array<Record<string, unknown>>)[0]).toEqual({ dst: '0.0.0.0/0', gw: '10.1.0.1' });
   });

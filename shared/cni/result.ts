@@ -119,7 +119,7 @@ export function renderResult(res: Result, version: string): Record<string, unkno
       const o: Interface = { name: i.name };
       if (i.mac) o.mac = i.mac;
       if (full && i.mtu) o.mtu = i.mtu;
-      o.sandbox = i.sandbox ?? '';
+      if (i.sandbox) o.sandbox = i.sandbox; // empty (host side) is omitted, as the reference does
       if (full && i.socketPath) o.socketPath = i.socketPath;
       if (full && i.pciID) o.pciID = i.pciID;
       return o;
