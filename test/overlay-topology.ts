@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Cleanup, inNs, makeNetns, sh, type TestNetns } from './helpers/netns.ts';
-import { BIN, uid, type PluginRun } from './helpers/run.ts';
+import { BIN, runPlugin, uid, type PluginRun } from './helpers/run.ts';
 
 export interface Host {
   name: string;
@@ -51,18 +51,7 @@ export async function makeHost(cleanup: Cleanup, fab: Fabric, n: number): Promis
 
 /** Run the overlay plugin inside a host namespace, as a runtime on that host would. */
 export async function runOnHost(host: Host, a: { command: string; containerId?: string; netns?: string; ifname?: string; config: unknown; env?: Record<string, string> }): Promise<PluginRun> {
-  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', CNI_COMMAND: a.command, CNI_PATH: BIN, ...(a.env ?? {}) };
-  if (a.containerId !== undefined) env.CNI_CONTAINERID = a.containerId;
-  if (a.netns !== undefined) env.CNI_NETNS = a.netns;
-  if (a.ifname !== undefined) env.CNI_IFNAME = a.ifname;
-  const r = await execa('nsenter', [`--net=${host.ns.path}`, '--', path.join(BIN, 'overlay')], { input: JSON.stringify(a.config), env, extendEnv: false, reject: false });
-  let json: Record<string, unknown> | undefined;
-  try {
-    json = JSON.parse(String(r.stdout)) as Record<string, unknown>;
-  } catch {
-    json = undefined;
-  }
-  return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr), json };
+  return runPlugin('overlay', { ...a, hostNetns: host.ns.path });
 }
 
 export interface Etcd {

@@ -8,7 +8,7 @@ import { execa } from 'execa';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Cleanup, makeNetns, type TestNetns } from './netns.ts';
-import { BIN, uid } from './run.ts';
+import { BIN, toPluginRun, uid } from './run.ts';
 
 export interface CnitoolRun {
   exitCode: number;
@@ -38,14 +38,7 @@ export async function runCnitool(args: string[], e: CnitoolEnv): Promise<Cnitool
   }
   const exe = path.join(e.binDir ?? BIN, 'cnitool');
   const [cmd, argv] = e.hostNetns ? ['nsenter', [`--net=${e.hostNetns}`, '--', exe, ...args]] : [exe, args];
-  const r = await execa(cmd, argv, { env, extendEnv: false, reject: false });
-  let json: Record<string, unknown> | undefined;
-  try {
-    json = JSON.parse(String(r.stdout)) as Record<string, unknown>;
-  } catch {
-    json = undefined;
-  }
-  return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr), json };
+  return toPluginRun(await execa(cmd, argv, { env, extendEnv: false, reject: false }));
 }
 
 export interface Testbed {

@@ -27,6 +27,19 @@ export interface RunArgs {
   env?: Record<string, string | undefined>;
   /** directory holding the executable (default dist/bin) */
   binDir?: string;
+  /** run it inside this network namespace (a "host" of a multi-host test) via nsenter */
+  hostNetns?: string;
+}
+
+/** The outcome of a plugin or tool process, stdout parsed as JSON when it is JSON. */
+export function toPluginRun(r: { exitCode?: number; stdout?: unknown; stderr?: unknown }): PluginRun {
+  let json: Record<string, unknown> | undefined;
+  try {
+    json = JSON.parse(String(r.stdout)) as Record<string, unknown>;
+  } catch {
+    json = undefined;
+  }
+  return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr), json };
 }
 
 export async function runPlugin(name: string, a: RunArgs): Promise<PluginRun> {
@@ -45,14 +58,9 @@ export async function runPlugin(name: string, a: RunArgs): Promise<PluginRun> {
     else env[k] = v;
   }
   const input = a.config === undefined ? '' : typeof a.config === 'string' ? a.config : JSON.stringify(a.config);
-  const r = await execa(path.join(a.binDir ?? BIN, name), [], { input, env, extendEnv: false, reject: false });
-  let json: Record<string, unknown> | undefined;
-  try {
-    json = JSON.parse(String(r.stdout)) as Record<string, unknown>;
-  } catch {
-    json = undefined;
-  }
-  return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr), json };
+  const exe = path.join(a.binDir ?? BIN, name);
+  const [cmd, argv] = a.hostNetns ? ['nsenter', [`--net=${a.hostNetns}`, '--', exe]] : [exe, []];
+  return toPluginRun(await execa(cmd, argv, { input, env, extendEnv: false, reject: false }));
 }
 
 /** A short unique prefix for test resources (interface names are at most 15 characters). */
