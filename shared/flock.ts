@@ -1,50 +1,85 @@
 /**
  * An flock(2) lock on a file, for state shared with Go CNI plugins that flock the same file
- * (the reference host-local locks `<store>/lock`). Node has no flock, so a helper holds it:
- * `flock --exclusive --no-fork FILE cat` waits in the kernel (no polling) until the lock is
- * granted and then echoes what we send, which tells us we hold it. Ending its stdin releases
- * the lock; if this process dies, the pipe closes, cat exits and the kernel releases it.
- * One small process per lock; nothing to clean up, no stale-lock guessing.
+ * (the reference host-local locks `<store>/lock`) and for our own short critical sections.
+ *
+ * Node has no flock, so the `flock` utility takes it on our behalf: we open the lock file and
+ * hand that descriptor to `flock --exclusive 3` as its fd 3. flock(2) locks belong to the open
+ * file description, which the child shares with us; when the child exits after the kernel
+ * granted the lock, the lock stays held through our descriptor. Closing the descriptor
+ * releases it, synchronously and without another process, and if this process dies the
+ * kernel closes it and the lock goes with it: nothing to clean up, no stale-lock guessing.
+ * Our other children never see the descriptor (Node opens files close-on-exec).
  */
 import { spawn } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, rmdirSync } from 'node:fs';
+import path from 'node:path';
 import { CniError, ErrorCode } from './cni/errors.ts';
+import { trace } from './cni/trace.ts';
 
 export interface FlockRequest {
   granted: Promise<void>;
   release(): Promise<void>;
 }
 
-/** Start the lock holder; `granted` settles once the kernel gave us the lock (or it failed). */
+const CONFLICT = 75;
+
+/**
+ * Open (creating) the lock file. Releases before 0.2 locked with proper-lockfile, an empty
+ * directory at the same path while held: one left by a crash is removed.
+ */
+function openLockFile(file: string): number {
+  try {
+    return openSync(file, 'a', 0o644);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EISDIR') throw e;
+    rmdirSync(file);
+    return openSync(file, 'a', 0o644);
+  }
+}
+
+/** Start taking the lock; `granted` settles once the kernel gave it to us (or it failed). */
 export function requestFlock(file: string, timeoutSeconds = 60): FlockRequest {
-  const holder = spawn('flock', ['--exclusive', '--no-fork', '--timeout', String(timeoutSeconds), '--conflict-exit-code', '75', file, 'cat'], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-    env: { LC_ALL: 'C', PATH: process.env.PATH || '/usr/sbin:/usr/bin:/sbin:/bin' },
-  });
-  let stderr = '';
-  holder.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<number | null>((resolve) => {
-    holder.on('error', (e) => {
-      stderr += e.message;
-      resolve(null);
-    });
-    holder.on('close', (code) => resolve(code));
-  });
+  let fd: number | undefined;
+  const close = (): void => {
+    if (fd === undefined) return;
+    try {
+      closeSync(fd);
+    } catch {
+      /* already closed */
+    }
+    fd = undefined;
+  };
   const granted = new Promise<void>((resolve, reject) => {
-    holder.stdout.once('data', () => resolve());
-    // Settles only if flock ends before granting (a no-op once granted).
-    void exited.then((code) => {
-      const why = code === 75 ? `timed out after ${timeoutSeconds}s` : stderr.trim() || `flock exited with ${String(code)}`;
-      reject(new CniError(code === 75 ? ErrorCode.TryAgainLater : ErrorCode.IOFailure, `could not lock ${file}`, why));
+    const fail = (code: number, why: string): void => {
+      close();
+      reject(new CniError(code, `could not lock ${file}`, why));
+    };
+    try {
+      fd = openLockFile(file);
+    } catch (e) {
+      fail(ErrorCode.IOFailure, (e as Error).message);
+      return;
+    }
+    const child = spawn('flock', ['--exclusive', '--timeout', String(timeoutSeconds), '--conflict-exit-code', String(CONFLICT), '3'], {
+      stdio: ['ignore', 'ignore', 'pipe', fd],
+      env: { LC_ALL: 'C', PATH: process.env.PATH || '/usr/sbin:/usr/bin:/sbin:/bin' },
+    });
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', (e) => fail(ErrorCode.IOFailure, `flock: ${e.message}`));
+    child.on('close', (code) => {
+      if (code === 0) resolve();
+      else if (code === CONFLICT) fail(ErrorCode.TryAgainLater, `timed out after ${timeoutSeconds}s`);
+      else fail(ErrorCode.IOFailure, stderr.trim() || `flock exited with ${String(code)}`);
     });
   });
   granted.catch(() => undefined); // the caller awaits it; never an unhandled rejection
-  holder.stdin.on('error', () => undefined);
-  holder.stdin.write('locked\n');
   return {
     granted,
-    async release() {
-      holder.stdin.end();
-      await exited;
+    /** Drop the lock (close our descriptor); also right when it was never granted. */
+    release() {
+      close();
+      return Promise.resolve();
     },
   };
 }
@@ -53,8 +88,15 @@ export async function withFlock<T>(file: string, body: () => Promise<T>, timeout
   const req = requestFlock(file, timeoutSeconds);
   try {
     await req.granted;
+    trace(`flock ${file} granted`);
     return await body();
   } finally {
     await req.release();
   }
+}
+
+/** `withFlock` on `<dir>/<name>`, creating `dir` first. */
+export async function withLockFile<T>(dir: string, name: string, body: () => Promise<T>, timeoutSeconds = 60): Promise<T> {
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  return withFlock(path.join(dir, name), body, timeoutSeconds);
 }

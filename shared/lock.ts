@@ -1,28 +1,11 @@
 /**
- * A lock file around shared on-disk state (IPAM stores, bridge creation), held briefly.
- * proper-lockfile: mkdir-based, stale locks of dead holders are taken over.
+ * A lock around shared on-disk state or a one-time kernel change (bridge creation, a
+ * host-device record, an overlay lease), held briefly: flock(2) on `<dir>/<name>` (see
+ * shared/flock.ts). The kernel drops it when the holder dies, so a crash never leaves a stale
+ * lock behind; the small lock file itself stays, as the reference host-local's `lock` does.
  */
-import { mkdirSync } from 'node:fs';
-import lockfile from 'proper-lockfile';
-import { CniError, ErrorCode } from './cni/errors.ts';
+import { withLockFile } from './flock.ts';
 
-export async function withLock<T>(dir: string, body: () => Promise<T>, name = 'lock'): Promise<T> {
-  mkdirSync(dir, { recursive: true, mode: 0o755 });
-  let release: () => Promise<void>;
-  try {
-    release = await lockfile.lock(dir, {
-      lockfilePath: `${dir}/${name}`,
-      realpath: false,
-      stale: 10_000,
-      update: 2_000,
-      retries: { retries: 4000, minTimeout: 2, maxTimeout: 25, factor: 1.3, randomize: true },
-    });
-  } catch (e) {
-    throw new CniError(ErrorCode.TryAgainLater, `could not lock ${dir}`, (e as Error).message);
-  }
-  try {
-    return await body();
-  } finally {
-    await release().catch(() => undefined);
-  }
+export function withLock<T>(dir: string, body: () => Promise<T>, name = 'lock'): Promise<T> {
+  return withLockFile(dir, name, body);
 }

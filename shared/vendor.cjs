@@ -1,8 +1,13 @@
-// Heavy third-party packages that only a few commands use (etcd3 + gRPC for `overlay`, execa
-// for `cnitool`) are bundled separately and embedded in the executable as SEA assets, with a
-// V8 code cache made at build time, so the common plugins never parse them and the commands
-// that do need them skip most of the compile. scripts/build.mjs resolves those imports to
-// loadVendor(name), which evaluates the asset on first use.
+// JavaScript embedded in the executable as SEA assets, each with a V8 code cache made at
+// build time (scripts/code-cache.cjs):
+// - `main.cjs`, the plugins' bundle, run by the executable's entry (scripts/sea-main.cjs).
+//   Its cache holds every function compiled eagerly, so a plugin call compiles nothing: V8
+//   compiles lazily by default and a cache of the unexecuted script would hold only the top
+//   level, leaving ~15 ms of compiling for every call (docs/benchmarks.md).
+// - `vendor/<name>.cjs`, heavy third-party packages only a few commands use (etcd3 + gRPC for
+//   `overlay`, execa for `cnitool`), bundled apart so the common plugins never parse them;
+//   scripts/build.mjs resolves those imports to loadVendor(name), evaluated on first use.
+// A cache V8 rejects (another V8 version or flags) only costs the compile it would have saved.
 'use strict';
 const vm = require('node:vm');
 
@@ -10,23 +15,29 @@ const VENDOR_WRAPPER_HEAD = '(function (exports, require, module, __filename, __
 const VENDOR_WRAPPER_TAIL = '\n})';
 const loaded = new Map();
 
-function loadVendor(name) {
-  if (loaded.has(name)) return loaded.get(name);
+/** Compile and run one embedded CommonJS asset; returns its exports. */
+function runAsset(filename, cacheName, requireFn) {
   const sea = require('node:sea');
-  if (!sea.isSea()) throw new Error(`vendor bundle "${name}" is only available inside the built executable`);
-  const filename = `vendor/${name}.cjs`;
+  if (!sea.isSea()) throw new Error(`${filename} is only available inside the built executable`);
   let cachedData;
   try {
-    cachedData = process.env.CNI_TS_NO_VENDOR_CACHE ? undefined : Buffer.from(sea.getAsset(`vendor/${name}.cache`));
+    cachedData = process.env.CNI_TS_NO_CODE_CACHE ? undefined : Buffer.from(sea.getAsset(cacheName));
   } catch {
     cachedData = undefined;
   }
   const script = new vm.Script(VENDOR_WRAPPER_HEAD + sea.getAsset(filename, 'utf8') + VENDOR_WRAPPER_TAIL, { filename, cachedData });
-  if (process.env.CNI_TS_DEBUG_VENDOR) process.stderr.write(`vendor ${name}: code cache ${cachedData ? (script.cachedDataRejected ? 'rejected' : 'used') : 'absent'}\n`);
+  if (process.env.CNI_TS_TRACE) {
+    const state = cachedData ? (script.cachedDataRejected ? 'rejected' : 'used') : 'absent';
+    process.stderr.write(`[trace ${process.pid} +${performance.now().toFixed(1)} ms] ${filename}: code cache ${state}\n`);
+  }
   const mod = { exports: {} };
-  script.runInThisContext()(mod.exports, require, mod, filename, 'vendor');
-  loaded.set(name, mod.exports);
+  script.runInThisContext()(mod.exports, requireFn, mod, filename, '.');
   return mod.exports;
 }
 
-module.exports = { loadVendor, VENDOR_WRAPPER_HEAD, VENDOR_WRAPPER_TAIL };
+function loadVendor(name) {
+  if (!loaded.has(name)) loaded.set(name, runAsset(`vendor/${name}.cjs`, `vendor/${name}.cache`, require));
+  return loaded.get(name);
+}
+
+module.exports = { runAsset, loadVendor, VENDOR_WRAPPER_HEAD, VENDOR_WRAPPER_TAIL };

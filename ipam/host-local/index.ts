@@ -3,6 +3,7 @@
  * (layout compatible with the reference plugin, see store.ts). Pure logic is in range.ts and
  * config.ts; this file holds the verbs.
  */
+import { trace } from '../../shared/cni/trace.ts';
 import { performance } from 'node:perf_hooks';
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
@@ -61,6 +62,7 @@ async function allocate(req: Request<HostLocalConf>, sets: RangeSet[], store: St
     const res = (reserver = store.reserver(containerId, ifname, held.filter((h) => !h).length));
     await lock.granted;
     entered = performance.now();
+    trace('host-local: store lock granted');
     const taken: string[] = [];
     try {
       return sets.map((set, idx) => {
@@ -107,6 +109,7 @@ async function allocate(req: Request<HostLocalConf>, sets: RangeSet[], store: St
   } finally {
     reserver?.close();
     await lock.release();
+    trace('host-local: store lock released');
     if (entered !== asked) req.log.debug(`store lock: waited ${(entered - asked).toFixed(1)} ms, held ${(performance.now() - entered).toFixed(1)} ms`);
   }
 }

@@ -9,7 +9,7 @@
  * `<store>/lock`, the same lock the reference takes, so the two can share a store; the
  * exclusive link alone already keeps two allocators from ever taking one address.
  */
-import { randomBytes } from 'node:crypto';
+import { randomHex } from '../../shared/hash.ts';
 import { closeSync, existsSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
@@ -210,7 +210,7 @@ function writeDurably(file: string, text: string, sync = false): void {
   }
 }
 
-const tmpName = (dir: string, tag = ''): string => path.join(dir, `${TMP_PREFIX}${process.pid}.${tag}${randomBytes(6).toString('hex')}`);
+const tmpName = (dir: string, tag = ''): string => path.join(dir, `${TMP_PREFIX}${process.pid}.${tag}${randomHex(6)}`);
 
 function discard(file: string): void {
   try {

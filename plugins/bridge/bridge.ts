@@ -9,7 +9,7 @@ import { run } from '../../shared/kernel/exec.ts';
 import { ipBatch, type LinkInfo } from '../../shared/kernel/ip.ts';
 import { getLink, linkAddresses, linkKind, macIsPinned, randomMac } from '../../shared/kernel/link.ts';
 import { withLock } from '../../shared/lock.ts';
-import { randomBytes } from 'node:crypto';
+import { randomHex } from '../../shared/hash.ts';
 
 export const LOCK_DIR = '/run/cni-ts/locks';
 
@@ -71,12 +71,16 @@ export function bridgeCommands(spec: BridgeSpec, link: LinkInfo | undefined, mac
   return cmds;
 }
 
-export async function ensureBridge(spec: BridgeSpec): Promise<BridgeState> {
+/**
+ * Make the bridge as `spec` says. `observed` is the bridge as read by the caller (started
+ * early, to overlap with IPAM); it is read here when not given.
+ */
+export async function ensureBridge(spec: BridgeSpec, observed?: Promise<LinkInfo | undefined>): Promise<BridgeState> {
   // Fast path, no lock: the bridge is already as wanted (every ADD after the first).
-  const current = await getLink(spec.name);
+  const current = await (observed ?? getLink(spec.name));
   if (current && linkKind(current) === 'bridge' && current.address) {
     const mac = current.address;
-    if (bridgeCommands(spec, current, mac, macIsPinned(spec.name)).length === 0) {
+    if (bridgeCommands(spec, current, mac, macIsPinned(current)).length === 0) {
       return { name: spec.name, mac, mtu: current.mtu, created: false };
     }
   }
@@ -88,10 +92,11 @@ export async function ensureBridge(spec: BridgeSpec): Promise<BridgeState> {
         throw new CniError(ErrorCode.Conflict, `${spec.name} already exists but is not a bridge`, `it is a ${linkKind(link) ?? 'device without a kind'}`);
       }
       const mac = link?.address ?? randomMac();
-      await ipBatch(bridgeCommands(spec, link, mac, link ? macIsPinned(spec.name) : true));
+      await ipBatch(bridgeCommands(spec, link, mac, link ? macIsPinned(link) : true));
       return { name: spec.name, mac, mtu: link?.mtu ?? spec.mtu ?? 1500, created: !link };
     },
-    `bridge-${spec.name}.lock`,
+    // One lock for every bridge: creation is rare, and one file is all that is left behind.
+    'bridge.lock',
   );
 }
 
@@ -100,7 +105,7 @@ export async function ensureBridge(spec: BridgeSpec): Promise<BridgeState> {
  * vlan_filtering on and read it back. Leaves nothing behind.
  */
 export async function vlanFilteringSupported(): Promise<boolean> {
-  const probe = `cnivf${randomBytes(4).toString('hex')}`;
+  const probe = `cnivf${randomHex(4)}`;
   const r = await run('ip', ['link', 'add', 'name', probe, 'type', 'bridge', 'vlan_filtering', '1'], { allowFail: true });
   if (r.exitCode !== 0) return false;
   try {

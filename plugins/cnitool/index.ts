@@ -3,7 +3,7 @@
  * runtime (libcni) would. Interface of the reference cnitool, plus flags for everything a
  * runtime passes (ifname, container ID, CNI_ARGS, capability args, cache dir).
  */
-import { createHash } from 'node:crypto';
+import { sha512Hex } from '../../shared/hash.ts';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { asCniError, CniError, ErrorCode } from '../../shared/cni/errors.ts';
@@ -44,7 +44,7 @@ class UsageError extends Error {}
 
 /** The reference's container ID: "cnitool-" + hex of the first 10 bytes of sha512(netns path). */
 export function containerIdFor(netnsPath: string): string {
-  return `cnitool-${createHash('sha512').update(netnsPath).digest('hex').slice(0, 20)}`;
+  return `cnitool-${sha512Hex(netnsPath).slice(0, 20)}`;
 }
 
 /** CNI_ARGS as the reference cnitool parses it: K=V pairs separated by ';', both non-empty. */

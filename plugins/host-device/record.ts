@@ -5,7 +5,7 @@
  * It is kept twice: as a JSON file in `dataDir` (complete) and as the device's own `alias`
  * (compact, survives the file being lost and travels with the device through namespaces).
  */
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../../shared/hash.ts';
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
@@ -48,7 +48,7 @@ export const ALIAS_TAG = 'cnits-hd1';
 const IFALIASZ = 255;
 
 export function attachmentKey(containerId: string, ifname: string): string {
-  return createHash('sha256').update(`${containerId}\0${ifname}`).digest('hex').slice(0, 16);
+  return sha256Hex(`${containerId}\0${ifname}`).slice(0, 16);
 }
 
 /** A short name unique to the attachment, used while the device is between names. */

@@ -3,13 +3,13 @@
  * routed at once: addressed with the subnet's gateway, and with a MAC fixed from the subnet so
  * it never flips to a port's MAC when pods come and go. Pods are attached by the bridge plugin.
  */
-import { createHash } from 'node:crypto';
+import { sha256Bytes } from '../../shared/hash.ts';
 import { parseCIDR } from '../../shared/ipnet.ts';
 import type { Settings } from './config.ts';
 import { gatewayOf } from './host.ts';
 
 export function bridgeMac(subnet: string): string {
-  const h = createHash('sha256').update(`cni-ts-overlay-bridge|${subnet}`).digest();
+  const h = Buffer.from(sha256Bytes(`cni-ts-overlay-bridge|${subnet}`));
   h[0] = (h[0] & 0xfe) | 0x02;
   return [...h.subarray(0, 6)].map((x) => x.toString(16).padStart(2, '0')).join(':');
 }

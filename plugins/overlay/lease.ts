@@ -5,7 +5,7 @@
  * address so hosts joining together rarely race for the same one. The store's create-if-absent
  * settles any race.
  */
-import { createHash } from 'node:crypto';
+import { sha256Bytes } from '../../shared/hash.ts';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
@@ -21,7 +21,7 @@ export interface HostIdentity {
 
 /** A locally administered unicast MAC derived from the underlay address and VNI: stable across restarts. */
 export function vtepMacFor(publicIP: string, vni: number): string {
-  const h = createHash('sha256').update(`cni-ts-overlay|${vni}|${publicIP}`).digest();
+  const h = Buffer.from(sha256Bytes(`cni-ts-overlay|${vni}|${publicIP}`));
   h[0] = (h[0] & 0xfe) | 0x02;
   return [...h.subarray(0, 6)].map((b) => b.toString(16).padStart(2, '0')).join(':');
 }
@@ -43,7 +43,7 @@ export function isHostSubnet(s: Settings, subnet: string): boolean {
 }
 
 function startIndex(publicIP: string, count: number): number {
-  const h = createHash('sha256').update(publicIP).digest();
+  const h = Buffer.from(sha256Bytes(publicIP));
   return h.readUInt32BE(0) % count;
 }
 

@@ -2,7 +2,7 @@
  * portmap configuration: settings with their defaults, the container addresses taken from
  * prevResult, and the per-family plan of mappings. Pure functions, no kernel access.
  */
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../../shared/hash.ts';
 import { invalidConfig, unsupportedField } from '../../shared/cni/errors.ts';
 import type { NetConfBase, Result } from '../../shared/cni/types.ts';
 import { type Family, formatCIDR, network, parseCIDR, parseIP, formatIP } from '../../shared/ipnet.ts';
@@ -169,7 +169,7 @@ export function planOf(s: Settings, mappings: Mapping[], addrs: Partial<Record<F
   return plans;
 }
 
-const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
+const sha = (s: string): string => sha256Hex(s);
 
 /** A short stable tag for a network (its `name`): GC only touches its own network's rules. */
 export const networkTag = (netName: string): string => sha(netName).slice(0, 8);

@@ -11,7 +11,7 @@ import type { Backend } from './backend.ts';
 import type { Settings } from './config.ts';
 import { addRestore, attachmentChain, dnatSignature, expectedDnat, iptConflicts, networkChains, parseSave, removeRestore, type SavedNat } from './iptables.ts';
 
-const LOCK_DIR = '/run/cni-ts/portmap';
+const LOCK_DIR = '/run/cni-ts/locks';
 const tool = (f: Family, what: 'save' | 'restore'): string => `${f === 4 ? 'iptables' : 'ip6tables'}-${what}`;
 
 async function save(f: Family): Promise<SavedNat | undefined> {
@@ -24,7 +24,7 @@ async function restore(f: Family, script: string): Promise<void> {
   await run(tool(f, 'restore'), ['--noflush', '-w', '10'], { input: script });
 }
 
-const locked = <T>(s: Settings, body: () => Promise<T>): Promise<T> => withLock(LOCK_DIR, body, `iptables-${s.iptablesPrefix}.lock`);
+const locked = <T>(s: Settings, body: () => Promise<T>): Promise<T> => withLock(LOCK_DIR, body, 'iptables.lock');
 
 async function removeChains(s: Settings, pick: (f: Family, saved: SavedNat) => string[]): Promise<void> {
   let usable = 0;

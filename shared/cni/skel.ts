@@ -8,6 +8,7 @@ import { writeStderr, writeStdout } from './stdio.ts';
 import { parseEnv, parseCommand, type Command } from './env.ts';
 import { asCniError, CniError, ErrorCode } from './errors.ts';
 import { Logger } from './log.ts';
+import { trace } from './trace.ts';
 import type { Plugin, Request } from './plugin.ts';
 import { parseResult, renderResult } from './result.ts';
 import type { Attachment, NetConfBase } from './types.ts';
@@ -98,6 +99,7 @@ export async function invoke<C extends NetConfBase>(plugin: Plugin<C>, rawEnv: N
     const base = { env, rawEnv, raw, version, prevResult, log: logger };
     plugin.validateConfig?.(config, base);
     const req: Request<C> = { ...base, config };
+    trace(`${plugin.name} ${command}: config validated`);
     logger.debug(`${command} container=${env.containerId} ifname=${env.ifname} netns=${env.netns}`);
     switch (command) {
       case 'ADD': {

@@ -77,7 +77,7 @@ export class IptablesMasquerade implements MasqueradeBackend {
   }
 
   private locked<T>(body: () => Promise<T>): Promise<T> {
-    return withLock(LOCK_DIR, body, `iptables-${this.chain}.lock`);
+    return withLock(LOCK_DIR, body, 'iptables.lock');
   }
 
   async add(owner: MasqueradeOwner, entries: MasqueradeEntry[]): Promise<void> {

@@ -7,7 +7,7 @@
  * Masquerade applies to traffic from the container address to anything outside its subnet
  * (and not to multicast): container-to-container traffic on the bridge is never rewritten.
  */
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../hash.ts';
 import type { Attachment } from '../cni/types.ts';
 import { familyOf, formatCIDR, mustCIDR, network } from '../ipnet.ts';
 
@@ -40,7 +40,7 @@ export interface MasqueradeBackend {
   gc(networkName: string, keep: Attachment[]): Promise<void>;
 }
 
-const hex = (s: string, n: number): string => createHash('sha256').update(s).digest('hex').slice(0, n);
+const hex = (s: string, n: number): string => sha256Hex(s).slice(0, n);
 
 /** Tag of a network: rules of one network share it, so GC never touches other networks. */
 export const networkTag = (name: string): string => `cni:${hex(name, 8)}`;

@@ -4,6 +4,7 @@
  */
 import { spawnCollect } from './spawn.ts';
 import { CniError, ErrorCode } from '../cni/errors.ts';
+import { trace, tracing } from '../cni/trace.ts';
 
 export interface RunOptions {
   /** Text for the tool's stdin (ip -batch -, nft -f -). */
@@ -28,10 +29,12 @@ export let spawnCount = 0;
 export async function run(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
   const [file, argv] = opts.netns ? ['nsenter', [`--net=${opts.netns}`, '--', cmd, ...args]] : [cmd, args];
   spawnCount++;
+  const t0 = tracing() ? performance.now() : 0;
   const r = await spawnCollect(file, argv, {
     input: opts.input,
     env: { LC_ALL: 'C', PATH: process.env.PATH || '/usr/sbin:/usr/bin:/sbin:/bin' },
   });
+  if (t0) trace(`${file} ${argv.slice(0, 8).join(' ')} -> ${r.exitCode} in ${(performance.now() - t0).toFixed(1)} ms`);
   const out: RunResult = { exitCode: r.exitCode ?? 1, stdout: r.stdout.replace(/\n$/, ''), stderr: r.stderr.replace(/\n$/, '') };
   if (r.exitCode === null && !opts.allowFail) {
     throw new CniError(opts.code ?? ErrorCode.KernelOperation, `${cmd} could not be started`, r.error ?? '');

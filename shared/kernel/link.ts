@@ -3,7 +3,7 @@
  * link's state, move a link into a netns (by path), configure addresses and routes inside a
  * netns in one `ip -batch`, delete links idempotently. Command builders are pure functions.
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes } from '../hash.ts';
 import { readFileSync } from 'node:fs';
 import { CniError, ErrorCode } from '../cni/errors.ts';
 import { familyOf } from '../ipnet.ts';
@@ -120,12 +120,20 @@ export function linkAddresses(l: LinkInfo, withLinkLocal = false): string[] {
 
 /**
  * Whether the host link's MAC was set explicitly (addr_assign_type 3, NET_ADDR_SET), so the
- * kernel will not change it when ports come and go. Host links only (reads /sys/class/net).
+ * kernel will not change it when ports come and go. Reads /sys/class/net, which describes the
+ * network namespace sysfs was mounted in: when the caller runs in another one (nsenter --net
+ * without a new mount namespace), the entry is absent or is another device, the answer is
+ * unknown, and `true` is returned so nothing is changed on a guess.
  */
-export function macIsPinned(name: string): boolean {
+export function macIsPinned(link: Pick<LinkInfo, 'ifname' | 'ifindex' | 'address'>): boolean {
+  const dir = `/sys/class/net/${link.ifname}`;
   try {
-    return readFileSync(`/sys/class/net/${name}/addr_assign_type`, 'utf8').trim() === '3';
+    const sameDevice =
+      Number(readFileSync(`${dir}/ifindex`, 'utf8').trim()) === link.ifindex &&
+      readFileSync(`${dir}/address`, 'utf8').trim().toLowerCase() === (link.address ?? '').toLowerCase();
+    if (!sameDevice) return true;
+    return readFileSync(`${dir}/addr_assign_type`, 'utf8').trim() === '3';
   } catch {
-    return false;
+    return true;
   }
 }

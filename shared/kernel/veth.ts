@@ -3,7 +3,7 @@
  * inside the target netns (by path) in the same netlink request, so a half-made pair with the
  * container end on the host never exists.
  */
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../hash.ts';
 import { CniError, ErrorCode } from '../cni/errors.ts';
 import { ipBatch } from './ip.ts';
 
@@ -24,7 +24,7 @@ export interface VethSpec {
  * finds the pair without reading the container's netns.
  */
 export function hostVethName(containerId: string, ifname: string, prefix = 'veth'): string {
-  const h = createHash('sha256').update(`${containerId}\0${ifname}`).digest('hex');
+  const h = sha256Hex(`${containerId}\0${ifname}`);
   return `${prefix}${h.slice(0, 8)}`.slice(0, 15);
 }
 

@@ -1,0 +1,13 @@
+/**
+ * Timeline for performance work: with CNI_TS_TRACE=1 every marked step is written to stderr as
+ * milliseconds since the process started (performance.now() counts from the time origin, so the
+ * runtime's own start-up shows as the first mark's offset). Off by default and free when off.
+ */
+import { writeStderr } from './stdio.ts';
+
+const on = !!process.env.CNI_TS_TRACE;
+
+export function trace(what: string): void {
+  if (on) writeStderr(`[trace ${process.pid} +${performance.now().toFixed(1)} ms] ${what}\n`);
+}
+export const tracing = (): boolean => on;
