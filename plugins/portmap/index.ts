@@ -94,9 +94,14 @@ export default definePlugin<PortmapConf>({
     const plans = plansOf(req, s);
     if (plans.length) {
       const { containerId, ifname } = req.env;
-      await backendOf(s).add(s, attachmentTag(req.config.name, containerId, ifname), attachmentComment(containerId, ifname), plans);
+      // route_localnet (an `ip route get` and a sysctl; it never fails) while the rules go in.
       const v4 = plans.find((p) => p.container.family === 4);
-      if (s.snat && v4) await enableRouteLocalnet(req, v4.container.ip);
+      const localnet = s.snat && v4 ? enableRouteLocalnet(req, v4.container.ip) : Promise.resolve();
+      try {
+        await backendOf(s).add(s, attachmentTag(req.config.name, containerId, ifname), attachmentComment(containerId, ifname), plans);
+      } finally {
+        await localnet;
+      }
       await flushStaleUdp(req, plans);
     } else if (mappingsOf(req.config).length) {
       req.log.info('portMappings given, but prevResult has no address of this interface: nothing to publish');

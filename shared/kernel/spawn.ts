@@ -5,6 +5,7 @@
  * this is all the plugins need from it.
  */
 import { spawn } from 'node:child_process';
+import { trace, tracing } from '../cni/trace.ts';
 
 export interface SpawnResult {
   /** exit status; null when the process could not start or was killed */
@@ -28,7 +29,9 @@ export function spawnCollect(file: string, args: string[], opts: SpawnOptions = 
     let error: string | undefined;
     let child;
     try {
+      const t0 = tracing() ? performance.now() : 0;
       child = spawn(file, args, { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'], timeout: opts.timeoutMs, shell: false });
+      if (t0) trace(`spawned ${file} (${(performance.now() - t0).toFixed(1)} ms in spawn())`);
     } catch (e) {
       resolve({ exitCode: null, stdout: '', stderr: '', error: (e as Error).message });
       return;
