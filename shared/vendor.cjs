@@ -1,6 +1,6 @@
 // JavaScript embedded in the executable as SEA assets, each with a V8 code cache made at
 // build time (scripts/code-cache.cjs):
-// - `main.cjs`, the plugins' bundle, run by the executable's entry (scripts/sea-main.cjs).
+// - `bundle/<name>.cjs`, the plugins' bundles, run by the executable's entry (scripts/sea-main.cjs).
 //   Its cache holds every function compiled eagerly, so a plugin call compiles nothing: V8
 //   compiles lazily by default and a cache of the unexecuted script would hold only the top
 //   level, leaving ~15 ms of compiling for every call (docs/benchmarks.md).

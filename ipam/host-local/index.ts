@@ -4,7 +4,6 @@
  * config.ts; this file holds the verbs.
  */
 import { trace } from '../../shared/cni/trace.ts';
-import { performance } from 'node:perf_hooks';
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
 import type { IPConfig, Result } from '../../shared/cni/types.ts';

@@ -68,7 +68,9 @@ async function add(req: Request<BridgeConf>): Promise<Result> {
     );
   }
   // Read the bridge while IPAM allocates (one process spawn less on the critical path).
-  const observed = getLink(s.bridge);
+  // setImmediate: after IPAM has asked for its store lock (spawn() blocks for a fork; the
+  // lock is the longer wait, so it goes first).
+  const observed = new Promise<Awaited<ReturnType<typeof getLink>>>((resolve, reject) => setImmediate(() => getLink(s.bridge).then(resolve, reject)));
   observed.catch(() => undefined);
   const body = async (ipam: Result): Promise<Result> => {
     const plan = planAdd(ipam, s);

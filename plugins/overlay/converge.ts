@@ -5,7 +5,6 @@
  * store (code 11) never leaves a half-configured host.
  */
 import { hostname } from 'node:os';
-import { performance } from 'node:perf_hooks';
 import type { Logger } from '../../shared/cni/log.ts';
 import { ipBatch } from '../../shared/kernel/ip.ts';
 import { setSysctls } from '../../shared/kernel/sysctl.ts';

@@ -3,7 +3,6 @@
  * network from a shared store (etcd or a JSON file), owns one VXLAN device, and routes every
  * other host's subnet to that host's VTEP. Pods attach to a local bridge in the host subnet.
  */
-import { performance } from 'node:perf_hooks';
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
 import { requireNetns } from '../../shared/kernel/netns.ts';

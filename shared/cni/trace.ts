@@ -5,9 +5,10 @@
  */
 import { writeStderr } from './stdio.ts';
 
-const on = !!process.env.CNI_TS_TRACE;
+let on: boolean | undefined; // read on first use (a start-up snapshot must not freeze it)
+
+export const tracing = (): boolean => (on ??= !!process.env.CNI_TS_TRACE);
 
 export function trace(what: string): void {
-  if (on) writeStderr(`[trace ${process.pid} +${performance.now().toFixed(1)} ms] ${what}\n`);
+  if (tracing()) writeStderr(`[trace ${process.pid} +${performance.now().toFixed(1)} ms] ${what}\n`);
 }
-export const tracing = (): boolean => on;

@@ -4,8 +4,13 @@
  * cost ~40 ms of start-up, more than the runtime start itself (see docs/benchmarks.md), and
  * this is all the plugins need from it.
  */
-import { spawn } from 'node:child_process';
 import { trace, tracing } from '../cni/trace.ts';
+
+/**
+ * node:child_process, loaded on first use (process.getBuiltinModule): it brings net and the
+ * stream machinery (~4 ms), which a VERSION call or a start-up snapshot must not load.
+ */
+export const childProcess = (): typeof import('node:child_process') => process.getBuiltinModule('node:child_process');
 
 export interface SpawnResult {
   /** exit status; null when the process could not start or was killed */
@@ -30,7 +35,7 @@ export function spawnCollect(file: string, args: string[], opts: SpawnOptions = 
     let child;
     try {
       const t0 = tracing() ? performance.now() : 0;
-      child = spawn(file, args, { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'], timeout: opts.timeoutMs, shell: false });
+      child = childProcess().spawn(file, args, { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'], timeout: opts.timeoutMs, shell: false });
       if (t0) trace(`spawned ${file} (${(performance.now() - t0).toFixed(1)} ms in spawn())`);
     } catch (e) {
       resolve({ exitCode: null, stdout: '', stderr: '', error: (e as Error).message });

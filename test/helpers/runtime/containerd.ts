@@ -27,10 +27,11 @@ export class Containerd {
   /** sandboxes this test made, removed on teardown */
   readonly pods = new Set<string>();
 
-  constructor(
-    readonly dir: string,
-    tag: string,
-  ) {
+  readonly dir: string;
+
+  // (no parameter properties: bench/ loads this file with Node's type stripping)
+  constructor(dir: string, tag: string) {
+    this.dir = dir;
     this.socket = path.join(dir, 'containerd.sock');
     this.binDir = path.join(dir, 'cni-bin');
     this.confDir = path.join(dir, 'net.d');

@@ -5,6 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 export interface PodSandboxMetadata {
   name: string;
@@ -49,7 +50,7 @@ export class CriClient {
   private readonly client: grpc.Client & Record<string, Unary>;
 
   constructor(socket: string) {
-    const def = protoLoader.loadSync(path.join(__dirname, 'cri.proto'), { keepCase: false, longs: String, enums: String, defaults: true, oneofs: true });
+    const def = protoLoader.loadSync(path.join(path.dirname(fileURLToPath(import.meta.url)), 'cri.proto'), { keepCase: false, longs: String, enums: String, defaults: true, oneofs: true });
     const pkg = grpc.loadPackageDefinition(def) as unknown as { runtime: { v1: { RuntimeService: grpc.ServiceClientConstructor } } };
     this.client = new pkg.runtime.v1.RuntimeService(`unix://${socket}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & Record<string, Unary>;
   }
