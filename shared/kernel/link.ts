@@ -99,7 +99,31 @@ export async function moveLinkToNetns(name: string, netnsPath: string, newName?:
 }
 
 /** Delete a link; true when it was deleted, false when it did not exist. */
+/**
+ * Names of the links in this process's network namespace, from /proc/self/net/dev (procfs
+ * answers for the reader's netns, unlike /sys/class/net, which answers for the one sysfs was
+ * mounted in). undefined when it cannot be read.
+ */
+export function ownNetnsLinkNames(): Set<string> | undefined {
+  try {
+    const names = new Set<string>();
+    for (const line of readFileSync('/proc/self/net/dev', 'utf8').split('\n').slice(2)) {
+      const i = line.indexOf(':');
+      if (i > 0) names.add(line.slice(0, i).trim());
+    }
+    return names;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Delete a link; false when it does not exist. A host link that /proc/self/net/dev does not
+ * list is known to be gone without starting `ip` (a repeated DEL, e.g. containerd's
+ * RemovePodSandbox after StopPodSandbox).
+ */
 export async function deleteLink(name: string, netns?: string): Promise<boolean> {
+  if (!netns && ownNetnsLinkNames()?.has(name) === false) return false;
   const r = await run('ip', ['link', 'del', 'dev', name], { netns, allowFail: true });
   if (r.exitCode === 0) return true;
   if (/Cannot find device|does not exist|No such device/i.test(r.stderr)) return false;
