@@ -41,7 +41,7 @@ async function cni(h: number, command: string, pod: string, id: string): Promise
   const t0 = performance.now();
   const r = await execa('nsenter', [`--net=${nsPath(hosts[h - 1])}`, '--', path.join(BIN, 'overlay')], {
     input: JSON.stringify(conf(h)),
-    env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', CNI_COMMAND: command, CNI_CONTAINERID: id, CNI_NETNS: nsPath(pod), CNI_IFNAME: 'eth0', CNI_PATH: BIN },
+    env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', CNI_COMMAND: command, CNI_CONTAINERID: id, CNI_NETNS: nsPath(pod), CNI_IFNAME: 'eth0', CNI_PATH: BIN, ...(process.env.CNI_TS_TRACE ? { CNI_TS_TRACE: process.env.CNI_TS_TRACE } : {}) },
     extendEnv: false,
     reject: false,
   });

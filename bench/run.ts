@@ -483,7 +483,7 @@ async function inner(): Promise<void> {
     mdTable(
       ['executable', 'median', 'p95', 'min', 'max'],
       [
-        ['cni-ts `host-local` VERSION (SEA, whole bundle)', ms(vOurs.median), ms(vOurs.p95), ms(vOurs.min), ms(vOurs.max)],
+        ['cni-ts `host-local` VERSION (SEA, host-local bundle)', ms(vOurs.median), ms(vOurs.p95), ms(vOurs.min), ms(vOurs.max)],
         ['bare Node 24 `node -e 0`', ms(vNode.median), ms(vNode.p95), ms(vNode.min), ms(vNode.max)],
         ['reference `bridge` VERSION (Go)', ms(vRef.median), ms(vRef.p95), ms(vRef.min), ms(vRef.max)],
       ],

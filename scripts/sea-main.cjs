@@ -3,11 +3,12 @@
 // (bundle/all.cjs: `cni-ts <name>`, cnitool), each embedded as an asset with its eager V8 code
 // cache (see shared/vendor.cjs and scripts/build.mjs).
 'use strict';
-const trace = process.env.CNI_TS_TRACE ? (what) => process.stderr.write(`[trace ${process.pid} +${performance.now().toFixed(1)} ms] ${what}\n`) : () => {};
-trace('runtime started');
+const { runAsset, makeTrace } = require('../shared/vendor.cjs');
 const sea = require('node:sea');
 const path = require('node:path');
-const { runAsset } = require('../shared/vendor.cjs');
+
+const trace = makeTrace();
+if (trace) trace('runtime started');
 
 function bundleFor(name) {
   if (!/^[a-z0-9-]+$/.test(name)) return 'all';
@@ -20,4 +21,4 @@ function bundleFor(name) {
 }
 
 const group = bundleFor(path.basename(process.argv0 || process.execPath));
-runAsset(`bundle/${group}.cjs`, `bundle/${group}.cache`, require);
+runAsset(`bundle/${group}.cjs`, `bundle/${group}.cache`, require, trace);

@@ -15,8 +15,23 @@ const VENDOR_WRAPPER_HEAD = '(function (exports, require, module, __filename, __
 const VENDOR_WRAPPER_TAIL = '\n})';
 const loaded = new Map();
 
+/** The CNI_TS_TRACE timeline for this file and the entry (shared/cni/trace.ts for the bundles). */
+function makeTrace() {
+  const to = process.env.CNI_TS_TRACE || '';
+  if (!to) return undefined;
+  return (what) => {
+    const line = `[trace ${process.pid} +${performance.now().toFixed(1)} ms] ${what}\n`;
+    try {
+      if (to.startsWith('/')) require('node:fs').appendFileSync(to, line);
+      else process.stderr.write(line);
+    } catch {
+      /* tracing must never fail a call */
+    }
+  };
+}
+
 /** Compile and run one embedded CommonJS asset; returns its exports. */
-function runAsset(filename, cacheName, requireFn) {
+function runAsset(filename, cacheName, requireFn, trace) {
   const sea = require('node:sea');
   if (!sea.isSea()) throw new Error(`${filename} is only available inside the built executable`);
   let cachedData;
@@ -26,18 +41,15 @@ function runAsset(filename, cacheName, requireFn) {
     cachedData = undefined;
   }
   const script = new vm.Script(VENDOR_WRAPPER_HEAD + sea.getAsset(filename, 'utf8') + VENDOR_WRAPPER_TAIL, { filename, cachedData });
-  if (process.env.CNI_TS_TRACE) {
-    const state = cachedData ? (script.cachedDataRejected ? 'rejected' : 'used') : 'absent';
-    process.stderr.write(`[trace ${process.pid} +${performance.now().toFixed(1)} ms] ${filename}: code cache ${state}\n`);
-  }
+  if (trace) trace(`${filename}: code cache ${cachedData ? (script.cachedDataRejected ? 'rejected' : 'used') : 'absent'}`);
   const mod = { exports: {} };
   script.runInThisContext()(mod.exports, requireFn, mod, filename, '.');
   return mod.exports;
 }
 
 function loadVendor(name) {
-  if (!loaded.has(name)) loaded.set(name, runAsset(`vendor/${name}.cjs`, `vendor/${name}.cache`, require));
+  if (!loaded.has(name)) loaded.set(name, runAsset(`vendor/${name}.cjs`, `vendor/${name}.cache`, require, makeTrace()));
   return loaded.get(name);
 }
 
-module.exports = { runAsset, loadVendor, VENDOR_WRAPPER_HEAD, VENDOR_WRAPPER_TAIL };
+module.exports = { runAsset, loadVendor, makeTrace, VENDOR_WRAPPER_HEAD, VENDOR_WRAPPER_TAIL };

@@ -7,7 +7,7 @@ import { prepareValidators, validate } from '../shared/cni/validate.ts';
 import { bridgeConfig } from '../plugins/overlay/attach.ts';
 import { overlayConfigOf } from '../plugins/overlay/agent.ts';
 import { settingsOf, type OverlayConf } from '../plugins/overlay/config.ts';
-import { mtuOf, planPeers, planVtep, underlayOf, type HostState } from '../plugins/overlay/host.ts';
+import { masqInPlace, masqScript, mtuOf, planPeers, planVtep, underlayOf, type HostState } from '../plugins/overlay/host.ts';
 import { vtepMacFor } from '../plugins/overlay/lease.ts';
 import type { Request } from '../shared/cni/plugin.ts';
 import type { Lease } from '../plugins/overlay/store.ts';
@@ -115,5 +115,21 @@ describe('pod attachment', () => {
       ipam: { type: 'host-local', ranges: [[{ subnet: '10.244.1.0/24' }]], routes: [{ dst: '10.244.0.0/16' }, { dst: '0.0.0.0/0' }], dataDir: '/var/lib/x/ipam' },
       'cni.dev/valid-attachments': [],
     });
+  });
+});
+
+describe('overlay masquerade table', () => {
+  it('is rewritten only when it is not what this lease and cluster need (counters survive a reconcile)', () => {
+    const comment = 'cni-ts overlay n 10.244.1.0/24 10.244.0.0/16';
+    expect(masqScript(s, mine)).toContain(`comment "${comment}"`);
+    expect(masqInPlace(s, mine, { ...empty, masq: [comment] })).toBe(true);
+    expect(masqInPlace(s, mine, { ...empty })).toBe(false); // table missing
+    expect(masqInPlace(s, mine, { ...empty, masq: [] })).toBe(false);
+    expect(masqInPlace(s, mine, { ...empty, masq: [comment, comment] })).toBe(false);
+    expect(masqInPlace(s, peer2, { ...empty, masq: [comment] })).toBe(false); // another subnet
+    expect(masqInPlace(s, mine, { ...empty, masq: ['cni-ts overlay n'] })).toBe(false); // made by an earlier release
+    const off = settingsOf({ ...conf, ipMasq: false });
+    expect(masqInPlace(off, mine, { ...empty })).toBe(true);
+    expect(masqInPlace(off, mine, { ...empty, masq: [comment] })).toBe(false);
   });
 });

@@ -9,8 +9,9 @@ import type { Logger } from '../../shared/cni/log.ts';
 import { ipBatch } from '../../shared/kernel/ip.ts';
 import { setSysctls } from '../../shared/kernel/sysctl.ts';
 import { withLock } from '../../shared/lock.ts';
+import { trace } from '../../shared/cni/trace.ts';
 import type { Settings } from './config.ts';
-import { applyMasq, applyPeers, gatewayOf, mtuOf, planPeers, planVtep, readHost, underlayOf, type Underlay } from './host.ts';
+import { applyMasq, applyPeers, masqInPlace, gatewayOf, mtuOf, planPeers, planVtep, readHost, underlayOf, type Underlay } from './host.ts';
 import { acquireLease, saveLease, vtepMacFor } from './lease.ts';
 import { planBridge } from './hostbridge.ts';
 import { withDeadline, type Lease, type Store } from './store.ts';
@@ -40,6 +41,7 @@ export async function converge(s: Settings, store: Store, log: Logger, opts: { m
     });
     saveLease(s, lease);
     const t2 = performance.now();
+    trace(`overlay: host read ${(t1 - t0).toFixed(1)} ms, store ${(t2 - t1).toFixed(1)} ms`);
     const mtu = mtuOf(s, u);
     const vtep = planVtep(s, u, lease, st);
     const br = st.links.find((l) => l.ifname === s.bridge);
@@ -51,7 +53,7 @@ export async function converge(s: Settings, store: Store, log: Logger, opts: { m
     if (plan.added.length || plan.removed.length) log.info(`peers: added ${plan.added.join(' ') || '-'}; removed ${plan.removed.join(' ') || '-'}`);
     if (vtep.recreated) log.info(`VTEP ${s.vxlan} created: vni ${s.vni} local ${u.ip} dev ${u.dev} mtu ${mtu} subnet ${lease.subnet}`);
     await setSysctls({ 'net.ipv4.ip_forward': '1' });
-    if (opts.masq !== false || vtep.recreated) await applyMasq(s, lease);
+    if ((opts.masq !== false || vtep.recreated) && !masqInPlace(s, lease, st)) await applyMasq(s, lease);
     log.debug(`converge: host read ${(t1 - t0).toFixed(1)} ms, store ${(t2 - t1).toFixed(1)} ms, kernel ${(performance.now() - t2).toFixed(1)} ms`);
     const peers = leases.filter((l) => l.subnet !== lease.subnet && l.publicIP !== lease.publicIP);
     return { lease, underlay: u, mtu, peers, added: plan.added, removed: plan.removed, vtepRecreated: vtep.recreated };

@@ -30,6 +30,8 @@ export interface HostState {
   neigh: NeighInfo[];
   /** FDB entries on the VXLAN device */
   fdb: FdbInfo[];
+  /** comments of the rules in our masquerade table; undefined when the table is absent */
+  masq?: string[];
 }
 
 export interface Underlay {
@@ -46,17 +48,28 @@ export async function readHost(s: Settings): Promise<HostState> {
     if (r.exitCode !== 0) return [] as unknown as T;
     return JSON.parse(r.stdout.trim() || '[]') as T;
   };
-  const [links, routes, neigh, fdb] = await Promise.all([
+  const masqTable = async (): Promise<string[] | undefined> => {
+    const r = await run('nft', ['-j', 'list', 'table', 'ip', s.nftTable], { allowFail: true });
+    if (r.exitCode !== 0) return undefined;
+    try {
+      const items = (JSON.parse(r.stdout) as { nftables?: Array<{ rule?: { comment?: string } }> }).nftables ?? [];
+      return items.filter((i) => i.rule).map((i) => i.rule?.comment ?? '');
+    } catch {
+      return undefined;
+    }
+  };
+  const [links, routes, neigh, fdb, masq] = await Promise.all([
     json<LinkInfo[]>('ip', ['-details', 'addr', 'show']),
     json<RouteInfo[]>('ip', ['route', 'show', 'table', 'main']),
     json<NeighInfo[]>('ip', ['neigh', 'show', 'dev', s.vxlan]),
     json<FdbInfo[]>('bridge', ['fdb', 'show', 'dev', s.vxlan]),
+    masqTable(),
   ]);
   // An IPv6-only underlay: its default route is in the IPv6 table (one more read, only then).
   if (!s.underlayInterface && !routes.some((r) => r.dst === 'default')) {
     for (const r of await json<RouteInfo[]>('ip', ['-6', 'route', 'show', 'default'])) routes.push({ ...r, dst: '::/0' });
   }
-  return { links, routes, neigh, fdb };
+  return { links, routes, neigh, fdb, masq };
 }
 
 /** The underlay device and address: the configured device, else the default route's. */
@@ -189,6 +202,15 @@ export async function applyPeers(p: PeerPlan): Promise<void> {
 }
 
 /** The masquerade table: pods' traffic leaving the cluster network goes out with the host's address. */
+/** The masquerade rule's comment: names the network, subnet and cluster it was made for. */
+const masqComment = (s: Settings, lease: Lease): string => `cni-ts overlay ${s.name} ${lease.subnet} ${formatCIDR(s.network)}`;
+
+/** Whether the masquerade table is already as `masqScript` would make it (then it is left alone, counters and all). */
+export function masqInPlace(s: Settings, lease: Lease, st: HostState): boolean {
+  if (!s.ipMasq) return st.masq === undefined;
+  return st.masq?.length === 1 && st.masq[0] === masqComment(s, lease);
+}
+
 export function masqScript(s: Settings, lease: Lease): string {
   const t = s.nftTable;
   if (!s.ipMasq) return `table ip ${t} {}\ndelete table ip ${t}\n`;
@@ -199,7 +221,7 @@ export function masqScript(s: Settings, lease: Lease): string {
     `table ip ${t} {`,
     `  chain postrouting {`,
     `    type nat hook postrouting priority srcnat; policy accept;`,
-    `    ip saddr ${lease.subnet} ip daddr != ${cluster} ip daddr != 224.0.0.0/4 counter masquerade comment "cni-ts overlay ${s.name}"`,
+    `    ip saddr ${lease.subnet} ip daddr != ${cluster} ip daddr != 224.0.0.0/4 counter masquerade comment "${masqComment(s, lease)}"`,
     `  }`,
     `}`,
     '',

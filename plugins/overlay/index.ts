@@ -6,6 +6,7 @@
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
 import { requireNetns } from '../../shared/kernel/netns.ts';
+import { trace } from '../../shared/cni/trace.ts';
 import schema from '../../conf/schemas/overlay.schema.json' with { type: 'json' };
 import { settingsOf, type OverlayConf, type Settings } from './config.ts';
 import { converge, STORE_DEADLINE_MS } from './converge.ts';
@@ -19,6 +20,7 @@ async function withStore<T>(s: Settings, body: (store: Store) => Promise<T>, log
   const t0 = performance.now();
   const store = await withDeadline('connect', STORE_DEADLINE_MS, () => openStore(s.store));
   log?.debug(`store client (${s.store.type}) ready in ${(performance.now() - t0).toFixed(1)} ms`);
+  trace(`overlay: ${s.store.type} store client ready`);
   try {
     return await body(store);
   } finally {

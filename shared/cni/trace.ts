@@ -1,14 +1,35 @@
 /**
- * Timeline for performance work: with CNI_TS_TRACE=1 every marked step is written to stderr as
+ * Timeline for performance work: with CNI_TS_TRACE set, every marked step is written as
  * milliseconds since the process started (performance.now() counts from the time origin, so the
- * runtime's own start-up shows as the first mark's offset). Off by default and free when off.
+ * runtime's own start-up shows as the first mark's offset). CNI_TS_TRACE=1 writes to stderr;
+ * an absolute path appends to that file instead (runtimes such as containerd keep a plugin's
+ * stderr only when it fails). Off by default and free when off.
  */
+import { appendFileSync } from 'node:fs';
 import { writeStderr } from './stdio.ts';
 
-let on: boolean | undefined; // read on first use (a start-up snapshot must not freeze it)
+let target: string | undefined; // read on first use: '' = off, '-' = stderr, else a file
 
-export const tracing = (): boolean => (on ??= !!process.env.CNI_TS_TRACE);
+function where(): string {
+  if (target === undefined) {
+    const v = process.env.CNI_TS_TRACE ?? '';
+    target = v.startsWith('/') ? v : v ? '-' : '';
+  }
+  return target;
+}
+
+export const tracing = (): boolean => where() !== '';
 
 export function trace(what: string): void {
-  if (tracing()) writeStderr(`[trace ${process.pid} +${performance.now().toFixed(1)} ms] ${what}\n`);
+  const t = where();
+  if (!t) return;
+  const line = `[trace ${process.pid} +${performance.now().toFixed(1)} ms] ${what}\n`;
+  if (t === '-') writeStderr(line);
+  else {
+    try {
+      appendFileSync(t, line);
+    } catch {
+      /* tracing must never fail a call */
+    }
+  }
 }
