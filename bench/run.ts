@@ -135,7 +135,8 @@ function makeList(s: Side, tag: string, plugins: Array<Record<string, unknown>>)
 }
 
 function toolOpts(s: Side, extra: Partial<ToolOptions> = {}): ToolOptions {
-  return { cacheDir: path.join(WORK, s.key, 'cache'), path: [s.bin], env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin' }, ...extra };
+  const trace = process.env.CNI_TS_TRACE ? { CNI_TS_TRACE: process.env.CNI_TS_TRACE } : {};
+  return { cacheDir: path.join(WORK, s.key, 'cache'), path: [s.bin], env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...trace }, ...extra };
 }
 
 const rtFor = (ns: string, caps: Record<string, unknown>): RuntimeConf => ({ containerId: ns, netns: nsPath(ns), ifname: 'eth0', args: [], capabilityArgs: caps });

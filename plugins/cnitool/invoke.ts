@@ -62,7 +62,7 @@ export function pluginEnv(verb: Verb, a: ExecArgs, path: string[], base: NodeJS.
   if (a.args?.length) env.CNI_ARGS = a.args.map(([k, v]) => `${k}=${v}`).join(';');
   env.CNI_PATH = path.join(':');
   // keep the plugins' own logging settings, which are CNI_-prefixed but not protocol variables
-  for (const k of ['CNI_LOG_FILE', 'CNI_LOG_LEVEL', 'CNI_TS_NO_INPROCESS']) if (base[k] !== undefined) env[k] = base[k] as string;
+  for (const k of ['CNI_LOG_FILE', 'CNI_LOG_LEVEL', 'CNI_TS_NO_INPROCESS', 'CNI_TS_TRACE']) if (base[k] !== undefined) env[k] = base[k] as string;
   return env;
 }
 
