@@ -93,7 +93,8 @@ export class Containerd {
       stdin: 'ignore',
       stdout: { file: log },
       stderr: { file: log },
-      env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', TMPDIR: path.join(d, 'state') },
+      // CNI_TS_TRACE reaches the plugins (containerd runs them with its own environment)
+      env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', TMPDIR: path.join(d, 'state'), ...(process.env.CNI_TS_TRACE ? { CNI_TS_TRACE: process.env.CNI_TS_TRACE } : {}) },
       extendEnv: false,
     });
     const up = await eventually(async () => existsSync(this.socket), 100, 100);
