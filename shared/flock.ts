@@ -97,8 +97,12 @@ export async function withFlock<T>(file: string, body: () => Promise<T>, timeout
   }
 }
 
-/** `withFlock` on `<dir>/<name>`, creating `dir` first. */
-export async function withLockFile<T>(dir: string, name: string, body: () => Promise<T>, timeoutSeconds = 60): Promise<T> {
+/**
+ * A lock around shared on-disk state or a one-time kernel change (bridge creation, a
+ * host-device record, an overlay lease, an iptables section): `withFlock` on `<dir>/<name>`,
+ * creating `dir` first. The small lock file stays, as the reference host-local's `lock` does.
+ */
+export async function withLock<T>(dir: string, body: () => Promise<T>, name = 'lock', timeoutSeconds = 60): Promise<T> {
   mkdirSync(dir, { recursive: true, mode: 0o755 });
   return withFlock(path.join(dir, name), body, timeoutSeconds);
 }

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { randomBytes, randomHex, sha256Hex, sha512Hex } from '../shared/hash.ts';
-import { requestFlock, withFlock, withLockFile } from '../shared/flock.ts';
+import { requestFlock, withFlock, withLock } from '../shared/flock.ts';
 import { deleteLink, macIsPinned, ownNetnsLinkNames } from '../shared/kernel/link.ts';
 import { hostVethName } from '../shared/kernel/veth.ts';
 import { Cleanup, sh } from './helpers/netns.ts';
@@ -96,7 +96,7 @@ describe('flock(2) through our own descriptor', () => {
   it('replaces an empty lock directory left by the mkdir-based lock of earlier releases', async () => {
     const dir = path.join(tmp, 'e');
     mkdirSync(path.join(dir, 'x.lock'), { recursive: true });
-    expect(await withLockFile(dir, 'x.lock', async () => 'ok')).toBe('ok');
+    expect(await withLock(dir, async () => 'ok', 'x.lock')).toBe('ok');
   });
 });
 

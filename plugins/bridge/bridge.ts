@@ -8,7 +8,7 @@ import { familyOf, mustCIDR, overlaps, canonicalCIDR } from '../../shared/ipnet.
 import { run } from '../../shared/kernel/exec.ts';
 import { ipBatch, type LinkInfo } from '../../shared/kernel/ip.ts';
 import { getLink, linkAddresses, linkKind, macIsPinned, randomMac } from '../../shared/kernel/link.ts';
-import { withLock } from '../../shared/lock.ts';
+import { withLock } from '../../shared/flock.ts';
 import { randomHex } from '../../shared/hash.ts';
 
 export const LOCK_DIR = '/run/cni-ts/locks';

@@ -15,7 +15,7 @@ import { definePlugin, type GcRequest, type Request } from '../../shared/cni/plu
 import type { Result } from '../../shared/cni/types.ts';
 import { ipJson, listLinks, getLink, type LinkInfo, type RouteInfo } from '../../shared/kernel/ip.ts';
 import { netnsExists, requireNetns } from '../../shared/kernel/netns.ts';
-import { withLock } from '../../shared/lock.ts';
+import { withLock } from '../../shared/flock.ts';
 import { familyOf } from '../../shared/ipnet.ts';
 import { DEFAULT_DATA_DIR, ipamType, normalizeMac, selectorOf, type HostDeviceConf, type Selector } from './config.ts';
 import {

@@ -8,7 +8,7 @@ import { hostname } from 'node:os';
 import type { Logger } from '../../shared/cni/log.ts';
 import { ipBatch } from '../../shared/kernel/ip.ts';
 import { setSysctls } from '../../shared/kernel/sysctl.ts';
-import { withLock } from '../../shared/lock.ts';
+import { withLock } from '../../shared/flock.ts';
 import { trace } from '../../shared/cni/trace.ts';
 import type { Settings } from './config.ts';
 import { applyMasq, applyPeers, masqInPlace, gatewayOf, mtuOf, planPeers, planVtep, readHost, underlayOf, type Underlay } from './host.ts';

@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
-import { withLock } from '../../shared/lock.ts';
+import { withLock } from '../../shared/flock.ts';
 import type { Lease, Store } from './store.ts';
 
 interface Entry extends Lease {

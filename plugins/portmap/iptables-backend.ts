@@ -5,7 +5,7 @@
  */
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { run } from '../../shared/kernel/exec.ts';
-import { withLock } from '../../shared/lock.ts';
+import { withLock } from '../../shared/flock.ts';
 import type { Family } from '../../shared/ipnet.ts';
 import type { Backend } from './backend.ts';
 import type { Settings } from './config.ts';

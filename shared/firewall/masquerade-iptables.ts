@@ -10,7 +10,7 @@
 import type { Attachment } from '../cni/types.ts';
 import { familyOf } from '../ipnet.ts';
 import { run } from '../kernel/exec.ts';
-import { withLock } from '../lock.ts';
+import { withLock } from '../flock.ts';
 import {
   multicastOf,
   networkTag,
