@@ -22,8 +22,9 @@ function makeTrace() {
   return (what) => {
     const line = `[trace ${process.pid} +${performance.now().toFixed(1)} ms] ${what}\n`;
     try {
+      // fs, not process.stderr: building the stderr stream loads net and stream (~5 ms)
       if (to.startsWith('/')) require('node:fs').appendFileSync(to, line);
-      else process.stderr.write(line);
+      else require('node:fs').writeSync(2, line);
     } catch {
       /* tracing must never fail a call */
     }
