@@ -598,29 +598,9 @@ describe('portmap with the reference plugins', () => {
     const t = await topology(cleanup, { containerSide: false });
     const table = `pmt_${t.id}`;
     dropTable(cleanup, table);
-    const dataDir = `/run/cni-ts-test/pm-${t.id}`;
-    cleanup.add(async () => {
-      await sh('rm', ['-rf', dataDir]);
-      await sh('rmdir', ['/run/cni-ts-test'], { allowFail: true });
-    });
     const net = `pmref-${t.id}`;
-    const subnet = `10.${100 + rnd(100)}.${rnd(256)}`;
     const cid = `r${t.id}`;
-    const bridgeConf = {
-      cniVersion: '1.0.0',
-      name: net,
-      type: 'bridge',
-      bridge: t.bridge,
-      isGateway: false,
-      hairpinMode: true,
-      ipam: { type: 'host-local', dataDir, ranges: [[{ subnet: `${subnet}.0/24`, gateway: `${subnet}.1` }]], routes: [{ dst: '0.0.0.0/0', gw: `${subnet}.1` }] },
-    };
-    const brAdd = await runPlugin('bridge', { command: 'ADD', containerId: cid, netns: t.container.path, ifname: 'eth0', config: bridgeConf, binDir: REF_BIN, path: REF_BIN });
-    ok(brAdd);
-    cleanup.add(() => runPlugin('bridge', { command: 'DEL', containerId: cid, netns: t.container.path, ifname: 'eth0', config: bridgeConf, binDir: REF_BIN, path: REF_BIN }));
-    // The reference bridge in non-gateway mode leaves the bridge without an address: give it the gateway.
-    await sh('ip', ['addr', 'add', `${subnet}.1/24`, 'dev', t.bridge]);
-    setSys(`net.ipv4.conf.${t.bridge}.forwarding`, '1');
+    const { brAdd, subnet } = await attachBridge(cleanup, t, net, cid, '1.0.0', REF_BIN);
     const prev = brAdd.json!;
     const cip = ((prev.ips as Array<{ address: string }>)[0].address).split('/')[0];
     await server(cleanup, t.container, 80, 'ours');
@@ -651,6 +631,36 @@ describe('portmap with the reference plugins', () => {
 
 const ourBridge = existsSync(`${ROOT}/plugins/bridge/index.ts`);
 
+/**
+ * bridge (from `bin`: ours or the reference, with host-local from the same place) + host-local
+ * for container `cid` of topology `t`. Not a gateway (that would switch on host-wide
+ * forwarding): the bridge gets the gateway address and forwarding from the test.
+ */
+async function attachBridge(cleanup: Cleanup, t: Topo, net: string, cid: string, cniVersion: string, bin: string): Promise<{ brAdd: PluginRun; subnet: string }> {
+  const dataDir = `/run/cni-ts-test/pm-${t.id}`;
+  cleanup.add(async () => {
+    await sh('rm', ['-rf', dataDir]);
+    await sh('rmdir', ['/run/cni-ts-test'], { allowFail: true });
+  });
+  const subnet = `10.${100 + rnd(100)}.${rnd(256)}`;
+  const bridgeConf = {
+    cniVersion,
+    name: net,
+    type: 'bridge',
+    bridge: t.bridge,
+    isGateway: false,
+    hairpinMode: true,
+    ipam: { type: 'host-local', dataDir, ranges: [[{ subnet: `${subnet}.0/24`, gateway: `${subnet}.1` }]], routes: [{ dst: '0.0.0.0/0', gw: `${subnet}.1` }] },
+  };
+  const run = { containerId: cid, netns: t.container.path, ifname: 'eth0', config: bridgeConf, binDir: bin, path: bin };
+  const brAdd = await runPlugin('bridge', { command: 'ADD', ...run });
+  ok(brAdd);
+  cleanup.add(() => runPlugin('bridge', { command: 'DEL', ...run }));
+  await sh('ip', ['addr', 'add', `${subnet}.1/24`, 'dev', t.bridge]);
+  setSys(`net.ipv4.conf.${t.bridge}.forwarding`, '1');
+  return { brAdd, subnet };
+}
+
 describe('portmap chained after our bridge + host-local', () => {
   const cleanup = new Cleanup();
   afterAll(() => cleanup.run());
@@ -659,29 +669,9 @@ describe('portmap chained after our bridge + host-local', () => {
     const t = await topology(cleanup, { containerSide: false });
     const table = `pmt_${t.id}`;
     dropTable(cleanup, table);
-    const dataDir = `/run/cni-ts-test/pm-${t.id}`;
-    cleanup.add(async () => {
-      await sh('rm', ['-rf', dataDir]);
-      await sh('rmdir', ['/run/cni-ts-test'], { allowFail: true });
-    });
     const net = `pmours-${t.id}`;
-    const subnet = `10.${100 + rnd(100)}.${rnd(256)}`;
     const cid = `o${t.id}`;
-    // Not a gateway (that would switch on host-wide forwarding); the test gives the bridge its address.
-    const bridgeConf = {
-      cniVersion: '1.1.0',
-      name: net,
-      type: 'bridge',
-      bridge: t.bridge,
-      isGateway: false,
-      hairpinMode: true,
-      ipam: { type: 'host-local', dataDir, ranges: [[{ subnet: `${subnet}.0/24`, gateway: `${subnet}.1` }]], routes: [{ dst: '0.0.0.0/0', gw: `${subnet}.1` }] },
-    };
-    const brAdd = await runPlugin('bridge', { command: 'ADD', containerId: cid, netns: t.container.path, ifname: 'eth0', config: bridgeConf, binDir: BIN });
-    ok(brAdd);
-    cleanup.add(() => runPlugin('bridge', { command: 'DEL', containerId: cid, netns: t.container.path, ifname: 'eth0', config: bridgeConf, binDir: BIN }));
-    await sh('ip', ['addr', 'add', `${subnet}.1/24`, 'dev', t.bridge]);
-    setSys(`net.ipv4.conf.${t.bridge}.forwarding`, '1');
+    const { brAdd, subnet } = await attachBridge(cleanup, t, net, cid, '1.1.0', BIN);
     await server(cleanup, t.container, 80, 'br');
     const hp = hostPort();
     const c = { ...conf(net, { nftTable: table }, [{ hostPort: hp, containerPort: 80 }], brAdd.json), cniVersion: '1.1.0' };

@@ -8,9 +8,9 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
 import path from 'node:path';
-import { Cleanup, deleteLink, inNs, makeNetns, sh } from './helpers/netns.ts';
+import { Cleanup, deleteLink, inNs, sh } from './helpers/netns.ts';
 import { uid } from './helpers/run.ts';
-import { bridgePorts, cachedResultsOf, eventually, firewallLinesMentioning, httpGet, logLines, makeTempTree, randomHostPort, randomSubnet, randomTransfer, removeLeftoverNetns, reservations } from './helpers/runtime/common.ts';
+import { bridgePorts, cachedResultsOf, firewallLinesMentioning, httpBody, logLines, makeOutside, makeTempTree, randomHostPort, randomSubnet, removeLeftoverNetns, reservations } from './helpers/runtime/common.ts';
 import { bridgeConflist, nftTableOf, type TestNetwork } from './helpers/runtime/conflist.ts';
 import { makeContainerd, type Containerd } from './helpers/runtime/containerd.ts';
 import { describePlan, planPlugins } from './helpers/runtime/plugins.ts';
@@ -121,21 +121,8 @@ describe('containerd (CRI) drives the plugins', () => {
   it.skipIf(skip)('hostPort: portmap forwards 127.0.0.1 and an outside namespace to the pod', async () => {
     const hostPort = randomHostPort();
     const a = await ctrd.runPod(`pd-${tag}`, { portMappings: [{ protocol: 'TCP', containerPort: 80, hostPort }] });
-    const outside = await makeNetns(cleanup, 'cncdo');
-    const t = randomTransfer();
-    const hostEnd = `cncv${tag}`;
-    await sh('ip', ['link', 'add', hostEnd, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', outside.name]);
-    cleanup.add(() => deleteLink(hostEnd));
-    await sh('ip', ['-batch', '-'], { input: `addr add ${t.host}/30 dev ${hostEnd}\nlink set ${hostEnd} up\n` });
-    await sh('nsenter', [`--net=${outside.path}`, '--', 'ip', '-batch', '-'], { input: `addr add ${t.outside}/30 dev eth0\nlink set eth0 up\nlink set lo up\n` });
-    const body = async (netnsPath: string | undefined, addr: string): Promise<string> => {
-      let out = '';
-      await eventually(async () => {
-        out = await httpGet(netnsPath, addr, hostPort);
-        return out.length > 0;
-      }, 40, 250);
-      return out;
-    };
+    const { ns: outside, transfer: t } = await makeOutside(cleanup, 'cncdo', `cncv${tag}`);
+    const body = (netnsPath: string | undefined, addr: string): Promise<string> => httpBody(netnsPath, addr, hostPort);
     expect((await firewallLinesMentioning([hostPort])).length).toBeGreaterThan(0);
     expect(await body(undefined, '127.0.0.1')).toBe('cni-ts');
     expect(await body(outside.path, t.host)).toBe('cni-ts');

@@ -9,9 +9,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { execa } from 'execa';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { Cleanup, deleteLink, makeNetns, sh } from './helpers/netns.ts';
+import { Cleanup, deleteLink } from './helpers/netns.ts';
 import { uid } from './helpers/run.ts';
-import { bridgePorts, cachedResults, eventually, firewallLinesMentioning, httpGet, logLines, randomHostPort, randomSubnet, randomTransfer, removeLeftoverNetns, reservations } from './helpers/runtime/common.ts';
+import { bridgePorts, cachedResults, firewallLinesMentioning, httpBody, logLines, makeOutside, randomHostPort, randomSubnet, removeLeftoverNetns, reservations } from './helpers/runtime/common.ts';
 import { bridgeConflist, nftTableOf, type TestNetwork } from './helpers/runtime/conflist.ts';
 import { makePodman, podmanMissing, type Podman } from './helpers/runtime/podman.ts';
 import { describePlan, planPlugins } from './helpers/runtime/plugins.ts';
@@ -96,23 +96,8 @@ describe('podman (CNI backend) drives the plugins', () => {
   it.skipIf(skip)('-p HOSTPORT:80 reaches busybox httpd from 127.0.0.1 and from an outside namespace', async () => {
     const hostPort = randomHostPort();
     const id = await runDetached(['-p', `${hostPort}:80`, ...pm.image, 'httpd', '-f', '-p', '80', '-h', '/www']);
-    // the "outside": a namespace of this test, linked to the host by a veth on a TEST-NET-2 /30
-    const outside = await makeNetns(cleanup, 'cnpo');
-    const t = randomTransfer();
-    const hostEnd = `cnpv${tag}`;
-    await sh('ip', ['link', 'add', hostEnd, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', outside.name]);
-    cleanup.add(() => deleteLink(hostEnd));
-    await sh('ip', ['-batch', '-'], { input: `addr add ${t.host}/30 dev ${hostEnd}\nlink set ${hostEnd} up\n` });
-    await sh('nsenter', [`--net=${outside.path}`, '--', 'ip', '-batch', '-'], { input: `addr add ${t.outside}/30 dev eth0\nlink set eth0 up\nlink set lo up\n` });
-
-    const body = async (netnsPath: string | undefined, addr: string): Promise<string> => {
-      let out = '';
-      await eventually(async () => {
-        out = await httpGet(netnsPath, addr, hostPort);
-        return out.length > 0;
-      }, 40, 250);
-      return out;
-    };
+    const { ns: outside, transfer: t } = await makeOutside(cleanup, 'cnpo', `cnpv${tag}`);
+    const body = (netnsPath: string | undefined, addr: string): Promise<string> => httpBody(netnsPath, addr, hostPort);
     expect((await firewallLinesMentioning([hostPort])).length).toBeGreaterThan(0);
     expect(await body(undefined, '127.0.0.1')).toBe('cni-ts');
     expect(await body(outside.path, t.host)).toBe('cni-ts');

@@ -1,10 +1,9 @@
 /** Shared pieces of the runtime tests: private temp trees, unique subnets, leak checks. */
 import { randomInt } from 'node:crypto';
-import { randomTransferNet } from '../netns.ts';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { sh, type Cleanup } from '../netns.ts';
+import { deleteLink, makeNetns, randomTransferNet, sh, type Cleanup, type TestNetns } from '../netns.ts';
 
 /** A private temp directory, removed on cleanup (mounts below it are detached first, never crossed). */
 export function makeTempTree(cleanup: Cleanup, prefix: string): string {
@@ -122,4 +121,28 @@ export async function httpGet(netnsPath: string | undefined, addr: string, port:
   const r = await sh(cmd, args, { allowFail: true, input: 'GET / HTTP/1.0\r\n\r\n' });
   const at = r.stdout.indexOf('\r\n\r\n');
   return r.exitCode === 0 && r.stdout.startsWith('HTTP/1.') && at >= 0 ? r.stdout.slice(at + 4) : '';
+}
+
+/** httpGet, retried until it answers (a published port takes a moment); '' when it never does. */
+export async function httpBody(netnsPath: string | undefined, addr: string, port: number): Promise<string> {
+  let out = '';
+  await eventually(async () => {
+    out = await httpGet(netnsPath, addr, port);
+    return out.length > 0;
+  }, 40, 250);
+  return out;
+}
+
+/**
+ * "The outside": a namespace of the test linked to the host by a veth (`hostEnd` on the host,
+ * eth0 inside) on a TEST-NET-2 /30; `transfer.host` is the host's address on it.
+ */
+export async function makeOutside(cleanup: Cleanup, prefix: string, hostEnd: string): Promise<{ ns: TestNetns; transfer: { host: string; outside: string } }> {
+  const ns = await makeNetns(cleanup, prefix);
+  const transfer = randomTransfer();
+  await sh('ip', ['link', 'add', hostEnd, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.name]);
+  cleanup.add(() => deleteLink(hostEnd));
+  await sh('ip', ['-batch', '-'], { input: `addr add ${transfer.host}/30 dev ${hostEnd}\nlink set ${hostEnd} up\n` });
+  await sh('nsenter', [`--net=${ns.path}`, '--', 'ip', '-batch', '-'], { input: `addr add ${transfer.outside}/30 dev eth0\nlink set eth0 up\nlink set lo up\n` });
+  return { ns, transfer };
 }
