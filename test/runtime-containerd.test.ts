@@ -6,12 +6,11 @@
  * state, socket) is started for this file and stopped at the end.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { execa } from 'execa';
 import path from 'node:path';
-import { Cleanup, deleteLink, inNs, sh } from './helpers/netns.ts';
+import { Cleanup, inNs, sh } from './helpers/netns.ts';
 import { uid } from './helpers/run.ts';
-import { bridgePorts, cachedResultsOf, firewallLinesMentioning, httpBody, logLines, makeOutside, makeTempTree, randomHostPort, randomSubnet, removeLeftoverNetns, reservations } from './helpers/runtime/common.ts';
-import { bridgeConflist, nftTableOf, type TestNetwork } from './helpers/runtime/conflist.ts';
+import { bridgePorts, cachedResultsOf, cleanupNetwork, firewallLinesMentioning, httpBody, logLines, makeOutside, makeTempTree, randomHostPort, randomSubnet, reservations } from './helpers/runtime/common.ts';
+import { bridgeConflist, type TestNetwork } from './helpers/runtime/conflist.ts';
 import { makeContainerd, type Containerd } from './helpers/runtime/containerd.ts';
 import { describePlan, planPlugins } from './helpers/runtime/plugins.ts';
 
@@ -42,15 +41,7 @@ describe('containerd (CRI) drives the plugins', () => {
       logFile: path.join(tmp, 'cni.log'),
       portmap: true,
     };
-    cleanup.add(() => deleteLink(net.bridge));
-    cleanup.add(async () => {
-      for (const fam of ['inet', 'bridge']) await execa('nft', ['delete', 'table', fam, nftTableOf(net)], { reject: false });
-    });
-    // runs after containerd's teardown: a namespace a failed DEL left behind (reported, removed)
-    cleanup.add(async () => {
-      const left = await removeLeftoverNetns(sub.prefix);
-      if (left.length) console.log(`runtime-containerd: removed netns left behind by the runtime: ${left.join(' ')}`);
-    });
+    cleanupNetwork(cleanup, net, sub.prefix, 'runtime-containerd');
     ctrd = await makeContainerd(cleanup, tag, plan, bridgeConflist(net));
     const v = await ctrd.cri.version();
     console.log(`runtime-containerd: ${v.runtimeName} ${v.runtimeVersion} CRI ${v.runtimeApiVersion}`);

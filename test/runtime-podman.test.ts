@@ -6,13 +6,12 @@
  * everything. Plugin choice per name: see test/helpers/runtime/plugins.ts.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { execa } from 'execa';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { Cleanup, deleteLink } from './helpers/netns.ts';
+import { Cleanup } from './helpers/netns.ts';
 import { uid } from './helpers/run.ts';
-import { bridgePorts, cachedResults, firewallLinesMentioning, httpBody, logLines, makeOutside, randomHostPort, randomSubnet, removeLeftoverNetns, reservations } from './helpers/runtime/common.ts';
-import { bridgeConflist, nftTableOf, type TestNetwork } from './helpers/runtime/conflist.ts';
+import { bridgePorts, cachedResults, cleanupNetwork, firewallLinesMentioning, httpBody, logLines, makeOutside, randomHostPort, randomSubnet, reservations } from './helpers/runtime/common.ts';
+import { bridgeConflist, type TestNetwork } from './helpers/runtime/conflist.ts';
 import { makePodman, podmanMissing, type Podman } from './helpers/runtime/podman.ts';
 import { describePlan, planPlugins } from './helpers/runtime/plugins.ts';
 
@@ -42,14 +41,7 @@ describe('podman (CNI backend) drives the plugins', () => {
       logFile: path.join(pm.dir, 'cni.log'),
       portmap: true,
     };
-    cleanup.add(() => deleteLink(net.bridge));
-    cleanup.add(async () => {
-      for (const fam of ['inet', 'bridge']) await execa('nft', ['delete', 'table', fam, nftTableOf(net)], { reject: false });
-    });
-    cleanup.add(async () => {
-      const left = await removeLeftoverNetns(sub.prefix);
-      if (left.length) console.log(`runtime-podman: removed netns left behind by the runtime: ${left.join(' ')}`);
-    });
+    cleanupNetwork(cleanup, net, sub.prefix, 'runtime-podman');
     pm.writeNetwork(bridgeConflist(net));
   }, 120_000);
 

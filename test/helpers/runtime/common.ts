@@ -4,6 +4,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import os from 'node:os';
 import path from 'node:path';
 import { deleteLink, makeNetns, randomTransferNet, sh, type Cleanup, type TestNetns } from '../netns.ts';
+import { nftTableOf, type TestNetwork } from './conflist.ts';
 
 /** A private temp directory, removed on cleanup (mounts below it are detached first, never crossed). */
 export function makeTempTree(cleanup: Cleanup, prefix: string): string {
@@ -145,4 +146,20 @@ export async function makeOutside(cleanup: Cleanup, prefix: string, hostEnd: str
   await sh('ip', ['-batch', '-'], { input: `addr add ${transfer.host}/30 dev ${hostEnd}\nlink set ${hostEnd} up\n` });
   await sh('nsenter', [`--net=${ns.path}`, '--', 'ip', '-batch', '-'], { input: `addr add ${transfer.outside}/30 dev eth0\nlink set eth0 up\nlink set lo up\n` });
   return { ns, transfer };
+}
+
+/**
+ * Remove what a runtime test's network may leave: its bridge, its nft tables, and (registered
+ * first, so it runs after the runtime's own teardown) namespaces in its subnet that a failed DEL
+ * left behind, reported under `label`.
+ */
+export function cleanupNetwork(cleanup: Cleanup, net: TestNetwork, subnetPrefix: string, label: string): void {
+  cleanup.add(() => deleteLink(net.bridge));
+  cleanup.add(async () => {
+    for (const fam of ['inet', 'bridge']) await sh('nft', ['delete', 'table', fam, nftTableOf(net)], { allowFail: true });
+  });
+  cleanup.add(async () => {
+    const left = await removeLeftoverNetns(subnetPrefix);
+    if (left.length) console.log(`${label}: removed netns left behind by the runtime: ${left.join(' ')}`);
+  });
 }
