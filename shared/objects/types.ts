@@ -1,0 +1,210 @@
+/**
+ * The object kinds of the cluster store, in the shapes Kubernetes users know (paste what you
+ * have). Only the fields we act on are typed; unknown fields are kept as written.
+ */
+
+export type Kind =
+  | 'Namespace'
+  | 'NetworkPolicy'
+  | 'AdminNetworkPolicy'
+  | 'BaselineAdminNetworkPolicy'
+  | 'Service'
+  | 'EndpointSlice'
+  | 'Endpoint'
+  | 'SubnetLease';
+
+export const CLUSTER_SCOPED: ReadonlySet<Kind> = new Set(['Namespace', 'AdminNetworkPolicy', 'BaselineAdminNetworkPolicy', 'SubnetLease']);
+
+export interface ObjectMeta {
+  name: string;
+  namespace?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  /** set by the store on read: the revision of the last write */
+  resourceVersion?: string;
+  creationTimestamp?: string;
+  uid?: string;
+}
+
+export interface LabelSelectorRequirement {
+  key: string;
+  operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist';
+  values?: string[];
+}
+export interface LabelSelector {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: LabelSelectorRequirement[];
+}
+
+export interface Namespace {
+  apiVersion: 'v1';
+  kind: 'Namespace';
+  metadata: ObjectMeta;
+}
+
+// ---- networking.k8s.io/v1 NetworkPolicy ----
+export type Protocol = 'TCP' | 'UDP' | 'SCTP';
+export interface NetworkPolicyPort {
+  protocol?: Protocol;
+  /** number, or a named container port (resolved on the destination pod) */
+  port?: number | string;
+  endPort?: number;
+}
+export interface IPBlock {
+  cidr: string;
+  except?: string[];
+}
+export interface NetworkPolicyPeer {
+  podSelector?: LabelSelector;
+  namespaceSelector?: LabelSelector;
+  ipBlock?: IPBlock;
+}
+export interface NetworkPolicyIngressRule {
+  from?: NetworkPolicyPeer[];
+  ports?: NetworkPolicyPort[];
+}
+export interface NetworkPolicyEgressRule {
+  to?: NetworkPolicyPeer[];
+  ports?: NetworkPolicyPort[];
+}
+export interface NetworkPolicy {
+  apiVersion: 'networking.k8s.io/v1';
+  kind: 'NetworkPolicy';
+  metadata: ObjectMeta;
+  spec: {
+    podSelector: LabelSelector;
+    policyTypes?: ('Ingress' | 'Egress')[];
+    ingress?: NetworkPolicyIngressRule[];
+    egress?: NetworkPolicyEgressRule[];
+  };
+}
+
+// ---- policy.networking.k8s.io/v1alpha1 AdminNetworkPolicy / BaselineAdminNetworkPolicy ----
+export interface AnpNamespacedPod {
+  namespaceSelector: LabelSelector;
+  podSelector: LabelSelector;
+}
+export interface AnpSubject {
+  namespaces?: LabelSelector;
+  pods?: AnpNamespacedPod;
+}
+export interface AnpPeer {
+  namespaces?: LabelSelector;
+  pods?: AnpNamespacedPod;
+  /** egress only */
+  networks?: string[];
+}
+export type AnpPort =
+  | { portNumber: { protocol: Protocol; port: number } }
+  | { namedPort: string }
+  | { portRange: { protocol?: Protocol; start: number; end: number } };
+export interface AnpRule<Action extends string> {
+  name?: string;
+  action: Action;
+  from?: AnpPeer[];
+  to?: AnpPeer[];
+  ports?: AnpPort[];
+}
+export interface AdminNetworkPolicy {
+  apiVersion: 'policy.networking.k8s.io/v1alpha1';
+  kind: 'AdminNetworkPolicy';
+  metadata: ObjectMeta;
+  spec: {
+    /** 0..1000, lower is evaluated first */
+    priority: number;
+    subject: AnpSubject;
+    ingress?: AnpRule<'Allow' | 'Deny' | 'Pass'>[];
+    egress?: AnpRule<'Allow' | 'Deny' | 'Pass'>[];
+  };
+}
+export interface BaselineAdminNetworkPolicy {
+  apiVersion: 'policy.networking.k8s.io/v1alpha1';
+  kind: 'BaselineAdminNetworkPolicy';
+  /** metadata.name must be "default" (a singleton, as upstream) */
+  metadata: ObjectMeta;
+  spec: {
+    subject: AnpSubject;
+    ingress?: AnpRule<'Allow' | 'Deny'>[];
+    egress?: AnpRule<'Allow' | 'Deny'>[];
+  };
+}
+
+// ---- v1 Service (+ explicit backends) ----
+export interface ServicePort {
+  name?: string;
+  protocol?: Protocol;
+  port: number;
+  targetPort?: number | string;
+}
+export interface Service {
+  apiVersion: 'v1';
+  kind: 'Service';
+  metadata: ObjectMeta;
+  spec: {
+    selector?: Record<string, string>;
+    ports?: ServicePort[];
+    /** "None" = headless */
+    clusterIP?: string;
+    clusterIPs?: string[];
+    sessionAffinity?: 'None' | 'ClientIP';
+    sessionAffinityConfig?: { clientIP?: { timeoutSeconds?: number } };
+  };
+}
+export interface EndpointSlice {
+  apiVersion: 'cni-ts.dev/v1';
+  kind: 'EndpointSlice';
+  metadata: ObjectMeta & { labels: { 'kubernetes.io/service-name': string } & Record<string, string> };
+  endpoints: { addresses: string[]; conditions?: { ready?: boolean }; hostname?: string; nodeName?: string }[];
+  ports?: { name?: string; port: number; protocol?: Protocol }[];
+}
+
+// ---- cni-ts.dev/v1 Endpoint: one per CNI attachment, written by the `endpoint` plugin ----
+export interface ContainerPort {
+  name?: string;
+  containerPort: number;
+  protocol?: Protocol;
+}
+export interface Endpoint {
+  apiVersion: 'cni-ts.dev/v1';
+  kind: 'Endpoint';
+  /** namespace/name: K8S_POD_NAMESPACE / K8S_POD_NAME, else "default" / the container ID */
+  metadata: ObjectMeta;
+  spec: {
+    node: string;
+    network: string;
+    containerId: string;
+    ifname: string;
+    /** CIDR notation as in the CNI result ("10.1.0.5/24", "fd00::5/64") */
+    ips: string[];
+    /** the host-side interface (veth) of this attachment, when there is one */
+    hostInterface?: string;
+    /** the container-side interface's MAC */
+    mac?: string;
+    /** gateway addresses of the network (DNS listens there) */
+    gateways?: string[];
+    aliases?: string[];
+    ports?: ContainerPort[];
+  };
+}
+
+// ---- overlay subnet leases (moved here from the overlay's own store) ----
+export interface SubnetLease {
+  apiVersion: 'cni-ts.dev/v1';
+  kind: 'SubnetLease';
+  metadata: ObjectMeta;
+  spec: { network: string; subnet: string; publicIP: string; vtepMAC: string; hostname?: string; expires: string };
+}
+
+export type CniObject =
+  | Namespace
+  | NetworkPolicy
+  | AdminNetworkPolicy
+  | BaselineAdminNetworkPolicy
+  | Service
+  | EndpointSlice
+  | Endpoint
+  | SubnetLease;
+
+export function isClusterScoped(kind: Kind): boolean {
+  return CLUSTER_SCOPED.has(kind);
+}
