@@ -123,6 +123,37 @@ describe('engine', () => {
     expect(out.exitCode).toBe(1);
     expect(JSON.parse(out.stdout).code).toBe(code);
   });
+  it('refuses CHECK without prevResult with code 7 before the plugin runs, for every version with CHECK', async () => {
+    let checked = 0;
+    const p = definePlugin({ ...plugin, validateConfig: () => void checked++, check: async () => void checked++ });
+    for (const v of ['0.4.0', '1.0.0', '1.1.0']) {
+      for (const extra of [{}, { prevResult: null }]) {
+        const out = await invoke(p, { ...env, CNI_COMMAND: 'CHECK' }, JSON.stringify({ cniVersion: v, name: 'n', ...extra }));
+        expect(JSON.parse(out.stdout)).toMatchObject({ cniVersion: v, code: 7, msg: 'invalid network config: prevResult: is required for CHECK' });
+      }
+      const ok = await invoke(p, { ...env, CNI_COMMAND: 'CHECK' }, JSON.stringify({ cniVersion: v, name: 'n', prevResult: { cniVersion: v, ips: [] } }));
+      expect(ok.exitCode, ok.stdout).toBe(0);
+    }
+    expect(checked).toBe(6); // validateConfig + check, only for the three with prevResult
+    // below 0.4.0 there is no CHECK at all: still code 1
+    const old = await invoke(p, { ...env, CNI_COMMAND: 'CHECK' }, JSON.stringify({ cniVersion: '0.3.1', name: 'n' }));
+    expect(JSON.parse(old.stdout).code).toBe(1);
+  });
+  it('names the plugin the runtime called once, then the cause of a delegate error (nesting never doubles names)', async () => {
+    const { DelegatedError, causeOf } = await import('../shared/cni/errors.ts');
+    expect(causeOf('host-local: no address is reserved', ['host-local'])).toBe('no address is reserved');
+    expect(causeOf('bridge: bridge: x', ['bridge'])).toBe('x');
+    expect(causeOf('no name: here', ['bridge'])).toBe('no name: here');
+    const failing = (name: string, err: Error) => definePlugin({ ...plugin, name, add: async () => Promise.reject(err) });
+    // what the runtime sees from the outer plugin when its delegate failed
+    const inner = await invoke(failing('bridge', new DelegatedError(105, 'no address is reserved', 'via host-local')), env, JSON.stringify({ cniVersion: '1.1.0', name: 'n' }));
+    expect(JSON.parse(inner.stdout)).toMatchObject({ code: 105, msg: 'bridge: no address is reserved', details: 'via host-local' });
+    const outer = await invoke(failing('overlay', new DelegatedError(105, causeOf(JSON.parse(inner.stdout).msg, ['bridge']), 'via bridge > host-local')), env, JSON.stringify({ cniVersion: '1.1.0', name: 'n' }));
+    expect(JSON.parse(outer.stdout)).toMatchObject({ code: 105, msg: 'overlay: no address is reserved' });
+    // the plugin's own errors are not prefixed
+    const own = await invoke(failing('overlay', new CniError(7, 'invalid network config: x: y')), env, JSON.stringify({ cniVersion: '1.1.0', name: 'n' }));
+    expect(JSON.parse(own.stdout).msg).toBe('invalid network config: x: y');
+  });
   it('refuses CHECK below 0.4.0 and GC/STATUS below 1.1.0', async () => {
     for (const [cmd, v] of [['CHECK', '0.3.1'], ['GC', '1.0.0'], ['STATUS', '1.0.0']]) {
       const out = await invoke(plugin, { ...env, CNI_COMMAND: cmd, CNI_PATH: '/x' }, JSON.stringify({ cniVersion: v, name: 'n' }));

@@ -106,8 +106,9 @@ describe('loopback executable', () => {
     const add = await call('ADD', ns.path, netconf('1.0.0'));
     let r = await call('CHECK', ns.path, netconf('1.0.0', { prevResult: add.json }));
     expect(r.exitCode, r.stdout).toBe(0);
+    // prevResult is required for CHECK (spec), refused by the engine with code 7.
     r = await call('CHECK', ns.path, netconf('1.0.0'));
-    expect(r.exitCode, r.stdout).toBe(0);
+    expect(r.json).toMatchObject({ code: 7, msg: expect.stringContaining('prevResult') });
     await inNs(ns, 'ip', ['link', 'set', 'lo', 'down']);
     r = await call('CHECK', ns.path, netconf('1.0.0', { prevResult: add.json }));
     expect(r.exitCode).toBe(1);
@@ -146,7 +147,7 @@ describe('loopback executable', () => {
   it('ADD and CHECK on a missing netns fail with a clear error (code 4 naming CNI_NETNS)', async () => {
     const gone = `/var/run/netns/${uid('cnits-gone')}`;
     for (const verb of ['ADD', 'CHECK']) {
-      const r = await call(verb, gone, netconf('1.0.0'));
+      const r = await call(verb, gone, netconf('1.0.0', verb === 'CHECK' ? { prevResult: { cniVersion: '1.0.0', interfaces: [{ name: 'lo', sandbox: gone }], ips: [] } } : {}));
       expect(r.exitCode).toBe(1);
       expect(r.json).toMatchObject({ code: 4, msg: expect.stringContaining('CNI_NETNS') });
     }

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { settingsOf, type StoreConf } from '../plugins/overlay/config.ts';
 import { acquireLease, nthSubnet, vtepMacFor } from '../plugins/overlay/lease.ts';
-import { openStore, withDeadline, type Lease, type Store } from '../plugins/overlay/store.ts';
+import { listLeases, openStore, withDeadline, type Lease, type Store } from '../plugins/overlay/store.ts';
 import { CniError } from '../shared/cni/errors.ts';
 import { Cleanup } from './helpers/netns.ts';
 import { uid } from './helpers/run.ts';
@@ -55,7 +55,7 @@ describe.each(backends)('overlay store contract: %s', (_kind, confOf) => {
     const b = await mk();
     expect(await a.create(lease('10.50.1.0/24', 1), 60)).toBe(true);
     expect(await b.create(lease('10.50.1.0/24', 2), 60)).toBe(false);
-    expect(await b.list()).toContainEqual(lease('10.50.1.0/24', 1));
+    expect(await listLeases(b, {})).toContainEqual(lease('10.50.1.0/24', 1));
   });
 
   it('renews only for the holder, and updates its fields', async () => {
@@ -64,7 +64,7 @@ describe.each(backends)('overlay store contract: %s', (_kind, confOf) => {
     expect(await a.renew(lease('10.50.2.0/24', 2), 60)).toBe(false);
     const moved = { ...lease('10.50.2.0/24', 1), vtepMAC: '02:00:00:00:00:99' };
     expect(await a.renew(moved, 60)).toBe(true);
-    expect((await a.list()).find((l) => l.subnet === '10.50.2.0/24')?.vtepMAC).toBe('02:00:00:00:00:99');
+    expect((await listLeases(a, {})).find((l) => l.subnet === '10.50.2.0/24')?.vtepMAC).toBe('02:00:00:00:00:99');
     expect(await a.renew(lease('10.50.99.0/24', 1), 60)).toBe(false);
   });
 
@@ -72,16 +72,16 @@ describe.each(backends)('overlay store contract: %s', (_kind, confOf) => {
     const a = await mk();
     expect(await a.create(lease('10.50.3.0/24', 1), 60)).toBe(true);
     await a.release('10.50.3.0/24', '192.0.2.2');
-    expect((await a.list()).some((l) => l.subnet === '10.50.3.0/24')).toBe(true);
+    expect((await listLeases(a, {})).some((l) => l.subnet === '10.50.3.0/24')).toBe(true);
     await a.release('10.50.3.0/24', '192.0.2.1');
-    expect((await a.list()).some((l) => l.subnet === '10.50.3.0/24')).toBe(false);
+    expect((await listLeases(a, {})).some((l) => l.subnet === '10.50.3.0/24')).toBe(false);
     expect(await a.create(lease('10.50.3.0/24', 2), 60)).toBe(true);
   });
 
   it('expires a lease that is not renewed, and the subnet becomes free', async () => {
     const a = await mk();
     expect(await a.create(lease('10.50.4.0/24', 1), 2)).toBe(true);
-    const gone = await eventually(async () => !(await a.list()).some((l) => l.subnet === '10.50.4.0/24'), 40, 250);
+    const gone = await eventually(async () => !(await listLeases(a, {})).some((l) => l.subnet === '10.50.4.0/24'), 40, 250);
     expect(gone).toBe(true);
     expect(await a.renew(lease('10.50.4.0/24', 1), 2)).toBe(false);
     expect(await a.create(lease('10.50.4.0/24', 2), 60)).toBe(true);
@@ -110,23 +110,23 @@ describe.each(backends)('overlay store contract: %s', (_kind, confOf) => {
       hosts.map(async (h, i) => {
         const s = settingsOf({ ...base, stateDir: path.join(dir, `acq-${_kind}-${i}`) });
         const st = await mk();
-        return acquireLease(st, s, h, await st.list());
+        return acquireLease(st, s, h, await listLeases(st, {}));
       }),
     );
     expect(new Set(got.map((l) => l.subnet)).size).toBe(8);
     const s0 = settingsOf({ ...base, stateDir: path.join(dir, `acq-${_kind}-0`) });
     const st = await mk();
-    const again = await acquireLease(st, s0, hosts[0], await st.list());
+    const again = await acquireLease(st, s0, hosts[0], await listLeases(st, {}));
     expect(again.subnet).toBe(got[0].subnet);
     // A full pool: 16 /26 in a /22; 8 taken, so 8 more fit and the 17th host is refused.
     const more = [];
     for (let i = 0; i < 8; i++) {
       const h = { publicIP: `198.51.100.${i + 50}`, vtepMAC: vtepMacFor(`198.51.100.${i + 50}`, 1) };
-      more.push(await acquireLease(st, settingsOf({ ...base, stateDir: path.join(dir, `acq2-${_kind}-${i}`) }), h, await st.list()));
+      more.push(await acquireLease(st, settingsOf({ ...base, stateDir: path.join(dir, `acq2-${_kind}-${i}`) }), h, await listLeases(st, {})));
     }
     expect(new Set([...got, ...more].map((l) => l.subnet)).size).toBe(16);
     const late = { publicIP: '198.51.100.200', vtepMAC: vtepMacFor('198.51.100.200', 1) };
-    await expect(acquireLease(st, settingsOf({ ...base, stateDir: path.join(dir, `acq3-${_kind}`) }), late, await st.list())).rejects.toMatchObject({ code: 103 });
+    await expect(acquireLease(st, settingsOf({ ...base, stateDir: path.join(dir, `acq3-${_kind}`) }), late, await listLeases(st, {}))).rejects.toMatchObject({ code: 103 });
   });
 });
 

@@ -26,8 +26,8 @@ export interface Fabric {
   dir: string;
 }
 
-export async function makeFabric(cleanup: Cleanup, base = '192.168.231'): Promise<Fabric> {
-  const ns = await makeNetns(cleanup, 'ovlfab');
+export async function makeFabric(cleanup: Cleanup, base = '192.168.231', nsPrefix = 'ovlfab'): Promise<Fabric> {
+  const ns = await makeNetns(cleanup, nsPrefix);
   const dir = mkdtempSync(path.join(tmpdir(), 'cnits-ovl-'));
   cleanup.add(async () => rmSync(dir, { recursive: true, force: true }));
   await inNs(ns, 'ip', ['link', 'add', 'ubr0', 'type', 'bridge']);
@@ -37,8 +37,8 @@ export async function makeFabric(cleanup: Cleanup, base = '192.168.231'): Promis
   return { ns, base, gateway: `${base}.254`, dir };
 }
 
-export async function makeHost(cleanup: Cleanup, fab: Fabric, n: number): Promise<Host> {
-  const ns = await makeNetns(cleanup, 'ovlh');
+export async function makeHost(cleanup: Cleanup, fab: Fabric, n: number, nsPrefix = 'ovlh'): Promise<Host> {
+  const ns = await makeNetns(cleanup, nsPrefix);
   const ip = `${fab.base}.${n}`;
   const port = `u${n}${uid('')}`.slice(0, 15);
   await inNs(fab.ns, 'ip', ['link', 'add', port, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.path]);

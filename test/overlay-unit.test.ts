@@ -94,7 +94,7 @@ describe('peers', () => {
       neigh: [{ dst: '10.244.2.0', lladdr: peer2.vtepMAC, state: ['PERMANENT'] }, { dst: '10.244.3.0', lladdr: peer3.vtepMAC, state: ['PERMANENT'] }],
       fdb: [{ mac: peer2.vtepMAC, dst: '192.0.2.2' }, { mac: peer3.vtepMAC, dst: '192.0.2.3' }],
     };
-    expect(planPeers(s, mine, [mine, peer2, peer3], st, false)).toEqual({ ip: [], fdb: [], added: [], removed: [] });
+    expect(planPeers(s, mine, [mine, peer2, peer3], st, false)).toEqual({ ip: [], fdb: [], added: [], removed: [], skipped: [] });
     const gone = planPeers(s, mine, [mine, peer2], st, false);
     expect(gone.ip).toEqual([['route', 'del', '10.244.3.0/24', 'dev', 'ovl.1'], ['neigh', 'del', '10.244.3.0', 'dev', 'ovl.1']]);
     expect(gone.fdb).toEqual([['fdb', 'del', peer3.vtepMAC, 'dev', 'ovl.1', 'dst', '192.0.2.3', 'self']]);

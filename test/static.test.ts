@@ -226,16 +226,16 @@ describe('static executable', () => {
       expect(r.exitCode, r.stdout).toBe(0);
     }
   });
-  it('CHECK: passes without prevResult and with the ADD result, fails on a mismatch, validates config', async () => {
+  it('CHECK: refuses a missing prevResult (7), passes with the ADD result, fails on a mismatch, validates config', async () => {
     const add = await call('ADD', netconf('1.0.0'));
     let r = await call('CHECK', netconf('1.0.0'));
-    expect(r.exitCode, r.stdout).toBe(0);
+    expect(r.json).toMatchObject({ code: 7, msg: expect.stringContaining('prevResult') });
     r = await call('CHECK', netconf('1.0.0', DUAL, { prevResult: add.json }));
     expect(r.exitCode, r.stdout).toBe(0);
     const other = { ...(add.json as object), ips: [{ address: '10.10.0.5/24', gateway: '10.10.0.99' }] };
     r = await call('CHECK', netconf('1.0.0', DUAL, { prevResult: other }));
     expect(r.json).toMatchObject({ code: 105 });
-    r = await call('CHECK', netconf('1.0.0', { addresses: [{ address: 'x' }] }));
+    r = await call('CHECK', netconf('1.0.0', { addresses: [{ address: 'x' }] }, { prevResult: add.json }));
     expect(r.json).toMatchObject({ code: 7, msg: expect.stringContaining('ipam.addresses[0].address') });
   });
   it('GC and STATUS succeed with no output', async () => {

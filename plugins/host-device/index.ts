@@ -192,7 +192,9 @@ async function del(req: Request<HostDeviceConf>): Promise<void> {
   const store = storeOf(req.config);
   let failure: unknown;
   let keepRecord = false;
-  await withLock(store.dir, async () => {
+  // Nothing of this attachment anywhere: done without taking the lock (which would create dataDir).
+  const found = store.get(env.containerId, env.ifname) ?? (await recover(req));
+  if (found) await withLock(store.dir, async () => {
     const rec = store.get(env.containerId, env.ifname) ?? (await recover(req));
     if (!rec || rec.dpdk) return;
     try {
@@ -244,6 +246,7 @@ async function check(req: Request<HostDeviceConf>): Promise<void> {
 
 async function gc(req: GcRequest<HostDeviceConf>): Promise<void> {
   const store = storeOf(req.config);
+  if (!store.list().some((r) => !isValidAttachment(r, req.validAttachments))) return; // nothing stale: no lock, no dataDir created
   await withLock(store.dir, async () => {
     const stale = store.list().filter((r) => !isValidAttachment(r, req.validAttachments));
     if (!stale.length) return;

@@ -58,6 +58,9 @@ export interface Settings {
   resyncInterval: number;
 }
 
+/** The schema's largest `leaseTTL` (one year): the file store treats a later expiry as invalid. */
+export const MAX_LEASE_TTL_SECONDS = 31_536_000;
+
 export const DEFAULTS = {
   subnetLen: 24,
   vni: 1,

@@ -7,7 +7,7 @@ import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { run } from '../../shared/kernel/exec.ts';
 import { ipBatch, type LinkInfo, type RouteInfo } from '../../shared/kernel/ip.ts';
 import { nftApply } from '../../shared/kernel/nft.ts';
-import { formatCIDR, formatIP, network, parseCIDR } from '../../shared/ipnet.ts';
+import { formatCIDR, formatIP, network, overlaps, parseCIDR, type IPNet } from '../../shared/ipnet.ts';
 import { vxlanOverhead, type Settings } from './config.ts';
 import { isHostSubnet } from './lease.ts';
 import type { Lease } from './store.ts';
@@ -132,6 +132,24 @@ export function planVtep(s: Settings, u: Underlay, lease: Lease, st: HostState):
   return { cmds, recreated: false };
 }
 
+/**
+ * What a CHECK finds wrong with this host's side of the overlay for `lease` (empty: all in
+ * place): the VTEP, the pod bridge and its gateway, the masquerade table. Pure; CHECK reports
+ * these and never repairs them.
+ */
+export function hostDrift(s: Settings, u: Underlay, lease: Lease, st: HostState): string[] {
+  const out: string[] = [];
+  const vtep = planVtep(s, u, lease, st);
+  if (!st.links.some((l) => l.ifname === s.vxlan)) out.push(`VXLAN device ${s.vxlan} is missing`);
+  else if (vtep.recreated) out.push(`VXLAN device ${s.vxlan} is not as configured (vni, port, underlay or learning)`);
+  else if (vtep.cmds.length) out.push(`VXLAN device ${s.vxlan} differs in address, MAC, MTU or state`);
+  const br = st.links.find((l) => l.ifname === s.bridge);
+  if (!br) out.push(`bridge ${s.bridge} is missing`);
+  else if (!br.addr_info?.some((a) => a.local === gatewayOf(lease.subnet))) out.push(`bridge ${s.bridge} lacks the gateway ${gatewayOf(lease.subnet)} of ${lease.subnet}`);
+  if (!masqInPlace(s, lease, st)) out.push(`masquerade table ip ${s.nftTable} is not as configured`);
+  return out;
+}
+
 export interface PeerPlan {
   /** ip -batch commands (routes, neighbours) */
   ip: string[][];
@@ -139,6 +157,26 @@ export interface PeerPlan {
   fdb: string[][];
   added: string[];
   removed: string[];
+  /** peers left out because a local device (the pod bridge) holds an address in their subnet */
+  skipped: string[];
+}
+
+/**
+ * The networks local devices other than the VTEP are connected to (IPv4). A peer's subnet
+ * that overlaps one of them is never routed into the VXLAN: that would override the local
+ * bridge's connected route and cut off the pods on it.
+ */
+export function localNets(s: Settings, st: HostState, dropped: string[] = []): IPNet[] {
+  const out: IPNet[] = [];
+  for (const l of st.links) {
+    if (l.ifname === s.vxlan) continue;
+    for (const a of l.addr_info ?? []) {
+      if (a.family !== 'inet' || dropped.includes(`${a.local}/${a.prefixlen}`)) continue;
+      const n = parseCIDR(`${a.local}/${a.prefixlen}`);
+      if (n) out.push(network(n));
+    }
+  }
+  return out;
 }
 
 /**
@@ -146,17 +184,23 @@ export interface PeerPlan {
  * subnet via its VTEP address (onlink), a permanent neighbour entry and an FDB entry.
  * `fresh`: the device was just (re)created, so it holds nothing yet.
  */
-export function planPeers(s: Settings, mine: Lease, leases: Lease[], st: HostState, fresh: boolean): PeerPlan {
+export function planPeers(s: Settings, mine: Lease, leases: Lease[], st: HostState, fresh: boolean, held: IPNet[] = localNets(s, st)): PeerPlan {
   const dev = s.vxlan;
   const peers = new Map<string, Lease>();
+  const skipped: string[] = [];
   for (const l of leases) {
     if (l.subnet === mine.subnet || l.publicIP === mine.publicIP || !isHostSubnet(s, l.subnet)) continue;
+    const n = parseCIDR(l.subnet)!;
+    if (held.some((h) => overlaps(h, n))) {
+      skipped.push(`${l.subnet}@${l.publicIP}`);
+      continue;
+    }
     peers.set(l.subnet, l);
   }
   const routes = fresh ? [] : st.routes.filter((r) => r.dev === dev && r.dst !== 'default' && r.dst.includes('/'));
   const neigh = fresh ? [] : st.neigh;
   const fdb = fresh ? [] : st.fdb.filter((f) => f.dst);
-  const plan: PeerPlan = { ip: [], fdb: [], added: [], removed: [] };
+  const plan: PeerPlan = { ip: [], fdb: [], added: [], removed: [], skipped };
   const wantNeigh = new Map<string, string>();
   const wantFdb = new Map<string, string>();
   for (const [subnet, l] of peers) {

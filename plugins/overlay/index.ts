@@ -11,10 +11,10 @@ import schema from '../../conf/schemas/overlay.schema.json' with { type: 'json' 
 import { settingsOf, type OverlayConf, type Settings } from './config.ts';
 import { converge, STORE_DEADLINE_MS } from './converge.ts';
 import { checkEncryption } from './encryption.ts';
-import { readHost, underlayOf } from './host.ts';
-import { cachedLease, isHostSubnet, subnetCount } from './lease.ts';
+import { hostDrift, mtuOf, readHost, underlayOf } from './host.ts';
+import { cachedLease, isHostSubnet, podsOn, subnetCount } from './lease.ts';
 import { delegateBridge } from './attach.ts';
-import { openStore, withDeadline, type Store } from './store.ts';
+import { listLeases, openStore, withDeadline, type Store } from './store.ts';
 
 async function withStore<T>(s: Settings, body: (store: Store) => Promise<T>, log?: Request<OverlayConf>['log']): Promise<T> {
   const t0 = performance.now();
@@ -58,9 +58,20 @@ export default definePlugin<OverlayConf>({
   },
 
   async check(req) {
+    // Verifies, never creates: a host without this network set up fails before any store or
+    // kernel change; a set-up host renews its lease and reconciles peers only.
     const s = await prepare(req);
-    const c = await withStore(s, (store) => converge(s, store, req.log));
-    await delegateBridge('CHECK', req, s, c.lease.subnet, c.mtu);
+    const cached = cachedLease(s);
+    if (!cached) throw new CniError(ErrorCode.UnknownContainer, `overlay: network ${s.name} is not set up on this host`, `no subnet lease in ${s.stateDir}: this host never attached a pod to it`);
+    const st = await readHost(s);
+    const u = underlayOf(s, st);
+    if (!st.links.some((l) => l.ifname === s.vxlan || l.ifname === s.bridge)) {
+      throw new CniError(ErrorCode.UnknownContainer, `overlay: network ${s.name} is not set up on this host`, `neither ${s.vxlan} nor ${s.bridge} exists`);
+    }
+    const drift = hostDrift(s, u, cached, st);
+    if (drift.length) throw new CniError(ErrorCode.CheckMismatch, `overlay: ${drift[0]}`, drift.join('; '));
+    await delegateBridge('CHECK', req, s, cached.subnet, mtuOf(s, u));
+    await withStore(s, (store) => converge(s, store, req.log, { verifyOnly: cached }));
   },
 
   async gc(req) {
@@ -75,20 +86,26 @@ export default definePlugin<OverlayConf>({
     const st = await readHost(s);
     const vtepUp = st.links.some((l) => l.ifname === s.vxlan);
     let leases;
+    const u = underlayOf(s, st);
     try {
-      leases = await withStore(s, (store) => withDeadline('list', STORE_DEADLINE_MS, () => store.list()));
+      leases = await withStore(s, (store) => withDeadline('list', STORE_DEADLINE_MS, () => listLeases(store, { network: s.network, subnetLen: s.subnetLen, family: u.family }, req.log)));
     } catch (e) {
       const why = e instanceof Error ? e.message : String(e);
       if (vtepUp) throw new CniError(ErrorCode.NotAvailableLimitedConnectivity, 'overlay store unreachable; existing pods keep the peers they had', why);
       throw new CniError(ErrorCode.NotAvailable, 'overlay store unreachable', why);
     }
-    const u = underlayOf(s, st);
     const mine = leases.find((l) => l.publicIP === u.ip && isHostSubnet(s, l.subnet));
+    const had = cachedLease(s);
+    if (had && mine?.subnet !== had.subnet && (mine !== undefined || leases.some((l) => l.subnet === had.subnet))) {
+      // Lost: another host holds our subnet (or we hold another one). The next ADD would refuse
+      // to renumber while pods still use the old subnet.
+      const pods = podsOn(s, had.subnet);
+      if (pods.length) throw new CniError(ErrorCode.NotAvailable, `this host lost its lease of ${had.subnet} and ${pods.length} pod(s) still use it`, 'the next ADD refuses to renumber; delete those pods first');
+    }
     if (mine) return;
     // No lease yet: the next ADD takes one, as long as a subnet is free.
     const taken = leases.filter((l) => isHostSubnet(s, l.subnet)).length;
     if (taken >= subnetCount(s.network, s.subnetLen)) {
-      const had = cachedLease(s);
       throw new CniError(ErrorCode.NotAvailable, 'this host holds no subnet lease and none is free', had ? `its lease of ${had.subnet} expired and was taken` : `all ${taken} host subnets are leased`);
     }
   },

@@ -6,10 +6,11 @@
  * settles any race.
  */
 import { sha256Bytes } from '../../shared/hash.ts';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
-import { bitsOf, contains, formatCIDR, network, parseCIDR, type IPNet } from '../../shared/ipnet.ts';
+import { bitsOf, contains, formatCIDR, network, parseCIDR, parseIP, type IPNet } from '../../shared/ipnet.ts';
+import { parseLease } from './lease-parse.ts';
 import type { Settings } from './config.ts';
 import type { Lease, Store } from './store.ts';
 
@@ -50,12 +51,36 @@ function startIndex(publicIP: string, count: number): number {
 const cacheFile = (s: Settings): string => path.join(s.stateDir, 'lease.json');
 
 export function cachedLease(s: Settings): Lease | undefined {
+  let v: unknown;
   try {
-    const l = JSON.parse(readFileSync(cacheFile(s), 'utf8')) as Lease;
-    return isHostSubnet(s, l.subnet) ? l : undefined;
+    v = JSON.parse(readFileSync(cacheFile(s), 'utf8'));
   } catch {
     return undefined;
   }
+  const subnet = (v as { subnet?: unknown } | null)?.subnet;
+  if (typeof subnet !== 'string') return undefined;
+  const p = parseLease({ subnet, value: v }, { network: s.network, subnetLen: s.subnetLen });
+  return p.ok ? p.lease : undefined;
+}
+
+/**
+ * Addresses host-local still holds for pods of this host inside `subnet` (its store is
+ * stateDir/ipam/<network name>/<address>, the reference's layout): pods that a renumbering
+ * would cut off.
+ */
+export function podsOn(s: Settings, subnet: string): string[] {
+  const n = parseCIDR(subnet);
+  if (!n) return [];
+  let names: string[];
+  try {
+    names = readdirSync(path.join(s.stateDir, 'ipam', s.name));
+  } catch {
+    return [];
+  }
+  return names.filter((f) => {
+    const ip = parseIP(f);
+    return !!ip && contains(n, ip) && ip.value !== n.value && ip.value !== n.value + 1n;
+  });
 }
 
 export function saveLease(s: Settings, l: Lease): void {
@@ -67,19 +92,28 @@ export function saveLease(s: Settings, l: Lease): void {
   renameSync(`${f}.tmp`, f);
 }
 
-/** Renew this host's lease or take a new one. `leases` is a fresh `store.list()`. */
-export async function acquireLease(store: Store, s: Settings, me: HostIdentity, leases: Lease[]): Promise<Lease> {
+/**
+ * Renew this host's lease or take a new one. `leases` is a fresh, validated list
+ * (`listLeases`). `beforeRenumber(subnet)` runs before any store write that would give this
+ * host a subnet other than the one it held last (the cached lease); it throws to refuse.
+ */
+export async function acquireLease(store: Store, s: Settings, me: HostIdentity, leases: Lease[], beforeRenumber?: (from: string, to: string) => void): Promise<Lease> {
   const want = (subnet: string): Lease => ({ subnet, publicIP: me.publicIP, vtepMAC: me.vtepMAC, ...(me.hostname ? { hostname: me.hostname } : {}) });
+  const cached = cachedLease(s);
+  const guard = (subnet: string): void => {
+    if (cached && cached.subnet !== subnet) beforeRenumber?.(cached.subnet, subnet);
+  };
   const mine = leases.find((l) => l.publicIP === me.publicIP && isHostSubnet(s, l.subnet));
+  if (mine) guard(mine.subnet);
   if (mine && (await store.renew(want(mine.subnet), s.leaseTTL))) return want(mine.subnet);
   const taken = new Set(leases.filter((l) => l !== mine).map((l) => l.subnet));
-  const cached = cachedLease(s);
   if (cached && !taken.has(cached.subnet) && (await store.create(want(cached.subnet), s.leaseTTL))) return want(cached.subnet);
   const count = subnetCount(s.network, s.subnetLen);
   const start = startIndex(me.publicIP, count);
   for (let k = 0; k < count; k++) {
     const subnet = nthSubnet(s.network, s.subnetLen, (start + k) % count);
     if (taken.has(subnet)) continue;
+    guard(subnet);
     if (await store.create(want(subnet), s.leaseTTL)) return want(subnet);
     taken.add(subnet);
   }

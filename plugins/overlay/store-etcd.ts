@@ -6,20 +6,18 @@
  */
 import { Etcd3, type IKeyValue } from 'etcd3';
 import { DEFAULTS } from './config.ts';
-import { subnetFromKey, subnetKey, type Lease, type Store } from './store.ts';
+import { parseLease } from './lease-parse.ts';
+import { subnetFromKey, subnetKey, type Lease, type RawLease, type Store } from './store.ts';
 
 const CALL_DEADLINE_MS = 3000;
 
-function parseLease(key: string, value: string): Lease | undefined {
-  try {
-    const v = JSON.parse(value) as Partial<Lease>;
-    if (typeof v.publicIP !== 'string' || typeof v.vtepMAC !== 'string') return undefined;
-    const l: Lease = { subnet: subnetFromKey(key.slice(key.lastIndexOf('/') + 1)), publicIP: v.publicIP, vtepMAC: v.vtepMAC };
-    if (typeof v.hostname === 'string') l.hostname = v.hostname;
-    return l;
-  } catch {
-    return undefined;
-  }
+/** The raw record under `key`: its subnet (from the key) and the stored JSON text. */
+const rawOf = (key: string, value: string): RawLease => ({ subnet: subnetFromKey(key.slice(key.lastIndexOf('/') + 1)), value });
+
+/** The held lease under `key`, syntax-checked (renew/release compare against it). */
+function heldLease(key: string, value: string): Lease | undefined {
+  const p = parseLease(rawOf(key, value));
+  return p.ok ? p.lease : undefined;
 }
 
 const encode = (l: Lease): string => JSON.stringify({ publicIP: l.publicIP, vtepMAC: l.vtepMAC, ...(l.hostname ? { hostname: l.hostname } : {}) });
@@ -41,14 +39,9 @@ export class EtcdStore implements Store {
     return this.dir + subnetKey(subnet);
   }
 
-  async list(): Promise<Lease[]> {
+  async list(): Promise<RawLease[]> {
     const all = await this.client.getAll().prefix(this.dir).strings();
-    const out: Lease[] = [];
-    for (const [k, v] of Object.entries(all)) {
-      const l = parseLease(k, v);
-      if (l) out.push(l);
-    }
-    return out;
+    return Object.entries(all).map(([k, v]) => rawOf(k, v));
   }
 
   private async grant(ttl: number): Promise<string> {
@@ -98,7 +91,7 @@ export class EtcdStore implements Store {
   async renew(lease: Lease, ttl: number): Promise<boolean> {
     const kv = await this.current(lease.subnet);
     if (!kv) return false;
-    const held = parseLease(kv.key.toString(), kv.value.toString());
+    const held = heldLease(kv.key.toString(), kv.value.toString());
     if (!held || held.publicIP !== lease.publicIP) return false;
     const key = this.key(lease.subnet);
     if (encode(held) !== encode(lease) || kv.lease === '0') {
@@ -118,7 +111,7 @@ export class EtcdStore implements Store {
   async release(subnet: string, publicIP: string): Promise<void> {
     const kv = await this.current(subnet);
     if (!kv) return;
-    const held = parseLease(kv.key.toString(), kv.value.toString());
+    const held = heldLease(kv.key.toString(), kv.value.toString());
     if (held?.publicIP !== publicIP) return;
     const key = this.key(subnet);
     await this.client.if(key, 'Mod', '==', kv.mod_revision).then(this.client.delete().key(key)).commit();

@@ -5,7 +5,11 @@
  * its holder, and disappears once its TTL passes without renewal.
  */
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
+import type { Logger } from '../../shared/cni/log.ts';
 import type { StoreConf } from './config.ts';
+import { validLeases, type LeaseContext, type RawLease } from './lease-parse.ts';
+
+export type { RawLease } from './lease-parse.ts';
 
 export interface Lease {
   /** the host subnet, CIDR: "10.244.3.0/24" */
@@ -18,8 +22,11 @@ export interface Lease {
 }
 
 export interface Store {
-  /** Every live (unexpired) lease. */
-  list(): Promise<Lease[]>;
+  /**
+   * Every live (unexpired) lease record, as stored: untrusted input from other hosts. Read
+   * leases through `listLeases`, which validates every field (lease-parse.ts).
+   */
+  list(): Promise<RawLease[]>;
   /** Create the lease if its subnet is free; false when someone holds it. */
   create(lease: Lease, ttlSeconds: number): Promise<boolean>;
   /**
@@ -66,3 +73,8 @@ export async function openStore(conf: StoreConf, opts: { persistent?: boolean } 
 /** Key-safe form of a subnet: 10.244.3.0/24 -> 10.244.3.0-24 (flannel spells it the same way). */
 export const subnetKey = (subnet: string): string => subnet.replace('/', '-');
 export const subnetFromKey = (key: string): string => key.replace(/-(\d+)$/, '/$1');
+
+/** The valid live leases of a store; invalid records are skipped and logged (once per content). */
+export async function listLeases(store: Store, ctx: LeaseContext, log?: Logger): Promise<Lease[]> {
+  return validLeases(await store.list(), ctx, log);
+}

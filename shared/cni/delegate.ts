@@ -7,7 +7,7 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import path from 'node:path';
 import { spawnCollect } from '../kernel/spawn.ts';
-import { CniError, ErrorCode } from './errors.ts';
+import { causeOf, CniError, DelegatedError, ErrorCode } from './errors.ts';
 import type { Request } from './plugin.ts';
 import { load } from './registry.ts';
 import { parseResult } from './result.ts';
@@ -60,6 +60,13 @@ async function execDelegate(file: string, type: string, env: NodeJS.ProcessEnv, 
   return { exitCode: r.exitCode ?? 1, stdout: r.stdout };
 }
 
+/** The details of a delegate's error: the chain of delegates it came through, then its own details. */
+function via(type: string, details: string): string {
+  const m = /^via ([\w.-]+(?: > [\w.-]+)*)(?:; ([\s\S]*))?$/.exec(details);
+  if (m) return `via ${type} > ${m[1]}${m[2] ? `; ${m[2]}` : ''}`;
+  return `via ${type}${details ? `; ${details}` : ''}`;
+}
+
 /**
  * Execute delegate `type` for `command` with `config` (default: the request's config as
  * received). Returns the parsed result for ADD; throws the delegate's own error otherwise.
@@ -82,9 +89,9 @@ export async function delegate(type: string, command: DelegateCommand, req: Requ
       parsed = undefined;
     }
     if (parsed && typeof parsed.code === 'number') {
-      throw new CniError(parsed.code, `${type}: ${String(parsed.msg ?? 'failed')}`, typeof parsed.details === 'string' ? parsed.details : '');
+      throw new DelegatedError(parsed.code, causeOf(String(parsed.msg ?? `${type} ${command} failed`), [type]), via(type, typeof parsed.details === 'string' ? parsed.details : ''));
     }
-    throw new CniError(ErrorCode.DelegateFailed, `${type} ${command} failed (exit ${out.exitCode})`, out.stdout.slice(0, 2000));
+    throw new DelegatedError(ErrorCode.DelegateFailed, `${type} ${command} failed (exit ${out.exitCode})`, via(type, out.stdout.slice(0, 2000)));
   }
   if (command !== 'ADD') return undefined;
   let json: unknown;

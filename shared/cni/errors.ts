@@ -42,6 +42,36 @@ export class CniError extends Error {
   }
 }
 
+/**
+ * An error a delegated plugin returned: `message` is its cause without any plugin name, and
+ * `details` says which delegate(s) it came through. The engine of the plugin the runtime
+ * called prefixes its own name once (nested delegation never doubles names).
+ */
+export class DelegatedError extends CniError {
+  constructor(code: number, cause: string, details = '') {
+    super(code, cause, details);
+    this.name = 'DelegatedError';
+  }
+}
+
+/**
+ * Strip the plugin names a delegate's error message starts with ("bridge: host-local: ..."),
+ * down to the cause. `names` are the plugin names to strip (the delegate's own type first).
+ */
+export function causeOf(msg: string, names: string[]): string {
+  let m = msg;
+  for (let again = true; again; ) {
+    again = false;
+    for (const n of names) {
+      if (n && m.startsWith(`${n}: `)) {
+        m = m.slice(n.length + 2);
+        again = true;
+      }
+    }
+  }
+  return m;
+}
+
 /** Turn anything thrown into a CniError without losing a CniError's code. */
 export function asCniError(err: unknown): CniError {
   if (err instanceof CniError) return err;

@@ -6,7 +6,7 @@
 import { fstatSync, readSync } from 'node:fs';
 import { writeStderr, writeStdout } from './stdio.ts';
 import { parseEnv, parseCommand, type Command } from './env.ts';
-import { asCniError, CniError, ErrorCode } from './errors.ts';
+import { asCniError, CniError, DelegatedError, ErrorCode } from './errors.ts';
 import { Logger } from './log.ts';
 import { trace } from './trace.ts';
 import type { Plugin, Request } from './plugin.ts';
@@ -90,6 +90,10 @@ export async function invoke<C extends NetConfBase>(plugin: Plugin<C>, rawEnv: N
     if (min && !atLeast(version, min)) {
       throw new CniError(ErrorCode.IncompatibleVersion, `config version does not allow ${command}`, `${command} needs cniVersion ${min} or later, config is ${version}`);
     }
+    if (command === 'CHECK' && (raw.prevResult === undefined || raw.prevResult === null)) {
+      // The spec makes prevResult part of every CHECK (0.4.0+): refused before any work, for every plugin.
+      throw new CniError(ErrorCode.InvalidConfig, 'invalid network config: prevResult: is required for CHECK', 'field "prevResult"');
+    }
     logger.configure(raw);
     plugin.normalize?.(raw, command);
     await prepareValidators([[baseNetconfSchema], [plugin.schema, plugin.name]]);
@@ -120,7 +124,9 @@ export async function invoke<C extends NetConfBase>(plugin: Plugin<C>, rawEnv: N
         return { exitCode: 0, stdout: '' };
     }
   } catch (e) {
-    const err = asCniError(e);
+    let err = asCniError(e);
+    // A delegate's error names the plugin the runtime called, once, then the cause.
+    if (err instanceof DelegatedError) err = new CniError(err.code, `${plugin.name}: ${err.message}`, err.details);
     if (err.code === ErrorCode.Internal) logger.error(e instanceof Error && e.stack ? e.stack : String(e));
     else logger.info(`error ${err.code}: ${err.message}${err.details ? ` (${err.details})` : ''}`);
     return { exitCode: 1, stdout: JSON.stringify(err.toJSON(errVersion)) };
