@@ -1,0 +1,155 @@
+/**
+ * Regression tests for the hardening issue (#10): each reproduces a defect a fault and
+ * hostile-input probe found, black box, the built executables run as a runtime runs them.
+ * Every resource carries the prefix "hc" and is removed afterwards.
+ */
+import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Cleanup, deleteLink, inNs, linkExists, makeNetns, sh, type TestNetns } from './helpers/netns.ts';
+import { BIN, runPlugin, uid, type PluginRun } from './helpers/run.ts';
+import { hostVethCandidates, hostVethName } from '../shared/kernel/veth.ts';
+
+const cleanup = new Cleanup();
+afterEach(() => cleanup.run());
+
+/** HC_BIN=<dir> runs these tests against other executables (a build of the code before the fixes). */
+const BINDIR = process.env.HC_BIN ?? BIN;
+
+interface Net {
+  id: string;
+  br: string;
+  prefix: string;
+  table: string;
+  dataDir: string;
+  name: string;
+}
+
+function makeNet(): Net {
+  const id = uid('');
+  const n = parseInt(id.slice(0, 4), 16);
+  const net: Net = { id, br: `hcbr${id}`, prefix: `10.${100 + (n % 100)}.${n >> 8}.`, table: `hc_${id}`, dataDir: `/var/lib/cni/hc-${id}`, name: `hcnet-${id}` };
+  cleanup.add(async () => {
+    await deleteLink(net.br);
+    await sh('nft', ['delete', 'table', 'inet', net.table], { allowFail: true });
+    rmSync(net.dataDir, { recursive: true, force: true });
+  });
+  return net;
+}
+
+/** A bridge network whose pool holds exactly two addresses (.2 and .3), masquerade on. */
+function twoAddressConf(net: Net): Record<string, unknown> {
+  return {
+    cniVersion: '1.1.0',
+    name: net.name,
+    type: 'bridge',
+    bridge: net.br,
+    isGateway: true,
+    ipMasq: true,
+    nftTable: net.table,
+    ipam: { type: 'host-local', ranges: [[{ subnet: `${net.prefix}0/24`, rangeStart: `${net.prefix}2`, rangeEnd: `${net.prefix}3` }]], dataDir: net.dataDir },
+  };
+}
+
+const bridge = (command: string, id: string, ns: TestNetns | string, config: unknown, args?: string, ifname = 'eth0'): Promise<PluginRun> =>
+  runPlugin('bridge', { command, containerId: id, netns: typeof ns === 'string' ? ns : ns.path, ifname, config, args, binDir: BINDIR, path: BINDIR });
+
+const ipOf = (r: PluginRun): string | undefined => (r.json?.ips as Array<{ address: string }> | undefined)?.[0]?.address.split('/')[0];
+
+function reservations(net: Net): string[] {
+  const dir = `${net.dataDir}/${net.name}`;
+  return existsSync(dir) ? readdirSync(dir).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)).sort() : [];
+}
+
+/** Saddrs of the masquerade rules in the network's table. */
+async function masqSources(net: Net): Promise<string[]> {
+  const r = await sh('nft', ['-j', 'list', 'table', 'inet', net.table], { allowFail: true });
+  if (r.exitCode !== 0) return [];
+  const out: string[] = [];
+  for (const o of (JSON.parse(r.stdout) as { nftables: Array<{ rule?: { expr: Array<{ match?: { left?: { payload?: { field?: string } }; right?: unknown } }> } }> }).nftables) {
+    for (const e of o.rule?.expr ?? []) if (e.match?.left?.payload?.field === 'saddr' && typeof e.match.right === 'string') out.push(e.match.right);
+  }
+  return out.sort();
+}
+
+async function pingable(ns: TestNetns, ip: string): Promise<boolean> {
+  return (await inNs(ns, 'ping', ['-c', '1', '-w', '3', ip], true)).exitCode === 0;
+}
+
+describe('item 2: a repeated ADD of a live attachment never releases what it holds', () => {
+  for (const variant of ['plain', 'CNI_ARGS IP=<other>'] as const) {
+    it(`ADD A; ADD A again → 102; ADD B; ADD C does not get A's address (${variant})`, async () => {
+      const net = makeNet();
+      const c = twoAddressConf(net);
+      const [nsA, nsB, nsC] = [await makeNetns(cleanup, 'hcns'), await makeNetns(cleanup, 'hcns'), await makeNetns(cleanup, 'hcns')];
+      const a = await bridge('ADD', 'hc-a', nsA, c);
+      expect(a.exitCode, a.stdout).toBe(0);
+      expect(ipOf(a)).toBe(`${net.prefix}2`);
+      expect(await masqSources(net)).toEqual([`${net.prefix}2`]);
+      const again = await bridge('ADD', 'hc-a', nsA, c, variant === 'plain' ? undefined : `IP=${net.prefix}3`);
+      expect(again.exitCode).toBe(1);
+      expect(again.json?.code).toBe(102);
+      // A keeps its address, its rule and its connectivity
+      expect(reservations(net)).toEqual([`${net.prefix}2`]);
+      expect(await masqSources(net)).toEqual([`${net.prefix}2`]);
+      expect(await pingable(nsA, `${net.prefix}1`)).toBe(true);
+      const b = await bridge('ADD', 'hc-b', nsB, c);
+      expect(b.exitCode, b.stdout).toBe(0);
+      expect(ipOf(b)).toBe(`${net.prefix}3`);
+      const cc = await bridge('ADD', 'hc-c', nsC, c);
+      expect(cc.exitCode).toBe(1);
+      expect(cc.json?.code).toBe(103);
+      expect(reservations(net)).toEqual([`${net.prefix}2`, `${net.prefix}3`]);
+      for (const [id, ns] of [['hc-a', nsA], ['hc-b', nsB], ['hc-c', nsC]] as const) expect((await bridge('DEL', id, ns, c)).exitCode).toBe(0);
+      expect(reservations(net)).toEqual([]);
+      expect(await masqSources(net)).toEqual([]);
+    });
+  }
+});
+
+describe('item 3: colliding host veth names', () => {
+  const [A, B] = ['rlcoll31894', 'rlcoll35609'];
+
+  it('the IDs of the issue collide in our hash', () => {
+    expect(hostVethName(A, 'eth0')).toBe(hostVethName(B, 'eth0'));
+    expect(hostVethCandidates(A, 'eth0')[1]).not.toBe(hostVethCandidates(B, 'eth0')[1]);
+  });
+
+  it('a DEL of the colliding ID (never added) leaves the first container attached', async () => {
+    const net = makeNet();
+    const c = twoAddressConf(net);
+    const [nsA, nsB] = [await makeNetns(cleanup, 'hcns'), await makeNetns(cleanup, 'hcns')];
+    const a = await bridge('ADD', A, nsA, c);
+    expect(a.exitCode, a.stdout).toBe(0);
+    const r = await bridge('DEL', B, nsB, c);
+    expect(r.exitCode, r.stdout).toBe(0);
+    expect(await linkExists(hostVethName(A, 'eth0'))).toBe(true);
+    expect(await pingable(nsA, `${net.prefix}1`)).toBe(true);
+    expect((await bridge('DEL', A, nsA, c)).exitCode).toBe(0);
+    expect(await linkExists(hostVethName(A, 'eth0'))).toBe(false);
+  });
+
+  it('the second ADD takes another host name; each DEL removes only its own pair', async () => {
+    const net = makeNet();
+    const c = twoAddressConf(net);
+    const [nsA, nsB] = [await makeNetns(cleanup, 'hcns'), await makeNetns(cleanup, 'hcns')];
+    const a = await bridge('ADD', A, nsA, c);
+    expect(a.exitCode, a.stdout).toBe(0);
+    const b = await bridge('ADD', B, nsB, c);
+    expect(b.exitCode, b.stdout).toBe(0);
+    const hostA = (a.json?.interfaces as Array<{ name: string }>)[1].name;
+    const hostB = (b.json?.interfaces as Array<{ name: string }>)[1].name;
+    expect(hostA).toBe(hostVethName(A, 'eth0'));
+    expect(hostB).toBe(hostVethCandidates(B, 'eth0')[1]);
+    expect(await pingable(nsA, ipOf(b)!)).toBe(true);
+    // DEL without prevResult (the runtime lost it), then with it: A stays
+    expect((await bridge('DEL', B, nsB, c)).exitCode).toBe(0);
+    expect((await bridge('DEL', B, nsB, { ...c, prevResult: b.json })).exitCode).toBe(0);
+    expect(await linkExists(hostB)).toBe(false);
+    expect(await linkExists(hostA)).toBe(true);
+    expect(await pingable(nsA, `${net.prefix}1`)).toBe(true);
+    expect(reservations(net)).toEqual([ipOf(a)]);
+    expect((await bridge('DEL', A, nsA, c)).exitCode).toBe(0);
+    expect(await linkExists(hostA)).toBe(false);
+  });
+});
+
