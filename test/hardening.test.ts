@@ -3,7 +3,9 @@
  * hostile-input probe found, black box, the built executables run as a runtime runs them.
  * Every resource carries the prefix "hc" and is removed afterwards.
  */
+import { execa } from 'execa';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cleanup, deleteLink, inNs, linkExists, makeNetns, sh, type TestNetns } from './helpers/netns.ts';
 import { BIN, runPlugin, uid, type PluginRun } from './helpers/run.ts';
@@ -153,3 +155,75 @@ describe('item 3: colliding host veth names', () => {
   });
 });
 
+
+/** A plugin run with a time bound (a delegation loop must not hang the suite). */
+async function bounded(name: string, env: Record<string, string>, config: unknown, ms = 15_000): Promise<PluginRun & { timedOut: boolean }> {
+  const r = await execa(path.join(BINDIR, name), [], {
+    input: JSON.stringify(config),
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', CNI_PATH: BINDIR, ...env },
+    extendEnv: false,
+    reject: false,
+    timeout: ms,
+    killSignal: 'SIGKILL',
+  });
+  let json: Record<string, unknown> | undefined;
+  try {
+    json = JSON.parse(String(r.stdout)) as Record<string, unknown>;
+  } catch {
+    json = undefined;
+  }
+  return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr), json, timedOut: Boolean(r.timedOut) };
+}
+
+describe('item 4: ipam.type naming an interface plugin, delegation depth', () => {
+  it('bridge with ipam.type naming an interface or chained plugin (bridge, host-device, overlay, portmap, loopback) is refused with code 7; DEL is not blocked', async () => {
+    const ns = await makeNetns(cleanup, 'hcns');
+    const env = { CNI_CONTAINERID: 'hc-loop', CNI_NETNS: ns.path, CNI_IFNAME: 'eth0' };
+    const br = uid('hcbr');
+    for (const ipamType of ['bridge', 'host-device', 'overlay', 'portmap', 'loopback']) {
+      const config = { cniVersion: '1.1.0', name: 'hcloop', type: 'bridge', bridge: br, ipam: { type: ipamType } };
+      const r = await bounded('bridge', { ...env, CNI_COMMAND: 'ADD' }, config);
+      expect(r.timedOut).toBe(false);
+      expect(r.json?.code, r.stdout).toBe(7);
+      expect(String(r.json?.msg)).toMatch(/ipam\.type/);
+      const d = await bounded('bridge', { ...env, CNI_COMMAND: 'DEL' }, config);
+      expect(d.exitCode, d.stdout).toBe(0);
+    }
+    expect(await linkExists(br)).toBe(false);
+  });
+
+  it('host-device with ipam.type "host-device" is refused with code 7 and gives the device back', async () => {
+    const ns = await makeNetns(cleanup, 'hcns');
+    const dev = uid('hcd');
+    await sh('ip', ['link', 'add', dev, 'type', 'veth', 'peer', 'name', `${dev}p`]);
+    cleanup.add(() => deleteLink(dev));
+    const dataDir = `/run/hc-hostdev-${uid('')}`;
+    cleanup.add(async () => rmSync(dataDir, { recursive: true, force: true }));
+    const config = { cniVersion: '1.1.0', name: 'hcloop', type: 'host-device', device: dev, dataDir, ipam: { type: 'host-device' } };
+    const r = await bounded('host-device', { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'hc-loop', CNI_NETNS: ns.path, CNI_IFNAME: 'eth0' }, config);
+    expect(r.timedOut).toBe(false);
+    expect(r.json?.code, r.stdout).toBe(7);
+    expect(await linkExists(dev)).toBe(true);
+  });
+
+  it.skipIf(process.env.HC_BIN !== undefined)('with CNI_TS_NO_INPROCESS=1 (one process per delegate) it is refused before any exec', async () => {
+    const ns = await makeNetns(cleanup, 'hcns');
+    const r = await bounded('bridge', { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'hc-loop', CNI_NETNS: ns.path, CNI_IFNAME: 'eth0', CNI_TS_NO_INPROCESS: '1' }, { cniVersion: '1.1.0', name: 'hcloop', type: 'bridge', bridge: 'hcbrx', ipam: { type: 'bridge' } });
+    expect(r.timedOut).toBe(false);
+    expect(r.json?.code, r.stdout).toBe(7);
+  });
+
+  it('CNI_TS_DELEGATION_DEPTH bounds delegation across processes: at the bound the delegate is refused with code 7', async () => {
+    const net = makeNet();
+    const ns = await makeNetns(cleanup, 'hcns');
+    const c = twoAddressConf(net);
+    const env = { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'hc-depth', CNI_NETNS: ns.path, CNI_IFNAME: 'eth0', CNI_TS_NO_INPROCESS: '1' };
+    const deep = await bounded('bridge', { ...env, CNI_TS_DELEGATION_DEPTH: '4' }, c);
+    expect(deep.json?.code, deep.stdout).toBe(7);
+    expect(String(deep.json?.msg)).toMatch(/levels deep/);
+    expect(reservations(net)).toEqual([]);
+    const ok = await bounded('bridge', { ...env, CNI_TS_DELEGATION_DEPTH: '3' }, c);
+    expect(ok.exitCode, ok.stdout).toBe(0);
+    expect((await bridge('DEL', 'hc-depth', ns, c)).exitCode).toBe(0);
+  });
+});
