@@ -4,10 +4,11 @@
  * Every resource carries the prefix "hc" and is removed afterwards.
  */
 import { execa } from 'execa';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cleanup, deleteLink, inNs, linkExists, makeNetns, sh, type TestNetns } from './helpers/netns.ts';
+import { runCnitool } from './helpers/cnitool.ts';
 import { BIN, runPlugin, uid, type PluginRun } from './helpers/run.ts';
 import { hostVethCandidates, hostVethName } from '../shared/kernel/veth.ts';
 
@@ -225,5 +226,36 @@ describe('item 4: ipam.type naming an interface plugin, delegation depth', () =>
     const ok = await bounded('bridge', { ...env, CNI_TS_DELEGATION_DEPTH: '3' }, c);
     expect(ok.exitCode, ok.stdout).toBe(0);
     expect((await bridge('DEL', 'hc-depth', ns, c)).exitCode).toBe(0);
+  });
+});
+
+describe('item 5: cnitool validates container ID, ifname and network name before building a path', () => {
+  it('del with an ifname or container ID that climbs out of the cache dir deletes nothing outside it', async () => {
+    const dir = `/tmp/hc-cnitool-${uid('')}`;
+    cleanup.add(async () => rmSync(dir, { recursive: true, force: true }));
+    const confDir = path.join(dir, 'conf');
+    const cacheDir = path.join(dir, 'cache');
+    mkdirSync(confDir, { recursive: true });
+    mkdirSync(path.join(cacheDir, 'results'), { recursive: true });
+    writeFileSync(path.join(confDir, 'hc.conflist'), JSON.stringify({ cniVersion: '1.1.0', name: 'hcnet', plugins: [{ type: 'loopback' }] }));
+    const victim = path.join(dir, 'victim');
+    const e = { confDir, cacheDir, cniPath: BINDIR, binDir: BINDIR };
+    for (const [flag, value] of [
+      ['-i', 'x/../../../victim'],
+      ['--container-id', 'c/../../../victim'],
+      ['-i', '..'],
+      ['-i', 'a b'],
+      ['-i', 'sixteen-bytes-xx'],
+      ['--container-id=-leading-dash', ''],
+    ] as const) {
+      writeFileSync(victim, 'not json, not a cache file');
+      const args = ['del', 'hcnet', '--json', ...(flag === '-i' ? ['--container-id', 'cid'] : []), flag, ...(value ? [value] : [])];
+      const r = await runCnitool(args, e);
+      expect(existsSync(victim), `${flag} ${value}`).toBe(true);
+      expect(r.exitCode, `${flag} ${value}: ${r.stdout} ${r.stderr}`).toBe(1);
+      expect([4, 7]).toContain(r.json?.code);
+    }
+    // a plain one works
+    expect((await runCnitool(['del', 'hcnet', '--container-id', 'cid', '-i', 'eth0'], e)).exitCode).toBe(0);
   });
 });
