@@ -4,7 +4,7 @@
  * Every resource carries the prefix "hc" and is removed afterwards.
  */
 import { execa } from 'execa';
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cleanup, deleteLink, inNs, linkExists, makeNetns, sh, type TestNetns } from './helpers/netns.ts';
@@ -257,5 +257,60 @@ describe('item 5: cnitool validates container ID, ifname and network name before
     }
     // a plain one works
     expect((await runCnitool(['del', 'hcnet', '--container-id', 'cid', '-i', 'eth0'], e)).exitCode).toBe(0);
+  });
+});
+
+describe('item 8: host-local store hygiene and subnets', () => {
+  const hl = (command: string, config: unknown, id = 'hc-c1'): Promise<PluginRun> =>
+    runPlugin('host-local', { command, containerId: id, netns: '/proc/self/ns/net', ifname: 'eth0', config, binDir: BINDIR, path: BINDIR });
+  const conf = (dataDir: string, subnet = '10.77.0.0/24', name = 'hcnet'): Record<string, unknown> => ({ cniVersion: '1.1.0', name, ipam: { type: 'host-local', dataDir, ranges: [[{ subnet }]] } });
+
+  it('the next ADD removes temporaries of killed writers (dead pid, or old), not fresh ones of live writers', async () => {
+    const dataDir = `/var/lib/cni/hc-${uid('')}`;
+    cleanup.add(async () => rmSync(dataDir, { recursive: true, force: true }));
+    const store = path.join(dataDir, 'hcnet');
+    mkdirSync(store, { recursive: true });
+    // a pid that is not running: a child that has exited
+    const dead = (await execa('sh', ['-c', 'echo $$'])).stdout.trim();
+    const past = new Date(Date.now() - 20_000);
+    const files = {
+      deadOld: `.cnits-tmp.${dead}.aaaaaaaaaaaa`,
+      veryOld: `.cnits-tmp.1.bbbbbbbbbbbb`,
+      liveFresh: `.cnits-tmp.1.cccccccccccc`,
+    };
+    for (const f of Object.values(files)) writeFileSync(path.join(store, f), 'hc-x\r\neth0');
+    utimesSync(path.join(store, files.deadOld), past, past);
+    const ancient = new Date(Date.now() - 120_000);
+    utimesSync(path.join(store, files.veryOld), ancient, ancient);
+    const r = await hl('ADD', conf(dataDir));
+    expect(r.exitCode, r.stdout).toBe(0);
+    const left = readdirSync(store).filter((f) => f.startsWith('.cnits-tmp.'));
+    expect(left).toEqual([files.liveFresh]);
+    expect((await hl('DEL', conf(dataDir))).exitCode).toBe(0);
+  });
+
+  it('a read-only store is reported as EROFS (code 5), not ENOENT', async () => {
+    const mnt = `/tmp/hc-ro-${uid('')}`;
+    mkdirSync(mnt);
+    await sh('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', mnt]);
+    cleanup.add(async () => {
+      await sh('umount', [mnt], { allowFail: true });
+      rmSync(mnt, { recursive: true, force: true });
+    });
+    const r = await hl('ADD', conf(path.join(mnt, 'data')));
+    expect(r.json?.code, r.stdout).toBe(5);
+    expect(`${String(r.json?.msg)} ${String(r.json?.details)}`).toMatch(/EROFS/);
+    expect(`${String(r.json?.msg)} ${String(r.json?.details)}`).not.toMatch(/ENOENT/);
+  });
+
+  it('subnets the reference rejects are refused with code 7 naming the field', async () => {
+    const dataDir = `/var/lib/cni/hc-${uid('')}`;
+    cleanup.add(async () => rmSync(dataDir, { recursive: true, force: true }));
+    for (const subnet of ['10.0.0.1/24', '0.0.0.0/0', '::/0', '::ffff:10.0.0.0/120']) {
+      const r = await hl('ADD', conf(dataDir, subnet));
+      expect(r.json?.code, `${subnet}: ${r.stdout}`).toBe(7);
+      expect(String(r.json?.msg)).toMatch(/ipam\.ranges\[0\]\[0\]\.subnet/);
+    }
+    expect(existsSync(path.join(dataDir, 'hcnet')) ? readdirSync(path.join(dataDir, 'hcnet')).filter((f) => /^[0-9a-f.:]+$/.test(f)) : []).toEqual([]);
   });
 });
