@@ -314,3 +314,43 @@ describe('item 8: host-local store hygiene and subnets', () => {
     expect(existsSync(path.join(dataDir, 'hcnet')) ? readdirSync(path.join(dataDir, 'hcnet')).filter((f) => /^[0-9a-f.:]+$/.test(f)) : []).toEqual([]);
   });
 });
+
+describe('item 9: DEL validates only what it needs; cniVersion null is 0.1.0', () => {
+  it('a schema-invalid config does not block teardown: DEL removes the veth, the rule and releases IPAM', async () => {
+    const net = makeNet();
+    const c = twoAddressConf(net);
+    const ns = await makeNetns(cleanup, 'hcns');
+    const a = await bridge('ADD', 'hc-del', ns, c);
+    expect(a.exitCode, a.stdout).toBe(0);
+    const ipam = c.ipam as Record<string, unknown>;
+    const broken = {
+      ...c,
+      mtu: 'big',
+      vlanTrunk: 'x',
+      hairpinMode: 'yes',
+      logLevel: 'loud',
+      dns: { nameservers: ['not-an-ip'] },
+      ipam: { ...ipam, ranges: [[{ subnet: 42, gateway: 'x' }]], routes: 'none' },
+    };
+    const r = await bridge('DEL', 'hc-del', ns, broken);
+    expect(r.exitCode, r.stdout).toBe(0);
+    expect(reservations(net)).toEqual([]);
+    expect(await masqSources(net)).toEqual([]);
+    expect(await linkExists('eth0', ns)).toBe(false);
+    // ADD keeps validating everything
+    const again = await bridge('ADD', 'hc-del', ns, broken);
+    expect(again.json?.code).toBe(7);
+    // a name DEL cannot use is still an error
+    expect((await bridge('DEL', 'hc-del', ns, { ...c, name: '../x' })).json?.code).toBe(7);
+  });
+
+  it('cniVersion null is read as 0.1.0 (the reference does), not code 6', async () => {
+    const dataDir = `/var/lib/cni/hc-${uid('')}`;
+    cleanup.add(async () => rmSync(dataDir, { recursive: true, force: true }));
+    const config = { cniVersion: null, name: 'hcnull', ipam: { type: 'host-local', dataDir, subnet: '10.78.0.0/24' } };
+    const r = await runPlugin('host-local', { command: 'ADD', containerId: 'hc-null', netns: '/proc/self/ns/net', ifname: 'eth0', config, binDir: BINDIR, path: BINDIR });
+    expect(r.exitCode, r.stdout).toBe(0);
+    expect(r.json?.cniVersion).toBe('0.1.0');
+    expect((r.json?.ip4 as { ip: string }).ip).toBe('10.78.0.2/24');
+  });
+});
