@@ -109,6 +109,38 @@ describe('item 2: a repeated ADD of a live attachment never releases what it hol
   }
 });
 
+describe('item 2: overlay (bridge by delegation, inside a host netns of the test)', () => {
+  it('a repeated ADD of a live pod fails with 102 and leaves its address, and the next pod gets another', async () => {
+    const dir = `/tmp/hc-ovl-${uid('')}`;
+    mkdirSync(dir, { recursive: true });
+    cleanup.add(async () => rmSync(dir, { recursive: true, force: true }));
+    const fab = await makeNetns(cleanup, 'hcfab');
+    const host = await makeNetns(cleanup, 'hch');
+    await inNs(fab, 'ip', ['link', 'add', 'hcu0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', host.path]);
+    await inNs(fab, 'ip', ['addr', 'add', '192.168.232.254/24', 'dev', 'hcu0']);
+    await inNs(fab, 'ip', ['link', 'set', 'hcu0', 'up']);
+    await sh('ip', ['-n', host.name, '-batch', '-'], { input: 'addr add 192.168.232.1/24 dev eth0\nlink set eth0 up\nlink set lo up\nroute add default via 192.168.232.254\n' });
+    const config = { cniVersion: '1.1.0', name: 'hcovl', type: 'overlay', network: '10.215.0.0/16', stateDir: path.join(dir, 'state'), nftTable: 'hc_ovl', leaseTTL: 120, store: { type: 'file', path: path.join(dir, 'leases.json') } };
+    const ovl = (command: string, id: string, ns: TestNetns, args?: string): Promise<PluginRun> =>
+      runPlugin('overlay', { command, containerId: id, netns: ns.path, ifname: 'eth0', config, args, hostNetns: host.path, binDir: BINDIR, path: BINDIR });
+    const [pa, pb] = [await makeNetns(cleanup, 'hcns'), await makeNetns(cleanup, 'hcns')];
+    const a = await ovl('ADD', 'hc-oa', pa);
+    expect(a.exitCode, a.stdout + a.stderr).toBe(0);
+    const ipA = ipOf(a)!;
+    const store = path.join(dir, 'state', 'ipam', 'hcovl');
+    for (const args of [undefined, `IP=${ipA.replace(/\.\d+$/, '.77')}`]) {
+      const again = await ovl('ADD', 'hc-oa', pa, args);
+      expect(again.json?.code, again.stdout).toBe(102);
+      expect(readdirSync(store)).toContain(ipA);
+    }
+    const b = await ovl('ADD', 'hc-ob', pb);
+    expect(b.exitCode, b.stdout + b.stderr).toBe(0);
+    expect(ipOf(b)).not.toBe(ipA);
+    expect(await pingable(pa, ipOf(b)!)).toBe(true);
+    for (const [id, ns] of [['hc-oa', pa], ['hc-ob', pb]] as const) expect((await ovl('DEL', id, ns)).exitCode).toBe(0);
+  });
+});
+
 describe('item 3: colliding host veth names', () => {
   const [A, B] = ['rlcoll31894', 'rlcoll35609'];
 
