@@ -11,6 +11,7 @@ import { Cleanup, deleteLink, inNs, linkExists, makeNetns, sh, type TestNetns } 
 import { runCnitool } from './helpers/cnitool.ts';
 import { BIN, runPlugin, uid, type PluginRun } from './helpers/run.ts';
 import { hostVethCandidates, hostVethName } from '../shared/kernel/veth.ts';
+import { IptablesMasquerade } from '../shared/firewall/masquerade-iptables.ts';
 
 const cleanup = new Cleanup();
 afterEach(() => cleanup.run());
@@ -105,6 +106,37 @@ describe('item 2: a repeated ADD of a live attachment never releases what it hol
       for (const [id, ns] of [['hc-a', nsA], ['hc-b', nsB], ['hc-c', nsC]] as const) expect((await bridge('DEL', id, ns, c)).exitCode).toBe(0);
       expect(reservations(net)).toEqual([]);
       expect(await masqSources(net)).toEqual([]);
+    });
+  }
+});
+
+describe('item 2: a live attachment the names do not reveal (host end renamed, as another implementation names it)', () => {
+  for (const backend of ['nftables', 'iptables'] as const) {
+    it(`ADD again fails with 102; the address is not released and the masquerade rules are not duplicated (${backend})`, async () => {
+      const net = makeNet();
+      const chain = `HC-${net.id}`.toUpperCase();
+      if (backend === 'iptables') cleanup.add(() => new IptablesMasquerade(chain).removeChain());
+      const c = { ...twoAddressConf(net), ipMasqBackend: backend, iptablesChain: chain };
+      const rules = async (): Promise<string[]> =>
+        backend === 'nftables' ? masqSources(net) : (await sh('iptables-save', ['-t', 'nat'])).stdout.split('\n').filter((l) => l.startsWith(`-A ${chain} `));
+      const [nsA, nsB] = [await makeNetns(cleanup, 'hcns'), await makeNetns(cleanup, 'hcns')];
+      const a = await bridge('ADD', 'hc-r', nsA, c);
+      expect(a.exitCode, a.stdout).toBe(0);
+      const before = await rules();
+      expect(before.length).toBeGreaterThan(0);
+      const renamed = uid('hcv');
+      await sh('ip', ['link', 'set', 'dev', hostVethName('hc-r', 'eth0'), 'name', renamed]);
+      const again = await bridge('ADD', 'hc-r', nsA, c);
+      expect(again.json?.code, again.stdout).toBe(102);
+      expect(reservations(net)).toEqual([`${net.prefix}2`]);
+      expect(await rules()).toEqual(before);
+      expect(await pingable(nsA, `${net.prefix}1`)).toBe(true);
+      const b = await bridge('ADD', 'hc-b', nsB, c);
+      expect(ipOf(b)).toBe(`${net.prefix}3`);
+      for (const [id, ns] of [['hc-r', nsA], ['hc-b', nsB]] as const) expect((await bridge('DEL', id, ns, c)).exitCode).toBe(0);
+      expect(await linkExists(renamed)).toBe(false);
+      expect(reservations(net)).toEqual([]);
+      expect(await rules()).toEqual([]);
     });
   }
 });

@@ -5,7 +5,7 @@
  */
 import { bestEffort } from '../../shared/cni/besteffort.ts';
 import { definePlugin, type GcRequest, type Request } from '../../shared/cni/plugin.ts';
-import { delegate, ipamDel, withIpam } from '../../shared/cni/delegate.ts';
+import { delegate, ipamDel, reservationInUse, withIpam } from '../../shared/cni/delegate.ts';
 import { CniError, ErrorCode, invalidConfig } from '../../shared/cni/errors.ts';
 import type { Interface, Result } from '../../shared/cni/types.ts';
 import { entriesFor, masqueradeBackend, type MasqueradeBackend, type MasqueradeOwner } from '../../shared/firewall/masquerade.ts';
@@ -39,6 +39,14 @@ function lenientSettings(req: Request<BridgeConf>): BridgeSettings {
 function hostVethOf(req: Request<BridgeConf>, s: BridgeSettings): string {
   const recorded = req.prevResult?.interfaces?.find((i) => !i.sandbox && i.name !== s.bridge)?.name;
   return recorded ?? hostVethName(req.env.containerId, req.env.ifname);
+}
+
+/** Whether `ifname` in `netns` holds one of `cidrs` (a live interface using the IPAM result). */
+async function inUseByContainer(ifname: string, netns: string, cidrs: string[]): Promise<boolean> {
+  const l = await getLink(ifname, netns).catch(() => undefined);
+  if (!l || !cidrs.length) return false;
+  const have = new Set(linkAddresses(l).map((a) => canonicalCIDR(a)));
+  return cidrs.some((c) => have.has(canonicalCIDR(c)));
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -108,6 +116,7 @@ async function add(req: Request<BridgeConf>): Promise<Result> {
     // their transaction runs while the pair is created and configured. Kernel changes like
     // these wait for RCU grace periods, so overlapping them is most of what can be saved.
     let firewall: Promise<void> = Promise.resolve();
+    let undoFirewall = true;
     try {
       const owner = ownerOf(req);
       const masq = s.ipMasq ? entriesFor(plan.ips.map((i) => i.address)) : [];
@@ -141,6 +150,13 @@ async function add(req: Request<BridgeConf>): Promise<Result> {
             hostName = free[i + 1];
             continue;
           }
+          // CNI_IFNAME exists in the container and carries an address IPAM just returned: the
+          // attachment is live (made by something that names its host end otherwise, e.g. the
+          // reference plugin): IPAM handed back its reservation, the rules carry its owner tag.
+          if (conflict && (await inUseByContainer(ifname, netns, plan.ips.map((x) => x.address)))) {
+            undoFirewall = false;
+            throw reservationInUse(e);
+          }
           throw e;
         }
       }
@@ -167,6 +183,12 @@ async function add(req: Request<BridgeConf>): Promise<Result> {
       await firewall;
     } catch (e) {
       await firewall.catch(() => undefined);
+      if (!undoFirewall) {
+        // Our `add rule` duplicated the live attachment's rules (same owner tag): remove only
+        // the duplicates, keeping one rule per address.
+        if (s.ipMasq && plan.ips.length) await (await backendOf(s)).dedupe(ownerOf(req)).catch((d: unknown) => req.log.warn(`undo after failed ADD: ${String(d)}`));
+        throw e;
+      }
       for (const u of undo.reverse()) await u().catch((d: unknown) => req.log.warn(`undo after failed ADD: ${String(d)}`));
       throw e;
     }

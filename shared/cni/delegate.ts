@@ -158,16 +158,32 @@ export async function ipamDel(req: Request<NetConfBase>): Promise<void> {
   if (type) await delegate(type, 'DEL', req);
 }
 
+const inUse = new WeakSet<object>();
+
+/**
+ * Mark an ADD failure as "the reservation IPAM returned is in use by a live interface": the
+ * IPAM ADD only handed back what that interface already held, so `withIpam` must not release it.
+ */
+export function reservationInUse<E extends object>(e: E): E {
+  inUse.add(e);
+  return e;
+}
+
 /**
  * Run `body` with the IPAM result; when it throws, release the reservation (IPAM DEL) before
- * rethrowing, so a failed ADD leaves no address behind.
+ * rethrowing, so a failed ADD leaves no address behind, unless the body found the reservation
+ * in use by a live interface (`reservationInUse`): a failed ADD undoes only what it made.
  */
 export async function withIpam<T>(req: Request<NetConfBase>, body: (ipam: Result) => Promise<T>): Promise<T> {
   const ipam = await ipamAdd(req);
   try {
     return await body(ipam);
   } catch (e) {
-    await ipamDel(req).catch((d: unknown) => req.log.warn(`IPAM DEL after failed ADD also failed: ${String(d)}`));
+    if (e && typeof e === 'object' && inUse.has(e)) {
+      req.log.warn('ADD failed; the addresses IPAM returned are in use by a live interface: not released');
+    } else {
+      await ipamDel(req).catch((d: unknown) => req.log.warn(`IPAM DEL after failed ADD also failed: ${String(d)}`));
+    }
     throw e;
   }
 }

@@ -113,6 +113,24 @@ export class IptablesMasquerade implements MasqueradeBackend {
     await this.deleteMatching((t) => t === tag);
   }
 
+  async dedupe(owner: MasqueradeOwner): Promise<void> {
+    const tag = ownerTag(owner);
+    await this.locked(async () => {
+      for (const fam of [4, 6] as const) {
+        const seen = new Set<string>();
+        const extra = (await this.state(fam)).rules.filter((l) => {
+          if (tagOfComment(commentOf(l)) !== tag) return false;
+          if (!seen.has(l)) {
+            seen.add(l);
+            return false;
+          }
+          return true;
+        });
+        await this.restore(fam, extra.map((l) => `-D${l.slice(2)}`));
+      }
+    });
+  }
+
   async missing(owner: MasqueradeOwner, entries: MasqueradeEntry[]): Promise<MasqueradeEntry[]> {
     const tag = ownerTag(owner);
     const out: MasqueradeEntry[] = [];

@@ -117,6 +117,22 @@ export class NftMasquerade implements MasqueradeBackend {
     await deleteTaggedRules('inet', this.table, MASQ_CHAIN, (t) => t === tag);
   }
 
+  async dedupe(owner: MasqueradeOwner): Promise<void> {
+    const tag = ownerTag(owner);
+    const seen = new Set<string>();
+    const extra = taggedRules(await listRules('inet', this.table, MASQ_CHAIN), (t) => t === tag)
+      .sort((a, b) => a.handle - b.handle)
+      .filter((r) => {
+        const k = ruleSaddr(r) ?? String(r.handle);
+        if (!seen.has(k)) {
+          seen.add(k);
+          return false;
+        }
+        return true;
+      });
+    if (extra.length) await nftApply(deleteRulesScript(extra));
+  }
+
   async missing(owner: MasqueradeOwner, entries: MasqueradeEntry[]): Promise<MasqueradeEntry[]> {
     const tag = ownerTag(owner);
     const have = new Set(taggedRules(await listRules('inet', this.table, MASQ_CHAIN), (t) => t === tag).map(ruleSaddr));
