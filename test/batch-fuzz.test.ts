@@ -18,7 +18,7 @@ import { bridgeCommands, portVlanCommands } from '../plugins/bridge/bridge.ts';
 import { macspoofScript } from '../plugins/bridge/macspoof.ts';
 import { deleteRulesScript, masqueradeBaseScript, masqueradeRulesScript } from '../shared/firewall/masquerade-nft.ts';
 import { settingsOf as overlaySettings } from '../plugins/overlay/config.ts';
-import { masqScript, planPeers, type HostState } from '../plugins/overlay/host.ts';
+import { masqScript, planPeers, planVtep, type HostState } from '../plugins/overlay/host.ts';
 import { addScript, removeLines } from '../plugins/portmap/nft.ts';
 import type { Settings as PortmapSettings, FamilyPlan } from '../plugins/portmap/config.ts';
 
@@ -157,6 +157,13 @@ describe('ip -batch / bridge -batch builders', () => {
       }),
       { numRuns: RUNS },
     );
+  });
+
+  it('overlay VTEP (ip -batch): lease vtepMAC', () => {
+    const s = overlaySettings({ name: 'n', network: '10.244.0.0/16', store: { type: 'file', path: '/x' }, stateDir: '/var/lib/x' });
+    const st: HostState = { links: [], routes: [], neigh: [], fdb: [] };
+    const u = { dev: 'eth0', ip: '192.0.2.1', family: 4 as const, mtu: 1500 };
+    fc.assert(fc.property(hostile, ipProperty((mac) => planVtep(s, u, { subnet: '10.244.1.0/24', publicIP: '192.0.2.1', vtepMAC: mac }, st).cmds)), { numRuns: RUNS });
   });
 });
 
