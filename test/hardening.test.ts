@@ -408,6 +408,23 @@ describe('item 9: DEL validates only what it needs; cniVersion null is 0.1.0', (
     expect((await bridge('DEL', 'hc-del', ns, { ...c, name: '../x' })).json?.code).toBe(7);
   });
 
+  it('portmap DEL with conditions and ports that would be refused on ADD succeeds (nothing of it exists)', async () => {
+    const table = `hc_pm_${uid('')}`;
+    cleanup.add(() => sh('nft', ['delete', 'table', 'inet', table], { allowFail: true }));
+    const config = {
+      cniVersion: '1.1.0',
+      name: 'hcpm',
+      type: 'portmap',
+      nftTable: table,
+      conditionsV4: ['ip saddr 1.2.3.4; flush ruleset'],
+      runtimeConfig: { portMappings: [{ hostPort: 70000, containerPort: 1, protocol: 'tcp' }] },
+    };
+    const env = { command: 'DEL', containerId: 'hc-pm', netns: '/proc/self/ns/net', ifname: 'eth0', config, binDir: BINDIR, path: BINDIR };
+    const r = await runPlugin('portmap', env);
+    expect(r.exitCode, r.stdout).toBe(0);
+    expect((await runPlugin('portmap', { ...env, command: 'ADD', config: { ...config, prevResult: { cniVersion: '1.1.0', ips: [] } } })).json?.code).toBe(7);
+  });
+
   it('cniVersion null is read as 0.1.0 (the reference does), not code 6', async () => {
     const dataDir = `/var/lib/cni/hc-${uid('')}`;
     cleanup.add(async () => rmSync(dataDir, { recursive: true, force: true }));
