@@ -106,3 +106,20 @@ export function validateLenient<T>(schema: object, config: Record<string, unknow
 }
 
 export const baseNetconfSchema: object = baseSchema;
+
+/**
+ * Validate a config against the common schema and the plugin's. With `lenient` (DEL), fields
+ * that do not validate are dropped (see validateLenient) and reported through it, so teardown
+ * is never blocked by a config it does not need.
+ */
+export function validateNetconf<C>(raw: Record<string, unknown>, schema: object | undefined, key: string, lenient?: (msg: string) => void): C {
+  if (!lenient) {
+    validate(baseNetconfSchema, raw);
+    return schema ? validate<C>(schema, raw, key) : (raw as C);
+  }
+  const common = validateLenient<Record<string, unknown>>(baseNetconfSchema, raw);
+  const own = schema ? validateLenient<C>(schema, common.config, key) : { config: common.config as C, dropped: [] };
+  const dropped = [...common.dropped, ...own.dropped];
+  if (dropped.length) lenient(`DEL: ignoring config fields that do not validate: ${dropped.join(', ')}`);
+  return own.config;
+}
