@@ -12,6 +12,8 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CniError } from '../shared/cni/errors.ts';
 import { batchScript, nft, nftExpr, nftString, tokenProblem } from '../shared/kernel/batch.ts';
+import * as exec from '../shared/kernel/exec.ts';
+import { bridgeBatch, ipBatch } from '../shared/kernel/ip.ts';
 import { ifaceConfigCommands, routeCommand } from '../shared/kernel/link.ts';
 import { vethAddCommand } from '../shared/kernel/veth.ts';
 import { bridgeCommands, portVlanCommands } from '../plugins/bridge/bridge.ts';
@@ -164,6 +166,26 @@ describe('ip -batch / bridge -batch builders', () => {
     const st: HostState = { links: [], routes: [], neigh: [], fdb: [] };
     const u = { dev: 'eth0', ip: '192.0.2.1', family: 4 as const, mtu: 1500 };
     fc.assert(fc.property(hostile, ipProperty((mac) => planVtep(s, u, { subnet: '10.244.1.0/24', publicIP: '192.0.2.1', vtepMAC: mac }, st).cmds)), { numRuns: RUNS });
+  });
+});
+
+describe('the sinks', () => {
+  it('ipBatch and bridgeBatch refuse an unplain value before starting any process', async () => {
+    // only values the routine must refuse: nothing is ever run on the host by this test
+    await fc.assert(
+      fc.asyncProperty(
+        hostile.filter((v) => tokenProblem(v) !== undefined),
+        async (v) => {
+          const before = exec.spawnCount;
+          for (const sink of [ipBatch, bridgeBatch]) {
+            const e = await sink([['link', 'set', 'dev', 'hcnone0', 'alias', 'ok'], ['link', 'set', 'dev', v, 'up']]).catch((x: unknown) => x);
+            expect(refusedProperly(e), String(e)).toBe(true);
+          }
+          expect(exec.spawnCount).toBe(before);
+        },
+      ),
+      { numRuns: 1000 },
+    );
   });
 });
 
