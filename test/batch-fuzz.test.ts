@@ -11,7 +11,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CniError } from '../shared/cni/errors.ts';
-import { batchScript, nft, nftExpr, nftString, tokenProblem } from '../shared/kernel/batch.ts';
+import { batchScript, nft, nftExpr, nftString, restoreLine, tokenProblem } from '../shared/kernel/batch.ts';
 import * as exec from '../shared/kernel/exec.ts';
 import { bridgeBatch, ipBatch } from '../shared/kernel/ip.ts';
 import { ifaceConfigCommands, routeCommand } from '../shared/kernel/link.ts';
@@ -19,6 +19,8 @@ import { vethAddCommand } from '../shared/kernel/veth.ts';
 import { bridgeCommands, portVlanCommands } from '../plugins/bridge/bridge.ts';
 import { macspoofScript } from '../plugins/bridge/macspoof.ts';
 import { deleteRulesScript, masqueradeBaseScript, masqueradeRulesScript } from '../shared/firewall/masquerade-nft.ts';
+import { ruleLines } from '../shared/firewall/masquerade-iptables.ts';
+import { addRestore } from '../plugins/portmap/iptables.ts';
 import { settingsOf as overlaySettings } from '../plugins/overlay/config.ts';
 import { masqScript, planPeers, planVtep, type HostState } from '../plugins/overlay/host.ts';
 import { addScript, removeLines } from '../plugins/portmap/nft.ts';
@@ -260,6 +262,75 @@ describe('nft -f builders', () => {
           expect(line.includes('\n') || /[;#{}]/.test(v)).toBe(false);
         } catch (e) {
           expect(refusedProperly(e)).toBe(true);
+        }
+      }),
+      { numRuns: RUNS },
+    );
+  });
+});
+
+/** What iptables-restore makes of one rule line: words split on blanks, "double quotes" group (no escapes: refused). */
+function restoreArgs(line: string): string[] {
+  if (/[\n\r]/.test(line)) throw new Error('more than one line');
+  const out: string[] = [];
+  const re = /"([^"]*)"|(\S+)/g;
+  for (let m = re.exec(line); m; m = re.exec(line)) out.push(m[1] ?? m[2]);
+  return out;
+}
+
+describe('iptables-restore builders', () => {
+  it('restoreLine: any argv is read back exactly, or refused', () => {
+    fc.assert(
+      fc.property(fc.array(hostile, { minLength: 1, maxLength: 6 }), (tokens) => {
+        let line: string;
+        try {
+          line = restoreLine(tokens);
+        } catch (e) {
+          expect(refusedProperly(e), String(e)).toBe(true);
+          return;
+        }
+        expect(restoreArgs(line)).toEqual(tokens);
+      }),
+      { numRuns: RUNS },
+    );
+  });
+  it('masquerade rules: chain, address, subnet, owner', () => {
+    fc.assert(
+      fc.property(hostile, (v) => {
+        for (const build of [
+          () => ruleLines(v, { network: 'n', containerId: 'c', ifname: 'eth0' }, [{ ip: '10.0.0.2', subnet: '10.0.0.0/24' }]),
+          () => ruleLines('CH', { network: 'n', containerId: 'c', ifname: 'eth0' }, [{ ip: v, subnet: v }]),
+          () => ruleLines('CH', { network: 'n', containerId: v, ifname: v }, [{ ip: '10.0.0.2', subnet: '10.0.0.0/24' }]),
+        ]) {
+          try {
+            for (const l of build()) expect(restoreArgs(l).length).toBeGreaterThan(8);
+          } catch (e) {
+            expect(refusedProperly(e), String(e)).toBe(true);
+          }
+        }
+      }),
+      { numRuns: RUNS },
+    );
+  });
+  it('portmap rules: container address, subnet, host IP, protocol, comment, conditions', () => {
+    const s = { iptablesPrefix: 'CNI', snat: true, masqAll: false, mark: 0x2000 } as unknown as PortmapSettings;
+    const saved = { chains: new Set<string>(), rules: [] };
+    fc.assert(
+      fc.property(hostile, (v) => {
+        const plans: FamilyPlan[] = [
+          { container: { family: 4, ip: v, subnet: '10.0.0.0/24' }, mappings: [{ hostPort: 8080, containerPort: 80, protocol: 'tcp' }], conditions: [] },
+          { container: { family: 4, ip: '10.0.0.2', subnet: v }, mappings: [{ hostPort: 8080, containerPort: 80, protocol: 'tcp', hostIP: v }], conditions: [v] },
+        ] as unknown as FamilyPlan[];
+        for (const [p, comment] of [[plans[0], 'c eth0'], [plans[1], 'c eth0'], [plans[0], v]] as const) {
+          try {
+            const script = addRestore(s, 'abcd1234-0123456789abcdef', comment, p, saved as never);
+            const lines = script.split('\n');
+            expect(lines[0]).toBe('*nat');
+            expect(lines.filter((l) => l === 'COMMIT')).toHaveLength(1);
+            for (const l of lines.filter((x) => x.startsWith('-'))) restoreArgs(l);
+          } catch (e) {
+            expect(refusedProperly(e), String(e)).toBe(true);
+          }
         }
       }),
       { numRuns: RUNS },

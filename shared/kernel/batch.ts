@@ -1,6 +1,7 @@
 /**
  * The one routine that puts values into the line-oriented scripts kernel tools read:
- * `ip -batch -` and `bridge -batch -` (iproute2's batch parser) and `nft -f -`.
+ * `ip -batch -` and `bridge -batch -` (iproute2's batch parser), `nft -f -`, and
+ * `iptables-restore` (`restoreToken`).
  *
  * Those parsers give meaning to characters an argv never has: iproute2 splits words on
  * blanks, cuts a line at `#`, takes `"` and `'` as quotes and joins a line ending in `\` with
@@ -108,6 +109,22 @@ export function nftExpr(v: string): NftText {
   }
   return new NftText(v);
 }
+
+// ---- iptables-restore ----
+
+/**
+ * One argument of an `iptables-restore` line: a plain word as is; otherwise double-quoted when
+ * it holds only printable ASCII without `"` or `\` (a comment with blanks); anything else (a
+ * line break, control or non-ASCII character, quote, backslash) is refused with code 100.
+ */
+export function restoreToken(v: string): string {
+  if (typeof v === 'string' && TOKEN.test(v)) return v;
+  if (typeof v !== 'string' || /[^ -~]|["\\]/.test(v)) throw refuse('iptables-restore', String(v), 'cannot be an iptables-restore argument (line break, control or non-ASCII character, double quote or "\\")');
+  return `"${v}"`;
+}
+
+/** One `iptables-restore` rule line from its arguments. */
+export const restoreLine = (tokens: string[]): string => tokens.map(restoreToken).join(' ');
 
 /** The text of an nft script made of `nft` lines. */
 export const nftScript = (lines: NftText[]): string => lines.map((l) => l.text).join('\n') + (lines.length ? '\n' : '');
