@@ -169,9 +169,10 @@ describe('host-device config and records (pure)', () => {
     expect(findRecorded([l('net1', 7, '02:55:00:00:00:01')], rec, { containerName: 'net1' })).toBeUndefined();
     expect(findRecorded([l('net1', 3, '02:55:00:00:00:01', 'ens5')], rec, { containerName: 'net1' })?.ifname).toBe('net1');
   });
-  it('ip -batch tokens: blanks quoted, unquotable arguments refused', async () => {
-    const { batchToken } = await import('../plugins/host-device/device.ts');
-    expect(['eth0', '', 'uplink to rack 3', "it's", 'a"b', 'x#y'].map(batchToken)).toEqual(['eth0', '""', '"uplink to rack 3"', '"it\'s"', undefined, undefined]);
+  it('ip -batch: only plain words are batched (shared/kernel/batch.ts); anything else goes one argv per process', async () => {
+    const { batchable } = await import('../shared/kernel/batch.ts');
+    expect(batchable([['link', 'set', 'dev', 'eth0', 'alias', 'cnits']])).toBe(true);
+    for (const odd of ['', 'uplink to rack 3', "it's", 'a"b', 'x#y', 'a\nb']) expect(batchable([['link', 'set', 'dev', 'eth0', 'alias', odd]])).toBe(false);
   });
   it('CHECK route comparison understands "default" and host routes', () => {
     const have = [{ dst: 'default', gateway: '10.1.0.1' }, { dst: '10.2.0.7' }];

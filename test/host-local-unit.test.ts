@@ -20,7 +20,7 @@ const codeOf = (fn: () => unknown): [number, string] => {
 
 describe('host-local ranges', () => {
   it('fills defaults like the reference: gateway .1, start .1, end before broadcast', () => {
-    const r = parseRange({ subnet: '10.1.2.77/24' }, 'ipam');
+    const r = parseRange({ subnet: '10.1.2.0/24' }, 'ipam');
     expect(formatIP({ family: 4, value: r.start })).toBe('10.1.2.1');
     expect(formatIP({ family: 4, value: r.end })).toBe('10.1.2.254');
     expect(formatIP(r.gateway)).toBe('10.1.2.1');

@@ -49,6 +49,11 @@ export function parseRange(rc: RangeConf, field: string): Range {
   if (!cidr) throw invalidConfig(`${field}.subnet`, `"${rc.subnet}" is not a CIDR`);
   const subnet = network(cidr);
   const f = subnet.family;
+  // As the reference's Range.Canonicalize: a subnet is written as its network address, is not
+  // the whole address space, and an IPv4 network is not spelt as IPv4-mapped IPv6.
+  if (subnet.value !== cidr.value) throw invalidConfig(`${field}.subnet`, `${rc.subnet} has host bits set (the network address of a /${cidr.prefix} is ${formatIP(subnet)})`);
+  if (cidr.prefix === 0) throw invalidConfig(`${field}.subnet`, `${rc.subnet} is the whole address space`);
+  if (f === 6 && subnet.value >> 32n === 0xffffn) throw invalidConfig(`${field}.subnet`, `${rc.subnet} is an IPv4-mapped IPv6 subnet; write the IPv4 subnet`);
   if (subnet.prefix > maxPrefix(f)) throw invalidConfig(`${field}.subnet`, `${formatCIDR(subnet)} is too small to allocate from (at most /${maxPrefix(f)})`);
   const d = defaults(subnet);
   const inSubnet = (ip: IP | undefined, name: string): IP | undefined => {

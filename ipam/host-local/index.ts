@@ -14,8 +14,10 @@ import { readResolvConf } from './dns.ts';
 import { describeRangeSet, familyOfSet, freeCount, nextFree, rangeFor, rangeSetContains, type RangeSet } from './range.ts';
 import { ownedBy, Store, type Reservation, type Reserver } from './store.ts';
 
-/** Files of writers that died mid-way are collected by GC after this long. */
+/** Files of writers that died mid-way are collected by GC (and temporaries by ADD) after this long. */
 const STALE_MS = 60_000;
+/** Temporaries whose writer process is gone are removed by the next ADD after this long. */
+const DEAD_WRITER_MS = 10_000;
 
 function reservedValues(list: Reservation[], set: RangeSet): Set<bigint> {
   const fam = familyOfSet(set);
@@ -134,7 +136,13 @@ export default definePlugin<HostLocalConf>({
     const sets = parseRangeSets(req.config, req.version);
     const dns = req.config.ipam.resolvConf ? readResolvConf(req.config.ipam.resolvConf) : undefined;
     const store = openStore(req, true) as Store;
-    const ips = await allocate(req, sets, store);
+    let ips: IPConfig[];
+    try {
+      ips = await allocate(req, sets, store);
+    } finally {
+      const cleaned = store.cleanTemporaries(STALE_MS, DEAD_WRITER_MS);
+      if (cleaned.length) req.log.info(`removed temporaries of killed writers: ${cleaned.join(', ')}`);
+    }
     const result: Result = { ips };
     if (req.config.ipam.routes?.length) result.routes = req.config.ipam.routes.map((r) => ({ ...r }));
     if (dns && Object.keys(dns).length) result.dns = dns;

@@ -64,9 +64,9 @@ export class Store {
     const root = path.dirname(dir);
     if (create) {
       try {
-        mkdirSync(dir, { recursive: true, mode: 0o755 });
+        makeDir(dir);
       } catch (e) {
-        throw new CniError(ErrorCode.IOFailure, `cannot create the address store ${dir}`, (e as Error).message);
+        throw new CniError(ErrorCode.IOFailure, `cannot create the address store ${dir}: ${errno(e) ?? 'error'}`, (e as Error).message);
       }
     } else if (!existsSync(dir)) {
       return undefined;
@@ -169,6 +169,36 @@ export class Store {
     }
   }
 
+  /**
+   * Remove temporaries of writers that were killed (ADD calls this, so they never pile up for
+   * runtimes that send no GC): those older than `ageMs`, and those whose writer (the pid in
+   * the name) is gone and that are older than `deadMs` (a writer in another pid namespace
+   * looks gone; it holds its temporary only while it waits for the lock). Never fails.
+   */
+  cleanTemporaries(ageMs: number, deadMs: number, now = Date.now()): string[] {
+    const removed: string[] = [];
+    try {
+      for (const n of readdirSync(this.dir)) {
+        if (!n.startsWith(TMP_PREFIX)) continue;
+        const p = path.join(this.dir, n);
+        let age: number;
+        try {
+          age = now - statSync(p).mtimeMs;
+        } catch {
+          continue;
+        }
+        const pid = Number(n.slice(TMP_PREFIX.length).split('.')[0]);
+        if (age > ageMs || (age > deadMs && Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && !processAlive(pid))) {
+          discard(p);
+          removed.push(n);
+        }
+      }
+    } catch {
+      /* best effort */
+    }
+    return removed;
+  }
+
   /** Leftover temporary files of writers that died, older than `ageMs`. */
   staleTemporaries(ageMs: number, now = Date.now()): string[] {
     return readdirSync(this.dir)
@@ -196,6 +226,31 @@ export class Store {
     const tmp = tmpName(this.dir, 'probe.');
     writeDurably(tmp, '');
     unlinkSync(tmp);
+  }
+}
+
+/**
+ * mkdir -p. Node's recursive mkdir reports ENOENT whatever made a step fail (a read-only file
+ * system, a permission): on failure the missing directories are made one by one, which throws
+ * the real error (EROFS, EACCES, ENOTDIR...).
+ */
+function makeDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
+  } catch (e) {
+    const missing: string[] = [];
+    for (let p = dir; !existsSync(p) && path.dirname(p) !== p; p = path.dirname(p)) missing.unshift(p);
+    for (const m of missing) mkdirSync(m, { mode: 0o755 });
+    throw e;
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return errno(e) === 'EPERM';
   }
 }
 
@@ -242,7 +297,7 @@ export class Reserver {
       writeDurably(tmp, this.content, true);
     } catch (e) {
       discard(tmp);
-      throw new CniError(ErrorCode.IOFailure, `cannot write in the address store ${this.dir}`, (e as Error).message);
+      throw new CniError(ErrorCode.IOFailure, `cannot write in the address store ${this.dir}: ${errno(e) ?? 'error'}`, (e as Error).message);
     }
     return tmp;
   }

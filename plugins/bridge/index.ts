@@ -5,18 +5,17 @@
  */
 import { bestEffort } from '../../shared/cni/besteffort.ts';
 import { definePlugin, type GcRequest, type Request } from '../../shared/cni/plugin.ts';
-import { delegate, ipamDel, withIpam } from '../../shared/cni/delegate.ts';
+import { delegate, ipamDel, reservationInUse, withIpam } from '../../shared/cni/delegate.ts';
 import { CniError, ErrorCode, invalidConfig } from '../../shared/cni/errors.ts';
 import type { Interface, Result } from '../../shared/cni/types.ts';
 import { entriesFor, masqueradeBackend, type MasqueradeBackend, type MasqueradeOwner } from '../../shared/firewall/masquerade.ts';
 import { canonicalCIDR, canonicalIP, familyOf } from '../../shared/ipnet.ts';
-import { run } from '../../shared/kernel/exec.ts';
-import { routes as readRoutes, type RouteInfo } from '../../shared/kernel/ip.ts';
-import { configureIface, deleteLink, getLink, linkAddresses, linkKind, randomMac } from '../../shared/kernel/link.ts';
+import { bridgeBatch, routes as readRoutes, type RouteInfo } from '../../shared/kernel/ip.ts';
+import { configureIface, deleteLink, getLink, linkAddresses, linkKind, ownNetnsLinkNames, randomMac } from '../../shared/kernel/link.ts';
 import { netnsExists, requireNetns } from '../../shared/kernel/netns.ts';
 import { nftApply } from '../../shared/kernel/nft.ts';
 import { setSysctls } from '../../shared/kernel/sysctl.ts';
-import { createVethPair, hostVethName } from '../../shared/kernel/veth.ts';
+import { createVethPair, hostVethCandidates, hostVethName, livePairOf } from '../../shared/kernel/veth.ts';
 import schema from '../../conf/schemas/bridge.schema.json' with { type: 'json' };
 import { ensureBridge, portVlanCommands, vlanFilteringSupported } from './bridge.ts';
 import { needsVlanFiltering, resolveSettings, type BridgeConf, type BridgeSettings } from './config.ts';
@@ -40,6 +39,14 @@ function lenientSettings(req: Request<BridgeConf>): BridgeSettings {
 function hostVethOf(req: Request<BridgeConf>, s: BridgeSettings): string {
   const recorded = req.prevResult?.interfaces?.find((i) => !i.sandbox && i.name !== s.bridge)?.name;
   return recorded ?? hostVethName(req.env.containerId, req.env.ifname);
+}
+
+/** Whether `ifname` in `netns` holds one of `cidrs` (a live interface using the IPAM result). */
+async function inUseByContainer(ifname: string, netns: string, cidrs: string[]): Promise<boolean> {
+  const l = await getLink(ifname, netns).catch(() => undefined);
+  if (!l || !cidrs.length) return false;
+  const have = new Set(linkAddresses(l).map((a) => canonicalCIDR(a)));
+  return cidrs.some((c) => have.has(canonicalCIDR(c)));
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -67,6 +74,24 @@ async function add(req: Request<BridgeConf>): Promise<Result> {
       'feature: bridge vlan_filtering (CONFIG_BRIDGE_VLAN_FILTERING); "ip link add type bridge vlan_filtering 1" is refused',
     );
   }
+  // A repeated ADD of a live attachment must fail before IPAM and the firewall are asked for
+  // anything: IPAM would hand back the live attachment's own reservation (and the masquerade
+  // rules carry its owner tag), so the undo of a failed ADD would release what the running
+  // container holds. Live means: one of the attachment's host veth names exists (procfs, no
+  // process) and is the peer of CNI_IFNAME in the netns (two reads, only in that case).
+  const candidates = hostVethCandidates(containerId, ifname);
+  const hostLinks = ownNetnsLinkNames() ?? new Set<string>();
+  const taken = candidates.filter((n) => hostLinks.has(n));
+  const live = await livePairOf(taken, ifname, netns);
+  if (live) {
+    throw new CniError(
+      ErrorCode.Conflict,
+      `container ${containerId} is already attached to network ${req.config.name} as ${ifname} (host veth ${live})`,
+      'a repeated ADD changes nothing; DEL the attachment before adding it again',
+    );
+  }
+  const free = candidates.filter((n) => !hostLinks.has(n));
+  if (!free.length) throw new CniError(ErrorCode.Conflict, `every host veth name for ${containerId}/${ifname} is taken`, candidates.join(', '));
   // Read the bridge while IPAM allocates (one process spawn less on the critical path).
   // setImmediate: after IPAM has asked for its store lock (spawn() blocks for a fork; the
   // lock is the longer wait, so it goes first).
@@ -82,7 +107,7 @@ async function add(req: Request<BridgeConf>): Promise<Result> {
       forceAddress: s.forceAddress,
       vlanFiltering: needsVlanFiltering(s),
     }, observed);
-    const hostName = hostVethName(containerId, ifname);
+    let hostName = free[0];
     const hostMac = randomMac();
     const contMac = s.mac ?? randomMac();
     const mtu = s.mtu ?? (br.mtu !== 1500 ? br.mtu : undefined);
@@ -91,6 +116,7 @@ async function add(req: Request<BridgeConf>): Promise<Result> {
     // their transaction runs while the pair is created and configured. Kernel changes like
     // these wait for RCU grace periods, so overlapping them is most of what can be saved.
     let firewall: Promise<void> = Promise.resolve();
+    let undoFirewall = true;
     try {
       const owner = ownerOf(req);
       const masq = s.ipMasq ? entriesFor(plan.ips.map((i) => i.address)) : [];
@@ -103,21 +129,46 @@ async function add(req: Request<BridgeConf>): Promise<Result> {
       if (s.macspoofchk) script += macspoofScript(s.nftTable, owner, hostName, contMac);
       if (script) firewall = firewall.then(() => nftApply(script));
       firewall.catch(() => undefined); // awaited below, on success and on failure
-      const hostCmds = [['link', 'set', 'dev', hostName, 'master', br.name]];
-      if (s.hairpinMode) hostCmds.push(['link', 'set', 'dev', hostName, 'type', 'bridge_slave', 'hairpin', 'on']);
-      if (s.portIsolation) hostCmds.push(['link', 'set', 'dev', hostName, 'type', 'bridge_slave', 'isolated', 'on']);
-      hostCmds.push(['link', 'set', 'dev', hostName, 'up']);
-      try {
-        await createVethPair({ hostName, peerName: ifname, peerNetns: netns, mtu, hostMac, peerMac: contMac }, hostCmds);
-      } catch (e) {
-        // The pair may exist with a later batch line failed; a Conflict means it was not ours.
-        if (!(e instanceof CniError && e.code === ErrorCode.Conflict)) await deleteLink(hostName).catch(() => false);
-        throw e;
+      const hostCmds = (name: string): string[][] => {
+        const cmds = [['link', 'set', 'dev', name, 'master', br.name]];
+        if (s.hairpinMode) cmds.push(['link', 'set', 'dev', name, 'type', 'bridge_slave', 'hairpin', 'on']);
+        if (s.portIsolation) cmds.push(['link', 'set', 'dev', name, 'type', 'bridge_slave', 'isolated', 'on']);
+        cmds.push(['link', 'set', 'dev', name, 'up']);
+        return cmds;
+      };
+      // A name taken since the procfs read above (by a colliding attachment) moves on to the next candidate.
+      const first = hostName;
+      for (let i = 0; ; i++) {
+        try {
+          await createVethPair({ hostName, peerName: ifname, peerNetns: netns, mtu, hostMac, peerMac: contMac }, hostCmds(hostName));
+          break;
+        } catch (e) {
+          const conflict = e instanceof CniError && e.code === ErrorCode.Conflict;
+          // The pair may exist with a later batch line failed; a Conflict means it was not ours.
+          if (!conflict) await deleteLink(hostName).catch(() => false);
+          if (conflict && i + 1 < free.length && ownNetnsLinkNames()?.has(hostName)) {
+            hostName = free[i + 1];
+            continue;
+          }
+          // CNI_IFNAME exists in the container and carries an address IPAM just returned: the
+          // attachment is live (made by something that names its host end otherwise, e.g. the
+          // reference plugin): IPAM handed back its reservation, the rules carry its owner tag.
+          if (conflict && (await inUseByContainer(ifname, netns, plan.ips.map((x) => x.address)))) {
+            undoFirewall = false;
+            throw reservationInUse(e);
+          }
+          throw e;
+        }
+      }
+      if (s.macspoofchk && hostName !== first) {
+        const port = hostName;
+        firewall = firewall.then(() => macspoofDel(s.nftTable, owner)).then(() => nftApply(macspoofScript(s.nftTable, owner, port, contMac)));
+        firewall.catch(() => undefined);
       }
       undo.push(() => deleteLink(hostName));
       if (needsVlanFiltering(s)) {
         const cmds = portVlanCommands(hostName, s.vlan, s.vlanTrunk, s.preserveDefaultVlan);
-        await run('bridge', ['-batch', '-'], { input: cmds.map((c) => c.join(' ')).join('\n') + '\n' });
+        await bridgeBatch(cmds);
       }
       if (!s.disableContainerInterface) {
         await configureIface(ifname, { addresses: plan.containerAddrs, routes: plan.containerRoutes, up: true }, netns, !s.enableDad);
@@ -132,6 +183,12 @@ async function add(req: Request<BridgeConf>): Promise<Result> {
       await firewall;
     } catch (e) {
       await firewall.catch(() => undefined);
+      if (!undoFirewall) {
+        // Our `add rule` duplicated the live attachment's rules (same owner tag): remove only
+        // the duplicates, keeping one rule per address.
+        if (s.ipMasq && plan.ips.length) await (await backendOf(s)).dedupe(ownerOf(req)).catch((d: unknown) => req.log.warn(`undo after failed ADD: ${String(d)}`));
+        throw e;
+      }
       for (const u of undo.reverse()) await u().catch((d: unknown) => req.log.warn(`undo after failed ADD: ${String(d)}`));
       throw e;
     }
@@ -161,11 +218,11 @@ async function del(req: Request<BridgeConf>): Promise<void> {
   // wait for RCU grace periods, ~15-30 ms apiece): run them at once.
   await Promise.all([
     step(async () => {
-      // the recorded name, then the derived one, then the container end inside the netns
-      let deleted = await deleteLink(hostVethOf(req, s));
-      const derived = hostVethName(req.env.containerId, ifname);
-      if (!deleted && derived !== hostVethOf(req, s)) deleted = await deleteLink(derived);
-      if (!deleted && netnsExists(netns)) await deleteLink(ifname, netns);
+      // The container end, inside the netns: deleting it takes its host peer with it, and it
+      // is this attachment's by definition. A host veth is never deleted by name: the name
+      // is a hash that another attachment may hold (a collision), and when the netns is gone
+      // the pair went with it.
+      if (netnsExists(netns)) await deleteLink(ifname, netns);
     }),
     s.ipMasq && step(async () => (await backendOf(s)).del(owner)),
     s.macspoofchk && step(() => macspoofDel(s.nftTable, owner)),

@@ -4,17 +4,18 @@
  * per port tagged like the masquerade rules.
  */
 import type { Attachment } from '../../shared/cni/types.ts';
-import { deleteTaggedRules, listRules, nftQuote, taggedRules } from '../../shared/firewall/masquerade-nft.ts';
+import { deleteTaggedRules, listRules, taggedRules } from '../../shared/firewall/masquerade-nft.ts';
+import { nft, nftScript, nftString } from '../../shared/kernel/batch.ts';
 import { networkTag, ownerComment, ownerTag, type MasqueradeOwner } from '../../shared/firewall/masquerade.ts';
 
 export const MACSPOOF_CHAIN = 'macspoof';
 
 export function macspoofScript(table: string, owner: MasqueradeOwner, port: string, mac: string): string {
-  return (
-    `add table bridge ${table}\n` +
-    `add chain bridge ${table} ${MACSPOOF_CHAIN} { type filter hook prerouting priority -300; policy accept; }\n` +
-    `add rule bridge ${table} ${MACSPOOF_CHAIN} iifname ${nftQuote(port)} ether saddr != ${mac} counter drop comment ${nftQuote(ownerComment(owner))}\n`
-  );
+  return nftScript([
+    nft`add table bridge ${table}`,
+    nft`add chain bridge ${table} ${MACSPOOF_CHAIN} { type filter hook prerouting priority -300; policy accept; }`,
+    nft`add rule bridge ${table} ${MACSPOOF_CHAIN} iifname ${nftString(port)} ether saddr != ${mac} counter drop comment ${nftString(ownerComment(owner))}`,
+  ]);
 }
 
 export async function macspoofDel(table: string, owner: MasqueradeOwner): Promise<void> {

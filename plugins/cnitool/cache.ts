@@ -6,6 +6,7 @@
  */
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { ID_PATTERN, validIfname } from '../../shared/cni/env.ts';
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 
 export const DEFAULT_CACHE_DIR = '/var/lib/cni';
@@ -24,11 +25,28 @@ export interface CacheEntry {
   result?: Record<string, unknown>;
 }
 
-export function cacheFile(cacheDir: string, network: string, containerId: string, ifname: string): string {
+/**
+ * Check the three names an attachment is known by, as libcni does (ValidateNetworkName,
+ * ValidateContainerID, ValidateInterfaceName): they name files, so nothing else is accepted.
+ */
+export function validateAttachment(network: string, containerId: string, ifname: string): void {
   if (!network || !containerId || !ifname) {
     throw new CniError(ErrorCode.InvalidEnvironment, 'cache file path requires network name, container ID, and interface name', `network "${network}", container "${containerId}", ifname "${ifname}"`);
   }
-  return path.join(cacheDir, 'results', `${network}-${containerId}-${ifname}`);
+  if (typeof network !== 'string' || !ID_PATTERN.test(network)) throw new CniError(ErrorCode.InvalidConfig, `invalid network name "${network}"`, `a network name must match ${ID_PATTERN.source}`);
+  if (typeof containerId !== 'string' || !ID_PATTERN.test(containerId)) throw new CniError(ErrorCode.InvalidEnvironment, `invalid container ID "${containerId}"`, `a container ID must match ${ID_PATTERN.source}`);
+  if (!validIfname(ifname)) {
+    throw new CniError(ErrorCode.InvalidEnvironment, `invalid interface name "${ifname}"`, 'an interface name is 1-15 bytes, not "." or "..", without "/", ":" or white space');
+  }
+}
+
+/** `<cacheDir>/results/<network>-<containerID>-<ifname>`, from validated names only, and inside that directory. */
+export function cacheFile(cacheDir: string, network: string, containerId: string, ifname: string): string {
+  validateAttachment(network, containerId, ifname);
+  const dir = path.resolve(cacheDir, 'results');
+  const file = path.resolve(dir, `${network}-${containerId}-${ifname}`);
+  if (path.dirname(file) !== dir) throw new CniError(ErrorCode.InvalidEnvironment, `cache file of ${network}/${containerId}/${ifname} would be outside ${dir}`);
+  return file;
 }
 
 /** Build the cache record of one successful ADD (pure). */

@@ -7,7 +7,7 @@ import { asCniError, CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { parseResult, renderResult } from '../../shared/cni/result.ts';
 import type { Attachment } from '../../shared/cni/types.ts';
 import { atLeast } from '../../shared/cni/version.ts';
-import { cacheEntry, deleteCache, listCache, readCachedResult, writeCache, type CacheEntry } from './cache.ts';
+import { cacheEntry, deleteCache, listCache, readCachedResult, validateAttachment, writeCache, type CacheEntry } from './cache.ts';
 import type { NetworkList, PluginConf } from './conf.ts';
 import { execPlugin, type ExecOptions } from './invoke.ts';
 
@@ -61,6 +61,7 @@ const execArgs = (rt: RuntimeConf) => ({ containerId: rt.containerId, netns: rt.
 
 /** ADD every plugin in order, chaining results; cache the final result. */
 export async function addNetworkList(list: NetworkList, rt: RuntimeConf, opts: ToolOptions): Promise<Record<string, unknown>> {
+  validateAttachment(list.name, rt.containerId, rt.ifname);
   let result: Record<string, unknown> | undefined;
   for (const p of list.plugins) {
     try {
@@ -108,6 +109,7 @@ export async function checkNetworkList(list: NetworkList, rt: RuntimeConf, opts:
   if (!atLeast(list.cniVersion, '0.4.0')) {
     throw new CniError(ErrorCode.IncompatibleVersion, `configuration version "${list.cniVersion}" does not support the CHECK command`, 'CHECK needs cniVersion 0.4.0 or later');
   }
+  validateAttachment(list.name, rt.containerId, rt.ifname);
   if (list.disableCheck) return 'disabled';
   const prev = cachedResult(list, rt, opts.cacheDir);
   if (!prev) {
@@ -129,6 +131,7 @@ export async function checkNetworkList(list: NetworkList, rt: RuntimeConf, opts:
  * only when every plugin succeeded, so a retry still has prevResult.
  */
 export async function delNetworkList(list: NetworkList, rt: RuntimeConf, opts: ToolOptions): Promise<void> {
+  validateAttachment(list.name, rt.containerId, rt.ifname);
   let prev: Record<string, unknown> | undefined;
   if (atLeast(list.cniVersion, '0.4.0')) {
     try {

@@ -7,7 +7,8 @@ import path from 'node:path';
 import { CniError, ErrorCode, invalidConfig } from '../../shared/cni/errors.ts';
 import type { Result, Route } from '../../shared/cni/types.ts';
 import { run } from '../../shared/kernel/exec.ts';
-import { listLinks, type LinkInfo } from '../../shared/kernel/ip.ts';
+import { batchable } from '../../shared/kernel/batch.ts';
+import { ipBatch, listLinks, type LinkInfo } from '../../shared/kernel/ip.ts';
 import { netnsExists } from '../../shared/kernel/netns.ts';
 import { canonicalCIDR, canonicalIP, familyOf } from '../../shared/ipnet.ts';
 import { describeSelector, normalizeMac, type Selector } from './config.ts';
@@ -18,23 +19,14 @@ export const SYS_BUS_PCI = '/sys/bus/pci/devices';
 const USERSPACE_DRIVERS = ['vfio-pci', 'uio_pci_generic', 'igb_uio'];
 
 /**
- * One argument as an `ip -batch` token: the batch parser splits on blanks, understands double
- * quotes (no escapes) and cuts lines at `#`. Undefined when it cannot be carried.
- */
-export function batchToken(a: string): string | undefined {
-  if (/["#\n\r\\]/.test(a)) return undefined;
-  return a === '' || /[\s']/.test(a) ? `"${a}"` : a;
-}
-
-/**
- * Run `ip` commands in order, stopping at the first failure: in one `ip -batch` process, or one
- * process each when an argument cannot go through the batch parser (an odd alias or path).
+ * Run `ip` commands in order, stopping at the first failure: in one `ip -batch` process when
+ * every argument is a plain word (shared/kernel/batch.ts), else one process each with argv
+ * (an odd alias or path: argv carries any byte, the batch parser would split or cut it).
  */
 export async function ipSequence(cmds: string[][], netns?: string): Promise<void> {
   if (!cmds.length) return;
-  const lines = cmds.map((c) => c.map(batchToken));
-  if (lines.every((l) => l.every((t) => t !== undefined))) {
-    await run('ip', ['-batch', '-'], { input: lines.map((l) => l.join(' ')).join('\n') + '\n', netns });
+  if (batchable(cmds)) {
+    await ipBatch(cmds, netns);
     return;
   }
   for (const c of cmds) await run('ip', c, { netns });

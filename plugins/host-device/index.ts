@@ -281,8 +281,9 @@ export default definePlugin<HostDeviceConf>({
   name: 'host-device',
   about: 'moves an existing host interface into the container and gives it back, unchanged, on DEL',
   schema,
-  validateConfig(config) {
-    selectorOf(config);
+  validateConfig(config, req) {
+    // DEL finds the device by its record and alias, never by the selector.
+    if (req.env.command !== 'DEL') selectorOf(config);
   },
   add,
   del,

@@ -3,6 +3,7 @@
  * One `ip` process per verb (nsenter --net=CNI_NETNS ip ...). Chained after other plugins it
  * passes prevResult through unchanged, like the reference.
  */
+import { batchScript } from '../../shared/kernel/batch.ts';
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { definePlugin } from '../../shared/cni/plugin.ts';
 import { cloneResult } from '../../shared/cni/result.ts';
@@ -28,7 +29,7 @@ export default definePlugin<NetConfBase>({
     const netns = req.env.netns;
     requireNetns(netns);
     // Bring lo up and read it back (::1 only exists while lo is up) in one process.
-    const r = await run('ip', ['-json', '-batch', '-'], { netns, input: `link set dev ${LO} up\naddr show dev ${LO}\n` });
+    const r = await run('ip', ['-json', '-batch', '-'], { netns, input: batchScript([['link', 'set', 'dev', LO, 'up'], ['addr', 'show', 'dev', LO]]) });
     const link = parseLinks(r.stdout, `${LO} in ${netns}`)[0];
     if (!link) throw new CniError(ErrorCode.KernelOperation, `no loopback interface "${LO}" in ${netns}`);
     if (req.prevResult) return cloneResult(req.prevResult);

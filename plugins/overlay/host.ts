@@ -5,7 +5,8 @@
  */
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { run } from '../../shared/kernel/exec.ts';
-import { ipBatch, type LinkInfo, type RouteInfo } from '../../shared/kernel/ip.ts';
+import { bridgeBatch, ipBatch, type LinkInfo, type RouteInfo } from '../../shared/kernel/ip.ts';
+import { nft, nftScript, nftString } from '../../shared/kernel/batch.ts';
 import { nftApply } from '../../shared/kernel/nft.ts';
 import { formatCIDR, formatIP, network, overlaps, parseCIDR, type IPNet } from '../../shared/ipnet.ts';
 import { vxlanOverhead, type Settings } from './config.ts';
@@ -241,7 +242,7 @@ export function planPeers(s: Settings, mine: Lease, leases: Lease[], st: HostSta
 
 /** Apply peer changes: FDB first (where to send), then neighbours and routes. */
 export async function applyPeers(p: PeerPlan): Promise<void> {
-  if (p.fdb.length) await run('bridge', ['-batch', '-'], { input: p.fdb.map((c) => c.join(' ')).join('\n') + '\n' });
+  await bridgeBatch(p.fdb);
   await ipBatch(p.ip);
 }
 
@@ -257,19 +258,18 @@ export function masqInPlace(s: Settings, lease: Lease, st: HostState): boolean {
 
 export function masqScript(s: Settings, lease: Lease): string {
   const t = s.nftTable;
-  if (!s.ipMasq) return `table ip ${t} {}\ndelete table ip ${t}\n`;
+  if (!s.ipMasq) return nftScript([nft`table ip ${t} {}`, nft`delete table ip ${t}`]);
   const cluster = formatCIDR(s.network);
-  return [
-    `table ip ${t} {}`,
-    `flush table ip ${t}`,
-    `table ip ${t} {`,
-    `  chain postrouting {`,
-    `    type nat hook postrouting priority srcnat; policy accept;`,
-    `    ip saddr ${lease.subnet} ip daddr != ${cluster} ip daddr != 224.0.0.0/4 counter masquerade comment "${masqComment(s, lease)}"`,
-    `  }`,
-    `}`,
-    '',
-  ].join('\n');
+  return nftScript([
+    nft`table ip ${t} {}`,
+    nft`flush table ip ${t}`,
+    nft`table ip ${t} {`,
+    nft`  chain postrouting {`,
+    nft`    type nat hook postrouting priority srcnat; policy accept;`,
+    nft`    ip saddr ${lease.subnet} ip daddr != ${cluster} ip daddr != 224.0.0.0/4 counter masquerade comment ${nftString(masqComment(s, lease))}`,
+    nft`  }`,
+    nft`}`,
+  ]);
 }
 
 export async function applyMasq(s: Settings, lease: Lease): Promise<void> {

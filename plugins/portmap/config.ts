@@ -184,7 +184,7 @@ export function attachmentTag(netName: string, containerId: string, ifname: stri
 
 /** A comment naming the attachment, safe inside double quotes, at most 120 bytes. */
 export function attachmentComment(containerId: string, ifname: string): string {
-  return `${containerId} ${ifname}`.replace(/["\\]/g, '_').slice(0, 120);
+  return `${containerId} ${ifname}`.replace(/[^\x20-\x7e]|["\\]/g, '_').slice(0, 120);
 }
 
 export const describeMapping = (m: Mapping): string => `${m.protocol}/${m.hostIP ? (m.hostIP.includes(':') ? `[${m.hostIP}]` : m.hostIP) + ':' : ''}${m.hostPort}`;

@@ -82,8 +82,9 @@ export default definePlugin<PortmapConf>({
     canonicalizeKeys(rc, ['portMappings']);
     canonicalizeListKeys((rc as { portMappings?: unknown } | undefined)?.portMappings, ['hostPort', 'containerPort', 'protocol', 'hostIP']);
   },
-  validateConfig(config) {
-    validatePortmapConf(config);
+  validateConfig(config, req) {
+    // DEL removes what the attachment's tag owns: the mapping semantics do not matter to it.
+    if (req.env.command !== 'DEL') validatePortmapConf(config);
   },
 
   async add(req) {

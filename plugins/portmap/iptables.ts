@@ -12,6 +12,7 @@
  *
  * Every rule carries `-m comment --comment "net=<nettag> <containerID> <ifname>"`.
  */
+import { restoreLine, restoreToken } from '../../shared/kernel/batch.ts';
 import type { Family } from '../../shared/ipnet.ts';
 import type { FamilyPlan, Mapping, Settings } from './config.ts';
 
@@ -27,9 +28,9 @@ export const attachmentChain = (prefix: string, tag: string): string => `${prefi
 export const netTagOf = (tag: string): string => tag.split('-')[0];
 export const iptComment = (netTag: string, comment: string): string => `net=${netTag} ${comment}`;
 
-/** One argv token in iptables-restore syntax. */
-export const quote = (t: string): string => (/[\s"]/.test(t) || t === '' ? `"${t.replace(/(["\\])/g, '\\$1')}"` : t);
-const line = (tokens: string[]): string => tokens.map(quote).join(' ');
+/** One argv token in iptables-restore syntax (shared/kernel/batch.ts: refused unless it is safe). */
+export const quote = restoreToken;
+const line = restoreLine;
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
 const hostMatch = (m: Mapping, f: Family): string[] => (m.hostIP ? ['-d', `${m.hostIP}/${f === 4 ? 32 : 128}`] : []);

@@ -17,6 +17,7 @@
  * so a host port already published by another attachment fails the whole transaction
  * (EEXIST) in the kernel, atomically, without a lock. Every verb is one `nft -f` transaction.
  */
+import { nft, nftExpr, nftString, NftText } from '../../shared/kernel/batch.ts';
 import type { Family } from '../../shared/ipnet.ts';
 import type { FamilyPlan, Mapping, Settings } from './config.ts';
 
@@ -30,78 +31,82 @@ export const mapFor = (family: Family, m: Mapping): MapName => (m.hostIP ? `host
 
 const ipKw = (f: Family): string => (f === 4 ? 'ip' : 'ip6');
 const nfproto = (f: Family): string => (f === 4 ? 'ipv4' : 'ipv6');
-const bracket = (f: Family, ip: string): string => (f === 4 ? ip : `[${ip}]`);
+const bracket = (f: Family, ip: string): NftText => (f === 4 ? nft`${ip}` : nft`[${ip}]`);
 const hex = (n: number): string => `0x${n.toString(16)}`;
+/** Script lines: every value in them went through shared/kernel/batch.ts. */
+const text = (lines: NftText[]): string[] => lines.map((l) => l.text);
 
 /** The element key of a mapping in its map, in nft syntax. */
 export function elementKey(m: Mapping): string {
-  return m.hostIP ? `${m.hostIP} . ${m.protocol} . ${m.hostPort}` : `${m.protocol} . ${m.hostPort}`;
+  return (m.hostIP ? nft`${m.hostIP} . ${m.protocol} . ${m.hostPort}` : nft`${m.protocol} . ${m.hostPort}`).text;
 }
 
 /** Table, maps, base chains and dispatch rules: idempotent, re-asserted by every ADD. */
 export function baseScript(s: Settings): string[] {
-  const t = `inet ${s.nftTable}`;
+  const t = nft`inet ${s.nftTable}`;
   const lines = [
-    `add table ${t} { comment "cni-ts portmap: published container ports"; }`,
-    `add map ${t} hostip4 { type ipv4_addr . inet_proto . inet_service : verdict; }`,
-    `add map ${t} hostip6 { type ipv6_addr . inet_proto . inet_service : verdict; }`,
-    `add map ${t} hostport4 { type inet_proto . inet_service : verdict; }`,
-    `add map ${t} hostport6 { type inet_proto . inet_service : verdict; }`,
-    `add chain ${t} hostports`,
-    `add chain ${t} prerouting { type nat hook prerouting priority dstnat; policy accept; }`,
+    nft`add table ${t} { comment "cni-ts portmap: published container ports"; }`,
+    nft`add map ${t} hostip4 { type ipv4_addr . inet_proto . inet_service : verdict; }`,
+    nft`add map ${t} hostip6 { type ipv6_addr . inet_proto . inet_service : verdict; }`,
+    nft`add map ${t} hostport4 { type inet_proto . inet_service : verdict; }`,
+    nft`add map ${t} hostport6 { type inet_proto . inet_service : verdict; }`,
+    nft`add chain ${t} hostports`,
+    nft`add chain ${t} prerouting { type nat hook prerouting priority dstnat; policy accept; }`,
     // "dstnat" is not accepted as a name on the output hook by every nft version: -100 is it.
-    `add chain ${t} output { type nat hook output priority -100; policy accept; }`,
-    `add chain ${t} postrouting { type nat hook postrouting priority srcnat; policy accept; }`,
-    `flush chain ${t} hostports`,
-    `add rule ${t} hostports ip daddr . meta l4proto . th dport vmap @hostip4`,
-    `add rule ${t} hostports ip6 daddr . meta l4proto . th dport vmap @hostip6`,
-    `add rule ${t} hostports meta nfproto ipv4 meta l4proto . th dport vmap @hostport4`,
-    `add rule ${t} hostports meta nfproto ipv6 meta l4proto . th dport vmap @hostport6`,
-    `flush chain ${t} prerouting`,
-    `add rule ${t} prerouting fib daddr type local jump hostports`,
-    `flush chain ${t} output`,
-    `add rule ${t} output fib daddr type local jump hostports`,
+    nft`add chain ${t} output { type nat hook output priority -100; policy accept; }`,
+    nft`add chain ${t} postrouting { type nat hook postrouting priority srcnat; policy accept; }`,
+    nft`flush chain ${t} hostports`,
+    nft`add rule ${t} hostports ip daddr . meta l4proto . th dport vmap @hostip4`,
+    nft`add rule ${t} hostports ip6 daddr . meta l4proto . th dport vmap @hostip6`,
+    nft`add rule ${t} hostports meta nfproto ipv4 meta l4proto . th dport vmap @hostport4`,
+    nft`add rule ${t} hostports meta nfproto ipv6 meta l4proto . th dport vmap @hostport6`,
+    nft`flush chain ${t} prerouting`,
+    nft`add rule ${t} prerouting fib daddr type local jump hostports`,
+    nft`flush chain ${t} output`,
+    nft`add rule ${t} output fib daddr type local jump hostports`,
   ];
   if (s.snat) {
-    lines.push(`flush chain ${t} postrouting`, `add rule ${t} postrouting meta mark & ${hex(s.mark)} == ${hex(s.mark)} masquerade comment "cni-ts portmap: loopback and hairpin"`);
+    lines.push(nft`flush chain ${t} postrouting`, nft`add rule ${t} postrouting meta mark & ${hex(s.mark)} == ${hex(s.mark)} masquerade comment "cni-ts portmap: loopback and hairpin"`);
   }
-  return lines;
+  return text(lines);
 }
 
 /** The attachment's chain with its rules (flushed first, so a repeated ADD converges). */
 export function attachmentRules(s: Settings, tag: string, comment: string, plans: FamilyPlan[]): string[] {
-  const t = `inet ${s.nftTable}`;
+  const t = nft`inet ${s.nftTable}`;
   const chain = chainOf(tag);
-  const lines = [`add chain ${t} ${chain}`, `flush chain ${t} ${chain}`];
+  const note = nftString(comment);
+  const lines = [nft`add chain ${t} ${chain}`, nft`flush chain ${t} ${chain}`];
+  const none = new NftText('');
   for (const p of plans) {
     const f = p.container.family;
-    const conds = p.conditions.length ? `${p.conditions.join(' ')} ` : '';
-    const head = `add rule ${t} ${chain} meta nfproto ${nfproto(f)} ${conds}`;
+    const conds = p.conditions.length ? new NftText(`${p.conditions.map((c) => nftExpr(c).text).join(' ')} `) : none;
+    const head = nft`add rule ${t} ${chain} meta nfproto ${nfproto(f)} ${conds}`;
     if (s.snat) {
       // Replies must come back through this host: masquerade flows from loopback (v4 only:
       // ::1 cannot be routed) and from the container's own subnet (hairpin), or all of them.
-      const sources = s.masqAll ? '' : f === 4 ? `ip saddr { 127.0.0.0/8, ${p.container.subnet} } ` : `ip6 saddr ${p.container.subnet} `;
-      lines.push(`${head}${sources}meta mark set meta mark | ${hex(s.mark)} comment "${comment}"`);
+      const sources = s.masqAll ? none : f === 4 ? nft`ip saddr { 127.0.0.0/8, ${p.container.subnet} } ` : nft`ip6 saddr ${p.container.subnet} `;
+      lines.push(nft`${head}${sources}meta mark set meta mark | ${hex(s.mark)} comment ${note}`);
     }
     for (const m of p.mappings) {
-      const daddr = m.hostIP ? `${ipKw(f)} daddr ${m.hostIP} ` : '';
-      lines.push(`${head}${daddr}meta l4proto ${m.protocol} th dport ${m.hostPort} dnat ${ipKw(f)} to ${bracket(f, p.container.ip)}:${m.containerPort} comment "${comment}"`);
+      const daddr = m.hostIP ? nft`${ipKw(f)} daddr ${m.hostIP} ` : none;
+      lines.push(nft`${head}${daddr}meta l4proto ${m.protocol} th dport ${m.hostPort} dnat ${ipKw(f)} to ${bracket(f, p.container.ip)}:${m.containerPort} comment ${note}`);
     }
   }
-  return lines;
+  return text(lines);
 }
 
 /** The verdict-map elements that send the mappings' packets to the attachment's chain. */
 export function elementLines(s: Settings, tag: string, plans: FamilyPlan[], verb: 'create' | 'add'): string[] {
-  const t = `inet ${s.nftTable}`;
-  const byMap = new Map<MapName, string[]>();
+  const t = nft`inet ${s.nftTable}`;
+  const byMap = new Map<MapName, NftText[]>();
   for (const p of plans) {
     for (const m of p.mappings) {
       const name = mapFor(p.container.family, m);
-      byMap.set(name, [...(byMap.get(name) ?? []), `${elementKey(m)} : goto ${chainOf(tag)}`]);
+      byMap.set(name, [...(byMap.get(name) ?? []), nft`${new NftText(elementKey(m))} : goto ${chainOf(tag)}`]);
     }
   }
-  return [...byMap].map(([name, els]) => `${verb} element ${t} ${name} { ${els.join(', ')} }`);
+  return text([...byMap].map(([name, els]) => nft`${verb} element ${t} ${name} { ${els} }`));
 }
 
 export function addScript(s: Settings, tag: string, comment: string, plans: FamilyPlan[], remove: OwnedState | undefined): string {
@@ -214,12 +219,14 @@ export function attachmentTags(st: TableState, netTag: string): string[] {
 
 /** Lines that remove an attachment: its elements first (they reference the chain), then the chain. */
 export function removeLines(table: string, o: OwnedState, deleteChain = true): string[] {
-  const t = `inet ${table}`;
-  const byMap = new Map<MapName, string[]>();
-  for (const e of o.elements) byMap.set(e.map, [...(byMap.get(e.map) ?? []), e.key]);
-  const lines = [...byMap].map(([name, keys]) => `delete element ${t} ${name} { ${keys.join(', ')} }`);
-  if (o.chainExists && deleteChain) lines.push(`flush chain ${t} ${o.chain}`, `delete chain ${t} ${o.chain}`);
-  return lines;
+  const t = nft`inet ${table}`;
+  const byMap = new Map<MapName, NftText[]>();
+  // keys read back from `nft -j` ("tcp . 8080", "192.0.2.1 . udp . 53"): each part one word
+  const key = (k: string): NftText => new NftText(k.split(' . ').map((part) => nft`${part}`.text).join(' . '));
+  for (const e of o.elements) byMap.set(e.map, [...(byMap.get(e.map) ?? []), key(e.key)]);
+  const lines = [...byMap].map(([name, keys]) => nft`delete element ${t} ${name} { ${keys} }`);
+  if (o.chainExists && deleteChain) lines.push(nft`flush chain ${t} ${o.chain}`, nft`delete chain ${t} ${o.chain}`);
+  return text(lines);
 }
 
 /** Elements another attachment holds for keys this plan wants. */

@@ -16,6 +16,34 @@ import type { NetConfBase, Result } from './types.ts';
 
 export type DelegateCommand = 'ADD' | 'DEL' | 'CHECK' | 'GC' | 'STATUS';
 
+/**
+ * Types that attach interfaces or chain on a result, never IPAM plugins. Named as `ipam.type`
+ * they would delegate to themselves for ever (bridge -> bridge -> ...): refused with code 7.
+ */
+export const NOT_IPAM = new Set([
+  'bridge', 'host-device', 'overlay', 'portmap', 'loopback', 'cnitool', 'cni-ts',
+  'macvlan', 'ipvlan', 'ptp', 'vlan', 'tap', 'dummy', 'vrf', 'tuning', 'bandwidth', 'firewall', 'sbr',
+]);
+
+/** Delegation depth, passed on to every delegate (in-process and exec'd alike). */
+export const DEPTH_ENV = 'CNI_TS_DELEGATION_DEPTH';
+/** overlay -> bridge -> host-local is 2 deep; anything past this is a loop. */
+export const MAX_DELEGATION_DEPTH = 4;
+
+function depthOf(env: NodeJS.ProcessEnv): number {
+  const n = Number(env[DEPTH_ENV] ?? 0);
+  return Number.isSafeInteger(n) && n >= 0 ? n : MAX_DELEGATION_DEPTH;
+}
+
+/** The config's `ipam.type`, refused (code 7) when it names an interface or chained plugin. */
+export function ipamTypeOf(req: Request<NetConfBase>): string | undefined {
+  const type = req.config.ipam?.type;
+  if (type && NOT_IPAM.has(type)) {
+    throw new CniError(ErrorCode.InvalidConfig, `invalid network config: ipam.type: "${type}" is not an IPAM plugin`, 'field "ipam.type"; an interface or chained plugin as IPAM would delegate to itself for ever');
+  }
+  return type;
+}
+
 let selfId: string | undefined;
 function selfIdentity(): string {
   if (selfId === undefined) {
@@ -79,7 +107,16 @@ export async function delegate(type: string, command: DelegateCommand, req: Requ
     }
     throw new CniError(ErrorCode.InvalidConfig, `failed to find plugin "${type}" in path`, `searched ${req.env.path.join(':')}`);
   }
-  const env = { ...req.rawEnv, CNI_COMMAND: command };
+  if (config === undefined && type === req.config.ipam?.type) ipamTypeOf(req);
+  const depth = depthOf(req.rawEnv);
+  if (depth >= MAX_DELEGATION_DEPTH) {
+    throw new CniError(
+      ErrorCode.InvalidConfig,
+      `invalid network config: delegation to "${type}" would be ${depth + 1} levels deep (at most ${MAX_DELEGATION_DEPTH}): the plugins delegate to each other in a loop`,
+      `${DEPTH_ENV}=${req.rawEnv[DEPTH_ENV] ?? ''}`,
+    );
+  }
+  const env = { ...req.rawEnv, CNI_COMMAND: command, [DEPTH_ENV]: String(depth + 1) };
   const out = await execDelegate(file, type, env, JSON.stringify(config ?? req.raw), req);
   if (out.exitCode !== 0) {
     let parsed: { code?: unknown; msg?: unknown; details?: unknown } | undefined;
@@ -120,19 +157,40 @@ export async function ipamAdd(req: Request<NetConfBase>): Promise<Result> {
 
 export async function ipamDel(req: Request<NetConfBase>): Promise<void> {
   const type = req.config.ipam?.type;
+  if (type && NOT_IPAM.has(type)) {
+    // Nothing was ever allocated through it (ADD refuses it): teardown goes on without it.
+    req.log.warn(`ipam.type "${type}" is not an IPAM plugin; no IPAM DEL`);
+    return;
+  }
   if (type) await delegate(type, 'DEL', req);
+}
+
+const inUse = new WeakSet<object>();
+
+/**
+ * Mark an ADD failure as "the reservation IPAM returned is in use by a live interface": the
+ * IPAM ADD only handed back what that interface already held, so `withIpam` must not release it.
+ */
+export function reservationInUse<E extends object>(e: E): E {
+  inUse.add(e);
+  return e;
 }
 
 /**
  * Run `body` with the IPAM result; when it throws, release the reservation (IPAM DEL) before
- * rethrowing, so a failed ADD leaves no address behind.
+ * rethrowing, so a failed ADD leaves no address behind, unless the body found the reservation
+ * in use by a live interface (`reservationInUse`): a failed ADD undoes only what it made.
  */
 export async function withIpam<T>(req: Request<NetConfBase>, body: (ipam: Result) => Promise<T>): Promise<T> {
   const ipam = await ipamAdd(req);
   try {
     return await body(ipam);
   } catch (e) {
-    await ipamDel(req).catch((d: unknown) => req.log.warn(`IPAM DEL after failed ADD also failed: ${String(d)}`));
+    if (e && typeof e === 'object' && inUse.has(e)) {
+      req.log.warn('ADD failed; the addresses IPAM returned are in use by a live interface: not released');
+    } else {
+      await ipamDel(req).catch((d: unknown) => req.log.warn(`IPAM DEL after failed ADD also failed: ${String(d)}`));
+    }
     throw e;
   }
 }

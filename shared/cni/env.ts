@@ -27,7 +27,7 @@ const REQUIREMENTS: Record<Command, Partial<Record<'CNI_CONTAINERID' | 'CNI_NETN
 
 /** Linux interface name rules (IFNAMSIZ 16 with the NUL, no '/', ':' or white space, not . or ..). */
 export function validIfname(name: string): boolean {
-  return name.length > 0 && name.length <= 15 && name !== '.' && name !== '..' && !/[/:\s]/.test(name);
+  return typeof name === 'string' && name.length > 0 && Buffer.byteLength(name) <= 15 && name !== '.' && name !== '..' && !/[/:\s\0]/.test(name);
 }
 
 export function parseCniArgs(raw: string | undefined): Map<string, string> {

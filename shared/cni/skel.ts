@@ -12,7 +12,7 @@ import { trace } from './trace.ts';
 import type { Plugin, Request } from './plugin.ts';
 import { parseResult, renderResult } from './result.ts';
 import type { Attachment, NetConfBase } from './types.ts';
-import { baseNetconfSchema, prepareValidators, validate } from './validate.ts';
+import { baseNetconfSchema, prepareValidators, validateNetconf } from './validate.ts';
 import { atLeast, isSupported, LATEST, negotiate, SUPPORTED_VERSIONS } from './version.ts';
 
 export const MAX_STDIN = 16 * 1024 * 1024;
@@ -97,8 +97,8 @@ export async function invoke<C extends NetConfBase>(plugin: Plugin<C>, rawEnv: N
     logger.configure(raw);
     plugin.normalize?.(raw, command);
     await prepareValidators([[baseNetconfSchema], [plugin.schema, plugin.name]]);
-    validate(baseNetconfSchema, raw);
-    const config = plugin.schema ? validate<C>(plugin.schema, raw, plugin.name) : (raw as C);
+    // DEL validates only what it needs (a field the schema refuses is dropped, with a warning).
+    const config = validateNetconf<C>(raw, plugin.schema, plugin.name, command === 'DEL' ? (m) => logger.warn(m) : undefined);
     const prevResult = raw.prevResult !== undefined ? parseResult(raw.prevResult, version) : undefined;
     const base = { env, rawEnv, raw, version, prevResult, log: logger };
     plugin.validateConfig?.(config, base);

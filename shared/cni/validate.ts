@@ -80,4 +80,46 @@ export function validate<T>(schema: object, config: unknown, key?: string): T {
   return config as T;
 }
 
+/**
+ * For DEL: validate, and where a field does not validate, drop it (the plugin then uses its
+ * default) and validate again, so a config the schema refuses can still be torn down. What
+ * cannot be dropped stays an error: an invalid `name` (it names the state: IPAM store, rule
+ * tags) and a missing required top-level field. Returns the config and the fields dropped.
+ */
+export function validateLenient<T>(schema: object, config: Record<string, unknown>, key?: string): { config: T; dropped: string[] } {
+  const fn = validatorFor(schema, key);
+  let current = config;
+  const dropped: string[] = [];
+  for (let i = 0; i < 32 && !fn(current); i++) {
+    const e = fn.errors?.[0];
+    const segs = (e?.instancePath ?? '').split('/').slice(1).map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+    while (segs.length && /^\d+$/.test(segs[segs.length - 1])) segs.pop();
+    // The name itself, or a top-level requirement (a missing field): not something to drop.
+    if (!e || !segs.length || segs[0] === 'name') return { config: validate<T>(schema, current, key), dropped };
+    current = structuredClone(current);
+    let parent: unknown = current;
+    for (const s of segs.slice(0, -1)) parent = (parent as Record<string, unknown>)[s];
+    delete (parent as Record<string, unknown>)[segs[segs.length - 1]];
+    dropped.push(fieldOf({ ...e, keyword: 'type', instancePath: `/${segs.map((s) => s.replace(/~/g, '~0').replace(/\//g, '~1')).join('/')}` }));
+  }
+  return { config: current as T, dropped };
+}
+
 export const baseNetconfSchema: object = baseSchema;
+
+/**
+ * Validate a config against the common schema and the plugin's. With `lenient` (DEL), fields
+ * that do not validate are dropped (see validateLenient) and reported through it, so teardown
+ * is never blocked by a config it does not need.
+ */
+export function validateNetconf<C>(raw: Record<string, unknown>, schema: object | undefined, key: string, lenient?: (msg: string) => void): C {
+  if (!lenient) {
+    validate(baseNetconfSchema, raw);
+    return schema ? validate<C>(schema, raw, key) : (raw as C);
+  }
+  const common = validateLenient<Record<string, unknown>>(baseNetconfSchema, raw);
+  const own = schema ? validateLenient<C>(schema, common.config, key) : { config: common.config as C, dropped: [] };
+  const dropped = [...common.dropped, ...own.dropped];
+  if (dropped.length) lenient(`DEL: ignoring config fields that do not validate: ${dropped.join(', ')}`);
+  return own.config;
+}

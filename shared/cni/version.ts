@@ -31,7 +31,8 @@ export function isSupported(v: unknown): v is SpecVersion {
  * negotiation). A missing `cniVersion` means 0.1.0, as the reference does.
  */
 export function negotiate(cniVersion: unknown, cniVersions?: unknown): SpecVersion {
-  const primary = cniVersion === undefined || cniVersion === '' ? '0.1.0' : cniVersion;
+  // A missing, empty or null cniVersion is 0.1.0, as the reference reads it.
+  const primary = cniVersion === undefined || cniVersion === null || cniVersion === '' ? '0.1.0' : cniVersion;
   if (typeof primary !== 'string') {
     throw new CniError(ErrorCode.DecodeFailure, 'cniVersion must be a string', `got ${JSON.stringify(cniVersion)}`);
   }

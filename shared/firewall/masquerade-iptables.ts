@@ -7,6 +7,7 @@
  * Each change is one `iptables-save` read and one `iptables-restore --noflush` write per
  * family, under a file lock (restore declaring an existing chain would flush it).
  */
+import { restoreLine, restoreToken } from '../kernel/batch.ts';
 import type { Attachment } from '../cni/types.ts';
 import { familyOf } from '../ipnet.ts';
 import { run } from '../kernel/exec.ts';
@@ -52,12 +53,12 @@ export function commentOf(line: string): string | undefined {
 }
 
 export function ruleLines(chain: string, owner: MasqueradeOwner, entries: MasqueradeEntry[]): string[] {
-  const c = `"${ownerComment(owner)}"`;
+  const c = ownerComment(owner);
   return entries.flatMap((e) => {
     const host = `${e.ip}/${familyOf(e.ip) === 6 ? 128 : 32}`;
     return [
-      `-A ${chain} -s ${host} -d ${e.subnet} -m comment --comment ${c} -j RETURN`,
-      `-A ${chain} -s ${host} ! -d ${multicastOf(e.ip)} -m comment --comment ${c} -j MASQUERADE`,
+      restoreLine(['-A', chain, '-s', host, '-d', e.subnet, '-m', 'comment', '--comment', c, '-j', 'RETURN']),
+      restoreLine(['-A', chain, '-s', host, '!', '-d', multicastOf(e.ip), '-m', 'comment', '--comment', c, '-j', 'MASQUERADE']),
     ];
   });
 }
@@ -87,8 +88,8 @@ export class IptablesMasquerade implements MasqueradeBackend {
         if (!mine.length) continue;
         const st = await this.state(fam);
         const lines: string[] = [];
-        if (!st.hasChain) lines.push(`:${this.chain} - [0:0]`);
-        if (!st.hasJump) lines.push(`-A POSTROUTING -m comment --comment "${JUMP_COMMENT}" -j ${this.chain}`);
+        if (!st.hasChain) lines.push(`:${restoreToken(this.chain)} - [0:0]`);
+        if (!st.hasJump) lines.push(restoreLine(['-A', 'POSTROUTING', '-m', 'comment', '--comment', JUMP_COMMENT, '-j', this.chain]));
         lines.push(...ruleLines(this.chain, owner, mine));
         await this.restore(fam, lines);
       }
@@ -111,6 +112,24 @@ export class IptablesMasquerade implements MasqueradeBackend {
   async del(owner: MasqueradeOwner): Promise<void> {
     const tag = ownerTag(owner);
     await this.deleteMatching((t) => t === tag);
+  }
+
+  async dedupe(owner: MasqueradeOwner): Promise<void> {
+    const tag = ownerTag(owner);
+    await this.locked(async () => {
+      for (const fam of [4, 6] as const) {
+        const seen = new Set<string>();
+        const extra = (await this.state(fam)).rules.filter((l) => {
+          if (tagOfComment(commentOf(l)) !== tag) return false;
+          if (!seen.has(l)) {
+            seen.add(l);
+            return false;
+          }
+          return true;
+        });
+        await this.restore(fam, extra.map((l) => `-D${l.slice(2)}`));
+      }
+    });
   }
 
   async missing(owner: MasqueradeOwner, entries: MasqueradeEntry[]): Promise<MasqueradeEntry[]> {
@@ -139,10 +158,10 @@ export class IptablesMasquerade implements MasqueradeBackend {
     await this.locked(async () => {
       for (const fam of [4, 6] as const) {
         const st = await this.state(fam);
-        if (st.hasJump) await this.restore(fam, [`-D POSTROUTING -m comment --comment "${JUMP_COMMENT}" -j ${this.chain}`]);
+        if (st.hasJump) await this.restore(fam, [restoreLine(['-D', 'POSTROUTING', '-m', 'comment', '--comment', JUMP_COMMENT, '-j', this.chain])]);
         if (st.hasChain) {
-          await this.restore(fam, [`-F ${this.chain}`]);
-          await this.restore(fam, [`-X ${this.chain}`]);
+          await this.restore(fam, [restoreLine(['-F', this.chain])]);
+          await this.restore(fam, [restoreLine(['-X', this.chain])]);
         }
       }
     });

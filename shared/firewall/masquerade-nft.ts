@@ -9,6 +9,7 @@
 import type { Attachment } from '../cni/types.ts';
 import { familyOf } from '../ipnet.ts';
 import { run } from '../kernel/exec.ts';
+import { nft, nftScript, nftString } from '../kernel/batch.ts';
 import { nftApply } from '../kernel/nft.ts';
 import {
   multicastOf,
@@ -33,11 +34,6 @@ export interface NftRule {
   expr?: unknown[];
 }
 
-/** Quote a string for an nft script (comments, interface names). */
-export function nftQuote(s: string): string {
-  return `"${s.replace(/["\\\n\r]/g, '_')}"`;
-}
-
 /** Rules of a table (optionally one chain); [] when the table or chain does not exist. */
 export async function listRules(family: string, table: string, chain?: string): Promise<NftRule[]> {
   const args = chain ? ['-j', 'list', 'chain', family, table, chain] : ['-j', 'list', 'table', family, table];
@@ -52,7 +48,7 @@ export async function listRules(family: string, table: string, chain?: string): 
 
 /** `delete rule` lines for `rules` (by handle); one transaction when applied together. */
 export function deleteRulesScript(rules: NftRule[]): string {
-  return rules.map((r) => `delete rule ${r.family} ${r.table} ${r.chain} handle ${r.handle}\n`).join('');
+  return nftScript(rules.map((r) => nft`delete rule ${r.family} ${r.table} ${r.chain} handle ${r.handle}`));
 }
 
 /** Rules whose comment carries one of our tags accepted by `match`. */
@@ -78,18 +74,18 @@ export async function deleteTaggedRules(family: string, table: string, chain: st
 
 /** The table and chain, created when absent (`add` is idempotent). */
 export function masqueradeBaseScript(table: string): string {
-  return `add table inet ${table}\nadd chain inet ${table} ${MASQ_CHAIN} { type nat hook postrouting priority srcnat; policy accept; }\n`;
+  return nftScript([nft`add table inet ${table}`, nft`add chain inet ${table} ${MASQ_CHAIN} { type nat hook postrouting priority srcnat; policy accept; }`]);
 }
 
 /** One rule per entry, tagged with the owner. Pure. */
 export function masqueradeRulesScript(table: string, owner: MasqueradeOwner, entries: MasqueradeEntry[]): string {
-  const comment = nftQuote(ownerComment(owner));
-  return entries
-    .map((e) => {
+  const comment = nftString(ownerComment(owner));
+  return nftScript(
+    entries.map((e) => {
       const fam = familyOf(e.ip) === 6 ? 'ip6' : 'ip';
-      return `add rule inet ${table} ${MASQ_CHAIN} ${fam} saddr ${e.ip} ${fam} daddr != ${e.subnet} ${fam} daddr != ${multicastOf(e.ip)} counter masquerade comment ${comment}\n`;
-    })
-    .join('');
+      return nft`add rule inet ${table} ${MASQ_CHAIN} ${fam} saddr ${e.ip} ${fam} daddr != ${e.subnet} ${fam} daddr != ${multicastOf(e.ip)} counter masquerade comment ${comment}`;
+    }),
+  );
 }
 
 /** The source address a masquerade rule matches (from its JSON expression). */
@@ -119,6 +115,22 @@ export class NftMasquerade implements MasqueradeBackend {
   async del(owner: MasqueradeOwner): Promise<void> {
     const tag = ownerTag(owner);
     await deleteTaggedRules('inet', this.table, MASQ_CHAIN, (t) => t === tag);
+  }
+
+  async dedupe(owner: MasqueradeOwner): Promise<void> {
+    const tag = ownerTag(owner);
+    const seen = new Set<string>();
+    const extra = taggedRules(await listRules('inet', this.table, MASQ_CHAIN), (t) => t === tag)
+      .sort((a, b) => a.handle - b.handle)
+      .filter((r) => {
+        const k = ruleSaddr(r) ?? String(r.handle);
+        if (!seen.has(k)) {
+          seen.add(k);
+          return false;
+        }
+        return true;
+      });
+    if (extra.length) await nftApply(deleteRulesScript(extra));
   }
 
   async missing(owner: MasqueradeOwner, entries: MasqueradeEntry[]): Promise<MasqueradeEntry[]> {

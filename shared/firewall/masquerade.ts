@@ -34,6 +34,11 @@ export interface MasqueradeBackend {
   add(owner: MasqueradeOwner, entries: MasqueradeEntry[]): Promise<void>;
   /** Remove every rule of the owner; succeeds when there are none. */
   del(owner: MasqueradeOwner): Promise<void>;
+  /**
+   * Remove the owner's duplicate rules, keeping the first of each: the undo of an ADD that
+   * added rules for an attachment that turned out to be live (same owner tag).
+   */
+  dedupe(owner: MasqueradeOwner): Promise<void>;
   /** The entries (by ip) that have no rule. */
   missing(owner: MasqueradeOwner, entries: MasqueradeEntry[]): Promise<MasqueradeEntry[]>;
   /** Remove the rules of `networkName` whose attachment is not in `keep`. */

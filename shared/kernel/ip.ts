@@ -2,6 +2,7 @@
  * iproute2 through its machine-readable faces: `ip -json` for reading, `ip -batch -` for
  * writing many changes in one process.
  */
+import { batchScript } from './batch.ts';
 import { run } from './exec.ts';
 
 export interface LinkInfo {
@@ -63,13 +64,18 @@ export async function listLinks(netns?: string): Promise<LinkInfo[]> {
 }
 
 /**
- * Run several `ip` commands (each an argv without the leading "ip") in one process.
- * Arguments must not contain white space; interface names and addresses never do.
+ * Run several `ip` commands (each an argv without the leading "ip") in one process. Every
+ * argument must be one plain word (`batchToken`: code 100 otherwise, before anything runs).
  */
 export async function ipBatch(cmds: string[][], netns?: string): Promise<void> {
   if (!cmds.length) return;
-  for (const c of cmds) for (const a of c) if (/\s/.test(a) || a === '') throw new Error(`ip batch argument "${a}" contains white space`);
-  await run('ip', ['-batch', '-'], { input: cmds.map((c) => c.join(' ')).join('\n') + '\n', netns });
+  await run('ip', ['-batch', '-'], { input: batchScript(cmds, 'ip -batch'), netns });
+}
+
+/** Several `bridge` commands (argv without "bridge": `fdb ...`, `vlan ...`) in one process, checked like `ipBatch`. */
+export async function bridgeBatch(cmds: string[][], netns?: string): Promise<void> {
+  if (!cmds.length) return;
+  await run('bridge', ['-batch', '-'], { input: batchScript(cmds, 'bridge -batch'), netns });
 }
 
 export async function routes(family: 4 | 6, netns?: string, extra: string[] = []): Promise<RouteInfo[]> {

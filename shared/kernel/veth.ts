@@ -5,7 +5,7 @@
  */
 import { sha256Hex } from '../hash.ts';
 import { CniError, ErrorCode } from '../cni/errors.ts';
-import { ipBatch } from './ip.ts';
+import { getLink, ipBatch } from './ip.ts';
 
 export interface VethSpec {
   /** host-side name (at most 15 characters) */
@@ -26,6 +26,30 @@ export interface VethSpec {
 export function hostVethName(containerId: string, ifname: string, prefix = 'veth'): string {
   const h = sha256Hex(`${containerId}\0${ifname}`);
   return `${prefix}${h.slice(0, 8)}`.slice(0, 15);
+}
+
+/**
+ * Host-side names an attachment may use, in order: the `hostVethName` first (what DEL and
+ * CHECK derive without a record), then rehashes with a counter, for when that name is already
+ * held by another attachment (8 hex digits of a hash collide at tens of thousands of IDs).
+ */
+export function hostVethCandidates(containerId: string, ifname: string, prefix = 'veth', count = 8): string[] {
+  const out = [hostVethName(containerId, ifname, prefix)];
+  for (let k = 1; k < count; k++) out.push(`${prefix}${sha256Hex(`${containerId}\0${ifname}\0${k}`).slice(0, 8)}`.slice(0, 15));
+  return out;
+}
+
+/**
+ * Which of the host links `hostNames` is the peer of `peerName` inside `peerNetns` (a live
+ * pair), if any: the container end's `link_index` is the host end's ifindex and the other way
+ * round. Two reads; used only when a candidate name is already taken.
+ */
+export async function livePairOf(hostNames: string[], peerName: string, peerNetns: string): Promise<string | undefined> {
+  if (!hostNames.length) return undefined;
+  const [peer, ...hosts] = await Promise.all([getLink(peerName, peerNetns).catch(() => undefined), ...hostNames.map((n) => getLink(n).catch(() => undefined))]);
+  if (!peer || peer.linkinfo?.info_kind !== 'veth') return undefined;
+  const host = hosts.find((h) => h && h.ifindex === peer.link_index && h.link_index === peer.ifindex && h.linkinfo?.info_kind === 'veth');
+  return host?.ifname;
 }
 
 /** `ip link add` argv (without "ip") creating the pair with the peer inside its netns. */
