@@ -117,13 +117,6 @@ function cases(e: Env): Record<string, Case> {
   return all;
 }
 
-/**
- * Changes that are known defects of code this branch does not own (ipam/host-local belongs to
- * the harden-core work): tolerated here, printed, and to be removed once fixed there.
- */
-const KNOWN: Array<{ plugins: string[]; verb: string; diff: RegExp; why: string }> = [
-  { plugins: ['bridge', 'host-local'], verb: 'STATUS', diff: /^\/dir \S+\/(ipam|hl): null -> \{"(hobr|hohl)":"dir 755"\}$/, why: 'host-local STATUS probes its store by creating dataDir/<network>' },
-];
 
 const PLUGINS = ['bridge', 'overlay', 'host-device', 'portmap', 'loopback', 'host-local', 'static'];
 
@@ -154,11 +147,7 @@ describe.each(PLUGINS)('%s: CHECK, DEL, GC and STATUS change nothing', { timeout
       // DEL and GC succeed (nothing to remove); CHECK may pass (static: config and prevResult agree) or fail
       if (verb === 'DEL' || verb === 'GC') expect(r.exitCode, `${verb}: ${r.stdout} ${r.stderr}`).toBe(0);
       const now = await snapshot(spec);
-      const diff = diffSnapshots(before, now).filter((d) => {
-        const known = KNOWN.find((k) => k.plugins.includes(plugin) && k.verb === verb && k.diff.test(d));
-        if (known) console.warn(`KNOWN (${known.why}): ${plugin} ${verb}: ${d}`);
-        return !known;
-      });
+      const diff = diffSnapshots(before, now);
       expect(diff, `${plugin} ${verb} changed the host:\n${diff.join('\n')}\n${outcomes.join('\n')}`).toEqual([]);
     }
     if (plugin === 'overlay' && !withOther) {

@@ -12,7 +12,7 @@ import schema from '../../conf/schemas/host-local.schema.json' with { type: 'jso
 import { assignRequested, parseRangeSets, requestedIPs, storeDir, type HostLocalConf } from './config.ts';
 import { readResolvConf } from './dns.ts';
 import { describeRangeSet, familyOfSet, freeCount, nextFree, rangeFor, rangeSetContains, type RangeSet } from './range.ts';
-import { ownedBy, Store, type Reservation, type Reserver } from './store.ts';
+import { ownedBy, probeCreatable, Store, type Reservation, type Reserver } from './store.ts';
 
 /** Files of writers that died mid-way are collected by GC (and temporaries by ADD) after this long. */
 const STALE_MS = 60_000;
@@ -208,15 +208,18 @@ export default definePlugin<HostLocalConf>({
 
   async status(req) {
     const sets = parseRangeSets(req.config, req.version);
-    let store: Store;
+    // STATUS creates nothing: an existing store is probed by writing a file in it; a store not
+    // made yet only needs its nearest existing parent to be a writable directory.
+    let store: Store | undefined;
     try {
-      store = openStore(req, true) as Store;
-      store.probe();
+      store = openStore(req, false);
+      if (store) store.probe();
+      else probeCreatable(storeDir(req.config));
     } catch (e) {
       if (e instanceof CniError && e.code === ErrorCode.InvalidConfig) throw e;
       throw new CniError(ErrorCode.NotAvailable, `host-local: the address store of network ${req.config.name} is not usable`, (e as Error).message);
     }
-    const list = store.list();
+    const list = store ? store.list() : [];
     sets.forEach((set, idx) => {
       if (freeCount(set, reservedValues(list, set)) <= 0n) {
         throw new CniError(ErrorCode.NotAvailable, `host-local: range set ${idx} is exhausted: ${describeRangeSet(set)}`, `network ${req.config.name}`);

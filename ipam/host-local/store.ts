@@ -10,7 +10,7 @@
  * exclusive link alone already keeps two allocators from ever taking one address.
  */
 import { randomHex } from '../../shared/hash.ts';
-import { closeSync, existsSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { accessSync, closeSync, constants, existsSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { formatIP, parseIP, type IP } from '../../shared/ipnet.ts';
@@ -227,6 +227,17 @@ export class Store {
     writeDurably(tmp, '');
     unlinkSync(tmp);
   }
+}
+
+/**
+ * Could `dir` be made? Its nearest existing ancestor must be a directory we may write to
+ * (access(2) also reports EROFS for a read-only file system). Creates nothing.
+ */
+export function probeCreatable(dir: string): void {
+  let p = dir;
+  while (!existsSync(p) && path.dirname(p) !== p) p = path.dirname(p);
+  if (!statSync(p).isDirectory()) throw new Error(`${p} is not a directory`);
+  accessSync(p, constants.W_OK | constants.X_OK);
 }
 
 /**
