@@ -1,0 +1,54 @@
+/**
+ * Network policy, pure: objects in, desired nftables state and verdicts out. No kernel calls,
+ * no store I/O (the endpoint plugin and the agent apply what this returns; see docs/policy.md).
+ *
+ * Stable API:
+ *   policyTableScript(objects, node, opts)  -> one `nft -f` script (atomic whole-table replace);
+ *                                              opts: {table?, allowFromNode? (alias allowHostToPods), allowToNode?}
+ *   compileNode(objects, node, opts)        -> Ruleset (plain data: counters, sets, maps, chains)
+ *   renderNft(ruleset, table?)              -> the whole-table script of a Ruleset
+ *   renderSetUpdates(prev, next, table?)    -> element-only script, or null when a full replace is needed
+ *   renderDelete(table?)                    -> script removing the table (absent or not)
+ *   POLICY_TABLE ("cni_ts_policy"), POLICY_TABLE_FAMILY ("inet")
+ *   evaluate(objects, flow)                 -> the Kubernetes verdict of one flow, and why
+ *   parseCounterName(name, ruleset.counterInfo?) -> the policy rule a named counter counts
+ */
+import { compileNode, type CompileOptions, type Ruleset } from './compile.ts';
+import { renderNft, POLICY_TABLE } from './nft.ts';
+import type { PolicyIndex, PolicyObjects } from './model.ts';
+
+export interface TableOptions extends CompileOptions {
+  /** nft table name (inet family); default POLICY_TABLE */
+  table?: string;
+  /** alias of allowFromNode */
+  allowHostToPods?: boolean;
+}
+
+const compileOpts = (o: TableOptions): CompileOptions => ({ allowFromNode: o.allowFromNode ?? o.allowHostToPods, allowToNode: o.allowToNode });
+
+/** The whole policy table of `node` as one atomic `nft -f` script. */
+export function policyTableScript(objects: PolicyObjects | PolicyIndex, node: string, opts: TableOptions = {}): string {
+  return renderNft(compileNode(objects, node, compileOpts(opts)), opts.table ?? POLICY_TABLE);
+}
+
+/** The same, with the Ruleset it came from (keep it to render element-only updates next time). */
+export function policyTable(objects: PolicyObjects | PolicyIndex, node: string, opts: TableOptions = {}): { script: string; ruleset: Ruleset } {
+  const ruleset = compileNode(objects, node, compileOpts(opts));
+  return { script: renderNft(ruleset, opts.table ?? POLICY_TABLE), ruleset };
+}
+
+export { compileNode, portMatch, type CompileOptions, type NftChain, type NftMap, type NftSet, type Ruleset } from './compile.ts';
+export { POLICY_TABLE, POLICY_TABLE_FAMILY, renderDelete, renderNft, renderSetUpdates, renderTable } from './nft.ts';
+export { describeDecision, evaluate, evaluateSide, type Decision, type DefaultReason, type EvaluateResult, type Flow, type FlowEnd, type SideResult } from './evaluate.ts';
+export {
+  DEFAULT_DENY_COUNTER,
+  PolicyIndex,
+  counterName,
+  parseCounterName,
+  policyTypesOf,
+  type CounterMeaning,
+  type Direction,
+  type FlowProtocol,
+  type PolicyObjects,
+  type RuleRef,
+} from './model.ts';
