@@ -5,7 +5,8 @@
  *   base chains   forward (pod <-> pod, same bridge included through br_netfilter; pods <-> world),
  *                 output (host -> local pod, only when allowFromNode is false),
  *                 input (local pod -> host, only when allowToNode is false):
- *                   ct state established,related accept; ct state invalid (local pods) drop;
+ *                   ct state established,related accept; IPv6 neighbour discovery accept;
+ *                   ct state invalid (local pods) drop;
  *                   a pod reaching itself accept;
  *                   ip saddr vmap @egress4 / ip6 saddr vmap @egress6   (local pods' egress)
  *                   ip daddr vmap @ingress4 / ip6 daddr vmap @ingress6 (local pods' ingress)
@@ -294,7 +295,9 @@ export function compileNode(objects: PolicyObjects | PolicyIndex, node: string, 
     elements: uniqByKey(els).sort(([x], [y]) => x.localeCompare(y)),
   }));
 
-  const guard = (): string[] => ['ct state established,related accept'];
+  // replies pass; IPv6 neighbour discovery is not policy's business (conntrack does not track
+  // it, so it would otherwise look invalid, and unicast advertisements hit the ingress maps)
+  const guard = (): string[] => ['ct state established,related accept', 'icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert, nd-redirect } accept'];
   const forward: string[] = [
     ...guard(),
     ...FAMILIES.flatMap((f) => [`ct state invalid ${ipKw(f)} saddr @local${f} drop`, `ct state invalid ${ipKw(f)} daddr @local${f} drop`]),
