@@ -22,8 +22,7 @@ import { setSysctls } from './kernel/sysctl.ts';
 import { StoreUnavailableError, type ObjectStore } from './store/types.ts';
 import type { AdminNetworkPolicy, BaselineAdminNetworkPolicy, Endpoint, Namespace, NetworkPolicy } from './objects/types.ts';
 import type { PolicyObjects } from './policy/model.ts';
-import { compileNode, type Ruleset } from './policy/compile.ts';
-import { POLICY_TABLE, renderNft } from './policy/nft.ts';
+import { POLICY_TABLE, policyTable, type Ruleset } from './policy/index.ts';
 
 export const DEFAULT_POLICY_TABLE = POLICY_TABLE;
 export const DEFAULT_LOCK_DIR = '/run/cni-ts/locks';
@@ -122,8 +121,7 @@ export async function renderPolicy(store: ObjectStore, node: string, s: PolicySe
   } catch (e) {
     throw storeError(e, 'reading policy objects');
   }
-  const ruleset = compileNode(objects, node, { allowFromNode: s.allowFromNode, allowToNode: s.allowToNode });
-  const script = renderNft(ruleset, s.table);
+  const { script, ruleset } = policyTable(objects, node, { table: s.table, allowFromNode: s.allowFromNode, allowToNode: s.allowToNode });
   trace('policy rendered');
   return { script, ruleset, objects };
 }

@@ -9,7 +9,7 @@ import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
 import { trace } from '../../shared/cni/trace.ts';
 import { loadAgentConfig, type AgentConfig } from '../../shared/agentconfig.ts';
 import { run } from '../../shared/kernel/exec.ts';
-import type { Ruleset } from '../../shared/policy/compile.ts';
+import type { Ruleset } from '../../shared/policy/index.ts';
 import { openStore, refOf, refString } from '../../shared/store/index.ts';
 import { ConflictError, type ObjectStore, type Stored } from '../../shared/store/types.ts';
 import type { Endpoint } from '../../shared/objects/types.ts';
