@@ -23,6 +23,7 @@ register('endpoint', async () => (await import('./endpoint/index.ts')).default);
 type Tool = (argv: string[]) => Promise<number>;
 const tools = new Map<string, () => Promise<Tool>>();
 tools.set('cnitool', async () => (await import('./cnitool/index.ts')).main);
+tools.set('cnictl', async () => (await import('../tools/cnictl/index.ts')).main);
 // `cni-ts agent --config FILE`: the node agent (a long-running daemon, not a CNI call).
 tools.set('agent', async () => (await import('../agent/main.ts')).main);
 
