@@ -130,7 +130,7 @@ export class PolicyMatrix {
    * Attach one pod: netns, bridge ADD (host-local), endpoint ADD. Returns the endpoint run
    * (the caller asserts its exit code); starts the pod's server only when the ADD succeeded.
    */
-  async addPod(key: PodKey, opts: { serve?: boolean } = {}): Promise<PluginRun> {
+  async addPod(key: PodKey, opts: { serve?: boolean; serveBeforeEndpoint?: boolean; beforeEndpoint?: () => Promise<void> } = {}): Promise<PluginRun> {
     const netns = await this.tb.container();
     await inNs(netns, 'ip', ['link', 'set', 'lo', 'up']); // what the loopback plugin does in a runtime's chain
     const containerId = `${this.tb.id}-${key.replace('/', '-')}`;
@@ -141,8 +141,10 @@ export class PolicyMatrix {
     const ips = (br.json?.ips as Array<{ address: string }> | undefined) ?? [];
     pod.ip = ips[0]!.address.split('/')[0]!;
     (pod as PodProc & { prev?: unknown }).prev = br.json;
+    if (opts.serveBeforeEndpoint) await this.serve(key);
+    await opts.beforeEndpoint?.();
     const ep = await this.endpoint('ADD', key, br.json);
-    if (ep.exitCode === 0 && opts.serve !== false) await this.serve(key);
+    if (ep.exitCode === 0 && opts.serve !== false && !opts.serveBeforeEndpoint) await this.serve(key);
     return ep;
   }
 
@@ -205,6 +207,11 @@ export class PolicyMatrix {
 
   async objects(): Promise<PolicyObjects> {
     return readPolicyObjects(this.store);
+  }
+
+  /** nft in the test's host netns. */
+  nft(args: string[]): Promise<{ stdout: string; stderr: string; exitCode: number }> {
+    return inNs(this.tb.host, 'nft', args, true);
   }
 
   /** `cni-ts agent` inside the host netns. */
@@ -283,12 +290,12 @@ export class PolicyMatrix {
    * Probe until the observed matrix equals `expected` (a matrix, a function, or the evaluator's
    * truth when omitted), up to `withinMs`; throws with both matrices and their diff otherwise.
    */
-  async expectMatrix(port: number, proto: Proto, expected?: Reach | ((from: PodKey, to: PodKey) => boolean), withinMs = 15_000): Promise<Reach> {
-    const want: Reach = typeof expected === 'function' ? fromFn(expected) : (expected ?? (await this.truth(port, proto)));
+  async expectMatrix(port: number, proto: Proto, expected?: Reach | ((from: PodKey, to: PodKey) => boolean), withinMs = 15_000, pods: PodKey[] = ALL_PODS): Promise<Reach> {
+    const want: Reach = typeof expected === 'function' ? fromFn(expected, pods) : (expected ?? (await this.truth(port, proto, pods)));
     const deadline = Date.now() + withinMs;
     let got: Reach;
     for (;;) {
-      got = await this.probe(port, proto);
+      got = await this.probe(port, proto, 700, pods);
       if (diffCells(want, got).length === 0) return got;
       if (Date.now() > deadline) break;
       await new Promise((r) => setTimeout(r, 300));
