@@ -16,6 +16,7 @@ import {
   policyTypesOf,
   renderNft,
   renderSetUpdates,
+  renderUpdate,
   type Ruleset,
 } from '../shared/policy/index.ts';
 import { cidrRanges, rangeElement } from '../shared/policy/model.ts';
@@ -534,6 +535,26 @@ describe('compiler', () => {
     expect(renderSetUpdates(before, compileNode({ ...o, policies: [...o.policies, np('z', 'n', { podSelector: {} })] }, 'n1'))).toMatch(/^add element inet cni_ts_policy ingress4 /);
     // a policy with new rules changes chains
     expect(renderSetUpdates(before, compileNode({ ...o, policies: [...o.policies, np('z', 'n', { podSelector: {}, ingress: [{ from: [{ podSelector: podA }] }] })] }, 'n1'))).toBeNull();
+  });
+
+  it('renderUpdate adds what is new, diffs elements, refills changed chains and removes what is gone, in that order', () => {
+    const a = compileNode(objects({ policies: [np('x', 'p', { podSelector: podA, ingress: [{ from: [{ namespaceSelector: nsY }] }] })] }), 'n1');
+    const b = compileNode(objects({ policies: [np('x', 'p', { podSelector: podA, ingress: [{ from: [{ namespaceSelector: nsZ }] }] })] }), 'n1');
+    const lines = renderUpdate(a, b, 'hqt').trim().split('\n');
+    const first = (re: RegExp) => lines.findIndex((l) => re.test(l));
+    expect(first(/^add set inet hqt ps4_\w+ \{ type ipv4_addr; \}$/)).toBeGreaterThanOrEqual(0);
+    expect(first(/^add chain inet hqt in_\w+$/)).toBeGreaterThanOrEqual(0);
+    expect(first(/^add element inet hqt ingress4 /)).toBeGreaterThan(first(/^add chain/));
+    expect(first(/^add rule inet hqt in_\w+ ip saddr @ps4_\w+ counter name np_x_p_in_0 return$/)).toBeGreaterThan(first(/^add element inet hqt ingress4 /));
+    expect(first(/^flush chain inet hqt in_/)).toBeGreaterThan(first(/^add element inet hqt ingress4 /));
+    expect(first(/^delete chain inet hqt in_/)).toBeGreaterThan(first(/^flush chain/));
+    expect(first(/^delete set inet hqt ps4_/)).toBeGreaterThan(first(/^delete chain/));
+    expect(lines.some((l) => l.startsWith('delete counter') || l.startsWith('add counter'))).toBe(false);
+    expect(renderUpdate(b, b, 'hqt')).toBe('');
+    // to and from the empty state
+    const none = compileNode(objects(), 'n1');
+    expect(renderUpdate(none, b, 'hqt')).toContain('add counter inet hqt np_x_p_in_0');
+    expect(renderUpdate(b, none, 'hqt')).toContain('delete counter inet hqt np_x_p_in_0');
   });
 
   it('is deterministic', () => {

@@ -21,18 +21,17 @@
  *   counters      one named counter per policy rule (`counterName`), shared by every group chain.
  */
 import type { Protocol } from '../objects/types.ts';
-import { formatIP, type Family } from '../ipnet.ts';
+import type { Family } from '../ipnet.ts';
 import {
   DEFAULT_DENY_COUNTER,
   PolicyIndex,
   inRanges,
   rangeElement,
   resolvePort,
-  selectionKey,
   shortHash,
-  subjectMatches,
   type CounterMeaning,
   type Direction,
+  type NormalizedPolicy,
   type Peer,
   type Pod,
   type PolicyObjects,
@@ -131,13 +130,23 @@ class Builder {
   private selectionCache = new Map<string, Pod[]>();
 
   selected(peer: Extract<Peer, { kind: 'pods' }>): Pod[] {
-    const k = selectionKey(peer.sel);
-    let pods = this.selectionCache.get(k);
+    let pods = this.selectionCache.get(peer.id);
     if (!pods) {
       pods = this.idx.select(peer.sel);
-      this.selectionCache.set(k, pods);
+      this.selectionCache.set(peer.id, pods);
     }
     return pods;
+  }
+
+  private selectedSets = new Map<string, Set<Pod>>();
+
+  selectedSet(peer: Extract<Peer, { kind: 'pods' }>): Set<Pod> {
+    let s = this.selectedSets.get(peer.id);
+    if (!s) {
+      s = new Set(this.selected(peer));
+      this.selectedSets.set(peer.id, s);
+    }
+    return s;
   }
 
   /** Pods a peer list stands for, for named-port targets ('all': every pod). */
@@ -160,23 +169,23 @@ class Builder {
   peerMatch(peer: Peer, dir: Direction, f: Family): string | null {
     const field = `${ipKw(f)} ${dir === 'ingress' ? 'saddr' : 'daddr'}`;
     if (peer.kind === 'pods') {
-      const name = `ps${f}_${shortHash(selectionKey(peer.sel))}`;
+      const name = `ps${f}_${peer.id}`;
       if (!this.sets.has(name)) {
-        const elements = uniq(this.selected(peer).flatMap((p) => p.ips.filter((ip) => ip.family === f).map(formatIP)));
+        const elements = uniq(this.selected(peer).flatMap((p) => p.ips.filter((ip) => ip.family === f).map((ip) => ip.text)));
         this.addSet({ name, type: addrType(f), elements });
       }
       return `${field} @${name}`;
     }
     const ranges = peer.ranges.filter((r) => r.family === f);
     if (ranges.length === 0) return null;
-    const name = `cb${f}_${shortHash(JSON.stringify([peer.cidr, peer.except]))}`;
+    const name = `cb${f}_${peer.id}`;
     this.addSet({ name, type: addrType(f), flags: ['interval'], elements: ranges.map(rangeElement) });
     return `${field} @${name}`;
   }
 
   /** Named-port targets of an egress rule: a set of address . protocol . port, per family. */
   namedTargets(rule: PolicyRule, named: PortSpec[], f: Family): string {
-    const name = `pn${f}_${shortHash(JSON.stringify([rule.peers === 'all' ? 'all' : rule.peers.map((p) => (p.kind === 'pods' ? selectionKey(p.sel) : [p.cidr, p.except])), named]))}`;
+    const name = `pn${f}_${shortHash(JSON.stringify([rule.peers === 'all' ? 'all' : rule.peers.map((p) => p.id), named]))}`;
     if (!this.sets.has(name)) {
       const elements: string[] = [];
       const peers = rule.peers;
@@ -184,8 +193,8 @@ class Builder {
         for (const ip of pod.ips) {
           if (ip.family !== f) continue;
           // a pod reached through a cidr peer counts only with its addresses inside the ranges
-          if (peers !== 'all' && !peers.some((p) => (p.kind === 'pods' ? this.selected(p).includes(pod) : inRanges(p.ranges, ip)))) continue;
-          for (const spec of named) for (const r of resolvePort(spec, pod)) elements.push(`${formatIP(ip)} . ${protoKw(r.protocol)} . ${r.first}`);
+          if (peers !== 'all' && !peers.some((p) => (p.kind === 'pods' ? this.selectedSet(p).has(pod) : inRanges(p.ranges, ip)))) continue;
+          for (const spec of named) for (const r of resolvePort(spec, pod)) elements.push(`${ip.text} . ${protoKw(r.protocol)} . ${r.first}`);
         }
       }
       this.addSet({ name, type: `${addrType(f)} . inet_proto . inet_service`, elements: uniq(elements) });
@@ -222,13 +231,31 @@ class Builder {
     return out;
   }
 
+  private bySignature = new Map<string, string>();
+  private policyIds = new Map<NormalizedPolicy, number>();
+
   /** The group chain of `pod` in `dir`, or undefined when nothing applies to it. */
   podChain(pod: Pod, dir: Direction): string | undefined {
-    const idx = this.idx;
-    const anps = idx.anps.filter((a) => a[dir] && subjectMatches(a, pod));
-    const nps = idx.nps.filter((n) => n[dir] && subjectMatches(n, pod));
-    const banp = idx.banp && idx.banp[dir] && subjectMatches(idx.banp, pod) ? idx.banp : undefined;
+    const { anps, nps, banp } = this.idx.policiesFor(pod, dir);
     if (anps.length === 0 && nps.length === 0 && !banp) return undefined;
+    // pods acted on by the same policies (and, for ingress named ports, serving the same
+    // ports) get the same chain: compile it once
+    const all = [...anps, ...nps, ...(banp ? [banp] : [])];
+    const id = (p: NormalizedPolicy): number => {
+      let n = this.policyIds.get(p);
+      if (n === undefined) this.policyIds.set(p, (n = this.policyIds.size));
+      return n;
+    };
+    const named = dir === 'ingress' && all.some((p) => (p[dir] ?? []).some((r) => r.ports !== 'all' && r.ports.some((s) => s.kind === 'named')));
+    const signature = `${dir}|${all.map(id).join(',')}|${named ? JSON.stringify(pod.ep.spec.ports ?? []) : ''}`;
+    const known = this.bySignature.get(signature);
+    if (known) return known;
+    const name = this.buildChain(pod, dir, anps, nps, banp);
+    this.bySignature.set(signature, name);
+    return name;
+  }
+
+  private buildChain(pod: Pod, dir: Direction, anps: NormalizedPolicy[], nps: NormalizedPolicy[], banp: NormalizedPolicy | undefined): string {
     const hasPass = anps.some((a) => (a[dir] ?? []).some((r) => r.action === 'Pass'));
     const verdictOf = (action: string): string => (action === 'Deny' ? 'drop' : action === 'Pass' ? 'goto @NP@' : 'return');
     const head: string[] = [];
@@ -265,13 +292,13 @@ export function compileNode(objects: PolicyObjects | PolicyIndex, node: string, 
   let ingressPods = 0;
   let egressPods = 0;
   for (const pod of local) {
-    for (const ip of pod.ips) localIPs[ip.family].push(formatIP(ip));
+    for (const ip of pod.ips) localIPs[ip.family].push(ip.text);
     for (const dir of ['ingress', 'egress'] as const) {
       const chain = b.podChain(pod, dir);
       if (!chain) continue;
       if (dir === 'ingress') ingressPods++;
       else egressPods++;
-      for (const ip of pod.ips) vmaps[`${dir}${ip.family}`].push([formatIP(ip), `jump ${chain}`]);
+      for (const ip of pod.ips) vmaps[`${dir}${ip.family}`].push([ip.text, `jump ${chain}`]);
     }
   }
 

@@ -13,8 +13,8 @@
  * A pod reaching itself is always allowed (it cannot block itself, as Kubernetes says).
  */
 import type { Endpoint } from '../objects/types.ts';
-import { formatIP, parseIP, type Family, type IP } from '../ipnet.ts';
-import { PolicyIndex, peerMatches, portsMatch, subjectMatches, type Action, type Direction, type FlowProtocol, type Pod, type PolicyObjects, type RuleRef } from './model.ts';
+import { formatIP, type Family, type IP } from '../ipnet.ts';
+import { PolicyIndex, parseAddr, peerMatches, portsMatch, type Action, type Direction, type FlowProtocol, type Pod, type PolicyObjects, type RuleRef } from './model.ts';
 
 /** A flow end: an Endpoint, or an address (a known endpoint's address means that pod). */
 export type FlowEnd = Endpoint | string;
@@ -79,9 +79,9 @@ interface End {
 
 function resolveEnd(idx: PolicyIndex, e: FlowEnd): End {
   if (typeof e === 'string') {
-    const ip = parseIP(e);
+    const ip = parseAddr(e);
     if (!ip) throw new TypeError(`"${e}" is not an IP address`);
-    return { pod: idx.byIP.get(formatIP(ip)), ip };
+    return { pod: idx.byIP.get(ip.text), ip };
   }
   const pod = idx.pods.find((p) => p.ep === e) ?? idx.podByName(e.metadata.namespace ?? 'default', e.metadata.name);
   if (pod) return { pod };
@@ -96,9 +96,7 @@ const podName = (p: Pod | undefined): string | undefined => (p ? `${p.namespace}
 export function evaluateSide(idx: PolicyIndex, direction: Direction, pod: Pod | undefined, other: End, protocol: FlowProtocol, port: number | undefined, dstPod: Pod | undefined): SideResult {
   const base = { direction, pod: podName(pod) };
   if (!pod) return { ...base, verdict: 'allow', decidedBy: { default: 'not-a-pod' }, selectedBy: { adminNetworkPolicies: [], networkPolicies: [] }, isolated: false };
-  const anps = idx.anps.filter((a) => a[direction] && subjectMatches(a, pod));
-  const nps = idx.nps.filter((n) => n[direction] && subjectMatches(n, pod));
-  const banp = idx.banp && idx.banp[direction] && subjectMatches(idx.banp, pod) ? idx.banp : undefined;
+  const { anps, nps, banp } = idx.policiesFor(pod, direction);
   const selectedBy: SideResult['selectedBy'] = {
     adminNetworkPolicies: anps.map((a) => ({ name: a.name, priority: a.priority })),
     networkPolicies: nps.map((n) => ({ namespace: n.namespace as string, name: n.name })),

@@ -7,7 +7,8 @@
  *                                              opts: {table?, allowFromNode? (alias allowHostToPods), allowToNode?}
  *   compileNode(objects, node, opts)        -> Ruleset (plain data: counters, sets, maps, chains)
  *   renderNft(ruleset, table?)              -> the whole-table script of a Ruleset
- *   renderSetUpdates(prev, next, table?)    -> element-only script, or null when a full replace is needed
+ *   renderUpdate(prev, next, table?)        -> one transaction changing only what differs (counters kept)
+ *   renderSetUpdates(prev, next, table?)    -> the same when only elements differ, else null
  *   renderDelete(table?)                    -> script removing the table (absent or not)
  *   POLICY_TABLE ("cni_ts_policy"), POLICY_TABLE_FAMILY ("inet")
  *   evaluate(objects, flow)                 -> the Kubernetes verdict of one flow, and why
@@ -38,7 +39,7 @@ export function policyTable(objects: PolicyObjects | PolicyIndex, node: string, 
 }
 
 export { compileNode, portMatch, type CompileOptions, type NftChain, type NftMap, type NftSet, type Ruleset } from './compile.ts';
-export { POLICY_TABLE, POLICY_TABLE_FAMILY, renderDelete, renderNft, renderSetUpdates, renderTable } from './nft.ts';
+export { POLICY_TABLE, POLICY_TABLE_FAMILY, renderDelete, renderNft, renderSetUpdates, renderTable, renderUpdate } from './nft.ts';
 export { describeDecision, evaluate, evaluateSide, type Decision, type DefaultReason, type EvaluateResult, type Flow, type FlowEnd, type SideResult } from './evaluate.ts';
 export {
   DEFAULT_DENY_COUNTER,

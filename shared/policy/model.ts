@@ -66,9 +66,10 @@ export interface Range {
 }
 
 export type Peer =
-  | { kind: 'pods'; sel: PodSelection }
+  /** id: a short stable hash of the selection (names its address sets) */
+  | { kind: 'pods'; sel: PodSelection; id: string }
   /** ipBlock / networks: the CIDR minus its excepts, as disjoint ranges */
-  | { kind: 'cidr'; cidr: string; except: string[]; ranges: Range[] };
+  | { kind: 'cidr'; cidr: string; except: string[]; ranges: Range[]; id: string };
 
 export type PortSpec =
   /** numeric port or range (port undefined: every port of the protocol) */
@@ -194,21 +195,84 @@ export function rangeElement(r: Range): string {
 
 // ---------------------------------------------------------------- pods
 
+/** An address with its canonical text (what nft prints and set diffs compare). */
+export interface PodIP extends IP {
+  text: string;
+}
+
 export interface Pod {
   ep: Endpoint;
   namespace: string;
   name: string;
   labels: Record<string, string>;
   nsLabels: Record<string, string>;
-  ips: IP[];
+  ips: PodIP[];
   node: string;
 }
 
-/** The endpoint's address without prefix length ("10.1.0.5/24" -> "10.1.0.5"). */
-export function endpointIPs(ep: Endpoint): IP[] {
-  const out: IP[] = [];
+const V4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+const V6 = /^[0-9a-fA-F:]+$/;
+
+/**
+ * Parse an address into value and canonical text (RFC 5952 for IPv6), fast: endpoints are
+ * parsed on every compile. Unusual spellings (IPv4-suffixed IPv6) go through shared/ipnet.ts.
+ */
+export function parseAddr(s: string): PodIP | null {
+  const m = V4.exec(s);
+  if (m) {
+    const o = [Number(m[1]), Number(m[2]), Number(m[3]), Number(m[4])];
+    if (o.some((x) => x > 255)) return null;
+    return { family: 4, value: BigInt(((o[0] << 24) >>> 0) + (o[1] << 16) + (o[2] << 8) + o[3]), text: o.join('.') };
+  }
+  if (V6.test(s) && s.includes(':')) {
+    const halves = s.split('::');
+    if (halves.length > 2) return null;
+    const head = halves[0] ? halves[0].split(':') : [];
+    const tail = halves.length === 2 && halves[1] ? halves[1].split(':') : [];
+    const missing = 8 - head.length - tail.length;
+    if ((halves.length === 1 && missing !== 0) || (halves.length === 2 && missing < 1)) return null;
+    const groups = [...head, ...Array<string>(halves.length === 2 ? missing : 0).fill('0'), ...tail];
+    const nums: number[] = [];
+    for (const g of groups) {
+      if (g.length === 0 || g.length > 4) return null;
+      nums.push(parseInt(g, 16));
+    }
+    let value = 0n;
+    for (const n of nums) value = (value << 16n) | BigInt(n);
+    return { family: 6, value, text: v6Text(nums) };
+  }
+  const ip = parseIP(s);
+  return ip ? { ...ip, text: formatIP(ip) } : null;
+}
+
+/** RFC 5952: lower-case, no leading zeros, the longest run (2+) of zero groups as "::". */
+function v6Text(g: number[]): string {
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (g[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > bestLen) {
+      best = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = g.map((n) => n.toString(16));
+  if (best < 0) return hex.join(':');
+  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
+}
+
+/** The endpoint's addresses without prefix length ("10.1.0.5/24" -> "10.1.0.5"). */
+export function endpointIPs(ep: Endpoint): PodIP[] {
+  const out: PodIP[] = [];
   for (const s of ep.spec.ips ?? []) {
-    const ip = parseIP(s.split('/')[0]);
+    const slash = s.indexOf('/');
+    const ip = parseAddr(slash < 0 ? s : s.slice(0, slash));
     if (ip) out.push(ip);
   }
   return out;
@@ -223,6 +287,8 @@ export class PolicyIndex {
   readonly nps: NormalizedPolicy[];
   readonly banp?: NormalizedPolicy;
   readonly objects: PolicyObjects;
+  /** NetworkPolicies by namespace (they select pods of their own namespace only) */
+  readonly npsByNs = new Map<string, NormalizedPolicy[]>();
 
   constructor(objects: PolicyObjects) {
     this.objects = objects;
@@ -235,10 +301,19 @@ export class PolicyIndex {
         if (!this.nsLabels.has(namespace)) this.nsLabels.set(namespace, namespaceLabels(nsObj.get(namespace), namespace));
         return { ep, namespace, name: ep.metadata.name, labels: ep.metadata.labels ?? {}, nsLabels: this.nsLabels.get(namespace) as Record<string, string>, ips: endpointIPs(ep), node: ep.spec.node };
       });
-    for (const p of this.pods) for (const ip of p.ips) if (!this.byIP.has(formatIP(ip))) this.byIP.set(formatIP(ip), p);
+    for (const p of this.pods) for (const ip of p.ips) if (!this.byIP.has(ip.text)) this.byIP.set(ip.text, p);
     this.anps = objects.anps.map(normalizeAnp).sort((a, b) => a.priority - b.priority || a.name.localeCompare(b.name));
     this.nps = objects.policies.map(normalizeNetworkPolicy).sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
+    for (const n of this.nps) this.npsByNs.set(n.namespace as string, [...(this.npsByNs.get(n.namespace as string) ?? []), n]);
     this.banp = objects.banp ? normalizeBanp(objects.banp) : undefined;
+  }
+
+  /** The policies acting on `pod` in `dir`: ANPs in evaluation order, NetworkPolicies, the BANP. */
+  policiesFor(pod: Pod, dir: Direction): { anps: NormalizedPolicy[]; nps: NormalizedPolicy[]; banp?: NormalizedPolicy } {
+    const anps = this.anps.filter((a) => a[dir] && subjectMatches(a, pod));
+    const nps = (this.npsByNs.get(pod.namespace) ?? []).filter((n) => n[dir] && subjectMatches(n, pod));
+    const banp = this.banp && this.banp[dir] && subjectMatches(this.banp, pod) ? this.banp : undefined;
+    return { anps, nps, banp };
   }
 
   nsLabelsOf(ns: string): Record<string, string> {
@@ -246,8 +321,8 @@ export class PolicyIndex {
   }
 
   podByIP(s: string): Pod | undefined {
-    const ip = parseIP(s);
-    return ip ? this.byIP.get(formatIP(ip)) : undefined;
+    const ip = parseAddr(s);
+    return ip ? this.byIP.get(ip.text) : undefined;
   }
 
   podByName(namespace: string, name: string): Pod | undefined {
@@ -286,13 +361,17 @@ export function selectionKey(sel: PodSelection): string {
 
 function npPeer(p: NetworkPolicyPeer, ns: string): Peer | undefined {
   if (p.ipBlock) return cidrPeer(p.ipBlock.cidr, p.ipBlock.except ?? []);
-  if (p.namespaceSelector) return { kind: 'pods', sel: { namespaceSelector: p.namespaceSelector, podSelector: p.podSelector ?? {} } };
-  if (p.podSelector) return { kind: 'pods', sel: { namespace: ns, podSelector: p.podSelector } };
+  if (p.namespaceSelector) return podsPeer({ namespaceSelector: p.namespaceSelector, podSelector: p.podSelector ?? {} });
+  if (p.podSelector) return podsPeer({ namespace: ns, podSelector: p.podSelector });
   return undefined; // an empty peer: invalid upstream; selects nothing here
 }
 
 function cidrPeer(cidr: string, except: string[]): Peer {
-  return { kind: 'cidr', cidr, except, ranges: cidrRanges(cidr, except) };
+  return { kind: 'cidr', cidr, except, ranges: cidrRanges(cidr, except), id: shortHash(JSON.stringify([cidr, except])) };
+}
+
+function podsPeer(sel: PodSelection): Peer {
+  return { kind: 'pods', sel, id: shortHash(selectionKey(sel)) };
 }
 
 function npPorts(ports: NetworkPolicyPort[] | undefined): PortSpec[] | 'all' {
@@ -345,8 +424,8 @@ function anpSubject(s: AnpSubject): PodSelection[] {
 function anpPeers(peers: AnpPeer[] | undefined, direction: Direction): Peer[] {
   const out: Peer[] = [];
   for (const p of peers ?? []) {
-    if (p.namespaces) out.push({ kind: 'pods', sel: { namespaceSelector: p.namespaces, podSelector: {} } });
-    if (p.pods) out.push({ kind: 'pods', sel: { namespaceSelector: p.pods.namespaceSelector ?? {}, podSelector: p.pods.podSelector ?? {} } });
+    if (p.namespaces) out.push(podsPeer({ namespaceSelector: p.namespaces, podSelector: {} }));
+    if (p.pods) out.push(podsPeer({ namespaceSelector: p.pods.namespaceSelector ?? {}, podSelector: p.pods.podSelector ?? {} }));
     if (direction === 'egress') for (const n of p.networks ?? []) out.push(cidrPeer(n, []));
   }
   return out;

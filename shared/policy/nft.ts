@@ -58,6 +58,89 @@ export function renderDelete(table = POLICY_TABLE): string {
   return `table ${POLICY_TABLE_FAMILY} ${table} {}\ndelete table ${POLICY_TABLE_FAMILY} ${table}\n`;
 }
 
+const hookSpec = (c: NftChain): string => (c.hook ? ` { type filter hook ${c.hook} priority ${HOOK_PRIORITY}; policy accept; }` : '');
+
+function elementDiff(t: string, name: string, before: string[], after: string[], out: string[]): void {
+  const b = new Set(before);
+  const a = new Set(after);
+  const del = before.filter((e) => !a.has(e));
+  const add = after.filter((e) => !b.has(e));
+  // delete first, then add: a changed interval is never present twice
+  if (del.length > 0) out.push(`delete element ${t} ${name} { ${del.join(', ')} }`);
+  if (add.length > 0) out.push(`add element ${t} ${name} { ${add.join(', ')} }`);
+}
+
+function mapDiff(t: string, name: string, before: [string, string][], after: [string, string][], out: string[]): void {
+  const b = new Map(before);
+  const a = new Map(after);
+  const del = [...b.keys()].filter((k) => a.get(k) !== b.get(k));
+  const add = [...a.entries()].filter(([k, v]) => b.get(k) !== v);
+  if (del.length > 0) out.push(`delete element ${t} ${name} { ${del.join(', ')} }`);
+  if (add.length > 0) out.push(`add element ${t} ${name} { ${add.map(([k, v]) => `${k} : ${v}`).join(', ')} }`);
+}
+
+/**
+ * One transaction taking the table from `prev` (what the kernel holds) to `next`, touching only
+ * what differs: new counters, sets and chains are added; set and map elements are diffed;
+ * changed chains are flushed and refilled; what is gone is removed (after everything that
+ * referenced it). Counters keep counting. Empty string: nothing to do. If the kernel does not
+ * hold `prev` the transaction fails as a whole and changes nothing: apply `renderNft(next)`.
+ */
+export function renderUpdate(prev: Ruleset, next: Ruleset, table = POLICY_TABLE): string {
+  const t = `${POLICY_TABLE_FAMILY} ${table}`;
+  const out: string[] = [];
+  const prevCounters = new Set(prev.counters);
+  const nextCounters = new Set(next.counters);
+  const prevSets = new Map(prev.sets.map((x) => [x.name, x]));
+  const nextSets = new Map(next.sets.map((x) => [x.name, x]));
+  const prevMaps = new Map(prev.maps.map((x) => [x.name, x]));
+  const nextMaps = new Map(next.maps.map((x) => [x.name, x]));
+  const prevChains = new Map(prev.chains.map((x) => [x.name, x]));
+  const nextChains = new Map(next.chains.map((x) => [x.name, x]));
+  const sameSet = (a: NftSet, b: NftSet): boolean => a.type === b.type && (a.flags ?? []).join() === (b.flags ?? []).join();
+
+  // 1. what is new (chains empty for now: rules may jump to each other)
+  for (const c of next.counters) if (!prevCounters.has(c)) out.push(`add counter ${t} ${c}`);
+  const recreatedSets = new Set<string>();
+  for (const x of next.sets) {
+    const old = prevSets.get(x.name);
+    if (old && sameSet(old, x)) continue;
+    if (old) recreatedSets.add(x.name);
+    else out.push(`add set ${t} ${x.name} { type ${x.type};${x.flags?.length ? ` flags ${x.flags.join(', ')};` : ''} }`);
+  }
+  for (const m of next.maps) if (!prevMaps.has(m.name) || prevMaps.get(m.name)?.type !== m.type) out.push(`add map ${t} ${m.name} { type ${m.type}; }`);
+  const changed: NftChain[] = [];
+  for (const c of next.chains) {
+    const old = prevChains.get(c.name);
+    if (!old) {
+      out.push(`add chain ${t} ${c.name}${hookSpec(c)}`);
+      changed.push(c);
+    } else if (old.hook !== c.hook || old.rules.join('\n') !== c.rules.join('\n')) {
+      changed.push(c);
+    }
+  }
+  // 2. elements
+  for (const x of next.sets) {
+    const old = prevSets.get(x.name);
+    elementDiff(t, x.name, old && sameSet(old, x) ? old.elements : [], x.elements, out);
+  }
+  for (const m of next.maps) {
+    const old = prevMaps.get(m.name);
+    mapDiff(t, m.name, old && old.type === m.type ? old.elements : [], m.elements, out);
+  }
+  // 3. chains: refill the changed ones, empty the ones that go
+  const gone = prev.chains.filter((c) => !nextChains.has(c.name));
+  for (const c of [...changed.filter((c) => prevChains.has(c.name)), ...gone]) out.push(`flush chain ${t} ${c.name}`);
+  for (const c of changed) for (const r of c.rules) out.push(`add rule ${t} ${c.name} ${r}`);
+  // 4. what is gone (nothing references it any more)
+  for (const c of gone) out.push(`delete chain ${t} ${c.name}`);
+  for (const m of prev.maps) if (!nextMaps.has(m.name)) out.push(`delete map ${t} ${m.name}`);
+  for (const x of prev.sets) if (!nextSets.has(x.name)) out.push(`delete set ${t} ${x.name}`);
+  for (const c of prev.counters) if (!nextCounters.has(c)) out.push(`delete counter ${t} ${c}`);
+  if (recreatedSets.size > 0) throw new Error(`set ${[...recreatedSets].join(', ')} changed type: render the whole table`);
+  return out.length > 0 ? `${out.join('\n')}\n` : '';
+}
+
 const sameShape = (a: Ruleset, b: Ruleset): boolean =>
   JSON.stringify(a.chains) === JSON.stringify(b.chains) &&
   JSON.stringify(a.counters) === JSON.stringify(b.counters) &&
@@ -65,32 +148,10 @@ const sameShape = (a: Ruleset, b: Ruleset): boolean =>
   JSON.stringify(a.maps.map((m) => [m.name, m.type])) === JSON.stringify(b.maps.map((m) => [m.name, m.type]));
 
 /**
- * Element-only changes from `prev` (what the kernel holds) to `next`: `add element` / `delete
- * element` commands in one script, or null when the chains, sets or counters differ in shape
- * (then apply `renderNft(next)`). Counters keep counting. Empty string: nothing to do.
- * The caller must be sure the kernel holds `prev` (else a delete of a missing element fails the
- * transaction, which changes nothing: fall back to the full script).
+ * Element-only changes from `prev` to `next` (endpoint churn within existing groups), or null
+ * when chains, sets or counters differ (then use `renderUpdate` or `renderNft`).
  */
 export function renderSetUpdates(prev: Ruleset, next: Ruleset, table = POLICY_TABLE): string | null {
   if (!sameShape(prev, next)) return null;
-  const out: string[] = [];
-  const t = `${POLICY_TABLE_FAMILY} ${table}`;
-  for (let i = 0; i < next.sets.length; i++) {
-    const before = new Set(prev.sets[i].elements);
-    const after = new Set(next.sets[i].elements);
-    const del = [...before].filter((e) => !after.has(e));
-    const add = [...after].filter((e) => !before.has(e));
-    // interval sets: delete first, then add (a changed range is never both at once)
-    if (del.length > 0) out.push(`delete element ${t} ${next.sets[i].name} { ${del.join(', ')} }`);
-    if (add.length > 0) out.push(`add element ${t} ${next.sets[i].name} { ${add.join(', ')} }`);
-  }
-  for (let i = 0; i < next.maps.length; i++) {
-    const before = new Map(prev.maps[i].elements);
-    const after = new Map(next.maps[i].elements);
-    const del = [...before.keys()].filter((k) => after.get(k) !== before.get(k));
-    const add = [...after.entries()].filter(([k, v]) => before.get(k) !== v);
-    if (del.length > 0) out.push(`delete element ${t} ${next.maps[i].name} { ${del.join(', ')} }`);
-    if (add.length > 0) out.push(`add element ${t} ${next.maps[i].name} { ${add.map(([k, v]) => `${k} : ${v}`).join(', ')} }`);
-  }
-  return out.length > 0 ? `${out.join('\n')}\n` : '';
+  return renderUpdate(prev, next, table);
 }
