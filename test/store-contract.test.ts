@@ -223,6 +223,18 @@ console.log(conflicts);
     expect(await c.until((ev) => ev.some((e) => e.type === 'put' && e.ref.name === 'r2'))).toBe(true);
   }, 120_000);
 
+  it('hands out read-only objects', async () => {
+    const s = await mk(confOf());
+    await s.put(ns('ro', { a: 'b' }));
+    const got = await s.get<Namespace>(nsRef('ro'));
+    expect(() => {
+      (got?.object.metadata.labels as Record<string, string>).a = 'changed';
+    }).toThrow(TypeError);
+    const listed = (await s.list<Namespace>('Namespace')).items[0];
+    expect(Object.isFrozen(listed?.object.metadata)).toBe(true);
+    expect((await s.get<Namespace>(nsRef('ro')))?.object.metadata.labels).toEqual({ a: 'b' });
+  });
+
   it('fails with StoreUnavailableError when the store cannot be used', async () => {
     if (backend === 'file') {
       const blocker = path.join(dir, uid('hs-file'));
@@ -235,6 +247,33 @@ console.log(conflicts);
       await expect(s.put(ns('u'))).rejects.toBeInstanceOf(StoreUnavailableError);
     }
   }, 30_000);
+});
+
+describe('file store removed during a watch', () => {
+  it('the watch resyncs to the new (empty, then refilled) store', async () => {
+    const conf: StoreConfig = { type: 'file', path: path.join(dir, uid('hs')) };
+    const s = await openStore(conf);
+    await s.put(ns('old1'));
+    await s.put(ns('old2'));
+    const c = collector();
+    const stop = await s.watch(c.on, { fromRevision: 0 });
+    try {
+      expect(await c.until((ev) => ev.filter((e) => e.type === 'put').length === 2)).toBe(true);
+      rmSync(conf.path, { recursive: true, force: true });
+      await s.put(ns('new1'));
+      // a resync (empty, or already with new1), then new1 (in it or as a put after it)
+      const seen = (ev: WatchEvent[]): boolean => {
+        const r = ev.findIndex((e) => e.type === 'resync');
+        return r >= 0 && ev.slice(r).some((e) => (e.type === 'resync' ? e.items.some((i) => i.object.metadata.name === 'new1') : e.type === 'put' && e.ref.name === 'new1'));
+      };
+      expect(await c.until(seen)).toBe(true);
+      const rs = c.events.find((e) => e.type === 'resync');
+      expect(rs?.type === 'resync' && rs.items.map((i) => i.object.metadata.name).filter((n) => n.startsWith('old'))).toEqual([]);
+    } finally {
+      stop();
+      await s.close();
+    }
+  });
 });
 
 describe('etcd restart during a watch', () => {

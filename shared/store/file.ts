@@ -17,7 +17,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, st
 import path from 'node:path';
 import type { CniObject, Kind } from '../objects/types.ts';
 import { withLock } from '../flock.ts';
-import { refOf, storedForm, withRevision } from './index.ts';
+import { deepFreeze, refOf, storedForm } from './index.ts';
 import { ConflictError, StoreUnavailableError, type ObjectRef, type ObjectStore, type PutOptions, type Stored, type WatchEvent } from './types.ts';
 
 /** Events the log keeps: a watcher further behind than this gets a resync. */
@@ -26,28 +26,32 @@ const POLL_MS = 1000;
 const LOCK_TIMEOUT_S = 30;
 export const DOCUMENT = 'objects.json';
 
-interface Entry {
-  /** revision of the last write */
-  r: number;
-  /** the object (no resourceVersion) */
-  o: CniObject;
-}
+/**
+ * [revision of the last write, the object as JSON text (no resourceVersion)]. Bodies stay text
+ * in the document: parsing the document is then mostly scanning strings, a write re-parses
+ * nothing but the document's skeleton, a get parses one object, and every read hands out
+ * objects decoded from the current text (a process keeps those it decoded until their revision
+ * changes; they are frozen, as every object the store hands out).
+ */
+type Entry = [number, string];
 /** [revision, "p" (put) | "d" (delete), kind, namespace, name] */
 type LogEntry = [number, 'p' | 'd', Kind, string, string];
 interface Doc {
-  version: 1;
+  version: 2;
   revision: number;
   /** kind -> "namespace/name" -> entry */
   objects: Partial<Record<Kind, Record<string, Entry>>>;
   log: LogEntry[];
 }
 
-const emptyDoc = (): Doc => ({ version: 1, revision: 0, objects: {}, log: [] });
+const emptyDoc = (): Doc => ({ version: 2, revision: 0, objects: {}, log: [] });
 const keyOf = (ns: string, name: string): string => `${ns}/${name}`;
 
 export class FileStore implements ObjectStore {
   private readonly file: string;
   private cache: { stamp: string; doc: Doc } | undefined;
+  /** decoded objects by kind and key, each at the revision it was decoded from */
+  private readonly decoded = new Map<string, Stored>();
 
   private readonly logKeep: number;
   readonly dir: string;
@@ -86,10 +90,15 @@ export class FileStore implements ObjectStore {
     } catch (e) {
       throw new StoreUnavailableError(`store ${this.file} is not valid JSON: ${(e as Error).message}`);
     }
-    if (typeof doc.revision !== 'number' || typeof doc.objects !== 'object' || !Array.isArray(doc.log)) {
+    if (doc.version !== 2 || typeof doc.revision !== 'number' || typeof doc.objects !== 'object' || !Array.isArray(doc.log)) {
       throw new StoreUnavailableError(`store ${this.file} is not a cni-ts object store`);
     }
-    if (!fresh) this.cache = { stamp, doc };
+    if (!fresh) {
+      this.cache = { stamp, doc };
+      let live = 0;
+      for (const byKey of Object.values(doc.objects)) live += Object.keys(byKey ?? {}).length;
+      if (this.decoded.size > 2 * live + 64) this.decoded.clear(); // forget deleted objects
+    }
     return doc;
   }
 
@@ -141,19 +150,20 @@ export class FileStore implements ObjectStore {
 
   async get<T extends CniObject = CniObject>(ref: ObjectRef): Promise<Stored<T> | undefined> {
     const e = this.read().objects[ref.kind]?.[keyOf(ref.namespace, ref.name)];
-    return e ? withRevision(e.o as T, e.r) : undefined;
+    return e ? this.decode<T>(ref.kind, keyOf(ref.namespace, ref.name), e) : undefined;
   }
 
   async put(object: CniObject, opts: PutOptions = {}): Promise<number> {
     const stored = storedForm(object);
     const ref = refOf(stored);
+    const text = JSON.stringify(stored);
     return this.update((doc) => {
       const byKey = (doc.objects[ref.kind] ??= {});
       const key = keyOf(ref.namespace, ref.name);
       const cur = byKey[key];
-      if (opts.expectRevision !== undefined && (cur?.r ?? 0) !== opts.expectRevision) throw new ConflictError(ref, cur?.r ?? 0);
+      if (opts.expectRevision !== undefined && (cur?.[0] ?? 0) !== opts.expectRevision) throw new ConflictError(ref, cur?.[0] ?? 0);
       const revision = this.record(doc, 'p', ref);
-      byKey[key] = { r: revision, o: stored };
+      byKey[key] = [revision, text];
       return revision;
     });
   }
@@ -165,7 +175,7 @@ export class FileStore implements ObjectStore {
       const byKey = doc.objects[ref.kind];
       const key = keyOf(ref.namespace, ref.name);
       const cur = byKey?.[key];
-      if (opts.expectRevision !== undefined && (cur?.r ?? 0) !== opts.expectRevision) throw new ConflictError(ref, cur?.r ?? 0);
+      if (opts.expectRevision !== undefined && (cur?.[0] ?? 0) !== opts.expectRevision) throw new ConflictError(ref, cur?.[0] ?? 0);
       if (!cur || !byKey) return false;
       delete byKey[key];
       this.record(doc, 'd', ref);
@@ -175,20 +185,31 @@ export class FileStore implements ObjectStore {
 
   async list<T extends CniObject = CniObject>(kind: Kind, namespace?: string): Promise<{ items: Stored<T>[]; revision: number }> {
     const doc = this.read();
-    return { items: FileStore.itemsOf<T>(doc, kind, namespace), revision: doc.revision };
+    return { items: this.itemsOf<T>(doc, kind, namespace), revision: doc.revision };
   }
 
-  private static itemsOf<T extends CniObject>(doc: Doc, kind: Kind, namespace?: string): Stored<T>[] {
-    const items: Stored<T>[] = [];
-    for (const [key, e] of Object.entries(doc.objects[kind] ?? {})) {
-      if (namespace !== undefined && key.slice(0, key.indexOf('/')) !== namespace) continue;
-      items.push(withRevision(e.o as T, e.r));
-    }
-    return items.sort((a, b) => (a.object.metadata.namespace ?? '').localeCompare(b.object.metadata.namespace ?? '') || a.object.metadata.name.localeCompare(b.object.metadata.name));
+  private decode<T extends CniObject>(kind: Kind, key: string, e: Entry): Stored<T> {
+    const k = `${kind}\0${key}`;
+    const hit = this.decoded.get(k);
+    if (hit?.revision === e[0]) return hit as Stored<T>;
+    const o = JSON.parse(e[1]) as T;
+    o.metadata.resourceVersion = String(e[0]);
+    const s = deepFreeze({ object: o, revision: e[0] });
+    this.decoded.set(k, s);
+    return s;
+  }
+
+  /** Objects of a kind (one namespace or all), in key order (namespace/name), as etcd lists them. */
+  private itemsOf<T extends CniObject>(doc: Doc, kind: Kind, namespace?: string): Stored<T>[] {
+    const prefix = namespace === undefined ? undefined : `${namespace}/`;
+    return Object.entries(doc.objects[kind] ?? {})
+      .filter(([key]) => prefix === undefined || key.startsWith(prefix))
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([key, e]) => this.decode<T>(kind, key, e));
   }
 
   /** The events of `doc` after `from`, for `kinds`: each changed object's last state. */
-  private static eventsAfter(doc: Doc, from: number, kinds: Set<Kind> | undefined): WatchEvent[] {
+  private eventsAfter(doc: Doc, from: number, kinds: Set<Kind> | undefined): WatchEvent[] {
     const last = new Map<string, LogEntry>();
     for (const l of doc.log) {
       if (l[0] <= from || (kinds && !kinds.has(l[2]))) continue;
@@ -200,7 +221,7 @@ export class FileStore implements ObjectStore {
     for (const [rev, type, kind, namespace, name] of last.values()) {
       const ref = { kind, namespace, name };
       const e = doc.objects[kind]?.[keyOf(namespace, name)];
-      if (type === 'p' && e && e.r === rev) out.push({ type: 'put', ref, object: withRevision(e.o, e.r).object, revision: rev });
+      if (type === 'p' && e && e[0] === rev) out.push({ type: 'put', ref, object: this.decode(kind, keyOf(namespace, name), e).object, revision: rev });
       else if (type === 'd' && !e) out.push({ type: 'delete', ref, revision: rev });
       // else: superseded by a later write this pass also sees (the map kept only the last)
     }
@@ -230,15 +251,16 @@ export class FileStore implements ObjectStore {
       } catch {
         return; // unreadable now: the next poll tries again
       }
-      if (doc.revision <= delivered) return;
+      if (doc.revision === delivered) return;
       const oldest = doc.log[0]?.[0] ?? doc.revision + 1;
-      if (delivered + 1 < oldest) {
-        const items = (kinds ? [...kinds] : (Object.keys(doc.objects) as Kind[])).flatMap((k) => FileStore.itemsOf(doc, k));
+      // behind the log, or the store went back (removed and started afresh): the full state
+      if (delivered + 1 < oldest || doc.revision < delivered) {
+        const items = (kinds ? [...kinds] : (Object.keys(doc.objects) as Kind[])).flatMap((k) => this.itemsOf(doc, k));
         delivered = doc.revision;
         deliver({ type: 'resync', revision: doc.revision, items });
         return;
       }
-      for (const e of FileStore.eventsAfter(doc, delivered, kinds)) {
+      for (const e of this.eventsAfter(doc, delivered, kinds)) {
         if (stopped) return;
         deliver(e);
       }

@@ -49,9 +49,21 @@ export function storedForm(object: CniObject): CniObject {
   return { ...object, metadata } as CniObject;
 }
 
-/** The object as read: metadata.resourceVersion is the revision of its last write. */
+/**
+ * The object as read: metadata.resourceVersion is the revision of its last write; frozen, as
+ * every object the store hands out (copy what you change: `{...o, metadata: {...}}`).
+ */
 export function withRevision<T extends CniObject>(object: T, revision: number): Stored<T> {
-  return { object: { ...object, metadata: { ...object.metadata, resourceVersion: String(revision) } }, revision };
+  return deepFreeze({ object: { ...object, metadata: { ...object.metadata, resourceVersion: String(revision) } }, revision });
+}
+
+/** Freeze an object and everything in it (objects the store hands out are shared and read-only). */
+export function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o)) deepFreeze(v);
+  }
+  return o;
 }
 
 export const ALL_KINDS: readonly Kind[] = [

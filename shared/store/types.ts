@@ -57,6 +57,10 @@ export class ConflictError extends Error {
 /** Thrown when the backend cannot be reached or read now (plugins map it to CNI code 11). */
 export class StoreUnavailableError extends Error {}
 
+/**
+ * Objects the store returns (get, list, watch) are frozen: a backend may hand the same object
+ * to several callers (the file backend keeps what it decoded). Copy before changing.
+ */
 export interface ObjectStore {
   get<T extends CniObject = CniObject>(ref: ObjectRef): Promise<Stored<T> | undefined>;
   /** Write; returns the new revision. */
