@@ -9,6 +9,7 @@
  * lock is what makes it correct: whoever applies last read the store after every earlier
  * writer's change.
  */
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CniError, ErrorCode } from './cni/errors.ts';
 import { trace } from './cni/trace.ts';
@@ -22,7 +23,7 @@ import { setSysctls } from './kernel/sysctl.ts';
 import { StoreUnavailableError, type ObjectStore } from './store/types.ts';
 import type { AdminNetworkPolicy, BaselineAdminNetworkPolicy, Endpoint, Namespace, NetworkPolicy } from './objects/types.ts';
 import type { PolicyObjects } from './policy/model.ts';
-import { POLICY_TABLE, policyTable, type Ruleset } from './policy/index.ts';
+import { compileNode, POLICY_TABLE, renderNft, renderUpdate, type Ruleset } from './policy/index.ts';
 
 export const DEFAULT_POLICY_TABLE = POLICY_TABLE;
 export const DEFAULT_LOCK_DIR = '/run/cni-ts/locks';
@@ -32,6 +33,12 @@ export interface PolicySettings {
   table: string;
   /** the flock file serializing every writer of that table */
   lockFile: string;
+  /**
+   * What the kernel's table holds, as the last writer left it (its compiled Ruleset, JSON): the
+   * next writer applies only the difference (element updates, changed chains) in one
+   * transaction. Missing or refused: the whole table is replaced.
+   */
+  stateFile: string;
   /** the node may open connections to its local pods (kubelet probes); default true */
   allowFromNode: boolean;
   /** local pods may open connections to their node; default true */
@@ -50,7 +57,8 @@ export function policySettings(cfg: Pick<AgentConfig, 'policy' | 'source'>): Pol
     if (typeof v !== 'boolean') throw new AgentConfigError(cfg.source, `policy.${k}`, 'must be true or false');
     return v;
   };
-  return { table, lockFile, allowFromNode: flag('allowFromNode'), allowToNode: flag('allowToNode') };
+  const stateFile = lockFile.replace(/\.lock$/, '') + '.ruleset.json';
+  return { table, lockFile, stateFile, allowFromNode: flag('allowFromNode'), allowToNode: flag('allowToNode') };
 }
 
 /** StoreUnavailableError (or anything a backend throws on I/O) → CNI code 11. */
@@ -107,27 +115,110 @@ export async function ensureBridgeNetfilter(): Promise<void> {
   }
 }
 
-export interface RenderedTable {
-  script: string;
-  ruleset: Ruleset;
+export interface Programmed {
   objects: PolicyObjects & { revision: number };
+  ruleset: Ruleset;
+  /** full: the whole table replaced; update: only the difference applied; unchanged: nothing to do */
+  mode: 'full' | 'update' | 'unchanged';
+  /** size of the nft script applied */
+  bytes: number;
 }
 
-/** Read (the caller holds the lock) and render this node's table. */
-export async function renderPolicy(store: ObjectStore, node: string, s: PolicySettings): Promise<RenderedTable> {
+function readState(file: string): Ruleset | undefined {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as Ruleset;
+  } catch {
+    return undefined;
+  }
+}
+
+function writeState(file: string, rs: Ruleset | undefined): void {
+  if (!rs) {
+    rmSync(file, { force: true });
+    return;
+  }
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, JSON.stringify(rs));
+  renameSync(tmp, file);
+}
+
+/** Read every policy object (the caller holds the lock) and compile this node's Ruleset. */
+export async function compilePolicy(store: ObjectStore, node: string, s: PolicySettings): Promise<{ objects: PolicyObjects & { revision: number }; ruleset: Ruleset }> {
   let objects: PolicyObjects & { revision: number };
   try {
     objects = await readPolicyObjects(store);
   } catch (e) {
     throw storeError(e, 'reading policy objects');
   }
-  const { script, ruleset } = policyTable(objects, node, { table: s.table, allowFromNode: s.allowFromNode, allowToNode: s.allowToNode });
-  trace('policy rendered');
-  return { script, ruleset, objects };
+  const ruleset = compileNode(objects, node, { allowFromNode: s.allowFromNode, allowToNode: s.allowToNode });
+  trace('policy compiled');
+  return { objects, ruleset };
 }
 
-/** Apply a rendered table (one nft transaction). */
-export async function applyPolicy(script: string): Promise<void> {
+/**
+ * Program this node's table from the store (the caller holds the lock): one transaction with
+ * the difference from what the last writer left (`stateFile`), or the whole table when there
+ * is no state, `full` is asked, or the kernel refuses the difference (it does not hold what the
+ * state says: the transaction changed nothing).
+ */
+export async function programPolicy(store: ObjectStore, node: string, s: PolicySettings, opts: { full?: boolean } = {}): Promise<Programmed> {
+  const [{ objects, ruleset }] = await Promise.all([compilePolicy(store, node, s), ensureBridgeNetfilter()]);
+  const prev = opts.full ? undefined : readState(s.stateFile);
+  if (prev) {
+    let script: string | undefined;
+    try {
+      script = renderUpdate(prev, ruleset, s.table);
+    } catch {
+      script = undefined; // a set changed type: the whole table
+    }
+    if (script === '') return { objects, ruleset, mode: 'unchanged', bytes: 0 };
+    if (script !== undefined) {
+      try {
+        await nftApply(script);
+        trace('policy updated');
+        writeState(s.stateFile, ruleset);
+        return { objects, ruleset, mode: 'update', bytes: script.length };
+      } catch {
+        trace('policy update refused: replacing the table');
+      }
+    }
+  }
+  const script = renderNft(ruleset, s.table);
+  writeState(s.stateFile, undefined); // a crash between apply and the write below must not leave a stale state
   await nftApply(script);
   trace('policy applied');
+  writeState(s.stateFile, ruleset);
+  return { objects, ruleset, mode: 'full', bytes: script.length };
 }
+
+/**
+ * Does the kernel's table still hold `rs`'s structure? Lists it without set elements (nft -t)
+ * and compares chains with their rule counts, sets, maps and counters. Returns why not, or
+ * undefined. Catches a deleted or flushed table and changed chains (not single set elements).
+ */
+export async function tableDrift(rs: Ruleset | undefined, table: string): Promise<string | undefined> {
+  const r = await run('nft', ['-j', '-t', 'list', 'table', 'inet', table], { allowFail: true });
+  if (r.exitCode !== 0) return 'is gone';
+  if (!rs) return 'has no recorded state';
+  const have = { rules: new Map<string, number>(), sets: new Set<string>(), maps: new Set<string>(), counters: new Set<string>(), chains: new Set<string>() };
+  for (const o of (JSON.parse(r.stdout || '{"nftables":[]}') as { nftables: Array<Record<string, { name?: string; chain?: string }>> }).nftables) {
+    if (o.rule?.chain) have.rules.set(o.rule.chain, (have.rules.get(o.rule.chain) ?? 0) + 1);
+    else if (o.chain?.name) have.chains.add(o.chain.name);
+    else if (o.set?.name) have.sets.add(o.set.name);
+    else if (o.map?.name) have.maps.add(o.map.name);
+    else if (o.counter?.name) have.counters.add(o.counter.name);
+  }
+  for (const c of rs.chains) {
+    if (!have.chains.has(c.name)) return `lacks chain ${c.name}`;
+    const n = have.rules.get(c.name) ?? 0;
+    if (n !== c.rules.length) return `chain ${c.name} has ${n} rules, not ${c.rules.length}`;
+  }
+  if (have.chains.size !== rs.chains.length) return `has ${have.chains.size} chains, not ${rs.chains.length}`;
+  for (const x of rs.sets) if (!have.sets.has(x.name)) return `lacks set ${x.name}`;
+  for (const m of rs.maps) if (!have.maps.has(m.name)) return `lacks map ${m.name}`;
+  for (const c of rs.counters) if (!have.counters.has(c)) return `lacks counter ${c}`;
+  return undefined;
+}
+
+/** The Ruleset the last writer applied (agent: drift checks). */
+export const recordedRuleset = (s: PolicySettings): Ruleset | undefined => readState(s.stateFile);

@@ -62,7 +62,7 @@ describe('endpoint plugin + agent on the kernel', () => {
     expect((await m.nft(['delete', 'table', 'inet', m.table])).exitCode).toBe(0);
     await waitFor(async () => (await m.nft(['list', 'table', 'inet', m.table])).exitCode === 0, 10_000);
     expect((await m.probe(80, 'tcp', 700, ['y/a', 'x/a']))['y/a']['x/a']).toBe(false);
-    expect(agent.log()).toMatch(/restoring it/);
+    expect(agent.log()).toMatch(/replacing it/);
     await m.stopAgent();
   });
 

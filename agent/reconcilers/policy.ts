@@ -7,37 +7,31 @@
  * - A pass takes the table's lock (the endpoint plugin takes the same one), re-reads the store
  *   and renders: the watch only says when, the read under the lock says what, so a pass can
  *   never undo a registration an endpoint ADD just made.
- * - Diff: the rendered script is compared with the last one applied, and the kernel's table
- *   (listed without counter values) with what it was right after that apply; equal on both
- *   counts = nothing to do. Otherwise one nft transaction. The periodic resync (every 10 s by
- *   default) is what repairs drift: a flushed or deleted table comes back.
+ * - Diff: the compiled Ruleset is diffed against the one the last writer (this agent or an
+ *   endpoint plugin) applied, recorded beside the lock: one nft transaction with only the
+ *   difference (element updates for endpoint churn; counters keep counting), nothing when
+ *   equal, the whole table when there is no record or the kernel refuses the difference.
+ * - Drift: on start and every periodic resync (10 s by default) the kernel's table is listed
+ *   without its elements and compared with the record (chains and their rule counts, sets,
+ *   maps, counters); a deleted, flushed or edited table is replaced whole.
  * - Rides out store restarts: a failing pass is retried with backoff (agent/loop.ts), and after
  *   three failures in a row the store client and its watch are replaced (reconnect + re-list).
  */
 import type { AgentConfig } from '../../shared/agentconfig.ts';
 import type { Logger } from '../../shared/cni/log.ts';
-import { run } from '../../shared/kernel/exec.ts';
 import type { Kind } from '../../shared/objects/types.ts';
 import { openStore, refString } from '../../shared/store/index.ts';
 import type { ObjectStore, WatchEvent } from '../../shared/store/types.ts';
-import { applyPolicy, ensureBridgeNetfilter, policySettings, renderPolicy, withPolicyLock, type PolicySettings } from '../../shared/policysync.ts';
+import { policySettings, programPolicy, recordedRuleset, tableDrift, withPolicyLock, type PolicySettings } from '../../shared/policysync.ts';
 import { Loop } from '../loop.ts';
 
 export const POLICY_KINDS: Kind[] = ['Endpoint', 'Namespace', 'NetworkPolicy', 'AdminNetworkPolicy', 'BaselineAdminNetworkPolicy'];
-
-/** The table as the kernel has it, counter values left out (nft -s), or '' when it is missing. */
-async function kernelTable(table: string): Promise<string> {
-  const r = await run('nft', ['-s', 'list', 'table', 'inet', table], { allowFail: true });
-  return r.exitCode === 0 ? r.stdout : '';
-}
 
 export class PolicyReconciler {
   readonly loop: Loop;
   readonly settings: PolicySettings;
   private store: ObjectStore | undefined;
   private stopWatch: (() => void) | undefined;
-  private lastScript = '';
-  private lastKernel = '';
   private revision = 0;
 
   constructor(
@@ -46,7 +40,7 @@ export class PolicyReconciler {
     opts: { resyncMs?: number } = {},
   ) {
     this.settings = policySettings(cfg);
-    this.loop = new Loop({ name: 'policy', log, resyncMs: opts.resyncMs, settleMs: 2, reconcile: () => this.pass() });
+    this.loop = new Loop({ name: 'policy', log, resyncMs: opts.resyncMs, settleMs: 2, reconcile: (why) => this.pass(why) });
   }
 
   start(): void {
@@ -92,34 +86,36 @@ export class PolicyReconciler {
     return store;
   }
 
-  private async pass(): Promise<string | undefined> {
+  private async pass(why: string): Promise<string | undefined> {
     try {
-      return await this.reconcile();
+      return await this.reconcile(why);
     } catch (e) {
       if (this.loop.status().consecutiveFailures >= 2) await this.dropStore(); // the 3rd failure in a row: reconnect next time
       throw e;
     }
   }
 
-  private async reconcile(): Promise<string | undefined> {
+  private async reconcile(why: string): Promise<string | undefined> {
     const store = await this.ensureStore();
     const s = this.settings;
     return withPolicyLock(s, async () => {
       const t0 = performance.now();
-      const [r, kernel] = await Promise.all([renderPolicy(store, this.cfg.node, s), kernelTable(s.table)]);
-      this.revision = Math.max(this.revision, r.objects.revision);
-      const drift = kernel !== this.lastKernel;
-      if (r.script === this.lastScript && !drift) return undefined;
-      if (drift && this.lastKernel && r.script === this.lastScript) {
-        this.log.warn(`policy: table inet ${s.table} ${kernel ? 'changed outside the agent' : 'is gone'}: restoring it`);
+      // on start and every resync: is the kernel's table still what the last writer left?
+      let full = false;
+      if (/\b(start|resync|retry)\b/.test(why)) {
+        const drift = await tableDrift(recordedRuleset(s), s.table);
+        if (drift) {
+          this.log.warn(`policy: table inet ${s.table} ${drift}: replacing it`);
+          full = true;
+        }
       }
-      await ensureBridgeNetfilter();
-      await applyPolicy(r.script);
-      this.lastScript = r.script;
-      this.lastKernel = await kernelTable(s.table);
+      const r = await programPolicy(store, this.cfg.node, s, { full });
       const o = r.objects;
+      this.revision = Math.max(this.revision, o.revision);
+      if (r.mode === 'unchanged') return undefined;
       const local = o.endpoints.filter((e) => e.spec.node === this.cfg.node).length;
-      return `applied table inet ${s.table} at revision ${o.revision}: ${local} local / ${o.endpoints.length} endpoints, ${o.namespaces.length} namespaces, ${o.policies.length} policies, ${o.anps.length} ANP, ${o.banp ? 1 : 0} BANP, ${r.script.length} bytes in ${(performance.now() - t0).toFixed(1)} ms`;
+      const st = r.ruleset.stats;
+      return `${r.mode === 'full' ? 'replaced' : 'updated'} table inet ${s.table} at revision ${o.revision}: ${local} local / ${o.endpoints.length} endpoints, ${o.namespaces.length} namespaces, ${o.policies.length} policies, ${o.anps.length} ANP, ${o.banp ? 1 : 0} BANP; ${st.groups} groups, ${st.rules} rules, ${st.elements} elements; ${r.bytes} bytes in ${(performance.now() - t0).toFixed(1)} ms`;
     });
   }
 }

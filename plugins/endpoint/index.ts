@@ -13,15 +13,7 @@ import type { Ruleset } from '../../shared/policy/index.ts';
 import { openStore, refOf, refString } from '../../shared/store/index.ts';
 import { ConflictError, type ObjectStore, type Stored } from '../../shared/store/types.ts';
 import type { Endpoint } from '../../shared/objects/types.ts';
-import {
-  applyPolicy,
-  ensureBridgeNetfilter,
-  policySettings,
-  renderPolicy,
-  storeError,
-  withPolicyLock,
-  type PolicySettings,
-} from '../../shared/policysync.ts';
+import { compilePolicy, policySettings, programPolicy, storeError, withPolicyLock, type PolicySettings } from '../../shared/policysync.ts';
 import schema from '../../conf/schemas/endpoint.schema.json' with { type: 'json' };
 import { agentConfigPath, aliasesOf, endpointOf, isAttachment, labelsOf, portsOf, type EndpointConf } from './config.ts';
 
@@ -60,10 +52,9 @@ async function registrationsOf(c: Ctx, req: Request<EndpointConf>): Promise<Stor
   return items.filter((i) => isAttachment(i.object, c.cfg.node, req.config.name, req.env.containerId, req.env.ifname));
 }
 
-/** Re-render the node's table and apply it (the caller holds the lock). */
+/** Re-compile the node's table and apply the difference (the caller holds the lock). */
 async function program(c: Ctx): Promise<void> {
-  const [rendered] = await Promise.all([renderPolicy(c.store, c.cfg.node, c.s), ensureBridgeNetfilter()]);
-  await applyPolicy(rendered.script);
+  await programPolicy(c.store, c.cfg.node, c.s);
 }
 
 /**
@@ -160,7 +151,7 @@ export default definePlugin<EndpointConf>({
       const have = mine[0]!.object.spec.ips.map(bare).sort();
       if (have.join() !== want.join()) throw new CniError(ErrorCode.CheckMismatch, `Endpoint ${refString(refOf(mine[0]!.object))} has IPs ${have.join(',') || 'none'}, prevResult ${want.join(',') || 'none'}`);
       // the pod's addresses that the rendered table holds must be in the kernel's table too
-      const rendered = await renderPolicy(c.store, c.cfg.node, c.s);
+      const rendered = await compilePolicy(c.store, c.cfg.node, c.s);
       const expected = want.filter((ip) => mentions(elementsText(rendered.ruleset), ip));
       const r = await run('nft', ['list', 'table', 'inet', c.s.table], { allowFail: true });
       if (r.exitCode !== 0) throw new CniError(ErrorCode.CheckMismatch, `policy table inet ${c.s.table} is missing`, r.stderr.trim());
