@@ -3,8 +3,8 @@
  * file backend in a temp directory and a real etcd (Debian's /usr/bin/etcd on 127.0.0.1 with
  * random ports and a temp data dir), each test on its own store (directory / key prefix).
  */
-import { execa } from 'execa';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execa, type ResultPromise } from 'execa';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -299,4 +299,78 @@ describe('etcd restart during a watch', () => {
       await s.close();
     }
   }, 90_000);
+});
+
+describe('etcd over TLS (client certificates)', () => {
+  it('connects with caFile/certFile/keyFile; without a client certificate it is unavailable', async () => {
+    const tls = path.join(dir, uid('hs-tls'));
+    const ssl = (args: string[]) => execa('openssl', args, { cwd: tls });
+    mkdirSync(tls, { recursive: true });
+    const key = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+    await ssl(['req', '-x509', ...key, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=hs-test-ca']);
+    for (const [name, ext] of [
+      ['server', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n'],
+      ['client', 'extendedKeyUsage=clientAuth\n'],
+    ] as const) {
+      writeFileSync(path.join(tls, `${name}.ext`), ext);
+      await ssl(['req', ...key, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=hs-${name}`]);
+      await ssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.pem`, '-days', '1', '-extfile', `${name}.ext`]);
+    }
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const url = `https://127.0.0.1:${port}`;
+    const proc: ResultPromise = execa(
+      '/usr/bin/etcd',
+      [
+        '--name', 'hstls', '--data-dir', path.join(tls, 'data'),
+        '--listen-client-urls', url, '--advertise-client-urls', url,
+        '--listen-peer-urls', `http://127.0.0.1:${port + 1}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${port + 1}`,
+        '--initial-cluster', `hstls=http://127.0.0.1:${port + 1}`,
+        '--cert-file', path.join(tls, 'server.pem'), '--key-file', path.join(tls, 'server.key'),
+        '--client-cert-auth', '--trusted-ca-file', path.join(tls, 'ca.pem'),
+        '--heartbeat-interval', '50', '--election-timeout', '500',
+      ],
+      { reject: false, stdin: 'ignore', all: true, buffer: false },
+    );
+    cleanup.add(async () => {
+      proc.kill('SIGTERM');
+      await proc;
+    });
+    await new Promise<void>((resolve, reject) => {
+      let out = '';
+      const t = setTimeout(() => reject(new Error(`etcd did not come up: ${out.slice(-2000)}`)), 20_000);
+      proc.all?.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (/ready to serve client requests|serving client traffic securely/.test(out)) {
+          clearTimeout(t);
+          resolve();
+        }
+      });
+    });
+    const conf: StoreConfig = {
+      type: 'etcd',
+      endpoints: [`127.0.0.1:${port}`], // no scheme: https because TLS files are given
+      prefix: `${prefix}/tls`,
+      caFile: path.join(tls, 'ca.pem'),
+      certFile: path.join(tls, 'client.pem'),
+      keyFile: path.join(tls, 'client.key'),
+    };
+    const s = await openStore(conf);
+    try {
+      const c = collector();
+      const stop = await s.watch(c.on, { fromRevision: (await s.list('Namespace')).revision });
+      const r = await s.put(ns('tls', { secure: 'yes' }));
+      expect((await s.get<Namespace>(nsRef('tls')))?.revision).toBe(r);
+      expect(await c.until((ev) => ev.some((e) => e.type === 'put' && e.ref.name === 'tls'))).toBe(true);
+      stop();
+    } finally {
+      await s.close();
+    }
+    const noCert = await openStore({ type: 'etcd', endpoints: [url], prefix: `${prefix}/tls`, caFile: path.join(tls, 'ca.pem') });
+    try {
+      await expect(noCert.get(nsRef('tls'))).rejects.toBeInstanceOf(StoreUnavailableError);
+    } finally {
+      await noCert.close();
+    }
+    await expect(openStore({ ...conf, caFile: path.join(tls, 'absent.pem') })).rejects.toThrow(/absent\.pem/);
+  }, 60_000);
 });
