@@ -19,7 +19,8 @@ import {
   renderUpdate,
   type Ruleset,
 } from '../shared/policy/index.ts';
-import { cidrRanges, rangeElement } from '../shared/policy/model.ts';
+import { cidrRanges, parseAddr, rangeElement } from '../shared/policy/model.ts';
+import { canonicalIP, parseIP } from '../shared/ipnet.ts';
 import { portMatch } from '../shared/policy/compile.ts';
 import type { Endpoint } from '../shared/objects/types.ts';
 
@@ -459,6 +460,14 @@ describe('compiler', () => {
     const cb = rs.sets.find((s) => s.name.startsWith('cb4_'));
     expect(cb).toMatchObject({ flags: ['interval'], elements: ['10.77.0.16-10.77.0.255'] });
     expect(rs.sets.some((s) => s.name.startsWith('cb6_'))).toBe(false);
+  });
+
+  it('endpoint addresses parse to the canonical text shared/ipnet.ts prints', () => {
+    for (const a of ['10.1.2.3', '0.0.0.0', '255.255.255.255', 'fd00::1', 'FD00:0:0:0:0:0:0:1', '2001:db8:0:0:1:0:0:1', '2001:db8::', '::', '::1', '1:0:0:2:0:0:0:3', 'fe80::abcd:0:0:1', '::ffff:10.1.2.3', '1:2:3:4:5:6:7:8']) {
+      expect(parseAddr(a)?.text, a).toBe(canonicalIP(a));
+      expect(parseAddr(a)?.value, a).toBe(parseIP(a)?.value);
+    }
+    for (const bad of ['10.1.2.256', '1:2:3:4:5:6:7:8:9', '1::2::3', 'fd00::12345', 'x', '10.1.2']) expect(parseAddr(bad), bad).toBeNull();
   });
 
   it('port matches', () => {

@@ -25,6 +25,7 @@ import type { Family } from '../ipnet.ts';
 import {
   DEFAULT_DENY_COUNTER,
   PolicyIndex,
+  cmp,
   inRanges,
   rangeElement,
   resolvePort,
@@ -314,12 +315,12 @@ export function compileNode(objects: PolicyObjects | PolicyIndex, node: string, 
     sets.push({ name: `local${f}`, type: addrType(f), elements: ips });
     sets.push({ name: `self${f}`, type: `${addrType(f)} . ${addrType(f)}`, elements: ips.map((ip) => `${ip} . ${ip}`) });
   }
-  sets.push(...[...b.sets.values()].sort((x, y) => x.name.localeCompare(y.name)).map((s) => ({ ...s, elements: [...s.elements].sort() })));
+  sets.push(...[...b.sets.values()].sort((x, y) => cmp(x.name, y.name)).map((s) => ({ ...s, elements: [...s.elements].sort() })));
 
   const maps: NftMap[] = Object.entries(vmaps).map(([k, els]) => ({
     name: k,
     type: `${addrType(k.endsWith('4') ? 4 : 6)} : verdict`,
-    elements: uniqByKey(els).sort(([x], [y]) => x.localeCompare(y)),
+    elements: uniqByKey(els).sort(([x], [y]) => cmp(x, y)),
   }));
 
   // replies pass; IPv6 neighbour discovery is not policy's business (conntrack does not track
@@ -335,7 +336,7 @@ export function compileNode(objects: PolicyObjects | PolicyIndex, node: string, 
   const chains: NftChain[] = [{ name: 'forward', hook: 'forward', rules: forward }];
   if (opts.allowFromNode === false) chains.push({ name: 'output', hook: 'output', rules: [...guard(), ...FAMILIES.map((f) => `${ipKw(f)} daddr vmap @ingress${f}`)] });
   if (opts.allowToNode === false) chains.push({ name: 'input', hook: 'input', rules: [...guard(), ...FAMILIES.map((f) => `${ipKw(f)} saddr vmap @egress${f}`)] });
-  chains.push(...[...b.chains.values()].sort((x, y) => x.name.localeCompare(y.name)));
+  chains.push(...[...b.chains.values()].sort((x, y) => cmp(x.name, y.name)));
 
   const counters = Object.keys(counterInfo).sort();
   return {

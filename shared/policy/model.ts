@@ -208,6 +208,8 @@ export interface Pod {
   nsLabels: Record<string, string>;
   ips: PodIP[];
   node: string;
+  /** position in the index (sorted by namespace, name, node, container, ifname) */
+  order: number;
 }
 
 const V4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
@@ -218,6 +220,20 @@ const V6 = /^[0-9a-fA-F:]+$/;
  * parsed on every compile. Unusual spellings (IPv4-suffixed IPv6) go through shared/ipnet.ts.
  */
 export function parseAddr(s: string): PodIP | null {
+  const hit = addrCache.get(s);
+  if (hit) return hit;
+  const ip = parseAddrUncached(s);
+  if (ip) {
+    // a long-running agent parses the same endpoint addresses on every compile
+    if (addrCache.size >= 200_000) addrCache.clear();
+    addrCache.set(s, ip);
+  }
+  return ip;
+}
+
+const addrCache = new Map<string, PodIP>();
+
+function parseAddrUncached(s: string): PodIP | null {
   const m = V4.exec(s);
   if (m) {
     const o = [Number(m[1]), Number(m[2]), Number(m[3]), Number(m[4])];
@@ -237,8 +253,7 @@ export function parseAddr(s: string): PodIP | null {
       if (g.length === 0 || g.length > 4) return null;
       nums.push(parseInt(g, 16));
     }
-    let value = 0n;
-    for (const n of nums) value = (value << 16n) | BigInt(n);
+    const value = BigInt(`0x${nums.map((n) => n.toString(16).padStart(4, '0')).join('')}`);
     return { family: 6, value, text: v6Text(nums) };
   }
   const ip = parseIP(s);
@@ -289,21 +304,29 @@ export class PolicyIndex {
   readonly objects: PolicyObjects;
   /** NetworkPolicies by namespace (they select pods of their own namespace only) */
   readonly npsByNs = new Map<string, NormalizedPolicy[]>();
+  /** pods by namespace, in index order */
+  readonly podsByNs = new Map<string, Pod[]>();
 
   constructor(objects: PolicyObjects) {
     this.objects = objects;
     const nsObj = new Map(objects.namespaces.map((n) => [n.metadata.name, n]));
     for (const n of objects.namespaces) this.nsLabels.set(n.metadata.name, namespaceLabels(n, n.metadata.name));
-    this.pods = [...objects.endpoints]
-      .sort((a, b) => key(a).localeCompare(key(b)))
-      .map((ep) => {
+    this.pods = objects.endpoints
+      .map((ep) => ({ ep, k: key(ep) }))
+      .sort((a, b) => cmp(a.k, b.k))
+      .map(({ ep }, order) => {
         const namespace = ep.metadata.namespace ?? 'default';
         if (!this.nsLabels.has(namespace)) this.nsLabels.set(namespace, namespaceLabels(nsObj.get(namespace), namespace));
-        return { ep, namespace, name: ep.metadata.name, labels: ep.metadata.labels ?? {}, nsLabels: this.nsLabels.get(namespace) as Record<string, string>, ips: endpointIPs(ep), node: ep.spec.node };
+        return { ep, namespace, name: ep.metadata.name, labels: ep.metadata.labels ?? {}, nsLabels: this.nsLabels.get(namespace) as Record<string, string>, ips: endpointIPs(ep), node: ep.spec.node, order };
       });
+    for (const p of this.pods) {
+      const list = this.podsByNs.get(p.namespace);
+      if (list) list.push(p);
+      else this.podsByNs.set(p.namespace, [p]);
+    }
     for (const p of this.pods) for (const ip of p.ips) if (!this.byIP.has(ip.text)) this.byIP.set(ip.text, p);
-    this.anps = objects.anps.map(normalizeAnp).sort((a, b) => a.priority - b.priority || a.name.localeCompare(b.name));
-    this.nps = objects.policies.map(normalizeNetworkPolicy).sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
+    this.anps = objects.anps.map(normalizeAnp).sort((a, b) => a.priority - b.priority || cmp(a.name, b.name));
+    this.nps = objects.policies.map(normalizeNetworkPolicy).sort((a, b) => cmp(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`));
     for (const n of this.nps) this.npsByNs.set(n.namespace as string, [...(this.npsByNs.get(n.namespace as string) ?? []), n]);
     this.banp = objects.banp ? normalizeBanp(objects.banp) : undefined;
   }
@@ -329,11 +352,18 @@ export class PolicyIndex {
     return this.pods.find((p) => p.namespace === namespace && p.name === name);
   }
 
-  /** Pods of a selection, in index order. */
+  /** Pods of a selection, in index order: namespaces first (few), then pods of those only. */
   select(sel: PodSelection): Pod[] {
-    return this.pods.filter((p) => selectionMatches(sel, p));
+    const namespaces = [...this.podsByNs.keys()].filter((ns) => (sel.namespace === undefined || ns === sel.namespace) && (!sel.namespaceSelector || matchesSelector(sel.namespaceSelector, this.nsLabelsOf(ns))));
+    const out: Pod[] = [];
+    const ps = sel.podSelector ?? {};
+    for (const ns of namespaces) for (const p of this.podsByNs.get(ns) ?? []) if (matchesSelector(ps, p.labels)) out.push(p);
+    return namespaces.length > 1 ? out.sort((a, b) => a.order - b.order) : out;
   }
 }
+
+/** Code-unit order (stable across locales, and fast: no ICU collator). */
+export const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
 const key = (ep: Endpoint): string => `${ep.metadata.namespace ?? 'default'}/${ep.metadata.name}/${ep.spec.node}/${ep.spec.containerId}/${ep.spec.ifname}`;
 
@@ -351,8 +381,8 @@ export function selectionKey(sel: PodSelection): string {
     s === undefined
       ? null
       : {
-          l: Object.entries(s.matchLabels ?? {}).sort(([a], [b]) => a.localeCompare(b)),
-          e: (s.matchExpressions ?? []).map((e) => [e.key, e.operator, [...(e.values ?? [])].sort()]).sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b))),
+          l: Object.entries(s.matchLabels ?? {}).sort(([a], [b]) => cmp(a, b)),
+          e: (s.matchExpressions ?? []).map((e) => [e.key, e.operator, [...(e.values ?? [])].sort()]).sort((a, b) => cmp(JSON.stringify(a), JSON.stringify(b))),
         };
   return JSON.stringify([sel.namespace ?? null, canon(sel.namespaceSelector), canon(sel.podSelector ?? {})]);
 }
