@@ -104,7 +104,7 @@ export class FileStore implements ObjectStore {
 
   private write(doc: Doc): void {
     const tmp = `${this.file}.${process.pid}.tmp`;
-    const fd = openSync(tmp, 'w', 0o600);
+    const fd = openSync(tmp, 'w', 0o644);
     try {
       writeSync(fd, JSON.stringify(doc));
       fsyncSync(fd);
@@ -117,7 +117,7 @@ export class FileStore implements ObjectStore {
   /** Read, change and write the document under the store lock. */
   private async update<T>(change: (doc: Doc) => T): Promise<T> {
     try {
-      mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+      mkdirSync(this.dir, { recursive: true, mode: 0o755 });
     } catch (e) {
       throw new StoreUnavailableError(`store ${this.dir}: ${(e as Error).message}`);
     }
@@ -268,7 +268,7 @@ export class FileStore implements ObjectStore {
     };
     let watcher: FSWatcher | undefined;
     try {
-      mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+      mkdirSync(this.dir, { recursive: true, mode: 0o755 });
       watcher = fsWatch(this.dir, { persistent: false }, (_ev, name) => {
         if (!name || name === DOCUMENT) check(true);
       });
