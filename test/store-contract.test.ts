@@ -160,7 +160,10 @@ describe.each(backends)('cluster store contract: %s', (backend, confOf) => {
   it('many writers at once: 20 processes doing 3 compare-and-swap increments each lose no update', async () => {
     const conf = confOf();
     const s = await mk(conf);
-    await s.put(ns('counter', { n: '0' }));
+    const start = await s.put(ns('counter', { n: '0' }));
+    // a watcher running through the storm ends at the final value, having seen it rise
+    const c = collector();
+    stops.push(await s.watch(c.on, { fromRevision: start, kinds: ['Namespace'] }));
     const worker = path.join(dir, `${uid('w')}.ts`);
     writeFileSync(
       worker,
@@ -190,6 +193,10 @@ console.log(conflicts);
     );
     for (const r of runs) expect(r.exitCode, String(r.stderr)).toBe(0);
     expect((await s.get<Namespace>(nsRef('counter')))?.object.metadata.labels?.n).toBe('60');
+    const values = (ev: WatchEvent[]): number[] => ev.flatMap((e) => (e.type === 'put' && e.ref.name === 'counter' ? [Number(e.object.metadata.labels?.n)] : []));
+    expect(await c.until((ev) => values(ev).at(-1) === 60)).toBe(true);
+    const seen = values(c.events);
+    expect([...seen].sort((a, b) => a - b)).toEqual(seen);
     const conflicts = runs.reduce((a, r) => a + Number(r.stdout), 0);
     console.log(`${backend}: 60 CAS increments from 20 processes, ${conflicts} conflicts retried`);
   }, 180_000);
