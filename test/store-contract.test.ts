@@ -4,7 +4,7 @@
  * random ports and a temp data dir), each test on its own store (directory / key prefix).
  */
 import { execa, type ResultPromise } from 'execa';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -254,6 +254,20 @@ console.log(conflicts);
       await expect(s.put(ns('u'))).rejects.toBeInstanceOf(StoreUnavailableError);
     }
   }, 30_000);
+});
+
+describe('file store: a writer killed between its temp file and its rename', () => {
+  it('leaves the store as it was; the next write removes the temp file', async () => {
+    const conf = { type: 'file' as const, path: path.join(dir, uid('hs')) };
+    const s = await openStore(conf);
+    await s.put(ns('kept'));
+    const stale = path.join(conf.path, 'objects.json.999999.tmp');
+    writeFileSync(stale, '{"half": ');
+    expect((await s.list('Namespace')).items.map((i) => i.object.metadata.name)).toEqual(['kept']);
+    await s.put(ns('next'));
+    expect(existsSync(stale)).toBe(false);
+    expect((await s.list('Namespace')).items.map((i) => i.object.metadata.name)).toEqual(['kept', 'next']);
+  });
 });
 
 describe('file store removed during a watch', () => {

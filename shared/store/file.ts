@@ -13,7 +13,7 @@
  * reads arrive as its last state; a watcher further behind than the log reaches gets a
  * `resync` event with the full state.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, watch as fsWatch, writeSync, type FSWatcher } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, watch as fsWatch, writeSync, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import type { CniObject, Kind } from '../objects/types.ts';
 import { withLock } from '../flock.ts';
@@ -102,7 +102,10 @@ export class FileStore implements ObjectStore {
     return doc;
   }
 
+  /** Under the lock: no other writer is between its temp file and its rename. */
   private write(doc: Doc): void {
+    // temp files left by a writer killed before its rename
+    for (const f of readdirSync(this.dir)) if (f.startsWith(`${DOCUMENT}.`) && f.endsWith('.tmp')) rmSync(path.join(this.dir, f), { force: true });
     const tmp = `${this.file}.${process.pid}.tmp`;
     const fd = openSync(tmp, 'w', 0o644);
     try {
