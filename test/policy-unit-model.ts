@@ -23,11 +23,11 @@ export function podIPs(i: number, net = 77): { v4: string; v6: string } {
   return { v4: `10.${net}.0.${10 + i}`, v6: `fd${net}::${(10 + i).toString(16)}` };
 }
 
-export function model(opts: { net?: number; node?: (ns: string, pod: string) => string } = {}): { namespaces: Namespace[]; endpoints: Endpoint[] } {
+export function model(opts: { net?: number; node?: (ns: string, pod: string) => string; ips?: (i: number) => { v4: string; v6: string } } = {}): { namespaces: Namespace[]; endpoints: Endpoint[] } {
   const namespaces: Namespace[] = NAMESPACES.map((ns) => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: { ns } } }));
   const endpoints: Endpoint[] = PEERS.map((id, i) => {
     const [ns, pod] = id.split('/');
-    const ip = podIPs(i, opts.net);
+    const ip = opts.ips ? opts.ips(i) : podIPs(i, opts.net);
     return {
       apiVersion: 'cni-ts.dev/v1',
       kind: 'Endpoint',
