@@ -46,6 +46,8 @@ function parseArgs(argv: string[]): Args | string {
   return a;
 }
 
+const mib = (bytes: number): number => Math.round((bytes / 1048576) * 10) / 10;
+
 export class Agent {
   readonly startedAt = new Date().toISOString();
   readonly loops: Loop[] = [];
@@ -68,6 +70,7 @@ export class Agent {
       pid: process.pid,
       startedAt: this.startedAt,
       store: st.type === 'file' ? `file ${st.path}` : `etcd ${st.endpoints.join(',')}${st.prefix ? ` ${st.prefix}` : ''}`,
+      memory: { rss: mib(process.memoryUsage.rss()), heapUsed: mib(process.memoryUsage().heapUsed) },
       reconcilers: this.loops.map((l) => l.status()),
     };
   }

@@ -25,6 +25,8 @@ export interface AgentStatus {
   pid: number;
   startedAt: string;
   store: string;
+  /** process memory in MiB (resident; V8 heap in use) */
+  memory: { rss: number; heapUsed: number };
   reconcilers: ReconcilerStatus[];
 }
 

@@ -62,7 +62,7 @@ describe('agent reconcile loop', () => {
 describe('agent API', () => {
   it('answers status and resync, and refuses unknown requests', async () => {
     const h = {
-      status: () => ({ node: 'n', pid: 1, startedAt: '', store: 'file /x', reconcilers: [] }),
+      status: () => ({ node: 'n', pid: 1, startedAt: '', store: 'file /x', memory: { rss: 1, heapUsed: 1 }, reconcilers: [] }),
       resync: async (name?: string) => {
         if (name === 'nope') throw new Error('no reconciler named "nope"');
         return [];

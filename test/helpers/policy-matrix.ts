@@ -12,7 +12,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import { openStore, refOf } from '../../shared/store/index.ts';
-import type { ObjectStore } from '../../shared/store/types.ts';
+import type { ObjectStore, StoreConfig } from '../../shared/store/types.ts';
 import type { CniObject, Endpoint, Kind, Namespace } from '../../shared/objects/types.ts';
 import { evaluate, type PolicyObjects } from '../../shared/policy/index.ts';
 import { readPolicyObjects } from '../../shared/policysync.ts';
@@ -54,6 +54,12 @@ export interface MatrixOptions {
   prefix?: string;
   /** agent resync in seconds (default 1: tests wait for it) */
   resyncSeconds?: number;
+  /**
+   * The store the host uses (default: a file store in the testbed dir). Given one, the test
+   * writes objects with the built `cnictl` run inside the host netns (an etcd there is not
+   * reachable from the test process) and `store`, `objects` and `truth` are not available.
+   */
+  store?: (tb: Testbed) => StoreConfig;
 }
 
 export class PolicyMatrix {
@@ -63,7 +69,7 @@ export class PolicyMatrix {
   private constructor(
     readonly cleanup: Cleanup,
     readonly tb: Testbed,
-    readonly store: ObjectStore,
+    private readonly direct: ObjectStore | undefined,
     readonly agentConfig: string,
     readonly table: string,
     readonly storeDir: string,
@@ -77,22 +83,37 @@ export class PolicyMatrix {
     const table = `${tb.id}_policy`;
     const agentConfig = path.join(tb.dir, 'agent.json');
     mkdirSync(storeDir, { recursive: true });
+    const storeConfig: StoreConfig = opts.store ? opts.store(tb) : { type: 'file', path: storeDir };
     writeFileSync(
       agentConfig,
       JSON.stringify({
-        store: { type: 'file', path: storeDir },
+        store: storeConfig,
         node: `${tb.id}-node`,
         listen: '127.0.0.1:9464', // inside the test's host netns
         socket: path.join(tb.dir, 'agent.sock'),
         policy: { table, lockFile: path.join(tb.dir, 'policy.lock') },
       }),
     );
-    const store = await openStore({ type: 'file', path: storeDir });
-    cleanup.add(() => store.close());
+    let store: ObjectStore | undefined;
+    if (!opts.store) {
+      store = await openStore(storeConfig);
+      cleanup.add(() => store!.close());
+    }
     const m = new PolicyMatrix(cleanup, tb, store, agentConfig, table, storeDir, opts.resyncSeconds ?? 1);
     cleanup.add(() => m.stopAgent());
-    for (const ns of NAMESPACES) await m.apply(namespace(ns, { ns }));
+    if (!opts.store) for (const ns of NAMESPACES) await m.apply(namespace(ns, { ns }));
     return m;
+  }
+
+  /** The store, read and written by the test process directly (file store matrices). */
+  get store(): ObjectStore {
+    if (!this.direct) throw new Error('this matrix writes through cnictl: no direct store');
+    return this.direct;
+  }
+
+  /** The built cnictl inside the host netns, with this matrix's agent config. */
+  async cnictl(args: string[], input?: string): Promise<{ stdout: string; stderr: string; exitCode: number }> {
+    return inNs(this.tb.host, path.join(BIN, 'cnictl'), ['--config', this.agentConfig, ...args], true, input);
   }
 
   get node(): string {
@@ -190,11 +211,21 @@ export class PolicyMatrix {
   }
 
   async apply(...objs: CniObject[]): Promise<void> {
-    for (const o of objs) await this.store.put(o);
+    if (!this.direct) {
+      const r = await this.cnictl(['apply', '-f', '-'], objs.map((o) => JSON.stringify(o)).join('\n---\n'));
+      if (r.exitCode !== 0) throw new Error(`cnictl apply: ${r.stdout} ${r.stderr}`);
+      return;
+    }
+    for (const o of objs) await this.direct.put(o);
   }
 
   async remove(kind: Kind, namespace: string, name: string): Promise<void> {
-    await this.store.delete({ kind, namespace, name });
+    if (!this.direct) {
+      const r = await this.cnictl(['delete', kind, namespace ? `${namespace}/${name}` : name]);
+      if (r.exitCode !== 0) throw new Error(`cnictl delete: ${r.stdout} ${r.stderr}`);
+      return;
+    }
+    await this.direct.delete({ kind, namespace, name });
   }
 
   /** Change a pod's labels in the store (what `cnictl label` does). */
