@@ -101,6 +101,9 @@ describe('cnictl', () => {
     expect(y.out).toContain('kind: Endpoint');
     expect(y.out).toMatch(/resourceVersion: "\d+"/);
     expect((await cnictl(['get', 'ns', '-o', 'name'])).out.trim()).toBe('namespace/x');
+    expect((await cnictl(['get', 'ep', '-A', '-l', 'app in (web,db)', '-o', 'name'])).out).toBe('endpoint.cni-ts.dev/web-1');
+    expect((await cnictl(['get', 'ep', '-A', '-l', 'app!=web'])).err).toContain('No resources found');
+    expect((await cnictl(['get', 'ep', '-A', '-l', 'a in ()'])).code).toBe(2);
     const none = await cnictl(['get', 'services']);
     expect(none.code).toBe(0);
     expect(none.err).toContain('No resources found in default namespace.');

@@ -4,7 +4,7 @@ import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { AgentConfigError, configPathFrom, loadAgentConfig, parseAgentConfig } from '../shared/agentconfig.ts';
-import { isEmptySelector, matchesSelector, namespaceLabels, selectorString } from '../shared/objects/selectors.ts';
+import { isEmptySelector, matchesSelector, namespaceLabels, parseSelector, selectorString } from '../shared/objects/selectors.ts';
 import type { LabelSelector, NetworkPolicy } from '../shared/objects/types.ts';
 import { assertValidObject, defaultNetworkPolicy, defaultService, effectivePolicyTypes, ObjectValidationError, validateObject } from '../shared/objects/validate.ts';
 
@@ -52,6 +52,25 @@ describe('matchesSelector (Kubernetes semantics)', () => {
         ],
       }),
     ).toBe('app=web,t in (a,b),x,!y');
+  });
+});
+
+describe('parseSelector (kubectl -l)', () => {
+  it('reads every form', () => {
+    expect(parseSelector('app=web,tier==fe, env!=prod,team,!legacy,zone in (a, b),ring notin (0)')).toEqual({
+      matchLabels: { app: 'web', tier: 'fe' },
+      matchExpressions: [
+        { key: 'env', operator: 'NotIn', values: ['prod'] },
+        { key: 'team', operator: 'Exists' },
+        { key: 'legacy', operator: 'DoesNotExist' },
+        { key: 'zone', operator: 'In', values: ['a', 'b'] },
+        { key: 'ring', operator: 'NotIn', values: ['0'] },
+      ],
+    });
+    expect(parseSelector('')).toEqual({ matchLabels: {}, matchExpressions: [] });
+    expect(matchesSelector(parseSelector('example.com/team=a,!x'), { 'example.com/team': 'a' })).toBe(true);
+    expect(() => parseSelector('a in ()')).toThrow('the list is empty');
+    expect(() => parseSelector('a=b=c')).toThrow('"a=b=c"');
   });
 });
 

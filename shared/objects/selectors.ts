@@ -69,3 +69,46 @@ export function selectorString(selector: LabelSelector | undefined): string {
   }
   return parts.join(',');
 }
+
+/**
+ * kubectl's `-l` syntax to a LabelSelector: `k=v` / `k==v`, `k!=v` (NotIn, which also selects
+ * objects without k), `k`, `!k`, `k in (a,b)`, `k notin (a,b)`, joined by commas (AND).
+ * Throws an Error naming the part it cannot read.
+ */
+export function parseSelector(s: string): LabelSelector {
+  const parts: string[] = [];
+  let depth = 0;
+  let cur = '';
+  for (const ch of s) {
+    if (ch === '(') depth++;
+    if (ch === ')') depth--;
+    if (ch === ',' && depth === 0) {
+      parts.push(cur);
+      cur = '';
+    } else cur += ch;
+  }
+  parts.push(cur);
+  const sel: Required<LabelSelector> = { matchLabels: {}, matchExpressions: [] };
+  for (const raw of parts) {
+    const p = raw.trim();
+    if (!p) continue;
+    let m: RegExpMatchArray | null;
+    if ((m = /^([^\s!=(),]+)\s+(in|notin)\s+\(([^()]*)\)$/.exec(p))) {
+      const values = (m[3] as string)
+        .split(',')
+        .map((v) => v.trim())
+        .filter(Boolean);
+      if (!values.length) throw new Error(`selector ${JSON.stringify(p)}: the list is empty`);
+      sel.matchExpressions.push({ key: m[1] as string, operator: m[2] === 'in' ? 'In' : 'NotIn', values });
+    } else if ((m = /^([^\s!=(),]+)\s*!=\s*([^\s!=(),]*)$/.exec(p))) {
+      sel.matchExpressions.push({ key: m[1] as string, operator: 'NotIn', values: [m[2] as string] });
+    } else if ((m = /^([^\s!=(),]+)\s*==?\s*([^\s!=(),]*)$/.exec(p))) {
+      sel.matchLabels[m[1] as string] = m[2] as string;
+    } else if ((m = /^!\s*([^\s!=(),]+)$/.exec(p))) {
+      sel.matchExpressions.push({ key: m[1] as string, operator: 'DoesNotExist' });
+    } else if (/^[^\s!=(),]+$/.test(p)) {
+      sel.matchExpressions.push({ key: p, operator: 'Exists' });
+    } else throw new Error(`selector ${JSON.stringify(p)}: expected k=v, k!=v, k, !k, k in (a,b) or k notin (a,b)`);
+  }
+  return sel;
+}

@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import type { AdminNetworkPolicy, AnpSubject, BaselineAdminNetworkPolicy, CniObject, Endpoint, EndpointSlice, Kind, NetworkPolicy, Service, SubnetLease } from '../../shared/objects/types.ts';
-import { selectorString } from '../../shared/objects/selectors.ts';
+import { matchesSelector, parseSelector, selectorString } from '../../shared/objects/selectors.ts';
 import { effectivePolicyTypes } from '../../shared/objects/validate.ts';
 import type { ObjectStore } from '../../shared/store/index.ts';
 import { CliError, isNamespaced, labelsString, outputFormat, POLICY_KINDS, qualifiedName, resourceOf, serialize, splitName, table, UsageError, type Ctx, type OutputFormat } from './common.ts';
@@ -16,6 +16,7 @@ export const usage = `usage: cnictl get KIND [NAME|NAMESPACE/NAME] [-n NAMESPACE
   -n, --namespace NS      namespaced kinds: this namespace (default "default")
   -A, --all-namespaces    namespaced kinds: every namespace (adds a NAMESPACE column)
   -o, --output FORMAT     wide (more columns), json, yaml, name
+  -l, --selector SEL      only objects whose labels match: k=v, k!=v, k, !k, k in (a,b), k notin (a,b)
 `;
 
 const ips = (e: Endpoint): string => e.spec.ips.map((c) => c.replace(/\/\d+$/, '')).join(',') || '<none>';
@@ -81,11 +82,17 @@ async function listKinds(store: ObjectStore, kinds: Kind[], namespace: string | 
 export async function run(ctx: Ctx, args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
-    options: { namespace: { type: 'string', short: 'n' }, 'all-namespaces': { type: 'boolean', short: 'A' }, output: { type: 'string', short: 'o' } },
+    options: { namespace: { type: 'string', short: 'n' }, 'all-namespaces': { type: 'boolean', short: 'A' }, output: { type: 'string', short: 'o' }, selector: { type: 'string', short: 'l' } },
     allowPositionals: true,
     strict: true,
   });
   const format: OutputFormat = outputFormat(values.output);
+  let selector;
+  try {
+    selector = values.selector === undefined ? undefined : parseSelector(values.selector);
+  } catch (e) {
+    throw new UsageError(`-l: ${(e as Error).message}`);
+  }
   const [word, nameArg, ...extra] = positionals;
   if (!word) throw new UsageError('get needs a KIND');
   if (extra.length) throw new UsageError(`unexpected argument ${JSON.stringify(extra[0])}`);
@@ -106,7 +113,7 @@ export async function run(ctx: Ctx, args: string[]): Promise<number> {
   }
   const all = Boolean(values['all-namespaces']);
   const namespace = all ? undefined : (values.namespace ?? 'default');
-  const objects = await listKinds(store, kinds, namespace);
+  const objects = (await listKinds(store, kinds, namespace)).filter((o) => !selector || matchesSelector(selector, o.metadata.labels));
   if (!objects.length && format !== 'json' && format !== 'yaml') {
     const scoped = kinds.some(isNamespaced);
     ctx.err(`No resources found${scoped && !all ? ` in ${namespace} namespace` : ''}.\n`);
