@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { Cleanup, inNs, makeNetns, sh, type TestNetns } from './helpers/netns.ts';
 import { ROOT } from './helpers/run.ts';
 import { anp, banp, model, np, objects, PEERS, podIPs, reach, scaleObjects, type Probe } from './policy-unit-model.ts';
-import { compileNode, policyTable, policyTableScript, renderDelete, renderNft, renderSetUpdates, renderUpdate, type PolicyObjects } from '../shared/policy/index.ts';
+import { compileNode, policyTable, policyTableScript, renderDelete, renderNft, renderResync, renderSetUpdates, renderUpdate, type ExistingNames, type PolicyObjects } from '../shared/policy/index.ts';
 import type { Endpoint, Namespace } from '../shared/objects/types.ts';
 
 const TABLE = 'hq_policy';
@@ -119,6 +119,28 @@ describe('nft syntax (real kernel)', () => {
     await load(renderDelete(TABLE));
   });
 
+  it('renderResync redefines in place: same table as a full load, stale objects removed when named', async () => {
+    const other = await makeNetns(cleanup, 'hq');
+    const names = Object.keys(CASES);
+    let prev = compileNode(CASES[names[4]], 'n1', { allowFromNode: false });
+    expect((await load(renderNft(prev, TABLE))).exitCode).toBe(0);
+    for (const n of [...names, names[0]]) {
+      const next = compileNode(CASES[n], 'n1');
+      const r = await load(renderResync(next, TABLE, await existingNames(node)));
+      expect(r.stderr, n).toBe('');
+      expect((await load(renderNft(next, TABLE), other)).exitCode).toBe(0);
+      expect(await tableState(node), n).toEqual(await tableState(other));
+      prev = next;
+    }
+    // without the names: loads, and leaves only empty, unreferenced leftovers
+    expect((await load(renderResync(compileNode(CASES[names[4]], 'n1'), TABLE))).stderr).toBe('');
+    expect((await load(renderResync(prev, TABLE))).stderr).toBe('');
+    // from nothing
+    await load(renderDelete(TABLE));
+    expect((await load(renderResync(prev, TABLE))).stderr).toBe('');
+    await load(renderDelete(TABLE));
+  });
+
   it('1000 endpoints and 200 policies load as one transaction', async () => {
     const rs = compileNode(scaleObjects(1000, 200), 'n1');
     expect(rs.stats.localPods).toBe(1000);
@@ -129,6 +151,20 @@ describe('nft syntax (real kernel)', () => {
     await load(renderDelete(TABLE));
   });
 });
+
+/** The names of what the table holds (what renderResync's `existing` wants). */
+async function existingNames(ns: TestNetns): Promise<ExistingNames> {
+  const r = await inNs(ns, 'nft', ['-j', 'list', 'table', 'inet', TABLE], true);
+  const out: ExistingNames = { chains: [], sets: [], maps: [], counters: [] };
+  if (r.exitCode !== 0) return out;
+  for (const o of (JSON.parse(r.stdout) as { nftables: Record<string, { name?: string }>[] }).nftables) {
+    if (o.chain?.name) out.chains.push(o.chain.name);
+    if (o.set?.name) out.sets.push(o.set.name);
+    if (o.map?.name) out.maps.push(o.map.name);
+    if (o.counter?.name) out.counters.push(o.counter.name);
+  }
+  return out;
+}
 
 /** A table's content, independent of creation order and handles (counter values left out). */
 async function tableState(ns: TestNetns): Promise<Record<string, unknown>> {
@@ -272,6 +308,10 @@ describe('enforcement on one bridge (real traffic, compared with the evaluator)'
     expect((await load(renderUpdate(compileNode(o, 'n1'), next, TABLE))).stderr).toBe('');
     const again = (await inNs(node, 'nft', ['list', 'counter', 'inet', TABLE, 'default_deny_in'])).stdout;
     expect(Number(/packets (\d+)/.exec(again)?.[1])).toBe(counters.default_deny_in);
+    // so does a resync in place
+    expect((await load(policyTableScript(o, 'n1', { table: TABLE, keepCounters: true }))).stderr).toBe('');
+    const after = (await inNs(node, 'nft', ['list', 'counter', 'inet', TABLE, 'default_deny_in'])).stdout;
+    expect(Number(/packets (\d+)/.exec(after)?.[1])).toBe(counters.default_deny_in);
   });
 });
 

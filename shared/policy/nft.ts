@@ -53,6 +53,45 @@ export function renderNft(rs: Ruleset, table = POLICY_TABLE): string {
   return `table ${POLICY_TABLE_FAMILY} ${table} {}\ndelete table ${POLICY_TABLE_FAMILY} ${table}\n${renderTable(rs, table)}\n`;
 }
 
+/** Names of what a table holds now (from `nft -j list chains|sets|maps|counters table inet T`). */
+export interface ExistingNames {
+  chains: string[];
+  sets: string[];
+  maps: string[];
+  counters: string[];
+}
+
+/**
+ * One `nft -f` script redefining the whole table like `renderNft`, but keeping the named
+ * counters' values: the table is created if absent and flushed instead of deleted, every desired
+ * set and map is emptied and refilled, chains are refilled. With `existing` (the names the
+ * kernel holds now), objects no longer desired are removed too; without it they stay behind,
+ * empty and unreferenced (harmless; pass `existing` now and then, or use renderNft).
+ * Atomic like the others: packets see the old table or the new one.
+ */
+export function renderResync(rs: Ruleset, table = POLICY_TABLE, existing?: ExistingNames): string {
+  const t = `${POLICY_TABLE_FAMILY} ${table}`;
+  const out = [`table ${t} {}`, `flush table ${t}`];
+  // declare (creates what is absent; same name = same type, by construction) and empty
+  const decl = [...rs.sets.map((x) => `\tset ${x.name} { type ${x.type};${x.flags?.length ? ` flags ${x.flags.join(', ')};` : ''} }`), ...rs.maps.map((m) => `\tmap ${m.name} { type ${m.type}; }`)];
+  out.push(`table ${t} {`, ...decl, '}');
+  for (const x of rs.sets) out.push(`flush set ${t} ${x.name}`);
+  for (const m of rs.maps) out.push(`flush map ${t} ${m.name}`);
+  if (existing) {
+    const want = (names: string[]): Set<string> => new Set(names);
+    const chains = want(rs.chains.map((c) => c.name));
+    const sets = want(rs.sets.map((x) => x.name));
+    const maps = want(rs.maps.map((m) => m.name));
+    const counters = want(rs.counters);
+    for (const m of existing.maps) if (!maps.has(m)) out.push(`flush map ${t} ${m}`, `delete map ${t} ${m}`);
+    for (const c of existing.chains) if (!chains.has(c)) out.push(`delete chain ${t} ${c}`);
+    for (const x of existing.sets) if (!sets.has(x)) out.push(`delete set ${t} ${x}`);
+    for (const c of existing.counters) if (!counters.has(c)) out.push(`delete counter ${t} ${c}`);
+  }
+  out.push(renderTable(rs, table));
+  return `${out.join('\n')}\n`;
+}
+
 /** Script removing the table (no error when it is absent). */
 export function renderDelete(table = POLICY_TABLE): string {
   return `table ${POLICY_TABLE_FAMILY} ${table} {}\ndelete table ${POLICY_TABLE_FAMILY} ${table}\n`;
