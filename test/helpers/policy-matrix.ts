@@ -39,8 +39,55 @@ interface PodProc {
   netns: TestNetns;
   containerId: string;
   ip: string;
-  proc?: ChildProcess;
-  waiting: Map<number, (r: boolean[]) => void>;
+  server?: PodServer;
+}
+
+export interface Probe {
+  ip: string;
+  port: number;
+  proto: Proto;
+}
+
+/** A pod's server/prober process (test/helpers/policy-pod.ts). */
+export interface PodServer {
+  /** probe targets at once from inside the pod; true per probe that got through */
+  probe(probes: Probe[], timeoutMs?: number): Promise<boolean[]>;
+}
+
+/** Serve TCP and UDP on PORTS inside `netnsPath` (Node 24), killed on `cleanup`. */
+export async function startPodServer(cleanup: Cleanup, netnsPath: string, name: string): Promise<PodServer> {
+  const proc: ChildProcess = spawn('nsenter', [`--net=${netnsPath}`, '--', NODE_BIN, POD_SCRIPT, JSON.stringify({ tcp: PORTS, udp: PORTS })], { stdio: ['pipe', 'pipe', 'pipe'] });
+  cleanup.add(async () => {
+    if (proc.exitCode === null) proc.kill('SIGKILL');
+  });
+  const waiting = new Map<number, (r: boolean[]) => void>();
+  let nextId = 1;
+  let stderr = '';
+  proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const rl = readline.createInterface({ input: proc.stdout! });
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`pod ${name} server did not start: ${stderr}`)), 20_000);
+    proc.once('exit', () => reject(new Error(`pod ${name} server exited: ${stderr}`)));
+    rl.on('line', (line) => {
+      const m = JSON.parse(line) as { ready?: boolean; id?: number; results?: boolean[] };
+      if (m.ready) {
+        clearTimeout(t);
+        resolve();
+      } else if (m.id !== undefined) {
+        waiting.get(m.id)?.(m.results ?? []);
+        waiting.delete(m.id);
+      }
+    });
+  });
+  return {
+    probe(probes, timeoutMs = 700) {
+      const id = nextId++;
+      return new Promise((resolve) => {
+        waiting.set(id, resolve);
+        proc.stdin!.write(`${JSON.stringify({ id, timeoutMs, probes })}\n`);
+      });
+    },
+  };
 }
 
 export interface AgentProcess {
@@ -64,7 +111,6 @@ export interface MatrixOptions {
 
 export class PolicyMatrix {
   readonly pods = new Map<PodKey, PodProc>();
-  private nextId = 1;
   private agentProc: AgentProcess | undefined;
   private constructor(
     readonly cleanup: Cleanup,
@@ -155,7 +201,7 @@ export class PolicyMatrix {
     const netns = await this.tb.container();
     await inNs(netns, 'ip', ['link', 'set', 'lo', 'up']); // what the loopback plugin does in a runtime's chain
     const containerId = `${this.tb.id}-${key.replace('/', '-')}`;
-    const pod: PodProc = { key, netns, containerId, ip: '', waiting: new Map() };
+    const pod: PodProc = { key, netns, containerId, ip: '' };
     this.pods.set(key, pod);
     const br = await this.plugin('bridge', { command: 'ADD', containerId, netns: netns.path, config: this.bridgeConf() });
     if (br.exitCode !== 0) throw new Error(`bridge ADD ${key}: ${br.stdout} ${br.stderr}`);
@@ -186,28 +232,7 @@ export class PolicyMatrix {
   /** Start the pod's server/prober process (Node 24 inside the pod's netns). */
   async serve(key: PodKey): Promise<void> {
     const pod = this.pods.get(key)!;
-    const proc = spawn('nsenter', [`--net=${pod.netns.path}`, '--', NODE_BIN, POD_SCRIPT, JSON.stringify({ tcp: PORTS, udp: PORTS })], { stdio: ['pipe', 'pipe', 'pipe'] });
-    pod.proc = proc;
-    this.cleanup.add(async () => {
-      if (proc.exitCode === null) proc.kill('SIGKILL');
-    });
-    let stderr = '';
-    proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-    const rl = readline.createInterface({ input: proc.stdout! });
-    await new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`pod ${key} server did not start: ${stderr}`)), 20_000);
-      proc.once('exit', () => reject(new Error(`pod ${key} server exited: ${stderr}`)));
-      rl.on('line', (line) => {
-        const m = JSON.parse(line) as { ready?: boolean; id?: number; results?: boolean[] };
-        if (m.ready) {
-          clearTimeout(t);
-          resolve();
-        } else if (m.id !== undefined) {
-          pod.waiting.get(m.id)?.(m.results ?? []);
-          pod.waiting.delete(m.id);
-        }
-      });
-    });
+    pod.server = await startPodServer(this.cleanup, pod.netns.path, key);
   }
 
   async apply(...objs: CniObject[]): Promise<void> {
@@ -248,26 +273,8 @@ export class PolicyMatrix {
   /** `cni-ts agent` inside the host netns. */
   startAgent(extraArgs: string[] = []): AgentProcess {
     if (this.agentProc) return this.agentProc;
-    const proc = spawn('nsenter', [`--net=${this.tb.host.path}`, '--', path.join(BIN, 'cni-ts'), 'agent', '--config', this.agentConfig, '--resync', String(this.resyncSeconds), ...extraArgs], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', CNI_LOG_LEVEL: 'info' },
-    });
-    let out = '';
-    proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-    const a: AgentProcess = {
-      exited,
-      log: () => out,
-      stop: async () => {
-        if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
-        const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
-        await exited;
-        clearTimeout(t);
-      },
-    };
-    this.agentProc = a;
-    return a;
+    this.agentProc = startNodeAgent(this.tb.host.path, this.agentConfig, ['--resync', String(this.resyncSeconds), ...extraArgs]);
+    return this.agentProc;
   }
 
   async stopAgent(): Promise<void> {
@@ -277,14 +284,10 @@ export class PolicyMatrix {
   }
 
   /** Ask one pod to probe targets at once; answers true/false per probe. */
-  private ask(from: PodKey, probes: Array<{ ip: string; port: number; proto: Proto }>, timeoutMs: number): Promise<boolean[]> {
-    const pod = this.pods.get(from)!;
-    if (!pod.proc) throw new Error(`pod ${from} has no server process`);
-    const id = this.nextId++;
-    return new Promise((resolve) => {
-      pod.waiting.set(id, resolve);
-      pod.proc!.stdin!.write(`${JSON.stringify({ id, timeoutMs, probes })}\n`);
-    });
+  private ask(from: PodKey, probes: Probe[], timeoutMs: number): Promise<boolean[]> {
+    const server = this.pods.get(from)?.server;
+    if (!server) throw new Error(`pod ${from} has no server process`);
+    return server.probe(probes, timeoutMs);
   }
 
   /** The observed matrix for one port and protocol (every pod probes every pod, concurrently). */
@@ -333,6 +336,28 @@ export class PolicyMatrix {
     }
     throw new Error(`reachability ${port}/${proto} differs from the expected matrix:\n${formatDiff(want, got)}`);
   }
+}
+
+/** `cni-ts agent --config FILE` (the built executable) inside a host netns; stop() it. */
+export function startNodeAgent(hostNetns: string, config: string, extraArgs: string[] = []): AgentProcess {
+  const proc = spawn('nsenter', [`--net=${hostNetns}`, '--', path.join(BIN, 'cni-ts'), 'agent', '--config', config, ...extraArgs], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', CNI_LOG_LEVEL: 'info' },
+  });
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  return {
+    exited,
+    log: () => out,
+    stop: async () => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
 }
 
 export function namespace(name: string, labels: Record<string, string>): Namespace {
