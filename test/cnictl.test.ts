@@ -166,6 +166,41 @@ spec:
     expect((await cnictl(['label', 'endpoint', 'x/absent', 'a=b'])).code).toBe(1);
   }, 60_000);
 
+  it('get -w prints what there is, then every change, until interrupted', async () => {
+    const ep = { apiVersion: 'cni-ts.dev/v1', kind: 'Endpoint', metadata: { name: 'w1', namespace: 'w', labels: { app: 'w' } }, spec: { node: 'n1', network: 'net', containerId: 'c1', ifname: 'eth0', ips: ['10.0.9.1/24'] } };
+    expect((await cnictl(['apply', '-f', '-'], { input: JSON.stringify(ep) })).code).toBe(0);
+    const p = execa(CNICTL, ['--config', config, 'get', 'endpoints', '-n', 'w', '-w', '-o', 'json'], { reject: false, env: { PATH: process.env.PATH ?? '' }, extendEnv: false });
+    let out = '';
+    p.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+    const events = (): string[] =>
+      out
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => {
+          const e = JSON.parse(l) as { type: string; object: { metadata: { name: string } } };
+          return `${e.type} ${e.object.metadata.name}`;
+        });
+    const until = async (want: string): Promise<boolean> => {
+      for (let i = 0; i < 100; i++) {
+        if (events().includes(want)) return true;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return false;
+    };
+    try {
+      // listed first, so the changes below can only come from the watch
+      expect(await until('ADDED w1')).toBe(true);
+      expect((await cnictl(['label', 'ep', 'w/w1', 'x=y'])).code).toBe(0);
+      expect(await until('MODIFIED w1')).toBe(true);
+      expect((await cnictl(['delete', 'ep', 'w/w1'])).code).toBe(0);
+      expect(await until('DELETED w1')).toBe(true);
+      expect(events()).toEqual(['ADDED w1', 'MODIFIED w1', 'DELETED w1']);
+    } finally {
+      p.kill('SIGTERM');
+    }
+    expect((await p).exitCode).toBe(0);
+  }, 60_000);
+
   it('delete -f and delete KIND NAME; not found is an error', async () => {
     const d = await cnictl(['delete', 'networkpolicy', 'x/deny-all']);
     expect(d.out).toBe('networkpolicy.networking.k8s.io/deny-all deleted');

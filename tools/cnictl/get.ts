@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import type { AdminNetworkPolicy, AnpSubject, BaselineAdminNetworkPolicy, CniObject, Endpoint, EndpointSlice, Kind, NetworkPolicy, Service, SubnetLease } from '../../shared/objects/types.ts';
 import { matchesSelector, parseSelector, selectorString } from '../../shared/objects/selectors.ts';
 import { effectivePolicyTypes } from '../../shared/objects/validate.ts';
-import type { ObjectStore } from '../../shared/store/index.ts';
+import type { ObjectStore, WatchEvent } from '../../shared/store/index.ts';
 import { CliError, isNamespaced, labelsString, outputFormat, POLICY_KINDS, qualifiedName, resourceOf, serialize, splitName, table, UsageError, type Ctx, type OutputFormat } from './common.ts';
 
 export const usage = `usage: cnictl get KIND [NAME|NAMESPACE/NAME] [-n NAMESPACE | -A] [-o wide|json|yaml|name]
@@ -17,6 +17,7 @@ export const usage = `usage: cnictl get KIND [NAME|NAMESPACE/NAME] [-n NAMESPACE
   -A, --all-namespaces    namespaced kinds: every namespace (adds a NAMESPACE column)
   -o, --output FORMAT     wide (more columns), json, yaml, name
   -l, --selector SEL      only objects whose labels match: k=v, k!=v, k, !k, k in (a,b), k notin (a,b)
+  -w, --watch             then print every change (EVENT column; json: {"type","object"} lines) until interrupted
 `;
 
 const ips = (e: Endpoint): string => e.spec.ips.map((c) => c.replace(/\/\d+$/, '')).join(',') || '<none>';
@@ -74,15 +75,16 @@ const COLUMNS: Record<Kind, Column[]> = {
   ],
 };
 
-async function listKinds(store: ObjectStore, kinds: Kind[], namespace: string | undefined): Promise<CniObject[]> {
+/** The objects, and a revision to watch from that misses nothing after any of the lists. */
+async function listKinds(store: ObjectStore, kinds: Kind[], namespace: string | undefined): Promise<{ objects: CniObject[]; revision: number }> {
   const lists = await Promise.all(kinds.map((k) => store.list(k, isNamespaced(k) ? namespace : undefined)));
-  return lists.flatMap((l) => l.items.map((i) => i.object));
+  return { objects: lists.flatMap((l) => l.items.map((i) => i.object)), revision: Math.min(...lists.map((l) => l.revision)) };
 }
 
 export async function run(ctx: Ctx, args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
-    options: { namespace: { type: 'string', short: 'n' }, 'all-namespaces': { type: 'boolean', short: 'A' }, output: { type: 'string', short: 'o' }, selector: { type: 'string', short: 'l' } },
+    options: { namespace: { type: 'string', short: 'n' }, 'all-namespaces': { type: 'boolean', short: 'A' }, output: { type: 'string', short: 'o' }, selector: { type: 'string', short: 'l' }, watch: { type: 'boolean', short: 'w' } },
     allowPositionals: true,
     strict: true,
   });
@@ -104,6 +106,7 @@ export async function run(ctx: Ctx, args: string[]): Promise<number> {
   const store = await ctx.store();
 
   if (nameArg !== undefined) {
+    if (values.watch) throw new UsageError('-w watches a kind: leave out NAME (use -l to narrow it)');
     if (policies) throw new UsageError('get policies NAME: name the kind (networkpolicies, adminnetworkpolicies, ...)');
     const kind = kinds[0] as Kind;
     const ref = { kind, ...splitName(kind, nameArg, values.namespace) };
@@ -113,7 +116,12 @@ export async function run(ctx: Ctx, args: string[]): Promise<number> {
   }
   const all = Boolean(values['all-namespaces']);
   const namespace = all ? undefined : (values.namespace ?? 'default');
-  const objects = (await listKinds(store, kinds, namespace)).filter((o) => !selector || matchesSelector(selector, o.metadata.labels));
+  const listed = await listKinds(store, kinds, namespace);
+  const objects = listed.objects.filter((o) => !selector || matchesSelector(selector, o.metadata.labels));
+  if (values.watch) {
+    const keep = (o: CniObject): boolean => (all || !isNamespaced(o.kind) || o.metadata.namespace === namespace) && (!selector || matchesSelector(selector, o.metadata.labels));
+    return watchKinds(ctx, store, kinds, format, all, objects, listed.revision, keep);
+  }
   if (!objects.length && format !== 'json' && format !== 'yaml') {
     const scoped = kinds.some(isNamespaced);
     ctx.err(`No resources found${scoped && !all ? ` in ${namespace} namespace` : ''}.\n`);
@@ -131,10 +139,16 @@ async function print(ctx: Ctx, objects: CniObject[], kinds: Kind[], format: Outp
     for (const o of objects) ctx.out(`${qualifiedName(o.kind, o.metadata.name)}\n`);
     return 0;
   }
+  const t = tableOf(objects, kinds, format, allNs);
+  ctx.out(table(t.header, t.rows));
+  return 0;
+}
+
+/** Header and rows of the table for these objects (`get policies` mixes kinds in one table). */
+function tableOf(objects: CniObject[], kinds: Kind[], format: OutputFormat, allNs: boolean): { header: string[]; rows: string[][] } {
   const mixed = kinds.length > 1;
   const nsCol = allNs || mixed;
   if (mixed) {
-    // `get policies`: one table over every policy kind
     const header = ['KIND', ...(nsCol ? ['NAMESPACE'] : []), 'NAME', 'PRIORITY', 'SELECTS'];
     const rows = objects.map((o) => {
       const sel =
@@ -142,14 +156,112 @@ async function print(ctx: Ctx, objects: CniObject[], kinds: Kind[], format: Outp
       const prio = o.kind === 'AdminNetworkPolicy' ? String(o.spec.priority) : o.kind === 'NetworkPolicy' ? '-' : 'baseline';
       return [o.kind, ...(nsCol ? [o.metadata.namespace || '-'] : []), o.metadata.name, prio, sel];
     });
-    ctx.out(table(header, rows));
-    return 0;
+    return { header, rows };
   }
   const kind = kinds[0] as Kind;
   const cols = COLUMNS[kind].filter(([, , w]) => !w || format === 'wide');
   const showNs = nsCol && isNamespaced(kind);
   const header = [...(showNs ? ['NAMESPACE'] : []), 'NAME', ...cols.map(([h]) => h)];
   const rows = objects.map((o) => [...(showNs ? [o.metadata.namespace ?? ''] : []), o.metadata.name, ...cols.map(([, f]) => f(o))]);
-  ctx.out(table(header, rows));
+  return { header, rows };
+}
+
+/**
+ * `get -w`: what there is (ADDED), then every change (ADDED, MODIFIED, DELETED; SYNC rows after
+ * a resync) until SIGINT/SIGTERM. Tables get an EVENT column; json/yaml print
+ * {type, object} per change (one JSON per line, YAML documents).
+ */
+async function watchKinds(
+  ctx: Ctx,
+  store: ObjectStore,
+  kinds: Kind[],
+  format: OutputFormat,
+  allNs: boolean,
+  initial: CniObject[],
+  fromRevision: number,
+  keep: (o: CniObject) => boolean,
+): Promise<number> {
+  const shown = new Map<string, CniObject>();
+  const key = (k: Kind, ns: string, name: string): string => `${k}/${ns}/${name}`;
+  const keyOfObj = (o: CniObject): string => key(o.kind, o.metadata.namespace ?? '', o.metadata.name);
+  const emit = async (type: string, o: CniObject, header: boolean): Promise<void> => {
+    if (format === 'json') ctx.out(`${JSON.stringify({ type, object: o })}\n`);
+    else if (format === 'yaml') ctx.out(`---\n${await serialize([{ type, object: o } as unknown as CniObject], 'yaml', true)}`);
+    else if (format === 'name') ctx.out(`${type} ${qualifiedName(o.kind, o.metadata.name)}\n`);
+    else {
+      const t = tableOf([o], kinds, format, allNs);
+      const h = ['EVENT', ...t.header];
+      const r = [type, ...(t.rows[0] ?? [])];
+      if (header) {
+        line(r); // widths from this row too
+        ctx.out(line(h));
+      }
+      ctx.out(line(r));
+    }
+  };
+  // columns as wide as the first screen (or the first row) made them, growing when a row needs it
+  const widths: number[] = [];
+  const line = (cells: string[]): string => {
+    cells.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length, i === 0 ? 'MODIFIED'.length : 0)));
+    return `${cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('   ')}\n`;
+  };
+  let first = true;
+  for (const o of initial) shown.set(keyOfObj(o), o);
+  if (initial.length && (format === 'table' || format === 'wide')) {
+    const t = tableOf(initial, kinds, format, allNs);
+    const all = [['EVENT', ...t.header], ...t.rows.map((r) => ['ADDED', ...r])];
+    for (const r of all) line(r); // widths first
+    for (const r of all) ctx.out(line(r));
+    first = false;
+  } else {
+    for (const o of initial) {
+      await emit('ADDED', o, first);
+      first = false;
+    }
+  }
+  let queue = Promise.resolve();
+  const onEvent = (e: WatchEvent): void => {
+    queue = queue.then(async () => {
+      if (e.type === 'resync') {
+        const now = new Set<string>();
+        for (const i of e.items) {
+          if (!keep(i.object)) continue;
+          now.add(keyOfObj(i.object));
+          shown.set(keyOfObj(i.object), i.object);
+          await emit('SYNC', i.object, first);
+          first = false;
+        }
+        for (const [k, o] of [...shown]) if (!now.has(k)) {
+          shown.delete(k);
+          await emit('DELETED', o, first);
+          first = false;
+        }
+        return;
+      }
+      const k = key(e.ref.kind, e.ref.namespace, e.ref.name);
+      if (e.type === 'delete') {
+        const o = shown.get(k);
+        if (!o) return;
+        shown.delete(k);
+        await emit('DELETED', o, first);
+      } else if (keep(e.object)) {
+        await emit(shown.has(k) ? 'MODIFIED' : 'ADDED', e.object, first);
+        shown.set(k, e.object);
+      } else if (shown.has(k)) {
+        // no longer matches (a label changed): gone from this view
+        const o = shown.get(k) as CniObject;
+        shown.delete(k);
+        await emit('DELETED', o, first);
+      } else return;
+      first = false;
+    });
+  };
+  const stop = await store.watch(onEvent, { fromRevision, kinds });
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+  stop();
+  await queue;
   return 0;
 }
