@@ -383,6 +383,13 @@ describe('AdminNetworkPolicy and BaselineAdminNetworkPolicy', () => {
     expect(evaluate(o, { src: o.endpoints[0], dst: '198.51.100.9', protocol: 'UDP', port: 53 }).verdict).toBe('allow');
   });
 
+  it('a rule with an unknown action acts on nothing (it never allows)', () => {
+    const bad = anp('bad', { priority: 1, subject: subjectX, ingress: [{ action: 'Allow!' as 'Allow', from: [{ namespaces: {} }] }] });
+    const o = objects({ anps: [bad], policies: [denyIngressX] });
+    expect(reach(o)).toBe(reach(objects({ policies: [denyIngressX] })));
+    expect(compileNode(o, 'n1').chains.some((c) => c.rules.some((r) => r.includes('anp_bad')))).toBe(false);
+  });
+
   it('BaselineAdminNetworkPolicy applies only where NetworkPolicy does not isolate', () => {
     const b = banp({ subject: subjectX, ingress: [{ action: 'Allow', from: [{ namespaces: nsZ }] }, { action: 'Deny', from: [{ namespaces: {} }] }] });
     expect(reach(objects({ banp: b }))).toBe(tableOf((f, t) => !t.startsWith('x/') || f.startsWith('z/')));

@@ -407,7 +407,7 @@ function podsPeer(sel: PodSelection): Peer {
 function npPorts(ports: NetworkPolicyPort[] | undefined): PortSpec[] | 'all' {
   if (!ports || ports.length === 0) return 'all';
   return ports.map((p): PortSpec => {
-    const protocol = p.protocol ?? 'TCP';
+    const protocol = (p.protocol ?? 'TCP').toUpperCase() as Protocol;
     if (typeof p.port === 'string') {
       // a numeric string is a number (IntOrString parses "80" as the name "80" upstream, but
       // our YAML/JSON inputs may quote numbers): treat digits as the number
@@ -465,9 +465,9 @@ function anpPorts(ports: AnpPort[] | undefined): PortSpec[] | 'all' {
   if (!ports || ports.length === 0) return 'all';
   const out: PortSpec[] = [];
   for (const p of ports) {
-    if ('portNumber' in p) out.push({ kind: 'number', protocol: p.portNumber.protocol ?? 'TCP', port: p.portNumber.port });
+    if ('portNumber' in p) out.push({ kind: 'number', protocol: (p.portNumber.protocol ?? 'TCP').toUpperCase() as Protocol, port: p.portNumber.port });
     else if ('namedPort' in p) out.push({ kind: 'named', name: p.namedPort });
-    else if ('portRange' in p) out.push({ kind: 'number', protocol: p.portRange.protocol ?? 'TCP', port: p.portRange.start, endPort: p.portRange.end });
+    else if ('portRange' in p) out.push({ kind: 'number', protocol: (p.portRange.protocol ?? 'TCP').toUpperCase() as Protocol, port: p.portRange.start, endPort: p.portRange.end });
   }
   return out;
 }
@@ -477,9 +477,13 @@ function normalizeAdmin(kind: 'AdminNetworkPolicy' | 'BaselineAdminNetworkPolicy
   for (const direction of ['ingress', 'egress'] as const) {
     const rules = spec[direction];
     if (!rules || rules.length === 0) continue;
-    out[direction] = rules.map((r, i): PolicyRule => {
+    const actions: readonly string[] = kind === 'AdminNetworkPolicy' ? ['Allow', 'Deny', 'Pass'] : ['Allow', 'Deny'];
+    // indices stay those of the spec; a rule with an action we do not know (validation rejects
+    // it before it is stored) acts on nothing rather than allowing
+    out[direction] = rules.flatMap((r, i): PolicyRule[] => {
+      if (!actions.includes(r.action)) return [];
       const ref: RuleRef = { kind, name, direction, rule: i, ...(r.name ? { ruleName: r.name } : {}) };
-      return { ref, action: r.action, peers: anpPeers(direction === 'ingress' ? r.from : r.to, direction), ports: anpPorts(r.ports), counter: counterName(ref) };
+      return [{ ref, action: r.action, peers: anpPeers(direction === 'ingress' ? r.from : r.to, direction), ports: anpPorts(r.ports), counter: counterName(ref) }];
     });
   }
   return out;
