@@ -36,10 +36,12 @@ test: typecheck lint build test-only
 test-only: deps
 	vitest run $(VITEST_ARGS)
 
-# Side-by-side with the Go reference (bench/report.md), then the overlay across hosts.
+# Side-by-side with the Go reference (bench/report.md), then the overlay across hosts, then the
+# policy path (store write -> enforcement, endpoint ADD, agent memory, iperf3 through the policy).
 bench: build
 	node --experimental-strip-types bench/run.ts
 	node --experimental-strip-types bench/overlay.ts
+	node --experimental-transform-types --no-warnings bench/policy-agent.ts
 
 install: build
 	install -d $(DESTDIR)$(CNI_BIN_DIR)

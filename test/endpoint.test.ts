@@ -95,7 +95,8 @@ describe('endpoint plugin + agent on the kernel', () => {
         containerId: m.pods.get('x/a')!.containerId,
         netns: '',
         args: 'K8S_POD_NAMESPACE=x;K8S_POD_NAME=a',
-        config: { cniVersion: '1.1.0', name: `${m.tb.id}net`, ...m.endpointConf() },
+        // what only ADD reads never fails a DEL (a runtime DELs after a refused ADD too)
+        config: { cniVersion: '1.1.0', name: `${m.tb.id}net`, ...m.endpointConf(), args: { cni: { labels: { 'not a key': 'x' } } } },
       });
     const first = await del();
     expect(first.exitCode, first.stdout + first.stderr).toBe(0);

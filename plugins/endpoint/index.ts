@@ -96,8 +96,10 @@ export default definePlugin<EndpointConf>({
   name: 'endpoint',
   about: 'register the attachment in the cluster store (Endpoint) and program its network policy before returning (chained)',
   schema,
-  validateConfig(config) {
-    // checked here so a bad label or port name is code 7 before anything happens
+  validateConfig(config, req) {
+    // checked here so a bad label or port name is code 7 before anything happens (ADD, CHECK;
+    // DEL and GC never fail on what only ADD reads)
+    if (req.env.command !== 'ADD' && req.env.command !== 'CHECK') return;
     labelsOf(config);
     portsOf(config);
     aliasesOf(config);
