@@ -22,7 +22,7 @@ import type {
   Protocol,
 } from '../objects/types.ts';
 import { matchesSelector, namespaceLabels } from '../objects/selectors.ts';
-import { bitsOf, contains, formatIP, lastAddr, networkAddr, parseCIDR, parseIP, type Family, type IP } from '../ipnet.ts';
+import { bitsOf, formatIP, lastAddr, networkAddr, parseCIDR, parseIP, type Family, type IP } from '../ipnet.ts';
 
 /** Everything policy depends on: what the store holds (every node's endpoints). */
 export interface PolicyObjects {
@@ -520,4 +520,3 @@ export function peerMatches(peers: Peer[] | 'all', other: Pod | undefined, other
   return peers.some((p) => (p.kind === 'pods' ? !!other && selectionMatches(p.sel, other) : !!otherIP && inRanges(p.ranges, otherIP)));
 }
 
-export { contains };
