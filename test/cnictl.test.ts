@@ -3,7 +3,7 @@
  * file store (no kernel state is touched).
  */
 import { execa } from 'execa';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -137,14 +137,26 @@ spec:
 `;
     const r = await cnictl(['apply', '-f', '-'], { input: bad });
     expect(r.code).toBe(1);
-    expect(r.err).toContain('document 6 (NetworkPolicy fresh/broken): spec.ingress[0].ports[0].port: 70000 is not a port number (1-65535)');
+    expect(r.err).toContain('stdin: document 6 (NetworkPolicy fresh/broken): spec.ingress[0].ports[0].port: 70000 is not a port number (1-65535)');
     expect(r.err).toContain('nothing applied');
     expect(r.out).toBe('');
     expect((await cnictl(['get', 'netpol', '-n', 'fresh'])).err).toContain('No resources found');
     expect((await cnictl(['get', 'ns', 'fresh'])).code).toBe(1);
+    // a directory: its manifests in name order, each problem naming its file
+    const d = path.join(dir, 'manifests');
+    mkdirSync(d);
+    writeFileSync(path.join(d, 'a.yaml'), 'apiVersion: v1\nkind: Namespace\nmetadata: {name: from-dir}\n');
+    writeFileSync(path.join(d, 'b.json'), JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'Bad_Name' } }));
+    writeFileSync(path.join(d, 'notes.txt'), 'not a manifest');
+    const dr = await cnictl(['apply', '-f', d]);
+    expect(dr.code).toBe(1);
+    expect(dr.err).toContain(`${path.join(d, 'b.json')}: document 1 (Namespace Bad_Name): metadata.name:`);
+    rmSync(path.join(d, 'b.json'));
+    expect((await cnictl(['apply', '-f', d])).out).toBe('namespace/from-dir created');
+    expect((await cnictl(['delete', '-f', d])).out).toBe('namespace/from-dir deleted');
     const yaml = await cnictl(['apply', '-f', '-'], { input: 'kind: [\n' });
     expect(yaml.code).toBe(1);
-    expect(yaml.err).toMatch(/document 1: not valid YAML or JSON \(line \d+/);
+    expect(yaml.err).toMatch(/stdin: document 1: not valid YAML or JSON \(line \d+/);
   });
 
   it('label: --overwrite to change a value, k- to remove, CAS under concurrent writers', async () => {

@@ -10,7 +10,8 @@ import { ConflictError, refOf, refString, storedForm, StoreUnavailableError, typ
 import { CliError, docLabel, isNamespaced, qualifiedName, readManifests, UsageError, type Ctx } from './common.ts';
 
 export const usage = `usage: cnictl apply -f FILE [-f FILE ...] [-n NAMESPACE] [--dry-run]
-  -f, --filename FILE   a manifest (YAML or JSON, several documents, mixed kinds); - reads stdin
+  -f, --filename FILE   a manifest (YAML or JSON, several documents, mixed kinds); - reads stdin;
+                        a directory: its *.yaml, *.yml, *.json files
   -n, --namespace NS    namespace for namespaced objects that name none (default "default")
       --dry-run         validate only; nothing is written
 Creates objects that do not exist and replaces those that do (labels set with \`cnictl label\`

@@ -3,7 +3,8 @@
  * exit codes (1 error, 2 usage), resource names as kubectl spells them, tables, -o json|yaml,
  * and reading manifests (YAML or JSON, several documents, `kind: List`).
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
 import { loadAgentConfig, type AgentConfig } from '../../shared/agentconfig.ts';
 import { API_VERSIONS } from '../../shared/objects/validate.ts';
 import { CLUSTER_SCOPED, type CniObject, type Kind } from '../../shared/objects/types.ts';
@@ -133,19 +134,46 @@ export function labelsString(labels: Record<string, string> | undefined): string
 
 // ---- manifests ----
 export interface Manifest {
-  /** 1-based position in the input, counting every document (for messages) */
+  /** the file it came from ("stdin" for -) */
+  source: string;
+  /** 1-based position in its file, counting every non-empty document (for messages) */
   index: number;
   doc: unknown;
 }
 
-/** Read -f FILE (or - for stdin): YAML or JSON, several documents; `kind: List` is flattened. */
+/**
+ * Read -f FILE (- for stdin, a directory for its *.yaml, *.yml and *.json files in name order):
+ * YAML or JSON, several documents; `kind: List` is flattened.
+ */
 export async function readManifests(ctx: Ctx, file: string): Promise<Manifest[]> {
-  let text: string;
+  if (file !== '-') {
+    let st;
+    try {
+      st = statSync(file);
+    } catch (e) {
+      throw new CliError(`cannot read ${file}: ${(e as Error).message}`);
+    }
+    if (st.isDirectory()) {
+      const files = readdirSync(file)
+        .filter((f) => /\.(ya?ml|json)$/.test(f))
+        .sort()
+        .map((f) => path.join(file, f));
+      if (!files.length) throw new CliError(`${file}: no *.yaml, *.yml or *.json files in it`);
+      return (await Promise.all(files.map((f) => parseManifests(readText(ctx, f), f)))).flat();
+    }
+  }
+  return parseManifests(readText(ctx, file), file === '-' ? 'stdin' : file);
+}
+
+function readText(ctx: Ctx, file: string): string {
   try {
-    text = file === '-' ? ctx.stdin() : readFileSync(file, 'utf8');
+    return file === '-' ? ctx.stdin() : readFileSync(file, 'utf8');
   } catch (e) {
     throw new CliError(`cannot read ${file === '-' ? 'stdin' : file}: ${(e as Error).message}`);
   }
+}
+
+async function parseManifests(text: string, source: string): Promise<Manifest[]> {
   const { parseAllDocuments } = await import('yaml');
   const out: Manifest[] = [];
   let index = 0;
@@ -154,7 +182,7 @@ export async function readManifests(ctx: Ctx, file: string): Promise<Manifest[]>
     if (!('errors' in d) || d.errors.length) {
       const e = 'errors' in d ? d.errors[0] : undefined;
       const where = e?.linePos?.[0] ? ` (line ${e.linePos[0].line}, column ${e.linePos[0].col})` : '';
-      throw new CliError(`${file === '-' ? 'stdin' : file}: document ${index}: not valid YAML or JSON${where}: ${e?.message.split('\n')[0] ?? 'unreadable'}`);
+      throw new CliError(`${source}: document ${index}: not valid YAML or JSON${where}: ${e?.message.split('\n')[0] ?? 'unreadable'}`);
     }
     const doc: unknown = d.toJS();
     if (doc === null || doc === undefined) {
@@ -162,14 +190,14 @@ export async function readManifests(ctx: Ctx, file: string): Promise<Manifest[]>
       continue;
     }
     const o = doc as { kind?: unknown; items?: unknown };
-    if (o.kind === 'List' && Array.isArray(o.items)) for (const item of o.items) out.push({ index, doc: item });
-    else out.push({ index, doc });
+    if (o.kind === 'List' && Array.isArray(o.items)) for (const item of o.items) out.push({ source, index, doc: item });
+    else out.push({ source, index, doc });
   }
-  if (!out.length) throw new CliError(`${file === '-' ? 'stdin' : file}: no objects in it`);
+  if (!out.length) throw new CliError(`${source}: no objects in it`);
   return out;
 }
 
-/** `document 2 (NetworkPolicy x/deny)` */
+/** `policy.yaml: document 2 (NetworkPolicy x/deny)` */
 export function docLabel(m: Manifest, describe: string): string {
-  return `document ${m.index} (${describe})`;
+  return `${m.source}: document ${m.index} (${describe})`;
 }

@@ -11,7 +11,7 @@ import { CliError, docLabel, isNamespaced, qualifiedName, readManifests, resourc
 
 export const usage = `usage: cnictl delete -f FILE [-f FILE ...] [-n NAMESPACE] [--ignore-not-found]
        cnictl delete KIND NAME|NAMESPACE/NAME ... [-n NAMESPACE] [--ignore-not-found]
-  -f, --filename FILE   delete the objects a manifest names (YAML or JSON); - reads stdin
+  -f, --filename FILE   delete the objects a manifest names (YAML or JSON); - reads stdin, a directory its *.yaml|*.yml|*.json
   -n, --namespace NS    namespace of namespaced objects that name none (default "default")
 `;
 
