@@ -8,6 +8,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, uid } from './helpers/run.ts';
+import { Cleanup } from './helpers/netns.ts';
+import { makeEtcd } from './overlay-topology.ts';
 
 let dir = '';
 let config = '';
@@ -247,4 +249,27 @@ spec:
     expect(r.code).toBe(1);
     expect(r.err).toContain('store unavailable');
   });
+});
+
+describe('cnictl with the etcd store', () => {
+  const cleanup = new Cleanup();
+  afterAll(() => cleanup.run());
+  it('applies, lists, labels and deletes through etcd', async () => {
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const etcd = makeEtcd(cleanup, dir, undefined, '127.0.0.1', port, port + 1);
+    await etcd.start();
+    const conf = path.join(dir, 'etcd-agent.json');
+    writeFileSync(conf, JSON.stringify({ store: { type: 'etcd', endpoints: [etcd.endpoint], prefix: `/hs-test/${uid('')}` } }));
+    const a = await cnictl(['apply', '-f', path.join(dir, 'm.yaml'), '-n', 'x'], { config: conf });
+    expect(a.err).toBe('');
+    expect(a.out.match(/created/g)).toHaveLength(5);
+    expect((await cnictl(['get', 'policies', '-A', '-o', 'name'], { config: conf })).out.split('\n').sort()).toEqual([
+      'adminnetworkpolicy.policy.networking.k8s.io/ops',
+      'networkpolicy.networking.k8s.io/allow-web',
+      'networkpolicy.networking.k8s.io/deny-all',
+    ]);
+    expect((await cnictl(['label', 'ep', 'x/web-1', 'tier=fe'], { config: conf })).code).toBe(0);
+    expect((await cnictl(['get', 'ep', '-n', 'x', '-l', 'tier=fe', '-o', 'name'], { config: conf })).out).toBe('endpoint.cni-ts.dev/web-1');
+    expect((await cnictl(['delete', '-f', path.join(dir, 'm.yaml'), '-n', 'x'], { config: conf })).out.match(/deleted/g)).toHaveLength(5);
+  }, 60_000);
 });
