@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { Cleanup, inNs, makeNetns, sh, type TestNetns } from './helpers/netns.ts';
 import { ROOT } from './helpers/run.ts';
 import { anp, banp, model, np, objects, PEERS, podIPs, reach, scaleObjects, type Probe } from './policy-unit-model.ts';
-import { compileNode, policyTable, policyTableScript, renderDelete, renderNft, renderResync, renderSetUpdates, renderUpdate, type ExistingNames, type PolicyObjects } from '../shared/policy/index.ts';
+import { compileNode, evaluate, policyTable, policyTableScript, renderDelete, renderNft, renderResync, renderSetUpdates, renderUpdate, type ExistingNames, type PolicyObjects } from '../shared/policy/index.ts';
 import type { Endpoint, Namespace } from '../shared/objects/types.ts';
 
 const TABLE = 'hq_policy';
@@ -357,6 +357,30 @@ describe('enforcement across two routed nodes (real traffic, compared with the e
       await inNs(n, 'ip', ['-batch', '-'], false, `${batch.join('\n')}\n`);
     }
     await configurePods(pods, ips, gw);
+  });
+
+  it('through a service VIP: the verdict is the backend pod\'s, after translation', async () => {
+    // a ClusterIP 10.96.0.10 / fd96::10 port 80 -> x/a:80, translated on every node (as kube-proxy does)
+    const vip = { v4: '10.96.0.10', v6: 'fd96::10' };
+    const nat = `table inet hq_svc {\n chain pre {\n type nat hook prerouting priority dstnat; policy accept;\n ip daddr ${vip.v4} tcp dport 80 dnat ip to ${ips(0).v4}:80\n ip6 daddr ${vip.v6} tcp dport 80 dnat ip6 to [${ips(0).v6}]:80\n }\n}\n`;
+    for (const n of [node, n2]) {
+      expect((await load(nat, n)).stderr).toBe('');
+      cleanup.add(() => load('table inet hq_svc {}\ndelete table inet hq_svc\n', n));
+    }
+    await inNs(n2, 'ip', ['-batch', '-'], false, 'route add 10.96.0.0/16 via 10.255.77.1\nroute add fd96::/64 via fd7f::1\n');
+    const base = model({ ips, node: (ns) => (ns === 'z' ? 'n2' : 'n1') });
+    const o = objects({ ...base, policies: [np('x', 'a-from-b', { podSelector: podA, ingress: [{ from: [{ namespaceSelector: {}, podSelector: podB }] }] })] });
+    for (const [n, nodeName] of [[node, 'n1'], [n2, 'n2']] as const) {
+      expect((await load(policyTableScript(o, nodeName, { table: TABLE }), n)).stderr).toBe('');
+      await inNs(n, 'conntrack', ['-F'], true);
+    }
+    const srcs = [3, 4, 6, 7]; // y/a, y/b, z/a, z/b
+    const got = await Promise.all(
+      srcs.map(async (i) => JSON.parse((await sh('nsenter', [`--net=${pods[i].path}`, '--', NODE, probeScript(), JSON.stringify([[vip.v4, 80, 'tcp'], [vip.v6, 80, 'tcp']])])).stdout) as number[]),
+    );
+    const want = srcs.map((i) => [4, 6].map((family) => (evaluate(o, { src: o.endpoints[i], dst: o.endpoints[0], protocol: 'TCP', port: 80, family: family as 4 | 6 }).verdict === 'allow' ? 1 : 0)));
+    expect(want).toEqual([[0, 0], [1, 1], [0, 0], [1, 1]]);
+    expect(got).toEqual(want);
   });
 
   for (const [name, o] of Object.entries(cases)) {
