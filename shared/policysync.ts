@@ -124,32 +124,48 @@ export interface Programmed {
   bytes: number;
 }
 
-function readState(file: string): Ruleset | undefined {
+/** What the kernel's table holds: the Ruleset, and the store revision and inputs it came from. */
+interface State {
+  v: 1;
+  /** node and compile options */
+  key: string;
+  revision: number;
+  ruleset: Ruleset;
+}
+
+const stateKey = (node: string, s: PolicySettings): string => `${node}|${s.allowFromNode}|${s.allowToNode}`;
+
+function readState(file: string): State | undefined {
   try {
-    return JSON.parse(readFileSync(file, 'utf8')) as Ruleset;
+    const st = JSON.parse(readFileSync(file, 'utf8')) as State;
+    return st.v === 1 && st.ruleset ? st : undefined;
   } catch {
     return undefined;
   }
 }
 
-function writeState(file: string, rs: Ruleset | undefined): void {
-  if (!rs) {
+function writeState(file: string, st: State | undefined): void {
+  if (!st) {
     rmSync(file, { force: true });
     return;
   }
   const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, JSON.stringify(rs));
+  writeFileSync(tmp, JSON.stringify(st));
   renameSync(tmp, file);
+}
+
+/** Read every policy object (the caller holds the lock). */
+async function readObjects(store: ObjectStore): Promise<PolicyObjects & { revision: number }> {
+  try {
+    return await readPolicyObjects(store);
+  } catch (e) {
+    throw storeError(e, 'reading policy objects');
+  }
 }
 
 /** Read every policy object (the caller holds the lock) and compile this node's Ruleset. */
 export async function compilePolicy(store: ObjectStore, node: string, s: PolicySettings): Promise<{ objects: PolicyObjects & { revision: number }; ruleset: Ruleset }> {
-  let objects: PolicyObjects & { revision: number };
-  try {
-    objects = await readPolicyObjects(store);
-  } catch (e) {
-    throw storeError(e, 'reading policy objects');
-  }
+  const objects = await readObjects(store);
   const ruleset = compileNode(objects, node, { allowFromNode: s.allowFromNode, allowToNode: s.allowToNode });
   trace('policy compiled');
   return { objects, ruleset };
@@ -159,24 +175,37 @@ export async function compilePolicy(store: ObjectStore, node: string, s: PolicyS
  * Program this node's table from the store (the caller holds the lock): one transaction with
  * the difference from what the last writer left (`stateFile`), or the whole table when there
  * is no state, `full` is asked, or the kernel refuses the difference (it does not hold what the
- * state says: the transaction changed nothing).
+ * state says: the transaction changed nothing). When the store is at the revision the last
+ * writer compiled (the agent's pass after an endpoint ADD already applied), nothing is
+ * compiled, unless `recompile` (a new compiler, on agent start).
  */
-export async function programPolicy(store: ObjectStore, node: string, s: PolicySettings, opts: { full?: boolean } = {}): Promise<Programmed> {
-  const [{ objects, ruleset }] = await Promise.all([compilePolicy(store, node, s), ensureBridgeNetfilter()]);
-  const prev = opts.full ? undefined : readState(s.stateFile);
-  if (prev) {
+export async function programPolicy(store: ObjectStore, node: string, s: PolicySettings, opts: { full?: boolean; recompile?: boolean } = {}): Promise<Programmed> {
+  const [objects] = await Promise.all([readObjects(store), ensureBridgeNetfilter()]);
+  const key = stateKey(node, s);
+  const prevState = readState(s.stateFile);
+  const prev = prevState?.key === key ? prevState : undefined;
+  if (prev && !opts.full && !opts.recompile && prev.revision === objects.revision) {
+    return { objects, ruleset: prev.ruleset, mode: 'unchanged', bytes: 0 };
+  }
+  const ruleset = compileNode(objects, node, { allowFromNode: s.allowFromNode, allowToNode: s.allowToNode });
+  trace('policy compiled');
+  const state: State = { v: 1, key, revision: objects.revision, ruleset };
+  if (prev && !opts.full) {
     let script: string | undefined;
     try {
-      script = renderUpdate(prev, ruleset, s.table);
+      script = renderUpdate(prev.ruleset, ruleset, s.table);
     } catch {
       script = undefined; // a set changed type: the whole table
     }
-    if (script === '') return { objects, ruleset, mode: 'unchanged', bytes: 0 };
+    if (script === '') {
+      writeState(s.stateFile, state);
+      return { objects, ruleset, mode: 'unchanged', bytes: 0 };
+    }
     if (script !== undefined) {
       try {
         await nftApply(script);
         trace('policy updated');
-        writeState(s.stateFile, ruleset);
+        writeState(s.stateFile, state);
         return { objects, ruleset, mode: 'update', bytes: script.length };
       } catch {
         trace('policy update refused: replacing the table');
@@ -187,7 +216,7 @@ export async function programPolicy(store: ObjectStore, node: string, s: PolicyS
   writeState(s.stateFile, undefined); // a crash between apply and the write below must not leave a stale state
   await nftApply(script);
   trace('policy applied');
-  writeState(s.stateFile, ruleset);
+  writeState(s.stateFile, state);
   return { objects, ruleset, mode: 'full', bytes: script.length };
 }
 
@@ -221,4 +250,4 @@ export async function tableDrift(rs: Ruleset | undefined, table: string): Promis
 }
 
 /** The Ruleset the last writer applied (agent: drift checks). */
-export const recordedRuleset = (s: PolicySettings): Ruleset | undefined => readState(s.stateFile);
+export const recordedRuleset = (s: PolicySettings): Ruleset | undefined => readState(s.stateFile)?.ruleset;

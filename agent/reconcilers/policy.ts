@@ -33,6 +33,7 @@ export class PolicyReconciler {
   private store: ObjectStore | undefined;
   private stopWatch: (() => void) | undefined;
   private revision = 0;
+  private compiled = false;
 
   constructor(
     private readonly cfg: AgentConfig,
@@ -109,7 +110,9 @@ export class PolicyReconciler {
           full = true;
         }
       }
-      const r = await programPolicy(store, this.cfg.node, s, { full });
+      // the first pass compiles whatever the record says (this agent may be a newer compiler)
+      const r = await programPolicy(store, this.cfg.node, s, { full, recompile: !this.compiled });
+      this.compiled = true;
       const o = r.objects;
       this.revision = Math.max(this.revision, o.revision);
       if (r.mode === 'unchanged') return undefined;
