@@ -309,18 +309,19 @@ export function compileNode(objects: PolicyObjects | PolicyIndex, node: string, 
   };
   for (const p of [...idx.anps, ...idx.nps, ...(idx.banp ? [idx.banp] : [])]) for (const r of [...(p.ingress ?? []), ...(p.egress ?? [])]) counterInfo[r.counter] = r.ref;
 
+  // elements come in index order (pods sorted by namespace/name/...): deterministic unsorted
   const sets: NftSet[] = [];
   for (const f of FAMILIES) {
-    const ips = uniq(localIPs[f]).sort();
+    const ips = uniq(localIPs[f]);
     sets.push({ name: `local${f}`, type: addrType(f), elements: ips });
     sets.push({ name: `self${f}`, type: `${addrType(f)} . ${addrType(f)}`, elements: ips.map((ip) => `${ip} . ${ip}`) });
   }
-  sets.push(...[...b.sets.values()].sort((x, y) => cmp(x.name, y.name)).map((s) => ({ ...s, elements: [...s.elements].sort() })));
+  sets.push(...[...b.sets.values()].sort((x, y) => cmp(x.name, y.name)));
 
   const maps: NftMap[] = Object.entries(vmaps).map(([k, els]) => ({
     name: k,
     type: `${addrType(k.endsWith('4') ? 4 : 6)} : verdict`,
-    elements: uniqByKey(els).sort(([x], [y]) => cmp(x, y)),
+    elements: uniqByKey(els),
   }));
 
   // replies pass; IPv6 neighbour discovery is not policy's business (conntrack does not track
