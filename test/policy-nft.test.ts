@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { Cleanup, inNs, makeNetns, sh, type TestNetns } from './helpers/netns.ts';
 import { ROOT } from './helpers/run.ts';
 import { anp, banp, model, np, objects, PEERS, podIPs, reach, scaleObjects, type Probe } from './policy-unit-model.ts';
-import { compileNode, evaluate, policyTable, policyTableScript, renderDelete, renderNft, renderResync, renderSetUpdates, renderUpdate, type ExistingNames, type PolicyObjects } from '../shared/policy/index.ts';
+import { compileNode, evaluate, existingFromNftJson, policyTable, policyTableScript, renderDelete, renderNft, renderResync, renderSetUpdates, renderUpdate, type ExistingNames, type PolicyObjects } from '../shared/policy/index.ts';
 import type { Endpoint, Namespace } from '../shared/objects/types.ts';
 
 const TABLE = 'hq_policy';
@@ -154,16 +154,8 @@ describe('nft syntax (real kernel)', () => {
 
 /** The names of what the table holds (what renderResync's `existing` wants). */
 async function existingNames(ns: TestNetns): Promise<ExistingNames> {
-  const r = await inNs(ns, 'nft', ['-j', 'list', 'table', 'inet', TABLE], true);
-  const out: ExistingNames = { chains: [], sets: [], maps: [], counters: [] };
-  if (r.exitCode !== 0) return out;
-  for (const o of (JSON.parse(r.stdout) as { nftables: Record<string, { name?: string }>[] }).nftables) {
-    if (o.chain?.name) out.chains.push(o.chain.name);
-    if (o.set?.name) out.sets.push(o.set.name);
-    if (o.map?.name) out.maps.push(o.map.name);
-    if (o.counter?.name) out.counters.push(o.counter.name);
-  }
-  return out;
+  const r = await inNs(ns, 'nft', ['-j', '-t', 'list', 'table', 'inet', TABLE], true);
+  return existingFromNftJson(r.exitCode === 0 ? r.stdout : '');
 }
 
 /** A table's content, independent of creation order and handles (counter values left out). */

@@ -8,7 +8,8 @@
  *                                              keepCounters? (renderResync), existing?}
  *   compileNode(objects, node, opts)        -> Ruleset (plain data: counters, sets, maps, chains)
  *   renderNft(ruleset, table?)              -> the whole-table script of a Ruleset (delete + define)
- *   renderResync(ruleset, table?, existing?) -> the same, keeping counter values (flush + define)
+ *   renderResync(ruleset, table?, existing?) -> the same, keeping counter values (flush + define);
+ *                                              existing = existingFromNftJson(`nft -j -t list table inet T`)
  *   renderUpdate(prev, next, table?)        -> one transaction changing only what differs (counters kept)
  *   renderSetUpdates(prev, next, table?)    -> the same when only elements differ, else null
  *   renderDelete(table?)                    -> script removing the table (absent or not)
@@ -47,7 +48,7 @@ export function policyTable(objects: PolicyObjects | PolicyIndex, node: string, 
 }
 
 export { compileNode, portMatch, type CompileOptions, type NftChain, type NftMap, type NftSet, type Ruleset } from './compile.ts';
-export { POLICY_TABLE, POLICY_TABLE_FAMILY, renderDelete, renderNft, renderResync, renderSetUpdates, renderTable, renderUpdate, type ExistingNames } from './nft.ts';
+export { POLICY_TABLE, POLICY_TABLE_FAMILY, existingFromNftJson, renderDelete, renderNft, renderResync, renderSetUpdates, renderTable, renderUpdate, type ExistingNames } from './nft.ts';
 export { describeDecision, evaluate, evaluateSide, type Decision, type DefaultReason, type EvaluateResult, type Flow, type FlowEnd, type SideResult } from './evaluate.ts';
 export {
   DEFAULT_DENY_COUNTER,

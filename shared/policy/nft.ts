@@ -61,6 +61,19 @@ export interface ExistingNames {
   counters: string[];
 }
 
+/** ExistingNames from the output of `nft -j [-t] list table inet T` (-t: without elements, cheaper). */
+export function existingFromNftJson(json: string): ExistingNames {
+  const out: ExistingNames = { chains: [], sets: [], maps: [], counters: [] };
+  const parsed = JSON.parse(json || '{"nftables":[]}') as { nftables?: Record<string, { name?: string }>[] };
+  for (const o of parsed.nftables ?? []) {
+    if (o.chain?.name) out.chains.push(o.chain.name);
+    else if (o.set?.name) out.sets.push(o.set.name);
+    else if (o.map?.name) out.maps.push(o.map.name);
+    else if (o.counter?.name) out.counters.push(o.counter.name);
+  }
+  return out;
+}
+
 /**
  * One `nft -f` script redefining the whole table like `renderNft`, but keeping the named
  * counters' values: the table is created if absent and flushed instead of deleted, every desired
