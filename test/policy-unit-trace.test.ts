@@ -1,7 +1,7 @@
 /** `cnictl policy trace`: argument parsing, resolution of the ends, the report (text and JSON). */
 import { describe, expect, it } from 'vitest';
 import { anp, np, objects, podIPs } from './policy-unit-model.ts';
-import { formatTrace, parsePort, parseTraceArgs, run, trace } from '../tools/cnictl/trace.ts';
+import { formatTrace, parsePort, parseTraceArgs, ruleSummary, run, trace } from '../tools/cnictl/trace.ts';
 import type { Ctx } from '../tools/cnictl/common.ts';
 import type { CniObject, Kind } from '../shared/objects/types.ts';
 import type { ObjectStore } from '../shared/store/types.ts';
@@ -66,6 +66,7 @@ describe('cnictl policy trace', () => {
         '  selected by: nothing',
         '  isolated by NetworkPolicy: no',
         `ingress of x/a (${podIPs(0).v4}, node n1): ALLOW, NetworkPolicy x/a-from-b ingress rule 0: Allow`,
+        "  rule: from pods pod=b of the policy's namespace, ports TCP/serve-80-tcp",
         '  selected by: AdminNetworkPolicy deny-z (priority 3), NetworkPolicy x/a-from-b, NetworkPolicy x/deny-in',
         '  isolated by NetworkPolicy: yes',
         'verdict: ALLOW (ingress: NetworkPolicy x/a-from-b ingress rule 0: Allow)',
@@ -82,11 +83,23 @@ describe('cnictl policy trace', () => {
     const r2 = trace(o, args('z/c', 'y/a'));
     expect(r2.decidedBy).toMatchObject({ kind: 'AdminNetworkPolicy', name: 'deny-z', ruleName: 'no-z', action: 'Deny', side: 'ingress' });
     expect(formatTrace(r2, args('z/c', 'y/a'), o)).toContain('AdminNetworkPolicy deny-z (priority 3)');
+    expect(formatTrace(r2, args('z/c', 'y/a'), o)).toContain('  rule: Deny from namespaces ns=z, ports all');
     // the named port does not cover 81
     expect(trace(o, args('x/b', 'x/a', '81/tcp')).verdict).toBe('deny');
     // an address: a pod's is that pod, another is outside
     expect(trace(o, args(podIPs(1).v4, 'x/a')).src.pod).toBe('x/b');
     expect(trace(o, args('x/a', '192.0.2.7')).ingress.decidedBy).toEqual({ default: 'not-a-pod' });
+  });
+
+  it('summarizes rules of every shape', () => {
+    const p = objects({
+      policies: [np('y', 'mix', { podSelector: {}, policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: '10.0.0.0/8', except: ['10.1.0.0/16'] } }, { namespaceSelector: { matchLabels: { ns: 'z' } }, podSelector: { matchExpressions: [{ key: 'pod', operator: 'In', values: ['a', 'b'] }] } }], ports: [{ protocol: 'UDP', port: 53 }, { port: 8000, endPort: 8080 }] }, {}] })],
+      anps: [anp('nets', { priority: 1, subject: { namespaces: {} }, egress: [{ action: 'Allow', to: [{ networks: ['192.0.2.0/24'] }, { pods: { namespaceSelector: {}, podSelector: { matchLabels: { pod: 'c' } } } }], ports: [{ portRange: { start: 1, end: 9 } }, { namedPort: 'dns' }, { portNumber: { protocol: 'SCTP', port: 7 } }] }] })],
+    });
+    expect(ruleSummary(p, { kind: 'NetworkPolicy', namespace: 'y', name: 'mix', direction: 'egress', rule: 0 })).toBe('to 10.0.0.0/8 except 10.1.0.0/16; pods pod in (a,b) in namespaces ns=z, ports UDP/53, TCP/8000-8080');
+    expect(ruleSummary(p, { kind: 'NetworkPolicy', namespace: 'y', name: 'mix', direction: 'egress', rule: 1 })).toBe('to anywhere, ports all');
+    expect(ruleSummary(p, { kind: 'AdminNetworkPolicy', name: 'nets', direction: 'egress', rule: 0 })).toBe('Allow to 192.0.2.0/24; pods pod=c in namespaces all, ports TCP/1-9, dns, SCTP/7');
+    expect(ruleSummary(p, { kind: 'AdminNetworkPolicy', name: 'gone', direction: 'egress', rule: 0 })).toBeUndefined();
   });
 
   it('-o json is the whole evaluation; unknown endpoints are errors', async () => {

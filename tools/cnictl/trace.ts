@@ -7,7 +7,8 @@
  */
 import { parseArgs } from 'node:util';
 import type { ObjectStore } from '../../shared/store/types.ts';
-import type { AdminNetworkPolicy, BaselineAdminNetworkPolicy, Endpoint, Namespace, NetworkPolicy } from '../../shared/objects/types.ts';
+import type { AdminNetworkPolicy, AnpPeer, AnpPort, AnpRule, BaselineAdminNetworkPolicy, Endpoint, LabelSelector, Namespace, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort } from '../../shared/objects/types.ts';
+import { selectorString } from '../../shared/objects/selectors.ts';
 import { describeDecision, evaluate, PolicyIndex, type Decision, type EvaluateResult, type FlowProtocol, type PolicyObjects, type RuleRef, type SideResult } from '../../shared/policy/index.ts';
 import { parseAddr } from '../../shared/policy/model.ts';
 import { CliError, UsageError, type Ctx } from './common.ts';
@@ -86,12 +87,44 @@ export function trace(objects: PolicyObjects, a: TraceArgs): EvaluateResult {
   return evaluate(idx, { src: resolveEnd(idx, a.from, '--from'), dst: resolveEnd(idx, a.to, '--to'), protocol: a.protocol, port: a.port, family: a.family });
 }
 
+/** The rule a reference points at, in one line: "from [pod=b in ns ns=y] ports [serve-80-tcp, UDP/81]". */
+export function ruleSummary(objects: PolicyObjects, r: RuleRef): string | undefined {
+  const sel = (s: LabelSelector | undefined): string => (s === undefined ? '' : selectorString(s) === '<none>' ? 'all' : selectorString(s));
+  const npPeer = (p: NetworkPolicyPeer): string => {
+    if (p.ipBlock) return `${p.ipBlock.cidr}${p.ipBlock.except?.length ? ` except ${p.ipBlock.except.join(', ')}` : ''}`;
+    if (p.namespaceSelector) return `pods ${sel(p.podSelector ?? {})} in namespaces ${sel(p.namespaceSelector)}`;
+    return `pods ${sel(p.podSelector)} of the policy's namespace`;
+  };
+  const npPort = (p: NetworkPolicyPort): string => `${p.protocol ?? 'TCP'}/${p.port ?? 'any'}${p.endPort ? `-${p.endPort}` : ''}`;
+  const anpPeer = (p: AnpPeer): string[] => [
+    ...(p.namespaces ? [`namespaces ${sel(p.namespaces)}`] : []),
+    ...(p.pods ? [`pods ${sel(p.pods.podSelector)} in namespaces ${sel(p.pods.namespaceSelector)}`] : []),
+    ...(p.networks ?? []),
+  ];
+  const anpPort = (p: AnpPort): string => ('portNumber' in p ? `${p.portNumber.protocol}/${p.portNumber.port}` : 'namedPort' in p ? p.namedPort : `${p.portRange.protocol ?? 'TCP'}/${p.portRange.start}-${p.portRange.end}`);
+  const word = r.direction === 'ingress' ? 'from' : 'to';
+  if (r.kind === 'NetworkPolicy') {
+    const np = objects.policies.find((p) => (p.metadata.namespace ?? 'default') === r.namespace && p.metadata.name === r.name);
+    const rule = np?.spec[r.direction]?.[r.rule] as { from?: NetworkPolicyPeer[]; to?: NetworkPolicyPeer[]; ports?: NetworkPolicyPort[] } | undefined;
+    if (!rule) return undefined;
+    const peers = rule.from ?? rule.to;
+    return `${word} ${peers?.length ? peers.map(npPeer).join('; ') : 'anywhere'}, ports ${rule.ports?.length ? rule.ports.map(npPort).join(', ') : 'all'}`;
+  }
+  const admin = r.kind === 'AdminNetworkPolicy' ? objects.anps.find((a) => a.metadata.name === r.name) : objects.banp ?? undefined;
+  const rule = (admin?.spec[r.direction] as AnpRule<string>[] | undefined)?.[r.rule];
+  if (!rule) return undefined;
+  const peers = (r.direction === 'ingress' ? rule.from : rule.to) ?? [];
+  return `${rule.action} ${word} ${peers.flatMap(anpPeer).join('; ') || 'nothing'}, ports ${rule.ports?.length ? rule.ports.map(anpPort).join(', ') : 'all'}`;
+}
+
 const refText = (r: RuleRef): string => `${r.kind === 'NetworkPolicy' ? `NetworkPolicy ${r.namespace}/${r.name}` : `${r.kind} ${r.name}`} ${r.direction} rule ${r.rule}${r.ruleName ? ` (${r.ruleName})` : ''}`;
 
-function sideText(s: SideResult, end: { pod?: string; ip?: string }, node: string | undefined): string {
+function sideText(s: SideResult, end: { pod?: string; ip?: string }, node: string | undefined, objects: PolicyObjects): string {
   const where = [end.ip, node ? `node ${node}` : undefined].filter(Boolean).join(', ');
   const who = s.pod ? `${s.pod}${where ? ` (${where})` : ''}` : (end.ip ?? '?');
   const lines = [`${s.direction === 'egress' ? 'egress of' : 'ingress of'} ${who}: ${s.verdict.toUpperCase()}, ${describeDecision(s.decidedBy)}`];
+  const summary = 'kind' in s.decidedBy ? ruleSummary(objects, s.decidedBy) : undefined;
+  if (summary) lines.push(`  rule: ${summary}`);
   if (s.pod) {
     const sel = s.selectedBy;
     const parts = [
@@ -118,8 +151,8 @@ export function formatTrace(r: EvaluateResult, a: TraceArgs, objects: PolicyObje
   const d = r.decidedBy as Decision & { side?: string };
   return [
     `flow: ${flow}`,
-    sideText(r.egress, r.src, nodeOf(r.src.pod)),
-    sideText(r.ingress, r.dst, nodeOf(r.dst.pod)),
+    sideText(r.egress, r.src, nodeOf(r.src.pod), objects),
+    sideText(r.ingress, r.dst, nodeOf(r.dst.pod), objects),
     `verdict: ${r.verdict.toUpperCase()}${d.side ? ` (${d.side}: ${describeDecision(d)})` : ` (${describeDecision(d)})`}`,
     '',
   ].join('\n');
