@@ -1,7 +1,7 @@
 /**
  * `cni-ts agent [--config FILE]`: the node agent, one per host (conf/systemd/cni-ts-agent.service).
  * Reads the host's agent config (default /etc/cni-ts/agent.json, or $CNI_TS_CONFIG), runs its
- * reconcilers (policy today), serves HTTP on `listen` and JSON on the unix socket `socket`.
+ * reconcilers (policy; overlay peers when `overlay.config` names the overlay's conflist), serves HTTP on `listen` and JSON on the unix socket `socket`.
  * Stops on SIGTERM / SIGINT; SIGHUP runs every reconciler now.
  */
 import { rmSync } from 'node:fs';
@@ -13,6 +13,8 @@ import { Logger } from '../shared/cni/log.ts';
 import { startHttp, startSocket, type ApiHandlers } from './api.ts';
 import type { Loop } from './loop.ts';
 import { PolicyReconciler } from './reconcilers/policy.ts';
+import { OverlayReconciler, overlaySettings } from './reconcilers/overlay.ts';
+import type { Settings as OverlaySettings } from '../plugins/overlay/config.ts';
 
 const USAGE = `usage: cni-ts agent [--config FILE] [--resync SECONDS] [--no-http] [--no-socket]
   --config FILE     the host's agent config (default $CNI_TS_CONFIG or /etc/cni-ts/agent.json)
@@ -52,15 +54,20 @@ export class Agent {
   readonly startedAt = new Date().toISOString();
   readonly loops: Loop[] = [];
   private policy: PolicyReconciler;
+  private overlay: OverlayReconciler | undefined;
   private servers: Array<http.Server | net.Server> = [];
 
   constructor(
     readonly cfg: AgentConfig,
     private readonly log: Logger,
-    private readonly opts: { resyncMs: number; http: boolean; socket: boolean },
+    private readonly opts: { resyncMs: number; http: boolean; socket: boolean; overlay?: OverlaySettings },
   ) {
     this.policy = new PolicyReconciler(cfg, log, { resyncMs: opts.resyncMs });
     this.loops.push(this.policy.loop);
+    if (opts.overlay) {
+      this.overlay = new OverlayReconciler(opts.overlay, log);
+      this.loops.push(this.overlay.loop);
+    }
   }
 
   status(): AgentStatus {
@@ -88,10 +95,11 @@ export class Agent {
     if (this.opts.http) this.servers.push(await startHttp(this.cfg.listen, h, this.log));
     if (this.opts.socket) this.servers.push(await startSocket(this.cfg.socket, h, this.log));
     this.policy.start();
+    this.overlay?.start();
   }
 
   async stop(): Promise<void> {
-    await Promise.all([this.policy.stop(), ...this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))]);
+    await Promise.all([this.policy.stop(), this.overlay?.stop(), ...this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))]);
     if (this.opts.socket) rmSync(this.cfg.socket, { force: true });
   }
 }
@@ -109,9 +117,10 @@ export async function main(argv: string[]): Promise<number> {
     const p = cfg.policy as { resyncSeconds?: unknown; logFile?: unknown; logLevel?: unknown };
     log.configure({ logFile: cfg.raw.logFile, logLevel: cfg.raw.logLevel });
     const resyncSeconds = a.resync ?? (typeof p.resyncSeconds === 'number' && p.resyncSeconds > 0 ? p.resyncSeconds : 10);
-    agent = new Agent(cfg, log, { resyncMs: resyncSeconds * 1000, http: a.http, socket: a.socket });
+    const overlay = await overlaySettings(cfg);
+    agent = new Agent(cfg, log, { resyncMs: resyncSeconds * 1000, http: a.http, socket: a.socket, overlay });
     await agent.start();
-    log.info(`agent started: node ${cfg.node}, ${agent.status().store}, resync ${resyncSeconds}s, config ${cfg.source}`);
+    log.info(`agent started: node ${cfg.node}, ${agent.status().store}, resync ${resyncSeconds}s, reconcilers ${agent.loops.map((l) => l.name).join(', ')}, config ${cfg.source}`);
   } catch (e) {
     const err = e as { message?: string; details?: string };
     process.stderr.write(`cni-ts agent: ${err.message ?? String(e)}${err.details ? ` (${err.details})` : ''}\n`);

@@ -1,7 +1,8 @@
 /**
  * Two hosts on the overlay with the etcd store (fabric netns running etcd, host netns h1 and
- * h2): pods attached through overlay + endpoint on each host, `cni-ts agent` and the overlay
- * agent running on both. A policy on one host admits or drops pods of the other by label, a
+ * h2): pods attached through overlay + endpoint on each host, `cni-ts agent` on both running
+ * the policy and the overlay reconcilers (peers converge only through it: each host's first
+ * ADD happened before the other host had a lease). A policy on one host admits or drops pods of the other by label, a
  * label changed on the other host's pod is re-evaluated, and egress is enforced on the
  * sending host.
  */
@@ -10,9 +11,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NetworkPolicy } from '../shared/objects/types.ts';
 import { Cleanup, inNs, makeNetns } from './helpers/netns.ts';
-import { namespace, PORTS, startNodeAgent, startPodServer, type PodServer } from './helpers/policy-matrix.ts';
+import { namespace, PORTS, startNodeAgent, startPodServer, type AgentProcess, type PodServer } from './helpers/policy-matrix.ts';
 import { runPlugin, uid } from './helpers/run.ts';
-import { makeEtcd, makeFabric, makeHost, startAgent, type Etcd, type Fabric, type Host } from './overlay-topology.ts';
+import { makeEtcd, makeFabric, makeHost, type Etcd, type Fabric, type Host } from './overlay-topology.ts';
 
 const noEtcd = existsSync('/usr/bin/etcd') ? '' : '/usr/bin/etcd is not installed (Debian etcd-server)';
 const np = (ns: string, name: string, spec: NetworkPolicy['spec']): NetworkPolicy => ({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name, namespace: ns }, spec });
@@ -32,6 +33,7 @@ describe.skipIf(noEtcd)('policy across two overlay hosts (etcd store)', { timeou
   let etcd: Etcd;
   const hosts: Host[] = [];
   const pods = new Map<string, Pod>();
+  const agents: AgentProcess[] = [];
   const agentConfig = (h: Host): string => `${h.stateDir}.agent.json`;
   const overlayConf = (h: Host): Record<string, unknown> => ({
     cniVersion: '1.1.0', name: 'hpovl', type: 'overlay', network: NETWORK, stateDir: h.stateDir, nftTable: `${id}_ovl`,
@@ -79,13 +81,21 @@ describe.skipIf(noEtcd)('policy across two overlay hosts (etcd store)', { timeou
     for (let i = 1; i <= 2; i++) {
       const h = await makeHost(cleanup, fab, i);
       hosts.push(h);
+      const { cniVersion, name, ...plugin } = overlayConf(h);
+      const overlayConflist = `${h.stateDir}.overlay.conflist`;
+      writeFileSync(overlayConflist, JSON.stringify({ cniVersion, name, plugins: [plugin] }));
       writeFileSync(
         agentConfig(h),
-        JSON.stringify({ store: { type: 'etcd', endpoints: [etcd.endpoint], prefix }, node: h.name, socket: `${h.stateDir}.agent.sock`, policy: { table: `${id}_policy`, lockFile: `${h.stateDir}.policy.lock` } }),
+        JSON.stringify({
+          store: { type: 'etcd', endpoints: [etcd.endpoint], prefix },
+          node: h.name,
+          socket: `${h.stateDir}.agent.sock`,
+          policy: { table: `${id}_policy`, lockFile: `${h.stateDir}.policy.lock` },
+          overlay: { config: overlayConflist },
+        }),
       );
-      const { cniVersion, name, ...plugin } = overlayConf(h);
-      startAgent(cleanup, h, { cniVersion, name, plugins: [plugin] });
       const a = startNodeAgent(h.ns.path, agentConfig(h), ['--resync', '1']);
+      agents.push(a);
       cleanup.add(() => a.stop());
     }
     await cnictl(hosts[0]!, ['apply', '-f', '-'], [namespace('x', { ns: 'x' }), namespace('y', { ns: 'y' })].map((o) => JSON.stringify(o)).join('\n---\n'));
@@ -99,6 +109,8 @@ describe.skipIf(noEtcd)('policy across two overlay hosts (etcd store)', { timeou
     await expectReach('y/b', 'x/a', true, 30_000);
     await expectReach('y/c', 'x/a', true);
     await expectReach('x/a', 'y/c', true);
+    for (const a of agents) expect(a.log()).toMatch(/reconcilers policy, overlay/);
+    expect(agents[0]!.log()).toMatch(/overlay \([^)]*\): network hpovl: subnet [0-9./]+ via eth0 [0-9.]+, peers 10\.217\./);
   });
 
   it("a policy on h1 admits h2's pod=b and drops h2's pod=c; relabelling on h2's pod is re-evaluated", async () => {
