@@ -69,7 +69,7 @@ async function nameFor(c: Ctx, ep: Endpoint): Promise<Endpoint> {
   return { ...ep, metadata: { ...ep.metadata, name } };
 }
 
-/** Delete registrations (compare-and-swap on what was read), then re-program. */
+/** Delete registrations (compare-and-swap on what was read; the caller re-programs). */
 async function unregister(c: Ctx, stale: Stored<Endpoint>[]): Promise<void> {
   for (const r of stale) {
     try {
