@@ -52,6 +52,22 @@ describe('endpoint plugin + agent on the kernel', () => {
     await m.store.put(cur!.object);
   });
 
+  it('a second attachment of the same pod registers as <pod>-<ifname>; its DEL removes only it', async () => {
+    const p = m.pods.get('x/a')!;
+    const run = (command: string, prevResult?: unknown): ReturnType<PolicyMatrix['plugin']> =>
+      m.plugin('endpoint', {
+        command, containerId: p.containerId, netns: p.netns.path, ifname: 'net1', args: 'K8S_POD_NAMESPACE=x;K8S_POD_NAME=a',
+        config: { cniVersion: '1.1.0', name: `${m.tb.id}net2`, ...m.endpointConf(), ...(prevResult ? { prevResult } : {}) },
+      });
+    const add = await run('ADD', { cniVersion: '1.1.0', interfaces: [{ name: 'net1', sandbox: p.netns.path }], ips: [{ interface: 0, address: '10.254.254.7/24' }] });
+    expect(add.exitCode, add.stdout + add.stderr).toBe(0);
+    expect((await m.store.get<Endpoint>({ kind: 'Endpoint', namespace: 'x', name: 'a-net1' }))?.object.spec.ips).toEqual(['10.254.254.7/24']);
+    expect((await m.store.get<Endpoint>({ kind: 'Endpoint', namespace: 'x', name: 'a' }))?.object.spec.ifname).toBe('eth0');
+    expect((await run('DEL')).exitCode).toBe(0);
+    expect(await m.store.get({ kind: 'Endpoint', namespace: 'x', name: 'a-net1' })).toBeUndefined();
+    expect(await m.store.get({ kind: 'Endpoint', namespace: 'x', name: 'a' })).toBeDefined();
+  });
+
   it('the agent restores a flushed and a deleted table (periodic resync)', async () => {
     const agent = m.startAgent();
     await m.expectMatrix(80, 'tcp', (f, t) => t !== 'x/a', 15_000, ['x/a', 'y/a']);

@@ -15,7 +15,7 @@ import { ConflictError, type ObjectStore, type Stored } from '../../shared/store
 import type { Endpoint } from '../../shared/objects/types.ts';
 import { compilePolicy, policySettings, programPolicy, storeError, withPolicyLock, type PolicySettings } from '../../shared/policysync.ts';
 import schema from '../../conf/schemas/endpoint.schema.json' with { type: 'json' };
-import { agentConfigPath, aliasesOf, endpointOf, isAttachment, labelsOf, portsOf, type EndpointConf } from './config.ts';
+import { agentConfigPath, aliasesOf, endpointOf, identityOf, isAttachment, labelsOf, portsOf, type EndpointConf } from './config.ts';
 
 interface Ctx {
   cfg: AgentConfig;
@@ -41,16 +41,33 @@ async function withStore<T>(req: Request<EndpointConf>, body: (c: Ctx) => Promis
   }
 }
 
-/** This attachment's registrations (normally one). */
+/**
+ * This attachment's registrations (normally one): looked up by the name ADD gave it (from
+ * CNI_ARGS, or `<pod>-<ifname>`), else found among every Endpoint (a runtime that sent other
+ * CNI_ARGS on DEL, a repeated DEL).
+ */
 async function registrationsOf(c: Ctx, req: Request<EndpointConf>): Promise<Stored<Endpoint>[]> {
-  let items: Stored<Endpoint>[];
+  const mine = (o: Endpoint): boolean => isAttachment(o, c.cfg.node, req.config.name, req.env.containerId, req.env.ifname);
   try {
-    items = (await c.store.list<Endpoint>('Endpoint')).items;
+    let id: { namespace: string; name: string } | undefined;
+    try {
+      id = identityOf(req.env.args, req.env.containerId);
+    } catch {
+      id = undefined;
+    }
+    if (id) {
+      for (const name of [id.name, suffixed(id.name, req.env.ifname)]) {
+        const got = await c.store.get<Endpoint>({ kind: 'Endpoint', namespace: id.namespace, name });
+        if (got && mine(got.object)) return [got];
+      }
+    }
+    return (await c.store.list<Endpoint>('Endpoint')).items.filter((i) => mine(i.object));
   } catch (e) {
-    throw storeError(e, 'listing endpoints');
+    throw storeError(e, 'looking up the registration');
   }
-  return items.filter((i) => isAttachment(i.object, c.cfg.node, req.config.name, req.env.containerId, req.env.ifname));
 }
+
+const suffixed = (name: string, ifname: string): string => `${name}-${ifname.toLowerCase().replace(/[^a-z0-9-]/g, '-')}`.slice(0, 253).replace(/-+$/, '');
 
 /** Re-compile the node's table and apply the difference (the caller holds the lock). */
 async function program(c: Ctx): Promise<void> {
@@ -65,8 +82,7 @@ async function nameFor(c: Ctx, ep: Endpoint): Promise<Endpoint> {
   const cur = await c.store.get<Endpoint>(refOf(ep));
   const o = cur?.object;
   if (!o || o.spec.containerId !== ep.spec.containerId || (o.spec.network === ep.spec.network && o.spec.ifname === ep.spec.ifname)) return ep;
-  const name = `${ep.metadata.name}-${ep.spec.ifname.toLowerCase().replace(/[^a-z0-9-]/g, '-')}`.slice(0, 253).replace(/-+$/, '');
-  return { ...ep, metadata: { ...ep.metadata, name } };
+  return { ...ep, metadata: { ...ep.metadata, name: suffixed(ep.metadata.name, ep.spec.ifname) } };
 }
 
 /** Delete registrations (compare-and-swap on what was read; the caller re-programs). */

@@ -175,7 +175,7 @@ export class PolicyMatrix {
   }
 
   /** Run a plugin inside the test's host netns. */
-  plugin(name: string, a: { command: string; containerId?: string; netns?: string; args?: string; config: unknown }): Promise<PluginRun> {
+  plugin(name: string, a: { command: string; containerId?: string; netns?: string; ifname?: string; args?: string; config: unknown }): Promise<PluginRun> {
     return runPlugin(name, { ifname: 'eth0', ...a, hostNetns: this.tb.host.path });
   }
 
