@@ -18,10 +18,14 @@ register('loopback', async () => (await import('./loopback/index.ts')).default);
 register('host-device', async () => (await import('./host-device/index.ts')).default);
 register('portmap', async () => (await import('./portmap/index.ts')).default);
 register('bridge', async () => (await import('./bridge/index.ts')).default);
+register('endpoint', async () => (await import('./endpoint/index.ts')).default);
 
 type Tool = (argv: string[]) => Promise<number>;
 const tools = new Map<string, () => Promise<Tool>>();
 tools.set('cnitool', async () => (await import('./cnitool/index.ts')).main);
+tools.set('cnictl', async () => (await import('../tools/cnictl/index.ts')).main);
+// `cni-ts agent --config FILE`: the node agent (a long-running daemon, not a CNI call).
+tools.set('agent', async () => (await import('../agent/main.ts')).main);
 
 async function main(): Promise<void> {
   const invoked = path.basename(process.argv0 || process.execPath);

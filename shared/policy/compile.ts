@@ -1,0 +1,365 @@
+/**
+ * The policy compiler: objects + node name -> the desired nftables state of that node's policy
+ * table, as plain data (`Ruleset`). Pure; `nft.ts` renders it. Layout (docs/policy.md):
+ *
+ *   base chains   forward (pod <-> pod, same bridge included through br_netfilter; pods <-> world),
+ *                 output (host -> local pod, only when allowFromNode is false),
+ *                 input (local pod -> host, only when allowToNode is false):
+ *                   ct state established,related accept; IPv6 neighbour discovery accept;
+ *                   ct state invalid (local pods) drop;
+ *                   a pod reaching itself accept;
+ *                   ip saddr vmap @egress4 / ip6 saddr vmap @egress6   (local pods' egress)
+ *                   ip daddr vmap @ingress4 / ip6 daddr vmap @ingress6 (local pods' ingress)
+ *   group chains  one per distinct compiled rule list ("isolation group"): pods whose policy is
+ *                 the same share it. ANP rules by priority (Allow: return, Deny: drop, Pass: goto
+ *                 the NP part), NetworkPolicy allow rules (return), the isolated default deny or
+ *                 BANP rules. "return" hands the packet back to the base chain, which then checks
+ *                 the other side (egress first, then ingress) and accepts.
+ *   named sets    peer pod addresses per distinct selection (ps4_/ps6_), ipBlock/networks ranges
+ *                 with the excepts subtracted (cb4_/cb6_, interval), egress named-port targets
+ *                 (pn4_/pn6_: address . protocol . port); endpoint churn changes only elements.
+ *   counters      one named counter per policy rule (`counterName`), shared by every group chain.
+ */
+import type { Protocol } from '../objects/types.ts';
+import type { Family } from '../ipnet.ts';
+import {
+  DEFAULT_DENY_COUNTER,
+  PolicyIndex,
+  cmp,
+  inRanges,
+  rangeElement,
+  resolvePort,
+  shortHash,
+  type CounterMeaning,
+  type Direction,
+  type NormalizedPolicy,
+  type Peer,
+  type Pod,
+  type PolicyObjects,
+  type PolicyRule,
+  type PortSpec,
+} from './model.ts';
+
+export interface CompileOptions {
+  /** the node may open connections to its local pods (kubelet probes); default true */
+  allowFromNode?: boolean;
+  /** local pods may open connections to their node; default true (Kubernetes: always allowed) */
+  allowToNode?: boolean;
+}
+
+export interface NftSet {
+  name: string;
+  /** nft type expression: "ipv4_addr", "ipv4_addr . inet_proto . inet_service", ... */
+  type: string;
+  flags?: string[];
+  elements: string[];
+}
+
+export interface NftMap {
+  name: string;
+  type: string;
+  /** [key, verdict] sorted by key */
+  elements: [string, string][];
+}
+
+export interface NftChain {
+  name: string;
+  /** base chains only */
+  hook?: 'forward' | 'input' | 'output';
+  rules: string[];
+}
+
+export interface Ruleset {
+  /** names of the named counters (one per policy rule, plus the default denies) */
+  counters: string[];
+  /** counter name -> the rule it counts (for metrics and diagnostics) */
+  counterInfo: Record<string, CounterMeaning>;
+  sets: NftSet[];
+  maps: NftMap[];
+  chains: NftChain[];
+  /** local pods with policy per direction, and group chains, for logs and benchmarks */
+  stats: { localPods: number; ingressPods: number; egressPods: number; groups: number; sets: number; elements: number; rules: number };
+}
+
+const FAMILIES: Family[] = [4, 6];
+const ipKw = (f: Family): string => (f === 4 ? 'ip' : 'ip6');
+const addrType = (f: Family): string => (f === 4 ? 'ipv4_addr' : 'ipv6_addr');
+const protoKw = (p: Protocol): string => p.toLowerCase();
+
+interface PortRange {
+  protocol: Protocol;
+  first: number;
+  last: number;
+}
+
+/** `meta l4proto ... th dport ...` for numeric ranges ('' when every port of every protocol). */
+export function portMatch(ranges: PortRange[]): string {
+  const byProto = new Map<Protocol, PortRange[]>();
+  for (const r of ranges) byProto.set(r.protocol, [...(byProto.get(r.protocol) ?? []), r]);
+  const fmt = (r: PortRange): string => (r.first === r.last ? String(r.first) : `${r.first}-${r.last}`);
+  const full = (rs: PortRange[]): boolean => rs.some((r) => r.first === 0 && r.last === 65535);
+  const protos = [...byProto.keys()].sort();
+  if (protos.length === 1) {
+    const rs = byProto.get(protos[0]) as PortRange[];
+    if (full(rs)) return `meta l4proto ${protoKw(protos[0])}`;
+    const items = uniq(rs.map(fmt));
+    return `meta l4proto ${protoKw(protos[0])} th dport ${items.length === 1 ? items[0] : `{ ${items.join(', ')} }`}`;
+  }
+  if (protos.every((p) => full(byProto.get(p) as PortRange[]))) return `meta l4proto { ${protos.map(protoKw).join(', ')} }`;
+  const items: string[] = [];
+  for (const p of protos) {
+    const rs = byProto.get(p) as PortRange[];
+    if (full(rs)) items.push(`${protoKw(p)} . 0-65535`);
+    else for (const r of rs) items.push(`${protoKw(p)} . ${fmt(r)}`);
+  }
+  return `meta l4proto . th dport { ${uniq(items).join(', ')} }`;
+}
+
+function uniq<T>(a: T[]): T[] {
+  return [...new Set(a)];
+}
+
+class Builder {
+  readonly sets = new Map<string, NftSet>();
+  readonly chains = new Map<string, NftChain>();
+
+  readonly idx: PolicyIndex;
+  constructor(idx: PolicyIndex) {
+    this.idx = idx;
+  }
+
+  private selectionCache = new Map<string, Pod[]>();
+
+  selected(peer: Extract<Peer, { kind: 'pods' }>): Pod[] {
+    let pods = this.selectionCache.get(peer.id);
+    if (!pods) {
+      pods = this.idx.select(peer.sel);
+      this.selectionCache.set(peer.id, pods);
+    }
+    return pods;
+  }
+
+  private selectedSets = new Map<string, Set<Pod>>();
+
+  selectedSet(peer: Extract<Peer, { kind: 'pods' }>): Set<Pod> {
+    let s = this.selectedSets.get(peer.id);
+    if (!s) {
+      s = new Set(this.selected(peer));
+      this.selectedSets.set(peer.id, s);
+    }
+    return s;
+  }
+
+  /** Pods a peer list stands for, for named-port targets ('all': every pod). */
+  podsOf(peers: Peer[] | 'all'): Pod[] {
+    if (peers === 'all') return this.idx.pods;
+    const out = new Set<Pod>();
+    for (const p of peers) {
+      if (p.kind === 'pods') for (const pod of this.selected(p)) out.add(pod);
+      else for (const pod of this.idx.pods) if (pod.ips.some((ip) => inRanges(p.ranges, ip))) out.add(pod);
+    }
+    return [...out];
+  }
+
+  addSet(s: NftSet): string {
+    if (!this.sets.has(s.name)) this.sets.set(s.name, s);
+    return s.name;
+  }
+
+  /** Address match of one peer for family f, or null when the peer holds nothing of that family (never matches). */
+  peerMatch(peer: Peer, dir: Direction, f: Family): string | null {
+    const field = `${ipKw(f)} ${dir === 'ingress' ? 'saddr' : 'daddr'}`;
+    if (peer.kind === 'pods') {
+      const name = `ps${f}_${peer.id}`;
+      if (!this.sets.has(name)) {
+        const elements = uniq(this.selected(peer).flatMap((p) => p.ips.filter((ip) => ip.family === f).map((ip) => ip.text)));
+        this.addSet({ name, type: addrType(f), elements });
+      }
+      return `${field} @${name}`;
+    }
+    const ranges = peer.ranges.filter((r) => r.family === f);
+    if (ranges.length === 0) return null;
+    const name = `cb${f}_${peer.id}`;
+    this.addSet({ name, type: addrType(f), flags: ['interval'], elements: ranges.map(rangeElement) });
+    return `${field} @${name}`;
+  }
+
+  /** Named-port targets of an egress rule: a set of address . protocol . port, per family. */
+  namedTargets(rule: PolicyRule, named: PortSpec[], f: Family): string {
+    const name = `pn${f}_${shortHash(JSON.stringify([rule.peers === 'all' ? 'all' : rule.peers.map((p) => p.id), named]))}`;
+    if (!this.sets.has(name)) {
+      const elements: string[] = [];
+      const peers = rule.peers;
+      for (const pod of this.podsOf(peers)) {
+        for (const ip of pod.ips) {
+          if (ip.family !== f) continue;
+          // a pod reached through a cidr peer counts only with its addresses inside the ranges
+          if (peers !== 'all' && !peers.some((p) => (p.kind === 'pods' ? this.selectedSet(p).has(pod) : inRanges(p.ranges, ip)))) continue;
+          for (const spec of named) for (const r of resolvePort(spec, pod)) elements.push(`${ip.text} . ${protoKw(r.protocol)} . ${r.first}`);
+        }
+      }
+      this.addSet({ name, type: `${addrType(f)} . inet_proto . inet_service`, elements: uniq(elements) });
+    }
+    return `${ipKw(f)} daddr . meta l4proto . th dport @${name}`;
+  }
+
+  /** nft rules of one policy rule for subject `pod` in `dir`, ending in `verdict`. */
+  ruleLines(rule: PolicyRule, dir: Direction, pod: Pod, verdict: string): string[] {
+    const tail = `counter name ${rule.counter} ${verdict}`;
+    const numeric: PortRange[] = [];
+    const named: PortSpec[] = [];
+    const portsAll = rule.ports === 'all';
+    if (rule.ports !== 'all') {
+      // ingress: names resolve on the subject pod itself; egress: on each destination (a set)
+      for (const s of rule.ports) {
+        if (s.kind === 'number' || dir === 'ingress') numeric.push(...resolvePort(s, pod));
+        else named.push(s);
+      }
+    }
+    const out: string[] = [];
+    const join = (...parts: string[]): string => parts.filter((p) => p !== '').join(' ');
+    if (portsAll || numeric.length > 0) {
+      const pm = portsAll ? '' : portMatch(numeric);
+      if (rule.peers === 'all') out.push(join(pm, tail));
+      else
+        for (const peer of rule.peers)
+          for (const f of FAMILIES) {
+            const m = this.peerMatch(peer, dir, f);
+            if (m !== null) out.push(join(m, pm, tail));
+          }
+    }
+    if (named.length > 0) for (const f of FAMILIES) out.push(join(this.namedTargets(rule, named, f), tail));
+    return out;
+  }
+
+  private bySignature = new Map<string, string>();
+  private policyIds = new Map<NormalizedPolicy, number>();
+
+  /** The group chain of `pod` in `dir`, or undefined when nothing applies to it. */
+  podChain(pod: Pod, dir: Direction): string | undefined {
+    const { anps, nps, banp } = this.idx.policiesFor(pod, dir);
+    if (anps.length === 0 && nps.length === 0 && !banp) return undefined;
+    // pods acted on by the same policies (and, for ingress named ports, serving the same
+    // ports) get the same chain: compile it once
+    const all = [...anps, ...nps, ...(banp ? [banp] : [])];
+    const id = (p: NormalizedPolicy): number => {
+      let n = this.policyIds.get(p);
+      if (n === undefined) this.policyIds.set(p, (n = this.policyIds.size));
+      return n;
+    };
+    const named = dir === 'ingress' && all.some((p) => (p[dir] ?? []).some((r) => r.ports !== 'all' && r.ports.some((s) => s.kind === 'named')));
+    const signature = `${dir}|${all.map(id).join(',')}|${named ? JSON.stringify(pod.ep.spec.ports ?? []) : ''}`;
+    const known = this.bySignature.get(signature);
+    if (known) return known;
+    const name = this.buildChain(pod, dir, anps, nps, banp);
+    this.bySignature.set(signature, name);
+    return name;
+  }
+
+  private buildChain(pod: Pod, dir: Direction, anps: NormalizedPolicy[], nps: NormalizedPolicy[], banp: NormalizedPolicy | undefined): string {
+    const hasPass = anps.some((a) => (a[dir] ?? []).some((r) => r.action === 'Pass'));
+    const verdictOf = (action: string): string => (action === 'Deny' ? 'drop' : action === 'Pass' ? 'goto @NP@' : 'return');
+    const head: string[] = [];
+    for (const a of anps) for (const r of a[dir] ?? []) head.push(...this.ruleLines(r, dir, pod, verdictOf(r.action)));
+    const tail: string[] = [];
+    if (nps.length > 0) {
+      for (const n of nps) for (const r of n[dir] ?? []) tail.push(...this.ruleLines(r, dir, pod, 'return'));
+      tail.push(`counter name ${DEFAULT_DENY_COUNTER[dir]} drop`);
+    } else if (banp) {
+      for (const r of banp[dir] ?? []) if (r.action !== 'Pass') tail.push(...this.ruleLines(r, dir, pod, verdictOf(r.action)));
+    }
+    const prefix = dir === 'ingress' ? 'in' : 'eg';
+    const name = `${prefix}_${shortHash(JSON.stringify([head, tail, hasPass]))}`;
+    if (!this.chains.has(name)) {
+      if (hasPass) {
+        const np = `${name}_np`;
+        this.chains.set(name, { name, rules: [...head.map((l) => l.replace('@NP@', np)), `goto ${np}`] });
+        this.chains.set(np, { name: np, rules: tail });
+      } else {
+        this.chains.set(name, { name, rules: [...head, ...tail] });
+      }
+    }
+    return name;
+  }
+}
+
+/** The desired policy table of `node`: every local endpoint's ingress and egress. */
+export function compileNode(objects: PolicyObjects | PolicyIndex, node: string, opts: CompileOptions = {}): Ruleset {
+  const idx = objects instanceof PolicyIndex ? objects : new PolicyIndex(objects);
+  const b = new Builder(idx);
+  const local = idx.pods.filter((p) => p.node === node);
+  const vmaps: Record<string, [string, string][]> = { ingress4: [], ingress6: [], egress4: [], egress6: [] };
+  const localIPs: Record<Family, string[]> = { 4: [], 6: [] };
+  let ingressPods = 0;
+  let egressPods = 0;
+  for (const pod of local) {
+    for (const ip of pod.ips) localIPs[ip.family].push(ip.text);
+    for (const dir of ['ingress', 'egress'] as const) {
+      const chain = b.podChain(pod, dir);
+      if (!chain) continue;
+      if (dir === 'ingress') ingressPods++;
+      else egressPods++;
+      for (const ip of pod.ips) vmaps[`${dir}${ip.family}`].push([ip.text, `jump ${chain}`]);
+    }
+  }
+
+  const counterInfo: Record<string, CounterMeaning> = {
+    [DEFAULT_DENY_COUNTER.ingress]: { default: 'isolated', direction: 'ingress' },
+    [DEFAULT_DENY_COUNTER.egress]: { default: 'isolated', direction: 'egress' },
+  };
+  for (const p of [...idx.anps, ...idx.nps, ...(idx.banp ? [idx.banp] : [])]) for (const r of [...(p.ingress ?? []), ...(p.egress ?? [])]) counterInfo[r.counter] = r.ref;
+
+  // elements come in index order (pods sorted by namespace/name/...): deterministic unsorted
+  const sets: NftSet[] = [];
+  for (const f of FAMILIES) {
+    const ips = uniq(localIPs[f]);
+    sets.push({ name: `local${f}`, type: addrType(f), elements: ips });
+    sets.push({ name: `self${f}`, type: `${addrType(f)} . ${addrType(f)}`, elements: ips.map((ip) => `${ip} . ${ip}`) });
+  }
+  sets.push(...[...b.sets.values()].sort((x, y) => cmp(x.name, y.name)));
+
+  const maps: NftMap[] = Object.entries(vmaps).map(([k, els]) => ({
+    name: k,
+    type: `${addrType(k.endsWith('4') ? 4 : 6)} : verdict`,
+    elements: uniqByKey(els),
+  }));
+
+  // replies pass; IPv6 neighbour discovery is not policy's business (conntrack does not track
+  // it, so it would otherwise look invalid, and unicast advertisements hit the ingress maps)
+  const guard = (): string[] => ['ct state established,related accept', 'icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert, nd-redirect } accept'];
+  const forward: string[] = [
+    ...guard(),
+    ...FAMILIES.flatMap((f) => [`ct state invalid ${ipKw(f)} saddr @local${f} drop`, `ct state invalid ${ipKw(f)} daddr @local${f} drop`]),
+    ...FAMILIES.map((f) => `${ipKw(f)} saddr . ${ipKw(f)} daddr @self${f} accept`),
+    ...FAMILIES.map((f) => `${ipKw(f)} saddr vmap @egress${f}`),
+    ...FAMILIES.map((f) => `${ipKw(f)} daddr vmap @ingress${f}`),
+  ];
+  const chains: NftChain[] = [{ name: 'forward', hook: 'forward', rules: forward }];
+  if (opts.allowFromNode === false) chains.push({ name: 'output', hook: 'output', rules: [...guard(), ...FAMILIES.map((f) => `${ipKw(f)} daddr vmap @ingress${f}`)] });
+  if (opts.allowToNode === false) chains.push({ name: 'input', hook: 'input', rules: [...guard(), ...FAMILIES.map((f) => `${ipKw(f)} saddr vmap @egress${f}`)] });
+  chains.push(...[...b.chains.values()].sort((x, y) => cmp(x.name, y.name)));
+
+  const counters = Object.keys(counterInfo).sort();
+  return {
+    counters,
+    counterInfo,
+    sets,
+    maps,
+    chains,
+    stats: {
+      localPods: local.length,
+      ingressPods,
+      egressPods,
+      groups: b.chains.size,
+      sets: sets.length + maps.length,
+      elements: sets.reduce((n, s) => n + s.elements.length, 0) + maps.reduce((n, m) => n + m.elements.length, 0),
+      rules: chains.reduce((n, c) => n + c.rules.length, 0),
+    },
+  };
+}
+
+function uniqByKey(els: [string, string][]): [string, string][] {
+  const m = new Map<string, string>();
+  for (const [k, v] of els) if (!m.has(k)) m.set(k, v);
+  return [...m.entries()];
+}

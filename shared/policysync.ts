@@ -1,0 +1,253 @@
+/**
+ * Program this node's policy table from the cluster store: the one routine the `endpoint`
+ * plugin (ADD/DEL/GC, synchronously, so a pod is never unprotected) and the agent's policy
+ * reconciler (on every change and every resync) share.
+ *
+ * Under one flock per table (plugin processes and the agent serialize on it): read every object
+ * policy depends on (one list per kind, at once), render the whole table with the pure compiler
+ * (shared/policy), apply it as one `nft -f` transaction. Reading and applying under the same
+ * lock is what makes it correct: whoever applies last read the store after every earlier
+ * writer's change.
+ */
+import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { CniError, ErrorCode } from './cni/errors.ts';
+import { trace } from './cni/trace.ts';
+import type { AgentConfig } from './agentconfig.ts';
+import { AgentConfigError } from './agentconfig.ts';
+import { withFlock } from './flock.ts';
+import { mkdirSync } from 'node:fs';
+import { nftApply } from './kernel/nft.ts';
+import { run } from './kernel/exec.ts';
+import { setSysctls } from './kernel/sysctl.ts';
+import { StoreUnavailableError, type ObjectStore } from './store/types.ts';
+import type { AdminNetworkPolicy, BaselineAdminNetworkPolicy, Endpoint, Namespace, NetworkPolicy } from './objects/types.ts';
+import type { PolicyObjects } from './policy/model.ts';
+import { compileNode, POLICY_TABLE, renderNft, renderUpdate, type Ruleset } from './policy/index.ts';
+
+export const DEFAULT_POLICY_TABLE = POLICY_TABLE;
+export const DEFAULT_LOCK_DIR = '/run/cni-ts/locks';
+
+export interface PolicySettings {
+  /** nft table (family inet) this node's policy lives in */
+  table: string;
+  /** the flock file serializing every writer of that table */
+  lockFile: string;
+  /**
+   * What the kernel's table holds, as the last writer left it (its compiled Ruleset, JSON): the
+   * next writer applies only the difference (element updates, changed chains) in one
+   * transaction. Missing or refused: the whole table is replaced.
+   */
+  stateFile: string;
+  /** the node may open connections to its local pods (kubelet probes); default true */
+  allowFromNode: boolean;
+  /** local pods may open connections to their node; default true */
+  allowToNode: boolean;
+}
+
+/** The agent config's `policy` section: {table, lockFile, allowFromNode, allowToNode}. */
+export function policySettings(cfg: Pick<AgentConfig, 'policy' | 'source'>): PolicySettings {
+  const p = cfg.policy ?? {};
+  const table = p.table ?? DEFAULT_POLICY_TABLE;
+  if (typeof table !== 'string' || !/^[A-Za-z][A-Za-z0-9_]{0,63}$/.test(table)) throw new AgentConfigError(cfg.source, 'policy.table', 'must be an nft table name (letters, digits, "_")');
+  const lockFile = p.lockFile ?? path.join(DEFAULT_LOCK_DIR, `policy-${table}.lock`);
+  if (typeof lockFile !== 'string' || !path.isAbsolute(lockFile)) throw new AgentConfigError(cfg.source, 'policy.lockFile', 'must be an absolute path');
+  const flag = (k: 'allowFromNode' | 'allowToNode'): boolean => {
+    const v = p[k] ?? true;
+    if (typeof v !== 'boolean') throw new AgentConfigError(cfg.source, `policy.${k}`, 'must be true or false');
+    return v;
+  };
+  const stateFile = lockFile.replace(/\.lock$/, '') + '.ruleset.json';
+  return { table, lockFile, stateFile, allowFromNode: flag('allowFromNode'), allowToNode: flag('allowToNode') };
+}
+
+/** StoreUnavailableError (or anything a backend throws on I/O) → CNI code 11. */
+export function storeError(e: unknown, what: string): CniError {
+  if (e instanceof CniError) return e;
+  const msg = e instanceof Error ? e.message : String(e);
+  if (e instanceof StoreUnavailableError) return new CniError(ErrorCode.TryAgainLater, `cluster store unavailable: ${what}`, msg);
+  return new CniError(ErrorCode.TryAgainLater, `cluster store: ${what} failed`, msg);
+}
+
+/** Every object policy depends on, read at once (one list per kind). */
+export async function readPolicyObjects(store: ObjectStore): Promise<PolicyObjects & { revision: number }> {
+  const [eps, nss, nps, anps, banps] = await Promise.all([
+    store.list<Endpoint>('Endpoint'),
+    store.list<Namespace>('Namespace'),
+    store.list<NetworkPolicy>('NetworkPolicy'),
+    store.list<AdminNetworkPolicy>('AdminNetworkPolicy'),
+    store.list<BaselineAdminNetworkPolicy>('BaselineAdminNetworkPolicy'),
+  ]);
+  trace('store read');
+  return {
+    endpoints: eps.items.map((s) => s.object),
+    namespaces: nss.items.map((s) => s.object),
+    policies: nps.items.map((s) => s.object),
+    anps: anps.items.map((s) => s.object),
+    banp: banps.items.find((s) => s.object.metadata.name === 'default')?.object ?? banps.items[0]?.object ?? null,
+    revision: Math.max(eps.revision, nss.revision, nps.revision, anps.revision, banps.revision),
+  };
+}
+
+/** Hold the table's lock for `body` (every writer of the table: plugin processes, the agent). */
+export async function withPolicyLock<T>(s: PolicySettings, body: () => Promise<T>): Promise<T> {
+  mkdirSync(path.dirname(s.lockFile), { recursive: true, mode: 0o755 });
+  return withFlock(s.lockFile, body);
+}
+
+/**
+ * Same-bridge traffic is switched at L2; with br_netfilter's call-ip(6)tables on, it crosses
+ * the inet forward hook where the policy table filters it.
+ */
+export async function ensureBridgeNetfilter(): Promise<void> {
+  const want = { 'net.bridge.bridge-nf-call-iptables': '1', 'net.bridge.bridge-nf-call-ip6tables': '1' };
+  try {
+    await setSysctls(want);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new CniError(ErrorCode.KernelOperation, 'could not enable bridge netfilter', (e as Error).message);
+    // br_netfilter is a module on this kernel and not loaded yet
+    await run('modprobe', ['br_netfilter'], { allowFail: true });
+    try {
+      await setSysctls(want);
+    } catch (e2) {
+      throw new CniError(ErrorCode.KernelFeatureMissing, 'bridge netfilter (br_netfilter) is not available: same-bridge traffic could not be policed', (e2 as Error).message);
+    }
+  }
+}
+
+export interface Programmed {
+  objects: PolicyObjects & { revision: number };
+  ruleset: Ruleset;
+  /** full: the whole table replaced; update: only the difference applied; unchanged: nothing to do */
+  mode: 'full' | 'update' | 'unchanged';
+  /** size of the nft script applied */
+  bytes: number;
+}
+
+/** What the kernel's table holds: the Ruleset, and the store revision and inputs it came from. */
+interface State {
+  v: 1;
+  /** node and compile options */
+  key: string;
+  revision: number;
+  ruleset: Ruleset;
+}
+
+const stateKey = (node: string, s: PolicySettings): string => `${node}|${s.allowFromNode}|${s.allowToNode}`;
+
+function readState(file: string): State | undefined {
+  try {
+    const st = JSON.parse(readFileSync(file, 'utf8')) as State;
+    return st.v === 1 && st.ruleset ? st : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function writeState(file: string, st: State | undefined): void {
+  if (!st) {
+    rmSync(file, { force: true });
+    return;
+  }
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, JSON.stringify(st));
+  renameSync(tmp, file);
+}
+
+/** Read every policy object (the caller holds the lock). */
+async function readObjects(store: ObjectStore): Promise<PolicyObjects & { revision: number }> {
+  try {
+    return await readPolicyObjects(store);
+  } catch (e) {
+    throw storeError(e, 'reading policy objects');
+  }
+}
+
+/** Read every policy object (the caller holds the lock) and compile this node's Ruleset. */
+export async function compilePolicy(store: ObjectStore, node: string, s: PolicySettings): Promise<{ objects: PolicyObjects & { revision: number }; ruleset: Ruleset }> {
+  const objects = await readObjects(store);
+  const ruleset = compileNode(objects, node, { allowFromNode: s.allowFromNode, allowToNode: s.allowToNode });
+  trace('policy compiled');
+  return { objects, ruleset };
+}
+
+/**
+ * Program this node's table from the store (the caller holds the lock): one transaction with
+ * the difference from what the last writer left (`stateFile`), or the whole table when there
+ * is no state, `full` is asked, or the kernel refuses the difference (it does not hold what the
+ * state says: the transaction changed nothing). When the store is at the revision the last
+ * writer compiled (the agent's pass after an endpoint ADD already applied), nothing is
+ * compiled, unless `recompile` (a new compiler, on agent start).
+ */
+export async function programPolicy(store: ObjectStore, node: string, s: PolicySettings, opts: { full?: boolean; recompile?: boolean } = {}): Promise<Programmed> {
+  const [objects] = await Promise.all([readObjects(store), ensureBridgeNetfilter()]);
+  const key = stateKey(node, s);
+  const prevState = readState(s.stateFile);
+  const prev = prevState?.key === key ? prevState : undefined;
+  if (prev && !opts.full && !opts.recompile && prev.revision === objects.revision) {
+    return { objects, ruleset: prev.ruleset, mode: 'unchanged', bytes: 0 };
+  }
+  const ruleset = compileNode(objects, node, { allowFromNode: s.allowFromNode, allowToNode: s.allowToNode });
+  trace('policy compiled');
+  const state: State = { v: 1, key, revision: objects.revision, ruleset };
+  if (prev && !opts.full) {
+    let script: string | undefined;
+    try {
+      script = renderUpdate(prev.ruleset, ruleset, s.table);
+    } catch {
+      script = undefined; // a set changed type: the whole table
+    }
+    if (script === '') {
+      writeState(s.stateFile, state);
+      return { objects, ruleset, mode: 'unchanged', bytes: 0 };
+    }
+    if (script !== undefined) {
+      try {
+        await nftApply(script);
+        trace('policy updated');
+        writeState(s.stateFile, state);
+        return { objects, ruleset, mode: 'update', bytes: script.length };
+      } catch {
+        trace('policy update refused: replacing the table');
+      }
+    }
+  }
+  const script = renderNft(ruleset, s.table);
+  writeState(s.stateFile, undefined); // a crash between apply and the write below must not leave a stale state
+  await nftApply(script);
+  trace('policy applied');
+  writeState(s.stateFile, state);
+  return { objects, ruleset, mode: 'full', bytes: script.length };
+}
+
+/**
+ * Does the kernel's table still hold `rs`'s structure? Lists it without set elements (nft -t)
+ * and compares chains with their rule counts, sets, maps and counters. Returns why not, or
+ * undefined. Catches a deleted or flushed table and changed chains (not single set elements).
+ */
+export async function tableDrift(rs: Ruleset | undefined, table: string): Promise<string | undefined> {
+  const r = await run('nft', ['-j', '-t', 'list', 'table', 'inet', table], { allowFail: true });
+  if (r.exitCode !== 0) return 'is gone';
+  if (!rs) return 'has no recorded state';
+  const have = { rules: new Map<string, number>(), sets: new Set<string>(), maps: new Set<string>(), counters: new Set<string>(), chains: new Set<string>() };
+  for (const o of (JSON.parse(r.stdout || '{"nftables":[]}') as { nftables: Array<Record<string, { name?: string; chain?: string }>> }).nftables) {
+    if (o.rule?.chain) have.rules.set(o.rule.chain, (have.rules.get(o.rule.chain) ?? 0) + 1);
+    else if (o.chain?.name) have.chains.add(o.chain.name);
+    else if (o.set?.name) have.sets.add(o.set.name);
+    else if (o.map?.name) have.maps.add(o.map.name);
+    else if (o.counter?.name) have.counters.add(o.counter.name);
+  }
+  for (const c of rs.chains) {
+    if (!have.chains.has(c.name)) return `lacks chain ${c.name}`;
+    const n = have.rules.get(c.name) ?? 0;
+    if (n !== c.rules.length) return `chain ${c.name} has ${n} rules, not ${c.rules.length}`;
+  }
+  if (have.chains.size !== rs.chains.length) return `has ${have.chains.size} chains, not ${rs.chains.length}`;
+  for (const x of rs.sets) if (!have.sets.has(x.name)) return `lacks set ${x.name}`;
+  for (const m of rs.maps) if (!have.maps.has(m.name)) return `lacks map ${m.name}`;
+  for (const c of rs.counters) if (!have.counters.has(c)) return `lacks counter ${c}`;
+  return undefined;
+}
+
+/** The Ruleset the last writer applied (agent: drift checks). */
+export const recordedRuleset = (s: PolicySettings): Ruleset | undefined => readState(s.stateFile)?.ruleset;

@@ -1,0 +1,19 @@
+/**
+ * cnictl's verbs: one file per verb, loaded only when used. A verb module exports
+ * `run(ctx, args): Promise<number>` and `usage` (its help text). Add a verb with one line here.
+ */
+import type { Ctx } from './common.ts';
+
+export interface VerbModule {
+  run(ctx: Ctx, args: string[]): Promise<number>;
+  usage: string;
+}
+
+export const VERBS: Record<string, { summary: string; load: () => Promise<VerbModule> }> = {
+  apply: { summary: 'create or replace the objects of a manifest (-f FILE|-)', load: () => import('./apply.ts') },
+  delete: { summary: 'delete the objects a manifest names, or KIND NAME', load: () => import('./delete.ts') },
+  get: { summary: 'list objects: endpoints, policies, namespaces, services, ... (-o wide|json|yaml)', load: () => import('./get.ts') },
+  describe: { summary: 'one object in detail, with the policies/endpoints it relates to', load: () => import('./describe.ts') },
+  label: { summary: 'set (k=v) or remove (k-) labels of an endpoint, a namespace, ...', load: () => import('./label.ts') },
+  policy: { summary: 'policy trace --from NS/POD --to NS/POD|IP --port 80/tcp', load: () => import('./trace.ts') },
+};
