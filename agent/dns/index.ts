@@ -12,6 +12,7 @@
  * `dns.listen`). `unhealthy` (the services issue's health checks) hides headless backends.
  */
 import { buildZone, lookup, type UnhealthyInput, type ZoneObjects } from '../../shared/dns/records.ts';
+import type { Endpoint, EndpointSlice, Namespace, Service } from '../../shared/objects/types.ts';
 import { DnsServer, type ListenSpec } from './server.ts';
 import { resolveUpstreams, validateDnsConfig, type DnsAgentConfig } from './config.ts';
 import { parseHostPort } from './upstream.ts';
@@ -131,4 +132,18 @@ export async function startDns(config: DnsAgentConfig, getObjects: () => ZoneObj
       await server.close();
     },
   };
+}
+
+/** Objects for the zone from a JSON array (or {items: [...]}) of store objects, by kind. */
+export function objectsFromJson(text: string): ZoneObjects {
+  const raw = JSON.parse(text) as unknown;
+  const items = (Array.isArray(raw) ? raw : ((raw as { items?: unknown[] }).items ?? [])) as { kind?: string }[];
+  const out: Required<ZoneObjects> = { services: [], endpointSlices: [], endpoints: [], namespaces: [] };
+  for (const o of items) {
+    if (o.kind === 'Service') out.services.push(o as Service);
+    else if (o.kind === 'EndpointSlice') out.endpointSlices.push(o as EndpointSlice);
+    else if (o.kind === 'Endpoint') out.endpoints.push(o as Endpoint);
+    else if (o.kind === 'Namespace') out.namespaces.push(o as Namespace);
+  }
+  return out;
 }

@@ -10,23 +10,8 @@
  */
 import { readFileSync, watch } from 'node:fs';
 import { parseArgs } from 'node:util';
-import type { ZoneObjects } from '../../shared/dns/records.ts';
-import type { Endpoint, EndpointSlice, Namespace, Service } from '../../shared/objects/types.ts';
-import { startDns } from './index.ts';
+import { objectsFromJson, startDns } from './index.ts';
 import type { DnsAgentConfig } from './config.ts';
-
-export function objectsFromJson(text: string): ZoneObjects {
-  const raw = JSON.parse(text) as unknown;
-  const items = (Array.isArray(raw) ? raw : ((raw as { items?: unknown[] }).items ?? [])) as { kind?: string }[];
-  const out: Required<ZoneObjects> = { services: [], endpointSlices: [], endpoints: [], namespaces: [] };
-  for (const o of items) {
-    if (o.kind === 'Service') out.services.push(o as Service);
-    else if (o.kind === 'EndpointSlice') out.endpointSlices.push(o as EndpointSlice);
-    else if (o.kind === 'Endpoint') out.endpoints.push(o as Endpoint);
-    else if (o.kind === 'Namespace') out.namespaces.push(o as Namespace);
-  }
-  return out;
-}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
