@@ -14,6 +14,7 @@ import { parseHostPort, resolvConfNameservers } from '../agent/dns/upstream.ts';
 import { listenSpecs, objectsFromJson } from '../agent/dns/index.ts';
 import type { Endpoint, EndpointSlice, Service } from '../shared/objects/types.ts';
 import { parseIP } from '../shared/ipnet.ts';
+import { hostile } from './helpers/dns-fuzz.ts';
 
 const svc = (name: string, spec: Partial<Service['spec']> & Record<string, unknown>, ns = 'default', extra: Partial<Service['metadata']> = {}): Service => ({
   apiVersion: 'v1',
@@ -387,5 +388,57 @@ describe('DNS server answers (in-process)', () => {
     const nx = dnsPacket.encode({ id: 1, type: 'response', flags: 3, questions: [{ name: 'a.test', type: 'A' }], authorities: [{ name: 'test', type: 'SOA', ttl: 900, data: { mname: 'a', rname: 'b', serial: 1, refresh: 1, retry: 1, expire: 1, minimum: 30 } }] });
     expect(cacheTtl(nx)).toBe(30);
     expect(cacheTtl(dnsPacket.encode({ id: 1, type: 'response', flags: 2, questions: [{ name: 'a.test', type: 'A' }] }))).toBe(0);
+  });
+
+  it('hostile sweep in-process: every message answered with a response for its ID, or dropped; never throws', async () => {
+    const s = server();
+    let answered = 0;
+    for (let i = 0; i < 5000; i++) {
+      const m = hostile(i);
+      const out = await s.query(m, i % 2 ? 'tcp' : 'udp');
+      if (!out) continue;
+      answered++;
+      expect(out.readUInt16BE(0)).toBe(m.readUInt16BE(0));
+      expect(out.readUInt16BE(2) & 0x8000).toBe(0x8000);
+    }
+    expect(answered).toBeGreaterThan(1000);
+    expect(decode(await s.query(q('web.default.svc.cluster.local'))).answers![0].data).toBe('10.96.0.10');
+  });
+
+  it('real sockets on loopback: UDP and TCP, per-source rate limit drops the excess', async () => {
+    const s = server({ rateLimit: { qps: 1, burst: 3 } });
+    expect(await s.setListeners([{ address: '127.0.0.1', port: 0 }])).toEqual([]);
+    const { port } = s.addresses()[0];
+    const c = dgram.createSocket('udp4');
+    closers.push(async () => {
+      c.close();
+    });
+    const got: Buffer[] = [];
+    c.on('message', (m) => got.push(m));
+    for (let i = 0; i < 10; i++) c.send(q('web.default.svc.cluster.local'), port, '127.0.0.1');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(got.length).toBe(3);
+    expect(s.metrics.dropped.rateLimited).toBe(7);
+    const s2 = server();
+    await s2.setListeners([{ address: '127.0.0.1', port: 0 }]);
+    const reply = await new Promise<Buffer>((resolve) => {
+      const t = net.connect(s2.addresses()[0].port, '127.0.0.1', () => {
+        const m = q('db.default.svc.cluster.local');
+        const len = Buffer.alloc(2);
+        len.writeUInt16BE(m.length);
+        t.write(Buffer.concat([len, m]));
+      });
+      let buf = Buffer.alloc(0);
+      t.on('data', (d) => {
+        buf = Buffer.concat([buf, d]);
+        if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+          t.destroy();
+          resolve(buf.subarray(2));
+        }
+      });
+    });
+    expect(decode(reply).answers!.map((a) => a.data).sort()).toEqual(['10.1.0.5', '10.1.0.6']);
+    expect(s2.metrics.responses.NOERROR).toBe(1);
+    expect(s2.metrics.duration.count).toBe(1);
   });
 });
