@@ -202,7 +202,8 @@ export class DnsServer {
     const send = (out: Buffer | null): void => {
       if (!out) return;
       this.account(out, t0);
-      l.udp.send(out, rinfo.port, rinfo.address, () => {});
+      // no callback: send errors arrive as the socket's 'error' event (logged)
+      l.udp.send(out, rinfo.port, rinfo.address);
     };
     const r = this.safeAnswer(msg, l.ctxUdp);
     if (r instanceof Promise) r.then(send, () => {});
