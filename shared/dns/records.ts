@@ -9,7 +9,7 @@
  * No I/O, no wire format: the records are plain objects in the shape `dns-packet` encodes.
  */
 import type { Endpoint, EndpointSlice, Namespace, Service } from '../objects/types.ts';
-import { type IP, type IPNet, contains, formatIP, parseCIDR, parseIP } from '../ipnet.ts';
+import { type IP, type IPNet, contains, formatIP, network, parseCIDR, parseIP } from '../ipnet.ts';
 
 export type RRType = 'A' | 'AAAA' | 'CNAME' | 'PTR' | 'SRV' | 'TXT' | 'SOA';
 
@@ -165,8 +165,69 @@ export function parseReverse(qname: string): IPNet | null {
 }
 
 /** 10.1.2.3 -> "10-1-2-3", fd00::5 -> "fd00--5" (the system-assigned hostname of an endpoint). */
-export function dashed(ip: IP): string {
-  return formatIP(ip).replace(/[.:]/g, '-');
+export function dashed(a: Addr): string {
+  return a.text.replace(/[.:]/g, '-');
+}
+
+/**
+ * An address as text in canonical form. IPv4 is checked with one regular expression and kept as
+ * written (the zone is rebuilt on every change: tens of thousands of addresses, so no bigint
+ * or library objects on that path); IPv6 goes through ipnet for its canonical spelling.
+ */
+export interface Addr {
+  family: 4 | 6;
+  text: string;
+}
+const V4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+
+export function toAddr(s: string): Addr | null {
+  if (typeof s !== 'string') return null;
+  if (V4.test(s)) return { family: 4, text: s };
+  if (!s.includes(':')) return null;
+  const ip = parseIP(s);
+  return ip ? { family: 6, text: formatIP(ip) } : null;
+}
+
+/** "10.1.0.5/24" or "10.1.0.5" -> the address and its prefix length (32/128 without one). */
+function toAddrPrefix(s: string): { addr: Addr; prefix: number } | null {
+  if (typeof s !== 'string') return null;
+  const i = s.indexOf('/');
+  const addr = toAddr(i < 0 ? s : s.slice(0, i));
+  if (!addr) return null;
+  const max = addr.family === 4 ? 32 : 128;
+  const prefix = i < 0 ? max : Number(s.slice(i + 1));
+  if (!Number.isInteger(prefix) || prefix < 0 || prefix > max) return null;
+  return { addr, prefix };
+}
+
+function reverseOf(a: Addr): string {
+  if (a.family === 4) {
+    const [w, x, y, z] = a.text.split('.');
+    return `${z}.${y}.${x}.${w}.in-addr.arpa`;
+  }
+  return reverseName(parseIP(a.text)!);
+}
+
+/** Distinct networks (by network address and prefix) for the reverse zones. */
+class NetSet {
+  private readonly map = new Map<string, IPNet>();
+  add(a: Addr, prefix: number): void {
+    if (a.family === 4) {
+      const n = a.text.split('.').reduce((acc, o) => acc * 256 + Number(o), 0);
+      const base = prefix === 0 ? 0 : Math.floor(n / 2 ** (32 - prefix)) * 2 ** (32 - prefix);
+      const key = `${base}/${prefix}`;
+      if (!this.map.has(key)) this.map.set(key, { family: 4, value: BigInt(base), prefix });
+      return;
+    }
+    const net = parseCIDR(`${a.text}/${prefix}`);
+    if (!net) return;
+    const nw = network(net);
+    const key = `6:${nw.value}/${prefix}`;
+    if (!this.map.has(key)) this.map.set(key, nw);
+  }
+  list(): IPNet[] {
+    return [...this.map.values()];
+  }
 }
 
 // ---------------------------------------------------------------- building
@@ -195,19 +256,20 @@ class Builder {
   touch(name: string): void {
     this.node(name);
   }
+  /** owner|type|data of every record added: duplicates are dropped in O(1) */
+  private readonly seen = new Set<string>();
   add(rr: RR): void {
+    const key = `${rr.name}|${rr.type}|${typeof rr.data === 'string' ? rr.data : JSON.stringify(rr.data)}`;
+    if (this.seen.has(key)) return;
+    this.seen.add(key);
     const n = this.node(rr.name);
     const list = n.get(rr.type);
     if (!list) n.set(rr.type, [rr]);
-    else if (!list.some((r) => sameData(r, rr))) list.push(rr);
+    else list.push(rr);
   }
 }
 
-function sameData(a: RR, b: RR): boolean {
-  return a.type === b.type && JSON.stringify(a.data) === JSON.stringify(b.data);
-}
-
-const addrRR = (name: string, ip: IP, ttl: number): RR => ({ name, type: ip.family === 4 ? 'A' : 'AAAA', class: 'IN', ttl, data: formatIP(ip) });
+const addrRR = (name: string, a: Addr, ttl: number): RR => ({ name, type: a.family === 4 ? 'A' : 'AAAA', class: 'IN', ttl, data: a.text });
 
 function isReady(cond: { ready?: boolean } | undefined): boolean {
   return cond?.ready !== false;
@@ -225,7 +287,7 @@ function selectorMatches(sel: Record<string, string> | undefined, labels: Record
 }
 
 interface Backend {
-  ip: IP;
+  ip: Addr;
   hostname: string;
   /** port name -> {port, proto} */
   ports: { name: string; port: number; proto: string }[];
@@ -239,12 +301,11 @@ export function buildZone(objects: ZoneObjects, opts: ZoneOptions = {}): Zone {
   const serial = (opts.serial ?? Math.floor(Date.now() / 1000)) >>> 0;
   const unhealthy = unhealthyFn(opts.unhealthy);
   const b = new Builder([domain]);
-  const reverseNets: IPNet[] = [];
+  const reverseNets = new NetSet();
   const stats = { services: 0, headless: 0, endpoints: 0, names: 0 };
-  const ptr = (ip: IP, target: string, t: number): void => {
-    b.add({ name: reverseName(ip), type: 'PTR', class: 'IN', ttl: t, data: target });
+  const ptr = (a: Addr, target: string, t: number): void => {
+    b.add({ name: reverseOf(a), type: 'PTR', class: 'IN', ttl: t, data: target });
   };
-  const hostNet = (ip: IP): IPNet => ({ ...ip, prefix: ip.family === 4 ? 32 : 128 });
 
   b.add({ name: domain, type: 'SOA', class: 'IN', ttl: ttl.negative, data: soaData(domain, serial, ttl.negative) });
   b.add({ name: `dns-version.${domain}`, type: 'TXT', class: 'IN', ttl: ttl.service, data: SCHEMA_VERSION });
@@ -255,8 +316,8 @@ export function buildZone(objects: ZoneObjects, opts: ZoneOptions = {}): Zone {
     if (LABEL.test(n)) b.touch(`${n}.svc.${domain}`);
   }
   for (const c of opts.serviceCIDRs ?? []) {
-    const net = parseCIDR(c);
-    if (net) reverseNets.push(net);
+    const ap = toAddrPrefix(c);
+    if (ap) reverseNets.add(ap.addr, ap.prefix);
   }
 
   const endpoints = objects.endpoints ?? [];
@@ -288,11 +349,10 @@ export function buildZone(objects: ZoneObjects, opts: ZoneOptions = {}): Zone {
     if (spec.clusterIP !== 'None') {
       // ClusterIP: the name exists even before a VIP is allocated (NODATA until then)
       b.touch(fqdn);
-      const vips = (spec.clusterIPs?.length ? spec.clusterIPs : spec.clusterIP ? [spec.clusterIP] : []).map(parseIP).filter((x): x is IP => !!x);
+      const vips = (spec.clusterIPs?.length ? spec.clusterIPs : spec.clusterIP ? [spec.clusterIP] : []).map(toAddr).filter((x): x is Addr => !!x);
       for (const ip of vips) {
         b.add(addrRR(fqdn, ip, ttl.service));
         ptr(ip, fqdn, ttl.service);
-        reverseNets.push(hostNet(ip));
       }
       for (const p of spec.ports ?? []) {
         if (!p.name || !LABEL.test(p.name.toLowerCase())) continue;
@@ -313,8 +373,8 @@ export function buildZone(objects: ZoneObjects, opts: ZoneOptions = {}): Zone {
         for (const e of s.endpoints ?? []) {
           if (!tolerate && !isReady(e.conditions)) continue;
           for (const a of e.addresses ?? []) {
-            const ip = parseIP(a);
-            if (!ip || unhealthy(formatIP(ip), ref)) continue;
+            const ip = toAddr(a);
+            if (!ip || unhealthy(ip.text, ref)) continue;
             const h = e.hostname && LABEL.test(e.hostname.toLowerCase()) ? e.hostname.toLowerCase() : dashed(ip);
             backends.push({ ip, hostname: h, ports });
           }
@@ -325,10 +385,8 @@ export function buildZone(objects: ZoneObjects, opts: ZoneOptions = {}): Zone {
       for (const ep of endpoints) {
         if (normalizeName(ep.metadata.namespace ?? 'default') !== ns || !selectorMatches(spec.selector, ep.metadata.labels)) continue;
         for (const c of ep.spec.ips ?? []) {
-          const net = parseCIDR(c) ?? (parseIP(c) ? { ...parseIP(c)!, prefix: 0 } : null);
-          if (!net) continue;
-          const ip: IP = { family: net.family, value: net.value };
-          if (unhealthy(formatIP(ip), ref)) continue;
+          const ip = toAddrPrefix(c)?.addr;
+          if (!ip || unhealthy(ip.text, ref)) continue;
           const ports: Backend['ports'] = [];
           for (const p of spec.ports ?? []) {
             if (!p.name || !LABEL.test(p.name.toLowerCase())) continue;
@@ -351,7 +409,6 @@ export function buildZone(objects: ZoneObjects, opts: ZoneOptions = {}): Zone {
       b.add(addrRR(fqdn, be.ip, ttl.headless));
       b.add(addrRR(host, be.ip, ttl.headless));
       ptr(be.ip, host, ttl.headless);
-      reverseNets.push(hostNet(be.ip));
       for (const p of be.ports) {
         b.add({ name: `_${p.name}.${p.proto}.${fqdn}`, type: 'SRV', class: 'IN', ttl: ttl.headless, data: { priority: 0, weight, port: p.port, target: host } });
       }
@@ -374,14 +431,12 @@ export function buildZone(objects: ZoneObjects, opts: ZoneOptions = {}): Zone {
       if (!view.has(netDomain)) view.set(netDomain, new Map());
     }
     const names = [ep.metadata.name, ...(ep.spec.aliases ?? [])].map(normalizeName).filter((n) => LABEL.test(n));
-    const ips: IP[] = [];
+    const ips: Addr[] = [];
     for (const c of ep.spec.ips ?? []) {
-      const net = parseCIDR(c);
-      const ip = net ?? parseIP(c);
-      if (!ip) continue;
-      ips.push({ family: ip.family, value: ip.value });
-      if (net) reverseNets.push(net);
-      else reverseNets.push(hostNet(ip));
+      const ap = toAddrPrefix(c);
+      if (!ap) continue;
+      ips.push(ap.addr);
+      reverseNets.add(ap.addr, ap.prefix);
     }
     const primary = names[0] ? (netDomain ? `${names[0]}.${netDomain}` : names[0]) : undefined;
     for (const ip of ips) {
@@ -399,7 +454,7 @@ export function buildZone(objects: ZoneObjects, opts: ZoneOptions = {}): Zone {
     }
   }
   stats.names = b.names.size + [...views.values()].reduce((s, v) => s + v.size, 0);
-  return { domain, ttl, serial, names: b.names, views, networkDomains, reverseNets, stats };
+  return { domain, ttl, serial, names: b.names, views, networkDomains, reverseNets: reverseNets.list(), stats };
 }
 
 function soaData(apex: string, serial: number, negative: number): SoaData {
@@ -455,10 +510,10 @@ export function lookup(zone: Zone, qnameIn: string, qtype: string, view: View = 
 
   const rev = parseReverse(qname);
   if (rev) {
-    const net = zone.reverseNets.find((n) => n.prefix <= rev.prefix && contains(n, rev));
+    const node = zone.names.get(qname);
+    const net = zone.reverseNets.find((n) => n.prefix <= rev.prefix && contains(n, rev)) ?? (node ? { ...rev, prefix: rev.family === 4 ? 24 : 64 } : undefined);
     if (!net) return null;
     const soa = (): RR => soaRR(zone, reverseApex(qname, net));
-    const node = zone.names.get(qname);
     const full = rev.prefix === (rev.family === 4 ? 32 : 128);
     if (!node) return full ? nx(soa()) : answerFromNode(qname, new Map(), qtype, soa, () => []);
     return answerFromNode(qname, node, qtype, soa, () => []);
@@ -496,9 +551,9 @@ function podNode(zone: Zone, qname: string): Node | undefined {
   if (labels.length !== 3 || labels[2] !== 'pod') return undefined;
   if (labels[1] && !LABEL.test(labels[1])) return undefined;
   const [host] = labels;
-  let ip: IP | null = null;
-  if (/^\d{1,3}(-\d{1,3}){3}$/.test(host)) ip = parseIP(host.replace(/-/g, '.'));
-  else if (host.includes('-') && /^[0-9a-f-]+$/.test(host)) ip = parseIP(host.replace(/-/g, ':'));
+  let ip: Addr | null = null;
+  if (/^\d{1,3}(-\d{1,3}){3}$/.test(host)) ip = toAddr(host.replace(/-/g, '.'));
+  else if (host.includes('-') && /^[0-9a-f-]+$/.test(host)) ip = toAddr(host.replace(/-/g, ':'));
   if (!ip) return undefined;
   return new Map([[ip.family === 4 ? 'A' : 'AAAA', [addrRR(qname, ip, zone.ttl.pod)]]]);
 }
