@@ -11,7 +11,7 @@ import { resultDns } from '../shared/dns/result.ts';
 import { DnsServer, cacheTtl } from '../agent/dns/server.ts';
 import { AnswerCache } from '../agent/dns/cache.ts';
 import { parseHostPort, resolvConfNameservers } from '../agent/dns/upstream.ts';
-import { listenSpecs, objectsFromJson } from '../agent/dns/index.ts';
+import { listenSpecs, objectsFromJson, startDns } from '../agent/dns/index.ts';
 import type { Endpoint, EndpointSlice, Service } from '../shared/objects/types.ts';
 import { parseIP } from '../shared/ipnet.ts';
 import { hostile } from './helpers/dns-fuzz.ts';
@@ -57,6 +57,7 @@ const objects: ZoneObjects = {
     ep('app2', 'net2', ['10.2.0.9/24'], { gateways: ['10.2.0.1'] }),
     ep('s1', 'net1', ['10.1.0.30/24'], { ports: [{ name: 'http', containerPort: 8080 }] }, { app: 'sel' }),
     ep('other-node', 'net3', ['10.3.0.9/24'], { node: 'n2', gateways: ['10.3.0.1'] }),
+    ep('remote1', 'net1', ['10.1.1.9/24'], { node: 'n2', gateways: ['10.1.1.1'] }),
   ],
 };
 
@@ -149,6 +150,8 @@ describe('zone records (Kubernetes DNS spec)', () => {
     expect(lookup(zone, 'app1', 'A', { networks: ['net2'] })).toBeNull();
     expect(lookup(zone, 'app1.dns.podman', 'A', { networks: ['net2'] })!.rcode).toBe('NXDOMAIN');
     expect(lookup(zone, 'bad_name!', 'A')).toBeNull();
+    // a pod of the same network on another host (overlay) is visible too
+    expect(data('remote1.dns.podman', 'A', { networks: ['net1'] })).toEqual(['10.1.1.9']);
     expect(data('9.0.1.10.in-addr.arpa', 'PTR')).toEqual(['app1.dns.podman']);
     const z = buildZone(objects, { networkDomains: { net1: 'net1.internal' }, defaultNetworkDomain: '' });
     expect(lookup(z, 'appalias.net1.internal', 'A')!.answers[0].data).toBe('10.1.0.9');
@@ -440,5 +443,25 @@ describe('DNS server answers (in-process)', () => {
     expect(decode(reply).answers!.map((a) => a.data).sort()).toEqual(['10.1.0.5', '10.1.0.6']);
     expect(s2.metrics.responses.NOERROR).toBe(1);
     expect(s2.metrics.duration.count).toBe(1);
+  });
+
+  it('startDns: builds from getObjects, swaps on refresh, coalesces scheduled refreshes, answers lookups', async () => {
+    let objs: ZoneObjects = { services: [svc('a', { clusterIP: '10.96.1.1' })] };
+    let calls = 0;
+    const logs: string[] = [];
+    const h = await startDns({ dns: { listenOnGateways: false, upstreams: [] } }, () => {
+      calls++;
+      return objs;
+    }, { log: (m) => logs.push(m), serial: () => 7 });
+    closers.push(() => h.close());
+    expect(h.lookup('a.default.svc.cluster.local')!.answers[0].data).toBe('10.96.1.1');
+    objs = { services: [svc('b', { clusterIP: '10.96.1.2' })] };
+    for (let i = 0; i < 5; i++) h.scheduleRefresh();
+    await new Promise((r) => setTimeout(r, 150));
+    expect(calls).toBe(2);
+    expect(h.lookup('a.default.svc.cluster.local')!.rcode).toBe('NXDOMAIN');
+    expect(h.lookup('b.default.svc.cluster.local')!.answers[0].data).toBe('10.96.1.2');
+    expect(h.server.metrics.zone).toMatchObject({ swaps: 2, serial: 7 });
+    expect(logs).toEqual([]);
   });
 });
