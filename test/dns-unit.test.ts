@@ -340,6 +340,16 @@ describe('DNS server answers (in-process)', () => {
     expect(decode(await s.query(q('missing.test'))).rcode).toBe('NXDOMAIN');
     expect(up.seen).toEqual(['udp:UP.test/A', 'udp:missing.test/A']);
     expect(s.metrics.cache.hits).toBe(2);
+    // the same query again: straight from the cache without decoding, with its own ID
+    const again = q('up.test');
+    again.writeUInt16BE(99, 0);
+    const r2 = decode(await s.query(again));
+    expect(r2).toMatchObject({ id: 99, rcode: 'NOERROR' });
+    expect(r2.answers![0].data).toBe('192.0.2.1');
+    expect(s.metrics.cache.hits).toBe(3);
+    // a zone that now owns the name wins over the cache
+    s.setZone(buildZone({ endpoints: [ep('up', 'n', ['10.5.0.1/24'])] }, { defaultNetworkDomain: 'test' }));
+    expect(decode(await s.query(again)).answers![0].data).toBe('10.5.0.1');
   });
 
   it('an upstream that does not answer: SERVFAIL after the timeout, our zone answered meanwhile', async () => {

@@ -65,6 +65,12 @@ export class DnsServer {
   private zone: Zone | undefined;
   /** encoded answers from the current zone, keyed by view + transport + the query minus its ID */
   private zoneAnswers = new Map<string, Buffer>();
+  /**
+   * Queries (same key) already known to be forwarded: their cache key, UDP limit and question
+   * end, so a repeat skips decoding and the zone lookup and goes straight to the answer cache.
+   * Cleared with every zone swap (the new zone may own the name).
+   */
+  private forwarded = new Map<string, { key: string; limit: number; qe: number }>();
   private readonly cache: AnswerCache;
   private readonly forwarder: Forwarder;
   private readonly listeners = new Map<string, Listener>();
@@ -100,6 +106,7 @@ export class DnsServer {
   setZone(zone: Zone): void {
     this.zone = zone;
     this.zoneAnswers = new Map();
+    this.forwarded = new Map();
     this.metrics.zone.swaps++;
     this.metrics.zone.names = zone.stats.names;
     this.metrics.zone.serial = zone.serial;
@@ -342,6 +349,17 @@ export class DnsServer {
       out.writeUInt16BE(msg.readUInt16BE(0), 0);
       return out;
     }
+    const fwd = this.forwarded.get(fastKey);
+    if (fwd) {
+      const cached = this.cache.get(fwd.key);
+      if (cached && cached.length <= fwd.limit && questionEnd(cached) === fwd.qe) {
+        this.metrics.cache.hits++;
+        this.metrics.answered.cache++;
+        cached.writeUInt16BE(msg.readUInt16BE(0), 0);
+        msg.copy(cached, 12, 12, fwd.qe);
+        return cached;
+      }
+    }
 
     let d: Decoded;
     try {
@@ -380,7 +398,7 @@ export class DnsServer {
       if (this.zone === zone) this.zoneAnswers.set(fastKey, Buffer.from(out));
       return out;
     }
-    return this.forward(msg, d, ctx, opt, limit);
+    return this.forward(msg, d, ctx, opt, limit, fastKey);
   }
 
   /** Our own answer: AA (when authoritative), RA, the client's RD/CD echoed, EDNS when asked. */
@@ -447,14 +465,21 @@ export class DnsServer {
     });
   }
 
-  private forward(msg: Buffer, d: Decoded, ctx: Ctx, opt: Opt | undefined, limit: number): Buffer | Promise<Buffer> {
+  private forward(msg: Buffer, d: Decoded, ctx: Ctx, opt: Opt | undefined, limit: number, fastKey: string): Buffer | Promise<Buffer> {
     const { q, key } = this.queryKey(d, opt);
+    const zone = this.zone;
     const finish = (resp: Buffer): Buffer => {
       const out = Buffer.from(resp);
       out.writeUInt16BE(d.id ?? 0, 0);
       // the client's spelling of the question (0x20 case randomisation)
       const qe = questionEnd(msg);
-      if (qe > 0 && questionEnd(out) === qe) msg.copy(out, 12, 12, qe);
+      if (qe > 0 && questionEnd(out) === qe) {
+        msg.copy(out, 12, 12, qe);
+        if (this.zone === zone) {
+          if (this.forwarded.size >= ZONE_CACHE_MAX) this.forwarded.clear();
+          this.forwarded.set(fastKey, { key, limit, qe });
+        }
+      }
       if (out.length > limit) {
         this.metrics.truncated++;
         const fl = out.readUInt16BE(2);
