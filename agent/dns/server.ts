@@ -382,6 +382,8 @@ export class DnsServer {
     const opt = opts[0];
     if (q.class !== 'IN' || q.type === 'AXFR' || q.type === 'IXFR' || (q.type as string) === 'OPT') {
       this.metrics.answered.error++;
+      // a class dns-packet cannot name would be echoed as 0: answer with the header only
+      if (String(q.class).startsWith('UNKNOWN')) return headerOnly(msg, RCODE.REFUSED);
       return this.reply(d, ctx, 'REFUSED', undefined, false, opt);
     }
     const limit = ctx.transport === 'tcp' ? 65535 : opt ? Math.max(512, Math.min(opt.udpPayloadSize ?? 512, this.o.ednsUdpSize)) : 512;
