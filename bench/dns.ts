@@ -16,6 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mdTable, sh, sleep, uid } from './lib.ts';
 import { buildZone, type ZoneObjects } from '../shared/dns/records.ts';
+import { DURATION_BUCKETS } from '../agent/dns/metrics.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SECONDS = Number(process.env.DNS_BENCH_SECONDS ?? 8);
@@ -118,6 +119,19 @@ async function main(): Promise<void> {
     procs.push(inNs('dnsmasq', dnsmasqArgs(DNSMASQ, ['--no-resolv', `--server=127.0.0.1#${ORIGIN}`, `--addn-hosts=${path.join(dir, 'hosts')}`, '--local-ttl=300'])));
     const ours = inNs(process.execPath, ['--experimental-strip-types', path.join(ROOT, 'agent/dns/standalone.ts'), '--objects', path.join(dir, 'objects.json'), '--config', path.join(dir, 'agent.json')]);
     procs.push(ours);
+    let oursOut = '';
+    ours.stdout!.on('data', (d: Buffer) => (oursOut += d.toString()));
+    /** our server's duration histogram (SIGUSR1 prints the counters) */
+    const histogram = async (): Promise<number[]> => {
+      const before = oursOut.length;
+      ours.kill('SIGUSR1');
+      for (let i = 0; i < 100; i++) {
+        const line = oursOut.slice(before).split('\n').find((l) => l.startsWith('{'));
+        if (line) return (JSON.parse(line) as { duration: { buckets: number[] } }).duration.buckets;
+        await sleep(20);
+      }
+      return [];
+    };
     await sleep(1500);
     for (const port of [OURS, DNSMASQ]) {
       const r = await sh('ip', ['netns', 'exec', ns, 'dig', '@127.0.0.1', '-p', String(port), '+short', 'svc-1.default.svc.cluster.local'], { allowFail: true });
@@ -136,6 +150,7 @@ async function main(): Promise<void> {
       ['dnsmasq', DNSMASQ],
     ];
     const rows: Array<Array<string | number>> = [];
+    const serverSide: string[] = [];
     const results: Record<string, Perf> = {};
     for (const [kind, file] of [
       ['cluster names', 'cluster.txt'],
@@ -143,7 +158,18 @@ async function main(): Promise<void> {
     ] as const) {
       for (const [name, port] of sides) {
         const tput = await perf(port, file, ['-l', String(SECONDS), '-c', '4', '-q', '200']);
+        const h0 = name === 'cni-ts' ? await histogram() : [];
         const lat = await perf(port, file, ['-l', String(Math.max(3, SECONDS / 2)), '-Q', String(RATE), '-v']);
+        if (name === 'cni-ts') {
+          // receive-to-send inside our server during the latency run, by bucket
+          const h1 = await histogram();
+          const d = h1.map((v, i) => v - (h0[i] ?? 0));
+          const total = d.reduce((a, b) => a + b, 0);
+          const bounds = [...DURATION_BUCKETS.map((b) => `${b * 1000} ms`), 'more'];
+          let acc = 0;
+          const p99 = bounds[d.findIndex((v) => (acc += v) >= 0.99 * total)];
+          serverSide.push(`${kind}: ${total} answers, ${((100 * d[0]) / Math.max(1, total)).toFixed(2)} % within 0.1 ms, p99 ≤ ${p99}`);
+        }
         results[`${kind}/${name}`] = { ...tput, p50: lat.p50, p99: lat.p99 };
         rows.push([
           kind,
@@ -167,6 +193,8 @@ async function main(): Promise<void> {
       build,
       '',
       mdTable(['names', 'server', 'max qps', 'lost/sent', 'avg ms at max', `p50 ms @${RATE}qps`, `p99 ms @${RATE}qps`, 'lost/sent'], rows),
+      '',
+      `Inside our server (receive to send, its own histogram) during the latency runs: ${serverSide.join('; ')}.`,
       '',
     ].join('\n');
     process.stdout.write(`\n${report}\n`);
