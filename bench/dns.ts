@@ -1,0 +1,213 @@
+/**
+ * DNS benchmark (not part of `make test`; root; needs dnsperf and dnsmasq):
+ *   node --experimental-strip-types bench/dns.ts
+ * In one throwaway netns (loopback only): our server (agent/dns/standalone.ts) and dnsmasq
+ * serve the same cluster names (N ClusterIP services; dnsmasq through an addn-hosts file) and
+ * forward `*.fwd.test` to a third, "origin" dnsmasq; both cache. dnsperf measures, for cluster
+ * names and for forwarded names once cached: the highest throughput (closed loop, -q
+ * outstanding queries) and latency percentiles at a fixed offered rate (`-Q`, per-query
+ * latencies from `-v`). Sides alternate. Knobs: DNS_BENCH_SECONDS (8), DNS_BENCH_NAMES (1000),
+ * DNS_BENCH_RATE (5000 qps for the latency runs), DNS_BENCH_OUT (docs section printed; written
+ * to bench/dns-report.md).
+ */
+import { execa, type ResultPromise } from 'execa';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { mdTable, sh, sleep, uid } from './lib.ts';
+import { buildZone, type ZoneObjects } from '../shared/dns/records.ts';
+import { DURATION_BUCKETS } from '../agent/dns/metrics.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const SECONDS = Number(process.env.DNS_BENCH_SECONDS ?? 8);
+const NAMES = Number(process.env.DNS_BENCH_NAMES ?? 1000);
+const RATE = Number(process.env.DNS_BENCH_RATE ?? 5000);
+const OURS = 5300;
+const DNSMASQ = 5301;
+const ORIGIN = 5399;
+
+interface Perf {
+  qps: number;
+  sent: number;
+  completed: number;
+  lost: number;
+  avgMs: number;
+  p50?: number;
+  p99?: number;
+}
+
+function parsePerf(out: string): Perf {
+  const num = (re: RegExp): number => Number(out.match(re)?.[1] ?? NaN);
+  const r: Perf = {
+    qps: num(/Queries per second:\s+([\d.]+)/),
+    sent: num(/Queries sent:\s+(\d+)/),
+    completed: num(/Queries completed:\s+(\d+)/),
+    lost: num(/Queries lost:\s+(\d+)/),
+    avgMs: num(/Average Latency \(s\):\s+([\d.]+)/) * 1000,
+  };
+  // -v: one line per answer, latency in seconds last ("> NOERROR name A 0.000123")
+  const lat = [...out.matchAll(/^> \S+ .* ([\d.]+)$/gm)].map((m) => Number(m[1]) * 1000).sort((a, b) => a - b);
+  if (lat.length) {
+    const at = (p: number): number => lat[Math.min(lat.length - 1, Math.ceil((p / 100) * lat.length) - 1)];
+    r.p50 = at(50);
+    r.p99 = at(99);
+  }
+  return r;
+}
+
+/** CPU time of one full zone build: 5000 services, a 5000-endpoint headless one, 10000 container endpoints. */
+function zoneBuildCost(): string {
+  const o = { services: [], endpointSlices: [], endpoints: [] } as unknown as Required<ZoneObjects>;
+  for (let i = 0; i < 5000; i++) {
+    o.services.push({ apiVersion: 'v1', kind: 'Service', metadata: { name: `s${i}`, namespace: `ns${i % 50}` }, spec: { clusterIP: `10.96.${i >> 8}.${i & 255}`, ports: [{ name: 'http', port: 80 }] } });
+  }
+  o.services.push({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'big', namespace: 'default' }, spec: { clusterIP: 'None', ports: [{ name: 'p', port: 1 }] } });
+  o.endpointSlices.push({
+    apiVersion: 'cni-ts.dev/v1',
+    kind: 'EndpointSlice',
+    metadata: { name: 'big', namespace: 'default', labels: { 'kubernetes.io/service-name': 'big' } },
+    endpoints: Array.from({ length: 5000 }, (_, i) => ({ addresses: [`10.200.${i >> 8}.${i & 255}`] })),
+    ports: [{ name: 'p', port: 1 }],
+  });
+  for (let i = 0; i < 10000; i++) {
+    o.endpoints.push({ apiVersion: 'cni-ts.dev/v1', kind: 'Endpoint', metadata: { name: `c${i}`, namespace: 'default' }, spec: { node: 'n', network: `n${i % 5}`, containerId: `${i}`, ifname: 'eth0', ips: [`10.1.${i >> 8}.${i & 255}/16`], aliases: [`a${i}`] } });
+  }
+  const cpu: number[] = [];
+  let names = 0;
+  for (let k = 0; k < 5; k++) {
+    const c = process.cpuUsage();
+    names = buildZone(o).stats.names;
+    const u = process.cpuUsage(c);
+    cpu.push((u.user + u.system) / 1000);
+  }
+  cpu.sort((a, b) => a - b);
+  return `Zone rebuild (${names} names: 5000 services, a 5000-endpoint headless service, 10000 container endpoints): median ${cpu[2].toFixed(0)} ms CPU of 5 builds (min ${cpu[0].toFixed(0)}).`;
+}
+
+async function main(): Promise<void> {
+  const build = zoneBuildCost();
+  process.stdout.write(`${build}\n`);
+  const id = uid('hdb');
+  const ns = `${id}-n`;
+  const dir = `/tmp/${id}`;
+  const procs: ResultPromise[] = [];
+  mkdirSync(dir, { recursive: true });
+  await sh('ip', ['netns', 'add', ns]);
+  const inNs = (cmd: string, args: string[]): ResultPromise => execa('ip', ['netns', 'exec', ns, cmd, ...args], { reject: false, buffer: { stdout: true, stderr: true } });
+  try {
+    await sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    // records: N services; the same names for dnsmasq in a hosts file
+    const objects: unknown[] = [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' } }];
+    const hosts: string[] = [];
+    const clusterQ: string[] = [];
+    const fwdQ: string[] = [];
+    for (let i = 0; i < NAMES; i++) {
+      const ip = `10.96.${Math.floor(i / 250)}.${(i % 250) + 1}`;
+      objects.push({ apiVersion: 'v1', kind: 'Service', metadata: { name: `svc-${i}`, namespace: 'default' }, spec: { clusterIP: ip } });
+      hosts.push(`${ip} svc-${i}.default.svc.cluster.local`);
+      clusterQ.push(`svc-${i}.default.svc.cluster.local A`);
+      fwdQ.push(`host-${i}.fwd.test A`);
+    }
+    writeFileSync(path.join(dir, 'objects.json'), JSON.stringify(objects));
+    writeFileSync(path.join(dir, 'hosts'), `${hosts.join('\n')}\n`);
+    writeFileSync(path.join(dir, 'cluster.txt'), `${clusterQ.join('\n')}\n`);
+    writeFileSync(path.join(dir, 'fwd.txt'), `${fwdQ.join('\n')}\n`);
+    writeFileSync(path.join(dir, 'agent.json'), JSON.stringify({ dns: { upstreams: [`127.0.0.1:${ORIGIN}`], listen: [`127.0.0.1:${OURS}`], listenOnGateways: false, rateLimit: false, cacheSize: 20000 } }));
+
+    const dnsmasqArgs = (port: number, extra: string[]): string[] => ['--no-daemon', '--conf-file=/dev/null', '--no-hosts', '--listen-address=127.0.0.1', '--bind-interfaces', `--port=${port}`, '--cache-size=10000', ...extra];
+    procs.push(inNs('dnsmasq', dnsmasqArgs(ORIGIN, ['--no-resolv', '--address=/fwd.test/192.0.2.1', '--local-ttl=3600'])));
+    procs.push(inNs('dnsmasq', dnsmasqArgs(DNSMASQ, ['--no-resolv', `--server=127.0.0.1#${ORIGIN}`, `--addn-hosts=${path.join(dir, 'hosts')}`, '--local-ttl=300'])));
+    const ours = inNs(process.execPath, ['--experimental-strip-types', path.join(ROOT, 'agent/dns/standalone.ts'), '--objects', path.join(dir, 'objects.json'), '--config', path.join(dir, 'agent.json')]);
+    procs.push(ours);
+    let oursOut = '';
+    ours.stdout!.on('data', (d: Buffer) => (oursOut += d.toString()));
+    /** our server's duration histogram (SIGUSR1 prints the counters) */
+    const histogram = async (): Promise<number[]> => {
+      const before = oursOut.length;
+      ours.kill('SIGUSR1');
+      for (let i = 0; i < 100; i++) {
+        const line = oursOut.slice(before).split('\n').find((l) => l.startsWith('{'));
+        if (line) return (JSON.parse(line) as { duration: { buckets: number[] } }).duration.buckets;
+        await sleep(20);
+      }
+      return [];
+    };
+    await sleep(1500);
+    for (const port of [OURS, DNSMASQ]) {
+      const r = await sh('ip', ['netns', 'exec', ns, 'dig', '@127.0.0.1', '-p', String(port), '+short', 'svc-1.default.svc.cluster.local'], { allowFail: true });
+      if (!r.stdout.trim()) throw new Error(`server on port ${port} does not answer`);
+    }
+
+    const perf = async (port: number, file: string, extra: string[]): Promise<Perf> => {
+      const r = await sh('ip', ['netns', 'exec', ns, 'dnsperf', '-s', '127.0.0.1', '-p', String(port), '-d', path.join(dir, file), '-t', '2', ...extra], { allowFail: true });
+      return parsePerf(r.stdout);
+    };
+    // warm both caches with every forwarded name
+    for (const port of [OURS, DNSMASQ]) await perf(port, 'fwd.txt', ['-n', '1', '-Q', '2000']);
+
+    const sides: [string, number][] = [
+      ['cni-ts', OURS],
+      ['dnsmasq', DNSMASQ],
+    ];
+    const rows: Array<Array<string | number>> = [];
+    const serverSide: string[] = [];
+    const results: Record<string, Perf> = {};
+    for (const [kind, file] of [
+      ['cluster names', 'cluster.txt'],
+      ['forwarded, cached', 'fwd.txt'],
+    ] as const) {
+      for (const [name, port] of sides) {
+        const tput = await perf(port, file, ['-l', String(SECONDS), '-c', '4', '-q', '200']);
+        const h0 = name === 'cni-ts' ? await histogram() : [];
+        const lat = await perf(port, file, ['-l', String(Math.max(3, SECONDS / 2)), '-Q', String(RATE), '-v']);
+        if (name === 'cni-ts') {
+          // receive-to-send inside our server during the latency run, by bucket
+          const h1 = await histogram();
+          const d = h1.map((v, i) => v - (h0[i] ?? 0));
+          const total = d.reduce((a, b) => a + b, 0);
+          const bounds = [...DURATION_BUCKETS.map((b) => `${b * 1000} ms`), 'more'];
+          let acc = 0;
+          const p99 = bounds[d.findIndex((v) => (acc += v) >= 0.99 * total)];
+          serverSide.push(`${kind}: ${total} answers, ${((100 * d[0]) / Math.max(1, total)).toFixed(2)} % within 0.1 ms, p99 ≤ ${p99}`);
+        }
+        results[`${kind}/${name}`] = { ...tput, p50: lat.p50, p99: lat.p99 };
+        rows.push([
+          kind,
+          name,
+          Math.round(tput.qps),
+          `${tput.lost}/${tput.sent}`,
+          tput.avgMs.toFixed(2),
+          lat.p50 === undefined ? '–' : lat.p50.toFixed(3),
+          lat.p99 === undefined ? '–' : lat.p99.toFixed(3),
+          `${lat.lost}/${lat.sent}`,
+        ]);
+        process.stdout.write(`${kind} ${name}: ${Math.round(tput.qps)} qps, p50 ${lat.p50?.toFixed(3)} ms, p99 ${lat.p99?.toFixed(3)} ms\n`);
+      }
+    }
+    const cpus = (await sh('nproc', [])).stdout.trim();
+    const load = (await sh('cat', ['/proc/loadavg'])).stdout.trim();
+    const report = [
+      `DNS: ${NAMES} ClusterIP services; dnsperf 2.10, one netns, loopback; ${cpus} CPUs, load average at the end: ${load}.`,
+      `Throughput: closed loop, 4 clients, 200 outstanding, ${SECONDS} s. Latency: offered ${RATE} qps for ${Math.max(3, SECONDS / 2)} s, per-answer latency from \`dnsperf -v\`.`,
+      '',
+      build,
+      '',
+      mdTable(['names', 'server', 'max qps', 'lost/sent', 'avg ms at max', `p50 ms @${RATE}qps`, `p99 ms @${RATE}qps`, 'lost/sent'], rows),
+      '',
+      `Inside our server (receive to send, its own histogram) during the latency runs: ${serverSide.join('; ')}.`,
+      '',
+    ].join('\n');
+    process.stdout.write(`\n${report}\n`);
+    writeFileSync(path.join(ROOT, 'bench', 'dns-report.md'), report);
+  } finally {
+    for (const p of procs) p.kill('SIGTERM');
+    await Promise.allSettled(procs);
+    await sh('ip', ['netns', 'del', ns], { allowFail: true });
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((e: Error) => {
+  process.stderr.write(`${e.stack ?? e.message}\n`);
+  process.exit(1);
+});
