@@ -69,6 +69,26 @@ export async function firewallLinesMentioning(needles: Array<string | number>): 
 }
 
 /**
+ * Masquerade lines of the host's firewall for a pod address: ours (`ip saddr A ip daddr !=
+ * SUBNET ... masquerade`) and the reference bridge's iptables-nft (`-s A/32 ... -j CNI-...`).
+ */
+export async function masqueradeLinesOf(ip: string): Promise<string[]> {
+  return firewallLinesMentioning([`saddr ${ip} `, `-s ${ip}/32 `, `saddr ${ip}/32 `]);
+}
+
+/**
+ * What a test expects of the masquerade of a pod with ipMasq on: at least one line for its
+ * address, and each of ours scoped to traffic from that address to outside the pod subnet.
+ */
+export async function expectScopedMasquerade(ip: string, subnet: string, ours: boolean): Promise<void> {
+  const lines = await masqueradeLinesOf(ip);
+  if (!lines.length) throw new Error(`no masquerade rule for ${ip}`);
+  if (!ours) return;
+  const bad = lines.filter((l) => !(l.includes(`ip saddr ${ip} ip daddr != ${subnet} `) && l.includes('masquerade')));
+  if (bad.length) throw new Error(`masquerade for ${ip} not scoped to ${subnet}: ${bad.join(' | ')}`);
+}
+
+/**
  * Remove runtime-made network namespaces (containerd: cni-*, podman: netns-*) that hold an
  * address in `prefix`.0/24 (a subnet unique to one test): what a runtime leaves behind when a
  * plugin's DEL failed. Returns their names.

@@ -16,6 +16,8 @@ export interface TestNetwork {
   /** include loopback first (containerd brings lo up through its own loopback call) */
   loopback?: boolean;
   cniVersion?: string;
+  /** bridge ipMasq: masquerade scoped to the pod addresses, for destinations outside the subnet */
+  ipMasq?: boolean;
 }
 
 /** Our nftables table for this test network (bridge masquerade/macspoof and portmap). */
@@ -30,7 +32,7 @@ export function bridgeConflist(n: TestNetwork): { name: string } & Record<string
     type: 'bridge',
     bridge: n.bridge,
     isGateway: true,
-    ipMasq: false,
+    ipMasq: n.ipMasq ?? false,
     hairpinMode: true,
     nftTable: nftTableOf(n),
     capabilities: { ips: true, mac: true },
