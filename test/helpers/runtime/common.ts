@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import os from 'node:os';
 import path from 'node:path';
 import { deleteLink, makeNetns, randomTransferNet, sh, type Cleanup, type TestNetns } from '../netns.ts';
-import { nftTableOf, type TestNetwork } from './conflist.ts';
+import { nftTableOf, portmapTableOf, type TestNetwork } from './conflist.ts';
 
 /** A private temp directory, removed on cleanup (mounts below it are detached first, never crossed). */
 export function makeTempTree(cleanup: Cleanup, prefix: string): string {
@@ -177,6 +177,7 @@ export function cleanupNetwork(cleanup: Cleanup, net: TestNetwork, subnetPrefix:
   cleanup.add(() => deleteLink(net.bridge));
   cleanup.add(async () => {
     for (const fam of ['inet', 'bridge']) await sh('nft', ['delete', 'table', fam, nftTableOf(net)], { allowFail: true });
+    await sh('nft', ['delete', 'table', 'inet', portmapTableOf(net)], { allowFail: true });
   });
   cleanup.add(async () => {
     const left = await removeLeftoverNetns(subnetPrefix);

@@ -23,6 +23,12 @@ export interface TestNetwork {
 /** Our nftables table for this test network (bridge masquerade/macspoof and portmap). */
 export const nftTableOf = (n: TestNetwork): string => `cnits_${n.bridge.replace(/[^A-Za-z0-9_]/g, '_')}`;
 
+/**
+ * portmap's own table: given bridge's table, portmap's ADD (which re-asserts its base chains,
+ * `postrouting` included) would flush bridge's masquerade rules.
+ */
+export const portmapTableOf = (n: TestNetwork): string => `${nftTableOf(n)}_pm`;
+
 /** bridge + host-local (+ portmap), in the keys the reference plugins and ours share. */
 export function bridgeConflist(n: TestNetwork): { name: string } & Record<string, unknown> {
   const log = n.logFile ? { logFile: n.logFile, logLevel: 'debug' } : {};
@@ -44,6 +50,6 @@ export function bridgeConflist(n: TestNetwork): { name: string } & Record<string
     },
     ...log,
   });
-  if (n.portmap) plugins.push({ type: 'portmap', capabilities: { portMappings: true }, snat: true, nftTable: nftTableOf(n), ...log });
+  if (n.portmap) plugins.push({ type: 'portmap', capabilities: { portMappings: true }, snat: true, nftTable: portmapTableOf(n), ...log });
   return { cniVersion: n.cniVersion ?? '1.0.0', name: n.name, plugins };
 }
