@@ -2,14 +2,14 @@
  * Documented claims of the protocol engine that had no test of their own (README "Protocol
  * behaviour"): CNI_IFNAME checked on every verb that takes it, GC attachments' ifnames,
  * CNI_LOG_FILE / logFile / CNI_LOG_LEVEL, CNI_TS_TRACE to stderr and to a file, cnitool passing
- * both on. The built executables run as a runtime runs them.
+ * both on; README's size figure. The built executables run as a runtime runs them.
  */
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runCnitool } from './helpers/cnitool.ts';
 import { Cleanup } from './helpers/netns.ts';
-import { runPlugin, uid } from './helpers/run.ts';
+import { BIN, ROOT, runPlugin, uid } from './helpers/run.ts';
 
 const cleanup = new Cleanup();
 afterEach(() => cleanup.run());
@@ -141,5 +141,16 @@ describe('CNI_TS_TRACE', () => {
     expect(r.exitCode, r.stdout + r.stderr).toBe(0);
     expect(readFileSync(trace, 'utf8')).toMatch(mark('static ADD: config validated'));
     expect(readFileSync(log, 'utf8')).toMatch(/ debug static: ADD container=htctr ifname=eth0 /);
+  });
+});
+
+describe('README figures', () => {
+  it('the install size README states is within 10 % of the built executable', () => {
+    const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    const m = /about (\d+(?:\.\d+)?) MiB for all plugins/.exec(readme.replace(/\s+/g, ' '));
+    expect(m, 'README states "about N MiB for all plugins"').not.toBeNull();
+    const stated = Number(m![1]);
+    const built = statSync(path.join(BIN, 'cni-ts')).size / 1048576;
+    expect(Math.abs(stated - built) / built, `README says about ${stated} MiB, the build is ${built.toFixed(1)} MiB`).toBeLessThanOrEqual(0.1);
   });
 });
