@@ -6,7 +6,7 @@ CNI_BIN_DIR ?= /opt/cni/bin
 NAMES := bridge portmap loopback host-device overlay host-local static cnitool
 SOURCES := $(shell find plugins ipam shared conf scripts -type f \( -name '*.ts' -o -name '*.json' -o -name '*.cjs' -o -name '*.mjs' \) 2>/dev/null)
 
-.PHONY: all deps build test test-only typecheck lint install uninstall bench clean demo
+.PHONY: all deps build test test-only typecheck lint install uninstall bench clean demo mutate mutants
 
 all: build
 
@@ -37,6 +37,14 @@ test-only: deps
 bench: build
 	node --experimental-strip-types bench/run.ts
 	node --experimental-strip-types bench/overlay.ts
+
+# Mutation testing (not part of `make test`): StrykerJS over the pure modules (stryker.config.mjs,
+# score in docs/benchmarks.md), then the hand-made kernel mutants (scripts/mutants.mjs).
+mutate: deps
+	stryker run stryker.config.mjs
+
+mutants: deps
+	node scripts/mutants.mjs
 
 install: build
 	install -d $(DESTDIR)$(CNI_BIN_DIR)
