@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { CniError } from '../shared/cni/errors.ts';
+import { cloneResult, parseResult, renderResult } from '../shared/cni/result.ts';
 import { COMMANDS, ID_PATTERN, parseCniArgs, parseCommand, parseEnv, validIfname } from '../shared/cni/env.ts';
 import { cidr, ifname, ip, ipv4, ipv6, mac } from '../shared/cni/formats.ts';
 import { canonicalizeKeys, canonicalizeListKeys } from '../shared/cni/keys.ts';
@@ -31,6 +32,26 @@ import {
   type IPNet,
 } from '../shared/ipnet.ts';
 import { needsVlanFiltering, resolveSettings, trunkRanges, type BridgeConf, type BridgeSettings } from '../plugins/bridge/config.ts';
+import {
+  allocatable,
+  allocationOrder,
+  capacity,
+  defaults,
+  describeRange,
+  describeRangeSet,
+  familyOfSet,
+  freeCount,
+  inRange,
+  isNetworkOrBroadcast,
+  maxPrefix,
+  nextFree,
+  rangeFor,
+  rangeSetContains,
+  rangesOverlap,
+  rangeSetsOverlap,
+  type Range,
+} from '../ipam/host-local/range.ts';
+import { assignRequested, DEFAULT_DATA_DIR, parseRange, parseRangeSet, parseRangeSets, requestedIPs, storeDir, type HostLocalConf, type RangeConf } from '../ipam/host-local/config.ts';
 import { CONTAINER_INDEX, defaultGateway, pickDns, planAdd } from '../plugins/bridge/plan.ts';
 
 /** The CniError `fn` throws (fails the test when it throws nothing or something else). */
@@ -377,5 +398,232 @@ describe('bridge plan', () => {
     expect(pickDns({}, ipam)).toBe(ipam);
     expect(pickDns({ nameservers: [] }, ipam)).toBe(ipam);
     for (const conf of [{ nameservers: ['1.1.1.1'] }, { domain: 'd' }, { search: ['s'] }, { options: ['o'] }]) expect(pickDns(conf, ipam)).toBe(conf);
+  });
+});
+
+describe('result conversion (every field, every version)', () => {
+  const code6 = (raw: unknown, v = '1.0.0'): string => {
+    const e = cniError(() => parseResult(raw, v));
+    expect(e.code).toBe(6);
+    expect(e.message).toBe('failed to decode prevResult');
+    return e.details;
+  };
+  it('refuses what is not a result, naming the part', () => {
+    expect(code6(null)).toBe('prevResult must be an object');
+    expect(code6([])).toBe('prevResult must be an object');
+    expect(code6('x')).toBe('prevResult must be an object');
+    expect(code6({ interfaces: {} })).toBe('interfaces must be a list');
+    expect(code6({ interfaces: [{}] })).toBe('interfaces[].name must be a string');
+    expect(code6({ interfaces: [null] })).toBe('interfaces[].name must be a string');
+    expect(code6({ ips: {} })).toBe('ips must be a list');
+    expect(code6({ ips: [{ address: 5 }] })).toBe('ips[].address must be a CIDR string');
+    expect(code6({ ips: [null] })).toBe('ips[].address must be a CIDR string');
+    expect(code6({ routes: {} })).toBe('routes must be a list');
+    expect(code6({ routes: [{ gw: '10.0.0.1' }] })).toBe('routes[].dst must be a CIDR string');
+    expect(code6({ routes: [null] })).toBe('routes[].dst must be a CIDR string');
+    expect(code6({ ip4: { ip: 5 } }, '0.2.0')).toBe('ip4.ip must be a CIDR string');
+    expect(code6({ ip6: {} }, '0.1.0')).toBe('ip6.ip must be a CIDR string');
+  });
+  it('parses the legacy shape by the result\'s own cniVersion (else the config\'s)', () => {
+    const legacy = { ip4: { ip: '10.0.0.2/24', gateway: '10.0.0.1', routes: [{ dst: '0.0.0.0/0', gw: '10.0.0.1' }] }, ip6: { ip: 'fd00::2/64', routes: [{ dst: '::/0' }] }, dns: { nameservers: ['10.0.0.53'] } };
+    const want = { ips: [{ address: '10.0.0.2/24', gateway: '10.0.0.1' }, { address: 'fd00::2/64' }], routes: [{ dst: '0.0.0.0/0', gw: '10.0.0.1' }, { dst: '::/0' }], dns: { nameservers: ['10.0.0.53'] } };
+    expect(parseResult(legacy, '0.2.0')).toEqual(want);
+    expect(parseResult({ ...legacy, cniVersion: '0.1.0' }, '1.0.0')).toEqual(want);
+    expect(parseResult({}, '0.2.0')).toEqual({ ips: [], routes: [] });
+    // a 1.0.0 result given to a 0.2.0 config is read as 1.0.0
+    expect(parseResult({ cniVersion: '1.0.0', ips: [{ address: '10.0.0.2/24' }] }, '0.2.0')).toEqual({ ips: [{ address: '10.0.0.2/24' }] });
+  });
+  it('keeps only known fields of known types', () => {
+    const raw = {
+      cniVersion: '1.1.0',
+      interfaces: [{ name: 'a', mac: '02:00:00:00:00:01', mtu: 1400, sandbox: '/x', socketPath: '/s', pciID: 'p', extra: 1 }, { name: 'b', mac: '', mtu: 0, sandbox: '' }, { name: 'c', mtu: '9000' }],
+      ips: [{ address: '10.0.0.2/24', gateway: '10.0.0.1', interface: 0, version: '4' }, { address: '10.0.0.3/24', gateway: '', interface: '1' }],
+      routes: [{ dst: '10.9.0.0/16', gw: '10.0.0.1', mtu: 1, advmss: 2, priority: 3, table: 4, scope: 5, extra: 6 }, { dst: '10.8.0.0/16', gw: '', mtu: '1' }],
+      dns: { nameservers: [], domain: '', search: [], options: [] },
+    };
+    expect(parseResult(raw, '1.1.0')).toEqual({
+      interfaces: [{ name: 'a', mac: '02:00:00:00:00:01', mtu: 1400, sandbox: '/x', socketPath: '/s', pciID: 'p' }, { name: 'b' }, { name: 'c' }],
+      ips: [{ address: '10.0.0.2/24', gateway: '10.0.0.1', interface: 0 }, { address: '10.0.0.3/24' }],
+      routes: [{ dst: '10.9.0.0/16', gw: '10.0.0.1', mtu: 1, advmss: 2, priority: 3, table: 4, scope: 5 }, { dst: '10.8.0.0/16' }],
+    });
+    expect(parseResult({ dns: { nameservers: ['1.1.1.1'], domain: 'd', search: ['s'], options: ['o'] } }, '1.0.0').dns).toEqual({ nameservers: ['1.1.1.1'], domain: 'd', search: ['s'], options: ['o'] });
+    expect(parseResult({ dns: 'x' }, '1.0.0').dns).toBeUndefined();
+    expect(parseResult({}, '1.0.0')).toEqual({});
+  });
+  it('renders the legacy shape: first address per family, routes split by family, dns always', () => {
+    const res = { ips: [{ address: 'fd00::2/64' }, { address: '10.0.0.2/24' }, { address: '10.0.0.3/24' }], routes: [{ dst: '::/0', gw: 'fd00::1', mtu: 9 }] };
+    expect(renderResult(res, '0.2.0')).toEqual({ cniVersion: '0.2.0', ip4: { ip: '10.0.0.2/24' }, ip6: { ip: 'fd00::2/64', routes: [{ dst: '::/0', gw: 'fd00::1' }] }, dns: {} });
+    expect(renderResult({}, '0.1.0')).toEqual({ cniVersion: '0.1.0', dns: {} });
+  });
+  it('renders 0.3.x-1.1.0: version field before 1.0.0, 1.1.0 fields only in 1.1.0, empty lists omitted', () => {
+    const res = {
+      interfaces: [{ name: 'a', mac: 'm', mtu: 1400, sandbox: '/x', socketPath: '/s', pciID: 'p' }, { name: 'b', sandbox: '' }],
+      ips: [{ address: '10.0.0.2/24', gateway: '10.0.0.1', interface: 0 }, { address: 'fd00::2/64' }],
+      routes: [{ dst: '10.9.0.0/16', gw: '10.0.0.1', mtu: 1, priority: 3 }, { dst: '::/0' }],
+      dns: { nameservers: ['10.0.0.53'] },
+    };
+    expect(renderResult(res, '1.1.0')).toEqual({ cniVersion: '1.1.0', ...res, interfaces: [res.interfaces[0], { name: 'b' }] });
+    expect(renderResult(res, '1.0.0')).toEqual({
+      cniVersion: '1.0.0',
+      interfaces: [{ name: 'a', mac: 'm', sandbox: '/x' }, { name: 'b' }],
+      ips: [{ address: '10.0.0.2/24', gateway: '10.0.0.1', interface: 0 }, { address: 'fd00::2/64' }],
+      routes: [{ dst: '10.9.0.0/16', gw: '10.0.0.1' }, { dst: '::/0' }],
+      dns: { nameservers: ['10.0.0.53'] },
+    });
+    expect(renderResult(res, '0.3.0').ips).toEqual([{ version: '4', interface: 0, address: '10.0.0.2/24', gateway: '10.0.0.1' }, { version: '6', address: 'fd00::2/64' }]);
+    expect(renderResult({ interfaces: [], ips: [], routes: [] }, '1.0.0')).toEqual({ cniVersion: '1.0.0', dns: {} });
+  });
+  it('cloneResult copies deeply', () => {
+    const r = { ips: [{ address: '10.0.0.2/24' }] };
+    const c = cloneResult(r);
+    expect(c).toEqual(r);
+    c.ips![0].address = 'x';
+    expect(r.ips[0].address).toBe('10.0.0.2/24');
+    expect(cloneResult(undefined)).toEqual({});
+  });
+});
+
+describe('host-local ranges (range.ts)', () => {
+  const r = (rc: RangeConf): Range => parseRange(rc, 'ipam');
+  const v = (s: string): bigint => parseIP(s)!.value;
+  it('defaults: network+1 .. broadcast-1 (v4), network+1 .. last (v6); gateway the first host', () => {
+    expect(defaults(net('10.1.2.0/24'))).toEqual({ gateway: parseIP('10.1.2.1'), start: v('10.1.2.1'), end: v('10.1.2.254') });
+    expect(defaults(net('fd00::/120'))).toEqual({ gateway: parseIP('fd00::1'), start: v('fd00::1'), end: v('fd00::ff') });
+    expect(maxPrefix(4)).toBe(30);
+    expect(maxPrefix(6)).toBe(126);
+  });
+  it('inRange is inclusive and same-family; network/broadcast only for v4 broadcast', () => {
+    const x = r({ subnet: '10.1.2.0/24', rangeStart: '10.1.2.10', rangeEnd: '10.1.2.20' });
+    expect(['10.1.2.9', '10.1.2.10', '10.1.2.20', '10.1.2.21'].map((s) => inRange(x, parseIP(s)!))).toEqual([false, true, true, false]);
+    expect(inRange(r({ subnet: 'fd00::/120' }), { family: 4, value: v('fd00::5') })).toBe(false);
+    const full = r({ subnet: '10.1.2.0/24', rangeStart: '10.1.2.0', rangeEnd: '10.1.2.255' });
+    expect(isNetworkOrBroadcast(full, parseIP('10.1.2.0')!)).toBe(true);
+    expect(isNetworkOrBroadcast(full, parseIP('10.1.2.255')!)).toBe(true);
+    expect(isNetworkOrBroadcast(full, parseIP('10.1.2.254')!)).toBe(false);
+    expect(isNetworkOrBroadcast(full, { family: 6, value: v('10.1.2.0') })).toBe(false);
+    const six = r({ subnet: 'fd00::/120' });
+    expect(isNetworkOrBroadcast(six, parseIP('fd00::')!)).toBe(true);
+    expect(isNetworkOrBroadcast(six, parseIP('fd00::ff')!)).toBe(false);
+    expect(allocatable(full, parseIP('10.1.2.1')!)).toBe(false); // gateway
+    expect(allocatable(full, parseIP('10.1.2.2')!)).toBe(true);
+    expect(allocatable(full, parseIP('10.1.3.2')!)).toBe(false);
+  });
+  it('capacity excludes gateway, network and v4 broadcast only when inside [start, end]', () => {
+    expect(capacity(r({ subnet: '10.1.2.0/24' }))).toBe(253n);
+    expect(capacity(r({ subnet: '10.1.2.0/24', rangeStart: '10.1.2.0', rangeEnd: '10.1.2.255' }))).toBe(253n);
+    expect(capacity(r({ subnet: '10.1.2.0/24', rangeStart: '10.1.2.10', rangeEnd: '10.1.2.20' }))).toBe(11n);
+    expect(capacity(r({ subnet: '10.1.2.0/24', rangeStart: '10.1.2.1', rangeEnd: '10.1.2.1' }))).toBe(0n);
+    expect(capacity(r({ subnet: 'fd00::/126' }))).toBe(2n);
+    const reserved = new Set([v('10.1.2.10'), v('10.1.2.99'), v('10.1.2.1')]);
+    expect(freeCount([r({ subnet: '10.1.2.0/24', rangeStart: '10.1.2.10', rangeEnd: '10.1.2.20' })], reserved)).toBe(10n);
+    expect(freeCount([], reserved)).toBe(0n);
+  });
+  it('overlap of ranges and sets; rangeFor; descriptions', () => {
+    const a = r({ subnet: '10.1.2.0/24', rangeEnd: '10.1.2.99' });
+    const b = r({ subnet: '10.1.2.0/24', rangeStart: '10.1.2.100' });
+    const c = r({ subnet: '10.1.2.0/24', rangeStart: '10.1.2.99', rangeEnd: '10.1.2.100' });
+    expect(rangesOverlap(a, b)).toBe(false);
+    expect(rangesOverlap(a, c)).toBe(true);
+    expect(rangesOverlap(c, b)).toBe(true);
+    expect(rangesOverlap(b, c)).toBe(true);
+    expect(rangesOverlap(a, r({ subnet: 'fd00::/120' }))).toBe(false);
+    expect(rangeSetsOverlap([a], [b])).toBe(false);
+    expect(rangeSetsOverlap([a], [b, c])).toBe(true);
+    expect(rangeFor([a, b], parseIP('10.1.2.150')!)).toBe(b);
+    expect(rangeFor([a, b], parseIP('10.1.3.1')!)).toBeUndefined();
+    expect(rangeSetContains([a, b], parseIP('10.1.2.50')!)).toBe(true);
+    expect(rangeSetContains([a], parseIP('10.1.2.150')!)).toBe(false);
+    expect(describeRange(a)).toBe('10.1.2.0/24 (10.1.2.1-10.1.2.99)');
+    expect(describeRangeSet([a, b])).toBe('10.1.2.0/24 (10.1.2.1-10.1.2.99), 10.1.2.0/24 (10.1.2.100-10.1.2.254)');
+    expect(familyOfSet([r({ subnet: 'fd00::/120' })])).toBe(6);
+  });
+  it('allocation order: after `last` within one range, then the rest; nextFree skips reserved', () => {
+    const set = [r({ subnet: '10.1.2.0/29' })];
+    const order = (last?: string): string[] => [...allocationOrder(set, last ? parseIP(last)! : undefined)].map((c) => formatIP(c.ip));
+    expect(order()).toEqual(['10.1.2.1', '10.1.2.2', '10.1.2.3', '10.1.2.4', '10.1.2.5', '10.1.2.6']);
+    expect(order('10.1.2.3')).toEqual(['10.1.2.4', '10.1.2.5', '10.1.2.6', '10.1.2.1', '10.1.2.2', '10.1.2.3']);
+    expect(order('10.1.2.6')).toEqual(['10.1.2.1', '10.1.2.2', '10.1.2.3', '10.1.2.4', '10.1.2.5', '10.1.2.6']);
+    expect([...allocationOrder(set)].every((c) => c.range === set[0] && c.ip.family === 4)).toBe(true);
+    expect(formatIP(nextFree(set, new Set([v('10.1.2.2'), v('10.1.2.4')]), parseIP('10.1.2.1')!)!.ip)).toBe('10.1.2.3');
+    expect(formatIP(nextFree(set, new Set([v('10.1.2.2')]))!.ip)).toBe('10.1.2.3');
+    const all = new Set(['10.1.2.2', '10.1.2.3', '10.1.2.4', '10.1.2.5', '10.1.2.6'].map(v));
+    expect(nextFree(set, all)).toBeUndefined();
+  });
+});
+
+describe('host-local config (config.ts)', () => {
+  const hl = (ipam: Record<string, unknown>, extra: Record<string, unknown> = {}): HostLocalConf => ({ cniVersion: '1.1.0', name: 'n', ...extra, ipam: { type: 'host-local', ...ipam } }) as HostLocalConf;
+  const msg = (fn: () => unknown): string => {
+    const e = cniError(fn);
+    expect(e.code).toBe(7);
+    return e.message;
+  };
+  it('parseRange: every message names the field', () => {
+    expect(msg(() => parseRange({}, 'f'))).toBe('invalid network config: f.subnet: is required');
+    expect(msg(() => parseRange({ subnet: '' }, 'f'))).toBe('invalid network config: f.subnet: is required');
+    expect(msg(() => parseRange({ subnet: 'x' }, 'f'))).toBe('invalid network config: f.subnet: "x" is not a CIDR');
+    expect(msg(() => parseRange({ subnet: '10.0.0.0/31' }, 'f'))).toBe('invalid network config: f.subnet: 10.0.0.0/31 is too small to allocate from (at most /30)');
+    expect(parseRange({ subnet: '10.0.0.0/30' }, 'f').end).toBe(parseIP('10.0.0.2')!.value);
+    expect(msg(() => parseRange({ subnet: '10.0.0.0/24', gateway: 'x' }, 'f'))).toBe('invalid network config: f.gateway: "x" is not an IP address');
+    expect(msg(() => parseRange({ subnet: '10.0.0.0/24', gateway: 'fd00::1' }, 'f'))).toBe('invalid network config: f.gateway: fd00::1 is not the same family as subnet 10.0.0.0/24');
+    expect(msg(() => parseRange({ subnet: '10.0.0.0/24', rangeStart: '10.0.1.1' }, 'f'))).toBe('invalid network config: f.rangeStart: 10.0.1.1 is not in subnet 10.0.0.0/24');
+    expect(msg(() => parseRange({ subnet: '10.0.0.0/24', rangeStart: '10.0.0.9', rangeEnd: '10.0.0.8' }, 'f'))).toBe('invalid network config: f.rangeEnd: 10.0.0.8 is before rangeStart 10.0.0.9');
+    expect(msg(() => parseRange({ subnet: '10.0.0.0/24', rangeStart: '10.0.0.255' }, 'f'))).toBe('invalid network config: f.rangeEnd: 10.0.0.254 is before rangeStart 10.0.0.255');
+    const ok = parseRange({ subnet: '10.0.0.77/24', gateway: '10.0.0.254', rangeStart: '', rangeEnd: '10.0.0.9' }, 'f');
+    expect({ subnet: formatCIDR(ok.subnet), gw: formatIP(ok.gateway), start: ok.start, end: ok.end, field: ok.field }).toEqual({ subnet: '10.0.0.0/24', gw: '10.0.0.254', start: parseIP('10.0.0.1')!.value, end: parseIP('10.0.0.9')!.value, field: 'f' });
+    expect(parseRange({ subnet: '10.0.0.0/24', rangeStart: '10.0.0.9', rangeEnd: '10.0.0.9' }, 'f').start).toBe(parseIP('10.0.0.9')!.value);
+  });
+  it('parseRangeSet / parseRangeSets messages', () => {
+    expect(msg(() => parseRangeSet([], 'f'))).toBe('invalid network config: f: a range set needs at least one range');
+    expect(msg(() => parseRangeSet('x' as unknown as RangeConf[], 'f'))).toContain('at least one range');
+    expect(msg(() => parseRangeSet([{ subnet: '10.0.0.0/24' }, { subnet: 'fd00::/64' }], 'f'))).toBe('invalid network config: f[1].subnet: mixes address families within one range set');
+    expect(msg(() => parseRangeSet([{ subnet: '10.0.0.0/24' }, { subnet: '10.1.0.0/24' }, { subnet: '10.0.0.0/25' }], 'f'))).toBe('invalid network config: f[2]: overlaps f[0]');
+    expect(parseRangeSet([{ subnet: '10.0.0.0/24' }, { subnet: '10.1.0.0/24' }], 'f').map((x) => x.field)).toEqual(['f[0]', 'f[1]']);
+    for (const k of ['rangeStart', 'rangeEnd', 'gateway']) expect(msg(() => parseRangeSets(hl({ [k]: '10.0.0.5', ranges: [[{ subnet: '10.0.0.0/24' }]] }), '1.1.0'))).toBe(`invalid network config: ipam.${k}: needs ipam.subnet (or put it in an ipam.ranges entry)`);
+    expect(msg(() => parseRangeSets(hl({}), '1.1.0'))).toBe('invalid network config: ipam.ranges: no IP ranges specified (set ipam.subnet or ipam.ranges)');
+    expect(msg(() => parseRangeSets(hl({ ranges: [[{ subnet: '10.0.0.0/24' }], [{ subnet: '10.0.0.0/25' }]] }), '1.1.0'))).toBe('invalid network config: ipam.ranges[1]: range set overlaps ipam.ranges[0]');
+    expect(msg(() => parseRangeSets(hl({ subnet: '10.0.0.0/24' }, { runtimeConfig: { ipRanges: [[{ subnet: '10.0.0.0/25' }]] } }), '1.1.0'))).toBe('invalid network config: ipam: range set overlaps runtimeConfig.ipRanges[0]');
+    expect(msg(() => parseRangeSets(hl({ ranges: [[{ subnet: 'fd00::/64' }], [{ subnet: 'fd01::/64' }]] }), '0.2.0'))).toBe('invalid network config: cniVersion: 0.2.0 results carry one address per family; 2 range sets need 0.3.0 or later');
+    expect(parseRangeSets(hl({ ranges: [[{ subnet: '10.0.0.0/24' }], [{ subnet: '10.1.0.0/24' }]] }), '0.3.0')).toHaveLength(2);
+  });
+  it('storeDir: dataDir default and checks', () => {
+    expect(DEFAULT_DATA_DIR).toBe('/var/lib/cni/networks');
+    expect(storeDir(hl({}))).toBe('/var/lib/cni/networks/n');
+    expect(storeDir(hl({ dataDir: '/x/y/' }))).toBe('/x/y/n');
+    expect(msg(() => storeDir(hl({ dataDir: 'rel' })))).toBe('invalid network config: ipam.dataDir: must be an absolute path');
+    expect(msg(() => storeDir(hl({ dataDir: '/a\0b' })))).toBe('invalid network config: ipam.dataDir: must be an absolute path');
+    expect(msg(() => storeDir(hl({ dataDir: '/a/../b' })))).toBe('invalid network config: ipam.dataDir: must not contain ".." segments');
+    expect(storeDir(hl({ dataDir: '/a/..b' }))).toBe('/a/..b/n');
+    for (const name of ['', '-a', 'a b', 'a/b', 7]) expect(msg(() => storeDir({ ...hl({}), name } as HostLocalConf))).toBe('invalid network config: name: the network name must be alphanumerics, "_", "." or "-" (it names the store directory)');
+    expect(storeDir({ ...hl({}), name: 'A_b.c-d' })).toBe('/var/lib/cni/networks/A_b.c-d');
+  });
+  it('requested addresses: sources, order, duplicates, CNI_ARGS ignored when args.cni.ips is given', () => {
+    const src = (c: HostLocalConf, args: Record<string, string> = {}) => requestedIPs(c, new Map(Object.entries(args))).map((x) => `${formatIP(x.ip)} ${x.source}`);
+    expect(src(hl({}), { IP: '10.0.0.5,,fd00::5/64' })).toEqual(['10.0.0.5 CNI_ARGS IP', 'fd00::5 CNI_ARGS IP']);
+    expect(src(hl({}, { args: { cni: { ips: ['10.0.0.6'] } } }), { IP: '10.0.0.5' })).toEqual(['10.0.0.6 args.cni.ips[0]']);
+    expect(src(hl({}, { args: { cni: { ips: [] } } }), { IP: '10.0.0.5' })).toEqual(['10.0.0.5 CNI_ARGS IP']);
+    expect(src(hl({}, { runtimeConfig: { ips: ['10.0.0.7/24', '10.0.0.7'] } }), { IP: '10.0.0.7' })).toEqual(['10.0.0.7 runtimeConfig.ips[0]']);
+    expect(src(hl({}), { IP: '' })).toEqual([]);
+    expect(msg(() => requestedIPs(hl({}, { args: { cni: { ips: 'x' } } }), new Map()))).toBe('invalid network config: args.cni.ips: must be a list of "<ip>[/<prefix>]"');
+    expect(msg(() => requestedIPs(hl({}, { runtimeConfig: { ips: 'x' } }), new Map()))).toBe('invalid network config: runtimeConfig.ips: must be a list of "<ip>[/<prefix>]"');
+    expect(msg(() => requestedIPs(hl({}, { runtimeConfig: { ips: [5] } }), new Map()))).toBe('invalid network config: runtimeConfig.ips[0]: must be a string "<ip>[/<prefix>]"');
+    expect(msg(() => requestedIPs(hl({}, { runtimeConfig: { ips: ['10.0.0.0/40'] } }), new Map()))).toBe('invalid network config: runtimeConfig.ips[0]: "10.0.0.0/40" is not an IP address');
+    const env = cniError(() => requestedIPs(hl({}), new Map([['IP', 'nope']])));
+    expect([env.code, env.message, env.details]).toEqual([4, 'invalid CNI_ARGS: IP: "nope" is not an IP address', 'CNI_ARGS IP']);
+  });
+  it('assignRequested: one per set, its messages and codes', () => {
+    const sets = parseRangeSets(hl({ ranges: [[{ subnet: '10.0.0.0/24' }], [{ subnet: 'fd00::/120' }]] }), '1.1.0');
+    const req = (s: string, source = 'runtimeConfig.ips[0]') => ({ ip: parseIP(s)!, source });
+    const m = assignRequested(sets, [req('fd00::9'), req('10.0.0.9', 'args.cni.ips[0]')]);
+    expect([...m.entries()].map(([k, x]) => `${k} ${formatIP(x.ip)}`)).toEqual(['1 fd00::9', '0 10.0.0.9']);
+    expect(msg(() => assignRequested(sets, [req('10.9.0.1')]))).toBe('invalid network config: runtimeConfig.ips[0]: requested address 10.9.0.1 is not in any range (10.0.0.0/24 (10.0.0.1-10.0.0.254); fd00::/120 (fd00::1-fd00::ff))');
+    const env = cniError(() => assignRequested(sets, [req('10.9.0.1', 'CNI_ARGS IP')]));
+    expect([env.code, env.details]).toEqual([4, 'CNI_ARGS IP']);
+    expect(env.message).toMatch(/^invalid CNI_ARGS: IP: requested address 10\.9\.0\.1 is not in any range/);
+    const wide = parseRangeSets(hl({ ranges: [[{ subnet: '10.0.0.0/24', rangeStart: '10.0.0.0', rangeEnd: '10.0.0.255' }]] }), '1.1.0');
+    expect(msg(() => assignRequested(wide, [req('10.0.0.255')]))).toBe('invalid network config: runtimeConfig.ips[0]: requested address 10.0.0.255 is the network or broadcast address of 10.0.0.0/24');
+    const gw = cniError(() => assignRequested(sets, [req('10.0.0.1')]));
+    expect([gw.code, gw.message, gw.details]).toEqual([102, 'requested address 10.0.0.1 is the gateway of 10.0.0.0/24', 'runtimeConfig.ips[0]']);
+    expect(msg(() => assignRequested(sets, [req('10.0.0.5'), req('10.0.0.6', 'args.cni.ips[1]')]))).toBe('invalid network config: args.cni.ips[1]: requested addresses 10.0.0.5 and 10.0.0.6 are in the same range set; one address per range set');
   });
 });
