@@ -12,6 +12,7 @@ export default {
   mutate: [
     'shared/cni/result.ts',
     'shared/cni/version.ts',
+    'shared/cni/validate.ts',
     'shared/cni/env.ts',
     'shared/cni/keys.ts',
     'shared/cni/formats.ts',

@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { CniError } from '../shared/cni/errors.ts';
 import { cloneResult, parseResult, renderResult } from '../shared/cni/result.ts';
+import { prepareValidators, validate } from '../shared/cni/validate.ts';
 import { COMMANDS, ID_PATTERN, parseCniArgs, parseCommand, parseEnv, validIfname } from '../shared/cni/env.ts';
 import { cidr, ifname, ip, ipv4, ipv6, mac } from '../shared/cni/formats.ts';
 import { canonicalizeKeys, canonicalizeListKeys } from '../shared/cni/keys.ts';
@@ -625,5 +626,40 @@ describe('host-local config (config.ts)', () => {
     const gw = cniError(() => assignRequested(sets, [req('10.0.0.1')]));
     expect([gw.code, gw.message, gw.details]).toEqual([102, 'requested address 10.0.0.1 is the gateway of 10.0.0.0/24', 'runtimeConfig.ips[0]']);
     expect(msg(() => assignRequested(sets, [req('10.0.0.5'), req('10.0.0.6', 'args.cni.ips[1]')]))).toBe('invalid network config: args.cni.ips[1]: requested addresses 10.0.0.5 and 10.0.0.6 are in the same range set; one address per range set');
+  });
+});
+
+describe('config validation messages (validate.ts)', () => {
+  const schema = {
+    type: 'object',
+    required: ['name'],
+    properties: {
+      name: { type: 'string' },
+      mode: { enum: ['a', 'b'] },
+      'odd/key~x': { type: 'number' },
+      ipam: {
+        type: 'object',
+        required: ['type'],
+        properties: { type: { type: 'string' }, ranges: { type: 'array', items: { type: 'array', items: { type: 'object', properties: { subnet: { type: 'string', format: 'cidr' } } } } } },
+      },
+    },
+  };
+  const fail = (config: unknown): [string, string] => {
+    const e = cniError(() => validate(schema, config, 'pure-test'));
+    expect(e.code).toBe(7);
+    return [e.message, e.details];
+  };
+  it('names the field: nested, indexed, escaped, required, format, enum, root', async () => {
+    await prepareValidators([[schema, 'pure-test']]);
+    expect(fail({})).toEqual(['invalid network config: name: is required', 'field "name"']);
+    expect(fail({ name: 'n', ipam: {} })).toEqual(['invalid network config: ipam.type: is required', 'field "ipam.type"']);
+    expect(fail({ name: 'n', ipam: { type: 't', ranges: [[{ subnet: '10.0.0.0/24' }, { subnet: 'x' }]] } })).toEqual([
+      'invalid network config: ipam.ranges[0][1].subnet: "x" is not a valid cidr',
+      'field "ipam.ranges[0][1].subnet"',
+    ]);
+    expect(fail({ name: 'n', mode: 'c' })).toEqual(['invalid network config: mode: must be one of ["a","b"]', 'field "mode"']);
+    expect(fail({ name: 'n', 'odd/key~x': 'one' })).toEqual(['invalid network config: odd/key~x: must be number', 'field "odd/key~x"']);
+    expect(fail([])).toEqual(['invalid network config: (config): must be object', 'field "(config)"']);
+    expect(validate(schema, { name: 'n', extra: 1 }, 'pure-test')).toEqual({ name: 'n', extra: 1 });
   });
 });
