@@ -6,7 +6,8 @@
 import { describe, expect, it } from 'vitest';
 import { CniError } from '../shared/cni/errors.ts';
 import { cloneResult, parseResult, renderResult } from '../shared/cni/result.ts';
-import { prepareValidators, validate } from '../shared/cni/validate.ts';
+import type { ErrorObject } from 'ajv';
+import { prepareValidators, usePrecompiled, validate } from '../shared/cni/validate.ts';
 import { COMMANDS, ID_PATTERN, parseCniArgs, parseCommand, parseEnv, validIfname } from '../shared/cni/env.ts';
 import { cidr, ifname, ip, ipv4, ipv6, mac } from '../shared/cni/formats.ts';
 import { canonicalizeKeys, canonicalizeListKeys } from '../shared/cni/keys.ts';
@@ -661,5 +662,78 @@ describe('config validation messages (validate.ts)', () => {
     expect(fail({ name: 'n', 'odd/key~x': 'one' })).toEqual(['invalid network config: odd/key~x: must be number', 'field "odd/key~x"']);
     expect(fail([])).toEqual(['invalid network config: (config): must be object', 'field "(config)"']);
     expect(validate(schema, { name: 'n', extra: 1 }, 'pure-test')).toEqual({ name: 'n', extra: 1 });
+  });
+});
+
+/** Mutants the first `make mutate` run left alive (docs/benchmarks.md, "Mutation testing"). */
+describe('survivors of the first mutation run', () => {
+  it('result: absent fields are absent, not undefined-valued keys', () => {
+    expect(parseResult({}, '1.0.0')).toStrictEqual({});
+    expect(parseResult({}, '0.2.0')).toStrictEqual({ ips: [], routes: [] });
+    expect(parseResult({ interfaces: [{ name: 'a' }], ips: [{ address: '10.0.0.2/24' }], routes: [{ dst: '::/0' }] }, '1.1.0')).toStrictEqual({
+      interfaces: [{ name: 'a' }],
+      ips: [{ address: '10.0.0.2/24' }],
+      routes: [{ dst: '::/0' }],
+    });
+    expect(renderResult({ ips: [{ address: '10.0.0.2/24' }] }, '0.2.0')).toStrictEqual({ cniVersion: '0.2.0', ip4: { ip: '10.0.0.2/24' }, dns: {} });
+    expect(renderResult({ interfaces: [{ name: 'a' }], ips: [{ address: '10.0.0.2/24' }] }, '1.1.0')).toStrictEqual({
+      cniVersion: '1.1.0',
+      interfaces: [{ name: 'a' }],
+      ips: [{ address: '10.0.0.2/24' }],
+      dns: {},
+    });
+  });
+  it('validate: precompiled validators (map or lazy loader, loaded once), fallback messages, field paths', async () => {
+    let loads = 0;
+    const bad = Object.assign(() => false, { errors: null as null | ErrorObject[] });
+    const untyped = Object.assign(() => false, { errors: [{ instancePath: '/a', keyword: 'type', params: {}, schemaPath: '', message: undefined }] as ErrorObject[] });
+    usePrecompiled(() => {
+      loads++;
+      return { 'pure-bad': bad, 'pure-untyped': untyped };
+    });
+    expect(loads).toBe(0);
+    expect(cniError(() => validate({}, {}, 'pure-bad'))).toMatchObject({ code: 7, message: 'invalid network config: invalid', details: 'field "(config)"' });
+    expect(cniError(() => validate({ $id: 'pure-untyped' }, {}))).toMatchObject({ message: 'invalid network config: a: is invalid', details: 'field "a"' });
+    expect(loads).toBe(1);
+    usePrecompiled({});
+    const schema = { type: 'object', properties: { v4: { type: 'number' }, '4x': { type: 'number' }, list: { type: 'array', items: { type: 'number' } } } };
+    await prepareValidators([[schema, 'pure-paths']]);
+    expect(cniError(() => validate(schema, { v4: 'x' }, 'pure-paths')).details).toBe('field "v4"');
+    expect(cniError(() => validate(schema, { '4x': 'x' }, 'pure-paths')).details).toBe('field "4x"');
+    expect(cniError(() => validate(schema, { list: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 'x'] }, 'pure-paths')).details).toBe('field "list[10]"');
+  });
+  it('host-local config: non-string subnet, bad range bounds, set overlap names beyond the first', () => {
+    expect(cniError(() => parseRange({ subnet: 5 } as unknown as RangeConf, 'f')).message).toBe('invalid network config: f.subnet: is required');
+    expect(cniError(() => parseRange({ subnet: '10.0.0.0/24', rangeStart: 'x' }, 'f')).message).toBe('invalid network config: f.rangeStart: "x" is not an IP address');
+    expect(cniError(() => parseRange({ subnet: '10.0.0.0/24', rangeEnd: 'x' }, 'f')).message).toBe('invalid network config: f.rangeEnd: "x" is not an IP address');
+    const sets = (n: number, overlapWith: number) => [...Array.from({ length: n }, (_, i) => [{ subnet: `10.${i}.0.0/24` }]), [{ subnet: `10.${overlapWith}.0.0/25` }]];
+    const hl = { cniVersion: '1.1.0', name: 'n', ipam: { type: 'host-local' } };
+    expect(cniError(() => parseRangeSets({ ...hl, ipam: { ...hl.ipam, ranges: sets(3, 1) } } as HostLocalConf, '1.1.0')).message).toBe('invalid network config: ipam.ranges[3]: range set overlaps ipam.ranges[1]');
+    expect(cniError(() => parseRangeSets({ ...hl, ipam: { ...hl.ipam, ranges: sets(11, 10) } } as HostLocalConf, '1.1.0')).message).toBe('invalid network config: ipam.ranges[11]: range set overlaps ipam.ranges[10]');
+  });
+  it('bridge: MAC anchored at both ends; plan errors name the address; no bridge gateway without isGateway', () => {
+    const base = { cniVersion: '1.1.0', name: 'n', type: 'bridge' } as BridgeConf;
+    for (const mac of ['zz02:00:00:00:00:01', '02:00:00:00:00:01zz']) expect(cniError(() => resolveSettings({ ...base, runtimeConfig: { mac } } as unknown as BridgeConf, { args: new Map() })).code).toBe(7);
+    expect(() => defaultGateway('x')).toThrow('address: "x" is not a CIDR');
+    const s = (over: Partial<BridgeSettings>): BridgeSettings => ({ ...resolveSettings(base, { args: new Map() }), ...over });
+    expect(() => planAdd({ ips: [{ address: 'x', gateway: '10.0.0.1' }] }, s({ isGateway: true }))).toThrow('address: "x" is not a CIDR');
+    const p = planAdd({ ips: [{ address: '10.1.2.5/24', gateway: '10.1.2.9' }, { address: '10.1.3.5/24' }] }, s({}));
+    expect(p.bridgeGateways).toEqual([]);
+    expect(p.ips).toStrictEqual([{ address: '10.1.2.5/24', interface: CONTAINER_INDEX, gateway: '10.1.2.9' }, { address: '10.1.3.5/24', interface: CONTAINER_INDEX }]);
+  });
+  it('ranges and ipnet: families never overlap numerically, some vs every, disjoint prefixes of different length, multi-digit octets', () => {
+    const v4 = parseRange({ subnet: '10.0.0.0/24' }, 'a');
+    const v6 = parseRange({ subnet: '::a00:0/120' }, 'b'); // the same numbers as 10.0.0.0/24
+    expect(rangesOverlap(v4, v6)).toBe(false);
+    const other = parseRange({ subnet: '10.0.1.0/24' }, 'c');
+    expect(rangeSetsOverlap([other, v4], [parseRange({ subnet: '10.0.0.0/25' }, 'd')])).toBe(true);
+    expect(overlaps(net('10.1.2.0/24'), net('10.0.0.0/16'))).toBe(false);
+    expect(overlaps(net('10.0.0.0/16'), net('10.1.2.0/24'))).toBe(false);
+    expect(parseIP('10.20.30.40')).toEqual({ family: 4, value: 0x0a141e28n });
+    expect(parseIP('192.168.100.200')?.family).toBe(4);
+  });
+  it('version: messages', () => {
+    expect(cniError(() => negotiate(4)).message).toBe('cniVersion must be a string');
+    expect(cniError(() => negotiate('9.9.9', 'x')).details).toBe('config is "9.9.9", plugin supports ["0.1.0","0.2.0","0.3.0","0.3.1","0.4.0","1.0.0","1.1.0"]');
   });
 });
