@@ -9,7 +9,7 @@ PATH_NAMES := cnictl
 BIN_DIR ?= /usr/local/bin
 SOURCES := $(shell find plugins ipam shared agent tools conf scripts -type f \( -name '*.ts' -o -name '*.json' -o -name '*.cjs' -o -name '*.mjs' \) 2>/dev/null)
 
-.PHONY: all deps build test test-only typecheck lint install uninstall bench clean demo
+.PHONY: all deps build test test-only typecheck lint install uninstall bench clean demo mutate mutants
 
 all: build
 
@@ -43,6 +43,14 @@ bench: build
 	node --experimental-strip-types bench/overlay.ts
 	node --experimental-strip-types bench/policy.ts
 	node --experimental-transform-types --no-warnings bench/policy-agent.ts
+
+# Mutation testing (not part of `make test`): StrykerJS over the pure modules (stryker.config.mjs,
+# score in docs/benchmarks.md), then the hand-made kernel mutants (scripts/mutants.mjs).
+mutate: deps
+	stryker run stryker.config.mjs
+
+mutants: deps
+	node scripts/mutants.mjs
 
 install: build
 	install -d $(DESTDIR)$(CNI_BIN_DIR)

@@ -247,10 +247,18 @@ describe.skipIf(ours)('cnitool with our plugins (dist/bin)', () => {
     expect(gc.json).toMatchObject({ deleted: [{ containerID: containerIdFor(c2.path), ifname: 'eth0' }], collected: ['bridge', 'portmap'] });
     expect(await addrs(c2)).toEqual([]);
     expect(await addrs(c)).toEqual(ips);
+    expect(reserved(tb, net)).toEqual([ips[0].split('/')[0]]);
+    const ruleset = async (): Promise<string> => (await inNs(tb.host, 'nft', ['list', 'ruleset'])).stdout;
+    expect(await ruleset()).toContain(`saddr ${ips[0].split('/')[0]} `);
+    expect(await ruleset()).toMatch(/\b18090\b/);
     const del = await tb.cnitool(['del', net, c.path]);
     expect(del.exitCode, del.stderr).toBe(0);
     expect(await addrs(c)).toEqual([]);
     expect(cacheFiles(tb)).toEqual([]);
+    // every plugin released: host-local's reservation, bridge's masquerade, portmap's mapping
+    expect(reserved(tb, net)).toEqual([]);
+    expect(await ruleset()).not.toContain(`saddr ${ips[0].split('/')[0]} `);
+    expect(await ruleset()).not.toMatch(/\b18090\b/);
   });
 });
 

@@ -45,11 +45,15 @@ describe('result conversion', () => {
     expect(back.dns?.nameservers).toEqual(['10.1.0.1']);
   });
   it('rejects a malformed prevResult with code 6', () => {
-    expect(() => parseResult({ ips: 'x' }, '1.0.0')).toThrow(CniError);
-    try {
-      parseResult({ ips: [{}] }, '1.0.0');
-    } catch (e) {
-      expect((e as CniError).code).toBe(6);
+    for (const bad of [{ ips: 'x' }, { ips: [{}] }]) {
+      let thrown: unknown;
+      try {
+        parseResult(bad, '1.0.0');
+      } catch (e) {
+        thrown = e;
+      }
+      expect(thrown).toBeInstanceOf(CniError);
+      expect((thrown as CniError).code).toBe(6);
     }
   });
 });

@@ -317,9 +317,14 @@ describe('host-device on a real kernel', () => {
         dev = `${s.p}t`;
         await sh('ip', ['tuntap', 'add', 'dev', dev, 'mode', 'tap']);
       }
-      const config = conf(s, { device: dev, ipam: staticIpam(s) });
+      // host-local (ours, in-process), so DEL has a reservation to release.
+      const ipamDir = `${s.dataDir}-ipam`;
+      cleanup.add(async () => rmSync(ipamDir, { recursive: true, force: true }));
+      const config = conf(s, { device: dev, ipam: { type: 'host-local', dataDir: ipamDir, ranges: [[{ subnet: `${s.net}.0/24` }]] } });
+      const reserved = (): string[] => (existsSync(`${ipamDir}/${config.name}`) ? readdirSync(`${ipamDir}/${config.name}`).filter((f) => f.startsWith(`${s.net}.`)) : []);
       const add = await verb(s, 'ADD', config);
       expect(add.exitCode, add.stdout).toBe(0);
+      expect(reserved()).toEqual([`${s.net}.2`]);
       await sh('ip', ['netns', 'del', s.ctr.name]);
       const back = await link(dev);
       const tagged = (await links()).find((l) => (l.ifalias ?? '').includes(`;n=${dev};`));
@@ -327,6 +332,7 @@ describe('host-device on a real kernel', () => {
       if (peer && !tagged && !back) expect(await link(`${s.p}p`, peer), 'a destroyed veth takes its peer with it').toBeUndefined();
       const del = await verb(s, 'DEL', config);
       expect(del.exitCode, del.stdout).toBe(0);
+      expect(reserved(), 'DEL released the host-local reservation').toEqual([]);
       expect(existsSync(`${s.dataDir}/${s.p}-ctr-net1.json`)).toBe(false);
       const now = (await links()).find((l) => (l.ifalias ?? '').includes(`;n=${dev};`));
       expect(now).toBeUndefined();

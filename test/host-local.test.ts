@@ -3,7 +3,7 @@
  * under /var/lib/cni/cnits-test-<uid>, removed afterwards. Interop with the Go reference
  * /usr/lib/cni/host-local on the same store.
  */
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -433,7 +433,12 @@ describe.skipIf(!existsSync(REF))('host-local: interop with the Go reference sto
       finished = true;
       return r;
     });
-    await new Promise((r) => setTimeout(r, 1500));
+    // Wait until the kernel lists the ADD as blocked on this very lock (a `->` waiter in
+    // /proc/locks on the lock file's inode): an ordering, not a wall-clock bound.
+    const ino = statSync(path.join(storeDirOf(), 'lock')).ino;
+    const waiter = new RegExp(`^\\d+: -> FLOCK +ADVISORY +WRITE +\\d+ +[0-9a-f]+:[0-9a-f]+:${ino} `, 'm');
+    for (let i = 0; i < 600 && !waiter.test(readFileSync('/proc/locks', 'utf8')); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(readFileSync('/proc/locks', 'utf8')).toMatch(waiter);
     expect(finished).toBe(false);
     expect(ipFiles()).toEqual([]);
     holder.stdin?.end();

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cleanup, countEchoSources, inNs, makeNetns, type TestNetns } from './helpers/netns.ts';
 import { uid } from './helpers/run.ts';
+import { hostVethName } from '../shared/kernel/veth.ts';
 import { eventually, makeEtcd, makeFabric, makeHost, ping, runOnHost, startAgent, type AgentProc, type Etcd, type Fabric, type Host } from './overlay-topology.ts';
 
 const cleanup = new Cleanup();
@@ -59,6 +60,17 @@ async function addPod(h: Host): Promise<Pod> {
   return pod;
 }
 
+/** host-local keeps one file per reserved address under stateDir/ipam/<network name>. */
+const reservationOf = (h: Host, ip: string): string => path.join(h.stateDir, 'ipam', 'ovltest', ip);
+
+/** Nothing of a pod is left on its host: reservation, host veth, any nft line naming its address. */
+async function expectPodGone(h: Host, p: { id: string; ip: string }): Promise<void> {
+  expect(existsSync(reservationOf(h, p.ip)), `reservation of ${p.ip}`).toBe(false);
+  expect((await inNs(h.ns, 'ip', ['link', 'show', 'dev', hostVethName(p.id, 'eth0')], true)).exitCode, 'host veth').not.toBe(0);
+  const rules = (await inNs(h.ns, 'nft', ['list', 'ruleset'])).stdout;
+  expect(rules.split('\n').filter((l) => new RegExp(`(^|[^0-9.])${p.ip.replace(/\./g, '\\.')}([^0-9.]|$)`).test(l))).toEqual([]);
+}
+
 /** The first pod attached on a host. */
 const firstOn = (h: Host): Pod => pods.find((p) => p.host === h)!;
 
@@ -74,6 +86,40 @@ async function subnetOf(h: Host): Promise<string> {
   return `${a}/24`;
 }
 
+/**
+ * The scenario's steps, memoised: a test calls the ones it needs, so each test runs alone
+ * (`vitest run test/overlay.test.ts -t '<name>'`) and in any order, and in a full run each step
+ * happens once (the first test that needs it performs it).
+ */
+let threeStarted: Promise<Pod[]> | undefined;
+/** Two pods on each of hosts 1-3, all ADDs at once (no agent yet). */
+const startThree = (): Promise<Pod[]> => (threeStarted ??= Promise.all([...hosts.slice(0, 3), ...hosts.slice(0, 3)].map((h) => addPod(h))));
+let clusterUp: Promise<void> | undefined;
+/** startThree, then one CHECK per host (converges peers without an agent), then each host's agent. */
+async function cluster(): Promise<void> {
+  await startThree();
+  clusterUp ??= (async () => {
+    for (const h of hosts.slice(0, 3)) {
+      const p = firstOn(h);
+      const r = await runOnHost(h, { command: 'CHECK', containerId: p.id, netns: p.ns.path, ifname: 'eth0', config: { ...config(h), prevResult: p.result } });
+      expect(r.exitCode, r.stdout + r.stderr).toBe(0);
+    }
+    // From here on each host runs its agent, which keeps the short test leases alive.
+    for (const h of hosts.slice(0, 3)) agents.set(h.name, startAgent(cleanup, h, conflist(h)));
+  })();
+  await clusterUp;
+}
+let h4Joined: Promise<Pod> | undefined;
+/** cluster, then host 4 joins: its agent, then one pod. */
+async function joinH4(): Promise<Pod> {
+  await cluster();
+  h4Joined ??= (async () => {
+    agents.set(hosts[3].name, startAgent(cleanup, hosts[3], conflist(hosts[3])));
+    return addPod(hosts[3]);
+  })();
+  return h4Joined;
+}
+
 beforeAll(async () => {
   fab = await makeFabric(cleanup);
   etcd = makeEtcd(cleanup, fab.dir, fab.ns, fab.gateway, 2379, 2380);
@@ -84,7 +130,7 @@ afterAll(() => cleanup.run(), 120_000);
 
 describe('overlay: VXLAN pod network across hosts (etcd store)', { timeout: 120_000 }, () => {
   it('concurrent ADDs on three hosts get distinct subnets and addresses; CHECK converges peers without an agent', async () => {
-    const first = await Promise.all([...hosts.slice(0, 3), ...hosts.slice(0, 3)].map((h) => addPod(h)));
+    const first = await startThree();
     const ips = first.map((p) => p.ip);
     expect(new Set(ips).size).toBe(6);
     const subnets = await Promise.all(hosts.slice(0, 3).map(subnetOf));
@@ -99,11 +145,11 @@ describe('overlay: VXLAN pod network across hosts (etcd store)', { timeout: 120_
       const others = subnets.filter((_, j) => j !== i).sort();
       expect((await routeDsts(h)).sort()).toEqual(others);
     }
-    // From here on each host runs its agent, which keeps the short test leases alive.
-    for (const h of hosts.slice(0, 3)) agents.set(h.name, startAgent(cleanup, h, conflist(h)));
+    await cluster();
   });
 
   it('pods on different hosts reach each other in both directions', async () => {
+    await cluster();
     const firstPerHost = hosts.slice(0, 3).map((h) => pods.find((p) => p.host === h)!);
     const pairs = firstPerHost.flatMap((a) => firstPerHost.filter((b) => b !== a).map((b) => [a, b] as const));
     const ok = await Promise.all(pairs.map(([a, b]) => ping(a.ns, b.ip)));
@@ -111,6 +157,7 @@ describe('overlay: VXLAN pod network across hosts (etcd store)', { timeout: 120_
   });
 
   it('a full-size packet crosses at the derived MTU (underlay 1500 - 50), one byte more does not', async () => {
+    await cluster();
     const [a, b] = [firstOn(hosts[0]), firstOn(hosts[1])];
     const link = JSON.parse((await inNs(a.ns, 'ip', ['-json', 'link', 'show', 'dev', 'eth0'])).stdout) as Array<{ mtu: number }>;
     expect(link[0].mtu).toBe(1450);
@@ -119,6 +166,7 @@ describe('overlay: VXLAN pod network across hosts (etcd store)', { timeout: 120_
   });
 
   it('masquerades traffic leaving the cluster network only', async () => {
+    await cluster();
     // Count echo requests by source where they arrive (the plugin's own table is re-applied by
     // reconciles, which resets its counters).
     const seen = (ns: TestNetns, sources: string[]) => countEchoSources(cleanup, ns, sources);
@@ -136,9 +184,7 @@ describe('overlay: VXLAN pod network across hosts (etcd store)', { timeout: 120_
   });
 
   it('a host that joins later is reachable from existing pods and reaches them', async () => {
-    const h4 = hosts[3];
-    agents.set(h4.name, startAgent(cleanup, h4, conflist(h4)));
-    const p4 = await addPod(h4);
+    const p4 = await joinH4();
     const p1 = firstOn(hosts[0]);
     const ok1 = await eventually(() => ping(p1.ns, p4.ip), 40);
     if (!ok1) console.log([...agents.entries()].map(([k, a]) => `--- ${k}\n${a.log()}`).join('\n'));
@@ -148,16 +194,23 @@ describe('overlay: VXLAN pod network across hosts (etcd store)', { timeout: 120_
   });
 
   it('the agent re-creates a deleted VXLAN device', async () => {
+    await cluster();
     const h2 = hosts[1];
+    const before = await routeDsts(h2);
+    expect(before.length).toBeGreaterThan(0);
     await inNs(h2.ns, 'ip', ['link', 'del', 'ovl.1']);
-    expect(await eventually(async () => (await routeDsts(h2)).length >= 3, 40)).toBe(true);
+    expect(await eventually(async () => {
+      const now = await routeDsts(h2);
+      return before.every((d) => now.includes(d));
+    }, 40)).toBe(true);
     expect(await eventually(() => ping(firstOn(hosts[0]).ns, firstOn(hosts[1]).ip), 20)).toBe(true);
   });
 
   it('a host that leaves (agent stopped, lease expired) is removed from its peers', async () => {
+    await joinH4();
     const h4 = hosts[3];
     const s4 = await subnetOf(h4);
-    expect(await routeDsts(hosts[0])).toContain(s4);
+    expect(await eventually(async () => (await routeDsts(hosts[0])).includes(s4), 40)).toBe(true);
     await agents.get(h4.name)!.stop();
     const gone = await eventually(async () => {
       const all = await Promise.all(hosts.slice(0, 3).map(routeDsts));
@@ -167,6 +220,7 @@ describe('overlay: VXLAN pod network across hosts (etcd store)', { timeout: 120_
   });
 
   it('rides out an etcd restart: STATUS says 51 (50 without a VTEP), ADD says 11 and leaves nothing, later joins are seen', async () => {
+    await cluster();
     const h1 = hosts[0];
     await etcd.stop();
     const st = await runOnHost(h1, { command: 'STATUS', config: config(h1) });
@@ -192,11 +246,15 @@ describe('overlay: VXLAN pod network across hosts (etcd store)', { timeout: 120_
   });
 
   it('DEL is idempotent and works with an empty CNI_NETNS; GC releases stale attachments', async () => {
+    await cluster();
     const h = hosts[2];
     const p = await addPod(h);
+    expect(existsSync(reservationOf(h, p.ip))).toBe(true);
+    expect(await inNs(h.ns, 'ip', ['link', 'show', 'dev', hostVethName(p.id, 'eth0')], true)).toMatchObject({ exitCode: 0 });
     for (const netns of [p.ns.path, '', '']) {
       const r = await runOnHost(h, { command: 'DEL', containerId: p.id, netns, ifname: 'eth0', config: config(h) });
       expect(r.exitCode, r.stdout).toBe(0);
+      await expectPodGone(h, p);
     }
     const q = await addPod(h);
     // host-local keeps one file per reserved address under stateDir/ipam/<network name>.

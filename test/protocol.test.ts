@@ -4,9 +4,10 @@
  */
 import { execa } from 'execa';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { SUPPORTED_VERSIONS } from '../shared/cni/version.ts';
-import { BIN, runPlugin } from './helpers/run.ts';
+import { Cleanup, sh } from './helpers/netns.ts';
+import { BIN, runPlugin, uid } from './helpers/run.ts';
 
 const NAMES = ['bridge', 'portmap', 'loopback', 'host-device', 'overlay', 'host-local', 'static'];
 const env = { containerId: 'ctr1', netns: '/var/run/netns/does-not-exist', ifname: 'eth0' };
@@ -128,21 +129,32 @@ describe('config validation (code 7)', () => {
 });
 
 describe('spellings Go runtimes send', () => {
-  it('portmap accepts containerd 1.6 capitalised portMappings keys (DEL with empty netns)', async () => {
-    const r = await runPlugin('portmap', {
-      command: 'DEL',
-      containerId: 'ctr-caps',
-      ifname: 'eth0',
-      netns: '',
-      config: {
-        cniVersion: '1.0.0',
-        name: 'capsnet',
-        type: 'portmap',
-        nftTable: `cnits_caps_${Date.now() % 100000}`,
-        runtimeConfig: { portMappings: [{ HostPort: 23151, ContainerPort: 80, Protocol: 'tcp', HostIP: '' }] },
-      },
-    });
-    expect(r.exitCode, r.stdout).toBe(0);
+  const cleanup = new Cleanup();
+  afterEach(async () => cleanup.run());
+  it('portmap accepts containerd 1.6 capitalised portMappings keys: ADD publishes, DEL (empty netns) removes', async () => {
+    const table = `${uid('ht')}_caps`;
+    cleanup.add(() => sh('nft', ['delete', 'table', 'inet', table], { allowFail: true }));
+    const port = 20000 + (Number.parseInt(table.slice(2, 6), 16) % 20000);
+    const config = {
+      cniVersion: '1.0.0',
+      name: 'capsnet',
+      type: 'portmap',
+      nftTable: table,
+      // no route_localnet sysctl on whatever interface routes the (unused) container address
+      snat: false,
+      runtimeConfig: { portMappings: [{ HostPort: port, ContainerPort: 80, Protocol: 'tcp', HostIP: '' }] },
+    };
+    const rules = async (): Promise<string> => (await sh('nft', ['list', 'table', 'inet', table], { allowFail: true })).stdout;
+    const prevResult = { cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: env.netns }], ips: [{ address: '10.251.7.2/24', interface: 0 }] };
+    const add = await runPlugin('portmap', { command: 'ADD', ...env, containerId: 'ctr-caps', config: { ...config, prevResult } });
+    expect(add.exitCode, add.stdout).toBe(0);
+    expect(await rules()).toContain(`tcp dport ${port} dnat ip to 10.251.7.2:80`);
+    const del = await runPlugin('portmap', { command: 'DEL', containerId: 'ctr-caps', ifname: 'eth0', netns: '', config });
+    expect(del.exitCode, del.stdout).toBe(0);
+    const after = await rules();
+    expect(after, 'the table still exists').toContain(`table inet ${table}`);
+    expect(after).not.toContain(String(port));
+    expect(after).not.toContain('10.251.7.2');
   });
 });
 

@@ -9,7 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
 import { Cleanup, inNs, sh } from './helpers/netns.ts';
 import { uid } from './helpers/run.ts';
-import { bridgePorts, cachedResultsOf, cleanupNetwork, firewallLinesMentioning, httpBody, logLines, makeOutside, makeTempTree, randomHostPort, randomSubnet, reservations } from './helpers/runtime/common.ts';
+import { bridgePorts, cachedResultsOf, cleanupNetwork, expectScopedMasquerade, firewallLinesMentioning, masqueradeLinesOf, httpBody, logLines, makeOutside, makeTempTree, randomHostPort, randomSubnet, reservations } from './helpers/runtime/common.ts';
 import { bridgeConflist, type TestNetwork } from './helpers/runtime/conflist.ts';
 import { makeContainerd, type Containerd } from './helpers/runtime/containerd.ts';
 import { describePlan, planPlugins } from './helpers/runtime/plugins.ts';
@@ -40,6 +40,9 @@ describe('containerd (CRI) drives the plugins', () => {
       dataDir: path.join(tmp, 'ipam'),
       logFile: path.join(tmp, 'cni.log'),
       portmap: true,
+      // masquerade on: "nothing left afterwards" then covers it; the tests' traffic stays between
+      // pods (same subnet: not masqueraded) and test namespaces, so it never reaches eth0
+      ipMasq: true,
     };
     cleanupNetwork(cleanup, net, sub.prefix, 'runtime-containerd');
     ctrd = await makeContainerd(cleanup, tag, plan, bridgeConflist(net));
@@ -65,6 +68,7 @@ describe('containerd (CRI) drives the plugins', () => {
     const [ipA, ipB, ipC] = st.map((s) => s.status.network?.ip ?? '');
     for (const ip of [ipA, ipB, ipC]) expect(ip.startsWith(`${sub.prefix}.`)).toBe(true);
     expect(new Set([ipA, ipB, ipC]).size).toBe(3);
+    for (const ip of [ipA, ipB, ipC]) await expectScopedMasquerade(ip, net.subnet, ours);
     expect(reservations(net.dataDir, net.name).sort()).toEqual([ipA, ipB, ipC].sort());
     expect((await bridgePorts(net.bridge)).length).toBe(3);
     const nsA = await ctrd.netnsPath(a);
@@ -85,6 +89,7 @@ describe('containerd (CRI) drives the plugins', () => {
     const ip = (await ctrd.cri.podSandboxStatus(a)).status.network?.ip ?? '';
     const nsPath = await ctrd.netnsPath(a);
     expect(reservations(net.dataDir, net.name)).toEqual([ip]);
+    await expectScopedMasquerade(ip, net.subnet, ours);
     await ctrd.cri.stopPodSandbox(a);
     expect(reservations(net.dataDir, net.name)).toEqual([]);
     expect(await bridgePorts(net.bridge)).toEqual([]);
@@ -104,6 +109,7 @@ describe('containerd (CRI) drives the plugins', () => {
     expect(reservations(net.dataDir, net.name)).toEqual([]);
     expect(await bridgePorts(net.bridge)).toEqual([]);
     expect(await firewallLinesMentioning([a])).toEqual([]);
+    expect(await masqueradeLinesOf(ip)).toEqual([]);
     expect(cachedResultsOf([a])).toEqual([]);
     const netns = await sh('ip', ['netns', 'list']);
     expect(netns.stdout).not.toContain(path.basename(nsPath));
@@ -112,6 +118,8 @@ describe('containerd (CRI) drives the plugins', () => {
   it.skipIf(skip)('hostPort: portmap forwards 127.0.0.1 and an outside namespace to the pod', async () => {
     const hostPort = randomHostPort();
     const a = await ctrd.runPod(`pd-${tag}`, { portMappings: [{ protocol: 'TCP', containerPort: 80, hostPort }] });
+    const ip = (await ctrd.cri.podSandboxStatus(a)).status.network?.ip ?? '';
+    await expectScopedMasquerade(ip, net.subnet, ours);
     const { ns: outside, transfer: t } = await makeOutside(cleanup, 'cncdo', `cncv${tag}`);
     const body = (netnsPath: string | undefined, addr: string): Promise<string> => httpBody(netnsPath, addr, hostPort);
     expect((await firewallLinesMentioning([hostPort])).length).toBeGreaterThan(0);
@@ -119,6 +127,7 @@ describe('containerd (CRI) drives the plugins', () => {
     expect(await body(outside.path, t.host)).toBe('cni-ts');
     await ctrd.removePod(a);
     expect(await firewallLinesMentioning([a, hostPort])).toEqual([]);
+    expect(await masqueradeLinesOf(ip)).toEqual([]);
     expect(reservations(net.dataDir, net.name)).toEqual([]);
   }, 120_000);
 });

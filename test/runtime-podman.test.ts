@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Cleanup } from './helpers/netns.ts';
 import { uid } from './helpers/run.ts';
-import { bridgePorts, cachedResults, cleanupNetwork, firewallLinesMentioning, httpBody, logLines, makeOutside, randomHostPort, randomSubnet, reservations } from './helpers/runtime/common.ts';
+import { bridgePorts, cachedResults, cleanupNetwork, expectScopedMasquerade, firewallLinesMentioning, masqueradeLinesOf, httpBody, logLines, makeOutside, randomHostPort, randomSubnet, reservations } from './helpers/runtime/common.ts';
 import { bridgeConflist, type TestNetwork } from './helpers/runtime/conflist.ts';
 import { makePodman, podmanMissing, type Podman } from './helpers/runtime/podman.ts';
 import { describePlan, planPlugins } from './helpers/runtime/plugins.ts';
@@ -40,6 +40,9 @@ describe('podman (CNI backend) drives the plugins', () => {
       dataDir: path.join(pm.dir, 'ipam'),
       logFile: path.join(pm.dir, 'cni.log'),
       portmap: true,
+      // masquerade on: "no firewall line is left" then covers it; the tests' traffic stays between
+      // pods (same subnet: not masqueraded) and test namespaces, so it never reaches eth0
+      ipMasq: true,
     };
     cleanupNetwork(cleanup, net, sub.prefix, 'runtime-podman');
     pm.writeNetwork(bridgeConflist(net));
@@ -50,10 +53,11 @@ describe('podman (CNI backend) drives the plugins', () => {
   }, 120_000);
 
   /** Everything one container had is gone: reservation, veth, firewall lines, libcni cache. */
-  async function expectReleased(ids: string[], hostPort?: number): Promise<void> {
+  async function expectReleased(ids: string[], hostPort?: number, ips: string[] = []): Promise<void> {
     expect(reservations(net.dataDir, net.name)).toEqual([]);
     expect(await bridgePorts(net.bridge)).toEqual([]);
     expect(await firewallLinesMentioning([...ids, ...(hostPort ? [hostPort] : [])])).toEqual([]);
+    for (const ip of ips) expect(await masqueradeLinesOf(ip), `masquerade of ${ip} is gone`).toEqual([]);
     expect(cachedResults(net.name)).toEqual([]);
   }
 
@@ -74,6 +78,7 @@ describe('podman (CNI backend) drives the plugins', () => {
     expect(ipA.startsWith(`${sub.prefix}.`)).toBe(true);
     expect(ipB.startsWith(`${sub.prefix}.`)).toBe(true);
     expect(ipA).not.toBe(ipB);
+    for (const ip of [ipA, ipB]) await expectScopedMasquerade(ip, net.subnet, plan.impl.bridge === 'ours');
     expect(reservations(net.dataDir, net.name).sort()).toEqual([ipA, ipB].sort());
     expect((await bridgePorts(net.bridge)).length).toBe(2);
     // inside a container: its address on eth0, and the other container answers
@@ -82,7 +87,7 @@ describe('podman (CNI backend) drives the plugins', () => {
     const ping = await pm.run(['exec', a, 'ping', '-c', '2', '-W', '2', ipB]);
     expect(ping.stdout, ping.stderr).toMatch(/2 packets received/);
     await pm.ok(['rm', '-f', '-t', '0', a, b]);
-    await expectReleased([a, b]);
+    await expectReleased([a, b], undefined, [ipA, ipB]);
   }, 120_000);
 
   it.skipIf(skip)('-p HOSTPORT:80 reaches busybox httpd from 127.0.0.1 and from an outside namespace', async () => {
@@ -102,16 +107,18 @@ describe('podman (CNI backend) drives the plugins', () => {
     const want = `${sub.prefix}.77`;
     const id = await runDetached(['--ip', want, ...pm.image, 'sleep', '3600']);
     expect(await pm.containerIp(id, net.name)).toBe(want);
+    await expectScopedMasquerade(want, net.subnet, plan.impl.bridge === 'ours');
     expect(reservations(net.dataDir, net.name)).toEqual([want]);
     const addr = await pm.ok(['exec', id, 'ip', '-4', '-o', 'addr', 'show', 'dev', 'eth0']);
     expect(addr).toContain(`${want}/24`);
     await pm.ok(['rm', '-f', '-t', '0', id]);
-    await expectReleased([id]);
+    await expectReleased([id], undefined, [want]);
   }, 120_000);
 
   it.skipIf(skip)('stop then rm, and podman network rm -f, release everything', async () => {
     const a = await runDetached([...pm.image, 'sleep', '3600']);
     const b = await runDetached([...pm.image, 'sleep', '3600']);
+    const ips = [await pm.containerIp(a, net.name), await pm.containerIp(b, net.name)];
     await pm.ok(['stop', '-t', '0', a]);
     // stop already tore the network down (DEL); rm must not need it again
     expect(reservations(net.dataDir, net.name).length).toBe(1);
@@ -120,7 +127,7 @@ describe('podman (CNI backend) drives the plugins', () => {
     await pm.ok(['network', 'rm', '-f', net.name]);
     expect(existsSync(path.join(pm.netDir, `${net.name}.conflist`))).toBe(false);
     expect((await pm.run(['container', 'exists', b])).exitCode).not.toBe(0);
-    await expectReleased([a, b]);
+    await expectReleased([a, b], undefined, ips);
     if (plan.impl.bridge === 'ours') {
       const log = logLines(net.logFile ?? '');
       expect(log.some((l) => /\bDEL\b/.test(l))).toBe(true);

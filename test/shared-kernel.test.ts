@@ -3,7 +3,7 @@
  * releases), random bytes, the flock(2) lock, link listing from procfs, the MAC pin check.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -57,12 +57,17 @@ describe('flock(2) through our own descriptor', () => {
 
   it('waits for an outside holder, then gets the lock', async () => {
     const file = path.join(tmp, 'b.lock');
-    const holder = execa('flock', ['--exclusive', file, 'sleep', '0.4'], { reject: false });
-    await sleep(100);
-    const t0 = Date.now();
-    await withFlock(file, async () => undefined);
-    expect(Date.now() - t0).toBeGreaterThan(150);
-    await holder;
+    const started = path.join(tmp, 'b.started');
+    const done = path.join(tmp, 'b.done');
+    // The holder marks when it has the lock and when its critical section ends.
+    const holder = execa('flock', ['--exclusive', file, 'sh', '-c', `touch ${started}; sleep 0.3; touch ${done}`], { reject: false });
+    while (!existsSync(started)) await sleep(10);
+    let holderDone: boolean | undefined;
+    await withFlock(file, async () => {
+      holderDone = existsSync(done);
+    });
+    expect(holderDone, 'our body ran only after the outside holder released the lock').toBe(true);
+    expect((await holder).exitCode).toBe(0);
   });
 
   it('serialises concurrent holders in one process', async () => {

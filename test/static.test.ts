@@ -3,7 +3,7 @@
  * runtime runs it (every verb, every spec version, overrides, invalid configs), side by side
  * with the reference /usr/lib/cni/static where the reference speaks the version.
  */
-import { existsSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkAgainst, requestedMac, resolveAddresses, staticResult, validateStatic, type StaticNetConf } from '../ipam/static/config.ts';
 import { CniError } from '../shared/cni/errors.ts';
@@ -267,7 +267,23 @@ describe('static executable', () => {
     const del = await run('DEL');
     expect(del.exitCode, del.stdout).toBe(0);
   });
-  it('leaves no state behind', () => {
-    expect(existsSync(`/var/lib/cni/networks/statictest`)).toBe(false);
+  it('stores nothing: no verb makes a file-writing system call (strace)', async () => {
+    const trace = `/tmp/${uid('ht')}-static.strace`;
+    cleanup.add(async () => rmSync(trace, { force: true }));
+    const writes = /^\d+ +(?:(?:open|openat|openat2|creat)\(.*(?:O_WRONLY|O_RDWR|O_CREAT|O_TRUNC)|(?:mkdir|mkdirat|unlink|unlinkat|rmdir|rename|renameat|renameat2|link|linkat|symlink|symlinkat|truncate|chmod|fchmodat|chown|lchown|fchownat|utimensat|mknod|mknodat)\()/m;
+    const add = await call('ADD', netconf('1.1.0'));
+    for (const [verb, config] of [
+      ['ADD', netconf('1.1.0')],
+      ['CHECK', netconf('1.1.0', DUAL, { prevResult: add.json })],
+      ['DEL', netconf('1.1.0')],
+      ['GC', netconf('1.1.0', DUAL, { 'cni.dev/valid-attachments': [] })],
+      ['STATUS', netconf('1.1.0')],
+    ] as const) {
+      const r = await call(verb, config, { wrap: ['strace', '-f', '-qq', '-e', 'trace=%file', '-e', 'status=successful', '-o', trace] });
+      expect(r.exitCode, `${verb}: ${r.stdout}${r.stderr}`).toBe(0);
+      const log = readFileSync(trace, 'utf8');
+      expect(log, 'strace recorded the run').toMatch(/execve\(/);
+      expect(log.split('\n').filter((l) => writes.test(l)), `${verb} wrote to the filesystem`).toEqual([]);
+    }
   });
 });

@@ -126,12 +126,24 @@ export async function checkNetworkList(list: NetworkList, rt: RuntimeConf, opts:
 }
 
 /**
+ * `rt` with the cached attachment's capability args when none were given: a runtime passes the
+ * ADD's ones again on DEL, a person running `cnitool del` by hand does not, and portmap DEL
+ * without its portMappings has nothing to remove (the reference's plugins#510 rule).
+ */
+function withCachedCapabilities(list: NetworkList, rt: RuntimeConf, cacheDir: string): RuntimeConf {
+  if (Object.keys(rt.capabilityArgs).length) return rt;
+  const e = listCache(cacheDir, list.name).find((x) => x.containerId === rt.containerId && x.ifName === rt.ifname);
+  return e?.capabilityArgs && Object.keys(e.capabilityArgs).length ? { ...rt, capabilityArgs: e.capabilityArgs } : rt;
+}
+
+/**
  * DEL every plugin in reverse with the cached result as prevResult (0.4.0+). Keeps going past
  * a failing plugin so the others still release what they hold; the cache entry is removed
  * only when every plugin succeeded, so a retry still has prevResult.
  */
-export async function delNetworkList(list: NetworkList, rt: RuntimeConf, opts: ToolOptions): Promise<void> {
-  validateAttachment(list.name, rt.containerId, rt.ifname);
+export async function delNetworkList(list: NetworkList, given: RuntimeConf, opts: ToolOptions): Promise<void> {
+  validateAttachment(list.name, given.containerId, given.ifname);
+  const rt = withCachedCapabilities(list, given, opts.cacheDir);
   let prev: Record<string, unknown> | undefined;
   if (atLeast(list.cniVersion, '0.4.0')) {
     try {

@@ -1,4 +1,5 @@
 import { CniError, ErrorCode } from './errors.ts';
+import { ifname as ifnameFormat } from './formats.ts';
 
 export const COMMANDS = ['ADD', 'DEL', 'CHECK', 'GC', 'STATUS', 'VERSION'] as const;
 export type Command = (typeof COMMANDS)[number];
@@ -25,10 +26,12 @@ const REQUIREMENTS: Record<Command, Partial<Record<'CNI_CONTAINERID' | 'CNI_NETN
   VERSION: {},
 };
 
-/** Linux interface name rules (IFNAMSIZ 16 with the NUL, no '/', ':' or white space, not . or ..). */
-export function validIfname(name: string): boolean {
-  return typeof name === 'string' && name.length > 0 && Buffer.byteLength(name) <= 15 && name !== '.' && name !== '..' && !/[/:\s\0]/.test(name);
-}
+/**
+ * Linux interface name rules (IFNAMSIZ 16 with the NUL, no '/', ':' or white space, not . or ..):
+ * the schemas' `ifname` format, one rule for CNI_IFNAME of every verb that takes it (ADD, CHECK,
+ * DEL) and for the ifnames of GC's attachments.
+ */
+export const validIfname = ifnameFormat;
 
 export function parseCniArgs(raw: string | undefined): Map<string, string> {
   const out = new Map<string, string>();

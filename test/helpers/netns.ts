@@ -64,15 +64,16 @@ export async function deleteLink(name: string): Promise<void> {
   await sh('ip', ['link', 'del', name], { allowFail: true });
 }
 
-/** Skip reason when the kernel cannot create a link of `kind`, or '' when it can. */
-export async function kernelLacks(kind: string): Promise<string> {
+/**
+ * Skip reason when the kernel cannot create a link of `kind` (with `extra` type arguments, e.g.
+ * `['vlan_filtering', '1']`), or '' when it can. The probe link is always deleted.
+ */
+export async function kernelLacks(kind: string, extra: string[] = []): Promise<string> {
   const name = uid('k');
-  const r = await sh('ip', ['link', 'add', name, 'type', kind], { allowFail: true });
-  if (r.exitCode === 0) {
-    await deleteLink(name);
-    return '';
-  }
-  return `kernel cannot create ${kind} links: ${r.stderr.trim()}`;
+  const r = await sh('ip', ['link', 'add', name, 'type', kind, ...extra], { allowFail: true });
+  await deleteLink(name);
+  if (r.exitCode === 0) return '';
+  return `kernel cannot create ${[kind, ...extra].join(' ')} links: ${r.stderr.trim()}`;
 }
 
 /**

@@ -30,6 +30,8 @@ export interface RunArgs {
   binDir?: string;
   /** run it inside this network namespace (a "host" of a multi-host test) via nsenter */
   hostNetns?: string;
+  /** run the executable under this command line (e.g. `['strace', '-o', file]`) */
+  wrap?: string[];
 }
 
 /** The outcome of a plugin or tool process, stdout parsed as JSON when it is JSON. */
@@ -60,7 +62,8 @@ export async function runPlugin(name: string, a: RunArgs): Promise<PluginRun> {
   }
   const input = a.config === undefined ? '' : typeof a.config === 'string' ? a.config : JSON.stringify(a.config);
   const exe = path.join(a.binDir ?? BIN, name);
-  const [cmd, argv] = a.hostNetns ? ['nsenter', [`--net=${a.hostNetns}`, '--', exe]] : [exe, []];
+  const line = [...(a.hostNetns ? ['nsenter', `--net=${a.hostNetns}`, '--'] : []), ...(a.wrap ?? []), exe];
+  const [cmd, argv] = [line[0], line.slice(1)];
   return toPluginRun(await execa(cmd, argv, { input, env, extendEnv: false, reject: false }));
 }
 

@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import os from 'node:os';
 import path from 'node:path';
 import { deleteLink, makeNetns, randomTransferNet, sh, type Cleanup, type TestNetns } from '../netns.ts';
-import { nftTableOf, type TestNetwork } from './conflist.ts';
+import { nftTableOf, portmapTableOf, type TestNetwork } from './conflist.ts';
 
 /** A private temp directory, removed on cleanup (mounts below it are detached first, never crossed). */
 export function makeTempTree(cleanup: Cleanup, prefix: string): string {
@@ -66,6 +66,26 @@ export async function firewallLinesMentioning(needles: Array<string | number>): 
   const lines = `${nft.stdout}\n${ipt.stdout}`.split('\n');
   const match = (l: string, n: string | number): boolean => (typeof n === 'number' ? new RegExp(`(^|[^0-9.])${n}([^0-9.]|$)`).test(l) : !!n && l.includes(n));
   return lines.filter((l) => needles.some((n) => match(l, n)));
+}
+
+/**
+ * Masquerade lines of the host's firewall for a pod address: ours (`ip saddr A ip daddr !=
+ * SUBNET ... masquerade`) and the reference bridge's iptables-nft (`-s A/32 ... -j CNI-...`).
+ */
+export async function masqueradeLinesOf(ip: string): Promise<string[]> {
+  return firewallLinesMentioning([`saddr ${ip} `, `-s ${ip}/32 `, `saddr ${ip}/32 `]);
+}
+
+/**
+ * What a test expects of the masquerade of a pod with ipMasq on: at least one line for its
+ * address, and each of ours scoped to traffic from that address to outside the pod subnet.
+ */
+export async function expectScopedMasquerade(ip: string, subnet: string, ours: boolean): Promise<void> {
+  const lines = await masqueradeLinesOf(ip);
+  if (!lines.length) throw new Error(`no masquerade rule for ${ip}`);
+  if (!ours) return;
+  const bad = lines.filter((l) => !(l.includes(`ip saddr ${ip} ip daddr != ${subnet} `) && l.includes('masquerade')));
+  if (bad.length) throw new Error(`masquerade for ${ip} not scoped to ${subnet}: ${bad.join(' | ')}`);
 }
 
 /**
@@ -157,6 +177,7 @@ export function cleanupNetwork(cleanup: Cleanup, net: TestNetwork, subnetPrefix:
   cleanup.add(() => deleteLink(net.bridge));
   cleanup.add(async () => {
     for (const fam of ['inet', 'bridge']) await sh('nft', ['delete', 'table', fam, nftTableOf(net)], { allowFail: true });
+    await sh('nft', ['delete', 'table', 'inet', portmapTableOf(net)], { allowFail: true });
   });
   cleanup.add(async () => {
     const left = await removeLeftoverNetns(subnetPrefix);

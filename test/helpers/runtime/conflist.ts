@@ -16,10 +16,18 @@ export interface TestNetwork {
   /** include loopback first (containerd brings lo up through its own loopback call) */
   loopback?: boolean;
   cniVersion?: string;
+  /** bridge ipMasq: masquerade scoped to the pod addresses, for destinations outside the subnet */
+  ipMasq?: boolean;
 }
 
 /** Our nftables table for this test network (bridge masquerade/macspoof and portmap). */
 export const nftTableOf = (n: TestNetwork): string => `cnits_${n.bridge.replace(/[^A-Za-z0-9_]/g, '_')}`;
+
+/**
+ * portmap's own table: given bridge's table, portmap's ADD (which re-asserts its base chains,
+ * `postrouting` included) would flush bridge's masquerade rules.
+ */
+export const portmapTableOf = (n: TestNetwork): string => `${nftTableOf(n)}_pm`;
 
 /** bridge + host-local (+ portmap), in the keys the reference plugins and ours share. */
 export function bridgeConflist(n: TestNetwork): { name: string } & Record<string, unknown> {
@@ -30,7 +38,7 @@ export function bridgeConflist(n: TestNetwork): { name: string } & Record<string
     type: 'bridge',
     bridge: n.bridge,
     isGateway: true,
-    ipMasq: false,
+    ipMasq: n.ipMasq ?? false,
     hairpinMode: true,
     nftTable: nftTableOf(n),
     capabilities: { ips: true, mac: true },
@@ -42,6 +50,6 @@ export function bridgeConflist(n: TestNetwork): { name: string } & Record<string
     },
     ...log,
   });
-  if (n.portmap) plugins.push({ type: 'portmap', capabilities: { portMappings: true }, snat: true, nftTable: nftTableOf(n), ...log });
+  if (n.portmap) plugins.push({ type: 'portmap', capabilities: { portMappings: true }, snat: true, nftTable: portmapTableOf(n), ...log });
   return { cniVersion: n.cniVersion ?? '1.0.0', name: n.name, plugins };
 }
