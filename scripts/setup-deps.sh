@@ -41,6 +41,7 @@ TEST=(
   "podman|runtime tests: podman (CNI backend) drives the plugins"
   "runc|the OCI runtime podman and containerd start containers with"
   "containerd|runtime tests: containerd (CRI) drives the plugins"
+  "jq|the cnitool tests' recorder plugin (a shell script) echoes its result with jq"
   "make|README's commands"
 )
 
