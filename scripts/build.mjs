@@ -175,7 +175,9 @@ function compileBun(exe) {
   execFileSync(bunBin, ['build', '--compile', '--bytecode', '--format=cjs', '--target=bun-linux-x64-baseline', '--minify',
     '--no-compile-autoload-dotenv', '--no-compile-autoload-bunfig', '--no-compile-autoload-tsconfig', '--no-compile-autoload-package-json',
     '--define', `CNI_TS_GROUPS=${JSON.stringify(Object.keys(bundles).join(','))}`,
-    '--root', dir, ...entries, '--outfile', exe], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, BUN_INSTALL_CACHE_DIR: path.join(buildDir, 'bun-cache') } });
+    // the pinned Bun is also the runtime embedded: never a download of another build
+    '--compile-executable-path', bunBin,
+    '--root', dir, ...entries, '--outfile', exe], { stdio: ['ignore', 'ignore', 'inherit'] });
   return [dir];
 }
 
