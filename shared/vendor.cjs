@@ -8,6 +8,8 @@
 //   `overlay`, execa for `cnitool`), bundled apart so the common plugins never parse them;
 //   scripts/build.mjs resolves those imports to loadVendor(name), evaluated on first use.
 // A cache V8 rejects (another V8 version or flags) only costs the compile it would have saved.
+// Under Bun (the default build, scripts/bun-main.cjs) the same bundles are entry points of the
+// compiled executable with JavaScriptCore bytecode instead of SEA assets with V8 caches.
 'use strict';
 const vm = require('node:vm');
 
@@ -48,8 +50,21 @@ function runAsset(filename, cacheName, requireFn, trace) {
   return mod.exports;
 }
 
+/**
+ * A vendor bundle, evaluated on first use. Under Bun (RUNTIME=bun) it is an extra entry point of
+ * the compiled executable, with its own bytecode, next to the entry under /$bunfs/root.
+ */
 function loadVendor(name) {
-  if (!loaded.has(name)) loaded.set(name, runAsset(`vendor/${name}.cjs`, `vendor/${name}.cache`, require, makeTrace()));
+  if (!loaded.has(name)) {
+    if (process.versions.bun) {
+      const trace = makeTrace();
+      const dir = process.argv[1].slice(0, process.argv[1].lastIndexOf('/'));
+      loaded.set(name, require(`${dir}/vendor-${name}.cjs`));
+      if (trace) trace(`vendor-${name}.cjs loaded (bytecode)`);
+    } else {
+      loaded.set(name, runAsset(`vendor/${name}.cjs`, `vendor/${name}.cache`, require, makeTrace()));
+    }
+  }
   return loaded.get(name);
 }
 

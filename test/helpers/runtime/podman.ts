@@ -6,7 +6,7 @@
  * configuration is never touched.
  */
 import { execa } from 'execa';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { type Cleanup } from '../netns.ts';
 import { makeTempTree } from './common.ts';
@@ -119,7 +119,29 @@ export async function podmanMissing(): Promise<string> {
   const r = await execa('podman', ['--version'], { reject: false });
   if (r.exitCode !== 0) return 'podman is not installed (apt-get install podman)';
   const major = Number(/version (\d+)/.exec(String(r.stdout))?.[1] ?? 0);
-  return major >= 5 ? `${String(r.stdout).trim()} has no CNI backend (podman 4.x needed)` : '';
+  if (major >= 5) return `${String(r.stdout).trim()} has no CNI backend (podman 4.x needed)`;
+  return inChroot() ? 'running in a chroot: runc cannot pivot_root into a container root there (the container would see the host\'s root filesystem instead of its busybox image)' : '';
+}
+
+/**
+ * True inside a chroot (as in ../shared/tools/fresh-debian): the root of one of our ancestor
+ * processes, the ones that ran chroot(8), is not our "/". (PID 1's root is often not readable.)
+ */
+function inChroot(): boolean {
+  const ours = statSync('/');
+  let pid = process.pid;
+  for (let depth = 0; depth < 64 && pid > 1; depth++) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      pid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (pid <= 1) return false;
+      const root = statSync(`/proc/${pid}/root/`);
+      if (root.dev !== ours.dev || root.ino !== ours.ino) return true;
+    } catch {
+      return false; // not allowed to look: assume not
+    }
+  }
+  return false;
 }
 
 /** A private podman; all of it is removed on cleanup. */

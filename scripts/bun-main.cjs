@@ -1,0 +1,20 @@
+// Entry of the Bun-compiled executable (scripts/build.mjs, RUNTIME=bun): run the bundle made for
+// the name this process was invoked as (bundle-bridge.cjs for /opt/cni/bin/bridge, ...), else
+// the whole one (bundle-all.cjs: `cni-ts <name>`, cnitool). Every bundle is a separate entry
+// point of `bun build --compile --bytecode`, so each is embedded with its own JavaScriptCore
+// bytecode and only the one this call runs is loaded. The embedded files live under the
+// executable's virtual root (/$bunfs/root, the directory of process.argv[1]).
+'use strict';
+const { makeTrace } = require('../shared/vendor.cjs');
+
+const trace = makeTrace();
+if (trace) trace('runtime started (bun)');
+// Filled in by scripts/build.mjs (bun build --define): the group bundles it embedded.
+/* global CNI_TS_GROUPS */
+const groups = String(CNI_TS_GROUPS).split(',');
+const base = (p) => p.slice(p.lastIndexOf('/') + 1);
+const invoked = base(process.argv0 || process.execPath);
+const group = groups.includes(invoked) ? invoked : 'all';
+const file = `${process.argv[1].slice(0, process.argv[1].lastIndexOf('/'))}/bundle-${group}.cjs`;
+require(file);
+if (trace) trace(`bundle-${group}.cjs loaded (bytecode)`);
