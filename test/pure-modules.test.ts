@@ -571,7 +571,8 @@ describe('host-local config (config.ts)', () => {
     expect(msg(() => parseRange({ subnet: '10.0.0.0/24', rangeStart: '10.0.1.1' }, 'f'))).toBe('invalid network config: f.rangeStart: 10.0.1.1 is not in subnet 10.0.0.0/24');
     expect(msg(() => parseRange({ subnet: '10.0.0.0/24', rangeStart: '10.0.0.9', rangeEnd: '10.0.0.8' }, 'f'))).toBe('invalid network config: f.rangeEnd: 10.0.0.8 is before rangeStart 10.0.0.9');
     expect(msg(() => parseRange({ subnet: '10.0.0.0/24', rangeStart: '10.0.0.255' }, 'f'))).toBe('invalid network config: f.rangeEnd: 10.0.0.254 is before rangeStart 10.0.0.255');
-    const ok = parseRange({ subnet: '10.0.0.77/24', gateway: '10.0.0.254', rangeStart: '', rangeEnd: '10.0.0.9' }, 'f');
+    expect(msg(() => parseRange({ subnet: '10.0.0.77/24' }, 'f'))).toBe('invalid network config: f.subnet: 10.0.0.77/24 has host bits set (the network address of a /24 is 10.0.0.0)');
+    const ok = parseRange({ subnet: '10.0.0.0/24', gateway: '10.0.0.254', rangeStart: '', rangeEnd: '10.0.0.9' }, 'f');
     expect({ subnet: formatCIDR(ok.subnet), gw: formatIP(ok.gateway), start: ok.start, end: ok.end, field: ok.field }).toEqual({ subnet: '10.0.0.0/24', gw: '10.0.0.254', start: parseIP('10.0.0.1')!.value, end: parseIP('10.0.0.9')!.value, field: 'f' });
     expect(parseRange({ subnet: '10.0.0.0/24', rangeStart: '10.0.0.9', rangeEnd: '10.0.0.9' }, 'f').start).toBe(parseIP('10.0.0.9')!.value);
   });
