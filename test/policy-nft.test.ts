@@ -344,11 +344,17 @@ describe('enforcement across two routed nodes (real traffic, compared with the e
       'route add fd77:1::/64 via fd7f::2',
     );
     nodes[1].batch.push('link set up0 up', 'addr add 10.255.77.2/30 dev up0', 'addr add fd7f::2/64 dev up0 nodad', 'route add 10.77.0.0/24 via 10.255.77.1', 'route add fd77::/64 via fd7f::1');
-    for (const { n, batch } of nodes) {
-      await inNs(n, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
-      await inNs(n, 'ip', ['-batch', '-'], false, `${batch.join('\n')}\n`);
+    // No DAD on the nodes' links (set before any is created: up0's peer is created in n2 from n1).
+    // A node forwarding a pod's IPv6 packet solicits the next hop (pod, or the other node) from
+    // its link-local address, and sends no solicitation at all while that address is tentative:
+    // the packet waits in the neighbour queue until DAD ends and the next retransmit, 1 to 3 s
+    // after the links come up, longer than a probe waits (IPv4's ARP has no such delay).
+    for (const { n } of nodes) {
+      await inNs(n, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0']);
     }
+    for (const { n, batch } of nodes) await inNs(n, 'ip', ['-batch', '-'], false, `${batch.join('\n')}\n`);
     await configurePods(pods, ips, gw);
+    for (const { n } of nodes) expect((await inNs(n, 'ip', ['-6', 'addr', 'show', 'tentative'])).stdout).toBe('');
   });
 
   it('through a service VIP: the verdict is the backend pod\'s, after translation', async () => {
