@@ -107,7 +107,7 @@ describe('CNI_TS_TRACE', () => {
     const r = await runPlugin('static', { command: 'ADD', ...base, config: conf(), env: { CNI_TS_TRACE: '1' } });
     expect(r.exitCode, r.stdout).toBe(0);
     expect(r.json?.ips).toEqual([{ address: '10.9.0.2/24' }]);
-    for (const m of ['runtime started', 'plugin static loaded', 'static ADD: config validated', 'done']) expect(r.stderr).toMatch(mark(m));
+    for (const m of ['runtime started(?: \\((?:bun|node)\\))?', 'plugin static loaded', 'static ADD: config validated', 'done']) expect(r.stderr).toMatch(mark(m));
     const ms = [...r.stderr.matchAll(/^\[trace \d+ \+(\d+\.\d) ms\]/gm)].map((x) => Number(x[1]));
     expect(ms).toEqual([...ms].sort((a, b) => a - b));
   });
