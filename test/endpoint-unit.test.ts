@@ -1,7 +1,7 @@
 /** endpoint plugin: the Endpoint object out of a request (pure), and the CHECK helpers. */
 import { describe, expect, it } from 'vitest';
 import { CniError } from '../shared/cni/errors.ts';
-import { aliasesOf, endpointOf, identityOf, interfacesOf, labelsOf, portsOf, type EndpointConf } from '../plugins/endpoint/config.ts';
+import { aliasesOf, dnsOf, endpointOf, identityOf, interfacesOf, labelsOf, portsOf, type EndpointConf } from '../plugins/endpoint/config.ts';
 import { mentions } from '../plugins/endpoint/index.ts';
 import type { Result } from '../shared/cni/types.ts';
 
@@ -75,5 +75,24 @@ describe('endpoint: the Endpoint object', () => {
     expect(mentions('elements = { 10.1.0.50 }', '10.1.0.5')).toBe(false);
     expect(mentions('10.1.0.5 . 10.1.0.6', '10.1.0.6')).toBe(true);
     expect(mentions('fd00::51 : jump g', 'fd00::5')).toBe(false);
+  });
+});
+
+describe("endpoint: the result's dns", () => {
+  const k8s = { search: ['web.svc.cluster.local', 'svc.cluster.local', 'cluster.local'], options: ['ndots:5'] };
+  it('names the gateways with the search list; prevResult entries after ours, its domain kept, our ndots wins', () => {
+    expect(dnsOf(conf(), {}, 'cluster.local', 'web', ['10.1.0.1', 'fd00::1'], undefined)).toEqual({ nameservers: ['10.1.0.1', 'fd00::1'], ...k8s });
+    expect(dnsOf(conf(), {}, 'cluster.local', 'web', ['10.1.0.1'], { nameservers: ['192.0.2.53', '10.1.0.1', '192.0.2.54', '192.0.2.55'], domain: 'corp.example', search: ['corp.example', 'svc.cluster.local'], options: ['ndots:1', 'rotate'] })).toEqual({
+      nameservers: ['10.1.0.1', '192.0.2.53', '192.0.2.54'],
+      domain: 'corp.example',
+      search: [...k8s.search, 'corp.example'],
+      options: ['ndots:5', 'rotate'],
+    });
+  });
+  it('off with setDns: false or dns.enabled: false; dns.listen on port 53 when gateways are not served', () => {
+    expect(dnsOf(conf({ setDns: false }), {}, 'cluster.local', 'web', ['10.1.0.1'], undefined)).toBeUndefined();
+    expect(dnsOf(conf(), { enabled: false }, 'cluster.local', 'web', ['10.1.0.1'], undefined)).toBeUndefined();
+    expect(dnsOf(conf(), { port: 5353 }, 'cluster.local', 'web', ['10.1.0.1'], undefined)).toBeUndefined();
+    expect(dnsOf(conf(), { listenOnGateways: false, listen: ['10.0.0.10', '127.0.0.1:5353', '[fd00::53]:53'] }, 'k8s.test', 'web', ['10.1.0.1'], undefined)?.nameservers).toEqual(['10.0.0.10', 'fd00::53']);
   });
 });

@@ -4,13 +4,16 @@
  */
 import { invalidConfig } from '../../shared/cni/errors.ts';
 import type { Request } from '../../shared/cni/plugin.ts';
-import type { NetConfBase, Result } from '../../shared/cni/types.ts';
+import type { DNS, NetConfBase, Result } from '../../shared/cni/types.ts';
+import { resultDns } from '../../shared/dns/result.ts';
 import { DEFAULT_AGENT_CONFIG } from '../../shared/agentconfig.ts';
 import type { ContainerPort, Endpoint, Protocol } from '../../shared/objects/types.ts';
 
 export interface EndpointConf extends NetConfBase {
   /** the host's agent config (names the store), default /etc/cni-ts/agent.json */
   agentConfig?: string;
+  /** false: leave the result's `dns` as prevResult has it (default: point it at the agent's DNS server) */
+  setDns?: boolean;
 }
 
 export const agentConfigPath = (c: EndpointConf): string => c.agentConfig ?? DEFAULT_AGENT_CONFIG;
@@ -131,4 +134,38 @@ export function endpointOf(req: Pick<Request<EndpointConf>, 'env' | 'config' | '
 /** Is `e` the registration of this attachment (node, network, container, interface)? */
 export function isAttachment(e: Endpoint, node: string, network: string, containerId: string, ifname: string): boolean {
   return e.spec.node === node && e.spec.network === network && e.spec.containerId === containerId && e.spec.ifname === ifname;
+}
+
+/**
+ * The result's `dns` for this attachment: the agent's DNS server (the network's gateway, or the
+ * port-53 `dns.listen` addresses when `dns.listenOnGateways` is false) with the Kubernetes
+ * search list and `ndots:5`, merged with prevResult's: our nameservers first then prevResult's
+ * (at most 3, what the libc resolver reads), our search names first then prevResult's,
+ * prevResult's `domain` kept, options merged by name with ours winning (`ndots`).
+ * undefined: leave prevResult's dns alone (`setDns: false`, `dns.enabled: false`, no address to name).
+ */
+export function dnsOf(conf: EndpointConf, agentDns: Record<string, unknown>, clusterDomain: string, namespace: string, gateways: string[], prev: DNS | undefined): DNS | undefined {
+  if (conf.setDns === false || agentDns.enabled === false) return undefined;
+  let servers: string[];
+  if (agentDns.listenOnGateways === false) {
+    const port = typeof agentDns.port === 'number' ? agentDns.port : 53;
+    servers = (Array.isArray(agentDns.listen) ? (agentDns.listen as unknown[]) : []).flatMap((l) => {
+      if (typeof l !== 'string') return [];
+      const m = /^\[([^\]]+)\]:(\d+)$/.exec(l) ?? /^([^:]+):(\d+)$/.exec(l);
+      const host = m ? m[1]! : l;
+      return (m ? Number(m[2]) : port) === 53 ? [host] : [];
+    });
+  } else servers = (typeof agentDns.port === 'number' && agentDns.port !== 53 ? [] : gateways).map((g) => g.replace(/\/\d+$/, ''));
+  if (!servers.length) return undefined;
+  const ours = resultDns(namespace, clusterDomain, servers);
+  const uniq = (xs: string[]): string[] => [...new Set(xs)];
+  const optName = (o: string): string => o.split(':')[0]!;
+  const ourOpts = new Set(ours.options.map(optName));
+  const out: DNS = {
+    nameservers: uniq([...ours.nameservers, ...(prev?.nameservers ?? [])]).slice(0, 3),
+    search: uniq([...ours.search, ...(prev?.search ?? [])]),
+    options: [...ours.options, ...(prev?.options ?? []).filter((o) => !ourOpts.has(optName(o)))],
+  };
+  if (prev?.domain) out.domain = prev.domain;
+  return out;
 }
