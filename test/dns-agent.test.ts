@@ -132,7 +132,7 @@ describe('DNS served by the node agent to pods attached with bridge + host-local
     });
     expect(add.exitCode, add.stderr).toBe(0);
     const d = (add.json as { dns: { nameservers: string[]; search: string[]; options: string[] } }).dns;
-    expect(d).toEqual({ nameservers: [m.tb.gateway], search: ['x.svc.cluster.local', 'svc.cluster.local', 'cluster.local'], options: ['ndots:5'] });
+    expect(d).toEqual({ nameservers: [m.tb.gateway], search: ['x.svc.cluster.local', 'svc.cluster.local', 'cluster.local', 'dns.podman'], options: ['ndots:5'] });
     const ns = m.pods.get('x/c')!.netns.name;
     const etc = `/etc/netns/${ns}`;
     const created = !existsSync('/etc/netns');

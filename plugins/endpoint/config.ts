@@ -77,13 +77,20 @@ export function aliasesOf(c: EndpointConf): string[] {
   return [...new Set(list)];
 }
 
-/** The pod's namespace and name: K8S_POD_NAMESPACE / K8S_POD_NAME, else "default" / the container ID. */
+/**
+ * The pod's namespace and name: K8S_POD_NAMESPACE / K8S_POD_NAME, else "default" / the
+ * container ID. A container name as podman sends it (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`) that is not
+ * an object name is lower-cased with "_" as "-" (its exact spelling still reaches DNS through
+ * the `aliases` capability).
+ */
 export function identityOf(args: Map<string, string>, containerId: string): { namespace: string; name: string } {
   const ns = args.get('K8S_POD_NAMESPACE');
   const pod = args.get('K8S_POD_NAME');
   const namespace = ns || 'default';
   if (!NAMESPACE_NAME.test(namespace) || namespace.length > 63) throw invalidConfig('CNI_ARGS K8S_POD_NAMESPACE', `${JSON.stringify(namespace)} is not a namespace name`);
-  const name = pod || containerId.toLowerCase();
+  let name = pod || containerId.toLowerCase();
+  // podman passes its container name (`reverent_cannon`, `MyApp`): lower case, other characters as "-"
+  if (pod && !OBJECT_NAME.test(pod) && /^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(pod)) name = pod.toLowerCase().replace(/[^a-z0-9.-]/g, '-').replace(/[^a-z0-9]+$/, '');
   if (!OBJECT_NAME.test(name) || name.length > 253) throw invalidConfig(pod ? 'CNI_ARGS K8S_POD_NAME' : 'CNI_CONTAINERID', `${JSON.stringify(name)} is not an object name (DNS subdomain)`);
   return { namespace, name };
 }
@@ -139,7 +146,8 @@ export function isAttachment(e: Endpoint, node: string, network: string, contain
 /**
  * The result's `dns` for this attachment: the agent's DNS server (the network's gateway, or the
  * port-53 `dns.listen` addresses when `dns.listenOnGateways` is false) with the Kubernetes
- * search list and `ndots:5`, merged with prevResult's: our nameservers first then prevResult's
+ * search list (then the network's domain for container names, `dns.podman` by default) and
+ * `ndots:5`, merged with prevResult's: our nameservers first then prevResult's
  * (at most 3, what the libc resolver reads), our search names first then prevResult's,
  * prevResult's `domain` kept, options merged by name with ours winning (`ndots`).
  * undefined: leave prevResult's dns alone (`setDns: false`, `dns.enabled: false`, no address to name).
@@ -158,6 +166,10 @@ export function dnsOf(conf: EndpointConf, agentDns: Record<string, unknown>, clu
   } else servers = (typeof agentDns.port === 'number' && agentDns.port !== 53 ? [] : gateways).map((g) => g.replace(/\/\d+$/, ''));
   if (!servers.length) return undefined;
   const ours = resultDns(namespace, clusterDomain, servers);
+  // the network's domain last, so resolvers that only try search names (busybox) find container names
+  const domains = (agentDns.networkDomains ?? {}) as Record<string, unknown>;
+  const netDomain = domains[conf.name] ?? agentDns.networkDomain ?? 'dns.podman';
+  if (typeof netDomain === 'string' && netDomain) ours.search.push(netDomain.toLowerCase().replace(/\.$/, ''));
   const uniq = (xs: string[]): string[] => [...new Set(xs)];
   const optName = (o: string): string => o.split(':')[0]!;
   const ourOpts = new Set(ours.options.map(optName));
