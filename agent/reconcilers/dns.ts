@@ -5,8 +5,9 @@
  * and, on every change, asks the DNS server for a rebuild (`scheduleRefresh`: a burst of events
  * becomes one rebuild within 50 ms, so a change is served well within 1 s).
  *
- * - The loop's pass (start, periodic resync, retries) re-lists the four kinds, rebuilds the
- *   zone and reconciles the listeners: the gateway of every network with an Endpoint of this
+ * - The loop's pass (start, periodic resync, retries) re-lists the four kinds and, when they
+ *   differ from what it holds or a listener is missing, rebuilds the zone and reconciles the
+ *   listeners: the gateway of every network with an Endpoint of this
  *   node (`spec.gateways`), plus `dns.listen`. A gateway that appears or disappears with its
  *   endpoints is bound or closed on the next rebuild; one that cannot be bound yet (the bridge
  *   is not up) is retried on the next pass.
@@ -25,7 +26,7 @@ import type { CniObject, Endpoint, EndpointSlice, Kind, Namespace, Service } fro
 import { openStore, refString } from '../../shared/store/index.ts';
 import type { ObjectStore, Stored, WatchEvent } from '../../shared/store/types.ts';
 import { validateDnsConfig, type DnsAgentConfig, type DnsSection } from '../dns/config.ts';
-import { startDns, type DnsHandle } from '../dns/index.ts';
+import { listenSpecs, startDns, type DnsHandle } from '../dns/index.ts';
 import { Loop } from '../loop.ts';
 
 export const DNS_KINDS: Kind[] = ['Service', 'EndpointSlice', 'Endpoint', 'Namespace'];
@@ -64,6 +65,10 @@ export class DnsReconciler {
   private dns: DnsHandle | undefined;
   private revision = 0;
   private readonly objects = new Map<string, CniObject>();
+  /** per kind, the revision of the last full list: older watch events are already in it */
+  private listedAt = new Map<Kind, number>();
+  /** objects changed since the last rebuild (a pass with nothing new only rechecks listeners) */
+  private dirty = true;
   private unhealthy: (() => UnhealthyInput | undefined) | undefined;
 
   constructor(
@@ -78,11 +83,13 @@ export class DnsReconciler {
   /** Hook for the services reconciler's health checks: addresses (or a predicate) of backends that are down. */
   setUnhealthy(fn: (() => UnhealthyInput | undefined) | undefined): void {
     this.unhealthy = fn;
+    this.dirty = true;
     this.healthChanged();
   }
 
   /** A backend changed state: rebuild (within 50 ms). */
   healthChanged(): void {
+    this.dirty = true;
     this.dns?.scheduleRefresh();
   }
 
@@ -106,6 +113,11 @@ export class DnsReconciler {
     await st?.close().catch(() => undefined);
   }
 
+  /** What the objects are, cheaply (resourceVersion-free: the objects' JSON, by key). */
+  private fingerprint(): string {
+    return JSON.stringify([...this.objects].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  }
+
   /** The objects the zone is built from (the watch cache). */
   zoneObjects(): ZoneObjects {
     const out: Required<ZoneObjects> = { services: [], endpointSlices: [], endpoints: [], namespaces: [] };
@@ -121,14 +133,17 @@ export class DnsReconciler {
   private onEvent(e: WatchEvent): void {
     if (e.type === 'resync') {
       this.replaceAll(e.items);
+      for (const k of DNS_KINDS) this.listedAt.set(k, e.revision);
       this.log.info(`dns: watch resynced at revision ${e.revision} (${e.items.length} objects)`);
     } else {
+      if (e.revision <= (this.listedAt.get(e.ref.kind) ?? 0)) return; // a list already holds it (or something newer)
       const key = refString(e.ref);
       if (e.type === 'put') this.objects.set(key, e.object);
       else this.objects.delete(key);
       this.log.debug(`dns: ${e.type} ${key} (rev ${e.revision})`);
     }
     this.revision = Math.max(this.revision, e.revision);
+    this.dirty = true;
     this.dns?.scheduleRefresh();
   }
 
@@ -156,11 +171,19 @@ export class DnsReconciler {
       const store = await this.ensureStore();
       // the full re-list repairs anything a watch could have missed
       const lists = await Promise.all(DNS_KINDS.map((k) => store.list(k)));
+      const before = this.fingerprint();
       this.replaceAll(lists.flatMap((l) => l.items));
+      DNS_KINDS.forEach((k, i) => this.listedAt.set(k, lists[i]!.revision));
       this.revision = Math.max(this.revision, ...lists.map((l) => l.revision));
-      const hooks = { unhealthy: () => this.unhealthy?.(), serial: () => this.revision, log: (m: string) => this.log.warn(m) };
+      if (this.fingerprint() !== before) this.dirty = true;
+      const hooks = {
+        unhealthy: () => this.unhealthy?.(),
+        serial: () => this.revision,
+        log: (m: string) => this.log.warn(m),
+      };
       if (!this.dns) this.dns = await startDns(this.dnsCfg, () => this.zoneObjects(), hooks);
-      else await this.dns.refresh();
+      else if (this.dirty || this.dns.server.addresses().length < listenSpecs(this.dnsCfg, this.zoneObjects()).length) await this.dns.refresh();
+      this.dirty = false;
       const z = this.dns.server.getZone();
       const listening = this.dns.server.addresses().map((a) => `${a.address}:${a.port}`);
       const summary = `zone ${z?.domain} serial ${z?.serial}: ${z?.stats.services ?? 0} services (${z?.stats.headless ?? 0} headless), ${z?.stats.endpoints ?? 0} endpoints, ${z?.stats.names ?? 0} names; listening on ${listening.join(' ') || 'nothing'}`;
