@@ -89,6 +89,8 @@ describe('agent DNS reconciler (in-process, file store, loopback listener)', () 
     const dir = mkdtempSync(path.join(os.tmpdir(), 'hw-dnsrec-'));
     try {
       const cfg = parseAgentConfig({ store: { type: 'file', path: dir }, node: 'n1', dns: { listen: [`127.0.0.1:${30000 + Math.floor(Math.random() * 10000)}`], listenOnGateways: false, upstreams: [] } });
+      // clusterDomain and dns.ttl are honoured
+      const custom = parseAgentConfig({ store: { type: 'file', path: dir }, clusterDomain: 'k8s.test', dns: { listen: [`127.0.0.1:${40000 + Math.floor(Math.random() * 10000)}`], upstreams: [], ttl: { service: 120 } } });
       expect(dnsConfigOf(parseAgentConfig({ store: { type: 'file', path: dir }, dns: { enabled: false } }))).toBeUndefined();
       expect(() => dnsConfigOf(parseAgentConfig({ store: { type: 'file', path: dir }, dns: { port: 'x' } }))).toThrow(/dns\.port/);
       const store = await openStore(cfg.store);
@@ -113,6 +115,11 @@ describe('agent DNS reconciler (in-process, file store, loopback listener)', () 
       while (r.lookup('late.default.svc.cluster.local').rcode !== 'NXDOMAIN' && Date.now() < deadline) await sleep(20);
       expect(r.lookup('late.default.svc.cluster.local').rcode).toBe('NXDOMAIN');
       await r.stop();
+      const r2 = new DnsReconciler(custom, dnsConfigOf(custom)!, log, { resyncMs: 0 });
+      r2.start();
+      await r2.loop.idle();
+      expect(r2.lookup('web.default.svc.k8s.test').answers).toEqual([{ name: 'web.default.svc.k8s.test.', type: 'A', ttl: 120, data: '10.96.0.10' }]);
+      await r2.stop();
       await store.close();
       const off = { status: h.status, resync: h.resync };
       expect(await answer(off, { type: 'dns-records' })).toMatchObject({ ok: false, error: expect.stringMatching(/dns\.enabled/) });
