@@ -6,14 +6,19 @@ import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
-import type { AgentRequest, AgentResponse, AgentStatus, ReconcilerStatus } from '../shared/agentapi.ts';
+import type { AgentRequest, AgentResponse, AgentStatus, DnsLookupReport, DnsRecordsReport, ReconcilerStatus } from '../shared/agentapi.ts';
 import type { Logger } from '../shared/cni/log.ts';
 
 export interface ApiHandlers {
   status(): AgentStatus;
   /** run reconcilers now (all when name is undefined) and wait for their pass */
   resync(name?: string): Promise<ReconcilerStatus[]>;
+  /** the DNS reconciler's records and lookups (absent: DNS is off) */
+  dnsRecords?(): DnsRecordsReport;
+  dnsLookup?(name: string, type?: string, network?: string): DnsLookupReport;
 }
+
+const DNS_OFF = 'DNS is not served by this agent (dns.enabled is false in its config)';
 
 export async function answer(h: ApiHandlers, req: AgentRequest): Promise<AgentResponse> {
   try {
@@ -22,6 +27,13 @@ export async function answer(h: ApiHandlers, req: AgentRequest): Promise<AgentRe
         return { ok: true, type: 'status', status: h.status() };
       case 'resync':
         return { ok: true, type: 'resync', reconcilers: await h.resync(req.name) };
+      case 'dns-records':
+        if (!h.dnsRecords) return { ok: false, error: DNS_OFF };
+        return { ok: true, type: 'dns-records', dns: h.dnsRecords() };
+      case 'dns-lookup':
+        if (!h.dnsLookup) return { ok: false, error: DNS_OFF };
+        if (typeof req.name !== 'string' || !req.name) return { ok: false, error: 'dns-lookup needs a name' };
+        return { ok: true, type: 'dns-lookup', lookup: h.dnsLookup(req.name, req.qtype, req.network) };
       default:
         return { ok: false, error: `unknown request type ${JSON.stringify((req as { type?: unknown }).type)}` };
     }

@@ -1,7 +1,7 @@
 /**
  * `cni-ts agent [--config FILE]`: the node agent, one per host (conf/systemd/cni-ts-agent.service).
  * Reads the host's agent config (default /etc/cni-ts/agent.json, or $CNI_TS_CONFIG), runs its
- * reconcilers (policy; overlay peers when `overlay.config` names the overlay's conflist), serves HTTP on `listen` and JSON on the unix socket `socket`.
+ * reconcilers (policy; DNS unless `dns.enabled` is false; overlay peers when `overlay.config` names the overlay's conflist), serves HTTP on `listen` and JSON on the unix socket `socket`.
  * Stops on SIGTERM / SIGINT; SIGHUP runs every reconciler now.
  */
 import { rmSync } from 'node:fs';
@@ -14,6 +14,7 @@ import { startHttp, startSocket, type ApiHandlers } from './api.ts';
 import type { Loop } from './loop.ts';
 import { PolicyReconciler } from './reconcilers/policy.ts';
 import { OverlayReconciler, overlaySettings } from './reconcilers/overlay.ts';
+import { DnsReconciler, dnsConfigOf } from './reconcilers/dns.ts';
 import type { Settings as OverlaySettings } from '../plugins/overlay/config.ts';
 
 const USAGE = `usage: cni-ts agent [--config FILE] [--resync SECONDS] [--no-http] [--no-socket]
@@ -55,6 +56,8 @@ export class Agent {
   readonly loops: Loop[] = [];
   private policy: PolicyReconciler;
   private overlay: OverlayReconciler | undefined;
+  /** the DNS server (absent when `dns.enabled` is false) */
+  readonly dns: DnsReconciler | undefined;
   private servers: Array<http.Server | net.Server> = [];
 
   constructor(
@@ -67,6 +70,11 @@ export class Agent {
     if (opts.overlay) {
       this.overlay = new OverlayReconciler(opts.overlay, log);
       this.loops.push(this.overlay.loop);
+    }
+    const dnsCfg = dnsConfigOf(cfg);
+    if (dnsCfg) {
+      this.dns = new DnsReconciler(cfg, dnsCfg, log, { resyncMs: opts.resyncMs });
+      this.loops.push(this.dns.loop);
     }
   }
 
@@ -92,14 +100,20 @@ export class Agent {
 
   async start(): Promise<void> {
     const h: ApiHandlers = { status: () => this.status(), resync: (n) => this.resync(n) };
+    if (this.dns) {
+      const dns = this.dns;
+      h.dnsRecords = () => dns.records();
+      h.dnsLookup = (name, type, network) => dns.lookup(name, type, network);
+    }
     if (this.opts.http) this.servers.push(await startHttp(this.cfg.listen, h, this.log));
     if (this.opts.socket) this.servers.push(await startSocket(this.cfg.socket, h, this.log));
     this.policy.start();
     this.overlay?.start();
+    this.dns?.start();
   }
 
   async stop(): Promise<void> {
-    await Promise.all([this.policy.stop(), this.overlay?.stop(), ...this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))]);
+    await Promise.all([this.policy.stop(), this.overlay?.stop(), this.dns?.stop(), ...this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))]);
     if (this.opts.socket) rmSync(this.cfg.socket, { force: true });
   }
 }

@@ -34,11 +34,46 @@ export type AgentRequest =
   /** the agent and its reconcilers */
   | { type: 'status' }
   /** run a reconciler now (all when `name` is omitted); answers when the pass has finished */
-  | { type: 'resync'; name?: string };
+  | { type: 'resync'; name?: string }
+  /** every record the agent's DNS server serves (cnictl get dns) */
+  | { type: 'dns-records' }
+  /** what the DNS server answers for `name` / `qtype` (default A), as a client on `network`'s gateway sees it (default: every network) */
+  | { type: 'dns-lookup'; name: string; qtype?: string; network?: string };
+
+/** One DNS record; `network`: a container name only clients of that network see. */
+export interface DnsRecord {
+  name: string;
+  type: string;
+  ttl: number;
+  /** presentation form: an address, a name with its final dot, SRV "priority weight port target", ... */
+  data: string;
+  network?: string;
+}
+
+export interface DnsRecordsReport {
+  domain: string;
+  /** the SOA serial: the store revision the zone was built at */
+  serial: number;
+  listeners: { address: string; port: number; networks?: string[] }[];
+  records: DnsRecord[];
+}
+
+export interface DnsLookupReport {
+  name: string;
+  type: string;
+  /** true: not one of our names; the agent forwards it upstream */
+  forwarded: boolean;
+  rcode?: 'NOERROR' | 'NXDOMAIN';
+  answers?: DnsRecord[];
+  authority?: DnsRecord[];
+  additionals?: DnsRecord[];
+}
 
 export type AgentResponse =
   | { ok: true; type: 'status'; status: AgentStatus }
   | { ok: true; type: 'resync'; reconcilers: ReconcilerStatus[] }
+  | { ok: true; type: 'dns-records'; dns: DnsRecordsReport }
+  | { ok: true; type: 'dns-lookup'; lookup: DnsLookupReport }
   | { ok: false; error: string };
 
 /** Where the agent listens for cnictl when the config does not say. */

@@ -3,6 +3,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Loop } from '../agent/loop.ts';
 import { answer, parseListen } from '../agent/api.ts';
 import { Logger } from '../shared/cni/log.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { DnsReconciler, dnsConfigOf } from '../agent/reconcilers/dns.ts';
+import { parseAgentConfig } from '../shared/agentconfig.ts';
+import { openStore } from '../shared/store/index.ts';
+import type { CniObject } from '../shared/objects/types.ts';
 
 const log = new Logger('test', { CNI_LOG_LEVEL: 'error' });
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -74,5 +81,50 @@ describe('agent API', () => {
     expect(await answer(h, { type: 'what' } as never)).toMatchObject({ ok: false });
     expect(parseListen('[::1]:9464')).toEqual({ host: '::1', port: 9464 });
     expect(parseListen('127.0.0.1:80')).toEqual({ host: '127.0.0.1', port: 80 });
+  });
+});
+
+describe('agent DNS reconciler (in-process, file store, loopback listener)', () => {
+  it('serves the store, follows its watch, answers the socket requests; off with dns.enabled false', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'hw-dnsrec-'));
+    try {
+      const cfg = parseAgentConfig({ store: { type: 'file', path: dir }, node: 'n1', dns: { listen: [`127.0.0.1:${30000 + Math.floor(Math.random() * 10000)}`], listenOnGateways: false, upstreams: [] } });
+      // clusterDomain and dns.ttl are honoured
+      const custom = parseAgentConfig({ store: { type: 'file', path: dir }, clusterDomain: 'k8s.test', dns: { listen: [`127.0.0.1:${40000 + Math.floor(Math.random() * 10000)}`], upstreams: [], ttl: { service: 120 } } });
+      expect(dnsConfigOf(parseAgentConfig({ store: { type: 'file', path: dir }, dns: { enabled: false } }))).toBeUndefined();
+      expect(() => dnsConfigOf(parseAgentConfig({ store: { type: 'file', path: dir }, dns: { port: 'x' } }))).toThrow(/dns\.port/);
+      const store = await openStore(cfg.store);
+      const svc = (name: string, ip: string): CniObject => ({ apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'default' }, spec: { clusterIP: ip, ports: [{ name: 'http', port: 80 }] } }) as unknown as CniObject;
+      await store.put(svc('web', '10.96.0.10'));
+      const r = new DnsReconciler(cfg, dnsConfigOf(cfg)!, log, { resyncMs: 0 });
+      r.start();
+      await r.loop.idle();
+      expect(r.loop.status().state).toBe('ok');
+      const h = { status: () => ({ node: 'n', pid: 1, startedAt: '', store: '', memory: { rss: 1, heapUsed: 1 }, reconcilers: [] }), resync: async () => [], dnsRecords: () => r.records(), dnsLookup: (n: string, t?: string, net?: string) => r.lookup(n, t, net) };
+      const recs = await answer(h, { type: 'dns-records' });
+      expect(recs.ok && recs.type === 'dns-records' && recs.dns.records).toContainEqual({ name: 'web.default.svc.cluster.local.', type: 'A', ttl: 300, data: '10.96.0.10' });
+      expect(recs.ok && recs.type === 'dns-records' && recs.dns.listeners.map((l) => l.address)).toEqual(['127.0.0.1']);
+      expect(await answer(h, { type: 'dns-lookup', name: '_http._tcp.web.default.svc.cluster.local', qtype: 'SRV' })).toMatchObject({ ok: true, lookup: { rcode: 'NOERROR', answers: [{ type: 'SRV', data: '0 100 80 web.default.svc.cluster.local.' }] } });
+      expect(await answer(h, { type: 'dns-lookup', name: 'example.com' })).toMatchObject({ ok: true, lookup: { forwarded: true } });
+      // a watch event is served without a pass
+      await store.put(svc('late', '10.96.0.11'));
+      const deadline = Date.now() + 5000;
+      while (r.lookup('late.default.svc.cluster.local').rcode !== 'NOERROR' && Date.now() < deadline) await sleep(20);
+      expect(r.lookup('late.default.svc.cluster.local').answers?.[0]?.data).toBe('10.96.0.11');
+      await store.delete({ kind: 'Service', namespace: 'default', name: 'late' });
+      while (r.lookup('late.default.svc.cluster.local').rcode !== 'NXDOMAIN' && Date.now() < deadline) await sleep(20);
+      expect(r.lookup('late.default.svc.cluster.local').rcode).toBe('NXDOMAIN');
+      await r.stop();
+      const r2 = new DnsReconciler(custom, dnsConfigOf(custom)!, log, { resyncMs: 0 });
+      r2.start();
+      await r2.loop.idle();
+      expect(r2.lookup('web.default.svc.k8s.test').answers).toEqual([{ name: 'web.default.svc.k8s.test.', type: 'A', ttl: 120, data: '10.96.0.10' }]);
+      await r2.stop();
+      await store.close();
+      const off = { status: h.status, resync: h.resync };
+      expect(await answer(off, { type: 'dns-records' })).toMatchObject({ ok: false, error: expect.stringMatching(/dns\.enabled/) });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -11,34 +11,12 @@ import path from 'node:path';
 import { Cleanup, inNs, makeNetns, sh, type TestNetns } from './helpers/netns.ts';
 import { ROOT, uid } from './helpers/run.ts';
 import { resultDns } from '../shared/dns/result.ts';
+import { parseDig, type Dig } from './helpers/dig.ts';
 
 const PREFIX = 'hd';
 const GW = '10.77.0.1';
 const POD = '10.77.0.2';
 const UP = '10.78.0.2';
-
-interface Dig {
-  status: string;
-  flags: string[];
-  answer: { name: string; ttl: number; type: string; data: string }[];
-  authority: { name: string; type: string }[];
-}
-
-function parseDig(out: string): Dig {
-  const status = out.match(/status: ([A-Z]+)/)?.[1] ?? 'NONE';
-  const flags = (out.match(/;; flags: ([a-z ]+);/)?.[1] ?? '').trim().split(/\s+/);
-  const d: Dig = { status, flags, answer: [], authority: [] };
-  let section = '';
-  for (const line of out.split('\n')) {
-    const h = line.match(/^;; ([A-Z]+) SECTION:/);
-    if (h) section = h[1];
-    if (!line || line.startsWith(';')) continue;
-    const [name, ttl, , type, ...rest] = line.split(/\s+/);
-    if (section === 'ANSWER') d.answer.push({ name, ttl: Number(ttl), type, data: rest.join(' ') });
-    if (section === 'AUTHORITY') d.authority.push({ name, type });
-  }
-  return d;
-}
 
 describe('DNS server in a node namespace, queried from a pod namespace', () => {
   const cleanup = new Cleanup();

@@ -1,7 +1,7 @@
 /** endpoint plugin: the Endpoint object out of a request (pure), and the CHECK helpers. */
 import { describe, expect, it } from 'vitest';
 import { CniError } from '../shared/cni/errors.ts';
-import { aliasesOf, endpointOf, identityOf, interfacesOf, labelsOf, portsOf, type EndpointConf } from '../plugins/endpoint/config.ts';
+import { aliasesOf, dnsOf, endpointOf, identityOf, interfacesOf, labelsOf, portsOf, type EndpointConf } from '../plugins/endpoint/config.ts';
 import { mentions } from '../plugins/endpoint/index.ts';
 import type { Result } from '../shared/cni/types.ts';
 
@@ -18,6 +18,7 @@ const env = (args: Record<string, string> = {}) => ({ command: 'ADD' as const, c
 describe('endpoint: the Endpoint object', () => {
   it('takes identity from K8S_POD_*, else default / the container ID', () => {
     expect(identityOf(new Map([['K8S_POD_NAMESPACE', 'web'], ['K8S_POD_NAME', 'front-1']]), 'c1')).toEqual({ namespace: 'web', name: 'front-1' });
+    expect(identityOf(new Map([['K8S_POD_NAME', 'Reverent_Cannon_']]), 'c1')).toEqual({ namespace: 'default', name: 'reverent-cannon' }); // podman's names
     expect(identityOf(new Map(), 'ABC123')).toEqual({ namespace: 'default', name: 'abc123' });
     expect(() => identityOf(new Map([['K8S_POD_NAMESPACE', 'Bad_NS']]), 'c1')).toThrow(CniError);
   });
@@ -75,5 +76,26 @@ describe('endpoint: the Endpoint object', () => {
     expect(mentions('elements = { 10.1.0.50 }', '10.1.0.5')).toBe(false);
     expect(mentions('10.1.0.5 . 10.1.0.6', '10.1.0.6')).toBe(true);
     expect(mentions('fd00::51 : jump g', 'fd00::5')).toBe(false);
+  });
+});
+
+describe("endpoint: the result's dns", () => {
+  const k8s = { search: ['web.svc.cluster.local', 'svc.cluster.local', 'cluster.local', 'dns.podman'], options: ['ndots:5'] };
+  it('names the gateways with the search list; prevResult entries after ours, its domain kept, our ndots wins', () => {
+    expect(dnsOf(conf(), {}, 'cluster.local', 'web', ['10.1.0.1', 'fd00::1'], undefined)).toEqual({ nameservers: ['10.1.0.1', 'fd00::1'], ...k8s });
+    expect(dnsOf(conf(), {}, 'cluster.local', 'web', ['10.1.0.1'], { nameservers: ['192.0.2.53', '10.1.0.1', '192.0.2.54', '192.0.2.55'], domain: 'corp.example', search: ['corp.example', 'svc.cluster.local'], options: ['ndots:1', 'rotate'] })).toEqual({
+      nameservers: ['10.1.0.1', '192.0.2.53', '192.0.2.54'],
+      domain: 'corp.example',
+      search: [...k8s.search, 'corp.example'],
+      options: ['ndots:5', 'rotate'],
+    });
+  });
+  it('off with setDns: false or dns.enabled: false; dns.listen on port 53 when gateways are not served', () => {
+    expect(dnsOf(conf({ setDns: false }), {}, 'cluster.local', 'web', ['10.1.0.1'], undefined)).toBeUndefined();
+    expect(dnsOf(conf(), { enabled: false }, 'cluster.local', 'web', ['10.1.0.1'], undefined)).toBeUndefined();
+    expect(dnsOf(conf(), { networkDomains: { net1: 'web.internal.' } }, 'cluster.local', 'web', ['10.1.0.1'], undefined)?.search?.at(-1)).toBe('web.internal');
+    expect(dnsOf(conf(), { networkDomain: '' }, 'cluster.local', 'web', ['10.1.0.1'], undefined)?.search).toEqual(k8s.search.slice(0, 3));
+    expect(dnsOf(conf(), { port: 5353 }, 'cluster.local', 'web', ['10.1.0.1'], undefined)).toBeUndefined();
+    expect(dnsOf(conf(), { listenOnGateways: false, listen: ['10.0.0.10', '127.0.0.1:5353', '[fd00::53]:53'] }, 'k8s.test', 'web', ['10.1.0.1'], undefined)?.nameservers).toEqual(['10.0.0.10', 'fd00::53']);
   });
 });

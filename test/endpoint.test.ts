@@ -33,7 +33,8 @@ describe('endpoint plugin + agent on the kernel', () => {
     const r = await m.probe(80, 'tcp', 700, ['y/a', 'x/a']);
     expect(r['y/a']['x/a']).toBe(false);
     expect(r['x/a']['y/a']).toBe(true);
-    expect(JSON.parse(ep.stdout)).toEqual(m.prevResultOf('x/a')); // prevResult passed through
+    // prevResult passed through, its dns pointed at the agent's DNS server on the gateway
+    expect(JSON.parse(ep.stdout)).toEqual({ ...(m.prevResultOf('x/a') as object), dns: { nameservers: [m.tb.gateway], search: ['x.svc.cluster.local', 'svc.cluster.local', 'cluster.local', 'dns.podman'], options: ['ndots:5'] } });
   });
 
   it('CHECK passes for a registered pod and fails (105) when its registration is gone', async () => {

@@ -4,13 +4,16 @@
  */
 import { invalidConfig } from '../../shared/cni/errors.ts';
 import type { Request } from '../../shared/cni/plugin.ts';
-import type { NetConfBase, Result } from '../../shared/cni/types.ts';
+import type { DNS, NetConfBase, Result } from '../../shared/cni/types.ts';
+import { resultDns } from '../../shared/dns/result.ts';
 import { DEFAULT_AGENT_CONFIG } from '../../shared/agentconfig.ts';
 import type { ContainerPort, Endpoint, Protocol } from '../../shared/objects/types.ts';
 
 export interface EndpointConf extends NetConfBase {
   /** the host's agent config (names the store), default /etc/cni-ts/agent.json */
   agentConfig?: string;
+  /** false: leave the result's `dns` as prevResult has it (default: point it at the agent's DNS server) */
+  setDns?: boolean;
 }
 
 export const agentConfigPath = (c: EndpointConf): string => c.agentConfig ?? DEFAULT_AGENT_CONFIG;
@@ -74,13 +77,20 @@ export function aliasesOf(c: EndpointConf): string[] {
   return [...new Set(list)];
 }
 
-/** The pod's namespace and name: K8S_POD_NAMESPACE / K8S_POD_NAME, else "default" / the container ID. */
+/**
+ * The pod's namespace and name: K8S_POD_NAMESPACE / K8S_POD_NAME, else "default" / the
+ * container ID. A container name as podman sends it (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`) that is not
+ * an object name is lower-cased with "_" as "-" (its exact spelling still reaches DNS through
+ * the `aliases` capability).
+ */
 export function identityOf(args: Map<string, string>, containerId: string): { namespace: string; name: string } {
   const ns = args.get('K8S_POD_NAMESPACE');
   const pod = args.get('K8S_POD_NAME');
   const namespace = ns || 'default';
   if (!NAMESPACE_NAME.test(namespace) || namespace.length > 63) throw invalidConfig('CNI_ARGS K8S_POD_NAMESPACE', `${JSON.stringify(namespace)} is not a namespace name`);
-  const name = pod || containerId.toLowerCase();
+  let name = pod || containerId.toLowerCase();
+  // podman passes its container name (`reverent_cannon`, `MyApp`): lower case, other characters as "-"
+  if (pod && !OBJECT_NAME.test(pod) && /^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(pod)) name = pod.toLowerCase().replace(/[^a-z0-9.-]/g, '-').replace(/[^a-z0-9]+$/, '');
   if (!OBJECT_NAME.test(name) || name.length > 253) throw invalidConfig(pod ? 'CNI_ARGS K8S_POD_NAME' : 'CNI_CONTAINERID', `${JSON.stringify(name)} is not an object name (DNS subdomain)`);
   return { namespace, name };
 }
@@ -131,4 +141,43 @@ export function endpointOf(req: Pick<Request<EndpointConf>, 'env' | 'config' | '
 /** Is `e` the registration of this attachment (node, network, container, interface)? */
 export function isAttachment(e: Endpoint, node: string, network: string, containerId: string, ifname: string): boolean {
   return e.spec.node === node && e.spec.network === network && e.spec.containerId === containerId && e.spec.ifname === ifname;
+}
+
+/**
+ * The result's `dns` for this attachment: the agent's DNS server (the network's gateway, or the
+ * port-53 `dns.listen` addresses when `dns.listenOnGateways` is false) with the Kubernetes
+ * search list (then the network's domain for container names, `dns.podman` by default) and
+ * `ndots:5`, merged with prevResult's: our nameservers first then prevResult's
+ * (at most 3, what the libc resolver reads), our search names first then prevResult's,
+ * prevResult's `domain` kept, options merged by name with ours winning (`ndots`).
+ * undefined: leave prevResult's dns alone (`setDns: false`, `dns.enabled: false`, no address to name).
+ */
+export function dnsOf(conf: EndpointConf, agentDns: Record<string, unknown>, clusterDomain: string, namespace: string, gateways: string[], prev: DNS | undefined): DNS | undefined {
+  if (conf.setDns === false || agentDns.enabled === false) return undefined;
+  let servers: string[];
+  if (agentDns.listenOnGateways === false) {
+    const port = typeof agentDns.port === 'number' ? agentDns.port : 53;
+    servers = (Array.isArray(agentDns.listen) ? (agentDns.listen as unknown[]) : []).flatMap((l) => {
+      if (typeof l !== 'string') return [];
+      const m = /^\[([^\]]+)\]:(\d+)$/.exec(l) ?? /^([^:]+):(\d+)$/.exec(l);
+      const host = m ? m[1]! : l;
+      return (m ? Number(m[2]) : port) === 53 ? [host] : [];
+    });
+  } else servers = (typeof agentDns.port === 'number' && agentDns.port !== 53 ? [] : gateways).map((g) => g.replace(/\/\d+$/, ''));
+  if (!servers.length) return undefined;
+  const ours = resultDns(namespace, clusterDomain, servers);
+  // the network's domain last, so resolvers that only try search names (busybox) find container names
+  const domains = (agentDns.networkDomains ?? {}) as Record<string, unknown>;
+  const netDomain = domains[conf.name] ?? agentDns.networkDomain ?? 'dns.podman';
+  if (typeof netDomain === 'string' && netDomain) ours.search.push(netDomain.toLowerCase().replace(/\.$/, ''));
+  const uniq = (xs: string[]): string[] => [...new Set(xs)];
+  const optName = (o: string): string => o.split(':')[0]!;
+  const ourOpts = new Set(ours.options.map(optName));
+  const out: DNS = {
+    nameservers: uniq([...ours.nameservers, ...(prev?.nameservers ?? [])]).slice(0, 3),
+    search: uniq([...ours.search, ...(prev?.search ?? [])]),
+    options: [...ours.options, ...(prev?.options ?? []).filter((o) => !ourOpts.has(optName(o)))],
+  };
+  if (prev?.domain) out.domain = prev.domain;
+  return out;
 }

@@ -2,7 +2,8 @@
  * endpoint: chained after the interface plugin. Registers the attachment in the cluster store
  * as an Endpoint (the one registration point of cni-ts) and programs this node's policy table
  * before it returns, so a pod that a default deny selects never passes a packet it should not,
- * whether the agent runs or not. Passes prevResult through.
+ * whether the agent runs or not. Passes prevResult through, with its `dns` pointed at the
+ * agent's DNS server (config.ts `dnsOf`).
  */
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
@@ -15,7 +16,7 @@ import { ConflictError, type ObjectStore, type Stored } from '../../shared/store
 import type { Endpoint } from '../../shared/objects/types.ts';
 import { compilePolicy, policySettings, programPolicy, storeError, withPolicyLock, type PolicySettings } from '../../shared/policysync.ts';
 import schema from '../../conf/schemas/endpoint.schema.json' with { type: 'json' };
-import { agentConfigPath, aliasesOf, endpointOf, identityOf, isAttachment, labelsOf, portsOf, type EndpointConf } from './config.ts';
+import { agentConfigPath, aliasesOf, dnsOf, endpointOf, identityOf, isAttachment, labelsOf, portsOf, type EndpointConf } from './config.ts';
 
 interface Ctx {
   cfg: AgentConfig;
@@ -145,7 +146,8 @@ export default definePlugin<EndpointConf>({
         }
       });
       req.log.info(`registered ${refString(refOf(ep))} ${ep.spec.ips.join(',')}`);
-      return prev;
+      const dns = dnsOf(req.config, c.cfg.dns, c.cfg.clusterDomain, ep.metadata.namespace ?? 'default', ep.spec.gateways ?? [], prev.dns);
+      return dns ? { ...prev, dns } : prev;
     });
   },
 

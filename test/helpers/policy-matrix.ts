@@ -107,6 +107,8 @@ export interface MatrixOptions {
    * reachable from the test process) and `store`, `objects` and `truth` are not available.
    */
   store?: (tb: Testbed) => StoreConfig;
+  /** more keys of the agent config (e.g. a `dns` section), given the testbed */
+  agentConfig?: (tb: Testbed) => Record<string, unknown>;
 }
 
 export class PolicyMatrix {
@@ -138,6 +140,7 @@ export class PolicyMatrix {
         listen: '127.0.0.1:9464', // inside the test's host netns
         socket: path.join(tb.dir, 'agent.sock'),
         policy: { table, lockFile: path.join(tb.dir, 'policy.lock') },
+        ...opts.agentConfig?.(tb),
       }),
     );
     let store: ObjectStore | undefined;
@@ -180,13 +183,13 @@ export class PolicyMatrix {
   }
 
   /** endpoint ADD/DEL/CHECK for a pod (bridge's result as prevResult). */
-  endpoint(command: string, key: PodKey, prevResult: unknown, labels?: Record<string, string>): Promise<PluginRun> {
+  endpoint(command: string, key: PodKey, prevResult: unknown, labels?: Record<string, string>, extra: Record<string, unknown> = {}): Promise<PluginRun> {
     const p = this.pods.get(key)!;
     const [ns, pod] = key.split('/');
     const config = {
       cniVersion: '1.1.0',
       name: `${this.tb.id}net`,
-      ...this.endpointConf(),
+      ...this.endpointConf(extra),
       args: { cni: { labels: Object.entries(labels ?? { pod: pod! }).map(([k, v]) => ({ key: k, value: v })), containerPorts: containerPorts() } },
       ...(prevResult ? { prevResult } : {}),
     };
@@ -197,7 +200,7 @@ export class PolicyMatrix {
    * Attach one pod: netns, bridge ADD (host-local), endpoint ADD. Returns the endpoint run
    * (the caller asserts its exit code); starts the pod's server only when the ADD succeeded.
    */
-  async addPod(key: PodKey, opts: { serve?: boolean; serveBeforeEndpoint?: boolean; beforeEndpoint?: () => Promise<void> } = {}): Promise<PluginRun> {
+  async addPod(key: PodKey, opts: { serve?: boolean; serveBeforeEndpoint?: boolean; beforeEndpoint?: () => Promise<void>; endpointConf?: Record<string, unknown> } = {}): Promise<PluginRun> {
     const netns = await this.tb.container();
     await inNs(netns, 'ip', ['link', 'set', 'lo', 'up']); // what the loopback plugin does in a runtime's chain
     const containerId = `${this.tb.id}-${key.replace('/', '-')}`;
@@ -210,7 +213,7 @@ export class PolicyMatrix {
     (pod as PodProc & { prev?: unknown }).prev = br.json;
     if (opts.serveBeforeEndpoint) await this.serve(key);
     await opts.beforeEndpoint?.();
-    const ep = await this.endpoint('ADD', key, br.json);
+    const ep = await this.endpoint('ADD', key, br.json, undefined, opts.endpointConf);
     if (ep.exitCode === 0 && opts.serve !== false && !opts.serveBeforeEndpoint) await this.serve(key);
     return ep;
   }

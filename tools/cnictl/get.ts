@@ -12,7 +12,8 @@ import { CliError, isNamespaced, labelsString, outputFormat, POLICY_KINDS, quali
 export const usage = `usage: cnictl get KIND [NAME|NAMESPACE/NAME] [-n NAMESPACE | -A] [-o wide|json|yaml|name]
   KIND: endpoints (ep), policies (every policy kind), networkpolicies (netpol),
         adminnetworkpolicies (anp), baselineadminnetworkpolicies (banp), namespaces (ns),
-        services (svc), endpointslices, subnetleases
+        services (svc), endpointslices, subnetleases;
+        dns: the records the node agent's DNS server serves (from the agent, -o json)
   -n, --namespace NS      namespaced kinds: this namespace (default "default")
   -A, --all-namespaces    namespaced kinds: every namespace (adds a NAMESPACE column)
   -o, --output FORMAT     wide (more columns), json, yaml, name
@@ -97,6 +98,7 @@ export async function run(ctx: Ctx, args: string[]): Promise<number> {
   }
   const [word, nameArg, ...extra] = positionals;
   if (!word) throw new UsageError('get needs a KIND');
+  if (word === 'dns') return (await import('./dns.ts')).getDns(ctx, values.output); // the agent's records, over its socket
   if (extra.length) throw new UsageError(`unexpected argument ${JSON.stringify(extra[0])}`);
   if (values.namespace && values['all-namespaces']) throw new UsageError('-n and -A exclude each other');
   const policies = word === 'policies' || word === 'policy' || word === 'pol';
