@@ -30,6 +30,7 @@ DEMO=(
   "iputils-ping|the demo pings between its namespaces"
 )
 TEST=(
+  "mount|mount/umount: tests mount a read-only tmpfs store (not Essential in a minimal Debian)"
   "kmod|lsmod/modprobe, to see which kernel features a skipped test lacks"
   "iperf3|traffic tests through the bridge and the overlay"
   "dnsmasq-base|a DHCP/DNS server for debugging namespaces (kept from CI's list)"

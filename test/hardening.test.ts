@@ -353,14 +353,19 @@ describe('item 8: host-local store hygiene and subnets', () => {
     expect((await hl('DEL', conf(dataDir))).exitCode).toBe(0);
   });
 
-  it('a read-only store is reported as EROFS (code 5), not ENOENT', async () => {
+  it('a read-only store is reported as EROFS (code 5), not ENOENT', async (ctx) => {
     const mnt = `/tmp/hc-ro-${uid('')}`;
     mkdirSync(mnt);
-    await sh('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', mnt]);
     cleanup.add(async () => {
       await sh('umount', [mnt], { allowFail: true });
       rmSync(mnt, { recursive: true, force: true });
     });
+    const m = await sh('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'tmpfs', mnt], { allowFail: true });
+    if (m.exitCode !== 0) {
+      const why = `cannot mount a read-only tmpfs here: ${m.stderr.trim() || `exit ${String(m.exitCode)}`}`;
+      console.log(`skipped: ${why}`);
+      ctx.skip(why);
+    }
     const r = await hl('ADD', conf(path.join(mnt, 'data')));
     expect(r.json?.code, r.stdout).toBe(5);
     expect(`${String(r.json?.msg)} ${String(r.json?.details)}`).toMatch(/EROFS/);

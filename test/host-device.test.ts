@@ -3,7 +3,7 @@
  * (veth ends, macvlan on a test veth, tap), in namespaces the tests create. Plus the pure
  * config/record logic as unit tests.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { execa } from 'execa';
 import { afterEach, describe, expect, it } from 'vitest';
 import { selectorOf, type HostDeviceConf } from '../plugins/host-device/config.ts';
@@ -379,6 +379,17 @@ describe('host-device on a real kernel', () => {
     // The namespace loses its path but lives on (a process still holds it), as during teardown.
     const holder = execa('nsenter', [`--net=${s.ctr.path}`, '--', 'sleep', '300'], { reject: false });
     cleanup.add(async () => holder.kill('SIGKILL'));
+    // Only drop the path once the holder is inside the namespace (spawning races the delete).
+    const want = `net:[${statSync(s.ctr.path).ino}]`;
+    for (let i = 0; i < 500; i++) {
+      let ns = '';
+      try {
+        ns = readlinkSync(`/proc/${holder.pid}/ns/net`);
+      } catch {}
+      if (ns === want) break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(readlinkSync(`/proc/${holder.pid}/ns/net`), 'the holder process entered the container netns').toBe(want);
     await sh('ip', ['netns', 'del', s.ctr.name]);
     const delP = verb(s, 'DEL', config, { ifname: `${s.p}c` });
     await sh('nsenter', [`--net=/proc/${holder.pid}/ns/net`, '--', 'ip', 'link', 'set', `${s.p}c`, 'netns', `/proc/${process.pid}/ns/net`]);
