@@ -326,8 +326,15 @@ describe('host-device on a real kernel', () => {
       expect(add.exitCode, add.stdout).toBe(0);
       expect(reserved()).toEqual([`${s.net}.2`]);
       await sh('ip', ['netns', 'del', s.ctr.name]);
-      const back = await link(dev);
-      const tagged = (await links()).find((l) => (l.ifalias ?? '').includes(`;n=${dev};`));
+      // The kernel tears a deleted namespace down asynchronously (cleanup_net): wait (bounded)
+      // until its device is either back on the host or, for a veth, gone with its peer.
+      let back = await link(dev);
+      let tagged = (await links()).find((l) => (l.ifalias ?? '').includes(`;n=${dev};`));
+      for (let i = 0; i < 100 && peer && !tagged && !back && (await link(`${s.p}p`, peer)); i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        back = await link(dev);
+        tagged = (await links()).find((l) => (l.ifalias ?? '').includes(`;n=${dev};`));
+      }
       console.log(`kernel ${(await sh('uname', ['-r'])).stdout}: a ${kind} in a deleted netns is ${tagged || back ? 'returned to the host' : 'destroyed'}`);
       if (peer && !tagged && !back) expect(await link(`${s.p}p`, peer), 'a destroyed veth takes its peer with it').toBeUndefined();
       const del = await verb(s, 'DEL', config);
