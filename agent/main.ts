@@ -13,6 +13,7 @@ import { Logger } from '../shared/cni/log.ts';
 import { startHttp, startSocket, type ApiHandlers } from './api.ts';
 import type { Loop } from './loop.ts';
 import { PolicyReconciler } from './reconcilers/policy.ts';
+import { ServicesReconciler } from './reconcilers/services.ts';
 
 const USAGE = `usage: cni-ts agent [--config FILE] [--resync SECONDS] [--no-http] [--no-socket]
   --config FILE     the host's agent config (default $CNI_TS_CONFIG or /etc/cni-ts/agent.json)
@@ -52,6 +53,7 @@ export class Agent {
   readonly startedAt = new Date().toISOString();
   readonly loops: Loop[] = [];
   private policy: PolicyReconciler;
+  private services: ServicesReconciler;
   private servers: Array<http.Server | net.Server> = [];
 
   constructor(
@@ -61,6 +63,8 @@ export class Agent {
   ) {
     this.policy = new PolicyReconciler(cfg, log, { resyncMs: opts.resyncMs });
     this.loops.push(this.policy.loop);
+    this.services = new ServicesReconciler(cfg, log, { resyncMs: opts.resyncMs });
+    this.loops.push(this.services.loop);
   }
 
   status(): AgentStatus {
@@ -88,10 +92,11 @@ export class Agent {
     if (this.opts.http) this.servers.push(await startHttp(this.cfg.listen, h, this.log));
     if (this.opts.socket) this.servers.push(await startSocket(this.cfg.socket, h, this.log));
     this.policy.start();
+    this.services.start();
   }
 
   async stop(): Promise<void> {
-    await Promise.all([this.policy.stop(), ...this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))]);
+    await Promise.all([this.policy.stop(), this.services.stop(), ...this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))]);
     if (this.opts.socket) rmSync(this.cfg.socket, { force: true });
   }
 }

@@ -25,6 +25,7 @@ export const API_VERSIONS: Readonly<Record<Kind, string>> = {
   Endpoint: 'cni-ts.dev/v1',
   EndpointSlice: 'cni-ts.dev/v1',
   SubnetLease: 'cni-ts.dev/v1',
+  BackendHealth: 'cni-ts.dev/v1',
 };
 export const KINDS = Object.keys(API_VERSIONS) as Kind[];
 const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
@@ -461,6 +462,7 @@ const BY_KIND: Record<Kind, (c: Checker, doc: Json) => void> = {
   Endpoint: checkEndpoint,
   EndpointSlice: checkEndpointSlice,
   SubnetLease: checkSubnetLease,
+  BackendHealth: () => undefined,
 };
 
 /**

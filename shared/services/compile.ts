@@ -20,7 +20,9 @@
  */
 import { sha256Hex } from '../hash.ts';
 import { formatIP, parseCIDR, parseIP, size, networkAddr, type IPNet } from '../ipnet.ts';
-import type { Endpoint, EndpointSlice, Service, ServicePort, CniObject, ObjectMeta } from '../objects/types.ts';
+import type { BackendHealth, Endpoint, EndpointSlice, Service, ServicePort, CniObject } from '../objects/types.ts';
+
+export type { BackendHealth };
 
 export const ALGORITHM_ANNOTATION = 'lb.cni-ts.dev/algorithm';
 export const WEIGHT_LABEL = 'lb.cni-ts.dev/weight';
@@ -32,14 +34,6 @@ export const SLOTS = 256;
 export const DEFAULT_AFFINITY_TIMEOUT = 10800;
 /** packet mark bit for hairpin traffic (a pod reaching itself through its own service) */
 export const HAIRPIN_MARK = 0x00200000;
-
-/** Health-check results as the agent on the backend's node writes them (one per backend). */
-export interface BackendHealth {
-  apiVersion: 'cni-ts.dev/v1';
-  kind: 'BackendHealth';
-  metadata: ObjectMeta;
-  spec: { service: string; address: string; port: number; node: string; healthy: boolean; checkedAt: string; reason?: string; consecutive?: number };
-}
 
 export interface HealthCheck {
   type: 'tcp' | 'http';

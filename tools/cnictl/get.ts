@@ -3,7 +3,7 @@
  * the store holds; `-o json|yaml` for scripts (one object with NAME, else a List).
  */
 import { parseArgs } from 'node:util';
-import type { AdminNetworkPolicy, AnpSubject, BaselineAdminNetworkPolicy, CniObject, Endpoint, EndpointSlice, Kind, NetworkPolicy, Service, SubnetLease } from '../../shared/objects/types.ts';
+import type { AdminNetworkPolicy, AnpSubject, BackendHealth, BaselineAdminNetworkPolicy, CniObject, Endpoint, EndpointSlice, Kind, NetworkPolicy, Service, SubnetLease } from '../../shared/objects/types.ts';
 import { matchesSelector, parseSelector, selectorString } from '../../shared/objects/selectors.ts';
 import { effectivePolicyTypes } from '../../shared/objects/validate.ts';
 import type { ObjectStore, WatchEvent } from '../../shared/store/index.ts';
@@ -72,6 +72,13 @@ const COLUMNS: Record<Kind, Column[]> = {
     ['SUBNET', (o) => (o as SubnetLease).spec.subnet],
     ['PUBLIC-IP', (o) => (o as SubnetLease).spec.publicIP],
     ['EXPIRES', (o) => (o as SubnetLease).spec.expires],
+  ],
+  BackendHealth: [
+    ['SERVICE', (o) => (o as BackendHealth).spec.service],
+    ['BACKEND', (o) => `${(o as BackendHealth).spec.address}:${(o as BackendHealth).spec.port}`],
+    ['HEALTHY', (o) => String((o as BackendHealth).spec.healthy)],
+    ['NODE', (o) => (o as BackendHealth).spec.node, 'wide'],
+    ['REASON', (o) => (o as BackendHealth).spec.reason ?? '', 'wide'],
   ],
 };
 
