@@ -7,6 +7,7 @@ import type { AdminNetworkPolicy, AnpSubject, BackendHealth, BaselineAdminNetwor
 import { matchesSelector, parseSelector, selectorString } from '../../shared/objects/selectors.ts';
 import { effectivePolicyTypes } from '../../shared/objects/validate.ts';
 import type { ObjectStore, WatchEvent } from '../../shared/store/index.ts';
+import { servicesTable } from './services.ts';
 import { CliError, isNamespaced, labelsString, outputFormat, POLICY_KINDS, qualifiedName, resourceOf, serialize, splitName, table, UsageError, type Ctx, type OutputFormat } from './common.ts';
 
 export const usage = `usage: cnictl get KIND [NAME|NAMESPACE/NAME] [-n NAMESPACE | -A] [-o wide|json|yaml|name]
@@ -123,6 +124,12 @@ export async function run(ctx: Ctx, args: string[]): Promise<number> {
   }
   const all = Boolean(values['all-namespaces']);
   const namespace = all ? undefined : (values.namespace ?? 'default');
+  if (kinds[0] === 'Service' && !policies && !values.watch && (format === 'table' || format === 'wide')) {
+    const t = await servicesTable(store, ctx.config().serviceCIDR, namespace, format === 'wide', (o) => !selector || matchesSelector(selector, o.metadata.labels));
+    ctx.out(t.rows.length ? table(t.header, t.rows) : '');
+    if (!t.rows.length) ctx.err(`No resources found${all ? '' : ` in ${namespace} namespace`}.\n`);
+    return 0;
+  }
   const listed = await listKinds(store, kinds, namespace);
   const objects = listed.objects.filter((o) => !selector || matchesSelector(selector, o.metadata.labels));
   if (values.watch) {
