@@ -43,6 +43,7 @@ bench: build
 	node --experimental-strip-types bench/overlay.ts
 	node --experimental-strip-types bench/policy.ts
 	node --experimental-transform-types --no-warnings bench/policy-agent.ts
+	node --experimental-strip-types --no-warnings bench/services.ts
 
 install: build
 	install -d $(DESTDIR)$(CNI_BIN_DIR)

@@ -6,6 +6,7 @@
  * {"id":N,...}:
  *   {"op":"hits","ip","port","proto","n"}  n sequential connections/datagrams → {"names":[...]}
  *   {"op":"hold","ip","port","n","gapMs"}   n connections kept open → {"names":[...]}
+ *   {"op":"bench","ip","port","n","expect"} n sequential timed connections → {"ms":[...],"failed":N}
  *   {"op":"release"}                         close every held connection
  *   {"op":"try","ip","port","proto","timeoutMs"} one attempt → {"result":"<name>"|"refused"|"timeout"|"<error code>"}
  *   {"op":"stop"} / {"op":"start"}          stop or restart the TCP servers (health tests)
@@ -102,6 +103,8 @@ interface Req {
   n?: number;
   gapMs?: number;
   timeoutMs?: number;
+  /** bench: the name a successful answer carries */
+  expect?: string;
 }
 
 async function handle(r: Req): Promise<Record<string, unknown>> {
@@ -124,6 +127,18 @@ async function handle(r: Req): Promise<Record<string, unknown>> {
         if (r.gapMs) await new Promise((res) => setTimeout(res, r.gapMs));
       }
       return { names };
+    }
+    case 'bench': {
+      // n sequential connections (connect → first line → close), each timed in ms
+      const ms: number[] = [];
+      let failed = 0;
+      for (let i = 0; i < (r.n ?? 1); i++) {
+        const t = performance.now();
+        const x = await tcpOnce(r.ip, r.port, r.timeoutMs ?? 2000);
+        if (x.result === r.expect) ms.push(performance.now() - t);
+        else failed++;
+      }
+      return { ms, failed };
     }
     case 'release':
       for (const s of held.splice(0)) s.end();
