@@ -158,7 +158,6 @@ export class ServicesReconciler {
       { serviceCIDR: this.cfg.serviceCIDR },
     );
     for (const p of table.problems) this.log.warn(`services: ${p}`);
-    await this.writeAllocations(store, table.allocations);
     const known = new Map(health.map((h) => [`${h.metadata.namespace ?? 'default'}/${h.metadata.name}`, h]));
     if (this.health) {
       this.health.update(table.entries, known);
@@ -191,6 +190,9 @@ export class ServicesReconciler {
         await nftApply(script);
       }
     }
+    // allocations are written once the data plane has them: a client that reads the VIP from
+    // the store finds it programmed on this node
+    await this.writeAllocations(store, table.allocations);
     const prevEntries = this.entries;
     this.applied = next;
     this.entries = table.entries;
