@@ -123,7 +123,7 @@ describe('services e2e: VIPs balanced by the agent (bridge + host-local + endpoi
     // the host reaches VIPs through a route covering serviceCIDR (a default route usually does)
     await inNs(m.tb.host, 'ip', ['route', 'add', '10.96.0.0/16', 'dev', m.tb.bridge]);
     host = await startPod(cleanup, m.tb.host.path, 'host', false);
-    cleanup.add(() => inNs(m.tb.host, 'nft', ['delete', 'table', 'ip', table], true));
+    cleanup.add(() => inNs(m.tb.host, 'nft', ['delete', 'table', 'inet', table], true));
     m.startAgent();
   }, 240_000);
   afterAll(() => cleanup.run(), 60_000);
@@ -230,7 +230,7 @@ describe('services e2e: VIPs balanced by the agent (bridge + host-local + endpoi
     for (const k of BACKENDS) await pods.get(k)!.ask({ op: 'stop' });
     try {
       // every backend unhealthy: the VIP moves to the no-endpoints map (rejected by the node itself)
-      await until('all out', async () => (await m.nft(['list', 'map', 'ip', table, 'no_endpoints'])).stdout, (s) => s.includes(`${vip} . tcp . 80`), 15_000);
+      await until('all out', async () => (await m.nft(['list', 'map', 'inet', table, 'no_endpoints'])).stdout, (s) => s.includes(`${vip} . tcp . 80`), 15_000);
       const t1 = Date.now();
       expect((await c.ask({ op: 'try', ip: vip, port: 80, proto: 'tcp', timeoutMs: 1500 })).result).toBe('refused');
       expect(Date.now() - t1).toBeLessThan(1000); // not a timeout
@@ -285,10 +285,10 @@ describe('services e2e: VIPs balanced by the agent (bridge + host-local + endpoi
   it('a flushed table is restored by the agent; a deleted service leaves no rule', async () => {
     const vip = await vipOf('rr');
     const c = pods.get('y/b')!;
-    await m.nft(['flush', 'table', 'ip', table]);
+    await m.nft(['flush', 'table', 'inet', table]);
     await until('restored', () => hits(c, vip, 3), (n) => n.every((x) => x.startsWith('x/')), 15_000);
     for (const name of ['rr', 'wrr', 'ih', 'aff', 'lc', 'hc', 'none', 'solo', 'pol']) await m.remove('Service', 'x', name);
-    await until('no service rule', async () => (await m.nft(['list', 'table', 'ip', table])).stdout, (s) => !/svc_|be_|rej_|10\.96\./.test(s));
+    await until('no service rule', async () => (await m.nft(['list', 'table', 'inet', table])).stdout, (s) => !/svc_|be_|rej_|10\.96\./.test(s));
     expect((await c.ask({ op: 'try', ip: vip, port: 80, proto: 'tcp', timeoutMs: 800 })).result).not.toMatch(/^x\//);
   }, 60_000);
 });

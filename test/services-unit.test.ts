@@ -56,7 +56,7 @@ describe('compileServices', () => {
     const t = compileServices(objs({ services: [svc('h', { clusterIP: 'None' }), svc('e', { clusterIP: '10.96.0.11', selector: { app: 'none' } })] }), 'n1', CIDR);
     expect(t.entries.map((e) => e.name)).toEqual(['e']);
     const nft = renderServicesNft(t, 'hvt');
-    expect(nft).toContain('add element ip hvt no_endpoints { 10.96.0.11 . tcp . 80 : goto rej_');
+    expect(nft).toContain('add element inet hvt no_endpoints { 10.96.0.11 . tcp . 80 : goto rej_');
     expect(nft).toContain('reject with tcp reset');
   });
 
@@ -93,7 +93,7 @@ describe('rendering', () => {
 
   it('round robin: numgen inc over the backends', () => {
     expect(render({})).toMatch(/numgen inc mod 3 vmap \{ 0 : goto be_\S+, 1 : goto be_\S+, 2 : goto be_\S+ \}/);
-    expect(render({})).toContain('dnat to 10.1.0.2:8080');
+    expect(render({})).toContain('dnat ip to 10.1.0.2:8080');
   });
   it('weighted: numgen over the sum of weights, in ranges', () => {
     const n = render({ 'lb.cni-ts.dev/algorithm': 'weighted-round-robin' }, [ep('a', '10.1.0.2', { 'lb.cni-ts.dev/weight': '3' }), ep('b', '10.1.0.3')]);
@@ -104,7 +104,7 @@ describe('rendering', () => {
   });
   it('least-connections: a one-element map the agent updates', () => {
     const n = render({ 'lb.cni-ts.dev/algorithm': 'least-connections' });
-    expect(n).toMatch(/add map ip hvt lc_\S+ \{ type inet_proto : verdict; \}/);
+    expect(n).toMatch(/add map inet hvt lc_\S+ \{ type inet_proto : verdict; \}/);
     expect(n).toMatch(/meta l4proto vmap @lc_/);
   });
   it('ClientIP affinity: one timed set per backend, checked first, updated on dnat', () => {
@@ -149,8 +149,8 @@ describe('updates', () => {
     const b = renderFragments(compileServices(objs({ services, endpoints: [three[0]!, three[1]!, ...api] }), 'n1', CIDR), 'hvt');
     const u = renderServicesUpdate(a, b);
     expect(u).not.toContain('api');
-    expect(u).toMatch(/flush chain ip hvt svc_default_web/);
-    expect(u).toMatch(/delete chain ip hvt be_default_web\S+10_1_0_4_8080/);
+    expect(u).toMatch(/flush chain inet hvt svc_default_web/);
+    expect(u).toMatch(/delete chain inet hvt be_default_web\S+10_1_0_4_8080/);
     expect(u).not.toMatch(/service_ips/);
     expect(renderServicesUpdate(b, b)).toBe('');
   });
@@ -159,8 +159,8 @@ describe('updates', () => {
     const a = renderFragments(compileServices(objs({ services, endpoints: [three[0]!] }), 'n1', CIDR), 'hvt');
     const b = renderFragments(compileServices(objs({ services, endpoints: [] }), 'n1', CIDR), 'hvt');
     const u = renderServicesUpdate(a, b);
-    expect(u).toContain('delete element ip hvt service_ips { 10.96.0.10 . tcp . 80 }');
-    expect(u).toMatch(/add element ip hvt no_endpoints \{ 10.96.0.10 . tcp . 80 : goto rej_/);
+    expect(u).toContain('delete element inet hvt service_ips { 10.96.0.10 . tcp . 80 }');
+    expect(u).toMatch(/add element inet hvt no_endpoints \{ 10.96.0.10 . tcp . 80 : goto rej_/);
   });
 });
 
@@ -172,3 +172,26 @@ describe('health check annotation', () => {
     expect(parseHealthCheck('{"type":"tcp","unhealthyThreshold":0}')).toMatch(/unhealthyThreshold/);
   });
 });
+
+describe('IPv6 and dual stack', () => {
+  const ep6 = (name: string, v4: string, v6: string): Endpoint => ({ ...ep(name, v4), spec: { ...ep(name, v4).spec, ips: [`${v4}/24`, `${v6}/64`] } });
+  it('a dual-stack Service gets one entry per family, each with its family’s backends', () => {
+    const s = svc('web', { clusterIP: '10.96.0.10', clusterIPs: ['10.96.0.10', 'fd00:96::10'], sessionAffinity: 'ClientIP' }, { 'lb.cni-ts.dev/algorithm': 'ip-hash' });
+    const t = compileServices(objs({ services: [s], endpoints: [ep6('a', '10.1.0.2', 'fd00:1::2'), ep6('b', '10.1.0.3', 'fd00:1::3')] }), 'n1', CIDR);
+    expect(t.entries.map((e) => [e.vip, e.family, e.active.map((b) => b.address)])).toEqual([
+      ['10.96.0.10', 4, ['10.1.0.2', '10.1.0.3']],
+      ['fd00:96::10', 6, ['fd00:1::2', 'fd00:1::3']],
+    ]);
+    const nft = renderServicesNft(t, 'hvt');
+    expect(nft).toContain('add element inet hvt service_ips6 { fd00:96::10 . tcp . 80 : goto svc_');
+    expect(nft).toContain('dnat ip6 to [fd00:1::2]:8080');
+    expect(nft).toContain('jhash ip6 saddr mod 256');
+    expect(nft).toMatch(/type ipv6_addr; flags dynamic,timeout;/);
+    expect(nft).toContain('ip6 saddr fd00:1::2 meta mark set');
+  });
+  it('allocates from an IPv6 serviceCIDR', () => {
+    const v = allocateClusterIP('default', 'web', ['fd00:96::/112'], new Set());
+    expect(v).toMatch(/^fd00:96::[0-9a-f]{1,4}$/);
+  });
+});
+

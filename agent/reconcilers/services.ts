@@ -1,5 +1,5 @@
 /**
- * The services reconciler: keeps this node's services table (nft, family ip; agent config
+ * The services reconciler: keeps this node's services table (nft, family inet; agent config
  * `services.table`, default "cni_ts_services") equal to what the pure compiler
  * (shared/services/compile.ts) renders from the store's Services, EndpointSlices, Endpoints
  * and BackendHealth objects. See docs/services.md.
@@ -55,7 +55,7 @@ export function servicesSettings(cfg: AgentConfig): ServicesSettings {
 }
 
 /** The fixed chains of the table and their rule counts (compile.ts skeleton). */
-const SKELETON_CHAINS: Record<string, number> = { services: 1, prerouting: 1, output: 1, postrouting: 1, endpoints_check: 1, filter_forward: 1, filter_output: 1 };
+const SKELETON_CHAINS: Record<string, number> = { services: 2, prerouting: 1, output: 1, postrouting: 1, endpoints_check: 2, filter_forward: 1, filter_output: 1 };
 
 export class ServicesReconciler {
   readonly loop: Loop;
@@ -174,7 +174,7 @@ export class ServicesReconciler {
     if (!full && /\b(start|resync|retry)\b/.test(why)) {
       const drift = await this.drift(this.applied!);
       if (drift) {
-        this.log.warn(`services: table ip ${this.settings.table} ${drift}: replacing it`);
+        this.log.warn(`services: table inet ${this.settings.table} ${drift}: replacing it`);
         full = true;
       }
     }
@@ -199,7 +199,7 @@ export class ServicesReconciler {
     const ended = await this.endDeletedBackends(prevEntries, table.entries);
     if (!script) return undefined;
     const withBackends = table.entries.filter((e) => e.active.length).length;
-    return `${full ? 'replaced' : 'updated'} table ip ${this.settings.table} at revision ${revision}: ${table.entries.length} service ports (${withBackends} with backends), ${script.split('\n').length - 1} statements, ${script.length} bytes${ended ? `, ${ended} connections to deleted backends ended` : ''} in ${(performance.now() - t0).toFixed(1)} ms`;
+    return `${full ? 'replaced' : 'updated'} table inet ${this.settings.table} at revision ${revision}: ${table.entries.length} service ports (${withBackends} with backends), ${script.split('\n').length - 1} statements, ${script.length} bytes${ended ? `, ${ended} connections to deleted backends ended` : ''} in ${(performance.now() - t0).toFixed(1)} ms`;
   }
 
   private async writeAllocations(store: ObjectStore, allocations: Array<{ namespace: string; name: string; clusterIP: string }>): Promise<void> {
@@ -235,7 +235,7 @@ export class ServicesReconciler {
 
   /** Why the kernel's table is not what we applied (undefined when it is). */
   private async drift(applied: RenderedTable): Promise<string | undefined> {
-    const r = await run('nft', ['-j', '-t', 'list', 'table', 'ip', this.settings.table], { allowFail: true });
+    const r = await run('nft', ['-j', '-t', 'list', 'table', 'inet', this.settings.table], { allowFail: true });
     if (r.exitCode !== 0) return 'is gone';
     const rules = new Map<string, number>();
     const chains = new Set<string>();
@@ -247,7 +247,7 @@ export class ServicesReconciler {
       else if (o.map?.name) sets.add(o.map.name);
     }
     const want = new Map(Object.entries(SKELETON_CHAINS));
-    const wantSets = new Set(['service_ips', 'no_endpoints']);
+    const wantSets = new Set(['service_ips', 'no_endpoints', 'service_ips6', 'no_endpoints6']);
     for (const f of applied.fragments.values()) {
       for (const c of f.chains) want.set(c.name, c.rules.length);
       for (const s of f.sets) wantSets.add(s.name);

@@ -57,7 +57,7 @@ export async function conntrackList(netns?: string): Promise<CtEntry[]> {
 export async function conntrackDeleteBackend(f: { proto: 'tcp' | 'udp'; vip: string; port: number; backend: string; backendPort: number }, netns?: string): Promise<number> {
   const r = await run(
     'conntrack',
-    ['-D', '-p', f.proto, '--orig-dst', f.vip, '--orig-port-dst', String(f.port), '--reply-src', f.backend, '--reply-port-src', String(f.backendPort)],
+    ['-D', '-f', f.vip.includes(':') ? 'ipv6' : 'ipv4', '-p', f.proto, '--orig-dst', f.vip, '--orig-port-dst', String(f.port), '--reply-src', f.backend, '--reply-port-src', String(f.backendPort)],
     { netns, allowFail: true },
   );
   const m = /(\d+) flow entries have been deleted/.exec(r.stderr);

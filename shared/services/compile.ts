@@ -73,6 +73,7 @@ export interface ServicePortEntry {
   name: string;
   portName: string;
   vip: string;
+  family: 4 | 6;
   port: number;
   protocol: 'tcp' | 'udp';
   algorithm: Algorithm;
@@ -159,9 +160,9 @@ export function healthName(service: string, address: string, port: number): stri
   return `${service}-${address.replace(/[.:]/g, '-')}-${port}`;
 }
 
-/** Deterministic, stable VIP for ns/name in `cidrs` (the first IPv4 range), avoiding `taken`. */
+/** Deterministic, stable VIP for ns/name in `cidrs` (the first range, IPv4 or IPv6), avoiding `taken`. */
 export function allocateClusterIP(namespace: string, name: string, cidrs: string[], taken: ReadonlySet<string>): string | undefined {
-  const net = cidrs.map(parseCIDR).find((n): n is IPNet => !!n && n.family === 4);
+  const net = cidrs.map(parseCIDR).find((n): n is IPNet => !!n);
   if (!net) return undefined;
   const n = size(net);
   if (n < 4n) return undefined;
@@ -169,7 +170,7 @@ export function allocateClusterIP(namespace: string, name: string, cidrs: string
   const start = BigInt(`0x${sha256Hex(`${namespace}/${name}`).slice(0, 12)}`) % usable;
   const limit = usable < 65536n ? usable : 65536n;
   for (let i = 0n; i < limit; i++) {
-    const ip = formatIP({ family: 4, value: networkAddr(net) + 1n + ((start + i) % usable) });
+    const ip = formatIP({ family: net.family, value: networkAddr(net) + 1n + ((start + i) % usable) });
     if (!taken.has(ip)) return ip;
   }
   return undefined;
@@ -268,20 +269,23 @@ export function compileServices(objs: ServiceObjects, _node: string, opts: Compi
     const name = svc.metadata.name;
     const ref = `${ns}/${name}`;
     if (isHeadless(svc)) continue;
-    let vip = serviceVIP(svc);
-    if (!vip) {
-      vip = allocateClusterIP(ns, name, opts.serviceCIDR, taken);
+    // one VIP per family (clusterIPs, dual stack), or the one allocated from serviceCIDR
+    let given = (svc.spec.clusterIPs?.length ? svc.spec.clusterIPs : svc.spec.clusterIP ? [svc.spec.clusterIP] : []).filter((x) => x && x !== 'None');
+    if (!given.length) {
+      const vip = allocateClusterIP(ns, name, opts.serviceCIDR, taken);
       if (!vip) {
         problems.push(`Service ${ref}: no free address in serviceCIDR ${opts.serviceCIDR.join(',')}`);
         continue;
       }
       taken.add(vip);
       allocations.push({ namespace: ns, name, clusterIP: vip });
+      given = [vip];
     }
-    const ip = parseIP(vip);
-    if (!ip || ip.family !== 4) {
-      problems.push(`Service ${ref}: clusterIP ${vip}: only IPv4 VIPs are programmed`);
-      continue;
+    const vips: Array<{ vip: string; family: 4 | 6 }> = [];
+    for (const v of given) {
+      const ip = parseIP(v);
+      if (!ip) problems.push(`Service ${ref}: clusterIP ${v} is not an address`);
+      else if (!vips.some((x) => x.family === ip.family)) vips.push({ vip: v, family: ip.family });
     }
     const ann = svc.metadata.annotations ?? {};
     const algoProblem = algorithmProblem(ann[ALGORITHM_ANNOTATION]);
@@ -298,7 +302,7 @@ export function compileServices(objs: ServiceObjects, _node: string, opts: Compi
     }
     const affinityTimeout = svc.spec.sessionAffinity === 'ClientIP' ? (svc.spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? DEFAULT_AFFINITY_TIMEOUT) : undefined;
     const ports = svc.spec.ports ?? [];
-    for (const sp of ports) {
+    for (const { vip, family, sp } of vips.flatMap((v) => ports.map((sp) => ({ ...v, sp })))) {
       const protocol = protoOf(sp);
       if (!protocol) {
         problems.push(`Service ${ref}: port ${sp.port}/${sp.protocol}: only TCP and UDP are balanced`);
@@ -307,7 +311,8 @@ export function compileServices(objs: ServiceObjects, _node: string, opts: Compi
       const backends = new Map<string, Backend>();
       const add = (address: string, port: number | undefined, weight: number, source: string, node?: string): void => {
         if (port === undefined) return;
-        if (!IPV4.test(address)) return; // IPv4 backends only (a regex: parseIP is ~10 µs a call)
+        // backends of the VIP's family (a regex for IPv4: parseIP is ~10 µs a call)
+        if (family === 4 ? !IPV4.test(address) : !address.includes(':') || parseIP(address)?.family !== 6) return;
         const key = `${address}:${port}`;
         if (backends.has(key)) return;
         const hn = healthName(name, address, port);
@@ -336,13 +341,14 @@ export function compileServices(objs: ServiceObjects, _node: string, opts: Compi
       }
       const all = [...backends.values()].sort((a, b) => NUMERIC(a.key, b.key));
       const active = all.filter((b) => b.healthy && (algorithm !== 'weighted-round-robin' || b.weight > 0));
-      const key = `${ref}:${sp.port}/${protocol}`;
+      const key = `${ref}:${sp.port}/${protocol}${family === 6 ? '/v6' : ''}`;
       entries.push({
         key,
         namespace: ns,
         name,
         portName: sp.name ?? '',
         vip,
+        family,
         port: sp.port,
         protocol,
         algorithm,
@@ -362,8 +368,8 @@ export function compileServices(objs: ServiceObjects, _node: string, opts: Compi
 /** One service port's part of the table: chains (name → rules), sets, and map elements. */
 export interface ServiceFragment {
   key: string;
-  /** element of service_ips or no_endpoints */
-  map: 'service_ips' | 'no_endpoints';
+  /** element of service_ips(6) or no_endpoints(6) */
+  map: 'service_ips' | 'no_endpoints' | 'service_ips6' | 'no_endpoints6';
   element: string;
   /** chains in creation order; the first is the service chain */
   chains: Array<{ name: string; rules: string[] }>;
@@ -408,7 +414,7 @@ export function lcElement(e: ServicePortEntry, b: Backend): string {
 
 /** The nft statements that point the least-connections map of `e` at backend `b` (one transaction). */
 export function renderLcUpdate(table: string, e: ServicePortEntry, b: Backend): string {
-  return `flush map ip ${table} ${lcMap(e)}\nadd element ip ${table} ${lcMap(e)} { ${lcElement(e, b)} }\n`;
+  return `flush map inet ${table} ${lcMap(e)}\nadd element inet ${table} ${lcMap(e)} { ${lcElement(e, b)} }\n`;
 }
 
 const MARK = `0x${HAIRPIN_MARK.toString(16).padStart(8, '0')}`;
@@ -417,18 +423,20 @@ export function fragmentOf(e: ServicePortEntry, conns: ConnCounts = new Map()): 
   const chains: ServiceFragment['chains'] = [];
   const sets: ServiceFragment['sets'] = [];
   const mapKey = `${e.vip} . ${e.protocol} . ${e.port}`;
+  const v6 = e.family === 6;
+  const ipx = v6 ? 'ip6' : 'ip';
   if (e.active.length === 0) {
-    const rules = e.protocol === 'tcp' ? ['reject with tcp reset'] : ['reject with icmp type port-unreachable'];
+    const rules = e.protocol === 'tcp' ? ['reject with tcp reset'] : ['reject with icmpx type port-unreachable'];
     chains.push({ name: rejectChain(e), rules });
-    return finish({ key: e.key, map: 'no_endpoints', element: `${mapKey} : goto ${rejectChain(e)}`, chains, sets });
+    return finish({ key: e.key, map: v6 ? 'no_endpoints6' : 'no_endpoints', element: `${mapKey} : goto ${rejectChain(e)}`, chains, sets });
   }
   const svc: string[] = [];
   const bes = e.active;
   let lc: ServiceFragment['lc'];
   if (e.affinityTimeout !== undefined) {
     for (const b of bes) {
-      sets.push({ name: affSet(e, b), body: `type ipv4_addr; flags dynamic,timeout; timeout ${e.affinityTimeout}s;` });
-      svc.push(`ip saddr @${affSet(e, b)} goto ${beChain(e, b)}`);
+      sets.push({ name: affSet(e, b), body: `type ${v6 ? 'ipv6_addr' : 'ipv4_addr'}; flags dynamic,timeout; timeout ${e.affinityTimeout}s;` });
+      svc.push(`${ipx} saddr @${affSet(e, b)} goto ${beChain(e, b)}`);
     }
   }
   const go = (b: Backend): string => `goto ${beChain(e, b)}`;
@@ -454,7 +462,7 @@ export function fragmentOf(e: ServicePortEntry, conns: ConnCounts = new Map()): 
       els.push(`${t > s ? `${s}-${t}` : s} : ${go(bes[slots[s]!]!)}`);
       s = t + 1;
     }
-    svc.push(`jhash ip saddr mod ${SLOTS} seed 0x5eed vmap { ${els.join(', ')} }`);
+    svc.push(`jhash ${ipx} saddr mod ${SLOTS} seed 0x5eed vmap { ${els.join(', ')} }`);
   } else {
     const pick = leastConnectionsChoice(e, conns) ?? bes[0]!;
     sets.push({ name: lcMap(e), body: 'type inet_proto : verdict;', map: true });
@@ -463,12 +471,12 @@ export function fragmentOf(e: ServicePortEntry, conns: ConnCounts = new Map()): 
   }
   chains.push({ name: svcChain(e), rules: svc });
   for (const b of bes) {
-    const rules = [`ip saddr ${b.address} meta mark set meta mark | ${MARK}`];
-    if (e.affinityTimeout !== undefined) rules.push(`update @${affSet(e, b)} { ip saddr }`);
-    rules.push(`meta l4proto ${e.protocol} dnat to ${b.address}:${b.port}`);
+    const rules = [`${ipx} saddr ${b.address} meta mark set meta mark | ${MARK}`];
+    if (e.affinityTimeout !== undefined) rules.push(`update @${affSet(e, b)} { ${ipx} saddr }`);
+    rules.push(`meta l4proto ${e.protocol} dnat ${ipx} to ${v6 ? `[${b.address}]` : b.address}:${b.port}`);
     chains.push({ name: beChain(e, b), rules });
   }
-  return finish({ key: e.key, map: 'service_ips', element: `${mapKey} : goto ${svcChain(e)}`, chains, sets, ...(lc ? { lc } : {}) });
+  return finish({ key: e.key, map: v6 ? 'service_ips6' : 'service_ips', element: `${mapKey} : goto ${svcChain(e)}`, chains, sets, ...(lc ? { lc } : {}) });
 }
 
 function finish(f: Omit<ServiceFragment, 'hash'>): ServiceFragment {
@@ -476,28 +484,32 @@ function finish(f: Omit<ServiceFragment, 'hash'>): ServiceFragment {
   return { ...f, hash: sha256Hex(JSON.stringify({ ...rest, lc: lc?.map })).slice(0, 16) };
 }
 
-const setDecl = (table: string, s: { name: string; body: string; map?: boolean }): string => `add ${s.map ? 'map' : 'set'} ip ${table} ${s.name} { ${s.body} }`;
+const setDecl = (table: string, s: { name: string; body: string; map?: boolean }): string => `add ${s.map ? 'map' : 'set'} inet ${table} ${s.name} { ${s.body} }`;
 
 /** The fixed part of the table (hooks, maps). */
 function skeleton(table: string): string[] {
   return [
-    `add table ip ${table}`,
-    `add map ip ${table} service_ips { type ipv4_addr . inet_proto . inet_service : verdict; }`,
-    `add map ip ${table} no_endpoints { type ipv4_addr . inet_proto . inet_service : verdict; }`,
-    `add chain ip ${table} services`,
-    `add rule ip ${table} services ip daddr . meta l4proto . th dport vmap @service_ips`,
-    `add chain ip ${table} prerouting { type nat hook prerouting priority dstnat; policy accept; }`,
-    `add rule ip ${table} prerouting jump services`,
-    `add chain ip ${table} output { type nat hook output priority -100; policy accept; }`,
-    `add rule ip ${table} output jump services`,
-    `add chain ip ${table} postrouting { type nat hook postrouting priority srcnat; policy accept; }`,
-    `add rule ip ${table} postrouting meta mark & ${MARK} != 0 masquerade`,
-    `add chain ip ${table} endpoints_check`,
-    `add rule ip ${table} endpoints_check ip daddr . meta l4proto . th dport vmap @no_endpoints`,
-    `add chain ip ${table} filter_forward { type filter hook forward priority -110; policy accept; }`,
-    `add rule ip ${table} filter_forward ct state new jump endpoints_check`,
-    `add chain ip ${table} filter_output { type filter hook output priority -110; policy accept; }`,
-    `add rule ip ${table} filter_output ct state new jump endpoints_check`,
+    `add table inet ${table}`,
+    `add map inet ${table} service_ips { type ipv4_addr . inet_proto . inet_service : verdict; }`,
+    `add map inet ${table} no_endpoints { type ipv4_addr . inet_proto . inet_service : verdict; }`,
+    `add map inet ${table} service_ips6 { type ipv6_addr . inet_proto . inet_service : verdict; }`,
+    `add map inet ${table} no_endpoints6 { type ipv6_addr . inet_proto . inet_service : verdict; }`,
+    `add chain inet ${table} services`,
+    `add rule inet ${table} services ip daddr . meta l4proto . th dport vmap @service_ips`,
+    `add rule inet ${table} services ip6 daddr . meta l4proto . th dport vmap @service_ips6`,
+    `add chain inet ${table} prerouting { type nat hook prerouting priority dstnat; policy accept; }`,
+    `add rule inet ${table} prerouting jump services`,
+    `add chain inet ${table} output { type nat hook output priority -100; policy accept; }`,
+    `add rule inet ${table} output jump services`,
+    `add chain inet ${table} postrouting { type nat hook postrouting priority srcnat; policy accept; }`,
+    `add rule inet ${table} postrouting meta mark & ${MARK} != 0 masquerade`,
+    `add chain inet ${table} endpoints_check`,
+    `add rule inet ${table} endpoints_check ip daddr . meta l4proto . th dport vmap @no_endpoints`,
+    `add rule inet ${table} endpoints_check ip6 daddr . meta l4proto . th dport vmap @no_endpoints6`,
+    `add chain inet ${table} filter_forward { type filter hook forward priority -110; policy accept; }`,
+    `add rule inet ${table} filter_forward ct state new jump endpoints_check`,
+    `add chain inet ${table} filter_output { type filter hook output priority -110; policy accept; }`,
+    `add rule inet ${table} filter_output ct state new jump endpoints_check`,
   ];
 }
 
@@ -529,9 +541,9 @@ export function renderServicesUpdate(prev: RenderedTable, next: RenderedTable, f
   const setsOf = (r: RenderedTable): Map<string, { name: string; body: string; map?: boolean }> => new Map([...r.fragments.values()].flatMap((f) => f.sets.map((s) => [s.name, s] as [string, typeof s])));
   const elemsOf = (r: RenderedTable): Map<string, { map: string; element: string }> => new Map([...r.fragments.values()].map((f) => [`${f.map}|${f.element.split(' : ')[0]}`, { map: f.map, element: f.element }]));
   const [pc, nc, ps, ns, pe, ne] = [chainsOf(prev), chainsOf(next), setsOf(prev), setsOf(next), elemsOf(prev), elemsOf(next)];
-  const head: string[] = full ? [`add table ip ${t}`, `delete table ip ${t}`, ...skeleton(t)] : [];
+  const head: string[] = full ? [`add table inet ${t}`, `delete table inet ${t}`, ...skeleton(t)] : [];
   const out: string[] = [];
-  for (const [n] of nc) if (!pc.has(n)) out.push(`add chain ip ${t} ${n}`);
+  for (const [n] of nc) if (!pc.has(n)) out.push(`add chain inet ${t} ${n}`);
   for (const [n, s] of ns) {
     const p = ps.get(n);
     if (p && p.body !== s.body) throw new Error(`set ${n} changed its type`); // names carry the type: cannot happen
@@ -541,28 +553,28 @@ export function renderServicesUpdate(prev: RenderedTable, next: RenderedTable, f
   for (const [n, rules] of nc) {
     const p = pc.get(n);
     if (p && JSON.stringify(p) === JSON.stringify(rules)) continue;
-    if (p) out.push(`flush chain ip ${t} ${n}`);
-    for (const r of rules) out.push(`add rule ip ${t} ${n} ${r}`);
+    if (p) out.push(`flush chain inet ${t} ${n}`);
+    for (const r of rules) out.push(`add rule inet ${t} ${n} ${r}`);
   }
   for (const f of next.fragments.values()) {
     if (!f.lc) continue;
     const p = prev.fragments.get(f.key);
     if (p?.hash === f.hash && p.lc?.element === f.lc.element) continue;
-    if (p?.lc) out.push(`flush map ip ${t} ${f.lc.map}`);
-    out.push(`add element ip ${t} ${f.lc.map} { ${f.lc.element} }`);
+    if (p?.lc) out.push(`flush map inet ${t} ${f.lc.map}`);
+    out.push(`add element inet ${t} ${f.lc.map} { ${f.lc.element} }`);
   }
   for (const [k, e] of pe) {
     const n = ne.get(k);
-    if (!n || n.element !== e.element) out.push(`delete element ip ${t} ${e.map} { ${k.split('|')[1]} }`);
+    if (!n || n.element !== e.element) out.push(`delete element inet ${t} ${e.map} { ${k.split('|')[1]} }`);
   }
   for (const [k, e] of ne) {
     const p = pe.get(k);
-    if (!p || p.element !== e.element) out.push(`add element ip ${t} ${e.map} { ${e.element} }`);
+    if (!p || p.element !== e.element) out.push(`add element inet ${t} ${e.map} { ${e.element} }`);
   }
   const gone = [...pc.keys()].filter((n) => !nc.has(n));
-  for (const n of gone) out.push(`flush chain ip ${t} ${n}`);
-  for (const [n, s] of ps) if (!ns.has(n)) out.push(`delete ${s.map ? 'map' : 'set'} ip ${t} ${n}`);
-  for (const n of gone) out.push(`delete chain ip ${t} ${n}`);
+  for (const n of gone) out.push(`flush chain inet ${t} ${n}`);
+  for (const [n, s] of ps) if (!ns.has(n)) out.push(`delete ${s.map ? 'map' : 'set'} inet ${t} ${n}`);
+  for (const n of gone) out.push(`delete chain inet ${t} ${n}`);
   if (!full && !out.length) return '';
   return `${[...head, ...out].join('\n')}\n`;
 }

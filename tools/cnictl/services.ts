@@ -107,21 +107,19 @@ export async function serviceApplyProblems(objects: CniObject[], store: () => Pr
   const problems: string[] = [];
   const ref = (s: Service): string => `${s.metadata.namespace ?? 'default'}/${s.metadata.name}`;
   const owners = new Map<string, string>();
-  for (const { object: s } of (await (await store()).list<Service>('Service')).items) {
-    const v = serviceVIP(s);
-    if (v) owners.set(v, ref(s));
-  }
+  const vipsOf = (s: Service): string[] => (s.spec.clusterIPs?.length ? s.spec.clusterIPs : s.spec.clusterIP ? [s.spec.clusterIP] : []).filter((v) => v && v !== 'None');
+  for (const { object: s } of (await (await store()).list<Service>('Service')).items) for (const v of vipsOf(s)) owners.set(v, ref(s));
   const fromManifest = new Set(mine.map(ref));
   for (const [v, r] of owners) if (fromManifest.has(r)) owners.delete(v); // re-applied: their old VIPs are theirs to change
   const cidrs = serviceCIDR.map(parseCIDR).filter((c) => c !== null);
   for (const s of mine) {
-    const v = serviceVIP(s);
-    if (!v) continue;
-    const ip = parseIP(v);
-    if (ip && cidrs.length && !cidrs.some((c) => contains(c, ip))) problems.push(`Service ${ref(s)}: spec.clusterIP: ${v} is outside serviceCIDR ${serviceCIDR.join(',')}`);
-    const owner = owners.get(v);
-    if (owner && owner !== ref(s)) problems.push(`Service ${ref(s)}: spec.clusterIP: ${v} is taken by Service ${owner}`);
-    else owners.set(v, ref(s));
+    for (const v of vipsOf(s)) {
+      const ip = parseIP(v);
+      if (ip && cidrs.length && !cidrs.some((c) => contains(c, ip))) problems.push(`Service ${ref(s)}: spec.clusterIP: ${v} is outside serviceCIDR ${serviceCIDR.join(',')}`);
+      const owner = owners.get(v);
+      if (owner && owner !== ref(s)) problems.push(`Service ${ref(s)}: spec.clusterIP: ${v} is taken by Service ${owner}`);
+      else owners.set(v, ref(s));
+    }
   }
   return problems;
 }
