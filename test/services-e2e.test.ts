@@ -266,6 +266,44 @@ describe('services e2e: VIPs balanced by the agent (bridge + host-local + endpoi
     await m.label('x/a', { app: 'web', pod: 'a' });
   }, 60_000);
 
+  it('a deleted backend’s established connections are ended; the others keep theirs', async () => {
+    await m.apply(svc('keep', {}));
+    const vip = await vipOf('keep');
+    const c = pods.get('y/c')!;
+    await until('VIP answers', () => hits(c, vip, 3), (n) => new Set(n).size === 3);
+    const held = (await c.ask({ op: 'hold', ip: vip, port: 80, n: 3 })).names as string[];
+    expect(new Set(held).size).toBe(3);
+    expect((await c.ask({ op: 'ping' })).results).toEqual(held.map((n) => `${n}:ping`));
+    await m.label('x/a', { app: 'off', pod: 'a' });
+    try {
+      const results = await until('x/a connection ended', async () => (await c.ask({ op: 'ping', timeoutMs: 1000 })).results as string[], (r) => r[held.indexOf('x/a')] !== 'x/a:ping' && r[held.indexOf('x/a')] !== 'timeout');
+      held.forEach((n, i) => {
+        if (n !== 'x/a') expect(results[i]).toBe(`${n}:ping`);
+      });
+    } finally {
+      await c.ask({ op: 'release' });
+      await m.label('x/a', { app: 'web', pod: 'a' });
+    }
+  }, 60_000);
+
+  it('a backend that turns unhealthy keeps its established connections', async () => {
+    const check = JSON.stringify({ type: 'tcp', intervalSeconds: 1, timeoutSeconds: 0.5, unhealthyThreshold: 2, healthyThreshold: 1 });
+    await m.apply(svc('sick', {}, { 'health.cni-ts.dev/check': check }));
+    const vip = await vipOf('sick');
+    const c = pods.get('y/b')!;
+    await until('VIP answers', () => hits(c, vip, 3), (n) => new Set(n).size === 3);
+    const held = (await c.ask({ op: 'hold', ip: vip, port: 80, n: 3 })).names as string[];
+    expect(new Set(held).size).toBe(3);
+    await pods.get('x/c')!.ask({ op: 'unlisten' });
+    try {
+      await until('x/c out', async () => tally(await hits(c, vip, 6)), (t) => !t['x/c'] && !t.refused && !t.reset, 10_000);
+      expect((await c.ask({ op: 'ping' })).results).toEqual(held.map((n) => `${n}:ping`));
+    } finally {
+      await c.ask({ op: 'release' });
+      await pods.get('x/c')!.ask({ op: 'start' });
+    }
+  }, 60_000);
+
   it('network policy applies after translation: default-deny ingress on the backends blocks the VIP too', async () => {
     await m.apply(svc('pol', {}));
     const vip = await vipOf('pol');
@@ -287,7 +325,7 @@ describe('services e2e: VIPs balanced by the agent (bridge + host-local + endpoi
     const c = pods.get('y/b')!;
     await m.nft(['flush', 'table', 'inet', table]);
     await until('restored', () => hits(c, vip, 3), (n) => n.every((x) => x.startsWith('x/')), 15_000);
-    for (const name of ['rr', 'wrr', 'ih', 'aff', 'lc', 'hc', 'none', 'solo', 'pol']) await m.remove('Service', 'x', name);
+    for (const name of ['rr', 'wrr', 'ih', 'aff', 'lc', 'hc', 'none', 'solo', 'pol', 'keep', 'sick']) await m.remove('Service', 'x', name);
     await until('no service rule', async () => (await m.nft(['list', 'table', 'inet', table])).stdout, (s) => !/svc_|be_|rej_|10\.96\./.test(s));
     expect((await c.ask({ op: 'try', ip: vip, port: 80, proto: 'tcp', timeoutMs: 800 })).result).not.toMatch(/^x\//);
   }, 60_000);

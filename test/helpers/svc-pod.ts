@@ -7,9 +7,11 @@
  *   {"op":"hits","ip","port","proto","n"}  n sequential connections/datagrams → {"names":[...]}
  *   {"op":"hold","ip","port","n","gapMs"}   n connections kept open → {"names":[...]}
  *   {"op":"bench","ip","port","n","expect"} n sequential timed connections → {"ms":[...],"failed":N}
+ *   {"op":"ping","timeoutMs"}              a line on every held connection → {"results":["x/a:ping"|"reset"|"closed"|"timeout",...]}
  *   {"op":"release"}                         close every held connection
  *   {"op":"try","ip","port","proto","timeoutMs"} one attempt → {"result":"<name>"|"refused"|"timeout"|"<error code>"}
  *   {"op":"stop"} / {"op":"start"}          stop or restart the TCP servers (health tests)
+ *   {"op":"unlisten"}                        stop listening, keep the established connections
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
@@ -30,6 +32,7 @@ async function startTcp(): Promise<void> {
             c.on('error', () => undefined);
             c.on('close', () => conns.delete(c));
             c.on('end', () => c.end());
+            c.on('data', (d: Buffer) => c.write(`${cfg.name}:${d.toString().trim()}\n`)); // echo with the name
             c.write(`${cfg.name}\n`);
           });
           tcpServers.push(s);
@@ -39,11 +42,12 @@ async function startTcp(): Promise<void> {
   );
 }
 
-function stopTcp(): Promise<void> {
+function stopTcp(keepConnections = false): Promise<void> {
   const all = tcpServers;
   tcpServers = [];
-  for (const c of conns) c.destroy();
-  return Promise.all(all.map((s) => new Promise<void>((r) => s.close(() => r())))).then(() => undefined);
+  if (!keepConnections) for (const c of conns) c.destroy();
+  // close() stops listening at once; its callback waits for the connections, kept or not
+  return Promise.all(all.map((s) => new Promise<void>((r) => (keepConnections ? (s.close(), r()) : s.close(() => r()))))).then(() => undefined);
 }
 
 async function startUdp(): Promise<void> {
@@ -140,6 +144,28 @@ async function handle(r: Req): Promise<Record<string, unknown>> {
       }
       return { ms, failed };
     }
+    case 'ping':
+      // one line on every held connection → "<name>:ping" | "reset" | "closed" | "timeout"
+      return {
+        results: await Promise.all(
+          held.map(
+            (sock) =>
+              new Promise<string>((resolve) => {
+                const done = (x: string): void => {
+                  clearTimeout(t);
+                  sock.removeAllListeners('data');
+                  resolve(x);
+                };
+                const t = setTimeout(() => done('timeout'), r.timeoutMs ?? 1500);
+                if (sock.destroyed) return done('closed');
+                sock.once('data', (d: Buffer) => done(d.toString().trim()));
+                sock.once('error', (e: NodeJS.ErrnoException) => done(e.code === 'ECONNRESET' ? 'reset' : (e.code ?? e.message)));
+                sock.once('close', () => done('closed'));
+                sock.write('ping\n');
+              }),
+          ),
+        ),
+      };
     case 'release':
       for (const s of held.splice(0)) s.end();
       return {};
@@ -147,6 +173,9 @@ async function handle(r: Req): Promise<Record<string, unknown>> {
       return { result: (await once()).result };
     case 'stop':
       await stopTcp();
+      return {};
+    case 'unlisten':
+      await stopTcp(true);
       return {};
     case 'start':
       await startTcp();
