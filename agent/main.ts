@@ -1,7 +1,7 @@
 /**
  * `cni-ts agent [--config FILE]`: the node agent, one per host (conf/systemd/cni-ts-agent.service).
  * Reads the host's agent config (default /etc/cni-ts/agent.json, or $CNI_TS_CONFIG), runs its
- * reconcilers (policy; DNS unless `dns.enabled` is false; overlay peers when `overlay.config` names the overlay's conflist), serves HTTP on `listen` and JSON on the unix socket `socket`.
+ * reconcilers (policy; services; DNS unless `dns.enabled` is false; overlay peers when `overlay.config` names the overlay's conflist), serves HTTP on `listen` and JSON on the unix socket `socket`.
  * Stops on SIGTERM / SIGINT; SIGHUP runs every reconciler now.
  */
 import { rmSync } from 'node:fs';
@@ -16,6 +16,7 @@ import { PolicyReconciler } from './reconcilers/policy.ts';
 import { OverlayReconciler, overlaySettings } from './reconcilers/overlay.ts';
 import { DnsReconciler, dnsConfigOf } from './reconcilers/dns.ts';
 import type { Settings as OverlaySettings } from '../plugins/overlay/config.ts';
+import { ServicesReconciler } from './reconcilers/services.ts';
 
 const USAGE = `usage: cni-ts agent [--config FILE] [--resync SECONDS] [--no-http] [--no-socket]
   --config FILE     the host's agent config (default $CNI_TS_CONFIG or /etc/cni-ts/agent.json)
@@ -58,6 +59,7 @@ export class Agent {
   private overlay: OverlayReconciler | undefined;
   /** the DNS server (absent when `dns.enabled` is false) */
   readonly dns: DnsReconciler | undefined;
+  private services: ServicesReconciler;
   private servers: Array<http.Server | net.Server> = [];
 
   constructor(
@@ -67,6 +69,8 @@ export class Agent {
   ) {
     this.policy = new PolicyReconciler(cfg, log, { resyncMs: opts.resyncMs });
     this.loops.push(this.policy.loop);
+    this.services = new ServicesReconciler(cfg, log, { resyncMs: opts.resyncMs });
+    this.loops.push(this.services.loop);
     if (opts.overlay) {
       this.overlay = new OverlayReconciler(opts.overlay, log);
       this.loops.push(this.overlay.loop);
@@ -108,12 +112,13 @@ export class Agent {
     if (this.opts.http) this.servers.push(await startHttp(this.cfg.listen, h, this.log));
     if (this.opts.socket) this.servers.push(await startSocket(this.cfg.socket, h, this.log));
     this.policy.start();
+    this.services.start();
     this.overlay?.start();
     this.dns?.start();
   }
 
   async stop(): Promise<void> {
-    await Promise.all([this.policy.stop(), this.overlay?.stop(), this.dns?.stop(), ...this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))]);
+    await Promise.all([this.policy.stop(), this.services.stop(), this.overlay?.stop(), this.dns?.stop(), ...this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))]);
     if (this.opts.socket) rmSync(this.cfg.socket, { force: true });
   }
 }

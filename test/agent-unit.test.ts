@@ -114,6 +114,21 @@ describe('agent DNS reconciler (in-process, file store, loopback listener)', () 
       await store.delete({ kind: 'Service', namespace: 'default', name: 'late' });
       while (r.lookup('late.default.svc.cluster.local').rcode !== 'NXDOMAIN' && Date.now() < deadline) await sleep(20);
       expect(r.lookup('late.default.svc.cluster.local').rcode).toBe('NXDOMAIN');
+      // headless: a backend the services health checks marked down (BackendHealth) leaves the answer
+      const eps = (ip: string, name: string): CniObject => ({ apiVersion: 'cni-ts.dev/v1', kind: 'Endpoint', metadata: { name, namespace: 'default', labels: { app: 'db' } }, spec: { node: 'n1', network: 'net', containerId: name, ifname: 'eth0', ips: [`${ip}/24`] } }) as unknown as CniObject;
+      await store.put({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'db', namespace: 'default' }, spec: { clusterIP: 'None', selector: { app: 'db' }, ports: [{ name: 'pg', port: 5432 }] } } as unknown as CniObject);
+      await store.put(eps('10.1.0.5', 'db-0'));
+      await store.put(eps('10.1.0.6', 'db-1'));
+      const addrs = (): string[] => (r.lookup('db.default.svc.cluster.local').answers ?? []).map((a) => String(a.data)).sort();
+      while (addrs().length !== 2 && Date.now() < deadline + 5000) await sleep(20);
+      expect(addrs()).toEqual(['10.1.0.5', '10.1.0.6']);
+      const health = (healthy: boolean): CniObject => ({ apiVersion: 'cni-ts.dev/v1', kind: 'BackendHealth', metadata: { name: 'db-10-1-0-6-5432', namespace: 'default' }, spec: { service: 'db', address: '10.1.0.6', port: 5432, node: 'n1', healthy, checkedAt: new Date().toISOString() } }) as unknown as CniObject;
+      await store.put(health(false));
+      while (addrs().length !== 1 && Date.now() < deadline + 10000) await sleep(20);
+      expect(addrs()).toEqual(['10.1.0.5']);
+      await store.put(health(true));
+      while (addrs().length !== 2 && Date.now() < deadline + 15000) await sleep(20);
+      expect(addrs()).toEqual(['10.1.0.5', '10.1.0.6']);
       await r.stop();
       const r2 = new DnsReconciler(custom, dnsConfigOf(custom)!, log, { resyncMs: 0 });
       r2.start();

@@ -29,7 +29,7 @@ import { validateDnsConfig, type DnsAgentConfig, type DnsSection } from '../dns/
 import { listenSpecs, startDns, type DnsHandle } from '../dns/index.ts';
 import { Loop } from '../loop.ts';
 
-export const DNS_KINDS: Kind[] = ['Service', 'EndpointSlice', 'Endpoint', 'Namespace'];
+export const DNS_KINDS: Kind[] = ['Service', 'EndpointSlice', 'Endpoint', 'Namespace', 'BackendHealth'];
 
 /** The DNS part of the agent config, checked (code 7 naming the key); undefined when `dns.enabled` is false. */
 export function dnsConfigOf(cfg: AgentConfig): DnsAgentConfig | undefined {
@@ -78,6 +78,19 @@ export class DnsReconciler {
     opts: { resyncMs?: number } = {},
   ) {
     this.loop = new Loop({ name: 'dns', log, resyncMs: opts.resyncMs, settleMs: 2, reconcile: (why) => this.pass(why) });
+    // Headless answers leave out backends the services health checks marked down: the
+    // BackendHealth objects (written on each transition) are watched with the other kinds.
+    this.unhealthy = () => this.downBackends();
+  }
+
+  /** Backends whose latest BackendHealth says unhealthy: `<namespace>/<service>/<address>`. */
+  private downBackends(): UnhealthyInput | undefined {
+    const down = new Set<string>();
+    for (const o of this.objects.values()) {
+      if (o.kind !== 'BackendHealth' || o.spec.healthy) continue;
+      down.add(`${o.metadata.namespace ?? ''}/${o.spec.service}/${o.spec.address}`);
+    }
+    return down.size ? (address, svc) => down.has(`${svc.namespace}/${svc.name}/${address}`) : undefined;
   }
 
   /** Hook for the services reconciler's health checks: addresses (or a predicate) of backends that are down. */

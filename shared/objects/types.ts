@@ -11,7 +11,8 @@ export type Kind =
   | 'Service'
   | 'EndpointSlice'
   | 'Endpoint'
-  | 'SubnetLease';
+  | 'SubnetLease'
+  | 'BackendHealth';
 
 export const CLUSTER_SCOPED: ReadonlySet<Kind> = new Set(['Namespace', 'AdminNetworkPolicy', 'BaselineAdminNetworkPolicy', 'SubnetLease']);
 
@@ -195,6 +196,15 @@ export interface SubnetLease {
   spec: { network: string; subnet: string; publicIP: string; vtepMAC: string; hostname?: string; expires: string };
 }
 
+// ---- cni-ts.dev/v1 BackendHealth: a service backend's health-check result, written by the agent on the backend's node ----
+export interface BackendHealth {
+  apiVersion: 'cni-ts.dev/v1';
+  kind: 'BackendHealth';
+  /** namespace = the Service's; name = `<service>-<address with dashes>-<port>` */
+  metadata: ObjectMeta;
+  spec: { service: string; address: string; port: number; node: string; healthy: boolean; checkedAt: string; reason?: string };
+}
+
 export type CniObject =
   | Namespace
   | NetworkPolicy
@@ -203,7 +213,8 @@ export type CniObject =
   | Service
   | EndpointSlice
   | Endpoint
-  | SubnetLease;
+  | SubnetLease
+  | BackendHealth;
 
 export function isClusterScoped(kind: Kind): boolean {
   return CLUSTER_SCOPED.has(kind);

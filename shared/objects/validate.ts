@@ -15,6 +15,7 @@
 import { parseCIDR, contains, network } from '../ipnet.ts';
 import type { AdminNetworkPolicy, AnpPort, BaselineAdminNetworkPolicy, CniObject, Kind, NetworkPolicy, NetworkPolicyPort, Protocol, Service } from './types.ts';
 import { isClusterScoped } from './types.ts';
+import { ALGORITHM_ANNOTATION, HEALTH_ANNOTATION, WEIGHT_LABEL, algorithmProblem, parseHealthCheck, weightProblem } from '../services/compile.ts';
 
 export const API_VERSIONS: Readonly<Record<Kind, string>> = {
   Namespace: 'v1',
@@ -25,6 +26,7 @@ export const API_VERSIONS: Readonly<Record<Kind, string>> = {
   Endpoint: 'cni-ts.dev/v1',
   EndpointSlice: 'cni-ts.dev/v1',
   SubnetLease: 'cni-ts.dev/v1',
+  BackendHealth: 'cni-ts.dev/v1',
 };
 export const KINDS = Object.keys(API_VERSIONS) as Kind[];
 const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
@@ -393,6 +395,7 @@ function checkService(c: Checker, doc: Json): void {
     const s = c.str(x, `spec.clusterIPs[${i}]`, true);
     if (s && s !== 'None' && !parseCIDR(`${s}/${s.includes(':') ? 128 : 32}`)) c.add(`spec.clusterIPs[${i}]`, `${show(s)} is not an IP address`);
   });
+  checkServiceBalancing(c, doc, ports);
   c.oneOf(spec.sessionAffinity, 'spec.sessionAffinity', ['None', 'ClientIP'] as const);
   const cfg = c.obj(spec.sessionAffinityConfig, 'spec.sessionAffinityConfig');
   const cip = cfg ? c.obj(cfg.clientIP, 'spec.sessionAffinityConfig.clientIP') : undefined;
@@ -401,11 +404,37 @@ function checkService(c: Checker, doc: Json): void {
   }
 }
 
+/** Load balancing (docs/services.md): the algorithm and health-check annotations, port conflicts. */
+function checkServiceBalancing(c: Checker, doc: Json, ports: unknown[]): void {
+  const ann = isObj(doc.metadata) && isObj(doc.metadata.annotations) ? doc.metadata.annotations : {};
+  const algo = ann[ALGORITHM_ANNOTATION];
+  if (algo !== undefined) {
+    const p = typeof algo === 'string' ? algorithmProblem(algo) : 'must be a string';
+    if (p) c.add(`metadata.annotations.${ALGORITHM_ANNOTATION}`, p);
+  }
+  const hc = ann[HEALTH_ANNOTATION];
+  if (hc !== undefined) {
+    const h = typeof hc === 'string' ? parseHealthCheck(hc) : 'must be a string holding JSON';
+    if (typeof h === 'string') c.add(`metadata.annotations.${HEALTH_ANNOTATION}`, h);
+  }
+  const seen = new Map<string, number>();
+  ports.forEach((x, i) => {
+    if (!isObj(x) || !isInt(x.port)) return;
+    const k = `${x.port}/${typeof x.protocol === 'string' ? x.protocol : 'TCP'}`;
+    const j = seen.get(k);
+    if (j !== undefined) c.add(`spec.ports[${i}]`, `${k} is also spec.ports[${j}] (port conflict)`);
+    else seen.set(k, i);
+  });
+}
+
 // ---- cni-ts.dev/v1 kinds ----
 function checkEndpoint(c: Checker, doc: Json): void {
   const spec = c.obj(doc.spec, 'spec', true);
   if (!spec) return;
   for (const k of ['node', 'network', 'containerId', 'ifname']) c.str(spec[k], `spec.${k}`, true);
+  const weight = isObj(doc.metadata) && isObj(doc.metadata.labels) ? doc.metadata.labels[WEIGHT_LABEL] : undefined;
+  const wp = typeof weight === 'string' ? weightProblem(weight) : undefined;
+  if (wp) c.add(`metadata.labels.${WEIGHT_LABEL}`, wp);
   (c.arr(spec.ips, 'spec.ips', true) ?? []).forEach((x, i) => c.cidr(x, `spec.ips[${i}]`));
   c.str(spec.hostInterface, 'spec.hostInterface');
   c.str(spec.mac, 'spec.mac');
@@ -461,6 +490,7 @@ const BY_KIND: Record<Kind, (c: Checker, doc: Json) => void> = {
   Endpoint: checkEndpoint,
   EndpointSlice: checkEndpointSlice,
   SubnetLease: checkSubnetLease,
+  BackendHealth: () => undefined,
 };
 
 /**

@@ -75,4 +75,5 @@ export const ALL_KINDS: readonly Kind[] = [
   'EndpointSlice',
   'Endpoint',
   'SubnetLease',
+  'BackendHealth',
 ];

@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { describeDocument, validateObject, withDefaults } from '../../shared/objects/validate.ts';
 import type { CniObject } from '../../shared/objects/types.ts';
 import { ConflictError, refOf, refString, storedForm, StoreUnavailableError, type ObjectStore } from '../../shared/store/index.ts';
+import { serviceApplyProblems } from './services.ts';
 import { CliError, docLabel, isNamespaced, qualifiedName, readManifests, UsageError, type Ctx } from './common.ts';
 
 export const usage = `usage: cnictl apply -f FILE [-f FILE ...] [-n NAMESPACE] [--dry-run]
@@ -91,6 +92,7 @@ export async function run(ctx: Ctx, args: string[]): Promise<number> {
     seen.set(key, `document ${m.index}`);
     objects.push(withDefaults(o));
   }
+  if (!problems.length) problems.push(...(await serviceApplyProblems(objects, () => ctx.store(), ctx.config().serviceCIDR)));
   if (problems.length) {
     ctx.err(`${problems.map((p) => `error: ${p}`).join('\n')}\nnothing applied (${problems.length} problem${problems.length > 1 ? 's' : ''})\n`);
     return 1;

@@ -64,6 +64,7 @@ export const RESOURCES: Resource[] = [
   { kind: 'Service', plural: 'services', aliases: ['service', 'svc'] },
   { kind: 'EndpointSlice', plural: 'endpointslices', aliases: ['endpointslice'] },
   { kind: 'SubnetLease', plural: 'subnetleases', aliases: ['subnetlease', 'leases', 'lease'] },
+  { kind: 'BackendHealth', plural: 'backendhealths', aliases: ['backendhealth', 'bh'] },
 ];
 /** `policies`: every policy kind in one table. */
 export const POLICY_KINDS: Kind[] = ['AdminNetworkPolicy', 'NetworkPolicy', 'BaselineAdminNetworkPolicy'];

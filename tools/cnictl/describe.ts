@@ -6,6 +6,7 @@
  */
 import { parseArgs } from 'node:util';
 import { matchesSelector, namespaceLabels } from '../../shared/objects/selectors.ts';
+import { describeService } from './services.ts';
 import type { AdminNetworkPolicy, AnpSubject, BaselineAdminNetworkPolicy, CniObject, Endpoint, Namespace, NetworkPolicy, Service } from '../../shared/objects/types.ts';
 import { effectivePolicyTypes } from '../../shared/objects/validate.ts';
 import type { ObjectStore } from '../../shared/store/index.ts';
@@ -168,21 +169,7 @@ export async function run(ctx: Ctx, args: string[]): Promise<number> {
     }
     case 'Service': {
       if (!o) break;
-      const s = o as Service;
-      const ns = s.metadata.namespace ?? 'default';
-      const backends = s.spec.selector ? w.endpoints.filter((e) => e.metadata.namespace === ns && matchesSelector({ matchLabels: s.spec.selector }, e.metadata.labels)) : [];
-      ctx.out(
-        fields([
-          ['Name', s.metadata.name],
-          ['Namespace', ns],
-          ['Labels', labelLines(s.metadata.labels)],
-          ['Selector', labelLines(s.spec.selector)],
-          ['IP', s.spec.clusterIP ?? ''],
-          ['Ports', (s.spec.ports ?? []).map((p) => `${p.name ? `${p.name} ` : ''}${p.port}/${p.protocol ?? 'TCP'} -> ${p.targetPort ?? p.port}`)],
-          ['Session Affinity', s.spec.sessionAffinity ?? 'None'],
-          ['Endpoints', backends.map(epLine)],
-        ]),
-      );
+      ctx.out(await describeService(store, ctx.config().serviceCIDR, o as Service));
       return 0;
     }
     default:

@@ -3,10 +3,11 @@
  * the store holds; `-o json|yaml` for scripts (one object with NAME, else a List).
  */
 import { parseArgs } from 'node:util';
-import type { AdminNetworkPolicy, AnpSubject, BaselineAdminNetworkPolicy, CniObject, Endpoint, EndpointSlice, Kind, NetworkPolicy, Service, SubnetLease } from '../../shared/objects/types.ts';
+import type { AdminNetworkPolicy, AnpSubject, BackendHealth, BaselineAdminNetworkPolicy, CniObject, Endpoint, EndpointSlice, Kind, NetworkPolicy, Service, SubnetLease } from '../../shared/objects/types.ts';
 import { matchesSelector, parseSelector, selectorString } from '../../shared/objects/selectors.ts';
 import { effectivePolicyTypes } from '../../shared/objects/validate.ts';
 import type { ObjectStore, WatchEvent } from '../../shared/store/index.ts';
+import { servicesTable } from './services.ts';
 import { CliError, isNamespaced, labelsString, outputFormat, POLICY_KINDS, qualifiedName, resourceOf, serialize, splitName, table, UsageError, type Ctx, type OutputFormat } from './common.ts';
 
 export const usage = `usage: cnictl get KIND [NAME|NAMESPACE/NAME] [-n NAMESPACE | -A] [-o wide|json|yaml|name]
@@ -74,6 +75,13 @@ const COLUMNS: Record<Kind, Column[]> = {
     ['PUBLIC-IP', (o) => (o as SubnetLease).spec.publicIP],
     ['EXPIRES', (o) => (o as SubnetLease).spec.expires],
   ],
+  BackendHealth: [
+    ['SERVICE', (o) => (o as BackendHealth).spec.service],
+    ['BACKEND', (o) => `${(o as BackendHealth).spec.address}:${(o as BackendHealth).spec.port}`],
+    ['HEALTHY', (o) => String((o as BackendHealth).spec.healthy)],
+    ['NODE', (o) => (o as BackendHealth).spec.node, 'wide'],
+    ['REASON', (o) => (o as BackendHealth).spec.reason ?? '', 'wide'],
+  ],
 };
 
 /** The objects, and a revision to watch from that misses nothing after any of the lists. */
@@ -118,6 +126,12 @@ export async function run(ctx: Ctx, args: string[]): Promise<number> {
   }
   const all = Boolean(values['all-namespaces']);
   const namespace = all ? undefined : (values.namespace ?? 'default');
+  if (kinds[0] === 'Service' && !policies && !values.watch && (format === 'table' || format === 'wide')) {
+    const t = await servicesTable(store, ctx.config().serviceCIDR, namespace, format === 'wide', (o) => !selector || matchesSelector(selector, o.metadata.labels));
+    ctx.out(t.rows.length ? table(t.header, t.rows) : '');
+    if (!t.rows.length) ctx.err(`No resources found${all ? '' : ` in ${namespace} namespace`}.\n`);
+    return 0;
+  }
   const listed = await listKinds(store, kinds, namespace);
   const objects = listed.objects.filter((o) => !selector || matchesSelector(selector, o.metadata.labels));
   if (values.watch) {

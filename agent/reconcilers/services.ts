@@ -1,0 +1,283 @@
+/**
+ * The services reconciler: keeps this node's services table (nft, family inet; agent config
+ * `services.table`, default "cni_ts_services") equal to what the pure compiler
+ * (shared/services/compile.ts) renders from the store's Services, EndpointSlices, Endpoints
+ * and BackendHealth objects. See docs/services.md.
+ *
+ * - Watches those kinds; every change kicks a pass (bursts collapse, agent/loop.ts).
+ * - A pass reads the store, compiles, writes VIP allocations back to their Services (CAS: two
+ *   agents allocating at once agree, the loser re-reads), and applies one nft transaction with
+ *   only what changed since the last pass (a service's chains, map elements); the whole table
+ *   on start, when the kernel's table drifted (checked on start and every resync: deleted,
+ *   flushed or edited), or when the kernel refuses the difference.
+ * - Backends that are gone (not merely unhealthy) have their tracked connections ended
+ *   (conntrack -D by VIP and backend); unhealthy ones keep theirs.
+ * - Health checks of local backends (agent/health/checker.ts) and the open-connection counts
+ *   least-connections needs (agent/health/connections.ts) run beside it.
+ */
+import type { AgentConfig } from '../../shared/agentconfig.ts';
+import type { Logger } from '../../shared/cni/log.ts';
+import { run } from '../../shared/kernel/exec.ts';
+import { conntrackDeleteBackend } from '../../shared/kernel/conntrack.ts';
+import { nftApply } from '../../shared/kernel/nft.ts';
+import { setSysctls } from '../../shared/kernel/sysctl.ts';
+import type { BackendHealth, EndpointSlice, Endpoint, Kind, Service } from '../../shared/objects/types.ts';
+import {
+  compileServices,
+  leastConnectionsChoice,
+  lcElement,
+  renderFragments,
+  renderLcUpdate,
+  renderServicesNft,
+  renderServicesUpdate,
+  type RenderedTable,
+  type ServicePortEntry,
+} from '../../shared/services/compile.ts';
+import { ConflictError, openStore, refString } from '../../shared/store/index.ts';
+import type { ObjectStore, WatchEvent } from '../../shared/store/types.ts';
+import { ConnectionTracker } from '../health/connections.ts';
+import { HealthChecker } from '../health/checker.ts';
+import { Loop } from '../loop.ts';
+
+export const SERVICE_KINDS: Kind[] = ['Service', 'EndpointSlice', 'Endpoint', 'BackendHealth'];
+export const DEFAULT_SERVICES_TABLE = 'cni_ts_services';
+
+export interface ServicesSettings {
+  table: string;
+  /** run health checks of local backends (default true) */
+  healthChecks: boolean;
+}
+
+export function servicesSettings(cfg: AgentConfig): ServicesSettings {
+  const s = (cfg.raw.services ?? {}) as { table?: unknown; healthChecks?: unknown };
+  const table = typeof s.table === 'string' && /^[A-Za-z_][A-Za-z0-9_]{0,60}$/.test(s.table) ? s.table : DEFAULT_SERVICES_TABLE;
+  return { table, healthChecks: s.healthChecks !== false };
+}
+
+/** The fixed chains of the table and their rule counts (compile.ts skeleton). */
+const SKELETON_CHAINS: Record<string, number> = { services: 2, prerouting: 1, output: 1, postrouting: 1, endpoints_check: 2, filter_forward: 1, filter_output: 1 };
+
+export class ServicesReconciler {
+  readonly loop: Loop;
+  readonly settings: ServicesSettings;
+  private store: ObjectStore | undefined;
+  private stopWatch: (() => void) | undefined;
+  private revision = 0;
+  private applied: RenderedTable | undefined;
+  private entries: ServicePortEntry[] = [];
+  private health: HealthChecker | undefined;
+  private conns: ConnectionTracker;
+  /** passes and least-connections updates write the table one at a time */
+  private tableLock: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly cfg: AgentConfig,
+    private readonly log: Logger,
+    opts: { resyncMs?: number } = {},
+  ) {
+    this.settings = servicesSettings(cfg);
+    this.loop = new Loop({ name: 'services', log, resyncMs: opts.resyncMs, settleMs: 2, reconcile: (why) => this.pass(why) });
+    this.conns = new ConnectionTracker(log, (keys) => void this.onConnections(keys));
+    if (this.settings.healthChecks) this.health = new HealthChecker(cfg.node, () => this.ensureStore(), log, (why) => this.loop.kick(why));
+  }
+
+  start(): void {
+    this.loop.start();
+  }
+
+  async stop(): Promise<void> {
+    this.health?.stop();
+    this.conns.stop();
+    await this.loop.stop();
+    await this.tableLock.catch(() => undefined);
+    this.stopWatch?.();
+    this.stopWatch = undefined;
+    const st = this.store;
+    this.store = undefined;
+    await st?.close().catch(() => undefined);
+  }
+
+  /** The last compiled service ports and open-connection counts (API, cnictl). */
+  snapshot(): { entries: ServicePortEntry[]; connections: Record<string, number> } {
+    return { entries: this.entries, connections: Object.fromEntries(this.conns.counts) };
+  }
+
+  private onEvent(e: WatchEvent): void {
+    if (e.type === 'resync') {
+      this.loop.kick('watch resync');
+      return;
+    }
+    this.loop.kick(`${e.type} ${refString(e.ref)}`);
+  }
+
+  private async ensureStore(): Promise<ObjectStore> {
+    if (this.store) return this.store;
+    const store = await openStore(this.cfg.store, { persistent: true });
+    try {
+      const from = this.revision || (await store.list('Service')).revision;
+      this.stopWatch = await store.watch((e) => this.onEvent(e), { fromRevision: from, kinds: SERVICE_KINDS });
+    } catch (e) {
+      await store.close().catch(() => undefined);
+      throw e;
+    }
+    this.store = store;
+    return store;
+  }
+
+  private async pass(why: string): Promise<string | undefined> {
+    try {
+      return await this.withTable(() => this.reconcile(why));
+    } catch (e) {
+      if (this.loop.status().consecutiveFailures >= 2) {
+        this.stopWatch?.();
+        this.stopWatch = undefined;
+        const st = this.store;
+        this.store = undefined;
+        await st?.close().catch(() => undefined);
+      }
+      throw e;
+    }
+  }
+
+  private withTable<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.tableLock.then(fn, fn);
+    this.tableLock = p.catch(() => undefined);
+    return p;
+  }
+
+  private async reconcile(why: string): Promise<string | undefined> {
+    const store = await this.ensureStore();
+    const t0 = performance.now();
+    const [svcs, slices, eps, hs] = await Promise.all([store.list<Service>('Service'), store.list<EndpointSlice>('EndpointSlice'), store.list<Endpoint>('Endpoint'), store.list<BackendHealth>('BackendHealth')]);
+    const revision = Math.min(svcs.revision, slices.revision, eps.revision, hs.revision);
+    this.revision = Math.max(this.revision, revision);
+    const health = hs.items.map((i) => i.object);
+    const table = compileServices(
+      { services: svcs.items.map((i) => i.object), endpointSlices: slices.items.map((i) => i.object), endpoints: eps.items.map((i) => i.object), health },
+      this.cfg.node,
+      { serviceCIDR: this.cfg.serviceCIDR },
+    );
+    for (const p of table.problems) this.log.warn(`services: ${p}`);
+    const known = new Map(health.map((h) => [`${h.metadata.namespace ?? 'default'}/${h.metadata.name}`, h]));
+    if (this.health) {
+      this.health.update(table.entries, known);
+      for (const k of this.health.stale(known)) {
+        const [namespace, name] = [k.slice(0, k.indexOf('/')), k.slice(k.indexOf('/') + 1)];
+        await store.delete({ kind: 'BackendHealth', namespace, name }).catch(() => undefined);
+      }
+    }
+    await this.conns.setEntries(table.entries);
+    if (table.entries.length) await setSysctls({ 'net.bridge.bridge-nf-call-iptables': '1' }).catch(() => undefined);
+
+    const next = renderFragments(table, this.settings.table, this.conns.counts);
+    let full = !this.applied;
+    if (!full && /\b(start|resync|retry)\b/.test(why)) {
+      const drift = await this.drift(this.applied!);
+      if (drift) {
+        this.log.warn(`services: table inet ${this.settings.table} ${drift}: replacing it`);
+        full = true;
+      }
+    }
+    let script = full ? renderServicesNft(next, this.settings.table) : renderServicesUpdate(this.applied!, next);
+    if (script) {
+      try {
+        await nftApply(script);
+      } catch (e) {
+        if (full) throw e;
+        this.log.warn(`services: the kernel refused the update (${(e as Error).message}); replacing the table`);
+        full = true;
+        script = renderServicesNft(next, this.settings.table);
+        await nftApply(script);
+      }
+    }
+    // allocations are written once the data plane has them: a client that reads the VIP from
+    // the store finds it programmed on this node
+    await this.writeAllocations(store, table.allocations);
+    const prevEntries = this.entries;
+    this.applied = next;
+    this.entries = table.entries;
+    const ended = await this.endDeletedBackends(prevEntries, table.entries);
+    if (!script) return undefined;
+    const withBackends = table.entries.filter((e) => e.active.length).length;
+    return `${full ? 'replaced' : 'updated'} table inet ${this.settings.table} at revision ${revision}: ${table.entries.length} service ports (${withBackends} with backends), ${script.split('\n').length - 1} statements, ${script.length} bytes${ended ? `, ${ended} connections to deleted backends ended` : ''} in ${(performance.now() - t0).toFixed(1)} ms`;
+  }
+
+  private async writeAllocations(store: ObjectStore, allocations: Array<{ namespace: string; name: string; clusterIP: string }>): Promise<void> {
+    for (const a of allocations) {
+      const cur = await store.get<Service>({ kind: 'Service', namespace: a.namespace, name: a.name });
+      if (!cur || cur.object.spec.clusterIP) continue;
+      const svc = structuredClone(cur.object) as Service;
+      svc.spec.clusterIP = a.clusterIP;
+      svc.spec.clusterIPs = [a.clusterIP];
+      try {
+        await store.put(svc, { expectRevision: cur.revision });
+        this.log.info(`services: allocated ${a.clusterIP} to Service ${a.namespace}/${a.name}`);
+      } catch (e) {
+        if (!(e instanceof ConflictError)) throw e;
+        this.loop.kick(`allocation conflict ${a.namespace}/${a.name}`);
+      }
+    }
+  }
+
+  /** conntrack -D for the backends that left a service port (deleted, not merely unhealthy). */
+  private async endDeletedBackends(prev: ServicePortEntry[], next: ServicePortEntry[]): Promise<number> {
+    const now = new Map(next.map((e) => [e.key, new Set(e.backends.map((b) => b.key))]));
+    let n = 0;
+    for (const e of prev) {
+      const keep = now.get(e.key);
+      for (const b of e.backends) {
+        if (keep?.has(b.key)) continue;
+        n += await conntrackDeleteBackend({ proto: e.protocol, vip: e.vip, port: e.port, backend: b.address, backendPort: b.port }).catch(() => 0);
+      }
+    }
+    return n;
+  }
+
+  /** Why the kernel's table is not what we applied (undefined when it is). */
+  private async drift(applied: RenderedTable): Promise<string | undefined> {
+    const r = await run('nft', ['-j', '-t', 'list', 'table', 'inet', this.settings.table], { allowFail: true });
+    if (r.exitCode !== 0) return 'is gone';
+    const rules = new Map<string, number>();
+    const chains = new Set<string>();
+    const sets = new Set<string>();
+    for (const o of (JSON.parse(r.stdout || '{"nftables":[]}') as { nftables: Array<Record<string, { name?: string; chain?: string }>> }).nftables) {
+      if (o.rule?.chain) rules.set(o.rule.chain, (rules.get(o.rule.chain) ?? 0) + 1);
+      else if (o.chain?.name) chains.add(o.chain.name);
+      else if (o.set?.name) sets.add(o.set.name);
+      else if (o.map?.name) sets.add(o.map.name);
+    }
+    const want = new Map(Object.entries(SKELETON_CHAINS));
+    const wantSets = new Set(['service_ips', 'no_endpoints', 'service_ips6', 'no_endpoints6']);
+    for (const f of applied.fragments.values()) {
+      for (const c of f.chains) want.set(c.name, c.rules.length);
+      for (const s of f.sets) wantSets.add(s.name);
+    }
+    for (const [c, n] of want) {
+      if (!chains.has(c)) return `lacks chain ${c}`;
+      if ((rules.get(c) ?? 0) !== n) return `chain ${c} has ${rules.get(c) ?? 0} rules, not ${n}`;
+    }
+    if (chains.size !== want.size) return `has ${chains.size} chains, not ${want.size}`;
+    for (const s of wantSets) if (!sets.has(s)) return `lacks set/map ${s}`;
+    return undefined;
+  }
+
+  /** Least-connections: repoint the map of every service whose counts changed (one nft call). */
+  private async onConnections(keys: Set<string>): Promise<void> {
+    await this.withTable(async () => {
+      const applied = this.applied;
+      if (!applied) return;
+      const lines: string[] = [];
+      for (const e of this.entries) {
+        if (!keys.has(e.key) || e.algorithm !== 'least-connections') continue;
+        const f = applied.fragments.get(e.key);
+        const pick = leastConnectionsChoice(e, this.conns.counts);
+        if (!f?.lc || !pick) continue;
+        const el = lcElement(e, pick);
+        if (el === f.lc.element) continue;
+        lines.push(renderLcUpdate(applied.table, e, pick));
+        f.lc = { ...f.lc, element: el };
+      }
+      if (lines.length) await nftApply(lines.join('')).catch((err: Error) => this.log.warn(`services: least-connections update failed: ${err.message}`));
+    }).catch(() => undefined);
+  }
+}

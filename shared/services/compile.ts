@@ -1,0 +1,586 @@
+/**
+ * Services: load-balanced virtual IPs (PURE). From the store's Services, EndpointSlices,
+ * Endpoints and BackendHealth objects, compile what one node programs (`compileServices`),
+ * and render it as one nftables table owned by the services reconciler
+ * (`renderServicesNft`, whole; `renderServicesUpdate`, only the services that changed).
+ * The anchor is kube-proxy's nftables mode; see docs/services.md.
+ *
+ *   table ip T
+ *     map service_ips   VIP . l4proto . port : goto svc_…      (every service port with backends)
+ *     map no_endpoints  VIP . l4proto . port : goto reject_…   (every service port without)
+ *     chain prerouting / output (nat, dstnat): ip daddr . meta l4proto . th dport vmap @service_ips
+ *     chain filter_forward / filter_output (filter, -110, ct state new): vmap @no_endpoints
+ *     chain postrouting (nat, srcnat): hairpin mark → masquerade
+ *     chain svc_…  the backend choice (numgen / jhash slot table / affinity sets / lc map)
+ *     chain be_…   mark hairpin, (affinity update), dnat to backend
+ *
+ * A service port's chains, sets and map elements form one separable fragment: a backend change
+ * rewrites that service's chains only (and the element of `service_ips`/`no_endpoints` when it
+ * gains or loses its last backend); no other service is touched.
+ */
+import { sha256Hex } from '../hash.ts';
+import { formatIP, parseCIDR, parseIP, size, networkAddr, type IPNet } from '../ipnet.ts';
+import type { BackendHealth, Endpoint, EndpointSlice, Service, ServicePort, CniObject } from '../objects/types.ts';
+
+export type { BackendHealth };
+
+export const ALGORITHM_ANNOTATION = 'lb.cni-ts.dev/algorithm';
+export const WEIGHT_LABEL = 'lb.cni-ts.dev/weight';
+export const HEALTH_ANNOTATION = 'health.cni-ts.dev/check';
+export const ALGORITHMS = ['round-robin', 'weighted-round-robin', 'least-connections', 'ip-hash'] as const;
+export type Algorithm = (typeof ALGORITHMS)[number];
+/** ip-hash slot table size: a client hash picks one of SLOTS slots, each slot names a backend */
+export const SLOTS = 256;
+export const DEFAULT_AFFINITY_TIMEOUT = 10800;
+/** packet mark bit for hairpin traffic (a pod reaching itself through its own service) */
+export const HAIRPIN_MARK = 0x00200000;
+
+export interface HealthCheck {
+  type: 'tcp' | 'http';
+  port?: number;
+  path: string;
+  intervalSeconds: number;
+  timeoutSeconds: number;
+  unhealthyThreshold: number;
+  healthyThreshold: number;
+}
+
+export interface ServiceObjects {
+  services: Service[];
+  endpointSlices: EndpointSlice[];
+  endpoints: Endpoint[];
+  health: BackendHealth[];
+}
+
+export interface Backend {
+  /** "10.1.0.5:8080" */
+  key: string;
+  address: string;
+  port: number;
+  weight: number;
+  /** the Endpoint's namespace/name, or "slice/<name>" */
+  source: string;
+  node?: string;
+  healthy: boolean;
+  /** why unhealthy (health result reason) */
+  reason?: string;
+}
+
+export interface ServicePortEntry {
+  /** "ns/name:port/proto" */
+  key: string;
+  namespace: string;
+  name: string;
+  portName: string;
+  vip: string;
+  family: 4 | 6;
+  port: number;
+  protocol: 'tcp' | 'udp';
+  algorithm: Algorithm;
+  affinityTimeout?: number;
+  health?: HealthCheck;
+  /** every backend found (healthy or not, weight 0 included) */
+  backends: Backend[];
+  /** the ones new connections may go to, in a stable order */
+  active: Backend[];
+  /** chain name prefix of this service port */
+  id: string;
+}
+
+export interface ServiceTable {
+  entries: ServicePortEntry[];
+  /** services whose VIP must be allocated: ns/name -> address (the caller writes it via CAS) */
+  allocations: Array<{ namespace: string; name: string; clusterIP: string }>;
+  /** problems that made a service or port be left out (never an exception) */
+  problems: string[];
+}
+
+export interface CompileOptions {
+  serviceCIDR: string[];
+}
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The problems of an algorithm annotation value ([] when fine or absent). */
+export function algorithmProblem(v: string | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  return (ALGORITHMS as readonly string[]).includes(v) ? undefined : `unknown algorithm ${JSON.stringify(v)} (one of ${ALGORITHMS.join(', ')})`;
+}
+
+export function weightProblem(v: string | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  return /^\d{1,4}$/.test(v) && Number(v) <= 1000 ? undefined : `weight ${JSON.stringify(v)} must be an integer 0 to 1000`;
+}
+
+/** Parse the health annotation; a string is the problem. */
+export function parseHealthCheck(text: string): HealthCheck | string {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    return `not valid JSON: ${(e as Error).message}`;
+  }
+  if (!isObj(raw)) return 'must be a JSON object';
+  const known = ['type', 'port', 'path', 'intervalSeconds', 'timeoutSeconds', 'unhealthyThreshold', 'healthyThreshold'];
+  for (const k of Object.keys(raw)) if (!known.includes(k)) return `unknown key ${JSON.stringify(k)} (known: ${known.join(', ')})`;
+  if (raw.type !== 'tcp' && raw.type !== 'http') return `type must be "tcp" or "http" (got ${JSON.stringify(raw.type)})`;
+  if (raw.port !== undefined && !(Number.isInteger(raw.port) && (raw.port as number) >= 1 && (raw.port as number) <= 65535)) return `port ${JSON.stringify(raw.port)} must be 1 to 65535`;
+  if (raw.path !== undefined && (typeof raw.path !== 'string' || !raw.path.startsWith('/'))) return `path must start with "/"`;
+  const num = (k: string, def: number, max: number): number | string => {
+    const v = raw[k];
+    if (v === undefined) return def;
+    if (typeof v !== 'number' || !(v > 0) || v > max || (k.endsWith('Threshold') && !Number.isInteger(v))) return `${k} ${JSON.stringify(v)} must be a positive ${k.endsWith('Threshold') ? 'integer' : 'number'} up to ${max}`;
+    return v;
+  };
+  const f = { interval: num('intervalSeconds', 2, 3600), timeout: num('timeoutSeconds', 1, 3600), un: num('unhealthyThreshold', 3, 100), ok: num('healthyThreshold', 2, 100) };
+  for (const v of Object.values(f)) if (typeof v === 'string') return v;
+  return {
+    type: raw.type,
+    ...(raw.port !== undefined ? { port: raw.port as number } : {}),
+    path: (raw.path as string | undefined) ?? '/',
+    intervalSeconds: f.interval as number,
+    timeoutSeconds: f.timeout as number,
+    unhealthyThreshold: f.un as number,
+    healthyThreshold: f.ok as number,
+  };
+}
+
+/** backend order: numeric-aware (10.1.0.9 before 10.1.0.10), one collator for every call */
+const NUMERIC = new Intl.Collator('en', { numeric: true }).compare;
+const hostOf = (cidr: string): string => cidr.split('/')[0]!;
+const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
+const protoOf = (p: ServicePort): 'tcp' | 'udp' | undefined => {
+  const x = (p.protocol ?? 'TCP').toLowerCase();
+  return x === 'tcp' || x === 'udp' ? x : undefined;
+};
+const ident = (s: string): string => s.replace(/[^A-Za-z0-9_]/g, '_');
+
+/** The health object's name for a backend of a service port ("web-10-1-0-5-8080"). */
+export function healthName(service: string, address: string, port: number): string {
+  return `${service}-${address.replace(/[.:]/g, '-')}-${port}`;
+}
+
+/** Deterministic, stable VIP for ns/name in `cidrs` (the first range, IPv4 or IPv6), avoiding `taken`. */
+export function allocateClusterIP(namespace: string, name: string, cidrs: string[], taken: ReadonlySet<string>): string | undefined {
+  const net = cidrs.map(parseCIDR).find((n): n is IPNet => !!n);
+  if (!net) return undefined;
+  const n = size(net);
+  if (n < 4n) return undefined;
+  const usable = n - 2n; // not the network or broadcast address
+  const start = BigInt(`0x${sha256Hex(`${namespace}/${name}`).slice(0, 12)}`) % usable;
+  const limit = usable < 65536n ? usable : 65536n;
+  for (let i = 0n; i < limit; i++) {
+    const ip = formatIP({ family: net.family, value: networkAddr(net) + 1n + ((start + i) % usable) });
+    if (!taken.has(ip)) return ip;
+  }
+  return undefined;
+}
+
+export function serviceVIP(svc: Service): string | undefined {
+  const ip = svc.spec.clusterIP ?? svc.spec.clusterIPs?.[0];
+  return ip && ip !== 'None' ? ip : undefined;
+}
+
+export const isHeadless = (svc: Service): boolean => svc.spec.clusterIP === 'None';
+
+/**
+ * Rendezvous (highest random weight) assignment of SLOTS slots to backends: each slot goes to
+ * the backend with the highest hash(slot, backend). When one backend leaves, only its slots
+ * move; when one joins, it takes slots only from others in proportion (≈ SLOTS/k).
+ */
+export function slotTable(backends: readonly string[], slots = SLOTS): number[] {
+  const out: number[] = [];
+  const h = backends.map((b) => b);
+  for (let s = 0; s < slots; s++) {
+    let best = -1;
+    let bestScore = -1;
+    h.forEach((b, i) => {
+      const score = fnv1a(`${s}|${b}`);
+      if (score > bestScore || (score === bestScore && b < h[best]!)) {
+        best = i;
+        bestScore = score;
+      }
+    });
+    out.push(best);
+  }
+  return out;
+}
+
+function fnv1a(s: string): number {
+  let x = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    x ^= s.charCodeAt(i);
+    x = Math.imul(x, 0x01000193) >>> 0;
+  }
+  // a final avalanche (murmur3 fmix32) so near-identical strings spread
+  x ^= x >>> 16;
+  x = Math.imul(x, 0x85ebca6b) >>> 0;
+  x ^= x >>> 13;
+  x = Math.imul(x, 0xc2b2ae35) >>> 0;
+  x ^= x >>> 16;
+  return x >>> 0;
+}
+
+function resolveTargetPort(sp: ServicePort, ep: Endpoint): number | undefined {
+  const t = sp.targetPort ?? sp.port;
+  if (typeof t === 'number') return t;
+  const proto = sp.protocol ?? 'TCP';
+  const m = (ep.spec.ports ?? []).find((p) => p.name === t && (p.protocol ?? 'TCP') === proto);
+  return m?.containerPort;
+}
+
+function matches(selector: Record<string, string>, labels: Record<string, string> | undefined): boolean {
+  return Object.entries(selector).every(([k, v]) => labels?.[k] === v);
+}
+
+/** Compile what every node programs for the store's services. */
+export function compileServices(objs: ServiceObjects, _node: string, opts: CompileOptions): ServiceTable {
+  const problems: string[] = [];
+  const allocations: ServiceTable['allocations'] = [];
+  const entries: ServicePortEntry[] = [];
+  const taken = new Set<string>();
+  for (const s of objs.services) {
+    const v = serviceVIP(s);
+    if (v) taken.add(v);
+  }
+  const health = new Map<string, BackendHealth>();
+  for (const h of objs.health) health.set(`${h.metadata.namespace ?? 'default'}/${h.metadata.name}`, h);
+  // endpoints indexed by namespace and by each label pair: a selector scans only the endpoints
+  // carrying its first pair (1000 services × 10000 endpoints: linear, not a product)
+  const byLabel = new Map<string, Endpoint[]>();
+  for (const ep of objs.endpoints) {
+    for (const [k, v] of Object.entries(ep.metadata.labels ?? {})) {
+      const key = `${ep.metadata.namespace ?? 'default'}\u0000${k}\u0000${v}`;
+      let l = byLabel.get(key);
+      if (!l) byLabel.set(key, (l = []));
+      l.push(ep);
+    }
+  }
+  const slicesBySvc = new Map<string, EndpointSlice[]>();
+  for (const sl of objs.endpointSlices) {
+    const key = `${sl.metadata.namespace ?? 'default'}/${sl.metadata.labels['kubernetes.io/service-name']}`;
+    let l = slicesBySvc.get(key);
+    if (!l) slicesBySvc.set(key, (l = []));
+    l.push(sl);
+  }
+  const services = [...objs.services].sort((a, b) => `${a.metadata.namespace}/${a.metadata.name}`.localeCompare(`${b.metadata.namespace}/${b.metadata.name}`));
+  for (const svc of services) {
+    const ns = svc.metadata.namespace ?? 'default';
+    const name = svc.metadata.name;
+    const ref = `${ns}/${name}`;
+    if (isHeadless(svc)) continue;
+    // one VIP per family (clusterIPs, dual stack), or the one allocated from serviceCIDR
+    let given = (svc.spec.clusterIPs?.length ? svc.spec.clusterIPs : svc.spec.clusterIP ? [svc.spec.clusterIP] : []).filter((x) => x && x !== 'None');
+    if (!given.length) {
+      const vip = allocateClusterIP(ns, name, opts.serviceCIDR, taken);
+      if (!vip) {
+        problems.push(`Service ${ref}: no free address in serviceCIDR ${opts.serviceCIDR.join(',')}`);
+        continue;
+      }
+      taken.add(vip);
+      allocations.push({ namespace: ns, name, clusterIP: vip });
+      given = [vip];
+    }
+    const vips: Array<{ vip: string; family: 4 | 6 }> = [];
+    for (const v of given) {
+      const ip = parseIP(v);
+      if (!ip) problems.push(`Service ${ref}: clusterIP ${v} is not an address`);
+      else if (!vips.some((x) => x.family === ip.family)) vips.push({ vip: v, family: ip.family });
+    }
+    const ann = svc.metadata.annotations ?? {};
+    const algoProblem = algorithmProblem(ann[ALGORITHM_ANNOTATION]);
+    if (algoProblem) {
+      problems.push(`Service ${ref}: ${algoProblem}`);
+      continue;
+    }
+    const algorithm = (ann[ALGORITHM_ANNOTATION] as Algorithm | undefined) ?? 'round-robin';
+    let check: HealthCheck | undefined;
+    if (ann[HEALTH_ANNOTATION] !== undefined) {
+      const h = parseHealthCheck(ann[HEALTH_ANNOTATION]);
+      if (typeof h === 'string') problems.push(`Service ${ref}: ${HEALTH_ANNOTATION}: ${h} (checks off)`);
+      else check = h;
+    }
+    const affinityTimeout = svc.spec.sessionAffinity === 'ClientIP' ? (svc.spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? DEFAULT_AFFINITY_TIMEOUT) : undefined;
+    const ports = svc.spec.ports ?? [];
+    for (const { vip, family, sp } of vips.flatMap((v) => ports.map((sp) => ({ ...v, sp })))) {
+      const protocol = protoOf(sp);
+      if (!protocol) {
+        problems.push(`Service ${ref}: port ${sp.port}/${sp.protocol}: only TCP and UDP are balanced`);
+        continue;
+      }
+      const backends = new Map<string, Backend>();
+      const add = (address: string, port: number | undefined, weight: number, source: string, node?: string): void => {
+        if (port === undefined) return;
+        // backends of the VIP's family (a regex for IPv4: parseIP is ~10 µs a call)
+        if (family === 4 ? !IPV4.test(address) : !address.includes(':') || parseIP(address)?.family !== 6) return;
+        const key = `${address}:${port}`;
+        if (backends.has(key)) return;
+        const hn = healthName(name, address, port);
+        const h = check ? health.get(`${ns}/${hn}`) : undefined;
+        const healthy = h ? h.spec.healthy : true;
+        backends.set(key, { key, address, port, weight, source, ...(node ? { node } : {}), healthy, ...(h && !h.spec.healthy && h.spec.reason ? { reason: h.spec.reason } : {}) });
+      };
+      if (svc.spec.selector && Object.keys(svc.spec.selector).length) {
+        const [k0, v0] = Object.entries(svc.spec.selector)[0]!;
+        for (const ep of byLabel.get(`${ns}\u0000${k0}\u0000${v0}`) ?? []) {
+          if (!matches(svc.spec.selector, ep.metadata.labels)) continue;
+          const w = ep.metadata.labels?.[WEIGHT_LABEL];
+          const weight = w === undefined || weightProblem(w) ? 1 : Number(w);
+          const port = resolveTargetPort(sp, ep);
+          for (const cidr of ep.spec.ips) add(hostOf(cidr), port, weight, `${ns}/${ep.metadata.name}`, ep.spec.node);
+        }
+      } else if (!svc.spec.selector || !Object.keys(svc.spec.selector).length) {
+        for (const sl of slicesBySvc.get(ref) ?? []) {
+          const slp = (sl.ports ?? []).find((p) => (p.name ?? '') === (sp.name ?? '') && (p.protocol ?? 'TCP') === (sp.protocol ?? 'TCP'));
+          const port = slp?.port ?? (typeof sp.targetPort === 'number' ? sp.targetPort : typeof sp.targetPort === 'string' ? undefined : sp.port);
+          for (const e of sl.endpoints) {
+            if (e.conditions?.ready === false) continue;
+            for (const a of e.addresses) add(a, port, 1, `slice/${sl.metadata.name}`, e.nodeName);
+          }
+        }
+      }
+      const all = [...backends.values()].sort((a, b) => NUMERIC(a.key, b.key));
+      const active = all.filter((b) => b.healthy && (algorithm !== 'weighted-round-robin' || b.weight > 0));
+      const key = `${ref}:${sp.port}/${protocol}${family === 6 ? '/v6' : ''}`;
+      entries.push({
+        key,
+        namespace: ns,
+        name,
+        portName: sp.name ?? '',
+        vip,
+        family,
+        port: sp.port,
+        protocol,
+        algorithm,
+        ...(affinityTimeout !== undefined ? { affinityTimeout } : {}),
+        ...(check ? { health: check } : {}),
+        backends: all,
+        active,
+        id: `${ident(`${ns}_${name}`).slice(0, 80)}_${protocol}${sp.port}_${sha256Hex(key).slice(0, 6)}`,
+      });
+    }
+  }
+  return { entries, allocations, problems };
+}
+
+// ---------------------------------------------------------------- nft rendering
+
+/** One service port's part of the table: chains (name → rules), sets, and map elements. */
+export interface ServiceFragment {
+  key: string;
+  /** element of service_ips(6) or no_endpoints(6) */
+  map: 'service_ips' | 'no_endpoints' | 'service_ips6' | 'no_endpoints6';
+  element: string;
+  /** chains in creation order; the first is the service chain */
+  chains: Array<{ name: string; rules: string[] }>;
+  /** set and map declarations (name → body without elements) */
+  sets: Array<{ name: string; body: string; map?: boolean }>;
+  /** least-connections: the map and its one element (the agent keeps it current) */
+  lc?: { map: string; element: string };
+  /** a content hash, to tell whether anything changed (the lc element excluded) */
+  hash: string;
+}
+
+const svcChain = (e: ServicePortEntry): string => `svc_${e.id}`;
+const rejectChain = (e: ServicePortEntry): string => `rej_${e.id}`;
+export const beChain = (e: ServicePortEntry, b: Backend): string => `be_${e.id}_${ident(b.address)}_${b.port}`;
+const affSet = (e: ServicePortEntry, b: Backend): string => `aff_${e.id}_${ident(b.address)}_${b.port}`;
+/** the least-connections choice: a one-element map (l4proto : goto backend chain) the agent updates */
+export const lcMap = (e: ServicePortEntry): string => `lc_${e.id}`;
+
+/** Open connections per service port and backend: key `${entry.key}|${backend.key}`. */
+export type ConnCounts = ReadonlyMap<string, number>;
+
+/**
+ * The backend least-connections sends the next new connection to: the active backend with the
+ * fewest open connections in `conns`, ties to the first in order.
+ */
+export function leastConnectionsChoice(e: ServicePortEntry, conns: ConnCounts): Backend | undefined {
+  let best: Backend | undefined;
+  let n = Infinity;
+  for (const b of e.active) {
+    const c = conns.get(`${e.key}|${b.key}`) ?? 0;
+    if (c < n) {
+      n = c;
+      best = b;
+    }
+  }
+  return best;
+}
+
+export function lcElement(e: ServicePortEntry, b: Backend): string {
+  return `${e.protocol} : goto ${beChain(e, b)}`;
+}
+
+/** The nft statements that point the least-connections map of `e` at backend `b` (one transaction). */
+export function renderLcUpdate(table: string, e: ServicePortEntry, b: Backend): string {
+  return `flush map inet ${table} ${lcMap(e)}\nadd element inet ${table} ${lcMap(e)} { ${lcElement(e, b)} }\n`;
+}
+
+const MARK = `0x${HAIRPIN_MARK.toString(16).padStart(8, '0')}`;
+
+export function fragmentOf(e: ServicePortEntry, conns: ConnCounts = new Map()): ServiceFragment {
+  const chains: ServiceFragment['chains'] = [];
+  const sets: ServiceFragment['sets'] = [];
+  const mapKey = `${e.vip} . ${e.protocol} . ${e.port}`;
+  const v6 = e.family === 6;
+  const ipx = v6 ? 'ip6' : 'ip';
+  if (e.active.length === 0) {
+    const rules = e.protocol === 'tcp' ? ['reject with tcp reset'] : ['reject with icmpx type port-unreachable'];
+    chains.push({ name: rejectChain(e), rules });
+    return finish({ key: e.key, map: v6 ? 'no_endpoints6' : 'no_endpoints', element: `${mapKey} : goto ${rejectChain(e)}`, chains, sets });
+  }
+  const svc: string[] = [];
+  const bes = e.active;
+  let lc: ServiceFragment['lc'];
+  if (e.affinityTimeout !== undefined) {
+    for (const b of bes) {
+      sets.push({ name: affSet(e, b), body: `type ${v6 ? 'ipv6_addr' : 'ipv4_addr'}; flags dynamic,timeout; timeout ${e.affinityTimeout}s;` });
+      svc.push(`${ipx} saddr @${affSet(e, b)} goto ${beChain(e, b)}`);
+    }
+  }
+  const go = (b: Backend): string => `goto ${beChain(e, b)}`;
+  if (bes.length === 1) svc.push(go(bes[0]!));
+  else if (e.algorithm === 'round-robin') {
+    svc.push(`numgen inc mod ${bes.length} vmap { ${bes.map((b, i) => `${i} : ${go(b)}`).join(', ')} }`);
+  } else if (e.algorithm === 'weighted-round-robin') {
+    const total = bes.reduce((s, b) => s + b.weight, 0);
+    let at = 0;
+    const els = bes.map((b) => {
+      const el = b.weight === 1 ? `${at} : ${go(b)}` : `${at}-${at + b.weight - 1} : ${go(b)}`;
+      at += b.weight;
+      return el;
+    });
+    svc.push(`numgen inc mod ${total} vmap { ${els.join(', ')} }`);
+  } else if (e.algorithm === 'ip-hash') {
+    const slots = slotTable(bes.map((b) => b.key));
+    // runs of equal slots become intervals: at most SLOTS elements, usually far fewer
+    const els: string[] = [];
+    for (let s = 0; s < slots.length; ) {
+      let t = s;
+      while (t + 1 < slots.length && slots[t + 1] === slots[s]) t++;
+      els.push(`${t > s ? `${s}-${t}` : s} : ${go(bes[slots[s]!]!)}`);
+      s = t + 1;
+    }
+    svc.push(`jhash ${ipx} saddr mod ${SLOTS} seed 0x5eed vmap { ${els.join(', ')} }`);
+  } else {
+    const pick = leastConnectionsChoice(e, conns) ?? bes[0]!;
+    sets.push({ name: lcMap(e), body: 'type inet_proto : verdict;', map: true });
+    lc = { map: lcMap(e), element: lcElement(e, pick) };
+    svc.push(`meta l4proto vmap @${lcMap(e)}`);
+  }
+  chains.push({ name: svcChain(e), rules: svc });
+  for (const b of bes) {
+    const rules = [`${ipx} saddr ${b.address} meta mark set meta mark | ${MARK}`];
+    if (e.affinityTimeout !== undefined) rules.push(`update @${affSet(e, b)} { ${ipx} saddr }`);
+    rules.push(`meta l4proto ${e.protocol} dnat ${ipx} to ${v6 ? `[${b.address}]` : b.address}:${b.port}`);
+    chains.push({ name: beChain(e, b), rules });
+  }
+  return finish({ key: e.key, map: v6 ? 'service_ips6' : 'service_ips', element: `${mapKey} : goto ${svcChain(e)}`, chains, sets, ...(lc ? { lc } : {}) });
+}
+
+function finish(f: Omit<ServiceFragment, 'hash'>): ServiceFragment {
+  const { lc, ...rest } = f;
+  return { ...f, hash: sha256Hex(JSON.stringify({ ...rest, lc: lc?.map })).slice(0, 16) };
+}
+
+const setDecl = (table: string, s: { name: string; body: string; map?: boolean }): string => `add ${s.map ? 'map' : 'set'} inet ${table} ${s.name} { ${s.body} }`;
+
+/** The fixed part of the table (hooks, maps). */
+function skeleton(table: string): string[] {
+  return [
+    `add table inet ${table}`,
+    `add map inet ${table} service_ips { type ipv4_addr . inet_proto . inet_service : verdict; }`,
+    `add map inet ${table} no_endpoints { type ipv4_addr . inet_proto . inet_service : verdict; }`,
+    `add map inet ${table} service_ips6 { type ipv6_addr . inet_proto . inet_service : verdict; }`,
+    `add map inet ${table} no_endpoints6 { type ipv6_addr . inet_proto . inet_service : verdict; }`,
+    `add chain inet ${table} services`,
+    `add rule inet ${table} services ip daddr . meta l4proto . th dport vmap @service_ips`,
+    `add rule inet ${table} services ip6 daddr . meta l4proto . th dport vmap @service_ips6`,
+    `add chain inet ${table} prerouting { type nat hook prerouting priority dstnat; policy accept; }`,
+    `add rule inet ${table} prerouting jump services`,
+    `add chain inet ${table} output { type nat hook output priority -100; policy accept; }`,
+    `add rule inet ${table} output jump services`,
+    `add chain inet ${table} postrouting { type nat hook postrouting priority srcnat; policy accept; }`,
+    `add rule inet ${table} postrouting meta mark & ${MARK} != 0 masquerade`,
+    `add chain inet ${table} endpoints_check`,
+    `add rule inet ${table} endpoints_check ip daddr . meta l4proto . th dport vmap @no_endpoints`,
+    `add rule inet ${table} endpoints_check ip6 daddr . meta l4proto . th dport vmap @no_endpoints6`,
+    `add chain inet ${table} filter_forward { type filter hook forward priority -110; policy accept; }`,
+    `add rule inet ${table} filter_forward ct state new jump endpoints_check`,
+    `add chain inet ${table} filter_output { type filter hook output priority -110; policy accept; }`,
+    `add rule inet ${table} filter_output ct state new jump endpoints_check`,
+  ];
+}
+
+export interface RenderedTable {
+  table: string;
+  fragments: Map<string, ServiceFragment>;
+}
+
+export function renderFragments(t: ServiceTable, tableName: string, conns?: ConnCounts): RenderedTable {
+  return { table: tableName, fragments: new Map(t.entries.map((e) => [e.key, fragmentOf(e, conns)])) };
+}
+
+/** The whole table, replacing whatever is there (one transaction). */
+export function renderServicesNft(t: ServiceTable | RenderedTable, tableName: string): string {
+  const r = 'entries' in t ? renderFragments(t, tableName) : t;
+  return renderServicesUpdate({ table: tableName, fragments: new Map() }, { table: tableName, fragments: r.fragments }, true);
+}
+
+/**
+ * Only what changed between two renderings of the same table, in one transaction: new chains
+ * and sets added, changed chains flushed and refilled, changed map elements replaced, chains
+ * and sets no longer used deleted. A backend leaving a service touches that service's chains
+ * only; affinity sets of backends that stay keep their entries. '' when equal. With `full`,
+ * the table is deleted and written whole first.
+ */
+export function renderServicesUpdate(prev: RenderedTable, next: RenderedTable, full = false): string {
+  const t = next.table;
+  const chainsOf = (r: RenderedTable): Map<string, string[]> => new Map([...r.fragments.values()].flatMap((f) => f.chains.map((c) => [c.name, c.rules] as [string, string[]])));
+  const setsOf = (r: RenderedTable): Map<string, { name: string; body: string; map?: boolean }> => new Map([...r.fragments.values()].flatMap((f) => f.sets.map((s) => [s.name, s] as [string, typeof s])));
+  const elemsOf = (r: RenderedTable): Map<string, { map: string; element: string }> => new Map([...r.fragments.values()].map((f) => [`${f.map}|${f.element.split(' : ')[0]}`, { map: f.map, element: f.element }]));
+  const [pc, nc, ps, ns, pe, ne] = [chainsOf(prev), chainsOf(next), setsOf(prev), setsOf(next), elemsOf(prev), elemsOf(next)];
+  const head: string[] = full ? [`add table inet ${t}`, `delete table inet ${t}`, ...skeleton(t)] : [];
+  const out: string[] = [];
+  for (const [n] of nc) if (!pc.has(n)) out.push(`add chain inet ${t} ${n}`);
+  for (const [n, s] of ns) {
+    const p = ps.get(n);
+    if (p && p.body !== s.body) throw new Error(`set ${n} changed its type`); // names carry the type: cannot happen
+    if (!p) out.push(setDecl(t, s));
+  }
+  // refill: backend chains before the service chains that jump to them (order is irrelevant in one transaction, but readable)
+  for (const [n, rules] of nc) {
+    const p = pc.get(n);
+    if (p && JSON.stringify(p) === JSON.stringify(rules)) continue;
+    if (p) out.push(`flush chain inet ${t} ${n}`);
+    for (const r of rules) out.push(`add rule inet ${t} ${n} ${r}`);
+  }
+  for (const f of next.fragments.values()) {
+    if (!f.lc) continue;
+    const p = prev.fragments.get(f.key);
+    if (p?.hash === f.hash && p.lc?.element === f.lc.element) continue;
+    if (p?.lc) out.push(`flush map inet ${t} ${f.lc.map}`);
+    out.push(`add element inet ${t} ${f.lc.map} { ${f.lc.element} }`);
+  }
+  for (const [k, e] of pe) {
+    const n = ne.get(k);
+    if (!n || n.element !== e.element) out.push(`delete element inet ${t} ${e.map} { ${k.split('|')[1]} }`);
+  }
+  for (const [k, e] of ne) {
+    const p = pe.get(k);
+    if (!p || p.element !== e.element) out.push(`add element inet ${t} ${e.map} { ${e.element} }`);
+  }
+  const gone = [...pc.keys()].filter((n) => !nc.has(n));
+  for (const n of gone) out.push(`flush chain inet ${t} ${n}`);
+  for (const [n, s] of ps) if (!ns.has(n)) out.push(`delete ${s.map ? 'map' : 'set'} inet ${t} ${n}`);
+  for (const n of gone) out.push(`delete chain inet ${t} ${n}`);
+  if (!full && !out.length) return '';
+  return `${[...head, ...out].join('\n')}\n`;
+}
+
+/** Every object kind the services reconciler reads (for a watch). */
+export function isServiceObject(o: CniObject): boolean {
+  return o.kind === 'Service' || o.kind === 'EndpointSlice' || o.kind === 'Endpoint';
+}
+

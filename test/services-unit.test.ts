@@ -1,0 +1,197 @@
+/** The services compiler (pure): backends, VIP allocation, algorithms, slot table, rendering, updates. */
+import { describe, expect, it } from 'vitest';
+import type { Endpoint, EndpointSlice, Service } from '../shared/objects/types.ts';
+import {
+  allocateClusterIP,
+  compileServices,
+  parseHealthCheck,
+  renderFragments,
+  renderServicesNft,
+  renderServicesUpdate,
+  slotTable,
+  SLOTS,
+  type BackendHealth,
+  type ServiceObjects,
+} from '../shared/services/compile.ts';
+
+const ep = (name: string, ip: string, labels: Record<string, string> = {}, node = 'n1'): Endpoint => ({
+  apiVersion: 'cni-ts.dev/v1',
+  kind: 'Endpoint',
+  metadata: { name, namespace: 'default', labels: { app: 'web', ...labels } },
+  spec: { node, network: 'n', containerId: name, ifname: 'eth0', ips: [`${ip}/24`], ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }] },
+});
+const svc = (name: string, spec: Partial<Service['spec']> = {}, annotations: Record<string, string> = {}): Service => ({
+  apiVersion: 'v1',
+  kind: 'Service',
+  metadata: { name, namespace: 'default', annotations },
+  spec: { selector: { app: 'web' }, ports: [{ name: 'web', port: 80, targetPort: 'http' }], ...spec },
+});
+const objs = (o: Partial<ServiceObjects>): ServiceObjects => ({ services: [], endpointSlices: [], endpoints: [], health: [], ...o });
+const CIDR = { serviceCIDR: ['10.96.0.0/16'] };
+const three = [ep('a', '10.1.0.2'), ep('b', '10.1.0.3'), ep('c', '10.1.0.4')];
+
+describe('compileServices', () => {
+  it('selects backends by labels in the namespace and resolves a named targetPort', () => {
+    const other = { ...ep('x', '10.1.0.9'), metadata: { name: 'x', namespace: 'other', labels: { app: 'web' } } };
+    const t = compileServices(objs({ services: [svc('web', { clusterIP: '10.96.0.10' })], endpoints: [...three, other, ep('d', '10.1.0.5', { app: 'db' })] }), 'n1', CIDR);
+    expect(t.entries).toHaveLength(1);
+    const e = t.entries[0]!;
+    expect(e.vip).toBe('10.96.0.10');
+    expect(e.active.map((b) => b.key)).toEqual(['10.1.0.2:8080', '10.1.0.3:8080', '10.1.0.4:8080']);
+    expect(t.allocations).toEqual([]);
+  });
+
+  it('allocates a VIP deterministically in serviceCIDR, stable and distinct', () => {
+    const a = compileServices(objs({ services: [svc('one'), svc('two')] }), 'n1', CIDR);
+    const b = compileServices(objs({ services: [svc('two'), svc('one')] }), 'n1', CIDR);
+    expect(a.allocations).toEqual(b.allocations);
+    expect(a.allocations).toHaveLength(2);
+    expect(a.allocations[0]!.clusterIP).not.toBe(a.allocations[1]!.clusterIP);
+    for (const x of a.allocations) expect(x.clusterIP.startsWith('10.96.')).toBe(true);
+    const ip = allocateClusterIP('default', 'one', ['10.96.0.0/16'], new Set());
+    expect(allocateClusterIP('default', 'one', ['10.96.0.0/16'], new Set([ip!]))).not.toBe(ip);
+  });
+
+  it('headless services get nothing; no backend renders a reject in no_endpoints', () => {
+    const t = compileServices(objs({ services: [svc('h', { clusterIP: 'None' }), svc('e', { clusterIP: '10.96.0.11', selector: { app: 'none' } })] }), 'n1', CIDR);
+    expect(t.entries.map((e) => e.name)).toEqual(['e']);
+    const nft = renderServicesNft(t, 'hvt');
+    expect(nft).toContain('add element inet hvt no_endpoints { 10.96.0.11 . tcp . 80 : goto rej_');
+    expect(nft).toContain('reject with tcp reset');
+  });
+
+  it('a selector-less Service takes its backends from EndpointSlices (ready only)', () => {
+    const sl: EndpointSlice = {
+      apiVersion: 'cni-ts.dev/v1',
+      kind: 'EndpointSlice',
+      metadata: { name: 'ext-1', namespace: 'default', labels: { 'kubernetes.io/service-name': 'ext' } },
+      endpoints: [{ addresses: ['192.0.2.1'] }, { addresses: ['192.0.2.2'], conditions: { ready: false } }],
+      ports: [{ name: 'web', port: 9000 }],
+    };
+    const t = compileServices(objs({ services: [svc('ext', { selector: undefined, clusterIP: '10.96.0.12' })], endpointSlices: [sl] }), 'n1', CIDR);
+    expect(t.entries[0]!.active.map((b) => b.key)).toEqual(['192.0.2.1:9000']);
+  });
+
+  it('unhealthy backends (BackendHealth) and weight 0 are out of the rotation', () => {
+    const h: BackendHealth = { apiVersion: 'cni-ts.dev/v1', kind: 'BackendHealth', metadata: { name: 'web-10-1-0-3-8080', namespace: 'default' }, spec: { service: 'web', address: '10.1.0.3', port: 8080, node: 'n1', healthy: false, checkedAt: '' } };
+    const s = svc('web', { clusterIP: '10.96.0.10' }, { 'health.cni-ts.dev/check': '{"type":"tcp"}', 'lb.cni-ts.dev/algorithm': 'weighted-round-robin' });
+    const t = compileServices(objs({ services: [s], endpoints: [ep('a', '10.1.0.2', { 'lb.cni-ts.dev/weight': '0' }), ep('b', '10.1.0.3'), ep('c', '10.1.0.4', { 'lb.cni-ts.dev/weight': '3' })], health: [h] }), 'n1', CIDR);
+    expect(t.entries[0]!.active.map((b) => b.key)).toEqual(['10.1.0.4:8080']);
+    expect(t.entries[0]!.backends).toHaveLength(3);
+  });
+
+  it('an unknown algorithm leaves the service out with a problem', () => {
+    const t = compileServices(objs({ services: [svc('web', {}, { 'lb.cni-ts.dev/algorithm': 'random' })], endpoints: three }), 'n1', CIDR);
+    expect(t.entries).toEqual([]);
+    expect(t.problems[0]).toMatch(/unknown algorithm "random"/);
+  });
+});
+
+describe('rendering', () => {
+  const render = (annotations: Record<string, string>, endpoints = three, spec: Partial<Service['spec']> = {}): string =>
+    renderServicesNft(compileServices(objs({ services: [svc('web', { clusterIP: '10.96.0.10', ...spec }, annotations)], endpoints }), 'n1', CIDR), 'hvt');
+
+  it('round robin: numgen inc over the backends', () => {
+    expect(render({})).toMatch(/numgen inc mod 3 vmap \{ 0 : goto be_\S+, 1 : goto be_\S+, 2 : goto be_\S+ \}/);
+    expect(render({})).toContain('dnat ip to 10.1.0.2:8080');
+  });
+  it('weighted: numgen over the sum of weights, in ranges', () => {
+    const n = render({ 'lb.cni-ts.dev/algorithm': 'weighted-round-robin' }, [ep('a', '10.1.0.2', { 'lb.cni-ts.dev/weight': '3' }), ep('b', '10.1.0.3')]);
+    expect(n).toMatch(/numgen inc mod 4 vmap \{ 0-2 : goto be_\S+10_1_0_2_8080, 3 : goto be_\S+10_1_0_3_8080 \}/);
+  });
+  it('ip-hash: jhash of the source over a slot table', () => {
+    expect(render({ 'lb.cni-ts.dev/algorithm': 'ip-hash' })).toMatch(/jhash ip saddr mod 256 seed 0x5eed vmap/);
+  });
+  it('least-connections: a one-element map the agent updates', () => {
+    const n = render({ 'lb.cni-ts.dev/algorithm': 'least-connections' });
+    expect(n).toMatch(/add map inet hvt lc_\S+ \{ type inet_proto : verdict; \}/);
+    expect(n).toMatch(/meta l4proto vmap @lc_/);
+  });
+  it('ClientIP affinity: one timed set per backend, checked first, updated on dnat', () => {
+    const n = render({}, three, { sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 60 } } });
+    expect(n).toMatch(/flags dynamic,timeout; timeout 60s;/);
+    expect(n).toMatch(/ip saddr @aff_\S+ goto be_/);
+    expect(n).toMatch(/update @aff_\S+ \{ ip saddr \}/);
+  });
+  it('hairpin: the backend chain marks its own source; postrouting masquerades the mark', () => {
+    const n = render({});
+    expect(n).toContain('ip saddr 10.1.0.2 meta mark set meta mark | 0x00200000');
+    expect(n).toContain('meta mark & 0x00200000 != 0 masquerade');
+  });
+});
+
+describe('slot table (ip-hash)', () => {
+  it('only the leaving backend’s slots move; the others keep theirs', () => {
+    const bs = ['10.1.0.2:80', '10.1.0.3:80', '10.1.0.4:80', '10.1.0.5:80'];
+    const before = slotTable(bs).map((i) => bs[i]);
+    const left = bs.filter((b) => b !== '10.1.0.4:80');
+    const after = slotTable(left).map((i) => left[i]);
+    let moved = 0;
+    for (let s = 0; s < SLOTS; s++) {
+      if (before[s] !== '10.1.0.4:80') expect(after[s]).toBe(before[s]);
+      else moved++;
+    }
+    expect(moved).toBeGreaterThan(SLOTS / 8);
+    expect(moved).toBeLessThan(SLOTS / 2.5);
+  });
+  it('is balanced (each of 4 backends within 64 ± 24 slots)', () => {
+    const counts = [0, 0, 0, 0];
+    for (const i of slotTable(['a', 'b', 'c', 'd'])) counts[i]!++;
+    for (const c of counts) expect(Math.abs(c - 64)).toBeLessThan(24);
+  });
+});
+
+describe('updates', () => {
+  it('a backend leaving one service touches that service only', () => {
+    const services = [svc('web', { clusterIP: '10.96.0.10' }), svc('api', { clusterIP: '10.96.0.11', selector: { app: 'api' } })];
+    const api = [ep('p', '10.1.0.7', { app: 'api' }), ep('q', '10.1.0.8', { app: 'api' })];
+    const a = renderFragments(compileServices(objs({ services, endpoints: [...three, ...api] }), 'n1', CIDR), 'hvt');
+    const b = renderFragments(compileServices(objs({ services, endpoints: [three[0]!, three[1]!, ...api] }), 'n1', CIDR), 'hvt');
+    const u = renderServicesUpdate(a, b);
+    expect(u).not.toContain('api');
+    expect(u).toMatch(/flush chain inet hvt svc_default_web/);
+    expect(u).toMatch(/delete chain inet hvt be_default_web\S+10_1_0_4_8080/);
+    expect(u).not.toMatch(/service_ips/);
+    expect(renderServicesUpdate(b, b)).toBe('');
+  });
+  it('the last backend leaving moves the element from service_ips to no_endpoints', () => {
+    const services = [svc('web', { clusterIP: '10.96.0.10' })];
+    const a = renderFragments(compileServices(objs({ services, endpoints: [three[0]!] }), 'n1', CIDR), 'hvt');
+    const b = renderFragments(compileServices(objs({ services, endpoints: [] }), 'n1', CIDR), 'hvt');
+    const u = renderServicesUpdate(a, b);
+    expect(u).toContain('delete element inet hvt service_ips { 10.96.0.10 . tcp . 80 }');
+    expect(u).toMatch(/add element inet hvt no_endpoints \{ 10.96.0.10 . tcp . 80 : goto rej_/);
+  });
+});
+
+describe('health check annotation', () => {
+  it('defaults and errors', () => {
+    expect(parseHealthCheck('{"type":"http","port":8080,"path":"/healthz"}')).toEqual({ type: 'http', port: 8080, path: '/healthz', intervalSeconds: 2, timeoutSeconds: 1, unhealthyThreshold: 3, healthyThreshold: 2 });
+    expect(parseHealthCheck('{"type":"icmp"}')).toMatch(/type must be/);
+    expect(parseHealthCheck('{')).toMatch(/not valid JSON/);
+    expect(parseHealthCheck('{"type":"tcp","unhealthyThreshold":0}')).toMatch(/unhealthyThreshold/);
+  });
+});
+
+describe('IPv6 and dual stack', () => {
+  const ep6 = (name: string, v4: string, v6: string): Endpoint => ({ ...ep(name, v4), spec: { ...ep(name, v4).spec, ips: [`${v4}/24`, `${v6}/64`] } });
+  it('a dual-stack Service gets one entry per family, each with its family’s backends', () => {
+    const s = svc('web', { clusterIP: '10.96.0.10', clusterIPs: ['10.96.0.10', 'fd00:96::10'], sessionAffinity: 'ClientIP' }, { 'lb.cni-ts.dev/algorithm': 'ip-hash' });
+    const t = compileServices(objs({ services: [s], endpoints: [ep6('a', '10.1.0.2', 'fd00:1::2'), ep6('b', '10.1.0.3', 'fd00:1::3')] }), 'n1', CIDR);
+    expect(t.entries.map((e) => [e.vip, e.family, e.active.map((b) => b.address)])).toEqual([
+      ['10.96.0.10', 4, ['10.1.0.2', '10.1.0.3']],
+      ['fd00:96::10', 6, ['fd00:1::2', 'fd00:1::3']],
+    ]);
+    const nft = renderServicesNft(t, 'hvt');
+    expect(nft).toContain('add element inet hvt service_ips6 { fd00:96::10 . tcp . 80 : goto svc_');
+    expect(nft).toContain('dnat ip6 to [fd00:1::2]:8080');
+    expect(nft).toContain('jhash ip6 saddr mod 256');
+    expect(nft).toMatch(/type ipv6_addr; flags dynamic,timeout;/);
+    expect(nft).toContain('ip6 saddr fd00:1::2 meta mark set');
+  });
+  it('allocates from an IPv6 serviceCIDR', () => {
+    const v = allocateClusterIP('default', 'web', ['fd00:96::/112'], new Set());
+    expect(v).toMatch(/^fd00:96::[0-9a-f]{1,4}$/);
+  });
+});
+
