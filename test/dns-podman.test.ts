@@ -41,10 +41,12 @@ describe('podman run on a bridge + host-local + endpoint network, the agent serv
     socket = path.join(pm.dir, 'agent.sock');
     const agentConfig = path.join(pm.dir, 'agent.json');
     const table = `${tag}_policy`;
+    const servicesTable = `${tag}_services`;
     cleanup.add(() => sh('nft', ['delete', 'table', 'inet', table], { allowFail: true }));
+    cleanup.add(() => sh('nft', ['delete', 'table', 'inet', servicesTable], { allowFail: true }));
     writeFileSync(
       agentConfig,
-      JSON.stringify({ store: { type: 'file', path: storeDir }, node: `${tag}-node`, socket, policy: { table, lockFile: path.join(pm.dir, 'policy.lock') }, dns: { upstreams: [] } }),
+      JSON.stringify({ store: { type: 'file', path: storeDir }, node: `${tag}-node`, socket, policy: { table, lockFile: path.join(pm.dir, 'policy.lock') }, services: { table: servicesTable, healthChecks: false }, dns: { upstreams: [] } }),
     );
     const conflist = bridgeConflist(net);
     (conflist.plugins as unknown[]).push({ type: 'endpoint', agentConfig, capabilities: { aliases: true }, logFile: net.logFile, logLevel: 'debug' });
