@@ -63,7 +63,8 @@ describe('bandwidth tc commands', () => {
   it('unshapedSubnets: HTB defaulting to the shaped class, the listed ones to 1:1', () => {
     const c = rootCommands('bwpx', s, limits({ unshapedSubnets: ['10.1.2.3/16', 'fd00::1/64'] }), 'dst');
     expect(c[0]).toEqual(['qdisc', 'add', 'dev', 'bwpx', 'root', 'handle', '1:', 'htb', 'default', '30']);
-    expect(c[2]).toEqual(['class', 'add', 'dev', 'bwpx', 'parent', '1:', 'classid', '1:30', 'htb', 'rate', '20000000bit', 'burst', '20000']);
+    expect(c[1]).toEqual(['class', 'add', 'dev', 'bwpx', 'parent', '1:', 'classid', '1:1', 'htb', 'rate', '100000000000bit', 'burst', '1500000', 'cburst', '1500000', 'quantum', '60000']);
+    expect(c[2]).toEqual(['class', 'add', 'dev', 'bwpx', 'parent', '1:', 'classid', '1:30', 'htb', 'rate', '20000000bit', 'burst', '20000', 'quantum', '60000']);
     expect(c.slice(3)).toEqual([
       ['filter', 'add', 'dev', 'bwpx', 'parent', '1:', 'protocol', 'ip', 'prio', '16', 'u32', 'match', 'ip', 'dst', '10.1.0.0/16', 'classid', '1:1'],
       ['filter', 'add', 'dev', 'bwpx', 'parent', '1:', 'protocol', 'ipv6', 'prio', '16', 'u32', 'match', 'ip6', 'dst', 'fd00::/64', 'classid', '1:1'],

@@ -45,6 +45,8 @@ export const UNSHAPED_MINOR = '1';
 export const SHAPED_MINOR = '30';
 /** The rate of the "unshaped" HTB class: high enough never to shape (100 Gbit/s). */
 export const UNCAPPED_RATE_BITS = 100_000_000_000;
+const UNCAPPED_BURST = '1500000';
+const QUANTUM = '60000';
 
 /**
  * The limits in force: `runtimeConfig.bandwidth` (the capability, set per container by the
@@ -116,8 +118,9 @@ export function rootCommands(dev: string, s: Shaper, l: Limits, remote: 'src' | 
   const [deflt, listed] = l.unshapedSubnets.length ? [SHAPED_MINOR, UNSHAPED_MINOR] : [UNSHAPED_MINOR, SHAPED_MINOR];
   const cmds: string[][] = [
     ['qdisc', 'add', 'dev', dev, 'root', 'handle', '1:', 'htb', 'default', deflt],
-    ['class', 'add', 'dev', dev, 'parent', '1:', 'classid', `1:${UNSHAPED_MINOR}`, 'htb', 'rate', `${UNCAPPED_RATE_BITS}bit`],
-    ['class', 'add', 'dev', dev, 'parent', '1:', 'classid', `1:${SHAPED_MINOR}`, 'htb', 'rate', `${s.rateBytes * 8}bit`, 'burst', String(s.burstBytes)],
+    // Explicit buckets and quantum: tc's defaults leave a 100 Gbit/s class a zero ceil bucket and warn about the quantum.
+    ['class', 'add', 'dev', dev, 'parent', '1:', 'classid', `1:${UNSHAPED_MINOR}`, 'htb', 'rate', `${UNCAPPED_RATE_BITS}bit`, 'burst', UNCAPPED_BURST, 'cburst', UNCAPPED_BURST, 'quantum', QUANTUM],
+    ['class', 'add', 'dev', dev, 'parent', '1:', 'classid', `1:${SHAPED_MINOR}`, 'htb', 'rate', `${s.rateBytes * 8}bit`, 'burst', String(s.burstBytes), 'quantum', QUANTUM],
   ];
   for (const c of subnets) {
     const n = network(parseCIDR(c)!);

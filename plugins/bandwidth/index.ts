@@ -9,7 +9,7 @@ import type { Interface, Result } from '../../shared/cni/types.ts';
 import { run } from '../../shared/kernel/exec.ts';
 import { ipBatch, ipJson, type LinkInfo } from '../../shared/kernel/ip.ts';
 import { randomMac } from '../../shared/kernel/link.ts';
-import { tcBatch, tcJson, type QdiscInfo } from '../../shared/kernel/tc.ts';
+import { tcBatch, tcClasses, tcJson, type QdiscInfo } from '../../shared/kernel/tc.ts';
 import schema from '../../conf/schemas/bandwidth.schema.json' with { type: 'json' };
 import {
   ifbName,
@@ -110,7 +110,7 @@ async function checkRoot(dev: string, s: Shaper, l: Limits): Promise<string | un
   }
   const deflt = l.unshapedSubnets.length ? SHAPED_MINOR : UNSHAPED_MINOR;
   if (root.options?.default !== `0x${deflt}`) return `${dev}: htb default class ${String(root.options?.default)}, expected 0x${deflt}`;
-  const classes = await tcJson<{ handle: string; rate?: number; burst?: number }>(['class', 'show', 'dev', dev]);
+  const classes = await tcClasses(dev);
   const shaped = classes.find((c) => c.handle === `1:${SHAPED_MINOR}`);
   if (!shaped || !near(shaped.rate, s.rateBytes)) return `${dev}: htb class 1:${SHAPED_MINOR} rate ${String(shaped?.rate)} B/s, expected ${s.rateBytes}`;
   if (!classes.some((c) => c.handle === `1:${UNSHAPED_MINOR}`)) return `${dev}: htb class 1:${UNSHAPED_MINOR} missing`;

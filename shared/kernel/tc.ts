@@ -25,3 +25,26 @@ export interface QdiscInfo {
   parent?: string;
   options?: Record<string, unknown>;
 }
+
+export interface ClassInfo {
+  kind: string;
+  handle: string;
+  /** bytes per second, from tc's rounded print (tc has no JSON for HTB classes) */
+  rate?: number;
+}
+
+const UNIT: Record<string, number> = { '': 1, K: 1e3, M: 1e6, G: 1e9, T: 1e12 };
+
+/** `tc class show dev D`, parsed: kind, handle and rate of each class. */
+export async function tcClasses(dev: string, netns?: string): Promise<ClassInfo[]> {
+  const r = await run('tc', ['class', 'show', 'dev', dev], { netns, allowFail: true });
+  if (r.exitCode !== 0) return [];
+  return r.stdout
+    .split('\n')
+    .map((line) => ({ line, m: /^class (\S+) (\S+)/.exec(line) }))
+    .filter((x): x is { line: string; m: RegExpExecArray } => x.m !== null)
+    .map(({ line, m }) => {
+      const rate = / rate (\d+(?:\.\d+)?)([KMGT]?)bit/.exec(line);
+      return { kind: m[1], handle: m[2], rate: rate ? (Number(rate[1]) * UNIT[rate[2]]) / 8 : undefined };
+    });
+}
