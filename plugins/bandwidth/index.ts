@@ -35,20 +35,22 @@ function kernelError(e: unknown, what: string): never {
 }
 
 /**
- * The host side of the container interface: the peer of CNI_IFNAME in the container's netns,
- * which must be one of prevResult's interfaces without a sandbox (the reference's rule).
- * Undefined when the netns or the interface is gone.
+ * The host side of the container interface, among prevResult's interfaces without a sandbox:
+ * the only veth there (one `ip` call: bridge and ptp results list the bridge and one veth), or
+ * else the peer of CNI_IFNAME in the container's netns (the reference's rule). Undefined when
+ * it cannot be found (the netns or the veth gone).
  */
 async function hostInterface(req: Request<BandwidthConf>, prev: Result): Promise<LinkInfo | undefined> {
   const hostNames = new Set((prev.interfaces ?? []).filter((i) => !i.sandbox).map((i) => i.name));
-  if (!req.env.netns || !hostNames.size) return undefined;
-  const [inner, host] = await Promise.all([
-    run('ip', ['-json', 'link', 'show', 'dev', req.env.ifname], { netns: req.env.netns, allowFail: true }),
-    ipJson<LinkInfo[]>(['link', 'show']),
-  ]);
+  if (!hostNames.size) return undefined;
+  const host = (await ipJson<LinkInfo[]>(['-details', 'link', 'show'])).filter((l) => hostNames.has(l.ifname));
+  const veths = host.filter((l) => l.linkinfo?.info_kind === 'veth');
+  if (veths.length === 1) return veths[0];
+  if (!req.env.netns) return undefined;
+  const inner = await run('ip', ['-json', 'link', 'show', 'dev', req.env.ifname], { netns: req.env.netns, allowFail: true });
   if (inner.exitCode !== 0) return undefined;
   const peer = (JSON.parse(inner.stdout || '[]') as LinkInfo[])[0]?.link_index;
-  return peer ? host.find((l) => l.ifindex === peer && hostNames.has(l.ifname)) : undefined;
+  return peer ? host.find((l) => l.ifindex === peer) : undefined;
 }
 
 async function mustHostInterface(req: Request<BandwidthConf>, prev: Result): Promise<LinkInfo> {
@@ -59,20 +61,25 @@ async function mustHostInterface(req: Request<BandwidthConf>, prev: Result): Pro
   return link;
 }
 
-/** Remove what ADD put on the host veth (root TBF/HTB handle 1:, ingress ffff:) and the IFB. */
+/** Remove the IFB (gone already: fine). */
+const deleteIfb = (ifb: string): Promise<unknown> => run('ip', ['link', 'del', 'dev', ifb], { allowFail: true });
+
+/**
+ * Remove what ADD put on the host veth: the root qdisc if its handle is ADD's 1: (tbf or htb),
+ * and the ingress qdisc (with the redirect filter). `-force`: one missing does not stop the other.
+ */
+async function deleteQdiscs(hostDev: string): Promise<void> {
+  await tcBatch(
+    [
+      ['qdisc', 'del', 'dev', hostDev, 'root', 'handle', '1:'],
+      ['qdisc', 'del', 'dev', hostDev, 'handle', 'ffff:', 'ingress'],
+    ],
+    { allowFail: true, force: true },
+  );
+}
+
 async function teardown(hostDev: string | undefined, ifb: string): Promise<void> {
-  const steps: Promise<unknown>[] = [run('ip', ['link', 'del', 'dev', ifb], { allowFail: true })];
-  if (hostDev) {
-    steps.push(
-      tcJson<QdiscInfo>(['qdisc', 'show', 'dev', hostDev]).then((qs) => {
-        const cmds: string[][] = [];
-        if (qs.some((q) => q.root && q.handle === '1:' && (q.kind === 'tbf' || q.kind === 'htb'))) cmds.push(['qdisc', 'del', 'dev', hostDev, 'root', 'handle', '1:']);
-        if (qs.some((q) => q.kind === 'ingress' || q.kind === 'clsact')) cmds.push(['qdisc', 'del', 'dev', hostDev, 'handle', 'ffff:', 'ingress']);
-        return cmds.length ? tcBatch(cmds, { allowFail: true }) : undefined;
-      }),
-    );
-  }
-  await Promise.all(steps);
+  await Promise.all([deleteIfb(ifb), hostDev ? deleteQdiscs(hostDev) : undefined]);
 }
 
 async function shape(host: LinkInfo, ifb: string, l: Limits): Promise<Interface | undefined> {
@@ -148,9 +155,10 @@ export default definePlugin<BandwidthConf>({
   },
 
   async del(req) {
-    const ifb = ifbName(req.config.name, req.env.containerId);
-    const host = req.prevResult ? await hostInterface(req, req.prevResult) : undefined;
-    await teardown(host?.ifname, ifb);
+    // The IFB goes at once (its deletion waits for an RCU grace period) while the veth is looked up.
+    const gone = deleteIfb(ifbName(req.config.name, req.env.containerId));
+    const host = req.prevResult ? await hostInterface(req, req.prevResult).catch(() => undefined) : undefined;
+    await Promise.all([gone, host ? deleteQdiscs(host.ifname) : undefined]);
   },
 
   async check(req) {
