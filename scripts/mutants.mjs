@@ -28,6 +28,22 @@ export const MUTANTS = [
     test: ['test/claims.test.ts', 'CNI_IFNAME'],
   },
   {
+    id: 'bandwidth-check-ifb',
+    what: 'bandwidth CHECK no longer checks the TBF on the IFB (egress)',
+    file: 'plugins/bandwidth/index.ts',
+    from: '      egress ? checkRoot(ifb, egress, l) : undefined,',
+    to: '      undefined,',
+    test: ['test/bandwidth.test.ts', 'ADD: TBF'],
+  },
+  {
+    id: 'bandwidth-del-ifb',
+    what: 'bandwidth DEL leaves the IFB device behind',
+    file: 'plugins/bandwidth/index.ts',
+    from: "const deleteIfb = (ifb: string): Promise<unknown> => run('ip', ['link', 'del', 'dev', ifb], { allowFail: true });",
+    to: 'const deleteIfb = (ifb: string): Promise<unknown> => Promise.resolve(ifb);',
+    test: ['test/bandwidth.test.ts', 'DEL without CNI_NETNS'],
+  },
+  {
     id: 'portmap-udp-conntrack',
     what: 'portmap ADD no longer deletes stale UDP conntrack entries of its host ports',
     file: 'plugins/portmap/index.ts',

@@ -113,6 +113,14 @@ describe('bandwidth (kernel)', () => {
     expect((await del()).exitCode).toBe(0);
   });
 
+  it('STATUS and GC: exit 0 with nothing to do (the IFB goes with DEL)', async () => {
+    const config = { cniVersion: '1.1.0', name: 'hnstatus', type: 'bandwidth', ingressRate: RATE, ingressBurst: BURST };
+    for (const command of ['STATUS', 'GC']) {
+      const r = await execa(path.join(BIN, 'bandwidth'), [], { input: JSON.stringify(config), env: { CNI_COMMAND: command, CNI_PATH: BIN }, reject: false, extendEnv: false });
+      expect(r.exitCode, `${command}: ${String(r.stdout)}`).toBe(0);
+    }
+  });
+
   it('a rate without a burst: code 7 naming the field, nothing made', async () => {
     const tb = await makeTestbed(cleanup, { prefix: 'hn' });
     const net = `${tb.id}-bw`;
