@@ -121,6 +121,24 @@ describe('bandwidth (kernel)', () => {
     }
   });
 
+  it('schema: a non-integer or negative value is code 7 naming the field, in the config and in the capability', async () => {
+    const base = { cniVersion: '1.0.0', name: 'hnschema', type: 'bandwidth', prevResult: { cniVersion: '1.0.0', interfaces: [] } };
+    const cases: Array<[Record<string, unknown>, string]> = [
+      [{ ingressRate: 'x' }, 'ingressRate'],
+      [{ egressBurst: -8 }, 'egressBurst'],
+      [{ runtimeConfig: { bandwidth: { egressRate: 1.5 } } }, 'runtimeConfig.bandwidth.egressRate'],
+    ];
+    for (const [extra, field] of cases) {
+      const r = await execa(path.join(BIN, 'bandwidth'), [], {
+        input: JSON.stringify({ ...base, ...extra }),
+        env: { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'hnschema', CNI_NETNS: '/proc/self/ns/net', CNI_IFNAME: 'eth0', CNI_PATH: BIN },
+        reject: false,
+        extendEnv: false,
+      });
+      expect(JSON.parse(String(r.stdout))).toMatchObject({ code: 7, details: `field "${field}"` });
+    }
+  });
+
   it('a rate without a burst: code 7 naming the field, nothing made', async () => {
     const tb = await makeTestbed(cleanup, { prefix: 'hn' });
     const net = `${tb.id}-bw`;

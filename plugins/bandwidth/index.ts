@@ -28,7 +28,7 @@ import {
 
 /** A kernel refusal that means the feature is not built in: code 101. */
 function kernelError(e: unknown, what: string): never {
-  if (e instanceof CniError && /Unknown device type|qdisc kind is unknown|Unknown qdisc|Unknown filter|[Oo]peration not supported|No such file or directory/.test(`${e.message} ${e.details}`)) {
+  if (e instanceof CniError && /Unknown device type|qdisc kind is unknown|Unknown qdisc|Unknown filter|[Oo]peration not supported/.test(`${e.message} ${e.details}`)) {
     throw new CniError(ErrorCode.KernelFeatureMissing, `the kernel lacks ${what}: ${e.message}`, e.details);
   }
   throw e;
