@@ -221,6 +221,38 @@ describe('bandwidth (measured)', () => {
   });
 });
 
+describe('bandwidth subnets (measured)', () => {
+  /** A limited to 20 Mbit/s each way with `subnets` naming B's address: rates B->A and A->B. */
+  async function measure(key: 'unshapedSubnets' | 'shapedSubnets'): Promise<[number, number]> {
+    const tb = await makeTestbed(cleanup, { prefix: 'hn' });
+    const net = `${tb.id}-bw`;
+    setup(tb, net, {});
+    const [a, b] = [await tb.container(), await tb.container()];
+    const addB = await tb.cnitool(['add', net, b.path, '--json']);
+    expect(addB.exitCode, addB.stderr).toBe(0);
+    const ipB = (addB.json!.ips as Array<{ address: string }>)[0].address.split('/')[0];
+    const caps = JSON.stringify({ bandwidth: { ingressRate: RATE, ingressBurst: 1_000_000, egressRate: RATE, egressBurst: 1_000_000, [key]: [`${ipB}/32`] } });
+    const addA = await tb.cnitool(['add', net, a.path, '--json', '--capability-args', caps]);
+    expect(addA.exitCode, addA.stderr).toBe(0);
+    const ipA = (addA.json!.ips as Array<{ address: string }>)[0].address.split('/')[0];
+    const server: ResultPromise = execa('nsenter', [`--net=${a.path}`, '--', 'iperf3', '-s', '-B', ipA], { reject: false });
+    cleanup.add(async () => server.kill());
+    const rates: [number, number] = [await iperf(b, ipA, false), await iperf(b, ipA, true)];
+    console.log(`${key} [B]: to A ${(rates[0] / 1e6).toFixed(2)}, from A ${(rates[1] / 1e6).toFixed(2)} Mbit/s (limit ${RATE / 1e6})`);
+    server.kill();
+    await server;
+    return rates;
+  }
+
+  it('unshapedSubnets holding the peer: its traffic passes unlimited both ways', async () => {
+    for (const r of await measure('unshapedSubnets')) expect(r).toBeGreaterThan(2 * RATE);
+  });
+
+  it('shapedSubnets holding the peer: its traffic is limited both ways (within 10 %)', async () => {
+    for (const r of await measure('shapedSubnets')) expect(Math.abs(r - RATE) / RATE).toBeLessThan(0.1);
+  });
+});
+
 describe.skipIf(refMissing)('bandwidth interop with the reference plugins', () => {
   const bw = { ingressRate: RATE, ingressBurst: BURST, egressRate: RATE, egressBurst: BURST };
   /** ADD with `cniPath`; the result without MACs, the qdiscs of the veth and the IFB. */
