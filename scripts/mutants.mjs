@@ -44,6 +44,14 @@ export const MUTANTS = [
     test: ['test/bandwidth.test.ts', 'DEL without CNI_NETNS'],
   },
   {
+    id: 'bandwidth-del-qdiscs',
+    what: 'bandwidth DEL leaves its TBF and ingress qdiscs on a host veth that is still there',
+    file: 'plugins/bandwidth/index.ts',
+    from: "      ['qdisc', 'del', 'dev', hostDev, 'root', 'handle', '1:'],",
+    to: "      ['qdisc', 'del', 'dev', hostDev, 'root', 'handle', '7:'],",
+    test: ['test/bandwidth.test.ts', 'ADD: TBF'],
+  },
+  {
     id: 'portmap-udp-conntrack',
     what: 'portmap ADD no longer deletes stale UDP conntrack entries of its host ports',
     file: 'plugins/portmap/index.ts',

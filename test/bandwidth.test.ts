@@ -82,9 +82,18 @@ describe('bandwidth (kernel)', () => {
     expect(broken.exitCode).not.toBe(0);
     expect(broken.stderr + broken.stdout).toMatch(/105|no tbf qdisc/);
 
+    // bandwidth's DEL alone (the veth stays, as when the interface plugin's DEL has not run yet): its qdiscs go.
+    const bwDel = await execa('nsenter', [`--net=${tb.host.path}`, '--', path.join(BIN, 'bandwidth')], {
+      input: JSON.stringify({ cniVersion: '1.0.0', name: net, type: 'bandwidth', ingressRate: RATE, ingressBurst: BURST, egressRate: RATE / 2, egressBurst: BURST / 2, prevResult: add.json }),
+      env: { CNI_COMMAND: 'DEL', CNI_CONTAINERID: containerIdFor(c.path), CNI_NETNS: c.path, CNI_IFNAME: 'eth0', CNI_PATH: BIN },
+      reject: false,
+      extendEnv: false,
+    });
+    expect(bwDel.exitCode, String(bwDel.stdout)).toBe(0);
+    expect((await tcJson<Qdisc>(tb, ['qdisc', 'show', 'dev', veth])).filter((q) => q.kind === 'tbf' || q.kind === 'ingress')).toEqual([]);
+    expect((await inNs(tb.host, 'ip', ['link', 'show', 'dev', ifb.name], true)).exitCode).not.toBe(0);
     const del = await tb.cnitool(['del', net, c.path]);
     expect(del.exitCode, del.stderr).toBe(0);
-    expect((await inNs(tb.host, 'ip', ['link', 'show', 'dev', ifb.name], true)).exitCode).not.toBe(0);
     expect(await tcJson<Qdisc>(tb, ['qdisc', 'show', 'dev', ifb.name])).toEqual([]);
     expect((await tb.cnitool(['del', net, c.path])).exitCode).toBe(0);
   });
