@@ -36,7 +36,7 @@ const RT_ITER = Number(process.env.BENCH_RUNTIME_ITER ?? 10);
 const ONLY = (process.env.BENCH_ONLY ?? '').split(',').filter(Boolean);
 const want = (section: string): boolean => !ONLY.length || ONLY.includes(section);
 const CNI_VERSION = '1.0.0'; // the highest version both sides speak (the reference stops at 1.0.0)
-const SHIPPED = ['bridge', 'portmap', 'loopback', 'host-device', 'host-local', 'static'];
+const SHIPPED = ['bridge', 'portmap', 'bandwidth', 'loopback', 'host-device', 'host-local', 'static'];
 
 interface Side {
   key: 'ref' | 'ours' | 'alt';
@@ -132,6 +132,12 @@ const SCENARIOS: Scenario[] = [
     title: '+ ipMasq + portmap',
     plugins: (_s, b, n, d) => [bridgeConf(b, n, d, { ipMasq: true }), { type: 'portmap', capabilities: { portMappings: true } }],
     caps: { portMappings: [{ hostPort: 18080, containerPort: 80, protocol: 'tcp' }] },
+  },
+  // Keep index 2 the full chain (memory and strace sections use it): bandwidth goes last.
+  {
+    title: '+ bandwidth (20 Mbit/s each way: TBF, IFB)',
+    plugins: (_s, b, n, d) => [bridgeConf(b, n, d), { type: 'bandwidth', capabilities: { bandwidth: true } }],
+    caps: { bandwidth: { ingressRate: 20_000_000, ingressBurst: 1_000_000, egressRate: 20_000_000, egressBurst: 1_000_000 } },
   },
 ];
 
@@ -260,7 +266,7 @@ interface Spawns {
   procs: Proc[];
 }
 
-const PLUGIN_PROGRAMS = new Set(['bridge', 'host-local', 'portmap', 'loopback', 'static', 'host-device', 'cni-ts']);
+const PLUGIN_PROGRAMS = new Set(['bridge', 'host-local', 'portmap', 'bandwidth', 'loopback', 'static', 'host-device', 'cni-ts']);
 
 /**
  * Parse `strace -f -ttt -e trace=execve` output: every process that exec'd, with the program it

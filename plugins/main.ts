@@ -16,6 +16,7 @@ register('static', async () => (await import('../ipam/static/index.ts')).default
 register('overlay', async () => (await import('./overlay/index.ts')).default);
 register('loopback', async () => (await import('./loopback/index.ts')).default);
 register('host-device', async () => (await import('./host-device/index.ts')).default);
+register('bandwidth', async () => (await import('./bandwidth/index.ts')).default);
 register('portmap', async () => (await import('./portmap/index.ts')).default);
 register('bridge', async () => (await import('./bridge/index.ts')).default);
 register('endpoint', async () => (await import('./endpoint/index.ts')).default);

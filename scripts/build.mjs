@@ -32,7 +32,7 @@ const bunBin = path.join(root, 'node_modules', '@oven', 'bun-linux-x64-baseline'
 const runtimeArg = process.argv.find((a) => a.startsWith('--runtime='));
 const RUNTIME = runtimeArg ? runtimeArg.slice('--runtime='.length) : 'bun';
 if (!['bun', 'node'].includes(RUNTIME)) throw new Error(`--runtime=${RUNTIME}: bun or node`);
-const NAMES = ['bridge', 'portmap', 'loopback', 'host-device', 'overlay', 'host-local', 'static', 'endpoint', 'cnitool', 'cnictl'];
+const NAMES = ['bridge', 'portmap', 'bandwidth', 'loopback', 'host-device', 'overlay', 'host-local', 'static', 'endpoint', 'cnitool', 'cnictl'];
 const MULTI = 'cni-ts';
 const bundleOnly = process.argv.includes('--bundle-only');
 
@@ -47,6 +47,7 @@ const GROUPS = {
   'host-device': ['host-device', ...IPAM],
   overlay: ['overlay', 'bridge', ...IPAM], // overlay attaches pods through bridge
   portmap: ['portmap'],
+  bandwidth: ['bandwidth'],
   loopback: ['loopback'],
   'host-local': ['host-local'],
   static: ['static'],
@@ -62,6 +63,7 @@ const MEMBER_OF_IMPORT = {
   './loopback/index.ts': 'loopback',
   './host-device/index.ts': 'host-device',
   './portmap/index.ts': 'portmap',
+  './bandwidth/index.ts': 'bandwidth',
   './bridge/index.ts': 'bridge',
   './cnitool/index.ts': 'cnitool',
   './endpoint/index.ts': 'endpoint',

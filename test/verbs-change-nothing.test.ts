@@ -95,6 +95,23 @@ function cases(e: Env): Record<string, Case> {
       },
       dirs: [],
     },
+    bandwidth: {
+      config: () => ({ cniVersion: '1.1.0', name: 'hobw', type: 'bandwidth', ingressRate: 8_000_000, ingressBurst: 80_000, egressRate: 8_000_000, egressBurst: 80_000 }),
+      prev: (netns) => ifacePrev(netns, br),
+      unrelated: async (h) => {
+        // A veth of its own (no interface plugin needed) shaped by a real ADD: its IFB and qdiscs must stay.
+        const ns = await makeNetns(cleanup, 'ho-u');
+        const veth = `hobw${uid('').slice(0, 6)}`;
+        await inNs(h.ns, 'ip', ['link', 'add', veth, 'up', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.name]);
+        const id = uid('hou');
+        const config = { ...all.bandwidth.config(), prevResult: { cniVersion: '1.1.0', interfaces: [{ name: veth }, { name: 'eth0', sandbox: ns.path }], ips: [] } };
+        const r = await run(h, 'ADD', config, id, ns.path);
+        expect(r.exitCode, `unrelated ADD: ${r.stdout} ${r.stderr}`).toBe(0);
+        cleanup.add(() => run(h, 'DEL', config, id, ns.path));
+        return { id, ns };
+      },
+      dirs: [],
+    },
     loopback: {
       config: () => ({ cniVersion: '1.1.0', name: 'holo', type: 'loopback' }),
       prev: (netns) => ({ cniVersion: '1.1.0', interfaces: [{ name: 'lo', sandbox: netns }], ips: [{ address: '127.0.0.1/8', interface: 0 }], dns: {} }),
@@ -118,7 +135,7 @@ function cases(e: Env): Record<string, Case> {
 }
 
 
-const PLUGINS = ['bridge', 'overlay', 'host-device', 'portmap', 'loopback', 'host-local', 'static'];
+const PLUGINS = ['bridge', 'overlay', 'host-device', 'portmap', 'bandwidth', 'loopback', 'host-local', 'static'];
 
 describe.each(PLUGINS)('%s: CHECK, DEL, GC and STATUS change nothing', { timeout: 120_000 }, (plugin) => {
   it.each([['a clean host', false], ['a host with an unrelated attachment', true]])('on %s', async (_what, withOther) => {
