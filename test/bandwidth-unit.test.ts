@@ -23,9 +23,10 @@ describe('bandwidth limits', () => {
     expect(isZero(limits({ egressRate: 8, egressBurst: 8 }))).toBe(false);
   });
 
-  it('the bandwidth capability wins over the config keys, whole', () => {
+  it('as the reference: the config keys win over the bandwidth capability, whole; the capability applies alone', () => {
     const l = limits({ ingressRate: 1000, ingressBurst: 100, runtimeConfig: { bandwidth: { egressRate: 2000, egressBurst: 200 } } });
-    expect(l).toMatchObject({ ingressRate: 0, ingressBurst: 0, egressRate: 2000, egressBurst: 200, from: 'runtimeConfig.bandwidth.' });
+    expect(l).toMatchObject({ ingressRate: 1000, ingressBurst: 100, egressRate: 0, egressBurst: 0, from: '' });
+    expect(limits({ runtimeConfig: { bandwidth: { egressRate: 2000, egressBurst: 200 } } })).toMatchObject({ egressRate: 2000, egressBurst: 200, from: 'runtimeConfig.bandwidth.' });
     expect(limits({ ingressRate: 1000, ingressBurst: 100, runtimeConfig: { bandwidth: null } })).toMatchObject({ ingressRate: 1000, from: '' });
   });
 

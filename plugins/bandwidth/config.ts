@@ -55,7 +55,8 @@ const QUANTUM = '60000';
 export function limitsOf(conf: BandwidthConf): Limits | undefined {
   const rc = conf.runtimeConfig?.bandwidth;
   const top = KEYS.some((k) => conf[k] !== undefined) || conf.unshapedSubnets != null || conf.shapedSubnets != null;
-  const [e, from] = rc ? [rc, 'runtimeConfig.bandwidth.'] : top ? [conf as BandwidthEntry, ''] : [undefined, ''];
+  // As the reference: the config's own keys win; the `bandwidth` capability applies when the config has none.
+  const [e, from] = top ? [conf as BandwidthEntry, ''] : rc ? [rc, 'runtimeConfig.bandwidth.'] : [undefined, ''];
   if (!e) return undefined;
   return {
     ingressRate: e.ingressRate ?? 0,
