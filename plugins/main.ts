@@ -18,6 +18,7 @@ register('loopback', async () => (await import('./loopback/index.ts')).default);
 register('host-device', async () => (await import('./host-device/index.ts')).default);
 register('portmap', async () => (await import('./portmap/index.ts')).default);
 register('bridge', async () => (await import('./bridge/index.ts')).default);
+register('ptp', async () => (await import('./ptp/index.ts')).default);
 register('endpoint', async () => (await import('./endpoint/index.ts')).default);
 
 type Tool = (argv: string[]) => Promise<number>;

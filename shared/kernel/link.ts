@@ -25,6 +25,8 @@ export const normalizeMac = (mac: string): string => mac.toLowerCase();
 export interface AddrSpec {
   cidr: string;
   nodad?: boolean;
+  /** no prefix route for the address (ptp routes its subnet through the gateway instead) */
+  noprefixroute?: boolean;
 }
 
 /** One route via an interface (the 1.1.0 route fields map to ip-route options). */
@@ -36,6 +38,8 @@ export interface RouteSpec {
   metric?: number;
   table?: number;
   scope?: number;
+  /** preferred source address */
+  src?: string;
 }
 
 export interface IfaceConfig {
@@ -56,6 +60,7 @@ export function routeCommand(dev: string, r: RouteSpec, verb: 'add' | 'replace' 
   if (r.metric !== undefined) cmd.push('metric', String(r.metric));
   if (r.table !== undefined) cmd.push('table', String(r.table));
   if (r.scope !== undefined) cmd.push('scope', String(r.scope));
+  if (r.src) cmd.push('src', r.src);
   if (r.mtu) cmd.push('mtu', String(r.mtu));
   if (r.advmss) cmd.push('advmss', String(r.advmss));
   return cmd;
@@ -69,6 +74,7 @@ export function ifaceConfigCommands(ifname: string, c: IfaceConfig): string[][] 
   for (const a of c.addresses ?? []) {
     const cmd = ['addr', 'add', a.cidr, 'dev', ifname];
     if (a.nodad && familyOf(a.cidr) === 6) cmd.push('nodad');
+    if (a.noprefixroute) cmd.push('noprefixroute');
     cmds.push(cmd);
   }
   if (c.up) cmds.push(['link', 'set', 'dev', ifname, 'up']);
