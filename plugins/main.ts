@@ -19,6 +19,7 @@ register('host-device', async () => (await import('./host-device/index.ts')).def
 register('portmap', async () => (await import('./portmap/index.ts')).default);
 register('bridge', async () => (await import('./bridge/index.ts')).default);
 register('ptp', async () => (await import('./ptp/index.ts')).default);
+register('tuning', async () => (await import('./tuning/index.ts')).default);
 register('endpoint', async () => (await import('./endpoint/index.ts')).default);
 
 type Tool = (argv: string[]) => Promise<number>;
