@@ -20,6 +20,7 @@ register('portmap', async () => (await import('./portmap/index.ts')).default);
 register('bridge', async () => (await import('./bridge/index.ts')).default);
 register('ptp', async () => (await import('./ptp/index.ts')).default);
 register('tuning', async () => (await import('./tuning/index.ts')).default);
+register('macvlan', async () => (await import('./macvlan/index.ts')).default);
 register('endpoint', async () => (await import('./endpoint/index.ts')).default);
 
 type Tool = (argv: string[]) => Promise<number>;

@@ -167,3 +167,31 @@ export function macIsPinned(link: Pick<LinkInfo, 'ifname' | 'ifindex' | 'address
     return true;
   }
 }
+
+/** The kernel module behind each virtual link kind the interface plugins create. */
+export const KIND_MODULES: Record<string, string> = { macvlan: 'macvlan', ipvlan: 'ipvlan', vlan: '8021q', dummy: 'dummy', vrf: 'vrf', veth: 'veth', bridge: 'bridge' };
+
+/** Whether `ip link add` stderr says the kernel has no driver for the link kind. */
+export const lacksLinkKind = (stderr: string): boolean => /Unknown device type|Operation not supported|not supported/i.test(stderr);
+
+/** The code-101 error for a link kind this kernel cannot create. */
+export function missingKind(kind: string, stderr: string): CniError {
+  const mod = KIND_MODULES[kind] ?? kind;
+  return new CniError(ErrorCode.KernelFeatureMissing, `this kernel cannot create ${kind} links: module ${mod} is missing (CONFIG_${mod === '8021q' ? 'VLAN_8021Q' : mod.toUpperCase()})`, stderr.trim());
+}
+
+/**
+ * `ip link add ...` (argv without "ip", ending in `type <kind> ...`) followed by `then` lines,
+ * in one `ip -batch` in `netns`. A kernel without the kind's driver: code 101 naming the module;
+ * a name taken: code 102.
+ */
+export async function addLinkOfKind(argv: string[], kind: string, netns?: string, then: string[][] = []): Promise<void> {
+  try {
+    await ipBatch([argv, ...then], netns);
+  } catch (e) {
+    const text = e instanceof CniError ? `${e.message}\n${e.details}` : String(e);
+    if (lacksLinkKind(text)) throw missingKind(kind, e instanceof CniError ? e.details : text);
+    if (/File exists/i.test(text)) throw new CniError(ErrorCode.Conflict, `cannot create ${kind} link: the name is taken`, e instanceof CniError ? e.details : text);
+    throw e;
+  }
+}
