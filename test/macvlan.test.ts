@@ -8,7 +8,8 @@ import { existsSync, rmSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cleanup, inNs, kernelLacks, makeNetns, sh, type TestNetns } from './helpers/netns.ts';
 import { REF_BIN, runPlugin, uid, type PluginRun } from './helpers/run.ts';
-import { checkMtu, macvlanAddCommand, resolveMacvlan } from '../plugins/macvlan/config.ts';
+import { macvlanAddCommand, resolveMacvlan } from '../plugins/macvlan/config.ts';
+import { checkMtu } from '../plugins/sublink/core.ts';
 
 const PREFIX = 'hr';
 const cleanup = new Cleanup();

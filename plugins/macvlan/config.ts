@@ -6,6 +6,7 @@ import { validIfname } from '../../shared/cni/env.ts';
 import { invalidConfig } from '../../shared/cni/errors.ts';
 import type { CniEnv } from '../../shared/cni/env.ts';
 import type { NetConfBase } from '../../shared/cni/types.ts';
+import type { SublinkSettings } from '../sublink/core.ts';
 
 export type MacvlanMode = 'bridge' | 'private' | 'vepa' | 'passthru';
 
@@ -17,14 +18,9 @@ export interface MacvlanConf extends NetConfBase {
   linkInContainer?: boolean;
 }
 
-export interface MacvlanSettings {
-  /** undefined: the interface of the default route (of the host, or of the container with linkInContainer) */
-  master?: string;
+export interface MacvlanSettings extends SublinkSettings {
   mode: MacvlanMode;
-  mtu?: number;
   mac?: string;
-  linkInContainer: boolean;
-  layer3: boolean;
 }
 
 const MAC_RE = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
@@ -46,11 +42,6 @@ export function resolveMacvlan(c: MacvlanConf, env: Pick<CniEnv, 'args'>): Macvl
     linkInContainer: c.linkInContainer === true,
     layer3: Boolean(c.ipam?.type),
   };
-}
-
-/** The reference's bound: 0 (the kernel's default, the master's MTU) up to the master's MTU. */
-export function checkMtu(mtu: number | undefined, masterMtu: number): void {
-  if (mtu !== undefined && mtu > masterMtu) throw invalidConfig('mtu', `invalid MTU ${mtu}, must be [0, master MTU(${masterMtu})]`);
 }
 
 /** `ip link add` argv creating the macvlan `name` on `master`, directly inside `netns`. */
