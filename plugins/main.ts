@@ -21,6 +21,10 @@ register('bridge', async () => (await import('./bridge/index.ts')).default);
 register('ptp', async () => (await import('./ptp/index.ts')).default);
 register('tuning', async () => (await import('./tuning/index.ts')).default);
 register('macvlan', async () => (await import('./macvlan/index.ts')).default);
+register('ipvlan', async () => (await import('./ipvlan/index.ts')).default);
+register('vlan', async () => (await import('./vlan/index.ts')).default);
+register('dummy', async () => (await import('./dummy/index.ts')).default);
+register('vrf', async () => (await import('./vrf/index.ts')).default);
 register('endpoint', async () => (await import('./endpoint/index.ts')).default);
 
 type Tool = (argv: string[]) => Promise<number>;
