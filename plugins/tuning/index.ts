@@ -72,11 +72,14 @@ async function add(req: Request<TuningConf>): Promise<Result> {
   const [oldSysctls, link] = await Promise.all([readSysctls(paths, netns), changesLink(s) ? containerLink(ifname, netns) : undefined]);
   const hadBackup = existsSync(file);
   try {
-    await setSysctls(Object.fromEntries(s.sysctls.map(([, p, v]) => [p, v])), netns);
-    if (link) {
-      saveBackup(file, backupOf(s, link));
-      await applyLink(ifname, wanted(s), netns);
-    }
+    // The sysctls and the link attributes do not depend on each other: one round of processes.
+    if (link) saveBackup(file, backupOf(s, link));
+    const done = await Promise.allSettled([
+      setSysctls(Object.fromEntries(s.sysctls.map(([, p, v]) => [p, v])), netns),
+      link ? applyLink(ifname, wanted(s), netns) : undefined,
+    ]);
+    const failed = done.find((d) => d.status === 'rejected');
+    if (failed) throw failed.reason;
   } catch (e) {
     const undo = async (): Promise<void> => {
       if (link) await applyLink(ifname, backupOf(s, link), netns);
