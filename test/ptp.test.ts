@@ -157,6 +157,29 @@ describe('ptp: kernel', () => {
     for (const ip of b.res.ips as Array<{ address: string }>) expect(after).toContain(ip.address.split('/')[0]);
   });
 
+  it('GC removes the masquerade rules and reservations of attachments not listed, keeps the listed one; STATUS answers', async () => {
+    const s = await setup({ ipMasq: true, cniVersion: '1.1.0' });
+    s.conf.cniVersion = '1.1.0';
+    const a = await attach(s);
+    const b = await attach(s);
+    const ipA = ((a.res.ips as Array<{ address: string }>)[0].address).split('/')[0];
+    const ipB = ((b.res.ips as Array<{ address: string }>)[0].address).split('/')[0];
+    const gc = await runPlugin('ptp', {
+      command: 'GC',
+      config: { ...s.conf, 'cni.dev/valid-attachments': [{ containerID: a.id, ifname: 'eth0' }] },
+      hostNetns: s.host.path,
+    });
+    expect(gc.exitCode, gc.stdout + gc.stderr).toBe(0);
+    const rules = (await inNs(s.host, 'nft', ['list', 'table', 'inet', s.conf.nftTable as string])).stdout;
+    expect(rules).toContain(ipA);
+    expect(rules).not.toContain(` ${ipB} `);
+    const dir = `${s.dataDir}/${s.conf.name as string}`;
+    expect(existsSync(`${dir}/${ipA}`)).toBe(true);
+    expect(existsSync(`${dir}/${ipB}`)).toBe(false);
+    const st = await runPlugin('ptp', { command: 'STATUS', config: s.conf, hostNetns: s.host.path });
+    expect(st.exitCode, st.stdout + st.stderr).toBe(0);
+  });
+
   it('CHECK passes on a fresh attachment and detects drift (host route, container route, gateway address, masquerade)', async () => {
     const s = await setup({ ipMasq: true });
     const a = await attach(s);
