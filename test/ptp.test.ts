@@ -157,6 +157,18 @@ describe('ptp: kernel', () => {
     for (const ip of b.res.ips as Array<{ address: string }>) expect(after).toContain(ip.address.split('/')[0]);
   });
 
+  it('a repeated ADD of a live attachment fails with 102 and leaves the attachment, its reservation and its rules alone', async () => {
+    const s = await setup({ ipMasq: true });
+    const a = await attach(s);
+    const ip = ((a.res.ips as Array<{ address: string }>)[0].address).split('/')[0];
+    const again = await call(s, 'ADD', a.ns, a.id);
+    expect(again.json).toMatchObject({ code: 102 });
+    expect(existsSync(`${s.dataDir}/${s.conf.name as string}/${ip}`)).toBe(true);
+    expect((await inNs(s.host, 'nft', ['list', 'table', 'inet', s.conf.nftTable as string])).stdout).toContain(` ${ip} `);
+    ok(await call(s, 'CHECK', a.ns, a.id, { prevResult: a.res }));
+    expect((await inNs(s.host, 'ping', ['-c1', '-W2', ip], true)).exitCode).toBe(0);
+  });
+
   it('GC removes the masquerade rules and reservations of attachments not listed, keeps the listed one; STATUS answers', async () => {
     const s = await setup({ ipMasq: true, cniVersion: '1.1.0' });
     s.conf.cniVersion = '1.1.0';
