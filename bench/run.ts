@@ -139,6 +139,15 @@ const SCENARIOS: Scenario[] = [
     plugins: (_s, b, n, d) => [bridgeConf(b, n, d), { type: 'bandwidth', capabilities: { bandwidth: true } }],
     caps: { bandwidth: { ingressRate: 20_000_000, ingressBurst: 1_000_000, egressRate: 20_000_000, egressBurst: 1_000_000 } },
   },
+  { title: 'ptp + host-local', plugins: (_s, _b, n, d) => [{ type: 'ptp', ipam: { type: 'host-local', subnet: n, dataDir: d } }], caps: {} },
+  {
+    title: 'ptp + host-local + tuning (sysctl, mtu, promisc)',
+    plugins: (s, _b, n, d) => [
+      { type: 'ptp', ipam: { type: 'host-local', subnet: n, dataDir: d } },
+      { type: 'tuning', sysctl: { 'net.ipv4.conf.IFNAME.rp_filter': '2' }, mtu: 1400, promisc: true, dataDir: path.join(WORK, s.key, 'tuning') },
+    ],
+    caps: {},
+  },
 ];
 
 function makeList(s: Side, tag: string, plugins: Array<Record<string, unknown>>): NetworkList {

@@ -19,6 +19,13 @@ register('host-device', async () => (await import('./host-device/index.ts')).def
 register('bandwidth', async () => (await import('./bandwidth/index.ts')).default);
 register('portmap', async () => (await import('./portmap/index.ts')).default);
 register('bridge', async () => (await import('./bridge/index.ts')).default);
+register('ptp', async () => (await import('./ptp/index.ts')).default);
+register('tuning', async () => (await import('./tuning/index.ts')).default);
+register('macvlan', async () => (await import('./macvlan/index.ts')).default);
+register('ipvlan', async () => (await import('./ipvlan/index.ts')).default);
+register('vlan', async () => (await import('./vlan/index.ts')).default);
+register('dummy', async () => (await import('./dummy/index.ts')).default);
+register('vrf', async () => (await import('./vrf/index.ts')).default);
 register('endpoint', async () => (await import('./endpoint/index.ts')).default);
 
 type Tool = (argv: string[]) => Promise<number>;

@@ -32,7 +32,7 @@ const bunBin = path.join(root, 'node_modules', '@oven', 'bun-linux-x64-baseline'
 const runtimeArg = process.argv.find((a) => a.startsWith('--runtime='));
 const RUNTIME = runtimeArg ? runtimeArg.slice('--runtime='.length) : 'bun';
 if (!['bun', 'node'].includes(RUNTIME)) throw new Error(`--runtime=${RUNTIME}: bun or node`);
-const NAMES = ['bridge', 'portmap', 'bandwidth', 'loopback', 'host-device', 'overlay', 'host-local', 'static', 'endpoint', 'cnitool', 'cnictl'];
+const NAMES = ['bridge', 'portmap', 'bandwidth', 'loopback', 'host-device', 'overlay', 'host-local', 'static', 'endpoint', 'ptp', 'tuning', 'macvlan', 'ipvlan', 'vlan', 'dummy', 'vrf', 'cnitool', 'cnictl'];
 const MULTI = 'cni-ts';
 const bundleOnly = process.argv.includes('--bundle-only');
 
@@ -52,6 +52,13 @@ const GROUPS = {
   'host-local': ['host-local'],
   static: ['static'],
   endpoint: ['endpoint'],
+  ptp: ['ptp', ...IPAM],
+  tuning: ['tuning'],
+  macvlan: ['macvlan', ...IPAM],
+  ipvlan: ['ipvlan', ...IPAM],
+  vlan: ['vlan', ...IPAM],
+  dummy: ['dummy', ...IPAM],
+  vrf: ['vrf'],
 };
 // plugins/main.ts imports each plugin (and tool) by these paths; a group bundle gets a stub for
 // the ones it leaves out (load() then finds no plugin: delegation execs the executable instead).
@@ -67,6 +74,13 @@ const MEMBER_OF_IMPORT = {
   './bridge/index.ts': 'bridge',
   './cnitool/index.ts': 'cnitool',
   './endpoint/index.ts': 'endpoint',
+  './ptp/index.ts': 'ptp',
+  './tuning/index.ts': 'tuning',
+  './macvlan/index.ts': 'macvlan',
+  './ipvlan/index.ts': 'ipvlan',
+  './vlan/index.ts': 'vlan',
+  './dummy/index.ts': 'dummy',
+  './vrf/index.ts': 'vrf',
   '../agent/main.ts': 'agent',
   '../tools/cnictl/index.ts': 'cnictl',
 };

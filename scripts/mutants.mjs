@@ -139,6 +139,30 @@ export const MUTANTS = [
     to: "    target = v ? '-' : '';",
     test: ['test/claims.test.ts', 'CNI_TS_TRACE'],
   },
+  {
+    id: 'ptp-check-host-route',
+    what: 'ptp CHECK ignores the host route to the container',
+    file: 'plugins/ptp/index.ts',
+    from: '      if (!hasRoute(onHost, fam, hostName, r)) throw mismatch(',
+    to: '      if (onHost.length < 0 && !hasRoute(onHost, fam, hostName, r)) throw mismatch(',
+    test: ['test/ptp.test.ts', 'CHECK passes'],
+  },
+  {
+    id: 'tuning-del-no-restore',
+    what: 'tuning DEL removes its backup without restoring the interface',
+    file: 'plugins/tuning/index.ts',
+    from: '      await applyLink(ifname, b, netns);',
+    to: '      void b;',
+    test: ['test/tuning.test.ts', 'DEL restores'],
+  },
+  {
+    id: 'sublink-ipam-fail-leaks-link',
+    what: 'macvlan (sublink core) leaves its link in the container when IPAM fails',
+    file: 'plugins/sublink/core.ts',
+    from: '      // IPAM itself failed: the link made above goes too\n      await deleteLink(tmp, netns).catch(() => false);',
+    to: '      // IPAM itself failed',
+    test: ['test/macvlan.test.ts', 'private mode'],
+  },
 ];
 
 const ANSI = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, 'g');

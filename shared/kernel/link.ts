@@ -25,6 +25,8 @@ export const normalizeMac = (mac: string): string => mac.toLowerCase();
 export interface AddrSpec {
   cidr: string;
   nodad?: boolean;
+  /** no prefix route for the address (ptp routes its subnet through the gateway instead) */
+  noprefixroute?: boolean;
 }
 
 /** One route via an interface (the 1.1.0 route fields map to ip-route options). */
@@ -36,6 +38,8 @@ export interface RouteSpec {
   metric?: number;
   table?: number;
   scope?: number;
+  /** preferred source address */
+  src?: string;
 }
 
 export interface IfaceConfig {
@@ -56,6 +60,7 @@ export function routeCommand(dev: string, r: RouteSpec, verb: 'add' | 'replace' 
   if (r.metric !== undefined) cmd.push('metric', String(r.metric));
   if (r.table !== undefined) cmd.push('table', String(r.table));
   if (r.scope !== undefined) cmd.push('scope', String(r.scope));
+  if (r.src) cmd.push('src', r.src);
   if (r.mtu) cmd.push('mtu', String(r.mtu));
   if (r.advmss) cmd.push('advmss', String(r.advmss));
   return cmd;
@@ -69,6 +74,7 @@ export function ifaceConfigCommands(ifname: string, c: IfaceConfig): string[][] 
   for (const a of c.addresses ?? []) {
     const cmd = ['addr', 'add', a.cidr, 'dev', ifname];
     if (a.nodad && familyOf(a.cidr) === 6) cmd.push('nodad');
+    if (a.noprefixroute) cmd.push('noprefixroute');
     cmds.push(cmd);
   }
   if (c.up) cmds.push(['link', 'set', 'dev', ifname, 'up']);
@@ -159,5 +165,33 @@ export function macIsPinned(link: Pick<LinkInfo, 'ifname' | 'ifindex' | 'address
     return readFileSync(`${dir}/addr_assign_type`, 'utf8').trim() === '3';
   } catch {
     return true;
+  }
+}
+
+/** The kernel module behind each virtual link kind the interface plugins create. */
+export const KIND_MODULES: Record<string, string> = { macvlan: 'macvlan', ipvlan: 'ipvlan', vlan: '8021q', dummy: 'dummy', vrf: 'vrf', veth: 'veth', bridge: 'bridge' };
+
+/** Whether `ip link add` stderr says the kernel has no driver for the link kind. */
+export const lacksLinkKind = (stderr: string): boolean => /Unknown device type|Operation not supported|not supported/i.test(stderr);
+
+/** The code-101 error for a link kind this kernel cannot create. */
+export function missingKind(kind: string, stderr: string): CniError {
+  const mod = KIND_MODULES[kind] ?? kind;
+  return new CniError(ErrorCode.KernelFeatureMissing, `this kernel cannot create ${kind} links: module ${mod} is missing (CONFIG_${mod === '8021q' ? 'VLAN_8021Q' : mod.toUpperCase()})`, stderr.trim());
+}
+
+/**
+ * `ip link add ...` (argv without "ip", ending in `type <kind> ...`) followed by `then` lines,
+ * in one `ip -batch` in `netns`. A kernel without the kind's driver: code 101 naming the module;
+ * a name taken: code 102.
+ */
+export async function addLinkOfKind(argv: string[], kind: string, netns?: string, then: string[][] = []): Promise<void> {
+  try {
+    await ipBatch([argv, ...then], netns);
+  } catch (e) {
+    const text = e instanceof CniError ? `${e.message}\n${e.details}` : String(e);
+    if (lacksLinkKind(text)) throw missingKind(kind, e instanceof CniError ? e.details : text);
+    if (/File exists/i.test(text)) throw new CniError(ErrorCode.Conflict, `cannot create ${kind} link: the name is taken`, e instanceof CniError ? e.details : text);
+    throw e;
   }
 }

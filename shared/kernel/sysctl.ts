@@ -1,5 +1,6 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { run } from './exec.ts';
+import { CniError, ErrorCode } from '../cni/errors.ts';
 
 const keyPath = (key: string): string => `/proc/sys/${key.replace(/\./g, '/')}`;
 
@@ -19,4 +20,19 @@ export async function setSysctls(values: Record<string, string>, netns?: string)
 
 export function getSysctl(key: string): string {
   return readFileSync(keyPath(key), 'utf8').trim();
+}
+
+/**
+ * Read sysctls inside `netns` with one `sysctl -n` process (keys as dotted names or
+ * /proc/sys-relative paths); values in the order of `keys`. Throws (code 100) naming the
+ * key when one cannot be read.
+ */
+export async function readSysctls(keys: string[], netns: string): Promise<string[]> {
+  if (!keys.length) return [];
+  const r = await run('sysctl', ['-n', ...keys], { netns, allowFail: true });
+  const lines = r.stdout.replace(/\n$/, '').split('\n');
+  if (r.exitCode !== 0 || lines.length !== keys.length) {
+    throw new CniError(ErrorCode.KernelOperation, `cannot read sysctl ${keys.join(', ')} in ${netns}`, r.stderr.trim() || `${lines.length} values for ${keys.length} keys`);
+  }
+  return lines;
 }
