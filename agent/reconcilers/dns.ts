@@ -23,11 +23,12 @@ import type { DnsLookupReport, DnsRecord, DnsRecordsReport } from '../../shared/
 import type { Logger } from '../../shared/cni/log.ts';
 import type { RR, UnhealthyInput, ZoneObjects } from '../../shared/dns/records.ts';
 import type { CniObject, Endpoint, EndpointSlice, Kind, Namespace, Service } from '../../shared/objects/types.ts';
-import { openStore, refString } from '../../shared/store/index.ts';
-import type { ObjectStore, Stored, WatchEvent } from '../../shared/store/types.ts';
+import { refString } from '../../shared/store/index.ts';
+import type { Stored, WatchEvent } from '../../shared/store/types.ts';
 import { validateDnsConfig, type DnsAgentConfig, type DnsSection } from '../dns/config.ts';
 import { listenSpecs, startDns, type DnsHandle } from '../dns/index.ts';
 import { Loop } from '../loop.ts';
+import { WatchedStore } from '../watched-store.ts';
 
 export const DNS_KINDS: Kind[] = ['Service', 'EndpointSlice', 'Endpoint', 'Namespace', 'BackendHealth'];
 
@@ -60,8 +61,7 @@ export function recordOf(rr: RR, network?: string): DnsRecord {
 
 export class DnsReconciler {
   readonly loop: Loop;
-  private store: ObjectStore | undefined;
-  private stopWatch: (() => void) | undefined;
+  private readonly conn: WatchedStore;
   private dns: DnsHandle | undefined;
   private revision = 0;
   private readonly objects = new Map<string, CniObject>();
@@ -77,6 +77,7 @@ export class DnsReconciler {
     private readonly log: Logger,
     opts: { resyncMs?: number } = {},
   ) {
+    this.conn = new WatchedStore(cfg.store, DNS_KINDS, (e) => this.onEvent(e), () => this.revision);
     this.loop = new Loop({ name: 'dns', log, resyncMs: opts.resyncMs, settleMs: 2, reconcile: (why) => this.pass(why) });
     // Headless answers leave out backends the services health checks marked down: the
     // BackendHealth objects (written on each transition) are watched with the other kinds.
@@ -112,18 +113,10 @@ export class DnsReconciler {
 
   async stop(): Promise<void> {
     await this.loop.stop();
-    await this.dropStore();
+    await this.conn.drop();
     const d = this.dns;
     this.dns = undefined;
     await d?.close();
-  }
-
-  private async dropStore(): Promise<void> {
-    this.stopWatch?.();
-    this.stopWatch = undefined;
-    const st = this.store;
-    this.store = undefined;
-    await st?.close().catch(() => undefined);
   }
 
   /** What the objects are, cheaply (resourceVersion-free: the objects' JSON, by key). */
@@ -165,23 +158,9 @@ export class DnsReconciler {
     for (const i of items) if (DNS_KINDS.includes(i.object.kind)) this.objects.set(refString({ kind: i.object.kind, namespace: i.object.metadata.namespace ?? '', name: i.object.metadata.name }), i.object);
   }
 
-  private async ensureStore(): Promise<ObjectStore> {
-    if (this.store) return this.store;
-    const store = await openStore(this.cfg.store, { persistent: true });
-    try {
-      const from = this.revision || (await store.list('Namespace')).revision;
-      this.stopWatch = await store.watch((e) => this.onEvent(e), { fromRevision: from, kinds: DNS_KINDS });
-    } catch (e) {
-      await store.close().catch(() => undefined);
-      throw e;
-    }
-    this.store = store;
-    return store;
-  }
-
   private async pass(why: string): Promise<string | undefined> {
     try {
-      const store = await this.ensureStore();
+      const store = await this.conn.get();
       // the full re-list repairs anything a watch could have missed
       const lists = await Promise.all(DNS_KINDS.map((k) => store.list(k)));
       const before = this.fingerprint();
@@ -203,7 +182,7 @@ export class DnsReconciler {
       // log on start and when something changed, not every periodic resync
       return /\b(start|retry|api)\b/.test(why) || summary !== this.loop.status().lastSummary ? summary : undefined;
     } catch (e) {
-      if (this.loop.status().consecutiveFailures >= 2) await this.dropStore();
+      if (this.loop.status().consecutiveFailures >= 2) await this.conn.drop();
       throw e;
     }
   }

@@ -20,18 +20,18 @@
 import type { AgentConfig } from '../../shared/agentconfig.ts';
 import type { Logger } from '../../shared/cni/log.ts';
 import type { Kind } from '../../shared/objects/types.ts';
-import { openStore, refString } from '../../shared/store/index.ts';
-import type { ObjectStore, WatchEvent } from '../../shared/store/types.ts';
+import { refString } from '../../shared/store/index.ts';
+import type { WatchEvent } from '../../shared/store/types.ts';
 import { policySettings, programPolicy, recordedRuleset, tableDrift, withPolicyLock, type PolicySettings } from '../../shared/policysync.ts';
 import { Loop } from '../loop.ts';
+import { WatchedStore } from '../watched-store.ts';
 
 export const POLICY_KINDS: Kind[] = ['Endpoint', 'Namespace', 'NetworkPolicy', 'AdminNetworkPolicy', 'BaselineAdminNetworkPolicy'];
 
 export class PolicyReconciler {
   readonly loop: Loop;
   readonly settings: PolicySettings;
-  private store: ObjectStore | undefined;
-  private stopWatch: (() => void) | undefined;
+  private readonly conn: WatchedStore;
   private revision = 0;
   private compiled = false;
 
@@ -41,6 +41,7 @@ export class PolicyReconciler {
     opts: { resyncMs?: number } = {},
   ) {
     this.settings = policySettings(cfg);
+    this.conn = new WatchedStore(cfg.store, POLICY_KINDS, (e) => this.onEvent(e), () => this.revision);
     this.loop = new Loop({ name: 'policy', log, resyncMs: opts.resyncMs, settleMs: 2, reconcile: (why) => this.pass(why) });
   }
 
@@ -50,15 +51,7 @@ export class PolicyReconciler {
 
   async stop(): Promise<void> {
     await this.loop.stop();
-    await this.dropStore();
-  }
-
-  private async dropStore(): Promise<void> {
-    this.stopWatch?.();
-    this.stopWatch = undefined;
-    const st = this.store;
-    this.store = undefined;
-    await st?.close().catch(() => undefined);
+    await this.conn.drop();
   }
 
   private onEvent(e: WatchEvent): void {
@@ -72,32 +65,17 @@ export class PolicyReconciler {
     this.loop.kick(`${e.type} ${refString(e.ref)}`);
   }
 
-  private async ensureStore(): Promise<ObjectStore> {
-    if (this.store) return this.store;
-    const store = await openStore(this.cfg.store, { persistent: true });
-    try {
-      // watch from the revision of the last read: nothing between that read and now is missed
-      const from = this.revision || (await store.list('Namespace')).revision;
-      this.stopWatch = await store.watch((e) => this.onEvent(e), { fromRevision: from, kinds: POLICY_KINDS });
-    } catch (e) {
-      await store.close().catch(() => undefined);
-      throw e;
-    }
-    this.store = store;
-    return store;
-  }
-
   private async pass(why: string): Promise<string | undefined> {
     try {
       return await this.reconcile(why);
     } catch (e) {
-      if (this.loop.status().consecutiveFailures >= 2) await this.dropStore(); // the 3rd failure in a row: reconnect next time
+      if (this.loop.status().consecutiveFailures >= 2) await this.conn.drop(); // the 3rd failure in a row: reconnect next time
       throw e;
     }
   }
 
   private async reconcile(why: string): Promise<string | undefined> {
-    const store = await this.ensureStore();
+    const store = await this.conn.get();
     const s = this.settings;
     return withPolicyLock(s, async () => {
       const t0 = performance.now();

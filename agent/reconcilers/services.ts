@@ -33,11 +33,12 @@ import {
   type RenderedTable,
   type ServicePortEntry,
 } from '../../shared/services/compile.ts';
-import { ConflictError, openStore, refString } from '../../shared/store/index.ts';
+import { ConflictError, refString } from '../../shared/store/index.ts';
 import type { ObjectStore, WatchEvent } from '../../shared/store/types.ts';
 import { ConnectionTracker } from '../health/connections.ts';
 import { HealthChecker } from '../health/checker.ts';
 import { Loop } from '../loop.ts';
+import { WatchedStore } from '../watched-store.ts';
 
 export const SERVICE_KINDS: Kind[] = ['Service', 'EndpointSlice', 'Endpoint', 'BackendHealth'];
 export const DEFAULT_SERVICES_TABLE = 'cni_ts_services';
@@ -60,8 +61,7 @@ const SKELETON_CHAINS: Record<string, number> = { services: 2, prerouting: 1, ou
 export class ServicesReconciler {
   readonly loop: Loop;
   readonly settings: ServicesSettings;
-  private store: ObjectStore | undefined;
-  private stopWatch: (() => void) | undefined;
+  private readonly conn: WatchedStore;
   private revision = 0;
   private applied: RenderedTable | undefined;
   private entries: ServicePortEntry[] = [];
@@ -76,9 +76,10 @@ export class ServicesReconciler {
     opts: { resyncMs?: number } = {},
   ) {
     this.settings = servicesSettings(cfg);
+    this.conn = new WatchedStore(cfg.store, SERVICE_KINDS, (e) => this.onEvent(e), () => this.revision);
     this.loop = new Loop({ name: 'services', log, resyncMs: opts.resyncMs, settleMs: 2, reconcile: (why) => this.pass(why) });
     this.conns = new ConnectionTracker(log, (keys) => void this.onConnections(keys));
-    if (this.settings.healthChecks) this.health = new HealthChecker(cfg.node, () => this.ensureStore(), log, (why) => this.loop.kick(why));
+    if (this.settings.healthChecks) this.health = new HealthChecker(cfg.node, () => this.conn.get(), log, (why) => this.loop.kick(why));
   }
 
   start(): void {
@@ -90,11 +91,7 @@ export class ServicesReconciler {
     this.conns.stop();
     await this.loop.stop();
     await this.tableLock.catch(() => undefined);
-    this.stopWatch?.();
-    this.stopWatch = undefined;
-    const st = this.store;
-    this.store = undefined;
-    await st?.close().catch(() => undefined);
+    await this.conn.drop();
   }
 
   /** The last compiled service ports and open-connection counts (API, cnictl). */
@@ -110,31 +107,11 @@ export class ServicesReconciler {
     this.loop.kick(`${e.type} ${refString(e.ref)}`);
   }
 
-  private async ensureStore(): Promise<ObjectStore> {
-    if (this.store) return this.store;
-    const store = await openStore(this.cfg.store, { persistent: true });
-    try {
-      const from = this.revision || (await store.list('Service')).revision;
-      this.stopWatch = await store.watch((e) => this.onEvent(e), { fromRevision: from, kinds: SERVICE_KINDS });
-    } catch (e) {
-      await store.close().catch(() => undefined);
-      throw e;
-    }
-    this.store = store;
-    return store;
-  }
-
   private async pass(why: string): Promise<string | undefined> {
     try {
       return await this.withTable(() => this.reconcile(why));
     } catch (e) {
-      if (this.loop.status().consecutiveFailures >= 2) {
-        this.stopWatch?.();
-        this.stopWatch = undefined;
-        const st = this.store;
-        this.store = undefined;
-        await st?.close().catch(() => undefined);
-      }
+      if (this.loop.status().consecutiveFailures >= 2) await this.conn.drop(); // the 3rd failure in a row: reconnect next time
       throw e;
     }
   }
@@ -146,7 +123,7 @@ export class ServicesReconciler {
   }
 
   private async reconcile(why: string): Promise<string | undefined> {
-    const store = await this.ensureStore();
+    const store = await this.conn.get();
     const t0 = performance.now();
     const [svcs, slices, eps, hs] = await Promise.all([store.list<Service>('Service'), store.list<EndpointSlice>('EndpointSlice'), store.list<Endpoint>('Endpoint'), store.list<BackendHealth>('BackendHealth')]);
     const revision = Math.min(svcs.revision, slices.revision, eps.revision, hs.revision);
