@@ -7,11 +7,12 @@
  */
 import { parseArgs } from 'node:util';
 import type { ObjectStore } from '../../shared/store/types.ts';
-import type { AdminNetworkPolicy, AnpPeer, AnpPort, AnpRule, BaselineAdminNetworkPolicy, Endpoint, LabelSelector, Namespace, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort } from '../../shared/objects/types.ts';
+import type { AnpPeer, AnpPort, AnpRule, Endpoint, LabelSelector, NetworkPolicyPeer, NetworkPolicyPort } from '../../shared/objects/types.ts';
 import { selectorString } from '../../shared/objects/selectors.ts';
 import { describeDecision, evaluate, PolicyIndex, type Decision, type EvaluateResult, type FlowProtocol, type PolicyObjects, type RuleRef, type SideResult } from '../../shared/policy/index.ts';
 import { parseAddr } from '../../shared/policy/model.ts';
 import { CliError, UsageError, type Ctx } from './common.ts';
+import { readPolicyObjects } from '../../shared/policysync.ts';
 
 export const usage = `usage: cnictl policy trace --from NS/POD|IP --to NS/POD|IP [--port PORT[/PROTO]] [-4|-6] [-o json]
   --from, --to   an endpoint (NAMESPACE/NAME, or NAME in namespace "default") or an IP address
@@ -54,23 +55,8 @@ export function parsePort(s: string): { protocol: FlowProtocol; port?: number } 
   return { port: Number(m[1]), protocol: ((m[2] ?? 'tcp').toUpperCase() as FlowProtocol) };
 }
 
-/** Every object policy depends on, read at once. */
-export async function readObjects(store: ObjectStore): Promise<PolicyObjects> {
-  const [eps, nss, nps, anps, banps] = await Promise.all([
-    store.list<Endpoint>('Endpoint'),
-    store.list<Namespace>('Namespace'),
-    store.list<NetworkPolicy>('NetworkPolicy'),
-    store.list<AdminNetworkPolicy>('AdminNetworkPolicy'),
-    store.list<BaselineAdminNetworkPolicy>('BaselineAdminNetworkPolicy'),
-  ]);
-  return {
-    endpoints: eps.items.map((s) => s.object),
-    namespaces: nss.items.map((s) => s.object),
-    policies: nps.items.map((s) => s.object),
-    anps: anps.items.map((s) => s.object),
-    banp: banps.items.find((s) => s.object.metadata.name === 'default')?.object ?? banps.items[0]?.object ?? null,
-  };
-}
+/** Every object policy depends on, read at once (the same read the plugin and the agent make). */
+export const readObjects = (store: ObjectStore): Promise<PolicyObjects> => readPolicyObjects(store);
 
 /** `NS/NAME`, `NAME` (namespace default) or an IP -> what evaluate() takes. */
 export function resolveEnd(idx: PolicyIndex, arg: string, what: string): Endpoint | string {
