@@ -82,9 +82,12 @@ export class PolicyReconciler {
       // on start and every resync: is the kernel's table still what the last writer left?
       let full = false;
       if (/\b(start|resync|retry)\b/.test(why)) {
-        const drift = await tableDrift(recordedRuleset(s), s.table);
+        const recorded = recordedRuleset(s);
+        const drift = await tableDrift(recorded, s.table);
         if (drift) {
-          this.log.warn(`policy: table inet ${s.table} ${drift}: replacing it`);
+          // a table nobody wrote yet (first start on this host) is news, not drift
+          if (!recorded && drift === 'is gone') this.log.info(`policy: table inet ${s.table} not there yet: creating it`);
+          else this.log.warn(`policy: table inet ${s.table} ${drift}: replacing it`);
           full = true;
         }
       }
