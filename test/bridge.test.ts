@@ -564,6 +564,78 @@ describe('bridge: result shape per spec version', () => {
   });
 });
 
+describe('bridge + portmap sharing one nftTable', () => {
+  /** The masquerade rules (bridge's, tagged "cni:") in the table, by source address. */
+  async function masqSources(table: string): Promise<string[]> {
+    const r = await sh('nft', ['-j', 'list', 'table', 'inet', table], { allowFail: true });
+    if (r.exitCode !== 0) return [];
+    const rules = (JSON.parse(r.stdout) as { nftables: Array<{ rule?: { comment?: string; expr: Array<Record<string, unknown>> } }> }).nftables.flatMap((o) => (o.rule ? [o.rule] : []));
+    return rules
+      .filter((x) => x.comment?.startsWith('cni:') && x.expr.some((e) => 'masquerade' in e))
+      .map((x) => String((x.expr[0] as { match: { right: unknown } }).match.right))
+      .sort();
+  }
+  const SERVE = `require('net').createServer((s) => s.end('hi ' + s.remoteAddress.replace(/^::ffff:/, '') + '\\n')).listen(80, '0.0.0.0', () => console.log('ready'))`;
+  const CONNECT = `const c = require('net').connect(+process.argv[2], process.argv[1]); let b = ''; c.on('data', (d) => (b += d)); c.on('end', () => { process.stdout.write(b.trim()); process.exit(0); }); c.on('error', (e) => { process.stdout.write(String(e)); process.exit(1); }); setTimeout(() => process.exit(1), 4000);`;
+
+  it("portmap's ADD keeps the masquerade rules of both pods; traffic masqueraded, ports published; DEL removes only its own pod's rules", async () => {
+    const net = makeNet();
+    // this test's resources carry the "hm" prefix (makeNet's cleanup reads these fields)
+    const id = uid('');
+    Object.assign(net, { br: `hm${id}`, table: `hm_${id}`, dataDir: `/var/lib/cni/hmtest-${id}`, name: `hmnet-${id}` });
+    const out = await makeOutside();
+    const c = conf(net, { ipMasq: true, isDefaultGateway: true });
+    const [a, b] = [await addCtr(net, c, await makeNetns(cleanup, 'hmns')), await addCtr(net, c, await makeNetns(cleanup, 'hmns'))];
+    const hp = rnd(20000, 39999);
+    const pmConf = (k: Ctr, port: number): Record<string, unknown> => ({
+      cniVersion: c.cniVersion,
+      name: net.name,
+      type: 'portmap',
+      nftTable: net.table,
+      runtimeConfig: { portMappings: [{ hostPort: port, containerPort: 80, protocol: 'tcp' }] },
+      prevResult: k.res,
+    });
+    const pm = (command: string, k: Ctr, port: number): Promise<PluginRun> => runPlugin('portmap', { command, containerId: k.id, netns: k.ns.path, ifname: 'eth0', config: pmConf(k, port) });
+    cleanup.add(async () => {
+      for (const [k, p] of [[a, hp], [b, hp + 1]] as const) await pm('DEL', k, p);
+    });
+    for (const [k, p] of [[a, hp], [b, hp + 1]] as const) {
+      const r = await pm('ADD', k, p);
+      expect(r.exitCode, `portmap ADD: ${r.stdout} ${r.stderr}`).toBe(0);
+    }
+    expect(await masqSources(net.table)).toEqual([a.ip4!, b.ip4!].sort());
+    // traffic from both pods to "outside" is masqueraded to the host address
+    const seenOut = await countSources(out.ns, [out.hostIp, a.ip4!, b.ip4!]);
+    expect(await ping(a.ns, out.outIp)).toBe(true);
+    expect(await ping(b.ns, out.outIp)).toBe(true);
+    const o = await seenOut();
+    expect(o[out.hostIp]).toBeGreaterThanOrEqual(2);
+    expect((o[a.ip4!] ?? 0) + (o[b.ip4!] ?? 0)).toBe(0);
+    // and the port mappings work from "outside"
+    for (const k of [a, b]) {
+      const srv: ResultPromise = execa('nsenter', [`--net=${k.ns.path}`, '--', process.execPath, '-e', SERVE], { reject: false });
+      cleanup.add(async () => {
+        srv.kill();
+        await srv;
+      });
+      await new Promise<void>((resolve) => srv.stdout?.on('data', (d: Buffer) => String(d).includes('ready') && resolve()));
+    }
+    for (const [k, p] of [[a, hp], [b, hp + 1]] as const) {
+      const r = await inNs(out.ns, process.execPath, ['-e', CONNECT, out.hostIp, String(p)], true);
+      expect(r.stdout, `to ${k.ip4} through ${out.hostIp}:${p}`).toBe(`hi ${out.outIp}`);
+    }
+    // DEL of pod a (portmap, then bridge) removes only a's rules
+    expect((await pm('DEL', a, hp)).exitCode).toBe(0);
+    expect((await del(c, a.id, a.ns.path)).exitCode).toBe(0);
+    expect(await masqSources(net.table)).toEqual([b.ip4!]);
+    const table = (await sh('nft', ['list', 'table', 'inet', net.table])).stdout;
+    expect(table).not.toContain(`${a.ip4}:80`);
+    expect(table).toContain(`${b.ip4}:80`);
+    expect(await ping(b.ns, out.outIp)).toBe(true);
+    expect((await seenOut())[b.ip4!] ?? 0).toBe(0);
+  });
+});
+
 describe('bridge: process budget', () => {
   it('a dual-stack ADD with masquerade spawns at most 7 kernel-tool processes on a new bridge (5 on an existing one), DEL at most 3', async () => {
     const net = makeNet();

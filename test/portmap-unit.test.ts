@@ -1,7 +1,7 @@
 /** portmap's pure parts: config normalisation, nft script, iptables-restore text and parsing. */
 import { describe, expect, it } from 'vitest';
 import { attachmentTag, containerAddrs, mappingsOf, networkTag, planOf, settingsOf, validatePortmapConf, type PortmapConf } from '../plugins/portmap/config.ts';
-import { addScript, conflicts, expectedSignatures, ownedBy, parseTable, removeLines } from '../plugins/portmap/nft.ts';
+import { addScript, conflicts, expectedSignatures, legacyRemoveLines, ownedBy, parseTable, removeLines } from '../plugins/portmap/nft.ts';
 import { addRestore, attachmentChain, dnatSignature, networkChains, parseSave, removeRestore, tokenize } from '../plugins/portmap/iptables.ts';
 import { CniError } from '../shared/cni/errors.ts';
 
@@ -60,11 +60,31 @@ describe('portmap nftables script', () => {
   const s = settingsOf(c);
   const plans = planOf(s, mappingsOf(c), containerAddrs(prev, 'eth0'));
   const script = addScript(s, 'abc-def', 'c1 eth0', plans, undefined);
-  it('hooks prerouting and output at dstnat, postrouting at srcnat, in one inet table', () => {
-    expect(script).toContain('add chain inet t1 prerouting { type nat hook prerouting priority dstnat; policy accept; }');
-    expect(script).toContain('add chain inet t1 output { type nat hook output priority -100; policy accept; }');
-    expect(script).toContain('add chain inet t1 postrouting { type nat hook postrouting priority srcnat; policy accept; }');
+  it('hooks prerouting and output at dstnat, postrouting at srcnat, in one inet table, in chains of its own', () => {
+    expect(script).toContain('add chain inet t1 portmap-prerouting { type nat hook prerouting priority dstnat; policy accept; }');
+    expect(script).toContain('add chain inet t1 portmap-output { type nat hook output priority -100; policy accept; }');
+    expect(script).toContain('add chain inet t1 portmap-postrouting { type nat hook postrouting priority srcnat; policy accept; }');
     expect(script).toContain('meta mark & 0x2000 == 0x2000 masquerade');
+    // never a chain another owner (the bridge masquerade: chain postrouting) writes into
+    expect(script).not.toMatch(/(add|flush) chain inet t1 (prerouting|output|postrouting)\b/);
+  });
+  it('removes only the rules earlier versions wrote into the legacy base chains', () => {
+    const jump = [{ fib: {} }, { jump: { target: 'hostports' } }];
+    const rules = [
+      { chain: 'prerouting', handle: 2, expr: jump },
+      { chain: 'output', handle: 3, expr: jump },
+      { chain: 'output', handle: 9, comment: 'someone else', expr: [{ accept: null }] },
+      { chain: 'postrouting', handle: 4, comment: 'cni-ts portmap: loopback and hairpin', expr: [{ masquerade: null }] },
+      { chain: 'postrouting', handle: 5, comment: 'cni:abc:def', expr: [{ masquerade: null }] },
+      { chain: 'portmap-prerouting', handle: 6, expr: jump },
+    ];
+    expect(legacyRemoveLines('t1', rules)).toEqual([
+      'delete rule inet t1 prerouting handle 2',
+      'delete rule inet t1 output handle 3',
+      'delete rule inet t1 postrouting handle 4',
+      'delete chain inet t1 prerouting',
+    ]);
+    expect(legacyRemoveLines('t1', rules.slice(4))).toEqual([]);
   });
   it('has one chain per attachment, with the masquerade mark and dnat rules, and create-element dispatch', () => {
     expect(script).toContain('ip saddr { 127.0.0.0/8, 10.88.0.0/16 } meta mark set meta mark | 0x2000');
@@ -82,7 +102,7 @@ describe('portmap nftables script', () => {
     const none = settingsOf(base({ nftTable: 't1', snat: false }));
     const sNone = addScript(none, 'abc-def', 'c1 eth0', plans, undefined);
     expect(sNone).not.toContain('meta mark set');
-    expect(sNone).not.toContain('flush chain inet t1 postrouting');
+    expect(sNone).not.toContain('postrouting');
   });
   it('reads the table back: ownership, conflicts, removal', () => {
     const json = {

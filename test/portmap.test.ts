@@ -253,6 +253,45 @@ describe('portmap, nftables backend', () => {
     expect(await client(t.outside, t.hostIP, hp)).not.toBe(`hi ${t.outsideIP}`);
   });
 
+  it('upgrade: the legacy base chains of an earlier version are cleaned by DEL, leaving other owners\' rules', async () => {
+    const t = await topology(cleanup);
+    const table = `hm_${t.id}`;
+    dropTable(cleanup, table);
+    const T = `inet ${table}`;
+    // What an earlier portmap left (base chains prerouting/output/postrouting), plus a
+    // masquerade rule of another owner (the bridge plugin) in the shared postrouting chain;
+    // its source is a documentation address no test traffic uses.
+    await sh('nft', ['-f', '-'], {
+      input: [
+        `add table ${T}`,
+        `add chain ${T} hostports`,
+        `add chain ${T} prerouting { type nat hook prerouting priority dstnat; policy accept; }`,
+        `add chain ${T} output { type nat hook output priority -100; policy accept; }`,
+        `add chain ${T} postrouting { type nat hook postrouting priority srcnat; policy accept; }`,
+        `add rule ${T} prerouting fib daddr type local jump hostports`,
+        `add rule ${T} output fib daddr type local jump hostports`,
+        `add rule ${T} postrouting meta mark & 0x2000 == 0x2000 masquerade comment "cni-ts portmap: loopback and hairpin"`,
+        `add rule ${T} postrouting ip saddr 192.0.2.77 ip daddr != 192.0.2.0/24 masquerade comment "cni:other:x"`,
+      ].join('\n') + '\n',
+    });
+    const hp = hostPort();
+    await server(cleanup, t.container, 80, 'hi');
+    const cid = `c${t.id}`;
+    const c = conf(`pmnet-${t.id}`, { nftTable: table }, [{ hostPort: hp, containerPort: 80 }], t.prevResult);
+    ok(await pm('ADD', t, cid, c));
+    expect(await nftTable(table)).toContain('cni:other:x');
+    // the legacy dispatch and the new one side by side: the mapping works once
+    expect(await client(t.outside, t.hostIP, hp)).toBe(`hi ${t.outsideIP}`);
+    expect(await client(undefined, '127.0.0.1', hp)).toBe(`hi ${t.gw}`);
+    ok(await pm('DEL', t, cid, c));
+    const after = await nftTable(table);
+    expect(after).not.toMatch(/chain (prerouting|output) /);
+    const legacyPost = (await sh('nft', ['list', 'chain', 'inet', table, 'postrouting'])).stdout;
+    expect(legacyPost).not.toContain('loopback and hairpin');
+    expect(legacyPost).toContain('cni:other:x');
+    expect(after).toContain('chain portmap-prerouting');
+  });
+
   it('publishes UDP, and a port bound to one host address only', async () => {
     const t = await topology(cleanup);
     const table = `pmt_${t.id}`;

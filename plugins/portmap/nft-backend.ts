@@ -6,7 +6,7 @@ import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { run } from '../../shared/kernel/exec.ts';
 import type { FamilyPlan } from './config.ts';
 import { describeMapping } from './config.ts';
-import { addScript, attachmentTags, conflicts, expectedSignatures, ownedBy, parseTable, removeLines, type TableState } from './nft.ts';
+import { addScript, attachmentTags, conflicts, expectedSignatures, legacyRemoveLines, ownedBy, parseTable, removeLines, type TableState } from './nft.ts';
 import type { Backend } from './backend.ts';
 
 async function readTable(table: string): Promise<TableState | undefined> {
@@ -54,7 +54,8 @@ export const nftBackend: Backend = {
     for (let attempt = 0; ; attempt++) {
       const st = await readTable(s.nftTable);
       if (!st) return;
-      const lines = removeLines(s.nftTable, ownedBy(st, tag));
+      // Also the rules an earlier version left in the legacy base chains (see nft.ts).
+      const lines = [...removeLines(s.nftTable, ownedBy(st, tag)), ...legacyRemoveLines(s.nftTable, st.listed)];
       if (!lines.length) return;
       const r = await apply(lines.join('\n') + '\n');
       if (r.ok) return;
@@ -78,13 +79,17 @@ export const nftBackend: Backend = {
   },
 
   async gc(s, netTag, validTags) {
-    const st = await readTable(s.nftTable);
-    if (!st) return;
-    const stale = attachmentTags(st, netTag).filter((t) => !validTags.has(t));
-    if (!stale.length) return;
-    const lines = stale.flatMap((t) => removeLines(s.nftTable, ownedBy(st, t)));
-    const r = await apply(lines.join('\n') + '\n');
-    if (!r.ok) throw new CniError(ErrorCode.KernelOperation, `nft could not remove stale port mappings: ${r.stderr}`, r.stderr);
+    for (let attempt = 0; ; attempt++) {
+      const st = await readTable(s.nftTable);
+      if (!st) return;
+      const stale = attachmentTags(st, netTag).filter((t) => !validTags.has(t));
+      const lines = [...stale.flatMap((t) => removeLines(s.nftTable, ownedBy(st, t))), ...legacyRemoveLines(s.nftTable, st.listed)];
+      if (!lines.length) return;
+      const r = await apply(lines.join('\n') + '\n');
+      if (r.ok) return;
+      // A concurrent DEL or GC may have removed some of it between the read and the write.
+      if (attempt >= 2) throw new CniError(ErrorCode.KernelOperation, `nft could not remove stale port mappings: ${r.stderr}`, r.stderr);
+    }
   },
 
   async status() {

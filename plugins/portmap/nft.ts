@@ -1,27 +1,39 @@
 /**
  * nftables rule generation and table parsing for portmap. Pure functions.
  *
- * One `inet` table of our own (default `cni_portmap`):
+ * One `inet` table (default `cni_portmap`), which may be shared with other owners (the bridge
+ * plugin's masquerade keeps its rules in a chain `postrouting` of the table named by its own
+ * `nftTable`). Portmap therefore only ever flushes chains whose names are its own:
  *
- *   chain prerouting  nat hook prerouting priority dstnat (-100): fib daddr type local jump hostports
- *   chain output      nat hook output     priority -100:          fib daddr type local jump hostports
+ *   chain portmap-prerouting  nat hook prerouting priority dstnat (-100): fib daddr type local jump hostports
+ *   chain portmap-output      nat hook output     priority -100:          fib daddr type local jump hostports
  *   chain hostports   ip daddr . meta l4proto . th dport vmap @hostip4      (mappings with hostIP)
  *                     ip6 daddr . meta l4proto . th dport vmap @hostip6
  *                     meta nfproto ipv4 meta l4proto . th dport vmap @hostport4  (any host address)
  *                     meta nfproto ipv6 meta l4proto . th dport vmap @hostport6
- *   chain postrouting nat hook postrouting priority srcnat (100): meta mark & MARK == MARK masquerade
+ *   chain portmap-postrouting nat hook postrouting priority srcnat (100): meta mark & MARK == MARK masquerade
  *   chain pm-<tag>    one per attachment (containerID + ifname): the masquerade mark for
  *                     loopback and hairpin sources, then one dnat rule per mapping.
  *
  * The verdict-map elements `proto . port : goto pm-<tag>` are created with `create element`,
  * so a host port already published by another attachment fails the whole transaction
  * (EEXIST) in the kernel, atomically, without a lock. Every verb is one `nft -f` transaction.
+ *
+ * Earlier versions named the base chains `prerouting`, `output` and `postrouting` and flushed
+ * them on every ADD, which erased another owner's rules in a shared table. `legacyRules`
+ * finds what those versions wrote (by expression and comment) so it can be deleted by handle,
+ * leaving everything else in those chains alone.
  */
 import { nft, nftExpr, nftString, NftText } from '../../shared/kernel/batch.ts';
 import type { Family } from '../../shared/ipnet.ts';
 import type { FamilyPlan, Mapping, Settings } from './config.ts';
 
 export const CHAIN_PREFIX = 'pm-';
+/** Base chains: names no other owner uses (never `prerouting`/`output`/`postrouting`). */
+export const BASE_CHAINS = { prerouting: 'portmap-prerouting', output: 'portmap-output', postrouting: 'portmap-postrouting' } as const;
+/** The chain names of earlier versions, which may be shared with other owners. */
+export const LEGACY_CHAINS = ['prerouting', 'output', 'postrouting'] as const;
+export const SNAT_COMMENT = 'cni-ts portmap: loopback and hairpin';
 export const chainOf = (tag: string): string => `${CHAIN_PREFIX}${tag}`;
 
 const MAPS = ['hostip4', 'hostip6', 'hostport4', 'hostport6'] as const;
@@ -51,22 +63,25 @@ export function baseScript(s: Settings): string[] {
     nft`add map ${t} hostport4 { type inet_proto . inet_service : verdict; }`,
     nft`add map ${t} hostport6 { type inet_proto . inet_service : verdict; }`,
     nft`add chain ${t} hostports`,
-    nft`add chain ${t} prerouting { type nat hook prerouting priority dstnat; policy accept; }`,
+    nft`add chain ${t} ${BASE_CHAINS.prerouting} { type nat hook prerouting priority dstnat; policy accept; }`,
     // "dstnat" is not accepted as a name on the output hook by every nft version: -100 is it.
-    nft`add chain ${t} output { type nat hook output priority -100; policy accept; }`,
-    nft`add chain ${t} postrouting { type nat hook postrouting priority srcnat; policy accept; }`,
+    nft`add chain ${t} ${BASE_CHAINS.output} { type nat hook output priority -100; policy accept; }`,
     nft`flush chain ${t} hostports`,
     nft`add rule ${t} hostports ip daddr . meta l4proto . th dport vmap @hostip4`,
     nft`add rule ${t} hostports ip6 daddr . meta l4proto . th dport vmap @hostip6`,
     nft`add rule ${t} hostports meta nfproto ipv4 meta l4proto . th dport vmap @hostport4`,
     nft`add rule ${t} hostports meta nfproto ipv6 meta l4proto . th dport vmap @hostport6`,
-    nft`flush chain ${t} prerouting`,
-    nft`add rule ${t} prerouting fib daddr type local jump hostports`,
-    nft`flush chain ${t} output`,
-    nft`add rule ${t} output fib daddr type local jump hostports`,
+    nft`flush chain ${t} ${BASE_CHAINS.prerouting}`,
+    nft`add rule ${t} ${BASE_CHAINS.prerouting} fib daddr type local jump hostports`,
+    nft`flush chain ${t} ${BASE_CHAINS.output}`,
+    nft`add rule ${t} ${BASE_CHAINS.output} fib daddr type local jump hostports`,
   ];
   if (s.snat) {
-    lines.push(nft`flush chain ${t} postrouting`, nft`add rule ${t} postrouting meta mark & ${hex(s.mark)} == ${hex(s.mark)} masquerade comment "cni-ts portmap: loopback and hairpin"`);
+    lines.push(
+      nft`add chain ${t} ${BASE_CHAINS.postrouting} { type nat hook postrouting priority srcnat; policy accept; }`,
+      nft`flush chain ${t} ${BASE_CHAINS.postrouting}`,
+      nft`add rule ${t} ${BASE_CHAINS.postrouting} meta mark & ${hex(s.mark)} == ${hex(s.mark)} masquerade comment ${nftString(SNAT_COMMENT)}`,
+    );
   }
   return text(lines);
 }
@@ -139,6 +154,8 @@ export interface TableState {
   rules: DnatRule[];
   /** Number of rules per chain (mark rules included). */
   ruleCount: Map<string, number>;
+  /** Every rule of the table (for `legacyRemoveLines`). */
+  listed: ListedRule[];
 }
 
 /** What one attachment owns in the table. */
@@ -183,7 +200,7 @@ export function expectedSignatures(plans: FamilyPlan[]): string[] {
 }
 
 export function parseTable(json: { nftables?: Json[] }): TableState {
-  const st: TableState = { elements: [], chains: new Set(), rules: [], ruleCount: new Map() };
+  const st: TableState = { elements: [], chains: new Set(), rules: [], ruleCount: new Map(), listed: [] };
   for (const item of json.nftables ?? []) {
     if (item.map) {
       const m = item.map as Json;
@@ -199,11 +216,49 @@ export function parseTable(json: { nftables?: Json[] }): TableState {
       const r = item.rule as Json;
       const chain = String(r.chain);
       st.ruleCount.set(chain, (st.ruleCount.get(chain) ?? 0) + 1);
+      st.listed.push({ chain, handle: Number(r.handle), comment: typeof r.comment === 'string' ? r.comment : undefined, expr: (r.expr as unknown[]) ?? [] });
       const sig = ruleSignature((r.expr as Json[]) ?? []);
       if (sig) st.rules.push({ chain, handle: Number(r.handle), comment: typeof r.comment === 'string' ? r.comment : undefined, signature: sig });
     }
   }
   return st;
+}
+
+/** A rule as `nft -j list table` gives it (the fields `legacyRules` reads). */
+export interface ListedRule {
+  chain: string;
+  handle: number;
+  comment?: string;
+  expr?: unknown[];
+}
+
+/**
+ * The rules earlier versions of portmap wrote into the legacy base chains: the dispatch
+ * `jump hostports` in `prerouting`/`output` and the tagged masquerade in `postrouting`.
+ * Nothing else in those chains is ours. Pure.
+ */
+export function legacyRules(rules: ListedRule[]): ListedRule[] {
+  return rules.filter((r) => {
+    if (r.chain === 'postrouting') return r.comment === SNAT_COMMENT;
+    if (r.chain !== 'prerouting' && r.chain !== 'output') return false;
+    return (r.expr ?? []).some((e) => ((e as { jump?: { target?: string } }).jump?.target ?? '') === 'hostports');
+  });
+}
+
+/**
+ * Lines that remove the legacy rules by handle, and the legacy `prerouting`/`output` chains
+ * when nothing else is in them (`postrouting` is left: it may be another owner's chain).
+ */
+export function legacyRemoveLines(table: string, rules: ListedRule[]): string[] {
+  const t = nft`inet ${table}`;
+  const mine = legacyRules(rules);
+  const lines = mine.map((r) => nft`delete rule ${t} ${r.chain} handle ${r.handle}`);
+  for (const chain of ['prerouting', 'output']) {
+    const all = rules.filter((r) => r.chain === chain).length;
+    const ours = mine.filter((r) => r.chain === chain).length;
+    if (ours > 0 && ours === all) lines.push(nft`delete chain ${t} ${chain}`);
+  }
+  return text(lines);
 }
 
 export function ownedBy(st: TableState, tag: string): OwnedState {
