@@ -8,6 +8,13 @@ import net from 'node:net';
 import path from 'node:path';
 import type { AgentRequest, AgentResponse, AgentStatus, DnsLookupReport, DnsRecordsReport, ReconcilerStatus } from '../shared/agentapi.ts';
 import type { Logger } from '../shared/cni/log.ts';
+import type { Alert, MetricsSnapshot } from '../shared/monitoring.ts';
+
+/**
+ * An extra HTTP route (`"GET /metrics"`, `"GET /"`): features add theirs through
+ * `ApiHandlers.routes` instead of editing the switch below.
+ */
+export type HttpRoute = (req: http.IncomingMessage, res: http.ServerResponse, url: URL) => void | Promise<void>;
 
 export interface ApiHandlers {
   status(): AgentStatus;
@@ -16,6 +23,12 @@ export interface ApiHandlers {
   /** the DNS reconciler's records and lookups (absent: DNS is off) */
   dnsRecords?(): DnsRecordsReport;
   dnsLookup?(name: string, type?: string, network?: string): DnsLookupReport;
+  /** the metrics sampler's last sample (absent: metrics are off) */
+  metrics?(namespace?: string): MetricsSnapshot;
+  /** the alert engine's alerts (absent: alerts are off) */
+  alerts?(): Alert[];
+  /** extra HTTP routes by "METHOD /path" */
+  routes?: Map<string, HttpRoute>;
 }
 
 const DNS_OFF = 'DNS is not served by this agent (dns.enabled is false in its config)';
@@ -34,6 +47,12 @@ export async function answer(h: ApiHandlers, req: AgentRequest): Promise<AgentRe
         if (!h.dnsLookup) return { ok: false, error: DNS_OFF };
         if (typeof req.name !== 'string' || !req.name) return { ok: false, error: 'dns-lookup needs a name' };
         return { ok: true, type: 'dns-lookup', lookup: h.dnsLookup(req.name, req.qtype, req.network) };
+      case 'metrics':
+        if (!h.metrics) return { ok: false, error: 'metrics are not sampled by this agent' };
+        return { ok: true, type: 'metrics', metrics: h.metrics(req.namespace) };
+      case 'alerts':
+        if (!h.alerts) return { ok: false, error: 'alerts are not evaluated by this agent' };
+        return { ok: true, type: 'alerts', alerts: h.alerts() };
       default:
         return { ok: false, error: `unknown request type ${JSON.stringify((req as { type?: unknown }).type)}` };
     }
@@ -48,7 +67,7 @@ export function parseListen(listen: string): { host: string; port: number } {
   return { host: listen.slice(0, i).replace(/^\[(.*)\]$/, '$1'), port: Number(listen.slice(i + 1)) };
 }
 
-function sendJson(res: http.ServerResponse, code: number, body: unknown): void {
+export function sendJson(res: http.ServerResponse, code: number, body: unknown): void {
   const text = `${JSON.stringify(body, null, 2)}\n`;
   res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
@@ -59,6 +78,11 @@ export async function startHttp(listen: string, h: ApiHandlers, log: Logger): Pr
     const url = new URL(req.url ?? '/', 'http://agent');
     const route = `${req.method ?? 'GET'} ${url.pathname.replace(/\/+$/, '') || '/'}`;
     void (async () => {
+      const extra = h.routes?.get(route);
+      if (extra) {
+        await extra(req, res, url);
+        return;
+      }
       switch (route) {
         case 'GET /healthz': {
           // Alive and serving: 200 with each reconciler's state (a failing reconciler is
@@ -79,7 +103,7 @@ export async function startHttp(listen: string, h: ApiHandlers, log: Logger): Pr
           return;
         }
         default:
-          sendJson(res, 404, { error: `no route ${route}`, routes: ['GET /healthz', 'GET /api/v1/status', 'GET /api/v1/reconcilers', 'POST /api/v1/resync[?name=]'] });
+          sendJson(res, 404, { error: `no route ${route}`, routes: ['GET /healthz', 'GET /api/v1/status', 'GET /api/v1/reconcilers', 'POST /api/v1/resync[?name=]', ...(h.routes?.keys() ?? [])] });
       }
     })().catch((e: unknown) => sendJson(res, 500, { error: String(e) }));
   });

@@ -103,7 +103,7 @@ export class Agent {
   }
 
   async start(): Promise<void> {
-    const h: ApiHandlers = { status: () => this.status(), resync: (n) => this.resync(n) };
+    const h: ApiHandlers = { status: () => this.status(), resync: (n) => this.resync(n), routes: new Map() };
     if (this.dns) {
       const dns = this.dns;
       h.dnsRecords = () => dns.records();

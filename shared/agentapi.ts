@@ -4,6 +4,7 @@
  * HTTP `/api/v1/...` serves the same answers. Kept small; each issue adds its message types.
  */
 import net from 'node:net';
+import type { Alert, MetricsSnapshot } from './monitoring.ts';
 
 export interface ReconcilerStatus {
   name: string;
@@ -38,7 +39,11 @@ export type AgentRequest =
   /** every record the agent's DNS server serves (cnictl get dns) */
   | { type: 'dns-records' }
   /** what the DNS server answers for `name` / `qtype` (default A), as a client on `network`'s gateway sees it (default: every network) */
-  | { type: 'dns-lookup'; name: string; qtype?: string; network?: string };
+  | { type: 'dns-lookup'; name: string; qtype?: string; network?: string }
+  /** the last metrics sample of every endpoint on this node (cnictl top) */
+  | { type: 'metrics'; namespace?: string }
+  /** pending and firing alerts, and those resolved recently (cnictl alerts) */
+  | { type: 'alerts' };
 
 /** One DNS record; `network`: a container name only clients of that network see. */
 export interface DnsRecord {
@@ -74,6 +79,8 @@ export type AgentResponse =
   | { ok: true; type: 'resync'; reconcilers: ReconcilerStatus[] }
   | { ok: true; type: 'dns-records'; dns: DnsRecordsReport }
   | { ok: true; type: 'dns-lookup'; lookup: DnsLookupReport }
+  | { ok: true; type: 'metrics'; metrics: MetricsSnapshot }
+  | { ok: true; type: 'alerts'; alerts: Alert[] }
   | { ok: false; error: string };
 
 /** Where the agent listens for cnictl when the config does not say. */

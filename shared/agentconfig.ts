@@ -43,6 +43,10 @@ export interface AgentConfig {
   alerts: Record<string, unknown>;
   overlay: Record<string, unknown>;
   policy: Record<string, unknown>;
+  /** metrics sampling (issue 16): intervalSeconds, per-network capacity, latency probes */
+  metrics: Record<string, unknown>;
+  /** Docker's CNM plugin socket (issue 20) */
+  docker: Record<string, unknown>;
   /** the file as written (for sections this module does not know) */
   raw: Record<string, unknown>;
 }
@@ -150,6 +154,8 @@ export function parseAgentConfig(raw: unknown, source = ''): AgentConfig {
     alerts: section(raw, 'alerts', source),
     overlay: section(raw, 'overlay', source),
     policy: section(raw, 'policy', source),
+    metrics: section(raw, 'metrics', source),
+    docker: section(raw, 'docker', source),
     raw,
   };
 }

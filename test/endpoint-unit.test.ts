@@ -67,6 +67,7 @@ describe('endpoint: the Endpoint object', () => {
         node: 'node1', network: 'net1', containerId: 'ABC123', ifname: 'eth0', ips: ['10.1.0.5/24', 'fd00::5/64'],
         hostInterface: 'veth1234', mac: '0a:00:00:00:00:03', gateways: ['10.1.0.1', 'fd00::1'], aliases: ['front'],
         ports: [{ name: 'http', containerPort: 80, protocol: 'TCP' }],
+        sandbox: '/run/netns/p',
       },
     });
   });

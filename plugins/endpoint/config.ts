@@ -130,6 +130,7 @@ export function endpointOf(req: Pick<Request<EndpointConf>, 'env' | 'config' | '
   const spec: Endpoint['spec'] = { node, network: req.config.name, containerId: req.env.containerId, ifname: req.env.ifname, ips };
   if (ifc.hostInterface) spec.hostInterface = ifc.hostInterface;
   if (ifc.mac) spec.mac = ifc.mac;
+  if (req.env.netns) spec.sandbox = req.env.netns;
   if (gateways.length) spec.gateways = gateways;
   if (aliases.length) spec.aliases = aliases;
   if (ports.length) spec.ports = ports;

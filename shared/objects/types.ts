@@ -181,6 +181,8 @@ export interface Endpoint {
     hostInterface?: string;
     /** the container-side interface's MAC */
     mac?: string;
+    /** the container's network namespace (CNI_NETNS at ADD): where metrics and diagnostics look from the container's side */
+    sandbox?: string;
     /** gateway addresses of the network (DNS listens there) */
     gateways?: string[];
     aliases?: string[];

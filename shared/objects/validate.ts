@@ -438,6 +438,7 @@ function checkEndpoint(c: Checker, doc: Json): void {
   (c.arr(spec.ips, 'spec.ips', true) ?? []).forEach((x, i) => c.cidr(x, `spec.ips[${i}]`));
   c.str(spec.hostInterface, 'spec.hostInterface');
   c.str(spec.mac, 'spec.mac');
+  c.str(spec.sandbox, 'spec.sandbox');
   (c.arr(spec.gateways, 'spec.gateways') ?? []).forEach((x, i) => c.str(x, `spec.gateways[${i}]`, true));
   (c.arr(spec.aliases, 'spec.aliases') ?? []).forEach((x, i) => c.str(x, `spec.aliases[${i}]`, true));
   (c.arr(spec.ports, 'spec.ports') ?? []).forEach((x, i) => {
