@@ -47,6 +47,7 @@ TEST=(
   "bind9-dnsutils|dig: the DNS tests query the agent's server from pod namespaces"
   "dnsperf|make bench: DNS throughput of the agent against dnsmasq"
   "make|README's commands"
+  "prometheus|the metrics tests start a real Prometheus that scrapes the agent and queries its API"
 )
 
 case "$what" in
