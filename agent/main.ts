@@ -20,6 +20,8 @@ import { ServicesReconciler } from './reconcilers/services.ts';
 import { MetricsSampler } from './metrics/sampler.ts';
 import { createRegistry, metricsRoute, type Registry } from './metrics/registry.ts';
 import { metricsSettings } from './metrics/config.ts';
+import { PluginCalls } from './metrics/plugin-calls.ts';
+import { poolSizes, registerIpamFamilies } from './metrics/ipam.ts';
 
 const USAGE = `usage: cni-ts agent [--config FILE] [--resync SECONDS] [--no-http] [--no-socket]
   --config FILE     the host's agent config (default $CNI_TS_CONFIG or /etc/cni-ts/agent.json)
@@ -67,6 +69,7 @@ export class Agent {
   readonly registry: Registry = createRegistry();
   /** per-endpoint traffic metrics (absent when `metrics.enabled` is false) */
   readonly metrics: MetricsSampler | undefined;
+  private pluginCalls: PluginCalls | undefined;
   private servers: Array<http.Server | net.Server> = [];
 
   constructor(
@@ -82,7 +85,15 @@ export class Agent {
       this.overlay = new OverlayReconciler(opts.overlay, log);
       this.loops.push(this.overlay.loop);
     }
-    if (metricsSettings(cfg).enabled) this.metrics = new MetricsSampler(cfg, log, { registry: this.registry });
+    const ms = metricsSettings(cfg);
+    if (ms.enabled) {
+      const m = (this.metrics = new MetricsSampler(cfg, log, { registry: this.registry }));
+      this.pluginCalls = new PluginCalls(ms.pluginCallsFile, log);
+      this.pluginCalls.register(this.registry);
+      registerIpamFamilies(this.registry, ms.ipamDataDirs, () =>
+        poolSizes(m.latest(), (net) => m.endpointObjects().filter((e) => e.spec.network === net).flatMap((e) => e.spec.ips)),
+      );
+    }
     const dnsCfg = dnsConfigOf(cfg);
     if (dnsCfg) {
       this.dns = new DnsReconciler(cfg, dnsCfg, log, { resyncMs: opts.resyncMs });
@@ -129,6 +140,7 @@ export class Agent {
     this.overlay?.start();
     this.dns?.start();
     this.metrics?.start();
+    this.pluginCalls?.start();
   }
 
   async stop(): Promise<void> {

@@ -120,6 +120,11 @@ export class MetricsSampler {
     return { ...s, endpoints: s.endpoints.filter((e) => e.namespace === namespace) };
   }
 
+  /** This node's Endpoint objects as of the last sample (IPAM pool sizes, diagnostics). */
+  endpointObjects(): readonly Endpoint[] {
+    return this.endpoints;
+  }
+
   /** Per-endpoint gauges at the last sample (labels: namespace, pod, network, interface, node). */
   samples(): Sample[] {
     const s = this.snapshot;
