@@ -22,6 +22,7 @@ import { createRegistry, metricsRoute, type Registry } from './metrics/registry.
 import { metricsSettings } from './metrics/config.ts';
 import { PluginCalls } from './metrics/plugin-calls.ts';
 import { poolSizes, registerIpamFamilies } from './metrics/ipam.ts';
+import { registerDnsFamilies, registerServiceFamilies } from './metrics/services-dns.ts';
 
 const USAGE = `usage: cni-ts agent [--config FILE] [--resync SECONDS] [--no-http] [--no-socket]
   --config FILE     the host's agent config (default $CNI_TS_CONFIG or /etc/cni-ts/agent.json)
@@ -98,6 +99,12 @@ export class Agent {
     if (dnsCfg) {
       this.dns = new DnsReconciler(cfg, dnsCfg, log, { resyncMs: opts.resyncMs });
       this.loops.push(this.dns.loop);
+    }
+    if (ms.enabled) {
+      const services = this.services;
+      registerServiceFamilies(this.registry, () => services.snapshot());
+      const dns = this.dns;
+      if (dns) registerDnsFamilies(this.registry, () => dns.serverMetrics());
     }
   }
 
