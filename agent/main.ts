@@ -23,6 +23,7 @@ import { metricsSettings } from './metrics/config.ts';
 import { PluginCalls } from './metrics/plugin-calls.ts';
 import { poolSizes, registerIpamFamilies } from './metrics/ipam.ts';
 import { registerDnsFamilies, registerServiceFamilies } from './metrics/services-dns.ts';
+import { registerPolicyFamilies } from './metrics/policy.ts';
 
 const USAGE = `usage: cni-ts agent [--config FILE] [--resync SECONDS] [--no-http] [--no-socket]
   --config FILE     the host's agent config (default $CNI_TS_CONFIG or /etc/cni-ts/agent.json)
@@ -103,6 +104,8 @@ export class Agent {
     if (ms.enabled) {
       const services = this.services;
       registerServiceFamilies(this.registry, () => services.snapshot());
+      const policy = this.policy;
+      registerPolicyFamilies(this.registry, () => policy.settings.table);
       const dns = this.dns;
       if (dns) registerDnsFamilies(this.registry, () => dns.serverMetrics());
     }
