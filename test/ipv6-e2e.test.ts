@@ -117,4 +117,33 @@ describe('IPv6: policy and services on dual-stack pods (bridge + host-local + en
       await m.remove('Service', 'z', 'web6');
     }
   }, 120_000);
+
+  it('least-connections over IPv6: counts come from IPv6 conntrack entries', async () => {
+    const svc: Service = {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'lc6', namespace: 'z', annotations: { 'lb.cni-ts.dev/algorithm': 'least-connections' } },
+      spec: { selector: { app: 'web6' }, clusterIP: '10.96.6.7', clusterIPs: ['10.96.6.7', 'fd96::67'], ports: [{ name: 'tcp', port: 80, targetPort: 8080 }] },
+    };
+    await m.apply(svc);
+    const holder = await startSvcPod(cleanup, m.pods.get('y/b')!.netns.path, 'y/b', false);
+    const other = await startSvcPod(cleanup, m.pods.get('y/c')!.netns.path, 'y/c', false);
+    const hits = async (n: number, gapMs = 0): Promise<string[]> => (await other.ask({ op: 'hits', ip: 'fd96::67', port: 80, proto: 'tcp', n, gapMs, timeoutMs: 1500 })).names as string[];
+    const deadline = Date.now() + 20_000;
+    while (!(await hits(1))[0]!.startsWith('z/')) {
+      if (Date.now() > deadline) throw new Error(`IPv6 least-connections VIP does not answer\n${m.startAgent().log().slice(-3000)}`);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    try {
+      // two long-lived connections 300 ms apart land on two different backends; new short ones go to the third
+      const held = (await holder.ask({ op: 'hold', ip: 'fd96::67', port: 80, n: 2, gapMs: 300 })).names as string[];
+      expect(new Set(held).size).toBe(2);
+      const free = ['z/a', 'z/b', 'z/c'].find((b) => !held.includes(b))!;
+      expect(new Set(await hits(5, 200))).toEqual(new Set([free]));
+    } finally {
+      await holder.ask({ op: 'release' });
+      await m.remove('Service', 'z', 'lc6');
+    }
+  }, 120_000);
 });
