@@ -136,11 +136,12 @@ describe('IPv6: policy and services on dual-stack pods (bridge + host-local + en
     }
     await new Promise((r) => setTimeout(r, 300));
     try {
-      // two long-lived connections 300 ms apart land on two different backends; new short ones go to the third
-      const held = (await holder.ask({ op: 'hold', ip: 'fd96::67', port: 80, n: 2, gapMs: 300 })).names as string[];
+      // two long-lived connections 1 s apart land on two different backends; new short ones go to the third
+      const held = (await holder.ask({ op: 'hold', ip: 'fd96::67', port: 80, n: 2, gapMs: 1000 })).names as string[];
       expect(new Set(held).size).toBe(2);
       const free = ['z/a', 'z/b', 'z/c'].find((b) => !held.includes(b))!;
-      expect(new Set(await hits(5, 200))).toEqual(new Set([free]));
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(new Set(await hits(5, 500))).toEqual(new Set([free]));
     } finally {
       await holder.ask({ op: 'release' });
       await m.remove('Service', 'z', 'lc6');
