@@ -357,7 +357,10 @@ export class PolicyMatrix {
       if (Date.now() > deadline) break;
       await new Promise((r) => setTimeout(r, 300));
     }
-    throw new Error(`reachability ${port}/${proto} differs from the expected matrix:\n${formatDiff(want, got)}`);
+    // what the agent did and what the kernel holds, so a failure on a loaded CI machine explains itself
+    const table = this.direct ? (await this.nft(['list', 'table', 'inet', this.table])).stdout.slice(0, 4000) : '';
+    const log = this.agentProc?.log().slice(-4000) ?? '(no agent)';
+    throw new Error(`reachability ${port}/${proto} differs from the expected matrix:\n${formatDiff(want, got)}\n--- agent log (tail)\n${log}\n--- nft table ${this.table}\n${table}`);
   }
 }
 
