@@ -58,7 +58,7 @@ export class ConnectionTracker {
         setTimeout(() => void this.start(family), 1000).unref();
       },
       undefined,
-      family,
+      { family },
     );
     this.stopEvents.set(family, stop);
     // the snapshot after the follower started: nothing between is missed (duplicates are keyed)

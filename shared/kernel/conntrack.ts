@@ -67,12 +67,12 @@ export async function conntrackDeleteBackend(f: { proto: 'tcp' | 'udp'; vip: str
 }
 
 /**
- * Follow conntrack events (NEW, UPDATE, DESTROY) of one family (IPv4 when not given):
- * `onEntry` per parsed line. Returns a stop function. The child is restarted by the caller if
- * it exits (`onExit`).
+ * Follow conntrack events of one family (`opts.family`, IPv4 when not given; `opts.events`
+ * narrows NEW,UPDATE,DESTROY, e.g. "NEW"): `onEntry` per parsed line. Returns a stop function.
+ * The child is restarted by the caller if it exits (`onExit`).
  */
-export function conntrackEvents(onEntry: (e: CtEntry) => void, onExit: (why: string) => void, netns?: string, family: CtFamily = 'ipv4'): () => void {
-  const args = ['-E', '-f', family, '-e', 'NEW,UPDATE,DESTROY', '-o', 'timestamp'];
+export function conntrackEvents(onEntry: (e: CtEntry) => void, onExit: (why: string) => void, netns?: string, opts: { family?: CtFamily; events?: string } = {}): () => void {
+  const args = ['-E', '-f', opts.family ?? 'ipv4', '-e', opts.events ?? 'NEW,UPDATE,DESTROY', '-o', 'timestamp'];
   const [file, argv] = netns ? ['nsenter', [`--net=${netns}`, '--', 'conntrack', ...args]] : ['conntrack', args];
   const child = childProcess().spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { LC_ALL: 'C', PATH: process.env.PATH || '/usr/sbin:/usr/bin:/sbin:/bin' } });
   let buf = '';
