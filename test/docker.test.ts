@@ -82,7 +82,7 @@ describe.skipIf(Boolean(why))('Docker networks served by the cni-ts agent (CNM r
   const killOurs = (sig: NodeJS.Signals): number[] => {
     const pids: number[] = [];
     for (const p of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
-      let cmd = '';
+      let cmd: string;
       try {
         cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
       } catch {
