@@ -244,7 +244,8 @@ describe.skipIf(Boolean(why))('Docker networks served by the cni-ts agent (CNM r
   });
 
   it('-p publishes the httpd to another namespace (portmap)', async () => {
-    const r = await inNs(client, 'curl', ['-sS', '-m', '3', `http://${HOST_IP}:19601/`], true);
+    // busybox wget (curl is not in setup-deps); coreutils timeout bounds it
+    const r = await inNs(client, 'timeout', ['5', BUSYBOX!, 'wget', '-q', '-O-', `http://${HOST_IP}:19601/`], true);
     expect(r.stdout.trim()).toBe(`hello-${id}`);
     expect(await ruleset()).toMatch(/tcp \. 19601/);
   });
