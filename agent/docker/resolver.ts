@@ -23,7 +23,7 @@ export interface ContainerInfo {
   network: string;
 }
 
-interface Summary {
+export interface ContainerSummary {
   Id: string;
   Names?: string[];
   Labels?: Record<string, string>;
@@ -53,7 +53,7 @@ export function dockerGet(host: string, p: string, timeoutMs = 5000): Promise<un
 }
 
 /** The container holding `endpointId` on `networkId`, from a container list (pure). */
-export function findContainer(list: Summary[], networkId: string, endpointId: string): ContainerInfo | undefined {
+export function findContainer(list: ContainerSummary[], networkId: string, endpointId: string): ContainerInfo | undefined {
   for (const c of list) {
     for (const [netName, n] of Object.entries(c.NetworkSettings?.Networks ?? {})) {
       if (n.EndpointID !== endpointId || (n.NetworkID && n.NetworkID !== networkId)) continue;
@@ -88,7 +88,7 @@ export async function lookupContainer(host: string, networkId: string, endpointI
   let lastErr: unknown;
   for (;;) {
     try {
-      const list = (await dockerGet(host, `/containers/json?all=1&filters=${filters}`)) as Summary[];
+      const list = (await dockerGet(host, `/containers/json?all=1&filters=${filters}`)) as ContainerSummary[];
       const c = findContainer(Array.isArray(list) ? list : [], networkId, endpointId);
       if (c) {
         // the list leaves network aliases out: inspect has them (--network-alias, the short ID)
