@@ -184,6 +184,8 @@ describe.skipIf(Boolean(why))('Docker networks served by the cni-ts agent (CNM r
   }, 180_000);
 
   afterAll(async () => {
+    const ms = (re: RegExp): number[] => [...agentLog.matchAll(re)].map((m) => Number(m[1]));
+    console.log(`docker figures: CreateEndpoint (CNI ADD bridge+static+endpoint) ms ${ms(/via \S+ in (\d+) ms/g).join(', ')}; DeleteEndpoint ms ${ms(/deleted in (\d+) ms/g).join(', ')}`);
     await cleanup.run();
     // nothing of ours may be left running
     expect(killOurs('SIGKILL')).toEqual([]);
@@ -270,7 +272,7 @@ describe.skipIf(Boolean(why))('Docker networks served by the cni-ts agent (CNM r
 
   it('a failed CreateEndpoint leaves nothing behind, and says why', async () => {
     const b2 = `${id}b2`;
-    await docker(['network', 'create', '-d', driver, '--ipam-driver', driver, '--subnet', `10.197.${octet}.0/24`, '-o', `bridge=${b2}`, '-o', `nftTable=${id}_br`, '-o', 'namespace=dkns', `${id}net2`]);
+    await docker(['network', 'create', '-d', driver, '--ipam-driver', driver, '--subnet', `10.197.${octet}.0/24`, '--ip-range', `10.197.${octet}.128/25`, '-o', `bridge=${b2}`, '-o', `nftTable=${id}_br`, '-o', 'namespace=dkns', `${id}net2`]);
     // something that is not a bridge takes the bridge's name: the bridge plugin's ADD fails
     await inNs(host, 'ip', ['link', 'add', b2, 'type', 'veth', 'peer', 'name', `${id}b3`]);
     const before = { links: (await hostLinks()).sort(), eps: JSON.parse(await cnictl(['get', 'endpoints', '-A', '-o', 'json'])).items.length, res: reservations().sort() };
@@ -282,13 +284,36 @@ describe.skipIf(Boolean(why))('Docker networks served by the cni-ts agent (CNM r
     expect(reservations().sort()).toEqual(before.res);
     expect(JSON.parse(await cnictl(['get', 'dockerendpoints', '-o', 'json'])).items).toHaveLength(3);
     await docker(['rm', '-f', `${id}bad`], true);
+    // with the name free again the same network works; --ip-range is host-local's range
     await inNs(host, 'ip', ['link', 'del', b2]);
+    await docker(['run', '-d', '--name', `${id}ok`, '--network', `${id}net2`, `${id}:1`, 'sleep', '60']);
+    const ip = await ipOf(`${id}ok`);
+    expect(Number(ip.split('.')[3])).toBeGreaterThan(128);
+    expect((await exec(`${id}ok`, ['ping', '-c', '1', '-W', '2', `10.197.${octet}.1`])).exitCode).toBe(0);
+    await docker(['rm', '-f', `${id}ok`]);
     await docker(['network', 'rm', `${id}net2`]);
+    expect(await hostLinks()).not.toContain(b2);
   }, 60_000);
 
-  it('container removal and docker network rm leave no veth, rule, reservation or object', async () => {
+  it("Docker's own IPAM: cni-ts attaches with the address Docker picked", async () => {
+    await docker(['network', 'create', '-d', driver, '--subnet', `10.198.${octet}.0/24`, '-o', `bridge=${id}b4`, '-o', `nftTable=${id}_br`, '-o', 'namespace=dkns', `${id}net3`]);
+    await docker(['run', '-d', '--name', `${id}d1`, '--network', `${id}net3`, `${id}:1`, 'sleep', '60']);
+    const ip = await ipOf(`${id}d1`);
+    expect(ip).toMatch(new RegExp(`^10\\.198\\.${octet}\\.`));
+    expect((await exec(`${id}d1`, ['ping', '-c', '1', '-W', '2', `10.198.${octet}.1`])).exitCode).toBe(0);
+    const eps = JSON.parse(await cnictl(['get', 'endpoints', '-n', 'dkns', '-o', 'json'])).items as Array<{ spec: { ips: string[] } }>;
+    expect(eps.some((e) => e.spec.ips[0] === `${ip}/24`)).toBe(true);
+    await docker(['rm', '-f', `${id}d1`]);
+    await docker(['network', 'rm', `${id}net3`]);
+    expect(await hostLinks()).not.toContain(`${id}b4`);
+  }, 60_000);
+
+  it('container removal and docker network rm leave no veth, rule, reservation or object (after an agent restart)', async () => {
     const ips = [ip1, await ipOf(`${id}c2`), await ipOf(`${id}c3`)];
     expect(reservations()).toHaveLength(3);
+    // the restarted agent answers for endpoints it made before
+    await stopAgent();
+    await startAgent();
     await docker(['rm', '-f', `${id}c1`, `${id}c2`, `${id}c3`]);
     const links = await hostLinks();
     expect(links.filter((l) => l.startsWith('veth') || l.startsWith(id + 'c') && l !== `${id}c`)).toEqual([]);

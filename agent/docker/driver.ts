@@ -251,6 +251,7 @@ export class DockerDriver {
       ['K8S_POD_NAME', `docker-${id.slice(0, 12)}`],
     ];
     const rt: RuntimeConf = { containerId: id, netns: HOST_NETNS, ifname: srcName, args: cniArgs, capabilityArgs };
+    const t0 = performance.now();
     mkdirSync(this.s.cacheDir, { recursive: true });
     let result: Json;
     try {
@@ -271,7 +272,7 @@ export class DockerDriver {
       throw new DriverError(`recording endpoint ${id.slice(0, 12)}: ${errText(e)}`);
     }
     const mac = ((result.interfaces ?? []) as Array<{ name?: string; mac?: string }>).find((i) => i.name === srcName)?.mac;
-    this.log.info(`docker: endpoint ${id.slice(0, 12)} on ${net.spec.network}: ${addresses.join(', ')} via ${srcName}`);
+    this.log.info(`docker: endpoint ${id.slice(0, 12)} on ${net.spec.network}: ${addresses.join(', ')} via ${srcName} in ${Math.round(performance.now() - t0)} ms`);
     return { Interface: iface.MacAddress || !mac ? {} : { MacAddress: mac } };
   }
 
@@ -279,6 +280,7 @@ export class DockerDriver {
     const got = await this.getEndpoint(b.EndpointID);
     if (!got) return {};
     const ep = got.object;
+    const t0 = performance.now();
     if (ep.spec.portMappings?.length) await this.portmap(ep, 'DEL');
     const list = parseConfList(JSON.stringify(ep.spec.conflist), `Docker endpoint ${ep.metadata.name.slice(0, 12)}`);
     try {
@@ -289,7 +291,7 @@ export class DockerDriver {
     // bridge DEL removes the interface only while it is in the host netns; Docker moved it back on Leave
     await deleteLink(ep.spec.srcName).catch(() => false);
     await this.store.delete({ kind: 'DockerEndpoint', namespace: '', name: ep.metadata.name });
-    this.log.info(`docker: endpoint ${ep.metadata.name.slice(0, 12)} deleted`);
+    this.log.info(`docker: endpoint ${ep.metadata.name.slice(0, 12)} deleted in ${Math.round(performance.now() - t0)} ms`);
     return {};
   }
 
