@@ -50,6 +50,20 @@ export class DockerPlugin {
     });
     this.server = server;
     this.log.info(`docker: serving NetworkDriver and IpamDriver "${this.s.name}" on ${this.s.socket}`);
+    void this.resolvePending(driver);
+  }
+
+  /** After a restart: look up the containers of joined endpoints whose names were not learnt yet. */
+  private async resolvePending(driver: DockerDriver): Promise<void> {
+    try {
+      const eps = (await this.store!.list<DockerEndpoint>('DockerEndpoint')).items.map((i) => i.object).filter((e) => e.spec.node === this.cfg.node && e.spec.sandboxKey);
+      for (const ep of eps) {
+        const reg = await driver.registration(ep);
+        if (reg && !reg.object.metadata.annotations?.['cni-ts.dev/docker-container']) void this.resolve(driver, ep);
+      }
+    } catch (e) {
+      this.log.warn(`docker: looking for endpoints without container names: ${(e as Error).message}`);
+    }
   }
 
   private async serve(driver: DockerDriver, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
