@@ -12,7 +12,7 @@
  * without addresses, until Docker moves it into the sandbox, renames it and configures the
  * address, gateway and routes Join hands back. See docs/docker.md.
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { AgentConfig } from '../../shared/agentconfig.ts';
 import type { Logger } from '../../shared/cni/log.ts';
@@ -21,8 +21,11 @@ import { canonicalCIDR, contains, familyOf, formatCIDR, formatIP, lastAddr, must
 import { deleteLink, getLink, linkKind } from '../../shared/kernel/link.ts';
 import type { DockerEndpoint, DockerNetwork, DockerPool, Endpoint } from '../../shared/objects/types.ts';
 import { ConflictError, type ObjectStore, type Stored } from '../../shared/store/types.ts';
+import { load } from '../../shared/cni/registry.ts';
+import { invoke } from '../../shared/cni/skel.ts';
+import { findInPath } from '../../shared/cni/delegate.ts';
 import { parseConfList } from '../../plugins/cnitool/conf.ts';
-import { execPlugin } from '../../plugins/cnitool/invoke.ts';
+import { execPlugin, type ExecOptions } from '../../plugins/cnitool/invoke.ts';
 import { addNetworkList, buildPluginConfig, delNetworkList, type RuntimeConf, type ToolOptions } from '../../plugins/cnitool/libcni.ts';
 import {
   OptionError,
@@ -52,6 +55,8 @@ export interface DockerSettings {
   dstPrefix: string;
   defaultPools: string[];
   poolPrefix: number;
+  /** run the plugins built into the agent's executable in its process (default true); false: exec each */
+  inProcess: boolean;
 }
 
 const str = (v: unknown, d: string): string => (typeof v === 'string' && v ? v : d);
@@ -71,6 +76,7 @@ export function dockerSettings(cfg: AgentConfig, execDir: string): DockerSetting
     dstPrefix: str(d.dstPrefix, 'eth'),
     defaultPools: list(d.defaultPools, ['10.213.0.0/16']),
     poolPrefix: typeof d.poolPrefix === 'number' ? d.poolPrefix : 24,
+    inProcess: d.inProcess !== false,
   };
 }
 
@@ -78,6 +84,18 @@ export function dockerSettings(cfg: AgentConfig, execDir: string): DockerSetting
 export class DriverError extends Error {}
 
 const HOST_NETNS = '/proc/self/ns/net';
+
+/** A file's device:inode (hard links compare equal), '' when it cannot be read. */
+function identity(file: string): string {
+  try {
+    const st = statSync(file);
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return '';
+  }
+}
+/** This executable: the multi-call cni-ts the agent runs from. */
+const SELF = identity(process.execPath);
 export const GATEWAY_REQUEST = 'com.docker.network.gateway';
 const API = 'cni-ts.dev/v1';
 
@@ -112,8 +130,23 @@ export class DockerDriver {
   ) {}
 
   private get tool(): ToolOptions {
-    return { path: this.s.cniPath, cacheDir: this.s.cacheDir, timeoutMs: 60_000 };
+    const t: ToolOptions = { path: this.s.cniPath, cacheDir: this.s.cacheDir, timeoutMs: 60_000 };
+    if (this.s.inProcess) t.inProcess = this.inProcess;
+    return t;
   }
+
+  /**
+   * A plugin of this executable, run in the agent's process through the engine's `invoke` (what
+   * in-process delegation does; same bytes out as an exec). Only when CNI_PATH finds this very
+   * executable, so a plugin installed elsewhere still runs as installed.
+   */
+  private readonly inProcess: NonNullable<ExecOptions['inProcess']> = async (type, _verb, stdin, env) => {
+    const file = findInPath(type, this.s.cniPath);
+    if (!file || !SELF || identity(file) !== SELF) return undefined;
+    const plugin = await load(type);
+    if (!plugin) return undefined;
+    return invoke(plugin, env, stdin, this.log.withPrefix(`docker: ${type}`));
+  };
 
   /** Dispatch one plugin API call; returns the response body. */
   async handle(method: string, body: Json): Promise<Json> {
