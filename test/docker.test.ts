@@ -295,7 +295,7 @@ describe.skipIf(Boolean(why))('Docker networks served by the cni-ts agent (CNM r
     expect(await hostLinks()).not.toContain(b2);
   }, 60_000);
 
-  it("Docker's own IPAM: cni-ts attaches with the address Docker picked", async () => {
+  it("Docker's own IPAM: cni-ts attaches with the address Docker picked; network connect/disconnect", async () => {
     await docker(['network', 'create', '-d', driver, '--subnet', `10.198.${octet}.0/24`, '-o', `bridge=${id}b4`, '-o', `nftTable=${id}_br`, '-o', 'namespace=dkns', `${id}net3`]);
     await docker(['run', '-d', '--name', `${id}d1`, '--network', `${id}net3`, `${id}:1`, 'sleep', '60']);
     const ip = await ipOf(`${id}d1`);
@@ -303,6 +303,14 @@ describe.skipIf(Boolean(why))('Docker networks served by the cni-ts agent (CNM r
     expect((await exec(`${id}d1`, ['ping', '-c', '1', '-W', '2', `10.198.${octet}.1`])).exitCode).toBe(0);
     const eps = JSON.parse(await cnictl(['get', 'endpoints', '-n', 'dkns', '-o', 'json'])).items as Array<{ spec: { ips: string[] } }>;
     expect(eps.some((e) => e.spec.ips[0] === `${ip}/24`)).toBe(true);
+    // a running container connected to a second network and disconnected again
+    const linksBefore = (await hostLinks()).sort();
+    await docker(['network', 'connect', `${id}net3`, `${id}c2`]);
+    expect((await exec(`${id}c2`, ['ip', '-o', '-4', 'addr', 'show', 'dev', 'eth1'])).stdout).toMatch(new RegExp(`10\\.198\\.${octet}\\.`));
+    expect((await exec(`${id}c2`, ['ping', '-c', '1', '-W', '2', ip])).exitCode).toBe(0);
+    await docker(['network', 'disconnect', `${id}net3`, `${id}c2`]);
+    expect((await exec(`${id}c2`, ['ip', 'link', 'show', 'dev', 'eth1'])).exitCode).not.toBe(0);
+    expect((await hostLinks()).sort()).toEqual(linksBefore);
     await docker(['rm', '-f', `${id}d1`]);
     await docker(['network', 'rm', `${id}net3`]);
     expect(await hostLinks()).not.toContain(`${id}b4`);
