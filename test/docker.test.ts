@@ -270,6 +270,13 @@ describe.skipIf(Boolean(why))('Docker networks served by the cni-ts agent (CNM r
     expect(await until(() => fetchFrom(`${id}c2`, url), (b) => b !== '', 15_000)).toBe(`hello-${id}`);
   }, 60_000);
 
+  it('a Service selecting Docker containers by label reaches them through its VIP', async () => {
+    const vip = `10.96.${octet}.10`;
+    await cnictl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'dkns' }, spec: { clusterIP: vip, clusterIPs: [vip], selector: { app: 'web' }, ports: [{ port: 80, targetPort: 80, protocol: 'TCP' }] } }));
+    expect(await until(() => fetchFrom(`${id}c2`, `http://${vip}/`), (b) => b !== '', 15_000)).toBe(`hello-${id}`);
+    await cnictl(['delete', 'service', 'web', '-n', 'dkns']);
+  }, 60_000);
+
   it('a failed CreateEndpoint leaves nothing behind, and says why', async () => {
     const b2 = `${id}b2`;
     await docker(['network', 'create', '-d', driver, '--ipam-driver', driver, '--subnet', `10.197.${octet}.0/24`, '--ip-range', `10.197.${octet}.128/25`, '-o', `bridge=${b2}`, '-o', `nftTable=${id}_br`, '-o', 'namespace=dkns', `${id}net2`]);
