@@ -10,6 +10,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execa, type ResultPromise } from 'execa';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { Cleanup, inNs, makeNetns, sh, type TestNetns } from './helpers/netns.ts';
 import { BIN, uid } from './helpers/run.ts';
@@ -215,6 +216,31 @@ describe.skipIf(Boolean(why))('Docker networks served by the cni-ts agent (CNM r
     await docker(['run', '-d', '--name', `${id}c2`, '--label', 'app=client', '--network', `${id}net`, '--network-alias', 'client-alias', `${id}:1`, 'sleep', '600']);
     expect(await hostLinks()).toContain(bridge);
   }, 120_000);
+
+  it('speaks the plugin protocol on its socket (Activate, capabilities, EndpointOperInfo, errors)', async () => {
+    const post = (method: string, body: string): Promise<{ status: number; json: Record<string, unknown> }> =>
+      new Promise((resolve, reject) => {
+        const req = http.request({ socketPath: pluginSock, path: `/${method}`, method: 'POST', headers: { 'Content-Type': 'application/json' } }, (res) => {
+          let t = '';
+          res.on('data', (d: Buffer) => (t += String(d)));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(t) as Record<string, unknown> }));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    expect((await post('Plugin.Activate', '')).json).toEqual({ Implements: ['NetworkDriver', 'IpamDriver'] });
+    expect((await post('NetworkDriver.GetCapabilities', '')).json).toEqual({ Scope: 'local', ConnectivityScope: 'local' });
+    const epId = (await docker(['inspect', '-f', '{{range .NetworkSettings.Networks}}{{.EndpointID}}{{end}}', `${id}c1`])).stdout;
+    const info = await post('NetworkDriver.EndpointOperInfo', JSON.stringify({ NetworkID: netId, EndpointID: epId }));
+    expect(info.json.Value).toMatchObject({ addresses: `${ip1}/24`, interface: `${id}${epId}`.slice(0, 15) });
+    const bad = await post('NetworkDriver.CreateNetwork', '{not json');
+    expect(bad.status).toBe(400);
+    expect(String(bad.json.Err)).toMatch(/not JSON/);
+    expect((await post('NetworkDriver.Nope', '{}')).status).toBe(404);
+    const unknown = await post('NetworkDriver.Join', JSON.stringify({ NetworkID: netId, EndpointID: 'f'.repeat(64), SandboxKey: '/x' }));
+    expect(unknown.status).toBe(200);
+    expect(String(unknown.json.Err)).toMatch(/endpoint ffffffffffff is not known to cni-ts/);
+  });
 
   it('containers ping each other; --ip is honoured', async () => {
     expect(await ipOf(`${id}c1`)).toBe(ip1);
