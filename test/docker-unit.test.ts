@@ -3,6 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { OptionError, endpointConflist, exposedPortsOf, networkConflist, networkSettings, poolsOf, portMappingsOf, portmapConf, srcNameOf, staticRoutesOf } from '../agent/docker/options.ts';
 import { findContainer, withContainer, type ContainerSummary } from '../agent/docker/resolver.ts';
 import type { Endpoint } from '../shared/objects/types.ts';
+import { dockerSettings } from '../agent/docker/driver.ts';
+import { parseAgentConfig } from '../shared/agentconfig.ts';
 
 const NET = 'a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d8e9f0a1b2';
 
@@ -118,5 +120,18 @@ describe('container lookup', () => {
     expect(skipped).toEqual(['com.example/bad key']);
     expect(endpoint.spec.aliases).toEqual(['web_1', 'web-alias', 'abcdef012345']);
     expect(endpoint.metadata.annotations).toEqual({ 'cni-ts.dev/docker-container': 'web_1', 'cni-ts.dev/docker-network': 'mynet' });
+  });
+});
+
+describe('the agent config docker section', () => {
+  const cfg = (docker: unknown) => parseAgentConfig({ store: { type: 'file', path: '/tmp/x' }, docker }, '/etc/cni-ts/agent.json');
+  it('defaults', () => {
+    expect(dockerSettings(cfg({}), '/opt/bin')).toMatchObject({ name: 'cni-ts', socket: '/run/docker/plugins/cni-ts.sock', dockerHost: 'unix:///run/docker.sock', cniPath: ['/opt/bin', '/opt/cni/bin'], ifPrefix: 'cnm', inProcess: true });
+    expect(dockerSettings(cfg({ name: 'net1', dockerHost: false }), '/x')).toMatchObject({ socket: '/run/docker/plugins/net1.sock', dockerHost: '' });
+  });
+  it('bad values name the key', () => {
+    expect(() => dockerSettings(cfg({ socket: 'rel.sock' }), '/x')).toThrow(/docker.socket: must be an absolute path/);
+    expect(() => dockerSettings(cfg({ ifPrefix: 'a-much-too-long-prefix' }), '/x')).toThrow(/docker.ifPrefix/);
+    expect(() => dockerSettings(cfg({ defaultPools: ['nope'] }), '/x')).toThrow(/docker.defaultPools/);
   });
 });

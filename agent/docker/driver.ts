@@ -14,7 +14,7 @@
  */
 import { mkdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
-import type { AgentConfig } from '../../shared/agentconfig.ts';
+import { AgentConfigError, type AgentConfig } from '../../shared/agentconfig.ts';
 import type { Logger } from '../../shared/cni/log.ts';
 import { randomHex, sha256Hex } from '../../shared/hash.ts';
 import { canonicalCIDR, contains, familyOf, formatCIDR, formatIP, lastAddr, mustCIDR, network, networkAddr, overlaps, parseCIDR, parseIP } from '../../shared/ipnet.ts';
@@ -61,8 +61,18 @@ export interface DockerSettings {
 
 const str = (v: unknown, d: string): string => (typeof v === 'string' && v ? v : d);
 
+/** The agent config's `docker` section, checked (a wrong value is an agent config error naming the key). */
 export function dockerSettings(cfg: AgentConfig, execDir: string): DockerSettings {
   const d = cfg.docker;
+  const bad = (key: string, why: string): never => {
+    throw new AgentConfigError(cfg.source, `docker.${key}`, why);
+  };
+  for (const k of ['name', 'socket', 'cacheDir', 'ipamDataDir', 'ifPrefix', 'dstPrefix'] as const) if (d[k] !== undefined && (typeof d[k] !== 'string' || d[k] === '')) bad(k, 'must be a non-empty string');
+  if (d.name !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(String(d.name))) bad('name', 'must be a plugin name (letters, digits, _ . -)');
+  for (const k of ['socket', 'cacheDir', 'ipamDataDir'] as const) if (typeof d[k] === 'string' && !path.isAbsolute(d[k])) bad(k, 'must be an absolute path');
+  if (typeof d.ifPrefix === 'string' && !/^[A-Za-z][A-Za-z0-9_-]{0,9}$/.test(d.ifPrefix)) bad('ifPrefix', 'must be 1-10 interface name characters starting with a letter');
+  if (d.poolPrefix !== undefined && !(Number.isInteger(d.poolPrefix) && (d.poolPrefix as number) >= 8 && (d.poolPrefix as number) <= 30)) bad('poolPrefix', 'must be a prefix length from 8 to 30');
+  if (d.defaultPools !== undefined && !(Array.isArray(d.defaultPools) && d.defaultPools.every((p) => typeof p === 'string' && parseCIDR(p)))) bad('defaultPools', 'must be a list of CIDRs');
   const name = str(d.name, 'cni-ts');
   const list = (v: unknown, dflt: string[]): string[] => (Array.isArray(v) && v.every((x) => typeof x === 'string') ? (v as string[]) : dflt);
   return {
