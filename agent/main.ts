@@ -24,6 +24,7 @@ import { PluginCalls } from './metrics/plugin-calls.ts';
 import { poolSizes, registerIpamFamilies } from './metrics/ipam.ts';
 import { registerDnsFamilies, registerServiceFamilies } from './metrics/services-dns.ts';
 import { registerPolicyFamilies } from './metrics/policy.ts';
+import { DockerPlugin, dockerEnabled } from './docker/index.ts';
 
 const USAGE = `usage: cni-ts agent [--config FILE] [--resync SECONDS] [--no-http] [--no-socket]
   --config FILE     the host's agent config (default $CNI_TS_CONFIG or /etc/cni-ts/agent.json)
@@ -72,6 +73,8 @@ export class Agent {
   /** per-endpoint traffic metrics (absent when `metrics.enabled` is false) */
   readonly metrics: MetricsSampler | undefined;
   private pluginCalls: PluginCalls | undefined;
+  /** Docker's CNM plugin socket (a `docker` section in the config; docs/docker.md) */
+  readonly docker: DockerPlugin | undefined;
   private servers: Array<http.Server | net.Server> = [];
 
   constructor(
@@ -96,6 +99,7 @@ export class Agent {
         poolSizes(m.latest(), (net) => m.endpointObjects().filter((e) => e.spec.network === net).flatMap((e) => e.spec.ips)),
       );
     }
+    if (dockerEnabled(cfg)) this.docker = new DockerPlugin(cfg, log);
     const dnsCfg = dnsConfigOf(cfg);
     if (dnsCfg) {
       this.dns = new DnsReconciler(cfg, dnsCfg, log, { resyncMs: opts.resyncMs });
@@ -151,10 +155,11 @@ export class Agent {
     this.dns?.start();
     this.metrics?.start();
     this.pluginCalls?.start();
+    await this.docker?.start();
   }
 
   async stop(): Promise<void> {
-    await Promise.all([this.policy.stop(), this.services.stop(), this.overlay?.stop(), this.dns?.stop(), this.metrics?.stop(), ...this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))]);
+    await Promise.all([this.docker?.stop(), this.policy.stop(), this.services.stop(), this.overlay?.stop(), this.dns?.stop(), this.metrics?.stop(), ...this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))]);
     if (this.opts.socket) rmSync(this.cfg.socket, { force: true });
   }
 }

@@ -257,7 +257,7 @@ export class MetricsSampler {
         this.eventsRestart.unref();
       },
       undefined,
-      'NEW',
+      { events: 'NEW' },
     );
   }
 
