@@ -45,7 +45,7 @@ describe('cnictl diag: a healthy path and one broken path per cause', () => {
     if (example) {
       const h = await m.cnictl(['diag', ...args]);
       text = h.stdout;
-      if (EXAMPLES) writeFileSync(path.join(EXAMPLES, `${example}.txt`), `$ cnictl diag ${args.join(' ')}\n${h.stdout}(exit code ${h.exitCode})\n`);
+      if (EXAMPLES) writeFileSync(path.join(EXAMPLES, `${example}.txt`), `$ cnictl diag ${args.join(' ')}\n${h.stdout}\n(exit code ${h.exitCode})\n`);
     }
     return { code: res.exitCode, r, text };
   }
@@ -181,7 +181,7 @@ describe('cnictl diag: a healthy path and one broken path per cause', () => {
     const { code, r } = await diag<ConnectivityReport>(['connectivity', 'y/a', '--from', 'x/a', '--port', '80/tcp'], 'interface-down');
     expect(causes(r)).toEqual(['error: eth0 of y/a is down']);
     expect(code).toBe(1);
-    expect(r.ping!.received).toBe(0);
+    expect(r.ping).toMatchObject({ sent: 3, received: 0 });
   }, 60_000);
 
   it('a deleted route', async () => {
@@ -190,6 +190,7 @@ describe('cnictl diag: a healthy path and one broken path per cause', () => {
     expect(causes(r)).toEqual([`error: no route to ${ip('x/b')} in y/b`]);
     expect(code).toBe(1);
     expect(r.route!.error).toMatch(/unreachable/i);
+    expect(r.port!.state).toBe('filtered'); // not "refused": nothing answered
   }, 60_000);
 
   it('an MTU mismatch: DF probes find a path MTU below the pod’s eth0 MTU', async () => {
@@ -212,6 +213,11 @@ describe('cnictl diag: a healthy path and one broken path per cause', () => {
     expect(causes(r)).toEqual(['error: nothing listens on TCP/19551 of x/b']);
     expect(code).toBe(1);
     expect(r.port).toMatchObject({ state: 'refused', port: 19551 });
+    const u = await diag<ConnectivityReport>(['connectivity', 'x/b', '--from', 'x/a', '--port', '19551/udp']);
+    expect(causes(u.r)).toEqual(['error: nothing listens on UDP/19551 of x/b']);
+    const open = await diag<ConnectivityReport>(['connectivity', 'x/b', '--from', 'x/a', '--port', '80/udp']);
+    expect(open.r.port).toMatchObject({ state: 'open', protocol: 'udp' });
+    expect(open.code).toBe(0);
   }, 60_000);
 
   it('diag endpoint: interfaces, routes, MTUs, the CNI CHECK from the runtime cache, policies, counters', async () => {

@@ -12,10 +12,10 @@ export interface ProbeOptions {
   timeoutMs?: number;
 }
 
-/** `ping -n -c COUNT -i 0.2 -W 1 -w DEADLINE [-M do -s SIZE] TARGET` (iputils). */
+/** `ping -n -c COUNT -i 0.2 -W 1 [-M do -s SIZE] TARGET` (iputils: COUNT probes, then at most 1 s for the last answer). */
 export function ping(target: string, count: number, o: ProbeOptions & { size?: number; df?: boolean } = {}): Promise<RunResult> {
-  const deadline = Math.max(1, Math.ceil(count * 0.2) + 1);
-  const args = ['-n', '-c', String(count), '-i', '0.2', '-W', '1', '-w', String(deadline)];
+  const deadline = Math.ceil(count * 0.2) + 1;
+  const args = ['-n', '-c', String(count), '-i', '0.2', '-W', '1'];
   if (o.df) args.push('-M', 'do');
   if (o.size !== undefined) args.push('-s', String(o.size));
   return run('ping', [...args, target], { netns: o.netns, allowFail: true, timeoutMs: o.timeoutMs ?? (deadline + 2) * 1000 });

@@ -18,7 +18,7 @@ import { ruleSummary } from '../trace.ts';
 import { startCaptures, type RunningCapture } from './capture.ts';
 import { diagnose, type BackendEvidence, type EndEvidence } from './findings.ts';
 import { runDig, runPing, runPortProbe, runTracepath } from './probes.ts';
-import type { ConnectivityReport, DnsReport, EndpointReport, EndReport, Finding, InterfaceState, PolicyReport, PortReport, RouteReport, ServiceBackendReport, ServiceReport } from './schema.ts';
+import type { ConnectivityReport, DnsReport, EndpointReport, EndReport, Finding, InterfaceState, PingReport, PolicyReport, PortReport, RouteReport, ServiceBackendReport, ServiceReport } from './schema.ts';
 
 export interface ConnectivityArgs {
   target: string;
@@ -253,7 +253,7 @@ export async function connectivity(ctx: Ctx, a: ConnectivityArgs): Promise<Conne
     }
     cap = await startCaptures(ifaces, a.capture, a.write);
   }
-  let ping = null;
+  let ping: PingReport | null = null;
   let route: RouteReport | null = null;
   let portR: PortReport | null = null;
   if (tip) {
@@ -264,6 +264,10 @@ export async function connectivity(ctx: Ctx, a: ConnectivityArgs): Promise<Conne
     ]);
   }
   const capture = cap ? await cap.finish() : null;
+  // Bun reports "network/host unreachable" as ECONNREFUSED: a refusal from a target the route
+  // lookup or ping found unreachable is no refusal
+  const unreachable = route?.error ?? ping?.errors.find((x) => /Unreachable/i.test(x) && !/Port Unreachable/i.test(x));
+  if (portR?.state === 'refused' && unreachable) portR = { ...portR, state: 'filtered', connectMs: null, detail: `unreachable: ${unreachable}` };
   let counterDelta: number | null = null;
   if (policy?.counter && before) {
     const after = await counters(w);

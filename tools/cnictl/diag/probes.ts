@@ -102,8 +102,32 @@ export async function runDig(name: string, server: string, netns: string | undef
 
 // ---------------------------------------------------------------- port test
 
-/** One TCP connect or UDP exchange from this process (what `cnictl diag _port` runs in the netns). */
-export function portProbe(protocol: 'tcp' | 'udp', address: string, port: number, timeoutMs: number): Promise<PortReport> {
+/**
+ * One TCP connect or UDP exchange from this process (what `cnictl diag _port` runs in the netns).
+ * Bun reports ENETUNREACH/EHOSTUNREACH as ECONNREFUSED: the caller corrects "refused" when the
+ * route lookup or ping showed the target unreachable (gather.ts).
+ */
+export async function portProbe(protocol: 'tcp' | 'udp', address: string, port: number, timeoutMs: number): Promise<PortReport> {
+  await warmUp();
+  return probeOnce(protocol, address, port, timeoutMs);
+}
+
+/** The first socket of a process loads the runtime's networking (tens of ms): not part of connectMs. */
+function warmUp(): Promise<void> {
+  return new Promise((resolve) => {
+    const c = net.connect({ host: '127.0.0.1', port: 9 });
+    const done = (): void => {
+      clearTimeout(t);
+      c.destroy();
+      resolve();
+    };
+    const t = setTimeout(done, 200);
+    c.once('connect', done);
+    c.once('error', done);
+  });
+}
+
+function probeOnce(protocol: 'tcp' | 'udp', address: string, port: number, timeoutMs: number): Promise<PortReport> {
   const t0 = performance.now();
   const ms = (): number => Math.round((performance.now() - t0) * 1000) / 1000;
   const base = { address, port, protocol };
@@ -133,7 +157,7 @@ export function portProbe(protocol: 'tcp' | 'udp', address: string, port: number
     s.on('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNREFUSED' ? done('refused', ms(), 'ICMP port unreachable') : done('filtered', null, e.code ?? e.message)));
     let again: ReturnType<typeof setInterval> | undefined;
     s.connect(port, address, () => {
-      const send = (): void => s.send('cnictl-diag\n', () => undefined);
+      const send = (): void => s.send(Buffer.from('cnictl-diag\n'));
       send();
       again = setInterval(send, Math.max(100, Math.floor(timeoutMs / 4)));
     });

@@ -96,6 +96,7 @@ export function endpointText(r: EndpointReport): string {
     for (const c of r.counters) lines.push(`  ${c.name}: ${c.packets} packets, ${c.bytes} bytes (${c.rule})`);
   }
   lines.push(`connections: ${r.connections.length}`);
-  for (const c of r.connections.slice(0, 20)) lines.push(`  ${c.protocol} ${c.state ?? ''} ${c.src}:${c.sport} -> ${c.dst}:${c.dport}`.replace(/\s+/g, ' '));
+  for (const c of r.connections.slice(0, 20)) lines.push(`  ${[c.protocol, c.state, `${c.src}:${c.sport} -> ${c.dst}:${c.dport}`].filter(Boolean).join(' ')}`);
+  if (r.connections.length > 20) lines.push(`  ... ${r.connections.length - 20} more (-o json: all)`);
   return `${lines.join('\n')}\n`;
 }
