@@ -82,6 +82,14 @@ describe('parsers', () => {
     });
   });
 
+  it('tracepath: an ICMP unreachable hop is named so', () => {
+    expect(parseTracepath(' 1?: [LOCALHOST]                      pmtu 1500\n 1:  10.251.0.1                                          3071.024ms !H\n     Resume: pmtu 1500 ')).toEqual({
+      hops: [{ hop: 1, address: '10.251.0.1', name: 'host unreachable (!H)', rttMs: 3071.024 }],
+      reached: false,
+      pathMtu: 1500,
+    });
+  });
+
   it('dig: rcode, answers, server, time; no server → TIMEOUT', () => {
     const out = `;; Got answer:
 ;; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 1

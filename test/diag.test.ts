@@ -143,6 +143,11 @@ describe('cnictl diag: a healthy path and one broken path per cause', () => {
       expect(code).toBe(1);
       expect(r.policy).toMatchObject({ verdict: 'deny', policy: 'NetworkPolicy x/deny-web', side: 'ingress', counter: 'default_deny_in' });
       expect(r.policy!.counterDelta).toBeGreaterThan(0);
+      // diag endpoint of the isolated pod: the policy, its rule and the counters
+      const ep = await diag<EndpointReport>(['endpoint', 'x/b', '--cache-dir', path.join(m.tb.dir, 'cnicache')], 'endpoint-policy');
+      expect(ep.r.policy).toEqual([{ direction: 'ingress', policy: 'NetworkPolicy x/deny-web', rules: ["rule 0: from pods pod=c of the policy's namespace, ports all"] }]);
+      expect(ep.r.counters.find((c) => c.name === 'default_deny_in')!.packets).toBeGreaterThan(0);
+      expect(ep.r.check.result).toBe('skipped'); // no runtime cache entry for x/b
     } finally {
       await m.remove('NetworkPolicy', 'x', 'deny-web');
     }

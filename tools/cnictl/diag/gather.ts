@@ -202,7 +202,7 @@ async function routeReport(w: World, targetIp: string, netns: string | undefined
   return {
     via: route ? { dev: route.dev ?? null, gateway: route.gateway ?? null, src: route.prefsrc ?? null } : null,
     error: rg.error ?? null,
-    hops: tp.hops.map((h) => ({ ...h, name: h.address ? nameOf(w, h.address) : null })),
+    hops: tp.hops.map((h) => ({ ...h, name: h.name ?? (h.address ? nameOf(w, h.address) : null) })),
     reached: tp.reached,
     pathMtu: rg.error ? null : tp.pathMtu,
   };

@@ -60,7 +60,9 @@ export function parseTracepath(out: string): { hops: Hop[]; reached: boolean; pa
     const address = m[3]!;
     if (!/^[\d.]+$|:/.test(address)) continue;
     if (/reached/.test(m[5] ?? '')) reached = true;
-    hops.set(hop, { hop, address, name: null, rttMs: m[4] ? Number(m[4]) : null });
+    const bang = /!([HNPA])/.exec(m[5] ?? '')?.[1];
+    const why = bang ? `${{ H: 'host', N: 'network', P: 'protocol', A: 'communication' }[bang]} unreachable (!${bang})` : null;
+    hops.set(hop, { hop, address, name: why, rttMs: m[4] ? Number(m[4]) : null });
   }
   return { hops: [...hops.values()].sort((a, b) => a.hop - b.hop), reached, pathMtu };
 }
