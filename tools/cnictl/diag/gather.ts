@@ -66,8 +66,13 @@ function endpointByName(w: World, ref: string, what: string): Endpoint {
 
 const ifState = (l: LinkInfo | undefined, name: string): InterfaceState => (l ? { name: l.ifname, up: l.flags.includes('UP'), mtu: l.mtu ?? null } : { name, up: false, mtu: null });
 
-/** The interfaces of a pod end: its container interface (in its netns) and its host-side veth. */
-async function podEnd(ep: Endpoint): Promise<EndReport> {
+/**
+ * The interfaces of a pod end: its container interface (in its netns) and its host-side veth,
+ * when it is attached on this node (`node` of the agent config); a pod of another node is
+ * probed, not looked into (run `cnictl diag endpoint` on its node).
+ */
+async function podEnd(ep: Endpoint, node: string): Promise<EndReport> {
+  if (ep.spec.node !== node) return { label: epRef(ep), pod: epRef(ep), ip: firstV4(ep), netns: null, interface: null, hostInterface: null };
   const sandbox = ep.spec.sandbox ?? null;
   const [inner, host] = await Promise.all([
     sandbox ? getLink(ep.spec.ifname, sandbox).catch(() => undefined) : Promise.resolve(undefined),
@@ -163,7 +168,7 @@ function serviceTarget(w: World, ns: string, name: string): { svc: Service; entr
 
 const emptyEnd = (label: string, ip: string | null): EndReport => ({ label, pod: null, ip, netns: null, interface: null, hostInterface: null });
 
-async function resolveTarget(w: World, a: ConnectivityArgs, srcNetns: string | undefined, dnsServer: () => string): Promise<Target> {
+async function resolveTarget(w: World, a: ConnectivityArgs, node: string, srcNetns: string | undefined, dnsServer: () => string): Promise<Target> {
   const t = a.target;
   const svcM = /^(?:svc|service)\/(?:([^/]+)\/)?([^/]+)$/.exec(t);
   if (svcM) {
@@ -174,7 +179,7 @@ async function resolveTarget(w: World, a: ConnectivityArgs, srcNetns: string | u
   }
   if (t.includes('/') && !isIP(t)) {
     const ep = endpointByName(w, t, 'TARGET');
-    return { end: { ...(await podEnd(ep)), input: t, service: null }, ep, dns: null };
+    return { end: { ...(await podEnd(ep, node)), input: t, service: null }, ep, dns: null };
   }
   let ip: string | null = t;
   let dns: DnsReport | null = null;
@@ -184,7 +189,7 @@ async function resolveTarget(w: World, a: ConnectivityArgs, srcNetns: string | u
   }
   if (ip) {
     const pod = w.idx.podByIP(ip);
-    if (pod) return { end: { ...(await podEnd(pod.ep)), input: t, service: null }, ep: pod.ep, dns };
+    if (pod) return { end: { ...(await podEnd(pod.ep, node)), input: t, service: null }, ep: pod.ep, dns };
     const e = w.entries.find((x) => x.vip === ip);
     if (e) return { end: { ...emptyEnd(`svc ${e.namespace}/${e.name}`, ip), input: t, service: `${e.namespace}/${e.name}` }, service: serviceTarget(w, e.namespace, e.name), dns };
   }
@@ -213,10 +218,11 @@ export async function connectivity(ctx: Ctx, a: ConnectivityArgs): Promise<Conne
   const w = await world(ctx);
   const node = ctx.config().node;
   const srcEp = a.from ? endpointByName(w, a.from, '--from') : undefined;
+  if (srcEp && srcEp.spec.node !== node) throw new CliError(`--from ${a.from}: attached on node ${srcEp.spec.node}, this is ${node}: run cnictl diag there`);
   if (srcEp && !srcEp.spec.sandbox) throw new CliError(`--from ${a.from}: its Endpoint has no spec.sandbox (attached before diagnostics were supported: re-attach it)`);
-  const source: EndReport = srcEp ? await podEnd(srcEp) : emptyEnd('host', null);
+  const source: EndReport = srcEp ? await podEnd(srcEp, node) : emptyEnd('host', null);
   const netns = srcEp?.spec.sandbox;
-  const target = await resolveTarget(w, a, netns, () => dnsServerFor(w, srcEp, node));
+  const target = await resolveTarget(w, a, node, netns, () => dnsServerFor(w, srcEp, node));
   const tip = target.end.ip;
   const svc = target.service;
   // the port: given, else a service's first port
@@ -292,15 +298,17 @@ export async function connectivity(ctx: Ctx, a: ConnectivityArgs): Promise<Conne
 /** `cnictl diag service NAME -n NS [--from NS/POD]`. */
 export async function service(ctx: Ctx, name: string, ns: string, from: string | undefined): Promise<ServiceReport> {
   const w = await world(ctx);
+  const node = ctx.config().node;
   const srcEp = from ? endpointByName(w, from, '--from') : undefined;
-  const source: EndReport = srcEp ? await podEnd(srcEp) : emptyEnd('host', null);
+  if (srcEp && srcEp.spec.node !== node) throw new CliError(`--from ${from}: attached on node ${srcEp.spec.node}, this is ${node}: run cnictl diag there`);
+  const source: EndReport = srcEp ? await podEnd(srcEp, node) : emptyEnd('host', null);
   const netns = srcEp?.spec.sandbox;
   const s = serviceTarget(w, ns, name);
   const vip = serviceVIP(s.svc) ?? s.entries[0]?.vip ?? null;
   const fqdn = `${name}.${ns}.svc.${w.clusterDomain}`;
   let dns: DnsReport | null;
   try {
-    dns = await runDig(fqdn, dnsServerFor(w, srcEp, ctx.config().node), netns);
+    dns = await runDig(fqdn, dnsServerFor(w, srcEp, node), netns);
   } catch {
     dns = null; // no DNS server known (no gateway): the section is left out
   }
@@ -340,6 +348,8 @@ export interface CheckRunner {
 export async function endpoint(ctx: Ctx, ref: string, check: CheckRunner): Promise<EndpointReport> {
   const w = await world(ctx);
   const ep = endpointByName(w, ref, 'endpoint');
+  const node = ctx.config().node;
+  if (ep.spec.node !== node) throw new CliError(`${ref} is attached on node ${ep.spec.node}, this is ${node}: run cnictl diag endpoint there`);
   const sandbox = ep.spec.sandbox ?? null;
   const label = epRef(ep);
   const [links, r4, r6, host, chk, ctr, conns] = await Promise.all([
