@@ -207,6 +207,15 @@ describe('diagnosis: evidence → findings', () => {
     expect(causes(e)).toEqual(['error: no backend behind svc x/web']);
   });
 
+  it('a policy drop behind a service names the backend it was judged at', () => {
+    const e = base();
+    e.ping = null;
+    e.target = { ...e.target, label: 'svc x/web', pod: false, interface: null, hostInterface: null, ip: '10.96.0.5', service: { ref: 'x/web', backends: [{ address: '10.1.0.4', port: 80, pod: 'x/c', healthy: true, reason: null }] } };
+    e.port = { address: '10.96.0.5', port: 80, protocol: 'tcp', state: 'filtered', connectMs: null, detail: null };
+    e.policy = { verdict: 'deny', flow: 'TCP/80', policy: 'NetworkPolicy x/deny', rule: 'isolated by it; no rule allows x/a on TCP/80', side: 'ingress', counter: null, counterDelta: null };
+    expect(causes(e)).toEqual(['error: dropped by NetworkPolicy x/deny (ingress of x/c (backend of svc x/web); isolated by it; no rule allows x/a on TCP/80)']);
+  });
+
   it('path MTU below the source interface MTU', () => {
     const e = base();
     e.route!.pathMtu = 1400;

@@ -95,7 +95,10 @@ export function diagnose(e: Evidence): Finding[] {
   const p = e.policy;
   if (p && p.verdict === 'deny') {
     const counter = p.counter ? `counter ${p.counter} ${p.counterDelta === null ? 'not readable' : p.counterDelta > 0 ? `moved by ${p.counterDelta} packet${p.counterDelta > 1 ? 's' : ''} during the test` : 'did not move during the test'}` : null;
-    err(`dropped by ${p.policy ?? 'network policy'} (${p.side ?? 'ingress'} of ${p.side === 'egress' ? e.source.label : tgt}; ${p.rule ?? 'no rule allows it'})`, [`policy trace ${e.source.label} -> ${tgt} ${p.flow}: DENY`, ...(counter ? [counter] : [])]);
+    // a service is judged at the backend its VIP is translated to (the first one)
+    const backend = svc?.backends[0]?.pod;
+    const judged = backend ? `${backend} (backend of svc ${svc!.ref})` : tgt;
+    err(`dropped by ${p.policy ?? 'network policy'} (${p.side ?? 'ingress'} of ${p.side === 'egress' ? e.source.label : judged}; ${p.rule ?? 'no rule allows it'})`, [`policy trace ${e.source.label} -> ${tgt} ${p.flow}: DENY`, ...(counter ? [counter] : [])]);
   }
 
   // 6. path MTU
