@@ -107,7 +107,7 @@ describe('cnictl diag: a healthy path and one broken path per cause', () => {
     expect(r.capture!.error).toBeNull();
     expect(r.capture!.interfaces.map((i) => i.of).sort()).toEqual(['x/a', 'x/b']);
     for (const side of r.capture!.interfaces) {
-      expect(side.handshakesCompleted).toBeGreaterThanOrEqual(1);
+      expect(side.handshakesCompleted, JSON.stringify(r.capture)).toBeGreaterThanOrEqual(1);
       expect(side.synWithoutAnswer).toBe(0);
       expect(side.protocols.ICMP).toBeGreaterThanOrEqual(6);
     }

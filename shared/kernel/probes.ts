@@ -40,7 +40,7 @@ export interface Capture {
 
 /**
  * `tcpdump -i IFACE -n -U -Z root -s 256 -w FILE [FILTER...]`, started and waited for until it
- * listens (at most 5 s). The caller stops it; `maxSeconds` is a hard bound regardless.
+ * listens (at most 5 s). The caller stops it; `maxSeconds` + 60 s is a hard bound regardless.
  */
 export function startCapture(iface: string, file: string, maxSeconds: number, o: { netns?: string; filter?: string[] } = {}): Promise<Capture> {
   const args = ['-i', iface, '-n', '-U', '-Z', 'root', '-s', '256', '-w', file, ...(o.filter ?? [])];
@@ -48,7 +48,9 @@ export function startCapture(iface: string, file: string, maxSeconds: number, o:
   const child = childProcess().spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'], env: { LC_ALL: 'C', PATH: process.env.PATH || '/usr/sbin:/usr/bin:/sbin:/bin' } });
   let err = '';
   const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
-  const hard = setTimeout(() => child.kill('SIGINT'), maxSeconds * 1000 + 5000);
+  // a safety net only (the caller stops it when its probes are done): a capture cut while slow
+  // probes still run would miss them
+  const hard = setTimeout(() => child.kill('SIGINT'), maxSeconds * 1000 + 60_000);
   const stop = async (): Promise<string> => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGINT');
     const kill = setTimeout(() => child.kill('SIGKILL'), 3000);

@@ -93,7 +93,7 @@ export interface RunningCapture {
 
 /**
  * Start tcpdump on each of `ifaces` (host-side interfaces, in this process's netns). The
- * capture lasts at least `seconds` (finish() waits for the rest) and at most `seconds` + 5.
+ * capture lasts at least `seconds` (finish() waits for the rest) and until the probes are done.
  */
 export async function startCaptures(ifaces: Array<{ iface: string; of: string }>, seconds: number, keep: string | undefined): Promise<RunningCapture> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'cnictl-diag-'));
