@@ -39,11 +39,13 @@ export interface Capture {
 }
 
 /**
- * `tcpdump -i IFACE -n -U -Z root -s 256 -w FILE [FILTER...]`, started and waited for until it
+ * `tcpdump -i IFACE -n -U --immediate-mode -Z root -s 256 -w FILE [FILTER...]`, started and waited for until it
  * listens (at most 5 s). The caller stops it; `maxSeconds` + 60 s is a hard bound regardless.
  */
 export function startCapture(iface: string, file: string, maxSeconds: number, o: { netns?: string; filter?: string[] } = {}): Promise<Capture> {
-  const args = ['-i', iface, '-n', '-U', '-Z', 'root', '-s', '256', '-w', file, ...(o.filter ?? [])];
+  // --immediate-mode: without it Linux hands packets to tcpdump in ring-buffer blocks retired by
+  // a timeout, and the packets of a block not yet retired when tcpdump is stopped are lost
+  const args = ['-i', iface, '-n', '-U', '--immediate-mode', '-Z', 'root', '-s', '256', '-w', file, ...(o.filter ?? [])];
   const [cmd, argv] = o.netns ? ['nsenter', [`--net=${o.netns}`, '--', 'tcpdump', ...args]] : ['tcpdump', args];
   const child = childProcess().spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'], env: { LC_ALL: 'C', PATH: process.env.PATH || '/usr/sbin:/usr/bin:/sbin:/bin' } });
   let err = '';

@@ -109,8 +109,9 @@ export async function startCaptures(ifaces: Array<{ iface: string; of: string }>
   }
   return {
     async finish() {
-      const left = seconds * 1000 - (Date.now() - started);
-      if (left > 0) await new Promise((r) => setTimeout(r, left));
+      // at least `seconds`, and a moment for the last answers of the probes to arrive
+      const left = Math.max(seconds * 1000 - (Date.now() - started), 300);
+      await new Promise((r) => setTimeout(r, left));
       await Promise.all(caps.map((c) => c.cap.stop()));
       const interfaces: CaptureSide[] = [];
       for (const c of caps) {
