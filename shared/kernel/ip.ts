@@ -81,3 +81,11 @@ export async function bridgeBatch(cmds: string[][], netns?: string): Promise<voi
 export async function routes(family: 4 | 6, netns?: string, extra: string[] = []): Promise<RouteInfo[]> {
   return ipJson<RouteInfo[]>([`-${family}`, 'route', 'show', ...extra], netns);
 }
+
+/** `ip -json route get DST` (in `netns`): the route the kernel picks, or why there is none ("Network is unreachable"). */
+export async function routeGet(dst: string, netns?: string): Promise<{ route?: RouteInfo & { prefsrc?: string }; error?: string }> {
+  const r = await run('ip', ['-json', 'route', 'get', dst], { netns, allowFail: true });
+  if (r.exitCode !== 0) return { error: r.stderr.replace(/^RTNETLINK answers:\s*/, '').trim() || `exit ${r.exitCode}` };
+  const list = JSON.parse(r.stdout || '[]') as Array<RouteInfo & { prefsrc?: string }>;
+  return list[0] ? { route: list[0] } : { error: 'no route' };
+}
