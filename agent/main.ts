@@ -17,6 +17,7 @@ import { OverlayReconciler, overlaySettings } from './reconcilers/overlay.ts';
 import { DnsReconciler, dnsConfigOf } from './reconcilers/dns.ts';
 import type { Settings as OverlaySettings } from '../plugins/overlay/config.ts';
 import { ServicesReconciler } from './reconcilers/services.ts';
+import { AlertEngine } from './alerts/index.ts';
 
 const USAGE = `usage: cni-ts agent [--config FILE] [--resync SECONDS] [--no-http] [--no-socket]
   --config FILE     the host's agent config (default $CNI_TS_CONFIG or /etc/cni-ts/agent.json)
@@ -60,6 +61,8 @@ export class Agent {
   /** the DNS server (absent when `dns.enabled` is false) */
   readonly dns: DnsReconciler | undefined;
   private services: ServicesReconciler;
+  /** alert rules over the sampler's figures (absent when `alerts.enabled` is false) */
+  readonly alerts: AlertEngine | undefined;
   private servers: Array<http.Server | net.Server> = [];
 
   constructor(
@@ -80,6 +83,7 @@ export class Agent {
       this.dns = new DnsReconciler(cfg, dnsCfg, log, { resyncMs: opts.resyncMs });
       this.loops.push(this.dns.loop);
     }
+    if (cfg.alerts.enabled !== false) this.alerts = new AlertEngine(cfg, log.withPrefix('agent alerts'), () => []);
   }
 
   status(): AgentStatus {
@@ -109,16 +113,22 @@ export class Agent {
       h.dnsRecords = () => dns.records();
       h.dnsLookup = (name, type, network) => dns.lookup(name, type, network);
     }
+    if (this.alerts) {
+      const alerts = this.alerts;
+      h.alerts = () => alerts.alerts();
+      for (const [route, handler] of alerts.routes()) h.routes!.set(route, handler);
+    }
     if (this.opts.http) this.servers.push(await startHttp(this.cfg.listen, h, this.log));
     if (this.opts.socket) this.servers.push(await startSocket(this.cfg.socket, h, this.log));
     this.policy.start();
     this.services.start();
     this.overlay?.start();
     this.dns?.start();
+    this.alerts?.start();
   }
 
   async stop(): Promise<void> {
-    await Promise.all([this.policy.stop(), this.services.stop(), this.overlay?.stop(), this.dns?.stop(), ...this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))]);
+    await Promise.all([this.policy.stop(), this.services.stop(), this.overlay?.stop(), this.dns?.stop(), this.alerts?.stop(), ...this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))]);
     if (this.opts.socket) rmSync(this.cfg.socket, { force: true });
   }
 }
