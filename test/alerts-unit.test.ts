@@ -54,8 +54,8 @@ describe('durations and values', () => {
 
   it('formats ratios as percentages and seconds as ms', () => {
     expect(formatValue('cni_ts_endpoint_bandwidth_utilization_ratio', 0.9312)).toBe('93.12%');
-    expect(formatValue('cni_ts_endpoint_latency_seconds', 0.15)).toBe('150 ms');
-    expect(formatValue('cni_ts_endpoint_latency_seconds', 2.5)).toBe('2.5 s');
+    expect(formatValue('cni_ts_endpoint_latency_seconds', 0.15)).toBe('150ms');
+    expect(formatValue('cni_ts_endpoint_latency_seconds', 2.5)).toBe('2.5s');
     expect(formatValue('cni_ts_endpoint_connections', 12345.678)).toBe('12350');
   });
 });
@@ -192,7 +192,7 @@ describe('the state machine', () => {
       ['HighLatency', 'b', 'resolved'],
     ]);
     expect(e.alerts()[1]!.labels.team).toBe('net');
-    expect(e.alerts()[1]!.description).toBe('Endpoint x/a on network net1: round-trip time 200 ms (threshold 100 ms).');
+    expect(e.alerts()[1]!.description).toBe('Endpoint x/a on network net1: round-trip time 200ms (threshold 100ms).');
   });
 
   it('match selects series by label; NaN and other metrics are ignored', () => {
@@ -212,7 +212,7 @@ describe('the state machine', () => {
 
   it('renders description templates', () => {
     const rule = { ...DEFAULT_RULES[2]!, description: '{{pod}}: {{value}} / {{threshold}} ({{rawValue}}) {{metric}} {{op}} {{nope}}' };
-    expect(renderDescription(rule, { pod: 'p' }, 0.1234)).toBe('p: 123.4 ms / 100 ms (0.1234) cni_ts_endpoint_latency_seconds > ');
+    expect(renderDescription(rule, { pod: 'p' }, 0.1234)).toBe('p: 123.4ms / 100ms (0.1234) cni_ts_endpoint_latency_seconds > ');
   });
 });
 

@@ -17,7 +17,7 @@
  * Delivery lives in notify.ts; the timer and the agent wiring in index.ts.
  */
 import { AgentConfigError } from '../../shared/agentconfig.ts';
-import type { Alert, AlertOp, AlertRule, AlertSeverity, Sample } from '../../shared/monitoring.ts';
+import { formatMetricValue, type Alert, type AlertOp, type AlertRule, type AlertSeverity, type Sample } from '../../shared/monitoring.ts';
 
 /**
  * The defaults. `for` choices (docs/alerts.md):
@@ -289,13 +289,7 @@ export function parseAlertsConfig(section: Record<string, unknown> | undefined, 
 }
 
 /** A value for people: ratios as percentages, seconds as ms below 1 s, else 4 significant digits. */
-export function formatValue(metric: string, v: number): string {
-  if (!Number.isFinite(v)) return String(v);
-  const sig = (x: number): string => String(Number(x.toPrecision(4)));
-  if (metric.endsWith('_ratio')) return `${sig(v * 100)}%`;
-  if (metric.endsWith('_seconds')) return Math.abs(v) < 1 ? `${sig(v * 1000)} ms` : `${sig(v)} s`;
-  return sig(v);
-}
+export const formatValue = formatMetricValue;
 
 /** Fill `{{key}}` (also `{{ $value }}`, `{{ $labels.key }}`): value, rawValue, threshold, metric, op, and any label. */
 export function renderDescription(rule: AlertRule, labels: Record<string, string>, value: number): string {
@@ -424,6 +418,8 @@ export function toAlert(a: AlertInstance): Alert {
     state: a.state,
     labels: { ...a.labels },
     value: a.value,
+    metric: a.rule.metric,
+    threshold: a.rule.threshold,
     description: renderDescription(a.rule, a.labels, a.value),
     activeAt: new Date(a.activeAt).toISOString(),
     ...(a.firedAt !== undefined ? { firedAt: new Date(a.firedAt).toISOString() } : {}),
