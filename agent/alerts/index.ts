@@ -91,8 +91,9 @@ export class AlertEngine {
     const a = t.alert;
     const what = `alert ${a.rule.name} ${labelText(a.labels)} (${a.rule.severity})`;
     const v = formatValue(a.rule.metric, a.value);
-    if (t.to === 'pending') this.log.info(`${what}: pending, ${a.rule.metric} = ${v} ${a.rule.op} ${formatValue(a.rule.metric, a.rule.threshold)}; fires if it holds for ${a.rule.for}`);
-    else if (t.to === 'firing') this.log.warn(`${what}: FIRING, ${a.rule.metric} = ${v}: ${toAlert(a).description}`);
+    if (t.to === 'pending') {
+      if (a.rule.forMs > 0) this.log.info(`${what}: pending, ${a.rule.metric} = ${v} ${a.rule.op} ${formatValue(a.rule.metric, a.rule.threshold)}; fires if it holds for ${a.rule.for}`);
+    } else if (t.to === 'firing') this.log.warn(`${what}: FIRING, ${a.rule.metric} = ${v}: ${toAlert(a).description}`);
     else if (t.to === 'resolved') this.log.info(`${what}: resolved (last value ${v}, fired ${new Date(a.firedAt ?? a.activeAt).toISOString()})`);
     else this.log.info(`${what}: no longer pending (${a.rule.metric} back to normal before ${a.rule.for})`);
   }
