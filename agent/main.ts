@@ -17,6 +17,9 @@ import { OverlayReconciler, overlaySettings } from './reconcilers/overlay.ts';
 import { DnsReconciler, dnsConfigOf } from './reconcilers/dns.ts';
 import type { Settings as OverlaySettings } from '../plugins/overlay/config.ts';
 import { ServicesReconciler } from './reconcilers/services.ts';
+import { MetricsSampler } from './metrics/sampler.ts';
+import { createRegistry, metricsRoute, type Registry } from './metrics/registry.ts';
+import { metricsSettings } from './metrics/config.ts';
 import { AlertEngine } from './alerts/index.ts';
 
 const USAGE = `usage: cni-ts agent [--config FILE] [--resync SECONDS] [--no-http] [--no-socket]
@@ -61,6 +64,10 @@ export class Agent {
   /** the DNS server (absent when `dns.enabled` is false) */
   readonly dns: DnsReconciler | undefined;
   private services: ServicesReconciler;
+  /** the agent's Prometheus registry (GET /metrics) */
+  readonly registry: Registry = createRegistry();
+  /** per-endpoint traffic metrics (absent when `metrics.enabled` is false) */
+  readonly metrics: MetricsSampler | undefined;
   /** alert rules over the sampler's figures (absent when `alerts.enabled` is false) */
   readonly alerts: AlertEngine | undefined;
   private servers: Array<http.Server | net.Server> = [];
@@ -78,12 +85,13 @@ export class Agent {
       this.overlay = new OverlayReconciler(opts.overlay, log);
       this.loops.push(this.overlay.loop);
     }
+    if (metricsSettings(cfg).enabled) this.metrics = new MetricsSampler(cfg, log, { registry: this.registry });
     const dnsCfg = dnsConfigOf(cfg);
     if (dnsCfg) {
       this.dns = new DnsReconciler(cfg, dnsCfg, log, { resyncMs: opts.resyncMs });
       this.loops.push(this.dns.loop);
     }
-    if (cfg.alerts.enabled !== false) this.alerts = new AlertEngine(cfg, log.withPrefix('agent alerts'), () => []);
+    if (cfg.alerts.enabled !== false) this.alerts = new AlertEngine(cfg, log.withPrefix('agent alerts'), () => this.metrics?.samples() ?? []);
   }
 
   status(): AgentStatus {
@@ -113,6 +121,11 @@ export class Agent {
       h.dnsRecords = () => dns.records();
       h.dnsLookup = (name, type, network) => dns.lookup(name, type, network);
     }
+    h.routes!.set('GET /metrics', metricsRoute(this.registry));
+    if (this.metrics) {
+      const m = this.metrics;
+      h.metrics = (ns) => m.latest(ns) ?? { node: this.cfg.node, at: new Date().toISOString(), intervalSeconds: m.intervalMs / 1000, endpoints: [] };
+    }
     if (this.alerts) {
       const alerts = this.alerts;
       h.alerts = () => alerts.alerts();
@@ -124,11 +137,12 @@ export class Agent {
     this.services.start();
     this.overlay?.start();
     this.dns?.start();
+    this.metrics?.start();
     this.alerts?.start();
   }
 
   async stop(): Promise<void> {
-    await Promise.all([this.policy.stop(), this.services.stop(), this.overlay?.stop(), this.dns?.stop(), this.alerts?.stop(), ...this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))]);
+    await Promise.all([this.policy.stop(), this.services.stop(), this.overlay?.stop(), this.dns?.stop(), this.metrics?.stop(), this.alerts?.stop(), ...this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))]);
     if (this.opts.socket) rmSync(this.cfg.socket, { force: true });
   }
 }
