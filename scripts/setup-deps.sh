@@ -49,6 +49,7 @@ TEST=(
   "prometheus|promtool: the alert tests run promtool check rules / test rules on conf/prometheus/cni-ts-rules.yml"
   "prometheus-alertmanager|the alert tests deliver to a real Alertmanager (API v2) on loopback"
   "make|README's commands"
+  "prometheus|the metrics tests start a real Prometheus that scrapes the agent and queries its API"
 )
 
 case "$what" in
