@@ -164,9 +164,12 @@ describe('alerts from the agent on real traffic (bandwidth plugin TBF, qdisc dro
     await stream;
     const log = (): string => m['agentProc']?.log?.() ?? '';
 
-    expect(bwAlert.last?.state, log()).toBe('firing');
+    expect(bwAlert.last?.state, `${bwAlert.seen.join(' → ')}\n${log()}`).toBe('firing');
     // it was pending before it fired, and fired no sooner than its for after becoming active
-    expect(bwAlert.seen.slice(0, 3)).toEqual(['none', 'pending', 'firing']);
+    // (a sample just under 80 % while it is pending restarts it: pending may be seen more than once)
+    expect(bwAlert.seen[0]).toBe('none');
+    expect(bwAlert.seen.indexOf('pending'), bwAlert.seen.join(' → ')).toBeGreaterThan(0);
+    expect(bwAlert.seen.indexOf('pending')).toBeLessThan(bwAlert.seen.indexOf('firing'));
     const b = bwAlert.last!;
     expect(Date.parse(b.firedAt!) - Date.parse(b.activeAt)).toBeGreaterThanOrEqual(FOR.HighBandwidthUsage);
     expect(b.value).toBeGreaterThan(0.8);
@@ -174,7 +177,7 @@ describe('alerts from the agent on real traffic (bandwidth plugin TBF, qdisc dro
     expect(b.labels).toEqual({ alertname: 'HighBandwidthUsage', severity: 'warning', namespace: 'x', pod: 'c', network: `${m.tb.id}net`, interface: 'eth0', node: m.node });
     expect(b.description).toMatch(new RegExp(`^Endpoint x/c on network ${m.tb.id}net uses \\d+(\\.\\d+)?% of its bandwidth limit \\(threshold 80%\\)\\.$`));
 
-    expect(lat.last?.state, log()).toBe('firing');
+    expect(lat.last?.state, `${lat.seen.join(' → ')}\n${log()}`).toBe('firing');
     expect(lat.last!.value).toBeGreaterThan(0.1);
     expect(Date.parse(lat.last!.firedAt!) - Date.parse(lat.last!.activeAt)).toBeGreaterThanOrEqual(FOR.HighLatency);
 
