@@ -151,9 +151,10 @@ async function postJson(f: typeof fetch, url: string, body: unknown, timeoutMs: 
   try {
     res = await f(url, { method: 'POST', headers: { 'content-type': 'application/json', 'user-agent': 'cni-ts-agent', ...headers }, body: JSON.stringify(body), signal });
   } catch (e) {
-    const err = e as Error & { cause?: { code?: string; message?: string } };
+    // Node (undici): TypeError "fetch failed" with cause.code; Bun: the code on the error itself
+    const err = e as Error & { code?: unknown; cause?: { code?: string; message?: string } };
     if (err.name === 'TimeoutError') throw new Error(`no answer in ${timeoutMs} ms`, { cause: e });
-    throw new Error(err.cause?.code ?? err.cause?.message ?? err.message, { cause: e });
+    throw new Error(err.cause?.code ?? (typeof err.code === 'string' ? err.code : undefined) ?? err.cause?.message ?? err.message, { cause: e });
   }
   const text = await res.text().catch(() => '');
   if (res.status < 200 || res.status > 299) throw new HttpError(res.status, text);
