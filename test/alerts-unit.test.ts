@@ -420,3 +420,26 @@ describe('cnictl alerts', () => {
     expect(since('2026-12-03T04:55:00Z', now)).toBe('3d2h');
   });
 });
+
+describe('receiver URLs in logs and stats', () => {
+  it('hide the password of user:password@', async () => {
+    const { redactUrl } = await import('../agent/alerts/notify.ts');
+    expect(redactUrl('http://ops:s3cret@127.0.0.1:9093')).toBe('http://ops:xxxxx@127.0.0.1:9093');
+    expect(redactUrl('https://ops:s3cret@hooks.example.org/a/b?x=1')).toBe('https://ops:xxxxx@hooks.example.org/a/b?x=1');
+    expect(redactUrl('http://127.0.0.1:9093/')).toBe('http://127.0.0.1:9093/');
+    const cfg = cfgOf({ alertmanagers: ['http://ops:s3cret@127.0.0.1:19452'], rules: [{ name: 'HighErrorRate', for: '0s' }] });
+    let seen: { url: string; auth: string | null } | undefined;
+    const f = (async (input: string | URL | Request, init?: RequestInit) => {
+      seen = { url: String(input), auth: new Headers(init?.headers).get('authorization') };
+      return new Response('', { status: 200 });
+    }) as typeof fetch;
+    const n = new Notifier(cfg, log, { node: 'n1', externalURL: 'http://x', fetch: f });
+    expect(n.stats()[0]!.url).toBe('http://ops:xxxxx@127.0.0.1:19452');
+    // sent without credentials in the URL (fetch refuses them), as basic auth
+    const e = new AlertEvaluator(cfg.rules);
+    n.dispatch(e.evaluate([err('a', 0.5)], T0), e.instancesNow());
+    await sleep(5);
+    expect(seen).toEqual({ url: 'http://127.0.0.1:19452/api/v2/alerts', auth: `Basic ${Buffer.from('ops:s3cret').toString('base64')}` });
+    n.stop();
+  });
+});
