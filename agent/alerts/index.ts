@@ -55,7 +55,14 @@ export class AlertEngine {
 
   start(): void {
     if (this.timer) return;
-    this.timer = setInterval(() => this.evaluate(), this.config.evaluationIntervalMs);
+    this.timer = setInterval(() => {
+      try {
+        this.evaluate();
+      } catch (e) {
+        // a bug here must not take the agent down: log it, try again next time
+        this.log.error(`alerts: evaluation failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+      }
+    }, this.config.evaluationIntervalMs);
     this.log.info(`alerts: ${this.describe()}`);
   }
 
