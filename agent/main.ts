@@ -102,7 +102,7 @@ export class Agent {
       this.dns = new DnsReconciler(cfg, dnsCfg, log, { resyncMs: opts.resyncMs });
       this.loops.push(this.dns.loop);
     }
-    if (cfg.alerts.enabled !== false) this.alerts = new AlertEngine(cfg, log.withPrefix('agent alerts'), () => this.metrics?.samples() ?? []);
+    if (cfg.alerts.enabled !== false) this.alerts = new AlertEngine(cfg, log.withPrefix('agent alerts'), () => this.metrics?.samples() ?? [], { sampledAt: () => this.metrics?.latest()?.at });
   }
 
   status(): AgentStatus {

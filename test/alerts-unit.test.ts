@@ -389,6 +389,23 @@ describe('AlertEngine', () => {
     expect(eng.describe()).toContain('HighErrorRate for 0s');
   });
 
+  it('samples older than staleAfter are not evaluated: alerts frozen, nothing re-sent', () => {
+    let now = T0;
+    let at: number | undefined = T0;
+    const cfg = parseAgentConfig({ store: { type: 'file', path: '/tmp/al-store' }, node: 'n1', alerts: { staleAfter: '30s', rules: [{ name: 'HighErrorRate', for: '0s' }] } });
+    let value = 0.5;
+    const eng = new AlertEngine(cfg, log, () => [err('a', value)], { now: () => now, sampledAt: () => at });
+    expect(eng.evaluate().map((t) => t.to)).toEqual(['pending', 'firing']);
+    value = 0;
+    now = T0 + 31 * S; // the sampler stopped at T0
+    expect(eng.evaluate()).toEqual([]);
+    expect(eng.alerts().map((a) => a.state)).toEqual(['firing']);
+    at = now; // sampling again
+    expect(eng.evaluate().map((t) => t.to)).toEqual(['resolved']);
+    at = undefined; // no sample yet: evaluated (nothing to see)
+    expect(eng.evaluate()).toEqual([]);
+  });
+
   it('a bad alerts section fails construction with the config error', () => {
     const cfg = parseAgentConfig({ store: { type: 'file', path: '/tmp/al-store' }, alerts: { rules: [{ name: 'HighLatency', op: '~' }] } }, '/tmp/al-agent.json');
     expect(() => new AlertEngine(cfg, log, () => [])).toThrow(/agent config \/tmp\/al-agent.json: alerts.rules\[0\].op: "~" is not one of/);

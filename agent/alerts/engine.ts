@@ -88,6 +88,8 @@ export interface AlertsConfig {
   alertmanagers: string[];
   /** how long resolved alerts stay listed (and re-sent to Alertmanager) before they are forgotten */
   resolvedRetentionMs: number;
+  /** samples older than this are not evaluated (alerts stay as they are, nothing is re-sent) */
+  staleAfterMs: number;
   /** firing alerts are re-sent to Alertmanager this often (Prometheus' --rules.alert.resend-delay) */
   resendDelayMs: number;
   /** Alertmanager request timeout */
@@ -103,6 +105,7 @@ export interface AlertsConfig {
 export const ALERTS_DEFAULTS = {
   evaluationInterval: '5s',
   resolvedRetention: '15m',
+  staleAfter: '5m',
   resendDelay: '1m',
   alertmanagerTimeout: '10s',
   webhookTimeout: '5s',
@@ -125,7 +128,7 @@ const SEVERITIES: readonly AlertSeverity[] = ['info', 'warning', 'critical'];
 const NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 const METRIC = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const RULE_KEYS = new Set(['name', 'metric', 'op', 'threshold', 'for', 'severity', 'description', 'labels', 'match', 'enabled']);
-const SECTION_KEYS = new Set(['enabled', 'evaluationInterval', 'rules', 'webhooks', 'alertmanagers', 'resolvedRetention', 'resendDelay', 'alertmanagerTimeout', 'webhookRetry', 'queueSize', 'externalURL']);
+const SECTION_KEYS = new Set(['enabled', 'evaluationInterval', 'rules', 'webhooks', 'alertmanagers', 'resolvedRetention', 'staleAfter', 'resendDelay', 'alertmanagerTimeout', 'webhookRetry', 'queueSize', 'externalURL']);
 
 export function compare(value: number, op: AlertOp, threshold: number): boolean {
   switch (op) {
@@ -280,6 +283,7 @@ export function parseAlertsConfig(section: Record<string, unknown> | undefined, 
     webhooks,
     alertmanagers,
     resolvedRetentionMs: duration(s.resolvedRetention, ALERTS_DEFAULTS.resolvedRetention, source, 'alerts.resolvedRetention'),
+    staleAfterMs: duration(s.staleAfter, ALERTS_DEFAULTS.staleAfter, source, 'alerts.staleAfter', 1000),
     resendDelayMs: duration(s.resendDelay, ALERTS_DEFAULTS.resendDelay, source, 'alerts.resendDelay', 100),
     alertmanagerTimeoutMs: duration(s.alertmanagerTimeout, ALERTS_DEFAULTS.alertmanagerTimeout, source, 'alerts.alertmanagerTimeout', 1),
     webhookRetry: { initialMs, maxMs, maxAttempts: maxAttempts as number },

@@ -17,6 +17,13 @@ export { parseAlertsConfig, DEFAULT_RULES } from './engine.ts';
 export interface AlertEngineOptions {
   /** ms since the epoch (tests drive it) */
   now?: () => number;
+  /**
+   * When the samples were taken (ISO time or ms; undefined: no sample yet). Samples older than
+   * `alerts.staleAfter` are not evaluated: a sampler that stopped sampling freezes the alerts
+   * and stops the re-sends, so Alertmanager lets them expire (endsAt) instead of being told
+   * stale news.
+   */
+  sampledAt?: () => string | number | undefined;
   fetch?: typeof fetch;
 }
 
@@ -32,6 +39,7 @@ export class AlertEngine {
   private readonly now: () => number;
   private timer: NodeJS.Timeout | undefined;
   private sourceFailing = false;
+  private readonly sampledAt: (() => string | number | undefined) | undefined;
   evaluations = 0;
 
   constructor(
@@ -42,6 +50,7 @@ export class AlertEngine {
   ) {
     this.config = alertsConfigOf(cfg);
     this.now = opts.now ?? Date.now;
+    this.sampledAt = opts.sampledAt;
     this.evaluator = new AlertEvaluator(this.config.rules, this.config.resolvedRetentionMs);
     const externalURL = this.config.externalURL ?? `http://${cfg.listen.startsWith('0.0.0.0:') || cfg.listen.startsWith('[::]:') ? `${cfg.node}${cfg.listen.slice(cfg.listen.lastIndexOf(':'))}` : cfg.listen}`;
     this.notifier = new Notifier(this.config, log, { node: cfg.node, externalURL, now: this.now, fetch: opts.fetch });
@@ -77,6 +86,9 @@ export class AlertEngine {
   evaluate(): Transition[] {
     let samples: Sample[];
     try {
+      const at = this.sampledAt?.();
+      const age = at === undefined ? 0 : this.now() - (typeof at === 'number' ? at : Date.parse(at));
+      if (age > this.config.staleAfterMs) throw new Error(`the last sample is ${Math.round(age / 1000)} s old (alerts.staleAfter ${this.config.staleAfterMs / 1000} s): alerts kept as they are`);
       samples = this.source();
       if (this.sourceFailing) this.log.info('alerts: samples readable again');
       this.sourceFailing = false;
