@@ -22,6 +22,8 @@ import { createRegistry, metricsRoute, type Registry } from './metrics/registry.
 import { metricsSettings } from './metrics/config.ts';
 import { PluginCalls } from './metrics/plugin-calls.ts';
 import { poolSizes, registerIpamFamilies } from './metrics/ipam.ts';
+import { registerDnsFamilies, registerServiceFamilies } from './metrics/services-dns.ts';
+import { registerPolicyFamilies } from './metrics/policy.ts';
 import { AlertEngine } from './alerts/index.ts';
 
 const USAGE = `usage: cni-ts agent [--config FILE] [--resync SECONDS] [--no-http] [--no-socket]
@@ -101,6 +103,14 @@ export class Agent {
     if (dnsCfg) {
       this.dns = new DnsReconciler(cfg, dnsCfg, log, { resyncMs: opts.resyncMs });
       this.loops.push(this.dns.loop);
+    }
+    if (ms.enabled) {
+      const services = this.services;
+      registerServiceFamilies(this.registry, () => services.snapshot());
+      const policy = this.policy;
+      registerPolicyFamilies(this.registry, () => policy.settings.table);
+      const dns = this.dns;
+      if (dns) registerDnsFamilies(this.registry, () => dns.serverMetrics());
     }
     if (cfg.alerts.enabled !== false) this.alerts = new AlertEngine(cfg, log.withPrefix('agent alerts'), () => this.metrics?.samples() ?? [], { sampledAt: () => this.metrics?.latest()?.at });
   }
