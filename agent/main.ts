@@ -113,6 +113,7 @@ export class Agent {
       if (dns) registerDnsFamilies(this.registry, () => dns.serverMetrics());
     }
     if (cfg.alerts.enabled !== false) this.alerts = new AlertEngine(cfg, log.withPrefix('agent alerts'), () => this.metrics?.samples() ?? [], { sampledAt: () => this.metrics?.latest()?.at });
+    this.alerts?.registerMetrics(this.registry);
   }
 
   status(): AgentStatus {

@@ -162,6 +162,7 @@ describe('alerts from the agent on real traffic (bandwidth plugin TBF, qdisc dro
     const bwAlert = await watch('HighBandwidthUsage', 'c', (x) => x?.state === 'firing', 20_000);
     const lat = await watch('HighLatency', 'c', (x) => x?.state === 'firing', 20_000);
     const listed = await m.cnictl(['alerts', '-o', 'wide']);
+    const scraped = (await inNs(m.tb.host, NODE, ['-e', `fetch('http://127.0.0.1:${AGENT_PORT}/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`], true)).stdout;
     stream.kill('SIGTERM');
     await stream;
     const log = (): string => m['agentProc']?.log?.() ?? '';
@@ -183,6 +184,8 @@ describe('alerts from the agent on real traffic (bandwidth plugin TBF, qdisc dro
     expect(lat.last!.value).toBeGreaterThan(0.1);
     expect(Date.parse(lat.last!.firedAt!) - Date.parse(lat.last!.activeAt)).toBeGreaterThanOrEqual(FOR.HighLatency);
 
+    // the agent's /metrics has it as Prometheus has ALERTS
+    expect(scraped).toMatch(new RegExp(`^cni_ts_alerts\\{namespace="x",pod="c",[^}]*alertname="HighBandwidthUsage",severity="warning",alertstate="firing"\\} 1$`, 'm'));
     // the sender is far below the network's default capacity: no alert for a
     expect(find(await alerts(), 'HighBandwidthUsage', 'a')).toBeUndefined();
     // cnictl alerts shows them

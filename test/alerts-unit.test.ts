@@ -406,6 +406,24 @@ describe('AlertEngine', () => {
     expect(eng.evaluate()).toEqual([]);
   });
 
+  it('exports its alerts (as Prometheus\' ALERTS), evaluations and receiver counters on the agent registry', async () => {
+    const { createRegistry } = await import('../agent/metrics/registry.ts');
+    const registry = createRegistry();
+    const cfg = parseAgentConfig({ store: { type: 'file', path: '/tmp/al-store' }, node: 'n1', alerts: { rules: [{ name: 'HighErrorRate', for: '0s' }, { name: 'HighLatency', for: '1m' }], webhooks: ['http://127.0.0.1:19454/'] } });
+    const eng = new AlertEngine(cfg, log, () => [err('a', 0.5), lat('b', 0.5)], { now: () => T0, fetch: fakeFetch(() => 200).f });
+    eng.registerMetrics(registry);
+    eng.evaluate();
+    await sleep(5);
+    const text = await registry.metrics();
+    expect(text).toContain('# TYPE cni_ts_alerts gauge');
+    expect(text).toContain('cni_ts_alerts{namespace="x",pod="a",network="net1",interface="eth0",node="n1",alertname="HighErrorRate",severity="critical",alertstate="firing"} 1');
+    expect(text).toContain('cni_ts_alerts{namespace="x",pod="b",network="net1",interface="eth0",node="n1",alertname="HighLatency",severity="warning",alertstate="pending"} 1');
+    expect(text).toContain('cni_ts_alert_evaluations_total 1');
+    expect(text).toContain('cni_ts_alert_notifications_total{kind="webhook",receiver="http://127.0.0.1:19454/"} 1');
+    expect(text).toContain('cni_ts_alert_queue_length{kind="webhook",receiver="http://127.0.0.1:19454/"} 0');
+    await eng.stop();
+  });
+
   it('a bad alerts section fails construction with the config error', () => {
     const cfg = parseAgentConfig({ store: { type: 'file', path: '/tmp/al-store' }, alerts: { rules: [{ name: 'HighLatency', op: '~' }] } }, '/tmp/al-agent.json');
     expect(() => new AlertEngine(cfg, log, () => [])).toThrow(/agent config \/tmp\/al-agent.json: alerts.rules\[0\].op: "~" is not one of/);

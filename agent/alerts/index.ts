@@ -9,6 +9,7 @@ import type { AgentConfig } from '../../shared/agentconfig.ts';
 import type { Logger } from '../../shared/cni/log.ts';
 import type { Alert, Sample } from '../../shared/monitoring.ts';
 import { sendJson, type HttpRoute } from '../api.ts';
+import { collector, type CollectedValue, type Registry } from '../metrics/registry.ts';
 import { AlertEvaluator, formatValue, labelText, parseAlertsConfig, toAlert, type AlertsConfig, type Transition } from './engine.ts';
 import { Notifier, type ReceiverStats } from './notify.ts';
 
@@ -119,6 +120,26 @@ export class AlertEngine {
 
   alerts(): Alert[] {
     return this.evaluator.alerts();
+  }
+
+  /**
+   * The engine's own series on the agent's /metrics: `cni_ts_alerts` (1 per pending or firing
+   * alert, with `alertstate` and the alert's labels, as Prometheus' `ALERTS`), evaluations, and
+   * per receiver: notifications sent / failed / dropped and the queue length.
+   */
+  registerMetrics(registry: Registry): void {
+    collector(registry, 'cni_ts_alerts', 'gauge', 'Pending and firing alerts of the agent\'s rules (1 per alert; labels: alertstate and the alert\'s labels)', () =>
+      this.evaluator
+        .instancesNow()
+        .filter((a) => a.state !== 'resolved')
+        .map((a) => ({ labels: { ...a.labels, alertstate: a.state }, value: 1 })),
+    );
+    collector(registry, 'cni_ts_alert_evaluations_total', 'counter', 'Rule evaluations by the agent', () => [{ value: this.evaluations }]);
+    const per = (f: (r: ReceiverStats) => number) => (): CollectedValue[] => this.receivers().map((r) => ({ labels: { kind: r.kind, receiver: r.url }, value: f(r) }));
+    collector(registry, 'cni_ts_alert_notifications_total', 'counter', 'Notifications delivered (Alertmanager: requests; webhook: messages)', per((r) => r.sent));
+    collector(registry, 'cni_ts_alert_notifications_failed_total', 'counter', 'Failed delivery attempts', per((r) => r.failed));
+    collector(registry, 'cni_ts_alert_notifications_dropped_total', 'counter', 'Notifications given up (queue full, retries exhausted, 4xx)', per((r) => r.dropped));
+    collector(registry, 'cni_ts_alert_queue_length', 'gauge', 'Notifications waiting per receiver', per((r) => r.queued));
   }
 
   receivers(): ReceiverStats[] {
