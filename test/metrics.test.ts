@@ -255,6 +255,21 @@ describe('endpoint metrics from the agent (real kernel, Prometheus scraping)', (
     expect(text).toContain(`cni_ts_ipam_pool_size{network="${m.tb.id}net"} 253`);
   });
 
+  it("policy verdict counters: a NetworkPolicy rule's packets", async () => {
+    await m.apply({
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      metadata: { name: 'from-a', namespace: 'x' },
+      spec: { podSelector: { matchLabels: { pod: 'b' } }, policyTypes: ['Ingress'], ingress: [{ from: [{ podSelector: { matchLabels: { pod: 'a' } } }] }] },
+    } as never);
+    const series = `cni_ts_policy_rule_packets_total{kind="NetworkPolicy",namespace="x",policy="from-a",direction="ingress",rule="0",verdict="allow",counter="np_x_from-a_in_0"}`;
+    const value = (t: string): number => Number(new RegExp(`^${series.replace(/[{}"()[\]]/g, (c) => `\\${c}`)} (\\S+)$`, 'm').exec(t)?.[1] ?? NaN);
+    await until(() => curl(`http://127.0.0.1:${AGENT_PORT}/metrics`), (t) => t.includes(series), 15_000, 300);
+    expect(await sendBytes('x/a', 'x/b', 100_000)).toBe(100_000);
+    const text = await until(() => curl(`http://127.0.0.1:${AGENT_PORT}/metrics`), (t) => value(t) > 0, 5000, 300);
+    expect(value(text)).toBeGreaterThan(0);
+  }, 40_000);
+
   it('counters do not go backwards when the agent restarts (the kernel is the source)', async () => {
     const before = fig(await snapshot(), 'b')!.counters.rxBytes;
     await m.stopAgent();

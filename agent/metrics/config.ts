@@ -7,12 +7,13 @@
  *   "capacity": {"net1": "1Gbit"},
  *   "defaultCapacity": "10Gbit",
  *   "latency": {"mode": "icmp", "timeoutMs": 1000, "maxProbesPerSample": 10, "concurrency": 4},
- *   "pluginCallsFile": "/run/cni-ts/plugin-calls.log",
+ *   "pluginCallsFile": "/run/cni-ts/plugin-calls.log",   (default: beside `socket`)
  *   "ipamDataDirs": ["/var/lib/cni/networks"]
  * }
  * ```
  * Invalid values are code 7 (AgentConfigError) naming the field.
  */
+import path from 'node:path';
 import { AgentConfigError, type AgentConfig } from '../../shared/agentconfig.ts';
 
 export type LatencyMode = 'icmp' | 'tcp' | 'both' | 'off';
@@ -55,7 +56,7 @@ export function parseBandwidth(v: unknown): number | undefined {
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-export function metricsSettings(cfg: Pick<AgentConfig, 'metrics' | 'source'>): MetricsSettings {
+export function metricsSettings(cfg: Pick<AgentConfig, 'metrics' | 'source'> & { socket?: string }): MetricsSettings {
   const m = cfg.metrics;
   const err = (field: string, why: string): AgentConfigError => new AgentConfigError(cfg.source, `metrics.${field}`, why);
   const known = ['enabled', 'intervalSeconds', 'capacity', 'defaultCapacity', 'latency', 'pluginCallsFile', 'ipamDataDirs'];
@@ -100,7 +101,9 @@ export function metricsSettings(cfg: Pick<AgentConfig, 'metrics' | 'source'>): M
     int('maxProbesPerSample', 0, 100_000);
     int('concurrency', 1, 64);
   }
-  let pluginCallsFile = METRICS_DEFAULTS.pluginCallsFile;
+  // beside the agent's socket (/run/cni-ts/agent.sock → /run/cni-ts/plugin-calls.log, where the
+  // plugins write by default): an agent with a private socket directory keeps its file there
+  let pluginCallsFile = cfg.socket ? path.join(path.dirname(cfg.socket), 'plugin-calls.log') : METRICS_DEFAULTS.pluginCallsFile;
   if (m.pluginCallsFile !== undefined) {
     if (typeof m.pluginCallsFile !== 'string' || !m.pluginCallsFile.startsWith('/')) throw err('pluginCallsFile', 'must be an absolute path');
     pluginCallsFile = m.pluginCallsFile;
