@@ -18,6 +18,14 @@ import { DnsReconciler, dnsConfigOf } from './reconcilers/dns.ts';
 import type { Settings as OverlaySettings } from '../plugins/overlay/config.ts';
 import { ServicesReconciler } from './reconcilers/services.ts';
 import { DockerPlugin, dockerEnabled } from './docker/index.ts';
+import { MetricsSampler } from './metrics/sampler.ts';
+import { createRegistry, metricsRoute, type Registry } from './metrics/registry.ts';
+import { metricsSettings } from './metrics/config.ts';
+import { PluginCalls } from './metrics/plugin-calls.ts';
+import { poolSizes, registerIpamFamilies } from './metrics/ipam.ts';
+import { registerDnsFamilies, registerServiceFamilies } from './metrics/services-dns.ts';
+import { registerPolicyFamilies } from './metrics/policy.ts';
+import { AlertEngine } from './alerts/index.ts';
 
 const USAGE = `usage: cni-ts agent [--config FILE] [--resync SECONDS] [--no-http] [--no-socket]
   --config FILE     the host's agent config (default $CNI_TS_CONFIG or /etc/cni-ts/agent.json)
@@ -63,6 +71,13 @@ export class Agent {
   private services: ServicesReconciler;
   /** Docker's CNM plugin socket (a `docker` section in the config; docs/docker.md) */
   readonly docker: DockerPlugin | undefined;
+  /** the agent's Prometheus registry (GET /metrics) */
+  readonly registry: Registry = createRegistry();
+  /** per-endpoint traffic metrics (absent when `metrics.enabled` is false) */
+  readonly metrics: MetricsSampler | undefined;
+  private pluginCalls: PluginCalls | undefined;
+  /** alert rules over the sampler's figures (absent when `alerts.enabled` is false) */
+  readonly alerts: AlertEngine | undefined;
   private servers: Array<http.Server | net.Server> = [];
 
   constructor(
@@ -78,12 +93,31 @@ export class Agent {
       this.overlay = new OverlayReconciler(opts.overlay, log);
       this.loops.push(this.overlay.loop);
     }
+    const ms = metricsSettings(cfg);
+    if (ms.enabled) {
+      const m = (this.metrics = new MetricsSampler(cfg, log, { registry: this.registry }));
+      this.pluginCalls = new PluginCalls(ms.pluginCallsFile, log);
+      this.pluginCalls.register(this.registry);
+      registerIpamFamilies(this.registry, ms.ipamDataDirs, () =>
+        poolSizes(m.latest(), (net) => m.endpointObjects().filter((e) => e.spec.network === net).flatMap((e) => e.spec.ips)),
+      );
+    }
     if (dockerEnabled(cfg)) this.docker = new DockerPlugin(cfg, log);
     const dnsCfg = dnsConfigOf(cfg);
     if (dnsCfg) {
       this.dns = new DnsReconciler(cfg, dnsCfg, log, { resyncMs: opts.resyncMs });
       this.loops.push(this.dns.loop);
     }
+    if (ms.enabled) {
+      const services = this.services;
+      registerServiceFamilies(this.registry, () => services.snapshot());
+      const policy = this.policy;
+      registerPolicyFamilies(this.registry, () => policy.settings.table);
+      const dns = this.dns;
+      if (dns) registerDnsFamilies(this.registry, () => dns.serverMetrics());
+    }
+    if (cfg.alerts.enabled !== false) this.alerts = new AlertEngine(cfg, log.withPrefix('agent alerts'), () => this.metrics?.samples() ?? [], { sampledAt: () => this.metrics?.latest()?.at });
+    this.alerts?.registerMetrics(this.registry);
   }
 
   status(): AgentStatus {
@@ -113,17 +147,30 @@ export class Agent {
       h.dnsRecords = () => dns.records();
       h.dnsLookup = (name, type, network) => dns.lookup(name, type, network);
     }
+    h.routes!.set('GET /metrics', metricsRoute(this.registry));
+    if (this.metrics) {
+      const m = this.metrics;
+      h.metrics = (ns) => m.latest(ns) ?? { node: this.cfg.node, at: new Date().toISOString(), intervalSeconds: m.intervalMs / 1000, endpoints: [] };
+    }
+    if (this.alerts) {
+      const alerts = this.alerts;
+      h.alerts = () => alerts.alerts();
+      for (const [route, handler] of alerts.routes()) h.routes!.set(route, handler);
+    }
     if (this.opts.http) this.servers.push(await startHttp(this.cfg.listen, h, this.log));
     if (this.opts.socket) this.servers.push(await startSocket(this.cfg.socket, h, this.log));
     this.policy.start();
     this.services.start();
     this.overlay?.start();
     this.dns?.start();
+    this.metrics?.start();
+    this.pluginCalls?.start();
+    this.alerts?.start();
     await this.docker?.start();
   }
 
   async stop(): Promise<void> {
-    await Promise.all([this.docker?.stop(), this.policy.stop(), this.services.stop(), this.overlay?.stop(), this.dns?.stop(), ...this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))]);
+    await Promise.all([this.docker?.stop(), this.policy.stop(), this.services.stop(), this.overlay?.stop(), this.dns?.stop(), this.metrics?.stop(), this.alerts?.stop(), ...this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))]);
     if (this.opts.socket) rmSync(this.cfg.socket, { force: true });
   }
 }

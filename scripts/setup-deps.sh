@@ -46,10 +46,12 @@ TEST=(
   "strace|the static IPAM test proves it writes no file (every verb under strace)"
   "bind9-dnsutils|dig: the DNS tests query the agent's server from pod namespaces"
   "dnsperf|make bench: DNS throughput of the agent against dnsmasq"
+  "prometheus-alertmanager|the alert tests deliver to a real Alertmanager (API v2) on loopback; promtool (package prometheus) checks conf/prometheus/cni-ts-rules.yml"
   "make|README's commands"
   "iputils-tracepath|cnictl diag: tracepath finds hops and the path MTU with DF probes (test/diag.test.ts)"
   "tshark|cnictl diag --capture: summarises tcpdump's pcap (tshark -T fields) and merges captures (mergecap)"
   "docker.io|test/docker.test.ts: a private dockerd (20.10) drives the agent's CNM plugin (docs/docker.md); Debian 12's docker.io depends on the same containerd and runc packages as above"
+  "prometheus|the metrics tests start a real Prometheus that scrapes the agent and queries its API"
 )
 
 case "$what" in
