@@ -17,6 +17,8 @@ import { OverlayReconciler, overlaySettings } from './reconcilers/overlay.ts';
 import { DnsReconciler, dnsConfigOf } from './reconcilers/dns.ts';
 import type { Settings as OverlaySettings } from '../plugins/overlay/config.ts';
 import { ServicesReconciler } from './reconcilers/services.ts';
+import { History } from './dashboard/history.ts';
+import { dashboardRoutes } from './dashboard/routes.ts';
 
 const USAGE = `usage: cni-ts agent [--config FILE] [--resync SECONDS] [--no-http] [--no-socket]
   --config FILE     the host's agent config (default $CNI_TS_CONFIG or /etc/cni-ts/agent.json)
@@ -61,6 +63,8 @@ export class Agent {
   readonly dns: DnsReconciler | undefined;
   private services: ServicesReconciler;
   private servers: Array<http.Server | net.Server> = [];
+  /** the dashboard's last 15 minutes of endpoint figures (agent/dashboard) */
+  readonly history = new History();
 
   constructor(
     readonly cfg: AgentConfig,
@@ -109,6 +113,8 @@ export class Agent {
       h.dnsRecords = () => dns.records();
       h.dnsLookup = (name, type, network) => dns.lookup(name, type, network);
     }
+    // the dashboard: the page at /, /api/v1/history, /api/v1/services (agent/dashboard/routes.ts)
+    for (const [route, fn] of dashboardRoutes({ history: this.history, services: () => this.services.snapshot() })) h.routes!.set(route, fn);
     if (this.opts.http) this.servers.push(await startHttp(this.cfg.listen, h, this.log));
     if (this.opts.socket) this.servers.push(await startSocket(this.cfg.socket, h, this.log));
     this.policy.start();
