@@ -195,6 +195,8 @@ describe('dashboard routes', () => {
     expect(ASSETS['/assets/uPlot.min.js']!.text.length).toBeGreaterThan(40_000);
     expect(ASSETS['/assets/uPlot.min.js']!.text).toContain('uPlot');
     expect(ASSETS['/assets/dashboard.js']!.text).toContain('/api/v1/history');
+    expect(ASSETS['/assets/uPlot.min.css']!.text).toContain('.uplot');
+    expect(ASSETS['/assets/dashboard.css']!.text).toContain('.grid');
   });
 
   describe('over HTTP (loopback)', () => {
