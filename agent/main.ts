@@ -17,6 +17,9 @@ import { OverlayReconciler, overlaySettings } from './reconcilers/overlay.ts';
 import { DnsReconciler, dnsConfigOf } from './reconcilers/dns.ts';
 import type { Settings as OverlaySettings } from '../plugins/overlay/config.ts';
 import { ServicesReconciler } from './reconcilers/services.ts';
+import { MetricsSampler } from './metrics/sampler.ts';
+import { createRegistry, metricsRoute, type Registry } from './metrics/registry.ts';
+import { metricsSettings } from './metrics/config.ts';
 import { History } from './dashboard/history.ts';
 import { dashboardRoutes } from './dashboard/routes.ts';
 
@@ -62,6 +65,10 @@ export class Agent {
   /** the DNS server (absent when `dns.enabled` is false) */
   readonly dns: DnsReconciler | undefined;
   private services: ServicesReconciler;
+  /** the agent's Prometheus registry (GET /metrics) */
+  readonly registry: Registry = createRegistry();
+  /** per-endpoint traffic metrics (absent when `metrics.enabled` is false) */
+  readonly metrics: MetricsSampler | undefined;
   private servers: Array<http.Server | net.Server> = [];
   /** the dashboard's last 15 minutes of endpoint figures (agent/dashboard) */
   readonly history = new History();
@@ -79,6 +86,7 @@ export class Agent {
       this.overlay = new OverlayReconciler(opts.overlay, log);
       this.loops.push(this.overlay.loop);
     }
+    if (metricsSettings(cfg).enabled) this.metrics = new MetricsSampler(cfg, log, { registry: this.registry });
     const dnsCfg = dnsConfigOf(cfg);
     if (dnsCfg) {
       this.dns = new DnsReconciler(cfg, dnsCfg, log, { resyncMs: opts.resyncMs });
@@ -113,7 +121,13 @@ export class Agent {
       h.dnsRecords = () => dns.records();
       h.dnsLookup = (name, type, network) => dns.lookup(name, type, network);
     }
+    h.routes!.set('GET /metrics', metricsRoute(this.registry));
+    if (this.metrics) {
+      const m = this.metrics;
+      h.metrics = (ns) => m.latest(ns) ?? { node: this.cfg.node, at: new Date().toISOString(), intervalSeconds: m.intervalMs / 1000, endpoints: [] };
+    }
     // the dashboard: the page at /, /api/v1/history, /api/v1/services (agent/dashboard/routes.ts)
+    this.metrics?.onSample((snap) => this.history.add(snap));
     for (const [route, fn] of dashboardRoutes({ history: this.history, services: () => this.services.snapshot() })) h.routes!.set(route, fn);
     if (this.opts.http) this.servers.push(await startHttp(this.cfg.listen, h, this.log));
     if (this.opts.socket) this.servers.push(await startSocket(this.cfg.socket, h, this.log));
@@ -121,10 +135,11 @@ export class Agent {
     this.services.start();
     this.overlay?.start();
     this.dns?.start();
+    this.metrics?.start();
   }
 
   async stop(): Promise<void> {
-    await Promise.all([this.policy.stop(), this.services.stop(), this.overlay?.stop(), this.dns?.stop(), ...this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))]);
+    await Promise.all([this.policy.stop(), this.services.stop(), this.overlay?.stop(), this.dns?.stop(), this.metrics?.stop(), ...this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))]);
     if (this.opts.socket) rmSync(this.cfg.socket, { force: true });
   }
 }

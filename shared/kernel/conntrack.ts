@@ -65,11 +65,11 @@ export async function conntrackDeleteBackend(f: { proto: 'tcp' | 'udp'; vip: str
 }
 
 /**
- * Follow conntrack events (NEW, UPDATE, DESTROY) for IPv4 TCP/UDP: `onEntry` per parsed line.
+ * Follow conntrack events (NEW, UPDATE, DESTROY; `events` narrows them, e.g. "NEW") for IPv4 TCP/UDP: `onEntry` per parsed line.
  * Returns a stop function. The child is restarted by the caller if it exits (`onExit`).
  */
-export function conntrackEvents(onEntry: (e: CtEntry) => void, onExit: (why: string) => void, netns?: string): () => void {
-  const args = ['-E', '-f', 'ipv4', '-e', 'NEW,UPDATE,DESTROY', '-o', 'timestamp'];
+export function conntrackEvents(onEntry: (e: CtEntry) => void, onExit: (why: string) => void, netns?: string, events = 'NEW,UPDATE,DESTROY'): () => void {
+  const args = ['-E', '-f', 'ipv4', '-e', events, '-o', 'timestamp'];
   const [file, argv] = netns ? ['nsenter', [`--net=${netns}`, '--', 'conntrack', ...args]] : ['conntrack', args];
   const child = childProcess().spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { LC_ALL: 'C', PATH: process.env.PATH || '/usr/sbin:/usr/bin:/sbin:/bin' } });
   let buf = '';

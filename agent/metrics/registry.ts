@@ -1,0 +1,70 @@
+/**
+ * The agent's Prometheus registry (prom-client) and `GET /metrics` (text format 0.0.4).
+ *
+ * Per-endpoint families are not prom-client Counters fed by `inc()`: their values are the
+ * kernel's counters at the last sample, so each family is a small collector registered with
+ * `registerMetric` whose `get()` reads the sampler's latest snapshot (one pass over the
+ * endpoints per scrape, no per-series bookkeeping, series of a gone endpoint vanish with it).
+ * Other parts of the agent (plugin calls, IPAM, services, DNS) register their own collectors
+ * on the same registry (`collector()` below).
+ */
+import type http from 'node:http';
+import { Registry, type MetricObjectWithValues, type MetricType, type MetricValue } from 'prom-client';
+import type { MetricsSnapshot } from '../../shared/monitoring.ts';
+import { ENDPOINT_FAMILIES, endpointLabelValues } from './families.ts';
+
+export { Registry };
+
+/** A fresh registry for the agent (one per Agent; tests make their own). */
+export function createRegistry(): Registry {
+  return new Registry();
+}
+
+export interface CollectedValue {
+  labels?: Record<string, string | number>;
+  value: number;
+  /** histogram parts: `<name>_bucket` / `_sum` / `_count` */
+  metricName?: string;
+}
+
+/**
+ * Register a family whose values are computed at scrape time. `collect` returns every value
+ * of the family (histograms: the `_bucket` (with `le`), `_sum` and `_count` lines by metricName).
+ */
+export function collector(registry: Registry, name: string, type: 'counter' | 'gauge' | 'histogram', help: string, collect: () => CollectedValue[]): void {
+  const metric = {
+    name,
+    help,
+    type,
+    aggregator: 'sum' as const,
+    get: (): Promise<MetricObjectWithValues<MetricValue<string>>> =>
+      Promise.resolve({ name, help, type: type as unknown as MetricType, aggregator: 'sum', values: collect() as MetricValue<string>[] } as unknown as MetricObjectWithValues<MetricValue<string>>),
+    reset: (): void => undefined,
+  };
+  registry.registerMetric(metric as unknown as Parameters<Registry['registerMetric']>[0]);
+}
+
+/** The cni_ts_endpoint_* families, read from `latest()` at each scrape. */
+export function registerEndpointFamilies(registry: Registry, latest: () => MetricsSnapshot | undefined): void {
+  for (const fam of ENDPOINT_FAMILIES) {
+    collector(registry, fam.name, fam.type, fam.help, () => {
+      const snap = latest();
+      if (!snap) return [];
+      const out: CollectedValue[] = [];
+      for (const f of snap.endpoints) {
+        const v = fam.value(f);
+        if (v !== undefined && Number.isFinite(v)) out.push({ labels: endpointLabelValues(f), value: v });
+      }
+      return out;
+    });
+  }
+}
+
+/** `GET /metrics`: the registry in Prometheus text format. */
+export function metricsRoute(registry: Registry): (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void> {
+  return async (_req, res) => {
+    const text = await registry.metrics();
+    res.writeHead(200, { 'content-type': registry.contentType, 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  };
+}
