@@ -22,6 +22,7 @@ import { createRegistry, metricsRoute, type Registry } from './metrics/registry.
 import { metricsSettings } from './metrics/config.ts';
 import { History } from './dashboard/history.ts';
 import { dashboardRoutes } from './dashboard/routes.ts';
+import { AlertEngine } from './alerts/index.ts';
 
 const USAGE = `usage: cni-ts agent [--config FILE] [--resync SECONDS] [--no-http] [--no-socket]
   --config FILE     the host's agent config (default $CNI_TS_CONFIG or /etc/cni-ts/agent.json)
@@ -69,6 +70,8 @@ export class Agent {
   readonly registry: Registry = createRegistry();
   /** per-endpoint traffic metrics (absent when `metrics.enabled` is false) */
   readonly metrics: MetricsSampler | undefined;
+  /** alert rules over the sampler's figures (absent when `alerts.enabled` is false) */
+  readonly alerts: AlertEngine | undefined;
   private servers: Array<http.Server | net.Server> = [];
   /** the dashboard's last 15 minutes of endpoint figures (agent/dashboard) */
   readonly history = new History();
@@ -92,6 +95,7 @@ export class Agent {
       this.dns = new DnsReconciler(cfg, dnsCfg, log, { resyncMs: opts.resyncMs });
       this.loops.push(this.dns.loop);
     }
+    if (cfg.alerts.enabled !== false) this.alerts = new AlertEngine(cfg, log.withPrefix('agent alerts'), () => this.metrics?.samples() ?? []);
   }
 
   status(): AgentStatus {
@@ -129,6 +133,11 @@ export class Agent {
     // the dashboard: the page at /, /api/v1/history, /api/v1/services (agent/dashboard/routes.ts)
     this.metrics?.onSample((snap) => this.history.add(snap));
     for (const [route, fn] of dashboardRoutes({ history: this.history, services: () => this.services.snapshot() })) h.routes!.set(route, fn);
+    if (this.alerts) {
+      const alerts = this.alerts;
+      h.alerts = () => alerts.alerts();
+      for (const [route, handler] of alerts.routes()) h.routes!.set(route, handler);
+    }
     if (this.opts.http) this.servers.push(await startHttp(this.cfg.listen, h, this.log));
     if (this.opts.socket) this.servers.push(await startSocket(this.cfg.socket, h, this.log));
     this.policy.start();
@@ -136,10 +145,11 @@ export class Agent {
     this.overlay?.start();
     this.dns?.start();
     this.metrics?.start();
+    this.alerts?.start();
   }
 
   async stop(): Promise<void> {
-    await Promise.all([this.policy.stop(), this.services.stop(), this.overlay?.stop(), this.dns?.stop(), this.metrics?.stop(), ...this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))]);
+    await Promise.all([this.policy.stop(), this.services.stop(), this.overlay?.stop(), this.dns?.stop(), this.metrics?.stop(), this.alerts?.stop(), ...this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))]);
     if (this.opts.socket) rmSync(this.cfg.socket, { force: true });
   }
 }

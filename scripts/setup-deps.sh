@@ -46,6 +46,8 @@ TEST=(
   "strace|the static IPAM test proves it writes no file (every verb under strace)"
   "bind9-dnsutils|dig: the DNS tests query the agent's server from pod namespaces"
   "dnsperf|make bench: DNS throughput of the agent against dnsmasq"
+  "prometheus|promtool: the alert tests run promtool check rules / test rules on conf/prometheus/cni-ts-rules.yml"
+  "prometheus-alertmanager|the alert tests deliver to a real Alertmanager (API v2) on loopback"
   "make|README's commands"
 )
 

@@ -1,0 +1,119 @@
+/**
+ * The agent's alerting (issue 16, docs/alerts.md): every `alerts.evaluationInterval` the rules
+ * (engine.ts) read the samples the metrics sampler last took (`source`), each transition is
+ * logged, and notify.ts queues what Alertmanagers and webhooks must hear. Evaluation never waits
+ * on a receiver. The agent starts/stops it and serves `alerts()` on its socket and on
+ * `GET /api/v1/alerts` (`routes()`).
+ */
+import type { AgentConfig } from '../../shared/agentconfig.ts';
+import type { Logger } from '../../shared/cni/log.ts';
+import type { Alert, Sample } from '../../shared/monitoring.ts';
+import { sendJson, type HttpRoute } from '../api.ts';
+import { AlertEvaluator, formatValue, labelText, parseAlertsConfig, toAlert, type AlertsConfig, type Transition } from './engine.ts';
+import { Notifier, type ReceiverStats } from './notify.ts';
+
+export { parseAlertsConfig, DEFAULT_RULES } from './engine.ts';
+
+export interface AlertEngineOptions {
+  /** ms since the epoch (tests drive it) */
+  now?: () => number;
+  fetch?: typeof fetch;
+}
+
+/** The `alerts` section of an agent config, parsed (throws AgentConfigError, code 7). */
+export function alertsConfigOf(cfg: AgentConfig): AlertsConfig {
+  return parseAlertsConfig(cfg.alerts, cfg.source);
+}
+
+export class AlertEngine {
+  readonly config: AlertsConfig;
+  private readonly evaluator: AlertEvaluator;
+  private readonly notifier: Notifier;
+  private readonly now: () => number;
+  private timer: NodeJS.Timeout | undefined;
+  private sourceFailing = false;
+  evaluations = 0;
+
+  constructor(
+    cfg: AgentConfig,
+    private readonly log: Logger,
+    private readonly source: () => Sample[],
+    opts: AlertEngineOptions = {},
+  ) {
+    this.config = alertsConfigOf(cfg);
+    this.now = opts.now ?? Date.now;
+    this.evaluator = new AlertEvaluator(this.config.rules, this.config.resolvedRetentionMs);
+    const externalURL = this.config.externalURL ?? `http://${cfg.listen.startsWith('0.0.0.0:') || cfg.listen.startsWith('[::]:') ? `${cfg.node}${cfg.listen.slice(cfg.listen.lastIndexOf(':'))}` : cfg.listen}`;
+    this.notifier = new Notifier(this.config, log, { node: cfg.node, externalURL, now: this.now, fetch: opts.fetch });
+  }
+
+  /** One line for the agent's start-up log. */
+  describe(): string {
+    const c = this.config;
+    return `${c.rules.length} rule(s) (${c.rules.map((r) => `${r.name} for ${r.for}`).join(', ')}), every ${c.evaluationIntervalMs} ms, ${c.alertmanagers.length} alertmanager(s), ${c.webhooks.length} webhook(s)`;
+  }
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => this.evaluate(), this.config.evaluationIntervalMs);
+    this.log.info(`alerts: ${this.describe()}`);
+  }
+
+  stop(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    this.notifier.stop();
+    return Promise.resolve();
+  }
+
+  /** One evaluation now: read the samples, move the alerts, log, queue notifications. */
+  evaluate(): Transition[] {
+    let samples: Sample[];
+    try {
+      samples = this.source();
+      if (this.sourceFailing) this.log.info('alerts: samples readable again');
+      this.sourceFailing = false;
+    } catch (e) {
+      // no samples this time: keep every alert as it is rather than resolving them all
+      if (!this.sourceFailing) this.log.warn(`alerts: cannot read samples: ${(e as Error).message}`);
+      this.sourceFailing = true;
+      return [];
+    }
+    const now = this.now();
+    const ts = this.evaluator.evaluate(samples, now);
+    this.evaluations++;
+    for (const t of ts) this.logTransition(t);
+    this.notifier.dispatch(ts, this.evaluator.instancesNow());
+    return ts;
+  }
+
+  private logTransition(t: Transition): void {
+    const a = t.alert;
+    const what = `alert ${a.rule.name} ${labelText(a.labels)} (${a.rule.severity})`;
+    const v = formatValue(a.rule.metric, a.value);
+    if (t.to === 'pending') this.log.info(`${what}: pending, ${a.rule.metric} = ${v} ${a.rule.op} ${formatValue(a.rule.metric, a.rule.threshold)}; fires if it holds for ${a.rule.for}`);
+    else if (t.to === 'firing') this.log.warn(`${what}: FIRING, ${a.rule.metric} = ${v}: ${toAlert(a).description}`);
+    else if (t.to === 'resolved') this.log.info(`${what}: resolved (last value ${v}, fired ${new Date(a.firedAt ?? a.activeAt).toISOString()})`);
+    else this.log.info(`${what}: no longer pending (${a.rule.metric} back to normal before ${a.rule.for})`);
+  }
+
+  alerts(): Alert[] {
+    return this.evaluator.alerts();
+  }
+
+  receivers(): ReceiverStats[] {
+    return this.notifier.stats();
+  }
+
+  /** `GET /api/v1/alerts[?state=firing&alertname=X&namespace=NS]`: the socket's answer plus receiver stats. */
+  routes(): Map<string, HttpRoute> {
+    const list: HttpRoute = (_req, res, url) => {
+      const want = (k: string): string | null => url.searchParams.get(k);
+      const alerts = this.alerts().filter(
+        (a) => (!want('state') || a.state === want('state')) && (!want('alertname') || a.name === want('alertname')) && (!want('namespace') || a.labels.namespace === want('namespace')) && (!want('severity') || a.severity === want('severity')),
+      );
+      sendJson(res, 200, { ok: true, type: 'alerts', alerts, receivers: this.receivers() });
+    };
+    return new Map([['GET /api/v1/alerts', list]]);
+  }
+}
