@@ -48,6 +48,7 @@ TEST=(
   "dnsperf|make bench: DNS throughput of the agent against dnsmasq"
   "prometheus|promtool: the alert tests run promtool check rules / test rules on conf/prometheus/cni-ts-rules.yml"
   "prometheus-alertmanager|the alert tests deliver to a real Alertmanager (API v2) on loopback"
+  "chromium|the dashboard test loads the agent's page in headless Chromium (driven by playwright-core, never a downloaded browser)"
   "make|README's commands"
 )
 

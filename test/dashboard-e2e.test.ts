@@ -1,14 +1,15 @@
 /**
- * The dashboard and `cnictl top` against a real agent: pods x/a and x/b attached through our
- * built bridge + host-local + endpoint inside a test host netns (test/helpers/policy-matrix.ts),
- * a Service x/web with x/b as its backend, the built agent there with its own file store,
- * metrics sampled every second and one extra alert rule with a low threshold and "for": "0s".
+ * The dashboard and `cnictl top` against a real agent: pods x/a, x/b and x/c attached through
+ * our built bridge + host-local + endpoint inside a test host netns
+ * (test/helpers/policy-matrix.ts), a Service x/web with x/b as its backend, the built agent
+ * there with its own file store, metrics sampled every second and one extra alert rule with a
+ * low threshold and "for": "0s".
  *
  * The page is loaded in Debian's chromium (driven by playwright-core, never a downloaded
  * browser), started inside the test's host netns by a wrapper script: it reaches the agent on
  * 127.0.0.1 there and nothing else (offline by construction; every request it makes is checked
- * to be the agent's). Traffic (ping x/a → x/b, 1400-byte packets every 50 ms) starts after the
- * page is open: the charts fill and the rule's alert appears without a reload.
+ * to be the agent's). Traffic (ping x/a → x/b, 1400-byte packets every 50 ms; 400 kbit/s of UDP
+ * x/c → x/b with iperf3) starts after the page is open: the charts fill and the rule's alert appears without a reload.
  * A screenshot is kept as test-artifacts/dashboard.png.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -17,9 +18,9 @@ import path from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { askAgent } from '../shared/agentapi.ts';
-import type { MetricsSnapshot } from '../shared/monitoring.ts';
+import type { EndpointFigures, MetricsSnapshot } from '../shared/monitoring.ts';
 import type { Service } from '../shared/objects/types.ts';
-import { Cleanup, inNs } from './helpers/netns.ts';
+import { Cleanup } from './helpers/netns.ts';
 import { PolicyMatrix } from './helpers/policy-matrix.ts';
 import { ROOT } from './helpers/run.ts';
 
@@ -36,7 +37,13 @@ describe('dashboard and cnictl top on a real agent', () => {
   let page: Page;
   const requests: string[] = [];
   const pageErrors: string[] = [];
-  let traffic: ChildProcess | undefined;
+  const traffic: ChildProcess[] = [];
+  /** a process inside a pod's netns, killed in afterAll */
+  const inPod = (pod: 'x/a' | 'x/b' | 'x/c', argv: string[]): ChildProcess => {
+    const p = spawn('nsenter', [`--net=${m.pods.get(pod)!.netns.path}`, '--', ...argv], { stdio: 'ignore' });
+    traffic.push(p);
+    return p;
+  };
 
   const metrics = async (): Promise<MetricsSnapshot> => {
     const r = await askAgent(socket, { type: 'metrics' });
@@ -68,7 +75,7 @@ describe('dashboard and cnictl top on a real agent', () => {
       }),
     });
     socket = (JSON.parse(readFileSync(m.agentConfig, 'utf8')) as { socket: string }).socket;
-    for (const k of ['x/a', 'x/b'] as const) {
+    for (const k of ['x/a', 'x/b', 'x/c'] as const) {
       const r = await m.addPod(k);
       if (r.exitCode !== 0) throw new Error(`endpoint ADD ${k}: ${r.stdout} ${r.stderr}`);
     }
@@ -76,7 +83,7 @@ describe('dashboard and cnictl top on a real agent', () => {
     const svc: Service = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'x' }, spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 80 }] } };
     await m.apply(svc);
     m.startAgent();
-    await until('two endpoints sampled', metrics, (s) => s.endpoints.length === 2);
+    await until('three endpoints sampled', metrics, (s) => s.endpoints.length === 3);
 
     // chromium inside the host netns, a fresh profile, never a download
     const wrapper = path.join(m.tb.dir, 'chromium.sh');
@@ -97,7 +104,7 @@ describe('dashboard and cnictl top on a real agent', () => {
   }, 240_000);
 
   afterAll(async () => {
-    if (traffic && traffic.exitCode === null) traffic.kill('SIGKILL');
+    for (const p of traffic) if (p.exitCode === null) p.kill('SIGKILL');
     await cleanup.run();
   }, 60_000);
 
@@ -117,7 +124,12 @@ describe('dashboard and cnictl top on a real agent', () => {
   it('traffic fills the charts and a new alert appears without a reload', async () => {
     const navigations: string[] = [];
     page.on('framenavigated', (f) => navigations.push(f.url()));
-    traffic = spawn('nsenter', [`--net=${m.pods.get('x/a')!.netns.path}`, '--', 'ping', '-q', '-i', '0.05', '-s', '1400', m.pods.get('x/b')!.ip], { stdio: 'ignore' });
+    const b = m.pods.get('x/b')!.ip;
+    inPod('x/a', ['ping', '-q', '-i', '0.05', '-s', '1400', b]);
+    // and one way: x/c sends 400 kbit/s of UDP to an iperf3 server in x/b (bounded: 5 minutes)
+    inPod('x/b', ['iperf3', '-s', '-p', String(PORT + 1)]);
+    await new Promise((r) => setTimeout(r, 300));
+    inPod('x/c', ['iperf3', '-c', b, '-p', String(PORT + 1), '-u', '-b', '400K', '-l', '1200', '-t', '300']);
     // the rule's alert, from the page's own polling
     await page.waitForSelector(`#alerts tr[data-alert="${RULE}"][data-state="firing"]`, { timeout: 45_000 });
     // the x/b chart holds points with the traffic (history polled incrementally, no reload)
@@ -150,14 +162,18 @@ describe('dashboard and cnictl top on a real agent', () => {
     expect(figs).toMatch(/rx\s*[0-9.]+ KB\/s/);
     const row = await page.textContent(`#alerts tr[data-alert="${RULE}"]`);
     expect(row).toContain('x/');
-    await page.waitForTimeout(1500); // one more sample drawn for the picture
-    mkdirSync(ARTIFACTS, { recursive: true });
-    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard.png'), fullPage: true });
     // offline: every request went to the agent
     expect(requests.length).toBeGreaterThan(5);
     expect(requests.filter((u) => !u.startsWith(`http://127.0.0.1:${PORT}/`))).toEqual([]);
     expect(pageErrors).toEqual([]);
   }, 120_000);
+
+  it('keeps a screenshot (test-artifacts/dashboard.png) once the charts hold 40 samples', async () => {
+    await page.waitForFunction(() => [...(window as unknown as { cniDashboard: { charts: Map<string, { traffic: { data: number[][] } }> } }).cniDashboard.charts.values()].every((c) => c.traffic.data[0]!.length >= 40), undefined, { timeout: 60_000 });
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard.png'), fullPage: true });
+    expect(pageErrors).toEqual([]);
+  }, 90_000);
 
   it('copes with an agent without alerts (GET /api/v1/alerts answers 404: route stub)', async () => {
     const p2 = await ctx.newPage();
@@ -172,17 +188,24 @@ describe('dashboard and cnictl top on a real agent', () => {
     const t = await m.cnictl(['top']);
     expect(t.exitCode).toBe(0);
     const lines = t.stdout.trimEnd().split('\n');
-    expect(lines[0]).toMatch(new RegExp(`^node ${m.node}, sample at .* \\(every 1s\\): 2 endpoints`));
+    expect(lines[0]).toMatch(new RegExp(`^node ${m.node}, sample at .* \\(every 1s\\): 3 endpoints`));
     expect(lines[1]).toMatch(/^NAMESPACE\s+POD\s+NETWORK\s+IF\s+RX\/S\s+TX\/S\s+RX-PPS\s+TX-PPS\s+ERRORS\s+DROPS\s+ERR%\s+CONNS\s+UTIL\s+LATENCY$/);
     const rows = lines.slice(2).map((l) => l.split(/\s+/));
-    expect(rows.map((r) => `${r[0]}/${r[1]}`).sort()).toEqual(['x/a', 'x/b']);
-    // the ping runs: both directions move kilobytes a second
-    for (const r of rows) expect(r[4]).toMatch(/KB$/);
+    expect(rows.map((r) => `${r[0]}/${r[1]}`).sort()).toEqual(['x/a', 'x/b', 'x/c']);
+    // busiest first: x/b receives the ping and the UDP stream; x/c only sends
+    expect(rows[0]!.slice(0, 2)).toEqual(['x', 'b']);
+    const row = (pod: string): string[] => rows.find((r) => r[1] === pod)!;
+    for (const p of ['a', 'b']) expect(row(p)[4]).toMatch(/KB$/);
+    expect(row('c')[5]).toMatch(/KB$/);
     const json = await m.cnictl(['top', '-n', 'x', '-o', 'json']);
     expect(json.exitCode).toBe(0);
     const snap = JSON.parse(json.stdout) as MetricsSnapshot;
-    expect(snap.endpoints.map((e) => e.pod).sort()).toEqual(['a', 'b']);
-    expect(snap.endpoints.every((e) => e.rates.rxBytes > 5000)).toBe(true);
+    expect(snap.endpoints.map((e) => e.pod).sort()).toEqual(['a', 'b', 'c']);
+    const rate = (pod: string): EndpointFigures['rates'] => snap.endpoints.find((e) => e.pod === pod)!.rates;
+    expect(rate('a').rxBytes).toBeGreaterThan(5000);
+    expect(rate('b').rxBytes).toBeGreaterThan(rate('a').rxBytes);
+    expect(rate('c').txBytes).toBeGreaterThan(20_000);
+    expect(rate('c').rxBytes).toBeLessThan(rate('c').txBytes / 5);
     const none = await m.cnictl(['top', '-n', 'nope']);
     expect(none.stdout).toContain('no endpoints in namespace nope');
     // --watch -o json: one line per new sample until interrupted
@@ -202,14 +225,14 @@ describe('dashboard and cnictl top on a real agent', () => {
     expect(bad.exitCode).toBe(2);
   }, 90_000);
 
-  it('the history API: 1 s samples of both endpoints, ?since returns only newer ones', async () => {
+  it('the history API: 1 s samples of every endpoint, ?since returns only newer ones', async () => {
     const get = async (q: string): Promise<{ t: number[]; endpoints: Array<{ key: string; series: Record<string, Array<number | null>> }> }> => {
-      const r = await inNs(m.tb.host, 'curl', ['-sf', `http://127.0.0.1:${PORT}/api/v1/history${q}`]);
-      return JSON.parse(r.stdout) as never;
+      // from the page: the browser is the one client inside the test's host netns
+      return (await page.evaluate(async (u) => (await fetch(u)).json(), `/api/v1/history${q}`)) as never;
     };
     const all = await get('');
     expect(all.t.length).toBeGreaterThan(5);
-    expect(all.endpoints.map((e) => e.key.split('/').slice(0, 2).join('/')).sort()).toEqual(['x/a', 'x/b']);
+    expect(all.endpoints.map((e) => e.key.split('/').slice(0, 2).join('/')).sort()).toEqual(['x/a', 'x/b', 'x/c']);
     for (const e of all.endpoints) expect(e.series.rxBytes).toHaveLength(all.t.length);
     const newer = await get(`?since=${all.t.at(-2)}`);
     expect(newer.t[0]).toBeGreaterThan(all.t.at(-2)!);

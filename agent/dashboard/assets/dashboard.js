@@ -215,7 +215,6 @@
       c.card.remove();
       state.charts.delete(k);
     }
-    const alerting = new Set(state.alerts.filter((a) => a.state === 'firing').map((a) => `${a.labels.namespace}/${a.labels.pod}`));
     let prev = null;
     for (const e of shown) {
       let c = state.charts.get(e.key);
@@ -233,15 +232,31 @@
         c = { card, ...makeCharts(card) };
         state.charts.set(e.key, c);
       }
-      c.card.classList.toggle('alerting', alerting.has(`${e.namespace}/${e.pod}`));
       c.card.querySelector('.figs').replaceChildren(...figures(e));
       c.traffic.setData([state.t, e.series.rxBytes, e.series.txBytes]);
       c.quality.setData([state.t, e.series.errorRatio, e.series.latencySeconds]);
       prev = c;
     }
+    markAlerting();
     const namespaces = [...new Set([...state.endpoints.values()].map((e) => e.namespace))].sort();
     const sel = $('namespace');
     for (const ns of namespaces) if (![...sel.options].some((o) => o.value === ns)) sel.append(el('option', { value: ns }, ns));
+  }
+
+  /** Firing alerts per pod: the card's border takes the worst severity's colour. */
+  function markAlerting() {
+    const worst = new Map();
+    for (const a of state.alerts) {
+      if (a.state !== 'firing') continue;
+      const k = `${a.labels.namespace}/${a.labels.pod}`;
+      if (a.severity === 'critical' || !worst.has(k)) worst.set(k, a.severity);
+    }
+    for (const [key, c] of state.charts) {
+      const e = state.endpoints.get(key);
+      const sev = e && worst.get(`${e.namespace}/${e.pod}`);
+      c.card.classList.toggle('alerting-critical', sev === 'critical');
+      c.card.classList.toggle('alerting-warning', sev !== undefined && sev !== 'critical');
+    }
   }
 
   // ---- alerts ----
@@ -261,6 +276,7 @@
     const order = { firing: 0, pending: 1, resolved: 2 };
     const rows = [...state.alerts].sort((a, b) => order[a.state] - order[b.state] || a.name.localeCompare(b.name));
     $('alerts-count').textContent = String(rows.filter((a) => a.state === 'firing').length);
+    markAlerting();
     if (!rows.length) {
       box.replaceChildren(el('p', { class: 'muted' }, 'No alerts.'));
       return;
@@ -268,7 +284,7 @@
     box.replaceChildren(
       el(
         'table',
-        {},
+        { class: 'data' },
         el('thead', {}, el('tr', {}, ...['state', 'severity', 'alert', 'endpoint', 'value', 'description', 'since'].map((h) => el('th', {}, h)))),
         el(
           'tbody',
@@ -317,7 +333,7 @@
     box.replaceChildren(
       el(
         'table',
-        {},
+        { class: 'data' },
         el('thead', {}, el('tr', {}, ...['service', 'address', 'algorithm', 'healthy', 'backends'].map((h) => el('th', {}, h)))),
         el(
           'tbody',
