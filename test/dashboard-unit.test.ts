@@ -250,3 +250,17 @@ describe('dashboard routes', () => {
     });
   });
 });
+
+describe('round4', () => {
+  it('four significant digits below 1000, whole numbers above, null for no value', async () => {
+    const { round4 } = await import('../agent/dashboard/history.ts');
+    expect(round4(0.012345)).toBe(0.01235);
+    expect(round4(Math.fround(0.0123))).toBe(0.0123);
+    expect(round4(123.456)).toBe(123.5);
+    expect(round4(-0.5)).toBe(-0.5);
+    expect(round4(123456.7)).toBe(123457);
+    expect(round4(0)).toBe(0);
+    expect(round4(NaN)).toBeNull();
+    expect(round4(Infinity)).toBeNull();
+  });
+});

@@ -56,8 +56,18 @@ interface Entry {
   prev?: { at: number; drops: number; errors: number };
 }
 
-/** Four significant digits: enough for a chart, a third of the JSON of a full double. */
-const round = (v: number): number | null => (Number.isFinite(v) ? Number(v.toPrecision(4)) : null);
+/**
+ * Four significant digits (whole numbers from 1000 up): enough for a chart, and a float32's
+ * value prints short in JSON. Arithmetic, not toPrecision (5× faster over 900 000 values).
+ */
+export function round4(v: number): number | null {
+  if (!Number.isFinite(v)) return null;
+  const a = Math.abs(v);
+  if (a >= 1000) return Math.round(v);
+  if (a === 0) return 0;
+  const p = 10 ** (3 - Math.floor(Math.log10(a)));
+  return Math.round(v * p) / p;
+}
 
 export class History {
   readonly windowSeconds: number;
@@ -190,7 +200,12 @@ export class History {
     for (const [key, e] of [...this.entries].sort((a, b) => a[0].localeCompare(b[0]))) {
       if (opts.namespace !== undefined && e.labels.namespace !== opts.namespace) continue;
       const series = {} as Record<SeriesName, Array<number | null>>;
-      SERIES.forEach((name, i) => (series[name] = slots.map((s) => round(e.values[s * F + i]!))));
+      const v = e.values;
+      for (let i = 0; i < F; i++) {
+        const out = new Array<number | null>(slots.length);
+        for (let j = 0; j < slots.length; j++) out[j] = round4(v[slots[j]! * F + i]!);
+        series[SERIES[i]!] = out;
+      }
       endpoints.push({ key, ...e.labels, hostInterface: e.hostInterface, ips: e.ips, limitBitsPerSecond: e.limitBitsPerSecond, series });
     }
     return { node: this.node, windowSeconds: this.windowSeconds, intervalSeconds: this.intervalSeconds, t: slots.map((s) => this.times[s]! / 1000), endpoints };
