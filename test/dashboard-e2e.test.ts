@@ -187,6 +187,8 @@ describe('dashboard and cnictl top on a real agent', () => {
   it('cnictl top: the same live figures as a table, -n, -o json, --watch', async () => {
     const t = await m.cnictl(['top']);
     expect(t.exitCode).toBe(0);
+    mkdirSync(ARTIFACTS, { recursive: true });
+    writeFileSync(path.join(ARTIFACTS, 'cnictl-top.txt'), t.stdout);
     const lines = t.stdout.trimEnd().split('\n');
     expect(lines[0]).toMatch(new RegExp(`^node ${m.node}, sample at .* \\(every 1s\\): 3 endpoints`));
     expect(lines[1]).toMatch(/^NAMESPACE\s+POD\s+NETWORK\s+IF\s+RX\/S\s+TX\/S\s+RX-PPS\s+TX-PPS\s+ERRORS\s+DROPS\s+ERR%\s+CONNS\s+UTIL\s+LATENCY$/);
