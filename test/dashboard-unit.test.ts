@@ -103,6 +103,19 @@ describe('history ring buffer', () => {
     expect(r.t.length).toBeLessThanOrEqual(3);
   });
 
+  it('streamed: a slot overwritten while the endpoints are read comes out null, not another time', () => {
+    const h = new History({ windowSeconds: 10 }); // 3 slots
+    for (let t = 1; t <= 3; t++) h.add(fakeSnapshot(2, t));
+    const { head, endpoints } = h.stream();
+    const it = endpoints[Symbol.iterator]();
+    const first = it.next().value!;
+    h.add(fakeSnapshot(2, 4)); // overwrites the slot of t=1
+    const second = it.next().value!;
+    expect(head.t).toHaveLength(3);
+    expect(first.series.rxBytes).toEqual([1100, 1200, 1300]);
+    expect(second.series.rxBytes).toEqual([null, 2200, 2300]);
+  });
+
   it('a counter that went backwards (interface re-created) gives no negative rate', () => {
     const h = new History();
     h.add(fakeSnapshot(1, 10));
@@ -241,6 +254,28 @@ describe('dashboard routes', () => {
       expect(since.t).toEqual(all.t.slice(2));
       expect(since.endpoints.map((e) => e.pod)).toEqual(['pod-1']);
       expect((await get('/api/v1/history?since=soon')).status).toBe(400);
+    });
+
+    it('GET /api/v1/history streams many endpoints in batches into one JSON document', async () => {
+      const big = new History();
+      for (let t = 1; t <= 3; t++) big.add(fakeSnapshot(60, t));
+      const routes = dashboardRoutes({ history: big });
+      const s2 = await startHttp('127.0.0.1:0', { status: () => ({ node: 'n', pid: 1, startedAt: '', store: 'file', memory: { rss: 0, heapUsed: 0 }, reconcilers: [] }), resync: async () => [], routes }, new Logger('test', { CNI_LOG_LEVEL: 'error' }));
+      try {
+        const port = (s2.address() as { port: number }).port;
+        const body = await new Promise<string>((resolve, reject) => {
+          http.get(`http://127.0.0.1:${port}/api/v1/history`, (res) => {
+            let b = '';
+            res.setEncoding('utf8');
+            res.on('data', (c: string) => (b += c));
+            res.on('end', () => resolve(b));
+          }).on('error', reject);
+        });
+        expect(JSON.parse(body)).toEqual(JSON.parse(JSON.stringify(big.report())));
+        expect((JSON.parse(body) as HistoryReport).endpoints).toHaveLength(60);
+      } finally {
+        await new Promise<void>((r) => s2.close(() => r()));
+      }
     });
 
     it('GET /api/v1/services', async () => {

@@ -194,20 +194,37 @@ export class History {
    * absent) of the endpoints in `namespace` (all when absent), endpoints sorted by key.
    */
   report(opts: { namespace?: string; sinceMs?: number } = {}): HistoryReport {
+    const { head, endpoints } = this.stream(opts);
+    return { ...head, endpoints: [...endpoints] };
+  }
+
+  /**
+   * `report` in parts: the head now, the endpoints one at a time (the HTTP route serializes them
+   * in batches and yields the event loop between them). A slot overwritten by a sample taken
+   * while the endpoints are being read comes out as null rather than as another time's value.
+   */
+  stream(opts: { namespace?: string; sinceMs?: number } = {}): { head: Omit<HistoryReport, 'endpoints'>; endpoints: Iterable<HistoryEndpoint> } {
     const oldest = this.oldest();
     const slots = this.slots().filter((s) => this.times[s]! >= oldest && (opts.sinceMs === undefined || this.times[s]! > opts.sinceMs));
-    const endpoints: HistoryEndpoint[] = [];
-    for (const [key, e] of [...this.entries].sort((a, b) => a[0].localeCompare(b[0]))) {
-      if (opts.namespace !== undefined && e.labels.namespace !== opts.namespace) continue;
+    const at = slots.map((s) => this.times[s]!);
+    const keys = [...this.entries.keys()].sort();
+    const head = { node: this.node, windowSeconds: this.windowSeconds, intervalSeconds: this.intervalSeconds, t: at.map((ms) => ms / 1000) };
+    return { head, endpoints: this.endpointsAt(keys, slots, at, opts.namespace) };
+  }
+
+  private *endpointsAt(keys: string[], slots: number[], at: number[], namespace: string | undefined): Generator<HistoryEndpoint> {
+    for (const key of keys) {
+      const e = this.entries.get(key);
+      if (!e || (namespace !== undefined && e.labels.namespace !== namespace)) continue;
+      const live = slots.map((s, j) => this.times[s] === at[j]);
       const series = {} as Record<SeriesName, Array<number | null>>;
       const v = e.values;
       for (let i = 0; i < F; i++) {
         const out = new Array<number | null>(slots.length);
-        for (let j = 0; j < slots.length; j++) out[j] = round4(v[slots[j]! * F + i]!);
+        for (let j = 0; j < slots.length; j++) out[j] = live[j] ? round4(v[slots[j]! * F + i]!) : null;
         series[SERIES[i]!] = out;
       }
-      endpoints.push({ key, ...e.labels, hostInterface: e.hostInterface, ips: e.ips, limitBitsPerSecond: e.limitBitsPerSecond, series });
+      yield { key, ...e.labels, hostInterface: e.hostInterface, ips: e.ips, limitBitsPerSecond: e.limitBitsPerSecond, series };
     }
-    return { node: this.node, windowSeconds: this.windowSeconds, intervalSeconds: this.intervalSeconds, t: slots.map((s) => this.times[s]! / 1000), endpoints };
   }
 }

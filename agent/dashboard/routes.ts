@@ -60,6 +60,9 @@ export function servicesReport(snap: { entries: ServicePortEntry[]; connections:
   };
 }
 
+/** Endpoints serialized between two yields of the event loop. */
+const HISTORY_BATCH = 25;
+
 interface Asset {
   type: string;
   body: Buffer;
@@ -105,17 +108,30 @@ export function dashboardRoutes(src: DashboardSources): Map<string, HttpRoute> {
     routes.set(`GET ${p}`, route);
     routes.set(`HEAD ${p}`, route);
   }
-  routes.set('GET /api/v1/history', (_req, res, url) => {
+  routes.set('GET /api/v1/history', async (_req, res, url) => {
     const since = url.searchParams.get('since');
     const sinceMs = since === null ? undefined : Number(since) * 1000;
     if (sinceMs !== undefined && !Number.isFinite(sinceMs)) {
       sendJson(res, 400, { error: `since=${since}: expected Unix seconds` });
       return;
     }
-    // compact: the history is mostly arrays of numbers, which indented JSON puts one per line
-    const text = JSON.stringify(src.history.report({ namespace: url.searchParams.get('namespace') || undefined, sinceMs }));
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
-    res.end(text);
+    // compact (the history is mostly arrays of numbers, which indented JSON puts one per line),
+    // and in batches of endpoints with the event loop yielded between them: the whole history
+    // of a big node is megabytes, and DNS answers, probes and samples must not wait for it
+    const { head, endpoints } = src.history.stream({ namespace: url.searchParams.get('namespace') || undefined, sinceMs });
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    let out = `${JSON.stringify(head).slice(0, -1)},"endpoints":[`;
+    let n = 0;
+    for (const e of endpoints) {
+      out += `${n ? ',' : ''}${JSON.stringify(e)}`;
+      if (++n % HISTORY_BATCH === 0) {
+        res.write(out);
+        out = '';
+        await new Promise((r) => setImmediate(r));
+        if (res.destroyed) return;
+      }
+    }
+    res.end(`${out}]}`);
   });
   routes.set('GET /api/v1/services', (_req, res) => {
     sendJson(res, 200, src.services ? servicesReport(src.services()) : { services: [] });
