@@ -22,6 +22,7 @@ import { createRegistry, metricsRoute, type Registry } from './metrics/registry.
 import { metricsSettings } from './metrics/config.ts';
 import { History } from './dashboard/history.ts';
 import { dashboardRoutes } from './dashboard/routes.ts';
+import { policySettings } from '../shared/policysync.ts';
 import { AlertEngine } from './alerts/index.ts';
 
 const USAGE = `usage: cni-ts agent [--config FILE] [--resync SECONDS] [--no-http] [--no-socket]
@@ -132,7 +133,7 @@ export class Agent {
     }
     // the dashboard: the page at /, /api/v1/history, /api/v1/services (agent/dashboard/routes.ts)
     this.metrics?.onSample((snap) => this.history.add(snap));
-    for (const [route, fn] of dashboardRoutes({ history: this.history, services: () => this.services.snapshot() })) h.routes!.set(route, fn);
+    for (const [route, fn] of dashboardRoutes({ history: this.history, services: () => this.services.snapshot(), policy: policySettings(this.cfg) })) h.routes!.set(route, fn);
     if (this.alerts) {
       const alerts = this.alerts;
       h.alerts = () => alerts.alerts();

@@ -9,7 +9,8 @@
  * browser), started inside the test's host netns by a wrapper script: it reaches the agent on
  * 127.0.0.1 there and nothing else (offline by construction; every request it makes is checked
  * to be the agent's). Traffic (ping x/a → x/b, 1400-byte packets every 50 ms; 400 kbit/s of UDP
- * x/c → x/b with iperf3) starts after the page is open: the charts fill and the rule's alert appears without a reload.
+ * x/c → x/b with iperf3; pings x/a → x/c, which a NetworkPolicy isolating x/c drops) starts
+ * after the page is open: the charts fill and the rule's alert appears without a reload.
  * A screenshot is kept as test-artifacts/dashboard.png.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -19,7 +20,7 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { askAgent } from '../shared/agentapi.ts';
 import type { EndpointFigures, MetricsSnapshot } from '../shared/monitoring.ts';
-import type { Service } from '../shared/objects/types.ts';
+import type { NetworkPolicy, Service } from '../shared/objects/types.ts';
 import { Cleanup } from './helpers/netns.ts';
 import { PolicyMatrix } from './helpers/policy-matrix.ts';
 import { ROOT } from './helpers/run.ts';
@@ -82,6 +83,9 @@ describe('dashboard and cnictl top on a real agent', () => {
     await m.label('x/b', { pod: 'b', app: 'web' });
     const svc: Service = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'x' }, spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 80 }] } };
     await m.apply(svc);
+    // x/c takes no connections: its ingress is isolated (the default deny counts what x/a sends it)
+    const deny: NetworkPolicy = { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: 'c-closed', namespace: 'x' }, spec: { podSelector: { matchLabels: { pod: 'c' } }, policyTypes: ['Ingress'] } };
+    await m.apply(deny);
     m.startAgent();
     await until('three endpoints sampled', metrics, (s) => s.endpoints.length === 3);
 
@@ -130,6 +134,8 @@ describe('dashboard and cnictl top on a real agent', () => {
     inPod('x/b', ['iperf3', '-s', '-p', String(PORT + 1)]);
     await new Promise((r) => setTimeout(r, 300));
     inPod('x/c', ['iperf3', '-c', b, '-p', String(PORT + 1), '-u', '-b', '400K', '-l', '1200', '-t', '300']);
+    // and x/a knocks on x/c, which its policy drops
+    inPod('x/a', ['ping', '-q', '-i', '0.2', m.pods.get('x/c')!.ip]);
     // the rule's alert, from the page's own polling
     await page.waitForSelector(`#alerts tr[data-alert="${RULE}"][data-state="firing"]`, { timeout: 45_000 });
     // the x/b chart holds points with the traffic (history polled incrementally, no reload)
@@ -162,6 +168,12 @@ describe('dashboard and cnictl top on a real agent', () => {
     expect(figs).toMatch(/rx\s*[0-9.]+ KB\/s/);
     const row = await page.textContent(`#alerts tr[data-alert="${RULE}"]`);
     expect(row).toContain('x/');
+    // the policy drops panel: x/c's default deny counts the pings
+    await page.waitForFunction(() => {
+      const r = document.querySelector('#drops tr[data-counter] td.num');
+      return !!r && Number(r.textContent) > 0;
+    }, undefined, { timeout: 30_000 });
+    expect(await page.textContent('#drops tbody tr:first-child')).toContain('default deny');
     // offline: every request went to the agent
     expect(requests.length).toBeGreaterThan(5);
     expect(requests.filter((u) => !u.startsWith(`http://127.0.0.1:${PORT}/`))).toEqual([]);

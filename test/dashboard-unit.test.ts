@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHttp, type ApiHandlers } from '../agent/api.ts';
 import { History, SERIES, type HistoryReport } from '../agent/dashboard/history.ts';
 import { ASSETS, dashboardRoutes, servicesReport } from '../agent/dashboard/routes.ts';
+import { dropCounters, parseNftCounters, policyDrops } from '../agent/dashboard/policy-drops.ts';
 import { Logger } from '../shared/cni/log.ts';
 import type { ServicePortEntry } from '../shared/services/compile.ts';
 import { count, duration, human, percent, topTable } from '../tools/cnictl/top.ts';
@@ -297,5 +298,39 @@ describe('round4', () => {
     expect(round4(0)).toBe(0);
     expect(round4(NaN)).toBeNull();
     expect(round4(Infinity)).toBeNull();
+  });
+});
+
+describe('policy drops', () => {
+  const rs = {
+    counterInfo: {
+      anp_deny_in_0: { kind: 'AdminNetworkPolicy' as const, name: 'deny', direction: 'ingress' as const, rule: 0, ruleName: 'block-x' },
+      np_x_web_in_0: { kind: 'NetworkPolicy' as const, namespace: 'x', name: 'web', direction: 'ingress' as const, rule: 0 },
+    },
+    chains: [
+      { name: 'ingress_g1', rules: ['ip saddr @s1 counter name anp_deny_in_0 drop', 'ip saddr @s2 counter name np_x_web_in_0 return', 'counter name default_deny_in drop'] },
+      { name: 'egress_g1', rules: ['counter name "default_deny_eg" reject', 'ct state established accept'] },
+    ],
+  };
+
+  it('the counters whose rules drop or reject, with what they count', () => {
+    const d = dropCounters(rs);
+    expect([...d.keys()].sort()).toEqual(['anp_deny_in_0', 'default_deny_eg', 'default_deny_in'].sort());
+    expect(d.get('anp_deny_in_0')).toEqual(rs.counterInfo.anp_deny_in_0);
+  });
+
+  it('nft -j counters and the report, most packets first', () => {
+    const values = parseNftCounters(JSON.stringify({ nftables: [{ metainfo: {} }, { counter: { family: 'inet', name: 'default_deny_in', table: 't', packets: 7, bytes: 588 } }, { counter: { name: 'anp_deny_in_0', packets: 2, bytes: 120 } }] }));
+    expect(values.get('default_deny_in')).toEqual({ packets: 7, bytes: 588 });
+    expect(parseNftCounters('')).toEqual(new Map());
+    const r = policyDrops('t', new Date(0), dropCounters(rs), values);
+    expect(r.table).toBe('t');
+    expect(r.drops.map((d) => [d.counter, d.packets, d.isolated])).toEqual([
+      ['default_deny_in', 7, true],
+      ['anp_deny_in_0', 2, false],
+      ['default_deny_eg', 0, true],
+    ]);
+    expect(r.drops[1]).toMatchObject({ kind: 'AdminNetworkPolicy', name: 'deny', direction: 'ingress', rule: 0, ruleName: 'block-x', bytes: 120 });
+    expect(r.drops[2]!.direction).toBe('egress');
   });
 });

@@ -6,13 +6,16 @@
  *   GET /api/v1/history         the last 15 minutes of every endpoint's figures (history.ts);
  *                               `?namespace=NS`, `?since=UNIX-SECONDS` (only newer samples)
  *   GET /api/v1/services        service ports and their backends' health (services reconciler)
+ *   GET /api/v1/policy-drops    the policy table's drop counters (policy-drops.ts)
  * Assets are answered gzipped when the browser accepts it (compressed once, on first request).
  */
 import { gzipSync } from 'node:zlib';
 import type http from 'node:http';
 import { sendJson, type HttpRoute } from '../api.ts';
 import type { ServicePortEntry } from '../../shared/services/compile.ts';
+import type { PolicySettings } from '../../shared/policysync.ts';
 import type { History } from './history.ts';
+import { PolicyDropsReader } from './policy-drops.ts';
 import indexHtml from './assets/index.html?raw';
 import dashboardJs from './assets/dashboard.js?raw';
 import dashboardCss from './assets/dashboard.css?raw';
@@ -82,6 +85,8 @@ export interface DashboardSources {
   history: History;
   /** the services reconciler's snapshot (absent: no services) */
   services?: () => { entries: ServicePortEntry[]; connections: Record<string, number> };
+  /** the policy table whose drop counters to show (absent: no policy drops) */
+  policy?: PolicySettings;
 }
 
 function serveAsset(a: Asset): HttpRoute {
@@ -136,5 +141,9 @@ export function dashboardRoutes(src: DashboardSources): Map<string, HttpRoute> {
   routes.set('GET /api/v1/services', (_req, res) => {
     sendJson(res, 200, src.services ? servicesReport(src.services()) : { services: [] });
   });
+  if (src.policy) {
+    const reader = new PolicyDropsReader(src.policy);
+    routes.set('GET /api/v1/policy-drops', async (_req, res) => sendJson(res, 200, await reader.read()));
+  }
   return routes;
 }

@@ -6,6 +6,7 @@
  *                                              (then only the samples newer than `since`)
  *   GET /api/v1/alerts                         current alerts (404: alerts are off: said so)
  *   GET /api/v1/services                       service ports and their backends' health
+ *   GET /api/v1/policy-drops                   the policy table's drop counters (404: not shown)
  *   GET /api/v1/status                         node and reconcilers
  * `window.cniDashboard` holds the state (tests read the charts' data from it).
  */
@@ -26,6 +27,8 @@
     alerts: [],
     alertsAvailable: undefined,
     services: [],
+    /** counter -> { packets, at } of the previous poll (packets/s) */
+    drops: new Map(),
     polls: 0,
     errors: 0,
   };
@@ -354,6 +357,54 @@
     );
   }
 
+  // ---- policy drops ----
+  async function pollDrops() {
+    const r = await getJson('/api/v1/policy-drops');
+    const box = $('drops');
+    if (r.missing) {
+      box.replaceChildren(el('p', { class: 'muted' }, 'This agent does not report policy drops.'));
+      return;
+    }
+    const at = Date.parse(r.body.at);
+    const rows = r.body.drops.filter((d) => !state.namespace || d.namespace === undefined || d.namespace === state.namespace);
+    const rate = (d) => {
+      const prev = state.drops.get(d.counter);
+      return prev && at > prev.at && d.packets >= prev.packets ? ((d.packets - prev.packets) * 1000) / (at - prev.at) : null;
+    };
+    const rates = new Map(rows.map((d) => [d.counter, rate(d)]));
+    state.drops = new Map(r.body.drops.map((d) => [d.counter, { packets: d.packets, at }]));
+    const hit = rows.filter((d) => d.packets > 0);
+    $('drops-count').textContent = String(hit.length);
+    if (!rows.length) {
+      box.replaceChildren(el('p', { class: 'muted' }, 'No policy drops anything on this node (no isolated pod, no Deny rule).'));
+      return;
+    }
+    const what = (d) =>
+      d.isolated ? `default deny (isolated pods, no rule allowed it)` : `${d.kind} ${d.namespace ? `${d.namespace}/` : ''}${d.name || d.counter}${d.rule !== undefined ? ` rule ${d.ruleName || d.rule}` : ''}`;
+    box.replaceChildren(
+      el(
+        'table',
+        { class: 'data' },
+        el('thead', {}, el('tr', {}, ...['policy', 'direction', 'packets', 'bytes', 'packets/s'].map((h) => el('th', {}, h)))),
+        el(
+          'tbody',
+          {},
+          ...rows.map((d) =>
+            el(
+              'tr',
+              { 'data-counter': d.counter, class: d.packets > 0 ? '' : 'state-resolved' },
+              el('td', {}, what(d)),
+              el('td', {}, d.direction),
+              el('td', { class: 'num' }, String(d.packets)),
+              el('td', { class: 'num' }, fmtBytes(d.bytes).replace('/s', '')),
+              el('td', { class: `num ${rates.get(d.counter) > 0 ? 'bad' : ''}` }, fmtNum(rates.get(d.counter))),
+            ),
+          ),
+        ),
+      ),
+    );
+  }
+
   async function pollStatus() {
     const r = await getJson('/api/v1/status');
     if (r.missing) return;
@@ -385,6 +436,7 @@
   });
   every(2000, pollAlerts);
   every(5000, pollServices);
+  every(5000, pollDrops);
   every(10000, pollStatus);
 
   $('namespace').addEventListener('change', (ev) => {
@@ -393,6 +445,7 @@
     void tick(pollHistory);
     void tick(pollAlerts);
     void tick(pollServices);
+    void tick(pollDrops);
   });
   $('filter').addEventListener('input', (ev) => {
     state.filter = ev.target.value.trim();
