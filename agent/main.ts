@@ -23,6 +23,8 @@ import { metricsSettings } from './metrics/config.ts';
 import { History } from './dashboard/history.ts';
 import { dashboardRoutes } from './dashboard/routes.ts';
 import { policySettings } from '../shared/policysync.ts';
+import { PluginCalls } from './metrics/plugin-calls.ts';
+import { poolSizes, registerIpamFamilies } from './metrics/ipam.ts';
 import { AlertEngine } from './alerts/index.ts';
 
 const USAGE = `usage: cni-ts agent [--config FILE] [--resync SECONDS] [--no-http] [--no-socket]
@@ -71,6 +73,7 @@ export class Agent {
   readonly registry: Registry = createRegistry();
   /** per-endpoint traffic metrics (absent when `metrics.enabled` is false) */
   readonly metrics: MetricsSampler | undefined;
+  private pluginCalls: PluginCalls | undefined;
   /** alert rules over the sampler's figures (absent when `alerts.enabled` is false) */
   readonly alerts: AlertEngine | undefined;
   private servers: Array<http.Server | net.Server> = [];
@@ -90,7 +93,15 @@ export class Agent {
       this.overlay = new OverlayReconciler(opts.overlay, log);
       this.loops.push(this.overlay.loop);
     }
-    if (metricsSettings(cfg).enabled) this.metrics = new MetricsSampler(cfg, log, { registry: this.registry });
+    const ms = metricsSettings(cfg);
+    if (ms.enabled) {
+      const m = (this.metrics = new MetricsSampler(cfg, log, { registry: this.registry }));
+      this.pluginCalls = new PluginCalls(ms.pluginCallsFile, log);
+      this.pluginCalls.register(this.registry);
+      registerIpamFamilies(this.registry, ms.ipamDataDirs, () =>
+        poolSizes(m.latest(), (net) => m.endpointObjects().filter((e) => e.spec.network === net).flatMap((e) => e.spec.ips)),
+      );
+    }
     const dnsCfg = dnsConfigOf(cfg);
     if (dnsCfg) {
       this.dns = new DnsReconciler(cfg, dnsCfg, log, { resyncMs: opts.resyncMs });
@@ -146,6 +157,7 @@ export class Agent {
     this.overlay?.start();
     this.dns?.start();
     this.metrics?.start();
+    this.pluginCalls?.start();
     this.alerts?.start();
   }
 

@@ -46,10 +46,10 @@ TEST=(
   "strace|the static IPAM test proves it writes no file (every verb under strace)"
   "bind9-dnsutils|dig: the DNS tests query the agent's server from pod namespaces"
   "dnsperf|make bench: DNS throughput of the agent against dnsmasq"
-  "prometheus|promtool: the alert tests run promtool check rules / test rules on conf/prometheus/cni-ts-rules.yml"
-  "prometheus-alertmanager|the alert tests deliver to a real Alertmanager (API v2) on loopback"
+  "prometheus-alertmanager|the alert tests deliver to a real Alertmanager (API v2) on loopback; promtool (package prometheus) checks conf/prometheus/cni-ts-rules.yml"
   "chromium|the dashboard test loads the agent's page in headless Chromium (driven by playwright-core, never a downloaded browser)"
   "make|README's commands"
+  "prometheus|the metrics tests start a real Prometheus that scrapes the agent and queries its API"
 )
 
 case "$what" in

@@ -394,3 +394,52 @@ describe('AlertEngine', () => {
     expect(() => new AlertEngine(cfg, log, () => [])).toThrow(/agent config \/tmp\/al-agent.json: alerts.rules\[0\].op: "~" is not one of/);
   });
 });
+
+describe('cnictl alerts', () => {
+  it('prints a table: value formatted by metric, SINCE by state; wide adds interface, threshold, description', async () => {
+    const { alertRows, since } = await import('../tools/cnictl/alerts.ts');
+    const now = Date.parse('2026-12-06T07:00:00Z');
+    const a = [
+      { name: 'HighErrorRate', severity: 'critical', state: 'firing', labels: ep('c'), value: 0.784, metric: 'cni_ts_endpoint_error_ratio', threshold: 0.05, description: 'd1', activeAt: '2026-12-06T06:59:46Z', firedAt: '2026-12-06T06:59:48Z' },
+      { name: 'HighBandwidthUsage', severity: 'warning', state: 'firing', labels: ep('c'), value: 0.9712, metric: 'cni_ts_endpoint_bandwidth_utilization_ratio', threshold: 0.8, description: 'd2', activeAt: '2026-12-06T06:57:56Z', firedAt: '2026-12-06T06:58:56Z' },
+      { name: 'HighLatency', severity: 'warning', state: 'pending', labels: ep('d'), value: 0.2611, metric: 'cni_ts_endpoint_latency_seconds', threshold: 0.1, description: 'd3', activeAt: '2026-12-06T06:59:20Z' },
+      { name: 'HighLatency', severity: 'warning', state: 'resolved', labels: ep('c'), value: 0.2611, metric: 'cni_ts_endpoint_latency_seconds', threshold: 0.1, description: 'd4', activeAt: '2026-12-06T06:50:00Z', firedAt: '2026-12-06T06:52:00Z', resolvedAt: '2026-12-06T06:40:00Z' },
+    ] as const;
+    expect(alertRows(a as never, false, now)).toBe(
+      [
+        'ALERT                SEVERITY   STATE      NAMESPACE   POD   NETWORK   VALUE     SINCE',
+        'HighErrorRate        critical   firing     x           c     net1      78.4%     12s',
+        'HighBandwidthUsage   warning    firing     x           c     net1      97.12%    1m4s',
+        'HighLatency          warning    pending    x           d     net1      261.1ms   40s',
+        'HighLatency          warning    resolved   x           c     net1      261.1ms   20m',
+        '',
+      ].join('\n'),
+    );
+    expect(alertRows([a[0]] as never, true, now).split('\n')[1]).toBe('HighErrorRate   critical   firing   x           c     net1      78.4%   12s     eth0        5%          d1');
+    expect(since('2026-12-06T04:55:00Z', now)).toBe('2h5m');
+    expect(since('2026-12-03T04:55:00Z', now)).toBe('3d2h');
+  });
+});
+
+describe('receiver URLs in logs and stats', () => {
+  it('hide the password of user:password@', async () => {
+    const { redactUrl } = await import('../agent/alerts/notify.ts');
+    expect(redactUrl('http://ops:s3cret@127.0.0.1:9093')).toBe('http://ops:xxxxx@127.0.0.1:9093');
+    expect(redactUrl('https://ops:s3cret@hooks.example.org/a/b?x=1')).toBe('https://ops:xxxxx@hooks.example.org/a/b?x=1');
+    expect(redactUrl('http://127.0.0.1:9093/')).toBe('http://127.0.0.1:9093/');
+    const cfg = cfgOf({ alertmanagers: ['http://ops:s3cret@127.0.0.1:19452'], rules: [{ name: 'HighErrorRate', for: '0s' }] });
+    let seen: { url: string; auth: string | null } | undefined;
+    const f = (async (input: string | URL | Request, init?: RequestInit) => {
+      seen = { url: String(input), auth: new Headers(init?.headers).get('authorization') };
+      return new Response('', { status: 200 });
+    }) as typeof fetch;
+    const n = new Notifier(cfg, log, { node: 'n1', externalURL: 'http://x', fetch: f });
+    expect(n.stats()[0]!.url).toBe('http://ops:xxxxx@127.0.0.1:19452');
+    // sent without credentials in the URL (fetch refuses them), as basic auth
+    const e = new AlertEvaluator(cfg.rules);
+    n.dispatch(e.evaluate([err('a', 0.5)], T0), e.instancesNow());
+    await sleep(5);
+    expect(seen).toEqual({ url: 'http://127.0.0.1:19452/api/v2/alerts', auth: `Basic ${Buffer.from('ops:s3cret').toString('base64')}` });
+    n.stop();
+  });
+});

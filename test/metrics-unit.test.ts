@@ -2,7 +2,11 @@
  * Pure parts of the metrics sampler: kernel output parsers, counter folding (resets), figures,
  * the `metrics` config section, the Prometheus export of a snapshot.
  */
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { parseCallLines, recordCall, type PluginCallRecord } from '../shared/cni/calls.ts';
+import { PluginCalls } from '../agent/metrics/plugin-calls.ts';
+import { allocatedByNetwork, poolSizeOf, poolSizes } from '../agent/metrics/ipam.ts';
 import { parseLinkStats, parseQdiscStats } from '../shared/kernel/stats.ts';
 import { parsePing, parseSsRtts } from '../shared/kernel/probe.ts';
 import { advance, containerCounters, figuresOf, limitsOf, zeroCounters } from '../agent/metrics/figures.ts';
@@ -149,5 +153,70 @@ describe('Prometheus export', () => {
     expect(text).toContain('cni_ts_endpoint_latency_seconds{namespace="x",pod="a",network="net1",interface="eth0",node="n1"} 0.002');
     expect(text).toContain('cni_ts_endpoint_connections_total{namespace="x",pod="a",network="net1",interface="eth0",node="n1"} 4');
     expect(text).not.toMatch(/^cni_ts_endpoint_bandwidth_utilization_ratio\{/m); // no limit, no capacity
+  });
+});
+
+describe('plugin call records (shared/cni/calls.ts) and their export', () => {
+  const dir = `/tmp/mx-calls-${process.pid}`;
+  const file = `${dir}/calls.log`;
+  const env = { CNI_TS_PLUGIN_CALLS: file };
+  const rec = (plugin: string, verb: string, ok = true, seconds = 0.02): PluginCallRecord => ({ t: Date.now(), plugin, verb, result: ok ? 'ok' : 'error', ...(ok ? {} : { code: 7 }), seconds });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('appends only to an existing file (the agent creates it), never throws, rotates at the bound', () => {
+    rmSync(dir, { recursive: true, force: true });
+    recordCall(rec('bridge', 'ADD'), env); // no directory: nothing, no throw
+    mkdirSync(dir, { recursive: true });
+    recordCall(rec('bridge', 'ADD'), env); // no file: nothing
+    expect(existsSync(file)).toBe(false);
+    writeFileSync(file, '');
+    recordCall(rec('bridge', 'ADD'), env);
+    recordCall(rec('bridge', 'DEL', false), env);
+    expect(parseCallLines(readFileSync(file, 'utf8')).map((r) => `${r.verb}:${r.result}`)).toEqual(['ADD:ok', 'DEL:error']);
+    recordCall(rec('bridge', 'CHECK'), env, 10); // past 10 bytes: rotated first
+    expect(parseCallLines(readFileSync(`${file}.1`, 'utf8'))).toHaveLength(2);
+    expect(parseCallLines(readFileSync(file, 'utf8'))).toHaveLength(1);
+    recordCall(rec('bridge', 'ADD'), { CNI_TS_PLUGIN_CALLS: 'off' });
+    expect(parseCallLines('garbage\n{"plugin":"x"}\n')).toEqual([]);
+  });
+
+  it('the agent reads appended records across a rotation into counters and a histogram', async () => {
+    rmSync(dir, { recursive: true, force: true });
+    const pc = new PluginCalls(file);
+    pc.start(); // creates the file
+    expect(existsSync(file)).toBe(true);
+    recordCall(rec('bridge', 'ADD', true, 0.03), env);
+    recordCall(rec('bridge', 'ADD', false, 0.2), env);
+    pc.poll();
+    recordCall(rec('endpoint', 'DEL', true, 0.004), env, 10); // rotates
+    recordCall(rec('endpoint', 'DEL', true, 0.004), env);
+    const reg = createRegistry();
+    pc.register(reg);
+    const text = await reg.metrics();
+    expect(text).toContain('cni_ts_plugin_calls_total{plugin="bridge",verb="ADD",result="ok"} 1');
+    expect(text).toContain('cni_ts_plugin_calls_total{plugin="bridge",verb="ADD",result="error"} 1');
+    expect(text).toContain('cni_ts_plugin_calls_total{plugin="endpoint",verb="DEL",result="ok"} 2');
+    expect(text).toContain('# TYPE cni_ts_plugin_call_duration_seconds histogram');
+    expect(text).toContain('cni_ts_plugin_call_duration_seconds_bucket{plugin="bridge",verb="ADD",le="0.05"} 1');
+    expect(text).toContain('cni_ts_plugin_call_duration_seconds_bucket{plugin="bridge",verb="ADD",le="+Inf"} 2');
+    expect(text).toContain('cni_ts_plugin_call_duration_seconds_count{plugin="endpoint",verb="DEL"} 2');
+    // a restarted agent reads what the files hold
+    const again = new PluginCalls(file);
+    again.start();
+    expect([...again.calls.values()].reduce((a, b) => a + b, 0)).toBe(4);
+  });
+});
+
+describe('IPAM pool usage', () => {
+  const dir = `/tmp/mx-ipam-${process.pid}`;
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  it('allocations from host-local files, pool size from the endpoints subnets', () => {
+    mkdirSync(`${dir}/net1`, { recursive: true });
+    for (const f of ['10.1.0.2', '10.1.0.3', 'last_reserved_ip.0', 'lock']) writeFileSync(`${dir}/net1/${f}`, '');
+    expect(Object.fromEntries(allocatedByNetwork(dir))).toEqual({ net1: 2 });
+    expect(poolSizeOf('10.1.0.5/24')).toBe(253);
+    expect(poolSizeOf('fd00::5/120')).toBe(255);
+    const snap = { node: 'n', at: '', intervalSeconds: 5, endpoints: [{ network: 'net1' }] } as unknown as MetricsSnapshot;
+    expect(Object.fromEntries(poolSizes(snap, () => ['10.1.0.2/24', '10.1.0.3/24']))).toEqual({ net1: 253 });
   });
 });

@@ -55,7 +55,14 @@ export class AlertEngine {
 
   start(): void {
     if (this.timer) return;
-    this.timer = setInterval(() => this.evaluate(), this.config.evaluationIntervalMs);
+    this.timer = setInterval(() => {
+      try {
+        this.evaluate();
+      } catch (e) {
+        // a bug here must not take the agent down: log it, try again next time
+        this.log.error(`alerts: evaluation failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+      }
+    }, this.config.evaluationIntervalMs);
     this.log.info(`alerts: ${this.describe()}`);
   }
 
@@ -91,8 +98,9 @@ export class AlertEngine {
     const a = t.alert;
     const what = `alert ${a.rule.name} ${labelText(a.labels)} (${a.rule.severity})`;
     const v = formatValue(a.rule.metric, a.value);
-    if (t.to === 'pending') this.log.info(`${what}: pending, ${a.rule.metric} = ${v} ${a.rule.op} ${formatValue(a.rule.metric, a.rule.threshold)}; fires if it holds for ${a.rule.for}`);
-    else if (t.to === 'firing') this.log.warn(`${what}: FIRING, ${a.rule.metric} = ${v}: ${toAlert(a).description}`);
+    if (t.to === 'pending') {
+      if (a.rule.forMs > 0) this.log.info(`${what}: pending, ${a.rule.metric} = ${v} ${a.rule.op} ${formatValue(a.rule.metric, a.rule.threshold)}; fires if it holds for ${a.rule.for}`);
+    } else if (t.to === 'firing') this.log.warn(`${what}: FIRING, ${a.rule.metric} = ${v}: ${toAlert(a).description}`);
     else if (t.to === 'resolved') this.log.info(`${what}: resolved (last value ${v}, fired ${new Date(a.firedAt ?? a.activeAt).toISOString()})`);
     else this.log.info(`${what}: no longer pending (${a.rule.metric} back to normal before ${a.rule.for})`);
   }

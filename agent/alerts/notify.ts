@@ -147,20 +147,43 @@ class HttpError extends Error {
 /** POST JSON with a timeout; resolves on 2xx, throws HttpError on others, the network error otherwise. */
 async function postJson(f: typeof fetch, url: string, body: unknown, timeoutMs: number, headers: Record<string, string>, stop: AbortSignal): Promise<void> {
   const signal = AbortSignal.any([AbortSignal.timeout(timeoutMs), stop]);
+  // fetch refuses URLs with credentials: user:password@ becomes basic auth
+  const u = new URL(url);
+  if (u.username || u.password) {
+    headers = { authorization: `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}`, ...headers };
+    u.username = '';
+    u.password = '';
+    url = u.toString();
+  }
   let res: Response;
   try {
     res = await f(url, { method: 'POST', headers: { 'content-type': 'application/json', 'user-agent': 'cni-ts-agent', ...headers }, body: JSON.stringify(body), signal });
   } catch (e) {
-    const err = e as Error & { cause?: { code?: string; message?: string } };
+    // Node (undici): TypeError "fetch failed" with cause.code; Bun: the code on the error itself
+    const err = e as Error & { code?: unknown; cause?: { code?: string; message?: string } };
     if (err.name === 'TimeoutError') throw new Error(`no answer in ${timeoutMs} ms`, { cause: e });
-    throw new Error(err.cause?.code ?? err.cause?.message ?? err.message, { cause: e });
+    throw new Error(err.cause?.code ?? (typeof err.code === 'string' ? err.code : undefined) ?? err.cause?.message ?? err.message, { cause: e });
   }
   const text = await res.text().catch(() => '');
   if (res.status < 200 || res.status > 299) throw new HttpError(res.status, text);
 }
 
+/** A URL for logs and the API: without the password of `user:password@` (query tokens are the operator's choice). */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (!u.password) return url;
+    u.password = 'xxxxx';
+    return u.toString().replace(/\/$/, url.endsWith('/') ? '/' : '');
+  } catch {
+    return url;
+  }
+}
+
 abstract class Receiver {
   readonly st: ReceiverStats;
+  /** `url` as logged and reported */
+  protected readonly shown: string;
   protected inFlight = false;
   protected failing = false;
   constructor(
@@ -170,14 +193,15 @@ abstract class Receiver {
     protected readonly f: typeof fetch,
     protected readonly stopSignal: AbortSignal,
   ) {
-    this.st = { kind, url, queued: 0, sent: 0, failed: 0, dropped: 0 };
+    this.shown = redactUrl(url);
+    this.st = { kind, url: this.shown, queued: 0, sent: 0, failed: 0, dropped: 0 };
   }
 
   protected noteSuccess(what: string): void {
     this.st.sent++;
     this.st.lastSuccessAt = new Date().toISOString();
-    if (this.failing) this.log.info(`${this.st.kind} ${this.url}: delivering again (${what})`);
-    else this.log.debug(`${this.st.kind} ${this.url}: ${what}`);
+    if (this.failing) this.log.info(`${this.st.kind} ${this.shown}: delivering again (${what})`);
+    else this.log.debug(`${this.st.kind} ${this.shown}: ${what}`);
     this.failing = false;
   }
 
@@ -185,7 +209,7 @@ abstract class Receiver {
     this.st.failed++;
     this.st.lastError = err.message;
     // the first failure of a streak is a warning; the rest of the streak is debug (no log storm)
-    this.log.log(this.failing ? 'debug' : 'warn', `${this.st.kind} ${this.url}: ${what}: ${err.message}`);
+    this.log.log(this.failing ? 'debug' : 'warn', `${this.st.kind} ${this.shown}: ${what}: ${err.message}`);
     this.failing = true;
   }
 }
@@ -209,7 +233,7 @@ class AlertmanagerReceiver extends Receiver {
     if (over > 0) {
       this.queue.splice(0, over);
       this.st.dropped += over;
-      this.log.warn(`alertmanager ${this.url}: queue full (${this.capacity}), dropped the ${over} oldest alerts`);
+      this.log.warn(`alertmanager ${this.shown}: queue full (${this.capacity}), dropped the ${over} oldest alerts`);
     }
     this.st.queued = this.queue.length;
     void this.drain();
@@ -267,7 +291,7 @@ class WebhookReceiver extends Receiver {
     if (this.queue.length + (this.current ? 1 : 0) > this.capacity) {
       const lost = this.queue.shift()!;
       this.st.dropped++;
-      this.log.warn(`webhook ${this.url}: queue full (${this.capacity}), dropped the oldest waiting message (${lost.msg.status}, ${lost.msg.alerts.length} alert(s))`);
+      this.log.warn(`webhook ${this.shown}: queue full (${this.capacity}), dropped the oldest waiting message (${lost.msg.status}, ${lost.msg.alerts.length} alert(s))`);
     }
     this.count();
     if (!this.retryTimer) void this.drain();
@@ -303,7 +327,7 @@ class WebhookReceiver extends Receiver {
             this.st.dropped++;
             this.st.failed++;
             this.st.lastError = err.message;
-            this.log.error(`webhook ${this.url}: dropped a ${head.msg.status} message (${head.msg.alerts.length} alert(s)) after ${head.attempts} attempt(s): ${err.message}`);
+            this.log.error(`webhook ${this.shown}: dropped a ${head.msg.status} message (${head.msg.alerts.length} alert(s)) after ${head.attempts} attempt(s): ${err.message}`);
             this.failing = true;
             continue;
           }

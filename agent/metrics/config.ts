@@ -6,8 +6,9 @@
  *   "intervalSeconds": 5,
  *   "capacity": {"net1": "1Gbit"},
  *   "defaultCapacity": "10Gbit",
- *   "latency": {"mode": "icmp", "timeoutMs": 1000, "maxProbesPerSample": 50, "concurrency": 8},
- *   "pluginCallsFile": "/run/cni-ts/plugin-calls.log"
+ *   "latency": {"mode": "icmp", "timeoutMs": 1000, "maxProbesPerSample": 20, "concurrency": 4},
+ *   "pluginCallsFile": "/run/cni-ts/plugin-calls.log",
+ *   "ipamDataDirs": ["/var/lib/cni/networks"]
  * }
  * ```
  * Invalid values are code 7 (AgentConfigError) naming the field.
@@ -26,13 +27,16 @@ export interface MetricsSettings {
   latency: { mode: LatencyMode; timeoutMs: number; maxProbesPerSample: number; concurrency: number };
   /** where plugins append one record per call (shared/cni/calls.ts) */
   pluginCallsFile: string;
+  /** host-local data directories to count allocations in */
+  ipamDataDirs: string[];
 }
 
 export const METRICS_DEFAULTS = {
   intervalSeconds: 5,
   defaultCapacity: 10e9,
-  latency: { mode: 'icmp' as LatencyMode, timeoutMs: 1000, maxProbesPerSample: 50, concurrency: 8 },
+  latency: { mode: 'icmp' as LatencyMode, timeoutMs: 1000, maxProbesPerSample: 20, concurrency: 4 },
   pluginCallsFile: '/run/cni-ts/plugin-calls.log',
+  ipamDataDirs: ['/var/lib/cni/networks'],
 };
 
 const UNITS: Record<string, number> = { bit: 1, kbit: 1e3, mbit: 1e6, gbit: 1e9, tbit: 1e12, bps: 8, kbps: 8e3, mbps: 8e6, gbps: 8e9 };
@@ -54,7 +58,7 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 export function metricsSettings(cfg: Pick<AgentConfig, 'metrics' | 'source'>): MetricsSettings {
   const m = cfg.metrics;
   const err = (field: string, why: string): AgentConfigError => new AgentConfigError(cfg.source, `metrics.${field}`, why);
-  const known = ['enabled', 'intervalSeconds', 'capacity', 'defaultCapacity', 'latency', 'pluginCallsFile'];
+  const known = ['enabled', 'intervalSeconds', 'capacity', 'defaultCapacity', 'latency', 'pluginCallsFile', 'ipamDataDirs'];
   for (const k of Object.keys(m)) if (!known.includes(k)) throw err(k, `unknown key (known: ${known.join(', ')})`);
   if (m.enabled !== undefined && typeof m.enabled !== 'boolean') throw err('enabled', 'must be true or false');
   let intervalSeconds = METRICS_DEFAULTS.intervalSeconds;
@@ -101,5 +105,10 @@ export function metricsSettings(cfg: Pick<AgentConfig, 'metrics' | 'source'>): M
     if (typeof m.pluginCallsFile !== 'string' || !m.pluginCallsFile.startsWith('/')) throw err('pluginCallsFile', 'must be an absolute path');
     pluginCallsFile = m.pluginCallsFile;
   }
-  return { enabled: m.enabled !== false, intervalSeconds, capacity, defaultCapacity, latency, pluginCallsFile };
+  let ipamDataDirs = [...METRICS_DEFAULTS.ipamDataDirs];
+  if (m.ipamDataDirs !== undefined) {
+    if (!Array.isArray(m.ipamDataDirs) || m.ipamDataDirs.some((d) => typeof d !== 'string' || !d.startsWith('/'))) throw err('ipamDataDirs', 'must be a list of absolute paths (host-local dataDir values)');
+    ipamDataDirs = m.ipamDataDirs as string[];
+  }
+  return { enabled: m.enabled !== false, intervalSeconds, capacity, defaultCapacity, latency, pluginCallsFile, ipamDataDirs };
 }

@@ -10,7 +10,7 @@
  */
 import type http from 'node:http';
 import { Registry, type MetricObjectWithValues, type MetricType, type MetricValue } from 'prom-client';
-import type { MetricsSnapshot } from '../../shared/monitoring.ts';
+import type { EndpointFigures, MetricsSnapshot } from '../../shared/monitoring.ts';
 import { ENDPOINT_FAMILIES, endpointLabelValues } from './families.ts';
 
 export { Registry };
@@ -22,6 +22,8 @@ export function createRegistry(): Registry {
 
 export interface CollectedValue {
   labels?: Record<string, string | number>;
+  /** labels prom-client formats once per object and caches (the same object across families) */
+  sharedLabels?: Record<string, string>;
   value: number;
   /** histogram parts: `<name>_bucket` / `_sum` / `_count` */
   metricName?: string;
@@ -46,6 +48,14 @@ export function collector(registry: Registry, name: string, type: 'counter' | 'g
 
 /** The cni_ts_endpoint_* families, read from `latest()` at each scrape. */
 export function registerEndpointFamilies(registry: Registry, latest: () => MetricsSnapshot | undefined): void {
+  // one label object per endpoint figures, shared by all families: prom-client formats
+  // `sharedLabels` once per object (a WeakMap cache), not once per series
+  const labels = new WeakMap<EndpointFigures, Record<string, string>>();
+  const labelsOf = (f: EndpointFigures): Record<string, string> => {
+    let l = labels.get(f);
+    if (!l) labels.set(f, (l = endpointLabelValues(f)));
+    return l;
+  };
   for (const fam of ENDPOINT_FAMILIES) {
     collector(registry, fam.name, fam.type, fam.help, () => {
       const snap = latest();
@@ -53,7 +63,7 @@ export function registerEndpointFamilies(registry: Registry, latest: () => Metri
       const out: CollectedValue[] = [];
       for (const f of snap.endpoints) {
         const v = fam.value(f);
-        if (v !== undefined && Number.isFinite(v)) out.push({ labels: endpointLabelValues(f), value: v });
+        if (v !== undefined && Number.isFinite(v)) out.push({ sharedLabels: labelsOf(f), value: v });
       }
       return out;
     });

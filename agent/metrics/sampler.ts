@@ -24,7 +24,7 @@ import { WatchedStore } from '../watched-store.ts';
 import { metricsSettings, type MetricsSettings } from './config.ts';
 import { advance, containerCounters, figuresOf, labelsOf, limitsOf, type EndpointState } from './figures.ts';
 import { ENDPOINT_FAMILIES, endpointLabelValues } from './families.ts';
-import { registerEndpointFamilies, type Registry } from './registry.ts';
+import { collector, registerEndpointFamilies, type Registry } from './registry.ts';
 
 /** The families `samples()` reports (gauges the alert engine reads). */
 export const SAMPLE_METRICS = [
@@ -76,7 +76,14 @@ export class MetricsSampler {
     this.settings = metricsSettings(cfg);
     this.intervalMs = opts.intervalMs ?? this.settings.intervalSeconds * 1000;
     this.conn = new WatchedStore(cfg.store, ['Endpoint'], (e) => this.onEvent(e), () => this.revision);
-    if (opts.registry) registerEndpointFamilies(opts.registry, () => this.snapshot);
+    if (opts.registry) {
+      registerEndpointFamilies(opts.registry, () => this.snapshot);
+      const reg = opts.registry;
+      collector(reg, 'cni_ts_metrics_samples_total', 'counter', 'Samples of the endpoint metrics taken by this agent.', () => [{ value: this.stats.samples }]);
+      collector(reg, 'cni_ts_metrics_sample_failures_total', 'counter', 'Samples that failed (store or kernel read).', () => [{ value: this.stats.failures }]);
+      collector(reg, 'cni_ts_metrics_sample_duration_seconds', 'gauge', 'How long the last sample took (store list + the batched kernel reads + figures).', () => [{ value: this.stats.lastDurationSeconds }]);
+      collector(reg, 'cni_ts_metrics_endpoints', 'gauge', 'Endpoints of this node sampled at the last sample.', () => [{ value: this.snapshot?.endpoints.length ?? 0 }]);
+    }
   }
 
   start(): void {
@@ -111,6 +118,11 @@ export class MetricsSampler {
     const s = this.snapshot;
     if (!s || namespace === undefined) return s;
     return { ...s, endpoints: s.endpoints.filter((e) => e.namespace === namespace) };
+  }
+
+  /** This node's Endpoint objects as of the last sample (IPAM pool sizes, diagnostics). */
+  endpointObjects(): readonly Endpoint[] {
+    return this.endpoints;
   }
 
   /** Per-endpoint gauges at the last sample (labels: namespace, pod, network, interface, node). */

@@ -5,6 +5,7 @@
  */
 import { fstatSync, readSync } from 'node:fs';
 import { writeStderr, writeStdout } from './stdio.ts';
+import { recordCall } from './calls.ts';
 import { parseEnv, parseCommand, type Command } from './env.ts';
 import { asCniError, CniError, DelegatedError, ErrorCode } from './errors.ts';
 import { Logger } from './log.ts';
@@ -185,6 +186,7 @@ export async function pluginMain<C extends NetConfBase>(plugin: Plugin<C>): Prom
   }
   let stdin = '';
   let outcome: Outcome;
+  const t0 = performance.now();
   try {
     // Never touch process.stdin: creating that stream makes fd 0 non-blocking.
     stdin = env.CNI_COMMAND === 'VERSION' && stdinIsTerminal() ? '' : readStdin();
@@ -195,4 +197,7 @@ export async function pluginMain<C extends NetConfBase>(plugin: Plugin<C>): Prom
   }
   if (outcome.stdout) writeStdout(outcome.stdout + '\n');
   process.exitCode = outcome.exitCode;
+  // one small line for the agent's plugin-call metrics (shared/cni/calls.ts; never throws)
+  const code = outcome.exitCode === 0 ? undefined : Number(/"code":\s*(\d+)/.exec(outcome.stdout)?.[1] ?? 999);
+  recordCall({ t: Date.now(), plugin: plugin.name, verb: env.CNI_COMMAND, result: outcome.exitCode === 0 ? 'ok' : 'error', ...(code !== undefined ? { code } : {}), seconds: (performance.now() - t0) / 1000 }, env);
 }
