@@ -26,6 +26,8 @@ import { policySettings } from '../shared/policysync.ts';
 import { PluginCalls } from './metrics/plugin-calls.ts';
 import { poolSizes, registerIpamFamilies } from './metrics/ipam.ts';
 import { AlertEngine } from './alerts/index.ts';
+import { registerDnsFamilies, registerServiceFamilies } from './metrics/services-dns.ts';
+import { registerPolicyFamilies } from './metrics/policy.ts';
 
 const USAGE = `usage: cni-ts agent [--config FILE] [--resync SECONDS] [--no-http] [--no-socket]
   --config FILE     the host's agent config (default $CNI_TS_CONFIG or /etc/cni-ts/agent.json)
@@ -108,6 +110,14 @@ export class Agent {
       this.loops.push(this.dns.loop);
     }
     if (cfg.alerts.enabled !== false) this.alerts = new AlertEngine(cfg, log.withPrefix('agent alerts'), () => this.metrics?.samples() ?? []);
+    if (ms.enabled) {
+      const services = this.services;
+      registerServiceFamilies(this.registry, () => services.snapshot());
+      const policy = this.policy;
+      registerPolicyFamilies(this.registry, () => policy.settings.table);
+      const dns = this.dns;
+      if (dns) registerDnsFamilies(this.registry, () => dns.serverMetrics());
+    }
   }
 
   status(): AgentStatus {

@@ -11,7 +11,8 @@
  *     off, metrics with the default ICMP probe budget;
  *   - agent RSS (VmRSS, VmHWM) at the end of each run;
  *   - the sampler's own last sample duration (cni_ts_metrics_sample_duration_seconds);
- *   - `GET /metrics` time at 500 endpoints (curl inside the netns, BENCH_ITER scrapes).
+ *   - `GET /metrics` time at 500 endpoints (curl inside the netns, BENCH_ITER scrapes per run),
+ *     wall and the agent's CPU per scrape (wall suffers from the machine's load; CPU less).
  *
  *   node --experimental-strip-types --no-warnings bench/metrics.ts   (as root)
  */
@@ -63,7 +64,7 @@ async function scrape(): Promise<{ seconds: number; bytes: number; text: string 
   return { seconds: Number(t), bytes: Number(b), text: readFileSync(`${dir}/scrape.txt`, 'utf8') };
 }
 
-async function runAgent(name: string, metrics: Record<string, unknown>): Promise<{ cpu: number; rss: number; hwm: number; sample?: number; scrapes?: number[]; size?: number; endpoints?: number }> {
+async function runAgent(name: string, metrics: Record<string, unknown>): Promise<{ cpu: number; rss: number; hwm: number; sample?: number; scrapes?: number[]; scrapeCpuMs?: number; size?: number; endpoints?: number }> {
   const config = path.join(dir, `${name}.json`);
   writeFileSync(
     config,
@@ -94,10 +95,13 @@ async function runAgent(name: string, metrics: Record<string, unknown>): Promise
     if (metrics.enabled !== false) {
       const scrapes: number[] = [];
       let last = { seconds: 0, bytes: 0, text: '' };
+      const c0 = cpuTicks(pid);
       for (let i = 0; i < ITER; i++) {
         last = await scrape();
         scrapes.push(last.seconds * 1000);
       }
+      // the agent's CPU over the scrapes (a sample may fall in: an upper bound per scrape)
+      out.scrapeCpuMs = ((cpuTicks(pid) - c0) / TICKS / ITER) * 1000;
       out.scrapes = scrapes;
       out.size = last.bytes;
       out.sample = Number(/^cni_ts_metrics_sample_duration_seconds (\S+)/m.exec(last.text)?.[1] ?? NaN);
@@ -153,6 +157,7 @@ async function main(): Promise<void> {
           ['endpoints in the last sample', String(on.endpoints)],
           ['last sample duration, wall (store + ip + tc + conntrack reads + figures)', `${ms((quiet.sample ?? NaN) * 1000)} ms`],
           [`GET /metrics p50 / p95 / max (${2 * ITER} scrapes)`, `${ms(s.median)} / ${ms(s.p95)} / ${ms(s.max)} ms`],
+          ['agent CPU per GET /metrics (utime + stime over the scrapes / scrapes)', `${ms(((quiet.scrapeCpuMs ?? NaN) + (on.scrapeCpuMs ?? NaN)) / 2)} ms`],
           ['/metrics size', `${((on.size ?? 0) / 1024).toFixed(0)} KiB`],
         ],
       ),

@@ -7,7 +7,10 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { parseCallLines, recordCall, type PluginCallRecord } from '../shared/cni/calls.ts';
 import { PluginCalls } from '../agent/metrics/plugin-calls.ts';
 import { allocatedByNetwork, poolSizeOf, poolSizes } from '../agent/metrics/ipam.ts';
-import { parseLinkStats, parseQdiscStats } from '../shared/kernel/stats.ts';
+import { parseLinkStats, parseNftCounters, parseQdiscStats } from '../shared/kernel/stats.ts';
+import { registerDnsFamilies, registerServiceFamilies } from '../agent/metrics/services-dns.ts';
+import { policyLabels } from '../agent/metrics/policy.ts';
+import { newMetrics as newDnsMetrics, observeDuration } from '../agent/dns/metrics.ts';
 import { parsePing, parseSsRtts } from '../shared/kernel/probe.ts';
 import { advance, containerCounters, figuresOf, limitsOf, zeroCounters } from '../agent/metrics/figures.ts';
 import { metricsSettings, parseBandwidth } from '../agent/metrics/config.ts';
@@ -218,5 +221,39 @@ describe('IPAM pool usage', () => {
     expect(poolSizeOf('fd00::5/120')).toBe(255);
     const snap = { node: 'n', at: '', intervalSeconds: 5, endpoints: [{ network: 'net1' }] } as unknown as MetricsSnapshot;
     expect(Object.fromEntries(poolSizes(snap, () => ['10.1.0.2/24', '10.1.0.3/24']))).toEqual({ net1: 253 });
+  });
+});
+
+describe('services, DNS and policy families', () => {
+  it('service backends up/down and their open connections', async () => {
+    const reg = createRegistry();
+    const entry = { key: 'x/web:http/tcp', namespace: 'x', name: 'web', portName: 'http', port: 80, protocol: 'tcp', backends: [{ key: '10.1.0.5:8080', healthy: true }, { key: '10.1.0.6:8080', healthy: false }] };
+    registerServiceFamilies(reg, () => ({ entries: [entry as never], connections: { 'x/web:http/tcp|10.1.0.5:8080': 3 } }));
+    const text = await reg.metrics();
+    expect(text).toContain('cni_ts_service_backend_up{namespace="x",service="web",port="http/tcp",backend="10.1.0.5:8080"} 1');
+    expect(text).toContain('cni_ts_service_backend_up{namespace="x",service="web",port="http/tcp",backend="10.1.0.6:8080"} 0');
+    expect(text).toContain('cni_ts_service_backend_connections{namespace="x",service="web",port="http/tcp",backend="10.1.0.5:8080"} 3');
+  });
+  it('DNS counters and a cumulative duration histogram', async () => {
+    const reg = createRegistry();
+    const m = newDnsMetrics();
+    m.queries.udp = 5;
+    m.responses.NXDOMAIN = 2;
+    observeDuration(m, 0.0002);
+    observeDuration(m, 0.003);
+    registerDnsFamilies(reg, () => m);
+    const text = await reg.metrics();
+    expect(text).toContain('cni_ts_dns_queries_total{transport="udp"} 5');
+    expect(text).toContain('cni_ts_dns_responses_total{rcode="NXDOMAIN"} 2');
+    expect(text).toContain('cni_ts_dns_request_duration_seconds_bucket{le="0.00025"} 1');
+    expect(text).toContain('cni_ts_dns_request_duration_seconds_bucket{le="0.005"} 2');
+    expect(text).toContain('cni_ts_dns_request_duration_seconds_count 2');
+  });
+  it('policy counter names back to policy and rule; nft -j counters parsed', () => {
+    expect(policyLabels('np_x_allow-web_in_0')).toEqual({ kind: 'NetworkPolicy', namespace: 'x', policy: 'allow-web', direction: 'ingress', rule: '0', verdict: 'allow', counter: 'np_x_allow-web_in_0' });
+    expect(policyLabels('default_deny_eg')).toMatchObject({ kind: 'default', direction: 'egress', verdict: 'deny' });
+    expect(policyLabels('anp_deny-y_in_2')).toMatchObject({ kind: 'AdminNetworkPolicy', policy: 'deny-y', rule: '2', verdict: 'rule' });
+    const json = JSON.stringify({ nftables: [{ metainfo: { version: '1.0.6' } }, { counter: { family: 'inet', name: 'np_x_a_in_0', table: 't', handle: 3, packets: 7, bytes: 420 } }] });
+    expect(parseNftCounters(json)).toEqual([{ name: 'np_x_a_in_0', packets: 7, bytes: 420 }]);
   });
 });

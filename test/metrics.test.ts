@@ -13,7 +13,7 @@ import { askAgent } from '../shared/agentapi.ts';
 import type { EndpointFigures, MetricsSnapshot } from '../shared/monitoring.ts';
 import { Cleanup, inNs } from './helpers/netns.ts';
 import { PolicyMatrix, type PodKey } from './helpers/policy-matrix.ts';
-import { ROOT } from './helpers/run.ts';
+import { ROOT, runPlugin } from './helpers/run.ts';
 
 const AGENT_PORT = 19401;
 const PROM_PORT = 19402;
@@ -95,7 +95,7 @@ describe('endpoint metrics from the agent (real kernel, Prometheus scraping)', (
       agentConfig: (tb) => ({
         listen: `127.0.0.1:${AGENT_PORT}`,
         dns: { enabled: false },
-        metrics: { intervalSeconds: 1, latency: { mode: 'icmp', timeoutMs: 500 }, capacity: { [`${tb.id}net`]: '1Gbit' }, pluginCallsFile: path.join(tb.dir, 'plugin-calls.log') },
+        metrics: { intervalSeconds: 1, latency: { mode: 'icmp', timeoutMs: 500 }, capacity: { [`${tb.id}net`]: '1Gbit' }, pluginCallsFile: path.join(tb.dir, 'plugin-calls.log'), ipamDataDirs: [tb.dataDir] },
       }),
     });
     m.startAgent();
@@ -234,6 +234,26 @@ describe('endpoint metrics from the agent (real kernel, Prometheus scraping)', (
       await prom;
     }
   }, 60_000);
+
+  it('plugin calls (recorded by the plugins, exported by the agent) and IPAM pool usage', async () => {
+    const env = { CNI_TS_PLUGIN_CALLS: path.join(m.tb.dir, 'plugin-calls.log') };
+    const p = m.pods.get('x/c')!;
+    const conf = { cniVersion: '1.1.0', name: `${m.tb.id}net`, type: 'bandwidth', ingressRate: LIMIT, ingressBurst: 400_000, egressRate: LIMIT, egressBurst: 400_000 };
+    const ok = await runPlugin('bandwidth', { command: 'CHECK', containerId: p.containerId, netns: p.netns.path, ifname: 'eth0', config: { ...conf, prevResult: m.prevResultOf('x/a') ?? {} }, hostNetns: m.tb.host.path, env });
+    const bad = await runPlugin('bandwidth', { command: 'ADD', containerId: p.containerId, netns: p.netns.path, ifname: 'eth0', config: { ...conf, ingressBurst: undefined }, hostNetns: m.tb.host.path, env });
+    expect(bad.exitCode).toBe(1);
+    const text = await until(
+      () => curl(`http://127.0.0.1:${AGENT_PORT}/metrics`),
+      (t) => t.includes('cni_ts_plugin_calls_total{plugin="bandwidth",verb="ADD",result="error"} 1'),
+      5000,
+    );
+    expect(text).toContain('cni_ts_plugin_calls_total{plugin="bandwidth",verb="ADD",result="error"} 1');
+    expect(text).toContain(`cni_ts_plugin_calls_total{plugin="bandwidth",verb="CHECK",result="${ok.exitCode === 0 ? 'ok' : 'error'}"} 1`);
+    expect(text).toMatch(/^cni_ts_plugin_call_duration_seconds_count\{plugin="bandwidth",verb="ADD"\} 1$/m);
+    // three addresses handed out by host-local in a /24
+    expect(text).toContain(`cni_ts_ipam_allocated_addresses{network="${m.tb.id}net"} 3`);
+    expect(text).toContain(`cni_ts_ipam_pool_size{network="${m.tb.id}net"} 253`);
+  });
 
   it('counters do not go backwards when the agent restarts (the kernel is the source)', async () => {
     const before = fig(await snapshot(), 'b')!.counters.rxBytes;

@@ -6,7 +6,7 @@
  *   "intervalSeconds": 5,
  *   "capacity": {"net1": "1Gbit"},
  *   "defaultCapacity": "10Gbit",
- *   "latency": {"mode": "icmp", "timeoutMs": 1000, "maxProbesPerSample": 20, "concurrency": 4},
+ *   "latency": {"mode": "icmp", "timeoutMs": 1000, "maxProbesPerSample": 10, "concurrency": 4},
  *   "pluginCallsFile": "/run/cni-ts/plugin-calls.log",
  *   "ipamDataDirs": ["/var/lib/cni/networks"]
  * }
@@ -34,7 +34,7 @@ export interface MetricsSettings {
 export const METRICS_DEFAULTS = {
   intervalSeconds: 5,
   defaultCapacity: 10e9,
-  latency: { mode: 'icmp' as LatencyMode, timeoutMs: 1000, maxProbesPerSample: 20, concurrency: 4 },
+  latency: { mode: 'icmp' as LatencyMode, timeoutMs: 1000, maxProbesPerSample: 10, concurrency: 4 },
   pluginCallsFile: '/run/cni-ts/plugin-calls.log',
   ipamDataDirs: ['/var/lib/cni/networks'],
 };

@@ -27,6 +27,7 @@ import { refString } from '../../shared/store/index.ts';
 import type { Stored, WatchEvent } from '../../shared/store/types.ts';
 import { validateDnsConfig, type DnsAgentConfig, type DnsSection } from '../dns/config.ts';
 import { listenSpecs, startDns, type DnsHandle } from '../dns/index.ts';
+import type { DnsMetrics } from '../dns/metrics.ts';
 import { Loop } from '../loop.ts';
 import { WatchedStore } from '../watched-store.ts';
 
@@ -188,6 +189,11 @@ export class DnsReconciler {
   }
 
   /** Every record served (cnictl get dns): the cluster zone, then each network's container names. */
+  /** The DNS server's counters (agent/dns/metrics.ts; exported by agent/metrics/services-dns.ts); undefined before it started. */
+  serverMetrics(): DnsMetrics | undefined {
+    return this.dns?.server.metrics;
+  }
+
   records(): DnsRecordsReport {
     const z = this.dns?.server.getZone();
     const listeners = this.dns?.server.addresses() ?? [];

@@ -1,7 +1,7 @@
 /**
- * Batched kernel counter reads for the metrics sampler: ONE `ip -s -json link show` and ONE
- * `tc -s -json qdisc show` per sample give every interface's and every qdisc's counters, so the
- * cost of a sample does not grow with a process per endpoint. Parsers are pure (unit-tested
+ * Batched kernel counter reads for the metrics sampler: ONE `ip -s -json link show`, ONE
+ * `tc -s -json qdisc show` and ONE `nft -j list counters table ...` give every interface's, qdisc's
+ * and policy rule's counters, so the cost of a sample does not grow with a process per endpoint. Parsers are pure (unit-tested
  * on recorded output); the readers are thin.
  */
 import { run } from './exec.ts';
@@ -127,4 +127,26 @@ export async function readQdiscStats(netns?: string): Promise<Map<string, DevQdi
   const r = await run('tc', ['-s', '-json', 'qdisc', 'show'], { netns, allowFail: true });
   if (r.exitCode !== 0) return new Map();
   return parseQdiscStats(r.stdout);
+}
+
+export interface NftCounter {
+  name: string;
+  packets: number;
+  bytes: number;
+}
+
+/** `nft -j list counters table FAMILY TABLE` output → the named counters. */
+export function parseNftCounters(json: string): NftCounter[] {
+  if (!json.trim()) return [];
+  const doc = JSON.parse(json) as { nftables?: Array<{ counter?: { name?: string; packets?: number; bytes?: number } }> };
+  const out: NftCounter[] = [];
+  for (const o of doc.nftables ?? []) if (o.counter?.name) out.push({ name: o.counter.name, packets: n(o.counter.packets), bytes: n(o.counter.bytes) });
+  return out;
+}
+
+/** The named counters of one nft table in one `nft -j` call ([] when the table is not there). */
+export async function readNftCounters(table: string, family = 'inet', netns?: string): Promise<NftCounter[]> {
+  const r = await run('nft', ['-j', 'list', 'counters', 'table', family, table], { netns, allowFail: true });
+  if (r.exitCode !== 0) return [];
+  return parseNftCounters(r.stdout);
 }
