@@ -29,6 +29,7 @@ const PORT = 19500;
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = path.join(ROOT, 'test-artifacts');
 const RULE = 'DbTrafficBurst';
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 describe('dashboard and cnictl top on a real agent', () => {
   const cleanup = new Cleanup();
@@ -98,7 +99,7 @@ describe('dashboard and cnictl top on a real agent', () => {
     ctx = await chromium.launchPersistentContext(profile, {
       executablePath: wrapper,
       headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: CHROMIUM_ARGS,
       viewport: { width: 1400, height: 1000 },
     });
     cleanup.add(() => ctx.close());
@@ -142,8 +143,8 @@ describe('dashboard and cnictl top on a real agent', () => {
     const key = (await page.getAttribute('section.ep[data-key^="x/b/"]', 'data-key'))!;
     await page.waitForFunction(
       (k) => {
-        const c = (window as unknown as { cniDashboard: { charts: Map<string, { traffic: { data: number[][] } }> } }).cniDashboard.charts.get(k);
-        return !!c && c.traffic.data[0]!.length >= 3 && c.traffic.data[1]!.some((v) => v > 5000);
+        const c = (window as unknown as { cniDashboard: { charts: Map<string, { traffic: { data: number[][] } | null }> } }).cniDashboard.charts.get(k);
+        return !!c?.traffic && c.traffic.data[0]!.length >= 3 && c.traffic.data[1]!.some((v) => v > 5000);
       },
       key,
       { timeout: 30_000 },
@@ -181,7 +182,9 @@ describe('dashboard and cnictl top on a real agent', () => {
   }, 120_000);
 
   it('keeps a screenshot (test-artifacts/dashboard.png) once the charts hold 40 samples', async () => {
-    await page.waitForFunction(() => [...(window as unknown as { cniDashboard: { charts: Map<string, { traffic: { data: number[][] } }> } }).cniDashboard.charts.values()].every((c) => c.traffic.data[0]!.length >= 40), undefined, { timeout: 60_000 });
+    await page.waitForFunction(() => [...(window as unknown as { cniDashboard: { charts: Map<string, { traffic: { data: number[][] } | null }> } }).cniDashboard.charts.values()].every((c) => c.traffic && c.traffic.data[0]!.length >= 40), undefined, {
+      timeout: 60_000,
+    });
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard.png'), fullPage: true });
     expect(pageErrors).toEqual([]);
@@ -192,7 +195,7 @@ describe('dashboard and cnictl top on a real agent', () => {
     await p2.route('**/api/v1/alerts', (r) => r.fulfill({ status: 404, contentType: 'application/json', body: '{"error":"no route"}' }));
     await p2.goto(`http://127.0.0.1:${PORT}/`);
     await p2.waitForSelector('#alerts:has-text("not evaluated by this agent")');
-    await p2.waitForSelector('section.ep .traffic canvas');
+    await p2.waitForSelector('section.ep[data-key^="x/c/"] .traffic canvas');
     await p2.close();
   }, 60_000);
 

@@ -22,7 +22,7 @@
     t: [],
     /** key -> endpoint (labels + series arrays aligned to t) */
     endpoints: new Map(),
-    /** key -> { card, traffic: uPlot, quality: uPlot } */
+    /** key -> { card, visible, traffic: uPlot, quality: uPlot } (charts made once the card is on screen) */
     charts: new Map(),
     alerts: [],
     alertsAvailable: undefined,
@@ -180,6 +180,33 @@
     return { traffic, quality };
   }
 
+  /** Charts only for cards on (or near) the screen: a node with hundreds of endpoints stays light. */
+  function drawCharts(c, e) {
+    if (!e) return;
+    if (!c.traffic) Object.assign(c, makeCharts(c.card));
+    c.traffic.setData([state.t, e.series.rxBytes, e.series.txBytes]);
+    c.quality.setData([state.t, e.series.errorRatio, e.series.latencySeconds]);
+  }
+  const observer = new window.IntersectionObserver(
+    (entries) => {
+      for (const en of entries) {
+        const key = en.target.getAttribute('data-key');
+        const c = state.charts.get(key);
+        if (!c) continue;
+        c.visible = en.isIntersecting;
+        if (c.visible) drawCharts(c, state.endpoints.get(key));
+      }
+    },
+    { rootMargin: '300px' },
+  );
+  function dropCard(k, c) {
+    c.traffic?.destroy();
+    c.quality?.destroy();
+    observer.unobserve(c.card);
+    c.card.remove();
+    state.charts.delete(k);
+  }
+
   function figures(e) {
     const s = e.series;
     const f = (label, value, cls) => el('div', {}, el('span', {}, label), el('b', cls ? { class: cls } : {}, value));
@@ -201,23 +228,13 @@
     const shown = [...state.endpoints.values()].filter(matches);
     $('endpoints-count').textContent = String(shown.length);
     if (!shown.length) {
-      for (const c of state.charts.values()) {
-        c.traffic.destroy();
-        c.quality.destroy();
-      }
-      state.charts.clear();
+      for (const [k, c] of state.charts) dropCard(k, c);
       box.replaceChildren(el('p', { class: 'muted' }, state.endpoints.size ? 'No endpoint matches the filter.' : 'No endpoints on this node yet.'));
       return;
     }
     if (box.querySelector('p')) box.replaceChildren();
     const keep = new Set(shown.map((e) => e.key));
-    for (const [k, c] of state.charts) {
-      if (keep.has(k)) continue;
-      c.traffic.destroy();
-      c.quality.destroy();
-      c.card.remove();
-      state.charts.delete(k);
-    }
+    for (const [k, c] of state.charts) if (!keep.has(k)) dropCard(k, c);
     let prev = null;
     for (const e of shown) {
       let c = state.charts.get(e.key);
@@ -232,12 +249,12 @@
         );
         if (prev) prev.card.after(card);
         else box.prepend(card);
-        c = { card, ...makeCharts(card) };
+        c = { card, visible: false, traffic: null, quality: null };
         state.charts.set(e.key, c);
+        observer.observe(card);
       }
       c.card.querySelector('.figs').replaceChildren(...figures(e));
-      c.traffic.setData([state.t, e.series.rxBytes, e.series.txBytes]);
-      c.quality.setData([state.t, e.series.errorRatio, e.series.latencySeconds]);
+      if (c.visible) drawCharts(c, e);
       prev = c;
     }
     markAlerting();
@@ -456,6 +473,7 @@
     window.clearTimeout(resizeTimer);
     resizeTimer = window.setTimeout(() => {
       for (const c of state.charts.values()) {
+        if (!c.traffic) continue;
         const w = chartWidth(c.card);
         c.traffic.setSize({ width: w, height: 150 });
         c.quality.setSize({ width: w, height: 110 });
