@@ -21,6 +21,9 @@ import { DockerPlugin, dockerEnabled } from './docker/index.ts';
 import { MetricsSampler } from './metrics/sampler.ts';
 import { createRegistry, metricsRoute, type Registry } from './metrics/registry.ts';
 import { metricsSettings } from './metrics/config.ts';
+import { History } from './dashboard/history.ts';
+import { dashboardRoutes } from './dashboard/routes.ts';
+import { policySettings } from '../shared/policysync.ts';
 import { PluginCalls } from './metrics/plugin-calls.ts';
 import { poolSizes, registerIpamFamilies } from './metrics/ipam.ts';
 import { registerDnsFamilies, registerServiceFamilies } from './metrics/services-dns.ts';
@@ -79,6 +82,8 @@ export class Agent {
   /** alert rules over the sampler's figures (absent when `alerts.enabled` is false) */
   readonly alerts: AlertEngine | undefined;
   private servers: Array<http.Server | net.Server> = [];
+  /** the dashboard's last 15 minutes of endpoint figures (agent/dashboard) */
+  readonly history = new History();
 
   constructor(
     readonly cfg: AgentConfig,
@@ -152,6 +157,9 @@ export class Agent {
       const m = this.metrics;
       h.metrics = (ns) => m.latest(ns) ?? { node: this.cfg.node, at: new Date().toISOString(), intervalSeconds: m.intervalMs / 1000, endpoints: [] };
     }
+    // the dashboard: the page at /, /api/v1/history, /api/v1/services (agent/dashboard/routes.ts)
+    this.metrics?.onSample((snap) => this.history.add(snap));
+    for (const [route, fn] of dashboardRoutes({ history: this.history, services: () => this.services.snapshot(), policy: policySettings(this.cfg) })) h.routes!.set(route, fn);
     if (this.alerts) {
       const alerts = this.alerts;
       h.alerts = () => alerts.alerts();

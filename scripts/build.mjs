@@ -19,6 +19,7 @@
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { etcd3ProtoInline } from './esbuild-etcd3.mjs';
@@ -114,6 +115,18 @@ const vendorPlugin = {
     }));
   },
 };
+// `import text from './file?raw'` (Vite's spelling, which vitest understands too): the file's
+// text as a string, so the agent's dashboard assets are embedded (agent/dashboard/routes.ts).
+const rawText = {
+  name: 'raw-text',
+  setup(b) {
+    b.onResolve({ filter: /\?raw$/ }, async (a) => {
+      const r = await b.resolve(a.path.slice(0, -'?raw'.length), { kind: a.kind, importer: a.importer, resolveDir: a.resolveDir });
+      return r.errors.length ? { errors: r.errors } : { path: r.path, namespace: 'raw-text' };
+    });
+    b.onLoad({ filter: /.*/, namespace: 'raw-text' }, async (a) => ({ contents: await readFile(a.path, 'utf8'), loader: 'text' }));
+  },
+};
 const outside = (members) => ({
   name: 'group-stubs',
   setup(b) {
@@ -138,7 +151,7 @@ for (const [group, members] of Object.entries(GROUPS)) {
     `require(${JSON.stringify(path.join(root, 'plugins', 'main.ts'))});`,
   ].join('\n'));
   await build({
-    plugins: [vendorPlugin, outside(members)],
+    plugins: [vendorPlugin, rawText, outside(members)],
     entryPoints: [entry],
     bundle: true,
     platform: 'node',

@@ -47,6 +47,7 @@ TEST=(
   "bind9-dnsutils|dig: the DNS tests query the agent's server from pod namespaces"
   "dnsperf|make bench: DNS throughput of the agent against dnsmasq"
   "prometheus-alertmanager|the alert tests deliver to a real Alertmanager (API v2) on loopback; promtool (package prometheus) checks conf/prometheus/cni-ts-rules.yml"
+  "chromium|the dashboard test loads the agent's page in headless Chromium (driven by playwright-core, never a downloaded browser)"
   "make|README's commands"
   "iputils-tracepath|cnictl diag: tracepath finds hops and the path MTU with DF probes (test/diag.test.ts)"
   "tshark|cnictl diag --capture: summarises tcpdump's pcap (tshark -T fields) and merges captures (mergecap)"
