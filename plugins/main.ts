@@ -26,6 +26,9 @@ register('ipvlan', async () => (await import('./ipvlan/index.ts')).default);
 register('vlan', async () => (await import('./vlan/index.ts')).default);
 register('dummy', async () => (await import('./dummy/index.ts')).default);
 register('vrf', async () => (await import('./vrf/index.ts')).default);
+register('tap', async () => (await import('./tap/index.ts')).default);
+register('sbr', async () => (await import('./sbr/index.ts')).default);
+register('firewall', async () => (await import('./firewall/index.ts')).default);
 register('endpoint', async () => (await import('./endpoint/index.ts')).default);
 
 type Tool = (argv: string[]) => Promise<number>;
