@@ -96,8 +96,12 @@ export function routeWords(r: MainRoute, dev: string): string[] {
   return w;
 }
 
+export type ByFamily = { 4: string[][]; 6: string[][] };
+
 export interface SbrPlan {
-  /** `ip -batch` lines, in order (no -4/-6: the family follows from the addresses) */
+  /** `ip rule` lines per family (run first: `ip -4/-6 -batch`) */
+  rules: ByFamily;
+  /** `ip route` lines, in order (the family follows from the prefixes) */
   commands: string[][];
   /** main-table routes to delete afterwards (failure tolerated with addSourceHints only) */
   deletions: string[][];
@@ -112,6 +116,7 @@ export interface SbrPlan {
  */
 export function planRoutes(ips: IPConfig[], dev: string, mainRoutes: MainRoute[], usedTables: Set<number>, gws: { 4?: string; 6?: string }, addSourceHints: boolean): SbrPlan {
   const commands: string[][] = [];
+  const rules: ByFamily = { 4: [], 6: [] };
   const tables: number[] = [];
   let table = nextTable(usedTables, FIRST_TABLE);
   for (const ipc of ips) {
@@ -120,7 +125,7 @@ export function planRoutes(ips: IPConfig[], dev: string, mainRoutes: MainRoute[]
     const addr = parseCIDR(ipc.address);
     if (!addr) throw invalidConfig('prevResult.ips', `${ipc.address} is not an address with a prefix`);
     tables.push(table);
-    commands.push(['rule', 'add', 'from', `${ip}/${hostLen(ip)}`, 'table', String(table)]);
+    rules[fam].push(['rule', 'add', 'from', `${ip}/${hostLen(ip)}`, 'table', String(table)]);
     const gw = gws[fam] ?? ipc.gateway;
     if (gw) commands.push(['route', 'add', fam === 6 ? '::/0' : '0.0.0.0/0', 'via', gw, 'dev', dev, 'table', String(table)]);
     for (const r of mainRoutes) {
@@ -142,21 +147,23 @@ export function planRoutes(ips: IPConfig[], dev: string, mainRoutes: MainRoute[]
   } else {
     for (const r of mainRoutes) deletions.push(['route', 'del', ...routeWords(r, dev), 'table', 'main']);
   }
-  return { commands, deletions, tables };
+  return { rules, commands, deletions, tables };
 }
 
 /** `with table`: only the rules (`from A/32 lookup table`), the routes are the operator's. */
-export function planRulesOnly(ips: IPConfig[], table: number): string[][] {
-  return ips.map((ipc) => {
+export function planRulesOnly(ips: IPConfig[], table: number): ByFamily {
+  const out: ByFamily = { 4: [], 6: [] };
+  for (const ipc of ips) {
     const ip = ipOf(ipc.address);
-    return ['rule', 'add', 'from', `${ip}/${hostLen(ip)}`, 'table', String(table)];
-  });
+    out[familyOf(ip)].push(['rule', 'add', 'from', `${ip}/${hostLen(ip)}`, 'table', String(table)]);
+  }
+  return out;
 }
 
 /** DEL: the rules (of `table` when given) whose source is one of the interface's addresses. */
-export function rulesToDelete(rules: RuleInfo[], addrs: string[], table?: number): string[][] {
+export function rulesToDelete(rules: RuleInfo[], addrs: string[], table?: number): ByFamily {
   const have = new Set(addrs.map((a) => parseIP(a)).filter((p) => p !== null).map((p) => `${p.family}/${p.value}`));
-  const out: string[][] = [];
+  const out: ByFamily = { 4: [], 6: [] };
   for (const r of rules) {
     if (!r.src || r.src === 'all') continue;
     if (table !== undefined && String(r.table) !== String(table)) continue;
@@ -165,7 +172,7 @@ export function rulesToDelete(rules: RuleInfo[], addrs: string[], table?: number
     const cmd = ['rule', 'del', 'from', `${r.src}/${r.srclen ?? hostLen(r.src)}`];
     if (r.table) cmd.push('table', r.table);
     if (r.priority !== undefined) cmd.push('pref', String(r.priority));
-    out.push(cmd);
+    out[p.family].push(cmd);
   }
   return out;
 }

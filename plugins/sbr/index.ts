@@ -11,7 +11,7 @@ import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
 import type { Result } from '../../shared/cni/types.ts';
 import { withFlock } from '../../shared/flock.ts';
 import { canonicalIP } from '../../shared/ipnet.ts';
-import { getLink, ipBatch, ipJson } from '../../shared/kernel/ip.ts';
+import { getLink, ipBatch, ipBatchByFamily, ipJson } from '../../shared/kernel/ip.ts';
 import { linkAddresses } from '../../shared/kernel/link.ts';
 import { netnsExists, requireNetns } from '../../shared/kernel/netns.ts';
 import schema from '../../conf/schemas/sbr.schema.json' with { type: 'json' };
@@ -41,19 +41,20 @@ async function add(req: Request<SbrConf>): Promise<Result> {
   const gws = staticGateways(req.config.gateways);
   await locked(netns, async () => {
     if (req.config.table !== undefined) {
-      await ipBatch(planRulesOnly(ips, req.config.table), netns);
+      await ipBatchByFamily(planRulesOnly(ips, req.config.table), netns);
       return;
     }
     const [rules, link, routes] = await Promise.all([readRules(netns), getLink(ifname, netns), readMainRoutes(ifname, netns).catch(() => [])]);
     if (!link) throw new CniError(ErrorCode.InvalidEnvironment, `Cannot find network interface ${ifname}`, `in ${netns}`);
     const plan = planRoutes(ips, ifname, routes, ruleTables(rules), gws, req.config.addSourceHints === true);
     try {
+      await ipBatchByFamily(plan.rules, netns);
       await ipBatch(plan.commands, netns);
     } catch (e) {
       // undo the rules this call added (the reference leaves them): a retried ADD starts clean
       const mine = await readRules(netns).catch(() => []);
       const added = mine.filter((r) => plan.tables.includes(Number(r.table)));
-      await ipBatch(rulesToDelete(added, ips.map((i) => i.address.split('/')[0])), netns).catch(() => undefined);
+      await ipBatchByFamily(rulesToDelete(added, ips.map((i) => i.address.split('/')[0])), netns).catch(() => undefined);
       throw e;
     }
     try {
@@ -74,7 +75,7 @@ async function del(req: Request<SbrConf>): Promise<void> {
     const [rules, link] = await Promise.all([readRules(netns), getLink(ifname, netns)]);
     if (!link) return;
     const cmds = rulesToDelete(rules, linkAddresses(link, true).map((a) => a.split('/')[0]), req.config.table);
-    await ipBatch(cmds, netns);
+    await ipBatchByFamily(cmds, netns);
   });
 }
 
