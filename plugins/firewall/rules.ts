@@ -56,19 +56,22 @@ const policyComment = (p: string): string => `CNI firewall plugin rules (ingress
 /** The isolation rules for `bridge`, in the order the reference inserts them (each only if absent). */
 export function isolationRules(bridge: string, isolated: boolean): Rule[] {
   const p = isolated ? 'isolated' : 'same-bridge';
+  // same-bridge: every rule says "(ingressPolicy: same-bridge)", as the reference 1.1 (Debian 12's)
+  // does, so the two share the rules; isolated (newer references only): their shared comment
+  const shared = isolated ? POLICY_BOTH : policyComment(p);
   const c = (spec: string[], comment: string): string[] => {
     const j = spec.indexOf('-j');
     return [...spec.slice(0, j), '-m', 'comment', '--comment', comment, ...spec.slice(j)];
   };
   const rules: Rule[] = [
-    { chain: 'FORWARD', spec: c(['-j', STAGE1], POLICY_BOTH), first: true },
+    { chain: 'FORWARD', spec: c(['-j', STAGE1], shared), first: true },
     { chain: STAGE1, spec: c(['-i', bridge, '!', '-o', bridge, '-j', STAGE2], policyComment(p)), first: true },
   ];
   if (isolated) rules.push({ chain: STAGE1, spec: c(['-i', bridge, '-o', bridge, '-j', 'DROP'], policyComment(p)), first: true });
   rules.push(
-    { chain: STAGE1, spec: c(['-j', 'RETURN'], POLICY_BOTH) },
-    { chain: STAGE2, spec: c(['-o', bridge, '-j', 'DROP'], POLICY_BOTH), first: true },
-    { chain: STAGE2, spec: c(['-j', 'RETURN'], POLICY_BOTH) },
+    { chain: STAGE1, spec: c(['-j', 'RETURN'], shared) },
+    { chain: STAGE2, spec: c(['-o', bridge, '-j', 'DROP'], shared), first: true },
+    { chain: STAGE2, spec: c(['-j', 'RETURN'], shared) },
   );
   return rules;
 }
