@@ -4,6 +4,7 @@
  * compared; interop (ADD with one, DEL with the other); `table` mode. Everything happens in
  * namespaces of this test.
  */
+import { rmSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cleanup, inNs, makeNetns, type TestNetns } from './helpers/netns.ts';
 import { REF_BIN, runPlugin, uid, type PluginRun } from './helpers/run.ts';
@@ -149,5 +150,33 @@ describe('sbr: kernel, against the reference', () => {
     expect((await runPlugin('sbr', { command: 'DEL', containerId: 'x', netns: '/var/run/netns/pq-none', ifname: 'eth0', config: { cniVersion: '1.0.0', name: 'n', type: 'sbr' } })).exitCode).toBe(0);
     const noPrev = await call('ADD', mine, { cniVersion: '1.0.0', name: 'n', type: 'sbr' });
     expect(noPrev.json).toMatchObject({ code: 7 });
+  });
+
+  it('chained after ptp (ours after ours, the reference after the reference): the same container state, and traffic from the address still reaches the gateway', async () => {
+    const states: string[] = [];
+    for (const ref of [false, true]) {
+      const host = await makeNetns(cleanup, PREFIX);
+      const ctr = await makeNetns(cleanup, PREFIX);
+      const dataDir = `/tmp/${uid(PREFIX)}`;
+      cleanup.add(async () => rmSync(dataDir, { recursive: true, force: true }));
+      const bin = ref ? { binDir: REF_BIN, path: REF_BIN } : {};
+      const base = { cniVersion: '1.0.0', name: 'pqchain' };
+      const ptpConf = { ...base, type: 'ptp', ipam: { type: 'host-local', subnet: '10.79.0.0/24', dataDir, routes: [{ dst: '0.0.0.0/0' }] } };
+      const env = { containerId: 'pqchain', netns: ctr.path, ifname: 'eth0', hostNetns: host.path, ...bin };
+      const p = await runPlugin('ptp', { command: 'ADD', config: ptpConf, ...env });
+      expect(p.exitCode, p.stdout + p.stderr).toBe(0);
+      const sbrConf = { ...base, type: 'sbr', prevResult: p.json };
+      const r = await runPlugin('sbr', { command: 'ADD', config: sbrConf, ...env });
+      expect(r.exitCode, r.stdout + r.stderr).toBe(0);
+      expect(r.json).toEqual(p.json);
+      const s = await state(ctr);
+      expect(s).toMatch(/from 10\.79\.0\.2 lookup 100/);
+      expect(s).toMatch(/default via 10\.79\.0\.1 dev eth0 table 100/);
+      expect((await inNs(ctr, 'ping', ['-c1', '-W2', '-I', '10.79.0.2', '10.79.0.1'], true)).exitCode).toBe(0);
+      states.push(s);
+      expect((await runPlugin('sbr', { command: 'DEL', config: sbrConf, ...env })).exitCode).toBe(0);
+      expect((await runPlugin('ptp', { command: 'DEL', config: ptpConf, ...env })).exitCode).toBe(0);
+    }
+    expect(states[0]).toBe(states[1]);
   });
 });
