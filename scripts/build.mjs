@@ -33,7 +33,7 @@ const bunBin = path.join(root, 'node_modules', '@oven', 'bun-linux-x64-baseline'
 const runtimeArg = process.argv.find((a) => a.startsWith('--runtime='));
 const RUNTIME = runtimeArg ? runtimeArg.slice('--runtime='.length) : 'bun';
 if (!['bun', 'node'].includes(RUNTIME)) throw new Error(`--runtime=${RUNTIME}: bun or node`);
-const NAMES = ['bridge', 'portmap', 'bandwidth', 'loopback', 'host-device', 'overlay', 'host-local', 'static', 'endpoint', 'ptp', 'tuning', 'macvlan', 'ipvlan', 'vlan', 'dummy', 'vrf', 'cnitool', 'cnictl'];
+const NAMES = ['bridge', 'portmap', 'bandwidth', 'loopback', 'host-device', 'overlay', 'host-local', 'static', 'endpoint', 'ptp', 'tuning', 'macvlan', 'ipvlan', 'vlan', 'dummy', 'vrf', 'tap', 'sbr', 'firewall', 'dhcp', 'cnitool', 'cnictl'];
 const MULTI = 'cni-ts';
 const bundleOnly = process.argv.includes('--bundle-only');
 
@@ -60,6 +60,10 @@ const GROUPS = {
   vlan: ['vlan', ...IPAM],
   dummy: ['dummy', ...IPAM],
   vrf: ['vrf'],
+  tap: ['tap', ...IPAM],
+  sbr: ['sbr'],
+  firewall: ['firewall'],
+  dhcp: ['dhcp'],
 };
 // plugins/main.ts imports each plugin (and tool) by these paths; a group bundle gets a stub for
 // the ones it leaves out (load() then finds no plugin: delegation execs the executable instead).
@@ -82,6 +86,12 @@ const MEMBER_OF_IMPORT = {
   './vlan/index.ts': 'vlan',
   './dummy/index.ts': 'dummy',
   './vrf/index.ts': 'vrf',
+  './tap/index.ts': 'tap',
+  './sbr/index.ts': 'sbr',
+  './firewall/index.ts': 'firewall',
+  '../ipam/dhcp/index.ts': 'dhcp',
+  '../ipam/dhcp/daemon.ts': 'dhcp',
+  '../ipam/dhcp/client.ts': 'dhcp',
   '../agent/main.ts': 'agent',
   '../tools/cnictl/index.ts': 'cnictl',
 };

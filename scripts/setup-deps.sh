@@ -33,7 +33,7 @@ TEST=(
   "mount|mount/umount: tests mount a read-only tmpfs store (not Essential in a minimal Debian)"
   "kmod|lsmod/modprobe, to see which kernel features a skipped test lacks"
   "iperf3|traffic tests through the bridge and the overlay"
-  "dnsmasq-base|a DHCP/DNS server for debugging namespaces (kept from CI's list)"
+  "dnsmasq-base|a DHCP/DNS server for debugging namespaces (kept from CI's list); test/dhcp.test.ts serves DHCP with it"
   "busybox-static|the container image podman and containerd run"
   "tcpdump|to watch what reaches an interface when a traffic test fails"
   "containernetworking-plugins|the Go reference plugins: interop and side-by-side tests"
