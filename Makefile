@@ -8,7 +8,7 @@ CNI_BIN_DIR ?= /opt/cni/bin
 # operator commands also linked into BIN_DIR (on PATH)
 PATH_NAMES := cnictl
 BIN_DIR ?= /usr/local/bin
-SOURCES := $(shell find plugins ipam shared agent tools conf scripts -type f \( -name '*.ts' -o -name '*.json' -o -name '*.cjs' -o -name '*.mjs' \) 2>/dev/null)
+SOURCES := $(shell find plugins ipam shared agent tools conf scripts -type f \( -name '*.ts' -o -name '*.json' -o -name '*.cjs' -o -name '*.mjs' \) 2>/dev/null) $(wildcard agent/dashboard/assets/*)
 
 .PHONY: all deps build test test-only typecheck lint install uninstall bench clean demo mutate mutants setup-build setup-demo setup-test
 
@@ -60,8 +60,11 @@ bench: build
 	node --experimental-strip-types bench/policy.ts
 	node --experimental-transform-types --no-warnings bench/policy-agent.ts
 	node --experimental-strip-types --no-warnings bench/services.ts
+	node --experimental-transform-types --no-warnings bench/diag.ts
 	node --experimental-strip-types --no-warnings bench/dns.ts
 	node --experimental-transform-types --no-warnings bench/metrics.ts
+	node --experimental-transform-types --no-warnings bench/alerts.ts
+	node --experimental-strip-types --no-warnings --expose-gc bench/dashboard.ts
 
 # Mutation testing (not part of `make test`): StrykerJS over the pure modules (stryker.config.mjs,
 # score in docs/benchmarks.md), then the hand-made kernel mutants (scripts/mutants.mjs).

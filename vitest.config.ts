@@ -8,5 +8,7 @@ export default defineConfig({
     pool: 'forks',
     maxWorkers: 2,
     reporters: ['default'],
+    // the dashboard's `?raw` CSS imports (agent/dashboard/routes.ts) get the file's text, not ''
+    css: true,
   },
 });

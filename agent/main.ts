@@ -17,14 +17,18 @@ import { OverlayReconciler, overlaySettings } from './reconcilers/overlay.ts';
 import { DnsReconciler, dnsConfigOf } from './reconcilers/dns.ts';
 import type { Settings as OverlaySettings } from '../plugins/overlay/config.ts';
 import { ServicesReconciler } from './reconcilers/services.ts';
+import { DockerPlugin, dockerEnabled } from './docker/index.ts';
 import { MetricsSampler } from './metrics/sampler.ts';
 import { createRegistry, metricsRoute, type Registry } from './metrics/registry.ts';
 import { metricsSettings } from './metrics/config.ts';
+import { History } from './dashboard/history.ts';
+import { dashboardRoutes } from './dashboard/routes.ts';
+import { policySettings } from '../shared/policysync.ts';
 import { PluginCalls } from './metrics/plugin-calls.ts';
 import { poolSizes, registerIpamFamilies } from './metrics/ipam.ts';
 import { registerDnsFamilies, registerServiceFamilies } from './metrics/services-dns.ts';
 import { registerPolicyFamilies } from './metrics/policy.ts';
-import { DockerPlugin, dockerEnabled } from './docker/index.ts';
+import { AlertEngine } from './alerts/index.ts';
 
 const USAGE = `usage: cni-ts agent [--config FILE] [--resync SECONDS] [--no-http] [--no-socket]
   --config FILE     the host's agent config (default $CNI_TS_CONFIG or /etc/cni-ts/agent.json)
@@ -68,14 +72,18 @@ export class Agent {
   /** the DNS server (absent when `dns.enabled` is false) */
   readonly dns: DnsReconciler | undefined;
   private services: ServicesReconciler;
+  /** Docker's CNM plugin socket (a `docker` section in the config; docs/docker.md) */
+  readonly docker: DockerPlugin | undefined;
   /** the agent's Prometheus registry (GET /metrics) */
   readonly registry: Registry = createRegistry();
   /** per-endpoint traffic metrics (absent when `metrics.enabled` is false) */
   readonly metrics: MetricsSampler | undefined;
   private pluginCalls: PluginCalls | undefined;
-  /** Docker's CNM plugin socket (a `docker` section in the config; docs/docker.md) */
-  readonly docker: DockerPlugin | undefined;
+  /** alert rules over the sampler's figures (absent when `alerts.enabled` is false) */
+  readonly alerts: AlertEngine | undefined;
   private servers: Array<http.Server | net.Server> = [];
+  /** the dashboard's last 15 minutes of endpoint figures (agent/dashboard) */
+  readonly history = new History();
 
   constructor(
     readonly cfg: AgentConfig,
@@ -114,6 +122,8 @@ export class Agent {
       const dns = this.dns;
       if (dns) registerDnsFamilies(this.registry, () => dns.serverMetrics());
     }
+    if (cfg.alerts.enabled !== false) this.alerts = new AlertEngine(cfg, log.withPrefix('agent alerts'), () => this.metrics?.samples() ?? [], { sampledAt: () => this.metrics?.latest()?.at });
+    this.alerts?.registerMetrics(this.registry);
   }
 
   status(): AgentStatus {
@@ -148,6 +158,14 @@ export class Agent {
       const m = this.metrics;
       h.metrics = (ns) => m.latest(ns) ?? { node: this.cfg.node, at: new Date().toISOString(), intervalSeconds: m.intervalMs / 1000, endpoints: [] };
     }
+    // the dashboard: the page at /, /api/v1/history, /api/v1/services (agent/dashboard/routes.ts)
+    this.metrics?.onSample((snap) => this.history.add(snap));
+    for (const [route, fn] of dashboardRoutes({ history: this.history, services: () => this.services.snapshot(), policy: policySettings(this.cfg) })) h.routes!.set(route, fn);
+    if (this.alerts) {
+      const alerts = this.alerts;
+      h.alerts = () => alerts.alerts();
+      for (const [route, handler] of alerts.routes()) h.routes!.set(route, handler);
+    }
     if (this.opts.http) this.servers.push(await startHttp(this.cfg.listen, h, this.log));
     if (this.opts.socket) this.servers.push(await startSocket(this.cfg.socket, h, this.log));
     this.policy.start();
@@ -156,11 +174,12 @@ export class Agent {
     this.dns?.start();
     this.metrics?.start();
     this.pluginCalls?.start();
+    this.alerts?.start();
     await this.docker?.start();
   }
 
   async stop(): Promise<void> {
-    await Promise.all([this.docker?.stop(), this.policy.stop(), this.services.stop(), this.overlay?.stop(), this.dns?.stop(), this.metrics?.stop(), ...this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))]);
+    await Promise.all([this.docker?.stop(), this.policy.stop(), this.services.stop(), this.overlay?.stop(), this.dns?.stop(), this.metrics?.stop(), this.alerts?.stop(), ...this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))]);
     if (this.opts.socket) rmSync(this.cfg.socket, { force: true });
   }
 }

@@ -115,6 +115,8 @@ interface Scenario {
   title: string;
   plugins: (s: Side, bridge: string, subnet: string, dataDir: string) => Array<Record<string, unknown>>;
   caps: Record<string, unknown>;
+  /** one-time preparation in the bench host netns (a master link) */
+  setup?: () => Promise<void>;
 }
 
 const bridgeConf = (bridge: string, subnet: string, dataDir: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
@@ -148,7 +150,31 @@ const SCENARIOS: Scenario[] = [
     ],
     caps: {},
   },
+  {
+    title: 'macvlan (bridge mode) + host-local',
+    plugins: (_s, _b, n, d) => [{ type: 'macvlan', master: MACVLAN_MASTER, ipam: { type: 'host-local', subnet: n, dataDir: d } }],
+    caps: {},
+    setup: macvlanMaster,
+  },
+  {
+    title: 'ptp + host-local + sbr',
+    plugins: (_s, _b, n, d) => [{ type: 'ptp', ipam: { type: 'host-local', subnet: n, dataDir: d } }, { type: 'sbr' }],
+    caps: {},
+  },
+  {
+    title: 'ptp + host-local + firewall (iptables)',
+    plugins: (_s, _b, n, d) => [{ type: 'ptp', ipam: { type: 'host-local', subnet: n, dataDir: d } }, { type: 'firewall', backend: 'iptables' }],
+    caps: {},
+  },
 ];
+
+/** The macvlan scenario's master: one end of a veth in the bench host netns (it goes with the netns). */
+const MACVLAN_MASTER = `mv${short}`;
+async function macvlanMaster(): Promise<void> {
+  if ((await sh('ip', ['link', 'show', MACVLAN_MASTER], { allowFail: true })).exitCode === 0) return;
+  await sh('ip', ['link', 'add', MACVLAN_MASTER, 'type', 'veth', 'peer', 'name', `${MACVLAN_MASTER}p`]);
+  await sh('ip', ['link', 'set', MACVLAN_MASTER, 'up']);
+}
 
 function makeList(s: Side, tag: string, plugins: Array<Record<string, unknown>>): NetworkList {
   return parseConfList(JSON.stringify({ cniVersion: CNI_VERSION, name: `${ID}-${s.key}-${tag}`, plugins }));
@@ -174,6 +200,7 @@ async function latency(sides: Side[]): Promise<Map<string, { add: Stats; del: St
   const out = new Map<string, { add: Stats; del: Stats; fail: number }>();
   const live = sides.filter((s) => !s.skip);
   for (const [k, sc] of SCENARIOS.entries()) {
+    await sc.setup?.();
     const per = live.map((s) => ({
       s,
       list: makeList(s, `l${k}`, sc.plugins(s, `b${short}${s.key[0]}${k}`, `10.${100 + s.n}.${k}.0/24`, path.join(WORK, s.key, 'ipam'))),

@@ -26,6 +26,10 @@ register('ipvlan', async () => (await import('./ipvlan/index.ts')).default);
 register('vlan', async () => (await import('./vlan/index.ts')).default);
 register('dummy', async () => (await import('./dummy/index.ts')).default);
 register('vrf', async () => (await import('./vrf/index.ts')).default);
+register('tap', async () => (await import('./tap/index.ts')).default);
+register('sbr', async () => (await import('./sbr/index.ts')).default);
+register('firewall', async () => (await import('./firewall/index.ts')).default);
+register('dhcp', async () => (await import('../ipam/dhcp/index.ts')).default);
 register('endpoint', async () => (await import('./endpoint/index.ts')).default);
 
 type Tool = (argv: string[]) => Promise<number>;
@@ -54,6 +58,12 @@ async function main(): Promise<void> {
   if (name === 'overlay' && args[0] === 'agent') {
     process.exitCode = await (await import('./overlay/agent.ts')).agentMain(args.slice(1));
     return;
+  }
+  // `dhcp daemon [-socketpath P]`: the lease daemon; `dhcp client ...`: one lease, run by it in a netns.
+  if (name === 'dhcp' && (args[0] === 'daemon' || args[0] === 'client')) {
+    const m = args[0] === 'daemon' ? (await import('../ipam/dhcp/daemon.ts')).dhcpDaemonMain : (await import('../ipam/dhcp/client.ts')).dhcpClientMain;
+    process.exitCode = await m(args.slice(1));
+    process.exit();
   }
   const plugin = await load(name);
   if (!plugin) {

@@ -19,6 +19,7 @@
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { etcd3ProtoInline } from './esbuild-etcd3.mjs';
@@ -32,7 +33,7 @@ const bunBin = path.join(root, 'node_modules', '@oven', 'bun-linux-x64-baseline'
 const runtimeArg = process.argv.find((a) => a.startsWith('--runtime='));
 const RUNTIME = runtimeArg ? runtimeArg.slice('--runtime='.length) : 'bun';
 if (!['bun', 'node'].includes(RUNTIME)) throw new Error(`--runtime=${RUNTIME}: bun or node`);
-const NAMES = ['bridge', 'portmap', 'bandwidth', 'loopback', 'host-device', 'overlay', 'host-local', 'static', 'endpoint', 'ptp', 'tuning', 'macvlan', 'ipvlan', 'vlan', 'dummy', 'vrf', 'cnitool', 'cnictl'];
+const NAMES = ['bridge', 'portmap', 'bandwidth', 'loopback', 'host-device', 'overlay', 'host-local', 'static', 'endpoint', 'ptp', 'tuning', 'macvlan', 'ipvlan', 'vlan', 'dummy', 'vrf', 'tap', 'sbr', 'firewall', 'dhcp', 'cnitool', 'cnictl'];
 const MULTI = 'cni-ts';
 const bundleOnly = process.argv.includes('--bundle-only');
 
@@ -59,6 +60,10 @@ const GROUPS = {
   vlan: ['vlan', ...IPAM],
   dummy: ['dummy', ...IPAM],
   vrf: ['vrf'],
+  tap: ['tap', ...IPAM],
+  sbr: ['sbr'],
+  firewall: ['firewall'],
+  dhcp: ['dhcp'],
 };
 // plugins/main.ts imports each plugin (and tool) by these paths; a group bundle gets a stub for
 // the ones it leaves out (load() then finds no plugin: delegation execs the executable instead).
@@ -81,6 +86,12 @@ const MEMBER_OF_IMPORT = {
   './vlan/index.ts': 'vlan',
   './dummy/index.ts': 'dummy',
   './vrf/index.ts': 'vrf',
+  './tap/index.ts': 'tap',
+  './sbr/index.ts': 'sbr',
+  './firewall/index.ts': 'firewall',
+  '../ipam/dhcp/index.ts': 'dhcp',
+  '../ipam/dhcp/daemon.ts': 'dhcp',
+  '../ipam/dhcp/client.ts': 'dhcp',
   '../agent/main.ts': 'agent',
   '../tools/cnictl/index.ts': 'cnictl',
 };
@@ -114,6 +125,18 @@ const vendorPlugin = {
     }));
   },
 };
+// `import text from './file?raw'` (Vite's spelling, which vitest understands too): the file's
+// text as a string, so the agent's dashboard assets are embedded (agent/dashboard/routes.ts).
+const rawText = {
+  name: 'raw-text',
+  setup(b) {
+    b.onResolve({ filter: /\?raw$/ }, async (a) => {
+      const r = await b.resolve(a.path.slice(0, -'?raw'.length), { kind: a.kind, importer: a.importer, resolveDir: a.resolveDir });
+      return r.errors.length ? { errors: r.errors } : { path: r.path, namespace: 'raw-text' };
+    });
+    b.onLoad({ filter: /.*/, namespace: 'raw-text' }, async (a) => ({ contents: await readFile(a.path, 'utf8'), loader: 'text' }));
+  },
+};
 const outside = (members) => ({
   name: 'group-stubs',
   setup(b) {
@@ -138,7 +161,7 @@ for (const [group, members] of Object.entries(GROUPS)) {
     `require(${JSON.stringify(path.join(root, 'plugins', 'main.ts'))});`,
   ].join('\n'));
   await build({
-    plugins: [vendorPlugin, outside(members)],
+    plugins: [vendorPlugin, rawText, outside(members)],
     entryPoints: [entry],
     bundle: true,
     platform: 'node',

@@ -31,6 +31,9 @@ function openLockFile(file: string): number {
   try {
     return openSync(file, 'a', 0o644);
   } catch (e) {
+    // a file that refuses writers (a netns handle: nsfs) is locked through a read-only
+    // descriptor, as Go's filemutex does (sbr locks the netns file); flock(2) needs no write access
+    if (['EPERM', 'EACCES', 'EROFS'].includes((e as NodeJS.ErrnoException).code ?? '')) return openSync(file, 'r');
     if ((e as NodeJS.ErrnoException).code !== 'EISDIR') throw e;
     rmdirSync(file);
     return openSync(file, 'a', 0o644);

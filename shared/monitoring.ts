@@ -69,6 +69,18 @@ export interface Sample {
   value: number;
 }
 
+/**
+ * A value for people: `_ratio` metrics as percentages, `_seconds` as ms below 1 s, else 4
+ * significant digits; the same text as Prometheus' humanizePercentage / humanizeDuration (below 1 min).
+ */
+export function formatMetricValue(metric: string, v: number): string {
+  if (!Number.isFinite(v)) return String(v);
+  const sig = (x: number): string => String(Number(x.toPrecision(4)));
+  if (metric.endsWith('_ratio')) return `${sig(v * 100)}%`;
+  if (metric.endsWith('_seconds')) return Math.abs(v) < 1 ? `${sig(v * 1000)}ms` : `${sig(v)}s`;
+  return sig(v);
+}
+
 export type AlertSeverity = 'info' | 'warning' | 'critical';
 export type AlertOp = '>' | '>=' | '<' | '<=' | '==' | '!=';
 
@@ -93,6 +105,9 @@ export interface Alert {
   /** alertname, severity, and the series' labels (namespace, pod, network, ...) */
   labels: Record<string, string>;
   value: number;
+  /** the rule's metric and threshold (so clients can format `value`: formatMetricValue) */
+  metric?: string;
+  threshold?: number;
   description: string;
   /** when the condition started holding */
   activeAt: string;

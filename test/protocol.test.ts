@@ -9,7 +9,7 @@ import { SUPPORTED_VERSIONS } from '../shared/cni/version.ts';
 import { Cleanup, sh } from './helpers/netns.ts';
 import { BIN, runPlugin, uid } from './helpers/run.ts';
 
-const NAMES = ['bridge', 'portmap', 'bandwidth', 'loopback', 'host-device', 'overlay', 'host-local', 'static', 'ptp', 'tuning', 'macvlan', 'ipvlan', 'vlan', 'dummy', 'vrf'];
+const NAMES = ['bridge', 'portmap', 'bandwidth', 'loopback', 'host-device', 'overlay', 'host-local', 'static', 'ptp', 'tuning', 'macvlan', 'ipvlan', 'vlan', 'dummy', 'vrf', 'tap', 'sbr', 'firewall', 'dhcp'];
 const env = { containerId: 'ctr1', netns: '/var/run/netns/does-not-exist', ifname: 'eth0' };
 const conf = (extra: Record<string, unknown> = {}) => ({ cniVersion: '1.1.0', name: 'net1', type: 'static', ipam: { type: 'static', addresses: [{ address: '10.9.0.2/24' }] }, ...extra });
 

@@ -41,6 +41,8 @@ export interface SublinkSpec<C extends NetConfBase, S extends SublinkSettings> {
   addCommand(s: S, master: string | undefined, tmp: string, netns: string): string[];
   /** what differs between the link and the settings (kind-specific data), for CHECK */
   drift(l: LinkInfo, s: S): string | undefined;
+  /** `ip` lines run in the same batch right after the `addCommand` (tap: MTU, MAC, bridge port) */
+  then?(s: S, tmp: string): string[][];
 }
 
 /** The interface of the first default route (IPv4, then IPv6) in `netns` (undefined: this process's). */
@@ -89,7 +91,11 @@ export function sublinkPlugin<C extends NetConfBase, S extends SublinkSettings>(
     if (master) checkMtu(s.mtu, master.mtu);
     const tmp = `${spec.kind.slice(0, 3)}${randomHex(5)}`;
     // The link first, as the references: a kernel without the driver fails before IPAM allocates.
-    await addLinkOfKind(spec.addCommand(s, master?.name, tmp, netns), spec.kind, master && !s.linkInContainer ? undefined : netns);
+    await addLinkOfKind(spec.addCommand(s, master?.name, tmp, netns), spec.kind, master && !s.linkInContainer ? undefined : netns, spec.then?.(s, tmp)).catch(async (e: unknown) => {
+      // a `then` line failed after the link was made: it goes (a kind without `then` made nothing)
+      if (spec.then) await deleteLink(tmp, netns).catch(() => false);
+      throw e;
+    });
     const configure = async (ipam?: Result): Promise<Result> => {
       try {
         const result: Result = { interfaces: [{ name: ifname, sandbox: netns }] };

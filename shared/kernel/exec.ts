@@ -15,12 +15,16 @@ export interface RunOptions {
   allowFail?: boolean;
   /** Error code to throw with (default KernelOperation). */
   code?: number;
+  /** Kill the tool (SIGTERM) after this long; with allowFail its output so far is returned (probes). */
+  timeoutMs?: number;
 }
 
 export interface RunResult {
   exitCode: number;
   stdout: string;
   stderr: string;
+  /** why the tool did not finish on its own (killed by a signal, e.g. after timeoutMs) */
+  error?: string;
 }
 
 /** Count of spawned processes, for benchmarks and tests that guard the spawn budget. */
@@ -33,9 +37,10 @@ export async function run(cmd: string, args: string[], opts: RunOptions = {}): P
   const r = await spawnCollect(file, argv, {
     input: opts.input,
     env: { LC_ALL: 'C', PATH: process.env.PATH || '/usr/sbin:/usr/bin:/sbin:/bin' },
+    timeoutMs: opts.timeoutMs,
   });
   if (t0) trace(`${file} ${argv.slice(0, 8).join(' ')} -> ${r.exitCode} in ${(performance.now() - t0).toFixed(1)} ms`);
-  const out: RunResult = { exitCode: r.exitCode ?? 1, stdout: r.stdout.replace(/\n$/, ''), stderr: r.stderr.replace(/\n$/, '') };
+  const out: RunResult = { exitCode: r.exitCode ?? 1, stdout: r.stdout.replace(/\n$/, ''), stderr: r.stderr.replace(/\n$/, ''), ...(r.error ? { error: r.error } : {}) };
   if (r.exitCode === null && !opts.allowFail) {
     throw new CniError(opts.code ?? ErrorCode.KernelOperation, `${cmd} could not be started`, r.error ?? '');
   }

@@ -67,9 +67,15 @@ export async function listLinks(netns?: string): Promise<LinkInfo[]> {
  * Run several `ip` commands (each an argv without the leading "ip") in one process. Every
  * argument must be one plain word (`batchToken`: code 100 otherwise, before anything runs).
  */
-export async function ipBatch(cmds: string[][], netns?: string): Promise<void> {
+export async function ipBatch(cmds: string[][], netns?: string, family?: 4 | 6): Promise<void> {
   if (!cmds.length) return;
-  await run('ip', ['-batch', '-'], { input: batchScript(cmds, 'ip -batch'), netns });
+  // `family`: lines that need -4/-6 (an IPv6 `rule`), which batch lines cannot carry themselves
+  await run('ip', [...(family ? [`-${family}`] : []), '-batch', '-'], { input: batchScript(cmds, 'ip -batch'), netns });
+}
+
+/** Batches of `ip` lines that need their family given (`ip rule` with an IPv6 source): one process per family. */
+export async function ipBatchByFamily(cmds: { 4: string[][]; 6: string[][] }, netns?: string): Promise<void> {
+  await Promise.all([ipBatch(cmds[4], netns, 4), ipBatch(cmds[6], netns, 6)]);
 }
 
 /** Several `bridge` commands (argv without "bridge": `fdb ...`, `vlan ...`) in one process, checked like `ipBatch`. */
@@ -80,4 +86,12 @@ export async function bridgeBatch(cmds: string[][], netns?: string): Promise<voi
 
 export async function routes(family: 4 | 6, netns?: string, extra: string[] = []): Promise<RouteInfo[]> {
   return ipJson<RouteInfo[]>([`-${family}`, 'route', 'show', ...extra], netns);
+}
+
+/** `ip -json route get DST` (in `netns`): the route the kernel picks, or why there is none ("Network is unreachable"). */
+export async function routeGet(dst: string, netns?: string): Promise<{ route?: RouteInfo & { prefsrc?: string }; error?: string }> {
+  const r = await run('ip', ['-json', 'route', 'get', dst], { netns, allowFail: true });
+  if (r.exitCode !== 0) return { error: r.stderr.replace(/^RTNETLINK answers:\s*/, '').trim() || `exit ${r.exitCode}` };
+  const list = JSON.parse(r.stdout || '[]') as Array<RouteInfo & { prefsrc?: string }>;
+  return list[0] ? { route: list[0] } : { error: 'no route' };
 }

@@ -169,7 +169,7 @@ export function macIsPinned(link: Pick<LinkInfo, 'ifname' | 'ifindex' | 'address
 }
 
 /** The kernel module behind each virtual link kind the interface plugins create. */
-export const KIND_MODULES: Record<string, string> = { macvlan: 'macvlan', ipvlan: 'ipvlan', vlan: '8021q', dummy: 'dummy', vrf: 'vrf', veth: 'veth', bridge: 'bridge' };
+export const KIND_MODULES: Record<string, string> = { macvlan: 'macvlan', ipvlan: 'ipvlan', vlan: '8021q', dummy: 'dummy', vrf: 'vrf', veth: 'veth', bridge: 'bridge', tun: 'tun' };
 
 /** Whether `ip link add` stderr says the kernel has no driver for the link kind. */
 export const lacksLinkKind = (stderr: string): boolean => /Unknown device type|Operation not supported|not supported/i.test(stderr);

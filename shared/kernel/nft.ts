@@ -15,3 +15,16 @@ export async function nftTableExists(family: string, table: string): Promise<boo
   const r = await run('nft', ['list', 'table', family, table], { allowFail: true });
   return r.exitCode === 0;
 }
+
+/**
+ * The named counters of one table (`nft -j list counters table FAMILY T`), name -> packets and
+ * bytes; empty when the table does not exist.
+ */
+export async function nftCounters(family: string, table: string, netns?: string): Promise<Map<string, { packets: number; bytes: number }>> {
+  const r = await run('nft', ['-j', 'list', 'counters', 'table', family, table], { netns, allowFail: true });
+  const out = new Map<string, { packets: number; bytes: number }>();
+  if (r.exitCode !== 0) return out;
+  const parsed = JSON.parse(r.stdout || '{"nftables":[]}') as { nftables?: Array<{ counter?: { name?: string; packets?: number; bytes?: number } }> };
+  for (const o of parsed.nftables ?? []) if (o.counter?.name) out.set(o.counter.name, { packets: o.counter.packets ?? 0, bytes: o.counter.bytes ?? 0 });
+  return out;
+}

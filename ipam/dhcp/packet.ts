@@ -1,0 +1,93 @@
+/** DHCPv4 messages (RFC 2131/2132): encode and decode, pure. */
+export const MSG = { DISCOVER: 1, OFFER: 2, REQUEST: 3, DECLINE: 4, ACK: 5, NAK: 6, RELEASE: 7 } as const;
+const COOKIE = 0x63825363;
+
+export interface DhcpMessage {
+  op: 1 | 2;
+  xid: number;
+  flags?: number;
+  ciaddr?: string;
+  yiaddr?: string;
+  chaddr: string;
+  options: Map<number, Buffer>;
+}
+
+const ip2buf = (ip: string): Buffer => Buffer.from(ip.split('.').map(Number));
+export const buf2ip = (b: Buffer, o = 0): string => [b[o], b[o + 1], b[o + 2], b[o + 3]].join('.');
+
+export function encode(m: DhcpMessage): Buffer {
+  const head = Buffer.alloc(240);
+  head[0] = m.op;
+  head[1] = 1; // ethernet
+  head[2] = 6;
+  head.writeUInt32BE(m.xid >>> 0, 4);
+  head.writeUInt16BE(m.flags ?? 0, 10);
+  if (m.ciaddr) ip2buf(m.ciaddr).copy(head, 12);
+  if (m.yiaddr) ip2buf(m.yiaddr).copy(head, 16);
+  Buffer.from(m.chaddr.split(':').map((h) => parseInt(h, 16))).copy(head, 28);
+  head.writeUInt32BE(COOKIE, 236);
+  const opts: Buffer[] = [];
+  for (const [code, v] of m.options) opts.push(Buffer.from([code, v.length]), v);
+  opts.push(Buffer.from([255]));
+  const out = Buffer.concat([head, ...opts]);
+  return out.length < 300 ? Buffer.concat([out, Buffer.alloc(300 - out.length)]) : out;
+}
+
+export function decode(b: Buffer): DhcpMessage | undefined {
+  if (b.length < 240 || b.readUInt32BE(236) !== COOKIE) return undefined;
+  const options = new Map<number, Buffer>();
+  for (let i = 240; i < b.length; ) {
+    const code = b[i];
+    if (code === 255) break;
+    if (code === 0) {
+      i++;
+      continue;
+    }
+    const len = b[i + 1];
+    options.set(code, b.subarray(i + 2, i + 2 + len));
+    i += 2 + len;
+  }
+  const chaddr = [...b.subarray(28, 34)].map((x) => x.toString(16).padStart(2, '0')).join(':');
+  return { op: b[0] as 1 | 2, xid: b.readUInt32BE(4), flags: b.readUInt16BE(10), ciaddr: buf2ip(b, 12), yiaddr: buf2ip(b, 16), chaddr, options };
+}
+
+export const msgType = (m: DhcpMessage): number | undefined => m.options.get(53)?.[0];
+export const optIp = (m: DhcpMessage, code: number): string | undefined => {
+  const v = m.options.get(code);
+  return v && v.length >= 4 ? buf2ip(v) : undefined;
+};
+export const optU32 = (m: DhcpMessage, code: number): number | undefined => {
+  const v = m.options.get(code);
+  return v && v.length >= 4 ? v.readUInt32BE(0) : undefined;
+};
+
+/** Options of a client message: type, client id, the parameters asked for, extra ones. */
+export function clientOptions(type: number, clientId: string, extra: Array<[number, Buffer]> = []): Map<number, Buffer> {
+  const m = new Map<number, Buffer>([[53, Buffer.from([type])]]);
+  m.set(61, Buffer.concat([Buffer.from([0]), Buffer.from(clientId)]));
+  for (const [c, v] of extra) m.set(c, v);
+  if (type === MSG.DISCOVER || type === MSG.REQUEST) m.set(55, Buffer.from([1, 3, 6, 15, 51, 58, 59, 121]));
+  return m;
+}
+
+export const ipOpt = (ip: string): Buffer => ip2buf(ip);
+
+export interface Lease {
+  address: string;
+  prefix: number;
+  router?: string;
+  server: string;
+  leaseSeconds: number;
+  t1: number;
+  dns: string[];
+}
+
+export function leaseOf(m: DhcpMessage): Lease {
+  const mask = optIp(m, 1) ?? '255.255.255.0';
+  const prefix = mask.split('.').reduce((n, o) => n + (Number(o).toString(2).match(/1/g)?.length ?? 0), 0);
+  const dnsBuf = m.options.get(6);
+  const dns: string[] = [];
+  if (dnsBuf) for (let i = 0; i + 4 <= dnsBuf.length; i += 4) dns.push(buf2ip(dnsBuf, i));
+  const leaseSeconds = optU32(m, 51) ?? 3600;
+  return { address: m.yiaddr ?? '', prefix, router: optIp(m, 3), server: optIp(m, 54) ?? '', leaseSeconds, t1: optU32(m, 58) ?? Math.floor(leaseSeconds / 2), dns };
+}

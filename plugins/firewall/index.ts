@@ -1,0 +1,106 @@
+/**
+ * firewall (chained): let the container's traffic through the host's FORWARD chain. Drop-in
+ * for the Go reference `firewall` with its iptables backend: the same chains (CNI-FORWARD,
+ * the admin chain `iptablesAdminChainName`, default CNI-ADMIN), the same rules and comments, so
+ * either plugin can DEL what the other added; `ingressPolicy` same-bridge / isolated builds the
+ * reference's CNI-ISOLATION-STAGE-1/-2 chains. Each verb reads the filter table once
+ * (`iptables-save`) and writes once (`iptables-restore --noflush`) per family, under the lock the
+ * other iptables users of this suite take. The firewalld backend needs firewalld over D-Bus,
+ * which this build does not speak: `backend: "firewalld"` fails with code 101; with no backend
+ * the reference picks firewalld only when it runs, and we use iptables.
+ */
+import { CniError, ErrorCode, invalidConfig } from '../../shared/cni/errors.ts';
+import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
+import type { Result } from '../../shared/cni/types.ts';
+import { withLock } from '../../shared/flock.ts';
+import { familyOf } from '../../shared/ipnet.ts';
+import { run } from '../../shared/kernel/exec.ts';
+import schema from '../../conf/schemas/firewall.schema.json' with { type: 'json' };
+import {
+  addressRules, adminRule, DEFAULT_ADMIN_CHAIN, deleteLines, ensureLines, isolationRules, jumpRule, missing, parseFilter, PRIV_CHAIN, STAGE1, STAGE2,
+  type Fam, type FilterState, type FirewallConf,
+} from './rules.ts';
+
+const SAVE: Record<Fam, string> = { 4: 'iptables-save', 6: 'ip6tables-save' };
+const RESTORE: Record<Fam, string> = { 4: 'iptables-restore', 6: 'ip6tables-restore' };
+const LOCK_DIR = '/run/cni-ts/locks';
+
+function backendOf(c: FirewallConf): 'iptables' {
+  if (c.backend === 'firewalld') {
+    throw new CniError(ErrorCode.KernelFeatureMissing, 'the firewalld backend is not supported: use "backend": "iptables"', 'cni-ts does not talk to firewalld over D-Bus');
+  }
+  return 'iptables';
+}
+
+async function filterState(fam: Fam): Promise<FilterState> {
+  return parseFilter((await run(SAVE[fam], ['-t', 'filter'])).stdout);
+}
+
+async function restore(fam: Fam, lines: string[]): Promise<void> {
+  if (lines.length) await run(RESTORE[fam], ['--noflush', '-w', '5'], { input: `*filter\n${lines.join('\n')}\nCOMMIT\n` });
+}
+
+const locked = <T>(body: () => Promise<T>): Promise<T> => withLock(LOCK_DIR, body, 'iptables.lock');
+
+const adminChain = (c: FirewallConf): string => c.iptablesAdminChainName || DEFAULT_ADMIN_CHAIN;
+const ipsOf = (r: Result | undefined, fam: Fam): string[] => (r?.ips ?? []).map((i) => i.address.split('/')[0]).filter((ip) => familyOf(ip) === fam);
+
+async function add(req: Request<FirewallConf>): Promise<Result> {
+  const prev = req.prevResult;
+  if (!prev) throw invalidConfig('prevResult', 'missing prevResult from earlier plugin');
+  backendOf(req.config);
+  const policy = req.config.ingressPolicy || 'open';
+  let bridge: string | undefined;
+  if (policy !== 'open') {
+    bridge = prev.interfaces?.[0]?.name;
+    if (!bridge) throw invalidConfig('ingressPolicy', `interface needs to be set for ingress policy "${policy}", make sure to chain "firewall" plugin with "bridge"`);
+  }
+  const admin = adminChain(req.config);
+  await locked(async () => {
+    for (const fam of [4, 6] as const) {
+      const ips = ipsOf(prev, fam);
+      if (!ips.length) continue;
+      const st = await filterState(fam);
+      const lines = ensureLines(st, [PRIV_CHAIN, admin], [jumpRule(), adminRule(admin), ...ips.flatMap(addressRules)]);
+      // the isolation jump goes in front of CNI-FORWARD's: inserted after it, first in FORWARD
+      if (bridge) lines.push(...ensureLines(st, [STAGE1, STAGE2], isolationRules(bridge, policy === 'isolated')));
+      await restore(fam, lines);
+    }
+  });
+  return structuredClone(prev);
+}
+
+async function del(req: Request<FirewallConf>): Promise<void> {
+  backendOf(req.config);
+  // The isolation chains stay, as in the reference: other containers of the bridge may use them.
+  await locked(async () => {
+    for (const fam of [4, 6] as const) {
+      const ips = ipsOf(req.prevResult, fam);
+      if (!ips.length) continue;
+      await restore(fam, deleteLines(await filterState(fam), ips.flatMap(addressRules)));
+    }
+  });
+}
+
+async function check(req: Request<FirewallConf>): Promise<void> {
+  backendOf(req.config);
+  for (const fam of [4, 6] as const) {
+    const ips = ipsOf(req.prevResult, fam);
+    if (!ips.length) continue;
+    const why = missing(await filterState(fam), adminChain(req.config), ips);
+    if (why) throw new CniError(ErrorCode.CheckMismatch, why, `IPv${fam} filter table`);
+  }
+}
+
+export default definePlugin<FirewallConf>({
+  name: 'firewall',
+  about: 'chained: let the container traffic through the host FORWARD chain (CNI-FORWARD / CNI-ADMIN, iptables), ingressPolicy same-bridge / isolated',
+  schema,
+  add,
+  del,
+  check,
+  async gc() {},
+  async status(req) {
+    backendOf(req.config);
+  },
+});
