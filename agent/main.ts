@@ -105,6 +105,7 @@ export class Agent {
       this.pluginCalls.register(this.registry);
       registerIpamFamilies(this.registry, ms.ipamDataDirs, () =>
         poolSizes(m.latest(), (net) => m.endpointObjects().filter((e) => e.spec.network === net).flatMap((e) => e.spec.ips)),
+        m.intervalMs,
       );
     }
     if (dockerEnabled(cfg)) this.docker = new DockerPlugin(cfg, log);
@@ -117,7 +118,7 @@ export class Agent {
       const services = this.services;
       registerServiceFamilies(this.registry, () => services.snapshot());
       const policy = this.policy;
-      registerPolicyFamilies(this.registry, () => policy.settings.table);
+      registerPolicyFamilies(this.registry, () => policy.settings.table, this.metrics?.intervalMs);
       const dns = this.dns;
       if (dns) registerDnsFamilies(this.registry, () => dns.serverMetrics());
     }

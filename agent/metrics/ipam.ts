@@ -62,7 +62,7 @@ export function poolSizes(snap: MetricsSnapshot | undefined, cidrsOf: (network: 
   return out;
 }
 
-export function registerIpamFamilies(registry: Registry, dataDirs: string[], sizes: () => Map<string, number>): void {
+export function registerIpamFamilies(registry: Registry, dataDirs: string[], sizes: () => Map<string, number>, maxAgeMs = 5000): void {
   const read = (): Map<string, number> => {
     const all = new Map<string, number>();
     for (const d of dataDirs) for (const [net, n] of allocatedByNetwork(d)) all.set(net, (all.get(net) ?? 0) + n);
@@ -70,7 +70,7 @@ export function registerIpamFamilies(registry: Registry, dataDirs: string[], siz
   };
   let cache: { at: number; alloc: Map<string, number>; sizes: Map<string, number> } | undefined;
   const get = (): NonNullable<typeof cache> => {
-    if (!cache || Date.now() - cache.at > 1000) cache = { at: Date.now(), alloc: read(), sizes: sizes() };
+    if (!cache || Date.now() - cache.at > maxAgeMs) cache = { at: Date.now(), alloc: read(), sizes: sizes() };
     return cache;
   };
   collector(registry, 'cni_ts_ipam_allocated_addresses', 'gauge', "Addresses host-local has allocated per network (files in its data directory).", () =>

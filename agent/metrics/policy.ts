@@ -27,12 +27,12 @@ export function policyLabels(counter: string): Record<string, string> {
   };
 }
 
-export function registerPolicyFamilies(registry: Registry, table: () => string | undefined): void {
+export function registerPolicyFamilies(registry: Registry, table: () => string | undefined, maxAgeMs = 5000): void {
   let cache: { at: number; p: Promise<NftCounter[]> } | undefined;
   const read = (): Promise<NftCounter[]> => {
     const t = table();
     if (!t) return Promise.resolve([]);
-    if (!cache || Date.now() - cache.at > 1000) cache = { at: Date.now(), p: readNftCounters(t).catch(() => []) };
+    if (!cache || Date.now() - cache.at > maxAgeMs) cache = { at: Date.now(), p: readNftCounters(t).catch(() => []) };
     return cache.p;
   };
   const fam = (name: string, help: string, v: (c: NftCounter) => number): void =>
