@@ -12,7 +12,7 @@
  */
 import type { AgentConfig } from '../../shared/agentconfig.ts';
 import type { Logger } from '../../shared/cni/log.ts';
-import { conntrackEvents, conntrackList, type CtEntry } from '../../shared/kernel/conntrack.ts';
+import { conntrackEvents, conntrackList, type CtEntry, type CtFamily } from '../../shared/kernel/conntrack.ts';
 import { icmpRtt, tcpRtt } from '../../shared/kernel/probe.ts';
 import { readLinkStats, readQdiscStats } from '../../shared/kernel/stats.ts';
 import type { EndpointFigures, MetricsSnapshot, Sample } from '../../shared/monitoring.ts';
@@ -60,8 +60,9 @@ export class MetricsSampler {
   private listeners = new Set<(s: MetricsSnapshot) => void>();
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
-  private stopEvents: (() => void) | undefined;
-  private eventsRestart: NodeJS.Timeout | undefined;
+  /** one `conntrack -E -e NEW` follower per family */
+  private stopEvents = new Map<CtFamily, () => void>();
+  private eventsRestart = new Map<CtFamily, NodeJS.Timeout>();
   private stopped = true;
   /** ip → endpoint keys (for conntrack events between samples) */
   private byIp = new Map<string, string[]>();
@@ -89,7 +90,8 @@ export class MetricsSampler {
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
-    this.startEvents();
+    this.startEvents('ipv4');
+    this.startEvents('ipv6');
     const tick = (): void => {
       if (this.stopped) return;
       this.running = this.sampleNow()
@@ -105,10 +107,11 @@ export class MetricsSampler {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
-    if (this.eventsRestart) clearTimeout(this.eventsRestart);
-    this.timer = this.eventsRestart = undefined;
-    this.stopEvents?.();
-    this.stopEvents = undefined;
+    for (const t of this.eventsRestart.values()) clearTimeout(t);
+    this.eventsRestart.clear();
+    this.timer = undefined;
+    for (const stop of this.stopEvents.values()) stop();
+    this.stopEvents.clear();
     await this.running;
     await this.conn.drop();
   }
@@ -172,7 +175,15 @@ export class MetricsSampler {
     try {
       const eps = await this.localEndpoints();
       const atMs = Date.now();
-      const [links, qdiscs, ct] = await Promise.all([readLinkStats(), readQdiscStats(), eps.length ? conntrackList() : Promise.resolve([] as CtEntry[])]);
+      // IPv6 entries are listed only when some endpoint has an IPv6 address (one conntrack read per family)
+      const v6 = eps.some((ep) => ep.spec.ips.some((c) => c.includes(':')));
+      const [links, qdiscs, ct4, ct6] = await Promise.all([
+        readLinkStats(),
+        readQdiscStats(),
+        eps.length ? conntrackList() : Promise.resolve([] as CtEntry[]),
+        v6 ? conntrackList(undefined, 'ipv6') : Promise.resolve([] as CtEntry[]),
+      ]);
+      const ct = ct6.length ? [...ct4, ...ct6] : ct4;
       const byIp = new Map<string, string[]>();
       const figures: EndpointFigures[] = [];
       const keys = eps.map((ep) => endpointKey(labelsOf(ep, this.cfg.node)));
@@ -240,25 +251,27 @@ export class MetricsSampler {
     }
   }
 
-  /** Count NEW conntrack events per endpoint (restarted with a delay when conntrack exits). */
-  private startEvents(): void {
+  /** Count NEW conntrack events of one family per endpoint (restarted with a delay when conntrack exits). */
+  private startEvents(family: CtFamily): void {
     if (this.stopped) return;
-    this.stopEvents = conntrackEvents(
+    const stop = conntrackEvents(
       (e) => {
         if (e.event !== 'NEW') return;
         const keys = new Set([...(this.byIp.get(e.orig.src) ?? []), ...(this.byIp.get(e.orig.dst) ?? []), ...(this.byIp.get(e.reply.src) ?? [])]);
         for (const k of keys) this.newConns.set(k, (this.newConns.get(k) ?? 0) + 1);
       },
       (why) => {
-        this.stopEvents = undefined;
+        this.stopEvents.delete(family);
         if (this.stopped) return;
-        this.log.warn(`metrics: conntrack events stopped (${why}); restarting in 30 s`);
-        this.eventsRestart = setTimeout(() => this.startEvents(), 30_000);
-        this.eventsRestart.unref();
+        this.log.warn(`metrics: ${family} conntrack events stopped (${why}); restarting in 30 s`);
+        const t = setTimeout(() => this.startEvents(family), 30_000);
+        t.unref();
+        this.eventsRestart.set(family, t);
       },
       undefined,
-      { events: 'NEW' },
+      { events: 'NEW', family },
     );
+    this.stopEvents.set(family, stop);
   }
 
   /**
