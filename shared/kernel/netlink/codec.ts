@@ -290,7 +290,7 @@ export interface NlError {
 /** The payload of an NLMSG_ERROR: struct nlmsgerr {int error; struct nlmsghdr msg;} + extack TLVs. */
 export function parseError(m: NlMsg): NlError {
   const v = view(m.payload);
-  const errno = -v.getInt32(0, LE);
+  const errno = 0 - v.getInt32(0, LE); // 0 - x: an ACK is +0, not -0
   const requestType = v.getUint16(4 + 4, LE);
   const requestSeq = v.getUint32(4 + 8, LE);
   const out: NlError = { errno, requestType, requestSeq };

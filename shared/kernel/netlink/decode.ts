@@ -132,11 +132,24 @@ export function decodeLink(m: NlMsg): RawLink {
   return raw;
 }
 
-/** Name the master and lower link as `ip` does (an index it cannot name prints as "if<N>"). */
-export function resolveLink(raw: RawLink, nameOf: (index: number) => string | undefined): LinkInfo {
+/** What `resolveLink` needs to know of another link in the same netns. */
+export interface LinkRef {
+  name: string;
+  up: boolean;
+}
+
+/**
+ * Name the master and lower link as `ip` does (an index it cannot name prints as "if<N>"),
+ * with its "M-DOWN" flag when the lower link in the same netns is down.
+ */
+export function resolveLink(raw: RawLink, lookup: (index: number) => LinkRef | undefined): LinkInfo {
   const info = { ...raw.info };
-  if (raw.masterIndex) info.master = nameOf(raw.masterIndex) ?? `if${raw.masterIndex}`;
-  if (raw.linkIndex) info.link = nameOf(raw.linkIndex) ?? `if${raw.linkIndex}`;
+  if (raw.masterIndex) info.master = lookup(raw.masterIndex)?.name ?? `if${raw.masterIndex}`;
+  if (raw.linkIndex) {
+    const l = lookup(raw.linkIndex);
+    info.link = l?.name ?? `if${raw.linkIndex}`;
+    if (!l?.up) info.flags = [...info.flags, 'M-DOWN'];
+  }
   return info;
 }
 

@@ -10,7 +10,7 @@ import { CniError, ErrorCode } from '../../cni/errors.ts';
 import type { LinkInfo, RouteInfo } from '../ip.ts';
 import * as C from './constants.ts';
 import { attr, ifaddrmsg, ifinfomsg, rtmsg } from './codec.ts';
-import { decodeAddr, decodeLink, decodeRoute, resolveLink, resolveRoute } from './decode.ts';
+import { decodeAddr, decodeLink, decodeRoute, resolveLink, resolveRoute, type LinkRef } from './decode.ts';
 import { buildRequest, describeOp, parseIpBatch, type BuildContext } from './ipcmd.ts';
 import { closeFd, netlinkEnabled, NetlinkError, openFd, RtnlSocket } from './socket.ts';
 
@@ -111,12 +111,15 @@ export async function nlGetLink(name: string, netns?: string): Promise<LinkInfo 
       if (e instanceof NetlinkError) return null;
       throw e;
     }
-    const names = new Map<number, string | undefined>();
-    const nameOf = (i: number): string | undefined => {
-      if (!names.has(i)) names.set(i, linkByIndex(sock, i)?.ifname);
-      return names.get(i);
+    const refs = new Map<number, LinkRef | undefined>();
+    const lookup = (i: number): LinkRef | undefined => {
+      if (!refs.has(i)) {
+        const l = linkByIndex(sock, i);
+        refs.set(i, l && { name: l.ifname, up: l.flags.includes('UP') });
+      }
+      return refs.get(i);
     };
-    const info = resolveLink(raw, nameOf);
+    const info = resolveLink(raw, lookup);
     const addrs = sock.request({ type: C.RTM_GETADDR, flags: C.NLM_F_REQUEST | C.NLM_F_DUMP, header: ifaddrmsg({ index: info.ifindex }) }, `ip addr show dev ${name}`);
     const mine = addrs.filter((m) => m.type === C.RTM_NEWADDR).map(decodeAddr).filter((a) => a.index === info.ifindex);
     // `ip` lists IPv4 addresses first (it dumps per family), in the kernel's order within one

@@ -141,9 +141,13 @@ export function closeFd(fd: number): void {
 }
 
 /**
- * Run `body` with this thread inside the netns at `path`, synchronously, and come back. The
- * body must not await (it is typed to return a plain value). Failing to come back is fatal:
- * the rest of the process would act on the wrong namespace.
+ * Run `body` with this thread inside the netns at `path`, synchronously, and come back.
+ * `body` must be FFI calls only (socket(), open()), with everything it needs prepared before:
+ * JavaScriptCore starts some threads lazily from the JS thread (its JIT worker, seen in
+ * test/nl-netlink.test.ts when a bracket ran ordinary JavaScript), and a thread created while
+ * we are inside inherits that netns for good. So no allocation, no loop, no call into
+ * JavaScript between the two setns(2). Failing to come back is fatal: the rest of the
+ * process would act on the wrong namespace.
  */
 export function inNetnsSync<T>(path: string, body: () => T): T {
   const l = must();
@@ -152,37 +156,51 @@ export function inNetnsSync<T>(path: string, body: () => T): T {
   try {
     self = openFd('/proc/thread-self/ns/net');
     if (l.setns(target, CLONE_NEWNET) !== 0) throw new SysError(`setns ${path}`, l.errno(), ErrorCode.InvalidEnvironment);
+    let out: T;
+    let failed = false;
     try {
-      return body();
-    } finally {
-      if (l.setns(self, CLONE_NEWNET) !== 0) {
-        const errno = l.errno();
-        process.stderr.write(`cni-ts: cannot return to the original network namespace after ${path}: ${errnoText(errno)}\n`);
-        process.exit(1);
-      }
+      out = body();
+    } catch (e) {
+      failed = true;
+      out = e as T;
     }
+    if (l.setns(self, CLONE_NEWNET) !== 0) {
+      const errno = l.errno();
+      process.stderr.write(`cni-ts: cannot return to the original network namespace after ${path}: ${errnoText(errno)}\n`);
+      process.exit(1);
+    }
+    if (failed) throw out as unknown as Error;
+    return out;
   } finally {
     l.close(target);
     if (self >= 0) l.close(self);
   }
 }
 
-/** Write `value` to a /proc/sys path (`net/ipv6/conf/eth0/accept_dad`) inside the netns at `netns`. */
+/**
+ * Set sysctls (`net.ipv6.conf.eth0.accept_dad` or `net/ipv6/conf/eth0/accept_dad`) inside the
+ * netns at `netns`: the /proc/sys files are opened inside (procfs binds a net sysctl to the
+ * opener's namespace at open time), written and closed after coming back.
+ */
 export function writeSysctlInNetns(values: Array<[string, string]>, netns: string): void {
   const l = must();
+  const paths = values.map(([key]) => cstr(`/proc/sys/${key.includes('/') ? key : key.replace(/\./g, '/')}`));
+  const fds = new Int32Array(paths.length).fill(-1);
+  const errnos = new Int32Array(paths.length);
+  const flags = O_WRONLY | O_CLOEXEC;
+  // one open per key; at most a few keys, so spelled without a loop of JavaScript work
   inNetnsSync(netns, () => {
-    for (const [key, value] of values) {
-      const p = `/proc/sys/${key.includes('/') ? key : key.replace(/\./g, '/')}`;
-      const fd = l.open(cstr(p), O_WRONLY | O_CLOEXEC, 0);
-      if (fd < 0) throw new SysError(`sysctl ${key} in ${netns}`, l.errno());
-      try {
-        const b = enc.encode(value);
-        if (Number(l.write(fd, b, b.length)) < 0) throw new SysError(`sysctl -w ${key}=${value} in ${netns}`, l.errno());
-      } finally {
-        l.close(fd);
-      }
-    }
+    for (let i = 0; i < paths.length; i++) if ((fds[i] = l.open(paths[i], flags, 0)) < 0) errnos[i] = l.errno();
   });
+  try {
+    values.forEach(([key, value], i) => {
+      if (fds[i] < 0) throw new SysError(`sysctl ${key} in ${netns}`, errnos[i]);
+      const b = enc.encode(value);
+      if (Number(l.write(fds[i], b, b.length)) < 0) throw new SysError(`sysctl -w ${key}=${value} in ${netns}`, l.errno());
+    });
+  } finally {
+    for (const fd of fds) if (fd >= 0) l.close(fd);
+  }
 }
 
 /** flock(2) on our own descriptor. Returns 0 or the errno (EWOULDBLOCK=11 with LOCK_NB). */
@@ -209,6 +227,8 @@ const KERNEL = (() => {
 
 /** One NETLINK_ROUTE socket, in the netns it was opened for. Requests are synchronous. */
 export class RtnlSocket {
+  /** Sees every datagram received (test/fixtures/netlink/capture.ts records kernel replies with it). */
+  static tap: ((datagram: Uint8Array, what: string) => void) | undefined;
   private seq = Math.floor(Math.random() * 0x7fffffff);
   private readonly buf = new Uint8Array(1 << 16);
   private closed = false;
@@ -220,12 +240,9 @@ export class RtnlSocket {
   /** A socket in the caller's netns, or in the one at `netns` (setns bracket, see the file comment). */
   static open(netns?: string): RtnlSocket {
     const l = must();
-    const make = (): number => {
-      const fd = l.socket(C.AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, C.NETLINK_ROUTE);
-      if (fd < 0) throw new SysError('netlink socket', l.errno());
-      return fd;
-    };
-    const fd = netns ? inNetnsSync(netns, make) : make();
+    const type = SOCK_RAW | SOCK_CLOEXEC;
+    const fd = netns ? inNetnsSync(netns, () => l.socket(C.AF_NETLINK, type, C.NETLINK_ROUTE)) : l.socket(C.AF_NETLINK, type, C.NETLINK_ROUTE);
+    if (fd < 0) throw new SysError(`netlink socket${netns ? ` in ${netns}` : ''}`, l.errno());
     const one = Uint8Array.of(1, 0, 0, 0);
     l.setsockopt(fd, C.SOL_NETLINK, C.NETLINK_EXT_ACK, one, 4); // best effort: the kernel's reason text
     const sa = new Uint8Array(12);
@@ -266,6 +283,7 @@ export class RtnlSocket {
         throw new SysError(`netlink receive (${what})`, errno);
       }
       let finished = false;
+      RtnlSocket.tap?.(this.buf.slice(0, n), what);
       for (const m of parseMessages(this.buf.subarray(0, n))) {
         if (m.seq !== seq) continue; // a late answer to an earlier request
         if (m.type === C.NLMSG_ERROR) {
