@@ -84,6 +84,11 @@ describe('decoding captured kernel replies gives what ip -json says', () => {
     expect(va.flags).toContain('PROMISC');
   });
 
+  it('a veth peer in another netns with the same ifindex as ours is still named by link_index (ptp CHECK compares it)', () => {
+    const m = parseMessages(encodeMessage({ type: C.RTM_NEWLINK, flags: 0, header: ifinfomsg({ index: 2, flags: 0x1043 }), attrs: [attr.str(C.IFLA_IFNAME, 'eth0'), attr.u32(C.IFLA_LINK, 2), attr.i32(C.IFLA_LINK_NETNSID, 0)] }))[0];
+    expect(resolveLink(decodeLink(m), () => undefined)).toMatchObject({ ifindex: 2, link_index: 2, link_netnsid: 0 });
+  });
+
   it('every route of the IPv4 and IPv6 dumps, all tables, as ip -json prints them', () => {
     let n = 0;
     for (const c of [...cases('route dump 4'), ...cases('route dump 6')]) {

@@ -100,7 +100,8 @@ export function decodeLink(m: NlMsg): RawLink {
   if (alias) info.ifalias = alias;
   const link = a.i32(C.IFLA_LINK);
   const netnsid = a.i32(C.IFLA_LINK_NETNSID);
-  if (link !== undefined && link !== h.index) {
+  // as `ip` prints it: whatever the kernel sent (a peer in another netns may have our own index)
+  if (link) {
     if (netnsid !== undefined) {
       info.link_index = link;
       info.link_netnsid = netnsid;

@@ -12,7 +12,7 @@ import * as C from './constants.ts';
 import { attr, ifaddrmsg, ifinfomsg, rtmsg } from './codec.ts';
 import { decodeAddr, decodeLink, decodeRoute, resolveLink, resolveRoute, type LinkRef } from './decode.ts';
 import { buildRequest, describeOp, parseIpBatch, type BuildContext } from './ipcmd.ts';
-import { closeFd, netlinkEnabled, NetlinkError, openFd, RtnlSocket } from './socket.ts';
+import { closeFd, netlinkEnabled, NetlinkError, openFd, RtnlSocket, SysError } from './socket.ts';
 
 export { netlinkEnabled };
 
@@ -24,7 +24,14 @@ function socketFor(netns?: string): { sock: RtnlSocket; done: () => void } {
     hostSocket ??= RtnlSocket.open();
     return { sock: hostSocket, done: () => undefined };
   }
-  const sock = RtnlSocket.open(netns);
+  let sock: RtnlSocket;
+  try {
+    sock = RtnlSocket.open(netns);
+  } catch (e) {
+    // what `nsenter --net=` failing is on the process path: code 100, the reason
+    if (e instanceof SysError) throw new CniError(ErrorCode.KernelOperation, `cannot enter ${netns}: ${e.message}`, e.details);
+    throw e;
+  }
   return { sock, done: () => sock.close() };
 }
 
@@ -99,7 +106,13 @@ export async function nlIpBatch(cmds: string[][], netns?: string): Promise<boole
 export async function nlGetLink(name: string, netns?: string): Promise<LinkInfo | null | undefined> {
   if (!netlinkEnabled()) return undefined;
   await yieldOnce();
-  const { sock, done } = socketFor(netns);
+  let opened;
+  try {
+    opened = socketFor(netns);
+  } catch {
+    return null; // like `ip` failing under nsenter: no such link to be seen
+  }
+  const { sock, done } = opened;
   try {
     let raw;
     try {
