@@ -116,17 +116,19 @@ describe('flock(2) in-process (Bun) and the flock(1) CLI on the same file', () =
     const { out, stderr } = await bun(
       `
       import { execFileSync, spawn } from 'node:child_process';
+      import { existsSync, rmSync } from 'node:fs';
       import { withFlock } from '@/shared/flock.ts';
       const f = ${JSON.stringify(file)};
       const tryCli = () => { try { execFileSync('flock', ['-n', f, 'true']); return 'got'; } catch { return 'busy'; } };
       const whileOurs = await withFlock(f, async () => tryCli());
       const afterOurs = tryCli();
       // the CLI holds it for 300 ms; we ask meanwhile and must get it only after
-      const holder = spawn('flock', [f, 'sh', '-c', 'echo held; sleep 0.3']);
+      // (the marker is written while the CLI's child still holds the lock: it is released when that exits)
+      const marker = f + '.done';
+      const holder = spawn('flock', [f, 'sh', '-c', 'echo held; sleep 0.3; touch ' + marker]);
       await new Promise((r) => holder.stdout.once('data', r));
-      let cliDone = false;
-      holder.on('exit', () => (cliDone = true));
-      const orderOk = await withFlock(f, async () => cliDone);
+      const orderOk = await withFlock(f, async () => existsSync(marker));
+      rmSync(marker, { force: true });
       console.log(JSON.stringify({ whileOurs, afterOurs, orderOk }));
     `,
       { CNI_TS_TRACE: '1' },
