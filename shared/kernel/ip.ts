@@ -4,6 +4,7 @@
  */
 import { batchScript } from './batch.ts';
 import { run } from './exec.ts';
+import { nlGetLink, nlIpBatch, nlRoutes } from './netlink/rtnl.ts';
 
 export interface LinkInfo {
   ifindex: number;
@@ -53,6 +54,8 @@ export async function ipJson<T>(args: string[], netns?: string): Promise<T> {
 
 /** Details of one link, or undefined when it does not exist. */
 export async function getLink(name: string, netns?: string): Promise<LinkInfo | undefined> {
+  const nl = await nlGetLink(name, netns); // in-process under Bun (netlink/rtnl.ts), undefined: use ip
+  if (nl !== undefined) return nl ?? undefined;
   const r = await run('ip', ['-json', '-details', 'addr', 'show', 'dev', name], { netns, allowFail: true });
   if (r.exitCode !== 0) return undefined;
   const list = JSON.parse(r.stdout || '[]') as LinkInfo[];
@@ -69,8 +72,10 @@ export async function listLinks(netns?: string): Promise<LinkInfo[]> {
  */
 export async function ipBatch(cmds: string[][], netns?: string, family?: 4 | 6): Promise<void> {
   if (!cmds.length) return;
-  // `family`: lines that need -4/-6 (an IPv6 `rule`), which batch lines cannot carry themselves
-  await run('ip', [...(family ? [`-${family}`] : []), '-batch', '-'], { input: batchScript(cmds, 'ip -batch'), netns });
+  const script = batchScript(cmds, 'ip -batch'); // checks every word, whichever path runs it
+  // `family`: lines that need -4/-6 (an IPv6 `rule`), which batch lines cannot carry themselves: always `ip`
+  if (!family && (await nlIpBatch(cmds, netns))) return;
+  await run('ip', [...(family ? [`-${family}`] : []), '-batch', '-'], { input: script, netns });
 }
 
 /** Batches of `ip` lines that need their family given (`ip rule` with an IPv6 source): one process per family. */
@@ -85,6 +90,8 @@ export async function bridgeBatch(cmds: string[][], netns?: string): Promise<voi
 }
 
 export async function routes(family: 4 | 6, netns?: string, extra: string[] = []): Promise<RouteInfo[]> {
+  const nl = await nlRoutes(family, netns, extra);
+  if (nl) return nl;
   return ipJson<RouteInfo[]>([`-${family}`, 'route', 'show', ...extra], netns);
 }
 

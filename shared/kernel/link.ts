@@ -9,6 +9,8 @@ import { CniError, ErrorCode } from '../cni/errors.ts';
 import { familyOf } from '../ipnet.ts';
 import { run } from './exec.ts';
 import { getLink, ipBatch, type LinkInfo } from './ip.ts';
+import { nlDeleteLink } from './netlink/rtnl.ts';
+import { netlinkEnabled, writeSysctlInNetns } from './netlink/socket.ts';
 
 export { getLink, type LinkInfo };
 
@@ -89,7 +91,8 @@ export function ifaceConfigCommands(ifname: string, c: IfaceConfig): string[][] 
  */
 export async function configureIface(ifname: string, c: IfaceConfig, netns?: string, disableDad = false): Promise<void> {
   if (disableDad && (c.addresses ?? []).some((a) => familyOf(a.cidr) === 6)) {
-    await run('sysctl', ['-q', '-w', `net/ipv6/conf/${ifname}/accept_dad=0`], { netns });
+    if (netns && netlinkEnabled()) writeSysctlInNetns([[`net/ipv6/conf/${ifname}/accept_dad`, '0']], netns);
+    else await run('sysctl', ['-q', '-w', `net/ipv6/conf/${ifname}/accept_dad=0`], { netns });
   }
   await ipBatch(ifaceConfigCommands(ifname, c), netns);
 }
@@ -130,6 +133,8 @@ export function ownNetnsLinkNames(): Set<string> | undefined {
  */
 export async function deleteLink(name: string, netns?: string): Promise<boolean> {
   if (!netns && ownNetnsLinkNames()?.has(name) === false) return false;
+  const nl = await nlDeleteLink(name, netns); // in-process under Bun, undefined: use ip
+  if (nl !== undefined) return nl;
   const r = await run('ip', ['link', 'del', 'dev', name], { netns, allowFail: true });
   if (r.exitCode === 0) return true;
   if (/Cannot find device|does not exist|No such device/i.test(r.stderr)) return false;

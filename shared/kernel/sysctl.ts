@@ -1,6 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { run } from './exec.ts';
 import { CniError, ErrorCode } from '../cni/errors.ts';
+import { netlinkEnabled, writeSysctlInNetns } from './netlink/socket.ts';
 
 const keyPath = (key: string): string => `/proc/sys/${key.replace(/\./g, '/')}`;
 
@@ -15,6 +16,7 @@ export async function setSysctls(values: Record<string, string>, netns?: string)
     }
     return;
   }
+  if (netlinkEnabled()) return writeSysctlInNetns(keys.map((k) => [k, values[k]]), netns); // setns, no process
   await run('sysctl', ['-q', '-w', ...keys.map((k) => `${k}=${values[k]}`)], { netns });
 }
 

@@ -32,6 +32,7 @@ export interface CnitoolEnv {
 
 export async function runCnitool(args: string[], e: CnitoolEnv): Promise<CnitoolRun> {
   const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', NETCONFPATH: e.confDir, CNI_CACHE_DIR: e.cacheDir, CNI_PATH: e.cniPath ?? BIN };
+  if (process.env.CNI_TS_NETLINK !== undefined) env.CNI_TS_NETLINK = process.env.CNI_TS_NETLINK; // vitest.fallback.config.ts
   for (const [k, v] of Object.entries(e.env ?? {})) {
     if (v === undefined) delete env[k];
     else env[k] = v;

@@ -56,6 +56,7 @@ export async function runPlugin(name: string, a: RunArgs): Promise<PluginRun> {
   set('CNI_IFNAME', a.ifname);
   set('CNI_ARGS', a.args);
   set('CNI_PATH', a.path ?? BIN);
+  set('CNI_TS_NETLINK', process.env.CNI_TS_NETLINK); // vitest.fallback.config.ts: the ip/nsenter/flock path
   for (const [k, v] of Object.entries(a.env ?? {})) {
     if (v === undefined) delete env[k];
     else env[k] = v;

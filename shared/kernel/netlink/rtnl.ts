@@ -1,0 +1,192 @@
+/**
+ * In-process rtnetlink behind shared/kernel's functions: an `ip -batch` of known commands,
+ * link/address/route reads, link deletion. Each returns undefined when it cannot do the job
+ * (a command it does not know, not under Bun, CNI_TS_NETLINK=0) and the caller runs `ip`.
+ * Synchronous under the hood (a netlink request is answered inside the send), so every entry
+ * first yields to the event loop once: work started beside it (an nft child, a lock) starts
+ * before this thread waits on the kernel (docs/netlink.md).
+ */
+import { CniError, ErrorCode } from '../../cni/errors.ts';
+import type { LinkInfo, RouteInfo } from '../ip.ts';
+import * as C from './constants.ts';
+import { attr, ifaddrmsg, ifinfomsg, rtmsg } from './codec.ts';
+import { decodeAddr, decodeLink, decodeRoute, resolveLink, resolveRoute, type LinkRef } from './decode.ts';
+import { buildRequest, describeOp, parseIpBatch, type BuildContext } from './ipcmd.ts';
+import { closeFd, netlinkEnabled, NetlinkError, openFd, RtnlSocket, SysError } from './socket.ts';
+
+export { netlinkEnabled };
+
+let hostSocket: RtnlSocket | undefined;
+
+/** The socket for `netns` (undefined: ours). The host one is kept; a netns one is closed by `done`. */
+function socketFor(netns?: string): { sock: RtnlSocket; done: () => void } {
+  if (!netns) {
+    hostSocket ??= RtnlSocket.open();
+    return { sock: hostSocket, done: () => undefined };
+  }
+  let sock: RtnlSocket;
+  try {
+    sock = RtnlSocket.open(netns);
+  } catch (e) {
+    // what `nsenter --net=` failing is on the process path: code 100, the reason
+    if (e instanceof SysError) throw new CniError(ErrorCode.KernelOperation, `cannot enter ${netns}: ${e.message}`, e.details);
+    throw e;
+  }
+  return { sock, done: () => sock.close() };
+}
+
+const yieldOnce = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+const ENODEV = 19;
+
+/** ifindex of `name` via RTM_GETLINK; undefined when there is no such link. */
+function indexOf(sock: RtnlSocket, name: string): number | undefined {
+  try {
+    const [m] = sock.request({ type: C.RTM_GETLINK, flags: C.NLM_F_REQUEST, header: ifinfomsg(), attrs: [attr.str(C.IFLA_IFNAME, name)] }, `ip link show ${name}`);
+    return m ? decodeLink(m).info.ifindex : undefined;
+  } catch (e) {
+    if (e instanceof NetlinkError && e.errno === ENODEV) return undefined;
+    throw e;
+  }
+}
+
+function linkByIndex(sock: RtnlSocket, index: number): LinkInfo | undefined {
+  try {
+    const [m] = sock.request({ type: C.RTM_GETLINK, flags: C.NLM_F_REQUEST, header: ifinfomsg({ index }) }, `ip link show index ${index}`);
+    return m ? decodeLink(m).info : undefined;
+  } catch (e) {
+    if (e instanceof NetlinkError && e.errno === ENODEV) return undefined;
+    throw e;
+  }
+}
+
+/**
+ * Run `ip -batch` lines in-process; false when a line is not one this module does (the
+ * caller runs `ip`). A refused line throws what `run('ip', ...)` would: code 100 (the
+ * errno's code), the line and the kernel's text.
+ */
+export async function nlIpBatch(cmds: string[][], netns?: string): Promise<boolean> {
+  if (!netlinkEnabled()) return false;
+  const ops = parseIpBatch(cmds);
+  if (!ops) return false;
+  await yieldOnce();
+  const { sock, done } = socketFor(netns);
+  const fds: number[] = [];
+  const where = netns ? ` (in ${netns})` : '';
+  const ctx: BuildContext = {
+    index(name) {
+      const i = indexOf(sock, name);
+      if (i === undefined) throw new CniError(ErrorCode.KernelOperation, `ip: Cannot find device "${name}"${where}`, `Cannot find device "${name}"`);
+      return i;
+    },
+    nsFd(path) {
+      const fd = openFd(path);
+      fds.push(fd);
+      return fd;
+    },
+  };
+  try {
+    cmds.forEach((argv, i) => {
+      const what = describeOp(argv);
+      try {
+        sock.request(buildRequest(ops[i], ctx), what);
+      } catch (e) {
+        if (e instanceof NetlinkError) throw new CniError(e.code, `${what}${where} failed: ${e.details}`, e.details);
+        throw e;
+      }
+    });
+  } finally {
+    for (const fd of fds) closeFd(fd);
+    done();
+  }
+  return true;
+}
+
+/** `ip -details addr show dev NAME`: the link with its addresses; null when absent; undefined = use `ip`. */
+export async function nlGetLink(name: string, netns?: string): Promise<LinkInfo | null | undefined> {
+  if (!netlinkEnabled()) return undefined;
+  await yieldOnce();
+  let opened;
+  try {
+    opened = socketFor(netns);
+  } catch {
+    return null; // like `ip` failing under nsenter: no such link to be seen
+  }
+  const { sock, done } = opened;
+  try {
+    let raw;
+    try {
+      const [m] = sock.request({ type: C.RTM_GETLINK, flags: C.NLM_F_REQUEST, header: ifinfomsg(), attrs: [attr.str(C.IFLA_IFNAME, name)] }, `ip link show ${name}`);
+      if (!m) return null;
+      raw = decodeLink(m);
+    } catch (e) {
+      // a name the kernel cannot look up (too long, absent): `ip` exits non-zero, getLink says undefined
+      if (e instanceof NetlinkError) return null;
+      throw e;
+    }
+    const refs = new Map<number, LinkRef | undefined>();
+    const lookup = (i: number): LinkRef | undefined => {
+      if (!refs.has(i)) {
+        const l = linkByIndex(sock, i);
+        refs.set(i, l && { name: l.ifname, up: l.flags.includes('UP') });
+      }
+      return refs.get(i);
+    };
+    const info = resolveLink(raw, lookup);
+    const addrs = sock.request({ type: C.RTM_GETADDR, flags: C.NLM_F_REQUEST | C.NLM_F_DUMP, header: ifaddrmsg({ index: info.ifindex }) }, `ip addr show dev ${name}`);
+    const mine = addrs.filter((m) => m.type === C.RTM_NEWADDR).map(decodeAddr).filter((a) => a.index === info.ifindex);
+    // `ip` lists IPv4 addresses first (it dumps per family), in the kernel's order within one
+    info.addr_info = [...mine.filter((a) => a.info.family === 'inet'), ...mine.filter((a) => a.info.family === 'inet6')].map((a) => a.info);
+    return info;
+  } finally {
+    done();
+  }
+}
+
+/** `ip -N route show [table all] [default]`; undefined for selectors this module does not do. */
+export async function nlRoutes(family: 4 | 6, netns: string | undefined, extra: string[]): Promise<RouteInfo[] | undefined> {
+  if (!netlinkEnabled()) return undefined;
+  let all = false;
+  let onlyDefault = false;
+  for (let i = 0; i < extra.length; i++) {
+    if (extra[i] === 'table' && extra[i + 1] === 'all') {
+      all = true;
+      i++;
+    } else if (extra[i] === 'default') onlyDefault = true;
+    else return undefined;
+  }
+  await yieldOnce();
+  const { sock, done } = socketFor(netns);
+  try {
+    const msgs = sock.request({ type: C.RTM_GETROUTE, flags: C.NLM_F_REQUEST | C.NLM_F_DUMP, header: rtmsg({ family: family === 4 ? C.AF_INET : C.AF_INET6 }) }, `ip -${family} route show`);
+    const raws = msgs
+      .filter((m) => m.type === C.RTM_NEWROUTE)
+      .map(decodeRoute)
+      .filter((r) => (all || r.table === C.RT_TABLE_MAIN) && !r.cloned && (!onlyDefault || r.dstLen === 0));
+    const names = new Map<number, string | undefined>();
+    const nameOf = (i: number): string | undefined => {
+      if (!names.has(i)) names.set(i, linkByIndex(sock, i)?.ifname);
+      return names.get(i);
+    };
+    return raws.map((r) => resolveRoute(r, nameOf));
+  } finally {
+    done();
+  }
+}
+
+/** `ip link del dev NAME`: true deleted, false absent, undefined = use `ip`. */
+export async function nlDeleteLink(name: string, netns?: string): Promise<boolean | undefined> {
+  if (!netlinkEnabled()) return undefined;
+  await yieldOnce();
+  const { sock, done } = socketFor(netns);
+  try {
+    sock.request({ type: C.RTM_DELLINK, flags: C.NLM_F_REQUEST | C.NLM_F_ACK, header: ifinfomsg(), attrs: [attr.str(C.IFLA_IFNAME, name)] }, `ip link del dev ${name}`);
+    return true;
+  } catch (e) {
+    if (e instanceof NetlinkError && e.errno === ENODEV) return false;
+    if (e instanceof NetlinkError) throw new CniError(e.code, `ip link del ${name} failed: ${e.details}`, e.details);
+    throw e;
+  } finally {
+    done();
+  }
+}
