@@ -72,6 +72,50 @@ function bridgeData(a: Attrs): Record<string, unknown> {
   return d;
 }
 
+const MACVLAN_MODES: Record<number, string> = { 1: 'private', 2: 'vepa', 4: 'bridge', 8: 'passthru', 16: 'source' };
+const IPVLAN_MODES: Record<number, string> = { 0: 'l2', 1: 'l3', 2: 'l3s' };
+
+/**
+ * IFLA_INFO_DATA of the link kinds whose plugins read it in CHECK, in iproute2's JSON names:
+ * macvlan/macvtap `mode`, ipvlan `mode`, vlan `id`, tun/tap `type`, `pi`, `vnet_hdr`,
+ * `multi_queue`, `persist`, `user`, `group` (numeric: iproute2 prints a name when it can).
+ */
+function kindData(kind: string, a: Attrs): Record<string, unknown> | undefined {
+  switch (kind) {
+    case 'macvlan':
+    case 'macvtap': {
+      const mode = a.u32(1); // IFLA_MACVLAN_MODE
+      return mode === undefined ? {} : { mode: MACVLAN_MODES[mode] ?? String(mode) };
+    }
+    case 'ipvlan':
+    case 'ipvtap': {
+      const mode = a.u16(1); // IFLA_IPVLAN_MODE
+      return mode === undefined ? {} : { mode: IPVLAN_MODES[mode] ?? String(mode) };
+    }
+    case 'vlan': {
+      const id = a.u16(1); // IFLA_VLAN_ID
+      return id === undefined ? {} : { id };
+    }
+    case 'tun': {
+      // IFLA_TUN_OWNER 1, GROUP 2, TYPE 3 (IFF_TUN 1 / IFF_TAP 2), PI 4, VNET_HDR 5, PERSIST 6, MULTI_QUEUE 7
+      const d: Record<string, unknown> = {};
+      const type = a.u8(3);
+      if (type !== undefined) d.type = type === 2 ? 'tap' : type === 1 ? 'tun' : String(type);
+      for (const [t, name] of [[4, 'pi'], [5, 'vnet_hdr'], [7, 'multi_queue'], [6, 'persist']] as const) {
+        const v = a.u8(t);
+        if (v !== undefined) d[name] = v === 1;
+      }
+      const user = a.u32(1);
+      if (user !== undefined) d.user = user;
+      const group = a.u32(2);
+      if (group !== undefined) d.group = group;
+      return d;
+    }
+    default:
+      return undefined;
+  }
+}
+
 function bridgePortData(a: Attrs): Record<string, unknown> {
   const d: Record<string, unknown> = {};
   const mode = a.u8(C.IFLA_BRPORT_MODE);
@@ -123,6 +167,9 @@ export function decodeLink(m: NlMsg): RawLink {
     else if (kind === 'vrf' && data) {
       const t = data.u32(C.IFLA_VRF_TABLE);
       if (t !== undefined) linkinfo.info_data = { table: t };
+    } else if (kind && data) {
+      const d = kindData(kind, data);
+      if (d) linkinfo.info_data = d;
     }
     const skind = li.str(C.IFLA_INFO_SLAVE_KIND);
     if (skind) linkinfo.info_slave_kind = skind;
