@@ -94,7 +94,7 @@ export const MUTANTS = [
   {
     id: 'cnitool-del-stops',
     what: 'cnitool del stops at the first failing plugin',
-    file: 'plugins/cnitool/libcni.ts',
+    file: 'shared/libcni/libcni.ts',
     from: '      errs.push(new ChainError(`plugin ${describePlugin(p, list)} failed (delete)`, asCniError(e)));',
     to: '      throw new ChainError(`plugin ${describePlugin(p, list)} failed (delete)`, asCniError(e));',
     test: ['test/cnitool-del.test.ts'],
