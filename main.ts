@@ -7,9 +7,9 @@ import path from 'node:path';
 import { aboutText, pluginMain } from './shared/cni/skel.ts';
 import { load, register, registered } from './shared/cni/registry.ts';
 import { SUPPORTED_VERSIONS } from './shared/cni/version.ts';
-import { writeStderr } from './shared/cni/stdio.ts';
+import { writeStderr } from './shared/stdio.ts';
 import { isPlugin, MULTICALL_NAME, NAMES, type ToolName } from './names.ts';
-import { trace } from './shared/cni/trace.ts';
+import { trace } from './shared/trace.ts';
 
 const tools = new Map<string, ToolName>();
 for (const [name, e] of Object.entries(NAMES)) {

@@ -134,7 +134,7 @@ export const MUTANTS = [
   {
     id: 'trace-file-ignored',
     what: 'CNI_TS_TRACE=/path goes to stderr instead of the file',
-    file: 'shared/cni/trace.ts',
+    file: 'shared/trace.ts',
     from: "    target = v.startsWith('/') ? v : v ? '-' : '';",
     to: "    target = v ? '-' : '';",
     test: ['test/claims.test.ts', 'CNI_TS_TRACE'],

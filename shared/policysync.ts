@@ -12,7 +12,7 @@
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CniError, ErrorCode } from './cni/errors.ts';
-import { trace } from './cni/trace.ts';
+import { trace } from './trace.ts';
 import type { AgentConfig } from './agentconfig.ts';
 import { AgentConfigError } from './agentconfig.ts';
 import { withFlock } from './flock.ts';

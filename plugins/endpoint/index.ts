@@ -7,7 +7,7 @@
  */
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
-import { trace } from '../../shared/cni/trace.ts';
+import { trace } from '../../shared/trace.ts';
 import { loadAgentConfig, type AgentConfig } from '../../shared/agentconfig.ts';
 import { run } from '../../shared/kernel/exec.ts';
 import type { Ruleset } from '../../shared/policy/index.ts';

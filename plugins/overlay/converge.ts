@@ -9,7 +9,7 @@ import type { Logger } from '../../shared/cni/log.ts';
 import { ipBatch } from '../../shared/kernel/ip.ts';
 import { setSysctls } from '../../shared/kernel/sysctl.ts';
 import { withLock } from '../../shared/flock.ts';
-import { trace } from '../../shared/cni/trace.ts';
+import { trace } from '../../shared/trace.ts';
 import type { Settings } from './config.ts';
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { contains, parseCIDR } from '../../shared/ipnet.ts';

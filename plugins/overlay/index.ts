@@ -6,7 +6,7 @@
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
 import { requireNetns } from '../../shared/kernel/netns.ts';
-import { trace } from '../../shared/cni/trace.ts';
+import { trace } from '../../shared/trace.ts';
 import schema from '../../conf/schemas/overlay.schema.json' with { type: 'json' };
 import { settingsOf, type OverlayConf, type Settings } from './config.ts';
 import { converge, STORE_DEADLINE_MS } from './converge.ts';

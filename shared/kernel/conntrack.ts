@@ -3,7 +3,7 @@
  * events (`conntrack -E`, a long-running child whose lines are handed to a callback).
  */
 import { run } from './exec.ts';
-import { childProcess } from './spawn.ts';
+import { childProcess } from '../spawn.ts';
 
 export interface CtEntry {
   /** NEW / UPDATE / DESTROY for events; undefined for a listing */
