@@ -39,7 +39,7 @@ export const MUTANTS = [
     id: 'bandwidth-del-ifb',
     what: 'bandwidth DEL leaves the IFB device behind',
     file: 'plugins/bandwidth/index.ts',
-    from: "const deleteIfb = (ifb: string): Promise<unknown> => run('ip', ['link', 'del', 'dev', ifb], { allowFail: true });",
+    from: "const deleteIfb = (ifb: string): Promise<unknown> => ipCommand(['link', 'del', 'dev', ifb], { allowFail: true });",
     to: 'const deleteIfb = (ifb: string): Promise<unknown> => Promise.resolve(ifb);',
     test: ['test/bandwidth.test.ts', 'DEL without CNI_NETNS'],
   },

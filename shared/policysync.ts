@@ -17,8 +17,8 @@ import type { AgentConfig } from './agentconfig.ts';
 import { AgentConfigError } from './agentconfig.ts';
 import { withFlock } from './flock.ts';
 import { mkdirSync } from 'node:fs';
-import { nftApply } from './kernel/nft.ts';
-import { run } from './kernel/exec.ts';
+import { nftApply, nftList } from './kernel/nft.ts';
+import { tryModprobe } from './kernel/probe.ts';
 import { setSysctls } from './kernel/sysctl.ts';
 import { StoreUnavailableError, type ObjectStore } from './store/types.ts';
 import type { AdminNetworkPolicy, BaselineAdminNetworkPolicy, Endpoint, Namespace, NetworkPolicy } from './objects/types.ts';
@@ -106,7 +106,7 @@ export async function ensureBridgeNetfilter(): Promise<void> {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new CniError(ErrorCode.KernelOperation, 'could not enable bridge netfilter', (e as Error).message);
     // br_netfilter is a module on this kernel and not loaded yet
-    await run('modprobe', ['br_netfilter'], { allowFail: true });
+    await tryModprobe('br_netfilter');
     try {
       await setSysctls(want);
     } catch (e2) {
@@ -226,11 +226,12 @@ export async function programPolicy(store: ObjectStore, node: string, s: PolicyS
  * undefined. Catches a deleted or flushed table and changed chains (not single set elements).
  */
 export async function tableDrift(rs: Ruleset | undefined, table: string): Promise<string | undefined> {
-  const r = await run('nft', ['-j', '-t', 'list', 'table', 'inet', table], { allowFail: true });
-  if (r.exitCode !== 0) return 'is gone';
+  // any failure to read it counts as gone (the caller rewrites it)
+  const objects = (await nftList('inet', table, { terse: true }).catch(() => undefined)) as Array<Record<string, { name?: string; chain?: string }>> | undefined;
+  if (!objects) return 'is gone';
   if (!rs) return 'has no recorded state';
   const have = { rules: new Map<string, number>(), sets: new Set<string>(), maps: new Set<string>(), counters: new Set<string>(), chains: new Set<string>() };
-  for (const o of (JSON.parse(r.stdout || '{"nftables":[]}') as { nftables: Array<Record<string, { name?: string; chain?: string }>> }).nftables) {
+  for (const o of objects) {
     if (o.rule?.chain) have.rules.set(o.rule.chain, (have.rules.get(o.rule.chain) ?? 0) + 1);
     else if (o.chain?.name) have.chains.add(o.chain.name);
     else if (o.set?.name) have.sets.add(o.set.name);

@@ -97,3 +97,13 @@ export function conntrackEvents(onEntry: (e: CtEntry) => void, onExit: (why: str
     child.kill('SIGTERM');
   };
 }
+
+/**
+ * Delete the UDP entries whose original destination port is `port` (`conntrack -D`): flows to
+ * a host port seen before a mapping existed. Returns conntrack's complaint when it failed
+ * (exit 1, "0 flow entries", is not a failure), else undefined.
+ */
+export async function conntrackDeleteUdpToPort(family: 4 | 6, port: number, netns?: string): Promise<string | undefined> {
+  const r = await run('conntrack', ['-D', '-f', family === 4 ? 'ipv4' : 'ipv6', '-p', 'udp', '--orig-port-dst', String(port)], { netns, allowFail: true });
+  return r.exitCode > 1 ? r.stderr.trim() : undefined;
+}

@@ -1,8 +1,15 @@
 /** nftables through `nft -f -` transactions (atomic) and `nft -j` for reading. */
+import { CniError, ErrorCode } from '../cni/errors.ts';
 import { run } from './exec.ts';
 
 export async function nftApply(script: string): Promise<void> {
   await run('nft', ['-f', '-'], { input: script });
+}
+
+/** One `nft -f -` transaction that may fail (a concurrent change): the outcome, never a throw. */
+export async function nftTry(script: string): Promise<{ ok: true } | { ok: false; stderr: string }> {
+  const r = await run('nft', ['-f', '-'], { input: script, allowFail: true });
+  return r.exitCode === 0 ? { ok: true } : { ok: false, stderr: r.stderr.trim() };
 }
 
 export async function nftJson<T = { nftables: Array<Record<string, unknown>> }>(args: string[]): Promise<T> {
@@ -14,4 +21,37 @@ export async function nftJson<T = { nftables: Array<Record<string, unknown>> }>(
 export async function nftTableExists(family: string, table: string): Promise<boolean> {
   const r = await run('nft', ['list', 'table', family, table], { allowFail: true });
   return r.exitCode === 0;
+}
+
+/** The one reading of nft's "that table (or chain) is not there" (the message differs across versions). */
+export const nftAbsent = (stderr: string): boolean => /No such file or directory|does not exist/i.test(stderr);
+
+/** An object of `nft -j` output: `{rule: {...}}`, `{chain: {...}}`, `{set: {...}}`, ... */
+export type NftObject = Record<string, Record<string, unknown> | undefined>;
+
+/**
+ * `nft -j list table FAMILY TABLE` (or `list chain ... CHAIN`; `terse`: without set elements):
+ * its objects, undefined when the table (or chain) does not exist; any other failure throws
+ * (code 100).
+ */
+export async function nftList(family: string, table: string, opts: { chain?: string; terse?: boolean } = {}): Promise<NftObject[] | undefined> {
+  const what = opts.chain ? ['chain', family, table, opts.chain] : ['table', family, table];
+  const r = await run('nft', ['-j', ...(opts.terse ? ['-t'] : []), 'list', ...what], { allowFail: true });
+  if (r.exitCode !== 0) {
+    if (nftAbsent(r.stderr)) return undefined;
+    throw new CniError(ErrorCode.KernelOperation, `nft could not list ${what.join(' ')}: ${r.stderr.trim()}`, r.stderr.trim());
+  }
+  return (JSON.parse(r.stdout || '{"nftables":[]}') as { nftables?: NftObject[] }).nftables ?? [];
+}
+
+/** `nft list table FAMILY TABLE` as text (for a human or a substring check): `text`, or why not (`stderr`). */
+export async function nftTableText(family: string, table: string): Promise<{ text: string } | { text?: undefined; stderr: string }> {
+  const r = await run('nft', ['list', 'table', family, table], { allowFail: true });
+  return r.exitCode === 0 ? { text: r.stdout } : { stderr: r.stderr.trim() };
+}
+
+/** Whether nftables is usable here (`nft list tables`): undefined, or why not. */
+export async function nftUnusable(): Promise<string | undefined> {
+  const r = await run('nft', ['list', 'tables'], { allowFail: true });
+  return r.exitCode === 0 ? undefined : r.stderr.trim() || `exit ${r.exitCode}`;
 }
