@@ -26,8 +26,6 @@ interface Subcommand {
 }
 interface Common {
   module: string;
-  /** a hard link named after it in dist/bin (CNI_BIN_DIR); the daemon runs as `cni-ts agent` */
-  link: boolean;
   /** `make install` also links it into BIN_DIR (on PATH) */
   onPath?: boolean;
 }
@@ -48,19 +46,25 @@ export interface ToolName extends Common {
 }
 export type NameEntry = PluginName | ToolName;
 export const isPlugin = (e: NameEntry): e is PluginName => e.role === 'plugin' || e.role === 'ipam';
+/** Every name but the daemon (run as `cni-ts agent`) is a hard link in dist/bin (CNI_BIN_DIR). */
+export const isLinked = (e: NameEntry): boolean => e.role !== 'daemon';
 
 const IPAM = ['host-local', 'static'] as const;
 
 export const NAMES: Readonly<Record<string, NameEntry>> = {
-  bridge: { role: 'plugin', link: true, inProcess: IPAM, module: './plugins/bridge/index.ts', load: () => import('./plugins/bridge/index.ts') },
-  portmap: { role: 'plugin', link: true, module: './plugins/portmap/index.ts', load: () => import('./plugins/portmap/index.ts') },
-  bandwidth: { role: 'plugin', link: true, module: './plugins/bandwidth/index.ts', load: () => import('./plugins/bandwidth/index.ts') },
-  loopback: { role: 'plugin', link: true, module: './plugins/loopback/index.ts', load: () => import('./plugins/loopback/index.ts') },
-  'host-device': { role: 'plugin', link: true, inProcess: IPAM, module: './plugins/host-device/index.ts', load: () => import('./plugins/host-device/index.ts') },
+  bridge: { role: 'plugin', inProcess: IPAM, module: './plugins/bridge/index.ts', load: () => import('./plugins/bridge/index.ts') },
+  portmap: { role: 'plugin', module: './plugins/portmap/index.ts', load: () => import('./plugins/portmap/index.ts') },
+  bandwidth: { role: 'plugin', module: './plugins/bandwidth/index.ts', load: () => import('./plugins/bandwidth/index.ts') },
+  loopback: { role: 'plugin', module: './plugins/loopback/index.ts', load: () => import('./plugins/loopback/index.ts') },
+  'host-device': {
+    role: 'plugin',
+    inProcess: IPAM,
+    module: './plugins/host-device/index.ts',
+    load: () => import('./plugins/host-device/index.ts'),
+  },
   // overlay attaches pods through bridge
   overlay: {
     role: 'plugin',
-    link: true,
     inProcess: ['bridge', ...IPAM],
     module: './plugins/overlay/index.ts',
     load: () => import('./plugins/overlay/index.ts'),
@@ -69,20 +73,20 @@ export const NAMES: Readonly<Record<string, NameEntry>> = {
       agent: { module: './plugins/overlay/agent.ts', load: async () => ({ main: (await import('./plugins/overlay/agent.ts')).agentMain }) },
     },
   },
-  'host-local': { role: 'ipam', link: true, module: './ipam/host-local/index.ts', load: () => import('./ipam/host-local/index.ts') },
-  static: { role: 'ipam', link: true, module: './ipam/static/index.ts', load: () => import('./ipam/static/index.ts') },
-  endpoint: { role: 'plugin', link: true, module: './plugins/endpoint/index.ts', load: () => import('./plugins/endpoint/index.ts') },
-  ptp: { role: 'plugin', link: true, inProcess: IPAM, module: './plugins/ptp/index.ts', load: () => import('./plugins/ptp/index.ts') },
-  tuning: { role: 'plugin', link: true, module: './plugins/tuning/index.ts', load: () => import('./plugins/tuning/index.ts') },
-  macvlan: { role: 'plugin', link: true, inProcess: IPAM, module: './plugins/macvlan/index.ts', load: () => import('./plugins/macvlan/index.ts') },
-  ipvlan: { role: 'plugin', link: true, inProcess: IPAM, module: './plugins/ipvlan/index.ts', load: () => import('./plugins/ipvlan/index.ts') },
-  vlan: { role: 'plugin', link: true, inProcess: IPAM, module: './plugins/vlan/index.ts', load: () => import('./plugins/vlan/index.ts') },
-  dummy: { role: 'plugin', link: true, inProcess: IPAM, module: './plugins/dummy/index.ts', load: () => import('./plugins/dummy/index.ts') },
-  vrf: { role: 'plugin', link: true, module: './plugins/vrf/index.ts', load: () => import('./plugins/vrf/index.ts') },
-  cnitool: { role: 'tool', link: true, module: './tools/cnitool/index.ts', load: () => import('./tools/cnitool/index.ts') },
-  cnictl: { role: 'tool', link: true, onPath: true, module: './tools/cnictl/index.ts', load: () => import('./tools/cnictl/index.ts') },
+  'host-local': { role: 'ipam', module: './ipam/host-local/index.ts', load: () => import('./ipam/host-local/index.ts') },
+  static: { role: 'ipam', module: './ipam/static/index.ts', load: () => import('./ipam/static/index.ts') },
+  endpoint: { role: 'plugin', module: './plugins/endpoint/index.ts', load: () => import('./plugins/endpoint/index.ts') },
+  ptp: { role: 'plugin', inProcess: IPAM, module: './plugins/ptp/index.ts', load: () => import('./plugins/ptp/index.ts') },
+  tuning: { role: 'plugin', module: './plugins/tuning/index.ts', load: () => import('./plugins/tuning/index.ts') },
+  macvlan: { role: 'plugin', inProcess: IPAM, module: './plugins/macvlan/index.ts', load: () => import('./plugins/macvlan/index.ts') },
+  ipvlan: { role: 'plugin', inProcess: IPAM, module: './plugins/ipvlan/index.ts', load: () => import('./plugins/ipvlan/index.ts') },
+  vlan: { role: 'plugin', inProcess: IPAM, module: './plugins/vlan/index.ts', load: () => import('./plugins/vlan/index.ts') },
+  dummy: { role: 'plugin', inProcess: IPAM, module: './plugins/dummy/index.ts', load: () => import('./plugins/dummy/index.ts') },
+  vrf: { role: 'plugin', module: './plugins/vrf/index.ts', load: () => import('./plugins/vrf/index.ts') },
+  cnitool: { role: 'tool', module: './tools/cnitool/index.ts', load: () => import('./tools/cnitool/index.ts') },
+  cnictl: { role: 'tool', onPath: true, module: './tools/cnictl/index.ts', load: () => import('./tools/cnictl/index.ts') },
   // `cni-ts agent --config FILE`: the node agent (a long-running daemon, not a CNI call)
-  agent: { role: 'daemon', link: false, module: './agent/main.ts', load: () => import('./agent/main.ts') },
+  agent: { role: 'daemon', module: './agent/main.ts', load: () => import('./agent/main.ts') },
 };
 
 /** Every module a name (or its subcommands) loads, with the name it belongs to. */

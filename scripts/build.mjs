@@ -21,7 +21,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { bundleGroups, modulesOf, MULTICALL_NAME, NAMES as TABLE } from '../names.ts';
+import { bundleGroups, isLinked, modulesOf, MULTICALL_NAME, NAMES as TABLE } from '../names.ts';
 import { etcd3ProtoInline } from './esbuild-etcd3.mjs';
 import { generateValidators } from './gen-validators.mjs';
 
@@ -33,7 +33,7 @@ const bunBin = path.join(root, 'node_modules', '@oven', 'bun-linux-x64-baseline'
 const runtimeArg = process.argv.find((a) => a.startsWith('--runtime='));
 const RUNTIME = runtimeArg ? runtimeArg.slice('--runtime='.length) : 'bun';
 if (!['bun', 'node'].includes(RUNTIME)) throw new Error(`--runtime=${RUNTIME}: bun or node`);
-const NAMES = Object.entries(TABLE).filter(([, e]) => e.link).map(([n]) => n);
+const NAMES = Object.entries(TABLE).filter(([, e]) => isLinked(e)).map(([n]) => n);
 const ON_PATH = Object.entries(TABLE).filter(([, e]) => e.onPath).map(([n]) => n);
 const MULTI = MULTICALL_NAME;
 const bundleOnly = process.argv.includes('--bundle-only');

@@ -20,7 +20,7 @@ import {
   type MasqueradeBackend,
   type MasqueradeEntry,
   type MasqueradeOwner,
-} from './masquerade.ts';
+} from './owner.ts';
 
 type Fam = 4 | 6;
 export const JUMP_COMMENT = 'cni-ts bridge masquerade';

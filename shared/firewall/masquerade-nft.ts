@@ -19,7 +19,7 @@ import {
   type MasqueradeBackend,
   type MasqueradeEntry,
   type MasqueradeOwner,
-} from './masquerade.ts';
+} from './owner.ts';
 
 export const MASQ_CHAIN = 'postrouting';
 

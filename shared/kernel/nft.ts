@@ -34,7 +34,11 @@ export type NftObject = Record<string, Record<string, unknown> | undefined>;
  * its objects, undefined when the table (or chain) does not exist; any other failure throws
  * (code 100).
  */
-export async function nftList(family: string, table: string, opts: { chain?: string; terse?: boolean } = {}): Promise<NftObject[] | undefined> {
+export async function nftList(
+  family: string,
+  table: string,
+  opts: { chain?: string; terse?: boolean } = {},
+): Promise<NftObject[] | undefined> {
   const what = opts.chain ? ['chain', family, table, opts.chain] : ['table', family, table];
   const r = await run('nft', ['-j', ...(opts.terse ? ['-t'] : []), 'list', ...what], { allowFail: true });
   if (r.exitCode !== 0) {

@@ -3,8 +3,8 @@
  * naming the kernel feature, probed in a throwaway network namespace (`unshare --net`) so the
  * probe never touches the host's devices or xfrm state.
  */
-import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
-import { probeInFreshNetns } from '../../shared/kernel/probe.ts';
+import { CniError, ErrorCode } from '../cni/errors.ts';
+import { probeInFreshNetns } from '../kernel/probe.ts';
 
 const PROBES: Record<string, { feature: string; argv: string[] }> = {
   wireguard: { feature: 'WireGuard (link type "wireguard")', argv: ['ip', 'link', 'add', 'wgprobe0', 'type', 'wireguard'] },

@@ -3,14 +3,14 @@
  * FDB entry per peer host, and the masquerade table. Planning is pure (state in, commands
  * out); this module's kernel layer only reads state and applies the plans in batches.
  */
-import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
-import { bridgeBatch, bridgeJsonMaybe, ipBatch, ipJsonMaybe, type LinkInfo, type RouteInfo } from '../../shared/kernel/ip.ts';
-import { nft, nftScript, nftString } from '../../shared/kernel/batch.ts';
-import { nftApply, nftList } from '../../shared/kernel/nft.ts';
-import { formatCIDR, formatIP, network, overlaps, parseCIDR, type IPNet } from '../../shared/ipnet.ts';
+import { CniError, ErrorCode } from '../cni/errors.ts';
+import { bridgeBatch, bridgeJsonMaybe, ipBatch, ipJsonMaybe, type LinkInfo, type RouteInfo } from '../kernel/ip.ts';
+import { nft, nftScript, nftString } from '../kernel/batch.ts';
+import { nftApply, nftList } from '../kernel/nft.ts';
+import { formatCIDR, formatIP, network, overlaps, parseCIDR, type IPNet } from '../ipnet.ts';
 import { vxlanOverhead, type Settings } from './config.ts';
 import { isHostSubnet } from './lease.ts';
-import type { Lease } from './store.ts';
+import type { Lease } from './store-contract.ts';
 
 export interface NeighInfo {
   dst: string;
