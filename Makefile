@@ -9,7 +9,7 @@ CNI_BIN_DIR ?= /opt/cni/bin
 BIN_DIR ?= /usr/local/bin
 SOURCES := main.ts names.ts $(shell find plugins ipam shared agent tools conf scripts -type f \( -name '*.ts' -o -name '*.json' -o -name '*.cjs' -o -name '*.mjs' \) 2>/dev/null)
 
-.PHONY: all deps build test test-only typecheck lint install uninstall bench clean demo mutate mutants setup-build setup-demo setup-test
+.PHONY: all deps build test test-only typecheck lint format install uninstall bench clean demo mutate mutants setup-build setup-demo setup-test
 
 all: build
 
@@ -41,8 +41,17 @@ build: setup-build dist/bin/cni-ts
 typecheck: deps
 	tsc --noEmit -p tsconfig.json
 
+# eslint (with the kernel-doors rule), the layer rules (.dependency-cruiser.cjs: no import cycle,
+# shared/ imports no role folder, plugins/ipam never import agent/tools, tools never import the
+# agent), and the formatter's check (.prettierrc.json; `make format` rewrites).
+FORMAT_FILES := '**/*.{ts,mjs,cjs,js}'
 lint: deps
 	eslint --max-warnings 0 .
+	depcruise --config .dependency-cruiser.cjs main.ts names.ts shared plugins ipam agent tools
+	prettier --check --log-level warn $(FORMAT_FILES)
+
+format: deps
+	prettier --write --log-level warn $(FORMAT_FILES)
 
 # The whole suite: type-check, lint, build, then vitest (unit + black-box + kernel tests).
 test: setup-test typecheck lint build test-only
