@@ -60,13 +60,15 @@ test-only: deps
 	vitest run $(VITEST_ARGS)
 
 # Side-by-side with the Go reference (bench/report.md), then the overlay across hosts, then the
-# policy path (store write -> enforcement, endpoint ADD, agent memory, iperf3 through the policy).
+# policy path (store write -> enforcement, endpoint ADD, agent memory, iperf3 through the policy),
+# services through the VIP, then DNS (the agent's server against dnsmasq, dnsperf).
 bench: build
 	node --experimental-strip-types bench/run.ts
 	node --experimental-strip-types bench/overlay.ts
 	node --experimental-strip-types bench/policy.ts
 	node --experimental-transform-types --no-warnings bench/policy-agent.ts
 	node --experimental-strip-types --no-warnings bench/services.ts
+	node --experimental-strip-types --no-warnings bench/dns.ts
 
 # Mutation testing (not part of `make test`): StrykerJS over the pure modules (stryker.config.mjs,
 # score in docs/benchmarks.md), then the hand-made kernel mutants (scripts/mutants.mjs).

@@ -17,6 +17,7 @@ import { OverlayReconciler, overlaySettings } from './reconcilers/overlay.ts';
 import { DnsReconciler, dnsConfigOf } from './reconcilers/dns.ts';
 import type { Settings as OverlaySettings } from '../shared/overlay/config.ts';
 import { ServicesReconciler } from './reconcilers/services.ts';
+import { DockerPlugin, dockerEnabled } from './docker/index.ts';
 
 const USAGE = `usage: cni-ts agent [--config FILE] [--resync SECONDS] [--no-http] [--no-socket]
   --config FILE     the host's agent config (default $CNI_TS_CONFIG or /etc/cni-ts/agent.json)
@@ -60,6 +61,8 @@ export class Agent {
   /** the DNS server (absent when `dns.enabled` is false) */
   readonly dns: DnsReconciler | undefined;
   private services: ServicesReconciler;
+  /** Docker's CNM plugin socket (a `docker` section in the config; docs/docker.md) */
+  readonly docker: DockerPlugin | undefined;
   private servers: Array<http.Server | net.Server> = [];
 
   constructor(
@@ -75,6 +78,7 @@ export class Agent {
       this.overlay = new OverlayReconciler(opts.overlay, log);
       this.loops.push(this.overlay.loop);
     }
+    if (dockerEnabled(cfg)) this.docker = new DockerPlugin(cfg, log);
     const dnsCfg = dnsConfigOf(cfg);
     if (dnsCfg) {
       this.dns = new DnsReconciler(cfg, dnsCfg, log, { resyncMs: opts.resyncMs });
@@ -115,10 +119,11 @@ export class Agent {
     this.services.start();
     this.overlay?.start();
     this.dns?.start();
+    await this.docker?.start();
   }
 
   async stop(): Promise<void> {
-    await Promise.all([this.policy.stop(), this.services.stop(), this.overlay?.stop(), this.dns?.stop(), ...this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))]);
+    await Promise.all([this.docker?.stop(), this.policy.stop(), this.services.stop(), this.overlay?.stop(), this.dns?.stop(), ...this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))]);
     if (this.opts.socket) rmSync(this.cfg.socket, { force: true });
   }
 }

@@ -47,6 +47,7 @@ TEST=(
   "bind9-dnsutils|dig: the DNS tests query the agent's server from pod namespaces"
   "dnsperf|make bench: DNS throughput of the agent against dnsmasq"
   "make|README's commands"
+  "docker.io|test/docker.test.ts: a private dockerd (20.10) drives the agent's CNM plugin (docs/docker.md); Debian 12's docker.io depends on the same containerd and runc packages as above"
 )
 
 case "$what" in

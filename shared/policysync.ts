@@ -17,7 +17,7 @@ import type { AgentConfig } from './agentconfig.ts';
 import { AgentConfigError } from './agentconfig.ts';
 import { withFlock } from './flock.ts';
 import { mkdirSync } from 'node:fs';
-import { nftApply, nftList } from './kernel/nft.ts';
+import { nftApply, nftListRaw } from './kernel/nft.ts';
 import { tryModprobe } from './kernel/probe.ts';
 import { setSysctls } from './kernel/sysctl.ts';
 import { StoreUnavailableError, type ObjectStore } from './store/types.ts';
@@ -221,21 +221,28 @@ export async function programPolicy(store: ObjectStore, node: string, s: PolicyS
 }
 
 /**
- * Does the kernel's table still hold `rs`'s structure? Lists it without set elements (nft -t)
- * and compares chains with their rule counts, sets, maps and counters. Returns why not, or
- * undefined. Catches a deleted or flushed table and changed chains (not single set elements).
+ * Does the kernel's table still hold `rs`? Lists it (nft -j) and compares chains with their rule
+ * counts, sets, maps, counters, and the number of elements of every map and of every set without
+ * the interval flag (the kernel merges adjacent intervals, so their count is not comparable).
+ * Returns why not, or undefined. Catches a deleted or flushed table, changed chains, and an
+ * element someone added or deleted by hand.
  */
 export async function tableDrift(rs: Ruleset | undefined, table: string): Promise<string | undefined> {
   // any failure to read it counts as gone (the caller rewrites it)
-  const objects = (await nftList('inet', table, { terse: true }).catch(() => undefined)) as Array<Record<string, { name?: string; chain?: string }>> | undefined;
-  if (!objects) return 'is gone';
+  const text = await nftListRaw('inet', table).catch(() => undefined);
+  if (text === undefined) return 'is gone';
   if (!rs) return 'has no recorded state';
-  const have = { rules: new Map<string, number>(), sets: new Set<string>(), maps: new Set<string>(), counters: new Set<string>(), chains: new Set<string>() };
-  for (const o of objects) {
+  return rulesetDrift(rs, text);
+}
+
+/** `tableDrift`'s comparison of `rs` with the table as `nft -j list table` printed it (pure). */
+export function rulesetDrift(rs: Ruleset, nftJson: string): string | undefined {
+  const have = { rules: new Map<string, number>(), sets: new Map<string, number>(), maps: new Map<string, number>(), counters: new Set<string>(), chains: new Set<string>() };
+  for (const o of (JSON.parse(nftJson || '{"nftables":[]}') as { nftables: Array<Record<string, { name?: string; chain?: string; elem?: unknown[] }>> }).nftables) {
     if (o.rule?.chain) have.rules.set(o.rule.chain, (have.rules.get(o.rule.chain) ?? 0) + 1);
     else if (o.chain?.name) have.chains.add(o.chain.name);
-    else if (o.set?.name) have.sets.add(o.set.name);
-    else if (o.map?.name) have.maps.add(o.map.name);
+    else if (o.set?.name) have.sets.set(o.set.name, o.set.elem?.length ?? 0);
+    else if (o.map?.name) have.maps.set(o.map.name, o.map.elem?.length ?? 0);
     else if (o.counter?.name) have.counters.add(o.counter.name);
   }
   for (const c of rs.chains) {
@@ -244,8 +251,16 @@ export async function tableDrift(rs: Ruleset | undefined, table: string): Promis
     if (n !== c.rules.length) return `chain ${c.name} has ${n} rules, not ${c.rules.length}`;
   }
   if (have.chains.size !== rs.chains.length) return `has ${have.chains.size} chains, not ${rs.chains.length}`;
-  for (const x of rs.sets) if (!have.sets.has(x.name)) return `lacks set ${x.name}`;
-  for (const m of rs.maps) if (!have.maps.has(m.name)) return `lacks map ${m.name}`;
+  for (const x of rs.sets) {
+    const n = have.sets.get(x.name);
+    if (n === undefined) return `lacks set ${x.name}`;
+    if (!x.flags?.includes('interval') && n !== new Set(x.elements).size) return `set ${x.name} has ${n} elements, not ${new Set(x.elements).size}`;
+  }
+  for (const m of rs.maps) {
+    const n = have.maps.get(m.name);
+    if (n === undefined) return `lacks map ${m.name}`;
+    if (n !== m.elements.length) return `map ${m.name} has ${n} elements, not ${m.elements.length}`;
+  }
   for (const c of rs.counters) if (!have.counters.has(c)) return `lacks counter ${c}`;
   return undefined;
 }

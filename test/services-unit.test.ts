@@ -13,6 +13,7 @@ import {
   type BackendHealth,
   type ServiceObjects,
 } from '../shared/services/compile.ts';
+import { orphanHealth } from '../agent/health/checker.ts';
 
 const ep = (name: string, ip: string, labels: Record<string, string> = {}, node = 'n1'): Endpoint => ({
   apiVersion: 'cni-ts.dev/v1',
@@ -195,3 +196,24 @@ describe('IPv6 and dual stack', () => {
   });
 });
 
+
+describe('orphaned health objects (a vanished node, a deleted backend or service)', () => {
+  const checked = svc('web', { clusterIP: '10.96.0.10' }, { 'health.cni-ts.dev/check': '{"type":"tcp"}' });
+  const health = (name: string, node: string, checkedAt: string): BackendHealth => ({
+    apiVersion: 'cni-ts.dev/v1',
+    kind: 'BackendHealth',
+    metadata: { name, namespace: 'default' },
+    spec: { service: 'web', address: '10.1.0.9', port: 8080, node, healthy: true, checkedAt },
+  });
+  it('deletes health of backends no service port has, once older than the grace period, whatever node wrote it', () => {
+    const t = compileServices(objs({ services: [checked], endpoints: [ep('a', '10.1.0.2', {}, 'n2')] }), 'n1', CIDR);
+    const now = Date.parse('2026-12-06T07:00:00Z');
+    const known = new Map([
+      ['default/web-10-1-0-2-8080', health('web-10-1-0-2-8080', 'n2', '2026-12-06T06:00:00Z')],
+      ['default/web-10-1-0-9-8080', health('web-10-1-0-9-8080', 'gone-node', '2026-12-06T06:58:00Z')],
+      ['default/web-10-1-0-8-8080', health('web-10-1-0-8-8080', 'gone-node', '2026-12-06T06:59:30Z')],
+      ['default/old-10-1-0-7-80', health('old-10-1-0-7-80', 'n1', 'not a date')],
+    ]);
+    expect(orphanHealth(t.entries, known, now, 60_000).sort()).toEqual(['default/old-10-1-0-7-80', 'default/web-10-1-0-9-8080']);
+  });
+});

@@ -14,6 +14,28 @@ import type { BackendHealth } from '../../shared/objects/types.ts';
 import { healthName, type Backend, type HealthCheck, type ServicePortEntry } from '../../shared/services/compile.ts';
 import type { ObjectStore } from '../../shared/store/types.ts';
 
+/**
+ * Health objects nobody will update again (any node may delete them): no checked service port
+ * has that backend any more — its service, its port, its check or its Endpoint is gone, or its
+ * node vanished with its Endpoint objects cleaned up — and the last check is older than
+ * `graceMs` (so a backend that just appeared, whose Endpoint this pass did not see yet, keeps
+ * its object). The owning node deletes its own at once (`HealthChecker.stale`).
+ */
+export function orphanHealth(entries: readonly ServicePortEntry[], known: ReadonlyMap<string, BackendHealth>, nowMs: number, graceMs: number): string[] {
+  const live = new Set<string>();
+  for (const e of entries) {
+    if (!e.health) continue;
+    for (const b of e.backends) live.add(`${e.namespace}/${healthName(e.name, b.address, b.port)}`);
+  }
+  return [...known.entries()]
+    .filter(([k, h]) => {
+      if (live.has(k)) return false;
+      const at = Date.parse(h.spec.checkedAt);
+      return !Number.isFinite(at) || nowMs - at > graceMs;
+    })
+    .map(([k]) => k);
+}
+
 export function probeTcp(address: string, port: number, timeoutMs: number): Promise<string | undefined> {
   return new Promise((resolve) => {
     const c = net.connect({ host: address, port });

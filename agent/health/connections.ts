@@ -10,7 +10,7 @@
  * closed more than ~100 ms earlier (docs/services.md).
  */
 import type { Logger } from '../../shared/cni/log.ts';
-import { conntrackEvents, conntrackList, type CtEntry } from '../../shared/kernel/conntrack.ts';
+import { conntrackEvents, conntrackList, type CtEntry, type CtFamily } from '../../shared/kernel/conntrack.ts';
 import type { ServicePortEntry } from '../../shared/services/compile.ts';
 
 const OPEN_TCP = new Set(['SYN_SENT', 'SYN_RECV', 'ESTABLISHED']);
@@ -21,7 +21,8 @@ export class ConnectionTracker {
   /** conntrack orig tuple → the count key it adds to */
   private open = new Map<string, string>();
   private byVip = new Map<string, ServicePortEntry>();
-  private stopEvents: (() => void) | undefined;
+  /** one conntrack event follower per address family, while least-connections services exist */
+  private stopEvents = new Map<CtFamily, () => void>();
   private stopped = false;
   private pending = new Set<string>();
   private flushScheduled = false;
@@ -34,27 +35,34 @@ export class ConnectionTracker {
   /** The service ports to count for (least-connections ones); starts following events on first use. */
   async setEntries(entries: readonly ServicePortEntry[]): Promise<void> {
     this.byVip = new Map(entries.filter((e) => e.algorithm === 'least-connections').map((e) => [`${e.protocol} ${e.vip}:${e.port}`, e]));
-    if (this.byVip.size && !this.stopEvents && !this.stopped) await this.start();
+    if (this.stopped) return;
+    for (const family of ['ipv4', 'ipv6'] as const) {
+      const want = entries.some((e) => e.algorithm === 'least-connections' && (e.family === 6) === (family === 'ipv6'));
+      if (want && !this.stopEvents.has(family)) await this.start(family);
+    }
   }
 
   stop(): void {
     this.stopped = true;
-    this.stopEvents?.();
-    this.stopEvents = undefined;
+    for (const stop of this.stopEvents.values()) stop();
+    this.stopEvents.clear();
   }
 
-  private async start(): Promise<void> {
-    this.stopEvents = conntrackEvents(
+  private async start(family: CtFamily): Promise<void> {
+    const stop = conntrackEvents(
       (e) => this.onEntry(e),
       (why) => {
-        this.stopEvents = undefined;
+        this.stopEvents.delete(family);
         if (this.stopped) return;
-        this.log.warn(`services: ${why}; restarting the conntrack event follower in 1 s`);
-        setTimeout(() => void this.start(), 1000).unref();
+        this.log.warn(`services: ${why}; restarting the ${family} conntrack event follower in 1 s`);
+        setTimeout(() => void this.start(family), 1000).unref();
       },
+      undefined,
+      { family },
     );
+    this.stopEvents.set(family, stop);
     // the snapshot after the follower started: nothing between is missed (duplicates are keyed)
-    for (const e of await conntrackList()) this.onEntry(e);
+    for (const e of await conntrackList(undefined, family)) this.onEntry(e);
   }
 
   private onEntry(e: CtEntry): void {

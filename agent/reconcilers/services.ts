@@ -35,9 +35,13 @@ import {
 import { ConflictError, refString } from '../../shared/store/index.ts';
 import type { ObjectStore, WatchEvent } from '../../shared/store/types.ts';
 import { ConnectionTracker } from '../health/connections.ts';
-import { HealthChecker } from '../health/checker.ts';
+import { HealthChecker, orphanHealth } from '../health/checker.ts';
+
 import { Loop } from '../loop.ts';
 import { WatchedStore } from '../watched-store.ts';
+
+/** a health object no backend has any more is deleted once its last check is this old */
+const ORPHAN_GRACE_MS = 60_000;
 
 export const SERVICE_KINDS: Kind[] = ['Service', 'EndpointSlice', 'Endpoint', 'BackendHealth'];
 export const DEFAULT_SERVICES_TABLE = 'cni_ts_services';
@@ -137,10 +141,12 @@ export class ServicesReconciler {
     const known = new Map(health.map((h) => [`${h.metadata.namespace ?? 'default'}/${h.metadata.name}`, h]));
     if (this.health) {
       this.health.update(table.entries, known);
-      for (const k of this.health.stale(known)) {
+      const gone = new Set([...this.health.stale(known), ...orphanHealth(table.entries, known, Date.now(), ORPHAN_GRACE_MS)]);
+      for (const k of gone) {
         const [namespace, name] = [k.slice(0, k.indexOf('/')), k.slice(k.indexOf('/') + 1)];
         await store.delete({ kind: 'BackendHealth', namespace, name }).catch(() => undefined);
       }
+      if (gone.size) this.log.info(`services: deleted ${gone.size} health object(s) no backend has any more: ${[...gone].join(', ')}`);
     }
     await this.conns.setEntries(table.entries);
     if (table.entries.length) await setSysctls({ 'net.bridge.bridge-nf-call-iptables': '1' }).catch(() => undefined);

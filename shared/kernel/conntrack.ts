@@ -41,9 +41,11 @@ export function parseConntrackLine(line: string): CtEntry | undefined {
   return { ...(m[1] ? { event: m[1] as CtEntry['event'] } : {}), proto: m[2]!, ...(state && state !== 'src' ? { state } : {}), orig, reply };
 }
 
-/** Every IPv4 entry of the table (`conntrack -L`). */
-export async function conntrackList(netns?: string): Promise<CtEntry[]> {
-  const r = await run('conntrack', ['-L', '-f', 'ipv4'], { netns, allowFail: true });
+export type CtFamily = 'ipv4' | 'ipv6';
+
+/** Every entry of one family of the table (`conntrack -L -f`; IPv4 when not given). */
+export async function conntrackList(netns?: string, family: CtFamily = 'ipv4'): Promise<CtEntry[]> {
+  const r = await run('conntrack', ['-L', '-f', family], { netns, allowFail: true });
   return r.stdout
     .split('\n')
     .map(parseConntrackLine)
@@ -65,11 +67,12 @@ export async function conntrackDeleteBackend(f: { proto: 'tcp' | 'udp'; vip: str
 }
 
 /**
- * Follow conntrack events (NEW, UPDATE, DESTROY) for IPv4 TCP/UDP: `onEntry` per parsed line.
- * Returns a stop function. The child is restarted by the caller if it exits (`onExit`).
+ * Follow conntrack events of one family (`opts.family`, IPv4 when not given; `opts.events`
+ * narrows NEW,UPDATE,DESTROY, e.g. "NEW"): `onEntry` per parsed line. Returns a stop function.
+ * The child is restarted by the caller if it exits (`onExit`).
  */
-export function conntrackEvents(onEntry: (e: CtEntry) => void, onExit: (why: string) => void, netns?: string): () => void {
-  const args = ['-E', '-f', 'ipv4', '-e', 'NEW,UPDATE,DESTROY', '-o', 'timestamp'];
+export function conntrackEvents(onEntry: (e: CtEntry) => void, onExit: (why: string) => void, netns?: string, opts: { family?: CtFamily; events?: string } = {}): () => void {
+  const args = ['-E', '-f', opts.family ?? 'ipv4', '-e', opts.events ?? 'NEW,UPDATE,DESTROY', '-o', 'timestamp'];
   const [file, argv] = netns ? ['nsenter', [`--net=${netns}`, '--', 'conntrack', ...args]] : ['conntrack', args];
   const child = childProcess().spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { LC_ALL: 'C', PATH: process.env.PATH || '/usr/sbin:/usr/bin:/sbin:/bin' } });
   let buf = '';

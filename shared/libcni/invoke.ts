@@ -19,6 +19,11 @@ export interface ExecOptions {
   timeoutMs?: number;
   /** Called after every plugin execution (tracing, benchmarks). */
   onExec?: (e: ExecRecord) => void;
+  /**
+   * Run the plugin without a process when this returns an outcome (the node agent runs the
+   * plugins built into its own executable this way); undefined: execute it as usual.
+   */
+  inProcess?: (type: string, verb: Verb, stdin: string, env: Record<string, string>) => Promise<{ exitCode: number; stdout: string } | undefined>;
 }
 
 export interface ExecRecord {
@@ -80,6 +85,8 @@ export function findPlugin(type: string, dirs: string[]): string {
 /** Run `type` for `verb`; returns the decoded stdout JSON for ADD and VERSION. */
 export async function execPlugin(type: string, verb: Verb, config: Record<string, unknown>, a: ExecArgs, opts: ExecOptions): Promise<Record<string, unknown> | undefined> {
   const file = findPlugin(type, opts.path);
+  const inProc = opts.inProcess && !opts.wrapper?.length ? await opts.inProcess(type, verb, JSON.stringify(config), pluginEnv(verb, a, opts.path, opts.env ?? process.env)) : undefined;
+  if (inProc) return decodeOutcome(type, verb, inProc.exitCode, inProc.stdout, '', 'in-process');
   const [cmd, argv] = opts.wrapper?.length ? [opts.wrapper[0], [...opts.wrapper.slice(1), file]] : [file, []];
   const start = performance.now();
   const child = execa(cmd, argv, {
@@ -96,6 +103,12 @@ export async function execPlugin(type: string, verb: Verb, config: Record<string
   const stderr = String(r.stderr ?? '').trimEnd();
   const exitCode = r.exitCode ?? -1;
   opts.onExec?.({ type, verb, exitCode, ms: performance.now() - start, pid, stderr });
+  const why = r.timedOut ? 'timed out' : r.signal ? `killed by ${r.signal}` : r.exitCode === undefined ? (r.shortMessage ?? 'could not be started') : `exit status ${exitCode}`;
+  return decodeOutcome(type, verb, exitCode, stdout, stderr, why);
+}
+
+/** A plugin's exit status and stdout as its result, or its CNI error (a PluginError). */
+function decodeOutcome(type: string, verb: Verb, exitCode: number, stdout: string, stderr: string, why: string): Record<string, unknown> | undefined {
   if (exitCode !== 0) {
     let e: { code?: unknown; msg?: unknown; details?: unknown } | undefined;
     try {
@@ -106,7 +119,6 @@ export async function execPlugin(type: string, verb: Verb, config: Record<string
     if (e && typeof e.code === 'number') {
       throw new PluginError(type, verb, e.code, String(e.msg ?? ''), typeof e.details === 'string' ? e.details : '', stderr);
     }
-    const why = r.timedOut ? 'timed out' : r.signal ? `killed by ${r.signal}` : r.exitCode === undefined ? (r.shortMessage ?? 'could not be started') : `exit status ${exitCode}`;
     throw new PluginError(type, verb, ErrorCode.DelegateFailed, `plugin failed without a CNI error (${why})`, stdout.trim().slice(0, 2000), stderr);
   }
   if (verb !== 'ADD' && verb !== 'VERSION') return undefined;

@@ -12,9 +12,12 @@ export type Kind =
   | 'EndpointSlice'
   | 'Endpoint'
   | 'SubnetLease'
-  | 'BackendHealth';
+  | 'BackendHealth'
+  | 'DockerNetwork'
+  | 'DockerEndpoint'
+  | 'DockerPool';
 
-export const CLUSTER_SCOPED: ReadonlySet<Kind> = new Set(['Namespace', 'AdminNetworkPolicy', 'BaselineAdminNetworkPolicy', 'SubnetLease']);
+export const CLUSTER_SCOPED: ReadonlySet<Kind> = new Set(['Namespace', 'AdminNetworkPolicy', 'BaselineAdminNetworkPolicy', 'SubnetLease', 'DockerNetwork', 'DockerEndpoint', 'DockerPool']);
 
 export interface ObjectMeta {
   name: string;
@@ -207,6 +210,66 @@ export interface BackendHealth {
   spec: { service: string; address: string; port: number; node: string; healthy: boolean; checkedAt: string; reason?: string };
 }
 
+// ---- cni-ts.dev/v1 Docker* kinds: the node agent's CNM driver state (agent/docker, docs/docker.md) ----
+/** A Docker network served by this node's agent (name = Docker's network ID). */
+export interface DockerNetwork {
+  apiVersion: 'cni-ts.dev/v1';
+  kind: 'DockerNetwork';
+  metadata: ObjectMeta;
+  spec: {
+    node: string;
+    /** the CNI network name its attachments are registered under */
+    network: string;
+    /** the driver options as Docker sent them (`--opt`) */
+    options: Record<string, string>;
+    /** IPv4/IPv6 pools with their gateways ("10.1.0.1/24") */
+    ipv4: Array<{ pool: string; gateway?: string }>;
+    ipv6: Array<{ pool: string; gateway?: string }>;
+    /** the network list (conflist JSON) every endpoint of it is attached with, addresses left out */
+    conflist: Record<string, unknown>;
+    /** the portmap plugin config `-p` runs (ProgramExternalConnectivity) */
+    portmap: Record<string, unknown>;
+    /** the bridge did not exist before CreateNetwork: DeleteNetwork removes it */
+    ownsBridge: boolean;
+  };
+}
+/** One Docker endpoint (name = Docker's endpoint ID): what its CNI ADD returned and what Join/-p did. */
+export interface DockerEndpoint {
+  apiVersion: 'cni-ts.dev/v1';
+  kind: 'DockerEndpoint';
+  metadata: ObjectMeta;
+  spec: {
+    node: string;
+    networkId: string;
+    /** the interface Docker moves into the container (CNI_IFNAME of the attachment) */
+    srcName: string;
+    /** the conflist it was added with (addresses filled in) and the chain's result */
+    conflist: Record<string, unknown>;
+    result: Record<string, unknown>;
+    cniArgs: Array<[string, string]>;
+    /** Docker's sandbox (the container's netns) once joined */
+    sandboxKey?: string;
+    /** published ports (portmap ADD done) */
+    portMappings?: Array<{ hostPort: number; containerPort: number; protocol: string; hostIP?: string }>;
+  };
+}
+/** An address pool of the IPAM driver (name = the PoolID Docker holds). */
+export interface DockerPool {
+  apiVersion: 'cni-ts.dev/v1';
+  kind: 'DockerPool';
+  metadata: ObjectMeta;
+  spec: {
+    node: string;
+    addressSpace: string;
+    pool: string;
+    subPool?: string;
+    /** the gateway Docker asked for (never handed out: host-local's range gateway) */
+    gateway?: string;
+    /** reserved address -> the host-local reservation (container ID) holding it */
+    reservations: Record<string, string>;
+  };
+}
+
 export type CniObject =
   | Namespace
   | NetworkPolicy
@@ -216,7 +279,10 @@ export type CniObject =
   | EndpointSlice
   | Endpoint
   | SubnetLease
-  | BackendHealth;
+  | BackendHealth
+  | DockerNetwork
+  | DockerEndpoint
+  | DockerPool;
 
 export function isClusterScoped(kind: Kind): boolean {
   return CLUSTER_SCOPED.has(kind);

@@ -27,6 +27,9 @@ export const API_VERSIONS: Readonly<Record<Kind, string>> = {
   EndpointSlice: 'cni-ts.dev/v1',
   SubnetLease: 'cni-ts.dev/v1',
   BackendHealth: 'cni-ts.dev/v1',
+  DockerNetwork: 'cni-ts.dev/v1',
+  DockerEndpoint: 'cni-ts.dev/v1',
+  DockerPool: 'cni-ts.dev/v1',
 };
 export const KINDS = Object.keys(API_VERSIONS) as Kind[];
 const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
@@ -492,6 +495,9 @@ const BY_KIND: Record<Kind, (c: Checker, doc: Json) => void> = {
   EndpointSlice: checkEndpointSlice,
   SubnetLease: checkSubnetLease,
   BackendHealth: () => undefined,
+  DockerNetwork: () => undefined,
+  DockerEndpoint: () => undefined,
+  DockerPool: () => undefined,
 };
 
 /**

@@ -61,4 +61,7 @@ export const ALL_KINDS: readonly Kind[] = [
   'Endpoint',
   'SubnetLease',
   'BackendHealth',
+  'DockerNetwork',
+  'DockerEndpoint',
+  'DockerPool',
 ];

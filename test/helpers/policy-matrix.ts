@@ -39,6 +39,8 @@ interface PodProc {
   netns: TestNetns;
   containerId: string;
   ip: string;
+  /** the pod's IPv6 address (dual-stack matrices) */
+  ip6?: string;
   server?: PodServer;
 }
 
@@ -109,11 +111,16 @@ export interface MatrixOptions {
   store?: (tb: Testbed) => StoreConfig;
   /** more keys of the agent config (e.g. a `dns` section), given the testbed */
   agentConfig?: (tb: Testbed) => Record<string, unknown>;
+  /** dual stack: pods also get an address of this IPv6 /64 (host-local's second range set) */
+  ipv6Subnet?: string;
 }
 
 export class PolicyMatrix {
   readonly pods = new Map<PodKey, PodProc>();
   private agentProc: AgentProcess | undefined;
+  /** which address family `probe` / `expectMatrix` reach pods by (6 needs `ipv6Subnet`) */
+  family: 4 | 6 = 4;
+  ipv6Subnet: string | undefined;
   private constructor(
     readonly cleanup: Cleanup,
     readonly tb: Testbed,
@@ -149,6 +156,7 @@ export class PolicyMatrix {
       cleanup.add(() => store!.close());
     }
     const m = new PolicyMatrix(cleanup, tb, store, agentConfig, table, storeDir, opts.resyncSeconds ?? 1);
+    m.ipv6Subnet = opts.ipv6Subnet;
     cleanup.add(() => m.stopAgent());
     if (!opts.store) for (const ns of NAMESPACES) await m.apply(namespace(ns, { ns }));
     return m;
@@ -174,7 +182,10 @@ export class PolicyMatrix {
   }
 
   bridgeConf(): Record<string, unknown> {
-    return { cniVersion: '1.1.0', name: `${this.tb.id}net`, type: 'bridge', bridge: this.tb.bridge, isGateway: true, ipMasq: false, ipam: { type: 'host-local', subnet: this.tb.subnet, dataDir: this.tb.dataDir } };
+    const ipam = this.ipv6Subnet
+      ? { type: 'host-local', ranges: [[{ subnet: this.tb.subnet }], [{ subnet: this.ipv6Subnet }]], dataDir: this.tb.dataDir }
+      : { type: 'host-local', subnet: this.tb.subnet, dataDir: this.tb.dataDir };
+    return { cniVersion: '1.1.0', name: `${this.tb.id}net`, type: 'bridge', bridge: this.tb.bridge, isGateway: true, ipMasq: false, ipam };
   }
 
   /** Run a plugin inside the test's host netns. */
@@ -209,7 +220,8 @@ export class PolicyMatrix {
     const br = await this.plugin('bridge', { command: 'ADD', containerId, netns: netns.path, config: this.bridgeConf() });
     if (br.exitCode !== 0) throw new Error(`bridge ADD ${key}: ${br.stdout} ${br.stderr}`);
     const ips = (br.json?.ips as Array<{ address: string }> | undefined) ?? [];
-    pod.ip = ips[0]!.address.split('/')[0]!;
+    pod.ip = ips.find((i) => !i.address.includes(':'))!.address.split('/')[0]!;
+    pod.ip6 = ips.find((i) => i.address.includes(':'))?.address.split('/')[0];
     (pod as PodProc & { prev?: unknown }).prev = br.json;
     if (opts.serveBeforeEndpoint) await this.serve(key);
     await opts.beforeEndpoint?.();
@@ -293,12 +305,20 @@ export class PolicyMatrix {
     return server.probe(probes, timeoutMs);
   }
 
+  /** The address `probe` reaches pod `key` by (its IPv6 one when `family` is 6). */
+  addressOf(key: PodKey): string {
+    const p = this.pods.get(key)!;
+    if (this.family === 4) return p.ip;
+    if (!p.ip6) throw new Error(`pod ${key} has no IPv6 address (create the matrix with ipv6Subnet)`);
+    return p.ip6;
+  }
+
   /** The observed matrix for one port and protocol (every pod probes every pod, concurrently). */
   async probe(port: number, proto: Proto, timeoutMs = 700, pods: PodKey[] = ALL_PODS): Promise<Reach> {
     const out = {} as Reach;
     await Promise.all(
       pods.map(async (from) => {
-        const r = await this.ask(from, pods.map((to) => ({ ip: this.pods.get(to)!.ip, port, proto })), timeoutMs);
+        const r = await this.ask(from, pods.map((to) => ({ ip: this.addressOf(to), port, proto })), timeoutMs);
         out[from] = {} as Record<PodKey, boolean>;
         pods.forEach((to, i) => (out[from][to] = r[i]!));
       }),
@@ -337,7 +357,10 @@ export class PolicyMatrix {
       if (Date.now() > deadline) break;
       await new Promise((r) => setTimeout(r, 300));
     }
-    throw new Error(`reachability ${port}/${proto} differs from the expected matrix:\n${formatDiff(want, got)}`);
+    // what the agent did and what the kernel holds, so a failure on a loaded CI machine explains itself
+    const table = this.direct ? (await this.nft(['list', 'table', 'inet', this.table])).stdout.slice(0, 4000) : '';
+    const log = this.agentProc?.log().slice(-4000) ?? '(no agent)';
+    throw new Error(`reachability ${port}/${proto} differs from the expected matrix:\n${formatDiff(want, got)}\n--- agent log (tail)\n${log}\n--- nft table ${this.table}\n${table}`);
   }
 }
 

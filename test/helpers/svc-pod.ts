@@ -36,7 +36,7 @@ async function startTcp(): Promise<void> {
             c.write(`${cfg.name}\n`);
           });
           tcpServers.push(s);
-          s.once('error', reject).listen({ port, host: '0.0.0.0' }, resolve);
+          s.once('error', reject).listen({ port, host: '::', ipv6Only: false }, resolve); // IPv4 and IPv6
         }),
     ),
   );
@@ -55,10 +55,10 @@ async function startUdp(): Promise<void> {
     (cfg.udp ?? []).map(
       (port) =>
         new Promise<void>((resolve) => {
-          const s = dgram.createSocket('udp4');
+          const s = dgram.createSocket({ type: 'udp6', ipv6Only: false });
           s.on('message', (_m, r) => s.send(`${cfg.name}\n`, r.port, r.address));
           s.on('error', () => undefined);
-          s.bind(port, '0.0.0.0', resolve);
+          s.bind(port, '::', resolve);
         }),
     ),
   );
@@ -85,7 +85,7 @@ function tcpOnce(ip: string, port: number, timeoutMs: number, keep = false): Pro
 
 function udpOnce(ip: string, port: number, timeoutMs: number): Promise<{ result: string }> {
   return new Promise((resolve) => {
-    const s = dgram.createSocket('udp4');
+    const s = dgram.createSocket(net.isIPv6(ip) ? 'udp6' : 'udp4');
     const done = (result: string): void => {
       clearTimeout(t);
       s.close();

@@ -65,6 +65,9 @@ export const RESOURCES: Resource[] = [
   { kind: 'EndpointSlice', plural: 'endpointslices', aliases: ['endpointslice'] },
   { kind: 'SubnetLease', plural: 'subnetleases', aliases: ['subnetlease', 'leases', 'lease'] },
   { kind: 'BackendHealth', plural: 'backendhealths', aliases: ['backendhealth', 'bh'] },
+  { kind: 'DockerNetwork', plural: 'dockernetworks', aliases: ['dockernetwork', 'dknet'] },
+  { kind: 'DockerEndpoint', plural: 'dockerendpoints', aliases: ['dockerendpoint', 'dkep'] },
+  { kind: 'DockerPool', plural: 'dockerpools', aliases: ['dockerpool', 'dkpool'] },
 ];
 /** `policies`: every policy kind in one table. */
 export const POLICY_KINDS: Kind[] = ['AdminNetworkPolicy', 'NetworkPolicy', 'BaselineAdminNetworkPolicy'];

@@ -3,7 +3,7 @@
  * the store holds; `-o json|yaml` for scripts (one object with NAME, else a List).
  */
 import { parseArgs } from 'node:util';
-import type { AdminNetworkPolicy, AnpSubject, BackendHealth, BaselineAdminNetworkPolicy, CniObject, Endpoint, EndpointSlice, Kind, NetworkPolicy, Service, SubnetLease } from '../../shared/objects/types.ts';
+import type { AdminNetworkPolicy, AnpSubject, BackendHealth, BaselineAdminNetworkPolicy, CniObject, DockerEndpoint, DockerNetwork, DockerPool, Endpoint, EndpointSlice, Kind, NetworkPolicy, Service, SubnetLease } from '../../shared/objects/types.ts';
 import { matchesSelector, parseSelector, selectorString } from '../../shared/objects/selectors.ts';
 import { effectivePolicyTypes } from '../../shared/objects/validate.ts';
 import type { ObjectStore, WatchEvent } from '../../shared/store/index.ts';
@@ -81,6 +81,22 @@ const COLUMNS: Record<Kind, Column[]> = {
     ['HEALTHY', (o) => String((o as BackendHealth).spec.healthy)],
     ['NODE', (o) => (o as BackendHealth).spec.node, 'wide'],
     ['REASON', (o) => (o as BackendHealth).spec.reason ?? '', 'wide'],
+  ],
+  // the agent's Docker driver state (docs/docker.md)
+  DockerNetwork: [
+    ['NETWORK', (o) => (o as DockerNetwork).spec.network],
+    ['SUBNETS', (o) => [...(o as DockerNetwork).spec.ipv4, ...(o as DockerNetwork).spec.ipv6].map((p) => p.pool).join(',')],
+    ['NODE', (o) => (o as DockerNetwork).spec.node, 'wide'],
+  ],
+  DockerEndpoint: [
+    ['NETWORK-ID', (o) => (o as DockerEndpoint).spec.networkId.slice(0, 12)],
+    ['INTERFACE', (o) => (o as DockerEndpoint).spec.srcName],
+    ['SANDBOX', (o) => (o as DockerEndpoint).spec.sandboxKey ?? '<none>', 'wide'],
+  ],
+  DockerPool: [
+    ['POOL', (o) => (o as DockerPool).spec.pool],
+    ['RESERVED', (o) => String(Object.keys((o as DockerPool).spec.reservations).length)],
+    ['NODE', (o) => (o as DockerPool).spec.node, 'wide'],
   ],
 };
 
