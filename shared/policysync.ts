@@ -18,7 +18,7 @@ import { AgentConfigError } from './agentconfig.ts';
 import { withFlock } from './flock.ts';
 import { mkdirSync } from 'node:fs';
 import { nftApply, nftListRaw } from './kernel/nft.ts';
-import { tryModprobe } from './kernel/probe.ts';
+import { tryModprobe } from './kernel/feature.ts';
 import { setSysctls } from './kernel/sysctl.ts';
 import { StoreUnavailableError, type ObjectStore } from './store/types.ts';
 import type { AdminNetworkPolicy, BaselineAdminNetworkPolicy, Endpoint, Namespace, NetworkPolicy } from './objects/types.ts';

@@ -4,7 +4,7 @@
  * probe never touches the host's devices or xfrm state.
  */
 import { CniError, ErrorCode } from '../cni/errors.ts';
-import { probeInFreshNetns } from '../kernel/probe.ts';
+import { probeInFreshNetns } from '../kernel/feature.ts';
 
 const PROBES: Record<string, { feature: string; argv: string[] }> = {
   wireguard: { feature: 'WireGuard (link type "wireguard")', argv: ['ip', 'link', 'add', 'wgprobe0', 'type', 'wireguard'] },
