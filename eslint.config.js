@@ -1,6 +1,10 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+/** Kernel tools that only shared/kernel/ may start (the kernel-doors rule below). */
+const SPAWNERS = '/^(run|spawn|spawnSync|spawnCollect|execFile|execFileSync|execSync|exec|execa|execaSync|\\$)$/';
+const KERNEL_TOOLS = '/^(ip|nft|bridge|tc|sysctl|conntrack|ip6?tables(-save|-restore)?|ebtables|modprobe|ethtool|nsenter|unshare)$/';
+
 export default tseslint.config(
   { ignores: ['node_modules/', 'dist/', 'build/', 'bench/out/', '.stryker-tmp/', 'reports/'] },
   js.configs.recommended,
@@ -10,6 +14,29 @@ export default tseslint.config(
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       'no-empty': ['error', { allowEmptyCatch: true }],
+    },
+  },
+  {
+    // Kernel doors only: outside shared/kernel/ no code starts a kernel tool (by any spawner:
+    // run, spawn, execa, ...); call a shared/kernel function (docs/DEVELOPING.md, "Layers").
+    files: ['*.ts', 'shared/**/*.ts', 'plugins/**/*.ts', 'ipam/**/*.ts', 'agent/**/*.ts', 'tools/**/*.ts'],
+    ignores: ['shared/kernel/**'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: `CallExpression[callee.name=${SPAWNERS}][arguments.0.value=${KERNEL_TOOLS}]`,
+          message: 'Only shared/kernel/ starts kernel tools (ip, nft, bridge, tc, sysctl, conntrack, iptables, ...): call a shared/kernel function.',
+        },
+        {
+          selector: `CallExpression[callee.property.name=${SPAWNERS}][arguments.0.value=${KERNEL_TOOLS}]`,
+          message: 'Only shared/kernel/ starts kernel tools (ip, nft, bridge, tc, sysctl, conntrack, iptables, ...): call a shared/kernel function.',
+        },
+        {
+          selector: `ArrayExpression[elements.0.value=/^nsenter$|^unshare$/]`,
+          message: 'Only shared/kernel/ starts kernel tools (nsenter/unshare included): call a shared/kernel function.',
+        },
+      ],
     },
   },
   {

@@ -15,7 +15,7 @@ import type { Loop } from './loop.ts';
 import { PolicyReconciler } from './reconcilers/policy.ts';
 import { OverlayReconciler, overlaySettings } from './reconcilers/overlay.ts';
 import { DnsReconciler, dnsConfigOf } from './reconcilers/dns.ts';
-import type { Settings as OverlaySettings } from '../plugins/overlay/config.ts';
+import type { Settings as OverlaySettings } from '../shared/overlay/config.ts';
 import { ServicesReconciler } from './reconcilers/services.ts';
 import { DockerPlugin, dockerEnabled } from './docker/index.ts';
 import { MetricsSampler } from './metrics/sampler.ts';

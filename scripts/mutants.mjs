@@ -39,7 +39,7 @@ export const MUTANTS = [
     id: 'bandwidth-del-ifb',
     what: 'bandwidth DEL leaves the IFB device behind',
     file: 'plugins/bandwidth/index.ts',
-    from: "const deleteIfb = (ifb: string): Promise<unknown> => run('ip', ['link', 'del', 'dev', ifb], { allowFail: true });",
+    from: "const deleteIfb = (ifb: string): Promise<unknown> => ipCommand(['link', 'del', 'dev', ifb], { allowFail: true });",
     to: 'const deleteIfb = (ifb: string): Promise<unknown> => Promise.resolve(ifb);',
     test: ['test/bandwidth.test.ts', 'DEL without CNI_NETNS'],
   },
@@ -94,7 +94,7 @@ export const MUTANTS = [
   {
     id: 'cnitool-del-stops',
     what: 'cnitool del stops at the first failing plugin',
-    file: 'plugins/cnitool/libcni.ts',
+    file: 'shared/libcni/libcni.ts',
     from: '      errs.push(new ChainError(`plugin ${describePlugin(p, list)} failed (delete)`, asCniError(e)));',
     to: '      throw new ChainError(`plugin ${describePlugin(p, list)} failed (delete)`, asCniError(e));',
     test: ['test/cnitool-del.test.ts'],
@@ -134,7 +134,7 @@ export const MUTANTS = [
   {
     id: 'trace-file-ignored',
     what: 'CNI_TS_TRACE=/path goes to stderr instead of the file',
-    file: 'shared/cni/trace.ts',
+    file: 'shared/trace.ts',
     from: "    target = v.startsWith('/') ? v : v ? '-' : '';",
     to: "    target = v ? '-' : '';",
     test: ['test/claims.test.ts', 'CNI_TS_TRACE'],

@@ -13,8 +13,8 @@
 import { closeSync, mkdirSync, openSync, rmdirSync } from 'node:fs';
 import path from 'node:path';
 import { CniError, ErrorCode } from './cni/errors.ts';
-import { trace } from './cni/trace.ts';
-import { childProcess } from './kernel/spawn.ts';
+import { trace } from './trace.ts';
+import { childProcess } from './spawn.ts';
 import { flockFd, LOCK_EX, LOCK_NB, netlinkEnabled } from './kernel/netlink/socket.ts';
 
 export interface FlockRequest {

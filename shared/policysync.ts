@@ -12,13 +12,13 @@
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CniError, ErrorCode } from './cni/errors.ts';
-import { trace } from './cni/trace.ts';
+import { trace } from './trace.ts';
 import type { AgentConfig } from './agentconfig.ts';
 import { AgentConfigError } from './agentconfig.ts';
 import { withFlock } from './flock.ts';
 import { mkdirSync } from 'node:fs';
-import { nftApply } from './kernel/nft.ts';
-import { run } from './kernel/exec.ts';
+import { nftApply, nftListRaw } from './kernel/nft.ts';
+import { tryModprobe } from './kernel/feature.ts';
 import { setSysctls } from './kernel/sysctl.ts';
 import { StoreUnavailableError, type ObjectStore } from './store/types.ts';
 import type { AdminNetworkPolicy, BaselineAdminNetworkPolicy, Endpoint, Namespace, NetworkPolicy } from './objects/types.ts';
@@ -106,7 +106,7 @@ export async function ensureBridgeNetfilter(): Promise<void> {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new CniError(ErrorCode.KernelOperation, 'could not enable bridge netfilter', (e as Error).message);
     // br_netfilter is a module on this kernel and not loaded yet
-    await run('modprobe', ['br_netfilter'], { allowFail: true });
+    await tryModprobe('br_netfilter');
     try {
       await setSysctls(want);
     } catch (e2) {
@@ -228,10 +228,11 @@ export async function programPolicy(store: ObjectStore, node: string, s: PolicyS
  * element someone added or deleted by hand.
  */
 export async function tableDrift(rs: Ruleset | undefined, table: string): Promise<string | undefined> {
-  const r = await run('nft', ['-j', 'list', 'table', 'inet', table], { allowFail: true });
-  if (r.exitCode !== 0) return 'is gone';
+  // any failure to read it counts as gone (the caller rewrites it)
+  const text = await nftListRaw('inet', table).catch(() => undefined);
+  if (text === undefined) return 'is gone';
   if (!rs) return 'has no recorded state';
-  return rulesetDrift(rs, r.stdout);
+  return rulesetDrift(rs, text);
 }
 
 /** `tableDrift`'s comparison of `rs` with the table as `nft -j list table` printed it (pure). */

@@ -11,7 +11,7 @@ import { bridgePlugin, makeTestbed, type Testbed } from './helpers/cnitool.ts';
 import { Cleanup, inNs, type TestNetns } from './helpers/netns.ts';
 import { BIN, REF_BIN } from './helpers/run.ts';
 import { ifbName } from '../plugins/bandwidth/config.ts';
-import { containerIdFor } from '../plugins/cnitool/index.ts';
+import { containerIdFor } from '../tools/cnitool/index.ts';
 
 const cleanup = new Cleanup();
 afterEach(() => cleanup.run());

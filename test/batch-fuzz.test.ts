@@ -21,8 +21,8 @@ import { macspoofScript } from '../plugins/bridge/macspoof.ts';
 import { deleteRulesScript, masqueradeBaseScript, masqueradeRulesScript } from '../shared/firewall/masquerade-nft.ts';
 import { ruleLines } from '../shared/firewall/masquerade-iptables.ts';
 import { addRestore } from '../plugins/portmap/iptables.ts';
-import { settingsOf as overlaySettings } from '../plugins/overlay/config.ts';
-import { masqScript, planPeers, planVtep, type HostState } from '../plugins/overlay/host.ts';
+import { settingsOf as overlaySettings } from '../shared/overlay/config.ts';
+import { masqScript, planPeers, planVtep, type HostState } from '../shared/overlay/host.ts';
 import { addScript, removeLines } from '../plugins/portmap/nft.ts';
 import type { Settings as PortmapSettings, FamilyPlan } from '../plugins/portmap/config.ts';
 

@@ -3,12 +3,12 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cacheEntry, listCache, readCachedResult, writeCache } from '../plugins/cnitool/cache.ts';
-import { loadNetwork, negotiateListVersion, parseConfList, parseSingleConf } from '../plugins/cnitool/conf.ts';
-import { errorJson, formatResult } from '../plugins/cnitool/format.ts';
-import { containerIdFor, parseCniArgsPairs, validAttachments } from '../plugins/cnitool/index.ts';
-import { pluginEnv } from '../plugins/cnitool/invoke.ts';
-import { buildPluginConfig, ChainError } from '../plugins/cnitool/libcni.ts';
+import { cacheEntry, listCache, readCachedResult, writeCache } from '../shared/libcni/cache.ts';
+import { loadNetwork, negotiateListVersion, parseConfList, parseSingleConf } from '../shared/libcni/conf.ts';
+import { errorJson, formatResult } from '../tools/cnitool/format.ts';
+import { containerIdFor, parseCniArgsPairs, validAttachments } from '../tools/cnitool/index.ts';
+import { pluginEnv } from '../shared/libcni/invoke.ts';
+import { buildPluginConfig, ChainError } from '../shared/libcni/libcni.ts';
 import { CniError } from '../shared/cni/errors.ts';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'cnits-cnitool-unit-'));

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { bridgePlugin, makeTestbed, oursMissing, type Testbed } from './helpers/cnitool.ts';
 import { Cleanup, inNs, type TestNetns } from './helpers/netns.ts';
 import { BIN, REF_BIN } from './helpers/run.ts';
-import { containerIdFor } from '../plugins/cnitool/index.ts';
+import { containerIdFor } from '../tools/cnitool/index.ts';
 
 const cleanup = new Cleanup();
 afterEach(() => cleanup.run());

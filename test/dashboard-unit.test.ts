@@ -9,7 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHttp, type ApiHandlers } from '../agent/api.ts';
 import { History, SERIES, type HistoryReport } from '../agent/dashboard/history.ts';
 import { ASSETS, dashboardRoutes, servicesReport } from '../agent/dashboard/routes.ts';
-import { dropCounters, parseNftCounters, policyDrops } from '../agent/dashboard/policy-drops.ts';
+import { dropCounters, policyDrops } from '../agent/dashboard/policy-drops.ts';
+import { parseNftCounters as parseCounterList } from '../shared/kernel/stats.ts';
+
+const parseNftCounters = (json: string): Map<string, { packets: number; bytes: number }> => new Map(parseCounterList(json).map((c) => [c.name, { packets: c.packets, bytes: c.bytes }]));
 import { Logger } from '../shared/cni/log.ts';
 import type { ServicePortEntry } from '../shared/services/compile.ts';
 import { count, duration, human, percent, topTable } from '../tools/cnictl/top.ts';

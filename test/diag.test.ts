@@ -12,7 +12,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CniObject, NetworkPolicy, Service } from '../shared/objects/types.ts';
-import { cacheEntry, writeCache } from '../plugins/cnitool/cache.ts';
+import { cacheEntry, writeCache } from '../shared/libcni/cache.ts';
 import { Cleanup, inNs, makeNetns, randomTransferNet, sh, type TestNetns } from './helpers/netns.ts';
 import { containerPorts, PolicyMatrix, type PodKey } from './helpers/policy-matrix.ts';
 import { BIN, ROOT, uid } from './helpers/run.ts';

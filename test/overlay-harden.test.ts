@@ -6,8 +6,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { vtepMacFor } from '../plugins/overlay/lease.ts';
-import { FileStore } from '../plugins/overlay/store-file.ts';
+import { vtepMacFor } from '../shared/overlay/lease.ts';
+import { FileStore } from '../shared/overlay/store-file.ts';
 import { Cleanup, inNs, makeNetns, type TestNetns } from './helpers/netns.ts';
 import { uid } from './helpers/run.ts';
 import { eventually, makeFabric, makeHost, runOnHost, startAgent, type Fabric, type Host } from './overlay-topology.ts';

@@ -1,5 +1,5 @@
 /**
- * The overlay's lease parser (plugins/overlay/lease-parse.ts): every lease field read from a
+ * The overlay's lease parser (shared/overlay/lease-parse.ts): every lease field read from a
  * store is validated before it can reach a kernel command, and an invalid lease is skipped,
  * never fatal to the others. Examples plus a property test over hostile input.
  */
@@ -8,12 +8,12 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { settingsOf } from '../plugins/overlay/config.ts';
-import { planPeers, type HostState } from '../plugins/overlay/host.ts';
-import { parseLease, validLeases, type LeaseContext, type RawLease } from '../plugins/overlay/lease-parse.ts';
-import { vtepMacFor } from '../plugins/overlay/lease.ts';
-import { FileStore } from '../plugins/overlay/store-file.ts';
-import { listLeases, withDeadline } from '../plugins/overlay/store.ts';
+import { settingsOf } from '../shared/overlay/config.ts';
+import { planPeers, type HostState } from '../shared/overlay/host.ts';
+import { parseLease, validLeases, type LeaseContext, type RawLease } from '../shared/overlay/lease-parse.ts';
+import { vtepMacFor } from '../shared/overlay/lease.ts';
+import { FileStore } from '../shared/overlay/store-file.ts';
+import { listLeases, withDeadline } from '../shared/overlay/store.ts';
 import { Logger } from '../shared/cni/log.ts';
 import { parseCIDR } from '../shared/ipnet.ts';
 

@@ -5,12 +5,12 @@ import { describe, expect, it } from 'vitest';
 import schema from '../conf/schemas/overlay.schema.json' with { type: 'json' };
 import { prepareValidators, validate } from '../shared/cni/validate.ts';
 import { bridgeConfig } from '../plugins/overlay/attach.ts';
-import { overlayConfigOf } from '../plugins/overlay/agent.ts';
-import { settingsOf, type OverlayConf } from '../plugins/overlay/config.ts';
-import { masqInPlace, masqScript, mtuOf, planPeers, planVtep, underlayOf, type HostState } from '../plugins/overlay/host.ts';
-import { vtepMacFor } from '../plugins/overlay/lease.ts';
+import { overlayConfigOf } from '../shared/overlay/config.ts';
+import { settingsOf, type OverlayConf } from '../shared/overlay/config.ts';
+import { masqInPlace, masqScript, mtuOf, planPeers, planVtep, underlayOf, type HostState } from '../shared/overlay/host.ts';
+import { vtepMacFor } from '../shared/overlay/lease.ts';
 import type { Request } from '../shared/cni/plugin.ts';
-import type { Lease } from '../plugins/overlay/store.ts';
+import type { Lease } from '../shared/overlay/store.ts';
 
 const conf: OverlayConf = { name: 'n', network: '10.244.0.0/16', store: { type: 'file', path: '/x' }, stateDir: '/var/lib/x' };
 const s = settingsOf(conf);

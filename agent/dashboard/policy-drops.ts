@@ -10,7 +10,7 @@
  * policy verdict counters); this reads the same kernel counters they would.
  */
 import { statSync } from 'node:fs';
-import { run } from '../../shared/kernel/exec.ts';
+import { nftCounters } from '../../shared/kernel/nft.ts';
 import { parseCounterName, type CounterMeaning } from '../../shared/policy/model.ts';
 import type { Ruleset } from '../../shared/policy/compile.ts';
 import { recordedRuleset, type PolicySettings } from '../../shared/policysync.ts';
@@ -45,16 +45,6 @@ export function dropCounters(rs: Pick<Ruleset, 'chains' | 'counterInfo'>): Map<s
       const m = /\bcounter name "?([A-Za-z0-9_]+)"? (?:drop|reject)\b/.exec(r);
       if (m) out.set(m[1]!, parseCounterName(m[1]!, rs.counterInfo));
     }
-  }
-  return out;
-}
-
-/** `nft -j list counters ...` → packets and bytes by counter name. */
-export function parseNftCounters(json: string): Map<string, { packets: number; bytes: number }> {
-  const out = new Map<string, { packets: number; bytes: number }>();
-  if (!json.trim()) return out;
-  for (const o of (JSON.parse(json) as { nftables?: Array<{ counter?: { name?: string; packets?: number; bytes?: number } }> }).nftables ?? []) {
-    if (o.counter?.name) out.set(o.counter.name, { packets: o.counter.packets ?? 0, bytes: o.counter.bytes ?? 0 });
   }
   return out;
 }
@@ -95,7 +85,6 @@ export class PolicyDropsReader {
   async read(): Promise<PolicyDropsReport> {
     const drops = this.dropMap();
     if (!drops.size) return policyDrops(this.settings.table, new Date(), drops, new Map());
-    const r = await run('nft', ['-j', 'list', 'counters', 'table', 'inet', this.settings.table], { allowFail: true });
-    return policyDrops(this.settings.table, new Date(), drops, r.exitCode === 0 ? parseNftCounters(r.stdout) : new Map());
+    return policyDrops(this.settings.table, new Date(), drops, await nftCounters('inet', this.settings.table));
   }
 }

@@ -1,7 +1,7 @@
 /**
  * Docker's libnetwork remote NetworkDriver + IpamDriver, answered with our plugins: every
  * attachment is a CNI ADD of the network's list (bridge with static IPAM, then endpoint) run
- * through the runtime library (plugins/cnitool/libcni.ts), addresses come from host-local's
+ * through the runtime library (shared/libcni/libcni.ts), addresses come from host-local's
  * store, `-p` is the portmap plugin. State lives in the cluster store (DockerNetwork,
  * DockerEndpoint, DockerPool objects) so a restarted agent answers for what it made before.
  *
@@ -24,9 +24,9 @@ import { ConflictError, type ObjectStore, type Stored } from '../../shared/store
 import { load } from '../../shared/cni/registry.ts';
 import { invoke } from '../../shared/cni/skel.ts';
 import { findInPath } from '../../shared/cni/delegate.ts';
-import { parseConfList } from '../../plugins/cnitool/conf.ts';
-import { execPlugin, type ExecOptions } from '../../plugins/cnitool/invoke.ts';
-import { addNetworkList, buildPluginConfig, delNetworkList, type RuntimeConf, type ToolOptions } from '../../plugins/cnitool/libcni.ts';
+import { parseConfList } from '../../shared/libcni/conf.ts';
+import { execPlugin, type ExecOptions } from '../../shared/libcni/invoke.ts';
+import { addNetworkList, buildPluginConfig, delNetworkList, type RuntimeConf, type ToolOptions } from '../../shared/libcni/libcni.ts';
 import {
   OptionError,
   endpointConflist,

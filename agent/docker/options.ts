@@ -5,7 +5,7 @@
  * conversions between CNM's messages and CNI's results. See docs/docker.md.
  */
 import { canonicalCIDR, contains, familyOf, formatIP, firstHost, mustCIDR, network, parseCIDR, parseIP } from '../../shared/ipnet.ts';
-import { validLabelKey } from '../../plugins/endpoint/config.ts';
+import { validLabelKey } from '../../shared/objects/labelkey.ts';
 
 /** A bad `--opt`: CreateNetwork answers `{"Err": message}` and `docker network create` prints it. */
 export class OptionError extends Error {

@@ -9,7 +9,7 @@
  * polls (bounded) in the background.
  */
 import http from 'node:http';
-import { validLabelKey } from '../../plugins/endpoint/config.ts';
+import { validLabelKey } from '../../shared/objects/labelkey.ts';
 import type { Endpoint } from '../../shared/objects/types.ts';
 
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;

@@ -19,7 +19,7 @@ import type { EndpointFigures, MetricsSnapshot, Sample } from '../../shared/moni
 import { endpointKey } from '../../shared/monitoring.ts';
 import type { Endpoint } from '../../shared/objects/types.ts';
 import type { WatchEvent } from '../../shared/store/types.ts';
-import { ifbName } from '../../plugins/bandwidth/config.ts';
+import { ifbName } from '../../shared/kernel/tc.ts';
 import { WatchedStore } from '../watched-store.ts';
 import { metricsSettings, type MetricsSettings } from './config.ts';
 import { advance, containerCounters, figuresOf, labelsOf, limitsOf, type EndpointState } from './figures.ts';

@@ -16,11 +16,10 @@ import { AgentConfigError, type AgentConfig } from '../../shared/agentconfig.ts'
 import type { Logger } from '../../shared/cni/log.ts';
 import { prepareValidators, validate } from '../../shared/cni/validate.ts';
 import schema from '../../conf/schemas/overlay.schema.json' with { type: 'json' };
-import { overlayConfigOf } from '../../plugins/overlay/agent.ts';
-import { settingsOf, type OverlayConf, type Settings } from '../../plugins/overlay/config.ts';
-import { converge } from '../../plugins/overlay/converge.ts';
-import { checkEncryption } from '../../plugins/overlay/encryption.ts';
-import { openStore, type Store } from '../../plugins/overlay/store.ts';
+import { overlayConfigOf, settingsOf, type OverlayConf, type Settings } from '../../shared/overlay/config.ts';
+import { converge } from '../../shared/overlay/converge.ts';
+import { checkEncryption } from '../../shared/overlay/encryption.ts';
+import { openStore, type Store } from '../../shared/overlay/store.ts';
 import { Loop } from '../loop.ts';
 
 /** The overlay settings the agent config points at (`overlay.config`), or undefined when off. */

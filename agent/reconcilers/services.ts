@@ -17,9 +17,8 @@
  */
 import type { AgentConfig } from '../../shared/agentconfig.ts';
 import type { Logger } from '../../shared/cni/log.ts';
-import { run } from '../../shared/kernel/exec.ts';
 import { conntrackDeleteBackend } from '../../shared/kernel/conntrack.ts';
-import { nftApply } from '../../shared/kernel/nft.ts';
+import { nftApply, nftList } from '../../shared/kernel/nft.ts';
 import { setSysctls } from '../../shared/kernel/sysctl.ts';
 import type { BackendHealth, EndpointSlice, Endpoint, Kind, Service } from '../../shared/objects/types.ts';
 import {
@@ -218,12 +217,13 @@ export class ServicesReconciler {
 
   /** Why the kernel's table is not what we applied (undefined when it is). */
   private async drift(applied: RenderedTable): Promise<string | undefined> {
-    const r = await run('nft', ['-j', '-t', 'list', 'table', 'inet', this.settings.table], { allowFail: true });
-    if (r.exitCode !== 0) return 'is gone';
+    // any failure to read it counts as gone (the next pass rewrites it)
+    const objects = (await nftList('inet', this.settings.table, { terse: true }).catch(() => undefined)) as Array<Record<string, { name?: string; chain?: string }>> | undefined;
+    if (!objects) return 'is gone';
     const rules = new Map<string, number>();
     const chains = new Set<string>();
     const sets = new Set<string>();
-    for (const o of (JSON.parse(r.stdout || '{"nftables":[]}') as { nftables: Array<Record<string, { name?: string; chain?: string }>> }).nftables) {
+    for (const o of objects) {
       if (o.rule?.chain) rules.set(o.rule.chain, (rules.get(o.rule.chain) ?? 0) + 1);
       else if (o.chain?.name) chains.add(o.chain.name);
       else if (o.set?.name) sets.add(o.set.name);

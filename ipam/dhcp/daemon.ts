@@ -10,7 +10,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { childProcess } from '../../shared/kernel/spawn.ts';
+import { spawnInNetns } from '../../shared/kernel/netns.ts';
 import type { Lease } from './packet.ts';
 
 export const DEFAULT_SOCKET = '/run/cni/dhcp.sock';
@@ -48,9 +48,7 @@ export async function dhcpDaemonMain(argv: string[]): Promise<number> {
 
   function startClient(req: DaemonRequest): Promise<Held> {
     return new Promise((resolve, reject) => {
-      const child = childProcess().spawn('nsenter', [`--net=${req.netns}`, '--', process.execPath, 'dhcp', 'client', '--ifname', req.ifname ?? 'eth0', '--client-id', req.id, '--timeout-ms', timeoutMs], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      const child = spawnInNetns(String(req.netns), [process.execPath, 'dhcp', 'client', '--ifname', req.ifname ?? 'eth0', '--client-id', req.id, '--timeout-ms', timeoutMs]);
       let out = '';
       let err = '';
       child.stderr!.on('data', (d: Buffer) => {

@@ -3,7 +3,7 @@
  * (layout compatible with the reference plugin, see store.ts). Pure logic is in range.ts and
  * config.ts; this file holds the verbs.
  */
-import { trace } from '../../shared/cni/trace.ts';
+import { trace } from '../../shared/trace.ts';
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
 import type { IPConfig, Result } from '../../shared/cni/types.ts';

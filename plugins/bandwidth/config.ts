@@ -9,7 +9,6 @@
 import { invalidConfig } from '../../shared/cni/errors.ts';
 import type { NetConfBase } from '../../shared/cni/types.ts';
 import { formatCIDR, network, parseCIDR } from '../../shared/ipnet.ts';
-import { sha512Hex } from '../../shared/hash.ts';
 
 export interface BandwidthEntry {
   ingressRate?: number;
@@ -92,8 +91,7 @@ export function validateLimits(l: Limits): void {
   }
 }
 
-/** The IFB device of an attachment: "bwp" + the first 12 hex digits of SHA-512(network name + container ID), as the reference. */
-export const ifbName = (networkName: string, containerId: string): string => `bwp${sha512Hex(networkName + containerId)}`.slice(0, 15);
+export { ifbName } from '../../shared/kernel/tc.ts';
 
 /** What the kernel holds for one direction: rate in bytes/s, bucket in bytes. */
 export interface Shaper {

@@ -6,8 +6,7 @@
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
 import type { Interface, Result } from '../../shared/cni/types.ts';
-import { run } from '../../shared/kernel/exec.ts';
-import { ipBatch, ipJson, type LinkInfo } from '../../shared/kernel/ip.ts';
+import { ipBatch, ipCommand, ipJson, ipJsonMaybe, type LinkInfo } from '../../shared/kernel/ip.ts';
 import { randomMac } from '../../shared/kernel/link.ts';
 import { tcBatch, tcClasses, tcJson, type QdiscInfo } from '../../shared/kernel/tc.ts';
 import schema from '../../conf/schemas/bandwidth.schema.json' with { type: 'json' };
@@ -47,9 +46,9 @@ async function hostInterface(req: Request<BandwidthConf>, prev: Result): Promise
   const veths = host.filter((l) => l.linkinfo?.info_kind === 'veth');
   if (veths.length === 1) return veths[0];
   if (!req.env.netns) return undefined;
-  const inner = await run('ip', ['-json', 'link', 'show', 'dev', req.env.ifname], { netns: req.env.netns, allowFail: true });
-  if (inner.exitCode !== 0) return undefined;
-  const peer = (JSON.parse(inner.stdout || '[]') as LinkInfo[])[0]?.link_index;
+  const inner = await ipJsonMaybe<LinkInfo[]>(['link', 'show', 'dev', req.env.ifname], req.env.netns);
+  if (!inner) return undefined;
+  const peer = inner[0]?.link_index;
   return peer ? host.find((l) => l.ifindex === peer) : undefined;
 }
 
@@ -62,7 +61,7 @@ async function mustHostInterface(req: Request<BandwidthConf>, prev: Result): Pro
 }
 
 /** Remove the IFB (gone already: fine). */
-const deleteIfb = (ifb: string): Promise<unknown> => run('ip', ['link', 'del', 'dev', ifb], { allowFail: true });
+const deleteIfb = (ifb: string): Promise<unknown> => ipCommand(['link', 'del', 'dev', ifb], { allowFail: true });
 
 /**
  * Remove what ADD put on the host veth: the root qdisc if its handle is ADD's 1: (tbf or htb),

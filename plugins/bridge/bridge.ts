@@ -5,11 +5,9 @@
  */
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { familyOf, mustCIDR, overlaps, canonicalCIDR } from '../../shared/ipnet.ts';
-import { run } from '../../shared/kernel/exec.ts';
 import { ipBatch, type LinkInfo } from '../../shared/kernel/ip.ts';
 import { getLink, linkAddresses, linkKind, macIsPinned, randomMac } from '../../shared/kernel/link.ts';
 import { withLock } from '../../shared/flock.ts';
-import { randomHex } from '../../shared/hash.ts';
 
 export const LOCK_DIR = '/run/cni-ts/locks';
 
@@ -98,22 +96,6 @@ export async function ensureBridge(spec: BridgeSpec, observed?: Promise<LinkInfo
     // One lock for every bridge: creation is rare, and one file is all that is left behind.
     'bridge.lock',
   );
-}
-
-/**
- * Whether the kernel can filter VLANs on a bridge: create a throw-away bridge with
- * vlan_filtering on and read it back. Leaves nothing behind.
- */
-export async function vlanFilteringSupported(): Promise<boolean> {
-  const probe = `cnivf${randomHex(4)}`;
-  const r = await run('ip', ['link', 'add', 'name', probe, 'type', 'bridge', 'vlan_filtering', '1'], { allowFail: true });
-  if (r.exitCode !== 0) return false;
-  try {
-    const l = await getLink(probe);
-    return l?.linkinfo?.info_data?.vlan_filtering === 1;
-  } finally {
-    await run('ip', ['link', 'del', 'dev', probe], { allowFail: true });
-  }
 }
 
 /** `bridge vlan` argv lists (without "bridge") for one port. */

@@ -6,6 +6,9 @@ import { invalidConfig } from '../../shared/cni/errors.ts';
 import type { Request } from '../../shared/cni/plugin.ts';
 import type { DNS, NetConfBase, Result } from '../../shared/cni/types.ts';
 import { resultDns } from '../../shared/dns/result.ts';
+import { validLabelKey } from '../../shared/objects/labelkey.ts';
+
+export { validLabelKey };
 import { DEFAULT_AGENT_CONFIG } from '../../shared/agentconfig.ts';
 import type { ContainerPort, Endpoint, Protocol } from '../../shared/objects/types.ts';
 
@@ -19,20 +22,11 @@ export interface EndpointConf extends NetConfBase {
 export const agentConfigPath = (c: EndpointConf): string => c.agentConfig ?? DEFAULT_AGENT_CONFIG;
 
 /** Kubernetes label keys: optional DNS-subdomain prefix + "/" + name of up to 63 characters. */
-const LABEL_NAME = /^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$/;
-const LABEL_PREFIX = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 /** Object names: DNS subdomain (what Kubernetes allows for pod names). */
 const OBJECT_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 const NAMESPACE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
-export function validLabelKey(k: string): boolean {
-  const slash = k.lastIndexOf('/');
-  const name = slash < 0 ? k : k.slice(slash + 1);
-  const prefix = slash < 0 ? undefined : k.slice(0, slash);
-  if (prefix !== undefined && (prefix.length > 253 || !LABEL_PREFIX.test(prefix))) return false;
-  return name.length <= 63 && LABEL_NAME.test(name);
-}
 
 /** `args.cni.labels`: the conventions' list of {key, value}, or a plain map. */
 export function labelsOf(c: EndpointConf): Record<string, string> {

@@ -7,9 +7,9 @@
  */
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
-import { trace } from '../../shared/cni/trace.ts';
+import { trace } from '../../shared/trace.ts';
+import { nftTableText } from '../../shared/kernel/nft.ts';
 import { loadAgentConfig, type AgentConfig } from '../../shared/agentconfig.ts';
-import { run } from '../../shared/kernel/exec.ts';
 import type { Ruleset } from '../../shared/policy/index.ts';
 import { openStore, refOf, refString } from '../../shared/store/index.ts';
 import { ConflictError, type ObjectStore, type Stored } from '../../shared/store/types.ts';
@@ -173,9 +173,9 @@ export default definePlugin<EndpointConf>({
       // the pod's addresses that the rendered table holds must be in the kernel's table too
       const rendered = await compilePolicy(c.store, c.cfg.node, c.s);
       const expected = want.filter((ip) => mentions(elementsText(rendered.ruleset), ip));
-      const r = await run('nft', ['list', 'table', 'inet', c.s.table], { allowFail: true });
-      if (r.exitCode !== 0) throw new CniError(ErrorCode.CheckMismatch, `policy table inet ${c.s.table} is missing`, r.stderr.trim());
-      const missing = expected.filter((ip) => !mentions(r.stdout, ip));
+      const r = await nftTableText('inet', c.s.table);
+      if (r.text === undefined) throw new CniError(ErrorCode.CheckMismatch, `policy table inet ${c.s.table} is missing`, r.stderr);
+      const missing = expected.filter((ip) => !mentions(r.text, ip));
       if (missing.length) throw new CniError(ErrorCode.CheckMismatch, `policy table inet ${c.s.table} does not hold ${missing.join(', ')}`);
     });
   },

@@ -12,18 +12,14 @@
 import { CniError, ErrorCode, invalidConfig } from '../../shared/cni/errors.ts';
 import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
 import type { Result } from '../../shared/cni/types.ts';
-import { withLock } from '../../shared/flock.ts';
 import { familyOf } from '../../shared/ipnet.ts';
-import { run } from '../../shared/kernel/exec.ts';
+import { iptablesRestore, iptablesSave, withIptablesLock } from '../../shared/kernel/iptables.ts';
 import schema from '../../conf/schemas/firewall.schema.json' with { type: 'json' };
 import {
   addressRules, adminRule, DEFAULT_ADMIN_CHAIN, deleteLines, ensureLines, isolationRules, jumpRule, missing, parseFilter, PRIV_CHAIN, STAGE1, STAGE2,
   type Fam, type FilterState, type FirewallConf,
 } from './rules.ts';
 
-const SAVE: Record<Fam, string> = { 4: 'iptables-save', 6: 'ip6tables-save' };
-const RESTORE: Record<Fam, string> = { 4: 'iptables-restore', 6: 'ip6tables-restore' };
-const LOCK_DIR = '/run/cni-ts/locks';
 
 function backendOf(c: FirewallConf): 'iptables' {
   if (c.backend === 'firewalld') {
@@ -33,14 +29,15 @@ function backendOf(c: FirewallConf): 'iptables' {
 }
 
 async function filterState(fam: Fam): Promise<FilterState> {
-  return parseFilter((await run(SAVE[fam], ['-t', 'filter'])).stdout);
+  return parseFilter((await iptablesSave(fam, 'filter')) ?? '');
 }
 
 async function restore(fam: Fam, lines: string[]): Promise<void> {
-  if (lines.length) await run(RESTORE[fam], ['--noflush', '-w', '5'], { input: `*filter\n${lines.join('\n')}\nCOMMIT\n` });
+  if (lines.length) await iptablesRestore(fam, `*filter\n${lines.join('\n')}\nCOMMIT\n`, 5);
 }
 
-const locked = <T>(body: () => Promise<T>): Promise<T> => withLock(LOCK_DIR, body, 'iptables.lock');
+// the one iptables lock every iptables owner of ours takes (portmap, bridge's masquerade)
+const locked = withIptablesLock;
 
 const adminChain = (c: FirewallConf): string => c.iptablesAdminChainName || DEFAULT_ADMIN_CHAIN;
 const ipsOf = (r: Result | undefined, fam: Fam): string[] => (r?.ips ?? []).map((i) => i.address.split('/')[0]).filter((ip) => familyOf(ip) === fam);

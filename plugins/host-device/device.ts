@@ -6,9 +6,7 @@ import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { CniError, ErrorCode, invalidConfig } from '../../shared/cni/errors.ts';
 import type { Result, Route } from '../../shared/cni/types.ts';
-import { run } from '../../shared/kernel/exec.ts';
-import { batchable } from '../../shared/kernel/batch.ts';
-import { ipBatch, listLinks, type LinkInfo } from '../../shared/kernel/ip.ts';
+import { ipSequence, listLinks, type LinkInfo } from '../../shared/kernel/ip.ts';
 import { netnsExists } from '../../shared/kernel/netns.ts';
 import { canonicalCIDR, canonicalIP, familyOf } from '../../shared/ipnet.ts';
 import { describeSelector, normalizeMac, type Selector } from './config.ts';
@@ -17,20 +15,6 @@ import { decodeAlias, type DeviceRecord, type SavedAddr } from './record.ts';
 export const SYS_BUS_PCI = '/sys/bus/pci/devices';
 /** Drivers that mean the NIC is driven from userspace (DPDK): there is no netdev to move. */
 const USERSPACE_DRIVERS = ['vfio-pci', 'uio_pci_generic', 'igb_uio'];
-
-/**
- * Run `ip` commands in order, stopping at the first failure: in one `ip -batch` process when
- * every argument is a plain word (shared/kernel/batch.ts), else one process each with argv
- * (an odd alias or path: argv carries any byte, the batch parser would split or cut it).
- */
-export async function ipSequence(cmds: string[][], netns?: string): Promise<void> {
-  if (!cmds.length) return;
-  if (batchable(cmds)) {
-    await ipBatch(cmds, netns);
-    return;
-  }
-  for (const c of cmds) await run('ip', c, { netns });
-}
 
 /** The netns of this very process, as a path `ip ... netns` understands from inside any netns. */
 export const hostNetnsPath = (): string => `/proc/${process.pid}/ns/net`;

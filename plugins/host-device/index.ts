@@ -13,7 +13,7 @@ import { validIfname } from '../../shared/cni/env.ts';
 import { CniError, ErrorCode, invalidConfig } from '../../shared/cni/errors.ts';
 import { definePlugin, type GcRequest, type Request } from '../../shared/cni/plugin.ts';
 import type { Result } from '../../shared/cni/types.ts';
-import { ipJson, listLinks, getLink, type LinkInfo, type RouteInfo } from '../../shared/kernel/ip.ts';
+import { ipJson, ipSequence, listLinks, getLink, type LinkInfo, type RouteInfo } from '../../shared/kernel/ip.ts';
 import { netnsExists, requireNetns } from '../../shared/kernel/netns.ts';
 import { withLock } from '../../shared/flock.ts';
 import { familyOf } from '../../shared/ipnet.ts';
@@ -24,7 +24,6 @@ import {
   findRecorded,
   giveBack,
   hostAddrs,
-  ipSequence,
   isUp,
   locate,
   missingRoutes,

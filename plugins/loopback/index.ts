@@ -3,13 +3,11 @@
  * One `ip` process per verb (nsenter --net=CNI_NETNS ip ...). Chained after other plugins it
  * passes prevResult through unchanged, like the reference.
  */
-import { batchScript } from '../../shared/kernel/batch.ts';
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { definePlugin } from '../../shared/cni/plugin.ts';
 import { cloneResult } from '../../shared/cni/result.ts';
 import type { NetConfBase } from '../../shared/cni/types.ts';
-import { run } from '../../shared/kernel/exec.ts';
-import type { LinkInfo } from '../../shared/kernel/ip.ts';
+import { ipBatchJson, ipCommand, type LinkInfo } from '../../shared/kernel/ip.ts';
 import { netnsExists, requireNetns } from '../../shared/kernel/netns.ts';
 import { LO, loopbackProblems, loopbackResult } from './result.ts';
 
@@ -29,8 +27,8 @@ export default definePlugin<NetConfBase>({
     const netns = req.env.netns;
     requireNetns(netns);
     // Bring lo up and read it back (::1 only exists while lo is up) in one process.
-    const r = await run('ip', ['-json', '-batch', '-'], { netns, input: batchScript([['link', 'set', 'dev', LO, 'up'], ['addr', 'show', 'dev', LO]]) });
-    const link = parseLinks(r.stdout, `${LO} in ${netns}`)[0];
+    const out = await ipBatchJson([['link', 'set', 'dev', LO, 'up'], ['addr', 'show', 'dev', LO]], netns);
+    const link = parseLinks(out, `${LO} in ${netns}`)[0];
     if (!link) throw new CniError(ErrorCode.KernelOperation, `no loopback interface "${LO}" in ${netns}`);
     if (req.prevResult) return cloneResult(req.prevResult);
     return loopbackResult(link, netns);
@@ -41,7 +39,7 @@ export default definePlugin<NetConfBase>({
       req.log.debug(`DEL: network namespace "${netns}" is gone; nothing to do`);
       return;
     }
-    const r = await run('ip', ['link', 'set', 'dev', LO, 'down'], { netns, allowFail: true });
+    const r = await ipCommand(['link', 'set', 'dev', LO, 'down'], { netns, allowFail: true });
     // The namespace may vanish between the check and the call: that is success too.
     if (r.exitCode !== 0 && netnsExists(netns)) {
       throw new CniError(ErrorCode.KernelOperation, `could not bring ${LO} down in ${netns}: ${r.stderr.trim()}`, r.stderr.trim());
@@ -50,7 +48,7 @@ export default definePlugin<NetConfBase>({
   async check(req) {
     const netns = req.env.netns;
     requireNetns(netns);
-    const r = await run('ip', ['-json', 'addr', 'show', 'dev', LO], { netns, allowFail: true });
+    const r = await ipCommand(['-json', 'addr', 'show', 'dev', LO], { netns, allowFail: true });
     const link = r.exitCode === 0 ? parseLinks(r.stdout, `${LO} in ${netns}`)[0] : undefined;
     // Addresses prevResult reports on an interface "lo" in this namespace must still be there.
     const prev = req.prevResult;

@@ -9,22 +9,12 @@ import { CniError } from '../../shared/cni/errors.ts';
 import { Logger } from '../../shared/cni/log.ts';
 import { prepareValidators, validate } from '../../shared/cni/validate.ts';
 import schema from '../../conf/schemas/overlay.schema.json' with { type: 'json' };
-import { settingsOf, type OverlayConf, type Settings } from './config.ts';
-import { converge } from './converge.ts';
-import { checkEncryption } from './encryption.ts';
-import { openStore, type Store } from './store.ts';
+import { overlayConfigOf, settingsOf, type OverlayConf, type Settings } from '../../shared/overlay/config.ts';
+import { converge } from '../../shared/overlay/converge.ts';
+import { checkEncryption } from '../../shared/overlay/encryption.ts';
+import { openStore, type Store } from '../../shared/overlay/store.ts';
 
 const USAGE = 'usage: overlay agent --config FILE   (a .conf or .conflist holding the overlay config)\n';
-
-/** The overlay config out of a .conf or .conflist (the list's name and version apply). */
-export function overlayConfigOf(doc: Record<string, unknown>): OverlayConf {
-  if (Array.isArray(doc.plugins)) {
-    const p = (doc.plugins as Array<Record<string, unknown>>).find((x) => x && x.type === 'overlay');
-    if (!p) throw new Error('the .conflist has no plugin of type "overlay"');
-    return { ...p, name: String(doc.name ?? ''), cniVersion: String(doc.cniVersion ?? p.cniVersion ?? '') } as OverlayConf;
-  }
-  return doc as OverlayConf;
-}
 
 export class Agent {
   private store: Store | undefined;

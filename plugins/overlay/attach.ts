@@ -9,7 +9,7 @@ import { delegate, type DelegateCommand } from '../../shared/cni/delegate.ts';
 import type { Request } from '../../shared/cni/plugin.ts';
 import type { Result } from '../../shared/cni/types.ts';
 import { formatCIDR } from '../../shared/ipnet.ts';
-import type { OverlayConf, Settings } from './config.ts';
+import type { OverlayConf, Settings } from '../../shared/overlay/config.ts';
 
 /** The bridge config for pods of this host (pure). */
 export function bridgeConfig(req: Request<OverlayConf>, s: Settings, subnet: string, mtu: number): Record<string, unknown> {

@@ -6,15 +6,15 @@
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
 import { requireNetns } from '../../shared/kernel/netns.ts';
-import { trace } from '../../shared/cni/trace.ts';
+import { trace } from '../../shared/trace.ts';
 import schema from '../../conf/schemas/overlay.schema.json' with { type: 'json' };
-import { settingsOf, type OverlayConf, type Settings } from './config.ts';
-import { converge, STORE_DEADLINE_MS } from './converge.ts';
-import { checkEncryption } from './encryption.ts';
-import { hostDrift, mtuOf, readHost, underlayOf } from './host.ts';
-import { cachedLease, isHostSubnet, podsOn, subnetCount } from './lease.ts';
+import { settingsOf, type OverlayConf, type Settings } from '../../shared/overlay/config.ts';
+import { converge, STORE_DEADLINE_MS } from '../../shared/overlay/converge.ts';
+import { checkEncryption } from '../../shared/overlay/encryption.ts';
+import { hostDrift, mtuOf, readHost, underlayOf } from '../../shared/overlay/host.ts';
+import { cachedLease, isHostSubnet, podsOn, subnetCount } from '../../shared/overlay/lease.ts';
 import { delegateBridge } from './attach.ts';
-import { listLeases, openStore, withDeadline, type Store } from './store.ts';
+import { listLeases, openStore, withDeadline, type Store } from '../../shared/overlay/store.ts';
 
 async function withStore<T>(s: Settings, body: (store: Store) => Promise<T>, log?: Request<OverlayConf>['log']): Promise<T> {
   const t0 = performance.now();

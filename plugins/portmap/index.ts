@@ -5,7 +5,8 @@
 import { writeFileSync, readFileSync } from 'node:fs';
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
-import { run } from '../../shared/kernel/exec.ts';
+import { conntrackDeleteUdpToPort } from '../../shared/kernel/conntrack.ts';
+import { routeGet } from '../../shared/kernel/ip.ts';
 import { validIfname } from '../../shared/cni/env.ts';
 import { canonicalizeKeys, canonicalizeListKeys } from '../../shared/cni/keys.ts';
 import schema from '../../conf/schemas/portmap.schema.json' with { type: 'json' };
@@ -39,14 +40,8 @@ function plansOf(req: Request<PortmapConf>, s: Settings): FamilyPlan[] {
  * `127.0.0.1:hostPort` works (the flow is then masqueraded in postrouting).
  */
 async function enableRouteLocalnet(req: Request<PortmapConf>, containerIP: string): Promise<void> {
-  const r = await run('ip', ['-json', 'route', 'get', containerIP], { allowFail: true });
-  let dev: string | undefined;
-  try {
-    dev = (JSON.parse(r.stdout || '[]') as Array<{ dev?: string }>)[0]?.dev;
-  } catch {
-    dev = undefined;
-  }
-  if (r.exitCode !== 0 || !dev || !validIfname(dev) || dev === 'lo') {
+  const dev = (await routeGet(containerIP)).route?.dev;
+  if (!dev || !validIfname(dev) || dev === 'lo') {
     req.log.warn(`no host interface routes to ${containerIP}; 127.0.0.1:hostPort will not reach it`);
     return;
   }
@@ -66,8 +61,8 @@ async function flushStaleUdp(req: Request<PortmapConf>, plans: FamilyPlan[]): Pr
       const key = `${p.container.family}/${m.hostPort}`;
       if (m.protocol !== 'udp' || seen.has(key)) continue;
       seen.add(key);
-      const r = await run('conntrack', ['-D', '-f', p.container.family === 4 ? 'ipv4' : 'ipv6', '-p', 'udp', '--orig-port-dst', String(m.hostPort)], { allowFail: true });
-      if (r.exitCode > 1) req.log.info(`conntrack -D for udp/${m.hostPort}: ${r.stderr.trim()}`);
+      const why = await conntrackDeleteUdpToPort(p.container.family, m.hostPort);
+      if (why !== undefined) req.log.info(`conntrack -D for udp/${m.hostPort}: ${why}`);
     }
   }
 }

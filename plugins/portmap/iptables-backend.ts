@@ -4,27 +4,22 @@
  * concurrent ADDs (conflict detection) is serialised.
  */
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
-import { run } from '../../shared/kernel/exec.ts';
-import { withLock } from '../../shared/flock.ts';
+import { iptablesRestore, iptablesSave, iptablesUnusable, withIptablesLock } from '../../shared/kernel/iptables.ts';
 import type { Family } from '../../shared/ipnet.ts';
 import type { Backend } from './backend.ts';
 import type { Settings } from './config.ts';
 import { addRestore, attachmentChain, dnatSignature, expectedDnat, iptConflicts, networkChains, parseSave, removeRestore, type SavedNat } from './iptables.ts';
 
-const LOCK_DIR = '/run/cni-ts/locks';
-const tool = (f: Family, what: 'save' | 'restore'): string => `${f === 4 ? 'iptables' : 'ip6tables'}-${what}`;
-
 async function save(f: Family): Promise<SavedNat | undefined> {
-  const r = await run(tool(f, 'save'), ['-t', 'nat'], { allowFail: true });
-  if (r.exitCode !== 0) return undefined;
-  return parseSave(r.stdout);
+  const text = await iptablesSave(f, 'nat', { allowFail: true });
+  return text === undefined ? undefined : parseSave(text);
 }
 
 async function restore(f: Family, script: string): Promise<void> {
-  await run(tool(f, 'restore'), ['--noflush', '-w', '10'], { input: script });
+  await iptablesRestore(f, script, 10);
 }
 
-const locked = <T>(s: Settings, body: () => Promise<T>): Promise<T> => withLock(LOCK_DIR, body, 'iptables.lock');
+const locked = <T>(_s: Settings, body: () => Promise<T>): Promise<T> => withIptablesLock(body);
 
 async function removeChains(s: Settings, pick: (f: Family, saved: SavedNat) => string[]): Promise<void> {
   let usable = 0;
@@ -46,7 +41,7 @@ export const iptablesBackend: Backend = {
       for (const p of plans) {
         const f = p.container.family;
         const st = await save(f);
-        if (!st) throw new CniError(ErrorCode.KernelOperation, `${tool(f, 'save')} -t nat failed: ${f === 6 ? 'ip6tables' : 'iptables'} is not usable`, 'portmap iptables backend');
+        if (!st) throw new CniError(ErrorCode.KernelOperation, `${f === 6 ? 'ip6tables' : 'iptables'}-save -t nat failed: ${f === 6 ? 'ip6tables' : 'iptables'} is not usable`, 'portmap iptables backend');
         const c = iptConflicts(s.iptablesPrefix, chain, p, st);
         if (c.length) throw new CniError(ErrorCode.Conflict, `host port already published by another container: ${c.map((x) => `${x.want} (held by ${x.holder})`).join(', ')}`, 'portmap: nothing was changed');
         saved.set(f, st);
@@ -79,7 +74,7 @@ export const iptablesBackend: Backend = {
   },
 
   async status() {
-    const r = await run('iptables', ['-w', '5', '-t', 'nat', '-S', 'OUTPUT'], { allowFail: true });
-    if (r.exitCode !== 0) throw new CniError(ErrorCode.NotAvailable, `iptables is not usable: ${r.stderr.trim() || `exit ${r.exitCode}`}`, 'portmap STATUS');
+    const why = await iptablesUnusable();
+    if (why) throw new CniError(ErrorCode.NotAvailable, `iptables is not usable: ${why}`, 'portmap STATUS');
   },
 };

@@ -3,25 +3,18 @@
  * applies one `nft -f` transaction per verb.
  */
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
-import { run } from '../../shared/kernel/exec.ts';
+import { nftList, nftTry, nftUnusable } from '../../shared/kernel/nft.ts';
 import type { FamilyPlan } from './config.ts';
 import { describeMapping } from './config.ts';
 import { addScript, attachmentTags, conflicts, expectedSignatures, legacyRemoveLines, ownedBy, parseTable, removeLines, type TableState } from './nft.ts';
 import type { Backend } from './backend.ts';
 
 async function readTable(table: string): Promise<TableState | undefined> {
-  const r = await run('nft', ['-j', 'list', 'table', 'inet', table], { allowFail: true });
-  if (r.exitCode !== 0) {
-    if (/No such file or directory|does not exist/i.test(r.stderr)) return undefined;
-    throw new CniError(ErrorCode.KernelOperation, `nft could not list table inet ${table}: ${r.stderr.trim()}`, r.stderr.trim());
-  }
-  return parseTable(JSON.parse(r.stdout || '{}') as { nftables?: Array<Record<string, unknown>> });
+  const objects = await nftList('inet', table);
+  return objects && parseTable({ nftables: objects });
 }
 
-async function apply(script: string): Promise<{ ok: true } | { ok: false; stderr: string }> {
-  const r = await run('nft', ['-f', '-'], { input: script, allowFail: true });
-  return r.exitCode === 0 ? { ok: true } : { ok: false, stderr: r.stderr.trim() };
-}
+const apply = nftTry;
 
 function conflictError(st: TableState, tag: string, plans: FamilyPlan[]): CniError | undefined {
   const c = conflicts(st, tag, plans);
@@ -93,7 +86,7 @@ export const nftBackend: Backend = {
   },
 
   async status() {
-    const r = await run('nft', ['list', 'tables'], { allowFail: true });
-    if (r.exitCode !== 0) throw new CniError(ErrorCode.NotAvailable, `nftables is not usable: ${r.stderr.trim() || `exit ${r.exitCode}`}`, 'portmap STATUS');
+    const why = await nftUnusable();
+    if (why) throw new CniError(ErrorCode.NotAvailable, `nftables is not usable: ${why}`, 'portmap STATUS');
   },
 };

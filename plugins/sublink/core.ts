@@ -14,7 +14,7 @@ import { definePlugin, type GcRequest, type Plugin, type Request } from '../../s
 import type { NetConfBase, Result, Route } from '../../shared/cni/types.ts';
 import { randomHex } from '../../shared/hash.ts';
 import { canonicalCIDR, canonicalIP, familyOf } from '../../shared/ipnet.ts';
-import { run } from '../../shared/kernel/exec.ts';
+import { trySetSysctls } from '../../shared/kernel/sysctl.ts';
 import { ipBatch, ipJson, routes as readRoutes, type LinkInfo, type RouteInfo } from '../../shared/kernel/ip.ts';
 import { addLinkOfKind, deleteLink, getLink, ifaceConfigCommands, linkAddresses, linkKind, type RouteSpec } from '../../shared/kernel/link.ts';
 import { netnsExists, requireNetns } from '../../shared/kernel/netns.ts';
@@ -108,7 +108,7 @@ export function sublinkPlugin<C extends NetConfBase, S extends SublinkSettings>(
           const routes: RouteSpec[] = result.routes.map((r) => ({ dst: r.dst, gw: gwOf(r), mtu: r.mtu, advmss: r.advmss, metric: r.priority, table: r.table, scope: r.scope }));
           await ipBatch([rename], netns);
           // arp_notify/ndisc_notify as the references (best effort: IPv6 may be off); no DAD wait
-          await run('sysctl', ['-q', '-w', '-e', `net.ipv4.conf.${ifname}.arp_notify=1`, `net.ipv6.conf.${ifname}.ndisc_notify=1`, `net.ipv6.conf.${ifname}.accept_dad=0`], { netns, allowFail: true });
+          await trySetSysctls({ [`net.ipv4.conf.${ifname}.arp_notify`]: '1', [`net.ipv6.conf.${ifname}.ndisc_notify`]: '1', [`net.ipv6.conf.${ifname}.accept_dad`]: '0' }, netns);
           await ipBatch(ifaceConfigCommands(ifname, { addresses: result.ips.map((i) => ({ cidr: i.address, nodad: true })), up: true, routes }), netns);
         } else {
           await ipBatch([rename, ['link', 'set', 'dev', ifname, 'up']], netns);

@@ -9,8 +9,7 @@ import path from 'node:path';
 import { CniError, ErrorCode, invalidConfig } from '../../shared/cni/errors.ts';
 import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
 import type { Result } from '../../shared/cni/types.ts';
-import { run } from '../../shared/kernel/exec.ts';
-import { getLink, ipBatch, type LinkInfo } from '../../shared/kernel/ip.ts';
+import { getLink, ipBatch, ipCommand, type LinkInfo } from '../../shared/kernel/ip.ts';
 import { netnsExists, requireNetns } from '../../shared/kernel/netns.ts';
 import { readSysctls, setSysctls } from '../../shared/kernel/sysctl.ts';
 import schema from '../../conf/schemas/tuning.schema.json' with { type: 'json' };
@@ -51,7 +50,7 @@ function saveBackup(file: string, b: Backup): void {
 /** Set the attributes of `b` on the link in `netns`: one `ip -batch`, the alias apart (it may hold spaces). */
 async function applyLink(ifname: string, b: Backup, netns: string): Promise<void> {
   await ipBatch(linkCommands(ifname, b), netns);
-  if (b.alias !== undefined) await run('ip', ['link', 'set', 'dev', ifname, 'alias', b.alias], { netns });
+  if (b.alias !== undefined) await ipCommand(['link', 'set', 'dev', ifname, 'alias', b.alias], { netns });
 }
 
 async function containerLink(ifname: string, netns: string): Promise<LinkInfo> {

@@ -6,7 +6,7 @@
  */
 import { accessSync, constants, statSync } from 'node:fs';
 import path from 'node:path';
-import { spawnCollect } from '../kernel/spawn.ts';
+import { spawnCollect } from '../spawn.ts';
 import { causeOf, CniError, DelegatedError, ErrorCode } from './errors.ts';
 import type { Request } from './plugin.ts';
 import { load } from './registry.ts';

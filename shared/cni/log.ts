@@ -1,5 +1,5 @@
 import { appendFileSync } from 'node:fs';
-import { writeStderr } from './stdio.ts';
+import { writeStderr } from '../stdio.ts';
 
 export type Level = 'error' | 'warn' | 'info' | 'debug';
 const ORDER: Record<Level, number> = { error: 0, warn: 1, info: 2, debug: 3 };

@@ -1,6 +1,6 @@
 /**
  * The plugins built into this multi-call executable, by `type` name, loaded lazily so a call
- * only evaluates the plugin it runs. Filled by plugins/main.ts.
+ * only evaluates the plugin it runs. Filled by main.ts from names.ts.
  */
 import type { Plugin } from './plugin.ts';
 import type { NetConfBase } from './types.ts';

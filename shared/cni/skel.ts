@@ -4,12 +4,12 @@
  * spec versions, dispatches to the plugin's verb, and renders errors as the spec's JSON.
  */
 import { fstatSync, readSync } from 'node:fs';
-import { writeStderr, writeStdout } from './stdio.ts';
+import { writeStderr, writeStdout } from '../stdio.ts';
 import { recordCall } from './calls.ts';
 import { parseEnv, parseCommand, type Command } from './env.ts';
 import { asCniError, CniError, DelegatedError, ErrorCode } from './errors.ts';
 import { Logger } from './log.ts';
-import { trace } from './trace.ts';
+import { trace } from '../trace.ts';
 import type { Plugin, Request } from './plugin.ts';
 import { parseResult, renderResult } from './result.ts';
 import type { Attachment, NetConfBase } from './types.ts';

@@ -10,8 +10,7 @@
 import { restoreLine, restoreToken } from '../kernel/batch.ts';
 import type { Attachment } from '../cni/types.ts';
 import { familyOf } from '../ipnet.ts';
-import { run } from '../kernel/exec.ts';
-import { withLock } from '../flock.ts';
+import { iptablesRestore, iptablesSave, withIptablesLock } from '../kernel/iptables.ts';
 import {
   multicastOf,
   networkTag,
@@ -21,12 +20,9 @@ import {
   type MasqueradeBackend,
   type MasqueradeEntry,
   type MasqueradeOwner,
-} from './masquerade.ts';
+} from './owner.ts';
 
 type Fam = 4 | 6;
-const SAVE: Record<Fam, string> = { 4: 'iptables-save', 6: 'ip6tables-save' };
-const RESTORE: Record<Fam, string> = { 4: 'iptables-restore', 6: 'ip6tables-restore' };
-const LOCK_DIR = '/run/cni-ts/locks';
 export const JUMP_COMMENT = 'cni-ts bridge masquerade';
 
 /** The nat table as `iptables-save` prints it, reduced to what we need. */
@@ -68,17 +64,16 @@ export class IptablesMasquerade implements MasqueradeBackend {
   constructor(readonly chain: string) {}
 
   private async state(fam: Fam): Promise<NatState> {
-    const r = await run(SAVE[fam], ['-t', 'nat']);
-    return parseNat(r.stdout, this.chain);
+    return parseNat((await iptablesSave(fam, 'nat')) ?? '', this.chain);
   }
 
   private async restore(fam: Fam, lines: string[]): Promise<void> {
     if (!lines.length) return;
-    await run(RESTORE[fam], ['--noflush', '-w', '5'], { input: `*nat\n${lines.join('\n')}\nCOMMIT\n` });
+    await iptablesRestore(fam, `*nat\n${lines.join('\n')}\nCOMMIT\n`, 5);
   }
 
   private locked<T>(body: () => Promise<T>): Promise<T> {
-    return withLock(LOCK_DIR, body, 'iptables.lock');
+    return withIptablesLock(body);
   }
 
   async add(owner: MasqueradeOwner, entries: MasqueradeEntry[]): Promise<void> {

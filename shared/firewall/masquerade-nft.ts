@@ -8,9 +8,8 @@
  */
 import type { Attachment } from '../cni/types.ts';
 import { familyOf } from '../ipnet.ts';
-import { run } from '../kernel/exec.ts';
 import { nft, nftScript, nftString } from '../kernel/batch.ts';
-import { nftApply } from '../kernel/nft.ts';
+import { nftApply, nftList, nftTry } from '../kernel/nft.ts';
 import {
   multicastOf,
   networkTag,
@@ -20,7 +19,7 @@ import {
   type MasqueradeBackend,
   type MasqueradeEntry,
   type MasqueradeOwner,
-} from './masquerade.ts';
+} from './owner.ts';
 
 export const MASQ_CHAIN = 'postrouting';
 
@@ -36,14 +35,8 @@ export interface NftRule {
 
 /** Rules of a table (optionally one chain); [] when the table or chain does not exist. */
 export async function listRules(family: string, table: string, chain?: string): Promise<NftRule[]> {
-  const args = chain ? ['-j', 'list', 'chain', family, table, chain] : ['-j', 'list', 'table', family, table];
-  const r = await run('nft', args, { allowFail: true });
-  if (r.exitCode !== 0) {
-    if (/No such file or directory|does not exist/i.test(r.stderr)) return [];
-    await run('nft', args); // rethrow the real error
-  }
-  const parsed = JSON.parse(r.stdout || '{"nftables":[]}') as { nftables: Array<{ rule?: NftRule }> };
-  return parsed.nftables.filter((o) => o.rule).map((o) => o.rule as NftRule);
+  const objects = (await nftList(family, table, { chain })) ?? [];
+  return objects.filter((o) => o.rule).map((o) => o.rule as unknown as NftRule);
 }
 
 /** `delete rule` lines for `rules` (by handle); one transaction when applied together. */
@@ -67,8 +60,10 @@ export async function deleteTaggedRules(family: string, table: string, chain: st
   for (let attempt = 0; ; attempt++) {
     const mine = taggedRules(await listRules(family, table, chain), match);
     if (!mine.length) return 0;
-    const r = await run('nft', ['-f', '-'], { input: deleteRulesScript(mine), allowFail: attempt < 2 });
-    if (r.exitCode === 0) return mine.length;
+    const script = deleteRulesScript(mine);
+    if (attempt >= 2) await nftApply(script);
+    else if (!(await nftTry(script)).ok) continue;
+    return mine.length;
   }
 }
 

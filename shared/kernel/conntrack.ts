@@ -3,7 +3,7 @@
  * events (`conntrack -E`, a long-running child whose lines are handed to a callback).
  */
 import { run } from './exec.ts';
-import { childProcess } from './spawn.ts';
+import { childProcess } from '../spawn.ts';
 
 export interface CtEntry {
   /** NEW / UPDATE / DESTROY for events; undefined for a listing */
@@ -99,4 +99,14 @@ export function conntrackEvents(onEntry: (e: CtEntry) => void, onExit: (why: str
     stopped = true;
     child.kill('SIGTERM');
   };
+}
+
+/**
+ * Delete the UDP entries whose original destination port is `port` (`conntrack -D`): flows to
+ * a host port seen before a mapping existed. Returns conntrack's complaint when it failed
+ * (exit 1, "0 flow entries", is not a failure), else undefined.
+ */
+export async function conntrackDeleteUdpToPort(family: 4 | 6, port: number, netns?: string): Promise<string | undefined> {
+  const r = await run('conntrack', ['-D', '-f', family === 4 ? 'ipv4' : 'ipv6', '-p', 'udp', '--orig-port-dst', String(port)], { netns, allowFail: true });
+  return r.exitCode > 1 ? r.stderr.trim() : undefined;
 }

@@ -2,9 +2,9 @@
  * The one place the suite starts kernel tools. argv arrays only, never a shell string;
  * `netns` runs the tool inside a network namespace given by path (nsenter --net=PATH).
  */
-import { spawnCollect } from './spawn.ts';
+import { spawnCollect } from '../spawn.ts';
 import { CniError, ErrorCode } from '../cni/errors.ts';
-import { trace, tracing } from '../cni/trace.ts';
+import { trace, tracing } from '../trace.ts';
 
 export interface RunOptions {
   /** Text for the tool's stdin (ip -batch -, nft -f -). */

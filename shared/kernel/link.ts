@@ -3,7 +3,7 @@
  * link's state, move a link into a netns (by path), configure addresses and routes inside a
  * netns in one `ip -batch`, delete links idempotently. Command builders are pure functions.
  */
-import { randomBytes } from '../hash.ts';
+import { randomBytes, randomHex } from '../hash.ts';
 import { readFileSync } from 'node:fs';
 import { CniError, ErrorCode } from '../cni/errors.ts';
 import { familyOf } from '../ipnet.ts';
@@ -198,5 +198,21 @@ export async function addLinkOfKind(argv: string[], kind: string, netns?: string
     if (lacksLinkKind(text)) throw missingKind(kind, e instanceof CniError ? e.details : text);
     if (/File exists/i.test(text)) throw new CniError(ErrorCode.Conflict, `cannot create ${kind} link: the name is taken`, e instanceof CniError ? e.details : text);
     throw e;
+  }
+}
+
+/**
+ * Whether the kernel can filter VLANs on a bridge: create a throw-away bridge with
+ * vlan_filtering on and read it back. Leaves nothing behind.
+ */
+export async function vlanFilteringSupported(): Promise<boolean> {
+  const probe = `cnivf${randomHex(4)}`;
+  const r = await run('ip', ['link', 'add', 'name', probe, 'type', 'bridge', 'vlan_filtering', '1'], { allowFail: true });
+  if (r.exitCode !== 0) return false;
+  try {
+    const l = await getLink(probe);
+    return l?.linkinfo?.info_data?.vlan_filtering === 1;
+  } finally {
+    await run('ip', ['link', 'del', 'dev', probe], { allowFail: true });
   }
 }

@@ -1,5 +1,7 @@
 import { statfsSync, statSync } from 'node:fs';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { CniError, ErrorCode } from '../cni/errors.ts';
+import { childProcess } from '../spawn.ts';
 
 const NSFS_MAGIC = 0x6e736673;
 const PROC_MAGIC = 0x9fa0;
@@ -29,4 +31,13 @@ export function requireNetns(path: string): void {
   if (!netnsExists(path)) {
     throw new CniError(ErrorCode.InvalidEnvironment, `CNI_NETNS "${path}" is not a network namespace`, 'CNI_NETNS must name an existing network namespace');
   }
+}
+
+/**
+ * A long-running child of ours started inside a network namespace (`nsenter --net=NETNS --
+ * argv...`), stdout and stderr piped: e.g. the dhcp daemon's per-lease client, whose sockets
+ * must live in the container's namespace. The caller owns the child (kill, wait).
+ */
+export function spawnInNetns(netns: string, argv: string[]): ChildProcessWithoutNullStreams {
+  return childProcess().spawn('nsenter', [`--net=${netns}`, '--', ...argv], { stdio: ['pipe', 'pipe', 'pipe'] }) as ChildProcessWithoutNullStreams;
 }

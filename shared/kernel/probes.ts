@@ -5,7 +5,7 @@
  * a network namespace (nsenter --net=PATH). Parsing the output is the caller's (pure) business.
  */
 import { run, type RunResult } from './exec.ts';
-import { childProcess } from './spawn.ts';
+import { childProcess } from '../spawn.ts';
 
 export interface ProbeOptions {
   netns?: string;
@@ -29,6 +29,11 @@ export function tracepath(target: string, maxHops: number, o: ProbeOptions = {})
 /** `dig @SERVER NAME TYPE` with one try, short timeout, header, answer and statistics. */
 export function dig(name: string, server: string, qtype = 'A', o: ProbeOptions = {}): Promise<RunResult> {
   return run('dig', [`@${server}`, '+tries=1', '+time=2', '+noall', '+comments', '+answer', '+stats', name, qtype], { netns: o.netns, allowFail: true, timeoutMs: o.timeoutMs ?? 5000 });
+}
+
+/** A program of ours (argv[0] an absolute path) run inside `netns`, bounded (the port test's socket must live there). */
+export function inNetns(argv: string[], o: ProbeOptions & { netns: string }): Promise<RunResult> {
+  return run(argv[0]!, argv.slice(1), { netns: o.netns, allowFail: true, timeoutMs: o.timeoutMs ?? 10_000 });
 }
 
 export interface Capture {

@@ -38,3 +38,13 @@ export async function readSysctls(keys: string[], netns: string): Promise<string
   }
   return lines;
 }
+
+/**
+ * Best effort: set sysctls inside `netns` with one `sysctl -q -w -e` process (-e: keys this
+ * kernel lacks, e.g. IPv6 off, are skipped); a failure is ignored.
+ */
+export async function trySetSysctls(values: Record<string, string>, netns?: string): Promise<void> {
+  const keys = Object.keys(values);
+  if (!keys.length) return;
+  await run('sysctl', ['-q', '-w', '-e', ...keys.map((k) => `${k}=${values[k]}`)], { netns, allowFail: true });
+}

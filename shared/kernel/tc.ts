@@ -4,6 +4,7 @@
  */
 import { batchScript } from './batch.ts';
 import { run, type RunResult } from './exec.ts';
+import { sha512Hex } from '../hash.ts';
 
 /** Several `tc` commands (argv without "tc") in one process; throws (code 100) on the first failure (`force`: runs them all). */
 export async function tcBatch(cmds: string[][], opts: { netns?: string; allowFail?: boolean; force?: boolean } = {}): Promise<RunResult | undefined> {
@@ -48,3 +49,6 @@ export async function tcClasses(dev: string, netns?: string): Promise<ClassInfo[
       return { kind: m[1], handle: m[2], rate: rate ? (Number(rate[1]) * UNIT[rate[2]]) / 8 : undefined };
     });
 }
+
+/** The IFB device of an attachment: "bwp" + the first 12 hex digits of SHA-512(network name + container ID), as the reference. */
+export const ifbName = (networkName: string, containerId: string): string => `bwp${sha512Hex(networkName + containerId)}`.slice(0, 15);

@@ -14,7 +14,7 @@
 import { readFileSync } from 'node:fs';
 import { Etcd3, type IKeyValue, type IOptions, type Watcher } from 'etcd3';
 import { CLUSTER_SCOPED, type CniObject, type Kind } from '../objects/types.ts';
-import { refOf, storedForm, withRevision, ALL_KINDS } from './index.ts';
+import { refOf, storedForm, withRevision, ALL_KINDS } from './forms.ts';
 import { ConflictError, StoreUnavailableError, type ObjectRef, type ObjectStore, type PutOptions, type StoreConfig, type Stored, type WatchEvent } from './types.ts';
 
 export const DEFAULT_PREFIX = '/cni-ts';

@@ -17,7 +17,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, r
 import path from 'node:path';
 import type { CniObject, Kind } from '../objects/types.ts';
 import { withLock } from '../flock.ts';
-import { deepFreeze, refOf, storedForm } from './index.ts';
+import { deepFreeze, refOf, storedForm } from './forms.ts';
 import { ConflictError, StoreUnavailableError, type ObjectRef, type ObjectStore, type PutOptions, type Stored, type WatchEvent } from './types.ts';
 
 /** Events the log keeps: a watcher further behind than this gets a resync. */

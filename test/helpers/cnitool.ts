@@ -101,7 +101,7 @@ export function bridgePlugin(tb: Testbed, extra: Record<string, unknown> = {}): 
 
 /**
  * '' when our built `names` are real plugins; otherwise why not (not registered in
- * plugins/main.ts yet, or still a placeholder), for `it.skipIf`.
+ * names.ts yet, or still a placeholder), for `it.skipIf`.
  */
 export async function oursMissing(names: string[], binDir = BIN): Promise<string> {
   const missing: string[] = [];

@@ -3,7 +3,7 @@
  * (LinkInfo, AddrInfo, RouteInfo of shared/kernel/ip.ts), for the fields the plugins read, with
  * iproute2's names and conventions (flag order, "default", table and scope names). Pure.
  */
-import type { AddrInfo, LinkInfo, RouteInfo } from '../ip.ts';
+import type { AddrInfo, LinkInfo, RouteInfo } from '../iptypes.ts';
 import * as C from './constants.ts';
 import { Attrs, formatIp, formatMac, IFADDRMSG_LEN, IFINFOMSG_LEN, parseIfaddrmsg, parseIfinfomsg, parseRtmsg, RTMSG_LEN, align4, type NlMsg } from './codec.ts';
 

@@ -7,7 +7,7 @@
  * before this thread waits on the kernel (docs/netlink.md).
  */
 import { CniError, ErrorCode } from '../../cni/errors.ts';
-import type { LinkInfo, RouteInfo } from '../ip.ts';
+import type { LinkInfo, RouteInfo } from '../iptypes.ts';
 import * as C from './constants.ts';
 import { attr, ifaddrmsg, ifinfomsg, rtmsg } from './codec.ts';
 import { decodeAddr, decodeLink, decodeRoute, resolveLink, resolveRoute, type LinkRef } from './decode.ts';

@@ -13,7 +13,7 @@
  * The same bracket writes /proc/sys files of another netns (procfs resolves net sysctls for
  * the opener's namespace at open time).
  */
-import { trace, tracing } from '../../cni/trace.ts';
+import { trace, tracing } from '../../trace.ts';
 import { CniError, ErrorCode } from '../../cni/errors.ts';
 import * as C from './constants.ts';
 import { describeError, encodeMessage, parseError, parseMessages, type NlMsg, type NlRequest } from './codec.ts';

@@ -28,7 +28,7 @@ export async function oursMissing(name: string): Promise<string> {
   const exe = path.join(BIN, name);
   if (!existsSync(exe)) return `dist/bin/${name} does not exist (run make build)`;
   const v = await execa(exe, [], { env: { CNI_COMMAND: 'VERSION' }, extendEnv: false, input: '{"cniVersion":"1.0.0"}', reject: false });
-  if (v.exitCode !== 0 || !String(v.stdout).includes('supportedVersions')) return `our ${name} is not registered in plugins/main.ts yet`;
+  if (v.exitCode !== 0 || !String(v.stdout).includes('supportedVersions')) return `our ${name} is not registered in names.ts yet`;
   const about = await execa(exe, ['--help'], { reject: false, extendEnv: false, env: {} });
   if (/placeholder/i.test(`${String(about.stdout)} ${String(about.stderr)}`)) return `our ${name} is still a placeholder`;
   return '';

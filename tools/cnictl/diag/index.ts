@@ -78,9 +78,9 @@ export function parseConnectivity(args: string[]): ConnectivityArgs & { json: bo
 
 /** The CNI CHECK of an attachment, from the runtime's cache (libcni's cniCacheV1 records). */
 async function cniCheck(ep: Endpoint, cacheDir: string, cniPath: string[]): Promise<EndpointReport['check']> {
-  const { listCache } = await import('../../../plugins/cnitool/cache.ts');
-  const { parseConfList } = await import('../../../plugins/cnitool/conf.ts');
-  const { checkNetworkList, runtimeFromCache } = await import('../../../plugins/cnitool/libcni.ts');
+  const { listCache } = await import('../../../shared/libcni/cache.ts');
+  const { parseConfList } = await import('../../../shared/libcni/conf.ts');
+  const { checkNetworkList, runtimeFromCache } = await import('../../../shared/libcni/libcni.ts');
   const e = listCache(cacheDir).find((x) => x.containerId === ep.spec.containerId && x.ifName === ep.spec.ifname && x.networkName === ep.spec.network) ?? listCache(cacheDir).find((x) => x.containerId === ep.spec.containerId && x.ifName === ep.spec.ifname);
   if (!e) return { result: 'skipped', detail: `no cached attachment of container ${ep.spec.containerId} ${ep.spec.ifname} under ${cacheDir}/results (not added by a libcni runtime with this cache dir)` };
   try {

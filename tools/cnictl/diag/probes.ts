@@ -7,9 +7,8 @@
 import net from 'node:net';
 import dgram from 'node:dgram';
 import path from 'node:path';
-import { dig, ping, tracepath } from '../../../shared/kernel/probes.ts';
-import { run } from '../../../shared/kernel/exec.ts';
-import { PLUGIN_NAMES, TOOL_NAMES } from '../../../plugins/names.ts';
+import { existsSync } from 'node:fs';
+import { dig, inNetns, ping, tracepath } from '../../../shared/kernel/probes.ts';
 import type { DnsReport, Hop, PingReport, PortReport, PortState } from './schema.ts';
 
 // ---------------------------------------------------------------- parsers (pure)
@@ -171,16 +170,17 @@ export function selfCnictl(): string[] {
   const exe = process.execPath;
   const base = path.basename(exe);
   if (base === 'cnictl') return [exe];
-  if ((PLUGIN_NAMES as readonly string[]).includes(base) || (TOOL_NAMES as readonly string[]).includes(base)) return [path.join(path.dirname(exe), 'cnictl')];
   if (/^(node|bun)(\.exe)?$/.test(base)) return [exe, ...process.execArgv, process.argv[1] ?? '', 'cnictl'];
-  return [exe, 'cnictl'];
+  // another hard link of the multi-call executable (a plugin's or tool's name): its sibling cnictl
+  const sibling = path.join(path.dirname(exe), 'cnictl');
+  return existsSync(sibling) ? [sibling] : [exe, 'cnictl'];
 }
 
 /** The port test from inside `netns` (this executable re-run there), bounded by `timeoutMs`. */
 export async function runPortProbe(protocol: 'tcp' | 'udp', address: string, port: number, netns: string | undefined, timeoutMs = 2000): Promise<PortReport> {
   if (!netns) return portProbe(protocol, address, port, timeoutMs);
   const [cmd, ...pre] = selfCnictl();
-  const r = await run(cmd!, [...pre, 'diag', '_port', protocol, address, String(port), String(timeoutMs)], { netns, allowFail: true, timeoutMs: timeoutMs + 5000 });
+  const r = await inNetns([cmd!, ...pre, 'diag', '_port', protocol, address, String(port), String(timeoutMs)], { netns, timeoutMs: timeoutMs + 5000 });
   try {
     return JSON.parse(r.stdout) as PortReport;
   } catch {

@@ -6,8 +6,8 @@
  */
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { ID_PATTERN, validIfname } from '../../shared/cni/env.ts';
-import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
+import { ID_PATTERN, validIfname } from '../cni/env.ts';
+import { CniError, ErrorCode } from '../cni/errors.ts';
 
 export const DEFAULT_CACHE_DIR = '/var/lib/cni';
 export const CACHE_KIND = 'cniCacheV1';

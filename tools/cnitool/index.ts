@@ -8,10 +8,10 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { asCniError, CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import type { Attachment } from '../../shared/cni/types.ts';
-import { DEFAULT_CACHE_DIR, listCache } from './cache.ts';
-import { loadNetwork, type NetworkList } from './conf.ts';
+import { DEFAULT_CACHE_DIR, listCache } from '../../shared/libcni/cache.ts';
+import { loadNetwork, type NetworkList } from '../../shared/libcni/conf.ts';
 import { errorJson, formatError, formatGc, formatResult, formatStatus } from './format.ts';
-import { addNetworkList, checkNetworkList, delNetworkList, gcNetworkList, statusNetworkList, type RuntimeConf, type ToolOptions } from './libcni.ts';
+import { addNetworkList, checkNetworkList, delNetworkList, gcNetworkList, statusNetworkList, type RuntimeConf, type ToolOptions } from '../../shared/libcni/libcni.ts';
 
 export const DEFAULT_NET_DIR = '/etc/cni/net.d';
 export const DEFAULT_CNI_PATH = '/opt/cni/bin';

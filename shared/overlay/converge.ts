@@ -5,14 +5,14 @@
  * store (code 11) never leaves a half-configured host.
  */
 import { hostname } from 'node:os';
-import type { Logger } from '../../shared/cni/log.ts';
-import { ipBatch } from '../../shared/kernel/ip.ts';
-import { setSysctls } from '../../shared/kernel/sysctl.ts';
-import { withLock } from '../../shared/flock.ts';
-import { trace } from '../../shared/cni/trace.ts';
+import type { Logger } from '../cni/log.ts';
+import { ipBatch } from '../kernel/ip.ts';
+import { setSysctls } from '../kernel/sysctl.ts';
+import { withLock } from '../flock.ts';
+import { trace } from '../trace.ts';
 import type { Settings } from './config.ts';
-import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
-import { contains, parseCIDR } from '../../shared/ipnet.ts';
+import { CniError, ErrorCode } from '../cni/errors.ts';
+import { contains, parseCIDR } from '../ipnet.ts';
 import { applyMasq, applyPeers, masqInPlace, gatewayOf, localNets, mtuOf, planPeers, planVtep, readHost, underlayOf, type Underlay } from './host.ts';
 import { acquireLease, podsOn, saveLease, vtepMacFor } from './lease.ts';
 import { planBridge } from './hostbridge.ts';

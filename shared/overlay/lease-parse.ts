@@ -5,17 +5,11 @@
  * subnet in `route replace`) is checked here, and a record that fails any check is skipped
  * (and logged once per content) instead of failing the caller. Pure, no I/O.
  */
-import { bitsOf, contains, formatCIDR, formatIP, network, parseCIDR, parseIP, type Family, type IP, type IPNet } from '../../shared/ipnet.ts';
-import type { Logger } from '../../shared/cni/log.ts';
-import type { Lease } from './store.ts';
+import { bitsOf, contains, formatCIDR, formatIP, network, parseCIDR, parseIP, type Family, type IP, type IPNet } from '../ipnet.ts';
+import type { Logger } from '../cni/log.ts';
+import type { Lease, RawLease } from './store-contract.ts';
 
-/** A lease record as a store holds it: the subnet its key names, and the stored value (JSON text or an object). */
-export interface RawLease {
-  subnet: string;
-  value: unknown;
-  /** set by a store that already knows the record is unusable (e.g. the file store's `expires`) */
-  invalid?: string;
-}
+export type { RawLease } from './store-contract.ts';
 
 /** What the record must fit: the cluster network, the host subnet length, the underlay's family. Absent parts are not checked. */
 export interface LeaseContext {

@@ -5,14 +5,14 @@
  * address so hosts joining together rarely race for the same one. The store's create-if-absent
  * settles any race.
  */
-import { sha256Bytes } from '../../shared/hash.ts';
+import { sha256Bytes } from '../hash.ts';
 import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
-import { bitsOf, contains, formatCIDR, network, parseCIDR, parseIP, type IPNet } from '../../shared/ipnet.ts';
+import { CniError, ErrorCode } from '../cni/errors.ts';
+import { bitsOf, contains, formatCIDR, network, parseCIDR, parseIP, type IPNet } from '../ipnet.ts';
 import { parseLease } from './lease-parse.ts';
 import type { Settings } from './config.ts';
-import type { Lease, Store } from './store.ts';
+import type { Lease, Store } from './store-contract.ts';
 
 export interface HostIdentity {
   publicIP: string;

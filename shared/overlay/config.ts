@@ -3,9 +3,9 @@
  * other module derives from it (per-host subnet size, VXLAN device name, state paths). Pure.
  */
 import path from 'node:path';
-import { invalidConfig } from '../../shared/cni/errors.ts';
-import type { NetConfBase } from '../../shared/cni/types.ts';
-import { bitsOf, formatCIDR, network, parseCIDR, type IPNet } from '../../shared/ipnet.ts';
+import { invalidConfig } from '../cni/errors.ts';
+import type { NetConfBase } from '../cni/types.ts';
+import { bitsOf, formatCIDR, network, parseCIDR, type IPNet } from '../ipnet.ts';
 
 export interface EtcdStoreConf {
   type: 'etcd';
@@ -110,3 +110,13 @@ export function settingsOf(c: OverlayConf): Settings {
 
 /** VXLAN header overhead: outer IP (20 / 40) + UDP 8 + VXLAN 8 + inner Ethernet 14. */
 export const vxlanOverhead = (underlayFamily: 4 | 6): number => (underlayFamily === 6 ? 70 : 50);
+
+/** The overlay config out of a .conf or .conflist (the list's name and version apply). */
+export function overlayConfigOf(doc: Record<string, unknown>): OverlayConf {
+  if (Array.isArray(doc.plugins)) {
+    const p = (doc.plugins as Array<Record<string, unknown>>).find((x) => x && x.type === 'overlay');
+    if (!p) throw new Error('the .conflist has no plugin of type "overlay"');
+    return { ...p, name: String(doc.name ?? ''), cniVersion: String(doc.cniVersion ?? p.cniVersion ?? '') } as OverlayConf;
+  }
+  return doc as OverlayConf;
+}

@@ -5,8 +5,8 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
-import { compareVersions, isSupported, LATEST } from '../../shared/cni/version.ts';
+import { CniError, ErrorCode } from '../cni/errors.ts';
+import { compareVersions, isSupported, LATEST } from '../cni/version.ts';
 
 export type PluginConf = Record<string, unknown> & { type: string; capabilities?: Record<string, boolean> };
 

@@ -2,8 +2,8 @@
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { parseResult } from '../../shared/cni/result.ts';
 import type { Attachment } from '../../shared/cni/types.ts';
-import { ChainError, type GcReport, type PluginStatus } from './libcni.ts';
-import { PluginError } from './invoke.ts';
+import { ChainError, type GcReport, type PluginStatus } from '../../shared/libcni/libcni.ts';
+import { PluginError } from '../../shared/libcni/invoke.ts';
 
 const CODE_NAMES: Record<number, string> = {
   1: 'incompatible CNI version',

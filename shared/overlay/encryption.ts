@@ -3,8 +3,8 @@
  * naming the kernel feature, probed in a throwaway network namespace (`unshare --net`) so the
  * probe never touches the host's devices or xfrm state.
  */
-import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
-import { run } from '../../shared/kernel/exec.ts';
+import { CniError, ErrorCode } from '../cni/errors.ts';
+import { probeInFreshNetns } from '../kernel/feature.ts';
 
 const PROBES: Record<string, { feature: string; argv: string[] }> = {
   wireguard: { feature: 'WireGuard (link type "wireguard")', argv: ['ip', 'link', 'add', 'wgprobe0', 'type', 'wireguard'] },
@@ -18,7 +18,7 @@ export async function checkEncryption(mode: string): Promise<void> {
   if (mode === 'none') return;
   const probe = PROBES[mode];
   if (!probe) throw new CniError(ErrorCode.InvalidConfig, `invalid network config: encryption: must be one of "none", "wireguard", "ipsec"`, 'field "encryption"');
-  const r = await run('unshare', ['--net', '--', ...probe.argv], { allowFail: true });
+  const r = await probeInFreshNetns(probe.argv);
   if (r.exitCode !== 0) {
     throw new CniError(
       ErrorCode.KernelFeatureMissing,

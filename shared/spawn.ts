@@ -4,7 +4,7 @@
  * cost ~40 ms of start-up, more than the runtime start itself (see docs/benchmarks.md), and
  * this is all the plugins need from it.
  */
-import { trace, tracing } from '../cni/trace.ts';
+import { trace, tracing } from './trace.ts';
 
 /**
  * node:child_process, loaded on first use (process.getBuiltinModule): it brings net and the

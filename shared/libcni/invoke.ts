@@ -4,8 +4,8 @@
  * CNI error.
  */
 import { execa } from 'execa';
-import { findInPath } from '../../shared/cni/delegate.ts';
-import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
+import { findInPath } from '../cni/delegate.ts';
+import { CniError, ErrorCode } from '../cni/errors.ts';
 
 export type Verb = 'ADD' | 'DEL' | 'CHECK' | 'GC' | 'STATUS' | 'VERSION';
 

@@ -1,15 +1,17 @@
 /**
- * Where hosts publish their subnet leases. Two backends behind one contract (the same tests run
- * against both): etcd for a cluster, a JSON file for one host or a shared filesystem.
- * A lease is created only when its subnet is free (atomic create-if-absent), renewed only by
- * its holder, and disappears once its TTL passes without renewal.
+ * The contract of the overlay's lease store (what every backend implements and every caller
+ * holds): leases, raw records, store errors and keys. Backends (store-file.ts, store-etcd.ts)
+ * import this, and store.ts opens them, so no module imports its own importer.
  */
-import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
-import type { Logger } from '../../shared/cni/log.ts';
-import type { StoreConf } from './config.ts';
-import { validLeases, type LeaseContext, type RawLease } from './lease-parse.ts';
+import { CniError, ErrorCode } from '../cni/errors.ts';
 
-export type { RawLease } from './lease-parse.ts';
+/** A lease record as a store holds it: the subnet its key names, and the stored value (JSON text or an object). */
+export interface RawLease {
+  subnet: string;
+  value: unknown;
+  /** set by a store that already knows the record is unusable (e.g. the file store's `expires`) */
+  invalid?: string;
+}
 
 export interface Lease {
   /** the host subnet, CIDR: "10.244.3.0/24" */
@@ -65,16 +67,6 @@ export async function withDeadline<T>(what: string, ms: number, op: () => Promis
   }
 }
 
-export async function openStore(conf: StoreConf, opts: { persistent?: boolean } = {}): Promise<Store> {
-  if (conf.type === 'file') return new (await import('./store-file.ts')).FileStore(conf.path);
-  return new (await import('./store-etcd.ts')).EtcdStore(conf.endpoints, conf.prefix, opts.persistent ?? false);
-}
-
 /** Key-safe form of a subnet: 10.244.3.0/24 -> 10.244.3.0-24 (flannel spells it the same way). */
 export const subnetKey = (subnet: string): string => subnet.replace('/', '-');
 export const subnetFromKey = (key: string): string => key.replace(/-(\d+)$/, '/$1');
-
-/** The valid live leases of a store; invalid records are skipped and logged (once per content). */
-export async function listLeases(store: Store, ctx: LeaseContext, log?: Logger): Promise<Lease[]> {
-  return validLeases(await store.list(), ctx, log);
-}

@@ -3,8 +3,8 @@
  * routed at once: addressed with the subnet's gateway, and with a MAC fixed from the subnet so
  * it never flips to a port's MAC when pods come and go. Pods are attached by the bridge plugin.
  */
-import { sha256Bytes } from '../../shared/hash.ts';
-import { parseCIDR } from '../../shared/ipnet.ts';
+import { sha256Bytes } from '../hash.ts';
+import { parseCIDR } from '../ipnet.ts';
 import type { Settings } from './config.ts';
 import { gatewayOf } from './host.ts';
 

@@ -7,7 +7,7 @@
 import { Etcd3, type IKeyValue } from 'etcd3';
 import { DEFAULTS } from './config.ts';
 import { parseLease } from './lease-parse.ts';
-import { subnetFromKey, subnetKey, type Lease, type RawLease, type Store } from './store.ts';
+import { subnetFromKey, subnetKey, type Lease, type RawLease, type Store } from './store-contract.ts';
 
 const CALL_DEADLINE_MS = 3000;
 

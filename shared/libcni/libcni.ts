@@ -3,10 +3,10 @@
  * config injection (name, cniVersion, prevResult, runtimeConfig by declared capability), and
  * the attachment cache. Usable as a library (tests, benchmarks) and behind the `cnitool` CLI.
  */
-import { asCniError, CniError, ErrorCode } from '../../shared/cni/errors.ts';
-import { parseResult, renderResult } from '../../shared/cni/result.ts';
-import type { Attachment } from '../../shared/cni/types.ts';
-import { atLeast } from '../../shared/cni/version.ts';
+import { asCniError, CniError, ErrorCode } from '../cni/errors.ts';
+import { parseResult, renderResult } from '../cni/result.ts';
+import type { Attachment } from '../cni/types.ts';
+import { atLeast } from '../cni/version.ts';
 import { cacheEntry, deleteCache, listCache, readCachedResult, validateAttachment, writeCache, type CacheEntry } from './cache.ts';
 import type { NetworkList, PluginConf } from './conf.ts';
 import { execPlugin, type ExecOptions } from './invoke.ts';

@@ -3,15 +3,14 @@
  * FDB entry per peer host, and the masquerade table. Planning is pure (state in, commands
  * out); this module's kernel layer only reads state and applies the plans in batches.
  */
-import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
-import { run } from '../../shared/kernel/exec.ts';
-import { bridgeBatch, ipBatch, type LinkInfo, type RouteInfo } from '../../shared/kernel/ip.ts';
-import { nft, nftScript, nftString } from '../../shared/kernel/batch.ts';
-import { nftApply } from '../../shared/kernel/nft.ts';
-import { formatCIDR, formatIP, network, overlaps, parseCIDR, type IPNet } from '../../shared/ipnet.ts';
+import { CniError, ErrorCode } from '../cni/errors.ts';
+import { bridgeBatch, bridgeJsonMaybe, ipBatch, ipJsonMaybe, type LinkInfo, type RouteInfo } from '../kernel/ip.ts';
+import { nft, nftScript, nftString } from '../kernel/batch.ts';
+import { nftApply, nftList } from '../kernel/nft.ts';
+import { formatCIDR, formatIP, network, overlaps, parseCIDR, type IPNet } from '../ipnet.ts';
 import { vxlanOverhead, type Settings } from './config.ts';
 import { isHostSubnet } from './lease.ts';
-import type { Lease } from './store.ts';
+import type { Lease } from './store-contract.ts';
 
 export interface NeighInfo {
   dst: string;
@@ -44,31 +43,22 @@ export interface Underlay {
 
 /** Read everything a reconcile needs: four reads, run in parallel. */
 export async function readHost(s: Settings): Promise<HostState> {
-  const json = async <T>(cmd: string, args: string[]): Promise<T> => {
-    const r = await run(cmd, ['-json', ...args], { allowFail: true });
-    if (r.exitCode !== 0) return [] as unknown as T;
-    return JSON.parse(r.stdout.trim() || '[]') as T;
-  };
+  const json = async <T>(read: Promise<T[] | undefined>): Promise<T[]> => (await read) ?? [];
+  // the masquerade rules' comments; undefined when the table cannot be read (absent or not)
   const masqTable = async (): Promise<string[] | undefined> => {
-    const r = await run('nft', ['-j', 'list', 'table', 'ip', s.nftTable], { allowFail: true });
-    if (r.exitCode !== 0) return undefined;
-    try {
-      const items = (JSON.parse(r.stdout) as { nftables?: Array<{ rule?: { comment?: string } }> }).nftables ?? [];
-      return items.filter((i) => i.rule).map((i) => i.rule?.comment ?? '');
-    } catch {
-      return undefined;
-    }
+    const items = await nftList('ip', s.nftTable).catch(() => undefined);
+    return items?.filter((i) => i.rule).map((i) => String(i.rule?.comment ?? ''));
   };
   const [links, routes, neigh, fdb, masq] = await Promise.all([
-    json<LinkInfo[]>('ip', ['-details', 'addr', 'show']),
-    json<RouteInfo[]>('ip', ['route', 'show', 'table', 'main']),
-    json<NeighInfo[]>('ip', ['neigh', 'show', 'dev', s.vxlan]),
-    json<FdbInfo[]>('bridge', ['fdb', 'show', 'dev', s.vxlan]),
+    json(ipJsonMaybe<LinkInfo[]>(['-details', 'addr', 'show'])),
+    json(ipJsonMaybe<RouteInfo[]>(['route', 'show', 'table', 'main'])),
+    json(ipJsonMaybe<NeighInfo[]>(['neigh', 'show', 'dev', s.vxlan])),
+    json(bridgeJsonMaybe<FdbInfo[]>(['fdb', 'show', 'dev', s.vxlan])),
     masqTable(),
   ]);
   // An IPv6-only underlay: its default route is in the IPv6 table (one more read, only then).
   if (!s.underlayInterface && !routes.some((r) => r.dst === 'default')) {
-    for (const r of await json<RouteInfo[]>('ip', ['-6', 'route', 'show', 'default'])) routes.push({ ...r, dst: '::/0' });
+    for (const r of await json(ipJsonMaybe<RouteInfo[]>(['-6', 'route', 'show', 'default']))) routes.push({ ...r, dst: '::/0' });
   }
   return { links, routes, neigh, fdb, masq };
 }

@@ -4,11 +4,11 @@
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
-import { withLock } from '../../shared/flock.ts';
+import { CniError, ErrorCode } from '../cni/errors.ts';
+import { withLock } from '../flock.ts';
 import { MAX_LEASE_TTL_SECONDS } from './config.ts';
 import { printable } from './lease-parse.ts';
-import type { Lease, RawLease, Store } from './store.ts';
+import type { Lease, RawLease, Store } from './store-contract.ts';
 
 /** A stored entry: the lease fields (untrusted, checked by lease-parse.ts) and its expiry. */
 type Entry = Record<string, unknown> & { expires?: unknown };
