@@ -10,7 +10,20 @@ export default tseslint.config(
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
-    languageOptions: { globals: { process: 'readonly', Buffer: 'readonly', console: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', setImmediate: 'readonly', performance: 'readonly', NodeJS: 'readonly' } },
+    languageOptions: {
+      globals: {
+        process: 'readonly',
+        Buffer: 'readonly',
+        console: 'readonly',
+        setTimeout: 'readonly',
+        clearTimeout: 'readonly',
+        setInterval: 'readonly',
+        clearInterval: 'readonly',
+        setImmediate: 'readonly',
+        performance: 'readonly',
+        NodeJS: 'readonly',
+      },
+    },
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       'no-empty': ['error', { allowEmptyCatch: true }],
@@ -26,11 +39,13 @@ export default tseslint.config(
         'error',
         {
           selector: `CallExpression[callee.name=${SPAWNERS}][arguments.0.value=${KERNEL_TOOLS}]`,
-          message: 'Only shared/kernel/ starts kernel tools (ip, nft, bridge, tc, sysctl, conntrack, iptables, ...): call a shared/kernel function.',
+          message:
+            'Only shared/kernel/ starts kernel tools (ip, nft, bridge, tc, sysctl, conntrack, iptables, ...): call a shared/kernel function.',
         },
         {
           selector: `CallExpression[callee.property.name=${SPAWNERS}][arguments.0.value=${KERNEL_TOOLS}]`,
-          message: 'Only shared/kernel/ starts kernel tools (ip, nft, bridge, tc, sysctl, conntrack, iptables, ...): call a shared/kernel function.',
+          message:
+            'Only shared/kernel/ starts kernel tools (ip, nft, bridge, tc, sysctl, conntrack, iptables, ...): call a shared/kernel function.',
         },
         {
           selector: `ArrayExpression[elements.0.value=/^nsenter$|^unshare$/]`,

@@ -103,7 +103,16 @@ export async function startHttp(listen: string, h: ApiHandlers, log: Logger): Pr
           return;
         }
         default:
-          sendJson(res, 404, { error: `no route ${route}`, routes: ['GET /healthz', 'GET /api/v1/status', 'GET /api/v1/reconcilers', 'POST /api/v1/resync[?name=]', ...(h.routes?.keys() ?? [])] });
+          sendJson(res, 404, {
+            error: `no route ${route}`,
+            routes: [
+              'GET /healthz',
+              'GET /api/v1/status',
+              'GET /api/v1/reconcilers',
+              'POST /api/v1/resync[?name=]',
+              ...(h.routes?.keys() ?? []),
+            ],
+          });
       }
     })().catch((e: unknown) => sendJson(res, 500, { error: String(e) }));
   });

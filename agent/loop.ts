@@ -129,7 +129,9 @@ export class Loop {
       this.st.lastErrorAt = this.st.lastPassAt;
       this.backoffMs = this.backoffMs ? Math.min(this.backoffMs * 2, this.o.backoffMaxMs) : this.o.backoffMinMs;
       this.backoffUntil = Date.now() + this.backoffMs;
-      this.opts.log.warn(`${this.name} (${why}) failed [${this.st.consecutiveFailures}], retry in ${this.backoffMs} ms: ${this.st.lastError}`);
+      this.opts.log.warn(
+        `${this.name} (${why}) failed [${this.st.consecutiveFailures}], retry in ${this.backoffMs} ms: ${this.st.lastError}`,
+      );
       this.reasons.add('retry');
     }
   }

@@ -103,8 +103,16 @@ export class Agent {
       const m = (this.metrics = new MetricsSampler(cfg, log, { registry: this.registry }));
       this.pluginCalls = new PluginCalls(ms.pluginCallsFile, log);
       this.pluginCalls.register(this.registry);
-      registerIpamFamilies(this.registry, ms.ipamDataDirs, () =>
-        poolSizes(m.latest(), (net) => m.endpointObjects().filter((e) => e.spec.network === net).flatMap((e) => e.spec.ips)),
+      registerIpamFamilies(
+        this.registry,
+        ms.ipamDataDirs,
+        () =>
+          poolSizes(m.latest(), (net) =>
+            m
+              .endpointObjects()
+              .filter((e) => e.spec.network === net)
+              .flatMap((e) => e.spec.ips),
+          ),
         m.intervalMs,
       );
     }
@@ -122,7 +130,10 @@ export class Agent {
       const dns = this.dns;
       if (dns) registerDnsFamilies(this.registry, () => dns.serverMetrics());
     }
-    if (cfg.alerts.enabled !== false) this.alerts = new AlertEngine(cfg, log.withPrefix('agent alerts'), () => this.metrics?.samples() ?? [], { sampledAt: () => this.metrics?.latest()?.at });
+    if (cfg.alerts.enabled !== false)
+      this.alerts = new AlertEngine(cfg, log.withPrefix('agent alerts'), () => this.metrics?.samples() ?? [], {
+        sampledAt: () => this.metrics?.latest()?.at,
+      });
     this.alerts?.registerMetrics(this.registry);
   }
 
@@ -156,11 +167,17 @@ export class Agent {
     h.routes!.set('GET /metrics', metricsRoute(this.registry));
     if (this.metrics) {
       const m = this.metrics;
-      h.metrics = (ns) => m.latest(ns) ?? { node: this.cfg.node, at: new Date().toISOString(), intervalSeconds: m.intervalMs / 1000, endpoints: [] };
+      h.metrics = (ns) =>
+        m.latest(ns) ?? { node: this.cfg.node, at: new Date().toISOString(), intervalSeconds: m.intervalMs / 1000, endpoints: [] };
     }
     // the dashboard: the page at /, /api/v1/history, /api/v1/services (agent/dashboard/routes.ts)
     this.metrics?.onSample((snap) => this.history.add(snap));
-    for (const [route, fn] of dashboardRoutes({ history: this.history, services: () => this.services.snapshot(), policy: policySettings(this.cfg) })) h.routes!.set(route, fn);
+    for (const [route, fn] of dashboardRoutes({
+      history: this.history,
+      services: () => this.services.snapshot(),
+      policy: policySettings(this.cfg),
+    }))
+      h.routes!.set(route, fn);
     if (this.alerts) {
       const alerts = this.alerts;
       h.alerts = () => alerts.alerts();
@@ -179,7 +196,16 @@ export class Agent {
   }
 
   async stop(): Promise<void> {
-    await Promise.all([this.docker?.stop(), this.policy.stop(), this.services.stop(), this.overlay?.stop(), this.dns?.stop(), this.metrics?.stop(), this.alerts?.stop(), ...this.servers.map((s) => new Promise<void>((r) => s.close(() => r())))]);
+    await Promise.all([
+      this.docker?.stop(),
+      this.policy.stop(),
+      this.services.stop(),
+      this.overlay?.stop(),
+      this.dns?.stop(),
+      this.metrics?.stop(),
+      this.alerts?.stop(),
+      ...this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))),
+    ]);
     if (this.opts.socket) rmSync(this.cfg.socket, { force: true });
   }
 }
@@ -200,7 +226,9 @@ export async function main(argv: string[]): Promise<number> {
     const overlay = await overlaySettings(cfg);
     agent = new Agent(cfg, log, { resyncMs: resyncSeconds * 1000, http: a.http, socket: a.socket, overlay });
     await agent.start();
-    log.info(`agent started: node ${cfg.node}, ${agent.status().store}, resync ${resyncSeconds}s, reconcilers ${agent.loops.map((l) => l.name).join(', ')}, config ${cfg.source}`);
+    log.info(
+      `agent started: node ${cfg.node}, ${agent.status().store}, resync ${resyncSeconds}s, reconcilers ${agent.loops.map((l) => l.name).join(', ')}, config ${cfg.source}`,
+    );
   } catch (e) {
     const err = e as { message?: string; details?: string };
     process.stderr.write(`cni-ts agent: ${err.message ?? String(e)}${err.details ? ` (${err.details})` : ''}\n`);

@@ -18,8 +18,19 @@ import { mdTable, ms, stats } from './lib.ts';
 const N = Number(process.env.BENCH_AL_ENDPOINTS ?? 500);
 const FIRING = Number(process.env.BENCH_AL_FIRING ?? 0.1);
 const ITER = Number(process.env.BENCH_ITER ?? 10) * 20;
-const METRICS = ['cni_ts_endpoint_bandwidth_utilization_ratio', 'cni_ts_endpoint_error_ratio', 'cni_ts_endpoint_latency_seconds', 'cni_ts_endpoint_connections', 'cni_ts_endpoint_receive_bytes_per_second', 'cni_ts_endpoint_transmit_bytes_per_second'];
-const HIGH: Record<string, number> = { cni_ts_endpoint_bandwidth_utilization_ratio: 0.95, cni_ts_endpoint_error_ratio: 0.2, cni_ts_endpoint_latency_seconds: 0.3 };
+const METRICS = [
+  'cni_ts_endpoint_bandwidth_utilization_ratio',
+  'cni_ts_endpoint_error_ratio',
+  'cni_ts_endpoint_latency_seconds',
+  'cni_ts_endpoint_connections',
+  'cni_ts_endpoint_receive_bytes_per_second',
+  'cni_ts_endpoint_transmit_bytes_per_second',
+];
+const HIGH: Record<string, number> = {
+  cni_ts_endpoint_bandwidth_utilization_ratio: 0.95,
+  cni_ts_endpoint_error_ratio: 0.2,
+  cni_ts_endpoint_latency_seconds: 0.3,
+};
 
 function samples(hot: number): Sample[] {
   const out: Sample[] = [];
@@ -31,10 +42,21 @@ function samples(hot: number): Sample[] {
 }
 
 function run(label: string, hot: number, notify: boolean): string[] {
-  const cfg = parseAlertsConfig({ rules: [{ name: 'HighBandwidthUsage', for: '0s' }, { name: 'HighErrorRate', for: '0s' }, { name: 'HighLatency', for: '0s' }], ...(notify ? { alertmanagers: ['http://127.0.0.1:9'], webhooks: ['http://127.0.0.1:9/hook'] } : {}) });
+  const cfg = parseAlertsConfig({
+    rules: [
+      { name: 'HighBandwidthUsage', for: '0s' },
+      { name: 'HighErrorRate', for: '0s' },
+      { name: 'HighLatency', for: '0s' },
+    ],
+    ...(notify ? { alertmanagers: ['http://127.0.0.1:9'], webhooks: ['http://127.0.0.1:9/hook'] } : {}),
+  });
   const ev = new AlertEvaluator(cfg.rules);
   const fetchNow = (async () => new Response('', { status: 200 })) as typeof fetch;
-  const n = new Notifier(cfg, new Logger('bench', { CNI_LOG_LEVEL: 'error' }), { node: 'node1', externalURL: 'http://127.0.0.1:9464', fetch: fetchNow });
+  const n = new Notifier(cfg, new Logger('bench', { CNI_LOG_LEVEL: 'error' }), {
+    node: 'node1',
+    externalURL: 'http://127.0.0.1:9464',
+    fetch: fetchNow,
+  });
   const s = samples(hot);
   let t = Date.now();
   const times: number[] = [];
@@ -47,10 +69,22 @@ function run(label: string, hot: number, notify: boolean): string[] {
   }
   n.stop();
   const st = stats(times);
-  return [label, String(s.length), String(ev.alerts().length), ms(st.median), ms(st.p95), ms(st.max), `${((st.median / 5000) * 100).toFixed(3)} %`];
+  return [
+    label,
+    String(s.length),
+    String(ev.alerts().length),
+    ms(st.median),
+    ms(st.p95),
+    ms(st.max),
+    `${((st.median / 5000) * 100).toFixed(3)} %`,
+  ];
 }
 
-const rows = [run('all normal', 0, false), run(`${FIRING * 100} % firing, no receivers`, Math.round(N * FIRING), false), run(`${FIRING * 100} % firing, Alertmanager + webhook`, Math.round(N * FIRING), true)];
+const rows = [
+  run('all normal', 0, false),
+  run(`${FIRING * 100} % firing, no receivers`, Math.round(N * FIRING), false),
+  run(`${FIRING * 100} % firing, Alertmanager + webhook`, Math.round(N * FIRING), true),
+];
 process.stdout.write(`alert engine, ${N} endpoints, default rules, ${ITER} evaluations each (Node ${process.version})\n\n`);
 process.stdout.write(mdTable(['case', 'samples', 'alerts', 'evaluation median ms', 'p95 ms', 'max ms', 'CPU at 5 s (median)'], rows));
 process.stdout.write('\n');

@@ -35,7 +35,9 @@ for (const s of snaps) {
 }
 const after = heap();
 console.log(`history at ${N} endpoints, 5 s samples, 15 minutes (${h.report().t.length} samples):`);
-console.log(`  value arrays ${mb(h.bytes())}; heap growth with labels ${mb(after - before)}${gc ? '' : ' (run with --expose-gc for a steadier figure)'}`);
+console.log(
+  `  value arrays ${mb(h.bytes())}; heap growth with labels ${mb(after - before)}${gc ? '' : ' (run with --expose-gc for a steadier figure)'}`,
+);
 console.log(`  add one sample: median ${median(addMs.slice(50)).toFixed(2)} ms`);
 
 const times = (fn: () => string, n = 9): { ms: number; bytes: number; gz: number } => {
@@ -67,7 +69,9 @@ const batches: number[] = [];
   }
 }
 console.log(`  GET /api/v1/history (all, 181 samples): ${full.ms.toFixed(1)} ms, ${mb(full.bytes)} (${mb(full.gz)} gzipped)`);
-console.log(`    streamed in batches of 25 endpoints: the event loop is held ${median(batches).toFixed(1)} ms per batch (median), ${Math.max(...batches).toFixed(1)} ms at most`);
+console.log(
+  `    streamed in batches of 25 endpoints: the event loop is held ${median(batches).toFixed(1)} ms per batch (median), ${Math.max(...batches).toFixed(1)} ms at most`,
+);
 console.log(`  GET /api/v1/history?namespace= (${N / 5} endpoints): ${ns.ms.toFixed(1)} ms, ${mb(ns.bytes)}`);
 console.log(`  GET /api/v1/history?since= (one new sample, what the page polls): ${inc.ms.toFixed(2)} ms, ${kb(inc.bytes)}`);
 

@@ -30,31 +30,68 @@ async function main(): Promise<void> {
     const br = `${id}br`;
     await sh('ip', ['-batch', '-'], {
       netns: nsPath(node),
-      input: [`link add ${br} type bridge`, `addr add 10.252.7.1/24 dev ${br}`, `link set ${br} up`, 'link set lo up', `link add ${id}va type veth peer name eth0 netns ${nsPath(a)}`, `link add ${id}vb type veth peer name eth0 netns ${nsPath(b)}`, `link set ${id}va master ${br} up`, `link set ${id}vb master ${br} up`, ''].join('\n'),
+      input: [
+        `link add ${br} type bridge`,
+        `addr add 10.252.7.1/24 dev ${br}`,
+        `link set ${br} up`,
+        'link set lo up',
+        `link add ${id}va type veth peer name eth0 netns ${nsPath(a)}`,
+        `link add ${id}vb type veth peer name eth0 netns ${nsPath(b)}`,
+        `link set ${id}va master ${br} up`,
+        `link set ${id}vb master ${br} up`,
+        '',
+      ].join('\n'),
     });
     for (const [ns, ip] of [
       [a, '10.252.7.2'],
       [b, '10.252.7.3'],
     ] as const) {
-      await sh('ip', ['-batch', '-'], { netns: nsPath(ns), input: [`addr add ${ip}/24 dev eth0`, 'link set eth0 up', 'link set lo up', ''].join('\n') });
+      await sh('ip', ['-batch', '-'], {
+        netns: nsPath(ns),
+        input: [`addr add ${ip}/24 dev eth0`, 'link set eth0 up', 'link set lo up', ''].join('\n'),
+      });
     }
-    server = spawn('nsenter', [`--net=${nsPath(b)}`, '--', process.execPath, '-e', "require('net').createServer((c) => c.end()).listen(19560)"], { stdio: 'ignore' });
+    server = spawn(
+      'nsenter',
+      [`--net=${nsPath(b)}`, '--', process.execPath, '-e', "require('net').createServer((c) => c.end()).listen(19560)"],
+      { stdio: 'ignore' },
+    );
     const storePath = path.join(dir, 'store');
     const store = await openStore({ type: 'file', path: storePath });
     const ep = (name: string, ns: string, ip: string, host: string): Endpoint => ({
       apiVersion: 'cni-ts.dev/v1',
       kind: 'Endpoint',
       metadata: { name, namespace: 'bench', labels: { pod: name } },
-      spec: { node: 'n', network: 'bench', containerId: `${id}-${name}`, ifname: 'eth0', ips: [`${ip}/24`], hostInterface: host, sandbox: nsPath(ns), gateways: ['10.252.7.1'] },
+      spec: {
+        node: 'n',
+        network: 'bench',
+        containerId: `${id}-${name}`,
+        ifname: 'eth0',
+        ips: [`${ip}/24`],
+        hostInterface: host,
+        sandbox: nsPath(ns),
+        gateways: ['10.252.7.1'],
+      },
     });
     await store.put(ep('a', a, '10.252.7.2', `${id}va`));
     await store.put(ep('b', b, '10.252.7.3', `${id}vb`));
     await store.close();
     const config = path.join(dir, 'agent.json');
-    writeFileSync(config, JSON.stringify({ store: { type: 'file', path: storePath }, node: 'n', socket: path.join(dir, 'agent.sock'), policy: { table: `${id}_policy` } }));
+    writeFileSync(
+      config,
+      JSON.stringify({
+        store: { type: 'file', path: storePath },
+        node: 'n',
+        socket: path.join(dir, 'agent.sock'),
+        policy: { table: `${id}_policy` },
+      }),
+    );
     const diag = async (args: string[]): Promise<{ ms: number; code: number }> => {
       const t = performance.now();
-      const r = await sh(CNICTL, ['--config', config, 'diag', 'connectivity', 'bench/b', '--from', 'bench/a', ...args, '-o', 'json'], { netns: nsPath(node), allowFail: true });
+      const r = await sh(CNICTL, ['--config', config, 'diag', 'connectivity', 'bench/b', '--from', 'bench/a', ...args, '-o', 'json'], {
+        netns: nsPath(node),
+        allowFail: true,
+      });
       return { ms: performance.now() - t, code: r.exitCode };
     };
     await new Promise((r) => setTimeout(r, 500));
@@ -67,7 +104,10 @@ async function main(): Promise<void> {
         'target drops everything, --port 19560/tcp (time bounds)',
         ['--port', '19560/tcp'],
         async () => {
-          await sh('nft', ['-f', '-'], { netns: nsPath(b), input: `table inet ${id} {\n chain in { type filter hook input priority 0; policy drop; }\n}\n` });
+          await sh('nft', ['-f', '-'], {
+            netns: nsPath(b),
+            input: `table inet ${id} {\n chain in { type filter hook input priority 0; policy drop; }\n}\n`,
+          });
         },
       ],
     ];
@@ -84,7 +124,9 @@ async function main(): Promise<void> {
       const s = stats(runs);
       rows.push([name, ITER, ms(s.median), ms(s.min), ms(s.max), code]);
     }
-    console.log(`cnictl diag connectivity, wall time of the whole command (ms), ${ITER} runs each, ${os.cpus().length} vCPU, load ${os.loadavg()[0]!.toFixed(1)}`);
+    console.log(
+      `cnictl diag connectivity, wall time of the whole command (ms), ${ITER} runs each, ${os.cpus().length} vCPU, load ${os.loadavg()[0]!.toFixed(1)}`,
+    );
     console.log(mdTable(['case', 'runs', 'median', 'min', 'max', 'exit code'], rows));
   } finally {
     server?.kill('SIGKILL');

@@ -59,9 +59,19 @@ function parsePerf(out: string): Perf {
 function zoneBuildCost(): string {
   const o = { services: [], endpointSlices: [], endpoints: [] } as unknown as Required<ZoneObjects>;
   for (let i = 0; i < 5000; i++) {
-    o.services.push({ apiVersion: 'v1', kind: 'Service', metadata: { name: `s${i}`, namespace: `ns${i % 50}` }, spec: { clusterIP: `10.96.${i >> 8}.${i & 255}`, ports: [{ name: 'http', port: 80 }] } });
+    o.services.push({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: `s${i}`, namespace: `ns${i % 50}` },
+      spec: { clusterIP: `10.96.${i >> 8}.${i & 255}`, ports: [{ name: 'http', port: 80 }] },
+    });
   }
-  o.services.push({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'big', namespace: 'default' }, spec: { clusterIP: 'None', ports: [{ name: 'p', port: 1 }] } });
+  o.services.push({
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: 'big', namespace: 'default' },
+    spec: { clusterIP: 'None', ports: [{ name: 'p', port: 1 }] },
+  });
   o.endpointSlices.push({
     apiVersion: 'cni-ts.dev/v1',
     kind: 'EndpointSlice',
@@ -70,7 +80,19 @@ function zoneBuildCost(): string {
     ports: [{ name: 'p', port: 1 }],
   });
   for (let i = 0; i < 10000; i++) {
-    o.endpoints.push({ apiVersion: 'cni-ts.dev/v1', kind: 'Endpoint', metadata: { name: `c${i}`, namespace: 'default' }, spec: { node: 'n', network: `n${i % 5}`, containerId: `${i}`, ifname: 'eth0', ips: [`10.1.${i >> 8}.${i & 255}/16`], aliases: [`a${i}`] } });
+    o.endpoints.push({
+      apiVersion: 'cni-ts.dev/v1',
+      kind: 'Endpoint',
+      metadata: { name: `c${i}`, namespace: 'default' },
+      spec: {
+        node: 'n',
+        network: `n${i % 5}`,
+        containerId: `${i}`,
+        ifname: 'eth0',
+        ips: [`10.1.${i >> 8}.${i & 255}/16`],
+        aliases: [`a${i}`],
+      },
+    });
   }
   const cpu: number[] = [];
   let names = 0;
@@ -93,7 +115,8 @@ async function main(): Promise<void> {
   const procs: ResultPromise[] = [];
   mkdirSync(dir, { recursive: true });
   await sh('ip', ['netns', 'add', ns]);
-  const inNs = (cmd: string, args: string[]): ResultPromise => execa('ip', ['netns', 'exec', ns, cmd, ...args], { reject: false, buffer: { stdout: true, stderr: true } });
+  const inNs = (cmd: string, args: string[]): ResultPromise =>
+    execa('ip', ['netns', 'exec', ns, cmd, ...args], { reject: false, buffer: { stdout: true, stderr: true } });
   try {
     await sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
     // records: N services; the same names for dnsmasq in a hosts file
@@ -112,12 +135,44 @@ async function main(): Promise<void> {
     writeFileSync(path.join(dir, 'hosts'), `${hosts.join('\n')}\n`);
     writeFileSync(path.join(dir, 'cluster.txt'), `${clusterQ.join('\n')}\n`);
     writeFileSync(path.join(dir, 'fwd.txt'), `${fwdQ.join('\n')}\n`);
-    writeFileSync(path.join(dir, 'agent.json'), JSON.stringify({ dns: { upstreams: [`127.0.0.1:${ORIGIN}`], listen: [`127.0.0.1:${OURS}`], listenOnGateways: false, rateLimit: false, cacheSize: 20000 } }));
+    writeFileSync(
+      path.join(dir, 'agent.json'),
+      JSON.stringify({
+        dns: {
+          upstreams: [`127.0.0.1:${ORIGIN}`],
+          listen: [`127.0.0.1:${OURS}`],
+          listenOnGateways: false,
+          rateLimit: false,
+          cacheSize: 20000,
+        },
+      }),
+    );
 
-    const dnsmasqArgs = (port: number, extra: string[]): string[] => ['--no-daemon', '--conf-file=/dev/null', '--no-hosts', '--listen-address=127.0.0.1', '--bind-interfaces', `--port=${port}`, '--cache-size=10000', ...extra];
+    const dnsmasqArgs = (port: number, extra: string[]): string[] => [
+      '--no-daemon',
+      '--conf-file=/dev/null',
+      '--no-hosts',
+      '--listen-address=127.0.0.1',
+      '--bind-interfaces',
+      `--port=${port}`,
+      '--cache-size=10000',
+      ...extra,
+    ];
     procs.push(inNs('dnsmasq', dnsmasqArgs(ORIGIN, ['--no-resolv', '--address=/fwd.test/192.0.2.1', '--local-ttl=3600'])));
-    procs.push(inNs('dnsmasq', dnsmasqArgs(DNSMASQ, ['--no-resolv', `--server=127.0.0.1#${ORIGIN}`, `--addn-hosts=${path.join(dir, 'hosts')}`, '--local-ttl=300'])));
-    const ours = inNs(process.execPath, ['--experimental-strip-types', path.join(ROOT, 'agent/dns/standalone.ts'), '--objects', path.join(dir, 'objects.json'), '--config', path.join(dir, 'agent.json')]);
+    procs.push(
+      inNs(
+        'dnsmasq',
+        dnsmasqArgs(DNSMASQ, ['--no-resolv', `--server=127.0.0.1#${ORIGIN}`, `--addn-hosts=${path.join(dir, 'hosts')}`, '--local-ttl=300']),
+      ),
+    );
+    const ours = inNs(process.execPath, [
+      '--experimental-strip-types',
+      path.join(ROOT, 'agent/dns/standalone.ts'),
+      '--objects',
+      path.join(dir, 'objects.json'),
+      '--config',
+      path.join(dir, 'agent.json'),
+    ]);
     procs.push(ours);
     let oursOut = '';
     ours.stdout!.on('data', (d: Buffer) => (oursOut += d.toString()));
@@ -126,7 +181,10 @@ async function main(): Promise<void> {
       const before = oursOut.length;
       ours.kill('SIGUSR1');
       for (let i = 0; i < 100; i++) {
-        const line = oursOut.slice(before).split('\n').find((l) => l.startsWith('{'));
+        const line = oursOut
+          .slice(before)
+          .split('\n')
+          .find((l) => l.startsWith('{'));
         if (line) return (JSON.parse(line) as { duration: { buckets: number[] } }).duration.buckets;
         await sleep(20);
       }
@@ -134,12 +192,20 @@ async function main(): Promise<void> {
     };
     await sleep(1500);
     for (const port of [OURS, DNSMASQ]) {
-      const r = await sh('ip', ['netns', 'exec', ns, 'dig', '@127.0.0.1', '-p', String(port), '+short', 'svc-1.default.svc.cluster.local'], { allowFail: true });
+      const r = await sh(
+        'ip',
+        ['netns', 'exec', ns, 'dig', '@127.0.0.1', '-p', String(port), '+short', 'svc-1.default.svc.cluster.local'],
+        { allowFail: true },
+      );
       if (!r.stdout.trim()) throw new Error(`server on port ${port} does not answer`);
     }
 
     const perf = async (port: number, file: string, extra: string[]): Promise<Perf> => {
-      const r = await sh('ip', ['netns', 'exec', ns, 'dnsperf', '-s', '127.0.0.1', '-p', String(port), '-d', path.join(dir, file), '-t', '2', ...extra], { allowFail: true });
+      const r = await sh(
+        'ip',
+        ['netns', 'exec', ns, 'dnsperf', '-s', '127.0.0.1', '-p', String(port), '-d', path.join(dir, file), '-t', '2', ...extra],
+        { allowFail: true },
+      );
       return parsePerf(r.stdout);
     };
     // warm both caches with every forwarded name
@@ -181,7 +247,9 @@ async function main(): Promise<void> {
           lat.p99 === undefined ? '–' : lat.p99.toFixed(3),
           `${lat.lost}/${lat.sent}`,
         ]);
-        process.stdout.write(`${kind} ${name}: ${Math.round(tput.qps)} qps, p50 ${lat.p50?.toFixed(3)} ms, p99 ${lat.p99?.toFixed(3)} ms\n`);
+        process.stdout.write(
+          `${kind} ${name}: ${Math.round(tput.qps)} qps, p50 ${lat.p50?.toFixed(3)} ms, p99 ${lat.p99?.toFixed(3)} ms\n`,
+        );
       }
     }
     const cpus = (await sh('nproc', [])).stdout.trim();

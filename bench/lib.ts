@@ -5,7 +5,11 @@ import { randomBytes } from 'node:crypto';
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 export const uid = (p: string): string => `${p}${randomBytes(3).toString('hex')}`;
 
-export async function sh(cmd: string, args: string[], opts: { input?: string; allowFail?: boolean; netns?: string } = {}): Promise<{ stdout: string; stderr: string; exitCode: number }> {
+export async function sh(
+  cmd: string,
+  args: string[],
+  opts: { input?: string; allowFail?: boolean; netns?: string } = {},
+): Promise<{ stdout: string; stderr: string; exitCode: number }> {
   const [c, a] = opts.netns ? ['nsenter', [`--net=${opts.netns}`, '--', cmd, ...args]] : [cmd, args];
   const r = await execa(c, a, { input: opts.input, reject: false });
   const out = { stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? ''), exitCode: r.exitCode ?? -1 };

@@ -59,12 +59,34 @@ function memKiB(pid: number): { rss: number; hwm: number } {
 }
 
 async function scrape(): Promise<{ seconds: number; bytes: number; text: string }> {
-  const r = await sh('nsenter', [`--net=${nsPath(ns)}`, '--', 'curl', '-sS', '-o', `${dir}/scrape.txt`, '-w', '%{time_total} %{size_download}', `http://127.0.0.1:${PORT}/metrics`]);
+  const r = await sh('nsenter', [
+    `--net=${nsPath(ns)}`,
+    '--',
+    'curl',
+    '-sS',
+    '-o',
+    `${dir}/scrape.txt`,
+    '-w',
+    '%{time_total} %{size_download}',
+    `http://127.0.0.1:${PORT}/metrics`,
+  ]);
   const [t, b] = r.stdout.trim().split(' ');
   return { seconds: Number(t), bytes: Number(b), text: readFileSync(`${dir}/scrape.txt`, 'utf8') };
 }
 
-async function runAgent(name: string, metrics: Record<string, unknown>): Promise<{ cpu: number; rss: number; hwm: number; sample?: number; scrapes?: number[]; scrapeCpuMs?: number; size?: number; endpoints?: number }> {
+async function runAgent(
+  name: string,
+  metrics: Record<string, unknown>,
+): Promise<{
+  cpu: number;
+  rss: number;
+  hwm: number;
+  sample?: number;
+  scrapes?: number[];
+  scrapeCpuMs?: number;
+  size?: number;
+  endpoints?: number;
+}> {
   const config = path.join(dir, `${name}.json`);
   writeFileSync(
     config,
@@ -79,7 +101,10 @@ async function runAgent(name: string, metrics: Record<string, unknown>): Promise
       metrics,
     }),
   );
-  const agent: ChildProcess = spawn('nsenter', [`--net=${nsPath(ns)}`, '--', path.join(BIN, 'cni-ts'), 'agent', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', CNI_LOG_LEVEL: 'warn' } });
+  const agent: ChildProcess = spawn('nsenter', [`--net=${nsPath(ns)}`, '--', path.join(BIN, 'cni-ts'), 'agent', '--config', config], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', CNI_LOG_LEVEL: 'warn' },
+  });
   let err = '';
   agent.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
   const exited = new Promise<void>((r) => agent.once('exit', () => r()));
@@ -125,7 +150,12 @@ async function main(): Promise<void> {
   try {
     const cmds = ['link set lo up'];
     for (let i = 0; i < N; i++) {
-      cmds.push(`link add mxh${i} type veth peer name mxp${i}`, `link set mxh${i} up`, `link set mxp${i} up`, `addr add ${addr(i)}/32 dev mxp${i}`);
+      cmds.push(
+        `link add mxh${i} type veth peer name mxp${i}`,
+        `link set mxh${i} up`,
+        `link set mxp${i} up`,
+        `addr add ${addr(i)}/32 dev mxp${i}`,
+      );
     }
     await sh('ip', ['-n', ns, '-batch', '-'], { input: `${cmds.join('\n')}\n` });
     const tc: string[] = [];
@@ -146,10 +176,30 @@ async function main(): Promise<void> {
       mdTable(
         ['run', 'agent CPU (incl. spawned ip/tc/conntrack/ping)', 'VmRSS', 'VmHWM'],
         [
-          ['metrics off (policy + services only)', pct(base.cpu), `${(base.rss / 1024).toFixed(1)} MiB`, `${(base.hwm / 1024).toFixed(1)} MiB`],
-          ['metrics every 5 s, latency probes off', pct(quiet.cpu), `${(quiet.rss / 1024).toFixed(1)} MiB`, `${(quiet.hwm / 1024).toFixed(1)} MiB`],
-          ['metrics every 5 s, ICMP probes (default budget)', pct(on.cpu), `${(on.rss / 1024).toFixed(1)} MiB`, `${(on.hwm / 1024).toFixed(1)} MiB`],
-          ['the sampler without / with probes (difference to off)', `${pct(quiet.cpu - base.cpu)} / ${pct(on.cpu - base.cpu)}`, `${((on.rss - base.rss) / 1024).toFixed(1)} MiB`, ''],
+          [
+            'metrics off (policy + services only)',
+            pct(base.cpu),
+            `${(base.rss / 1024).toFixed(1)} MiB`,
+            `${(base.hwm / 1024).toFixed(1)} MiB`,
+          ],
+          [
+            'metrics every 5 s, latency probes off',
+            pct(quiet.cpu),
+            `${(quiet.rss / 1024).toFixed(1)} MiB`,
+            `${(quiet.hwm / 1024).toFixed(1)} MiB`,
+          ],
+          [
+            'metrics every 5 s, ICMP probes (default budget)',
+            pct(on.cpu),
+            `${(on.rss / 1024).toFixed(1)} MiB`,
+            `${(on.hwm / 1024).toFixed(1)} MiB`,
+          ],
+          [
+            'the sampler without / with probes (difference to off)',
+            `${pct(quiet.cpu - base.cpu)} / ${pct(on.cpu - base.cpu)}`,
+            `${((on.rss - base.rss) / 1024).toFixed(1)} MiB`,
+            '',
+          ],
         ],
       ),
       '',
@@ -159,7 +209,10 @@ async function main(): Promise<void> {
           ['endpoints in the last sample', String(on.endpoints)],
           ['last sample duration, wall (store + ip + tc + conntrack reads + figures)', `${ms((quiet.sample ?? NaN) * 1000)} ms`],
           [`GET /metrics p50 / p95 / max (${2 * ITER} scrapes)`, `${ms(s.median)} / ${ms(s.p95)} / ${ms(s.max)} ms`],
-          ['agent CPU per GET /metrics (utime + stime while each scrape ran; upper bound)', `${ms(((quiet.scrapeCpuMs ?? NaN) + (on.scrapeCpuMs ?? NaN)) / 2)} ms`],
+          [
+            'agent CPU per GET /metrics (utime + stime while each scrape ran; upper bound)',
+            `${ms(((quiet.scrapeCpuMs ?? NaN) + (on.scrapeCpuMs ?? NaN)) / 2)} ms`,
+          ],
           ['/metrics size', `${((on.size ?? 0) / 1024).toFixed(0)} KiB`],
         ],
       ),

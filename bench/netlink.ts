@@ -33,15 +33,33 @@ const SIDES: Side[] = [
 
 const sh = (cmd: string, args: string[]) => execa(cmd, args, { reject: false });
 
-async function call(side: Side, command: string, conf: Record<string, unknown>, ns: string, id: string): Promise<{ wall: number; cpu: number; ok: boolean }> {
+async function call(
+  side: Side,
+  command: string,
+  conf: Record<string, unknown>,
+  ns: string,
+  id: string,
+): Promise<{ wall: number; cpu: number; ok: boolean }> {
   const timeFile = path.join(work, `time-${id}`);
   const t0 = performance.now();
-  const r = await execa('nsenter', [`--net=/run/netns/${HOST}`, '--', '/usr/bin/time', '-o', timeFile, '-f', '%U %S', path.join(side.bin, 'bridge')], {
-    input: JSON.stringify(conf),
-    env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', CNI_COMMAND: command, CNI_CONTAINERID: id, CNI_NETNS: `/run/netns/${ns}`, CNI_IFNAME: 'eth0', CNI_PATH: side.bin, ...side.env },
-    extendEnv: false,
-    reject: false,
-  });
+  const r = await execa(
+    'nsenter',
+    [`--net=/run/netns/${HOST}`, '--', '/usr/bin/time', '-o', timeFile, '-f', '%U %S', path.join(side.bin, 'bridge')],
+    {
+      input: JSON.stringify(conf),
+      env: {
+        PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+        CNI_COMMAND: command,
+        CNI_CONTAINERID: id,
+        CNI_NETNS: `/run/netns/${ns}`,
+        CNI_IFNAME: 'eth0',
+        CNI_PATH: side.bin,
+        ...side.env,
+      },
+      extendEnv: false,
+      reject: false,
+    },
+  );
   const wall = performance.now() - t0;
   const [u, s] = readFileSync(timeFile, 'utf8').trim().split('\n').at(-1)!.split(' ').map(Number);
   return { wall, cpu: (u + s) * 1000, ok: r.exitCode === 0 };
@@ -63,7 +81,15 @@ async function main(): Promise<void> {
         for (const [j, side] of SIDES.entries()) {
           const ns = `nlb-${tag}-${k}${j}-${i}`;
           await sh('ip', ['netns', 'add', ns]);
-          const conf = { cniVersion: '1.0.0', name: `nlb-${tag}-${k}${j}`, type: 'bridge', bridge: `nlb${tag}${k}${j}`, isGateway: true, ipMasq: masq, ipam: { type: 'host-local', subnet: `10.${150 + j}.${k}.0/24`, dataDir: path.join(work, 'ipam') } };
+          const conf = {
+            cniVersion: '1.0.0',
+            name: `nlb-${tag}-${k}${j}`,
+            type: 'bridge',
+            bridge: `nlb${tag}${k}${j}`,
+            isGateway: true,
+            ipMasq: masq,
+            ipam: { type: 'host-local', subnet: `10.${150 + j}.${k}.0/24`, dataDir: path.join(work, 'ipam') },
+          };
           const add = await call(side, 'ADD', conf, ns, ns);
           const del = await call(side, 'DEL', conf, ns, ns);
           await sh('ip', ['netns', 'del', ns]);
@@ -89,8 +115,13 @@ async function main(): Promise<void> {
     for (const l of left) await sh('ip', ['netns', 'del', l.split(' ')[0]]);
     rmSync(work, { recursive: true, force: true });
   }
-  const load = os.loadavg().map((x) => x.toFixed(1)).join(' ');
-  console.log(`\n${ITER} interleaved iterations, ADD+DEL medians in ms (wall; CPU = user+sys of the plugin and its children), load average ${load}`);
+  const load = os
+    .loadavg()
+    .map((x) => x.toFixed(1))
+    .join(' ');
+  console.log(
+    `\n${ITER} interleaved iterations, ADD+DEL medians in ms (wall; CPU = user+sys of the plugin and its children), load average ${load}`,
+  );
   console.log('| chain | side | wall | / ref | CPU | / ref | failures |\n|---|---|---|---|---|---|---|');
   console.log(rows.join('\n'));
 }

@@ -41,13 +41,22 @@ async function cni(h: number, command: string, pod: string, id: string): Promise
   const t0 = performance.now();
   const r = await execa('nsenter', [`--net=${nsPath(hosts[h - 1])}`, '--', path.join(BIN, 'overlay')], {
     input: JSON.stringify(conf(h)),
-    env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', CNI_COMMAND: command, CNI_CONTAINERID: id, CNI_NETNS: nsPath(pod), CNI_IFNAME: 'eth0', CNI_PATH: BIN, ...(process.env.CNI_TS_TRACE ? { CNI_TS_TRACE: process.env.CNI_TS_TRACE } : {}) },
+    env: {
+      PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: id,
+      CNI_NETNS: nsPath(pod),
+      CNI_IFNAME: 'eth0',
+      CNI_PATH: BIN,
+      ...(process.env.CNI_TS_TRACE ? { CNI_TS_TRACE: process.env.CNI_TS_TRACE } : {}),
+    },
     extendEnv: false,
     reject: false,
   });
   const ms = performance.now() - t0;
   if (r.exitCode !== 0) throw new Error(`${command} failed: ${String(r.stdout)} ${String(r.stderr).slice(-500)}`);
-  const ip = command === 'ADD' ? String((JSON.parse(String(r.stdout)) as { ips: Array<{ address: string }> }).ips[0].address).split('/')[0] : '';
+  const ip =
+    command === 'ADD' ? String((JSON.parse(String(r.stdout)) as { ips: Array<{ address: string }> }).ips[0].address).split('/')[0] : '';
   return { ms, ip };
 }
 
@@ -72,9 +81,33 @@ async function main(): Promise<void> {
   for (const [i, h] of hosts.entries()) {
     await inFab(['link', 'add', `u${i}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', nsPath(h)]);
     await inFab(['link', 'set', `u${i}`, 'master', 'ubr0', 'up']);
-    await sh('ip', ['-n', h, '-batch', '-'], { input: `addr add ${BASE}.${i + 1}/24 dev eth0\nlink set eth0 up\nlink set lo up\nroute add default via ${BASE}.254\n` });
+    await sh('ip', ['-n', h, '-batch', '-'], {
+      input: `addr add ${BASE}.${i + 1}/24 dev eth0\nlink set eth0 up\nlink set lo up\nroute add default via ${BASE}.254\n`,
+    });
   }
-  const e = execa('nsenter', [`--net=${nsPath(fab)}`, '--', '/usr/bin/etcd', '--data-dir', path.join(dir, 'etcd'), '--listen-client-urls', `http://${BASE}.254:2379`, '--advertise-client-urls', `http://${BASE}.254:2379`, '--listen-peer-urls', 'http://127.0.0.1:2380', '--initial-advertise-peer-urls', 'http://127.0.0.1:2380', '--initial-cluster', 'default=http://127.0.0.1:2380', '--logger', 'zap'], { reject: false, stdin: 'ignore', all: true, buffer: false });
+  const e = execa(
+    'nsenter',
+    [
+      `--net=${nsPath(fab)}`,
+      '--',
+      '/usr/bin/etcd',
+      '--data-dir',
+      path.join(dir, 'etcd'),
+      '--listen-client-urls',
+      `http://${BASE}.254:2379`,
+      '--advertise-client-urls',
+      `http://${BASE}.254:2379`,
+      '--listen-peer-urls',
+      'http://127.0.0.1:2380',
+      '--initial-advertise-peer-urls',
+      'http://127.0.0.1:2380',
+      '--initial-cluster',
+      'default=http://127.0.0.1:2380',
+      '--logger',
+      'zap',
+    ],
+    { reject: false, stdin: 'ignore', all: true, buffer: false },
+  );
   etcd = e;
   await new Promise<void>((resolve, reject) => {
     let out = '';

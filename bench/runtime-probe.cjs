@@ -9,7 +9,15 @@ const http = require('node:http');
 const dgram = require('node:dgram');
 
 const seconds = Number(process.env.PROBE_SECONDS || 60);
-const stats = { runtime: process.versions.bun ? `bun ${process.versions.bun}` : `node ${process.versions.node}`, seconds, http: { sent: 0, ok: 0, errors: 0 }, udp: { sent: 0, echoed: 0, errors: 0 }, timers: { fired: 0 }, rssStartMiB: 0, rssEndMiB: 0 };
+const stats = {
+  runtime: process.versions.bun ? `bun ${process.versions.bun}` : `node ${process.versions.node}`,
+  seconds,
+  http: { sent: 0, ok: 0, errors: 0 },
+  udp: { sent: 0, echoed: 0, errors: 0 },
+  timers: { fired: 0 },
+  rssStartMiB: 0,
+  rssEndMiB: 0,
+};
 const late = [];
 const mib = () => Math.round((process.memoryUsage().rss / 1048576) * 10) / 10;
 
@@ -33,14 +41,24 @@ udpClient.on('error', () => stats.udp.errors++);
 function request(port) {
   stats.http.sent++;
   const payload = JSON.stringify({ n: stats.http.sent, pad: 'x'.repeat(512) });
-  const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: `/r/${stats.http.sent}`, agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } }, (res) => {
-    let body = '';
-    res.on('data', (d) => (body += d));
-    res.on('end', () => {
-      if (res.statusCode === 200 && JSON.parse(body).len === payload.length) stats.http.ok++;
-      else stats.http.errors++;
-    });
-  });
+  const req = http.request(
+    {
+      host: '127.0.0.1',
+      port,
+      method: 'POST',
+      path: `/r/${stats.http.sent}`,
+      agent,
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+    },
+    (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => {
+        if (res.statusCode === 200 && JSON.parse(body).len === payload.length) stats.http.ok++;
+        else stats.http.errors++;
+      });
+    },
+  );
   req.on('error', () => stats.http.errors++);
   req.end(payload);
 }
@@ -78,7 +96,8 @@ server.listen(0, '127.0.0.1', () => {
         server.close();
         udpServer.close();
         udpClient.close();
-        process.exitCode = stats.http.errors || stats.udp.errors || stats.http.ok !== stats.http.sent || stats.udp.echoed < stats.udp.sent * 0.999 ? 1 : 0;
+        process.exitCode =
+          stats.http.errors || stats.udp.errors || stats.http.ok !== stats.http.sent || stats.udp.echoed < stats.udp.sent * 0.999 ? 1 : 0;
       }, 500);
     }, seconds * 1000);
   });

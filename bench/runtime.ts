@@ -32,7 +32,13 @@ function conflist(id: string, short: string, s: RuntimeSide, dataDir: string): R
     cniVersion: '1.0.0',
     name: `${id}-${s.key}-rt`,
     plugins: [
-      { type: 'bridge', bridge: `b${short}${s.key[0]}r`, isGateway: true, ipMasq: true, ipam: { type: 'host-local', subnet: `10.${100 + s.n}.90.0/24`, dataDir } },
+      {
+        type: 'bridge',
+        bridge: `b${short}${s.key[0]}r`,
+        isGateway: true,
+        ipMasq: true,
+        ipam: { type: 'host-local', subnet: `10.${100 + s.n}.90.0/24`, dataDir },
+      },
       { type: 'portmap', capabilities: { portMappings: true } },
     ],
   };
@@ -42,7 +48,13 @@ function conflist(id: string, short: string, s: RuntimeSide, dataDir: string): R
  * `iter` timed pod lifecycles per side after one warm-up, the sides alternating so both see
  * the same background load.
  */
-export async function runtimeLatency(sides: RuntimeSide[], iter: number, id: string, short: string, work: string): Promise<Map<string, RuntimeFigures>> {
+export async function runtimeLatency(
+  sides: RuntimeSide[],
+  iter: number,
+  id: string,
+  short: string,
+  work: string,
+): Promise<Map<string, RuntimeFigures>> {
   const cleanup = new Cleanup();
   const out = new Map<string, RuntimeFigures>();
   try {
@@ -71,7 +83,13 @@ export async function runtimeLatency(sides: RuntimeSide[], iter: number, id: str
         }
       }
     }
-    for (const p of per) out.set(p.s.key, { run: stats(p.runs.length ? p.runs : [NaN]), remove: stats(p.removes.length ? p.removes : [NaN]), fail: p.fail, firstError: p.firstError });
+    for (const p of per)
+      out.set(p.s.key, {
+        run: stats(p.runs.length ? p.runs : [NaN]),
+        remove: stats(p.removes.length ? p.removes : [NaN]),
+        fail: p.fail,
+        firstError: p.firstError,
+      });
   } finally {
     await cleanup.run();
   }

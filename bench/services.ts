@@ -30,11 +30,31 @@ function cluster(nSvc: number, nBe: number, drop?: number): { services: Service[
   const services: Service[] = [];
   const endpoints: Endpoint[] = [];
   for (let s = 0; s < nSvc; s++) {
-    services.push({ apiVersion: 'v1', kind: 'Service', metadata: { name: `svc-${s}`, namespace: 'bench' }, spec: { clusterIP: `10.96.${s >> 8}.${(s & 255) + 0}`, selector: { app: `a${s}` }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] } });
+    services.push({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: `svc-${s}`, namespace: 'bench' },
+      spec: {
+        clusterIP: `10.96.${s >> 8}.${(s & 255) + 0}`,
+        selector: { app: `a${s}` },
+        ports: [{ name: 'http', port: 80, targetPort: 8080 }],
+      },
+    });
     for (let b = 0; b < nBe; b++) {
       if (s === 0 && b === drop) continue;
       const i = s * nBe + b;
-      endpoints.push({ apiVersion: 'cni-ts.dev/v1', kind: 'Endpoint', metadata: { name: `ep-${i}`, namespace: 'bench', labels: { app: `a${s}` } }, spec: { node: 'n', network: 'n', containerId: `c${i}`, ifname: 'eth0', ips: [`10.${100 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/8`] } });
+      endpoints.push({
+        apiVersion: 'cni-ts.dev/v1',
+        kind: 'Endpoint',
+        metadata: { name: `ep-${i}`, namespace: 'bench', labels: { app: `a${s}` } },
+        spec: {
+          node: 'n',
+          network: 'n',
+          containerId: `c${i}`,
+          ifname: 'eth0',
+          ips: [`10.${100 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/8`],
+        },
+      });
     }
   }
   return { services, endpoints };
@@ -99,7 +119,19 @@ interface Pod {
 }
 
 async function pod(netns: string, cfg: Record<string, unknown>): Promise<Pod> {
-  const proc = spawn('nsenter', [`--net=${nsPath(netns)}`, '--', NODE, '--experimental-strip-types', '--no-warnings', path.join(ROOT, 'test', 'helpers', 'svc-pod.ts'), JSON.stringify(cfg)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const proc = spawn(
+    'nsenter',
+    [
+      `--net=${nsPath(netns)}`,
+      '--',
+      NODE,
+      '--experimental-strip-types',
+      '--no-warnings',
+      path.join(ROOT, 'test', 'helpers', 'svc-pod.ts'),
+      JSON.stringify(cfg),
+    ],
+    { stdio: ['pipe', 'pipe', 'inherit'] },
+  );
   const waiting = new Map<number, (r: Record<string, unknown>) => void>();
   const rl = readline.createInterface({ input: proc.stdout });
   await new Promise<void>((resolve) =>
@@ -135,20 +167,50 @@ async function datapath(): Promise<string> {
     await ipn(r, ['addr', 'add', '10.201.2.1/24', 'dev', `${vb}a`]);
     await ipn(c, ['addr', 'add', '10.201.1.2/24', 'dev', `${va}b`]);
     await ipn(s, ['addr', 'add', '10.201.2.2/24', 'dev', `${vb}b`]);
-    for (const [ns, dev] of [[r, `${va}a`], [r, `${vb}a`], [c, `${va}b`], [s, `${vb}b`], [c, 'lo'], [r, 'lo'], [s, 'lo']] as const) await ipn(ns, ['link', 'set', dev, 'up']);
+    for (const [ns, dev] of [
+      [r, `${va}a`],
+      [r, `${vb}a`],
+      [c, `${va}b`],
+      [s, `${vb}b`],
+      [c, 'lo'],
+      [r, 'lo'],
+      [s, 'lo'],
+    ] as const)
+      await ipn(ns, ['link', 'set', dev, 'up']);
     await ipn(c, ['route', 'add', 'default', 'via', '10.201.1.1']);
     await ipn(s, ['route', 'add', 'default', 'via', '10.201.2.1']);
     await sh('sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1'], { netns: nsPath(r) });
-    const svc: Service = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'bench' }, spec: { clusterIP: '10.96.0.1', selector: { app: 'web' }, ports: [{ port: 80, targetPort: 8080 }] } };
-    const ep: Endpoint = { apiVersion: 'cni-ts.dev/v1', kind: 'Endpoint', metadata: { name: 's', namespace: 'bench', labels: { app: 'web' } }, spec: { node: 'n', network: 'n', containerId: 's', ifname: 'eth0', ips: ['10.201.2.2/24'] } };
-    await nft(r, renderServicesNft(compileServices({ services: [svc], endpoints: [ep], endpointSlices: [], health: [] }, 'n', { serviceCIDR: ['10.96.0.0/16'] }), TABLE));
+    const svc: Service = {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'web', namespace: 'bench' },
+      spec: { clusterIP: '10.96.0.1', selector: { app: 'web' }, ports: [{ port: 80, targetPort: 8080 }] },
+    };
+    const ep: Endpoint = {
+      apiVersion: 'cni-ts.dev/v1',
+      kind: 'Endpoint',
+      metadata: { name: 's', namespace: 'bench', labels: { app: 'web' } },
+      spec: { node: 'n', network: 'n', containerId: 's', ifname: 'eth0', ips: ['10.201.2.2/24'] },
+    };
+    await nft(
+      r,
+      renderServicesNft(
+        compileServices({ services: [svc], endpoints: [ep], endpointSlices: [], health: [] }, 'n', { serviceCIDR: ['10.96.0.0/16'] }),
+        TABLE,
+      ),
+    );
     pods.push(await pod(s, { name: 'server', tcp: [8080] }));
     const client = await pod(c, { name: 'client' });
     pods.push(client);
     await client.ask({ op: 'bench', ip: '10.201.2.2', port: 8080, n: 50, expect: 'server' }); // warm up
     const rows: Array<Array<string | number>> = [];
     const res: Record<string, number> = {};
-    for (const [what, ip, port] of [['direct', '10.201.2.2', 8080], ['through the VIP', '10.96.0.1', 80], ['direct (again)', '10.201.2.2', 8080], ['through the VIP (again)', '10.96.0.1', 80]] as const) {
+    for (const [what, ip, port] of [
+      ['direct', '10.201.2.2', 8080],
+      ['through the VIP', '10.96.0.1', 80],
+      ['direct (again)', '10.201.2.2', 8080],
+      ['through the VIP (again)', '10.96.0.1', 80],
+    ] as const) {
       const t = performance.now();
       const out = (await client.ask({ op: 'bench', ip, port, n: CONNS, expect: 'server' })) as { ms: number[]; failed: number };
       const secs = (performance.now() - t) / 1000;
@@ -157,7 +219,11 @@ async function datapath(): Promise<string> {
       rows.push([what, out.ms.length, out.failed, Math.round(out.ms.length / secs), ms(st.median), ms(st.p95)]);
     }
     const ratio = (res['through the VIP']! + res['through the VIP (again)']!) / (res.direct! + res['direct (again)']!);
-    return [`### Services data path: ${CONNS} sequential TCP connections, client → node (forwarding, services table) → server\n`, mdTable(['path', 'ok', 'failed', 'connections/s', 'median ms', 'p95 ms'], rows), `\nVIP / direct connections/s: ${ratio.toFixed(2)}×\n`].join('\n');
+    return [
+      `### Services data path: ${CONNS} sequential TCP connections, client → node (forwarding, services table) → server\n`,
+      mdTable(['path', 'ok', 'failed', 'connections/s', 'median ms', 'p95 ms'], rows),
+      `\nVIP / direct connections/s: ${ratio.toFixed(2)}×\n`,
+    ].join('\n');
   } finally {
     for (const p of pods) p.kill();
     await netnsBatch('del', [c, r, s]);

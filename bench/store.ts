@@ -15,9 +15,16 @@ const ep = (i: number): Endpoint => ({
   kind: 'Endpoint',
   metadata: { name: `pod-${i}`, namespace: `ns${i % 20}`, labels: { app: `app${i % 50}`, tier: 'web', 'pod-template-hash': '5d8f7c9b' } },
   spec: {
-    node: 'node-1', network: 'cbr0', containerId: 'c'.repeat(64), ifname: 'eth0',
-    ips: [`10.1.${i >> 8}.${i & 255}/16`, `fd00::${i.toString(16)}/64`], hostInterface: `veth${i}abcd`, mac: '02:42:ac:11:00:02',
-    gateways: ['10.1.0.1'], aliases: [`pod-${i}`], ports: [{ name: 'http', containerPort: 80, protocol: 'TCP' }],
+    node: 'node-1',
+    network: 'cbr0',
+    containerId: 'c'.repeat(64),
+    ifname: 'eth0',
+    ips: [`10.1.${i >> 8}.${i & 255}/16`, `fd00::${i.toString(16)}/64`],
+    hostInterface: `veth${i}abcd`,
+    mac: '02:42:ac:11:00:02',
+    gateways: ['10.1.0.1'],
+    aliases: [`pod-${i}`],
+    ports: [{ name: 'http', containerPort: 80, protocol: 'TCP' }],
   },
 });
 const np = (i: number): NetworkPolicy => ({
@@ -25,8 +32,14 @@ const np = (i: number): NetworkPolicy => ({
   kind: 'NetworkPolicy',
   metadata: { name: `pol-${i}`, namespace: `ns${i % 20}` },
   spec: {
-    podSelector: { matchLabels: { app: `app${i % 50}` } }, policyTypes: ['Ingress', 'Egress'],
-    ingress: [{ from: [{ podSelector: { matchLabels: { role: 'fe' } } }, { namespaceSelector: { matchLabels: { team: 'a' } } }], ports: [{ port: 80 }, { port: 'http' }] }],
+    podSelector: { matchLabels: { app: `app${i % 50}` } },
+    policyTypes: ['Ingress', 'Egress'],
+    ingress: [
+      {
+        from: [{ podSelector: { matchLabels: { role: 'fe' } } }, { namespaceSelector: { matchLabels: { team: 'a' } } }],
+        ports: [{ port: 80 }, { port: 'http' }],
+      },
+    ],
     egress: [{ to: [{ ipBlock: { cidr: '10.0.0.0/8', except: ['10.1.2.0/24'] } }] }],
   },
 });
@@ -45,7 +58,12 @@ writeFileSync(path.join(dir, 'objects.json'), JSON.stringify({ version: 2, revis
 
 const med = (a: number[]): string => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]?.toFixed(1) ?? '-';
 type Sample = { wall: number[]; cpu: number[] };
-const r: Record<'fresh' | 'cached' | 'put' | 'add', Sample> = { fresh: { wall: [], cpu: [] }, cached: { wall: [], cpu: [] }, put: { wall: [], cpu: [] }, add: { wall: [], cpu: [] } };
+const r: Record<'fresh' | 'cached' | 'put' | 'add', Sample> = {
+  fresh: { wall: [], cpu: [] },
+  cached: { wall: [], cpu: [] },
+  put: { wall: [], cpu: [] },
+  add: { wall: [], cpu: [] },
+};
 /** wall time and this process's CPU time (user + system; the VM is shared, CPU time is steadier) */
 async function measure(into: Sample, body: () => Promise<unknown>): Promise<void> {
   const c0 = process.cpuUsage();
@@ -70,8 +88,11 @@ try {
       await s2.put(ep(6000 + i));
     });
   }
-  console.log(`file store, 1000 endpoints + 200 policies (${Math.round(statSync(path.join(dir, 'objects.json')).size / 1024)} KB), medians of 15:`);
-  const row = (what: string, x: Sample): void => console.log(`  ${what.padEnd(52)} ${med(x.wall).padStart(6)} ms wall ${med(x.cpu).padStart(6)} ms CPU`);
+  console.log(
+    `file store, 1000 endpoints + 200 policies (${Math.round(statSync(path.join(dir, 'objects.json')).size / 1024)} KB), medians of 15:`,
+  );
+  const row = (what: string, x: Sample): void =>
+    console.log(`  ${what.padEnd(52)} ${med(x.wall).padStart(6)} ms wall ${med(x.cpu).padStart(6)} ms CPU`);
   row('new process, list endpoints + policies + namespaces', r.fresh);
   row('same process again, list 1000 endpoints (decoded)', r.cached);
   row('put (flock, read, write, fsync, rename)', r.put);

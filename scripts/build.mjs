@@ -18,7 +18,18 @@
 // into BIN_DIR.
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  linkSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,8 +45,12 @@ const bunBin = path.join(root, 'node_modules', '@oven', 'bun-linux-x64-baseline'
 const runtimeArg = process.argv.find((a) => a.startsWith('--runtime='));
 const RUNTIME = runtimeArg ? runtimeArg.slice('--runtime='.length) : 'bun';
 if (!['bun', 'node'].includes(RUNTIME)) throw new Error(`--runtime=${RUNTIME}: bun or node`);
-const NAMES = Object.entries(TABLE).filter(([, e]) => isLinked(e)).map(([n]) => n);
-const ON_PATH = Object.entries(TABLE).filter(([, e]) => e.onPath).map(([n]) => n);
+const NAMES = Object.entries(TABLE)
+  .filter(([, e]) => isLinked(e))
+  .map(([n]) => n);
+const ON_PATH = Object.entries(TABLE)
+  .filter(([, e]) => e.onPath)
+  .map(([n]) => n);
 const MULTI = MULTICALL_NAME;
 const bundleOnly = process.argv.includes('--bundle-only');
 
@@ -50,7 +65,8 @@ const namesFile = path.join(root, 'names.ts');
 const MEMBER_OF_IMPORT = Object.fromEntries(modulesOf());
 const namesText = readFileSync(namesFile, 'utf8');
 for (const m of Object.keys(MEMBER_OF_IMPORT)) {
-  if (!namesText.includes(`import('${m}')`)) throw new Error(`names.ts: module ${m} is not what its load() imports (import('${m}') not found)`);
+  if (!namesText.includes(`import('${m}')`))
+    throw new Error(`names.ts: module ${m} is not what its load() imports (import('${m}') not found)`);
 }
 // Packages bundled apart and embedded as SEA assets (see shared/vendor.cjs).
 const VENDOR = ['etcd3', 'execa', 'yaml'];
@@ -59,7 +75,14 @@ for (const name of VENDOR) {
   const out = path.join(buildDir, `vendor-${name}.${tag}.cjs`);
   await build({
     stdin: { contents: `module.exports = require(${JSON.stringify(name)});`, resolveDir: root, loader: 'js' },
-    bundle: true, platform: 'node', target: 'node24', format: 'cjs', outfile: out, minify: true, legalComments: 'none', logLevel: 'warning',
+    bundle: true,
+    platform: 'node',
+    target: 'node24',
+    format: 'cjs',
+    outfile: out,
+    minify: true,
+    legalComments: 'none',
+    logLevel: 'warning',
     plugins: [etcd3ProtoInline()],
   });
   vendorFiles[name] = out;
@@ -77,7 +100,8 @@ const vendorPlugin = {
     // The executable has every schema precompiled: leave ajv's compiler out.
     b.onResolve({ filter: /ajv-runtime\.ts$/ }, () => ({ path: 'ajv-runtime', namespace: 'stub' }));
     b.onLoad({ filter: /.*/, namespace: 'stub' }, () => ({
-      contents: 'exports.compile = (schema) => { throw new Error(`schema ${schema.$id ?? "(no $id)"} was not precompiled: name it conf/schemas/<plugin>.schema.json`); };',
+      contents:
+        'exports.compile = (schema) => { throw new Error(`schema ${schema.$id ?? "(no $id)"} was not precompiled: name it conf/schemas/<plugin>.schema.json`); };',
       loader: 'js',
     }));
   },
@@ -102,7 +126,10 @@ const outside = (members) => ({
       if (!members || !member || members.includes(member) || a.importer !== namesFile) return undefined;
       return { path: a.path, namespace: 'left-out' };
     });
-    b.onLoad({ filter: /.*/, namespace: 'left-out' }, () => ({ contents: 'export default undefined; export const main = undefined; export const agentMain = undefined;', loader: 'js' }));
+    b.onLoad({ filter: /.*/, namespace: 'left-out' }, () => ({
+      contents: 'export default undefined; export const main = undefined; export const agentMain = undefined;',
+      loader: 'js',
+    }));
   },
 });
 const bundles = {};
@@ -113,10 +140,13 @@ for (const [group, members] of Object.entries(GROUPS)) {
   const entry = path.join(buildDir, `entry-${group}.${tag}.cjs`);
   const groupKeys = generateValidators(root, validators, members ? ['netconf', ...members] : undefined);
   if (!members) keys = groupKeys;
-  writeFileSync(entry, [
-    `require(${JSON.stringify(path.join(root, 'shared', 'cni', 'validate.ts'))}).usePrecompiled(() => require(${JSON.stringify(validators)}));`,
-    `require(${JSON.stringify(path.join(root, 'main.ts'))});`,
-  ].join('\n'));
+  writeFileSync(
+    entry,
+    [
+      `require(${JSON.stringify(path.join(root, 'shared', 'cni', 'validate.ts'))}).usePrecompiled(() => require(${JSON.stringify(validators)}));`,
+      `require(${JSON.stringify(path.join(root, 'main.ts'))});`,
+    ].join('\n'),
+  );
   await build({
     plugins: [vendorPlugin, rawText, outside(members)],
     entryPoints: [entry],
@@ -133,7 +163,11 @@ for (const [group, members] of Object.entries(GROUPS)) {
   for (const f of [validators, entry]) rmSync(f, { force: true });
   bundles[group] = bundle;
 }
-console.log(`precompiled validators: ${keys.join(', ')}; bundles: ${Object.entries(bundles).map(([g, f]) => `${g} ${Math.round(statSync(f).size / 1024)} KB`).join(', ')}`);
+console.log(
+  `precompiled validators: ${keys.join(', ')}; bundles: ${Object.entries(bundles)
+    .map(([g, f]) => `${g} ${Math.round(statSync(f).size / 1024)} KB`)
+    .join(', ')}`,
+);
 if (bundleOnly) process.exit(0);
 
 const stage = `${binDir}.${tag}`;
@@ -173,12 +207,32 @@ function compileBun(exe) {
   }
   // No .env / bunfig.toml autoloading: a plugin must not read files from the runtime's working
   // directory (and the lookups cost ~half of a short call, measured in docs/benchmarks.md).
-  execFileSync(bunBin, ['build', '--compile', '--bytecode', '--format=cjs', '--target=bun-linux-x64-baseline', '--minify',
-    '--no-compile-autoload-dotenv', '--no-compile-autoload-bunfig', '--no-compile-autoload-tsconfig', '--no-compile-autoload-package-json',
-    '--define', `CNI_TS_GROUPS=${JSON.stringify(Object.keys(bundles).join(','))}`,
-    // the pinned Bun is also the runtime embedded: never a download of another build
-    '--compile-executable-path', bunBin,
-    '--root', dir, ...entries, '--outfile', exe], { stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync(
+    bunBin,
+    [
+      'build',
+      '--compile',
+      '--bytecode',
+      '--format=cjs',
+      '--target=bun-linux-x64-baseline',
+      '--minify',
+      '--no-compile-autoload-dotenv',
+      '--no-compile-autoload-bunfig',
+      '--no-compile-autoload-tsconfig',
+      '--no-compile-autoload-package-json',
+      '--define',
+      `CNI_TS_GROUPS=${JSON.stringify(Object.keys(bundles).join(','))}`,
+      // the pinned Bun is also the runtime embedded: never a download of another build
+      '--compile-executable-path',
+      bunBin,
+      '--root',
+      dir,
+      ...entries,
+      '--outfile',
+      exe,
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
   return [dir];
 }
 
@@ -189,13 +243,17 @@ function compileNodeSea(exe) {
     // A V8 code cache for the vendor bundle, made by the Node 24 the executable embeds after
     // running the module once (so the functions its load runs are in it too).
     const cacheFile = `${out}.cache`;
-    execFileSync(nodeBin, [path.join(root, 'scripts', 'code-cache.cjs'), out, cacheFile, 'executed', `vendor/${name}.cjs`], { stdio: 'inherit' });
+    execFileSync(nodeBin, [path.join(root, 'scripts', 'code-cache.cjs'), out, cacheFile, 'executed', `vendor/${name}.cjs`], {
+      stdio: 'inherit',
+    });
     assets[`vendor/${name}.cjs`] = out;
     assets[`vendor/${name}.cache`] = cacheFile;
   }
   for (const [group, bundle] of Object.entries(bundles)) {
     const cache = `${bundle}.cache`;
-    execFileSync(nodeBin, [path.join(root, 'scripts', 'code-cache.cjs'), bundle, cache, 'eager', `bundle/${group}.cjs`], { stdio: 'inherit' });
+    execFileSync(nodeBin, [path.join(root, 'scripts', 'code-cache.cjs'), bundle, cache, 'eager', `bundle/${group}.cjs`], {
+      stdio: 'inherit',
+    });
     assets[`bundle/${group}.cjs`] = bundle;
     assets[`bundle/${group}.cache`] = cache;
   }
@@ -203,7 +261,10 @@ function compileNodeSea(exe) {
   esbuildCli(path.join(root, 'scripts', 'sea-main.cjs'), seaMain);
   const seaConfig = path.join(buildDir, `sea-config.${tag}.json`);
   const blob = path.join(buildDir, `sea.${tag}.blob`);
-  writeFileSync(seaConfig, JSON.stringify({ main: seaMain, output: blob, disableExperimentalSEAWarning: true, useCodeCache: false, useSnapshot: false, assets }));
+  writeFileSync(
+    seaConfig,
+    JSON.stringify({ main: seaMain, output: blob, disableExperimentalSEAWarning: true, useCodeCache: false, useSnapshot: false, assets }),
+  );
   execFileSync(nodeBin, ['--experimental-sea-config', seaConfig], { stdio: 'inherit' });
   copyFileSync(nodeBin, exe);
   chmodSync(exe, 0o755);
@@ -212,15 +273,40 @@ function compileNodeSea(exe) {
   try {
     execFileSync('strip', ['--strip-all', exe], { stdio: 'ignore' });
   } catch {
-    console.error('WARNING: strip (binutils) not found: the executable keeps Node\'s debug symbols (~17 MiB more). apt-get install binutils');
+    console.error(
+      "WARNING: strip (binutils) not found: the executable keeps Node's debug symbols (~17 MiB more). apt-get install binutils",
+    );
   }
-  execFileSync(process.execPath, [path.join(root, 'node_modules', 'postject', 'dist', 'cli.js'), exe, 'NODE_SEA_BLOB', blob,
-    '--sentinel-fuse', 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync(
+    process.execPath,
+    [
+      path.join(root, 'node_modules', 'postject', 'dist', 'cli.js'),
+      exe,
+      'NODE_SEA_BLOB',
+      blob,
+      '--sentinel-fuse',
+      'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2',
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
   return [seaConfig, blob, seaMain, ...Object.values(assets).filter((f) => f.endsWith('.cache'))];
 }
 
 /** Bundle a small entry synchronously (the esbuild binary of the esbuild package in use). */
 function esbuildCli(entry, out) {
-  execFileSync(path.join(root, 'node_modules', '@esbuild', 'linux-x64', 'bin', 'esbuild'), [entry, '--bundle', '--platform=node', '--target=node24',
-    '--format=cjs', `--outfile=${out}`, '--minify', '--legal-comments=none', '--log-level=warning'], { stdio: 'inherit' });
+  execFileSync(
+    path.join(root, 'node_modules', '@esbuild', 'linux-x64', 'bin', 'esbuild'),
+    [
+      entry,
+      '--bundle',
+      '--platform=node',
+      '--target=node24',
+      '--format=cjs',
+      `--outfile=${out}`,
+      '--minify',
+      '--legal-comments=none',
+      '--log-level=warning',
+    ],
+    { stdio: 'inherit' },
+  );
 }

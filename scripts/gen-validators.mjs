@@ -12,13 +12,19 @@ export function generateValidators(root, outFile, only) {
   const formatsPath = path.join(root, 'shared', 'cni', 'formats.ts');
   // Must match AJV_OPTIONS in shared/cni/ajv-runtime.ts.
   const ajv = new Ajv({
-    allErrors: false, strict: false, useDefaults: false, allowUnionTypes: true, verbose: true,
+    allErrors: false,
+    strict: false,
+    useDefaults: false,
+    allowUnionTypes: true,
+    verbose: true,
     code: { source: true, formats: _`require(${formatsPath})` },
   });
   const names = ['ip', 'ipv4', 'ipv6', 'cidr', 'mac', 'ifname'];
   for (const n of names) ajv.addFormat(n, () => true);
   const refs = {};
-  for (const f of readdirSync(schemaDir).filter((f) => f.endsWith('.schema.json')).sort()) {
+  for (const f of readdirSync(schemaDir)
+    .filter((f) => f.endsWith('.schema.json'))
+    .sort()) {
     const schema = JSON.parse(readFileSync(path.join(schemaDir, f), 'utf8'));
     const key = schema.$id ?? f.replace(/\.schema\.json$/, '');
     if (only && !only.includes(key)) continue;

@@ -177,7 +177,8 @@ function run(cmd, args, cwd, quiet = true) {
 function scratchCopy() {
   const dir = mkdtempSync(path.join(tmpdir(), 'cnits-mutants-'));
   const files = execFileSync('git', ['ls-files', '-z'], { cwd: ROOT, encoding: 'utf8' }).split('\0').filter(Boolean);
-  for (const f of files) if (existsSync(path.join(ROOT, f))) cpSync(path.join(ROOT, f), path.join(dir, f), { preserveTimestamps: true, recursive: true });
+  for (const f of files)
+    if (existsSync(path.join(ROOT, f))) cpSync(path.join(ROOT, f), path.join(dir, f), { preserveTimestamps: true, recursive: true });
   symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
   return dir;
 }
@@ -215,7 +216,8 @@ function main() {
     for (const m of chosen) {
       const file = path.join(dir, m.file);
       const original = readFileSync(file, 'utf8');
-      if (!original.includes(m.from)) throw new Error(`mutant ${m.id}: the text to patch is not in ${m.file} any more (update scripts/mutants.mjs)`);
+      if (!original.includes(m.from))
+        throw new Error(`mutant ${m.id}: the text to patch is not in ${m.file} any more (update scripts/mutants.mjs)`);
       writeFileSync(file, original.replace(m.from, m.to));
       try {
         build(dir);
@@ -231,7 +233,9 @@ function main() {
     rmSync('/tmp/cnits-static-mutant', { force: true });
   }
   const survived = results.filter((r) => !r.caught);
-  console.log(`\n${results.length - survived.length}/${results.length} mutants caught${survived.length ? `; survived: ${survived.map((s) => s.id).join(', ')}` : ''}`);
+  console.log(
+    `\n${results.length - survived.length}/${results.length} mutants caught${survived.length ? `; survived: ${survived.map((s) => s.id).join(', ')}` : ''}`,
+  );
   process.exitCode = survived.length ? 1 : 0;
 }
 

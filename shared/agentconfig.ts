@@ -54,7 +54,11 @@ export interface AgentConfig {
 /** Code 7 (invalid config) naming the file and the field. */
 export class AgentConfigError extends CniError {
   constructor(source: string, field: string, why: string) {
-    super(ErrorCode.InvalidConfig, `agent config ${source || '(value)'}: ${field ? `${field}: ` : ''}${why}`, field ? `field "${field}"` : '');
+    super(
+      ErrorCode.InvalidConfig,
+      `agent config ${source || '(value)'}: ${field ? `${field}: ` : ''}${why}`,
+      field ? `field "${field}"` : '',
+    );
     this.name = 'AgentConfigError';
   }
 }
@@ -92,7 +96,12 @@ const ENDPOINT = /^(https?:\/\/)?[^\s/]+(:[0-9]+)?\/?$/;
 
 /** Validate a `store` value (the agent config's, or the overlay plugin's same-shaped key). */
 export function parseStoreConfig(v: unknown, source: string, field = 'store'): StoreConfig {
-  if (v === undefined) throw new AgentConfigError(source, field, 'is required ({"type": "file", "path": "/var/lib/cni-ts/cluster"} or {"type": "etcd", "endpoints": [...]})');
+  if (v === undefined)
+    throw new AgentConfigError(
+      source,
+      field,
+      'is required ({"type": "file", "path": "/var/lib/cni-ts/cluster"} or {"type": "etcd", "endpoints": [...]})',
+    );
   if (!isObject(v)) throw new AgentConfigError(source, field, 'must be an object');
   if (v.type === 'file') {
     const p = str(v, 'path', source, `${field}.path`);
@@ -102,9 +111,11 @@ export function parseStoreConfig(v: unknown, source: string, field = 'store'): S
   }
   if (v.type === 'etcd') {
     const eps = v.endpoints;
-    if (!Array.isArray(eps) || eps.length === 0) throw new AgentConfigError(source, `${field}.endpoints`, 'needs at least one endpoint ("https://10.0.0.1:2379")');
+    if (!Array.isArray(eps) || eps.length === 0)
+      throw new AgentConfigError(source, `${field}.endpoints`, 'needs at least one endpoint ("https://10.0.0.1:2379")');
     eps.forEach((e, i) => {
-      if (typeof e !== 'string' || !ENDPOINT.test(e)) throw new AgentConfigError(source, `${field}.endpoints[${i}]`, `${JSON.stringify(e)} is not host:port or http(s)://host:port`);
+      if (typeof e !== 'string' || !ENDPOINT.test(e))
+        throw new AgentConfigError(source, `${field}.endpoints[${i}]`, `${JSON.stringify(e)} is not host:port or http(s)://host:port`);
     });
     const out: StoreConfig = { type: 'etcd', endpoints: eps as string[] };
     const prefix = str(v, 'prefix', source, `${field}.prefix`);
@@ -116,8 +127,10 @@ export function parseStoreConfig(v: unknown, source: string, field = 'store'): S
       const s = str(v, k, source, `${field}.${k}`);
       if (s !== undefined) out[k] = k.endsWith('File') && source && !path.isAbsolute(s) ? path.resolve(path.dirname(source), s) : s;
     }
-    if ((out.certFile === undefined) !== (out.keyFile === undefined)) throw new AgentConfigError(source, `${field}.${out.certFile ? 'keyFile' : 'certFile'}`, 'certFile and keyFile go together');
-    if ((out.username === undefined) !== (out.password === undefined)) throw new AgentConfigError(source, `${field}.${out.username ? 'password' : 'username'}`, 'username and password go together');
+    if ((out.certFile === undefined) !== (out.keyFile === undefined))
+      throw new AgentConfigError(source, `${field}.${out.certFile ? 'keyFile' : 'certFile'}`, 'certFile and keyFile go together');
+    if ((out.username === undefined) !== (out.password === undefined))
+      throw new AgentConfigError(source, `${field}.${out.username ? 'password' : 'username'}`, 'username and password go together');
     return out;
   }
   throw new AgentConfigError(source, `${field}.type`, `must be "file" or "etcd" (got ${JSON.stringify(v.type)})`);
@@ -138,7 +151,8 @@ export function parseAgentConfig(raw: unknown, source = ''): AgentConfig {
     const v = typeof raw.serviceCIDR === 'string' ? [raw.serviceCIDR] : raw.serviceCIDR;
     if (!Array.isArray(v)) throw new AgentConfigError(source, 'serviceCIDR', 'must be a list of CIDRs');
     v.forEach((c, i) => {
-      if (typeof c !== 'string' || !parseCIDR(c)) throw new AgentConfigError(source, `serviceCIDR[${i}]`, `${JSON.stringify(c)} is not a CIDR`);
+      if (typeof c !== 'string' || !parseCIDR(c))
+        throw new AgentConfigError(source, `serviceCIDR[${i}]`, `${JSON.stringify(c)} is not a CIDR`);
     });
     serviceCIDR = v as string[];
   }
@@ -170,7 +184,8 @@ export function loadAgentConfig(file: string = configPathFrom()): AgentConfig {
     text = readFileSync(file, 'utf8');
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    if (err.code === 'ENOENT') throw new AgentConfigError(file, '', `no such file (write one with a "store" key, or point --config / ${CONFIG_ENV} at one)`);
+    if (err.code === 'ENOENT')
+      throw new AgentConfigError(file, '', `no such file (write one with a "store" key, or point --config / ${CONFIG_ENV} at one)`);
     throw new CniError(ErrorCode.IOFailure, `agent config ${file}: cannot read it`, err.message);
   }
   let raw: unknown;

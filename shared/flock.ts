@@ -80,10 +80,14 @@ export function requestFlock(file: string, timeoutSeconds = 60): FlockRequest {
       }
     }
     trace(`flock ${file}: asking`);
-    const child = childProcess().spawn('flock', ['--exclusive', '--timeout', String(timeoutSeconds), '--conflict-exit-code', String(CONFLICT), '3'], {
-      stdio: ['ignore', 'ignore', 'pipe', fd],
-      env: { LC_ALL: 'C', PATH: process.env.PATH || '/usr/sbin:/usr/bin:/sbin:/bin' },
-    });
+    const child = childProcess().spawn(
+      'flock',
+      ['--exclusive', '--timeout', String(timeoutSeconds), '--conflict-exit-code', String(CONFLICT), '3'],
+      {
+        stdio: ['ignore', 'ignore', 'pipe', fd],
+        env: { LC_ALL: 'C', PATH: process.env.PATH || '/usr/sbin:/usr/bin:/sbin:/bin' },
+      },
+    );
     trace(`flock ${file}: spawned`);
     let stderr = '';
     child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));

@@ -49,9 +49,11 @@ export interface PolicySettings {
 export function policySettings(cfg: Pick<AgentConfig, 'policy' | 'source'>): PolicySettings {
   const p = cfg.policy ?? {};
   const table = p.table ?? DEFAULT_POLICY_TABLE;
-  if (typeof table !== 'string' || !/^[A-Za-z][A-Za-z0-9_]{0,63}$/.test(table)) throw new AgentConfigError(cfg.source, 'policy.table', 'must be an nft table name (letters, digits, "_")');
+  if (typeof table !== 'string' || !/^[A-Za-z][A-Za-z0-9_]{0,63}$/.test(table))
+    throw new AgentConfigError(cfg.source, 'policy.table', 'must be an nft table name (letters, digits, "_")');
   const lockFile = p.lockFile ?? path.join(DEFAULT_LOCK_DIR, `policy-${table}.lock`);
-  if (typeof lockFile !== 'string' || !path.isAbsolute(lockFile)) throw new AgentConfigError(cfg.source, 'policy.lockFile', 'must be an absolute path');
+  if (typeof lockFile !== 'string' || !path.isAbsolute(lockFile))
+    throw new AgentConfigError(cfg.source, 'policy.lockFile', 'must be an absolute path');
   const flag = (k: 'allowFromNode' | 'allowToNode'): boolean => {
     const v = p[k] ?? true;
     if (typeof v !== 'boolean') throw new AgentConfigError(cfg.source, `policy.${k}`, 'must be true or false');
@@ -104,13 +106,18 @@ export async function ensureBridgeNetfilter(): Promise<void> {
   try {
     await setSysctls(want);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new CniError(ErrorCode.KernelOperation, 'could not enable bridge netfilter', (e as Error).message);
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw new CniError(ErrorCode.KernelOperation, 'could not enable bridge netfilter', (e as Error).message);
     // br_netfilter is a module on this kernel and not loaded yet
     await tryModprobe('br_netfilter');
     try {
       await setSysctls(want);
     } catch (e2) {
-      throw new CniError(ErrorCode.KernelFeatureMissing, 'bridge netfilter (br_netfilter) is not available: same-bridge traffic could not be policed', (e2 as Error).message);
+      throw new CniError(
+        ErrorCode.KernelFeatureMissing,
+        'bridge netfilter (br_netfilter) is not available: same-bridge traffic could not be policed',
+        (e2 as Error).message,
+      );
     }
   }
 }
@@ -164,7 +171,11 @@ async function readObjects(store: ObjectStore): Promise<PolicyObjects & { revisi
 }
 
 /** Read every policy object (the caller holds the lock) and compile this node's Ruleset. */
-export async function compilePolicy(store: ObjectStore, node: string, s: PolicySettings): Promise<{ objects: PolicyObjects & { revision: number }; ruleset: Ruleset }> {
+export async function compilePolicy(
+  store: ObjectStore,
+  node: string,
+  s: PolicySettings,
+): Promise<{ objects: PolicyObjects & { revision: number }; ruleset: Ruleset }> {
   const objects = await readObjects(store);
   const ruleset = compileNode(objects, node, { allowFromNode: s.allowFromNode, allowToNode: s.allowToNode });
   trace('policy compiled');
@@ -179,7 +190,12 @@ export async function compilePolicy(store: ObjectStore, node: string, s: PolicyS
  * writer compiled (the agent's pass after an endpoint ADD already applied), nothing is
  * compiled, unless `recompile` (a new compiler, on agent start).
  */
-export async function programPolicy(store: ObjectStore, node: string, s: PolicySettings, opts: { full?: boolean; recompile?: boolean } = {}): Promise<Programmed> {
+export async function programPolicy(
+  store: ObjectStore,
+  node: string,
+  s: PolicySettings,
+  opts: { full?: boolean; recompile?: boolean } = {},
+): Promise<Programmed> {
   const [objects] = await Promise.all([readObjects(store), ensureBridgeNetfilter()]);
   const key = stateKey(node, s);
   const prevState = readState(s.stateFile);
@@ -237,8 +253,16 @@ export async function tableDrift(rs: Ruleset | undefined, table: string): Promis
 
 /** `tableDrift`'s comparison of `rs` with the table as `nft -j list table` printed it (pure). */
 export function rulesetDrift(rs: Ruleset, nftJson: string): string | undefined {
-  const have = { rules: new Map<string, number>(), sets: new Map<string, number>(), maps: new Map<string, number>(), counters: new Set<string>(), chains: new Set<string>() };
-  for (const o of (JSON.parse(nftJson || '{"nftables":[]}') as { nftables: Array<Record<string, { name?: string; chain?: string; elem?: unknown[] }>> }).nftables) {
+  const have = {
+    rules: new Map<string, number>(),
+    sets: new Map<string, number>(),
+    maps: new Map<string, number>(),
+    counters: new Set<string>(),
+    chains: new Set<string>(),
+  };
+  for (const o of (
+    JSON.parse(nftJson || '{"nftables":[]}') as { nftables: Array<Record<string, { name?: string; chain?: string; elem?: unknown[] }>> }
+  ).nftables) {
     if (o.rule?.chain) have.rules.set(o.rule.chain, (have.rules.get(o.rule.chain) ?? 0) + 1);
     else if (o.chain?.name) have.chains.add(o.chain.name);
     else if (o.set?.name) have.sets.set(o.set.name, o.set.elem?.length ?? 0);
@@ -254,7 +278,8 @@ export function rulesetDrift(rs: Ruleset, nftJson: string): string | undefined {
   for (const x of rs.sets) {
     const n = have.sets.get(x.name);
     if (n === undefined) return `lacks set ${x.name}`;
-    if (!x.flags?.includes('interval') && n !== new Set(x.elements).size) return `set ${x.name} has ${n} elements, not ${new Set(x.elements).size}`;
+    if (!x.flags?.includes('interval') && n !== new Set(x.elements).size)
+      return `set ${x.name} has ${n} elements, not ${new Set(x.elements).size}`;
   }
   for (const m of rs.maps) {
     const n = have.maps.get(m.name);

@@ -35,7 +35,12 @@ export function spawnCollect(file: string, args: string[], opts: SpawnOptions = 
     let child;
     try {
       const t0 = tracing() ? performance.now() : 0;
-      child = childProcess().spawn(file, args, { env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'], timeout: opts.timeoutMs, shell: false });
+      child = childProcess().spawn(file, args, {
+        env: opts.env ?? process.env,
+        stdio: ['pipe', 'pipe', 'pipe'],
+        timeout: opts.timeoutMs,
+        shell: false,
+      });
       if (t0) trace(`spawned ${file} (${(performance.now() - t0).toFixed(1)} ms in spawn())`);
     } catch (e) {
       resolve({ exitCode: null, stdout: '', stderr: '', error: (e as Error).message });

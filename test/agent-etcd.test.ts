@@ -10,7 +10,12 @@ import { Cleanup } from './helpers/netns.ts';
 import { namespace, PolicyMatrix } from './helpers/policy-matrix.ts';
 import { makeEtcd, type Etcd } from './overlay-topology.ts';
 
-const np = (ns: string, name: string, spec: NetworkPolicy['spec']): NetworkPolicy => ({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name, namespace: ns }, spec });
+const np = (ns: string, name: string, spec: NetworkPolicy['spec']): NetworkPolicy => ({
+  apiVersion: 'networking.k8s.io/v1',
+  kind: 'NetworkPolicy',
+  metadata: { name, namespace: ns },
+  spec,
+});
 const noEtcd = existsSync('/usr/bin/etcd') ? '' : '/usr/bin/etcd is not installed (Debian etcd-server)';
 
 describe.skipIf(noEtcd)('endpoint + agent on the etcd store', () => {
@@ -48,7 +53,10 @@ describe.skipIf(noEtcd)('endpoint + agent on the etcd store', () => {
     await etcd.stop();
     const r = await m.addPod('x/b');
     expect(r.json?.code, r.stdout + r.stderr).toBe(11);
-    const st = await m.plugin('endpoint', { command: 'STATUS', config: { cniVersion: '1.1.0', name: `${m.tb.id}net`, ...m.endpointConf() } });
+    const st = await m.plugin('endpoint', {
+      command: 'STATUS',
+      config: { cniVersion: '1.1.0', name: `${m.tb.id}net`, ...m.endpointConf() },
+    });
     expect(st.json?.code, st.stdout).toBe(50);
     expect((await m.nft(['-s', 'list', 'table', 'inet', m.table])).stdout).toBe(before);
   }, 60_000);
@@ -57,7 +65,12 @@ describe.skipIf(noEtcd)('endpoint + agent on the etcd store', () => {
     await etcd.start();
     const get = await m.cnictl(['get', 'endpoints', '-A']);
     expect(get.stdout).not.toMatch(/\bx\s+b\b/); // the failed ADD registered nothing
-    await m.apply(np('x', 'a-from-y', { podSelector: { matchLabels: { pod: 'a' } }, ingress: [{ from: [{ namespaceSelector: { matchLabels: { ns: 'y' } } }] }] }));
+    await m.apply(
+      np('x', 'a-from-y', {
+        podSelector: { matchLabels: { pod: 'a' } },
+        ingress: [{ from: [{ namespaceSelector: { matchLabels: { ns: 'y' } } }] }],
+      }),
+    );
     await m.expectMatrix(80, 'tcp', () => true, 30_000, ['x/a', 'y/a']);
     await m.remove('NetworkPolicy', 'x', 'a-from-y');
     await m.expectMatrix(80, 'tcp', (f, t) => t !== 'x/a', 30_000, ['x/a', 'y/a']);

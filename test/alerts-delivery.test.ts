@@ -91,9 +91,20 @@ const labels = (pod: string): Record<string, string> => ({ namespace: 'al', pod,
 /** The engine plus the agent's socket and HTTP API around it, samples from `samples()`. */
 async function engineWithApi(alerts: Record<string, unknown>, samples: () => Sample[]): Promise<{ eng: AlertEngine; socket: string }> {
   const socket = path.join(dir, `agent-${Math.random().toString(36).slice(2, 8)}.sock`);
-  const cfg = parseAgentConfig({ store: { type: 'file', path: path.join(dir, 'store') }, node: 'al-node', listen: `127.0.0.1:${API_PORT}`, socket, alerts });
+  const cfg = parseAgentConfig({
+    store: { type: 'file', path: path.join(dir, 'store') },
+    node: 'al-node',
+    listen: `127.0.0.1:${API_PORT}`,
+    socket,
+    alerts,
+  });
   const eng = new AlertEngine(cfg, log, samples);
-  const h: ApiHandlers = { status: () => ({ node: 'al-node', pid: process.pid, startedAt: '', store: '', memory: { rss: 0, heapUsed: 0 }, reconcilers: [] }), resync: () => Promise.resolve([]), alerts: () => eng.alerts(), routes: eng.routes() };
+  const h: ApiHandlers = {
+    status: () => ({ node: 'al-node', pid: process.pid, startedAt: '', store: '', memory: { rss: 0, heapUsed: 0 }, reconcilers: [] }),
+    resync: () => Promise.resolve([]),
+    alerts: () => eng.alerts(),
+    routes: eng.routes(),
+  };
   const servers: Array<http.Server | net.Server> = [await startHttp(cfg.listen, h, log), await startSocket(socket, h, log)];
   eng.start();
   cleanups.push(async () => {
@@ -109,81 +120,114 @@ async function getJson(url: string): Promise<unknown> {
 }
 
 describe('a real Alertmanager', () => {
-  it.skipIf(!!noAm)('receives our firing alert over API v2, routes it, and drops it once resolved', async () => {
-    const amHook = await receiver(AM_HOOK_PORT);
-    const amDir = path.join(dir, 'am');
-    const amConfig = path.join(dir, 'alertmanager.yml');
-    writeFileSync(
-      amConfig,
-      [
-        'route:',
-        '  receiver: al-hook',
-        '  group_by: [alertname, namespace, pod]',
-        '  group_wait: 1s',
-        '  group_interval: 1s',
-        '  repeat_interval: 1h',
-        'receivers:',
-        '  - name: al-hook',
-        '    webhook_configs:',
-        `      - url: http://127.0.0.1:${AM_HOOK_PORT}/from-alertmanager`,
-        '        send_resolved: true',
-        '',
-      ].join('\n'),
-    );
-    let amLog = '';
-    const am: ChildProcess = spawn(AM_BIN, [`--config.file=${amConfig}`, `--storage.path=${amDir}`, `--web.listen-address=127.0.0.1:${AM_PORT}`, '--cluster.listen-address=', '--log.level=warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
-    am.stderr!.on('data', (d: Buffer) => (amLog += d.toString()));
-    cleanups.push(async () => {
-      if (am.exitCode === null) {
-        am.kill('SIGTERM');
-        await new Promise((r) => am.once('exit', r));
-      }
-    });
-    const ready = await until(
-      () => fetch(`http://127.0.0.1:${AM_PORT}/-/ready`).then((r) => r.status, () => 0),
-      (s) => s === 200,
-    );
-    expect(ready, `alertmanager did not become ready: ${amLog}`).toBe(200);
+  it.skipIf(!!noAm)(
+    'receives our firing alert over API v2, routes it, and drops it once resolved',
+    async () => {
+      const amHook = await receiver(AM_HOOK_PORT);
+      const amDir = path.join(dir, 'am');
+      const amConfig = path.join(dir, 'alertmanager.yml');
+      writeFileSync(
+        amConfig,
+        [
+          'route:',
+          '  receiver: al-hook',
+          '  group_by: [alertname, namespace, pod]',
+          '  group_wait: 1s',
+          '  group_interval: 1s',
+          '  repeat_interval: 1h',
+          'receivers:',
+          '  - name: al-hook',
+          '    webhook_configs:',
+          `      - url: http://127.0.0.1:${AM_HOOK_PORT}/from-alertmanager`,
+          '        send_resolved: true',
+          '',
+        ].join('\n'),
+      );
+      let amLog = '';
+      const am: ChildProcess = spawn(
+        AM_BIN,
+        [
+          `--config.file=${amConfig}`,
+          `--storage.path=${amDir}`,
+          `--web.listen-address=127.0.0.1:${AM_PORT}`,
+          '--cluster.listen-address=',
+          '--log.level=warn',
+        ],
+        { stdio: ['ignore', 'ignore', 'pipe'] },
+      );
+      am.stderr!.on('data', (d: Buffer) => (amLog += d.toString()));
+      cleanups.push(async () => {
+        if (am.exitCode === null) {
+          am.kill('SIGTERM');
+          await new Promise((r) => am.once('exit', r));
+        }
+      });
+      const ready = await until(
+        () =>
+          fetch(`http://127.0.0.1:${AM_PORT}/-/ready`).then(
+            (r) => r.status,
+            () => 0,
+          ),
+        (s) => s === 200,
+      );
+      expect(ready, `alertmanager did not become ready: ${amLog}`).toBe(200);
 
-    let value = 0.42;
-    const { eng } = await engineWithApi({ evaluationInterval: '200ms', resendDelay: '1s', alertmanagers: [`http://127.0.0.1:${AM_PORT}`], rules: [{ name: 'HighErrorRate', for: '0s' }] }, () =>
-      value > 0 ? [{ metric: 'cni_ts_endpoint_error_ratio', labels: labels('a'), value }] : [],
-    );
-    type AmAlert = { labels: Record<string, string>; annotations: Record<string, string>; status: { state: string }; generatorURL: string; startsAt: string };
-    const listed = await until(
-      () => getJson(`http://127.0.0.1:${AM_PORT}/api/v2/alerts`) as Promise<AmAlert[]>,
-      (l) => l.some((a) => a.labels.pod === 'a'),
-    );
-    const ours = listed.find((a) => a.labels.pod === 'a');
-    expect(ours, `Alertmanager lists ${JSON.stringify(listed)}; receivers ${JSON.stringify(eng.receivers())}`).toBeDefined();
-    expect(ours!.labels).toEqual({ alertname: 'HighErrorRate', severity: 'critical', ...labels('a') });
-    expect(ours!.annotations).toMatchObject({ value: '42%', description: 'Endpoint al/a on network alnet: 42% of its packets are errors or drops (threshold 5%).' });
-    expect(ours!.status.state).toBe('active');
-    expect(ours!.generatorURL).toBe(`http://127.0.0.1:${API_PORT}/api/v1/alerts?alertname=HighErrorRate`);
-    expect(Date.parse(ours!.startsAt)).toBe(Date.parse(eng.alerts()[0]!.firedAt!));
+      let value = 0.42;
+      const { eng } = await engineWithApi(
+        {
+          evaluationInterval: '200ms',
+          resendDelay: '1s',
+          alertmanagers: [`http://127.0.0.1:${AM_PORT}`],
+          rules: [{ name: 'HighErrorRate', for: '0s' }],
+        },
+        () => (value > 0 ? [{ metric: 'cni_ts_endpoint_error_ratio', labels: labels('a'), value }] : []),
+      );
+      type AmAlert = {
+        labels: Record<string, string>;
+        annotations: Record<string, string>;
+        status: { state: string };
+        generatorURL: string;
+        startsAt: string;
+      };
+      const listed = await until(
+        () => getJson(`http://127.0.0.1:${AM_PORT}/api/v2/alerts`) as Promise<AmAlert[]>,
+        (l) => l.some((a) => a.labels.pod === 'a'),
+      );
+      const ours = listed.find((a) => a.labels.pod === 'a');
+      expect(ours, `Alertmanager lists ${JSON.stringify(listed)}; receivers ${JSON.stringify(eng.receivers())}`).toBeDefined();
+      expect(ours!.labels).toEqual({ alertname: 'HighErrorRate', severity: 'critical', ...labels('a') });
+      expect(ours!.annotations).toMatchObject({
+        value: '42%',
+        description: 'Endpoint al/a on network alnet: 42% of its packets are errors or drops (threshold 5%).',
+      });
+      expect(ours!.status.state).toBe('active');
+      expect(ours!.generatorURL).toBe(`http://127.0.0.1:${API_PORT}/api/v1/alerts?alertname=HighErrorRate`);
+      expect(Date.parse(ours!.startsAt)).toBe(Date.parse(eng.alerts()[0]!.firedAt!));
 
-    // Alertmanager routes it to its receiver
-    const routed = await until(
-      () => amHook.bodies as WebhookMessage[],
-      (b) => b.some((m) => m.status === 'firing'),
-    );
-    expect(routed.find((m) => m.status === 'firing')!.alerts[0]!.labels).toMatchObject({ alertname: 'HighErrorRate', pod: 'a' });
+      // Alertmanager routes it to its receiver
+      const routed = await until(
+        () => amHook.bodies as WebhookMessage[],
+        (b) => b.some((m) => m.status === 'firing'),
+      );
+      expect(routed.find((m) => m.status === 'firing')!.alerts[0]!.labels).toMatchObject({ alertname: 'HighErrorRate', pod: 'a' });
 
-    // resolved: we send endsAt = resolvedAt; Alertmanager stops listing it and notifies resolved
-    value = 0;
-    const after = await until(
-      () => getJson(`http://127.0.0.1:${AM_PORT}/api/v2/alerts`) as Promise<AmAlert[]>,
-      (l) => !l.some((a) => a.labels.pod === 'a'),
-    );
-    expect(after.filter((a) => a.labels.pod === 'a')).toEqual([]);
-    expect(eng.alerts().map((a) => a.state)).toEqual(['resolved']);
-    const resolved = await until(
-      () => amHook.bodies as WebhookMessage[],
-      (b) => b.some((m) => m.status === 'resolved'),
-    );
-    expect(resolved.some((m) => m.status === 'resolved')).toBe(true);
-    expect(eng.receivers()[0]).toMatchObject({ kind: 'alertmanager', url: `http://127.0.0.1:${AM_PORT}`, failed: 0 });
-  }, 60_000);
+      // resolved: we send endsAt = resolvedAt; Alertmanager stops listing it and notifies resolved
+      value = 0;
+      const after = await until(
+        () => getJson(`http://127.0.0.1:${AM_PORT}/api/v2/alerts`) as Promise<AmAlert[]>,
+        (l) => !l.some((a) => a.labels.pod === 'a'),
+      );
+      expect(after.filter((a) => a.labels.pod === 'a')).toEqual([]);
+      expect(eng.alerts().map((a) => a.state)).toEqual(['resolved']);
+      const resolved = await until(
+        () => amHook.bodies as WebhookMessage[],
+        (b) => b.some((m) => m.status === 'resolved'),
+      );
+      expect(resolved.some((m) => m.status === 'resolved')).toBe(true);
+      expect(eng.receivers()[0]).toMatchObject({ kind: 'alertmanager', url: `http://127.0.0.1:${AM_PORT}`, failed: 0 });
+    },
+    60_000,
+  );
 });
 
 describe('webhooks that are down', () => {
@@ -215,7 +259,10 @@ describe('webhooks that are down', () => {
     expect(eng.evaluations).toBeGreaterThanOrEqual(evalsThen + 5);
     const viaSocket = await askAgent(socket, { type: 'alerts' }, 3000);
     expect(viaSocket).toMatchObject({ ok: true, type: 'alerts', alerts: [{ name: 'HighLatency', state: 'firing', value: 0.3 }] });
-    const viaHttp = (await getJson(`http://127.0.0.1:${API_PORT}/api/v1/alerts?state=firing`)) as { alerts: { name: string }[]; receivers: { url: string; failed: number }[] };
+    const viaHttp = (await getJson(`http://127.0.0.1:${API_PORT}/api/v1/alerts?state=firing`)) as {
+      alerts: { name: string }[];
+      receivers: { url: string; failed: number }[];
+    };
     expect(viaHttp.alerts.map((a) => a.name)).toEqual(['HighLatency']);
     // the refusing receiver has failed at least twice by now (retrying with backoff)
     const down = await until(

@@ -55,7 +55,12 @@ describe('alerts from the agent on real traffic (bandwidth plugin TBF, qdisc dro
   };
   const find = (l: Alert[], name: string, pod: string): Alert | undefined => l.find((a) => a.name === name && a.labels.pod === pod);
   /** every state an alert was seen in (polled), until `done` */
-  const watch = async (name: string, pod: string, done: (a: Alert | undefined) => boolean, withinMs: number): Promise<{ seen: string[]; last: Alert | undefined }> => {
+  const watch = async (
+    name: string,
+    pod: string,
+    done: (a: Alert | undefined) => boolean,
+    withinMs: number,
+  ): Promise<{ seen: string[]; last: Alert | undefined }> => {
     const seen: string[] = [];
     let last: Alert | undefined;
     await until(
@@ -74,7 +79,11 @@ describe('alerts from the agent on real traffic (bandwidth plugin TBF, qdisc dro
 
   /** iperf3 from `from` to `to` in the background (the server exits after one test). */
   const iperf = async (from: PodKey, to: PodKey, args: string[]): Promise<{ client: ResultPromise }> => {
-    const server = execa('nsenter', [`--net=${m.pods.get(to)!.netns.path}`, '--', 'iperf3', '-s', '-1', '-p', String(IPERF_PORT), '-B', ip(to)], { reject: false });
+    const server = execa(
+      'nsenter',
+      [`--net=${m.pods.get(to)!.netns.path}`, '--', 'iperf3', '-s', '-1', '-p', String(IPERF_PORT), '-B', ip(to)],
+      { reject: false },
+    );
     cleanup.add(async () => {
       server.kill('SIGKILL');
       await server;
@@ -86,7 +95,11 @@ describe('alerts from the agent on real traffic (bandwidth plugin TBF, qdisc dro
       50,
     );
     if (!up) throw new Error('iperf3 server did not start');
-    const client = execa('nsenter', [`--net=${m.pods.get(from)!.netns.path}`, '--', 'iperf3', '-c', ip(to), '-p', String(IPERF_PORT), ...args], { reject: false });
+    const client = execa(
+      'nsenter',
+      [`--net=${m.pods.get(from)!.netns.path}`, '--', 'iperf3', '-c', ip(to), '-p', String(IPERF_PORT), ...args],
+      { reject: false },
+    );
     cleanup.add(async () => {
       client.kill('SIGKILL');
       await client;
@@ -131,10 +144,21 @@ describe('alerts from the agent on real traffic (bandwidth plugin TBF, qdisc dro
     const br = await m.plugin('bridge', { command: 'ADD', containerId, netns: netns.path, config: m.bridgeConf() });
     if (br.exitCode !== 0) throw new Error(`bridge ADD x/c: ${br.stderr}`);
     m.pods.get('x/c')!.ip = (br.json?.ips as Array<{ address: string }>)[0]!.address.split('/')[0]!;
-    const bwConf = { cniVersion: '1.1.0', name: `${m.tb.id}net`, type: 'bandwidth', ingressRate: LIMIT, ingressBurst: BURST, egressRate: LIMIT, egressBurst: BURST, prevResult: br.json };
+    const bwConf = {
+      cniVersion: '1.1.0',
+      name: `${m.tb.id}net`,
+      type: 'bandwidth',
+      ingressRate: LIMIT,
+      ingressBurst: BURST,
+      egressRate: LIMIT,
+      egressBurst: BURST,
+      prevResult: br.json,
+    };
     const bw = await m.plugin('bandwidth', { command: 'ADD', containerId, netns: netns.path, config: bwConf });
     if (bw.exitCode !== 0) throw new Error(`bandwidth ADD x/c: ${bw.stderr}`);
-    cleanup.add(() => m.plugin('bandwidth', { command: 'DEL', containerId, netns: netns.path, config: { ...bwConf, prevResult: bw.json } })); // removes the IFB
+    cleanup.add(() =>
+      m.plugin('bandwidth', { command: 'DEL', containerId, netns: netns.path, config: { ...bwConf, prevResult: bw.json } }),
+    ); // removes the IFB
     const ep = await m.endpoint('ADD', 'x/c', bw.json);
     if (ep.exitCode !== 0) throw new Error(`endpoint ADD x/c: ${ep.stdout} ${ep.stderr}`);
     // sampled, with a latency figure for c, before any load
@@ -155,14 +179,21 @@ describe('alerts from the agent on real traffic (bandwidth plugin TBF, qdisc dro
     expect(await alerts()).toEqual([]);
   });
 
-  it('saturating c\'s limit fires HighBandwidthUsage after its for, and HighLatency (its TBF queue); both resolve when traffic stops', async () => {
+  it("saturating c's limit fires HighBandwidthUsage after its for, and HighLatency (its TBF queue); both resolve when traffic stops", async () => {
     // a window of ~200-400 kB: the stream keeps c's TBF queue a few hundred ms deep without
     // overflowing it, so the agent's ICMP probes wait in the queue instead of being dropped
     const { client: stream } = await iperf('x/a', 'x/c', ['-t', '30', '-w', '200K']);
     const bwAlert = await watch('HighBandwidthUsage', 'c', (x) => x?.state === 'firing', 20_000);
     const lat = await watch('HighLatency', 'c', (x) => x?.state === 'firing', 20_000);
     const listed = await m.cnictl(['alerts', '-o', 'wide']);
-    const scraped = (await inNs(m.tb.host, NODE, ['-e', `fetch('http://127.0.0.1:${AGENT_PORT}/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`], true)).stdout;
+    const scraped = (
+      await inNs(
+        m.tb.host,
+        NODE,
+        ['-e', `fetch('http://127.0.0.1:${AGENT_PORT}/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`],
+        true,
+      )
+    ).stdout;
     stream.kill('SIGTERM');
     await stream;
     const log = (): string => m['agentProc']?.log?.() ?? '';
@@ -177,22 +208,41 @@ describe('alerts from the agent on real traffic (bandwidth plugin TBF, qdisc dro
     expect(Date.parse(b.firedAt!) - Date.parse(b.activeAt)).toBeGreaterThanOrEqual(FOR.HighBandwidthUsage);
     expect(b.value).toBeGreaterThan(0.8);
     expect(b).toMatchObject({ severity: 'warning', metric: 'cni_ts_endpoint_bandwidth_utilization_ratio', threshold: 0.8 });
-    expect(b.labels).toEqual({ alertname: 'HighBandwidthUsage', severity: 'warning', namespace: 'x', pod: 'c', network: `${m.tb.id}net`, interface: 'eth0', node: m.node });
-    expect(b.description).toMatch(new RegExp(`^Endpoint x/c on network ${m.tb.id}net uses \\d+(\\.\\d+)?% of its bandwidth limit \\(threshold 80%\\)\\.$`));
+    expect(b.labels).toEqual({
+      alertname: 'HighBandwidthUsage',
+      severity: 'warning',
+      namespace: 'x',
+      pod: 'c',
+      network: `${m.tb.id}net`,
+      interface: 'eth0',
+      node: m.node,
+    });
+    expect(b.description).toMatch(
+      new RegExp(`^Endpoint x/c on network ${m.tb.id}net uses \\d+(\\.\\d+)?% of its bandwidth limit \\(threshold 80%\\)\\.$`),
+    );
 
     expect(lat.last?.state, `${lat.seen.join(' → ')}\n${log()}`).toBe('firing');
     expect(lat.last!.value).toBeGreaterThan(0.1);
     expect(Date.parse(lat.last!.firedAt!) - Date.parse(lat.last!.activeAt)).toBeGreaterThanOrEqual(FOR.HighLatency);
 
     // the agent's /metrics has it as Prometheus has ALERTS
-    expect(scraped).toMatch(new RegExp(`^cni_ts_alerts\\{namespace="x",pod="c",[^}]*alertname="HighBandwidthUsage",severity="warning",alertstate="firing"\\} 1$`, 'm'));
+    expect(scraped).toMatch(
+      new RegExp(
+        `^cni_ts_alerts\\{namespace="x",pod="c",[^}]*alertname="HighBandwidthUsage",severity="warning",alertstate="firing"\\} 1$`,
+        'm',
+      ),
+    );
     // the sender is far below the network's default capacity: no alert for a
     expect(find(await alerts(), 'HighBandwidthUsage', 'a')).toBeUndefined();
     // cnictl alerts shows them
     expect(listed.exitCode, listed.stderr).toBe(0);
     const rows = listed.stdout.trim().split('\n');
     expect(rows[0]).toMatch(/^ALERT\s+SEVERITY\s+STATE\s+NAMESPACE\s+POD\s+NETWORK\s+VALUE\s+SINCE\s+INTERFACE\s+THRESHOLD\s+DESCRIPTION$/);
-    expect(rows.find((r) => r.startsWith('HighBandwidthUsage'))).toMatch(new RegExp(`^HighBandwidthUsage\\s+warning\\s+firing\\s+x\\s+c\\s+${m.tb.id}net\\s+\\d+(\\.\\d+)?%\\s+\\S+\\s+eth0\\s+80%\\s+Endpoint x/c`));
+    expect(rows.find((r) => r.startsWith('HighBandwidthUsage'))).toMatch(
+      new RegExp(
+        `^HighBandwidthUsage\\s+warning\\s+firing\\s+x\\s+c\\s+${m.tb.id}net\\s+\\d+(\\.\\d+)?%\\s+\\S+\\s+eth0\\s+80%\\s+Endpoint x/c`,
+      ),
+    );
 
     // traffic stopped: both resolve
     const bwAfter = await watch('HighBandwidthUsage', 'c', (x) => x?.state === 'resolved', 20_000);
@@ -203,7 +253,10 @@ describe('alerts from the agent on real traffic (bandwidth plugin TBF, qdisc dro
 
     // the webhook heard both transitions of HighBandwidthUsage{pod=c}
     const heard = await until(
-      async () => hook.flatMap((h) => h.alerts.filter((a) => a.labels.alertname === 'HighBandwidthUsage' && a.labels.pod === 'c').map((a) => a.status)),
+      async () =>
+        hook.flatMap((h) =>
+          h.alerts.filter((a) => a.labels.alertname === 'HighBandwidthUsage' && a.labels.pod === 'c').map((a) => a.status),
+        ),
       (s) => s.includes('resolved'),
       10_000,
     );
@@ -215,7 +268,7 @@ describe('alerts from the agent on real traffic (bandwidth plugin TBF, qdisc dro
     expect(log()).toContain(`webhook http://127.0.0.1:${DOWN_PORT}/down: attempt 1 failed, retrying in 200 ms: ECONNREFUSED`);
   }, 90_000);
 
-  it('a UDP flood at 5× the limit, dropped by c\'s TBF, fires HighErrorRate (critical) with the drop ratio; it resolves when the flood stops', async () => {
+  it("a UDP flood at 5× the limit, dropped by c's TBF, fires HighErrorRate (critical) with the drop ratio; it resolves when the flood stops", async () => {
     const { client: flood } = await iperf('x/a', 'x/c', ['-u', '-b', String(LIMIT * 5), '-l', '1200', '-t', '30']);
     const e = await watch('HighErrorRate', 'c', (x) => x?.state === 'firing', 20_000);
     flood.kill('SIGTERM');
@@ -223,14 +276,18 @@ describe('alerts from the agent on real traffic (bandwidth plugin TBF, qdisc dro
     expect(e.last?.state, m['agentProc']?.log?.() ?? '').toBe('firing');
     expect(e.seen).toContain('pending');
     const a = e.last!;
-    expect(a).toMatchObject({ severity: 'critical', labels: { alertname: 'HighErrorRate', severity: 'critical', namespace: 'x', pod: 'c' } });
+    expect(a).toMatchObject({
+      severity: 'critical',
+      labels: { alertname: 'HighErrorRate', severity: 'critical', namespace: 'x', pod: 'c' },
+    });
     // most of what is offered beyond the limit is dropped: far past 5 %
     expect(a.value).toBeGreaterThan(0.3);
     expect(Date.parse(a.firedAt!) - Date.parse(a.activeAt)).toBeGreaterThanOrEqual(FOR.HighErrorRate);
     const after = await watch('HighErrorRate', 'c', (x) => x?.state === 'resolved', 20_000);
     expect(after.last?.state).toBe('resolved');
     const heard = await until(
-      async () => hook.flatMap((h) => h.alerts.filter((x) => x.labels.alertname === 'HighErrorRate' && x.labels.pod === 'c').map((x) => x.status)),
+      async () =>
+        hook.flatMap((h) => h.alerts.filter((x) => x.labels.alertname === 'HighErrorRate' && x.labels.pod === 'c').map((x) => x.status)),
       (s) => s.includes('resolved'),
       10_000,
     );

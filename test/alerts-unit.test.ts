@@ -8,7 +8,15 @@ import { describe, expect, it } from 'vitest';
 import { AgentConfigError, parseAgentConfig } from '../shared/agentconfig.ts';
 import { Logger } from '../shared/cni/log.ts';
 import type { Sample } from '../shared/monitoring.ts';
-import { AlertEvaluator, DEFAULT_RULES, formatValue, parseAlertsConfig, parseDuration, renderDescription, type AlertsConfig } from '../agent/alerts/engine.ts';
+import {
+  AlertEvaluator,
+  DEFAULT_RULES,
+  formatValue,
+  parseAlertsConfig,
+  parseDuration,
+  renderDescription,
+  type AlertsConfig,
+} from '../agent/alerts/engine.ts';
 import { Notifier, webhookMessage, type PostableAlert, type WebhookMessage } from '../agent/alerts/notify.ts';
 import { AlertEngine } from '../agent/alerts/index.ts';
 
@@ -17,7 +25,14 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const S = 1000;
 const T0 = Date.parse('2026-12-06T07:00:00Z');
 
-const ep = (pod: string, extra: Record<string, string> = {}): Record<string, string> => ({ namespace: 'x', pod, network: 'net1', interface: 'eth0', node: 'n1', ...extra });
+const ep = (pod: string, extra: Record<string, string> = {}): Record<string, string> => ({
+  namespace: 'x',
+  pod,
+  network: 'net1',
+  interface: 'eth0',
+  node: 'n1',
+  ...extra,
+});
 const bw = (pod: string, value: number): Sample => ({ metric: 'cni_ts_endpoint_bandwidth_utilization_ratio', labels: ep(pod), value });
 const err = (pod: string, value: number): Sample => ({ metric: 'cni_ts_endpoint_error_ratio', labels: ep(pod), value });
 const lat = (pod: string, value: number): Sample => ({ metric: 'cni_ts_endpoint_latency_seconds', labels: ep(pod), value });
@@ -68,14 +83,30 @@ describe('alerts config', () => {
       ['HighErrorRate', 'cni_ts_endpoint_error_ratio', '>', 0.05, 'critical', '1m'],
       ['HighLatency', 'cni_ts_endpoint_latency_seconds', '>', 0.1, 'warning', '2m'],
     ]);
-    expect(c).toMatchObject({ enabled: true, evaluationIntervalMs: 5 * S, webhooks: [], alertmanagers: [], resolvedRetentionMs: 15 * 60 * S, resendDelayMs: 60 * S });
+    expect(c).toMatchObject({
+      enabled: true,
+      evaluationIntervalMs: 5 * S,
+      webhooks: [],
+      alertmanagers: [],
+      resolvedRetentionMs: 15 * 60 * S,
+      resendDelayMs: 60 * S,
+    });
     expect(parseAlertsConfig(undefined).rules).toHaveLength(3);
   });
 
   it('the issue example: a rule named like a default replaces it; receivers are kept', () => {
     const c = cfgOf({
       evaluationInterval: '5s',
-      rules: [{ name: 'HighBandwidthUsage', metric: 'cni_ts_endpoint_bandwidth_utilization_ratio', op: '>', threshold: 0.8, for: '30s', severity: 'warning' }],
+      rules: [
+        {
+          name: 'HighBandwidthUsage',
+          metric: 'cni_ts_endpoint_bandwidth_utilization_ratio',
+          op: '>',
+          threshold: 0.8,
+          for: '30s',
+          severity: 'warning',
+        },
+      ],
       webhooks: ['http://127.0.0.1:19450/hook'],
       alertmanagers: ['http://127.0.0.1:19451/'],
     });
@@ -90,11 +121,25 @@ describe('alerts config', () => {
       rules: [
         { name: 'HighLatency', threshold: 0.25, labels: { team: 'net' } },
         { name: 'HighErrorRate', enabled: false },
-        { name: 'ManyConnections', metric: 'cni_ts_endpoint_connections', op: '>=', threshold: 1000, severity: 'info', match: { namespace: 'prod' } },
+        {
+          name: 'ManyConnections',
+          metric: 'cni_ts_endpoint_connections',
+          op: '>=',
+          threshold: 1000,
+          severity: 'info',
+          match: { namespace: 'prod' },
+        },
       ],
     });
     expect(c.rules.map((r) => r.name)).toEqual(['HighBandwidthUsage', 'HighLatency', 'ManyConnections']);
-    expect(c.rules[1]).toMatchObject({ metric: 'cni_ts_endpoint_latency_seconds', op: '>', threshold: 0.25, for: '2m', severity: 'warning', labels: { team: 'net' } });
+    expect(c.rules[1]).toMatchObject({
+      metric: 'cni_ts_endpoint_latency_seconds',
+      op: '>',
+      threshold: 0.25,
+      for: '2m',
+      severity: 'warning',
+      labels: { team: 'net' },
+    });
     expect(c.rules[2]).toMatchObject({ for: '0s', forMs: 0, match: { namespace: 'prod' } });
   });
 
@@ -103,15 +148,31 @@ describe('alerts config', () => {
     expectConfigError({ evaluationInterval: '1ms' }, 'alerts.evaluationInterval', /at least 100 ms/);
     expectConfigError({ rules: {} }, 'alerts.rules', /list/);
     expectConfigError({ rules: [{ metric: 'x', op: '>', threshold: 1, severity: 'info' }] }, 'alerts.rules[0].name', /required/);
-    expectConfigError({ rules: [{ name: 'New', op: '>', threshold: 1, severity: 'info' }] }, 'alerts.rules[0].metric', /required for rule New/);
-    expectConfigError({ rules: [{ name: 'New', metric: 'm', op: '=>', threshold: 1, severity: 'info' }] }, 'alerts.rules[0].op', /not one of > >= < <= == !=/);
+    expectConfigError(
+      { rules: [{ name: 'New', op: '>', threshold: 1, severity: 'info' }] },
+      'alerts.rules[0].metric',
+      /required for rule New/,
+    );
+    expectConfigError(
+      { rules: [{ name: 'New', metric: 'm', op: '=>', threshold: 1, severity: 'info' }] },
+      'alerts.rules[0].op',
+      /not one of > >= < <= == !=/,
+    );
     expectConfigError({ rules: [{ name: 'HighLatency', threshold: '100ms' }] }, 'alerts.rules[0].threshold', /not a number/);
     expectConfigError({ rules: [{ name: 'HighLatency', severity: 'page' }] }, 'alerts.rules[0].severity', /info, warning, critical/);
     expectConfigError({ rules: [{ name: 'HighLatency', for: '2 minutes' }] }, 'alerts.rules[0].for', /not a duration/);
     expectConfigError({ rules: [{ name: 'HighLatency', treshold: 1 }] }, 'alerts.rules[0].treshold', /unknown key/);
     expectConfigError({ rules: [{ name: 'HighLatency', enabled: 'no' }] }, 'alerts.rules[0].enabled', /true or false/);
-    expectConfigError({ rules: [{ name: 'HighLatency', labels: { severity: 'page' } }] }, 'alerts.rules[0].labels.severity', /set by the engine/);
-    expectConfigError({ rules: [{ name: 'A-b', metric: 'm', op: '>', threshold: 1, severity: 'info' }] }, 'alerts.rules[0].name', /alert name/);
+    expectConfigError(
+      { rules: [{ name: 'HighLatency', labels: { severity: 'page' } }] },
+      'alerts.rules[0].labels.severity',
+      /set by the engine/,
+    );
+    expectConfigError(
+      { rules: [{ name: 'A-b', metric: 'm', op: '>', threshold: 1, severity: 'info' }] },
+      'alerts.rules[0].name',
+      /alert name/,
+    );
     expectConfigError({ rules: [{ name: 'HighLatency' }, { name: 'HighLatency', for: '1s' }] }, 'alerts.rules[1].name', /given twice/);
     expectConfigError({ webhooks: 'http://127.0.0.1:1/' }, 'alerts.webhooks', /list/);
     expectConfigError({ webhooks: ['ftp://127.0.0.1/x'] }, 'alerts.webhooks[0]', /only http/);
@@ -124,19 +185,40 @@ describe('alerts config', () => {
 });
 
 describe('the state machine', () => {
-  const rules = cfgOf({ rules: [{ name: 'HighBandwidthUsage', for: '30s' }, { name: 'HighErrorRate', for: '0s' }, { name: 'HighLatency', for: '10s', labels: { team: 'net' } }] }).rules;
+  const rules = cfgOf({
+    rules: [
+      { name: 'HighBandwidthUsage', for: '30s' },
+      { name: 'HighErrorRate', for: '0s' },
+      { name: 'HighLatency', for: '10s', labels: { team: 'net' } },
+    ],
+  }).rules;
 
   it('pending, firing after `for`, resolved when the condition stops, forgotten after the retention', () => {
     const e = new AlertEvaluator(rules, 15 * 60 * S);
     let ts = e.evaluate([bw('a', 0.5), bw('b', 0.9)], T0);
     expect(ts.map((t) => [t.alert.labels.pod, t.from, t.to])).toEqual([['b', 'inactive', 'pending']]);
-    expect(e.alerts()).toMatchObject([{ name: 'HighBandwidthUsage', state: 'pending', severity: 'warning', value: 0.9, activeAt: new Date(T0).toISOString() }]);
+    expect(e.alerts()).toMatchObject([
+      { name: 'HighBandwidthUsage', state: 'pending', severity: 'warning', value: 0.9, activeAt: new Date(T0).toISOString() },
+    ]);
     expect(e.evaluate([bw('b', 0.95)], T0 + 29 * S)).toEqual([]);
     ts = e.evaluate([bw('b', 0.97)], T0 + 30 * S);
     expect(ts.map((t) => [t.from, t.to])).toEqual([['pending', 'firing']]);
     const firing = e.alerts()[0]!;
-    expect(firing).toMatchObject({ state: 'firing', value: 0.97, activeAt: new Date(T0).toISOString(), firedAt: new Date(T0 + 30 * S).toISOString() });
-    expect(firing.labels).toEqual({ alertname: 'HighBandwidthUsage', severity: 'warning', namespace: 'x', pod: 'b', network: 'net1', interface: 'eth0', node: 'n1' });
+    expect(firing).toMatchObject({
+      state: 'firing',
+      value: 0.97,
+      activeAt: new Date(T0).toISOString(),
+      firedAt: new Date(T0 + 30 * S).toISOString(),
+    });
+    expect(firing.labels).toEqual({
+      alertname: 'HighBandwidthUsage',
+      severity: 'warning',
+      namespace: 'x',
+      pod: 'b',
+      network: 'net1',
+      interface: 'eth0',
+      node: 'n1',
+    });
     expect(firing.description).toBe('Endpoint x/b on network net1 uses 97% of its bandwidth limit (threshold 80%).');
     ts = e.evaluate([bw('b', 0.1)], T0 + 40 * S);
     expect(ts.map((t) => [t.from, t.to])).toEqual([['firing', 'resolved']]);
@@ -165,7 +247,12 @@ describe('the state machine', () => {
       ['a', 'inactive', 'pending'],
       ['a', 'pending', 'firing'],
     ]);
-    expect(e.alerts()[0]).toMatchObject({ name: 'HighErrorRate', severity: 'critical', state: 'firing', description: 'Endpoint x/a on network net1: 20% of its packets are errors or drops (threshold 5%).' });
+    expect(e.alerts()[0]).toMatchObject({
+      name: 'HighErrorRate',
+      severity: 'critical',
+      state: 'firing',
+      description: 'Endpoint x/a on network net1: 20% of its packets are errors or drops (threshold 5%).',
+    });
     expect(e.evaluate([err('b', 0.01)], T0 + 5 * S).map((t) => [t.alert.labels.pod, t.to])).toEqual([['a', 'resolved']]);
   });
 
@@ -196,7 +283,19 @@ describe('the state machine', () => {
   });
 
   it('match selects series by label; NaN and other metrics are ignored', () => {
-    const r = cfgOf({ rules: [{ name: 'ProdConns', metric: 'cni_ts_endpoint_connections', op: '>', threshold: 10, severity: 'info', match: { namespace: 'prod' }, description: '{{ $labels.pod }} has {{ $value }} connections' }] }).rules;
+    const r = cfgOf({
+      rules: [
+        {
+          name: 'ProdConns',
+          metric: 'cni_ts_endpoint_connections',
+          op: '>',
+          threshold: 10,
+          severity: 'info',
+          match: { namespace: 'prod' },
+          description: '{{ $labels.pod }} has {{ $value }} connections',
+        },
+      ],
+    }).rules;
     const e = new AlertEvaluator(r);
     e.evaluate(
       [
@@ -235,7 +334,8 @@ function fakeFetch(answer: (url: string, body: unknown, n: number) => number | '
   return { f, calls };
 }
 
-const notifierCfg = (over: Record<string, unknown>): AlertsConfig => cfgOf({ evaluationInterval: '1s', resendDelay: '1m', rules: [{ name: 'HighErrorRate', for: '0s' }], ...over });
+const notifierCfg = (over: Record<string, unknown>): AlertsConfig =>
+  cfgOf({ evaluationInterval: '1s', resendDelay: '1m', rules: [{ name: 'HighErrorRate', for: '0s' }], ...over });
 
 describe('Alertmanager delivery (Prometheus resend rules)', () => {
   it('sends firing at once with endsAt = now + 4 × resendDelay, re-sends after resendDelay, sends resolved with endsAt = resolvedAt', async () => {
@@ -254,8 +354,20 @@ describe('Alertmanager delivery (Prometheus resend rules)', () => {
     expect(calls[0]!.url).toBe('http://127.0.0.1:19452/api/v2/alerts');
     const [sent] = calls[0]!.body as PostableAlert[];
     expect(sent).toEqual({
-      labels: { alertname: 'HighErrorRate', severity: 'critical', namespace: 'x', pod: 'a', network: 'net1', interface: 'eth0', node: 'n1' },
-      annotations: { summary: 'HighErrorRate on x/a: cni_ts_endpoint_error_ratio > 5%', description: 'Endpoint x/a on network net1: 20% of its packets are errors or drops (threshold 5%).', value: '20%' },
+      labels: {
+        alertname: 'HighErrorRate',
+        severity: 'critical',
+        namespace: 'x',
+        pod: 'a',
+        network: 'net1',
+        interface: 'eth0',
+        node: 'n1',
+      },
+      annotations: {
+        summary: 'HighErrorRate on x/a: cni_ts_endpoint_error_ratio > 5%',
+        description: 'Endpoint x/a on network net1: 20% of its packets are errors or drops (threshold 5%).',
+        value: '20%',
+      },
       startsAt: new Date(T0).toISOString(),
       endsAt: new Date(T0 + 4 * 60 * S).toISOString(),
       generatorURL: 'http://127.0.0.1:9464/api/v1/alerts?alertname=HighErrorRate',
@@ -303,7 +415,11 @@ describe('Alertmanager delivery (Prometheus resend rules)', () => {
 
 describe('webhook delivery', () => {
   const hookCfg = (over: Record<string, unknown> = {}): AlertsConfig =>
-    notifierCfg({ webhooks: [{ url: 'http://127.0.0.1:19453/hook', timeout: '200ms' }], webhookRetry: { initial: '20ms', max: '80ms', maxAttempts: 6 }, ...over });
+    notifierCfg({
+      webhooks: [{ url: 'http://127.0.0.1:19453/hook', timeout: '200ms' }],
+      webhookRetry: { initial: '20ms', max: '80ms', maxAttempts: 6 },
+      ...over,
+    });
 
   it('posts firing and resolved in Alertmanager webhook format', () => {
     const cfg = hookCfg();
@@ -313,7 +429,13 @@ describe('webhook delivery', () => {
       ts.filter((t) => t.to === 'firing').map((t) => t.alert),
       { node: 'n1', externalURL: 'http://127.0.0.1:9464' },
     );
-    expect(m).toMatchObject({ version: '4', status: 'firing', receiver: 'cni-ts', externalURL: 'http://127.0.0.1:9464', commonLabels: { alertname: 'HighErrorRate', severity: 'critical', namespace: 'x', network: 'net1' } });
+    expect(m).toMatchObject({
+      version: '4',
+      status: 'firing',
+      receiver: 'cni-ts',
+      externalURL: 'http://127.0.0.1:9464',
+      commonLabels: { alertname: 'HighErrorRate', severity: 'critical', namespace: 'x', network: 'net1' },
+    });
     expect(m.alerts.map((a) => [a.status, a.labels.pod, a.endsAt])).toEqual([
       ['firing', 'a', '0001-01-01T00:00:00Z'],
       ['firing', 'b', '0001-01-01T00:00:00Z'],
@@ -364,7 +486,10 @@ describe('webhook delivery', () => {
     n.dispatch(e.evaluate([err('b', 0.2)], T0 + 2 * S), e.instancesNow());
     for (let i = 0; i < 50 && calls.length < 2; i++) await sleep(10);
     await sleep(50);
-    expect(calls.map((c) => (c.body as WebhookMessage).alerts.map((a) => `${a.status} ${a.labels.pod}`))).toEqual([['firing a'], ['firing b']]);
+    expect(calls.map((c) => (c.body as WebhookMessage).alerts.map((a) => `${a.status} ${a.labels.pod}`))).toEqual([
+      ['firing a'],
+      ['firing b'],
+    ]);
     expect(n.stats()[0]).toMatchObject({ sent: 1, failed: 1, dropped: 1, lastError: 'HTTP 400: nope' });
     n.stop();
   });
@@ -374,11 +499,20 @@ describe('AlertEngine', () => {
   it('reads its sample source each evaluation; a throwing source keeps alerts as they are', () => {
     let now = T0;
     let samples: Sample[] | Error = [err('a', 0.5)];
-    const cfg = parseAgentConfig({ store: { type: 'file', path: '/tmp/al-store' }, node: 'n1', alerts: { rules: [{ name: 'HighErrorRate', for: '0s' }] } });
-    const eng = new AlertEngine(cfg, log, () => {
-      if (samples instanceof Error) throw samples;
-      return samples;
-    }, { now: () => now });
+    const cfg = parseAgentConfig({
+      store: { type: 'file', path: '/tmp/al-store' },
+      node: 'n1',
+      alerts: { rules: [{ name: 'HighErrorRate', for: '0s' }] },
+    });
+    const eng = new AlertEngine(
+      cfg,
+      log,
+      () => {
+        if (samples instanceof Error) throw samples;
+        return samples;
+      },
+      { now: () => now },
+    );
     expect(eng.evaluate().map((t) => t.to)).toEqual(['pending', 'firing']);
     samples = new Error('sampler not ready');
     now += 5 * S;
@@ -392,7 +526,11 @@ describe('AlertEngine', () => {
   it('samples older than staleAfter are not evaluated: alerts frozen, nothing re-sent', () => {
     let now = T0;
     let at: number | undefined = T0;
-    const cfg = parseAgentConfig({ store: { type: 'file', path: '/tmp/al-store' }, node: 'n1', alerts: { staleAfter: '30s', rules: [{ name: 'HighErrorRate', for: '0s' }] } });
+    const cfg = parseAgentConfig({
+      store: { type: 'file', path: '/tmp/al-store' },
+      node: 'n1',
+      alerts: { staleAfter: '30s', rules: [{ name: 'HighErrorRate', for: '0s' }] },
+    });
     let value = 0.5;
     const eng = new AlertEngine(cfg, log, () => [err('a', value)], { now: () => now, sampledAt: () => at });
     expect(eng.evaluate().map((t) => t.to)).toEqual(['pending', 'firing']);
@@ -406,18 +544,32 @@ describe('AlertEngine', () => {
     expect(eng.evaluate()).toEqual([]);
   });
 
-  it('exports its alerts (as Prometheus\' ALERTS), evaluations and receiver counters on the agent registry', async () => {
+  it("exports its alerts (as Prometheus' ALERTS), evaluations and receiver counters on the agent registry", async () => {
     const { createRegistry } = await import('../agent/metrics/registry.ts');
     const registry = createRegistry();
-    const cfg = parseAgentConfig({ store: { type: 'file', path: '/tmp/al-store' }, node: 'n1', alerts: { rules: [{ name: 'HighErrorRate', for: '0s' }, { name: 'HighLatency', for: '1m' }], webhooks: ['http://127.0.0.1:19454/'] } });
+    const cfg = parseAgentConfig({
+      store: { type: 'file', path: '/tmp/al-store' },
+      node: 'n1',
+      alerts: {
+        rules: [
+          { name: 'HighErrorRate', for: '0s' },
+          { name: 'HighLatency', for: '1m' },
+        ],
+        webhooks: ['http://127.0.0.1:19454/'],
+      },
+    });
     const eng = new AlertEngine(cfg, log, () => [err('a', 0.5), lat('b', 0.5)], { now: () => T0, fetch: fakeFetch(() => 200).f });
     eng.registerMetrics(registry);
     eng.evaluate();
     await sleep(5);
     const text = await registry.metrics();
     expect(text).toContain('# TYPE cni_ts_alerts gauge');
-    expect(text).toContain('cni_ts_alerts{namespace="x",pod="a",network="net1",interface="eth0",node="n1",alertname="HighErrorRate",severity="critical",alertstate="firing"} 1');
-    expect(text).toContain('cni_ts_alerts{namespace="x",pod="b",network="net1",interface="eth0",node="n1",alertname="HighLatency",severity="warning",alertstate="pending"} 1');
+    expect(text).toContain(
+      'cni_ts_alerts{namespace="x",pod="a",network="net1",interface="eth0",node="n1",alertname="HighErrorRate",severity="critical",alertstate="firing"} 1',
+    );
+    expect(text).toContain(
+      'cni_ts_alerts{namespace="x",pod="b",network="net1",interface="eth0",node="n1",alertname="HighLatency",severity="warning",alertstate="pending"} 1',
+    );
     expect(text).toContain('cni_ts_alert_evaluations_total 1');
     expect(text).toContain('cni_ts_alert_notifications_total{kind="webhook",receiver="http://127.0.0.1:19454/"} 1');
     expect(text).toContain('cni_ts_alert_queue_length{kind="webhook",receiver="http://127.0.0.1:19454/"} 0');
@@ -425,7 +577,10 @@ describe('AlertEngine', () => {
   });
 
   it('a bad alerts section fails construction with the config error', () => {
-    const cfg = parseAgentConfig({ store: { type: 'file', path: '/tmp/al-store' }, alerts: { rules: [{ name: 'HighLatency', op: '~' }] } }, '/tmp/al-agent.json');
+    const cfg = parseAgentConfig(
+      { store: { type: 'file', path: '/tmp/al-store' }, alerts: { rules: [{ name: 'HighLatency', op: '~' }] } },
+      '/tmp/al-agent.json',
+    );
     expect(() => new AlertEngine(cfg, log, () => [])).toThrow(/agent config \/tmp\/al-agent.json: alerts.rules\[0\].op: "~" is not one of/);
   });
 });
@@ -435,10 +590,54 @@ describe('cnictl alerts', () => {
     const { alertRows, since } = await import('../tools/cnictl/alerts.ts');
     const now = Date.parse('2026-12-06T07:00:00Z');
     const a = [
-      { name: 'HighErrorRate', severity: 'critical', state: 'firing', labels: ep('c'), value: 0.784, metric: 'cni_ts_endpoint_error_ratio', threshold: 0.05, description: 'd1', activeAt: '2026-12-06T06:59:46Z', firedAt: '2026-12-06T06:59:48Z' },
-      { name: 'HighBandwidthUsage', severity: 'warning', state: 'firing', labels: ep('c'), value: 0.9712, metric: 'cni_ts_endpoint_bandwidth_utilization_ratio', threshold: 0.8, description: 'd2', activeAt: '2026-12-06T06:57:56Z', firedAt: '2026-12-06T06:58:56Z' },
-      { name: 'HighLatency', severity: 'warning', state: 'pending', labels: ep('d'), value: 0.2611, metric: 'cni_ts_endpoint_latency_seconds', threshold: 0.1, description: 'd3', activeAt: '2026-12-06T06:59:20Z' },
-      { name: 'HighLatency', severity: 'warning', state: 'resolved', labels: ep('c'), value: 0.2611, metric: 'cni_ts_endpoint_latency_seconds', threshold: 0.1, description: 'd4', activeAt: '2026-12-06T06:50:00Z', firedAt: '2026-12-06T06:52:00Z', resolvedAt: '2026-12-06T06:40:00Z' },
+      {
+        name: 'HighErrorRate',
+        severity: 'critical',
+        state: 'firing',
+        labels: ep('c'),
+        value: 0.784,
+        metric: 'cni_ts_endpoint_error_ratio',
+        threshold: 0.05,
+        description: 'd1',
+        activeAt: '2026-12-06T06:59:46Z',
+        firedAt: '2026-12-06T06:59:48Z',
+      },
+      {
+        name: 'HighBandwidthUsage',
+        severity: 'warning',
+        state: 'firing',
+        labels: ep('c'),
+        value: 0.9712,
+        metric: 'cni_ts_endpoint_bandwidth_utilization_ratio',
+        threshold: 0.8,
+        description: 'd2',
+        activeAt: '2026-12-06T06:57:56Z',
+        firedAt: '2026-12-06T06:58:56Z',
+      },
+      {
+        name: 'HighLatency',
+        severity: 'warning',
+        state: 'pending',
+        labels: ep('d'),
+        value: 0.2611,
+        metric: 'cni_ts_endpoint_latency_seconds',
+        threshold: 0.1,
+        description: 'd3',
+        activeAt: '2026-12-06T06:59:20Z',
+      },
+      {
+        name: 'HighLatency',
+        severity: 'warning',
+        state: 'resolved',
+        labels: ep('c'),
+        value: 0.2611,
+        metric: 'cni_ts_endpoint_latency_seconds',
+        threshold: 0.1,
+        description: 'd4',
+        activeAt: '2026-12-06T06:50:00Z',
+        firedAt: '2026-12-06T06:52:00Z',
+        resolvedAt: '2026-12-06T06:40:00Z',
+      },
     ] as const;
     expect(alertRows(a as never, false, now)).toBe(
       [
@@ -450,7 +649,9 @@ describe('cnictl alerts', () => {
         '',
       ].join('\n'),
     );
-    expect(alertRows([a[0]] as never, true, now).split('\n')[1]).toBe('HighErrorRate   critical   firing   x           c     net1      78.4%   12s     eth0        5%          d1');
+    expect(alertRows([a[0]] as never, true, now).split('\n')[1]).toBe(
+      'HighErrorRate   critical   firing   x           c     net1      78.4%   12s     eth0        5%          d1',
+    );
     expect(since('2026-12-06T04:55:00Z', now)).toBe('2h5m');
     expect(since('2026-12-03T04:55:00Z', now)).toBe('3d2h');
   });

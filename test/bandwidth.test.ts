@@ -16,7 +16,9 @@ import { containerIdFor } from '../tools/cnitool/index.ts';
 const cleanup = new Cleanup();
 afterEach(() => cleanup.run());
 
-const refMissing = ['bridge', 'host-local', 'bandwidth'].some((p) => !existsSync(path.join(REF_BIN, p))) ? `reference plugins not installed in ${REF_BIN}` : '';
+const refMissing = ['bridge', 'host-local', 'bandwidth'].some((p) => !existsSync(path.join(REF_BIN, p)))
+  ? `reference plugins not installed in ${REF_BIN}`
+  : '';
 
 interface Iface {
   name: string;
@@ -50,7 +52,11 @@ const hostVeth = (tb: Testbed, result: Record<string, unknown>): string =>
   (result.interfaces as Iface[]).find((i) => !i.sandbox && i.name !== tb.bridge && !i.name.startsWith('bwp'))!.name;
 
 function setup(tb: Testbed, net: string, bw: Record<string, unknown>, cniPath?: string): void {
-  tb.writeConf('10-bw.conflist', { cniVersion: '1.0.0', name: net, plugins: [bridgePlugin(tb), { type: 'bandwidth', capabilities: { bandwidth: true }, ...bw }] });
+  tb.writeConf('10-bw.conflist', {
+    cniVersion: '1.0.0',
+    name: net,
+    plugins: [bridgePlugin(tb), { type: 'bandwidth', capabilities: { bandwidth: true }, ...bw }],
+  });
   if (cniPath) tb.cniPath = cniPath;
 }
 
@@ -73,7 +79,13 @@ describe('bandwidth (kernel)', () => {
     expect(onVeth.some((q) => q.kind === 'ingress' && q.handle === 'ffff:')).toBe(true);
     const onIfb = await tcJson<Qdisc>(tb, ['qdisc', 'show', 'dev', ifb.name]);
     expect(onIfb.find((q) => q.root)).toMatchObject({ kind: 'tbf', handle: '1:', options: { rate: RATE / 16, burst: BURST / 16 } });
-    const filters = await tcJson<{ options?: { actions?: Array<{ kind: string; to_dev?: string }> } }>(tb, ['filter', 'show', 'dev', veth, 'ingress']);
+    const filters = await tcJson<{ options?: { actions?: Array<{ kind: string; to_dev?: string }> } }>(tb, [
+      'filter',
+      'show',
+      'dev',
+      veth,
+      'ingress',
+    ]);
     expect(filters.flatMap((f) => f.options?.actions ?? []).some((a) => a.kind === 'mirred' && a.to_dev === ifb.name)).toBe(true);
 
     expect((await tb.cnitool(['check', net, c.path])).exitCode).toBe(0);
@@ -84,7 +96,16 @@ describe('bandwidth (kernel)', () => {
 
     // bandwidth's DEL alone (the veth stays, as when the interface plugin's DEL has not run yet): its qdiscs go.
     const bwDel = await execa('nsenter', [`--net=${tb.host.path}`, '--', path.join(BIN, 'bandwidth')], {
-      input: JSON.stringify({ cniVersion: '1.0.0', name: net, type: 'bandwidth', ingressRate: RATE, ingressBurst: BURST, egressRate: RATE / 2, egressBurst: BURST / 2, prevResult: add.json }),
+      input: JSON.stringify({
+        cniVersion: '1.0.0',
+        name: net,
+        type: 'bandwidth',
+        ingressRate: RATE,
+        ingressBurst: BURST,
+        egressRate: RATE / 2,
+        egressBurst: BURST / 2,
+        prevResult: add.json,
+      }),
       env: { CNI_COMMAND: 'DEL', CNI_CONTAINERID: containerIdFor(c.path), CNI_NETNS: c.path, CNI_IFNAME: 'eth0', CNI_PATH: BIN },
       reject: false,
       extendEnv: false,
@@ -125,7 +146,12 @@ describe('bandwidth (kernel)', () => {
   it('STATUS and GC: exit 0 with nothing to do (the IFB goes with DEL)', async () => {
     const config = { cniVersion: '1.1.0', name: 'hnstatus', type: 'bandwidth', ingressRate: RATE, ingressBurst: BURST };
     for (const command of ['STATUS', 'GC']) {
-      const r = await execa(path.join(BIN, 'bandwidth'), [], { input: JSON.stringify(config), env: { CNI_COMMAND: command, CNI_PATH: BIN }, reject: false, extendEnv: false });
+      const r = await execa(path.join(BIN, 'bandwidth'), [], {
+        input: JSON.stringify(config),
+        env: { CNI_COMMAND: command, CNI_PATH: BIN },
+        reject: false,
+        extendEnv: false,
+      });
       expect(r.exitCode, `${command}: ${String(r.stdout)}`).toBe(0);
     }
   });
@@ -169,8 +195,14 @@ describe('bandwidth (kernel)', () => {
     expect(add.exitCode, add.stderr).toBe(0);
     const veth = hostVeth(tb, add.json!);
     const ifb = (add.json!.interfaces as Iface[]).at(-1)!.name;
-    for (const [dev, dir] of [[veth, 'src'], [ifb, 'dst']]) {
-      expect((await tcJson<Qdisc>(tb, ['qdisc', 'show', 'dev', dev])).find((q) => q.root)).toMatchObject({ kind: 'htb', options: { default: '0x30' } });
+    for (const [dev, dir] of [
+      [veth, 'src'],
+      [ifb, 'dst'],
+    ]) {
+      expect((await tcJson<Qdisc>(tb, ['qdisc', 'show', 'dev', dev])).find((q) => q.root)).toMatchObject({
+        kind: 'htb',
+        options: { default: '0x30' },
+      });
       const classes = (await inNs(tb.host, 'tc', ['class', 'show', 'dev', dev])).stdout;
       expect(classes).toMatch(/class htb 1:30 .*rate 20Mbit/);
       expect(classes).toMatch(/class htb 1:1 .*rate 100Gbit/);
@@ -222,7 +254,9 @@ describe('bandwidth (measured)', () => {
     cleanup.add(async () => server.kill());
     const toA = await iperf(b, ipA, false);
     const fromA = await iperf(b, ipA, true);
-    console.log(`bandwidth limit ${RATE / 1e6} Mbit/s: to the container ${(toA / 1e6).toFixed(2)}, from it ${(fromA / 1e6).toFixed(2)} Mbit/s`);
+    console.log(
+      `bandwidth limit ${RATE / 1e6} Mbit/s: to the container ${(toA / 1e6).toFixed(2)}, from it ${(fromA / 1e6).toFixed(2)} Mbit/s`,
+    );
     expect(Math.abs(toA - RATE) / RATE).toBeLessThan(0.1);
     expect(Math.abs(fromA - RATE) / RATE).toBeLessThan(0.1);
     server.kill();
@@ -240,7 +274,9 @@ describe('bandwidth subnets (measured)', () => {
     const addB = await tb.cnitool(['add', net, b.path, '--json']);
     expect(addB.exitCode, addB.stderr).toBe(0);
     const ipB = (addB.json!.ips as Array<{ address: string }>)[0].address.split('/')[0];
-    const caps = JSON.stringify({ bandwidth: { ingressRate: RATE, ingressBurst: 1_000_000, egressRate: RATE, egressBurst: 1_000_000, [key]: [`${ipB}/32`] } });
+    const caps = JSON.stringify({
+      bandwidth: { ingressRate: RATE, ingressBurst: 1_000_000, egressRate: RATE, egressBurst: 1_000_000, [key]: [`${ipB}/32`] },
+    });
     const addA = await tb.cnitool(['add', net, a.path, '--json', '--capability-args', caps]);
     expect(addA.exitCode, addA.stderr).toBe(0);
     const ipA = (addA.json!.ips as Array<{ address: string }>)[0].address.split('/')[0];
@@ -274,14 +310,31 @@ describe.skipIf(refMissing)('bandwidth interop with the reference plugins', () =
     expect(add.exitCode, add.stderr).toBe(0);
     const veth = hostVeth(tb, add.json!);
     const ifb = (add.json!.interfaces as Iface[]).at(-1)!.name;
-    const shape = (qs: Qdisc[]) => qs.filter((q) => q.kind !== 'pfifo_fast' && q.kind !== 'noqueue').map((q) => ({ kind: q.kind, handle: q.handle, options: q.kind === 'tbf' ? q.options : undefined }));
-    const qdiscs = { veth: shape(await tcJson<Qdisc>(tb, ['qdisc', 'show', 'dev', veth])), ifb: shape(await tcJson<Qdisc>(tb, ['qdisc', 'show', 'dev', ifb])) };
+    const shape = (qs: Qdisc[]) =>
+      qs
+        .filter((q) => q.kind !== 'pfifo_fast' && q.kind !== 'noqueue')
+        .map((q) => ({ kind: q.kind, handle: q.handle, options: q.kind === 'tbf' ? q.options : undefined }));
+    const qdiscs = {
+      veth: shape(await tcJson<Qdisc>(tb, ['qdisc', 'show', 'dev', veth])),
+      ifb: shape(await tcJson<Qdisc>(tb, ['qdisc', 'show', 'dev', ifb])),
+    };
     const check = await tb.cnitool(['check', net, c.path]);
-    const iface = (i: Iface) => ({ name: i.name === veth ? 'VETH' : i.name === tb.bridge ? 'BR' : i.name.startsWith('bwp') ? i.name.slice(0, 3) : i.name, sandbox: i.sandbox ? 'NS' : undefined, hasMac: Boolean(i.mac) });
+    const iface = (i: Iface) => ({
+      name: i.name === veth ? 'VETH' : i.name === tb.bridge ? 'BR' : i.name.startsWith('bwp') ? i.name.slice(0, 3) : i.name,
+      sandbox: i.sandbox ? 'NS' : undefined,
+      hasMac: Boolean(i.mac),
+    });
     const result = { interfaces: (add.json!.interfaces as Iface[]).map(iface), ips: (add.json!.ips as unknown[]).length };
     const del = await tb.cnitool(['del', net, c.path]);
     const left = await inNs(tb.host, 'ip', ['-json', 'link', 'show', 'type', 'ifb']);
-    return { result, qdiscs, check: check.exitCode, del: del.exitCode, left: JSON.parse(left.stdout || '[]') as unknown[], ifbLen: ifb.length };
+    return {
+      result,
+      qdiscs,
+      check: check.exitCode,
+      del: del.exitCode,
+      left: JSON.parse(left.stdout || '[]') as unknown[],
+      ifbLen: ifb.length,
+    };
   }
 
   it('ours after the reference bridge, the reference after ours: same result shape, same qdiscs, CHECK and DEL work', async () => {

@@ -31,9 +31,52 @@ const RUNS = 3000;
 /** Strings that try hard to break a line-oriented parser, mixed with ordinary ones. */
 const hostile = fc.oneof(
   fc.string({ unit: 'binary', maxLength: 24 }),
-  fc.string({ unit: fc.constantFrom(' ', '\t', '\n', '\r', '\v', '\f', '\u00a0', '\u2028', '#', ';', '"', "'", '\\', '{', '}', '$', '`', '\0', 'a', '1', '.', ':', '/', '-', 'é', '😀'), maxLength: 16 }),
+  fc.string({
+    unit: fc.constantFrom(
+      ' ',
+      '\t',
+      '\n',
+      '\r',
+      '\v',
+      '\f',
+      '\u00a0',
+      '\u2028',
+      '#',
+      ';',
+      '"',
+      "'",
+      '\\',
+      '{',
+      '}',
+      '$',
+      '`',
+      '\0',
+      'a',
+      '1',
+      '.',
+      ':',
+      '/',
+      '-',
+      'é',
+      '😀',
+    ),
+    maxLength: 16,
+  }),
   fc.string({ unit: 'grapheme', maxLength: 12 }),
-  fc.constantFrom('eth0', '10.0.0.1', '10.0.0.0/24', 'fe80::1', '02:00:00:00:00:01', 'x self permanent\nfdb append 00:00:00:00:00:00 dev v dst 1.2.3.4', 'a;flush ruleset', '"q"', 'a # b', '', 'lo\\', 'ok'),
+  fc.constantFrom(
+    'eth0',
+    '10.0.0.1',
+    '10.0.0.0/24',
+    'fe80::1',
+    '02:00:00:00:00:01',
+    'x self permanent\nfdb append 00:00:00:00:00:00 dev v dst 1.2.3.4',
+    'a;flush ruleset',
+    '"q"',
+    'a # b',
+    '',
+    'lo\\',
+    'ok',
+  ),
 );
 
 /** What iproute2's batch reader makes of a script: getcmdline (cut at '#', join "\\\n") + makeargs. */
@@ -125,7 +168,12 @@ function nftProperty(build: (v: string) => string): (v: string) => void {
 
 describe('ip -batch / bridge -batch builders', () => {
   it('batchScript: any argv is read back exactly, or refused', () => {
-    fc.assert(fc.property(fc.array(fc.array(hostile, { minLength: 1, maxLength: 6 }), { minLength: 1, maxLength: 4 }), (cmds) => ipProperty(() => cmds)('')), { numRuns: RUNS });
+    fc.assert(
+      fc.property(fc.array(fc.array(hostile, { minLength: 1, maxLength: 6 }), { minLength: 1, maxLength: 4 }), (cmds) =>
+        ipProperty(() => cmds)(''),
+      ),
+      { numRuns: RUNS },
+    );
   });
   it('refuses exactly what is not one plain printable ASCII word', () => {
     fc.assert(
@@ -142,7 +190,16 @@ describe('ip -batch / bridge -batch builders', () => {
     ['veth pair: netns path', (v) => [vethAddCommand({ hostName: 'veth1', peerName: 'eth0', peerNetns: v, hostMac: '02:00:00:00:00:01' })]],
     ['interface config: name and address', (v) => ifaceConfigCommands(v, { addresses: [{ cidr: '10.0.0.2/24' }, { cidr: v }], up: true })],
     ['route: destination and gateway', (v) => [routeCommand('eth0', { dst: v, gw: v })]],
-    ['bridge device: name', (v) => bridgeCommands({ name: v, promisc: false, gateways: [], forceAddress: false, vlanFiltering: false }, undefined, '02:00:00:00:00:01', true)],
+    [
+      'bridge device: name',
+      (v) =>
+        bridgeCommands(
+          { name: v, promisc: false, gateways: [], forceAddress: false, vlanFiltering: false },
+          undefined,
+          '02:00:00:00:00:01',
+          true,
+        ),
+    ],
     ['bridge vlan (bridge -batch): port', (v) => portVlanCommands(v, 10, [[20, 30]], false)],
   ];
   for (const [name, build] of cases) {
@@ -167,7 +224,13 @@ describe('ip -batch / bridge -batch builders', () => {
     const s = overlaySettings({ name: 'n', network: '10.244.0.0/16', store: { type: 'file', path: '/x' }, stateDir: '/var/lib/x' });
     const st: HostState = { links: [], routes: [], neigh: [], fdb: [] };
     const u = { dev: 'eth0', ip: '192.0.2.1', family: 4 as const, mtu: 1500 };
-    fc.assert(fc.property(hostile, ipProperty((mac) => planVtep(s, u, { subnet: '10.244.1.0/24', publicIP: '192.0.2.1', vtepMAC: mac }, st).cmds)), { numRuns: RUNS });
+    fc.assert(
+      fc.property(
+        hostile,
+        ipProperty((mac) => planVtep(s, u, { subnet: '10.244.1.0/24', publicIP: '192.0.2.1', vtepMAC: mac }, st).cmds),
+      ),
+      { numRuns: RUNS },
+    );
   });
 });
 
@@ -180,7 +243,10 @@ describe('the sinks', () => {
         async (v) => {
           const before = exec.spawnCount;
           for (const sink of [ipBatch, bridgeBatch]) {
-            const e = await sink([['link', 'set', 'dev', 'hcnone0', 'alias', 'ok'], ['link', 'set', 'dev', v, 'up']]).catch((x: unknown) => x);
+            const e = await sink([
+              ['link', 'set', 'dev', 'hcnone0', 'alias', 'ok'],
+              ['link', 'set', 'dev', v, 'up'],
+            ]).catch((x: unknown) => x);
             expect(refusedProperly(e), String(e)).toBe(true);
           }
           expect(exec.spawnCount).toBe(before);
@@ -198,9 +264,24 @@ describe('nft -f builders', () => {
     ['masquerade rule: table', (v) => masqueradeRulesScript(v, owner('c', 'eth0'), [{ ip: '10.0.0.2', subnet: '10.0.0.0/24' }])],
     ['masquerade rule: address', (v) => masqueradeRulesScript('t', owner('c', 'eth0'), [{ ip: v, subnet: '10.0.0.0/24' }])],
     ['masquerade rule: subnet', (v) => masqueradeRulesScript('t', owner('c', 'eth0'), [{ ip: '10.0.0.2', subnet: v }])],
-    ['rule deletion: what nft -j listed', (v) => deleteRulesScript([{ family: 'inet', table: v, chain: 'postrouting', handle: 4 }, { family: 'inet', table: 't', chain: v, handle: 5 }])],
+    [
+      'rule deletion: what nft -j listed',
+      (v) =>
+        deleteRulesScript([
+          { family: 'inet', table: v, chain: 'postrouting', handle: 4 },
+          { family: 'inet', table: 't', chain: v, handle: 5 },
+        ]),
+    ],
     ['macspoofchk: port and MAC', (v) => macspoofScript('t', owner('c', 'eth0'), v, v)],
-    ['overlay masquerade: leased subnet', (v) => masqScript(overlaySettings({ name: 'n', network: '10.244.0.0/16', store: { type: 'file', path: '/x' }, stateDir: '/x' }), { subnet: v, publicIP: '192.0.2.1', vtepMAC: '02:00:00:00:00:01' })],
+    [
+      'overlay masquerade: leased subnet',
+      (v) =>
+        masqScript(overlaySettings({ name: 'n', network: '10.244.0.0/16', store: { type: 'file', path: '/x' }, stateDir: '/x' }), {
+          subnet: v,
+          publicIP: '192.0.2.1',
+          vtepMAC: '02:00:00:00:00:01',
+        }),
+    ],
   ];
   for (const [name, build] of cases) {
     it(name, () => fc.assert(fc.property(hostile, nftProperty(build)), { numRuns: RUNS }));
@@ -223,16 +304,41 @@ describe('nft -f builders', () => {
   const plan = (v: string, field: 'hostIP' | 'ip' | 'subnet' | 'protocol'): FamilyPlan[] => [
     {
       container: { family: 4, ip: field === 'ip' ? v : '10.0.0.2', subnet: field === 'subnet' ? v : '10.0.0.0/24' },
-      mappings: [{ hostPort: 8080, containerPort: 80, protocol: field === 'protocol' ? v : 'tcp', ...(field === 'hostIP' ? { hostIP: v } : {}) }],
+      mappings: [
+        { hostPort: 8080, containerPort: 80, protocol: field === 'protocol' ? v : 'tcp', ...(field === 'hostIP' ? { hostIP: v } : {}) },
+      ],
       conditions: [],
     } as unknown as FamilyPlan,
   ];
   for (const field of ['hostIP', 'ip', 'subnet', 'protocol'] as const) {
-    it(`portmap: mapping ${field}`, () => fc.assert(fc.property(hostile, nftProperty((v) => addScript(pm, 'tag1', 'c eth0', plan(v, field), undefined))), { numRuns: RUNS }));
+    it(`portmap: mapping ${field}`, () =>
+      fc.assert(
+        fc.property(
+          hostile,
+          nftProperty((v) => addScript(pm, 'tag1', 'c eth0', plan(v, field), undefined)),
+        ),
+        { numRuns: RUNS },
+      ));
   }
   it('portmap: table, attachment comment, removal of listed elements', () => {
-    fc.assert(fc.property(hostile, nftProperty((v) => addScript({ ...pm, nftTable: v }, 'tag1', 'c eth0', plan('10.0.0.2', 'ip'), undefined))), { numRuns: RUNS });
-    fc.assert(fc.property(hostile, nftProperty((v) => removeLines('t', { chain: 'pm-x', chainExists: true, elements: [{ map: 'hostport4', key: `tcp . ${v}`, target: 'pm-x' }] }).join('\n'))), { numRuns: RUNS });
+    fc.assert(
+      fc.property(
+        hostile,
+        nftProperty((v) => addScript({ ...pm, nftTable: v }, 'tag1', 'c eth0', plan('10.0.0.2', 'ip'), undefined)),
+      ),
+      { numRuns: RUNS },
+    );
+    fc.assert(
+      fc.property(
+        hostile,
+        nftProperty((v) =>
+          removeLines('t', { chain: 'pm-x', chainExists: true, elements: [{ map: 'hostport4', key: `tcp . ${v}`, target: 'pm-x' }] }).join(
+            '\n',
+          ),
+        ),
+      ),
+      { numRuns: RUNS },
+    );
     fc.assert(
       fc.property(hostile, (v) => {
         try {
@@ -318,10 +424,22 @@ describe('iptables-restore builders', () => {
     fc.assert(
       fc.property(hostile, (v) => {
         const plans: FamilyPlan[] = [
-          { container: { family: 4, ip: v, subnet: '10.0.0.0/24' }, mappings: [{ hostPort: 8080, containerPort: 80, protocol: 'tcp' }], conditions: [] },
-          { container: { family: 4, ip: '10.0.0.2', subnet: v }, mappings: [{ hostPort: 8080, containerPort: 80, protocol: 'tcp', hostIP: v }], conditions: [v] },
+          {
+            container: { family: 4, ip: v, subnet: '10.0.0.0/24' },
+            mappings: [{ hostPort: 8080, containerPort: 80, protocol: 'tcp' }],
+            conditions: [],
+          },
+          {
+            container: { family: 4, ip: '10.0.0.2', subnet: v },
+            mappings: [{ hostPort: 8080, containerPort: 80, protocol: 'tcp', hostIP: v }],
+            conditions: [v],
+          },
         ] as unknown as FamilyPlan[];
-        for (const [p, comment] of [[plans[0], 'c eth0'], [plans[1], 'c eth0'], [plans[0], v]] as const) {
+        for (const [p, comment] of [
+          [plans[0], 'c eth0'],
+          [plans[1], 'c eth0'],
+          [plans[0], v],
+        ] as const) {
           try {
             const script = addRestore(s, 'abcd1234-0123456789abcdef', comment, p, saved as never);
             const lines = script.split('\n');

@@ -28,7 +28,7 @@ async function attach(extra: Record<string, unknown> = {}): Promise<Attached> {
   const table = `${id}_br`;
   const dataDir = `/run/cnits-${id}-ipam`;
   const br = `${id}b`;
-  const subnet = `10.${200 + randomBytes(1)[0] % 50}.${randomBytes(1)[0]}`;
+  const subnet = `10.${200 + (randomBytes(1)[0] % 50)}.${randomBytes(1)[0]}`;
   cleanup.add(async () => {
     await deleteLink(br);
     await sh('nft', ['delete', 'table', 'inet', table], { allowFail: true });
@@ -46,7 +46,8 @@ async function attach(extra: Record<string, unknown> = {}): Promise<Attached> {
     ...extra,
   };
   const ns = await makeNetns(cleanup, 'htns');
-  const run = (command: string, cfg: Record<string, unknown>): Promise<PluginRun> => runPlugin('bridge', { command, containerId: id, netns: ns.path, ifname: 'eth0', config: cfg });
+  const run = (command: string, cfg: Record<string, unknown>): Promise<PluginRun> =>
+    runPlugin('bridge', { command, containerId: id, netns: ns.path, ifname: 'eth0', config: cfg });
   const add = await run('ADD', config);
   expect(add.exitCode, add.stdout + add.stderr).toBe(0);
   cleanup.add(() => run('DEL', config));
@@ -97,7 +98,9 @@ describe('bridge CHECK detects drift', () => {
 
   it("the container interface's MAC changed: 105 naming the MAC; restored, CHECK passes again", async () => {
     const a = await attach();
-    const mac = (a.result.interfaces as Array<{ name: string; mac: string; sandbox?: string }>).find((i) => i.name === 'eth0' && i.sandbox)!.mac;
+    const mac = (a.result.interfaces as Array<{ name: string; mac: string; sandbox?: string }>).find(
+      (i) => i.name === 'eth0' && i.sandbox,
+    )!.mac;
     const other = mac.toLowerCase() === '02:00:00:00:00:01' ? '02:00:00:00:00:02' : '02:00:00:00:00:01';
     await inNs(a.ns, 'ip', ['link', 'set', 'dev', 'eth0', 'address', other]);
     const r = await a.check();

@@ -6,7 +6,18 @@ import { execa, type ResultPromise } from 'execa';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Cleanup, countEchoSources, deleteLink, inNs, kernelLacks, linkExists, makeNetns, randomTransferNet, sh, type TestNetns } from './helpers/netns.ts';
+import {
+  Cleanup,
+  countEchoSources,
+  deleteLink,
+  inNs,
+  kernelLacks,
+  linkExists,
+  makeNetns,
+  randomTransferNet,
+  sh,
+  type TestNetns,
+} from './helpers/netns.ts';
 import { BIN, REF_BIN, ROOT, runPlugin, uid, type PluginRun } from './helpers/run.ts';
 import { hostVethName } from '../shared/kernel/veth.ts';
 import { IptablesMasquerade } from '../shared/firewall/masquerade-iptables.ts';
@@ -40,7 +51,11 @@ afterEach(async () => cleanup.run());
 
 /** Why bridge VLAN filtering is missing here ('' when the kernel has it: the code-101 path is then unreachable). */
 const vlanFilteringLacks = await kernelLacks('bridge', ['vlan_filtering', '1']);
-console.log(vlanFilteringLacks ? `${vlanFilteringLacks}: expecting code 101 for vlan/vlanTrunk` : 'skipping the code-101 VLAN test: this kernel has bridge VLAN filtering');
+console.log(
+  vlanFilteringLacks
+    ? `${vlanFilteringLacks}: expecting code 101 for vlan/vlanTrunk`
+    : 'skipping the code-101 VLAN test: this kernel has bridge VLAN filtering',
+);
 
 /** iptables-nft tables that did not exist before this file ran (removed after it when empty). */
 let tablesBefore = '';
@@ -93,7 +108,11 @@ function makeNet(): Net {
   return net;
 }
 
-function conf(net: Net, extra: Record<string, unknown> = {}, opts: { v6?: boolean; v4?: boolean; version?: string } = {}): Record<string, unknown> {
+function conf(
+  net: Net,
+  extra: Record<string, unknown> = {},
+  opts: { v6?: boolean; v4?: boolean; version?: string } = {},
+): Record<string, unknown> {
   const ranges: unknown[] = [];
   if (opts.v4 !== false) ranges.push([{ subnet: net.v4 }]);
   if (opts.v6) ranges.push([{ subnet: net.v6 }]);
@@ -117,7 +136,13 @@ interface Ctr {
   ip6?: string;
 }
 
-async function addCtr(net: Net, c: Record<string, unknown>, ns?: TestNetns, path = IPAM_PATH, env: Record<string, string> = {}): Promise<Ctr> {
+async function addCtr(
+  net: Net,
+  c: Record<string, unknown>,
+  ns?: TestNetns,
+  path = IPAM_PATH,
+  env: Record<string, string> = {},
+): Promise<Ctr> {
   const n = ns ?? (await makeNetns(cleanup, 'tbns'));
   const id = `tbc-${hex(6)}`;
   const r = await runPlugin('bridge', { command: 'ADD', containerId: id, netns: n.path, ifname: 'eth0', config: c, path, env });
@@ -133,7 +158,14 @@ async function addCtr(net: Net, c: Record<string, unknown>, ns?: TestNetns, path
 }
 
 async function del(c: Record<string, unknown>, id: string, netns: string, path = IPAM_PATH, prevResult?: unknown): Promise<PluginRun> {
-  return runPlugin('bridge', { command: 'DEL', containerId: id, netns, ifname: 'eth0', config: prevResult ? { ...c, prevResult } : c, path });
+  return runPlugin('bridge', {
+    command: 'DEL',
+    containerId: id,
+    netns,
+    ifname: 'eth0',
+    config: prevResult ? { ...c, prevResult } : c,
+    path,
+  });
 }
 
 async function ping(ns: TestNetns, ip: string): Promise<boolean> {
@@ -200,7 +232,9 @@ describe('bridge: connectivity', () => {
       }
     }
     const gw = JSON.parse((await sh('ip', ['-j', 'addr', 'show', 'dev', net.br])).stdout)[0];
-    const addrs = gw.addr_info.filter((a: { scope: string }) => a.scope !== 'link').map((a: { local: string; prefixlen: number }) => `${a.local}/${a.prefixlen}`);
+    const addrs = gw.addr_info
+      .filter((a: { scope: string }) => a.scope !== 'link')
+      .map((a: { local: string; prefixlen: number }) => `${a.local}/${a.prefixlen}`);
     expect(addrs.sort()).toEqual([`${net.v4prefix}1/24`, `${net.v6prefix}1/64`].sort());
   });
 
@@ -266,11 +300,26 @@ describe('bridge: connectivity', () => {
     const k2 = await addCtr(net, conf(net, { args: { cni: { mac: '02:12:34:56:78:9b' } } }));
     expect((k2.res.interfaces as Array<{ mac: string }>)[2].mac).toBe('02:12:34:56:78:9b');
     const ns3 = await makeNetns(cleanup, 'tbns');
-    const r3 = await runPlugin('bridge', { command: 'ADD', containerId: 'tbc-mac3', netns: ns3.path, ifname: 'eth0', args: 'IgnoreUnknown=1;MAC=02:12:34:56:78:9c', config: conf(net), path: IPAM_PATH });
+    const r3 = await runPlugin('bridge', {
+      command: 'ADD',
+      containerId: 'tbc-mac3',
+      netns: ns3.path,
+      ifname: 'eth0',
+      args: 'IgnoreUnknown=1;MAC=02:12:34:56:78:9c',
+      config: conf(net),
+      path: IPAM_PATH,
+    });
     expect(r3.exitCode, r3.stdout).toBe(0);
     const l = JSON.parse((await inNs(ns3, 'ip', ['-j', 'link', 'show', 'eth0'])).stdout)[0];
     expect(l.address).toBe('02:12:34:56:78:9c');
-    const bad = await runPlugin('bridge', { command: 'ADD', containerId: 'tbc-mac4', netns: ns3.path, ifname: 'eth1', config: conf(net, { runtimeConfig: { mac: 'zz' } }), path: IPAM_PATH });
+    const bad = await runPlugin('bridge', {
+      command: 'ADD',
+      containerId: 'tbc-mac4',
+      netns: ns3.path,
+      ifname: 'eth1',
+      config: conf(net, { runtimeConfig: { mac: 'zz' } }),
+      path: IPAM_PATH,
+    });
     expect(bad.exitCode).toBe(1);
     expect(bad.json?.code).toBe(7);
     expect(String(bad.json?.msg)).toContain('runtimeConfig.mac');
@@ -282,11 +331,23 @@ describe('bridge: connectivity', () => {
     const holder = execa('nsenter', [`--net=${ns.path}`, '--', 'sleep', '120'], { reject: false });
     cleanup.add(async () => holder.kill());
     const procPath = `/proc/${holder.pid}/ns/net`;
-    for (let i = 0; i < 50 && (await sh('readlink', [procPath], { allowFail: true })).stdout !== (await sh('readlink', [ns.path], { allowFail: true })).stdout; i++) {
+    for (
+      let i = 0;
+      i < 50 &&
+      (await sh('readlink', [procPath], { allowFail: true })).stdout !== (await sh('readlink', [ns.path], { allowFail: true })).stdout;
+      i++
+    ) {
       await new Promise((r) => setTimeout(r, 20));
     }
     const c = conf(net);
-    const r = await runPlugin('bridge', { command: 'ADD', containerId: 'tbc-proc', netns: procPath, ifname: 'eth0', config: c, path: IPAM_PATH });
+    const r = await runPlugin('bridge', {
+      command: 'ADD',
+      containerId: 'tbc-proc',
+      netns: procPath,
+      ifname: 'eth0',
+      config: c,
+      path: IPAM_PATH,
+    });
     expect(r.exitCode, r.stdout).toBe(0);
     expect((r.json?.interfaces as Array<{ sandbox?: string }>)[2].sandbox).toBe(procPath);
     expect(await linkExists('eth0', ns)).toBe(true);
@@ -355,7 +416,14 @@ describe('bridge: masquerade', () => {
     expect(save4).toHaveLength(2);
     expect(save6).toHaveLength(2);
     expect(save4.join('\n')).toContain(`-s ${a.ip4}/32`);
-    const check = await runPlugin('bridge', { command: 'CHECK', containerId: a.id, netns: a.ns.path, ifname: 'eth0', config: { ...c, prevResult: a.res }, path: IPAM_PATH });
+    const check = await runPlugin('bridge', {
+      command: 'CHECK',
+      containerId: a.id,
+      netns: a.ns.path,
+      ifname: 'eth0',
+      config: { ...c, prevResult: a.res },
+      path: IPAM_PATH,
+    });
     expect(check.exitCode, check.stdout).toBe(0);
     expect((await del(c, a.id, a.ns.path)).exitCode).toBe(0);
     expect((await sh('iptables-save', ['-t', 'nat'])).stdout).not.toContain(`-A ${chain} `);
@@ -367,7 +435,11 @@ describe('bridge: masquerade', () => {
     const c = conf(net, { ipMasq: true, macspoofchk: true });
     const [a, b] = [await addCtr(net, c), await addCtr(net, c)];
     expect(await nftRuleCount('inet', net.table)).toBe(2);
-    const gc = await runPlugin('bridge', { command: 'GC', config: { ...c, 'cni.dev/valid-attachments': [{ containerID: a.id, ifname: 'eth0' }] }, path: IPAM_PATH });
+    const gc = await runPlugin('bridge', {
+      command: 'GC',
+      config: { ...c, 'cni.dev/valid-attachments': [{ containerID: a.id, ifname: 'eth0' }] },
+      path: IPAM_PATH,
+    });
     expect(gc.exitCode, gc.stdout).toBe(0);
     expect(await nftRuleCount('inet', net.table)).toBe(1);
     expect(await nftRuleCount('bridge', net.table)).toBe(1);
@@ -416,7 +488,15 @@ describe('bridge: DEL, failures, CHECK', () => {
 
   it('a failure half-way (route the kernel refuses, after the veth exists) undoes veth, rules and reservation', async () => {
     const net = makeNet();
-    const c = { ...conf(net, { ipMasq: true, macspoofchk: true }), ipam: { type: 'host-local', ranges: [[{ subnet: net.v4 }]], routes: [{ dst: '203.0.113.0/24', gw: '198.18.255.1' }], dataDir: net.dataDir } };
+    const c = {
+      ...conf(net, { ipMasq: true, macspoofchk: true }),
+      ipam: {
+        type: 'host-local',
+        ranges: [[{ subnet: net.v4 }]],
+        routes: [{ dst: '203.0.113.0/24', gw: '198.18.255.1' }],
+        dataDir: net.dataDir,
+      },
+    };
     const ns = await makeNetns(cleanup, 'tbns');
     const id = `tbc-${hex(6)}`;
     const r = await runPlugin('bridge', { command: 'ADD', containerId: id, netns: ns.path, ifname: 'eth0', config: c, path: IPAM_PATH });
@@ -433,7 +513,14 @@ describe('bridge: DEL, failures, CHECK', () => {
     const net = makeNet();
     const c = conf(net);
     const a = await addCtr(net, c);
-    const r = await runPlugin('bridge', { command: 'ADD', containerId: `tbc-${hex(6)}`, netns: a.ns.path, ifname: 'eth0', config: c, path: IPAM_PATH });
+    const r = await runPlugin('bridge', {
+      command: 'ADD',
+      containerId: `tbc-${hex(6)}`,
+      netns: a.ns.path,
+      ifname: 'eth0',
+      config: c,
+      path: IPAM_PATH,
+    });
     expect(r.exitCode).toBe(1);
     expect(r.json?.code).toBe(102);
     expect(await ping(a.ns, `${net.v4prefix}1`)).toBe(true);
@@ -445,7 +532,14 @@ describe('bridge: DEL, failures, CHECK', () => {
     const c = conf(net, { isDefaultGateway: true, ipMasq: true }, { version: '1.0.0' });
     const a = await addCtr(net, c);
     const check = (): Promise<PluginRun> =>
-      runPlugin('bridge', { command: 'CHECK', containerId: a.id, netns: a.ns.path, ifname: 'eth0', config: { ...c, prevResult: a.res }, path: IPAM_PATH });
+      runPlugin('bridge', {
+        command: 'CHECK',
+        containerId: a.id,
+        netns: a.ns.path,
+        ifname: 'eth0',
+        config: { ...c, prevResult: a.res },
+        path: IPAM_PATH,
+      });
     const ok = await check();
     expect(ok.exitCode, ok.stdout).toBe(0);
     await inNs(a.ns, 'ip', ['addr', 'del', `${a.ip4}/24`, 'dev', 'eth0']);
@@ -472,13 +566,24 @@ describe('bridge: the bridge device', () => {
     const c = conf(net, { ipMasq: true });
     const nss = await Promise.all(Array.from({ length: 10 }, () => makeNetns(cleanup, 'tbns')));
     const runs = await Promise.all(
-      nss.map((ns, i) => runPlugin('bridge', { command: 'ADD', containerId: `tbc-${net.id}-${i}`, netns: ns.path, ifname: 'eth0', config: c, path: IPAM_PATH })),
+      nss.map((ns, i) =>
+        runPlugin('bridge', {
+          command: 'ADD',
+          containerId: `tbc-${net.id}-${i}`,
+          netns: ns.path,
+          ifname: 'eth0',
+          config: c,
+          path: IPAM_PATH,
+        }),
+      ),
     );
     for (const r of runs) expect(r.exitCode, `${r.stdout} ${r.stderr}`).toBe(0);
     const ips = runs.map((r) => (r.json?.ips as Array<{ address: string }>)[0].address);
     expect(new Set(ips).size).toBe(10);
     const br = JSON.parse((await sh('ip', ['-j', 'addr', 'show', 'dev', net.br])).stdout)[0];
-    expect(br.addr_info.filter((a: { family: string }) => a.family === 'inet').map((a: { local: string }) => a.local)).toEqual([`${net.v4prefix}1`]);
+    expect(br.addr_info.filter((a: { family: string }) => a.family === 'inet').map((a: { local: string }) => a.local)).toEqual([
+      `${net.v4prefix}1`,
+    ]);
     expect(await nftRuleCount('inet', net.table)).toBe(10);
     expect(await ping(nss[0], ips[9].split('/')[0])).toBe(true);
   });
@@ -511,7 +616,14 @@ describe('bridge: the bridge device', () => {
     const other = makeNet();
     await sh('ip', ['link', 'add', other.br, 'type', 'veth', 'peer', 'name', `${other.br}p`]);
     const ns = await makeNetns(cleanup, 'tbns');
-    const r = await runPlugin('bridge', { command: 'ADD', containerId: 'tbc-notbr', netns: ns.path, ifname: 'eth0', config: conf(other), path: IPAM_PATH });
+    const r = await runPlugin('bridge', {
+      command: 'ADD',
+      containerId: 'tbc-notbr',
+      netns: ns.path,
+      ifname: 'eth0',
+      config: conf(other),
+      path: IPAM_PATH,
+    });
     expect(r.json?.code).toBe(102);
     expect(String(r.json?.msg)).toContain('not a bridge');
     expect(reservations(other)).toEqual([]);
@@ -521,7 +633,14 @@ describe('bridge: the bridge device', () => {
     for (const extra of [{ vlan: 100 }, { vlanTrunk: [{ minID: 10, maxID: 20 }] }]) {
       const net = makeNet();
       const ns = await makeNetns(cleanup, 'tbns');
-      const r = await runPlugin('bridge', { command: 'ADD', containerId: 'tbc-vlan', netns: ns.path, ifname: 'eth0', config: conf(net, extra), path: IPAM_PATH });
+      const r = await runPlugin('bridge', {
+        command: 'ADD',
+        containerId: 'tbc-vlan',
+        netns: ns.path,
+        ifname: 'eth0',
+        config: conf(net, extra),
+        path: IPAM_PATH,
+      });
       expect(r.exitCode).toBe(1);
       expect(r.json?.code).toBe(101);
       expect(String(r.json?.msg)).toContain('VLAN filtering');
@@ -569,7 +688,9 @@ describe('bridge + portmap sharing one nftTable', () => {
   async function masqSources(table: string): Promise<string[]> {
     const r = await sh('nft', ['-j', 'list', 'table', 'inet', table], { allowFail: true });
     if (r.exitCode !== 0) return [];
-    const rules = (JSON.parse(r.stdout) as { nftables: Array<{ rule?: { comment?: string; expr: Array<Record<string, unknown>> } }> }).nftables.flatMap((o) => (o.rule ? [o.rule] : []));
+    const rules = (
+      JSON.parse(r.stdout) as { nftables: Array<{ rule?: { comment?: string; expr: Array<Record<string, unknown>> } }> }
+    ).nftables.flatMap((o) => (o.rule ? [o.rule] : []));
     return rules
       .filter((x) => x.comment?.startsWith('cni:') && x.expr.some((e) => 'masquerade' in e))
       .map((x) => String((x.expr[0] as { match: { right: unknown } }).match.right))
@@ -595,11 +716,19 @@ describe('bridge + portmap sharing one nftTable', () => {
       runtimeConfig: { portMappings: [{ hostPort: port, containerPort: 80, protocol: 'tcp' }] },
       prevResult: k.res,
     });
-    const pm = (command: string, k: Ctr, port: number): Promise<PluginRun> => runPlugin('portmap', { command, containerId: k.id, netns: k.ns.path, ifname: 'eth0', config: pmConf(k, port) });
+    const pm = (command: string, k: Ctr, port: number): Promise<PluginRun> =>
+      runPlugin('portmap', { command, containerId: k.id, netns: k.ns.path, ifname: 'eth0', config: pmConf(k, port) });
     cleanup.add(async () => {
-      for (const [k, p] of [[a, hp], [b, hp + 1]] as const) await pm('DEL', k, p);
+      for (const [k, p] of [
+        [a, hp],
+        [b, hp + 1],
+      ] as const)
+        await pm('DEL', k, p);
     });
-    for (const [k, p] of [[a, hp], [b, hp + 1]] as const) {
+    for (const [k, p] of [
+      [a, hp],
+      [b, hp + 1],
+    ] as const) {
       const r = await pm('ADD', k, p);
       expect(r.exitCode, `portmap ADD: ${r.stdout} ${r.stderr}`).toBe(0);
     }
@@ -620,7 +749,10 @@ describe('bridge + portmap sharing one nftTable', () => {
       });
       await new Promise<void>((resolve) => srv.stdout?.on('data', (d: Buffer) => String(d).includes('ready') && resolve()));
     }
-    for (const [k, p] of [[a, hp], [b, hp + 1]] as const) {
+    for (const [k, p] of [
+      [a, hp],
+      [b, hp + 1],
+    ] as const) {
       const r = await inNs(out.ns, process.execPath, ['-e', CONNECT, out.hostIp, String(p)], true);
       expect(r.stdout, `to ${k.ip4} through ${out.hostIp}:${p}`).toBe(`hi ${out.outIp}`);
     }
@@ -640,9 +772,21 @@ describe('bridge: process budget', () => {
   it('a dual-stack ADD with masquerade spawns at most 7 kernel-tool processes on a new bridge (5 on an existing one), DEL at most 3', async () => {
     const net = makeNet();
     const c = conf(net, { isDefaultGateway: true, ipMasq: true }, { v6: true });
-    const run = async (command: string, id: string, ns: TestNetns, cfg: Record<string, unknown>): Promise<{ spawns: number; stdout: string }> => {
+    const run = async (
+      command: string,
+      id: string,
+      ns: TestNetns,
+      cfg: Record<string, unknown>,
+    ): Promise<{ spawns: number; stdout: string }> => {
       const before = exec.spawnCount;
-      const env = { CNI_COMMAND: command, CNI_CONTAINERID: id, CNI_NETNS: ns.path, CNI_IFNAME: 'eth0', CNI_PATH: IPAM_PATH, PATH: process.env.PATH };
+      const env = {
+        CNI_COMMAND: command,
+        CNI_CONTAINERID: id,
+        CNI_NETNS: ns.path,
+        CNI_IFNAME: 'eth0',
+        CNI_PATH: IPAM_PATH,
+        PATH: process.env.PATH,
+      };
       const out = await invoke(bridgePlugin, env, JSON.stringify(cfg));
       expect(out.exitCode, out.stdout).toBe(0);
       return { spawns: exec.spawnCount - before, stdout: out.stdout };
@@ -674,7 +818,14 @@ describe('bridge: interop with the Go reference plugins', () => {
     const [a, b] = [await addCtr(net, c, undefined, REF_IPAM_DIR), await addCtr(net, c, undefined, REF_IPAM_DIR)];
     expect(await ping(a.ns, b.ip4!)).toBe(true);
     expect(await ping(a.ns, b.ip6!)).toBe(true);
-    const chk = await runPlugin('bridge', { command: 'CHECK', containerId: a.id, netns: a.ns.path, ifname: 'eth0', config: { ...c, prevResult: a.res }, path: REF_IPAM_DIR });
+    const chk = await runPlugin('bridge', {
+      command: 'CHECK',
+      containerId: a.id,
+      netns: a.ns.path,
+      ifname: 'eth0',
+      config: { ...c, prevResult: a.res },
+      path: REF_IPAM_DIR,
+    });
     expect(chk.exitCode, chk.stdout).toBe(0);
     expect((await del(c, a.id, a.ns.path, REF_IPAM_DIR)).exitCode).toBe(0);
     expect(reservations(net)).toHaveLength(2);
@@ -695,9 +846,20 @@ describe('bridge: interop with the Go reference plugins', () => {
       cniVersion: '1.0.0',
       name: net.name,
       plugins: [
-        { type: 'bridge', bridge: net.br, isGateway: true, ipMasq: true, nftTable: net.table, ipam: { type: 'host-local', ranges: [[{ subnet: net.v4 }]], dataDir: net.dataDir } },
+        {
+          type: 'bridge',
+          bridge: net.br,
+          isGateway: true,
+          ipMasq: true,
+          nftTable: net.table,
+          ipam: { type: 'host-local', ranges: [[{ subnet: net.v4 }]], dataDir: net.dataDir },
+        },
         { type: 'tuning', mtu: 1300, sysctl: { 'net.ipv4.conf.eth0.rp_filter': '0' } },
-        { type: 'portmap', capabilities: { portMappings: true }, runtimeConfig: { portMappings: [{ hostPort, containerPort: 8080, protocol: 'tcp' }] } },
+        {
+          type: 'portmap',
+          capabilities: { portMappings: true },
+          runtimeConfig: { portMappings: [{ hostPort, containerPort: 8080, protocol: 'tcp' }] },
+        },
       ],
     };
     const ns = await makeNetns(cleanup, 'tbns');
@@ -706,7 +868,8 @@ describe('bridge: interop with the Go reference plugins', () => {
       runPlugin(type, { command, containerId: id, netns: ns.path, ifname: 'eth0', config: cfg, path: dir, binDir: dir });
     let prev: Record<string, unknown> | undefined;
     cleanup.add(async () => {
-      for (const p of [...list.plugins].reverse()) await exec(p.type, 'DEL', { cniVersion: list.cniVersion, name: list.name, ...p, ...(prev ? { prevResult: prev } : {}) });
+      for (const p of [...list.plugins].reverse())
+        await exec(p.type, 'DEL', { cniVersion: list.cniVersion, name: list.name, ...p, ...(prev ? { prevResult: prev } : {}) });
     });
     for (const p of list.plugins) {
       const cfg: Record<string, unknown> = { cniVersion: list.cniVersion, name: list.name, ...p };
@@ -748,7 +911,15 @@ describe('bridge: interop with the Go reference plugins', () => {
     const nss = [await makeNetns(cleanup, 'tbns'), await makeNetns(cleanup, 'tbns')];
     const res: Array<Record<string, unknown>> = [];
     for (let i = 0; i < 2; i++) {
-      const r = await runPlugin('bridge', { command: 'ADD', containerId: ids[i], netns: nss[i].path, ifname: 'eth0', config: c, path: dir, binDir: REF_BIN });
+      const r = await runPlugin('bridge', {
+        command: 'ADD',
+        containerId: ids[i],
+        netns: nss[i].path,
+        ifname: 'eth0',
+        config: c,
+        path: dir,
+        binDir: REF_BIN,
+      });
       expect(r.exitCode, `${r.stdout} ${r.stderr}`).toBe(0);
       res.push(r.json!);
     }
@@ -756,7 +927,15 @@ describe('bridge: interop with the Go reference plugins', () => {
     expect(ip1.startsWith(net.v4prefix)).toBe(true);
     expect(await ping(nss[0], ip1)).toBe(true);
     for (let i = 0; i < 2; i++) {
-      const r = await runPlugin('bridge', { command: 'DEL', containerId: ids[i], netns: nss[i].path, ifname: 'eth0', config: { ...c, prevResult: res[i] }, path: dir, binDir: REF_BIN });
+      const r = await runPlugin('bridge', {
+        command: 'DEL',
+        containerId: ids[i],
+        netns: nss[i].path,
+        ifname: 'eth0',
+        config: { ...c, prevResult: res[i] },
+        path: dir,
+        binDir: REF_BIN,
+      });
       expect(r.exitCode, r.stdout).toBe(0);
     }
     expect(reservations(net)).toEqual([]);
@@ -771,12 +950,21 @@ describe('bridge: interop with the Go reference plugins', () => {
 async function removeNewPortmapChains(before: string): Promise<void> {
   const now = (await sh('iptables-save', ['-t', 'nat'])).stdout.split('\n');
   const chainName = (l: string): string => l.split(' ')[0].slice(1);
-  const had = new Set(before.split('\n').filter((l) => l.startsWith(':')).map(chainName));
-  const created = now.filter((l) => l.startsWith(':CNI-HOSTPORT-')).map(chainName).filter((ch) => !had.has(ch));
+  const had = new Set(
+    before
+      .split('\n')
+      .filter((l) => l.startsWith(':'))
+      .map(chainName),
+  );
+  const created = now
+    .filter((l) => l.startsWith(':CNI-HOSTPORT-'))
+    .map(chainName)
+    .filter((ch) => !had.has(ch));
   if (!created.length || now.some((l) => l.startsWith('-A CNI-HOSTPORT-DNAT '))) return;
   const jumps = now.filter((l) => created.some((ch) => l.startsWith('-A ') && l.endsWith(` -j ${ch}`) && !l.startsWith(`-A ${ch} `)));
   // separate transactions: iptables-nft refuses -X in the batch that drops the last reference
   for (const lines of [jumps.map((l) => `-D${l.slice(2)}`), created.map((ch) => `-F ${ch}`), created.map((ch) => `-X ${ch}`)]) {
-    if (lines.length) await sh('iptables-restore', ['--noflush', '-w', '5'], { input: `*nat\n${lines.join('\n')}\nCOMMIT\n`, allowFail: true });
+    if (lines.length)
+      await sh('iptables-restore', ['--noflush', '-w', '5'], { input: `*nat\n${lines.join('\n')}\nCOMMIT\n`, allowFail: true });
   }
 }

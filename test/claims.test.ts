@@ -52,16 +52,23 @@ describe('CNI_IFNAME is a Linux interface name on every verb that takes it', () 
     }
   });
   it('GC refuses an attachment whose ifname is not an interface name (code 7 naming the field)', async () => {
-    const r = await runPlugin('static', { command: 'GC', config: conf({ 'cni.dev/valid-attachments': [{ containerID: 'htctr', ifname: 'eth:0' }] }) });
+    const r = await runPlugin('static', {
+      command: 'GC',
+      config: conf({ 'cni.dev/valid-attachments': [{ containerID: 'htctr', ifname: 'eth:0' }] }),
+    });
     expect(r.json?.code, r.stdout).toBe(7);
     expect(`${String(r.json?.msg)} ${String(r.json?.details)}`).toContain('ifname');
-    const ok = await runPlugin('static', { command: 'GC', config: conf({ 'cni.dev/valid-attachments': [{ containerID: 'htctr', ifname: 'eth0' }] }) });
+    const ok = await runPlugin('static', {
+      command: 'GC',
+      config: conf({ 'cni.dev/valid-attachments': [{ containerID: 'htctr', ifname: 'eth0' }] }),
+    });
     expect(ok.exitCode, ok.stdout).toBe(0);
   });
 });
 
 describe('diagnostics: CNI_LOG_FILE, logFile, CNI_LOG_LEVEL', () => {
-  const line = (level: string, verb: string): RegExp => new RegExp(`^\\d{4}-\\d\\d-\\d\\dT[0-9:.]+Z ${level} static: ${verb} container=htctr ifname=eth0 netns=${base.netns}$`, 'm');
+  const line = (level: string, verb: string): RegExp =>
+    new RegExp(`^\\d{4}-\\d\\d-\\d\\dT[0-9:.]+Z ${level} static: ${verb} container=htctr ifname=eth0 netns=${base.netns}$`, 'm');
 
   it('CNI_LOG_FILE receives what stderr gets (appended, one call after another); stdout stays the protocol', async () => {
     const file = path.join(scratch(), 'cni.log');
@@ -77,7 +84,11 @@ describe('diagnostics: CNI_LOG_FILE, logFile, CNI_LOG_LEVEL', () => {
     expect(text).toMatch(line('debug', 'DEL'));
     expect(text.indexOf(' ADD ')).toBeLessThan(text.indexOf(' DEL '));
     // everything in the file also went to stderr
-    for (const l of text.trim().split('\n').filter((x) => x.includes(' ADD '))) expect(add.stderr).toContain(l);
+    for (const l of text
+      .trim()
+      .split('\n')
+      .filter((x) => x.includes(' ADD ')))
+      expect(add.stderr).toContain(l);
   });
 
   it('the default level is warn: a successful call writes nothing; at info a failure is logged with its code', async () => {
@@ -87,7 +98,12 @@ describe('diagnostics: CNI_LOG_FILE, logFile, CNI_LOG_LEVEL', () => {
     expect(existsSync(file) ? readFileSync(file, 'utf8') : '').toBe('');
     expect(ok.stderr).toBe('');
     const badConf = conf({ ipam: { type: 'static', addresses: [{ address: 'nope' }] } });
-    const fail = await runPlugin('static', { command: 'ADD', ...base, config: badConf, env: { CNI_LOG_FILE: file, CNI_LOG_LEVEL: 'info' } });
+    const fail = await runPlugin('static', {
+      command: 'ADD',
+      ...base,
+      config: badConf,
+      env: { CNI_LOG_FILE: file, CNI_LOG_LEVEL: 'info' },
+    });
     expect(fail.json?.code).toBe(7);
     expect(readFileSync(file, 'utf8')).toMatch(/^\S+ info static: error 7: .*ipam\.addresses\[0\]\.address/m);
   });
@@ -107,7 +123,8 @@ describe('CNI_TS_TRACE', () => {
     const r = await runPlugin('static', { command: 'ADD', ...base, config: conf(), env: { CNI_TS_TRACE: '1' } });
     expect(r.exitCode, r.stdout).toBe(0);
     expect(r.json?.ips).toEqual([{ address: '10.9.0.2/24' }]);
-    for (const m of ['runtime started(?: \\((?:bun|node)\\))?', 'plugin static loaded', 'static ADD: config validated', 'done']) expect(r.stderr).toMatch(mark(m));
+    for (const m of ['runtime started(?: \\((?:bun|node)\\))?', 'plugin static loaded', 'static ADD: config validated', 'done'])
+      expect(r.stderr).toMatch(mark(m));
     const ms = [...r.stderr.matchAll(/^\[trace \d+ \+(\d+\.\d) ms\]/gm)].map((x) => Number(x[1]));
     expect(ms).toEqual([...ms].sort((a, b) => a - b));
   });
@@ -133,11 +150,22 @@ describe('CNI_TS_TRACE', () => {
     const dir = scratch();
     const confDir = path.join(dir, 'net.d');
     mkdirSync(confDir);
-    writeFileSync(path.join(confDir, '10-ht.conflist'), JSON.stringify({ cniVersion: '1.1.0', name: 'htclaims', plugins: [{ type: 'static', ipam: { type: 'static', addresses: [{ address: '10.9.0.2/24' }] } }] }));
+    writeFileSync(
+      path.join(confDir, '10-ht.conflist'),
+      JSON.stringify({
+        cniVersion: '1.1.0',
+        name: 'htclaims',
+        plugins: [{ type: 'static', ipam: { type: 'static', addresses: [{ address: '10.9.0.2/24' }] } }],
+      }),
+    );
     const trace = path.join(dir, 'trace.txt');
     const log = path.join(dir, 'cni.log');
     const env = { CNI_TS_TRACE: trace, CNI_LOG_FILE: log, CNI_LOG_LEVEL: 'debug', CNI_IFNAME: 'eth0' };
-    const r = await runCnitool(['add', 'htclaims', '/var/run/netns/ht-does-not-exist', '--container-id', 'htctr'], { confDir, cacheDir: path.join(dir, 'cache'), env });
+    const r = await runCnitool(['add', 'htclaims', '/var/run/netns/ht-does-not-exist', '--container-id', 'htctr'], {
+      confDir,
+      cacheDir: path.join(dir, 'cache'),
+      env,
+    });
     expect(r.exitCode, r.stdout + r.stderr).toBe(0);
     expect(readFileSync(trace, 'utf8')).toMatch(mark('static ADD: config validated'));
     expect(readFileSync(log, 'utf8')).toMatch(/ debug static: ADD container=htctr ifname=eth0 /);
@@ -151,6 +179,8 @@ describe('README figures', () => {
     expect(m, 'README states "about N MiB for all plugins"').not.toBeNull();
     const stated = Number(m![1]);
     const built = statSync(path.join(BIN, 'cni-ts')).size / 1048576;
-    expect(Math.abs(stated - built) / built, `README says about ${stated} MiB, the build is ${built.toFixed(1)} MiB`).toBeLessThanOrEqual(0.1);
+    expect(Math.abs(stated - built) / built, `README says about ${stated} MiB, the build is ${built.toFixed(1)} MiB`).toBeLessThanOrEqual(
+      0.1,
+    );
   });
 });

@@ -15,9 +15,17 @@ let dir = '';
 let config = '';
 const CNICTL = path.join(BIN, 'cnictl');
 
-async function cnictl(args: string[], opts: { input?: string; config?: string | null; env?: Record<string, string> } = {}): Promise<{ code: number; out: string; err: string }> {
+async function cnictl(
+  args: string[],
+  opts: { input?: string; config?: string | null; env?: Record<string, string> } = {},
+): Promise<{ code: number; out: string; err: string }> {
   const conf = opts.config === null ? [] : ['--config', opts.config ?? config];
-  const r = await execa(CNICTL, [...conf, ...args], { input: opts.input ?? '', reject: false, env: { PATH: process.env.PATH ?? '', ...(opts.env ?? {}) }, extendEnv: false });
+  const r = await execa(CNICTL, [...conf, ...args], {
+    input: opts.input ?? '',
+    reject: false,
+    env: { PATH: process.env.PATH ?? '', ...(opts.env ?? {}) },
+    extendEnv: false,
+  });
   return { code: r.exitCode ?? -1, out: String(r.stdout), err: String(r.stderr) };
 }
 
@@ -139,7 +147,9 @@ spec:
 `;
     const r = await cnictl(['apply', '-f', '-'], { input: bad });
     expect(r.code).toBe(1);
-    expect(r.err).toContain('stdin: document 6 (NetworkPolicy fresh/broken): spec.ingress[0].ports[0].port: 70000 is not a port number (1-65535)');
+    expect(r.err).toContain(
+      'stdin: document 6 (NetworkPolicy fresh/broken): spec.ingress[0].ports[0].port: 70000 is not a port number (1-65535)',
+    );
     expect(r.err).toContain('nothing applied');
     expect(r.out).toBe('');
     expect((await cnictl(['get', 'netpol', '-n', 'fresh'])).err).toContain('No resources found');
@@ -165,14 +175,18 @@ spec:
     const no = await cnictl(['label', 'endpoint', 'x/web-1', 'app=db']);
     expect(no.code).toBe(1);
     expect(no.err).toContain("'app' already has a value (web), and --overwrite is false");
-    expect((await cnictl(['label', 'endpoint', 'x/web-1', 'app=db', 'tier=be', '--overwrite'])).out).toBe('endpoint.cni-ts.dev/web-1 labeled');
+    expect((await cnictl(['label', 'endpoint', 'x/web-1', 'app=db', 'tier=be', '--overwrite'])).out).toBe(
+      'endpoint.cni-ts.dev/web-1 labeled',
+    );
     expect((await cnictl(['label', 'endpoint', 'web-1', '-n', 'x', 'tier-'])).code).toBe(0);
     const got = JSON.parse((await cnictl(['get', 'ep', 'x/web-1', '-o', 'json'])).out) as { metadata: { labels: Record<string, string> } };
     expect(got.metadata.labels).toEqual({ app: 'db' });
     // ten cnictl processes label the same endpoint at once: every label lands
     const runs = await Promise.all(Array.from({ length: 10 }, (_, i) => cnictl(['label', 'endpoint', 'x/web-1', `k${i}=v${i}`])));
     for (const r of runs) expect(r.code, r.err).toBe(0);
-    const after = JSON.parse((await cnictl(['get', 'ep', 'x/web-1', '-o', 'json'])).out) as { metadata: { labels: Record<string, string> } };
+    const after = JSON.parse((await cnictl(['get', 'ep', 'x/web-1', '-o', 'json'])).out) as {
+      metadata: { labels: Record<string, string> };
+    };
     expect(Object.keys(after.metadata.labels).sort()).toEqual(['app', ...Array.from({ length: 10 }, (_, i) => `k${i}`)].sort());
     // a namespace nobody applied is created with its labels; its name label is not ours to change
     expect((await cnictl(['label', 'namespace', 'y', 'ns=y'])).out).toBe('namespace/y created and labeled');
@@ -181,9 +195,18 @@ spec:
   }, 60_000);
 
   it('get -w prints what there is, then every change, until interrupted', async () => {
-    const ep = { apiVersion: 'cni-ts.dev/v1', kind: 'Endpoint', metadata: { name: 'w1', namespace: 'w', labels: { app: 'w' } }, spec: { node: 'n1', network: 'net', containerId: 'c1', ifname: 'eth0', ips: ['10.0.9.1/24'] } };
+    const ep = {
+      apiVersion: 'cni-ts.dev/v1',
+      kind: 'Endpoint',
+      metadata: { name: 'w1', namespace: 'w', labels: { app: 'w' } },
+      spec: { node: 'n1', network: 'net', containerId: 'c1', ifname: 'eth0', ips: ['10.0.9.1/24'] },
+    };
     expect((await cnictl(['apply', '-f', '-'], { input: JSON.stringify(ep) })).code).toBe(0);
-    const p = execa(CNICTL, ['--config', config, 'get', 'endpoints', '-n', 'w', '-w', '-o', 'json'], { reject: false, env: { PATH: process.env.PATH ?? '' }, extendEnv: false });
+    const p = execa(CNICTL, ['--config', config, 'get', 'endpoints', '-n', 'w', '-w', '-o', 'json'], {
+      reject: false,
+      env: { PATH: process.env.PATH ?? '' },
+      extendEnv: false,
+    });
     let out = '';
     p.stdout?.on('data', (d: Buffer) => (out += d.toString()));
     const events = (): string[] =>

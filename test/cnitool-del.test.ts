@@ -31,8 +31,10 @@ exit 0
   return { dir, heal: () => rmSync(path.join(dir, 'fail'), { force: true }) };
 }
 
-const reserved = (tb: Testbed, net: string): string[] => (existsSync(path.join(tb.dataDir, net)) ? readdirSync(path.join(tb.dataDir, net)).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)) : []);
-const cacheFiles = (tb: Testbed): string[] => (existsSync(path.join(tb.cacheDir, 'results')) ? readdirSync(path.join(tb.cacheDir, 'results')) : []);
+const reserved = (tb: Testbed, net: string): string[] =>
+  existsSync(path.join(tb.dataDir, net)) ? readdirSync(path.join(tb.dataDir, net)).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)) : [];
+const cacheFiles = (tb: Testbed): string[] =>
+  existsSync(path.join(tb.cacheDir, 'results')) ? readdirSync(path.join(tb.cacheDir, 'results')) : [];
 
 describe('cnitool del past a failing plugin', () => {
   it('the failing plugin (DELed first, the chain runs in reverse) does not stop bridge + host-local from releasing; exit 1, cache kept', async () => {

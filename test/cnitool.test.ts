@@ -14,7 +14,9 @@ import { containerIdFor } from '../tools/cnitool/index.ts';
 const cleanup = new Cleanup();
 afterEach(() => cleanup.run());
 
-const refMissing = ['bridge', 'host-local', 'portmap'].some((p) => !existsSync(path.join(REF_BIN, p))) ? `reference plugins not installed in ${REF_BIN}` : '';
+const refMissing = ['bridge', 'host-local', 'portmap'].some((p) => !existsSync(path.join(REF_BIN, p)))
+  ? `reference plugins not installed in ${REF_BIN}`
+  : '';
 
 async function addrs(ns: TestNetns, dev = 'eth0'): Promise<string[]> {
   const r = await inNs(ns, 'ip', ['-json', 'addr', 'show', 'dev', dev], true);
@@ -32,10 +34,15 @@ function reserved(tb: Testbed, net: string): string[] {
   }
 }
 
-const cacheFiles = (tb: Testbed): string[] => (existsSync(path.join(tb.cacheDir, 'results')) ? readdirSync(path.join(tb.cacheDir, 'results')) : []);
+const cacheFiles = (tb: Testbed): string[] =>
+  existsSync(path.join(tb.cacheDir, 'results')) ? readdirSync(path.join(tb.cacheDir, 'results')) : [];
 
 /** A fake-free recorder plugin: a real executable that records its stdin and environment. */
-function installRecorder(tb: Testbed): { dir: string; calls: (verb: string) => Array<Record<string, unknown>>; fail: (on: boolean) => void } {
+function installRecorder(tb: Testbed): {
+  dir: string;
+  calls: (verb: string) => Array<Record<string, unknown>>;
+  fail: (on: boolean) => void;
+} {
   const dir = path.join(tb.dir, 'bin');
   mkdirSync(dir, { recursive: true });
   const exe = path.join(dir, 'recorder');
@@ -80,8 +87,18 @@ describe.skipIf(refMissing)('cnitool with the reference plugins', () => {
     const cid = containerIdFor(c.path);
     expect(cacheFiles(tb)).toEqual([`${net}-${cid}-eth0`]);
     const cached = JSON.parse(readFileSync(path.join(tb.cacheDir, 'results', `${net}-${cid}-eth0`), 'utf8')) as Record<string, unknown>;
-    expect(cached).toMatchObject({ kind: 'cniCacheV1', containerId: cid, ifName: 'eth0', networkName: net, netns: c.path, result: { cniVersion: '0.4.0' } });
-    expect(JSON.parse(Buffer.from(cached.config as string, 'base64').toString())).toMatchObject({ name: net, plugins: [{ type: 'bridge' }] });
+    expect(cached).toMatchObject({
+      kind: 'cniCacheV1',
+      containerId: cid,
+      ifName: 'eth0',
+      networkName: net,
+      netns: c.path,
+      result: { cniVersion: '0.4.0' },
+    });
+    expect(JSON.parse(Buffer.from(cached.config as string, 'base64').toString())).toMatchObject({
+      name: net,
+      plugins: [{ type: 'bridge' }],
+    });
     const del = await tb.cnitool(['del', net, c.path]);
     expect(del.exitCode, del.stderr).toBe(0);
     expect(await addrs(c)).toEqual([]);
@@ -92,7 +109,11 @@ describe.skipIf(refMissing)('cnitool with the reference plugins', () => {
   it('runs a .conflist chain: human output, CHECK with the cached prevResult, DEL in reverse', async () => {
     const tb = await makeTestbed(cleanup, { cniPath: REF_BIN });
     const net = `${tb.id}-list`;
-    tb.writeConf('20-list.conflist', { cniVersion: '1.0.0', name: net, plugins: [bridgePlugin(tb, { ipMasq: true }), { type: 'portmap', capabilities: { portMappings: true } }] });
+    tb.writeConf('20-list.conflist', {
+      cniVersion: '1.0.0',
+      name: net,
+      plugins: [bridgePlugin(tb, { ipMasq: true }), { type: 'portmap', capabilities: { portMappings: true } }],
+    });
     const c = await tb.container();
     const add = await tb.cnitool(['add', net, c.path, '--ifname', 'net1', '--args', 'IgnoreUnknown=1;K8S_POD_NAME=p']);
     expect(add.exitCode, add.stderr).toBe(0);
@@ -118,12 +139,33 @@ describe.skipIf(refMissing)('cnitool with the reference plugins', () => {
 
   it('passes portMappings to portmap only when it declares the capability', async () => {
     const tb = await makeTestbed(cleanup, { cniPath: REF_BIN });
-    const caps = JSON.stringify({ portMappings: [{ hostPort: 18080, containerPort: 80, protocol: 'tcp' }], bandwidth: { ingressRate: 1000, ingressBurst: 1000 } });
+    const caps = JSON.stringify({
+      portMappings: [{ hostPort: 18080, containerPort: 80, protocol: 'tcp' }],
+      bandwidth: { ingressRate: 1000, ingressBurst: 1000 },
+    });
     const nat = async (): Promise<string> => (await inNs(tb.host, 'iptables', ['-w', '-t', 'nat', '-S'], true)).stdout;
     const declared = `${tb.id}-pm`;
-    tb.writeConf('10-pm.conflist', { cniVersion: '1.0.0', name: declared, plugins: [bridgePlugin(tb), { type: 'portmap', capabilities: { portMappings: true } }] });
+    tb.writeConf('10-pm.conflist', {
+      cniVersion: '1.0.0',
+      name: declared,
+      plugins: [bridgePlugin(tb), { type: 'portmap', capabilities: { portMappings: true } }],
+    });
     const undeclared = `${tb.id}-nopm`;
-    tb.writeConf('20-nopm.conflist', { cniVersion: '1.0.0', name: undeclared, plugins: [bridgePlugin(tb, { bridge: `${tb.bridge}b`, ipam: { type: 'host-local', subnet: tb.subnet.replace(/^10\.(\d+)\./, (_m, a) => `10.${(Number(a) + 1) % 250}.`), dataDir: tb.dataDir } }), { type: 'portmap' }] });
+    tb.writeConf('20-nopm.conflist', {
+      cniVersion: '1.0.0',
+      name: undeclared,
+      plugins: [
+        bridgePlugin(tb, {
+          bridge: `${tb.bridge}b`,
+          ipam: {
+            type: 'host-local',
+            subnet: tb.subnet.replace(/^10\.(\d+)\./, (_m, a) => `10.${(Number(a) + 1) % 250}.`),
+            dataDir: tb.dataDir,
+          },
+        }),
+        { type: 'portmap' },
+      ],
+    });
     const c1 = await tb.container();
     const c2 = await tb.container();
     // capability args via CAP_ARGS, as the reference cnitool reads them
@@ -134,7 +176,9 @@ describe.skipIf(refMissing)('cnitool with the reference plugins', () => {
     expect(a2.exitCode, a2.stderr).toBe(0);
     expect(await nat()).not.toMatch(/18081/);
     // the cache keeps the capability args, as libcni does
-    const cached = JSON.parse(readFileSync(path.join(tb.cacheDir, 'results', `${declared}-${containerIdFor(c1.path)}-eth0`), 'utf8')) as { capabilityArgs: unknown };
+    const cached = JSON.parse(readFileSync(path.join(tb.cacheDir, 'results', `${declared}-${containerIdFor(c1.path)}-eth0`), 'utf8')) as {
+      capabilityArgs: unknown;
+    };
     expect(cached.capabilityArgs).toEqual(JSON.parse(caps));
     expect((await tb.cnitool(['del', declared, c1.path], { CAP_ARGS: caps })).exitCode).toBe(0);
     expect(await nat()).not.toMatch(/18080/);
@@ -144,7 +188,11 @@ describe.skipIf(refMissing)('cnitool with the reference plugins', () => {
   it('rolls back a failed ADD (DEL of the chain in reverse) and reports the error', async () => {
     const tb = await makeTestbed(cleanup, { cniPath: REF_BIN });
     const net = `${tb.id}-fail`;
-    tb.writeConf('10-fail.conflist', { cniVersion: '1.0.0', name: net, plugins: [bridgePlugin(tb), { type: 'portmap', capabilities: { portMappings: true } }] });
+    tb.writeConf('10-fail.conflist', {
+      cniVersion: '1.0.0',
+      name: net,
+      plugins: [bridgePlugin(tb), { type: 'portmap', capabilities: { portMappings: true } }],
+    });
     const c = await tb.container();
     const bad = JSON.stringify({ portMappings: [{ hostPort: 0, containerPort: 80, protocol: 'tcp' }] });
     const add = await tb.cnitool(['add', net, c.path, '--capability-args', bad]);
@@ -227,7 +275,11 @@ describe.skipIf(ours)('cnitool with our plugins (dist/bin)', () => {
   it('adds, checks and deletes bridge + host-local + portmap', async () => {
     const tb = await makeTestbed(cleanup, { cniPath: BIN });
     const net = `${tb.id}-ours`;
-    tb.writeConf('10-ours.conflist', { cniVersion: '1.1.0', name: net, plugins: [bridgePlugin(tb, { ipMasq: true }), { type: 'portmap', capabilities: { portMappings: true } }] });
+    tb.writeConf('10-ours.conflist', {
+      cniVersion: '1.1.0',
+      name: net,
+      plugins: [bridgePlugin(tb, { ipMasq: true }), { type: 'portmap', capabilities: { portMappings: true } }],
+    });
     const c = await tb.container();
     const caps = JSON.stringify({ portMappings: [{ hostPort: 18090, containerPort: 80, protocol: 'tcp' }] });
     const add = await tb.cnitool(['add', net, c.path, '--json', '--capability-args', caps]);
@@ -244,7 +296,10 @@ describe.skipIf(ours)('cnitool with our plugins (dist/bin)', () => {
     expect((await tb.cnitool(['add', net, c2.path])).exitCode).toBe(0);
     const gc = await tb.cnitool(['gc', net, '--valid', containerIdFor(c.path), '--json']);
     expect(gc.exitCode, gc.stderr + gc.stdout).toBe(0);
-    expect(gc.json).toMatchObject({ deleted: [{ containerID: containerIdFor(c2.path), ifname: 'eth0' }], collected: ['bridge', 'portmap'] });
+    expect(gc.json).toMatchObject({
+      deleted: [{ containerID: containerIdFor(c2.path), ifname: 'eth0' }],
+      collected: ['bridge', 'portmap'],
+    });
     expect(await addrs(c2)).toEqual([]);
     expect(await addrs(c)).toEqual(ips);
     expect(reserved(tb, net)).toEqual([ips[0].split('/')[0]]);
@@ -268,9 +323,20 @@ describe('cnitool protocol details (recorder plugin)', () => {
     const rec = installRecorder(tb);
     tb.cniPath = rec.dir;
     const net = `${tb.id}-rgc`;
-    tb.writeConf('10-rgc.conflist', { cniVersion: '1.1.0', name: net, plugins: [{ type: 'recorder', capabilities: { portMappings: true } }, { type: 'recorder' }] });
+    tb.writeConf('10-rgc.conflist', {
+      cniVersion: '1.1.0',
+      name: net,
+      plugins: [{ type: 'recorder', capabilities: { portMappings: true } }, { type: 'recorder' }],
+    });
     const c = await tb.container();
-    const add = await tb.cnitool(['add', net, c.path, '--capability-args', '{"portMappings":[{"hostPort":1,"containerPort":2,"protocol":"tcp"}]}', '--json']);
+    const add = await tb.cnitool([
+      'add',
+      net,
+      c.path,
+      '--capability-args',
+      '{"portMappings":[{"hostPort":1,"containerPort":2,"protocol":"tcp"}]}',
+      '--json',
+    ]);
     expect(add.exitCode, add.stderr).toBe(0);
     const adds = rec.calls('ADD');
     expect(adds).toHaveLength(2);
@@ -305,7 +371,12 @@ describe('cnitool protocol details (recorder plugin)', () => {
     tb.writeConf('10-go.conflist', listText);
     mkdirSync(path.join(tb.cacheDir, 'results'), { recursive: true });
     // exactly what libcni's cacheAdd marshals (struct field order, []byte as base64)
-    const goResult = { cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: '/run/netns/gone' }], ips: [{ interface: 0, address: '10.9.9.9/24' }], dns: {} };
+    const goResult = {
+      cniVersion: '1.0.0',
+      interfaces: [{ name: 'eth0', sandbox: '/run/netns/gone' }],
+      ips: [{ interface: 0, address: '10.9.9.9/24' }],
+      dns: {},
+    };
     writeFileSync(
       path.join(tb.cacheDir, 'results', `${net}-podmanid-eth0`),
       `{"kind":"cniCacheV1","containerId":"podmanid","config":"${Buffer.from(listText).toString('base64')}","ifName":"eth0","networkName":"${net}","netns":"/run/netns/gone","cniArgs":[["IgnoreUnknown","1"]],"capabilityArgs":{"portMappings":[]},"result":${JSON.stringify(goResult)}}`,
@@ -315,7 +386,10 @@ describe('cnitool protocol details (recorder plugin)', () => {
     expect(rec.calls('DEL')[0].prevResult).toEqual(goResult);
     expect(cacheFiles(tb)).toEqual([]);
     // pre-cniCacheV1 files hold the bare result; CHECK converts it to the list's version
-    writeFileSync(path.join(tb.cacheDir, 'results', `${net}-old-eth0`), JSON.stringify({ cniVersion: '0.4.0', ips: [{ version: '4', address: '10.9.9.8/24' }], dns: {} }));
+    writeFileSync(
+      path.join(tb.cacheDir, 'results', `${net}-old-eth0`),
+      JSON.stringify({ cniVersion: '0.4.0', ips: [{ version: '4', address: '10.9.9.8/24' }], dns: {} }),
+    );
     const check = await tb.cnitool(['check', net, '/run/netns/unused', '--container-id', 'old']);
     expect(check.exitCode, check.stderr).toBe(0);
     expect(rec.calls('CHECK')[0].prevResult).toEqual({ cniVersion: '1.0.0', ips: [{ address: '10.9.9.8/24' }], dns: {} });

@@ -29,7 +29,16 @@ const PORT = 19500;
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = path.join(ROOT, 'test-artifacts');
 const RULE = 'DbTrafficBurst';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 describe('dashboard and cnictl top on a real agent', () => {
   const cleanup = new Cleanup();
@@ -57,7 +66,8 @@ describe('dashboard and cnictl top on a real agent', () => {
     for (;;) {
       const v = await get().catch(() => undefined);
       if (v !== undefined && ok(v)) return v;
-      if (Date.now() > deadline) throw new Error(`${what}: still ${JSON.stringify(v)?.slice(0, 2000)}\n${m.startAgent().log().slice(-3000)}`);
+      if (Date.now() > deadline)
+        throw new Error(`${what}: still ${JSON.stringify(v)?.slice(0, 2000)}\n${m.startAgent().log().slice(-3000)}`);
       await new Promise((r) => setTimeout(r, 250));
     }
   };
@@ -72,7 +82,17 @@ describe('dashboard and cnictl top on a real agent', () => {
         metrics: { intervalSeconds: 1, latency: { mode: 'icmp', timeoutMs: 500 } },
         alerts: {
           evaluationInterval: '1s',
-          rules: [{ name: RULE, metric: 'cni_ts_endpoint_receive_bytes_per_second', op: '>', threshold: 5000, for: '0s', severity: 'warning', description: '{{namespace}}/{{pod}} receives {{value}} B/s' }],
+          rules: [
+            {
+              name: RULE,
+              metric: 'cni_ts_endpoint_receive_bytes_per_second',
+              op: '>',
+              threshold: 5000,
+              for: '0s',
+              severity: 'warning',
+              description: '{{namespace}}/{{pod}} receives {{value}} B/s',
+            },
+          ],
         },
       }),
     });
@@ -82,10 +102,20 @@ describe('dashboard and cnictl top on a real agent', () => {
       if (r.exitCode !== 0) throw new Error(`endpoint ADD ${k}: ${r.stdout} ${r.stderr}`);
     }
     await m.label('x/b', { pod: 'b', app: 'web' });
-    const svc: Service = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'x' }, spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 80 }] } };
+    const svc: Service = {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'web', namespace: 'x' },
+      spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 80 }] },
+    };
     await m.apply(svc);
     // x/c takes no connections: its ingress is isolated (the default deny counts what x/a sends it)
-    const deny: NetworkPolicy = { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: 'c-closed', namespace: 'x' }, spec: { podSelector: { matchLabels: { pod: 'c' } }, policyTypes: ['Ingress'] } };
+    const deny: NetworkPolicy = {
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      metadata: { name: 'c-closed', namespace: 'x' },
+      spec: { podSelector: { matchLabels: { pod: 'c' } }, policyTypes: ['Ingress'] },
+    };
     await m.apply(deny);
     m.startAgent();
     await until('three endpoints sampled', metrics, (s) => s.endpoints.length === 3);
@@ -122,7 +152,9 @@ describe('dashboard and cnictl top on a real agent', () => {
     expect(svcRow).toContain(':80/tcp');
     expect(svcRow).toContain(m.pods.get('x/b')!.ip);
     // alerts are evaluated by this agent: the panel lists them (none of ours yet)
-    await page.waitForFunction(() => (window as unknown as { cniDashboard: { alertsAvailable?: boolean } }).cniDashboard.alertsAvailable === true);
+    await page.waitForFunction(
+      () => (window as unknown as { cniDashboard: { alertsAvailable?: boolean } }).cniDashboard.alertsAvailable === true,
+    );
     expect(await page.locator(`#alerts tr[data-alert="${RULE}"]`).count()).toBe(0);
   }, 60_000);
 
@@ -143,7 +175,9 @@ describe('dashboard and cnictl top on a real agent', () => {
     const key = (await page.getAttribute('section.ep[data-key^="x/b/"]', 'data-key'))!;
     await page.waitForFunction(
       (k) => {
-        const c = (window as unknown as { cniDashboard: { charts: Map<string, { traffic: { data: number[][] } | null }> } }).cniDashboard.charts.get(k);
+        const c = (
+          window as unknown as { cniDashboard: { charts: Map<string, { traffic: { data: number[][] } | null }> } }
+        ).cniDashboard.charts.get(k);
         return !!c?.traffic && c.traffic.data[0]!.length >= 3 && c.traffic.data[1]!.some((v) => v > 5000);
       },
       key,
@@ -170,10 +204,14 @@ describe('dashboard and cnictl top on a real agent', () => {
     const row = await page.textContent(`#alerts tr[data-alert="${RULE}"]`);
     expect(row).toContain('x/');
     // the policy drops panel: x/c's default deny counts the pings
-    await page.waitForFunction(() => {
-      const r = document.querySelector('#drops tr[data-counter] td.num');
-      return !!r && Number(r.textContent) > 0;
-    }, undefined, { timeout: 30_000 });
+    await page.waitForFunction(
+      () => {
+        const r = document.querySelector('#drops tr[data-counter] td.num');
+        return !!r && Number(r.textContent) > 0;
+      },
+      undefined,
+      { timeout: 30_000 },
+    );
     expect(await page.textContent('#drops tbody tr:first-child')).toContain('default deny');
     // offline: every request went to the agent
     expect(requests.length).toBeGreaterThan(5);
@@ -182,9 +220,18 @@ describe('dashboard and cnictl top on a real agent', () => {
   }, 120_000);
 
   it('keeps a screenshot (test-artifacts/dashboard.png) once the charts hold 40 samples', async () => {
-    await page.waitForFunction(() => [...(window as unknown as { cniDashboard: { charts: Map<string, { traffic: { data: number[][] } | null }> } }).cniDashboard.charts.values()].every((c) => c.traffic && c.traffic.data[0]!.length >= 40), undefined, {
-      timeout: 60_000,
-    });
+    await page.waitForFunction(
+      () =>
+        [
+          ...(
+            window as unknown as { cniDashboard: { charts: Map<string, { traffic: { data: number[][] } | null }> } }
+          ).cniDashboard.charts.values(),
+        ].every((c) => c.traffic && c.traffic.data[0]!.length >= 40),
+      undefined,
+      {
+        timeout: 60_000,
+      },
+    );
     mkdirSync(ARTIFACTS, { recursive: true });
     await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard.png'), fullPage: true });
     expect(pageErrors).toEqual([]);
@@ -206,7 +253,9 @@ describe('dashboard and cnictl top on a real agent', () => {
     writeFileSync(path.join(ARTIFACTS, 'cnictl-top.txt'), t.stdout);
     const lines = t.stdout.trimEnd().split('\n');
     expect(lines[0]).toMatch(new RegExp(`^node ${m.node}, sample at .* \\(every 1s\\): 3 endpoints`));
-    expect(lines[1]).toMatch(/^NAMESPACE\s+POD\s+NETWORK\s+IF\s+RX\/S\s+TX\/S\s+RX-PPS\s+TX-PPS\s+ERRORS\s+DROPS\s+ERR%\s+CONNS\s+UTIL\s+LATENCY$/);
+    expect(lines[1]).toMatch(
+      /^NAMESPACE\s+POD\s+NETWORK\s+IF\s+RX\/S\s+TX\/S\s+RX-PPS\s+TX-PPS\s+ERRORS\s+DROPS\s+ERR%\s+CONNS\s+UTIL\s+LATENCY$/,
+    );
     const rows = lines.slice(2).map((l) => l.split(/\s+/));
     expect(rows.map((r) => `${r[0]}/${r[1]}`).sort()).toEqual(['x/a', 'x/b', 'x/c']);
     // busiest first: x/b receives the ping and the UDP stream; x/c only sends
@@ -226,24 +275,48 @@ describe('dashboard and cnictl top on a real agent', () => {
     const none = await m.cnictl(['top', '-n', 'nope']);
     expect(none.stdout).toContain('no endpoints in namespace nope');
     // --watch -o json: one line per new sample until interrupted
-    const w = spawn('nsenter', [`--net=${m.tb.host.path}`, '--', path.join(ROOT, 'dist', 'bin', 'cnictl'), '--config', m.agentConfig, 'top', '--watch', '-o', 'json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const w = spawn(
+      'nsenter',
+      [
+        `--net=${m.tb.host.path}`,
+        '--',
+        path.join(ROOT, 'dist', 'bin', 'cnictl'),
+        '--config',
+        m.agentConfig,
+        'top',
+        '--watch',
+        '-o',
+        'json',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let out = '';
     w.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     const exited = new Promise<number | null>((r) => w.once('exit', (c) => r(c)));
     try {
-      await until('three samples from --watch', async () => out.split('\n').filter(Boolean).length, (n) => n >= 3, 20_000);
+      await until(
+        'three samples from --watch',
+        async () => out.split('\n').filter(Boolean).length,
+        (n) => n >= 3,
+        20_000,
+      );
     } finally {
       w.kill('SIGINT');
     }
     expect(await exited).toBe(0);
-    const ats = out.split('\n').filter(Boolean).map((l) => (JSON.parse(l) as MetricsSnapshot).at);
+    const ats = out
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => (JSON.parse(l) as MetricsSnapshot).at);
     expect(new Set(ats).size).toBe(ats.length); // each a new sample
     const bad = await m.cnictl(['top', '-o', 'yaml']);
     expect(bad.exitCode).toBe(2);
   }, 90_000);
 
   it('the history API: 1 s samples of every endpoint, ?since returns only newer ones', async () => {
-    const get = async (q: string): Promise<{ t: number[]; endpoints: Array<{ key: string; series: Record<string, Array<number | null>> }> }> => {
+    const get = async (
+      q: string,
+    ): Promise<{ t: number[]; endpoints: Array<{ key: string; series: Record<string, Array<number | null>> }> }> => {
       // from the page: the browser is the one client inside the test's host netns
       return (await page.evaluate(async (u) => (await fetch(u)).json(), `/api/v1/history${q}`)) as never;
     };

@@ -12,7 +12,8 @@ import { ASSETS, dashboardRoutes, servicesReport } from '../agent/dashboard/rout
 import { dropCounters, policyDrops } from '../agent/dashboard/policy-drops.ts';
 import { parseNftCounters as parseCounterList } from '../shared/kernel/stats.ts';
 
-const parseNftCounters = (json: string): Map<string, { packets: number; bytes: number }> => new Map(parseCounterList(json).map((c) => [c.name, { packets: c.packets, bytes: c.bytes }]));
+const parseNftCounters = (json: string): Map<string, { packets: number; bytes: number }> =>
+  new Map(parseCounterList(json).map((c) => [c.name, { packets: c.packets, bytes: c.bytes }]));
 import { Logger } from '../shared/cni/log.ts';
 import type { ServicePortEntry } from '../shared/services/compile.ts';
 import { count, duration, human, percent, topTable } from '../tools/cnictl/top.ts';
@@ -154,10 +155,55 @@ describe('cnictl top table', () => {
     m.endpoints[2]!.counters.rxErrors = 4;
     const lines = topTable(m).trimEnd().split('\n');
     expect(lines[0]).toBe(`node node-a, sample at ${m.at} (every 5s): 3 endpoints, rx 6.6KB/s, tx 3.3KB/s`);
-    expect(lines[1]!.split(/\s{3,}/)).toEqual(['NAMESPACE', 'POD', 'NETWORK', 'IF', 'RX/S', 'TX/S', 'RX-PPS', 'TX-PPS', 'ERRORS', 'DROPS', 'ERR%', 'CONNS', 'UTIL', 'LATENCY']);
+    expect(lines[1]!.split(/\s{3,}/)).toEqual([
+      'NAMESPACE',
+      'POD',
+      'NETWORK',
+      'IF',
+      'RX/S',
+      'TX/S',
+      'RX-PPS',
+      'TX-PPS',
+      'ERRORS',
+      'DROPS',
+      'ERR%',
+      'CONNS',
+      'UTIL',
+      'LATENCY',
+    ]);
     expect(lines.slice(2).map((l) => l.split(/\s+/)[1])).toEqual(['pod-2', 'pod-1', 'pod-0']);
-    expect(lines[2]!.split(/\s+/)).toEqual(['ns2', 'pod-2', 'net', 'eth0', '3.2KB', '1.6KB', '10', '8', '4', '6', '1.00%', '2', '-', '2.02ms']);
-    expect(lines[3]!.split(/\s+/)).toEqual(['ns1', 'pod-1', 'net', 'eth0', '2.2KB', '1.1KB', '10', '8', '0', '6', '1.00%', '1', '0.18%', '2.01ms']);
+    expect(lines[2]!.split(/\s+/)).toEqual([
+      'ns2',
+      'pod-2',
+      'net',
+      'eth0',
+      '3.2KB',
+      '1.6KB',
+      '10',
+      '8',
+      '4',
+      '6',
+      '1.00%',
+      '2',
+      '-',
+      '2.02ms',
+    ]);
+    expect(lines[3]!.split(/\s+/)).toEqual([
+      'ns1',
+      'pod-1',
+      'net',
+      'eth0',
+      '2.2KB',
+      '1.1KB',
+      '10',
+      '8',
+      '0',
+      '6',
+      '1.00%',
+      '1',
+      '0.18%',
+      '2.01ms',
+    ]);
     expect(lines[4]!.split(/\s+/).at(-1)).toBe('-');
     const one = topTable(m, 'ns1').trimEnd().split('\n');
     expect(one).toHaveLength(3);
@@ -201,7 +247,16 @@ describe('dashboard routes', () => {
         healthy: 1,
         backends: [
           { address: '10.1.0.5', port: 8080, weight: 1, node: undefined, healthy: true, active: true, reason: undefined, connections: 3 },
-          { address: '10.1.0.6', port: 8080, weight: 1, node: undefined, healthy: false, active: false, reason: 'connection refused', connections: undefined },
+          {
+            address: '10.1.0.6',
+            port: 8080,
+            weight: 1,
+            node: undefined,
+            healthy: false,
+            active: false,
+            reason: 'connection refused',
+            connections: undefined,
+          },
         ],
       },
     ]);
@@ -222,13 +277,20 @@ describe('dashboard routes', () => {
     const history = new History();
     beforeAll(async () => {
       for (let t = 1; t <= 4; t++) history.add(fakeSnapshot(2, t));
-      const h: ApiHandlers = { status: () => ({ node: 'n', pid: 1, startedAt: '', store: 'file', memory: { rss: 0, heapUsed: 0 }, reconcilers: [] }), resync: async () => [], routes: dashboardRoutes({ history, services: () => ({ entries: [entry], connections: {} }) }) };
+      const h: ApiHandlers = {
+        status: () => ({ node: 'n', pid: 1, startedAt: '', store: 'file', memory: { rss: 0, heapUsed: 0 }, reconcilers: [] }),
+        resync: async () => [],
+        routes: dashboardRoutes({ history, services: () => ({ entries: [entry], connections: {} }) }),
+      };
       server = await startHttp('127.0.0.1:0', h, new Logger('test', { CNI_LOG_LEVEL: 'error' }));
       base = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
     });
     afterAll(() => new Promise<void>((r) => server.close(() => r())));
 
-    const get = (p: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> =>
+    const get = (
+      p: string,
+      headers: Record<string, string> = {},
+    ): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Buffer }> =>
       new Promise((resolve, reject) => {
         http
           .get(`${base}${p}`, { headers }, (res) => {
@@ -264,16 +326,26 @@ describe('dashboard routes', () => {
       const big = new History();
       for (let t = 1; t <= 3; t++) big.add(fakeSnapshot(60, t));
       const routes = dashboardRoutes({ history: big });
-      const s2 = await startHttp('127.0.0.1:0', { status: () => ({ node: 'n', pid: 1, startedAt: '', store: 'file', memory: { rss: 0, heapUsed: 0 }, reconcilers: [] }), resync: async () => [], routes }, new Logger('test', { CNI_LOG_LEVEL: 'error' }));
+      const s2 = await startHttp(
+        '127.0.0.1:0',
+        {
+          status: () => ({ node: 'n', pid: 1, startedAt: '', store: 'file', memory: { rss: 0, heapUsed: 0 }, reconcilers: [] }),
+          resync: async () => [],
+          routes,
+        },
+        new Logger('test', { CNI_LOG_LEVEL: 'error' }),
+      );
       try {
         const port = (s2.address() as { port: number }).port;
         const body = await new Promise<string>((resolve, reject) => {
-          http.get(`http://127.0.0.1:${port}/api/v1/history`, (res) => {
-            let b = '';
-            res.setEncoding('utf8');
-            res.on('data', (c: string) => (b += c));
-            res.on('end', () => resolve(b));
-          }).on('error', reject);
+          http
+            .get(`http://127.0.0.1:${port}/api/v1/history`, (res) => {
+              let b = '';
+              res.setEncoding('utf8');
+              res.on('data', (c: string) => (b += c));
+              res.on('end', () => resolve(b));
+            })
+            .on('error', reject);
         });
         expect(JSON.parse(body)).toEqual(JSON.parse(JSON.stringify(big.report())));
         expect((JSON.parse(body) as HistoryReport).endpoints).toHaveLength(60);
@@ -311,7 +383,14 @@ describe('policy drops', () => {
       np_x_web_in_0: { kind: 'NetworkPolicy' as const, namespace: 'x', name: 'web', direction: 'ingress' as const, rule: 0 },
     },
     chains: [
-      { name: 'ingress_g1', rules: ['ip saddr @s1 counter name anp_deny_in_0 drop', 'ip saddr @s2 counter name np_x_web_in_0 return', 'counter name default_deny_in drop'] },
+      {
+        name: 'ingress_g1',
+        rules: [
+          'ip saddr @s1 counter name anp_deny_in_0 drop',
+          'ip saddr @s2 counter name np_x_web_in_0 return',
+          'counter name default_deny_in drop',
+        ],
+      },
       { name: 'egress_g1', rules: ['counter name "default_deny_eg" reject', 'ct state established accept'] },
     ],
   };
@@ -323,7 +402,15 @@ describe('policy drops', () => {
   });
 
   it('nft -j counters and the report, most packets first', () => {
-    const values = parseNftCounters(JSON.stringify({ nftables: [{ metainfo: {} }, { counter: { family: 'inet', name: 'default_deny_in', table: 't', packets: 7, bytes: 588 } }, { counter: { name: 'anp_deny_in_0', packets: 2, bytes: 120 } }] }));
+    const values = parseNftCounters(
+      JSON.stringify({
+        nftables: [
+          { metainfo: {} },
+          { counter: { family: 'inet', name: 'default_deny_in', table: 't', packets: 7, bytes: 588 } },
+          { counter: { name: 'anp_deny_in_0', packets: 2, bytes: 120 } },
+        ],
+      }),
+    );
     expect(values.get('default_deny_in')).toEqual({ packets: 7, bytes: 588 });
     expect(parseNftCounters('')).toEqual(new Map());
     const r = policyDrops('t', new Date(0), dropCounters(rs), values);
@@ -333,7 +420,14 @@ describe('policy drops', () => {
       ['anp_deny_in_0', 2, false],
       ['default_deny_eg', 0, true],
     ]);
-    expect(r.drops[1]).toMatchObject({ kind: 'AdminNetworkPolicy', name: 'deny', direction: 'ingress', rule: 0, ruleName: 'block-x', bytes: 120 });
+    expect(r.drops[1]).toMatchObject({
+      kind: 'AdminNetworkPolicy',
+      name: 'deny',
+      direction: 'ingress',
+      rule: 0,
+      ruleName: 'block-x',
+      bytes: 120,
+    });
     expect(r.drops[2]!.direction).toBe('egress');
   });
 });

@@ -64,8 +64,22 @@ async function lab(): Promise<Lab> {
   const leases = `/tmp/${tag}.leases`;
   const sock = `/tmp/${tag}-dhcp.sock`;
   cleanup.add(async () => rmSync(leases, { force: true }));
-  const dnsmasq = execa('nsenter', [`--net=${server.path}`, '--', 'dnsmasq', '--no-daemon', '--port=0', '--interface=pqsrv0', '--bind-interfaces', '--conf-file=/dev/null',
-    '--dhcp-range=10.91.0.10,10.91.0.50,255.255.255.0,2m', '--dhcp-option=3,10.91.0.1', '--dhcp-option=option:T1,3', `--dhcp-leasefile=${leases}`, '--log-dhcp', `--pid-file=/tmp/${tag}.pid`]);
+  const dnsmasq = execa('nsenter', [
+    `--net=${server.path}`,
+    '--',
+    'dnsmasq',
+    '--no-daemon',
+    '--port=0',
+    '--interface=pqsrv0',
+    '--bind-interfaces',
+    '--conf-file=/dev/null',
+    '--dhcp-range=10.91.0.10,10.91.0.50,255.255.255.0,2m',
+    '--dhcp-option=3,10.91.0.1',
+    '--dhcp-option=option:T1,3',
+    `--dhcp-leasefile=${leases}`,
+    '--log-dhcp',
+    `--pid-file=/tmp/${tag}.pid`,
+  ]);
   track(dnsmasq);
   cleanup.add(async () => rmSync(`/tmp/${tag}.pid`, { force: true }));
   let log = '';
@@ -83,16 +97,48 @@ const call = (l: Lab, command: string, id: string, extra: Record<string, unknown
 
 describe('dhcp: messages (pure)', () => {
   it('encode/decode round trip, options, lease and result', () => {
-    const m = { op: 1 as const, xid: 0x1234, flags: 0x8000, chaddr: '02:00:00:00:00:01', options: clientOptions(MSG.REQUEST, 'c/n/eth0', [[50, ipOpt('10.0.0.5')]]) };
+    const m = {
+      op: 1 as const,
+      xid: 0x1234,
+      flags: 0x8000,
+      chaddr: '02:00:00:00:00:01',
+      options: clientOptions(MSG.REQUEST, 'c/n/eth0', [[50, ipOpt('10.0.0.5')]]),
+    };
     const b = encode(m);
     expect(b.length).toBeGreaterThanOrEqual(300);
     const d = decode(b)!;
     expect([d.xid, d.flags, d.chaddr, msgType(d)]).toEqual([0x1234, 0x8000, '02:00:00:00:00:01', MSG.REQUEST]);
     expect(d.options.get(61)!.subarray(1).toString()).toBe('c/n/eth0');
-    const ack = decode(encode({ op: 2, xid: 1, yiaddr: '10.0.0.5', chaddr: '02:00:00:00:00:01', options: new Map([[53, Buffer.from([MSG.ACK])], [1, ipOpt('255.255.254.0')], [3, ipOpt('10.0.0.1')], [54, ipOpt('10.0.0.1')], [51, Buffer.from([0, 0, 0, 120])], [6, Buffer.concat([ipOpt('10.0.0.53'), ipOpt('10.0.0.54')])]]) }))!;
+    const ack = decode(
+      encode({
+        op: 2,
+        xid: 1,
+        yiaddr: '10.0.0.5',
+        chaddr: '02:00:00:00:00:01',
+        options: new Map([
+          [53, Buffer.from([MSG.ACK])],
+          [1, ipOpt('255.255.254.0')],
+          [3, ipOpt('10.0.0.1')],
+          [54, ipOpt('10.0.0.1')],
+          [51, Buffer.from([0, 0, 0, 120])],
+          [6, Buffer.concat([ipOpt('10.0.0.53'), ipOpt('10.0.0.54')])],
+        ]),
+      }),
+    )!;
     const l = leaseOf(ack);
-    expect(l).toEqual({ address: '10.0.0.5', prefix: 23, router: '10.0.0.1', server: '10.0.0.1', leaseSeconds: 120, t1: 60, dns: ['10.0.0.53', '10.0.0.54'] });
-    expect(leaseResult(l)).toEqual({ ips: [{ address: '10.0.0.5/23', gateway: '10.0.0.1' }], routes: [{ dst: '0.0.0.0/0', gw: '10.0.0.1' }] });
+    expect(l).toEqual({
+      address: '10.0.0.5',
+      prefix: 23,
+      router: '10.0.0.1',
+      server: '10.0.0.1',
+      leaseSeconds: 120,
+      t1: 60,
+      dns: ['10.0.0.53', '10.0.0.54'],
+    });
+    expect(leaseResult(l)).toEqual({
+      ips: [{ address: '10.0.0.5/23', gateway: '10.0.0.1' }],
+      routes: [{ dst: '0.0.0.0/0', gw: '10.0.0.1' }],
+    });
     expect(decode(Buffer.alloc(100))).toBeUndefined();
   });
 });
@@ -122,7 +168,13 @@ describe.skipIf(!haveDnsmasq)('dhcp: daemon and dnsmasq', () => {
 
   it('no daemon: code 11; no server answering: an error naming it, no client left running', async () => {
     const l = await lab();
-    const none = await runPlugin('dhcp', { command: 'ADD', containerId: 'x', netns: l.ctr.path, ifname: 'eth0', config: { ...l.conf, ipam: { type: 'dhcp', daemonSocketPath: `/tmp/${uid(PREFIX)}-absent.sock` } } });
+    const none = await runPlugin('dhcp', {
+      command: 'ADD',
+      containerId: 'x',
+      netns: l.ctr.path,
+      ifname: 'eth0',
+      config: { ...l.conf, ipam: { type: 'dhcp', daemonSocketPath: `/tmp/${uid(PREFIX)}-absent.sock` } },
+    });
     expect(none.json).toMatchObject({ code: 11 });
     const silent = await makeNetns(cleanup, PREFIX);
     await inNs(silent, 'ip', ['link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'other']);

@@ -15,7 +15,9 @@ import { BIN, ROOT, runPlugin, uid } from './helpers/run.ts';
 import { makeFabric, makeHost, type Fabric, type Host } from './overlay-topology.ts';
 import type { ConnectivityReport } from '../tools/cnictl/diag/schema.ts';
 
-const validate = new Ajv({ strict: false }).compile(JSON.parse(readFileSync(path.join(ROOT, 'docs', 'diagnostics.schema.json'), 'utf8')) as Record<string, unknown>);
+const validate = new Ajv({ strict: false }).compile(
+  JSON.parse(readFileSync(path.join(ROOT, 'docs', 'diagnostics.schema.json'), 'utf8')) as Record<string, unknown>,
+);
 const EXAMPLES = process.env.DIAG_EXAMPLES;
 
 describe('cnictl diag across the overlay (two hosts, file store)', { timeout: 120_000 }, () => {
@@ -28,8 +30,15 @@ describe('cnictl diag across the overlay (two hosts, file store)', { timeout: 12
   let storeDir: string;
   const agentConfig = (h: Host): string => `${h.stateDir}.agent.json`;
   const overlayConf = (h: Host): Record<string, unknown> => ({
-    cniVersion: '1.1.0', name: 'dgovl', type: 'overlay', network: NETWORK, stateDir: h.stateDir, nftTable: `${id}_ovl`,
-    leaseTTL: 120, resyncInterval: 1, store: { type: 'file', path: path.join(storeDir, 'overlay') },
+    cniVersion: '1.1.0',
+    name: 'dgovl',
+    type: 'overlay',
+    network: NETWORK,
+    stateDir: h.stateDir,
+    nftTable: `${id}_ovl`,
+    leaseTTL: 120,
+    resyncInterval: 1,
+    store: { type: 'file', path: path.join(storeDir, 'overlay') },
   });
   const cnictl = (h: Host, args: string[], input?: string): Promise<{ stdout: string; stderr: string; exitCode: number }> =>
     inNs(h.ns, path.join(BIN, 'cnictl'), ['--config', agentConfig(h), ...args], true, input);
@@ -38,12 +47,31 @@ describe('cnictl diag across the overlay (two hosts, file store)', { timeout: 12
     const ns = await makeNetns(cleanup, `cnits-${id}-p`);
     await inNs(ns, 'ip', ['link', 'set', 'lo', 'up']);
     const containerId = `${id}-${key.replace('/', '-')}`;
-    const ov = await runPlugin('overlay', { command: 'ADD', containerId, netns: ns.path, ifname: 'eth0', config: overlayConf(h), hostNetns: h.ns.path });
+    const ov = await runPlugin('overlay', {
+      command: 'ADD',
+      containerId,
+      netns: ns.path,
+      ifname: 'eth0',
+      config: overlayConf(h),
+      hostNetns: h.ns.path,
+    });
     expect(ov.exitCode, ov.stdout + ov.stderr).toBe(0);
     const [pns, pname] = key.split('/');
     const ep = await runPlugin('endpoint', {
-      command: 'ADD', containerId, netns: ns.path, ifname: 'eth0', hostNetns: h.ns.path, args: `K8S_POD_NAMESPACE=${pns};K8S_POD_NAME=${pname}`,
-      config: { cniVersion: '1.1.0', name: 'dgovl', type: 'endpoint', agentConfig: agentConfig(h), args: { cni: { labels: [{ key: 'pod', value: pname }] } }, prevResult: ov.json },
+      command: 'ADD',
+      containerId,
+      netns: ns.path,
+      ifname: 'eth0',
+      hostNetns: h.ns.path,
+      args: `K8S_POD_NAMESPACE=${pns};K8S_POD_NAME=${pname}`,
+      config: {
+        cniVersion: '1.1.0',
+        name: 'dgovl',
+        type: 'endpoint',
+        agentConfig: agentConfig(h),
+        args: { cni: { labels: [{ key: 'pod', value: pname }] } },
+        prevResult: ov.json,
+      },
     });
     expect(ep.exitCode, ep.stdout + ep.stderr).toBe(0);
     pods.set(key, { ip: String((ov.json?.ips as Array<{ address: string }>)[0]!.address).split('/')[0]!, host: h });
@@ -84,7 +112,11 @@ describe('cnictl diag across the overlay (two hosts, file store)', { timeout: 12
       const a = startNodeAgent(h.ns.path, agentConfig(h), ['--resync', '1']);
       cleanup.add(() => a.stop());
     }
-    const r = await cnictl(hosts[0]!, ['apply', '-f', '-'], [namespace('x', { ns: 'x' }), namespace('y', { ns: 'y' })].map((o) => JSON.stringify(o)).join('\n---\n'));
+    const r = await cnictl(
+      hosts[0]!,
+      ['apply', '-f', '-'],
+      [namespace('x', { ns: 'x' }), namespace('y', { ns: 'y' })].map((o) => JSON.stringify(o)).join('\n---\n'),
+    );
     expect(r.exitCode, r.stderr).toBe(0);
     await addPod(hosts[0]!, 'x/a');
     await addPod(hosts[1]!, 'y/b');

@@ -43,22 +43,66 @@ const TRACE_CUT = ` 1?: [LOCALHOST]                      pmtu 1500
  3:  no reply`;
 
 const base = (): Evidence => ({
-  source: { label: 'x/a', pod: true, interface: { name: 'eth0', up: true, mtu: 1500 }, hostInterface: { name: 'veth1', up: true, mtu: 1500 } },
-  target: { label: 'x/b', pod: true, interface: { name: 'eth0', up: true, mtu: 1500 }, hostInterface: { name: 'veth2', up: true, mtu: 1500 }, ip: '10.1.0.3', service: null },
+  source: {
+    label: 'x/a',
+    pod: true,
+    interface: { name: 'eth0', up: true, mtu: 1500 },
+    hostInterface: { name: 'veth1', up: true, mtu: 1500 },
+  },
+  target: {
+    label: 'x/b',
+    pod: true,
+    interface: { name: 'eth0', up: true, mtu: 1500 },
+    hostInterface: { name: 'veth2', up: true, mtu: 1500 },
+    ip: '10.1.0.3',
+    service: null,
+  },
   input: 'x/b',
   ping: { ...parsePing('10.1.0.3', PING_OK) },
-  route: { via: { dev: 'eth0', gateway: null, src: '10.1.0.2' }, error: null, hops: [{ hop: 1, address: '10.1.0.3', name: 'x/b', rttMs: 0.1 }], reached: true, pathMtu: 1500 },
+  route: {
+    via: { dev: 'eth0', gateway: null, src: '10.1.0.2' },
+    error: null,
+    hops: [{ hop: 1, address: '10.1.0.3', name: 'x/b', rttMs: 0.1 }],
+    reached: true,
+    pathMtu: 1500,
+  },
   port: { address: '10.1.0.3', port: 80, protocol: 'tcp', state: 'open', connectMs: 0.3, detail: null },
   dns: null,
-  policy: { verdict: 'allow', flow: 'TCP/80', policy: null, rule: 'no policy isolates either side', side: 'ingress', counter: null, counterDelta: null },
+  policy: {
+    verdict: 'allow',
+    flow: 'TCP/80',
+    policy: null,
+    rule: 'no policy isolates either side',
+    side: 'ingress',
+    counter: null,
+    counterDelta: null,
+  },
 });
-const lost = (e: Evidence): Evidence => ({ ...e, ping: { ...e.ping!, received: 0, lossPercent: 100, rttMinMs: null, rttAvgMs: null, rttMaxMs: null } });
+const lost = (e: Evidence): Evidence => ({
+  ...e,
+  ping: { ...e.ping!, received: 0, lossPercent: 100, rttMinMs: null, rttAvgMs: null, rttMaxMs: null },
+});
 const causes = (e: Evidence): string[] => diagnose(e).map((f) => `${f.severity}: ${f.cause}`);
 
 describe('parsers', () => {
   it('ping: counts, loss, rtt; ICMP errors once each', () => {
-    expect(parsePing('10.250.2.2', PING_OK)).toEqual({ target: '10.250.2.2', sent: 3, received: 3, lossPercent: 0, rttMinMs: 0.069, rttAvgMs: 0.094, rttMaxMs: 0.137, errors: [] });
-    expect(parsePing('10.250.3.2', PING_UNREACH)).toMatchObject({ sent: 2, received: 0, lossPercent: 100, rttAvgMs: null, errors: ['From 10.250.1.1 Destination Net Unreachable'] });
+    expect(parsePing('10.250.2.2', PING_OK)).toEqual({
+      target: '10.250.2.2',
+      sent: 3,
+      received: 3,
+      lossPercent: 0,
+      rttMinMs: 0.069,
+      rttAvgMs: 0.094,
+      rttMaxMs: 0.137,
+      errors: [],
+    });
+    expect(parsePing('10.250.3.2', PING_UNREACH)).toMatchObject({
+      sent: 2,
+      received: 0,
+      lossPercent: 100,
+      rttAvgMs: null,
+      errors: ['From 10.250.1.1 Destination Net Unreachable'],
+    });
     expect(parsePing('x', 'ping: connect: Network is unreachable')).toMatchObject({ sent: 0, received: 0, lossPercent: 100 });
   });
 
@@ -83,7 +127,11 @@ describe('parsers', () => {
   });
 
   it('tracepath: an ICMP unreachable hop is named so', () => {
-    expect(parseTracepath(' 1?: [LOCALHOST]                      pmtu 1500\n 1:  10.251.0.1                                          3071.024ms !H\n     Resume: pmtu 1500 ')).toEqual({
+    expect(
+      parseTracepath(
+        ' 1?: [LOCALHOST]                      pmtu 1500\n 1:  10.251.0.1                                          3071.024ms !H\n     Resume: pmtu 1500 ',
+      ),
+    ).toEqual({
       hops: [{ hop: 1, address: '10.251.0.1', name: 'host unreachable (!H)', rttMs: 3071.024 }],
       reached: false,
       pathMtu: 1500,
@@ -100,15 +148,42 @@ web.x.svc.cluster.local. 300	IN	A	10.96.7.10
 
 ;; Query time: 3 msec
 ;; SERVER: 10.1.0.1#53(10.1.0.1) (UDP)`;
-    expect(parseDig('web.x.svc.cluster.local', '10.1.0.1', out)).toEqual({ name: 'web.x.svc.cluster.local', server: '10.1.0.1', rcode: 'NOERROR', answers: ['A 10.96.7.10'], ms: 3 });
-    expect(parseDig('a', '10.1.0.1', ';; communications error to 10.1.0.1#53: timed out\n;; no servers could be reached')).toMatchObject({ rcode: 'TIMEOUT', answers: [], ms: null });
-    expect(parseDig('nosuch', '10.1.0.1', ';; ->>HEADER<<- opcode: QUERY, status: NXDOMAIN, id: 2\n;; Query time: 0 msec').rcode).toBe('NXDOMAIN');
+    expect(parseDig('web.x.svc.cluster.local', '10.1.0.1', out)).toEqual({
+      name: 'web.x.svc.cluster.local',
+      server: '10.1.0.1',
+      rcode: 'NOERROR',
+      answers: ['A 10.96.7.10'],
+      ms: 3,
+    });
+    expect(parseDig('a', '10.1.0.1', ';; communications error to 10.1.0.1#53: timed out\n;; no servers could be reached')).toMatchObject({
+      rcode: 'TIMEOUT',
+      answers: [],
+      ms: null,
+    });
+    expect(parseDig('nosuch', '10.1.0.1', ';; ->>HEADER<<- opcode: QUERY, status: NXDOMAIN, id: 2\n;; Query time: 0 msec').rcode).toBe(
+      'NXDOMAIN',
+    );
   });
 });
 
 describe('capture summary (tshark fields)', () => {
-  const row = (f: Partial<Record<'src' | 'dst' | 'proto' | 'stream' | 'syn' | 'ack' | 'rst' | 'retrans' | 'itype' | 'icode', string>>): string =>
-    [f.src ?? '', f.dst ?? '', '', '', f.proto ?? '', f.stream ?? '', f.syn ?? '', f.ack ?? '', f.rst ?? '', f.retrans ?? '', f.itype ?? '', f.icode ?? ''].join('\t');
+  const row = (
+    f: Partial<Record<'src' | 'dst' | 'proto' | 'stream' | 'syn' | 'ack' | 'rst' | 'retrans' | 'itype' | 'icode', string>>,
+  ): string =>
+    [
+      f.src ?? '',
+      f.dst ?? '',
+      '',
+      '',
+      f.proto ?? '',
+      f.stream ?? '',
+      f.syn ?? '',
+      f.ack ?? '',
+      f.rst ?? '',
+      f.retrans ?? '',
+      f.itype ?? '',
+      f.icode ?? '',
+    ].join('\t');
   it('handshakes, unanswered SYNs, resets, retransmissions, ICMP errors, top talkers', () => {
     const a = '10.0.0.2';
     const b = '10.0.0.3';
@@ -128,7 +203,16 @@ describe('capture summary (tshark fields)', () => {
       '',
     ].join('\n');
     const s = summarize('veth1', 'x/a', lines);
-    expect(s).toMatchObject({ interface: 'veth1', of: 'x/a', packets: 9, protocols: { TCP: 7, ICMP: 2 }, handshakesCompleted: 1, synWithoutAnswer: 1, resets: 1, retransmissions: 1 });
+    expect(s).toMatchObject({
+      interface: 'veth1',
+      of: 'x/a',
+      packets: 9,
+      protocols: { TCP: 7, ICMP: 2 },
+      handshakesCompleted: 1,
+      synWithoutAnswer: 1,
+      resets: 1,
+      retransmissions: 1,
+    });
     expect(s.icmpErrors).toEqual([{ type: 3, code: 4, text: 'fragmentation needed', count: 1 }]);
     expect(s.topTalkers[0]).toEqual({ src: a, dst: b, packets: 6 });
     expect(summarize('v', 'x', '').packets).toBe(0);
@@ -137,9 +221,31 @@ describe('capture summary (tshark fields)', () => {
 
 describe('arguments', () => {
   it('connectivity: defaults and bounds; usage errors', () => {
-    expect(parseConnectivity(['x/b', '--from', 'x/a', '--port', '53/udp'])).toMatchObject({ target: 'x/b', from: 'x/a', fromHost: false, port: { port: 53, protocol: 'udp' }, count: 3, json: false });
-    expect(parseConnectivity(['10.0.0.1', '-o', 'json', '--capture', '3', '-w', 'f.pcap'])).toMatchObject({ fromHost: true, capture: 3, write: 'f.pcap', json: true });
-    for (const bad of [[], ['a', 'b'], ['x', '--port', '0'], ['x', '--port', '80/sctp'], ['x', '--count', '99'], ['x', '-w', 'f'], ['x', '--from', 'x/a', '--from-host'], ['x', '-o', 'yaml']]) expect(() => parseConnectivity(bad)).toThrow(UsageError);
+    expect(parseConnectivity(['x/b', '--from', 'x/a', '--port', '53/udp'])).toMatchObject({
+      target: 'x/b',
+      from: 'x/a',
+      fromHost: false,
+      port: { port: 53, protocol: 'udp' },
+      count: 3,
+      json: false,
+    });
+    expect(parseConnectivity(['10.0.0.1', '-o', 'json', '--capture', '3', '-w', 'f.pcap'])).toMatchObject({
+      fromHost: true,
+      capture: 3,
+      write: 'f.pcap',
+      json: true,
+    });
+    for (const bad of [
+      [],
+      ['a', 'b'],
+      ['x', '--port', '0'],
+      ['x', '--port', '80/sctp'],
+      ['x', '--count', '99'],
+      ['x', '-w', 'f'],
+      ['x', '--from', 'x/a', '--from-host'],
+      ['x', '-o', 'yaml'],
+    ])
+      expect(() => parseConnectivity(bad)).toThrow(UsageError);
   });
 });
 
@@ -180,22 +286,50 @@ describe('diagnosis: evidence → findings', () => {
   it('a policy drop names the policy and the counter', () => {
     const e = lost(base());
     e.port = { ...e.port!, state: 'filtered', connectMs: null };
-    e.policy = { verdict: 'deny', flow: 'TCP/80', policy: 'NetworkPolicy x/deny-web', rule: 'isolated by it; no rule allows x/a on TCP/80', side: 'ingress', counter: 'default_deny_in', counterDelta: 2 };
+    e.policy = {
+      verdict: 'deny',
+      flow: 'TCP/80',
+      policy: 'NetworkPolicy x/deny-web',
+      rule: 'isolated by it; no rule allows x/a on TCP/80',
+      side: 'ingress',
+      counter: 'default_deny_in',
+      counterDelta: 2,
+    };
     const f = diagnose(e);
-    expect(f.map((x) => x.cause)).toEqual(['dropped by NetworkPolicy x/deny-web (ingress of x/b; isolated by it; no rule allows x/a on TCP/80)']);
+    expect(f.map((x) => x.cause)).toEqual([
+      'dropped by NetworkPolicy x/deny-web (ingress of x/b; isolated by it; no rule allows x/a on TCP/80)',
+    ]);
     expect(f[0]!.evidence).toContain('counter default_deny_in moved by 2 packets during the test');
   });
 
   it('an egress policy drop is on the source side', () => {
     const e = base();
-    e.policy = { verdict: 'deny', flow: 'ICMP', policy: 'NetworkPolicy x/no-out', rule: 'isolated by it; no rule allows x/a to x/b on ICMP', side: 'egress', counter: 'default_deny_eg', counterDelta: 0 };
-    expect(causes(e)[0]).toBe('error: dropped by NetworkPolicy x/no-out (egress of x/a; isolated by it; no rule allows x/a to x/b on ICMP)');
+    e.policy = {
+      verdict: 'deny',
+      flow: 'ICMP',
+      policy: 'NetworkPolicy x/no-out',
+      rule: 'isolated by it; no rule allows x/a to x/b on ICMP',
+      side: 'egress',
+      counter: 'default_deny_eg',
+      counterDelta: 0,
+    };
+    expect(causes(e)[0]).toBe(
+      'error: dropped by NetworkPolicy x/no-out (egress of x/a; isolated by it; no rule allows x/a to x/b on ICMP)',
+    );
   });
 
   it('services: no healthy backend explains a refused VIP; some unhealthy is a warning', () => {
     const e = base();
     e.ping = null;
-    e.target = { ...e.target, label: 'svc x/web', pod: false, interface: null, hostInterface: null, ip: '10.96.0.5', service: { ref: 'x/web', backends: [{ address: '10.1.0.4', port: 80, pod: 'x/c', healthy: false, reason: 'connect ECONNREFUSED' }] } };
+    e.target = {
+      ...e.target,
+      label: 'svc x/web',
+      pod: false,
+      interface: null,
+      hostInterface: null,
+      ip: '10.96.0.5',
+      service: { ref: 'x/web', backends: [{ address: '10.1.0.4', port: 80, pod: 'x/c', healthy: false, reason: 'connect ECONNREFUSED' }] },
+    };
     e.port = { address: '10.96.0.5', port: 80, protocol: 'tcp', state: 'refused', connectMs: 0.2, detail: null };
     expect(causes(e)).toEqual(['error: no healthy backend behind svc x/web (1 failing health check)']);
     e.target.service!.backends.push({ address: '10.1.0.5', port: 80, pod: 'x/d', healthy: true, reason: null });
@@ -210,10 +344,28 @@ describe('diagnosis: evidence → findings', () => {
   it('a policy drop behind a service names the backend it was judged at', () => {
     const e = base();
     e.ping = null;
-    e.target = { ...e.target, label: 'svc x/web', pod: false, interface: null, hostInterface: null, ip: '10.96.0.5', service: { ref: 'x/web', backends: [{ address: '10.1.0.4', port: 80, pod: 'x/c', healthy: true, reason: null }] } };
+    e.target = {
+      ...e.target,
+      label: 'svc x/web',
+      pod: false,
+      interface: null,
+      hostInterface: null,
+      ip: '10.96.0.5',
+      service: { ref: 'x/web', backends: [{ address: '10.1.0.4', port: 80, pod: 'x/c', healthy: true, reason: null }] },
+    };
     e.port = { address: '10.96.0.5', port: 80, protocol: 'tcp', state: 'filtered', connectMs: null, detail: null };
-    e.policy = { verdict: 'deny', flow: 'TCP/80', policy: 'NetworkPolicy x/deny', rule: 'isolated by it; no rule allows x/a on TCP/80', side: 'ingress', counter: null, counterDelta: null };
-    expect(causes(e)).toEqual(['error: dropped by NetworkPolicy x/deny (ingress of x/c (backend of svc x/web); isolated by it; no rule allows x/a on TCP/80)']);
+    e.policy = {
+      verdict: 'deny',
+      flow: 'TCP/80',
+      policy: 'NetworkPolicy x/deny',
+      rule: 'isolated by it; no rule allows x/a on TCP/80',
+      side: 'ingress',
+      counter: null,
+      counterDelta: null,
+    };
+    expect(causes(e)).toEqual([
+      'error: dropped by NetworkPolicy x/deny (ingress of x/c (backend of svc x/web); isolated by it; no rule allows x/a on TCP/80)',
+    ]);
   });
 
   it('path MTU below the source interface MTU', () => {
@@ -259,8 +411,24 @@ describe('report', () => {
     const e = base();
     const r: ConnectivityReport = {
       kind: 'connectivity',
-      source: { label: 'x/a', pod: 'x/a', ip: '10.1.0.2', netns: '/run/netns/a', interface: e.source.interface, hostInterface: e.source.hostInterface },
-      target: { label: 'x/b', pod: 'x/b', ip: '10.1.0.3', netns: '/run/netns/b', interface: e.target.interface, hostInterface: e.target.hostInterface, input: 'x/b', service: null },
+      source: {
+        label: 'x/a',
+        pod: 'x/a',
+        ip: '10.1.0.2',
+        netns: '/run/netns/a',
+        interface: e.source.interface,
+        hostInterface: e.source.hostInterface,
+      },
+      target: {
+        label: 'x/b',
+        pod: 'x/b',
+        ip: '10.1.0.3',
+        netns: '/run/netns/b',
+        interface: e.target.interface,
+        hostInterface: e.target.hostInterface,
+        input: 'x/b',
+        service: null,
+      },
       ping: e.ping,
       route: e.route,
       port: e.port,

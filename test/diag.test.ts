@@ -40,12 +40,14 @@ describe('cnictl diag: a healthy path and one broken path per cause', () => {
     } catch {
       throw new Error(`cnictl diag ${args.join(' ')}: exit ${res.exitCode}, not JSON: ${res.stdout} ${res.stderr}`);
     }
-    if (!validate(r)) throw new Error(`report does not match docs/diagnostics.schema.json: ${JSON.stringify(validate.errors, null, 1)}\n${res.stdout}`);
+    if (!validate(r))
+      throw new Error(`report does not match docs/diagnostics.schema.json: ${JSON.stringify(validate.errors, null, 1)}\n${res.stdout}`);
     let text = '';
     if (example) {
       const h = await m.cnictl(['diag', ...args]);
       text = h.stdout;
-      if (EXAMPLES) writeFileSync(path.join(EXAMPLES, `${example}.txt`), `$ cnictl diag ${args.join(' ')}\n${h.stdout}\n(exit code ${h.exitCode})\n`);
+      if (EXAMPLES)
+        writeFileSync(path.join(EXAMPLES, `${example}.txt`), `$ cnictl diag ${args.join(' ')}\n${h.stdout}\n(exit code ${h.exitCode})\n`);
     }
     return { code: res.exitCode, r, text };
   }
@@ -55,7 +57,8 @@ describe('cnictl diag: a healthy path and one broken path per cause', () => {
     for (;;) {
       const v = await f();
       if (ok(v)) return v;
-      if (Date.now() > deadline) throw new Error(`${what}: still ${JSON.stringify(v).slice(0, 3000)}\n${m.startAgent().log().slice(-2000)}`);
+      if (Date.now() > deadline)
+        throw new Error(`${what}: still ${JSON.stringify(v).slice(0, 3000)}\n${m.startAgent().log().slice(-2000)}`);
       await new Promise((r) => setTimeout(r, 300));
     }
   };
@@ -64,7 +67,11 @@ describe('cnictl diag: a healthy path and one broken path per cause', () => {
     m = await PolicyMatrix.create(cleanup, {
       prefix: 'dg',
       resyncSeconds: 1,
-      agentConfig: (tb) => ({ serviceCIDR: ['10.96.0.0/16'], services: { table: `${tb.id}_svc` }, dns: { upstreams: ['127.0.0.1:19553'], upstreamTimeoutMs: 500, rateLimit: false } }),
+      agentConfig: (tb) => ({
+        serviceCIDR: ['10.96.0.0/16'],
+        services: { table: `${tb.id}_svc` },
+        dns: { upstreams: ['127.0.0.1:19553'], upstreamTimeoutMs: 500, rateLimit: false },
+      }),
     });
     for (const k of PODS) {
       const r = await m.addPod(k);
@@ -72,31 +79,89 @@ describe('cnictl diag: a healthy path and one broken path per cause', () => {
       await inNs(m.pods.get(k)!.netns, 'ip', ['route', 'add', '10.96.0.0/16', 'via', m.tb.gateway]);
     }
     // the runtime's cache of x/a's attachment (what a libcni runtime writes), for the CNI CHECK
-    const list = { cniVersion: '1.1.0', name: `${m.tb.id}net`, plugins: [{ ...m.bridgeConf(), cniVersion: undefined, name: undefined }, { ...m.endpointConf(), args: { cni: { labels: [{ key: 'pod', value: 'a' }], containerPorts: containerPorts() } } }] };
+    const list = {
+      cniVersion: '1.1.0',
+      name: `${m.tb.id}net`,
+      plugins: [
+        { ...m.bridgeConf(), cniVersion: undefined, name: undefined },
+        { ...m.endpointConf(), args: { cni: { labels: [{ key: 'pod', value: 'a' }], containerPorts: containerPorts() } } },
+      ],
+    };
     const xa = m.pods.get('x/a')!;
-    writeCache(path.join(m.tb.dir, 'cnicache'), cacheEntry({ network: list.name, listBytes: JSON.stringify(list), containerId: xa.containerId, ifname: 'eth0', netns: xa.netns.path, args: [['K8S_POD_NAMESPACE', 'x'], ['K8S_POD_NAME', 'a']], capabilityArgs: {}, result: m.prevResultOf('x/a') as Record<string, unknown> }));
+    writeCache(
+      path.join(m.tb.dir, 'cnicache'),
+      cacheEntry({
+        network: list.name,
+        listBytes: JSON.stringify(list),
+        containerId: xa.containerId,
+        ifname: 'eth0',
+        netns: xa.netns.path,
+        args: [
+          ['K8S_POD_NAMESPACE', 'x'],
+          ['K8S_POD_NAME', 'a'],
+        ],
+        capabilityArgs: {},
+        result: m.prevResultOf('x/a') as Record<string, unknown>,
+      }),
+    );
     // "outside": a netns behind a 1400-byte link, routed by the host netns
     outside = await makeNetns(cleanup, `cnits-${m.tb.id}-o`);
     const net = randomTransferNet();
     far = net.outside;
     const v = uid('dg');
-    await sh('ip', ['-n', m.tb.host.name, 'link', 'add', `${v}a`, 'mtu', '1400', 'type', 'veth', 'peer', 'name', `${v}b`, 'mtu', '1400', 'netns', outside.name]);
+    await sh('ip', [
+      '-n',
+      m.tb.host.name,
+      'link',
+      'add',
+      `${v}a`,
+      'mtu',
+      '1400',
+      'type',
+      'veth',
+      'peer',
+      'name',
+      `${v}b`,
+      'mtu',
+      '1400',
+      'netns',
+      outside.name,
+    ]);
     await inNs(m.tb.host, 'ip', ['-batch', '-'], false, [`addr add ${net.host}/30 dev ${v}a`, `link set ${v}a up`, ''].join('\n'));
-    await inNs(outside, 'ip', ['-batch', '-'], false, [`addr add ${far}/30 dev ${v}b`, `link set ${v}b up`, 'link set lo up', `route add ${m.tb.subnet} via ${net.host}`, ''].join('\n'));
+    await inNs(
+      outside,
+      'ip',
+      ['-batch', '-'],
+      false,
+      [`addr add ${far}/30 dev ${v}b`, `link set ${v}b up`, 'link set lo up', `route add ${m.tb.subnet} via ${net.host}`, ''].join('\n'),
+    );
     await inNs(m.pods.get('x/a')!.netns, 'ip', ['route', 'add', `${far}/32`, 'via', m.tb.gateway]);
     await inNs(m.tb.host, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv4.icmp_ratelimit=0']);
     m.startAgent();
     // the agent serves DNS on the gateway once its pass has seen the endpoints
-    await until('agent DNS', () => inNs(m.pods.get('x/a')!.netns, 'dig', [`@${m.tb.gateway}`, '+tries=1', '+time=1', 'x.svc.cluster.local', 'SOA'], true), (r) => /status: (NOERROR|NXDOMAIN)/.test(r.stdout), 30_000);
+    await until(
+      'agent DNS',
+      () => inNs(m.pods.get('x/a')!.netns, 'dig', [`@${m.tb.gateway}`, '+tries=1', '+time=1', 'x.svc.cluster.local', 'SOA'], true),
+      (r) => /status: (NOERROR|NXDOMAIN)/.test(r.stdout),
+      30_000,
+    );
   }, 240_000);
   afterAll(() => cleanup.run(), 60_000);
 
   it('healthy path: complete report, no finding, exit 0 (with a capture kept as pcap)', async () => {
     const pcap = path.join(m.tb.dir, 'healthy.pcap');
-    const { code, r } = await diag<ConnectivityReport>(['connectivity', 'x/b', '--from', 'x/a', '--port', '80/tcp', '--capture', '2', '-w', pcap], 'healthy');
+    const { code, r } = await diag<ConnectivityReport>(
+      ['connectivity', 'x/b', '--from', 'x/a', '--port', '80/tcp', '--capture', '2', '-w', pcap],
+      'healthy',
+    );
     expect(r.diagnosis).toEqual([]);
     expect(code).toBe(0);
-    expect(r.source).toMatchObject({ pod: 'x/a', ip: ip('x/a'), interface: { name: 'eth0', up: true, mtu: 1500 }, hostInterface: { up: true } });
+    expect(r.source).toMatchObject({
+      pod: 'x/a',
+      ip: ip('x/a'),
+      interface: { name: 'eth0', up: true, mtu: 1500 },
+      hostInterface: { up: true },
+    });
     expect(r.target).toMatchObject({ pod: 'x/b', ip: ip('x/b'), interface: { up: true } });
     expect(r.ping).toMatchObject({ sent: 3, received: 3, lossPercent: 0 });
     expect(r.ping!.rttAvgMs).toBeGreaterThan(0);
@@ -129,7 +194,11 @@ describe('cnictl diag: a healthy path and one broken path per cause', () => {
       apiVersion: 'networking.k8s.io/v1',
       kind: 'NetworkPolicy',
       metadata: { name: 'deny-web', namespace: 'x' },
-      spec: { podSelector: { matchLabels: { pod: 'b' } }, policyTypes: ['Ingress'], ingress: [{ from: [{ podSelector: { matchLabels: { pod: 'c' } } }] }] },
+      spec: {
+        podSelector: { matchLabels: { pod: 'b' } },
+        policyTypes: ['Ingress'],
+        ingress: [{ from: [{ podSelector: { matchLabels: { pod: 'c' } } }] }],
+      },
     } as NetworkPolicy;
     await m.apply(np as CniObject);
     try {
@@ -139,24 +208,43 @@ describe('cnictl diag: a healthy path and one broken path per cause', () => {
         (x) => x.r.port?.state === 'filtered',
       );
       await diag(['connectivity', 'x/b', '--from', 'x/a', '--port', '80/tcp'], 'policy-drop');
-      expect(causes(r)).toEqual(['error: dropped by NetworkPolicy x/deny-web (ingress of x/b; isolated by it; no rule allows x/a on TCP/80)']);
+      expect(causes(r)).toEqual([
+        'error: dropped by NetworkPolicy x/deny-web (ingress of x/b; isolated by it; no rule allows x/a on TCP/80)',
+      ]);
       expect(code).toBe(1);
       expect(r.policy).toMatchObject({ verdict: 'deny', policy: 'NetworkPolicy x/deny-web', side: 'ingress', counter: 'default_deny_in' });
       expect(r.policy!.counterDelta).toBeGreaterThan(0);
       // diag endpoint of the isolated pod: the policy, its rule and the counters
       const ep = await diag<EndpointReport>(['endpoint', 'x/b', '--cache-dir', path.join(m.tb.dir, 'cnicache')], 'endpoint-policy');
-      expect(ep.r.policy).toEqual([{ direction: 'ingress', policy: 'NetworkPolicy x/deny-web', rules: ["rule 0: from pods pod=c of the policy's namespace, ports all"] }]);
+      expect(ep.r.policy).toEqual([
+        {
+          direction: 'ingress',
+          policy: 'NetworkPolicy x/deny-web',
+          rules: ["rule 0: from pods pod=c of the policy's namespace, ports all"],
+        },
+      ]);
       expect(ep.r.counters.find((c) => c.name === 'default_deny_in')!.packets).toBeGreaterThan(0);
       expect(ep.r.check.result).toBe('skipped'); // no runtime cache entry for x/b
     } finally {
       await m.remove('NetworkPolicy', 'x', 'deny-web');
     }
-    await until('policy gone', () => diag<ConnectivityReport>(['connectivity', 'x/b', '--from', 'x/a', '--port', '80/tcp']), (x) => x.code === 0);
+    await until(
+      'policy gone',
+      () => diag<ConnectivityReport>(['connectivity', 'x/b', '--from', 'x/a', '--port', '80/tcp']),
+      (x) => x.code === 0,
+    );
   }, 90_000);
 
   it('a dead backend behind a service (diag service and diag connectivity svc/NAME)', async () => {
     await m.label('x/c', { pod: 'c', app: 'web' });
-    const check = JSON.stringify({ type: 'tcp', port: 19552, intervalSeconds: 1, timeoutSeconds: 0.5, unhealthyThreshold: 1, healthyThreshold: 1 });
+    const check = JSON.stringify({
+      type: 'tcp',
+      port: 19552,
+      intervalSeconds: 1,
+      timeoutSeconds: 0.5,
+      unhealthyThreshold: 1,
+      healthyThreshold: 1,
+    });
     const svc: Service = {
       apiVersion: 'v1',
       kind: 'Service',
@@ -226,7 +314,10 @@ describe('cnictl diag: a healthy path and one broken path per cause', () => {
   }, 60_000);
 
   it('diag endpoint: interfaces, routes, MTUs, the CNI CHECK from the runtime cache, policies, counters', async () => {
-    const { code, r } = await diag<EndpointReport>(['endpoint', 'x/a', '--cache-dir', path.join(m.tb.dir, 'cnicache'), '--cni-path', BIN], 'endpoint');
+    const { code, r } = await diag<EndpointReport>(
+      ['endpoint', 'x/a', '--cache-dir', path.join(m.tb.dir, 'cnicache'), '--cni-path', BIN],
+      'endpoint',
+    );
     expect(r.diagnosis).toEqual([]);
     expect(code).toBe(0);
     expect(r.check.result).toBe('ok');

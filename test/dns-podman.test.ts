@@ -34,7 +34,14 @@ describe('podman run on a bridge + host-local + endpoint network, the agent serv
     if (skip) return;
     pm = await makePodman(cleanup, tag, plan);
     const sub = randomSubnet();
-    net = { name: `cnits-${tag}`, bridge: `cn${tag}`, subnet: sub.subnet, gateway: sub.gateway, dataDir: path.join(pm.dir, 'ipam'), logFile: path.join(pm.dir, 'cni.log') };
+    net = {
+      name: `cnits-${tag}`,
+      bridge: `cn${tag}`,
+      subnet: sub.subnet,
+      gateway: sub.gateway,
+      dataDir: path.join(pm.dir, 'ipam'),
+      logFile: path.join(pm.dir, 'cni.log'),
+    };
     cleanupNetwork(cleanup, net, sub.prefix, 'dns-podman');
     const storeDir = path.join(pm.dir, 'store');
     mkdirSync(storeDir, { recursive: true });
@@ -46,10 +53,23 @@ describe('podman run on a bridge + host-local + endpoint network, the agent serv
     cleanup.add(() => sh('nft', ['delete', 'table', 'inet', servicesTable], { allowFail: true }));
     writeFileSync(
       agentConfig,
-      JSON.stringify({ store: { type: 'file', path: storeDir }, node: `${tag}-node`, socket, policy: { table, lockFile: path.join(pm.dir, 'policy.lock') }, services: { table: servicesTable, healthChecks: false }, dns: { upstreams: [] } }),
+      JSON.stringify({
+        store: { type: 'file', path: storeDir },
+        node: `${tag}-node`,
+        socket,
+        policy: { table, lockFile: path.join(pm.dir, 'policy.lock') },
+        services: { table: servicesTable, healthChecks: false },
+        dns: { upstreams: [] },
+      }),
     );
     const conflist = bridgeConflist(net);
-    (conflist.plugins as unknown[]).push({ type: 'endpoint', agentConfig, capabilities: { aliases: true }, logFile: net.logFile, logLevel: 'debug' });
+    (conflist.plugins as unknown[]).push({
+      type: 'endpoint',
+      agentConfig,
+      capabilities: { aliases: true },
+      logFile: net.logFile,
+      logLevel: 'debug',
+    });
     pm.writeNetwork(conflist);
     // the agent in this (the host's) netns, where podman's bridge and its gateway are
     agent = startNodeAgent('/proc/self/ns/net', agentConfig, ['--resync', '1', '--no-http']);
@@ -64,31 +84,53 @@ describe('podman run on a bridge + host-local + endpoint network, the agent serv
     return r.dns;
   };
 
-  it.skipIf(skip)('a container resolves another by name and by --network-alias (nslookup NAME <gateway>, and through the resolv.conf podman writes)', async () => {
-    const id = await pm.ok(['run', '-d', '--network', net.name, '--name', names.web, '--network-alias', 'www', ...pm.image, 'sleep', '3600']);
-    cleanup.add(() => pm.run(['rm', '-f', '-t', '0', id]));
-    const ip = await pm.containerIp(id, net.name);
-    expect(ip).not.toBe('');
-    // the agent has seen the Endpoint and listens on the gateway
-    expect(await eventually(async () => (await records().catch(() => undefined))?.listeners.some((l) => l.address === net.gateway) ?? false, 50, 200), agent.log()).toBe(true);
-    const recs = (await records()).records.filter((r) => r.network === net.name && r.type === 'A').map((r) => `${r.name} ${r.data}`);
-    expect(recs).toContain(`${names.web}. ${ip}`);
-    expect(recs).toContain(`www. ${ip}`);
-    const lookup = async (name: string): Promise<string> => {
-      const r = await pm.run(['run', '--rm', '--network', net.name, ...pm.image, 'nslookup', name, net.gateway]);
-      return `${r.stdout}\n${r.stderr}`;
-    };
-    const byName = await lookup(names.web);
-    expect(byName).toMatch(new RegExp(`Address:\\s*${ip.replace(/\./g, '\\.')}`));
-    expect(await lookup('www')).toMatch(new RegExp(`Address:\\s*${ip.replace(/\./g, '\\.')}`));
-    expect(await lookup(`www.dns.podman`)).toMatch(new RegExp(`Address:\\s*${ip.replace(/\./g, '\\.')}`));
-    // podman 4 writes the result's dns into the container's resolv.conf: our gateway first
-    // (the host's resolvers after it), the search list; it drops `options ndots:5`
-    const rc = await pm.ok(['run', '--rm', '--network', net.name, ...pm.image, 'cat', '/etc/resolv.conf']);
-    expect(rc.split('\n').find((l) => l.startsWith('nameserver'))).toBe(`nameserver ${net.gateway}`);
-    expect(rc).toContain('search default.svc.cluster.local svc.cluster.local cluster.local dns.podman');
-    // so the resolver finds the names with no server given
-    const viaConf = await pm.run(['run', '--rm', '--network', net.name, ...pm.image, 'nslookup', 'www']);
-    expect(`${viaConf.stdout}\n${viaConf.stderr}`).toMatch(new RegExp(`Address:\\s*${ip.replace(/\./g, '\\.')}`));
-  });
+  it.skipIf(skip)(
+    'a container resolves another by name and by --network-alias (nslookup NAME <gateway>, and through the resolv.conf podman writes)',
+    async () => {
+      const id = await pm.ok([
+        'run',
+        '-d',
+        '--network',
+        net.name,
+        '--name',
+        names.web,
+        '--network-alias',
+        'www',
+        ...pm.image,
+        'sleep',
+        '3600',
+      ]);
+      cleanup.add(() => pm.run(['rm', '-f', '-t', '0', id]));
+      const ip = await pm.containerIp(id, net.name);
+      expect(ip).not.toBe('');
+      // the agent has seen the Endpoint and listens on the gateway
+      expect(
+        await eventually(
+          async () => (await records().catch(() => undefined))?.listeners.some((l) => l.address === net.gateway) ?? false,
+          50,
+          200,
+        ),
+        agent.log(),
+      ).toBe(true);
+      const recs = (await records()).records.filter((r) => r.network === net.name && r.type === 'A').map((r) => `${r.name} ${r.data}`);
+      expect(recs).toContain(`${names.web}. ${ip}`);
+      expect(recs).toContain(`www. ${ip}`);
+      const lookup = async (name: string): Promise<string> => {
+        const r = await pm.run(['run', '--rm', '--network', net.name, ...pm.image, 'nslookup', name, net.gateway]);
+        return `${r.stdout}\n${r.stderr}`;
+      };
+      const byName = await lookup(names.web);
+      expect(byName).toMatch(new RegExp(`Address:\\s*${ip.replace(/\./g, '\\.')}`));
+      expect(await lookup('www')).toMatch(new RegExp(`Address:\\s*${ip.replace(/\./g, '\\.')}`));
+      expect(await lookup(`www.dns.podman`)).toMatch(new RegExp(`Address:\\s*${ip.replace(/\./g, '\\.')}`));
+      // podman 4 writes the result's dns into the container's resolv.conf: our gateway first
+      // (the host's resolvers after it), the search list; it drops `options ndots:5`
+      const rc = await pm.ok(['run', '--rm', '--network', net.name, ...pm.image, 'cat', '/etc/resolv.conf']);
+      expect(rc.split('\n').find((l) => l.startsWith('nameserver'))).toBe(`nameserver ${net.gateway}`);
+      expect(rc).toContain('search default.svc.cluster.local svc.cluster.local cluster.local dns.podman');
+      // so the resolver finds the names with no server given
+      const viaConf = await pm.run(['run', '--rm', '--network', net.name, ...pm.image, 'nslookup', 'www']);
+      expect(`${viaConf.stdout}\n${viaConf.stderr}`).toMatch(new RegExp(`Address:\\s*${ip.replace(/\./g, '\\.')}`));
+    },
+  );
 });

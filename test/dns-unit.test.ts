@@ -16,7 +16,12 @@ import type { Endpoint, EndpointSlice, Service } from '../shared/objects/types.t
 import { parseIP } from '../shared/ipnet.ts';
 import { hostile } from './helpers/dns-fuzz.ts';
 
-const svc = (name: string, spec: Partial<Service['spec']> & Record<string, unknown>, ns = 'default', extra: Partial<Service['metadata']> = {}): Service => ({
+const svc = (
+  name: string,
+  spec: Partial<Service['spec']> & Record<string, unknown>,
+  ns = 'default',
+  extra: Partial<Service['metadata']> = {},
+): Service => ({
   apiVersion: 'v1',
   kind: 'Service',
   metadata: { name, namespace: ns, ...extra },
@@ -29,7 +34,14 @@ const slice = (svcName: string, endpoints: EndpointSlice['endpoints'], ports?: E
   endpoints,
   ports,
 });
-const ep = (name: string, network: string, ips: string[], extra: Partial<Endpoint['spec']> = {}, labels?: Record<string, string>, ns = 'default'): Endpoint => ({
+const ep = (
+  name: string,
+  network: string,
+  ips: string[],
+  extra: Partial<Endpoint['spec']> = {},
+  labels?: Record<string, string>,
+  ns = 'default',
+): Endpoint => ({
   apiVersion: 'cni-ts.dev/v1',
   kind: 'Endpoint',
   metadata: { name, namespace: ns, labels },
@@ -37,9 +49,15 @@ const ep = (name: string, network: string, ips: string[], extra: Partial<Endpoin
 });
 
 const objects: ZoneObjects = {
-  namespaces: [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' } }, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'empty' } }],
+  namespaces: [
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' } },
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'empty' } },
+  ],
   services: [
-    svc('web', { clusterIPs: ['10.96.0.10', 'fd96::10'], ports: [{ name: 'http', port: 80, protocol: 'TCP' }, { port: 81 }, { name: 'dns', port: 53, protocol: 'UDP' }] }),
+    svc('web', {
+      clusterIPs: ['10.96.0.10', 'fd96::10'],
+      ports: [{ name: 'http', port: 80, protocol: 'TCP' }, { port: 81 }, { name: 'dns', port: 53, protocol: 'UDP' }],
+    }),
     svc('db', { clusterIP: 'None', ports: [{ name: 'pg', port: 5432 }] }),
     svc('gone', { clusterIP: 'None' }),
     svc('sel', { clusterIP: 'None', selector: { app: 'sel' }, ports: [{ name: 'web', port: 80, targetPort: 'http' }] }),
@@ -48,7 +66,16 @@ const objects: ZoneObjects = {
     svc('slow', { clusterIP: 'None' }, 'default', { annotations: { 'service.alpha.kubernetes.io/tolerate-unready-endpoints': 'true' } }),
   ],
   endpointSlices: [
-    slice('db', [{ addresses: ['10.1.0.5'], hostname: 'db-0' }, { addresses: ['10.1.0.6'] }, { addresses: ['10.1.0.7'], conditions: { ready: false } }, { addresses: ['fd01::8'], conditions: { ready: true } }], [{ name: 'pg', port: 5432 }, { port: 9 }]),
+    slice(
+      'db',
+      [
+        { addresses: ['10.1.0.5'], hostname: 'db-0' },
+        { addresses: ['10.1.0.6'] },
+        { addresses: ['10.1.0.7'], conditions: { ready: false } },
+        { addresses: ['fd01::8'], conditions: { ready: true } },
+      ],
+      [{ name: 'pg', port: 5432 }, { port: 9 }],
+    ),
     slice('gone', [{ addresses: ['10.1.0.20'], conditions: { ready: false } }]),
     slice('slow', [{ addresses: ['10.1.0.21'], conditions: { ready: false } }]),
   ],
@@ -62,7 +89,8 @@ const objects: ZoneObjects = {
 };
 
 const zone = buildZone(objects, { serial: 42, serviceCIDRs: ['10.96.0.0/16'] });
-const data = (name: string, type = 'A', view = {}): string[] => (lookup(zone, name, type, view)?.answers ?? []).map((r) => (typeof r.data === 'string' ? r.data : JSON.stringify(r.data))).sort();
+const data = (name: string, type = 'A', view = {}): string[] =>
+  (lookup(zone, name, type, view)?.answers ?? []).map((r) => (typeof r.data === 'string' ? r.data : JSON.stringify(r.data))).sort();
 
 describe('zone records (Kubernetes DNS spec)', () => {
   it('ClusterIP service: A and AAAA of the VIPs, TTL 300, PTR back, case-insensitive', () => {
@@ -91,7 +119,11 @@ describe('zone records (Kubernetes DNS spec)', () => {
     expect(data('10-1-0-6.db.default.svc.cluster.local')).toEqual(['10.1.0.6']);
     expect(lookup(zone, '10-1-0-7.db.default.svc.cluster.local', 'A')!.rcode).toBe('NXDOMAIN');
     const srv = lookup(zone, '_pg._tcp.db.default.svc.cluster.local', 'SRV')!;
-    expect(srv.answers.map((r) => (r.data as { target: string }).target).sort()).toEqual(['10-1-0-6.db.default.svc.cluster.local', 'db-0.db.default.svc.cluster.local', 'fd01--8.db.default.svc.cluster.local']);
+    expect(srv.answers.map((r) => (r.data as { target: string }).target).sort()).toEqual([
+      '10-1-0-6.db.default.svc.cluster.local',
+      'db-0.db.default.svc.cluster.local',
+      'fd01--8.db.default.svc.cluster.local',
+    ]);
     expect(srv.additionals.length).toBe(3);
     expect(data('5.0.1.10.in-addr.arpa', 'PTR')).toContain('db-0.db.default.svc.cluster.local');
   });
@@ -103,12 +135,14 @@ describe('zone records (Kubernetes DNS spec)', () => {
 
   it('headless without slices: the Endpoint objects its selector picks, named target ports resolved on the pod', () => {
     expect(data('sel.default.svc.cluster.local')).toEqual(['10.1.0.30']);
-    expect(lookup(zone, '_web._tcp.sel.default.svc.cluster.local', 'SRV')!.answers.map((r) => (r.data as { port: number }).port)).toEqual([8080]);
+    expect(lookup(zone, '_web._tcp.sel.default.svc.cluster.local', 'SRV')!.answers.map((r) => (r.data as { port: number }).port)).toEqual([
+      8080,
+    ]);
   });
 
   it('unhealthy backends are not served (set or predicate), and NXDOMAIN when none is left', () => {
     const z1 = buildZone(objects, { unhealthy: new Set(['10.1.0.5']) });
-    expect((lookup(z1, 'db.default.svc.cluster.local', 'A')!.answers.map((r) => r.data))).toEqual(['10.1.0.6']);
+    expect(lookup(z1, 'db.default.svc.cluster.local', 'A')!.answers.map((r) => r.data)).toEqual(['10.1.0.6']);
     const z2 = buildZone(objects, { unhealthy: (_a, s) => s.name === 'db' });
     expect(lookup(z2, 'db.default.svc.cluster.local', 'A')!.rcode).toBe('NXDOMAIN');
     expect(lookup(z2, 'web.default.svc.cluster.local', 'A')!.rcode).toBe('NOERROR');
@@ -177,10 +211,14 @@ describe('zone records (Kubernetes DNS spec)', () => {
   });
 
   it('resultDns: nameserver, Kubernetes search list, ndots:5', () => {
-    expect(resultDns('team-a', undefined, '10.1.0.1/24')).toEqual({ nameservers: ['10.1.0.1'], search: ['team-a.svc.cluster.local', 'svc.cluster.local', 'cluster.local'], options: ['ndots:5'] });
+    expect(resultDns('team-a', undefined, '10.1.0.1/24')).toEqual({
+      nameservers: ['10.1.0.1'],
+      search: ['team-a.svc.cluster.local', 'svc.cluster.local', 'cluster.local'],
+      options: ['ndots:5'],
+    });
   });
 
-  it('listen addresses: gateways of this node\'s endpoints (with their networks) and dns.listen', () => {
+  it("listen addresses: gateways of this node's endpoints (with their networks) and dns.listen", () => {
     expect(listenSpecs({ node: 'n1', dns: { listen: ['127.0.0.1:5353'] } }, objects)).toEqual([
       { address: '10.1.0.1', port: 53, networks: ['net1'] },
       { address: '10.2.0.1', port: 53, networks: ['net2'] },
@@ -188,17 +226,33 @@ describe('zone records (Kubernetes DNS spec)', () => {
     ]);
     expect(parseHostPort('[fd00::1]:5353')).toEqual({ host: 'fd00::1', port: 5353 });
     expect(parseHostPort('nope')).toBeNull();
-    expect(resolvConfNameservers('# x\nnameserver 10.0.0.2\nnameserver fe80::1%eth0\nsearch a\n')).toEqual([{ host: '10.0.0.2', port: 53 }, { host: 'fe80::1', port: 53 }]);
+    expect(resolvConfNameservers('# x\nnameserver 10.0.0.2\nnameserver fe80::1%eth0\nsearch a\n')).toEqual([
+      { host: '10.0.0.2', port: 53 },
+      { host: 'fe80::1', port: 53 },
+    ]);
     expect(objectsFromJson(JSON.stringify({ items: [objects.services![0]] })).services).toHaveLength(1);
   });
 });
 
 // ---------------------------------------------------------------- server, in-process
 
-type Reply = Omit<dnsPacket.DecodedPacket, 'answers'> & { rcode: string; flag_tc: boolean; flag_aa: boolean; answers?: { name: string; type: string; ttl: number; data: unknown }[] };
+type Reply = Omit<dnsPacket.DecodedPacket, 'answers'> & {
+  rcode: string;
+  flag_tc: boolean;
+  flag_aa: boolean;
+  answers?: { name: string; type: string; ttl: number; data: unknown }[];
+};
 const q = (name: string, type = 'A', extra: Record<string, unknown> = {}): Buffer =>
-  dnsPacket.encode({ id: 4242, type: 'query', flags: dnsPacket.RECURSION_DESIRED, questions: [{ name, type: type as dnsPacket.RecordType, class: 'IN' }], ...extra } as dnsPacket.Packet);
-const edns = (size: number): Record<string, unknown> => ({ additionals: [{ type: 'OPT', name: '.', udpPayloadSize: size, flags: 0, options: [] }] });
+  dnsPacket.encode({
+    id: 4242,
+    type: 'query',
+    flags: dnsPacket.RECURSION_DESIRED,
+    questions: [{ name, type: type as dnsPacket.RecordType, class: 'IN' }],
+    ...extra,
+  } as dnsPacket.Packet);
+const edns = (size: number): Record<string, unknown> => ({
+  additionals: [{ type: 'OPT', name: '.', udpPayloadSize: size, flags: 0, options: [] }],
+});
 const decode = (b: Buffer | null): Reply => dnsPacket.decode(b!) as unknown as Reply;
 
 interface FakeUpstream {
@@ -207,7 +261,10 @@ interface FakeUpstream {
   close(): Promise<void>;
 }
 /** A resolver on 127.0.0.1: `answer` builds the reply (null: stay silent); TCP too when `tcp`. */
-async function fakeUpstream(answer: (q: dnsPacket.Question, transport: 'udp' | 'tcp') => Partial<dnsPacket.Packet> | null, tcp = false): Promise<FakeUpstream> {
+async function fakeUpstream(
+  answer: (q: dnsPacket.Question, transport: 'udp' | 'tcp') => Partial<dnsPacket.Packet> | null,
+  tcp = false,
+): Promise<FakeUpstream> {
   const seen: string[] = [];
   const sock = dgram.createSocket('udp4');
   await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
@@ -217,7 +274,13 @@ async function fakeUpstream(answer: (q: dnsPacket.Question, transport: 'udp' | '
     seen.push(`${transport}:${d.questions![0].name}/${d.questions![0].type}`);
     const a = answer(d.questions![0], transport);
     if (!a) return null;
-    return dnsPacket.encode({ id: d.id, type: 'response', flags: dnsPacket.RECURSION_AVAILABLE, questions: d.questions, ...a } as dnsPacket.Packet);
+    return dnsPacket.encode({
+      id: d.id,
+      type: 'response',
+      flags: dnsPacket.RECURSION_AVAILABLE,
+      questions: d.questions,
+      ...a,
+    } as dnsPacket.Packet);
   };
   sock.on('message', (m, r) => {
     const out = reply(m, 'udp');
@@ -286,9 +349,20 @@ describe('DNS server answers (in-process)', () => {
     const loop = Buffer.from([0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1]);
     expect(decode(await s.query(loop)).rcode).toBe('FORMERR');
     // oversized name (> 255)
-    const long = Buffer.concat([Buffer.from([0, 2, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]), ...Array.from({ length: 5 }, () => Buffer.concat([Buffer.from([63]), Buffer.alloc(63, 97)])), Buffer.from([0, 0, 1, 0, 1])]);
+    const long = Buffer.concat([
+      Buffer.from([0, 2, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]),
+      ...Array.from({ length: 5 }, () => Buffer.concat([Buffer.from([63]), Buffer.alloc(63, 97)])),
+      Buffer.from([0, 0, 1, 0, 1]),
+    ]);
     expect(decode(await s.query(long)).rcode).toBe('FORMERR');
-    const two = dnsPacket.encode({ id: 1, type: 'query', questions: [{ name: 'a', type: 'A' }, { name: 'b', type: 'A' }] });
+    const two = dnsPacket.encode({
+      id: 1,
+      type: 'query',
+      questions: [
+        { name: 'a', type: 'A' },
+        { name: 'b', type: 'A' },
+      ],
+    });
     expect(decode(await s.query(two)).rcode).toBe('FORMERR');
     const chaos = dnsPacket.encode({ id: 1, type: 'query', questions: [{ name: 'version.bind', type: 'TXT', class: 'CH' }] });
     expect(decode(await s.query(chaos)).rcode).toBe('REFUSED');
@@ -324,7 +398,17 @@ describe('DNS server answers (in-process)', () => {
     const up = await fakeUpstream((qq) =>
       qq.name.toLowerCase() === 'up.test'
         ? { answers: [{ name: 'up.test', type: 'A', ttl: 60, data: '192.0.2.1' }] }
-        : { flags: dnsPacket.RECURSION_AVAILABLE | 3, authorities: [{ name: 'test', type: 'SOA', ttl: 900, data: { mname: 'a', rname: 'b', serial: 1, refresh: 1, retry: 1, expire: 1, minimum: 30 } }] },
+        : {
+            flags: dnsPacket.RECURSION_AVAILABLE | 3,
+            authorities: [
+              {
+                name: 'test',
+                type: 'SOA',
+                ttl: 900,
+                data: { mname: 'a', rname: 'b', serial: 1, refresh: 1, retry: 1, expire: 1, minimum: 30 },
+              },
+            ],
+          },
     );
     closers.push(up.close);
     const s = server({ upstreams: [{ host: '127.0.0.1', port: up.port }] });
@@ -386,7 +470,13 @@ describe('DNS server answers (in-process)', () => {
   it('cache: TTLs lowered by age, expiry, bounded size; cacheTtl per RFC 2308', () => {
     let now = 1_000_000;
     const c = new AnswerCache(2, 3600, () => now);
-    const msg = (ttl: number): Buffer => dnsPacket.encode({ id: 1, type: 'response', questions: [{ name: 'a.test', type: 'A' }], answers: [{ name: 'a.test', type: 'A', ttl, data: '192.0.2.1' }] });
+    const msg = (ttl: number): Buffer =>
+      dnsPacket.encode({
+        id: 1,
+        type: 'response',
+        questions: [{ name: 'a.test', type: 'A' }],
+        answers: [{ name: 'a.test', type: 'A', ttl, data: '192.0.2.1' }],
+      });
     c.put('a', msg(100), 100);
     now += 40_500;
     expect((dnsPacket.decode(c.get('a')!).answers![0] as { ttl: number }).ttl).toBe(60);
@@ -398,7 +488,15 @@ describe('DNS server answers (in-process)', () => {
     expect(c.size).toBe(2);
     expect(c.get('x')).toBeUndefined();
     expect(cacheTtl(msg(77))).toBe(77);
-    const nx = dnsPacket.encode({ id: 1, type: 'response', flags: 3, questions: [{ name: 'a.test', type: 'A' }], authorities: [{ name: 'test', type: 'SOA', ttl: 900, data: { mname: 'a', rname: 'b', serial: 1, refresh: 1, retry: 1, expire: 1, minimum: 30 } }] });
+    const nx = dnsPacket.encode({
+      id: 1,
+      type: 'response',
+      flags: 3,
+      questions: [{ name: 'a.test', type: 'A' }],
+      authorities: [
+        { name: 'test', type: 'SOA', ttl: 900, data: { mname: 'a', rname: 'b', serial: 1, refresh: 1, retry: 1, expire: 1, minimum: 30 } },
+      ],
+    });
     expect(cacheTtl(nx)).toBe(30);
     expect(cacheTtl(dnsPacket.encode({ id: 1, type: 'response', flags: 2, questions: [{ name: 'a.test', type: 'A' }] }))).toBe(0);
   });
@@ -450,7 +548,11 @@ describe('DNS server answers (in-process)', () => {
         }
       });
     });
-    expect(decode(reply).answers!.map((a) => a.data).sort()).toEqual(['10.1.0.5', '10.1.0.6']);
+    expect(
+      decode(reply)
+        .answers!.map((a) => a.data)
+        .sort(),
+    ).toEqual(['10.1.0.5', '10.1.0.6']);
     expect(s2.metrics.responses.NOERROR).toBe(1);
     expect(s2.metrics.duration.count).toBe(1);
   });
@@ -459,10 +561,14 @@ describe('DNS server answers (in-process)', () => {
     let objs: ZoneObjects = { services: [svc('a', { clusterIP: '10.96.1.1' })] };
     let calls = 0;
     const logs: string[] = [];
-    const h = await startDns({ dns: { listenOnGateways: false, upstreams: [] } }, () => {
-      calls++;
-      return objs;
-    }, { log: (m) => logs.push(m), serial: () => 7 });
+    const h = await startDns(
+      { dns: { listenOnGateways: false, upstreams: [] } },
+      () => {
+        calls++;
+        return objs;
+      },
+      { log: (m) => logs.push(m), serial: () => 7 },
+    );
     closers.push(() => h.close());
     expect(h.lookup('a.default.svc.cluster.local')!.answers[0].data).toBe('10.96.1.1');
     objs = { services: [svc('b', { clusterIP: '10.96.1.2' })] };

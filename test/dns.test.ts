@@ -32,13 +32,27 @@ describe('DNS server in a node namespace, queried from a pod namespace', () => {
 
   const objects = (extra: unknown[] = []): unknown[] => [
     { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' } },
-    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'default' }, spec: { clusterIPs: ['10.96.0.10', 'fd96::10'], ports: [{ name: 'http', port: 80, protocol: 'TCP' }, { port: 81 }] } },
-    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'db', namespace: 'default' }, spec: { clusterIP: 'None', ports: [{ name: 'pg', port: 5432 }] } },
+    {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'web', namespace: 'default' },
+      spec: { clusterIPs: ['10.96.0.10', 'fd96::10'], ports: [{ name: 'http', port: 80, protocol: 'TCP' }, { port: 81 }] },
+    },
+    {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'db', namespace: 'default' },
+      spec: { clusterIP: 'None', ports: [{ name: 'pg', port: 5432 }] },
+    },
     {
       apiVersion: 'cni-ts.dev/v1',
       kind: 'EndpointSlice',
       metadata: { name: 'db-1', namespace: 'default', labels: { 'kubernetes.io/service-name': 'db' } },
-      endpoints: [{ addresses: ['10.77.0.5'], hostname: 'db-0' }, { addresses: ['10.77.0.6'] }, { addresses: ['10.77.0.7'], conditions: { ready: false } }],
+      endpoints: [
+        { addresses: ['10.77.0.5'], hostname: 'db-0' },
+        { addresses: ['10.77.0.6'] },
+        { addresses: ['10.77.0.7'], conditions: { ready: false } },
+      ],
       ports: [{ name: 'pg', port: 5432 }],
     },
     { apiVersion: 'v1', kind: 'Service', metadata: { name: 'big', namespace: 'default' }, spec: { clusterIP: 'None' } },
@@ -48,8 +62,26 @@ describe('DNS server in a node namespace, queried from a pod namespace', () => {
       metadata: { name: 'big-1', namespace: 'default', labels: { 'kubernetes.io/service-name': 'big' } },
       endpoints: Array.from({ length: 100 }, (_, i) => ({ addresses: [`10.80.0.${i + 1}`] })),
     },
-    { apiVersion: 'cni-ts.dev/v1', kind: 'Endpoint', metadata: { name: 'pod1', namespace: 'default' }, spec: { node: 'n1', network: 'hdnet', containerId: 'c1', ifname: 'eth0', ips: [`${POD}/24`], gateways: [`${GW}/24`], aliases: ['pod1-alias'] } },
-    { apiVersion: 'cni-ts.dev/v1', kind: 'Endpoint', metadata: { name: 'elsewhere', namespace: 'default' }, spec: { node: 'n2', network: 'hdother', containerId: 'c2', ifname: 'eth0', ips: ['10.81.0.2/24'] } },
+    {
+      apiVersion: 'cni-ts.dev/v1',
+      kind: 'Endpoint',
+      metadata: { name: 'pod1', namespace: 'default' },
+      spec: {
+        node: 'n1',
+        network: 'hdnet',
+        containerId: 'c1',
+        ifname: 'eth0',
+        ips: [`${POD}/24`],
+        gateways: [`${GW}/24`],
+        aliases: ['pod1-alias'],
+      },
+    },
+    {
+      apiVersion: 'cni-ts.dev/v1',
+      kind: 'Endpoint',
+      metadata: { name: 'elsewhere', namespace: 'default' },
+      spec: { node: 'n2', network: 'hdother', containerId: 'c2', ifname: 'eth0', ips: ['10.81.0.2/24'] },
+    },
     ...extra,
   ];
 
@@ -65,7 +97,20 @@ describe('DNS server in a node namespace, queried from a pod namespace', () => {
     const v = uid('hd');
     await sh('ip', ['-n', node.name, 'link', 'add', `${v}a`, 'type', 'veth', 'peer', 'name', `${v}b`, 'netns', pod.name]);
     await sh('ip', ['-n', node.name, 'link', 'add', `${v}c`, 'type', 'veth', 'peer', 'name', `${v}d`, 'netns', up.name]);
-    await inNs(node, 'ip', ['-batch', '-'], false, [`addr add ${GW}/24 dev ${v}a`, `addr add 10.78.0.1/24 dev ${v}c`, `link set ${v}a up`, `link set ${v}c up`, 'link set lo up', ''].join('\n'));
+    await inNs(
+      node,
+      'ip',
+      ['-batch', '-'],
+      false,
+      [
+        `addr add ${GW}/24 dev ${v}a`,
+        `addr add 10.78.0.1/24 dev ${v}c`,
+        `link set ${v}a up`,
+        `link set ${v}c up`,
+        'link set lo up',
+        '',
+      ].join('\n'),
+    );
     await inNs(pod, 'ip', ['-batch', '-'], false, [`addr add ${POD}/24 dev ${v}b`, `link set ${v}b up`, 'link set lo up', ''].join('\n'));
     await inNs(up, 'ip', ['-batch', '-'], false, [`addr add ${UP}/24 dev ${v}d`, `link set ${v}d up`, 'link set lo up', ''].join('\n'));
 
@@ -77,10 +122,25 @@ describe('DNS server in a node namespace, queried from a pod namespace', () => {
     writeFileSync(path.join(dir, 'agent.json'), JSON.stringify({ node: 'n1', dns: { upstreams: [UP], upstreamTimeoutMs: 3000 } }));
 
     dnsmasq = startDnsmasq();
-    server = execa('ip', ['netns', 'exec', node.name, process.execPath, '--experimental-strip-types', path.join(ROOT, 'agent/dns/standalone.ts'), '--objects', objectsFile, '--config', path.join(dir, 'agent.json')], {
-      reject: false,
-      buffer: false,
-    });
+    server = execa(
+      'ip',
+      [
+        'netns',
+        'exec',
+        node.name,
+        process.execPath,
+        '--experimental-strip-types',
+        path.join(ROOT, 'agent/dns/standalone.ts'),
+        '--objects',
+        objectsFile,
+        '--config',
+        path.join(dir, 'agent.json'),
+      ],
+      {
+        reject: false,
+        buffer: false,
+      },
+    );
     cleanup.add(async () => {
       server.kill('SIGTERM');
       await server;
@@ -105,9 +165,27 @@ describe('DNS server in a node namespace, queried from a pod namespace', () => {
   });
 
   function startDnsmasq(): ResultPromise {
-    const p = execa('ip', ['netns', 'exec', up.name, 'dnsmasq', '--no-daemon', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--address=/up.test/192.0.2.1', `--listen-address=${UP}`, '--bind-interfaces', '--port=53', '--local-ttl=300'], {
-      reject: false,
-    });
+    const p = execa(
+      'ip',
+      [
+        'netns',
+        'exec',
+        up.name,
+        'dnsmasq',
+        '--no-daemon',
+        '--conf-file=/dev/null',
+        '--no-resolv',
+        '--no-hosts',
+        '--address=/up.test/192.0.2.1',
+        `--listen-address=${UP}`,
+        '--bind-interfaces',
+        '--port=53',
+        '--local-ttl=300',
+      ],
+      {
+        reject: false,
+      },
+    );
     cleanup.add(async () => {
       p.kill('SIGTERM');
       await p;
@@ -135,7 +213,10 @@ describe('DNS server in a node namespace, queried from a pod namespace', () => {
     expect(a.answer[0].ttl).toBe(30);
     expect((await dig(['db-0.db.default.svc.cluster.local'])).answer[0].data).toBe('10.77.0.5');
     const srv = await dig(['_pg._tcp.db.default.svc.cluster.local', 'SRV']);
-    expect(srv.answer.map((r) => r.data).sort()).toEqual(['0 50 5432 10-77-0-6.db.default.svc.cluster.local.', '0 50 5432 db-0.db.default.svc.cluster.local.']);
+    expect(srv.answer.map((r) => r.data).sort()).toEqual([
+      '0 50 5432 10-77-0-6.db.default.svc.cluster.local.',
+      '0 50 5432 db-0.db.default.svc.cluster.local.',
+    ]);
     expect((await dig(['_http._tcp.web.default.svc.cluster.local', 'SRV'])).answer[0].data).toBe('0 100 80 web.default.svc.cluster.local.');
     expect((await dig(['-x', '10.96.0.10'])).answer[0].data).toBe('web.default.svc.cluster.local.');
     expect((await dig(['-x', '10.77.0.5'])).answer[0].data).toBe('db-0.db.default.svc.cluster.local.');
@@ -152,7 +233,7 @@ describe('DNS server in a node namespace, queried from a pod namespace', () => {
     expect(nodata.authority[0].type).toBe('SOA');
   });
 
-  it('container names and aliases on their network, TTL 5; another network\'s names are not served here', async () => {
+  it("container names and aliases on their network, TTL 5; another network's names are not served here", async () => {
     const a = await dig(['pod1']);
     expect(a.answer).toEqual([{ name: 'pod1.', ttl: 5, type: 'A', data: POD }]);
     expect((await dig(['pod1-alias.dns.podman'])).answer[0].data).toBe(POD);
@@ -168,7 +249,7 @@ describe('DNS server in a node namespace, queried from a pod namespace', () => {
     expect(fallback.answer).toHaveLength(100);
   });
 
-  it('libc resolver with the result\'s resolv.conf: search list, container names, forwarded names', async () => {
+  it("libc resolver with the result's resolv.conf: search list, container names, forwarded names", async () => {
     const d = resultDns('default', 'cluster.local', `${GW}/24`);
     const etc = `/etc/netns/${pod.name}`;
     const created = !existsSync('/etc/netns');
@@ -177,8 +258,12 @@ describe('DNS server in a node namespace, queried from a pod namespace', () => {
       rmSync(etc, { recursive: true, force: true });
       if (created) await sh('rmdir', ['/etc/netns'], { allowFail: true });
     });
-    writeFileSync(path.join(etc, 'resolv.conf'), `nameserver ${d.nameservers[0]}\nsearch ${d.search.join(' ')}\noptions ${d.options.join(' ')} attempts:1 timeout:5\n`);
-    const getent = async (name: string): Promise<string> => (await sh('ip', ['netns', 'exec', pod.name, 'getent', 'ahostsv4', name], { allowFail: true })).stdout;
+    writeFileSync(
+      path.join(etc, 'resolv.conf'),
+      `nameserver ${d.nameservers[0]}\nsearch ${d.search.join(' ')}\noptions ${d.options.join(' ')} attempts:1 timeout:5\n`,
+    );
+    const getent = async (name: string): Promise<string> =>
+      (await sh('ip', ['netns', 'exec', pod.name, 'getent', 'ahostsv4', name], { allowFail: true })).stdout;
     expect(await getent('web')).toContain('10.96.0.10');
     expect(await getent('db.default')).toMatch(/10\.77\.0\.[56]/);
     expect(await getent('pod1')).toContain(POD);
@@ -206,8 +291,15 @@ describe('DNS server in a node namespace, queried from a pod namespace', () => {
     expect((await slow).status).toBe('SERVFAIL');
   });
 
-  it('serves a changed object file (the agent\'s store watch) without a restart', async () => {
-    writeFileSync(objectsFile, JSON.stringify(objects([{ apiVersion: 'v1', kind: 'Service', metadata: { name: 'late', namespace: 'default' }, spec: { clusterIP: '10.96.0.99' } }])));
+  it("serves a changed object file (the agent's store watch) without a restart", async () => {
+    writeFileSync(
+      objectsFile,
+      JSON.stringify(
+        objects([
+          { apiVersion: 'v1', kind: 'Service', metadata: { name: 'late', namespace: 'default' }, spec: { clusterIP: '10.96.0.99' } },
+        ]),
+      ),
+    );
     let got = '';
     for (let i = 0; i < 50 && !got; i++) {
       got = (await dig(['late.default.svc.cluster.local'])).answer[0]?.data ?? '';
@@ -217,7 +309,22 @@ describe('DNS server in a node namespace, queried from a pod namespace', () => {
   });
 
   it('survives a hostile-input sweep over UDP and TCP and still answers', async () => {
-    const r = await execa('ip', ['netns', 'exec', pod.name, process.execPath, '--experimental-strip-types', path.join(ROOT, 'test/helpers/dns-fuzz.ts'), GW, '53', '3000', '200'], { reject: false, timeout: 50_000 });
+    const r = await execa(
+      'ip',
+      [
+        'netns',
+        'exec',
+        pod.name,
+        process.execPath,
+        '--experimental-strip-types',
+        path.join(ROOT, 'test/helpers/dns-fuzz.ts'),
+        GW,
+        '53',
+        '3000',
+        '200',
+      ],
+      { reject: false, timeout: 50_000 },
+    );
     expect(r.stdout).toMatch(/^sent 3000 200/);
     expect(exited).toBe(false);
     const a = await dig(['web.default.svc.cluster.local']);
@@ -228,7 +335,11 @@ describe('DNS server in a node namespace, queried from a pod namespace', () => {
     server.kill('SIGUSR1');
     let line = '';
     for (let i = 0; i < 50 && !line; i++) {
-      line = serverOut.slice(before).split('\n').find((l) => l.startsWith('{')) ?? '';
+      line =
+        serverOut
+          .slice(before)
+          .split('\n')
+          .find((l) => l.startsWith('{')) ?? '';
       if (!line) await new Promise((r) => setTimeout(r, 50));
     }
     const m = JSON.parse(line) as { responses: Record<string, number>; dropped: Record<string, number> };

@@ -1,6 +1,17 @@
 /** The Docker driver's pure parts: --opt mapping, conflists, CNM <-> CNI conversions, container lookup. */
 import { describe, expect, it } from 'vitest';
-import { OptionError, endpointConflist, exposedPortsOf, networkConflist, networkSettings, poolsOf, portMappingsOf, portmapConf, srcNameOf, staticRoutesOf } from '../agent/docker/options.ts';
+import {
+  OptionError,
+  endpointConflist,
+  exposedPortsOf,
+  networkConflist,
+  networkSettings,
+  poolsOf,
+  portMappingsOf,
+  portmapConf,
+  srcNameOf,
+  staticRoutesOf,
+} from '../agent/docker/options.ts';
 import { findContainer, withContainer, type ContainerSummary } from '../agent/docker/resolver.ts';
 import type { Endpoint } from '../shared/objects/types.ts';
 import { dockerSettings } from '../agent/docker/driver.ts';
@@ -27,7 +38,17 @@ describe('docker network options', () => {
       'label.tier': 'db',
       'com.docker.network.something.else': 'ignored',
     });
-    expect(s).toMatchObject({ bridge: 'br-x', mtu: 1400, ipMasq: false, portIsolation: true, macspoofchk: true, nftTable: 'my_table', portmapTable: 'my_pm', namespace: 'team-a', labels: { tier: 'db' } });
+    expect(s).toMatchObject({
+      bridge: 'br-x',
+      mtu: 1400,
+      ipMasq: false,
+      portIsolation: true,
+      macspoofchk: true,
+      nftTable: 'my_table',
+      portmapTable: 'my_pm',
+      namespace: 'team-a',
+      labels: { tier: 'db' },
+    });
   });
 
   it('bad options are errors naming the option', () => {
@@ -41,7 +62,9 @@ describe('docker network options', () => {
   });
 
   it('pools and gateways from IPv4Data', () => {
-    expect(poolsOf([{ AddressSpace: 'L', Pool: '10.9.0.0/24', Gateway: '10.9.0.1/24' }], 4)).toEqual([{ pool: '10.9.0.0/24', gateway: '10.9.0.1/24' }]);
+    expect(poolsOf([{ AddressSpace: 'L', Pool: '10.9.0.0/24', Gateway: '10.9.0.1/24' }], 4)).toEqual([
+      { pool: '10.9.0.0/24', gateway: '10.9.0.1/24' },
+    ]);
     expect(poolsOf([], 6)).toEqual([]);
     expect(() => poolsOf([{ Pool: 'fd00::/64' }], 4)).toThrow(/not an IPv4 subnet/);
   });
@@ -59,7 +82,11 @@ describe('conflists', () => {
   });
 
   it('an endpoint: static IPAM with the address Docker gave and the pool gateway; labels and ports for the endpoint plugin', () => {
-    const c = endpointConflist(net, [{ pool: '10.9.0.0/24', gateway: '10.9.0.1/24' }], { addresses: ['10.9.0.7/24'], labels: { tier: 'web' }, ports: [{ containerPort: 80, protocol: 'TCP' }] });
+    const c = endpointConflist(net, [{ pool: '10.9.0.0/24', gateway: '10.9.0.1/24' }], {
+      addresses: ['10.9.0.7/24'],
+      labels: { tier: 'web' },
+      ports: [{ containerPort: 80, protocol: 'TCP' }],
+    });
     const [bridge, endpoint] = c.plugins as Array<Record<string, unknown>>;
     expect(bridge!.ipam).toEqual({ type: 'static', addresses: [{ address: '10.9.0.7/24', gateway: '10.9.0.1' }] });
     expect(endpoint!.args).toEqual({ cni: { labels: { tier: 'web' }, containerPorts: [{ containerPort: 80, protocol: 'TCP' }] } });
@@ -68,13 +95,23 @@ describe('conflists', () => {
   });
 
   it('portmap config from the options', () => {
-    expect(portmapConf({ portmapTable: 'pm', portmapSnat: false })).toEqual({ type: 'portmap', capabilities: { portMappings: true }, nftTable: 'pm', snat: false });
+    expect(portmapConf({ portmapTable: 'pm', portmapSnat: false })).toEqual({
+      type: 'portmap',
+      capabilities: { portMappings: true },
+      nftTable: 'pm',
+      snat: false,
+    });
   });
 });
 
 describe('CNM <-> CNI', () => {
   it('port bindings become portMappings (ranges one to one); a binding without host port is refused', () => {
-    expect(portMappingsOf([{ Proto: 6, Port: 80, HostPort: 8080, HostPortEnd: 8080 }, { Proto: 17, Port: 53, HostIP: '127.0.0.1', HostPort: 5353, HostPortEnd: 5354 }])).toEqual([
+    expect(
+      portMappingsOf([
+        { Proto: 6, Port: 80, HostPort: 8080, HostPortEnd: 8080 },
+        { Proto: 17, Port: 53, HostIP: '127.0.0.1', HostPort: 5353, HostPortEnd: 5354 },
+      ]),
+    ).toEqual([
       { hostPort: 8080, containerPort: 80, protocol: 'tcp' },
       { hostPort: 5353, containerPort: 53, protocol: 'udp', hostIP: '127.0.0.1' },
       { hostPort: 5354, containerPort: 54, protocol: 'udp', hostIP: '127.0.0.1' },
@@ -84,7 +121,13 @@ describe('CNM <-> CNI', () => {
   });
 
   it('exposed ports become container ports', () => {
-    expect(exposedPortsOf([{ Proto: 6, Port: 80 }, { Proto: 17, Port: 53 }, { Proto: 6, Port: 80 }])).toEqual([
+    expect(
+      exposedPortsOf([
+        { Proto: 6, Port: 80 },
+        { Proto: 17, Port: 53 },
+        { Proto: 6, Port: 80 },
+      ]),
+    ).toEqual([
       { containerPort: 80, protocol: 'TCP' },
       { containerPort: 53, protocol: 'UDP' },
     ]);
@@ -96,7 +139,9 @@ describe('CNM <-> CNI', () => {
   });
 
   it("Join's static routes: the CNI result's routes without the default one", () => {
-    expect(staticRoutesOf([{ dst: '0.0.0.0/0', gw: '10.9.0.1' }, { dst: '10.10.0.0/16', gw: '10.9.0.254' }, { dst: '10.11.0.0/16' }])).toEqual([
+    expect(
+      staticRoutesOf([{ dst: '0.0.0.0/0', gw: '10.9.0.1' }, { dst: '10.10.0.0/16', gw: '10.9.0.254' }, { dst: '10.11.0.0/16' }]),
+    ).toEqual([
       { Destination: '10.10.0.0/16', RouteType: 0, NextHop: '10.9.0.254' },
       { Destination: '10.11.0.0/16', RouteType: 1 },
     ]);
@@ -106,15 +151,31 @@ describe('CNM <-> CNI', () => {
 describe('container lookup', () => {
   const list: ContainerSummary[] = [
     { Id: 'c'.repeat(64), Names: ['/other'], NetworkSettings: { Networks: { n: { EndpointID: 'x', NetworkID: NET } } } },
-    { Id: 'abcdef0123456789'.repeat(4), Names: ['/web_1'], Labels: { app: 'web', 'com.example/bad key': 'v' }, NetworkSettings: { Networks: { mynet: { EndpointID: 'ep1', NetworkID: NET, Aliases: ['web-alias'] } } } },
+    {
+      Id: 'abcdef0123456789'.repeat(4),
+      Names: ['/web_1'],
+      Labels: { app: 'web', 'com.example/bad key': 'v' },
+      NetworkSettings: { Networks: { mynet: { EndpointID: 'ep1', NetworkID: NET, Aliases: ['web-alias'] } } },
+    },
   ];
   it('finds the container holding the endpoint', () => {
-    expect(findContainer(list, NET, 'ep1')).toEqual({ id: list[1]!.Id, name: 'web_1', labels: list[1]!.Labels!, aliases: ['web-alias'], network: 'mynet' });
+    expect(findContainer(list, NET, 'ep1')).toEqual({
+      id: list[1]!.Id,
+      name: 'web_1',
+      labels: list[1]!.Labels!,
+      aliases: ['web-alias'],
+      network: 'mynet',
+    });
     expect(findContainer(list, NET, 'nope')).toBeUndefined();
   });
 
   it('writes labels (valid ones), names and aliases onto the Endpoint', () => {
-    const e: Endpoint = { apiVersion: 'cni-ts.dev/v1', kind: 'Endpoint', metadata: { name: 'docker-ep1', namespace: 'default', labels: { tier: 'db' } }, spec: { node: 'n', network: 'docker-x', containerId: 'ep1', ifname: 'cnmep1', ips: ['10.9.0.7/24'] } };
+    const e: Endpoint = {
+      apiVersion: 'cni-ts.dev/v1',
+      kind: 'Endpoint',
+      metadata: { name: 'docker-ep1', namespace: 'default', labels: { tier: 'db' } },
+      spec: { node: 'n', network: 'docker-x', containerId: 'ep1', ifname: 'cnmep1', ips: ['10.9.0.7/24'] },
+    };
     const { endpoint, skipped } = withContainer(e, findContainer(list, NET, 'ep1')!);
     expect(endpoint.metadata.labels).toEqual({ tier: 'db', app: 'web' });
     expect(skipped).toEqual(['com.example/bad key']);
@@ -126,8 +187,18 @@ describe('container lookup', () => {
 describe('the agent config docker section', () => {
   const cfg = (docker: unknown) => parseAgentConfig({ store: { type: 'file', path: '/tmp/x' }, docker }, '/etc/cni-ts/agent.json');
   it('defaults', () => {
-    expect(dockerSettings(cfg({}), '/opt/bin')).toMatchObject({ name: 'cni-ts', socket: '/run/docker/plugins/cni-ts.sock', dockerHost: 'unix:///run/docker.sock', cniPath: ['/opt/bin', '/opt/cni/bin'], ifPrefix: 'cnm', inProcess: true });
-    expect(dockerSettings(cfg({ name: 'net1', dockerHost: false }), '/x')).toMatchObject({ socket: '/run/docker/plugins/net1.sock', dockerHost: '' });
+    expect(dockerSettings(cfg({}), '/opt/bin')).toMatchObject({
+      name: 'cni-ts',
+      socket: '/run/docker/plugins/cni-ts.sock',
+      dockerHost: 'unix:///run/docker.sock',
+      cniPath: ['/opt/bin', '/opt/cni/bin'],
+      ifPrefix: 'cnm',
+      inProcess: true,
+    });
+    expect(dockerSettings(cfg({ name: 'net1', dockerHost: false }), '/x')).toMatchObject({
+      socket: '/run/docker/plugins/net1.sock',
+      dockerHost: '',
+    });
   });
   it('bad values name the key', () => {
     expect(() => dockerSettings(cfg({ socket: 'rel.sock' }), '/x')).toThrow(/docker.socket: must be an absolute path/);

@@ -65,10 +65,19 @@ describe.skipIf(Boolean(why))('Docker networks served by the cni-ts agent (CNM r
     return r.stdout;
   };
   const startAgent = async (): Promise<void> => {
-    const p = execa('nsenter', [`--net=${host.path}`, '--', path.join(BIN, 'cni-ts'), 'agent', '--config', config, '--no-http'], { reject: false, all: true, env: { CNI_LOG_LEVEL: 'debug' } });
+    const p = execa('nsenter', [`--net=${host.path}`, '--', path.join(BIN, 'cni-ts'), 'agent', '--config', config, '--no-http'], {
+      reject: false,
+      all: true,
+      env: { CNI_LOG_LEVEL: 'debug' },
+    });
     p.all?.on('data', (d: Buffer) => (agentLog += String(d)));
     agent = p;
-    await until(async () => existsSync(pluginSock) && agentLog.includes('agent started'), (v) => v, 20_000, 100);
+    await until(
+      async () => existsSync(pluginSock) && agentLog.includes('agent started'),
+      (v) => v,
+      20_000,
+      100,
+    );
     if (!existsSync(pluginSock)) throw new Error(`agent did not serve ${pluginSock}:\n${agentLog}`);
   };
   const stopAgent = async (): Promise<void> => {
@@ -100,15 +109,19 @@ describe.skipIf(Boolean(why))('Docker networks served by the cni-ts agent (CNM r
     }
     return pids;
   };
-  const hostLinks = async (): Promise<string[]> => JSON.parse((await inNs(host, 'ip', ['-j', 'link', 'show'])).stdout).map((l: { ifname: string }) => l.ifname);
+  const hostLinks = async (): Promise<string[]> =>
+    JSON.parse((await inNs(host, 'ip', ['-j', 'link', 'show'])).stdout).map((l: { ifname: string }) => l.ifname);
   const ruleset = async (): Promise<string> => (await inNs(host, 'nft', ['list', 'ruleset'])).stdout;
   /** host-local's reservation files (one per address) under the IPAM data dir */
   const reservations = (): string[] => {
     if (!existsSync(ipamDir)) return [];
-    return readdirSync(ipamDir).flatMap((pool) => readdirSync(path.join(ipamDir, pool)).filter((f) => /^[0-9a-f.:]+$/.test(f) && f.includes('.')));
+    return readdirSync(ipamDir).flatMap((pool) =>
+      readdirSync(path.join(ipamDir, pool)).filter((f) => /^[0-9a-f.:]+$/.test(f) && f.includes('.')),
+    );
   };
   const exec = (c: string, args: string[]) => docker(['exec', c, ...args], true);
-  const ipOf = async (c: string): Promise<string> => (await docker(['inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', c])).stdout;
+  const ipOf = async (c: string): Promise<string> =>
+    (await docker(['inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', c])).stdout;
   /** HTTP GET from a container (busybox wget, bounded by busybox timeout): the body, or "" */
   const fetchFrom = async (c: string, url: string): Promise<string> => {
     const r = await exec(c, ['timeout', '3', 'wget', '-q', '-O-', url]);
@@ -141,7 +154,13 @@ describe.skipIf(Boolean(why))('Docker networks served by the cni-ts agent (CNM r
         policy: { table: `${id}_pol`, lockFile: path.join(dir, 'policy.lock'), resyncSeconds: 2 },
         services: { table: `${id}_svc` },
         dns: { upstreams: ['127.0.0.1:9'], rateLimit: false },
-        docker: { socket: pluginSock, dockerHost: `unix://${dockerSock}`, cacheDir: path.join(dir, 'cache'), ipamDataDir: ipamDir, ifPrefix: id },
+        docker: {
+          socket: pluginSock,
+          dockerHost: `unix://${dockerSock}`,
+          cacheDir: path.join(dir, 'cache'),
+          ipamDataDir: ipamDir,
+          ifPrefix: id,
+        },
       }),
     );
     mkdirSync(path.join(dir, 'store'), { recursive: true });
@@ -165,12 +184,32 @@ describe.skipIf(Boolean(why))('Docker networks served by the cni-ts agent (CNM r
     });
     dockerd = execa(
       'nsenter',
-      [`--net=${host.path}`, '--', DOCKERD!, '--data-root', path.join(dir, 'data'), '--exec-root', path.join(dir, 'exec'), '--host', `unix://${dockerSock}`, '--pidfile', path.join(dir, 'dockerd.pid'), '--iptables=false', '--ip6tables=false', '--bridge=none'],
+      [
+        `--net=${host.path}`,
+        '--',
+        DOCKERD!,
+        '--data-root',
+        path.join(dir, 'data'),
+        '--exec-root',
+        path.join(dir, 'exec'),
+        '--host',
+        `unix://${dockerSock}`,
+        '--pidfile',
+        path.join(dir, 'dockerd.pid'),
+        '--iptables=false',
+        '--ip6tables=false',
+        '--bridge=none',
+      ],
       { reject: false, all: true },
     );
     let dockerdLog = '';
     dockerd.all?.on('data', (d: Buffer) => (dockerdLog += String(d)));
-    const up = await until(() => docker(['info', '-f', '{{.ServerVersion}}'], true), (r) => r.exitCode === 0, 60_000, 500);
+    const up = await until(
+      () => docker(['info', '-f', '{{.ServerVersion}}'], true),
+      (r) => r.exitCode === 0,
+      60_000,
+      500,
+    );
     if (up.exitCode !== 0) throw new Error(`dockerd did not come up: ${dockerdLog.slice(-2000)}`);
 
     // the image: busybox-static and its applets, an httpd document root
@@ -178,7 +217,8 @@ describe.skipIf(Boolean(why))('Docker networks served by the cni-ts agent (CNM r
     mkdirSync(path.join(root, 'bin'), { recursive: true });
     for (const d of ['etc', 'tmp', 'www']) mkdirSync(path.join(root, d), { recursive: true });
     copyFileSync(BUSYBOX!, path.join(root, 'bin', 'busybox'));
-    for (const a of ['sh', 'ping', 'nslookup', 'httpd', 'wget', 'ip', 'sleep', 'cat', 'timeout']) symlinkSync('busybox', path.join(root, 'bin', a));
+    for (const a of ['sh', 'ping', 'nslookup', 'httpd', 'wget', 'ip', 'sleep', 'cat', 'timeout'])
+      symlinkSync('busybox', path.join(root, 'bin', a));
     writeFileSync(path.join(root, 'www', 'index.html'), `hello-${id}\n`);
     await sh('tar', ['-C', root, '-cf', path.join(dir, 'image.tar'), '.']);
     await docker(['import', path.join(dir, 'image.tar'), `${id}:1`]);
@@ -186,24 +226,56 @@ describe.skipIf(Boolean(why))('Docker networks served by the cni-ts agent (CNM r
 
   afterAll(async () => {
     const ms = (re: RegExp): number[] => [...agentLog.matchAll(re)].map((m) => Number(m[1]));
-    console.log(`docker figures: CreateEndpoint (CNI ADD bridge+static+endpoint) ms ${ms(/via \S+ in (\d+) ms/g).join(', ')}; DeleteEndpoint ms ${ms(/deleted in (\d+) ms/g).join(', ')}`);
+    console.log(
+      `docker figures: CreateEndpoint (CNI ADD bridge+static+endpoint) ms ${ms(/via \S+ in (\d+) ms/g).join(', ')}; DeleteEndpoint ms ${ms(/deleted in (\d+) ms/g).join(', ')}`,
+    );
     await cleanup.run();
     // nothing of ours may be left running
     expect(killOurs('SIGKILL')).toEqual([]);
   }, 120_000);
 
   it('refuses a bad --opt with a message docker network create prints', async () => {
-    const r = await docker(['network', 'create', '-d', driver, '--ipam-driver', driver, '--subnet', subnet, '-o', 'bogus=1', `${id}bad`], true);
+    const r = await docker(
+      ['network', 'create', '-d', driver, '--ipam-driver', driver, '--subnet', subnet, '-o', 'bogus=1', `${id}bad`],
+      true,
+    );
     expect(r.exitCode).not.toBe(0);
     expect(r.stderr).toMatch(/unknown option "bogus" \(cni-ts knows: bridge, mtu/);
-    const m = await docker(['network', 'create', '-d', driver, '--ipam-driver', driver, '--subnet', subnet, '-o', 'mtu=abc', `${id}bad`], true);
+    const m = await docker(
+      ['network', 'create', '-d', driver, '--ipam-driver', driver, '--subnet', subnet, '-o', 'mtu=abc', `${id}bad`],
+      true,
+    );
     expect(m.stderr).toMatch(/option mtu: "abc" is not a number/);
     // nothing held: the pool and the gateway were released again
     expect(JSON.parse(await cnictl(['get', 'dockerpools', '-o', 'json'])).items ?? []).toEqual([]);
   });
 
   it('creates a network; the agent restarted afterwards still serves it', async () => {
-    netId = (await docker(['network', 'create', '-d', driver, '--ipam-driver', driver, '--subnet', subnet, '--gateway', gw, '-o', `bridge=${bridge}`, '-o', `nftTable=${id}_br`, '-o', `portmapTable=${id}_pm`, '-o', 'namespace=dkns', '-o', 'label.tier=docker', `${id}net`])).stdout;
+    netId = (
+      await docker([
+        'network',
+        'create',
+        '-d',
+        driver,
+        '--ipam-driver',
+        driver,
+        '--subnet',
+        subnet,
+        '--gateway',
+        gw,
+        '-o',
+        `bridge=${bridge}`,
+        '-o',
+        `nftTable=${id}_br`,
+        '-o',
+        `portmapTable=${id}_pm`,
+        '-o',
+        'namespace=dkns',
+        '-o',
+        'label.tier=docker',
+        `${id}net`,
+      ])
+    ).stdout;
     expect(netId).toMatch(/^[0-9a-f]{64}$/);
     const nets = await cnictl(['get', 'dockernetworks']);
     expect(nets).toContain(subnet);
@@ -212,19 +284,58 @@ describe.skipIf(Boolean(why))('Docker networks served by the cni-ts agent (CNM r
     await startAgent();
     await cnictl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'dkns' } }));
     // after the restart: containers on the network created before it
-    await docker(['run', '-d', '--name', `${id}c1`, '--label', 'app=web', '--network', `${id}net`, '--network-alias', 'web-alias', '--ip', ip1, '-p', '19601:80', `${id}:1`, 'httpd', '-f', '-p', '80', '-h', '/www']);
-    await docker(['run', '-d', '--name', `${id}c2`, '--label', 'app=client', '--network', `${id}net`, '--network-alias', 'client-alias', `${id}:1`, 'sleep', '600']);
+    await docker([
+      'run',
+      '-d',
+      '--name',
+      `${id}c1`,
+      '--label',
+      'app=web',
+      '--network',
+      `${id}net`,
+      '--network-alias',
+      'web-alias',
+      '--ip',
+      ip1,
+      '-p',
+      '19601:80',
+      `${id}:1`,
+      'httpd',
+      '-f',
+      '-p',
+      '80',
+      '-h',
+      '/www',
+    ]);
+    await docker([
+      'run',
+      '-d',
+      '--name',
+      `${id}c2`,
+      '--label',
+      'app=client',
+      '--network',
+      `${id}net`,
+      '--network-alias',
+      'client-alias',
+      `${id}:1`,
+      'sleep',
+      '600',
+    ]);
     expect(await hostLinks()).toContain(bridge);
   }, 120_000);
 
   it('speaks the plugin protocol on its socket (Activate, capabilities, EndpointOperInfo, errors)', async () => {
     const post = (method: string, body: string): Promise<{ status: number; json: Record<string, unknown> }> =>
       new Promise((resolve, reject) => {
-        const req = http.request({ socketPath: pluginSock, path: `/${method}`, method: 'POST', headers: { 'Content-Type': 'application/json' } }, (res) => {
-          let t = '';
-          res.on('data', (d: Buffer) => (t += String(d)));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(t) as Record<string, unknown> }));
-        });
+        const req = http.request(
+          { socketPath: pluginSock, path: `/${method}`, method: 'POST', headers: { 'Content-Type': 'application/json' } },
+          (res) => {
+            let t = '';
+            res.on('data', (d: Buffer) => (t += String(d)));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(t) as Record<string, unknown> }));
+          },
+        );
         req.on('error', reject);
         req.end(body);
       });
@@ -255,7 +366,11 @@ describe.skipIf(Boolean(why))('Docker networks served by the cni-ts agent (CNM r
 
   it('registers Endpoint objects with the container labels and names, resolved by the agent DNS', async () => {
     const eps = await until(
-      async () => JSON.parse(await cnictl(['get', 'endpoints', '-n', 'dkns', '-o', 'json'])).items as Array<{ metadata: { labels?: Record<string, string> }; spec: { ips: string[]; aliases?: string[]; network: string; hostInterface?: string } }>,
+      async () =>
+        JSON.parse(await cnictl(['get', 'endpoints', '-n', 'dkns', '-o', 'json'])).items as Array<{
+          metadata: { labels?: Record<string, string> };
+          spec: { ips: string[]; aliases?: string[]; network: string; hostInterface?: string };
+        }>,
       (items) => items.length === 2 && items.every((e) => e.metadata.labels?.app && e.spec.aliases?.length),
     );
     const web = eps.find((e) => e.spec.ips[0] === `${ip1}/24`);
@@ -263,7 +378,12 @@ describe.skipIf(Boolean(why))('Docker networks served by the cni-ts agent (CNM r
     expect(web?.spec.aliases).toEqual(expect.arrayContaining([`${id}c1`, 'web-alias']));
     expect(web?.spec.hostInterface).toMatch(/^veth/);
     // the agent's DNS server on the network's gateway: container names and aliases
-    const ask = (from: string, name: string) => until(() => exec(from, ['nslookup', name, gw]), (r) => r.exitCode === 0 && r.stdout.includes('Address: 10.196.'), 10_000);
+    const ask = (from: string, name: string) =>
+      until(
+        () => exec(from, ['nslookup', name, gw]),
+        (r) => r.exitCode === 0 && r.stdout.includes('Address: 10.196.'),
+        10_000,
+      );
     expect((await ask(`${id}c2`, `${id}c1`)).stdout).toContain(ip1);
     expect((await ask(`${id}c2`, 'web-alias')).stdout).toContain(ip1);
     const ip2 = await ipOf(`${id}c2`);
@@ -280,35 +400,93 @@ describe.skipIf(Boolean(why))('Docker networks served by the cni-ts agent (CNM r
 
   it('a NetworkPolicy applied with cnictl drops what it should between Docker containers', async () => {
     await docker(['run', '-d', '--name', `${id}c3`, '--label', 'app=allowed', '--network', `${id}net`, `${id}:1`, 'sleep', '600']);
-    await until(async () => JSON.parse(await cnictl(['get', 'endpoints', '-n', 'dkns', '-l', 'app=allowed', '-o', 'json'])).items.length, (n) => n === 1);
+    await until(
+      async () => JSON.parse(await cnictl(['get', 'endpoints', '-n', 'dkns', '-l', 'app=allowed', '-o', 'json'])).items.length,
+      (n) => n === 1,
+    );
     const url = `http://${ip1}/`;
     expect(await fetchFrom(`${id}c2`, url)).toBe(`hello-${id}`);
-    await cnictl(['apply', '-f', '-'], JSON.stringify({
-      apiVersion: 'networking.k8s.io/v1',
-      kind: 'NetworkPolicy',
-      metadata: { name: 'web-from-allowed', namespace: 'dkns' },
-      spec: { podSelector: { matchLabels: { app: 'web' } }, policyTypes: ['Ingress'], ingress: [{ from: [{ podSelector: { matchLabels: { app: 'allowed' } } }], ports: [{ port: 80, protocol: 'TCP' }] }] },
-    }));
-    expect(await until(() => fetchFrom(`${id}c2`, url), (b) => b === '', 15_000)).toBe('');
+    await cnictl(
+      ['apply', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'networking.k8s.io/v1',
+        kind: 'NetworkPolicy',
+        metadata: { name: 'web-from-allowed', namespace: 'dkns' },
+        spec: {
+          podSelector: { matchLabels: { app: 'web' } },
+          policyTypes: ['Ingress'],
+          ingress: [{ from: [{ podSelector: { matchLabels: { app: 'allowed' } } }], ports: [{ port: 80, protocol: 'TCP' }] }],
+        },
+      }),
+    );
+    expect(
+      await until(
+        () => fetchFrom(`${id}c2`, url),
+        (b) => b === '',
+        15_000,
+      ),
+    ).toBe('');
     expect(await fetchFrom(`${id}c3`, url)).toBe(`hello-${id}`);
     expect((await exec(`${id}c2`, ['ping', '-c', '1', '-W', '1', ip1])).exitCode).not.toBe(0);
     await cnictl(['delete', 'networkpolicy', 'web-from-allowed', '-n', 'dkns']);
-    expect(await until(() => fetchFrom(`${id}c2`, url), (b) => b !== '', 15_000)).toBe(`hello-${id}`);
+    expect(
+      await until(
+        () => fetchFrom(`${id}c2`, url),
+        (b) => b !== '',
+        15_000,
+      ),
+    ).toBe(`hello-${id}`);
   }, 60_000);
 
   it('a Service selecting Docker containers by label reaches them through its VIP', async () => {
     const vip = `10.96.${octet}.10`;
-    await cnictl(['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'dkns' }, spec: { clusterIP: vip, clusterIPs: [vip], selector: { app: 'web' }, ports: [{ port: 80, targetPort: 80, protocol: 'TCP' }] } }));
-    expect(await until(() => fetchFrom(`${id}c2`, `http://${vip}/`), (b) => b !== '', 15_000)).toBe(`hello-${id}`);
+    await cnictl(
+      ['apply', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name: 'web', namespace: 'dkns' },
+        spec: { clusterIP: vip, clusterIPs: [vip], selector: { app: 'web' }, ports: [{ port: 80, targetPort: 80, protocol: 'TCP' }] },
+      }),
+    );
+    expect(
+      await until(
+        () => fetchFrom(`${id}c2`, `http://${vip}/`),
+        (b) => b !== '',
+        15_000,
+      ),
+    ).toBe(`hello-${id}`);
     await cnictl(['delete', 'service', 'web', '-n', 'dkns']);
   }, 60_000);
 
   it('a failed CreateEndpoint leaves nothing behind, and says why', async () => {
     const b2 = `${id}b2`;
-    await docker(['network', 'create', '-d', driver, '--ipam-driver', driver, '--subnet', `10.197.${octet}.0/24`, '--ip-range', `10.197.${octet}.128/25`, '-o', `bridge=${b2}`, '-o', `nftTable=${id}_br`, '-o', 'namespace=dkns', `${id}net2`]);
+    await docker([
+      'network',
+      'create',
+      '-d',
+      driver,
+      '--ipam-driver',
+      driver,
+      '--subnet',
+      `10.197.${octet}.0/24`,
+      '--ip-range',
+      `10.197.${octet}.128/25`,
+      '-o',
+      `bridge=${b2}`,
+      '-o',
+      `nftTable=${id}_br`,
+      '-o',
+      'namespace=dkns',
+      `${id}net2`,
+    ]);
     // something that is not a bridge takes the bridge's name: the bridge plugin's ADD fails
     await inNs(host, 'ip', ['link', 'add', b2, 'type', 'veth', 'peer', 'name', `${id}b3`]);
-    const before = { links: (await hostLinks()).sort(), eps: JSON.parse(await cnictl(['get', 'endpoints', '-A', '-o', 'json'])).items.length, res: reservations().sort() };
+    const before = {
+      links: (await hostLinks()).sort(),
+      eps: JSON.parse(await cnictl(['get', 'endpoints', '-A', '-o', 'json'])).items.length,
+      res: reservations().sort(),
+    };
     const r = await docker(['run', '-d', '--name', `${id}bad`, '--network', `${id}net2`, `${id}:1`, 'sleep', '60'], true);
     expect(r.exitCode).not.toBe(0);
     expect(r.stderr).toMatch(new RegExp(`attaching endpoint [0-9a-f]{12}: .*${b2}`));
@@ -329,7 +507,21 @@ describe.skipIf(Boolean(why))('Docker networks served by the cni-ts agent (CNM r
   }, 60_000);
 
   it("Docker's own IPAM: cni-ts attaches with the address Docker picked; network connect/disconnect", async () => {
-    await docker(['network', 'create', '-d', driver, '--subnet', `10.198.${octet}.0/24`, '-o', `bridge=${id}b4`, '-o', `nftTable=${id}_br`, '-o', 'namespace=dkns', `${id}net3`]);
+    await docker([
+      'network',
+      'create',
+      '-d',
+      driver,
+      '--subnet',
+      `10.198.${octet}.0/24`,
+      '-o',
+      `bridge=${id}b4`,
+      '-o',
+      `nftTable=${id}_br`,
+      '-o',
+      'namespace=dkns',
+      `${id}net3`,
+    ]);
     await docker(['run', '-d', '--name', `${id}d1`, '--network', `${id}net3`, `${id}:1`, 'sleep', '60']);
     const ip = await ipOf(`${id}d1`);
     expect(ip).toMatch(new RegExp(`^10\\.198\\.${octet}\\.`));
@@ -357,7 +549,7 @@ describe.skipIf(Boolean(why))('Docker networks served by the cni-ts agent (CNM r
     await startAgent();
     await docker(['rm', '-f', `${id}c1`, `${id}c2`, `${id}c3`]);
     const links = await hostLinks();
-    expect(links.filter((l) => l.startsWith('veth') || l.startsWith(id + 'c') && l !== `${id}c`)).toEqual([]);
+    expect(links.filter((l) => l.startsWith('veth') || (l.startsWith(id + 'c') && l !== `${id}c`))).toEqual([]);
     expect(links.filter((l) => l.startsWith(id) && ![`${id}h`, bridge].includes(l))).toEqual([]);
     const rules = await ruleset();
     for (const ip of ips) expect(rules).not.toContain(ip);

@@ -9,7 +9,12 @@ import type { Endpoint, NetworkPolicy } from '../shared/objects/types.ts';
 import { Cleanup } from './helpers/netns.ts';
 import { PolicyMatrix } from './helpers/policy-matrix.ts';
 
-const denyIn = (ns: string): NetworkPolicy => ({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: 'deny-in', namespace: ns }, spec: { podSelector: {}, policyTypes: ['Ingress'] } });
+const denyIn = (ns: string): NetworkPolicy => ({
+  apiVersion: 'networking.k8s.io/v1',
+  kind: 'NetworkPolicy',
+  metadata: { name: 'deny-in', namespace: ns },
+  spec: { podSelector: {}, policyTypes: ['Ingress'] },
+});
 
 describe('endpoint plugin + agent on the kernel', () => {
   const cleanup = new Cleanup();
@@ -26,7 +31,10 @@ describe('endpoint plugin + agent on the kernel', () => {
     // x/a serves before its endpoint ADD: reachable then (not registered yet; a runtime starts
     // no process in it before the chain returns) ...
     let before: boolean | undefined;
-    const ep = await m.addPod('x/a', { serveBeforeEndpoint: true, beforeEndpoint: async () => void (before = (await m.probe(80, 'tcp', 700, ['y/a', 'x/a']))['y/a']['x/a']) });
+    const ep = await m.addPod('x/a', {
+      serveBeforeEndpoint: true,
+      beforeEndpoint: async () => void (before = (await m.probe(80, 'tcp', 700, ['y/a', 'x/a']))['y/a']['x/a']),
+    });
     expect(before).toBe(true);
     expect(ep.exitCode, ep.stdout + ep.stderr).toBe(0);
     // ... and the very first probe after ADD returned is denied: no agent runs
@@ -34,7 +42,14 @@ describe('endpoint plugin + agent on the kernel', () => {
     expect(r['y/a']['x/a']).toBe(false);
     expect(r['x/a']['y/a']).toBe(true);
     // prevResult passed through, its dns pointed at the agent's DNS server on the gateway
-    expect(JSON.parse(ep.stdout)).toEqual({ ...(m.prevResultOf('x/a') as object), dns: { nameservers: [m.tb.gateway], search: ['x.svc.cluster.local', 'svc.cluster.local', 'cluster.local', 'dns.podman'], options: ['ndots:5'] } });
+    expect(JSON.parse(ep.stdout)).toEqual({
+      ...(m.prevResultOf('x/a') as object),
+      dns: {
+        nameservers: [m.tb.gateway],
+        search: ['x.svc.cluster.local', 'svc.cluster.local', 'cluster.local', 'dns.podman'],
+        options: ['ndots:5'],
+      },
+    });
   });
 
   it('CHECK passes for a registered pod and fails (105) when its registration is gone', async () => {
@@ -42,7 +57,12 @@ describe('endpoint plugin + agent on the kernel', () => {
     const ok = await m.endpoint('CHECK', 'x/a', prev);
     expect(ok.exitCode, ok.stdout + ok.stderr).toBe(0);
     const cur = await m.store.get<Endpoint>({ kind: 'Endpoint', namespace: 'x', name: 'a' });
-    expect(cur?.object.spec).toMatchObject({ node: m.node, containerId: m.pods.get('x/a')!.containerId, ifname: 'eth0', ips: [expect.stringMatching(/\/24$/)] });
+    expect(cur?.object.spec).toMatchObject({
+      node: m.node,
+      containerId: m.pods.get('x/a')!.containerId,
+      ifname: 'eth0',
+      ips: [expect.stringMatching(/\/24$/)],
+    });
     expect(cur?.object.metadata.labels).toEqual({ pod: 'a' });
     expect(cur?.object.spec.ports?.map((p) => p.name)).toContain('serve-80-tcp');
     expect(cur?.object.spec.hostInterface).toMatch(/^veth/);
@@ -57,12 +77,22 @@ describe('endpoint plugin + agent on the kernel', () => {
     const p = m.pods.get('x/a')!;
     const run = (command: string, prevResult?: unknown): ReturnType<PolicyMatrix['plugin']> =>
       m.plugin('endpoint', {
-        command, containerId: p.containerId, netns: p.netns.path, ifname: 'net1', args: 'K8S_POD_NAMESPACE=x;K8S_POD_NAME=a',
+        command,
+        containerId: p.containerId,
+        netns: p.netns.path,
+        ifname: 'net1',
+        args: 'K8S_POD_NAMESPACE=x;K8S_POD_NAME=a',
         config: { cniVersion: '1.1.0', name: `${m.tb.id}net2`, ...m.endpointConf(), ...(prevResult ? { prevResult } : {}) },
       });
-    const add = await run('ADD', { cniVersion: '1.1.0', interfaces: [{ name: 'net1', sandbox: p.netns.path }], ips: [{ interface: 0, address: '10.254.254.7/24' }] });
+    const add = await run('ADD', {
+      cniVersion: '1.1.0',
+      interfaces: [{ name: 'net1', sandbox: p.netns.path }],
+      ips: [{ interface: 0, address: '10.254.254.7/24' }],
+    });
     expect(add.exitCode, add.stdout + add.stderr).toBe(0);
-    expect((await m.store.get<Endpoint>({ kind: 'Endpoint', namespace: 'x', name: 'a-net1' }))?.object.spec.ips).toEqual(['10.254.254.7/24']);
+    expect((await m.store.get<Endpoint>({ kind: 'Endpoint', namespace: 'x', name: 'a-net1' }))?.object.spec.ips).toEqual([
+      '10.254.254.7/24',
+    ]);
     expect((await m.store.get<Endpoint>({ kind: 'Endpoint', namespace: 'x', name: 'a' }))?.object.spec.ifname).toBe('eth0');
     expect((await run('DEL')).exitCode).toBe(0);
     expect(await m.store.get({ kind: 'Endpoint', namespace: 'x', name: 'a-net1' })).toBeUndefined();
@@ -98,7 +128,10 @@ describe('endpoint plugin + agent on the kernel', () => {
       const r = await m.addPod('x/c');
       expect(r.exitCode).not.toBe(0);
       expect(r.json?.code, r.stdout).toBe(11);
-      const st = await m.plugin('endpoint', { command: 'STATUS', config: { cniVersion: '1.1.0', name: `${m.tb.id}net`, ...m.endpointConf() } });
+      const st = await m.plugin('endpoint', {
+        command: 'STATUS',
+        config: { cniVersion: '1.1.0', name: `${m.tb.id}net`, ...m.endpointConf() },
+      });
       expect(st.json?.code, st.stdout).toBe(50);
       expect((await m.nft(['-s', 'list', 'table', 'inet', m.table])).stdout).toBe(before);
     } finally {
@@ -106,7 +139,10 @@ describe('endpoint plugin + agent on the kernel', () => {
       renameSync(aside, m.storeDir);
     }
     expect(await m.store.get({ kind: 'Endpoint', namespace: 'x', name: 'c' })).toBeUndefined();
-    const st = await m.plugin('endpoint', { command: 'STATUS', config: { cniVersion: '1.1.0', name: `${m.tb.id}net`, ...m.endpointConf() } });
+    const st = await m.plugin('endpoint', {
+      command: 'STATUS',
+      config: { cniVersion: '1.1.0', name: `${m.tb.id}net`, ...m.endpointConf() },
+    });
     expect(st.exitCode, st.stdout).toBe(0);
   });
 
@@ -129,15 +165,29 @@ describe('endpoint plugin + agent on the kernel', () => {
     expect(again.exitCode, again.stdout + again.stderr).toBe(0);
   });
 
-  it('GC removes this node\'s endpoints of the network that are not valid attachments', async () => {
+  it("GC removes this node's endpoints of the network that are not valid attachments", async () => {
     const keep = m.pods.get('y/a')!;
     // a stale registration of this node and network, and one of another node (left alone)
-    const stale: Endpoint = { apiVersion: 'cni-ts.dev/v1', kind: 'Endpoint', metadata: { name: 'gone', namespace: 'x' }, spec: { node: m.node, network: `${m.tb.id}net`, containerId: 'gone1', ifname: 'eth0', ips: ['10.255.255.9/24'] } };
-    const other: Endpoint = { ...stale, metadata: { name: 'elsewhere', namespace: 'x' }, spec: { ...stale.spec, node: 'other-node', containerId: 'other1' } };
+    const stale: Endpoint = {
+      apiVersion: 'cni-ts.dev/v1',
+      kind: 'Endpoint',
+      metadata: { name: 'gone', namespace: 'x' },
+      spec: { node: m.node, network: `${m.tb.id}net`, containerId: 'gone1', ifname: 'eth0', ips: ['10.255.255.9/24'] },
+    };
+    const other: Endpoint = {
+      ...stale,
+      metadata: { name: 'elsewhere', namespace: 'x' },
+      spec: { ...stale.spec, node: 'other-node', containerId: 'other1' },
+    };
     await m.apply(stale, other);
     const gc = await m.plugin('endpoint', {
       command: 'GC',
-      config: { cniVersion: '1.1.0', name: `${m.tb.id}net`, ...m.endpointConf(), 'cni.dev/valid-attachments': [{ containerID: keep.containerId, ifname: 'eth0' }] },
+      config: {
+        cniVersion: '1.1.0',
+        name: `${m.tb.id}net`,
+        ...m.endpointConf(),
+        'cni.dev/valid-attachments': [{ containerID: keep.containerId, ifname: 'eth0' }],
+      },
     });
     expect(gc.exitCode, gc.stdout + gc.stderr).toBe(0);
     expect(await m.store.get({ kind: 'Endpoint', namespace: 'x', name: 'gone' })).toBeUndefined();

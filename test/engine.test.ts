@@ -9,8 +9,14 @@ import { definePlugin } from '../shared/cni/plugin.ts';
 import type { Result } from '../shared/cni/types.ts';
 
 const full: Result = {
-  interfaces: [{ name: 'br0', mac: '00:11:22:33:44:55', mtu: 1400 }, { name: 'eth0', mac: '00:11:22:33:44:66', sandbox: '/run/netns/x', pciID: '0000:00:01.0' }],
-  ips: [{ address: '10.1.0.5/24', gateway: '10.1.0.1', interface: 1 }, { address: 'fd00::5/64', gateway: 'fd00::1', interface: 1 }],
+  interfaces: [
+    { name: 'br0', mac: '00:11:22:33:44:55', mtu: 1400 },
+    { name: 'eth0', mac: '00:11:22:33:44:66', sandbox: '/run/netns/x', pciID: '0000:00:01.0' },
+  ],
+  ips: [
+    { address: '10.1.0.5/24', gateway: '10.1.0.1', interface: 1 },
+    { address: 'fd00::5/64', gateway: 'fd00::1', interface: 1 },
+  ],
   routes: [{ dst: '0.0.0.0/0', gw: '10.1.0.1', mtu: 1400, priority: 5 }, { dst: '::/0' }],
   dns: { nameservers: ['10.1.0.1'], search: ['example.test'] },
 };
@@ -133,9 +139,17 @@ describe('engine', () => {
     for (const v of ['0.4.0', '1.0.0', '1.1.0']) {
       for (const extra of [{}, { prevResult: null }]) {
         const out = await invoke(p, { ...env, CNI_COMMAND: 'CHECK' }, JSON.stringify({ cniVersion: v, name: 'n', ...extra }));
-        expect(JSON.parse(out.stdout)).toMatchObject({ cniVersion: v, code: 7, msg: 'invalid network config: prevResult: is required for CHECK' });
+        expect(JSON.parse(out.stdout)).toMatchObject({
+          cniVersion: v,
+          code: 7,
+          msg: 'invalid network config: prevResult: is required for CHECK',
+        });
       }
-      const ok = await invoke(p, { ...env, CNI_COMMAND: 'CHECK' }, JSON.stringify({ cniVersion: v, name: 'n', prevResult: { cniVersion: v, ips: [] } }));
+      const ok = await invoke(
+        p,
+        { ...env, CNI_COMMAND: 'CHECK' },
+        JSON.stringify({ cniVersion: v, name: 'n', prevResult: { cniVersion: v, ips: [] } }),
+      );
       expect(ok.exitCode, ok.stdout).toBe(0);
     }
     expect(checked).toBe(6); // validateConfig + check, only for the three with prevResult
@@ -150,16 +164,32 @@ describe('engine', () => {
     expect(causeOf('no name: here', ['bridge'])).toBe('no name: here');
     const failing = (name: string, err: Error) => definePlugin({ ...plugin, name, add: async () => Promise.reject(err) });
     // what the runtime sees from the outer plugin when its delegate failed
-    const inner = await invoke(failing('bridge', new DelegatedError(105, 'no address is reserved', 'via host-local')), env, JSON.stringify({ cniVersion: '1.1.0', name: 'n' }));
+    const inner = await invoke(
+      failing('bridge', new DelegatedError(105, 'no address is reserved', 'via host-local')),
+      env,
+      JSON.stringify({ cniVersion: '1.1.0', name: 'n' }),
+    );
     expect(JSON.parse(inner.stdout)).toMatchObject({ code: 105, msg: 'bridge: no address is reserved', details: 'via host-local' });
-    const outer = await invoke(failing('overlay', new DelegatedError(105, causeOf(JSON.parse(inner.stdout).msg, ['bridge']), 'via bridge > host-local')), env, JSON.stringify({ cniVersion: '1.1.0', name: 'n' }));
+    const outer = await invoke(
+      failing('overlay', new DelegatedError(105, causeOf(JSON.parse(inner.stdout).msg, ['bridge']), 'via bridge > host-local')),
+      env,
+      JSON.stringify({ cniVersion: '1.1.0', name: 'n' }),
+    );
     expect(JSON.parse(outer.stdout)).toMatchObject({ code: 105, msg: 'overlay: no address is reserved' });
     // the plugin's own errors are not prefixed
-    const own = await invoke(failing('overlay', new CniError(7, 'invalid network config: x: y')), env, JSON.stringify({ cniVersion: '1.1.0', name: 'n' }));
+    const own = await invoke(
+      failing('overlay', new CniError(7, 'invalid network config: x: y')),
+      env,
+      JSON.stringify({ cniVersion: '1.1.0', name: 'n' }),
+    );
     expect(JSON.parse(own.stdout).msg).toBe('invalid network config: x: y');
   });
   it('refuses CHECK below 0.4.0 and GC/STATUS below 1.1.0', async () => {
-    for (const [cmd, v] of [['CHECK', '0.3.1'], ['GC', '1.0.0'], ['STATUS', '1.0.0']]) {
+    for (const [cmd, v] of [
+      ['CHECK', '0.3.1'],
+      ['GC', '1.0.0'],
+      ['STATUS', '1.0.0'],
+    ]) {
       const out = await invoke(plugin, { ...env, CNI_COMMAND: cmd, CNI_PATH: '/x' }, JSON.stringify({ cniVersion: v, name: 'n' }));
       expect(JSON.parse(out.stdout).code).toBe(1);
     }

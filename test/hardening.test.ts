@@ -31,7 +31,14 @@ interface Net {
 function makeNet(): Net {
   const id = uid('');
   const n = parseInt(id.slice(0, 4), 16);
-  const net: Net = { id, br: `hcbr${id}`, prefix: `10.${100 + (n % 100)}.${n >> 8}.`, table: `hc_${id}`, dataDir: `/var/lib/cni/hc-${id}`, name: `hcnet-${id}` };
+  const net: Net = {
+    id,
+    br: `hcbr${id}`,
+    prefix: `10.${100 + (n % 100)}.${n >> 8}.`,
+    table: `hc_${id}`,
+    dataDir: `/var/lib/cni/hc-${id}`,
+    name: `hcnet-${id}`,
+  };
   cleanup.add(async () => {
     await deleteLink(net.br);
     await sh('nft', ['delete', 'table', 'inet', net.table], { allowFail: true });
@@ -50,18 +57,35 @@ function twoAddressConf(net: Net): Record<string, unknown> {
     isGateway: true,
     ipMasq: true,
     nftTable: net.table,
-    ipam: { type: 'host-local', ranges: [[{ subnet: `${net.prefix}0/24`, rangeStart: `${net.prefix}2`, rangeEnd: `${net.prefix}3` }]], dataDir: net.dataDir },
+    ipam: {
+      type: 'host-local',
+      ranges: [[{ subnet: `${net.prefix}0/24`, rangeStart: `${net.prefix}2`, rangeEnd: `${net.prefix}3` }]],
+      dataDir: net.dataDir,
+    },
   };
 }
 
 const bridge = (command: string, id: string, ns: TestNetns | string, config: unknown, args?: string, ifname = 'eth0'): Promise<PluginRun> =>
-  runPlugin('bridge', { command, containerId: id, netns: typeof ns === 'string' ? ns : ns.path, ifname, config, args, binDir: BINDIR, path: BINDIR });
+  runPlugin('bridge', {
+    command,
+    containerId: id,
+    netns: typeof ns === 'string' ? ns : ns.path,
+    ifname,
+    config,
+    args,
+    binDir: BINDIR,
+    path: BINDIR,
+  });
 
 const ipOf = (r: PluginRun): string | undefined => (r.json?.ips as Array<{ address: string }> | undefined)?.[0]?.address.split('/')[0];
 
 function reservations(net: Net): string[] {
   const dir = `${net.dataDir}/${net.name}`;
-  return existsSync(dir) ? readdirSync(dir).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)).sort() : [];
+  return existsSync(dir)
+    ? readdirSync(dir)
+        .filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f))
+        .sort()
+    : [];
 }
 
 /** Saddrs of the masquerade rules in the network's table. */
@@ -69,8 +93,13 @@ async function masqSources(net: Net): Promise<string[]> {
   const r = await sh('nft', ['-j', 'list', 'table', 'inet', net.table], { allowFail: true });
   if (r.exitCode !== 0) return [];
   const out: string[] = [];
-  for (const o of (JSON.parse(r.stdout) as { nftables: Array<{ rule?: { expr: Array<{ match?: { left?: { payload?: { field?: string } }; right?: unknown } }> } }> }).nftables) {
-    for (const e of o.rule?.expr ?? []) if (e.match?.left?.payload?.field === 'saddr' && typeof e.match.right === 'string') out.push(e.match.right);
+  for (const o of (
+    JSON.parse(r.stdout) as {
+      nftables: Array<{ rule?: { expr: Array<{ match?: { left?: { payload?: { field?: string } }; right?: unknown } }> } }>;
+    }
+  ).nftables) {
+    for (const e of o.rule?.expr ?? [])
+      if (e.match?.left?.payload?.field === 'saddr' && typeof e.match.right === 'string') out.push(e.match.right);
   }
   return out.sort();
 }
@@ -103,7 +132,12 @@ describe('item 2: a repeated ADD of a live attachment never releases what it hol
       expect(cc.exitCode).toBe(1);
       expect(cc.json?.code).toBe(103);
       expect(reservations(net)).toEqual([`${net.prefix}2`, `${net.prefix}3`]);
-      for (const [id, ns] of [['hc-a', nsA], ['hc-b', nsB], ['hc-c', nsC]] as const) expect((await bridge('DEL', id, ns, c)).exitCode).toBe(0);
+      for (const [id, ns] of [
+        ['hc-a', nsA],
+        ['hc-b', nsB],
+        ['hc-c', nsC],
+      ] as const)
+        expect((await bridge('DEL', id, ns, c)).exitCode).toBe(0);
       expect(reservations(net)).toEqual([]);
       expect(await masqSources(net)).toEqual([]);
     });
@@ -118,7 +152,9 @@ describe('item 2: a live attachment the names do not reveal (host end renamed, a
       if (backend === 'iptables') cleanup.add(() => new IptablesMasquerade(chain).removeChain());
       const c = { ...twoAddressConf(net), ipMasqBackend: backend, iptablesChain: chain };
       const rules = async (): Promise<string[]> =>
-        backend === 'nftables' ? masqSources(net) : (await sh('iptables-save', ['-t', 'nat'])).stdout.split('\n').filter((l) => l.startsWith(`-A ${chain} `));
+        backend === 'nftables'
+          ? masqSources(net)
+          : (await sh('iptables-save', ['-t', 'nat'])).stdout.split('\n').filter((l) => l.startsWith(`-A ${chain} `));
       const [nsA, nsB] = [await makeNetns(cleanup, 'hcns'), await makeNetns(cleanup, 'hcns')];
       const a = await bridge('ADD', 'hc-r', nsA, c);
       expect(a.exitCode, a.stdout).toBe(0);
@@ -133,7 +169,11 @@ describe('item 2: a live attachment the names do not reveal (host end renamed, a
       expect(await pingable(nsA, `${net.prefix}1`)).toBe(true);
       const b = await bridge('ADD', 'hc-b', nsB, c);
       expect(ipOf(b)).toBe(`${net.prefix}3`);
-      for (const [id, ns] of [['hc-r', nsA], ['hc-b', nsB]] as const) expect((await bridge('DEL', id, ns, c)).exitCode).toBe(0);
+      for (const [id, ns] of [
+        ['hc-r', nsA],
+        ['hc-b', nsB],
+      ] as const)
+        expect((await bridge('DEL', id, ns, c)).exitCode).toBe(0);
       expect(await linkExists(renamed)).toBe(false);
       expect(reservations(net)).toEqual([]);
       expect(await rules()).toEqual([]);
@@ -151,10 +191,31 @@ describe('item 2: overlay (bridge by delegation, inside a host netns of the test
     await inNs(fab, 'ip', ['link', 'add', 'hcu0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', host.path]);
     await inNs(fab, 'ip', ['addr', 'add', '192.168.232.254/24', 'dev', 'hcu0']);
     await inNs(fab, 'ip', ['link', 'set', 'hcu0', 'up']);
-    await sh('ip', ['-n', host.name, '-batch', '-'], { input: 'addr add 192.168.232.1/24 dev eth0\nlink set eth0 up\nlink set lo up\nroute add default via 192.168.232.254\n' });
-    const config = { cniVersion: '1.1.0', name: 'hcovl', type: 'overlay', network: '10.215.0.0/16', stateDir: path.join(dir, 'state'), nftTable: 'hc_ovl', leaseTTL: 120, store: { type: 'file', path: path.join(dir, 'leases.json') } };
+    await sh('ip', ['-n', host.name, '-batch', '-'], {
+      input: 'addr add 192.168.232.1/24 dev eth0\nlink set eth0 up\nlink set lo up\nroute add default via 192.168.232.254\n',
+    });
+    const config = {
+      cniVersion: '1.1.0',
+      name: 'hcovl',
+      type: 'overlay',
+      network: '10.215.0.0/16',
+      stateDir: path.join(dir, 'state'),
+      nftTable: 'hc_ovl',
+      leaseTTL: 120,
+      store: { type: 'file', path: path.join(dir, 'leases.json') },
+    };
     const ovl = (command: string, id: string, ns: TestNetns, args?: string): Promise<PluginRun> =>
-      runPlugin('overlay', { command, containerId: id, netns: ns.path, ifname: 'eth0', config, args, hostNetns: host.path, binDir: BINDIR, path: BINDIR });
+      runPlugin('overlay', {
+        command,
+        containerId: id,
+        netns: ns.path,
+        ifname: 'eth0',
+        config,
+        args,
+        hostNetns: host.path,
+        binDir: BINDIR,
+        path: BINDIR,
+      });
     const [pa, pb] = [await makeNetns(cleanup, 'hcns'), await makeNetns(cleanup, 'hcns')];
     const a = await ovl('ADD', 'hc-oa', pa);
     expect(a.exitCode, a.stdout + a.stderr).toBe(0);
@@ -169,7 +230,11 @@ describe('item 2: overlay (bridge by delegation, inside a host netns of the test
     expect(b.exitCode, b.stdout + b.stderr).toBe(0);
     expect(ipOf(b)).not.toBe(ipA);
     expect(await pingable(pa, ipOf(b)!)).toBe(true);
-    for (const [id, ns] of [['hc-oa', pa], ['hc-ob', pb]] as const) expect((await ovl('DEL', id, ns)).exitCode).toBe(0);
+    for (const [id, ns] of [
+      ['hc-oa', pa],
+      ['hc-ob', pb],
+    ] as const)
+      expect((await ovl('DEL', id, ns)).exitCode).toBe(0);
   });
 });
 
@@ -220,9 +285,13 @@ describe('item 3: colliding host veth names', () => {
   });
 });
 
-
 /** A plugin run with a time bound (a delegation loop must not hang the suite). */
-async function bounded(name: string, env: Record<string, string>, config: unknown, ms = 15_000): Promise<PluginRun & { timedOut: boolean }> {
+async function bounded(
+  name: string,
+  env: Record<string, string>,
+  config: unknown,
+  ms = 15_000,
+): Promise<PluginRun & { timedOut: boolean }> {
   const r = await execa(path.join(BINDIR, name), [], {
     input: JSON.stringify(config),
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', CNI_PATH: BINDIR, ...env },
@@ -265,18 +334,29 @@ describe('item 4: ipam.type naming an interface plugin, delegation depth', () =>
     const dataDir = `/run/hc-hostdev-${uid('')}`;
     cleanup.add(async () => rmSync(dataDir, { recursive: true, force: true }));
     const config = { cniVersion: '1.1.0', name: 'hcloop', type: 'host-device', device: dev, dataDir, ipam: { type: 'host-device' } };
-    const r = await bounded('host-device', { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'hc-loop', CNI_NETNS: ns.path, CNI_IFNAME: 'eth0' }, config);
+    const r = await bounded(
+      'host-device',
+      { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'hc-loop', CNI_NETNS: ns.path, CNI_IFNAME: 'eth0' },
+      config,
+    );
     expect(r.timedOut).toBe(false);
     expect(r.json?.code, r.stdout).toBe(7);
     expect(await linkExists(dev)).toBe(true);
   });
 
-  it.skipIf(process.env.HC_BIN !== undefined)('with CNI_TS_NO_INPROCESS=1 (one process per delegate) it is refused before any exec', async () => {
-    const ns = await makeNetns(cleanup, 'hcns');
-    const r = await bounded('bridge', { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'hc-loop', CNI_NETNS: ns.path, CNI_IFNAME: 'eth0', CNI_TS_NO_INPROCESS: '1' }, { cniVersion: '1.1.0', name: 'hcloop', type: 'bridge', bridge: 'hcbrx', ipam: { type: 'bridge' } });
-    expect(r.timedOut).toBe(false);
-    expect(r.json?.code, r.stdout).toBe(7);
-  });
+  it.skipIf(process.env.HC_BIN !== undefined)(
+    'with CNI_TS_NO_INPROCESS=1 (one process per delegate) it is refused before any exec',
+    async () => {
+      const ns = await makeNetns(cleanup, 'hcns');
+      const r = await bounded(
+        'bridge',
+        { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'hc-loop', CNI_NETNS: ns.path, CNI_IFNAME: 'eth0', CNI_TS_NO_INPROCESS: '1' },
+        { cniVersion: '1.1.0', name: 'hcloop', type: 'bridge', bridge: 'hcbrx', ipam: { type: 'bridge' } },
+      );
+      expect(r.timedOut).toBe(false);
+      expect(r.json?.code, r.stdout).toBe(7);
+    },
+  );
 
   it('CNI_TS_DELEGATION_DEPTH bounds delegation across processes: at the bound the delegate is refused with code 7', async () => {
     const net = makeNet();
@@ -301,7 +381,10 @@ describe('item 5: cnitool validates container ID, ifname and network name before
     const cacheDir = path.join(dir, 'cache');
     mkdirSync(confDir, { recursive: true });
     mkdirSync(path.join(cacheDir, 'results'), { recursive: true });
-    writeFileSync(path.join(confDir, 'hc.conflist'), JSON.stringify({ cniVersion: '1.1.0', name: 'hcnet', plugins: [{ type: 'loopback' }] }));
+    writeFileSync(
+      path.join(confDir, 'hc.conflist'),
+      JSON.stringify({ cniVersion: '1.1.0', name: 'hcnet', plugins: [{ type: 'loopback' }] }),
+    );
     const victim = path.join(dir, 'victim');
     const e = { confDir, cacheDir, cniPath: BINDIR, binDir: BINDIR };
     for (const [flag, value] of [
@@ -327,7 +410,11 @@ describe('item 5: cnitool validates container ID, ifname and network name before
 describe('item 8: host-local store hygiene and subnets', () => {
   const hl = (command: string, config: unknown, id = 'hc-c1'): Promise<PluginRun> =>
     runPlugin('host-local', { command, containerId: id, netns: '/proc/self/ns/net', ifname: 'eth0', config, binDir: BINDIR, path: BINDIR });
-  const conf = (dataDir: string, subnet = '10.77.0.0/24', name = 'hcnet'): Record<string, unknown> => ({ cniVersion: '1.1.0', name, ipam: { type: 'host-local', dataDir, ranges: [[{ subnet }]] } });
+  const conf = (dataDir: string, subnet = '10.77.0.0/24', name = 'hcnet'): Record<string, unknown> => ({
+    cniVersion: '1.1.0',
+    name,
+    ipam: { type: 'host-local', dataDir, ranges: [[{ subnet }]] },
+  });
 
   it('the next ADD removes temporaries of killed writers (dead pid, or old), not fresh ones of live writers', async () => {
     const dataDir = `/var/lib/cni/hc-${uid('')}`;
@@ -380,7 +467,9 @@ describe('item 8: host-local store hygiene and subnets', () => {
       expect(r.json?.code, `${subnet}: ${r.stdout}`).toBe(7);
       expect(String(r.json?.msg)).toMatch(/ipam\.ranges\[0\]\[0\]\.subnet/);
     }
-    expect(existsSync(path.join(dataDir, 'hcnet')) ? readdirSync(path.join(dataDir, 'hcnet')).filter((f) => /^[0-9a-f.:]+$/.test(f)) : []).toEqual([]);
+    expect(
+      existsSync(path.join(dataDir, 'hcnet')) ? readdirSync(path.join(dataDir, 'hcnet')).filter((f) => /^[0-9a-f.:]+$/.test(f)) : [],
+    ).toEqual([]);
   });
 });
 
@@ -427,14 +516,25 @@ describe('item 9: DEL validates only what it needs; cniVersion null is 0.1.0', (
     const env = { command: 'DEL', containerId: 'hc-pm', netns: '/proc/self/ns/net', ifname: 'eth0', config, binDir: BINDIR, path: BINDIR };
     const r = await runPlugin('portmap', env);
     expect(r.exitCode, r.stdout).toBe(0);
-    expect((await runPlugin('portmap', { ...env, command: 'ADD', config: { ...config, prevResult: { cniVersion: '1.1.0', ips: [] } } })).json?.code).toBe(7);
+    expect(
+      (await runPlugin('portmap', { ...env, command: 'ADD', config: { ...config, prevResult: { cniVersion: '1.1.0', ips: [] } } })).json
+        ?.code,
+    ).toBe(7);
   });
 
   it('cniVersion null is read as 0.1.0 (the reference does), not code 6', async () => {
     const dataDir = `/var/lib/cni/hc-${uid('')}`;
     cleanup.add(async () => rmSync(dataDir, { recursive: true, force: true }));
     const config = { cniVersion: null, name: 'hcnull', ipam: { type: 'host-local', dataDir, subnet: '10.78.0.0/24' } };
-    const r = await runPlugin('host-local', { command: 'ADD', containerId: 'hc-null', netns: '/proc/self/ns/net', ifname: 'eth0', config, binDir: BINDIR, path: BINDIR });
+    const r = await runPlugin('host-local', {
+      command: 'ADD',
+      containerId: 'hc-null',
+      netns: '/proc/self/ns/net',
+      ifname: 'eth0',
+      config,
+      binDir: BINDIR,
+      path: BINDIR,
+    });
     expect(r.exitCode, r.stdout).toBe(0);
     expect(r.json?.cniVersion).toBe('0.1.0');
     expect((r.json?.ip4 as { ip: string }).ip).toBe('10.78.0.2/24');

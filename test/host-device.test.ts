@@ -33,13 +33,18 @@ async function links(ns?: TestNetns | string): Promise<Link[]> {
   return JSON.parse(r.stdout || '[]') as Link[];
 }
 const link = async (name: string, ns?: TestNetns | string): Promise<Link | undefined> => (await links(ns)).find((l) => l.ifname === name);
-const globalAddrs = (l: Link | undefined): string[] => (l?.addr_info ?? []).filter((a) => a.scope !== 'link').map((a) => `${a.local}/${a.prefixlen}`).sort();
+const globalAddrs = (l: Link | undefined): string[] =>
+  (l?.addr_info ?? [])
+    .filter((a) => a.scope !== 'link')
+    .map((a) => `${a.local}/${a.prefixlen}`)
+    .sort();
 
 /** Remove every host link this test made, under whatever name it carries now (prefix or alias). */
 function cleanLinksOnExit(prefix: string): void {
   cleanup.add(async () => {
     for (const l of await links()) {
-      if (l.ifname.startsWith(prefix) || (l.ifalias ?? '').includes(`;n=${prefix}`)) await sh('ip', ['link', 'del', 'dev', l.ifname], { allowFail: true });
+      if (l.ifname.startsWith(prefix) || (l.ifalias ?? '').includes(`;n=${prefix}`))
+        await sh('ip', ['link', 'del', 'dev', l.ifname], { allowFail: true });
     }
   });
 }
@@ -63,13 +68,31 @@ async function setup(): Promise<Setup> {
 }
 
 /** Two IPv6 groups unique to the test, in canonical spelling (no leading zeros). */
-const v6mid = (s: Setup): string => `${Number.parseInt(s.p.slice(2, 6), 16).toString(16)}:${Number.parseInt(s.p.slice(6), 16).toString(16)}`;
+const v6mid = (s: Setup): string =>
+  `${Number.parseInt(s.p.slice(2, 6), 16).toString(16)}:${Number.parseInt(s.p.slice(6), 16).toString(16)}`;
 
 /** A veth pair: `<p>h` on the host (the device to hand over), `<p>p` in a peer netns with .2. */
-async function vethWithPeer(s: Setup, opts: { mtu?: number; mac?: string; hostAddr?: string; hostAddr6?: string } = {}): Promise<{ dev: string; peer: TestNetns }> {
+async function vethWithPeer(
+  s: Setup,
+  opts: { mtu?: number; mac?: string; hostAddr?: string; hostAddr6?: string } = {},
+): Promise<{ dev: string; peer: TestNetns }> {
   const peer = await makeNetns(cleanup, `cnits-${s.p}-p`);
   const dev = `${s.p}h`;
-  await sh('ip', ['link', 'add', dev, ...(opts.mtu ? ['mtu', String(opts.mtu)] : []), ...(opts.mac ? ['address', opts.mac] : []), 'type', 'veth', 'peer', 'name', `${s.p}p`, ...(opts.mtu ? ['mtu', String(opts.mtu)] : []), 'netns', peer.path]);
+  await sh('ip', [
+    'link',
+    'add',
+    dev,
+    ...(opts.mtu ? ['mtu', String(opts.mtu)] : []),
+    ...(opts.mac ? ['address', opts.mac] : []),
+    'type',
+    'veth',
+    'peer',
+    'name',
+    `${s.p}p`,
+    ...(opts.mtu ? ['mtu', String(opts.mtu)] : []),
+    'netns',
+    peer.path,
+  ]);
   if (opts.hostAddr) await sh('ip', ['addr', 'add', opts.hostAddr, 'dev', dev]);
   if (opts.hostAddr6) await sh('ip', ['addr', 'add', opts.hostAddr6, 'dev', dev, 'nodad']);
   await sh('ip', ['link', 'set', dev, 'up']);
@@ -97,8 +120,21 @@ async function refIpamPath(s: Setup, type: string): Promise<string> {
   return `${dir}:${BIN}`;
 }
 
-function verb(s: Setup, command: string, config: unknown, o: { cid?: string; ifname?: string; netns?: string; path?: string; binDir?: string } = {}): ReturnType<typeof runPlugin> {
-  return runPlugin('host-device', { command, containerId: o.cid ?? `${s.p}-ctr`, netns: o.netns ?? s.ctr.path, ifname: o.ifname ?? 'net1', config, path: o.path, binDir: o.binDir });
+function verb(
+  s: Setup,
+  command: string,
+  config: unknown,
+  o: { cid?: string; ifname?: string; netns?: string; path?: string; binDir?: string } = {},
+): ReturnType<typeof runPlugin> {
+  return runPlugin('host-device', {
+    command,
+    containerId: o.cid ?? `${s.p}-ctr`,
+    netns: o.netns ?? s.ctr.path,
+    ifname: o.ifname ?? 'net1',
+    config,
+    path: o.path,
+    binDir: o.binDir,
+  });
 }
 
 describe('host-device config and records (pure)', () => {
@@ -114,12 +150,22 @@ describe('host-device config and records (pure)', () => {
   };
   it('needs exactly one selector; runtimeConfig.deviceID replaces it (PCI address or name)', () => {
     expect(code(() => selectorOf(c({})))).toMatch(/^7 .*specify exactly one/);
-    expect(code(() => selectorOf(c({ device: 'a', hwaddr: '02:00:00:00:00:01' })))).toMatch(/^7 invalid network config: hwaddr: only one selector/);
+    expect(code(() => selectorOf(c({ device: 'a', hwaddr: '02:00:00:00:00:01' })))).toMatch(
+      /^7 invalid network config: hwaddr: only one selector/,
+    );
     expect(code(() => selectorOf(c({ kernelpath: '/etc' })))).toMatch(/^7 invalid network config: kernelpath: .*under \/sys\/devices/);
     expect(selectorOf(c({ hwaddr: '02:AA:00:00:00:01' }))).toEqual({ by: 'hwaddr', field: 'hwaddr', mac: '02:aa:00:00:00:01' });
     expect(selectorOf(c({ pciBusID: '00:1F.6' }))).toEqual({ by: 'pciBusID', field: 'pciBusID', pci: '0000:00:1f.6' });
-    expect(selectorOf(c({ device: 'x', runtimeConfig: { deviceID: '0000:04:00.5' } }))).toEqual({ by: 'pciBusID', field: 'runtimeConfig.deviceID', pci: '0000:04:00.5' });
-    expect(selectorOf(c({ runtimeConfig: { deviceID: 'ens5f1' } }))).toEqual({ by: 'device', field: 'runtimeConfig.deviceID', name: 'ens5f1' });
+    expect(selectorOf(c({ device: 'x', runtimeConfig: { deviceID: '0000:04:00.5' } }))).toEqual({
+      by: 'pciBusID',
+      field: 'runtimeConfig.deviceID',
+      pci: '0000:04:00.5',
+    });
+    expect(selectorOf(c({ runtimeConfig: { deviceID: 'ens5f1' } }))).toEqual({
+      by: 'device',
+      field: 'runtimeConfig.deviceID',
+      name: 'ens5f1',
+    });
     expect(code(() => selectorOf(c({ runtimeConfig: { deviceID: 'not a device' } })))).toMatch(/^7 .*runtimeConfig.deviceID/);
   });
   it('the alias round-trips and stays within IFALIASZ', () => {
@@ -148,7 +194,14 @@ describe('host-device config and records (pure)', () => {
     ]);
   });
   it('restore batch: only what differs; alias cleared last but before up; name clash is code 102', () => {
-    const rec = { hostName: 'ens5', mtu: 1400, mac: '02:00:00:00:00:01', addrs: [{ cidr: '10.9.0.1/24', broadcast: '10.9.0.255' }], alias: '', up: true } as DeviceRecord;
+    const rec = {
+      hostName: 'ens5',
+      mtu: 1400,
+      mac: '02:00:00:00:00:01',
+      addrs: [{ cidr: '10.9.0.1/24', broadcast: '10.9.0.255' }],
+      alias: '',
+      up: true,
+    } as DeviceRecord;
     expect(restoreCommands(rec, { ifname: 'hdx', mtu: 1400, address: '02:00:00:00:00:01' }, new Set()).map((c) => c.join(' '))).toEqual([
       'link set dev hdx name ens5',
       'addr replace 10.9.0.1/24 broadcast 10.9.0.255 dev ens5',
@@ -161,7 +214,14 @@ describe('host-device config and records (pure)', () => {
     const { findRecorded } = await import('../plugins/host-device/device.ts');
     const key = attachmentKey('c1', 'net1');
     const rec = { key, tmpName: transitName(key), ifindex: 7, mac: '02:00:00:00:00:07', hostName: 'ens5' } as DeviceRecord;
-    const l = (ifname: string, ifindex: number, address: string, ifalias?: string): Parameters<typeof findRecorded>[0][number] => ({ ifname, ifindex, address, flags: [], mtu: 1500, ...(ifalias ? { ifalias } : {}) });
+    const l = (ifname: string, ifindex: number, address: string, ifalias?: string): Parameters<typeof findRecorded>[0][number] => ({
+      ifname,
+      ifindex,
+      address,
+      flags: [],
+      mtu: 1500,
+      ...(ifalias ? { ifalias } : {}),
+    });
     const tag = encodeAlias({ ...rec, mtu: 1500, up: true, addrs: [] });
     expect(findRecorded([l('lo', 1, '00:00:00:00:00:00'), l('renamed', 9, '02:99:00:00:00:01', tag)], rec)?.ifname).toBe('renamed');
     expect(findRecorded([l(rec.tmpName, 9, '02:99:00:00:00:01')], rec)?.ifname).toBe(rec.tmpName);
@@ -172,7 +232,8 @@ describe('host-device config and records (pure)', () => {
   it('ip -batch: only plain words are batched (shared/kernel/batch.ts); anything else goes one argv per process', async () => {
     const { batchable } = await import('../shared/kernel/batch.ts');
     expect(batchable([['link', 'set', 'dev', 'eth0', 'alias', 'cnits']])).toBe(true);
-    for (const odd of ['', 'uplink to rack 3', "it's", 'a"b', 'x#y', 'a\nb']) expect(batchable([['link', 'set', 'dev', 'eth0', 'alias', odd]])).toBe(false);
+    for (const odd of ['', 'uplink to rack 3', "it's", 'a"b', 'x#y', 'a\nb'])
+      expect(batchable([['link', 'set', 'dev', 'eth0', 'alias', odd]])).toBe(false);
   });
   it('CHECK route comparison understands "default" and host routes', () => {
     const have = [{ dst: 'default', gateway: '10.1.0.1' }, { dst: '10.2.0.7' }];
@@ -185,7 +246,12 @@ describe('host-device on a real kernel', () => {
   it('ADD moves a veth end in (traffic flows), CHECK passes, DEL restores name, MTU, MAC, addresses, state', async () => {
     const s = await setup();
     const mac = '02:5e:00:aa:bb:01';
-    const { dev } = await vethWithPeer(s, { mtu: 1400, mac, hostAddr: `198.18.${s.net.split('.')[2]}.1/24`, hostAddr6: `fd5e:${v6mid(s)}::1/64` });
+    const { dev } = await vethWithPeer(s, {
+      mtu: 1400,
+      mac,
+      hostAddr: `198.18.${s.net.split('.')[2]}.1/24`,
+      hostAddr6: `fd5e:${v6mid(s)}::1/64`,
+    });
     await sh('ip', ['link', 'set', 'dev', dev, 'alias', 'uplink to peer']);
     const before = await link(dev);
     expect(globalAddrs(before)).toHaveLength(2);
@@ -224,7 +290,13 @@ describe('host-device on a real kernel', () => {
     expect(del.exitCode, del.stdout + del.stderr).toBe(0);
     const after = await link(dev);
     expect(after).toBeDefined();
-    expect({ mtu: after?.mtu, mac: after?.address, up: after?.flags.includes('UP'), alias: after?.ifalias, addrs: globalAddrs(after) }).toEqual({
+    expect({
+      mtu: after?.mtu,
+      mac: after?.address,
+      up: after?.flags.includes('UP'),
+      alias: after?.ifalias,
+      addrs: globalAddrs(after),
+    }).toEqual({
       mtu: before?.mtu,
       mac: before?.address,
       up: true,
@@ -251,7 +323,13 @@ describe('host-device on a real kernel', () => {
       expect(del.exitCode, del.stdout).toBe(0);
     }
     const after = await link(dev);
-    expect({ mtu: after?.mtu, mac: after?.address, up: after?.flags.includes('UP'), alias: after?.ifalias, addrs: globalAddrs(after) }).toEqual({
+    expect({
+      mtu: after?.mtu,
+      mac: after?.address,
+      up: after?.flags.includes('UP'),
+      alias: after?.ifalias,
+      addrs: globalAddrs(after),
+    }).toEqual({
       mtu: 1450,
       mac: before?.address,
       up: true,
@@ -321,7 +399,8 @@ describe('host-device on a real kernel', () => {
       const ipamDir = `${s.dataDir}-ipam`;
       cleanup.add(async () => rmSync(ipamDir, { recursive: true, force: true }));
       const config = conf(s, { device: dev, ipam: { type: 'host-local', dataDir: ipamDir, ranges: [[{ subnet: `${s.net}.0/24` }]] } });
-      const reserved = (): string[] => (existsSync(`${ipamDir}/${config.name}`) ? readdirSync(`${ipamDir}/${config.name}`).filter((f) => f.startsWith(`${s.net}.`)) : []);
+      const reserved = (): string[] =>
+        existsSync(`${ipamDir}/${config.name}`) ? readdirSync(`${ipamDir}/${config.name}`).filter((f) => f.startsWith(`${s.net}.`)) : [];
       const add = await verb(s, 'ADD', config);
       expect(add.exitCode, add.stdout).toBe(0);
       expect(reserved()).toEqual([`${s.net}.2`]);
@@ -335,7 +414,9 @@ describe('host-device on a real kernel', () => {
         back = await link(dev);
         tagged = (await links()).find((l) => (l.ifalias ?? '').includes(`;n=${dev};`));
       }
-      console.log(`kernel ${(await sh('uname', ['-r'])).stdout}: a ${kind} in a deleted netns is ${tagged || back ? 'returned to the host' : 'destroyed'}`);
+      console.log(
+        `kernel ${(await sh('uname', ['-r'])).stdout}: a ${kind} in a deleted netns is ${tagged || back ? 'returned to the host' : 'destroyed'}`,
+      );
       if (peer && !tagged && !back) expect(await link(`${s.p}p`, peer), 'a destroyed veth takes its peer with it').toBeUndefined();
       const del = await verb(s, 'DEL', config);
       expect(del.exitCode, del.stdout).toBe(0);
@@ -364,7 +445,13 @@ describe('host-device on a real kernel', () => {
     const del = await verb(s, 'DEL', config, { ifname: `${s.p}c` });
     expect(del.exitCode, del.stdout).toBe(0);
     const after = await link(dev);
-    expect({ mtu: after?.mtu, mac: after?.address, up: after?.flags.includes('UP'), alias: after?.ifalias, addrs: globalAddrs(after) }).toEqual({
+    expect({
+      mtu: after?.mtu,
+      mac: after?.address,
+      up: after?.flags.includes('UP'),
+      alias: after?.ifalias,
+      addrs: globalAddrs(after),
+    }).toEqual({
       mtu: 1410,
       mac: before?.address,
       up: true,
@@ -421,7 +508,10 @@ describe('host-device on a real kernel', () => {
     await sh('ip', ['netns', 'del', s.ctr.name]);
     const gc = await runPlugin('host-device', {
       command: 'GC',
-      config: { ...conf(s, { device: a.dev, ipam: staticIpam(s) }), 'cni.dev/valid-attachments': [{ containerID: `${s.p}-keep`, ifname: 'net1' }] },
+      config: {
+        ...conf(s, { device: a.dev, ipam: staticIpam(s) }),
+        'cni.dev/valid-attachments': [{ containerID: `${s.p}-keep`, ifname: 'net1' }],
+      },
     });
     expect(gc.exitCode, gc.stdout + gc.stderr).toBe(0);
     expect(await link(a.dev)).toBeDefined();
@@ -495,11 +585,19 @@ describe('host-device on a real kernel', () => {
     const taken = await verb(s, 'ADD', conf(s, { device: dev }));
     expect(taken.json?.code, taken.stdout).toBe(102);
     expect(String(taken.json?.msg)).toContain('"net1" already exists in the container');
-    const badIpam = await verb(s, 'ADD', conf(s, { device: dev, ipam: { type: 'static', addresses: [{ address: 'bogus' }] } }), { ifname: 'net2' });
+    const badIpam = await verb(s, 'ADD', conf(s, { device: dev, ipam: { type: 'static', addresses: [{ address: 'bogus' }] } }), {
+      ifname: 'net2',
+    });
     expect(badIpam.json?.code, badIpam.stdout).toBe(7);
     for (const r of [taken, badIpam]) expect(r.stderr).not.toMatch(/could not give/);
     const after = await link(dev);
-    expect({ mtu: after?.mtu, mac: after?.address, up: after?.flags.includes('UP'), alias: after?.ifalias, addrs: globalAddrs(after) }).toEqual({
+    expect({
+      mtu: after?.mtu,
+      mac: after?.address,
+      up: after?.flags.includes('UP'),
+      alias: after?.ifalias,
+      addrs: globalAddrs(after),
+    }).toEqual({
       mtu: 1440,
       mac: before?.address,
       up: true,
@@ -515,8 +613,13 @@ describe('host-device on a real kernel', () => {
     const { dev } = await vethWithPeer(s);
     const ipamDir = `/run/cnits-${s.p}-ipam`;
     cleanup.add(async () => rmSync(ipamDir, { recursive: true, force: true }));
-    const hostLocal = { type: 'host-local', dataDir: ipamDir, ranges: [[{ subnet: `${s.net}.0/24`, rangeStart: `${s.net}.10`, rangeEnd: `${s.net}.20` }]] };
-    const reserved = (): string[] => (existsSync(`${ipamDir}/net-${s.p}`) ? readdirSync(`${ipamDir}/net-${s.p}`).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)) : []);
+    const hostLocal = {
+      type: 'host-local',
+      dataDir: ipamDir,
+      ranges: [[{ subnet: `${s.net}.0/24`, rangeStart: `${s.net}.10`, rangeEnd: `${s.net}.20` }]],
+    };
+    const reserved = (): string[] =>
+      existsSync(`${ipamDir}/net-${s.p}`) ? readdirSync(`${ipamDir}/net-${s.p}`).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)) : [];
     // The reference host-local (1.0.0; same store layout as ours) keeps this test about host-device.
     const config = conf(s, { device: dev, ipam: hostLocal }, '1.0.0');
     const path = await refIpamPath(s, 'host-local');
@@ -545,7 +648,8 @@ describe('host-device on a real kernel', () => {
     const ipamDir = `/run/cnits-${s.p}-ipam`;
     cleanup.add(async () => rmSync(ipamDir, { recursive: true, force: true }));
     const hostLocal = { type: 'host-local', dataDir: ipamDir, ranges: [[{ subnet: `${s.net}.0/24` }]] };
-    const reserved = (): string[] => (existsSync(`${ipamDir}/net-${s.p}`) ? readdirSync(`${ipamDir}/net-${s.p}`).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)) : []);
+    const reserved = (): string[] =>
+      existsSync(`${ipamDir}/net-${s.p}`) ? readdirSync(`${ipamDir}/net-${s.p}`).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)) : [];
     const config = conf(s, { device: dev, ipam: hostLocal });
     const add = await verb(s, 'ADD', config);
     expect(add.exitCode, add.stdout).toBe(0);
@@ -601,8 +705,15 @@ describe('host-device on a real kernel', () => {
       expect(add.exitCode, add.stdout).toBe(0);
       const r = add.json as { cniVersion: string; interfaces: Array<Record<string, unknown>>; ips: Array<Record<string, unknown>> };
       expect(r.cniVersion).toBe(version);
-      expect(Object.keys(r.interfaces[0]).sort()).toEqual(version === '1.1.0' ? ['mac', 'mtu', 'name', 'sandbox'] : ['mac', 'name', 'sandbox']);
-      expect(r.ips[0]).toEqual({ ...(version < '1.0.0' ? { version: '4' } : {}), interface: 0, address: `${s.net}.1/24`, gateway: `${s.net}.2` });
+      expect(Object.keys(r.interfaces[0]).sort()).toEqual(
+        version === '1.1.0' ? ['mac', 'mtu', 'name', 'sandbox'] : ['mac', 'name', 'sandbox'],
+      );
+      expect(r.ips[0]).toEqual({
+        ...(version < '1.0.0' ? { version: '4' } : {}),
+        interface: 0,
+        address: `${s.net}.1/24`,
+        gateway: `${s.net}.2`,
+      });
       expect((await verb(s, 'DEL', config)).exitCode).toBe(0);
     });
   }
@@ -615,12 +726,35 @@ describe('host-device on a real kernel', () => {
     const refNs = await makeNetns(cleanup, `cnits-${s.p}-r`);
     const version = '1.0.0'; // the newest the reference speaks
     const refConf = { ...conf(s, { device: refDev, ipam: staticIpam(s) }, version) };
-    const ref = await runPlugin('host-device', { command: 'ADD', containerId: `${s.p}-ref`, netns: refNs.path, ifname: 'net1', config: refConf, path: REF_BIN, binDir: REF_BIN });
-    cleanup.add(() => runPlugin('host-device', { command: 'DEL', containerId: `${s.p}-ref`, netns: refNs.path, ifname: 'net1', config: refConf, path: REF_BIN, binDir: REF_BIN }));
+    const ref = await runPlugin('host-device', {
+      command: 'ADD',
+      containerId: `${s.p}-ref`,
+      netns: refNs.path,
+      ifname: 'net1',
+      config: refConf,
+      path: REF_BIN,
+      binDir: REF_BIN,
+    });
+    cleanup.add(() =>
+      runPlugin('host-device', {
+        command: 'DEL',
+        containerId: `${s.p}-ref`,
+        netns: refNs.path,
+        ifname: 'net1',
+        config: refConf,
+        path: REF_BIN,
+        binDir: REF_BIN,
+      }),
+    );
     expect(ref.exitCode, ref.stdout + ref.stderr).toBe(0);
     const mine = await verb(s, 'ADD', conf(s, { device: ours.dev, ipam: staticIpam(s) }, version), { path: BIN });
     expect(mine.exitCode, mine.stdout).toBe(0);
-    const shape = (r: Record<string, unknown> | undefined, ns: string): unknown => JSON.parse(JSON.stringify(r).replaceAll(ns, 'NETNS').replace(/"mac":"[0-9a-f:]+"/g, '"mac":"MAC"'));
+    const shape = (r: Record<string, unknown> | undefined, ns: string): unknown =>
+      JSON.parse(
+        JSON.stringify(r)
+          .replaceAll(ns, 'NETNS')
+          .replace(/"mac":"[0-9a-f:]+"/g, '"mac":"MAC"'),
+      );
     // One deliberate difference: the reference replaces the IPAM DNS with the config's `dns`
     // even when that is empty; ours keeps the IPAM DNS unless the config sets one (as bridge does).
     expect(ref.json?.dns).toEqual({});
@@ -634,7 +768,15 @@ describe('host-device on a real kernel', () => {
     const s = await setup();
     const { dev } = await vethWithPeer(s);
     const refConf = conf(s, { device: dev }, '1.0.0');
-    const ref = await runPlugin('host-device', { command: 'ADD', containerId: `${s.p}-ctr`, netns: s.ctr.path, ifname: 'net1', config: refConf, path: REF_BIN, binDir: REF_BIN });
+    const ref = await runPlugin('host-device', {
+      command: 'ADD',
+      containerId: `${s.p}-ctr`,
+      netns: s.ctr.path,
+      ifname: 'net1',
+      config: refConf,
+      path: REF_BIN,
+      binDir: REF_BIN,
+    });
     expect(ref.exitCode, ref.stdout).toBe(0);
     expect((await link('net1', s.ctr))?.ifalias).toBe(dev);
     const del = await verb(s, 'DEL', refConf);

@@ -40,7 +40,10 @@ describe('host-local ranges', () => {
   });
 
   it('picks the next free address, skipping gateway, network and broadcast', () => {
-    const [set] = parseRangeSets(conf({ subnet: '10.0.0.0/29', rangeStart: '10.0.0.0', rangeEnd: '10.0.0.7', gateway: '10.0.0.3' }), '1.1.0');
+    const [set] = parseRangeSets(
+      conf({ subnet: '10.0.0.0/29', rangeStart: '10.0.0.0', rangeEnd: '10.0.0.7', gateway: '10.0.0.3' }),
+      '1.1.0',
+    );
     const taken = new Set<bigint>();
     const got: string[] = [];
     for (;;) {
@@ -73,10 +76,30 @@ describe('host-local ranges', () => {
   });
 
   it('allows disjoint ranges of one subnet in one set, and one address per family before 0.3.0', () => {
-    expect(parseRangeSets(conf({ ranges: [[{ subnet: '10.0.0.0/24', rangeEnd: '10.0.0.99' }, { subnet: '10.0.0.0/24', rangeStart: '10.0.0.100' }]] }), '1.1.0')).toHaveLength(1);
-    expect(codeOf(() => parseRangeSets(conf({ ranges: [[{ subnet: '10.0.0.0/24' }], [{ subnet: '10.1.0.0/24' }]] }), '0.2.0'))[1]).toContain('cniVersion');
+    expect(
+      parseRangeSets(
+        conf({
+          ranges: [
+            [
+              { subnet: '10.0.0.0/24', rangeEnd: '10.0.0.99' },
+              { subnet: '10.0.0.0/24', rangeStart: '10.0.0.100' },
+            ],
+          ],
+        }),
+        '1.1.0',
+      ),
+    ).toHaveLength(1);
+    expect(
+      codeOf(() => parseRangeSets(conf({ ranges: [[{ subnet: '10.0.0.0/24' }], [{ subnet: '10.1.0.0/24' }]] }), '0.2.0'))[1],
+    ).toContain('cniVersion');
     expect(parseRangeSets(conf({ ranges: [[{ subnet: '10.0.0.0/24' }], [{ subnet: 'fd00::/64' }]] }), '0.2.0')).toHaveLength(2);
-    const sets = parseRangeSets(conf({ subnet: '10.2.0.0/24', ranges: [[{ subnet: '10.0.0.0/24' }]] }, { runtimeConfig: { ipRanges: [[{ subnet: '10.9.0.0/24' }]] } }), '1.1.0');
+    const sets = parseRangeSets(
+      conf(
+        { subnet: '10.2.0.0/24', ranges: [[{ subnet: '10.0.0.0/24' }]] },
+        { runtimeConfig: { ipRanges: [[{ subnet: '10.9.0.0/24' }]] } },
+      ),
+      '1.1.0',
+    );
     expect(sets.map((s) => s[0].field)).toEqual(['runtimeConfig.ipRanges[0][0]', 'ipam', 'ipam.ranges[0][0]']);
   });
 });
@@ -97,8 +120,13 @@ describe('host-local requested addresses', () => {
     expect(codeOf(() => assignRequested(sets, req('10.9.0.5', 'CNI_ARGS IP')))[0]).toBe(4);
     expect(codeOf(() => assignRequested(sets, req('10.0.0.1')))[0]).toBe(102);
     expect(codeOf(() => assignRequested(sets, req('10.0.0.255')))[0]).toBe(7);
-    expect(codeOf(() => assignRequested(sets, [...req('10.0.0.5'), ...req('10.0.0.6', 'args.cni.ips[0]')]))[1]).toContain('args.cni.ips[0]');
-    expect(codeOf(() => requestedIPs(conf({}, { args: { cni: { ips: ['x'] } } }), new Map()))).toEqual([7, expect.stringContaining('args.cni.ips[0]')]);
+    expect(codeOf(() => assignRequested(sets, [...req('10.0.0.5'), ...req('10.0.0.6', 'args.cni.ips[0]')]))[1]).toContain(
+      'args.cni.ips[0]',
+    );
+    expect(codeOf(() => requestedIPs(conf({}, { args: { cni: { ips: ['x'] } } }), new Map()))).toEqual([
+      7,
+      expect.stringContaining('args.cni.ips[0]'),
+    ]);
   });
 });
 
@@ -107,7 +135,8 @@ describe('host-local store paths and files', () => {
     expect(storeDir(conf({ dataDir: '/var/lib/x' }))).toBe('/var/lib/x/n');
     expect(storeDir({ ...conf({}), name: 'a..b' })).toBe('/var/lib/cni/networks/a..b');
     for (const name of ['..', '../x', 'a/b', 'a\0b', '.hidden', '']) expect(codeOf(() => storeDir({ ...conf({}), name }))[0]).toBe(7);
-    for (const dataDir of ['rel/dir', '/var/lib/../../etc', '/x\0y']) expect(codeOf(() => storeDir(conf({ dataDir })))).toEqual([7, expect.stringContaining('ipam.dataDir')]);
+    for (const dataDir of ['rel/dir', '/var/lib/../../etc', '/x\0y'])
+      expect(codeOf(() => storeDir(conf({ dataDir })))).toEqual([7, expect.stringContaining('ipam.dataDir')]);
   });
   it('reads and writes the reference format', () => {
     expect(formatOwner('abc', 'eth0')).toBe('abc\r\neth0');
@@ -128,7 +157,13 @@ describe('host-local store paths and files', () => {
 
 describe('host-local resolv.conf', () => {
   it('parses nameserver, domain, search, options; skips comments', () => {
-    const text = '# c\n; c\nnameserver 10.0.0.53\nnameserver fd00::53\ndomain example.test\nsearch a.test b.test\noptions ndots:2 edns0\nbogus\n';
-    expect(parseResolvConf(text)).toEqual({ nameservers: ['10.0.0.53', 'fd00::53'], domain: 'example.test', search: ['a.test', 'b.test'], options: ['ndots:2', 'edns0'] });
+    const text =
+      '# c\n; c\nnameserver 10.0.0.53\nnameserver fd00::53\ndomain example.test\nsearch a.test b.test\noptions ndots:2 edns0\nbogus\n';
+    expect(parseResolvConf(text)).toEqual({
+      nameservers: ['10.0.0.53', 'fd00::53'],
+      domain: 'example.test',
+      search: ['a.test', 'b.test'],
+      options: ['ndots:2', 'edns0'],
+    });
   });
 });

@@ -3,7 +3,18 @@
  * under /var/lib/cni/cnits-test-<uid>, removed afterwards. Interop with the Go reference
  * /usr/lib/cni/host-local on the same store.
  */
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -54,9 +65,9 @@ interface Opts {
 function hl(command: string, config: unknown, o: Opts = {}, name = 'host-local'): Promise<PluginRun> {
   return runPlugin(name, {
     command,
-    containerId: command === 'GC' || command === 'STATUS' ? undefined : o.id ?? 'ctr1',
-    ifname: command === 'GC' || command === 'STATUS' ? undefined : o.ifname ?? 'eth0',
-    netns: o.netns === null ? undefined : o.netns ?? ns.path,
+    containerId: command === 'GC' || command === 'STATUS' ? undefined : (o.id ?? 'ctr1'),
+    ifname: command === 'GC' || command === 'STATUS' ? undefined : (o.ifname ?? 'eth0'),
+    netns: o.netns === null ? undefined : (o.netns ?? ns.path),
     args: o.args,
     config,
     env: o.env,
@@ -77,13 +88,18 @@ function failsWith(r: PluginRun, code: number, text?: string): void {
 const addresses = (res: Obj): string[] => ((res.ips as Obj[] | undefined) ?? []).map((i) => String(i.address));
 const storeDirOf = (): string => path.join(dataDir, net);
 const files = (): string[] => (existsSync(storeDirOf()) ? readdirSync(storeDirOf()).sort() : []);
-const ipFiles = (): string[] => files().filter((f) => /^[0-9a-f.:]+$/.test(f) && (f.includes('.') || f.includes(':')) && !f.startsWith('last'));
+const ipFiles = (): string[] =>
+  files().filter((f) => /^[0-9a-f.:]+$/.test(f) && (f.includes('.') || f.includes(':')) && !f.startsWith('last'));
 const content = (ip: string): string => readFileSync(path.join(storeDirOf(), ip), 'utf8');
 
 describe('host-local: result shapes for every spec version', () => {
   it.each(VERSIONS)('%s: ADD dual-stack, CHECK, DEL', async (v) => {
     fresh();
-    const c = conf({ ranges: [[V4], [{ subnet: 'fd00:201::/64' }]], routes: [{ dst: '0.0.0.0/0' }, { dst: '::/0', gw: 'fd00:201::1' }] }, {}, v);
+    const c = conf(
+      { ranges: [[V4], [{ subnet: 'fd00:201::/64' }]], routes: [{ dst: '0.0.0.0/0' }, { dst: '::/0', gw: 'fd00:201::1' }] },
+      {},
+      v,
+    );
     const res = ok(await hl('ADD', c));
     expect(res.cniVersion).toBe(v);
     expect(res.interfaces).toBeUndefined();
@@ -120,7 +136,8 @@ describe('host-local: verbs', () => {
     const got: string[] = [];
     for (let i = 0; i < 3; i++) got.push(...addresses(ok(await hl('ADD', c, { id: `c${i}` }))));
     expect(got).toEqual(['10.202.0.10/24', '10.202.0.12/24', '10.202.0.13/24']);
-    for (const r of (ok(await hl('ADD', conf({ subnet: '10.203.0.0/24' }, { name: `${net}-b` }), { id: 'cx' })).ips as Obj[])) expect(r.gateway).toBe('10.203.0.1');
+    for (const r of ok(await hl('ADD', conf({ subnet: '10.203.0.0/24' }, { name: `${net}-b` }), { id: 'cx' })).ips as Obj[])
+      expect(r.gateway).toBe('10.203.0.1');
     failsWith(await hl('ADD', c, { id: 'c9' }), 103, 'no IP addresses available');
     expect(ipFiles()).toHaveLength(3);
     failsWith(await hl('STATUS', c), 50, 'exhausted');
@@ -178,7 +195,11 @@ describe('host-local: verbs', () => {
     const c = conf(V4);
     const res = ok(await hl('ADD', c));
     ok(await hl('CHECK', { ...c, prevResult: res }));
-    failsWith(await hl('CHECK', { ...c, prevResult: { cniVersion: '1.1.0', ips: [{ address: '10.201.0.99/24' }] } }), 105, '10.201.0.99/24');
+    failsWith(
+      await hl('CHECK', { ...c, prevResult: { cniVersion: '1.1.0', ips: [{ address: '10.201.0.99/24' }] } }),
+      105,
+      '10.201.0.99/24',
+    );
     failsWith(await hl('CHECK', { ...c, prevResult: res }, { ifname: 'eth9' }), 105, 'no address');
     rmSync(path.join(storeDirOf(), '10.201.0.2'));
     failsWith(await hl('CHECK', { ...c, prevResult: res }), 105);
@@ -187,10 +208,22 @@ describe('host-local: verbs', () => {
   it('GC releases every allocation not in cni.dev/valid-attachments or cni.dev/attachments', async () => {
     fresh();
     const c = conf({ ranges: [[V4], [{ subnet: 'fd00:201::/64' }]] });
-    for (const [id, ifname] of [['a', 'eth0'], ['b', 'eth0'], ['c', 'eth0'], ['a', 'net1']]) ok(await hl('ADD', c, { id, ifname }));
+    for (const [id, ifname] of [
+      ['a', 'eth0'],
+      ['b', 'eth0'],
+      ['c', 'eth0'],
+      ['a', 'net1'],
+    ])
+      ok(await hl('ADD', c, { id, ifname }));
     expect(ipFiles()).toHaveLength(8);
     writeFileSync(path.join(storeDirOf(), '10.201.0.200'), 'legacy'); // an old-format file: container ID only
-    ok(await hl('GC', { ...c, 'cni.dev/valid-attachments': [{ containerID: 'a', ifname: 'eth0' }], 'cni.dev/attachments': [{ containerID: 'c', ifname: 'eth0' }] }));
+    ok(
+      await hl('GC', {
+        ...c,
+        'cni.dev/valid-attachments': [{ containerID: 'a', ifname: 'eth0' }],
+        'cni.dev/attachments': [{ containerID: 'c', ifname: 'eth0' }],
+      }),
+    );
     expect(ipFiles().map(content).sort()).toEqual(['a\r\neth0', 'a\r\neth0', 'c\r\neth0', 'c\r\neth0']);
     ok(await hl('GC', { ...c, 'cni.dev/valid-attachments': [] }));
     expect(ipFiles()).toEqual([]);
@@ -250,14 +283,24 @@ describe('host-local: requested addresses', () => {
   const c2 = (): Obj => conf({ ranges: [[V4], [{ subnet: 'fd00:201::/64' }]] });
   it('args.cni.ips, runtimeConfig.ips (with prefix) and CNI_ARGS IP', async () => {
     fresh();
-    expect(addresses(ok(await hl('ADD', { ...c2(), args: { cni: { ips: ['10.201.0.40', 'fd00:201::40'] } } }, { id: 'a' })))).toEqual(['10.201.0.40/24', 'fd00:201::40/64']);
-    expect(addresses(ok(await hl('ADD', { ...c2(), capabilities: { ips: true }, runtimeConfig: { ips: ['10.201.0.41/24'] } }, { id: 'b' })))).toEqual([
+    expect(addresses(ok(await hl('ADD', { ...c2(), args: { cni: { ips: ['10.201.0.40', 'fd00:201::40'] } } }, { id: 'a' })))).toEqual([
+      '10.201.0.40/24',
+      'fd00:201::40/64',
+    ]);
+    expect(
+      addresses(ok(await hl('ADD', { ...c2(), capabilities: { ips: true }, runtimeConfig: { ips: ['10.201.0.41/24'] } }, { id: 'b' }))),
+    ).toEqual([
       '10.201.0.41/24',
       'fd00:201::41/64', // a requested address also moves the round robin cursor (as the reference does)
     ]);
-    expect(addresses(ok(await hl('ADD', c2(), { id: 'c', args: 'IgnoreUnknown=1;K8S_POD_NAME=x;IP=10.201.0.42' })))).toEqual(['10.201.0.42/24', 'fd00:201::42/64']);
+    expect(addresses(ok(await hl('ADD', c2(), { id: 'c', args: 'IgnoreUnknown=1;K8S_POD_NAME=x;IP=10.201.0.42' })))).toEqual([
+      '10.201.0.42/24',
+      'fd00:201::42/64',
+    ]);
     // CNI_ARGS IP is ignored when args.cni.ips is given (conventions)
-    expect(addresses(ok(await hl('ADD', { ...c2(), args: { cni: { ips: ['10.201.0.43'] } } }, { id: 'd', args: 'IP=10.201.0.44' })))[0]).toBe('10.201.0.43/24');
+    expect(
+      addresses(ok(await hl('ADD', { ...c2(), args: { cni: { ips: ['10.201.0.43'] } } }, { id: 'd', args: 'IP=10.201.0.44' })))[0],
+    ).toBe('10.201.0.43/24');
     expect(content('10.201.0.42')).toBe('c\r\neth0');
   });
 
@@ -265,7 +308,11 @@ describe('host-local: requested addresses', () => {
     fresh();
     ok(await hl('ADD', { ...c2(), args: { cni: { ips: ['fd00:201::40'] } } }, { id: 'a' }));
     const before = ipFiles();
-    failsWith(await hl('ADD', { ...c2(), args: { cni: { ips: ['10.201.0.50', 'fd00:201::40'] } } }, { id: 'b' }), 102, 'fd00:201::40 is already allocated to a');
+    failsWith(
+      await hl('ADD', { ...c2(), args: { cni: { ips: ['10.201.0.50', 'fd00:201::40'] } } }, { id: 'b' }),
+      102,
+      'fd00:201::40 is already allocated to a',
+    );
     expect(ipFiles()).toEqual(before); // 10.201.0.50 taken for range set 0 was released
     failsWith(await hl('ADD', { ...c2(), runtimeConfig: { ips: ['10.201.0.1'] } }, { id: 'b' }), 102, 'gateway');
     failsWith(await hl('ADD', { ...c2(), runtimeConfig: { ips: ['10.99.0.5'] } }, { id: 'b' }), 7, 'runtimeConfig.ips[0]');
@@ -291,7 +338,10 @@ describe('host-local: invalid configs (code 7 naming the field)', () => {
     [{ ipam: { type: 'host-local', ranges: [[]] } }, 'ipam.ranges[0]'],
     [{ ipam: { type: 'host-local', subnet: '10.0.0.0/24', routes: [{ dst: 'x' }] } }, 'ipam.routes[0].dst'],
     [{ ipam: { type: 'host-local', subnet: '10.0.0.0/24', dataDir: 'relative' } }, 'ipam.dataDir'],
-    [{ ipam: { type: 'host-local', subnet: '10.0.0.0/24' }, runtimeConfig: { ipRanges: [[{ subnet: 'nope' }]] } }, 'runtimeConfig.ipRanges[0][0].subnet'],
+    [
+      { ipam: { type: 'host-local', subnet: '10.0.0.0/24' }, runtimeConfig: { ipRanges: [[{ subnet: 'nope' }]] } },
+      'runtimeConfig.ipRanges[0][0].subnet',
+    ],
     [{ ipam: { type: 'host-local', subnet: '10.0.0.0/24' }, runtimeConfig: { ips: 'x' } }, 'runtimeConfig.ips'],
   ])('%j → %s', async (over, field) => {
     fresh();
@@ -392,7 +442,8 @@ describe('host-local: as runtimes install it', () => {
 
 describe.skipIf(!existsSync(REF))('host-local: interop with the Go reference store', () => {
   // The reference (1.1.1 here) speaks up to 1.0.0.
-  const c = (): Obj => conf({ ranges: [[{ subnet: '10.206.0.0/24' }], [{ subnet: 'fd00:206::/64', rangeStart: 'fd00:206::1:0:0:1' }]] }, {}, '1.0.0');
+  const c = (): Obj =>
+    conf({ ranges: [[{ subnet: '10.206.0.0/24' }], [{ subnet: 'fd00:206::/64', rangeStart: 'fd00:206::1:0:0:1' }]] }, {}, '1.0.0');
 
   it('allocated by the reference, checked and released by ours', async () => {
     fresh();
@@ -423,7 +474,12 @@ describe.skipIf(!existsSync(REF))('host-local: interop with the Go reference sto
     fresh();
     mkdirSync(storeDirOf(), { recursive: true });
     // hold the lock as the reference plugin does while it allocates
-    const holder = execa('flock', ['--exclusive', path.join(storeDirOf(), 'lock'), 'cat'], { stdin: 'pipe', stdout: 'pipe', reject: false, buffer: false });
+    const holder = execa('flock', ['--exclusive', path.join(storeDirOf(), 'lock'), 'cat'], {
+      stdin: 'pipe',
+      stdout: 'pipe',
+      reject: false,
+      buffer: false,
+    });
     await new Promise<void>((resolve) => {
       holder.stdout?.once('data', () => resolve());
       holder.stdin?.write('held\n');

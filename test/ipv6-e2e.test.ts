@@ -35,7 +35,10 @@ describe('IPv6: policy and services on dual-stack pods (bridge + host-local + en
     m.family = 6;
     table = `${m.tb.id}_svc`;
     const cfg = JSON.parse(readFileSync(m.agentConfig, 'utf8')) as Record<string, unknown>;
-    writeFileSync(m.agentConfig, JSON.stringify({ ...cfg, serviceCIDR: ['10.96.0.0/16', 'fd96::/112'], services: { table }, dns: { enabled: false } }));
+    writeFileSync(
+      m.agentConfig,
+      JSON.stringify({ ...cfg, serviceCIDR: ['10.96.0.0/16', 'fd96::/112'], services: { table }, dns: { enabled: false } }),
+    );
     cleanup.add(() => inNs(m.tb.host, 'nft', ['delete', 'table', 'inet', table], true));
     await m.addAllPods();
     for (const k of m.pods.keys()) {
@@ -67,7 +70,9 @@ describe('IPv6: policy and services on dual-stack pods (bridge + host-local + en
 
   it('an IPv6 ipBlock admits exactly the pod whose /128 it names (and its IPv4 address does not matter)', async () => {
     const yb = m.pods.get('y/b')!.ip6!;
-    await m.apply(np('x', 'a-from-yb6', { podSelector: { matchLabels: { pod: 'a' } }, ingress: [{ from: [{ ipBlock: { cidr: `${yb}/128` } }] }] }));
+    await m.apply(
+      np('x', 'a-from-yb6', { podSelector: { matchLabels: { pod: 'a' } }, ingress: [{ from: [{ ipBlock: { cidr: `${yb}/128` } }] }] }),
+    );
     try {
       await m.expectMatrix(80, 'tcp', (f, t) => t !== 'x/a' || f === 'y/b');
       // over IPv4 nobody is in that block: x/a is closed to all
@@ -90,14 +95,21 @@ describe('IPv6: policy and services on dual-stack pods (bridge + host-local + en
       apiVersion: 'v1',
       kind: 'Service',
       metadata: { name: 'web6', namespace: 'z' },
-      spec: { selector: { app: 'web6' }, clusterIP: '10.96.6.6', clusterIPs: ['10.96.6.6', 'fd96::66'], ports: [{ name: 'tcp', port: 80, targetPort: 8080 }] },
+      spec: {
+        selector: { app: 'web6' },
+        clusterIP: '10.96.6.6',
+        clusterIPs: ['10.96.6.6', 'fd96::66'],
+        ports: [{ name: 'tcp', port: 80, targetPort: 8080 }],
+      },
     };
     await m.apply(svc);
-    const hits = async (n: number): Promise<string[]> => (await client.ask({ op: 'hits', ip: 'fd96::66', port: 80, proto: 'tcp', n, gapMs: 0, timeoutMs: 1500 })).names as string[];
+    const hits = async (n: number): Promise<string[]> =>
+      (await client.ask({ op: 'hits', ip: 'fd96::66', port: 80, proto: 'tcp', n, gapMs: 0, timeoutMs: 1500 })).names as string[];
     const deadline = Date.now() + 20_000;
     let first = await hits(3);
     while (!first.every((x) => x.startsWith('z/'))) {
-      if (Date.now() > deadline) throw new Error(`IPv6 VIP does not answer: ${JSON.stringify(first)}\n${m.startAgent().log().slice(-3000)}`);
+      if (Date.now() > deadline)
+        throw new Error(`IPv6 VIP does not answer: ${JSON.stringify(first)}\n${m.startAgent().log().slice(-3000)}`);
       await new Promise((r) => setTimeout(r, 300));
       first = await hits(3);
     }
@@ -123,12 +135,18 @@ describe('IPv6: policy and services on dual-stack pods (bridge + host-local + en
       apiVersion: 'v1',
       kind: 'Service',
       metadata: { name: 'lc6', namespace: 'z', annotations: { 'lb.cni-ts.dev/algorithm': 'least-connections' } },
-      spec: { selector: { app: 'web6' }, clusterIP: '10.96.6.7', clusterIPs: ['10.96.6.7', 'fd96::67'], ports: [{ name: 'tcp', port: 80, targetPort: 8080 }] },
+      spec: {
+        selector: { app: 'web6' },
+        clusterIP: '10.96.6.7',
+        clusterIPs: ['10.96.6.7', 'fd96::67'],
+        ports: [{ name: 'tcp', port: 80, targetPort: 8080 }],
+      },
     };
     await m.apply(svc);
     const holder = await startSvcPod(cleanup, m.pods.get('y/b')!.netns.path, 'y/b', false);
     const other = await startSvcPod(cleanup, m.pods.get('y/c')!.netns.path, 'y/c', false);
-    const hits = async (n: number, gapMs = 0): Promise<string[]> => (await other.ask({ op: 'hits', ip: 'fd96::67', port: 80, proto: 'tcp', n, gapMs, timeoutMs: 1500 })).names as string[];
+    const hits = async (n: number, gapMs = 0): Promise<string[]> =>
+      (await other.ask({ op: 'hits', ip: 'fd96::67', port: 80, proto: 'tcp', n, gapMs, timeoutMs: 1500 })).names as string[];
     const deadline = Date.now() + 20_000;
     while (!(await hits(1))[0]!.startsWith('z/')) {
       if (Date.now() > deadline) throw new Error(`IPv6 least-connections VIP does not answer\n${m.startAgent().log().slice(-3000)}`);

@@ -27,7 +27,11 @@ async function loFlags(ns: TestNetns): Promise<string[]> {
 
 describe('loopback result (pure)', () => {
   const lo: LinkInfo = {
-    ifindex: 1, ifname: 'lo', flags: ['LOOPBACK', 'UP'], mtu: 65536, address: '00:00:00:00:00:00',
+    ifindex: 1,
+    ifname: 'lo',
+    flags: ['LOOPBACK', 'UP'],
+    mtu: 65536,
+    address: '00:00:00:00:00:00',
     addr_info: [
       { family: 'inet', local: '127.0.0.1', prefixlen: 8 },
       { family: 'inet', local: '10.9.9.9', prefixlen: 32 },
@@ -37,12 +41,18 @@ describe('loopback result (pure)', () => {
   it('reports the loopback addresses of each family on interface 0 and skips others', () => {
     expect(loopbackResult(lo, '/run/netns/x')).toEqual({
       interfaces: [{ name: 'lo', mac: '00:00:00:00:00:00', sandbox: '/run/netns/x' }],
-      ips: [{ interface: 0, address: '127.0.0.1/8' }, { interface: 0, address: '::1/128' }],
+      ips: [
+        { interface: 0, address: '127.0.0.1/8' },
+        { interface: 0, address: '::1/128' },
+      ],
     });
   });
   it('finds a down lo and missing addresses', () => {
     expect(loopbackProblems(lo, ['127.0.0.1/8', '::1/128'])).toEqual([]);
-    expect(loopbackProblems({ ...lo, flags: ['LOOPBACK'], addr_info: [] }, ['::1/128'])).toEqual(['loopback interface is down', 'address ::1/128 is missing from lo']);
+    expect(loopbackProblems({ ...lo, flags: ['LOOPBACK'], addr_info: [] }, ['::1/128'])).toEqual([
+      'loopback interface is down',
+      'address ::1/128 is missing from lo',
+    ]);
     expect(loopbackProblems(undefined, [])).toHaveLength(1);
   });
 });
@@ -56,7 +66,10 @@ describe('loopback executable', () => {
     expect(r.json).toEqual({
       cniVersion: '1.1.0',
       interfaces: [{ name: 'lo', mac: '00:00:00:00:00:00', sandbox: ns.path }],
-      ips: [{ interface: 0, address: '127.0.0.1/8' }, { interface: 0, address: '::1/128' }],
+      ips: [
+        { interface: 0, address: '127.0.0.1/8' },
+        { interface: 0, address: '::1/128' },
+      ],
       dns: {},
     });
     expect(await loFlags(ns)).toContain('UP');
@@ -95,7 +108,12 @@ describe('loopback executable', () => {
 
   it('chained: passes prevResult through and still brings lo up', async () => {
     const ns = await makeNetns(cleanup, 'cnits-lo');
-    const prev = { cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: ns.path }], ips: [{ interface: 0, address: '10.1.0.2/24' }], dns: {} };
+    const prev = {
+      cniVersion: '1.0.0',
+      interfaces: [{ name: 'eth0', sandbox: ns.path }],
+      ips: [{ interface: 0, address: '10.1.0.2/24' }],
+      dns: {},
+    };
     const r = await call('ADD', ns.path, netconf('1.0.0', { prevResult: prev }));
     expect(r.json).toEqual(prev);
     expect(await loFlags(ns)).toContain('UP');
@@ -147,7 +165,14 @@ describe('loopback executable', () => {
   it('ADD and CHECK on a missing netns fail with a clear error (code 4 naming CNI_NETNS)', async () => {
     const gone = `/var/run/netns/${uid('cnits-gone')}`;
     for (const verb of ['ADD', 'CHECK']) {
-      const r = await call(verb, gone, netconf('1.0.0', verb === 'CHECK' ? { prevResult: { cniVersion: '1.0.0', interfaces: [{ name: 'lo', sandbox: gone }], ips: [] } } : {}));
+      const r = await call(
+        verb,
+        gone,
+        netconf(
+          '1.0.0',
+          verb === 'CHECK' ? { prevResult: { cniVersion: '1.0.0', interfaces: [{ name: 'lo', sandbox: gone }], ips: [] } } : {},
+        ),
+      );
       expect(r.exitCode).toBe(1);
       expect(r.json).toMatchObject({ code: 4, msg: expect.stringContaining('CNI_NETNS') });
     }

@@ -49,11 +49,31 @@ async function lab(extra: Record<string, unknown> = {}): Promise<Lab> {
   await inNs(host, 'ip', ['route', 'add', 'default', 'dev', master]);
   const dataDir = `/tmp/${uid(PREFIX)}`;
   cleanup.add(async () => rmSync(dataDir, { recursive: true, force: true }));
-  const conf = { cniVersion: '1.0.0', name: uid(PREFIX), type: 'macvlan', master, ipam: { type: 'host-local', subnet: `${subnet}0/24`, rangeStart: `${subnet}10`, dataDir, routes: [{ dst: '0.0.0.0/0' }], gateway: `${subnet}254` }, ...extra };
+  const conf = {
+    cniVersion: '1.0.0',
+    name: uid(PREFIX),
+    type: 'macvlan',
+    master,
+    ipam: {
+      type: 'host-local',
+      subnet: `${subnet}0/24`,
+      rangeStart: `${subnet}10`,
+      dataDir,
+      routes: [{ dst: '0.0.0.0/0' }],
+      gateway: `${subnet}254`,
+    },
+    ...extra,
+  };
   return { host, peer, master, subnet, dataDir, conf };
 }
 
-async function call(l: Lab, command: string, ns: TestNetns | undefined, id: string, opts: { conf?: Record<string, unknown>; prevResult?: unknown; ref?: boolean; ifname?: string } = {}): Promise<PluginRun> {
+async function call(
+  l: Lab,
+  command: string,
+  ns: TestNetns | undefined,
+  id: string,
+  opts: { conf?: Record<string, unknown>; prevResult?: unknown; ref?: boolean; ifname?: string } = {},
+): Promise<PluginRun> {
   return runPlugin('macvlan', {
     command,
     containerId: id,
@@ -65,7 +85,10 @@ async function call(l: Lab, command: string, ns: TestNetns | undefined, id: stri
   });
 }
 
-async function attach(l: Lab, opts: { conf?: Record<string, unknown>; ref?: boolean; ifname?: string; ns?: TestNetns } = {}): Promise<{ ns: TestNetns; id: string; res: Record<string, unknown> }> {
+async function attach(
+  l: Lab,
+  opts: { conf?: Record<string, unknown>; ref?: boolean; ifname?: string; ns?: TestNetns } = {},
+): Promise<{ ns: TestNetns; id: string; res: Record<string, unknown> }> {
   const ns = opts.ns ?? (await makeNetns(cleanup, PREFIX));
   const id = uid(PREFIX);
   const r = await call(l, 'ADD', ns, id, opts);
@@ -75,20 +98,51 @@ async function attach(l: Lab, opts: { conf?: Record<string, unknown>; ref?: bool
 }
 
 const ipOf = (res: Record<string, unknown>): string => (res.ips as Array<{ address: string }>)[0].address.split('/')[0];
-const details = async (ns: TestNetns, dev = 'eth0'): Promise<{ mtu: number; address: string; link?: string; linkinfo: { info_kind: string; info_data: { mode: string } } }> =>
-  (JSON.parse((await inNs(ns, 'ip', ['-j', '-d', 'link', 'show', 'dev', dev])).stdout) as Array<{ mtu: number; address: string; linkinfo: { info_kind: string; info_data: { mode: string } } }>)[0];
+const details = async (
+  ns: TestNetns,
+  dev = 'eth0',
+): Promise<{ mtu: number; address: string; link?: string; linkinfo: { info_kind: string; info_data: { mode: string } } }> =>
+  (
+    JSON.parse((await inNs(ns, 'ip', ['-j', '-d', 'link', 'show', 'dev', dev])).stdout) as Array<{
+      mtu: number;
+      address: string;
+      linkinfo: { info_kind: string; info_data: { mode: string } };
+    }>
+  )[0];
 
 describe('macvlan: config (pure)', () => {
   it('mode defaults to bridge, MAC precedence runtimeConfig > CNI_ARGS > mac, MTU bounded by the master, add command', () => {
-    const s = resolveMacvlan({ name: 'n', mac: '02:00:00:00:00:01', runtimeConfig: { mac: '02:00:00:00:00:02' } }, { args: new Map([['MAC', '02:00:00:00:00:03']]) });
+    const s = resolveMacvlan(
+      { name: 'n', mac: '02:00:00:00:00:01', runtimeConfig: { mac: '02:00:00:00:00:02' } },
+      { args: new Map([['MAC', '02:00:00:00:00:03']]) },
+    );
     expect([s.mode, s.mac, s.master, s.layer3, s.linkInContainer]).toEqual(['bridge', '02:00:00:00:00:02', undefined, false, false]);
-    expect(resolveMacvlan({ name: 'n', mac: '02:00:00:00:00:01' }, { args: new Map([['MAC', '02:00:00:00:00:03']]) }).mac).toBe('02:00:00:00:00:03');
+    expect(resolveMacvlan({ name: 'n', mac: '02:00:00:00:00:01' }, { args: new Map([['MAC', '02:00:00:00:00:03']]) }).mac).toBe(
+      '02:00:00:00:00:03',
+    );
     expect(() => resolveMacvlan({ name: 'n', master: 'a/b' }, { args: new Map() })).toThrow(/master/);
     expect(() => resolveMacvlan({ name: 'n', mac: '01:00:00:00:00:01' }, { args: new Map() })).toThrow(/multicast/);
     expect(() => checkMtu(9000, 1500)).toThrow(/invalid MTU 9000, must be \[0, master MTU\(1500\)\]/);
     checkMtu(1500, 1500);
     const cmd = macvlanAddCommand({ ...s, mtu: 1400, mode: 'vepa' }, 'ens1', 'mvtmp', '/run/netns/x');
-    expect(cmd).toEqual(['link', 'add', 'link', 'ens1', 'name', 'mvtmp', 'mtu', '1400', 'address', '02:00:00:00:00:02', 'netns', '/run/netns/x', 'type', 'macvlan', 'mode', 'vepa']);
+    expect(cmd).toEqual([
+      'link',
+      'add',
+      'link',
+      'ens1',
+      'name',
+      'mvtmp',
+      'mtu',
+      '1400',
+      'address',
+      '02:00:00:00:00:02',
+      'netns',
+      '/run/netns/x',
+      'type',
+      'macvlan',
+      'mode',
+      'vepa',
+    ]);
   });
 });
 
@@ -100,10 +154,18 @@ describe.skipIf(lacks)('macvlan: kernel', () => {
     expect((await inNs(a.ns, 'ping', ['-c1', '-W2', ipOf(b.res)], true)).exitCode).toBe(0);
     expect((await inNs(a.ns, 'ping', ['-c1', '-W2', `${l.subnet}254`], true)).exitCode).toBe(0);
     const r = await attach(l, { ref: true });
-    const norm = (res: Record<string, unknown>, ns: TestNetns): string => JSON.stringify(res).replaceAll(ns.path, 'NS').replace(/"mac":"[0-9a-f:]+"/, '"mac":"M"').replace(/"address":"[^"]+"/, '"address":"A"');
+    const norm = (res: Record<string, unknown>, ns: TestNetns): string =>
+      JSON.stringify(res)
+        .replaceAll(ns.path, 'NS')
+        .replace(/"mac":"[0-9a-f:]+"/, '"mac":"M"')
+        .replace(/"address":"[^"]+"/, '"address":"A"');
     expect(norm({ ...a.res, dns: undefined }, a.ns)).toBe(norm({ ...r.res, dns: undefined }, r.ns));
     const [mine, theirs] = [await details(a.ns), await details(r.ns)];
-    expect([mine.mtu, mine.linkinfo.info_kind, mine.linkinfo.info_data.mode]).toEqual([theirs.mtu, theirs.linkinfo.info_kind, theirs.linkinfo.info_data.mode]);
+    expect([mine.mtu, mine.linkinfo.info_kind, mine.linkinfo.info_data.mode]).toEqual([
+      theirs.mtu,
+      theirs.linkinfo.info_kind,
+      theirs.linkinfo.info_data.mode,
+    ]);
     expect(mine.mtu).toBe(1400);
     expect(mine.address).toBe((a.res.interfaces as Array<{ mac: string }>)[0].mac);
     for (const p of [a, b]) expect((await call(l, 'DEL', p.ns, p.id, { prevResult: p.res })).exitCode).toBe(0);
@@ -151,7 +213,15 @@ describe.skipIf(lacks)('macvlan: kernel', () => {
     await inNs(ns, 'ip', ['link', 'set', 'inner0', 'up']);
     const c = await attach(l, { ns, ifname: 'net1', conf: { ...l.conf, master: 'inner0', linkInContainer: true, ipam: undefined } });
     expect((await details(ns, 'net1')).link).toBe('inner0');
-    expect((await call(l, 'CHECK', ns, c.id, { ifname: 'net1', conf: { ...l.conf, master: 'inner0', linkInContainer: true, ipam: undefined }, prevResult: c.res })).exitCode).toBe(0);
+    expect(
+      (
+        await call(l, 'CHECK', ns, c.id, {
+          ifname: 'net1',
+          conf: { ...l.conf, master: 'inner0', linkInContainer: true, ipam: undefined },
+          prevResult: c.res,
+        })
+      ).exitCode,
+    ).toBe(0);
   });
 
   it('CHECK passes, detects a wrong mode, a missing address or route, and a missing master; interop with the reference CHECK', async () => {
@@ -167,6 +237,8 @@ describe.skipIf(lacks)('macvlan: kernel', () => {
     expect(String((await chk()).json?.msg)).toMatch(/address .* is missing/);
     const r = await attach(l, { ref: true });
     expect((await call(l, 'CHECK', r.ns, r.id, { prevResult: r.res })).exitCode).toBe(0);
-    expect((await call(l, 'CHECK', r.ns, r.id, { conf: { ...l.conf, master: 'hrnomaster' }, prevResult: r.res })).json).toMatchObject({ code: 105 });
+    expect((await call(l, 'CHECK', r.ns, r.id, { conf: { ...l.conf, master: 'hrnomaster' }, prevResult: r.res })).json).toMatchObject({
+      code: 105,
+    });
   });
 });

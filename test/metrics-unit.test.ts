@@ -21,11 +21,32 @@ import type { MetricsSnapshot } from '../shared/monitoring.ts';
 import { parseConntrackLine, type CtEntry } from '../shared/kernel/conntrack.ts';
 
 const LINKS = JSON.stringify([
-  { ifindex: 1, ifname: 'lo', stats64: { rx: { bytes: 5, packets: 1, errors: 0, dropped: 0 }, tx: { bytes: 5, packets: 1, errors: 0, dropped: 0 } } },
-  { ifindex: 7, ifname: 'veth1', stats64: { rx: { bytes: 1000, packets: 10, errors: 1, dropped: 2 }, tx: { bytes: 5000, packets: 50, errors: 3, dropped: 4 } } },
+  {
+    ifindex: 1,
+    ifname: 'lo',
+    stats64: { rx: { bytes: 5, packets: 1, errors: 0, dropped: 0 }, tx: { bytes: 5, packets: 1, errors: 0, dropped: 0 } },
+  },
+  {
+    ifindex: 7,
+    ifname: 'veth1',
+    stats64: { rx: { bytes: 1000, packets: 10, errors: 1, dropped: 2 }, tx: { bytes: 5000, packets: 50, errors: 3, dropped: 4 } },
+  },
 ]);
 const QDISCS = JSON.stringify([
-  { kind: 'tbf', handle: '1:', dev: 'veth1', root: true, options: { rate: 2500000, burst: 20000, lat: 25000 }, bytes: 1, packets: 1, drops: 6, overlimits: 0, requeues: 0, backlog: 0, qlen: 0 },
+  {
+    kind: 'tbf',
+    handle: '1:',
+    dev: 'veth1',
+    root: true,
+    options: { rate: 2500000, burst: 20000, lat: 25000 },
+    bytes: 1,
+    packets: 1,
+    drops: 6,
+    overlimits: 0,
+    requeues: 0,
+    backlog: 0,
+    qlen: 0,
+  },
   { kind: 'ingress', handle: 'ffff:', dev: 'veth1', parent: 'ffff:fff1', options: {}, bytes: 0, packets: 0, drops: 1, overlimits: 0 },
   { kind: 'tbf', handle: '1:', dev: 'bwpabc', root: true, options: { rate: 125000 }, drops: 9 },
   { kind: 'noqueue', handle: '0:', dev: 'lo', root: true, options: {} },
@@ -41,7 +62,17 @@ const ep = (name: string, extra: Partial<Endpoint['spec']> = {}): Endpoint => ({
 describe('kernel readers (parsers)', () => {
   it('ip -s -json link', () => {
     const m = parseLinkStats(LINKS);
-    expect(m.get('veth1')).toEqual({ ifindex: 7, rxBytes: 1000, txBytes: 5000, rxPackets: 10, txPackets: 50, rxErrors: 1, txErrors: 3, rxDropped: 2, txDropped: 4 });
+    expect(m.get('veth1')).toEqual({
+      ifindex: 7,
+      rxBytes: 1000,
+      txBytes: 5000,
+      rxPackets: 10,
+      txPackets: 50,
+      rxErrors: 1,
+      txErrors: 3,
+      rxDropped: 2,
+      txDropped: 4,
+    });
     expect(parseLinkStats('').size).toBe(0);
   });
   it('tc -s -json qdisc: root, ingress drops, TBF rate', () => {
@@ -63,7 +94,16 @@ describe('counters and figures', () => {
   const q = parseQdiscStats(QDISCS);
   it('container view: host rx is container tx; qdisc drops by direction', () => {
     const c = containerCounters(links.get('veth1')!, q.get('veth1'), q.get('bwpabc'));
-    expect(c).toEqual({ rxBytes: 5000, txBytes: 1000, rxPackets: 50, txPackets: 10, rxErrors: 3, txErrors: 1, rxDropped: 4 + 6, txDropped: 2 + 1 + 9 });
+    expect(c).toEqual({
+      rxBytes: 5000,
+      txBytes: 1000,
+      rxPackets: 50,
+      txPackets: 10,
+      rxErrors: 3,
+      txErrors: 1,
+      rxDropped: 4 + 6,
+      txDropped: 2 + 1 + 9,
+    });
   });
   it('a recreated veth (new ifindex) or a counter going down keeps the exported counter monotonic', () => {
     const a = advance(undefined, 7, { ...zeroCounters(), rxBytes: 1000 }, 0);
@@ -77,13 +117,27 @@ describe('counters and figures', () => {
   });
   it('rates, utilization over the TBF limit (else the capacity), error ratio', () => {
     const prev = advance(undefined, 7, zeroCounters(), 0);
-    const next = advance(prev, 7, { ...zeroCounters(), rxBytes: 2_500_000, txBytes: 1000, rxPackets: 90, txPackets: 5, rxDropped: 5 }, 2000);
+    const next = advance(
+      prev,
+      7,
+      { ...zeroCounters(), rxBytes: 2_500_000, txBytes: 1000, rxPackets: 90, txPackets: 5, rxDropped: 5 },
+      2000,
+    );
     const f = figuresOf({ ep: ep('a'), node: 'n1', prev, next, limits: { rx: 10e6 }, capacity: 1e9, connections: 2, connectionsTotal: 3 });
     expect(f.rates.rxBytes).toBe(1_250_000);
     expect(f.utilization).toBeCloseTo(1.0); // 10 Mbit/s over a 10 Mbit/s TBF
     expect(f.limitBitsPerSecond).toBe(10e6);
     expect(f.errorRatio).toBeCloseTo(5 / 100);
-    expect(f).toMatchObject({ namespace: 'x', pod: 'a', network: 'net1', interface: 'eth0', node: 'n1', ips: ['10.1.0.5'], connections: 2, connectionsTotal: 3 });
+    expect(f).toMatchObject({
+      namespace: 'x',
+      pod: 'a',
+      network: 'net1',
+      interface: 'eth0',
+      node: 'n1',
+      ips: ['10.1.0.5'],
+      connections: 2,
+      connectionsTotal: 3,
+    });
     const g = figuresOf({ ep: ep('a'), node: 'n1', prev, next, limits: {}, capacity: 1e9, connections: 0, connectionsTotal: 0 });
     expect(g.utilization).toBeCloseTo(0.01);
     const none = figuresOf({ ep: ep('a'), node: 'n1', prev: undefined, next: prev, limits: {}, connections: 0, connectionsTotal: 0 });
@@ -96,7 +150,13 @@ describe('counters and figures', () => {
       'udp      17 29 src=10.9.9.9 dst=10.96.0.10 sport=5353 dport=53 src=10.1.0.6 dst=10.9.9.9 sport=53 dport=5353 mark=0 use=1',
       'tcp      6 10 TIME_WAIT src=192.0.2.1 dst=192.0.2.2 sport=1 dport=2 src=192.0.2.2 dst=192.0.2.1 sport=2 dport=1 mark=0 use=1',
     ].map(parseConntrackLine) as CtEntry[];
-    const m = countConnections(ct, new Map([['10.1.0.5', ['x/a']], ['10.1.0.6', ['x/b']]]));
+    const m = countConnections(
+      ct,
+      new Map([
+        ['10.1.0.5', ['x/a']],
+        ['10.1.0.6', ['x/b']],
+      ]),
+    );
     expect(Object.fromEntries(m)).toEqual({ 'x/a': 1, 'x/b': 2 });
   });
 });
@@ -104,7 +164,13 @@ describe('counters and figures', () => {
 describe('metrics config section', () => {
   const cfg = (metrics: Record<string, unknown>) => ({ metrics, source: '/etc/cni-ts/agent.json' });
   it('defaults', () => {
-    expect(metricsSettings(cfg({}))).toMatchObject({ enabled: true, intervalSeconds: 5, capacity: {}, defaultCapacity: 10e9, latency: { mode: 'icmp' } });
+    expect(metricsSettings(cfg({}))).toMatchObject({
+      enabled: true,
+      intervalSeconds: 5,
+      capacity: {},
+      defaultCapacity: 10e9,
+      latency: { mode: 'icmp' },
+    });
   });
   it('bandwidth strings', () => {
     expect(parseBandwidth('1Gbit')).toBe(1e9);
@@ -146,7 +212,9 @@ describe('Prometheus export', () => {
       node: 'n1',
       at: new Date().toISOString(),
       intervalSeconds: 5,
-      endpoints: [figuresOf({ ep: ep('a'), node: 'n1', prev, next, limits: {}, connections: 1, connectionsTotal: 4, latencySeconds: 0.002 })],
+      endpoints: [
+        figuresOf({ ep: ep('a'), node: 'n1', prev, next, limits: {}, connections: 1, connectionsTotal: 4, latencySeconds: 0.002 }),
+      ],
     };
     registerEndpointFamilies(reg, () => snap);
     const text = await reg.metrics();
@@ -163,7 +231,14 @@ describe('plugin call records (shared/cni/calls.ts) and their export', () => {
   const dir = `/tmp/mx-calls-${process.pid}`;
   const file = `${dir}/calls.log`;
   const env = { CNI_TS_PLUGIN_CALLS: file };
-  const rec = (plugin: string, verb: string, ok = true, seconds = 0.02): PluginCallRecord => ({ t: Date.now(), plugin, verb, result: ok ? 'ok' : 'error', ...(ok ? {} : { code: 7 }), seconds });
+  const rec = (plugin: string, verb: string, ok = true, seconds = 0.02): PluginCallRecord => ({
+    t: Date.now(),
+    plugin,
+    verb,
+    result: ok ? 'ok' : 'error',
+    ...(ok ? {} : { code: 7 }),
+    seconds,
+  });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('appends only to an existing file (the agent creates it), never throws, rotates at the bound', () => {
@@ -227,7 +302,18 @@ describe('IPAM pool usage', () => {
 describe('services, DNS and policy families', () => {
   it('service backends up/down and their open connections', async () => {
     const reg = createRegistry();
-    const entry = { key: 'x/web:http/tcp', namespace: 'x', name: 'web', portName: 'http', port: 80, protocol: 'tcp', backends: [{ key: '10.1.0.5:8080', healthy: true }, { key: '10.1.0.6:8080', healthy: false }] };
+    const entry = {
+      key: 'x/web:http/tcp',
+      namespace: 'x',
+      name: 'web',
+      portName: 'http',
+      port: 80,
+      protocol: 'tcp',
+      backends: [
+        { key: '10.1.0.5:8080', healthy: true },
+        { key: '10.1.0.6:8080', healthy: false },
+      ],
+    };
     registerServiceFamilies(reg, () => ({ entries: [entry as never], connections: { 'x/web:http/tcp|10.1.0.5:8080': 3 } }));
     const text = await reg.metrics();
     expect(text).toContain('cni_ts_service_backend_up{namespace="x",service="web",port="http/tcp",backend="10.1.0.5:8080"} 1');
@@ -250,10 +336,23 @@ describe('services, DNS and policy families', () => {
     expect(text).toContain('cni_ts_dns_request_duration_seconds_count 2');
   });
   it('policy counter names back to policy and rule; nft -j counters parsed', () => {
-    expect(policyLabels('np_x_allow-web_in_0')).toEqual({ kind: 'NetworkPolicy', namespace: 'x', policy: 'allow-web', direction: 'ingress', rule: '0', verdict: 'allow', counter: 'np_x_allow-web_in_0' });
+    expect(policyLabels('np_x_allow-web_in_0')).toEqual({
+      kind: 'NetworkPolicy',
+      namespace: 'x',
+      policy: 'allow-web',
+      direction: 'ingress',
+      rule: '0',
+      verdict: 'allow',
+      counter: 'np_x_allow-web_in_0',
+    });
     expect(policyLabels('default_deny_eg')).toMatchObject({ kind: 'default', direction: 'egress', verdict: 'deny' });
     expect(policyLabels('anp_deny-y_in_2')).toMatchObject({ kind: 'AdminNetworkPolicy', policy: 'deny-y', rule: '2', verdict: 'rule' });
-    const json = JSON.stringify({ nftables: [{ metainfo: { version: '1.0.6' } }, { counter: { family: 'inet', name: 'np_x_a_in_0', table: 't', handle: 3, packets: 7, bytes: 420 } }] });
+    const json = JSON.stringify({
+      nftables: [
+        { metainfo: { version: '1.0.6' } },
+        { counter: { family: 'inet', name: 'np_x_a_in_0', table: 't', handle: 3, packets: 7, bytes: 420 } },
+      ],
+    });
     expect(parseNftCounters(json)).toEqual([{ name: 'np_x_a_in_0', packets: 7, bytes: 420 }]);
   });
 });

@@ -42,16 +42,26 @@ describe('endpoint metrics from the agent (real kernel, Prometheus scraping)', (
     if (!r.ok || r.type !== 'metrics') throw new Error(`metrics request failed: ${JSON.stringify(r)}`);
     return r.metrics;
   };
-  const fig = (s: MetricsSnapshot, pod: string): EndpointFigures | undefined => s.endpoints.find((e) => e.namespace === 'x' && e.pod === pod);
+  const fig = (s: MetricsSnapshot, pod: string): EndpointFigures | undefined =>
+    s.endpoints.find((e) => e.namespace === 'x' && e.pod === pod);
   /** a snapshot taken after `after` (ISO time) */
   const nextSnapshot = (after: string): Promise<MetricsSnapshot> => until(snapshot, (s) => s.at > after, 10_000, 100);
   /** GET inside the host netns (Node's fetch: no curl needed) */
   const curl = async (url: string): Promise<string> =>
-    (await inNs(m.tb.host, NODE, ['-e', `fetch(${JSON.stringify(url)}, { signal: AbortSignal.timeout(5000) }).then((r) => r.text()).then((t) => process.stdout.write(t), (e) => { console.error(String(e)); process.exit(1); })`])).stdout;
+    (
+      await inNs(m.tb.host, NODE, [
+        '-e',
+        `fetch(${JSON.stringify(url)}, { signal: AbortSignal.timeout(5000) }).then((r) => r.text()).then((t) => process.stdout.write(t), (e) => { console.error(String(e)); process.exit(1); })`,
+      ])
+    ).stdout;
 
   /** iperf3 from `from` to `to` (server started in `to`, one test, then it exits). */
   const iperf = async (from: PodKey, to: PodKey, args: string[]): Promise<void> => {
-    const server = execa('nsenter', [`--net=${m.pods.get(to)!.netns.path}`, '--', 'iperf3', '-s', '-1', '-p', String(IPERF_PORT), '-B', ip(to)], { reject: false });
+    const server = execa(
+      'nsenter',
+      [`--net=${m.pods.get(to)!.netns.path}`, '--', 'iperf3', '-s', '-1', '-p', String(IPERF_PORT), '-B', ip(to)],
+      { reject: false },
+    );
     try {
       const started = await until(
         async () => (await inNs(m.pods.get(to)!.netns, 'ss', ['-Htln', `sport = :${IPERF_PORT}`], true)).stdout.trim(),
@@ -95,7 +105,13 @@ describe('endpoint metrics from the agent (real kernel, Prometheus scraping)', (
       agentConfig: (tb) => ({
         listen: `127.0.0.1:${AGENT_PORT}`,
         dns: { enabled: false },
-        metrics: { intervalSeconds: 1, latency: { mode: 'icmp', timeoutMs: 500 }, capacity: { [`${tb.id}net`]: '1Gbit' }, pluginCallsFile: path.join(tb.dir, 'plugin-calls.log'), ipamDataDirs: [tb.dataDir] },
+        metrics: {
+          intervalSeconds: 1,
+          latency: { mode: 'icmp', timeoutMs: 500 },
+          capacity: { [`${tb.id}net`]: '1Gbit' },
+          pluginCallsFile: path.join(tb.dir, 'plugin-calls.log'),
+          ipamDataDirs: [tb.dataDir],
+        },
       }),
     });
     m.startAgent();
@@ -110,15 +126,27 @@ describe('endpoint metrics from the agent (real kernel, Prometheus scraping)', (
     m.pods.set('x/c', { key: 'x/c', netns, containerId, ip: '' } as never);
     const br = await m.plugin('bridge', { command: 'ADD', containerId, netns: netns.path, config: m.bridgeConf() });
     if (br.exitCode !== 0) throw new Error(`bridge ADD x/c: ${br.stderr}`);
-    m.pods.get('x/c')!.ip = ((br.json?.ips as Array<{ address: string }>)[0]!.address).split('/')[0]!;
-    const bwConf = { cniVersion: '1.1.0', name: `${m.tb.id}net`, type: 'bandwidth', ingressRate: LIMIT, ingressBurst: 400_000, egressRate: LIMIT, egressBurst: 400_000, prevResult: br.json };
+    m.pods.get('x/c')!.ip = (br.json?.ips as Array<{ address: string }>)[0]!.address.split('/')[0]!;
+    const bwConf = {
+      cniVersion: '1.1.0',
+      name: `${m.tb.id}net`,
+      type: 'bandwidth',
+      ingressRate: LIMIT,
+      ingressBurst: 400_000,
+      egressRate: LIMIT,
+      egressBurst: 400_000,
+      prevResult: br.json,
+    };
     const bw = await m.plugin('bandwidth', { command: 'ADD', containerId, netns: netns.path, config: bwConf });
     if (bw.exitCode !== 0) throw new Error(`bandwidth ADD x/c: ${bw.stderr}`);
-    cleanup.add(() => m.plugin('bandwidth', { command: 'DEL', containerId, netns: netns.path, config: { ...bwConf, prevResult: bw.json } })); // removes the IFB
+    cleanup.add(() =>
+      m.plugin('bandwidth', { command: 'DEL', containerId, netns: netns.path, config: { ...bwConf, prevResult: bw.json } }),
+    ); // removes the IFB
     const ep = await m.endpoint('ADD', 'x/c', bw.json);
     if (ep.exitCode !== 0) throw new Error(`endpoint ADD x/c: ${ep.stdout} ${ep.stderr}`);
     const first = await until(snapshot, (s) => s.endpoints.length === 3, 20_000);
-    if (first.endpoints.length !== 3) throw new Error(`agent samples ${first.endpoints.length} endpoints: ${m['agentProc']?.log?.() ?? ''}`);
+    if (first.endpoints.length !== 3)
+      throw new Error(`agent samples ${first.endpoints.length} endpoints: ${m['agentProc']?.log?.() ?? ''}`);
   }, 120_000);
 
   afterAll(() => cleanup.run(), 60_000);
@@ -132,7 +160,19 @@ describe('endpoint metrics from the agent (real kernel, Prometheus scraping)', (
     expect(a.hostInterface).toBeTruthy();
     const text = await curl(`http://127.0.0.1:${AGENT_PORT}/metrics`);
     expect(text).toContain('# TYPE cni_ts_endpoint_receive_bytes_total counter');
-    for (const fam of ['receive_bytes_total', 'transmit_bytes_total', 'receive_packets_total', 'transmit_packets_total', 'receive_errors_total', 'transmit_errors_total', 'receive_packets_dropped_total', 'transmit_packets_dropped_total', 'connections', 'connections_total', 'error_ratio']) {
+    for (const fam of [
+      'receive_bytes_total',
+      'transmit_bytes_total',
+      'receive_packets_total',
+      'transmit_packets_total',
+      'receive_errors_total',
+      'transmit_errors_total',
+      'receive_packets_dropped_total',
+      'transmit_packets_dropped_total',
+      'connections',
+      'connections_total',
+      'error_ratio',
+    ]) {
       expect(text).toContain(`cni_ts_endpoint_${fam}{namespace="x",pod="a",network="${m.tb.id}net",interface="eth0",node="${m.node}"}`);
     }
   });
@@ -182,9 +222,15 @@ describe('endpoint metrics from the agent (real kernel, Prometheus scraping)', (
   it('open connections of an endpoint come from conntrack', async () => {
     // a TCP connection held open from x/a to x/b (bridged: tracked in the host netns through br_netfilter,
     // which the agent's policy reconciler turns on)
-    const server = execa('nsenter', [`--net=${m.pods.get('x/b')!.netns.path}`, '--', 'iperf3', '-s', '-1', '-p', String(IPERF_PORT + 1)], { reject: false });
+    const server = execa('nsenter', [`--net=${m.pods.get('x/b')!.netns.path}`, '--', 'iperf3', '-s', '-1', '-p', String(IPERF_PORT + 1)], {
+      reject: false,
+    });
     await sleep(500);
-    const client = execa('nsenter', [`--net=${m.pods.get('x/a')!.netns.path}`, '--', 'iperf3', '-c', ip('x/b'), '-p', String(IPERF_PORT + 1), '-t', '6', '-b', '1M'], { reject: false });
+    const client = execa(
+      'nsenter',
+      [`--net=${m.pods.get('x/a')!.netns.path}`, '--', 'iperf3', '-c', ip('x/b'), '-p', String(IPERF_PORT + 1), '-t', '6', '-b', '1M'],
+      { reject: false },
+    );
     try {
       const s = await until(snapshot, (x) => (fig(x, 'a')?.connections ?? 0) > 0, 8000);
       expect(fig(s, 'a')!.connections).toBeGreaterThan(0);
@@ -201,11 +247,22 @@ describe('endpoint metrics from the agent (real kernel, Prometheus scraping)', (
     const dir = path.join(m.tb.dir, 'prometheus');
     mkdirSync(path.join(dir, 'data'), { recursive: true });
     const conf = path.join(dir, 'prometheus.yml');
-    writeFileSync(conf, `global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: cni-ts\n    static_configs:\n      - targets: ['127.0.0.1:${AGENT_PORT}']\n`);
+    writeFileSync(
+      conf,
+      `global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: cni-ts\n    static_configs:\n      - targets: ['127.0.0.1:${AGENT_PORT}']\n`,
+    );
     expect(existsSync('/usr/bin/prometheus')).toBe(true);
     const prom: ResultPromise = execa(
       'nsenter',
-      [`--net=${m.tb.host.path}`, '--', 'prometheus', `--config.file=${conf}`, `--storage.tsdb.path=${path.join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${PROM_PORT}`, '--log.level=warn'],
+      [
+        `--net=${m.tb.host.path}`,
+        '--',
+        'prometheus',
+        `--config.file=${conf}`,
+        `--storage.tsdb.path=${path.join(dir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${PROM_PORT}`,
+        '--log.level=warn',
+      ],
       { reject: false, all: true },
     );
     try {
@@ -214,7 +271,10 @@ describe('endpoint metrics from the agent (real kernel, Prometheus scraping)', (
         async () => {
           const out = await curl(`http://127.0.0.1:${PROM_PORT}/api/v1/query?query=${q}`).catch(() => '');
           try {
-            return JSON.parse(out) as { status: string; data: { result: Array<{ metric: Record<string, string>; value: [number, string] }> } };
+            return JSON.parse(out) as {
+              status: string;
+              data: { result: Array<{ metric: Record<string, string>; value: [number, string] }> };
+            };
           } catch {
             return undefined;
           }
@@ -225,9 +285,21 @@ describe('endpoint metrics from the agent (real kernel, Prometheus scraping)', (
       );
       expect(got?.status, String(prom.all ?? '')).toBe('success');
       const series = got!.data.result[0]!;
-      expect(series.metric).toMatchObject({ __name__: 'cni_ts_endpoint_receive_bytes_total', job: 'cni-ts', namespace: 'x', pod: 'b', network: `${m.tb.id}net`, interface: 'eth0', node: m.node });
+      expect(series.metric).toMatchObject({
+        __name__: 'cni_ts_endpoint_receive_bytes_total',
+        job: 'cni-ts',
+        namespace: 'x',
+        pod: 'b',
+        network: `${m.tb.id}net`,
+        interface: 'eth0',
+        node: m.node,
+      });
       expect(Number(series.value[1])).toBeGreaterThan(4 * 1024 * 1024);
-      const u = JSON.parse(await curl(`http://127.0.0.1:${PROM_PORT}/api/v1/query?query=${encodeURIComponent('cni_ts_endpoint_bandwidth_limit_bits_per_second{pod="c"}')}`)) as { data: { result: Array<{ value: [number, string] }> } };
+      const u = JSON.parse(
+        await curl(
+          `http://127.0.0.1:${PROM_PORT}/api/v1/query?query=${encodeURIComponent('cni_ts_endpoint_bandwidth_limit_bits_per_second{pod="c"}')}`,
+        ),
+      ) as { data: { result: Array<{ value: [number, string] }> } };
       expect(Number(u.data.result[0]?.value[1])).toBe(LIMIT);
     } finally {
       prom.kill('SIGTERM');
@@ -238,9 +310,33 @@ describe('endpoint metrics from the agent (real kernel, Prometheus scraping)', (
   it('plugin calls (recorded by the plugins, exported by the agent) and IPAM pool usage', async () => {
     const env = { CNI_TS_PLUGIN_CALLS: path.join(m.tb.dir, 'plugin-calls.log') };
     const p = m.pods.get('x/c')!;
-    const conf = { cniVersion: '1.1.0', name: `${m.tb.id}net`, type: 'bandwidth', ingressRate: LIMIT, ingressBurst: 400_000, egressRate: LIMIT, egressBurst: 400_000 };
-    const ok = await runPlugin('bandwidth', { command: 'CHECK', containerId: p.containerId, netns: p.netns.path, ifname: 'eth0', config: { ...conf, prevResult: m.prevResultOf('x/a') ?? {} }, hostNetns: m.tb.host.path, env });
-    const bad = await runPlugin('bandwidth', { command: 'ADD', containerId: p.containerId, netns: p.netns.path, ifname: 'eth0', config: { ...conf, ingressBurst: undefined }, hostNetns: m.tb.host.path, env });
+    const conf = {
+      cniVersion: '1.1.0',
+      name: `${m.tb.id}net`,
+      type: 'bandwidth',
+      ingressRate: LIMIT,
+      ingressBurst: 400_000,
+      egressRate: LIMIT,
+      egressBurst: 400_000,
+    };
+    const ok = await runPlugin('bandwidth', {
+      command: 'CHECK',
+      containerId: p.containerId,
+      netns: p.netns.path,
+      ifname: 'eth0',
+      config: { ...conf, prevResult: m.prevResultOf('x/a') ?? {} },
+      hostNetns: m.tb.host.path,
+      env,
+    });
+    const bad = await runPlugin('bandwidth', {
+      command: 'ADD',
+      containerId: p.containerId,
+      netns: p.netns.path,
+      ifname: 'eth0',
+      config: { ...conf, ingressBurst: undefined },
+      hostNetns: m.tb.host.path,
+      env,
+    });
     expect(bad.exitCode).toBe(1);
     const text = await until(
       () => curl(`http://127.0.0.1:${AGENT_PORT}/metrics`),
@@ -260,13 +356,28 @@ describe('endpoint metrics from the agent (real kernel, Prometheus scraping)', (
       apiVersion: 'networking.k8s.io/v1',
       kind: 'NetworkPolicy',
       metadata: { name: 'from-a', namespace: 'x' },
-      spec: { podSelector: { matchLabels: { pod: 'b' } }, policyTypes: ['Ingress'], ingress: [{ from: [{ podSelector: { matchLabels: { pod: 'a' } } }] }] },
+      spec: {
+        podSelector: { matchLabels: { pod: 'b' } },
+        policyTypes: ['Ingress'],
+        ingress: [{ from: [{ podSelector: { matchLabels: { pod: 'a' } } }] }],
+      },
     } as never);
     const series = `cni_ts_policy_rule_packets_total{kind="NetworkPolicy",namespace="x",policy="from-a",direction="ingress",rule="0",verdict="allow",counter="np_x_from-a_in_0"}`;
-    const value = (t: string): number => Number(new RegExp(`^${series.replace(/[{}"()[\]]/g, (c) => `\\${c}`)} (\\S+)$`, 'm').exec(t)?.[1] ?? NaN);
-    await until(() => curl(`http://127.0.0.1:${AGENT_PORT}/metrics`), (t) => t.includes(series), 15_000, 300);
+    const value = (t: string): number =>
+      Number(new RegExp(`^${series.replace(/[{}"()[\]]/g, (c) => `\\${c}`)} (\\S+)$`, 'm').exec(t)?.[1] ?? NaN);
+    await until(
+      () => curl(`http://127.0.0.1:${AGENT_PORT}/metrics`),
+      (t) => t.includes(series),
+      15_000,
+      300,
+    );
     expect(await sendBytes('x/a', 'x/b', 100_000)).toBe(100_000);
-    const text = await until(() => curl(`http://127.0.0.1:${AGENT_PORT}/metrics`), (t) => value(t) > 0, 5000, 300);
+    const text = await until(
+      () => curl(`http://127.0.0.1:${AGENT_PORT}/metrics`),
+      (t) => value(t) > 0,
+      5000,
+      300,
+    );
     expect(value(text)).toBeGreaterThan(0);
   }, 40_000);
 
@@ -274,7 +385,11 @@ describe('endpoint metrics from the agent (real kernel, Prometheus scraping)', (
     const before = fig(await snapshot(), 'b')!.counters.rxBytes;
     await m.stopAgent();
     m.startAgent();
-    const s = await until(() => snapshot().catch(() => undefined), (x) => !!x && !!fig(x, 'b'), 20_000);
+    const s = await until(
+      () => snapshot().catch(() => undefined),
+      (x) => !!x && !!fig(x, 'b'),
+      20_000,
+    );
     expect(fig(s!, 'b')!.counters.rxBytes).toBeGreaterThanOrEqual(before);
   }, 40_000);
 });

@@ -8,7 +8,21 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as C from '../shared/kernel/netlink/constants.ts';
-import { Attrs, attr, describeError, encodeMessage, formatIp, ifinfomsg, ipBytes, parseError, parseIfaddrmsg, parseIfinfomsg, parseMessages, parseRtmsg, type NlMsg } from '../shared/kernel/netlink/codec.ts';
+import {
+  Attrs,
+  attr,
+  describeError,
+  encodeMessage,
+  formatIp,
+  ifinfomsg,
+  ipBytes,
+  parseError,
+  parseIfaddrmsg,
+  parseIfinfomsg,
+  parseMessages,
+  parseRtmsg,
+  type NlMsg,
+} from '../shared/kernel/netlink/codec.ts';
 import { decodeAddr, decodeLink, decodeRoute, resolveLink, resolveRoute, type LinkRef } from '../shared/kernel/netlink/decode.ts';
 import { codeOfErrno, errnoText } from '../shared/kernel/netlink/errno.ts';
 import { buildRequest, parseIpBatch, parseIpCommand, type BuildContext } from '../shared/kernel/netlink/ipcmd.ts';
@@ -20,26 +34,66 @@ interface Case {
   ip?: unknown;
   netns?: string;
 }
-const fixture = JSON.parse(readFileSync(path.join(import.meta.dirname, 'fixtures', 'netlink', 'replies.json'), 'utf8')) as { kernel: string; cases: Case[] };
-const msgsOf = (c: Case): NlMsg[] => c.replies.filter((r) => !r.startsWith('error')).flatMap((h) => parseMessages(Uint8Array.from(Buffer.from(h, 'hex'))));
+const fixture = JSON.parse(readFileSync(path.join(import.meta.dirname, 'fixtures', 'netlink', 'replies.json'), 'utf8')) as {
+  kernel: string;
+  cases: Case[];
+};
+const msgsOf = (c: Case): NlMsg[] =>
+  c.replies.filter((r) => !r.startsWith('error')).flatMap((h) => parseMessages(Uint8Array.from(Buffer.from(h, 'hex'))));
 const cases = (prefix: string): Case[] => fixture.cases.filter((c) => c.name.startsWith(prefix));
 const find = (name: string, ns?: string): Case => fixture.cases.find((c) => c.name === name && (!ns || c.netns === ns))!;
 
 /** index → name in a netns, from its captured link dump */
 function namesIn(ns: string): (i: number) => string | undefined {
-  const links = msgsOf(find('links dump', ns)).filter((m) => m.type === C.RTM_NEWLINK).map((m) => decodeLink(m).info);
+  const links = msgsOf(find('links dump', ns))
+    .filter((m) => m.type === C.RTM_NEWLINK)
+    .map((m) => decodeLink(m).info);
   return (i) => links.find((l) => l.ifindex === i)?.ifname;
 }
 function refsIn(ns: string): (i: number) => LinkRef | undefined {
-  const links = msgsOf(find('links dump', ns)).filter((m) => m.type === C.RTM_NEWLINK).map((m) => decodeLink(m).info);
+  const links = msgsOf(find('links dump', ns))
+    .filter((m) => m.type === C.RTM_NEWLINK)
+    .map((m) => decodeLink(m).info);
   return (i) => {
     const l = links.find((x) => x.ifindex === i);
     return l && { name: l.ifname, up: l.flags.includes('UP') };
   };
 }
 
-const LINK_KEYS = ['ifindex', 'ifname', 'flags', 'mtu', 'qdisc', 'operstate', 'txqlen', 'address', 'broadcast', 'link', 'link_index', 'link_netnsid', 'master', 'min_mtu', 'max_mtu', 'ifalias'] as const;
-const ADDR_KEYS = ['family', 'local', 'address', 'prefixlen', 'broadcast', 'scope', 'dynamic', 'tentative', 'nodad', 'noprefixroute', 'dadfailed', 'label', 'valid_life_time', 'preferred_life_time'] as const;
+const LINK_KEYS = [
+  'ifindex',
+  'ifname',
+  'flags',
+  'mtu',
+  'qdisc',
+  'operstate',
+  'txqlen',
+  'address',
+  'broadcast',
+  'link',
+  'link_index',
+  'link_netnsid',
+  'master',
+  'min_mtu',
+  'max_mtu',
+  'ifalias',
+] as const;
+const ADDR_KEYS = [
+  'family',
+  'local',
+  'address',
+  'prefixlen',
+  'broadcast',
+  'scope',
+  'dynamic',
+  'tentative',
+  'nodad',
+  'noprefixroute',
+  'dadfailed',
+  'label',
+  'valid_life_time',
+  'preferred_life_time',
+] as const;
 
 function pick<T extends object>(o: T, keys: readonly string[]): Record<string, unknown> {
   const out: Record<string, unknown> = {};
@@ -50,7 +104,8 @@ function pick<T extends object>(o: T, keys: readonly string[]): Record<string, u
 describe('decoding captured kernel replies gives what ip -json says', () => {
   it(`fixtures were captured (kernel ${fixture.kernel}) and cover links, addresses, routes and errors`, () => {
     expect(cases('link ').length).toBeGreaterThanOrEqual(6);
-    for (const n of ['addr dump', 'route dump 4', 'route dump 6', 'error EEXIST', 'error ENODEV', 'error unknown kind', 'ack']) expect(cases(n).length).toBeGreaterThan(0);
+    for (const n of ['addr dump', 'route dump 4', 'route dump 6', 'error EEXIST', 'error ENODEV', 'error unknown kind', 'ack'])
+      expect(cases(n).length).toBeGreaterThan(0);
   });
 
   for (const c of cases('link ')) {
@@ -68,8 +123,13 @@ describe('decoding captured kernel replies gives what ip -json says', () => {
         expect(mine.linkinfo?.info_slave_data?.isolated).toBe(ip.linkinfo.info_slave_data?.isolated);
       }
       // the same link's addresses, from the netns's address dump, in ip's order (IPv4 first)
-      const addrs = msgsOf(find('addr dump', c.netns)).filter((x) => x.type === C.RTM_NEWADDR).map(decodeAddr).filter((a) => a.index === mine.ifindex);
-      const ordered = [...addrs.filter((a) => a.info.family === 'inet'), ...addrs.filter((a) => a.info.family === 'inet6')].map((a) => pick(a.info, ADDR_KEYS));
+      const addrs = msgsOf(find('addr dump', c.netns))
+        .filter((x) => x.type === C.RTM_NEWADDR)
+        .map(decodeAddr)
+        .filter((a) => a.index === mine.ifindex);
+      const ordered = [...addrs.filter((a) => a.info.family === 'inet'), ...addrs.filter((a) => a.info.family === 'inet6')].map((a) =>
+        pick(a.info, ADDR_KEYS),
+      );
       expect(ordered).toEqual((ip.addr_info ?? []).map((a: AddrInfo) => pick(a, ADDR_KEYS)));
     });
   }
@@ -85,14 +145,24 @@ describe('decoding captured kernel replies gives what ip -json says', () => {
   });
 
   it('a veth peer in another netns with the same ifindex as ours is still named by link_index (ptp CHECK compares it)', () => {
-    const m = parseMessages(encodeMessage({ type: C.RTM_NEWLINK, flags: 0, header: ifinfomsg({ index: 2, flags: 0x1043 }), attrs: [attr.str(C.IFLA_IFNAME, 'eth0'), attr.u32(C.IFLA_LINK, 2), attr.i32(C.IFLA_LINK_NETNSID, 0)] }))[0];
+    const m = parseMessages(
+      encodeMessage({
+        type: C.RTM_NEWLINK,
+        flags: 0,
+        header: ifinfomsg({ index: 2, flags: 0x1043 }),
+        attrs: [attr.str(C.IFLA_IFNAME, 'eth0'), attr.u32(C.IFLA_LINK, 2), attr.i32(C.IFLA_LINK_NETNSID, 0)],
+      }),
+    )[0];
     expect(resolveLink(decodeLink(m), () => undefined)).toMatchObject({ ifindex: 2, link_index: 2, link_netnsid: 0 });
   });
 
   it('every route of the IPv4 and IPv6 dumps, all tables, as ip -json prints them', () => {
     let n = 0;
     for (const c of [...cases('route dump 4'), ...cases('route dump 6')]) {
-      const mine = msgsOf(c).filter((m) => m.type === C.RTM_NEWROUTE).map(decodeRoute).map((r) => resolveRoute(r, namesIn(c.netns!)));
+      const mine = msgsOf(c)
+        .filter((m) => m.type === C.RTM_NEWROUTE)
+        .map(decodeRoute)
+        .map((r) => resolveRoute(r, namesIn(c.netns!)));
       const ip = c.ip as RouteInfo[];
       expect(mine.length).toBe(ip.length);
       mine.forEach((r, i) => {
@@ -106,7 +176,9 @@ describe('decoding captured kernel replies gives what ip -json says', () => {
 
   it('route metrics (RTA_METRICS > RTAX_MTU) and a table above 255 (RTA_TABLE)', () => {
     const b = find('route dump 4', fixture.cases.find((c) => c.name === 'link eth0')!.netns);
-    const routes = msgsOf(b).filter((m) => m.type === C.RTM_NEWROUTE).map(decodeRoute);
+    const routes = msgsOf(b)
+      .filter((m) => m.type === C.RTM_NEWROUTE)
+      .map(decodeRoute);
     expect(routes.find((r) => r.info.dst === '198.51.100.0/24')?.info).toMatchObject({ gateway: '10.77.0.1', metric: 7, mtu: 1400 });
     expect(routes.find((r) => r.info.dst === '203.0.113.0/24')).toMatchObject({ table: 1000, info: { table: '1000', scope: 'link' } });
   });
@@ -118,7 +190,7 @@ describe('decoding captured kernel replies gives what ip -json says', () => {
   });
 });
 
-describe('NLMSG_ERROR: errno, the errno text, the kernel\'s extended ack, our code', () => {
+describe("NLMSG_ERROR: errno, the errno text, the kernel's extended ack, our code", () => {
   const errOf = (name: string) => parseError(msgsOf(find(name)).find((m) => m.type === C.NLMSG_ERROR)!);
   it('EEXIST: "File exists" (what callers match to report a Conflict), code 100 as from ip', () => {
     const e = errOf('error EEXIST');
@@ -156,11 +228,27 @@ describe('NLMSG_ERROR: errno, the errno text, the kernel\'s extended ack, our co
 
 describe('encoding', () => {
   it('nlmsghdr, ifinfomsg and attributes, 4-byte aligned, in host order', () => {
-    const m = encodeMessage({ type: C.RTM_GETLINK, flags: C.NLM_F_REQUEST, seq: 7, header: ifinfomsg({ index: 3 }), attrs: [attr.str(C.IFLA_IFNAME, 'eth0')] });
+    const m = encodeMessage({
+      type: C.RTM_GETLINK,
+      flags: C.NLM_F_REQUEST,
+      seq: 7,
+      header: ifinfomsg({ index: 3 }),
+      attrs: [attr.str(C.IFLA_IFNAME, 'eth0')],
+    });
     expect(Buffer.from(m).toString('hex')).toBe(
-      '2c000000' + '1200' + '0100' + '07000000' + '00000000' + // nlmsghdr: len 44, RTM_GETLINK, REQUEST, seq 7
-        '00000000' + '03000000' + '00000000' + '00000000' + // ifinfomsg: index 3
-        '0900' + '0300' + '6574683000' + '000000', // IFLA_IFNAME "eth0\0" padded
+      '2c000000' +
+        '1200' +
+        '0100' +
+        '07000000' +
+        '00000000' + // nlmsghdr: len 44, RTM_GETLINK, REQUEST, seq 7
+        '00000000' +
+        '03000000' +
+        '00000000' +
+        '00000000' + // ifinfomsg: index 3
+        '0900' +
+        '0300' +
+        '6574683000' +
+        '000000', // IFLA_IFNAME "eth0\0" padded
     );
     const [back] = parseMessages(m);
     expect(parseIfinfomsg(back.payload).index).toBe(3);
@@ -176,7 +264,27 @@ describe('encoding', () => {
   };
 
   it('veth with the peer in a netns by fd: IFLA_LINKINFO > IFLA_INFO_DATA > VETH_INFO_PEER (ifinfomsg + IFLA_NET_NS_FD)', () => {
-    const m = decodeReq(['link', 'add', 'name', 'veth1', 'mtu', '1400', 'address', '02:00:00:00:00:01', 'type', 'veth', 'peer', 'name', 'eth0', 'mtu', '1400', 'address', '02:00:00:00:00:02', 'netns', '/run/netns/x']);
+    const m = decodeReq([
+      'link',
+      'add',
+      'name',
+      'veth1',
+      'mtu',
+      '1400',
+      'address',
+      '02:00:00:00:00:01',
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'eth0',
+      'mtu',
+      '1400',
+      'address',
+      '02:00:00:00:00:02',
+      'netns',
+      '/run/netns/x',
+    ]);
     expect(m.type).toBe(C.RTM_NEWLINK);
     expect(m.flags).toBe(C.NLM_F_REQUEST | C.NLM_F_ACK | C.NLM_F_CREATE | C.NLM_F_EXCL);
     const a = new Attrs(m.payload, 16);
@@ -216,7 +324,14 @@ describe('encoding', () => {
 
   it('routes as iproute2 sends them: proto boot, scope link without a gateway, big tables in RTA_TABLE, metrics nested', () => {
     let m = decodeReq(['route', 'add', '0.0.0.0/0', 'via', '10.0.0.1', 'dev', 'eth0']);
-    expect(parseRtmsg(m.payload)).toMatchObject({ family: C.AF_INET, dstLen: 0, table: C.RT_TABLE_MAIN, protocol: C.RTPROT_BOOT, scope: 0, type: C.RTN_UNICAST });
+    expect(parseRtmsg(m.payload)).toMatchObject({
+      family: C.AF_INET,
+      dstLen: 0,
+      table: C.RT_TABLE_MAIN,
+      protocol: C.RTPROT_BOOT,
+      scope: 0,
+      type: C.RTN_UNICAST,
+    });
     expect(new Attrs(m.payload, 12).has(C.RTA_DST)).toBe(false);
     m = decodeReq(['route', 'add', '10.9.0.0/16', 'dev', 'eth0', 'table', '1000', 'mtu', '1400', 'metric', '5']);
     expect(parseRtmsg(m.payload)).toMatchObject({ dstLen: 16, table: 0, scope: C.RT_SCOPE_LINK });
@@ -227,7 +342,12 @@ describe('encoding', () => {
   });
 
   it('a batch with any line it does not know goes to ip as a whole', () => {
-    expect(parseIpBatch([['link', 'set', 'dev', 'x', 'up'], ['route', 'add', '10.0.0.0/8', 'dev', 'x']])).toHaveLength(2);
+    expect(
+      parseIpBatch([
+        ['link', 'set', 'dev', 'x', 'up'],
+        ['route', 'add', '10.0.0.0/8', 'dev', 'x'],
+      ]),
+    ).toHaveLength(2);
     for (const bad of [
       ['link', 'set', 'dev', 'x', 'alias', 'y'],
       ['link', 'add', 'name', 'x', 'type', 'vxlan', 'id', '5'],
@@ -242,7 +362,18 @@ describe('encoding', () => {
   });
 
   it('addresses format as inet_ntop does', () => {
-    for (const s of ['::', '::1', 'fe80::1', 'fd00:0:0:1::5', '2001:db8::', '1:0:0:1::1', '::ffff:10.1.2.3', '1:2:3:4:5:6:7:8', '0:1:0:0:0:0:0:0', '10.0.0.255']) {
+    for (const s of [
+      '::',
+      '::1',
+      'fe80::1',
+      'fd00:0:0:1::5',
+      '2001:db8::',
+      '1:0:0:1::1',
+      '::ffff:10.1.2.3',
+      '1:2:3:4:5:6:7:8',
+      '0:1:0:0:0:0:0:0',
+      '10.0.0.255',
+    ]) {
       expect(formatIp(ipBytes(s)!)).toBe(s === '0:1:0:0:0:0:0:0' ? '0:1::' : s);
     }
     expect(formatIp(ipBytes('1:0:0:2:0:0:0:3')!)).toBe('1:0:0:2::3');

@@ -140,10 +140,21 @@ describe('flock(2) in-process (Bun) and the flock(1) CLI on the same file', () =
 });
 
 /** Tools a plugin call started, from its CNI_TS_TRACE timeline. */
-const spawnedTools = (trace: string): string[] => [...trace.matchAll(/\] spawned (\S+)/g)].map((m) => path.basename(m[1])).concat([...trace.matchAll(/flock \S+: spawned/g)].map(() => 'flock'));
+const spawnedTools = (trace: string): string[] =>
+  [...trace.matchAll(/\] spawned (\S+)/g)]
+    .map((m) => path.basename(m[1]))
+    .concat([...trace.matchAll(/flock \S+: spawned/g)].map(() => 'flock'));
 
 describe('bridge + host-local: netlink and the process fallback make the same thing', () => {
-  async function attach(netlink: boolean, containerId: string): Promise<{ result: Record<string, unknown>; state: string; tools: { add: string[]; check: string[]; del: string[] }; linkGone: boolean }> {
+  async function attach(
+    netlink: boolean,
+    containerId: string,
+  ): Promise<{
+    result: Record<string, unknown>;
+    state: string;
+    tools: { add: string[]; check: string[]; del: string[] };
+    linkGone: boolean;
+  }> {
     const id = hex(3);
     const br = `nlbr${id}`;
     const dataDir = `/var/lib/cni/nl-${id}`;
@@ -161,7 +172,12 @@ describe('bridge + host-local: netlink and the process fallback make the same th
       isGateway: true,
       mtu: 1400,
       hairpinMode: true,
-      ipam: { type: 'host-local', ranges: [[{ subnet: '10.213.7.0/24' }], [{ subnet: 'fd0e:213:7::/64' }]], routes: [{ dst: '198.51.100.0/24' }], dataDir },
+      ipam: {
+        type: 'host-local',
+        ranges: [[{ subnet: '10.213.7.0/24' }], [{ subnet: 'fd0e:213:7::/64' }]],
+        routes: [{ dst: '198.51.100.0/24' }],
+        dataDir,
+      },
     };
     const env = { CNI_TS_TRACE: '1', CNI_TS_NETLINK: netlink ? '1' : '0' };
     const args = { containerId, netns: ns.path, ifname: 'eth0', env };
@@ -170,14 +186,22 @@ describe('bridge + host-local: netlink and the process fallback make the same th
     const result = add.json!;
     const check = await runPlugin('bridge', { ...args, command: 'CHECK', config: { ...config, prevResult: result } });
     expect(check.exitCode, check.stdout + check.stderr).toBe(0);
-    const norm = (s: string): string => s.replaceAll(br, 'BR').replaceAll(ns.path, 'NETNS').replace(/([0-9a-f]{2}:){5}[0-9a-f]{2}/g, 'MAC').replace(/fe80::[0-9a-f:]+/g, 'LL').replace(/"ifindex":\d+|"link_index":\d+|"link_netnsid":\d+/g, 'IDX');
+    const norm = (s: string): string =>
+      s
+        .replaceAll(br, 'BR')
+        .replaceAll(ns.path, 'NETNS')
+        .replace(/([0-9a-f]{2}:){5}[0-9a-f]{2}/g, 'MAC')
+        .replace(/fe80::[0-9a-f:]+/g, 'LL')
+        .replace(/"ifindex":\d+|"link_index":\d+|"link_netnsid":\d+/g, 'IDX');
     const inside = await inNs(ns, 'ip', ['-details', '-json', 'addr', 'show', 'dev', 'eth0']);
     const routes4 = await inNs(ns, 'ip', ['-json', 'route', 'show', 'table', 'all']);
     const routes6 = await inNs(ns, 'ip', ['-6', '-json', 'route', 'show']);
     const dad = await inNs(ns, 'sysctl', ['-n', 'net.ipv6.conf.eth0.accept_dad']);
     const host = (await sh('ip', ['-details', '-json', 'link', 'show', 'master', br])).stdout.replace(/"ifname":"veth[0-9a-f]+"/, 'VETH');
     const bridge = (await sh('ip', ['-json', 'addr', 'show', 'dev', br])).stdout;
-    const state = norm([inside.stdout, routes4.stdout, routes6.stdout, dad.stdout, host, bridge].join('\n')).replace(/"(valid|preferred)_life_time":\d+/g, 'LT').replace(/_timer":[\d.]+/g, '_timer":T')
+    const state = norm([inside.stdout, routes4.stdout, routes6.stdout, dad.stdout, host, bridge].join('\n'))
+      .replace(/"(valid|preferred)_life_time":\d+/g, 'LT')
+      .replace(/_timer":[\d.]+/g, '_timer":T')
       .replace(/"(bridge|root)_id":"[^"]+"/g, '"$1_id":"ID"')
       // DAD of a link-local address ends on its own clock
       .replace(/"local":"LL","prefixlen":64,"scope":"link","tentative":true/g, '"local":"LL","prefixlen":64,"scope":"link"');
@@ -187,7 +211,12 @@ describe('bridge + host-local: netlink and the process fallback make the same th
     expect(del2.exitCode, del2.stdout + del2.stderr).toBe(0);
     const linkGone = (await inNs(ns, 'ip', ['link', 'show', 'dev', 'eth0'], true)).exitCode !== 0;
     for (const f of ['10.213.7.2']) expect(existsSync(path.join(dataDir, `nlnet-${id}`, f))).toBe(false);
-    return { result: JSON.parse(norm(JSON.stringify(result))) as Record<string, unknown>, state, tools: { add: spawnedTools(add.stderr), check: spawnedTools(check.stderr), del: spawnedTools(del.stderr) }, linkGone };
+    return {
+      result: JSON.parse(norm(JSON.stringify(result))) as Record<string, unknown>,
+      state,
+      tools: { add: spawnedTools(add.stderr), check: spawnedTools(check.stderr), del: spawnedTools(del.stderr) },
+      linkGone,
+    };
   }
 
   it('same result, same kernel state, DEL idempotent; the netlink path starts no ip/nsenter/sysctl/flock process', async () => {
@@ -200,11 +229,16 @@ describe('bridge + host-local: netlink and the process fallback make the same th
     expect(nl.linkGone && proc.linkGone).toBe(true);
     const kernelTools = ['ip', 'nsenter', 'sysctl', 'flock'];
     for (const verb of ['add', 'check', 'del'] as const) {
-      expect(nl.tools[verb].filter((t) => kernelTools.includes(t)), `netlink ${verb}`).toEqual([]);
+      expect(
+        nl.tools[verb].filter((t) => kernelTools.includes(t)),
+        `netlink ${verb}`,
+      ).toEqual([]);
     }
     // and the fallback really is the process path
     expect(proc.tools.add).toEqual(expect.arrayContaining(['ip', 'nsenter', 'flock']));
-    console.log(`processes per call, netlink: ADD ${nl.tools.add.length}, CHECK ${nl.tools.check.length}, DEL ${nl.tools.del.length}; fallback: ADD ${proc.tools.add.length} (${proc.tools.add.join(' ')}), CHECK ${proc.tools.check.length}, DEL ${proc.tools.del.length}`);
+    console.log(
+      `processes per call, netlink: ADD ${nl.tools.add.length}, CHECK ${nl.tools.check.length}, DEL ${nl.tools.del.length}; fallback: ADD ${proc.tools.add.length} (${proc.tools.add.join(' ')}), CHECK ${proc.tools.check.length}, DEL ${proc.tools.del.length}`,
+    );
   });
 });
 

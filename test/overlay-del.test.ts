@@ -45,9 +45,12 @@ async function addPod(): Promise<Pod> {
 }
 
 const reservation = (ip: string): string => path.join(host.stateDir, 'ipam', NAME, ip);
-const hostVethUp = async (id: string): Promise<boolean> => (await inNs(host.ns, 'ip', ['link', 'show', 'dev', hostVethName(id, 'eth0')], true)).exitCode === 0;
+const hostVethUp = async (id: string): Promise<boolean> =>
+  (await inNs(host.ns, 'ip', ['link', 'show', 'dev', hostVethName(id, 'eth0')], true)).exitCode === 0;
 const rulesNaming = async (ip: string): Promise<string[]> =>
-  (await inNs(host.ns, 'nft', ['list', 'ruleset'])).stdout.split('\n').filter((l) => new RegExp(`(^|[^0-9.])${ip.replace(/\./g, '\\.')}([^0-9.]|$)`).test(l));
+  (await inNs(host.ns, 'nft', ['list', 'ruleset'])).stdout
+    .split('\n')
+    .filter((l) => new RegExp(`(^|[^0-9.])${ip.replace(/\./g, '\\.')}([^0-9.]|$)`).test(l));
 
 async function expectAttached(p: Pod): Promise<void> {
   expect(existsSync(reservation(p.ip))).toBe(true);

@@ -46,7 +46,13 @@ async function net(second: number): Promise<Net> {
 }
 
 const expiresSoon = (): number => Date.now() + 600_000;
-const peer = (subnet: string, ip: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({ subnet, publicIP: ip, vtepMAC: vtepMacFor(ip, 1), expires: expiresSoon(), ...extra });
+const peer = (subnet: string, ip: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+  subnet,
+  publicIP: ip,
+  vtepMAC: vtepMacFor(ip, 1),
+  expires: expiresSoon(),
+  ...extra,
+});
 const writeStore = (file: string, leases: Record<string, unknown>): void => writeFileSync(file, JSON.stringify({ leases }));
 
 interface Pod {
@@ -79,12 +85,16 @@ async function fdb(h: Host): Promise<Array<{ mac: string; dst?: string }>> {
 async function bridgeAddrs(h: Host): Promise<string[]> {
   const r = await inNs(h.ns, 'ip', ['-json', '-4', 'addr', 'show', 'dev', 'ovl0'], true);
   if (r.exitCode !== 0) return [];
-  return (JSON.parse(r.stdout || '[]') as Array<{ addr_info: Array<{ local: string; prefixlen: number }> }>).flatMap((l) => l.addr_info.map((a) => `${a.local}/${a.prefixlen}`));
+  return (JSON.parse(r.stdout || '[]') as Array<{ addr_info: Array<{ local: string; prefixlen: number }> }>).flatMap((l) =>
+    l.addr_info.map((a) => `${a.local}/${a.prefixlen}`),
+  );
 }
 /** The device the host routes `subnet` through. */
 async function routeDev(h: Host, subnet: string): Promise<string[]> {
   const r = await inNs(h.ns, 'ip', ['-json', 'route', 'show', 'match', subnet.replace(/\/24$/, '/32').replace(/\.0\/32$/, '.5/32')], true);
-  return (JSON.parse(r.stdout || '[]') as Array<{ dst: string; dev: string }>).filter((x) => x.dst !== 'default').map((x) => `${x.dst} ${x.dev}`);
+  return (JSON.parse(r.stdout || '[]') as Array<{ dst: string; dev: string }>)
+    .filter((x) => x.dst !== 'default')
+    .map((x) => `${x.dst} ${x.dev}`);
 }
 
 describe('overlay: hostile and malformed leases (issue 10 item 1)', { timeout: 120_000 }, () => {
@@ -113,7 +123,9 @@ describe('overlay: hostile and malformed leases (issue 10 item 1)', { timeout: 1
     const agent = startAgent(cleanup, nt.host, { cniVersion: '1.1.0', name: 'hotest', plugins: [nt.cfg()] });
     // A host joining later (written through the store's own lock) is picked up by the agent.
     const { subnet: _s, expires: _e, ...l } = peer('10.217.6.0/24', '192.168.232.89');
-    expect(await new FileStore(nt.store).create({ subnet: '10.217.6.0/24', ...(l as { publicIP: string; vtepMAC: string }) }, 120)).toBe(true);
+    expect(await new FileStore(nt.store).create({ subnet: '10.217.6.0/24', ...(l as { publicIP: string; vtepMAC: string }) }, 120)).toBe(
+      true,
+    );
     const ok = await eventually(async () => (await vxRoutes(nt.host)).includes('10.217.6.0/24'), 40);
     if (!ok) console.log(agent.log());
     expect(ok).toBe(true);
@@ -164,7 +176,13 @@ describe('overlay: a host that lost its lease (issue 10 item 6)', { timeout: 120
     expect(second.r.stderr).toMatch(/LEASE LOST/);
     const st = await runOnHost(nt.host, { command: 'STATUS', config: nt.cfg() });
     expect(st.json, st.stdout).toMatchObject({ code: 50 });
-    const chk = await runOnHost(nt.host, { command: 'CHECK', containerId: first.pod!.id, netns: first.pod!.ns.path, ifname: 'eth0', config: { ...nt.cfg(), prevResult: first.pod!.result } });
+    const chk = await runOnHost(nt.host, {
+      command: 'CHECK',
+      containerId: first.pod!.id,
+      netns: first.pod!.ns.path,
+      ifname: 'eth0',
+      config: { ...nt.cfg(), prevResult: first.pod!.result },
+    });
     expect(chk.exitCode).not.toBe(0);
     // Never routed into the VXLAN: the bridge keeps its connected route, the store is unchanged.
     expect(await vxRoutes(nt.host)).toEqual([]);
@@ -173,7 +191,13 @@ describe('overlay: a host that lost its lease (issue 10 item 6)', { timeout: 120
     expect(Object.keys((JSON.parse(readFileSync(nt.store, 'utf8')) as { leases: object }).leases)).toEqual([old]);
 
     // The pod goes: the host may renumber, and the old subnet then belongs to its new holder.
-    const del = await runOnHost(nt.host, { command: 'DEL', containerId: first.pod!.id, netns: first.pod!.ns.path, ifname: 'eth0', config: nt.cfg() });
+    const del = await runOnHost(nt.host, {
+      command: 'DEL',
+      containerId: first.pod!.id,
+      netns: first.pod!.ns.path,
+      ifname: 'eth0',
+      config: nt.cfg(),
+    });
     expect(del.exitCode, del.stdout).toBe(0);
     const third = await add(nt);
     expect(third.r.exitCode, third.r.stdout + third.r.stderr).toBe(0);
@@ -204,7 +228,12 @@ describe('overlay: errors name the plugin the runtime called, once (issue 10 ite
     expect(msg).not.toMatch(/bridge:|host-local:/);
     expect(String(c.json?.details)).toMatch(/^via bridge > host-local/);
     // and with out-of-process delegation the same message
-    const c2 = await runOnHost(nt.host, { command: 'CHECK', ...base, config: { ...nt.cfg(), prevResult: pod!.result }, env: { CNI_TS_NO_INPROCESS: '1' } });
+    const c2 = await runOnHost(nt.host, {
+      command: 'CHECK',
+      ...base,
+      config: { ...nt.cfg(), prevResult: pod!.result },
+      env: { CNI_TS_NO_INPROCESS: '1' },
+    });
     expect(c2.json?.msg).toBe(msg);
   });
 });

@@ -29,7 +29,10 @@ describe('lease parser: examples', () => {
   it('accepts a well-formed lease, from JSON text (etcd) or an object (file store)', () => {
     expect(parseLease(raw('10.244.3.0/24', JSON.stringify(good)), ctx)).toEqual({ ok: true, lease: { subnet: '10.244.3.0/24', ...good } });
     expect(parseLease(raw('10.244.3.0/24', { ...good, subnet: '10.244.3.0/24', expires: 5 }), ctx).ok).toBe(true);
-    expect(parseLease(raw('10.244.3.0/24', { ...good, vtepMAC: good.vtepMAC.toUpperCase() }), ctx)).toMatchObject({ ok: true, lease: { vtepMAC: good.vtepMAC } });
+    expect(parseLease(raw('10.244.3.0/24', { ...good, vtepMAC: good.vtepMAC.toUpperCase() }), ctx)).toMatchObject({
+      ok: true,
+      lease: { vtepMAC: good.vtepMAC },
+    });
     expect(parseLease(raw('10.244.3.0/24', { ...good, publicIP: 'fd00::7' }), { ...ctx, family: 6 }).ok).toBe(true);
   });
 
@@ -67,7 +70,15 @@ describe('lease parser: examples', () => {
     expect(why(raw('10.244.3.0/24', good), { ...ctx, family: 6 })).toMatch(/not an IPv6 address/);
   });
 
-  it.each([['zz:zz:zz'], ['01:00:5e:00:00:01'], ['00:00:00:00:00:00'], ['02:00:00:00:00:01 dev x'], ['02-00-00-00-00-01'], ['02:00:00:00:00:0100'], [null]])('refuses vtepMAC %j', (vtepMAC) => {
+  it.each([
+    ['zz:zz:zz'],
+    ['01:00:5e:00:00:01'],
+    ['00:00:00:00:00:00'],
+    ['02:00:00:00:00:01 dev x'],
+    ['02-00-00-00-00-01'],
+    ['02:00:00:00:00:0100'],
+    [null],
+  ])('refuses vtepMAC %j', (vtepMAC) => {
     expect(why(raw('10.244.3.0/24', { ...good, vtepMAC }))).toMatch(/vtepMAC/);
   });
 
@@ -96,7 +107,11 @@ describe('lease parser: examples', () => {
     const lines: string[] = [];
     const log = new Logger('t', {});
     log.warn = (m: string) => void lines.push(m);
-    const raws = [raw('10.244.3.0/24', good), raw('10.244.4.0/24', { ...good, vtepMAC: 'zz:zz:zz' }), raw('10.244.5.0/24', { ...good, publicIP: '1.2.3.4\nfdb' })];
+    const raws = [
+      raw('10.244.3.0/24', good),
+      raw('10.244.4.0/24', { ...good, vtepMAC: 'zz:zz:zz' }),
+      raw('10.244.5.0/24', { ...good, publicIP: '1.2.3.4\nfdb' }),
+    ];
     expect(validLeases(raws, ctx, log).map((l) => l.subnet)).toEqual(['10.244.3.0/24']);
     expect(lines).toHaveLength(2);
     expect(lines.join('\n')).not.toMatch(/\nfdb/); // hostile text is escaped in the log, never a raw newline
@@ -106,13 +121,45 @@ describe('lease parser: examples', () => {
 });
 
 /** Characters that matter to the kernel tools' batch parsers, and a spread of others. */
-const nasty = fc.constantFrom(' ', '\n', '\r', '\t', '\0', '\v', '\f', '\u00a0', '\u2028', '\u3000', '"', "'", '\\', '#', ';', '/', ':', '.', '%', 'ü', '😀', '0', 'f', 'F', 'a');
+const nasty = fc.constantFrom(
+  ' ',
+  '\n',
+  '\r',
+  '\t',
+  '\0',
+  '\v',
+  '\f',
+  '\u00a0',
+  '\u2028',
+  '\u3000',
+  '"',
+  "'",
+  '\\',
+  '#',
+  ';',
+  '/',
+  ':',
+  '.',
+  '%',
+  'ü',
+  '😀',
+  '0',
+  'f',
+  'F',
+  'a',
+);
 const nastyString = fc.oneof(
   fc.string({ unit: 'binary', maxLength: 60 }),
   fc.string({ unit: nasty, maxLength: 40 }),
   fc.string({ unit: 'grapheme', maxLength: 30 }),
   // a valid value with hostile text spliced in
-  fc.tuple(fc.constantFrom('192.0.2.7', 'fd00::7', '02:00:00:00:00:01', '10.244.3.0/24', 'node-1'), fc.string({ unit: nasty, minLength: 1, maxLength: 10 }), fc.nat(20)).map(([v, x, i]) => v.slice(0, i) + x + v.slice(i)),
+  fc
+    .tuple(
+      fc.constantFrom('192.0.2.7', 'fd00::7', '02:00:00:00:00:01', '10.244.3.0/24', 'node-1'),
+      fc.string({ unit: nasty, minLength: 1, maxLength: 10 }),
+      fc.nat(20),
+    )
+    .map(([v, x, i]) => v.slice(0, i) + x + v.slice(i)),
 );
 const anyValue = fc.oneof(nastyString, fc.integer(), fc.double(), fc.constant(null), fc.boolean(), fc.array(fc.nat(), { maxLength: 3 }));
 
@@ -153,10 +200,14 @@ describe('lease parser: property test over hostile input', () => {
 
   it('never throws, whatever the record (random bytes, unicode, deep junk)', () => {
     fc.assert(
-      fc.property(fc.string({ unit: 'binary', maxLength: 40 }), fc.oneof(fc.jsonValue(), fc.string({ unit: 'binary' }), fc.anything()), (subnet, value) => {
-        const p = parseLease(raw(subnet, value), ctx);
-        expect(typeof p.ok).toBe('boolean');
-      }),
+      fc.property(
+        fc.string({ unit: 'binary', maxLength: 40 }),
+        fc.oneof(fc.jsonValue(), fc.string({ unit: 'binary' }), fc.anything()),
+        (subnet, value) => {
+          const p = parseLease(raw(subnet, value), ctx);
+          expect(typeof p.ok).toBe('boolean');
+        },
+      ),
       { numRuns: 3000, seed: 61206 },
     );
   });
@@ -185,7 +236,11 @@ describe('file store: malformed files (issue 10 item 7)', () => {
     }
   });
 
-  it.each([['null entry', { leases: { '10.244.9.0/24': null } }], ['top-level array', [lease]], ['leases a string', { leases: 'x' }]])('refuses a %s with code 5, not 11', async (_n, content) => {
+  it.each([
+    ['null entry', { leases: { '10.244.9.0/24': null } }],
+    ['top-level array', [lease]],
+    ['leases a string', { leases: 'x' }],
+  ])('refuses a %s with code 5, not 11', async (_n, content) => {
     const f = file(`bad-${Math.random()}.json`, content);
     const e = await withDeadline('list', 5000, () => new FileStore(f).list()).catch((x: unknown) => x);
     expect(e).toMatchObject({ code: 5, message: expect.stringContaining(f) });
@@ -197,7 +252,10 @@ describe('file store: malformed files (issue 10 item 7)', () => {
     log.warn = (m: string) => void lines.push(m);
     const leases: Record<string, unknown> = {};
     const bad = ['99999999999999999', 1e300, Number.MAX_SAFE_INTEGER, -5, 'soon', null];
-    bad.forEach((expires, i) => (leases[`10.244.${20 + i}.0/24`] = { ...good, publicIP: `192.0.2.${20 + i}`, subnet: `10.244.${20 + i}.0/24`, expires }));
+    bad.forEach(
+      (expires, i) =>
+        (leases[`10.244.${20 + i}.0/24`] = { ...good, publicIP: `192.0.2.${20 + i}`, subnet: `10.244.${20 + i}.0/24`, expires }),
+    );
     leases['10.244.30.0/24'] = { ...good, subnet: '10.244.30.0/24', expires: Date.now() + 60_000 };
     const f = file('expires.json', { leases });
     const st = new FileStore(f);

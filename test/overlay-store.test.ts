@@ -122,11 +122,15 @@ describe.each(backends)('overlay store contract: %s', (_kind, confOf) => {
     const more = [];
     for (let i = 0; i < 8; i++) {
       const h = { publicIP: `198.51.100.${i + 50}`, vtepMAC: vtepMacFor(`198.51.100.${i + 50}`, 1) };
-      more.push(await acquireLease(st, settingsOf({ ...base, stateDir: path.join(dir, `acq2-${_kind}-${i}`) }), h, await listLeases(st, {})));
+      more.push(
+        await acquireLease(st, settingsOf({ ...base, stateDir: path.join(dir, `acq2-${_kind}-${i}`) }), h, await listLeases(st, {})),
+      );
     }
     expect(new Set([...got, ...more].map((l) => l.subnet)).size).toBe(16);
     const late = { publicIP: '198.51.100.200', vtepMAC: vtepMacFor('198.51.100.200', 1) };
-    await expect(acquireLease(st, settingsOf({ ...base, stateDir: path.join(dir, `acq3-${_kind}`) }), late, await listLeases(st, {}))).rejects.toMatchObject({ code: 103 });
+    await expect(
+      acquireLease(st, settingsOf({ ...base, stateDir: path.join(dir, `acq3-${_kind}`) }), late, await listLeases(st, {})),
+    ).rejects.toMatchObject({ code: 103 });
   });
 });
 

@@ -50,7 +50,10 @@ export async function makeHost(cleanup: Cleanup, fab: Fabric, n: number, nsPrefi
 }
 
 /** Run the overlay plugin inside a host namespace, as a runtime on that host would. */
-export async function runOnHost(host: Host, a: { command: string; containerId?: string; netns?: string; ifname?: string; config: unknown; env?: Record<string, string> }): Promise<PluginRun> {
+export async function runOnHost(
+  host: Host,
+  a: { command: string; containerId?: string; netns?: string; ifname?: string; config: unknown; env?: Record<string, string> },
+): Promise<PluginRun> {
   return runPlugin('overlay', { ...a, hostNetns: host.ns.path });
 }
 
@@ -66,11 +69,28 @@ export function makeEtcd(cleanup: Cleanup, dir: string, ns: TestNetns | undefine
   let proc: ResultPromise | undefined;
   const endpoint = `http://${ip}:${clientPort}`;
   const args = [
-    '--name', 'ovltest', '--data-dir', data,
-    '--listen-client-urls', endpoint, '--advertise-client-urls', endpoint,
-    '--listen-peer-urls', `http://127.0.0.1:${peerPort}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${peerPort}`,
-    '--initial-cluster', `ovltest=http://127.0.0.1:${peerPort}`,
-    '--heartbeat-interval', '50', '--election-timeout', '500', '--log-level', 'info', '--logger', 'zap',
+    '--name',
+    'ovltest',
+    '--data-dir',
+    data,
+    '--listen-client-urls',
+    endpoint,
+    '--advertise-client-urls',
+    endpoint,
+    '--listen-peer-urls',
+    `http://127.0.0.1:${peerPort}`,
+    '--initial-advertise-peer-urls',
+    `http://127.0.0.1:${peerPort}`,
+    '--initial-cluster',
+    `ovltest=http://127.0.0.1:${peerPort}`,
+    '--heartbeat-interval',
+    '50',
+    '--election-timeout',
+    '500',
+    '--log-level',
+    'info',
+    '--logger',
+    'zap',
   ];
   const etcd: Etcd = {
     endpoint,

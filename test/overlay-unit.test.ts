@@ -18,7 +18,13 @@ const mine: Lease = { subnet: '10.244.1.0/24', publicIP: '192.0.2.1', vtepMAC: v
 const peer2: Lease = { subnet: '10.244.2.0/24', publicIP: '192.0.2.2', vtepMAC: vtepMacFor('192.0.2.2', 1) };
 const peer3: Lease = { subnet: '10.244.3.0/24', publicIP: '192.0.2.3', vtepMAC: vtepMacFor('192.0.2.3', 1) };
 
-const underlayLink = { ifindex: 2, ifname: 'eth0', flags: ['UP'], mtu: 1500, addr_info: [{ family: 'inet' as const, local: '192.0.2.1', prefixlen: 24, scope: 'global' }] };
+const underlayLink = {
+  ifindex: 2,
+  ifname: 'eth0',
+  flags: ['UP'],
+  mtu: 1500,
+  addr_info: [{ family: 'inet' as const, local: '192.0.2.1', prefixlen: 24, scope: 'global' }],
+};
 const empty: HostState = { links: [underlayLink], routes: [{ dst: 'default', gateway: '192.0.2.254', dev: 'eth0' }], neigh: [], fdb: [] };
 
 describe('overlay config', () => {
@@ -42,7 +48,11 @@ describe('overlay config', () => {
     expect(() => validate(schema, { ...conf, encryption: 'rot13' }, 'overlay')).toThrow(/encryption/);
   });
   it('takes the overlay plugin out of a conflist', () => {
-    const c = overlayConfigOf({ cniVersion: '1.1.0', name: 'net', plugins: [{ type: 'overlay', network: '10.1.0.0/16' }, { type: 'portmap' }] });
+    const c = overlayConfigOf({
+      cniVersion: '1.1.0',
+      name: 'net',
+      plugins: [{ type: 'overlay', network: '10.1.0.0/16' }, { type: 'portmap' }],
+    });
     expect(c).toMatchObject({ name: 'net', type: 'overlay', network: '10.1.0.0/16' });
   });
 });
@@ -65,10 +75,29 @@ describe('VTEP', () => {
     const u = underlayOf(s, empty);
     const p = planVtep(s, u, mine, empty);
     expect(p.recreated).toBe(true);
-    expect(p.cmds[0]).toEqual(['link', 'add', 'ovl.1', 'type', 'vxlan', 'id', '1', 'local', '192.0.2.1', 'dev', 'eth0', 'dstport', '4789', 'nolearning']);
+    expect(p.cmds[0]).toEqual([
+      'link',
+      'add',
+      'ovl.1',
+      'type',
+      'vxlan',
+      'id',
+      '1',
+      'local',
+      '192.0.2.1',
+      'dev',
+      'eth0',
+      'dstport',
+      '4789',
+      'nolearning',
+    ]);
     expect(p.cmds).toContainEqual(['addr', 'add', '10.244.1.0/32', 'dev', 'ovl.1']);
     const vx = {
-      ifindex: 3, ifname: 'ovl.1', flags: ['UP'], mtu: 1450, address: mine.vtepMAC,
+      ifindex: 3,
+      ifname: 'ovl.1',
+      flags: ['UP'],
+      mtu: 1450,
+      address: mine.vtepMAC,
       linkinfo: { info_kind: 'vxlan', info_data: { id: 1, local: '192.0.2.1', link: 'eth0', port: 4789, learning: false } },
       addr_info: [{ family: 'inet' as const, local: '10.244.1.0', prefixlen: 32 }],
     };
@@ -90,13 +119,26 @@ describe('peers', () => {
   it('writes nothing when the kernel already matches, and removes a departed peer', () => {
     const st: HostState = {
       ...empty,
-      routes: [...empty.routes, { dst: '10.244.2.0/24', gateway: '10.244.2.0', dev: 'ovl.1', flags: ['onlink'] }, { dst: '10.244.3.0/24', gateway: '10.244.3.0', dev: 'ovl.1', flags: ['onlink'] }],
-      neigh: [{ dst: '10.244.2.0', lladdr: peer2.vtepMAC, state: ['PERMANENT'] }, { dst: '10.244.3.0', lladdr: peer3.vtepMAC, state: ['PERMANENT'] }],
-      fdb: [{ mac: peer2.vtepMAC, dst: '192.0.2.2' }, { mac: peer3.vtepMAC, dst: '192.0.2.3' }],
+      routes: [
+        ...empty.routes,
+        { dst: '10.244.2.0/24', gateway: '10.244.2.0', dev: 'ovl.1', flags: ['onlink'] },
+        { dst: '10.244.3.0/24', gateway: '10.244.3.0', dev: 'ovl.1', flags: ['onlink'] },
+      ],
+      neigh: [
+        { dst: '10.244.2.0', lladdr: peer2.vtepMAC, state: ['PERMANENT'] },
+        { dst: '10.244.3.0', lladdr: peer3.vtepMAC, state: ['PERMANENT'] },
+      ],
+      fdb: [
+        { mac: peer2.vtepMAC, dst: '192.0.2.2' },
+        { mac: peer3.vtepMAC, dst: '192.0.2.3' },
+      ],
     };
     expect(planPeers(s, mine, [mine, peer2, peer3], st, false)).toEqual({ ip: [], fdb: [], added: [], removed: [], skipped: [] });
     const gone = planPeers(s, mine, [mine, peer2], st, false);
-    expect(gone.ip).toEqual([['route', 'del', '10.244.3.0/24', 'dev', 'ovl.1'], ['neigh', 'del', '10.244.3.0', 'dev', 'ovl.1']]);
+    expect(gone.ip).toEqual([
+      ['route', 'del', '10.244.3.0/24', 'dev', 'ovl.1'],
+      ['neigh', 'del', '10.244.3.0', 'dev', 'ovl.1'],
+    ]);
     expect(gone.fdb).toEqual([['fdb', 'del', peer3.vtepMAC, 'dev', 'ovl.1', 'dst', '192.0.2.3', 'self']]);
     expect(gone.removed).toEqual(['10.244.3.0/24']);
   });
@@ -111,8 +153,19 @@ describe('pod attachment', () => {
   it('derives the bridge + host-local config from the lease', () => {
     const req = { version: '1.1.0', raw: { 'cni.dev/valid-attachments': [] }, config: conf } as unknown as Request<OverlayConf>;
     expect(bridgeConfig(req, s, '10.244.1.0/24', 1450)).toEqual({
-      cniVersion: '1.1.0', name: 'n', type: 'bridge', bridge: 'ovl0', isGateway: true, mtu: 1450, ipMasq: false,
-      ipam: { type: 'host-local', ranges: [[{ subnet: '10.244.1.0/24' }]], routes: [{ dst: '10.244.0.0/16' }, { dst: '0.0.0.0/0' }], dataDir: '/var/lib/x/ipam' },
+      cniVersion: '1.1.0',
+      name: 'n',
+      type: 'bridge',
+      bridge: 'ovl0',
+      isGateway: true,
+      mtu: 1450,
+      ipMasq: false,
+      ipam: {
+        type: 'host-local',
+        ranges: [[{ subnet: '10.244.1.0/24' }]],
+        routes: [{ dst: '10.244.0.0/16' }, { dst: '0.0.0.0/0' }],
+        dataDir: '/var/lib/x/ipam',
+      },
       'cni.dev/valid-attachments': [],
     });
   });

@@ -9,7 +9,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cleanup, countEchoSources, inNs, makeNetns, type TestNetns } from './helpers/netns.ts';
 import { uid } from './helpers/run.ts';
 import { hostVethName } from '../shared/kernel/veth.ts';
-import { eventually, makeEtcd, makeFabric, makeHost, ping, runOnHost, startAgent, type AgentProc, type Etcd, type Fabric, type Host } from './overlay-topology.ts';
+import {
+  eventually,
+  makeEtcd,
+  makeFabric,
+  makeHost,
+  ping,
+  runOnHost,
+  startAgent,
+  type AgentProc,
+  type Etcd,
+  type Fabric,
+  type Host,
+} from './overlay-topology.ts';
 
 const cleanup = new Cleanup();
 let fab: Fabric;
@@ -101,7 +113,13 @@ async function cluster(): Promise<void> {
   clusterUp ??= (async () => {
     for (const h of hosts.slice(0, 3)) {
       const p = firstOn(h);
-      const r = await runOnHost(h, { command: 'CHECK', containerId: p.id, netns: p.ns.path, ifname: 'eth0', config: { ...config(h), prevResult: p.result } });
+      const r = await runOnHost(h, {
+        command: 'CHECK',
+        containerId: p.id,
+        netns: p.ns.path,
+        ifname: 'eth0',
+        config: { ...config(h), prevResult: p.result },
+      });
       expect(r.exitCode, r.stdout + r.stderr).toBe(0);
     }
     // From here on each host runs its agent, which keeps the short test leases alive.
@@ -138,7 +156,13 @@ describe('overlay: VXLAN pod network across hosts (etcd store)', { timeout: 120_
     for (const p of first) expect(p.ip.startsWith(subnets[hosts.indexOf(p.host)].split('.').slice(0, 3).join('.') + '.')).toBe(true);
     for (const h of hosts.slice(0, 3)) {
       const p = pods.find((x) => x.host === h)!;
-      const r = await runOnHost(h, { command: 'CHECK', containerId: p.id, netns: p.ns.path, ifname: 'eth0', config: { ...config(h), prevResult: p.result } });
+      const r = await runOnHost(h, {
+        command: 'CHECK',
+        containerId: p.id,
+        netns: p.ns.path,
+        ifname: 'eth0',
+        config: { ...config(h), prevResult: p.result },
+      });
       expect(r.exitCode, r.stdout + r.stderr).toBe(0);
     }
     for (const [i, h] of hosts.slice(0, 3).entries()) {
@@ -199,10 +223,12 @@ describe('overlay: VXLAN pod network across hosts (etcd store)', { timeout: 120_
     const before = await routeDsts(h2);
     expect(before.length).toBeGreaterThan(0);
     await inNs(h2.ns, 'ip', ['link', 'del', 'ovl.1']);
-    expect(await eventually(async () => {
-      const now = await routeDsts(h2);
-      return before.every((d) => now.includes(d));
-    }, 40)).toBe(true);
+    expect(
+      await eventually(async () => {
+        const now = await routeDsts(h2);
+        return before.every((d) => now.includes(d));
+      }, 40),
+    ).toBe(true);
     expect(await eventually(() => ping(firstOn(hosts[0]).ns, firstOn(hosts[1]).ip), 20)).toBe(true);
   });
 
@@ -272,8 +298,17 @@ describe('overlay: VXLAN pod network across hosts (etcd store)', { timeout: 120_
   it('refuses encryption the kernel cannot do with code 101 naming the feature', async () => {
     const h = hosts[0];
     const ns = await makeNetns(cleanup, 'ovlp');
-    for (const [mode, feature] of [['wireguard', /WireGuard/], ['ipsec', /ESP/]] as const) {
-      const r = await runOnHost(h, { command: 'ADD', containerId: uid('c'), netns: ns.path, ifname: 'eth0', config: config(h, { encryption: mode }) });
+    for (const [mode, feature] of [
+      ['wireguard', /WireGuard/],
+      ['ipsec', /ESP/],
+    ] as const) {
+      const r = await runOnHost(h, {
+        command: 'ADD',
+        containerId: uid('c'),
+        netns: ns.path,
+        ifname: 'eth0',
+        config: config(h, { encryption: mode }),
+      });
       expect(r.json?.code, r.stdout).toBe(101);
       expect(String(r.json?.msg)).toMatch(feature);
     }
@@ -281,7 +316,13 @@ describe('overlay: VXLAN pod network across hosts (etcd store)', { timeout: 120_
 
   it('rejects bad config with code 7 naming the field', async () => {
     const h = hosts[0];
-    const r = await runOnHost(h, { command: 'ADD', containerId: 'x', netns: '/proc/self/ns/net', ifname: 'eth0', config: config(h, { subnetLen: 8 }) });
+    const r = await runOnHost(h, {
+      command: 'ADD',
+      containerId: 'x',
+      netns: '/proc/self/ns/net',
+      ifname: 'eth0',
+      config: config(h, { subnetLen: 8 }),
+    });
     expect(r.json?.code).toBe(7);
     expect(String(r.json?.msg)).toContain('subnetLen');
   });
@@ -291,7 +332,14 @@ describe('overlay: file store shared by two hosts', { timeout: 120_000 }, () => 
   it('leases distinct subnets from one JSON file and connects pods across the hosts', async () => {
     const store = { type: 'file', path: path.join(fab.dir, 'leases.json') };
     const hs = [await makeHost(cleanup, fab, 11), await makeHost(cleanup, fab, 12)];
-    const cfg = (h: Host): Record<string, unknown> => ({ ...config(h), network: '10.214.0.0/16', nftTable: 'cnits_ovlf', stateDir: `${h.stateDir}-file`, leaseTTL: 120, store });
+    const cfg = (h: Host): Record<string, unknown> => ({
+      ...config(h),
+      network: '10.214.0.0/16',
+      nftTable: 'cnits_ovlf',
+      stateDir: `${h.stateDir}-file`,
+      leaseTTL: 120,
+      store,
+    });
     const run = async (h: Host): Promise<{ ns: TestNetns; ip: string; id: string; result: unknown }> => {
       const ns = await makeNetns(cleanup, 'ovlp');
       const id = uid('c');
@@ -303,8 +351,17 @@ describe('overlay: file store shared by two hosts', { timeout: 120_000 }, () => 
     const [a, b] = await Promise.all(hs.map(run));
     expect(a.ip.split('.').slice(0, 3)).not.toEqual(b.ip.split('.').slice(0, 3));
     // The first host to lease did not know the second yet: its next call (CHECK) converges it.
-    for (const [h, p] of [[hs[0], a], [hs[1], b]] as const) {
-      const r = await runOnHost(h, { command: 'CHECK', containerId: p.id, netns: p.ns.path, ifname: 'eth0', config: { ...cfg(h), prevResult: p.result } });
+    for (const [h, p] of [
+      [hs[0], a],
+      [hs[1], b],
+    ] as const) {
+      const r = await runOnHost(h, {
+        command: 'CHECK',
+        containerId: p.id,
+        netns: p.ns.path,
+        ifname: 'eth0',
+        config: { ...cfg(h), prevResult: p.result },
+      });
       expect(r.exitCode, r.stdout + r.stderr).toBe(0);
     }
     expect(await ping(a.ns, b.ip)).toBe(true);
@@ -322,10 +379,22 @@ describe('overlay: IPv6 underlay', { timeout: 120_000 }, () => {
       const port = `u${n}${uid('')}`.slice(0, 15);
       await inNs(fab.ns, 'ip', ['link', 'add', port, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.path]);
       await inNs(fab.ns, 'ip', ['link', 'set', port, 'master', 'ubr0', 'up']);
-      for (const c of [['addr', 'add', `fd00:231::${n}/64`, 'dev', 'eth0', 'nodad'], ['link', 'set', 'eth0', 'up'], ['link', 'set', 'lo', 'up'], ['-6', 'route', 'add', 'default', 'via', 'fd00:231::fe']]) await inNs(ns, 'ip', c);
+      for (const c of [
+        ['addr', 'add', `fd00:231::${n}/64`, 'dev', 'eth0', 'nodad'],
+        ['link', 'set', 'eth0', 'up'],
+        ['link', 'set', 'lo', 'up'],
+        ['-6', 'route', 'add', 'default', 'via', 'fd00:231::fe'],
+      ])
+        await inNs(ns, 'ip', c);
       hs.push({ name: `h${n}`, ns, ip: `fd00:231::${n}`, stateDir: path.join(fab.dir, `h${n}`) });
     }
-    const cfg = (h: Host): Record<string, unknown> => ({ ...config(h), network: '10.215.0.0/16', nftTable: 'cnits_ovl6', leaseTTL: 120, store });
+    const cfg = (h: Host): Record<string, unknown> => ({
+      ...config(h),
+      network: '10.215.0.0/16',
+      nftTable: 'cnits_ovl6',
+      leaseTTL: 120,
+      store,
+    });
     const attached: Array<{ ns: TestNetns; ip: string; result: unknown; id: string }> = [];
     for (const h of hs) {
       const ns = await makeNetns(cleanup, 'ovlp');
@@ -336,9 +405,18 @@ describe('overlay: IPv6 underlay', { timeout: 120_000 }, () => {
       attached.push({ ns, id, result: r.json, ip: String((r.json?.ips as Array<{ address: string }>)[0].address).split('/')[0] });
     }
     // The first host leased before the second existed: CHECK brings it up to date.
-    const c = await runOnHost(hs[0], { command: 'CHECK', containerId: attached[0].id, netns: attached[0].ns.path, ifname: 'eth0', config: { ...cfg(hs[0]), prevResult: attached[0].result } });
+    const c = await runOnHost(hs[0], {
+      command: 'CHECK',
+      containerId: attached[0].id,
+      netns: attached[0].ns.path,
+      ifname: 'eth0',
+      config: { ...cfg(hs[0]), prevResult: attached[0].result },
+    });
     expect(c.exitCode, c.stdout + c.stderr).toBe(0);
-    const vx = JSON.parse((await inNs(hs[0].ns, 'ip', ['-json', '-d', 'link', 'show', 'dev', 'ovl.1'])).stdout) as Array<{ mtu: number; linkinfo: { info_data: { local6?: string } } }>;
+    const vx = JSON.parse((await inNs(hs[0].ns, 'ip', ['-json', '-d', 'link', 'show', 'dev', 'ovl.1'])).stdout) as Array<{
+      mtu: number;
+      linkinfo: { info_data: { local6?: string } };
+    }>;
     expect(vx[0].mtu).toBe(1430);
     expect(vx[0].linkinfo.info_data.local6).toBe('fd00:231::21');
     const [a, b] = attached;
@@ -347,4 +425,3 @@ describe('overlay: IPv6 underlay', { timeout: 120_000 }, () => {
     expect(await ping(a.ns, b.ip, ['-M', 'do', '-s', String(1430 - 27)])).toBe(false);
   });
 });
-

@@ -16,7 +16,12 @@ import { runPlugin, uid } from './helpers/run.ts';
 import { makeEtcd, makeFabric, makeHost, type Etcd, type Fabric, type Host } from './overlay-topology.ts';
 
 const noEtcd = existsSync('/usr/bin/etcd') ? '' : '/usr/bin/etcd is not installed (Debian etcd-server)';
-const np = (ns: string, name: string, spec: NetworkPolicy['spec']): NetworkPolicy => ({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name, namespace: ns }, spec });
+const np = (ns: string, name: string, spec: NetworkPolicy['spec']): NetworkPolicy => ({
+  apiVersion: 'networking.k8s.io/v1',
+  kind: 'NetworkPolicy',
+  metadata: { name, namespace: ns },
+  spec,
+});
 
 interface Pod {
   key: string;
@@ -36,8 +41,15 @@ describe.skipIf(noEtcd)('policy across two overlay hosts (etcd store)', { timeou
   const agents: AgentProcess[] = [];
   const agentConfig = (h: Host): string => `${h.stateDir}.agent.json`;
   const overlayConf = (h: Host): Record<string, unknown> => ({
-    cniVersion: '1.1.0', name: 'hpovl', type: 'overlay', network: NETWORK, stateDir: h.stateDir, nftTable: `${id}_ovl`,
-    leaseTTL: 120, resyncInterval: 1, store: { type: 'etcd', endpoints: [etcd.endpoint], prefix: `${prefix}/overlay` },
+    cniVersion: '1.1.0',
+    name: 'hpovl',
+    type: 'overlay',
+    network: NETWORK,
+    stateDir: h.stateDir,
+    nftTable: `${id}_ovl`,
+    leaseTTL: 120,
+    resyncInterval: 1,
+    store: { type: 'etcd', endpoints: [etcd.endpoint], prefix: `${prefix}/overlay` },
   });
   const cnictl = async (h: Host, args: string[], input?: string): Promise<void> => {
     const r = await inNs(h.ns, path.join(process.cwd(), 'dist', 'bin', 'cnictl'), ['--config', agentConfig(h), ...args], true, input);
@@ -48,12 +60,31 @@ describe.skipIf(noEtcd)('policy across two overlay hosts (etcd store)', { timeou
     const ns = await makeNetns(cleanup, `${id}p`);
     await inNs(ns, 'ip', ['link', 'set', 'lo', 'up']);
     const containerId = `${id}-${key.replace('/', '-')}`;
-    const ov = await runPlugin('overlay', { command: 'ADD', containerId, netns: ns.path, ifname: 'eth0', config: overlayConf(h), hostNetns: h.ns.path });
+    const ov = await runPlugin('overlay', {
+      command: 'ADD',
+      containerId,
+      netns: ns.path,
+      ifname: 'eth0',
+      config: overlayConf(h),
+      hostNetns: h.ns.path,
+    });
     expect(ov.exitCode, ov.stdout + ov.stderr).toBe(0);
     const [pns, pname] = key.split('/');
     const ep = await runPlugin('endpoint', {
-      command: 'ADD', containerId, netns: ns.path, ifname: 'eth0', hostNetns: h.ns.path, args: `K8S_POD_NAMESPACE=${pns};K8S_POD_NAME=${pname}`,
-      config: { cniVersion: '1.1.0', name: 'hpovl', type: 'endpoint', agentConfig: agentConfig(h), args: { cni: { labels } }, prevResult: ov.json },
+      command: 'ADD',
+      containerId,
+      netns: ns.path,
+      ifname: 'eth0',
+      hostNetns: h.ns.path,
+      args: `K8S_POD_NAMESPACE=${pns};K8S_POD_NAME=${pname}`,
+      config: {
+        cniVersion: '1.1.0',
+        name: 'hpovl',
+        type: 'endpoint',
+        agentConfig: agentConfig(h),
+        args: { cni: { labels } },
+        prevResult: ov.json,
+      },
     });
     expect(ep.exitCode, ep.stdout + ep.stderr).toBe(0);
     const ip = String((ov.json?.ips as Array<{ address: string }>)[0]!.address).split('/')[0]!;
@@ -98,7 +129,11 @@ describe.skipIf(noEtcd)('policy across two overlay hosts (etcd store)', { timeou
       agents.push(a);
       cleanup.add(() => a.stop());
     }
-    await cnictl(hosts[0]!, ['apply', '-f', '-'], [namespace('x', { ns: 'x' }), namespace('y', { ns: 'y' })].map((o) => JSON.stringify(o)).join('\n---\n'));
+    await cnictl(
+      hosts[0]!,
+      ['apply', '-f', '-'],
+      [namespace('x', { ns: 'x' }), namespace('y', { ns: 'y' })].map((o) => JSON.stringify(o)).join('\n---\n'),
+    );
     await addPod(hosts[0]!, 'x/a', { pod: 'a' });
     await addPod(hosts[1]!, 'y/b', { pod: 'b' });
     await addPod(hosts[1]!, 'y/c', { pod: 'c' });
@@ -114,7 +149,16 @@ describe.skipIf(noEtcd)('policy across two overlay hosts (etcd store)', { timeou
   });
 
   it("a policy on h1 admits h2's pod=b and drops h2's pod=c; relabelling on h2's pod is re-evaluated", async () => {
-    await cnictl(hosts[1]!, ['apply', '-f', '-'], JSON.stringify(np('x', 'a-from-b', { podSelector: { matchLabels: { pod: 'a' } }, ingress: [{ from: [{ namespaceSelector: {}, podSelector: { matchLabels: { pod: 'b' } } }] }] })));
+    await cnictl(
+      hosts[1]!,
+      ['apply', '-f', '-'],
+      JSON.stringify(
+        np('x', 'a-from-b', {
+          podSelector: { matchLabels: { pod: 'a' } },
+          ingress: [{ from: [{ namespaceSelector: {}, podSelector: { matchLabels: { pod: 'b' } } }] }],
+        }),
+      ),
+    );
     await expectReach('y/c', 'x/a', false);
     await expectReach('y/b', 'x/a', true);
     await cnictl(hosts[0]!, ['label', 'endpoint', 'y/c', 'pod=b', '--overwrite']);
@@ -122,7 +166,17 @@ describe.skipIf(noEtcd)('policy across two overlay hosts (etcd store)', { timeou
   });
 
   it('egress is enforced on the sending host (h2)', async () => {
-    await cnictl(hosts[0]!, ['apply', '-f', '-'], JSON.stringify(np('y', 'no-egress-to-a', { podSelector: { matchLabels: { pod: 'b' } }, policyTypes: ['Egress'], egress: [{ to: [{ namespaceSelector: { matchLabels: { ns: 'y' } } }] }] })));
+    await cnictl(
+      hosts[0]!,
+      ['apply', '-f', '-'],
+      JSON.stringify(
+        np('y', 'no-egress-to-a', {
+          podSelector: { matchLabels: { pod: 'b' } },
+          policyTypes: ['Egress'],
+          egress: [{ to: [{ namespaceSelector: { matchLabels: { ns: 'y' } } }] }],
+        }),
+      ),
+    );
     await expectReach('y/b', 'x/a', false);
     await expectReach('x/a', 'y/b', true); // ingress to y/b is not isolated; the reply passes
   });

@@ -15,7 +15,20 @@ import { tmpdir } from 'node:os';
 import { Cleanup, inNs, makeNetns, sh, type TestNetns } from './helpers/netns.ts';
 import { ROOT } from './helpers/run.ts';
 import { anp, banp, model, np, objects, PEERS, podIPs, reach, scaleObjects, type Probe } from './policy-unit-model.ts';
-import { compileNode, evaluate, existingFromNftJson, policyTable, policyTableScript, renderDelete, renderNft, renderResync, renderSetUpdates, renderUpdate, type ExistingNames, type PolicyObjects } from '../shared/policy/index.ts';
+import {
+  compileNode,
+  evaluate,
+  existingFromNftJson,
+  policyTable,
+  policyTableScript,
+  renderDelete,
+  renderNft,
+  renderResync,
+  renderSetUpdates,
+  renderUpdate,
+  type ExistingNames,
+  type PolicyObjects,
+} from '../shared/policy/index.ts';
 import type { Endpoint, Namespace } from '../shared/objects/types.ts';
 import { rulesetDrift } from '../shared/policysync.ts';
 
@@ -40,27 +53,65 @@ const subjectX = { namespaces: { matchLabels: { ns: 'x' } } };
 /** The cases probed for real (and loaded for syntax), over a layout's endpoints. */
 const casesFor = (base: { endpoints: Endpoint[]; namespaces: Namespace[] } = model()): Record<string, PolicyObjects> => ({
   'no policy': objects(base),
-  'default deny ingress + egress in x': objects({ ...base, policies: [np('x', 'deny', { podSelector: {}, policyTypes: ['Ingress', 'Egress'] })] }),
+  'default deny ingress + egress in x': objects({
+    ...base,
+    policies: [np('x', 'deny', { podSelector: {}, policyTypes: ['Ingress', 'Egress'] })],
+  }),
   'AND vs OR peers, ports': objects({
     ...base,
     policies: [
-      np('x', 'and', { podSelector: podA, ingress: [{ from: [{ namespaceSelector: nsY, podSelector: podB }], ports: [{ port: 'serve-80-tcp' }, { protocol: 'UDP', port: 81 }] }] }),
-      np('y', 'or', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: nsZ }, { podSelector: podB }], ports: [{ port: 80, endPort: 81 }] }] }),
+      np('x', 'and', {
+        podSelector: podA,
+        ingress: [
+          { from: [{ namespaceSelector: nsY, podSelector: podB }], ports: [{ port: 'serve-80-tcp' }, { protocol: 'UDP', port: 81 }] },
+        ],
+      }),
+      np('y', 'or', {
+        podSelector: {},
+        ingress: [{ from: [{ namespaceSelector: nsZ }, { podSelector: podB }], ports: [{ port: 80, endPort: 81 }] }],
+      }),
     ],
   }),
   'ipBlock except + egress named ports': objects({
     ...base,
     policies: [
-      np('x', 'cidr', { podSelector: {}, ingress: [{ from: [{ ipBlock: { cidr: '10.77.0.0/24', except: [`${podIPs(4).v4}/32`, '10.77.0.16/30'] } }, { ipBlock: { cidr: 'fd77::/64', except: [`${podIPs(4).v6}/128`] } }] }] }),
-      np('z', 'eg', { podSelector: podA, policyTypes: ['Egress'], egress: [{ to: [{ namespaceSelector: {} }], ports: [{ port: 'serve-81-udp', protocol: 'UDP' }, { port: 'serve-80-tcp' }] }] }),
+      np('x', 'cidr', {
+        podSelector: {},
+        ingress: [
+          {
+            from: [
+              { ipBlock: { cidr: '10.77.0.0/24', except: [`${podIPs(4).v4}/32`, '10.77.0.16/30'] } },
+              { ipBlock: { cidr: 'fd77::/64', except: [`${podIPs(4).v6}/128`] } },
+            ],
+          },
+        ],
+      }),
+      np('z', 'eg', {
+        podSelector: podA,
+        policyTypes: ['Egress'],
+        egress: [{ to: [{ namespaceSelector: {} }], ports: [{ port: 'serve-81-udp', protocol: 'UDP' }, { port: 'serve-80-tcp' }] }],
+      }),
     ],
   }),
   'ANP priorities, Pass, BANP': objects({
     ...base,
     anps: [
-      anp('allow-yb', { priority: 5, subject: subjectX, ingress: [{ action: 'Allow', from: [{ pods: { namespaceSelector: nsY, podSelector: podB } }] }] }),
-      anp('deny-y', { priority: 10, subject: subjectX, ingress: [{ action: 'Deny', from: [{ namespaces: nsY }], ports: [{ portRange: { start: 80, end: 81 } }] }] }),
-      anp('pass-z', { priority: 1, subject: { namespaces: {} }, ingress: [{ action: 'Pass', from: [{ namespaces: nsZ }] }], egress: [{ action: 'Deny', to: [{ networks: [`${podIPs(2).v4}/32`, `${podIPs(2).v6}/128`] }] }] }),
+      anp('allow-yb', {
+        priority: 5,
+        subject: subjectX,
+        ingress: [{ action: 'Allow', from: [{ pods: { namespaceSelector: nsY, podSelector: podB } }] }],
+      }),
+      anp('deny-y', {
+        priority: 10,
+        subject: subjectX,
+        ingress: [{ action: 'Deny', from: [{ namespaces: nsY }], ports: [{ portRange: { start: 80, end: 81 } }] }],
+      }),
+      anp('pass-z', {
+        priority: 1,
+        subject: { namespaces: {} },
+        ingress: [{ action: 'Pass', from: [{ namespaces: nsZ }] }],
+        egress: [{ action: 'Deny', to: [{ networks: [`${podIPs(2).v4}/32`, `${podIPs(2).v6}/128`] }] }],
+      }),
     ],
     policies: [np('y', 'a-from-x', { podSelector: podA, ingress: [{ from: [{ namespaceSelector: { matchLabels: { ns: 'x' } } }] }] })],
     banp: banp({ subject: { namespaces: {} }, ingress: [{ action: 'Deny', from: [{ namespaces: nsZ }] }] }),
@@ -95,7 +146,9 @@ describe('nft syntax (real kernel)', () => {
     expect((await load(script)).exitCode).toBe(0);
     const m = ruleset.maps.find((x) => x.elements.length > 0)!;
     expect((await inNs(node, 'nft', ['delete', 'element', 'inet', TABLE, m.name, `{ ${m.elements[0]![0]} }`])).exitCode).toBe(0);
-    expect(rulesetDrift(ruleset, (await inNs(node, 'nft', ['-j', 'list', 'table', 'inet', TABLE])).stdout)).toBe(`map ${m.name} has ${m.elements.length - 1} elements, not ${m.elements.length}`);
+    expect(rulesetDrift(ruleset, (await inNs(node, 'nft', ['-j', 'list', 'table', 'inet', TABLE])).stdout)).toBe(
+      `map ${m.name} has ${m.elements.length - 1} elements, not ${m.elements.length}`,
+    );
     expect((await load(renderDelete(TABLE))).exitCode).toBe(0);
   });
 
@@ -103,7 +156,11 @@ describe('nft syntax (real kernel)', () => {
     const o = CASES['AND vs OR peers, ports'];
     const before = policyTable(o, 'n1', { table: TABLE });
     expect((await load(before.script)).exitCode).toBe(0);
-    const extra: Endpoint = { ...o.endpoints[4], metadata: { namespace: 'y', name: 'b2', labels: { pod: 'b' } }, spec: { ...o.endpoints[4].spec, containerId: 'b2', ips: ['10.77.0.99/24', 'fd77::99/64'] } };
+    const extra: Endpoint = {
+      ...o.endpoints[4],
+      metadata: { namespace: 'y', name: 'b2', labels: { pod: 'b' } },
+      spec: { ...o.endpoints[4].spec, containerId: 'b2', ips: ['10.77.0.99/24', 'fd77::99/64'] },
+    };
     const after = compileNode({ ...o, endpoints: [...o.endpoints, extra] }, 'n1');
     const up = renderSetUpdates(before.ruleset, after, TABLE);
     expect(up).toBeTruthy();
@@ -121,7 +178,10 @@ describe('nft syntax (real kernel)', () => {
     const other = await makeNetns(cleanup, 'hq');
     const names = Object.keys(CASES);
     // every case after every other (and back), with and without the host hooks
-    const seq = [...names, ...[...names].reverse(), names[1], names[4]].map((n, i) => ({ n, opts: i % 3 === 2 ? { allowFromNode: false } : {} }));
+    const seq = [...names, ...[...names].reverse(), names[1], names[4]].map((n, i) => ({
+      n,
+      opts: i % 3 === 2 ? { allowFromNode: false } : {},
+    }));
     let prev = compileNode(CASES[seq[0].n], 'n1', seq[0].opts);
     expect((await load(renderNft(prev, TABLE))).exitCode).toBe(0);
     for (const step of seq.slice(1)) {
@@ -248,7 +308,11 @@ async function makePods(): Promise<TestNetns[]> {
 }
 
 /** Addresses on the pods' eth0 (moved in by the node), and a default route when `gw` is given. */
-async function configurePods(pods: TestNetns[], ips: (i: number) => { v4: string; v6: string }, gw?: (i: number) => { v4: string; v6: string }): Promise<void> {
+async function configurePods(
+  pods: TestNetns[],
+  ips: (i: number) => { v4: string; v6: string },
+  gw?: (i: number) => { v4: string; v6: string },
+): Promise<void> {
   await Promise.all(
     pods.map((p, i) => {
       const ip = ips(i);
@@ -256,7 +320,13 @@ async function configurePods(pods: TestNetns[], ips: (i: number) => { v4: string
       // UDP probes are answered by ICMP port unreachable: exempt it from the per-peer and the
       // global ICMP rate limits (ratemask) in the pods
       return Promise.all([
-        inNs(p, 'ip', ['-batch', '-'], false, `link set lo up\nlink set eth0 up\naddr add ${ip.v4}/24 dev eth0\naddr add ${ip.v6}/64 dev eth0 nodad\n${routes}`),
+        inNs(
+          p,
+          'ip',
+          ['-batch', '-'],
+          false,
+          `link set lo up\nlink set eth0 up\naddr add ${ip.v4}/24 dev eth0\naddr add ${ip.v6}/64 dev eth0 nodad\n${routes}`,
+        ),
         inNs(p, 'sysctl', ['-q', '-w', 'net.ipv4.icmp_ratemask=0', 'net.ipv6.icmp.ratemask=200']),
       ]);
     }),
@@ -265,14 +335,25 @@ async function configurePods(pods: TestNetns[], ips: (i: number) => { v4: string
 
 /** The kernel's 9x9 matrices (one per probe; same format as the evaluator's `reach`), probed at once. */
 async function kernelReach(pods: TestNetns[], ips: (i: number) => { v4: string; v6: string }, probes: Probe[]): Promise<string[]> {
-  const targetsOf = (probe: Probe) => PEERS.map((_, j) => [probe.family === 6 ? ips(j).v6 : ips(j).v4, probe.port, probe.protocol.toLowerCase()]);
+  const targetsOf = (probe: Probe) =>
+    PEERS.map((_, j) => [probe.family === 6 ? ips(j).v6 : ips(j).v4, probe.port, probe.protocol.toLowerCase()]);
   const rows = await Promise.all(
     pods.map(async (p) => {
       const r = await sh('nsenter', [`--net=${p.path}`, '--', NODE, probeScript(), JSON.stringify(probes.flatMap(targetsOf))]);
       return JSON.parse(r.stdout) as number[];
     }),
   );
-  return probes.map((_, k) => rows.map((got, i) => `${PEERS[i]} ${got.slice(k * 9, k * 9 + 9).map((v) => (v ? '.' : 'X')).join('')}`).join('\n'));
+  return probes.map((_, k) =>
+    rows
+      .map(
+        (got, i) =>
+          `${PEERS[i]} ${got
+            .slice(k * 9, k * 9 + 9)
+            .map((v) => (v ? '.' : 'X'))
+            .join('')}`,
+      )
+      .join('\n'),
+  );
 }
 
 describe('enforcement on one bridge (real traffic, compared with the evaluator)', () => {
@@ -306,13 +387,18 @@ describe('enforcement on one bridge (real traffic, compared with the evaluator)'
     await kernelReach(pods, podIPs, [{ port: 80, protocol: 'TCP', family: 4 }]);
     const out = (await inNs(node, 'nft', ['-j', 'list', 'counters', 'table', 'inet', TABLE])).stdout;
     const counters = Object.fromEntries(
-      (JSON.parse(out) as { nftables: { counter?: { name: string; packets: number } }[] }).nftables.filter((e) => e.counter).map((e) => [e.counter?.name, e.counter?.packets]),
+      (JSON.parse(out) as { nftables: { counter?: { name: string; packets: number } }[] }).nftables
+        .filter((e) => e.counter)
+        .map((e) => [e.counter?.name, e.counter?.packets]),
     );
     // 6 pods of y, z x 3 pods of x blocked in; 3 pods of x x 8 peers blocked out (x to x: at egress)
     expect(counters.default_deny_in).toBeGreaterThanOrEqual(18);
     expect(counters.default_deny_eg).toBeGreaterThanOrEqual(24);
     // an incremental update (one more policy) keeps them counting
-    const next = compileNode({ ...o, policies: [...o.policies, np('y', 'more', { podSelector: {}, ingress: [{ from: [{ podSelector: podA }] }] })] }, 'n1');
+    const next = compileNode(
+      { ...o, policies: [...o.policies, np('y', 'more', { podSelector: {}, ingress: [{ from: [{ podSelector: podA }] }] })] },
+      'n1',
+    );
     expect((await load(renderUpdate(compileNode(o, 'n1'), next, TABLE))).stderr).toBe('');
     const again = (await inNs(node, 'nft', ['list', 'counter', 'inet', TABLE, 'default_deny_in'])).stdout;
     expect(Number(/packets (\d+)/.exec(again)?.[1])).toBe(counters.default_deny_in);
@@ -350,7 +436,9 @@ describe('enforcement across two routed nodes (real traffic, compared with the e
         `addr add ${k === 0 ? 'fd77::1/64' : 'fd77:1::1/64'} dev br1 nodad`,
       ],
     }));
-    pods.forEach((p, i) => nodes[onN2(i) ? 1 : 0].batch.push(`link add w${i} type veth peer name eth0 netns ${p.name}`, `link set w${i} master br1 up`));
+    pods.forEach((p, i) =>
+      nodes[onN2(i) ? 1 : 0].batch.push(`link add w${i} type veth peer name eth0 netns ${p.name}`, `link set w${i} master br1 up`),
+    );
     nodes[0].batch.push(
       `link add up0 type veth peer name up0 netns ${n2.name}`,
       'link set up0 up',
@@ -359,21 +447,34 @@ describe('enforcement across two routed nodes (real traffic, compared with the e
       'route add 10.77.1.0/24 via 10.255.77.2',
       'route add fd77:1::/64 via fd7f::2',
     );
-    nodes[1].batch.push('link set up0 up', 'addr add 10.255.77.2/30 dev up0', 'addr add fd7f::2/64 dev up0 nodad', 'route add 10.77.0.0/24 via 10.255.77.1', 'route add fd77::/64 via fd7f::1');
+    nodes[1].batch.push(
+      'link set up0 up',
+      'addr add 10.255.77.2/30 dev up0',
+      'addr add fd7f::2/64 dev up0 nodad',
+      'route add 10.77.0.0/24 via 10.255.77.1',
+      'route add fd77::/64 via fd7f::1',
+    );
     // No DAD on the nodes' links (set before any is created: up0's peer is created in n2 from n1).
     // A node forwarding a pod's IPv6 packet solicits the next hop (pod, or the other node) from
     // its link-local address, and sends no solicitation at all while that address is tentative:
     // the packet waits in the neighbour queue until DAD ends and the next retransmit, 1 to 3 s
     // after the links come up, longer than a probe waits (IPv4's ARP has no such delay).
     for (const { n } of nodes) {
-      await inNs(n, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0']);
+      await inNs(n, 'sysctl', [
+        '-q',
+        '-w',
+        'net.ipv4.ip_forward=1',
+        'net.ipv6.conf.all.forwarding=1',
+        'net.ipv6.conf.all.accept_dad=0',
+        'net.ipv6.conf.default.accept_dad=0',
+      ]);
     }
     for (const { n, batch } of nodes) await inNs(n, 'ip', ['-batch', '-'], false, `${batch.join('\n')}\n`);
     await configurePods(pods, ips, gw);
     for (const { n } of nodes) expect((await inNs(n, 'ip', ['-6', 'addr', 'show', 'tentative'])).stdout).toBe('');
   });
 
-  it('through a service VIP: the verdict is the backend pod\'s, after translation', async () => {
+  it("through a service VIP: the verdict is the backend pod's, after translation", async () => {
     // a ClusterIP 10.96.0.10 / fd96::10 port 80 -> x/a:80, translated on every node (as kube-proxy does)
     const vip = { v4: '10.96.0.10', v6: 'fd96::10' };
     const nat = `table inet hq_svc {\n chain pre {\n type nat hook prerouting priority dstnat; policy accept;\n ip daddr ${vip.v4} tcp dport 80 dnat ip to ${ips(0).v4}:80\n ip6 daddr ${vip.v6} tcp dport 80 dnat ip6 to [${ips(0).v6}]:80\n }\n}\n`;
@@ -383,23 +484,59 @@ describe('enforcement across two routed nodes (real traffic, compared with the e
     }
     await inNs(n2, 'ip', ['-batch', '-'], false, 'route add 10.96.0.0/16 via 10.255.77.1\nroute add fd96::/64 via fd7f::1\n');
     const base = model({ ips, node: (ns) => (ns === 'z' ? 'n2' : 'n1') });
-    const o = objects({ ...base, policies: [np('x', 'a-from-b', { podSelector: podA, ingress: [{ from: [{ namespaceSelector: {}, podSelector: podB }] }] })] });
-    for (const [n, nodeName] of [[node, 'n1'], [n2, 'n2']] as const) {
+    const o = objects({
+      ...base,
+      policies: [np('x', 'a-from-b', { podSelector: podA, ingress: [{ from: [{ namespaceSelector: {}, podSelector: podB }] }] })],
+    });
+    for (const [n, nodeName] of [
+      [node, 'n1'],
+      [n2, 'n2'],
+    ] as const) {
       expect((await load(policyTableScript(o, nodeName, { table: TABLE }), n)).stderr).toBe('');
       await inNs(n, 'conntrack', ['-F'], true);
     }
     const srcs = [3, 4, 6, 7]; // y/a, y/b, z/a, z/b
     const got = await Promise.all(
-      srcs.map(async (i) => JSON.parse((await sh('nsenter', [`--net=${pods[i].path}`, '--', NODE, probeScript(), JSON.stringify([[vip.v4, 80, 'tcp'], [vip.v6, 80, 'tcp']])])).stdout) as number[]),
+      srcs.map(
+        async (i) =>
+          JSON.parse(
+            (
+              await sh('nsenter', [
+                `--net=${pods[i].path}`,
+                '--',
+                NODE,
+                probeScript(),
+                JSON.stringify([
+                  [vip.v4, 80, 'tcp'],
+                  [vip.v6, 80, 'tcp'],
+                ]),
+              ])
+            ).stdout,
+          ) as number[],
+      ),
     );
-    const want = srcs.map((i) => [4, 6].map((family) => (evaluate(o, { src: o.endpoints[i], dst: o.endpoints[0], protocol: 'TCP', port: 80, family: family as 4 | 6 }).verdict === 'allow' ? 1 : 0)));
-    expect(want).toEqual([[0, 0], [1, 1], [0, 0], [1, 1]]);
+    const want = srcs.map((i) =>
+      [4, 6].map((family) =>
+        evaluate(o, { src: o.endpoints[i], dst: o.endpoints[0], protocol: 'TCP', port: 80, family: family as 4 | 6 }).verdict === 'allow'
+          ? 1
+          : 0,
+      ),
+    );
+    expect(want).toEqual([
+      [0, 0],
+      [1, 1],
+      [0, 0],
+      [1, 1],
+    ]);
     expect(got).toEqual(want);
   });
 
   for (const [name, o] of Object.entries(cases)) {
     it(`${name}: the kernels agree with the evaluator`, async () => {
-      for (const [n, nodeName] of [[node, 'n1'], [n2, 'n2']] as const) {
+      for (const [n, nodeName] of [
+        [node, 'n1'],
+        [n2, 'n2'],
+      ] as const) {
         const r = await load(policyTableScript(o, nodeName, { table: TABLE }), n);
         expect(r.stderr).toBe('');
         await inNs(n, 'conntrack', ['-F'], true);

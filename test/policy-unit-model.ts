@@ -23,7 +23,9 @@ export function podIPs(i: number, net = 77): { v4: string; v6: string } {
   return { v4: `10.${net}.0.${10 + i}`, v6: `fd${net}::${(10 + i).toString(16)}` };
 }
 
-export function model(opts: { net?: number; node?: (ns: string, pod: string) => string; ips?: (i: number) => { v4: string; v6: string } } = {}): { namespaces: Namespace[]; endpoints: Endpoint[] } {
+export function model(
+  opts: { net?: number; node?: (ns: string, pod: string) => string; ips?: (i: number) => { v4: string; v6: string } } = {},
+): { namespaces: Namespace[]; endpoints: Endpoint[] } {
   const namespaces: Namespace[] = NAMESPACES.map((ns) => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: { ns } } }));
   const endpoints: Endpoint[] = PEERS.map((id, i) => {
     const [ns, pod] = id.split('/');
@@ -38,16 +40,32 @@ export function model(opts: { net?: number; node?: (ns: string, pod: string) => 
         containerId: `c-${ns}-${pod}`,
         ifname: 'eth0',
         ips: [`${ip.v4}/24`, `${ip.v6}/64`],
-        ports: [80, 81].flatMap((port) => (['TCP', 'UDP'] as const).map((protocol) => ({ name: `serve-${port}-${protocol.toLowerCase()}`, containerPort: port, protocol }))),
+        ports: [80, 81].flatMap((port) =>
+          (['TCP', 'UDP'] as const).map((protocol) => ({ name: `serve-${port}-${protocol.toLowerCase()}`, containerPort: port, protocol })),
+        ),
       },
     };
   });
   return { namespaces, endpoints };
 }
 
-export function objects(parts: { policies?: NetworkPolicy[]; anps?: AdminNetworkPolicy[]; banp?: BaselineAdminNetworkPolicy; endpoints?: Endpoint[]; namespaces?: Namespace[] } = {}): PolicyObjects {
+export function objects(
+  parts: {
+    policies?: NetworkPolicy[];
+    anps?: AdminNetworkPolicy[];
+    banp?: BaselineAdminNetworkPolicy;
+    endpoints?: Endpoint[];
+    namespaces?: Namespace[];
+  } = {},
+): PolicyObjects {
   const m = model();
-  return { endpoints: parts.endpoints ?? m.endpoints, namespaces: parts.namespaces ?? m.namespaces, policies: parts.policies ?? [], anps: parts.anps ?? [], banp: parts.banp ?? null };
+  return {
+    endpoints: parts.endpoints ?? m.endpoints,
+    namespaces: parts.namespaces ?? m.namespaces,
+    policies: parts.policies ?? [],
+    anps: parts.anps ?? [],
+    banp: parts.banp ?? null,
+  };
 }
 
 export function np(ns: string, name: string, spec: NetworkPolicy['spec']): NetworkPolicy {
@@ -71,7 +89,11 @@ export function reach(o: PolicyObjects, probe: Probe = { port: 80, protocol: 'TC
   const idx = new PolicyIndex(o);
   return PEERS.map((from, i) => {
     const src = o.endpoints[i];
-    const row = PEERS.map((_to, j) => (evaluate(idx, { src, dst: o.endpoints[j], protocol: probe.protocol, port: probe.port, family: probe.family ?? 4 }).verdict === 'allow' ? '.' : 'X')).join('');
+    const row = PEERS.map((_to, j) =>
+      evaluate(idx, { src, dst: o.endpoints[j], protocol: probe.protocol, port: probe.port, family: probe.family ?? 4 }).verdict === 'allow'
+        ? '.'
+        : 'X',
+    ).join('');
     return `${from} ${row}`;
   }).join('\n');
 }
@@ -102,7 +124,11 @@ export const ALL = tableOf(() => true);
  */
 export function scaleObjects(nEndpoints: number, nPolicies: number, local = nEndpoints): PolicyObjects {
   const NS = 20;
-  const namespaces: Namespace[] = Array.from({ length: NS }, (_, i) => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: `ns-${i}`, labels: { team: `t${i % 5}` } } }));
+  const namespaces: Namespace[] = Array.from({ length: NS }, (_, i) => ({
+    apiVersion: 'v1',
+    kind: 'Namespace',
+    metadata: { name: `ns-${i}`, labels: { team: `t${i % 5}` } },
+  }));
   const endpoints: Endpoint[] = Array.from({ length: nEndpoints }, (_, i) => ({
     apiVersion: 'cni-ts.dev/v1',
     kind: 'Endpoint',
@@ -113,7 +139,10 @@ export function scaleObjects(nEndpoints: number, nPolicies: number, local = nEnd
       containerId: `c${i}`,
       ifname: 'eth0',
       ips: [`10.${100 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/16`, `fd64::${i.toString(16)}/64`],
-      ports: [{ name: 'http', containerPort: 8080 + (i % 3) }, { name: 'dns', containerPort: 53, protocol: 'UDP' }],
+      ports: [
+        { name: 'http', containerPort: 8080 + (i % 3) },
+        { name: 'dns', containerPort: 53, protocol: 'UDP' },
+      ],
     },
   }));
   const policies: NetworkPolicy[] = Array.from({ length: nPolicies }, (_, i) => {
@@ -123,20 +152,79 @@ export function scaleObjects(nEndpoints: number, nPolicies: number, local = nEnd
       case 0:
         return np(ns, `deny-${i}`, { podSelector: {}, policyTypes: ['Ingress', 'Egress'] });
       case 1:
-        return np(ns, `app-${i}`, { podSelector: app, ingress: [{ from: [{ podSelector: { matchLabels: { app: `app-${(i + 1) % 10}` } } }], ports: [{ port: 8080, endPort: 8082 }] }] });
+        return np(ns, `app-${i}`, {
+          podSelector: app,
+          ingress: [{ from: [{ podSelector: { matchLabels: { app: `app-${(i + 1) % 10}` } } }], ports: [{ port: 8080, endPort: 8082 }] }],
+        });
       case 2:
-        return np(ns, `team-${i}`, { podSelector: app, ingress: [{ from: [{ namespaceSelector: { matchLabels: { team: `t${i % 5}` } }, podSelector: { matchExpressions: [{ key: 'tier', operator: 'In', values: ['tier-0', 'tier-1'] }] } }] }] });
+        return np(ns, `team-${i}`, {
+          podSelector: app,
+          ingress: [
+            {
+              from: [
+                {
+                  namespaceSelector: { matchLabels: { team: `t${i % 5}` } },
+                  podSelector: { matchExpressions: [{ key: 'tier', operator: 'In', values: ['tier-0', 'tier-1'] }] },
+                },
+              ],
+            },
+          ],
+        });
       case 3:
-        return np(ns, `cidr-${i}`, { podSelector: { matchLabels: { tier: `tier-${i % 3}` } }, ingress: [{ from: [{ ipBlock: { cidr: '10.100.0.0/16', except: [`10.100.${i % 4}.0/24`] } }, { ipBlock: { cidr: 'fd64::/64', except: [`fd64::${i.toString(16)}/128`] } }], ports: [{ port: 'http' }] }] });
+        return np(ns, `cidr-${i}`, {
+          podSelector: { matchLabels: { tier: `tier-${i % 3}` } },
+          ingress: [
+            {
+              from: [
+                { ipBlock: { cidr: '10.100.0.0/16', except: [`10.100.${i % 4}.0/24`] } },
+                { ipBlock: { cidr: 'fd64::/64', except: [`fd64::${i.toString(16)}/128`] } },
+              ],
+              ports: [{ port: 'http' }],
+            },
+          ],
+        });
       case 4:
-        return np(ns, `egress-${i}`, { podSelector: app, policyTypes: ['Egress'], egress: [{ to: [{ namespaceSelector: {}, podSelector: { matchLabels: { app: 'app-0' } } }], ports: [{ port: 'dns', protocol: 'UDP' }, { port: 'http' }] }, { to: [{ ipBlock: { cidr: '0.0.0.0/0', except: ['10.0.0.0/8'] } }] }] });
+        return np(ns, `egress-${i}`, {
+          podSelector: app,
+          policyTypes: ['Egress'],
+          egress: [
+            {
+              to: [{ namespaceSelector: {}, podSelector: { matchLabels: { app: 'app-0' } } }],
+              ports: [{ port: 'dns', protocol: 'UDP' }, { port: 'http' }],
+            },
+            { to: [{ ipBlock: { cidr: '0.0.0.0/0', except: ['10.0.0.0/8'] } }] },
+          ],
+        });
       default:
-        return np(ns, `multi-${i}`, { podSelector: { matchExpressions: [{ key: 'app', operator: 'NotIn', values: ['app-1'] }] }, ingress: [{ from: [{ namespaceSelector: { matchLabels: { team: 't1' } } }, { podSelector: { matchLabels: { tier: 'tier-2' } } }], ports: [{ protocol: 'UDP', port: 53 }, { port: 443 }] }] });
+        return np(ns, `multi-${i}`, {
+          podSelector: { matchExpressions: [{ key: 'app', operator: 'NotIn', values: ['app-1'] }] },
+          ingress: [
+            {
+              from: [{ namespaceSelector: { matchLabels: { team: 't1' } } }, { podSelector: { matchLabels: { tier: 'tier-2' } } }],
+              ports: [{ protocol: 'UDP', port: 53 }, { port: 443 }],
+            },
+          ],
+        });
     }
   });
   const anps: AdminNetworkPolicy[] = [
-    anp('deny-t4', { priority: 10, subject: { namespaces: { matchLabels: { team: 't3' } } }, ingress: [{ action: 'Deny', from: [{ namespaces: { matchLabels: { team: 't4' } } }] }] }),
-    anp('pass-t0', { priority: 5, subject: { namespaces: {} }, ingress: [{ action: 'Pass', from: [{ namespaces: { matchLabels: { team: 't0' } } }] }], egress: [{ action: 'Allow', to: [{ networks: ['10.96.0.10/32'] }], ports: [{ portNumber: { protocol: 'UDP', port: 53 } }] }] }),
+    anp('deny-t4', {
+      priority: 10,
+      subject: { namespaces: { matchLabels: { team: 't3' } } },
+      ingress: [{ action: 'Deny', from: [{ namespaces: { matchLabels: { team: 't4' } } }] }],
+    }),
+    anp('pass-t0', {
+      priority: 5,
+      subject: { namespaces: {} },
+      ingress: [{ action: 'Pass', from: [{ namespaces: { matchLabels: { team: 't0' } } }] }],
+      egress: [{ action: 'Allow', to: [{ networks: ['10.96.0.10/32'] }], ports: [{ portNumber: { protocol: 'UDP', port: 53 } }] }],
+    }),
   ];
-  return { endpoints, namespaces, policies, anps, banp: banp({ subject: { namespaces: {} }, ingress: [{ action: 'Deny', from: [{ namespaces: { matchLabels: { team: 't2' } } }] }] }) };
+  return {
+    endpoints,
+    namespaces,
+    policies,
+    anps,
+    banp: banp({ subject: { namespaces: {} }, ingress: [{ action: 'Deny', from: [{ namespaces: { matchLabels: { team: 't2' } } }] }] }),
+  };
 }

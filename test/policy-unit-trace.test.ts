@@ -8,8 +8,20 @@ import type { ObjectStore } from '../shared/store/types.ts';
 import type { PolicyObjects } from '../shared/policy/index.ts';
 
 const o = objects({
-  policies: [np('x', 'deny-in', { podSelector: {} }), np('x', 'a-from-b', { podSelector: { matchLabels: { pod: 'a' } }, ingress: [{ from: [{ podSelector: { matchLabels: { pod: 'b' } } }], ports: [{ port: 'serve-80-tcp' }] }] })],
-  anps: [anp('deny-z', { priority: 3, subject: { namespaces: {} }, ingress: [{ name: 'no-z', action: 'Deny', from: [{ namespaces: { matchLabels: { ns: 'z' } } }] }] })],
+  policies: [
+    np('x', 'deny-in', { podSelector: {} }),
+    np('x', 'a-from-b', {
+      podSelector: { matchLabels: { pod: 'a' } },
+      ingress: [{ from: [{ podSelector: { matchLabels: { pod: 'b' } } }], ports: [{ port: 'serve-80-tcp' }] }],
+    }),
+  ],
+  anps: [
+    anp('deny-z', {
+      priority: 3,
+      subject: { namespaces: {} },
+      ingress: [{ name: 'no-z', action: 'Deny', from: [{ namespaces: { matchLabels: { ns: 'z' } } }] }],
+    }),
+  ],
 });
 
 /** A read-only store over fixed objects (list is all trace uses). */
@@ -24,7 +36,10 @@ function storeOf(p: PolicyObjects): ObjectStore {
     delete: unused,
     watch: unused,
     close: async () => undefined,
-    list: async <T extends CniObject>(kind: Kind) => ({ items: all.filter((x) => x.kind === kind).map((object, i) => ({ object: object as T, revision: i + 1 })), revision: all.length }),
+    list: async <T extends CniObject>(kind: Kind) => ({
+      items: all.filter((x) => x.kind === kind).map((object, i) => ({ object: object as T, revision: i + 1 })),
+      revision: all.length,
+    }),
   };
 }
 
@@ -45,8 +60,20 @@ function ctxOf(p: PolicyObjects): Ctx & { output: string } {
 
 describe('cnictl policy trace', () => {
   it('parses its arguments', () => {
-    expect(parseTraceArgs(['trace', '--from', 'x/b', '--to', 'x/a', '--port', '80/tcp'])).toEqual({ from: 'x/b', to: 'x/a', protocol: 'TCP', port: 80, family: undefined, json: false });
-    expect(parseTraceArgs(['trace', '--from', 'x/b', '--to', '10.0.0.1', '-p', '53/udp', '-6', '-o', 'json'])).toMatchObject({ protocol: 'UDP', port: 53, family: 6, json: true });
+    expect(parseTraceArgs(['trace', '--from', 'x/b', '--to', 'x/a', '--port', '80/tcp'])).toEqual({
+      from: 'x/b',
+      to: 'x/a',
+      protocol: 'TCP',
+      port: 80,
+      family: undefined,
+      json: false,
+    });
+    expect(parseTraceArgs(['trace', '--from', 'x/b', '--to', '10.0.0.1', '-p', '53/udp', '-6', '-o', 'json'])).toMatchObject({
+      protocol: 'UDP',
+      port: 53,
+      family: 6,
+      json: true,
+    });
     expect(parsePort('icmp')).toEqual({ protocol: 'ICMP' });
     expect(parsePort('443')).toEqual({ protocol: 'TCP', port: 443 });
     expect(() => parsePort('80/http')).toThrow(/--port/);
@@ -93,12 +120,51 @@ describe('cnictl policy trace', () => {
 
   it('summarizes rules of every shape', () => {
     const p = objects({
-      policies: [np('y', 'mix', { podSelector: {}, policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: '10.0.0.0/8', except: ['10.1.0.0/16'] } }, { namespaceSelector: { matchLabels: { ns: 'z' } }, podSelector: { matchExpressions: [{ key: 'pod', operator: 'In', values: ['a', 'b'] }] } }], ports: [{ protocol: 'UDP', port: 53 }, { port: 8000, endPort: 8080 }] }, {}] })],
-      anps: [anp('nets', { priority: 1, subject: { namespaces: {} }, egress: [{ action: 'Allow', to: [{ networks: ['192.0.2.0/24'] }, { pods: { namespaceSelector: {}, podSelector: { matchLabels: { pod: 'c' } } } }], ports: [{ portRange: { start: 1, end: 9 } }, { namedPort: 'dns' }, { portNumber: { protocol: 'SCTP', port: 7 } }] }] })],
+      policies: [
+        np('y', 'mix', {
+          podSelector: {},
+          policyTypes: ['Egress'],
+          egress: [
+            {
+              to: [
+                { ipBlock: { cidr: '10.0.0.0/8', except: ['10.1.0.0/16'] } },
+                {
+                  namespaceSelector: { matchLabels: { ns: 'z' } },
+                  podSelector: { matchExpressions: [{ key: 'pod', operator: 'In', values: ['a', 'b'] }] },
+                },
+              ],
+              ports: [
+                { protocol: 'UDP', port: 53 },
+                { port: 8000, endPort: 8080 },
+              ],
+            },
+            {},
+          ],
+        }),
+      ],
+      anps: [
+        anp('nets', {
+          priority: 1,
+          subject: { namespaces: {} },
+          egress: [
+            {
+              action: 'Allow',
+              to: [{ networks: ['192.0.2.0/24'] }, { pods: { namespaceSelector: {}, podSelector: { matchLabels: { pod: 'c' } } } }],
+              ports: [{ portRange: { start: 1, end: 9 } }, { namedPort: 'dns' }, { portNumber: { protocol: 'SCTP', port: 7 } }],
+            },
+          ],
+        }),
+      ],
     });
-    expect(ruleSummary(p, { kind: 'NetworkPolicy', namespace: 'y', name: 'mix', direction: 'egress', rule: 0 })).toBe('to 10.0.0.0/8 except 10.1.0.0/16; pods pod in (a,b) in namespaces ns=z, ports UDP/53, TCP/8000-8080');
-    expect(ruleSummary(p, { kind: 'NetworkPolicy', namespace: 'y', name: 'mix', direction: 'egress', rule: 1 })).toBe('to anywhere, ports all');
-    expect(ruleSummary(p, { kind: 'AdminNetworkPolicy', name: 'nets', direction: 'egress', rule: 0 })).toBe('Allow to 192.0.2.0/24; pods pod=c in namespaces all, ports TCP/1-9, dns, SCTP/7');
+    expect(ruleSummary(p, { kind: 'NetworkPolicy', namespace: 'y', name: 'mix', direction: 'egress', rule: 0 })).toBe(
+      'to 10.0.0.0/8 except 10.1.0.0/16; pods pod in (a,b) in namespaces ns=z, ports UDP/53, TCP/8000-8080',
+    );
+    expect(ruleSummary(p, { kind: 'NetworkPolicy', namespace: 'y', name: 'mix', direction: 'egress', rule: 1 })).toBe(
+      'to anywhere, ports all',
+    );
+    expect(ruleSummary(p, { kind: 'AdminNetworkPolicy', name: 'nets', direction: 'egress', rule: 0 })).toBe(
+      'Allow to 192.0.2.0/24; pods pod=c in namespaces all, ports TCP/1-9, dns, SCTP/7',
+    );
     expect(ruleSummary(p, { kind: 'AdminNetworkPolicy', name: 'gone', direction: 'egress', rule: 0 })).toBeUndefined();
   });
 

@@ -93,7 +93,9 @@ describe('NetworkPolicy: isolation and defaulting', () => {
 
   it('ingress: [{}] allows all; ingress: [] denies all', () => {
     expect(reach(objects({ policies: [np('x', 'all', { podSelector: {}, ingress: [{}] })] }))).toBe(ALL);
-    expect(reach(objects({ policies: [np('x', 'none', { podSelector: {}, policyTypes: ['Ingress'], ingress: [] })] }))).toBe(reach(objects({ policies: [denyIngressX] })));
+    expect(reach(objects({ policies: [np('x', 'none', { podSelector: {}, policyTypes: ['Ingress'], ingress: [] })] }))).toBe(
+      reach(objects({ policies: [denyIngressX] })),
+    );
   });
 
   it('a pod reaches itself whatever the policy', () => {
@@ -104,7 +106,12 @@ describe('NetworkPolicy: isolation and defaulting', () => {
   });
 
   it('egress denied on the source is not undone by ingress allowed at the destination', () => {
-    const o = objects({ policies: [np('x', 'b-no-egress', { podSelector: podB, policyTypes: ['Egress'] }), np('x', 'a-from-b', { podSelector: podA, ingress: [{ from: [{ podSelector: podB }] }] })] });
+    const o = objects({
+      policies: [
+        np('x', 'b-no-egress', { podSelector: podB, policyTypes: ['Egress'] }),
+        np('x', 'a-from-b', { podSelector: podA, ingress: [{ from: [{ podSelector: podB }] }] }),
+      ],
+    });
     const r = evaluate(o, { src: o.endpoints[1], dst: o.endpoints[0], protocol: 'TCP', port: 80 });
     expect(r.verdict).toBe('deny');
     expect(r.decidedBy).toMatchObject({ default: 'isolated', side: 'egress' });
@@ -145,7 +152,11 @@ describe('NetworkPolicy: peers', () => {
   });
 
   it('namespaceSelector and podSelector in one peer: AND', () => {
-    expect(reach(objects({ policies: [np('x', 'p', { podSelector: podA, ingress: [{ from: [{ namespaceSelector: nsY, podSelector: podB }] }] })] }))).toBe(
+    expect(
+      reach(
+        objects({ policies: [np('x', 'p', { podSelector: podA, ingress: [{ from: [{ namespaceSelector: nsY, podSelector: podB }] }] })] }),
+      ),
+    ).toBe(
       truth(`
       x/a .........
       x/b X........
@@ -160,7 +171,13 @@ describe('NetworkPolicy: peers', () => {
   });
 
   it('namespaceSelector and podSelector as two peers: OR', () => {
-    expect(reach(objects({ policies: [np('x', 'p', { podSelector: podA, ingress: [{ from: [{ namespaceSelector: nsY }, { podSelector: podB }] }] })] }))).toBe(
+    expect(
+      reach(
+        objects({
+          policies: [np('x', 'p', { podSelector: podA, ingress: [{ from: [{ namespaceSelector: nsY }, { podSelector: podB }] }] })],
+        }),
+      ),
+    ).toBe(
       truth(`
       x/a .........
       x/b .........
@@ -176,14 +193,37 @@ describe('NetworkPolicy: peers', () => {
 
   it('namespaceSelector {} selects every namespace; matchExpressions NotIn / Exists / DoesNotExist', () => {
     expect(reach(objects({ policies: [np('x', 'p', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: {} }] }] })] }))).toBe(ALL);
-    const notA = np('y', 'p', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: { matchExpressions: [{ key: 'ns', operator: 'NotIn', values: ['x', 'y'] }] }, podSelector: { matchExpressions: [{ key: 'pod', operator: 'Exists' }, { key: 'pod', operator: 'NotIn', values: ['a'] }] } }] }] });
+    const notA = np('y', 'p', {
+      podSelector: {},
+      ingress: [
+        {
+          from: [
+            {
+              namespaceSelector: { matchExpressions: [{ key: 'ns', operator: 'NotIn', values: ['x', 'y'] }] },
+              podSelector: {
+                matchExpressions: [
+                  { key: 'pod', operator: 'Exists' },
+                  { key: 'pod', operator: 'NotIn', values: ['a'] },
+                ],
+              },
+            },
+          ],
+        },
+      ],
+    });
     expect(reach(objects({ policies: [notA] }))).toBe(tableOf((f, t) => !t.startsWith('y/') || f === 'z/b' || f === 'z/c'));
-    const none = np('y', 'q', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: {}, podSelector: { matchExpressions: [{ key: 'pod', operator: 'DoesNotExist' }] } }] }] });
+    const none = np('y', 'q', {
+      podSelector: {},
+      ingress: [{ from: [{ namespaceSelector: {}, podSelector: { matchExpressions: [{ key: 'pod', operator: 'DoesNotExist' }] } }] }],
+    });
     expect(reach(objects({ policies: [none] }))).toBe(tableOf((_f, t) => !t.startsWith('y/')));
   });
 
   it('ipBlock with except matches pod addresses, per family', () => {
-    const p = np('x', 'p', { podSelector: podA, ingress: [{ from: [{ ipBlock: { cidr: '10.77.0.0/24', except: [`${podIPs(4).v4}/32`] } }] }] });
+    const p = np('x', 'p', {
+      podSelector: podA,
+      ingress: [{ from: [{ ipBlock: { cidr: '10.77.0.0/24', except: [`${podIPs(4).v4}/32`] } }] }],
+    });
     const o = objects({ policies: [p] });
     expect(reach(o)).toBe(
       truth(`
@@ -199,12 +239,23 @@ describe('NetworkPolicy: peers', () => {
     );
     // an IPv4 block says nothing about IPv6 flows
     expect(reach(o, { ...tcp(80), family: 6 })).toBe(tableOf((_f, t) => t !== 'x/a'));
-    const p6 = np('x', 'p', { podSelector: podA, ingress: [{ from: [{ ipBlock: { cidr: 'fd77::/64', except: [`${podIPs(4).v6}/128`] } }] }] });
+    const p6 = np('x', 'p', {
+      podSelector: podA,
+      ingress: [{ from: [{ ipBlock: { cidr: 'fd77::/64', except: [`${podIPs(4).v6}/128`] } }] }],
+    });
     expect(reach(objects({ policies: [p6] }), { ...tcp(80), family: 6 })).toBe(reach(o));
   });
 
   it('egress ipBlock to an address outside the cluster', () => {
-    const o = objects({ policies: [np('x', 'p', { podSelector: podA, policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: '192.0.2.0/24', except: ['192.0.2.128/25'] } }] }] })] });
+    const o = objects({
+      policies: [
+        np('x', 'p', {
+          podSelector: podA,
+          policyTypes: ['Egress'],
+          egress: [{ to: [{ ipBlock: { cidr: '192.0.2.0/24', except: ['192.0.2.128/25'] } }] }],
+        }),
+      ],
+    });
     const at = (dst: string) => evaluate(o, { src: o.endpoints[0], dst, protocol: 'TCP', port: 443 });
     expect(at('192.0.2.1').verdict).toBe('allow');
     expect(at('192.0.2.200').verdict).toBe('deny');
@@ -216,7 +267,8 @@ describe('NetworkPolicy: peers', () => {
 });
 
 describe('NetworkPolicy: ports', () => {
-  const onlyA = (ports: NonNullable<Parameters<typeof np>[2]['ingress']>[number]['ports']) => objects({ policies: [np('x', 'p', { podSelector: podA, ingress: [{ ports }] })] });
+  const onlyA = (ports: NonNullable<Parameters<typeof np>[2]['ingress']>[number]['ports']) =>
+    objects({ policies: [np('x', 'p', { podSelector: podA, ingress: [{ ports }] })] });
   const openA = tableOf(() => true);
   const closedA = tableOf((_f, t) => t !== 'x/a');
 
@@ -251,8 +303,15 @@ describe('NetworkPolicy: ports', () => {
   it('egress named ports resolve on each destination pod', () => {
     const m = model();
     // z/c serves "serve-80-tcp" on 81 instead
-    const eps = m.endpoints.map((e) => (e.metadata.namespace === 'z' && e.metadata.name === 'c' ? { ...e, spec: { ...e.spec, ports: [{ name: 'serve-80-tcp', containerPort: 81 }] } } : e));
-    const o = objects({ endpoints: eps, policies: [np('x', 'p', { podSelector: podA, policyTypes: ['Egress'], egress: [{ ports: [{ port: 'serve-80-tcp' }] }] })] });
+    const eps = m.endpoints.map((e) =>
+      e.metadata.namespace === 'z' && e.metadata.name === 'c'
+        ? { ...e, spec: { ...e.spec, ports: [{ name: 'serve-80-tcp', containerPort: 81 }] } }
+        : e,
+    );
+    const o = objects({
+      endpoints: eps,
+      policies: [np('x', 'p', { podSelector: podA, policyTypes: ['Egress'], egress: [{ ports: [{ port: 'serve-80-tcp' }] }] })],
+    });
     const row = (probe: { port: number; protocol: 'TCP' | 'UDP' }) => reach(o, probe).split('\n')[0];
     expect(row(tcp(80))).toBe('x/a ........X');
     expect(row(tcp(81))).toBe('x/a .XXXXXXX.');
@@ -279,7 +338,11 @@ describe('NetworkPolicy: ports', () => {
 describe('NetworkPolicy: several policies, label changes', () => {
   it('the union of what policies allow', () => {
     const o = objects({
-      policies: [np('x', 'from-b', { podSelector: podA, ingress: [{ from: [{ podSelector: podB }] }] }), np('x', 'from-z', { podSelector: podA, ingress: [{ from: [{ namespaceSelector: nsZ }] }] }), denyIngressX],
+      policies: [
+        np('x', 'from-b', { podSelector: podA, ingress: [{ from: [{ podSelector: podB }] }] }),
+        np('x', 'from-z', { podSelector: podA, ingress: [{ from: [{ namespaceSelector: nsZ }] }] }),
+        denyIngressX,
+      ],
     });
     expect(reach(o)).toBe(
       truth(`
@@ -304,15 +367,28 @@ describe('NetworkPolicy: several policies, label changes', () => {
 
   it('a label change re-evaluates every policy', () => {
     const base = objects({ policies: [np('x', 'p', { podSelector: podA, ingress: [{ from: [{ podSelector: podB }] }] })] });
-    const relabeled = { ...base, endpoints: base.endpoints.map((e): Endpoint => (e.metadata.namespace === 'x' && e.metadata.name === 'c' ? { ...e, metadata: { ...e.metadata, labels: { pod: 'b' } } } : e)) };
+    const relabeled = {
+      ...base,
+      endpoints: base.endpoints.map((e): Endpoint =>
+        e.metadata.namespace === 'x' && e.metadata.name === 'c' ? { ...e, metadata: { ...e.metadata, labels: { pod: 'b' } } } : e,
+      ),
+    };
     expect(reach(base).split('\n')[2]).toBe('x/c X........');
     expect(reach(relabeled).split('\n')[2]).toBe('x/c .........');
-    const nsRelabeled = { ...base, namespaces: base.namespaces.map((n) => (n.metadata.name === 'y' ? { ...n, metadata: { ...n.metadata, labels: { ns: 'z' } } } : n)) };
+    const nsRelabeled = {
+      ...base,
+      namespaces: base.namespaces.map((n) => (n.metadata.name === 'y' ? { ...n, metadata: { ...n.metadata, labels: { ns: 'z' } } } : n)),
+    };
     const q = np('x', 'q', { podSelector: podA, ingress: [{ from: [{ namespaceSelector: nsZ }] }] });
     expect(reach({ ...nsRelabeled, policies: [q] }).split('\n')[3]).toBe('y/a .........');
     // kubernetes.io/metadata.name is there even without a Namespace object
-    const byName = np('x', 'n', { podSelector: podA, ingress: [{ from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'y' } } }] }] });
-    expect(reach({ ...base, namespaces: [], policies: [byName] })).toBe(reach(objects({ policies: [np('x', 'p', { podSelector: podA, ingress: [{ from: [{ namespaceSelector: nsY }] }] })] })));
+    const byName = np('x', 'n', {
+      podSelector: podA,
+      ingress: [{ from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'y' } } }] }],
+    });
+    expect(reach({ ...base, namespaces: [], policies: [byName] })).toBe(
+      reach(objects({ policies: [np('x', 'p', { podSelector: podA, ingress: [{ from: [{ namespaceSelector: nsY }] }] })] })),
+    );
   });
 });
 
@@ -320,7 +396,11 @@ describe('AdminNetworkPolicy and BaselineAdminNetworkPolicy', () => {
   const subjectX = { namespaces: { matchLabels: { ns: 'x' } } };
 
   it('lower priority number first: Allow beats a later Deny, and beats NetworkPolicy isolation', () => {
-    const allowYB = anp('allow-yb', { priority: 5, subject: subjectX, ingress: [{ name: 'yb', action: 'Allow', from: [{ pods: { namespaceSelector: nsY, podSelector: podB } }] }] });
+    const allowYB = anp('allow-yb', {
+      priority: 5,
+      subject: subjectX,
+      ingress: [{ name: 'yb', action: 'Allow', from: [{ pods: { namespaceSelector: nsY, podSelector: podB } }] }],
+    });
     const denyY = anp('deny-y', { priority: 10, subject: subjectX, ingress: [{ name: 'y', action: 'Deny', from: [{ namespaces: nsY }] }] });
     expect(reach(objects({ anps: [denyY, allowYB] }))).toBe(tableOf((f, t) => !(t.startsWith('x/') && (f === 'y/a' || f === 'y/c'))));
     const o = objects({ anps: [denyY, allowYB], policies: [denyIngressX] });
@@ -337,7 +417,14 @@ describe('AdminNetworkPolicy and BaselineAdminNetworkPolicy', () => {
       z/c XXX......`),
     );
     const r = evaluate(o, { src: o.endpoints[4], dst: o.endpoints[0], protocol: 'TCP', port: 80 });
-    expect(r.decidedBy).toMatchObject({ kind: 'AdminNetworkPolicy', name: 'allow-yb', direction: 'ingress', rule: 0, ruleName: 'yb', action: 'Allow' });
+    expect(r.decidedBy).toMatchObject({
+      kind: 'AdminNetworkPolicy',
+      name: 'allow-yb',
+      direction: 'ingress',
+      rule: 0,
+      ruleName: 'yb',
+      action: 'Allow',
+    });
     expect(r.ingress.selectedBy.adminNetworkPolicies).toEqual([
       { name: 'allow-yb', priority: 5 },
       { name: 'deny-y', priority: 10 },
@@ -345,7 +432,10 @@ describe('AdminNetworkPolicy and BaselineAdminNetworkPolicy', () => {
   });
 
   it('Deny beats a NetworkPolicy allow', () => {
-    const o = objects({ policies: [np('x', 'all', { podSelector: {}, ingress: [{}] })], anps: [anp('no-z', { priority: 1, subject: subjectX, ingress: [{ action: 'Deny', from: [{ namespaces: nsZ }] }] })] });
+    const o = objects({
+      policies: [np('x', 'all', { podSelector: {}, ingress: [{}] })],
+      anps: [anp('no-z', { priority: 1, subject: subjectX, ingress: [{ action: 'Deny', from: [{ namespaces: nsZ }] }] })],
+    });
     expect(reach(o)).toBe(tableOf((f, t) => !(t.startsWith('x/') && f.startsWith('z/'))));
   });
 
@@ -354,7 +444,10 @@ describe('AdminNetworkPolicy and BaselineAdminNetworkPolicy', () => {
     const denyAll = anp('deny-all', { priority: 2, subject: subjectX, ingress: [{ action: 'Deny', from: [{ namespaces: {} }] }] });
     expect(reach(objects({ anps: [pass, denyAll] }))).toBe(tableOf((f, t) => !t.startsWith('x/') || f.startsWith('y/')));
     // with NetworkPolicy isolating x, the passed traffic is denied by it
-    const o = objects({ anps: [pass, denyAll], policies: [np('x', 'from-yb', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: nsY, podSelector: podB }] }] })] });
+    const o = objects({
+      anps: [pass, denyAll],
+      policies: [np('x', 'from-yb', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: nsY, podSelector: podB }] }] })],
+    });
     expect(reach(o)).toBe(tableOf((f, t) => !t.startsWith('x/') || f === 'y/b'));
     const r = evaluate(o, { src: o.endpoints[3], dst: o.endpoints[0], protocol: 'TCP', port: 80 });
     expect(r.ingress.passedBy).toMatchObject({ name: 'pass-y' });
@@ -362,7 +455,8 @@ describe('AdminNetworkPolicy and BaselineAdminNetworkPolicy', () => {
   });
 
   it('ANP ports: portNumber, portRange, namedPort', () => {
-    const deny = (ports: NonNullable<Parameters<typeof anp>[1]['ingress']>[number]['ports']) => objects({ anps: [anp('d', { priority: 1, subject: subjectX, ingress: [{ action: 'Deny', from: [{ namespaces: nsY }], ports }] })] });
+    const deny = (ports: NonNullable<Parameters<typeof anp>[1]['ingress']>[number]['ports']) =>
+      objects({ anps: [anp('d', { priority: 1, subject: subjectX, ingress: [{ action: 'Deny', from: [{ namespaces: nsY }], ports }] })] });
     const denied = tableOf((f, t) => !(t.startsWith('x/') && f.startsWith('y/')));
     const num = deny([{ portNumber: { protocol: 'TCP', port: 80 } }]);
     expect(reach(num, tcp(80))).toBe(denied);
@@ -377,7 +471,15 @@ describe('AdminNetworkPolicy and BaselineAdminNetworkPolicy', () => {
   });
 
   it('egress networks peers', () => {
-    const o = objects({ anps: [anp('no-c', { priority: 3, subject: subjectX, egress: [{ action: 'Deny', to: [{ networks: [`${podIPs(8).v4}/32`, '192.0.2.0/24'] }] }] })] });
+    const o = objects({
+      anps: [
+        anp('no-c', {
+          priority: 3,
+          subject: subjectX,
+          egress: [{ action: 'Deny', to: [{ networks: [`${podIPs(8).v4}/32`, '192.0.2.0/24'] }] }],
+        }),
+      ],
+    });
     expect(reach(o)).toBe(tableOf((f, t) => !(f.startsWith('x/') && t === 'z/c')));
     expect(evaluate(o, { src: o.endpoints[0], dst: '192.0.2.9', protocol: 'UDP', port: 53 }).verdict).toBe('deny');
     expect(evaluate(o, { src: o.endpoints[0], dst: '198.51.100.9', protocol: 'UDP', port: 53 }).verdict).toBe('allow');
@@ -391,9 +493,18 @@ describe('AdminNetworkPolicy and BaselineAdminNetworkPolicy', () => {
   });
 
   it('BaselineAdminNetworkPolicy applies only where NetworkPolicy does not isolate', () => {
-    const b = banp({ subject: subjectX, ingress: [{ action: 'Allow', from: [{ namespaces: nsZ }] }, { action: 'Deny', from: [{ namespaces: {} }] }] });
+    const b = banp({
+      subject: subjectX,
+      ingress: [
+        { action: 'Allow', from: [{ namespaces: nsZ }] },
+        { action: 'Deny', from: [{ namespaces: {} }] },
+      ],
+    });
     expect(reach(objects({ banp: b }))).toBe(tableOf((f, t) => !t.startsWith('x/') || f.startsWith('z/')));
-    const o = objects({ banp: b, policies: [np('x', 'a-from-y', { podSelector: podA, ingress: [{ from: [{ namespaceSelector: nsY }] }] })] });
+    const o = objects({
+      banp: b,
+      policies: [np('x', 'a-from-y', { podSelector: podA, ingress: [{ from: [{ namespaceSelector: nsY }] }] })],
+    });
     expect(reach(o)).toBe(
       truth(`
       x/a .XX......
@@ -447,7 +558,23 @@ describe('compiler', () => {
 
   it('selectors compile to named address sets holding every node’s pods', () => {
     const m = model({ node: (ns) => (ns === 'x' ? 'n1' : 'n2') });
-    const rs = compileNode(objects({ ...m, policies: [np('x', 'p', { podSelector: podA, ingress: [{ from: [{ namespaceSelector: nsY }, { podSelector: podB }], ports: [{ port: 80 }, { protocol: 'UDP', port: 81, endPort: 82 }] }] })] }), 'n1');
+    const rs = compileNode(
+      objects({
+        ...m,
+        policies: [
+          np('x', 'p', {
+            podSelector: podA,
+            ingress: [
+              {
+                from: [{ namespaceSelector: nsY }, { podSelector: podB }],
+                ports: [{ port: 80 }, { protocol: 'UDP', port: 81, endPort: 82 }],
+              },
+            ],
+          }),
+        ],
+      }),
+      'n1',
+    );
     const chain = rs.chains.find((c) => c.name.startsWith('in_'));
     expect(chain?.rules).toHaveLength(5);
     const setNames = [...(chain?.rules.join('\n').matchAll(/@(ps[46]_[0-9a-f]+)/g) ?? [])].map((x) => x[1]);
@@ -455,7 +582,9 @@ describe('compiler', () => {
     expect(elements).toContainEqual([3, 4, 5].map((i) => podIPs(i).v4).sort());
     expect(elements).toContainEqual([3, 4, 5].map((i) => podIPs(i).v6).sort());
     expect(elements).toContainEqual([podIPs(1).v4]);
-    expect(chain?.rules[0]).toMatch(/^ip saddr @ps4_\w+ meta l4proto \. th dport \{ tcp \. 80, udp \. 81-82 \} counter name np_x_p_in_0 return$/);
+    expect(chain?.rules[0]).toMatch(
+      /^ip saddr @ps4_\w+ meta l4proto \. th dport \{ tcp \. 80, udp \. 81-82 \} counter name np_x_p_in_0 return$/,
+    );
     expect(chain?.rules[4]).toBe('counter name default_deny_in drop');
   });
 
@@ -463,14 +592,35 @@ describe('compiler', () => {
     expect(cidrRanges('10.0.0.0/24', ['10.0.0.64/26']).map(rangeElement)).toEqual(['10.0.0.0/26', '10.0.0.128/25']);
     expect(cidrRanges('10.0.0.0/24', ['10.0.0.1/32', '10.0.0.0/30', '11.0.0.0/8']).map(rangeElement)).toEqual(['10.0.0.4-10.0.0.255']);
     expect(cidrRanges('fd00::/64', ['fd00::/65']).map(rangeElement)).toEqual(['fd00::8000:0:0:0/65']);
-    const rs = compileNode(objects({ policies: [np('x', 'p', { podSelector: podA, ingress: [{ from: [{ ipBlock: { cidr: '10.77.0.0/24', except: ['10.77.0.0/28'] } }] }] })] }), 'n1');
+    const rs = compileNode(
+      objects({
+        policies: [
+          np('x', 'p', { podSelector: podA, ingress: [{ from: [{ ipBlock: { cidr: '10.77.0.0/24', except: ['10.77.0.0/28'] } }] }] }),
+        ],
+      }),
+      'n1',
+    );
     const cb = rs.sets.find((s) => s.name.startsWith('cb4_'));
     expect(cb).toMatchObject({ flags: ['interval'], elements: ['10.77.0.16-10.77.0.255'] });
     expect(rs.sets.some((s) => s.name.startsWith('cb6_'))).toBe(false);
   });
 
   it('endpoint addresses parse to the canonical text shared/ipnet.ts prints', () => {
-    for (const a of ['10.1.2.3', '0.0.0.0', '255.255.255.255', 'fd00::1', 'FD00:0:0:0:0:0:0:1', '2001:db8:0:0:1:0:0:1', '2001:db8::', '::', '::1', '1:0:0:2:0:0:0:3', 'fe80::abcd:0:0:1', '::ffff:10.1.2.3', '1:2:3:4:5:6:7:8']) {
+    for (const a of [
+      '10.1.2.3',
+      '0.0.0.0',
+      '255.255.255.255',
+      'fd00::1',
+      'FD00:0:0:0:0:0:0:1',
+      '2001:db8:0:0:1:0:0:1',
+      '2001:db8::',
+      '::',
+      '::1',
+      '1:0:0:2:0:0:0:3',
+      'fe80::abcd:0:0:1',
+      '::ffff:10.1.2.3',
+      '1:2:3:4:5:6:7:8',
+    ]) {
       expect(parseAddr(a)?.text, a).toBe(canonicalIP(a));
       expect(parseAddr(a)?.value, a).toBe(parseIP(a)?.value);
     }
@@ -480,12 +630,34 @@ describe('compiler', () => {
   it('port matches', () => {
     expect(portMatch([{ protocol: 'TCP', first: 80, last: 80 }])).toBe('meta l4proto tcp th dport 80');
     expect(portMatch([{ protocol: 'TCP', first: 0, last: 65535 }])).toBe('meta l4proto tcp');
-    expect(portMatch([{ protocol: 'UDP', first: 0, last: 65535 }, { protocol: 'TCP', first: 0, last: 65535 }])).toBe('meta l4proto { tcp, udp }');
-    expect(portMatch([{ protocol: 'SCTP', first: 5, last: 9 }, { protocol: 'TCP', first: 80, last: 80 }])).toBe('meta l4proto . th dport { sctp . 5-9, tcp . 80 }');
+    expect(
+      portMatch([
+        { protocol: 'UDP', first: 0, last: 65535 },
+        { protocol: 'TCP', first: 0, last: 65535 },
+      ]),
+    ).toBe('meta l4proto { tcp, udp }');
+    expect(
+      portMatch([
+        { protocol: 'SCTP', first: 5, last: 9 },
+        { protocol: 'TCP', first: 80, last: 80 },
+      ]),
+    ).toBe('meta l4proto . th dport { sctp . 5-9, tcp . 80 }');
   });
 
   it('ingress named ports resolve per local pod; egress named ports to a set of address . protocol . port', () => {
-    const rs = compileNode(objects({ policies: [np('x', 'p', { podSelector: podA, policyTypes: ['Ingress', 'Egress'], ingress: [{ ports: [{ port: 'serve-81-udp', protocol: 'UDP' }] }], egress: [{ to: [{ namespaceSelector: nsZ }], ports: [{ port: 'serve-80-tcp' }] }] })] }), 'n1');
+    const rs = compileNode(
+      objects({
+        policies: [
+          np('x', 'p', {
+            podSelector: podA,
+            policyTypes: ['Ingress', 'Egress'],
+            ingress: [{ ports: [{ port: 'serve-81-udp', protocol: 'UDP' }] }],
+            egress: [{ to: [{ namespaceSelector: nsZ }], ports: [{ port: 'serve-80-tcp' }] }],
+          }),
+        ],
+      }),
+      'n1',
+    );
     const inChain = rs.chains.find((c) => c.name.startsWith('in_'));
     expect(inChain?.rules[0]).toBe('meta l4proto udp th dport 81 counter name np_x_p_in_0 return');
     const eg = rs.chains.find((c) => c.name.startsWith('eg_'));
@@ -498,13 +670,29 @@ describe('compiler', () => {
   it('ANP Pass jumps to the NetworkPolicy part; Allow returns, Deny drops', () => {
     const rs = compileNode(
       objects({
-        anps: [anp('pass', { priority: 1, subject: { namespaces: {} }, ingress: [{ action: 'Pass', from: [{ namespaces: nsY }] }, { action: 'Deny', from: [{ namespaces: nsZ }] }, { action: 'Allow', from: [{ namespaces: {} }] }] })],
+        anps: [
+          anp('pass', {
+            priority: 1,
+            subject: { namespaces: {} },
+            ingress: [
+              { action: 'Pass', from: [{ namespaces: nsY }] },
+              { action: 'Deny', from: [{ namespaces: nsZ }] },
+              { action: 'Allow', from: [{ namespaces: {} }] },
+            ],
+          }),
+        ],
         policies: [denyIngressX],
       }),
       'n1',
     );
     const names = rs.chains.map((c) => c.name);
-    const x = rs.chains.find((c) => c.name.startsWith('in_') && !c.name.endsWith('_np') && names.includes(`${c.name}_np`) && rs.chains.find((d) => d.name === `${c.name}_np`)?.rules.length === 1);
+    const x = rs.chains.find(
+      (c) =>
+        c.name.startsWith('in_') &&
+        !c.name.endsWith('_np') &&
+        names.includes(`${c.name}_np`) &&
+        rs.chains.find((d) => d.name === `${c.name}_np`)?.rules.length === 1,
+    );
     expect(x).toBeDefined();
     expect(x?.rules.filter((r) => r.includes(`goto ${x.name}_np`))).toHaveLength(3);
     expect(x?.rules.some((r) => r.endsWith('counter name anp_pass_in_1 drop'))).toBe(true);
@@ -521,10 +709,25 @@ describe('compiler', () => {
   });
 
   it('counters: one per rule, named predictably, mapped back', () => {
-    const o = objects({ policies: [np('x', 'allow-web.v2', { podSelector: podA, ingress: [{}, {}] })], anps: [anp('a1', { priority: 1, subject: { namespaces: {} }, egress: [{ name: 'dns', action: 'Allow', to: [{ networks: ['10.0.0.10/32'] }] }] })] });
+    const o = objects({
+      policies: [np('x', 'allow-web.v2', { podSelector: podA, ingress: [{}, {}] })],
+      anps: [
+        anp('a1', {
+          priority: 1,
+          subject: { namespaces: {} },
+          egress: [{ name: 'dns', action: 'Allow', to: [{ networks: ['10.0.0.10/32'] }] }],
+        }),
+      ],
+    });
     const rs = compileNode(o, 'n1');
     expect(rs.counters).toEqual(['anp_a1_eg_0', 'default_deny_eg', 'default_deny_in', 'np_x_allow-web.v2_in_0', 'np_x_allow-web.v2_in_1']);
-    expect(parseCounterName('np_x_allow-web.v2_in_1')).toEqual({ kind: 'NetworkPolicy', namespace: 'x', name: 'allow-web.v2', direction: 'ingress', rule: 1 });
+    expect(parseCounterName('np_x_allow-web.v2_in_1')).toEqual({
+      kind: 'NetworkPolicy',
+      namespace: 'x',
+      name: 'allow-web.v2',
+      direction: 'ingress',
+      rule: 1,
+    });
     expect(parseCounterName('anp_a1_eg_0')).toEqual({ kind: 'AdminNetworkPolicy', name: 'a1', direction: 'egress', rule: 0 });
     expect(rs.counterInfo['anp_a1_eg_0']).toMatchObject({ ruleName: 'dns' });
     expect(parseCounterName('default_deny_in')).toEqual({ default: 'isolated', direction: 'ingress' });
@@ -534,9 +737,15 @@ describe('compiler', () => {
   });
 
   it('endpoint churn inside existing groups is element updates; a new group is a full replace', () => {
-    const o = objects({ policies: [denyIngressX, np('y', 'from-b', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: {}, podSelector: podB }] }] })] });
+    const o = objects({
+      policies: [denyIngressX, np('y', 'from-b', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: {}, podSelector: podB }] }] })],
+    });
     const before = policyTable(o, 'n1').ruleset;
-    const extra: Endpoint = { ...o.endpoints[1], metadata: { namespace: 'y', name: 'b2', labels: { pod: 'b' } }, spec: { ...o.endpoints[1].spec, containerId: 'c-y-b2', ips: ['10.77.0.99/24'] } };
+    const extra: Endpoint = {
+      ...o.endpoints[1],
+      metadata: { namespace: 'y', name: 'b2', labels: { pod: 'b' } },
+      spec: { ...o.endpoints[1].spec, containerId: 'c-y-b2', ips: ['10.77.0.99/24'] },
+    };
     const after = compileNode({ ...o, endpoints: [...o.endpoints, extra] }, 'n1');
     const up = renderSetUpdates(before, after, 'hqt');
     expect(up).not.toBeNull();
@@ -548,20 +757,38 @@ describe('compiler', () => {
     expect(renderSetUpdates(after, before, 'hqt')).toContain('delete element inet hqt ingress4 { 10.77.0.99 }');
     expect(renderSetUpdates(after, after, 'hqt')).toBe('');
     // z's pods joining the existing default-deny group: elements only
-    expect(renderSetUpdates(before, compileNode({ ...o, policies: [...o.policies, np('z', 'n', { podSelector: {} })] }, 'n1'))).toMatch(/^add element inet cni_ts_policy ingress4 /);
+    expect(renderSetUpdates(before, compileNode({ ...o, policies: [...o.policies, np('z', 'n', { podSelector: {} })] }, 'n1'))).toMatch(
+      /^add element inet cni_ts_policy ingress4 /,
+    );
     // a policy with new rules changes chains
-    expect(renderSetUpdates(before, compileNode({ ...o, policies: [...o.policies, np('z', 'n', { podSelector: {}, ingress: [{ from: [{ podSelector: podA }] }] })] }, 'n1'))).toBeNull();
+    expect(
+      renderSetUpdates(
+        before,
+        compileNode(
+          { ...o, policies: [...o.policies, np('z', 'n', { podSelector: {}, ingress: [{ from: [{ podSelector: podA }] }] })] },
+          'n1',
+        ),
+      ),
+    ).toBeNull();
   });
 
   it('renderUpdate adds what is new, diffs elements, refills changed chains and removes what is gone, in that order', () => {
-    const a = compileNode(objects({ policies: [np('x', 'p', { podSelector: podA, ingress: [{ from: [{ namespaceSelector: nsY }] }] })] }), 'n1');
-    const b = compileNode(objects({ policies: [np('x', 'p', { podSelector: podA, ingress: [{ from: [{ namespaceSelector: nsZ }] }] })] }), 'n1');
+    const a = compileNode(
+      objects({ policies: [np('x', 'p', { podSelector: podA, ingress: [{ from: [{ namespaceSelector: nsY }] }] })] }),
+      'n1',
+    );
+    const b = compileNode(
+      objects({ policies: [np('x', 'p', { podSelector: podA, ingress: [{ from: [{ namespaceSelector: nsZ }] }] })] }),
+      'n1',
+    );
     const lines = renderUpdate(a, b, 'hqt').trim().split('\n');
     const first = (re: RegExp) => lines.findIndex((l) => re.test(l));
     expect(first(/^add set inet hqt ps4_\w+ \{ type ipv4_addr; \}$/)).toBeGreaterThanOrEqual(0);
     expect(first(/^add chain inet hqt in_\w+$/)).toBeGreaterThanOrEqual(0);
     expect(first(/^add element inet hqt ingress4 /)).toBeGreaterThan(first(/^add chain/));
-    expect(first(/^add rule inet hqt in_\w+ ip saddr @ps4_\w+ counter name np_x_p_in_0 return$/)).toBeGreaterThan(first(/^add element inet hqt ingress4 /));
+    expect(first(/^add rule inet hqt in_\w+ ip saddr @ps4_\w+ counter name np_x_p_in_0 return$/)).toBeGreaterThan(
+      first(/^add element inet hqt ingress4 /),
+    );
     expect(first(/^flush chain inet hqt in_/)).toBeGreaterThan(first(/^add element inet hqt ingress4 /));
     expect(first(/^delete chain inet hqt in_/)).toBeGreaterThan(first(/^flush chain/));
     expect(first(/^delete set inet hqt ps4_/)).toBeGreaterThan(first(/^delete chain/));

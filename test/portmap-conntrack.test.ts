@@ -46,23 +46,35 @@ async function topology(): Promise<Topo> {
   const n = randomBytes(1)[0];
   const t: Topo = { host, ctr, outside, gw: `10.77.${n}.1`, cip: `10.77.${n}.2`, hostIP: `198.18.${n}.1`, outsideIP: `198.18.${n}.2` };
   await sh('ip', ['-n', host.name, '-batch', '-'], {
-    input: [
-      'link set lo up',
-      `link add c${id} type veth peer name eth0 netns ${ctr.name}`,
-      `addr add ${t.gw}/24 dev c${id}`,
-      `link set c${id} up`,
-      `link add o${id} type veth peer name eth0 netns ${outside.name}`,
-      `addr add ${t.hostIP}/24 dev o${id}`,
-      `link set o${id} up`,
-    ].join('\n') + '\n',
+    input:
+      [
+        'link set lo up',
+        `link add c${id} type veth peer name eth0 netns ${ctr.name}`,
+        `addr add ${t.gw}/24 dev c${id}`,
+        `link set c${id} up`,
+        `link add o${id} type veth peer name eth0 netns ${outside.name}`,
+        `addr add ${t.hostIP}/24 dev o${id}`,
+        `link set o${id} up`,
+      ].join('\n') + '\n',
   });
   await inNs(host, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
-  for (const [ns, addr, gw] of [[ctr, t.cip, t.gw], [outside, t.outsideIP, t.hostIP]] as const) {
-    await sh('ip', ['-n', ns.name, '-batch', '-'], { input: ['link set lo up', `addr add ${addr}/24 dev eth0`, 'link set eth0 up', `route add default via ${gw}`].join('\n') + '\n' });
+  for (const [ns, addr, gw] of [
+    [ctr, t.cip, t.gw],
+    [outside, t.outsideIP, t.hostIP],
+  ] as const) {
+    await sh('ip', ['-n', ns.name, '-batch', '-'], {
+      input: ['link set lo up', `addr add ${addr}/24 dev eth0`, 'link set eth0 up', `route add default via ${gw}`].join('\n') + '\n',
+    });
   }
   // The host tracks connections before any mapping exists, as every real host does: a table
   // of our own with a ct expression switches conntrack on in this namespace.
-  await inNs(host, 'nft', ['-f', '-'], false, `add table inet ${id}_ct\nadd chain inet ${id}_ct pre { type filter hook prerouting priority -300; }\nadd rule inet ${id}_ct pre ct state new counter\n`);
+  await inNs(
+    host,
+    'nft',
+    ['-f', '-'],
+    false,
+    `add table inet ${id}_ct\nadd chain inet ${id}_ct pre { type filter hook prerouting priority -300; }\nadd rule inet ${id}_ct pre ct state new counter\n`,
+  );
   return t;
 }
 
@@ -109,11 +121,24 @@ describe('portmap flushes stale UDP conntrack entries', () => {
       type: 'portmap',
       nftTable: table,
       runtimeConfig: { portMappings: [{ hostPort, containerPort: 80, protocol: 'udp' }] },
-      prevResult: { cniVersion: '1.1.0', interfaces: [{ name: 'eth0', sandbox: t.ctr.path }], ips: [{ address: `${t.cip}/24`, gateway: t.gw, interface: 0 }] },
+      prevResult: {
+        cniVersion: '1.1.0',
+        interfaces: [{ name: 'eth0', sandbox: t.ctr.path }],
+        ips: [{ address: `${t.cip}/24`, gateway: t.gw, interface: 0 }],
+      },
     };
-    const add = await runPlugin('portmap', { command: 'ADD', containerId: 'htpmct', netns: t.ctr.path, ifname: 'eth0', config, hostNetns: t.host.path });
+    const add = await runPlugin('portmap', {
+      command: 'ADD',
+      containerId: 'htpmct',
+      netns: t.ctr.path,
+      ifname: 'eth0',
+      config,
+      hostNetns: t.host.path,
+    });
     expect(add.exitCode, add.stdout + add.stderr).toBe(0);
-    cleanup.add(() => runPlugin('portmap', { command: 'DEL', containerId: 'htpmct', netns: t.ctr.path, ifname: 'eth0', config, hostNetns: t.host.path }));
+    cleanup.add(() =>
+      runPlugin('portmap', { command: 'DEL', containerId: 'htpmct', netns: t.ctr.path, ifname: 'eth0', config, hostNetns: t.host.path }),
+    );
 
     // The stale, un-NATed entry is gone ...
     expect((await entries(t, hostPort)).filter((l) => !l.includes(`src=${t.cip}`))).toEqual([]);

@@ -1,8 +1,25 @@
 /** portmap's pure parts: config normalisation, nft script, iptables-restore text and parsing. */
 import { describe, expect, it } from 'vitest';
-import { attachmentTag, containerAddrs, mappingsOf, networkTag, planOf, settingsOf, validatePortmapConf, type PortmapConf } from '../plugins/portmap/config.ts';
+import {
+  attachmentTag,
+  containerAddrs,
+  mappingsOf,
+  networkTag,
+  planOf,
+  settingsOf,
+  validatePortmapConf,
+  type PortmapConf,
+} from '../plugins/portmap/config.ts';
 import { addScript, conflicts, expectedSignatures, legacyRemoveLines, ownedBy, parseTable, removeLines } from '../plugins/portmap/nft.ts';
-import { addRestore, attachmentChain, dnatSignature, networkChains, parseSave, removeRestore, tokenize } from '../plugins/portmap/iptables.ts';
+import {
+  addRestore,
+  attachmentChain,
+  dnatSignature,
+  networkChains,
+  parseSave,
+  removeRestore,
+  tokenize,
+} from '../plugins/portmap/iptables.ts';
 import { CniError } from '../shared/cni/errors.ts';
 
 const prev = {
@@ -16,14 +33,27 @@ const prev = {
 
 const base = (extra: Partial<PortmapConf> = {}): PortmapConf => ({
   name: 'net1',
-  runtimeConfig: { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: 'TCP' }, { hostPort: 5353, containerPort: 53, protocol: 'udp', hostIP: '192.0.2.1' }, { hostPort: 8080, containerPort: 80 }] },
+  runtimeConfig: {
+    portMappings: [
+      { hostPort: 8080, containerPort: 80, protocol: 'TCP' },
+      { hostPort: 5353, containerPort: 53, protocol: 'udp', hostIP: '192.0.2.1' },
+      { hostPort: 8080, containerPort: 80 },
+    ],
+  },
   ...extra,
 });
 
 describe('portmap config', () => {
   it('defaults like the reference: snat on, mark bit 13, tcp; nftables unless conditions are iptables-style', () => {
     const s = settingsOf(base());
-    expect(s).toMatchObject({ backend: 'nftables', snat: true, masqAll: false, mark: 0x2000, nftTable: 'cni_portmap', iptablesPrefix: 'CNITS' });
+    expect(s).toMatchObject({
+      backend: 'nftables',
+      snat: true,
+      masqAll: false,
+      mark: 0x2000,
+      nftTable: 'cni_portmap',
+      iptablesPrefix: 'CNITS',
+    });
     expect(settingsOf(base({ conditionsV4: ['!', '-s', '10.0.0.0/8'] })).backend).toBe('iptables');
     expect(settingsOf(base({ markMasqBit: 0 })).mark).toBe(1);
   });
@@ -32,19 +62,39 @@ describe('portmap config', () => {
       { hostPort: 8080, containerPort: 80, protocol: 'tcp' },
       { hostPort: 5353, containerPort: 53, protocol: 'udp', hostIP: '192.0.2.1', hostFamily: 4 },
     ]);
-    expect(mappingsOf({ name: 'n', runtimeConfig: { portMappings: [{ hostPort: 1, containerPort: 2, hostIP: '0.0.0.0' }] } })).toEqual([{ hostPort: 1, containerPort: 2, protocol: 'tcp', hostFamily: 4 }]);
-    expect(() => mappingsOf({ name: 'n', runtimeConfig: { portMappings: [{ hostPort: 1, containerPort: 2 }, { hostPort: 1, containerPort: 3 }] } })).toThrow(CniError);
+    expect(mappingsOf({ name: 'n', runtimeConfig: { portMappings: [{ hostPort: 1, containerPort: 2, hostIP: '0.0.0.0' }] } })).toEqual([
+      { hostPort: 1, containerPort: 2, protocol: 'tcp', hostFamily: 4 },
+    ]);
+    expect(() =>
+      mappingsOf({
+        name: 'n',
+        runtimeConfig: {
+          portMappings: [
+            { hostPort: 1, containerPort: 2 },
+            { hostPort: 1, containerPort: 3 },
+          ],
+        },
+      }),
+    ).toThrow(CniError);
   });
   it('takes the sandbox interface addresses of CNI_IFNAME only', () => {
-    expect(containerAddrs(prev, 'eth0')).toEqual({ 4: { family: 4, ip: '10.88.0.5', subnet: '10.88.0.0/16' }, 6: { family: 6, ip: 'fd00:88::5', subnet: 'fd00:88::/64' } });
+    expect(containerAddrs(prev, 'eth0')).toEqual({
+      4: { family: 4, ip: '10.88.0.5', subnet: '10.88.0.0/16' },
+      6: { family: 6, ip: 'fd00:88::5', subnet: 'fd00:88::/64' },
+    });
     expect(containerAddrs(prev, 'net1')[4]?.ip).toBe('10.99.0.9');
   });
   it('skips hostIPs of the other family', () => {
     const plans = planOf(settingsOf(base()), mappingsOf(base()), containerAddrs(prev, 'eth0'));
-    expect(plans.map((p) => [p.container.family, p.mappings.length])).toEqual([[4, 2], [6, 1]]);
+    expect(plans.map((p) => [p.container.family, p.mappings.length])).toEqual([
+      [4, 2],
+      [6, 1],
+    ]);
   });
   it('rejects contradictions with code 7', () => {
-    expect(() => validatePortmapConf(base({ markMasqBit: 3, externalSetMarkChain: 'X', backend: 'iptables' }))).toThrow(/externalSetMarkChain/);
+    expect(() => validatePortmapConf(base({ markMasqBit: 3, externalSetMarkChain: 'X', backend: 'iptables' }))).toThrow(
+      /externalSetMarkChain/,
+    );
     expect(() => validatePortmapConf(base({ externalSetMarkChain: 'X' }))).toThrow(/only supported by the iptables backend/);
     expect(() => validatePortmapConf(base({ backend: 'nftables', conditionsV4: ['-s', '1.2.3.4'] }))).toThrow(/conditionsV4\[0\]/);
     expect(() => validatePortmapConf(base({ conditionsV6: ['ip6 saddr ::1\nflush ruleset'] }))).toThrow(/conditionsV6\[0\]/);
@@ -107,17 +157,39 @@ describe('portmap nftables script', () => {
   it('reads the table back: ownership, conflicts, removal', () => {
     const json = {
       nftables: [
-        { map: { name: 'hostport4', elem: [[{ concat: ['tcp', 8080] }, { goto: { target: 'pm-zzz-1' } }], [{ concat: ['tcp', 9090] }, { goto: { target: 'pm-abc-def' } }]] } },
+        {
+          map: {
+            name: 'hostport4',
+            elem: [
+              [{ concat: ['tcp', 8080] }, { goto: { target: 'pm-zzz-1' } }],
+              [{ concat: ['tcp', 9090] }, { goto: { target: 'pm-abc-def' } }],
+            ],
+          },
+        },
         { chain: { name: 'pm-zzz-1' } },
         { chain: { name: 'pm-abc-def' } },
-        { rule: { chain: 'pm-zzz-1', handle: 3, comment: 'other eth0', expr: [{ match: { op: '==', left: { payload: { protocol: 'tcp', field: 'dport' } }, right: 8080 } }, { dnat: { family: 'ip', addr: '10.88.0.7', port: 80 } }] } },
+        {
+          rule: {
+            chain: 'pm-zzz-1',
+            handle: 3,
+            comment: 'other eth0',
+            expr: [
+              { match: { op: '==', left: { payload: { protocol: 'tcp', field: 'dport' } }, right: 8080 } },
+              { dnat: { family: 'ip', addr: '10.88.0.7', port: 80 } },
+            ],
+          },
+        },
       ],
     };
     const st = parseTable(json);
     expect(st.rules[0].signature).toBe('tcp/8080>10.88.0.7:80');
     const c1 = conflicts(st, 'abc-def', plans);
     expect(c1.map((x) => [x.mapping.hostPort, x.holderComment])).toEqual([[8080, 'other eth0']]);
-    expect(removeLines('t1', ownedBy(st, 'abc-def'))).toEqual(['delete element inet t1 hostport4 { tcp . 9090 }', 'flush chain inet t1 pm-abc-def', 'delete chain inet t1 pm-abc-def']);
+    expect(removeLines('t1', ownedBy(st, 'abc-def'))).toEqual([
+      'delete element inet t1 hostport4 { tcp . 9090 }',
+      'flush chain inet t1 pm-abc-def',
+      'delete chain inet t1 pm-abc-def',
+    ]);
   });
 });
 
@@ -157,7 +229,9 @@ describe('portmap iptables text', () => {
     expect(networkChains('PX', networkTag('net1'), st)).toEqual([chain]);
     expect(networkChains('PX', networkTag('other'), st)).toEqual([]);
     const rm = removeRestore([chain], st);
-    expect(rm).toContain(`-D PX-HOSTPORT-DNAT -p tcp -m comment --comment "net=${networkTag('net1')} c1 eth0" -m multiport --dports 8080 -j ${chain}`);
+    expect(rm).toContain(
+      `-D PX-HOSTPORT-DNAT -p tcp -m comment --comment "net=${networkTag('net1')} c1 eth0" -m multiport --dports 8080 -j ${chain}`,
+    );
     expect(rm).toContain(`-X ${chain}`);
     expect(removeRestore(['PX-DN-none'], st)).toBe('');
   });

@@ -116,7 +116,10 @@ async function topology(cleanup: Cleanup, opts: { containerSide?: boolean } = {}
   setSys(`net.ipv4.conf.pmo${id}.forwarding`, '1');
   setSys(`net.ipv4.conf.${bridge}.forwarding`, '1');
   await sh('nsenter', [`--net=${outside.path}`, '--', 'ip', '-batch', '-'], {
-    input: [`link set lo up`, `addr add ${t.outsideIP}/30 dev eth0`, `addr add ${t.outsideIP6}/64 dev eth0 nodad`, `link set eth0 up`].join('\n') + '\n',
+    input:
+      [`link set lo up`, `addr add ${t.outsideIP}/30 dev eth0`, `addr add ${t.outsideIP6}/64 dev eth0 nodad`, `link set eth0 up`].join(
+        '\n',
+      ) + '\n',
   });
   if (opts.containerSide !== false) {
     await sh('nsenter', [`--net=${container.path}`, '--', 'ip', '-batch', '-'], {
@@ -160,7 +163,9 @@ async function server(cleanup: Cleanup, ns: TestNetns, port: number, tag: string
 /** Connect from `ns` (or the host) and return what the server said, or the error text. */
 async function client(ns: TestNetns | undefined, host: string, port: number, proto: 'tcp' | 'udp' = 'tcp'): Promise<string> {
   const argv = [NODE, '-e', CLIENT, host, String(port), proto];
-  const r = ns ? await sh('nsenter', [`--net=${ns.path}`, '--', ...argv], { allowFail: true }) : await sh(argv[0], argv.slice(1), { allowFail: true });
+  const r = ns
+    ? await sh('nsenter', [`--net=${ns.path}`, '--', ...argv], { allowFail: true })
+    : await sh(argv[0], argv.slice(1), { allowFail: true });
   return r.stdout.trim();
 }
 
@@ -172,13 +177,24 @@ interface PM {
 }
 
 function conf(net: string, extra: Record<string, unknown>, mappings: PM[], prevResult?: Record<string, unknown>): Record<string, unknown> {
-  const c: Record<string, unknown> = { cniVersion: '1.0.0', name: net, type: 'portmap', ...extra, runtimeConfig: { portMappings: mappings } };
+  const c: Record<string, unknown> = {
+    cniVersion: '1.0.0',
+    name: net,
+    type: 'portmap',
+    ...extra,
+    runtimeConfig: { portMappings: mappings },
+  };
   if (prevResult) c.prevResult = prevResult;
   return c;
 }
 
-const pm = (command: string, t: Topo | undefined, containerId: string, config: Record<string, unknown>, netns?: string): Promise<PluginRun> =>
-  runPlugin('portmap', { command, containerId, netns: netns ?? t?.container.path ?? '', ifname: 'eth0', config });
+const pm = (
+  command: string,
+  t: Topo | undefined,
+  containerId: string,
+  config: Record<string, unknown>,
+  netns?: string,
+): Promise<PluginRun> => runPlugin('portmap', { command, containerId, netns: netns ?? t?.container.path ?? '', ifname: 'eth0', config });
 
 async function nftTable(table: string): Promise<string> {
   const r = await sh('nft', ['list', 'table', 'inet', table], { allowFail: true });
@@ -253,7 +269,7 @@ describe('portmap, nftables backend', () => {
     expect(await client(t.outside, t.hostIP, hp)).not.toBe(`hi ${t.outsideIP}`);
   });
 
-  it('upgrade: the legacy base chains of an earlier version are cleaned by DEL, leaving other owners\' rules', async () => {
+  it("upgrade: the legacy base chains of an earlier version are cleaned by DEL, leaving other owners' rules", async () => {
     const t = await topology(cleanup);
     const table = `hm_${t.id}`;
     dropTable(cleanup, table);
@@ -262,17 +278,18 @@ describe('portmap, nftables backend', () => {
     // masquerade rule of another owner (the bridge plugin) in the shared postrouting chain;
     // its source is a documentation address no test traffic uses.
     await sh('nft', ['-f', '-'], {
-      input: [
-        `add table ${T}`,
-        `add chain ${T} hostports`,
-        `add chain ${T} prerouting { type nat hook prerouting priority dstnat; policy accept; }`,
-        `add chain ${T} output { type nat hook output priority -100; policy accept; }`,
-        `add chain ${T} postrouting { type nat hook postrouting priority srcnat; policy accept; }`,
-        `add rule ${T} prerouting fib daddr type local jump hostports`,
-        `add rule ${T} output fib daddr type local jump hostports`,
-        `add rule ${T} postrouting meta mark & 0x2000 == 0x2000 masquerade comment "cni-ts portmap: loopback and hairpin"`,
-        `add rule ${T} postrouting ip saddr 192.0.2.77 ip daddr != 192.0.2.0/24 masquerade comment "cni:other:x"`,
-      ].join('\n') + '\n',
+      input:
+        [
+          `add table ${T}`,
+          `add chain ${T} hostports`,
+          `add chain ${T} prerouting { type nat hook prerouting priority dstnat; policy accept; }`,
+          `add chain ${T} output { type nat hook output priority -100; policy accept; }`,
+          `add chain ${T} postrouting { type nat hook postrouting priority srcnat; policy accept; }`,
+          `add rule ${T} prerouting fib daddr type local jump hostports`,
+          `add rule ${T} output fib daddr type local jump hostports`,
+          `add rule ${T} postrouting meta mark & 0x2000 == 0x2000 masquerade comment "cni-ts portmap: loopback and hairpin"`,
+          `add rule ${T} postrouting ip saddr 192.0.2.77 ip daddr != 192.0.2.0/24 masquerade comment "cni:other:x"`,
+        ].join('\n') + '\n',
     });
     const hp = hostPort();
     await server(cleanup, t.container, 80, 'hi');
@@ -300,10 +317,15 @@ describe('portmap, nftables backend', () => {
     await server(cleanup, t.container, 5353, 'udp', 'udp');
     await server(cleanup, t.container, 81, 'bound');
     const cid = `c${t.id}`;
-    const c = conf(`pmnet-${t.id}`, { nftTable: table }, [
-      { hostPort: hpU, containerPort: 5353, protocol: 'udp' },
-      { hostPort: hpT, containerPort: 81, protocol: 'TCP', hostIP: t.hostIP },
-    ], t.prevResult);
+    const c = conf(
+      `pmnet-${t.id}`,
+      { nftTable: table },
+      [
+        { hostPort: hpU, containerPort: 5353, protocol: 'udp' },
+        { hostPort: hpT, containerPort: 81, protocol: 'TCP', hostIP: t.hostIP },
+      ],
+      t.prevResult,
+    );
     ok(await pm('ADD', t, cid, c));
     expect(await client(t.outside, t.hostIP, hpU, 'udp')).toBe(`udp ${t.outsideIP}`);
     expect(await client(t.outside, t.hostIP, hpT)).toBe(`bound ${t.outsideIP}`);
@@ -320,7 +342,15 @@ describe('portmap, nftables backend', () => {
     const hp = hostPort();
     await server(cleanup, t.container, 80, 'v6');
     const cid = `c${t.id}`;
-    const c = conf(`pmnet-${t.id}`, { nftTable: table }, [{ hostPort: hp, containerPort: 80 }, { hostPort: hp + 1, containerPort: 80, hostIP: t.gw6 }], t.prevResult);
+    const c = conf(
+      `pmnet-${t.id}`,
+      { nftTable: table },
+      [
+        { hostPort: hp, containerPort: 80 },
+        { hostPort: hp + 1, containerPort: 80, hostIP: t.gw6 },
+      ],
+      t.prevResult,
+    );
     ok(await pm('ADD', t, cid, c));
     expect(await nftTable(table)).toContain(`dnat ip6 to [${t.cip6}]:80`);
     expect(await client(undefined, t.gw6, hp)).toBe(`v6 ${t.gw6}`);
@@ -346,7 +376,12 @@ describe('portmap, nftables backend', () => {
     const hp = hostPort();
     await server(cleanup, t.container, 80, 'cond');
     const cid = `c${t.id}`;
-    const c = conf(`pmnet-${t.id}`, { nftTable: table, conditionsV4: [`ip saddr != ${t.outsideIP}`] }, [{ hostPort: hp, containerPort: 80 }], t.prevResult);
+    const c = conf(
+      `pmnet-${t.id}`,
+      { nftTable: table, conditionsV4: [`ip saddr != ${t.outsideIP}`] },
+      [{ hostPort: hp, containerPort: 80 }],
+      t.prevResult,
+    );
     ok(await pm('ADD', t, cid, c));
     expect(await client(t.outside, t.hostIP, hp)).not.toContain('cond');
     expect(await client(undefined, t.hostIP, hp)).toBe(`cond ${t.hostIP}`);
@@ -361,7 +396,20 @@ describe('portmap, nftables backend', () => {
     const net = `pmnet-${t.id}`;
     ok(await pm('ADD', t, `a${t.id}`, conf(net, { nftTable: table }, [{ hostPort: hp, containerPort: 80 }], t.prevResult)));
     const before = await nftTable(table);
-    const r = await pm('ADD', t, `b${t.id}`, conf(net, { nftTable: table }, [{ hostPort: hp + 1, containerPort: 81 }, { hostPort: hp, containerPort: 80 }], t.prevResult));
+    const r = await pm(
+      'ADD',
+      t,
+      `b${t.id}`,
+      conf(
+        net,
+        { nftTable: table },
+        [
+          { hostPort: hp + 1, containerPort: 81 },
+          { hostPort: hp, containerPort: 80 },
+        ],
+        t.prevResult,
+      ),
+    );
     expect(r.exitCode).toBe(1);
     expect(r.json?.code).toBe(102);
     expect(String(r.json?.msg)).toContain(`tcp/${hp}`);
@@ -370,7 +418,9 @@ describe('portmap, nftables backend', () => {
     // A repeated ADD of the holder itself is fine (idempotent).
     ok(await pm('ADD', t, `a${t.id}`, conf(net, { nftTable: table }, [{ hostPort: hp, containerPort: 80 }], t.prevResult)));
     // Same port, other protocol: no conflict.
-    ok(await pm('ADD', t, `b${t.id}`, conf(net, { nftTable: table }, [{ hostPort: hp, containerPort: 80, protocol: 'udp' }], t.prevResult)));
+    ok(
+      await pm('ADD', t, `b${t.id}`, conf(net, { nftTable: table }, [{ hostPort: hp, containerPort: 80, protocol: 'udp' }], t.prevResult)),
+    );
   });
 
   it('concurrent ADDs: distinct ports all succeed, the same port is won by exactly one (102 for the others)', async () => {
@@ -379,9 +429,17 @@ describe('portmap, nftables backend', () => {
     dropTable(cleanup, table);
     const net = `pmnet-${t.id}`;
     const hp = hostPort();
-    const distinct = await Promise.all(Array.from({ length: 8 }, (_, i) => pm('ADD', t, `d${i}${t.id}`, conf(net, { nftTable: table }, [{ hostPort: hp + 10 + i, containerPort: 80 }], t.prevResult))));
+    const distinct = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        pm('ADD', t, `d${i}${t.id}`, conf(net, { nftTable: table }, [{ hostPort: hp + 10 + i, containerPort: 80 }], t.prevResult)),
+      ),
+    );
     distinct.forEach(ok);
-    const same = await Promise.all(Array.from({ length: 4 }, (_, i) => pm('ADD', t, `s${i}${t.id}`, conf(net, { nftTable: table }, [{ hostPort: hp, containerPort: 80 }], t.prevResult))));
+    const same = await Promise.all(
+      Array.from({ length: 4 }, (_, i) =>
+        pm('ADD', t, `s${i}${t.id}`, conf(net, { nftTable: table }, [{ hostPort: hp, containerPort: 80 }], t.prevResult)),
+      ),
+    );
     expect(same.filter((r) => r.exitCode === 0).length).toBe(1);
     expect(same.filter((r) => r.json?.code === 102).length).toBe(3);
     const text = await nftTable(table);
@@ -424,7 +482,12 @@ describe('portmap, nftables backend', () => {
     ok(await pm('ADD', t, cid, c));
     ok(await pm('CHECK', t, cid, c));
 
-    const noPrev = await pm('ADD', t, `x${t.id}`, conf(`pmnet-${t.id}`, { nftTable: table }, [{ hostPort: hostPort(), containerPort: 80 }]));
+    const noPrev = await pm(
+      'ADD',
+      t,
+      `x${t.id}`,
+      conf(`pmnet-${t.id}`, { nftTable: table }, [{ hostPort: hostPort(), containerPort: 80 }]),
+    );
     expect(noPrev.exitCode).toBe(1);
     expect(noPrev.json?.code).toBe(7);
     expect(String(noPrev.json?.msg)).toContain('chained');
@@ -443,7 +506,13 @@ describe('portmap, nftables backend', () => {
     expect((await nftTable(table)).match(/chain pm-/g)?.length).toBe(3);
     const gc = await runPlugin('portmap', {
       command: 'GC',
-      config: { cniVersion: '1.1.0', name: net, type: 'portmap', nftTable: table, 'cni.dev/valid-attachments': [{ containerID: `a${t.id}`, ifname: 'eth0' }] },
+      config: {
+        cniVersion: '1.1.0',
+        name: net,
+        type: 'portmap',
+        nftTable: table,
+        'cni.dev/valid-attachments': [{ containerID: `a${t.id}`, ifname: 'eth0' }],
+      },
     });
     ok(gc);
     const after = await nftTable(table);
@@ -451,7 +520,10 @@ describe('portmap, nftables backend', () => {
     expect(after).toContain(`tcp . ${hp} : goto`);
     expect(after).not.toContain(`tcp . ${hp + 1} : goto`);
     expect(after).toContain(`tcp . ${hp + 2} : goto`);
-    const st = await runPlugin('portmap', { command: 'STATUS', config: { cniVersion: '1.1.0', name: net, type: 'portmap', nftTable: table } });
+    const st = await runPlugin('portmap', {
+      command: 'STATUS',
+      config: { cniVersion: '1.1.0', name: net, type: 'portmap', nftTable: table },
+    });
     ok(st);
   });
 
@@ -481,12 +553,16 @@ describe('portmap, nftables backend', () => {
     const t2 = performance.now();
     const delSpawns = spawns.read();
     expect(delSpawns.filter((l) => l.startsWith('nft ')).length).toBe(2);
-    console.log(`portmap nftables spawns: ADD ${JSON.stringify(addSpawns)}, CHECK ${JSON.stringify(checkSpawns)}, DEL ${JSON.stringify(delSpawns)}`);
+    console.log(
+      `portmap nftables spawns: ADD ${JSON.stringify(addSpawns)}, CHECK ${JSON.stringify(checkSpawns)}, DEL ${JSON.stringify(delSpawns)}`,
+    );
     const one = conf(`pmnet-${t.id}`, { nftTable: table }, maps.slice(0, 1), t.prevResult);
     const t3 = performance.now();
     ok(await pm('ADD', t, cid, one));
     const t4 = performance.now();
-    console.log(`portmap nftables: ADD of 50 ports (v4+v6, 100 dnat rules) ${(t1 - t0).toFixed(0)} ms, DEL ${(t2 - t1b).toFixed(0)} ms; ADD of 1 port ${(t4 - t3).toFixed(0)} ms`);
+    console.log(
+      `portmap nftables: ADD of 50 ports (v4+v6, 100 dnat rules) ${(t1 - t0).toFixed(0)} ms, DEL ${(t2 - t1b).toFixed(0)} ms; ADD of 1 port ${(t4 - t3).toFixed(0)} ms`,
+    );
     ok(await pm('DEL', t, cid, one));
   });
 
@@ -500,11 +576,23 @@ describe('portmap, nftables backend', () => {
       [{ backend: 'pf' }, 'backend'],
     ];
     for (const [extra, field] of cases) {
-      const r = await runPlugin('portmap', { command: 'ADD', containerId: 'x', netns: '/proc/self/ns/net', ifname: 'eth0', config: conf('pmbad', extra, [{ hostPort: 1, containerPort: 1 }], { cniVersion: '1.0.0', ips: [] }) });
+      const r = await runPlugin('portmap', {
+        command: 'ADD',
+        containerId: 'x',
+        netns: '/proc/self/ns/net',
+        ifname: 'eth0',
+        config: conf('pmbad', extra, [{ hostPort: 1, containerPort: 1 }], { cniVersion: '1.0.0', ips: [] }),
+      });
       expect(r.json?.code, JSON.stringify(extra)).toBe(7);
       expect(String(r.json?.msg)).toContain(field);
     }
-    const r = await runPlugin('portmap', { command: 'ADD', containerId: 'x', netns: '/proc/self/ns/net', ifname: 'eth0', config: conf('pmbad', {}, [{ hostPort: 70000, containerPort: 1 }], { cniVersion: '1.0.0', ips: [] }) });
+    const r = await runPlugin('portmap', {
+      command: 'ADD',
+      containerId: 'x',
+      netns: '/proc/self/ns/net',
+      ifname: 'eth0',
+      config: conf('pmbad', {}, [{ hostPort: 70000, containerPort: 1 }], { cniVersion: '1.0.0', ips: [] }),
+    });
     expect(r.json?.code).toBe(7);
     expect(String(r.json?.msg)).toContain('hostPort');
   });
@@ -512,7 +600,10 @@ describe('portmap, nftables backend', () => {
 
 /** Remove the iptables chains of a test prefix (the shared ones the plugin leaves, like the reference). */
 async function dropIptablesPrefix(prefix: string): Promise<void> {
-  for (const [save, restore] of [['iptables-save', 'iptables-restore'], ['ip6tables-save', 'ip6tables-restore']]) {
+  for (const [save, restore] of [
+    ['iptables-save', 'iptables-restore'],
+    ['ip6tables-save', 'ip6tables-restore'],
+  ]) {
     const s = await sh(save, ['-t', 'nat'], { allowFail: true });
     if (s.exitCode !== 0) continue;
     const lines = s.stdout.split('\n');
@@ -529,7 +620,10 @@ async function dropIptablesPrefix(prefix: string): Promise<void> {
 async function iptablesHas(prefix: string): Promise<string> {
   const a = await sh('iptables-save', ['-t', 'nat'], { allowFail: true });
   const b = await sh('ip6tables-save', ['-t', 'nat'], { allowFail: true });
-  return (a.stdout + b.stdout).split('\n').filter((l) => l.includes(prefix)).join('\n');
+  return (a.stdout + b.stdout)
+    .split('\n')
+    .filter((l) => l.includes(prefix))
+    .join('\n');
 }
 
 describe('portmap, iptables backend', () => {
@@ -557,14 +651,33 @@ describe('portmap, iptables backend', () => {
     ok(await pm('CHECK', t, cid, c));
     ok(await pm('ADD', t, cid, c)); // repeated ADD converges
 
-    const clash = await pm('ADD', t, `b${t.id}`, conf(net, { backend: 'iptables', iptablesChainPrefix: prefix }, [{ hostPort: hp, containerPort: 80 }], t.prevResult));
+    const clash = await pm(
+      'ADD',
+      t,
+      `b${t.id}`,
+      conf(net, { backend: 'iptables', iptablesChainPrefix: prefix }, [{ hostPort: hp, containerPort: 80 }], t.prevResult),
+    );
     expect(clash.json?.code).toBe(102);
 
-    ok(await pm('ADD', t, `g${t.id}`, conf(net, { backend: 'iptables', iptablesChainPrefix: prefix }, [{ hostPort: hp + 1, containerPort: 80 }], t.prevResult)));
+    ok(
+      await pm(
+        'ADD',
+        t,
+        `g${t.id}`,
+        conf(net, { backend: 'iptables', iptablesChainPrefix: prefix }, [{ hostPort: hp + 1, containerPort: 80 }], t.prevResult),
+      ),
+    );
     ok(
       await runPlugin('portmap', {
         command: 'GC',
-        config: { cniVersion: '1.1.0', name: net, type: 'portmap', backend: 'iptables', iptablesChainPrefix: prefix, 'cni.dev/valid-attachments': [{ containerID: cid, ifname: 'eth0' }] },
+        config: {
+          cniVersion: '1.1.0',
+          name: net,
+          type: 'portmap',
+          backend: 'iptables',
+          iptablesChainPrefix: prefix,
+          'cni.dev/valid-attachments': [{ containerID: cid, ifname: 'eth0' }],
+        },
       }),
     );
     const afterGc = await iptablesHas(prefix);
@@ -572,13 +685,23 @@ describe('portmap, iptables backend', () => {
     expect(afterGc).not.toContain(`--dports ${hp + 1} `);
 
     // Delete the DNAT rule by hand: CHECK notices.
-    const dnLine = (await sh('iptables-save', ['-t', 'nat'])).stdout.split('\n').find((l) => l.startsWith(`-A ${prefix}-DN-`) && l.includes('-j DNAT'))!;
+    const dnLine = (await sh('iptables-save', ['-t', 'nat'])).stdout
+      .split('\n')
+      .find((l) => l.startsWith(`-A ${prefix}-DN-`) && l.includes('-j DNAT'))!;
     await sh('iptables-restore', ['--noflush', '-w', '10'], { input: `*nat\n-D ${dnLine.slice(3)}\nCOMMIT\n`, allowFail: true });
     const bad = await pm('CHECK', t, cid, c);
     expect(bad.json?.code).toBe(105);
 
     ok(await pm('DEL', t, cid, c));
-    ok(await pm('DEL', undefined, cid, conf(net, { backend: 'iptables', iptablesChainPrefix: prefix }, [{ hostPort: hp, containerPort: 80 }]), ''));
+    ok(
+      await pm(
+        'DEL',
+        undefined,
+        cid,
+        conf(net, { backend: 'iptables', iptablesChainPrefix: prefix }, [{ hostPort: hp, containerPort: 80 }]),
+        '',
+      ),
+    );
     expect(await iptablesHas(`${prefix}-DN-`)).toBe('');
   });
 
@@ -589,9 +712,16 @@ describe('portmap, iptables backend', () => {
     const hp = hostPort();
     await server(cleanup, t.container, 80, 'iptc');
     const cid = `c${t.id}`;
-    const c = conf(`pmnet-${t.id}`, { iptablesChainPrefix: prefix, conditionsV4: ['!', '-s', `${t.outsideIP}/32`] }, [{ hostPort: hp, containerPort: 80 }], t.prevResult);
+    const c = conf(
+      `pmnet-${t.id}`,
+      { iptablesChainPrefix: prefix, conditionsV4: ['!', '-s', `${t.outsideIP}/32`] },
+      [{ hostPort: hp, containerPort: 80 }],
+      t.prevResult,
+    );
     const spawns = spawnLog(cleanup);
-    ok(await runPlugin('portmap', { command: 'ADD', containerId: cid, netns: t.container.path, ifname: 'eth0', config: c, env: spawns.env }));
+    ok(
+      await runPlugin('portmap', { command: 'ADD', containerId: cid, netns: t.container.path, ifname: 'eth0', config: c, env: spawns.env }),
+    );
     const started = spawns.read().map((l) => l.split(' ')[0]);
     console.log(`portmap iptables ADD (IPv4+IPv6) started: ${started.join(', ')}`);
     expect(started.filter((x) => x.endsWith('-restore')).sort()).toEqual(['ip6tables-restore', 'iptables-restore']);
@@ -641,7 +771,7 @@ describe('portmap with the reference plugins', () => {
     const cid = `r${t.id}`;
     const { brAdd, subnet } = await attachBridge(cleanup, t, net, cid, '1.0.0', REF_BIN);
     const prev = brAdd.json!;
-    const cip = ((prev.ips as Array<{ address: string }>)[0].address).split('/')[0];
+    const cip = (prev.ips as Array<{ address: string }>)[0].address.split('/')[0];
     await server(cleanup, t.container, 80, 'ours');
     await server(cleanup, t.container, 8080, 'theirs');
 
@@ -650,8 +780,28 @@ describe('portmap with the reference plugins', () => {
     // (the reference 1.1 wants an explicit protocol)
     const theirs = conf(net, {}, [{ hostPort: hpTheirs, containerPort: 8080, protocol: 'tcp' }], prev);
     ok(await pm('ADD', t, cid, ours));
-    cleanup.add(() => runPlugin('portmap', { command: 'DEL', containerId: cid, netns: t.container.path, ifname: 'eth0', config: theirs, binDir: REF_BIN, path: REF_BIN }));
-    ok(await runPlugin('portmap', { command: 'ADD', containerId: cid, netns: t.container.path, ifname: 'eth0', config: theirs, binDir: REF_BIN, path: REF_BIN }));
+    cleanup.add(() =>
+      runPlugin('portmap', {
+        command: 'DEL',
+        containerId: cid,
+        netns: t.container.path,
+        ifname: 'eth0',
+        config: theirs,
+        binDir: REF_BIN,
+        path: REF_BIN,
+      }),
+    );
+    ok(
+      await runPlugin('portmap', {
+        command: 'ADD',
+        containerId: cid,
+        netns: t.container.path,
+        ifname: 'eth0',
+        config: theirs,
+        binDir: REF_BIN,
+        path: REF_BIN,
+      }),
+    );
 
     expect(await client(t.outside, t.hostIP, hpOurs)).toBe(`ours ${t.outsideIP}`);
     expect(await client(t.outside, t.hostIP, hpTheirs)).toBe(`theirs ${t.outsideIP}`);
@@ -659,7 +809,17 @@ describe('portmap with the reference plugins', () => {
     expect(await client(t.container, t.hostIP, hpOurs)).toBe(`ours ${subnet}.1`);
     expect(cip).toMatch(new RegExp(`^${subnet.replace(/\./g, '\\.')}\\.`));
 
-    ok(await runPlugin('portmap', { command: 'DEL', containerId: cid, netns: t.container.path, ifname: 'eth0', config: theirs, binDir: REF_BIN, path: REF_BIN }));
+    ok(
+      await runPlugin('portmap', {
+        command: 'DEL',
+        containerId: cid,
+        netns: t.container.path,
+        ifname: 'eth0',
+        config: theirs,
+        binDir: REF_BIN,
+        path: REF_BIN,
+      }),
+    );
     // Ours is untouched by the reference's DEL
     expect(await client(t.outside, t.hostIP, hpOurs)).toBe(`ours ${t.outsideIP}`);
     ok(await pm('CHECK', t, cid, ours));
@@ -675,7 +835,14 @@ const ourBridge = existsSync(`${ROOT}/plugins/bridge/index.ts`);
  * for container `cid` of topology `t`. Not a gateway (that would switch on host-wide
  * forwarding): the bridge gets the gateway address and forwarding from the test.
  */
-async function attachBridge(cleanup: Cleanup, t: Topo, net: string, cid: string, cniVersion: string, bin: string): Promise<{ brAdd: PluginRun; subnet: string }> {
+async function attachBridge(
+  cleanup: Cleanup,
+  t: Topo,
+  net: string,
+  cid: string,
+  cniVersion: string,
+  bin: string,
+): Promise<{ brAdd: PluginRun; subnet: string }> {
   const dataDir = `/run/cni-ts-test/pm-${t.id}`;
   cleanup.add(async () => {
     await sh('rm', ['-rf', dataDir]);
@@ -689,7 +856,12 @@ async function attachBridge(cleanup: Cleanup, t: Topo, net: string, cid: string,
     bridge: t.bridge,
     isGateway: false,
     hairpinMode: true,
-    ipam: { type: 'host-local', dataDir, ranges: [[{ subnet: `${subnet}.0/24`, gateway: `${subnet}.1` }]], routes: [{ dst: '0.0.0.0/0', gw: `${subnet}.1` }] },
+    ipam: {
+      type: 'host-local',
+      dataDir,
+      ranges: [[{ subnet: `${subnet}.0/24`, gateway: `${subnet}.1` }]],
+      routes: [{ dst: '0.0.0.0/0', gw: `${subnet}.1` }],
+    },
   };
   const run = { containerId: cid, netns: t.container.path, ifname: 'eth0', config: bridgeConf, binDir: bin, path: bin };
   const brAdd = await runPlugin('bridge', { command: 'ADD', ...run });

@@ -9,9 +9,35 @@ import { SUPPORTED_VERSIONS } from '../shared/cni/version.ts';
 import { Cleanup, sh } from './helpers/netns.ts';
 import { BIN, runPlugin, uid } from './helpers/run.ts';
 
-const NAMES = ['bridge', 'portmap', 'bandwidth', 'loopback', 'host-device', 'overlay', 'host-local', 'static', 'ptp', 'tuning', 'macvlan', 'ipvlan', 'vlan', 'dummy', 'vrf', 'tap', 'sbr', 'firewall', 'dhcp'];
+const NAMES = [
+  'bridge',
+  'portmap',
+  'bandwidth',
+  'loopback',
+  'host-device',
+  'overlay',
+  'host-local',
+  'static',
+  'ptp',
+  'tuning',
+  'macvlan',
+  'ipvlan',
+  'vlan',
+  'dummy',
+  'vrf',
+  'tap',
+  'sbr',
+  'firewall',
+  'dhcp',
+];
 const env = { containerId: 'ctr1', netns: '/var/run/netns/does-not-exist', ifname: 'eth0' };
-const conf = (extra: Record<string, unknown> = {}) => ({ cniVersion: '1.1.0', name: 'net1', type: 'static', ipam: { type: 'static', addresses: [{ address: '10.9.0.2/24' }] }, ...extra });
+const conf = (extra: Record<string, unknown> = {}) => ({
+  cniVersion: '1.1.0',
+  name: 'net1',
+  type: 'static',
+  ipam: { type: 'static', addresses: [{ address: '10.9.0.2/24' }] },
+  ...extra,
+});
 
 function expectError(r: { exitCode: number; json?: Record<string, unknown>; stdout: string }, code: number): void {
   expect(r.exitCode).not.toBe(0);
@@ -36,7 +62,12 @@ describe('VERSION', () => {
 
 describe('run by hand', () => {
   it('prints what it is, without reading stdin, when CNI_COMMAND is unset', async () => {
-    const r = await execa(path.join(BIN, 'host-local'), [], { env: { PATH: process.env.PATH }, extendEnv: false, reject: false, stdin: 'ignore' });
+    const r = await execa(path.join(BIN, 'host-local'), [], {
+      env: { PATH: process.env.PATH },
+      extendEnv: false,
+      reject: false,
+      stdin: 'ignore',
+    });
     expect(r.exitCode).toBe(0);
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(/host-local/);
@@ -95,7 +126,11 @@ describe('versions (code 1)', () => {
     expectError(await runPlugin('static', { command: 'ADD', ...env, config: conf({ cniVersion: v }) }), 1);
   });
   it('negotiates from cniVersions', async () => {
-    const r = await runPlugin('static', { command: 'ADD', ...env, config: conf({ cniVersion: '9.0.0', cniVersions: ['9.0.0', '1.0.0', '0.4.0'] }) });
+    const r = await runPlugin('static', {
+      command: 'ADD',
+      ...env,
+      config: conf({ cniVersion: '9.0.0', cniVersions: ['9.0.0', '1.0.0', '0.4.0'] }),
+    });
     expect(r.exitCode, r.stdout).toBe(0);
     expect(r.json?.cniVersion).toBe('1.0.0');
   });
@@ -145,7 +180,11 @@ describe('spellings Go runtimes send', () => {
       runtimeConfig: { portMappings: [{ HostPort: port, ContainerPort: 80, Protocol: 'tcp', HostIP: '' }] },
     };
     const rules = async (): Promise<string> => (await sh('nft', ['list', 'table', 'inet', table], { allowFail: true })).stdout;
-    const prevResult = { cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: env.netns }], ips: [{ address: '10.251.7.2/24', interface: 0 }] };
+    const prevResult = {
+      cniVersion: '1.0.0',
+      interfaces: [{ name: 'eth0', sandbox: env.netns }],
+      ips: [{ address: '10.251.7.2/24', interface: 0 }],
+    };
     const add = await runPlugin('portmap', { command: 'ADD', ...env, containerId: 'ctr-caps', config: { ...config, prevResult } });
     expect(add.exitCode, add.stdout).toBe(0);
     expect(await rules()).toContain(`tcp dport ${port} dnat ip to 10.251.7.2:80`);
@@ -163,7 +202,14 @@ describe('unsupported field (code 2)', () => {
     const r = await runPlugin('portmap', {
       command: 'ADD',
       ...env,
-      config: { cniVersion: '1.0.0', name: 'n2', type: 'portmap', backend: 'nftables', externalSetMarkChain: 'KUBE-MARK-MASQ', prevResult: { cniVersion: '1.0.0', ips: [] } },
+      config: {
+        cniVersion: '1.0.0',
+        name: 'n2',
+        type: 'portmap',
+        backend: 'nftables',
+        externalSetMarkChain: 'KUBE-MARK-MASQ',
+        prevResult: { cniVersion: '1.0.0', ips: [] },
+      },
     });
     expectError(r, 2);
     expect(String(r.json?.msg)).toContain('externalSetMarkChain');

@@ -47,7 +47,13 @@ async function setup(extra: Record<string, unknown> = {}, dual = false): Promise
   return { host, conf, dataDir, v4, v6 };
 }
 
-async function call(s: Setup, command: string, ns: TestNetns | undefined, id: string, opts: { prevResult?: unknown; ref?: boolean; conf?: Record<string, unknown> } = {}): Promise<PluginRun> {
+async function call(
+  s: Setup,
+  command: string,
+  ns: TestNetns | undefined,
+  id: string,
+  opts: { prevResult?: unknown; ref?: boolean; conf?: Record<string, unknown> } = {},
+): Promise<PluginRun> {
   const config = { ...(opts.conf ?? s.conf), ...(opts.prevResult ? { prevResult: opts.prevResult } : {}) };
   return runPlugin('ptp', {
     command,
@@ -77,17 +83,33 @@ async function attach(s: Setup, ref = false): Promise<{ ns: TestNetns; id: strin
 
 /** Routes and addresses as text, with interface names and MACs normalised. */
 async function kernelView(s: Setup, ns: TestNetns, hostVeth: string): Promise<{ cont: string; host: string }> {
-  const norm = (t: string): string => t.replaceAll(hostVeth, 'HOSTVETH').replace(/ proto kernel| metric \d+| pref medium| linkdown/g, '').trim();
+  const norm = (t: string): string =>
+    t
+      .replaceAll(hostVeth, 'HOSTVETH')
+      .replace(/ proto kernel| metric \d+| pref medium| linkdown/g, '')
+      .trim();
   const cont = [
     (await inNs(ns, 'ip', ['-4', 'route'])).stdout,
-    (await inNs(ns, 'ip', ['-6', 'route'])).stdout.split('\n').filter((l) => !l.startsWith('fe80') && !l.startsWith('multicast')).join('\n'),
-    (await inNs(ns, 'ip', ['-o', 'addr', 'show', 'dev', 'eth0', 'scope', 'global'])).stdout.replace(/^\d+: /gm, '').replace(/\\.*$/gm, '').replace(/ noprefixroute/g, '').replace(/ brd \S+/g, ''),
+    (await inNs(ns, 'ip', ['-6', 'route'])).stdout
+      .split('\n')
+      .filter((l) => !l.startsWith('fe80') && !l.startsWith('multicast'))
+      .join('\n'),
+    (await inNs(ns, 'ip', ['-o', 'addr', 'show', 'dev', 'eth0', 'scope', 'global'])).stdout
+      .replace(/^\d+: /gm, '')
+      .replace(/\\.*$/gm, '')
+      .replace(/ noprefixroute/g, '')
+      .replace(/ brd \S+/g, ''),
     (await inNs(ns, 'ip', ['-o', 'link', 'show', 'dev', 'eth0'])).stdout.match(/mtu \d+/)?.[0] ?? '',
   ].join('\n');
   const host = [
     (await inNs(s.host, 'ip', ['-4', 'route'])).stdout,
-    (await inNs(s.host, 'ip', ['-6', 'route'])).stdout.split('\n').filter((l) => !l.startsWith('fe80') && !l.startsWith('multicast')).join('\n'),
-    (await inNs(s.host, 'ip', ['-o', 'addr', 'show', 'dev', hostVeth, 'scope', 'global'])).stdout.replace(/^\d+: /gm, '').replace(/\\.*$/gm, ''),
+    (await inNs(s.host, 'ip', ['-6', 'route'])).stdout
+      .split('\n')
+      .filter((l) => !l.startsWith('fe80') && !l.startsWith('multicast'))
+      .join('\n'),
+    (await inNs(s.host, 'ip', ['-o', 'addr', 'show', 'dev', hostVeth, 'scope', 'global'])).stdout
+      .replace(/^\d+: /gm, '')
+      .replace(/\\.*$/gm, ''),
     (await inNs(s.host, 'ip', ['-o', 'link', 'show', 'dev', hostVeth])).stdout.match(/mtu \d+/)?.[0] ?? '',
     (await inNs(s.host, 'sysctl', ['-n', 'net.ipv4.ip_forward'])).stdout,
   ].join('\n');
@@ -96,15 +118,32 @@ async function kernelView(s: Setup, ns: TestNetns, hostVeth: string): Promise<{ 
 
 const hostVethOf = (res: Record<string, unknown>): string => (res.interfaces as Array<{ name: string }>)[0].name;
 const shape = (res: Record<string, unknown>): unknown =>
-  JSON.parse(JSON.stringify(res).replace(/"mac":"[0-9a-f:]+"/g, '"mac":"M"').replaceAll(hostVethOf(res), 'HOSTVETH').replace(/"sandbox":"[^"]+"/g, '"sandbox":"NS"'));
+  JSON.parse(
+    JSON.stringify(res)
+      .replace(/"mac":"[0-9a-f:]+"/g, '"mac":"M"')
+      .replaceAll(hostVethOf(res), 'HOSTVETH')
+      .replace(/"sandbox":"[^"]+"/g, '"sandbox":"NS"'),
+  );
 
 describe('ptp: plan (pure)', () => {
   it('puts the gateway /32 on the host, routes the subnet via the gateway, refuses a result without gateway', () => {
-    const p = planPtp({ ips: [{ address: '10.9.8.7/24', gateway: '10.9.8.1' }, { address: 'fd00::5/64', gateway: 'fd00::1' }], routes: [{ dst: '0.0.0.0/0' }] });
+    const p = planPtp({
+      ips: [
+        { address: '10.9.8.7/24', gateway: '10.9.8.1' },
+        { address: 'fd00::5/64', gateway: 'fd00::1' },
+      ],
+      routes: [{ dst: '0.0.0.0/0' }],
+    });
     expect(p.ips.map((i) => i.interface)).toEqual([1, 1]);
     expect(p.hostAddrs.map((a) => a.cidr)).toEqual(['10.9.8.1/32', 'fd00::1/128']);
-    expect(p.hostRoutes.map((r) => [r.dst, r.scope])).toEqual([['10.9.8.7/32', 254], ['fd00::5/128', 254]]);
-    expect(p.containerRoutes.slice(0, 2)).toEqual([{ dst: '10.9.8.1/32', scope: 253, src: '10.9.8.7' }, { dst: '10.9.8.0/24', gw: '10.9.8.1', src: '10.9.8.7' }]);
+    expect(p.hostRoutes.map((r) => [r.dst, r.scope])).toEqual([
+      ['10.9.8.7/32', 254],
+      ['fd00::5/128', 254],
+    ]);
+    expect(p.containerRoutes.slice(0, 2)).toEqual([
+      { dst: '10.9.8.1/32', scope: 253, src: '10.9.8.7' },
+      { dst: '10.9.8.0/24', gw: '10.9.8.1', src: '10.9.8.7' },
+    ]);
     expect(p.containerRoutes.at(-1)).toMatchObject({ dst: '0.0.0.0/0', gw: '10.9.8.1' });
     expect(p.containerAddrs[0]).toMatchObject({ cidr: '10.9.8.7/24', noprefixroute: true });
     expect(() => planPtp({ ips: [{ address: '10.9.8.7/24' }] })).toThrow(/without a gateway/);
@@ -117,13 +156,17 @@ describe('ptp: kernel', () => {
     const s = await setup();
     const a = await attach(s);
     const b = await attach(s);
-    const bIp = ((b.res.ips as Array<{ address: string }>)[0].address).split('/')[0];
-    const aIp = ((a.res.ips as Array<{ address: string }>)[0].address).split('/')[0];
+    const bIp = (b.res.ips as Array<{ address: string }>)[0].address.split('/')[0];
+    const aIp = (a.res.ips as Array<{ address: string }>)[0].address.split('/')[0];
     expect((await inNs(a.ns, 'ping', ['-c1', '-W2', bIp], true)).exitCode).toBe(0);
     expect((await inNs(s.host, 'ping', ['-c1', '-W2', aIp], true)).exitCode).toBe(0);
     // the reference, same config, in a host netns of its own
     const r = await setup();
-    r.conf = { ...s.conf, name: r.conf.name, ipam: { ...(s.conf.ipam as object), ranges: (r.conf.ipam as { ranges: unknown }).ranges, dataDir: r.dataDir } };
+    r.conf = {
+      ...s.conf,
+      name: r.conf.name,
+      ipam: { ...(s.conf.ipam as object), ranges: (r.conf.ipam as { ranges: unknown }).ranges, dataDir: r.dataDir },
+    };
     const ra = await attach(r, true);
     const rb = await attach(r, true);
     expect(shape(a.res)).toEqual(JSON.parse(JSON.stringify(shape(ra.res)).replaceAll(r.v4, s.v4)));
@@ -150,7 +193,8 @@ describe('ptp: kernel', () => {
     const b6 = (b.res.ips as Array<{ address: string }>).find((i) => i.address.includes(':'))!.address.split('/')[0];
     expect((await inNs(a.ns, 'ping', ['-6', '-c1', '-W2', b6], true)).exitCode).toBe(0);
     const rules = (await inNs(s.host, 'nft', ['list', 'table', 'inet', s.conf.nftTable as string])).stdout;
-    for (const ip of [...(a.res.ips as Array<{ address: string }>), ...(b.res.ips as Array<{ address: string }>)]) expect(rules).toContain(ip.address.split('/')[0]);
+    for (const ip of [...(a.res.ips as Array<{ address: string }>), ...(b.res.ips as Array<{ address: string }>)])
+      expect(rules).toContain(ip.address.split('/')[0]);
     ok(await call(s, 'DEL', a.ns, a.id, { prevResult: a.res }));
     const after = (await inNs(s.host, 'nft', ['list', 'table', 'inet', s.conf.nftTable as string], true)).stdout;
     for (const ip of a.res.ips as Array<{ address: string }>) expect(after).not.toContain(` ${ip.address.split('/')[0]} `);
@@ -160,7 +204,7 @@ describe('ptp: kernel', () => {
   it('a repeated ADD of a live attachment fails with 102 and leaves the attachment, its reservation and its rules alone', async () => {
     const s = await setup({ ipMasq: true });
     const a = await attach(s);
-    const ip = ((a.res.ips as Array<{ address: string }>)[0].address).split('/')[0];
+    const ip = (a.res.ips as Array<{ address: string }>)[0].address.split('/')[0];
     const again = await call(s, 'ADD', a.ns, a.id);
     expect(again.json).toMatchObject({ code: 102 });
     expect(existsSync(`${s.dataDir}/${s.conf.name as string}/${ip}`)).toBe(true);
@@ -174,8 +218,8 @@ describe('ptp: kernel', () => {
     s.conf.cniVersion = '1.1.0';
     const a = await attach(s);
     const b = await attach(s);
-    const ipA = ((a.res.ips as Array<{ address: string }>)[0].address).split('/')[0];
-    const ipB = ((b.res.ips as Array<{ address: string }>)[0].address).split('/')[0];
+    const ipA = (a.res.ips as Array<{ address: string }>)[0].address.split('/')[0];
+    const ipB = (b.res.ips as Array<{ address: string }>)[0].address.split('/')[0];
     const gc = await runPlugin('ptp', {
       command: 'GC',
       config: { ...s.conf, 'cni.dev/valid-attachments': [{ containerID: a.id, ifname: 'eth0' }] },
@@ -197,7 +241,7 @@ describe('ptp: kernel', () => {
     const a = await attach(s);
     ok(await call(s, 'CHECK', a.ns, a.id, { prevResult: a.res }));
     const veth = hostVethOf(a.res);
-    const ip = ((a.res.ips as Array<{ address: string }>)[0].address).split('/')[0];
+    const ip = (a.res.ips as Array<{ address: string }>)[0].address.split('/')[0];
     const gw = (a.res.ips as Array<{ gateway: string }>)[0].gateway;
     const drift = async (breakIt: () => Promise<unknown>, fixIt: () => Promise<unknown>, msg: RegExp): Promise<void> => {
       await breakIt();
@@ -208,15 +252,34 @@ describe('ptp: kernel', () => {
       await fixIt();
       ok(await call(s, 'CHECK', a.ns, a.id, { prevResult: a.res }));
     };
-    await drift(() => inNs(s.host, 'ip', ['route', 'del', `${ip}/32`, 'dev', veth]), () => inNs(s.host, 'ip', ['route', 'add', `${ip}/32`, 'dev', veth, 'scope', 'host']), /host route/);
-    await drift(() => inNs(a.ns, 'ip', ['route', 'del', 'default']), () => inNs(a.ns, 'ip', ['route', 'add', 'default', 'via', gw, 'dev', 'eth0']), /route 0\.0\.0\.0\/0/);
-    await drift(() => inNs(s.host, 'ip', ['addr', 'del', `${gw}/32`, 'dev', veth]), async () => {
-      await inNs(s.host, 'ip', ['addr', 'add', `${gw}/32`, 'dev', veth]);
-      await inNs(s.host, 'ip', ['route', 'replace', `${ip}/32`, 'dev', veth, 'scope', 'host']);
-    }, /gateway address/);
-    await drift(() => inNs(s.host, 'nft', ['flush', 'table', 'inet', s.conf.nftTable as string]), () => inNs(s.host, 'nft', ['delete', 'table', 'inet', s.conf.nftTable as string]).then(() => call(s, 'DEL', a.ns, a.id, { prevResult: a.res })).then(async () => {
-      a.res = ok(await call(s, 'ADD', a.ns, a.id));
-    }), /masquerade/);
+    await drift(
+      () => inNs(s.host, 'ip', ['route', 'del', `${ip}/32`, 'dev', veth]),
+      () => inNs(s.host, 'ip', ['route', 'add', `${ip}/32`, 'dev', veth, 'scope', 'host']),
+      /host route/,
+    );
+    await drift(
+      () => inNs(a.ns, 'ip', ['route', 'del', 'default']),
+      () => inNs(a.ns, 'ip', ['route', 'add', 'default', 'via', gw, 'dev', 'eth0']),
+      /route 0\.0\.0\.0\/0/,
+    );
+    await drift(
+      () => inNs(s.host, 'ip', ['addr', 'del', `${gw}/32`, 'dev', veth]),
+      async () => {
+        await inNs(s.host, 'ip', ['addr', 'add', `${gw}/32`, 'dev', veth]);
+        await inNs(s.host, 'ip', ['route', 'replace', `${ip}/32`, 'dev', veth, 'scope', 'host']);
+      },
+      /gateway address/,
+    );
+    await drift(
+      () => inNs(s.host, 'nft', ['flush', 'table', 'inet', s.conf.nftTable as string]),
+      () =>
+        inNs(s.host, 'nft', ['delete', 'table', 'inet', s.conf.nftTable as string])
+          .then(() => call(s, 'DEL', a.ns, a.id, { prevResult: a.res }))
+          .then(async () => {
+            a.res = ok(await call(s, 'ADD', a.ns, a.id));
+          }),
+      /masquerade/,
+    );
   });
 
   it('interop: the reference CHECKs and DELs our attachment, we CHECK and DEL the reference one, the reference tuning chains after ours', async () => {
@@ -224,10 +287,28 @@ describe('ptp: kernel', () => {
     const a = await attach(s);
     ok(await call(s, 'CHECK', a.ns, a.id, { prevResult: a.res, ref: true }));
     const tuning = { ...s.conf, type: 'tuning', sysctl: { 'net.ipv4.conf.eth0.rp_filter': '2' }, prevResult: a.res };
-    const t = await runPlugin('tuning', { command: 'ADD', containerId: a.id, netns: a.ns.path, ifname: 'eth0', config: tuning, binDir: REF_BIN, path: REF_BIN, hostNetns: s.host.path });
+    const t = await runPlugin('tuning', {
+      command: 'ADD',
+      containerId: a.id,
+      netns: a.ns.path,
+      ifname: 'eth0',
+      config: tuning,
+      binDir: REF_BIN,
+      path: REF_BIN,
+      hostNetns: s.host.path,
+    });
     expect(t.exitCode, t.stdout + t.stderr).toBe(0);
     expect((await inNs(a.ns, 'sysctl', ['-n', 'net.ipv4.conf.eth0.rp_filter'])).stdout.trim()).toBe('2');
-    const tDel = await runPlugin('tuning', { command: 'DEL', containerId: a.id, netns: a.ns.path, ifname: 'eth0', config: tuning, binDir: REF_BIN, path: REF_BIN, hostNetns: s.host.path });
+    const tDel = await runPlugin('tuning', {
+      command: 'DEL',
+      containerId: a.id,
+      netns: a.ns.path,
+      ifname: 'eth0',
+      config: tuning,
+      binDir: REF_BIN,
+      path: REF_BIN,
+      hostNetns: s.host.path,
+    });
     expect(tDel.exitCode).toBe(0);
     ok(await call(s, 'DEL', a.ns, a.id, { prevResult: a.res, ref: true }));
     expect((await inNs(s.host, 'ip', ['-o', 'link'])).stdout.trim().split('\n')).toHaveLength(1);

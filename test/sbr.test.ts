@@ -43,7 +43,14 @@ const prevResult = (ns: TestNetns, withSecond = false): Record<string, unknown> 
 });
 
 function call(command: string, ns: TestNetns, conf: Record<string, unknown>, ref = false): Promise<PluginRun> {
-  return runPlugin('sbr', { command, containerId: 'pqsbr', netns: ns.path, ifname: 'eth0', config: conf, ...(ref ? { binDir: REF_BIN, path: REF_BIN } : {}) });
+  return runPlugin('sbr', {
+    command,
+    containerId: 'pqsbr',
+    netns: ns.path,
+    ifname: 'eth0',
+    config: conf,
+    ...(ref ? { binDir: REF_BIN, path: REF_BIN } : {}),
+  });
 }
 
 /** Rules of both families and every routing table but local, with the netns name taken out. */
@@ -54,12 +61,22 @@ async function state(ns: TestNetns): Promise<string> {
     inNs(ns, 'ip', ['-d', '-4', 'route', 'show', 'table', 'all']),
     inNs(ns, 'ip', ['-d', '-6', 'route', 'show', 'table', 'all']),
   ]);
-  return out.map((r) => r.stdout.split('\n').filter((l) => !/table local/.test(l)).join('\n')).join('\n---\n');
+  return out
+    .map((r) =>
+      r.stdout
+        .split('\n')
+        .filter((l) => !/table local/.test(l))
+        .join('\n'),
+    )
+    .join('\n---\n');
 }
 
 describe('sbr: planning (pure)', () => {
   it('interface IPs, static gateways, table choice, routes moved, source hints, rule deletion', () => {
-    const prev = { interfaces: [{ name: 'eth0' }, { name: 'net1' }], ips: [{ address: '10.0.0.2/24', interface: 0 }, { address: '10.1.0.2/24', interface: 1 }, { address: '10.2.0.2/24' }] };
+    const prev = {
+      interfaces: [{ name: 'eth0' }, { name: 'net1' }],
+      ips: [{ address: '10.0.0.2/24', interface: 0 }, { address: '10.1.0.2/24', interface: 1 }, { address: '10.2.0.2/24' }],
+    };
     expect(interfaceIps('eth0', prev).map((i) => i.address)).toEqual(['10.0.0.2/24', '10.2.0.2/24']);
     expect(() => interfaceIps('eth0', { ips: [] })).toThrow(/No IP addresses supplied on interface: eth0/);
     expect(staticGateways(['10.0.0.9', 'fd00::9'])).toEqual({ 4: '10.0.0.9', 6: 'fd00::9' });
@@ -82,10 +99,33 @@ describe('sbr: planning (pure)', () => {
     ]);
     expect(p.deletions).toHaveLength(3);
     const h = planRoutes([{ address: '10.0.0.2/24' }], 'eth0', routes, new Set(), {}, true);
-    expect(h.commands.at(-1)).toEqual(['route', 'replace', '10.0.0.0/24', 'dev', 'eth0', 'src', '10.0.0.2', 'scope', 'link', 'table', 'main']);
+    expect(h.commands.at(-1)).toEqual([
+      'route',
+      'replace',
+      '10.0.0.0/24',
+      'dev',
+      'eth0',
+      'src',
+      '10.0.0.2',
+      'scope',
+      'link',
+      'table',
+      'main',
+    ]);
     expect(h.deletions).toHaveLength(2);
-    const del = rulesToDelete([{ priority: 32765, src: '10.0.0.2', table: '100' }, { priority: 32764, src: 'fd00::2', table: '101' }, { priority: 0, src: 'all', table: 'local' }], ['10.0.0.2', 'fd00:0::2'], undefined);
-    expect(del).toEqual({ 4: [['rule', 'del', 'from', '10.0.0.2/32', 'table', '100', 'pref', '32765']], 6: [['rule', 'del', 'from', 'fd00::2/128', 'table', '101', 'pref', '32764']] });
+    const del = rulesToDelete(
+      [
+        { priority: 32765, src: '10.0.0.2', table: '100' },
+        { priority: 32764, src: 'fd00::2', table: '101' },
+        { priority: 0, src: 'all', table: 'local' },
+      ],
+      ['10.0.0.2', 'fd00:0::2'],
+      undefined,
+    );
+    expect(del).toEqual({
+      4: [['rule', 'del', 'from', '10.0.0.2/32', 'table', '100', 'pref', '32765']],
+      6: [['rule', 'del', 'from', 'fd00::2/128', 'table', '101', 'pref', '32764']],
+    });
     expect(rulesToDelete([{ priority: 1, src: '10.0.0.2', table: '100' }], ['10.0.0.2'], 7)).toEqual({ 4: [], 6: [] });
   });
 });
@@ -94,7 +134,12 @@ describe('sbr: kernel, against the reference', () => {
   for (const withSecond of [false, true]) {
     it(`ADD gives the reference's rules and tables, and its result (${withSecond ? 'two IPv4 addresses' : 'one per family'}); DEL removes the rules as the reference`, async () => {
       const [mine, theirs] = [await container(), await container()];
-      const conf = (ns: TestNetns): Record<string, unknown> => ({ cniVersion: '1.0.0', name: uid(PREFIX), type: 'sbr', prevResult: prevResult(ns, withSecond) });
+      const conf = (ns: TestNetns): Record<string, unknown> => ({
+        cniVersion: '1.0.0',
+        name: uid(PREFIX),
+        type: 'sbr',
+        prevResult: prevResult(ns, withSecond),
+      });
       const [a, b] = [await call('ADD', mine, conf(mine)), await call('ADD', theirs, conf(theirs), true)];
       expect(a.exitCode, a.stdout + a.stderr).toBe(0);
       expect(b.exitCode, b.stdout).toBe(0);
@@ -114,7 +159,10 @@ describe('sbr: kernel, against the reference', () => {
   }
 
   it('interop: ADD with ours and DEL with the reference, and the reverse, leave no rule; a second ADD takes the next table as the reference', async () => {
-    for (const [addRef, delRef] of [[false, true], [true, false]]) {
+    for (const [addRef, delRef] of [
+      [false, true],
+      [true, false],
+    ]) {
       const ns = await container();
       const conf = { cniVersion: '1.0.0', name: uid(PREFIX), type: 'sbr', prevResult: prevResult(ns) };
       expect((await call('ADD', ns, conf, addRef)).exitCode).toBe(0);
@@ -122,7 +170,10 @@ describe('sbr: kernel, against the reference', () => {
       expect((await inNs(ns, 'ip', ['rule'])).stdout).not.toMatch(/lookup 10[0-9]/);
     }
     const [mine, theirs] = [await container(), await container()];
-    for (const [ns, ref] of [[mine, false], [theirs, true]] as const) {
+    for (const [ns, ref] of [
+      [mine, false],
+      [theirs, true],
+    ] as const) {
       await inNs(ns, 'ip', ['rule', 'add', 'from', '10.50.0.1', 'table', '100']);
       expect((await call('ADD', ns, { cniVersion: '1.0.0', name: 'n', type: 'sbr', prevResult: prevResult(ns) }, ref)).exitCode).toBe(0);
     }
@@ -130,7 +181,7 @@ describe('sbr: kernel, against the reference', () => {
     expect(await state(mine)).toMatch(/from 10\.77\.1\.5 lookup 101/);
   });
 
-  it('table: only rules into the given table, routes untouched; DEL removes only that table\'s rules; missing netns or interface on DEL is fine', async () => {
+  it("table: only rules into the given table, routes untouched; DEL removes only that table's rules; missing netns or interface on DEL is fine", async () => {
     // Debian 12's reference (1.1) predates `table` (it ignores the key): checked against the newer reference's behaviour
     const mine = await container();
     const before = await state(mine);
@@ -147,7 +198,17 @@ describe('sbr: kernel, against the reference', () => {
     expect(left).toMatch(/lookup 600/);
     const gone = await makeNetns(cleanup, PREFIX);
     expect((await call('DEL', gone, { cniVersion: '1.0.0', name: 'n', type: 'sbr' })).exitCode).toBe(0);
-    expect((await runPlugin('sbr', { command: 'DEL', containerId: 'x', netns: '/var/run/netns/pq-none', ifname: 'eth0', config: { cniVersion: '1.0.0', name: 'n', type: 'sbr' } })).exitCode).toBe(0);
+    expect(
+      (
+        await runPlugin('sbr', {
+          command: 'DEL',
+          containerId: 'x',
+          netns: '/var/run/netns/pq-none',
+          ifname: 'eth0',
+          config: { cniVersion: '1.0.0', name: 'n', type: 'sbr' },
+        })
+      ).exitCode,
+    ).toBe(0);
     const noPrev = await call('ADD', mine, { cniVersion: '1.0.0', name: 'n', type: 'sbr' });
     expect(noPrev.json).toMatchObject({ code: 7 });
   });
@@ -161,7 +222,11 @@ describe('sbr: kernel, against the reference', () => {
       cleanup.add(async () => rmSync(dataDir, { recursive: true, force: true }));
       const bin = ref ? { binDir: REF_BIN, path: REF_BIN } : {};
       const base = { cniVersion: '1.0.0', name: 'pqchain' };
-      const ptpConf = { ...base, type: 'ptp', ipam: { type: 'host-local', subnet: '10.79.0.0/24', dataDir, routes: [{ dst: '0.0.0.0/0' }] } };
+      const ptpConf = {
+        ...base,
+        type: 'ptp',
+        ipam: { type: 'host-local', subnet: '10.79.0.0/24', dataDir, routes: [{ dst: '0.0.0.0/0' }] },
+      };
       const env = { containerId: 'pqchain', netns: ctr.path, ifname: 'eth0', hostNetns: host.path, ...bin };
       const p = await runPlugin('ptp', { command: 'ADD', config: ptpConf, ...env });
       expect(p.exitCode, p.stdout + p.stderr).toBe(0);

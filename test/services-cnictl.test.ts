@@ -16,7 +16,12 @@ let dir = '';
 let config = '';
 
 async function cnictl(args: string[], input = ''): Promise<{ code: number; out: string; err: string }> {
-  const r = await execa('nsenter', [`--net=${ns.path}`, '--', path.join(BIN, 'cnictl'), '--config', config, ...args], { input, reject: false, env: { PATH: process.env.PATH ?? '' }, extendEnv: false });
+  const r = await execa('nsenter', [`--net=${ns.path}`, '--', path.join(BIN, 'cnictl'), '--config', config, ...args], {
+    input,
+    reject: false,
+    env: { PATH: process.env.PATH ?? '' },
+    extendEnv: false,
+  });
   return { code: r.exitCode ?? -1, out: String(r.stdout), err: String(r.stderr) };
 }
 
@@ -46,8 +51,14 @@ beforeAll(async () => {
   mkdirSync(path.join(dir, 'store'), { recursive: true });
   cleanup.add(async () => rmSync(dir, { recursive: true, force: true }));
   config = path.join(dir, 'agent.json');
-  writeFileSync(config, JSON.stringify({ store: { type: 'file', path: path.join(dir, 'store') }, node: 'n1', serviceCIDR: ['10.96.0.0/16'] }));
-  const r = await cnictl(['apply', '-f', '-'], `${EPS}\n---\n${svc('web', '  clusterIP: 10.96.0.10', '"lb.cni-ts.dev/algorithm": weighted-round-robin')}`);
+  writeFileSync(
+    config,
+    JSON.stringify({ store: { type: 'file', path: path.join(dir, 'store') }, node: 'n1', serviceCIDR: ['10.96.0.0/16'] }),
+  );
+  const r = await cnictl(
+    ['apply', '-f', '-'],
+    `${EPS}\n---\n${svc('web', '  clusterIP: 10.96.0.10', '"lb.cni-ts.dev/algorithm": weighted-round-robin')}`,
+  );
   expect(r.code, r.err).toBe(0);
 }, 60_000);
 afterAll(() => cleanup.run());
@@ -59,7 +70,14 @@ describe('cnictl apply: services bad input, nothing applied', () => {
     ['bad health type', svc('s3', '', `"health.cni-ts.dev/check": '{"type": "icmp"}'`), /type must be "tcp" or "http"/],
     ['VIP outside serviceCIDR', svc('s4', '  clusterIP: 10.200.0.1'), /10.200.0.1 is outside serviceCIDR 10.96.0.0\/16/],
     ['VIP taken', svc('s5', '  clusterIP: 10.96.0.10'), /10.96.0.10 is taken by Service x\/web/],
-    ['port conflict', svc('s6', '  clusterIP: 10.96.0.11').replace('ports: [{name: http, port: 80, targetPort: http}]', 'ports: [{name: a, port: 80}, {name: b, port: 80}]'), /80\/TCP is also spec.ports\[0\] \(port conflict\)/],
+    [
+      'port conflict',
+      svc('s6', '  clusterIP: 10.96.0.11').replace(
+        'ports: [{name: http, port: 80, targetPort: http}]',
+        'ports: [{name: a, port: 80}, {name: b, port: 80}]',
+      ),
+      /80\/TCP is also spec.ports\[0\] \(port conflict\)/,
+    ],
     [
       'bad weight',
       'apiVersion: cni-ts.dev/v1\nkind: Endpoint\nmetadata: {name: w, namespace: x, labels: {lb.cni-ts.dev/weight: "-1"}}\nspec: {node: n1, network: net, containerId: w, ifname: eth0, ips: [10.0.0.9/24]}',

@@ -26,7 +26,14 @@ describe('services e2e: VIPs balanced by the agent (bridge + host-local + endpoi
     apiVersion: 'v1',
     kind: 'Service',
     metadata: { name, namespace: 'x', annotations },
-    spec: { selector: { app: 'web' }, ports: [{ name: 'tcp', port: 80, targetPort: 'web' }, { name: 'udp', port: 53, protocol: 'UDP', targetPort: 5353 }], ...spec },
+    spec: {
+      selector: { app: 'web' },
+      ports: [
+        { name: 'tcp', port: 80, targetPort: 'web' },
+        { name: 'udp', port: 53, protocol: 'UDP', targetPort: 5353 },
+      ],
+      ...spec,
+    },
   });
   /** the VIP the agent allocated (or the one given), once the Service has it */
   const vipOf = async (name: string): Promise<string> => {
@@ -37,8 +44,14 @@ describe('services e2e: VIPs balanced by the agent (bridge + host-local + endpoi
     }
     throw new Error(`Service x/${name} got no clusterIP:\n${m.startAgent().log()}`);
   };
-  const hits = async (from: SvcPod, ip: string, n: number, proto: 'tcp' | 'udp' = 'tcp', port = proto === 'tcp' ? 80 : 53, gapMs = 0): Promise<string[]> =>
-    (await from.ask({ op: 'hits', ip, port, proto, n, gapMs, timeoutMs: 1500 })).names as string[];
+  const hits = async (
+    from: SvcPod,
+    ip: string,
+    n: number,
+    proto: 'tcp' | 'udp' = 'tcp',
+    port = proto === 'tcp' ? 80 : 53,
+    gapMs = 0,
+  ): Promise<string[]> => (await from.ask({ op: 'hits', ip, port, proto, n, gapMs, timeoutMs: 1500 })).names as string[];
   /** poll until `check` passes (the agent applies asynchronously) */
   const until = async <T>(what: string, get: () => Promise<T>, check: (v: T) => boolean, withinMs = 15_000): Promise<T> => {
     const deadline = Date.now() + withinMs;
@@ -89,7 +102,11 @@ describe('services e2e: VIPs balanced by the agent (bridge + host-local + endpoi
     const vip = await vipOf('rr');
     expect(vip.startsWith('10.96.')).toBe(true);
     const c = pods.get('y/a')!;
-    await until('VIP answers', () => hits(c, vip, 3), (n) => n.every((x) => x.startsWith('x/')));
+    await until(
+      'VIP answers',
+      () => hits(c, vip, 3),
+      (n) => n.every((x) => x.startsWith('x/')),
+    );
     expect(tally(await hits(c, vip, 300))).toEqual({ 'x/a': 100, 'x/b': 100, 'x/c': 100 });
     expect(tally(await hits(c, vip, 30, 'udp'))).toEqual({ 'x/a': 10, 'x/b': 10, 'x/c': 10 });
     expect(tally(await hits(host, vip, 30))).toEqual({ 'x/a': 10, 'x/b': 10, 'x/c': 10 });
@@ -102,7 +119,11 @@ describe('services e2e: VIPs balanced by the agent (bridge + host-local + endpoi
       await m.apply(svc('wrr', {}, { 'lb.cni-ts.dev/algorithm': 'weighted-round-robin' }));
       const vip = await vipOf('wrr');
       const c = pods.get('y/b')!;
-      await until('weights applied', async () => tally(await hits(c, vip, 8)), (t) => t['x/a'] === 6 && t['x/b'] === 2);
+      await until(
+        'weights applied',
+        async () => tally(await hits(c, vip, 8)),
+        (t) => t['x/a'] === 6 && t['x/b'] === 2,
+      );
       const t = tally(await hits(c, vip, 200));
       // tolerance ±5 % of N (a single client on one rule gets the exact 150/50)
       expect(Math.abs((t['x/a'] ?? 0) - 150)).toBeLessThanOrEqual(10);
@@ -118,7 +139,11 @@ describe('services e2e: VIPs balanced by the agent (bridge + host-local + endpoi
     await m.apply(svc('ih', {}, { 'lb.cni-ts.dev/algorithm': 'ip-hash' }));
     const vip = await vipOf('ih');
     const clients = [...CLIENTS.map((k) => pods.get(k)!), host];
-    await until('VIP answers', () => hits(clients[0]!, vip, 1), (n) => n[0]!.startsWith('x/'));
+    await until(
+      'VIP answers',
+      () => hits(clients[0]!, vip, 1),
+      (n) => n[0]!.startsWith('x/'),
+    );
     const before: string[] = [];
     for (const c of clients) {
       const names = new Set(await hits(c, vip, 20));
@@ -129,7 +154,11 @@ describe('services e2e: VIPs balanced by the agent (bridge + host-local + endpoi
     const leaving = before[0]!;
     await m.label(leaving as PodKey, { app: 'off', pod: leaving.slice(2) });
     try {
-      await until('backend gone', () => hits(clients[0]!, vip, 1), (n) => n[0] !== leaving && n[0]!.startsWith('x/'));
+      await until(
+        'backend gone',
+        () => hits(clients[0]!, vip, 1),
+        (n) => n[0] !== leaving && n[0]!.startsWith('x/'),
+      );
       for (const [i, c] of clients.entries()) {
         const names = new Set(await hits(c, vip, 10));
         expect(names.size).toBe(1);
@@ -143,7 +172,11 @@ describe('services e2e: VIPs balanced by the agent (bridge + host-local + endpoi
   it('sessionAffinity ClientIP: every client stays on its first backend', async () => {
     await m.apply(svc('aff', { sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 60 } } }));
     const vip = await vipOf('aff');
-    await until('VIP answers', () => hits(pods.get('y/a')!, vip, 1), (n) => n[0]!.startsWith('x/'));
+    await until(
+      'VIP answers',
+      () => hits(pods.get('y/a')!, vip, 1),
+      (n) => n[0]!.startsWith('x/'),
+    );
     const firsts = new Set<string>();
     for (const c of [...CLIENTS.map((k) => pods.get(k)!), host]) {
       const names = new Set(await hits(c, vip, 15));
@@ -157,7 +190,11 @@ describe('services e2e: VIPs balanced by the agent (bridge + host-local + endpoi
     await m.apply(svc('lc', {}, { 'lb.cni-ts.dev/algorithm': 'least-connections' }));
     const vip = await vipOf('lc');
     const holder = pods.get('y/a')!;
-    await until('VIP answers', () => hits(pods.get('y/c')!, vip, 1), (n) => n[0]!.startsWith('x/'));
+    await until(
+      'VIP answers',
+      () => hits(pods.get('y/c')!, vip, 1),
+      (n) => n[0]!.startsWith('x/'),
+    );
     await new Promise((r) => setTimeout(r, 300));
     // two long-lived connections, 1 s apart (the count reaches the map within ~100 ms; a loaded
     // machine gets slack): they land on two different backends
@@ -171,31 +208,62 @@ describe('services e2e: VIPs balanced by the agent (bridge + host-local + endpoi
   }, 120_000);
 
   it('health checks: a dead backend is out within interval × unhealthyThreshold, back after it recovers; all dead → refused at once', async () => {
-    const check = JSON.stringify({ type: 'tcp', port: 8080, intervalSeconds: 1, timeoutSeconds: 0.5, unhealthyThreshold: 2, healthyThreshold: 1 });
+    const check = JSON.stringify({
+      type: 'tcp',
+      port: 8080,
+      intervalSeconds: 1,
+      timeoutSeconds: 0.5,
+      unhealthyThreshold: 2,
+      healthyThreshold: 1,
+    });
     await m.apply(svc('hc', {}, { 'health.cni-ts.dev/check': check }));
     const vip = await vipOf('hc');
     const c = pods.get('y/c')!;
-    await until('VIP answers', () => hits(c, vip, 3), (n) => new Set(n).size === 3);
+    await until(
+      'VIP answers',
+      () => hits(c, vip, 3),
+      (n) => new Set(n).size === 3,
+    );
     await pods.get('x/b')!.ask({ op: 'stop' });
     const t0 = Date.now();
-    await until('x/b out', async () => tally(await hits(c, vip, 6)), (t) => !t['x/b'] && !t.refused && !t.reset, 10_000);
+    await until(
+      'x/b out',
+      async () => tally(await hits(c, vip, 6)),
+      (t) => !t['x/b'] && !t.refused && !t.reset,
+      10_000,
+    );
     // bound: interval × unhealthyThreshold + timeout + one pass (printed, not asserted)
     console.log(`x/b out of rotation after ${Date.now() - t0} ms (bound ~2.5 s + apply)`);
     const bh = await m.store.list('BackendHealth', 'x');
     expect(bh.items.some((i) => (i.object as { spec: { address: string; healthy: boolean } }).spec.healthy === false)).toBe(true);
     await pods.get('x/b')!.ask({ op: 'start' });
-    await until('x/b back', async () => tally(await hits(c, vip, 6)), (t) => t['x/b'] === 2, 10_000);
+    await until(
+      'x/b back',
+      async () => tally(await hits(c, vip, 6)),
+      (t) => t['x/b'] === 2,
+      10_000,
+    );
     for (const k of BACKENDS) await pods.get(k)!.ask({ op: 'stop' });
     try {
       // every backend unhealthy: the VIP moves to the no-endpoints map (rejected by the node itself)
-      await until('all out', async () => (await m.nft(['list', 'map', 'inet', table, 'no_endpoints'])).stdout, (s) => s.includes(`${vip} . tcp . 80`), 15_000);
+      await until(
+        'all out',
+        async () => (await m.nft(['list', 'map', 'inet', table, 'no_endpoints'])).stdout,
+        (s) => s.includes(`${vip} . tcp . 80`),
+        15_000,
+      );
       const t1 = Date.now();
       expect((await c.ask({ op: 'try', ip: vip, port: 80, proto: 'tcp', timeoutMs: 1500 })).result).toBe('refused');
       expect(Date.now() - t1).toBeLessThan(1000); // not a timeout
     } finally {
       for (const k of BACKENDS) await pods.get(k)!.ask({ op: 'start' });
     }
-    await until('all back', async () => tally(await hits(c, vip, 3)), (t) => Object.keys(t).length === 3, 15_000);
+    await until(
+      'all back',
+      async () => tally(await hits(c, vip, 3)),
+      (t) => Object.keys(t).length === 3,
+      15_000,
+    );
   }, 120_000);
 
   it('no backend: TCP refused and UDP unreachable at once', async () => {
@@ -220,7 +288,11 @@ describe('services e2e: VIPs balanced by the agent (bridge + host-local + endpoi
     await m.label('x/a', { app: 'web', pod: 'a', solo: 'yes' });
     await m.apply(svc('solo', { selector: { solo: 'yes' } }));
     const vip = await vipOf('solo');
-    await until('hairpin', () => hits(pods.get('x/a')!, vip, 3), (n) => n.every((x) => x === 'x/a'));
+    await until(
+      'hairpin',
+      () => hits(pods.get('x/a')!, vip, 3),
+      (n) => n.every((x) => x === 'x/a'),
+    );
     await m.label('x/a', { app: 'web', pod: 'a' });
   }, 60_000);
 
@@ -228,13 +300,21 @@ describe('services e2e: VIPs balanced by the agent (bridge + host-local + endpoi
     await m.apply(svc('keep', {}));
     const vip = await vipOf('keep');
     const c = pods.get('y/c')!;
-    await until('VIP answers', () => hits(c, vip, 3), (n) => new Set(n).size === 3);
+    await until(
+      'VIP answers',
+      () => hits(c, vip, 3),
+      (n) => new Set(n).size === 3,
+    );
     const held = (await c.ask({ op: 'hold', ip: vip, port: 80, n: 3 })).names as string[];
     expect(new Set(held).size).toBe(3);
     expect((await c.ask({ op: 'ping' })).results).toEqual(held.map((n) => `${n}:ping`));
     await m.label('x/a', { app: 'off', pod: 'a' });
     try {
-      const results = await until('x/a connection ended', async () => (await c.ask({ op: 'ping', timeoutMs: 1000 })).results as string[], (r) => r[held.indexOf('x/a')] !== 'x/a:ping' && r[held.indexOf('x/a')] !== 'timeout');
+      const results = await until(
+        'x/a connection ended',
+        async () => (await c.ask({ op: 'ping', timeoutMs: 1000 })).results as string[],
+        (r) => r[held.indexOf('x/a')] !== 'x/a:ping' && r[held.indexOf('x/a')] !== 'timeout',
+      );
       held.forEach((n, i) => {
         if (n !== 'x/a') expect(results[i]).toBe(`${n}:ping`);
       });
@@ -249,12 +329,21 @@ describe('services e2e: VIPs balanced by the agent (bridge + host-local + endpoi
     await m.apply(svc('sick', {}, { 'health.cni-ts.dev/check': check }));
     const vip = await vipOf('sick');
     const c = pods.get('y/b')!;
-    await until('VIP answers', () => hits(c, vip, 3), (n) => new Set(n).size === 3);
+    await until(
+      'VIP answers',
+      () => hits(c, vip, 3),
+      (n) => new Set(n).size === 3,
+    );
     const held = (await c.ask({ op: 'hold', ip: vip, port: 80, n: 3 })).names as string[];
     expect(new Set(held).size).toBe(3);
     await pods.get('x/c')!.ask({ op: 'unlisten' });
     try {
-      await until('x/c out', async () => tally(await hits(c, vip, 6)), (t) => !t['x/c'] && !t.refused && !t.reset, 10_000);
+      await until(
+        'x/c out',
+        async () => tally(await hits(c, vip, 6)),
+        (t) => !t['x/c'] && !t.refused && !t.reset,
+        10_000,
+      );
       expect((await c.ask({ op: 'ping' })).results).toEqual(held.map((n) => `${n}:ping`));
     } finally {
       await c.ask({ op: 'release' });
@@ -266,25 +355,51 @@ describe('services e2e: VIPs balanced by the agent (bridge + host-local + endpoi
     await m.apply(svc('pol', {}));
     const vip = await vipOf('pol');
     const c = pods.get('y/a')!;
-    await until('VIP answers', () => hits(c, vip, 3), (n) => n.every((x) => x.startsWith('x/')));
-    await m.apply({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: 'deny-in', namespace: 'x' }, spec: { podSelector: {}, policyTypes: ['Ingress'] } });
+    await until(
+      'VIP answers',
+      () => hits(c, vip, 3),
+      (n) => n.every((x) => x.startsWith('x/')),
+    );
+    await m.apply({
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      metadata: { name: 'deny-in', namespace: 'x' },
+      spec: { podSelector: {}, policyTypes: ['Ingress'] },
+    });
     try {
-      await until('denied through the VIP', async () => (await c.ask({ op: 'try', ip: vip, port: 80, proto: 'tcp', timeoutMs: 700 })).result as string, (r) => !r.startsWith('x/'));
+      await until(
+        'denied through the VIP',
+        async () => (await c.ask({ op: 'try', ip: vip, port: 80, proto: 'tcp', timeoutMs: 700 })).result as string,
+        (r) => !r.startsWith('x/'),
+      );
       const direct = (await c.ask({ op: 'try', ip: m.pods.get('x/b')!.ip, port: 8080, proto: 'tcp', timeoutMs: 700 })).result as string;
       expect(direct.startsWith('x/')).toBe(false);
     } finally {
       await m.remove('NetworkPolicy', 'x', 'deny-in');
     }
-    await until('allowed again', () => hits(c, vip, 3), (n) => n.every((x) => x.startsWith('x/')));
+    await until(
+      'allowed again',
+      () => hits(c, vip, 3),
+      (n) => n.every((x) => x.startsWith('x/')),
+    );
   }, 60_000);
 
   it('a flushed table is restored by the agent; a deleted service leaves no rule', async () => {
     const vip = await vipOf('rr');
     const c = pods.get('y/b')!;
     await m.nft(['flush', 'table', 'inet', table]);
-    await until('restored', () => hits(c, vip, 3), (n) => n.every((x) => x.startsWith('x/')), 15_000);
+    await until(
+      'restored',
+      () => hits(c, vip, 3),
+      (n) => n.every((x) => x.startsWith('x/')),
+      15_000,
+    );
     for (const name of ['rr', 'wrr', 'ih', 'aff', 'lc', 'hc', 'none', 'solo', 'pol', 'keep', 'sick']) await m.remove('Service', 'x', name);
-    await until('no service rule', async () => (await m.nft(['list', 'table', 'inet', table])).stdout, (s) => !/svc_|be_|rej_|10\.96\./.test(s));
+    await until(
+      'no service rule',
+      async () => (await m.nft(['list', 'table', 'inet', table])).stdout,
+      (s) => !/svc_|be_|rej_|10\.96\./.test(s),
+    );
     expect((await c.ask({ op: 'try', ip: vip, port: 80, proto: 'tcp', timeoutMs: 800 })).result).not.toMatch(/^x\//);
   }, 60_000);
 });

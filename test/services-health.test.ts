@@ -65,13 +65,20 @@ describe('HealthChecker', () => {
       },
     } as unknown as ObjectStore;
     const changes: string[] = [];
-    const hc = new HealthChecker('n1', async () => store, new Logger('test', { CNI_LOG_LEVEL: 'error' }), (why) => changes.push(why));
+    const hc = new HealthChecker(
+      'n1',
+      async () => store,
+      new Logger('test', { CNI_LOG_LEVEL: 'error' }),
+      (why) => changes.push(why),
+    );
     const entry = {
       key: 'x/web:80/tcp',
       namespace: 'x',
       name: 'web',
       health: { type: 'http', path: '/healthz', intervalSeconds: 0.1, timeoutSeconds: 0.3, unhealthyThreshold: 2, healthyThreshold: 2 },
-      backends: [{ key: `127.0.0.1:${httpPort}`, address: '127.0.0.1', port: httpPort, weight: 1, source: 'x/a', node: 'n1', healthy: true }],
+      backends: [
+        { key: `127.0.0.1:${httpPort}`, address: '127.0.0.1', port: httpPort, weight: 1, source: 'x/a', node: 'n1', healthy: true },
+      ],
     } as unknown as ServicePortEntry;
     const healthy = (): boolean | undefined => (objs.get(`x/web-127-0-0-1-${httpPort}`) as BackendHealth | undefined)?.spec.healthy;
     const until = async (want: boolean): Promise<number> => {

@@ -27,8 +27,15 @@ describe.skipIf(noEtcd)('services across two overlay hosts (etcd store)', { time
   const pods = new Map<string, SvcPod>();
   const agentConfig = (h: Host): string => `${h.stateDir}.agent.json`;
   const overlayConf = (h: Host): Record<string, unknown> => ({
-    cniVersion: '1.1.0', name: 'hvovl', type: 'overlay', network: NETWORK, stateDir: h.stateDir, nftTable: `${id}_ovl`,
-    leaseTTL: 120, resyncInterval: 1, store: { type: 'etcd', endpoints: [etcd.endpoint], prefix: `${prefix}/overlay` },
+    cniVersion: '1.1.0',
+    name: 'hvovl',
+    type: 'overlay',
+    network: NETWORK,
+    stateDir: h.stateDir,
+    nftTable: `${id}_ovl`,
+    leaseTTL: 120,
+    resyncInterval: 1,
+    store: { type: 'etcd', endpoints: [etcd.endpoint], prefix: `${prefix}/overlay` },
   });
   const cnictl = async (h: Host, args: string[], input?: string): Promise<string> => {
     const r = await inNs(h.ns, path.join(process.cwd(), 'dist', 'bin', 'cnictl'), ['--config', agentConfig(h), ...args], true, input);
@@ -40,12 +47,31 @@ describe.skipIf(noEtcd)('services across two overlay hosts (etcd store)', { time
     const ns = await makeNetns(cleanup, `${id}p`);
     await inNs(ns, 'ip', ['link', 'set', 'lo', 'up']);
     const containerId = `${id}-${key.replace('/', '-')}`;
-    const ov = await runPlugin('overlay', { command: 'ADD', containerId, netns: ns.path, ifname: 'eth0', config: overlayConf(h), hostNetns: h.ns.path });
+    const ov = await runPlugin('overlay', {
+      command: 'ADD',
+      containerId,
+      netns: ns.path,
+      ifname: 'eth0',
+      config: overlayConf(h),
+      hostNetns: h.ns.path,
+    });
     expect(ov.exitCode, ov.stdout + ov.stderr).toBe(0);
     const [pns, pname] = key.split('/');
     const ep = await runPlugin('endpoint', {
-      command: 'ADD', containerId, netns: ns.path, ifname: 'eth0', hostNetns: h.ns.path, args: `K8S_POD_NAMESPACE=${pns};K8S_POD_NAME=${pname}`,
-      config: { cniVersion: '1.1.0', name: 'hvovl', type: 'endpoint', agentConfig: agentConfig(h), args: { cni: { labels } }, prevResult: ov.json },
+      command: 'ADD',
+      containerId,
+      netns: ns.path,
+      ifname: 'eth0',
+      hostNetns: h.ns.path,
+      args: `K8S_POD_NAMESPACE=${pns};K8S_POD_NAME=${pname}`,
+      config: {
+        cniVersion: '1.1.0',
+        name: 'hvovl',
+        type: 'endpoint',
+        agentConfig: agentConfig(h),
+        args: { cni: { labels } },
+        prevResult: ov.json,
+      },
     });
     expect(ep.exitCode, ep.stdout + ep.stderr).toBe(0);
     pods.set(key, await startSvcPod(cleanup, ns.path, key, serve));
@@ -61,8 +87,12 @@ describe.skipIf(noEtcd)('services across two overlay hosts (etcd store)', { time
       writeFileSync(
         agentConfig(h),
         JSON.stringify({
-          store: { type: 'etcd', endpoints: [etcd.endpoint], prefix }, node: h.name, socket: `${h.stateDir}.agent.sock`,
-          policy: { table: `${id}_policy`, lockFile: `${h.stateDir}.policy.lock` }, services: { table: `${id}_svc` }, serviceCIDR: ['10.96.0.0/16'],
+          store: { type: 'etcd', endpoints: [etcd.endpoint], prefix },
+          node: h.name,
+          socket: `${h.stateDir}.agent.sock`,
+          policy: { table: `${id}_policy`, lockFile: `${h.stateDir}.policy.lock` },
+          services: { table: `${id}_svc` },
+          serviceCIDR: ['10.96.0.0/16'],
         }),
       );
       const { cniVersion, name, ...plugin } = overlayConf(h);
@@ -78,7 +108,12 @@ describe.skipIf(noEtcd)('services across two overlay hosts (etcd store)', { time
   afterAll(() => cleanup.run(), 120_000);
 
   it('a client on h1 reaches backends on h1 and h2 through the VIP, in strict rotation', async () => {
-    const svc: Service = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'x' }, spec: { clusterIP: '10.96.0.20', selector: { app: 'web' }, ports: [{ port: 80, targetPort: 8080 }] } };
+    const svc: Service = {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'web', namespace: 'x' },
+      spec: { clusterIP: '10.96.0.20', selector: { app: 'web' }, ports: [{ port: 80, targetPort: 8080 }] },
+    };
     await cnictl(hosts[1]!, ['apply', '-f', '-'], JSON.stringify(svc));
     const c = pods.get('y/client')!;
     const deadline = Date.now() + 40_000;

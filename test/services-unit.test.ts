@@ -19,7 +19,14 @@ const ep = (name: string, ip: string, labels: Record<string, string> = {}, node 
   apiVersion: 'cni-ts.dev/v1',
   kind: 'Endpoint',
   metadata: { name, namespace: 'default', labels: { app: 'web', ...labels } },
-  spec: { node, network: 'n', containerId: name, ifname: 'eth0', ips: [`${ip}/24`], ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }] },
+  spec: {
+    node,
+    network: 'n',
+    containerId: name,
+    ifname: 'eth0',
+    ips: [`${ip}/24`],
+    ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }],
+  },
 });
 const svc = (name: string, spec: Partial<Service['spec']> = {}, annotations: Record<string, string> = {}): Service => ({
   apiVersion: 'v1',
@@ -34,7 +41,11 @@ const three = [ep('a', '10.1.0.2'), ep('b', '10.1.0.3'), ep('c', '10.1.0.4')];
 describe('compileServices', () => {
   it('selects backends by labels in the namespace and resolves a named targetPort', () => {
     const other = { ...ep('x', '10.1.0.9'), metadata: { name: 'x', namespace: 'other', labels: { app: 'web' } } };
-    const t = compileServices(objs({ services: [svc('web', { clusterIP: '10.96.0.10' })], endpoints: [...three, other, ep('d', '10.1.0.5', { app: 'db' })] }), 'n1', CIDR);
+    const t = compileServices(
+      objs({ services: [svc('web', { clusterIP: '10.96.0.10' })], endpoints: [...three, other, ep('d', '10.1.0.5', { app: 'db' })] }),
+      'n1',
+      CIDR,
+    );
     expect(t.entries).toHaveLength(1);
     const e = t.entries[0]!;
     expect(e.vip).toBe('10.96.0.10');
@@ -54,7 +65,11 @@ describe('compileServices', () => {
   });
 
   it('headless services get nothing; no backend renders a reject in no_endpoints', () => {
-    const t = compileServices(objs({ services: [svc('h', { clusterIP: 'None' }), svc('e', { clusterIP: '10.96.0.11', selector: { app: 'none' } })] }), 'n1', CIDR);
+    const t = compileServices(
+      objs({ services: [svc('h', { clusterIP: 'None' }), svc('e', { clusterIP: '10.96.0.11', selector: { app: 'none' } })] }),
+      'n1',
+      CIDR,
+    );
     expect(t.entries.map((e) => e.name)).toEqual(['e']);
     const nft = renderServicesNft(t, 'hvt');
     expect(nft).toContain('add element inet hvt no_endpoints { 10.96.0.11 . tcp . 80 : goto rej_');
@@ -69,14 +84,39 @@ describe('compileServices', () => {
       endpoints: [{ addresses: ['192.0.2.1'] }, { addresses: ['192.0.2.2'], conditions: { ready: false } }],
       ports: [{ name: 'web', port: 9000 }],
     };
-    const t = compileServices(objs({ services: [svc('ext', { selector: undefined, clusterIP: '10.96.0.12' })], endpointSlices: [sl] }), 'n1', CIDR);
+    const t = compileServices(
+      objs({ services: [svc('ext', { selector: undefined, clusterIP: '10.96.0.12' })], endpointSlices: [sl] }),
+      'n1',
+      CIDR,
+    );
     expect(t.entries[0]!.active.map((b) => b.key)).toEqual(['192.0.2.1:9000']);
   });
 
   it('unhealthy backends (BackendHealth) and weight 0 are out of the rotation', () => {
-    const h: BackendHealth = { apiVersion: 'cni-ts.dev/v1', kind: 'BackendHealth', metadata: { name: 'web-10-1-0-3-8080', namespace: 'default' }, spec: { service: 'web', address: '10.1.0.3', port: 8080, node: 'n1', healthy: false, checkedAt: '' } };
-    const s = svc('web', { clusterIP: '10.96.0.10' }, { 'health.cni-ts.dev/check': '{"type":"tcp"}', 'lb.cni-ts.dev/algorithm': 'weighted-round-robin' });
-    const t = compileServices(objs({ services: [s], endpoints: [ep('a', '10.1.0.2', { 'lb.cni-ts.dev/weight': '0' }), ep('b', '10.1.0.3'), ep('c', '10.1.0.4', { 'lb.cni-ts.dev/weight': '3' })], health: [h] }), 'n1', CIDR);
+    const h: BackendHealth = {
+      apiVersion: 'cni-ts.dev/v1',
+      kind: 'BackendHealth',
+      metadata: { name: 'web-10-1-0-3-8080', namespace: 'default' },
+      spec: { service: 'web', address: '10.1.0.3', port: 8080, node: 'n1', healthy: false, checkedAt: '' },
+    };
+    const s = svc(
+      'web',
+      { clusterIP: '10.96.0.10' },
+      { 'health.cni-ts.dev/check': '{"type":"tcp"}', 'lb.cni-ts.dev/algorithm': 'weighted-round-robin' },
+    );
+    const t = compileServices(
+      objs({
+        services: [s],
+        endpoints: [
+          ep('a', '10.1.0.2', { 'lb.cni-ts.dev/weight': '0' }),
+          ep('b', '10.1.0.3'),
+          ep('c', '10.1.0.4', { 'lb.cni-ts.dev/weight': '3' }),
+        ],
+        health: [h],
+      }),
+      'n1',
+      CIDR,
+    );
     expect(t.entries[0]!.active.map((b) => b.key)).toEqual(['10.1.0.4:8080']);
     expect(t.entries[0]!.backends).toHaveLength(3);
   });
@@ -90,14 +130,20 @@ describe('compileServices', () => {
 
 describe('rendering', () => {
   const render = (annotations: Record<string, string>, endpoints = three, spec: Partial<Service['spec']> = {}): string =>
-    renderServicesNft(compileServices(objs({ services: [svc('web', { clusterIP: '10.96.0.10', ...spec }, annotations)], endpoints }), 'n1', CIDR), 'hvt');
+    renderServicesNft(
+      compileServices(objs({ services: [svc('web', { clusterIP: '10.96.0.10', ...spec }, annotations)], endpoints }), 'n1', CIDR),
+      'hvt',
+    );
 
   it('round robin: numgen inc over the backends', () => {
     expect(render({})).toMatch(/numgen inc mod 3 vmap \{ 0 : goto be_\S+, 1 : goto be_\S+, 2 : goto be_\S+ \}/);
     expect(render({})).toContain('dnat ip to 10.1.0.2:8080');
   });
   it('weighted: numgen over the sum of weights, in ranges', () => {
-    const n = render({ 'lb.cni-ts.dev/algorithm': 'weighted-round-robin' }, [ep('a', '10.1.0.2', { 'lb.cni-ts.dev/weight': '3' }), ep('b', '10.1.0.3')]);
+    const n = render({ 'lb.cni-ts.dev/algorithm': 'weighted-round-robin' }, [
+      ep('a', '10.1.0.2', { 'lb.cni-ts.dev/weight': '3' }),
+      ep('b', '10.1.0.3'),
+    ]);
     expect(n).toMatch(/numgen inc mod 4 vmap \{ 0-2 : goto be_\S+10_1_0_2_8080, 3 : goto be_\S+10_1_0_3_8080 \}/);
   });
   it('ip-hash: jhash of the source over a slot table', () => {
@@ -167,7 +213,15 @@ describe('updates', () => {
 
 describe('health check annotation', () => {
   it('defaults and errors', () => {
-    expect(parseHealthCheck('{"type":"http","port":8080,"path":"/healthz"}')).toEqual({ type: 'http', port: 8080, path: '/healthz', intervalSeconds: 2, timeoutSeconds: 1, unhealthyThreshold: 3, healthyThreshold: 2 });
+    expect(parseHealthCheck('{"type":"http","port":8080,"path":"/healthz"}')).toEqual({
+      type: 'http',
+      port: 8080,
+      path: '/healthz',
+      intervalSeconds: 2,
+      timeoutSeconds: 1,
+      unhealthyThreshold: 3,
+      healthyThreshold: 2,
+    });
     expect(parseHealthCheck('{"type":"icmp"}')).toMatch(/type must be/);
     expect(parseHealthCheck('{')).toMatch(/not valid JSON/);
     expect(parseHealthCheck('{"type":"tcp","unhealthyThreshold":0}')).toMatch(/unhealthyThreshold/);
@@ -175,10 +229,21 @@ describe('health check annotation', () => {
 });
 
 describe('IPv6 and dual stack', () => {
-  const ep6 = (name: string, v4: string, v6: string): Endpoint => ({ ...ep(name, v4), spec: { ...ep(name, v4).spec, ips: [`${v4}/24`, `${v6}/64`] } });
+  const ep6 = (name: string, v4: string, v6: string): Endpoint => ({
+    ...ep(name, v4),
+    spec: { ...ep(name, v4).spec, ips: [`${v4}/24`, `${v6}/64`] },
+  });
   it('a dual-stack Service gets one entry per family, each with its family’s backends', () => {
-    const s = svc('web', { clusterIP: '10.96.0.10', clusterIPs: ['10.96.0.10', 'fd00:96::10'], sessionAffinity: 'ClientIP' }, { 'lb.cni-ts.dev/algorithm': 'ip-hash' });
-    const t = compileServices(objs({ services: [s], endpoints: [ep6('a', '10.1.0.2', 'fd00:1::2'), ep6('b', '10.1.0.3', 'fd00:1::3')] }), 'n1', CIDR);
+    const s = svc(
+      'web',
+      { clusterIP: '10.96.0.10', clusterIPs: ['10.96.0.10', 'fd00:96::10'], sessionAffinity: 'ClientIP' },
+      { 'lb.cni-ts.dev/algorithm': 'ip-hash' },
+    );
+    const t = compileServices(
+      objs({ services: [s], endpoints: [ep6('a', '10.1.0.2', 'fd00:1::2'), ep6('b', '10.1.0.3', 'fd00:1::3')] }),
+      'n1',
+      CIDR,
+    );
     expect(t.entries.map((e) => [e.vip, e.family, e.active.map((b) => b.address)])).toEqual([
       ['10.96.0.10', 4, ['10.1.0.2', '10.1.0.3']],
       ['fd00:96::10', 6, ['fd00:1::2', 'fd00:1::3']],
@@ -195,7 +260,6 @@ describe('IPv6 and dual stack', () => {
     expect(v).toMatch(/^fd00:96::[0-9a-f]{1,4}$/);
   });
 });
-
 
 describe('orphaned health objects (a vanished node, a deleted backend or service)', () => {
   const checked = svc('web', { clusterIP: '10.96.0.10' }, { 'health.cni-ts.dev/check': '{"type":"tcp"}' });

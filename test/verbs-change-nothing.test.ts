@@ -41,7 +41,15 @@ interface Env {
 }
 
 const run = (h: Host, command: string, config: Obj, containerId = '', netns = '', env: Record<string, string> = {}): Promise<PluginRun> =>
-  runPlugin(String(config.type ?? (config.ipam as Obj).type), { command, containerId, netns, ifname: 'eth0', config, hostNetns: h.ns.path, env });
+  runPlugin(String(config.type ?? (config.ipam as Obj).type), {
+    command,
+    containerId,
+    netns,
+    ifname: 'eth0',
+    config,
+    hostNetns: h.ns.path,
+    env,
+  });
 
 const SUBNET = '10.231.0';
 
@@ -50,7 +58,11 @@ function cases(e: Env): Record<string, Case> {
   const ipamOf = (sub: string): Obj => ({ type: 'host-local', ranges: [[{ subnet: `${SUBNET}.0/24` }]], dataDir: path.join(e.dir, sub) });
   const ifacePrev = (netns: string, bridge: string, addr = `${SUBNET}.9/24`): Obj => ({
     cniVersion: '1.1.0',
-    interfaces: [{ name: bridge, mac: '02:00:00:00:00:01' }, { name: 'vethho000001', mac: '02:00:00:00:00:02' }, { name: 'eth0', mac: '02:00:00:00:00:03', sandbox: netns }],
+    interfaces: [
+      { name: bridge, mac: '02:00:00:00:00:01' },
+      { name: 'vethho000001', mac: '02:00:00:00:00:02' },
+      { name: 'eth0', mac: '02:00:00:00:00:03', sandbox: netns },
+    ],
     ips: [{ address: addr, gateway: addr.replace(/\.\d+\/24$/, '.1'), interface: 2 }],
     routes: [{ dst: '0.0.0.0/0', gw: addr.replace(/\.\d+\/24$/, '.1') }],
     dns: {},
@@ -66,20 +78,43 @@ function cases(e: Env): Record<string, Case> {
   const overlayStore = path.join(e.dir, 'store', 'leases.json');
   const all: Record<string, Case> = {
     bridge: {
-      config: () => ({ cniVersion: '1.1.0', name: 'hobr', type: 'bridge', bridge: br, isGateway: true, ipMasq: true, nftTable: 'ho_br', ipam: ipamOf('ipam') }),
+      config: () => ({
+        cniVersion: '1.1.0',
+        name: 'hobr',
+        type: 'bridge',
+        bridge: br,
+        isGateway: true,
+        ipMasq: true,
+        nftTable: 'ho_br',
+        ipam: ipamOf('ipam'),
+      }),
       prev: (netns) => ifacePrev(netns, br),
       unrelated: async () => addOn(all.bridge.config()),
       dirs: [path.join(e.dir, 'ipam')],
     },
     overlay: {
-      config: () => ({ cniVersion: '1.1.0', name: 'hoovl', type: 'overlay', network: '10.232.0.0/16', stateDir: path.join(e.dir, 'overlay'), nftTable: 'ho_ovl', leaseTTL: 600, store: { type: 'file', path: overlayStore } }),
+      config: () => ({
+        cniVersion: '1.1.0',
+        name: 'hoovl',
+        type: 'overlay',
+        network: '10.232.0.0/16',
+        stateDir: path.join(e.dir, 'overlay'),
+        nftTable: 'ho_ovl',
+        leaseTTL: 600,
+        store: { type: 'file', path: overlayStore },
+      }),
       prev: (netns) => ifacePrev(netns, 'ovl0', '10.232.1.9/24'),
       unrelated: async () => addOn(all.overlay.config()),
       dirs: [path.join(e.dir, 'overlay'), path.join(e.dir, 'store')],
     },
     'host-device': {
       config: () => ({ cniVersion: '1.1.0', name: 'hohd', type: 'host-device', device: 'hodevb', dataDir: path.join(e.dir, 'hd') }),
-      prev: (netns) => ({ cniVersion: '1.1.0', interfaces: [{ name: 'eth0', mac: '02:00:00:00:00:05', sandbox: netns }], ips: [], dns: {} }),
+      prev: (netns) => ({
+        cniVersion: '1.1.0',
+        interfaces: [{ name: 'eth0', mac: '02:00:00:00:00:05', sandbox: netns }],
+        ips: [],
+        dns: {},
+      }),
       unrelated: async (h) => {
         await inNs(h.ns, 'ip', ['link', 'add', 'hodeva', 'type', 'veth', 'peer', 'name', 'hodevb']);
         return addOn({ ...all['host-device'].config(), device: 'hodeva' });
@@ -87,16 +122,39 @@ function cases(e: Env): Record<string, Case> {
       dirs: [path.join(e.dir, 'hd')],
     },
     portmap: {
-      config: () => ({ cniVersion: '1.1.0', name: 'hopm', type: 'portmap', nftTable: 'ho_pm', runtimeConfig: { portMappings: [{ hostPort: 18080, containerPort: 80, protocol: 'tcp' }] } }),
-      prev: (netns) => ({ cniVersion: '1.1.0', interfaces: [{ name: 'eth0', sandbox: netns }], ips: [{ address: `${SUBNET}.9/24`, interface: 0 }], dns: {} }),
+      config: () => ({
+        cniVersion: '1.1.0',
+        name: 'hopm',
+        type: 'portmap',
+        nftTable: 'ho_pm',
+        runtimeConfig: { portMappings: [{ hostPort: 18080, containerPort: 80, protocol: 'tcp' }] },
+      }),
+      prev: (netns) => ({
+        cniVersion: '1.1.0',
+        interfaces: [{ name: 'eth0', sandbox: netns }],
+        ips: [{ address: `${SUBNET}.9/24`, interface: 0 }],
+        dns: {},
+      }),
       unrelated: async () => {
         const ns = await makeNetns(cleanup, 'ho-u');
-        return addOn({ ...all.portmap.config(), runtimeConfig: { portMappings: [{ hostPort: 18081, containerPort: 80, protocol: 'tcp' }] }, prevResult: all.portmap.prev(ns.path) });
+        return addOn({
+          ...all.portmap.config(),
+          runtimeConfig: { portMappings: [{ hostPort: 18081, containerPort: 80, protocol: 'tcp' }] },
+          prevResult: all.portmap.prev(ns.path),
+        });
       },
       dirs: [],
     },
     bandwidth: {
-      config: () => ({ cniVersion: '1.1.0', name: 'hobw', type: 'bandwidth', ingressRate: 8_000_000, ingressBurst: 80_000, egressRate: 8_000_000, egressBurst: 80_000 }),
+      config: () => ({
+        cniVersion: '1.1.0',
+        name: 'hobw',
+        type: 'bandwidth',
+        ingressRate: 8_000_000,
+        ingressBurst: 80_000,
+        egressRate: 8_000_000,
+        egressBurst: 80_000,
+      }),
       prev: (netns) => ifacePrev(netns, br),
       unrelated: async (h) => {
         // A veth of its own (no interface plugin needed) shaped by a real ADD: its IFB and qdiscs must stay.
@@ -104,7 +162,10 @@ function cases(e: Env): Record<string, Case> {
         const veth = `hobw${uid('').slice(0, 6)}`;
         await inNs(h.ns, 'ip', ['link', 'add', veth, 'up', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.name]);
         const id = uid('hou');
-        const config = { ...all.bandwidth.config(), prevResult: { cniVersion: '1.1.0', interfaces: [{ name: veth }, { name: 'eth0', sandbox: ns.path }], ips: [] } };
+        const config = {
+          ...all.bandwidth.config(),
+          prevResult: { cniVersion: '1.1.0', interfaces: [{ name: veth }, { name: 'eth0', sandbox: ns.path }], ips: [] },
+        };
         const r = await run(h, 'ADD', config, id, ns.path);
         expect(r.exitCode, `unrelated ADD: ${r.stdout} ${r.stderr}`).toBe(0);
         cleanup.add(() => run(h, 'DEL', config, id, ns.path));
@@ -114,7 +175,12 @@ function cases(e: Env): Record<string, Case> {
     },
     loopback: {
       config: () => ({ cniVersion: '1.1.0', name: 'holo', type: 'loopback' }),
-      prev: (netns) => ({ cniVersion: '1.1.0', interfaces: [{ name: 'lo', sandbox: netns }], ips: [{ address: '127.0.0.1/8', interface: 0 }], dns: {} }),
+      prev: (netns) => ({
+        cniVersion: '1.1.0',
+        interfaces: [{ name: 'lo', sandbox: netns }],
+        ips: [{ address: '127.0.0.1/8', interface: 0 }],
+        dns: {},
+      }),
       unrelated: async () => addOn(all.loopback.config()),
       dirs: [],
     },
@@ -134,11 +200,13 @@ function cases(e: Env): Record<string, Case> {
   return all;
 }
 
-
 const PLUGINS = ['bridge', 'overlay', 'host-device', 'portmap', 'bandwidth', 'loopback', 'host-local', 'static'];
 
 describe.each(PLUGINS)('%s: CHECK, DEL, GC and STATUS change nothing', { timeout: 120_000 }, (plugin) => {
-  it.each([['a clean host', false], ['a host with an unrelated attachment', true]])('on %s', async (_what, withOther) => {
+  it.each([
+    ['a clean host', false],
+    ['a host with an unrelated attachment', true],
+  ])('on %s', async (_what, withOther) => {
     const host = await makeHost(cleanup, fab, ++hostN, 'ho-h');
     const dir = path.join(fab.dir, `ho-${plugin}-${hostN}`);
     mkdirSync(dir, { recursive: true });

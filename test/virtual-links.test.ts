@@ -28,7 +28,8 @@ const LACKS = {
 // ipvlan/vlan need a lower device: kernelLacks probes without one, so an error other than
 // "Unknown device type" means the driver is there
 for (const k of ['ipvlan', 'vlan'] as const) if (LACKS[k] && !LACKS[k].includes('Unknown device type')) LACKS[k] = '';
-for (const [k, why] of Object.entries(LACKS)) console.log(why ? `${k}: ${why} — working-path tests skipped, code-101 test runs` : `${k}: driver present — code-101 test skipped`);
+for (const [k, why] of Object.entries(LACKS))
+  console.log(why ? `${k}: ${why} — working-path tests skipped, code-101 test runs` : `${k}: driver present — code-101 test skipped`);
 
 interface Host {
   host: TestNetns;
@@ -55,7 +56,14 @@ const confs = (h: Host): Record<'ipvlan' | 'vlan' | 'dummy', Record<string, unkn
   dummy: { cniVersion: '1.0.0', name: h.name, type: 'dummy', ipam: h.ipam },
 });
 
-async function call(h: Host, type: string, command: string, ns: TestNetns, id: string, config: Record<string, unknown>): Promise<PluginRun> {
+async function call(
+  h: Host,
+  type: string,
+  command: string,
+  ns: TestNetns,
+  id: string,
+  config: Record<string, unknown>,
+): Promise<PluginRun> {
   return runPlugin(type, { command, containerId: id, netns: ns.path, ifname: 'eth0', config, hostNetns: h.host.path });
 }
 
@@ -68,11 +76,39 @@ describe('virtual links: config (pure)', () => {
   it('ipvlan, vlan, dummy commands and defaults as the references; vrf table choice; the 101 error names the module', () => {
     const iv = resolveIpvlan({ name: 'n', ipam: { type: 'host-local' } });
     expect([iv.mode, iv.master, iv.layer3]).toEqual(['l2', undefined, true]);
-    expect(ipvlanAddCommand({ ...iv, mode: 'l3s', mtu: 1400 }, 'ens1', 'tmp', '/run/netns/x')).toEqual(['link', 'add', 'link', 'ens1', 'name', 'tmp', 'mtu', '1400', 'netns', '/run/netns/x', 'type', 'ipvlan', 'mode', 'l3s']);
+    expect(ipvlanAddCommand({ ...iv, mode: 'l3s', mtu: 1400 }, 'ens1', 'tmp', '/run/netns/x')).toEqual([
+      'link',
+      'add',
+      'link',
+      'ens1',
+      'name',
+      'tmp',
+      'mtu',
+      '1400',
+      'netns',
+      '/run/netns/x',
+      'type',
+      'ipvlan',
+      'mode',
+      'l3s',
+    ]);
     expect(() => resolveIpvlan({ name: 'n', master: 'bad/name' })).toThrow(/master/);
     expect(() => resolveVlan({ name: 'n', vlanId: 5 })).toThrow(/master.*required/);
     expect(() => resolveVlan({ name: 'n', master: 'ens1', vlanId: 4095 })).toThrow(/vlanId/);
-    expect(vlanAddCommand(resolveVlan({ name: 'n', master: 'ens1', vlanId: 0 }), 'tmp', '/run/netns/x')).toEqual(['link', 'add', 'link', 'ens1', 'name', 'tmp', 'netns', '/run/netns/x', 'type', 'vlan', 'id', '0']);
+    expect(vlanAddCommand(resolveVlan({ name: 'n', master: 'ens1', vlanId: 0 }), 'tmp', '/run/netns/x')).toEqual([
+      'link',
+      'add',
+      'link',
+      'ens1',
+      'name',
+      'tmp',
+      'netns',
+      '/run/netns/x',
+      'type',
+      'vlan',
+      'id',
+      '0',
+    ]);
     expect(dummyAddCommand('tmp', '/x')).toEqual(['link', 'add', 'name', 'tmp', 'netns', '/x', 'type', 'dummy']);
     expect(freeTable([])).toBe(1);
     expect(freeTable([1, 2, 4])).toBe(3);
@@ -133,21 +169,24 @@ describe('virtual links: kernel', () => {
     expect((await call(h, 'vrf', 'DEL', ns, id, { cniVersion: '1.0.0', name: h.name, type: 'vrf', vrfname: 'hrvrf' })).exitCode).toBe(0);
   });
 
-  it.skipIf(LACKS.vrf)('vrf: chained after ptp, the interface joins the VRF with its routes in the VRF table; CHECK; DEL removes the VRF', async () => {
-    const h = await host();
-    const ns = await makeNetns(cleanup, PREFIX);
-    const id = uid(PREFIX);
-    const ptp = { cniVersion: '1.0.0', name: h.name, type: 'ptp', ipam: { ...h.ipam, routes: [{ dst: '0.0.0.0/0' }] } };
-    const p = await call(h, 'ptp', 'ADD', ns, id, ptp);
-    expect(p.exitCode, p.stderr).toBe(0);
-    cleanup.add(() => call(h, 'ptp', 'DEL', ns, id, ptp));
-    const vrf = { cniVersion: '1.0.0', name: h.name, type: 'vrf', vrfname: 'hrvrf', table: 4242 };
-    const r = await call(h, 'vrf', 'ADD', ns, id, { ...vrf, prevResult: p.json });
-    expect(r.exitCode, r.stdout + r.stderr).toBe(0);
-    expect((await inNs(ns, 'ip', ['-o', 'link', 'show', 'eth0'])).stdout).toContain('master hrvrf');
-    expect((await inNs(ns, 'ip', ['route', 'show', 'table', '4242'])).stdout).toContain('default');
-    expect((await call(h, 'vrf', 'CHECK', ns, id, { ...vrf, prevResult: r.json })).exitCode).toBe(0);
-    expect((await call(h, 'vrf', 'DEL', ns, id, vrf)).exitCode).toBe(0);
-    expect((await inNs(ns, 'ip', ['link', 'show', 'hrvrf'], true)).exitCode).not.toBe(0);
-  });
+  it.skipIf(LACKS.vrf)(
+    'vrf: chained after ptp, the interface joins the VRF with its routes in the VRF table; CHECK; DEL removes the VRF',
+    async () => {
+      const h = await host();
+      const ns = await makeNetns(cleanup, PREFIX);
+      const id = uid(PREFIX);
+      const ptp = { cniVersion: '1.0.0', name: h.name, type: 'ptp', ipam: { ...h.ipam, routes: [{ dst: '0.0.0.0/0' }] } };
+      const p = await call(h, 'ptp', 'ADD', ns, id, ptp);
+      expect(p.exitCode, p.stderr).toBe(0);
+      cleanup.add(() => call(h, 'ptp', 'DEL', ns, id, ptp));
+      const vrf = { cniVersion: '1.0.0', name: h.name, type: 'vrf', vrfname: 'hrvrf', table: 4242 };
+      const r = await call(h, 'vrf', 'ADD', ns, id, { ...vrf, prevResult: p.json });
+      expect(r.exitCode, r.stdout + r.stderr).toBe(0);
+      expect((await inNs(ns, 'ip', ['-o', 'link', 'show', 'eth0'])).stdout).toContain('master hrvrf');
+      expect((await inNs(ns, 'ip', ['route', 'show', 'table', '4242'])).stdout).toContain('default');
+      expect((await call(h, 'vrf', 'CHECK', ns, id, { ...vrf, prevResult: r.json })).exitCode).toBe(0);
+      expect((await call(h, 'vrf', 'DEL', ns, id, vrf)).exitCode).toBe(0);
+      expect((await inNs(ns, 'ip', ['link', 'show', 'hrvrf'], true)).exitCode).not.toBe(0);
+    },
+  );
 });

@@ -46,7 +46,8 @@ export const DEFAULT_RULES: readonly AlertRule[] = Object.freeze([
     threshold: 0.05,
     for: '1m',
     severity: 'critical',
-    description: 'Endpoint {{namespace}}/{{pod}} on network {{network}}: {{value}} of its packets are errors or drops (threshold {{threshold}}).',
+    description:
+      'Endpoint {{namespace}}/{{pod}} on network {{network}}: {{value}} of its packets are errors or drops (threshold {{threshold}}).',
   },
   {
     name: 'HighLatency',
@@ -128,16 +129,35 @@ const SEVERITIES: readonly AlertSeverity[] = ['info', 'warning', 'critical'];
 const NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 const METRIC = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const RULE_KEYS = new Set(['name', 'metric', 'op', 'threshold', 'for', 'severity', 'description', 'labels', 'match', 'enabled']);
-const SECTION_KEYS = new Set(['enabled', 'evaluationInterval', 'rules', 'webhooks', 'alertmanagers', 'resolvedRetention', 'staleAfter', 'resendDelay', 'alertmanagerTimeout', 'webhookRetry', 'queueSize', 'externalURL']);
+const SECTION_KEYS = new Set([
+  'enabled',
+  'evaluationInterval',
+  'rules',
+  'webhooks',
+  'alertmanagers',
+  'resolvedRetention',
+  'staleAfter',
+  'resendDelay',
+  'alertmanagerTimeout',
+  'webhookRetry',
+  'queueSize',
+  'externalURL',
+]);
 
 export function compare(value: number, op: AlertOp, threshold: number): boolean {
   switch (op) {
-    case '>': return value > threshold;
-    case '>=': return value >= threshold;
-    case '<': return value < threshold;
-    case '<=': return value <= threshold;
-    case '==': return value === threshold;
-    case '!=': return value !== threshold;
+    case '>':
+      return value > threshold;
+    case '>=':
+      return value >= threshold;
+    case '<':
+      return value < threshold;
+    case '<=':
+      return value <= threshold;
+    case '==':
+      return value === threshold;
+    case '!=':
+      return value !== threshold;
   }
 }
 
@@ -168,7 +188,8 @@ function httpUrl(v: unknown, source: string, field: string): string {
   } catch {
     throw new AgentConfigError(source, field, `${JSON.stringify(v)} is not a URL`);
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new AgentConfigError(source, field, `${JSON.stringify(v)}: only http:// and https:// URLs`);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    throw new AgentConfigError(source, field, `${JSON.stringify(v)}: only http:// and https:// URLs`);
   return v;
 }
 
@@ -180,10 +201,13 @@ function httpUrl(v: unknown, source: string, field: string): string {
 function compileRule(raw: unknown, i: number, source: string): CompiledRule | { name: string; disabled: true } {
   const f = `alerts.rules[${i}]`;
   if (!isObject(raw)) throw new AgentConfigError(source, f, 'must be an object ({"name", "metric", "op", "threshold", "for", "severity"})');
-  for (const k of Object.keys(raw)) if (!RULE_KEYS.has(k)) throw new AgentConfigError(source, `${f}.${k}`, `unknown key (known: ${[...RULE_KEYS].join(', ')})`);
-  if (typeof raw.name !== 'string' || !NAME.test(raw.name)) throw new AgentConfigError(source, `${f}.name`, 'is required: an alert name ([a-zA-Z_][a-zA-Z0-9_]*, e.g. "HighBandwidthUsage")');
+  for (const k of Object.keys(raw))
+    if (!RULE_KEYS.has(k)) throw new AgentConfigError(source, `${f}.${k}`, `unknown key (known: ${[...RULE_KEYS].join(', ')})`);
+  if (typeof raw.name !== 'string' || !NAME.test(raw.name))
+    throw new AgentConfigError(source, `${f}.name`, 'is required: an alert name ([a-zA-Z_][a-zA-Z0-9_]*, e.g. "HighBandwidthUsage")');
   const name = raw.name;
-  if (raw.enabled !== undefined && typeof raw.enabled !== 'boolean') throw new AgentConfigError(source, `${f}.enabled`, 'must be true or false');
+  if (raw.enabled !== undefined && typeof raw.enabled !== 'boolean')
+    throw new AgentConfigError(source, `${f}.enabled`, 'must be true or false');
   if (raw.enabled === false) return { name, disabled: true };
   const base: Partial<AlertRule> = DEFAULT_RULES.find((d) => d.name === name) ?? {};
   const r = { ...base, ...raw } as Record<string, unknown>;
@@ -191,19 +215,25 @@ function compileRule(raw: unknown, i: number, source: string): CompiledRule | { 
     throw new AgentConfigError(source, `${f}.${k}`, `is required for rule ${name} (${what})`);
   };
   if (r.metric === undefined) need('metric', 'the series it watches, e.g. "cni_ts_endpoint_error_ratio"');
-  if (typeof r.metric !== 'string' || !METRIC.test(r.metric)) throw new AgentConfigError(source, `${f}.metric`, `${JSON.stringify(r.metric)} is not a metric name`);
+  if (typeof r.metric !== 'string' || !METRIC.test(r.metric))
+    throw new AgentConfigError(source, `${f}.metric`, `${JSON.stringify(r.metric)} is not a metric name`);
   if (r.op === undefined) need('op', `one of ${OPS.join(' ')}`);
-  if (!OPS.includes(r.op as AlertOp)) throw new AgentConfigError(source, `${f}.op`, `${JSON.stringify(r.op)} is not one of ${OPS.join(' ')}`);
+  if (!OPS.includes(r.op as AlertOp))
+    throw new AgentConfigError(source, `${f}.op`, `${JSON.stringify(r.op)} is not one of ${OPS.join(' ')}`);
   if (r.threshold === undefined) need('threshold', 'a number');
-  if (typeof r.threshold !== 'number' || !Number.isFinite(r.threshold)) throw new AgentConfigError(source, `${f}.threshold`, `${JSON.stringify(r.threshold)} is not a number`);
+  if (typeof r.threshold !== 'number' || !Number.isFinite(r.threshold))
+    throw new AgentConfigError(source, `${f}.threshold`, `${JSON.stringify(r.threshold)} is not a number`);
   if (r.severity === undefined) need('severity', SEVERITIES.join(', '));
-  if (!SEVERITIES.includes(r.severity as AlertSeverity)) throw new AgentConfigError(source, `${f}.severity`, `${JSON.stringify(r.severity)} is not one of ${SEVERITIES.join(', ')}`);
+  if (!SEVERITIES.includes(r.severity as AlertSeverity))
+    throw new AgentConfigError(source, `${f}.severity`, `${JSON.stringify(r.severity)} is not one of ${SEVERITIES.join(', ')}`);
   const forStr = r.for === undefined ? '0s' : r.for;
   const forMs = parseDuration(forStr);
   if (forMs === undefined) throw new AgentConfigError(source, `${f}.for`, `${JSON.stringify(r.for)} is not a duration ("30s", "1m", "0s")`);
-  if (r.description !== undefined && typeof r.description !== 'string') throw new AgentConfigError(source, `${f}.description`, 'must be a string');
+  if (r.description !== undefined && typeof r.description !== 'string')
+    throw new AgentConfigError(source, `${f}.description`, 'must be a string');
   const labels = stringMap(r.labels, source, `${f}.labels`, NAME);
-  for (const k of ['alertname', 'severity']) if (k in labels) throw new AgentConfigError(source, `${f}.labels.${k}`, 'is set by the engine');
+  for (const k of ['alertname', 'severity'])
+    if (k in labels) throw new AgentConfigError(source, `${f}.labels.${k}`, 'is set by the engine');
   return {
     name,
     metric: r.metric,
@@ -243,8 +273,10 @@ export function effectiveRules(rawRules: unknown, source = ''): CompiledRule[] {
 export function parseAlertsConfig(section: Record<string, unknown> | undefined, source = ''): AlertsConfig {
   const s = section ?? {};
   if (!isObject(s)) throw new AgentConfigError(source, 'alerts', 'must be an object');
-  for (const k of Object.keys(s)) if (!SECTION_KEYS.has(k)) throw new AgentConfigError(source, `alerts.${k}`, `unknown key (known: ${[...SECTION_KEYS].join(', ')})`);
-  if (s.enabled !== undefined && typeof s.enabled !== 'boolean') throw new AgentConfigError(source, 'alerts.enabled', 'must be true or false');
+  for (const k of Object.keys(s))
+    if (!SECTION_KEYS.has(k)) throw new AgentConfigError(source, `alerts.${k}`, `unknown key (known: ${[...SECTION_KEYS].join(', ')})`);
+  if (s.enabled !== undefined && typeof s.enabled !== 'boolean')
+    throw new AgentConfigError(source, 'alerts.enabled', 'must be true or false');
   const webhookTimeout = parseDuration(ALERTS_DEFAULTS.webhookTimeout)!;
   const list = (k: string): unknown[] => {
     const v = s[k];
@@ -256,8 +288,11 @@ export function parseAlertsConfig(section: Record<string, unknown> | undefined, 
     const f = `alerts.webhooks[${i}]`;
     if (typeof w === 'string') return { url: httpUrl(w, source, f), timeoutMs: webhookTimeout, headers: {}, sendResolved: true };
     if (!isObject(w)) throw new AgentConfigError(source, f, 'must be a URL or {"url", "timeout", "headers", "sendResolved"}');
-    for (const k of Object.keys(w)) if (!['url', 'timeout', 'headers', 'sendResolved'].includes(k)) throw new AgentConfigError(source, `${f}.${k}`, 'unknown key (known: url, timeout, headers, sendResolved)');
-    if (w.sendResolved !== undefined && typeof w.sendResolved !== 'boolean') throw new AgentConfigError(source, `${f}.sendResolved`, 'must be true or false');
+    for (const k of Object.keys(w))
+      if (!['url', 'timeout', 'headers', 'sendResolved'].includes(k))
+        throw new AgentConfigError(source, `${f}.${k}`, 'unknown key (known: url, timeout, headers, sendResolved)');
+    if (w.sendResolved !== undefined && typeof w.sendResolved !== 'boolean')
+      throw new AgentConfigError(source, `${f}.sendResolved`, 'must be true or false');
     return {
       url: httpUrl(w.url, source, `${f}.url`),
       timeoutMs: duration(w.timeout, ALERTS_DEFAULTS.webhookTimeout, source, `${f}.timeout`, 1),
@@ -267,12 +302,17 @@ export function parseAlertsConfig(section: Record<string, unknown> | undefined, 
   });
   const alertmanagers = list('alertmanagers').map((u, i) => httpUrl(u, source, `alerts.alertmanagers[${i}]`).replace(/\/+$/, ''));
   const retry = s.webhookRetry ?? {};
-  if (!isObject(retry)) throw new AgentConfigError(source, 'alerts.webhookRetry', 'must be {"initial": "1s", "max": "1m", "maxAttempts": 10}');
-  for (const k of Object.keys(retry)) if (!['initial', 'max', 'maxAttempts'].includes(k)) throw new AgentConfigError(source, `alerts.webhookRetry.${k}`, 'unknown key (known: initial, max, maxAttempts)');
+  if (!isObject(retry))
+    throw new AgentConfigError(source, 'alerts.webhookRetry', 'must be {"initial": "1s", "max": "1m", "maxAttempts": 10}');
+  for (const k of Object.keys(retry))
+    if (!['initial', 'max', 'maxAttempts'].includes(k))
+      throw new AgentConfigError(source, `alerts.webhookRetry.${k}`, 'unknown key (known: initial, max, maxAttempts)');
   const maxAttempts = retry.maxAttempts ?? ALERTS_DEFAULTS.webhookRetry.maxAttempts;
-  if (!(Number.isInteger(maxAttempts) && (maxAttempts as number) >= 1)) throw new AgentConfigError(source, 'alerts.webhookRetry.maxAttempts', 'must be an integer >= 1');
+  if (!(Number.isInteger(maxAttempts) && (maxAttempts as number) >= 1))
+    throw new AgentConfigError(source, 'alerts.webhookRetry.maxAttempts', 'must be an integer >= 1');
   const queueSize = s.queueSize ?? ALERTS_DEFAULTS.queueSize;
-  if (!(Number.isInteger(queueSize) && (queueSize as number) >= 1)) throw new AgentConfigError(source, 'alerts.queueSize', 'must be an integer >= 1');
+  if (!(Number.isInteger(queueSize) && (queueSize as number) >= 1))
+    throw new AgentConfigError(source, 'alerts.queueSize', 'must be an integer >= 1');
   const initialMs = duration(retry.initial, ALERTS_DEFAULTS.webhookRetry.initial, source, 'alerts.webhookRetry.initial', 1);
   const maxMs = duration(retry.max, ALERTS_DEFAULTS.webhookRetry.max, source, 'alerts.webhookRetry.max', 1);
   if (maxMs < initialMs) throw new AgentConfigError(source, 'alerts.webhookRetry.max', 'must not be shorter than webhookRetry.initial');
@@ -331,7 +371,12 @@ const SEVERITY_ORDER: Record<AlertSeverity, number> = { critical: 0, warning: 1,
 
 /** The identity of an alert instance: its rule and its series' labels, in key order. */
 export function instanceKey(rule: string, labels: Record<string, string>): string {
-  return JSON.stringify([rule, ...Object.keys(labels).sort().map((k) => [k, labels[k]])]);
+  return JSON.stringify([
+    rule,
+    ...Object.keys(labels)
+      .sort()
+      .map((k) => [k, labels[k]]),
+  ]);
 }
 
 function matches(rule: CompiledRule, s: Sample): boolean {
@@ -410,7 +455,13 @@ export class AlertEvaluator {
   /** Firing first, then pending, then resolved; critical before warning; then by name and labels. */
   alerts(): Alert[] {
     return this.instancesNow()
-      .sort((a, b) => STATE_ORDER[a.state] - STATE_ORDER[b.state] || SEVERITY_ORDER[a.rule.severity] - SEVERITY_ORDER[b.rule.severity] || a.rule.name.localeCompare(b.rule.name) || a.key.localeCompare(b.key))
+      .sort(
+        (a, b) =>
+          STATE_ORDER[a.state] - STATE_ORDER[b.state] ||
+          SEVERITY_ORDER[a.rule.severity] - SEVERITY_ORDER[b.rule.severity] ||
+          a.rule.name.localeCompare(b.rule.name) ||
+          a.key.localeCompare(b.key),
+      )
       .map(toAlert);
   }
 }

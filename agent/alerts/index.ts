@@ -53,7 +53,9 @@ export class AlertEngine {
     this.now = opts.now ?? Date.now;
     this.sampledAt = opts.sampledAt;
     this.evaluator = new AlertEvaluator(this.config.rules, this.config.resolvedRetentionMs);
-    const externalURL = this.config.externalURL ?? `http://${cfg.listen.startsWith('0.0.0.0:') || cfg.listen.startsWith('[::]:') ? `${cfg.node}${cfg.listen.slice(cfg.listen.lastIndexOf(':'))}` : cfg.listen}`;
+    const externalURL =
+      this.config.externalURL ??
+      `http://${cfg.listen.startsWith('0.0.0.0:') || cfg.listen.startsWith('[::]:') ? `${cfg.node}${cfg.listen.slice(cfg.listen.lastIndexOf(':'))}` : cfg.listen}`;
     this.notifier = new Notifier(this.config, log, { node: cfg.node, externalURL, now: this.now, fetch: opts.fetch });
   }
 
@@ -89,7 +91,10 @@ export class AlertEngine {
     try {
       const at = this.sampledAt?.();
       const age = at === undefined ? 0 : this.now() - (typeof at === 'number' ? at : Date.parse(at));
-      if (age > this.config.staleAfterMs) throw new Error(`the last sample is ${Math.round(age / 1000)} s old (alerts.staleAfter ${this.config.staleAfterMs / 1000} s): alerts kept as they are`);
+      if (age > this.config.staleAfterMs)
+        throw new Error(
+          `the last sample is ${Math.round(age / 1000)} s old (alerts.staleAfter ${this.config.staleAfterMs / 1000} s): alerts kept as they are`,
+        );
       samples = this.source();
       if (this.sourceFailing) this.log.info('alerts: samples readable again');
       this.sourceFailing = false;
@@ -112,9 +117,13 @@ export class AlertEngine {
     const what = `alert ${a.rule.name} ${labelText(a.labels)} (${a.rule.severity})`;
     const v = formatValue(a.rule.metric, a.value);
     if (t.to === 'pending') {
-      if (a.rule.forMs > 0) this.log.info(`${what}: pending, ${a.rule.metric} = ${v} ${a.rule.op} ${formatValue(a.rule.metric, a.rule.threshold)}; fires if it holds for ${a.rule.for}`);
+      if (a.rule.forMs > 0)
+        this.log.info(
+          `${what}: pending, ${a.rule.metric} = ${v} ${a.rule.op} ${formatValue(a.rule.metric, a.rule.threshold)}; fires if it holds for ${a.rule.for}`,
+        );
     } else if (t.to === 'firing') this.log.warn(`${what}: FIRING, ${a.rule.metric} = ${v}: ${toAlert(a).description}`);
-    else if (t.to === 'resolved') this.log.info(`${what}: resolved (last value ${v}, fired ${new Date(a.firedAt ?? a.activeAt).toISOString()})`);
+    else if (t.to === 'resolved')
+      this.log.info(`${what}: resolved (last value ${v}, fired ${new Date(a.firedAt ?? a.activeAt).toISOString()})`);
     else this.log.info(`${what}: no longer pending (${a.rule.metric} back to normal before ${a.rule.for})`);
   }
 
@@ -128,18 +137,48 @@ export class AlertEngine {
    * per receiver: notifications sent / failed / dropped and the queue length.
    */
   registerMetrics(registry: Registry): void {
-    collector(registry, 'cni_ts_alerts', 'gauge', 'Pending and firing alerts of the agent\'s rules (1 per alert; labels: alertstate and the alert\'s labels)', () =>
-      this.evaluator
-        .instancesNow()
-        .filter((a) => a.state !== 'resolved')
-        .map((a) => ({ labels: { ...a.labels, alertstate: a.state }, value: 1 })),
+    collector(
+      registry,
+      'cni_ts_alerts',
+      'gauge',
+      "Pending and firing alerts of the agent's rules (1 per alert; labels: alertstate and the alert's labels)",
+      () =>
+        this.evaluator
+          .instancesNow()
+          .filter((a) => a.state !== 'resolved')
+          .map((a) => ({ labels: { ...a.labels, alertstate: a.state }, value: 1 })),
     );
     collector(registry, 'cni_ts_alert_evaluations_total', 'counter', 'Rule evaluations by the agent', () => [{ value: this.evaluations }]);
-    const per = (f: (r: ReceiverStats) => number) => (): CollectedValue[] => this.receivers().map((r) => ({ labels: { kind: r.kind, receiver: r.url }, value: f(r) }));
-    collector(registry, 'cni_ts_alert_notifications_total', 'counter', 'Notifications delivered (Alertmanager: requests; webhook: messages)', per((r) => r.sent));
-    collector(registry, 'cni_ts_alert_notifications_failed_total', 'counter', 'Failed delivery attempts', per((r) => r.failed));
-    collector(registry, 'cni_ts_alert_notifications_dropped_total', 'counter', 'Notifications given up (queue full, retries exhausted, 4xx)', per((r) => r.dropped));
-    collector(registry, 'cni_ts_alert_queue_length', 'gauge', 'Notifications waiting per receiver', per((r) => r.queued));
+    const per = (f: (r: ReceiverStats) => number) => (): CollectedValue[] =>
+      this.receivers().map((r) => ({ labels: { kind: r.kind, receiver: r.url }, value: f(r) }));
+    collector(
+      registry,
+      'cni_ts_alert_notifications_total',
+      'counter',
+      'Notifications delivered (Alertmanager: requests; webhook: messages)',
+      per((r) => r.sent),
+    );
+    collector(
+      registry,
+      'cni_ts_alert_notifications_failed_total',
+      'counter',
+      'Failed delivery attempts',
+      per((r) => r.failed),
+    );
+    collector(
+      registry,
+      'cni_ts_alert_notifications_dropped_total',
+      'counter',
+      'Notifications given up (queue full, retries exhausted, 4xx)',
+      per((r) => r.dropped),
+    );
+    collector(
+      registry,
+      'cni_ts_alert_queue_length',
+      'gauge',
+      'Notifications waiting per receiver',
+      per((r) => r.queued),
+    );
   }
 
   receivers(): ReceiverStats[] {
@@ -151,7 +190,11 @@ export class AlertEngine {
     const list: HttpRoute = (_req, res, url) => {
       const want = (k: string): string | null => url.searchParams.get(k);
       const alerts = this.alerts().filter(
-        (a) => (!want('state') || a.state === want('state')) && (!want('alertname') || a.name === want('alertname')) && (!want('namespace') || a.labels.namespace === want('namespace')) && (!want('severity') || a.severity === want('severity')),
+        (a) =>
+          (!want('state') || a.state === want('state')) &&
+          (!want('alertname') || a.name === want('alertname')) &&
+          (!want('namespace') || a.labels.namespace === want('namespace')) &&
+          (!want('severity') || a.severity === want('severity')),
       );
       sendJson(res, 200, { ok: true, type: 'alerts', alerts, receivers: this.receivers() });
     };

@@ -145,24 +145,41 @@ class HttpError extends Error {
 }
 
 /** POST JSON with a timeout; resolves on 2xx, throws HttpError on others, the network error otherwise. */
-async function postJson(f: typeof fetch, url: string, body: unknown, timeoutMs: number, headers: Record<string, string>, stop: AbortSignal): Promise<void> {
+async function postJson(
+  f: typeof fetch,
+  url: string,
+  body: unknown,
+  timeoutMs: number,
+  headers: Record<string, string>,
+  stop: AbortSignal,
+): Promise<void> {
   const signal = AbortSignal.any([AbortSignal.timeout(timeoutMs), stop]);
   // fetch refuses URLs with credentials: user:password@ becomes basic auth
   const u = new URL(url);
   if (u.username || u.password) {
-    headers = { authorization: `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}`, ...headers };
+    headers = {
+      authorization: `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}`,
+      ...headers,
+    };
     u.username = '';
     u.password = '';
     url = u.toString();
   }
   let res: Response;
   try {
-    res = await f(url, { method: 'POST', headers: { 'content-type': 'application/json', 'user-agent': 'cni-ts-agent', ...headers }, body: JSON.stringify(body), signal });
+    res = await f(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'user-agent': 'cni-ts-agent', ...headers },
+      body: JSON.stringify(body),
+      signal,
+    });
   } catch (e) {
     // Node (undici): TypeError "fetch failed" with cause.code; Bun: the code on the error itself
     const err = e as Error & { code?: unknown; cause?: { code?: string; message?: string } };
     if (err.name === 'TimeoutError') throw new Error(`no answer in ${timeoutMs} ms`, { cause: e });
-    throw new Error(err.cause?.code ?? (typeof err.code === 'string' ? err.code : undefined) ?? err.cause?.message ?? err.message, { cause: e });
+    throw new Error(err.cause?.code ?? (typeof err.code === 'string' ? err.code : undefined) ?? err.cause?.message ?? err.message, {
+      cause: e,
+    });
   }
   const text = await res.text().catch(() => '');
   if (res.status < 200 || res.status > 299) throw new HttpError(res.status, text);
@@ -291,7 +308,9 @@ class WebhookReceiver extends Receiver {
     if (this.queue.length + (this.current ? 1 : 0) > this.capacity) {
       const lost = this.queue.shift()!;
       this.st.dropped++;
-      this.log.warn(`webhook ${this.shown}: queue full (${this.capacity}), dropped the oldest waiting message (${lost.msg.status}, ${lost.msg.alerts.length} alert(s))`);
+      this.log.warn(
+        `webhook ${this.shown}: queue full (${this.capacity}), dropped the oldest waiting message (${lost.msg.status}, ${lost.msg.alerts.length} alert(s))`,
+      );
     }
     this.count();
     if (!this.retryTimer) void this.drain();
@@ -327,7 +346,9 @@ class WebhookReceiver extends Receiver {
             this.st.dropped++;
             this.st.failed++;
             this.st.lastError = err.message;
-            this.log.error(`webhook ${this.shown}: dropped a ${head.msg.status} message (${head.msg.alerts.length} alert(s)) after ${head.attempts} attempt(s): ${err.message}`);
+            this.log.error(
+              `webhook ${this.shown}: dropped a ${head.msg.status} message (${head.msg.alerts.length} alert(s)) after ${head.attempts} attempt(s): ${err.message}`,
+            );
             this.failing = true;
             continue;
           }
@@ -363,7 +384,9 @@ export class Notifier {
     const f = o.fetch ?? fetch;
     this.now = o.now ?? Date.now;
     this.validForMs = 4 * Math.max(cfg.resendDelayMs, cfg.evaluationIntervalMs);
-    this.ams = cfg.alertmanagers.map((u) => new AlertmanagerReceiver(u, log, f, this.abort.signal, cfg.alertmanagerTimeoutMs, cfg.queueSize));
+    this.ams = cfg.alertmanagers.map(
+      (u) => new AlertmanagerReceiver(u, log, f, this.abort.signal, cfg.alertmanagerTimeoutMs, cfg.queueSize),
+    );
     this.hooks = cfg.webhooks.map((w) => new WebhookReceiver(w, log, f, this.abort.signal, cfg.webhookRetry, cfg.queueSize));
   }
 

@@ -14,7 +14,18 @@
 import { endpointKey, type EndpointFigures, type EndpointLabels, type MetricsSnapshot } from '../../shared/monitoring.ts';
 
 /** The series kept per endpoint, in storage order (per second unless said otherwise). */
-export const SERIES = ['rxBytes', 'txBytes', 'rxPackets', 'txPackets', 'errorRatio', 'latencySeconds', 'utilization', 'connections', 'drops', 'errors'] as const;
+export const SERIES = [
+  'rxBytes',
+  'txBytes',
+  'rxPackets',
+  'txPackets',
+  'errorRatio',
+  'latencySeconds',
+  'utilization',
+  'connections',
+  'drops',
+  'errors',
+] as const;
 export type SeriesName = (typeof SERIES)[number];
 const F = SERIES.length;
 
@@ -118,7 +129,12 @@ export class History {
     const key = endpointKey(f);
     let e = this.entries.get(key);
     if (!e) {
-      e = { labels: { namespace: f.namespace, pod: f.pod, network: f.network, interface: f.interface, node: f.node }, ips: [], values: new Float32Array(this.capacity * F).fill(NaN), lastSeen: at };
+      e = {
+        labels: { namespace: f.namespace, pod: f.pod, network: f.network, interface: f.interface, node: f.node },
+        ips: [],
+        values: new Float32Array(this.capacity * F).fill(NaN),
+        lastSeen: at,
+      };
       this.entries.set(key, e);
     }
     e.ips = f.ips;
@@ -130,7 +146,8 @@ export class History {
     const errors = c.rxErrors + c.txErrors;
     const dt = e.prev ? (at - e.prev.at) / 1000 : 0;
     // a counter that went backwards (interface re-created): no rate for this window
-    const perSecond = (now: number, before: number | undefined): number => (dt > 0 && before !== undefined && now >= before ? (now - before) / dt : 0);
+    const perSecond = (now: number, before: number | undefined): number =>
+      dt > 0 && before !== undefined && now >= before ? (now - before) / dt : 0;
     const v = e.values;
     v[off] = f.rates.rxBytes;
     v[off + 1] = f.rates.txBytes;
@@ -203,12 +220,20 @@ export class History {
    * in batches and yields the event loop between them). A slot overwritten by a sample taken
    * while the endpoints are being read comes out as null rather than as another time's value.
    */
-  stream(opts: { namespace?: string; sinceMs?: number } = {}): { head: Omit<HistoryReport, 'endpoints'>; endpoints: Iterable<HistoryEndpoint> } {
+  stream(opts: { namespace?: string; sinceMs?: number } = {}): {
+    head: Omit<HistoryReport, 'endpoints'>;
+    endpoints: Iterable<HistoryEndpoint>;
+  } {
     const oldest = this.oldest();
     const slots = this.slots().filter((s) => this.times[s]! >= oldest && (opts.sinceMs === undefined || this.times[s]! > opts.sinceMs));
     const at = slots.map((s) => this.times[s]!);
     const keys = [...this.entries.keys()].sort();
-    const head = { node: this.node, windowSeconds: this.windowSeconds, intervalSeconds: this.intervalSeconds, t: at.map((ms) => ms / 1000) };
+    const head = {
+      node: this.node,
+      windowSeconds: this.windowSeconds,
+      intervalSeconds: this.intervalSeconds,
+      t: at.map((ms) => ms / 1000),
+    };
     return { head, endpoints: this.endpointsAt(keys, slots, at, opts.namespace) };
   }
 

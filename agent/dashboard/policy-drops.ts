@@ -50,13 +50,29 @@ export function dropCounters(rs: Pick<Ruleset, 'chains' | 'counterInfo'>): Map<s
 }
 
 /** The report from a drop-counter map and the counters' values (pure). */
-export function policyDrops(table: string, at: Date, drops: Map<string, CounterMeaning | undefined>, values: Map<string, { packets: number; bytes: number }>): PolicyDropsReport {
+export function policyDrops(
+  table: string,
+  at: Date,
+  drops: Map<string, CounterMeaning | undefined>,
+  values: Map<string, { packets: number; bytes: number }>,
+): PolicyDropsReport {
   const out: PolicyDrop[] = [];
   for (const [counter, meaning] of drops) {
     const v = values.get(counter) ?? { packets: 0, bytes: 0 };
     if (!meaning) out.push({ counter, direction: counter.includes('_eg') ? 'egress' : 'ingress', isolated: false, ...v });
     else if ('default' in meaning) out.push({ counter, direction: meaning.direction, isolated: true, ...v });
-    else out.push({ counter, kind: meaning.kind, namespace: meaning.namespace, name: meaning.name, direction: meaning.direction, rule: meaning.rule, ruleName: meaning.ruleName, isolated: false, ...v });
+    else
+      out.push({
+        counter,
+        kind: meaning.kind,
+        namespace: meaning.namespace,
+        name: meaning.name,
+        direction: meaning.direction,
+        rule: meaning.rule,
+        ruleName: meaning.ruleName,
+        isolated: false,
+        ...v,
+      });
   }
   out.sort((a, b) => b.packets - a.packets || a.counter.localeCompare(b.counter));
   return { table, at: at.toISOString(), drops: out };

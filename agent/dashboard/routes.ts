@@ -33,7 +33,16 @@ export interface ServiceReport {
   algorithm: string;
   /** backends new connections may go to */
   healthy: number;
-  backends: Array<{ address: string; port: number; weight: number; node?: string; healthy: boolean; active: boolean; reason?: string; connections?: number }>;
+  backends: Array<{
+    address: string;
+    port: number;
+    weight: number;
+    node?: string;
+    healthy: boolean;
+    active: boolean;
+    reason?: string;
+    connections?: number;
+  }>;
 }
 
 /** The services reconciler's last pass as `GET /api/v1/services` answers it. */

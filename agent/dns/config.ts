@@ -63,7 +63,10 @@ export function resolveUpstreams(cfg: DnsAgentConfig, ownAddresses: string[] = [
 /** Checks of the keys' shapes; throws with the key named. */
 export function validateDnsConfig(cfg: DnsAgentConfig): void {
   const d = cfg.dns ?? {};
-  if (cfg.clusterDomain !== undefined && (typeof cfg.clusterDomain !== 'string' || !/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/i.test(cfg.clusterDomain))) {
+  if (
+    cfg.clusterDomain !== undefined &&
+    (typeof cfg.clusterDomain !== 'string' || !/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/i.test(cfg.clusterDomain))
+  ) {
     throw new Error(`clusterDomain: "${String(cfg.clusterDomain)}" is not a domain name`);
   }
   for (const l of d.listen ?? []) if (!parseHostPort(l, d.port ?? 53)) throw new Error(`dns.listen: "${l}" is not IP or IP:port`);

@@ -62,7 +62,11 @@ export function listenSpecs(cfg: DnsAgentConfig, objects: ZoneObjects): ListenSp
   return [...byAddr.values()].map((s) => (s.networks ? { ...s, networks: [...s.networks].sort() } : s));
 }
 
-export async function startDns(config: DnsAgentConfig, getObjects: () => ZoneObjects | Promise<ZoneObjects>, hooks: DnsHooks = {}): Promise<DnsHandle> {
+export async function startDns(
+  config: DnsAgentConfig,
+  getObjects: () => ZoneObjects | Promise<ZoneObjects>,
+  hooks: DnsHooks = {},
+): Promise<DnsHandle> {
   validateDnsConfig(config);
   const d = config.dns ?? {};
   const log = hooks.log ?? ((m: string) => process.stderr.write(`${m}\n`));
@@ -88,7 +92,12 @@ export async function startDns(config: DnsAgentConfig, getObjects: () => ZoneObj
     });
     server.setZone(zone);
     const specs = listenSpecs(config, objects);
-    server.setUpstreams(resolveUpstreams(config, specs.map((s) => s.address)));
+    server.setUpstreams(
+      resolveUpstreams(
+        config,
+        specs.map((s) => s.address),
+      ),
+    );
     await server.setListeners(specs);
   };
   const refresh = async (): Promise<void> => {

@@ -122,7 +122,11 @@ export class DnsServer {
 
   /** Where each listener is bound (port resolved when 0 was asked). */
   addresses(): { address: string; port: number; networks?: string[] }[] {
-    return [...this.listeners.values()].map((l) => ({ address: l.spec.address, port: (l.udp.address() as net.AddressInfo).port, networks: l.spec.networks }));
+    return [...this.listeners.values()].map((l) => ({
+      address: l.spec.address,
+      port: (l.udp.address() as net.AddressInfo).port,
+      networks: l.spec.networks,
+    }));
   }
 
   /**
@@ -546,7 +550,12 @@ async function closeListener(l: Listener): Promise<void> {
 /** A reply that is the query's header with QR and `rcode`, no sections (FORMERR, NOTIMP, SERVFAIL). */
 function headerOnly(msg: Buffer, rcode: number): Buffer {
   const flags = msg.readUInt16BE(2);
-  return dnsPacket.encode({ id: msg.readUInt16BE(0), type: 'response', flags: (flags & (OPCODE_MASK | RD | CD)) | RA | rcode, questions: [] } as dnsPacket.Packet);
+  return dnsPacket.encode({
+    id: msg.readUInt16BE(0),
+    type: 'response',
+    flags: (flags & (OPCODE_MASK | RD | CD)) | RA | rcode,
+    questions: [],
+  } as dnsPacket.Packet);
 }
 
 /**
@@ -564,7 +573,11 @@ export function cacheTtl(resp: Buffer): number {
   if ((d.flags ?? 0) & TC) return 0;
   if (!ttlOffsets(resp)) return 0;
   const rc = d.rcode;
-  const recs = [...(d.answers ?? []), ...(d.authorities ?? [])].filter((a) => a.type !== 'OPT') as { type: string; ttl?: number; data?: unknown }[];
+  const recs = [...(d.answers ?? []), ...(d.authorities ?? [])].filter((a) => a.type !== 'OPT') as {
+    type: string;
+    ttl?: number;
+    data?: unknown;
+  }[];
   if (rc === 'NOERROR' && (d.answers ?? []).length > 0) return Math.min(...recs.map((r) => r.ttl ?? 0));
   if (rc === 'NXDOMAIN' || rc === 'NOERROR') {
     const soa = (d.authorities ?? []).find((a) => a.type === 'SOA') as { ttl?: number; data: { minimum: number } } | undefined;

@@ -17,7 +17,20 @@ import path from 'node:path';
 import { AgentConfigError, type AgentConfig } from '../../shared/agentconfig.ts';
 import type { Logger } from '../../shared/cni/log.ts';
 import { randomHex, sha256Hex } from '../../shared/hash.ts';
-import { canonicalCIDR, contains, familyOf, formatCIDR, formatIP, lastAddr, mustCIDR, network, networkAddr, overlaps, parseCIDR, parseIP } from '../../shared/ipnet.ts';
+import {
+  canonicalCIDR,
+  contains,
+  familyOf,
+  formatCIDR,
+  formatIP,
+  lastAddr,
+  mustCIDR,
+  network,
+  networkAddr,
+  overlaps,
+  parseCIDR,
+  parseIP,
+} from '../../shared/ipnet.ts';
 import { deleteLink, getLink, linkKind } from '../../shared/kernel/link.ts';
 import type { DockerEndpoint, DockerNetwork, DockerPool, Endpoint } from '../../shared/objects/types.ts';
 import { ConflictError, type ObjectStore, type Stored } from '../../shared/store/types.ts';
@@ -67,14 +80,24 @@ export function dockerSettings(cfg: AgentConfig, execDir: string): DockerSetting
   const bad = (key: string, why: string): never => {
     throw new AgentConfigError(cfg.source, `docker.${key}`, why);
   };
-  for (const k of ['name', 'socket', 'cacheDir', 'ipamDataDir', 'ifPrefix', 'dstPrefix'] as const) if (d[k] !== undefined && (typeof d[k] !== 'string' || d[k] === '')) bad(k, 'must be a non-empty string');
-  if (d.name !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(String(d.name))) bad('name', 'must be a plugin name (letters, digits, _ . -)');
-  for (const k of ['socket', 'cacheDir', 'ipamDataDir'] as const) if (typeof d[k] === 'string' && !path.isAbsolute(d[k])) bad(k, 'must be an absolute path');
-  if (typeof d.ifPrefix === 'string' && !/^[A-Za-z][A-Za-z0-9_-]{0,9}$/.test(d.ifPrefix)) bad('ifPrefix', 'must be 1-10 interface name characters starting with a letter');
-  if (d.poolPrefix !== undefined && !(Number.isInteger(d.poolPrefix) && (d.poolPrefix as number) >= 8 && (d.poolPrefix as number) <= 30)) bad('poolPrefix', 'must be a prefix length from 8 to 30');
-  if (d.defaultPools !== undefined && !(Array.isArray(d.defaultPools) && d.defaultPools.every((p) => typeof p === 'string' && parseCIDR(p)))) bad('defaultPools', 'must be a list of CIDRs');
+  for (const k of ['name', 'socket', 'cacheDir', 'ipamDataDir', 'ifPrefix', 'dstPrefix'] as const)
+    if (d[k] !== undefined && (typeof d[k] !== 'string' || d[k] === '')) bad(k, 'must be a non-empty string');
+  if (d.name !== undefined && !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(String(d.name)))
+    bad('name', 'must be a plugin name (letters, digits, _ . -)');
+  for (const k of ['socket', 'cacheDir', 'ipamDataDir'] as const)
+    if (typeof d[k] === 'string' && !path.isAbsolute(d[k])) bad(k, 'must be an absolute path');
+  if (typeof d.ifPrefix === 'string' && !/^[A-Za-z][A-Za-z0-9_-]{0,9}$/.test(d.ifPrefix))
+    bad('ifPrefix', 'must be 1-10 interface name characters starting with a letter');
+  if (d.poolPrefix !== undefined && !(Number.isInteger(d.poolPrefix) && (d.poolPrefix as number) >= 8 && (d.poolPrefix as number) <= 30))
+    bad('poolPrefix', 'must be a prefix length from 8 to 30');
+  if (
+    d.defaultPools !== undefined &&
+    !(Array.isArray(d.defaultPools) && d.defaultPools.every((p) => typeof p === 'string' && parseCIDR(p)))
+  )
+    bad('defaultPools', 'must be a list of CIDRs');
   const name = str(d.name, 'cni-ts');
-  const list = (v: unknown, dflt: string[]): string[] => (Array.isArray(v) && v.every((x) => typeof x === 'string') ? (v as string[]) : dflt);
+  const list = (v: unknown, dflt: string[]): string[] =>
+    Array.isArray(v) && v.every((x) => typeof x === 'string') ? (v as string[]) : dflt;
   return {
     name,
     socket: str(d.socket, `/run/docker/plugins/${name}.sock`),
@@ -180,7 +203,10 @@ export class DockerDriver {
     'NetworkDriver.ProgramExternalConnectivity': (b) => this.programExternal(b),
     'NetworkDriver.RevokeExternalConnectivity': (b) => this.revokeExternal(b),
     'IpamDriver.GetCapabilities': async () => ({ RequiresMACAddress: false, RequiresRequestReplay: false }),
-    'IpamDriver.GetDefaultAddressSpaces': async () => ({ LocalDefaultAddressSpace: 'CniTsLocal', GlobalDefaultAddressSpace: 'CniTsGlobal' }),
+    'IpamDriver.GetDefaultAddressSpaces': async () => ({
+      LocalDefaultAddressSpace: 'CniTsLocal',
+      GlobalDefaultAddressSpace: 'CniTsGlobal',
+    }),
     'IpamDriver.RequestPool': (b) => this.requestPool(b),
     'IpamDriver.ReleasePool': (b) => this.releasePool(b),
     'IpamDriver.RequestAddress': (b) => this.requestAddress(b),
@@ -227,14 +253,23 @@ export class DockerDriver {
     const ipv4 = poolsOf(b.IPv4Data, 4);
     const ipv6 = poolsOf(b.IPv6Data, 6);
     if (!ipv4.length && !ipv6.length) throw new OptionError('the network has no address pool (give --subnet)');
-    for (const p of [...ipv4, ...ipv6]) if (!p.gateway) throw new OptionError(`pool ${p.pool} has no gateway: cni-ts puts the gateway on the bridge (give --gateway)`);
-    const mine = (await this.store.list<DockerNetwork>('DockerNetwork')).items.filter((n) => n.object.spec.node === this.cfg.node && n.object.metadata.name !== id);
+    for (const p of [...ipv4, ...ipv6])
+      if (!p.gateway) throw new OptionError(`pool ${p.pool} has no gateway: cni-ts puts the gateway on the bridge (give --gateway)`);
+    const mine = (await this.store.list<DockerNetwork>('DockerNetwork')).items.filter(
+      (n) => n.object.spec.node === this.cfg.node && n.object.metadata.name !== id,
+    );
     const clash = mine.find((n) => (n.object.spec.conflist.plugins as Json[])[0]?.bridge === s.bridge);
     if (clash) throw new OptionError(`bridge ${s.bridge} is already used by Docker network ${clash.object.metadata.name.slice(0, 12)}`);
     const nameClash = mine.find((n) => n.object.spec.network === s.network);
-    if (nameClash) throw new OptionError(`CNI network name ${s.network} is already used by Docker network ${nameClash.object.metadata.name.slice(0, 12)}`);
+    if (nameClash)
+      throw new OptionError(
+        `CNI network name ${s.network} is already used by Docker network ${nameClash.object.metadata.name.slice(0, 12)}`,
+      );
     const existing = await getLink(s.bridge).catch(() => undefined);
-    if (existing && linkKind(existing) !== 'bridge') throw new OptionError(`bridge ${s.bridge}: an interface of that name exists and is not a bridge (${linkKind(existing) ?? 'unknown kind'})`);
+    if (existing && linkKind(existing) !== 'bridge')
+      throw new OptionError(
+        `bridge ${s.bridge}: an interface of that name exists and is not a bridge (${linkKind(existing) ?? 'unknown kind'})`,
+      );
     const obj: DockerNetwork = {
       apiVersion: API,
       kind: 'DockerNetwork',
@@ -251,7 +286,9 @@ export class DockerDriver {
       },
     };
     await this.store.put(obj);
-    this.log.info(`docker: network ${id.slice(0, 12)} created as CNI network ${s.network} on bridge ${s.bridge} (${[...ipv4, ...ipv6].map((p) => p.pool).join(', ')})`);
+    this.log.info(
+      `docker: network ${id.slice(0, 12)} created as CNI network ${s.network} on bridge ${s.bridge} (${[...ipv4, ...ipv6].map((p) => p.pool).join(', ')})`,
+    );
     return {};
   }
 
@@ -259,7 +296,9 @@ export class DockerDriver {
     const id = String(b.NetworkID ?? '');
     const got = await this.store.get<DockerNetwork>({ kind: 'DockerNetwork', namespace: '', name: id });
     if (!got) return {};
-    const eps = (await this.store.list<DockerEndpoint>('DockerEndpoint')).items.filter((e) => e.object.spec.networkId === id && e.object.spec.node === this.cfg.node);
+    const eps = (await this.store.list<DockerEndpoint>('DockerEndpoint')).items.filter(
+      (e) => e.object.spec.networkId === id && e.object.spec.node === this.cfg.node,
+    );
     for (const e of eps) await this.deleteEndpoint({ NetworkID: id, EndpointID: e.object.metadata.name });
     const bridge = (got.object.spec.conflist.plugins as Json[])[0]?.bridge;
     if (got.object.spec.ownsBridge && typeof bridge === 'string') await deleteLink(bridge);
@@ -276,12 +315,17 @@ export class DockerDriver {
     if (await this.getEndpoint(id)) throw new DriverError(`endpoint ${id.slice(0, 12)} exists already`);
     const iface = (b.Interface ?? {}) as { Address?: string; AddressIPv6?: string; MacAddress?: string };
     const addresses = [iface.Address, iface.AddressIPv6].filter((a): a is string => typeof a === 'string' && a !== '');
-    if (!addresses.length) throw new DriverError('CreateEndpoint without an address: give the network a subnet (--subnet) so Docker assigns one');
+    if (!addresses.length)
+      throw new DriverError('CreateEndpoint without an address: give the network a subnet (--subnet) so Docker assigns one');
     const opts = (b.Options ?? {}) as Json;
     const srcName = srcNameOf(id, this.s.ifPrefix);
     const pools: PoolData[] = [...net.spec.ipv4, ...net.spec.ipv6];
     const settings = networkSettings(net.metadata.name, net.spec.options);
-    const conflist = endpointConflist(net.spec.conflist, pools, { addresses, labels: settings.labels, ports: exposedPortsOf(opts['com.docker.network.endpoint.exposedports']) });
+    const conflist = endpointConflist(net.spec.conflist, pools, {
+      addresses,
+      labels: settings.labels,
+      ports: exposedPortsOf(opts['com.docker.network.endpoint.exposedports']),
+    });
     const capabilityArgs: Json = {};
     if (iface.MacAddress) {
       (conflist.plugins as Json[])[0]!.capabilities = { mac: true };
@@ -311,11 +355,15 @@ export class DockerDriver {
     try {
       await this.store.put(ep, { expectRevision: 0 });
     } catch (e) {
-      await delNetworkList(list, rt, this.tool).catch((d: unknown) => this.log.warn(`docker: undo of endpoint ${id.slice(0, 12)}: ${errText(d)}`));
+      await delNetworkList(list, rt, this.tool).catch((d: unknown) =>
+        this.log.warn(`docker: undo of endpoint ${id.slice(0, 12)}: ${errText(d)}`),
+      );
       throw new DriverError(`recording endpoint ${id.slice(0, 12)}: ${errText(e)}`);
     }
     const mac = ((result.interfaces ?? []) as Array<{ name?: string; mac?: string }>).find((i) => i.name === srcName)?.mac;
-    this.log.info(`docker: endpoint ${id.slice(0, 12)} on ${net.spec.network}: ${addresses.join(', ')} via ${srcName} in ${Math.round(performance.now() - t0)} ms`);
+    this.log.info(
+      `docker: endpoint ${id.slice(0, 12)} on ${net.spec.network}: ${addresses.join(', ')} via ${srcName} in ${Math.round(performance.now() - t0)} ms`,
+    );
     return { Interface: iface.MacAddress || !mac ? {} : { MacAddress: mac } };
   }
 
@@ -342,7 +390,14 @@ export class DockerDriver {
     const ep = (await this.mustEndpoint(b.EndpointID)).object;
     const r = ep.spec.result as { interfaces?: Array<{ name: string; sandbox?: string }>; ips?: Array<{ address: string }> };
     const host = r.interfaces?.find((i) => !i.sandbox && i.name !== (ep.spec.conflist.plugins as Json[])[0]?.bridge)?.name;
-    return { Value: { network: (await this.getNetwork(ep.spec.networkId)).object.spec.network, hostInterface: host ?? '', interface: ep.spec.srcName, addresses: (r.ips ?? []).map((i) => i.address).join(',') } };
+    return {
+      Value: {
+        network: (await this.getNetwork(ep.spec.networkId)).object.spec.network,
+        hostInterface: host ?? '',
+        interface: ep.spec.srcName,
+        addresses: (r.ips ?? []).map((i) => i.address).join(','),
+      },
+    };
   }
 
   /** The Endpoint object the chain's `endpoint` plugin registered for this Docker endpoint. */
@@ -375,12 +430,16 @@ export class DockerDriver {
     const net = (await this.getNetwork(ep.spec.networkId)).object;
     const sandbox = typeof b.SandboxKey === 'string' ? b.SandboxKey : '';
     if (!(await getLink(ep.spec.srcName).catch(() => undefined))) {
-      throw new DriverError(`interface ${ep.spec.srcName} of endpoint ${ep.metadata.name.slice(0, 12)} is not in the host namespace (joined already?)`);
+      throw new DriverError(
+        `interface ${ep.spec.srcName} of endpoint ${ep.metadata.name.slice(0, 12)} is not in the host namespace (joined already?)`,
+      );
     }
     ep.spec.sandboxKey = sandbox;
     await this.store.put(ep, { expectRevision: got.revision });
     if (sandbox) {
-      await this.updateRegistration(ep, (e) => ({ ...e, spec: { ...e.spec, sandbox } })).catch((e: unknown) => this.log.warn(`docker: endpoint ${ep.metadata.name.slice(0, 12)}: recording the sandbox: ${errText(e)}`));
+      await this.updateRegistration(ep, (e) => ({ ...e, spec: { ...e.spec, sandbox } })).catch((e: unknown) =>
+        this.log.warn(`docker: endpoint ${ep.metadata.name.slice(0, 12)}: recording the sandbox: ${errText(e)}`),
+      );
     }
     const gw = (pools: PoolData[]): string => pools.find((p) => p.gateway)?.gateway?.split('/')[0] ?? '';
     const res: Json = {
@@ -409,9 +468,18 @@ export class DockerDriver {
   private async portmap(ep: DockerEndpoint, verb: 'ADD' | 'DEL', mappings = ep.spec.portMappings ?? []): Promise<void> {
     const net = (await this.store.get<DockerNetwork>({ kind: 'DockerNetwork', namespace: '', name: ep.spec.networkId }))?.object;
     const pm = (net?.spec.portmap ?? { type: 'portmap', capabilities: { portMappings: true } }) as Json & { type: string };
-    const list = parseConfList(JSON.stringify({ cniVersion: ep.spec.conflist.cniVersion, name: ep.spec.conflist.name, plugins: [pm] }), 'portmap');
+    const list = parseConfList(
+      JSON.stringify({ cniVersion: ep.spec.conflist.cniVersion, name: ep.spec.conflist.name, plugins: [pm] }),
+      'portmap',
+    );
     const conf = buildPluginConfig(list, list.plugins[0]!, ep.spec.result, { portMappings: mappings });
-    await execPlugin('portmap', verb, conf, { containerId: ep.metadata.name, netns: HOST_NETNS, ifname: ep.spec.srcName, args: ep.spec.cniArgs }, this.tool);
+    await execPlugin(
+      'portmap',
+      verb,
+      conf,
+      { containerId: ep.metadata.name, netns: HOST_NETNS, ifname: ep.spec.srcName, args: ep.spec.cniArgs },
+      this.tool,
+    );
   }
 
   private async programExternal(b: Json): Promise<Json> {
@@ -433,7 +501,9 @@ export class DockerDriver {
       await this.portmap(ep, 'DEL', mappings).catch(() => undefined);
       throw e;
     }
-    this.log.info(`docker: endpoint ${ep.metadata.name.slice(0, 12)} publishes ${mappings.map((m) => `${m.hostPort}->${m.containerPort}/${m.protocol}`).join(', ')}`);
+    this.log.info(
+      `docker: endpoint ${ep.metadata.name.slice(0, 12)} publishes ${mappings.map((m) => `${m.hostPort}->${m.containerPort}/${m.protocol}`).join(', ')}`,
+    );
     return {};
   }
 
@@ -488,11 +558,17 @@ export class DockerDriver {
     let subPool: string | undefined;
     if (b.SubPool) {
       const sp = parseCIDR(String(b.SubPool));
-      if (!sp || !contains(mustCIDR(pool, 'pool'), sp) || sp.prefix < mustCIDR(pool, 'pool').prefix) throw new DriverError(`--ip-range ${JSON.stringify(b.SubPool)} is not inside ${pool}`);
+      if (!sp || !contains(mustCIDR(pool, 'pool'), sp) || sp.prefix < mustCIDR(pool, 'pool').prefix)
+        throw new DriverError(`--ip-range ${JSON.stringify(b.SubPool)} is not inside ${pool}`);
       subPool = formatCIDR(network(sp));
     }
     const id = `p-${sha256Hex(`${this.cfg.node}\0${space}\0${pool}`).slice(0, 16)}`;
-    const obj: DockerPool = { apiVersion: API, kind: 'DockerPool', metadata: { name: id }, spec: { node: this.cfg.node, addressSpace: space, pool, reservations: {} } };
+    const obj: DockerPool = {
+      apiVersion: API,
+      kind: 'DockerPool',
+      metadata: { name: id },
+      spec: { node: this.cfg.node, addressSpace: space, pool, reservations: {} },
+    };
     if (subPool) obj.spec.subPool = subPool;
     try {
       await this.store.put(obj, { expectRevision: 0 });
@@ -530,7 +606,13 @@ export class DockerDriver {
 
   private async hostLocal(p: DockerPool, verb: 'ADD' | 'DEL', reservation: string, ip?: string): Promise<string | undefined> {
     const args: Array<[string, string]> = ip ? [['IP', ip]] : [];
-    const r = await execPlugin('host-local', verb, this.hostLocalConf(p, ip !== undefined), { containerId: reservation, netns: HOST_NETNS, ifname: 'docker', args }, this.tool);
+    const r = await execPlugin(
+      'host-local',
+      verb,
+      this.hostLocalConf(p, ip !== undefined),
+      { containerId: reservation, netns: HOST_NETNS, ifname: 'docker', args },
+      this.tool,
+    );
     return (r?.ips as Array<{ address: string }> | undefined)?.[0]?.address;
   }
 
@@ -541,7 +623,8 @@ export class DockerDriver {
     const prefix = p.spec.pool.split('/')[1];
     const asked = typeof b.Address === 'string' && b.Address ? b.Address : undefined;
     if (asked && !parseIP(asked)) throw new DriverError(`${JSON.stringify(asked)} is not an IP address`);
-    if (asked && !contains(mustCIDR(p.spec.pool, 'pool'), parseIP(asked)!)) throw new DriverError(`address ${asked} is not in pool ${p.spec.pool}`);
+    if (asked && !contains(mustCIDR(p.spec.pool, 'pool'), parseIP(asked)!))
+      throw new DriverError(`address ${asked} is not in pool ${p.spec.pool}`);
     if (isGateway) {
       // the network's gateway: kept out of host-local's hands as its range gateway
       const gw = asked ?? firstHostOf(p.spec.pool);

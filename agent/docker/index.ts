@@ -56,7 +56,9 @@ export class DockerPlugin {
   /** After a restart: look up the containers of joined endpoints whose names were not learnt yet. */
   private async resolvePending(driver: DockerDriver): Promise<void> {
     try {
-      const eps = (await this.store!.list<DockerEndpoint>('DockerEndpoint')).items.map((i) => i.object).filter((e) => e.spec.node === this.cfg.node && e.spec.sandboxKey);
+      const eps = (await this.store!.list<DockerEndpoint>('DockerEndpoint')).items
+        .map((i) => i.object)
+        .filter((e) => e.spec.node === this.cfg.node && e.spec.sandboxKey);
       for (const ep of eps) {
         const reg = await driver.registration(ep);
         if (reg && !reg.object.metadata.annotations?.['cni-ts.dev/docker-container']) void this.resolve(driver, ep);
@@ -109,7 +111,9 @@ export class DockerPlugin {
       const c = await lookupContainer(this.s.dockerHost, ep.spec.networkId, ep.metadata.name, 60_000);
       if (this.stopped) return;
       if (!c) {
-        this.log.warn(`docker: dockerd did not name the container of endpoint ${ep.metadata.name.slice(0, 12)}: registered without names and labels`);
+        this.log.warn(
+          `docker: dockerd did not name the container of endpoint ${ep.metadata.name.slice(0, 12)}: registered without names and labels`,
+        );
         return;
       }
       let skipped: string[] = [];
@@ -118,10 +122,14 @@ export class DockerPlugin {
         skipped = r.skipped;
         return r.endpoint;
       });
-      if (skipped.length) this.log.warn(`docker: container ${c.name}: labels that are not label syntax were not registered: ${skipped.join(', ')}`);
-      this.log.info(`docker: endpoint ${ep.metadata.name.slice(0, 12)} is container ${c.name} (${Object.keys(c.labels).length} labels, aliases ${c.aliases.join(',') || 'none'})`);
+      if (skipped.length)
+        this.log.warn(`docker: container ${c.name}: labels that are not label syntax were not registered: ${skipped.join(', ')}`);
+      this.log.info(
+        `docker: endpoint ${ep.metadata.name.slice(0, 12)} is container ${c.name} (${Object.keys(c.labels).length} labels, aliases ${c.aliases.join(',') || 'none'})`,
+      );
     } catch (e) {
-      if (!this.stopped) this.log.warn(`docker: asking ${this.s.dockerHost} about endpoint ${ep.metadata.name.slice(0, 12)}: ${(e as Error).message}`);
+      if (!this.stopped)
+        this.log.warn(`docker: asking ${this.s.dockerHost} about endpoint ${ep.metadata.name.slice(0, 12)}: ${(e as Error).message}`);
     } finally {
       driver.markResolving(ep.metadata.name, false);
     }

@@ -48,17 +48,20 @@ const bool = (v: string, key: string): boolean => {
 };
 const int = (v: string, key: string, min: number, max: number): number => {
   const n = Number(v);
-  if (!/^\d+$/.test(v) || n < min || n > max) throw new OptionError(`option ${key}: ${JSON.stringify(v)} is not a number from ${min} to ${max}`);
+  if (!/^\d+$/.test(v) || n < min || n > max)
+    throw new OptionError(`option ${key}: ${JSON.stringify(v)} is not a number from ${min} to ${max}`);
   return n;
 };
 const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
 const NFT_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 const NS_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const CNI_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
-const ident = (re: RegExp, what: string) => (v: string, key: string): string => {
-  if (!re.test(v)) throw new OptionError(`option ${key}: ${JSON.stringify(v)} is not ${what}`);
-  return v;
-};
+const ident =
+  (re: RegExp, what: string) =>
+  (v: string, key: string): string => {
+    if (!re.test(v)) throw new OptionError(`option ${key}: ${JSON.stringify(v)} is not ${what}`);
+    return v;
+  };
 const ifname = ident(IFNAME, 'an interface name (1-15 characters: letters, digits, _ . -)');
 const nftName = ident(NFT_NAME, 'an nft table name (letters, digits, _)');
 const backend = (v: string, key: string): 'nftables' | 'iptables' => {
@@ -142,7 +145,8 @@ export function poolsOf(data: unknown, family: 4 | 6): PoolData[] {
   if (!Array.isArray(data)) throw new OptionError(`IPv${family}Data must be a list`);
   return data.map((d: { Pool?: string; Gateway?: string }, i) => {
     const pool = d?.Pool ? canonicalCIDR(d.Pool) : undefined;
-    if (!pool || familyOf(pool) !== family) throw new OptionError(`IPv${family}Data[${i}].Pool ${JSON.stringify(d?.Pool)} is not an IPv${family} subnet`);
+    if (!pool || familyOf(pool) !== family)
+      throw new OptionError(`IPv${family}Data[${i}].Pool ${JSON.stringify(d?.Pool)} is not an IPv${family} subnet`);
     const out: PoolData = { pool };
     if (d.Gateway) {
       const gw = parseCIDR(d.Gateway.includes('/') ? d.Gateway : `${d.Gateway}/${pool.split('/')[1]}`);
@@ -241,10 +245,17 @@ export function portMappingsOf(bindings: unknown): Array<{ hostPort: number; con
     const protocol = PROTOCOLS[b.Proto ?? 6];
     if (!protocol) throw new OptionError(`port binding ${JSON.stringify(b)}: protocol ${b.Proto} is not tcp, udp or sctp`);
     if (!b.Port) throw new OptionError(`port binding ${JSON.stringify(b)}: no container port`);
-    if (!b.HostPort) throw new OptionError(`-p ${b.Port}/${protocol} without a host port: cni-ts does not pick host ports, publish as -p HOSTPORT:${b.Port}`);
+    if (!b.HostPort)
+      throw new OptionError(
+        `-p ${b.Port}/${protocol} without a host port: cni-ts does not pick host ports, publish as -p HOSTPORT:${b.Port}`,
+      );
     const end = b.HostPortEnd && b.HostPortEnd > b.HostPort ? b.HostPortEnd : b.HostPort;
     for (let hp = b.HostPort; hp <= end; hp++) {
-      const m: { hostPort: number; containerPort: number; protocol: string; hostIP?: string } = { hostPort: hp, containerPort: b.Port + (hp - b.HostPort), protocol };
+      const m: { hostPort: number; containerPort: number; protocol: string; hostIP?: string } = {
+        hostPort: hp,
+        containerPort: b.Port + (hp - b.HostPort),
+        protocol,
+      };
       if (b.HostIP && b.HostIP !== '0.0.0.0' && b.HostIP !== '::' && parseIP(b.HostIP)) m.hostIP = b.HostIP;
       out.push(m);
     }
@@ -274,7 +285,9 @@ export function srcNameOf(endpointId: string, prefix: string): string {
 }
 
 /** Join's StaticRoutes from the CNI result's routes (the default route is Join's Gateway). */
-export function staticRoutesOf(routes: Array<{ dst: string; gw?: string }> | undefined): Array<{ Destination: string; RouteType: number; NextHop?: string }> {
+export function staticRoutesOf(
+  routes: Array<{ dst: string; gw?: string }> | undefined,
+): Array<{ Destination: string; RouteType: number; NextHop?: string }> {
   return (routes ?? [])
     .filter((r) => !/^(0\.0\.0\.0|::)\/0$/.test(canonicalCIDR(r.dst) ?? r.dst))
     .map((r) => (r.gw ? { Destination: r.dst, RouteType: 0, NextHop: r.gw } : { Destination: r.dst, RouteType: 1 }));

@@ -32,7 +32,9 @@ export interface ContainerSummary {
 
 /** GET a JSON document from dockerd ("unix:///run/docker.sock" or "http://host:port"). */
 export function dockerGet(host: string, p: string, timeoutMs = 5000): Promise<unknown> {
-  const opts: http.RequestOptions = host.startsWith('unix://') ? { socketPath: host.slice('unix://'.length), path: p } : { host: new URL(host).hostname, port: new URL(host).port, path: p };
+  const opts: http.RequestOptions = host.startsWith('unix://')
+    ? { socketPath: host.slice('unix://'.length), path: p }
+    : { host: new URL(host).hostname, port: new URL(host).port, path: p };
   return new Promise((resolve, reject) => {
     const req = http.get({ ...opts, timeout: timeoutMs, headers: { Host: 'docker' } }, (res) => {
       let body = '';
@@ -57,7 +59,13 @@ export function findContainer(list: ContainerSummary[], networkId: string, endpo
   for (const c of list) {
     for (const [netName, n] of Object.entries(c.NetworkSettings?.Networks ?? {})) {
       if (n.EndpointID !== endpointId || (n.NetworkID && n.NetworkID !== networkId)) continue;
-      return { id: c.Id, name: (c.Names?.[0] ?? '').replace(/^\//, ''), labels: c.Labels ?? {}, aliases: n.Aliases ?? [], network: netName };
+      return {
+        id: c.Id,
+        name: (c.Names?.[0] ?? '').replace(/^\//, ''),
+        labels: c.Labels ?? {},
+        aliases: n.Aliases ?? [],
+        network: netName,
+      };
     }
   }
   return undefined;
@@ -75,14 +83,22 @@ export function withContainer(e: Endpoint, c: ContainerInfo): { endpoint: Endpoi
     if (validLabelKey(k) && LABEL_VALUE.test(v) && v.length <= 63) labels[k] = v;
     else skipped.push(k);
   }
-  const aliases = [...new Set([...(e.spec.aliases ?? []), c.name, ...c.aliases, c.id.slice(0, 12)].filter((a) => a && /^[A-Za-z0-9_.-]+$/.test(a)))];
+  const aliases = [
+    ...new Set([...(e.spec.aliases ?? []), c.name, ...c.aliases, c.id.slice(0, 12)].filter((a) => a && /^[A-Za-z0-9_.-]+$/.test(a))),
+  ];
   const annotations = { ...(e.metadata.annotations ?? {}), 'cni-ts.dev/docker-container': c.name, 'cni-ts.dev/docker-network': c.network };
   const metadata = { ...e.metadata, annotations, ...(Object.keys(labels).length ? { labels } : {}) };
   return { endpoint: { ...e, metadata, spec: { ...e.spec, aliases } }, skipped };
 }
 
 /** Poll dockerd until it names the container of the endpoint (or give up after `withinMs`). */
-export async function lookupContainer(host: string, networkId: string, endpointId: string, withinMs = 60_000, everyMs = 200): Promise<ContainerInfo | undefined> {
+export async function lookupContainer(
+  host: string,
+  networkId: string,
+  endpointId: string,
+  withinMs = 60_000,
+  everyMs = 200,
+): Promise<ContainerInfo | undefined> {
   const deadline = Date.now() + withinMs;
   const filters = encodeURIComponent(JSON.stringify({ network: [networkId] }));
   let lastErr: unknown;
@@ -92,7 +108,9 @@ export async function lookupContainer(host: string, networkId: string, endpointI
       const c = findContainer(Array.isArray(list) ? list : [], networkId, endpointId);
       if (c) {
         // the list leaves network aliases out: inspect has them (--network-alias, the short ID)
-        const full = (await dockerGet(host, `/containers/${encodeURIComponent(c.id)}/json`)) as { NetworkSettings?: { Networks?: Record<string, { Aliases?: string[] | null }> } };
+        const full = (await dockerGet(host, `/containers/${encodeURIComponent(c.id)}/json`)) as {
+          NetworkSettings?: { Networks?: Record<string, { Aliases?: string[] | null }> };
+        };
         const aliases = full.NetworkSettings?.Networks?.[c.network]?.Aliases;
         return aliases ? { ...c, aliases } : c;
       }

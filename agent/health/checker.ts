@@ -21,7 +21,12 @@ import type { ObjectStore } from '../../shared/store/types.ts';
  * `graceMs` (so a backend that just appeared, whose Endpoint this pass did not see yet, keeps
  * its object). The owning node deletes its own at once (`HealthChecker.stale`).
  */
-export function orphanHealth(entries: readonly ServicePortEntry[], known: ReadonlyMap<string, BackendHealth>, nowMs: number, graceMs: number): string[] {
+export function orphanHealth(
+  entries: readonly ServicePortEntry[],
+  known: ReadonlyMap<string, BackendHealth>,
+  nowMs: number,
+  graceMs: number,
+): string[] {
   const live = new Set<string>();
   for (const e of entries) {
     if (!e.health) continue;
@@ -60,11 +65,14 @@ export function probeHttp(address: string, port: number, path: string, timeoutMs
       req.destroy();
       resolve(why);
     };
-    const req = http.get({ host: address, port, path, timeout: timeoutMs, agent: false, headers: { 'user-agent': 'cni-ts-health' } }, (res) => {
-      const code = res.statusCode ?? 0;
-      res.resume();
-      done(code >= 200 && code < 400 ? undefined : `http ${address}:${port}${path}: status ${code}`);
-    });
+    const req = http.get(
+      { host: address, port, path, timeout: timeoutMs, agent: false, headers: { 'user-agent': 'cni-ts-health' } },
+      (res) => {
+        const code = res.statusCode ?? 0;
+        res.resume();
+        done(code >= 200 && code < 400 ? undefined : `http ${address}:${port}${path}: status ${code}`);
+      },
+    );
     const t = setTimeout(() => done(`http ${address}:${port}${path}: no answer in ${timeoutMs} ms`), timeoutMs);
     req.once('error', (e: NodeJS.ErrnoException) => done(`http ${address}:${port}${path}: ${e.code ?? e.message}`));
   });
@@ -113,7 +121,17 @@ export class HealthChecker {
     for (const [k, { e, b }] of want) {
       if (this.targets.has(k)) continue;
       const prev = known.get(k);
-      const t: Target = { key: k, namespace: e.namespace, service: e.name, backend: b, check: e.health!, healthy: prev ? prev.spec.healthy : true, fails: 0, passes: 0, running: false };
+      const t: Target = {
+        key: k,
+        namespace: e.namespace,
+        service: e.name,
+        backend: b,
+        check: e.health!,
+        healthy: prev ? prev.spec.healthy : true,
+        fails: 0,
+        passes: 0,
+        running: false,
+      };
       this.targets.set(k, t);
       this.schedule(t, 0);
     }
@@ -139,7 +157,8 @@ export class HealthChecker {
     const c = t.check;
     const port = c.port ?? t.backend.port;
     const timeoutMs = c.timeoutSeconds * 1000;
-    const why = c.type === 'http' ? await probeHttp(t.backend.address, port, c.path, timeoutMs) : await probeTcp(t.backend.address, port, timeoutMs);
+    const why =
+      c.type === 'http' ? await probeHttp(t.backend.address, port, c.path, timeoutMs) : await probeTcp(t.backend.address, port, timeoutMs);
     if (this.stopped || this.targets.get(t.key) !== t) return;
     if (why) {
       t.fails++;
@@ -157,7 +176,9 @@ export class HealthChecker {
       if (flip !== undefined) t.healthy = flip;
       await this.write(t, why).catch((e: Error) => this.log.warn(`services: health ${t.key}: cannot write the result: ${e.message}`));
       if (flip !== undefined) {
-        this.log.info(`services: backend ${t.backend.key} of ${t.namespace}/${t.service} is now ${t.healthy ? 'healthy' : `unhealthy (${why})`}`);
+        this.log.info(
+          `services: backend ${t.backend.key} of ${t.namespace}/${t.service} is now ${t.healthy ? 'healthy' : `unhealthy (${why})`}`,
+        );
         this.onChange(`health ${t.key}`);
       }
     }
@@ -173,7 +194,15 @@ export class HealthChecker {
       apiVersion: 'cni-ts.dev/v1',
       kind: 'BackendHealth',
       metadata: { name, namespace: t.namespace, labels: { 'cni-ts.dev/service': t.service } },
-      spec: { service: t.service, address: t.backend.address, port: t.backend.port, node: this.node, healthy: t.healthy, checkedAt: new Date().toISOString(), ...(why && !t.healthy ? { reason: why } : {}) },
+      spec: {
+        service: t.service,
+        address: t.backend.address,
+        port: t.backend.port,
+        node: this.node,
+        healthy: t.healthy,
+        checkedAt: new Date().toISOString(),
+        ...(why && !t.healthy ? { reason: why } : {}),
+      },
     };
     await store.put(obj);
   }

@@ -64,7 +64,8 @@ export function metricsSettings(cfg: Pick<AgentConfig, 'metrics' | 'source'> & {
   if (m.enabled !== undefined && typeof m.enabled !== 'boolean') throw err('enabled', 'must be true or false');
   let intervalSeconds = METRICS_DEFAULTS.intervalSeconds;
   if (m.intervalSeconds !== undefined) {
-    if (typeof m.intervalSeconds !== 'number' || !(m.intervalSeconds >= 0.1) || m.intervalSeconds > 3600) throw err('intervalSeconds', 'must be a number of seconds between 0.1 and 3600');
+    if (typeof m.intervalSeconds !== 'number' || !(m.intervalSeconds >= 0.1) || m.intervalSeconds > 3600)
+      throw err('intervalSeconds', 'must be a number of seconds between 0.1 and 3600');
     intervalSeconds = m.intervalSeconds;
   }
   const capacity: Record<string, number> = {};
@@ -72,7 +73,8 @@ export function metricsSettings(cfg: Pick<AgentConfig, 'metrics' | 'source'> & {
     if (!isObject(m.capacity)) throw err('capacity', 'must be an object of network name → bandwidth ({"net1": "1Gbit"})');
     for (const [net, v] of Object.entries(m.capacity)) {
       const bits = parseBandwidth(v);
-      if (bits === undefined) throw err(`capacity.${net}`, `${JSON.stringify(v)} is not a bandwidth ("1Gbit", "100Mbit", or bits/s as a number)`);
+      if (bits === undefined)
+        throw err(`capacity.${net}`, `${JSON.stringify(v)} is not a bandwidth ("1Gbit", "100Mbit", or bits/s as a number)`);
       capacity[net] = bits;
     }
   }
@@ -80,21 +82,29 @@ export function metricsSettings(cfg: Pick<AgentConfig, 'metrics' | 'source'> & {
   if (m.defaultCapacity === null || m.defaultCapacity === false) defaultCapacity = undefined;
   else if (m.defaultCapacity !== undefined) {
     defaultCapacity = parseBandwidth(m.defaultCapacity);
-    if (defaultCapacity === undefined) throw err('defaultCapacity', `${JSON.stringify(m.defaultCapacity)} is not a bandwidth ("10Gbit"; null: no utilization without a limit)`);
+    if (defaultCapacity === undefined)
+      throw err(
+        'defaultCapacity',
+        `${JSON.stringify(m.defaultCapacity)} is not a bandwidth ("10Gbit"; null: no utilization without a limit)`,
+      );
   }
   const latency = { ...METRICS_DEFAULTS.latency };
   if (m.latency !== undefined) {
     if (!isObject(m.latency)) throw err('latency', 'must be an object ({"mode": "icmp", "timeoutMs": 1000})');
     const l = m.latency;
-    for (const k of Object.keys(l)) if (!['mode', 'timeoutMs', 'maxProbesPerSample', 'concurrency'].includes(k)) throw err(`latency.${k}`, 'unknown key (known: mode, timeoutMs, maxProbesPerSample, concurrency)');
+    for (const k of Object.keys(l))
+      if (!['mode', 'timeoutMs', 'maxProbesPerSample', 'concurrency'].includes(k))
+        throw err(`latency.${k}`, 'unknown key (known: mode, timeoutMs, maxProbesPerSample, concurrency)');
     if (l.mode !== undefined) {
-      if (!['icmp', 'tcp', 'both', 'off'].includes(l.mode as string)) throw err('latency.mode', `must be "icmp", "tcp", "both" or "off" (got ${JSON.stringify(l.mode)})`);
+      if (!['icmp', 'tcp', 'both', 'off'].includes(l.mode as string))
+        throw err('latency.mode', `must be "icmp", "tcp", "both" or "off" (got ${JSON.stringify(l.mode)})`);
       latency.mode = l.mode as LatencyMode;
     }
     const int = (k: 'timeoutMs' | 'maxProbesPerSample' | 'concurrency', min: number, max: number): void => {
       const v = l[k];
       if (v === undefined) return;
-      if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw err(`latency.${k}`, `must be an integer from ${min} to ${max}`);
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+        throw err(`latency.${k}`, `must be an integer from ${min} to ${max}`);
       latency[k] = v;
     };
     int('timeoutMs', 100, 10_000);
@@ -105,12 +115,14 @@ export function metricsSettings(cfg: Pick<AgentConfig, 'metrics' | 'source'> & {
   // plugins write by default): an agent with a private socket directory keeps its file there
   let pluginCallsFile = cfg.socket ? path.join(path.dirname(cfg.socket), 'plugin-calls.log') : METRICS_DEFAULTS.pluginCallsFile;
   if (m.pluginCallsFile !== undefined) {
-    if (typeof m.pluginCallsFile !== 'string' || !m.pluginCallsFile.startsWith('/')) throw err('pluginCallsFile', 'must be an absolute path');
+    if (typeof m.pluginCallsFile !== 'string' || !m.pluginCallsFile.startsWith('/'))
+      throw err('pluginCallsFile', 'must be an absolute path');
     pluginCallsFile = m.pluginCallsFile;
   }
   let ipamDataDirs = [...METRICS_DEFAULTS.ipamDataDirs];
   if (m.ipamDataDirs !== undefined) {
-    if (!Array.isArray(m.ipamDataDirs) || m.ipamDataDirs.some((d) => typeof d !== 'string' || !d.startsWith('/'))) throw err('ipamDataDirs', 'must be a list of absolute paths (host-local dataDir values)');
+    if (!Array.isArray(m.ipamDataDirs) || m.ipamDataDirs.some((d) => typeof d !== 'string' || !d.startsWith('/')))
+      throw err('ipamDataDirs', 'must be a list of absolute paths (host-local dataDir values)');
     ipamDataDirs = m.ipamDataDirs as string[];
   }
   return { enabled: m.enabled !== false, intervalSeconds, capacity, defaultCapacity, latency, pluginCallsFile, ipamDataDirs };

@@ -19,7 +19,16 @@ import type { DevQdiscs, LinkCounters } from '../../shared/kernel/stats.ts';
 
 export const COUNTER_FIELDS = ['rxBytes', 'txBytes', 'rxPackets', 'txPackets', 'rxErrors', 'txErrors', 'rxDropped', 'txDropped'] as const;
 
-export const zeroCounters = (): EndpointCounters => ({ rxBytes: 0, txBytes: 0, rxPackets: 0, txPackets: 0, rxErrors: 0, txErrors: 0, rxDropped: 0, txDropped: 0 });
+export const zeroCounters = (): EndpointCounters => ({
+  rxBytes: 0,
+  txBytes: 0,
+  rxPackets: 0,
+  txPackets: 0,
+  rxErrors: 0,
+  txErrors: 0,
+  rxDropped: 0,
+  txDropped: 0,
+});
 
 /** What the sampler remembers of one endpoint between samples. */
 export interface EndpointState {
@@ -35,11 +44,21 @@ export interface EndpointState {
 
 /** The labels of an Endpoint object's series. */
 export function labelsOf(ep: Endpoint, node: string): EndpointLabels {
-  return { namespace: ep.metadata.namespace ?? 'default', pod: ep.metadata.name, network: ep.spec.network, interface: ep.spec.ifname, node };
+  return {
+    namespace: ep.metadata.namespace ?? 'default',
+    pod: ep.metadata.name,
+    network: ep.spec.network,
+    interface: ep.spec.ifname,
+    node,
+  };
 }
 
 /** The container-view kernel counters of an endpoint: its host veth and (when shaped) its IFB. */
-export function containerCounters(link: LinkCounters, hostQdiscs: DevQdiscs | undefined, ifbQdiscs: DevQdiscs | undefined): EndpointCounters {
+export function containerCounters(
+  link: LinkCounters,
+  hostQdiscs: DevQdiscs | undefined,
+  ifbQdiscs: DevQdiscs | undefined,
+): EndpointCounters {
   const hostRootDrops = hostQdiscs?.root?.drops ?? 0;
   const hostIngressDrops = (hostQdiscs?.drops ?? 0) - hostRootDrops;
   return {

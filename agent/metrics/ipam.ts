@@ -57,7 +57,11 @@ export function poolSizes(snap: MetricsSnapshot | undefined, cidrsOf: (network: 
       const size = poolSizeOf(c);
       if (p && size !== undefined) subnets.set(formatCIDR(network(p)), size);
     }
-    if (subnets.size) out.set(net, [...subnets.values()].reduce((a, b) => a + b, 0));
+    if (subnets.size)
+      out.set(
+        net,
+        [...subnets.values()].reduce((a, b) => a + b, 0),
+      );
   }
   return out;
 }
@@ -73,16 +77,25 @@ export function registerIpamFamilies(registry: Registry, dataDirs: string[], siz
     if (!cache || Date.now() - cache.at > maxAgeMs) cache = { at: Date.now(), alloc: read(), sizes: sizes() };
     return cache;
   };
-  collector(registry, 'cni_ts_ipam_allocated_addresses', 'gauge', "Addresses host-local has allocated per network (files in its data directory).", () =>
-    [...get().alloc].map(([network, value]): CollectedValue => ({ labels: { network }, value })),
+  collector(
+    registry,
+    'cni_ts_ipam_allocated_addresses',
+    'gauge',
+    'Addresses host-local has allocated per network (files in its data directory).',
+    () => [...get().alloc].map(([network, value]): CollectedValue => ({ labels: { network }, value })),
   );
-  collector(registry, 'cni_ts_ipam_pool_size', 'gauge', "Usable addresses of the subnets this node's endpoints of the network are in.", () =>
-    [...get().sizes].map(([network, value]): CollectedValue => ({ labels: { network }, value })),
+  collector(
+    registry,
+    'cni_ts_ipam_pool_size',
+    'gauge',
+    "Usable addresses of the subnets this node's endpoints of the network are in.",
+    () => [...get().sizes].map(([network, value]): CollectedValue => ({ labels: { network }, value })),
   );
   collector(registry, 'cni_ts_ipam_pool_usage_ratio', 'gauge', 'Allocated addresses over the pool size, per network.', () => {
     const g = get();
     const out: CollectedValue[] = [];
-    for (const [network, size] of g.sizes) if (size > 0 && g.alloc.has(network)) out.push({ labels: { network }, value: g.alloc.get(network)! / size });
+    for (const [network, size] of g.sizes)
+      if (size > 0 && g.alloc.has(network)) out.push({ labels: { network }, value: g.alloc.get(network)! / size });
     return out;
   });
 }

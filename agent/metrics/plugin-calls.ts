@@ -107,24 +107,38 @@ export class PluginCalls {
   }
 
   register(registry: Registry): void {
-    collector(registry, 'cni_ts_plugin_calls_total', 'counter', 'CNI plugin calls on this host by plugin, verb (ADD, DEL, CHECK, ...) and result (ok, error), as recorded by the plugins.', () => {
-      this.poll();
-      return [...this.calls].map(([k, v]) => {
-        const [plugin, verb, result] = k.split('\0');
-        return { labels: { plugin: plugin!, verb: verb!, result: result! }, value: v };
-      });
-    });
-    collector(registry, 'cni_ts_plugin_call_duration_seconds', 'histogram', 'Wall time of CNI plugin calls inside the plugin process (from reading stdin to writing the result), by plugin and verb.', () => {
-      this.poll();
-      const out: CollectedValue[] = [];
-      for (const [k, h] of this.durations) {
-        const [plugin, verb] = k.split('\0') as [string, string];
-        CALL_BUCKETS.forEach((le, i) => out.push({ metricName: 'cni_ts_plugin_call_duration_seconds_bucket', labels: { plugin, verb, le }, value: h.buckets[i]! }));
-        out.push({ metricName: 'cni_ts_plugin_call_duration_seconds_bucket', labels: { plugin, verb, le: '+Inf' }, value: h.count });
-        out.push({ metricName: 'cni_ts_plugin_call_duration_seconds_sum', labels: { plugin, verb }, value: h.sum });
-        out.push({ metricName: 'cni_ts_plugin_call_duration_seconds_count', labels: { plugin, verb }, value: h.count });
-      }
-      return out;
-    });
+    collector(
+      registry,
+      'cni_ts_plugin_calls_total',
+      'counter',
+      'CNI plugin calls on this host by plugin, verb (ADD, DEL, CHECK, ...) and result (ok, error), as recorded by the plugins.',
+      () => {
+        this.poll();
+        return [...this.calls].map(([k, v]) => {
+          const [plugin, verb, result] = k.split('\0');
+          return { labels: { plugin: plugin!, verb: verb!, result: result! }, value: v };
+        });
+      },
+    );
+    collector(
+      registry,
+      'cni_ts_plugin_call_duration_seconds',
+      'histogram',
+      'Wall time of CNI plugin calls inside the plugin process (from reading stdin to writing the result), by plugin and verb.',
+      () => {
+        this.poll();
+        const out: CollectedValue[] = [];
+        for (const [k, h] of this.durations) {
+          const [plugin, verb] = k.split('\0') as [string, string];
+          CALL_BUCKETS.forEach((le, i) =>
+            out.push({ metricName: 'cni_ts_plugin_call_duration_seconds_bucket', labels: { plugin, verb, le }, value: h.buckets[i]! }),
+          );
+          out.push({ metricName: 'cni_ts_plugin_call_duration_seconds_bucket', labels: { plugin, verb, le: '+Inf' }, value: h.count });
+          out.push({ metricName: 'cni_ts_plugin_call_duration_seconds_sum', labels: { plugin, verb }, value: h.sum });
+          out.push({ metricName: 'cni_ts_plugin_call_duration_seconds_count', labels: { plugin, verb }, value: h.count });
+        }
+        return out;
+      },
+    );
   }
 }

@@ -36,7 +36,17 @@ export function registerPolicyFamilies(registry: Registry, table: () => string |
     return cache.p;
   };
   const fam = (name: string, help: string, v: (c: NftCounter) => number): void =>
-    collector(registry, name, 'counter', help, async () => (await read()).map((c): CollectedValue => ({ labels: policyLabels(c.name), value: v(c) })));
-  fam('cni_ts_policy_rule_packets_total', "Packets matched by each policy rule's counter in the policy table (and the default denies).", (c) => c.packets);
-  fam('cni_ts_policy_rule_bytes_total', "Bytes matched by each policy rule's counter in the policy table (and the default denies).", (c) => c.bytes);
+    collector(registry, name, 'counter', help, async () =>
+      (await read()).map((c): CollectedValue => ({ labels: policyLabels(c.name), value: v(c) })),
+    );
+  fam(
+    'cni_ts_policy_rule_packets_total',
+    "Packets matched by each policy rule's counter in the policy table (and the default denies).",
+    (c) => c.packets,
+  );
+  fam(
+    'cni_ts_policy_rule_bytes_total',
+    "Bytes matched by each policy rule's counter in the policy table (and the default denies).",
+    (c) => c.bytes,
+  );
 }

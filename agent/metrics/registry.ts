@@ -33,14 +33,26 @@ export interface CollectedValue {
  * Register a family whose values are computed at scrape time. `collect` returns every value
  * of the family (histograms: the `_bucket` (with `le`), `_sum` and `_count` lines by metricName).
  */
-export function collector(registry: Registry, name: string, type: 'counter' | 'gauge' | 'histogram', help: string, collect: () => CollectedValue[] | Promise<CollectedValue[]>): void {
+export function collector(
+  registry: Registry,
+  name: string,
+  type: 'counter' | 'gauge' | 'histogram',
+  help: string,
+  collect: () => CollectedValue[] | Promise<CollectedValue[]>,
+): void {
   const metric = {
     name,
     help,
     type,
     aggregator: 'sum' as const,
     get: async (): Promise<MetricObjectWithValues<MetricValue<string>>> =>
-      ({ name, help, type: type as unknown as MetricType, aggregator: 'sum', values: (await collect()) as MetricValue<string>[] }) as unknown as MetricObjectWithValues<MetricValue<string>>,
+      ({
+        name,
+        help,
+        type: type as unknown as MetricType,
+        aggregator: 'sum',
+        values: (await collect()) as MetricValue<string>[],
+      }) as unknown as MetricObjectWithValues<MetricValue<string>>,
     reset: (): void => undefined,
   };
   registry.registerMetric(metric as unknown as Parameters<Registry['registerMetric']>[0]);

@@ -76,14 +76,31 @@ export class MetricsSampler {
   ) {
     this.settings = metricsSettings(cfg);
     this.intervalMs = opts.intervalMs ?? this.settings.intervalSeconds * 1000;
-    this.conn = new WatchedStore(cfg.store, ['Endpoint'], (e) => this.onEvent(e), () => this.revision);
+    this.conn = new WatchedStore(
+      cfg.store,
+      ['Endpoint'],
+      (e) => this.onEvent(e),
+      () => this.revision,
+    );
     if (opts.registry) {
       registerEndpointFamilies(opts.registry, () => this.snapshot);
       const reg = opts.registry;
-      collector(reg, 'cni_ts_metrics_samples_total', 'counter', 'Samples of the endpoint metrics taken by this agent.', () => [{ value: this.stats.samples }]);
-      collector(reg, 'cni_ts_metrics_sample_failures_total', 'counter', 'Samples that failed (store or kernel read).', () => [{ value: this.stats.failures }]);
-      collector(reg, 'cni_ts_metrics_sample_duration_seconds', 'gauge', 'How long the last sample took (store list + the batched kernel reads + figures).', () => [{ value: this.stats.lastDurationSeconds }]);
-      collector(reg, 'cni_ts_metrics_endpoints', 'gauge', 'Endpoints of this node sampled at the last sample.', () => [{ value: this.snapshot?.endpoints.length ?? 0 }]);
+      collector(reg, 'cni_ts_metrics_samples_total', 'counter', 'Samples of the endpoint metrics taken by this agent.', () => [
+        { value: this.stats.samples },
+      ]);
+      collector(reg, 'cni_ts_metrics_sample_failures_total', 'counter', 'Samples that failed (store or kernel read).', () => [
+        { value: this.stats.failures },
+      ]);
+      collector(
+        reg,
+        'cni_ts_metrics_sample_duration_seconds',
+        'gauge',
+        'How long the last sample took (store list + the batched kernel reads + figures).',
+        () => [{ value: this.stats.lastDurationSeconds }],
+      );
+      collector(reg, 'cni_ts_metrics_endpoints', 'gauge', 'Endpoints of this node sampled at the last sample.', () => [
+        { value: this.snapshot?.endpoints.length ?? 0 },
+      ]);
     }
   }
 
@@ -95,7 +112,10 @@ export class MetricsSampler {
     const tick = (): void => {
       if (this.stopped) return;
       this.running = this.sampleNow()
-        .then(() => undefined, () => undefined)
+        .then(
+          () => undefined,
+          () => undefined,
+        )
         .finally(() => {
           this.running = undefined;
           if (!this.stopped) this.timer = setTimeout(tick, this.intervalMs);
@@ -228,7 +248,12 @@ export class MetricsSampler {
       for (const k of [...this.latency.keys()]) if (!seen.has(k)) this.latency.delete(k);
       const known = new Set(keys);
       for (const k of [...this.newConns.keys()]) if (!known.has(k)) this.newConns.delete(k);
-      const snap: MetricsSnapshot = { node: this.cfg.node, at: new Date(atMs).toISOString(), intervalSeconds: this.intervalMs / 1000, endpoints: figures };
+      const snap: MetricsSnapshot = {
+        node: this.cfg.node,
+        at: new Date(atMs).toISOString(),
+        intervalSeconds: this.intervalMs / 1000,
+        endpoints: figures,
+      };
       this.snapshot = snap;
       this.stats.samples++;
       this.stats.lastDurationSeconds = (performance.now() - t0) / 1000;
@@ -257,7 +282,11 @@ export class MetricsSampler {
     const stop = conntrackEvents(
       (e) => {
         if (e.event !== 'NEW') return;
-        const keys = new Set([...(this.byIp.get(e.orig.src) ?? []), ...(this.byIp.get(e.orig.dst) ?? []), ...(this.byIp.get(e.reply.src) ?? [])]);
+        const keys = new Set([
+          ...(this.byIp.get(e.orig.src) ?? []),
+          ...(this.byIp.get(e.orig.dst) ?? []),
+          ...(this.byIp.get(e.reply.src) ?? []),
+        ]);
         for (const k of keys) this.newConns.set(k, (this.newConns.get(k) ?? 0) + 1);
       },
       (why) => {
@@ -282,7 +311,9 @@ export class MetricsSampler {
   private probeLatency(eps: Endpoint[], keys: string[]): void {
     const l = this.settings.latency;
     if (l.mode === 'off' || this.probing || l.maxProbesPerSample === 0 || !eps.length) return;
-    const order = eps.map((ep, i) => ({ ep, key: keys[i]!, at: this.latency.get(keys[i]!)?.atMs ?? 0 })).filter((x) => this.state.has(x.key));
+    const order = eps
+      .map((ep, i) => ({ ep, key: keys[i]!, at: this.latency.get(keys[i]!)?.atMs ?? 0 }))
+      .filter((x) => this.state.has(x.key));
     order.sort((a, b) => a.at - b.at);
     const batch = order.slice(0, l.maxProbesPerSample);
     if (!batch.length) return;

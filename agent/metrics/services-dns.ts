@@ -25,16 +25,29 @@ export interface ServicesView {
 const portLabel = (e: ServicePortEntry): string => `${e.portName || e.port}/${e.protocol}`;
 
 export function registerServiceFamilies(registry: Registry, view: () => ServicesView | undefined): void {
-  collector(registry, 'cni_ts_service_backend_up', 'gauge', 'Service backends by health: 1 healthy (takes new connections), 0 unhealthy (health checks, agent/health).', () => {
-    const v = view();
-    const out: CollectedValue[] = [];
-    for (const e of v?.entries ?? []) for (const b of e.backends) out.push({ labels: { namespace: e.namespace, service: e.name, port: portLabel(e), backend: b.key }, value: b.healthy ? 1 : 0 });
-    return out;
-  });
+  collector(
+    registry,
+    'cni_ts_service_backend_up',
+    'gauge',
+    'Service backends by health: 1 healthy (takes new connections), 0 unhealthy (health checks, agent/health).',
+    () => {
+      const v = view();
+      const out: CollectedValue[] = [];
+      for (const e of v?.entries ?? [])
+        for (const b of e.backends)
+          out.push({ labels: { namespace: e.namespace, service: e.name, port: portLabel(e), backend: b.key }, value: b.healthy ? 1 : 0 });
+      return out;
+    },
+  );
   collector(registry, 'cni_ts_service_backend_connections', 'gauge', 'Open connections per service backend (conntrack).', () => {
     const v = view();
     const out: CollectedValue[] = [];
-    for (const e of v?.entries ?? []) for (const b of e.backends) out.push({ labels: { namespace: e.namespace, service: e.name, port: portLabel(e), backend: b.key }, value: v?.connections[`${e.key}|${b.key}`] ?? 0 });
+    for (const e of v?.entries ?? [])
+      for (const b of e.backends)
+        out.push({
+          labels: { namespace: e.namespace, service: e.name, port: portLabel(e), backend: b.key },
+          value: v?.connections[`${e.key}|${b.key}`] ?? 0,
+        });
     return out;
   });
 }
@@ -45,13 +58,16 @@ export function registerDnsFamilies(registry: Registry, metrics: () => DnsMetric
       const m = metrics();
       return m ? f(m) : [];
     });
-  const byKey = (label: string, o: Record<string, number>): CollectedValue[] => Object.entries(o).map(([k, value]) => ({ labels: { [label]: k }, value }));
+  const byKey = (label: string, o: Record<string, number>): CollectedValue[] =>
+    Object.entries(o).map(([k, value]) => ({ labels: { [label]: k }, value }));
   fam('cni_ts_dns_queries_total', 'counter', 'DNS queries received by the agent, by transport.', (m) => byKey('transport', m.queries));
   fam('cni_ts_dns_responses_total', 'counter', 'DNS responses sent, by rcode.', (m) => byKey('rcode', m.responses));
   fam('cni_ts_dns_answers_total', 'counter', 'Where answers came from: zone, cache, upstream, error.', (m) => byKey('source', m.answered));
   fam('cni_ts_dns_truncated_total', 'counter', 'UDP responses truncated (TC set).', (m) => [{ value: m.truncated }]);
   fam('cni_ts_dns_dropped_total', 'counter', 'DNS requests dropped, by reason.', (m) => byKey('reason', m.dropped));
-  fam('cni_ts_dns_upstream_total', 'counter', 'Upstream forwarding: sent, timeouts, errors, TCP retries, SERVFAIL.', (m) => byKey('outcome', m.upstream));
+  fam('cni_ts_dns_upstream_total', 'counter', 'Upstream forwarding: sent, timeouts, errors, TCP retries, SERVFAIL.', (m) =>
+    byKey('outcome', m.upstream),
+  );
   fam('cni_ts_dns_cache_hits_total', 'counter', 'DNS cache hits.', (m) => [{ value: m.cache.hits }]);
   fam('cni_ts_dns_cache_misses_total', 'counter', 'DNS cache misses.', (m) => [{ value: m.cache.misses }]);
   fam('cni_ts_dns_cache_evictions_total', 'counter', 'DNS cache evictions.', (m) => [{ value: m.cache.evictions }]);

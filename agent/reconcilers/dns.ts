@@ -51,7 +51,8 @@ export function dnsConfigOf(cfg: AgentConfig): DnsAgentConfig | undefined {
 export function recordOf(rr: RR, network?: string): DnsRecord {
   let data: string;
   if (rr.type === 'SRV') data = `${rr.data.priority} ${rr.data.weight} ${rr.data.port} ${rr.data.target}.`;
-  else if (rr.type === 'SOA') data = `${rr.data.mname}. ${rr.data.rname}. ${rr.data.serial} ${rr.data.refresh} ${rr.data.retry} ${rr.data.expire} ${rr.data.minimum}`;
+  else if (rr.type === 'SOA')
+    data = `${rr.data.mname}. ${rr.data.rname}. ${rr.data.serial} ${rr.data.refresh} ${rr.data.retry} ${rr.data.expire} ${rr.data.minimum}`;
   else if (rr.type === 'TXT') data = JSON.stringify(rr.data);
   else if (rr.type === 'PTR' || rr.type === 'CNAME') data = `${rr.data}.`;
   else data = rr.data;
@@ -78,7 +79,12 @@ export class DnsReconciler {
     private readonly log: Logger,
     opts: { resyncMs?: number } = {},
   ) {
-    this.conn = new WatchedStore(cfg.store, DNS_KINDS, (e) => this.onEvent(e), () => this.revision);
+    this.conn = new WatchedStore(
+      cfg.store,
+      DNS_KINDS,
+      (e) => this.onEvent(e),
+      () => this.revision,
+    );
     this.loop = new Loop({ name: 'dns', log, resyncMs: opts.resyncMs, settleMs: 2, reconcile: (why) => this.pass(why) });
     // Headless answers leave out backends the services health checks marked down: the
     // BackendHealth objects (written on each transition) are watched with the other kinds.
@@ -156,7 +162,12 @@ export class DnsReconciler {
 
   private replaceAll(items: Stored[]): void {
     this.objects.clear();
-    for (const i of items) if (DNS_KINDS.includes(i.object.kind)) this.objects.set(refString({ kind: i.object.kind, namespace: i.object.metadata.namespace ?? '', name: i.object.metadata.name }), i.object);
+    for (const i of items)
+      if (DNS_KINDS.includes(i.object.kind))
+        this.objects.set(
+          refString({ kind: i.object.kind, namespace: i.object.metadata.namespace ?? '', name: i.object.metadata.name }),
+          i.object,
+        );
   }
 
   private async pass(why: string): Promise<string | undefined> {
@@ -175,7 +186,8 @@ export class DnsReconciler {
         log: (m: string) => this.log.warn(m),
       };
       if (!this.dns) this.dns = await startDns(this.dnsCfg, () => this.zoneObjects(), hooks);
-      else if (this.dirty || this.dns.server.addresses().length < listenSpecs(this.dnsCfg, this.zoneObjects()).length) await this.dns.refresh();
+      else if (this.dirty || this.dns.server.addresses().length < listenSpecs(this.dnsCfg, this.zoneObjects()).length)
+        await this.dns.refresh();
       this.dirty = false;
       const z = this.dns.server.getZone();
       const listening = this.dns.server.addresses().map((a) => `${a.address}:${a.port}`);
@@ -200,7 +212,8 @@ export class DnsReconciler {
     if (!z) return { domain: this.dnsCfg.clusterDomain ?? 'cluster.local', serial: 0, listeners, records: [] };
     const records: DnsRecord[] = [];
     for (const node of z.names.values()) for (const rrs of node.values()) for (const rr of rrs) records.push(recordOf(rr));
-    for (const [network, names] of z.views) for (const node of names.values()) for (const rrs of node.values()) for (const rr of rrs) records.push(recordOf(rr, network));
+    for (const [network, names] of z.views)
+      for (const node of names.values()) for (const rrs of node.values()) for (const rr of rrs) records.push(recordOf(rr, network));
     return { domain: z.domain, serial: z.serial, listeners, records };
   }
 
@@ -209,6 +222,14 @@ export class DnsReconciler {
     if (!this.dns) throw new Error('dns: not serving yet (no pass has finished)');
     const a = this.dns.lookup(name, type.toUpperCase(), network);
     if (!a) return { name, type: type.toUpperCase(), forwarded: true };
-    return { name, type: type.toUpperCase(), forwarded: false, rcode: a.rcode, answers: a.answers.map((r) => recordOf(r)), authority: a.authority.map((r) => recordOf(r)), additionals: a.additionals.map((r) => recordOf(r)) };
+    return {
+      name,
+      type: type.toUpperCase(),
+      forwarded: false,
+      rcode: a.rcode,
+      answers: a.answers.map((r) => recordOf(r)),
+      authority: a.authority.map((r) => recordOf(r)),
+      additionals: a.additionals.map((r) => recordOf(r)),
+    };
   }
 }

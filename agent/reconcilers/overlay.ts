@@ -26,7 +26,8 @@ import { Loop } from '../loop.ts';
 export async function overlaySettings(cfg: AgentConfig): Promise<Settings | undefined> {
   const file = cfg.overlay.config;
   if (file === undefined) return undefined;
-  if (typeof file !== 'string' || !file) throw new AgentConfigError(cfg.source, 'overlay.config', 'must be the path of the .conf or .conflist holding the overlay plugin');
+  if (typeof file !== 'string' || !file)
+    throw new AgentConfigError(cfg.source, 'overlay.config', 'must be the path of the .conf or .conflist holding the overlay plugin');
   const p = cfg.source && !path.isAbsolute(file) ? path.resolve(path.dirname(cfg.source), file) : file;
   await prepareValidators([[schema, 'overlay']]);
   let conf: OverlayConf;
@@ -86,7 +87,12 @@ export class OverlayReconciler {
       const c = await converge(this.s, await this.ensureStore(), this.log, { masq: this.first });
       this.first = false;
       // a summary only when what the host holds changed (the lease renewal every tick is not news)
-      const state = `network ${this.s.name}: subnet ${c.lease.subnet} via ${c.underlay.dev} ${c.underlay.ip}, peers ${c.peers.map((p) => p.subnet).sort().join(',') || 'none'}`;
+      const state = `network ${this.s.name}: subnet ${c.lease.subnet} via ${c.underlay.dev} ${c.underlay.ip}, peers ${
+        c.peers
+          .map((p) => p.subnet)
+          .sort()
+          .join(',') || 'none'
+      }`;
       if (state === this.last && !c.vtepRecreated) return undefined;
       this.last = state;
       return `${state}${c.vtepRecreated ? ' (VTEP created)' : ''}`;

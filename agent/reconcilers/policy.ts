@@ -22,7 +22,14 @@ import type { Logger } from '../../shared/cni/log.ts';
 import type { Kind } from '../../shared/objects/types.ts';
 import { refString } from '../../shared/store/index.ts';
 import type { WatchEvent } from '../../shared/store/types.ts';
-import { policySettings, programPolicy, recordedRuleset, tableDrift, withPolicyLock, type PolicySettings } from '../../shared/policysync.ts';
+import {
+  policySettings,
+  programPolicy,
+  recordedRuleset,
+  tableDrift,
+  withPolicyLock,
+  type PolicySettings,
+} from '../../shared/policysync.ts';
 import { Loop } from '../loop.ts';
 import { WatchedStore } from '../watched-store.ts';
 
@@ -41,7 +48,12 @@ export class PolicyReconciler {
     opts: { resyncMs?: number } = {},
   ) {
     this.settings = policySettings(cfg);
-    this.conn = new WatchedStore(cfg.store, POLICY_KINDS, (e) => this.onEvent(e), () => this.revision);
+    this.conn = new WatchedStore(
+      cfg.store,
+      POLICY_KINDS,
+      (e) => this.onEvent(e),
+      () => this.revision,
+    );
     this.loop = new Loop({ name: 'policy', log, resyncMs: opts.resyncMs, settleMs: 2, reconcile: (why) => this.pass(why) });
   }
 

@@ -59,7 +59,15 @@ export function servicesSettings(cfg: AgentConfig): ServicesSettings {
 }
 
 /** The fixed chains of the table and their rule counts (compile.ts skeleton). */
-const SKELETON_CHAINS: Record<string, number> = { services: 2, prerouting: 1, output: 1, postrouting: 1, endpoints_check: 2, filter_forward: 1, filter_output: 1 };
+const SKELETON_CHAINS: Record<string, number> = {
+  services: 2,
+  prerouting: 1,
+  output: 1,
+  postrouting: 1,
+  endpoints_check: 2,
+  filter_forward: 1,
+  filter_output: 1,
+};
 
 export class ServicesReconciler {
   readonly loop: Loop;
@@ -79,10 +87,21 @@ export class ServicesReconciler {
     opts: { resyncMs?: number } = {},
   ) {
     this.settings = servicesSettings(cfg);
-    this.conn = new WatchedStore(cfg.store, SERVICE_KINDS, (e) => this.onEvent(e), () => this.revision);
+    this.conn = new WatchedStore(
+      cfg.store,
+      SERVICE_KINDS,
+      (e) => this.onEvent(e),
+      () => this.revision,
+    );
     this.loop = new Loop({ name: 'services', log, resyncMs: opts.resyncMs, settleMs: 2, reconcile: (why) => this.pass(why) });
     this.conns = new ConnectionTracker(log, (keys) => void this.onConnections(keys));
-    if (this.settings.healthChecks) this.health = new HealthChecker(cfg.node, () => this.conn.get(), log, (why) => this.loop.kick(why));
+    if (this.settings.healthChecks)
+      this.health = new HealthChecker(
+        cfg.node,
+        () => this.conn.get(),
+        log,
+        (why) => this.loop.kick(why),
+      );
   }
 
   start(): void {
@@ -128,12 +147,22 @@ export class ServicesReconciler {
   private async reconcile(why: string): Promise<string | undefined> {
     const store = await this.conn.get();
     const t0 = performance.now();
-    const [svcs, slices, eps, hs] = await Promise.all([store.list<Service>('Service'), store.list<EndpointSlice>('EndpointSlice'), store.list<Endpoint>('Endpoint'), store.list<BackendHealth>('BackendHealth')]);
+    const [svcs, slices, eps, hs] = await Promise.all([
+      store.list<Service>('Service'),
+      store.list<EndpointSlice>('EndpointSlice'),
+      store.list<Endpoint>('Endpoint'),
+      store.list<BackendHealth>('BackendHealth'),
+    ]);
     const revision = Math.min(svcs.revision, slices.revision, eps.revision, hs.revision);
     this.revision = Math.max(this.revision, revision);
     const health = hs.items.map((i) => i.object);
     const table = compileServices(
-      { services: svcs.items.map((i) => i.object), endpointSlices: slices.items.map((i) => i.object), endpoints: eps.items.map((i) => i.object), health },
+      {
+        services: svcs.items.map((i) => i.object),
+        endpointSlices: slices.items.map((i) => i.object),
+        endpoints: eps.items.map((i) => i.object),
+        health,
+      },
       this.cfg.node,
       { serviceCIDR: this.cfg.serviceCIDR },
     );
@@ -184,7 +213,10 @@ export class ServicesReconciler {
     return `${full ? 'replaced' : 'updated'} table inet ${this.settings.table} at revision ${revision}: ${table.entries.length} service ports (${withBackends} with backends), ${script.split('\n').length - 1} statements, ${script.length} bytes${ended ? `, ${ended} connections to deleted backends ended` : ''} in ${(performance.now() - t0).toFixed(1)} ms`;
   }
 
-  private async writeAllocations(store: ObjectStore, allocations: Array<{ namespace: string; name: string; clusterIP: string }>): Promise<void> {
+  private async writeAllocations(
+    store: ObjectStore,
+    allocations: Array<{ namespace: string; name: string; clusterIP: string }>,
+  ): Promise<void> {
     for (const a of allocations) {
       const cur = await store.get<Service>({ kind: 'Service', namespace: a.namespace, name: a.name });
       if (!cur || cur.object.spec.clusterIP) continue;
@@ -209,7 +241,9 @@ export class ServicesReconciler {
       const keep = now.get(e.key);
       for (const b of e.backends) {
         if (keep?.has(b.key)) continue;
-        n += await conntrackDeleteBackend({ proto: e.protocol, vip: e.vip, port: e.port, backend: b.address, backendPort: b.port }).catch(() => 0);
+        n += await conntrackDeleteBackend({ proto: e.protocol, vip: e.vip, port: e.port, backend: b.address, backendPort: b.port }).catch(
+          () => 0,
+        );
       }
     }
     return n;
@@ -218,7 +252,8 @@ export class ServicesReconciler {
   /** Why the kernel's table is not what we applied (undefined when it is). */
   private async drift(applied: RenderedTable): Promise<string | undefined> {
     // any failure to read it counts as gone (the next pass rewrites it)
-    const objects = (await nftList('inet', this.settings.table, { terse: true }).catch(() => undefined)) as Array<Record<string, { name?: string; chain?: string }>> | undefined;
+    const objects = (await nftList('inet', this.settings.table, { terse: true }).catch(() => undefined)) as
+      Array<Record<string, { name?: string; chain?: string }>> | undefined;
     if (!objects) return 'is gone';
     const rules = new Map<string, number>();
     const chains = new Set<string>();
@@ -260,7 +295,8 @@ export class ServicesReconciler {
         lines.push(renderLcUpdate(applied.table, e, pick));
         f.lc = { ...f.lc, element: el };
       }
-      if (lines.length) await nftApply(lines.join('')).catch((err: Error) => this.log.warn(`services: least-connections update failed: ${err.message}`));
+      if (lines.length)
+        await nftApply(lines.join('')).catch((err: Error) => this.log.warn(`services: least-connections update failed: ${err.message}`));
     }).catch(() => undefined);
   }
 }

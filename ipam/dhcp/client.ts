@@ -28,7 +28,10 @@ export async function dhcpClientMain(argv: string[]): Promise<number> {
     return 1;
   }
   const mac = link.address;
-  await ipBatch([['link', 'set', 'dev', ifname, 'up'], ['route', 'replace', `${BCAST}/32`, 'dev', ifname]]);
+  await ipBatch([
+    ['link', 'set', 'dev', ifname, 'up'],
+    ['route', 'replace', `${BCAST}/32`, 'dev', ifname],
+  ]);
   const sock = dgram.createSocket({ type: 'udp4', reuseAddr: true });
   await new Promise<void>((res, rej) => {
     sock.once('error', rej);
@@ -40,7 +43,8 @@ export async function dhcpClientMain(argv: string[]): Promise<number> {
     const m = decode(buf);
     if (m && m.op === 2 && m.chaddr === mac.toLowerCase()) for (const w of [...waiters]) w(m);
   });
-  const send = (m: DhcpMessage, to = BCAST): Promise<void> => new Promise((res, rej) => sock.send(encode(m), 67, to, (e) => (e ? rej(e) : res())));
+  const send = (m: DhcpMessage, to = BCAST): Promise<void> =>
+    new Promise((res, rej) => sock.send(encode(m), 67, to, (e) => (e ? rej(e) : res())));
   /** send `m` (again every 2 s) until a reply of `types` with its xid, or the deadline */
   async function exchange(m: DhcpMessage, types: number[], ms: number): Promise<DhcpMessage | undefined> {
     return new Promise((resolve) => {
@@ -67,7 +71,18 @@ export async function dhcpClientMain(argv: string[]): Promise<number> {
     const offer = await exchange({ ...base, xid: xid(), options: clientOptions(MSG.DISCOVER, clientId) }, [MSG.OFFER], timeoutMs);
     if (!offer) return undefined;
     const o = leaseOf(offer);
-    const ack = await exchange({ ...base, xid: xid(), options: clientOptions(MSG.REQUEST, clientId, [[50, ipOpt(o.address)], [54, ipOpt(o.server)]]) }, [MSG.ACK, MSG.NAK], timeoutMs);
+    const ack = await exchange(
+      {
+        ...base,
+        xid: xid(),
+        options: clientOptions(MSG.REQUEST, clientId, [
+          [50, ipOpt(o.address)],
+          [54, ipOpt(o.server)],
+        ]),
+      },
+      [MSG.ACK, MSG.NAK],
+      timeoutMs,
+    );
     return ack && msgType(ack) === MSG.ACK ? leaseOf(ack) : undefined;
   }
 
@@ -113,7 +128,13 @@ export async function dhcpClientMain(argv: string[]): Promise<number> {
     renewIn(current.t1);
     process.once('SIGTERM', () => {
       clearTimeout(timer);
-      const rel = { op: 1 as const, chaddr: mac, xid: xid(), ciaddr: current.address, options: clientOptions(MSG.RELEASE, clientId, [[54, ipOpt(current.server)]]) };
+      const rel = {
+        op: 1 as const,
+        chaddr: mac,
+        xid: xid(),
+        ciaddr: current.address,
+        options: clientOptions(MSG.RELEASE, clientId, [[54, ipOpt(current.server)]]),
+      };
       void send(rel)
         .catch(() => undefined)
         .then(cleanup)

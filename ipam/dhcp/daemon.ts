@@ -48,7 +48,17 @@ export async function dhcpDaemonMain(argv: string[]): Promise<number> {
 
   function startClient(req: DaemonRequest): Promise<Held> {
     return new Promise((resolve, reject) => {
-      const child = spawnInNetns(String(req.netns), [process.execPath, 'dhcp', 'client', '--ifname', req.ifname ?? 'eth0', '--client-id', req.id, '--timeout-ms', timeoutMs]);
+      const child = spawnInNetns(String(req.netns), [
+        process.execPath,
+        'dhcp',
+        'client',
+        '--ifname',
+        req.ifname ?? 'eth0',
+        '--client-id',
+        req.id,
+        '--timeout-ms',
+        timeoutMs,
+      ]);
       let out = '';
       let err = '';
       child.stderr!.on('data', (d: Buffer) => {

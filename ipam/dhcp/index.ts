@@ -24,7 +24,11 @@ async function ask(req: Request<DhcpConf>, r: DaemonRequest): Promise<Lease | un
   try {
     a = await askDaemon(socketOf(req.config), r);
   } catch (e) {
-    throw new CniError(ErrorCode.TryAgainLater, `error dialing DHCP daemon: ${e instanceof Error ? e.message : String(e)}`, `is "cni-ts dhcp daemon" running on ${socketOf(req.config)}?`);
+    throw new CniError(
+      ErrorCode.TryAgainLater,
+      `error dialing DHCP daemon: ${e instanceof Error ? e.message : String(e)}`,
+      `is "cni-ts dhcp daemon" running on ${socketOf(req.config)}?`,
+    );
   }
   if (!a.ok) throw new CniError(r.op === 'check' ? ErrorCode.CheckMismatch : ErrorCode.NotAvailable, a.error ?? 'dhcp daemon failed');
   return a.lease;

@@ -36,7 +36,7 @@ export function encode(m: DhcpMessage): Buffer {
 export function decode(b: Buffer): DhcpMessage | undefined {
   if (b.length < 240 || b.readUInt32BE(236) !== COOKIE) return undefined;
   const options = new Map<number, Buffer>();
-  for (let i = 240; i < b.length; ) {
+  for (let i = 240; i < b.length;) {
     const code = b[i];
     if (code === 255) break;
     if (code === 0) {
@@ -48,7 +48,15 @@ export function decode(b: Buffer): DhcpMessage | undefined {
     i += 2 + len;
   }
   const chaddr = [...b.subarray(28, 34)].map((x) => x.toString(16).padStart(2, '0')).join(':');
-  return { op: b[0] as 1 | 2, xid: b.readUInt32BE(4), flags: b.readUInt16BE(10), ciaddr: buf2ip(b, 12), yiaddr: buf2ip(b, 16), chaddr, options };
+  return {
+    op: b[0] as 1 | 2,
+    xid: b.readUInt32BE(4),
+    flags: b.readUInt16BE(10),
+    ciaddr: buf2ip(b, 12),
+    yiaddr: buf2ip(b, 16),
+    chaddr,
+    options,
+  };
 }
 
 export const msgType = (m: DhcpMessage): number | undefined => m.options.get(53)?.[0];
@@ -89,5 +97,13 @@ export function leaseOf(m: DhcpMessage): Lease {
   const dns: string[] = [];
   if (dnsBuf) for (let i = 0; i + 4 <= dnsBuf.length; i += 4) dns.push(buf2ip(dnsBuf, i));
   const leaseSeconds = optU32(m, 51) ?? 3600;
-  return { address: m.yiaddr ?? '', prefix, router: optIp(m, 3), server: optIp(m, 54) ?? '', leaseSeconds, t1: optU32(m, 58) ?? Math.floor(leaseSeconds / 2), dns };
+  return {
+    address: m.yiaddr ?? '',
+    prefix,
+    router: optIp(m, 3),
+    server: optIp(m, 54) ?? '',
+    leaseSeconds,
+    t1: optU32(m, 58) ?? Math.floor(leaseSeconds / 2),
+    dns,
+  };
 }

@@ -9,7 +9,17 @@ import { CniError, ErrorCode, invalidConfig } from '../../shared/cni/errors.ts';
 import type { NetConfBase, Route } from '../../shared/cni/types.ts';
 import { atLeast } from '../../shared/cni/version.ts';
 import { contains, formatCIDR, formatIP, network, parseCIDR, parseIP, type IP } from '../../shared/ipnet.ts';
-import { defaults, describeRangeSet, isNetworkOrBroadcast, maxPrefix, rangeFor, rangesOverlap, rangeSetsOverlap, type Range, type RangeSet } from './range.ts';
+import {
+  defaults,
+  describeRangeSet,
+  isNetworkOrBroadcast,
+  maxPrefix,
+  rangeFor,
+  rangesOverlap,
+  rangeSetsOverlap,
+  type Range,
+  type RangeSet,
+} from './range.ts';
 
 export const DEFAULT_DATA_DIR = '/var/lib/cni/networks';
 
@@ -51,10 +61,16 @@ export function parseRange(rc: RangeConf, field: string): Range {
   const f = subnet.family;
   // As the reference's Range.Canonicalize: a subnet is written as its network address, is not
   // the whole address space, and an IPv4 network is not spelt as IPv4-mapped IPv6.
-  if (subnet.value !== cidr.value) throw invalidConfig(`${field}.subnet`, `${rc.subnet} has host bits set (the network address of a /${cidr.prefix} is ${formatIP(subnet)})`);
+  if (subnet.value !== cidr.value)
+    throw invalidConfig(
+      `${field}.subnet`,
+      `${rc.subnet} has host bits set (the network address of a /${cidr.prefix} is ${formatIP(subnet)})`,
+    );
   if (cidr.prefix === 0) throw invalidConfig(`${field}.subnet`, `${rc.subnet} is the whole address space`);
-  if (f === 6 && subnet.value >> 32n === 0xffffn) throw invalidConfig(`${field}.subnet`, `${rc.subnet} is an IPv4-mapped IPv6 subnet; write the IPv4 subnet`);
-  if (subnet.prefix > maxPrefix(f)) throw invalidConfig(`${field}.subnet`, `${formatCIDR(subnet)} is too small to allocate from (at most /${maxPrefix(f)})`);
+  if (f === 6 && subnet.value >> 32n === 0xffffn)
+    throw invalidConfig(`${field}.subnet`, `${rc.subnet} is an IPv4-mapped IPv6 subnet; write the IPv4 subnet`);
+  if (subnet.prefix > maxPrefix(f))
+    throw invalidConfig(`${field}.subnet`, `${formatCIDR(subnet)} is too small to allocate from (at most /${maxPrefix(f)})`);
   const d = defaults(subnet);
   const inSubnet = (ip: IP | undefined, name: string): IP | undefined => {
     if (!ip) return undefined;
@@ -65,7 +81,11 @@ export function parseRange(rc: RangeConf, field: string): Range {
   const gateway = inSubnet(ipField(rc.gateway, `${field}.gateway`), 'gateway') ?? d.gateway;
   const start = inSubnet(ipField(rc.rangeStart, `${field}.rangeStart`), 'rangeStart')?.value ?? d.start;
   const end = inSubnet(ipField(rc.rangeEnd, `${field}.rangeEnd`), 'rangeEnd')?.value ?? d.end;
-  if (end < start) throw invalidConfig(`${field}.rangeEnd`, `${rc.rangeEnd ?? formatIP({ family: f, value: end })} is before rangeStart ${formatIP({ family: f, value: start })}`);
+  if (end < start)
+    throw invalidConfig(
+      `${field}.rangeEnd`,
+      `${rc.rangeEnd ?? formatIP({ family: f, value: end })} is before rangeStart ${formatIP({ family: f, value: start })}`,
+    );
   return { subnet, start, end, gateway, field };
 }
 
@@ -74,7 +94,8 @@ export function parseRangeSet(list: RangeConf[], field: string): RangeSet {
   if (!Array.isArray(list) || list.length === 0) throw invalidConfig(field, 'a range set needs at least one range');
   const set = list.map((rc, j) => parseRange(rc, `${field}[${j}]`));
   for (let j = 1; j < set.length; j++) {
-    if (set[j].subnet.family !== set[0].subnet.family) throw invalidConfig(`${field}[${j}].subnet`, 'mixes address families within one range set');
+    if (set[j].subnet.family !== set[0].subnet.family)
+      throw invalidConfig(`${field}[${j}].subnet`, 'mixes address families within one range set');
   }
   for (let a = 0; a < set.length; a++) {
     for (let b = a + 1; b < set.length; b++) {
@@ -103,7 +124,8 @@ export function parseRangeSets(conf: HostLocalConf, version: string): RangeSet[]
   if (sets.length === 0) throw invalidConfig('ipam.ranges', 'no IP ranges specified (set ipam.subnet or ipam.ranges)');
   for (let a = 0; a < sets.length; a++) {
     for (let b = a + 1; b < sets.length; b++) {
-      if (rangeSetsOverlap(sets[a], sets[b])) throw invalidConfig(sets[b][0].field.replace(/\[\d+\]$/, ''), `range set overlaps ${sets[a][0].field.replace(/\[\d+\]$/, '')}`);
+      if (rangeSetsOverlap(sets[a], sets[b]))
+        throw invalidConfig(sets[b][0].field.replace(/\[\d+\]$/, ''), `range set overlaps ${sets[a][0].field.replace(/\[\d+\]$/, '')}`);
     }
   }
   if (!atLeast(version, '0.3.0')) {
@@ -163,7 +185,8 @@ export function requestedIPs(conf: HostLocalConf, cniArgs: Map<string, string>):
   const fromArgs = conf.args?.cni?.ips;
   if (fromArgs !== undefined && !Array.isArray(fromArgs)) throw invalidConfig('args.cni.ips', 'must be a list of "<ip>[/<prefix>]"');
   const fromRuntime = conf.runtimeConfig?.ips;
-  if (fromRuntime !== undefined && !Array.isArray(fromRuntime)) throw invalidConfig('runtimeConfig.ips', 'must be a list of "<ip>[/<prefix>]"');
+  if (fromRuntime !== undefined && !Array.isArray(fromRuntime))
+    throw invalidConfig('runtimeConfig.ips', 'must be a list of "<ip>[/<prefix>]"');
   (fromArgs ?? []).forEach((s, i) => push(parseRequested(s, `args.cni.ips[${i}]`, false), `args.cni.ips[${i}]`));
   (fromRuntime ?? []).forEach((s, i) => push(parseRequested(s, `runtimeConfig.ips[${i}]`, false), `runtimeConfig.ips[${i}]`));
   const envIP = cniArgs.get('IP');
@@ -183,11 +206,14 @@ export function assignRequested(sets: RangeSet[], requested: Requested[]): Map<n
   for (const r of requested) {
     const idx = sets.findIndex((s) => rangeFor(s, r.ip) !== undefined);
     const fail = (why: string): CniError =>
-      r.source === 'CNI_ARGS IP' ? new CniError(ErrorCode.InvalidEnvironment, `invalid CNI_ARGS: IP: ${why}`, 'CNI_ARGS IP') : invalidConfig(r.source, why);
+      r.source === 'CNI_ARGS IP'
+        ? new CniError(ErrorCode.InvalidEnvironment, `invalid CNI_ARGS: IP: ${why}`, 'CNI_ARGS IP')
+        : invalidConfig(r.source, why);
     const text = formatIP(r.ip);
     if (idx < 0) throw fail(`requested address ${text} is not in any range (${sets.map(describeRangeSet).join('; ')})`);
     const range = rangeFor(sets[idx], r.ip) as Range;
-    if (isNetworkOrBroadcast(range, r.ip)) throw fail(`requested address ${text} is the network or broadcast address of ${formatCIDR(range.subnet)}`);
+    if (isNetworkOrBroadcast(range, r.ip))
+      throw fail(`requested address ${text} is the network or broadcast address of ${formatCIDR(range.subnet)}`);
     if (range.gateway.value === r.ip.value) {
       throw new CniError(ErrorCode.Conflict, `requested address ${text} is the gateway of ${formatCIDR(range.subnet)}`, r.source);
     }

@@ -52,7 +52,11 @@ async function allocate(req: Request<HostLocalConf>, sets: RangeSet[], store: St
       const h = mine.find((r) => rangeSetContains(set, r.ip));
       const want = wanted.get(idx);
       if (h && want && want.ip.value !== h.ip.value) {
-        throw new CniError(ErrorCode.Conflict, `${containerId}/${ifname} already holds ${h.name} in range set ${idx}; requested ${formatIP(want.ip)} (${want.source})`, 'DEL the attachment first');
+        throw new CniError(
+          ErrorCode.Conflict,
+          `${containerId}/${ifname} already holds ${h.name} in range set ${idx}; requested ${formatIP(want.ip)} (${want.source})`,
+          'DEL the attachment first',
+        );
       }
       return h;
     });
@@ -73,7 +77,11 @@ async function allocate(req: Request<HostLocalConf>, sets: RangeSet[], store: St
         if (want) {
           if (!res.reserve(want.ip)) {
             const owner = store.ownerOf(want.ip);
-            throw new CniError(ErrorCode.Conflict, `requested address ${formatIP(want.ip)} is already allocated${owner ? ` to ${owner.containerId}` : ''}`, want.source);
+            throw new CniError(
+              ErrorCode.Conflict,
+              `requested address ${formatIP(want.ip)} is already allocated${owner ? ` to ${owner.containerId}` : ''}`,
+              want.source,
+            );
           }
           taken.push(formatIP(want.ip));
           store.setLastReserved(idx, want.ip);
@@ -91,7 +99,11 @@ async function allocate(req: Request<HostLocalConf>, sets: RangeSet[], store: St
               fresh = true;
               continue;
             }
-            throw new CniError(ErrorCode.PoolExhausted, `no IP addresses available in range set ${idx}: ${describeRangeSet(set)}`, `network ${req.config.name}`);
+            throw new CniError(
+              ErrorCode.PoolExhausted,
+              `no IP addresses available in range set ${idx}: ${describeRangeSet(set)}`,
+              `network ${req.config.name}`,
+            );
           }
           if (res.reserve(next.ip)) {
             taken.push(formatIP(next.ip));
@@ -111,7 +123,8 @@ async function allocate(req: Request<HostLocalConf>, sets: RangeSet[], store: St
     reserver?.close();
     await lock.release();
     trace('host-local: store lock released');
-    if (entered !== asked) req.log.debug(`store lock: waited ${(entered - asked).toFixed(1)} ms, held ${(performance.now() - entered).toFixed(1)} ms`);
+    if (entered !== asked)
+      req.log.debug(`store lock: waited ${(entered - asked).toFixed(1)} ms, held ${(performance.now() - entered).toFixed(1)} ms`);
   }
 }
 
@@ -173,13 +186,20 @@ export default definePlugin<HostLocalConf>({
     const store = openStore(req, false);
     const mine = store ? store.list().filter((r) => ownedBy(r, containerId, ifname, true)) : [];
     if (mine.length === 0) {
-      throw new CniError(ErrorCode.CheckMismatch, `host-local: no address is reserved for ${containerId}/${ifname} in network ${req.config.name}`);
+      throw new CniError(
+        ErrorCode.CheckMismatch,
+        `host-local: no address is reserved for ${containerId}/${ifname} in network ${req.config.name}`,
+      );
     }
     for (const ipc of req.prevResult?.ips ?? []) {
       const n = parseCIDR(ipc.address);
       if (!n || !sets.some((s) => rangeSetContains(s, n))) continue;
       if (!mine.some((r) => r.ip.family === n.family && r.ip.value === n.value)) {
-        throw new CniError(ErrorCode.CheckMismatch, `host-local: ${ipc.address} of prevResult is not reserved for ${containerId}/${ifname}`, `reserved: ${mine.map((r) => r.name).join(', ')}`);
+        throw new CniError(
+          ErrorCode.CheckMismatch,
+          `host-local: ${ipc.address} of prevResult is not reserved for ${containerId}/${ifname}`,
+          `reserved: ${mine.map((r) => r.name).join(', ')}`,
+        );
       }
     }
   },
@@ -217,14 +237,21 @@ export default definePlugin<HostLocalConf>({
       else probeCreatable(storeDir(req.config));
     } catch (e) {
       if (e instanceof CniError && e.code === ErrorCode.InvalidConfig) throw e;
-      throw new CniError(ErrorCode.NotAvailable, `host-local: the address store of network ${req.config.name} is not usable`, (e as Error).message);
+      throw new CniError(
+        ErrorCode.NotAvailable,
+        `host-local: the address store of network ${req.config.name} is not usable`,
+        (e as Error).message,
+      );
     }
     const list = store ? store.list() : [];
     sets.forEach((set, idx) => {
       if (freeCount(set, reservedValues(list, set)) <= 0n) {
-        throw new CniError(ErrorCode.NotAvailable, `host-local: range set ${idx} is exhausted: ${describeRangeSet(set)}`, `network ${req.config.name}`);
+        throw new CniError(
+          ErrorCode.NotAvailable,
+          `host-local: range set ${idx} is exhausted: ${describeRangeSet(set)}`,
+          `network ${req.config.name}`,
+        );
       }
     });
   },
 });
-

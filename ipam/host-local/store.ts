@@ -10,7 +10,24 @@
  * exclusive link alone already keeps two allocators from ever taking one address.
  */
 import { randomHex } from '../../shared/hash.ts';
-import { accessSync, closeSync, constants, existsSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, realpathSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  accessSync,
+  closeSync,
+  constants,
+  existsSync,
+  fsyncSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import path from 'node:path';
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { formatIP, parseIP, type IP } from '../../shared/ipnet.ts';
@@ -37,7 +54,10 @@ export interface Reservation {
 
 /** Parse a reservation file's content (`id\r\nifname`, or an old `id`). */
 export function parseOwner(text: string): Owner | undefined {
-  const lines = text.trim().split(/\r?\n/).map((l) => l.trim());
+  const lines = text
+    .trim()
+    .split(/\r?\n/)
+    .map((l) => l.trim());
   if (!lines[0]) return undefined;
   return lines.length > 1 && lines[1] ? { containerId: lines[0], ifname: lines[1] } : { containerId: lines[0] };
 }
@@ -80,7 +100,11 @@ export class Store {
       throw new CniError(ErrorCode.IOFailure, `cannot resolve the address store ${dir}`, (e as Error).message);
     }
     if (path.dirname(real) !== realRoot || !lstatSync(dir).isDirectory()) {
-      throw new CniError(ErrorCode.InvalidConfig, `invalid network config: name: the address store ${dir} resolves outside ipam.dataDir`, 'field "name"');
+      throw new CniError(
+        ErrorCode.InvalidConfig,
+        `invalid network config: name: the address store ${dir} resolves outside ipam.dataDir`,
+        'field "name"',
+      );
     }
     return new Store(dir);
   }
@@ -308,7 +332,11 @@ export class Reserver {
       writeDurably(tmp, this.content, true);
     } catch (e) {
       discard(tmp);
-      throw new CniError(ErrorCode.IOFailure, `cannot write in the address store ${this.dir}: ${errno(e) ?? 'error'}`, (e as Error).message);
+      throw new CniError(
+        ErrorCode.IOFailure,
+        `cannot write in the address store ${this.dir}: ${errno(e) ?? 'error'}`,
+        (e as Error).message,
+      );
     }
     return tmp;
   }

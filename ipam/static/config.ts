@@ -13,7 +13,18 @@
 import { CniError, ErrorCode, invalidConfig } from '../../shared/cni/errors.ts';
 import type { DNS, IPConfig, NetConfBase, Result, Route } from '../../shared/cni/types.ts';
 import { atLeast } from '../../shared/cni/version.ts';
-import { canonicalIP, contains, formatCIDR, formatIP, ipEqual, network, parseCIDR, parseIP, type IP, type IPNet } from '../../shared/ipnet.ts';
+import {
+  canonicalIP,
+  contains,
+  formatCIDR,
+  formatIP,
+  ipEqual,
+  network,
+  parseCIDR,
+  parseIP,
+  type IP,
+  type IPNet,
+} from '../../shared/ipnet.ts';
 
 export interface StaticAddress {
   address: string;
@@ -63,7 +74,8 @@ function configured(ipam: StaticIpam): Planned[] {
     if (a.gateway !== undefined) {
       const gw = parseIP(a.gateway);
       if (!gw) throw invalidConfig(`${field}.gateway`, `"${a.gateway}" is not an IP address`);
-      if (gw.family !== net.family) throw invalidConfig(`${field}.gateway`, `${a.gateway} is not an IPv${net.family} address like ${a.address}`);
+      if (gw.family !== net.family)
+        throw invalidConfig(`${field}.gateway`, `${a.gateway} is not an IPv${net.family} address like ${a.address}`);
       p.gateway = gw;
     }
     return p;
@@ -123,24 +135,35 @@ export function resolveAddresses(conf: StaticNetConf, cniArgs: ReadonlyMap<strin
       const gw = parseIP(item);
       if (!gw) throw badArgs('GATEWAY', `"${item}" is not an IP address`);
       const holders = plan.filter((p) => contains(network(p.net), gw));
-      if (!holders.length) throw badArgs('GATEWAY', `${item} is in none of the subnets of the addresses (${plan.map((p) => formatCIDR(p.net)).join(', ') || 'none'})`);
+      if (!holders.length)
+        throw badArgs(
+          'GATEWAY',
+          `${item} is in none of the subnets of the addresses (${plan.map((p) => formatCIDR(p.net)).join(', ') || 'none'})`,
+        );
       for (const h of holders) h.gateway = gw;
     }
   }
 
   if (!plan.length) {
-    throw invalidConfig('ipam.addresses', 'no addresses: give ipam.addresses, or addresses through runtimeConfig.ips, args.cni.ips or CNI_ARGS IP');
+    throw invalidConfig(
+      'ipam.addresses',
+      'no addresses: give ipam.addresses, or addresses through runtimeConfig.ips, args.cni.ips or CNI_ARGS IP',
+    );
   }
   for (let i = 0; i < plan.length; i++) {
     for (let j = 0; j < i; j++) {
-      if (ipEqual(plan[i].net, plan[j].net)) throw invalidConfig(plan[i].field, `address ${formatIP(plan[i].net)} is given twice (also ${plan[j].field})`);
+      if (ipEqual(plan[i].net, plan[j].net))
+        throw invalidConfig(plan[i].field, `address ${formatIP(plan[i].net)} is given twice (also ${plan[j].field})`);
     }
   }
   if (!atLeast(version, '0.3.0')) {
     for (const fam of [4, 6] as const) {
       const same = plan.filter((p) => p.net.family === fam);
       if (same.length > 1) {
-        throw invalidConfig(same[1].field, `cniVersion ${version} results carry one address per family, ${same.length} IPv${fam} addresses given (use cniVersion 0.3.0 or later)`);
+        throw invalidConfig(
+          same[1].field,
+          `cniVersion ${version} results carry one address per family, ${same.length} IPv${fam} addresses given (use cniVersion 0.3.0 or later)`,
+        );
       }
     }
   }
@@ -223,7 +246,8 @@ export function checkAgainst(expected: IPConfig[], prev: Result): string[] {
       continue;
     }
     const gotNet = parseCIDR(got.address) as IPNet;
-    if (gotNet.prefix !== wantNet.prefix) problems.push(`address ${formatIP(wantNet)} has prefix /${gotNet.prefix} in prevResult, /${wantNet.prefix} configured`);
+    if (gotNet.prefix !== wantNet.prefix)
+      problems.push(`address ${formatIP(wantNet)} has prefix /${gotNet.prefix} in prevResult, /${wantNet.prefix} configured`);
     const gotGw = got.gateway ? parseIP(got.gateway) : null;
     const wantGw = want.gateway ? parseIP(want.gateway) : null;
     if (wantGw && !(gotGw && ipEqual(gotGw, wantGw))) {

@@ -29,7 +29,11 @@ export default definePlugin<StaticNetConf>({
     if (!req.prevResult) return;
     const problems = checkAgainst(expected, req.prevResult);
     if (problems.length) {
-      throw new CniError(ErrorCode.CheckMismatch, `static: prevResult does not match the configured addresses: ${problems[0]}`, problems.join('; '));
+      throw new CniError(
+        ErrorCode.CheckMismatch,
+        `static: prevResult does not match the configured addresses: ${problems[0]}`,
+        problems.join('; '),
+      );
     }
   },
   async gc() {},

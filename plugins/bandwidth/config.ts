@@ -82,7 +82,10 @@ export function validateLimits(l: Limits): void {
     if (burst !== 0 && Math.floor(burst / 8) === 0) throw invalidConfig(`${l.from}${dir}Burst`, 'burst must be at least 8 bits');
   }
   if (l.unshapedSubnets.length && l.shapedSubnets.length) {
-    throw invalidConfig(`${l.from}shapedSubnets`, 'unshapedSubnets and shapedSubnets cannot be both specified, one of them should be discarded');
+    throw invalidConfig(
+      `${l.from}shapedSubnets`,
+      'unshapedSubnets and shapedSubnets cannot be both specified, one of them should be discarded',
+    );
   }
   for (const key of ['unshapedSubnets', 'shapedSubnets'] as const) {
     l[key].forEach((s, i) => {
@@ -112,19 +115,88 @@ export const shaperOf = (rateBits: number, burstBits: number): Shaper | undefine
 export function rootCommands(dev: string, s: Shaper, l: Limits, remote: 'src' | 'dst'): string[][] {
   const subnets = l.unshapedSubnets.length ? l.unshapedSubnets : l.shapedSubnets;
   if (!subnets.length) {
-    return [['qdisc', 'add', 'dev', dev, 'root', 'handle', '1:', 'tbf', 'rate', `${s.rateBytes * 8}bit`, 'burst', String(s.burstBytes), 'latency', `${LATENCY_US}us`]];
+    return [
+      [
+        'qdisc',
+        'add',
+        'dev',
+        dev,
+        'root',
+        'handle',
+        '1:',
+        'tbf',
+        'rate',
+        `${s.rateBytes * 8}bit`,
+        'burst',
+        String(s.burstBytes),
+        'latency',
+        `${LATENCY_US}us`,
+      ],
+    ];
   }
   const [deflt, listed] = l.unshapedSubnets.length ? [SHAPED_MINOR, UNSHAPED_MINOR] : [UNSHAPED_MINOR, SHAPED_MINOR];
   const cmds: string[][] = [
     ['qdisc', 'add', 'dev', dev, 'root', 'handle', '1:', 'htb', 'default', deflt],
     // Explicit buckets and quantum: tc's defaults leave a 100 Gbit/s class a zero ceil bucket and warn about the quantum.
-    ['class', 'add', 'dev', dev, 'parent', '1:', 'classid', `1:${UNSHAPED_MINOR}`, 'htb', 'rate', `${UNCAPPED_RATE_BITS}bit`, 'burst', UNCAPPED_BURST, 'cburst', UNCAPPED_BURST, 'quantum', QUANTUM],
-    ['class', 'add', 'dev', dev, 'parent', '1:', 'classid', `1:${SHAPED_MINOR}`, 'htb', 'rate', `${s.rateBytes * 8}bit`, 'burst', String(s.burstBytes), 'quantum', QUANTUM],
+    [
+      'class',
+      'add',
+      'dev',
+      dev,
+      'parent',
+      '1:',
+      'classid',
+      `1:${UNSHAPED_MINOR}`,
+      'htb',
+      'rate',
+      `${UNCAPPED_RATE_BITS}bit`,
+      'burst',
+      UNCAPPED_BURST,
+      'cburst',
+      UNCAPPED_BURST,
+      'quantum',
+      QUANTUM,
+    ],
+    [
+      'class',
+      'add',
+      'dev',
+      dev,
+      'parent',
+      '1:',
+      'classid',
+      `1:${SHAPED_MINOR}`,
+      'htb',
+      'rate',
+      `${s.rateBytes * 8}bit`,
+      'burst',
+      String(s.burstBytes),
+      'quantum',
+      QUANTUM,
+    ],
   ];
   for (const c of subnets) {
     const n = network(parseCIDR(c)!);
     const [proto, match] = n.family === 4 ? ['ip', 'ip'] : ['ipv6', 'ip6'];
-    cmds.push(['filter', 'add', 'dev', dev, 'parent', '1:', 'protocol', proto, 'prio', '16', 'u32', 'match', match, remote, formatCIDR(n), 'classid', `1:${listed}`]);
+    cmds.push([
+      'filter',
+      'add',
+      'dev',
+      dev,
+      'parent',
+      '1:',
+      'protocol',
+      proto,
+      'prio',
+      '16',
+      'u32',
+      'match',
+      match,
+      remote,
+      formatCIDR(n),
+      'classid',
+      `1:${listed}`,
+    ]);
   }
   return cmds;
 }
@@ -132,5 +204,29 @@ export function rootCommands(dev: string, s: Shaper, l: Limits, remote: 'src' | 
 /** The redirection of everything the container sends (the host veth's ingress) to the IFB. */
 export const redirectCommands = (hostDev: string, ifb: string): string[][] => [
   ['qdisc', 'add', 'dev', hostDev, 'handle', 'ffff:', 'ingress'],
-  ['filter', 'add', 'dev', hostDev, 'parent', 'ffff:', 'protocol', 'all', 'prio', '1', 'u32', 'match', 'u32', '0', '0', 'flowid', '1:1', 'action', 'mirred', 'egress', 'redirect', 'dev', ifb],
+  [
+    'filter',
+    'add',
+    'dev',
+    hostDev,
+    'parent',
+    'ffff:',
+    'protocol',
+    'all',
+    'prio',
+    '1',
+    'u32',
+    'match',
+    'u32',
+    '0',
+    '0',
+    'flowid',
+    '1:1',
+    'action',
+    'mirred',
+    'egress',
+    'redirect',
+    'dev',
+    ifb,
+  ],
 ];

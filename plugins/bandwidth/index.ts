@@ -27,7 +27,10 @@ import {
 
 /** A kernel refusal that means the feature is not built in: code 101. */
 function kernelError(e: unknown, what: string): never {
-  if (e instanceof CniError && /Unknown device type|qdisc kind is unknown|Unknown qdisc|Unknown filter|[Oo]peration not supported/.test(`${e.message} ${e.details}`)) {
+  if (
+    e instanceof CniError &&
+    /Unknown device type|qdisc kind is unknown|Unknown qdisc|Unknown filter|[Oo]peration not supported/.test(`${e.message} ${e.details}`)
+  ) {
     throw new CniError(ErrorCode.KernelFeatureMissing, `the kernel lacks ${what}: ${e.message}`, e.details);
   }
   throw e;
@@ -55,7 +58,11 @@ async function hostInterface(req: Request<BandwidthConf>, prev: Result): Promise
 async function mustHostInterface(req: Request<BandwidthConf>, prev: Result): Promise<LinkInfo> {
   const link = await hostInterface(req, prev);
   if (!link) {
-    throw new CniError(ErrorCode.InvalidConfig, `no host-side veth peer of ${req.env.ifname} among prevResult's interfaces`, 'field "prevResult"');
+    throw new CniError(
+      ErrorCode.InvalidConfig,
+      `no host-side veth peer of ${req.env.ifname} among prevResult's interfaces`,
+      'field "prevResult"',
+    );
   }
   return link;
 }
@@ -90,9 +97,9 @@ async function shape(host: LinkInfo, ifb: string, l: Limits): Promise<Interface 
   if (egress) {
     const mac = randomMac();
     const txq = typeof host.txqlen === 'number' && host.txqlen > 0 ? host.txqlen : 1000;
-    await ipBatch([['link', 'add', 'name', ifb, 'address', mac, 'mtu', String(host.mtu), 'txqueuelen', String(txq), 'up', 'type', 'ifb']]).catch((e: unknown) =>
-      kernelError(e, 'IFB devices (CONFIG_IFB)'),
-    );
+    await ipBatch([
+      ['link', 'add', 'name', ifb, 'address', mac, 'mtu', String(host.mtu), 'txqueuelen', String(txq), 'up', 'type', 'ifb'],
+    ]).catch((e: unknown) => kernelError(e, 'IFB devices (CONFIG_IFB)'));
     ifbIface = { name: ifb, mac };
     cmds.push(...rootCommands(ifb, egress, l, 'dst'), ...redirectCommands(host.ifname, ifb));
   }
@@ -118,7 +125,8 @@ async function checkRoot(dev: string, s: Shaper, l: Limits): Promise<string | un
   if (root.options?.default !== `0x${deflt}`) return `${dev}: htb default class ${String(root.options?.default)}, expected 0x${deflt}`;
   const classes = await tcClasses(dev);
   const shaped = classes.find((c) => c.handle === `1:${SHAPED_MINOR}`);
-  if (!shaped || !near(shaped.rate, s.rateBytes)) return `${dev}: htb class 1:${SHAPED_MINOR} rate ${String(shaped?.rate)} B/s, expected ${s.rateBytes}`;
+  if (!shaped || !near(shaped.rate, s.rateBytes))
+    return `${dev}: htb class 1:${SHAPED_MINOR} rate ${String(shaped?.rate)} B/s, expected ${s.rateBytes}`;
   if (!classes.some((c) => c.handle === `1:${UNSHAPED_MINOR}`)) return `${dev}: htb class 1:${UNSHAPED_MINOR} missing`;
   return undefined;
 }
@@ -129,7 +137,7 @@ interface FilterInfo {
 
 export default definePlugin<BandwidthConf>({
   name: 'bandwidth',
-  about: 'limit a container\'s traffic in both directions (tc TBF on the host veth, an IFB for egress), chained after an interface plugin',
+  about: "limit a container's traffic in both directions (tc TBF on the host veth, an IFB for egress), chained after an interface plugin",
   schema,
   validateConfig(config, req) {
     // DEL removes the IFB named by the attachment whatever the limits say (the reference too).
@@ -139,7 +147,8 @@ export default definePlugin<BandwidthConf>({
 
   async add(req) {
     const prev = req.prevResult;
-    if (!prev) throw new CniError(ErrorCode.InvalidConfig, 'must be called as a chained plugin: prevResult is missing', 'field "prevResult"');
+    if (!prev)
+      throw new CniError(ErrorCode.InvalidConfig, 'must be called as a chained plugin: prevResult is missing', 'field "prevResult"');
     const l = limitsOf(req.config);
     if (!l || isZero(l)) return prev;
     const host = await mustHostInterface(req, prev);
@@ -172,7 +181,9 @@ export default definePlugin<BandwidthConf>({
       egress ? checkRoot(ifb, egress, l) : undefined,
       egress
         ? tcJson<FilterInfo>(['filter', 'show', 'dev', host.ifname, 'ingress']).then((fs) =>
-            fs.some((f) => f.options?.actions?.some((a) => a.kind === 'mirred' && a.to_dev === ifb)) ? undefined : `${host.ifname}: no ingress filter redirecting to ${ifb}`,
+            fs.some((f) => f.options?.actions?.some((a) => a.kind === 'mirred' && a.to_dev === ifb))
+              ? undefined
+              : `${host.ifname}: no ingress filter redirecting to ${ifb}`,
           )
         : undefined,
     ]);

@@ -44,7 +44,8 @@ export function bridgeCommands(spec: BridgeSpec, link: LinkInfo | undefined, mac
     cmds.push(add);
   } else {
     if (!pinned && link.address) cmds.push(['link', 'set', 'dev', br, 'address', link.address]);
-    if (spec.vlanFiltering && link.linkinfo?.info_data?.vlan_filtering !== 1) cmds.push(['link', 'set', 'dev', br, 'type', 'bridge', 'vlan_filtering', '1']);
+    if (spec.vlanFiltering && link.linkinfo?.info_data?.vlan_filtering !== 1)
+      cmds.push(['link', 'set', 'dev', br, 'type', 'bridge', 'vlan_filtering', '1']);
   }
   const flags = link?.flags ?? [];
   if (spec.promisc && !flags.includes('PROMISC')) cmds.push(['link', 'set', 'dev', br, 'promisc', 'on']);
@@ -58,7 +59,11 @@ export function bridgeCommands(spec: BridgeSpec, link: LinkInfo | undefined, mac
       const n = mustCIDR(a, 'address');
       if (!overlaps(n, want)) continue;
       if (!spec.forceAddress) {
-        throw new CniError(ErrorCode.Conflict, `bridge ${br} already has address ${a}, different from gateway ${gw}`, 'set forceAddress to replace it');
+        throw new CniError(
+          ErrorCode.Conflict,
+          `bridge ${br} already has address ${a}, different from gateway ${gw}`,
+          'set forceAddress to replace it',
+        );
       }
       cmds.push(['addr', 'del', a, 'dev', br]);
     }
@@ -87,7 +92,11 @@ export async function ensureBridge(spec: BridgeSpec, observed?: Promise<LinkInfo
     async () => {
       const link = await getLink(spec.name);
       if (link && linkKind(link) !== 'bridge') {
-        throw new CniError(ErrorCode.Conflict, `${spec.name} already exists but is not a bridge`, `it is a ${linkKind(link) ?? 'device without a kind'}`);
+        throw new CniError(
+          ErrorCode.Conflict,
+          `${spec.name} already exists but is not a bridge`,
+          `it is a ${linkKind(link) ?? 'device without a kind'}`,
+        );
       }
       const mac = link?.address ?? randomMac();
       await ipBatch(bridgeCommands(spec, link, mac, link ? macIsPinned(link) : true));

@@ -23,9 +23,14 @@ import { needsVlanFiltering, resolveSettings, type BridgeConf, type BridgeSettin
 import { macspoofDel, macspoofGc, macspoofPresent, macspoofScript } from './macspoof.ts';
 import { pickDns, planAdd } from './plan.ts';
 
-const ownerOf = (req: Request<BridgeConf>): MasqueradeOwner => ({ network: req.config.name, containerId: req.env.containerId, ifname: req.env.ifname });
+const ownerOf = (req: Request<BridgeConf>): MasqueradeOwner => ({
+  network: req.config.name,
+  containerId: req.env.containerId,
+  ifname: req.env.ifname,
+});
 
-const backendOf = (s: BridgeSettings): Promise<MasqueradeBackend> => masqueradeBackend(s.masqBackend, { nftTable: s.nftTable, iptablesChain: s.iptablesChain });
+const backendOf = (s: BridgeSettings): Promise<MasqueradeBackend> =>
+  masqueradeBackend(s.masqBackend, { nftTable: s.nftTable, iptablesChain: s.iptablesChain });
 
 /** Settings for DEL/GC: a malformed MAC must not block the cleanup. */
 function lenientSettings(req: Request<BridgeConf>): BridgeSettings {
@@ -58,7 +63,12 @@ async function settleAddresses(ifname: string, netns: string): Promise<void> {
     const l = await getLink(ifname, netns);
     const pending = (l?.addr_info ?? []).filter((a) => a.tentative);
     if (!pending.length) return;
-    if (pending.some((a) => a.dadfailed)) throw new CniError(ErrorCode.Conflict, `IPv6 duplicate address detection failed on ${ifname}`, pending.map((a) => a.local).join(', '));
+    if (pending.some((a) => a.dadfailed))
+      throw new CniError(
+        ErrorCode.Conflict,
+        `IPv6 duplicate address detection failed on ${ifname}`,
+        pending.map((a) => a.local).join(', '),
+      );
     await sleep(100);
   }
   throw new CniError(ErrorCode.KernelOperation, `IPv6 addresses on ${ifname} still tentative after 10 s`);
@@ -92,22 +102,28 @@ async function add(req: Request<BridgeConf>): Promise<Result> {
     );
   }
   const free = candidates.filter((n) => !hostLinks.has(n));
-  if (!free.length) throw new CniError(ErrorCode.Conflict, `every host veth name for ${containerId}/${ifname} is taken`, candidates.join(', '));
+  if (!free.length)
+    throw new CniError(ErrorCode.Conflict, `every host veth name for ${containerId}/${ifname} is taken`, candidates.join(', '));
   // Read the bridge while IPAM allocates (one process spawn less on the critical path).
   // setImmediate: after IPAM has asked for its store lock (spawn() blocks for a fork; the
   // lock is the longer wait, so it goes first).
-  const observed = new Promise<Awaited<ReturnType<typeof getLink>>>((resolve, reject) => setImmediate(() => getLink(s.bridge).then(resolve, reject)));
+  const observed = new Promise<Awaited<ReturnType<typeof getLink>>>((resolve, reject) =>
+    setImmediate(() => getLink(s.bridge).then(resolve, reject)),
+  );
   observed.catch(() => undefined);
   const body = async (ipam: Result): Promise<Result> => {
     const plan = planAdd(ipam, s);
-    const br = await ensureBridge({
-      name: s.bridge,
-      mtu: s.mtu,
-      promisc: s.promiscMode,
-      gateways: plan.bridgeGateways,
-      forceAddress: s.forceAddress,
-      vlanFiltering: needsVlanFiltering(s),
-    }, observed);
+    const br = await ensureBridge(
+      {
+        name: s.bridge,
+        mtu: s.mtu,
+        promisc: s.promiscMode,
+        gateways: plan.bridgeGateways,
+        forceAddress: s.forceAddress,
+        vlanFiltering: needsVlanFiltering(s),
+      },
+      observed,
+    );
     let hostName = free[0];
     const hostMac = randomMac();
     const contMac = s.mac ?? randomMac();
@@ -154,7 +170,14 @@ async function add(req: Request<BridgeConf>): Promise<Result> {
           // CNI_IFNAME exists in the container and carries an address IPAM just returned: the
           // attachment is live (made by something that names its host end otherwise, e.g. the
           // reference plugin): IPAM handed back its reservation, the rules carry its owner tag.
-          if (conflict && (await inUseByContainer(ifname, netns, plan.ips.map((x) => x.address)))) {
+          if (
+            conflict &&
+            (await inUseByContainer(
+              ifname,
+              netns,
+              plan.ips.map((x) => x.address),
+            ))
+          ) {
             undoFirewall = false;
             throw reservationInUse(e);
           }
@@ -163,7 +186,9 @@ async function add(req: Request<BridgeConf>): Promise<Result> {
       }
       if (s.macspoofchk && hostName !== first) {
         const port = hostName;
-        firewall = firewall.then(() => macspoofDel(s.nftTable, owner)).then(() => nftApply(macspoofScript(s.nftTable, owner, port, contMac)));
+        firewall = firewall
+          .then(() => macspoofDel(s.nftTable, owner))
+          .then(() => nftApply(macspoofScript(s.nftTable, owner, port, contMac)));
         firewall.catch(() => undefined);
       }
       undo.push(() => deleteLink(hostName));
@@ -187,7 +212,8 @@ async function add(req: Request<BridgeConf>): Promise<Result> {
       if (!undoFirewall) {
         // Our `add rule` duplicated the live attachment's rules (same owner tag): remove only
         // the duplicates, keeping one rule per address.
-        if (s.ipMasq && plan.ips.length) await (await backendOf(s)).dedupe(ownerOf(req)).catch((d: unknown) => req.log.warn(`undo after failed ADD: ${String(d)}`));
+        if (s.ipMasq && plan.ips.length)
+          await (await backendOf(s)).dedupe(ownerOf(req)).catch((d: unknown) => req.log.warn(`undo after failed ADD: ${String(d)}`));
         throw e;
       }
       for (const u of undo.reverse()) await u().catch((d: unknown) => req.log.warn(`undo after failed ADD: ${String(d)}`));
@@ -253,7 +279,8 @@ async function check(req: Request<BridgeConf>): Promise<void> {
   if (!cont) throw mismatch(`interface ${ifname} is missing in ${netns}`);
   if (linkKind(cont) !== 'veth') throw mismatch(`interface ${ifname} in ${netns} is not a veth`, `kind ${linkKind(cont) ?? 'none'}`);
   const wantMac = ifaces[contIdx].mac;
-  if (wantMac && cont.address?.toLowerCase() !== wantMac.toLowerCase()) throw mismatch(`interface ${ifname} has MAC ${cont.address}, prevResult says ${wantMac}`);
+  if (wantMac && cont.address?.toLowerCase() !== wantMac.toLowerCase())
+    throw mismatch(`interface ${ifname} has MAC ${cont.address}, prevResult says ${wantMac}`);
   const myIps = (prev.ips ?? []).filter((i) => i.interface === contIdx);
   if (!s.disableContainerInterface) {
     const have = new Set(linkAddresses(cont).map((a) => canonicalCIDR(a)));
@@ -263,7 +290,12 @@ async function check(req: Request<BridgeConf>): Promise<void> {
       const table = await readRoutes(fam, netns, ['table', 'all']);
       for (const r of (prev.routes ?? []).filter((x) => familyOf(x.dst) === fam)) {
         const dst = canonicalCIDR(r.dst);
-        const found = table.some((k) => normalizeDst(k, fam) === dst && k.dev === ifname && (!r.gw || (k.gateway !== undefined && canonicalIP(k.gateway) === canonicalIP(r.gw))));
+        const found = table.some(
+          (k) =>
+            normalizeDst(k, fam) === dst &&
+            k.dev === ifname &&
+            (!r.gw || (k.gateway !== undefined && canonicalIP(k.gateway) === canonicalIP(r.gw))),
+        );
         if (!found) throw mismatch(`route ${r.dst}${r.gw ? ` via ${r.gw}` : ''} is missing in ${netns}`);
       }
     }

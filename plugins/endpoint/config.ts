@@ -27,7 +27,6 @@ const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 const OBJECT_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 const NAMESPACE_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
-
 /** `args.cni.labels`: the conventions' list of {key, value}, or a plain map. */
 export function labelsOf(c: EndpointConf): Record<string, string> {
   const raw = c.args?.cni?.labels;
@@ -37,8 +36,10 @@ export function labelsOf(c: EndpointConf): Record<string, string> {
     : Object.entries(raw as Record<string, string>);
   const out: Record<string, string> = {};
   for (const [k, v] of pairs) {
-    if (!validLabelKey(k)) throw invalidConfig('args.cni.labels', `${JSON.stringify(k)} is not a label key ([prefix/]name, name up to 63 characters)`);
-    if (!LABEL_VALUE.test(v) || v.length > 63) throw invalidConfig('args.cni.labels', `${JSON.stringify(v)} (label ${k}) is not a label value`);
+    if (!validLabelKey(k))
+      throw invalidConfig('args.cni.labels', `${JSON.stringify(k)} is not a label key ([prefix/]name, name up to 63 characters)`);
+    if (!LABEL_VALUE.test(v) || v.length > 63)
+      throw invalidConfig('args.cni.labels', `${JSON.stringify(v)} (label ${k}) is not a label value`);
     out[k] = v;
   }
   return out;
@@ -50,10 +51,13 @@ export function portsOf(c: EndpointConf): ContainerPort[] {
   if (!raw) return [];
   const names = new Set<string>();
   return raw.map((p, i) => {
-    const out: ContainerPort = { containerPort: p.containerPort, protocol: ((p.protocol || 'TCP').toUpperCase() as Protocol) };
+    const out: ContainerPort = { containerPort: p.containerPort, protocol: (p.protocol || 'TCP').toUpperCase() as Protocol };
     if (p.name) {
       if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(p.name) || !/[a-z]/.test(p.name)) {
-        throw invalidConfig(`args.cni.containerPorts[${i}].name`, `${JSON.stringify(p.name)} is not a port name (IANA_SVC_NAME: lower case, digits, "-", at least one letter)`);
+        throw invalidConfig(
+          `args.cni.containerPorts[${i}].name`,
+          `${JSON.stringify(p.name)} is not a port name (IANA_SVC_NAME: lower case, digits, "-", at least one letter)`,
+        );
       }
       if (names.has(p.name)) throw invalidConfig(`args.cni.containerPorts[${i}].name`, `${JSON.stringify(p.name)} is named twice`);
       names.add(p.name);
@@ -81,11 +85,17 @@ export function identityOf(args: Map<string, string>, containerId: string): { na
   const ns = args.get('K8S_POD_NAMESPACE');
   const pod = args.get('K8S_POD_NAME');
   const namespace = ns || 'default';
-  if (!NAMESPACE_NAME.test(namespace) || namespace.length > 63) throw invalidConfig('CNI_ARGS K8S_POD_NAMESPACE', `${JSON.stringify(namespace)} is not a namespace name`);
+  if (!NAMESPACE_NAME.test(namespace) || namespace.length > 63)
+    throw invalidConfig('CNI_ARGS K8S_POD_NAMESPACE', `${JSON.stringify(namespace)} is not a namespace name`);
   let name = pod || containerId.toLowerCase();
   // podman passes its container name (`reverent_cannon`, `MyApp`): lower case, other characters as "-"
-  if (pod && !OBJECT_NAME.test(pod) && /^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(pod)) name = pod.toLowerCase().replace(/[^a-z0-9.-]/g, '-').replace(/[^a-z0-9]+$/, '');
-  if (!OBJECT_NAME.test(name) || name.length > 253) throw invalidConfig(pod ? 'CNI_ARGS K8S_POD_NAME' : 'CNI_CONTAINERID', `${JSON.stringify(name)} is not an object name (DNS subdomain)`);
+  if (pod && !OBJECT_NAME.test(pod) && /^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(pod))
+    name = pod
+      .toLowerCase()
+      .replace(/[^a-z0-9.-]/g, '-')
+      .replace(/[^a-z0-9]+$/, '');
+  if (!OBJECT_NAME.test(name) || name.length > 253)
+    throw invalidConfig(pod ? 'CNI_ARGS K8S_POD_NAME' : 'CNI_CONTAINERID', `${JSON.stringify(name)} is not an object name (DNS subdomain)`);
   return { namespace, name };
 }
 
@@ -147,7 +157,14 @@ export function isAttachment(e: Endpoint, node: string, network: string, contain
  * prevResult's `domain` kept, options merged by name with ours winning (`ndots`).
  * undefined: leave prevResult's dns alone (`setDns: false`, `dns.enabled: false`, no address to name).
  */
-export function dnsOf(conf: EndpointConf, agentDns: Record<string, unknown>, clusterDomain: string, namespace: string, gateways: string[], prev: DNS | undefined): DNS | undefined {
+export function dnsOf(
+  conf: EndpointConf,
+  agentDns: Record<string, unknown>,
+  clusterDomain: string,
+  namespace: string,
+  gateways: string[],
+  prev: DNS | undefined,
+): DNS | undefined {
   if (conf.setDns === false || agentDns.enabled === false) return undefined;
   let servers: string[];
   if (agentDns.listenOnGateways === false) {

@@ -68,7 +68,8 @@ async function registrationsOf(c: Ctx, req: Request<EndpointConf>): Promise<Stor
   }
 }
 
-const suffixed = (name: string, ifname: string): string => `${name}-${ifname.toLowerCase().replace(/[^a-z0-9-]/g, '-')}`.slice(0, 253).replace(/-+$/, '');
+const suffixed = (name: string, ifname: string): string =>
+  `${name}-${ifname.toLowerCase().replace(/[^a-z0-9-]/g, '-')}`.slice(0, 253).replace(/-+$/, '');
 
 /** Re-compile the node's table and apply the difference (the caller holds the lock). */
 async function program(c: Ctx): Promise<void> {
@@ -82,7 +83,8 @@ async function program(c: Ctx): Promise<void> {
 async function nameFor(c: Ctx, ep: Endpoint): Promise<Endpoint> {
   const cur = await c.store.get<Endpoint>(refOf(ep));
   const o = cur?.object;
-  if (!o || o.spec.containerId !== ep.spec.containerId || (o.spec.network === ep.spec.network && o.spec.ifname === ep.spec.ifname)) return ep;
+  if (!o || o.spec.containerId !== ep.spec.containerId || (o.spec.network === ep.spec.network && o.spec.ifname === ep.spec.ifname))
+    return ep;
   return { ...ep, metadata: { ...ep.metadata, name: suffixed(ep.metadata.name, ep.spec.ifname) } };
 }
 
@@ -105,7 +107,8 @@ export function mentions(text: string, ip: string): boolean {
 }
 
 /** Every set and map element of a compiled ruleset, one per line. */
-const elementsText = (rs: Ruleset): string => [...rs.sets.flatMap((x) => x.elements), ...rs.maps.flatMap((m) => m.elements.map(([k, v]) => `${k} : ${v}`))].join('\n');
+const elementsText = (rs: Ruleset): string =>
+  [...rs.sets.flatMap((x) => x.elements), ...rs.maps.flatMap((m) => m.elements.map(([k, v]) => `${k} : ${v}`))].join('\n');
 
 const bare = (cidr: string): string => cidr.split('/')[0] ?? cidr;
 
@@ -123,11 +126,17 @@ export default definePlugin<EndpointConf>({
   },
 
   async add(req) {
-    if (!req.prevResult) throw new CniError(ErrorCode.InvalidConfig, 'endpoint must be called as a chained plugin: prevResult is missing', 'field "prevResult"');
+    if (!req.prevResult)
+      throw new CniError(
+        ErrorCode.InvalidConfig,
+        'endpoint must be called as a chained plugin: prevResult is missing',
+        'field "prevResult"',
+      );
     const prev = req.prevResult;
     return withStore(req, async (c) => {
       let ep = endpointOf(req, c.cfg.node);
-      if (!ep.spec.ips.length) req.log.warn(`prevResult has no address on ${req.env.ifname}: registered without IPs, no policy can select its traffic`);
+      if (!ep.spec.ips.length)
+        req.log.warn(`prevResult has no address on ${req.env.ifname}: registered without IPs, no policy can select its traffic`);
       await withPolicyLock(c.s, async () => {
         let rev: number;
         try {
@@ -141,7 +150,9 @@ export default definePlugin<EndpointConf>({
           await program(c);
         } catch (e) {
           // nothing half-done: the table is unchanged (one transaction), take the registration back
-          await c.store.delete(refOf(ep), { expectRevision: rev }).catch((e2: unknown) => req.log.error(`could not remove ${refString(refOf(ep))} after a failed ADD: ${String(e2)}`));
+          await c.store
+            .delete(refOf(ep), { expectRevision: rev })
+            .catch((e2: unknown) => req.log.error(`could not remove ${refString(refOf(ep))} after a failed ADD: ${String(e2)}`));
           throw e;
         }
       });
@@ -167,9 +178,17 @@ export default definePlugin<EndpointConf>({
     await withStore(req, async (c) => {
       const mine = await registrationsOf(c, req);
       const want = endpointOf(req, c.cfg.node).spec.ips.map(bare).sort();
-      if (!mine.length) throw new CniError(ErrorCode.CheckMismatch, `no Endpoint registered for ${req.env.containerId}/${req.env.ifname} on network ${req.config.name}`);
+      if (!mine.length)
+        throw new CniError(
+          ErrorCode.CheckMismatch,
+          `no Endpoint registered for ${req.env.containerId}/${req.env.ifname} on network ${req.config.name}`,
+        );
       const have = mine[0]!.object.spec.ips.map(bare).sort();
-      if (have.join() !== want.join()) throw new CniError(ErrorCode.CheckMismatch, `Endpoint ${refString(refOf(mine[0]!.object))} has IPs ${have.join(',') || 'none'}, prevResult ${want.join(',') || 'none'}`);
+      if (have.join() !== want.join())
+        throw new CniError(
+          ErrorCode.CheckMismatch,
+          `Endpoint ${refString(refOf(mine[0]!.object))} has IPs ${have.join(',') || 'none'}, prevResult ${want.join(',') || 'none'}`,
+        );
       // the pod's addresses that the rendered table holds must be in the kernel's table too
       const rendered = await compilePolicy(c.store, c.cfg.node, c.s);
       const expected = want.filter((ip) => mentions(elementsText(rendered.ruleset), ip));
@@ -190,7 +209,12 @@ export default definePlugin<EndpointConf>({
           throw storeError(e, 'listing endpoints');
         }
         const valid = new Set(req.validAttachments.map((a) => `${a.containerID}/${a.ifname}`));
-        const stale = items.filter((i) => i.object.spec.node === c.cfg.node && i.object.spec.network === req.config.name && !valid.has(`${i.object.spec.containerId}/${i.object.spec.ifname}`));
+        const stale = items.filter(
+          (i) =>
+            i.object.spec.node === c.cfg.node &&
+            i.object.spec.network === req.config.name &&
+            !valid.has(`${i.object.spec.containerId}/${i.object.spec.ifname}`),
+        );
         if (!stale.length) return;
         req.log.info(`gc: removing ${stale.map((i) => refString(refOf(i.object))).join(', ')}`);
         await unregister(c, stale);

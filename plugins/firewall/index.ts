@@ -16,14 +16,30 @@ import { familyOf } from '../../shared/ipnet.ts';
 import { iptablesRestore, iptablesSave, withIptablesLock } from '../../shared/kernel/iptables.ts';
 import schema from '../../conf/schemas/firewall.schema.json' with { type: 'json' };
 import {
-  addressRules, adminRule, DEFAULT_ADMIN_CHAIN, deleteLines, ensureLines, isolationRules, jumpRule, missing, parseFilter, PRIV_CHAIN, STAGE1, STAGE2,
-  type Fam, type FilterState, type FirewallConf,
+  addressRules,
+  adminRule,
+  DEFAULT_ADMIN_CHAIN,
+  deleteLines,
+  ensureLines,
+  isolationRules,
+  jumpRule,
+  missing,
+  parseFilter,
+  PRIV_CHAIN,
+  STAGE1,
+  STAGE2,
+  type Fam,
+  type FilterState,
+  type FirewallConf,
 } from './rules.ts';
-
 
 function backendOf(c: FirewallConf): 'iptables' {
   if (c.backend === 'firewalld') {
-    throw new CniError(ErrorCode.KernelFeatureMissing, 'the firewalld backend is not supported: use "backend": "iptables"', 'cni-ts does not talk to firewalld over D-Bus');
+    throw new CniError(
+      ErrorCode.KernelFeatureMissing,
+      'the firewalld backend is not supported: use "backend": "iptables"',
+      'cni-ts does not talk to firewalld over D-Bus',
+    );
   }
   return 'iptables';
 }
@@ -40,7 +56,8 @@ async function restore(fam: Fam, lines: string[]): Promise<void> {
 const locked = withIptablesLock;
 
 const adminChain = (c: FirewallConf): string => c.iptablesAdminChainName || DEFAULT_ADMIN_CHAIN;
-const ipsOf = (r: Result | undefined, fam: Fam): string[] => (r?.ips ?? []).map((i) => i.address.split('/')[0]).filter((ip) => familyOf(ip) === fam);
+const ipsOf = (r: Result | undefined, fam: Fam): string[] =>
+  (r?.ips ?? []).map((i) => i.address.split('/')[0]).filter((ip) => familyOf(ip) === fam);
 
 async function add(req: Request<FirewallConf>): Promise<Result> {
   const prev = req.prevResult;
@@ -50,7 +67,11 @@ async function add(req: Request<FirewallConf>): Promise<Result> {
   let bridge: string | undefined;
   if (policy !== 'open') {
     bridge = prev.interfaces?.[0]?.name;
-    if (!bridge) throw invalidConfig('ingressPolicy', `interface needs to be set for ingress policy "${policy}", make sure to chain "firewall" plugin with "bridge"`);
+    if (!bridge)
+      throw invalidConfig(
+        'ingressPolicy',
+        `interface needs to be set for ingress policy "${policy}", make sure to chain "firewall" plugin with "bridge"`,
+      );
   }
   const admin = adminChain(req.config);
   await locked(async () => {
@@ -91,7 +112,8 @@ async function check(req: Request<FirewallConf>): Promise<void> {
 
 export default definePlugin<FirewallConf>({
   name: 'firewall',
-  about: 'chained: let the container traffic through the host FORWARD chain (CNI-FORWARD / CNI-ADMIN, iptables), ingressPolicy same-bridge / isolated',
+  about:
+    'chained: let the container traffic through the host FORWARD chain (CNI-FORWARD / CNI-ADMIN, iptables), ingressPolicy same-bridge / isolated',
   schema,
   add,
   del,

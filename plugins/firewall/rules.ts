@@ -38,8 +38,16 @@ export const saveLine = (r: Rule): string => restoreLine(['-A', r.chain, ...r.sp
 
 const hostCidr = (ip: string): string => `${canonicalIP(ip) ?? ip}/${familyOf(ip) === 6 ? 128 : 32}`;
 
-export const jumpRule = (): Rule => ({ chain: 'FORWARD', spec: ['-m', 'comment', '--comment', 'CNI firewall plugin rules', '-j', PRIV_CHAIN], first: true });
-export const adminRule = (admin: string): Rule => ({ chain: PRIV_CHAIN, spec: ['-m', 'comment', '--comment', 'CNI firewall plugin admin overrides', '-j', admin], first: true });
+export const jumpRule = (): Rule => ({
+  chain: 'FORWARD',
+  spec: ['-m', 'comment', '--comment', 'CNI firewall plugin rules', '-j', PRIV_CHAIN],
+  first: true,
+});
+export const adminRule = (admin: string): Rule => ({
+  chain: PRIV_CHAIN,
+  spec: ['-m', 'comment', '--comment', 'CNI firewall plugin admin overrides', '-j', admin],
+  first: true,
+});
 
 /** The two rules of one container address. */
 export function addressRules(ip: string): Rule[] {
@@ -128,6 +136,7 @@ export function missing(st: FilterState, admin: string, ips: string[]): string |
   if (!st.lines.includes(saveLine(jump))) return `expected FORWARD rule ${jump.spec.join(' ')} not found`;
   const a = adminRule(admin);
   if (!st.lines.includes(saveLine(a))) return `expected ${PRIV_CHAIN} rule ${a.spec.join(' ')} not found`;
-  for (const ip of ips) for (const r of addressRules(ip)) if (!st.lines.includes(saveLine(r))) return `expected rule ${r.spec.join(' ')} not found`;
+  for (const ip of ips)
+    for (const r of addressRules(ip)) if (!st.lines.includes(saveLine(r))) return `expected rule ${r.spec.join(' ')} not found`;
   return undefined;
 }

@@ -47,7 +47,8 @@ export function selectorOf(conf: HostDeviceConf): Selector {
     throw invalidConfig('runtimeConfig.deviceID', `"${id}" is neither a PCI address nor an interface name`);
   }
   const given = (['device', 'hwaddr', 'kernelpath', 'pciBusID'] as const).filter((k) => conf[k] !== undefined && conf[k] !== '');
-  if (given.length === 0) throw invalidConfig('device', 'specify exactly one of "device", "hwaddr", "kernelpath" or "pciBusID" (or runtimeConfig.deviceID)');
+  if (given.length === 0)
+    throw invalidConfig('device', 'specify exactly one of "device", "hwaddr", "kernelpath" or "pciBusID" (or runtimeConfig.deviceID)');
   if (given.length > 1) throw invalidConfig(given[1], `only one selector may be given, found ${given.map((g) => `"${g}"`).join(' and ')}`);
   const k = given[0];
   switch (k) {

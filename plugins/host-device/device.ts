@@ -31,7 +31,8 @@ function netdevNamesUnder(dir: string): string[] {
 
 /** Where the selector points on the host, from the host link list (and sysfs for paths). */
 export function locate(sel: Selector, links: LinkInfo[]): Found {
-  const byName = (names: string[]): LinkInfo | undefined => names.map((n) => links.find((l) => l.ifname === n)).find((l) => l !== undefined);
+  const byName = (names: string[]): LinkInfo | undefined =>
+    names.map((n) => links.find((l) => l.ifname === n)).find((l) => l !== undefined);
   switch (sel.by) {
     case 'device': {
       const l = byName([sel.name]);
@@ -58,10 +59,13 @@ export function locate(sel: Selector, links: LinkInfo[]): Found {
       if (USERSPACE_DRIVERS.includes(driver)) return { kind: 'dpdk', pci: sel.pci };
       let names = netdevNamesUnder(path.join(dev, 'net'));
       if (!names.length) {
-        for (const sub of netdevNamesUnder(dev).filter((n) => n.startsWith('virtio'))) names = names.concat(netdevNamesUnder(path.join(dev, sub, 'net')));
+        for (const sub of netdevNamesUnder(dev).filter((n) => n.startsWith('virtio')))
+          names = names.concat(netdevNamesUnder(path.join(dev, sub, 'net')));
       }
       const l = byName(names);
-      return l ? { kind: 'link', link: l } : { kind: 'absent', why: `PCI device ${sel.pci} has no network interface in the host network namespace` };
+      return l
+        ? { kind: 'link', link: l }
+        : { kind: 'absent', why: `PCI device ${sel.pci} has no network interface in the host network namespace` };
     }
   }
 }
@@ -138,17 +142,26 @@ export async function moveOut(rec: DeviceRecord, current: string, netns: string)
  * Host side of DEL: original name, MTU, MAC, addresses, alias, admin state; only what differs.
  * The alias is cleared only after everything else succeeded, so a failed DEL can be retried.
  */
-export function restoreCommands(rec: DeviceRecord, cur: { ifname: string; mtu?: number; address?: string; up?: boolean }, takenNames: Set<string>): string[][] {
+export function restoreCommands(
+  rec: DeviceRecord,
+  cur: { ifname: string; mtu?: number; address?: string; up?: boolean },
+  takenNames: Set<string>,
+): string[][] {
   const name = rec.hostName;
   const cmds: string[][] = [];
   if (cur.ifname !== name) {
     if (takenNames.has(name)) {
-      throw new CniError(ErrorCode.Conflict, `host-device: cannot give "${name}" its name back: another host interface is called "${name}"`, `the device stays as "${cur.ifname}"; rename or remove the other interface and repeat DEL`);
+      throw new CniError(
+        ErrorCode.Conflict,
+        `host-device: cannot give "${name}" its name back: another host interface is called "${name}"`,
+        `the device stays as "${cur.ifname}"; rename or remove the other interface and repeat DEL`,
+      );
     }
     cmds.push(['link', 'set', 'dev', cur.ifname, 'name', name]);
   }
   if (rec.mtu && cur.mtu !== rec.mtu) cmds.push(['link', 'set', 'dev', name, 'mtu', String(rec.mtu)]);
-  if (rec.mac && (!cur.address || normalizeMac(cur.address) !== normalizeMac(rec.mac))) cmds.push(['link', 'set', 'dev', name, 'address', rec.mac]);
+  if (rec.mac && (!cur.address || normalizeMac(cur.address) !== normalizeMac(rec.mac)))
+    cmds.push(['link', 'set', 'dev', name, 'address', rec.mac]);
   for (const a of rec.addrs) cmds.push(['addr', 'replace', a.cidr, ...(a.broadcast ? ['broadcast', a.broadcast] : []), 'dev', name]);
   cmds.push(['link', 'set', 'dev', name, 'alias', rec.alias]);
   if (rec.up) cmds.push(['link', 'set', 'dev', name, 'up']);
@@ -242,7 +255,8 @@ export async function giveBack(rec: DeviceRecord, netns: string | undefined, con
 export function checkInterface(link: LinkInfo | undefined, ifname: string, mac: string | undefined, ips: string[]): void {
   const mismatch = (msg: string): CniError => new CniError(ErrorCode.CheckMismatch, `host-device CHECK: ${msg}`);
   if (!link) throw mismatch(`interface "${ifname}" not found in the container`);
-  if (mac && normalizeMac(link.address ?? '') !== normalizeMac(mac)) throw mismatch(`interface "${ifname}" has MAC ${link.address ?? '(none)'}, prevResult says ${mac}`);
+  if (mac && normalizeMac(link.address ?? '') !== normalizeMac(mac))
+    throw mismatch(`interface "${ifname}" has MAC ${link.address ?? '(none)'}, prevResult says ${mac}`);
   const have = new Set((link.addr_info ?? []).map((a) => canonicalCIDR(`${a.local}/${a.prefixlen}`)));
   for (const ip of ips) if (!have.has(canonicalCIDR(ip))) throw mismatch(`address ${ip} is missing on "${ifname}"`);
 }

@@ -32,7 +32,16 @@ import {
   notFound,
   restoreCommands,
 } from './device.ts';
-import { attachmentKey, decodeAlias, encodeAlias, isValidAttachment, recordFromAlias, RecordStore, transitName, type DeviceRecord } from './record.ts';
+import {
+  attachmentKey,
+  decodeAlias,
+  encodeAlias,
+  isValidAttachment,
+  recordFromAlias,
+  RecordStore,
+  transitName,
+  type DeviceRecord,
+} from './record.ts';
 
 const storeOf = (c: HostDeviceConf): RecordStore => new RecordStore(c.dataDir ?? DEFAULT_DATA_DIR);
 
@@ -52,7 +61,11 @@ function heldBy(records: DeviceRecord[], sel: Selector): DeviceRecord | undefine
 }
 
 const inUse = (dev: string, r: Pick<DeviceRecord, 'containerId' | 'ifname'>, extra = ''): CniError =>
-  new CniError(ErrorCode.Conflict, `host-device: ${dev} is in use by container ${r.containerId} (as ${r.ifname})${extra}`, 'a device can be attached to one container at a time; DEL that attachment first');
+  new CniError(
+    ErrorCode.Conflict,
+    `host-device: ${dev} is in use by container ${r.containerId} (as ${r.ifname})${extra}`,
+    'a device can be attached to one container at a time; DEL that attachment first',
+  );
 
 /** Pick the device and take it (under the lock): checks, record, move into the container. */
 async function take(req: Request<HostDeviceConf>, store: RecordStore): Promise<DeviceRecord> {
@@ -63,10 +76,21 @@ async function take(req: Request<HostDeviceConf>, store: RecordStore): Promise<D
     const records = store.list();
     const mine = records.find((r) => r.key === key);
     if (mine) {
-      throw new CniError(ErrorCode.Conflict, `host-device: container ${env.containerId} already has "${mine.hostName}" attached as ${env.ifname}`, 'DEL the attachment before adding it again');
+      throw new CniError(
+        ErrorCode.Conflict,
+        `host-device: container ${env.containerId} already has "${mine.hostName}" attached as ${env.ifname}`,
+        'DEL the attachment before adding it again',
+      );
     }
     const found = locate(sel, await listLinks());
-    const base = { version: 1 as const, containerId: env.containerId, ifname: env.ifname, netns: env.netns, key, tmpName: transitName(key) };
+    const base = {
+      version: 1 as const,
+      containerId: env.containerId,
+      ifname: env.ifname,
+      netns: env.netns,
+      key,
+      tmpName: transitName(key),
+    };
     const via = { ...(sel.by === 'pciBusID' ? { pci: sel.pci } : {}), ...(sel.by === 'kernelpath' ? { kernelpath: sel.path } : {}) };
     if (found.kind === 'dpdk') {
       const holder = records.find((r) => r.pci === found.pci);
@@ -85,7 +109,11 @@ async function take(req: Request<HostDeviceConf>, store: RecordStore): Promise<D
     const tag = decodeAlias(typeof link.ifalias === 'string' ? link.ifalias : undefined);
     const holder = tag ? records.find((r) => r.key === tag.key) : undefined;
     if (tag || holder) {
-      throw inUse(`"${link.ifname}"`, holder ?? { containerId: '(unknown: record lost)', ifname: '?' }, ': it came back to the host when that container\'s namespace went away; DEL or GC that attachment to release it');
+      throw inUse(
+        `"${link.ifname}"`,
+        holder ?? { containerId: '(unknown: record lost)', ifname: '?' },
+        ": it came back to the host when that container's namespace went away; DEL or GC that attachment to release it",
+      );
     }
     const rec: DeviceRecord = {
       ...base,
@@ -136,7 +164,11 @@ async function configure(rec: DeviceRecord, req: Request<HostDeviceConf>, ipam: 
     await ipSequence(containerCommands(rec.tmpName, req.env.ifname, ipam), req.env.netns);
   } catch (e) {
     if (e instanceof CniError && /File exists/.test(e.details) && /-:1$/m.test(e.details)) {
-      throw new CniError(ErrorCode.Conflict, `host-device: interface "${req.env.ifname}" already exists in the container`, `CNI_IFNAME ${req.env.ifname} in ${req.env.netns}; ${rec.hostName} was given back to the host`);
+      throw new CniError(
+        ErrorCode.Conflict,
+        `host-device: interface "${req.env.ifname}" already exists in the container`,
+        `CNI_IFNAME ${req.env.ifname} in ${req.env.netns}; ${rec.hostName} was given back to the host`,
+      );
     }
     throw e;
   }
@@ -152,7 +184,12 @@ async function add(req: Request<HostDeviceConf>): Promise<Result> {
       return resultOf(rec, req, undefined);
     }
     return await withIpam(req, async (ipam) => {
-      if (!ipam.ips?.length) throw new CniError(ErrorCode.InvalidConfig, 'host-device: IPAM plugin returned no IP config', `ipam.type "${ipamType(req.config)}"`);
+      if (!ipam.ips?.length)
+        throw new CniError(
+          ErrorCode.InvalidConfig,
+          'host-device: IPAM plugin returned no IP config',
+          `ipam.type "${ipamType(req.config)}"`,
+        );
       if (!rec.dpdk) await configure(rec, req, ipam);
       return resultOf(rec, req, ipam);
     });
@@ -175,7 +212,21 @@ async function recover(req: Request<HostDeviceConf>): Promise<DeviceRecord | und
     const alias = typeof l?.ifalias === 'string' ? l.ifalias : '';
     if (l && alias && validIfname(alias) && !decodeAlias(alias)) {
       // Attached by the reference host-device: its alias is the host name and nothing else is known.
-      return { version: 1, containerId: env.containerId, ifname: env.ifname, netns, key, hostName: alias, tmpName: transitName(key), mac: '', mtu: 0, up: false, alias: '', addrs: [], ifindex: l.ifindex };
+      return {
+        version: 1,
+        containerId: env.containerId,
+        ifname: env.ifname,
+        netns,
+        key,
+        hostName: alias,
+        tmpName: transitName(key),
+        mac: '',
+        mtu: 0,
+        up: false,
+        alias: '',
+        addrs: [],
+        ifindex: l.ifindex,
+      };
     }
     return undefined;
   };
@@ -193,28 +244,32 @@ async function del(req: Request<HostDeviceConf>): Promise<void> {
   let keepRecord = false;
   // Nothing of this attachment anywhere: done without taking the lock (which would create dataDir).
   const found = store.get(env.containerId, env.ifname) ?? (await recover(req));
-  if (found) await withLock(store.dir, async () => {
-    const rec = store.get(env.containerId, env.ifname) ?? (await recover(req));
-    if (!rec || rec.dpdk) return;
-    try {
-      const outcome = await giveBack(rec, env.netns || undefined, env.ifname);
-      if (outcome === 'gone') req.log.info(`${rec.hostName} is neither in the container nor on the host (virtual devices die with their namespace); dropping its record`);
-    } catch (e) {
-      failure = e;
-      keepRecord = true;
-      // Explain a name clash better than "File exists".
-      const host = await listLinks().catch(() => [] as LinkInfo[]);
-      const dev = findRecorded(host, rec);
-      if (dev && dev.ifname !== rec.hostName && host.some((l) => l.ifname === rec.hostName)) {
-        try {
-          restoreCommands(rec, dev, new Set(host.map((l) => l.ifname)));
-        } catch (clash) {
-          failure = clash;
+  if (found)
+    await withLock(store.dir, async () => {
+      const rec = store.get(env.containerId, env.ifname) ?? (await recover(req));
+      if (!rec || rec.dpdk) return;
+      try {
+        const outcome = await giveBack(rec, env.netns || undefined, env.ifname);
+        if (outcome === 'gone')
+          req.log.info(
+            `${rec.hostName} is neither in the container nor on the host (virtual devices die with their namespace); dropping its record`,
+          );
+      } catch (e) {
+        failure = e;
+        keepRecord = true;
+        // Explain a name clash better than "File exists".
+        const host = await listLinks().catch(() => [] as LinkInfo[]);
+        const dev = findRecorded(host, rec);
+        if (dev && dev.ifname !== rec.hostName && host.some((l) => l.ifname === rec.hostName)) {
+          try {
+            restoreCommands(rec, dev, new Set(host.map((l) => l.ifname)));
+          } catch (clash) {
+            failure = clash;
+          }
         }
       }
-    }
-    if (!keepRecord) store.remove(rec);
-  });
+      if (!keepRecord) store.remove(rec);
+    });
   if (ipamType(req.config)) await ipamDel(req);
   if (failure) throw failure;
 }
@@ -230,7 +285,8 @@ async function check(req: Request<HostDeviceConf>): Promise<void> {
   const idx = ifaces.findIndex((i) => i.name === env.ifname && (i.sandbox ?? '') === env.netns);
   const rec = storeOf(req.config).get(env.containerId, env.ifname);
   if (rec?.dpdk) return;
-  if (idx < 0) throw new CniError(ErrorCode.CheckMismatch, `host-device CHECK: prevResult has no interface "${env.ifname}" in sandbox ${env.netns}`);
+  if (idx < 0)
+    throw new CniError(ErrorCode.CheckMismatch, `host-device CHECK: prevResult has no interface "${env.ifname}" in sandbox ${env.netns}`);
   const link = await getLink(env.ifname, env.netns);
   const ips = (prev.ips ?? []).filter((ip) => ip.interface === undefined || ip.interface === idx).map((ip) => ip.address);
   checkInterface(link, env.ifname, ifaces[idx].mac ?? rec?.mac, ips);
@@ -239,7 +295,11 @@ async function check(req: Request<HostDeviceConf>): Promise<void> {
     if (!routes.some((r) => familyOf(r.dst) === fam)) continue;
     const have = await ipJson<RouteInfo[]>([`-${fam}`, 'route', 'show', 'table', 'all'], env.netns);
     const missing = missingRoutes(routes, have, fam);
-    if (missing.length) throw new CniError(ErrorCode.CheckMismatch, `host-device CHECK: route ${missing[0].dst}${missing[0].gw ? ` via ${missing[0].gw}` : ''} is missing in the container`);
+    if (missing.length)
+      throw new CniError(
+        ErrorCode.CheckMismatch,
+        `host-device CHECK: route ${missing[0].dst}${missing[0].gw ? ` via ${missing[0].gw}` : ''} is missing in the container`,
+      );
   }
 }
 

@@ -95,10 +95,25 @@ export function decodeAlias(alias: string | undefined): AliasRecord | undefined 
 
 /** A record rebuilt from the alias alone (the file was lost). */
 export function recordFromAlias(a: AliasRecord, containerId: string, ifname: string, netns: string, ifindex: number): DeviceRecord {
-  return { version: 1, containerId, ifname, netns, key: a.key, hostName: a.hostName, tmpName: transitName(a.key), mac: a.mac, mtu: a.mtu, up: a.up, alias: '', addrs: a.addrs, ifindex };
+  return {
+    version: 1,
+    containerId,
+    ifname,
+    netns,
+    key: a.key,
+    hostName: a.hostName,
+    tmpName: transitName(a.key),
+    mac: a.mac,
+    mtu: a.mtu,
+    up: a.up,
+    alias: '',
+    addrs: a.addrs,
+    ifindex,
+  };
 }
 
-export const isValidAttachment = (r: Pick<DeviceRecord, 'key'>, valid: Attachment[]): boolean => valid.some((v) => attachmentKey(v.containerID, v.ifname) === r.key);
+export const isValidAttachment = (r: Pick<DeviceRecord, 'key'>, valid: Attachment[]): boolean =>
+  valid.some((v) => attachmentKey(v.containerID, v.ifname) === r.key);
 
 /** Record files: `<dataDir>/<containerId>-<ifname>.json`, written atomically. */
 export class RecordStore {

@@ -19,7 +19,13 @@ export interface IpvlanSettings extends SublinkSettings {
 
 export function resolveIpvlan(c: IpvlanConf): IpvlanSettings {
   if (c.master && !validIfname(c.master)) throw invalidConfig('master', `${JSON.stringify(c.master)} is not an interface name`);
-  return { master: c.master || undefined, mode: c.mode || 'l2', mtu: c.mtu || undefined, linkInContainer: c.linkInContainer === true, layer3: Boolean(c.ipam?.type) };
+  return {
+    master: c.master || undefined,
+    mode: c.mode || 'l2',
+    mtu: c.mtu || undefined,
+    linkInContainer: c.linkInContainer === true,
+    layer3: Boolean(c.ipam?.type),
+  };
 }
 
 export function ipvlanAddCommand(s: IpvlanSettings, master: string, name: string, netns: string): string[] {

@@ -27,7 +27,13 @@ export default definePlugin<NetConfBase>({
     const netns = req.env.netns;
     requireNetns(netns);
     // Bring lo up and read it back (::1 only exists while lo is up) in one process.
-    const out = await ipBatchJson([['link', 'set', 'dev', LO, 'up'], ['addr', 'show', 'dev', LO]], netns);
+    const out = await ipBatchJson(
+      [
+        ['link', 'set', 'dev', LO, 'up'],
+        ['addr', 'show', 'dev', LO],
+      ],
+      netns,
+    );
     const link = parseLinks(out, `${LO} in ${netns}`)[0];
     if (!link) throw new CniError(ErrorCode.KernelOperation, `no loopback interface "${LO}" in ${netns}`);
     if (req.prevResult) return cloneResult(req.prevResult);
@@ -53,7 +59,12 @@ export default definePlugin<NetConfBase>({
     // Addresses prevResult reports on an interface "lo" in this namespace must still be there.
     const prev = req.prevResult;
     const want = (prev?.ips ?? [])
-      .filter((ip) => typeof ip.interface === 'number' && prev?.interfaces?.[ip.interface]?.name === LO && (prev.interfaces[ip.interface].sandbox ?? netns) === netns)
+      .filter(
+        (ip) =>
+          typeof ip.interface === 'number' &&
+          prev?.interfaces?.[ip.interface]?.name === LO &&
+          (prev.interfaces[ip.interface].sandbox ?? netns) === netns,
+      )
       .map((ip) => ip.address);
     const problems = loopbackProblems(link, want);
     if (problems.length) throw new CniError(ErrorCode.CheckMismatch, `loopback: ${problems[0]}`, problems.join('; '));

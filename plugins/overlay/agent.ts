@@ -81,8 +81,12 @@ export class Agent {
     try {
       const store = await this.ensureStore();
       const c = await converge(this.s, store, this.log, { masq: this.first });
-      if (this.first || c.vtepRecreated) this.log.info(`converged (${why}): subnet ${c.lease.subnet} via ${c.underlay.dev} ${c.underlay.ip}, ${c.peers.length} peer(s)`);
-      const summary = `${c.lease.subnet} peers=${c.peers.map((p) => p.subnet).sort().join(',')}`;
+      if (this.first || c.vtepRecreated)
+        this.log.info(`converged (${why}): subnet ${c.lease.subnet} via ${c.underlay.dev} ${c.underlay.ip}, ${c.peers.length} peer(s)`);
+      const summary = `${c.lease.subnet} peers=${c.peers
+        .map((p) => p.subnet)
+        .sort()
+        .join(',')}`;
       if (summary !== this.lastVtepCheck) {
         this.log.info(`state: ${summary}`);
         this.lastVtepCheck = summary;
@@ -120,7 +124,11 @@ export async function agentMain(argv: string[]): Promise<number> {
   let s: Settings;
   try {
     await prepareValidators([[schema, 'overlay']]);
-    const conf = validate<OverlayConf>(schema, overlayConfigOf(JSON.parse(readFileSync(a.config, 'utf8')) as Record<string, unknown>), 'overlay');
+    const conf = validate<OverlayConf>(
+      schema,
+      overlayConfigOf(JSON.parse(readFileSync(a.config, 'utf8')) as Record<string, unknown>),
+      'overlay',
+    );
     log.configure(conf as { logFile?: unknown; logLevel?: unknown });
     s = settingsOf(conf);
     await checkEncryption(s.encryption);

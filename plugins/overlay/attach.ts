@@ -25,13 +25,27 @@ export function bridgeConfig(req: Request<OverlayConf>, s: Settings, subnet: str
     ipMasq: false,
     ipam: { type: 'host-local', ranges: [[{ subnet }]], routes, dataDir: path.join(s.stateDir, 'ipam') },
   };
-  for (const k of ['runtimeConfig', 'args', 'prevResult', 'cni.dev/valid-attachments', 'cni.dev/attachments', 'logFile', 'logLevel'] as const) {
+  for (const k of [
+    'runtimeConfig',
+    'args',
+    'prevResult',
+    'cni.dev/valid-attachments',
+    'cni.dev/attachments',
+    'logFile',
+    'logLevel',
+  ] as const) {
     if (req.raw[k] !== undefined) conf[k] = req.raw[k];
   }
   if (req.config.dns) conf.dns = req.config.dns;
   return conf;
 }
 
-export async function delegateBridge(command: DelegateCommand, req: Request<OverlayConf>, s: Settings, subnet: string, mtu: number): Promise<Result | undefined> {
+export async function delegateBridge(
+  command: DelegateCommand,
+  req: Request<OverlayConf>,
+  s: Settings,
+  subnet: string,
+  mtu: number,
+): Promise<Result | undefined> {
   return delegate('bridge', command, req, bridgeConfig(req, s, subnet, mtu));
 }

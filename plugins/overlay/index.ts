@@ -62,11 +62,20 @@ export default definePlugin<OverlayConf>({
     // kernel change; a set-up host renews its lease and reconciles peers only.
     const s = await prepare(req);
     const cached = cachedLease(s);
-    if (!cached) throw new CniError(ErrorCode.UnknownContainer, `overlay: network ${s.name} is not set up on this host`, `no subnet lease in ${s.stateDir}: this host never attached a pod to it`);
+    if (!cached)
+      throw new CniError(
+        ErrorCode.UnknownContainer,
+        `overlay: network ${s.name} is not set up on this host`,
+        `no subnet lease in ${s.stateDir}: this host never attached a pod to it`,
+      );
     const st = await readHost(s);
     const u = underlayOf(s, st);
     if (!st.links.some((l) => l.ifname === s.vxlan || l.ifname === s.bridge)) {
-      throw new CniError(ErrorCode.UnknownContainer, `overlay: network ${s.name} is not set up on this host`, `neither ${s.vxlan} nor ${s.bridge} exists`);
+      throw new CniError(
+        ErrorCode.UnknownContainer,
+        `overlay: network ${s.name} is not set up on this host`,
+        `neither ${s.vxlan} nor ${s.bridge} exists`,
+      );
     }
     const drift = hostDrift(s, u, cached, st);
     if (drift.length) throw new CniError(ErrorCode.CheckMismatch, `overlay: ${drift[0]}`, drift.join('; '));
@@ -88,10 +97,19 @@ export default definePlugin<OverlayConf>({
     let leases;
     const u = underlayOf(s, st);
     try {
-      leases = await withStore(s, (store) => withDeadline('list', STORE_DEADLINE_MS, () => listLeases(store, { network: s.network, subnetLen: s.subnetLen, family: u.family }, req.log)));
+      leases = await withStore(s, (store) =>
+        withDeadline('list', STORE_DEADLINE_MS, () =>
+          listLeases(store, { network: s.network, subnetLen: s.subnetLen, family: u.family }, req.log),
+        ),
+      );
     } catch (e) {
       const why = e instanceof Error ? e.message : String(e);
-      if (vtepUp) throw new CniError(ErrorCode.NotAvailableLimitedConnectivity, 'overlay store unreachable; existing pods keep the peers they had', why);
+      if (vtepUp)
+        throw new CniError(
+          ErrorCode.NotAvailableLimitedConnectivity,
+          'overlay store unreachable; existing pods keep the peers they had',
+          why,
+        );
       throw new CniError(ErrorCode.NotAvailable, 'overlay store unreachable', why);
     }
     const mine = leases.find((l) => l.publicIP === u.ip && isHostSubnet(s, l.subnet));
@@ -100,13 +118,22 @@ export default definePlugin<OverlayConf>({
       // Lost: another host holds our subnet (or we hold another one). The next ADD would refuse
       // to renumber while pods still use the old subnet.
       const pods = podsOn(s, had.subnet);
-      if (pods.length) throw new CniError(ErrorCode.NotAvailable, `this host lost its lease of ${had.subnet} and ${pods.length} pod(s) still use it`, 'the next ADD refuses to renumber; delete those pods first');
+      if (pods.length)
+        throw new CniError(
+          ErrorCode.NotAvailable,
+          `this host lost its lease of ${had.subnet} and ${pods.length} pod(s) still use it`,
+          'the next ADD refuses to renumber; delete those pods first',
+        );
     }
     if (mine) return;
     // No lease yet: the next ADD takes one, as long as a subnet is free.
     const taken = leases.filter((l) => isHostSubnet(s, l.subnet)).length;
     if (taken >= subnetCount(s.network, s.subnetLen)) {
-      throw new CniError(ErrorCode.NotAvailable, 'this host holds no subnet lease and none is free', had ? `its lease of ${had.subnet} expired and was taken` : `all ${taken} host subnets are leased`);
+      throw new CniError(
+        ErrorCode.NotAvailable,
+        'this host holds no subnet lease and none is free',
+        had ? `its lease of ${had.subnet} expired and was taken` : `all ${taken} host subnets are leased`,
+      );
     }
   },
 });

@@ -100,7 +100,10 @@ export function validatePortmapConf(c: PortmapConf): void {
       // statement separators or comments that could smuggle in other commands.
       if (/[\r\n;#\0]/.test(cond)) throw invalidConfig(`${key}[${i}]`, 'must be a single match expression without newlines, ";" or "#"');
       if (s.backend === 'nftables' && iptablesStyle(cond)) {
-        throw invalidConfig(`${key}[${i}]`, 'is an iptables match, but backend is "nftables" (use nft expressions such as "ip saddr != 10.0.0.0/8")');
+        throw invalidConfig(
+          `${key}[${i}]`,
+          'is an iptables match, but backend is "nftables" (use nft expressions such as "ip saddr != 10.0.0.0/8")',
+        );
       }
       if (s.backend === 'iptables' && /"/.test(cond)) throw invalidConfig(`${key}[${i}]`, 'must not contain double quotes');
     });
@@ -129,7 +132,10 @@ export function mappingsOf(c: PortmapConf): Mapping[] {
     const prev = seen.get(key);
     if (prev) {
       if (prev.containerPort !== m.containerPort) {
-        throw invalidConfig(`runtimeConfig.portMappings[${i}]`, `host port ${protocol}/${m.hostPort}${m.hostIP ? ` on ${m.hostIP}` : ''} is mapped twice to different container ports`);
+        throw invalidConfig(
+          `runtimeConfig.portMappings[${i}]`,
+          `host port ${protocol}/${m.hostPort}${m.hostIP ? ` on ${m.hostIP}` : ''} is mapped twice to different container ports`,
+        );
       }
       return;
     }
@@ -187,4 +193,5 @@ export function attachmentComment(containerId: string, ifname: string): string {
   return `${containerId} ${ifname}`.replace(/[^\x20-\x7e]|["\\]/g, '_').slice(0, 120);
 }
 
-export const describeMapping = (m: Mapping): string => `${m.protocol}/${m.hostIP ? (m.hostIP.includes(':') ? `[${m.hostIP}]` : m.hostIP) + ':' : ''}${m.hostPort}`;
+export const describeMapping = (m: Mapping): string =>
+  `${m.protocol}/${m.hostIP ? (m.hostIP.includes(':') ? `[${m.hostIP}]` : m.hostIP) + ':' : ''}${m.hostPort}`;

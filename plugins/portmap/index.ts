@@ -84,7 +84,11 @@ export default definePlugin<PortmapConf>({
 
   async add(req) {
     if (!req.prevResult) {
-      throw new CniError(ErrorCode.InvalidConfig, 'portmap must be called as a chained plugin: prevResult is missing', 'field "prevResult"');
+      throw new CniError(
+        ErrorCode.InvalidConfig,
+        'portmap must be called as a chained plugin: prevResult is missing',
+        'field "prevResult"',
+      );
     }
     const s = settingsOf(req.config);
     const plans = plansOf(req, s);

@@ -8,7 +8,17 @@ import { iptablesRestore, iptablesSave, iptablesUnusable, withIptablesLock } fro
 import type { Family } from '../../shared/ipnet.ts';
 import type { Backend } from './backend.ts';
 import type { Settings } from './config.ts';
-import { addRestore, attachmentChain, dnatSignature, expectedDnat, iptConflicts, networkChains, parseSave, removeRestore, type SavedNat } from './iptables.ts';
+import {
+  addRestore,
+  attachmentChain,
+  dnatSignature,
+  expectedDnat,
+  iptConflicts,
+  networkChains,
+  parseSave,
+  removeRestore,
+  type SavedNat,
+} from './iptables.ts';
 
 async function save(f: Family): Promise<SavedNat | undefined> {
   const text = await iptablesSave(f, 'nat', { allowFail: true });
@@ -30,7 +40,12 @@ async function removeChains(s: Settings, pick: (f: Family, saved: SavedNat) => s
     const script = removeRestore(pick(f, saved), saved);
     if (script) await restore(f, script);
   }
-  if (!usable) throw new CniError(ErrorCode.KernelOperation, 'neither iptables nor ip6tables is usable', 'iptables-save -t nat failed for both families');
+  if (!usable)
+    throw new CniError(
+      ErrorCode.KernelOperation,
+      'neither iptables nor ip6tables is usable',
+      'iptables-save -t nat failed for both families',
+    );
 }
 
 export const iptablesBackend: Backend = {
@@ -41,9 +56,19 @@ export const iptablesBackend: Backend = {
       for (const p of plans) {
         const f = p.container.family;
         const st = await save(f);
-        if (!st) throw new CniError(ErrorCode.KernelOperation, `${f === 6 ? 'ip6tables' : 'iptables'}-save -t nat failed: ${f === 6 ? 'ip6tables' : 'iptables'} is not usable`, 'portmap iptables backend');
+        if (!st)
+          throw new CniError(
+            ErrorCode.KernelOperation,
+            `${f === 6 ? 'ip6tables' : 'iptables'}-save -t nat failed: ${f === 6 ? 'ip6tables' : 'iptables'} is not usable`,
+            'portmap iptables backend',
+          );
         const c = iptConflicts(s.iptablesPrefix, chain, p, st);
-        if (c.length) throw new CniError(ErrorCode.Conflict, `host port already published by another container: ${c.map((x) => `${x.want} (held by ${x.holder})`).join(', ')}`, 'portmap: nothing was changed');
+        if (c.length)
+          throw new CniError(
+            ErrorCode.Conflict,
+            `host port already published by another container: ${c.map((x) => `${x.want} (held by ${x.holder})`).join(', ')}`,
+            'portmap: nothing was changed',
+          );
         saved.set(f, st);
       }
       for (const p of plans) await restore(p.container.family, addRestore(s, tag, comment, p, saved.get(p.container.family)!));
@@ -60,11 +85,18 @@ export const iptablesBackend: Backend = {
     for (const p of plans) {
       const f = p.container.family;
       const st = await save(f);
-      if (!st || !st.chains.has(chain)) throw new CniError(ErrorCode.CheckMismatch, `${f === 4 ? 'iptables' : 'ip6tables'} chain ${chain} of this container is missing`, 'portmap CHECK');
+      if (!st || !st.chains.has(chain))
+        throw new CniError(
+          ErrorCode.CheckMismatch,
+          `${f === 4 ? 'iptables' : 'ip6tables'} chain ${chain} of this container is missing`,
+          'portmap CHECK',
+        );
       const have = new Set(st.rules.filter((r) => r.chain === chain).map((r) => dnatSignature(r.tokens)));
       const missing = expectedDnat(p).filter((sig) => !have.has(sig));
-      if (missing.length) throw new CniError(ErrorCode.CheckMismatch, `port mapping rules missing in ${chain}: ${missing.join(', ')}`, 'portmap CHECK');
-      if (!st.rules.some((r) => r.tokens.includes(chain) && r.chain !== chain)) throw new CniError(ErrorCode.CheckMismatch, `no jump to ${chain}`, 'portmap CHECK');
+      if (missing.length)
+        throw new CniError(ErrorCode.CheckMismatch, `port mapping rules missing in ${chain}: ${missing.join(', ')}`, 'portmap CHECK');
+      if (!st.rules.some((r) => r.tokens.includes(chain) && r.chain !== chain))
+        throw new CniError(ErrorCode.CheckMismatch, `no jump to ${chain}`, 'portmap CHECK');
     }
   },
 

@@ -126,7 +126,20 @@ export function addRestore(s: Settings, tag: string, comment: string, p: FamilyP
     if (!saved.rules.some((r) => r.chain === 'POSTROUTING' && valueAfter(r.tokens, '-j') === n.masq)) {
       out.push(line(['-I', 'POSTROUTING', '1', '-m', 'comment', '--comment', 'cni-ts portmap: loopback and hairpin', '-j', n.masq]));
     }
-    out.push(line(['-A', n.setmark, '-m', 'comment', '--comment', 'cni-ts portmap: masquerade mark', '-j', 'MARK', '--set-xmark', `${hex(s.mark)}/${hex(s.mark)}`]));
+    out.push(
+      line([
+        '-A',
+        n.setmark,
+        '-m',
+        'comment',
+        '--comment',
+        'cni-ts portmap: masquerade mark',
+        '-j',
+        'MARK',
+        '--set-xmark',
+        `${hex(s.mark)}/${hex(s.mark)}`,
+      ]),
+    );
     out.push(line(['-A', n.masq, '-m', 'mark', '--mark', `${hex(s.mark)}/${hex(s.mark)}`, '-j', 'MASQUERADE']));
   }
   // Old jumps to this attachment's chain (a repeated ADD) go; new ones are appended.
@@ -136,11 +149,43 @@ export function addRestore(s: Settings, tag: string, comment: string, p: FamilyP
   for (const [proto, ports] of [...byProto].sort()) {
     const uniq = [...new Set(ports)];
     for (let i = 0; i < uniq.length; i += 15) {
-      out.push(line(['-A', n.dnat, '-m', 'comment', '--comment', c, '-p', proto, '-m', 'multiport', '--dports', uniq.slice(i, i + 15).join(','), ...p.conditions, '-j', chain]));
+      out.push(
+        line([
+          '-A',
+          n.dnat,
+          '-m',
+          'comment',
+          '--comment',
+          c,
+          '-p',
+          proto,
+          '-m',
+          'multiport',
+          '--dports',
+          uniq.slice(i, i + 15).join(','),
+          ...p.conditions,
+          '-j',
+          chain,
+        ]),
+      );
     }
   }
   for (const m of p.mappings) {
-    const base = ['-A', chain, '-m', 'comment', '--comment', c, ...hostMatch(m, f), '-p', m.protocol, '-m', m.protocol, '--dport', String(m.hostPort)];
+    const base = [
+      '-A',
+      chain,
+      '-m',
+      'comment',
+      '--comment',
+      c,
+      ...hostMatch(m, f),
+      '-p',
+      m.protocol,
+      '-m',
+      m.protocol,
+      '--dport',
+      String(m.hostPort),
+    ];
     if (s.snat) {
       const sources = s.masqAll ? [f === 4 ? '0.0.0.0/0' : '::/0'] : f === 4 ? [p.container.subnet, '127.0.0.0/8'] : [p.container.subnet];
       for (const src of sources) out.push(line([...base, '-s', src, '-j', setmark]));

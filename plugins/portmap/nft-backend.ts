@@ -6,7 +6,17 @@ import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { nftList, nftTry, nftUnusable } from '../../shared/kernel/nft.ts';
 import type { FamilyPlan } from './config.ts';
 import { describeMapping } from './config.ts';
-import { addScript, attachmentTags, conflicts, expectedSignatures, legacyRemoveLines, ownedBy, parseTable, removeLines, type TableState } from './nft.ts';
+import {
+  addScript,
+  attachmentTags,
+  conflicts,
+  expectedSignatures,
+  legacyRemoveLines,
+  ownedBy,
+  parseTable,
+  removeLines,
+  type TableState,
+} from './nft.ts';
 import type { Backend } from './backend.ts';
 
 async function readTable(table: string): Promise<TableState | undefined> {
@@ -19,7 +29,9 @@ const apply = nftTry;
 function conflictError(st: TableState, tag: string, plans: FamilyPlan[]): CniError | undefined {
   const c = conflicts(st, tag, plans);
   if (!c.length) return undefined;
-  const what = c.map((x) => `${describeMapping(x.mapping)} (held by ${x.holderComment ? `container ${x.holderComment}` : x.holder.target})`).join(', ');
+  const what = c
+    .map((x) => `${describeMapping(x.mapping)} (held by ${x.holderComment ? `container ${x.holderComment}` : x.holder.target})`)
+    .join(', ');
   return new CniError(ErrorCode.Conflict, `host port already published by another container: ${what}`, 'portmap: nothing was changed');
 }
 
@@ -28,7 +40,8 @@ export const nftBackend: Backend = {
     // Optimistic: one transaction. `create element` fails atomically when a key exists.
     const first = await apply(addScript(s, tag, comment, plans, undefined));
     if (first.ok) return;
-    if (!/File exists/i.test(first.stderr)) throw new CniError(ErrorCode.KernelOperation, `nft transaction for port mappings failed: ${first.stderr}`, first.stderr);
+    if (!/File exists/i.test(first.stderr))
+      throw new CniError(ErrorCode.KernelOperation, `nft transaction for port mappings failed: ${first.stderr}`, first.stderr);
     // Someone holds a key: another attachment (conflict) or this one (a repeated ADD).
     const st = await readTable(s.nftTable);
     if (st) {
@@ -61,14 +74,30 @@ export const nftBackend: Backend = {
     const st = await readTable(s.nftTable);
     if (!st) throw new CniError(ErrorCode.CheckMismatch, `nft table inet ${s.nftTable} is missing`, 'portmap CHECK');
     const own = ownedBy(st, tag);
-    if (!own.chainExists) throw new CniError(ErrorCode.CheckMismatch, `nft chain ${own.chain} of this container is missing`, `table inet ${s.nftTable}`);
+    if (!own.chainExists)
+      throw new CniError(ErrorCode.CheckMismatch, `nft chain ${own.chain} of this container is missing`, `table inet ${s.nftTable}`);
     const have = new Set(st.rules.filter((r) => r.chain === own.chain).map((r) => r.signature));
     const missing = expectedSignatures(plans).filter((sig) => !have.has(sig));
-    if (missing.length) throw new CniError(ErrorCode.CheckMismatch, `port mapping rules missing in chain ${own.chain}: ${missing.join(', ')}`, `table inet ${s.nftTable}`);
+    if (missing.length)
+      throw new CniError(
+        ErrorCode.CheckMismatch,
+        `port mapping rules missing in chain ${own.chain}: ${missing.join(', ')}`,
+        `table inet ${s.nftTable}`,
+      );
     const keys = new Set(own.elements.map((e) => `${e.map}:${e.key}`));
-    const wantKeys = plans.flatMap((p) => p.mappings.map((m) => ({ m, k: `${m.hostIP ? 'hostip' : 'hostport'}${p.container.family}:${m.hostIP ? `${m.hostIP} . ` : ''}${m.protocol} . ${m.hostPort}` })));
+    const wantKeys = plans.flatMap((p) =>
+      p.mappings.map((m) => ({
+        m,
+        k: `${m.hostIP ? 'hostip' : 'hostport'}${p.container.family}:${m.hostIP ? `${m.hostIP} . ` : ''}${m.protocol} . ${m.hostPort}`,
+      })),
+    );
     const lost = wantKeys.filter((w) => !keys.has(w.k));
-    if (lost.length) throw new CniError(ErrorCode.CheckMismatch, `host ports no longer dispatched to this container: ${lost.map((w) => describeMapping(w.m)).join(', ')}`, `table inet ${s.nftTable}`);
+    if (lost.length)
+      throw new CniError(
+        ErrorCode.CheckMismatch,
+        `host ports no longer dispatched to this container: ${lost.map((w) => describeMapping(w.m)).join(', ')}`,
+        `table inet ${s.nftTable}`,
+      );
   },
 
   async gc(s, netTag, validTags) {

@@ -100,12 +100,18 @@ export function attachmentRules(s: Settings, tag: string, comment: string, plans
     if (s.snat) {
       // Replies must come back through this host: masquerade flows from loopback (v4 only:
       // ::1 cannot be routed) and from the container's own subnet (hairpin), or all of them.
-      const sources = s.masqAll ? none : f === 4 ? nft`ip saddr { 127.0.0.0/8, ${p.container.subnet} } ` : nft`ip6 saddr ${p.container.subnet} `;
+      const sources = s.masqAll
+        ? none
+        : f === 4
+          ? nft`ip saddr { 127.0.0.0/8, ${p.container.subnet} } `
+          : nft`ip6 saddr ${p.container.subnet} `;
       lines.push(nft`${head}${sources}meta mark set meta mark | ${hex(s.mark)} comment ${note}`);
     }
     for (const m of p.mappings) {
       const daddr = m.hostIP ? nft`${ipKw(f)} daddr ${m.hostIP} ` : none;
-      lines.push(nft`${head}${daddr}meta l4proto ${m.protocol} th dport ${m.hostPort} dnat ${ipKw(f)} to ${bracket(f, p.container.ip)}:${m.containerPort} comment ${note}`);
+      lines.push(
+        nft`${head}${daddr}meta l4proto ${m.protocol} th dport ${m.hostPort} dnat ${ipKw(f)} to ${bracket(f, p.container.ip)}:${m.containerPort} comment ${note}`,
+      );
     }
   }
   return text(lines);
@@ -196,7 +202,9 @@ function ruleSignature(expr: Json[]): string | undefined {
 }
 
 export function expectedSignatures(plans: FamilyPlan[]): string[] {
-  return plans.flatMap((p) => p.mappings.map((m) => `${m.protocol}/${m.hostPort}${m.hostIP ? `@${m.hostIP}` : ''}>${p.container.ip}:${m.containerPort}`));
+  return plans.flatMap((p) =>
+    p.mappings.map((m) => `${m.protocol}/${m.hostPort}${m.hostIP ? `@${m.hostIP}` : ''}>${p.container.ip}:${m.containerPort}`),
+  );
 }
 
 export function parseTable(json: { nftables?: Json[] }): TableState {
@@ -216,9 +224,15 @@ export function parseTable(json: { nftables?: Json[] }): TableState {
       const r = item.rule as Json;
       const chain = String(r.chain);
       st.ruleCount.set(chain, (st.ruleCount.get(chain) ?? 0) + 1);
-      st.listed.push({ chain, handle: Number(r.handle), comment: typeof r.comment === 'string' ? r.comment : undefined, expr: (r.expr as unknown[]) ?? [] });
+      st.listed.push({
+        chain,
+        handle: Number(r.handle),
+        comment: typeof r.comment === 'string' ? r.comment : undefined,
+        expr: (r.expr as unknown[]) ?? [],
+      });
       const sig = ruleSignature((r.expr as Json[]) ?? []);
-      if (sig) st.rules.push({ chain, handle: Number(r.handle), comment: typeof r.comment === 'string' ? r.comment : undefined, signature: sig });
+      if (sig)
+        st.rules.push({ chain, handle: Number(r.handle), comment: typeof r.comment === 'string' ? r.comment : undefined, signature: sig });
     }
   }
   return st;
@@ -277,7 +291,13 @@ export function removeLines(table: string, o: OwnedState, deleteChain = true): s
   const t = nft`inet ${table}`;
   const byMap = new Map<MapName, NftText[]>();
   // keys read back from `nft -j` ("tcp . 8080", "192.0.2.1 . udp . 53"): each part one word
-  const key = (k: string): NftText => new NftText(k.split(' . ').map((part) => nft`${part}`.text).join(' . '));
+  const key = (k: string): NftText =>
+    new NftText(
+      k
+        .split(' . ')
+        .map((part) => nft`${part}`.text)
+        .join(' . '),
+    );
   for (const e of o.elements) byMap.set(e.map, [...(byMap.get(e.map) ?? []), key(e.key)]);
   const lines = [...byMap].map(([name, keys]) => nft`delete element ${t} ${name} { ${keys} }`);
   if (o.chainExists && deleteChain) lines.push(nft`flush chain ${t} ${o.chain}`, nft`delete chain ${t} ${o.chain}`);
@@ -285,7 +305,11 @@ export function removeLines(table: string, o: OwnedState, deleteChain = true): s
 }
 
 /** Elements another attachment holds for keys this plan wants. */
-export function conflicts(st: TableState, tag: string, plans: FamilyPlan[]): Array<{ mapping: Mapping; holder: Element; holderComment?: string }> {
+export function conflicts(
+  st: TableState,
+  tag: string,
+  plans: FamilyPlan[],
+): Array<{ mapping: Mapping; holder: Element; holderComment?: string }> {
   const out: Array<{ mapping: Mapping; holder: Element; holderComment?: string }> = [];
   for (const p of plans) {
     for (const m of p.mappings) {

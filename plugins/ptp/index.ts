@@ -12,7 +12,16 @@ import type { Result } from '../../shared/cni/types.ts';
 import { entriesFor, masqueradeBackend, type MasqueradeBackend, type MasqueradeOwner } from '../../shared/firewall/masquerade.ts';
 import { canonicalCIDR, canonicalIP, familyOf } from '../../shared/ipnet.ts';
 import { routes as readRoutes, type RouteInfo } from '../../shared/kernel/ip.ts';
-import { configureIface, deleteLink, getLink, linkAddresses, linkKind, ownNetnsLinkNames, randomMac, type RouteSpec } from '../../shared/kernel/link.ts';
+import {
+  configureIface,
+  deleteLink,
+  getLink,
+  linkAddresses,
+  linkKind,
+  ownNetnsLinkNames,
+  randomMac,
+  type RouteSpec,
+} from '../../shared/kernel/link.ts';
 import { netnsExists, requireNetns } from '../../shared/kernel/netns.ts';
 import { setSysctls } from '../../shared/kernel/sysctl.ts';
 import { createVethPair, hostVethCandidates, livePairOf } from '../../shared/kernel/veth.ts';
@@ -21,8 +30,13 @@ import { pickDns } from '../bridge/plan.ts';
 import { resolvePtp, type PtpConf, type PtpSettings } from './config.ts';
 import { planPtp } from './plan.ts';
 
-const ownerOf = (req: Request<PtpConf>): MasqueradeOwner => ({ network: req.config.name, containerId: req.env.containerId, ifname: req.env.ifname });
-const backendOf = (s: PtpSettings): Promise<MasqueradeBackend> => masqueradeBackend(s.masqBackend, { nftTable: s.nftTable, iptablesChain: s.iptablesChain });
+const ownerOf = (req: Request<PtpConf>): MasqueradeOwner => ({
+  network: req.config.name,
+  containerId: req.env.containerId,
+  ifname: req.env.ifname,
+});
+const backendOf = (s: PtpSettings): Promise<MasqueradeBackend> =>
+  masqueradeBackend(s.masqBackend, { nftTable: s.nftTable, iptablesChain: s.iptablesChain });
 
 async function add(req: Request<PtpConf>): Promise<Result> {
   const s = resolvePtp(req.config);
@@ -32,12 +46,21 @@ async function add(req: Request<PtpConf>): Promise<Result> {
   // live reservation, and the undo would release it), as bridge does.
   const candidates = hostVethCandidates(containerId, ifname);
   const hostLinks = ownNetnsLinkNames() ?? new Set<string>();
-  const live = await livePairOf(candidates.filter((n) => hostLinks.has(n)), ifname, netns);
+  const live = await livePairOf(
+    candidates.filter((n) => hostLinks.has(n)),
+    ifname,
+    netns,
+  );
   if (live) {
-    throw new CniError(ErrorCode.Conflict, `container ${containerId} is already attached to network ${req.config.name} as ${ifname} (host veth ${live})`, 'DEL the attachment before adding it again');
+    throw new CniError(
+      ErrorCode.Conflict,
+      `container ${containerId} is already attached to network ${req.config.name} as ${ifname} (host veth ${live})`,
+      'DEL the attachment before adding it again',
+    );
   }
   const free = candidates.filter((n) => !hostLinks.has(n));
-  if (!free.length) throw new CniError(ErrorCode.Conflict, `every host veth name for ${containerId}/${ifname} is taken`, candidates.join(', '));
+  if (!free.length)
+    throw new CniError(ErrorCode.Conflict, `every host veth name for ${containerId}/${ifname} is taken`, candidates.join(', '));
   return withIpam(req, async (ipam) => {
     const plan = planPtp(ipam);
     const hostName = free[0];
@@ -57,7 +80,15 @@ async function add(req: Request<PtpConf>): Promise<Result> {
         if (!conflict) await deleteLink(hostName).catch(() => false);
         // CNI_IFNAME exists in the container with an address IPAM just returned: a live
         // attachment made by someone else (the reference names its host veth otherwise).
-        if (conflict && (await inUseByContainer(ifname, netns, plan.ips.map((i) => i.address)))) throw reservationInUse(e);
+        if (
+          conflict &&
+          (await inUseByContainer(
+            ifname,
+            netns,
+            plan.ips.map((i) => i.address),
+          ))
+        )
+          throw reservationInUse(e);
         throw e;
       }
       undo.push(() => deleteLink(hostName));
@@ -77,7 +108,10 @@ async function add(req: Request<PtpConf>): Promise<Result> {
       throw e;
     }
     const result: Result = {
-      interfaces: [{ name: hostName, mac: hostMac }, { name: ifname, mac: contMac, sandbox: netns }],
+      interfaces: [
+        { name: hostName, mac: hostMac },
+        { name: ifname, mac: contMac, sandbox: netns },
+      ],
       ips: plan.ips,
       routes: plan.routes,
     };
@@ -119,7 +153,12 @@ function normalizeDst(r: RouteInfo, fam: 4 | 6): string {
 /** Whether `table` has `want` (dst, device, and the gateway when it names one). */
 function hasRoute(table: RouteInfo[], fam: 4 | 6, dev: string, want: RouteSpec): boolean {
   const dst = canonicalCIDR(want.dst);
-  return table.some((k) => normalizeDst(k, fam) === dst && k.dev === dev && (!want.gw || (k.gateway !== undefined && canonicalIP(k.gateway) === canonicalIP(want.gw))));
+  return table.some(
+    (k) =>
+      normalizeDst(k, fam) === dst &&
+      k.dev === dev &&
+      (!want.gw || (k.gateway !== undefined && canonicalIP(k.gateway) === canonicalIP(want.gw))),
+  );
 }
 
 async function check(req: Request<PtpConf>): Promise<void> {
@@ -135,7 +174,8 @@ async function check(req: Request<PtpConf>): Promise<void> {
   if (!cont) throw mismatch(`interface ${ifname} is missing in ${netns}`);
   if (linkKind(cont) !== 'veth') throw mismatch(`interface ${ifname} in ${netns} is not a veth`, `kind ${linkKind(cont) ?? 'none'}`);
   const wantMac = ifaces[contIdx].mac;
-  if (wantMac && cont.address?.toLowerCase() !== wantMac.toLowerCase()) throw mismatch(`interface ${ifname} has MAC ${cont.address}, prevResult says ${wantMac}`);
+  if (wantMac && cont.address?.toLowerCase() !== wantMac.toLowerCase())
+    throw mismatch(`interface ${ifname} has MAC ${cont.address}, prevResult says ${wantMac}`);
   const myIps = (prev.ips ?? []).filter((i) => i.interface === contIdx || i.interface === undefined);
   const plan = planPtp({ ips: myIps, routes: prev.routes });
   const have = new Set(linkAddresses(cont).map((a) => canonicalCIDR(a)));
@@ -143,9 +183,11 @@ async function check(req: Request<PtpConf>): Promise<void> {
   const hostName = ifaces.find((i, n) => n !== contIdx && !i.sandbox)?.name;
   const host = hostName ? await getLink(hostName) : undefined;
   if (!hostName || !host) throw mismatch(`host veth ${hostName ?? '(none in prevResult)'} is missing`);
-  if (linkKind(host) !== 'veth' || host.ifindex !== cont.link_index) throw mismatch(`host interface ${hostName} is not the peer of ${ifname}`);
+  if (linkKind(host) !== 'veth' || host.ifindex !== cont.link_index)
+    throw mismatch(`host interface ${hostName} is not the peer of ${ifname}`);
   const hostHave = new Set(linkAddresses(host).map((a) => canonicalCIDR(a)));
-  for (const a of plan.hostAddrs) if (!hostHave.has(canonicalCIDR(a.cidr))) throw mismatch(`gateway address ${a.cidr} is missing on host veth ${hostName}`);
+  for (const a of plan.hostAddrs)
+    if (!hostHave.has(canonicalCIDR(a.cidr))) throw mismatch(`gateway address ${a.cidr} is missing on host veth ${hostName}`);
   for (const fam of plan.families) {
     const [inside, onHost] = await Promise.all([readRoutes(fam, netns, ['table', 'all']), readRoutes(fam, undefined, ['table', 'all'])]);
     for (const r of plan.containerRoutes.filter((x) => familyOf(x.dst) === fam)) {

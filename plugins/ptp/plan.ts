@@ -39,7 +39,12 @@ export function planPtp(ipam: Result): PtpPlan {
   const src = ipam.ips ?? [];
   if (!src.length) throw new CniError(ErrorCode.InvalidConfig, 'IPAM plugin returned missing IP config', 'ptp needs at least one address');
   const ips: IPConfig[] = src.map((ip) => {
-    if (!ip.gateway) throw new CniError(ErrorCode.InvalidConfig, `IPAM returned ${ip.address} without a gateway`, 'ptp puts the gateway on the host veth: configure one in ipam');
+    if (!ip.gateway)
+      throw new CniError(
+        ErrorCode.InvalidConfig,
+        `IPAM returned ${ip.address} without a gateway`,
+        'ptp puts the gateway on the host veth: configure one in ipam',
+      );
     return { address: ip.address, gateway: ip.gateway, interface: CONTAINER_INDEX };
   });
   const families = [...new Set(ips.map((i) => familyOf(i.address)))];
@@ -62,7 +67,15 @@ export function planPtp(ipam: Result): PtpPlan {
   const routes: Route[] = (ipam.routes ?? []).map((r) => ({ ...r }));
   const familyGw = (fam: Family): string | undefined => ips.find((i) => familyOf(i.address) === fam)?.gateway;
   for (const r of routes) {
-    containerRoutes.push({ dst: r.dst, gw: r.gw ?? familyGw(familyOf(r.dst)), mtu: r.mtu, advmss: r.advmss, metric: r.priority, table: r.table, scope: r.scope });
+    containerRoutes.push({
+      dst: r.dst,
+      gw: r.gw ?? familyGw(familyOf(r.dst)),
+      mtu: r.mtu,
+      advmss: r.advmss,
+      metric: r.priority,
+      table: r.table,
+      scope: r.scope,
+    });
   }
   return { ips, routes, containerAddrs, containerRoutes, hostAddrs, hostRoutes, families };
 }

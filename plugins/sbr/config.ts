@@ -44,7 +44,9 @@ export function interfaceIps(ifname: string, prev: Result): IPConfig[] {
   const ips = prev.ips ?? [];
   if (!ips.length) throw invalidConfig('prevResult.ips', `No IP addresses supplied on interface: ${ifname}`);
   const ifaces = prev.interfaces ?? [];
-  return ips.filter((ip) => ip.interface === undefined || ip.interface < 0 || ip.interface >= ifaces.length || ifaces[ip.interface].name === ifname);
+  return ips.filter(
+    (ip) => ip.interface === undefined || ip.interface < 0 || ip.interface >= ifaces.length || ifaces[ip.interface].name === ifname,
+  );
 }
 
 /** `gateways`: at most one IPv4 and one IPv6 address. */
@@ -114,7 +116,14 @@ export interface SbrPlan {
  * generic or whose source or gateway is in A's subnet replaced into T; then the interface's
  * main-table routes go (with `addSourceHints`: subnet routes stay, with `src A`).
  */
-export function planRoutes(ips: IPConfig[], dev: string, mainRoutes: MainRoute[], usedTables: Set<number>, gws: { 4?: string; 6?: string }, addSourceHints: boolean): SbrPlan {
+export function planRoutes(
+  ips: IPConfig[],
+  dev: string,
+  mainRoutes: MainRoute[],
+  usedTables: Set<number>,
+  gws: { 4?: string; 6?: string },
+  addSourceHints: boolean,
+): SbrPlan {
   const commands: string[][] = [];
   const rules: ByFamily = { 4: [], 6: [] };
   const tables: number[] = [];
@@ -162,7 +171,12 @@ export function planRulesOnly(ips: IPConfig[], table: number): ByFamily {
 
 /** DEL: the rules (of `table` when given) whose source is one of the interface's addresses. */
 export function rulesToDelete(rules: RuleInfo[], addrs: string[], table?: number): ByFamily {
-  const have = new Set(addrs.map((a) => parseIP(a)).filter((p) => p !== null).map((p) => `${p.family}/${p.value}`));
+  const have = new Set(
+    addrs
+      .map((a) => parseIP(a))
+      .filter((p) => p !== null)
+      .map((p) => `${p.family}/${p.value}`),
+  );
   const out: ByFamily = { 4: [], 6: [] };
   for (const r of rules) {
     if (!r.src || r.src === 'all') continue;

@@ -15,16 +15,34 @@ import { getLink, ipBatch, ipBatchByFamily, ipJson } from '../../shared/kernel/i
 import { linkAddresses } from '../../shared/kernel/link.ts';
 import { netnsExists, requireNetns } from '../../shared/kernel/netns.ts';
 import schema from '../../conf/schemas/sbr.schema.json' with { type: 'json' };
-import { interfaceIps, planRoutes, planRulesOnly, ruleTables, rulesToDelete, staticGateways, type MainRoute, type RuleInfo, type SbrConf } from './config.ts';
+import {
+  interfaceIps,
+  planRoutes,
+  planRulesOnly,
+  ruleTables,
+  rulesToDelete,
+  staticGateways,
+  type MainRoute,
+  type RuleInfo,
+  type SbrConf,
+} from './config.ts';
 
 async function readRules(netns: string): Promise<RuleInfo[]> {
-  const [v4, v6] = await Promise.all([ipJson<RuleInfo[]>(['-4', 'rule', 'show'], netns), ipJson<RuleInfo[]>(['-6', 'rule', 'show'], netns)]);
+  const [v4, v6] = await Promise.all([
+    ipJson<RuleInfo[]>(['-4', 'rule', 'show'], netns),
+    ipJson<RuleInfo[]>(['-6', 'rule', 'show'], netns),
+  ]);
   return [...v4.map((r) => ({ ...r, family: 4 as const })), ...v6.map((r) => ({ ...r, family: 6 as const }))];
 }
 
 async function readMainRoutes(dev: string, netns: string): Promise<MainRoute[]> {
   const [v4, v6] = await Promise.all(
-    ([4, 6] as const).map(async (f) => (await ipJson<Array<Omit<MainRoute, 'family'>>>(['-d', `-${f}`, 'route', 'show', 'dev', dev, 'table', 'main'], netns)).map((r) => ({ ...r, family: f }))),
+    ([4, 6] as const).map(async (f) =>
+      (await ipJson<Array<Omit<MainRoute, 'family'>>>(['-d', `-${f}`, 'route', 'show', 'dev', dev, 'table', 'main'], netns)).map((r) => ({
+        ...r,
+        family: f,
+      })),
+    ),
   );
   return [...v4, ...v6];
 }
@@ -44,7 +62,11 @@ async function add(req: Request<SbrConf>): Promise<Result> {
       await ipBatchByFamily(planRulesOnly(ips, req.config.table), netns);
       return;
     }
-    const [rules, link, routes] = await Promise.all([readRules(netns), getLink(ifname, netns), readMainRoutes(ifname, netns).catch(() => [])]);
+    const [rules, link, routes] = await Promise.all([
+      readRules(netns),
+      getLink(ifname, netns),
+      readMainRoutes(ifname, netns).catch(() => []),
+    ]);
     if (!link) throw new CniError(ErrorCode.InvalidEnvironment, `Cannot find network interface ${ifname}`, `in ${netns}`);
     const plan = planRoutes(ips, ifname, routes, ruleTables(rules), gws, req.config.addSourceHints === true);
     try {
@@ -54,7 +76,13 @@ async function add(req: Request<SbrConf>): Promise<Result> {
       // undo the rules this call added (the reference leaves them): a retried ADD starts clean
       const mine = await readRules(netns).catch(() => []);
       const added = mine.filter((r) => plan.tables.includes(Number(r.table)));
-      await ipBatchByFamily(rulesToDelete(added, ips.map((i) => i.address.split('/')[0])), netns).catch(() => undefined);
+      await ipBatchByFamily(
+        rulesToDelete(
+          added,
+          ips.map((i) => i.address.split('/')[0]),
+        ),
+        netns,
+      ).catch(() => undefined);
       throw e;
     }
     try {
@@ -74,7 +102,11 @@ async function del(req: Request<SbrConf>): Promise<void> {
   await locked(netns, async () => {
     const [rules, link] = await Promise.all([readRules(netns), getLink(ifname, netns)]);
     if (!link) return;
-    const cmds = rulesToDelete(rules, linkAddresses(link, true).map((a) => a.split('/')[0]), req.config.table);
+    const cmds = rulesToDelete(
+      rules,
+      linkAddresses(link, true).map((a) => a.split('/')[0]),
+      req.config.table,
+    );
     await ipBatchByFamily(cmds, netns);
   });
 }
@@ -87,7 +119,10 @@ async function check(req: Request<SbrConf>): Promise<void> {
   const rules = await readRules(netns);
   for (const ipc of ips) {
     const ip = canonicalIP(ipc.address.split('/')[0]);
-    const found = rules.some((r) => r.src && r.src !== 'all' && canonicalIP(r.src) === ip && (req.config.table === undefined || r.table === String(req.config.table)));
+    const found = rules.some(
+      (r) =>
+        r.src && r.src !== 'all' && canonicalIP(r.src) === ip && (req.config.table === undefined || r.table === String(req.config.table)),
+    );
     if (!found) throw new CniError(ErrorCode.CheckMismatch, `no source rule for ${ipc.address} in ${netns}`);
   }
 }

@@ -16,7 +16,15 @@ import { randomHex } from '../../shared/hash.ts';
 import { canonicalCIDR, canonicalIP, familyOf } from '../../shared/ipnet.ts';
 import { trySetSysctls } from '../../shared/kernel/sysctl.ts';
 import { ipBatch, ipJson, routes as readRoutes, type LinkInfo, type RouteInfo } from '../../shared/kernel/ip.ts';
-import { addLinkOfKind, deleteLink, getLink, ifaceConfigCommands, linkAddresses, linkKind, type RouteSpec } from '../../shared/kernel/link.ts';
+import {
+  addLinkOfKind,
+  deleteLink,
+  getLink,
+  ifaceConfigCommands,
+  linkAddresses,
+  linkKind,
+  type RouteSpec,
+} from '../../shared/kernel/link.ts';
 import { netnsExists, requireNetns } from '../../shared/kernel/netns.ts';
 
 export interface SublinkSettings {
@@ -52,7 +60,11 @@ export async function defaultRouteInterface(netns?: string): Promise<string> {
     const dev = rs.find((r) => r.dev)?.dev;
     if (dev) return dev;
   }
-  throw new CniError(ErrorCode.InvalidConfig, 'no master given and no default route interface found', netns ? `in ${netns}` : 'in the host network namespace');
+  throw new CniError(
+    ErrorCode.InvalidConfig,
+    'no master given and no default route interface found',
+    netns ? `in ${netns}` : 'in the host network namespace',
+  );
 }
 
 /** The references' bound: 0 (the master's) up to the master's MTU. */
@@ -91,7 +103,12 @@ export function sublinkPlugin<C extends NetConfBase, S extends SublinkSettings>(
     if (master) checkMtu(s.mtu, master.mtu);
     const tmp = `${spec.kind.slice(0, 3)}${randomHex(5)}`;
     // The link first, as the references: a kernel without the driver fails before IPAM allocates.
-    await addLinkOfKind(spec.addCommand(s, master?.name, tmp, netns), spec.kind, master && !s.linkInContainer ? undefined : netns, spec.then?.(s, tmp)).catch(async (e: unknown) => {
+    await addLinkOfKind(
+      spec.addCommand(s, master?.name, tmp, netns),
+      spec.kind,
+      master && !s.linkInContainer ? undefined : netns,
+      spec.then?.(s, tmp),
+    ).catch(async (e: unknown) => {
       // a `then` line failed after the link was made: it goes (a kind without `then` made nothing)
       if (spec.then) await deleteLink(tmp, netns).catch(() => false);
       throw e;
@@ -104,12 +121,31 @@ export function sublinkPlugin<C extends NetConfBase, S extends SublinkSettings>(
           if (!ipam.ips?.length) throw new CniError(ErrorCode.InvalidConfig, 'IPAM plugin returned missing IP config');
           result.ips = ipam.ips.map((i) => ({ ...i, interface: 0 }));
           result.routes = (ipam.routes ?? []).map((r) => ({ ...r }));
-          const gwOf = (r: Route): string | undefined => r.gw ?? result.ips!.find((i) => familyOf(i.address) === familyOf(r.dst) && i.gateway)?.gateway;
-          const routes: RouteSpec[] = result.routes.map((r) => ({ dst: r.dst, gw: gwOf(r), mtu: r.mtu, advmss: r.advmss, metric: r.priority, table: r.table, scope: r.scope }));
+          const gwOf = (r: Route): string | undefined =>
+            r.gw ?? result.ips!.find((i) => familyOf(i.address) === familyOf(r.dst) && i.gateway)?.gateway;
+          const routes: RouteSpec[] = result.routes.map((r) => ({
+            dst: r.dst,
+            gw: gwOf(r),
+            mtu: r.mtu,
+            advmss: r.advmss,
+            metric: r.priority,
+            table: r.table,
+            scope: r.scope,
+          }));
           await ipBatch([rename], netns);
           // arp_notify/ndisc_notify as the references (best effort: IPv6 may be off); no DAD wait
-          await trySetSysctls({ [`net.ipv4.conf.${ifname}.arp_notify`]: '1', [`net.ipv6.conf.${ifname}.ndisc_notify`]: '1', [`net.ipv6.conf.${ifname}.accept_dad`]: '0' }, netns);
-          await ipBatch(ifaceConfigCommands(ifname, { addresses: result.ips.map((i) => ({ cidr: i.address, nodad: true })), up: true, routes }), netns);
+          await trySetSysctls(
+            {
+              [`net.ipv4.conf.${ifname}.arp_notify`]: '1',
+              [`net.ipv6.conf.${ifname}.ndisc_notify`]: '1',
+              [`net.ipv6.conf.${ifname}.accept_dad`]: '0',
+            },
+            netns,
+          );
+          await ipBatch(
+            ifaceConfigCommands(ifname, { addresses: result.ips.map((i) => ({ cidr: i.address, nodad: true })), up: true, routes }),
+            netns,
+          );
         } else {
           await ipBatch([rename, ['link', 'set', 'dev', ifname, 'up']], netns);
         }
@@ -162,16 +198,26 @@ export function sublinkPlugin<C extends NetConfBase, S extends SublinkSettings>(
     if (linkKind(l) !== spec.kind) throw mismatch(`interface ${ifname} in ${netns} is not a ${spec.kind}`, `kind ${linkKind(l) ?? 'none'}`);
     const drift = spec.drift(l, s);
     if (drift) throw mismatch(`${ifname}: ${drift}`);
-    if (master && s.linkInContainer && l.link !== master.name) throw mismatch(`${ifname} is not on master ${master.name}`, `link ${String(l.link)}`);
+    if (master && s.linkInContainer && l.link !== master.name)
+      throw mismatch(`${ifname} is not on master ${master.name}`, `link ${String(l.link)}`);
     const wantMac = ifaces[idx].mac;
-    if (wantMac && l.address?.toLowerCase() !== wantMac.toLowerCase()) throw mismatch(`interface ${ifname} has MAC ${l.address}, prevResult says ${wantMac}`);
+    if (wantMac && l.address?.toLowerCase() !== wantMac.toLowerCase())
+      throw mismatch(`interface ${ifname} has MAC ${l.address}, prevResult says ${wantMac}`);
     const have = new Set(linkAddresses(l).map((a) => canonicalCIDR(a)));
-    for (const ip of (prev.ips ?? []).filter((i) => i.interface === idx)) if (!have.has(canonicalCIDR(ip.address))) throw mismatch(`address ${ip.address} is missing on ${ifname}`);
+    for (const ip of (prev.ips ?? []).filter((i) => i.interface === idx))
+      if (!have.has(canonicalCIDR(ip.address))) throw mismatch(`address ${ip.address} is missing on ${ifname}`);
     for (const fam of [...new Set((prev.routes ?? []).map((r) => familyOf(r.dst)))]) {
       const table = await readRoutes(fam, netns, ['table', 'all']);
       for (const r of (prev.routes ?? []).filter((x) => familyOf(x.dst) === fam)) {
         const dst = canonicalCIDR(r.dst);
-        if (!table.some((k) => normalizeDst(k, fam) === dst && k.dev === ifname && (!r.gw || (k.gateway !== undefined && canonicalIP(k.gateway) === canonicalIP(r.gw))))) {
+        if (
+          !table.some(
+            (k) =>
+              normalizeDst(k, fam) === dst &&
+              k.dev === ifname &&
+              (!r.gw || (k.gateway !== undefined && canonicalIP(k.gateway) === canonicalIP(r.gw))),
+          )
+        ) {
           throw mismatch(`route ${r.dst}${r.gw ? ` via ${r.gw}` : ''} is missing in ${netns}`);
         }
       }

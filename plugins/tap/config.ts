@@ -83,7 +83,8 @@ export function tapThenCommands(s: TapSettings, name: string): string[][] {
 export function tapDrift(l: { master?: string; linkinfo?: { info_data?: Record<string, unknown> } }, s: TapSettings): string | undefined {
   const d = l.linkinfo?.info_data ?? {};
   if (d.type !== undefined && d.type !== 'tap') return `it is a ${String(d.type)} device, not a tap`;
-  if (d.multi_queue !== undefined && Boolean(d.multi_queue) !== s.multiQueue) return `multi_queue is ${String(d.multi_queue)}, configured ${String(s.multiQueue)}`;
+  if (d.multi_queue !== undefined && Boolean(d.multi_queue) !== s.multiQueue)
+    return `multi_queue is ${String(d.multi_queue)}, configured ${String(s.multiQueue)}`;
   if (s.bridge && l.master !== s.bridge) return `is not a port of bridge ${s.bridge}`;
   return undefined;
 }

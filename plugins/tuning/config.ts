@@ -76,8 +76,10 @@ export function sysctlPath(key: string, ifname: string): string {
   // eslint-disable-next-line no-control-regex
   if (/[=\s\x00-\x1f\x7f]/.test(subst)) throw invalidConfig(`sysctl["${key}"]`, 'contains "=", white space or a control character');
   const parts = subst.includes('/') ? subst.split('/') : subst.split('.');
-  if (parts.some((p) => p === '' || p === '.' || p === '..')) throw invalidConfig(`sysctl["${key}"]`, 'is not a plain sysctl name (empty, "." or ".." component)');
-  if (parts[0] !== 'net' || parts.length < 2) throw invalidConfig(`sysctl["${key}"]`, 'is outside the container network namespace\'s net.* sysctls');
+  if (parts.some((p) => p === '' || p === '.' || p === '..'))
+    throw invalidConfig(`sysctl["${key}"]`, 'is not a plain sysctl name (empty, "." or ".." component)');
+  if (parts[0] !== 'net' || parts.length < 2)
+    throw invalidConfig(`sysctl["${key}"]`, "is outside the container network namespace's net.* sysctls");
   return parts.join('/');
 }
 
@@ -106,13 +108,19 @@ export function checkAllowlist(keys: string[], allow: RegExp[] | undefined): voi
 export function resolveTuning(c: TuningConf, env: Pick<CniEnv, 'args' | 'ifname'>): TuningSettings {
   const a = (c.args?.cni ?? {}) as TuningArgs;
   const sysctl = { ...(c.sysctl ?? {}), ...(a.sysctl ?? {}) };
-  const mac = checkMac(a.mac, 'args.cni.mac') ?? checkMac(c.runtimeConfig?.mac, 'runtimeConfig.mac') ?? checkMac(env.args.get('MAC'), 'CNI_ARGS MAC') ?? checkMac(c.mac, 'mac');
+  const mac =
+    checkMac(a.mac, 'args.cni.mac') ??
+    checkMac(c.runtimeConfig?.mac, 'runtimeConfig.mac') ??
+    checkMac(env.args.get('MAC'), 'CNI_ARGS MAC') ??
+    checkMac(c.mac, 'mac');
   const mtu = a.mtu ?? c.mtu;
   const txQLen = a.txQLen ?? c.txQLen;
   const alias = a.alias ?? c.alias;
   if (mtu !== undefined && (!Number.isInteger(mtu) || mtu < 0)) throw invalidConfig('args.cni.mtu', 'is not a non-negative integer');
-  if (txQLen !== undefined && (!Number.isInteger(txQLen) || txQLen < 0)) throw invalidConfig('args.cni.txQLen', 'is not a non-negative integer');
-  if (alias !== undefined && (typeof alias !== 'string' || alias.length > 255)) throw invalidConfig('alias', 'is not a string of at most 255 characters');
+  if (txQLen !== undefined && (!Number.isInteger(txQLen) || txQLen < 0))
+    throw invalidConfig('args.cni.txQLen', 'is not a non-negative integer');
+  if (alias !== undefined && (typeof alias !== 'string' || alias.length > 255))
+    throw invalidConfig('alias', 'is not a string of at most 255 characters');
   return {
     sysctls: Object.entries(sysctl).map(([k, v]) => [k, sysctlPath(k, env.ifname), String(v)]),
     mac,
@@ -169,12 +177,15 @@ export function wanted(s: TuningSettings): Backup {
 /** The first difference between the link and what CHECK expects (the reference also fails on an unrequested promisc), or undefined. */
 export function linkDrift(s: TuningSettings, l: LinkInfo): string | undefined {
   if (s.mac !== undefined && (l.address ?? '').toLowerCase() !== s.mac) return `MAC of ${l.ifname} is ${l.address}, configured ${s.mac}`;
-  if (s.promisc !== flag(l, 'PROMISC')) return `promiscuous mode of ${l.ifname} is ${flag(l, 'PROMISC') ? 'on' : 'off'}, configured ${s.promisc ? 'on' : 'off'}`;
+  if (s.promisc !== flag(l, 'PROMISC'))
+    return `promiscuous mode of ${l.ifname} is ${flag(l, 'PROMISC') ? 'on' : 'off'}, configured ${s.promisc ? 'on' : 'off'}`;
   if (s.mtu !== undefined && l.mtu !== s.mtu) return `MTU of ${l.ifname} is ${l.mtu}, configured ${s.mtu}`;
-  if (s.allmulti !== undefined && flag(l, 'ALLMULTI') !== s.allmulti) return `all-multicast mode of ${l.ifname} is ${flag(l, 'ALLMULTI') ? 'on' : 'off'}, configured ${s.allmulti ? 'on' : 'off'}`;
+  if (s.allmulti !== undefined && flag(l, 'ALLMULTI') !== s.allmulti)
+    return `all-multicast mode of ${l.ifname} is ${flag(l, 'ALLMULTI') ? 'on' : 'off'}, configured ${s.allmulti ? 'on' : 'off'}`;
   if (s.txQLen !== undefined && l.txqlen !== s.txQLen) return `txqueuelen of ${l.ifname} is ${String(l.txqlen)}, configured ${s.txQLen}`;
   const alias = typeof l.ifalias === 'string' ? l.ifalias : '';
-  if (s.alias !== undefined && alias !== s.alias) return `alias of ${l.ifname} is ${JSON.stringify(alias)}, configured ${JSON.stringify(s.alias)}`;
+  if (s.alias !== undefined && alias !== s.alias)
+    return `alias of ${l.ifname} is ${JSON.stringify(alias)}, configured ${JSON.stringify(s.alias)}`;
   return undefined;
 }
 

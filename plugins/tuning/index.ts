@@ -14,8 +14,19 @@ import { netnsExists, requireNetns } from '../../shared/kernel/netns.ts';
 import { readSysctls, setSysctls } from '../../shared/kernel/sysctl.ts';
 import schema from '../../conf/schemas/tuning.schema.json' with { type: 'json' };
 import {
-  ALLOWLIST_FILE, backupName, backupOf, changesLink, checkAllowlist, linkCommands, linkDrift, parseAllowlist, resolveTuning, wanted,
-  type Backup, type TuningConf, type TuningSettings,
+  ALLOWLIST_FILE,
+  backupName,
+  backupOf,
+  changesLink,
+  checkAllowlist,
+  linkCommands,
+  linkDrift,
+  parseAllowlist,
+  resolveTuning,
+  wanted,
+  type Backup,
+  type TuningConf,
+  type TuningSettings,
 } from './config.ts';
 
 function readAllowlist(): RegExp[] | undefined {
@@ -24,11 +35,15 @@ function readAllowlist(): RegExp[] | undefined {
 
 function settings(req: Request<TuningConf>): TuningSettings {
   const s = resolveTuning(req.config, req.env);
-  checkAllowlist(s.sysctls.map(([k]) => k), readAllowlist());
+  checkAllowlist(
+    s.sysctls.map(([k]) => k),
+    readAllowlist(),
+  );
   return s;
 }
 
-const backupFile = (s: TuningSettings, req: Request<TuningConf>): string => path.join(s.dataDir, backupName(req.env.containerId, req.env.ifname));
+const backupFile = (s: TuningSettings, req: Request<TuningConf>): string =>
+  path.join(s.dataDir, backupName(req.env.containerId, req.env.ifname));
 
 function readBackup(file: string): Backup | undefined {
   try {
@@ -55,7 +70,12 @@ async function applyLink(ifname: string, b: Backup, netns: string): Promise<void
 
 async function containerLink(ifname: string, netns: string): Promise<LinkInfo> {
   const l = await getLink(ifname, netns);
-  if (!l) throw new CniError(ErrorCode.InvalidEnvironment, `interface ${ifname} does not exist in ${netns}`, 'tuning changes the interface an earlier plugin of the chain made');
+  if (!l)
+    throw new CniError(
+      ErrorCode.InvalidEnvironment,
+      `interface ${ifname} does not exist in ${netns}`,
+      'tuning changes the interface an earlier plugin of the chain made',
+    );
   return l;
 }
 
@@ -124,9 +144,16 @@ async function check(req: Request<TuningConf>): Promise<void> {
   const s = settings(req);
   const { netns, ifname } = req.env;
   requireNetns(netns);
-  const [values, link] = await Promise.all([readSysctls(s.sysctls.map(([, p]) => p), netns), getLink(ifname, netns)]);
+  const [values, link] = await Promise.all([
+    readSysctls(
+      s.sysctls.map(([, p]) => p),
+      netns,
+    ),
+    getLink(ifname, netns),
+  ]);
   s.sysctls.forEach(([key, , want], i) => {
-    if (words(values[i]) !== words(want)) throw mismatch(`sysctl ${key} is ${JSON.stringify(values[i])}, configured ${JSON.stringify(want)}`);
+    if (words(values[i]) !== words(want))
+      throw mismatch(`sysctl ${key} is ${JSON.stringify(values[i])}, configured ${JSON.stringify(want)}`);
   });
   if (!link) throw mismatch(`interface ${ifname} is missing in ${netns}`);
   const drift = linkDrift(s, link);
@@ -135,7 +162,8 @@ async function check(req: Request<TuningConf>): Promise<void> {
 
 export default definePlugin<TuningConf>({
   name: 'tuning',
-  about: 'chained: net.* sysctls of the container and attributes of its interface (MAC, MTU, promisc, allmulti, txqueuelen, alias), restored on DEL',
+  about:
+    'chained: net.* sysctls of the container and attributes of its interface (MAC, MTU, promisc, allmulti, txqueuelen, alias), restored on DEL',
   schema,
   validateConfig(config, req) {
     if (req.env.command === 'ADD' || req.env.command === 'CHECK') settings({ ...req, config });

@@ -17,8 +17,15 @@ export interface VlanSettings extends SublinkSettings {
 
 export function resolveVlan(c: VlanConf): VlanSettings {
   if (!c.master) throw invalidConfig('master', 'is required: the host interface to put the VLAN on');
-  if (c.vlanId === undefined || !Number.isInteger(c.vlanId) || c.vlanId < 0 || c.vlanId > 4094) throw invalidConfig('vlanId', 'must be an integer from 0 to 4094');
-  return { master: c.master, vlanId: c.vlanId, mtu: c.mtu || undefined, linkInContainer: c.linkInContainer === true, layer3: Boolean(c.ipam?.type) };
+  if (c.vlanId === undefined || !Number.isInteger(c.vlanId) || c.vlanId < 0 || c.vlanId > 4094)
+    throw invalidConfig('vlanId', 'must be an integer from 0 to 4094');
+  return {
+    master: c.master,
+    vlanId: c.vlanId,
+    mtu: c.mtu || undefined,
+    linkInContainer: c.linkInContainer === true,
+    layer3: Boolean(c.ipam?.type),
+  };
 }
 
 export function vlanAddCommand(s: VlanSettings, name: string, netns: string): string[] {

@@ -31,20 +31,29 @@ async function add(req: Request<VrfConf>): Promise<Result> {
   if (!iface) throw new CniError(ErrorCode.InvalidEnvironment, `interface ${ifname} does not exist in ${netns}`);
   let table: number;
   if (existing) {
-    if (linkKind(existing) !== 'vrf') throw new CniError(ErrorCode.Conflict, `${c.vrfname} exists in ${netns} and is not a VRF`, `kind ${linkKind(existing) ?? 'none'}`);
+    if (linkKind(existing) !== 'vrf')
+      throw new CniError(ErrorCode.Conflict, `${c.vrfname} exists in ${netns} and is not a VRF`, `kind ${linkKind(existing) ?? 'none'}`);
     table = tableOf(existing) ?? 0;
-    if (c.table && table !== c.table) throw new CniError(ErrorCode.Conflict, `VRF ${c.vrfname} already exists with routing table ${table}`, `configured table ${c.table}`);
+    if (c.table && table !== c.table)
+      throw new CniError(ErrorCode.Conflict, `VRF ${c.vrfname} already exists with routing table ${table}`, `configured table ${c.table}`);
   } else {
-    table = tableFor(c, (await vrfs(netns)).map((v) => tableOf(v) ?? 0));
-    await addLinkOfKind(['link', 'add', 'name', c.vrfname, 'type', 'vrf', 'table', String(table)], 'vrf', netns, [['link', 'set', 'dev', c.vrfname, 'up']]);
+    table = tableFor(
+      c,
+      (await vrfs(netns)).map((v) => tableOf(v) ?? 0),
+    );
+    await addLinkOfKind(['link', 'add', 'name', c.vrfname, 'type', 'vrf', 'table', String(table)], 'vrf', netns, [
+      ['link', 'set', 'dev', c.vrfname, 'up'],
+    ]);
   }
   // Enslaving drops the IPv6 addresses and leaves the routes in main: put both back, in the VRF.
   const v6 = (iface.addr_info ?? []).filter((a) => a.family === 'inet6' && a.scope !== 'link').map((a) => `${a.local}/${a.prefixlen}`);
   const cmds: string[][] = [['link', 'set', 'dev', ifname, 'master', c.vrfname]];
   for (const a of v6) cmds.push(['addr', 'replace', a, 'dev', ifname, 'nodad']);
   const myIdx = (prev.interfaces ?? []).findIndex((i) => i.name === ifname && i.sandbox === netns);
-  const gwOf = (fam: 4 | 6): string | undefined => (prev.ips ?? []).find((i) => (i.interface === myIdx || i.interface === undefined) && familyOf(i.address) === fam && i.gateway)?.gateway;
-  for (const r of prev.routes ?? []) cmds.push(routeCommand(ifname, { dst: r.dst, gw: r.gw ?? gwOf(familyOf(r.dst)), metric: r.priority, table }, 'replace'));
+  const gwOf = (fam: 4 | 6): string | undefined =>
+    (prev.ips ?? []).find((i) => (i.interface === myIdx || i.interface === undefined) && familyOf(i.address) === fam && i.gateway)?.gateway;
+  for (const r of prev.routes ?? [])
+    cmds.push(routeCommand(ifname, { dst: r.dst, gw: r.gw ?? gwOf(familyOf(r.dst)), metric: r.priority, table }, 'replace'));
   try {
     await ipBatch(cmds, netns);
   } catch (e) {
@@ -76,8 +85,13 @@ async function check(req: Request<VrfConf>): Promise<void> {
   requireNetns(netns);
   const [vrf, l] = await Promise.all([getLink(req.config.vrfname, netns), getLink(ifname, netns)]);
   if (!vrf || linkKind(vrf) !== 'vrf') throw new CniError(ErrorCode.CheckMismatch, `VRF ${req.config.vrfname} is missing in ${netns}`);
-  if (req.config.table && tableOf(vrf) !== req.config.table) throw new CniError(ErrorCode.CheckMismatch, `VRF ${req.config.vrfname} uses table ${String(tableOf(vrf))}, configured ${req.config.table}`);
-  if (!l || l.master !== req.config.vrfname) throw new CniError(ErrorCode.CheckMismatch, `${ifname} is not in VRF ${req.config.vrfname}`, `master ${l?.master ?? 'none'}`);
+  if (req.config.table && tableOf(vrf) !== req.config.table)
+    throw new CniError(
+      ErrorCode.CheckMismatch,
+      `VRF ${req.config.vrfname} uses table ${String(tableOf(vrf))}, configured ${req.config.table}`,
+    );
+  if (!l || l.master !== req.config.vrfname)
+    throw new CniError(ErrorCode.CheckMismatch, `${ifname} is not in VRF ${req.config.vrfname}`, `master ${l?.master ?? 'none'}`);
 }
 
 export default definePlugin<VrfConf>({

@@ -75,7 +75,13 @@ export function parseCallLines(text: string): PluginCallRecord[] {
     if (!line) continue;
     try {
       const r = JSON.parse(line) as Partial<PluginCallRecord>;
-      if (typeof r.plugin === 'string' && typeof r.verb === 'string' && (r.result === 'ok' || r.result === 'error') && typeof r.seconds === 'number') out.push(r as PluginCallRecord);
+      if (
+        typeof r.plugin === 'string' &&
+        typeof r.verb === 'string' &&
+        (r.result === 'ok' || r.result === 'error') &&
+        typeof r.seconds === 'number'
+      )
+        out.push(r as PluginCallRecord);
     } catch {
       /* skip */
     }

@@ -21,8 +21,24 @@ export type DelegateCommand = 'ADD' | 'DEL' | 'CHECK' | 'GC' | 'STATUS';
  * they would delegate to themselves for ever (bridge -> bridge -> ...): refused with code 7.
  */
 export const NOT_IPAM = new Set([
-  'bridge', 'host-device', 'overlay', 'portmap', 'loopback', 'cnitool', 'cni-ts',
-  'macvlan', 'ipvlan', 'ptp', 'vlan', 'tap', 'dummy', 'vrf', 'tuning', 'bandwidth', 'firewall', 'sbr',
+  'bridge',
+  'host-device',
+  'overlay',
+  'portmap',
+  'loopback',
+  'cnitool',
+  'cni-ts',
+  'macvlan',
+  'ipvlan',
+  'ptp',
+  'vlan',
+  'tap',
+  'dummy',
+  'vrf',
+  'tuning',
+  'bandwidth',
+  'firewall',
+  'sbr',
 ]);
 
 /** Delegation depth, passed on to every delegate (in-process and exec'd alike). */
@@ -39,7 +55,11 @@ function depthOf(env: NodeJS.ProcessEnv): number {
 export function ipamTypeOf(req: Request<NetConfBase>): string | undefined {
   const type = req.config.ipam?.type;
   if (type && NOT_IPAM.has(type)) {
-    throw new CniError(ErrorCode.InvalidConfig, `invalid network config: ipam.type: "${type}" is not an IPAM plugin`, 'field "ipam.type"; an interface or chained plugin as IPAM would delegate to itself for ever');
+    throw new CniError(
+      ErrorCode.InvalidConfig,
+      `invalid network config: ipam.type: "${type}" is not an IPAM plugin`,
+      'field "ipam.type"; an interface or chained plugin as IPAM would delegate to itself for ever',
+    );
   }
   return type;
 }
@@ -74,7 +94,13 @@ export function findInPath(type: string, dirs: string[]): string | undefined {
   return undefined;
 }
 
-async function execDelegate(file: string, type: string, env: NodeJS.ProcessEnv, stdin: string, req: Request<NetConfBase>): Promise<Outcome> {
+async function execDelegate(
+  file: string,
+  type: string,
+  env: NodeJS.ProcessEnv,
+  stdin: string,
+  req: Request<NetConfBase>,
+): Promise<Outcome> {
   if (inProcessAllowed(env) && selfIdentity()) {
     const st = statSync(file);
     if (`${st.dev}:${st.ino}` === selfIdentity()) {
@@ -99,7 +125,12 @@ function via(type: string, details: string): string {
  * Execute delegate `type` for `command` with `config` (default: the request's config as
  * received). Returns the parsed result for ADD; throws the delegate's own error otherwise.
  */
-export async function delegate(type: string, command: DelegateCommand, req: Request<NetConfBase>, config?: Record<string, unknown>): Promise<Result | undefined> {
+export async function delegate(
+  type: string,
+  command: DelegateCommand,
+  req: Request<NetConfBase>,
+  config?: Record<string, unknown>,
+): Promise<Result | undefined> {
   const file = findInPath(type, req.env.path);
   if (!file) {
     if (!req.env.path.length) {
@@ -126,9 +157,17 @@ export async function delegate(type: string, command: DelegateCommand, req: Requ
       parsed = undefined;
     }
     if (parsed && typeof parsed.code === 'number') {
-      throw new DelegatedError(parsed.code, causeOf(String(parsed.msg ?? `${type} ${command} failed`), [type]), via(type, typeof parsed.details === 'string' ? parsed.details : ''));
+      throw new DelegatedError(
+        parsed.code,
+        causeOf(String(parsed.msg ?? `${type} ${command} failed`), [type]),
+        via(type, typeof parsed.details === 'string' ? parsed.details : ''),
+      );
     }
-    throw new DelegatedError(ErrorCode.DelegateFailed, `${type} ${command} failed (exit ${out.exitCode})`, via(type, out.stdout.slice(0, 2000)));
+    throw new DelegatedError(
+      ErrorCode.DelegateFailed,
+      `${type} ${command} failed (exit ${out.exitCode})`,
+      via(type, out.stdout.slice(0, 2000)),
+    );
   }
   if (command !== 'ADD') return undefined;
   let json: unknown;

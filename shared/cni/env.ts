@@ -47,7 +47,11 @@ export function parseCniArgs(raw: string | undefined): Map<string, string> {
 
 export function parseCommand(raw: string | undefined): Command {
   if (!raw || !(COMMANDS as readonly string[]).includes(raw)) {
-    throw new CniError(ErrorCode.InvalidEnvironment, `unknown CNI_COMMAND "${raw ?? ''}"`, `CNI_COMMAND must be one of ${COMMANDS.join(', ')}`);
+    throw new CniError(
+      ErrorCode.InvalidEnvironment,
+      `unknown CNI_COMMAND "${raw ?? ''}"`,
+      `CNI_COMMAND must be one of ${COMMANDS.join(', ')}`,
+    );
   }
   return raw as Command;
 }
@@ -58,17 +62,21 @@ export function parseEnv(env: NodeJS.ProcessEnv): CniEnv {
   const req = REQUIREMENTS[command];
   const missing = (Object.keys(req) as Array<keyof typeof req>).filter((k) => req[k] === 'required' && !env[k]);
   if (missing.length) {
-    throw new CniError(ErrorCode.InvalidEnvironment, `required environment variables missing: ${missing.join(', ')}`, `CNI_COMMAND=${command} needs ${missing.join(', ')}`);
+    throw new CniError(
+      ErrorCode.InvalidEnvironment,
+      `required environment variables missing: ${missing.join(', ')}`,
+      `CNI_COMMAND=${command} needs ${missing.join(', ')}`,
+    );
   }
-  const containerId = req.CNI_CONTAINERID ? env.CNI_CONTAINERID ?? '' : '';
+  const containerId = req.CNI_CONTAINERID ? (env.CNI_CONTAINERID ?? '') : '';
   if (containerId && !ID_PATTERN.test(containerId)) {
     throw new CniError(ErrorCode.InvalidEnvironment, 'invalid CNI_CONTAINERID', `CNI_CONTAINERID must match ${ID_PATTERN.source}`);
   }
-  const ifname = req.CNI_IFNAME ? env.CNI_IFNAME ?? '' : '';
+  const ifname = req.CNI_IFNAME ? (env.CNI_IFNAME ?? '') : '';
   if (ifname && !validIfname(ifname)) {
     throw new CniError(ErrorCode.InvalidEnvironment, 'invalid CNI_IFNAME', `CNI_IFNAME "${ifname}" is not a valid Linux interface name`);
   }
-  const netns = req.CNI_NETNS ? env.CNI_NETNS ?? '' : '';
+  const netns = req.CNI_NETNS ? (env.CNI_NETNS ?? '') : '';
   if (netns && (netns.includes('\0') || !netns.startsWith('/'))) {
     throw new CniError(ErrorCode.InvalidEnvironment, 'invalid CNI_NETNS', 'CNI_NETNS must be an absolute path');
   }

@@ -60,7 +60,7 @@ export class DelegatedError extends CniError {
  */
 export function causeOf(msg: string, names: string[]): string {
   let m = msg;
-  for (let again = true; again; ) {
+  for (let again = true; again;) {
     again = false;
     for (const n of names) {
       if (n && m.startsWith(`${n}: `)) {

@@ -38,8 +38,16 @@ export class Logger {
       }
     }
   }
-  error(m: string): void { this.log('error', m); }
-  warn(m: string): void { this.log('warn', m); }
-  info(m: string): void { this.log('info', m); }
-  debug(m: string): void { this.log('debug', m); }
+  error(m: string): void {
+    this.log('error', m);
+  }
+  warn(m: string): void {
+    this.log('warn', m);
+  }
+  info(m: string): void {
+    this.log('info', m);
+  }
+  debug(m: string): void {
+    this.log('debug', m);
+  }
 }

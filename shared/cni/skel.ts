@@ -68,7 +68,12 @@ function attachmentsOf(raw: Record<string, unknown>): Attachment[] {
  * Run one plugin invocation without touching the process: used by `pluginMain` and by
  * in-process delegation, so both produce byte-identical output.
  */
-export async function invoke<C extends NetConfBase>(plugin: Plugin<C>, rawEnv: NodeJS.ProcessEnv, stdin: string, log?: Logger): Promise<Outcome> {
+export async function invoke<C extends NetConfBase>(
+  plugin: Plugin<C>,
+  rawEnv: NodeJS.ProcessEnv,
+  stdin: string,
+  log?: Logger,
+): Promise<Outcome> {
   const logger = log ?? new Logger(plugin.name, rawEnv);
   let errVersion = peekVersion(stdin);
   try {
@@ -89,7 +94,11 @@ export async function invoke<C extends NetConfBase>(plugin: Plugin<C>, rawEnv: N
     errVersion = version;
     const min = MIN_VERSION[command];
     if (min && !atLeast(version, min)) {
-      throw new CniError(ErrorCode.IncompatibleVersion, `config version does not allow ${command}`, `${command} needs cniVersion ${min} or later, config is ${version}`);
+      throw new CniError(
+        ErrorCode.IncompatibleVersion,
+        `config version does not allow ${command}`,
+        `${command} needs cniVersion ${min} or later, config is ${version}`,
+      );
     }
     if (command === 'CHECK' && (raw.prevResult === undefined || raw.prevResult === null)) {
       // The spec makes prevResult part of every CHECK (0.4.0+): refused before any work, for every plugin.
@@ -199,5 +208,15 @@ export async function pluginMain<C extends NetConfBase>(plugin: Plugin<C>): Prom
   process.exitCode = outcome.exitCode;
   // one small line for the agent's plugin-call metrics (shared/cni/calls.ts; never throws)
   const code = outcome.exitCode === 0 ? undefined : Number(/"code":\s*(\d+)/.exec(outcome.stdout)?.[1] ?? 999);
-  recordCall({ t: Date.now(), plugin: plugin.name, verb: env.CNI_COMMAND, result: outcome.exitCode === 0 ? 'ok' : 'error', ...(code !== undefined ? { code } : {}), seconds: (performance.now() - t0) / 1000 }, env);
+  recordCall(
+    {
+      t: Date.now(),
+      plugin: plugin.name,
+      verb: env.CNI_COMMAND,
+      result: outcome.exitCode === 0 ? 'ok' : 'error',
+      ...(code !== undefined ? { code } : {}),
+      seconds: (performance.now() - t0) / 1000,
+    },
+    env,
+  );
 }

@@ -92,7 +92,10 @@ export function validateLenient<T>(schema: object, config: Record<string, unknow
   const dropped: string[] = [];
   for (let i = 0; i < 32 && !fn(current); i++) {
     const e = fn.errors?.[0];
-    const segs = (e?.instancePath ?? '').split('/').slice(1).map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+    const segs = (e?.instancePath ?? '')
+      .split('/')
+      .slice(1)
+      .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
     while (segs.length && /^\d+$/.test(segs[segs.length - 1])) segs.pop();
     // The name itself, or a top-level requirement (a missing field): not something to drop.
     if (!e || !segs.length || segs[0] === 'name') return { config: validate<T>(schema, current, key), dropped };
@@ -100,7 +103,9 @@ export function validateLenient<T>(schema: object, config: Record<string, unknow
     let parent: unknown = current;
     for (const s of segs.slice(0, -1)) parent = (parent as Record<string, unknown>)[s];
     delete (parent as Record<string, unknown>)[segs[segs.length - 1]];
-    dropped.push(fieldOf({ ...e, keyword: 'type', instancePath: `/${segs.map((s) => s.replace(/~/g, '~0').replace(/\//g, '~1')).join('/')}` }));
+    dropped.push(
+      fieldOf({ ...e, keyword: 'type', instancePath: `/${segs.map((s) => s.replace(/~/g, '~0').replace(/\//g, '~1')).join('/')}` }),
+    );
   }
   return { config: current as T, dropped };
 }
@@ -112,7 +117,12 @@ export const baseNetconfSchema: object = baseSchema;
  * that do not validate are dropped (see validateLenient) and reported through it, so teardown
  * is never blocked by a config it does not need.
  */
-export function validateNetconf<C>(raw: Record<string, unknown>, schema: object | undefined, key: string, lenient?: (msg: string) => void): C {
+export function validateNetconf<C>(
+  raw: Record<string, unknown>,
+  schema: object | undefined,
+  key: string,
+  lenient?: (msg: string) => void,
+): C {
   if (!lenient) {
     validate(baseNetconfSchema, raw);
     return schema ? validate<C>(schema, raw, key) : (raw as C);

@@ -349,27 +349,39 @@ export function buildZone(objects: ZoneObjects, opts: ZoneOptions = {}): Zone {
     if (spec.clusterIP !== 'None') {
       // ClusterIP: the name exists even before a VIP is allocated (NODATA until then)
       b.touch(fqdn);
-      const vips = (spec.clusterIPs?.length ? spec.clusterIPs : spec.clusterIP ? [spec.clusterIP] : []).map(toAddr).filter((x): x is Addr => !!x);
+      const vips = (spec.clusterIPs?.length ? spec.clusterIPs : spec.clusterIP ? [spec.clusterIP] : [])
+        .map(toAddr)
+        .filter((x): x is Addr => !!x);
       for (const ip of vips) {
         b.add(addrRR(fqdn, ip, ttl.service));
         ptr(ip, fqdn, ttl.service);
       }
       for (const p of spec.ports ?? []) {
         if (!p.name || !LABEL.test(p.name.toLowerCase())) continue;
-        b.add({ name: `_${p.name.toLowerCase()}.${protoLabel(p.protocol)}.${fqdn}`, type: 'SRV', class: 'IN', ttl: ttl.service, data: { priority: 0, weight: 100, port: p.port, target: fqdn } });
+        b.add({
+          name: `_${p.name.toLowerCase()}.${protoLabel(p.protocol)}.${fqdn}`,
+          type: 'SRV',
+          class: 'IN',
+          ttl: ttl.service,
+          data: { priority: 0, weight: 100, port: p.port, target: fqdn },
+        });
       }
       continue;
     }
 
     // headless: ready (and healthy) endpoints only; none -> the name does not exist (NXDOMAIN)
     stats.headless++;
-    const tolerate = spec.publishNotReadyAddresses === true || svc.metadata.annotations?.['service.alpha.kubernetes.io/tolerate-unready-endpoints'] === 'true';
+    const tolerate =
+      spec.publishNotReadyAddresses === true ||
+      svc.metadata.annotations?.['service.alpha.kubernetes.io/tolerate-unready-endpoints'] === 'true';
     const ref = { namespace: ns, name };
     const backends: Backend[] = [];
     const slices = slicesBySvc.get(`${ns}/${name}`);
     if (slices) {
       for (const s of slices) {
-        const ports = (s.ports ?? []).filter((p) => p.name).map((p) => ({ name: p.name!.toLowerCase(), port: p.port, proto: protoLabel(p.protocol) }));
+        const ports = (s.ports ?? [])
+          .filter((p) => p.name)
+          .map((p) => ({ name: p.name!.toLowerCase(), port: p.port, proto: protoLabel(p.protocol) }));
         for (const e of s.endpoints ?? []) {
           if (!tolerate && !isReady(e.conditions)) continue;
           for (const a of e.addresses ?? []) {
@@ -410,7 +422,13 @@ export function buildZone(objects: ZoneObjects, opts: ZoneOptions = {}): Zone {
       b.add(addrRR(host, be.ip, ttl.headless));
       ptr(be.ip, host, ttl.headless);
       for (const p of be.ports) {
-        b.add({ name: `_${p.name}.${p.proto}.${fqdn}`, type: 'SRV', class: 'IN', ttl: ttl.headless, data: { priority: 0, weight, port: p.port, target: host } });
+        b.add({
+          name: `_${p.name}.${p.proto}.${fqdn}`,
+          type: 'SRV',
+          class: 'IN',
+          ttl: ttl.headless,
+          data: { priority: 0, weight, port: p.port, target: host },
+        });
       }
     }
   }
@@ -511,7 +529,9 @@ export function lookup(zone: Zone, qnameIn: string, qtype: string, view: View = 
   const rev = parseReverse(qname);
   if (rev) {
     const node = zone.names.get(qname);
-    const net = zone.reverseNets.find((n) => n.prefix <= rev.prefix && contains(n, rev)) ?? (node ? { ...rev, prefix: rev.family === 4 ? 24 : 64 } : undefined);
+    const net =
+      zone.reverseNets.find((n) => n.prefix <= rev.prefix && contains(n, rev)) ??
+      (node ? { ...rev, prefix: rev.family === 4 ? 24 : 64 } : undefined);
     if (!net) return null;
     const soa = (): RR => soaRR(zone, reverseApex(qname, net));
     const full = rev.prefix === (rev.family === 4 ? 32 : 128);
@@ -528,7 +548,8 @@ export function lookup(zone: Zone, qnameIn: string, qtype: string, view: View = 
     const node = zone.views.get(n)?.get(qname);
     if (!node) continue;
     found = true;
-    for (const [t, rrs] of node) merged.set(t, [...(merged.get(t) ?? []), ...rrs.filter((r) => !(merged.get(t) ?? []).some((m) => m.data === r.data))]);
+    for (const [t, rrs] of node)
+      merged.set(t, [...(merged.get(t) ?? []), ...rrs.filter((r) => !(merged.get(t) ?? []).some((m) => m.data === r.data))]);
   }
   if (inNetDomain) {
     const soa = (): RR => soaRR(zone, inNetDomain);
@@ -537,7 +558,13 @@ export function lookup(zone: Zone, qnameIn: string, qtype: string, view: View = 
     return answerFromNode(qname, merged, qtype, soa, () => []);
   }
   if (found && !qname.includes('.')) {
-    return answerFromNode(qname, merged, qtype, () => soaRR(zone, domain), () => []);
+    return answerFromNode(
+      qname,
+      merged,
+      qtype,
+      () => soaRR(zone, domain),
+      () => [],
+    );
   }
   return null;
 }

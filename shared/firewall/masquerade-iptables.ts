@@ -99,7 +99,10 @@ export class IptablesMasquerade implements MasqueradeBackend {
           const t = tagOfComment(commentOf(l));
           return t !== undefined && match(t);
         });
-        await this.restore(fam, del.map((l) => `-D${l.slice(2)}`));
+        await this.restore(
+          fam,
+          del.map((l) => `-D${l.slice(2)}`),
+        );
       }
     });
   }
@@ -122,7 +125,10 @@ export class IptablesMasquerade implements MasqueradeBackend {
           }
           return true;
         });
-        await this.restore(fam, extra.map((l) => `-D${l.slice(2)}`));
+        await this.restore(
+          fam,
+          extra.map((l) => `-D${l.slice(2)}`),
+        );
       }
     });
   }
@@ -153,7 +159,8 @@ export class IptablesMasquerade implements MasqueradeBackend {
     await this.locked(async () => {
       for (const fam of [4, 6] as const) {
         const st = await this.state(fam);
-        if (st.hasJump) await this.restore(fam, [restoreLine(['-D', 'POSTROUTING', '-m', 'comment', '--comment', JUMP_COMMENT, '-j', this.chain])]);
+        if (st.hasJump)
+          await this.restore(fam, [restoreLine(['-D', 'POSTROUTING', '-m', 'comment', '--comment', JUMP_COMMENT, '-j', this.chain])]);
         if (st.hasChain) {
           await this.restore(fam, [restoreLine(['-F', this.chain])]);
           await this.restore(fam, [restoreLine(['-X', this.chain])]);

@@ -56,7 +56,12 @@ export function taggedRules(rules: NftRule[], match: (tag: string) => boolean): 
  * Delete the rules of `family table [chain]` whose tag `match` accepts, in one transaction.
  * A rule deleted meanwhile by someone else (a concurrent GC) only causes a re-read.
  */
-export async function deleteTaggedRules(family: string, table: string, chain: string | undefined, match: (tag: string) => boolean): Promise<number> {
+export async function deleteTaggedRules(
+  family: string,
+  table: string,
+  chain: string | undefined,
+  match: (tag: string) => boolean,
+): Promise<number> {
   for (let attempt = 0; ; attempt++) {
     const mine = taggedRules(await listRules(family, table, chain), match);
     if (!mine.length) return 0;
@@ -69,7 +74,10 @@ export async function deleteTaggedRules(family: string, table: string, chain: st
 
 /** The table and chain, created when absent (`add` is idempotent). */
 export function masqueradeBaseScript(table: string): string {
-  return nftScript([nft`add table inet ${table}`, nft`add chain inet ${table} ${MASQ_CHAIN} { type nat hook postrouting priority srcnat; policy accept; }`]);
+  return nftScript([
+    nft`add table inet ${table}`,
+    nft`add chain inet ${table} ${MASQ_CHAIN} { type nat hook postrouting priority srcnat; policy accept; }`,
+  ]);
 }
 
 /** One rule per entry, tagged with the owner. Pure. */

@@ -39,7 +39,11 @@ export function tokenProblem(v: string): string | undefined {
 }
 
 const refuse = (tool: string, v: string, why: string): CniError =>
-  new CniError(ErrorCode.KernelOperation, `refusing to pass ${show(v)} to ${tool}: it ${why}`, 'a value in a batch script must be one plain word');
+  new CniError(
+    ErrorCode.KernelOperation,
+    `refusing to pass ${show(v)} to ${tool}: it ${why}`,
+    'a value in a batch script must be one plain word',
+  );
 
 /** One value as a batch word; throws (code 100) when it is not one plain word. */
 export function batchToken(v: string | number, tool = 'ip -batch'): string {
@@ -54,7 +58,8 @@ export function batchToken(v: string | number, tool = 'ip -batch'): string {
 }
 
 /** Whether every argument of every command can go into a batch unchanged. */
-export const batchable = (cmds: string[][]): boolean => cmds.every((c) => c.every((a) => typeof a === 'string' && tokenProblem(a) === undefined));
+export const batchable = (cmds: string[][]): boolean =>
+  cmds.every((c) => c.every((a) => typeof a === 'string' && tokenProblem(a) === undefined));
 
 /**
  * The stdin of `ip -batch -` / `bridge -batch -`: one line per command (argv without the
@@ -94,7 +99,8 @@ export function nft(strings: TemplateStringsArray, ...values: NftValue[]): NftTe
 
 /** A double-quoted nft string (a comment): blanks allowed; quotes, `\`, control characters, non-ASCII and more than 128 bytes refused. */
 export function nftString(v: string): NftText {
-  if (typeof v !== 'string' || /[^\x20-\x7e]|["\\]/.test(v)) throw refuse('nft', String(v), 'cannot be an nft quoted string (double quote, "\\", control or non-ASCII character)');
+  if (typeof v !== 'string' || /[^\x20-\x7e]|["\\]/.test(v))
+    throw refuse('nft', String(v), 'cannot be an nft quoted string (double quote, "\\", control or non-ASCII character)');
   if (v.length > 128) throw refuse('nft', v, 'is longer than 128 characters');
   return new NftText(`"${v}"`);
 }
@@ -119,7 +125,12 @@ export function nftExpr(v: string): NftText {
  */
 export function restoreToken(v: string): string {
   if (typeof v === 'string' && TOKEN.test(v)) return v;
-  if (typeof v !== 'string' || /[^ -~]|["\\]/.test(v)) throw refuse('iptables-restore', String(v), 'cannot be an iptables-restore argument (line break, control or non-ASCII character, double quote or "\\")');
+  if (typeof v !== 'string' || /[^ -~]|["\\]/.test(v))
+    throw refuse(
+      'iptables-restore',
+      String(v),
+      'cannot be an iptables-restore argument (line break, control or non-ASCII character, double quote or "\\")',
+    );
   return `"${v}"`;
 }
 

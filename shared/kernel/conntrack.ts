@@ -38,7 +38,13 @@ export function parseConntrackLine(line: string): CtEntry | undefined {
   const orig = t(tuples[0]);
   const reply = t(tuples[1]);
   if (!orig || !reply) return undefined;
-  return { ...(m[1] ? { event: m[1] as CtEntry['event'] } : {}), proto: m[2]!, ...(state && state !== 'src' ? { state } : {}), orig, reply };
+  return {
+    ...(m[1] ? { event: m[1] as CtEntry['event'] } : {}),
+    proto: m[2]!,
+    ...(state && state !== 'src' ? { state } : {}),
+    orig,
+    reply,
+  };
 }
 
 export type CtFamily = 'ipv4' | 'ipv6';
@@ -56,10 +62,27 @@ export async function conntrackList(netns?: string, family: CtFamily = 'ipv4'): 
  * End the tracked connections of a service VIP:port that were translated to a backend
  * (`conntrack -D` by original destination and reply source). Returns how many were deleted.
  */
-export async function conntrackDeleteBackend(f: { proto: 'tcp' | 'udp'; vip: string; port: number; backend: string; backendPort: number }, netns?: string): Promise<number> {
+export async function conntrackDeleteBackend(
+  f: { proto: 'tcp' | 'udp'; vip: string; port: number; backend: string; backendPort: number },
+  netns?: string,
+): Promise<number> {
   const r = await run(
     'conntrack',
-    ['-D', '-f', f.vip.includes(':') ? 'ipv6' : 'ipv4', '-p', f.proto, '--orig-dst', f.vip, '--orig-port-dst', String(f.port), '--reply-src', f.backend, '--reply-port-src', String(f.backendPort)],
+    [
+      '-D',
+      '-f',
+      f.vip.includes(':') ? 'ipv6' : 'ipv4',
+      '-p',
+      f.proto,
+      '--orig-dst',
+      f.vip,
+      '--orig-port-dst',
+      String(f.port),
+      '--reply-src',
+      f.backend,
+      '--reply-port-src',
+      String(f.backendPort),
+    ],
     { netns, allowFail: true },
   );
   const m = /(\d+) flow entries have been deleted/.exec(r.stderr);
@@ -71,10 +94,18 @@ export async function conntrackDeleteBackend(f: { proto: 'tcp' | 'udp'; vip: str
  * narrows NEW,UPDATE,DESTROY, e.g. "NEW"): `onEntry` per parsed line. Returns a stop function.
  * The child is restarted by the caller if it exits (`onExit`).
  */
-export function conntrackEvents(onEntry: (e: CtEntry) => void, onExit: (why: string) => void, netns?: string, opts: { family?: CtFamily; events?: string } = {}): () => void {
+export function conntrackEvents(
+  onEntry: (e: CtEntry) => void,
+  onExit: (why: string) => void,
+  netns?: string,
+  opts: { family?: CtFamily; events?: string } = {},
+): () => void {
   const args = ['-E', '-f', opts.family ?? 'ipv4', '-e', opts.events ?? 'NEW,UPDATE,DESTROY', '-o', 'timestamp'];
   const [file, argv] = netns ? ['nsenter', [`--net=${netns}`, '--', 'conntrack', ...args]] : ['conntrack', args];
-  const child = childProcess().spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { LC_ALL: 'C', PATH: process.env.PATH || '/usr/sbin:/usr/bin:/sbin:/bin' } });
+  const child = childProcess().spawn(file, argv, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { LC_ALL: 'C', PATH: process.env.PATH || '/usr/sbin:/usr/bin:/sbin:/bin' },
+  });
   let buf = '';
   let err = '';
   let stopped = false;
@@ -107,6 +138,9 @@ export function conntrackEvents(onEntry: (e: CtEntry) => void, onExit: (why: str
  * (exit 1, "0 flow entries", is not a failure), else undefined.
  */
 export async function conntrackDeleteUdpToPort(family: 4 | 6, port: number, netns?: string): Promise<string | undefined> {
-  const r = await run('conntrack', ['-D', '-f', family === 4 ? 'ipv4' : 'ipv6', '-p', 'udp', '--orig-port-dst', String(port)], { netns, allowFail: true });
+  const r = await run('conntrack', ['-D', '-f', family === 4 ? 'ipv4' : 'ipv6', '-p', 'udp', '--orig-port-dst', String(port)], {
+    netns,
+    allowFail: true,
+  });
   return r.exitCode > 1 ? r.stderr.trim() : undefined;
 }

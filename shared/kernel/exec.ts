@@ -40,13 +40,22 @@ export async function run(cmd: string, args: string[], opts: RunOptions = {}): P
     timeoutMs: opts.timeoutMs,
   });
   if (t0) trace(`${file} ${argv.slice(0, 8).join(' ')} -> ${r.exitCode} in ${(performance.now() - t0).toFixed(1)} ms`);
-  const out: RunResult = { exitCode: r.exitCode ?? 1, stdout: r.stdout.replace(/\n$/, ''), stderr: r.stderr.replace(/\n$/, ''), ...(r.error ? { error: r.error } : {}) };
+  const out: RunResult = {
+    exitCode: r.exitCode ?? 1,
+    stdout: r.stdout.replace(/\n$/, ''),
+    stderr: r.stderr.replace(/\n$/, ''),
+    ...(r.error ? { error: r.error } : {}),
+  };
   if (r.exitCode === null && !opts.allowFail) {
     throw new CniError(opts.code ?? ErrorCode.KernelOperation, `${cmd} could not be started`, r.error ?? '');
   }
   if (out.exitCode !== 0 && !opts.allowFail) {
     const where = opts.netns ? ` (in ${opts.netns})` : '';
-    throw new CniError(opts.code ?? ErrorCode.KernelOperation, `${cmd} ${args.slice(0, 6).join(' ')}${where} failed: ${out.stderr.trim() || `exit ${out.exitCode}`}`, out.stderr.trim());
+    throw new CniError(
+      opts.code ?? ErrorCode.KernelOperation,
+      `${cmd} ${args.slice(0, 6).join(' ')}${where} failed: ${out.stderr.trim() || `exit ${out.exitCode}`}`,
+      out.stderr.trim(),
+    );
   }
   return out;
 }

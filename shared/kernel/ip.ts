@@ -9,7 +9,6 @@ import type { LinkInfo, RouteInfo } from './iptypes.ts';
 
 export type { AddrInfo, LinkInfo, RouteInfo } from './iptypes.ts';
 
-
 export async function ipJson<T>(args: string[], netns?: string): Promise<T> {
   const r = await run('ip', ['-json', ...args], { netns });
   const text = r.stdout.trim();

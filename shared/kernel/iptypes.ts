@@ -10,7 +10,12 @@ export interface LinkInfo {
   link_index?: number;
   master?: string;
   link_netnsid?: number;
-  linkinfo?: { info_kind?: string; info_slave_kind?: string; info_data?: Record<string, unknown>; info_slave_data?: Record<string, unknown> };
+  linkinfo?: {
+    info_kind?: string;
+    info_slave_kind?: string;
+    info_data?: Record<string, unknown>;
+    info_slave_data?: Record<string, unknown>;
+  };
   addr_info?: AddrInfo[];
   [k: string]: unknown;
 }

@@ -174,7 +174,16 @@ export function macIsPinned(link: Pick<LinkInfo, 'ifname' | 'ifindex' | 'address
 }
 
 /** The kernel module behind each virtual link kind the interface plugins create. */
-export const KIND_MODULES: Record<string, string> = { macvlan: 'macvlan', ipvlan: 'ipvlan', vlan: '8021q', dummy: 'dummy', vrf: 'vrf', veth: 'veth', bridge: 'bridge', tun: 'tun' };
+export const KIND_MODULES: Record<string, string> = {
+  macvlan: 'macvlan',
+  ipvlan: 'ipvlan',
+  vlan: '8021q',
+  dummy: 'dummy',
+  vrf: 'vrf',
+  veth: 'veth',
+  bridge: 'bridge',
+  tun: 'tun',
+};
 
 /** Whether `ip link add` stderr says the kernel has no driver for the link kind. */
 export const lacksLinkKind = (stderr: string): boolean => /Unknown device type|Operation not supported|not supported/i.test(stderr);
@@ -182,7 +191,11 @@ export const lacksLinkKind = (stderr: string): boolean => /Unknown device type|O
 /** The code-101 error for a link kind this kernel cannot create. */
 export function missingKind(kind: string, stderr: string): CniError {
   const mod = KIND_MODULES[kind] ?? kind;
-  return new CniError(ErrorCode.KernelFeatureMissing, `this kernel cannot create ${kind} links: module ${mod} is missing (CONFIG_${mod === '8021q' ? 'VLAN_8021Q' : mod.toUpperCase()})`, stderr.trim());
+  return new CniError(
+    ErrorCode.KernelFeatureMissing,
+    `this kernel cannot create ${kind} links: module ${mod} is missing (CONFIG_${mod === '8021q' ? 'VLAN_8021Q' : mod.toUpperCase()})`,
+    stderr.trim(),
+  );
 }
 
 /**
@@ -196,7 +209,8 @@ export async function addLinkOfKind(argv: string[], kind: string, netns?: string
   } catch (e) {
     const text = e instanceof CniError ? `${e.message}\n${e.details}` : String(e);
     if (lacksLinkKind(text)) throw missingKind(kind, e instanceof CniError ? e.details : text);
-    if (/File exists/i.test(text)) throw new CniError(ErrorCode.Conflict, `cannot create ${kind} link: the name is taken`, e instanceof CniError ? e.details : text);
+    if (/File exists/i.test(text))
+      throw new CniError(ErrorCode.Conflict, `cannot create ${kind} link: the name is taken`, e instanceof CniError ? e.details : text);
     throw e;
   }
 }

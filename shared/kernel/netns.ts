@@ -29,7 +29,11 @@ export function netnsExists(path: string): boolean {
 /** For ADD/CHECK: the netns must exist; anything else is the spec's code 3 / 4. */
 export function requireNetns(path: string): void {
   if (!netnsExists(path)) {
-    throw new CniError(ErrorCode.InvalidEnvironment, `CNI_NETNS "${path}" is not a network namespace`, 'CNI_NETNS must name an existing network namespace');
+    throw new CniError(
+      ErrorCode.InvalidEnvironment,
+      `CNI_NETNS "${path}" is not a network namespace`,
+      'CNI_NETNS must name an existing network namespace',
+    );
   }
 }
 
@@ -39,5 +43,7 @@ export function requireNetns(path: string): void {
  * must live in the container's namespace. The caller owns the child (kill, wait).
  */
 export function spawnInNetns(netns: string, argv: string[]): ChildProcessWithoutNullStreams {
-  return childProcess().spawn('nsenter', [`--net=${netns}`, '--', ...argv], { stdio: ['pipe', 'pipe', 'pipe'] }) as ChildProcessWithoutNullStreams;
+  return childProcess().spawn('nsenter', [`--net=${netns}`, '--', ...argv], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  }) as ChildProcessWithoutNullStreams;
 }

@@ -43,13 +43,21 @@ export type NftObject = Record<string, Record<string, unknown> | undefined>;
  * its objects, undefined when the table (or chain) does not exist; any other failure throws
  * (code 100).
  */
-export async function nftList(family: string, table: string, opts: { chain?: string; terse?: boolean } = {}): Promise<NftObject[] | undefined> {
+export async function nftList(
+  family: string,
+  table: string,
+  opts: { chain?: string; terse?: boolean } = {},
+): Promise<NftObject[] | undefined> {
   const text = await nftListRaw(family, table, opts);
   return text === undefined ? undefined : ((JSON.parse(text || '{"nftables":[]}') as { nftables?: NftObject[] }).nftables ?? []);
 }
 
 /** `nftList`'s `nft -j` output as text (for a caller that parses it itself); undefined when absent. */
-export async function nftListRaw(family: string, table: string, opts: { chain?: string; terse?: boolean } = {}): Promise<string | undefined> {
+export async function nftListRaw(
+  family: string,
+  table: string,
+  opts: { chain?: string; terse?: boolean } = {},
+): Promise<string | undefined> {
   const what = opts.chain ? ['chain', family, table, opts.chain] : ['table', family, table];
   const r = await run('nft', ['-j', ...(opts.terse ? ['-t'] : []), 'list', ...what], { allowFail: true });
   if (r.exitCode !== 0) {

@@ -28,7 +28,11 @@ export function tracepath(target: string, maxHops: number, o: ProbeOptions = {})
 
 /** `dig @SERVER NAME TYPE` with one try, short timeout, header, answer and statistics. */
 export function dig(name: string, server: string, qtype = 'A', o: ProbeOptions = {}): Promise<RunResult> {
-  return run('dig', [`@${server}`, '+tries=1', '+time=2', '+noall', '+comments', '+answer', '+stats', name, qtype], { netns: o.netns, allowFail: true, timeoutMs: o.timeoutMs ?? 5000 });
+  return run('dig', [`@${server}`, '+tries=1', '+time=2', '+noall', '+comments', '+answer', '+stats', name, qtype], {
+    netns: o.netns,
+    allowFail: true,
+    timeoutMs: o.timeoutMs ?? 5000,
+  });
 }
 
 /** A program of ours (argv[0] an absolute path) run inside `netns`, bounded (the port test's socket must live there). */
@@ -47,12 +51,20 @@ export interface Capture {
  * `tcpdump -i IFACE -n -U --immediate-mode -Z root -s 256 -w FILE [FILTER...]`, started and waited for until it
  * listens (at most 5 s). The caller stops it; `maxSeconds` + 60 s is a hard bound regardless.
  */
-export function startCapture(iface: string, file: string, maxSeconds: number, o: { netns?: string; filter?: string[] } = {}): Promise<Capture> {
+export function startCapture(
+  iface: string,
+  file: string,
+  maxSeconds: number,
+  o: { netns?: string; filter?: string[] } = {},
+): Promise<Capture> {
   // --immediate-mode: without it Linux hands packets to tcpdump in ring-buffer blocks retired by
   // a timeout, and the packets of a block not yet retired when tcpdump is stopped are lost
   const args = ['-i', iface, '-n', '-U', '--immediate-mode', '-Z', 'root', '-s', '256', '-w', file, ...(o.filter ?? [])];
   const [cmd, argv] = o.netns ? ['nsenter', [`--net=${o.netns}`, '--', 'tcpdump', ...args]] : ['tcpdump', args];
-  const child = childProcess().spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'pipe'], env: { LC_ALL: 'C', PATH: process.env.PATH || '/usr/sbin:/usr/bin:/sbin:/bin' } });
+  const child = childProcess().spawn(cmd, argv, {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { LC_ALL: 'C', PATH: process.env.PATH || '/usr/sbin:/usr/bin:/sbin:/bin' },
+  });
   let err = '';
   const exited = new Promise<void>((resolve) => child.once('close', () => resolve()));
   // a safety net only (the caller stops it when its probes are done): a capture cut while slow
@@ -92,7 +104,11 @@ export function startCapture(iface: string, file: string, maxSeconds: number, o:
 
 /** `tshark -r FILE -T fields -E separator=/t -E occurrence=f -e F...`: one line per packet. */
 export function tsharkFields(file: string, fields: string[], timeoutMs = 20_000): Promise<RunResult> {
-  return run('tshark', ['-n', '-r', file, '-T', 'fields', '-E', 'separator=/t', '-E', 'occurrence=f', ...fields.flatMap((f) => ['-e', f])], { allowFail: true, timeoutMs });
+  return run(
+    'tshark',
+    ['-n', '-r', file, '-T', 'fields', '-E', 'separator=/t', '-E', 'occurrence=f', ...fields.flatMap((f) => ['-e', f])],
+    { allowFail: true, timeoutMs },
+  );
 }
 
 /** `mergecap -F pcap -w OUT IN...` (one pcap of several captures, in time order). */

@@ -140,7 +140,8 @@ export function parseNftCounters(json: string): NftCounter[] {
   if (!json.trim()) return [];
   const doc = JSON.parse(json) as { nftables?: Array<{ counter?: { name?: string; packets?: number; bytes?: number } }> };
   const out: NftCounter[] = [];
-  for (const o of doc.nftables ?? []) if (o.counter?.name) out.push({ name: o.counter.name, packets: n(o.counter.packets), bytes: n(o.counter.bytes) });
+  for (const o of doc.nftables ?? [])
+    if (o.counter?.name) out.push({ name: o.counter.name, packets: n(o.counter.packets), bytes: n(o.counter.bytes) });
   return out;
 }
 

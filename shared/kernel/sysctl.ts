@@ -16,7 +16,11 @@ export async function setSysctls(values: Record<string, string>, netns?: string)
     }
     return;
   }
-  if (netlinkEnabled()) return writeSysctlInNetns(keys.map((k) => [k, values[k]]), netns); // setns, no process
+  if (netlinkEnabled())
+    return writeSysctlInNetns(
+      keys.map((k) => [k, values[k]]),
+      netns,
+    ); // setns, no process
   await run('sysctl', ['-q', '-w', ...keys.map((k) => `${k}=${values[k]}`)], { netns });
 }
 
@@ -34,7 +38,11 @@ export async function readSysctls(keys: string[], netns: string): Promise<string
   const r = await run('sysctl', ['-n', ...keys], { netns, allowFail: true });
   const lines = r.stdout.replace(/\n$/, '').split('\n');
   if (r.exitCode !== 0 || lines.length !== keys.length) {
-    throw new CniError(ErrorCode.KernelOperation, `cannot read sysctl ${keys.join(', ')} in ${netns}`, r.stderr.trim() || `${lines.length} values for ${keys.length} keys`);
+    throw new CniError(
+      ErrorCode.KernelOperation,
+      `cannot read sysctl ${keys.join(', ')} in ${netns}`,
+      r.stderr.trim() || `${lines.length} values for ${keys.length} keys`,
+    );
   }
   return lines;
 }

@@ -7,9 +7,16 @@ import { run, type RunResult } from './exec.ts';
 import { sha512Hex } from '../hash.ts';
 
 /** Several `tc` commands (argv without "tc") in one process; throws (code 100) on the first failure (`force`: runs them all). */
-export async function tcBatch(cmds: string[][], opts: { netns?: string; allowFail?: boolean; force?: boolean } = {}): Promise<RunResult | undefined> {
+export async function tcBatch(
+  cmds: string[][],
+  opts: { netns?: string; allowFail?: boolean; force?: boolean } = {},
+): Promise<RunResult | undefined> {
   if (!cmds.length) return undefined;
-  return run('tc', [...(opts.force ? ['-force'] : []), '-batch', '-'], { input: batchScript(cmds, 'tc -batch'), netns: opts.netns, allowFail: opts.allowFail });
+  return run('tc', [...(opts.force ? ['-force'] : []), '-batch', '-'], {
+    input: batchScript(cmds, 'tc -batch'),
+    netns: opts.netns,
+    allowFail: opts.allowFail,
+  });
 }
 
 /** `tc -json <args>` parsed; [] when the device does not exist. */

@@ -46,7 +46,10 @@ export function hostVethCandidates(containerId: string, ifname: string, prefix =
  */
 export async function livePairOf(hostNames: string[], peerName: string, peerNetns: string): Promise<string | undefined> {
   if (!hostNames.length) return undefined;
-  const [peer, ...hosts] = await Promise.all([getLink(peerName, peerNetns).catch(() => undefined), ...hostNames.map((n) => getLink(n).catch(() => undefined))]);
+  const [peer, ...hosts] = await Promise.all([
+    getLink(peerName, peerNetns).catch(() => undefined),
+    ...hostNames.map((n) => getLink(n).catch(() => undefined)),
+  ]);
   if (!peer || peer.linkinfo?.info_kind !== 'veth') return undefined;
   const host = hosts.find((h) => h && h.ifindex === peer.link_index && h.link_index === peer.ifindex && h.linkinfo?.info_kind === 'veth');
   return host?.ifname;

@@ -31,12 +31,26 @@ export interface CacheEntry {
  */
 export function validateAttachment(network: string, containerId: string, ifname: string): void {
   if (!network || !containerId || !ifname) {
-    throw new CniError(ErrorCode.InvalidEnvironment, 'cache file path requires network name, container ID, and interface name', `network "${network}", container "${containerId}", ifname "${ifname}"`);
+    throw new CniError(
+      ErrorCode.InvalidEnvironment,
+      'cache file path requires network name, container ID, and interface name',
+      `network "${network}", container "${containerId}", ifname "${ifname}"`,
+    );
   }
-  if (typeof network !== 'string' || !ID_PATTERN.test(network)) throw new CniError(ErrorCode.InvalidConfig, `invalid network name "${network}"`, `a network name must match ${ID_PATTERN.source}`);
-  if (typeof containerId !== 'string' || !ID_PATTERN.test(containerId)) throw new CniError(ErrorCode.InvalidEnvironment, `invalid container ID "${containerId}"`, `a container ID must match ${ID_PATTERN.source}`);
+  if (typeof network !== 'string' || !ID_PATTERN.test(network))
+    throw new CniError(ErrorCode.InvalidConfig, `invalid network name "${network}"`, `a network name must match ${ID_PATTERN.source}`);
+  if (typeof containerId !== 'string' || !ID_PATTERN.test(containerId))
+    throw new CniError(
+      ErrorCode.InvalidEnvironment,
+      `invalid container ID "${containerId}"`,
+      `a container ID must match ${ID_PATTERN.source}`,
+    );
   if (!validIfname(ifname)) {
-    throw new CniError(ErrorCode.InvalidEnvironment, `invalid interface name "${ifname}"`, 'an interface name is 1-15 bytes, not "." or "..", without "/", ":" or white space');
+    throw new CniError(
+      ErrorCode.InvalidEnvironment,
+      `invalid interface name "${ifname}"`,
+      'an interface name is 1-15 bytes, not "." or "..", without "/", ":" or white space',
+    );
   }
 }
 
@@ -45,7 +59,8 @@ export function cacheFile(cacheDir: string, network: string, containerId: string
   validateAttachment(network, containerId, ifname);
   const dir = path.resolve(cacheDir, 'results');
   const file = path.resolve(dir, `${network}-${containerId}-${ifname}`);
-  if (path.dirname(file) !== dir) throw new CniError(ErrorCode.InvalidEnvironment, `cache file of ${network}/${containerId}/${ifname} would be outside ${dir}`);
+  if (path.dirname(file) !== dir)
+    throw new CniError(ErrorCode.InvalidEnvironment, `cache file of ${network}/${containerId}/${ifname} would be outside ${dir}`);
   return file;
 }
 
@@ -60,7 +75,13 @@ export function cacheEntry(a: {
   capabilityArgs: Record<string, unknown>;
   result: Record<string, unknown>;
 }): CacheEntry {
-  const e: CacheEntry = { kind: CACHE_KIND, containerId: a.containerId, config: Buffer.from(a.listBytes, 'utf8').toString('base64'), ifName: a.ifname, networkName: a.network };
+  const e: CacheEntry = {
+    kind: CACHE_KIND,
+    containerId: a.containerId,
+    config: Buffer.from(a.listBytes, 'utf8').toString('base64'),
+    ifName: a.ifname,
+    networkName: a.network,
+  };
   if (a.netns) e.netns = a.netns;
   if (a.args.length) e.cniArgs = a.args;
   if (Object.keys(a.capabilityArgs).length) e.capabilityArgs = a.capabilityArgs;
@@ -91,7 +112,12 @@ export function deleteCache(cacheDir: string, network: string, containerId: stri
  * The cached result of an attachment, or undefined when there is none. Like libcni, a file
  * that is not a cniCacheV1 record is read as a bare result (the pre-0.8 format).
  */
-export function readCachedResult(cacheDir: string, network: string, containerId: string, ifname: string): Record<string, unknown> | undefined {
+export function readCachedResult(
+  cacheDir: string,
+  network: string,
+  containerId: string,
+  ifname: string,
+): Record<string, unknown> | undefined {
   let text: string;
   try {
     text = readFileSync(cacheFile(cacheDir, network, containerId, ifname), 'utf8');
@@ -115,7 +141,9 @@ export function listCache(cacheDir: string, network?: string): CacheEntry[] {
   const dir = path.join(cacheDir, 'results');
   let names: string[];
   try {
-    names = readdirSync(dir).filter((n) => !n.startsWith('.')).sort();
+    names = readdirSync(dir)
+      .filter((n) => !n.startsWith('.'))
+      .sort();
   } catch {
     return [];
   }

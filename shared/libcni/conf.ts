@@ -53,8 +53,11 @@ function readBool(raw: Record<string, unknown>, key: string, file: string): bool
 export function negotiateListVersion(cniVersion: unknown, cniVersions: unknown, file = 'config'): string {
   if (cniVersion !== undefined && typeof cniVersion !== 'string') throw bad(file, 'cniVersion must be a string');
   if (cniVersions === undefined) return cniVersion || '0.1.0';
-  if (!Array.isArray(cniVersions) || cniVersions.some((v) => typeof v !== 'string')) throw bad(file, 'cniVersions must be a list of strings');
-  const candidates = [...(cniVersions as string[]), ...(cniVersion ? [cniVersion] : [])].filter((v) => isSupported(v) && compareVersions(v, LATEST) <= 0);
+  if (!Array.isArray(cniVersions) || cniVersions.some((v) => typeof v !== 'string'))
+    throw bad(file, 'cniVersions must be a list of strings');
+  const candidates = [...(cniVersions as string[]), ...(cniVersion ? [cniVersion] : [])].filter(
+    (v) => isSupported(v) && compareVersions(v, LATEST) <= 0,
+  );
   candidates.sort(compareVersions);
   return candidates.length ? candidates[candidates.length - 1] : cniVersion || '0.1.0';
 }
@@ -63,7 +66,8 @@ function pluginConf(v: unknown, file: string, where: string): PluginConf {
   if (!v || typeof v !== 'object' || Array.isArray(v)) throw bad(file, `${where} must be an object`);
   const p = v as PluginConf;
   if (typeof p.type !== 'string' || !p.type) throw bad(file, `${where}: missing 'type'`);
-  if (p.capabilities !== undefined && (typeof p.capabilities !== 'object' || Array.isArray(p.capabilities))) throw bad(file, `${where}: capabilities must be an object`);
+  if (p.capabilities !== undefined && (typeof p.capabilities !== 'object' || Array.isArray(p.capabilities)))
+    throw bad(file, `${where}: capabilities must be an object`);
   return p;
 }
 
@@ -98,7 +102,11 @@ export function parseSingleConf(text: string, file = 'config'): NetworkList {
   const raw = parseObject(text, file);
   const p = pluginConf(raw, file, 'config');
   if (typeof raw.name !== 'string' || !raw.name) throw bad(file, 'no name');
-  const listRaw: Record<string, unknown> = { name: raw.name, cniVersion: typeof raw.cniVersion === 'string' ? raw.cniVersion : '', plugins: [p] };
+  const listRaw: Record<string, unknown> = {
+    name: raw.name,
+    cniVersion: typeof raw.cniVersion === 'string' ? raw.cniVersion : '',
+    plugins: [p],
+  };
   if (raw.cniVersions !== undefined) listRaw.cniVersions = raw.cniVersions;
   if (raw.disableCheck !== undefined) listRaw.disableCheck = raw.disableCheck;
   if (raw.disableGC !== undefined) listRaw.disableGC = raw.disableGC;
@@ -146,10 +154,19 @@ export function networkFiles(dir: string): string[] {
 /** Load network `name` from `dir` like libcni's LoadNetworkConf. */
 export function loadNetwork(dir: string, name: string): NetworkList {
   const files = networkFiles(dir);
-  if (!files.length) throw new CniError(ErrorCode.InvalidConfig, `no net configurations found in ${dir}`, 'set NETCONFPATH to the directory holding .conflist/.conf files');
+  if (!files.length)
+    throw new CniError(
+      ErrorCode.InvalidConfig,
+      `no net configurations found in ${dir}`,
+      'set NETCONFPATH to the directory holding .conflist/.conf files',
+    );
   for (const f of files) {
     const list = parseNetworkFile(f, readText(f), pluginFiles(dir));
     if (list.name === name) return list;
   }
-  throw new CniError(ErrorCode.InvalidConfig, `no net configuration with name "${name}" in ${dir}`, `searched ${files.map((f) => path.basename(f)).join(', ')}`);
+  throw new CniError(
+    ErrorCode.InvalidConfig,
+    `no net configuration with name "${name}" in ${dir}`,
+    `searched ${files.map((f) => path.basename(f)).join(', ')}`,
+  );
 }

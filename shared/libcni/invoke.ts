@@ -23,7 +23,12 @@ export interface ExecOptions {
    * Run the plugin without a process when this returns an outcome (the node agent runs the
    * plugins built into its own executable this way); undefined: execute it as usual.
    */
-  inProcess?: (type: string, verb: Verb, stdin: string, env: Record<string, string>) => Promise<{ exitCode: number; stdout: string } | undefined>;
+  inProcess?: (
+    type: string,
+    verb: Verb,
+    stdin: string,
+    env: Record<string, string>,
+  ) => Promise<{ exitCode: number; stdout: string } | undefined>;
 }
 
 export interface ExecRecord {
@@ -67,7 +72,8 @@ export function pluginEnv(verb: Verb, a: ExecArgs, path: string[], base: NodeJS.
   if (a.args?.length) env.CNI_ARGS = a.args.map(([k, v]) => `${k}=${v}`).join(';');
   env.CNI_PATH = path.join(':');
   // keep the plugins' own logging settings, which are CNI_-prefixed but not protocol variables
-  for (const k of ['CNI_LOG_FILE', 'CNI_LOG_LEVEL', 'CNI_TS_NO_INPROCESS', 'CNI_TS_TRACE']) if (base[k] !== undefined) env[k] = base[k] as string;
+  for (const k of ['CNI_LOG_FILE', 'CNI_LOG_LEVEL', 'CNI_TS_NO_INPROCESS', 'CNI_TS_TRACE'])
+    if (base[k] !== undefined) env[k] = base[k] as string;
   return env;
 }
 
@@ -77,15 +83,28 @@ export { findInPath };
 export function findPlugin(type: string, dirs: string[]): string {
   const file = findInPath(type, dirs);
   if (!file) {
-    throw new CniError(ErrorCode.InvalidConfig, `failed to find plugin "${type}" in path [${dirs.join(' ')}]`, dirs.length ? `searched ${dirs.join(':')}` : 'CNI_PATH is empty');
+    throw new CniError(
+      ErrorCode.InvalidConfig,
+      `failed to find plugin "${type}" in path [${dirs.join(' ')}]`,
+      dirs.length ? `searched ${dirs.join(':')}` : 'CNI_PATH is empty',
+    );
   }
   return file;
 }
 
 /** Run `type` for `verb`; returns the decoded stdout JSON for ADD and VERSION. */
-export async function execPlugin(type: string, verb: Verb, config: Record<string, unknown>, a: ExecArgs, opts: ExecOptions): Promise<Record<string, unknown> | undefined> {
+export async function execPlugin(
+  type: string,
+  verb: Verb,
+  config: Record<string, unknown>,
+  a: ExecArgs,
+  opts: ExecOptions,
+): Promise<Record<string, unknown> | undefined> {
   const file = findPlugin(type, opts.path);
-  const inProc = opts.inProcess && !opts.wrapper?.length ? await opts.inProcess(type, verb, JSON.stringify(config), pluginEnv(verb, a, opts.path, opts.env ?? process.env)) : undefined;
+  const inProc =
+    opts.inProcess && !opts.wrapper?.length
+      ? await opts.inProcess(type, verb, JSON.stringify(config), pluginEnv(verb, a, opts.path, opts.env ?? process.env))
+      : undefined;
   if (inProc) return decodeOutcome(type, verb, inProc.exitCode, inProc.stdout, '', 'in-process');
   const [cmd, argv] = opts.wrapper?.length ? [opts.wrapper[0], [...opts.wrapper.slice(1), file]] : [file, []];
   const start = performance.now();
@@ -103,12 +122,25 @@ export async function execPlugin(type: string, verb: Verb, config: Record<string
   const stderr = String(r.stderr ?? '').trimEnd();
   const exitCode = r.exitCode ?? -1;
   opts.onExec?.({ type, verb, exitCode, ms: performance.now() - start, pid, stderr });
-  const why = r.timedOut ? 'timed out' : r.signal ? `killed by ${r.signal}` : r.exitCode === undefined ? (r.shortMessage ?? 'could not be started') : `exit status ${exitCode}`;
+  const why = r.timedOut
+    ? 'timed out'
+    : r.signal
+      ? `killed by ${r.signal}`
+      : r.exitCode === undefined
+        ? (r.shortMessage ?? 'could not be started')
+        : `exit status ${exitCode}`;
   return decodeOutcome(type, verb, exitCode, stdout, stderr, why);
 }
 
 /** A plugin's exit status and stdout as its result, or its CNI error (a PluginError). */
-function decodeOutcome(type: string, verb: Verb, exitCode: number, stdout: string, stderr: string, why: string): Record<string, unknown> | undefined {
+function decodeOutcome(
+  type: string,
+  verb: Verb,
+  exitCode: number,
+  stdout: string,
+  stderr: string,
+  why: string,
+): Record<string, unknown> | undefined {
   if (exitCode !== 0) {
     let e: { code?: unknown; msg?: unknown; details?: unknown } | undefined;
     try {
@@ -119,7 +151,14 @@ function decodeOutcome(type: string, verb: Verb, exitCode: number, stdout: strin
     if (e && typeof e.code === 'number') {
       throw new PluginError(type, verb, e.code, String(e.msg ?? ''), typeof e.details === 'string' ? e.details : '', stderr);
     }
-    throw new PluginError(type, verb, ErrorCode.DelegateFailed, `plugin failed without a CNI error (${why})`, stdout.trim().slice(0, 2000), stderr);
+    throw new PluginError(
+      type,
+      verb,
+      ErrorCode.DelegateFailed,
+      `plugin failed without a CNI error (${why})`,
+      stdout.trim().slice(0, 2000),
+      stderr,
+    );
   }
   if (verb !== 'ADD' && verb !== 'VERSION') return undefined;
   try {
@@ -127,6 +166,13 @@ function decodeOutcome(type: string, verb: Verb, exitCode: number, stdout: strin
     if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error('not a JSON object');
     return v as Record<string, unknown>;
   } catch (e) {
-    throw new PluginError(type, verb, ErrorCode.DecodeFailure, `failed to decode the ${verb} result`, `${(e as Error).message}: ${stdout.slice(0, 500)}`, stderr);
+    throw new PluginError(
+      type,
+      verb,
+      ErrorCode.DecodeFailure,
+      `failed to decode the ${verb} result`,
+      `${(e as Error).message}: ${stdout.slice(0, 500)}`,
+      stderr,
+    );
   }
 }

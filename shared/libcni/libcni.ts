@@ -46,7 +46,12 @@ export function describePlugin(p: PluginConf, list: NetworkList): string {
 }
 
 /** libcni's buildOneConfig + injectRuntimeConfig (pure). */
-export function buildPluginConfig(list: NetworkList, plugin: PluginConf, prevResult: Record<string, unknown> | undefined, capabilityArgs: Record<string, unknown>): Record<string, unknown> {
+export function buildPluginConfig(
+  list: NetworkList,
+  plugin: PluginConf,
+  prevResult: Record<string, unknown> | undefined,
+  capabilityArgs: Record<string, unknown>,
+): Record<string, unknown> {
   const conf: Record<string, unknown> = { ...plugin, name: list.name, cniVersion: list.cniVersion };
   if (prevResult) conf.prevResult = prevResult;
   const rc: Record<string, unknown> = {};
@@ -73,7 +78,19 @@ export async function addNetworkList(list: NetworkList, rt: RuntimeConf, opts: T
   }
   const final = result ?? { cniVersion: list.cniVersion };
   try {
-    writeCache(opts.cacheDir, cacheEntry({ network: list.name, listBytes: list.bytes, containerId: rt.containerId, ifname: rt.ifname, netns: rt.netns, args: rt.args, capabilityArgs: rt.capabilityArgs, result: final }));
+    writeCache(
+      opts.cacheDir,
+      cacheEntry({
+        network: list.name,
+        listBytes: list.bytes,
+        containerId: rt.containerId,
+        ifname: rt.ifname,
+        netns: rt.netns,
+        args: rt.args,
+        capabilityArgs: rt.capabilityArgs,
+        result: final,
+      }),
+    );
   } catch (e) {
     const also = opts.rollback === false ? [] : await rollback(list, rt, final, opts);
     throw new ChainError(`failed to set network "${list.name}" cached result`, asCniError(e), also);
@@ -82,11 +99,22 @@ export async function addNetworkList(list: NetworkList, rt: RuntimeConf, opts: T
 }
 
 /** After a failed ADD: DEL the whole chain in reverse (what a runtime does), best effort. */
-async function rollback(list: NetworkList, rt: RuntimeConf, last: Record<string, unknown> | undefined, opts: ToolOptions): Promise<CniError[]> {
+async function rollback(
+  list: NetworkList,
+  rt: RuntimeConf,
+  last: Record<string, unknown> | undefined,
+  opts: ToolOptions,
+): Promise<CniError[]> {
   const errs: CniError[] = [];
   for (const p of [...list.plugins].reverse()) {
     try {
-      await execPlugin(p.type, 'DEL', buildPluginConfig(list, p, atLeast(list.cniVersion, '0.4.0') ? last : undefined, rt.capabilityArgs), execArgs(rt), opts);
+      await execPlugin(
+        p.type,
+        'DEL',
+        buildPluginConfig(list, p, atLeast(list.cniVersion, '0.4.0') ? last : undefined, rt.capabilityArgs),
+        execArgs(rt),
+        opts,
+      );
     } catch (e) {
       errs.push(new ChainError(`rollback: plugin ${describePlugin(p, list)} failed (delete)`, asCniError(e)));
     }
@@ -95,7 +123,11 @@ async function rollback(list: NetworkList, rt: RuntimeConf, last: Record<string,
 }
 
 /** The cached result of an attachment, converted to the list's version (libcni GetAsVersion). */
-export function cachedResult(list: NetworkList, rt: Pick<RuntimeConf, 'containerId' | 'ifname'>, cacheDir: string): Record<string, unknown> | undefined {
+export function cachedResult(
+  list: NetworkList,
+  rt: Pick<RuntimeConf, 'containerId' | 'ifname'>,
+  cacheDir: string,
+): Record<string, unknown> | undefined {
   const raw = readCachedResult(cacheDir, list.name, rt.containerId, rt.ifname);
   if (!raw) return undefined;
   if (raw.cniVersion === list.cniVersion) return raw;
@@ -107,13 +139,21 @@ export type CheckOutcome = 'checked' | 'disabled';
 /** CHECK every plugin in order with the cached result as prevResult; honours disableCheck. */
 export async function checkNetworkList(list: NetworkList, rt: RuntimeConf, opts: ToolOptions): Promise<CheckOutcome> {
   if (!atLeast(list.cniVersion, '0.4.0')) {
-    throw new CniError(ErrorCode.IncompatibleVersion, `configuration version "${list.cniVersion}" does not support the CHECK command`, 'CHECK needs cniVersion 0.4.0 or later');
+    throw new CniError(
+      ErrorCode.IncompatibleVersion,
+      `configuration version "${list.cniVersion}" does not support the CHECK command`,
+      'CHECK needs cniVersion 0.4.0 or later',
+    );
   }
   validateAttachment(list.name, rt.containerId, rt.ifname);
   if (list.disableCheck) return 'disabled';
   const prev = cachedResult(list, rt, opts.cacheDir);
   if (!prev) {
-    throw new CniError(ErrorCode.UnknownContainer, `no cached result for network "${list.name}" container "${rt.containerId}" ifname "${rt.ifname}"`, `nothing under ${opts.cacheDir}/results: was it added with this cache dir?`);
+    throw new CniError(
+      ErrorCode.UnknownContainer,
+      `no cached result for network "${list.name}" container "${rt.containerId}" ifname "${rt.ifname}"`,
+      `nothing under ${opts.cacheDir}/results: was it added with this cache dir?`,
+    );
   }
   for (const p of list.plugins) {
     try {
@@ -180,7 +220,13 @@ const key = (a: Attachment): string => `${a.containerID}\0${a.ifname}`;
 
 /** A cache record as the runtime config that added it. */
 export function runtimeFromCache(e: CacheEntry): RuntimeConf {
-  return { containerId: e.containerId, netns: e.netns ?? '', ifname: e.ifName, args: e.cniArgs ?? [], capabilityArgs: e.capabilityArgs ?? {} };
+  return {
+    containerId: e.containerId,
+    netns: e.netns ?? '',
+    ifname: e.ifName,
+    args: e.cniArgs ?? [],
+    capabilityArgs: e.capabilityArgs ?? {},
+  };
 }
 
 /**
@@ -205,7 +251,11 @@ export async function gcNetworkList(list: NetworkList, valid: Attachment[], opts
   if (!atLeast(list.cniVersion, '1.1.0')) return { ...report, skipped: `plugin GC needs cniVersion 1.1.0, network is ${list.cniVersion}` };
   const attachments = valid.map((a) => ({ containerID: a.containerID, ifname: a.ifname }));
   for (const p of list.plugins) {
-    const conf = { ...buildPluginConfig(list, p, undefined, {}), 'cni.dev/valid-attachments': attachments, 'cni.dev/attachments': attachments };
+    const conf = {
+      ...buildPluginConfig(list, p, undefined, {}),
+      'cni.dev/valid-attachments': attachments,
+      'cni.dev/attachments': attachments,
+    };
     try {
       await execPlugin(p.type, 'GC', conf, {}, opts);
       report.collected.push(p.type);

@@ -17,7 +17,15 @@ export type Kind =
   | 'DockerEndpoint'
   | 'DockerPool';
 
-export const CLUSTER_SCOPED: ReadonlySet<Kind> = new Set(['Namespace', 'AdminNetworkPolicy', 'BaselineAdminNetworkPolicy', 'SubnetLease', 'DockerNetwork', 'DockerEndpoint', 'DockerPool']);
+export const CLUSTER_SCOPED: ReadonlySet<Kind> = new Set([
+  'Namespace',
+  'AdminNetworkPolicy',
+  'BaselineAdminNetworkPolicy',
+  'SubnetLease',
+  'DockerNetwork',
+  'DockerEndpoint',
+  'DockerPool',
+]);
 
 export interface ObjectMeta {
   name: string;

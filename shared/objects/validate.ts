@@ -13,9 +13,26 @@
  * on are stored as written).
  */
 import { parseCIDR, contains, network } from '../ipnet.ts';
-import type { AdminNetworkPolicy, AnpPort, BaselineAdminNetworkPolicy, CniObject, Kind, NetworkPolicy, NetworkPolicyPort, Protocol, Service } from './types.ts';
+import type {
+  AdminNetworkPolicy,
+  AnpPort,
+  BaselineAdminNetworkPolicy,
+  CniObject,
+  Kind,
+  NetworkPolicy,
+  NetworkPolicyPort,
+  Protocol,
+  Service,
+} from './types.ts';
 import { isClusterScoped } from './types.ts';
-import { ALGORITHM_ANNOTATION, HEALTH_ANNOTATION, WEIGHT_LABEL, algorithmProblem, parseHealthCheck, weightProblem } from '../services/compile.ts';
+import {
+  ALGORITHM_ANNOTATION,
+  HEALTH_ANNOTATION,
+  WEIGHT_LABEL,
+  algorithmProblem,
+  parseHealthCheck,
+  weightProblem,
+} from '../services/compile.ts';
 
 export const API_VERSIONS: Readonly<Record<Kind, string>> = {
   Namespace: 'v1',
@@ -119,7 +136,8 @@ export function dnsLabelProblem(s: string): string | undefined {
 }
 function dnsSubdomainProblem(s: string): string | undefined {
   if (s.length > 253) return 'must be at most 253 characters';
-  if (!DNS_SUBDOMAIN.test(s)) return `${show(s)} must be lowercase letters, digits, '-' and '.', starting and ending with a letter or digit`;
+  if (!DNS_SUBDOMAIN.test(s))
+    return `${show(s)} must be lowercase letters, digits, '-' and '.', starting and ending with a letter or digit`;
   return undefined;
 }
 /** A label key: `[prefix/]name`, prefix a DNS subdomain, name at most 63 of [A-Za-z0-9-_.]. */
@@ -131,12 +149,14 @@ export function labelKeyProblem(k: string): string | undefined {
     const p = prefix === '' ? 'is empty' : dnsSubdomainProblem(prefix);
     if (p) return `label key prefix ${show(prefix)} ${p.replace(/^".*?" /, '')}`;
   }
-  if (name.length === 0 || name.length > 63 || !LABEL_NAME.test(name)) return `label key ${show(k)}: the name part must be 1-63 of letters, digits, '-', '_', '.', starting and ending with a letter or digit`;
+  if (name.length === 0 || name.length > 63 || !LABEL_NAME.test(name))
+    return `label key ${show(k)}: the name part must be 1-63 of letters, digits, '-', '_', '.', starting and ending with a letter or digit`;
   return undefined;
 }
 export function labelValueProblem(v: string): string | undefined {
   if (v === '') return undefined;
-  if (v.length > 63 || !LABEL_NAME.test(v)) return `label value ${show(v)} must be at most 63 of letters, digits, '-', '_', '.', starting and ending with a letter or digit`;
+  if (v.length > 63 || !LABEL_NAME.test(v))
+    return `label value ${show(v)} must be at most 63 of letters, digits, '-', '_', '.', starting and ending with a letter or digit`;
   return undefined;
 }
 /** IANA service name: what a named port may be called (<= 15, lowercase, a letter, no "--"). */
@@ -199,7 +219,8 @@ function checkMetadata(c: Checker, kind: Kind, v: unknown): void {
   }
   checkLabels(c, m.labels, 'metadata.labels');
   const ann = c.obj(m.annotations, 'metadata.annotations');
-  for (const [k, val] of Object.entries(ann ?? {})) if (typeof val !== 'string') c.add(`metadata.annotations.${k}`, `must be a string, not ${show(val)}`);
+  for (const [k, val] of Object.entries(ann ?? {}))
+    if (typeof val !== 'string') c.add(`metadata.annotations.${k}`, `must be a string, not ${show(val)}`);
 }
 
 // ---- NetworkPolicy ----
@@ -216,7 +237,8 @@ function checkNpPort(c: Checker, v: unknown, path: string): void {
   if (o.endPort !== undefined && o.endPort !== null) {
     if (typeof o.port === 'string') c.add(`${path}.endPort`, 'is only allowed with a numeric port, not a named one');
     else if (o.port === undefined || o.port === null) c.add(`${path}.endPort`, 'needs port (the start of the range)');
-    else if (!isInt(o.endPort) || o.endPort < 1 || o.endPort > 65535) c.add(`${path}.endPort`, `${show(o.endPort)} is not a port number (1-65535)`);
+    else if (!isInt(o.endPort) || o.endPort < 1 || o.endPort > 65535)
+      c.add(`${path}.endPort`, `${show(o.endPort)} is not a port number (1-65535)`);
     else if (numeric !== undefined && o.endPort < numeric) c.add(`${path}.endPort`, `${o.endPort} is below port ${numeric}`);
   }
 }
@@ -229,7 +251,8 @@ function checkIpBlock(c: Checker, v: unknown, path: string): void {
     const e = c.cidr(x, `${path}.except[${i}]`);
     if (!e || !cidr) return;
     if (e.family !== cidr.family) c.add(`${path}.except[${i}]`, `${show(x)} is not the same IP family as cidr ${show(o.cidr)}`);
-    else if (e.prefix <= cidr.prefix || !contains(network(cidr), network(e))) c.add(`${path}.except[${i}]`, `${show(x)} must be a strict subset of cidr ${show(o.cidr)}`);
+    else if (e.prefix <= cidr.prefix || !contains(network(cidr), network(e)))
+      c.add(`${path}.except[${i}]`, `${show(x)} must be a strict subset of cidr ${show(o.cidr)}`);
   });
 }
 
@@ -241,7 +264,8 @@ function checkNpPeer(c: Checker, v: unknown, path: string): void {
     c.add(path, 'must set podSelector, namespaceSelector or ipBlock');
     return;
   }
-  if (has('ipBlock') && (has('podSelector') || has('namespaceSelector'))) c.add(path, 'ipBlock cannot be combined with podSelector or namespaceSelector');
+  if (has('ipBlock') && (has('podSelector') || has('namespaceSelector')))
+    c.add(path, 'ipBlock cannot be combined with podSelector or namespaceSelector');
   if (has('podSelector')) checkSelector(c, o.podSelector, `${path}.podSelector`);
   if (has('namespaceSelector')) checkSelector(c, o.namespaceSelector, `${path}.namespaceSelector`);
   if (has('ipBlock')) checkIpBlock(c, o.ipBlock, `${path}.ipBlock`);
@@ -352,14 +376,16 @@ function checkAnpRules(c: Checker, spec: Json, actions: readonly string[]): void
 function checkAdminNetworkPolicy(c: Checker, doc: Json): void {
   const spec = c.obj(doc.spec, 'spec', true);
   if (!spec) return;
-  if (!isInt(spec.priority) || spec.priority < 0 || spec.priority > 1000) c.add('spec.priority', `${show(spec.priority)} must be an integer from 0 to 1000`);
+  if (!isInt(spec.priority) || spec.priority < 0 || spec.priority > 1000)
+    c.add('spec.priority', `${show(spec.priority)} must be an integer from 0 to 1000`);
   checkAnpSubjectOrPeer(c, spec.subject, 'spec.subject', ['namespaces', 'pods']);
   checkAnpRules(c, spec, ['Allow', 'Deny', 'Pass']);
 }
 
 function checkBaselineAdminNetworkPolicy(c: Checker, doc: Json): void {
   const name = isObj(doc.metadata) ? doc.metadata.name : undefined;
-  if (typeof name === 'string' && name !== 'default') c.add('metadata.name', `must be "default" (there is one BaselineAdminNetworkPolicy), not ${show(name)}`);
+  if (typeof name === 'string' && name !== 'default')
+    c.add('metadata.name', `must be "default" (there is one BaselineAdminNetworkPolicy), not ${show(name)}`);
   const spec = c.obj(doc.spec, 'spec', true);
   if (!spec) return;
   checkAnpSubjectOrPeer(c, spec.subject, 'spec.subject', ['namespaces', 'pods']);
@@ -393,10 +419,12 @@ function checkService(c: Checker, doc: Json): void {
     } else if (o.targetPort !== undefined) c.port(o.targetPort, `${p}.targetPort`);
   });
   const ip = c.str(spec.clusterIP, 'spec.clusterIP');
-  if (ip && ip !== 'None' && !parseCIDR(`${ip}/${ip.includes(':') ? 128 : 32}`)) c.add('spec.clusterIP', `${show(ip)} is not an IP address or "None"`);
+  if (ip && ip !== 'None' && !parseCIDR(`${ip}/${ip.includes(':') ? 128 : 32}`))
+    c.add('spec.clusterIP', `${show(ip)} is not an IP address or "None"`);
   (c.arr(spec.clusterIPs, 'spec.clusterIPs') ?? []).forEach((x, i) => {
     const s = c.str(x, `spec.clusterIPs[${i}]`, true);
-    if (s && s !== 'None' && !parseCIDR(`${s}/${s.includes(':') ? 128 : 32}`)) c.add(`spec.clusterIPs[${i}]`, `${show(s)} is not an IP address`);
+    if (s && s !== 'None' && !parseCIDR(`${s}/${s.includes(':') ? 128 : 32}`))
+      c.add(`spec.clusterIPs[${i}]`, `${show(s)} is not an IP address`);
   });
   checkServiceBalancing(c, doc, ports);
   c.oneOf(spec.sessionAffinity, 'spec.sessionAffinity', ['None', 'ClientIP'] as const);
@@ -458,12 +486,14 @@ function checkEndpoint(c: Checker, doc: Json): void {
 
 function checkEndpointSlice(c: Checker, doc: Json): void {
   const svc = isObj(doc.metadata) && isObj(doc.metadata.labels) ? doc.metadata.labels['kubernetes.io/service-name'] : undefined;
-  if (typeof svc !== 'string' || !svc) c.add('metadata.labels.kubernetes.io/service-name', 'is required (the Service this slice belongs to)');
+  if (typeof svc !== 'string' || !svc)
+    c.add('metadata.labels.kubernetes.io/service-name', 'is required (the Service this slice belongs to)');
   (c.arr(doc.endpoints, 'endpoints', true) ?? []).forEach((x, i) => {
     const o = c.obj(x, `endpoints[${i}]`, true);
     (c.arr(o?.addresses, `endpoints[${i}].addresses`, true) ?? []).forEach((a, j) => {
       const s = c.str(a, `endpoints[${i}].addresses[${j}]`, true);
-      if (s && !parseCIDR(`${s}/${s.includes(':') ? 128 : 32}`)) c.add(`endpoints[${i}].addresses[${j}]`, `${show(s)} is not an IP address`);
+      if (s && !parseCIDR(`${s}/${s.includes(':') ? 128 : 32}`))
+        c.add(`endpoints[${i}].addresses[${j}]`, `${show(s)} is not an IP address`);
     });
   });
   (c.arr(doc.ports, 'ports') ?? []).forEach((x, i) => {
@@ -577,7 +607,12 @@ export function defaultService(svc: Service): Service {
 /** AdminNetworkPolicy / Baseline port ranges get protocol TCP when it is left out. */
 export function defaultAdminPolicy<T extends AdminNetworkPolicy | BaselineAdminNetworkPolicy>(p: T): T {
   const fix = <R extends { ports?: AnpPort[] }>(r: R): R =>
-    r.ports ? { ...r, ports: r.ports.map((x) => ('portRange' in x ? { portRange: { ...x.portRange, protocol: x.portRange.protocol ?? 'TCP' } } : x)) } : r;
+    r.ports
+      ? {
+          ...r,
+          ports: r.ports.map((x) => ('portRange' in x ? { portRange: { ...x.portRange, protocol: x.portRange.protocol ?? 'TCP' } } : x)),
+        }
+      : r;
   const spec = { ...p.spec } as T['spec'];
   if (p.spec.ingress) (spec as { ingress?: unknown[] }).ingress = p.spec.ingress.map(fix);
   if (p.spec.egress) (spec as { egress?: unknown[] }).egress = p.spec.egress.map(fix);

@@ -69,15 +69,29 @@ export function underlayOf(s: Settings, st: HostState): Underlay {
   if (!dev) {
     const def = st.routes.find((r) => r.dst === 'default' && r.dev) ?? st.routes.find((r) => r.dst === '::/0' && r.dev);
     if (!def?.dev) {
-      throw new CniError(ErrorCode.InvalidConfig, 'invalid network config: underlayInterface: not set and there is no default route to take it from', 'field "underlayInterface"');
+      throw new CniError(
+        ErrorCode.InvalidConfig,
+        'invalid network config: underlayInterface: not set and there is no default route to take it from',
+        'field "underlayInterface"',
+      );
     }
     dev = def.dev;
   }
   const link = st.links.find((l) => l.ifname === dev);
-  if (!link) throw new CniError(ErrorCode.InvalidConfig, `invalid network config: underlayInterface: device "${dev}" does not exist`, 'field "underlayInterface"');
+  if (!link)
+    throw new CniError(
+      ErrorCode.InvalidConfig,
+      `invalid network config: underlayInterface: device "${dev}" does not exist`,
+      'field "underlayInterface"',
+    );
   const addrs = (link.addr_info ?? []).filter((a) => a.scope === 'global' && !a.tentative && !a.dadfailed);
   const a = addrs.find((x) => x.family === 'inet') ?? addrs.find((x) => x.family === 'inet6');
-  if (!a) throw new CniError(ErrorCode.InvalidConfig, `invalid network config: underlayInterface: "${dev}" has no global address`, 'field "underlayInterface"');
+  if (!a)
+    throw new CniError(
+      ErrorCode.InvalidConfig,
+      `invalid network config: underlayInterface: "${dev}" has no global address`,
+      'field "underlayInterface"',
+    );
   return { dev, ip: a.local, family: a.family === 'inet6' ? 6 : 4, mtu: link.mtu };
 }
 
@@ -107,7 +121,22 @@ export function planVtep(s: Settings, u: Underlay, lease: Lease, st: HostState):
   const cmds: string[][] = [];
   if (!link || !matches) {
     if (link) cmds.push(['link', 'del', s.vxlan]);
-    cmds.push(['link', 'add', s.vxlan, 'type', 'vxlan', 'id', String(s.vni), 'local', u.ip, 'dev', u.dev, 'dstport', String(s.port), 'nolearning']);
+    cmds.push([
+      'link',
+      'add',
+      s.vxlan,
+      'type',
+      'vxlan',
+      'id',
+      String(s.vni),
+      'local',
+      u.ip,
+      'dev',
+      u.dev,
+      'dstport',
+      String(s.port),
+      'nolearning',
+    ]);
     cmds.push(['link', 'set', s.vxlan, 'address', lease.vtepMAC, 'mtu', String(mtu)]);
     cmds.push(['addr', 'add', addr, 'dev', s.vxlan]);
     cmds.push(['link', 'set', s.vxlan, 'up']);
@@ -136,7 +165,8 @@ export function hostDrift(s: Settings, u: Underlay, lease: Lease, st: HostState)
   else if (vtep.cmds.length) out.push(`VXLAN device ${s.vxlan} differs in address, MAC, MTU or state`);
   const br = st.links.find((l) => l.ifname === s.bridge);
   if (!br) out.push(`bridge ${s.bridge} is missing`);
-  else if (!br.addr_info?.some((a) => a.local === gatewayOf(lease.subnet))) out.push(`bridge ${s.bridge} lacks the gateway ${gatewayOf(lease.subnet)} of ${lease.subnet}`);
+  else if (!br.addr_info?.some((a) => a.local === gatewayOf(lease.subnet)))
+    out.push(`bridge ${s.bridge} lacks the gateway ${gatewayOf(lease.subnet)} of ${lease.subnet}`);
   if (!masqInPlace(s, lease, st)) out.push(`masquerade table ip ${s.nftTable} is not as configured`);
   return out;
 }
@@ -175,7 +205,14 @@ export function localNets(s: Settings, st: HostState, dropped: string[] = []): I
  * subnet via its VTEP address (onlink), a permanent neighbour entry and an FDB entry.
  * `fresh`: the device was just (re)created, so it holds nothing yet.
  */
-export function planPeers(s: Settings, mine: Lease, leases: Lease[], st: HostState, fresh: boolean, held: IPNet[] = localNets(s, st)): PeerPlan {
+export function planPeers(
+  s: Settings,
+  mine: Lease,
+  leases: Lease[],
+  st: HostState,
+  fresh: boolean,
+  held: IPNet[] = localNets(s, st),
+): PeerPlan {
   const dev = s.vxlan;
   const peers = new Map<string, Lease>();
   const skipped: string[] = [];

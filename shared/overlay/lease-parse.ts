@@ -63,7 +63,8 @@ export function checkPublicIP(v: unknown, family?: Family): string {
 /** Check a VTEP MAC: six colon-separated hex octets, unicast, not all zero. */
 export function checkMac(v: unknown): string {
   if (typeof v !== 'string') return 'vtepMAC is not a string';
-  if (v.length > 17 || !MAC.test(v.toLowerCase())) return `vtepMAC ${JSON.stringify(v.slice(0, 40))} is not a MAC address (xx:xx:xx:xx:xx:xx)`;
+  if (v.length > 17 || !MAC.test(v.toLowerCase()))
+    return `vtepMAC ${JSON.stringify(v.slice(0, 40))} is not a MAC address (xx:xx:xx:xx:xx:xx)`;
   const first = parseInt(v.slice(0, 2), 16);
   if (first & 1) return `vtepMAC ${v} is a multicast MAC`;
   if (/^(?:00:){5}00$/.test(v)) return `vtepMAC ${v} is all zero`;
@@ -78,7 +79,8 @@ export function checkSubnet(v: unknown, ctx: LeaseContext): string {
   if (!n) return `subnet ${JSON.stringify(v)} is not a CIDR`;
   if (formatCIDR(network(n)) !== v) return `subnet ${JSON.stringify(v)} is not a network address in canonical form`;
   if (ctx.network) {
-    if (n.family !== ctx.network.family || !contains(ctx.network, n) || n.prefix < ctx.network.prefix) return `subnet ${v} is outside the cluster network ${formatCIDR(ctx.network)}`;
+    if (n.family !== ctx.network.family || !contains(ctx.network, n) || n.prefix < ctx.network.prefix)
+      return `subnet ${v} is outside the cluster network ${formatCIDR(ctx.network)}`;
   }
   if (ctx.subnetLen !== undefined && n.prefix !== ctx.subnetLen) return `subnet ${v} is not a /${ctx.subnetLen}`;
   if (n.prefix > bitsOf(n.family) - 2) return `subnet ${v} has no room for a gateway and a pod`;
@@ -100,10 +102,12 @@ export function parseLease(raw: RawLease, ctx: LeaseContext = {}): Parsed {
   }
   if (!v || typeof v !== 'object' || Array.isArray(v)) return fail('record is not a JSON object');
   const o = v as Record<string, unknown>;
-  if (o.subnet !== undefined && o.subnet !== raw.subnet) return fail(`record names subnet ${JSON.stringify(o.subnet)} under the key of ${JSON.stringify(raw.subnet)}`);
+  if (o.subnet !== undefined && o.subnet !== raw.subnet)
+    return fail(`record names subnet ${JSON.stringify(o.subnet)} under the key of ${JSON.stringify(raw.subnet)}`);
   const why = checkSubnet(raw.subnet, ctx) || checkPublicIP(o.publicIP, ctx.family) || checkMac(o.vtepMAC);
   if (why) return fail(why);
-  if (o.hostname !== undefined && (typeof o.hostname !== 'string' || !HOSTNAME.test(o.hostname))) return fail('hostname is not a host name');
+  if (o.hostname !== undefined && (typeof o.hostname !== 'string' || !HOSTNAME.test(o.hostname)))
+    return fail('hostname is not a host name');
   const lease: Lease = { subnet: raw.subnet, publicIP: o.publicIP as string, vtepMAC: (o.vtepMAC as string).toLowerCase() };
   if (typeof o.hostname === 'string') lease.hostname = o.hostname;
   return { ok: true, lease };

@@ -97,8 +97,19 @@ export function saveLease(s: Settings, l: Lease): void {
  * (`listLeases`). `beforeRenumber(subnet)` runs before any store write that would give this
  * host a subnet other than the one it held last (the cached lease); it throws to refuse.
  */
-export async function acquireLease(store: Store, s: Settings, me: HostIdentity, leases: Lease[], beforeRenumber?: (from: string, to: string) => void): Promise<Lease> {
-  const want = (subnet: string): Lease => ({ subnet, publicIP: me.publicIP, vtepMAC: me.vtepMAC, ...(me.hostname ? { hostname: me.hostname } : {}) });
+export async function acquireLease(
+  store: Store,
+  s: Settings,
+  me: HostIdentity,
+  leases: Lease[],
+  beforeRenumber?: (from: string, to: string) => void,
+): Promise<Lease> {
+  const want = (subnet: string): Lease => ({
+    subnet,
+    publicIP: me.publicIP,
+    vtepMAC: me.vtepMAC,
+    ...(me.hostname ? { hostname: me.hostname } : {}),
+  });
   const cached = cachedLease(s);
   const guard = (subnet: string): void => {
     if (cached && cached.subnet !== subnet) beforeRenumber?.(cached.subnet, subnet);
@@ -117,5 +128,9 @@ export async function acquireLease(store: Store, s: Settings, me: HostIdentity, 
     if (await store.create(want(subnet), s.leaseTTL)) return want(subnet);
     taken.add(subnet);
   }
-  throw new CniError(ErrorCode.PoolExhausted, `no free /${s.subnetLen} left in ${formatCIDR(s.network)}`, `${count} host subnets, all leased`);
+  throw new CniError(
+    ErrorCode.PoolExhausted,
+    `no free /${s.subnetLen} left in ${formatCIDR(s.network)}`,
+    `${count} host subnets, all leased`,
+  );
 }

@@ -20,7 +20,8 @@ function heldLease(key: string, value: string): Lease | undefined {
   return p.ok ? p.lease : undefined;
 }
 
-const encode = (l: Lease): string => JSON.stringify({ publicIP: l.publicIP, vtepMAC: l.vtepMAC, ...(l.hostname ? { hostname: l.hostname } : {}) });
+const encode = (l: Lease): string =>
+  JSON.stringify({ publicIP: l.publicIP, vtepMAC: l.vtepMAC, ...(l.hostname ? { hostname: l.hostname } : {}) });
 
 export class EtcdStore implements Store {
   private readonly client: Etcd3;
@@ -56,7 +57,10 @@ export class EtcdStore implements Store {
   async create(lease: Lease, ttl: number): Promise<boolean> {
     const id = await this.grant(ttl);
     const key = this.key(lease.subnet);
-    const r = await this.client.if(key, 'Version', '==', 0).then(this.client.put(key).value(encode(lease)).lease(id)).commit();
+    const r = await this.client
+      .if(key, 'Version', '==', 0)
+      .then(this.client.put(key).value(encode(lease)).lease(id))
+      .commit();
     if (!r.succeeded) await this.revoke(id);
     return r.succeeded;
   }
@@ -97,7 +101,10 @@ export class EtcdStore implements Store {
     if (encode(held) !== encode(lease) || kv.lease === '0') {
       // Changed fields, or a lease without TTL: rewrite it, guarded on the revision we read.
       const id = await this.grant(ttl);
-      const r = await this.client.if(key, 'Mod', '==', kv.mod_revision).then(this.client.put(key).value(encode(lease)).lease(id)).commit();
+      const r = await this.client
+        .if(key, 'Mod', '==', kv.mod_revision)
+        .then(this.client.put(key).value(encode(lease)).lease(id))
+        .commit();
       if (!r.succeeded) {
         await this.revoke(id);
         return false;

@@ -37,7 +37,11 @@ export class FileStore implements Store {
   }
 
   private malformed(why: string): CniError {
-    return new CniError(ErrorCode.IOFailure, `overlay store ${this.file} is malformed: ${why}`, 'the file must hold {"leases": {"<subnet>": {...}, ...}}');
+    return new CniError(
+      ErrorCode.IOFailure,
+      `overlay store ${this.file} is malformed: ${why}`,
+      'the file must hold {"leases": {"<subnet>": {...}, ...}}',
+    );
   }
 
   /** The file, checked for shape: a malformed store is refused (code 5), never half-read or overwritten. */
@@ -69,12 +73,16 @@ export class FileStore implements Store {
 
   private async update<T>(body: (data: FileShape) => T): Promise<T> {
     mkdirSync(this.dir, { recursive: true });
-    return withLock(this.dir, async () => {
-      const data = this.read();
-      const out = body(data);
-      this.write(data);
-      return out;
-    }, this.lockName);
+    return withLock(
+      this.dir,
+      async () => {
+        const data = this.read();
+        const out = body(data);
+        this.write(data);
+        return out;
+      },
+      this.lockName,
+    );
   }
 
   async list(): Promise<RawLease[]> {

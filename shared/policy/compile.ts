@@ -195,7 +195,8 @@ class Builder {
           if (ip.family !== f) continue;
           // a pod reached through a cidr peer counts only with its addresses inside the ranges
           if (peers !== 'all' && !peers.some((p) => (p.kind === 'pods' ? this.selectedSet(p).has(pod) : inRanges(p.ranges, ip)))) continue;
-          for (const spec of named) for (const r of resolvePort(spec, pod)) elements.push(`${ip.text} . ${protoKw(r.protocol)} . ${r.first}`);
+          for (const spec of named)
+            for (const r of resolvePort(spec, pod)) elements.push(`${ip.text} . ${protoKw(r.protocol)} . ${r.first}`);
         }
       }
       this.addSet({ name, type: `${addrType(f)} . inet_proto . inet_service`, elements: uniq(elements) });
@@ -247,7 +248,8 @@ class Builder {
       if (n === undefined) this.policyIds.set(p, (n = this.policyIds.size));
       return n;
     };
-    const named = dir === 'ingress' && all.some((p) => (p[dir] ?? []).some((r) => r.ports !== 'all' && r.ports.some((s) => s.kind === 'named')));
+    const named =
+      dir === 'ingress' && all.some((p) => (p[dir] ?? []).some((r) => r.ports !== 'all' && r.ports.some((s) => s.kind === 'named')));
     const signature = `${dir}|${all.map(id).join(',')}|${named ? JSON.stringify(pod.ep.spec.ports ?? []) : ''}`;
     const known = this.bySignature.get(signature);
     if (known) return known;
@@ -256,7 +258,13 @@ class Builder {
     return name;
   }
 
-  private buildChain(pod: Pod, dir: Direction, anps: NormalizedPolicy[], nps: NormalizedPolicy[], banp: NormalizedPolicy | undefined): string {
+  private buildChain(
+    pod: Pod,
+    dir: Direction,
+    anps: NormalizedPolicy[],
+    nps: NormalizedPolicy[],
+    banp: NormalizedPolicy | undefined,
+  ): string {
     const hasPass = anps.some((a) => (a[dir] ?? []).some((r) => r.action === 'Pass'));
     const verdictOf = (action: string): string => (action === 'Deny' ? 'drop' : action === 'Pass' ? 'goto @NP@' : 'return');
     const head: string[] = [];
@@ -307,7 +315,8 @@ export function compileNode(objects: PolicyObjects | PolicyIndex, node: string, 
     [DEFAULT_DENY_COUNTER.ingress]: { default: 'isolated', direction: 'ingress' },
     [DEFAULT_DENY_COUNTER.egress]: { default: 'isolated', direction: 'egress' },
   };
-  for (const p of [...idx.anps, ...idx.nps, ...(idx.banp ? [idx.banp] : [])]) for (const r of [...(p.ingress ?? []), ...(p.egress ?? [])]) counterInfo[r.counter] = r.ref;
+  for (const p of [...idx.anps, ...idx.nps, ...(idx.banp ? [idx.banp] : [])])
+    for (const r of [...(p.ingress ?? []), ...(p.egress ?? [])]) counterInfo[r.counter] = r.ref;
 
   // elements come in index order (pods sorted by namespace/name/...): deterministic unsorted
   const sets: NftSet[] = [];
@@ -326,7 +335,10 @@ export function compileNode(objects: PolicyObjects | PolicyIndex, node: string, 
 
   // replies pass; IPv6 neighbour discovery is not policy's business (conntrack does not track
   // it, so it would otherwise look invalid, and unicast advertisements hit the ingress maps)
-  const guard = (): string[] => ['ct state established,related accept', 'icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert, nd-redirect } accept'];
+  const guard = (): string[] => [
+    'ct state established,related accept',
+    'icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert, nd-redirect } accept',
+  ];
   const forward: string[] = [
     ...guard(),
     ...FAMILIES.flatMap((f) => [`ct state invalid ${ipKw(f)} saddr @local${f} drop`, `ct state invalid ${ipKw(f)} daddr @local${f} drop`]),
@@ -335,8 +347,10 @@ export function compileNode(objects: PolicyObjects | PolicyIndex, node: string, 
     ...FAMILIES.map((f) => `${ipKw(f)} daddr vmap @ingress${f}`),
   ];
   const chains: NftChain[] = [{ name: 'forward', hook: 'forward', rules: forward }];
-  if (opts.allowFromNode === false) chains.push({ name: 'output', hook: 'output', rules: [...guard(), ...FAMILIES.map((f) => `${ipKw(f)} daddr vmap @ingress${f}`)] });
-  if (opts.allowToNode === false) chains.push({ name: 'input', hook: 'input', rules: [...guard(), ...FAMILIES.map((f) => `${ipKw(f)} saddr vmap @egress${f}`)] });
+  if (opts.allowFromNode === false)
+    chains.push({ name: 'output', hook: 'output', rules: [...guard(), ...FAMILIES.map((f) => `${ipKw(f)} daddr vmap @ingress${f}`)] });
+  if (opts.allowToNode === false)
+    chains.push({ name: 'input', hook: 'input', rules: [...guard(), ...FAMILIES.map((f) => `${ipKw(f)} saddr vmap @egress${f}`)] });
   chains.push(...[...b.chains.values()].sort((x, y) => cmp(x.name, y.name)));
 
   const counters = Object.keys(counterInfo).sort();

@@ -14,7 +14,18 @@
  */
 import type { Endpoint } from '../objects/types.ts';
 import { formatIP, type Family, type IP } from '../ipnet.ts';
-import { PolicyIndex, parseAddr, peerMatches, portsMatch, type Action, type Direction, type FlowProtocol, type Pod, type PolicyObjects, type RuleRef } from './model.ts';
+import {
+  PolicyIndex,
+  parseAddr,
+  peerMatches,
+  portsMatch,
+  type Action,
+  type Direction,
+  type FlowProtocol,
+  type Pod,
+  type PolicyObjects,
+  type RuleRef,
+} from './model.ts';
 
 /** A flow end: an Endpoint, or an address (a known endpoint's address means that pod). */
 export type FlowEnd = Endpoint | string;
@@ -93,9 +104,24 @@ function resolveEnd(idx: PolicyIndex, e: FlowEnd): End {
 const podName = (p: Pod | undefined): string | undefined => (p ? `${p.namespace}/${p.name}` : undefined);
 
 /** Judge one side: `pod` (the subject) in `direction`, the other end `other`. */
-export function evaluateSide(idx: PolicyIndex, direction: Direction, pod: Pod | undefined, other: End, protocol: FlowProtocol, port: number | undefined, dstPod: Pod | undefined): SideResult {
+export function evaluateSide(
+  idx: PolicyIndex,
+  direction: Direction,
+  pod: Pod | undefined,
+  other: End,
+  protocol: FlowProtocol,
+  port: number | undefined,
+  dstPod: Pod | undefined,
+): SideResult {
   const base = { direction, pod: podName(pod) };
-  if (!pod) return { ...base, verdict: 'allow', decidedBy: { default: 'not-a-pod' }, selectedBy: { adminNetworkPolicies: [], networkPolicies: [] }, isolated: false };
+  if (!pod)
+    return {
+      ...base,
+      verdict: 'allow',
+      decidedBy: { default: 'not-a-pod' },
+      selectedBy: { adminNetworkPolicies: [], networkPolicies: [] },
+      isolated: false,
+    };
   const { anps, nps, banp } = idx.policiesFor(pod, direction);
   const selectedBy: SideResult['selectedBy'] = {
     adminNetworkPolicies: anps.map((a) => ({ name: a.name, priority: a.priority })),
@@ -104,7 +130,8 @@ export function evaluateSide(idx: PolicyIndex, direction: Direction, pod: Pod | 
   };
   const isolated = nps.length > 0;
   const res = { ...base, selectedBy, isolated };
-  const matches = (r: { peers: Parameters<typeof peerMatches>[0]; ports: Parameters<typeof portsMatch>[0] }): boolean => peerMatches(r.peers, other.pod, other.ip) && portsMatch(r.ports, protocol, port, dstPod);
+  const matches = (r: { peers: Parameters<typeof peerMatches>[0]; ports: Parameters<typeof portsMatch>[0] }): boolean =>
+    peerMatches(r.peers, other.pod, other.ip) && portsMatch(r.ports, protocol, port, dstPod);
 
   let passedBy: RuleRef | undefined;
   anpLoop: for (const a of anps) {
@@ -124,7 +151,8 @@ export function evaluateSide(idx: PolicyIndex, direction: Direction, pod: Pod | 
     return { ...res, ...pass, verdict: 'deny', decidedBy: { default: 'isolated' }, allowedBy };
   }
   for (const r of banp?.[direction] ?? []) {
-    if (matches(r) && r.action !== 'Pass') return { ...res, ...pass, verdict: r.action === 'Allow' ? 'allow' : 'deny', decidedBy: { ...r.ref, action: r.action } };
+    if (matches(r) && r.action !== 'Pass')
+      return { ...res, ...pass, verdict: r.action === 'Allow' ? 'allow' : 'deny', decidedBy: { ...r.ref, action: r.action } };
   }
   return { ...res, ...pass, verdict: 'allow', decidedBy: { default: 'not-isolated' } };
 }
@@ -134,7 +162,11 @@ export function evaluate(objects: PolicyObjects | PolicyIndex, flow: Flow): Eval
   const idx = objects instanceof PolicyIndex ? objects : new PolicyIndex(objects);
   const src = resolveEnd(idx, flow.src);
   const dst = resolveEnd(idx, flow.dst);
-  const family: Family = flow.family ?? src.ip?.family ?? dst.ip?.family ?? (src.pod?.ips.some((i) => i.family === 4) && dst.pod?.ips.some((i) => i.family === 4) ? 4 : 6);
+  const family: Family =
+    flow.family ??
+    src.ip?.family ??
+    dst.ip?.family ??
+    (src.pod?.ips.some((i) => i.family === 4) && dst.pod?.ips.some((i) => i.family === 4) ? 4 : 6);
   if (!src.ip) src.ip = src.pod?.ips.find((i) => i.family === family);
   if (!dst.ip) dst.ip = dst.pod?.ips.find((i) => i.family === family);
   const ends = {
@@ -142,7 +174,14 @@ export function evaluate(objects: PolicyObjects | PolicyIndex, flow: Flow): Eval
     dst: { pod: podName(dst.pod), ip: dst.ip ? formatIP(dst.ip) : undefined },
   };
   if (src.pod && dst.pod && src.pod === dst.pod) {
-    const self = (direction: Direction): SideResult => ({ direction, pod: podName(src.pod), verdict: 'allow', decidedBy: { default: 'self' }, selectedBy: { adminNetworkPolicies: [], networkPolicies: [] }, isolated: false });
+    const self = (direction: Direction): SideResult => ({
+      direction,
+      pod: podName(src.pod),
+      verdict: 'allow',
+      decidedBy: { default: 'self' },
+      selectedBy: { adminNetworkPolicies: [], networkPolicies: [] },
+      isolated: false,
+    });
     return { verdict: 'allow', decidedBy: { default: 'self' }, ...ends, family, egress: self('egress'), ingress: self('ingress') };
   }
   const egress = evaluateSide(idx, 'egress', src.pod, dst, flow.protocol, flow.port, dst.pod);

@@ -32,24 +32,53 @@ export interface TableOptions extends CompileOptions {
   allowHostToPods?: boolean;
 }
 
-const compileOpts = (o: TableOptions): CompileOptions => ({ allowFromNode: o.allowFromNode ?? o.allowHostToPods, allowToNode: o.allowToNode });
+const compileOpts = (o: TableOptions): CompileOptions => ({
+  allowFromNode: o.allowFromNode ?? o.allowHostToPods,
+  allowToNode: o.allowToNode,
+});
 
 /** The whole policy table of `node` as one atomic `nft -f` script. */
 export function policyTableScript(objects: PolicyObjects | PolicyIndex, node: string, opts: TableOptions = {}): string {
   return render(compileNode(objects, node, compileOpts(opts)), opts);
 }
 
-const render = (rs: Ruleset, o: TableOptions): string => (o.keepCounters ? renderResync(rs, o.table ?? POLICY_TABLE, o.existing) : renderNft(rs, o.table ?? POLICY_TABLE));
+const render = (rs: Ruleset, o: TableOptions): string =>
+  o.keepCounters ? renderResync(rs, o.table ?? POLICY_TABLE, o.existing) : renderNft(rs, o.table ?? POLICY_TABLE);
 
 /** The same, with the Ruleset it came from (keep it to render element-only updates next time). */
-export function policyTable(objects: PolicyObjects | PolicyIndex, node: string, opts: TableOptions = {}): { script: string; ruleset: Ruleset } {
+export function policyTable(
+  objects: PolicyObjects | PolicyIndex,
+  node: string,
+  opts: TableOptions = {},
+): { script: string; ruleset: Ruleset } {
   const ruleset = compileNode(objects, node, compileOpts(opts));
   return { script: render(ruleset, opts), ruleset };
 }
 
 export { compileNode, portMatch, type CompileOptions, type NftChain, type NftMap, type NftSet, type Ruleset } from './compile.ts';
-export { POLICY_TABLE, POLICY_TABLE_FAMILY, existingFromNftJson, renderDelete, renderNft, renderResync, renderSetUpdates, renderTable, renderUpdate, type ExistingNames } from './nft.ts';
-export { describeDecision, evaluate, evaluateSide, type Decision, type DefaultReason, type EvaluateResult, type Flow, type FlowEnd, type SideResult } from './evaluate.ts';
+export {
+  POLICY_TABLE,
+  POLICY_TABLE_FAMILY,
+  existingFromNftJson,
+  renderDelete,
+  renderNft,
+  renderResync,
+  renderSetUpdates,
+  renderTable,
+  renderUpdate,
+  type ExistingNames,
+} from './nft.ts';
+export {
+  describeDecision,
+  evaluate,
+  evaluateSide,
+  type Decision,
+  type DefaultReason,
+  type EvaluateResult,
+  type Flow,
+  type FlowEnd,
+  type SideResult,
+} from './evaluate.ts';
 export {
   DEFAULT_DENY_COUNTER,
   PolicyIndex,

@@ -113,7 +113,12 @@ const shortDir = (d: Direction): string => (d === 'ingress' ? 'in' : 'eg');
  * `counters` map for those.
  */
 export function counterName(ref: RuleRef): string {
-  const prefix = ref.kind === 'NetworkPolicy' ? `np_${ref.namespace}_${ref.name}` : ref.kind === 'AdminNetworkPolicy' ? `anp_${ref.name}` : `banp_${ref.name}`;
+  const prefix =
+    ref.kind === 'NetworkPolicy'
+      ? `np_${ref.namespace}_${ref.name}`
+      : ref.kind === 'AdminNetworkPolicy'
+        ? `anp_${ref.name}`
+        : `banp_${ref.name}`;
   const n = `${prefix}_${shortDir(ref.direction)}_${ref.rule}`;
   if (n.length <= MAX_NAME && /^[a-z][a-z0-9_.-]*$/.test(n)) return n;
   return `${ref.kind === 'NetworkPolicy' ? 'np' : ref.kind === 'AdminNetworkPolicy' ? 'anp' : 'banp'}x_${fnv(n)}_${shortDir(ref.direction)}_${ref.rule}`;
@@ -135,7 +140,12 @@ export function parseCounterName(name: string, known?: Record<string, CounterMea
     return { kind: 'NetworkPolicy', namespace: p[1], name: p[2], direction: dir(p[3]) as Direction, rule: Number(p[4]) };
   }
   if ((p[0] === 'anp' || p[0] === 'banp') && p.length === 4 && dir(p[2]) && /^\d+$/.test(p[3])) {
-    return { kind: p[0] === 'anp' ? 'AdminNetworkPolicy' : 'BaselineAdminNetworkPolicy', name: p[1], direction: dir(p[2]) as Direction, rule: Number(p[3]) };
+    return {
+      kind: p[0] === 'anp' ? 'AdminNetworkPolicy' : 'BaselineAdminNetworkPolicy',
+      name: p[1],
+      direction: dir(p[2]) as Direction,
+      rule: Number(p[3]),
+    };
   }
   return undefined;
 }
@@ -180,7 +190,8 @@ export function cidrRanges(cidr: string, except: string[] = []): Range[] {
   return out;
 }
 
-export const inRanges = (ranges: Range[], ip: IP): boolean => ranges.some((r) => r.family === ip.family && ip.value >= r.first && ip.value <= r.last);
+export const inRanges = (ranges: Range[], ip: IP): boolean =>
+  ranges.some((r) => r.family === ip.family && ip.value >= r.first && ip.value <= r.last);
 
 /** nft interval element: "a.b.c.d/nn" when the range is a prefix, else "first-last". */
 export function rangeElement(r: Range): string {
@@ -264,7 +275,7 @@ function parseAddrUncached(s: string): PodIP | null {
 function v6Text(g: number[]): string {
   let best = -1;
   let bestLen = 1;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (g[i] !== 0) {
       i++;
       continue;
@@ -317,7 +328,16 @@ export class PolicyIndex {
       .map(({ ep }, order) => {
         const namespace = ep.metadata.namespace ?? 'default';
         if (!this.nsLabels.has(namespace)) this.nsLabels.set(namespace, namespaceLabels(nsObj.get(namespace), namespace));
-        return { ep, namespace, name: ep.metadata.name, labels: ep.metadata.labels ?? {}, nsLabels: this.nsLabels.get(namespace) as Record<string, string>, ips: endpointIPs(ep), node: ep.spec.node, order };
+        return {
+          ep,
+          namespace,
+          name: ep.metadata.name,
+          labels: ep.metadata.labels ?? {},
+          nsLabels: this.nsLabels.get(namespace) as Record<string, string>,
+          ips: endpointIPs(ep),
+          node: ep.spec.node,
+          order,
+        };
       });
     for (const p of this.pods) {
       const list = this.podsByNs.get(p.namespace);
@@ -354,7 +374,11 @@ export class PolicyIndex {
 
   /** Pods of a selection, in index order: namespaces first (few), then pods of those only. */
   select(sel: PodSelection): Pod[] {
-    const namespaces = [...this.podsByNs.keys()].filter((ns) => (sel.namespace === undefined || ns === sel.namespace) && (!sel.namespaceSelector || matchesSelector(sel.namespaceSelector, this.nsLabelsOf(ns))));
+    const namespaces = [...this.podsByNs.keys()].filter(
+      (ns) =>
+        (sel.namespace === undefined || ns === sel.namespace) &&
+        (!sel.namespaceSelector || matchesSelector(sel.namespaceSelector, this.nsLabelsOf(ns))),
+    );
     const out: Pod[] = [];
     const ps = sel.podSelector ?? {};
     for (const ns of namespaces) for (const p of this.podsByNs.get(ns) ?? []) if (matchesSelector(ps, p.labels)) out.push(p);
@@ -365,7 +389,8 @@ export class PolicyIndex {
 /** Code-unit order (stable across locales, and fast: no ICU collator). */
 export const cmp = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
-const key = (ep: Endpoint): string => `${ep.metadata.namespace ?? 'default'}/${ep.metadata.name}/${ep.spec.node}/${ep.spec.containerId}/${ep.spec.ifname}`;
+const key = (ep: Endpoint): string =>
+  `${ep.metadata.namespace ?? 'default'}/${ep.metadata.name}/${ep.spec.node}/${ep.spec.containerId}/${ep.spec.ifname}`;
 
 export function selectionMatches(sel: PodSelection, pod: Pod): boolean {
   if (sel.namespace !== undefined && pod.namespace !== sel.namespace) return false;
@@ -382,7 +407,9 @@ export function selectionKey(sel: PodSelection): string {
       ? null
       : {
           l: Object.entries(s.matchLabels ?? {}).sort(([a], [b]) => cmp(a, b)),
-          e: (s.matchExpressions ?? []).map((e) => [e.key, e.operator, [...(e.values ?? [])].sort()]).sort((a, b) => cmp(JSON.stringify(a), JSON.stringify(b))),
+          e: (s.matchExpressions ?? [])
+            .map((e) => [e.key, e.operator, [...(e.values ?? [])].sort()])
+            .sort((a, b) => cmp(JSON.stringify(a), JSON.stringify(b))),
         };
   return JSON.stringify([sel.namespace ?? null, canon(sel.namespaceSelector), canon(sel.podSelector ?? {})]);
 }
@@ -428,8 +455,19 @@ export function policyTypesOf(np: NetworkPolicy): { ingress: boolean; egress: bo
 export function normalizeNetworkPolicy(np: NetworkPolicy): NormalizedPolicy {
   const ns = np.metadata.namespace ?? 'default';
   const types = policyTypesOf(np);
-  const out: NormalizedPolicy = { kind: 'NetworkPolicy', namespace: ns, name: np.metadata.name, priority: 0, subject: [{ namespace: ns, podSelector: np.spec.podSelector ?? {} }] };
-  const mk = (direction: Direction, rule: number, peers: NetworkPolicyPeer[] | undefined, ports: NetworkPolicyPort[] | undefined): PolicyRule => {
+  const out: NormalizedPolicy = {
+    kind: 'NetworkPolicy',
+    namespace: ns,
+    name: np.metadata.name,
+    priority: 0,
+    subject: [{ namespace: ns, podSelector: np.spec.podSelector ?? {} }],
+  };
+  const mk = (
+    direction: Direction,
+    rule: number,
+    peers: NetworkPolicyPeer[] | undefined,
+    ports: NetworkPolicyPort[] | undefined,
+  ): PolicyRule => {
     const ref: RuleRef = { kind: 'NetworkPolicy', namespace: ns, name: np.metadata.name, direction, rule };
     return {
       ref,
@@ -465,14 +503,26 @@ function anpPorts(ports: AnpPort[] | undefined): PortSpec[] | 'all' {
   if (!ports || ports.length === 0) return 'all';
   const out: PortSpec[] = [];
   for (const p of ports) {
-    if ('portNumber' in p) out.push({ kind: 'number', protocol: (p.portNumber.protocol ?? 'TCP').toUpperCase() as Protocol, port: p.portNumber.port });
+    if ('portNumber' in p)
+      out.push({ kind: 'number', protocol: (p.portNumber.protocol ?? 'TCP').toUpperCase() as Protocol, port: p.portNumber.port });
     else if ('namedPort' in p) out.push({ kind: 'named', name: p.namedPort });
-    else if ('portRange' in p) out.push({ kind: 'number', protocol: (p.portRange.protocol ?? 'TCP').toUpperCase() as Protocol, port: p.portRange.start, endPort: p.portRange.end });
+    else if ('portRange' in p)
+      out.push({
+        kind: 'number',
+        protocol: (p.portRange.protocol ?? 'TCP').toUpperCase() as Protocol,
+        port: p.portRange.start,
+        endPort: p.portRange.end,
+      });
   }
   return out;
 }
 
-function normalizeAdmin(kind: 'AdminNetworkPolicy' | 'BaselineAdminNetworkPolicy', name: string, priority: number, spec: AdminNetworkPolicy['spec'] | BaselineAdminNetworkPolicy['spec']): NormalizedPolicy {
+function normalizeAdmin(
+  kind: 'AdminNetworkPolicy' | 'BaselineAdminNetworkPolicy',
+  name: string,
+  priority: number,
+  spec: AdminNetworkPolicy['spec'] | BaselineAdminNetworkPolicy['spec'],
+): NormalizedPolicy {
   const out: NormalizedPolicy = { kind, name, priority, subject: anpSubject(spec.subject ?? {}) };
   for (const direction of ['ingress', 'egress'] as const) {
     const rules = spec[direction];
@@ -483,14 +533,24 @@ function normalizeAdmin(kind: 'AdminNetworkPolicy' | 'BaselineAdminNetworkPolicy
     out[direction] = rules.flatMap((r, i): PolicyRule[] => {
       if (!actions.includes(r.action)) return [];
       const ref: RuleRef = { kind, name, direction, rule: i, ...(r.name ? { ruleName: r.name } : {}) };
-      return [{ ref, action: r.action, peers: anpPeers(direction === 'ingress' ? r.from : r.to, direction), ports: anpPorts(r.ports), counter: counterName(ref) }];
+      return [
+        {
+          ref,
+          action: r.action,
+          peers: anpPeers(direction === 'ingress' ? r.from : r.to, direction),
+          ports: anpPorts(r.ports),
+          counter: counterName(ref),
+        },
+      ];
     });
   }
   return out;
 }
 
-export const normalizeAnp = (a: AdminNetworkPolicy): NormalizedPolicy => normalizeAdmin('AdminNetworkPolicy', a.metadata.name, a.spec.priority ?? 0, a.spec);
-export const normalizeBanp = (b: BaselineAdminNetworkPolicy): NormalizedPolicy => normalizeAdmin('BaselineAdminNetworkPolicy', b.metadata.name, 0, b.spec);
+export const normalizeAnp = (a: AdminNetworkPolicy): NormalizedPolicy =>
+  normalizeAdmin('AdminNetworkPolicy', a.metadata.name, a.spec.priority ?? 0, a.spec);
+export const normalizeBanp = (b: BaselineAdminNetworkPolicy): NormalizedPolicy =>
+  normalizeAdmin('BaselineAdminNetworkPolicy', b.metadata.name, 0, b.spec);
 
 // ---------------------------------------------------------------- ports
 
@@ -498,13 +558,20 @@ export const normalizeBanp = (b: BaselineAdminNetworkPolicy): NormalizedPolicy =
 export function resolvePort(spec: PortSpec, dst: Pod | undefined): { protocol: Protocol; first: number; last: number }[] {
   if (spec.kind === 'number') {
     if (spec.port === undefined) return [{ protocol: spec.protocol, first: 0, last: 65535 }];
-    return [{ protocol: spec.protocol, first: spec.port, last: spec.endPort !== undefined && spec.endPort >= spec.port ? spec.endPort : spec.port }];
+    return [
+      {
+        protocol: spec.protocol,
+        first: spec.port,
+        last: spec.endPort !== undefined && spec.endPort >= spec.port ? spec.endPort : spec.port,
+      },
+    ];
   }
   if (!dst) return [];
   const out: { protocol: Protocol; first: number; last: number }[] = [];
   for (const cp of dst.ep.spec.ports ?? []) {
     const proto = cp.protocol ?? 'TCP';
-    if (cp.name === spec.name && (spec.protocol === undefined || spec.protocol === proto)) out.push({ protocol: proto, first: cp.containerPort, last: cp.containerPort });
+    if (cp.name === spec.name && (spec.protocol === undefined || spec.protocol === proto))
+      out.push({ protocol: proto, first: cp.containerPort, last: cp.containerPort });
   }
   return out;
 }
@@ -519,4 +586,3 @@ export function peerMatches(peers: Peer[] | 'all', other: Pod | undefined, other
   if (peers === 'all') return true;
   return peers.some((p) => (p.kind === 'pods' ? !!other && selectionMatches(p.sel, other) : !!otherIP && inRanges(p.ranges, otherIP)));
 }
-

@@ -86,7 +86,10 @@ export function renderResync(rs: Ruleset, table = POLICY_TABLE, existing?: Exist
   const t = `${POLICY_TABLE_FAMILY} ${table}`;
   const out = [`table ${t} {}`, `flush table ${t}`];
   // declare (creates what is absent; same name = same type, by construction) and empty
-  const decl = [...rs.sets.map((x) => `\tset ${x.name} { type ${x.type};${x.flags?.length ? ` flags ${x.flags.join(', ')};` : ''} }`), ...rs.maps.map((m) => `\tmap ${m.name} { type ${m.type}; }`)];
+  const decl = [
+    ...rs.sets.map((x) => `\tset ${x.name} { type ${x.type};${x.flags?.length ? ` flags ${x.flags.join(', ')};` : ''} }`),
+    ...rs.maps.map((m) => `\tmap ${m.name} { type ${m.type}; }`),
+  ];
   out.push(`table ${t} {`, ...decl, '}');
   for (const x of rs.sets) out.push(`flush set ${t} ${x.name}`);
   for (const m of rs.maps) out.push(`flush map ${t} ${m.name}`);
@@ -160,7 +163,8 @@ export function renderUpdate(prev: Ruleset, next: Ruleset, table = POLICY_TABLE)
     if (old) recreatedSets.add(x.name);
     else out.push(`add set ${t} ${x.name} { type ${x.type};${x.flags?.length ? ` flags ${x.flags.join(', ')};` : ''} }`);
   }
-  for (const m of next.maps) if (!prevMaps.has(m.name) || prevMaps.get(m.name)?.type !== m.type) out.push(`add map ${t} ${m.name} { type ${m.type}; }`);
+  for (const m of next.maps)
+    if (!prevMaps.has(m.name) || prevMaps.get(m.name)?.type !== m.type) out.push(`add map ${t} ${m.name} { type ${m.type}; }`);
   const changed: NftChain[] = [];
   for (const c of next.chains) {
     const old = prevChains.get(c.name);
@@ -196,7 +200,8 @@ export function renderUpdate(prev: Ruleset, next: Ruleset, table = POLICY_TABLE)
 const sameShape = (a: Ruleset, b: Ruleset): boolean =>
   JSON.stringify(a.chains) === JSON.stringify(b.chains) &&
   JSON.stringify(a.counters) === JSON.stringify(b.counters) &&
-  JSON.stringify(a.sets.map((s) => [s.name, s.type, s.flags ?? []])) === JSON.stringify(b.sets.map((s) => [s.name, s.type, s.flags ?? []])) &&
+  JSON.stringify(a.sets.map((s) => [s.name, s.type, s.flags ?? []])) ===
+    JSON.stringify(b.sets.map((s) => [s.name, s.type, s.flags ?? []])) &&
   JSON.stringify(a.maps.map((m) => [m.name, m.type])) === JSON.stringify(b.maps.map((m) => [m.name, m.type]));
 
 /**

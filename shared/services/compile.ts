@@ -104,7 +104,9 @@ const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object
 /** The problems of an algorithm annotation value ([] when fine or absent). */
 export function algorithmProblem(v: string | undefined): string | undefined {
   if (v === undefined) return undefined;
-  return (ALGORITHMS as readonly string[]).includes(v) ? undefined : `unknown algorithm ${JSON.stringify(v)} (one of ${ALGORITHMS.join(', ')})`;
+  return (ALGORITHMS as readonly string[]).includes(v)
+    ? undefined
+    : `unknown algorithm ${JSON.stringify(v)} (one of ${ALGORITHMS.join(', ')})`;
 }
 
 export function weightProblem(v: string | undefined): string | undefined {
@@ -124,15 +126,22 @@ export function parseHealthCheck(text: string): HealthCheck | string {
   const known = ['type', 'port', 'path', 'intervalSeconds', 'timeoutSeconds', 'unhealthyThreshold', 'healthyThreshold'];
   for (const k of Object.keys(raw)) if (!known.includes(k)) return `unknown key ${JSON.stringify(k)} (known: ${known.join(', ')})`;
   if (raw.type !== 'tcp' && raw.type !== 'http') return `type must be "tcp" or "http" (got ${JSON.stringify(raw.type)})`;
-  if (raw.port !== undefined && !(Number.isInteger(raw.port) && (raw.port as number) >= 1 && (raw.port as number) <= 65535)) return `port ${JSON.stringify(raw.port)} must be 1 to 65535`;
+  if (raw.port !== undefined && !(Number.isInteger(raw.port) && (raw.port as number) >= 1 && (raw.port as number) <= 65535))
+    return `port ${JSON.stringify(raw.port)} must be 1 to 65535`;
   if (raw.path !== undefined && (typeof raw.path !== 'string' || !raw.path.startsWith('/'))) return `path must start with "/"`;
   const num = (k: string, def: number, max: number): number | string => {
     const v = raw[k];
     if (v === undefined) return def;
-    if (typeof v !== 'number' || !(v > 0) || v > max || (k.endsWith('Threshold') && !Number.isInteger(v))) return `${k} ${JSON.stringify(v)} must be a positive ${k.endsWith('Threshold') ? 'integer' : 'number'} up to ${max}`;
+    if (typeof v !== 'number' || !(v > 0) || v > max || (k.endsWith('Threshold') && !Number.isInteger(v)))
+      return `${k} ${JSON.stringify(v)} must be a positive ${k.endsWith('Threshold') ? 'integer' : 'number'} up to ${max}`;
     return v;
   };
-  const f = { interval: num('intervalSeconds', 2, 3600), timeout: num('timeoutSeconds', 1, 3600), un: num('unhealthyThreshold', 3, 100), ok: num('healthyThreshold', 2, 100) };
+  const f = {
+    interval: num('intervalSeconds', 2, 3600),
+    timeout: num('timeoutSeconds', 1, 3600),
+    un: num('unhealthyThreshold', 3, 100),
+    ok: num('healthyThreshold', 2, 100),
+  };
   for (const v of Object.values(f)) if (typeof v === 'string') return v;
   return {
     type: raw.type,
@@ -263,14 +272,18 @@ export function compileServices(objs: ServiceObjects, _node: string, opts: Compi
     if (!l) slicesBySvc.set(key, (l = []));
     l.push(sl);
   }
-  const services = [...objs.services].sort((a, b) => `${a.metadata.namespace}/${a.metadata.name}`.localeCompare(`${b.metadata.namespace}/${b.metadata.name}`));
+  const services = [...objs.services].sort((a, b) =>
+    `${a.metadata.namespace}/${a.metadata.name}`.localeCompare(`${b.metadata.namespace}/${b.metadata.name}`),
+  );
   for (const svc of services) {
     const ns = svc.metadata.namespace ?? 'default';
     const name = svc.metadata.name;
     const ref = `${ns}/${name}`;
     if (isHeadless(svc)) continue;
     // one VIP per family (clusterIPs, dual stack), or the one allocated from serviceCIDR
-    let given = (svc.spec.clusterIPs?.length ? svc.spec.clusterIPs : svc.spec.clusterIP ? [svc.spec.clusterIP] : []).filter((x) => x && x !== 'None');
+    let given = (svc.spec.clusterIPs?.length ? svc.spec.clusterIPs : svc.spec.clusterIP ? [svc.spec.clusterIP] : []).filter(
+      (x) => x && x !== 'None',
+    );
     if (!given.length) {
       const vip = allocateClusterIP(ns, name, opts.serviceCIDR, taken);
       if (!vip) {
@@ -300,7 +313,10 @@ export function compileServices(objs: ServiceObjects, _node: string, opts: Compi
       if (typeof h === 'string') problems.push(`Service ${ref}: ${HEALTH_ANNOTATION}: ${h} (checks off)`);
       else check = h;
     }
-    const affinityTimeout = svc.spec.sessionAffinity === 'ClientIP' ? (svc.spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? DEFAULT_AFFINITY_TIMEOUT) : undefined;
+    const affinityTimeout =
+      svc.spec.sessionAffinity === 'ClientIP'
+        ? (svc.spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? DEFAULT_AFFINITY_TIMEOUT)
+        : undefined;
     const ports = svc.spec.ports ?? [];
     for (const { vip, family, sp } of vips.flatMap((v) => ports.map((sp) => ({ ...v, sp })))) {
       const protocol = protoOf(sp);
@@ -318,7 +334,16 @@ export function compileServices(objs: ServiceObjects, _node: string, opts: Compi
         const hn = healthName(name, address, port);
         const h = check ? health.get(`${ns}/${hn}`) : undefined;
         const healthy = h ? h.spec.healthy : true;
-        backends.set(key, { key, address, port, weight, source, ...(node ? { node } : {}), healthy, ...(h && !h.spec.healthy && h.spec.reason ? { reason: h.spec.reason } : {}) });
+        backends.set(key, {
+          key,
+          address,
+          port,
+          weight,
+          source,
+          ...(node ? { node } : {}),
+          healthy,
+          ...(h && !h.spec.healthy && h.spec.reason ? { reason: h.spec.reason } : {}),
+        });
       };
       if (svc.spec.selector && Object.keys(svc.spec.selector).length) {
         const [k0, v0] = Object.entries(svc.spec.selector)[0]!;
@@ -332,7 +357,8 @@ export function compileServices(objs: ServiceObjects, _node: string, opts: Compi
       } else if (!svc.spec.selector || !Object.keys(svc.spec.selector).length) {
         for (const sl of slicesBySvc.get(ref) ?? []) {
           const slp = (sl.ports ?? []).find((p) => (p.name ?? '') === (sp.name ?? '') && (p.protocol ?? 'TCP') === (sp.protocol ?? 'TCP'));
-          const port = slp?.port ?? (typeof sp.targetPort === 'number' ? sp.targetPort : typeof sp.targetPort === 'string' ? undefined : sp.port);
+          const port =
+            slp?.port ?? (typeof sp.targetPort === 'number' ? sp.targetPort : typeof sp.targetPort === 'string' ? undefined : sp.port);
           for (const e of sl.endpoints) {
             if (e.conditions?.ready === false) continue;
             for (const a of e.addresses) add(a, port, 1, `slice/${sl.metadata.name}`, e.nodeName);
@@ -435,7 +461,10 @@ export function fragmentOf(e: ServicePortEntry, conns: ConnCounts = new Map()): 
   let lc: ServiceFragment['lc'];
   if (e.affinityTimeout !== undefined) {
     for (const b of bes) {
-      sets.push({ name: affSet(e, b), body: `type ${v6 ? 'ipv6_addr' : 'ipv4_addr'}; flags dynamic,timeout; timeout ${e.affinityTimeout}s;` });
+      sets.push({
+        name: affSet(e, b),
+        body: `type ${v6 ? 'ipv6_addr' : 'ipv4_addr'}; flags dynamic,timeout; timeout ${e.affinityTimeout}s;`,
+      });
       svc.push(`${ipx} saddr @${affSet(e, b)} goto ${beChain(e, b)}`);
     }
   }
@@ -456,7 +485,7 @@ export function fragmentOf(e: ServicePortEntry, conns: ConnCounts = new Map()): 
     const slots = slotTable(bes.map((b) => b.key));
     // runs of equal slots become intervals: at most SLOTS elements, usually far fewer
     const els: string[] = [];
-    for (let s = 0; s < slots.length; ) {
+    for (let s = 0; s < slots.length;) {
       let t = s;
       while (t + 1 < slots.length && slots[t + 1] === slots[s]) t++;
       els.push(`${t > s ? `${s}-${t}` : s} : ${go(bes[slots[s]!]!)}`);
@@ -476,7 +505,14 @@ export function fragmentOf(e: ServicePortEntry, conns: ConnCounts = new Map()): 
     rules.push(`meta l4proto ${e.protocol} dnat ${ipx} to ${v6 ? `[${b.address}]` : b.address}:${b.port}`);
     chains.push({ name: beChain(e, b), rules });
   }
-  return finish({ key: e.key, map: v6 ? 'service_ips6' : 'service_ips', element: `${mapKey} : goto ${svcChain(e)}`, chains, sets, ...(lc ? { lc } : {}) });
+  return finish({
+    key: e.key,
+    map: v6 ? 'service_ips6' : 'service_ips',
+    element: `${mapKey} : goto ${svcChain(e)}`,
+    chains,
+    sets,
+    ...(lc ? { lc } : {}),
+  });
 }
 
 function finish(f: Omit<ServiceFragment, 'hash'>): ServiceFragment {
@@ -484,7 +520,8 @@ function finish(f: Omit<ServiceFragment, 'hash'>): ServiceFragment {
   return { ...f, hash: sha256Hex(JSON.stringify({ ...rest, lc: lc?.map })).slice(0, 16) };
 }
 
-const setDecl = (table: string, s: { name: string; body: string; map?: boolean }): string => `add ${s.map ? 'map' : 'set'} inet ${table} ${s.name} { ${s.body} }`;
+const setDecl = (table: string, s: { name: string; body: string; map?: boolean }): string =>
+  `add ${s.map ? 'map' : 'set'} inet ${table} ${s.name} { ${s.body} }`;
 
 /** The fixed part of the table (hooks, maps). */
 function skeleton(table: string): string[] {
@@ -537,9 +574,12 @@ export function renderServicesNft(t: ServiceTable | RenderedTable, tableName: st
  */
 export function renderServicesUpdate(prev: RenderedTable, next: RenderedTable, full = false): string {
   const t = next.table;
-  const chainsOf = (r: RenderedTable): Map<string, string[]> => new Map([...r.fragments.values()].flatMap((f) => f.chains.map((c) => [c.name, c.rules] as [string, string[]])));
-  const setsOf = (r: RenderedTable): Map<string, { name: string; body: string; map?: boolean }> => new Map([...r.fragments.values()].flatMap((f) => f.sets.map((s) => [s.name, s] as [string, typeof s])));
-  const elemsOf = (r: RenderedTable): Map<string, { map: string; element: string }> => new Map([...r.fragments.values()].map((f) => [`${f.map}|${f.element.split(' : ')[0]}`, { map: f.map, element: f.element }]));
+  const chainsOf = (r: RenderedTable): Map<string, string[]> =>
+    new Map([...r.fragments.values()].flatMap((f) => f.chains.map((c) => [c.name, c.rules] as [string, string[]])));
+  const setsOf = (r: RenderedTable): Map<string, { name: string; body: string; map?: boolean }> =>
+    new Map([...r.fragments.values()].flatMap((f) => f.sets.map((s) => [s.name, s] as [string, typeof s])));
+  const elemsOf = (r: RenderedTable): Map<string, { map: string; element: string }> =>
+    new Map([...r.fragments.values()].map((f) => [`${f.map}|${f.element.split(' : ')[0]}`, { map: f.map, element: f.element }]));
   const [pc, nc, ps, ns, pe, ne] = [chainsOf(prev), chainsOf(next), setsOf(prev), setsOf(next), elemsOf(prev), elemsOf(next)];
   const head: string[] = full ? [`add table inet ${t}`, `delete table inet ${t}`, ...skeleton(t)] : [];
   const out: string[] = [];
@@ -583,4 +623,3 @@ export function renderServicesUpdate(prev: RenderedTable, next: RenderedTable, f
 export function isServiceObject(o: CniObject): boolean {
   return o.kind === 'Service' || o.kind === 'EndpointSlice' || o.kind === 'Endpoint';
 }
-

@@ -15,7 +15,16 @@ import { readFileSync } from 'node:fs';
 import { Etcd3, type IKeyValue, type IOptions, type Watcher } from 'etcd3';
 import { CLUSTER_SCOPED, type CniObject, type Kind } from '../objects/types.ts';
 import { refOf, storedForm, withRevision, ALL_KINDS } from './forms.ts';
-import { ConflictError, StoreUnavailableError, type ObjectRef, type ObjectStore, type PutOptions, type StoreConfig, type Stored, type WatchEvent } from './types.ts';
+import {
+  ConflictError,
+  StoreUnavailableError,
+  type ObjectRef,
+  type ObjectStore,
+  type PutOptions,
+  type StoreConfig,
+  type Stored,
+  type WatchEvent,
+} from './types.ts';
 
 export const DEFAULT_PREFIX = '/cni-ts';
 const CALL_DEADLINE_MS = 3000;
@@ -25,7 +34,9 @@ const KINDS = new Set<string>(ALL_KINDS);
 type EtcdConfig = Extract<StoreConfig, { type: 'etcd' }>;
 
 /** cockatiel's IPolicy, as far as etcd3 uses it: run the call once (we retry where it makes sense). */
-const once = { execute: async <T>(fn: (ctx: { signal: AbortSignal }) => T | Promise<T>): Promise<T> => fn({ signal: new AbortController().signal }) };
+const once = {
+  execute: async <T>(fn: (ctx: { signal: AbortSignal }) => T | Promise<T>): Promise<T> => fn({ signal: new AbortController().signal }),
+};
 
 /** Watch stream reconnect delays: 250 ms doubling to 2 s (etcd3's default grows to 30 s). */
 function backoff(n = 0): { duration: number; next(): ReturnType<typeof backoff> } {
@@ -70,7 +81,9 @@ export class EtcdStore implements ObjectStore {
   }
 
   key(ref: ObjectRef): string {
-    return CLUSTER_SCOPED.has(ref.kind) ? `${this.prefix}/${ref.kind}/${ref.name}` : `${this.prefix}/${ref.kind}/${ref.namespace}/${ref.name}`;
+    return CLUSTER_SCOPED.has(ref.kind)
+      ? `${this.prefix}/${ref.kind}/${ref.name}`
+      : `${this.prefix}/${ref.kind}/${ref.namespace}/${ref.name}`;
   }
 
   /** The reference a key names, or undefined for keys that are not ours. */
@@ -113,7 +126,8 @@ export class EtcdStore implements ObjectStore {
     const value = JSON.stringify(stored);
     return this.call('put', async () => {
       if (opts.expectRevision === undefined) return Number((await this.client.put(key).value(value).exec()).header.revision);
-      const cmp = opts.expectRevision === 0 ? this.client.if(key, 'Create', '==', 0) : this.client.if(key, 'Mod', '==', opts.expectRevision);
+      const cmp =
+        opts.expectRevision === 0 ? this.client.if(key, 'Create', '==', 0) : this.client.if(key, 'Mod', '==', opts.expectRevision);
       const r = await cmp.then(this.client.put(key).value(value)).else(this.client.get(key)).commit();
       if (!r.succeeded) throw new ConflictError(ref, Number(r.responses[0]?.response_range.kvs[0]?.mod_revision ?? 0));
       return Number(r.header.revision);
@@ -129,7 +143,11 @@ export class EtcdStore implements ObjectStore {
         if (cur) throw new ConflictError(ref, Number(cur.mod_revision));
         return false;
       }
-      const r = await this.client.if(key, 'Mod', '==', opts.expectRevision).then(this.client.delete().key(key)).else(this.client.get(key)).commit();
+      const r = await this.client
+        .if(key, 'Mod', '==', opts.expectRevision)
+        .then(this.client.delete().key(key))
+        .else(this.client.get(key))
+        .commit();
       if (!r.succeeded) {
         const cur = r.responses[0]?.response_range.kvs[0];
         if (!cur) return false;

@@ -13,12 +13,33 @@
  * reads arrive as its last state; a watcher further behind than the log reaches gets a
  * `resync` event with the full state.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, watch as fsWatch, writeSync, type FSWatcher } from 'node:fs';
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  watch as fsWatch,
+  writeSync,
+  type FSWatcher,
+} from 'node:fs';
 import path from 'node:path';
 import type { CniObject, Kind } from '../objects/types.ts';
 import { withLock } from '../flock.ts';
 import { deepFreeze, refOf, storedForm } from './forms.ts';
-import { ConflictError, StoreUnavailableError, type ObjectRef, type ObjectStore, type PutOptions, type Stored, type WatchEvent } from './types.ts';
+import {
+  ConflictError,
+  StoreUnavailableError,
+  type ObjectRef,
+  type ObjectStore,
+  type PutOptions,
+  type Stored,
+  type WatchEvent,
+} from './types.ts';
 
 /** Events the log keeps: a watcher further behind than this gets a resync. */
 export const LOG_KEEP = 1000;
@@ -105,7 +126,8 @@ export class FileStore implements ObjectStore {
   /** Under the lock: no other writer is between its temp file and its rename. */
   private write(doc: Doc): void {
     // temp files left by a writer killed before its rename
-    for (const f of readdirSync(this.dir)) if (f.startsWith(`${DOCUMENT}.`) && f.endsWith('.tmp')) rmSync(path.join(this.dir, f), { force: true });
+    for (const f of readdirSync(this.dir))
+      if (f.startsWith(`${DOCUMENT}.`) && f.endsWith('.tmp')) rmSync(path.join(this.dir, f), { force: true });
     const tmp = `${this.file}.${process.pid}.tmp`;
     const fd = openSync(tmp, 'w', 0o644);
     try {
@@ -224,7 +246,8 @@ export class FileStore implements ObjectStore {
     for (const [rev, type, kind, namespace, name] of last.values()) {
       const ref = { kind, namespace, name };
       const e = doc.objects[kind]?.[keyOf(namespace, name)];
-      if (type === 'p' && e && e[0] === rev) out.push({ type: 'put', ref, object: this.decode(kind, keyOf(namespace, name), e).object, revision: rev });
+      if (type === 'p' && e && e[0] === rev)
+        out.push({ type: 'put', ref, object: this.decode(kind, keyOf(namespace, name), e).object, revision: rev });
       else if (type === 'd' && !e) out.push({ type: 'delete', ref, revision: rev });
       // else: superseded by a later write this pass also sees (the map kept only the last)
     }

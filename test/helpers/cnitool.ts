@@ -31,7 +31,12 @@ export interface CnitoolEnv {
 }
 
 export async function runCnitool(args: string[], e: CnitoolEnv): Promise<CnitoolRun> {
-  const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', NETCONFPATH: e.confDir, CNI_CACHE_DIR: e.cacheDir, CNI_PATH: e.cniPath ?? BIN };
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+    NETCONFPATH: e.confDir,
+    CNI_CACHE_DIR: e.cacheDir,
+    CNI_PATH: e.cniPath ?? BIN,
+  };
   if (process.env.CNI_TS_NETLINK !== undefined) env.CNI_TS_NETLINK = process.env.CNI_TS_NETLINK; // vitest.fallback.config.ts
   for (const [k, v] of Object.entries(e.env ?? {})) {
     if (v === undefined) delete env[k];
@@ -89,14 +94,21 @@ export async function makeTestbed(cleanup: Cleanup, opts: { cniPath?: string; pr
       return p;
     },
     container: () => makeNetns(cleanup, `cnits-${id}-c`),
-    cnitool: (args, env) => runCnitool(args, { confDir: tb.confDir, cacheDir: tb.cacheDir, cniPath: tb.cniPath, hostNetns: host.path, env }),
+    cnitool: (args, env) =>
+      runCnitool(args, { confDir: tb.confDir, cacheDir: tb.cacheDir, cniPath: tb.cniPath, hostNetns: host.path, env }),
   };
   return tb;
 }
 
 /** A bridge + host-local network for `tb` (the peers' config keys), as a plugin list. */
 export function bridgePlugin(tb: Testbed, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return { type: 'bridge', bridge: tb.bridge, isGateway: true, ipam: { type: 'host-local', subnet: tb.subnet, dataDir: tb.dataDir }, ...extra };
+  return {
+    type: 'bridge',
+    bridge: tb.bridge,
+    isGateway: true,
+    ipam: { type: 'host-local', subnet: tb.subnet, dataDir: tb.dataDir },
+    ...extra,
+  };
 }
 
 /**

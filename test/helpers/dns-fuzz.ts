@@ -24,7 +24,12 @@ const rnd = (n: number): number => {
 const bytes = (n: number): Buffer => Buffer.from(Array.from({ length: n }, () => rnd(256)));
 
 const valid = (): Buffer =>
-  dnsPacket.encode({ id: rnd(65536), type: 'query', flags: dnsPacket.RECURSION_DESIRED, questions: [{ name: 'web.default.svc.cluster.local', type: 'A' }] });
+  dnsPacket.encode({
+    id: rnd(65536),
+    type: 'query',
+    flags: dnsPacket.RECURSION_DESIRED,
+    questions: [{ name: 'web.default.svc.cluster.local', type: 'A' }],
+  });
 
 /** One hostile message: every kind in turn. */
 export function hostile(i: number): Buffer {
@@ -49,11 +54,19 @@ export function hostile(i: number): Buffer {
     case 2: // compression pointer to itself / forward
       return Buffer.concat([hdr(0x0100, 1), Buffer.from([0xc0, 12 + rnd(3), 0, 1, 0, 1])]);
     case 3: // name over 255 bytes
-      return Buffer.concat([hdr(0x0100, 1), ...Array.from({ length: 6 }, () => Buffer.concat([Buffer.from([63]), Buffer.alloc(63, 0x61)])), Buffer.from([0, 0, 1, 0, 1])]);
+      return Buffer.concat([
+        hdr(0x0100, 1),
+        ...Array.from({ length: 6 }, () => Buffer.concat([Buffer.from([63]), Buffer.alloc(63, 0x61)])),
+        Buffer.from([0, 0, 1, 0, 1]),
+      ]);
     case 4: // counts lying
       return Buffer.concat([hdr(0x0100, 65535, 65535, 65535, 65535), bytes(rnd(40))]);
     case 5: // CHAOS / HESIOD / ANY class
-      return dnsPacket.encode({ id: 1, type: 'query', questions: [{ name: 'version.bind', type: 'TXT', class: (['CH', 'HS', 'ANY'] as const)[rnd(3)] }] });
+      return dnsPacket.encode({
+        id: 1,
+        type: 'query',
+        questions: [{ name: 'version.bind', type: 'TXT', class: (['CH', 'HS', 'ANY'] as const)[rnd(3)] }],
+      });
     case 6: // opcodes other than QUERY
       return (() => {
         const v = valid();
@@ -61,7 +74,11 @@ export function hostile(i: number): Buffer {
         return v;
       })();
     case 7: // several questions
-      return dnsPacket.encode({ id: 2, type: 'query', questions: Array.from({ length: 2 + rnd(20) }, (_, k) => ({ name: `q${k}.default.svc.cluster.local`, type: 'A' as const })) });
+      return dnsPacket.encode({
+        id: 2,
+        type: 'query',
+        questions: Array.from({ length: 2 + rnd(20) }, (_, k) => ({ name: `q${k}.default.svc.cluster.local`, type: 'A' as const })),
+      });
     case 8: // a response sent to us (reflection)
       return (() => {
         const v = valid();
@@ -71,7 +88,11 @@ export function hostile(i: number): Buffer {
     case 9: // bad label types (0x40, 0x80)
       return Buffer.concat([hdr(0x0100, 1), Buffer.from([0x40 | rnd(64), 0x61, 0x80, 0, 0, 1, 0, 1])]);
     case 10: // AXFR, ANY, unknown types
-      return dnsPacket.encode({ id: 3, type: 'query', questions: [{ name: 'cluster.local', type: (['AXFR', 'IXFR', 'ANY', 'UNKNOWN_65'] as const)[rnd(4)] as dnsPacket.RecordType }] });
+      return dnsPacket.encode({
+        id: 3,
+        type: 'query',
+        questions: [{ name: 'cluster.local', type: (['AXFR', 'IXFR', 'ANY', 'UNKNOWN_65'] as const)[rnd(4)] as dnsPacket.RecordType }],
+      });
     default: // truncated valid message
       return valid().subarray(0, rnd(30));
   }

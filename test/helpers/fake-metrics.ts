@@ -15,7 +15,16 @@ export function fakeEndpoint(i: number, t: number, o: Partial<EndpointFigures> =
     node: 'node-a',
     hostInterface: `veth${i}`,
     ips: [`10.1.${i >> 8}.${i & 255}`],
-    counters: { rxBytes: rx * t, txBytes: tx * t, rxPackets: 10 * t, txPackets: 8 * t, rxErrors: 0, txErrors: 0, rxDropped: 2 * t, txDropped: t },
+    counters: {
+      rxBytes: rx * t,
+      txBytes: tx * t,
+      rxPackets: 10 * t,
+      txPackets: 8 * t,
+      rxErrors: 0,
+      txErrors: 0,
+      rxDropped: 2 * t,
+      txDropped: t,
+    },
     rates: { rxBytes: rx, txBytes: tx, rxPackets: 10, txPackets: 8 },
     connections: i % 7,
     connectionsTotal: 3 * t,
@@ -31,5 +40,10 @@ export function fakeEndpoint(i: number, t: number, o: Partial<EndpointFigures> =
 export function fakeSnapshot(n: number, t: number, opts: { intervalSeconds?: number; startMs?: number } = {}): MetricsSnapshot {
   const interval = opts.intervalSeconds ?? 5;
   const start = opts.startMs ?? Date.parse('2026-12-06T07:00:00Z');
-  return { node: 'node-a', at: new Date(start + t * interval * 1000).toISOString(), intervalSeconds: interval, endpoints: Array.from({ length: n }, (_, i) => fakeEndpoint(i, t)) };
+  return {
+    node: 'node-a',
+    at: new Date(start + t * interval * 1000).toISOString(),
+    intervalSeconds: interval,
+    endpoints: Array.from({ length: n }, (_, i) => fakeEndpoint(i, t)),
+  };
 }

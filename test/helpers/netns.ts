@@ -7,7 +7,11 @@ import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { uid } from './run.ts';
 
-export async function sh(cmd: string, args: string[], opts: { input?: string; allowFail?: boolean } = {}): Promise<{ stdout: string; stderr: string; exitCode: number }> {
+export async function sh(
+  cmd: string,
+  args: string[],
+  opts: { input?: string; allowFail?: boolean } = {},
+): Promise<{ stdout: string; stderr: string; exitCode: number }> {
   const r = await execa(cmd, args, { input: opts.input, reject: false });
   const out = { stdout: String(r.stdout), stderr: String(r.stderr), exitCode: r.exitCode ?? -1 };
   if (out.exitCode !== 0 && !opts.allowFail) throw new Error(`${cmd} ${args.join(' ')} failed: ${out.stderr}`);
@@ -50,13 +54,21 @@ export async function deleteNetns(name: string): Promise<void> {
 }
 
 /** Run a command inside a netns. */
-export async function inNs(ns: TestNetns | string, cmd: string, args: string[], allowFail = false, input?: string): Promise<{ stdout: string; stderr: string; exitCode: number }> {
+export async function inNs(
+  ns: TestNetns | string,
+  cmd: string,
+  args: string[],
+  allowFail = false,
+  input?: string,
+): Promise<{ stdout: string; stderr: string; exitCode: number }> {
   const p = typeof ns === 'string' ? ns : ns.path;
   return sh('nsenter', [`--net=${p}`, '--', cmd, ...args], { allowFail, input });
 }
 
 export async function linkExists(name: string, ns?: TestNetns): Promise<boolean> {
-  const r = ns ? await inNs(ns, 'ip', ['link', 'show', 'dev', name], true) : await sh('ip', ['link', 'show', 'dev', name], { allowFail: true });
+  const r = ns
+    ? await inNs(ns, 'ip', ['link', 'show', 'dev', name], true)
+    : await sh('ip', ['link', 'show', 'dev', name], { allowFail: true });
   return r.exitCode === 0;
 }
 
@@ -95,7 +107,13 @@ export function randomTransferNet(): { host: string; outside: string } {
 export async function countEchoSources(cleanup: Cleanup, ns: TestNetns, sources: string[]): Promise<() => Promise<Record<string, number>>> {
   const table = `cnits_seen_${uid('')}`;
   const rules = sources.map((s) => `add rule inet ${table} in ip saddr ${s} icmp type echo-request counter`).join('\n');
-  await inNs(ns, 'nft', ['-f', '/dev/stdin'], false, `add table inet ${table}\nadd chain inet ${table} in { type filter hook input priority 0; }\n${rules}\n`);
+  await inNs(
+    ns,
+    'nft',
+    ['-f', '/dev/stdin'],
+    false,
+    `add table inet ${table}\nadd chain inet ${table} in { type filter hook input priority 0; }\n${rules}\n`,
+  );
   cleanup.add(() => inNs(ns, 'nft', ['delete', 'table', 'inet', table], true));
   return async () => {
     const r = await inNs(ns, 'nft', ['-j', 'list', 'table', 'inet', table]);

@@ -58,7 +58,11 @@ export interface PodServer {
 
 /** Serve TCP and UDP on PORTS inside `netnsPath` (Node 24), killed on `cleanup`. */
 export async function startPodServer(cleanup: Cleanup, netnsPath: string, name: string): Promise<PodServer> {
-  const proc: ChildProcess = spawn('nsenter', [`--net=${netnsPath}`, '--', NODE_BIN, POD_SCRIPT, JSON.stringify({ tcp: PORTS, udp: PORTS })], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const proc: ChildProcess = spawn(
+    'nsenter',
+    [`--net=${netnsPath}`, '--', NODE_BIN, POD_SCRIPT, JSON.stringify({ tcp: PORTS, udp: PORTS })],
+    { stdio: ['pipe', 'pipe', 'pipe'] },
+  );
   cleanup.add(async () => {
     if (proc.exitCode === null) proc.kill('SIGKILL');
   });
@@ -189,29 +193,54 @@ export class PolicyMatrix {
   }
 
   /** Run a plugin inside the test's host netns. */
-  plugin(name: string, a: { command: string; containerId?: string; netns?: string; ifname?: string; args?: string; config: unknown }): Promise<PluginRun> {
+  plugin(
+    name: string,
+    a: { command: string; containerId?: string; netns?: string; ifname?: string; args?: string; config: unknown },
+  ): Promise<PluginRun> {
     return runPlugin(name, { ifname: 'eth0', ...a, hostNetns: this.tb.host.path });
   }
 
   /** endpoint ADD/DEL/CHECK for a pod (bridge's result as prevResult). */
-  endpoint(command: string, key: PodKey, prevResult: unknown, labels?: Record<string, string>, extra: Record<string, unknown> = {}): Promise<PluginRun> {
+  endpoint(
+    command: string,
+    key: PodKey,
+    prevResult: unknown,
+    labels?: Record<string, string>,
+    extra: Record<string, unknown> = {},
+  ): Promise<PluginRun> {
     const p = this.pods.get(key)!;
     const [ns, pod] = key.split('/');
     const config = {
       cniVersion: '1.1.0',
       name: `${this.tb.id}net`,
       ...this.endpointConf(extra),
-      args: { cni: { labels: Object.entries(labels ?? { pod: pod! }).map(([k, v]) => ({ key: k, value: v })), containerPorts: containerPorts() } },
+      args: {
+        cni: { labels: Object.entries(labels ?? { pod: pod! }).map(([k, v]) => ({ key: k, value: v })), containerPorts: containerPorts() },
+      },
       ...(prevResult ? { prevResult } : {}),
     };
-    return this.plugin('endpoint', { command, containerId: p.containerId, netns: p.netns.path, args: `K8S_POD_NAMESPACE=${ns};K8S_POD_NAME=${pod}`, config });
+    return this.plugin('endpoint', {
+      command,
+      containerId: p.containerId,
+      netns: p.netns.path,
+      args: `K8S_POD_NAMESPACE=${ns};K8S_POD_NAME=${pod}`,
+      config,
+    });
   }
 
   /**
    * Attach one pod: netns, bridge ADD (host-local), endpoint ADD. Returns the endpoint run
    * (the caller asserts its exit code); starts the pod's server only when the ADD succeeded.
    */
-  async addPod(key: PodKey, opts: { serve?: boolean; serveBeforeEndpoint?: boolean; beforeEndpoint?: () => Promise<void>; endpointConf?: Record<string, unknown> } = {}): Promise<PluginRun> {
+  async addPod(
+    key: PodKey,
+    opts: {
+      serve?: boolean;
+      serveBeforeEndpoint?: boolean;
+      beforeEndpoint?: () => Promise<void>;
+      endpointConf?: Record<string, unknown>;
+    } = {},
+  ): Promise<PluginRun> {
     const netns = await this.tb.container();
     await inNs(netns, 'ip', ['link', 'set', 'lo', 'up']); // what the loopback plugin does in a runtime's chain
     const containerId = `${this.tb.id}-${key.replace('/', '-')}`;
@@ -318,7 +347,11 @@ export class PolicyMatrix {
     const out = {} as Reach;
     await Promise.all(
       pods.map(async (from) => {
-        const r = await this.ask(from, pods.map((to) => ({ ip: this.addressOf(to), port, proto })), timeoutMs);
+        const r = await this.ask(
+          from,
+          pods.map((to) => ({ ip: this.addressOf(to), port, proto })),
+          timeoutMs,
+        );
         out[from] = {} as Record<PodKey, boolean>;
         pods.forEach((to, i) => (out[from][to] = r[i]!));
       }),
@@ -338,7 +371,9 @@ export class PolicyMatrix {
     const out = {} as Reach;
     for (const from of pods) {
       out[from] = {} as Record<PodKey, boolean>;
-      for (const to of pods) out[from][to] = evaluate(objs, { src: ep(from), dst: ep(to), protocol: proto.toUpperCase() as 'TCP' | 'UDP', port }).verdict === 'allow';
+      for (const to of pods)
+        out[from][to] =
+          evaluate(objs, { src: ep(from), dst: ep(to), protocol: proto.toUpperCase() as 'TCP' | 'UDP', port }).verdict === 'allow';
     }
     return out;
   }
@@ -347,7 +382,13 @@ export class PolicyMatrix {
    * Probe until the observed matrix equals `expected` (a matrix, a function, or the evaluator's
    * truth when omitted), up to `withinMs`; throws with both matrices and their diff otherwise.
    */
-  async expectMatrix(port: number, proto: Proto, expected?: Reach | ((from: PodKey, to: PodKey) => boolean), withinMs = 15_000, pods: PodKey[] = ALL_PODS): Promise<Reach> {
+  async expectMatrix(
+    port: number,
+    proto: Proto,
+    expected?: Reach | ((from: PodKey, to: PodKey) => boolean),
+    withinMs = 15_000,
+    pods: PodKey[] = ALL_PODS,
+  ): Promise<Reach> {
     const want: Reach = typeof expected === 'function' ? fromFn(expected, pods) : (expected ?? (await this.truth(port, proto, pods)));
     const deadline = Date.now() + withinMs;
     let got: Reach;
@@ -360,7 +401,9 @@ export class PolicyMatrix {
     // what the agent did and what the kernel holds, so a failure on a loaded CI machine explains itself
     const table = this.direct ? (await this.nft(['list', 'table', 'inet', this.table])).stdout.slice(0, 4000) : '';
     const log = this.agentProc?.log().slice(-4000) ?? '(no agent)';
-    throw new Error(`reachability ${port}/${proto} differs from the expected matrix:\n${formatDiff(want, got)}\n--- agent log (tail)\n${log}\n--- nft table ${this.table}\n${table}`);
+    throw new Error(
+      `reachability ${port}/${proto} differs from the expected matrix:\n${formatDiff(want, got)}\n--- agent log (tail)\n${log}\n--- nft table ${this.table}\n${table}`,
+    );
   }
 }
 
@@ -392,7 +435,9 @@ export function namespace(name: string, labels: Record<string, string>): Namespa
 
 /** The pods' named ports, as upstream names them. */
 export function containerPorts(): Array<{ name: string; containerPort: number; protocol: string }> {
-  return PORTS.flatMap((p) => (['TCP', 'UDP'] as const).map((proto) => ({ name: `serve-${p}-${proto.toLowerCase()}`, containerPort: p, protocol: proto })));
+  return PORTS.flatMap((p) =>
+    (['TCP', 'UDP'] as const).map((proto) => ({ name: `serve-${p}-${proto.toLowerCase()}`, containerPort: p, protocol: proto })),
+  );
 }
 
 export function fromFn(f: (from: PodKey, to: PodKey) => boolean, pods: PodKey[] = ALL_PODS): Reach {
@@ -406,18 +451,22 @@ export function fromFn(f: (from: PodKey, to: PodKey) => boolean, pods: PodKey[] 
 
 function diffCells(want: Reach, got: Reach): Array<[PodKey, PodKey]> {
   const out: Array<[PodKey, PodKey]> = [];
-  for (const a of Object.keys(want) as PodKey[]) for (const b of Object.keys(want[a]) as PodKey[]) if (want[a][b] !== got[a]?.[b]) out.push([a, b]);
+  for (const a of Object.keys(want) as PodKey[])
+    for (const b of Object.keys(want[a]) as PodKey[]) if (want[a][b] !== got[a]?.[b]) out.push([a, b]);
   return out;
 }
 
 /** Expected and observed side by side: "." allowed, "X" denied, "!" where they differ. */
 export function formatDiff(want: Reach, got: Reach): string {
   const pods = Object.keys(want) as PodKey[];
-  const row = (m: Reach, a: PodKey, mark: boolean): string => pods.map((b) => (mark && want[a][b] !== got[a]?.[b] ? '!' : m[a]?.[b] ? '.' : 'X')).join('   ');
+  const row = (m: Reach, a: PodKey, mark: boolean): string =>
+    pods.map((b) => (mark && want[a][b] !== got[a]?.[b] ? '!' : m[a]?.[b] ? '.' : 'X')).join('   ');
   const head = `from\\to ${pods.join(' ')}`;
   const lines = [`expected:                                   observed ("!" = differs):`, `${head}      ${head}`];
   for (const a of pods) lines.push(`${a}     ${row(want, a, false)}         ${a}     ${row(got, a, true)}`);
-  const d = diffCells(want, got).map(([a, b]) => `${a} -> ${b}: expected ${want[a][b] ? 'allowed' : 'denied'}, observed ${got[a]?.[b] ? 'allowed' : 'denied'}`);
+  const d = diffCells(want, got).map(
+    ([a, b]) => `${a} -> ${b}: expected ${want[a][b] ? 'allowed' : 'denied'}, observed ${got[a]?.[b] ? 'allowed' : 'denied'}`,
+  );
   return `${lines.join('\n')}\n${d.join('\n')}`;
 }
 

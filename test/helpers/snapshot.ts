@@ -24,7 +24,24 @@ export interface SnapshotSpec {
 }
 
 /** Fields that change with time or traffic, not with configuration. */
-const VOLATILE = new Set(['valid_life_time', 'preferred_life_time', 'stats', 'stats64', 'used', 'confirmed', 'updated', 'probes', 'expires', 'gc_timer', 'hello_timer', 'tcn_timer', 'topology_change_timer', 'forward_delay_timer', 'hold_timer', 'message_age_timer']);
+const VOLATILE = new Set([
+  'valid_life_time',
+  'preferred_life_time',
+  'stats',
+  'stats64',
+  'used',
+  'confirmed',
+  'updated',
+  'probes',
+  'expires',
+  'gc_timer',
+  'hello_timer',
+  'tcn_timer',
+  'topology_change_timer',
+  'forward_delay_timer',
+  'hold_timer',
+  'message_age_timer',
+]);
 
 function scrub(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(scrub);
@@ -47,7 +64,8 @@ async function json(ns: TestNetns, cmd: string, args: string[]): Promise<unknown
 }
 
 /** Neighbour entries the kernel makes on its own (no traffic is sent, but be safe): only permanent ones count. */
-const permanentOnly = (v: unknown): unknown => (Array.isArray(v) ? v.filter((n: { state?: string[] }) => n.state?.includes('PERMANENT')) : v);
+const permanentOnly = (v: unknown): unknown =>
+  Array.isArray(v) ? v.filter((n: { state?: string[] }) => n.state?.includes('PERMANENT')) : v;
 
 export async function netnsState(ns: TestNetns): Promise<Snapshot> {
   const [links, addrs, routes4, routes6, neigh, fdb, ruleset, rules4] = await Promise.all([
@@ -89,7 +107,9 @@ export function dirState(dir: string): Record<string, string> | null {
  */
 export async function settle(spaces: TestNetns[], attempts = 50): Promise<void> {
   for (let i = 0; i < attempts; i++) {
-    const busy = await Promise.all(spaces.map(async (ns) => (await inNs(ns, 'ip', ['-6', 'addr', 'show', 'tentative'], true)).stdout.trim() !== ''));
+    const busy = await Promise.all(
+      spaces.map(async (ns) => (await inNs(ns, 'ip', ['-6', 'addr', 'show', 'tentative'], true)).stdout.trim() !== ''),
+    );
     if (!busy.some(Boolean)) return;
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -124,7 +144,7 @@ export function diffSnapshots(a: Snapshot, b: Snapshot): string[] {
       for (const k of keys) walk((x as Record<string, unknown>)[k], (y as Record<string, unknown>)[k], `${where}/${k}`);
       return;
     }
-    const s = (v: unknown): string => (typeof v === 'string' ? v : JSON.stringify(v) ?? 'undefined').slice(0, 600);
+    const s = (v: unknown): string => (typeof v === 'string' ? v : (JSON.stringify(v) ?? 'undefined')).slice(0, 600);
     out.push(`${where}: ${s(x)} -> ${s(y)}`);
   };
   walk(a, b, '');

@@ -47,7 +47,9 @@ function stopTcp(keepConnections = false): Promise<void> {
   tcpServers = [];
   if (!keepConnections) for (const c of conns) c.destroy();
   // close() stops listening at once; its callback waits for the connections, kept or not
-  return Promise.all(all.map((s) => new Promise<void>((r) => (keepConnections ? (s.close(), r()) : s.close(() => r()))))).then(() => undefined);
+  return Promise.all(all.map((s) => new Promise<void>((r) => (keepConnections ? (s.close(), r()) : s.close(() => r()))))).then(
+    () => undefined,
+  );
 }
 
 async function startUdp(): Promise<void> {
@@ -79,7 +81,9 @@ function tcpOnce(ip: string, port: number, timeoutMs: number, keep = false): Pro
       const i = buf.indexOf('\n');
       if (i >= 0) done(buf.slice(0, i), keep);
     });
-    c.once('error', (e: NodeJS.ErrnoException) => done(e.code === 'ECONNREFUSED' ? 'refused' : e.code === 'ECONNRESET' ? 'reset' : (e.code ?? e.message)));
+    c.once('error', (e: NodeJS.ErrnoException) =>
+      done(e.code === 'ECONNREFUSED' ? 'refused' : e.code === 'ECONNRESET' ? 'reset' : (e.code ?? e.message)),
+    );
   });
 }
 
@@ -112,7 +116,8 @@ interface Req {
 }
 
 async function handle(r: Req): Promise<Record<string, unknown>> {
-  const once = (): Promise<{ result: string }> => (r.proto === 'udp' ? udpOnce(r.ip, r.port, r.timeoutMs ?? 2000) : tcpOnce(r.ip, r.port, r.timeoutMs ?? 2000));
+  const once = (): Promise<{ result: string }> =>
+    r.proto === 'udp' ? udpOnce(r.ip, r.port, r.timeoutMs ?? 2000) : tcpOnce(r.ip, r.port, r.timeoutMs ?? 2000);
   switch (r.op) {
     case 'hits': {
       const names: string[] = [];

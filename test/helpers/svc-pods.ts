@@ -14,7 +14,11 @@ export interface SvcPod {
 
 /** serve: answer with `name` on TCP 8080 and UDP 5353; else a client only. */
 export async function startSvcPod(cleanup: Cleanup, netnsPath: string, name: string, serve: boolean): Promise<SvcPod> {
-  const proc: ChildProcess = spawn('nsenter', [`--net=${netnsPath}`, '--', NODE_BIN, SCRIPT, JSON.stringify(serve ? { name, tcp: [8080], udp: [5353] } : { name })], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const proc: ChildProcess = spawn(
+    'nsenter',
+    [`--net=${netnsPath}`, '--', NODE_BIN, SCRIPT, JSON.stringify(serve ? { name, tcp: [8080], udp: [5353] } : { name })],
+    { stdio: ['pipe', 'pipe', 'pipe'] },
+  );
   cleanup.add(async () => {
     if (proc.exitCode === null) proc.kill('SIGKILL');
   });
@@ -46,4 +50,5 @@ export async function startSvcPod(cleanup: Cleanup, netnsPath: string, name: str
   };
 }
 
-export const tally = (names: string[]): Record<string, number> => names.reduce<Record<string, number>>((a, n) => ((a[n] = (a[n] ?? 0) + 1), a), {});
+export const tally = (names: string[]): Record<string, number> =>
+  names.reduce<Record<string, number>>((a, n) => ((a[n] = (a[n] ?? 0) + 1), a), {});

@@ -37,18 +37,53 @@ export function alertRows(alerts: Alert[], wide: boolean, now = Date.now()): str
   const rows = alerts.map((a) => {
     // firing: since it fired; pending: since the condition holds; resolved: since it resolved
     const at = a.state === 'firing' ? a.firedAt : a.state === 'resolved' ? a.resolvedAt : a.activeAt;
-    const base = [a.name, a.severity, a.state, a.labels.namespace ?? '', a.labels.pod ?? '', a.labels.network ?? '', value(a), since(at, now)];
-    return wide ? [...base, a.labels.interface ?? '', a.metric && a.threshold !== undefined ? formatMetricValue(a.metric, a.threshold) : '', a.description] : base;
+    const base = [
+      a.name,
+      a.severity,
+      a.state,
+      a.labels.namespace ?? '',
+      a.labels.pod ?? '',
+      a.labels.network ?? '',
+      value(a),
+      since(at, now),
+    ];
+    return wide
+      ? [
+          ...base,
+          a.labels.interface ?? '',
+          a.metric && a.threshold !== undefined ? formatMetricValue(a.metric, a.threshold) : '',
+          a.description,
+        ]
+      : base;
   });
-  return table(['ALERT', 'SEVERITY', 'STATE', 'NAMESPACE', 'POD', 'NETWORK', 'VALUE', 'SINCE', ...(wide ? ['INTERFACE', 'THRESHOLD', 'DESCRIPTION'] : [])], rows);
+  return table(
+    [
+      'ALERT',
+      'SEVERITY',
+      'STATE',
+      'NAMESPACE',
+      'POD',
+      'NETWORK',
+      'VALUE',
+      'SINCE',
+      ...(wide ? ['INTERFACE', 'THRESHOLD', 'DESCRIPTION'] : []),
+    ],
+    rows,
+  );
 }
 
 export async function run(ctx: Ctx, args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, options: { output: { type: 'string', short: 'o' }, namespace: { type: 'string', short: 'n' }, state: { type: 'string' } }, allowPositionals: true, strict: true });
+  const { values, positionals } = parseArgs({
+    args,
+    options: { output: { type: 'string', short: 'o' }, namespace: { type: 'string', short: 'n' }, state: { type: 'string' } },
+    allowPositionals: true,
+    strict: true,
+  });
   if (positionals.length) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
   const o = values.output;
   if (o !== undefined && o !== 'wide' && o !== 'json' && o !== 'yaml') throw new UsageError(`-o ${o}: expected wide, json or yaml`);
-  if (values.state !== undefined && !['pending', 'firing', 'resolved'].includes(values.state)) throw new UsageError(`--state ${values.state}: expected pending, firing or resolved`);
+  if (values.state !== undefined && !['pending', 'firing', 'resolved'].includes(values.state))
+    throw new UsageError(`--state ${values.state}: expected pending, firing or resolved`);
   let socket = DEFAULT_AGENT_SOCKET;
   try {
     socket = ctx.config().socket;
@@ -63,10 +98,13 @@ export async function run(ctx: Ctx, args: string[]): Promise<number> {
   }
   if (!r.ok) throw new CliError(`agent: ${r.error}`);
   if (r.type !== 'alerts') throw new CliError('agent: unexpected answer');
-  const alerts = r.alerts.filter((a) => (!values.namespace || a.labels.namespace === values.namespace) && (!values.state || a.state === values.state));
+  const alerts = r.alerts.filter(
+    (a) => (!values.namespace || a.labels.namespace === values.namespace) && (!values.state || a.state === values.state),
+  );
   if (o === 'json') ctx.out(`${JSON.stringify(alerts, null, 2)}\n`);
   else if (o === 'yaml') ctx.out((await import('yaml')).stringify(alerts));
-  else if (!alerts.length) ctx.err(`no alerts${values.namespace ? ` in namespace ${values.namespace}` : ''}${values.state ? ` in state ${values.state}` : ''}\n`);
+  else if (!alerts.length)
+    ctx.err(`no alerts${values.namespace ? ` in namespace ${values.namespace}` : ''}${values.state ? ` in state ${values.state}` : ''}\n`);
   else ctx.out(alertRows(alerts, o === 'wide'));
   return 0;
 }

@@ -57,7 +57,11 @@ export async function applyOne(store: ObjectStore, object: CniObject): Promise<A
 export async function run(ctx: Ctx, args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
-    options: { filename: { type: 'string', short: 'f', multiple: true }, namespace: { type: 'string', short: 'n' }, 'dry-run': { type: 'boolean' } },
+    options: {
+      filename: { type: 'string', short: 'f', multiple: true },
+      namespace: { type: 'string', short: 'n' },
+      'dry-run': { type: 'boolean' },
+    },
     allowPositionals: true,
     strict: true,
   });
@@ -94,7 +98,9 @@ export async function run(ctx: Ctx, args: string[]): Promise<number> {
   }
   if (!problems.length) problems.push(...(await serviceApplyProblems(objects, () => ctx.store(), ctx.config().serviceCIDR)));
   if (problems.length) {
-    ctx.err(`${problems.map((p) => `error: ${p}`).join('\n')}\nnothing applied (${problems.length} problem${problems.length > 1 ? 's' : ''})\n`);
+    ctx.err(
+      `${problems.map((p) => `error: ${p}`).join('\n')}\nnothing applied (${problems.length} problem${problems.length > 1 ? 's' : ''})\n`,
+    );
     return 1;
   }
   if (values['dry-run']) {
@@ -109,7 +115,8 @@ export async function run(ctx: Ctx, args: string[]): Promise<number> {
       done += 1;
     } catch (e) {
       const rest = objects.length - done;
-      if (e instanceof StoreUnavailableError) throw new CliError(`store unavailable: ${e.message}${done ? ` (${done} applied, ${rest} not)` : ''}`);
+      if (e instanceof StoreUnavailableError)
+        throw new CliError(`store unavailable: ${e.message}${done ? ` (${done} applied, ${rest} not)` : ''}`);
       throw e;
     }
   }

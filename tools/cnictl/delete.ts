@@ -18,7 +18,11 @@ export const usage = `usage: cnictl delete -f FILE [-f FILE ...] [-n NAMESPACE] 
 export async function run(ctx: Ctx, args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
-    options: { filename: { type: 'string', short: 'f', multiple: true }, namespace: { type: 'string', short: 'n' }, 'ignore-not-found': { type: 'boolean' } },
+    options: {
+      filename: { type: 'string', short: 'f', multiple: true },
+      namespace: { type: 'string', short: 'n' },
+      'ignore-not-found': { type: 'boolean' },
+    },
     allowPositionals: true,
     strict: true,
   });

@@ -7,7 +7,16 @@
 import { parseArgs } from 'node:util';
 import { matchesSelector, namespaceLabels } from '../../shared/objects/selectors.ts';
 import { describeService } from './services.ts';
-import type { AdminNetworkPolicy, AnpSubject, BaselineAdminNetworkPolicy, CniObject, Endpoint, Namespace, NetworkPolicy, Service } from '../../shared/objects/types.ts';
+import type {
+  AdminNetworkPolicy,
+  AnpSubject,
+  BaselineAdminNetworkPolicy,
+  CniObject,
+  Endpoint,
+  Namespace,
+  NetworkPolicy,
+  Service,
+} from '../../shared/objects/types.ts';
 import { effectivePolicyTypes } from '../../shared/objects/validate.ts';
 import type { ObjectStore } from '../../shared/store/index.ts';
 import { CliError, resourceOf, splitName, UsageError, type Ctx } from './common.ts';
@@ -21,7 +30,8 @@ export const usage = `usage: cnictl describe KIND NAME|NAMESPACE/NAME [-n NAMESP
 /** Does an AdminNetworkPolicy / Baseline subject select this endpoint? */
 export function subjectSelects(subject: AnpSubject | undefined, ep: Endpoint, nsLabels: Record<string, string>): boolean {
   if (subject?.namespaces) return matchesSelector(subject.namespaces, nsLabels);
-  if (subject?.pods) return matchesSelector(subject.pods.namespaceSelector, nsLabels) && matchesSelector(subject.pods.podSelector, ep.metadata.labels);
+  if (subject?.pods)
+    return matchesSelector(subject.pods.namespaceSelector, nsLabels) && matchesSelector(subject.pods.podSelector, ep.metadata.labels);
   return false;
 }
 
@@ -56,15 +66,18 @@ const nsLabelsOf = (w: World, ns: string): Record<string, string> => namespaceLa
 export function policiesSelecting(w: World, ep: Endpoint): string[][] {
   const ns = ep.metadata.namespace ?? 'default';
   const nsl = nsLabelsOf(w, ns);
-  const dirs = (p: { spec: { ingress?: unknown[]; egress?: unknown[] } }): string => [p.spec.ingress?.length ? 'ingress' : '', p.spec.egress?.length ? 'egress' : ''].filter(Boolean).join(', ') || '(no rules)';
+  const dirs = (p: { spec: { ingress?: unknown[]; egress?: unknown[] } }): string =>
+    [p.spec.ingress?.length ? 'ingress' : '', p.spec.egress?.length ? 'egress' : ''].filter(Boolean).join(', ') || '(no rules)';
   const rows: string[][] = [];
-  for (const p of w.anps) if (subjectSelects(p.spec.subject, ep, nsl)) rows.push(['AdminNetworkPolicy', p.metadata.name, `priority ${p.spec.priority}`, dirs(p)]);
+  for (const p of w.anps)
+    if (subjectSelects(p.spec.subject, ep, nsl)) rows.push(['AdminNetworkPolicy', p.metadata.name, `priority ${p.spec.priority}`, dirs(p)]);
   for (const p of w.netpols) {
     if ((p.metadata.namespace ?? 'default') === ns && matchesSelector(p.spec.podSelector, ep.metadata.labels)) {
       rows.push(['NetworkPolicy', `${ns}/${p.metadata.name}`, '', effectivePolicyTypes(p).join(', ')]);
     }
   }
-  for (const p of w.banps) if (subjectSelects(p.spec.subject, ep, nsl)) rows.push(['BaselineAdminNetworkPolicy', p.metadata.name, 'baseline', dirs(p)]);
+  for (const p of w.banps)
+    if (subjectSelects(p.spec.subject, ep, nsl)) rows.push(['BaselineAdminNetworkPolicy', p.metadata.name, 'baseline', dirs(p)]);
   return rows;
 }
 
@@ -91,7 +104,12 @@ async function yamlOf(v: unknown): Promise<string> {
 }
 
 export async function run(ctx: Ctx, args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, options: { namespace: { type: 'string', short: 'n' } }, allowPositionals: true, strict: true });
+  const { values, positionals } = parseArgs({
+    args,
+    options: { namespace: { type: 'string', short: 'n' } },
+    allowPositionals: true,
+    strict: true,
+  });
   const [word, nameArg, ...extra] = positionals;
   if (!word || !nameArg) throw new UsageError('describe needs KIND and NAME');
   if (extra.length) throw new UsageError(`unexpected argument ${JSON.stringify(extra[0])}`);
@@ -137,7 +155,14 @@ export async function run(ctx: Ctx, args: string[]): Promise<number> {
       const p = o as NetworkPolicy;
       const ns = p.metadata.namespace ?? 'default';
       const selected = w.endpoints.filter((e) => e.metadata.namespace === ns && matchesSelector(p.spec.podSelector, e.metadata.labels));
-      ctx.out(fields([['Name', p.metadata.name], ['Namespace', ns], ['Labels', labelLines(p.metadata.labels)], ['Policy Types', effectivePolicyTypes(p).join(', ')]]));
+      ctx.out(
+        fields([
+          ['Name', p.metadata.name],
+          ['Namespace', ns],
+          ['Labels', labelLines(p.metadata.labels)],
+          ['Policy Types', effectivePolicyTypes(p).join(', ')],
+        ]),
+      );
       ctx.out(`Spec:\n${await yamlOf(p.spec)}\n`);
       ctx.out(fields([['Selects endpoints', selected.map(epLine)]]));
       return 0;
@@ -147,7 +172,13 @@ export async function run(ctx: Ctx, args: string[]): Promise<number> {
       if (!o) break;
       const p = o as AdminNetworkPolicy | BaselineAdminNetworkPolicy;
       const selected = w.endpoints.filter((e) => subjectSelects(p.spec.subject, e, nsLabelsOf(w, e.metadata.namespace ?? 'default')));
-      ctx.out(fields([['Name', p.metadata.name], ['Kind', p.kind], ...(p.kind === 'AdminNetworkPolicy' ? ([['Priority', String(p.spec.priority)]] as Array<[string, string]>) : [])]));
+      ctx.out(
+        fields([
+          ['Name', p.metadata.name],
+          ['Kind', p.kind],
+          ...(p.kind === 'AdminNetworkPolicy' ? ([['Priority', String(p.spec.priority)]] as Array<[string, string]>) : []),
+        ]),
+      );
       ctx.out(`Spec:\n${await yamlOf(p.spec)}\n`);
       ctx.out(fields([['Selects endpoints', selected.map(epLine)]]));
       return 0;

@@ -34,7 +34,8 @@ async function ask(ctx: Ctx, req: AgentRequest): Promise<AgentResponse & { ok: t
   return r;
 }
 
-const recordRows = (rs: DnsRecord[], network: boolean): string[][] => rs.map((r) => [r.name, r.type, String(r.ttl), r.data, ...(network ? [r.network ?? ''] : [])]);
+const recordRows = (rs: DnsRecord[], network: boolean): string[][] =>
+  rs.map((r) => [r.name, r.type, String(r.ttl), r.data, ...(network ? [r.network ?? ''] : [])]);
 
 /** An address given as NAME: its reverse name (PTR). */
 export function reverseOf(name: string): string | undefined {
@@ -47,26 +48,45 @@ export function reverseOf(name: string): string | undefined {
   const t = groups(tail);
   const all = name.includes('::') ? [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t] : h;
   if (all.length !== 8) return undefined;
-  return `${all.map((g) => g.padStart(4, '0')).join('').split('').reverse().join('.')}.ip6.arpa`;
+  return `${all
+    .map((g) => g.padStart(4, '0'))
+    .join('')
+    .split('')
+    .reverse()
+    .join('.')}.ip6.arpa`;
 }
 
 export async function getDns(ctx: Ctx, output: string | undefined): Promise<number> {
-  if (output !== undefined && output !== 'json' && output !== 'wide') throw new UsageError(`-o ${output}: get dns prints a table, wide or json`);
+  if (output !== undefined && output !== 'json' && output !== 'wide')
+    throw new UsageError(`-o ${output}: get dns prints a table, wide or json`);
   const r = await ask(ctx, { type: 'dns-records' });
   if (r.type !== 'dns-records') throw new CliError('agent: unexpected answer');
   if (output === 'json') {
     ctx.out(`${JSON.stringify(r.dns, null, 2)}\n`);
     return 0;
   }
-  const recs = [...r.dns.records].sort((a, b) => (a.network ?? '').localeCompare(b.network ?? '') || a.name.localeCompare(b.name) || a.type.localeCompare(b.type) || a.data.localeCompare(b.data));
+  const recs = [...r.dns.records].sort(
+    (a, b) =>
+      (a.network ?? '').localeCompare(b.network ?? '') ||
+      a.name.localeCompare(b.name) ||
+      a.type.localeCompare(b.type) ||
+      a.data.localeCompare(b.data),
+  );
   const withNet = recs.some((x) => x.network !== undefined);
-  ctx.out(`; zone ${r.dns.domain} serial ${r.dns.serial}, listening on ${r.dns.listeners.map((l) => `${l.address}:${l.port}`).join(' ') || 'nothing'}\n`);
+  ctx.out(
+    `; zone ${r.dns.domain} serial ${r.dns.serial}, listening on ${r.dns.listeners.map((l) => `${l.address}:${l.port}`).join(' ') || 'nothing'}\n`,
+  );
   ctx.out(table(['NAME', 'TYPE', 'TTL', 'DATA', ...(withNet ? ['NETWORK'] : [])], recordRows(recs, withNet)));
   return 0;
 }
 
 export async function run(ctx: Ctx, args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, options: { output: { type: 'string', short: 'o' }, network: { type: 'string' } }, allowPositionals: true, strict: true });
+  const { values, positionals } = parseArgs({
+    args,
+    options: { output: { type: 'string', short: 'o' }, network: { type: 'string' } },
+    allowPositionals: true,
+    strict: true,
+  });
   const [sub, name, qtype, ...extra] = positionals;
   if (sub !== 'lookup') throw new UsageError(sub ? `unknown dns subcommand ${JSON.stringify(sub)}` : 'dns needs a subcommand: lookup');
   if (!name) throw new UsageError('dns lookup needs a NAME');
@@ -86,7 +106,11 @@ export async function run(ctx: Ctx, args: string[]): Promise<number> {
   }
   const answers = l.answers ?? [];
   ctx.out(`${l.name} ${l.type}: ${l.rcode}${l.rcode === 'NOERROR' && !answers.length ? ' (no data of this type)' : ''}\n`);
-  const rows = [...answers.map((x) => ['answer', ...recordRows([x], false)[0]!]), ...(l.authority ?? []).map((x) => ['authority', ...recordRows([x], false)[0]!]), ...(l.additionals ?? []).map((x) => ['additional', ...recordRows([x], false)[0]!])];
+  const rows = [
+    ...answers.map((x) => ['answer', ...recordRows([x], false)[0]!]),
+    ...(l.authority ?? []).map((x) => ['authority', ...recordRows([x], false)[0]!]),
+    ...(l.additionals ?? []).map((x) => ['additional', ...recordRows([x], false)[0]!]),
+  ];
   if (rows.length) ctx.out(table(['SECTION', 'NAME', 'TYPE', 'TTL', 'DATA'], rows));
   return 0;
 }

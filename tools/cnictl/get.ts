@@ -3,12 +3,41 @@
  * the store holds; `-o json|yaml` for scripts (one object with NAME, else a List).
  */
 import { parseArgs } from 'node:util';
-import type { AdminNetworkPolicy, AnpSubject, BackendHealth, BaselineAdminNetworkPolicy, CniObject, DockerEndpoint, DockerNetwork, DockerPool, Endpoint, EndpointSlice, Kind, NetworkPolicy, Service, SubnetLease } from '../../shared/objects/types.ts';
+import type {
+  AdminNetworkPolicy,
+  AnpSubject,
+  BackendHealth,
+  BaselineAdminNetworkPolicy,
+  CniObject,
+  DockerEndpoint,
+  DockerNetwork,
+  DockerPool,
+  Endpoint,
+  EndpointSlice,
+  Kind,
+  NetworkPolicy,
+  Service,
+  SubnetLease,
+} from '../../shared/objects/types.ts';
 import { matchesSelector, parseSelector, selectorString } from '../../shared/objects/selectors.ts';
 import { effectivePolicyTypes } from '../../shared/objects/validate.ts';
 import type { ObjectStore, WatchEvent } from '../../shared/store/index.ts';
 import { servicesTable } from './services.ts';
-import { CliError, isNamespaced, labelsString, outputFormat, POLICY_KINDS, qualifiedName, resourceOf, serialize, splitName, table, UsageError, type Ctx, type OutputFormat } from './common.ts';
+import {
+  CliError,
+  isNamespaced,
+  labelsString,
+  outputFormat,
+  POLICY_KINDS,
+  qualifiedName,
+  resourceOf,
+  serialize,
+  splitName,
+  table,
+  UsageError,
+  type Ctx,
+  type OutputFormat,
+} from './common.ts';
 
 export const usage = `usage: cnictl get KIND [NAME|NAMESPACE/NAME] [-n NAMESPACE | -A] [-o wide|json|yaml|name]
   KIND: endpoints (ep), policies (every policy kind), networkpolicies (netpol),
@@ -101,7 +130,11 @@ const COLUMNS: Record<Kind, Column[]> = {
 };
 
 /** The objects, and a revision to watch from that misses nothing after any of the lists. */
-async function listKinds(store: ObjectStore, kinds: Kind[], namespace: string | undefined): Promise<{ objects: CniObject[]; revision: number }> {
+async function listKinds(
+  store: ObjectStore,
+  kinds: Kind[],
+  namespace: string | undefined,
+): Promise<{ objects: CniObject[]; revision: number }> {
   const lists = await Promise.all(kinds.map((k) => store.list(k, isNamespaced(k) ? namespace : undefined)));
   return { objects: lists.flatMap((l) => l.items.map((i) => i.object)), revision: Math.min(...lists.map((l) => l.revision)) };
 }
@@ -109,7 +142,13 @@ async function listKinds(store: ObjectStore, kinds: Kind[], namespace: string | 
 export async function run(ctx: Ctx, args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
-    options: { namespace: { type: 'string', short: 'n' }, 'all-namespaces': { type: 'boolean', short: 'A' }, output: { type: 'string', short: 'o' }, selector: { type: 'string', short: 'l' }, watch: { type: 'boolean', short: 'w' } },
+    options: {
+      namespace: { type: 'string', short: 'n' },
+      'all-namespaces': { type: 'boolean', short: 'A' },
+      output: { type: 'string', short: 'o' },
+      selector: { type: 'string', short: 'l' },
+      watch: { type: 'boolean', short: 'w' },
+    },
     allowPositionals: true,
     strict: true,
   });
@@ -137,13 +176,20 @@ export async function run(ctx: Ctx, args: string[]): Promise<number> {
     const kind = kinds[0] as Kind;
     const ref = { kind, ...splitName(kind, nameArg, values.namespace) };
     const got = await store.get(ref);
-    if (!got) throw new CliError(`${r?.plural} ${JSON.stringify(ref.name)} not found${ref.namespace ? ` in namespace ${ref.namespace}` : ''}`);
+    if (!got)
+      throw new CliError(`${r?.plural} ${JSON.stringify(ref.name)} not found${ref.namespace ? ` in namespace ${ref.namespace}` : ''}`);
     return print(ctx, [got.object], kinds, format, false, true);
   }
   const all = Boolean(values['all-namespaces']);
   const namespace = all ? undefined : (values.namespace ?? 'default');
   if (kinds[0] === 'Service' && !policies && !values.watch && (format === 'table' || format === 'wide')) {
-    const t = await servicesTable(store, ctx.config().serviceCIDR, namespace, format === 'wide', (o) => !selector || matchesSelector(selector, o.metadata.labels));
+    const t = await servicesTable(
+      store,
+      ctx.config().serviceCIDR,
+      namespace,
+      format === 'wide',
+      (o) => !selector || matchesSelector(selector, o.metadata.labels),
+    );
     ctx.out(t.rows.length ? table(t.header, t.rows) : '');
     if (!t.rows.length) ctx.err(`No resources found${all ? '' : ` in ${namespace} namespace`}.\n`);
     return 0;
@@ -151,7 +197,8 @@ export async function run(ctx: Ctx, args: string[]): Promise<number> {
   const listed = await listKinds(store, kinds, namespace);
   const objects = listed.objects.filter((o) => !selector || matchesSelector(selector, o.metadata.labels));
   if (values.watch) {
-    const keep = (o: CniObject): boolean => (all || !isNamespaced(o.kind) || o.metadata.namespace === namespace) && (!selector || matchesSelector(selector, o.metadata.labels));
+    const keep = (o: CniObject): boolean =>
+      (all || !isNamespaced(o.kind) || o.metadata.namespace === namespace) && (!selector || matchesSelector(selector, o.metadata.labels));
     return watchKinds(ctx, store, kinds, format, all, objects, listed.revision, keep);
   }
   if (!objects.length && format !== 'json' && format !== 'yaml') {
@@ -162,7 +209,14 @@ export async function run(ctx: Ctx, args: string[]): Promise<number> {
   return print(ctx, objects, kinds, format, all, false);
 }
 
-async function print(ctx: Ctx, objects: CniObject[], kinds: Kind[], format: OutputFormat, allNs: boolean, single: boolean): Promise<number> {
+async function print(
+  ctx: Ctx,
+  objects: CniObject[],
+  kinds: Kind[],
+  format: OutputFormat,
+  allNs: boolean,
+  single: boolean,
+): Promise<number> {
   if (format === 'json' || format === 'yaml') {
     ctx.out(await serialize(objects, format, single));
     return 0;
@@ -184,7 +238,9 @@ function tableOf(objects: CniObject[], kinds: Kind[], format: OutputFormat, allN
     const header = ['KIND', ...(nsCol ? ['NAMESPACE'] : []), 'NAME', 'PRIORITY', 'SELECTS'];
     const rows = objects.map((o) => {
       const sel =
-        o.kind === 'NetworkPolicy' ? `pods: ${selectorString(o.spec.podSelector)}` : subjectString((o as AdminNetworkPolicy | BaselineAdminNetworkPolicy).spec.subject);
+        o.kind === 'NetworkPolicy'
+          ? `pods: ${selectorString(o.spec.podSelector)}`
+          : subjectString((o as AdminNetworkPolicy | BaselineAdminNetworkPolicy).spec.subject);
       const prio = o.kind === 'AdminNetworkPolicy' ? String(o.spec.priority) : o.kind === 'NetworkPolicy' ? '-' : 'baseline';
       return [o.kind, ...(nsCol ? [o.metadata.namespace || '-'] : []), o.metadata.name, prio, sel];
     });
@@ -263,11 +319,12 @@ async function watchKinds(
           await emit('SYNC', i.object, first);
           first = false;
         }
-        for (const [k, o] of [...shown]) if (!now.has(k)) {
-          shown.delete(k);
-          await emit('DELETED', o, first);
-          first = false;
-        }
+        for (const [k, o] of [...shown])
+          if (!now.has(k)) {
+            shown.delete(k);
+            await emit('DELETED', o, first);
+            first = false;
+          }
         return;
       }
       const k = key(e.ref.kind, e.ref.namespace, e.ref.name);

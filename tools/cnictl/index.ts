@@ -74,7 +74,8 @@ export async function main(argv: string[]): Promise<number> {
       return 2;
     }
     if (e instanceof StoreUnavailableError) stderr(`error: store unavailable: ${e.message}\n`);
-    else if (e instanceof CniError) stderr(`error: ${e.message}${e.details && e.code !== ErrorCode.InvalidConfig ? `: ${e.details}` : ''}\n`);
+    else if (e instanceof CniError)
+      stderr(`error: ${e.message}${e.details && e.code !== ErrorCode.InvalidConfig ? `: ${e.details}` : ''}\n`);
     else if (e instanceof CliError) stderr(`error: ${e.message}\n`);
     else stderr(`error: ${e instanceof Error ? e.message : String(e)}\n`);
     return 1;

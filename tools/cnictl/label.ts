@@ -48,7 +48,11 @@ export function parseLabelArgs(args: string[]): LabelChange {
 }
 
 /** The new labels, or an error message (a changed value without overwrite). */
-export function applyLabelChange(cur: Record<string, string> | undefined, change: LabelChange, overwrite: boolean): Record<string, string> | string {
+export function applyLabelChange(
+  cur: Record<string, string> | undefined,
+  change: LabelChange,
+  overwrite: boolean,
+): Record<string, string> | string {
   const out = { ...(cur ?? {}) };
   for (const [k, v] of Object.entries(change.set)) {
     if (k in out && out[k] !== v && !overwrite) return `'${k}' already has a value (${out[k]}), and --overwrite is false`;
@@ -59,7 +63,12 @@ export function applyLabelChange(cur: Record<string, string> | undefined, change
 }
 
 export async function run(ctx: Ctx, args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, options: { namespace: { type: 'string', short: 'n' }, overwrite: { type: 'boolean' } }, allowPositionals: true, strict: true });
+  const { values, positionals } = parseArgs({
+    args,
+    options: { namespace: { type: 'string', short: 'n' }, overwrite: { type: 'boolean' } },
+    allowPositionals: true,
+    strict: true,
+  });
   const [word, nameArg, ...labelArgs] = positionals;
   if (!word || !nameArg) throw new UsageError('label needs KIND and NAME');
   if (!labelArgs.length) throw new UsageError('label needs at least one KEY=VALUE or KEY-');
@@ -75,7 +84,8 @@ export async function run(ctx: Ctx, args: string[]): Promise<number> {
     const cur = await store.get(ref);
     let object: CniObject;
     if (!cur) {
-      if (ref.kind !== 'Namespace') throw new CliError(`${r.plural} ${JSON.stringify(ref.name)} not found${ref.namespace ? ` in namespace ${ref.namespace}` : ''}`);
+      if (ref.kind !== 'Namespace')
+        throw new CliError(`${r.plural} ${JSON.stringify(ref.name)} not found${ref.namespace ? ` in namespace ${ref.namespace}` : ''}`);
       object = { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ref.name } } satisfies Namespace;
     } else object = cur.object;
     const labels = applyLabelChange(object.metadata.labels, change, Boolean(values.overwrite));

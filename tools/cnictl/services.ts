@@ -13,9 +13,23 @@ import { compileServices, serviceVIP, type ServicePortEntry } from '../../shared
 import type { ObjectStore } from '../../shared/store/types.ts';
 
 async function compiled(store: ObjectStore, serviceCIDR: string[]): Promise<{ entries: ServicePortEntry[]; services: Service[] }> {
-  const [s, sl, ep, h] = await Promise.all([store.list<Service>('Service'), store.list<EndpointSlice>('EndpointSlice'), store.list<Endpoint>('Endpoint'), store.list<BackendHealth>('BackendHealth')]);
+  const [s, sl, ep, h] = await Promise.all([
+    store.list<Service>('Service'),
+    store.list<EndpointSlice>('EndpointSlice'),
+    store.list<Endpoint>('Endpoint'),
+    store.list<BackendHealth>('BackendHealth'),
+  ]);
   const services = s.items.map((i) => i.object);
-  const t = compileServices({ services, endpointSlices: sl.items.map((i) => i.object), endpoints: ep.items.map((i) => i.object), health: h.items.map((i) => i.object) }, '', { serviceCIDR });
+  const t = compileServices(
+    {
+      services,
+      endpointSlices: sl.items.map((i) => i.object),
+      endpoints: ep.items.map((i) => i.object),
+      health: h.items.map((i) => i.object),
+    },
+    '',
+    { serviceCIDR },
+  );
   return { entries: t.entries, services };
 }
 
@@ -46,10 +60,24 @@ const backendCell = (e: ServicePortEntry, conns: Map<string, number> | undefined
     .join(' ') || '<none>';
 
 /** The rows of `cnictl get services` for services in `namespace` (all when undefined). */
-export async function servicesTable(store: ObjectStore, serviceCIDR: string[], namespace: string | undefined, wide: boolean, keep: (s: Service) => boolean = () => true): Promise<{ header: string[]; rows: string[][] }> {
+export async function servicesTable(
+  store: ObjectStore,
+  serviceCIDR: string[],
+  namespace: string | undefined,
+  wide: boolean,
+  keep: (s: Service) => boolean = () => true,
+): Promise<{ header: string[]; rows: string[][] }> {
   const { entries, services } = await compiled(store, serviceCIDR);
   const conns = wide ? await openConnections(entries) : undefined;
-  const header = [...(namespace === undefined ? ['NAMESPACE'] : []), 'NAME', 'VIP', 'PORT(S)', 'ALGORITHM', 'BACKENDS', ...(wide ? ['AFFINITY', 'HEALTH-CHECK', 'BACKEND-STATE'] : [])];
+  const header = [
+    ...(namespace === undefined ? ['NAMESPACE'] : []),
+    'NAME',
+    'VIP',
+    'PORT(S)',
+    'ALGORITHM',
+    'BACKENDS',
+    ...(wide ? ['AFFINITY', 'HEALTH-CHECK', 'BACKEND-STATE'] : []),
+  ];
   const rows: string[][] = [];
   for (const s of services) {
     const ns = s.metadata.namespace ?? 'default';
@@ -79,7 +107,13 @@ export async function describeService(store: ObjectStore, serviceCIDR: string[],
   const lines = [
     `Name:              ${s.metadata.name}`,
     `Namespace:         ${ns}`,
-    `Selector:          ${s.spec.selector ? Object.entries(s.spec.selector).map(([k, v]) => `${k}=${v}`).join(',') : '<none> (EndpointSlices)'}`,
+    `Selector:          ${
+      s.spec.selector
+        ? Object.entries(s.spec.selector)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(',')
+        : '<none> (EndpointSlices)'
+    }`,
     `VIP:               ${s.spec.clusterIP === 'None' ? 'None (headless)' : (serviceVIP(s) ?? es[0]?.vip ?? '<pending>')}`,
     `Algorithm:         ${es[0]?.algorithm ?? s.metadata.annotations?.['lb.cni-ts.dev/algorithm'] ?? 'round-robin'}`,
     `Session Affinity:  ${es[0]?.affinityTimeout !== undefined ? `ClientIP (timeout ${es[0].affinityTimeout}s)` : 'None'}`,
@@ -88,10 +122,14 @@ export async function describeService(store: ObjectStore, serviceCIDR: string[],
   ];
   for (const p of s.spec.ports ?? []) {
     const e = es.find((x) => x.port === p.port && x.protocol === (p.protocol ?? 'TCP').toLowerCase());
-    lines.push(`  ${p.name ? `${p.name} ` : ''}${p.port}/${p.protocol ?? 'TCP'} -> ${p.targetPort ?? p.port}${e ? `: ${e.active.length} of ${e.backends.length} backends take new connections` : ''}`);
+    lines.push(
+      `  ${p.name ? `${p.name} ` : ''}${p.port}/${p.protocol ?? 'TCP'} -> ${p.targetPort ?? p.port}${e ? `: ${e.active.length} of ${e.backends.length} backends take new connections` : ''}`,
+    );
     for (const b of e?.backends ?? []) {
       const state = !b.healthy ? `unhealthy${b.reason ? ` (${b.reason})` : ''}` : e!.active.includes(b) ? 'healthy' : 'drained (weight 0)';
-      lines.push(`    ${b.key.padEnd(22)} ${state.padEnd(12)} weight ${b.weight}  ${conns ? `${conns.get(`${e!.key}|${b.key}`) ?? 0} open connections  ` : ''}${b.source}${b.node ? ` on ${b.node}` : ''}`);
+      lines.push(
+        `    ${b.key.padEnd(22)} ${state.padEnd(12)} weight ${b.weight}  ${conns ? `${conns.get(`${e!.key}|${b.key}`) ?? 0} open connections  ` : ''}${b.source}${b.node ? ` on ${b.node}` : ''}`,
+      );
     }
   }
   return `${lines.join('\n')}\n`;
@@ -101,13 +139,18 @@ export async function describeService(store: ObjectStore, serviceCIDR: string[],
  * Problems of the Services about to be applied that need the store or the config: a clusterIP
  * outside serviceCIDR, or taken by another Service (in the store or in the same manifest).
  */
-export async function serviceApplyProblems(objects: CniObject[], store: () => Promise<ObjectStore>, serviceCIDR: string[]): Promise<string[]> {
+export async function serviceApplyProblems(
+  objects: CniObject[],
+  store: () => Promise<ObjectStore>,
+  serviceCIDR: string[],
+): Promise<string[]> {
   const mine = objects.filter((o): o is Service => o.kind === 'Service');
   if (!mine.length) return [];
   const problems: string[] = [];
   const ref = (s: Service): string => `${s.metadata.namespace ?? 'default'}/${s.metadata.name}`;
   const owners = new Map<string, string>();
-  const vipsOf = (s: Service): string[] => (s.spec.clusterIPs?.length ? s.spec.clusterIPs : s.spec.clusterIP ? [s.spec.clusterIP] : []).filter((v) => v && v !== 'None');
+  const vipsOf = (s: Service): string[] =>
+    (s.spec.clusterIPs?.length ? s.spec.clusterIPs : s.spec.clusterIP ? [s.spec.clusterIP] : []).filter((v) => v && v !== 'None');
   for (const { object: s } of (await (await store()).list<Service>('Service')).items) for (const v of vipsOf(s)) owners.set(v, ref(s));
   const fromManifest = new Set(mine.map(ref));
   for (const [v, r] of owners) if (fromManifest.has(r)) owners.delete(v); // re-applied: their old VIPs are theirs to change
@@ -115,7 +158,8 @@ export async function serviceApplyProblems(objects: CniObject[], store: () => Pr
   for (const s of mine) {
     for (const v of vipsOf(s)) {
       const ip = parseIP(v);
-      if (ip && cidrs.length && !cidrs.some((c) => contains(c, ip))) problems.push(`Service ${ref(s)}: spec.clusterIP: ${v} is outside serviceCIDR ${serviceCIDR.join(',')}`);
+      if (ip && cidrs.length && !cidrs.some((c) => contains(c, ip)))
+        problems.push(`Service ${ref(s)}: spec.clusterIP: ${v} is outside serviceCIDR ${serviceCIDR.join(',')}`);
       const owner = owners.get(v);
       if (owner && owner !== ref(s)) problems.push(`Service ${ref(s)}: spec.clusterIP: ${v} is taken by Service ${owner}`);
       else owners.set(v, ref(s));

@@ -63,7 +63,22 @@ function order(a: EndpointFigures, b: EndpointFigures): number {
 /** The table `cnictl top` prints for one sample (a NAMESPACE column unless `namespace` is given). */
 export function topTable(m: MetricsSnapshot, namespace?: string): string {
   const eps = m.endpoints.filter((e) => namespace === undefined || e.namespace === namespace).sort(order);
-  const header = [...(namespace === undefined ? ['NAMESPACE'] : []), 'POD', 'NETWORK', 'IF', 'RX/S', 'TX/S', 'RX-PPS', 'TX-PPS', 'ERRORS', 'DROPS', 'ERR%', 'CONNS', 'UTIL', 'LATENCY'];
+  const header = [
+    ...(namespace === undefined ? ['NAMESPACE'] : []),
+    'POD',
+    'NETWORK',
+    'IF',
+    'RX/S',
+    'TX/S',
+    'RX-PPS',
+    'TX-PPS',
+    'ERRORS',
+    'DROPS',
+    'ERR%',
+    'CONNS',
+    'UTIL',
+    'LATENCY',
+  ];
   const rows = eps.map((e) => [
     ...(namespace === undefined ? [e.namespace] : []),
     e.pod,
@@ -106,7 +121,12 @@ async function sample(ctx: Ctx, namespace: string | undefined): Promise<MetricsS
 export async function run(ctx: Ctx, args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
-    options: { namespace: { type: 'string', short: 'n' }, output: { type: 'string', short: 'o' }, watch: { type: 'boolean', short: 'w' }, interval: { type: 'string' } },
+    options: {
+      namespace: { type: 'string', short: 'n' },
+      output: { type: 'string', short: 'o' },
+      watch: { type: 'boolean', short: 'w' },
+      interval: { type: 'string' },
+    },
     allowPositionals: true,
     strict: true,
   });

@@ -7,9 +7,27 @@
  */
 import { parseArgs } from 'node:util';
 import type { ObjectStore } from '../../shared/store/types.ts';
-import type { AnpPeer, AnpPort, AnpRule, Endpoint, LabelSelector, NetworkPolicyPeer, NetworkPolicyPort } from '../../shared/objects/types.ts';
+import type {
+  AnpPeer,
+  AnpPort,
+  AnpRule,
+  Endpoint,
+  LabelSelector,
+  NetworkPolicyPeer,
+  NetworkPolicyPort,
+} from '../../shared/objects/types.ts';
 import { selectorString } from '../../shared/objects/selectors.ts';
-import { describeDecision, evaluate, PolicyIndex, type Decision, type EvaluateResult, type FlowProtocol, type PolicyObjects, type RuleRef, type SideResult } from '../../shared/policy/index.ts';
+import {
+  describeDecision,
+  evaluate,
+  PolicyIndex,
+  type Decision,
+  type EvaluateResult,
+  type FlowProtocol,
+  type PolicyObjects,
+  type RuleRef,
+  type SideResult,
+} from '../../shared/policy/index.ts';
 import { parseAddr } from '../../shared/policy/model.ts';
 import { CliError, UsageError, type Ctx } from './common.ts';
 import { readPolicyObjects } from '../../shared/policysync.ts';
@@ -36,7 +54,14 @@ export function parseTraceArgs(args: string[]): TraceArgs {
   if (sub !== 'trace') throw new UsageError(sub ? `unknown policy subcommand ${JSON.stringify(sub)}` : 'policy needs a subcommand: trace');
   const { values, positionals } = parseArgs({
     args: rest,
-    options: { from: { type: 'string' }, to: { type: 'string' }, port: { type: 'string', short: 'p' }, output: { type: 'string', short: 'o' }, ipv4: { type: 'boolean', short: '4' }, ipv6: { type: 'boolean', short: '6' } },
+    options: {
+      from: { type: 'string' },
+      to: { type: 'string' },
+      port: { type: 'string', short: 'p' },
+      output: { type: 'string', short: 'o' },
+      ipv4: { type: 'boolean', short: '4' },
+      ipv6: { type: 'boolean', short: '6' },
+    },
     allowPositionals: true,
     strict: true,
   });
@@ -45,14 +70,21 @@ export function parseTraceArgs(args: string[]): TraceArgs {
   if (values.output !== undefined && values.output !== 'json') throw new UsageError(`-o ${values.output}: only json`);
   if (values.ipv4 && values.ipv6) throw new UsageError('-4 and -6 exclude each other');
   const { protocol, port } = parsePort(values.port ?? '80/tcp');
-  return { from: values.from, to: values.to, protocol, port, family: values.ipv4 ? 4 : values.ipv6 ? 6 : undefined, json: values.output === 'json' };
+  return {
+    from: values.from,
+    to: values.to,
+    protocol,
+    port,
+    family: values.ipv4 ? 4 : values.ipv6 ? 6 : undefined,
+    json: values.output === 'json',
+  };
 }
 
 export function parsePort(s: string): { protocol: FlowProtocol; port?: number } {
   if (s.toLowerCase() === 'icmp') return { protocol: 'ICMP' };
   const m = /^(\d{1,5})(?:\/(tcp|udp|sctp))?$/i.exec(s);
   if (!m || Number(m[1]) > 65535) throw new UsageError(`--port ${s}: expected PORT[/tcp|udp|sctp] or icmp`);
-  return { port: Number(m[1]), protocol: ((m[2] ?? 'tcp').toUpperCase() as FlowProtocol) };
+  return { port: Number(m[1]), protocol: (m[2] ?? 'tcp').toUpperCase() as FlowProtocol };
 }
 
 /** Every object policy depends on, read at once (the same read the plugin and the agent make). */
@@ -70,7 +102,13 @@ export function resolveEnd(idx: PolicyIndex, arg: string, what: string): Endpoin
 
 export function trace(objects: PolicyObjects, a: TraceArgs): EvaluateResult {
   const idx = new PolicyIndex(objects);
-  return evaluate(idx, { src: resolveEnd(idx, a.from, '--from'), dst: resolveEnd(idx, a.to, '--to'), protocol: a.protocol, port: a.port, family: a.family });
+  return evaluate(idx, {
+    src: resolveEnd(idx, a.from, '--from'),
+    dst: resolveEnd(idx, a.to, '--to'),
+    protocol: a.protocol,
+    port: a.port,
+    family: a.family,
+  });
 }
 
 /** The rule a reference points at, in one line: "from [pod=b in ns ns=y] ports [serve-80-tcp, UDP/81]". */
@@ -87,28 +125,37 @@ export function ruleSummary(objects: PolicyObjects, r: RuleRef): string | undefi
     ...(p.pods ? [`pods ${sel(p.pods.podSelector)} in namespaces ${sel(p.pods.namespaceSelector)}`] : []),
     ...(p.networks ?? []),
   ];
-  const anpPort = (p: AnpPort): string => ('portNumber' in p ? `${p.portNumber.protocol}/${p.portNumber.port}` : 'namedPort' in p ? p.namedPort : `${p.portRange.protocol ?? 'TCP'}/${p.portRange.start}-${p.portRange.end}`);
+  const anpPort = (p: AnpPort): string =>
+    'portNumber' in p
+      ? `${p.portNumber.protocol}/${p.portNumber.port}`
+      : 'namedPort' in p
+        ? p.namedPort
+        : `${p.portRange.protocol ?? 'TCP'}/${p.portRange.start}-${p.portRange.end}`;
   const word = r.direction === 'ingress' ? 'from' : 'to';
   if (r.kind === 'NetworkPolicy') {
     const np = objects.policies.find((p) => (p.metadata.namespace ?? 'default') === r.namespace && p.metadata.name === r.name);
-    const rule = np?.spec[r.direction]?.[r.rule] as { from?: NetworkPolicyPeer[]; to?: NetworkPolicyPeer[]; ports?: NetworkPolicyPort[] } | undefined;
+    const rule = np?.spec[r.direction]?.[r.rule] as
+      { from?: NetworkPolicyPeer[]; to?: NetworkPolicyPeer[]; ports?: NetworkPolicyPort[] } | undefined;
     if (!rule) return undefined;
     const peers = rule.from ?? rule.to;
     return `${word} ${peers?.length ? peers.map(npPeer).join('; ') : 'anywhere'}, ports ${rule.ports?.length ? rule.ports.map(npPort).join(', ') : 'all'}`;
   }
-  const admin = r.kind === 'AdminNetworkPolicy' ? objects.anps.find((a) => a.metadata.name === r.name) : objects.banp ?? undefined;
+  const admin = r.kind === 'AdminNetworkPolicy' ? objects.anps.find((a) => a.metadata.name === r.name) : (objects.banp ?? undefined);
   const rule = (admin?.spec[r.direction] as AnpRule<string>[] | undefined)?.[r.rule];
   if (!rule) return undefined;
   const peers = (r.direction === 'ingress' ? rule.from : rule.to) ?? [];
   return `${rule.action} ${word} ${peers.flatMap(anpPeer).join('; ') || 'nothing'}, ports ${rule.ports?.length ? rule.ports.map(anpPort).join(', ') : 'all'}`;
 }
 
-const refText = (r: RuleRef): string => `${r.kind === 'NetworkPolicy' ? `NetworkPolicy ${r.namespace}/${r.name}` : `${r.kind} ${r.name}`} ${r.direction} rule ${r.rule}${r.ruleName ? ` (${r.ruleName})` : ''}`;
+const refText = (r: RuleRef): string =>
+  `${r.kind === 'NetworkPolicy' ? `NetworkPolicy ${r.namespace}/${r.name}` : `${r.kind} ${r.name}`} ${r.direction} rule ${r.rule}${r.ruleName ? ` (${r.ruleName})` : ''}`;
 
 function sideText(s: SideResult, end: { pod?: string; ip?: string }, node: string | undefined, objects: PolicyObjects): string {
   const where = [end.ip, node ? `node ${node}` : undefined].filter(Boolean).join(', ');
   const who = s.pod ? `${s.pod}${where ? ` (${where})` : ''}` : (end.ip ?? '?');
-  const lines = [`${s.direction === 'egress' ? 'egress of' : 'ingress of'} ${who}: ${s.verdict.toUpperCase()}, ${describeDecision(s.decidedBy)}`];
+  const lines = [
+    `${s.direction === 'egress' ? 'egress of' : 'ingress of'} ${who}: ${s.verdict.toUpperCase()}, ${describeDecision(s.decidedBy)}`,
+  ];
   const summary = 'kind' in s.decidedBy ? ruleSummary(objects, s.decidedBy) : undefined;
   if (summary) lines.push(`  rule: ${summary}`);
   if (s.pod) {

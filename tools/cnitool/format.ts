@@ -31,7 +31,16 @@ export const codeName = (code: number): string => CODE_NAMES[code] ?? (code >= 1
 export function table(header: string[], rows: string[][]): string {
   const all = [header, ...rows];
   const width = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
-  return all.map((r) => '  ' + r.map((c, i) => (c ?? '').padEnd(width[i])).join('  ').trimEnd()).join('\n');
+  return all
+    .map(
+      (r) =>
+        '  ' +
+        r
+          .map((c, i) => (c ?? '').padEnd(width[i]))
+          .join('  ')
+          .trimEnd(),
+    )
+    .join('\n');
 }
 
 /** An ADD result (any version) as text. */
@@ -41,17 +50,43 @@ export function formatResult(raw: Record<string, unknown>, version: string): str
   const ifs = r.interfaces ?? [];
   if (ifs.length) {
     out.push('interfaces:');
-    out.push(table(['#', 'NAME', 'MAC', 'MTU', 'SANDBOX'], ifs.map((i, n) => [String(n), i.name, i.mac ?? '', i.mtu ? String(i.mtu) : '', i.sandbox ?? ''])));
+    out.push(
+      table(
+        ['#', 'NAME', 'MAC', 'MTU', 'SANDBOX'],
+        ifs.map((i, n) => [String(n), i.name, i.mac ?? '', i.mtu ? String(i.mtu) : '', i.sandbox ?? '']),
+      ),
+    );
   }
   const ips = r.ips ?? [];
   if (ips.length) {
     out.push('ips:');
-    out.push(table(['ADDRESS', 'GATEWAY', 'INTERFACE'], ips.map((ip) => [ip.address, ip.gateway ?? '', ip.interface !== undefined ? `${ifs[ip.interface]?.name ?? '?'} (#${ip.interface})` : ''])));
+    out.push(
+      table(
+        ['ADDRESS', 'GATEWAY', 'INTERFACE'],
+        ips.map((ip) => [
+          ip.address,
+          ip.gateway ?? '',
+          ip.interface !== undefined ? `${ifs[ip.interface]?.name ?? '?'} (#${ip.interface})` : '',
+        ]),
+      ),
+    );
   }
   const routes = r.routes ?? [];
   if (routes.length) {
     out.push('routes:');
-    out.push(table(['DESTINATION', 'GATEWAY', 'EXTRA'], routes.map((rt) => [rt.dst, rt.gw ?? '', (['mtu', 'advmss', 'priority', 'table', 'scope'] as const).filter((k) => rt[k] !== undefined).map((k) => `${k} ${rt[k]}`).join(' ')])));
+    out.push(
+      table(
+        ['DESTINATION', 'GATEWAY', 'EXTRA'],
+        routes.map((rt) => [
+          rt.dst,
+          rt.gw ?? '',
+          (['mtu', 'advmss', 'priority', 'table', 'scope'] as const)
+            .filter((k) => rt[k] !== undefined)
+            .map((k) => `${k} ${rt[k]}`)
+            .join(' '),
+        ]),
+      ),
+    );
   }
   const dns = r.dns;
   if (dns && (dns.nameservers?.length || dns.domain || dns.search?.length || dns.options?.length)) {
@@ -69,7 +104,13 @@ function errorLines(e: CniError, indent: string, lead = ''): string[] {
   const inner = e instanceof ChainError ? e.inner : e;
   const lines = [`${indent}${lead}${e.message}`, `${indent}  CNI error code ${inner.code} (${codeName(inner.code)})`];
   if (inner.details) lines.push(`${indent}  details: ${inner.details}`);
-  if (inner instanceof PluginError && inner.stderr) lines.push(...inner.stderr.split('\n').slice(-10).map((l) => `${indent}  stderr: ${l}`));
+  if (inner instanceof PluginError && inner.stderr)
+    lines.push(
+      ...inner.stderr
+        .split('\n')
+        .slice(-10)
+        .map((l) => `${indent}  stderr: ${l}`),
+    );
   if (e instanceof ChainError) for (const a of e.also) lines.push(...errorLines(a, indent + '  ', 'then: '));
   return lines;
 }
@@ -92,7 +133,8 @@ const att = (a: Attachment): string => `${a.containerID}/${a.ifname}`;
 
 export function formatGc(net: string, r: GcReport): string {
   const out = [`network "${net}": gc`];
-  if (r.skipped && !r.deleted.length && !r.collected.length && r.skipped.startsWith('disableGC')) return `network "${net}": gc skipped (${r.skipped})`;
+  if (r.skipped && !r.deleted.length && !r.collected.length && r.skipped.startsWith('disableGC'))
+    return `network "${net}": gc skipped (${r.skipped})`;
   out.push(`  valid attachments: ${r.valid.length ? r.valid.map(att).join(', ') : '(none)'}`);
   out.push(`  stale attachments deleted: ${r.deleted.length ? r.deleted.map(att).join(', ') : '(none)'}`);
   out.push(`  plugins collected: ${r.collected.length ? r.collected.join(', ') : r.skipped ? `(none: ${r.skipped})` : '(none)'}`);
@@ -103,6 +145,11 @@ export function formatGc(net: string, r: GcReport): string {
 export function formatStatus(net: string, version: string, s: { skipped?: string; plugins: PluginStatus[] }): string {
   if (s.skipped) return `network "${net}" (cniVersion ${version}): status not available (${s.skipped})`;
   const out = [`network "${net}" (cniVersion ${version}): ${s.plugins.every((p) => p.ok) ? 'ready' : 'NOT ready'}`];
-  out.push(table(['PLUGIN', 'STATUS'], s.plugins.map((p) => [p.type, p.ok ? 'ok' : `code ${p.error?.code} (${codeName(p.error?.code ?? 0)}): ${p.error?.message ?? ''}`])));
+  out.push(
+    table(
+      ['PLUGIN', 'STATUS'],
+      s.plugins.map((p) => [p.type, p.ok ? 'ok' : `code ${p.error?.code} (${codeName(p.error?.code ?? 0)}): ${p.error?.message ?? ''}`]),
+    ),
+  );
   return out.join('\n');
 }

@@ -11,7 +11,15 @@ import type { Attachment } from '../../shared/cni/types.ts';
 import { DEFAULT_CACHE_DIR, listCache } from '../../shared/libcni/cache.ts';
 import { loadNetwork, type NetworkList } from '../../shared/libcni/conf.ts';
 import { errorJson, formatError, formatGc, formatResult, formatStatus } from './format.ts';
-import { addNetworkList, checkNetworkList, delNetworkList, gcNetworkList, statusNetworkList, type RuntimeConf, type ToolOptions } from '../../shared/libcni/libcni.ts';
+import {
+  addNetworkList,
+  checkNetworkList,
+  delNetworkList,
+  gcNetworkList,
+  statusNetworkList,
+  type RuntimeConf,
+  type ToolOptions,
+} from '../../shared/libcni/libcni.ts';
 
 export const DEFAULT_NET_DIR = '/etc/cni/net.d';
 export const DEFAULT_CNI_PATH = '/opt/cni/bin';
@@ -77,7 +85,10 @@ export function parseCapabilityArgs(s: string | undefined): Record<string, unkno
 export function validAttachments(spec: string | undefined, cached: Attachment[], ifname: string, exclude?: Attachment): Attachment[] {
   if (spec === undefined) return cached.filter((a) => !exclude || a.containerID !== exclude.containerID || a.ifname !== exclude.ifname);
   const out: Attachment[] = [];
-  for (const item of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const item of spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const [id, ifn] = item.split('/');
     if (ifn) out.push({ containerID: id, ifname: ifn });
     else {
@@ -159,7 +170,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
       }
       case 'check': {
         const r = await checkNetworkList(list, rt, opts);
-        io.out(json ? JSON.stringify({ check: r }) : `${head}: ${r === 'checked' ? 'CHECK passed' : 'CHECK skipped (disableCheck is set)'}`);
+        io.out(
+          json ? JSON.stringify({ check: r }) : `${head}: ${r === 'checked' ? 'CHECK passed' : 'CHECK skipped (disableCheck is set)'}`,
+        );
         return 0;
       }
       case 'del':
@@ -170,18 +183,36 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env,
         const cached = listCache(opts.cacheDir, list.name).map((e) => ({ containerID: e.containerId, ifname: e.ifName }));
         const valid = validAttachments(values.valid, cached, ifname, containerId ? { containerID: containerId, ifname } : undefined);
         const r = await gcNetworkList(list, valid, opts);
-        io.out(json ? JSON.stringify({ ...r, errors: r.errors.map((e) => errorJson(e, list?.cniVersion ?? '')) }, null, 2) : formatGc(list.name, r));
+        io.out(
+          json
+            ? JSON.stringify({ ...r, errors: r.errors.map((e) => errorJson(e, list?.cniVersion ?? '')) }, null, 2)
+            : formatGc(list.name, r),
+        );
         return r.errors.length ? 1 : 0;
       }
       case 'status': {
         const s = await statusNetworkList(list, opts);
-        io.out(json ? JSON.stringify({ skipped: s.skipped, plugins: s.plugins.map((p) => ({ type: p.type, ok: p.ok, error: p.error && errorJson(p.error, list?.cniVersion ?? '') })) }, null, 2) : formatStatus(list.name, list.cniVersion, s));
+        io.out(
+          json
+            ? JSON.stringify(
+                {
+                  skipped: s.skipped,
+                  plugins: s.plugins.map((p) => ({ type: p.type, ok: p.ok, error: p.error && errorJson(p.error, list?.cniVersion ?? '') })),
+                },
+                null,
+                2,
+              )
+            : formatStatus(list.name, list.cniVersion, s),
+        );
         return s.plugins.every((p) => p.ok) ? 0 : 1;
       }
     }
     return 2;
   } catch (e) {
-    if (e instanceof UsageError || (e instanceof Error && 'code' in e && String((e as { code: unknown }).code).startsWith('ERR_PARSE_ARGS'))) {
+    if (
+      e instanceof UsageError ||
+      (e instanceof Error && 'code' in e && String((e as { code: unknown }).code).startsWith('ERR_PARSE_ARGS'))
+    ) {
       io.err(`cnitool: ${e.message}\nrun "cnitool --help" for usage`);
       return 2;
     }

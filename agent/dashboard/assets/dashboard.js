@@ -57,7 +57,8 @@
     }
     return `${v >= 100 || i === 0 ? Math.round(v) : v.toFixed(1)} ${UNITS[i]}/s`;
   }
-  const fmtNum = (v, d = 1) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : v >= 100 ? String(Math.round(v)) : v.toFixed(d));
+  const fmtNum = (v, d = 1) =>
+    v === null || v === undefined || !Number.isFinite(v) ? '–' : v >= 100 ? String(Math.round(v)) : v.toFixed(d);
   const fmtPct = (v) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : `${(v * 100).toFixed(v < 0.1 ? 2 : 1)} %`);
   const fmtMs = (s) => (s === null || s === undefined || !Number.isFinite(s) ? '–' : `${(s * 1000).toFixed(s < 0.01 ? 2 : 1)} ms`);
   const last = (arr) => {
@@ -77,7 +78,18 @@
   }
 
   // ---- history: merge what the agent sends into state.t / state.endpoints ----
-  const SERIES = ['rxBytes', 'txBytes', 'rxPackets', 'txPackets', 'errorRatio', 'latencySeconds', 'utilization', 'connections', 'drops', 'errors'];
+  const SERIES = [
+    'rxBytes',
+    'txBytes',
+    'rxPackets',
+    'txPackets',
+    'errorRatio',
+    'latencySeconds',
+    'utilization',
+    'connections',
+    'drops',
+    'errors',
+  ];
 
   function mergeHistory(h, full) {
     state.windowSeconds = h.windowSeconds || state.windowSeconds;
@@ -166,8 +178,16 @@
         width: w,
         height: 110,
         cursor: { drag: { x: false, y: false } },
-        scales: { x: { time: true }, err: { range: (u, min, max) => [0, Math.max(max, 0.05)] }, lat: { range: (u, min, max) => [0, Math.max(max, 0.001)] } },
-        axes: [{}, { scale: 'err', values: (u, vals) => vals.map((v) => `${+(v * 100).toFixed(1)}%`), size: 50 }, { scale: 'lat', side: 1, values: (u, vals) => vals.map((v) => `${+(v * 1000).toFixed(1)}ms`), size: 60, grid: { show: false } }],
+        scales: {
+          x: { time: true },
+          err: { range: (u, min, max) => [0, Math.max(max, 0.05)] },
+          lat: { range: (u, min, max) => [0, Math.max(max, 0.001)] },
+        },
+        axes: [
+          {},
+          { scale: 'err', values: (u, vals) => vals.map((v) => `${+(v * 100).toFixed(1)}%`), size: 50 },
+          { scale: 'lat', side: 1, values: (u, vals) => vals.map((v) => `${+(v * 1000).toFixed(1)}ms`), size: 60, grid: { show: false } },
+        ],
         series: [
           {},
           { label: 'errors', scale: 'err', stroke: '#c62b2b', width: 1.5, value: (u, v) => fmtPct(v) },
@@ -229,7 +249,9 @@
     $('endpoints-count').textContent = String(shown.length);
     if (!shown.length) {
       for (const [k, c] of state.charts) dropCard(k, c);
-      box.replaceChildren(el('p', { class: 'muted' }, state.endpoints.size ? 'No endpoint matches the filter.' : 'No endpoints on this node yet.'));
+      box.replaceChildren(
+        el('p', { class: 'muted' }, state.endpoints.size ? 'No endpoint matches the filter.' : 'No endpoints on this node yet.'),
+      );
       return;
     }
     if (box.querySelector('p')) box.replaceChildren();
@@ -242,7 +264,16 @@
         const card = el(
           'section',
           { class: 'ep', 'data-key': e.key },
-          el('header', {}, el('b', {}, `${e.namespace}/${e.pod}`), el('span', { class: 'muted small' }, `${e.network} · ${e.interface}${e.hostInterface ? ` (${e.hostInterface})` : ''} · ${(e.ips || []).join(', ')}`)),
+          el(
+            'header',
+            {},
+            el('b', {}, `${e.namespace}/${e.pod}`),
+            el(
+              'span',
+              { class: 'muted small' },
+              `${e.network} · ${e.interface}${e.hostInterface ? ` (${e.hostInterface})` : ''} · ${(e.ips || []).join(', ')}`,
+            ),
+          ),
           el('div', { class: 'figs' }),
           el('div', { class: 'chart traffic' }),
           el('div', { class: 'chart quality' }),
@@ -305,7 +336,11 @@
       el(
         'table',
         { class: 'data' },
-        el('thead', {}, el('tr', {}, ...['state', 'severity', 'alert', 'endpoint', 'value', 'description', 'since'].map((h) => el('th', {}, h)))),
+        el(
+          'thead',
+          {},
+          el('tr', {}, ...['state', 'severity', 'alert', 'endpoint', 'value', 'description', 'since'].map((h) => el('th', {}, h))),
+        ),
         el(
           'tbody',
           {},
@@ -316,7 +351,16 @@
               el('td', {}, a.state),
               el('td', {}, el('span', { class: `sev ${a.severity}` }, a.severity)),
               el('td', {}, a.name),
-              el('td', {}, a.labels.pod ? `${a.labels.namespace}/${a.labels.pod}` : Object.entries(a.labels).filter(([k]) => k !== 'alertname' && k !== 'severity').map(([k, v]) => `${k}=${v}`).join(' ')),
+              el(
+                'td',
+                {},
+                a.labels.pod
+                  ? `${a.labels.namespace}/${a.labels.pod}`
+                  : Object.entries(a.labels)
+                      .filter(([k]) => k !== 'alertname' && k !== 'severity')
+                      .map(([k, v]) => `${k}=${v}`)
+                      .join(' '),
+              ),
               el('td', { class: 'num' }, fmtNum(a.value, 3)),
               el('td', {}, a.description),
               el('td', {}, ago(a.resolvedAt || a.firedAt || a.activeAt)),
@@ -397,7 +441,9 @@
       return;
     }
     const what = (d) =>
-      d.isolated ? `default deny (isolated pods, no rule allowed it)` : `${d.kind} ${d.namespace ? `${d.namespace}/` : ''}${d.name || d.counter}${d.rule !== undefined ? ` rule ${d.ruleName || d.rule}` : ''}`;
+      d.isolated
+        ? `default deny (isolated pods, no rule allowed it)`
+        : `${d.kind} ${d.namespace ? `${d.namespace}/` : ''}${d.name || d.counter}${d.rule !== undefined ? ` rule ${d.ruleName || d.rule}` : ''}`;
     box.replaceChildren(
       el(
         'table',
@@ -428,7 +474,8 @@
     const s = r.body;
     const bad = s.reconcilers.filter((x) => x.state === 'failing').map((x) => x.name);
     $('node').textContent = s.node;
-    $('status').textContent = `${s.store} · ${s.reconcilers.length} reconcilers${bad.length ? `, failing: ${bad.join(', ')}` : ', all ok'} · updated ${new Date().toLocaleTimeString()}`;
+    $('status').textContent =
+      `${s.store} · ${s.reconcilers.length} reconcilers${bad.length ? `, failing: ${bad.join(', ')}` : ', all ok'} · updated ${new Date().toLocaleTimeString()}`;
   }
 
   // ---- loop ----
@@ -447,10 +494,13 @@
     };
     run();
   }
-  every(() => Math.max(1, state.intervalSeconds) * 1000, async () => {
-    await pollHistory();
-    state.polls++;
-  });
+  every(
+    () => Math.max(1, state.intervalSeconds) * 1000,
+    async () => {
+      await pollHistory();
+      state.polls++;
+    },
+  );
   every(2000, pollAlerts);
   every(5000, pollServices);
   every(5000, pollDrops);

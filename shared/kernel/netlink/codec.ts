@@ -100,7 +100,13 @@ export function ifinfomsg(m: Partial<IfInfoMsg> = {}): Uint8Array {
 
 export function parseIfinfomsg(p: Uint8Array): IfInfoMsg {
   const v = view(p);
-  return { family: v.getUint8(0), type: v.getUint16(2, LE), index: v.getInt32(4, LE), flags: v.getUint32(8, LE), change: v.getUint32(12, LE) };
+  return {
+    family: v.getUint8(0),
+    type: v.getUint16(2, LE),
+    index: v.getInt32(4, LE),
+    flags: v.getUint32(8, LE),
+    change: v.getUint32(12, LE),
+  };
 }
 
 export interface IfAddrMsg {
@@ -217,8 +223,15 @@ export function parseMessages(buf: Uint8Array): NlMsg[] {
   let off = 0;
   while (off + C.NLMSG_HDRLEN <= buf.length) {
     const len = v.getUint32(off, LE);
-    if (len < C.NLMSG_HDRLEN || off + len > buf.length) throw new RangeError(`malformed netlink message at offset ${off} (length ${len}, ${buf.length - off} bytes left)`);
-    out.push({ type: v.getUint16(off + 4, LE), flags: v.getUint16(off + 6, LE), seq: v.getUint32(off + 8, LE), pid: v.getUint32(off + 12, LE), payload: buf.subarray(off + C.NLMSG_HDRLEN, off + len) });
+    if (len < C.NLMSG_HDRLEN || off + len > buf.length)
+      throw new RangeError(`malformed netlink message at offset ${off} (length ${len}, ${buf.length - off} bytes left)`);
+    out.push({
+      type: v.getUint16(off + 4, LE),
+      flags: v.getUint16(off + 6, LE),
+      seq: v.getUint32(off + 8, LE),
+      pid: v.getUint32(off + 12, LE),
+      payload: buf.subarray(off + C.NLMSG_HDRLEN, off + len),
+    });
     off += align4(len);
   }
   return out;
@@ -233,7 +246,8 @@ export class Attrs {
     let off = offset;
     while (off + C.NLA_HDRLEN <= buf.length) {
       const len = v.getUint16(off, LE);
-      if (len < C.NLA_HDRLEN || off + len > buf.length) throw new RangeError(`malformed netlink attribute at offset ${off} (length ${len})`);
+      if (len < C.NLA_HDRLEN || off + len > buf.length)
+        throw new RangeError(`malformed netlink attribute at offset ${off} (length ${len})`);
       const type = v.getUint16(off + 2, LE) & C.NLA_TYPE_MASK;
       const value = buf.subarray(off + C.NLA_HDRLEN, off + len);
       this.map.set(type, value);
@@ -372,7 +386,7 @@ export function formatIp(b: Uint8Array): string {
   for (let i = 0; i < 8; i++) w.push((b[2 * i] << 8) | b[2 * i + 1]);
   let bestBase = -1;
   let bestLen = 0;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (w[i] !== 0) {
       i++;
       continue;

@@ -5,7 +5,19 @@
  */
 import type { AddrInfo, LinkInfo, RouteInfo } from '../iptypes.ts';
 import * as C from './constants.ts';
-import { Attrs, formatIp, formatMac, IFADDRMSG_LEN, IFINFOMSG_LEN, parseIfaddrmsg, parseIfinfomsg, parseRtmsg, RTMSG_LEN, align4, type NlMsg } from './codec.ts';
+import {
+  Attrs,
+  formatIp,
+  formatMac,
+  IFADDRMSG_LEN,
+  IFINFOMSG_LEN,
+  parseIfaddrmsg,
+  parseIfinfomsg,
+  parseRtmsg,
+  RTMSG_LEN,
+  align4,
+  type NlMsg,
+} from './codec.ts';
 
 /** iproute2's print order of link flags (ip/ipaddress.c print_link_flags), NO-CARRIER first. */
 const LINK_FLAGS: Array<[number, string]> = [
@@ -101,7 +113,12 @@ function kindData(kind: string, a: Attrs): Record<string, unknown> | undefined {
       const d: Record<string, unknown> = {};
       const type = a.u8(3);
       if (type !== undefined) d.type = type === 2 ? 'tap' : type === 1 ? 'tun' : String(type);
-      for (const [t, name] of [[4, 'pi'], [5, 'vnet_hdr'], [7, 'multi_queue'], [6, 'persist']] as const) {
+      for (const [t, name] of [
+        [4, 'pi'],
+        [5, 'vnet_hdr'],
+        [7, 'multi_queue'],
+        [6, 'persist'],
+      ] as const) {
         const v = a.u8(t);
         if (v !== undefined) d[name] = v === 1;
       }
@@ -128,7 +145,12 @@ function bridgePortData(a: Attrs): Record<string, unknown> {
 export function decodeLink(m: NlMsg): RawLink {
   const h = parseIfinfomsg(m.payload);
   const a = new Attrs(m.payload, align4(IFINFOMSG_LEN));
-  const info: LinkInfo = { ifindex: h.index, ifname: a.str(C.IFLA_IFNAME) ?? '', flags: linkFlagNames(h.flags), mtu: a.u32(C.IFLA_MTU) ?? 0 };
+  const info: LinkInfo = {
+    ifindex: h.index,
+    ifname: a.str(C.IFLA_IFNAME) ?? '',
+    flags: linkFlagNames(h.flags),
+    mtu: a.u32(C.IFLA_MTU) ?? 0,
+  };
   const raw: RawLink = { info };
   const qdisc = a.str(C.IFLA_QDISC);
   if (qdisc !== undefined) info.qdisc = qdisc;
@@ -243,8 +265,39 @@ export function decodeAddr(m: NlMsg): RawAddr {
   return { index: h.index, info };
 }
 
-const TYPES: Record<number, string> = { 2: 'local', 3: 'broadcast', 4: 'anycast', 5: 'multicast', 6: 'blackhole', 7: 'unreachable', 8: 'prohibit', 9: 'throw', 10: 'nat' };
-const PROTOCOLS: Record<number, string> = { 1: 'redirect', 2: 'kernel', 3: 'boot', 4: 'static', 8: 'gated', 9: 'ra', 10: 'mrt', 11: 'zebra', 12: 'bird', 13: 'dnrouted', 14: 'xorp', 15: 'ntk', 16: 'dhcp', 42: 'babel', 99: 'keepalived', 186: 'bgp', 187: 'isis', 188: 'ospf', 189: 'rip', 192: 'eigrp' };
+const TYPES: Record<number, string> = {
+  2: 'local',
+  3: 'broadcast',
+  4: 'anycast',
+  5: 'multicast',
+  6: 'blackhole',
+  7: 'unreachable',
+  8: 'prohibit',
+  9: 'throw',
+  10: 'nat',
+};
+const PROTOCOLS: Record<number, string> = {
+  1: 'redirect',
+  2: 'kernel',
+  3: 'boot',
+  4: 'static',
+  8: 'gated',
+  9: 'ra',
+  10: 'mrt',
+  11: 'zebra',
+  12: 'bird',
+  13: 'dnrouted',
+  14: 'xorp',
+  15: 'ntk',
+  16: 'dhcp',
+  42: 'babel',
+  99: 'keepalived',
+  186: 'bgp',
+  187: 'isis',
+  188: 'ospf',
+  189: 'rip',
+  192: 'eigrp',
+};
 
 export function tableName(t: number): string {
   if (t === C.RT_TABLE_MAIN) return 'main';
@@ -276,7 +329,13 @@ export function decodeRoute(m: NlMsg): RawRoute {
   const dstBytes = a.bytes(C.RTA_DST);
   const info: RouteInfo = { dst: '' };
   if (h.type !== C.RTN_UNICAST && TYPES[h.type]) info.type = TYPES[h.type];
-  info.dst = dstBytes ? (h.dstLen === full ? formatIp(dstBytes) : `${formatIp(dstBytes)}/${h.dstLen}`) : h.dstLen ? `0/${h.dstLen}` : 'default';
+  info.dst = dstBytes
+    ? h.dstLen === full
+      ? formatIp(dstBytes)
+      : `${formatIp(dstBytes)}/${h.dstLen}`
+    : h.dstLen
+      ? `0/${h.dstLen}`
+      : 'default';
   const gw = a.bytes(C.RTA_GATEWAY);
   if (gw) info.gateway = formatIp(gw);
   const oif = a.u32(C.RTA_OIF);

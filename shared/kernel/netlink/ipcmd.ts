@@ -51,7 +51,8 @@ export type IpOp =
       advmss?: number;
     };
 
-const uint = (s: string | undefined, max = 0xffffffff): number | undefined => (s !== undefined && /^\d+$/.test(s) && Number(s) <= max ? Number(s) : undefined);
+const uint = (s: string | undefined, max = 0xffffffff): number | undefined =>
+  s !== undefined && /^\d+$/.test(s) && Number(s) <= max ? Number(s) : undefined;
 const isPath = (s: string | undefined): s is string => !!s && s.startsWith('/');
 const onOff = (s: string | undefined): boolean | undefined => (s === 'on' ? true : s === 'off' ? false : undefined);
 
@@ -88,7 +89,8 @@ function parseLinkAdd(a: string[]): IpOp | undefined {
   }
   if (kind === 'bridge') {
     if (!rest.length) return { op: 'link-add', kind: 'bridge', link };
-    if (rest.length === 2 && rest[0] === 'vlan_filtering' && (rest[1] === '0' || rest[1] === '1')) return { op: 'link-add', kind: 'bridge', link, vlanFiltering: Number(rest[1]) };
+    if (rest.length === 2 && rest[0] === 'vlan_filtering' && (rest[1] === '0' || rest[1] === '1'))
+      return { op: 'link-add', kind: 'bridge', link, vlanFiltering: Number(rest[1]) };
   }
   return undefined;
 }
@@ -96,7 +98,7 @@ function parseLinkAdd(a: string[]): IpOp | undefined {
 function parseLinkSet(a: string[]): IpOp | undefined {
   if (a[0] !== 'dev' || !a[1]) return undefined;
   const op: Extract<IpOp, { op: 'link-set' }> = { op: 'link-set', dev: a[1] };
-  for (let i = 2; i < a.length; ) {
+  for (let i = 2; i < a.length;) {
     const [k, v] = [a[i], a[i + 1]];
     if (k === 'up' || k === 'down') {
       op.up = k === 'up';
@@ -131,7 +133,13 @@ function parseLinkSet(a: string[]): IpOp | undefined {
         else if (a[i] === 'isolated') op.isolated = val;
         else return undefined;
       }
-    } else if (k === 'type' && v === 'bridge' && a[i + 2] === 'vlan_filtering' && (a[i + 3] === '0' || a[i + 3] === '1') && a.length === i + 4) {
+    } else if (
+      k === 'type' &&
+      v === 'bridge' &&
+      a[i + 2] === 'vlan_filtering' &&
+      (a[i + 3] === '0' || a[i + 3] === '1') &&
+      a.length === i + 4
+    ) {
       op.vlanFiltering = Number(a[i + 3]);
       i += 4;
     } else return undefined;
@@ -192,7 +200,8 @@ export function parseIpCommand(argv: string[]): IpOp | undefined {
   const [obj, verb, ...a] = argv;
   if (obj === 'link' && verb === 'add') return parseLinkAdd(a);
   if (obj === 'link' && verb === 'set') return parseLinkSet(a);
-  if (obj === 'link' && (verb === 'del' || verb === 'delete') && a[0] === 'dev' && a[1] && a.length === 2) return { op: 'link-del', dev: a[1] };
+  if (obj === 'link' && (verb === 'del' || verb === 'delete') && a[0] === 'dev' && a[1] && a.length === 2)
+    return { op: 'link-del', dev: a[1] };
   if (obj === 'addr' || obj === 'address') return parseAddr(verb, a);
   if (obj === 'route') return parseRoute(verb, a);
   return undefined;
@@ -273,7 +282,12 @@ export function buildRequest(op: IpOp, ctx: BuildContext): NlRequest {
         at.push(attr.nest(C.IFLA_LINKINFO, [attr.str(C.IFLA_INFO_SLAVE_KIND, 'bridge'), attr.nest(C.IFLA_INFO_SLAVE_DATA, port)]));
       }
       if (op.vlanFiltering !== undefined) {
-        at.push(attr.nest(C.IFLA_LINKINFO, [attr.str(C.IFLA_INFO_KIND, 'bridge'), attr.nest(C.IFLA_INFO_DATA, [attr.u8(C.IFLA_BR_VLAN_FILTERING, op.vlanFiltering)])]));
+        at.push(
+          attr.nest(C.IFLA_LINKINFO, [
+            attr.str(C.IFLA_INFO_KIND, 'bridge'),
+            attr.nest(C.IFLA_INFO_DATA, [attr.u8(C.IFLA_BR_VLAN_FILTERING, op.vlanFiltering)]),
+          ]),
+        );
       }
       return { type: C.RTM_NEWLINK, flags: REQ_ACK, header: ifinfomsg({ index: ctx.index(op.dev), flags, change }), attrs: at };
     }

@@ -42,7 +42,10 @@ const ENODEV = 19;
 /** ifindex of `name` via RTM_GETLINK; undefined when there is no such link. */
 function indexOf(sock: RtnlSocket, name: string): number | undefined {
   try {
-    const [m] = sock.request({ type: C.RTM_GETLINK, flags: C.NLM_F_REQUEST, header: ifinfomsg(), attrs: [attr.str(C.IFLA_IFNAME, name)] }, `ip link show ${name}`);
+    const [m] = sock.request(
+      { type: C.RTM_GETLINK, flags: C.NLM_F_REQUEST, header: ifinfomsg(), attrs: [attr.str(C.IFLA_IFNAME, name)] },
+      `ip link show ${name}`,
+    );
     return m ? decodeLink(m).info.ifindex : undefined;
   } catch (e) {
     if (e instanceof NetlinkError && e.errno === ENODEV) return undefined;
@@ -76,7 +79,8 @@ export async function nlIpBatch(cmds: string[][], netns?: string): Promise<boole
   const ctx: BuildContext = {
     index(name) {
       const i = indexOf(sock, name);
-      if (i === undefined) throw new CniError(ErrorCode.KernelOperation, `ip: Cannot find device "${name}"${where}`, `Cannot find device "${name}"`);
+      if (i === undefined)
+        throw new CniError(ErrorCode.KernelOperation, `ip: Cannot find device "${name}"${where}`, `Cannot find device "${name}"`);
       return i;
     },
     nsFd(path) {
@@ -116,7 +120,10 @@ export async function nlGetLink(name: string, netns?: string): Promise<LinkInfo 
   try {
     let raw;
     try {
-      const [m] = sock.request({ type: C.RTM_GETLINK, flags: C.NLM_F_REQUEST, header: ifinfomsg(), attrs: [attr.str(C.IFLA_IFNAME, name)] }, `ip link show ${name}`);
+      const [m] = sock.request(
+        { type: C.RTM_GETLINK, flags: C.NLM_F_REQUEST, header: ifinfomsg(), attrs: [attr.str(C.IFLA_IFNAME, name)] },
+        `ip link show ${name}`,
+      );
       if (!m) return null;
       raw = decodeLink(m);
     } catch (e) {
@@ -133,8 +140,14 @@ export async function nlGetLink(name: string, netns?: string): Promise<LinkInfo 
       return refs.get(i);
     };
     const info = resolveLink(raw, lookup);
-    const addrs = sock.request({ type: C.RTM_GETADDR, flags: C.NLM_F_REQUEST | C.NLM_F_DUMP, header: ifaddrmsg({ index: info.ifindex }) }, `ip addr show dev ${name}`);
-    const mine = addrs.filter((m) => m.type === C.RTM_NEWADDR).map(decodeAddr).filter((a) => a.index === info.ifindex);
+    const addrs = sock.request(
+      { type: C.RTM_GETADDR, flags: C.NLM_F_REQUEST | C.NLM_F_DUMP, header: ifaddrmsg({ index: info.ifindex }) },
+      `ip addr show dev ${name}`,
+    );
+    const mine = addrs
+      .filter((m) => m.type === C.RTM_NEWADDR)
+      .map(decodeAddr)
+      .filter((a) => a.index === info.ifindex);
     // `ip` lists IPv4 addresses first (it dumps per family), in the kernel's order within one
     info.addr_info = [...mine.filter((a) => a.info.family === 'inet'), ...mine.filter((a) => a.info.family === 'inet6')].map((a) => a.info);
     return info;
@@ -158,7 +171,10 @@ export async function nlRoutes(family: 4 | 6, netns: string | undefined, extra: 
   await yieldOnce();
   const { sock, done } = socketFor(netns);
   try {
-    const msgs = sock.request({ type: C.RTM_GETROUTE, flags: C.NLM_F_REQUEST | C.NLM_F_DUMP, header: rtmsg({ family: family === 4 ? C.AF_INET : C.AF_INET6 }) }, `ip -${family} route show`);
+    const msgs = sock.request(
+      { type: C.RTM_GETROUTE, flags: C.NLM_F_REQUEST | C.NLM_F_DUMP, header: rtmsg({ family: family === 4 ? C.AF_INET : C.AF_INET6 }) },
+      `ip -${family} route show`,
+    );
     const raws = msgs
       .filter((m) => m.type === C.RTM_NEWROUTE)
       .map(decodeRoute)
@@ -180,7 +196,10 @@ export async function nlDeleteLink(name: string, netns?: string): Promise<boolea
   await yieldOnce();
   const { sock, done } = socketFor(netns);
   try {
-    sock.request({ type: C.RTM_DELLINK, flags: C.NLM_F_REQUEST | C.NLM_F_ACK, header: ifinfomsg(), attrs: [attr.str(C.IFLA_IFNAME, name)] }, `ip link del dev ${name}`);
+    sock.request(
+      { type: C.RTM_DELLINK, flags: C.NLM_F_REQUEST | C.NLM_F_ACK, header: ifinfomsg(), attrs: [attr.str(C.IFLA_IFNAME, name)] },
+      `ip link del dev ${name}`,
+    );
     return true;
   } catch (e) {
     if (e instanceof NetlinkError && e.errno === ENODEV) return false;

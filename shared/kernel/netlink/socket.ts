@@ -241,7 +241,9 @@ export class RtnlSocket {
   static open(netns?: string): RtnlSocket {
     const l = must();
     const type = SOCK_RAW | SOCK_CLOEXEC;
-    const fd = netns ? inNetnsSync(netns, () => l.socket(C.AF_NETLINK, type, C.NETLINK_ROUTE)) : l.socket(C.AF_NETLINK, type, C.NETLINK_ROUTE);
+    const fd = netns
+      ? inNetnsSync(netns, () => l.socket(C.AF_NETLINK, type, C.NETLINK_ROUTE))
+      : l.socket(C.AF_NETLINK, type, C.NETLINK_ROUTE);
     if (fd < 0) throw new SysError(`netlink socket${netns ? ` in ${netns}` : ''}`, l.errno());
     const one = Uint8Array.of(1, 0, 0, 0);
     l.setsockopt(fd, C.SOL_NETLINK, C.NETLINK_EXT_ACK, one, 4); // best effort: the kernel's reason text
@@ -300,7 +302,10 @@ export class RtnlSocket {
       }
       if (finished) break;
     }
-    if (t0) trace(`netlink ${what}${this.netns ? ` (in ${this.netns})` : ''}: ${out.length} messages in ${(performance.now() - t0).toFixed(2)} ms`);
+    if (t0)
+      trace(
+        `netlink ${what}${this.netns ? ` (in ${this.netns})` : ''}: ${out.length} messages in ${(performance.now() - t0).toFixed(2)} ms`,
+      );
     return out;
   }
 }

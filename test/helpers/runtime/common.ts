@@ -64,7 +64,8 @@ export async function firewallLinesMentioning(needles: Array<string | number>): 
   const nft = await sh('nft', ['list', 'ruleset'], { allowFail: true });
   const ipt = await sh('iptables-save', [], { allowFail: true });
   const lines = `${nft.stdout}\n${ipt.stdout}`.split('\n');
-  const match = (l: string, n: string | number): boolean => (typeof n === 'number' ? new RegExp(`(^|[^0-9.])${n}([^0-9.]|$)`).test(l) : !!n && l.includes(n));
+  const match = (l: string, n: string | number): boolean =>
+    typeof n === 'number' ? new RegExp(`(^|[^0-9.])${n}([^0-9.]|$)`).test(l) : !!n && l.includes(n);
   return lines.filter((l) => needles.some((n) => match(l, n)));
 }
 
@@ -147,10 +148,14 @@ export async function httpGet(netnsPath: string | undefined, addr: string, port:
 /** httpGet, retried until it answers (a published port takes a moment); '' when it never does. */
 export async function httpBody(netnsPath: string | undefined, addr: string, port: number): Promise<string> {
   let out = '';
-  await eventually(async () => {
-    out = await httpGet(netnsPath, addr, port);
-    return out.length > 0;
-  }, 40, 250);
+  await eventually(
+    async () => {
+      out = await httpGet(netnsPath, addr, port);
+      return out.length > 0;
+    },
+    40,
+    250,
+  );
   return out;
 }
 
@@ -158,13 +163,19 @@ export async function httpBody(netnsPath: string | undefined, addr: string, port
  * "The outside": a namespace of the test linked to the host by a veth (`hostEnd` on the host,
  * eth0 inside) on a TEST-NET-2 /30; `transfer.host` is the host's address on it.
  */
-export async function makeOutside(cleanup: Cleanup, prefix: string, hostEnd: string): Promise<{ ns: TestNetns; transfer: { host: string; outside: string } }> {
+export async function makeOutside(
+  cleanup: Cleanup,
+  prefix: string,
+  hostEnd: string,
+): Promise<{ ns: TestNetns; transfer: { host: string; outside: string } }> {
   const ns = await makeNetns(cleanup, prefix);
   const transfer = randomTransfer();
   await sh('ip', ['link', 'add', hostEnd, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns.name]);
   cleanup.add(() => deleteLink(hostEnd));
   await sh('ip', ['-batch', '-'], { input: `addr add ${transfer.host}/30 dev ${hostEnd}\nlink set ${hostEnd} up\n` });
-  await sh('nsenter', [`--net=${ns.path}`, '--', 'ip', '-batch', '-'], { input: `addr add ${transfer.outside}/30 dev eth0\nlink set eth0 up\nlink set lo up\n` });
+  await sh('nsenter', [`--net=${ns.path}`, '--', 'ip', '-batch', '-'], {
+    input: `addr add ${transfer.outside}/30 dev eth0\nlink set eth0 up\nlink set lo up\n`,
+  });
   return { ns, transfer };
 }
 

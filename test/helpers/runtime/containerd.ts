@@ -94,7 +94,11 @@ export class Containerd {
       stdout: { file: log },
       stderr: { file: log },
       // CNI_TS_TRACE reaches the plugins (containerd runs them with its own environment)
-      env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', TMPDIR: path.join(d, 'state'), ...(process.env.CNI_TS_TRACE ? { CNI_TS_TRACE: process.env.CNI_TS_TRACE } : {}) },
+      env: {
+        PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+        TMPDIR: path.join(d, 'state'),
+        ...(process.env.CNI_TS_TRACE ? { CNI_TS_TRACE: process.env.CNI_TS_TRACE } : {}),
+      },
       extendEnv: false,
     });
     const up = await eventually(async () => existsSync(this.socket), 100, 100);
@@ -211,7 +215,12 @@ export function shimsOf(socket: string): number[] {
 }
 
 /** A private containerd with CRI; everything is removed on cleanup. */
-export async function makeContainerd(cleanup: Cleanup, tag: string, plan: PluginPlan, conflist: Record<string, unknown>): Promise<Containerd> {
+export async function makeContainerd(
+  cleanup: Cleanup,
+  tag: string,
+  plan: PluginPlan,
+  conflist: Record<string, unknown>,
+): Promise<Containerd> {
   const dir = makeTempTree(cleanup, `cnits-ctrd-${tag}`);
   const c = new Containerd(dir, tag);
   cleanup.add(() => c.teardown());

@@ -50,14 +50,23 @@ export class CriClient {
   private readonly client: grpc.Client & Record<string, Unary>;
 
   constructor(socket: string) {
-    const def = protoLoader.loadSync(path.join(path.dirname(fileURLToPath(import.meta.url)), 'cri.proto'), { keepCase: false, longs: String, enums: String, defaults: true, oneofs: true });
+    const def = protoLoader.loadSync(path.join(path.dirname(fileURLToPath(import.meta.url)), 'cri.proto'), {
+      keepCase: false,
+      longs: String,
+      enums: String,
+      defaults: true,
+      oneofs: true,
+    });
     const pkg = grpc.loadPackageDefinition(def) as unknown as { runtime: { v1: { RuntimeService: grpc.ServiceClientConstructor } } };
-    this.client = new pkg.runtime.v1.RuntimeService(`unix://${socket}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & Record<string, Unary>;
+    this.client = new pkg.runtime.v1.RuntimeService(`unix://${socket}`, grpc.credentials.createInsecure()) as unknown as grpc.Client &
+      Record<string, Unary>;
   }
 
   private call<T>(method: string, req: unknown, timeoutMs = 60_000): Promise<T> {
     return new Promise((resolve, reject) => {
-      this.client[method].call(this.client, req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (e, r) => (e ? reject(e) : resolve(r as T)));
+      this.client[method].call(this.client, req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (e, r) =>
+        e ? reject(e) : resolve(r as T),
+      );
     });
   }
 
@@ -80,7 +89,10 @@ export class CriClient {
 
   /** Status, plus the verbose info JSON containerd attaches (netns path, CNI result). */
   async podSandboxStatus(id: string): Promise<{ status: PodSandboxStatus; info: Record<string, unknown> }> {
-    const r = await this.call<{ status: PodSandboxStatus; info: Record<string, string> }>('PodSandboxStatus', { podSandboxId: id, verbose: true });
+    const r = await this.call<{ status: PodSandboxStatus; info: Record<string, string> }>('PodSandboxStatus', {
+      podSandboxId: id,
+      verbose: true,
+    });
     let info: Record<string, unknown>;
     try {
       info = JSON.parse(r.info?.info ?? '{}') as Record<string, unknown>;

@@ -9,7 +9,24 @@ import path from 'node:path';
 import { sh } from '../netns.ts';
 
 export const BUSYBOX = '/bin/busybox';
-const APPLETS = ['sh', 'sleep', 'httpd', 'ping', 'ip', 'nc', 'wget', 'cat', 'ls', 'echo', 'hostname', 'ifconfig', 'true', 'mkdir', 'kill', 'nslookup'];
+const APPLETS = [
+  'sh',
+  'sleep',
+  'httpd',
+  'ping',
+  'ip',
+  'nc',
+  'wget',
+  'cat',
+  'ls',
+  'echo',
+  'hostname',
+  'ifconfig',
+  'true',
+  'mkdir',
+  'kill',
+  'nslookup',
+];
 
 /** Write a busybox root filesystem under `dir` with a web root /www holding index.html = `page`. */
 export function buildRootfs(dir: string, page = 'cni-ts\n'): void {

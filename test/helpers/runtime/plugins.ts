@@ -42,7 +42,11 @@ export interface PluginPlan {
 }
 
 /** Decide ours/reference for each plugin name; a missing one of ours yields a skip reason in mode "ours". */
-export async function planPlugins(names: string[], mode: Mode = runtimeMode(), forceRef = (process.env.CNITS_RUNTIME_REF ?? '').split(',')): Promise<PluginPlan> {
+export async function planPlugins(
+  names: string[],
+  mode: Mode = runtimeMode(),
+  forceRef = (process.env.CNITS_RUNTIME_REF ?? '').split(','),
+): Promise<PluginPlan> {
   const impl: Record<string, Impl> = {};
   const missing: string[] = [];
   for (const n of names) {

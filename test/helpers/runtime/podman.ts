@@ -99,7 +99,10 @@ export class Podman {
 
   /** Address podman reports for a container on a network. */
   async containerIp(id: string, network: string): Promise<string> {
-    const j = JSON.parse(await this.ok(['inspect', '--format', '{{json .NetworkSettings.Networks}}', id])) as Record<string, { IPAddress?: string }>;
+    const j = JSON.parse(await this.ok(['inspect', '--format', '{{json .NetworkSettings.Networks}}', id])) as Record<
+      string,
+      { IPAddress?: string }
+    >;
     return j[network]?.IPAddress ?? '';
   }
 
@@ -120,7 +123,9 @@ export async function podmanMissing(): Promise<string> {
   if (r.exitCode !== 0) return 'podman is not installed (apt-get install podman)';
   const major = Number(/version (\d+)/.exec(String(r.stdout))?.[1] ?? 0);
   if (major >= 5) return `${String(r.stdout).trim()} has no CNI backend (podman 4.x needed)`;
-  return inChroot() ? 'running in a chroot: runc cannot pivot_root into a container root there (the container would see the host\'s root filesystem instead of its busybox image)' : '';
+  return inChroot()
+    ? "running in a chroot: runc cannot pivot_root into a container root there (the container would see the host's root filesystem instead of its busybox image)"
+    : '';
 }
 
 /**

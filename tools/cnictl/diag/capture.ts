@@ -13,7 +13,20 @@ import { mergePcaps, startCapture, tsharkFields, type Capture } from '../../../s
 import type { CaptureReport, CaptureSide } from './schema.ts';
 
 /** The tshark fields `summarize` reads, in this order. */
-export const CAPTURE_FIELDS = ['ip.src', 'ip.dst', 'ipv6.src', 'ipv6.dst', '_ws.col.Protocol', 'tcp.stream', 'tcp.flags.syn', 'tcp.flags.ack', 'tcp.flags.reset', 'tcp.analysis.retransmission', 'icmp.type', 'icmp.code'];
+export const CAPTURE_FIELDS = [
+  'ip.src',
+  'ip.dst',
+  'ipv6.src',
+  'ipv6.dst',
+  '_ws.col.Protocol',
+  'tcp.stream',
+  'tcp.flags.syn',
+  'tcp.flags.ack',
+  'tcp.flags.reset',
+  'tcp.analysis.retransmission',
+  'icmp.type',
+  'icmp.code',
+];
 
 const ICMP_TEXT: Record<string, string> = {
   '3/0': 'net unreachable',
@@ -95,7 +108,11 @@ export interface RunningCapture {
  * Start tcpdump on each of `ifaces` (host-side interfaces, in this process's netns). The
  * capture lasts at least `seconds` (finish() waits for the rest) and until the probes are done.
  */
-export async function startCaptures(ifaces: Array<{ iface: string; of: string }>, seconds: number, keep: string | undefined): Promise<RunningCapture> {
+export async function startCaptures(
+  ifaces: Array<{ iface: string; of: string }>,
+  seconds: number,
+  keep: string | undefined,
+): Promise<RunningCapture> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'cnictl-diag-'));
   const started = Date.now();
   const caps: Array<{ cap: Capture; of: string }> = [];
@@ -121,10 +138,16 @@ export async function startCaptures(ifaces: Array<{ iface: string; of: string }>
       }
       let file: string | null = null;
       if (keep && caps.length) {
-        const r = caps.length === 1 ? await copyFile(caps[0]!.cap.file, keep).then(
+        const r =
+          caps.length === 1
+            ? await copyFile(caps[0]!.cap.file, keep).then(
                 () => ({ exitCode: 0, stderr: '' }),
                 (e: Error) => ({ exitCode: 1, stderr: e.message }),
-              ) : await mergePcaps(keep, caps.map((c) => c.cap.file));
+              )
+            : await mergePcaps(
+                keep,
+                caps.map((c) => c.cap.file),
+              );
         if (r.exitCode === 0) file = path.resolve(keep);
         else error = `mergecap: ${r.stderr.trim()}`;
       }

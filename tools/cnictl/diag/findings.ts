@@ -46,8 +46,12 @@ export function diagnose(e: Evidence): Finding[] {
 
   // 1. names
   if (e.dns && e.dns.rcode !== 'NOERROR') {
-    if (e.dns.rcode === 'NXDOMAIN') err(`NXDOMAIN for ${e.dns.name}`, [`the cluster DNS server ${e.dns.server} answered NXDOMAIN${e.dns.ms !== null ? ` in ${e.dns.ms} ms` : ''}: no such name`]);
-    else if (e.dns.rcode === 'TIMEOUT') err(`no answer from the DNS server ${e.dns.server} for ${e.dns.name}`, ['dig got no reply (timeout or unreachable server)']);
+    if (e.dns.rcode === 'NXDOMAIN')
+      err(`NXDOMAIN for ${e.dns.name}`, [
+        `the cluster DNS server ${e.dns.server} answered NXDOMAIN${e.dns.ms !== null ? ` in ${e.dns.ms} ms` : ''}: no such name`,
+      ]);
+    else if (e.dns.rcode === 'TIMEOUT')
+      err(`no answer from the DNS server ${e.dns.server} for ${e.dns.name}`, ['dig got no reply (timeout or unreachable server)']);
     else err(`${e.dns.rcode} for ${e.dns.name}`, [`the cluster DNS server ${e.dns.server} answered ${e.dns.rcode}`]);
     return out; // nothing to reach
   }
@@ -65,25 +69,38 @@ export function diagnose(e: Evidence): Finding[] {
   for (const [end] of ends) {
     if (end.interface && !end.interface.up) {
       linkDown = true;
-      err(`${ifName(end.interface, 'eth0')} of ${end.label} is down`, [`ip link in ${end.label}'s network namespace: ${end.interface.name} is not UP`]);
+      err(`${ifName(end.interface, 'eth0')} of ${end.label} is down`, [
+        `ip link in ${end.label}'s network namespace: ${end.interface.name} is not UP`,
+      ]);
     }
     if (end.hostInterface && !end.hostInterface.up) {
       linkDown = true;
-      err(`host side ${end.hostInterface.name} of ${end.label} is down`, [`ip link on the node: ${end.hostInterface.name} (the host end of ${end.label}'s veth) is not UP`]);
+      err(`host side ${end.hostInterface.name} of ${end.label} is down`, [
+        `ip link on the node: ${end.hostInterface.name} (the host end of ${end.label}'s veth) is not UP`,
+      ]);
     }
   }
 
   // 3. routing from the source
   const noRoute = e.route?.error ? e.route.error : null;
-  if (noRoute && !linkDown) err(`no route to ${e.target.ip ?? e.input} in ${e.source.label}`, [`ip route get ${e.target.ip ?? e.input} in ${e.source.label}: ${noRoute}`]);
+  if (noRoute && !linkDown)
+    err(`no route to ${e.target.ip ?? e.input} in ${e.source.label}`, [
+      `ip route get ${e.target.ip ?? e.input} in ${e.source.label}: ${noRoute}`,
+    ]);
   const unreachable = (e.ping?.errors ?? []).filter((x) => /Unreachable/i.test(x) && !/Port Unreachable/i.test(x));
-  if (!noRoute && !linkDown && unreachable.length && e.ping && e.ping.received === 0) err(`${e.target.ip ?? e.input} is unreachable from ${e.source.label}`, unreachable.map((x) => `ping: ${x}`));
+  if (!noRoute && !linkDown && unreachable.length && e.ping && e.ping.received === 0)
+    err(
+      `${e.target.ip ?? e.input} is unreachable from ${e.source.label}`,
+      unreachable.map((x) => `ping: ${x}`),
+    );
 
   // 4. services: backends
   const svc = e.target.service;
   if (svc) {
     const bad = svc.backends.filter((b) => !b.healthy);
-    const evidence = bad.map((b) => `backend ${b.address}:${b.port}${b.pod ? ` (${b.pod})` : ''}: unhealthy${b.reason ? `: ${b.reason}` : ''}`);
+    const evidence = bad.map(
+      (b) => `backend ${b.address}:${b.port}${b.pod ? ` (${b.pod})` : ''}: unhealthy${b.reason ? `: ${b.reason}` : ''}`,
+    );
     if (!svc.backends.length) {
       err(`no backend behind svc ${svc.ref}`, ['its selector matches no endpoint and no EndpointSlice names one']);
     } else if (bad.length === svc.backends.length) {
@@ -94,11 +111,16 @@ export function diagnose(e: Evidence): Finding[] {
   // 5. policy
   const p = e.policy;
   if (p && p.verdict === 'deny') {
-    const counter = p.counter ? `counter ${p.counter} ${p.counterDelta === null ? 'not readable' : p.counterDelta > 0 ? `moved by ${p.counterDelta} packet${p.counterDelta > 1 ? 's' : ''} during the test` : 'did not move during the test'}` : null;
+    const counter = p.counter
+      ? `counter ${p.counter} ${p.counterDelta === null ? 'not readable' : p.counterDelta > 0 ? `moved by ${p.counterDelta} packet${p.counterDelta > 1 ? 's' : ''} during the test` : 'did not move during the test'}`
+      : null;
     // a service is judged at the backend its VIP is translated to (the first one)
     const backend = svc?.backends[0]?.pod;
     const judged = backend ? `${backend} (backend of svc ${svc!.ref})` : tgt;
-    err(`dropped by ${p.policy ?? 'network policy'} (${p.side ?? 'ingress'} of ${p.side === 'egress' ? e.source.label : judged}; ${p.rule ?? 'no rule allows it'})`, [`policy trace ${e.source.label} -> ${tgt} ${p.flow}: DENY`, ...(counter ? [counter] : [])]);
+    err(
+      `dropped by ${p.policy ?? 'network policy'} (${p.side ?? 'ingress'} of ${p.side === 'egress' ? e.source.label : judged}; ${p.rule ?? 'no rule allows it'})`,
+      [`policy trace ${e.source.label} -> ${tgt} ${p.flow}: DENY`, ...(counter ? [counter] : [])],
+    );
   }
 
   // 6. path MTU
@@ -115,16 +137,31 @@ export function diagnose(e: Evidence): Finding[] {
   // 7. the port
   if (e.port && e.port.state !== 'open' && !explained) {
     const what = `${e.port.protocol.toUpperCase()}/${e.port.port} of ${tgt}`;
-    if (e.port.state === 'refused') err(`nothing listens on ${what}`, [`${e.port.protocol === 'tcp' ? 'connection refused (TCP reset)' : 'ICMP port unreachable'} from ${e.port.address}${e.port.connectMs !== null ? ` after ${e.port.connectMs} ms` : ''}`, ...(e.ping && e.ping.received > 0 ? [`ping: ${e.ping.received}/${e.ping.sent} answered: the host is there`] : [])]);
-    else if (e.port.protocol === 'tcp') err(`${what} does not answer (filtered); no cause found`, [`no SYN-ACK and no reset within the time bound`, ...(e.ping ? [`ping: ${e.ping.received}/${e.ping.sent} answered`] : [])]);
+    if (e.port.state === 'refused')
+      err(`nothing listens on ${what}`, [
+        `${e.port.protocol === 'tcp' ? 'connection refused (TCP reset)' : 'ICMP port unreachable'} from ${e.port.address}${e.port.connectMs !== null ? ` after ${e.port.connectMs} ms` : ''}`,
+        ...(e.ping && e.ping.received > 0 ? [`ping: ${e.ping.received}/${e.ping.sent} answered: the host is there`] : []),
+      ]);
+    else if (e.port.protocol === 'tcp')
+      err(`${what} does not answer (filtered); no cause found`, [
+        `no SYN-ACK and no reset within the time bound`,
+        ...(e.ping ? [`ping: ${e.ping.received}/${e.ping.sent} answered`] : []),
+      ]);
     else warn(`${what} did not answer (UDP: open or filtered)`, [e.port.detail ?? 'no answer']);
   }
 
   // 8. ping alone
   const portOk = e.port?.state === 'open';
   if (e.ping && e.ping.sent > 0 && e.ping.received === 0 && !explained && !out.length) {
-    if (portOk) warn(`${tgt} does not answer ping but ${e.port!.protocol.toUpperCase()}/${e.port!.port} is open (ICMP filtered?)`, [`ping: 0/${e.ping.sent} answered`]);
-    else err(`${tgt} does not answer; no cause found`, [`ping: 0/${e.ping.sent} answered`, ...(e.route ? [`tracepath: ${e.route.reached ? 'reached' : 'not reached'} after ${e.route.hops.length} hop(s)`] : [])]);
+    if (portOk)
+      warn(`${tgt} does not answer ping but ${e.port!.protocol.toUpperCase()}/${e.port!.port} is open (ICMP filtered?)`, [
+        `ping: 0/${e.ping.sent} answered`,
+      ]);
+    else
+      err(`${tgt} does not answer; no cause found`, [
+        `ping: 0/${e.ping.sent} answered`,
+        ...(e.route ? [`tracepath: ${e.route.reached ? 'reached' : 'not reached'} after ${e.route.hops.length} hop(s)`] : []),
+      ]);
   } else if (e.ping && e.ping.received > 0 && e.ping.received < e.ping.sent && !explained) {
     warn(`${e.ping.lossPercent}% packet loss to ${tgt}`, [`ping: ${e.ping.received}/${e.ping.sent} answered`]);
   }

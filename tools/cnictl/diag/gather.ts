@@ -10,7 +10,19 @@ import { nftCounters } from '../../../shared/kernel/nft.ts';
 import { conntrackList } from '../../../shared/kernel/conntrack.ts';
 import type { BackendHealth, Endpoint, EndpointSlice, Service } from '../../../shared/objects/types.ts';
 import { compileServices, serviceVIP, type ServicePortEntry } from '../../../shared/services/compile.ts';
-import { counterName, DEFAULT_DENY_COUNTER, evaluate, PolicyIndex, POLICY_TABLE, POLICY_TABLE_FAMILY, parseCounterName, type EvaluateResult, type FlowProtocol, type PolicyObjects, type RuleRef } from '../../../shared/policy/index.ts';
+import {
+  counterName,
+  DEFAULT_DENY_COUNTER,
+  evaluate,
+  PolicyIndex,
+  POLICY_TABLE,
+  POLICY_TABLE_FAMILY,
+  parseCounterName,
+  type EvaluateResult,
+  type FlowProtocol,
+  type PolicyObjects,
+  type RuleRef,
+} from '../../../shared/policy/index.ts';
 import { readPolicyObjects } from '../../../shared/policysync.ts';
 import type { ObjectStore } from '../../../shared/store/types.ts';
 import { CliError, type Ctx } from '../common.ts';
@@ -18,7 +30,20 @@ import { ruleSummary } from '../trace.ts';
 import { startCaptures, type RunningCapture } from './capture.ts';
 import { diagnose, type BackendEvidence, type EndEvidence } from './findings.ts';
 import { runDig, runPing, runPortProbe, runTracepath } from './probes.ts';
-import type { ConnectivityReport, DnsReport, EndpointReport, EndReport, Finding, InterfaceState, PingReport, PolicyReport, PortReport, RouteReport, ServiceBackendReport, ServiceReport } from './schema.ts';
+import type {
+  ConnectivityReport,
+  DnsReport,
+  EndpointReport,
+  EndReport,
+  Finding,
+  InterfaceState,
+  PingReport,
+  PolicyReport,
+  PortReport,
+  RouteReport,
+  ServiceBackendReport,
+  ServiceReport,
+} from './schema.ts';
 
 export interface ConnectivityArgs {
   target: string;
@@ -43,17 +68,34 @@ interface World {
 const isIPv4 = (s: string): boolean => /^\d{1,3}(\.\d{1,3}){3}$/.test(s);
 const isIP = (s: string): boolean => isIPv4(s) || (s.includes(':') && /^[0-9a-f:.]+$/i.test(s));
 const epRef = (e: Endpoint): string => `${e.metadata.namespace ?? 'default'}/${e.metadata.name}`;
-const firstV4 = (e: Endpoint): string | null => e.spec.ips.map((c) => c.split('/')[0]!).find(isIPv4) ?? e.spec.ips[0]?.split('/')[0] ?? null;
+const firstV4 = (e: Endpoint): string | null =>
+  e.spec.ips.map((c) => c.split('/')[0]!).find(isIPv4) ?? e.spec.ips[0]?.split('/')[0] ?? null;
 
 async function world(ctx: Ctx): Promise<World> {
   const store: ObjectStore = await ctx.store();
   const cfg = ctx.config();
-  const [objects, s, sl, h] = await Promise.all([readPolicyObjects(store), store.list<Service>('Service'), store.list<EndpointSlice>('EndpointSlice'), store.list<BackendHealth>('BackendHealth')]);
+  const [objects, s, sl, h] = await Promise.all([
+    readPolicyObjects(store),
+    store.list<Service>('Service'),
+    store.list<EndpointSlice>('EndpointSlice'),
+    store.list<BackendHealth>('BackendHealth'),
+  ]);
   const services = s.items.map((i) => i.object);
   const serviceCIDR = (cfg as { serviceCIDR?: string[] }).serviceCIDR ?? [];
-  const t = compileServices({ services, endpointSlices: sl.items.map((i) => i.object), endpoints: objects.endpoints, health: h.items.map((i) => i.object) }, '', { serviceCIDR });
+  const t = compileServices(
+    { services, endpointSlices: sl.items.map((i) => i.object), endpoints: objects.endpoints, health: h.items.map((i) => i.object) },
+    '',
+    { serviceCIDR },
+  );
   const policy = (cfg.policy ?? {}) as { table?: string };
-  return { objects, idx: new PolicyIndex(objects), services, entries: t.entries, clusterDomain: (cfg as { clusterDomain?: string }).clusterDomain ?? 'cluster.local', policyTable: policy.table ?? POLICY_TABLE };
+  return {
+    objects,
+    idx: new PolicyIndex(objects),
+    services,
+    entries: t.entries,
+    clusterDomain: (cfg as { clusterDomain?: string }).clusterDomain ?? 'cluster.local',
+    policyTable: policy.table ?? POLICY_TABLE,
+  };
 }
 
 function endpointByName(w: World, ref: string, what: string): Endpoint {
@@ -64,7 +106,8 @@ function endpointByName(w: World, ref: string, what: string): Endpoint {
   return pod.ep;
 }
 
-const ifState = (l: LinkInfo | undefined, name: string): InterfaceState => (l ? { name: l.ifname, up: l.flags.includes('UP'), mtu: l.mtu ?? null } : { name, up: false, mtu: null });
+const ifState = (l: LinkInfo | undefined, name: string): InterfaceState =>
+  l ? { name: l.ifname, up: l.flags.includes('UP'), mtu: l.mtu ?? null } : { name, up: false, mtu: null };
 
 /**
  * The interfaces of a pod end: its container interface (in its netns) and its host-side veth,
@@ -72,7 +115,8 @@ const ifState = (l: LinkInfo | undefined, name: string): InterfaceState => (l ? 
  * probed, not looked into (run `cnictl diag endpoint` on its node).
  */
 async function podEnd(ep: Endpoint, node: string): Promise<EndReport> {
-  if (ep.spec.node !== node) return { label: epRef(ep), pod: epRef(ep), ip: firstV4(ep), netns: null, interface: null, hostInterface: null };
+  if (ep.spec.node !== node)
+    return { label: epRef(ep), pod: epRef(ep), ip: firstV4(ep), netns: null, interface: null, hostInterface: null };
   const sandbox = ep.spec.sandbox ?? null;
   const [inner, host] = await Promise.all([
     sandbox ? getLink(ep.spec.ifname, sandbox).catch(() => undefined) : Promise.resolve(undefined),
@@ -88,11 +132,19 @@ async function podEnd(ep: Endpoint, node: string): Promise<EndReport> {
   };
 }
 
-const endEvidence = (e: EndReport): EndEvidence => ({ label: e.label, pod: e.pod !== null, interface: e.interface, hostInterface: e.hostInterface });
+const endEvidence = (e: EndReport): EndEvidence => ({
+  label: e.label,
+  pod: e.pod !== null,
+  interface: e.interface,
+  hostInterface: e.hostInterface,
+});
 
 /** The DNS server a source asks: its network's gateway (the agent listens there), else the host's resolver. */
 function dnsServerFor(w: World, ep: Endpoint | undefined, node: string): string {
-  const gw = ep?.spec.gateways?.[0] ?? w.objects.endpoints.find((e) => e.spec.node === node && e.spec.gateways?.length)?.spec.gateways?.[0] ?? w.objects.endpoints.find((e) => e.spec.gateways?.length)?.spec.gateways?.[0];
+  const gw =
+    ep?.spec.gateways?.[0] ??
+    w.objects.endpoints.find((e) => e.spec.node === node && e.spec.gateways?.length)?.spec.gateways?.[0] ??
+    w.objects.endpoints.find((e) => e.spec.gateways?.length)?.spec.gateways?.[0];
   if (!gw) throw new CliError('no DNS server known: no endpoint with a gateway (the agent serves DNS on gateways)');
   return gw.split('/')[0]!;
 }
@@ -141,7 +193,19 @@ export function policyOf(w: World, r: EvaluateResult, flow: string, srcLabel: st
       counter: side ? DEFAULT_DENY_COUNTER[side] : null,
     };
   }
-  return { verdict: r.verdict, flow, policy: null, rule: d.default === 'not-a-pod' ? 'no policy of ours applies (not a pod on either side)' : d.default === 'self' ? 'a pod reaching itself' : 'no policy isolates either side', side, counter: null };
+  return {
+    verdict: r.verdict,
+    flow,
+    policy: null,
+    rule:
+      d.default === 'not-a-pod'
+        ? 'no policy of ours applies (not a pod on either side)'
+        : d.default === 'self'
+          ? 'a pod reaching itself'
+          : 'no policy isolates either side',
+    side,
+    counter: null,
+  };
 }
 
 async function counters(w: World): Promise<Map<string, { packets: number; bytes: number }> | undefined> {
@@ -166,9 +230,22 @@ function serviceTarget(w: World, ns: string, name: string): { svc: Service; entr
   return { svc, entries: w.entries.filter((e) => e.namespace === ns && e.name === name) };
 }
 
-const emptyEnd = (label: string, ip: string | null): EndReport => ({ label, pod: null, ip, netns: null, interface: null, hostInterface: null });
+const emptyEnd = (label: string, ip: string | null): EndReport => ({
+  label,
+  pod: null,
+  ip,
+  netns: null,
+  interface: null,
+  hostInterface: null,
+});
 
-async function resolveTarget(w: World, a: ConnectivityArgs, node: string, srcNetns: string | undefined, dnsServer: () => string): Promise<Target> {
+async function resolveTarget(
+  w: World,
+  a: ConnectivityArgs,
+  node: string,
+  srcNetns: string | undefined,
+  dnsServer: () => string,
+): Promise<Target> {
   const t = a.target;
   const svcM = /^(?:svc|service)\/(?:([^/]+)\/)?([^/]+)$/.exec(t);
   if (svcM) {
@@ -191,14 +268,25 @@ async function resolveTarget(w: World, a: ConnectivityArgs, node: string, srcNet
     const pod = w.idx.podByIP(ip);
     if (pod) return { end: { ...(await podEnd(pod.ep, node)), input: t, service: null }, ep: pod.ep, dns };
     const e = w.entries.find((x) => x.vip === ip);
-    if (e) return { end: { ...emptyEnd(`svc ${e.namespace}/${e.name}`, ip), input: t, service: `${e.namespace}/${e.name}` }, service: serviceTarget(w, e.namespace, e.name), dns };
+    if (e)
+      return {
+        end: { ...emptyEnd(`svc ${e.namespace}/${e.name}`, ip), input: t, service: `${e.namespace}/${e.name}` },
+        service: serviceTarget(w, e.namespace, e.name),
+        dns,
+      };
   }
   return { end: { ...emptyEnd(t, ip), input: t, service: null }, dns };
 }
 
 function backendsOf(w: World, entries: ServicePortEntry[], port?: number): BackendEvidence[] {
   const e = entries.find((x) => port === undefined || x.port === port) ?? entries[0];
-  return (e?.backends ?? []).map((b) => ({ address: b.address, port: b.port, pod: w.idx.podByIP(b.address) ? `${w.idx.podByIP(b.address)!.namespace}/${w.idx.podByIP(b.address)!.name}` : null, healthy: b.healthy, reason: b.reason ?? null }));
+  return (e?.backends ?? []).map((b) => ({
+    address: b.address,
+    port: b.port,
+    pod: w.idx.podByIP(b.address) ? `${w.idx.podByIP(b.address)!.namespace}/${w.idx.podByIP(b.address)!.name}` : null,
+    healthy: b.healthy,
+    reason: b.reason ?? null,
+  }));
 }
 
 async function routeReport(w: World, targetIp: string, netns: string | undefined): Promise<RouteReport> {
@@ -218,8 +306,10 @@ export async function connectivity(ctx: Ctx, a: ConnectivityArgs): Promise<Conne
   const w = await world(ctx);
   const node = ctx.config().node;
   const srcEp = a.from ? endpointByName(w, a.from, '--from') : undefined;
-  if (srcEp && srcEp.spec.node !== node) throw new CliError(`--from ${a.from}: attached on node ${srcEp.spec.node}, this is ${node}: run cnictl diag there`);
-  if (srcEp && !srcEp.spec.sandbox) throw new CliError(`--from ${a.from}: its Endpoint has no spec.sandbox (attached before diagnostics were supported: re-attach it)`);
+  if (srcEp && srcEp.spec.node !== node)
+    throw new CliError(`--from ${a.from}: attached on node ${srcEp.spec.node}, this is ${node}: run cnictl diag there`);
+  if (srcEp && !srcEp.spec.sandbox)
+    throw new CliError(`--from ${a.from}: its Endpoint has no spec.sandbox (attached before diagnostics were supported: re-attach it)`);
   const source: EndReport = srcEp ? await podEnd(srcEp, node) : emptyEnd('host', null);
   const netns = srcEp?.spec.sandbox;
   const target = await resolveTarget(w, a, node, netns, () => dnsServerFor(w, srcEp, node));
@@ -236,7 +326,11 @@ export async function connectivity(ctx: Ctx, a: ConnectivityArgs): Promise<Conne
     const protocol: FlowProtocol = port ? (port.protocol.toUpperCase() as FlowProtocol) : 'ICMP';
     const flowText = port ? `${protocol}/${port.port}` : 'ICMP';
     const srcEnd = srcEp ?? (await routeGet(tip)).route?.prefsrc ?? '0.0.0.0';
-    const dst: Endpoint | string | undefined = svc ? (backends[0] ? (w.idx.podByIP(backends[0].address)?.ep ?? backends[0].address) : undefined) : (target.ep ?? tip);
+    const dst: Endpoint | string | undefined = svc
+      ? backends[0]
+        ? (w.idx.podByIP(backends[0].address)?.ep ?? backends[0].address)
+        : undefined
+      : (target.ep ?? tip);
     const dstPort = svc ? backends[0]?.port : port?.port;
     if (dst) {
       try {
@@ -253,10 +347,12 @@ export async function connectivity(ctx: Ctx, a: ConnectivityArgs): Promise<Conne
   let cap: RunningCapture | undefined;
   if (a.capture) {
     const ifaces = [source, target.end].filter((e) => e.hostInterface).map((e) => ({ iface: e.hostInterface!.name, of: e.label }));
-    if (svc) for (const b of backends) {
-      const ep = b.pod ? w.idx.podByName(b.pod.split('/')[0]!, b.pod.split('/')[1]!)?.ep : undefined;
-      if (ep?.spec.hostInterface && !ifaces.some((i) => i.iface === ep.spec.hostInterface)) ifaces.push({ iface: ep.spec.hostInterface, of: b.pod! });
-    }
+    if (svc)
+      for (const b of backends) {
+        const ep = b.pod ? w.idx.podByName(b.pod.split('/')[0]!, b.pod.split('/')[1]!)?.ep : undefined;
+        if (ep?.spec.hostInterface && !ifaces.some((i) => i.iface === ep.spec.hostInterface))
+          ifaces.push({ iface: ep.spec.hostInterface, of: b.pod! });
+      }
     cap = await startCaptures(ifaces, a.capture, a.write);
   }
   let ping: PingReport | null = null;
@@ -273,7 +369,8 @@ export async function connectivity(ctx: Ctx, a: ConnectivityArgs): Promise<Conne
   // Bun reports "network/host unreachable" as ECONNREFUSED: a refusal from a target the route
   // lookup or ping found unreachable is no refusal
   const unreachable = route?.error ?? ping?.errors.find((x) => /Unreachable/i.test(x) && !/Port Unreachable/i.test(x));
-  if (portR?.state === 'refused' && unreachable) portR = { ...portR, state: 'filtered', connectMs: null, detail: `unreachable: ${unreachable}` };
+  if (portR?.state === 'refused' && unreachable)
+    portR = { ...portR, state: 'filtered', connectMs: null, detail: `unreachable: ${unreachable}` };
   let counterDelta: number | null = null;
   if (policy?.counter && before) {
     const after = await counters(w);
@@ -292,7 +389,18 @@ export async function connectivity(ctx: Ctx, a: ConnectivityArgs): Promise<Conne
     dns: target.dns,
     policy: policyR,
   });
-  return { kind: 'connectivity', source, target: target.end, ping, route, port: portR, dns: target.dns, policy: policyR, capture, diagnosis };
+  return {
+    kind: 'connectivity',
+    source,
+    target: target.end,
+    ping,
+    route,
+    port: portR,
+    dns: target.dns,
+    policy: policyR,
+    capture,
+    diagnosis,
+  };
 }
 
 /** `cnictl diag service NAME -n NS [--from NS/POD]`. */
@@ -300,7 +408,8 @@ export async function service(ctx: Ctx, name: string, ns: string, from: string |
   const w = await world(ctx);
   const node = ctx.config().node;
   const srcEp = from ? endpointByName(w, from, '--from') : undefined;
-  if (srcEp && srcEp.spec.node !== node) throw new CliError(`--from ${from}: attached on node ${srcEp.spec.node}, this is ${node}: run cnictl diag there`);
+  if (srcEp && srcEp.spec.node !== node)
+    throw new CliError(`--from ${from}: attached on node ${srcEp.spec.node}, this is ${node}: run cnictl diag there`);
   const source: EndReport = srcEp ? await podEnd(srcEp, node) : emptyEnd('host', null);
   const netns = srcEp?.spec.sandbox;
   const s = serviceTarget(w, ns, name);
@@ -319,10 +428,24 @@ export async function service(ctx: Ctx, name: string, ns: string, from: string |
     backendList.map(async (b) => {
       const pod = w.idx.podByIP(b.address);
       const [ping, portTest] = await Promise.all([runPing(b.address, 3, netns), runPortProbe(first!.protocol, b.address, b.port, netns)]);
-      return { address: b.address, targetPort: b.port, pod: pod ? `${pod.namespace}/${pod.name}` : null, healthy: b.healthy, reason: b.reason ?? null, ping, portTest };
+      return {
+        address: b.address,
+        targetPort: b.port,
+        pod: pod ? `${pod.namespace}/${pod.name}` : null,
+        healthy: b.healthy,
+        reason: b.reason ?? null,
+        ping,
+        portTest,
+      };
     }),
   );
-  const evidence: BackendEvidence[] = backends.map((b) => ({ address: b.address, port: b.targetPort, pod: b.pod, healthy: b.healthy, reason: b.reason }));
+  const evidence: BackendEvidence[] = backends.map((b) => ({
+    address: b.address,
+    port: b.targetPort,
+    pod: b.pod,
+    healthy: b.healthy,
+    reason: b.reason,
+  }));
   const diagnosis: Finding[] = diagnose({
     source: endEvidence(source),
     target: { ...endEvidence(emptyEnd(`svc ${ns}/${name}`, vip)), ip: vip, service: { ref: `${ns}/${name}`, backends: evidence } },
@@ -335,9 +458,22 @@ export async function service(ctx: Ctx, name: string, ns: string, from: string |
   });
   // a healthy backend the source cannot reach on its port
   for (const b of backends) {
-    if (b.healthy && b.portTest && b.portTest.state !== 'open') diagnosis.push({ severity: 'warning', cause: `backend ${b.address}:${b.targetPort}${b.pod ? ` (${b.pod})` : ''} is healthy but ${b.portTest.state} from ${source.label}`, evidence: [b.portTest.detail ?? b.portTest.state] });
+    if (b.healthy && b.portTest && b.portTest.state !== 'open')
+      diagnosis.push({
+        severity: 'warning',
+        cause: `backend ${b.address}:${b.targetPort}${b.pod ? ` (${b.pod})` : ''} is healthy but ${b.portTest.state} from ${source.label}`,
+        evidence: [b.portTest.detail ?? b.portTest.state],
+      });
   }
-  return { kind: 'service', service: { namespace: ns, name, vip, ports: s.entries.map((e) => `${e.port}/${e.protocol}`) }, source, dns, vip: vipTests, backends, diagnosis };
+  return {
+    kind: 'service',
+    service: { namespace: ns, name, vip, ports: s.entries.map((e) => `${e.port}/${e.protocol}`) },
+    source,
+    dns,
+    vip: vipTests,
+    backends,
+    diagnosis,
+  };
 }
 
 export interface CheckRunner {
@@ -349,7 +485,8 @@ export async function endpoint(ctx: Ctx, ref: string, check: CheckRunner): Promi
   const w = await world(ctx);
   const ep = endpointByName(w, ref, 'endpoint');
   const node = ctx.config().node;
-  if (ep.spec.node !== node) throw new CliError(`${ref} is attached on node ${ep.spec.node}, this is ${node}: run cnictl diag endpoint there`);
+  if (ep.spec.node !== node)
+    throw new CliError(`${ref} is attached on node ${ep.spec.node}, this is ${node}: run cnictl diag endpoint there`);
   const sandbox = ep.spec.sandbox ?? null;
   const label = epRef(ep);
   const [links, r4, r6, host, chk, ctr, conns] = await Promise.all([
@@ -367,31 +504,88 @@ export async function endpoint(ctx: Ctx, ref: string, check: CheckRunner): Promi
   for (const dir of ['ingress', 'egress'] as const) {
     const { anps, nps, banp } = w.idx.policiesFor(pod, dir);
     for (const p of [...anps, ...nps, ...(banp ? [banp] : [])]) {
-      const rules = (p[dir] ?? []).map((r) => `rule ${r.ref.rule}${r.ref.ruleName ? ` (${r.ref.ruleName})` : ''}: ${ruleSummary(w.objects, r.ref) ?? r.action}`);
-      policy.push({ direction: dir, policy: p.kind === 'NetworkPolicy' ? `NetworkPolicy ${p.namespace}/${p.name}` : `${p.kind} ${p.name}`, rules });
+      const rules = (p[dir] ?? []).map(
+        (r) => `rule ${r.ref.rule}${r.ref.ruleName ? ` (${r.ref.ruleName})` : ''}: ${ruleSummary(w.objects, r.ref) ?? r.action}`,
+      );
+      policy.push({
+        direction: dir,
+        policy: p.kind === 'NetworkPolicy' ? `NetworkPolicy ${p.namespace}/${p.name}` : `${p.kind} ${p.name}`,
+        rules,
+      });
       for (const r of p[dir] ?? []) {
         const c = ctr?.get(r.counter);
-        if (c) counterRows.push({ name: r.counter, rule: `${ruleRefText(r.ref)} ${dir} rule ${r.ref.rule}`, packets: c.packets, bytes: c.bytes });
+        if (c)
+          counterRows.push({
+            name: r.counter,
+            rule: `${ruleRefText(r.ref)} ${dir} rule ${r.ref.rule}`,
+            packets: c.packets,
+            bytes: c.bytes,
+          });
       }
     }
     if (nps.length) {
       const c = ctr?.get(DEFAULT_DENY_COUNTER[dir]);
       const m = parseCounterName(DEFAULT_DENY_COUNTER[dir]);
-      if (c && m) counterRows.push({ name: DEFAULT_DENY_COUNTER[dir], rule: `default deny of isolated pods, ${dir} (shared by every isolated pod of this node)`, packets: c.packets, bytes: c.bytes });
+      if (c && m)
+        counterRows.push({
+          name: DEFAULT_DENY_COUNTER[dir],
+          rule: `default deny of isolated pods, ${dir} (shared by every isolated pod of this node)`,
+          packets: c.packets,
+          bytes: c.bytes,
+        });
     }
   }
   const ips = new Set(ep.spec.ips.map((c) => c.split('/')[0]!));
-  const connections = conns.filter((c) => ips.has(c.orig.src) || ips.has(c.orig.dst) || ips.has(c.reply.src)).map((c) => ({ protocol: c.proto, state: c.state ?? null, src: c.orig.src, dst: c.orig.dst, sport: c.orig.sport, dport: c.orig.dport }));
-  const interfaces = links.map((l) => ({ name: l.ifname, up: l.flags.includes('UP'), mtu: l.mtu ?? null, addresses: (l.addr_info ?? []).map((x) => `${x.local}/${x.prefixlen}`), mac: l.address ?? null }));
+  const connections = conns
+    .filter((c) => ips.has(c.orig.src) || ips.has(c.orig.dst) || ips.has(c.reply.src))
+    .map((c) => ({
+      protocol: c.proto,
+      state: c.state ?? null,
+      src: c.orig.src,
+      dst: c.orig.dst,
+      sport: c.orig.sport,
+      dport: c.orig.dport,
+    }));
+  const interfaces = links.map((l) => ({
+    name: l.ifname,
+    up: l.flags.includes('UP'),
+    mtu: l.mtu ?? null,
+    addresses: (l.addr_info ?? []).map((x) => `${x.local}/${x.prefixlen}`),
+    mac: l.address ?? null,
+  }));
   const inner = links.find((l) => l.ifname === ep.spec.ifname);
   const hostState = ep.spec.hostInterface ? ifState(host, ep.spec.hostInterface) : null;
-  const diagnosis = diagnose({ source: { label, pod: true, interface: sandbox ? ifState(inner, ep.spec.ifname) : null, hostInterface: hostState }, target: { label, pod: true, interface: null, hostInterface: null, ip: null, service: null }, input: label, ping: null, route: null, port: null, dns: null, policy: null });
+  const diagnosis = diagnose({
+    source: { label, pod: true, interface: sandbox ? ifState(inner, ep.spec.ifname) : null, hostInterface: hostState },
+    target: { label, pod: true, interface: null, hostInterface: null, ip: null, service: null },
+    input: label,
+    ping: null,
+    route: null,
+    port: null,
+    dns: null,
+    policy: null,
+  });
   const routes = [...r4, ...r6].map((r) => ({ dst: r.dst, gateway: r.gateway ?? null, dev: r.dev ?? null, mtu: r.mtu ?? null }));
-  if (!sandbox) diagnosis.push({ severity: 'warning', cause: `the Endpoint of ${label} names no network namespace (spec.sandbox)`, evidence: ['attached before diagnostics were supported: interfaces and routes cannot be read'] });
-  if (chk.result === 'failed') diagnosis.push({ severity: 'error', cause: `CNI CHECK of ${label}'s attachment failed`, evidence: [chk.detail ?? 'failed'] });
+  if (!sandbox)
+    diagnosis.push({
+      severity: 'warning',
+      cause: `the Endpoint of ${label} names no network namespace (spec.sandbox)`,
+      evidence: ['attached before diagnostics were supported: interfaces and routes cannot be read'],
+    });
+  if (chk.result === 'failed')
+    diagnosis.push({ severity: 'error', cause: `CNI CHECK of ${label}'s attachment failed`, evidence: [chk.detail ?? 'failed'] });
   return {
     kind: 'endpoint',
-    endpoint: { namespace: ep.metadata.namespace ?? 'default', name: ep.metadata.name, node: ep.spec.node, network: ep.spec.network, containerId: ep.spec.containerId, ips: ep.spec.ips, sandbox, hostInterface: ep.spec.hostInterface ?? null },
+    endpoint: {
+      namespace: ep.metadata.namespace ?? 'default',
+      name: ep.metadata.name,
+      node: ep.spec.node,
+      network: ep.spec.network,
+      containerId: ep.spec.containerId,
+      ips: ep.spec.ips,
+      sandbox,
+      hostInterface: ep.spec.hostInterface ?? null,
+    },
     interfaces,
     routes,
     hostInterface: hostState,

@@ -39,7 +39,8 @@ function portArg(s: string): { port: number; protocol: 'tcp' | 'udp' } {
 
 function intArg(name: string, s: string | undefined, def: number, min: number, max: number): number {
   if (s === undefined) return def;
-  if (!/^\d+$/.test(s) || Number(s) < min || Number(s) > max) throw new UsageError(`--${name} ${s}: expected a whole number from ${min} to ${max}`);
+  if (!/^\d+$/.test(s) || Number(s) < min || Number(s) > max)
+    throw new UsageError(`--${name} ${s}: expected a whole number from ${min} to ${max}`);
   return Number(s);
 }
 
@@ -59,7 +60,8 @@ export function parseConnectivity(args: string[]): ConnectivityArgs & { json: bo
     allowPositionals: true,
     strict: true,
   });
-  if (positionals.length !== 1) throw new UsageError(positionals.length ? `unexpected ${JSON.stringify(positionals[1])}` : 'diag connectivity needs a TARGET');
+  if (positionals.length !== 1)
+    throw new UsageError(positionals.length ? `unexpected ${JSON.stringify(positionals[1])}` : 'diag connectivity needs a TARGET');
   if (values.from && values['from-host']) throw new UsageError('--from and --from-host exclude each other');
   if (values.output !== undefined && values.output !== 'json') throw new UsageError(`-o ${values.output}: only json`);
   if (values.write && !values.capture) throw new UsageError('-w needs --capture SECONDS');
@@ -81,12 +83,21 @@ async function cniCheck(ep: Endpoint, cacheDir: string, cniPath: string[]): Prom
   const { listCache } = await import('../../../shared/libcni/cache.ts');
   const { parseConfList } = await import('../../../shared/libcni/conf.ts');
   const { checkNetworkList, runtimeFromCache } = await import('../../../shared/libcni/libcni.ts');
-  const e = listCache(cacheDir).find((x) => x.containerId === ep.spec.containerId && x.ifName === ep.spec.ifname && x.networkName === ep.spec.network) ?? listCache(cacheDir).find((x) => x.containerId === ep.spec.containerId && x.ifName === ep.spec.ifname);
-  if (!e) return { result: 'skipped', detail: `no cached attachment of container ${ep.spec.containerId} ${ep.spec.ifname} under ${cacheDir}/results (not added by a libcni runtime with this cache dir)` };
+  const e =
+    listCache(cacheDir).find(
+      (x) => x.containerId === ep.spec.containerId && x.ifName === ep.spec.ifname && x.networkName === ep.spec.network,
+    ) ?? listCache(cacheDir).find((x) => x.containerId === ep.spec.containerId && x.ifName === ep.spec.ifname);
+  if (!e)
+    return {
+      result: 'skipped',
+      detail: `no cached attachment of container ${ep.spec.containerId} ${ep.spec.ifname} under ${cacheDir}/results (not added by a libcni runtime with this cache dir)`,
+    };
   try {
     const list = parseConfList(Buffer.from(e.config, 'base64').toString('utf8'), `cache of ${e.networkName}`);
     const outcome = await checkNetworkList(list, runtimeFromCache(e), { cacheDir, path: cniPath });
-    return outcome === 'disabled' ? { result: 'skipped', detail: 'disableCheck is set on the network' } : { result: 'ok', detail: `${list.plugins.map((p) => p.type).join(', ')} checked` };
+    return outcome === 'disabled'
+      ? { result: 'skipped', detail: 'disableCheck is set on the network' }
+      : { result: 'ok', detail: `${list.plugins.map((p) => p.type).join(', ')} checked` };
   } catch (err) {
     const x = err as Error & { details?: string };
     return { result: 'failed', detail: `${x.message}${x.details ? `: ${x.details}` : ''}` };
@@ -109,16 +120,28 @@ export async function run(ctx: Ctx, args: string[]): Promise<number> {
     return exitCodeOf(r.diagnosis);
   }
   if (sub === 'service' || sub === 'svc') {
-    const { values, positionals } = parseArgs({ args: rest, options: { namespace: { type: 'string', short: 'n' }, from: { type: 'string' }, output: { type: 'string', short: 'o' } }, allowPositionals: true, strict: true });
+    const { values, positionals } = parseArgs({
+      args: rest,
+      options: { namespace: { type: 'string', short: 'n' }, from: { type: 'string' }, output: { type: 'string', short: 'o' } },
+      allowPositionals: true,
+      strict: true,
+    });
     if (positionals.length !== 1) throw new UsageError('diag service needs one NAME');
     if (values.output !== undefined && values.output !== 'json') throw new UsageError(`-o ${values.output}: only json`);
-    const [ns, name] = positionals[0]!.includes('/') ? (positionals[0]!.split('/', 2) as [string, string]) : [values.namespace ?? 'default', positionals[0]!];
+    const [ns, name] = positionals[0]!.includes('/')
+      ? (positionals[0]!.split('/', 2) as [string, string])
+      : [values.namespace ?? 'default', positionals[0]!];
     const r = await service(ctx, name, ns, values.from);
     ctx.out(values.output === 'json' ? `${JSON.stringify(r, null, 2)}\n` : serviceText(r));
     return exitCodeOf(r.diagnosis);
   }
   if (sub === 'endpoint' || sub === 'ep') {
-    const { values, positionals } = parseArgs({ args: rest, options: { output: { type: 'string', short: 'o' }, 'cache-dir': { type: 'string' }, 'cni-path': { type: 'string' } }, allowPositionals: true, strict: true });
+    const { values, positionals } = parseArgs({
+      args: rest,
+      options: { output: { type: 'string', short: 'o' }, 'cache-dir': { type: 'string' }, 'cni-path': { type: 'string' } },
+      allowPositionals: true,
+      strict: true,
+    });
     if (positionals.length !== 1) throw new UsageError('diag endpoint needs one NS/POD');
     if (values.output !== undefined && values.output !== 'json') throw new UsageError(`-o ${values.output}: only json`);
     const cacheDir = values['cache-dir'] ?? process.env.CNI_CACHE_DIR ?? '/var/lib/cni';
@@ -127,5 +150,7 @@ export async function run(ctx: Ctx, args: string[]): Promise<number> {
     ctx.out(values.output === 'json' ? `${JSON.stringify(r, null, 2)}\n` : endpointText(r));
     return exitCodeOf(r.diagnosis);
   }
-  throw new UsageError(sub ? `unknown diag subcommand ${JSON.stringify(sub)}` : 'diag needs a subcommand: connectivity, service or endpoint');
+  throw new UsageError(
+    sub ? `unknown diag subcommand ${JSON.stringify(sub)}` : 'diag needs a subcommand: connectivity, service or endpoint',
+  );
 }

@@ -17,7 +17,14 @@ import type { DnsReport, Hop, PingReport, PortReport, PortState } from './schema
 export function parsePing(target: string, out: string): PingReport {
   const stats = /(\d+) packets transmitted, (\d+) received(?:, \+(\d+) errors)?(?:, \+\d+ duplicates)?, ([\d.]+)% packet loss/.exec(out);
   const rtt = /rtt min\/avg\/max\/mdev = ([\d.]+)\/([\d.]+)\/([\d.]+)\/[\d.]+ ms/.exec(out);
-  const errors = [...new Set(out.split('\n').filter((l) => /^From \S+ icmp_seq=\d+ /.test(l)).map((l) => l.replace(/ icmp_seq=\d+/, '').trim()))];
+  const errors = [
+    ...new Set(
+      out
+        .split('\n')
+        .filter((l) => /^From \S+ icmp_seq=\d+ /.test(l))
+        .map((l) => l.replace(/ icmp_seq=\d+/, '').trim()),
+    ),
+  ];
   const sent = stats ? Number(stats[1]) : 0;
   const received = stats ? Number(stats[2]) : 0;
   return {
@@ -68,7 +75,8 @@ export function parseTracepath(out: string): { hops: Hop[]; reached: boolean; pa
 
 /** dig `+comments +answer +stats` output → rcode, answers (TYPE DATA), server, time. */
 export function parseDig(name: string, server: string, out: string): DnsReport {
-  const rcode = /status: ([A-Z]+)/.exec(out)?.[1] ?? (/timed out|no servers could be reached|communications error/.test(out) ? 'TIMEOUT' : 'NONE');
+  const rcode =
+    /status: ([A-Z]+)/.exec(out)?.[1] ?? (/timed out|no servers could be reached|communications error/.test(out) ? 'TIMEOUT' : 'NONE');
   const answers: string[] = [];
   let section = '';
   for (const line of out.split('\n')) {
@@ -90,7 +98,12 @@ export async function runPing(target: string, count: number, netns: string | und
   return parsePing(target, `${r.stdout}\n${r.stderr}`);
 }
 
-export async function runTracepath(target: string, netns: string | undefined, maxHops = 6, timeoutMs = 5000): Promise<ReturnType<typeof parseTracepath> & { error: string | null }> {
+export async function runTracepath(
+  target: string,
+  netns: string | undefined,
+  maxHops = 6,
+  timeoutMs = 5000,
+): Promise<ReturnType<typeof parseTracepath> & { error: string | null }> {
   const r = await tracepath(target, maxHops, { netns, timeoutMs });
   const p = parseTracepath(r.stdout);
   return { ...p, error: r.exitCode !== 0 && !r.stdout ? r.stderr.trim() || r.error || `exit ${r.exitCode}` : null };
@@ -142,7 +155,9 @@ function probeOnce(protocol: 'tcp' | 'udp', address: string, port: number, timeo
       };
       const t = setTimeout(() => done('filtered', null, `no answer within ${timeoutMs} ms`), timeoutMs);
       c.once('connect', () => done('open', ms(), null));
-      c.once('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNREFUSED' ? done('refused', ms(), 'connection refused (TCP reset)') : done('filtered', null, e.code ?? e.message)));
+      c.once('error', (e: NodeJS.ErrnoException) =>
+        e.code === 'ECONNREFUSED' ? done('refused', ms(), 'connection refused (TCP reset)') : done('filtered', null, e.code ?? e.message),
+      );
     });
   }
   return new Promise((resolve) => {
@@ -153,9 +168,14 @@ function probeOnce(protocol: 'tcp' | 'udp', address: string, port: number, timeo
       s.close();
       resolve({ ...base, state, connectMs, detail });
     };
-    const t = setTimeout(() => done('filtered', null, `no answer within ${timeoutMs} ms (open or filtered: UDP says nothing when a datagram is taken)`), timeoutMs);
+    const t = setTimeout(
+      () => done('filtered', null, `no answer within ${timeoutMs} ms (open or filtered: UDP says nothing when a datagram is taken)`),
+      timeoutMs,
+    );
     s.on('message', () => done('open', ms(), 'answered'));
-    s.on('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNREFUSED' ? done('refused', ms(), 'ICMP port unreachable') : done('filtered', null, e.code ?? e.message)));
+    s.on('error', (e: NodeJS.ErrnoException) =>
+      e.code === 'ECONNREFUSED' ? done('refused', ms(), 'ICMP port unreachable') : done('filtered', null, e.code ?? e.message),
+    );
     let again: ReturnType<typeof setInterval> | undefined;
     s.connect(port, address, () => {
       const send = (): void => s.send(Buffer.from('cnictl-diag\n'));
@@ -177,13 +197,29 @@ export function selfCnictl(): string[] {
 }
 
 /** The port test from inside `netns` (this executable re-run there), bounded by `timeoutMs`. */
-export async function runPortProbe(protocol: 'tcp' | 'udp', address: string, port: number, netns: string | undefined, timeoutMs = 2000): Promise<PortReport> {
+export async function runPortProbe(
+  protocol: 'tcp' | 'udp',
+  address: string,
+  port: number,
+  netns: string | undefined,
+  timeoutMs = 2000,
+): Promise<PortReport> {
   if (!netns) return portProbe(protocol, address, port, timeoutMs);
   const [cmd, ...pre] = selfCnictl();
-  const r = await inNetns([cmd!, ...pre, 'diag', '_port', protocol, address, String(port), String(timeoutMs)], { netns, timeoutMs: timeoutMs + 5000 });
+  const r = await inNetns([cmd!, ...pre, 'diag', '_port', protocol, address, String(port), String(timeoutMs)], {
+    netns,
+    timeoutMs: timeoutMs + 5000,
+  });
   try {
     return JSON.parse(r.stdout) as PortReport;
   } catch {
-    return { address, port, protocol, state: 'filtered', connectMs: null, detail: `port test did not run: ${r.stderr.trim() || r.error || `exit ${r.exitCode}`}` };
+    return {
+      address,
+      port,
+      protocol,
+      state: 'filtered',
+      connectMs: null,
+      detail: `port test did not run: ${r.stderr.trim() || r.error || `exit ${r.exitCode}`}`,
+    };
   }
 }

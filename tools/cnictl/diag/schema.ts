@@ -154,7 +154,16 @@ export interface ServiceReport {
 
 export interface EndpointReport {
   kind: 'endpoint';
-  endpoint: { namespace: string; name: string; node: string; network: string; containerId: string; ips: string[]; sandbox: string | null; hostInterface: string | null };
+  endpoint: {
+    namespace: string;
+    name: string;
+    node: string;
+    network: string;
+    containerId: string;
+    ips: string[];
+    sandbox: string | null;
+    hostInterface: string | null;
+  };
   interfaces: Array<{ name: string; up: boolean; mtu: number | null; addresses: string[]; mac: string | null }>;
   routes: Array<{ dst: string; gateway: string | null; dev: string | null; mtu: number | null }>;
   hostInterface: InterfaceState | null;
