@@ -95,7 +95,9 @@ export async function nlIpBatch(cmds: string[][], netns?: string): Promise<boole
       try {
         sock.request(buildRequest(ops[i], ctx), what);
       } catch (e) {
-        if (e instanceof NetlinkError) throw new CniError(e.code, `${what}${where} failed: ${e.details}`, e.details);
+        // details as `ip -batch` gives them: the kernel's answer, then which line failed (callers read both)
+        if (e instanceof NetlinkError)
+          throw new CniError(e.code, `${what}${where} failed: ${e.details}`, `${e.details}\nCommand failed -:${i + 1}`);
         throw e;
       }
     });
