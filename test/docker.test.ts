@@ -9,7 +9,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execa, type ResultPromise } from 'execa';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, symlinkSync, copyFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { Cleanup, inNs, makeNetns, sh, type TestNetns } from './helpers/netns.ts';
@@ -32,6 +32,13 @@ async function until<T>(f: () => Promise<T>, ok: (v: T) => boolean, withinMs = 2
 
 describe.skipIf(Boolean(why))('Docker networks served by the cni-ts agent (CNM remote driver + IPAM)', () => {
   const cleanup = new Cleanup();
+  const rmdirIfEmpty = (d: string): void => {
+    try {
+      rmdirSync(d);
+    } catch {
+      // not empty (someone else's), or gone
+    }
+  };
   const id = uid('dk').slice(0, 8);
   const driver = `cni-ts-${id}`;
   const dir = `/tmp/${id}-docker`;
@@ -130,6 +137,10 @@ describe.skipIf(Boolean(why))('Docker networks served by the cni-ts agent (CNM r
 
   beforeAll(async () => {
     mkdirSync(dir, { recursive: true });
+    // the plugin directory dockerd discovers sockets in: removed again (when empty) if this run made it
+    for (const d of ['/run/docker', '/run/docker/plugins']) {
+      if (!existsSync(d)) cleanup.add(async () => rmdirIfEmpty(d));
+    }
     cleanup.add(async () => {
       for (const line of readFileSync('/proc/mounts', 'utf8').split('\n').reverse()) {
         const mnt = line.split(' ')[1];
