@@ -4,18 +4,12 @@
  * and policy rule's counters, so the cost of a sample does not grow with a process per endpoint. Parsers are pure (unit-tested
  * on recorded output); the readers are thin.
  */
+import type { EndpointCounters } from '../monitoring.ts';
 import { run } from './exec.ts';
 
-export interface LinkCounters {
+/** One interface's counters as the kernel keeps them (its own rx/tx), with its index (a recreated link has a new one). */
+export interface LinkCounters extends EndpointCounters {
   ifindex: number;
-  rxBytes: number;
-  txBytes: number;
-  rxPackets: number;
-  txPackets: number;
-  rxErrors: number;
-  txErrors: number;
-  rxDropped: number;
-  txDropped: number;
 }
 
 interface RawLink {
