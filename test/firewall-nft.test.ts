@@ -128,6 +128,11 @@ describe('firewall nft: kernel', () => {
     // DEL with no table at all is success
     const empty = await makeNetns(cleanup, PREFIX);
     expect((await call('DEL', empty, c1)).exitCode).toBe(0);
+    // STATUS (1.1.0); a table name nft would not take is refused by the schema (7)
+    expect((await call('STATUS', host, { ...conf(name), cniVersion: '1.1.0' }, 'fnc1', '')).exitCode).toBe(0);
+    expect((await call('ADD', host, conf(name, { nftTable: 'bad;name' }, prevResult('fnbr0', ['10.82.1.5/24'])))).json).toMatchObject({
+      code: 7,
+    });
     // firewalld still 101
     expect((await call('ADD', host, conf(name, { backend: 'firewalld' }, prevResult('fnbr0', ['10.82.1.5/24'])))).json).toMatchObject({
       code: 101,

@@ -15,6 +15,7 @@ import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
 import type { Result } from '../../shared/cni/types.ts';
 import { canonicalIP, familyOf } from '../../shared/ipnet.ts';
 import type { MasqueradeOwner } from '../../shared/firewall/owner.ts';
+import { nftUnusable } from '../../shared/kernel/nft.ts';
 import { DEFAULT_FW_NFT_TABLE, nftAdd, nftDel, nftGc, nftMissing } from './nft.ts';
 import { iptablesRestore, iptablesSave, withIptablesLock } from '../../shared/kernel/iptables.ts';
 import schema from '../../conf/schemas/firewall.schema.json' with { type: 'json' };
@@ -148,6 +149,8 @@ export default definePlugin<FirewallConf>({
     if (backendOf(req.config) === 'nftables') await nftGc(nftTableOf(req.config), req.config.name, req.validAttachments);
   },
   async status(req) {
-    backendOf(req.config);
+    if (backendOf(req.config) !== 'nftables') return;
+    const why = await nftUnusable();
+    if (why) throw new CniError(ErrorCode.NotAvailable, `nftables is not usable: ${why}`, 'firewall STATUS');
   },
 });
