@@ -7,12 +7,16 @@
  * (`iptables-save`) and writes once (`iptables-restore --noflush`) per family, under the lock the
  * other iptables users of this suite take. The firewalld backend needs firewalld over D-Bus,
  * which this build does not speak: `backend: "firewalld"` fails with code 101; with no backend
- * the reference picks firewalld only when it runs, and we use iptables.
+ * the reference picks firewalld only when it runs, and we use iptables. `backend: "nftables"`
+ * (or "nft"): our own table instead (./nft.ts, docs/firewall.md), element updates per verb.
  */
 import { CniError, ErrorCode, invalidConfig } from '../../shared/cni/errors.ts';
 import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
 import type { Result } from '../../shared/cni/types.ts';
-import { familyOf } from '../../shared/ipnet.ts';
+import { canonicalIP, familyOf } from '../../shared/ipnet.ts';
+import type { MasqueradeOwner } from '../../shared/firewall/owner.ts';
+import { nftUnusable } from '../../shared/kernel/nft.ts';
+import { DEFAULT_FW_NFT_TABLE, nftAdd, nftDel, nftGc, nftMissing } from './nft.ts';
 import { iptablesRestore, iptablesSave, withIptablesLock } from '../../shared/kernel/iptables.ts';
 import schema from '../../conf/schemas/firewall.schema.json' with { type: 'json' };
 import {
@@ -33,16 +37,30 @@ import {
   type FirewallConf,
 } from './rules.ts';
 
-function backendOf(c: FirewallConf): 'iptables' {
+/**
+ * The backend: `nftables` (or `nft`) our own table (./nft.ts); `iptables` and unset the
+ * reference's chains. Unset stays iptables: an nft `accept` is final only within its own table,
+ * so on a host whose FORWARD policy (iptables, Docker's, or another nft table) drops, only rules
+ * inside that chain open the path, which is what the reference does and conflists expect.
+ */
+function backendOf(c: FirewallConf): 'iptables' | 'nftables' {
   if (c.backend === 'firewalld') {
     throw new CniError(
       ErrorCode.KernelFeatureMissing,
-      'the firewalld backend is not supported: use "backend": "iptables"',
+      'the firewalld backend is not supported: use "backend": "nftables" or "iptables"',
       'cni-ts does not talk to firewalld over D-Bus',
     );
   }
-  return 'iptables';
+  return c.backend === 'nftables' || c.backend === 'nft' ? 'nftables' : 'iptables';
 }
+
+const ownerOf = (req: Request<FirewallConf>): MasqueradeOwner => ({
+  network: req.config.name,
+  containerId: req.env.containerId,
+  ifname: req.env.ifname,
+});
+const nftTableOf = (c: FirewallConf): string => c.nftTable || DEFAULT_FW_NFT_TABLE;
+const allIps = (r: Result | undefined): string[] => [...ipsOf(r, 4), ...ipsOf(r, 6)].map((ip) => canonicalIP(ip) ?? ip);
 
 async function filterState(fam: Fam): Promise<FilterState> {
   return parseFilter((await iptablesSave(fam, 'filter')) ?? '');
@@ -62,7 +80,7 @@ const ipsOf = (r: Result | undefined, fam: Fam): string[] =>
 async function add(req: Request<FirewallConf>): Promise<Result> {
   const prev = req.prevResult;
   if (!prev) throw invalidConfig('prevResult', 'missing prevResult from earlier plugin');
-  backendOf(req.config);
+  const backend = backendOf(req.config);
   const policy = req.config.ingressPolicy || 'open';
   let bridge: string | undefined;
   if (policy !== 'open') {
@@ -72,6 +90,10 @@ async function add(req: Request<FirewallConf>): Promise<Result> {
         'ingressPolicy',
         `interface needs to be set for ingress policy "${policy}", make sure to chain "firewall" plugin with "bridge"`,
       );
+  }
+  if (backend === 'nftables') {
+    await nftAdd(nftTableOf(req.config), ownerOf(req), allIps(prev), bridge, policy === 'isolated');
+    return structuredClone(prev);
   }
   const admin = adminChain(req.config);
   await locked(async () => {
@@ -89,7 +111,7 @@ async function add(req: Request<FirewallConf>): Promise<Result> {
 }
 
 async function del(req: Request<FirewallConf>): Promise<void> {
-  backendOf(req.config);
+  if (backendOf(req.config) === 'nftables') return nftDel(nftTableOf(req.config), ownerOf(req));
   // The isolation chains stay, as in the reference: other containers of the bridge may use them.
   await locked(async () => {
     for (const fam of [4, 6] as const) {
@@ -101,7 +123,11 @@ async function del(req: Request<FirewallConf>): Promise<void> {
 }
 
 async function check(req: Request<FirewallConf>): Promise<void> {
-  backendOf(req.config);
+  if (backendOf(req.config) === 'nftables') {
+    const why = await nftMissing(nftTableOf(req.config), ownerOf(req), allIps(req.prevResult));
+    if (why) throw new CniError(ErrorCode.CheckMismatch, why, `table inet ${nftTableOf(req.config)}`);
+    return;
+  }
   for (const fam of [4, 6] as const) {
     const ips = ipsOf(req.prevResult, fam);
     if (!ips.length) continue;
@@ -113,13 +139,18 @@ async function check(req: Request<FirewallConf>): Promise<void> {
 export default definePlugin<FirewallConf>({
   name: 'firewall',
   about:
-    'chained: let the container traffic through the host FORWARD chain (CNI-FORWARD / CNI-ADMIN, iptables), ingressPolicy same-bridge / isolated',
+    'chained: let the container traffic through the host FORWARD chain (CNI-FORWARD / CNI-ADMIN, iptables; or its own nft table with backend nftables), ingressPolicy same-bridge / isolated',
   schema,
   add,
   del,
   check,
-  async gc() {},
+  async gc(req) {
+    // the iptables backend's rules carry no owner (as the reference's): nothing to collect there
+    if (backendOf(req.config) === 'nftables') await nftGc(nftTableOf(req.config), req.config.name, req.validAttachments);
+  },
   async status(req) {
-    backendOf(req.config);
+    if (backendOf(req.config) !== 'nftables') return;
+    const why = await nftUnusable();
+    if (why) throw new CniError(ErrorCode.NotAvailable, `nftables is not usable: ${why}`, 'firewall STATUS');
   },
 });

@@ -14,7 +14,9 @@ import type { NetConfBase } from '../../shared/cni/types.ts';
 import { canonicalIP, familyOf } from '../../shared/ipnet.ts';
 
 export interface FirewallConf extends NetConfBase {
-  backend?: '' | 'iptables' | 'firewalld';
+  backend?: '' | 'iptables' | 'nftables' | 'nft' | 'firewalld';
+  /** nftables backend: the table (`inet`), default cni_firewall */
+  nftTable?: string;
   iptablesAdminChainName?: string;
   firewalldZone?: string;
   ingressPolicy?: '' | 'open' | 'same-bridge' | 'isolated';
