@@ -1,6 +1,8 @@
 /**
  * In-process netlink/setns/flock (docs/netlink.md) against the process fallback and the Go
- * reference, interleaved call by call: bridge + host-local ADD+DEL, without and with ipMasq.
+ * reference, interleaved call by call: bridge + host-local ADD+DEL, without and with ipMasq,
+ * and with ipMasq + portmap (the chain). A fourth side keeps netlink but starts `nft`
+ * (CNI_TS_LIBNFTABLES=none: libnftables cannot load, the automatic fallback).
  * Wall time and CPU (user+sys of the plugin and every process it waited for, from
  * /usr/bin/time), the second being what a busy machine cannot inflate much. As root:
  *   BENCH_ITER=20 node --experimental-strip-types bench/netlink.ts
@@ -27,7 +29,9 @@ interface Side {
 }
 const SIDES: Side[] = [
   { name: 'reference (Go)', bin: REF, env: {} },
-  { name: 'cni-ts netlink (default)', bin: OURS, env: {} },
+  { name: 'cni-ts netlink + libnftables (default)', bin: OURS, env: {} },
+  // libnftables not loadable: the automatic fallback, netlink in-process but `nft` processes
+  { name: 'cni-ts netlink, nft process', bin: OURS, env: { CNI_TS_LIBNFTABLES: 'none' } },
   { name: 'cni-ts CNI_TS_NETLINK=0', bin: OURS, env: { CNI_TS_NETLINK: '0' } },
 ];
 
@@ -39,12 +43,13 @@ async function call(
   conf: Record<string, unknown>,
   ns: string,
   id: string,
-): Promise<{ wall: number; cpu: number; ok: boolean }> {
+  plugin = 'bridge',
+): Promise<{ wall: number; cpu: number; ok: boolean; stdout: string }> {
   const timeFile = path.join(work, `time-${id}`);
   const t0 = performance.now();
   const r = await execa(
     'nsenter',
-    [`--net=/run/netns/${HOST}`, '--', '/usr/bin/time', '-o', timeFile, '-f', '%U %S', path.join(side.bin, 'bridge')],
+    [`--net=/run/netns/${HOST}`, '--', '/usr/bin/time', '-o', timeFile, '-f', '%U %S', path.join(side.bin, plugin)],
     {
       input: JSON.stringify(conf),
       env: {
@@ -62,7 +67,7 @@ async function call(
   );
   const wall = performance.now() - t0;
   const [u, s] = readFileSync(timeFile, 'utf8').trim().split('\n').at(-1)!.split(' ').map(Number);
-  return { wall, cpu: (u + s) * 1000, ok: r.exitCode === 0 };
+  return { wall, cpu: (u + s) * 1000, ok: r.exitCode === 0, stdout: String(r.stdout) };
 }
 
 const median = (a: number[]): number => {
@@ -75,7 +80,12 @@ async function main(): Promise<void> {
   await sh('ip', ['-n', HOST, 'link', 'set', 'lo', 'up']);
   const rows: string[] = [];
   try {
-    for (const [k, masq] of [false, true].entries()) {
+    // 0: bridge + host-local, 1: + ipMasq, 2: + ipMasq + portmap (one mapping)
+    for (const [k, [masq, portmap]] of [
+      [false, false],
+      [true, false],
+      [true, true],
+    ].entries()) {
       const res = SIDES.map(() => ({ wall: [] as number[], cpu: [] as number[], fail: 0 }));
       for (let i = 0; i <= ITER; i++) {
         for (const [j, side] of SIDES.entries()) {
@@ -91,19 +101,31 @@ async function main(): Promise<void> {
             ipam: { type: 'host-local', subnet: `10.${150 + j}.${k}.0/24`, dataDir: path.join(work, 'ipam') },
           };
           const add = await call(side, 'ADD', conf, ns, ns);
-          const del = await call(side, 'DEL', conf, ns, ns);
+          const steps = [add];
+          if (portmap && add.ok) {
+            const pm = {
+              cniVersion: '1.0.0',
+              name: conf.name,
+              type: 'portmap',
+              runtimeConfig: { portMappings: [{ hostPort: 18080, containerPort: 80, protocol: 'tcp' }] },
+              prevResult: JSON.parse(add.stdout) as unknown,
+            };
+            steps.push(await call(side, 'ADD', pm, ns, ns, 'portmap'));
+            steps.push(await call(side, 'DEL', pm, ns, ns, 'portmap'));
+          }
+          steps.push(await call(side, 'DEL', conf, ns, ns));
           await sh('ip', ['netns', 'del', ns]);
-          if (!add.ok || !del.ok) res[j].fail++;
+          if (steps.some((x) => !x.ok)) res[j].fail++;
           else if (i > 0) {
-            res[j].wall.push(add.wall + del.wall);
-            res[j].cpu.push(add.cpu + del.cpu);
+            res[j].wall.push(steps.reduce((a, x) => a + x.wall, 0));
+            res[j].cpu.push(steps.reduce((a, x) => a + x.cpu, 0));
           }
         }
       }
       const ref = res[0];
       for (const [j, side] of SIDES.entries()) {
         const r = res[j];
-        const line = `| bridge + host-local${masq ? ' + ipMasq' : ''} | ${side.name} | ${median(r.wall).toFixed(0)} | ${(median(r.wall) / median(ref.wall)).toFixed(2)}× | ${median(r.cpu).toFixed(0)} | ${(median(r.cpu) / median(ref.cpu)).toFixed(2)}× | ${r.fail} |`;
+        const line = `| bridge + host-local${masq ? ' + ipMasq' : ''}${portmap ? ' + portmap' : ''} | ${side.name} | ${median(r.wall).toFixed(0)} | ${(median(r.wall) / median(ref.wall)).toFixed(2)}× | ${median(r.cpu).toFixed(0)} | ${(median(r.cpu) / median(ref.cpu)).toFixed(2)}× | ${r.fail} |`;
         rows.push(line);
         console.log(line);
       }

@@ -1,26 +1,58 @@
 /** nftables through `nft -f -` transactions (atomic) and `nft -j` for reading. */
 import { CniError, ErrorCode } from '../cni/errors.ts';
-import { run } from './exec.ts';
+import { run, type RunOptions, type RunResult } from './exec.ts';
 import { readNftCounters } from './stats.ts';
+import { libnft, libnftRun, NFT_CTX_OUTPUT_JSON, NFT_CTX_OUTPUT_TERSE } from './netlink/libnft.ts';
 
-export async function nftApply(script: string): Promise<void> {
-  await run('nft', ['-f', '-'], { input: script });
+/**
+ * `run('nft', args, opts)`, in-process through libnftables when it is loaded (under Bun, unless
+ * CNI_TS_NETLINK=0; docs/netlink.md): `-f -` with `input` (a script), or `[-j] [-t] WORDS…`
+ * (a command such as `list table inet x`). Same result and the same CniError (code, message
+ * with nft's stderr text) as the process; anything else takes the process.
+ */
+export async function nftRun(args: string[], opts: RunOptions = {}): Promise<RunResult> {
+  if (opts.timeoutMs === undefined && libnft()) {
+    let flags = 0;
+    let i = 0;
+    for (; args[i] === '-j' || args[i] === '-t'; i++) flags |= args[i] === '-j' ? NFT_CTX_OUTPUT_JSON : NFT_CTX_OUTPUT_TERSE;
+    const rest = args.slice(i);
+    const script = rest.length === 2 && rest[0] === '-f' && rest[1] === '-' && opts.input !== undefined;
+    if (script || (rest.length && opts.input === undefined && rest.every((w) => /^[A-Za-z0-9_.:@/-]+$/.test(w) && !w.startsWith('-')))) {
+      await new Promise((r) => setImmediate(r)); // as the netlink entry points: work started beside us begins first
+      const r = libnftRun(script ? (opts.input as string) : rest.join(' '), { flags, netns: opts.netns, asFile: script });
+      if (r.exitCode !== 0 && !opts.allowFail) {
+        const where = opts.netns ? ` (in ${opts.netns})` : '';
+        throw new CniError(
+          opts.code ?? ErrorCode.KernelOperation,
+          `nft ${args.slice(0, 6).join(' ')}${where} failed: ${r.stderr.trim() || `exit ${r.exitCode}`}`,
+          r.stderr.trim(),
+        );
+      }
+      return r;
+    }
+  }
+  return run('nft', args, opts);
+}
+
+/** One `nft -f -` transaction (atomic); `netns`: inside the network namespace at that path. */
+export async function nftApply(script: string, netns?: string): Promise<void> {
+  await nftRun(['-f', '-'], { input: script, ...(netns ? { netns } : {}) });
 }
 
 /** One `nft -f -` transaction that may fail (a concurrent change): the outcome, never a throw. */
-export async function nftTry(script: string): Promise<{ ok: true } | { ok: false; stderr: string }> {
-  const r = await run('nft', ['-f', '-'], { input: script, allowFail: true });
+export async function nftTry(script: string, netns?: string): Promise<{ ok: true } | { ok: false; stderr: string }> {
+  const r = await nftRun(['-f', '-'], { input: script, allowFail: true, ...(netns ? { netns } : {}) });
   return r.exitCode === 0 ? { ok: true } : { ok: false, stderr: r.stderr.trim() };
 }
 
 export async function nftJson<T = { nftables: Array<Record<string, unknown>> }>(args: string[]): Promise<T> {
-  const r = await run('nft', ['-j', ...args]);
+  const r = await nftRun(['-j', ...args]);
   return JSON.parse(r.stdout || '{"nftables":[]}') as T;
 }
 
 /** Whether a table exists, without failing when it does not. */
 export async function nftTableExists(family: string, table: string): Promise<boolean> {
-  const r = await run('nft', ['list', 'table', family, table], { allowFail: true });
+  const r = await nftRun(['list', 'table', family, table], { allowFail: true });
   return r.exitCode === 0;
 }
 
@@ -59,7 +91,7 @@ export async function nftListRaw(
   opts: { chain?: string; terse?: boolean } = {},
 ): Promise<string | undefined> {
   const what = opts.chain ? ['chain', family, table, opts.chain] : ['table', family, table];
-  const r = await run('nft', ['-j', ...(opts.terse ? ['-t'] : []), 'list', ...what], { allowFail: true });
+  const r = await nftRun(['-j', ...(opts.terse ? ['-t'] : []), 'list', ...what], { allowFail: true });
   if (r.exitCode !== 0) {
     if (nftAbsent(r.stderr)) return undefined;
     throw new CniError(ErrorCode.KernelOperation, `nft could not list ${what.join(' ')}: ${r.stderr.trim()}`, r.stderr.trim());
@@ -69,12 +101,12 @@ export async function nftListRaw(
 
 /** `nft list table FAMILY TABLE` as text (for a human or a substring check): `text`, or why not (`stderr`). */
 export async function nftTableText(family: string, table: string): Promise<{ text: string } | { text?: undefined; stderr: string }> {
-  const r = await run('nft', ['list', 'table', family, table], { allowFail: true });
+  const r = await nftRun(['list', 'table', family, table], { allowFail: true });
   return r.exitCode === 0 ? { text: r.stdout } : { stderr: r.stderr.trim() };
 }
 
 /** Whether nftables is usable here (`nft list tables`): undefined, or why not. */
 export async function nftUnusable(): Promise<string | undefined> {
-  const r = await run('nft', ['list', 'tables'], { allowFail: true });
+  const r = await nftRun(['list', 'tables'], { allowFail: true });
   return r.exitCode === 0 ? undefined : r.stderr.trim() || `exit ${r.exitCode}`;
 }
