@@ -180,3 +180,38 @@ export async function ping(from: TestNetns, to: string, extra: string[] = []): P
   const r = await inNs(from, 'ping', ['-c', '3', '-i', '0.2', '-w', '4', '-W', '2', ...extra, to], true);
   return /\b[1-9]\d* received/.test(r.stdout);
 }
+
+/**
+ * Attach one pod on `host` as a runtime there would: a fresh netns (lo up), the overlay plugin
+ * ADD with `overlayConf`, then the endpoint plugin ADD (identity from `key` = "ns/pod", the
+ * host's agent config, `labels`) on the overlay's result. Both must succeed (else it throws
+ * with their output). Returns the pod's netns, container ID and IPv4 address.
+ */
+export async function attachOverlayPod(
+  cleanup: Cleanup,
+  host: Host,
+  o: { nsPrefix: string; containerId: string; key: string; network: string; overlayConf: unknown; agentConfig: string; labels: unknown },
+): Promise<{ ns: TestNetns; containerId: string; ip: string; result: Record<string, unknown> | undefined }> {
+  const ns = await makeNetns(cleanup, o.nsPrefix);
+  await inNs(ns, 'ip', ['link', 'set', 'lo', 'up']);
+  const on = { containerId: o.containerId, netns: ns.path, ifname: 'eth0', hostNetns: host.ns.path };
+  const ov = await runPlugin('overlay', { command: 'ADD', ...on, config: o.overlayConf });
+  if (ov.exitCode !== 0) throw new Error(`overlay ADD ${o.key}: ${ov.stdout} ${ov.stderr}`);
+  const [pns, pname] = o.key.split('/');
+  const ep = await runPlugin('endpoint', {
+    command: 'ADD',
+    ...on,
+    args: `K8S_POD_NAMESPACE=${pns};K8S_POD_NAME=${pname}`,
+    config: {
+      cniVersion: '1.1.0',
+      name: o.network,
+      type: 'endpoint',
+      agentConfig: o.agentConfig,
+      args: { cni: { labels: o.labels } },
+      prevResult: ov.json,
+    },
+  });
+  if (ep.exitCode !== 0) throw new Error(`endpoint ADD ${o.key}: ${ep.stdout} ${ep.stderr}`);
+  const ip = String((ov.json?.ips as Array<{ address: string }>)[0]!.address).split('/')[0]!;
+  return { ns, containerId: o.containerId, ip, result: ov.json };
+}

@@ -10,10 +10,10 @@ import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NetworkPolicy } from '../shared/objects/types.ts';
-import { Cleanup, inNs, makeNetns } from './helpers/netns.ts';
+import { Cleanup, inNs } from './helpers/netns.ts';
 import { namespace, PORTS, startNodeAgent, startPodServer, type AgentProcess, type PodServer } from './helpers/policy-matrix.ts';
-import { runPlugin, uid } from './helpers/run.ts';
-import { makeEtcd, makeFabric, makeHost, type Etcd, type Fabric, type Host } from './overlay-topology.ts';
+import { uid } from './helpers/run.ts';
+import { makeEtcd, makeFabric, makeHost, type Etcd, type Fabric, type Host, attachOverlayPod } from './overlay-topology.ts';
 
 const noEtcd = existsSync('/usr/bin/etcd') ? '' : '/usr/bin/etcd is not installed (Debian etcd-server)';
 const np = (ns: string, name: string, spec: NetworkPolicy['spec']): NetworkPolicy => ({
@@ -57,38 +57,16 @@ describe.skipIf(noEtcd)('policy across two overlay hosts (etcd store)', { timeou
   };
 
   async function addPod(h: Host, key: string, labels: Record<string, string>): Promise<Pod> {
-    const ns = await makeNetns(cleanup, `${id}p`);
-    await inNs(ns, 'ip', ['link', 'set', 'lo', 'up']);
-    const containerId = `${id}-${key.replace('/', '-')}`;
-    const ov = await runPlugin('overlay', {
-      command: 'ADD',
-      containerId,
-      netns: ns.path,
-      ifname: 'eth0',
-      config: overlayConf(h),
-      hostNetns: h.ns.path,
+    const p = await attachOverlayPod(cleanup, h, {
+      nsPrefix: `${id}p`,
+      containerId: `${id}-${key.replace('/', '-')}`,
+      key,
+      network: 'hpovl',
+      overlayConf: overlayConf(h),
+      agentConfig: agentConfig(h),
+      labels,
     });
-    expect(ov.exitCode, ov.stdout + ov.stderr).toBe(0);
-    const [pns, pname] = key.split('/');
-    const ep = await runPlugin('endpoint', {
-      command: 'ADD',
-      containerId,
-      netns: ns.path,
-      ifname: 'eth0',
-      hostNetns: h.ns.path,
-      args: `K8S_POD_NAMESPACE=${pns};K8S_POD_NAME=${pname}`,
-      config: {
-        cniVersion: '1.1.0',
-        name: 'hpovl',
-        type: 'endpoint',
-        agentConfig: agentConfig(h),
-        args: { cni: { labels } },
-        prevResult: ov.json,
-      },
-    });
-    expect(ep.exitCode, ep.stdout + ep.stderr).toBe(0);
-    const ip = String((ov.json?.ips as Array<{ address: string }>)[0]!.address).split('/')[0]!;
-    const pod = { key, ip, server: await startPodServer(cleanup, ns.path, key) };
+    const pod = { key, ip: p.ip, server: await startPodServer(cleanup, p.ns.path, key) };
     pods.set(key, pod);
     return pod;
   }

@@ -8,11 +8,11 @@ import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Service } from '../shared/objects/types.ts';
-import { Cleanup, inNs, makeNetns } from './helpers/netns.ts';
+import { Cleanup, inNs } from './helpers/netns.ts';
 import { startNodeAgent } from './helpers/policy-matrix.ts';
-import { runPlugin, uid } from './helpers/run.ts';
+import { uid } from './helpers/run.ts';
 import { startSvcPod, tally, type SvcPod } from './helpers/svc-pods.ts';
-import { makeEtcd, makeFabric, makeHost, startAgent, type Etcd, type Fabric, type Host } from './overlay-topology.ts';
+import { makeEtcd, makeFabric, makeHost, startAgent, type Etcd, type Fabric, type Host, attachOverlayPod } from './overlay-topology.ts';
 
 const noEtcd = existsSync('/usr/bin/etcd') ? '' : '/usr/bin/etcd is not installed (Debian etcd-server)';
 
@@ -44,37 +44,16 @@ describe.skipIf(noEtcd)('services across two overlay hosts (etcd store)', { time
   };
 
   async function addPod(h: Host, key: string, labels: Record<string, string>, serve: boolean): Promise<void> {
-    const ns = await makeNetns(cleanup, `${id}p`);
-    await inNs(ns, 'ip', ['link', 'set', 'lo', 'up']);
-    const containerId = `${id}-${key.replace('/', '-')}`;
-    const ov = await runPlugin('overlay', {
-      command: 'ADD',
-      containerId,
-      netns: ns.path,
-      ifname: 'eth0',
-      config: overlayConf(h),
-      hostNetns: h.ns.path,
+    const p = await attachOverlayPod(cleanup, h, {
+      nsPrefix: `${id}p`,
+      containerId: `${id}-${key.replace('/', '-')}`,
+      key,
+      network: 'hvovl',
+      overlayConf: overlayConf(h),
+      agentConfig: agentConfig(h),
+      labels,
     });
-    expect(ov.exitCode, ov.stdout + ov.stderr).toBe(0);
-    const [pns, pname] = key.split('/');
-    const ep = await runPlugin('endpoint', {
-      command: 'ADD',
-      containerId,
-      netns: ns.path,
-      ifname: 'eth0',
-      hostNetns: h.ns.path,
-      args: `K8S_POD_NAMESPACE=${pns};K8S_POD_NAME=${pname}`,
-      config: {
-        cniVersion: '1.1.0',
-        name: 'hvovl',
-        type: 'endpoint',
-        agentConfig: agentConfig(h),
-        args: { cni: { labels } },
-        prevResult: ov.json,
-      },
-    });
-    expect(ep.exitCode, ep.stdout + ep.stderr).toBe(0);
-    pods.set(key, await startSvcPod(cleanup, ns.path, key, serve));
+    pods.set(key, await startSvcPod(cleanup, p.ns.path, key, serve));
   }
 
   beforeAll(async () => {

@@ -411,7 +411,11 @@ export class PolicyMatrix {
 export function startNodeAgent(hostNetns: string, config: string, extraArgs: string[] = []): AgentProcess {
   const proc = spawn('nsenter', [`--net=${hostNetns}`, '--', path.join(BIN, 'cni-ts'), 'agent', '--config', config, ...extraArgs], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', CNI_LOG_LEVEL: 'info' },
+    env: {
+      PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+      CNI_LOG_LEVEL: 'info',
+      ...(process.env.CNI_TS_NETLINK ? { CNI_TS_NETLINK: process.env.CNI_TS_NETLINK } : {}),
+    },
   });
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
