@@ -10,6 +10,7 @@ import { DnsReconciler, dnsConfigOf } from '../agent/reconcilers/dns.ts';
 import { parseAgentConfig } from '../shared/agentconfig.ts';
 import { openStore } from '../shared/store/index.ts';
 import type { CniObject } from '../shared/objects/types.ts';
+import { testPort } from './helpers/run.ts';
 
 const log = new Logger('test', { CNI_LOG_LEVEL: 'error' });
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -100,13 +101,13 @@ describe('agent DNS reconciler (in-process, file store, loopback listener)', () 
       const cfg = parseAgentConfig({
         store: { type: 'file', path: dir },
         node: 'n1',
-        dns: { listen: [`127.0.0.1:${30000 + Math.floor(Math.random() * 10000)}`], listenOnGateways: false, upstreams: [] },
+        dns: { listen: [`127.0.0.1:${testPort()}`], listenOnGateways: false, upstreams: [] },
       });
       // clusterDomain and dns.ttl are honoured
       const custom = parseAgentConfig({
         store: { type: 'file', path: dir },
         clusterDomain: 'k8s.test',
-        dns: { listen: [`127.0.0.1:${40000 + Math.floor(Math.random() * 10000)}`], upstreams: [], ttl: { service: 120 } },
+        dns: { listen: [`127.0.0.1:${testPort()}`], upstreams: [], ttl: { service: 120 } },
       });
       expect(dnsConfigOf(parseAgentConfig({ store: { type: 'file', path: dir }, dns: { enabled: false } }))).toBeUndefined();
       expect(() => dnsConfigOf(parseAgentConfig({ store: { type: 'file', path: dir }, dns: { port: 'x' } }))).toThrow(/dns\.port/);

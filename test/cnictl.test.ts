@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, uid } from './helpers/run.ts';
+import { BIN, uid, testPort } from './helpers/run.ts';
 import { Cleanup } from './helpers/netns.ts';
 import { makeEtcd } from './overlay-topology.ts';
 
@@ -278,7 +278,7 @@ describe('cnictl with the etcd store', () => {
   const cleanup = new Cleanup();
   afterAll(() => cleanup.run());
   it('applies, lists, labels and deletes through etcd', async () => {
-    const port = 20000 + Math.floor(Math.random() * 20000);
+    const port = testPort();
     const etcd = makeEtcd(cleanup, dir, undefined, '127.0.0.1', port, port + 1);
     await etcd.start();
     const conf = path.join(dir, 'etcd-agent.json');

@@ -11,7 +11,7 @@ import { acquireLease, nthSubnet, vtepMacFor } from '../shared/overlay/lease.ts'
 import { listLeases, openStore, withDeadline, type Lease, type Store } from '../shared/overlay/store.ts';
 import { CniError } from '../shared/cni/errors.ts';
 import { Cleanup } from './helpers/netns.ts';
-import { uid } from './helpers/run.ts';
+import { uid, testPort } from './helpers/run.ts';
 import { eventually, makeEtcd, type Etcd } from './overlay-topology.ts';
 
 const cleanup = new Cleanup();
@@ -22,7 +22,7 @@ const prefix = `/cnits-test/${uid('')}`;
 beforeAll(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'cnits-ovlstore-'));
   cleanup.add(async () => rmSync(dir, { recursive: true, force: true }));
-  const port = 20000 + Math.floor(Math.random() * 20000);
+  const port = testPort();
   etcd = makeEtcd(cleanup, dir, undefined, '127.0.0.1', port, port + 1);
   await etcd.start();
 });

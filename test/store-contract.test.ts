@@ -20,7 +20,7 @@ import {
 import { FileStore } from '../shared/store/file.ts';
 import type { Endpoint, Namespace, NetworkPolicy } from '../shared/objects/types.ts';
 import { Cleanup } from './helpers/netns.ts';
-import { ROOT, uid } from './helpers/run.ts';
+import { ROOT, uid, testPort } from './helpers/run.ts';
 import { eventually, makeEtcd, type Etcd } from './overlay-topology.ts';
 
 const cleanup = new Cleanup();
@@ -31,7 +31,7 @@ const prefix = `/hs-test/${uid('')}`;
 beforeAll(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'hs-store-'));
   cleanup.add(async () => rmSync(dir, { recursive: true, force: true }));
-  const port = 20000 + Math.floor(Math.random() * 20000);
+  const port = testPort();
   etcd = makeEtcd(cleanup, dir, undefined, '127.0.0.1', port, port + 1);
   await etcd.start();
 }, 30_000);
@@ -384,7 +384,7 @@ describe('etcd over TLS (client certificates)', () => {
         `${name}.ext`,
       ]);
     }
-    const port = 20000 + Math.floor(Math.random() * 20000);
+    const port = testPort();
     const url = `https://127.0.0.1:${port}`;
     const proc: ResultPromise = execa(
       '/usr/bin/etcd',

@@ -72,3 +72,12 @@ export async function runPlugin(name: string, a: RunArgs): Promise<PluginRun> {
 export function uid(prefix = 't'): string {
   return `${prefix}${randomBytes(3).toString('hex')}`;
 }
+
+/**
+ * A random port for a test server on loopback or in a test netns, below the kernel's ephemeral
+ * range (32768–60999 here), so no client socket of another test holds it; `port + 1` is free
+ * to use too (etcd's peer port).
+ */
+export function testPort(): number {
+  return 20000 + 2 * Math.floor(Math.random() * 6000);
+}
