@@ -8,7 +8,8 @@
  * BaselineAdminNetworkPolicy rules carry their action in the object (the counter name does not
  * say it): "rule" there. Counters restart when the reconciler replaces the table whole.
  */
-import { readNftCounters, type NftCounter } from '../../shared/kernel/stats.ts';
+import { readNftCounters } from '../../shared/kernel/nft.ts';
+import type { NftCounter } from '../../shared/kernel/stats.ts';
 import { parseCounterName } from '../../shared/policy/model.ts';
 import { collector, type CollectedValue, type Registry } from './registry.ts';
 

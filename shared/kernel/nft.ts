@@ -1,7 +1,7 @@
 /** nftables through `nft -f -` transactions (atomic) and `nft -j` for reading. */
 import { CniError, ErrorCode } from '../cni/errors.ts';
 import { run, type RunOptions, type RunResult } from './exec.ts';
-import { readNftCounters } from './stats.ts';
+import { parseNftCounters, type NftCounter } from './stats.ts';
 import { libnft, libnftRun, NFT_CTX_OUTPUT_JSON, NFT_CTX_OUTPUT_TERSE } from './netlink/libnft.ts';
 
 /**
@@ -54,6 +54,15 @@ export async function nftJson<T = { nftables: Array<Record<string, unknown>> }>(
 export async function nftTableExists(family: string, table: string): Promise<boolean> {
   const r = await nftRun(['list', 'table', family, table], { allowFail: true });
   return r.exitCode === 0;
+}
+
+/**
+ * The named counters of one nft table in one `nft -j` read (in-process through libnftables where
+ * it loads, like every nft call here); [] when the table is not there.
+ */
+export async function readNftCounters(table: string, family = 'inet', netns?: string): Promise<NftCounter[]> {
+  const r = await nftRun(['-j', 'list', 'counters', 'table', family, table], { netns, allowFail: true });
+  return r.exitCode === 0 ? parseNftCounters(r.stdout) : [];
 }
 
 /**

@@ -138,10 +138,3 @@ export function parseNftCounters(json: string): NftCounter[] {
     if (o.counter?.name) out.push({ name: o.counter.name, packets: n(o.counter.packets), bytes: n(o.counter.bytes) });
   return out;
 }
-
-/** The named counters of one nft table in one `nft -j` call ([] when the table is not there). */
-export async function readNftCounters(table: string, family = 'inet', netns?: string): Promise<NftCounter[]> {
-  const r = await run('nft', ['-j', 'list', 'counters', 'table', family, table], { netns, allowFail: true });
-  if (r.exitCode !== 0) return [];
-  return parseNftCounters(r.stdout);
-}
