@@ -76,12 +76,14 @@ export default tseslint.config(
             {
               regex: '(^|/)kernel/nft(\\.ts)?$',
               importNames: ['nftApply', 'nftTry', 'nftRun'],
-              message: 'Firewall owners write through shared/firewall/nft.ts (transaction, tryTransaction, converge), not shared/kernel/nft.ts.',
+              message:
+                'Firewall owners write through shared/firewall/nft.ts (transaction, tryTransaction, converge), not shared/kernel/nft.ts.',
             },
             {
               regex: '(^|/)kernel/iptables(\\.ts)?$',
               importNames: ['iptablesRestore', 'withIptablesLock'],
-              message: 'Firewall owners write through shared/firewall/iptables.ts (restoreTransaction, withFirewallLock), not shared/kernel/iptables.ts.',
+              message:
+                'Firewall owners write through shared/firewall/iptables.ts (restoreTransaction, withFirewallLock), not shared/kernel/iptables.ts.',
             },
           ],
         },
