@@ -94,8 +94,9 @@ export class DockerPlugin {
       }
       if (req.method !== 'POST') return reply(405, { Err: `${method}: use POST` });
       if (!driver.handlers[method]) return reply(404, { Err: `cni-ts does not implement ${method}` });
+      const t0 = performance.now();
       const out = await driver.handle(method, body);
-      this.log.debug(`docker: ${method} ok`);
+      this.log.debug(`docker: ${method} ok in ${Math.round(performance.now() - t0)} ms`);
       reply(200, out);
     } catch (e) {
       const msg = (e as Error).message ?? String(e);

@@ -16,6 +16,10 @@ export class OptionError extends Error {
 }
 
 export interface NetworkSettings {
+  /** `bridge` (one host) or `overlay` (this node's overlay, the agent config's `overlay.config`) */
+  type: 'bridge' | 'overlay';
+  /** the `--opt` keys given (an overlay network refuses the bridge-only ones) */
+  given: string[];
   /** CNI network name (Endpoint spec.network, masquerade owner, DNS network domain key) */
   network: string;
   bridge: string;
@@ -90,10 +94,30 @@ export const OPTION_KEYS: Record<string, Setter> = {
   portmapSnat: (s, v, k) => (s.portmapSnat = bool(v, k)),
   namespace: (s, v, k) => (s.namespace = ident(NS_NAME, 'a namespace name (lower case, digits, -)')(v, k)),
   network: (s, v, k) => (s.network = ident(CNI_NAME, 'a CNI network name')(v, k)),
-  type: (_s, v, k) => {
-    if (v !== 'bridge') throw new OptionError(`option ${k}: only "bridge" is served through Docker (got ${JSON.stringify(v)})`);
+  type: (s, v, k) => {
+    if (v !== 'bridge' && v !== 'overlay') throw new OptionError(`option ${k}: must be "bridge" or "overlay" (got ${JSON.stringify(v)})`);
+    s.type = v;
   },
 };
+
+/** Keys that only mean something for a bridge network: an overlay network takes them from the overlay config. */
+export const BRIDGE_ONLY = [
+  'bridge',
+  'com.docker.network.bridge.name',
+  'mtu',
+  'com.docker.network.driver.mtu',
+  'ipMasq',
+  'com.docker.network.bridge.enable_ip_masquerade',
+  'ipMasqBackend',
+  'hairpinMode',
+  'promiscMode',
+  'macspoofchk',
+  'portIsolation',
+  'com.docker.network.bridge.enable_icc',
+  'vlan',
+  'nftTable',
+  'network',
+];
 
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 
@@ -104,6 +128,8 @@ const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
  */
 export function networkSettings(networkId: string, generic: Record<string, unknown>): NetworkSettings {
   const s: NetworkSettings = {
+    type: 'bridge',
+    given: [],
     network: `docker-${networkId.slice(0, 12)}`,
     bridge: `cnd-${networkId.slice(0, 11)}`,
     ipMasq: true,
@@ -125,12 +151,20 @@ export function networkSettings(networkId: string, generic: Record<string, unkno
       continue;
     }
     const set = OPTION_KEYS[key];
-    if (set) set(s, v, key);
+    if (set) {
+      set(s, v, key);
+      s.given.push(key);
+    }
     else if (!key.startsWith('com.docker.network.')) {
       const known = [...Object.keys(OPTION_KEYS).filter((k) => !k.startsWith('com.docker.')), 'label.<key>'];
       throw new OptionError(`unknown option ${JSON.stringify(key)} (cni-ts knows: ${known.join(', ')}; see docs/docker.md)`);
     }
   }
+  const misplaced = s.type === 'overlay' ? s.given.filter((k) => BRIDGE_ONLY.includes(k)) : [];
+  if (misplaced.length)
+    throw new OptionError(
+      `option ${misplaced.join(', ')}: not for a type=overlay network (the bridge, MTU, masquerade and CNI network name are the overlay config's, agent config overlay.config)`,
+    );
   return s;
 }
 
@@ -179,6 +213,23 @@ export function networkConflist(s: NetworkSettings, agentConfig: string): Record
   return { cniVersion: '1.0.0', name: s.network, plugins: [bridge, endpoint] };
 }
 
+/**
+ * The network list of a `type=overlay` network: this node's overlay plugin (the agent config's
+ * `overlay.config`, so the lease, VTEP, bridge, host-local store and CNI network name are the
+ * ones CNI attachments of that overlay on this host use) with `disableContainerInterface` (its
+ * bridge delegate leaves the container end for Docker), then endpoint. The address Docker was
+ * given is asked of the overlay's host-local through `args.cni.ips` per endpoint.
+ */
+export function overlayConflist(overlay: Record<string, unknown>, agentConfig: string): Record<string, unknown> {
+  const { name, cniVersion, ...plugin } = overlay;
+  const endpoint: Record<string, unknown> = { type: 'endpoint', agentConfig, setDns: false, capabilities: { aliases: true } };
+  return {
+    cniVersion: typeof cniVersion === 'string' && cniVersion ? cniVersion : '1.0.0',
+    name,
+    plugins: [{ ...plugin, type: 'overlay', disableContainerInterface: true }, endpoint],
+  };
+}
+
 /** The portmap plugin config of the network (ProgramExternalConnectivity runs it on its own). */
 export function portmapConf(s: Pick<NetworkSettings, 'portmapTable' | 'portmapBackend' | 'portmapSnat'>): Record<string, unknown> {
   const p: Record<string, unknown> = { type: 'portmap', capabilities: { portMappings: true } };
@@ -213,7 +264,13 @@ export function endpointConflist(net: Record<string, unknown>, pools: PoolData[]
     if (gw) out.gateway = gw;
     return out;
   });
-  plugins[0] = { ...plugins[0], ipam: { type: 'static', addresses } };
+  if (plugins[0]?.type === 'overlay') {
+    // the overlay's own host-local (its store on this host) takes exactly these addresses
+    const { args, ...rest } = plugins[0];
+    const cni = { ...(((args as Record<string, unknown> | undefined)?.cni as Record<string, unknown> | undefined) ?? {}) };
+    cni.ips = ep.addresses.map((a) => a.split('/')[0]!);
+    plugins[0] = { ...rest, args: { ...((args as Record<string, unknown> | undefined) ?? {}), cni } };
+  } else plugins[0] = { ...plugins[0], ipam: { type: 'static', addresses } };
   const endpoint = plugins.find((p) => p.type === 'endpoint');
   if (endpoint) {
     const cni: Record<string, unknown> = {};
@@ -287,10 +344,15 @@ export function srcNameOf(endpointId: string, prefix: string): string {
 /** Join's StaticRoutes from the CNI result's routes (the default route is Join's Gateway). */
 export function staticRoutesOf(
   routes: Array<{ dst: string; gw?: string }> | undefined,
+  gateways: { 4?: string; 6?: string } = {},
 ): Array<{ Destination: string; RouteType: number; NextHop?: string }> {
+  // a CNI route without gw goes through the default gateway (the spec's reading), not on-link
   return (routes ?? [])
     .filter((r) => !/^(0\.0\.0\.0|::)\/0$/.test(canonicalCIDR(r.dst) ?? r.dst))
-    .map((r) => (r.gw ? { Destination: r.dst, RouteType: 0, NextHop: r.gw } : { Destination: r.dst, RouteType: 1 }));
+    .map((r) => {
+      const gw = r.gw ?? gateways[familyOf(r.dst) === 6 ? 6 : 4];
+      return gw ? { Destination: r.dst, RouteType: 0, NextHop: gw } : { Destination: r.dst, RouteType: 1 };
+    });
 }
 
 /** The first host of a pool (the gateway Docker's own IPAM would pick). */
