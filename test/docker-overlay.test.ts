@@ -63,7 +63,11 @@ describe.skipIf(Boolean(why))('a Docker overlay network across two hosts (cni-ts
   let etcd: Etcd;
   const hosts: DockerHost[] = [];
 
-  const docker = async (h: DockerHost, args: string[], allowFail = false): Promise<{ stdout: string; stderr: string; exitCode: number }> => {
+  const docker = async (
+    h: DockerHost,
+    args: string[],
+    allowFail = false,
+  ): Promise<{ stdout: string; stderr: string; exitCode: number }> => {
     const r = await execa('docker', ['-H', `unix://${h.dockerSock}`, ...args], { reject: false, timeout: 120_000 });
     const out = { stdout: String(r.stdout).trim(), stderr: String(r.stderr).trim(), exitCode: r.exitCode ?? -1 };
     if (out.exitCode !== 0 && !allowFail)
@@ -263,7 +267,13 @@ describe.skipIf(Boolean(why))('a Docker overlay network across two hosts (cni-ts
     // the fabric: underlay bridge and etcd
     const fns: TestNetns = await makeNetns(cleanup, `${id}f`);
     const base = `192.168.${200 + Math.floor(Math.random() * 50)}`;
-    await inNs(fns, 'ip', ['-batch', '-'], false, `link add ubr0 type bridge\naddr add ${base}.254/24 dev ubr0\nlink set ubr0 up\nlink set lo up\n`);
+    await inNs(
+      fns,
+      'ip',
+      ['-batch', '-'],
+      false,
+      `link add ubr0 type bridge\naddr add ${base}.254/24 dev ubr0\nlink set ubr0 up\nlink set lo up\n`,
+    );
     fab = { ns: fns, base, gateway: `${base}.254`, dir };
     etcd = makeEtcd(cleanup, dir, fns, fab.gateway, 24110, 24111);
     await etcd.start();
@@ -317,8 +327,38 @@ describe.skipIf(Boolean(why))('a Docker overlay network across two hosts (cni-ts
       if (r.exitCode !== 0) throw new Error(`network create on ${h.host.name}: ${r.stderr}\n${h.agentLog.slice(-3000)}`);
     }
     await cnictl(a, ['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: id } }));
-    await docker(a, ['run', '-d', '--name', `${id}c1`, '--label', 'app=web', '--network', `${id}net`, `${id}:1`, 'httpd', '-f', '-p', '80', '-h', '/www']);
-    await docker(b, ['run', '-d', '--name', `${id}c2`, '--label', 'app=client', '--network', `${id}net`, '--network-alias', 'cli', `${id}:1`, 'sleep', '600']);
+    await docker(a, [
+      'run',
+      '-d',
+      '--name',
+      `${id}c1`,
+      '--label',
+      'app=web',
+      '--network',
+      `${id}net`,
+      `${id}:1`,
+      'httpd',
+      '-f',
+      '-p',
+      '80',
+      '-h',
+      '/www',
+    ]);
+    await docker(b, [
+      'run',
+      '-d',
+      '--name',
+      `${id}c2`,
+      '--label',
+      'app=client',
+      '--network',
+      `${id}net`,
+      '--network-alias',
+      'cli',
+      `${id}:1`,
+      'sleep',
+      '600',
+    ]);
     const [ip1, ip2] = [await ipOf(a, `${id}c1`), await ipOf(b, `${id}c2`)];
     // each host's own /24 of the cluster network, the on-link prefix in the container
     expect(ip1).toMatch(new RegExp(`^10\\.${octet}\\.\\d+\\.\\d+/24$`));

@@ -31,7 +31,9 @@ import {
   parseCIDR,
   parseIP,
 } from '../../shared/ipnet.ts';
+import { ipBatch } from '../../shared/kernel/ip.ts';
 import { deleteLink, getLink, linkKind } from '../../shared/kernel/link.ts';
+import { policySettings, programPolicy, withPolicyLock } from '../../shared/policysync.ts';
 import type { DockerEndpoint, DockerNetwork, DockerPool, Endpoint } from '../../shared/objects/types.ts';
 import { ConflictError, type ObjectStore, type Stored } from '../../shared/store/types.ts';
 import { load } from '../../shared/cni/registry.ts';
@@ -40,7 +42,12 @@ import { findInPath } from '../../shared/cni/delegate.ts';
 import { parseConfList } from '../../shared/libcni/conf.ts';
 import { execPlugin, type ExecOptions } from '../../shared/libcni/invoke.ts';
 import { addNetworkList, buildPluginConfig, delNetworkList, type RuntimeConf, type ToolOptions } from '../../shared/libcni/libcni.ts';
-import { overlayConfigOf, settingsOf as overlaySettingsOf, type OverlayConf, type Settings as OverlaySettings } from '../../shared/overlay/config.ts';
+import {
+  overlayConfigOf,
+  settingsOf as overlaySettingsOf,
+  type OverlayConf,
+  type Settings as OverlaySettings,
+} from '../../shared/overlay/config.ts';
 import { converge, STORE_DEADLINE_MS } from '../../shared/overlay/converge.ts';
 import { cachedLease } from '../../shared/overlay/lease.ts';
 import { openStore as openLeaseStore, withDeadline } from '../../shared/overlay/store.ts';
@@ -54,7 +61,10 @@ import {
   networkConflist,
   networkSettings,
   poolsOf,
-  portMappingsOf,
+  allocatePorts,
+  parsePortRange,
+  portBindingsOf,
+  portRequestsOf,
   portmapConf,
   srcNameOf,
   staticRoutesOf,
@@ -76,6 +86,15 @@ export interface DockerSettings {
   poolPrefix: number;
   /** run the plugins built into the agent's executable in its process (default true); false: exec each */
   inProcess: boolean;
+  /** where `-p PORT` and `--publish-all` take host ports from (Docker's own default range) */
+  hostPorts: [number, number];
+  /**
+   * Join puts the endpoint's host veth down until the container's labels are registered and this
+   * node's policy is programmed for them (at most `holdSeconds`), so no packet of the container
+   * passes before its policy applies. Only with `dockerHost` (the labels come from there).
+   */
+  holdUntilLabelled: boolean;
+  holdSeconds: number;
 }
 
 const str = (v: unknown, d: string): string => (typeof v === 'string' && v ? v : d);
@@ -101,6 +120,11 @@ export function dockerSettings(cfg: AgentConfig, execDir: string): DockerSetting
     !(Array.isArray(d.defaultPools) && d.defaultPools.every((p) => typeof p === 'string' && parseCIDR(p)))
   )
     bad('defaultPools', 'must be a list of CIDRs');
+  if (d.holdUntilLabelled !== undefined && typeof d.holdUntilLabelled !== 'boolean') bad('holdUntilLabelled', 'must be true or false');
+  if (d.holdSeconds !== undefined && !(typeof d.holdSeconds === 'number' && d.holdSeconds > 0 && d.holdSeconds <= 600))
+    bad('holdSeconds', 'must be a number of seconds from 0 to 600');
+  if (d.hostPorts !== undefined && !(typeof d.hostPorts === 'string' && parsePortRange(d.hostPorts)))
+    bad('hostPorts', 'must be a port range "LOW-HIGH" (1-65535)');
   const name = str(d.name, 'cni-ts');
   const list = (v: unknown, dflt: string[]): string[] =>
     Array.isArray(v) && v.every((x) => typeof x === 'string') ? (v as string[]) : dflt;
@@ -116,7 +140,17 @@ export function dockerSettings(cfg: AgentConfig, execDir: string): DockerSetting
     defaultPools: list(d.defaultPools, ['10.213.0.0/16']),
     poolPrefix: typeof d.poolPrefix === 'number' ? d.poolPrefix : 24,
     inProcess: d.inProcess !== false,
+    hostPorts: parsePortRange(typeof d.hostPorts === 'string' ? d.hostPorts : '') ?? [49153, 60999],
+    holdUntilLabelled: d.holdUntilLabelled !== false,
+    holdSeconds: typeof d.holdSeconds === 'number' ? d.holdSeconds : 30,
   };
+}
+
+/** The host end of an endpoint's veth: the CNI result's interface in no sandbox that is neither the bridge nor the end Docker moves. */
+export function hostVethOf(ep: DockerEndpoint): string | undefined {
+  const r = ep.spec.result as { interfaces?: Array<{ name: string; sandbox?: string }> };
+  const bridge = (ep.spec.conflist.plugins as Json[])[0]?.bridge ?? r.interfaces?.[0]?.name;
+  return r.interfaces?.find((i) => !i.sandbox && i.name !== bridge && i.name !== ep.spec.srcName)?.name;
 }
 
 /** A CNM failure: answered as `{"Err": message}` (Docker prints it). */
@@ -382,7 +416,8 @@ export class DockerDriver {
     );
     for (const e of eps) await this.deleteEndpoint({ NetworkID: id, EndpointID: e.object.metadata.name });
     const bridge = (got.object.spec.conflist.plugins as Json[])[0]?.bridge;
-    if (got.object.spec.ownsBridge && (got.object.spec.conflist.plugins as Json[])[0]?.type === 'bridge' && typeof bridge === 'string') await deleteLink(bridge);
+    if (got.object.spec.ownsBridge && (got.object.spec.conflist.plugins as Json[])[0]?.type === 'bridge' && typeof bridge === 'string')
+      await deleteLink(bridge);
     await this.store.delete({ kind: 'DockerNetwork', namespace: '', name: id });
     this.log.info(`docker: network ${id.slice(0, 12)} deleted${got.object.spec.ownsBridge ? ` with bridge ${String(bridge)}` : ''}`);
     return {};
@@ -490,14 +525,15 @@ export class DockerDriver {
   private async endpointOperInfo(b: Json): Promise<Json> {
     const ep = (await this.mustEndpoint(b.EndpointID)).object;
     const r = ep.spec.result as { interfaces?: Array<{ name: string; sandbox?: string }>; ips?: Array<{ address: string }> };
-    const bridge = (ep.spec.conflist.plugins as Json[])[0]?.bridge ?? r.interfaces?.[0]?.name;
-    const host = r.interfaces?.find((i) => !i.sandbox && i.name !== bridge && i.name !== ep.spec.srcName)?.name;
+    const host = hostVethOf(ep);
     return {
       Value: {
         network: (await this.getNetwork(ep.spec.networkId)).object.spec.network,
         hostInterface: host ?? '',
         interface: ep.spec.srcName,
         addresses: (r.ips ?? []).map((i) => i.address).join(','),
+        // libnetwork's key and shape for the published ports (the host ports `-p PORT`/`-P` were given)
+        'com.docker.network.portmap': portBindingsOf(ep.spec.portMappings ?? [], r.ips?.[0]?.address.split('/')[0]),
       },
     };
   }
@@ -557,6 +593,7 @@ export class DockerDriver {
       StaticRoutes: staticRoutesOf(result.routes, gateways),
       DisableGatewayService: false,
     };
+    if (this.s.dockerHost && this.s.holdUntilLabelled) await this.setHeld(ep, true);
     this.onJoined?.(ep);
     return res;
   }
@@ -593,8 +630,14 @@ export class DockerDriver {
   private async programExternal(b: Json): Promise<Json> {
     const got = await this.mustEndpoint(b.EndpointID);
     const ep = structuredClone(got.object) as DockerEndpoint;
-    const mappings = portMappingsOf(((b.Options ?? {}) as Json)['com.docker.network.portmap']);
-    if (!mappings.length) return {};
+    const reqs = portRequestsOf(((b.Options ?? {}) as Json)['com.docker.network.portmap']);
+    if (!reqs.length) return {};
+    // host ports other Docker endpoints of this node publish: `-p PORT`/`-P` pick around them
+    const others = (await this.store.list<DockerEndpoint>('DockerEndpoint')).items
+      .map((e) => e.object)
+      .filter((e) => e.spec.node === this.cfg.node && e.metadata.name !== ep.metadata.name);
+    const taken = new Set(others.flatMap((e) => (e.spec.portMappings ?? []).map((m) => `${m.protocol}/${m.hostPort}`)));
+    const mappings = allocatePorts(reqs, taken, this.s.hostPorts);
     if (ep.spec.portMappings?.length) await this.portmap(ep, 'DEL');
     try {
       await this.portmap(ep, 'ADD', mappings);
@@ -795,6 +838,22 @@ export class DockerDriver {
     delete p.spec.reservations[addr];
     await this.store.put(p, { expectRevision: got.revision });
     return {};
+  }
+
+  /** Put the endpoint's host veth down (held: nothing passes) or up again. */
+  async setHeld(ep: DockerEndpoint, held: boolean): Promise<void> {
+    const veth = hostVethOf(ep);
+    if (!veth) return;
+    await ipBatch([['link', 'set', 'dev', veth, held ? 'down' : 'up']]);
+    this.log.debug(
+      `docker: endpoint ${ep.metadata.name.slice(0, 12)}: ${veth} ${held ? 'held down until its labels are registered' : 'up'}`,
+    );
+  }
+
+  /** Program this node's policy table now (the endpoint plugin's way: under the table's lock, from the store). */
+  async programPolicy(): Promise<void> {
+    const ps = policySettings(this.cfg);
+    await withPolicyLock(ps, () => programPolicy(this.store, this.cfg.node, ps));
   }
 
   /** Endpoint IDs whose lookup runs (for the resolver). */

@@ -154,8 +154,7 @@ export function networkSettings(networkId: string, generic: Record<string, unkno
     if (set) {
       set(s, v, key);
       s.given.push(key);
-    }
-    else if (!key.startsWith('com.docker.network.')) {
+    } else if (!key.startsWith('com.docker.network.')) {
       const known = [...Object.keys(OPTION_KEYS).filter((k) => !k.startsWith('com.docker.')), 'label.<key>'];
       throw new OptionError(`unknown option ${JSON.stringify(key)} (cni-ts knows: ${known.join(', ')}; see docs/docker.md)`);
     }
@@ -293,31 +292,92 @@ export interface PortBinding {
   HostPortEnd?: number;
 }
 
-/** `com.docker.network.portmap` as portmap's `portMappings` (ranges expanded one to one). */
-export function portMappingsOf(bindings: unknown): Array<{ hostPort: number; containerPort: number; protocol: string; hostIP?: string }> {
+export interface PortMapping {
+  hostPort: number;
+  containerPort: number;
+  protocol: string;
+  hostIP?: string;
+}
+
+/** One `-p` binding as Docker sends it: `hostPort` 0 = any free port; `hostPortEnd` > `hostPort` = any one of that range. */
+export interface PortRequest extends PortMapping {
+  hostPortEnd: number;
+}
+
+/**
+ * `com.docker.network.portmap` (libnetwork's PortBinding list) as requests. Docker sends one
+ * binding per container port: `-p 8080:80` → HostPort 8080; `-p 80` and `--publish-all` →
+ * HostPort 0; `-p 8000-8010:80` → HostPort 8000, HostPortEnd 8010 (any one of them, as
+ * Docker's own port allocator reads it).
+ */
+export function portRequestsOf(bindings: unknown): PortRequest[] {
   if (bindings === undefined || bindings === null) return [];
   if (!Array.isArray(bindings)) throw new OptionError('com.docker.network.portmap must be a list');
-  const out: Array<{ hostPort: number; containerPort: number; protocol: string; hostIP?: string }> = [];
+  const out: PortRequest[] = [];
   for (const b of bindings as PortBinding[]) {
     const protocol = PROTOCOLS[b.Proto ?? 6];
     if (!protocol) throw new OptionError(`port binding ${JSON.stringify(b)}: protocol ${b.Proto} is not tcp, udp or sctp`);
     if (!b.Port) throw new OptionError(`port binding ${JSON.stringify(b)}: no container port`);
-    if (!b.HostPort)
-      throw new OptionError(
-        `-p ${b.Port}/${protocol} without a host port: cni-ts does not pick host ports, publish as -p HOSTPORT:${b.Port}`,
-      );
-    const end = b.HostPortEnd && b.HostPortEnd > b.HostPort ? b.HostPortEnd : b.HostPort;
-    for (let hp = b.HostPort; hp <= end; hp++) {
-      const m: { hostPort: number; containerPort: number; protocol: string; hostIP?: string } = {
-        hostPort: hp,
-        containerPort: b.Port + (hp - b.HostPort),
-        protocol,
-      };
-      if (b.HostIP && b.HostIP !== '0.0.0.0' && b.HostIP !== '::' && parseIP(b.HostIP)) m.hostIP = b.HostIP;
-      out.push(m);
-    }
+    const hostPort = b.HostPort ?? 0;
+    const r: PortRequest = {
+      hostPort,
+      hostPortEnd: b.HostPortEnd && b.HostPortEnd > hostPort ? b.HostPortEnd : hostPort,
+      containerPort: b.Port,
+      protocol,
+    };
+    if (b.HostIP && b.HostIP !== '0.0.0.0' && b.HostIP !== '::' && parseIP(b.HostIP)) r.hostIP = b.HostIP;
+    out.push(r);
   }
   return out;
+}
+
+/** `docker.hostPorts` ("49153-60999"): the range `-p PORT` and `--publish-all` take host ports from. */
+export function parsePortRange(v: string): [number, number] | undefined {
+  const m = /^(\d{1,5})-(\d{1,5})$/.exec(v);
+  if (!m) return undefined;
+  const [lo, hi] = [Number(m[1]), Number(m[2])];
+  return lo >= 1 && hi <= 65535 && lo <= hi ? [lo, hi] : undefined;
+}
+
+/**
+ * Host ports for the requests (pure): a fixed port is kept (refused when another endpoint of
+ * this node publishes it), a range or 0 takes the lowest port free for that protocol in the
+ * range or in `defaults` (docker.hostPorts). `taken`: "tcp/8080" of every other endpoint.
+ */
+export function allocatePorts(reqs: PortRequest[], taken: ReadonlySet<string>, defaults: [number, number]): PortMapping[] {
+  const used = new Set(taken);
+  const out: PortMapping[] = [];
+  // fixed ports first, so a free pick never takes a port asked for by number
+  for (const r of reqs) if (r.hostPort && r.hostPortEnd === r.hostPort) used.add(`${r.protocol}/${r.hostPort}`);
+  for (const r of reqs) {
+    const { hostPortEnd: _end, ...m } = r;
+    if (r.hostPort && r.hostPortEnd === r.hostPort) {
+      if (taken.has(`${r.protocol}/${r.hostPort}`))
+        throw new OptionError(`host port ${r.hostPort}/${r.protocol} is already published by another container on this node`);
+      out.push(m);
+      continue;
+    }
+    const [lo, hi] = r.hostPort ? [r.hostPort, r.hostPortEnd] : defaults;
+    let port = 0;
+    for (let p = lo; p <= hi && !port; p++) if (!used.has(`${r.protocol}/${p}`)) port = p;
+    if (!port) throw new OptionError(`no free ${r.protocol} host port in ${lo}-${hi} for container port ${r.containerPort}`);
+    used.add(`${r.protocol}/${port}`);
+    out.push({ ...m, hostPort: port });
+  }
+  return out;
+}
+
+/** The bindings as libnetwork's PortBinding list (EndpointOperInfo's `com.docker.network.portmap`). */
+export function portBindingsOf(mappings: PortMapping[], containerIP?: string): PortBinding[] {
+  const num = (p: string): number => Number(Object.entries(PROTOCOLS).find(([, v]) => v === p)?.[0] ?? 6);
+  return mappings.map((m) => ({
+    Proto: num(m.protocol),
+    ...(containerIP ? { IP: containerIP } : {}),
+    Port: m.containerPort,
+    HostIP: m.hostIP ?? '0.0.0.0',
+    HostPort: m.hostPort,
+    HostPortEnd: m.hostPort,
+  }));
 }
 
 /** `com.docker.network.endpoint.exposedports` as the endpoint plugin's container ports. */
