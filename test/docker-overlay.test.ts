@@ -15,8 +15,8 @@ import { execa, type ResultPromise } from 'execa';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Cleanup, inNs, makeNetns, sh, type TestNetns } from './helpers/netns.ts';
-import { BIN, uid } from './helpers/run.ts';
-import { makeEtcd, makeHost, type Etcd, type Fabric, type Host } from './overlay-topology.ts';
+import { BIN, runPlugin, uid } from './helpers/run.ts';
+import { attachOverlayPod, makeEtcd, makeHost, type Etcd, type Fabric, type Host } from './overlay-topology.ts';
 
 const DOCKERD = ['/usr/sbin/dockerd', '/usr/bin/dockerd'].find((p) => existsSync(p));
 const BUSYBOX = ['/bin/busybox', '/usr/bin/busybox'].find((p) => existsSync(p));
@@ -62,6 +62,21 @@ describe.skipIf(Boolean(why))('a Docker overlay network across two hosts (cni-ts
   let fab: Fabric;
   let etcd: Etcd;
   const hosts: DockerHost[] = [];
+
+  /** The overlay plugin of a host, as its agent (overlay.config) and a CNI runtime there use it. */
+  const overlayPlugin = (host: Host): Record<string, unknown> => ({
+    type: 'overlay',
+    network: CLUSTER,
+    stateDir: host.stateDir,
+    bridge: `${id}br`,
+    vxlanInterface: `${id}vx`,
+    nftTable: `${id}_ovl`,
+    // no masquerade: nothing of this test leaves the cluster network
+    ipMasq: false,
+    leaseTTL: 120,
+    resyncInterval: 1,
+    store: { type: 'etcd', endpoints: [etcd.endpoint], prefix: `${etcdPrefix}/overlay` },
+  });
 
   const docker = async (
     h: DockerHost,
@@ -157,21 +172,7 @@ describe.skipIf(Boolean(why))('a Docker overlay network across two hosts (cni-ts
       JSON.stringify({
         cniVersion: '1.1.0',
         name: OVERLAY,
-        plugins: [
-          {
-            type: 'overlay',
-            network: CLUSTER,
-            stateDir: host.stateDir,
-            bridge: `${id}br`,
-            vxlanInterface: `${id}vx`,
-            nftTable: `${id}_ovl`,
-            // no masquerade: nothing of this test leaves the cluster network
-            ipMasq: false,
-            leaseTTL: 120,
-            resyncInterval: 1,
-            store: { type: 'etcd', endpoints: [etcd.endpoint], prefix: `${etcdPrefix}/overlay` },
-          },
-        ],
+        plugins: [overlayPlugin(host)],
       }),
     );
     writeFileSync(
@@ -403,6 +404,51 @@ describe.skipIf(Boolean(why))('a Docker overlay network across two hosts (cni-ts
     expect(reservations(a)).toEqual([addr1]);
     expect(reservations(b)).toEqual([addr2]);
   }, 240_000);
+
+  it('a CNI pod of the same overlay on host 2 shares its subnet and store with the Docker container there, and reaches host 1', async () => {
+    const [a, b] = [hosts[0]!, hosts[1]!];
+    const pod = await attachOverlayPod(cleanup, b.host, {
+      nsPrefix: `${id}p`,
+      containerId: `${id}-cnipod`,
+      key: `${id}/cnipod`,
+      network: OVERLAY,
+      overlayConf: { cniVersion: '1.1.0', name: OVERLAY, ...overlayPlugin(b.host) },
+      agentConfig: b.config,
+      labels: { app: 'cni' },
+    });
+    const addr2 = (await ipOf(b, `${id}c2`)).split('/')[0]!;
+    const addr1 = (await ipOf(a, `${id}c1`)).split('/')[0]!;
+    // one host-local store: the pod got the next address of the same subnet, never the container's
+    expect(pod.ip).not.toBe(addr2);
+    expect(pod.ip.split('.').slice(0, 3)).toEqual(addr2.split('.').slice(0, 3));
+    expect(reservations(b).sort()).toEqual([addr2, pod.ip].sort());
+    // the Docker container on host 1 and the CNI pod on host 2, both ways
+    const fromPod = await until(
+      () => inNs(pod.ns, 'ping', ['-c', '1', '-W', '1', addr1], true),
+      (r) => r.exitCode === 0,
+      20_000,
+      500,
+    );
+    expect(fromPod.exitCode).toBe(0);
+    expect((await exec(a, `${id}c1`, ['ping', '-c', '1', '-W', '2', pod.ip])).exitCode).toBe(0);
+    expect((await exec(b, `${id}c2`, ['ping', '-c', '1', '-W', '2', pod.ip])).exitCode).toBe(0);
+    for (const cmd of ['endpoint', 'overlay'] as const) {
+      const r = await runPlugin(cmd, {
+        command: 'DEL',
+        containerId: `${id}-cnipod`,
+        netns: pod.ns.path,
+        ifname: 'eth0',
+        hostNetns: b.host.ns.path,
+        args: `K8S_POD_NAMESPACE=${id};K8S_POD_NAME=cnipod`,
+        config:
+          cmd === 'endpoint'
+            ? { cniVersion: '1.1.0', name: OVERLAY, type: 'endpoint', agentConfig: b.config }
+            : { cniVersion: '1.1.0', name: OVERLAY, ...overlayPlugin(b.host) },
+      });
+      expect(r.exitCode, `${cmd} DEL: ${r.stdout} ${r.stderr}`).toBe(0);
+    }
+    expect(reservations(b)).toEqual([addr2]);
+  }, 120_000);
 
   it('container removal and docker network rm leave no veth, reservation or object; the overlay stays', async () => {
     for (const [h, c] of [
