@@ -405,6 +405,27 @@ describe.skipIf(Boolean(why))('a Docker overlay network across two hosts (cni-ts
     expect(reservations(b)).toEqual([addr2]);
   }, 240_000);
 
+  it("a NetworkPolicy applied on host 2 drops host 2's container at host 1's, by label", async () => {
+    const [a, b] = [hosts[0]!, hosts[1]!];
+    const url = `http://${(await ipOf(a, `${id}c1`)).split('/')[0]}/`;
+    const fetch = async (): Promise<string> => (await exec(b, `${id}c2`, ['timeout', '3', 'wget', '-q', '-O-', url])).stdout;
+    expect(await fetch()).toBe(`hello-${id}`);
+    const policy = {
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      metadata: { name: 'web-from-allowed', namespace: id },
+      spec: {
+        podSelector: { matchLabels: { app: 'web' } },
+        policyTypes: ['Ingress'],
+        ingress: [{ from: [{ podSelector: { matchLabels: { app: 'allowed' } } }] }],
+      },
+    };
+    await cnictl(b, ['apply', '-f', '-'], JSON.stringify(policy));
+    expect(await until(fetch, (body) => body === '', 20_000, 500)).toBe('');
+    await cnictl(b, ['delete', 'networkpolicy', 'web-from-allowed', '-n', id]);
+    expect(await until(fetch, (body) => body !== '', 20_000, 500)).toBe(`hello-${id}`);
+  }, 90_000);
+
   it('a CNI pod of the same overlay on host 2 shares its subnet and store with the Docker container there, and reaches host 1', async () => {
     const [a, b] = [hosts[0]!, hosts[1]!];
     const pod = await attachOverlayPod(cleanup, b.host, {

@@ -259,7 +259,18 @@ describe('the agent config docker section', () => {
       cniPath: ['/opt/bin', '/opt/cni/bin'],
       ifPrefix: 'cnm',
       inProcess: true,
+      hostPorts: [49153, 60999],
+      holdUntilLabelled: true,
+      holdSeconds: 30,
     });
+    expect(dockerSettings(cfg({ hostPorts: '24150-24159', holdUntilLabelled: false, holdSeconds: 5 }), '/x')).toMatchObject({
+      hostPorts: [24150, 24159],
+      holdUntilLabelled: false,
+      holdSeconds: 5,
+    });
+    expect(() => dockerSettings(cfg({ hostPorts: '9-8' }), '/x')).toThrow(/docker.hostPorts.*port range/);
+    expect(() => dockerSettings(cfg({ holdUntilLabelled: 'yes' }), '/x')).toThrow(/docker.holdUntilLabelled/);
+    expect(() => dockerSettings(cfg({ holdSeconds: 0 }), '/x')).toThrow(/docker.holdSeconds/);
     expect(dockerSettings(cfg({ name: 'net1', dockerHost: false }), '/x')).toMatchObject({
       socket: '/run/docker/plugins/net1.sock',
       dockerHost: '',
