@@ -32,8 +32,6 @@ export type Algorithm = (typeof ALGORITHMS)[number];
 /** ip-hash slot table size: a client hash picks one of SLOTS slots, each slot names a backend */
 export const SLOTS = 256;
 export const DEFAULT_AFFINITY_TIMEOUT = 10800;
-/** packet mark bit for hairpin traffic (a pod reaching itself through its own service) */
-export const HAIRPIN_MARK = 0x00200000;
 
 export interface HealthCheck {
   type: 'tcp' | 'http';
@@ -391,7 +389,14 @@ export function compileServices(objs: ServiceObjects, _node: string, opts: Compi
 
 // ---------------------------------------------------------------- nft rendering
 
-/** One service port's part of the table: chains (name → rules), sets, and map elements. */
+/** A set or map this table declares: name, body without elements. */
+export interface SetDecl {
+  name: string;
+  body: string;
+  map?: boolean;
+}
+
+/** One service port's part of the table: chains (name → rules), sets and maps with their elements, and map elements. */
 export interface ServiceFragment {
   key: string;
   /** element of service_ips(6) or no_endpoints(6) */
@@ -400,7 +405,13 @@ export interface ServiceFragment {
   /** chains in creation order; the first is the service chain */
   chains: Array<{ name: string; rules: string[] }>;
   /** set and map declarations (name → body without elements) */
-  sets: Array<{ name: string; body: string; map?: boolean }>;
+  sets: SetDecl[];
+  /** the elements of this fragment's choice map (`key : value`, in order); the lc map is kept apart */
+  elements: Array<{ map: string; items: Array<[string, string]> }>;
+  /** round robin: the backend (key) in each numgen slot, kept from the previous rendering so a change moves the fewest elements */
+  slots?: string[];
+  /** backend addresses for the hairpin set of the entry's family */
+  hairpin: string[];
   /** least-connections: the map and its one element (the agent keeps it current) */
   lc?: { map: string; element: string };
   /** a content hash, to tell whether anything changed (the lc element excluded) */
@@ -409,10 +420,25 @@ export interface ServiceFragment {
 
 const svcChain = (e: ServicePortEntry): string => `svc_${e.id}`;
 const rejectChain = (e: ServicePortEntry): string => `rej_${e.id}`;
+/** backend chains exist only for ClientIP affinity (they update the backend's affinity set); others dnat from a map */
 export const beChain = (e: ServicePortEntry, b: Backend): string => `be_${e.id}_${ident(b.address)}_${b.port}`;
-const affSet = (e: ServicePortEntry, b: Backend): string => `aff_${e.id}_${ident(b.address)}_${b.port}`;
-/** the least-connections choice: a one-element map (l4proto : goto backend chain) the agent updates */
-export const lcMap = (e: ServicePortEntry): string => `lc_${e.id}`;
+/** the timeout is part of the name: a new timeout is a new set (a set's type cannot change in place) */
+const affSet = (e: ServicePortEntry, b: Backend): string => `aff_${e.id}_t${e.affinityTimeout}_${ident(b.address)}_${b.port}`;
+const affinity = (e: ServicePortEntry): boolean => e.affinityTimeout !== undefined;
+const ALGO_SHORT: Record<Algorithm, string> = {
+  'round-robin': 'rr',
+  'weighted-round-robin': 'wrr',
+  'ip-hash': 'ih',
+  'least-connections': 'lc',
+};
+/**
+ * The service port's choice map: slot (numgen / jhash) or l4proto → backend. Its name carries
+ * its type (algorithm, and `v` for a verdict map: affinity services jump to backend chains; the
+ * others map to `address . port` and dnat), so a changed type is a new map.
+ */
+export const choiceMap = (e: ServicePortEntry): string => `${ALGO_SHORT[e.algorithm]}${affinity(e) ? 'v' : ''}_${e.id}`;
+/** the least-connections choice: a one-element map (l4proto : backend) the agent updates */
+export const lcMap = (e: ServicePortEntry): string => choiceMap(e);
 
 /** Open connections per service port and backend: key `${entry.key}|${backend.key}`. */
 export type ConnCounts = ReadonlyMap<string, number>;
@@ -434,8 +460,12 @@ export function leastConnectionsChoice(e: ServicePortEntry, conns: ConnCounts): 
   return best;
 }
 
+const addrOf = (e: ServicePortEntry, a: string): string => (e.family === 6 ? `[${a}]` : a);
+/** what a choice map maps to: the backend chain (affinity) or the backend's `address . port` (dnat from the map) */
+const target = (e: ServicePortEntry, b: Backend): string => (affinity(e) ? `goto ${beChain(e, b)}` : `${addrOf(e, b.address)} . ${b.port}`);
+
 export function lcElement(e: ServicePortEntry, b: Backend): string {
-  return `${e.protocol} : goto ${beChain(e, b)}`;
+  return `${e.protocol} : ${target(e, b)}`;
 }
 
 /** The nft statements that point the least-connections map of `e` at backend `b` (one transaction). */
@@ -443,23 +473,53 @@ export function renderLcUpdate(table: string, e: ServicePortEntry, b: Backend): 
   return `flush map inet ${table} ${lcMap(e)}\nadd element inet ${table} ${lcMap(e)} { ${lcElement(e, b)} }\n`;
 }
 
-const MARK = `0x${HAIRPIN_MARK.toString(16).padStart(8, '0')}`;
+/**
+ * Round-robin slots: the previous slot order with the backends that left removed (the last slot
+ * moves into the hole) and new ones appended, so one backend leaving or joining changes one or
+ * two elements. Any order is a strict rotation; the counter restarts with the rule anyway.
+ */
+export function stableSlots(prev: readonly string[] | undefined, active: readonly string[]): string[] {
+  const keep = new Set(active);
+  const out = (prev ?? []).filter((k, i, a) => a.indexOf(k) === i);
+  for (let i = 0; i < out.length; i++) {
+    while (i < out.length && !keep.has(out[i]!)) {
+      const last = out.pop()!;
+      if (i < out.length) out[i] = last;
+    }
+  }
+  const have = new Set(out);
+  for (const k of active) if (!have.has(k)) out.push(k);
+  return out;
+}
 
-export function fragmentOf(e: ServicePortEntry, conns: ConnCounts = new Map()): ServiceFragment {
+/** One service port's fragment; `prev`: the same port's fragment as last applied (round-robin slot order). */
+export function fragmentOf(e: ServicePortEntry, conns: ConnCounts = new Map(), prev?: ServiceFragment): ServiceFragment {
   const chains: ServiceFragment['chains'] = [];
   const sets: ServiceFragment['sets'] = [];
   const mapKey = `${e.vip} . ${e.protocol} . ${e.port}`;
   const v6 = e.family === 6;
   const ipx = v6 ? 'ip6' : 'ip';
+  const hairpin = [...new Set(e.backends.map((b) => b.address))];
   if (e.active.length === 0) {
     const rules = e.protocol === 'tcp' ? ['reject with tcp reset'] : ['reject with icmpx type port-unreachable'];
     chains.push({ name: rejectChain(e), rules });
-    return finish({ key: e.key, map: v6 ? 'no_endpoints6' : 'no_endpoints', element: `${mapKey} : goto ${rejectChain(e)}`, chains, sets });
+    return finish({
+      key: e.key,
+      map: v6 ? 'no_endpoints6' : 'no_endpoints',
+      element: `${mapKey} : goto ${rejectChain(e)}`,
+      chains,
+      sets,
+      elements: [],
+      hairpin,
+    });
   }
   const svc: string[] = [];
   const bes = e.active;
+  const aff = affinity(e);
   let lc: ServiceFragment['lc'];
-  if (e.affinityTimeout !== undefined) {
+  let slots: string[] | undefined;
+  const elements: ServiceFragment['elements'] = [];
+  if (aff) {
     for (const b of bes) {
       sets.push({
         name: affSet(e, b),
@@ -468,49 +528,69 @@ export function fragmentOf(e: ServicePortEntry, conns: ConnCounts = new Map()): 
       svc.push(`${ipx} saddr @${affSet(e, b)} goto ${beChain(e, b)}`);
     }
   }
-  const go = (b: Backend): string => `goto ${beChain(e, b)}`;
-  if (bes.length === 1) svc.push(go(bes[0]!));
-  else if (e.algorithm === 'round-robin') {
-    svc.push(`numgen inc mod ${bes.length} vmap { ${bes.map((b, i) => `${i} : ${go(b)}`).join(', ')} }`);
+  const m = choiceMap(e);
+  const value = aff ? 'verdict' : `${ipx} daddr . ${e.protocol} dport`;
+  /** the rule that looks `expr` up in the choice map: a jump (affinity) or a dnat to the mapped address and port */
+  const use = (expr: string): string => (aff ? `${expr} vmap @${m}` : `meta l4proto ${e.protocol} dnat ${ipx} to ${expr} map @${m}`);
+  const byKey = new Map(bes.map((b) => [b.key, b]));
+  if (e.algorithm === 'round-robin') {
+    slots = stableSlots(
+      prev?.slots,
+      bes.map((b) => b.key),
+    );
+    sets.push({ name: m, body: `typeof numgen inc mod 2 : ${value};`, map: true });
+    elements.push({ map: m, items: slots.map((k, i) => [String(i), target(e, byKey.get(k)!)]) });
+    svc.push(use(`numgen inc mod ${slots.length}`));
   } else if (e.algorithm === 'weighted-round-robin') {
     const total = bes.reduce((s, b) => s + b.weight, 0);
     let at = 0;
-    const els = bes.map((b) => {
-      const el = b.weight === 1 ? `${at} : ${go(b)}` : `${at}-${at + b.weight - 1} : ${go(b)}`;
+    const items = bes.map((b): [string, string] => {
+      const k = b.weight === 1 ? `${at}` : `${at}-${at + b.weight - 1}`;
       at += b.weight;
-      return el;
+      return [k, target(e, b)];
     });
-    svc.push(`numgen inc mod ${total} vmap { ${els.join(', ')} }`);
+    sets.push({ name: m, body: `typeof numgen inc mod 2 : ${value}; flags interval;`, map: true });
+    elements.push({ map: m, items });
+    svc.push(use(`numgen inc mod ${total}`));
   } else if (e.algorithm === 'ip-hash') {
-    const slots = slotTable(bes.map((b) => b.key));
+    const table = slotTable(bes.map((b) => b.key));
     // runs of equal slots become intervals: at most SLOTS elements, usually far fewer
-    const els: string[] = [];
-    for (let s = 0; s < slots.length;) {
+    const items: Array<[string, string]> = [];
+    for (let s = 0; s < table.length;) {
       let t = s;
-      while (t + 1 < slots.length && slots[t + 1] === slots[s]) t++;
-      els.push(`${t > s ? `${s}-${t}` : s} : ${go(bes[slots[s]!]!)}`);
+      while (t + 1 < table.length && table[t + 1] === table[s]) t++;
+      items.push([t > s ? `${s}-${t}` : `${s}`, target(e, bes[table[s]!]!)]);
       s = t + 1;
     }
-    svc.push(`jhash ${ipx} saddr mod ${SLOTS} seed 0x5eed vmap { ${els.join(', ')} }`);
+    const hash = `jhash ${ipx} saddr mod ${SLOTS} seed 0x5eed`;
+    sets.push({ name: m, body: `typeof jhash ${ipx} saddr mod ${SLOTS} seed 0x5eed : ${value}; flags interval;`, map: true });
+    elements.push({ map: m, items });
+    svc.push(use(hash));
   } else {
     const pick = leastConnectionsChoice(e, conns) ?? bes[0]!;
-    sets.push({ name: lcMap(e), body: 'type inet_proto : verdict;', map: true });
-    lc = { map: lcMap(e), element: lcElement(e, pick) };
-    svc.push(`meta l4proto vmap @${lcMap(e)}`);
+    sets.push({ name: m, body: aff ? 'type inet_proto : verdict;' : `typeof meta l4proto : ${value};`, map: true });
+    lc = { map: m, element: lcElement(e, pick) };
+    svc.push(use('meta l4proto'));
   }
   chains.push({ name: svcChain(e), rules: svc });
-  for (const b of bes) {
-    const rules = [`${ipx} saddr ${b.address} meta mark set meta mark | ${MARK}`];
-    if (e.affinityTimeout !== undefined) rules.push(`update @${affSet(e, b)} { ${ipx} saddr }`);
-    rules.push(`meta l4proto ${e.protocol} dnat ${ipx} to ${v6 ? `[${b.address}]` : b.address}:${b.port}`);
-    chains.push({ name: beChain(e, b), rules });
-  }
+  if (aff)
+    for (const b of bes)
+      chains.push({
+        name: beChain(e, b),
+        rules: [
+          `update @${affSet(e, b)} { ${ipx} saddr }`,
+          `meta l4proto ${e.protocol} dnat ${ipx} to ${v6 ? `[${b.address}]` : b.address}:${b.port}`,
+        ],
+      });
   return finish({
     key: e.key,
     map: v6 ? 'service_ips6' : 'service_ips',
     element: `${mapKey} : goto ${svcChain(e)}`,
     chains,
     sets,
+    elements,
+    ...(slots ? { slots } : {}),
+    hairpin,
     ...(lc ? { lc } : {}),
   });
 }
@@ -520,8 +600,7 @@ function finish(f: Omit<ServiceFragment, 'hash'>): ServiceFragment {
   return { ...f, hash: sha256Hex(JSON.stringify({ ...rest, lc: lc?.map })).slice(0, 16) };
 }
 
-const setDecl = (table: string, s: { name: string; body: string; map?: boolean }): string =>
-  `add ${s.map ? 'map' : 'set'} inet ${table} ${s.name} { ${s.body} }`;
+const setDecl = (table: string, s: SetDecl): string => `add ${s.map ? 'map' : 'set'} inet ${table} ${s.name} { ${s.body} }`;
 
 /** The fixed part of the table (hooks, maps). */
 function skeleton(table: string): string[] {
@@ -531,6 +610,8 @@ function skeleton(table: string): string[] {
     `add map inet ${table} no_endpoints { type ipv4_addr . inet_proto . inet_service : verdict; }`,
     `add map inet ${table} service_ips6 { type ipv6_addr . inet_proto . inet_service : verdict; }`,
     `add map inet ${table} no_endpoints6 { type ipv6_addr . inet_proto . inet_service : verdict; }`,
+    `add set inet ${table} hairpin { typeof ip saddr . ip daddr; }`,
+    `add set inet ${table} hairpin6 { typeof ip6 saddr . ip6 daddr; }`,
     `add chain inet ${table} services`,
     `add rule inet ${table} services ip daddr . meta l4proto . th dport vmap @service_ips`,
     `add rule inet ${table} services ip6 daddr . meta l4proto . th dport vmap @service_ips6`,
@@ -539,7 +620,9 @@ function skeleton(table: string): string[] {
     `add chain inet ${table} output { type nat hook output priority -100; policy accept; }`,
     `add rule inet ${table} output jump services`,
     `add chain inet ${table} postrouting { type nat hook postrouting priority srcnat; policy accept; }`,
-    `add rule inet ${table} postrouting meta mark & ${MARK} != 0 masquerade`,
+    // hairpin: a connection translated to its own source (a pod reaching itself through a service)
+    `add rule inet ${table} postrouting ct status dnat ip saddr . ip daddr @hairpin masquerade`,
+    `add rule inet ${table} postrouting ct status dnat ip6 saddr . ip6 daddr @hairpin6 masquerade`,
     `add chain inet ${table} endpoints_check`,
     `add rule inet ${table} endpoints_check ip daddr . meta l4proto . th dport vmap @no_endpoints`,
     `add rule inet ${table} endpoints_check ip6 daddr . meta l4proto . th dport vmap @no_endpoints6`,
@@ -550,13 +633,27 @@ function skeleton(table: string): string[] {
   ];
 }
 
+/** The fixed chains of the table and their rule counts (drift detection). */
+export const SKELETON_CHAINS: Readonly<Record<string, number>> = {
+  services: 2,
+  prerouting: 1,
+  output: 1,
+  postrouting: 2,
+  endpoints_check: 2,
+  filter_forward: 1,
+  filter_output: 1,
+};
+/** The fixed sets and maps of the table. */
+export const SKELETON_SETS: readonly string[] = ['service_ips', 'no_endpoints', 'service_ips6', 'no_endpoints6', 'hairpin', 'hairpin6'];
+
 export interface RenderedTable {
   table: string;
   fragments: Map<string, ServiceFragment>;
 }
 
-export function renderFragments(t: ServiceTable, tableName: string, conns?: ConnCounts): RenderedTable {
-  return { table: tableName, fragments: new Map(t.entries.map((e) => [e.key, fragmentOf(e, conns)])) };
+/** Every fragment of the table; `prev` (the table as last applied) keeps round-robin slots where they were. */
+export function renderFragments(t: ServiceTable, tableName: string, conns?: ConnCounts, prev?: RenderedTable): RenderedTable {
+  return { table: tableName, fragments: new Map(t.entries.map((e) => [e.key, fragmentOf(e, conns, prev?.fragments.get(e.key))])) };
 }
 
 /** The whole table, replacing whatever is there (one transaction). */
@@ -565,22 +662,37 @@ export function renderServicesNft(t: ServiceTable | RenderedTable, tableName: st
   return renderServicesUpdate({ table: tableName, fragments: new Map() }, { table: tableName, fragments: r.fragments }, true);
 }
 
+/** `a . a` for each backend address of a family: the hairpin set's elements. */
+function hairpinOf(r: RenderedTable): { 4: Set<string>; 6: Set<string> } {
+  const out = { 4: new Set<string>(), 6: new Set<string>() };
+  for (const f of r.fragments.values())
+    for (const a of f.hairpin) {
+      const v6 = a.includes(':');
+      out[v6 ? 6 : 4].add(v6 ? `[${a}] . [${a}]` : `${a} . ${a}`);
+    }
+  return out;
+}
+
 /**
- * Only what changed between two renderings of the same table, in one transaction: new chains
- * and sets added, changed chains flushed and refilled, changed map elements replaced, chains
- * and sets no longer used deleted. A backend leaving a service touches that service's chains
- * only; affinity sets of backends that stay keep their entries. '' when equal. With `full`,
- * the table is deleted and written whole first.
+ * Only what changed between two renderings of the same table, in one transaction: new chains,
+ * sets and maps added, map elements deleted and added one by one (a backend change is an
+ * element update of its service's choice map, plus the one rule when the slot count changes),
+ * changed chains flushed and refilled, unused chains, sets and maps deleted. A backend leaving
+ * touches that service only; affinity sets of backends that stay keep their entries. '' when
+ * equal. With `full`, the table is deleted and written whole first.
  */
 export function renderServicesUpdate(prev: RenderedTable, next: RenderedTable, full = false): string {
   const t = next.table;
   const chainsOf = (r: RenderedTable): Map<string, string[]> =>
     new Map([...r.fragments.values()].flatMap((f) => f.chains.map((c) => [c.name, c.rules] as [string, string[]])));
-  const setsOf = (r: RenderedTable): Map<string, { name: string; body: string; map?: boolean }> =>
-    new Map([...r.fragments.values()].flatMap((f) => f.sets.map((s) => [s.name, s] as [string, typeof s])));
+  const setsOf = (r: RenderedTable): Map<string, SetDecl> =>
+    new Map([...r.fragments.values()].flatMap((f) => f.sets.map((s) => [s.name, s] as [string, SetDecl])));
+  const itemsOf = (r: RenderedTable): Map<string, Map<string, string>> =>
+    new Map([...r.fragments.values()].flatMap((f) => f.elements.map((m) => [m.map, new Map(m.items)] as [string, Map<string, string>])));
   const elemsOf = (r: RenderedTable): Map<string, { map: string; element: string }> =>
     new Map([...r.fragments.values()].map((f) => [`${f.map}|${f.element.split(' : ')[0]}`, { map: f.map, element: f.element }]));
   const [pc, nc, ps, ns, pe, ne] = [chainsOf(prev), chainsOf(next), setsOf(prev), setsOf(next), elemsOf(prev), elemsOf(next)];
+  const [pi, ni] = [itemsOf(prev), itemsOf(next)];
   const head: string[] = full ? [`add table inet ${t}`, `delete table inet ${t}`, ...skeleton(t)] : [];
   const out: string[] = [];
   for (const [n] of nc) if (!pc.has(n)) out.push(`add chain inet ${t} ${n}`);
@@ -588,6 +700,14 @@ export function renderServicesUpdate(prev: RenderedTable, next: RenderedTable, f
     const p = ps.get(n);
     if (p && p.body !== s.body) throw new Error(`set ${n} changed its type`); // names carry the type: cannot happen
     if (!p) out.push(setDecl(t, s));
+  }
+  // choice map elements: only the slots whose backend changed (after the chains they jump to exist)
+  for (const [m, items] of ni) {
+    const before = ps.has(m) ? (pi.get(m) ?? new Map<string, string>()) : new Map<string, string>();
+    const del = [...before].filter(([k, v]) => items.get(k) !== v).map(([k]) => k);
+    const add = [...items].filter(([k, v]) => before.get(k) !== v).map(([k, v]) => `${k} : ${v}`);
+    if (del.length) out.push(`delete element inet ${t} ${m} { ${del.join(', ')} }`);
+    if (add.length) out.push(`add element inet ${t} ${m} { ${add.join(', ')} }`);
   }
   // refill: backend chains before the service chains that jump to them (order is irrelevant in one transaction, but readable)
   for (const [n, rules] of nc) {
@@ -600,7 +720,7 @@ export function renderServicesUpdate(prev: RenderedTable, next: RenderedTable, f
     if (!f.lc) continue;
     const p = prev.fragments.get(f.key);
     if (p?.hash === f.hash && p.lc?.element === f.lc.element) continue;
-    if (p?.lc) out.push(`flush map inet ${t} ${f.lc.map}`);
+    if (p?.lc?.map === f.lc.map) out.push(`flush map inet ${t} ${f.lc.map}`);
     out.push(`add element inet ${t} ${f.lc.map} { ${f.lc.element} }`);
   }
   for (const [k, e] of pe) {
@@ -610,6 +730,14 @@ export function renderServicesUpdate(prev: RenderedTable, next: RenderedTable, f
   for (const [k, e] of ne) {
     const p = pe.get(k);
     if (!p || p.element !== e.element) out.push(`add element inet ${t} ${e.map} { ${e.element} }`);
+  }
+  const [ph, nh] = [hairpinOf(prev), hairpinOf(next)];
+  for (const fam of [4, 6] as const) {
+    const set = fam === 4 ? 'hairpin' : 'hairpin6';
+    const del = [...ph[fam]].filter((x) => !nh[fam].has(x));
+    const add = [...nh[fam]].filter((x) => !ph[fam].has(x));
+    if (del.length) out.push(`delete element inet ${t} ${set} { ${del.join(', ')} }`);
+    if (add.length) out.push(`add element inet ${t} ${set} { ${add.join(', ')} }`);
   }
   const gone = [...pc.keys()].filter((n) => !nc.has(n));
   for (const n of gone) out.push(`flush chain inet ${t} ${n}`);
