@@ -89,7 +89,7 @@ async function listing(ns: TestNetns): Promise<Record<string, unknown>> {
     if (o.rule) {
       const k = `rules ${String(o.rule.chain)}`;
       const expr = JSON.stringify(o.rule.expr);
-      (out[k] as string[] | undefined)?.push(expr) ?? (out[k] = [expr]);
+      out[k] = [...((out[k] as string[] | undefined) ?? []), expr];
     } else if (o.chain) out[`chain ${String(o.chain.name)}`] ??= [];
     else if (o.set || o.map) {
       const s = (o.set ?? o.map)!;
