@@ -416,6 +416,8 @@ export interface ServiceFragment {
   lc?: { map: string; element: string };
   /** a content hash, to tell whether anything changed (the lc element excluded) */
   hash: string;
+  /** the compiled entry it was rendered from (JSON), to reuse the fragment while it is unchanged */
+  sig?: string;
 }
 
 const svcChain = (e: ServicePortEntry): string => `svc_${e.id}`;
@@ -651,9 +653,20 @@ export interface RenderedTable {
   fragments: Map<string, ServiceFragment>;
 }
 
-/** Every fragment of the table; `prev` (the table as last applied) keeps round-robin slots where they were. */
+/**
+ * Every fragment of the table. `prev` (the table as last applied): a service port whose compiled
+ * entry is unchanged keeps its fragment (the same object, so the difference skips it at once:
+ * a pass at 1000 services renders and compares only what changed), and round-robin slots stay
+ * where they were.
+ */
 export function renderFragments(t: ServiceTable, tableName: string, conns?: ConnCounts, prev?: RenderedTable): RenderedTable {
-  return { table: tableName, fragments: new Map(t.entries.map((e) => [e.key, fragmentOf(e, conns, prev?.fragments.get(e.key))])) };
+  const fragments = new Map<string, ServiceFragment>();
+  for (const e of t.entries) {
+    const p = prev?.fragments.get(e.key);
+    const sig = JSON.stringify(e);
+    fragments.set(e.key, p && p.sig === sig ? p : { ...fragmentOf(e, conns, p), sig });
+  }
+  return { table: tableName, fragments };
 }
 
 /** The whole table, replacing whatever is there (one transaction). */
@@ -662,88 +675,99 @@ export function renderServicesNft(t: ServiceTable | RenderedTable, tableName: st
   return renderServicesUpdate({ table: tableName, fragments: new Map() }, { table: tableName, fragments: r.fragments }, true);
 }
 
-/** `a . a` for each backend address of a family: the hairpin set's elements. */
-function hairpinOf(r: RenderedTable): { 4: Set<string>; 6: Set<string> } {
-  const out = { 4: new Set<string>(), 6: new Set<string>() };
-  for (const f of r.fragments.values())
-    for (const a of f.hairpin) {
-      const v6 = a.includes(':');
-      out[v6 ? 6 : 4].add(v6 ? `[${a}] . [${a}]` : `${a} . ${a}`);
-    }
-  return out;
-}
+const hairpinElement = (a: string): string => (a.includes(':') ? `[${a}] . [${a}]` : `${a} . ${a}`);
 
 /**
  * Only what changed between two renderings of the same table, in one transaction: new chains,
  * sets and maps added, map elements deleted and added one by one (a backend change is an
  * element update of its service's choice map, plus the one rule when the slot count changes),
- * changed chains flushed and refilled, unused chains, sets and maps deleted. A backend leaving
- * touches that service only; affinity sets of backends that stay keep their entries. '' when
- * equal. With `full`, the table is deleted and written whole first.
+ * changed chains flushed and refilled, unused chains, sets and maps deleted. Fragments that are
+ * the same object in both (unchanged) are skipped without a look. A backend leaving touches that
+ * service only; affinity sets of backends that stay keep their entries. '' when equal. With
+ * `full`, the table is deleted and written whole first.
  */
 export function renderServicesUpdate(prev: RenderedTable, next: RenderedTable, full = false): string {
   const t = next.table;
-  const chainsOf = (r: RenderedTable): Map<string, string[]> =>
-    new Map([...r.fragments.values()].flatMap((f) => f.chains.map((c) => [c.name, c.rules] as [string, string[]])));
-  const setsOf = (r: RenderedTable): Map<string, SetDecl> =>
-    new Map([...r.fragments.values()].flatMap((f) => f.sets.map((s) => [s.name, s] as [string, SetDecl])));
-  const itemsOf = (r: RenderedTable): Map<string, Map<string, string>> =>
-    new Map([...r.fragments.values()].flatMap((f) => f.elements.map((m) => [m.map, new Map(m.items)] as [string, Map<string, string>])));
-  const elemsOf = (r: RenderedTable): Map<string, { map: string; element: string }> =>
-    new Map([...r.fragments.values()].map((f) => [`${f.map}|${f.element.split(' : ')[0]}`, { map: f.map, element: f.element }]));
-  const [pc, nc, ps, ns, pe, ne] = [chainsOf(prev), chainsOf(next), setsOf(prev), setsOf(next), elemsOf(prev), elemsOf(next)];
-  const [pi, ni] = [itemsOf(prev), itemsOf(next)];
-  const head: string[] = full ? [`add table inet ${t}`, `delete table inet ${t}`, ...skeleton(t)] : [];
-  const out: string[] = [];
-  for (const [n] of nc) if (!pc.has(n)) out.push(`add chain inet ${t} ${n}`);
-  for (const [n, s] of ns) {
-    const p = ps.get(n);
-    if (p && p.body !== s.body) throw new Error(`set ${n} changed its type`); // names carry the type: cannot happen
-    if (!p) out.push(setDecl(t, s));
+  const ph = {
+    addChain: [] as string[],
+    addSet: [] as string[],
+    elems: [] as string[],
+    refill: [] as string[],
+    lc: [] as string[],
+    mapDel: [] as string[],
+    mapAdd: [] as string[],
+    hairpin: [] as string[],
+    flushGone: [] as string[],
+    delSet: [] as string[],
+    delChain: [] as string[],
+  };
+  const changed: Array<[ServiceFragment | undefined, ServiceFragment | undefined]> = [];
+  for (const [k, p] of prev.fragments) if (next.fragments.get(k) !== p) changed.push([p, next.fragments.get(k)]);
+  for (const [k, n] of next.fragments) if (!prev.fragments.has(k)) changed.push([undefined, n]);
+  for (const [p, n] of changed) {
+    const pc = new Map((p?.chains ?? []).map((c) => [c.name, c.rules]));
+    const nc = new Map((n?.chains ?? []).map((c) => [c.name, c.rules]));
+    const ps = new Map((p?.sets ?? []).map((x) => [x.name, x]));
+    const ns = new Map((n?.sets ?? []).map((x) => [x.name, x]));
+    for (const [c] of nc) if (!pc.has(c)) ph.addChain.push(`add chain inet ${t} ${c}`);
+    for (const [name, x] of ns) {
+      const old = ps.get(name);
+      if (old && old.body !== x.body) throw new Error(`set ${name} changed its type`); // names carry the type: cannot happen
+      if (!old) ph.addSet.push(setDecl(t, x));
+    }
+    // choice map elements: only the slots whose backend changed (after the chains they jump to exist)
+    const pi = new Map((p?.elements ?? []).map((m) => [m.map, new Map(m.items)]));
+    for (const m of n?.elements ?? []) {
+      const before = ps.has(m.map) ? (pi.get(m.map) ?? new Map<string, string>()) : new Map<string, string>();
+      const items = new Map(m.items);
+      const del = [...before].filter(([k, v]) => items.get(k) !== v).map(([k]) => k);
+      const add = m.items.filter(([k, v]) => before.get(k) !== v).map(([k, v]) => `${k} : ${v}`);
+      if (del.length) ph.elems.push(`delete element inet ${t} ${m.map} { ${del.join(', ')} }`);
+      if (add.length) ph.elems.push(`add element inet ${t} ${m.map} { ${add.join(', ')} }`);
+    }
+    for (const [c, rules] of nc) {
+      const old = pc.get(c);
+      if (old && old.length === rules.length && old.every((r, i) => r === rules[i])) continue;
+      if (old) ph.refill.push(`flush chain inet ${t} ${c}`);
+      for (const r of rules) ph.refill.push(`add rule inet ${t} ${c} ${r}`);
+    }
+    if (n?.lc && !(p?.hash === n.hash && p.lc?.element === n.lc.element)) {
+      if (p?.lc?.map === n.lc.map) ph.lc.push(`flush map inet ${t} ${n.lc.map}`);
+      ph.lc.push(`add element inet ${t} ${n.lc.map} { ${n.lc.element} }`);
+    }
+    if (p && (!n || n.map !== p.map || n.element !== p.element))
+      ph.mapDel.push(`delete element inet ${t} ${p.map} { ${p.element.split(' : ')[0]} }`);
+    if (n && (!p || n.map !== p.map || n.element !== p.element)) ph.mapAdd.push(`add element inet ${t} ${n.map} { ${n.element} }`);
+    for (const [c] of pc)
+      if (!nc.has(c)) {
+        ph.flushGone.push(`flush chain inet ${t} ${c}`);
+        ph.delChain.push(`delete chain inet ${t} ${c}`);
+      }
+    for (const [name, x] of ps) if (!ns.has(name)) ph.delSet.push(`delete ${x.map ? 'map' : 'set'} inet ${t} ${name}`);
   }
-  // choice map elements: only the slots whose backend changed (after the chains they jump to exist)
-  for (const [m, items] of ni) {
-    const before = ps.has(m) ? (pi.get(m) ?? new Map<string, string>()) : new Map<string, string>();
-    const del = [...before].filter(([k, v]) => items.get(k) !== v).map(([k]) => k);
-    const add = [...items].filter(([k, v]) => before.get(k) !== v).map(([k, v]) => `${k} : ${v}`);
-    if (del.length) out.push(`delete element inet ${t} ${m} { ${del.join(', ')} }`);
-    if (add.length) out.push(`add element inet ${t} ${m} { ${add.join(', ')} }`);
+  // hairpin: `a . a` for every backend address of any service (an address may back several)
+  if (changed.length) {
+    const touched = new Set(changed.flatMap(([p, n]) => [...(p?.hairpin ?? []), ...(n?.hairpin ?? [])]));
+    const has = (r: RenderedTable): Set<string> => {
+      const out = new Set<string>();
+      for (const f of r.fragments.values()) for (const a of f.hairpin) if (touched.has(a)) out.add(a);
+      return out;
+    };
+    const [before, after] = [has(prev), has(next)];
+    for (const [v6, set] of [
+      [false, 'hairpin'],
+      [true, 'hairpin6'],
+    ] as const) {
+      const fam = (a: string): boolean => a.includes(':') === v6;
+      const del = [...before].filter((a) => fam(a) && !after.has(a)).map(hairpinElement);
+      const add = [...after].filter((a) => fam(a) && !before.has(a)).map(hairpinElement);
+      if (del.length) ph.hairpin.push(`delete element inet ${t} ${set} { ${del.join(', ')} }`);
+      if (add.length) ph.hairpin.push(`add element inet ${t} ${set} { ${add.join(', ')} }`);
+    }
   }
-  // refill: backend chains before the service chains that jump to them (order is irrelevant in one transaction, but readable)
-  for (const [n, rules] of nc) {
-    const p = pc.get(n);
-    if (p && JSON.stringify(p) === JSON.stringify(rules)) continue;
-    if (p) out.push(`flush chain inet ${t} ${n}`);
-    for (const r of rules) out.push(`add rule inet ${t} ${n} ${r}`);
-  }
-  for (const f of next.fragments.values()) {
-    if (!f.lc) continue;
-    const p = prev.fragments.get(f.key);
-    if (p?.hash === f.hash && p.lc?.element === f.lc.element) continue;
-    if (p?.lc?.map === f.lc.map) out.push(`flush map inet ${t} ${f.lc.map}`);
-    out.push(`add element inet ${t} ${f.lc.map} { ${f.lc.element} }`);
-  }
-  for (const [k, e] of pe) {
-    const n = ne.get(k);
-    if (!n || n.element !== e.element) out.push(`delete element inet ${t} ${e.map} { ${k.split('|')[1]} }`);
-  }
-  for (const [k, e] of ne) {
-    const p = pe.get(k);
-    if (!p || p.element !== e.element) out.push(`add element inet ${t} ${e.map} { ${e.element} }`);
-  }
-  const [ph, nh] = [hairpinOf(prev), hairpinOf(next)];
-  for (const fam of [4, 6] as const) {
-    const set = fam === 4 ? 'hairpin' : 'hairpin6';
-    const del = [...ph[fam]].filter((x) => !nh[fam].has(x));
-    const add = [...nh[fam]].filter((x) => !ph[fam].has(x));
-    if (del.length) out.push(`delete element inet ${t} ${set} { ${del.join(', ')} }`);
-    if (add.length) out.push(`add element inet ${t} ${set} { ${add.join(', ')} }`);
-  }
-  const gone = [...pc.keys()].filter((n) => !nc.has(n));
-  for (const n of gone) out.push(`flush chain inet ${t} ${n}`);
-  for (const [n, s] of ps) if (!ns.has(n)) out.push(`delete ${s.map ? 'map' : 'set'} inet ${t} ${n}`);
-  for (const n of gone) out.push(`delete chain inet ${t} ${n}`);
+  const out = Object.values(ph).flat();
   if (!full && !out.length) return '';
+  const head: string[] = full ? [`add table inet ${t}`, `delete table inet ${t}`, ...skeleton(t)] : [];
   return `${[...head, ...out].join('\n')}\n`;
 }
 
