@@ -416,7 +416,7 @@ export interface ServiceFragment {
   lc?: { map: string; element: string };
   /** a content hash, to tell whether anything changed (the lc element excluded) */
   hash: string;
-  /** the compiled entry it was rendered from (JSON), to reuse the fragment while it is unchanged */
+  /** what of the compiled entry it was rendered from, to reuse the fragment while that is unchanged */
   sig?: string;
 }
 
@@ -653,6 +653,20 @@ export interface RenderedTable {
   fragments: Map<string, ServiceFragment>;
 }
 
+/** What a fragment is rendered from (fragmentOf reads nothing else of the entry): cheaper than JSON of the whole entry. */
+const entrySig = (e: ServicePortEntry): string =>
+  [
+    e.key,
+    e.vip,
+    e.port,
+    e.protocol,
+    e.algorithm,
+    e.affinityTimeout ?? '',
+    e.id,
+    e.backends.map((b) => b.address).join(','),
+    e.active.map((b) => `${b.key}*${b.weight}`).join(','),
+  ].join('|');
+
 /**
  * Every fragment of the table. `prev` (the table as last applied): a service port whose compiled
  * entry is unchanged keeps its fragment (the same object, so the difference skips it at once:
@@ -663,7 +677,7 @@ export function renderFragments(t: ServiceTable, tableName: string, conns?: Conn
   const fragments = new Map<string, ServiceFragment>();
   for (const e of t.entries) {
     const p = prev?.fragments.get(e.key);
-    const sig = JSON.stringify(e);
+    const sig = entrySig(e);
     fragments.set(e.key, p && p.sig === sig ? p : { ...fragmentOf(e, conns, p), sig });
   }
   return { table: tableName, fragments };
