@@ -5,18 +5,21 @@
  * (`renderServicesNft`, whole; `renderServicesUpdate`, only the services that changed).
  * The anchor is kube-proxy's nftables mode; see docs/services.md.
  *
- *   table ip T
+ *   table inet T
  *     map service_ips   VIP . l4proto . port : goto svc_…      (every service port with backends)
- *     map no_endpoints  VIP . l4proto . port : goto reject_…   (every service port without)
+ *     map no_endpoints  VIP . l4proto . port : goto rej_…      (every service port without)
  *     chain prerouting / output (nat, dstnat): ip daddr . meta l4proto . th dport vmap @service_ips
  *     chain filter_forward / filter_output (filter, -110, ct state new): vmap @no_endpoints
- *     chain postrouting (nat, srcnat): hairpin mark → masquerade
- *     chain svc_…  the backend choice (numgen / jhash slot table / affinity sets / lc map)
- *     chain be_…   mark hairpin, (affinity update), dnat to backend
+ *     chain postrouting (nat, srcnat): ct status dnat ip saddr . ip daddr @hairpin → masquerade
+ *     chain svc_…  dnat to the backend its choice map gives (numgen / jhash slot / lc → address . port)
+ *     map rr_… / wrr_… / ih_… / lc_…   the choice map of one service port
+ *     with ClientIP affinity: chain svc_… checks one timed set per backend, then the choice map
+ *       is a verdict map (rrv_…) → chain be_… (affinity update, dnat to backend)
  *
  * A service port's chains, sets and map elements form one separable fragment: a backend change
- * rewrites that service's chains only (and the element of `service_ips`/`no_endpoints` when it
- * gains or loses its last backend); no other service is touched.
+ * is an update of that service's choice map elements (and its numgen rule when the slot count
+ * changes; the element of `service_ips`/`no_endpoints` when it gains or loses its last
+ * backend); no other service is touched.
  */
 import { sha256Hex } from '../hash.ts';
 import { formatIP, parseCIDR, parseIP, size, networkAddr, type IPNet } from '../ipnet.ts';
