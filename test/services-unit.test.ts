@@ -135,35 +135,45 @@ describe('rendering', () => {
       'hvt',
     );
 
-  it('round robin: numgen inc over the backends', () => {
-    expect(render({})).toMatch(/numgen inc mod 3 vmap \{ 0 : goto be_\S+, 1 : goto be_\S+, 2 : goto be_\S+ \}/);
-    expect(render({})).toContain('dnat ip to 10.1.0.2:8080');
+  it('round robin: numgen inc over a named map of slots, dnat to the mapped backend; no backend chains', () => {
+    const n = render({});
+    expect(n).toMatch(/add map inet hvt rr_\S+ \{ typeof numgen inc mod 2 : ip daddr . tcp dport; \}/);
+    expect(n).toMatch(/add element inet hvt rr_\S+ \{ 0 : 10.1.0.2 . 8080, 1 : 10.1.0.3 . 8080, 2 : 10.1.0.4 . 8080 \}/);
+    expect(n).toMatch(/svc_\S+ meta l4proto tcp dnat ip to numgen inc mod 3 map @rr_/);
+    expect(n).not.toMatch(/be_/);
   });
   it('weighted: numgen over the sum of weights, in ranges', () => {
     const n = render({ 'lb.cni-ts.dev/algorithm': 'weighted-round-robin' }, [
       ep('a', '10.1.0.2', { 'lb.cni-ts.dev/weight': '3' }),
       ep('b', '10.1.0.3'),
     ]);
-    expect(n).toMatch(/numgen inc mod 4 vmap \{ 0-2 : goto be_\S+10_1_0_2_8080, 3 : goto be_\S+10_1_0_3_8080 \}/);
+    expect(n).toMatch(/add map inet hvt wrr_\S+ \{ typeof numgen inc mod 2 : ip daddr . tcp dport; flags interval; \}/);
+    expect(n).toMatch(/add element inet hvt wrr_\S+ \{ 0-2 : 10.1.0.2 . 8080, 3 : 10.1.0.3 . 8080 \}/);
+    expect(n).toMatch(/dnat ip to numgen inc mod 4 map @wrr_/);
   });
   it('ip-hash: jhash of the source over a slot table', () => {
-    expect(render({ 'lb.cni-ts.dev/algorithm': 'ip-hash' })).toMatch(/jhash ip saddr mod 256 seed 0x5eed vmap/);
+    const n = render({ 'lb.cni-ts.dev/algorithm': 'ip-hash' });
+    expect(n).toMatch(/dnat ip to jhash ip saddr mod 256 seed 0x5eed map @ih_/);
+    expect(n).toMatch(/add element inet hvt ih_\S+ \{ 0(-\d+)? : 10.1.0.\d . 8080, /);
   });
   it('least-connections: a one-element map the agent updates', () => {
     const n = render({ 'lb.cni-ts.dev/algorithm': 'least-connections' });
-    expect(n).toMatch(/add map inet hvt lc_\S+ \{ type inet_proto : verdict; \}/);
-    expect(n).toMatch(/meta l4proto vmap @lc_/);
+    expect(n).toMatch(/add map inet hvt lc_\S+ \{ typeof meta l4proto : ip daddr . tcp dport; \}/);
+    expect(n).toMatch(/add element inet hvt lc_\S+ \{ tcp : 10.1.0.2 . 8080 \}/);
+    expect(n).toMatch(/meta l4proto tcp dnat ip to meta l4proto map @lc_/);
   });
   it('ClientIP affinity: one timed set per backend, checked first, updated on dnat', () => {
     const n = render({}, three, { sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 60 } } });
     expect(n).toMatch(/flags dynamic,timeout; timeout 60s;/);
     expect(n).toMatch(/ip saddr @aff_\S+ goto be_/);
     expect(n).toMatch(/update @aff_\S+ \{ ip saddr \}/);
+    expect(n).toMatch(/numgen inc mod 3 vmap @rrv_/);
+    expect(n).toContain('dnat ip to 10.1.0.2:8080');
   });
-  it('hairpin: the backend chain marks its own source; postrouting masquerades the mark', () => {
+  it('hairpin: a connection translated to its own source is masqueraded (one set of backend address pairs)', () => {
     const n = render({});
-    expect(n).toContain('ip saddr 10.1.0.2 meta mark set meta mark | 0x00200000');
-    expect(n).toContain('meta mark & 0x00200000 != 0 masquerade');
+    expect(n).toContain('add element inet hvt hairpin { 10.1.0.2 . 10.1.0.2, 10.1.0.3 . 10.1.0.3, 10.1.0.4 . 10.1.0.4 }');
+    expect(n).toContain('ct status dnat ip saddr . ip daddr @hairpin masquerade');
   });
 });
 
@@ -193,12 +203,22 @@ describe('updates', () => {
     const services = [svc('web', { clusterIP: '10.96.0.10' }), svc('api', { clusterIP: '10.96.0.11', selector: { app: 'api' } })];
     const api = [ep('p', '10.1.0.7', { app: 'api' }), ep('q', '10.1.0.8', { app: 'api' })];
     const a = renderFragments(compileServices(objs({ services, endpoints: [...three, ...api] }), 'n1', CIDR), 'hvt');
-    const b = renderFragments(compileServices(objs({ services, endpoints: [three[0]!, three[1]!, ...api] }), 'n1', CIDR), 'hvt');
+    const b = renderFragments(
+      compileServices(objs({ services, endpoints: [three[0]!, three[2]!, ...api] }), 'n1', CIDR),
+      'hvt',
+      undefined,
+      a,
+    );
     const u = renderServicesUpdate(a, b);
     expect(u).not.toContain('api');
-    expect(u).toMatch(/flush chain inet hvt svc_default_web/);
-    expect(u).toMatch(/delete chain inet hvt be_default_web\S+10_1_0_4_8080/);
-    expect(u).not.toMatch(/service_ips/);
+    // the leaving backend's slot takes the last slot's backend: two element changes and the numgen rule
+    expect(u.split('\n').filter(Boolean)).toEqual([
+      expect.stringMatching(/^delete element inet hvt rr_default_web\S+ \{ 1, 2 \}$/),
+      expect.stringMatching(/^add element inet hvt rr_default_web\S+ \{ 1 : 10.1.0.4 . 8080 \}$/),
+      expect.stringMatching(/^flush chain inet hvt svc_default_web/),
+      expect.stringMatching(/^add rule inet hvt svc_default_web\S+ meta l4proto tcp dnat ip to numgen inc mod 2 map @rr_/),
+      'delete element inet hvt hairpin { 10.1.0.3 . 10.1.0.3 }',
+    ]);
     expect(renderServicesUpdate(b, b)).toBe('');
   });
   it('the last backend leaving moves the element from service_ips to no_endpoints', () => {
@@ -253,7 +273,8 @@ describe('IPv6 and dual stack', () => {
     expect(nft).toContain('dnat ip6 to [fd00:1::2]:8080');
     expect(nft).toContain('jhash ip6 saddr mod 256');
     expect(nft).toMatch(/type ipv6_addr; flags dynamic,timeout;/);
-    expect(nft).toContain('ip6 saddr fd00:1::2 meta mark set');
+    expect(nft).toContain('add element inet hvt hairpin6 { [fd00:1::2] . [fd00:1::2], [fd00:1::3] . [fd00:1::3] }');
+    expect(nft).toMatch(/jhash ip6 saddr mod 256 seed 0x5eed vmap @ihv_/);
   });
   it('allocates from an IPv6 serviceCIDR', () => {
     const v = allocateClusterIP('default', 'web', ['fd00:96::/112'], new Set());

@@ -29,6 +29,8 @@ import {
   renderLcUpdate,
   renderServicesNft,
   renderServicesUpdate,
+  SKELETON_CHAINS,
+  SKELETON_SETS,
   type RenderedTable,
   type ServicePortEntry,
 } from '../../shared/services/compile.ts';
@@ -57,17 +59,6 @@ export function servicesSettings(cfg: AgentConfig): ServicesSettings {
   const table = typeof s.table === 'string' && /^[A-Za-z_][A-Za-z0-9_]{0,60}$/.test(s.table) ? s.table : DEFAULT_SERVICES_TABLE;
   return { table, healthChecks: s.healthChecks !== false };
 }
-
-/** The fixed chains of the table and their rule counts (compile.ts skeleton). */
-const SKELETON_CHAINS: Record<string, number> = {
-  services: 2,
-  prerouting: 1,
-  output: 1,
-  postrouting: 1,
-  endpoints_check: 2,
-  filter_forward: 1,
-  filter_output: 1,
-};
 
 export class ServicesReconciler {
   readonly loop: Loop;
@@ -180,7 +171,7 @@ export class ServicesReconciler {
     await this.conns.setEntries(table.entries);
     if (table.entries.length) await setSysctls({ 'net.bridge.bridge-nf-call-iptables': '1' }).catch(() => undefined);
 
-    const next = renderFragments(table, this.settings.table, this.conns.counts);
+    const next = renderFragments(table, this.settings.table, this.conns.counts, this.applied);
     let full = !this.applied;
     if (!full && /\b(start|resync|retry)\b/.test(why)) {
       const drift = await this.drift(this.applied!);
@@ -190,6 +181,8 @@ export class ServicesReconciler {
       }
     }
     let script = full ? renderServicesNft(next, this.settings.table) : renderServicesUpdate(this.applied!, next);
+    // decision → committed: the one transaction (figures in docs/benchmarks.md, services)
+    const tApply = performance.now();
     if (script) {
       try {
         await nftApply(script);
@@ -203,6 +196,7 @@ export class ServicesReconciler {
     }
     // allocations are written once the data plane has them: a client that reads the VIP from
     // the store finds it programmed on this node
+    const applyMs = performance.now() - tApply;
     await this.writeAllocations(store, table.allocations);
     const prevEntries = this.entries;
     this.applied = next;
@@ -210,7 +204,7 @@ export class ServicesReconciler {
     const ended = await this.endDeletedBackends(prevEntries, table.entries);
     if (!script) return undefined;
     const withBackends = table.entries.filter((e) => e.active.length).length;
-    return `${full ? 'replaced' : 'updated'} table inet ${this.settings.table} at revision ${revision}: ${table.entries.length} service ports (${withBackends} with backends), ${script.split('\n').length - 1} statements, ${script.length} bytes${ended ? `, ${ended} connections to deleted backends ended` : ''} in ${(performance.now() - t0).toFixed(1)} ms`;
+    return `${full ? 'replaced' : 'updated'} table inet ${this.settings.table} at revision ${revision}: ${table.entries.length} service ports (${withBackends} with backends), ${script.split('\n').length - 1} statements, ${script.length} bytes (transaction ${applyMs.toFixed(1)} ms)${ended ? `, ${ended} connections to deleted backends ended` : ''} in ${(performance.now() - t0).toFixed(1)} ms`;
   }
 
   private async writeAllocations(
@@ -265,7 +259,7 @@ export class ServicesReconciler {
       else if (o.map?.name) sets.add(o.map.name);
     }
     const want = new Map(Object.entries(SKELETON_CHAINS));
-    const wantSets = new Set(['service_ips', 'no_endpoints', 'service_ips6', 'no_endpoints6']);
+    const wantSets = new Set(SKELETON_SETS);
     for (const f of applied.fragments.values()) {
       for (const c of f.chains) want.set(c.name, c.rules.length);
       for (const s of f.sets) wantSets.add(s.name);

@@ -5,18 +5,21 @@
  * (`renderServicesNft`, whole; `renderServicesUpdate`, only the services that changed).
  * The anchor is kube-proxy's nftables mode; see docs/services.md.
  *
- *   table ip T
+ *   table inet T
  *     map service_ips   VIP . l4proto . port : goto svc_…      (every service port with backends)
- *     map no_endpoints  VIP . l4proto . port : goto reject_…   (every service port without)
+ *     map no_endpoints  VIP . l4proto . port : goto rej_…      (every service port without)
  *     chain prerouting / output (nat, dstnat): ip daddr . meta l4proto . th dport vmap @service_ips
  *     chain filter_forward / filter_output (filter, -110, ct state new): vmap @no_endpoints
- *     chain postrouting (nat, srcnat): hairpin mark → masquerade
- *     chain svc_…  the backend choice (numgen / jhash slot table / affinity sets / lc map)
- *     chain be_…   mark hairpin, (affinity update), dnat to backend
+ *     chain postrouting (nat, srcnat): ct status dnat ip saddr . ip daddr @hairpin → masquerade
+ *     chain svc_…  dnat to the backend its choice map gives (numgen / jhash slot / lc → address . port)
+ *     map rr_… / wrr_… / ih_… / lc_…   the choice map of one service port
+ *     with ClientIP affinity: chain svc_… checks one timed set per backend, then the choice map
+ *       is a verdict map (rrv_…) → chain be_… (affinity update, dnat to backend)
  *
  * A service port's chains, sets and map elements form one separable fragment: a backend change
- * rewrites that service's chains only (and the element of `service_ips`/`no_endpoints` when it
- * gains or loses its last backend); no other service is touched.
+ * is an update of that service's choice map elements (and its numgen rule when the slot count
+ * changes; the element of `service_ips`/`no_endpoints` when it gains or loses its last
+ * backend); no other service is touched.
  */
 import { sha256Hex } from '../hash.ts';
 import { formatIP, parseCIDR, parseIP, size, networkAddr, type IPNet } from '../ipnet.ts';
@@ -32,8 +35,6 @@ export type Algorithm = (typeof ALGORITHMS)[number];
 /** ip-hash slot table size: a client hash picks one of SLOTS slots, each slot names a backend */
 export const SLOTS = 256;
 export const DEFAULT_AFFINITY_TIMEOUT = 10800;
-/** packet mark bit for hairpin traffic (a pod reaching itself through its own service) */
-export const HAIRPIN_MARK = 0x00200000;
 
 export interface HealthCheck {
   type: 'tcp' | 'http';
@@ -242,6 +243,17 @@ function matches(selector: Record<string, string>, labels: Record<string, string
   return Object.entries(selector).every(([k, v]) => labels?.[k] === v);
 }
 
+/** sha256 prefix of a service port key, remembered (every pass hashes every key; they rarely change) */
+const shortHashes = new Map<string, string>();
+function shortHash(key: string): string {
+  let h = shortHashes.get(key);
+  if (h === undefined) {
+    if (shortHashes.size > 200_000) shortHashes.clear();
+    shortHashes.set(key, (h = sha256Hex(key).slice(0, 6)));
+  }
+  return h;
+}
+
 /** Compile what every node programs for the store's services. */
 export function compileServices(objs: ServiceObjects, _node: string, opts: CompileOptions): ServiceTable {
   const problems: string[] = [];
@@ -296,7 +308,7 @@ export function compileServices(objs: ServiceObjects, _node: string, opts: Compi
     }
     const vips: Array<{ vip: string; family: 4 | 6 }> = [];
     for (const v of given) {
-      const ip = parseIP(v);
+      const ip = IPV4.test(v) ? { family: 4 as const } : parseIP(v); // parseIP is ~10 µs a call: 1000 VIPs every pass
       if (!ip) problems.push(`Service ${ref}: clusterIP ${v} is not an address`);
       else if (!vips.some((x) => x.family === ip.family)) vips.push({ vip: v, family: ip.family });
     }
@@ -382,7 +394,7 @@ export function compileServices(objs: ServiceObjects, _node: string, opts: Compi
         ...(check ? { health: check } : {}),
         backends: all,
         active,
-        id: `${ident(`${ns}_${name}`).slice(0, 80)}_${protocol}${sp.port}_${sha256Hex(key).slice(0, 6)}`,
+        id: `${ident(`${ns}_${name}`).slice(0, 80)}_${protocol}${sp.port}_${shortHash(key)}`,
       });
     }
   }
@@ -391,7 +403,14 @@ export function compileServices(objs: ServiceObjects, _node: string, opts: Compi
 
 // ---------------------------------------------------------------- nft rendering
 
-/** One service port's part of the table: chains (name → rules), sets, and map elements. */
+/** A set or map this table declares: name, body without elements. */
+export interface SetDecl {
+  name: string;
+  body: string;
+  map?: boolean;
+}
+
+/** One service port's part of the table: chains (name → rules), sets and maps with their elements, and map elements. */
 export interface ServiceFragment {
   key: string;
   /** element of service_ips(6) or no_endpoints(6) */
@@ -400,19 +419,42 @@ export interface ServiceFragment {
   /** chains in creation order; the first is the service chain */
   chains: Array<{ name: string; rules: string[] }>;
   /** set and map declarations (name → body without elements) */
-  sets: Array<{ name: string; body: string; map?: boolean }>;
+  sets: SetDecl[];
+  /** the elements of this fragment's choice map (`key : value`, in order); the lc map is kept apart */
+  elements: Array<{ map: string; items: Array<[string, string]> }>;
+  /** round robin: the backend (key) in each numgen slot, kept from the previous rendering so a change moves the fewest elements */
+  slots?: string[];
+  /** backend addresses for the hairpin set of the entry's family */
+  hairpin: string[];
   /** least-connections: the map and its one element (the agent keeps it current) */
   lc?: { map: string; element: string };
   /** a content hash, to tell whether anything changed (the lc element excluded) */
   hash: string;
+  /** what of the compiled entry it was rendered from, to reuse the fragment while that is unchanged */
+  sig?: string;
 }
 
 const svcChain = (e: ServicePortEntry): string => `svc_${e.id}`;
 const rejectChain = (e: ServicePortEntry): string => `rej_${e.id}`;
+/** backend chains exist only for ClientIP affinity (they update the backend's affinity set); others dnat from a map */
 export const beChain = (e: ServicePortEntry, b: Backend): string => `be_${e.id}_${ident(b.address)}_${b.port}`;
-const affSet = (e: ServicePortEntry, b: Backend): string => `aff_${e.id}_${ident(b.address)}_${b.port}`;
-/** the least-connections choice: a one-element map (l4proto : goto backend chain) the agent updates */
-export const lcMap = (e: ServicePortEntry): string => `lc_${e.id}`;
+/** the timeout is part of the name: a new timeout is a new set (a set's type cannot change in place) */
+const affSet = (e: ServicePortEntry, b: Backend): string => `aff_${e.id}_t${e.affinityTimeout}_${ident(b.address)}_${b.port}`;
+const affinity = (e: ServicePortEntry): boolean => e.affinityTimeout !== undefined;
+const ALGO_SHORT: Record<Algorithm, string> = {
+  'round-robin': 'rr',
+  'weighted-round-robin': 'wrr',
+  'ip-hash': 'ih',
+  'least-connections': 'lc',
+};
+/**
+ * The service port's choice map: slot (numgen / jhash) or l4proto → backend. Its name carries
+ * its type (algorithm, and `v` for a verdict map: affinity services jump to backend chains; the
+ * others map to `address . port` and dnat), so a changed type is a new map.
+ */
+export const choiceMap = (e: ServicePortEntry): string => `${ALGO_SHORT[e.algorithm]}${affinity(e) ? 'v' : ''}_${e.id}`;
+/** the least-connections choice: a one-element map (l4proto : backend) the agent updates */
+export const lcMap = (e: ServicePortEntry): string => choiceMap(e);
 
 /** Open connections per service port and backend: key `${entry.key}|${backend.key}`. */
 export type ConnCounts = ReadonlyMap<string, number>;
@@ -434,8 +476,12 @@ export function leastConnectionsChoice(e: ServicePortEntry, conns: ConnCounts): 
   return best;
 }
 
+const addrOf = (e: ServicePortEntry, a: string): string => (e.family === 6 ? `[${a}]` : a);
+/** what a choice map maps to: the backend chain (affinity) or the backend's `address . port` (dnat from the map) */
+const target = (e: ServicePortEntry, b: Backend): string => (affinity(e) ? `goto ${beChain(e, b)}` : `${addrOf(e, b.address)} . ${b.port}`);
+
 export function lcElement(e: ServicePortEntry, b: Backend): string {
-  return `${e.protocol} : goto ${beChain(e, b)}`;
+  return `${e.protocol} : ${target(e, b)}`;
 }
 
 /** The nft statements that point the least-connections map of `e` at backend `b` (one transaction). */
@@ -443,23 +489,53 @@ export function renderLcUpdate(table: string, e: ServicePortEntry, b: Backend): 
   return `flush map inet ${table} ${lcMap(e)}\nadd element inet ${table} ${lcMap(e)} { ${lcElement(e, b)} }\n`;
 }
 
-const MARK = `0x${HAIRPIN_MARK.toString(16).padStart(8, '0')}`;
+/**
+ * Round-robin slots: the previous slot order with the backends that left removed (the last slot
+ * moves into the hole) and new ones appended, so one backend leaving or joining changes one or
+ * two elements. Any order is a strict rotation; the counter restarts with the rule anyway.
+ */
+export function stableSlots(prev: readonly string[] | undefined, active: readonly string[]): string[] {
+  const keep = new Set(active);
+  const out = (prev ?? []).filter((k, i, a) => a.indexOf(k) === i);
+  for (let i = 0; i < out.length; i++) {
+    while (i < out.length && !keep.has(out[i]!)) {
+      const last = out.pop()!;
+      if (i < out.length) out[i] = last;
+    }
+  }
+  const have = new Set(out);
+  for (const k of active) if (!have.has(k)) out.push(k);
+  return out;
+}
 
-export function fragmentOf(e: ServicePortEntry, conns: ConnCounts = new Map()): ServiceFragment {
+/** One service port's fragment; `prev`: the same port's fragment as last applied (round-robin slot order). */
+export function fragmentOf(e: ServicePortEntry, conns: ConnCounts = new Map(), prev?: ServiceFragment): ServiceFragment {
   const chains: ServiceFragment['chains'] = [];
   const sets: ServiceFragment['sets'] = [];
   const mapKey = `${e.vip} . ${e.protocol} . ${e.port}`;
   const v6 = e.family === 6;
   const ipx = v6 ? 'ip6' : 'ip';
+  const hairpin = [...new Set(e.backends.map((b) => b.address))];
   if (e.active.length === 0) {
     const rules = e.protocol === 'tcp' ? ['reject with tcp reset'] : ['reject with icmpx type port-unreachable'];
     chains.push({ name: rejectChain(e), rules });
-    return finish({ key: e.key, map: v6 ? 'no_endpoints6' : 'no_endpoints', element: `${mapKey} : goto ${rejectChain(e)}`, chains, sets });
+    return finish({
+      key: e.key,
+      map: v6 ? 'no_endpoints6' : 'no_endpoints',
+      element: `${mapKey} : goto ${rejectChain(e)}`,
+      chains,
+      sets,
+      elements: [],
+      hairpin,
+    });
   }
   const svc: string[] = [];
   const bes = e.active;
+  const aff = affinity(e);
   let lc: ServiceFragment['lc'];
-  if (e.affinityTimeout !== undefined) {
+  let slots: string[] | undefined;
+  const elements: ServiceFragment['elements'] = [];
+  if (aff) {
     for (const b of bes) {
       sets.push({
         name: affSet(e, b),
@@ -468,49 +544,69 @@ export function fragmentOf(e: ServicePortEntry, conns: ConnCounts = new Map()): 
       svc.push(`${ipx} saddr @${affSet(e, b)} goto ${beChain(e, b)}`);
     }
   }
-  const go = (b: Backend): string => `goto ${beChain(e, b)}`;
-  if (bes.length === 1) svc.push(go(bes[0]!));
-  else if (e.algorithm === 'round-robin') {
-    svc.push(`numgen inc mod ${bes.length} vmap { ${bes.map((b, i) => `${i} : ${go(b)}`).join(', ')} }`);
+  const m = choiceMap(e);
+  const value = aff ? 'verdict' : `${ipx} daddr . ${e.protocol} dport`;
+  /** the rule that looks `expr` up in the choice map: a jump (affinity) or a dnat to the mapped address and port */
+  const use = (expr: string): string => (aff ? `${expr} vmap @${m}` : `meta l4proto ${e.protocol} dnat ${ipx} to ${expr} map @${m}`);
+  const byKey = new Map(bes.map((b) => [b.key, b]));
+  if (e.algorithm === 'round-robin') {
+    slots = stableSlots(
+      prev?.slots,
+      bes.map((b) => b.key),
+    );
+    sets.push({ name: m, body: `typeof numgen inc mod 2 : ${value};`, map: true });
+    elements.push({ map: m, items: slots.map((k, i) => [String(i), target(e, byKey.get(k)!)]) });
+    svc.push(use(`numgen inc mod ${slots.length}`));
   } else if (e.algorithm === 'weighted-round-robin') {
     const total = bes.reduce((s, b) => s + b.weight, 0);
     let at = 0;
-    const els = bes.map((b) => {
-      const el = b.weight === 1 ? `${at} : ${go(b)}` : `${at}-${at + b.weight - 1} : ${go(b)}`;
+    const items = bes.map((b): [string, string] => {
+      const k = b.weight === 1 ? `${at}` : `${at}-${at + b.weight - 1}`;
       at += b.weight;
-      return el;
+      return [k, target(e, b)];
     });
-    svc.push(`numgen inc mod ${total} vmap { ${els.join(', ')} }`);
+    sets.push({ name: m, body: `typeof numgen inc mod 2 : ${value}; flags interval;`, map: true });
+    elements.push({ map: m, items });
+    svc.push(use(`numgen inc mod ${total}`));
   } else if (e.algorithm === 'ip-hash') {
-    const slots = slotTable(bes.map((b) => b.key));
+    const table = slotTable(bes.map((b) => b.key));
     // runs of equal slots become intervals: at most SLOTS elements, usually far fewer
-    const els: string[] = [];
-    for (let s = 0; s < slots.length;) {
+    const items: Array<[string, string]> = [];
+    for (let s = 0; s < table.length;) {
       let t = s;
-      while (t + 1 < slots.length && slots[t + 1] === slots[s]) t++;
-      els.push(`${t > s ? `${s}-${t}` : s} : ${go(bes[slots[s]!]!)}`);
+      while (t + 1 < table.length && table[t + 1] === table[s]) t++;
+      items.push([t > s ? `${s}-${t}` : `${s}`, target(e, bes[table[s]!]!)]);
       s = t + 1;
     }
-    svc.push(`jhash ${ipx} saddr mod ${SLOTS} seed 0x5eed vmap { ${els.join(', ')} }`);
+    const hash = `jhash ${ipx} saddr mod ${SLOTS} seed 0x5eed`;
+    sets.push({ name: m, body: `typeof jhash ${ipx} saddr mod ${SLOTS} seed 0x5eed : ${value}; flags interval;`, map: true });
+    elements.push({ map: m, items });
+    svc.push(use(hash));
   } else {
     const pick = leastConnectionsChoice(e, conns) ?? bes[0]!;
-    sets.push({ name: lcMap(e), body: 'type inet_proto : verdict;', map: true });
-    lc = { map: lcMap(e), element: lcElement(e, pick) };
-    svc.push(`meta l4proto vmap @${lcMap(e)}`);
+    sets.push({ name: m, body: aff ? 'type inet_proto : verdict;' : `typeof meta l4proto : ${value};`, map: true });
+    lc = { map: m, element: lcElement(e, pick) };
+    svc.push(use('meta l4proto'));
   }
   chains.push({ name: svcChain(e), rules: svc });
-  for (const b of bes) {
-    const rules = [`${ipx} saddr ${b.address} meta mark set meta mark | ${MARK}`];
-    if (e.affinityTimeout !== undefined) rules.push(`update @${affSet(e, b)} { ${ipx} saddr }`);
-    rules.push(`meta l4proto ${e.protocol} dnat ${ipx} to ${v6 ? `[${b.address}]` : b.address}:${b.port}`);
-    chains.push({ name: beChain(e, b), rules });
-  }
+  if (aff)
+    for (const b of bes)
+      chains.push({
+        name: beChain(e, b),
+        rules: [
+          `update @${affSet(e, b)} { ${ipx} saddr }`,
+          `meta l4proto ${e.protocol} dnat ${ipx} to ${v6 ? `[${b.address}]` : b.address}:${b.port}`,
+        ],
+      });
   return finish({
     key: e.key,
     map: v6 ? 'service_ips6' : 'service_ips',
     element: `${mapKey} : goto ${svcChain(e)}`,
     chains,
     sets,
+    elements,
+    ...(slots ? { slots } : {}),
+    hairpin,
     ...(lc ? { lc } : {}),
   });
 }
@@ -520,8 +616,7 @@ function finish(f: Omit<ServiceFragment, 'hash'>): ServiceFragment {
   return { ...f, hash: sha256Hex(JSON.stringify({ ...rest, lc: lc?.map })).slice(0, 16) };
 }
 
-const setDecl = (table: string, s: { name: string; body: string; map?: boolean }): string =>
-  `add ${s.map ? 'map' : 'set'} inet ${table} ${s.name} { ${s.body} }`;
+const setDecl = (table: string, s: SetDecl): string => `add ${s.map ? 'map' : 'set'} inet ${table} ${s.name} { ${s.body} }`;
 
 /** The fixed part of the table (hooks, maps). */
 function skeleton(table: string): string[] {
@@ -531,6 +626,8 @@ function skeleton(table: string): string[] {
     `add map inet ${table} no_endpoints { type ipv4_addr . inet_proto . inet_service : verdict; }`,
     `add map inet ${table} service_ips6 { type ipv6_addr . inet_proto . inet_service : verdict; }`,
     `add map inet ${table} no_endpoints6 { type ipv6_addr . inet_proto . inet_service : verdict; }`,
+    `add set inet ${table} hairpin { typeof ip saddr . ip daddr; }`,
+    `add set inet ${table} hairpin6 { typeof ip6 saddr . ip6 daddr; }`,
     `add chain inet ${table} services`,
     `add rule inet ${table} services ip daddr . meta l4proto . th dport vmap @service_ips`,
     `add rule inet ${table} services ip6 daddr . meta l4proto . th dport vmap @service_ips6`,
@@ -539,7 +636,9 @@ function skeleton(table: string): string[] {
     `add chain inet ${table} output { type nat hook output priority -100; policy accept; }`,
     `add rule inet ${table} output jump services`,
     `add chain inet ${table} postrouting { type nat hook postrouting priority srcnat; policy accept; }`,
-    `add rule inet ${table} postrouting meta mark & ${MARK} != 0 masquerade`,
+    // hairpin: a connection translated to its own source (a pod reaching itself through a service)
+    `add rule inet ${table} postrouting ct status dnat ip saddr . ip daddr @hairpin masquerade`,
+    `add rule inet ${table} postrouting ct status dnat ip6 saddr . ip6 daddr @hairpin6 masquerade`,
     `add chain inet ${table} endpoints_check`,
     `add rule inet ${table} endpoints_check ip daddr . meta l4proto . th dport vmap @no_endpoints`,
     `add rule inet ${table} endpoints_check ip6 daddr . meta l4proto . th dport vmap @no_endpoints6`,
@@ -550,13 +649,52 @@ function skeleton(table: string): string[] {
   ];
 }
 
+/** The fixed chains of the table and their rule counts (drift detection). */
+export const SKELETON_CHAINS: Readonly<Record<string, number>> = {
+  services: 2,
+  prerouting: 1,
+  output: 1,
+  postrouting: 2,
+  endpoints_check: 2,
+  filter_forward: 1,
+  filter_output: 1,
+};
+/** The fixed sets and maps of the table. */
+export const SKELETON_SETS: readonly string[] = ['service_ips', 'no_endpoints', 'service_ips6', 'no_endpoints6', 'hairpin', 'hairpin6'];
+
 export interface RenderedTable {
   table: string;
   fragments: Map<string, ServiceFragment>;
 }
 
-export function renderFragments(t: ServiceTable, tableName: string, conns?: ConnCounts): RenderedTable {
-  return { table: tableName, fragments: new Map(t.entries.map((e) => [e.key, fragmentOf(e, conns)])) };
+/** What a fragment is rendered from (fragmentOf reads nothing else of the entry): cheaper than JSON of the whole entry. */
+const entrySig = (e: ServicePortEntry): string =>
+  [
+    e.key,
+    e.vip,
+    e.port,
+    e.protocol,
+    e.algorithm,
+    e.affinityTimeout ?? '',
+    e.id,
+    e.backends.map((b) => b.address).join(','),
+    e.active.map((b) => `${b.key}*${b.weight}`).join(','),
+  ].join('|');
+
+/**
+ * Every fragment of the table. `prev` (the table as last applied): a service port whose compiled
+ * entry is unchanged keeps its fragment (the same object, so the difference skips it at once:
+ * a pass at 1000 services renders and compares only what changed), and round-robin slots stay
+ * where they were.
+ */
+export function renderFragments(t: ServiceTable, tableName: string, conns?: ConnCounts, prev?: RenderedTable): RenderedTable {
+  const fragments = new Map<string, ServiceFragment>();
+  for (const e of t.entries) {
+    const p = prev?.fragments.get(e.key);
+    const sig = entrySig(e);
+    fragments.set(e.key, p && p.sig === sig ? p : { ...fragmentOf(e, conns, p), sig });
+  }
+  return { table: tableName, fragments };
 }
 
 /** The whole table, replacing whatever is there (one transaction). */
@@ -565,57 +703,99 @@ export function renderServicesNft(t: ServiceTable | RenderedTable, tableName: st
   return renderServicesUpdate({ table: tableName, fragments: new Map() }, { table: tableName, fragments: r.fragments }, true);
 }
 
+const hairpinElement = (a: string): string => (a.includes(':') ? `[${a}] . [${a}]` : `${a} . ${a}`);
+
 /**
- * Only what changed between two renderings of the same table, in one transaction: new chains
- * and sets added, changed chains flushed and refilled, changed map elements replaced, chains
- * and sets no longer used deleted. A backend leaving a service touches that service's chains
- * only; affinity sets of backends that stay keep their entries. '' when equal. With `full`,
- * the table is deleted and written whole first.
+ * Only what changed between two renderings of the same table, in one transaction: new chains,
+ * sets and maps added, map elements deleted and added one by one (a backend change is an
+ * element update of its service's choice map, plus the one rule when the slot count changes),
+ * changed chains flushed and refilled, unused chains, sets and maps deleted. Fragments that are
+ * the same object in both (unchanged) are skipped without a look. A backend leaving touches that
+ * service only; affinity sets of backends that stay keep their entries. '' when equal. With
+ * `full`, the table is deleted and written whole first.
  */
 export function renderServicesUpdate(prev: RenderedTable, next: RenderedTable, full = false): string {
   const t = next.table;
-  const chainsOf = (r: RenderedTable): Map<string, string[]> =>
-    new Map([...r.fragments.values()].flatMap((f) => f.chains.map((c) => [c.name, c.rules] as [string, string[]])));
-  const setsOf = (r: RenderedTable): Map<string, { name: string; body: string; map?: boolean }> =>
-    new Map([...r.fragments.values()].flatMap((f) => f.sets.map((s) => [s.name, s] as [string, typeof s])));
-  const elemsOf = (r: RenderedTable): Map<string, { map: string; element: string }> =>
-    new Map([...r.fragments.values()].map((f) => [`${f.map}|${f.element.split(' : ')[0]}`, { map: f.map, element: f.element }]));
-  const [pc, nc, ps, ns, pe, ne] = [chainsOf(prev), chainsOf(next), setsOf(prev), setsOf(next), elemsOf(prev), elemsOf(next)];
-  const head: string[] = full ? [`add table inet ${t}`, `delete table inet ${t}`, ...skeleton(t)] : [];
-  const out: string[] = [];
-  for (const [n] of nc) if (!pc.has(n)) out.push(`add chain inet ${t} ${n}`);
-  for (const [n, s] of ns) {
-    const p = ps.get(n);
-    if (p && p.body !== s.body) throw new Error(`set ${n} changed its type`); // names carry the type: cannot happen
-    if (!p) out.push(setDecl(t, s));
+  const ph = {
+    addChain: [] as string[],
+    addSet: [] as string[],
+    elems: [] as string[],
+    refill: [] as string[],
+    lc: [] as string[],
+    mapDel: [] as string[],
+    mapAdd: [] as string[],
+    hairpin: [] as string[],
+    flushGone: [] as string[],
+    delSet: [] as string[],
+    delChain: [] as string[],
+  };
+  const changed: Array<[ServiceFragment | undefined, ServiceFragment | undefined]> = [];
+  for (const [k, p] of prev.fragments) if (next.fragments.get(k) !== p) changed.push([p, next.fragments.get(k)]);
+  for (const [k, n] of next.fragments) if (!prev.fragments.has(k)) changed.push([undefined, n]);
+  for (const [p, n] of changed) {
+    const pc = new Map((p?.chains ?? []).map((c) => [c.name, c.rules]));
+    const nc = new Map((n?.chains ?? []).map((c) => [c.name, c.rules]));
+    const ps = new Map((p?.sets ?? []).map((x) => [x.name, x]));
+    const ns = new Map((n?.sets ?? []).map((x) => [x.name, x]));
+    for (const [c] of nc) if (!pc.has(c)) ph.addChain.push(`add chain inet ${t} ${c}`);
+    for (const [name, x] of ns) {
+      const old = ps.get(name);
+      if (old && old.body !== x.body) throw new Error(`set ${name} changed its type`); // names carry the type: cannot happen
+      if (!old) ph.addSet.push(setDecl(t, x));
+    }
+    // choice map elements: only the slots whose backend changed (after the chains they jump to exist)
+    const pi = new Map((p?.elements ?? []).map((m) => [m.map, new Map(m.items)]));
+    for (const m of n?.elements ?? []) {
+      const before = ps.has(m.map) ? (pi.get(m.map) ?? new Map<string, string>()) : new Map<string, string>();
+      const items = new Map(m.items);
+      const del = [...before].filter(([k, v]) => items.get(k) !== v).map(([k]) => k);
+      const add = m.items.filter(([k, v]) => before.get(k) !== v).map(([k, v]) => `${k} : ${v}`);
+      if (del.length) ph.elems.push(`delete element inet ${t} ${m.map} { ${del.join(', ')} }`);
+      if (add.length) ph.elems.push(`add element inet ${t} ${m.map} { ${add.join(', ')} }`);
+    }
+    for (const [c, rules] of nc) {
+      const old = pc.get(c);
+      if (old && old.length === rules.length && old.every((r, i) => r === rules[i])) continue;
+      if (old) ph.refill.push(`flush chain inet ${t} ${c}`);
+      for (const r of rules) ph.refill.push(`add rule inet ${t} ${c} ${r}`);
+    }
+    if (n?.lc && !(p?.hash === n.hash && p.lc?.element === n.lc.element)) {
+      if (p?.lc?.map === n.lc.map) ph.lc.push(`flush map inet ${t} ${n.lc.map}`);
+      ph.lc.push(`add element inet ${t} ${n.lc.map} { ${n.lc.element} }`);
+    }
+    if (p && (!n || n.map !== p.map || n.element !== p.element))
+      ph.mapDel.push(`delete element inet ${t} ${p.map} { ${p.element.split(' : ')[0]} }`);
+    if (n && (!p || n.map !== p.map || n.element !== p.element)) ph.mapAdd.push(`add element inet ${t} ${n.map} { ${n.element} }`);
+    for (const [c] of pc)
+      if (!nc.has(c)) {
+        ph.flushGone.push(`flush chain inet ${t} ${c}`);
+        ph.delChain.push(`delete chain inet ${t} ${c}`);
+      }
+    for (const [name, x] of ps) if (!ns.has(name)) ph.delSet.push(`delete ${x.map ? 'map' : 'set'} inet ${t} ${name}`);
   }
-  // refill: backend chains before the service chains that jump to them (order is irrelevant in one transaction, but readable)
-  for (const [n, rules] of nc) {
-    const p = pc.get(n);
-    if (p && JSON.stringify(p) === JSON.stringify(rules)) continue;
-    if (p) out.push(`flush chain inet ${t} ${n}`);
-    for (const r of rules) out.push(`add rule inet ${t} ${n} ${r}`);
+  // hairpin: `a . a` for every backend address of any service (an address may back several)
+  if (changed.length) {
+    const touched = new Set(changed.flatMap(([p, n]) => [...(p?.hairpin ?? []), ...(n?.hairpin ?? [])]));
+    const has = (r: RenderedTable): Set<string> => {
+      const out = new Set<string>();
+      for (const f of r.fragments.values()) for (const a of f.hairpin) if (touched.has(a)) out.add(a);
+      return out;
+    };
+    const [before, after] = [has(prev), has(next)];
+    for (const [v6, set] of [
+      [false, 'hairpin'],
+      [true, 'hairpin6'],
+    ] as const) {
+      const fam = (a: string): boolean => a.includes(':') === v6;
+      const del = [...before].filter((a) => fam(a) && !after.has(a)).map(hairpinElement);
+      const add = [...after].filter((a) => fam(a) && !before.has(a)).map(hairpinElement);
+      if (del.length) ph.hairpin.push(`delete element inet ${t} ${set} { ${del.join(', ')} }`);
+      if (add.length) ph.hairpin.push(`add element inet ${t} ${set} { ${add.join(', ')} }`);
+    }
   }
-  for (const f of next.fragments.values()) {
-    if (!f.lc) continue;
-    const p = prev.fragments.get(f.key);
-    if (p?.hash === f.hash && p.lc?.element === f.lc.element) continue;
-    if (p?.lc) out.push(`flush map inet ${t} ${f.lc.map}`);
-    out.push(`add element inet ${t} ${f.lc.map} { ${f.lc.element} }`);
-  }
-  for (const [k, e] of pe) {
-    const n = ne.get(k);
-    if (!n || n.element !== e.element) out.push(`delete element inet ${t} ${e.map} { ${k.split('|')[1]} }`);
-  }
-  for (const [k, e] of ne) {
-    const p = pe.get(k);
-    if (!p || p.element !== e.element) out.push(`add element inet ${t} ${e.map} { ${e.element} }`);
-  }
-  const gone = [...pc.keys()].filter((n) => !nc.has(n));
-  for (const n of gone) out.push(`flush chain inet ${t} ${n}`);
-  for (const [n, s] of ps) if (!ns.has(n)) out.push(`delete ${s.map ? 'map' : 'set'} inet ${t} ${n}`);
-  for (const n of gone) out.push(`delete chain inet ${t} ${n}`);
+  const out = Object.values(ph).flat();
   if (!full && !out.length) return '';
+  const head: string[] = full ? [`add table inet ${t}`, `delete table inet ${t}`, ...skeleton(t)] : [];
   return `${[...head, ...out].join('\n')}\n`;
 }
 
