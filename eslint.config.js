@@ -63,8 +63,6 @@ export default tseslint.config(
     ignores: [
       'shared/kernel/**',
       'shared/firewall/**',
-      'plugins/firewall/nft.ts',
-      'plugins/firewall/index.ts',
       'shared/policysync.ts',
       'agent/reconcilers/services.ts',
     ],

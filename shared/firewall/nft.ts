@@ -120,3 +120,67 @@ export async function deleteTaggedRules(
   );
   return n;
 }
+
+/** A set element as `nft -j` lists it (an owner's: its comment carries the tag). */
+export interface NftElement {
+  family: string;
+  table: string;
+  set: string;
+  /** the element's value as listed (an address, an interface name) */
+  val: string;
+  comment?: string;
+}
+
+/** The plain (string-valued) elements of the sets `sets` (all sets when omitted) of a table read. Pure. */
+export function setElements(t: NftTable, sets?: readonly string[]): NftElement[] {
+  const out: NftElement[] = [];
+  for (const o of t.objects) {
+    const s = o.set as { name?: string; elem?: unknown[] } | undefined;
+    if (!s?.name || (sets && !sets.includes(s.name))) continue;
+    for (const e of s.elem ?? []) {
+      if (typeof e === 'string') out.push({ family: t.family, table: t.table, set: s.name, val: e });
+      else {
+        const inner = (e as { elem?: { val?: unknown; comment?: string } }).elem;
+        if (inner && typeof inner.val === 'string')
+          out.push({ family: t.family, table: t.table, set: s.name, val: inner.val, comment: inner.comment });
+      }
+    }
+  }
+  return out;
+}
+
+/** Elements whose comment carries one of our tags accepted by `match`. Pure. */
+export function taggedElements(elements: NftElement[], match: (tag: string) => boolean): NftElement[] {
+  return elements.filter((e) => {
+    const t = tagOfComment(e.comment);
+    return t !== undefined && match(t);
+  });
+}
+
+/** `delete element` lines for `elements`; one transaction when applied together. Pure. */
+export function deleteElementsScript(elements: NftElement[]): string {
+  return nftScript(elements.map((e) => nft`delete element ${e.family} ${e.table} ${e.set} { ${e.val} }`));
+}
+
+/**
+ * Delete the elements of `family table` (sets `sets`) whose tag `match` accepts, in one
+ * transaction, re-planned from a fresh read when a concurrent DEL/GC got there first. Returns
+ * how many elements the last plan deleted (0: none were there, or no table).
+ */
+export async function deleteTaggedElements(
+  family: string,
+  table: string,
+  sets: readonly string[] | undefined,
+  match: (tag: string) => boolean,
+): Promise<number> {
+  let n = 0;
+  await converge(
+    () => readTable(family, table),
+    (t) => {
+      const mine = t ? taggedElements(setElements(t, sets), match) : [];
+      n = mine.length;
+      return deleteElementsScript(mine);
+    },
+  );
+  return n;
+}
