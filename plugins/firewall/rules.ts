@@ -116,7 +116,6 @@ export function missing(st: FilterState, admin: string, ips: string[]): string |
   if (!hasRule(st, jump)) return `expected FORWARD rule ${jump.spec.join(' ')} not found`;
   const a = adminRule(admin);
   if (!hasRule(st, a)) return `expected ${PRIV_CHAIN} rule ${a.spec.join(' ')} not found`;
-  for (const ip of ips)
-    for (const r of addressRules(ip)) if (!hasRule(st, r)) return `expected rule ${r.spec.join(' ')} not found`;
+  for (const ip of ips) for (const r of addressRules(ip)) if (!hasRule(st, r)) return `expected rule ${r.spec.join(' ')} not found`;
   return undefined;
 }
