@@ -60,7 +60,14 @@ export default tseslint.config(
     // writing on their own are declared in shared/firewall/owners.ts (door: 'own', their
     // `writers`, listed here too); test/firewall-owners.test.ts checks the same from that list.
     files: ['*.ts', 'shared/**/*.ts', 'plugins/**/*.ts', 'ipam/**/*.ts', 'agent/**/*.ts', 'tools/**/*.ts'],
-    ignores: ['shared/kernel/**', 'shared/firewall/**', 'shared/policysync.ts', 'agent/reconcilers/services.ts'],
+    ignores: [
+      // the doors
+      'shared/kernel/**',
+      'shared/firewall/**',
+      // the owners still pending (owners.ts, door: 'own')
+      'shared/policysync.ts',
+      'agent/reconcilers/services.ts',
+    ],
     rules: {
       'no-restricted-imports': [
         'error',
