@@ -72,7 +72,7 @@ const fw = (ns: TestNetns, command: string, cid: string | undefined, config: Rec
   });
 
 describe('firewall plugin on shared/firewall: what the previous version wrote is still found', () => {
-  it('nftables: CHECK finds the old elements, DEL removes one by tag (no netns, no prevResult), GC another; foreign state stays', async () => {
+  it('nftables: CHECK finds the old elements, DEL removes one by tag (no netns/prevResult), GC another; foreign state stays', async () => {
     const ns = await makeNetns(cleanup, 'fw2');
     const t = `fw2_fw_${uid('')}`;
     const nftConf = { backend: 'nftables', nftTable: t, ingressPolicy: 'isolated' };

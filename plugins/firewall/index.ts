@@ -6,10 +6,11 @@
  * reference's CNI-ISOLATION-STAGE-1/-2 chains. A firewall owner on shared/firewall's doors
  * (shared/firewall/owners.ts): each verb reads the filter table once (`readSaved`) and writes one
  * transaction (`restoreTransaction`, `iptables-restore --noflush`) per family, under the one lock
- * of every iptables owner (`withFirewallLock`); the nftables backend through shared/firewall/nft.ts. The firewalld backend needs firewalld over D-Bus,
- * which this build does not speak: `backend: "firewalld"` fails with code 101; with no backend
- * the reference picks firewalld only when it runs, and we use iptables. `backend: "nftables"`
- * (or "nft"): our own table instead (./nft.ts, docs/firewall.md), element updates per verb.
+ * of every iptables owner (`withFirewallLock`); the nftables backend through shared/firewall/nft.ts.
+ * The firewalld backend needs firewalld over D-Bus, which this build does not speak:
+ * `backend: "firewalld"` fails with code 101; with no backend the reference picks firewalld only
+ * when it runs, and we use iptables. `backend: "nftables"` (or "nft"): our own table instead
+ * (./nft.ts, docs/firewall.md), element updates per verb.
  */
 import { CniError, ErrorCode, invalidConfig } from '../../shared/cni/errors.ts';
 import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
