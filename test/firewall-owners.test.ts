@@ -20,8 +20,8 @@ import {
   type FirewallOwner,
 } from '../shared/firewall/owner.ts';
 import { FIREWALL_OWNERS, pendingWriters } from '../shared/firewall/owners.ts';
-import { deleteRulesScript, tableOf, taggedRules } from '../shared/firewall/nft.ts';
-import { parseSaved, restoreScript } from '../shared/firewall/iptables.ts';
+import { deleteElementsScript, deleteRulesScript, setElements, tableOf, taggedElements, taggedRules } from '../shared/firewall/nft.ts';
+import { ensureLines, parseSaved, removeLines, restoreScript } from '../shared/firewall/iptables.ts';
 import { masqueradeRulesScript } from '../shared/firewall/masquerade-nft.ts';
 import { ruleLines } from '../shared/firewall/masquerade-iptables.ts';
 import { macspoofScript } from '../plugins/bridge/macspoof.ts';
@@ -39,6 +39,7 @@ import { addRestore, attachmentChain, legacyIptComment, networkChains, parseSave
 import { masqComment, masqScript, overlayMasqOwner } from '../shared/overlay/host.ts';
 import { settingsOf as overlaySettings } from '../shared/overlay/config.ts';
 import { addScript as firewallNft } from '../plugins/firewall/nft.ts';
+import { addressRules, saveLine as firewallSaveLine } from '../plugins/firewall/rules.ts';
 import { ROOT } from './helpers/run.ts';
 
 const o: FirewallOwner = { network: 'net1', containerId: 'c0ffee', ifname: 'eth0' };
@@ -167,6 +168,12 @@ const TAGGED: Record<string, () => void> = {
       .filter((l) => /add element inet t allowed[46]/.test(l));
     expect(lines).toHaveLength(2);
     for (const c of nftComments(lines)) expect(tagOfComment(c)).toBe(tag);
+    // iptables: the Go reference's text, untagged (either plugin DELs the other's), found from the addresses
+    expect(FIREWALL_OWNERS.find((x) => x.name === 'firewall')?.iptablesTag).toBe('reference-text');
+    expect(addressRules('10.1.0.5').map(firewallSaveLine)).toEqual([
+      '-A CNI-FORWARD -d 10.1.0.5/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+      '-A CNI-FORWARD -s 10.1.0.5/32 -j ACCEPT',
+    ]);
   },
   // Compiled from cluster objects, rewritten whole: no per-attachment tag to find.
   policy: () => undefined,
@@ -218,9 +225,31 @@ describe('the doors', () => {
     expect(deleteRulesScript(mine)).toBe('delete rule inet x c handle 4\n');
     expect(deleteRulesScript([])).toBe('');
   });
+  it('nft: tagged set elements are read from the same table read and deleted in one script', () => {
+    const t = tableOf('inet', 'x', [
+      { set: { name: 'a4', elem: [{ elem: { val: '10.0.0.5', comment: ownerComment(o) } }, '10.0.0.6'] } },
+      { set: { name: 'b', elem: [{ elem: { val: 'br0', comment: ownerComment(o) } }] } },
+    ]);
+    expect(setElements(t).map((e) => e.val)).toEqual(['10.0.0.5', '10.0.0.6', 'br0']);
+    const mine = taggedElements(setElements(t, ['a4']), (x) => x === tag);
+    expect(mine.map((e) => e.val)).toEqual(['10.0.0.5']);
+    expect(deleteElementsScript(mine)).toBe('delete element inet x a4 { 10.0.0.5 }\n');
+    expect(deleteElementsScript([])).toBe('');
+  });
   it('iptables: one transaction per table and family; nothing to do is no script', () => {
     expect(restoreScript('nat', ['-A X -j RETURN'])).toBe('*nat\n-A X -j RETURN\nCOMMIT\n');
     expect(restoreScript('nat', [])).toBe('');
+  });
+  it('iptables: the diff declares missing chains only, adds missing rules once, deletes present ones', () => {
+    const st = parseSaved('*filter\n:FORWARD ACCEPT [0:0]\n:Y - [0:0]\n-A Y -s 10.0.0.1/32 -j ACCEPT\nCOMMIT\n', 'filter');
+    const want = [
+      { chain: 'Y', spec: ['-s', '10.0.0.1/32', '-j', 'ACCEPT'] },
+      { chain: 'FORWARD', spec: ['-m', 'comment', '--comment', 'a b', '-j', 'X'], first: true },
+    ];
+    expect(ensureLines(st, ['X', 'Y'], want)).toEqual([':X - [0:0]', '-I FORWARD 1 -m comment --comment "a b" -j X']);
+    expect(ensureLines(st, ['X', 'Y'], want)).toEqual([]);
+    expect(removeLines(st, want)).toEqual(['-D Y -s 10.0.0.1/32 -j ACCEPT', '-D FORWARD -m comment --comment "a b" -j X']);
+    expect(removeLines(parseSaved('', 'filter'), want)).toEqual([]);
   });
 
   it('no module outside shared/firewall/ (and the declared pending owners) writes nft or iptables transactions', () => {

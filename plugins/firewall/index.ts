@@ -3,21 +3,23 @@
  * for the Go reference `firewall` with its iptables backend: the same chains (CNI-FORWARD,
  * the admin chain `iptablesAdminChainName`, default CNI-ADMIN), the same rules and comments, so
  * either plugin can DEL what the other added; `ingressPolicy` same-bridge / isolated builds the
- * reference's CNI-ISOLATION-STAGE-1/-2 chains. Each verb reads the filter table once
- * (`iptables-save`) and writes once (`iptables-restore --noflush`) per family, under the lock the
- * other iptables users of this suite take. The firewalld backend needs firewalld over D-Bus,
- * which this build does not speak: `backend: "firewalld"` fails with code 101; with no backend
- * the reference picks firewalld only when it runs, and we use iptables. `backend: "nftables"`
- * (or "nft"): our own table instead (./nft.ts, docs/firewall.md), element updates per verb.
+ * reference's CNI-ISOLATION-STAGE-1/-2 chains. A firewall owner on shared/firewall's doors
+ * (shared/firewall/owners.ts): each verb reads the filter table once (`readSaved`) and writes one
+ * transaction (`restoreTransaction`, `iptables-restore --noflush`) per family, under the one lock
+ * of every iptables owner (`withFirewallLock`); the nftables backend through shared/firewall/nft.ts.
+ * The firewalld backend needs firewalld over D-Bus, which this build does not speak:
+ * `backend: "firewalld"` fails with code 101; with no backend the reference picks firewalld only
+ * when it runs, and we use iptables. `backend: "nftables"` (or "nft"): our own table instead
+ * (./nft.ts, docs/firewall.md), element updates per verb.
  */
 import { CniError, ErrorCode, invalidConfig } from '../../shared/cni/errors.ts';
 import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
 import type { Result } from '../../shared/cni/types.ts';
 import { canonicalIP, familyOf } from '../../shared/ipnet.ts';
-import type { MasqueradeOwner } from '../../shared/firewall/owner.ts';
+import type { FirewallOwner } from '../../shared/firewall/owner.ts';
+import { readSaved, restoreTransaction, withFirewallLock } from '../../shared/firewall/iptables.ts';
 import { nftUnusable } from '../../shared/kernel/nft.ts';
 import { DEFAULT_FW_NFT_TABLE, nftAdd, nftDel, nftGc, nftMissing } from './nft.ts';
-import { iptablesRestore, iptablesSave, withIptablesLock } from '../../shared/kernel/iptables.ts';
 import schema from '../../conf/schemas/firewall.schema.json' with { type: 'json' };
 import {
   addressRules,
@@ -54,7 +56,7 @@ function backendOf(c: FirewallConf): 'iptables' | 'nftables' {
   return c.backend === 'nftables' || c.backend === 'nft' ? 'nftables' : 'iptables';
 }
 
-const ownerOf = (req: Request<FirewallConf>): MasqueradeOwner => ({
+const ownerOf = (req: Request<FirewallConf>): FirewallOwner => ({
   network: req.config.name,
   containerId: req.env.containerId,
   ifname: req.env.ifname,
@@ -62,16 +64,16 @@ const ownerOf = (req: Request<FirewallConf>): MasqueradeOwner => ({
 const nftTableOf = (c: FirewallConf): string => c.nftTable || DEFAULT_FW_NFT_TABLE;
 const allIps = (r: Result | undefined): string[] => [...ipsOf(r, 4), ...ipsOf(r, 6)].map((ip) => canonicalIP(ip) ?? ip);
 
+/** One read of the filter table (shared/firewall's iptables door). */
 async function filterState(fam: Fam): Promise<FilterState> {
-  return parseFilter((await iptablesSave(fam, 'filter')) ?? '');
+  return (await readSaved(fam, 'filter')) ?? parseFilter('');
 }
 
-async function restore(fam: Fam, lines: string[]): Promise<void> {
-  if (lines.length) await iptablesRestore(fam, `*filter\n${lines.join('\n')}\nCOMMIT\n`, 5);
-}
+/** One verb's lines for one family as one transaction; no lines, no process. */
+const restore = (fam: Fam, lines: string[]): Promise<void> => restoreTransaction(fam, 'filter', lines);
 
 // the one iptables lock every iptables owner of ours takes (portmap, bridge's masquerade)
-const locked = withIptablesLock;
+const locked = withFirewallLock;
 
 const adminChain = (c: FirewallConf): string => c.iptablesAdminChainName || DEFAULT_ADMIN_CHAIN;
 const ipsOf = (r: Result | undefined, fam: Fam): string[] =>

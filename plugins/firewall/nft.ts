@@ -17,18 +17,22 @@
  *   }
  *
  * ADD/DEL/GC are element updates; each verb is one `nft -f` transaction. DEL finds the
- * attachment's elements by the owner tag in their comment, so it needs neither the netns nor
- * prevResult. Pure script builders here, kernel access through shared/kernel/nft.ts.
+ * attachment's elements by the owner tag in their comment (`cni:<net8>:<att16>`, the one tag
+ * scheme of shared/firewall/owner.ts), so it needs neither the netns nor prevResult. Pure script
+ * builders here; the table read, the diff and the transactions are shared/firewall/nft.ts's
+ * (`readTable`, `setElements`/`taggedElements`, `deleteTaggedElements`, `transaction`).
  */
 import type { Attachment } from '../../shared/cni/types.ts';
 import { familyOf } from '../../shared/ipnet.ts';
 import { nft, nftScript, nftString, type NftText } from '../../shared/kernel/batch.ts';
-import { nftApply, nftList, nftTry, type NftObject } from '../../shared/kernel/nft.ts';
-import { networkTag, ownerComment, ownerTag, tagOfComment, type MasqueradeOwner } from '../../shared/firewall/owner.ts';
+import type { NftObject } from '../../shared/kernel/nft.ts';
+import { inNetwork, ownerComment, ownerTag, tagOfComment, type FirewallOwner } from '../../shared/firewall/owner.ts';
+import { deleteTaggedElements, readTable, setElements, tableOf, taggedElements, transaction } from '../../shared/firewall/nft.ts';
 
 export const DEFAULT_FW_NFT_TABLE = 'cni_firewall';
 export const NFT_ADMIN_CHAIN = 'admin';
 export const NFT_FORWARD_CHAIN = 'forward';
+const ADDR_SETS = ['allowed4', 'allowed6'] as const;
 const setOf = (ip: string): 'allowed4' | 'allowed6' => (familyOf(ip) === 6 ? 'allowed6' : 'allowed4');
 
 /** Table, sets, chains and the forward chain's rules, created when absent (idempotent: the forward chain is rebuilt, admin never flushed). */
@@ -54,7 +58,7 @@ export function baseScript(t: string): NftText[] {
 }
 
 /** The ADD transaction: base, the attachment's address elements, the bridge's policy elements. Pure. */
-export function addScript(t: string, owner: MasqueradeOwner, ips: string[], bridge?: string, isolated = false): string {
+export function addScript(t: string, owner: FirewallOwner, ips: string[], bridge?: string, isolated = false): string {
   const c = nftString(ownerComment(owner));
   const lines = baseScript(t);
   for (const ip of ips) lines.push(nft`add element inet ${t} ${setOf(ip)} { ${ip} comment ${c} }`);
@@ -72,67 +76,38 @@ export interface AddrElement {
   tag?: string;
 }
 
-/** The address elements of `nft -j list table` output. Pure. */
+/** The address elements of `nft -j list table` output (the door's element reader). Pure. */
 export function addrElements(objs: NftObject[]): AddrElement[] {
-  const out: AddrElement[] = [];
-  for (const o of objs) {
-    const s = o.set as { name?: string; elem?: unknown[] } | undefined;
-    if (!s || (s.name !== 'allowed4' && s.name !== 'allowed6')) continue;
-    for (const e of s.elem ?? []) {
-      if (typeof e === 'string') out.push({ set: s.name, ip: e });
-      else {
-        const inner = (e as { elem?: { val?: unknown; comment?: string } }).elem;
-        if (inner && typeof inner.val === 'string') out.push({ set: s.name, ip: inner.val, tag: tagOfComment(inner.comment) });
-      }
-    }
-  }
-  return out;
+  return setElements(tableOf('inet', '', objs), ADDR_SETS).map((e) => {
+    const tag = tagOfComment(e.comment);
+    return { set: e.set as AddrElement['set'], ip: e.val, ...(tag ? { tag } : {}) };
+  });
 }
 
-export function deleteScript(t: string, els: AddrElement[]): string {
-  return nftScript(els.map((e) => nft`delete element inet ${t} ${e.set} { ${e.ip} }`));
-}
-
-export async function nftAdd(t: string, owner: MasqueradeOwner, ips: string[], bridge?: string, isolated = false): Promise<void> {
-  await nftApply(addScript(t, owner, ips, bridge, isolated));
-}
-
-/** Delete the address elements `match` accepts, one transaction (re-read if someone raced us). */
-async function deleteMatching(t: string, match: (e: AddrElement) => boolean): Promise<number> {
-  for (let attempt = 0; ; attempt++) {
-    const objs = await nftList('inet', t);
-    if (!objs) return 0;
-    const mine = addrElements(objs).filter(match);
-    if (!mine.length) return 0;
-    const script = deleteScript(t, mine);
-    if (attempt >= 2) await nftApply(script);
-    else if (!(await nftTry(script)).ok) continue;
-    return mine.length;
-  }
+export async function nftAdd(t: string, owner: FirewallOwner, ips: string[], bridge?: string, isolated = false): Promise<void> {
+  await transaction(addScript(t, owner, ips, bridge, isolated));
 }
 
 /** DEL: the owner's elements (found by tag); nothing there is success. */
-export async function nftDel(t: string, owner: MasqueradeOwner): Promise<void> {
+export async function nftDel(t: string, owner: FirewallOwner): Promise<void> {
   const tag = ownerTag(owner);
-  await deleteMatching(t, (e) => e.tag === tag);
+  await deleteTaggedElements('inet', t, ADDR_SETS, (x) => x === tag);
 }
 
 /** CHECK: why the attachment's state is incomplete, or undefined. */
-export async function nftMissing(t: string, owner: MasqueradeOwner, ips: string[]): Promise<string | undefined> {
-  const objs = await nftList('inet', t);
-  if (!objs) return `table inet ${t} not found`;
-  for (const ch of [NFT_ADMIN_CHAIN, NFT_FORWARD_CHAIN])
-    if (!objs.some((o) => (o.chain as { name?: string } | undefined)?.name === ch)) return `chain ${ch} of table inet ${t} not found`;
+export async function nftMissing(t: string, owner: FirewallOwner, ips: string[]): Promise<string | undefined> {
+  const table = await readTable('inet', t);
+  if (!table) return `table inet ${t} not found`;
+  for (const ch of [NFT_ADMIN_CHAIN, NFT_FORWARD_CHAIN]) if (!table.chains.has(ch)) return `chain ${ch} of table inet ${t} not found`;
   const tag = ownerTag(owner);
-  const have = addrElements(objs).filter((e) => e.tag === tag);
+  const have = taggedElements(setElements(table, ADDR_SETS), (x) => x === tag);
   for (const ip of ips)
-    if (!have.some((e) => e.ip === ip)) return `expected element ${ip} in set ${setOf(ip)} of table inet ${t} not found`;
+    if (!have.some((e) => e.val === ip)) return `expected element ${ip} in set ${setOf(ip)} of table inet ${t} not found`;
   return undefined;
 }
 
 /** GC: the network's elements whose attachment is not in `keep`. */
 export async function nftGc(t: string, network: string, keep: Attachment[]): Promise<void> {
-  const net = networkTag(network);
   const keepTags = new Set(keep.map((a) => ownerTag({ network, containerId: a.containerID, ifname: a.ifname })));
-  await deleteMatching(t, (e) => e.tag !== undefined && e.tag.startsWith(`${net}:`) && !keepTags.has(e.tag));
+  await deleteTaggedElements('inet', t, ADDR_SETS, (x) => inNetwork(x, network) && !keepTags.has(x));
 }

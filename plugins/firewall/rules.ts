@@ -1,7 +1,12 @@
 /**
  * The Go reference `firewall` plugin's iptables rules (plugins/meta/firewall), as the lines
  * `iptables-save -t filter` prints them, so that presence is a string comparison and changes are
- * one `iptables-restore --noflush` per family. Pure functions.
+ * one `iptables-restore --noflush` per family. Pure builders: the table read, the diff (which
+ * chains to declare, which rules to add or delete) and the transaction are shared/firewall's
+ * iptables door (`readSaved`, `ensureLines`, `removeLines`, `restoreTransaction`).
+ *
+ * The rules stay the reference's, untagged: either plugin CHECKs and DELs what the other added
+ * (interop, test/firewall.test.ts), so they are found by their text, from prevResult's addresses.
  *
  *   FORWARD:     -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD      (first)
  *   CNI-FORWARD: -m comment --comment "CNI firewall plugin admin overrides" -j <admin> (first)
@@ -9,8 +14,16 @@
  *                -s A/32 -j ACCEPT
  *   ingressPolicy same-bridge / isolated: CNI-ISOLATION-STAGE-1/-2 as the reference builds them.
  */
-import { restoreLine, restoreToken } from '../../shared/kernel/batch.ts';
 import type { NetConfBase } from '../../shared/cni/types.ts';
+import {
+  ensureLines as ensureDoor,
+  hasRule,
+  parseSaved,
+  removeLines,
+  wantedLine,
+  type SavedTable,
+  type WantedRule,
+} from '../../shared/firewall/iptables.ts';
 import { canonicalIP, familyOf } from '../../shared/ipnet.ts';
 
 export interface FirewallConf extends NetConfBase {
@@ -29,14 +42,9 @@ export const STAGE1 = 'CNI-ISOLATION-STAGE-1';
 export const STAGE2 = 'CNI-ISOLATION-STAGE-2';
 
 /** A rule of the filter table: the chain it goes in and its `iptables-save` spelling (without `-A chain`). */
-export interface Rule {
-  chain: string;
-  spec: string[];
-  /** first in the chain (`-I chain 1`) rather than appended */
-  first?: boolean;
-}
+export type Rule = WantedRule;
 
-export const saveLine = (r: Rule): string => restoreLine(['-A', r.chain, ...r.spec]);
+export const saveLine = wantedLine;
 
 const hostCidr = (ip: string): string => `${canonicalIP(ip) ?? ip}/${familyOf(ip) === 6 ? 128 : 32}`;
 
@@ -86,59 +94,28 @@ export function isolationRules(bridge: string, isolated: boolean): Rule[] {
   return rules;
 }
 
-/** The filter table as `iptables-save` prints it: chain names and rule lines. */
-export interface FilterState {
-  chains: Set<string>;
-  lines: string[];
-}
+/** The filter table as `iptables-save` prints it (one read of the door). */
+export type FilterState = SavedTable;
 
-export function parseFilter(save: string): FilterState {
-  const chains = new Set<string>();
-  const lines: string[] = [];
-  let inFilter = false;
-  for (const l of save.split('\n')) {
-    if (l.startsWith('*')) inFilter = l === '*filter';
-    else if (!inFilter) continue;
-    else if (l.startsWith(':')) chains.add(l.slice(1).split(' ')[0]);
-    else if (l.startsWith('-A ')) lines.push(l);
-  }
-  return { chains, lines };
-}
+/** The `*filter` section of `iptables-save` text. Pure. */
+export const parseFilter = (save: string): FilterState => parseSaved(save, 'filter');
 
 /**
  * The `iptables-restore --noflush` lines that make `rules` present in `st` (chains declared only
  * when missing: declaring an existing chain would flush it). `st` is updated as if applied.
  */
-export function ensureLines(st: FilterState, chains: string[], rules: Rule[]): string[] {
-  const out: string[] = [];
-  for (const c of chains) {
-    if (!st.chains.has(c)) {
-      out.push(`:${restoreToken(c)} - [0:0]`);
-      st.chains.add(c);
-    }
-  }
-  for (const r of rules) {
-    const line = saveLine(r);
-    if (st.lines.includes(line)) continue;
-    out.push(r.first ? restoreLine(['-I', r.chain, '1', ...r.spec]) : line);
-    st.lines.push(line);
-  }
-  return out;
-}
+export const ensureLines = (st: FilterState, chains: string[], rules: Rule[]): string[] => ensureDoor(st, chains, rules);
 
 /** Delete lines for those of `rules` present (one occurrence each, as `iptables -D`). */
-export function deleteLines(st: FilterState, rules: Rule[]): string[] {
-  return rules.filter((r) => st.lines.includes(saveLine(r))).map((r) => restoreLine(['-D', r.chain, ...r.spec]));
-}
+export const deleteLines = (st: FilterState, rules: Rule[]): string[] => removeLines(st, rules);
 
 /** What CHECK finds missing, in the reference's words; undefined when all is there. */
 export function missing(st: FilterState, admin: string, ips: string[]): string | undefined {
   for (const c of [PRIV_CHAIN, admin]) if (!st.chains.has(c)) return `chain ${c} not found`;
   const jump = jumpRule();
-  if (!st.lines.includes(saveLine(jump))) return `expected FORWARD rule ${jump.spec.join(' ')} not found`;
+  if (!hasRule(st, jump)) return `expected FORWARD rule ${jump.spec.join(' ')} not found`;
   const a = adminRule(admin);
-  if (!st.lines.includes(saveLine(a))) return `expected ${PRIV_CHAIN} rule ${a.spec.join(' ')} not found`;
-  for (const ip of ips)
-    for (const r of addressRules(ip)) if (!st.lines.includes(saveLine(r))) return `expected rule ${r.spec.join(' ')} not found`;
+  if (!hasRule(st, a)) return `expected ${PRIV_CHAIN} rule ${a.spec.join(' ')} not found`;
+  for (const ip of ips) for (const r of addressRules(ip)) if (!hasRule(st, r)) return `expected rule ${r.spec.join(' ')} not found`;
   return undefined;
 }

@@ -6,6 +6,7 @@
  * chain would flush it, so the read-check-write must not interleave).
  */
 import type { Family } from '../ipnet.ts';
+import { restoreLine, restoreToken } from '../kernel/batch.ts';
 import { iptablesRestore, iptablesSave, withIptablesLock } from '../kernel/iptables.ts';
 import { tagOfComment } from './owner.ts';
 
@@ -72,18 +73,70 @@ export function parseSaved(text: string, table = 'nat'): SavedTable {
     if (l.startsWith('*')) inTable = l === `*${table}`;
     if (!inTable) continue;
     if (l.startsWith(':')) st.chains.add(l.slice(1).split(' ')[0]);
-    else if (l.startsWith('-A ')) {
-      const tokens = tokenize(l);
-      st.rules.push({
-        chain: tokens[1],
-        text: l.slice(3 + tokens[1].length).trim(),
-        tokens: tokens.slice(2),
-        comment: valueAfter(tokens, '--comment'),
-      });
-    }
+    else if (l.startsWith('-A ')) st.rules.push(ruleOfLine(l));
   }
   return st;
 }
+
+/** A saved `-A CHAIN ...` line as a SavedRule. Pure. */
+export function ruleOfLine(line: string): SavedRule {
+  const tokens = tokenize(line);
+  return {
+    chain: tokens[1],
+    text: line.slice(3 + tokens[1].length).trim(),
+    tokens: tokens.slice(2),
+    comment: valueAfter(tokens, '--comment'),
+  };
+}
+
+/** A saved rule as `iptables-save` printed it (`-A CHAIN ...`). */
+export const savedLine = (r: SavedRule): string => `-A ${r.chain} ${r.text}`;
+
+/**
+ * A rule an owner wants: its chain and its spelling as `iptables-save` prints it after
+ * `-A CHAIN` (so presence is a string comparison), and whether it goes first in the chain.
+ */
+export interface WantedRule {
+  chain: string;
+  spec: string[];
+  /** first in the chain (`-I chain 1`) rather than appended */
+  first?: boolean;
+}
+
+/** The `iptables-save` line of a wanted rule. Pure. */
+export const wantedLine = (r: WantedRule): string => restoreLine(['-A', r.chain, ...r.spec]);
+
+/** Whether the table read holds `r` (its exact line). Pure. */
+export const hasRule = (st: SavedTable, r: WantedRule): boolean => {
+  const line = wantedLine(r);
+  return st.rules.some((x) => savedLine(x) === line);
+};
+
+/**
+ * The diff towards `rules` present: `iptables-restore --noflush` lines declaring the missing
+ * `chains` only (declaring an existing chain would flush it) and adding the missing rules
+ * (`-I chain 1` for `first`). `st` is updated as if applied, so a second call adds nothing. Pure.
+ */
+export function ensureLines(st: SavedTable, chains: string[], rules: WantedRule[]): string[] {
+  const out: string[] = [];
+  for (const c of chains) {
+    if (!st.chains.has(c)) {
+      out.push(`:${restoreToken(c)} - [0:0]`);
+      st.chains.add(c);
+    }
+  }
+  for (const r of rules) {
+    if (hasRule(st, r)) continue;
+    const line = wantedLine(r);
+    out.push(r.first ? restoreLine(['-I', r.chain, '1', ...r.spec]) : line);
+    st.rules.push(ruleOfLine(line));
+  }
+  return out;
+}
+
+/** The diff towards `rules` absent: a `-D` line for each present (one occurrence each, as `iptables -D`). Pure. */
+export const removeLines = (st: SavedTable, rules: WantedRule[]): string[] =>
+  rules.filter((r) => hasRule(st, r)).map((r) => restoreLine(['-D', r.chain, ...r.spec]));
 
 /** The tag a saved rule carries in its comment, or undefined. */
 export const tagOfRule = (r: SavedRule): string | undefined => tagOfComment(r.comment);

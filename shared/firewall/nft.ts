@@ -42,10 +42,38 @@ export function tableOf(family: string, table: string, objects: NftObject[]): Nf
   return { family, table, objects, rules, chains };
 }
 
-/** The table (or one chain of it) in one read; undefined when it does not exist. */
-export async function readTable(family: string, table: string, chain?: string): Promise<NftTable | undefined> {
-  const objects = await nftList(family, table, { chain });
+/**
+ * The table (or one chain of it) in one read; undefined when it does not exist. `terse`: without
+ * set and map elements (a large table's drift check counts chains and rules only).
+ */
+export async function readTable(
+  family: string,
+  table: string,
+  chain?: string,
+  opts: { terse?: boolean } = {},
+): Promise<NftTable | undefined> {
+  const objects = await nftList(family, table, { chain, ...opts });
   return objects && tableOf(family, table, objects);
+}
+
+/** What a whole-table owner's drift check compares: rules per chain, elements per set and map, named counters. Pure. */
+export interface TableCounts {
+  rules: Map<string, number>;
+  sets: Map<string, number>;
+  maps: Map<string, number>;
+  counters: Set<string>;
+}
+
+/** The counts of a table read (`chains` are in the read itself). Pure. */
+export function tableCounts(t: NftTable): TableCounts {
+  const c: TableCounts = { rules: new Map(), sets: new Map(), maps: new Map(), counters: new Set() };
+  for (const r of t.rules) c.rules.set(r.chain, (c.rules.get(r.chain) ?? 0) + 1);
+  for (const o of t.objects) {
+    const x = (o.set ?? o.map) as { name?: string; elem?: unknown[] } | undefined;
+    if (x?.name) (o.set ? c.sets : c.maps).set(x.name, x.elem?.length ?? 0);
+    else if (o.counter && typeof o.counter.name === 'string') c.counters.add(o.counter.name);
+  }
+  return c;
 }
 
 /** Rules of a table (optionally one chain); [] when the table or chain does not exist. */
@@ -69,6 +97,28 @@ export function deleteRulesScript(rules: NftRule[]): string {
 /** One owner's verb as one `nft -f` transaction (atomic); an empty script changes nothing. */
 export async function transaction(script: string): Promise<void> {
   if (script) await nftApply(script);
+}
+
+/**
+ * A whole-table owner's verb (policy, services: compiled from desired state, not per attachment):
+ * `update` (the diff from what it applied last) as one transaction; when there is none
+ * (undefined) or the kernel refuses it (the table does not hold what the owner recorded; the
+ * transaction changed nothing), `onRefused` hears why and the whole table, `replace()`, is one
+ * transaction (its failure thrown). An empty `update` changes nothing.
+ */
+export async function updateOrReplace(
+  update: string | undefined,
+  replace: () => string,
+  onRefused?: (stderr: string) => void,
+): Promise<'unchanged' | 'update' | 'full'> {
+  if (update === '') return 'unchanged';
+  if (update !== undefined) {
+    const r = await nftTry(update);
+    if (r.ok) return 'update';
+    onRefused?.(r.stderr);
+  }
+  await transaction(replace());
+  return 'full';
 }
 
 /** `transaction` that may fail (a key held by another owner, a concurrent change): the outcome, never a throw. */
@@ -116,6 +166,70 @@ export async function deleteTaggedRules(
       const mine = taggedRules(rules, match);
       n = mine.length;
       return deleteRulesScript(mine);
+    },
+  );
+  return n;
+}
+
+/** A set element as `nft -j` lists it (an owner's: its comment carries the tag). */
+export interface NftElement {
+  family: string;
+  table: string;
+  set: string;
+  /** the element's value as listed (an address, an interface name) */
+  val: string;
+  comment?: string;
+}
+
+/** The plain (string-valued) elements of the sets `sets` (all sets when omitted) of a table read. Pure. */
+export function setElements(t: NftTable, sets?: readonly string[]): NftElement[] {
+  const out: NftElement[] = [];
+  for (const o of t.objects) {
+    const s = o.set as { name?: string; elem?: unknown[] } | undefined;
+    if (!s?.name || (sets && !sets.includes(s.name))) continue;
+    for (const e of s.elem ?? []) {
+      if (typeof e === 'string') out.push({ family: t.family, table: t.table, set: s.name, val: e });
+      else {
+        const inner = (e as { elem?: { val?: unknown; comment?: string } }).elem;
+        if (inner && typeof inner.val === 'string')
+          out.push({ family: t.family, table: t.table, set: s.name, val: inner.val, comment: inner.comment });
+      }
+    }
+  }
+  return out;
+}
+
+/** Elements whose comment carries one of our tags accepted by `match`. Pure. */
+export function taggedElements(elements: NftElement[], match: (tag: string) => boolean): NftElement[] {
+  return elements.filter((e) => {
+    const t = tagOfComment(e.comment);
+    return t !== undefined && match(t);
+  });
+}
+
+/** `delete element` lines for `elements`; one transaction when applied together. Pure. */
+export function deleteElementsScript(elements: NftElement[]): string {
+  return nftScript(elements.map((e) => nft`delete element ${e.family} ${e.table} ${e.set} { ${e.val} }`));
+}
+
+/**
+ * Delete the elements of `family table` (sets `sets`) whose tag `match` accepts, in one
+ * transaction, re-planned from a fresh read when a concurrent DEL/GC got there first. Returns
+ * how many elements the last plan deleted (0: none were there, or no table).
+ */
+export async function deleteTaggedElements(
+  family: string,
+  table: string,
+  sets: readonly string[] | undefined,
+  match: (tag: string) => boolean,
+): Promise<number> {
+  let n = 0;
+  await converge(
+    () => readTable(family, table),
+    (t) => {
+      const mine = t ? taggedElements(setElements(t, sets), match) : [];
+      n = mine.length;
+      return deleteElementsScript(mine);
     },
   );
   return n;

@@ -22,7 +22,12 @@ export type TagPlace =
   /** the whole table is the owner's (one node-wide owner per table); its rules tagged too */
   | 'table'
   /** the table is rebuilt from the owner's desired state (cluster objects), not per attachment */
-  | 'desired-state';
+  | 'desired-state'
+  /**
+   * the Go reference's rule text, untagged (interop: either implementation CHECKs and DELs what
+   * the other added), found again from the attachment's addresses (prevResult); no GC
+   */
+  | 'reference-text';
 
 export interface OwnerDeclaration {
   name: string;
@@ -30,6 +35,8 @@ export interface OwnerDeclaration {
   nft?: { family: 'inet' | 'ip' | 'bridge'; table: string; chains: string[] };
   iptables?: { table: 'nat' | 'filter'; chains: string[] };
   tag: TagPlace;
+  /** how its iptables rules are found again, when not as `tag` says */
+  iptablesTag?: TagPlace;
   /** modules (repository paths) that build its rule text */
   builders: string[];
   /** shared/firewall: writes through ./nft.ts / ./iptables.ts; own: still calls shared/kernel itself (to move) */
@@ -86,9 +93,9 @@ export const FIREWALL_OWNERS: readonly OwnerDeclaration[] = [
     nft: { family: 'inet', table: 'cni_firewall', chains: ['forward', 'admin'] },
     iptables: { table: 'filter', chains: ['CNI-FORWARD', 'CNI-ADMIN'] },
     tag: 'element',
+    iptablesTag: 'reference-text',
     builders: ['plugins/firewall/nft.ts', 'plugins/firewall/rules.ts'],
-    door: 'own',
-    writers: ['plugins/firewall/nft.ts', 'plugins/firewall/index.ts'],
+    door: 'shared/firewall',
   },
   {
     name: 'policy',
