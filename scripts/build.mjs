@@ -158,6 +158,7 @@ for (const [group, members] of Object.entries(GROUPS)) {
     target: 'node24',
     format: 'cjs',
     outfile: bundle,
+    // CNI_TS_NO_MINIFY=1: readable bundles, for CPU profiles (BUN_OPTIONS=--cpu-prof) with module names
     minify: !process.env.CNI_TS_NO_MINIFY,
     keepNames: false,
     legalComments: 'none',
