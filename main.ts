@@ -17,6 +17,16 @@ for (const [name, e] of Object.entries(NAMES)) {
   else tools.set(name, e);
 }
 
+/**
+ * The Bun executable starts with JavaScriptCore's JIT tier-up thresholds scaled up
+ * (scripts/build.mjs, --compile-jit-policy): a plugin call runs its code once, and compiling it
+ * costs more than it saves. A command that keeps running (a tool, the agent, a plugin's daemon)
+ * gets the normal policy back before it loads.
+ */
+function normalJit(): void {
+  (globalThis as { Bun?: { unsafe?: { setJITPolicy?: (scale: number) => void } } }).Bun?.unsafe?.setJITPolicy?.(1);
+}
+
 async function main(): Promise<void> {
   const invoked = path.basename(process.argv0 || process.execPath);
   let name = invoked;
@@ -29,6 +39,7 @@ async function main(): Promise<void> {
   }
   const tool = tools.get(name);
   if (tool) {
+    normalJit();
     process.exitCode = await (await tool.load()).main(args);
     return;
   }
@@ -36,6 +47,7 @@ async function main(): Promise<void> {
   const entry = Object.hasOwn(NAMES, name) ? NAMES[name] : undefined;
   const subs = entry && isPlugin(entry) ? entry.subcommands : undefined;
   if (subs && args[0] !== undefined && Object.hasOwn(subs, args[0])) {
+    normalJit();
     process.exitCode = await (await subs[args[0]].load()).main(args.slice(1));
     return;
   }

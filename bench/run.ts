@@ -5,7 +5,7 @@
  * all of them carry a unique prefix and are removed in `finally`. Prints the figures and
  * writes them to bench/report.md.
  *
- * Knobs: BENCH_OURS (dist/bin), BENCH_ALT (a second build of ours, same run), BENCH_ITER (30), BENCH_CONCURRENCY (50), BENCH_IPERF_SECONDS (3), BENCH_ONLY (comma list of
+ * Knobs: BENCH_OURS (dist/bin), BENCH_ALT (a second build of ours, same run), BENCH_PREFIX (cnib: 4 characters every resource name starts with), BENCH_ITER (30), BENCH_CONCURRENCY (50), BENCH_IPERF_SECONDS (3), BENCH_ONLY (comma list of
  * footprint,version,latency,runtime,concurrency,memory,spawns,dataplane; a partial run writes
  * bench/report-partial.md and leaves report.md alone).
  */
@@ -93,7 +93,8 @@ async function outer(): Promise<number> {
     console.error('make bench needs root (network namespaces, bridges, iptables)');
     return 1;
   }
-  const id = uid('cnib');
+  // BENCH_PREFIX: 4 characters that start every netns, link and file of the run (default cnib)
+  const id = uid(/^[a-z0-9]{4}$/.test(process.env.BENCH_PREFIX ?? '') ? process.env.BENCH_PREFIX! : 'cnib');
   const host = `${id}-h`;
   const work = path.join('/run', `cnits-${id}`);
   try {
@@ -123,7 +124,7 @@ async function outer(): Promise<number> {
 
 const ID = process.env.CNI_TS_BENCH_ID ?? '';
 const WORK = process.env.CNI_TS_BENCH_WORK ?? '';
-const short = ID.slice(4); // 6 hex digits
+const short = ID.slice(4); // 6 hex digits (after the 4-character prefix)
 
 interface Scenario {
   title: string;

@@ -53,6 +53,9 @@ const ON_PATH = Object.entries(TABLE)
   .map(([n]) => n);
 const MULTI = MULTICALL_NAME;
 const bundleOnly = process.argv.includes('--bundle-only');
+const JIT_POLICY = 100;
+// --metafile: write build/meta-<group>.json (esbuild's metafile: what each bundle holds, by input)
+const metafiles = process.argv.includes('--metafile');
 
 mkdirSync(buildDir, { recursive: true });
 // Per-process file names and an atomic swap of dist/bin, so parallel builds and tests that are
@@ -147,7 +150,7 @@ for (const [group, members] of Object.entries(GROUPS)) {
       `require(${JSON.stringify(path.join(root, 'main.ts'))});`,
     ].join('\n'),
   );
-  await build({
+  const r = await build({
     plugins: [vendorPlugin, rawText, outside(members)],
     entryPoints: [entry],
     bundle: true,
@@ -155,11 +158,14 @@ for (const [group, members] of Object.entries(GROUPS)) {
     target: 'node24',
     format: 'cjs',
     outfile: bundle,
-    minify: true,
+    // CNI_TS_NO_MINIFY=1: readable bundles, for CPU profiles (BUN_OPTIONS=--cpu-prof) with module names
+    minify: !process.env.CNI_TS_NO_MINIFY,
     keepNames: false,
     legalComments: 'none',
     logLevel: 'warning',
+    metafile: metafiles,
   });
+  if (r.metafile) writeFileSync(path.join(buildDir, `meta-${group}.json`), JSON.stringify(r.metafile));
   for (const f of [validators, entry]) rmSync(f, { force: true });
   bundles[group] = bundle;
 }
@@ -220,6 +226,11 @@ function compileBun(exe) {
       '--no-compile-autoload-bunfig',
       '--no-compile-autoload-tsconfig',
       '--no-compile-autoload-package-json',
+      // JIT tier-up thresholds ×100 at start: a plugin call runs its code about once, so the
+      // baseline/DFG compiles (and their threads) cost more than they save: −15 % CPU per
+      // bridge ADD+DEL, −4 MiB RSS (docs/benchmarks.md, issue 12). main.ts sets the normal
+      // policy back for the long-running commands (tools, the agent, daemons).
+      `--compile-jit-policy=${JIT_POLICY}`,
       '--define',
       `CNI_TS_GROUPS=${JSON.stringify(Object.keys(bundles).join(','))}`,
       // the pinned Bun is also the runtime embedded: never a download of another build

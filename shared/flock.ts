@@ -9,6 +9,11 @@
  * releases it, synchronously and without another process, and if this process dies the
  * kernel closes it and the lock goes with it: nothing to clean up, no stale-lock guessing.
  * Our other children never see the descriptor (Node opens files close-on-exec).
+ *
+ * Under Bun (docs/netlink.md) flock(2) is called on our descriptor through bun:ffi, and a lock
+ * held elsewhere is waited for in-process by trying again with a short backoff: no process at
+ * all. The kernel's lock is the same either way, so the reference plugins' flock on the same
+ * file excludes us and we exclude them.
  */
 import { closeSync, mkdirSync, openSync, rmdirSync } from 'node:fs';
 import path from 'node:path';
@@ -23,6 +28,9 @@ export interface FlockRequest {
 }
 
 const CONFLICT = 75;
+const EAGAIN = 11;
+/** Longest pause between two tries of a held lock (in-process wait). */
+const POLL_MAX_MS = 8;
 
 /**
  * Open (creating) the lock file. Releases before 0.2 locked with proper-lockfile, an empty
@@ -41,10 +49,16 @@ function openLockFile(file: string): number {
   }
 }
 
+/** Is flock(2) called in-process (Bun, netlink on)? Then a free lock is taken at once, without a process. */
+export const inProcessFlock = (): boolean => netlinkEnabled();
+
 /** Start taking the lock; `granted` settles once the kernel gave it to us (or it failed). */
 export function requestFlock(file: string, timeoutSeconds = 60): FlockRequest {
   let fd: number | undefined;
+  let poll: ReturnType<typeof setTimeout> | undefined;
   const close = (): void => {
+    if (poll !== undefined) clearTimeout(poll);
+    poll = undefined;
     if (fd === undefined) return;
     try {
       closeSync(fd);
@@ -64,20 +78,43 @@ export function requestFlock(file: string, timeoutSeconds = 60): FlockRequest {
       fail(ErrorCode.IOFailure, (e as Error).message);
       return;
     }
-    // Under Bun: flock(2) on our descriptor, no process, when the lock is free (the common
-    // case). Held by someone else: the `flock` process below waits in the kernel's queue
-    // with the timeout, as before (a blocking flock(2) here would stop the event loop).
+    // Under Bun: flock(2) on our descriptor, no process. Held by someone else: try again
+    // (LOCK_NB) after 1, 2, 4 ... ms, at most POLL_MAX_MS apart, until the timeout. A blocking
+    // flock(2) would stop the event loop; a `flock` process per wait cost a fork and an exec.
     if (netlinkEnabled()) {
-      const errno = flockFd(fd, LOCK_EX | LOCK_NB);
+      const take = (): number => flockFd(fd as number, LOCK_EX | LOCK_NB);
+      const errno = take();
       if (errno === 0) {
         trace(`flock ${file}: taken in-process`);
         resolve();
         return;
       }
-      if (errno !== 11) {
+      if (errno !== EAGAIN) {
         fail(ErrorCode.IOFailure, `flock(2): errno ${errno}`);
         return;
       }
+      trace(`flock ${file}: held elsewhere, waiting in-process`);
+      const deadline = performance.now() + timeoutSeconds * 1000;
+      let delay = 1;
+      let tries = 1;
+      const again = (): void => {
+        poll = undefined;
+        if (fd === undefined) return; // released before it was granted
+        const e = take();
+        tries++;
+        if (e === 0) {
+          trace(`flock ${file}: taken in-process after ${tries} tries`);
+          resolve();
+        } else if (e !== EAGAIN) fail(ErrorCode.IOFailure, `flock(2): errno ${e}`);
+        else if (performance.now() >= deadline) fail(ErrorCode.TryAgainLater, `timed out after ${timeoutSeconds}s`);
+        else {
+          // a random part, so waiters that started together do not keep trying together
+          poll = setTimeout(again, delay * (0.5 + Math.random()));
+          delay = Math.min(delay * 2, POLL_MAX_MS);
+        }
+      };
+      poll = setTimeout(again, delay);
+      return;
     }
     trace(`flock ${file}: asking`);
     const child = childProcess().spawn(

@@ -110,7 +110,7 @@ describe('setns and the calling thread', () => {
 });
 
 describe('flock(2) in-process (Bun) and the flock(1) CLI on the same file', () => {
-  it('our lock excludes flock(1) while held; a lock held by flock(1) is waited for, then taken', async () => {
+  it('our lock excludes flock(1) while held; a lock held by flock(1) is waited for in-process, then taken', async () => {
     const file = `/tmp/nl-lock-${hex(4)}`;
     cleanup.add(async () => rmSync(file, { force: true }));
     const { out, stderr } = await bun(
@@ -135,7 +135,44 @@ describe('flock(2) in-process (Bun) and the flock(1) CLI on the same file', () =
     );
     expect(out).toEqual({ whileOurs: 'busy', afterOurs: 'got', orderOk: true });
     expect(stderr).toContain('taken in-process'); // the free lock: no process
-    expect(stderr).toMatch(/flock .*: spawned/); // the held one: waits in the flock(1) queue, with the timeout
+    // the held one: waited for in-process too (flock(2) LOCK_NB tried again with a backoff), no flock(1)
+    expect(stderr).toMatch(/flock .*: held elsewhere, waiting in-process/);
+    expect(stderr).toMatch(/flock .*: taken in-process after \d+ tries/);
+    expect(stderr).not.toMatch(/flock .*: spawned/);
+  });
+
+  it('waiters in-process exclude each other (one holder at a time) and time out with 11 and the timeout in the message', async () => {
+    const file = `/tmp/nl-lock-${hex(4)}`;
+    cleanup.add(async () => rmSync(file, { force: true }));
+    const { out, stderr } = await bun(
+      `
+      import { spawn } from 'node:child_process';
+      import { withFlock } from '@/shared/flock.ts';
+      const f = ${JSON.stringify(file)};
+      // flock(2) locks belong to the open file description: each withFlock opens its own, so
+      // waiters in one process exclude each other like waiters in different processes
+      let inside = 0, most = 0, done = 0;
+      await Promise.all(Array.from({ length: 6 }, () => withFlock(f, async () => {
+        most = Math.max(most, ++inside);
+        await new Promise((r) => setTimeout(r, 15));
+        inside--; done++;
+      })));
+      const holder = spawn('flock', [f, 'sh', '-c', 'echo held; sleep 3']);
+      await new Promise((r) => holder.stdout.once('data', r));
+      const t0 = performance.now();
+      let err;
+      try { await withFlock(f, async () => 'got', 1); } catch (e) { err = { code: e.code, msg: e.message, details: e.details }; }
+      const waited = performance.now() - t0;
+      holder.kill();
+      console.log(JSON.stringify({ most, done, err, waited }));
+    `,
+      { CNI_TS_TRACE: '1' },
+    );
+    expect(out.most).toBe(1);
+    expect(out.done).toBe(6);
+    expect(out.err).toEqual({ code: 11, msg: expect.stringContaining('could not lock'), details: 'timed out after 1s' });
+    expect(out.waited).toBeGreaterThanOrEqual(950);
+    expect(stderr).not.toMatch(/flock .*: spawned/);
   });
 });
 
