@@ -343,7 +343,7 @@ interface WireType {
 /** One gob stream: feed it bytes, take values out. Type definitions are kept for the stream. */
 export class GobDecoder {
   private types = new Map<number, WireType>();
-  private buf = Buffer.alloc(0);
+  private buf: Buffer = Buffer.alloc(0);
 
   push(b: Buffer): void {
     this.buf = this.buf.length ? Buffer.concat([this.buf, b]) : b;

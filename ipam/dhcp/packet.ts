@@ -12,7 +12,7 @@ export interface DhcpMessage {
   options: Map<number, Buffer>;
 }
 
-const ip2buf = (ip: string): Buffer => Buffer.from(ip.split('.').map(Number));
+export const ip2buf = (ip: string): Buffer => Buffer.from(ip.split('.').map(Number));
 export const buf2ip = (b: Buffer, o = 0): string => [b[o], b[o + 1], b[o + 2], b[o + 3]].join('.');
 
 export function encode(m: DhcpMessage): Buffer {
@@ -74,7 +74,7 @@ export function clientOptions(type: number, clientId: string, extra: Array<[numb
   const m = new Map<number, Buffer>([[53, Buffer.from([type])]]);
   m.set(61, Buffer.concat([Buffer.from([0]), Buffer.from(clientId)]));
   for (const [c, v] of extra) m.set(c, v);
-  if (type === MSG.DISCOVER || type === MSG.REQUEST) m.set(55, Buffer.from([1, 3, 6, 15, 51, 58, 59, 121]));
+  if (type === MSG.DISCOVER || type === MSG.REQUEST) m.set(55, Buffer.from([1, 3, 6, 15, 33, 51, 58, 59, 121]));
   return m;
 }
 
@@ -88,6 +88,52 @@ export interface Lease {
   leaseSeconds: number;
   t1: number;
   dns: string[];
+  /** option 121 (RFC 3442): classless static routes, gw 0.0.0.0 for an on-link destination */
+  classless?: LeaseRoute[];
+  /** option 33: classful static routes */
+  static?: LeaseRoute[];
+}
+
+export interface LeaseRoute {
+  dst: string;
+  gw: string;
+}
+
+/** Option 121: (prefix length, the significant octets of the destination, router) repeated. */
+export function parseClassless(b: Buffer): LeaseRoute[] {
+  const out: LeaseRoute[] = [];
+  for (let i = 0; i < b.length;) {
+    const width = b[i];
+    const n = Math.ceil(width / 8);
+    if (width > 32 || i + 1 + n + 4 > b.length) return []; // malformed: ignore the option (RFC 3442)
+    const dst = Buffer.alloc(4);
+    b.copy(dst, 0, i + 1, i + 1 + n);
+    out.push({ dst: `${buf2ip(dst)}/${width}`, gw: buf2ip(b, i + 1 + n) });
+    i += 1 + n + 4;
+  }
+  return out;
+}
+
+/** Option 121 from routes (for tests and servers). */
+export function encodeClassless(routes: LeaseRoute[]): Buffer {
+  return Buffer.concat(
+    routes.map((r) => {
+      const [ip, w] = r.dst.split('/');
+      const width = Number(w);
+      return Buffer.concat([Buffer.from([width]), ip2buf(ip).subarray(0, Math.ceil(width / 8)), ip2buf(r.gw)]);
+    }),
+  );
+}
+
+/** Option 33: (destination, router) pairs; the destination's mask is its class's (as the reference). */
+export function parseStatic(b: Buffer): LeaseRoute[] {
+  const out: LeaseRoute[] = [];
+  for (let i = 0; i + 8 <= b.length; i += 8) {
+    const first = b[i];
+    const width = first < 128 ? 8 : first < 192 ? 16 : 24; // Go's net.IP.DefaultMask
+    out.push({ dst: `${buf2ip(b, i)}/${width}`, gw: buf2ip(b, i + 4) });
+  }
+  return out;
 }
 
 export function leaseOf(m: DhcpMessage): Lease {
@@ -105,5 +151,7 @@ export function leaseOf(m: DhcpMessage): Lease {
     leaseSeconds,
     t1: optU32(m, 58) ?? Math.floor(leaseSeconds / 2),
     dns,
+    ...(m.options.has(121) ? { classless: parseClassless(m.options.get(121)!) } : {}),
+    ...(m.options.has(33) ? { static: parseStatic(m.options.get(33)!) } : {}),
   };
 }
