@@ -4,9 +4,13 @@
  * to its daemon, and the daemon's answers, through a logging proxy on a unix socket, with
  * dnsmasq serving 10.93.0.0/24 and option 121 (10.94.0.0/16 and 0.0.0.0/0 via 10.93.0.1).
  */
-import { describe, expect, it } from 'vitest';
+import net from 'node:net';
+import { rmSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
 import { GobDecoder, GobEncoder, GobReader, T } from '../ipam/dhcp/gob.ts';
-import { CmdArgsT, EmptyT, RequestT, ResponseT } from '../ipam/dhcp/rpc.ts';
+import { CmdArgsT, EmptyT, RequestT, ResponseT, rpcCall, rpcConnectionHandler, rpcDial, RpcError } from '../ipam/dhcp/rpc.ts';
+import { goDurationMs, parseDaemonFlags } from '../ipam/dhcp/daemon.ts';
+import { uid } from './helpers/run.ts';
 
 const cap = (b64: string): Buffer => Buffer.from(b64, 'base64');
 /** reference plugin → reference daemon: ADD (DHCP.Allocate) */
@@ -207,6 +211,104 @@ describe('gob: numbers and other kinds (round trip)', () => {
     expect(d.next()!.value).toEqual(v);
     // zero fields are left out, a nested struct is always sent
     expect(d.next()!.value).toEqual({ I: 5, N: {} });
+  });
+});
+
+describe('net/rpc server and client (loopback unix socket)', () => {
+  const servers: Array<() => void> = [];
+  afterEach(() => servers.splice(0).forEach((f) => f()));
+  async function serve(): Promise<string> {
+    const sock = `/tmp/${uid('dhr')}-rpc.sock`;
+    const Reply = T.struct('Reply', [['Got', T.string]]);
+    const srv = net.createServer(
+      rpcConnectionHandler(
+        {
+          'T.Echo': {
+            args: CmdArgsT,
+            reply: Reply,
+            call: async (a) => {
+              if (a.IfName === 'slow') await new Promise((r) => setTimeout(r, 200));
+              if (a.IfName === 'fail') throw new Error('it failed');
+              return { Got: `${String(a.ContainerID)}/${String(a.IfName)}` };
+            },
+          },
+        },
+        () => undefined,
+      ),
+    );
+    await new Promise<void>((r) => srv.listen(sock, r));
+    servers.push(() => {
+      srv.close();
+      rmSync(sock, { force: true });
+    });
+    return sock;
+  }
+
+  it('a call, a method error, an unknown method, a plain HTTP request', async () => {
+    const sock = await serve();
+    expect(await rpcCall(sock, 'T.Echo', CmdArgsT, { ContainerID: 'c', IfName: 'eth0' })).toEqual({ Got: 'c/eth0' });
+    await expect(rpcCall(sock, 'T.Echo', CmdArgsT, { IfName: 'fail' })).rejects.toThrow(new RpcError('it failed'));
+    await expect(rpcCall(sock, 'T.Nope', CmdArgsT, {})).rejects.toThrow(/rpc: can't find method T.Nope/);
+    const http = await new Promise<string>((resolve) => {
+      const c = net.createConnection(sock, () => c.write('GET /_goRPC_ HTTP/1.0\r\n\r\n'));
+      let b = '';
+      c.on('data', (d) => (b += d.toString()));
+      c.on('end', () => resolve(b));
+    });
+    expect(http).toMatch(/^HTTP\/1\.0 405 Method Not Allowed\r\n[\s\S]*405 must CONNECT\n$/);
+    await expect(rpcCall('/tmp/dhr-absent.sock', 'T.Echo', CmdArgsT, {})).rejects.toThrow(/ENOENT/);
+  });
+
+  it('calls on one connection are answered by Seq, a slow one after a quick one', async () => {
+    const sock = await serve();
+    const { sock: c, rest } = await rpcDial(sock, 2000);
+    const enc = new GobEncoder();
+    const dec = new GobDecoder();
+    dec.push(rest);
+    c.write(
+      Buffer.concat([
+        enc.encode(RequestT, { ServiceMethod: 'T.Echo', Seq: 1 }),
+        enc.encode(CmdArgsT, { ContainerID: 'a', IfName: 'slow' }),
+        enc.encode(RequestT, { ServiceMethod: 'T.Echo', Seq: 2 }),
+        enc.encode(CmdArgsT, { ContainerID: 'b', IfName: 'eth0' }),
+      ]),
+    );
+    const got: unknown[] = [];
+    await new Promise<void>((resolve) => {
+      c.on('data', (d: Buffer) => {
+        dec.push(d);
+        for (let v = dec.next(); v; v = dec.next()) got.push(v.value);
+        if (got.length === 4) resolve();
+      });
+    });
+    c.destroy();
+    expect(got).toEqual([{ ServiceMethod: 'T.Echo', Seq: 2 }, { Got: 'b/eth0' }, { ServiceMethod: 'T.Echo', Seq: 1 }, { Got: 'a/slow' }]);
+  });
+});
+
+describe('the daemon flags, as the reference spells them', () => {
+  it('Go flag forms and durations', () => {
+    expect(goDurationMs('4s')).toBe(4000);
+    expect(goDurationMs('1m30s')).toBe(90000);
+    expect(goDurationMs('1.5h')).toBe(5400000);
+    expect(goDurationMs('10')).toBeUndefined();
+    expect(parseDaemonFlags([])).toEqual({ socketPath: '/run/cni/dhcp.sock', hostPrefix: '', timeoutMs: 10000 });
+    expect(
+      parseDaemonFlags([
+        '-socketpath',
+        '/x.sock',
+        '-hostprefix=/host',
+        '--pidfile',
+        '/run/x.pid',
+        '-broadcast',
+        '-timeout',
+        '5s',
+        '-resendtimeout=30s',
+      ]),
+    ).toEqual({ socketPath: '/x.sock', hostPrefix: '/host', pidfile: '/run/x.pid', timeoutMs: 30000 });
+    expect(() => parseDaemonFlags(['-nosuch'])).toThrow(/flag provided but not defined/);
+    expect(() => parseDaemonFlags(['-timeout', 'soon'])).toThrow(/invalid value/);
+    expect(() => parseDaemonFlags(['-pidfile', 'rel.pid'])).toThrow(/not absolute/);
   });
 });
 

@@ -36,12 +36,55 @@ export function clientIdOf(containerId: string, netName: string, ifName: string)
   return `${containerId}/${netName}/${ifName}`.slice(0, 254);
 }
 
-function argOf(argv: string[], ...names: string[]): string | undefined {
-  for (const n of names) {
-    const i = argv.indexOf(n);
-    if (i >= 0) return argv[i + 1];
+/** A Go duration ("10s", "1m30s", "500ms", "2h") in ms; undefined if it is not one. */
+export function goDurationMs(d: string): number | undefined {
+  const unit: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60000, h: 3600000 };
+  if (d === '0') return 0;
+  const parts = [...d.matchAll(/(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)/g)];
+  if (!parts.length || parts.map((p) => p[0]).join('') !== d) return undefined;
+  return parts.reduce((n, p) => n + Number(p[1]) * unit[p[2]], 0);
+}
+
+export interface DaemonFlags {
+  socketPath: string;
+  hostPrefix: string;
+  pidfile?: string;
+  /** how long a first lease may take */
+  timeoutMs: number;
+}
+
+/**
+ * The reference's daemon flags, Go `flag` style (`-name value`, `-name=value`, `--name`):
+ * -socketpath, -hostprefix, -pidfile; -resendtimeout (how long a first lease may take: ours
+ * defaults to 10 s, not the reference's 208 s, so an ADD does not hang); -timeout, -resendmax
+ * and -broadcast are accepted (ours resends every 2 s and always sets the broadcast flag).
+ * Ours also: --socket PATH, --timeout-ms N.
+ */
+export function parseDaemonFlags(argv: string[]): DaemonFlags {
+  const f: DaemonFlags = { socketPath: DEFAULT_SOCKET, hostPrefix: '', timeoutMs: 10000 };
+  const bools = new Set(['broadcast']);
+  const takes = new Set(['socketpath', 'socket', 'hostprefix', 'pidfile', 'timeout', 'resendmax', 'resendtimeout', 'timeout-ms']);
+  for (let i = 0; i < argv.length; i++) {
+    const m = /^--?([a-z-]+)(?:=(.*))?$/.exec(argv[i]);
+    if (!m || (!bools.has(m[1]) && !takes.has(m[1]))) throw new Error(`flag provided but not defined: ${argv[i]}`);
+    const name = m[1];
+    if (bools.has(name)) continue;
+    const v = m[2] ?? argv[++i];
+    if (v === undefined) throw new Error(`flag needs an argument: -${name}`);
+    const dur = (): number => {
+      const ms = goDurationMs(v);
+      if (ms === undefined) throw new Error(`invalid value "${v}" for flag -${name}: parse error`);
+      return ms;
+    };
+    if (name === 'socketpath' || name === 'socket') f.socketPath = v;
+    else if (name === 'hostprefix') f.hostPrefix = v;
+    else if (name === 'pidfile') f.pidfile = v;
+    else if (name === 'resendtimeout') f.timeoutMs = dur();
+    else if (name === 'timeout-ms') f.timeoutMs = Number(v);
+    else dur(); // -timeout, -resendmax: checked, not used
   }
-  return undefined;
+  if (f.pidfile && !path.isAbsolute(f.pidfile)) throw new Error(`Error writing pidfile "${f.pidfile}": path not absolute`);
+  return f;
 }
 
 /** CmdArgs decoded from gob: fields by name, StdinData bytes. */
@@ -66,10 +109,15 @@ function cmdArgs(v: Record<string, GobValue>): CmdArgs & { conf: NetConf } {
 }
 
 export async function dhcpDaemonMain(argv: string[]): Promise<number> {
-  const socketPath = argOf(argv, '-socketpath', '--socketpath', '--socket') ?? DEFAULT_SOCKET;
-  const hostPrefix = argOf(argv, '-hostprefix', '--hostprefix') ?? '';
-  const pidfile = argOf(argv, '-pidfile', '--pidfile');
-  const timeoutMs = argOf(argv, '--timeout-ms') ?? '10000';
+  let flags: DaemonFlags;
+  try {
+    flags = parseDaemonFlags(argv);
+  } catch (e) {
+    process.stderr.write(`dhcp daemon: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 2;
+  }
+  const { socketPath, hostPrefix, pidfile } = flags;
+  const timeoutMs = String(flags.timeoutMs);
   const held = new Map<string, Held>();
   const log = (s: string): void => void process.stderr.write(`dhcp daemon: ${s}\n`);
 
