@@ -14,6 +14,7 @@ import { BIN, REF_BIN, runPlugin, uid } from './helpers/run.ts';
 import {
   clientOptions,
   decode,
+  DEFAULT_REQUEST,
   encode,
   encodeClassless,
   ipOpt,
@@ -22,6 +23,9 @@ import {
   msgType,
   parseClassless,
   parseStatic,
+  planArgs,
+  planOf,
+  prepareOptions,
 } from '../ipam/dhcp/packet.ts';
 import { fromGoResult, leaseResult, toGoResult } from '../ipam/dhcp/result.ts';
 import { GobDecoder, GobEncoder } from '../ipam/dhcp/gob.ts';
@@ -118,8 +122,12 @@ async function lab(o: LabOpts = {}): Promise<Lab> {
   return { server, ctr, sock, leases, daemonLog: () => log, conf };
 }
 
-const call = (l: Lab, command: string, id: string, extra: Record<string, unknown> = {}, binDir = BIN) =>
-  runPlugin('dhcp', { command, containerId: id, netns: l.ctr.path, ifname: 'eth0', config: { ...l.conf, ...extra }, binDir });
+const call = (l: Lab, command: string, id: string, extra: Record<string, unknown> = {}, binDir = BIN, args?: string) =>
+  runPlugin('dhcp', { command, containerId: id, netns: l.ctr.path, ifname: 'eth0', config: { ...l.conf, ...extra }, binDir, args });
+/** ipam.provide: the host name (option 12) from CNI_ARGS, which dnsmasq writes into its lease file */
+const withHostname = (l: Lab): Record<string, unknown> => ({
+  ipam: { ...(l.conf.ipam as object), provide: [{ option: 'host-name', fromArg: 'K8S_POD_NAME' }] },
+});
 /** dnsmasq sends option 121 whether asked or not (the reference 1.1.1 asks only for router and mask) */
 const ROUTES_121 = ['--dhcp-option-force=121,10.94.0.0/16,10.91.0.1,0.0.0.0/0,10.91.0.1'];
 const WANT_121 = [
@@ -204,6 +212,31 @@ describe('dhcp: messages (pure)', () => {
       { dst: '10.9.0.0/8', gw: '10.0.0.3', priority: 100 },
       { dst: '0.0.0.0/0', gw: '10.0.0.1', priority: 100 },
     ]);
+  });
+
+  it('ipam.provide and ipam.request as the reference reads them, and on the client command line', () => {
+    const plan = prepareOptions(
+      'IgnoreUnknown=1;K8S_POD_NAME=web-0',
+      [
+        { option: 'host-name', fromArg: 'K8S_POD_NAME' },
+        { option: '60', value: 'cni' },
+        { option: 'user-class', fromArg: 'ABSENT' },
+      ],
+      [{ option: 'host-name' }, { skipDefault: false }],
+    );
+    expect(plan).toEqual({
+      provide: [
+        [12, Buffer.from('web-0')],
+        [60, Buffer.from('cni')],
+      ],
+      request: [12, ...DEFAULT_REQUEST],
+    });
+    expect(prepareOptions('', [], [{ option: '42', skipDefault: true }]).request).toEqual([42]);
+    expect(() => prepareOptions('', [{ option: 'nosuch-name', value: 'x' }])).toThrow(/Can not parse option "nosuch-name"/);
+    expect(planOf(planArgs(plan))).toEqual(plan);
+    const m = clientOptions(MSG.DISCOVER, 'id', [], plan);
+    expect([m.get(12)?.toString(), [...m.get(55)!]]).toEqual(['web-0', plan.request]);
+    expect(clientOptions(MSG.RELEASE, 'id', [], plan).has(12)).toBe(false);
   });
 
   it('the result through the Go types100.Result on the wire and back', () => {
@@ -306,9 +339,11 @@ describe.skipIf(!haveDnsmasq || !haveRef)('dhcp: interop with the Go reference (
   it('the reference plugin against our daemon: ADD (option 121 routes), CHECK, DEL releases; the same result as our plugin', async () => {
     const l = await lab({ dnsmasq: ROUTES_121 });
     const id = uid(PREFIX);
-    const ref = await call(l, 'ADD', id, {}, REF_BIN);
+    const ref = await call(l, 'ADD', id, withHostname(l), REF_BIN, 'K8S_POD_NAME=dhr-ref-pod');
     expect(ref.exitCode, ref.stdout + ref.stderr + l.daemonLog()).toBe(0);
     expect(ref.json?.routes).toEqual(WANT_121);
+    // CNI_ARGS reached our daemon in skel.CmdArgs.Args: dnsmasq got the host name
+    await waitFor('the host name in dnsmasq', () => leased(l, 'dhr-ref-pod'));
     expect((ref.json?.ips as unknown[])[0]).toMatchObject({ gateway: '10.91.0.1' });
     const addr = addrOf(ref);
     await waitFor('the lease in dnsmasq', () => leased(l, addr.split('/')[0]));
@@ -336,9 +371,11 @@ describe.skipIf(!haveDnsmasq || !haveRef)('dhcp: interop with the Go reference (
   it('our plugin against the reference daemon: ADD (option 121 routes), CHECK, DEL releases; the same result as the reference plugin', async () => {
     const l = await lab({ daemon: 'ref', dnsmasq: ROUTES_121 });
     const id = uid(PREFIX);
-    const ours = await call(l, 'ADD', id);
+    const ours = await call(l, 'ADD', id, withHostname(l), BIN, 'K8S_POD_NAME=dhr-our-pod');
     expect(ours.exitCode, ours.stdout + ours.stderr + l.daemonLog()).toBe(0);
     expect(ours.json?.routes).toEqual(WANT_121);
+    // our plugin's CNI_ARGS reached the reference daemon: dnsmasq got the host name
+    await waitFor('the host name in dnsmasq', () => leased(l, 'dhr-our-pod'));
     const addr = addrOf(ours);
     expect(addr).toMatch(/^10\.91\.0\.\d+\/24$/);
     await waitFor('the lease in dnsmasq', () => leased(l, addr.split('/')[0]));

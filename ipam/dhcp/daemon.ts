@@ -15,7 +15,7 @@ import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { spawnInNetns } from '../../shared/kernel/netns.ts';
 import type { GobValue } from './gob.ts';
-import type { Lease } from './packet.ts';
+import { planArgs, prepareOptions, type Lease, type OptionPlan, type ProvideOption, type RequestOption } from './packet.ts';
 import { leaseResult, toGoResult } from './result.ts';
 import { CmdArgsT, EmptyT, ResultT, rpcConnectionHandler, type CmdArgs } from './rpc.ts';
 
@@ -28,7 +28,7 @@ interface Held {
 
 interface NetConf {
   name?: string;
-  ipam?: { priority?: number };
+  ipam?: { priority?: number; provide?: ProvideOption[]; request?: RequestOption[] };
 }
 
 /** The reference's generateClientID. */
@@ -121,7 +121,7 @@ export async function dhcpDaemonMain(argv: string[]): Promise<number> {
   const held = new Map<string, Held>();
   const log = (s: string): void => void process.stderr.write(`dhcp daemon: ${s}\n`);
 
-  function startClient(id: string, netns: string, ifname: string): Promise<Held> {
+  function startClient(id: string, netns: string, ifname: string, plan: OptionPlan): Promise<Held> {
     return new Promise((resolve, reject) => {
       const child = spawnInNetns(netns, [
         process.execPath,
@@ -133,6 +133,7 @@ export async function dhcpDaemonMain(argv: string[]): Promise<number> {
         id,
         '--timeout-ms',
         timeoutMs,
+        ...planArgs(plan),
       ]);
       let out = '';
       let err = '';
@@ -180,6 +181,7 @@ export async function dhcpDaemonMain(argv: string[]): Promise<number> {
 
   async function allocate(v: Record<string, GobValue>): Promise<unknown> {
     const a = cmdArgs(v);
+    const plan = prepareOptions(a.Args ?? '', a.conf.ipam?.provide, a.conf.ipam?.request);
     const id = clientIdOf(a.ContainerID ?? '', a.conf.name ?? '', a.IfName ?? '');
     let h = held.get(id);
     if (!h) {
@@ -187,7 +189,7 @@ export async function dhcpDaemonMain(argv: string[]): Promise<number> {
       let p = acquiring.get(id);
       if (!p) {
         log(`[${id}] acquiring lease`);
-        p = startClient(id, hostPrefix + a.Netns, a.IfName || 'eth0');
+        p = startClient(id, hostPrefix + a.Netns, a.IfName || 'eth0', plan);
         acquiring.set(id, p);
         p.then(
           () => acquiring.delete(id),
