@@ -37,6 +37,8 @@ afterEach(async () => cleanup.run());
 const haveDnsmasq = existsSync('/usr/sbin/dnsmasq');
 if (!haveDnsmasq) console.log('skipping dhcp kernel tests: dnsmasq is not installed (dnsmasq-base)');
 const haveRef = existsSync(`${REF_BIN}/dhcp`);
+const haveActivate = existsSync('/usr/bin/systemd-socket-activate');
+if (!haveActivate) console.log('skipping the dhcp socket activation test: systemd-socket-activate is not installed');
 if (!haveRef) console.log('skipping dhcp interop tests: the reference plugins are not installed (containernetworking-plugins)');
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -78,6 +80,8 @@ interface LabOpts {
   daemon?: 'ours' | 'ref';
   /** more dnsmasq arguments */
   dnsmasq?: string[];
+  /** our daemon started by systemd-socket-activate on the first connection (LISTEN_FDS) */
+  activation?: boolean;
 }
 
 async function lab(o: LabOpts = {}): Promise<Lab> {
@@ -90,6 +94,7 @@ async function lab(o: LabOpts = {}): Promise<Lab> {
   const leases = `/tmp/${tag}.leases`;
   const sock = `/tmp/${tag}-dhcp.sock`;
   cleanup.add(async () => rmSync(leases, { force: true }));
+  cleanup.add(async () => rmSync(sock, { force: true }));
   const dnsmasq = execa('nsenter', [
     `--net=${server.path}`,
     '--',
@@ -113,7 +118,9 @@ async function lab(o: LabOpts = {}): Promise<Lab> {
   const daemon =
     o.daemon === 'ref'
       ? execa(`${REF_BIN}/dhcp`, ['daemon', '-socketpath', sock, '-timeout', '4s'], { all: true })
-      : execa(path.join(BIN, 'cni-ts'), ['dhcp', 'daemon', '-socketpath', sock, '--timeout-ms', '4000'], { all: true });
+      : o.activation
+        ? execa('systemd-socket-activate', ['-l', sock, path.join(BIN, 'cni-ts'), 'dhcp', 'daemon', '--timeout-ms', '4000'], { all: true })
+        : execa(path.join(BIN, 'cni-ts'), ['dhcp', 'daemon', '-socketpath', sock, '--timeout-ms', '4000'], { all: true });
   daemon.all?.on('data', (d: Buffer) => (log += d.toString()));
   track(daemon);
   await waitFor('the daemon socket', () => existsSync(sock));
@@ -392,5 +399,15 @@ describe.skipIf(!haveDnsmasq || !haveRef)('dhcp: interop with the Go reference (
     const bad = await runPlugin('dhcp', { command: 'ADD', containerId: id, netns: l.ctr.path, ifname: 'nosuch0', config: l.conf });
     expect(bad.json).toMatchObject({ code: 50 });
     expect(String(bad.json?.msg)).toMatch(/error calling DHCP.Allocate: error looking up "nosuch0"/);
+  });
+
+  it.skipIf(!haveActivate)('socket activation: an ADD of the reference plugin starts our daemon on the socket systemd holds', async () => {
+    const l = await lab({ activation: true });
+    const id = uid(PREFIX);
+    const ref = await call(l, 'ADD', id, {}, REF_BIN);
+    expect(ref.exitCode, ref.stdout + ref.stderr + l.daemonLog()).toBe(0);
+    expect(l.daemonLog()).toMatch(/listening on the socket systemd passed \(fd 3\)/);
+    expect((await call(l, 'DEL', id, {}, REF_BIN)).exitCode).toBe(0);
+    await waitFor('dnsmasq to drop the released lease', () => !leased(l, addrOf(ref).split('/')[0]));
   });
 });

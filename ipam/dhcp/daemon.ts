@@ -213,8 +213,16 @@ export async function dhcpDaemonMain(argv: string[]): Promise<number> {
 
   if (pidfile) writeFileSync(pidfile, String(process.pid));
   const sockFile = hostPrefix + socketPath;
-  mkdirSync(path.dirname(sockFile), { recursive: true, mode: 0o700 });
-  rmSync(sockFile, { force: true });
+  // systemd socket activation, as the reference (go-systemd activation.Listeners): one socket on fd 3
+  const activated = process.env.LISTEN_PID === String(process.pid) ? Number(process.env.LISTEN_FDS ?? 0) : 0;
+  if (activated > 1) {
+    log(`Error getting listener: Too many (${activated}) FDs passed through socket activation`);
+    return 1;
+  }
+  if (!activated) {
+    mkdirSync(path.dirname(sockFile), { recursive: true, mode: 0o700 });
+    rmSync(sockFile, { force: true });
+  }
   const server = net.createServer(
     rpcConnectionHandler(
       {
@@ -224,13 +232,13 @@ export async function dhcpDaemonMain(argv: string[]): Promise<number> {
       log,
     ),
   );
-  await new Promise<void>((res) => server.listen(sockFile, res));
-  log(`listening on ${sockFile}`);
+  await new Promise<void>((res) => (activated ? server.listen({ fd: 3 }, res) : server.listen(sockFile, res)));
+  log(activated ? 'listening on the socket systemd passed (fd 3)' : `listening on ${sockFile}`);
   return new Promise<number>((resolve) => {
     const quit = (): void => {
       server.close();
       void Promise.all([...held.keys()].map(stop)).then(() => {
-        rmSync(sockFile, { force: true });
+        if (!activated) rmSync(sockFile, { force: true });
         if (pidfile) rmSync(pidfile, { force: true });
         resolve(0);
       });
