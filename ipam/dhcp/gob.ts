@@ -87,10 +87,12 @@ class Writer {
 }
 
 export class GobReader {
-  constructor(
-    private b: Buffer,
-    public pos = 0,
-  ) {}
+  private b: Buffer;
+  pos: number;
+  constructor(b: Buffer, pos = 0) {
+    this.b = b;
+    this.pos = pos;
+  }
   get left(): number {
     return this.b.length - this.pos;
   }
