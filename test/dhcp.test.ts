@@ -316,6 +316,18 @@ describe.skipIf(!haveDnsmasq)('dhcp: our plugin and our daemon, dnsmasq', () => 
     expect((await call(l, 'DEL', id)).exitCode).toBe(0);
   });
 
+  it('the interface goes away without a DEL: the lease maintenance ends at the next renewal, DEL still succeeds', async () => {
+    const l = await lab();
+    const id = uid(PREFIX);
+    const r = await call(l, 'ADD', id);
+    expect(r.exitCode, r.stdout + r.stderr + l.daemonLog()).toBe(0);
+    await inNs(l.server, 'ip', ['link', 'del', 'dhrsrv0']); // and the container's eth0 with it
+    await waitFor('the client to notice', () => /eth0 no longer exists/.test(l.daemonLog()), 30000);
+    await waitFor('no client left', async () => (await sh('pgrep', ['-f', `client-id ${id}/`], { allowFail: true })).stdout.trim() === '');
+    // DEL of a lease the daemon no longer holds succeeds
+    expect((await call(l, 'DEL', id)).exitCode).toBe(0);
+  });
+
   it('no daemon: code 11; no server answering: an error naming it, no client left running', async () => {
     const l = await lab();
     const none = await runPlugin('dhcp', {
