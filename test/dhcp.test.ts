@@ -82,12 +82,17 @@ interface LabOpts {
   dnsmasq?: string[];
   /** our daemon started by systemd-socket-activate on the first connection (LISTEN_FDS) */
   activation?: boolean;
+  /** instead of the container's eth0: `dhrm0` in the server netns, a macvlan master on the wire to dnsmasq */
+  master?: boolean;
 }
 
 async function lab(o: LabOpts = {}): Promise<Lab> {
   const server = await makeNetns(cleanup, PREFIX);
   const ctr = await makeNetns(cleanup, PREFIX);
-  await inNs(server, 'ip', ['link', 'add', 'dhrsrv0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ctr.path]);
+  if (o.master) {
+    await inNs(server, 'ip', ['link', 'add', 'dhrsrv0', 'type', 'veth', 'peer', 'name', 'dhrm0']);
+    await inNs(server, 'ip', ['link', 'set', 'dhrm0', 'up']);
+  } else await inNs(server, 'ip', ['link', 'add', 'dhrsrv0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ctr.path]);
   await inNs(server, 'ip', ['addr', 'add', '10.91.0.1/24', 'dev', 'dhrsrv0']);
   await inNs(server, 'ip', ['link', 'set', 'dhrsrv0', 'up']);
   const tag = uid(PREFIX);
@@ -421,5 +426,44 @@ describe.skipIf(!haveDnsmasq || !haveRef)('dhcp: interop with the Go reference (
     expect(l.daemonLog()).toMatch(/listening on the socket systemd passed \(fd 3\)/);
     expect((await call(l, 'DEL', id, {}, REF_BIN)).exitCode).toBe(0);
     await waitFor('dnsmasq to drop the released lease', () => !leased(l, addrOf(ref).split('/')[0]));
+  });
+
+  it('a conflist (macvlan + dhcp) run unchanged: the reference pair against our daemon, our pair against the reference daemon', async () => {
+    for (const [daemon, bin] of [
+      ['ours', REF_BIN],
+      ['ref', BIN],
+    ] as const) {
+      const l = await lab({ master: true, daemon });
+      const conf = {
+        cniVersion: '1.0.0',
+        name: 'dhrmv',
+        type: 'macvlan',
+        master: 'dhrm0',
+        mode: 'bridge',
+        ipam: { type: 'dhcp', daemonSocketPath: l.sock },
+      };
+      const id = uid(PREFIX);
+      const run = (command: string) =>
+        runPlugin('macvlan', {
+          command,
+          containerId: id,
+          netns: l.ctr.path,
+          ifname: 'eth0',
+          config: conf,
+          binDir: bin,
+          path: bin,
+          hostNetns: l.server.path,
+        });
+      const add = await run('ADD');
+      expect(add.exitCode, `${daemon} daemon, ${bin}: ${add.stdout} ${add.stderr} ${l.daemonLog()}`).toBe(0);
+      const addr = addrOf(add);
+      expect(addr).toMatch(/^10\.91\.0\.\d+\/24$/);
+      // the leased address is on the container's macvlan interface, and the server answers it
+      expect((await inNs(l.ctr, 'ip', ['-4', '-o', 'addr', 'show', 'dev', 'eth0'])).stdout).toContain(addr);
+      expect((await inNs(l.ctr, 'ping', ['-c', '1', '-W', '3', '10.91.0.1'], true)).exitCode).toBe(0);
+      expect((await run('DEL')).exitCode).toBe(0);
+      await waitFor('dnsmasq to drop the released lease', () => !leased(l, addr.split('/')[0]));
+      await cleanup.run();
+    }
   });
 });
