@@ -1,15 +1,17 @@
 /**
- * `cni-ts dhcp client --ifname X --client-id ID`: one lease, run by the daemon inside the
- * container's netns (nsenter). Gets a lease (DISCOVER, OFFER, REQUEST, ACK, broadcast flag
- * set), prints it as one JSON line on stdout, renews it at T1 (T1 halved on failure, given up
- * at expiry), and on SIGTERM sends DHCPRELEASE and exits. Node cannot bind a UDP socket to a
- * device, and an interface without an address has no route for 255.255.255.255: a host route
+ * `cni-ts dhcp client --ifname X --client-id ID [--provide CODE=HEX]... [--request 1,3,...]`:
+ * one lease, run by the daemon inside the container's netns (nsenter). Gets a lease
+ * (DISCOVER, OFFER, REQUEST, ACK, broadcast flag set), prints it as one JSON line on stdout,
+ * renews it at T1 (T1 halved on failure, given up at expiry, the interface then set down),
+ * ends when the interface is gone (checked before each renewal, as the reference), and on
+ * SIGTERM sends DHCPRELEASE and exits. Node cannot bind a UDP socket to a device, and an
+ * interface without an address has no route for 255.255.255.255: a host route
  * `255.255.255.255/32 dev X` is added while the lease lives (the reference uses a raw socket).
  */
 import dgram from 'node:dgram';
 import { randomBytes } from '../../shared/hash.ts';
 import { ipBatch, getLink } from '../../shared/kernel/ip.ts';
-import { clientOptions, decode, encode, ipOpt, leaseOf, msgType, MSG, type DhcpMessage, type Lease } from './packet.ts';
+import { clientOptions, decode, encode, ipOpt, leaseOf, msgType, MSG, planOf, type DhcpMessage, type Lease } from './packet.ts';
 
 const BCAST = '255.255.255.255';
 
@@ -22,6 +24,7 @@ export async function dhcpClientMain(argv: string[]): Promise<number> {
   const ifname = argOf(argv, '--ifname') ?? 'eth0';
   const clientId = argOf(argv, '--client-id') ?? ifname;
   const timeoutMs = Number(argOf(argv, '--timeout-ms') ?? 10000);
+  const plan = planOf(argv);
   const link = await getLink(ifname);
   if (!link?.address) {
     process.stderr.write(`dhcp client: no interface ${ifname}\n`);
@@ -68,17 +71,22 @@ export async function dhcpClientMain(argv: string[]): Promise<number> {
   const base = { op: 1 as const, chaddr: mac, flags: 0x8000 };
 
   async function acquire(): Promise<Lease | undefined> {
-    const offer = await exchange({ ...base, xid: xid(), options: clientOptions(MSG.DISCOVER, clientId) }, [MSG.OFFER], timeoutMs);
+    const offer = await exchange({ ...base, xid: xid(), options: clientOptions(MSG.DISCOVER, clientId, [], plan) }, [MSG.OFFER], timeoutMs);
     if (!offer) return undefined;
     const o = leaseOf(offer);
     const ack = await exchange(
       {
         ...base,
         xid: xid(),
-        options: clientOptions(MSG.REQUEST, clientId, [
-          [50, ipOpt(o.address)],
-          [54, ipOpt(o.server)],
-        ]),
+        options: clientOptions(
+          MSG.REQUEST,
+          clientId,
+          [
+            [50, ipOpt(o.address)],
+            [54, ipOpt(o.server)],
+          ],
+          plan,
+        ),
       },
       [MSG.ACK, MSG.NAK],
       timeoutMs,
@@ -107,7 +115,14 @@ export async function dhcpClientMain(argv: string[]): Promise<number> {
       timer = setTimeout(() => void renew(), Math.max(1, s) * 1000);
     };
     async function renew(): Promise<void> {
-      const m = { ...base, xid: xid(), ciaddr: current.address, options: clientOptions(MSG.REQUEST, clientId) };
+      // as the reference: the container (or its interface) is gone without a DEL: stop here
+      if (!(await getLink(ifname).catch(() => undefined))) {
+        process.stderr.write(`dhcp client: interface ${ifname} no longer exists, lease maintenance ends\n`);
+        sock.close();
+        resolve(3);
+        return;
+      }
+      const m = { ...base, xid: xid(), ciaddr: current.address, options: clientOptions(MSG.REQUEST, clientId, [], plan) };
       const ack = await exchange(m, [MSG.ACK, MSG.NAK], 5000);
       if (ack && msgType(ack) === MSG.ACK) {
         current = leaseOf(ack);
@@ -118,8 +133,10 @@ export async function dhcpClientMain(argv: string[]): Promise<number> {
       }
       const left = current.leaseSeconds - (Date.now() - obtained) / 1000;
       if (left <= 0) {
-        process.stderr.write(`dhcp client: lease ${current.address} expired\n`);
+        // as the reference: an expired lease brings the interface down
+        process.stderr.write(`dhcp client: lease ${current.address} expired, bringing ${ifname} down\n`);
         await cleanup();
+        await ipBatch([['link', 'set', 'dev', ifname, 'down']]).catch(() => undefined);
         resolve(2);
         return;
       }

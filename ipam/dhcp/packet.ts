@@ -12,7 +12,7 @@ export interface DhcpMessage {
   options: Map<number, Buffer>;
 }
 
-const ip2buf = (ip: string): Buffer => Buffer.from(ip.split('.').map(Number));
+export const ip2buf = (ip: string): Buffer => Buffer.from(ip.split('.').map(Number));
 export const buf2ip = (b: Buffer, o = 0): string => [b[o], b[o + 1], b[o + 2], b[o + 3]].join('.');
 
 export function encode(m: DhcpMessage): Buffer {
@@ -69,13 +69,96 @@ export const optU32 = (m: DhcpMessage, code: number): number | undefined => {
   return v && v.length >= 4 ? v.readUInt32BE(0) : undefined;
 };
 
-/** Options of a client message: type, client id, the parameters asked for, extra ones. */
-export function clientOptions(type: number, clientId: string, extra: Array<[number, Buffer]> = []): Map<number, Buffer> {
+/** The parameters a client asks for unless `ipam.request` says `skipDefault`. */
+export const DEFAULT_REQUEST = [1, 3, 6, 15, 33, 51, 58, 59, 121];
+
+/** Options a client sends (`ipam.provide`) and asks for (`ipam.request`), as the reference's prepareOptions. */
+export interface OptionPlan {
+  provide: Array<[number, Buffer]>;
+  request: number[];
+}
+
+/** Option names the reference knows (options.go); anything else must be a number 0–255. */
+const OPTION_NAMES: Record<string, number> = {
+  'dhcp-client-identifier': 61,
+  'subnet-mask': 1,
+  routers: 3,
+  'host-name': 12,
+  'user-class': 77,
+  'vendor-class-identifier': 60,
+};
+
+export function parseOptionName(o: string): number {
+  if (o in OPTION_NAMES) return OPTION_NAMES[o];
+  if (!/^\d{1,3}$/.test(o) || Number(o) > 255) throw new Error(`Can not parse option "${o}": Can not parse option: invalid syntax`);
+  return Number(o);
+}
+
+export interface ProvideOption {
+  option: string;
+  value?: string;
+  fromArg?: string;
+}
+export interface RequestOption {
+  option?: string;
+  skipDefault?: boolean;
+}
+
+/** `ipam.provide` (values, or CNI_ARGS keys) and `ipam.request` into the options of every DISCOVER/REQUEST. */
+export function prepareOptions(cniArgs: string, provide: ProvideOption[] = [], request: RequestOption[] = []): OptionPlan {
+  const args = new Map<string, string>();
+  for (const pair of cniArgs.split(';')) {
+    const i = pair.indexOf('=');
+    if (i > 0) args.set(pair.slice(0, i), pair.slice(i + 1));
+  }
+  const plan: OptionPlan = { provide: [], request: [] };
+  for (const p of provide) {
+    const code = parseOptionName(String(p.option));
+    if (p.value) {
+      if (p.value.length > 255) throw new Error(`value too long for option "${p.option}": "${p.value}"`);
+      plan.provide.push([code, Buffer.from(p.value)]);
+    }
+    const v = p.fromArg !== undefined ? args.get(p.fromArg) : undefined;
+    if (v !== undefined) {
+      if (v.length > 255) throw new Error(`value too long for option "${p.option}" from CNI_ARGS "${p.fromArg}"`);
+      plan.provide.push([code, Buffer.from(v)]);
+    }
+  }
+  let skipDefault = false;
+  const asked: number[] = [];
+  for (const r of request) {
+    if (r.skipDefault) skipDefault = true;
+    if (r.option) asked.push(parseOptionName(String(r.option)));
+  }
+  plan.request = [...new Set([...asked, ...(skipDefault ? [] : DEFAULT_REQUEST)])];
+  return plan;
+}
+
+/** Options of a client message: type, client id, the provided options, extra ones, the parameters asked for. */
+export function clientOptions(type: number, clientId: string, extra: Array<[number, Buffer]> = [], plan?: OptionPlan): Map<number, Buffer> {
   const m = new Map<number, Buffer>([[53, Buffer.from([type])]]);
   m.set(61, Buffer.concat([Buffer.from([0]), Buffer.from(clientId)]));
   for (const [c, v] of extra) m.set(c, v);
-  if (type === MSG.DISCOVER || type === MSG.REQUEST) m.set(55, Buffer.from([1, 3, 6, 15, 51, 58, 59, 121]));
+  if (type === MSG.DISCOVER || type === MSG.REQUEST) {
+    for (const [c, v] of plan?.provide ?? []) m.set(c, v);
+    m.set(55, Buffer.from(plan?.request ?? DEFAULT_REQUEST));
+  }
   return m;
+}
+
+/** `--provide CODE=HEX` and `--request 1,3,...`: the plan on the client's command line, and back. */
+export function planArgs(p: OptionPlan): string[] {
+  return [...p.provide.flatMap(([c, v]) => ['--provide', `${c}=${v.toString('hex')}`]), '--request', p.request.join(',')];
+}
+export function planOf(argv: string[]): OptionPlan {
+  const plan: OptionPlan = { provide: [], request: DEFAULT_REQUEST };
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--provide') {
+      const [c, hex] = argv[++i].split('=');
+      plan.provide.push([Number(c), Buffer.from(hex, 'hex')]);
+    } else if (argv[i] === '--request') plan.request = argv[++i].split(',').filter(Boolean).map(Number);
+  }
+  return plan;
 }
 
 export const ipOpt = (ip: string): Buffer => ip2buf(ip);
@@ -88,6 +171,52 @@ export interface Lease {
   leaseSeconds: number;
   t1: number;
   dns: string[];
+  /** option 121 (RFC 3442): classless static routes, gw 0.0.0.0 for an on-link destination */
+  classless?: LeaseRoute[];
+  /** option 33: classful static routes */
+  static?: LeaseRoute[];
+}
+
+export interface LeaseRoute {
+  dst: string;
+  gw: string;
+}
+
+/** Option 121: (prefix length, the significant octets of the destination, router) repeated. */
+export function parseClassless(b: Buffer): LeaseRoute[] {
+  const out: LeaseRoute[] = [];
+  for (let i = 0; i < b.length;) {
+    const width = b[i];
+    const n = Math.ceil(width / 8);
+    if (width > 32 || i + 1 + n + 4 > b.length) return []; // malformed: ignore the option (RFC 3442)
+    const dst = Buffer.alloc(4);
+    b.copy(dst, 0, i + 1, i + 1 + n);
+    out.push({ dst: `${buf2ip(dst)}/${width}`, gw: buf2ip(b, i + 1 + n) });
+    i += 1 + n + 4;
+  }
+  return out;
+}
+
+/** Option 121 from routes (for tests and servers). */
+export function encodeClassless(routes: LeaseRoute[]): Buffer {
+  return Buffer.concat(
+    routes.map((r) => {
+      const [ip, w] = r.dst.split('/');
+      const width = Number(w);
+      return Buffer.concat([Buffer.from([width]), ip2buf(ip).subarray(0, Math.ceil(width / 8)), ip2buf(r.gw)]);
+    }),
+  );
+}
+
+/** Option 33: (destination, router) pairs; the destination's mask is its class's (as the reference). */
+export function parseStatic(b: Buffer): LeaseRoute[] {
+  const out: LeaseRoute[] = [];
+  for (let i = 0; i + 8 <= b.length; i += 8) {
+    const first = b[i];
+    const width = first < 128 ? 8 : first < 192 ? 16 : 24; // Go's net.IP.DefaultMask
+    out.push({ dst: `${buf2ip(b, i)}/${width}`, gw: buf2ip(b, i + 4) });
+  }
+  return out;
 }
 
 export function leaseOf(m: DhcpMessage): Lease {
@@ -105,5 +234,7 @@ export function leaseOf(m: DhcpMessage): Lease {
     leaseSeconds,
     t1: optU32(m, 58) ?? Math.floor(leaseSeconds / 2),
     dns,
+    ...(m.options.has(121) ? { classless: parseClassless(m.options.get(121)!) } : {}),
+    ...(m.options.has(33) ? { static: parseStatic(m.options.get(33)!) } : {}),
   };
 }

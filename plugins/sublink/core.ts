@@ -113,10 +113,14 @@ export function sublinkPlugin<C extends NetConfBase, S extends SublinkSettings>(
       if (spec.then) await deleteLink(tmp, netns).catch(() => false);
       throw e;
     });
+    // Renamed before IPAM, as the references: an IPAM that works on the interface (dhcp) needs its name.
+    await ipBatch([['link', 'set', 'dev', tmp, 'name', ifname]], netns).catch(async (e: unknown) => {
+      await deleteLink(tmp, netns).catch(() => false);
+      throw e;
+    });
     const configure = async (ipam?: Result): Promise<Result> => {
       try {
         const result: Result = { interfaces: [{ name: ifname, sandbox: netns }] };
-        const rename = ['link', 'set', 'dev', tmp, 'name', ifname];
         if (ipam) {
           if (!ipam.ips?.length) throw new CniError(ErrorCode.InvalidConfig, 'IPAM plugin returned missing IP config');
           result.ips = ipam.ips.map((i) => ({ ...i, interface: 0 }));
@@ -132,7 +136,6 @@ export function sublinkPlugin<C extends NetConfBase, S extends SublinkSettings>(
             table: r.table,
             scope: r.scope,
           }));
-          await ipBatch([rename], netns);
           // arp_notify/ndisc_notify as the references (best effort: IPv6 may be off); no DAD wait
           await trySetSysctls(
             {
@@ -147,14 +150,13 @@ export function sublinkPlugin<C extends NetConfBase, S extends SublinkSettings>(
             netns,
           );
         } else {
-          await ipBatch([rename, ['link', 'set', 'dev', ifname, 'up']], netns);
+          await ipBatch([['link', 'set', 'dev', ifname, 'up']], netns);
         }
         const l = await getLink(ifname, netns);
         if (l?.address) result.interfaces![0].mac = l.address;
         if (req.config.dns) result.dns = req.config.dns;
         return result;
       } catch (e) {
-        await deleteLink(tmp, netns).catch(() => false);
         await deleteLink(ifname, netns).catch(() => false);
         throw e;
       }
@@ -164,7 +166,7 @@ export function sublinkPlugin<C extends NetConfBase, S extends SublinkSettings>(
       return await withIpam(req, configure);
     } catch (e) {
       // IPAM itself failed: the link made above goes too
-      await deleteLink(tmp, netns).catch(() => false);
+      await deleteLink(ifname, netns).catch(() => false);
       throw e;
     }
   }
@@ -172,12 +174,13 @@ export function sublinkPlugin<C extends NetConfBase, S extends SublinkSettings>(
   async function del(req: Request<C>): Promise<void> {
     const { netns, ifname } = req.env;
     const { step, done } = bestEffort();
-    await Promise.all([
+    const link = (): Promise<void> =>
       step(async () => {
         if (netnsExists(netns)) await deleteLink(ifname, netns);
-      }),
-      req.config.ipam?.type && step(() => ipamDel(req)),
-    ]);
+      });
+    // dhcp before the link, as the references order every DEL: its daemon sends DHCPRELEASE through the interface
+    if (req.config.ipam?.type === 'dhcp') await step(() => ipamDel(req)).then(link);
+    else await Promise.all([link(), req.config.ipam?.type && step(() => ipamDel(req))]);
     done();
   }
 
