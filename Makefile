@@ -77,6 +77,7 @@ bench: build
 	node --experimental-transform-types --no-warnings bench/metrics.ts
 	node --experimental-transform-types --no-warnings bench/alerts.ts
 	node --experimental-strip-types --no-warnings --expose-gc bench/dashboard.ts
+	node --experimental-strip-types --no-warnings bench/dhcp.ts
 
 # Mutation testing (not part of `make test`): StrykerJS over the pure modules (stryker.config.mjs,
 # score in docs/benchmarks.md), then the hand-made kernel mutants (scripts/mutants.mjs).
