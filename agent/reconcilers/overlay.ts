@@ -75,7 +75,7 @@ export class OverlayReconciler {
 
   private async ensureStore(): Promise<Store> {
     if (!this.store) {
-      const store = await openStore(this.s.store, { persistent: true });
+      const store = await openStore(this.s.store, this.s.name, { persistent: true });
       this.stopWatch = await store.watch(() => this.loop.kick('watch'));
       this.store = store;
     }

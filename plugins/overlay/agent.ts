@@ -62,7 +62,7 @@ export class Agent {
 
   private async ensureStore(): Promise<Store> {
     if (!this.store) {
-      this.store = await openStore(this.s.store, { persistent: true });
+      this.store = await openStore(this.s.store, this.s.name, { persistent: true });
       this.stopWatch = await this.store.watch(() => this.kick('watch'));
     }
     return this.store;
