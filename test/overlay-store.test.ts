@@ -21,6 +21,7 @@ import {
   type Store,
 } from '../shared/overlay/store.ts';
 import { Etcd3 } from 'etcd3';
+import { validateObject } from '../shared/objects/validate.ts';
 import { CniError } from '../shared/cni/errors.ts';
 import { Cleanup } from './helpers/netns.ts';
 import { uid, testPort } from './helpers/run.ts';
@@ -137,6 +138,8 @@ describe.each(backends)('overlay store contract: %s', (_kind, confOf) => {
       kind: 'SubnetLease',
       spec: { network: NET, subnet: '10.50.8.0/24', publicIP: '192.0.2.1', expires: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) },
     });
+    // the shape `cnictl apply` accepts for the kind
+    expect(validateObject(JSON.parse(JSON.stringify(first?.object)))).toEqual([]);
     expect(await a.renew(lease('10.50.8.0/24', 1), 60)).toBe(true);
     expect((await a.objects.get(ref))?.revision).toBe(first?.revision);
     expect(await a.renew({ ...lease('10.50.8.0/24', 1), hostname: 'moved' }, 60)).toBe(true);
