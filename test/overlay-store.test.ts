@@ -158,6 +158,21 @@ describe.each(backends)('overlay store contract: %s', (_kind, confOf) => {
     }
   });
 
+  it('prunes expired leases of its own network only', async () => {
+    const a = await mk();
+    const other = await openStore(conf, `${NET}-p`);
+    open.push(other);
+    expect(await a.create(lease('10.50.10.0/24', 1), 2)).toBe(true);
+    expect(await a.create(lease('10.50.11.0/24', 1), 60)).toBe(true);
+    expect(await other.create(lease('10.50.10.0/24', 2), 2)).toBe(true);
+    await new Promise((r) => setTimeout(r, 2200));
+    expect(await a.prune()).toContain('10.50.10.0/24');
+    const names = (await a.objects.list('SubnetLease')).items.map((s) => s.object.metadata.name);
+    expect(names).not.toContain(leaseName(NET, '10.50.10.0/24'));
+    expect(names).toContain(leaseName(NET, '10.50.11.0/24'));
+    expect(names).toContain(leaseName(`${NET}-p`, '10.50.10.0/24'));
+  });
+
   it('hands concurrent hosts distinct subnets, and a restarted host its own again', async () => {
     const base = { name: 'ovlstore', type: 'overlay', network: '10.60.0.0/22', subnetLen: 26, store: conf, leaseTTL: 60 };
     const hosts = Array.from({ length: 8 }, (_, i) => ({ publicIP: `198.51.100.${i + 1}`, vtepMAC: vtepMacFor(`198.51.100.${i + 1}`, 1) }));

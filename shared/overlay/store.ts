@@ -240,6 +240,26 @@ export class ClusterLeaseStore implements Store {
     }
   }
 
+  /**
+   * Delete this network's leases that have expired (or carry an unusable expiry), each only if
+   * still at the revision read: what etcd's TTL did in the previous layout. The agent calls it
+   * now and then; a holder that comes back simply claims its subnet again. Returns the subnets.
+   */
+  async prune(): Promise<string[]> {
+    const now = Date.now();
+    const gone: string[] = [];
+    for (const s of await this.mine()) {
+      if (this.read(s, now).live) continue;
+      try {
+        const ref: ObjectRef = { kind: LEASE_KIND, namespace: '', name: s.object.metadata.name };
+        if (await this.objects.delete(ref, { expectRevision: s.revision })) gone.push(this.read(s, now).raw.subnet);
+      } catch (e) {
+        if (!(e instanceof ConflictError)) throw e; // renewed or claimed meanwhile
+      }
+    }
+    return gone;
+  }
+
   async watch(onChange: () => void): Promise<() => void> {
     // The cluster store's watch for joins, leaves and renewals; a timer for the next expiry
     // (an expired lease is no event).
