@@ -181,6 +181,31 @@ describe('overlay: malformed lease file and expiries (issue 10 item 7)', { timeo
   });
 });
 
+describe("overlay: upgrading from the previous version's lease file", { timeout: 120_000 }, () => {
+  it("a host keeps the subnet its old lease file gives it, routes the old file's peers, and carries its lease into the cluster store", async () => {
+    const nt = await net(222, true);
+    const old = (subnet: string, ip: string): Record<string, unknown> => ({
+      subnet,
+      publicIP: ip,
+      vtepMAC: vtepMacFor(ip, 1),
+      expires: Date.now() + 600_000,
+    });
+    writeFileSync(
+      nt.store,
+      JSON.stringify({
+        leases: { '10.222.77.0/24': old('10.222.77.0/24', nt.host.ip), '10.222.78.0/24': old('10.222.78.0/24', '192.168.232.78') },
+      }),
+    );
+    const before = readFileSync(nt.store, 'utf8');
+    const { r, pod } = await add(nt);
+    expect(r.exitCode, r.stdout + r.stderr).toBe(0);
+    expect(subnetOfIP(pod!.ip)).toBe('10.222.77.0/24');
+    expect(await vxRoutes(nt.host)).toEqual(['10.222.78.0/24']);
+    expect((await leaseObject(`${nt.store}.d`, '10.222.77.0/24'))?.spec).toMatchObject({ network: 'hotest', publicIP: nt.host.ip });
+    expect(readFileSync(nt.store, 'utf8')).toBe(before);
+  });
+});
+
 describe('overlay: a host that lost its lease (issue 10 item 6)', { timeout: 120_000 }, () => {
   it('with pods on the old subnet: ADD fails 11, STATUS 50, the subnet stays on the bridge; once they are gone it renumbers cleanly', async () => {
     const nt = await net(218);
