@@ -77,7 +77,12 @@ export class OverlayReconciler {
   private async ensureStore(): Promise<ClusterLeaseStore> {
     if (!this.store) {
       const store = await openStore(this.s.store, this.s.name, { persistent: true });
-      this.stopWatch = await store.watch(() => this.loop.kick('watch'));
+      try {
+        this.stopWatch = await store.watch(() => this.loop.kick('watch'));
+      } catch (e) {
+        await store.close().catch(() => undefined); // no store without its watch: the next pass opens both again
+        throw e;
+      }
       this.store = store;
     }
     return this.store;

@@ -63,8 +63,14 @@ export class Agent {
 
   private async ensureStore(): Promise<ClusterLeaseStore> {
     if (!this.store) {
-      this.store = await openStore(this.s.store, this.s.name, { persistent: true });
-      this.stopWatch = await this.store.watch(() => this.kick('watch'));
+      const store = await openStore(this.s.store, this.s.name, { persistent: true });
+      try {
+        this.stopWatch = await store.watch(() => this.kick('watch'));
+      } catch (e) {
+        await store.close().catch(() => undefined); // no store without its watch: the next pass opens both again
+        throw e;
+      }
+      this.store = store;
     }
     return this.store;
   }
