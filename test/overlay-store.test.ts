@@ -4,7 +4,7 @@
  * with random ports and a temp data dir). Then the previous version's layouts (its JSON lease
  * file, its `<prefix>/subnets/` etcd keys): still read, carried over on renewal.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -244,6 +244,9 @@ describe("overlay store: the previous version's layouts", () => {
       legacy: { type: 'file', path: '/v/leases.json' },
     });
     expect(storeLayoutOf({ type: 'file', path: dir })).toEqual({ config: { type: 'file', path: dir } });
+    const jsonDir = path.join(dir, 'adir.json');
+    mkdirSync(jsonDir);
+    expect(storeLayoutOf({ type: 'file', path: jsonDir })).toEqual({ config: { type: 'file', path: jsonDir } });
     const plain = path.join(dir, 'plainfile');
     writeFileSync(plain, '{"leases":{}}');
     expect(storeLayoutOf({ type: 'file', path: plain }).legacy).toEqual({ type: 'file', path: plain });

@@ -43,18 +43,18 @@ export interface LeaseStoreLayout {
 
 /** Whether a file store `path` names the previous version's JSON lease file (rather than a store directory). */
 export function isLegacyFilePath(p: string): boolean {
-  if (p.endsWith('.json')) return true;
   try {
-    return existsSync(p) && !statSync(p).isDirectory();
+    if (existsSync(p)) return !statSync(p).isDirectory();
   } catch {
-    return false;
+    /* unreadable: decided by the name */
   }
+  return p.endsWith('.json');
 }
 
 /**
  * The overlay `store` key as the cluster store's StoreConfig:
  * - `{"type":"file","path":DIR}` → the file store in DIR (the agent's own store when it is the same DIR);
- * - `{"type":"file","path":"…/leases.json"}` (a path ending in .json, or an existing file: the
+ * - `{"type":"file","path":"…/leases.json"}` (an existing file, or a path ending in .json that is no directory: the
  *   previous version's lease file) → the file store in `…/leases.json.d/`, the file read as legacy;
  * - `{"type":"etcd","endpoints":E,"prefix":P}` → etcd E, objects under P (default `/cni-ts`, the
  *   agent's default), the previous version's keys `P/subnets/*` (default `/cni-ts/overlay/subnets/*`) read as legacy.
