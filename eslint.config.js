@@ -55,6 +55,42 @@ export default tseslint.config(
     },
   },
   {
+    // One firewall owner model: only shared/firewall/ writes nft and iptables transactions (its
+    // doors nft.ts and iptables.ts); owners build rule text and hand it over. The owners still
+    // writing on their own are declared in shared/firewall/owners.ts (door: 'own', their
+    // `writers`, listed here too); test/firewall-owners.test.ts checks the same from that list.
+    files: ['*.ts', 'shared/**/*.ts', 'plugins/**/*.ts', 'ipam/**/*.ts', 'agent/**/*.ts', 'tools/**/*.ts'],
+    ignores: [
+      'shared/kernel/**',
+      'shared/firewall/**',
+      'plugins/firewall/nft.ts',
+      'plugins/firewall/index.ts',
+      'shared/policysync.ts',
+      'agent/reconcilers/services.ts',
+    ],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '(^|/)kernel/nft(\\.ts)?$',
+              importNames: ['nftApply', 'nftTry', 'nftRun'],
+              message:
+                'Firewall owners write through shared/firewall/nft.ts (transaction, tryTransaction, converge), not shared/kernel/nft.ts.',
+            },
+            {
+              regex: '(^|/)kernel/iptables(\\.ts)?$',
+              importNames: ['iptablesRestore', 'withIptablesLock'],
+              message:
+                'Firewall owners write through shared/firewall/iptables.ts (restoreTransaction, withFirewallLock), not shared/kernel/iptables.ts.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['**/*.cjs'],
     languageOptions: { sourceType: 'commonjs', globals: { require: 'readonly', module: 'writable', __dirname: 'readonly' } },
     rules: { '@typescript-eslint/no-require-imports': 'off' },

@@ -7,7 +7,11 @@ import {
   networkConflist,
   networkSettings,
   poolsOf,
-  portMappingsOf,
+  allocatePorts,
+  overlayConflist,
+  parsePortRange,
+  portBindingsOf,
+  portRequestsOf,
   portmapConf,
   srcNameOf,
   staticRoutesOf,
@@ -57,7 +61,12 @@ describe('docker network options', () => {
     expect(() => networkSettings(NET, { ipMasq: 'maybe' })).toThrow(/not a boolean/);
     expect(() => networkSettings(NET, { bridge: 'a-name-much-too-long' })).toThrow(/not an interface name/);
     expect(() => networkSettings(NET, { namespace: 'Team_A' })).toThrow(/not a namespace name/);
-    expect(() => networkSettings(NET, { type: 'overlay' })).toThrow(/only "bridge"/);
+    expect(() => networkSettings(NET, { type: 'vxlan' })).toThrow(/must be "bridge" or "overlay"/);
+    expect(networkSettings(NET, { type: 'overlay', namespace: 'x', 'label.a': 'b' })).toMatchObject({ type: 'overlay', namespace: 'x' });
+    // the overlay's bridge, MTU, masquerade and CNI network name are its config's
+    expect(() => networkSettings(NET, { type: 'overlay', bridge: 'br1', mtu: '1400' })).toThrow(
+      /option bridge, mtu: not for a type=overlay network/,
+    );
     expect(() => networkSettings(NET, { 'label.bad key': 'x' })).toThrow(OptionError);
   });
 
@@ -105,19 +114,70 @@ describe('conflists', () => {
 });
 
 describe('CNM <-> CNI', () => {
-  it('port bindings become portMappings (ranges one to one); a binding without host port is refused', () => {
-    expect(
-      portMappingsOf([
-        { Proto: 6, Port: 80, HostPort: 8080, HostPortEnd: 8080 },
-        { Proto: 17, Port: 53, HostIP: '127.0.0.1', HostPort: 5353, HostPortEnd: 5354 },
-      ]),
-    ).toEqual([
-      { hostPort: 8080, containerPort: 80, protocol: 'tcp' },
-      { hostPort: 5353, containerPort: 53, protocol: 'udp', hostIP: '127.0.0.1' },
-      { hostPort: 5354, containerPort: 54, protocol: 'udp', hostIP: '127.0.0.1' },
+  it('-p bindings: fixed ports kept, -p PORT / --publish-all / a host range take a free port', () => {
+    const reqs = portRequestsOf([
+      { Proto: 6, Port: 80, HostPort: 8080, HostPortEnd: 8080 },
+      { Proto: 17, Port: 53, HostIP: '127.0.0.1', HostPort: 5353, HostPortEnd: 5354 },
+      { Proto: 6, Port: 443, HostPort: 0 },
+      { Proto: 6, Port: 22 },
     ]);
-    expect(() => portMappingsOf([{ Proto: 6, Port: 80, HostPort: 0 }])).toThrow(/publish as -p HOSTPORT:80/);
-    expect(portMappingsOf(undefined)).toEqual([]);
+    expect(reqs[1]).toEqual({ hostPort: 5353, hostPortEnd: 5354, containerPort: 53, protocol: 'udp', hostIP: '127.0.0.1' });
+    expect(allocatePorts(reqs, new Set(['udp/5353', 'tcp/49153']), [49153, 49160])).toEqual([
+      { hostPort: 8080, containerPort: 80, protocol: 'tcp' },
+      { hostPort: 5354, containerPort: 53, protocol: 'udp', hostIP: '127.0.0.1' },
+      { hostPort: 49154, containerPort: 443, protocol: 'tcp' },
+      { hostPort: 49155, containerPort: 22, protocol: 'tcp' },
+    ]);
+    // a fixed port another endpoint publishes is refused; a full range says so
+    expect(() => allocatePorts(reqs, new Set(['tcp/8080']), [49153, 49160])).toThrow(/host port 8080\/tcp is already published/);
+    expect(() => allocatePorts(portRequestsOf([{ Proto: 6, Port: 1 }]), new Set(['tcp/7']), [7, 7])).toThrow(
+      /no free tcp host port in 7-7/,
+    );
+    // a fixed port asked for by number is never the pick of a free one
+    expect(
+      allocatePorts(
+        portRequestsOf([
+          { Proto: 6, Port: 1 },
+          { Proto: 6, Port: 2, HostPort: 7 },
+        ]),
+        new Set(),
+        [7, 8],
+      ),
+    ).toEqual([
+      { hostPort: 8, containerPort: 1, protocol: 'tcp' },
+      { hostPort: 7, containerPort: 2, protocol: 'tcp' },
+    ]);
+    expect(portBindingsOf([{ hostPort: 49154, containerPort: 443, protocol: 'tcp' }], '10.1.0.5')).toEqual([
+      { Proto: 6, IP: '10.1.0.5', Port: 443, HostIP: '0.0.0.0', HostPort: 49154, HostPortEnd: 49154 },
+    ]);
+    expect(portRequestsOf(undefined)).toEqual([]);
+    expect(parsePortRange('49153-60999')).toEqual([49153, 60999]);
+    expect(parsePortRange('9-8')).toBeUndefined();
+    expect(parsePortRange('1-70000')).toBeUndefined();
+  });
+
+  it('a type=overlay network: the overlay plugin (container end left to Docker) + endpoint, addresses through args.cni.ips', () => {
+    const net = overlayConflist(
+      { cniVersion: '1.1.0', name: 'ovl', type: 'overlay', network: '10.244.0.0/16', store: { type: 'file', path: '/x' } },
+      '/etc/cni-ts/agent.json',
+    );
+    expect(net).toMatchObject({ cniVersion: '1.1.0', name: 'ovl' });
+    const plugins = net.plugins as Array<Record<string, unknown>>;
+    expect(plugins[0]).toEqual({
+      type: 'overlay',
+      network: '10.244.0.0/16',
+      store: { type: 'file', path: '/x' },
+      disableContainerInterface: true,
+    });
+    expect(plugins[1]).toMatchObject({ type: 'endpoint', agentConfig: '/etc/cni-ts/agent.json' });
+    const ep = endpointConflist(net, [{ pool: '10.244.0.0/16', gateway: '10.244.0.1/16' }], {
+      addresses: ['10.244.3.7/24'],
+      labels: { a: 'b' },
+      ports: [],
+    });
+    const first = (ep.plugins as Array<Record<string, unknown>>)[0]!;
+    expect(first.args).toEqual({ cni: { ips: ['10.244.3.7'] } });
+    expect(first.ipam).toBeUndefined();
   });
 
   it('exposed ports become container ports', () => {
@@ -144,6 +204,11 @@ describe('CNM <-> CNI', () => {
     ).toEqual([
       { Destination: '10.10.0.0/16', RouteType: 0, NextHop: '10.9.0.254' },
       { Destination: '10.11.0.0/16', RouteType: 1 },
+    ]);
+    // a route without gw goes through the interface's gateway (the CNI spec's reading), not on-link
+    expect(staticRoutesOf([{ dst: '10.244.0.0/16' }, { dst: 'fd00:1::/48' }], { 4: '10.244.3.1', 6: 'fd00:9::1' })).toEqual([
+      { Destination: '10.244.0.0/16', RouteType: 0, NextHop: '10.244.3.1' },
+      { Destination: 'fd00:1::/48', RouteType: 0, NextHop: 'fd00:9::1' },
     ]);
   });
 });
@@ -194,7 +259,18 @@ describe('the agent config docker section', () => {
       cniPath: ['/opt/bin', '/opt/cni/bin'],
       ifPrefix: 'cnm',
       inProcess: true,
+      hostPorts: [49153, 60999],
+      holdUntilLabelled: true,
+      holdSeconds: 30,
     });
+    expect(dockerSettings(cfg({ hostPorts: '24150-24159', holdUntilLabelled: false, holdSeconds: 5 }), '/x')).toMatchObject({
+      hostPorts: [24150, 24159],
+      holdUntilLabelled: false,
+      holdSeconds: 5,
+    });
+    expect(() => dockerSettings(cfg({ hostPorts: '9-8' }), '/x')).toThrow(/docker.hostPorts.*port range/);
+    expect(() => dockerSettings(cfg({ holdUntilLabelled: 'yes' }), '/x')).toThrow(/docker.holdUntilLabelled/);
+    expect(() => dockerSettings(cfg({ holdSeconds: 0 }), '/x')).toThrow(/docker.holdSeconds/);
     expect(dockerSettings(cfg({ name: 'net1', dockerHost: false }), '/x')).toMatchObject({
       socket: '/run/docker/plugins/net1.sock',
       dockerHost: '',

@@ -7,8 +7,19 @@ import { prepareValidators, validate } from '../shared/cni/validate.ts';
 import { bridgeConfig } from '../plugins/overlay/attach.ts';
 import { overlayConfigOf } from '../shared/overlay/config.ts';
 import { settingsOf, type OverlayConf } from '../shared/overlay/config.ts';
-import { masqInPlace, masqScript, mtuOf, planPeers, planVtep, underlayOf, type HostState } from '../shared/overlay/host.ts';
+import {
+  masqComment,
+  masqInPlace,
+  masqScript,
+  mtuOf,
+  overlayMasqOwner,
+  planPeers,
+  planVtep,
+  underlayOf,
+  type HostState,
+} from '../shared/overlay/host.ts';
 import { vtepMacFor } from '../shared/overlay/lease.ts';
+import { ownerTag } from '../shared/firewall/owner.ts';
 import type { Request } from '../shared/cni/plugin.ts';
 import type { Lease } from '../shared/overlay/store.ts';
 
@@ -173,7 +184,9 @@ describe('pod attachment', () => {
 
 describe('overlay masquerade table', () => {
   it('is rewritten only when it is not what this lease and cluster need (counters survive a reconcile)', () => {
-    const comment = 'cni-ts overlay n 10.244.1.0/24 10.244.0.0/16';
+    // the firewall owner tag first (shared/firewall/owner.ts), then the words of earlier releases
+    const comment = `${ownerTag(overlayMasqOwner(s))} cni-ts overlay n 10.244.1.0/24 10.244.0.0/16`;
+    expect(masqComment(s, mine)).toBe(comment);
     expect(masqScript(s, mine)).toContain(`comment "${comment}"`);
     expect(masqInPlace(s, mine, { ...empty, masq: [comment] })).toBe(true);
     expect(masqInPlace(s, mine, { ...empty })).toBe(false); // table missing
@@ -181,6 +194,9 @@ describe('overlay masquerade table', () => {
     expect(masqInPlace(s, mine, { ...empty, masq: [comment, comment] })).toBe(false);
     expect(masqInPlace(s, peer2, { ...empty, masq: [comment] })).toBe(false); // another subnet
     expect(masqInPlace(s, mine, { ...empty, masq: ['cni-ts overlay n'] })).toBe(false); // made by an earlier release
+    // the previous release's rule (no tag): not in place, so the reconcile's `flush table` replaces it
+    expect(masqInPlace(s, mine, { ...empty, masq: ['cni-ts overlay n 10.244.1.0/24 10.244.0.0/16'] })).toBe(false);
+    expect(masqScript(s, mine)).toContain('flush table ip');
     const off = settingsOf({ ...conf, ipMasq: false });
     expect(masqInPlace(off, mine, { ...empty })).toBe(true);
     expect(masqInPlace(off, mine, { ...empty, masq: [comment] })).toBe(false);

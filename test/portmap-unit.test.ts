@@ -1,6 +1,7 @@
 /** portmap's pure parts: config normalisation, nft script, iptables-restore text and parsing. */
 import { describe, expect, it } from 'vitest';
 import {
+  attachmentComment,
   attachmentTag,
   containerAddrs,
   mappingsOf,
@@ -21,6 +22,7 @@ import {
   tokenize,
 } from '../plugins/portmap/iptables.ts';
 import { CniError } from '../shared/cni/errors.ts';
+import { tagOfName } from '../shared/firewall/owner.ts';
 
 const prev = {
   interfaces: [{ name: 'cni0' }, { name: 'veth1' }, { name: 'eth0', sandbox: '/run/netns/x' }, { name: 'net1', sandbox: '/run/netns/x' }],
@@ -210,7 +212,11 @@ describe('portmap iptables text', () => {
     expect(r).toContain(`-m multiport --dports 8080 -j ${chain}`);
     expect(r).toContain('-s 127.0.0.0/8 -j PX-HOSTPORT-SETMARK');
     expect(r).toContain('-d 192.0.2.1/32 -p udp -m udp --dport 5353 -j DNAT --to-destination 10.88.0.5:53');
-    expect(r).toContain(`--comment "net=${networkTag('net1')} c1 eth0"`);
+    // the owner tag first (shared/firewall/owner.ts; earlier versions wrote "net=<net8> c1 eth0")
+    expect(r).toContain(`--comment "${tagOfName(tag)} c1 eth0"`);
+    expect(addRestore(s, tag, attachmentComment('net1', 'c1', 'eth0'), plans[0], { chains: new Set(), rules: [] })).toContain(
+      `--comment "${tagOfName(tag)} c1/eth0"`,
+    );
     expect(r.trimEnd().endsWith('COMMIT')).toBe(true);
   });
   it('parses iptables-save, finds the network chains and removes them exactly', () => {

@@ -12,7 +12,7 @@
  * without addresses, until Docker moves it into the sandbox, renames it and configures the
  * address, gateway and routes Join hands back. See docs/docker.md.
  */
-import { mkdirSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { AgentConfigError, type AgentConfig } from '../../shared/agentconfig.ts';
 import type { Logger } from '../../shared/cni/log.ts';
@@ -31,7 +31,9 @@ import {
   parseCIDR,
   parseIP,
 } from '../../shared/ipnet.ts';
+import { ipBatch } from '../../shared/kernel/ip.ts';
 import { deleteLink, getLink, linkKind } from '../../shared/kernel/link.ts';
+import { policySettings, programPolicy, withPolicyLock } from '../../shared/policysync.ts';
 import type { DockerEndpoint, DockerNetwork, DockerPool, Endpoint } from '../../shared/objects/types.ts';
 import { ConflictError, type ObjectStore, type Stored } from '../../shared/store/types.ts';
 import { load } from '../../shared/cni/registry.ts';
@@ -41,14 +43,28 @@ import { parseConfList } from '../../shared/libcni/conf.ts';
 import { execPlugin, type ExecOptions } from '../../shared/libcni/invoke.ts';
 import { addNetworkList, buildPluginConfig, delNetworkList, type RuntimeConf, type ToolOptions } from '../../shared/libcni/libcni.ts';
 import {
+  overlayConfigOf,
+  settingsOf as overlaySettingsOf,
+  type OverlayConf,
+  type Settings as OverlaySettings,
+} from '../../shared/overlay/config.ts';
+import { converge, STORE_DEADLINE_MS } from '../../shared/overlay/converge.ts';
+import { cachedLease } from '../../shared/overlay/lease.ts';
+import { openStore as openLeaseStore, withDeadline } from '../../shared/overlay/store.ts';
+import { overlaySettings } from '../reconcilers/overlay.ts';
+import {
   OptionError,
   endpointConflist,
+  overlayConflist,
   exposedPortsOf,
   firstHostOf,
   networkConflist,
   networkSettings,
   poolsOf,
-  portMappingsOf,
+  allocatePorts,
+  parsePortRange,
+  portBindingsOf,
+  portRequestsOf,
   portmapConf,
   srcNameOf,
   staticRoutesOf,
@@ -70,6 +86,15 @@ export interface DockerSettings {
   poolPrefix: number;
   /** run the plugins built into the agent's executable in its process (default true); false: exec each */
   inProcess: boolean;
+  /** where `-p PORT` and `--publish-all` take host ports from (Docker's own default range) */
+  hostPorts: [number, number];
+  /**
+   * Join puts the endpoint's host veth down until the container's labels are registered and this
+   * node's policy is programmed for them (at most `holdSeconds`), so no packet of the container
+   * passes before its policy applies. Only with `dockerHost` (the labels come from there).
+   */
+  holdUntilLabelled: boolean;
+  holdSeconds: number;
 }
 
 const str = (v: unknown, d: string): string => (typeof v === 'string' && v ? v : d);
@@ -95,6 +120,11 @@ export function dockerSettings(cfg: AgentConfig, execDir: string): DockerSetting
     !(Array.isArray(d.defaultPools) && d.defaultPools.every((p) => typeof p === 'string' && parseCIDR(p)))
   )
     bad('defaultPools', 'must be a list of CIDRs');
+  if (d.holdUntilLabelled !== undefined && typeof d.holdUntilLabelled !== 'boolean') bad('holdUntilLabelled', 'must be true or false');
+  if (d.holdSeconds !== undefined && !(typeof d.holdSeconds === 'number' && d.holdSeconds > 0 && d.holdSeconds <= 600))
+    bad('holdSeconds', 'must be a number of seconds from 0 to 600');
+  if (d.hostPorts !== undefined && !(typeof d.hostPorts === 'string' && parsePortRange(d.hostPorts)))
+    bad('hostPorts', 'must be a port range "LOW-HIGH" (1-65535)');
   const name = str(d.name, 'cni-ts');
   const list = (v: unknown, dflt: string[]): string[] =>
     Array.isArray(v) && v.every((x) => typeof x === 'string') ? (v as string[]) : dflt;
@@ -110,13 +140,26 @@ export function dockerSettings(cfg: AgentConfig, execDir: string): DockerSetting
     defaultPools: list(d.defaultPools, ['10.213.0.0/16']),
     poolPrefix: typeof d.poolPrefix === 'number' ? d.poolPrefix : 24,
     inProcess: d.inProcess !== false,
+    hostPorts: parsePortRange(typeof d.hostPorts === 'string' ? d.hostPorts : '') ?? [49153, 60999],
+    holdUntilLabelled: d.holdUntilLabelled !== false,
+    holdSeconds: typeof d.holdSeconds === 'number' ? d.holdSeconds : 30,
   };
+}
+
+/** The host end of an endpoint's veth: the CNI result's interface in no sandbox that is neither the bridge nor the end Docker moves. */
+export function hostVethOf(ep: DockerEndpoint): string | undefined {
+  const r = ep.spec.result as { interfaces?: Array<{ name: string; sandbox?: string }> };
+  const bridge = (ep.spec.conflist.plugins as Json[])[0]?.bridge ?? r.interfaces?.[0]?.name;
+  return r.interfaces?.find((i) => !i.sandbox && i.name !== bridge && i.name !== ep.spec.srcName)?.name;
 }
 
 /** A CNM failure: answered as `{"Err": message}` (Docker prints it). */
 export class DriverError extends Error {}
 
 const HOST_NETNS = '/proc/self/ns/net';
+
+/** The DockerPool object name of a pool (one per node, address space and subnet). */
+export const poolIdOf = (node: string, space: string, pool: string): string => `p-${sha256Hex(`${node}\0${space}\0${pool}`).slice(0, 16)}`;
 
 /** A file's device:inode (hard links compare equal), '' when it cannot be read. */
 function identity(file: string): string {
@@ -243,6 +286,53 @@ export class DockerDriver {
     return { containerId: ep.metadata.name, netns: HOST_NETNS, ifname: ep.spec.srcName, args: ep.spec.cniArgs, capabilityArgs: {} };
   }
 
+  // ---------------------------------------------------------------- overlay
+  /** This node's overlay (the agent config's `overlay.config`): the plugin entry and its settings. */
+  private async overlay(): Promise<{ conf: OverlayConf; s: OverlaySettings }> {
+    let s: OverlaySettings | undefined;
+    try {
+      s = await overlaySettings(this.cfg);
+    } catch (e) {
+      throw new OptionError(`type=overlay: ${errText(e)}`);
+    }
+    const file = this.cfg.overlay.config;
+    if (!s || typeof file !== 'string')
+      throw new OptionError(
+        `type=overlay: the agent on node ${this.cfg.node} has no overlay (set overlay.config in its config to the overlay plugin's .conflist)`,
+      );
+    const p = this.cfg.source && !path.isAbsolute(file) ? path.resolve(path.dirname(this.cfg.source), file) : file;
+    const conf = overlayConfigOf(JSON.parse(readFileSync(p, 'utf8')) as Record<string, unknown>);
+    return { conf, s: overlaySettingsOf(conf) };
+  }
+
+  /** Lease this host's overlay subnet and set up its VTEP, bridge and peers (the overlay's own converge). */
+  private async convergeOverlay(s: OverlaySettings): Promise<string> {
+    const store = await withDeadline('connect', STORE_DEADLINE_MS, () => openLeaseStore(s.store));
+    try {
+      return (await converge(s, store, this.log.withPrefix('docker: overlay'))).lease.subnet;
+    } finally {
+      await store.close().catch(() => undefined);
+    }
+  }
+
+  /** The overlay network (and its settings) whose pool this is, when it belongs to one. */
+  private async overlayOfPool(p: DockerPool): Promise<OverlaySettings | undefined> {
+    const nets = (await this.store.list<DockerNetwork>('DockerNetwork')).items.map((n) => n.object);
+    const net = nets.find(
+      (n) => n.spec.node === this.cfg.node && n.spec.options.type === 'overlay' && n.spec.ipv4.some((x) => x.pool === p.spec.pool),
+    );
+    return net ? (await this.overlay()).s : undefined;
+  }
+
+  /** host-local's config over this host's overlay subnet: the overlay plugin's own store (stateDir/ipam, network name). */
+  private overlayHostLocalConf(s: OverlaySettings, subnet: string): Json {
+    return {
+      cniVersion: '1.0.0',
+      name: s.name,
+      ipam: { type: 'host-local', ranges: [[{ subnet }]], dataDir: path.join(s.stateDir, 'ipam') },
+    };
+  }
+
   // ---------------------------------------------------------------- networks
   private async createNetwork(b: Json): Promise<Json> {
     const id = String(b.NetworkID ?? '');
@@ -255,6 +345,22 @@ export class DockerDriver {
     if (!ipv4.length && !ipv6.length) throw new OptionError('the network has no address pool (give --subnet)');
     for (const p of [...ipv4, ...ipv6])
       if (!p.gateway) throw new OptionError(`pool ${p.pool} has no gateway: cni-ts puts the gateway on the bridge (give --gateway)`);
+    let overlay: { conf: OverlayConf; s: OverlaySettings } | undefined;
+    if (s.type === 'overlay') {
+      overlay = await this.overlay();
+      const cluster = formatCIDR(overlay.s.network);
+      if (ipv6.length) throw new OptionError(`type=overlay: the overlay ${overlay.s.name} is IPv4 only (no --ipv6 subnet)`);
+      if (ipv4.length !== 1 || ipv4[0]!.pool !== cluster)
+        throw new OptionError(
+          `type=overlay: --subnet must be the overlay's cluster network ${cluster} (got ${ipv4.map((p) => p.pool).join(', ') || 'none'})`,
+        );
+      const space = String((b.IPv4Data as Array<{ AddressSpace?: string }>)[0]?.AddressSpace || 'CniTsLocal');
+      if (!(await this.store.get<DockerPool>({ kind: 'DockerPool', namespace: '', name: poolIdOf(this.cfg.node, space, cluster) })))
+        throw new OptionError(
+          `type=overlay needs --ipam-driver ${this.s.name}: the addresses come from this host's subnet lease of ${cluster}, not from Docker's IPAM`,
+        );
+      s.network = overlay.s.name;
+    }
     const mine = (await this.store.list<DockerNetwork>('DockerNetwork')).items.filter(
       (n) => n.object.spec.node === this.cfg.node && n.object.metadata.name !== id,
     );
@@ -265,7 +371,7 @@ export class DockerDriver {
       throw new OptionError(
         `CNI network name ${s.network} is already used by Docker network ${nameClash.object.metadata.name.slice(0, 12)}`,
       );
-    const existing = await getLink(s.bridge).catch(() => undefined);
+    const existing = overlay ? undefined : await getLink(s.bridge).catch(() => undefined);
     if (existing && linkKind(existing) !== 'bridge')
       throw new OptionError(
         `bridge ${s.bridge}: an interface of that name exists and is not a bridge (${linkKind(existing) ?? 'unknown kind'})`,
@@ -280,11 +386,20 @@ export class DockerDriver {
         options: Object.fromEntries(Object.entries(generic).map(([k, v]) => [k, String(v)])),
         ipv4,
         ipv6,
-        conflist: networkConflist(s, this.cfg.source),
+        conflist: overlay ? overlayConflist(overlay.conf as unknown as Json, this.cfg.source) : networkConflist(s, this.cfg.source),
         portmap: portmapConf(s),
-        ownsBridge: !existing,
+        // the overlay's bridge and VTEP belong to the overlay (its reconciler), never to one Docker network
+        ownsBridge: !overlay && !existing,
       },
     };
+    if (overlay) {
+      try {
+        const subnet = await this.convergeOverlay(overlay.s);
+        this.log.info(`docker: overlay ${overlay.s.name}: this host holds ${subnet}`);
+      } catch (e) {
+        throw new DriverError(`type=overlay: setting up overlay ${overlay.s.name} on this host: ${errText(e)}`);
+      }
+    }
     await this.store.put(obj);
     this.log.info(
       `docker: network ${id.slice(0, 12)} created as CNI network ${s.network} on bridge ${s.bridge} (${[...ipv4, ...ipv6].map((p) => p.pool).join(', ')})`,
@@ -301,7 +416,8 @@ export class DockerDriver {
     );
     for (const e of eps) await this.deleteEndpoint({ NetworkID: id, EndpointID: e.object.metadata.name });
     const bridge = (got.object.spec.conflist.plugins as Json[])[0]?.bridge;
-    if (got.object.spec.ownsBridge && typeof bridge === 'string') await deleteLink(bridge);
+    if (got.object.spec.ownsBridge && (got.object.spec.conflist.plugins as Json[])[0]?.type === 'bridge' && typeof bridge === 'string')
+      await deleteLink(bridge);
     await this.store.delete({ kind: 'DockerNetwork', namespace: '', name: id });
     this.log.info(`docker: network ${id.slice(0, 12)} deleted${got.object.spec.ownsBridge ? ` with bridge ${String(bridge)}` : ''}`);
     return {};
@@ -340,6 +456,7 @@ export class DockerDriver {
     const rt: RuntimeConf = { containerId: id, netns: HOST_NETNS, ifname: srcName, args: cniArgs, capabilityArgs };
     const t0 = performance.now();
     mkdirSync(this.s.cacheDir, { recursive: true });
+    if (settings.type === 'overlay') await this.handOver(net, addresses);
     let result: Json;
     try {
       result = await addNetworkList(list, rt, this.tool);
@@ -367,6 +484,25 @@ export class DockerDriver {
     return { Interface: iface.MacAddress || !mac ? {} : { MacAddress: mac } };
   }
 
+  /**
+   * An overlay endpoint's addresses were reserved by RequestAddress in the overlay's host-local
+   * store under a reservation ID; the overlay plugin's ADD takes them under the endpoint's ID
+   * (args.cni.ips), so the reservation is dropped just before (under the driver's lock; host-local
+   * hands out addresses after its last one, so nothing else picks it in between).
+   */
+  private async handOver(net: DockerNetwork, addresses: string[]): Promise<void> {
+    const { s } = await this.overlay();
+    const subnet = cachedLease(s)?.subnet ?? formatCIDR(s.network);
+    for (const a of addresses) {
+      const ip = a.split('/')[0]!;
+      for (const pd of net.spec.ipv4) {
+        const pool = (await this.myPools()).find((p) => p.object.spec.pool === pd.pool)?.object;
+        const res = pool?.spec.reservations[ip];
+        if (res) await this.hostLocal(this.overlayHostLocalConf(s, subnet), 'DEL', res);
+      }
+    }
+  }
+
   private async deleteEndpoint(b: Json): Promise<Json> {
     const got = await this.getEndpoint(b.EndpointID);
     if (!got) return {};
@@ -389,13 +525,15 @@ export class DockerDriver {
   private async endpointOperInfo(b: Json): Promise<Json> {
     const ep = (await this.mustEndpoint(b.EndpointID)).object;
     const r = ep.spec.result as { interfaces?: Array<{ name: string; sandbox?: string }>; ips?: Array<{ address: string }> };
-    const host = r.interfaces?.find((i) => !i.sandbox && i.name !== (ep.spec.conflist.plugins as Json[])[0]?.bridge)?.name;
+    const host = hostVethOf(ep);
     return {
       Value: {
         network: (await this.getNetwork(ep.spec.networkId)).object.spec.network,
         hostInterface: host ?? '',
         interface: ep.spec.srcName,
         addresses: (r.ips ?? []).map((i) => i.address).join(','),
+        // libnetwork's key and shape for the published ports (the host ports `-p PORT`/`-P` were given)
+        'com.docker.network.portmap': portBindingsOf(ep.spec.portMappings ?? [], r.ips?.[0]?.address.split('/')[0]),
       },
     };
   }
@@ -441,14 +579,21 @@ export class DockerDriver {
         this.log.warn(`docker: endpoint ${ep.metadata.name.slice(0, 12)}: recording the sandbox: ${errText(e)}`),
       );
     }
-    const gw = (pools: PoolData[]): string => pools.find((p) => p.gateway)?.gateway?.split('/')[0] ?? '';
+    // the chain's gateway (an overlay's is this host's subnet's), else the pool's
+    const result = ep.spec.result as { ips?: Array<{ address: string; gateway?: string }>; routes?: Array<{ dst: string; gw?: string }> };
+    const gw = (fam: 4 | 6, pools: PoolData[]): string =>
+      result.ips?.find((i) => i.gateway && familyOf(i.address) === fam)?.gateway ??
+      pools.find((p) => p.gateway)?.gateway?.split('/')[0] ??
+      '';
+    const gateways = { 4: gw(4, net.spec.ipv4) || undefined, 6: gw(6, net.spec.ipv6) || undefined };
     const res: Json = {
       InterfaceName: { SrcName: ep.spec.srcName, DstPrefix: this.s.dstPrefix },
-      Gateway: gw(net.spec.ipv4),
-      GatewayIPv6: gw(net.spec.ipv6),
-      StaticRoutes: staticRoutesOf((ep.spec.result as { routes?: Array<{ dst: string; gw?: string }> }).routes),
+      Gateway: gateways[4] ?? '',
+      GatewayIPv6: gateways[6] ?? '',
+      StaticRoutes: staticRoutesOf(result.routes, gateways),
       DisableGatewayService: false,
     };
+    if (this.s.dockerHost && this.s.holdUntilLabelled) await this.setHeld(ep, true);
     this.onJoined?.(ep);
     return res;
   }
@@ -485,8 +630,14 @@ export class DockerDriver {
   private async programExternal(b: Json): Promise<Json> {
     const got = await this.mustEndpoint(b.EndpointID);
     const ep = structuredClone(got.object) as DockerEndpoint;
-    const mappings = portMappingsOf(((b.Options ?? {}) as Json)['com.docker.network.portmap']);
-    if (!mappings.length) return {};
+    const reqs = portRequestsOf(((b.Options ?? {}) as Json)['com.docker.network.portmap']);
+    if (!reqs.length) return {};
+    // host ports other Docker endpoints of this node publish: `-p PORT`/`-P` pick around them
+    const others = (await this.store.list<DockerEndpoint>('DockerEndpoint')).items
+      .map((e) => e.object)
+      .filter((e) => e.spec.node === this.cfg.node && e.metadata.name !== ep.metadata.name);
+    const taken = new Set(others.flatMap((e) => (e.spec.portMappings ?? []).map((m) => `${m.protocol}/${m.hostPort}`)));
+    const mappings = allocatePorts(reqs, taken, this.s.hostPorts);
     if (ep.spec.portMappings?.length) await this.portmap(ep, 'DEL');
     try {
       await this.portmap(ep, 'ADD', mappings);
@@ -562,7 +713,7 @@ export class DockerDriver {
         throw new DriverError(`--ip-range ${JSON.stringify(b.SubPool)} is not inside ${pool}`);
       subPool = formatCIDR(network(sp));
     }
-    const id = `p-${sha256Hex(`${this.cfg.node}\0${space}\0${pool}`).slice(0, 16)}`;
+    const id = poolIdOf(this.cfg.node, space, pool);
     const obj: DockerPool = {
       apiVersion: API,
       kind: 'DockerPool',
@@ -583,7 +734,8 @@ export class DockerDriver {
     const got = await this.store.get<DockerPool>({ kind: 'DockerPool', namespace: '', name: String(b.PoolID ?? '') });
     if (!got) return {};
     for (const [addr, res] of Object.entries(got.object.spec.reservations)) {
-      await this.hostLocal(got.object, 'DEL', res).catch((e: unknown) => this.log.warn(`docker: releasing ${addr}: ${errText(e)}`));
+      const conf = (await this.poolConf(got.object, false, false)).conf;
+      await this.hostLocal(conf, 'DEL', res).catch((e: unknown) => this.log.warn(`docker: releasing ${addr}: ${errText(e)}`));
     }
     rmSync(this.poolDir(got.object.metadata.name), { recursive: true, force: true });
     await this.store.delete({ kind: 'DockerPool', namespace: '', name: got.object.metadata.name });
@@ -604,12 +756,24 @@ export class DockerDriver {
     return { cniVersion: '1.0.0', name: p.metadata.name, ipam: { type: 'host-local', dataDir: this.s.ipamDataDir, ranges: [[range]] } };
   }
 
-  private async hostLocal(p: DockerPool, verb: 'ADD' | 'DEL', reservation: string, ip?: string): Promise<string | undefined> {
+  /**
+   * host-local's config for a pool and the prefix length of the addresses it gives: an overlay
+   * network's pool (the cluster network) hands out addresses of this host's leased subnet, from
+   * the overlay plugin's own store, with that subnet's prefix (the container's on-link subnet).
+   */
+  private async poolConf(p: DockerPool, specific: boolean, lease = true): Promise<{ conf: Json; prefix: number }> {
+    const ov = await this.overlayOfPool(p);
+    if (!ov) return { conf: this.hostLocalConf(p, specific), prefix: mustCIDR(p.spec.pool, 'pool').prefix };
+    const subnet = cachedLease(ov)?.subnet ?? (lease ? await this.convergeOverlay(ov) : formatCIDR(ov.network));
+    return { conf: this.overlayHostLocalConf(ov, subnet), prefix: ov.subnetLen };
+  }
+
+  private async hostLocal(conf: Json, verb: 'ADD' | 'DEL', reservation: string, ip?: string): Promise<string | undefined> {
     const args: Array<[string, string]> = ip ? [['IP', ip]] : [];
     const r = await execPlugin(
       'host-local',
       verb,
-      this.hostLocalConf(p, ip !== undefined),
+      conf,
       { containerId: reservation, netns: HOST_NETNS, ifname: 'docker', args },
       this.tool,
     );
@@ -636,13 +800,15 @@ export class DockerDriver {
     const reservation = `docker-ipam-${randomHex(12)}`;
     mkdirSync(this.s.ipamDataDir, { recursive: true });
     let cidr: string | undefined;
+    let pc: { conf: Json; prefix: number };
     try {
-      cidr = await this.hostLocal(p, 'ADD', reservation, asked);
+      pc = await this.poolConf(p, asked !== undefined);
+      cidr = await this.hostLocal(pc.conf, 'ADD', reservation, asked);
     } catch (e) {
       throw new DriverError(`no address from pool ${p.spec.pool}: ${errText(e)}`);
     }
     if (!cidr) {
-      await this.hostLocal(p, 'DEL', reservation).catch(() => undefined);
+      await this.hostLocal(pc.conf, 'DEL', reservation).catch(() => undefined);
       throw new DriverError(`host-local returned no address for pool ${p.spec.pool}`);
     }
     const addr = cidr.split('/')[0]!;
@@ -650,10 +816,10 @@ export class DockerDriver {
     try {
       await this.store.put(p, { expectRevision: got.revision });
     } catch (e) {
-      await this.hostLocal(p, 'DEL', reservation).catch(() => undefined);
+      await this.hostLocal(pc.conf, 'DEL', reservation).catch(() => undefined);
       throw e;
     }
-    return { Address: `${addr}/${prefix}`, Data: {} };
+    return { Address: `${addr}/${pc.prefix}`, Data: {} };
   }
 
   private async releaseAddress(b: Json): Promise<Json> {
@@ -668,10 +834,26 @@ export class DockerDriver {
     }
     const res = p.spec.reservations[addr];
     if (!res) return {};
-    await this.hostLocal(p, 'DEL', res);
+    await this.hostLocal((await this.poolConf(p, false, false)).conf, 'DEL', res);
     delete p.spec.reservations[addr];
     await this.store.put(p, { expectRevision: got.revision });
     return {};
+  }
+
+  /** Put the endpoint's host veth down (held: nothing passes) or up again. */
+  async setHeld(ep: DockerEndpoint, held: boolean): Promise<void> {
+    const veth = hostVethOf(ep);
+    if (!veth) return;
+    await ipBatch([['link', 'set', 'dev', veth, held ? 'down' : 'up']]);
+    this.log.debug(
+      `docker: endpoint ${ep.metadata.name.slice(0, 12)}: ${veth} ${held ? 'held down until its labels are registered' : 'up'}`,
+    );
+  }
+
+  /** Program this node's policy table now (the endpoint plugin's way: under the table's lock, from the store). */
+  async programPolicy(): Promise<void> {
+    const ps = policySettings(this.cfg);
+    await withPolicyLock(ps, () => programPolicy(this.store, this.cfg.node, ps));
   }
 
   /** Endpoint IDs whose lookup runs (for the resolver). */

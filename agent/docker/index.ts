@@ -62,6 +62,8 @@ export class DockerPlugin {
       for (const ep of eps) {
         const reg = await driver.registration(ep);
         if (reg && !reg.object.metadata.annotations?.['cni-ts.dev/docker-container']) void this.resolve(driver, ep);
+        // named before the restart: a hold the stopped agent did not lift is lifted now
+        else if (this.s.holdUntilLabelled) await driver.setHeld(ep, false).catch(() => undefined);
       }
     } catch (e) {
       this.log.warn(`docker: looking for endpoints without container names: ${(e as Error).message}`);
@@ -94,8 +96,9 @@ export class DockerPlugin {
       }
       if (req.method !== 'POST') return reply(405, { Err: `${method}: use POST` });
       if (!driver.handlers[method]) return reply(404, { Err: `cni-ts does not implement ${method}` });
+      const t0 = performance.now();
       const out = await driver.handle(method, body);
-      this.log.debug(`docker: ${method} ok`);
+      this.log.debug(`docker: ${method} ok in ${Math.round(performance.now() - t0)} ms`);
       reply(200, out);
     } catch (e) {
       const msg = (e as Error).message ?? String(e);
@@ -104,9 +107,27 @@ export class DockerPlugin {
     }
   }
 
-  /** After Join: learn the container's names, labels and aliases from dockerd (background). */
+  /**
+   * After Join: learn the container's names, labels and aliases from dockerd (background). Join
+   * held the endpoint's host veth down: it comes up once the labels are registered and this
+   * node's policy is programmed for them, or after `holdSeconds` whatever happened (then with a
+   * warning: the container's traffic is policed by what is known of it, its namespace).
+   */
   private async resolve(driver: DockerDriver, ep: DockerEndpoint): Promise<void> {
     if (!this.s.dockerHost || !driver.markResolving(ep.metadata.name, true)) return;
+    let released = false;
+    const release = async (why?: string): Promise<void> => {
+      if (released || !this.s.holdUntilLabelled) return;
+      released = true;
+      if (why) this.log.warn(`docker: endpoint ${ep.metadata.name.slice(0, 12)}: released without its labels: ${why}`);
+      await driver
+        .setHeld(ep, false)
+        .catch((e: unknown) => this.log.warn(`docker: releasing endpoint ${ep.metadata.name.slice(0, 12)}: ${(e as Error).message}`));
+    };
+    const timer = setTimeout(
+      () => void release(`dockerd did not name its container within ${this.s.holdSeconds} s`),
+      this.s.holdSeconds * 1000,
+    );
     try {
       const c = await lookupContainer(this.s.dockerHost, ep.spec.networkId, ep.metadata.name, 60_000);
       if (this.stopped) return;
@@ -127,11 +148,18 @@ export class DockerPlugin {
       this.log.info(
         `docker: endpoint ${ep.metadata.name.slice(0, 12)} is container ${c.name} (${Object.keys(c.labels).length} labels, aliases ${c.aliases.join(',') || 'none'})`,
       );
+      if (this.s.holdUntilLabelled && !released) {
+        // the labels are in the store: this node's table for them before the first packet
+        await driver.programPolicy();
+        await release();
+      }
     } catch (e) {
       if (!this.stopped)
         this.log.warn(`docker: asking ${this.s.dockerHost} about endpoint ${ep.metadata.name.slice(0, 12)}: ${(e as Error).message}`);
     } finally {
+      clearTimeout(timer);
       driver.markResolving(ep.metadata.name, false);
+      if (!this.stopped) await release('its container was not found or the lookup failed');
     }
   }
 

@@ -16,6 +16,10 @@ export class OptionError extends Error {
 }
 
 export interface NetworkSettings {
+  /** `bridge` (one host) or `overlay` (this node's overlay, the agent config's `overlay.config`) */
+  type: 'bridge' | 'overlay';
+  /** the `--opt` keys given (an overlay network refuses the bridge-only ones) */
+  given: string[];
   /** CNI network name (Endpoint spec.network, masquerade owner, DNS network domain key) */
   network: string;
   bridge: string;
@@ -90,10 +94,30 @@ export const OPTION_KEYS: Record<string, Setter> = {
   portmapSnat: (s, v, k) => (s.portmapSnat = bool(v, k)),
   namespace: (s, v, k) => (s.namespace = ident(NS_NAME, 'a namespace name (lower case, digits, -)')(v, k)),
   network: (s, v, k) => (s.network = ident(CNI_NAME, 'a CNI network name')(v, k)),
-  type: (_s, v, k) => {
-    if (v !== 'bridge') throw new OptionError(`option ${k}: only "bridge" is served through Docker (got ${JSON.stringify(v)})`);
+  type: (s, v, k) => {
+    if (v !== 'bridge' && v !== 'overlay') throw new OptionError(`option ${k}: must be "bridge" or "overlay" (got ${JSON.stringify(v)})`);
+    s.type = v;
   },
 };
+
+/** Keys that only mean something for a bridge network: an overlay network takes them from the overlay config. */
+export const BRIDGE_ONLY = [
+  'bridge',
+  'com.docker.network.bridge.name',
+  'mtu',
+  'com.docker.network.driver.mtu',
+  'ipMasq',
+  'com.docker.network.bridge.enable_ip_masquerade',
+  'ipMasqBackend',
+  'hairpinMode',
+  'promiscMode',
+  'macspoofchk',
+  'portIsolation',
+  'com.docker.network.bridge.enable_icc',
+  'vlan',
+  'nftTable',
+  'network',
+];
 
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 
@@ -104,6 +128,8 @@ const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
  */
 export function networkSettings(networkId: string, generic: Record<string, unknown>): NetworkSettings {
   const s: NetworkSettings = {
+    type: 'bridge',
+    given: [],
     network: `docker-${networkId.slice(0, 12)}`,
     bridge: `cnd-${networkId.slice(0, 11)}`,
     ipMasq: true,
@@ -125,12 +151,19 @@ export function networkSettings(networkId: string, generic: Record<string, unkno
       continue;
     }
     const set = OPTION_KEYS[key];
-    if (set) set(s, v, key);
-    else if (!key.startsWith('com.docker.network.')) {
+    if (set) {
+      set(s, v, key);
+      s.given.push(key);
+    } else if (!key.startsWith('com.docker.network.')) {
       const known = [...Object.keys(OPTION_KEYS).filter((k) => !k.startsWith('com.docker.')), 'label.<key>'];
       throw new OptionError(`unknown option ${JSON.stringify(key)} (cni-ts knows: ${known.join(', ')}; see docs/docker.md)`);
     }
   }
+  const misplaced = s.type === 'overlay' ? s.given.filter((k) => BRIDGE_ONLY.includes(k)) : [];
+  if (misplaced.length)
+    throw new OptionError(
+      `option ${misplaced.join(', ')}: not for a type=overlay network (the bridge, MTU, masquerade and CNI network name are the overlay config's, agent config overlay.config)`,
+    );
   return s;
 }
 
@@ -179,6 +212,23 @@ export function networkConflist(s: NetworkSettings, agentConfig: string): Record
   return { cniVersion: '1.0.0', name: s.network, plugins: [bridge, endpoint] };
 }
 
+/**
+ * The network list of a `type=overlay` network: this node's overlay plugin (the agent config's
+ * `overlay.config`, so the lease, VTEP, bridge, host-local store and CNI network name are the
+ * ones CNI attachments of that overlay on this host use) with `disableContainerInterface` (its
+ * bridge delegate leaves the container end for Docker), then endpoint. The address Docker was
+ * given is asked of the overlay's host-local through `args.cni.ips` per endpoint.
+ */
+export function overlayConflist(overlay: Record<string, unknown>, agentConfig: string): Record<string, unknown> {
+  const { name, cniVersion, ...plugin } = overlay;
+  const endpoint: Record<string, unknown> = { type: 'endpoint', agentConfig, setDns: false, capabilities: { aliases: true } };
+  return {
+    cniVersion: typeof cniVersion === 'string' && cniVersion ? cniVersion : '1.0.0',
+    name,
+    plugins: [{ ...plugin, type: 'overlay', disableContainerInterface: true }, endpoint],
+  };
+}
+
 /** The portmap plugin config of the network (ProgramExternalConnectivity runs it on its own). */
 export function portmapConf(s: Pick<NetworkSettings, 'portmapTable' | 'portmapBackend' | 'portmapSnat'>): Record<string, unknown> {
   const p: Record<string, unknown> = { type: 'portmap', capabilities: { portMappings: true } };
@@ -213,7 +263,13 @@ export function endpointConflist(net: Record<string, unknown>, pools: PoolData[]
     if (gw) out.gateway = gw;
     return out;
   });
-  plugins[0] = { ...plugins[0], ipam: { type: 'static', addresses } };
+  if (plugins[0]?.type === 'overlay') {
+    // the overlay's own host-local (its store on this host) takes exactly these addresses
+    const { args, ...rest } = plugins[0];
+    const cni = { ...(((args as Record<string, unknown> | undefined)?.cni as Record<string, unknown> | undefined) ?? {}) };
+    cni.ips = ep.addresses.map((a) => a.split('/')[0]!);
+    plugins[0] = { ...rest, args: { ...((args as Record<string, unknown> | undefined) ?? {}), cni } };
+  } else plugins[0] = { ...plugins[0], ipam: { type: 'static', addresses } };
   const endpoint = plugins.find((p) => p.type === 'endpoint');
   if (endpoint) {
     const cni: Record<string, unknown> = {};
@@ -236,31 +292,92 @@ export interface PortBinding {
   HostPortEnd?: number;
 }
 
-/** `com.docker.network.portmap` as portmap's `portMappings` (ranges expanded one to one). */
-export function portMappingsOf(bindings: unknown): Array<{ hostPort: number; containerPort: number; protocol: string; hostIP?: string }> {
+export interface PortMapping {
+  hostPort: number;
+  containerPort: number;
+  protocol: string;
+  hostIP?: string;
+}
+
+/** One `-p` binding as Docker sends it: `hostPort` 0 = any free port; `hostPortEnd` > `hostPort` = any one of that range. */
+export interface PortRequest extends PortMapping {
+  hostPortEnd: number;
+}
+
+/**
+ * `com.docker.network.portmap` (libnetwork's PortBinding list) as requests. Docker sends one
+ * binding per container port: `-p 8080:80` → HostPort 8080; `-p 80` and `--publish-all` →
+ * HostPort 0; `-p 8000-8010:80` → HostPort 8000, HostPortEnd 8010 (any one of them, as
+ * Docker's own port allocator reads it).
+ */
+export function portRequestsOf(bindings: unknown): PortRequest[] {
   if (bindings === undefined || bindings === null) return [];
   if (!Array.isArray(bindings)) throw new OptionError('com.docker.network.portmap must be a list');
-  const out: Array<{ hostPort: number; containerPort: number; protocol: string; hostIP?: string }> = [];
+  const out: PortRequest[] = [];
   for (const b of bindings as PortBinding[]) {
     const protocol = PROTOCOLS[b.Proto ?? 6];
     if (!protocol) throw new OptionError(`port binding ${JSON.stringify(b)}: protocol ${b.Proto} is not tcp, udp or sctp`);
     if (!b.Port) throw new OptionError(`port binding ${JSON.stringify(b)}: no container port`);
-    if (!b.HostPort)
-      throw new OptionError(
-        `-p ${b.Port}/${protocol} without a host port: cni-ts does not pick host ports, publish as -p HOSTPORT:${b.Port}`,
-      );
-    const end = b.HostPortEnd && b.HostPortEnd > b.HostPort ? b.HostPortEnd : b.HostPort;
-    for (let hp = b.HostPort; hp <= end; hp++) {
-      const m: { hostPort: number; containerPort: number; protocol: string; hostIP?: string } = {
-        hostPort: hp,
-        containerPort: b.Port + (hp - b.HostPort),
-        protocol,
-      };
-      if (b.HostIP && b.HostIP !== '0.0.0.0' && b.HostIP !== '::' && parseIP(b.HostIP)) m.hostIP = b.HostIP;
-      out.push(m);
-    }
+    const hostPort = b.HostPort ?? 0;
+    const r: PortRequest = {
+      hostPort,
+      hostPortEnd: b.HostPortEnd && b.HostPortEnd > hostPort ? b.HostPortEnd : hostPort,
+      containerPort: b.Port,
+      protocol,
+    };
+    if (b.HostIP && b.HostIP !== '0.0.0.0' && b.HostIP !== '::' && parseIP(b.HostIP)) r.hostIP = b.HostIP;
+    out.push(r);
   }
   return out;
+}
+
+/** `docker.hostPorts` ("49153-60999"): the range `-p PORT` and `--publish-all` take host ports from. */
+export function parsePortRange(v: string): [number, number] | undefined {
+  const m = /^(\d{1,5})-(\d{1,5})$/.exec(v);
+  if (!m) return undefined;
+  const [lo, hi] = [Number(m[1]), Number(m[2])];
+  return lo >= 1 && hi <= 65535 && lo <= hi ? [lo, hi] : undefined;
+}
+
+/**
+ * Host ports for the requests (pure): a fixed port is kept (refused when another endpoint of
+ * this node publishes it), a range or 0 takes the lowest port free for that protocol in the
+ * range or in `defaults` (docker.hostPorts). `taken`: "tcp/8080" of every other endpoint.
+ */
+export function allocatePorts(reqs: PortRequest[], taken: ReadonlySet<string>, defaults: [number, number]): PortMapping[] {
+  const used = new Set(taken);
+  const out: PortMapping[] = [];
+  // fixed ports first, so a free pick never takes a port asked for by number
+  for (const r of reqs) if (r.hostPort && r.hostPortEnd === r.hostPort) used.add(`${r.protocol}/${r.hostPort}`);
+  for (const r of reqs) {
+    const { hostPortEnd: _end, ...m } = r;
+    if (r.hostPort && r.hostPortEnd === r.hostPort) {
+      if (taken.has(`${r.protocol}/${r.hostPort}`))
+        throw new OptionError(`host port ${r.hostPort}/${r.protocol} is already published by another container on this node`);
+      out.push(m);
+      continue;
+    }
+    const [lo, hi] = r.hostPort ? [r.hostPort, r.hostPortEnd] : defaults;
+    let port = 0;
+    for (let p = lo; p <= hi && !port; p++) if (!used.has(`${r.protocol}/${p}`)) port = p;
+    if (!port) throw new OptionError(`no free ${r.protocol} host port in ${lo}-${hi} for container port ${r.containerPort}`);
+    used.add(`${r.protocol}/${port}`);
+    out.push({ ...m, hostPort: port });
+  }
+  return out;
+}
+
+/** The bindings as libnetwork's PortBinding list (EndpointOperInfo's `com.docker.network.portmap`). */
+export function portBindingsOf(mappings: PortMapping[], containerIP?: string): PortBinding[] {
+  const num = (p: string): number => Number(Object.entries(PROTOCOLS).find(([, v]) => v === p)?.[0] ?? 6);
+  return mappings.map((m) => ({
+    Proto: num(m.protocol),
+    ...(containerIP ? { IP: containerIP } : {}),
+    Port: m.containerPort,
+    HostIP: m.hostIP ?? '0.0.0.0',
+    HostPort: m.hostPort,
+    HostPortEnd: m.hostPort,
+  }));
 }
 
 /** `com.docker.network.endpoint.exposedports` as the endpoint plugin's container ports. */
@@ -287,10 +404,15 @@ export function srcNameOf(endpointId: string, prefix: string): string {
 /** Join's StaticRoutes from the CNI result's routes (the default route is Join's Gateway). */
 export function staticRoutesOf(
   routes: Array<{ dst: string; gw?: string }> | undefined,
+  gateways: { 4?: string; 6?: string } = {},
 ): Array<{ Destination: string; RouteType: number; NextHop?: string }> {
+  // a CNI route without gw goes through the default gateway (the spec's reading), not on-link
   return (routes ?? [])
     .filter((r) => !/^(0\.0\.0\.0|::)\/0$/.test(canonicalCIDR(r.dst) ?? r.dst))
-    .map((r) => (r.gw ? { Destination: r.dst, RouteType: 0, NextHop: r.gw } : { Destination: r.dst, RouteType: 1 }));
+    .map((r) => {
+      const gw = r.gw ?? gateways[familyOf(r.dst) === 6 ? 6 : 4];
+      return gw ? { Destination: r.dst, RouteType: 0, NextHop: gw } : { Destination: r.dst, RouteType: 1 };
+    });
 }
 
 /** The first host of a pool (the gateway Docker's own IPAM would pick). */

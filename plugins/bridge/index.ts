@@ -13,14 +13,14 @@ import { canonicalCIDR, canonicalIP, familyOf } from '../../shared/ipnet.ts';
 import { bridgeBatch, routes as readRoutes, type RouteInfo } from '../../shared/kernel/ip.ts';
 import { configureIface, deleteLink, getLink, linkAddresses, linkKind, ownNetnsLinkNames, randomMac } from '../../shared/kernel/link.ts';
 import { netnsExists, requireNetns } from '../../shared/kernel/netns.ts';
-import { nftApply } from '../../shared/kernel/nft.ts';
+import { transaction } from '../../shared/firewall/nft.ts';
 import { setSysctls } from '../../shared/kernel/sysctl.ts';
 import { createVethPair, hostVethCandidates, hostVethName, livePairOf } from '../../shared/kernel/veth.ts';
 import schema from '../../conf/schemas/bridge.schema.json' with { type: 'json' };
 import { ensureBridge, portVlanCommands } from './bridge.ts';
 import { vlanFilteringSupported } from '../../shared/kernel/link.ts';
 import { needsVlanFiltering, resolveSettings, type BridgeConf, type BridgeSettings } from './config.ts';
-import { macspoofDel, macspoofGc, macspoofPresent, macspoofScript } from './macspoof.ts';
+import { macspoofAdd, macspoofDel, macspoofGc, macspoofPresent, macspoofScript } from './macspoof.ts';
 import { pickDns, planAdd } from './plan.ts';
 
 const ownerOf = (req: Request<BridgeConf>): MasqueradeOwner => ({
@@ -144,7 +144,7 @@ async function add(req: Request<BridgeConf>): Promise<Result> {
       if (backend?.addScript) script += backend.addScript(owner, masq);
       else if (backend) firewall = backend.add(owner, masq);
       if (s.macspoofchk) script += macspoofScript(s.nftTable, owner, hostName, contMac);
-      if (script) firewall = firewall.then(() => nftApply(script));
+      if (script) firewall = firewall.then(() => transaction(script));
       firewall.catch(() => undefined); // awaited below, on success and on failure
       const hostCmds = (name: string): string[][] => {
         const cmds = [['link', 'set', 'dev', name, 'master', br.name]];
@@ -186,9 +186,7 @@ async function add(req: Request<BridgeConf>): Promise<Result> {
       }
       if (s.macspoofchk && hostName !== first) {
         const port = hostName;
-        firewall = firewall
-          .then(() => macspoofDel(s.nftTable, owner))
-          .then(() => nftApply(macspoofScript(s.nftTable, owner, port, contMac)));
+        firewall = firewall.then(() => macspoofDel(s.nftTable, owner)).then(() => macspoofAdd(s.nftTable, owner, port, contMac));
         firewall.catch(() => undefined);
       }
       undo.push(() => deleteLink(hostName));

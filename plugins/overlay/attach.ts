@@ -37,6 +37,8 @@ export function bridgeConfig(req: Request<OverlayConf>, s: Settings, subnet: str
     if (req.raw[k] !== undefined) conf[k] = req.raw[k];
   }
   if (req.config.dns) conf.dns = req.config.dns;
+  // a runtime that moves the container end itself (Docker's CNM driver): the bridge leaves it in CNI_NETNS
+  if (req.config.disableContainerInterface === true) conf.disableContainerInterface = true;
   return conf;
 }
 

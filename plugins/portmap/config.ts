@@ -2,7 +2,7 @@
  * portmap configuration: settings with their defaults, the container addresses taken from
  * prevResult, and the per-family plan of mappings. Pure functions, no kernel access.
  */
-import { sha256Hex } from '../../shared/hash.ts';
+import { networkHash, ownerComment, ownerName, type FirewallOwner } from '../../shared/firewall/owner.ts';
 import { invalidConfig, unsupportedField } from '../../shared/cni/errors.ts';
 import type { NetConfBase, Result } from '../../shared/cni/types.ts';
 import { type Family, formatCIDR, network, parseCIDR, parseIP, formatIP } from '../../shared/ipnet.ts';
@@ -175,22 +175,28 @@ export function planOf(s: Settings, mappings: Mapping[], addrs: Partial<Record<F
   return plans;
 }
 
-const sha = (s: string): string => sha256Hex(s);
+/** The owner of an attachment's rules (shared/firewall/owner.ts: one vocabulary for every owner). */
+export const attachmentOwner = (netName: string, containerId: string, ifname: string): FirewallOwner => ({
+  network: netName,
+  containerId,
+  ifname,
+});
 
-/** A short stable tag for a network (its `name`): GC only touches its own network's rules. */
-export const networkTag = (netName: string): string => sha(netName).slice(0, 8);
+/** A short stable tag for a network (its `name`, the firewall's network hash): GC only touches its own network's rules. */
+export const networkTag = (netName: string): string => networkHash(netName);
 
 /**
- * A stable tag for one attachment: network tag + hash of (network, containerID, ifname).
+ * A stable tag for one attachment: the firewall owner's tag as a name (`<net8>-<att16>`,
+ * shared/firewall/owner.ts `ownerName`, the same hashes as the `cni:<net8>:<att16>` comment tag).
  * nft chains are named `pm-<tag>`.
  */
 export function attachmentTag(netName: string, containerId: string, ifname: string): string {
-  return `${networkTag(netName)}-${sha(`${netName}\0${containerId}\0${ifname}`).slice(0, 16)}`;
+  return ownerName(attachmentOwner(netName, containerId, ifname));
 }
 
-/** A comment naming the attachment, safe inside double quotes, at most 120 bytes. */
-export function attachmentComment(containerId: string, ifname: string): string {
-  return `${containerId} ${ifname}`.replace(/[^\x20-\x7e]|["\\]/g, '_').slice(0, 120);
+/** The rules' comment: the owner tag, then container ID and ifname (`ownerComment`, at most 120 bytes). */
+export function attachmentComment(netName: string, containerId: string, ifname: string): string {
+  return ownerComment(attachmentOwner(netName, containerId, ifname));
 }
 
 export const describeMapping = (m: Mapping): string =>

@@ -98,7 +98,12 @@ export default definePlugin<PortmapConf>({
       const v4 = plans.find((p) => p.container.family === 4);
       const localnet = s.snat && v4 ? enableRouteLocalnet(req, v4.container.ip) : Promise.resolve();
       try {
-        await backendOf(s).add(s, attachmentTag(req.config.name, containerId, ifname), attachmentComment(containerId, ifname), plans);
+        await backendOf(s).add(
+          s,
+          attachmentTag(req.config.name, containerId, ifname),
+          attachmentComment(req.config.name, containerId, ifname),
+          plans,
+        );
       } finally {
         await localnet;
       }

@@ -1,10 +1,12 @@
 /**
  * The iptables backend: per family one `iptables-save -t nat` read and one
- * `iptables-restore --noflush` write per verb, under a lock so the read-check-write of
- * concurrent ADDs (conflict detection) is serialised.
+ * `iptables-restore --noflush` write per verb, under the one iptables lock so the
+ * read-check-write of concurrent ADDs (conflict detection) is serialised; all through the
+ * firewall owners' iptables door (shared/firewall/iptables.ts).
  */
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
-import { iptablesRestore, iptablesSave, iptablesUnusable, withIptablesLock } from '../../shared/kernel/iptables.ts';
+import { readSaved, restoreScriptTransaction, withFirewallLock } from '../../shared/firewall/iptables.ts';
+import { iptablesUnusable } from '../../shared/kernel/iptables.ts';
 import type { Family } from '../../shared/ipnet.ts';
 import type { Backend } from './backend.ts';
 import type { Settings } from './config.ts';
@@ -15,21 +17,15 @@ import {
   expectedDnat,
   iptConflicts,
   networkChains,
-  parseSave,
   removeRestore,
   type SavedNat,
 } from './iptables.ts';
 
-async function save(f: Family): Promise<SavedNat | undefined> {
-  const text = await iptablesSave(f, 'nat', { allowFail: true });
-  return text === undefined ? undefined : parseSave(text);
-}
+const save = (f: Family): Promise<SavedNat | undefined> => readSaved(f, 'nat', { allowFail: true });
 
-async function restore(f: Family, script: string): Promise<void> {
-  await iptablesRestore(f, script, 10);
-}
+const restore = (f: Family, script: string): Promise<void> => restoreScriptTransaction(f, script, 10);
 
-const locked = <T>(_s: Settings, body: () => Promise<T>): Promise<T> => withIptablesLock(body);
+const locked = <T>(_s: Settings, body: () => Promise<T>): Promise<T> => withFirewallLock(body);
 
 async function removeChains(s: Settings, pick: (f: Family, saved: SavedNat) => string[]): Promise<void> {
   let usable = 0;

@@ -10,8 +10,14 @@
  *   P-HOSTPORT-SETMARK: -j MARK --set-xmark MARK/MARK
  *   POSTROUTING (first): -j P-HOSTPORT-MASQ;  P-HOSTPORT-MASQ: -m mark --mark MARK/MARK -j MASQUERADE
  *
- * Every rule carries `-m comment --comment "net=<nettag> <containerID> <ifname>"`.
+ * Every rule of an attachment carries its owner tag, `-m comment --comment "cni:<net8>:<att16>
+ * <containerID>/<ifname>"` (shared/firewall/owner.ts, the scheme of every firewall owner). Earlier
+ * versions wrote `"net=<net8> <containerID> <ifname>"`: GC still finds those (`networkChains`),
+ * DEL finds an attachment by its chain name either way. Reading and writing go through
+ * shared/firewall/iptables.ts.
  */
+import { parseSaved, tokenize, valueAfter, type SavedTable } from '../../shared/firewall/iptables.ts';
+import { commentWithTag, humanOfComment, tagOfComment } from '../../shared/firewall/owner.ts';
 import { restoreLine, restoreToken } from '../../shared/kernel/batch.ts';
 import type { Family } from '../../shared/ipnet.ts';
 import type { FamilyPlan, Mapping, Settings } from './config.ts';
@@ -26,7 +32,10 @@ export const chainNames = (prefix: string) => ({
 /** The per-attachment chain: at most 28 characters (prefix is at most 10). */
 export const attachmentChain = (prefix: string, tag: string): string => `${prefix}-DN-${tag.split('-')[1].slice(0, 14)}`;
 export const netTagOf = (tag: string): string => tag.split('-')[0];
-export const iptComment = (netTag: string, comment: string): string => `net=${netTag} ${comment}`;
+/** The comment of earlier versions (read by GC, never written). */
+export const legacyIptComment = (netTag: string, comment: string): string => `net=${netTag} ${comment}`;
+/** The rules' comment: `comment` when it carries the owner tag (attachmentComment), else the tag is put first. */
+export const iptComment = (tag: string, comment: string): string => commentWithTag(tag, comment);
 
 /** One argv token in iptables-restore syntax (shared/kernel/batch.ts: refused unless it is safe). */
 export const quote = restoreToken;
@@ -35,59 +44,14 @@ const line = restoreLine;
 const hex = (n: number): string => `0x${n.toString(16)}`;
 const hostMatch = (m: Mapping, f: Family): string[] => (m.hostIP ? ['-d', `${m.hostIP}/${f === 4 ? 32 : 128}`] : []);
 
-/** iptables-save output, reduced to what we need: chains and `-A` rules as token lists. */
-export interface SavedNat {
-  chains: Set<string>;
-  rules: Array<{ chain: string; text: string; tokens: string[] }>;
-}
+/** iptables-save output, reduced to what we need: chains and `-A` rules as token lists (shared/firewall/iptables.ts). */
+export type SavedNat = SavedTable;
 
-/** Split an iptables-save rule line into tokens (double quotes with backslash escapes). */
-export function tokenize(s: string): string[] {
-  const out: string[] = [];
-  let cur = '';
-  let inQ = false;
-  let has = false;
-  for (let i = 0; i < s.length; i++) {
-    const c = s[i];
-    if (inQ) {
-      if (c === '\\' && i + 1 < s.length) cur += s[++i];
-      else if (c === '"') inQ = false;
-      else cur += c;
-    } else if (c === '"') {
-      inQ = true;
-      has = true;
-    } else if (/\s/.test(c)) {
-      if (has || cur) out.push(cur);
-      cur = '';
-      has = false;
-    } else {
-      cur += c;
-    }
-  }
-  if (has || cur) out.push(cur);
-  return out;
-}
+export { tokenize };
 
 export function parseSave(text: string): SavedNat {
-  const st: SavedNat = { chains: new Set(), rules: [] };
-  let inNat = false;
-  for (const raw of text.split('\n')) {
-    const l = raw.trim();
-    if (l.startsWith('*')) inNat = l === '*nat';
-    if (!inNat) continue;
-    if (l.startsWith(':')) st.chains.add(l.slice(1).split(' ')[0]);
-    else if (l.startsWith('-A ')) {
-      const tokens = tokenize(l);
-      st.rules.push({ chain: tokens[1], text: l.slice(3 + tokens[1].length).trim(), tokens: tokens.slice(2) });
-    }
-  }
-  return st;
+  return parseSaved(text, 'nat');
 }
-
-const valueAfter = (tokens: string[], flag: string): string | undefined => {
-  const i = tokens.indexOf(flag);
-  return i >= 0 ? tokens[i + 1] : undefined;
-};
 
 /** "tcp/8080@192.0.2.1/32>10.88.0.5:80" for a DNAT rule, else undefined. */
 export function dnatSignature(tokens: string[]): string | undefined {
@@ -111,7 +75,7 @@ export const hostSide = (sig: string): string => sig.split('>')[0];
 export function addRestore(s: Settings, tag: string, comment: string, p: FamilyPlan, saved: SavedNat): string {
   const n = chainNames(s.iptablesPrefix);
   const chain = attachmentChain(s.iptablesPrefix, tag);
-  const c = iptComment(netTagOf(tag), comment);
+  const c = iptComment(tag, comment);
   const f = p.container.family;
   const setmark = s.externalSetMarkChain ?? n.setmark;
   const out = ['*nat'];
@@ -218,7 +182,9 @@ export function networkChains(prefix: string, netTag: string, saved: SavedNat): 
     if (r.chain !== n.dnat) continue;
     const target = valueAfter(r.tokens, '-j');
     const comment = valueAfter(r.tokens, '--comment');
-    if (target?.startsWith(n.dnPrefix) && comment?.startsWith(`net=${netTag} `)) out.add(target);
+    if (!target?.startsWith(n.dnPrefix) || !comment) continue;
+    const tag = tagOfComment(comment);
+    if (tag ? tag.startsWith(`cni:${netTag}:`) : comment.startsWith(`net=${netTag} `)) out.add(target);
   }
   return [...out];
 }
@@ -231,7 +197,8 @@ export function iptConflicts(prefix: string, ownChain: string, p: FamilyPlan, sa
   for (const r of saved.rules) {
     if (!r.chain.startsWith(n.dnPrefix) || r.chain === ownChain) continue;
     const sig = dnatSignature(r.tokens);
-    if (sig && wanted.has(hostSide(sig))) out.push({ want: hostSide(sig), holder: valueAfter(r.tokens, '--comment') ?? r.chain });
+    if (sig && wanted.has(hostSide(sig)))
+      out.push({ want: hostSide(sig), holder: humanOfComment(valueAfter(r.tokens, '--comment') ?? r.chain) });
   }
   return out;
 }

@@ -1,9 +1,12 @@
 /**
  * The nftables backend: the thin layer that reads our table (one `nft -j list table`) and
- * applies one `nft -f` transaction per verb.
+ * applies one `nft -f` transaction per verb, both through the firewall owners' one door
+ * (shared/firewall/nft.ts: `readTable`, `tryTransaction`, `converge`).
  */
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
-import { nftList, nftTry, nftUnusable } from '../../shared/kernel/nft.ts';
+import { converge, readTable as readNftTable, tryTransaction } from '../../shared/firewall/nft.ts';
+import { humanOfComment } from '../../shared/firewall/owner.ts';
+import { nftUnusable } from '../../shared/kernel/nft.ts';
 import type { FamilyPlan } from './config.ts';
 import { describeMapping } from './config.ts';
 import {
@@ -20,17 +23,22 @@ import {
 import type { Backend } from './backend.ts';
 
 async function readTable(table: string): Promise<TableState | undefined> {
-  const objects = await nftList('inet', table);
-  return objects && parseTable({ nftables: objects });
+  const t = await readNftTable('inet', table);
+  return t && parseTable({ nftables: t.objects });
 }
 
-const apply = nftTry;
+const apply = tryTransaction;
+
+const script = (lines: string[]): string => (lines.length ? lines.join('\n') + '\n' : '');
 
 function conflictError(st: TableState, tag: string, plans: FamilyPlan[]): CniError | undefined {
   const c = conflicts(st, tag, plans);
   if (!c.length) return undefined;
   const what = c
-    .map((x) => `${describeMapping(x.mapping)} (held by ${x.holderComment ? `container ${x.holderComment}` : x.holder.target})`)
+    .map(
+      (x) =>
+        `${describeMapping(x.mapping)} (held by ${x.holderComment ? `container ${humanOfComment(x.holderComment)}` : x.holder.target})`,
+    )
     .join(', ');
   return new CniError(ErrorCode.Conflict, `host port already published by another container: ${what}`, 'portmap: nothing was changed');
 }
@@ -57,17 +65,13 @@ export const nftBackend: Backend = {
   },
 
   async del(s, tag) {
-    for (let attempt = 0; ; attempt++) {
-      const st = await readTable(s.nftTable);
-      if (!st) return;
-      // Also the rules an earlier version left in the legacy base chains (see nft.ts).
-      const lines = [...removeLines(s.nftTable, ownedBy(st, tag)), ...legacyRemoveLines(s.nftTable, st.listed)];
-      if (!lines.length) return;
-      const r = await apply(lines.join('\n') + '\n');
-      if (r.ok) return;
-      // A concurrent GC may have removed some of it between the read and the write.
-      if (attempt >= 2) throw new CniError(ErrorCode.KernelOperation, `nft could not remove port mappings: ${r.stderr}`, r.stderr);
-    }
+    // Also the rules an earlier version left in the legacy base chains (see nft.ts). A
+    // concurrent GC may remove some of it between the read and the write: re-read, retry.
+    await converge(
+      () => readTable(s.nftTable),
+      (st) => (st ? script([...removeLines(s.nftTable, ownedBy(st, tag)), ...legacyRemoveLines(s.nftTable, st.listed)]) : ''),
+      { fail: (e) => new CniError(ErrorCode.KernelOperation, `nft could not remove port mappings: ${e}`, e) },
+    );
   },
 
   async check(s, tag, plans) {
@@ -101,17 +105,16 @@ export const nftBackend: Backend = {
   },
 
   async gc(s, netTag, validTags) {
-    for (let attempt = 0; ; attempt++) {
-      const st = await readTable(s.nftTable);
-      if (!st) return;
-      const stale = attachmentTags(st, netTag).filter((t) => !validTags.has(t));
-      const lines = [...stale.flatMap((t) => removeLines(s.nftTable, ownedBy(st, t))), ...legacyRemoveLines(s.nftTable, st.listed)];
-      if (!lines.length) return;
-      const r = await apply(lines.join('\n') + '\n');
-      if (r.ok) return;
-      // A concurrent DEL or GC may have removed some of it between the read and the write.
-      if (attempt >= 2) throw new CniError(ErrorCode.KernelOperation, `nft could not remove stale port mappings: ${r.stderr}`, r.stderr);
-    }
+    // A concurrent DEL or GC may remove some of it between the read and the write: re-read, retry.
+    await converge(
+      () => readTable(s.nftTable),
+      (st) => {
+        if (!st) return '';
+        const stale = attachmentTags(st, netTag).filter((t) => !validTags.has(t));
+        return script([...stale.flatMap((t) => removeLines(s.nftTable, ownedBy(st, t))), ...legacyRemoveLines(s.nftTable, st.listed)]);
+      },
+      { fail: (e) => new CniError(ErrorCode.KernelOperation, `nft could not remove stale port mappings: ${e}`, e) },
+    );
   },
 
   async status() {

@@ -13,7 +13,11 @@
  *                     meta nfproto ipv6 meta l4proto . th dport vmap @hostport6
  *   chain portmap-postrouting nat hook postrouting priority srcnat (100): meta mark & MARK == MARK masquerade
  *   chain pm-<tag>    one per attachment (containerID + ifname): the masquerade mark for
- *                     loopback and hairpin sources, then one dnat rule per mapping.
+ *                     loopback and hairpin sources, then one dnat rule per mapping; `<tag>` is
+ *                     the owner tag as a name (`<net8>-<att16>`, shared/firewall/owner.ts
+ *                     `ownerName`) and every rule's comment starts with it (`cni:<net8>:<att16>`).
+ *                     Earlier versions' plain comments (`<containerID> <ifname>`) do not matter:
+ *                     DEL and GC find an attachment by its chain.
  *
  * The verdict-map elements `proto . port : goto pm-<tag>` are created with `create element`,
  * so a host port already published by another attachment fails the whole transaction
@@ -24,6 +28,7 @@
  * finds what those versions wrote (by expression and comment) so it can be deleted by handle,
  * leaving everything else in those chains alone.
  */
+import { commentWithTag } from '../../shared/firewall/owner.ts';
 import { nft, nftExpr, nftString, NftText } from '../../shared/kernel/batch.ts';
 import type { Family } from '../../shared/ipnet.ts';
 import type { FamilyPlan, Mapping, Settings } from './config.ts';
@@ -90,7 +95,8 @@ export function baseScript(s: Settings): string[] {
 export function attachmentRules(s: Settings, tag: string, comment: string, plans: FamilyPlan[]): string[] {
   const t = nft`inet ${s.nftTable}`;
   const chain = chainOf(tag);
-  const note = nftString(comment);
+  // every rule carries the owner tag (shared/firewall/owner.ts), like every firewall owner's
+  const note = nftString(commentWithTag(tag, comment));
   const lines = [nft`add chain ${t} ${chain}`, nft`flush chain ${t} ${chain}`];
   const none = new NftText('');
   for (const p of plans) {

@@ -5,12 +5,12 @@
  *   -A <chain> -s A/32 -d SUBNET -j RETURN
  *   -A <chain> -s A/32 ! -d 224.0.0.0/4 -j MASQUERADE
  * Each change is one `iptables-save` read and one `iptables-restore --noflush` write per
- * family, under a file lock (restore declaring an existing chain would flush it).
+ * family, under the one iptables lock (./iptables.ts: the door of every iptables owner).
  */
 import { restoreLine, restoreToken } from '../kernel/batch.ts';
 import type { Attachment } from '../cni/types.ts';
 import { familyOf } from '../ipnet.ts';
-import { iptablesRestore, iptablesSave, withIptablesLock } from '../kernel/iptables.ts';
+import { commentOf, parseSaved, readSaved, restoreTransaction, withFirewallLock, type SavedTable } from './iptables.ts';
 import {
   multicastOf,
   networkTag,
@@ -33,20 +33,20 @@ export interface NatState {
   rules: string[];
 }
 
-export function parseNat(save: string, chain: string): NatState {
-  const lines = save.split('\n');
+/** The masquerade chain's view of a read of the nat table (./iptables.ts reads and parses it). Pure. */
+export function natStateOf(saved: SavedTable, chain: string): NatState {
   return {
-    hasChain: lines.some((l) => l === `:${chain} - [0:0]` || l.startsWith(`:${chain} `)),
-    hasJump: lines.some((l) => l.startsWith('-A POSTROUTING ') && l.endsWith(` -j ${chain}`)),
-    rules: lines.filter((l) => l.startsWith(`-A ${chain} `)),
+    hasChain: saved.chains.has(chain),
+    hasJump: saved.rules.some((r) => r.chain === 'POSTROUTING' && r.tokens.at(-2) === '-j' && r.tokens.at(-1) === chain),
+    rules: saved.rules.filter((r) => r.chain === chain).map((r) => `-A ${chain} ${r.text}`),
   };
 }
 
-/** The comment of a saved rule line (quoted or bare). */
-export function commentOf(line: string): string | undefined {
-  const m = /--comment (?:"((?:[^"\\]|\\.)*)"|(\S+))/.exec(line);
-  return m ? (m[1] ?? m[2]) : undefined;
+export function parseNat(save: string, chain: string): NatState {
+  return natStateOf(parseSaved(save, 'nat'), chain);
 }
+
+export { commentOf };
 
 export function ruleLines(chain: string, owner: MasqueradeOwner, entries: MasqueradeEntry[]): string[] {
   const c = ownerComment(owner);
@@ -64,16 +64,15 @@ export class IptablesMasquerade implements MasqueradeBackend {
   constructor(readonly chain: string) {}
 
   private async state(fam: Fam): Promise<NatState> {
-    return parseNat((await iptablesSave(fam, 'nat')) ?? '', this.chain);
+    return natStateOf((await readSaved(fam, 'nat')) ?? { chains: new Set(), rules: [] }, this.chain);
   }
 
   private async restore(fam: Fam, lines: string[]): Promise<void> {
-    if (!lines.length) return;
-    await iptablesRestore(fam, `*nat\n${lines.join('\n')}\nCOMMIT\n`, 5);
+    await restoreTransaction(fam, 'nat', lines, 5);
   }
 
   private locked<T>(body: () => Promise<T>): Promise<T> {
-    return withIptablesLock(body);
+    return withFirewallLock(body);
   }
 
   async add(owner: MasqueradeOwner, entries: MasqueradeEntry[]): Promise<void> {

@@ -1,6 +1,5 @@
 /**
- * The nftables masquerade backend, plus small nft helpers other firewall code may reuse
- * (listing tagged rules, deleting them by handle in one transaction).
+ * The nftables masquerade backend (its table reader, diff and transaction are ./nft.ts's).
  *
  * Layout: `table inet <table>` / `chain postrouting` (nat hook, srcnat priority), one rule per
  * container address: `ip saddr A ip daddr != SUBNET ip daddr != 224.0.0.0/4 masquerade
@@ -9,68 +8,20 @@
 import type { Attachment } from '../cni/types.ts';
 import { familyOf } from '../ipnet.ts';
 import { nft, nftScript, nftString } from '../kernel/batch.ts';
-import { nftApply, nftList, nftTry } from '../kernel/nft.ts';
+import { deleteRulesScript, deleteTaggedRules, listRules, taggedRules, transaction, type NftRule } from './nft.ts';
 import {
   multicastOf,
   networkTag,
   ownerComment,
   ownerTag,
-  tagOfComment,
   type MasqueradeBackend,
   type MasqueradeEntry,
   type MasqueradeOwner,
 } from './owner.ts';
 
 export const MASQ_CHAIN = 'postrouting';
-
-/** A rule as `nft -j` lists it (the fields we use). */
-export interface NftRule {
-  family: string;
-  table: string;
-  chain: string;
-  handle: number;
-  comment?: string;
-  expr?: unknown[];
-}
-
-/** Rules of a table (optionally one chain); [] when the table or chain does not exist. */
-export async function listRules(family: string, table: string, chain?: string): Promise<NftRule[]> {
-  const objects = (await nftList(family, table, { chain })) ?? [];
-  return objects.filter((o) => o.rule).map((o) => o.rule as unknown as NftRule);
-}
-
-/** `delete rule` lines for `rules` (by handle); one transaction when applied together. */
-export function deleteRulesScript(rules: NftRule[]): string {
-  return nftScript(rules.map((r) => nft`delete rule ${r.family} ${r.table} ${r.chain} handle ${r.handle}`));
-}
-
-/** Rules whose comment carries one of our tags accepted by `match`. */
-export function taggedRules(rules: NftRule[], match: (tag: string) => boolean): NftRule[] {
-  return rules.filter((r) => {
-    const t = tagOfComment(r.comment);
-    return t !== undefined && match(t);
-  });
-}
-
-/**
- * Delete the rules of `family table [chain]` whose tag `match` accepts, in one transaction.
- * A rule deleted meanwhile by someone else (a concurrent GC) only causes a re-read.
- */
-export async function deleteTaggedRules(
-  family: string,
-  table: string,
-  chain: string | undefined,
-  match: (tag: string) => boolean,
-): Promise<number> {
-  for (let attempt = 0; ; attempt++) {
-    const mine = taggedRules(await listRules(family, table, chain), match);
-    if (!mine.length) return 0;
-    const script = deleteRulesScript(mine);
-    if (attempt >= 2) await nftApply(script);
-    else if (!(await nftTry(script)).ok) continue;
-    return mine.length;
-  }
-}
+/** Moved to ./nft.ts (the one table reader and transaction of every owner); kept here for importers. */
+export { deleteRulesScript, deleteTaggedRules, listRules, taggedRules, type NftRule } from './nft.ts';
 
 /** The table and chain, created when absent (`add` is idempotent). */
 export function masqueradeBaseScript(table: string): string {
@@ -112,7 +63,7 @@ export class NftMasquerade implements MasqueradeBackend {
 
   async add(owner: MasqueradeOwner, entries: MasqueradeEntry[]): Promise<void> {
     const script = this.addScript(owner, entries);
-    if (script) await nftApply(script);
+    await transaction(script);
   }
 
   async del(owner: MasqueradeOwner): Promise<void> {
@@ -133,7 +84,7 @@ export class NftMasquerade implements MasqueradeBackend {
         }
         return true;
       });
-    if (extra.length) await nftApply(deleteRulesScript(extra));
+    await transaction(deleteRulesScript(extra));
   }
 
   async missing(owner: MasqueradeOwner, entries: MasqueradeEntry[]): Promise<MasqueradeEntry[]> {

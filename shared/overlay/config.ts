@@ -34,6 +34,8 @@ export interface OverlayConf extends NetConfBase {
   encryption?: string;
   leaseTTL?: number;
   resyncInterval?: number;
+  /** passed to the bridge delegate: the container end stays in CNI_NETNS, unconfigured (Docker's CNM driver) */
+  disableContainerInterface?: boolean;
 }
 
 /** Everything resolved: no optional left except what is discovered on the host (underlay). */

@@ -6,7 +6,8 @@
 import { CniError, ErrorCode } from '../cni/errors.ts';
 import { bridgeBatch, bridgeJsonMaybe, ipBatch, ipJsonMaybe, type LinkInfo, type RouteInfo } from '../kernel/ip.ts';
 import { nft, nftScript, nftString } from '../kernel/batch.ts';
-import { nftApply, nftList } from '../kernel/nft.ts';
+import { readTable, transaction } from '../firewall/nft.ts';
+import { ownerComment, type FirewallOwner } from '../firewall/owner.ts';
 import { formatCIDR, formatIP, network, overlaps, parseCIDR, type IPNet } from '../ipnet.ts';
 import { vxlanOverhead, type Settings } from './config.ts';
 import { isHostSubnet } from './lease.ts';
@@ -46,8 +47,8 @@ export async function readHost(s: Settings): Promise<HostState> {
   const json = async <T>(read: Promise<T[] | undefined>): Promise<T[]> => (await read) ?? [];
   // the masquerade rules' comments; undefined when the table cannot be read (absent or not)
   const masqTable = async (): Promise<string[] | undefined> => {
-    const items = await nftList('ip', s.nftTable).catch(() => undefined);
-    return items?.filter((i) => i.rule).map((i) => String(i.rule?.comment ?? ''));
+    const t = await readTable('ip', s.nftTable).catch(() => undefined);
+    return t?.rules.map((r) => String(r.comment ?? ''));
   };
   const [links, routes, neigh, fdb, masq] = await Promise.all([
     json(ipJsonMaybe<LinkInfo[]>(['-details', 'addr', 'show'])),
@@ -273,9 +274,19 @@ export async function applyPeers(p: PeerPlan): Promise<void> {
   await ipBatch(p.ip);
 }
 
-/** The masquerade table: pods' traffic leaving the cluster network goes out with the host's address. */
-/** The masquerade rule's comment: names the network, subnet and cluster it was made for. */
-const masqComment = (s: Settings, lease: Lease): string => `cni-ts overlay ${s.name} ${lease.subnet} ${formatCIDR(s.network)}`;
+/**
+ * The masquerade table: pods' traffic leaving the cluster network goes out with the host's
+ * address. A firewall owner (shared/firewall/owners.ts) that owns its whole table: its owner is
+ * the node's share of the network, its rule tagged like every owner's rules.
+ */
+export const overlayMasqOwner = (s: Settings): FirewallOwner => ({ network: s.name, containerId: 'node', ifname: 'overlay-masquerade' });
+/**
+ * The masquerade rule's comment: the owner tag, then the network, subnet and cluster it was made
+ * for. A rule of an earlier release (`cni-ts overlay <name> <subnet> <cluster>`, no tag) is not in
+ * place: the next reconcile replaces the table's contents (`flush table`), so it is found and removed.
+ */
+export const masqComment = (s: Settings, lease: Lease): string =>
+  ownerComment(overlayMasqOwner(s), `cni-ts overlay ${s.name} ${lease.subnet} ${formatCIDR(s.network)}`);
 
 /** Whether the masquerade table is already as `masqScript` would make it (then it is left alone, counters and all). */
 export function masqInPlace(s: Settings, lease: Lease, st: HostState): boolean {
@@ -300,5 +311,5 @@ export function masqScript(s: Settings, lease: Lease): string {
 }
 
 export async function applyMasq(s: Settings, lease: Lease): Promise<void> {
-  await nftApply(masqScript(s, lease));
+  await transaction(masqScript(s, lease));
 }
