@@ -1,13 +1,16 @@
 /**
  * overlay against hostile or broken store content and a lost lease (issue 10 items 1, 6, 7,
  * 10; issue 21's error naming), on the real kernel: hosts are network namespaces on a fabric
- * bridge, the plugin runs inside them as a runtime would, the store is the JSON file store.
+ * bridge, the plugin runs inside them as a runtime would, the store is the cluster store's file
+ * backend (SubnetLease objects; one case reads the previous version's JSON lease file).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { vtepMacFor } from '../shared/overlay/lease.ts';
-import { FileStore } from '../shared/overlay/store-file.ts';
+import { leaseName, openStore } from '../shared/overlay/store.ts';
+import { FileStore as ObjectFileStore } from '../shared/store/file.ts';
+import type { CniObject, SubnetLease } from '../shared/objects/types.ts';
 import { Cleanup, inNs, makeNetns, type TestNetns } from './helpers/netns.ts';
 import { uid } from './helpers/run.ts';
 import { eventually, makeFabric, makeHost, runOnHost, startAgent, type Fabric, type Host } from './overlay-topology.ts';
@@ -26,10 +29,13 @@ interface Net {
   cfg: (extra?: Record<string, unknown>) => Record<string, unknown>;
 }
 
-/** A fresh host with its own file store and cluster network 10.<second>.0.0/16. */
-async function net(second: number): Promise<Net> {
+/**
+ * A fresh host with its own file store (a cluster store directory; `legacy`: the previous
+ * version's JSON lease file) and cluster network 10.<second>.0.0/16.
+ */
+async function net(second: number, legacy = false): Promise<Net> {
   const host = await makeHost(cleanup, fab, ++n, 'ho-h');
-  const store = path.join(fab.dir, `ho-leases-${second}.json`);
+  const store = path.join(fab.dir, legacy ? `ho-leases-${second}.json` : `ho-store-${second}`);
   const cfg = (extra: Record<string, unknown> = {}): Record<string, unknown> => ({
     cniVersion: '1.1.0',
     name: 'hotest',
@@ -45,15 +51,28 @@ async function net(second: number): Promise<Net> {
   return { host, store, cfg };
 }
 
-const expiresSoon = (): number => Date.now() + 600_000;
+const expiresSoon = (): string => new Date(Date.now() + 600_000).toISOString();
 const peer = (subnet: string, ip: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+  network: 'hotest',
   subnet,
   publicIP: ip,
   vtepMAC: vtepMacFor(ip, 1),
   expires: expiresSoon(),
   ...extra,
 });
-const writeStore = (file: string, leases: Record<string, unknown>): void => writeFileSync(file, JSON.stringify({ leases }));
+/** Write lease objects as another (possibly hostile) host would: straight into the cluster store, unchecked. */
+const writeStore = async (dir: string, leases: Record<string, Record<string, unknown>>): Promise<void> => {
+  const st = new ObjectFileStore(dir);
+  for (const [subnet, spec] of Object.entries(leases))
+    await st.put({
+      apiVersion: 'cni-ts.dev/v1',
+      kind: 'SubnetLease',
+      metadata: { name: leaseName('hotest', subnet) },
+      spec,
+    } as unknown as CniObject);
+};
+const leaseObject = async (dir: string, subnet: string): Promise<SubnetLease | undefined> =>
+  (await new ObjectFileStore(dir).get<SubnetLease>({ kind: 'SubnetLease', namespace: '', name: leaseName('hotest', subnet) }))?.object;
 
 interface Pod {
   ns: TestNetns;
@@ -101,7 +120,7 @@ describe('overlay: hostile and malformed leases (issue 10 item 1)', { timeout: 1
   it('a lease whose publicIP smuggles a second bridge command is skipped: no flood entry, valid peers still installed, ADD succeeds', async () => {
     const nt = await net(216);
     const hostile = '192.168.77.66 self permanent\nfdb append 00:00:00:00:00:00 dev ovl.1 dst 192.168.77.66 self permanent';
-    writeStore(nt.store, {
+    await writeStore(nt.store, {
       '10.216.9.0/24': peer('10.216.9.0/24', '192.168.232.66', { publicIP: hostile }),
       '10.216.7.0/24': peer('10.216.7.0/24', '192.168.232.77'),
     });
@@ -116,16 +135,17 @@ describe('overlay: hostile and malformed leases (issue 10 item 1)', { timeout: 1
 
   it('a lease with vtepMAC "zz:zz:zz" is skipped: ADD succeeds and the agent keeps converging new peers', async () => {
     const nt = await net(217);
-    writeStore(nt.store, { '10.217.8.0/24': peer('10.217.8.0/24', '192.168.232.88', { vtepMAC: 'zz:zz:zz' }) });
+    await writeStore(nt.store, { '10.217.8.0/24': peer('10.217.8.0/24', '192.168.232.88', { vtepMAC: 'zz:zz:zz' }) });
     const { r } = await add(nt);
     expect(r.exitCode, r.stdout + r.stderr).toBe(0);
     expect(await vxRoutes(nt.host)).toEqual([]);
     const agent = startAgent(cleanup, nt.host, { cniVersion: '1.1.0', name: 'hotest', plugins: [nt.cfg()] });
     // A host joining later (written through the store's own lock) is picked up by the agent.
-    const { subnet: _s, expires: _e, ...l } = peer('10.217.6.0/24', '192.168.232.89');
-    expect(await new FileStore(nt.store).create({ subnet: '10.217.6.0/24', ...(l as { publicIP: string; vtepMAC: string }) }, 120)).toBe(
-      true,
-    );
+    const joining = await openStore({ type: 'file', path: nt.store }, 'hotest');
+    expect(
+      await joining.create({ subnet: '10.217.6.0/24', publicIP: '192.168.232.89', vtepMAC: vtepMacFor('192.168.232.89', 1) }, 120),
+    ).toBe(true);
+    await joining.close();
     const ok = await eventually(async () => (await vxRoutes(nt.host)).includes('10.217.6.0/24'), 40);
     if (!ok) console.log(agent.log());
     expect(ok).toBe(true);
@@ -135,10 +155,11 @@ describe('overlay: hostile and malformed leases (issue 10 item 1)', { timeout: 1
   });
 });
 
-describe('overlay: malformed file store (issue 10 item 7)', { timeout: 120_000 }, () => {
-  it('{"leases": [...]} and null entries fail ADD with code 5 naming the file, and the file is left as it was', async () => {
-    const nt = await net(219);
-    for (const content of [{ leases: [peer('10.219.7.0/24', '192.168.232.77')] }, { leases: { '10.219.7.0/24': null } }]) {
+describe('overlay: malformed lease file and expiries (issue 10 item 7)', { timeout: 120_000 }, () => {
+  it('a previous version\'s lease file with {"leases": [...]} or null entries fails ADD with code 5 naming the file, and the file is left as it was', async () => {
+    const nt = await net(219, true);
+    const old = { ...peer('10.219.7.0/24', '192.168.232.77'), expires: Date.now() + 600_000 };
+    for (const content of [{ leases: [old] }, { leases: { '10.219.7.0/24': null } }]) {
       writeFileSync(nt.store, JSON.stringify(content));
       const before = readFileSync(nt.store, 'utf8');
       const { r } = await add(nt);
@@ -147,16 +168,41 @@ describe('overlay: malformed file store (issue 10 item 7)', { timeout: 120_000 }
     }
   });
 
-  it('a lease with a non-numeric or huge expires is treated as expired: never routed', async () => {
+  it('a lease whose expires is no timestamp or lies beyond the longest TTL is treated as expired: never routed', async () => {
     const nt = await net(220);
-    writeStore(nt.store, {
+    await writeStore(nt.store, {
       '10.220.7.0/24': peer('10.220.7.0/24', '192.168.232.77', { expires: '99999999999999999' }),
-      '10.220.8.0/24': peer('10.220.8.0/24', '192.168.232.78', { expires: 1e300 }),
+      '10.220.8.0/24': peer('10.220.8.0/24', '192.168.232.78', { expires: '9999-12-31T00:00:00Z' }),
       '10.220.9.0/24': peer('10.220.9.0/24', '192.168.232.79'),
     });
     const { r } = await add(nt);
     expect(r.exitCode, r.stdout + r.stderr).toBe(0);
     expect(await vxRoutes(nt.host)).toEqual(['10.220.9.0/24']);
+  });
+});
+
+describe("overlay: upgrading from the previous version's lease file", { timeout: 120_000 }, () => {
+  it("a host keeps the subnet its old lease file gives it, routes the old file's peers, and carries its lease into the cluster store", async () => {
+    const nt = await net(222, true);
+    const old = (subnet: string, ip: string): Record<string, unknown> => ({
+      subnet,
+      publicIP: ip,
+      vtepMAC: vtepMacFor(ip, 1),
+      expires: Date.now() + 600_000,
+    });
+    writeFileSync(
+      nt.store,
+      JSON.stringify({
+        leases: { '10.222.77.0/24': old('10.222.77.0/24', nt.host.ip), '10.222.78.0/24': old('10.222.78.0/24', '192.168.232.78') },
+      }),
+    );
+    const before = readFileSync(nt.store, 'utf8');
+    const { r, pod } = await add(nt);
+    expect(r.exitCode, r.stdout + r.stderr).toBe(0);
+    expect(subnetOfIP(pod!.ip)).toBe('10.222.77.0/24');
+    expect(await vxRoutes(nt.host)).toEqual(['10.222.78.0/24']);
+    expect((await leaseObject(`${nt.store}.d`, '10.222.77.0/24'))?.spec).toMatchObject({ network: 'hotest', publicIP: nt.host.ip });
+    expect(readFileSync(nt.store, 'utf8')).toBe(before);
   });
 });
 
@@ -169,7 +215,7 @@ describe('overlay: a host that lost its lease (issue 10 item 6)', { timeout: 120
     const oldGw = `${old.replace(/0\/24$/, '1')}/24`;
     expect(await bridgeAddrs(nt.host)).toContain(oldGw);
     // The lease is lost (expired while the host was cut off) and another host took the subnet.
-    writeStore(nt.store, { [old]: peer(old, '192.168.232.99') });
+    await writeStore(nt.store, { [old]: peer(old, '192.168.232.99') });
 
     const second = await add(nt);
     expect(second.r.json, second.r.stdout + second.r.stderr).toMatchObject({ code: 11, msg: expect.stringMatching(/lost its lease/) });
@@ -188,7 +234,7 @@ describe('overlay: a host that lost its lease (issue 10 item 6)', { timeout: 120
     expect(await vxRoutes(nt.host)).toEqual([]);
     expect(await routeDev(nt.host, old)).toEqual([`${old} ovl0`]);
     expect(await bridgeAddrs(nt.host)).toContain(oldGw);
-    expect(Object.keys((JSON.parse(readFileSync(nt.store, 'utf8')) as { leases: object }).leases)).toEqual([old]);
+    expect((await leaseObject(nt.store, old))?.spec.publicIP).toBe('192.168.232.99');
 
     // The pod goes: the host may renumber, and the old subnet then belongs to its new holder.
     const del = await runOnHost(nt.host, {

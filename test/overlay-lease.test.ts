@@ -12,8 +12,9 @@ import { settingsOf } from '../shared/overlay/config.ts';
 import { planPeers, type HostState } from '../shared/overlay/host.ts';
 import { parseLease, validLeases, type LeaseContext, type RawLease } from '../shared/overlay/lease-parse.ts';
 import { vtepMacFor } from '../shared/overlay/lease.ts';
-import { FileStore } from '../shared/overlay/store-file.ts';
-import { listLeases, withDeadline } from '../shared/overlay/store.ts';
+import { leaseName, listLeases, openStore, withDeadline } from '../shared/overlay/store.ts';
+import { FileStore as ObjectFileStore } from '../shared/store/file.ts';
+import type { CniObject } from '../shared/objects/types.ts';
 import { Logger } from '../shared/cni/log.ts';
 import { parseCIDR } from '../shared/ipnet.ts';
 
@@ -217,7 +218,7 @@ const S = settingsOf({ name: 'n', network: '10.244.0.0/16', store: { type: 'file
 const mine = { subnet: '10.244.1.0/24', publicIP: '192.0.2.1', vtepMAC: vtepMacFor('192.0.2.1', 1) };
 const noHost: HostState = { links: [], routes: [], neigh: [], fdb: [] };
 
-describe('file store: malformed files (issue 10 item 7)', () => {
+describe("the previous version's lease file: malformed files (issue 10 item 7)", () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'ho-ovlstore-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const file = (name: string, content: unknown): string => {
@@ -229,7 +230,7 @@ describe('file store: malformed files (issue 10 item 7)', () => {
 
   it('refuses {"leases": [...]} with code 5 naming the file, for reads and writes', async () => {
     const f = file('array.json', { leases: [lease] });
-    const st = new FileStore(f);
+    const st = await openStore({ type: 'file', path: f }, 'n');
     for (const op of [(): Promise<unknown> => st.list(), (): Promise<unknown> => st.create(lease, 60)]) {
       const e = await withDeadline<unknown>('op', 5000, op).catch((x: unknown) => x);
       expect(e).toMatchObject({ code: 5, message: expect.stringContaining(f) });
@@ -242,7 +243,8 @@ describe('file store: malformed files (issue 10 item 7)', () => {
     ['leases a string', { leases: 'x' }],
   ])('refuses a %s with code 5, not 11', async (_n, content) => {
     const f = file(`bad-${Math.random()}.json`, content);
-    const e = await withDeadline('list', 5000, () => new FileStore(f).list()).catch((x: unknown) => x);
+    const st = await openStore({ type: 'file', path: f }, 'n');
+    const e = await withDeadline('list', 5000, () => st.list()).catch((x: unknown) => x);
     expect(e).toMatchObject({ code: 5, message: expect.stringContaining(f) });
   });
 
@@ -258,10 +260,65 @@ describe('file store: malformed files (issue 10 item 7)', () => {
     );
     leases['10.244.30.0/24'] = { ...good, subnet: '10.244.30.0/24', expires: Date.now() + 60_000 };
     const f = file('expires.json', { leases });
-    const st = new FileStore(f);
+    const st = await openStore({ type: 'file', path: f }, 'n');
     expect((await listLeases(st, ctx, log)).map((l) => l.subnet)).toEqual(['10.244.30.0/24']);
     expect(lines).toHaveLength(bad.length);
     expect(lines.join('\n')).toMatch(/expires/);
     expect(await st.create({ subnet: '10.244.21.0/24', ...good }, 60)).toBe(true);
+  });
+});
+
+describe('SubnetLease objects in the cluster store: hostile content (issue 10 items 1, 7)', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'ovs-ovlobj-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const soon = (): string => new Date(Date.now() + 60_000).toISOString();
+  const obj = (name: string, spec: Record<string, unknown>): CniObject =>
+    ({ apiVersion: 'cni-ts.dev/v1', kind: 'SubnetLease', metadata: { name }, spec }) as unknown as CniObject;
+  const spec = (subnet: string, n: number, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+    network: 'n',
+    subnet,
+    publicIP: `192.0.2.${n}`,
+    vtepMAC: vtepMacFor(`192.0.2.${n}`, 1),
+    expires: soon(),
+    ...extra,
+  });
+
+  it('skips and logs (once) every invalid lease, ignores other networks, and only expired ones are free to take', async () => {
+    const objects = new ObjectFileStore(path.join(dir, 'store'));
+    const puts: Array<[string, Record<string, unknown>]> = [
+      [leaseName('n', '10.244.40.0/24'), spec('10.244.40.0/24', 40)],
+      [
+        leaseName('n', '10.244.41.0/24'),
+        spec('10.244.41.0/24', 41, { publicIP: '192.0.2.41 self permanent\nfdb append 00:00:00:00:00:00' }),
+      ],
+      [leaseName('n', '10.244.42.0/24'), spec('10.244.42.0/24', 42, { vtepMAC: 'zz:zz:zz' })],
+      // the name says one subnet, the record another
+      [leaseName('n', '10.244.43.0/24'), spec('10.244.99.0/24', 43)],
+      [leaseName('n', '10.244.44.0/24'), spec('10.244.44.0/24', 44, { expires: 'soon' })],
+      [leaseName('n', '10.244.45.0/24'), spec('10.244.45.0/24', 45, { expires: '9999-01-01T00:00:00Z' })],
+      [leaseName('n', '10.244.46.0/24'), spec('10.244.46.0/24', 46, { expires: new Date(Date.now() - 1000).toISOString() })],
+      // another network's lease, and a record outside the cluster network
+      [leaseName('m', '10.244.47.0/24'), spec('10.244.47.0/24', 47, { network: 'm' })],
+      [leaseName('n', '10.9.0.0/24'), spec('10.9.0.0/24', 48)],
+      [leaseName('n', '10.244.49.0/24'), spec('10.244.49.0/24', 49, { padding: 'x'.repeat(5000) })],
+    ];
+    for (const [name, sp] of puts) await objects.put(obj(name, sp));
+    const lines: string[] = [];
+    const log = new Logger('t', {});
+    log.warn = (m: string) => void lines.push(m);
+    const st = await openStore({ type: 'file', path: path.join(dir, 'store') }, 'n');
+    for (let i = 0; i < 2; i++) expect((await listLeases(st, ctx, log)).map((l) => l.subnet)).toEqual(['10.244.40.0/24']);
+    expect(lines).toHaveLength(7);
+    expect(lines.join('\n')).toMatch(/10.244.41.0\/24.*publicIP/);
+    expect(lines.join('\n')).toMatch(/10.244.45.0\/24.*longest lease TTL/);
+    const me = { publicIP: '192.0.2.1', vtepMAC: vtepMacFor('192.0.2.1', 1) };
+    // live (even if invalid) blocks the subnet; expired or with an unusable expiry is free
+    for (const s of ['10.244.40.0/24', '10.244.41.0/24', '10.244.42.0/24', '10.244.43.0/24'])
+      expect(await st.create({ subnet: s, ...me }, 60)).toBe(false);
+    for (const s of ['10.244.44.0/24', '10.244.45.0/24', '10.244.46.0/24', '10.244.47.0/24'])
+      expect(await st.create({ subnet: s, ...me }, 60)).toBe(true);
+    // a holder's renewal needs a valid record of its own
+    expect(await st.renew({ subnet: '10.244.42.0/24', publicIP: '192.0.2.42', vtepMAC: vtepMacFor('192.0.2.42', 1) }, 60)).toBe(false);
+    await st.close();
   });
 });

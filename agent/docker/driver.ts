@@ -307,7 +307,7 @@ export class DockerDriver {
 
   /** Lease this host's overlay subnet and set up its VTEP, bridge and peers (the overlay's own converge). */
   private async convergeOverlay(s: OverlaySettings): Promise<string> {
-    const store = await withDeadline('connect', STORE_DEADLINE_MS, () => openLeaseStore(s.store));
+    const store = await withDeadline('connect', STORE_DEADLINE_MS, () => openLeaseStore(s.store, s.name));
     try {
       return (await converge(s, store, this.log.withPrefix('docker: overlay'))).lease.subnet;
     } finally {

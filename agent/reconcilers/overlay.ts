@@ -19,7 +19,7 @@ import schema from '../../conf/schemas/overlay.schema.json' with { type: 'json' 
 import { overlayConfigOf, settingsOf, type OverlayConf, type Settings } from '../../shared/overlay/config.ts';
 import { converge } from '../../shared/overlay/converge.ts';
 import { checkEncryption } from '../../shared/overlay/encryption.ts';
-import { openStore, type Store } from '../../shared/overlay/store.ts';
+import { openStore, type ClusterLeaseStore } from '../../shared/overlay/store.ts';
 import { Loop } from '../loop.ts';
 
 /** The overlay settings the agent config points at (`overlay.config`), or undefined when off. */
@@ -43,7 +43,8 @@ export async function overlaySettings(cfg: AgentConfig): Promise<Settings | unde
 
 export class OverlayReconciler {
   readonly loop: Loop;
-  private store: Store | undefined;
+  private store: ClusterLeaseStore | undefined;
+  private lastPrune = 0;
   private stopWatch: (() => void) | undefined;
   private first = true;
   private last = '';
@@ -73,19 +74,38 @@ export class OverlayReconciler {
     await st?.close().catch(() => undefined);
   }
 
-  private async ensureStore(): Promise<Store> {
+  private async ensureStore(): Promise<ClusterLeaseStore> {
     if (!this.store) {
-      const store = await openStore(this.s.store, { persistent: true });
-      this.stopWatch = await store.watch(() => this.loop.kick('watch'));
+      const store = await openStore(this.s.store, this.s.name, { persistent: true });
+      try {
+        this.stopWatch = await store.watch(() => this.loop.kick('watch'));
+      } catch (e) {
+        await store.close().catch(() => undefined); // no store without its watch: the next pass opens both again
+        throw e;
+      }
       this.store = store;
     }
     return this.store;
   }
 
+  /** Expired leases of the network leave the store (at most once a minute, or once a leaseTTL when shorter). */
+  private async prune(store: ClusterLeaseStore): Promise<void> {
+    if (Date.now() - this.lastPrune < Math.min(60, this.s.leaseTTL) * 1000) return;
+    this.lastPrune = Date.now();
+    try {
+      const gone = await store.prune();
+      if (gone.length) this.log.info(`network ${this.s.name}: removed expired lease(s) ${gone.join(' ')}`);
+    } catch (e) {
+      this.log.warn(`network ${this.s.name}: removing expired leases: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+
   private async pass(): Promise<string | undefined> {
     try {
-      const c = await converge(this.s, await this.ensureStore(), this.log, { masq: this.first });
+      const store = await this.ensureStore();
+      const c = await converge(this.s, store, this.log, { masq: this.first });
       this.first = false;
+      await this.prune(store);
       // a summary only when what the host holds changed (the lease renewal every tick is not news)
       const state = `network ${this.s.name}: subnet ${c.lease.subnet} via ${c.underlay.dev} ${c.underlay.ip}, peers ${
         c.peers

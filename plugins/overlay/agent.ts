@@ -12,12 +12,13 @@ import schema from '../../conf/schemas/overlay.schema.json' with { type: 'json' 
 import { overlayConfigOf, settingsOf, type OverlayConf, type Settings } from '../../shared/overlay/config.ts';
 import { converge } from '../../shared/overlay/converge.ts';
 import { checkEncryption } from '../../shared/overlay/encryption.ts';
-import { openStore, type Store } from '../../shared/overlay/store.ts';
+import { openStore, type ClusterLeaseStore } from '../../shared/overlay/store.ts';
 
 const USAGE = 'usage: overlay agent --config FILE   (a .conf or .conflist holding the overlay config)\n';
 
 export class Agent {
-  private store: Store | undefined;
+  private store: ClusterLeaseStore | undefined;
+  private lastPrune = 0;
   private stopWatch: (() => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running = false;
@@ -60,10 +61,16 @@ export class Agent {
     });
   }
 
-  private async ensureStore(): Promise<Store> {
+  private async ensureStore(): Promise<ClusterLeaseStore> {
     if (!this.store) {
-      this.store = await openStore(this.s.store, { persistent: true });
-      this.stopWatch = await this.store.watch(() => this.kick('watch'));
+      const store = await openStore(this.s.store, this.s.name, { persistent: true });
+      try {
+        this.stopWatch = await store.watch(() => this.kick('watch'));
+      } catch (e) {
+        await store.close().catch(() => undefined); // no store without its watch: the next pass opens both again
+        throw e;
+      }
+      this.store = store;
     }
     return this.store;
   }
@@ -74,6 +81,18 @@ export class Agent {
     const st = this.store;
     this.store = undefined;
     await st?.close().catch(() => undefined);
+  }
+
+  /** Expired leases of the network leave the store (at most once a minute, or once a leaseTTL when shorter). */
+  private async prune(store: ClusterLeaseStore): Promise<void> {
+    if (Date.now() - this.lastPrune < Math.min(60, this.s.leaseTTL) * 1000) return;
+    this.lastPrune = Date.now();
+    try {
+      const gone = await store.prune();
+      if (gone.length) this.log.info(`removed expired lease(s) ${gone.join(' ')}`);
+    } catch (e) {
+      this.log.warn(`removing expired leases: ${e instanceof Error ? e.message : String(e)}`);
+    }
   }
 
   private failures = 0;
@@ -93,6 +112,7 @@ export class Agent {
       }
       this.first = false;
       this.failures = 0;
+      await this.prune(store);
     } catch (e) {
       this.failures++;
       const msg = e instanceof CniError ? `${e.message}${e.details ? ` (${e.details})` : ''}` : e instanceof Error ? e.message : String(e);

@@ -18,7 +18,7 @@ import { listLeases, openStore, withDeadline, type Store } from '../../shared/ov
 
 async function withStore<T>(s: Settings, body: (store: Store) => Promise<T>, log?: Request<OverlayConf>['log']): Promise<T> {
   const t0 = performance.now();
-  const store = await withDeadline('connect', STORE_DEADLINE_MS, () => openStore(s.store));
+  const store = await withDeadline('connect', STORE_DEADLINE_MS, () => openStore(s.store, s.name));
   log?.debug(`store client (${s.store.type}) ready in ${(performance.now() - t0).toFixed(1)} ms`);
   trace(`overlay: ${s.store.type} store client ready`);
   try {

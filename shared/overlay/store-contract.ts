@@ -1,7 +1,7 @@
 /**
- * The contract of the overlay's lease store (what every backend implements and every caller
- * holds): leases, raw records, store errors and keys. Backends (store-file.ts, store-etcd.ts)
- * import this, and store.ts opens them, so no module imports its own importer.
+ * The contract of the overlay's lease store (what store.ts implements over the cluster store and
+ * every caller holds): leases, raw records, store errors and keys. lease.ts, lease-parse.ts and
+ * legacy.ts import this, and store.ts imports them, so no module imports its own importer.
  */
 import { CniError, ErrorCode } from '../cni/errors.ts';
 
@@ -38,7 +38,10 @@ export interface Store {
   renew(lease: Lease, ttlSeconds: number): Promise<boolean>;
   /** Give a subnet up; only the holder (publicIP) can. */
   release(subnet: string, publicIP: string): Promise<void>;
-  /** Call `onChange` when leases change (may also call spuriously). Returns a stop function. */
+  /**
+   * Call `onChange` when leases of this network change or one of them expires (may also call
+   * spuriously). Returns a stop function.
+   */
   watch(onChange: () => void): Promise<() => void>;
   close(): Promise<void>;
 }

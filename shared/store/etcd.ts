@@ -267,6 +267,15 @@ export class EtcdStore implements ObjectStore {
     };
   }
 
+  /**
+   * Keys and values under any prefix, as text, outside the object layout: for reading data a
+   * previous layout left in the same etcd (the overlay's old `<prefix>/subnets/` leases).
+   */
+  async rawRange(prefix: string): Promise<Array<{ key: string; value: string }>> {
+    const r = await this.call('range', () => this.client.getAll().prefix(prefix).exec());
+    return r.kvs.map((kv) => ({ key: kv.key.toString(), value: kv.value.toString() }));
+  }
+
   async close(): Promise<void> {
     this.client.close();
   }
