@@ -69,6 +69,7 @@ test-fallback: deps
 bench: build
 	node --experimental-strip-types bench/run.ts
 	node --experimental-strip-types bench/overlay.ts
+	node --experimental-transform-types --no-warnings bench/overlay-leases.ts
 	node --experimental-strip-types bench/policy.ts
 	node --experimental-transform-types --no-warnings bench/policy-agent.ts
 	node --experimental-strip-types --no-warnings bench/services.ts
