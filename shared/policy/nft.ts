@@ -168,6 +168,7 @@ export function renderUpdate(prev: Ruleset, next: Ruleset, table = POLICY_TABLE)
   const changed: NftChain[] = [];
   for (const c of next.chains) {
     const old = prevChains.get(c.name);
+    if (old === c) continue; // the same object (PolicyCompiler reuses unchanged chains): nothing to compare
     if (!old) {
       out.push(`add chain ${t} ${c.name}${hookSpec(c)}`);
       changed.push(c);
@@ -178,10 +179,12 @@ export function renderUpdate(prev: Ruleset, next: Ruleset, table = POLICY_TABLE)
   // 2. elements
   for (const x of next.sets) {
     const old = prevSets.get(x.name);
+    if (old === x) continue;
     elementDiff(t, x.name, old && sameSet(old, x) ? old.elements : [], x.elements, out);
   }
   for (const m of next.maps) {
     const old = prevMaps.get(m.name);
+    if (old === m) continue;
     mapDiff(t, m.name, old && old.type === m.type ? old.elements : [], m.elements, out);
   }
   // 3. chains: refill the changed ones, empty the ones that go
