@@ -236,10 +236,19 @@ class Builder {
     return out;
   }
 
-  private bySignature = new Map<string, string>();
+  private bySignature = new Map<string, BuiltGroup>();
+  private used = new Set<BuiltGroup>();
+
+  /** Put a group built by an earlier compile (of the same pods) into this one. */
+  useGroup(g: BuiltGroup): void {
+    if (this.used.has(g)) return;
+    this.used.add(g);
+    for (const c of g.chains) if (!this.chains.has(c.name)) this.chains.set(c.name, c);
+    for (const n of g.sets) this.haveSet(n);
+  }
 
   /** The group chain of `pod` in `dir`, or undefined when nothing applies to it. */
-  podChain(pod: Pod, dir: Direction): string | undefined {
+  podChain(pod: Pod, dir: Direction): BuiltGroup | undefined {
     const { anps, nps, banp } = this.idx.policiesFor(pod, dir);
     if (anps.length === 0 && nps.length === 0 && !banp) return undefined;
     // pods acted on by the same policies (and, for ingress named ports, serving the same
@@ -254,14 +263,14 @@ class Builder {
     const memo = this.idx.memo.chains as Map<string, BuiltGroup>;
     let built = memo.get(signature);
     if (built) {
-      for (const c of built.chains) if (!this.chains.has(c.name)) this.chains.set(c.name, c);
-      for (const n of built.sets) this.haveSet(n);
+      this.useGroup(built);
     } else {
       built = this.buildChain(pod, dir, anps, nps, banp);
+      this.used.add(built);
       memo.set(signature, built);
     }
-    this.bySignature.set(signature, built.name);
-    return built.name;
+    this.bySignature.set(signature, built);
+    return built;
   }
 
   private buildChain(
@@ -298,13 +307,26 @@ class Builder {
     for (const c of chains) if (!this.chains.has(c.name)) this.chains.set(c.name, c);
     const sets = new Set<string>();
     for (const c of chains) for (const r of c.rules) for (const m of r.matchAll(/@([A-Za-z0-9_]+)/g)) sets.add(m[1]!);
-    return { name, chains, sets: [...sets] };
+    return { name, jump: `jump ${name}`, chains, sets: [...sets] };
   }
+}
+
+/** What compileNode decided for one node's pods, kept in the pods' memo for the next compile. */
+interface LocalMemo {
+  policies: Set<NormalizedPolicy>;
+  local: Pod[];
+  groups: Record<Direction, Map<Pod, BuiltGroup>>;
+  localSets: NftSet[];
+  /** no address is on two local endpoints (the verdict maps need no de-duplication) */
+  uniqueIPs: boolean;
+  maps: NftMap[];
 }
 
 /** A group chain (and its Pass part) as built, with the sets its rules name. */
 interface BuiltGroup {
   name: string;
+  /** the verdict map's value for its pods */
+  jump: string;
   chains: NftChain[];
   sets: string[];
 }
@@ -322,21 +344,61 @@ function policyId(p: NormalizedPolicy): number {
 export function compileNode(objects: PolicyObjects | PolicyIndex, node: string, opts: CompileOptions = {}): Ruleset {
   const idx = objects instanceof PolicyIndex ? objects : new PolicyIndex(objects);
   const b = new Builder(idx);
-  const local = idx.pods.filter((p) => p.node === node);
+  // what an earlier compile of the same pods on this node decided per pod: only pods some
+  // changed policy selects (before or after the change) are looked at again
+  const memoKey = `node:${node}`;
+  const before = idx.memo.local.get(memoKey) as LocalMemo | undefined;
+  const current = new Set<NormalizedPolicy>([...idx.anps, ...idx.nps, ...(idx.banp ? [idx.banp] : [])]);
+  let dirty: Set<Pod> | undefined;
+  if (before) {
+    dirty = new Set();
+    const changed = [...[...current].filter((p) => !before.policies.has(p)), ...[...before.policies].filter((p) => !current.has(p))];
+    for (const p of changed) for (const pod of idx.subjectPods(p)) dirty.add(pod);
+  }
+  const local = before?.local ?? idx.pods.filter((p) => p.node === node);
+  const groups: LocalMemo['groups'] = { ingress: new Map(), egress: new Map() };
   const vmaps: Record<string, [string, string][]> = { ingress4: [], ingress6: [], egress4: [], egress6: [] };
-  const localIPs: Record<Family, string[]> = { 4: [], 6: [] };
   let ingressPods = 0;
   let egressPods = 0;
   for (const pod of local) {
-    for (const ip of pod.ips) localIPs[ip.family].push(ip.text);
     for (const dir of ['ingress', 'egress'] as const) {
-      const chain = b.podChain(pod, dir);
-      if (!chain) continue;
+      let g: BuiltGroup | undefined;
+      if (before && !dirty?.has(pod)) {
+        g = before.groups[dir].get(pod);
+        if (g) b.useGroup(g);
+      } else {
+        g = b.podChain(pod, dir);
+      }
+      if (!g) continue;
+      groups[dir].set(pod, g);
       if (dir === 'ingress') ingressPods++;
       else egressPods++;
-      for (const ip of pod.ips) vmaps[`${dir}${ip.family}`].push([ip.text, `jump ${chain}`]);
+      for (const ip of pod.ips) vmaps[`${dir}${ip.family}`].push([ip.text, g.jump]);
     }
   }
+  let localSets = before?.localSets;
+  let uniqueIPs = before?.uniqueIPs ?? false;
+  if (!localSets) {
+    const localIPs: Record<Family, string[]> = { 4: [], 6: [] };
+    for (const pod of local) for (const ip of pod.ips) localIPs[ip.family].push(ip.text);
+    uniqueIPs = FAMILIES.every((f) => new Set(localIPs[f]).size === localIPs[f].length);
+    localSets = [];
+    for (const f of FAMILIES) {
+      const ips = uniq(localIPs[f]);
+      localSets.push({ name: `local${f}`, type: addrType(f), elements: ips });
+      localSets.push({ name: `self${f}`, type: `${addrType(f)} . ${addrType(f)}`, elements: ips.map((ip) => `${ip} . ${ip}`) });
+    }
+  }
+  const maps: NftMap[] =
+    before && dirty?.size === 0
+      ? before.maps
+      : Object.entries(vmaps).map(([k, els]) => ({
+          name: k,
+          type: `${addrType(k.endsWith('4') ? 4 : 6)} : verdict`,
+          // two endpoints with one address (a stale registration): the first wins
+          elements: uniqueIPs ? els : uniqByKey(els),
+        }));
+  idx.memo.local.set(memoKey, { policies: current, local, groups, localSets, uniqueIPs, maps } satisfies LocalMemo);
 
   const counterInfo: Record<string, CounterMeaning> = {
     [DEFAULT_DENY_COUNTER.ingress]: { default: 'isolated', direction: 'ingress' },
@@ -346,19 +408,8 @@ export function compileNode(objects: PolicyObjects | PolicyIndex, node: string, 
     for (const r of [...(p.ingress ?? []), ...(p.egress ?? [])]) counterInfo[r.counter] = r.ref;
 
   // elements come in index order (pods sorted by namespace/name/...): deterministic unsorted
-  const sets: NftSet[] = [];
-  for (const f of FAMILIES) {
-    const ips = uniq(localIPs[f]);
-    sets.push({ name: `local${f}`, type: addrType(f), elements: ips });
-    sets.push({ name: `self${f}`, type: `${addrType(f)} . ${addrType(f)}`, elements: ips.map((ip) => `${ip} . ${ip}`) });
-  }
+  const sets: NftSet[] = [...localSets];
   sets.push(...[...b.sets.values()].sort((x, y) => cmp(x.name, y.name)));
-
-  const maps: NftMap[] = Object.entries(vmaps).map(([k, els]) => ({
-    name: k,
-    type: `${addrType(k.endsWith('4') ? 4 : 6)} : verdict`,
-    elements: uniqByKey(els),
-  }));
 
   // replies pass; IPv6 neighbour discovery is not policy's business (conntrack does not track
   // it, so it would otherwise look invalid, and unicast advertisements hit the ingress maps)
@@ -386,6 +437,7 @@ export function compileNode(objects: PolicyObjects | PolicyIndex, node: string, 
   if (memo.chains.size > 2 * b.chains.size + 512 || memo.sets.size > 2 * b.sets.size + 1024) {
     memo.chains.clear();
     memo.sets.clear();
+    memo.local.clear();
     memo.selections.clear();
     memo.selectionSets.clear();
   }
