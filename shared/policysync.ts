@@ -21,7 +21,7 @@ import { nftApply, nftListRaw } from './kernel/nft.ts';
 import { tryModprobe } from './kernel/feature.ts';
 import { setSysctls } from './kernel/sysctl.ts';
 import { StoreUnavailableError, type ObjectStore } from './store/types.ts';
-import type { AdminNetworkPolicy, BaselineAdminNetworkPolicy, Endpoint, Namespace, NetworkPolicy } from './objects/types.ts';
+import type { AdminNetworkPolicy, BaselineAdminNetworkPolicy, Endpoint, Namespace, NetworkPolicy, Node } from './objects/types.ts';
 import type { PolicyObjects } from './policy/model.ts';
 import { compileNode, POLICY_TABLE, PolicyCompiler, renderNft, renderUpdate, type Ruleset } from './policy/index.ts';
 
@@ -73,12 +73,13 @@ export function storeError(e: unknown, what: string): CniError {
 
 /** Every object policy depends on, read at once (one list per kind). */
 export async function readPolicyObjects(store: ObjectStore): Promise<PolicyObjects & { revision: number }> {
-  const [eps, nss, nps, anps, banps] = await Promise.all([
+  const [eps, nss, nps, anps, banps, nodes] = await Promise.all([
     store.list<Endpoint>('Endpoint'),
     store.list<Namespace>('Namespace'),
     store.list<NetworkPolicy>('NetworkPolicy'),
     store.list<AdminNetworkPolicy>('AdminNetworkPolicy'),
     store.list<BaselineAdminNetworkPolicy>('BaselineAdminNetworkPolicy'),
+    store.list<Node>('Node'),
   ]);
   trace('store read');
   return {
@@ -87,7 +88,8 @@ export async function readPolicyObjects(store: ObjectStore): Promise<PolicyObjec
     policies: nps.items.map((s) => s.object),
     anps: anps.items.map((s) => s.object),
     banp: banps.items.find((s) => s.object.metadata.name === 'default')?.object ?? banps.items[0]?.object ?? null,
-    revision: Math.max(eps.revision, nss.revision, nps.revision, anps.revision, banps.revision),
+    nodes: nodes.items.map((s) => s.object),
+    revision: Math.max(eps.revision, nss.revision, nps.revision, anps.revision, banps.revision, nodes.revision),
   };
 }
 

@@ -143,6 +143,7 @@ class Builder {
     const out = new Set<Pod>();
     for (const p of peers) {
       if (p.kind === 'pods') for (const pod of this.selected(p)) out.add(pod);
+      else if (p.kind === 'nodes') continue; // node addresses are no pods: named ports never resolve on them
       else for (const pod of this.idx.pods) if (pod.ips.some((ip) => inRanges(p.ranges, ip))) out.add(pod);
     }
     return [...out];
@@ -179,6 +180,18 @@ class Builder {
       }
       return `${field} @${name}`;
     }
+    if (peer.kind === 'nodes') {
+      // always the set (empty when no node matches yet): a node joining is an element update
+      const name = `nd${f}_${peer.id}`;
+      if (!this.haveSet(name)) {
+        const elements = this.idx
+          .nodeAddresses(peer.sel, peer.id)
+          .filter((ip) => ip.family === f)
+          .map((ip) => ip.text);
+        this.addSet({ name, type: addrType(f), elements });
+      }
+      return `${field} @${name}`;
+    }
     const ranges = peer.ranges.filter((r) => r.family === f);
     if (ranges.length === 0) return null;
     const name = `cb${f}_${peer.id}`;
@@ -197,7 +210,11 @@ class Builder {
         for (const ip of pod.ips) {
           if (ip.family !== f) continue;
           // a pod reached through a cidr peer counts only with its addresses inside the ranges
-          if (peers !== 'all' && !peers.some((p) => (p.kind === 'pods' ? this.selectedSet(p).has(pod) : inRanges(p.ranges, ip)))) continue;
+          if (
+            peers !== 'all' &&
+            !peers.some((p) => (p.kind === 'pods' ? this.selectedSet(p).has(pod) : p.kind === 'cidr' && inRanges(p.ranges, ip)))
+          )
+            continue;
           for (const spec of named)
             for (const r of resolvePort(spec, pod)) elements.push(`${ip.text} . ${protoKw(r.protocol)} . ${r.first}`);
         }

@@ -19,6 +19,7 @@ import type {
   NetworkPolicy,
   NetworkPolicyPeer,
   NetworkPolicyPort,
+  Node,
   Protocol,
 } from '../objects/types.ts';
 import { matchesSelector, namespaceLabels } from '../objects/selectors.ts';
@@ -31,6 +32,8 @@ export interface PolicyObjects {
   policies: NetworkPolicy[];
   anps: AdminNetworkPolicy[];
   banp?: BaselineAdminNetworkPolicy | null;
+  /** Node objects (ANP/BANP egress `nodes` peers match their addresses); none: such peers match nothing */
+  nodes?: Node[];
 }
 
 export type Direction = 'ingress' | 'egress';
@@ -69,7 +72,9 @@ export type Peer =
   /** id: a short stable hash of the selection (names its address sets) */
   | { kind: 'pods'; sel: PodSelection; id: string }
   /** ipBlock / networks: the CIDR minus its excepts, as disjoint ranges */
-  | { kind: 'cidr'; cidr: string; except: string[]; ranges: Range[]; id: string };
+  | { kind: 'cidr'; cidr: string; except: string[]; ranges: Range[]; id: string }
+  /** ANP/BANP egress `nodes`: the addresses of the Node objects the selector selects */
+  | { kind: 'nodes'; sel: LabelSelector; id: string };
 
 export type PortSpec =
   /** numeric port or range (port undefined: every port of the protocol) */
@@ -321,6 +326,8 @@ export class PodMemo {
   readonly chains = new Map<string, unknown>();
   /** compile.ts: per node, its local sets and verdict maps' pod part */
   readonly local = new Map<string, unknown>();
+  /** node selector -> the selected nodes' addresses */
+  readonly nodes = new Map<string, PodIP[]>();
 }
 
 /**
@@ -355,10 +362,10 @@ export interface IndexReuse {
   normalized?: NormalizeCache;
 }
 
-const objKey = (o: Endpoint | Namespace): unknown =>
+const objKey = (o: Endpoint | Namespace | Node): unknown =>
   o.metadata.resourceVersion === undefined ? o : `${o.metadata.namespace ?? ''}|${o.metadata.name}|${o.metadata.resourceVersion}`;
 
-function sameObjects(a: (Endpoint | Namespace)[], b: (Endpoint | Namespace)[]): boolean {
+function sameObjects(a: (Endpoint | Namespace | Node)[], b: (Endpoint | Namespace | Node)[]): boolean {
   if (a === b) return true;
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && objKey(a[i]!) !== objKey(b[i]!)) return false;
@@ -389,7 +396,12 @@ export class PolicyIndex {
   constructor(objects: PolicyObjects, reuse: IndexReuse = {}) {
     this.objects = objects;
     const prev = reuse.prev;
-    if (prev && sameObjects(prev.objects.endpoints, objects.endpoints) && sameObjects(prev.objects.namespaces, objects.namespaces)) {
+    if (
+      prev &&
+      sameObjects(prev.objects.endpoints, objects.endpoints) &&
+      sameObjects(prev.objects.namespaces, objects.namespaces) &&
+      sameObjects(prev.objects.nodes ?? [], objects.nodes ?? [])
+    ) {
       this.pods = prev.pods;
       this.byIP = prev.byIP;
       this.nsLabels = prev.nsLabels;
@@ -439,6 +451,35 @@ export class PolicyIndex {
     }
     this.banp = objects.banp ? norm(objects.banp, normalizeBanp) : undefined;
     nc?.sweep();
+  }
+
+  /** The IP addresses (canonical text) of the nodes `sel` selects, by family (memoized). */
+  nodeAddresses(sel: LabelSelector, id: string): PodIP[] {
+    const k = `nodes:${id}`;
+    let out = this.memo.nodes.get(k);
+    if (!out) {
+      const seen = new Set<string>();
+      out = [];
+      for (const n of [...(this.objects.nodes ?? [])].sort((a, b) => cmp(a.metadata.name, b.metadata.name))) {
+        if (!matchesSelector(sel, n.metadata.labels ?? {})) continue;
+        for (const a of n.status?.addresses ?? []) {
+          const ip = parseAddr(a.address);
+          if (ip && !seen.has(ip.text)) {
+            seen.add(ip.text);
+            out.push(ip);
+          }
+        }
+      }
+      this.memo.nodes.set(k, out);
+    }
+    return out;
+  }
+
+  /** The node an address belongs to (traces). */
+  nodeByIP(s: string): Node | undefined {
+    const ip = parseAddr(s);
+    if (!ip) return undefined;
+    return (this.objects.nodes ?? []).find((n) => (n.status?.addresses ?? []).some((a) => parseAddr(a.address)?.text === ip.text));
   }
 
   /** The pods `p`'s subject selects (memoized for these pods). */
@@ -615,6 +656,7 @@ function anpPeers(peers: AnpPeer[] | undefined, direction: Direction): Peer[] {
     if (p.namespaces) out.push(podsPeer({ namespaceSelector: p.namespaces, podSelector: {} }));
     if (p.pods) out.push(podsPeer({ namespaceSelector: p.pods.namespaceSelector ?? {}, podSelector: p.pods.podSelector ?? {} }));
     if (direction === 'egress') for (const n of p.networks ?? []) out.push(cidrPeer(n, []));
+    if (direction === 'egress' && p.nodes) out.push({ kind: 'nodes', sel: p.nodes, id: shortHash(`nodes:${selectionKey({ podSelector: p.nodes })}`) });
   }
   return out;
 }
@@ -702,7 +744,12 @@ export function portsMatch(ports: PortSpec[] | 'all', protocol: FlowProtocol, po
   return ports.some((s) => resolvePort(s, dst).some((r) => r.protocol === protocol && port >= r.first && port <= r.last));
 }
 
-export function peerMatches(peers: Peer[] | 'all', other: Pod | undefined, otherIP: IP | undefined): boolean {
+/** `idx`: for `nodes` peers (the nodes' addresses); without it they match nothing. */
+export function peerMatches(peers: Peer[] | 'all', other: Pod | undefined, otherIP: IP | undefined, idx?: PolicyIndex): boolean {
   if (peers === 'all') return true;
-  return peers.some((p) => (p.kind === 'pods' ? !!other && selectionMatches(p.sel, other) : !!otherIP && inRanges(p.ranges, otherIP)));
+  return peers.some((p) => {
+    if (p.kind === 'pods') return !!other && selectionMatches(p.sel, other);
+    if (p.kind === 'cidr') return !!otherIP && inRanges(p.ranges, otherIP);
+    return !!otherIP && !!idx && idx.nodeAddresses(p.sel, p.id).some((a) => a.family === otherIP.family && a.value === otherIP.value);
+  });
 }

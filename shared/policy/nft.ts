@@ -126,6 +126,15 @@ function elementDiff(t: string, name: string, before: string[], after: string[],
 }
 
 function mapDiff(t: string, name: string, before: [string, string][], after: [string, string][], out: string[]): void {
+  // the usual case (a policy change): the same keys in the same order, a few values differ
+  if (before.length === after.length && before.every((e, i) => e[0] === after[i]![0])) {
+    const changed = after.filter((e, i) => e[1] !== before[i]![1]);
+    if (changed.length > 0) {
+      out.push(`delete element ${t} ${name} { ${changed.map(([k]) => k).join(', ')} }`);
+      out.push(`add element ${t} ${name} { ${changed.map(([k, v]) => `${k} : ${v}`).join(', ')} }`);
+    }
+    return;
+  }
   const b = new Map(before);
   const a = new Map(after);
   const del = [...b.keys()].filter((k) => a.get(k) !== b.get(k));
