@@ -269,7 +269,7 @@ async function applyOnly(s: Setup, agentPid: number, logOf: () => string): Promi
     [
       row('store write committed → table applied (agent log)', fromWrite),
       row('store write committed → watch event logged', toEvent),
-      row('agent CPU time per change (all threads, incl. the other reconcilers\' store reads)', cpu),
+      row("agent CPU time per change (all threads, incl. the other reconcilers' store reads)", cpu),
       ...[...steps.entries()].map(([k, v]) => row(`agent pass: ${k.replace(/_cpu$/, '')} (${k.endsWith('_cpu') ? 'CPU' : 'wall'})`, v)),
     ],
   )}`;
@@ -306,10 +306,14 @@ async function main(): Promise<void> {
 
     // ---- agent
     let log = '';
-    agent = spawn('nsenter', [`--net=${nsPath(ns)}`, '--', path.join(BIN, 'cni-ts'), 'agent', '--config', big.config, '--no-http', '--resync', RESYNC], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, CNI_LOG_LEVEL: 'info' }, // CNI_TS_POLICY_INCREMENTAL=0 passes through: the agent without its session (before/after)
-    });
+    agent = spawn(
+      'nsenter',
+      [`--net=${nsPath(ns)}`, '--', path.join(BIN, 'cni-ts'), 'agent', '--config', big.config, '--no-http', '--resync', RESYNC],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, CNI_LOG_LEVEL: 'info' }, // CNI_TS_POLICY_INCREMENTAL=0 passes through: the agent without its session (before/after)
+      },
+    );
     agent.stdout!.on('data', (d: Buffer) => (log += d.toString()));
     agent.stderr!.on('data', (d: Buffer) => (log += d.toString()));
     t = performance.now();
@@ -317,7 +321,9 @@ async function main(): Promise<void> {
       if (performance.now() - t > 60_000) throw new Error(`agent did not apply: ${log}`);
       await sleep(20);
     }
-    console.log(`agent: first table in ${ms(performance.now() - t)} ms from start: ${/policy \([^\n]*((replaced|updated) table[^\n]*)/.exec(log)?.[1]}`);
+    console.log(
+      `agent: first table in ${ms(performance.now() - t)} ms from start: ${/policy \([^\n]*((replaced|updated) table[^\n]*)/.exec(log)?.[1]}`,
+    );
 
     if (ONLY === 'apply') {
       await sleep(1000);

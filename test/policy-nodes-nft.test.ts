@@ -190,7 +190,12 @@ describe('ANP nodes and networks peers on the kernel (reachability matrix vs the
     const before = build(NODES);
     const after = build([...NODES, node('w2', { role: 'worker' }, ['192.0.2.22', '2001:db8::22'])]);
     const script = renderUpdate(compileNode(before, 'n1'), compileNode(after, 'n1'), TABLE);
-    expect(script.trim().split('\n').every((l) => l.startsWith('add element'))).toBe(true);
+    expect(
+      script
+        .trim()
+        .split('\n')
+        .every((l) => l.startsWith('add element')),
+    ).toBe(true);
     expect((await load(script)).stderr).toBe('');
     const want = expected(after);
     expect(want).not.toBe(expected(before));
@@ -208,7 +213,9 @@ describe('ANP nodes and networks peers on the kernel (reachability matrix vs the
       for (const n of NODES) await store.put(n);
       const o = await readPolicyObjects(store);
       expect(o.nodes?.map((n) => n.metadata.name).sort()).toEqual(['cp1', 'n1', 'n9', 'w1']);
-      await expect(nodeObject({ node: 'n9', source: 'x.json', policy: { nodeAddresses: ['nope'] } })).rejects.toThrow(/policy\.nodeAddresses/);
+      await expect(nodeObject({ node: 'n9', source: 'x.json', policy: { nodeAddresses: ['nope'] } })).rejects.toThrow(
+        /policy\.nodeAddresses/,
+      );
     } finally {
       await store.close();
     }

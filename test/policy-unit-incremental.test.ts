@@ -71,7 +71,9 @@ function apply(o: PolicyObjects, c: Change, withRv: boolean): PolicyObjects {
       break;
     case 'relabelNs': {
       const j = c.i % o.namespaces.length;
-      n.namespaces = o.namespaces.map((x, k) => (k === j ? stamp({ ...x, metadata: { ...x.metadata, labels: { team: `t${c.i % 5}` } } }, withRv) : x));
+      n.namespaces = o.namespaces.map((x, k) =>
+        k === j ? stamp({ ...x, metadata: { ...x.metadata, labels: { team: `t${c.i % 5}` } } }, withRv) : x,
+      );
       break;
     }
     case 'anp':

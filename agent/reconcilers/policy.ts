@@ -175,7 +175,9 @@ export class PolicyReconciler {
       if (r.mode === 'unchanged') return undefined;
       const local = o.endpoints.filter((e) => e.spec.node === this.cfg.node).length;
       const st = r.ruleset.stats;
-      return `${r.mode === 'full' ? 'replaced' : 'updated'} table inet ${s.table} at revision ${o.revision}: ${local} local / ${o.endpoints.length} endpoints, ${o.namespaces.length} namespaces, ${o.policies.length} policies, ${o.anps.length} ANP, ${o.banp ? 1 : 0} BANP; ${st.groups} groups, ${st.rules} rules, ${st.elements} elements; ${r.bytes} bytes in ${(performance.now() - t0).toFixed(1)} ms (${Object.entries(r.timings ?? {})
+      return `${r.mode === 'full' ? 'replaced' : 'updated'} table inet ${s.table} at revision ${o.revision}: ${local} local / ${o.endpoints.length} endpoints, ${o.namespaces.length} namespaces, ${o.policies.length} policies, ${o.anps.length} ANP, ${o.banp ? 1 : 0} BANP; ${st.groups} groups, ${st.rules} rules, ${st.elements} elements; ${r.bytes} bytes in ${(performance.now() - t0).toFixed(1)} ms (${Object.entries(
+        r.timings ?? {},
+      )
         .map(([k, v]) => `${k} ${v.toFixed(1)}`)
         .join(', ')})`;
     });

@@ -143,7 +143,8 @@ class Builder {
     const out = new Set<Pod>();
     for (const p of peers) {
       if (p.kind === 'pods') for (const pod of this.selected(p)) out.add(pod);
-      else if (p.kind === 'nodes') continue; // node addresses are no pods: named ports never resolve on them
+      else if (p.kind === 'nodes')
+        continue; // node addresses are no pods: named ports never resolve on them
       else for (const pod of this.idx.pods) if (pod.ips.some((ip) => inRanges(p.ranges, ip))) out.add(pod);
     }
     return [...out];

@@ -656,7 +656,8 @@ function anpPeers(peers: AnpPeer[] | undefined, direction: Direction): Peer[] {
     if (p.namespaces) out.push(podsPeer({ namespaceSelector: p.namespaces, podSelector: {} }));
     if (p.pods) out.push(podsPeer({ namespaceSelector: p.pods.namespaceSelector ?? {}, podSelector: p.pods.podSelector ?? {} }));
     if (direction === 'egress') for (const n of p.networks ?? []) out.push(cidrPeer(n, []));
-    if (direction === 'egress' && p.nodes) out.push({ kind: 'nodes', sel: p.nodes, id: shortHash(`nodes:${selectionKey({ podSelector: p.nodes })}`) });
+    if (direction === 'egress' && p.nodes)
+      out.push({ kind: 'nodes', sel: p.nodes, id: shortHash(`nodes:${selectionKey({ podSelector: p.nodes })}`) });
   }
   return out;
 }

@@ -128,8 +128,20 @@ const COLUMNS: Record<Kind, Column[]> = {
     ['NODE', (o) => (o as DockerPool).spec.node, 'wide'],
   ],
   Node: [
-    ['ADDRESSES', (o) => ((o as CniObject & { status?: { addresses?: { address: string }[] } }).status?.addresses ?? []).map((a) => a.address).join(',') || '<none>'],
-    ['LABELS', (o) => Object.entries(o.metadata.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(',') || '<none>', 'wide'],
+    [
+      'ADDRESSES',
+      (o) =>
+        ((o as CniObject & { status?: { addresses?: { address: string }[] } }).status?.addresses ?? []).map((a) => a.address).join(',') ||
+        '<none>',
+    ],
+    [
+      'LABELS',
+      (o) =>
+        Object.entries(o.metadata.labels ?? {})
+          .map(([k, v]) => `${k}=${v}`)
+          .join(',') || '<none>',
+      'wide',
+    ],
   ],
 };
 
