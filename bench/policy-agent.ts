@@ -221,6 +221,7 @@ const APPLIED = /^(\S+) info agent: policy \([^\n]*(?:replaced|updated) table[^\
 /** Store write (in-process put, as cnictl's) → the agent's log says applied; CPU per change; the agent's own breakdown. */
 async function applyOnly(s: Setup, agentPid: number, logOf: () => string): Promise<string> {
   const fromWrite: number[] = [];
+  const toCommit: number[] = [];
   const toEvent: number[] = [];
   const cpu: number[] = [];
   const steps = new Map<string, number[]>();
@@ -247,6 +248,9 @@ async function applyOnly(s: Setup, agentPid: number, logOf: () => string): Promi
         await sleep(1);
       }
       fromWrite.push(Date.parse(line[1]!) - tw);
+      // the table is enforced when the nft transaction commits: before the state file write the log line waits for
+      const stateWall = Number(/\bstate ([\d.]+)/.exec(line[0])?.[1] ?? 0);
+      toCommit.push(Date.parse(line[1]!) - stateWall - tw);
       const ev = new RegExp(`^(\\S+) info agent: policy: put NetworkPolicy ns-${i % 20}/${name} `, 'm').exec(logOf().slice(mark));
       if (ev) toEvent.push(Date.parse(ev[1]!) - tw);
       for (const m of /\(([a-z_]+ [\d.]+(?:, [a-z_]+ [\d.]+)*)\) \[/.exec(line[0])?.[1]?.split(', ') ?? []) {
@@ -268,6 +272,7 @@ async function applyOnly(s: Setup, agentPid: number, logOf: () => string): Promi
     ['measure', 'p50 ms', 'p95 ms', 'max ms'],
     [
       row('store write committed → table applied (agent log)', fromWrite),
+      row('store write committed → nft transaction committed (log time − state write)', toCommit),
       row('store write committed → watch event logged', toEvent),
       row("agent CPU time per change (all threads, incl. the other reconcilers' store reads)", cpu),
       ...[...steps.entries()].map(([k, v]) => row(`agent pass: ${k.replace(/_cpu$/, '')} (${k.endsWith('_cpu') ? 'CPU' : 'wall'})`, v)),
