@@ -8,10 +8,17 @@
  *     empty store and with the full one, and its DEL;
  *   - the agent's memory (VmRSS, VmHWM) at the end.
  *
- *   node --experimental-strip-types bench/policy-agent.ts   (as root; knobs: BENCH_ITER, BENCH_POLICY_*)
+ *   - the apply → enforce part alone: BENCH_POLICY_ONLY=apply (no ADD latency, no iperf3), over
+ *     BENCH_POLICY_CHANGES policy changes (default 30): store write (an in-process put) →
+ *     applied, and the agent's CPU time per change (every thread's on-CPU time from
+ *     /proc/PID/task/* /schedstat, ns; the honest figure on a loaded machine) with the agent's
+ *     own breakdown (read, compile, diff, nft, state) from its log.
+ *
+ *   node --experimental-strip-types bench/policy-agent.ts   (as root; knobs: BENCH_ITER, BENCH_POLICY_*,
+ *   BENCH_PREFIX (resource prefix, default hpb), BENCH_POLICY_RESYNC (agent resync seconds, default 10))
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { openStore } from '../shared/store/index.ts';
 import type { CniObject } from '../shared/objects/types.ts';
@@ -24,7 +31,10 @@ const N_POL = Number(process.env.BENCH_POLICY_POLICIES ?? 200);
 const ITER = Number(process.env.BENCH_ITER ?? 20);
 const ROOT = path.resolve(import.meta.dirname, '..');
 const BIN = path.join(ROOT, 'dist', 'bin');
-const id = uid('hpb');
+const ONLY = process.env.BENCH_POLICY_ONLY ?? '';
+const CHANGES = Number(process.env.BENCH_POLICY_CHANGES ?? 30);
+const RESYNC = process.env.BENCH_POLICY_RESYNC ?? '10';
+const id = uid(process.env.BENCH_PREFIX ?? 'hpb');
 const ns = `${id}-h`;
 const dir = `/run/cnits-${id}`;
 const table = `${id}_policy`;
@@ -193,6 +203,83 @@ async function iperf(s: Setup): Promise<string> {
   }
 }
 
+/** On-CPU time of every thread of `pid` so far, ms (schedstat: ns, not the 10 ms ticks of /proc/PID/stat). */
+function cpuMs(pid: number): number {
+  let ns = 0;
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      /* thread gone */
+    }
+  }
+  return ns / 1e6;
+}
+
+const APPLIED = /^(\S+) info agent: policy \([^\n]*(?:replaced|updated) table[^\n]*$/m;
+
+/** Store write (in-process put, as cnictl's) → the agent's log says applied; CPU per change; the agent's own breakdown. */
+async function applyOnly(s: Setup, agentPid: number, logOf: () => string): Promise<string> {
+  const fromWrite: number[] = [];
+  const toCommit: number[] = [];
+  const toEvent: number[] = [];
+  const cpu: number[] = [];
+  const steps = new Map<string, number[]>();
+  const store = await openStore({ type: 'file', path: s.storeDir });
+  try {
+    for (let i = 0; i < CHANGES; i++) {
+      const c0 = cpuMs(agentPid);
+      const mark = logOf().length;
+      const name = `only-${i}`;
+      await store.put({
+        apiVersion: 'networking.k8s.io/v1',
+        kind: 'NetworkPolicy',
+        metadata: { name, namespace: `ns-${i % 20}` },
+        spec: {
+          podSelector: { matchLabels: { app: `app-${i % 10}` } },
+          ingress: [{ from: [{ podSelector: { matchLabels: { tier: `tier-${i % 3}` } } }], ports: [{ port: 9100 + i }] }],
+        },
+      });
+      const tw = Date.now();
+      let line: RegExpExecArray | null = null;
+      const deadline = Date.now() + 20_000;
+      while (!(line = APPLIED.exec(logOf().slice(mark)))) {
+        if (Date.now() > deadline) throw new Error('no apply after a write');
+        await sleep(1);
+      }
+      fromWrite.push(Date.parse(line[1]!) - tw);
+      // the table is enforced when the nft transaction commits: before the state file write the log line waits for
+      const stateWall = Number(/\bstate ([\d.]+)/.exec(line[0])?.[1] ?? 0);
+      toCommit.push(Date.parse(line[1]!) - stateWall - tw);
+      const ev = new RegExp(`^(\\S+) info agent: policy: put NetworkPolicy ns-${i % 20}/${name} `, 'm').exec(logOf().slice(mark));
+      if (ev) toEvent.push(Date.parse(ev[1]!) - tw);
+      for (const m of /\(([a-z_]+ [\d.]+(?:, [a-z_]+ [\d.]+)*)\) \[/.exec(line[0])?.[1]?.split(', ') ?? []) {
+        const [k, v] = m.split(' ');
+        steps.set(k!, [...(steps.get(k!) ?? []), Number(v)]);
+      }
+      await sleep(300); // every reconciler settles (the services and DNS watches read the store too)
+      cpu.push(cpuMs(agentPid) - c0);
+    }
+  } finally {
+    await store.close();
+  }
+  const row = (label: string, xs: number[]): string[] => {
+    const st = stats(xs);
+    return [label, ms(st.median), ms(st.p95), ms(st.max)];
+  };
+  const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  return `\n### Apply → enforce alone (${CHANGES} policy changes; load average ${load})\n\n${mdTable(
+    ['measure', 'p50 ms', 'p95 ms', 'max ms'],
+    [
+      row('store write committed → table applied (agent log)', fromWrite),
+      row('store write committed → nft transaction committed (log time − state write)', toCommit),
+      row('store write committed → watch event logged', toEvent),
+      row("agent CPU time per change (all threads, incl. the other reconcilers' store reads)", cpu),
+      ...[...steps.entries()].map(([k, v]) => row(`agent pass: ${k.replace(/_cpu$/, '')} (${k.endsWith('_cpu') ? 'CPU' : 'wall'})`, v)),
+    ],
+  )}`;
+}
+
 async function main(): Promise<void> {
   await netnsBatch('add', [ns]);
   await sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
@@ -202,33 +289,52 @@ async function main(): Promise<void> {
     const empty = setup('empty');
     const addEmpty: number[] = [];
     const delEmpty: number[] = [];
-    for (let i = 0; i < ITER; i++) addEmpty.push(await endpointRun(empty, 'ADD', i));
-    for (let i = 0; i < ITER; i++) delEmpty.push(await endpointRun(empty, 'DEL', i));
+    if (ONLY !== 'apply') {
+      for (let i = 0; i < ITER; i++) addEmpty.push(await endpointRun(empty, 'ADD', i));
+      for (let i = 0; i < ITER; i++) delEmpty.push(await endpointRun(empty, 'DEL', i));
+    }
 
     // ---- the scale store
     const big = setup('big');
     const o = scaleObjects(N_EP, N_POL);
     let t = performance.now();
-    await populate(big, [...o.namespaces, ...o.endpoints, ...o.policies, ...o.anps, ...(o.banp ? [o.banp] : [])]);
+    // BENCH_POLICY_STORE_CACHE=FILE: the populated store document, kept for reruns (one put each takes minutes on a loaded host)
+    const cache = process.env.BENCH_POLICY_STORE_CACHE;
+    if (cache && existsSync(cache)) copyFileSync(cache, path.join(big.storeDir, 'objects.json'));
+    else {
+      await populate(big, [...o.namespaces, ...o.endpoints, ...o.policies, ...o.anps, ...(o.banp ? [o.banp] : [])]);
+      if (cache) copyFileSync(path.join(big.storeDir, 'objects.json'), cache);
+    }
     console.log(
       `store populated: ${o.endpoints.length} endpoints, ${o.policies.length} policies, ${o.anps.length} ANP, BANP, ${o.namespaces.length} namespaces in ${ms(performance.now() - t)} ms (one put each)`,
     );
 
     // ---- agent
     let log = '';
-    agent = spawn('nsenter', [`--net=${nsPath(ns)}`, '--', path.join(BIN, 'cni-ts'), 'agent', '--config', big.config, '--no-http'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, CNI_LOG_LEVEL: 'info' },
-    });
+    agent = spawn(
+      'nsenter',
+      [`--net=${nsPath(ns)}`, '--', path.join(BIN, 'cni-ts'), 'agent', '--config', big.config, '--no-http', '--resync', RESYNC],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, CNI_LOG_LEVEL: 'info' }, // CNI_TS_POLICY_INCREMENTAL=0 passes through: the agent without its session (before/after)
+      },
+    );
     agent.stdout!.on('data', (d: Buffer) => (log += d.toString()));
     agent.stderr!.on('data', (d: Buffer) => (log += d.toString()));
     t = performance.now();
-    while (!/(replaced|updated) table/.test(log)) {
+    while (!/policy \([^\n]*(replaced|updated) table/.test(log)) {
       if (performance.now() - t > 60_000) throw new Error(`agent did not apply: ${log}`);
       await sleep(20);
     }
-    console.log(`agent: first table in ${ms(performance.now() - t)} ms from start: ${/(replaced|updated) table[^\n]*/.exec(log)?.[0]}`);
+    console.log(
+      `agent: first table in ${ms(performance.now() - t)} ms from start: ${/policy \([^\n]*((replaced|updated) table[^\n]*)/.exec(log)?.[1]}`,
+    );
 
+    if (ONLY === 'apply') {
+      await sleep(1000);
+      console.log(await applyOnly(big, agent.pid!, () => log));
+      return;
+    }
     // ---- ADD latency, full store (the agent is running: it reacts to each, as in production)
     const addBig: number[] = [];
     const delBig: number[] = [];
@@ -240,7 +346,7 @@ async function main(): Promise<void> {
     const fromWrite: number[] = [];
     const cnictlMs: number[] = [];
     const manifest = path.join(dir, 'np.json');
-    for (let i = 0; i < ITER; i++) {
+    for (let i = 0; i < Math.max(ITER, CHANGES); i++) {
       writeFileSync(
         manifest,
         JSON.stringify({
@@ -260,7 +366,7 @@ async function main(): Promise<void> {
       cnictlMs.push(performance.now() - c0);
       let line: RegExpExecArray | null = null;
       const deadline = Date.now() + 20_000;
-      while (!(line = /^(\S+) info agent: policy \([^\n]*(?:replaced|updated) table[^\n]*$/m.exec(log.slice(mark)))) {
+      while (!(line = APPLIED.exec(log.slice(mark)))) {
         if (Date.now() > deadline) throw new Error('no apply after a write');
         await sleep(2);
       }
@@ -293,6 +399,7 @@ async function main(): Promise<void> {
         ],
       ),
     );
+    console.log(await applyOnly(big, agent.pid!, () => log));
     console.log(
       `\nagent memory: VmRSS ${kb('VmRSS').toFixed(0)} MiB, VmHWM (peak) ${kb('VmHWM').toFixed(0)} MiB, V8 heap in use ${heap} MiB`,
     );

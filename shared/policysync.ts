@@ -9,7 +9,7 @@
  * lock is what makes it correct: whoever applies last read the store after every earlier
  * writer's change.
  */
-import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CniError, ErrorCode } from './cni/errors.ts';
 import { trace } from './trace.ts';
@@ -21,9 +21,9 @@ import { nftApply, nftListRaw } from './kernel/nft.ts';
 import { tryModprobe } from './kernel/feature.ts';
 import { setSysctls } from './kernel/sysctl.ts';
 import { StoreUnavailableError, type ObjectStore } from './store/types.ts';
-import type { AdminNetworkPolicy, BaselineAdminNetworkPolicy, Endpoint, Namespace, NetworkPolicy } from './objects/types.ts';
+import type { AdminNetworkPolicy, BaselineAdminNetworkPolicy, Endpoint, Namespace, NetworkPolicy, Node } from './objects/types.ts';
 import type { PolicyObjects } from './policy/model.ts';
-import { compileNode, POLICY_TABLE, renderNft, renderUpdate, type Ruleset } from './policy/index.ts';
+import { compileNode, POLICY_TABLE, PolicyCompiler, renderNft, renderUpdate, type Ruleset } from './policy/index.ts';
 
 export const DEFAULT_POLICY_TABLE = POLICY_TABLE;
 export const DEFAULT_LOCK_DIR = '/run/cni-ts/locks';
@@ -73,12 +73,13 @@ export function storeError(e: unknown, what: string): CniError {
 
 /** Every object policy depends on, read at once (one list per kind). */
 export async function readPolicyObjects(store: ObjectStore): Promise<PolicyObjects & { revision: number }> {
-  const [eps, nss, nps, anps, banps] = await Promise.all([
+  const [eps, nss, nps, anps, banps, nodes] = await Promise.all([
     store.list<Endpoint>('Endpoint'),
     store.list<Namespace>('Namespace'),
     store.list<NetworkPolicy>('NetworkPolicy'),
     store.list<AdminNetworkPolicy>('AdminNetworkPolicy'),
     store.list<BaselineAdminNetworkPolicy>('BaselineAdminNetworkPolicy'),
+    store.list<Node>('Node'),
   ]);
   trace('store read');
   return {
@@ -87,7 +88,8 @@ export async function readPolicyObjects(store: ObjectStore): Promise<PolicyObjec
     policies: nps.items.map((s) => s.object),
     anps: anps.items.map((s) => s.object),
     banp: banps.items.find((s) => s.object.metadata.name === 'default')?.object ?? banps.items[0]?.object ?? null,
-    revision: Math.max(eps.revision, nss.revision, nps.revision, anps.revision, banps.revision),
+    nodes: nodes.items.map((s) => s.object),
+    revision: Math.max(eps.revision, nss.revision, nps.revision, anps.revision, banps.revision, nodes.revision),
   };
 }
 
@@ -129,6 +131,30 @@ export interface Programmed {
   mode: 'full' | 'update' | 'unchanged';
   /** size of the nft script applied */
   bytes: number;
+  /** where the pass's time went (ms of wall time per step: read, compile, diff, nft, state) */
+  timings?: Record<string, number>;
+}
+
+/**
+ * What a long-lived writer (the agent) keeps between passes: a remembering compiler (a policy
+ * change rebuilds only the groups it touches), the state it last wrote with the file's stat
+ * (when no other writer replaced the file since, it is not read and parsed again), and whether
+ * bridge netfilter is already on.
+ */
+export class PolicySession {
+  readonly compiler = new PolicyCompiler();
+  state: State | undefined;
+  stateStamp = '';
+  bridgeOk = false;
+}
+
+function fileStamp(file: string): string {
+  try {
+    const st = statSync(file, { bigint: true });
+    return `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  } catch {
+    return 'absent';
+  }
 }
 
 /** What the kernel's table holds: the Ruleset, and the store revision and inputs it came from. */
@@ -194,17 +220,45 @@ export async function programPolicy(
   store: ObjectStore,
   node: string,
   s: PolicySettings,
-  opts: { full?: boolean; recompile?: boolean } = {},
+  opts: { full?: boolean; recompile?: boolean; session?: PolicySession } = {},
 ): Promise<Programmed> {
-  const [objects] = await Promise.all([readObjects(store), ensureBridgeNetfilter()]);
+  const session = opts.session;
+  const timings: Record<string, number> = {};
+  let t = performance.now();
+  let c = process.cpuUsage();
+  // wall ms per step, and the process's CPU ms in it as `<step>_cpu`
+  const step = (name: string): void => {
+    const now = performance.now();
+    const d = process.cpuUsage(c);
+    timings[name] = (timings[name] ?? 0) + (now - t);
+    timings[`${name}_cpu`] = (timings[`${name}_cpu`] ?? 0) + (d.user + d.system) / 1000;
+    t = now;
+    c = process.cpuUsage();
+  };
+  const [objects] = await Promise.all([
+    readObjects(store),
+    session?.bridgeOk ? undefined : ensureBridgeNetfilter().then(() => session && (session.bridgeOk = true)),
+  ]);
   const key = stateKey(node, s);
-  const prevState = readState(s.stateFile);
+  // the session's state when the file is still the one it wrote (no plugin wrote since)
+  const stamp = session ? fileStamp(s.stateFile) : '';
+  const prevState = session?.state && session.stateStamp === stamp ? session.state : readState(s.stateFile);
   const prev = prevState?.key === key ? prevState : undefined;
+  step('read');
+  const save = (st: State | undefined): void => {
+    writeState(s.stateFile, st);
+    if (session) {
+      session.state = st;
+      session.stateStamp = st ? fileStamp(s.stateFile) : '';
+    }
+  };
   if (prev && !opts.full && !opts.recompile && prev.revision === objects.revision) {
-    return { objects, ruleset: prev.ruleset, mode: 'unchanged', bytes: 0 };
+    return { objects, ruleset: prev.ruleset, mode: 'unchanged', bytes: 0, timings };
   }
-  const ruleset = compileNode(objects, node, { allowFromNode: s.allowFromNode, allowToNode: s.allowToNode });
+  const copts = { allowFromNode: s.allowFromNode, allowToNode: s.allowToNode };
+  const ruleset = session ? session.compiler.compile(objects, node, copts) : compileNode(objects, node, copts);
   trace('policy compiled');
+  step('compile');
   const state: State = { v: 1, key, revision: objects.revision, ruleset };
   if (prev && !opts.full) {
     let script: string | undefined;
@@ -213,27 +267,33 @@ export async function programPolicy(
     } catch {
       script = undefined; // a set changed type: the whole table
     }
+    step('diff');
     if (script === '') {
-      writeState(s.stateFile, state);
-      return { objects, ruleset, mode: 'unchanged', bytes: 0 };
+      save(state);
+      step('state');
+      return { objects, ruleset, mode: 'unchanged', bytes: 0, timings };
     }
     if (script !== undefined) {
       try {
         await nftApply(script);
         trace('policy updated');
-        writeState(s.stateFile, state);
-        return { objects, ruleset, mode: 'update', bytes: script.length };
+        step('nft');
+        save(state);
+        step('state');
+        return { objects, ruleset, mode: 'update', bytes: script.length, timings };
       } catch {
         trace('policy update refused: replacing the table');
       }
     }
   }
   const script = renderNft(ruleset, s.table);
-  writeState(s.stateFile, undefined); // a crash between apply and the write below must not leave a stale state
+  save(undefined); // a crash between apply and the write below must not leave a stale state
   await nftApply(script);
   trace('policy applied');
-  writeState(s.stateFile, state);
-  return { objects, ruleset, mode: 'full', bytes: script.length };
+  step('nft');
+  save(state);
+  step('state');
+  return { objects, ruleset, mode: 'full', bytes: script.length, timings };
 }
 
 /**

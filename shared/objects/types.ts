@@ -15,7 +15,8 @@ export type Kind =
   | 'BackendHealth'
   | 'DockerNetwork'
   | 'DockerEndpoint'
-  | 'DockerPool';
+  | 'DockerPool'
+  | 'Node';
 
 export const CLUSTER_SCOPED: ReadonlySet<Kind> = new Set([
   'Namespace',
@@ -25,6 +26,7 @@ export const CLUSTER_SCOPED: ReadonlySet<Kind> = new Set([
   'DockerNetwork',
   'DockerEndpoint',
   'DockerPool',
+  'Node',
 ]);
 
 export interface ObjectMeta {
@@ -52,6 +54,22 @@ export interface Namespace {
   apiVersion: 'v1';
   kind: 'Namespace';
   metadata: ObjectMeta;
+}
+
+/**
+ * A host of the cluster, as Kubernetes shows it (`kubectl get node -o yaml` pastes): labels,
+ * and its addresses. Each node agent registers its own at start (policy: ANP `nodes` peers).
+ */
+export interface NodeAddress {
+  /** InternalIP, ExternalIP, Hostname, ... (only IP addresses are matched) */
+  type: string;
+  address: string;
+}
+export interface Node {
+  apiVersion: 'v1';
+  kind: 'Node';
+  metadata: ObjectMeta;
+  status?: { addresses?: NodeAddress[] };
 }
 
 // ---- networking.k8s.io/v1 NetworkPolicy ----
@@ -105,6 +123,8 @@ export interface AnpPeer {
   pods?: AnpNamespacedPod;
   /** egress only */
   networks?: string[];
+  /** egress only: nodes by their labels (their addresses: Node objects' status.addresses) */
+  nodes?: LabelSelector;
 }
 export type AnpPort =
   | { portNumber: { protocol: Protocol; port: number } }
@@ -290,7 +310,8 @@ export type CniObject =
   | BackendHealth
   | DockerNetwork
   | DockerEndpoint
-  | DockerPool;
+  | DockerPool
+  | Node;
 
 export function isClusterScoped(kind: Kind): boolean {
   return CLUSTER_SCOPED.has(kind);

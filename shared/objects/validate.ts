@@ -12,7 +12,7 @@
  * Unknown fields are kept, as kubectl apply keeps them (`status` and other fields we do not act
  * on are stored as written).
  */
-import { parseCIDR, contains, network } from '../ipnet.ts';
+import { parseCIDR, parseIP, contains, network } from '../ipnet.ts';
 import type {
   AdminNetworkPolicy,
   AnpPort,
@@ -47,6 +47,7 @@ export const API_VERSIONS: Readonly<Record<Kind, string>> = {
   DockerNetwork: 'cni-ts.dev/v1',
   DockerEndpoint: 'cni-ts.dev/v1',
   DockerPool: 'cni-ts.dev/v1',
+  Node: 'v1',
 };
 export const KINDS = Object.keys(API_VERSIONS) as Kind[];
 const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
@@ -323,7 +324,7 @@ function checkAnpSubjectOrPeer(c: Checker, v: unknown, path: string, keys: reado
     const nets = c.arr(o.networks, `${path}.networks`, true);
     if (nets && (nets.length < 1 || nets.length > 25)) c.add(`${path}.networks`, 'must list 1 to 25 CIDRs');
     nets?.forEach((x, i) => c.cidr(x, `${path}.networks[${i}]`));
-  } else if (k === 'nodes') c.add(`${path}.nodes`, 'node peers are not supported by cni-ts');
+  } else if (k === 'nodes') checkSelector(c, o.nodes, `${path}.nodes`, true);
 }
 
 function checkAnpPort(c: Checker, v: unknown, path: string): void {
@@ -528,7 +529,21 @@ const BY_KIND: Record<Kind, (c: Checker, doc: Json) => void> = {
   DockerNetwork: () => undefined,
   DockerEndpoint: () => undefined,
   DockerPool: () => undefined,
+  Node: checkNode,
 };
+
+function checkNode(c: Checker, doc: Json): void {
+  const st = c.obj(doc.status, 'status');
+  if (!st) return;
+  (c.arr(st.addresses, 'status.addresses') ?? []).forEach((a, i) => {
+    const o = c.obj(a, `status.addresses[${i}]`, true);
+    if (!o) return;
+    c.str(o.type, `status.addresses[${i}].type`, true);
+    const addr = c.str(o.address, `status.addresses[${i}].address`, true);
+    if (addr !== undefined && (o.type === 'InternalIP' || o.type === 'ExternalIP') && !parseIP(addr))
+      c.add(`status.addresses[${i}].address`, `${show(addr)} is not an IP address`);
+  });
+}
 
 /**
  * Every problem of one document, each `field.path: what is wrong`; empty when valid.

@@ -24,6 +24,7 @@ import type { Protocol } from '../objects/types.ts';
 import type { Family } from '../ipnet.ts';
 import {
   DEFAULT_DENY_COUNTER,
+  NormalizeCache,
   PolicyIndex,
   cmp,
   inRanges,
@@ -128,26 +129,12 @@ class Builder {
     this.idx = idx;
   }
 
-  private selectionCache = new Map<string, Pod[]>();
-
   selected(peer: Extract<Peer, { kind: 'pods' }>): Pod[] {
-    let pods = this.selectionCache.get(peer.id);
-    if (!pods) {
-      pods = this.idx.select(peer.sel);
-      this.selectionCache.set(peer.id, pods);
-    }
-    return pods;
+    return this.idx.selectPeer(peer);
   }
 
-  private selectedSets = new Map<string, Set<Pod>>();
-
   selectedSet(peer: Extract<Peer, { kind: 'pods' }>): Set<Pod> {
-    let s = this.selectedSets.get(peer.id);
-    if (!s) {
-      s = new Set(this.selected(peer));
-      this.selectedSets.set(peer.id, s);
-    }
-    return s;
+    return this.idx.selectPeerSet(peer);
   }
 
   /** Pods a peer list stands for, for named-port targets ('all': every pod). */
@@ -156,6 +143,8 @@ class Builder {
     const out = new Set<Pod>();
     for (const p of peers) {
       if (p.kind === 'pods') for (const pod of this.selected(p)) out.add(pod);
+      else if (p.kind === 'nodes')
+        continue; // node addresses are no pods: named ports never resolve on them
       else for (const pod of this.idx.pods) if (pod.ips.some((ip) => inRanges(p.ranges, ip))) out.add(pod);
     }
     return [...out];
@@ -163,7 +152,22 @@ class Builder {
 
   addSet(s: NftSet): string {
     if (!this.sets.has(s.name)) this.sets.set(s.name, s);
+    this.memoSets.set(s.name, s);
     return s.name;
+  }
+
+  /** sets built for these pods by earlier compiles (their content depends on the pods and the name's key only) */
+  private get memoSets(): Map<string, NftSet> {
+    return this.idx.memo.sets as Map<string, NftSet>;
+  }
+
+  /** Take `name` from this or an earlier compile of the same pods; false when it must be built. */
+  private haveSet(name: string): boolean {
+    if (this.sets.has(name)) return true;
+    const m = this.memoSets.get(name);
+    if (!m) return false;
+    this.sets.set(name, m);
+    return true;
   }
 
   /** Address match of one peer for family f, or null when the peer holds nothing of that family (never matches). */
@@ -171,8 +175,20 @@ class Builder {
     const field = `${ipKw(f)} ${dir === 'ingress' ? 'saddr' : 'daddr'}`;
     if (peer.kind === 'pods') {
       const name = `ps${f}_${peer.id}`;
-      if (!this.sets.has(name)) {
+      if (!this.haveSet(name)) {
         const elements = uniq(this.selected(peer).flatMap((p) => p.ips.filter((ip) => ip.family === f).map((ip) => ip.text)));
+        this.addSet({ name, type: addrType(f), elements });
+      }
+      return `${field} @${name}`;
+    }
+    if (peer.kind === 'nodes') {
+      // always the set (empty when no node matches yet): a node joining is an element update
+      const name = `nd${f}_${peer.id}`;
+      if (!this.haveSet(name)) {
+        const elements = this.idx
+          .nodeAddresses(peer.sel, peer.id)
+          .filter((ip) => ip.family === f)
+          .map((ip) => ip.text);
         this.addSet({ name, type: addrType(f), elements });
       }
       return `${field} @${name}`;
@@ -180,6 +196,7 @@ class Builder {
     const ranges = peer.ranges.filter((r) => r.family === f);
     if (ranges.length === 0) return null;
     const name = `cb${f}_${peer.id}`;
+    if (this.haveSet(name)) return `${field} @${name}`;
     this.addSet({ name, type: addrType(f), flags: ['interval'], elements: ranges.map(rangeElement) });
     return `${field} @${name}`;
   }
@@ -187,14 +204,18 @@ class Builder {
   /** Named-port targets of an egress rule: a set of address . protocol . port, per family. */
   namedTargets(rule: PolicyRule, named: PortSpec[], f: Family): string {
     const name = `pn${f}_${shortHash(JSON.stringify([rule.peers === 'all' ? 'all' : rule.peers.map((p) => p.id), named]))}`;
-    if (!this.sets.has(name)) {
+    if (!this.haveSet(name)) {
       const elements: string[] = [];
       const peers = rule.peers;
       for (const pod of this.podsOf(peers)) {
         for (const ip of pod.ips) {
           if (ip.family !== f) continue;
           // a pod reached through a cidr peer counts only with its addresses inside the ranges
-          if (peers !== 'all' && !peers.some((p) => (p.kind === 'pods' ? this.selectedSet(p).has(pod) : inRanges(p.ranges, ip)))) continue;
+          if (
+            peers !== 'all' &&
+            !peers.some((p) => (p.kind === 'pods' ? this.selectedSet(p).has(pod) : p.kind === 'cidr' && inRanges(p.ranges, ip)))
+          )
+            continue;
           for (const spec of named)
             for (const r of resolvePort(spec, pod)) elements.push(`${ip.text} . ${protoKw(r.protocol)} . ${r.first}`);
         }
@@ -233,29 +254,41 @@ class Builder {
     return out;
   }
 
-  private bySignature = new Map<string, string>();
-  private policyIds = new Map<NormalizedPolicy, number>();
+  private bySignature = new Map<string, BuiltGroup>();
+  private used = new Set<BuiltGroup>();
+
+  /** Put a group built by an earlier compile (of the same pods) into this one. */
+  useGroup(g: BuiltGroup): void {
+    if (this.used.has(g)) return;
+    this.used.add(g);
+    for (const c of g.chains) if (!this.chains.has(c.name)) this.chains.set(c.name, c);
+    for (const n of g.sets) this.haveSet(n);
+  }
 
   /** The group chain of `pod` in `dir`, or undefined when nothing applies to it. */
-  podChain(pod: Pod, dir: Direction): string | undefined {
+  podChain(pod: Pod, dir: Direction): BuiltGroup | undefined {
     const { anps, nps, banp } = this.idx.policiesFor(pod, dir);
     if (anps.length === 0 && nps.length === 0 && !banp) return undefined;
     // pods acted on by the same policies (and, for ingress named ports, serving the same
-    // ports) get the same chain: compile it once
+    // ports) get the same chain: compile it once (per compile, and across compiles of the
+    // same pods while those policies are unchanged: policyId is stable per normalized policy)
     const all = [...anps, ...nps, ...(banp ? [banp] : [])];
-    const id = (p: NormalizedPolicy): number => {
-      let n = this.policyIds.get(p);
-      if (n === undefined) this.policyIds.set(p, (n = this.policyIds.size));
-      return n;
-    };
     const named =
       dir === 'ingress' && all.some((p) => (p[dir] ?? []).some((r) => r.ports !== 'all' && r.ports.some((s) => s.kind === 'named')));
-    const signature = `${dir}|${all.map(id).join(',')}|${named ? JSON.stringify(pod.ep.spec.ports ?? []) : ''}`;
+    const signature = `${dir}|${all.map(policyId).join(',')}|${named ? JSON.stringify(pod.ep.spec.ports ?? []) : ''}`;
     const known = this.bySignature.get(signature);
     if (known) return known;
-    const name = this.buildChain(pod, dir, anps, nps, banp);
-    this.bySignature.set(signature, name);
-    return name;
+    const memo = this.idx.memo.chains as Map<string, BuiltGroup>;
+    let built = memo.get(signature);
+    if (built) {
+      this.useGroup(built);
+    } else {
+      built = this.buildChain(pod, dir, anps, nps, banp);
+      this.used.add(built);
+      memo.set(signature, built);
+    }
+    this.bySignature.set(signature, built);
+    return built;
   }
 
   private buildChain(
@@ -264,7 +297,7 @@ class Builder {
     anps: NormalizedPolicy[],
     nps: NormalizedPolicy[],
     banp: NormalizedPolicy | undefined,
-  ): string {
+  ): BuiltGroup {
     const hasPass = anps.some((a) => (a[dir] ?? []).some((r) => r.action === 'Pass'));
     const verdictOf = (action: string): string => (action === 'Deny' ? 'drop' : action === 'Pass' ? 'goto @NP@' : 'return');
     const head: string[] = [];
@@ -278,38 +311,112 @@ class Builder {
     }
     const prefix = dir === 'ingress' ? 'in' : 'eg';
     const name = `${prefix}_${shortHash(JSON.stringify([head, tail, hasPass]))}`;
-    if (!this.chains.has(name)) {
-      if (hasPass) {
-        const np = `${name}_np`;
-        this.chains.set(name, { name, rules: [...head.map((l) => l.replace('@NP@', np)), `goto ${np}`] });
-        this.chains.set(np, { name: np, rules: tail });
-      } else {
-        this.chains.set(name, { name, rules: [...head, ...tail] });
-      }
+    let chains: NftChain[];
+    if (hasPass) {
+      const np = `${name}_np`;
+      chains = [
+        { name, rules: [...head.map((l) => l.replace('@NP@', np)), `goto ${np}`] },
+        { name: np, rules: tail },
+      ];
+    } else {
+      chains = [{ name, rules: [...head, ...tail] }];
     }
-    return name;
+    chains = chains.map((c) => this.chains.get(c.name) ?? c);
+    for (const c of chains) if (!this.chains.has(c.name)) this.chains.set(c.name, c);
+    const sets = new Set<string>();
+    for (const c of chains) for (const r of c.rules) for (const m of r.matchAll(/@([A-Za-z0-9_]+)/g)) sets.add(m[1]!);
+    return { name, jump: `jump ${name}`, chains, sets: [...sets] };
   }
+}
+
+/** What compileNode decided for one node's pods, kept in the pods' memo for the next compile. */
+interface LocalMemo {
+  policies: Set<NormalizedPolicy>;
+  local: Pod[];
+  groups: Record<Direction, Map<Pod, BuiltGroup>>;
+  localSets: NftSet[];
+  /** no address is on two local endpoints (the verdict maps need no de-duplication) */
+  uniqueIPs: boolean;
+  maps: NftMap[];
+}
+
+/** A group chain (and its Pass part) as built, with the sets its rules name. */
+interface BuiltGroup {
+  name: string;
+  /** the verdict map's value for its pods */
+  jump: string;
+  chains: NftChain[];
+  sets: string[];
+}
+
+const policyIds = new WeakMap<NormalizedPolicy, number>();
+let nextPolicyId = 0;
+/** A number per normalized policy object, stable while the object lives (NormalizeCache keeps unchanged ones). */
+function policyId(p: NormalizedPolicy): number {
+  let n = policyIds.get(p);
+  if (n === undefined) policyIds.set(p, (n = nextPolicyId++));
+  return n;
 }
 
 /** The desired policy table of `node`: every local endpoint's ingress and egress. */
 export function compileNode(objects: PolicyObjects | PolicyIndex, node: string, opts: CompileOptions = {}): Ruleset {
   const idx = objects instanceof PolicyIndex ? objects : new PolicyIndex(objects);
   const b = new Builder(idx);
-  const local = idx.pods.filter((p) => p.node === node);
+  // what an earlier compile of the same pods on this node decided per pod: only pods some
+  // changed policy selects (before or after the change) are looked at again
+  const memoKey = `node:${node}`;
+  const before = idx.memo.local.get(memoKey) as LocalMemo | undefined;
+  const current = new Set<NormalizedPolicy>([...idx.anps, ...idx.nps, ...(idx.banp ? [idx.banp] : [])]);
+  let dirty: Set<Pod> | undefined;
+  if (before) {
+    dirty = new Set();
+    const changed = [...[...current].filter((p) => !before.policies.has(p)), ...[...before.policies].filter((p) => !current.has(p))];
+    for (const p of changed) for (const pod of idx.subjectPods(p)) dirty.add(pod);
+  }
+  const local = before?.local ?? idx.pods.filter((p) => p.node === node);
+  const groups: LocalMemo['groups'] = { ingress: new Map(), egress: new Map() };
   const vmaps: Record<string, [string, string][]> = { ingress4: [], ingress6: [], egress4: [], egress6: [] };
-  const localIPs: Record<Family, string[]> = { 4: [], 6: [] };
   let ingressPods = 0;
   let egressPods = 0;
   for (const pod of local) {
-    for (const ip of pod.ips) localIPs[ip.family].push(ip.text);
     for (const dir of ['ingress', 'egress'] as const) {
-      const chain = b.podChain(pod, dir);
-      if (!chain) continue;
+      let g: BuiltGroup | undefined;
+      if (before && !dirty?.has(pod)) {
+        g = before.groups[dir].get(pod);
+        if (g) b.useGroup(g);
+      } else {
+        g = b.podChain(pod, dir);
+      }
+      if (!g) continue;
+      groups[dir].set(pod, g);
       if (dir === 'ingress') ingressPods++;
       else egressPods++;
-      for (const ip of pod.ips) vmaps[`${dir}${ip.family}`].push([ip.text, `jump ${chain}`]);
+      for (const ip of pod.ips) vmaps[`${dir}${ip.family}`].push([ip.text, g.jump]);
     }
   }
+  let localSets = before?.localSets;
+  let uniqueIPs = before?.uniqueIPs ?? false;
+  if (!localSets) {
+    const localIPs: Record<Family, string[]> = { 4: [], 6: [] };
+    for (const pod of local) for (const ip of pod.ips) localIPs[ip.family].push(ip.text);
+    uniqueIPs = FAMILIES.every((f) => new Set(localIPs[f]).size === localIPs[f].length);
+    localSets = [];
+    for (const f of FAMILIES) {
+      const ips = uniq(localIPs[f]);
+      localSets.push({ name: `local${f}`, type: addrType(f), elements: ips });
+      localSets.push({ name: `self${f}`, type: `${addrType(f)} . ${addrType(f)}`, elements: ips.map((ip) => `${ip} . ${ip}`) });
+    }
+  }
+  const maps: NftMap[] =
+    before && dirty?.size === 0
+      ? before.maps
+      : Object.entries(vmaps).map(([k, els]) => ({
+          name: k,
+          type: `${addrType(k.endsWith('4') ? 4 : 6)} : verdict`,
+          // two endpoints with one address (a stale registration): the first wins
+          elements: uniqueIPs ? els : uniqByKey(els),
+        }));
+  idx.memo.local.set(memoKey, { policies: current, local, groups, localSets, uniqueIPs, maps } satisfies LocalMemo);
 
   const counterInfo: Record<string, CounterMeaning> = {
     [DEFAULT_DENY_COUNTER.ingress]: { default: 'isolated', direction: 'ingress' },
@@ -319,19 +426,8 @@ export function compileNode(objects: PolicyObjects | PolicyIndex, node: string, 
     for (const r of [...(p.ingress ?? []), ...(p.egress ?? [])]) counterInfo[r.counter] = r.ref;
 
   // elements come in index order (pods sorted by namespace/name/...): deterministic unsorted
-  const sets: NftSet[] = [];
-  for (const f of FAMILIES) {
-    const ips = uniq(localIPs[f]);
-    sets.push({ name: `local${f}`, type: addrType(f), elements: ips });
-    sets.push({ name: `self${f}`, type: `${addrType(f)} . ${addrType(f)}`, elements: ips.map((ip) => `${ip} . ${ip}`) });
-  }
+  const sets: NftSet[] = [...localSets];
   sets.push(...[...b.sets.values()].sort((x, y) => cmp(x.name, y.name)));
-
-  const maps: NftMap[] = Object.entries(vmaps).map(([k, els]) => ({
-    name: k,
-    type: `${addrType(k.endsWith('4') ? 4 : 6)} : verdict`,
-    elements: uniqByKey(els),
-  }));
 
   // replies pass; IPv6 neighbour discovery is not policy's business (conntrack does not track
   // it, so it would otherwise look invalid, and unicast advertisements hit the ingress maps)
@@ -353,6 +449,17 @@ export function compileNode(objects: PolicyObjects | PolicyIndex, node: string, 
     chains.push({ name: 'input', hook: 'input', rules: [...guard(), ...FAMILIES.map((f) => `${ipKw(f)} saddr vmap @egress${f}`)] });
   chains.push(...[...b.chains.values()].sort((x, y) => cmp(x.name, y.name)));
 
+  // what earlier compiles of these pods built and this one did not use stays for a while
+  // (a policy deleted and applied again); bounded
+  const memo = idx.memo;
+  if (memo.chains.size > 2 * b.chains.size + 512 || memo.sets.size > 2 * b.sets.size + 1024) {
+    memo.chains.clear();
+    memo.sets.clear();
+    memo.local.clear();
+    memo.selections.clear();
+    memo.selectionSets.clear();
+  }
+
   const counters = Object.keys(counterInfo).sort();
   return {
     counters,
@@ -370,6 +477,28 @@ export function compileNode(objects: PolicyObjects | PolicyIndex, node: string, 
       rules: chains.reduce((n, c) => n + c.rules.length, 0),
     },
   };
+}
+
+/**
+ * compileNode that remembers: normalized policies of unchanged objects, and, while the
+ * endpoints and namespaces are unchanged, the selections, sets and group chains built from them.
+ * A policy change then builds only the groups whose policy lists changed. Same output as
+ * compileNode (test/policy-unit-incremental.test.ts).
+ */
+export class PolicyCompiler {
+  private prev: PolicyIndex | undefined;
+  private readonly normalized = new NormalizeCache();
+
+  compile(objects: PolicyObjects, node: string, opts: CompileOptions = {}): Ruleset {
+    const idx = new PolicyIndex(objects, { prev: this.prev, normalized: this.normalized });
+    this.prev = idx;
+    return compileNode(idx, node, opts);
+  }
+
+  /** Whether the last compile reused the previous pods (for logs). */
+  get lastIndex(): PolicyIndex | undefined {
+    return this.prev;
+  }
 }
 
 function uniqByKey(els: [string, string][]): [string, string][] {

@@ -131,7 +131,7 @@ export function evaluateSide(
   const isolated = nps.length > 0;
   const res = { ...base, selectedBy, isolated };
   const matches = (r: { peers: Parameters<typeof peerMatches>[0]; ports: Parameters<typeof portsMatch>[0] }): boolean =>
-    peerMatches(r.peers, other.pod, other.ip) && portsMatch(r.ports, protocol, port, dstPod);
+    peerMatches(r.peers, other.pod, other.ip, idx) && portsMatch(r.ports, protocol, port, dstPod);
 
   let passedBy: RuleRef | undefined;
   anpLoop: for (const a of anps) {

@@ -55,7 +55,16 @@ export function policyTable(
   return { script: render(ruleset, opts), ruleset };
 }
 
-export { compileNode, portMatch, type CompileOptions, type NftChain, type NftMap, type NftSet, type Ruleset } from './compile.ts';
+export {
+  compileNode,
+  portMatch,
+  PolicyCompiler,
+  type CompileOptions,
+  type NftChain,
+  type NftMap,
+  type NftSet,
+  type Ruleset,
+} from './compile.ts';
 export {
   POLICY_TABLE,
   POLICY_TABLE_FAMILY,

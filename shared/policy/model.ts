@@ -19,6 +19,7 @@ import type {
   NetworkPolicy,
   NetworkPolicyPeer,
   NetworkPolicyPort,
+  Node,
   Protocol,
 } from '../objects/types.ts';
 import { matchesSelector, namespaceLabels } from '../objects/selectors.ts';
@@ -31,6 +32,8 @@ export interface PolicyObjects {
   policies: NetworkPolicy[];
   anps: AdminNetworkPolicy[];
   banp?: BaselineAdminNetworkPolicy | null;
+  /** Node objects (ANP/BANP egress `nodes` peers match their addresses); none: such peers match nothing */
+  nodes?: Node[];
 }
 
 export type Direction = 'ingress' | 'egress';
@@ -69,7 +72,9 @@ export type Peer =
   /** id: a short stable hash of the selection (names its address sets) */
   | { kind: 'pods'; sel: PodSelection; id: string }
   /** ipBlock / networks: the CIDR minus its excepts, as disjoint ranges */
-  | { kind: 'cidr'; cidr: string; except: string[]; ranges: Range[]; id: string };
+  | { kind: 'cidr'; cidr: string; except: string[]; ranges: Range[]; id: string }
+  /** ANP/BANP egress `nodes`: the addresses of the Node objects the selector selects */
+  | { kind: 'nodes'; sel: LabelSelector; id: string };
 
 export type PortSpec =
   /** numeric port or range (port undefined: every port of the protocol) */
@@ -304,6 +309,69 @@ export function endpointIPs(ep: Endpoint): PodIP[] {
   return out;
 }
 
+/**
+ * What one set of pods (endpoints + namespaces, unchanged) lets later compiles reuse: the
+ * selections of peers and subjects, and (compile.ts) the sets and group chains built from them.
+ * Lives as long as the pods do: an endpoint or namespace change starts a new one.
+ */
+export class PodMemo {
+  /** peer selection id -> pods, in index order */
+  readonly selections = new Map<string, Pod[]>();
+  readonly selectionSets = new Map<string, Set<Pod>>();
+  /** normalized policy -> the pods its subject selects */
+  readonly subjects = new WeakMap<NormalizedPolicy, Set<Pod>>();
+  /** compile.ts: set name -> set (depends on the pods and the set's key only) */
+  readonly sets = new Map<string, unknown>();
+  /** compile.ts: group signature -> built chains */
+  readonly chains = new Map<string, unknown>();
+  /** compile.ts: per node, its local sets and verdict maps' pod part */
+  readonly local = new Map<string, unknown>();
+  /** node selector -> the selected nodes' addresses */
+  readonly nodes = new Map<string, PodIP[]>();
+}
+
+/**
+ * Normalized policies kept across compiles, keyed by what the store says of each object
+ * (kind, namespace, name, resourceVersion) or, without a resourceVersion, by the object itself:
+ * an unchanged policy is not normalized again and keeps its identity (group chains are cached
+ * by it).
+ */
+export class NormalizeCache {
+  private byKey = new Map<unknown, NormalizedPolicy>();
+  private next = new Map<unknown, NormalizedPolicy>();
+
+  get<T extends NetworkPolicy | AdminNetworkPolicy | BaselineAdminNetworkPolicy>(o: T, f: (o: T) => NormalizedPolicy): NormalizedPolicy {
+    const rv = o.metadata.resourceVersion;
+    const k: unknown = rv === undefined ? o : `${o.kind}|${o.metadata.namespace ?? ''}|${o.metadata.name}|${rv}`;
+    let n = this.byKey.get(k) ?? this.next.get(k);
+    if (!n) n = f(o);
+    this.next.set(k, n);
+    return n;
+  }
+
+  /** Forget what the last compile did not use. */
+  sweep(): void {
+    this.byKey = this.next;
+    this.next = new Map();
+  }
+}
+
+/** What a new PolicyIndex may take over from the previous one. */
+export interface IndexReuse {
+  prev?: PolicyIndex;
+  normalized?: NormalizeCache;
+}
+
+const objKey = (o: Endpoint | Namespace | Node): unknown =>
+  o.metadata.resourceVersion === undefined ? o : `${o.metadata.namespace ?? ''}|${o.metadata.name}|${o.metadata.resourceVersion}`;
+
+function sameObjects(a: (Endpoint | Namespace | Node)[], b: (Endpoint | Namespace | Node)[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && objKey(a[i]!) !== objKey(b[i]!)) return false;
+  return true;
+}
+
 /** Objects indexed once for evaluation and compilation. */
 export class PolicyIndex {
   readonly pods: Pod[];
@@ -317,45 +385,138 @@ export class PolicyIndex {
   readonly npsByNs = new Map<string, NormalizedPolicy[]>();
   /** pods by namespace, in index order */
   readonly podsByNs = new Map<string, Pod[]>();
+  /** selections and compiled parts valid for these pods (shared with the previous index when the pods are the same) */
+  readonly memo: PodMemo;
 
-  constructor(objects: PolicyObjects) {
+  /**
+   * `reuse.prev`: the index of the previous compile; when its endpoints and namespaces are the
+   * same objects (or the same resourceVersions), its pods and memo are taken over.
+   * `reuse.normalized`: normalized policies kept across compiles.
+   */
+  constructor(objects: PolicyObjects, reuse: IndexReuse = {}) {
     this.objects = objects;
-    const nsObj = new Map(objects.namespaces.map((n) => [n.metadata.name, n]));
-    for (const n of objects.namespaces) this.nsLabels.set(n.metadata.name, namespaceLabels(n, n.metadata.name));
-    this.pods = objects.endpoints
-      .map((ep) => ({ ep, k: key(ep) }))
-      .sort((a, b) => cmp(a.k, b.k))
-      .map(({ ep }, order) => {
-        const namespace = ep.metadata.namespace ?? 'default';
-        if (!this.nsLabels.has(namespace)) this.nsLabels.set(namespace, namespaceLabels(nsObj.get(namespace), namespace));
-        return {
-          ep,
-          namespace,
-          name: ep.metadata.name,
-          labels: ep.metadata.labels ?? {},
-          nsLabels: this.nsLabels.get(namespace) as Record<string, string>,
-          ips: endpointIPs(ep),
-          node: ep.spec.node,
-          order,
-        };
-      });
-    for (const p of this.pods) {
-      const list = this.podsByNs.get(p.namespace);
-      if (list) list.push(p);
-      else this.podsByNs.set(p.namespace, [p]);
+    const prev = reuse.prev;
+    if (
+      prev &&
+      sameObjects(prev.objects.endpoints, objects.endpoints) &&
+      sameObjects(prev.objects.namespaces, objects.namespaces) &&
+      sameObjects(prev.objects.nodes ?? [], objects.nodes ?? [])
+    ) {
+      this.pods = prev.pods;
+      this.byIP = prev.byIP;
+      this.nsLabels = prev.nsLabels;
+      this.podsByNs = prev.podsByNs;
+      this.memo = prev.memo;
+    } else {
+      this.memo = new PodMemo();
+      const nsObj = new Map(objects.namespaces.map((n) => [n.metadata.name, n]));
+      for (const n of objects.namespaces) this.nsLabels.set(n.metadata.name, namespaceLabels(n, n.metadata.name));
+      this.pods = objects.endpoints
+        .map((ep) => ({ ep, k: key(ep) }))
+        .sort((a, b) => cmp(a.k, b.k))
+        .map(({ ep }, order) => {
+          const namespace = ep.metadata.namespace ?? 'default';
+          if (!this.nsLabels.has(namespace)) this.nsLabels.set(namespace, namespaceLabels(nsObj.get(namespace), namespace));
+          return {
+            ep,
+            namespace,
+            name: ep.metadata.name,
+            labels: ep.metadata.labels ?? {},
+            nsLabels: this.nsLabels.get(namespace) as Record<string, string>,
+            ips: endpointIPs(ep),
+            node: ep.spec.node,
+            order,
+          };
+        });
+      for (const p of this.pods) {
+        const list = this.podsByNs.get(p.namespace);
+        if (list) list.push(p);
+        else this.podsByNs.set(p.namespace, [p]);
+      }
+      for (const p of this.pods) for (const ip of p.ips) if (!this.byIP.has(ip.text)) this.byIP.set(ip.text, p);
     }
-    for (const p of this.pods) for (const ip of p.ips) if (!this.byIP.has(ip.text)) this.byIP.set(ip.text, p);
-    this.anps = objects.anps.map(normalizeAnp).sort((a, b) => a.priority - b.priority || cmp(a.name, b.name));
-    this.nps = objects.policies.map(normalizeNetworkPolicy).sort((a, b) => cmp(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`));
-    for (const n of this.nps) this.npsByNs.set(n.namespace as string, [...(this.npsByNs.get(n.namespace as string) ?? []), n]);
-    this.banp = objects.banp ? normalizeBanp(objects.banp) : undefined;
+    const nc = reuse.normalized;
+    const norm = <T extends NetworkPolicy | AdminNetworkPolicy | BaselineAdminNetworkPolicy>(
+      o: T,
+      f: (o: T) => NormalizedPolicy,
+    ): NormalizedPolicy => (nc ? nc.get(o, f) : f(o));
+    this.anps = objects.anps.map((a) => norm(a, normalizeAnp)).sort((a, b) => a.priority - b.priority || cmp(a.name, b.name));
+    this.nps = objects.policies
+      .map((p) => norm(p, normalizeNetworkPolicy))
+      .sort((a, b) => cmp(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`));
+    for (const n of this.nps) {
+      const list = this.npsByNs.get(n.namespace as string);
+      if (list) list.push(n);
+      else this.npsByNs.set(n.namespace as string, [n]);
+    }
+    this.banp = objects.banp ? norm(objects.banp, normalizeBanp) : undefined;
+    nc?.sweep();
+  }
+
+  /** The IP addresses (canonical text) of the nodes `sel` selects, by family (memoized). */
+  nodeAddresses(sel: LabelSelector, id: string): PodIP[] {
+    const k = `nodes:${id}`;
+    let out = this.memo.nodes.get(k);
+    if (!out) {
+      const seen = new Set<string>();
+      out = [];
+      for (const n of [...(this.objects.nodes ?? [])].sort((a, b) => cmp(a.metadata.name, b.metadata.name))) {
+        if (!matchesSelector(sel, n.metadata.labels ?? {})) continue;
+        for (const a of n.status?.addresses ?? []) {
+          const ip = parseAddr(a.address);
+          if (ip && !seen.has(ip.text)) {
+            seen.add(ip.text);
+            out.push(ip);
+          }
+        }
+      }
+      this.memo.nodes.set(k, out);
+    }
+    return out;
+  }
+
+  /** The node an address belongs to (traces). */
+  nodeByIP(s: string): Node | undefined {
+    const ip = parseAddr(s);
+    if (!ip) return undefined;
+    return (this.objects.nodes ?? []).find((n) => (n.status?.addresses ?? []).some((a) => parseAddr(a.address)?.text === ip.text));
+  }
+
+  /** The pods `p`'s subject selects (memoized for these pods). */
+  subjectPods(p: NormalizedPolicy): Set<Pod> {
+    let s = this.memo.subjects.get(p);
+    if (!s) {
+      s = new Set<Pod>();
+      for (const sel of p.subject) for (const pod of this.select(sel)) s.add(pod);
+      this.memo.subjects.set(p, s);
+    }
+    return s;
+  }
+
+  /** The pods of a peer selection (memoized for these pods by the selection's id). */
+  selectPeer(peer: { sel: PodSelection; id: string }): Pod[] {
+    let pods = this.memo.selections.get(peer.id);
+    if (!pods) {
+      pods = this.select(peer.sel);
+      this.memo.selections.set(peer.id, pods);
+    }
+    return pods;
+  }
+
+  selectPeerSet(peer: { sel: PodSelection; id: string }): Set<Pod> {
+    let s = this.memo.selectionSets.get(peer.id);
+    if (!s) {
+      s = new Set(this.selectPeer(peer));
+      this.memo.selectionSets.set(peer.id, s);
+    }
+    return s;
   }
 
   /** The policies acting on `pod` in `dir`: ANPs in evaluation order, NetworkPolicies, the BANP. */
   policiesFor(pod: Pod, dir: Direction): { anps: NormalizedPolicy[]; nps: NormalizedPolicy[]; banp?: NormalizedPolicy } {
-    const anps = this.anps.filter((a) => a[dir] && subjectMatches(a, pod));
-    const nps = (this.npsByNs.get(pod.namespace) ?? []).filter((n) => n[dir] && subjectMatches(n, pod));
-    const banp = this.banp && this.banp[dir] && subjectMatches(this.banp, pod) ? this.banp : undefined;
+    const anps = this.anps.filter((a) => a[dir] && this.subjectPods(a).has(pod));
+    const nps = (this.npsByNs.get(pod.namespace) ?? []).filter((n) => n[dir] && this.subjectPods(n).has(pod));
+    const banp = this.banp && this.banp[dir] && this.subjectPods(this.banp).has(pod) ? this.banp : undefined;
     return { anps, nps, banp };
   }
 
@@ -495,6 +656,8 @@ function anpPeers(peers: AnpPeer[] | undefined, direction: Direction): Peer[] {
     if (p.namespaces) out.push(podsPeer({ namespaceSelector: p.namespaces, podSelector: {} }));
     if (p.pods) out.push(podsPeer({ namespaceSelector: p.pods.namespaceSelector ?? {}, podSelector: p.pods.podSelector ?? {} }));
     if (direction === 'egress') for (const n of p.networks ?? []) out.push(cidrPeer(n, []));
+    if (direction === 'egress' && p.nodes)
+      out.push({ kind: 'nodes', sel: p.nodes, id: shortHash(`nodes:${selectionKey({ podSelector: p.nodes })}`) });
   }
   return out;
 }
@@ -582,7 +745,12 @@ export function portsMatch(ports: PortSpec[] | 'all', protocol: FlowProtocol, po
   return ports.some((s) => resolvePort(s, dst).some((r) => r.protocol === protocol && port >= r.first && port <= r.last));
 }
 
-export function peerMatches(peers: Peer[] | 'all', other: Pod | undefined, otherIP: IP | undefined): boolean {
+/** `idx`: for `nodes` peers (the nodes' addresses); without it they match nothing. */
+export function peerMatches(peers: Peer[] | 'all', other: Pod | undefined, otherIP: IP | undefined, idx?: PolicyIndex): boolean {
   if (peers === 'all') return true;
-  return peers.some((p) => (p.kind === 'pods' ? !!other && selectionMatches(p.sel, other) : !!otherIP && inRanges(p.ranges, otherIP)));
+  return peers.some((p) => {
+    if (p.kind === 'pods') return !!other && selectionMatches(p.sel, other);
+    if (p.kind === 'cidr') return !!otherIP && inRanges(p.ranges, otherIP);
+    return !!otherIP && !!idx && idx.nodeAddresses(p.sel, p.id).some((a) => a.family === otherIP.family && a.value === otherIP.value);
+  });
 }

@@ -126,6 +126,15 @@ function elementDiff(t: string, name: string, before: string[], after: string[],
 }
 
 function mapDiff(t: string, name: string, before: [string, string][], after: [string, string][], out: string[]): void {
+  // the usual case (a policy change): the same keys in the same order, a few values differ
+  if (before.length === after.length && before.every((e, i) => e[0] === after[i]![0])) {
+    const changed = after.filter((e, i) => e[1] !== before[i]![1]);
+    if (changed.length > 0) {
+      out.push(`delete element ${t} ${name} { ${changed.map(([k]) => k).join(', ')} }`);
+      out.push(`add element ${t} ${name} { ${changed.map(([k, v]) => `${k} : ${v}`).join(', ')} }`);
+    }
+    return;
+  }
   const b = new Map(before);
   const a = new Map(after);
   const del = [...b.keys()].filter((k) => a.get(k) !== b.get(k));
@@ -168,6 +177,7 @@ export function renderUpdate(prev: Ruleset, next: Ruleset, table = POLICY_TABLE)
   const changed: NftChain[] = [];
   for (const c of next.chains) {
     const old = prevChains.get(c.name);
+    if (old === c) continue; // the same object (PolicyCompiler reuses unchanged chains): nothing to compare
     if (!old) {
       out.push(`add chain ${t} ${c.name}${hookSpec(c)}`);
       changed.push(c);
@@ -178,10 +188,12 @@ export function renderUpdate(prev: Ruleset, next: Ruleset, table = POLICY_TABLE)
   // 2. elements
   for (const x of next.sets) {
     const old = prevSets.get(x.name);
+    if (old === x) continue;
     elementDiff(t, x.name, old && sameSet(old, x) ? old.elements : [], x.elements, out);
   }
   for (const m of next.maps) {
     const old = prevMaps.get(m.name);
+    if (old === m) continue;
     mapDiff(t, m.name, old && old.type === m.type ? old.elements : [], m.elements, out);
   }
   // 3. chains: refill the changed ones, empty the ones that go

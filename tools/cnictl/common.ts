@@ -68,6 +68,7 @@ export const RESOURCES: Resource[] = [
   { kind: 'DockerNetwork', plural: 'dockernetworks', aliases: ['dockernetwork', 'dknet'] },
   { kind: 'DockerEndpoint', plural: 'dockerendpoints', aliases: ['dockerendpoint', 'dkep'] },
   { kind: 'DockerPool', plural: 'dockerpools', aliases: ['dockerpool', 'dkpool'] },
+  { kind: 'Node', plural: 'nodes', aliases: ['node', 'no'] },
 ];
 /** `policies`: every policy kind in one table. */
 export const POLICY_KINDS: Kind[] = ['AdminNetworkPolicy', 'NetworkPolicy', 'BaselineAdminNetworkPolicy'];

@@ -127,6 +127,22 @@ const COLUMNS: Record<Kind, Column[]> = {
     ['RESERVED', (o) => String(Object.keys((o as DockerPool).spec.reservations).length)],
     ['NODE', (o) => (o as DockerPool).spec.node, 'wide'],
   ],
+  Node: [
+    [
+      'ADDRESSES',
+      (o) =>
+        ((o as CniObject & { status?: { addresses?: { address: string }[] } }).status?.addresses ?? []).map((a) => a.address).join(',') ||
+        '<none>',
+    ],
+    [
+      'LABELS',
+      (o) =>
+        Object.entries(o.metadata.labels ?? {})
+          .map(([k, v]) => `${k}=${v}`)
+          .join(',') || '<none>',
+      'wide',
+    ],
+  ],
 };
 
 /** The objects, and a revision to watch from that misses nothing after any of the lists. */

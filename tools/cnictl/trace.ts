@@ -32,8 +32,9 @@ import { parseAddr } from '../../shared/policy/model.ts';
 import { CliError, UsageError, type Ctx } from './common.ts';
 import { readPolicyObjects } from '../../shared/policysync.ts';
 
-export const usage = `usage: cnictl policy trace --from NS/POD|IP --to NS/POD|IP [--port PORT[/PROTO]] [-4|-6] [-o json]
-  --from, --to   an endpoint (NAMESPACE/NAME, or NAME in namespace "default") or an IP address
+export const usage = `usage: cnictl policy trace --from NS/POD|IP --to NS/POD|IP|node/NODE [--port PORT[/PROTO]] [-4|-6] [-o json]
+  --from, --to   an endpoint (NAMESPACE/NAME, or NAME in namespace "default"), an IP address, or
+                 node/NAME (that node's first address: AdminNetworkPolicy egress "nodes" peers)
   --port         80/tcp (default protocol tcp), 53/udp, 9/sctp, or "icmp"; default 80/tcp
   -4, -6         address family for pod-to-pod flows (default: IPv4 when both have one)
   -o json        the full evaluation as JSON
@@ -91,8 +92,17 @@ export function parsePort(s: string): { protocol: FlowProtocol; port?: number } 
 export const readObjects = (store: ObjectStore): Promise<PolicyObjects> => readPolicyObjects(store);
 
 /** `NS/NAME`, `NAME` (namespace default) or an IP -> what evaluate() takes. */
-export function resolveEnd(idx: PolicyIndex, arg: string, what: string): Endpoint | string {
+export function resolveEnd(idx: PolicyIndex, arg: string, what: string, family?: 4 | 6): Endpoint | string {
   if (parseAddr(arg)) return arg;
+  if (arg.startsWith('node/')) {
+    // a node (ANP egress `nodes` peers): its first address (of the family asked for)
+    const name = arg.slice('node/'.length);
+    const node = (idx.objects.nodes ?? []).find((n) => n.metadata.name === name);
+    if (!node) throw new CliError(`${what} ${arg}: no node ${name} (cnictl get nodes)`);
+    const ips = (node.status?.addresses ?? []).map((a) => parseAddr(a.address)).filter((ip) => ip && (!family || ip.family === family));
+    if (!ips[0]) throw new CliError(`${what} ${arg}: node ${name} has no ${family ? `IPv${family} ` : ''}address`);
+    return ips[0].text;
+  }
   const slash = arg.indexOf('/');
   const [ns, name] = slash >= 0 ? [arg.slice(0, slash), arg.slice(slash + 1)] : ['default', arg];
   const pod = idx.podByName(ns, name);
@@ -103,8 +113,8 @@ export function resolveEnd(idx: PolicyIndex, arg: string, what: string): Endpoin
 export function trace(objects: PolicyObjects, a: TraceArgs): EvaluateResult {
   const idx = new PolicyIndex(objects);
   return evaluate(idx, {
-    src: resolveEnd(idx, a.from, '--from'),
-    dst: resolveEnd(idx, a.to, '--to'),
+    src: resolveEnd(idx, a.from, '--from', a.family),
+    dst: resolveEnd(idx, a.to, '--to', a.family),
     protocol: a.protocol,
     port: a.port,
     family: a.family,
@@ -124,6 +134,7 @@ export function ruleSummary(objects: PolicyObjects, r: RuleRef): string | undefi
     ...(p.namespaces ? [`namespaces ${sel(p.namespaces)}`] : []),
     ...(p.pods ? [`pods ${sel(p.pods.podSelector)} in namespaces ${sel(p.pods.namespaceSelector)}`] : []),
     ...(p.networks ?? []),
+    ...(p.nodes ? [`nodes ${sel(p.nodes)}`] : []),
   ];
   const anpPort = (p: AnpPort): string =>
     'portNumber' in p
@@ -152,7 +163,8 @@ const refText = (r: RuleRef): string =>
 
 function sideText(s: SideResult, end: { pod?: string; ip?: string }, node: string | undefined, objects: PolicyObjects): string {
   const where = [end.ip, node ? `node ${node}` : undefined].filter(Boolean).join(', ');
-  const who = s.pod ? `${s.pod}${where ? ` (${where})` : ''}` : (end.ip ?? '?');
+  const host = !s.pod && end.ip ? new PolicyIndex(objects).nodeByIP(end.ip)?.metadata.name : undefined;
+  const who = s.pod ? `${s.pod}${where ? ` (${where})` : ''}` : `${end.ip ?? '?'}${host ? ` (node ${host})` : ''}`;
   const lines = [
     `${s.direction === 'egress' ? 'egress of' : 'ingress of'} ${who}: ${s.verdict.toUpperCase()}, ${describeDecision(s.decidedBy)}`,
   ];
