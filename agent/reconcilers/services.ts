@@ -17,8 +17,8 @@
  */
 import type { AgentConfig } from '../../shared/agentconfig.ts';
 import type { Logger } from '../../shared/cni/log.ts';
+import { readTable, tableCounts, tryTransaction, updateOrReplace } from '../../shared/firewall/nft.ts';
 import { conntrackDeleteBackend } from '../../shared/kernel/conntrack.ts';
-import { nftApply, nftList } from '../../shared/kernel/nft.ts';
 import { setSysctls } from '../../shared/kernel/sysctl.ts';
 import type { BackendHealth, EndpointSlice, Endpoint, Kind, Service } from '../../shared/objects/types.ts';
 import {
@@ -180,20 +180,17 @@ export class ServicesReconciler {
         full = true;
       }
     }
-    let script = full ? renderServicesNft(next, this.settings.table) : renderServicesUpdate(this.applied!, next);
+    // one transaction through the firewall door (shared/firewall/nft.ts): the difference from
+    // what we applied last, or the whole table on start, on drift, or when the kernel refuses it
+    let script = full ? '' : renderServicesUpdate(this.applied!, next);
     // decision → committed: the one transaction (figures in docs/benchmarks.md, services)
     const tApply = performance.now();
-    if (script) {
-      try {
-        await nftApply(script);
-      } catch (e) {
-        if (full) throw e;
-        this.log.warn(`services: the kernel refused the update (${(e as Error).message}); replacing the table`);
-        full = true;
-        script = renderServicesNft(next, this.settings.table);
-        await nftApply(script);
-      }
-    }
+    full =
+      (await updateOrReplace(
+        full ? undefined : script,
+        () => (script = renderServicesNft(next, this.settings.table)),
+        (stderr) => this.log.warn(`services: the kernel refused the update (${stderr.trim()}); replacing the table`),
+      )) === 'full';
     // allocations are written once the data plane has them: a client that reads the VIP from
     // the store finds it programmed on this node
     const applyMs = performance.now() - tApply;
@@ -246,18 +243,12 @@ export class ServicesReconciler {
   /** Why the kernel's table is not what we applied (undefined when it is). */
   private async drift(applied: RenderedTable): Promise<string | undefined> {
     // any failure to read it counts as gone (the next pass rewrites it)
-    const objects = (await nftList('inet', this.settings.table, { terse: true }).catch(() => undefined)) as
-      Array<Record<string, { name?: string; chain?: string }>> | undefined;
-    if (!objects) return 'is gone';
-    const rules = new Map<string, number>();
-    const chains = new Set<string>();
-    const sets = new Set<string>();
-    for (const o of objects) {
-      if (o.rule?.chain) rules.set(o.rule.chain, (rules.get(o.rule.chain) ?? 0) + 1);
-      else if (o.chain?.name) chains.add(o.chain.name);
-      else if (o.set?.name) sets.add(o.set.name);
-      else if (o.map?.name) sets.add(o.map.name);
-    }
+    const t = await readTable('inet', this.settings.table, undefined, { terse: true }).catch(() => undefined);
+    if (!t) return 'is gone';
+    const chains = t.chains;
+    const counts = tableCounts(t);
+    const rules = counts.rules;
+    const sets = new Set([...counts.sets.keys(), ...counts.maps.keys()]);
     const want = new Map(Object.entries(SKELETON_CHAINS));
     const wantSets = new Set(SKELETON_SETS);
     for (const f of applied.fragments.values()) {
@@ -289,8 +280,8 @@ export class ServicesReconciler {
         lines.push(renderLcUpdate(applied.table, e, pick));
         f.lc = { ...f.lc, element: el };
       }
-      if (lines.length)
-        await nftApply(lines.join('')).catch((err: Error) => this.log.warn(`services: least-connections update failed: ${err.message}`));
+      const r = await tryTransaction(lines.join(''));
+      if (!r.ok) this.log.warn(`services: least-connections update failed: ${r.stderr.trim()}`);
     }).catch(() => undefined);
   }
 }

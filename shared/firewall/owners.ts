@@ -112,8 +112,7 @@ export const FIREWALL_OWNERS: readonly OwnerDeclaration[] = [
     nft: { family: 'inet', table: 'cni_ts_services', chains: ['services', 'svc_…'] },
     tag: 'desired-state',
     builders: ['shared/services/compile.ts'],
-    door: 'own',
-    writers: ['agent/reconcilers/services.ts'],
+    door: 'shared/firewall',
   },
 ];
 
