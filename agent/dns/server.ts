@@ -38,6 +38,8 @@ export interface DnsServerOptions {
   /** largest UDP answer we send to an EDNS client: 1232 (the DNS flag day value) */
   ednsUdpSize?: number;
   log?: (msg: string) => void;
+  /** wall clock (ms) for the answer cache's TTLs (tests) */
+  now?: () => number;
 }
 
 interface Ctx {
@@ -79,7 +81,7 @@ export class DnsServer {
   private tcpConns = 0;
   private readonly sockets = new Set<net.Socket>();
   private readonly pruneTimer: NodeJS.Timeout;
-  private readonly o: Required<Omit<DnsServerOptions, 'zone' | 'listen' | 'upstreams' | 'log' | 'rateLimit'>> & {
+  private readonly o: Required<Omit<DnsServerOptions, 'zone' | 'listen' | 'upstreams' | 'log' | 'rateLimit' | 'now'>> & {
     rateLimit: { qps: number; burst: number } | false;
     log: (m: string) => void;
   };
@@ -96,7 +98,7 @@ export class DnsServer {
       rateLimit: rl && rl.qps > 0 ? { qps: rl.qps, burst: rl.burst ?? rl.qps * 2 } : false,
       log: opts.log ?? (() => {}),
     };
-    this.cache = new AnswerCache(this.o.cacheSize, this.o.maxCacheTtl);
+    this.cache = new AnswerCache(this.o.cacheSize, this.o.maxCacheTtl, opts.now);
     this.forwarder = new Forwarder(opts.upstreams ?? [], this.metrics, this.o.upstreamTimeoutMs);
     if (opts.zone) this.setZone(opts.zone);
     this.pruneTimer = setInterval(() => this.pruneBuckets(), 10000);

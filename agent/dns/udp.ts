@@ -38,7 +38,8 @@ interface BunApi {
     socket: {
       data(s: BunUdpSocket, msg: Buffer, port: number, address: string): void;
       drain?(s: BunUdpSocket): void;
-      error?(s: BunUdpSocket, e: Error): void;
+      /** called with the socket as `this` and the error as the only argument */
+      error?(e: unknown): void;
     };
   }): Promise<BunUdpSocket>;
 }
@@ -87,7 +88,7 @@ async function openBun(
           sock.send(q[i] as Buffer, q[i + 1] as number, q[i + 2] as string);
         } catch (e) {
           counters.sendDropped++;
-          log(`dns: udp ${address}: send to ${String(q[i + 2])}: ${(e as Error).message}`);
+          log(`dns: udp ${address}: send to ${String(q[i + 2])}: ${(e as Error | undefined)?.message ?? String(e)}`);
         }
       }
     }
@@ -100,7 +101,11 @@ async function openBun(
     socket: {
       data: (_s, msg, p, a) => onMessage(msg, p, a),
       drain: () => flush(),
-      error: (_s, e) => log(`dns: udp ${address}: ${e.message}`),
+      // a client that went away before its answer (ICMP port unreachable) is not news
+      error: (e) => {
+        const err = e as NodeJS.ErrnoException | undefined;
+        if (err?.code !== 'ECONNREFUSED') log(`dns: udp ${address}: ${err?.message ?? String(e)}`);
+      },
     },
   });
   return {
