@@ -6,12 +6,17 @@
  * forward `*.fwd.test` to a third, "origin" dnsmasq; both cache. dnsperf measures, for cluster
  * names and for forwarded names once cached: the highest throughput (closed loop, -q
  * outstanding queries) and latency percentiles at a fixed offered rate (`-Q`, per-query
- * latencies from `-v`). Sides alternate. Knobs: DNS_BENCH_SECONDS (8), DNS_BENCH_NAMES (1000),
- * DNS_BENCH_RATE (5000 qps for the latency runs), DNS_BENCH_OUT (docs section printed; written
- * to bench/dns-report.md).
+ * latencies from `-v`), and each server's CPU time per query (all its threads, from
+ * /proc/PID/task/TID/schedstat) over a fixed number of queries: a figure that holds still on a
+ * loaded machine where qps does not. Sides alternate, DNS_BENCH_ROUNDS times; the table shows
+ * the median round. Our server runs on the runtime the agent ships with (the pinned Bun of
+ * scripts/build.mjs) unless DNS_BENCH_RUNTIME=node. Knobs: DNS_BENCH_SECONDS (8),
+ * DNS_BENCH_NAMES (1000), DNS_BENCH_RATE (5000 qps for the latency runs), DNS_BENCH_ROUNDS (3),
+ * DNS_BENCH_CPU_QUERIES (100000 per CPU figure), DNS_BENCH_PREFIX (netns prefix, "hdb"). The
+ * report is printed and written to bench/dns-report.md.
  */
 import { execa, type ResultPromise } from 'execa';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mdTable, sh, sleep, uid } from './lib.ts';
@@ -22,6 +27,11 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SECONDS = Number(process.env.DNS_BENCH_SECONDS ?? 8);
 const NAMES = Number(process.env.DNS_BENCH_NAMES ?? 1000);
 const RATE = Number(process.env.DNS_BENCH_RATE ?? 5000);
+const ROUNDS = Number(process.env.DNS_BENCH_ROUNDS ?? 3);
+const CPU_QUERIES = Number(process.env.DNS_BENCH_CPU_QUERIES ?? 100000);
+const RUNTIME = process.env.DNS_BENCH_RUNTIME ?? 'bun';
+/** the Bun the agent's executable is compiled with (scripts/build.mjs) */
+const BUN = path.join(ROOT, 'node_modules', '@oven', 'bun-linux-x64-baseline', 'bin', 'bun');
 const OURS = 5300;
 const DNSMASQ = 5301;
 const ORIGIN = 5399;
@@ -34,7 +44,27 @@ interface Perf {
   avgMs: number;
   p50?: number;
   p99?: number;
+  /** server CPU µs per answered query (fixed-count run) */
+  cpuUs?: number;
 }
+
+/** CPU time (ns) of every thread of a process so far. */
+function cpuNs(pid: number): number {
+  let ns = 0;
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // thread gone
+    }
+  }
+  return ns;
+}
+
+const median = (xs: number[]): number => {
+  const s = xs.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
+  return s.length ? s[(s.length - 1) >> 1] : NaN;
+};
 
 function parsePerf(out: string): Perf {
   const num = (re: RegExp): number => Number(out.match(re)?.[1] ?? NaN);
@@ -109,7 +139,9 @@ function zoneBuildCost(): string {
 async function main(): Promise<void> {
   const build = zoneBuildCost();
   process.stdout.write(`${build}\n`);
-  const id = uid('hdb');
+  if (RUNTIME === 'bun' && !existsSync(BUN)) throw new Error(`${BUN} missing: run make (npm install) first, or DNS_BENCH_RUNTIME=node`);
+  const runtimeVersion = (await sh(RUNTIME === 'bun' ? BUN : process.execPath, ['--version'])).stdout.trim();
+  const id = uid(process.env.DNS_BENCH_PREFIX ?? 'hdb');
   const ns = `${id}-n`;
   const dir = `/tmp/${id}`;
   const procs: ResultPromise[] = [];
@@ -159,14 +191,13 @@ async function main(): Promise<void> {
       ...extra,
     ];
     procs.push(inNs('dnsmasq', dnsmasqArgs(ORIGIN, ['--no-resolv', '--address=/fwd.test/192.0.2.1', '--local-ttl=3600'])));
-    procs.push(
-      inNs(
-        'dnsmasq',
-        dnsmasqArgs(DNSMASQ, ['--no-resolv', `--server=127.0.0.1#${ORIGIN}`, `--addn-hosts=${path.join(dir, 'hosts')}`, '--local-ttl=300']),
-      ),
+    const theirs = inNs(
+      'dnsmasq',
+      dnsmasqArgs(DNSMASQ, ['--no-resolv', `--server=127.0.0.1#${ORIGIN}`, `--addn-hosts=${path.join(dir, 'hosts')}`, '--local-ttl=300']),
     );
-    const ours = inNs(process.execPath, [
-      '--experimental-strip-types',
+    procs.push(theirs);
+    const ours = inNs(RUNTIME === 'bun' ? BUN : process.execPath, [
+      ...(RUNTIME === 'bun' ? [] : ['--experimental-strip-types', '--no-warnings']),
       path.join(ROOT, 'agent/dns/standalone.ts'),
       '--objects',
       path.join(dir, 'objects.json'),
@@ -211,56 +242,91 @@ async function main(): Promise<void> {
     // warm both caches with every forwarded name
     for (const port of [OURS, DNSMASQ]) await perf(port, 'fwd.txt', ['-n', '1', '-Q', '2000']);
 
-    const sides: [string, number][] = [
-      ['cni-ts', OURS],
-      ['dnsmasq', DNSMASQ],
+    // `ip netns exec` execs the server: its pid is the server's
+    const sides: [string, number, number][] = [
+      ['cni-ts', OURS, ours.pid!],
+      ['dnsmasq', DNSMASQ, theirs.pid!],
     ];
     const rows: Array<Array<string | number>> = [];
     const serverSide: string[] = [];
+    const perRound: string[] = [];
     const results: Record<string, Perf> = {};
     for (const [kind, file] of [
       ['cluster names', 'cluster.txt'],
       ['forwarded, cached', 'fwd.txt'],
     ] as const) {
-      for (const [name, port] of sides) {
-        const tput = await perf(port, file, ['-l', String(SECONDS), '-c', '4', '-q', '200']);
-        const h0 = name === 'cni-ts' ? await histogram() : [];
-        const lat = await perf(port, file, ['-l', String(Math.max(3, SECONDS / 2)), '-Q', String(RATE), '-v']);
-        if (name === 'cni-ts') {
-          // receive-to-send inside our server during the latency run, by bucket
-          const h1 = await histogram();
-          const d = h1.map((v, i) => v - (h0[i] ?? 0));
-          const total = d.reduce((a, b) => a + b, 0);
-          const bounds = [...DURATION_BUCKETS.map((b) => `${b * 1000} ms`), 'more'];
-          let acc = 0;
-          const p99 = bounds[d.findIndex((v) => (acc += v) >= 0.99 * total)];
-          serverSide.push(`${kind}: ${total} answers, ${((100 * d[0]) / Math.max(1, total)).toFixed(2)} % within 0.1 ms, p99 ≤ ${p99}`);
+      const runs: Record<string, Perf[]> = {};
+      for (let round = 0; round < ROUNDS; round++) {
+        for (const [name, port, pid] of sides) {
+          // CPU per query over a fixed count: the input file CPU_QUERIES / NAMES times, closed loop
+          const c0 = cpuNs(pid);
+          const fixed = await perf(port, file, ['-n', String(Math.ceil(CPU_QUERIES / NAMES)), '-c', '4', '-q', '200']);
+          const cpuUs = (cpuNs(pid) - c0) / 1000 / Math.max(1, fixed.completed);
+          const tput = await perf(port, file, ['-l', String(SECONDS), '-c', '4', '-q', '200']);
+          const h0 = name === 'cni-ts' ? await histogram() : [];
+          const lat = await perf(port, file, ['-l', String(Math.max(3, SECONDS / 2)), '-Q', String(RATE), '-v']);
+          if (name === 'cni-ts' && round === ROUNDS - 1) {
+            // receive-to-send inside our server during the last latency run, by bucket
+            const h1 = await histogram();
+            const d = h1.map((v, i) => v - (h0[i] ?? 0));
+            const total = d.reduce((a, b) => a + b, 0);
+            const bounds = [...DURATION_BUCKETS.map((b) => `${b * 1000} ms`), 'more'];
+            let acc = 0;
+            const p99 = bounds[d.findIndex((v) => (acc += v) >= 0.99 * total)];
+            serverSide.push(`${kind}: ${total} answers, ${((100 * d[0]) / Math.max(1, total)).toFixed(2)} % within 0.1 ms, p99 ≤ ${p99}`);
+          }
+          const r: Perf = { ...tput, p50: lat.p50, p99: lat.p99, cpuUs };
+          (runs[name] ??= []).push(r);
+          const load = readFileSync('/proc/loadavg', 'utf8').split(' ')[0];
+          const line = `${kind} ${name} round ${round + 1}: ${Math.round(tput.qps)} qps, ${cpuUs.toFixed(2)} µs CPU/query, p50 ${lat.p50?.toFixed(3)} ms, p99 ${lat.p99?.toFixed(3)} ms (lost ${lat.lost}/${lat.sent}), load ${load}`;
+          perRound.push(line);
+          process.stdout.write(`${line}\n`);
         }
-        results[`${kind}/${name}`] = { ...tput, p50: lat.p50, p99: lat.p99 };
+      }
+      for (const [name] of sides) {
+        const rs = runs[name];
+        const m: Perf = {
+          qps: median(rs.map((r) => r.qps)),
+          sent: rs.reduce((a, r) => a + r.sent, 0),
+          completed: rs.reduce((a, r) => a + r.completed, 0),
+          lost: rs.reduce((a, r) => a + r.lost, 0),
+          avgMs: median(rs.map((r) => r.avgMs)),
+          p50: median(rs.map((r) => r.p50 ?? NaN)),
+          p99: median(rs.map((r) => r.p99 ?? NaN)),
+          cpuUs: median(rs.map((r) => r.cpuUs ?? NaN)),
+        };
+        results[`${kind}/${name}`] = m;
         rows.push([
           kind,
           name,
-          Math.round(tput.qps),
-          `${tput.lost}/${tput.sent}`,
-          tput.avgMs.toFixed(2),
-          lat.p50 === undefined ? '–' : lat.p50.toFixed(3),
-          lat.p99 === undefined ? '–' : lat.p99.toFixed(3),
-          `${lat.lost}/${lat.sent}`,
+          Math.round(m.qps),
+          `${m.lost}/${m.sent}`,
+          m.avgMs.toFixed(2),
+          (m.cpuUs ?? NaN).toFixed(2),
+          m.p50 === undefined || Number.isNaN(m.p50) ? '–' : m.p50.toFixed(3),
+          m.p99 === undefined || Number.isNaN(m.p99) ? '–' : m.p99.toFixed(3),
         ]);
-        process.stdout.write(
-          `${kind} ${name}: ${Math.round(tput.qps)} qps, p50 ${lat.p50?.toFixed(3)} ms, p99 ${lat.p99?.toFixed(3)} ms\n`,
-        );
       }
+      const ratio = (x: 'qps' | 'cpuUs'): string =>
+        ((results[`${kind}/cni-ts`][x] ?? NaN) / (results[`${kind}/dnsmasq`][x] ?? NaN)).toFixed(2);
+      process.stdout.write(`${kind}: cni-ts / dnsmasq qps ${ratio('qps')}×, CPU per query ${ratio('cpuUs')}×\n`);
     }
     const cpus = (await sh('nproc', [])).stdout.trim();
     const load = (await sh('cat', ['/proc/loadavg'])).stdout.trim();
     const report = [
-      `DNS: ${NAMES} ClusterIP services; dnsperf 2.10, one netns, loopback; ${cpus} CPUs, load average at the end: ${load}.`,
-      `Throughput: closed loop, 4 clients, 200 outstanding, ${SECONDS} s. Latency: offered ${RATE} qps for ${Math.max(3, SECONDS / 2)} s, per-answer latency from \`dnsperf -v\`.`,
+      `DNS: ${NAMES} ClusterIP services; our server on ${RUNTIME} ${runtimeVersion}; dnsperf 2.10, one netns, loopback; ${cpus} CPUs, load average at the end: ${load}.`,
+      `Medians of ${ROUNDS} alternating rounds (lost/sent summed). Throughput: closed loop, 4 clients, 200 outstanding, ${SECONDS} s. CPU: the server's threads over ${CPU_QUERIES} queries, closed loop. Latency: offered ${RATE} qps for ${Math.max(3, SECONDS / 2)} s, per-answer latency from \`dnsperf -v\`.`,
       '',
       build,
       '',
-      mdTable(['names', 'server', 'max qps', 'lost/sent', 'avg ms at max', `p50 ms @${RATE}qps`, `p99 ms @${RATE}qps`, 'lost/sent'], rows),
+      mdTable(
+        ['names', 'server', 'max qps', 'lost/sent', 'avg ms at max', 'CPU µs/query', `p50 ms @${RATE}qps`, `p99 ms @${RATE}qps`],
+        rows,
+      ),
+      '',
+      'Rounds:',
+      '',
+      ...perRound.map((l) => `- ${l}`),
       '',
       `Inside our server (receive to send, its own histogram) during the latency runs: ${serverSide.join('; ')}.`,
       '',

@@ -58,12 +58,12 @@ describe('DNS served by the node agent to pods attached with bridge + host-local
 
   beforeAll(async () => {
     m = await PolicyMatrix.create(cleanup, {
-      prefix: 'hw',
+      prefix: process.env.TEST_PREFIX ?? 'hw',
       agentConfig: () => ({ dns: { upstreams: [UP], upstreamTimeoutMs: 2000, rateLimit: false } }),
     });
     // the upstream resolver: dnsmasq in its own netns, linked to the host netns
     up = await makeNetns(cleanup, `cnits-${m.tb.id}-up`);
-    const v = uid('hw');
+    const v = uid(process.env.TEST_PREFIX ?? 'hw');
     await sh('ip', ['-n', m.tb.host.name, 'link', 'add', `${v}a`, 'type', 'veth', 'peer', 'name', `${v}b`, 'netns', up.name]);
     await inNs(m.tb.host, 'ip', ['-batch', '-'], false, [`addr add ${UP_HOST}/24 dev ${v}a`, `link set ${v}a up`, ''].join('\n'));
     await inNs(up, 'ip', ['-batch', '-'], false, [`addr add ${UP}/24 dev ${v}b`, `link set ${v}b up`, 'link set lo up', ''].join('\n'));

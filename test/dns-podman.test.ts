@@ -23,7 +23,7 @@ if (skip) console.log(`dns-podman: skipped: ${skip}`);
 
 describe('podman run on a bridge + host-local + endpoint network, the agent serving DNS', () => {
   const cleanup = new Cleanup();
-  const tag = uid('hw');
+  const tag = uid(process.env.TEST_PREFIX ?? 'hw');
   let pm: Podman;
   let net: TestNetwork;
   let agent: AgentProcess;

@@ -1,5 +1,5 @@
 /**
- * DNS through the kernel: the standalone server (agent/dns/standalone.ts) in a "node" netns,
+ * DNS through the kernel: the standalone server (agent/dns/standalone.ts, on the agent's Bun) in a "node" netns,
  * listening on the gateway address of a test network; clients (`dig`, the libc resolver with a
  * resolv.conf) in a "pod" netns; an upstream dnsmasq in a third netns. Packets stay between
  * these namespaces.
@@ -13,7 +13,11 @@ import { ROOT, uid } from './helpers/run.ts';
 import { resultDns } from '../shared/dns/result.ts';
 import { parseDig, type Dig } from './helpers/dig.ts';
 
-const PREFIX = 'hd';
+/** netns/link prefix; TEST_PREFIX lets a session sharing the machine use its own */
+const PREFIX = process.env.TEST_PREFIX ?? 'hd';
+/** the server runs on the Bun the agent's executable is built with (scripts/build.mjs), else on Node */
+const BUN = path.join(ROOT, 'node_modules', '@oven', 'bun-linux-x64-baseline', 'bin', 'bun');
+const SERVER_RUNTIME = existsSync(BUN) ? [BUN] : [process.execPath, '--experimental-strip-types'];
 const GW = '10.77.0.1';
 const POD = '10.77.0.2';
 const UP = '10.78.0.2';
@@ -128,8 +132,7 @@ describe('DNS server in a node namespace, queried from a pod namespace', () => {
         'netns',
         'exec',
         node.name,
-        process.execPath,
-        '--experimental-strip-types',
+        ...SERVER_RUNTIME,
         path.join(ROOT, 'agent/dns/standalone.ts'),
         '--objects',
         objectsFile,

@@ -15,7 +15,7 @@ export interface DnsMetrics {
   /** where answers came from */
   answered: { zone: number; cache: number; upstream: number; error: number };
   truncated: number;
-  dropped: { rateLimited: number; malformed: number; notQuery: number; tcpConnections: number };
+  dropped: { rateLimited: number; malformed: number; notQuery: number; tcpConnections: number; sendDropped: number };
   upstream: { sent: number; timeouts: number; errors: number; tcpRetries: number; servfail: number };
   cache: { hits: number; misses: number; evictions: number; size: number };
   zone: { swaps: number; names: number; serial: number };
@@ -29,7 +29,7 @@ export function newMetrics(): DnsMetrics {
     queries: { udp: 0, tcp: 0 },
     answered: { zone: 0, cache: 0, upstream: 0, error: 0 },
     truncated: 0,
-    dropped: { rateLimited: 0, malformed: 0, notQuery: 0, tcpConnections: 0 },
+    dropped: { rateLimited: 0, malformed: 0, notQuery: 0, tcpConnections: 0, sendDropped: 0 },
     upstream: { sent: 0, timeouts: 0, errors: 0, tcpRetries: 0, servfail: 0 },
     cache: { hits: 0, misses: 0, evictions: 0, size: 0 },
     zone: { swaps: 0, names: 0, serial: 0 },

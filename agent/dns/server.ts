@@ -5,13 +5,13 @@
  * bounded cache. Wire format by `dns-packet`; hostile input is answered FORMERR / NOTIMP /
  * REFUSED or dropped, never allowed to throw out of a handler.
  */
-import dgram from 'node:dgram';
 import net from 'node:net';
 import { lookup, type Answer, type RR, type View, type Zone } from '../../shared/dns/records.ts';
-import { AnswerCache } from './cache.ts';
+import { AnswerCache, type CacheEntry } from './cache.ts';
 import { Forwarder, type QueryKey, type Upstream } from './upstream.ts';
 import { newMetrics, observeDuration, type DnsMetrics } from './metrics.ts';
-import { AA, CD, dnsPacket, OPCODE_MASK, QR, RA, RCODE, RCODE_NAMES, RD, TC, questionEnd, ttlOffsets, type Rcode } from './wire.ts';
+import { openUdp, type UdpEndpoint } from './udp.ts';
+import { AA, CD, copyOf, dnsPacket, OPCODE_MASK, QR, RA, RCODE, RCODE_NAMES, RD, TC, questionEnd, ttlOffsets, type Rcode } from './wire.ts';
 
 export interface ListenSpec {
   address: string;
@@ -38,6 +38,8 @@ export interface DnsServerOptions {
   /** largest UDP answer we send to an EDNS client: 1232 (the DNS flag day value) */
   ednsUdpSize?: number;
   log?: (msg: string) => void;
+  /** wall clock (ms) for the answer cache's TTLs (tests) */
+  now?: () => number;
 }
 
 interface Ctx {
@@ -51,7 +53,7 @@ interface Listener {
   spec: ListenSpec;
   ctxUdp: Ctx;
   ctxTcp: Ctx;
-  udp: dgram.Socket;
+  udp: UdpEndpoint;
   tcp: net.Server;
 }
 
@@ -67,10 +69,11 @@ export class DnsServer {
   private zoneAnswers = new Map<string, Buffer>();
   /**
    * Queries (same key) already known to be forwarded: their cache key, UDP limit and question
-   * end, so a repeat skips decoding and the zone lookup and goes straight to the answer cache.
+   * end, and the cache entry last served, so a repeat skips decoding, the zone lookup and the
+   * cache's own map and is one copy of the entry (while it is live and unexpired).
    * Cleared with every zone swap (the new zone may own the name).
    */
-  private forwarded = new Map<string, { key: string; limit: number; qe: number }>();
+  private forwarded = new Map<string, { key: string; limit: number; qe: number; entry?: CacheEntry }>();
   private readonly cache: AnswerCache;
   private readonly forwarder: Forwarder;
   private readonly listeners = new Map<string, Listener>();
@@ -78,7 +81,7 @@ export class DnsServer {
   private tcpConns = 0;
   private readonly sockets = new Set<net.Socket>();
   private readonly pruneTimer: NodeJS.Timeout;
-  private readonly o: Required<Omit<DnsServerOptions, 'zone' | 'listen' | 'upstreams' | 'log' | 'rateLimit'>> & {
+  private readonly o: Required<Omit<DnsServerOptions, 'zone' | 'listen' | 'upstreams' | 'log' | 'rateLimit' | 'now'>> & {
     rateLimit: { qps: number; burst: number } | false;
     log: (m: string) => void;
   };
@@ -95,7 +98,7 @@ export class DnsServer {
       rateLimit: rl && rl.qps > 0 ? { qps: rl.qps, burst: rl.burst ?? rl.qps * 2 } : false,
       log: opts.log ?? (() => {}),
     };
-    this.cache = new AnswerCache(this.o.cacheSize, this.o.maxCacheTtl);
+    this.cache = new AnswerCache(this.o.cacheSize, this.o.maxCacheTtl, opts.now);
     this.forwarder = new Forwarder(opts.upstreams ?? [], this.metrics, this.o.upstreamTimeoutMs);
     if (opts.zone) this.setZone(opts.zone);
     this.pruneTimer = setInterval(() => this.pruneBuckets(), 10000);
@@ -124,7 +127,7 @@ export class DnsServer {
   addresses(): { address: string; port: number; networks?: string[] }[] {
     return [...this.listeners.values()].map((l) => ({
       address: l.spec.address,
-      port: (l.udp.address() as net.AddressInfo).port,
+      port: l.udp.port,
       networks: l.spec.networks,
     }));
   }
@@ -170,15 +173,16 @@ export class DnsServer {
 
   private async open(key: string, spec: ListenSpec): Promise<Listener> {
     const v6 = net.isIPv6(spec.address);
-    const udp = dgram.createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6 });
-    await new Promise<void>((resolve, reject) => {
-      udp.once('error', reject);
-      udp.bind({ address: spec.address, port: spec.port, exclusive: true }, () => {
-        udp.off('error', reject);
-        resolve();
-      });
-    });
-    const port = (udp.address() as net.AddressInfo).port;
+    // the listener the datagrams are for (set below; none arrive before bind returns)
+    const ref: { l?: Listener } = {};
+    const udp = await openUdp(
+      spec.address,
+      spec.port,
+      (msg, port, address) => ref.l && this.onUdp(ref.l, msg, port, address),
+      this.metrics.dropped,
+      this.o.log,
+    );
+    const port = udp.port;
     const tcp = net.createServer({ noDelay: true });
     try {
       await new Promise<void>((resolve, reject) => {
@@ -189,12 +193,11 @@ export class DnsServer {
         });
       });
     } catch (e) {
-      udp.close();
+      await udp.close();
       throw e;
     }
     const l: Listener = { key, spec, udp, tcp, ctxUdp: ctxFor(spec, 'udp'), ctxTcp: ctxFor(spec, 'tcp') };
-    udp.on('error', (e) => this.o.log(`dns: udp ${spec.address}: ${e.message}`));
-    udp.on('message', (msg, rinfo) => this.onUdp(l, msg, rinfo));
+    ref.l = l;
     tcp.on('error', (e) => this.o.log(`dns: tcp ${spec.address}: ${e.message}`));
     tcp.on('connection', (sock) => this.onTcp(l, sock));
     return l;
@@ -202,10 +205,10 @@ export class DnsServer {
 
   // ------------------------------------------------------------------ transports
 
-  private onUdp(l: Listener, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+  private onUdp(l: Listener, msg: Buffer, port: number, address: string): void {
     this.metrics.queries.udp++;
-    if (rinfo.port === 0) return;
-    if (!this.allow(rinfo.address)) {
+    if (port === 0) return;
+    if (!this.allow(address)) {
       this.metrics.dropped.rateLimited++;
       return;
     }
@@ -213,8 +216,7 @@ export class DnsServer {
     const send = (out: Buffer | null): void => {
       if (!out) return;
       this.account(out, t0);
-      // no callback: send errors arrive as the socket's 'error' event (logged)
-      l.udp.send(out, rinfo.port, rinfo.address);
+      l.udp.send(out, port, address);
     };
     const r = this.safeAnswer(msg, l.ctxUdp);
     if (r instanceof Promise) r.then(send, () => {});
@@ -349,19 +351,24 @@ export class DnsServer {
     const hit = this.zoneAnswers.get(fastKey);
     if (hit) {
       this.metrics.answered.zone++;
-      const out = Buffer.from(hit);
+      const out = copyOf(hit);
       out.writeUInt16BE(msg.readUInt16BE(0), 0);
       return out;
     }
     const fwd = this.forwarded.get(fastKey);
     if (fwd) {
-      const cached = this.cache.get(fwd.key);
-      if (cached && cached.length <= fwd.limit && questionEnd(cached) === fwd.qe) {
+      const now = this.cache.now();
+      let e = fwd.entry;
+      if (e && e.live && now < e.expiresMs) this.cache.touch(fwd.key, e, now);
+      else e = fwd.entry = this.cache.entry(fwd.key, now);
+      if (e && e.msg.length <= fwd.limit && e.qe === fwd.qe) {
         this.metrics.cache.hits++;
         this.metrics.answered.cache++;
-        cached.writeUInt16BE(msg.readUInt16BE(0), 0);
-        msg.copy(cached, 12, 12, fwd.qe);
-        return cached;
+        const out = AnswerCache.render(e, now);
+        out.writeUInt16BE(msg.readUInt16BE(0), 0);
+        // the client's spelling of the question (0x20 case randomisation)
+        msg.copy(out, 12, 12, fwd.qe);
+        return out;
       }
     }
 
@@ -535,16 +542,7 @@ function ctxFor(s: ListenSpec, transport: 'udp' | 'tcp'): Ctx {
 }
 
 async function closeListener(l: Listener): Promise<void> {
-  await Promise.all([
-    new Promise<void>((r) => {
-      try {
-        l.udp.close(() => r());
-      } catch {
-        r();
-      }
-    }),
-    new Promise<void>((r) => l.tcp.close(() => r())),
-  ]);
+  await Promise.all([l.udp.close(), new Promise<void>((r) => l.tcp.close(() => r()))]);
 }
 
 /** A reply that is the query's header with QR and `rcode`, no sections (FORMERR, NOTIMP, SERVFAIL). */

@@ -64,4 +64,11 @@ export function ttlOffsets(buf: Buffer): number[] | null {
   }
 }
 
+/** A copy of `b` (Buffer.from(buffer) costs several times this under Bun). */
+export function copyOf(b: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(b.length);
+  b.copy(out);
+  return out;
+}
+
 export { dnsPacket };
