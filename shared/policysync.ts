@@ -17,7 +17,7 @@ import type { AgentConfig } from './agentconfig.ts';
 import { AgentConfigError } from './agentconfig.ts';
 import { withFlock } from './flock.ts';
 import { mkdirSync } from 'node:fs';
-import { nftApply, nftListRaw } from './kernel/nft.ts';
+import { readTable, tableCounts, updateOrReplace, type NftTable } from './firewall/nft.ts';
 import { tryModprobe } from './kernel/feature.ts';
 import { setSysctls } from './kernel/sysctl.ts';
 import { StoreUnavailableError, type ObjectStore } from './store/types.ts';
@@ -260,40 +260,33 @@ export async function programPolicy(
   trace('policy compiled');
   step('compile');
   const state: State = { v: 1, key, revision: objects.revision, ruleset };
+  let update: string | undefined;
   if (prev && !opts.full) {
-    let script: string | undefined;
     try {
-      script = renderUpdate(prev.ruleset, ruleset, s.table);
+      update = renderUpdate(prev.ruleset, ruleset, s.table);
     } catch {
-      script = undefined; // a set changed type: the whole table
+      update = undefined; // a set changed type: the whole table
     }
     step('diff');
-    if (script === '') {
-      save(state);
-      step('state');
-      return { objects, ruleset, mode: 'unchanged', bytes: 0, timings };
-    }
-    if (script !== undefined) {
-      try {
-        await nftApply(script);
-        trace('policy updated');
-        step('nft');
-        save(state);
-        step('state');
-        return { objects, ruleset, mode: 'update', bytes: script.length, timings };
-      } catch {
-        trace('policy update refused: replacing the table');
-      }
-    }
   }
-  const script = renderNft(ruleset, s.table);
-  save(undefined); // a crash between apply and the write below must not leave a stale state
-  await nftApply(script);
-  trace('policy applied');
-  step('nft');
+  let bytes = update?.length ?? 0;
+  const mode = await updateOrReplace(
+    update,
+    () => {
+      save(undefined); // a crash between apply and the write below must not leave a stale state
+      const full = renderNft(ruleset, s.table);
+      bytes = full.length;
+      return full;
+    },
+    () => trace('policy update refused: replacing the table'),
+  );
+  if (mode !== 'unchanged') {
+    trace(mode === 'update' ? 'policy updated' : 'policy applied');
+    step('nft');
+  }
   save(state);
   step('state');
-  return { objects, ruleset, mode: 'full', bytes: script.length, timings };
+  return { objects, ruleset, mode, bytes: mode === 'unchanged' ? 0 : bytes, timings };
 }
 
 /**
@@ -305,36 +298,22 @@ export async function programPolicy(
  */
 export async function tableDrift(rs: Ruleset | undefined, table: string): Promise<string | undefined> {
   // any failure to read it counts as gone (the caller rewrites it)
-  const text = await nftListRaw('inet', table).catch(() => undefined);
-  if (text === undefined) return 'is gone';
+  const have = await readTable('inet', table).catch(() => undefined);
+  if (have === undefined) return 'is gone';
   if (!rs) return 'has no recorded state';
-  return rulesetDrift(rs, text);
+  return rulesetDrift(rs, have);
 }
 
-/** `tableDrift`'s comparison of `rs` with the table as `nft -j list table` printed it (pure). */
-export function rulesetDrift(rs: Ruleset, nftJson: string): string | undefined {
-  const have = {
-    rules: new Map<string, number>(),
-    sets: new Map<string, number>(),
-    maps: new Map<string, number>(),
-    counters: new Set<string>(),
-    chains: new Set<string>(),
-  };
-  for (const o of (
-    JSON.parse(nftJson || '{"nftables":[]}') as { nftables: Array<Record<string, { name?: string; chain?: string; elem?: unknown[] }>> }
-  ).nftables) {
-    if (o.rule?.chain) have.rules.set(o.rule.chain, (have.rules.get(o.rule.chain) ?? 0) + 1);
-    else if (o.chain?.name) have.chains.add(o.chain.name);
-    else if (o.set?.name) have.sets.set(o.set.name, o.set.elem?.length ?? 0);
-    else if (o.map?.name) have.maps.set(o.map.name, o.map.elem?.length ?? 0);
-    else if (o.counter?.name) have.counters.add(o.counter.name);
-  }
+/** `tableDrift`'s comparison of `rs` with a read of the table (shared/firewall `readTable`, or `tableOf` over `nft -j list`). Pure. */
+export function rulesetDrift(rs: Ruleset, table: NftTable): string | undefined {
+  const have = tableCounts(table);
+  const chains = table.chains;
   for (const c of rs.chains) {
-    if (!have.chains.has(c.name)) return `lacks chain ${c.name}`;
+    if (!chains.has(c.name)) return `lacks chain ${c.name}`;
     const n = have.rules.get(c.name) ?? 0;
     if (n !== c.rules.length) return `chain ${c.name} has ${n} rules, not ${c.rules.length}`;
   }
-  if (have.chains.size !== rs.chains.length) return `has ${have.chains.size} chains, not ${rs.chains.length}`;
+  if (chains.size !== rs.chains.length) return `has ${chains.size} chains, not ${rs.chains.length}`;
   for (const x of rs.sets) {
     const n = have.sets.get(x.name);
     if (n === undefined) return `lacks set ${x.name}`;

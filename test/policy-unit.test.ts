@@ -23,6 +23,9 @@ import { cidrRanges, parseAddr, rangeElement } from '../shared/policy/model.ts';
 import { canonicalIP, parseIP } from '../shared/ipnet.ts';
 import { portMatch } from '../shared/policy/compile.ts';
 import type { Endpoint } from '../shared/objects/types.ts';
+import { rulesetDrift } from '../shared/policysync.ts';
+import { tableOf as firewallTableOf } from '../shared/firewall/nft.ts';
+import type { NftObject } from '../shared/kernel/nft.ts';
 
 const denyIngressX = np('x', 'deny-in', { podSelector: {} });
 const denyEgressX = np('x', 'deny-eg', { podSelector: {}, policyTypes: ['Egress'] });
@@ -804,5 +807,59 @@ describe('compiler', () => {
     const o = objects({ policies: [denyIngressX, np('y', 'p', { podSelector: podA, ingress: [{ from: [{ namespaceSelector: nsZ }] }] })] });
     const shuffled = { ...o, endpoints: [...o.endpoints].reverse(), policies: [...o.policies].reverse() };
     expect(flat(compileNode(shuffled, 'n1'))).toBe(flat(compileNode(o, 'n1')));
+  });
+});
+
+describe('drift check (rulesetDrift over a shared/firewall table read)', () => {
+  /** The objects `nft -j list table` would print for a loaded `rs` (one rule object per rule line). */
+  const listedAs = (rs: Ruleset): NftObject[] => [
+    { table: { family: 'inet', name: 't' } },
+    ...rs.counters.map((name) => ({ counter: { family: 'inet', table: 't', name } })),
+    ...rs.sets.map((x) => ({ set: { family: 'inet', table: 't', name: x.name, elem: [...new Set(x.elements)] } })),
+    ...rs.maps.map((m) => ({ map: { family: 'inet', table: 't', name: m.name, elem: [...m.elements] } })),
+    ...rs.chains.flatMap((c) => [
+      { chain: { family: 'inet', table: 't', name: c.name } },
+      ...c.rules.map((_, i) => ({ rule: { family: 'inet', table: 't', chain: c.name, handle: i + 1 } })),
+    ]),
+  ];
+
+  it('a table holding the ruleset shows none; a missing element, rule, chain or counter does', () => {
+    const rs = compileNode(
+      objects({ policies: [denyIngressX, np('y', 'allow', { podSelector: podA, ingress: [{ from: [{ podSelector: podB }] }] })] }),
+      'n1',
+    );
+    const listed = listedAs(rs);
+    expect(rulesetDrift(rs, firewallTableOf('inet', 't', listed))).toBeUndefined();
+    const m = rs.maps.find((x) => x.elements.length > 0)!;
+    const fewer = listed.map((o) => (o.map?.name === m.name ? { map: { ...o.map, elem: m.elements.slice(1) } } : o));
+    expect(rulesetDrift(rs, firewallTableOf('inet', 't', fewer))).toBe(
+      `map ${m.name} has ${m.elements.length - 1} elements, not ${m.elements.length}`,
+    );
+    const c = rs.chains.find((x) => x.rules.length > 0)!;
+    const oneRuleLess = listed.filter((o) => !(o.rule?.chain === c.name && o.rule.handle === 1));
+    expect(rulesetDrift(rs, firewallTableOf('inet', 't', oneRuleLess))).toBe(
+      `chain ${c.name} has ${c.rules.length - 1} rules, not ${c.rules.length}`,
+    );
+    expect(
+      rulesetDrift(
+        rs,
+        firewallTableOf(
+          'inet',
+          't',
+          listed.filter((o) => o.chain?.name !== c.name),
+        ),
+      ),
+    ).toBe(`lacks chain ${c.name}`);
+    expect(
+      rulesetDrift(
+        rs,
+        firewallTableOf(
+          'inet',
+          't',
+          listed.filter((o) => !o.counter),
+        ),
+      ),
+    ).toBe(`lacks counter ${rs.counters[0]}`);
+    expect(rulesetDrift(rs, firewallTableOf('inet', 't', []))).toBe(`lacks chain ${rs.chains[0]!.name}`);
   });
 });

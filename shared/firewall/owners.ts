@@ -103,8 +103,7 @@ export const FIREWALL_OWNERS: readonly OwnerDeclaration[] = [
     nft: { family: 'inet', table: 'cni_ts_policy', chains: ['(compiled)'] },
     tag: 'desired-state',
     builders: ['shared/policy/nft.ts'],
-    door: 'own',
-    writers: ['shared/policysync.ts'],
+    door: 'shared/firewall',
   },
   {
     name: 'services',
