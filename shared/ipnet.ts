@@ -116,10 +116,8 @@ export function overlaps(a: IPNet, b: IPNet): boolean {
   return contains(shorter, other);
 }
 
-/** RFC 5952: lowercase, no leading zeros, the longest run (≥ 2, the first of equals) of zero groups as `::`. */
-function format6(value: bigint): string {
-  const g: number[] = [];
-  for (let i = 7; i >= 0; i--) g.push(Number((value >> BigInt(i * 16)) & 0xffffn));
+/** RFC 5952 from the eight 16-bit groups: lowercase, no leading zeros, the longest run (≥ 2, the first of equals) of zero groups as `::`. */
+export function formatV6Groups(g: readonly number[]): string {
   let best = -1;
   let bestLen = 1;
   for (let i = 0; i < 8;) {
@@ -135,8 +133,14 @@ function format6(value: bigint): string {
     }
     i = j;
   }
-  const hex = (a: number[]): string => a.map((x) => x.toString(16)).join(':');
+  const hex = (a: readonly number[]): string => a.map((x) => x.toString(16)).join(':');
   return best < 0 ? hex(g) : `${hex(g.slice(0, best))}::${hex(g.slice(best + bestLen))}`;
+}
+
+function format6(value: bigint): string {
+  const g: number[] = [];
+  for (let i = 7; i >= 0; i--) g.push(Number((value >> BigInt(i * 16)) & 0xffffn));
+  return formatV6Groups(g);
 }
 
 export function formatIP(ip: IP): string {

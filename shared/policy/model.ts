@@ -23,7 +23,7 @@ import type {
   Protocol,
 } from '../objects/types.ts';
 import { matchesSelector, namespaceLabels } from '../objects/selectors.ts';
-import { bitsOf, formatIP, lastAddr, networkAddr, parseCIDR, parseIP, type Family, type IP } from '../ipnet.ts';
+import { bitsOf, formatIP, formatV6Groups, lastAddr, networkAddr, parseCIDR, parseIP, type Family, type IP } from '../ipnet.ts';
 
 /** Everything policy depends on: what the store holds (every node's endpoints). */
 export interface PolicyObjects {
@@ -270,32 +270,10 @@ function parseAddrUncached(s: string): PodIP | null {
       nums.push(parseInt(g, 16));
     }
     const value = BigInt(`0x${nums.map((n) => n.toString(16).padStart(4, '0')).join('')}`);
-    return { family: 6, value, text: v6Text(nums) };
+    return { family: 6, value, text: formatV6Groups(nums) };
   }
   const ip = parseIP(s);
   return ip ? { ...ip, text: formatIP(ip) } : null;
-}
-
-/** RFC 5952: lower-case, no leading zeros, the longest run (2+) of zero groups as "::". */
-function v6Text(g: number[]): string {
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8;) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = g.map((n) => n.toString(16));
-  if (best < 0) return hex.join(':');
-  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
 }
 
 /** The endpoint's addresses without prefix length ("10.1.0.5/24" -> "10.1.0.5"). */
