@@ -167,7 +167,17 @@ describe('ANP nodes and networks peers on the kernel (reachability matrix vs the
         ),
       ),
     ]);
-  }, 60_000);
+    // Neighbour discovery (IPv6) and ARP warmed up before the first matrix: on a loaded machine a
+    // first probe could time out while the router's or a pod's neighbour entry was incomplete.
+    const addrs = HOSTS.flatMap(([, v4, v6]) => [v4, v6]);
+    await Promise.all(
+      podNs.map(async (p) => {
+        for (const a of addrs) {
+          for (let i = 0; i < 10; i++) if ((await inNs(p, 'ping', ['-c', '1', '-W', '1', a], true)).exitCode === 0) break;
+        }
+      }),
+    );
+  }, 90_000);
   afterAll(() => cleanup.run());
 
   it('no policy table: every pod reaches every host', async () => {
