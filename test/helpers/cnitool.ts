@@ -75,7 +75,10 @@ export async function makeTestbed(cleanup: Cleanup, opts: { cniPath?: string; pr
   cleanup.add(async () => rmSync(dir, { recursive: true, force: true }));
   const host = await makeNetns(cleanup, `cnits-${id}-h`);
   await execa('nsenter', [`--net=${host.path}`, '--', 'ip', 'link', 'set', 'lo', 'up']);
-  const b = 1 + Math.floor(Math.random() * 250);
+  // never 10.96.x: the service CIDR the agent tests use (10.96.0.0/16) would overlap the pods'
+  // subnet, and a pod would keep a route to a peer through it (seen: diag's "deleted route" case)
+  const r = 1 + Math.floor(Math.random() * 250);
+  const b = r === 96 ? 97 : r;
   const c = 1 + Math.floor(Math.random() * 250);
   const tb: Testbed = {
     id,
