@@ -15,7 +15,7 @@ import { execa, type ResultPromise } from 'execa';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Cleanup, inNs, makeNetns, sh, type TestNetns } from './helpers/netns.ts';
-import { BIN, runPlugin, uid } from './helpers/run.ts';
+import { BIN, killProcessesNaming, runPlugin, uid } from './helpers/run.ts';
 import { attachOverlayPod, makeEtcd, makeHost, type Etcd, type Fabric, type Host } from './overlay-topology.ts';
 
 const DOCKERD = ['/usr/sbin/dockerd', '/usr/bin/dockerd'].find((p) => existsSync(p));
@@ -104,27 +104,8 @@ describe.skipIf(Boolean(why))('a Docker overlay network across two hosts (cni-ts
     const d = path.join(h.host.stateDir, 'ipam', OVERLAY);
     return existsSync(d) ? readdirSync(d).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)) : [];
   };
-  /** Kill every process whose command line names our directory (dockerds, containerds, shims), by PID. */
-  const killOurs = (sig: NodeJS.Signals): number[] => {
-    const pids: number[] = [];
-    for (const p of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
-      let cmd: string;
-      try {
-        cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
-      } catch {
-        continue;
-      }
-      if (Number(p) !== process.pid && cmd.includes(dir)) {
-        pids.push(Number(p));
-        try {
-          process.kill(Number(p), sig);
-        } catch {
-          /* gone */
-        }
-      }
-    }
-    return pids;
-  };
+  /** Kill every process whose command line names our directory (dockerd, containerd, shims), by PID. */
+  const killOurs = (sig: NodeJS.Signals): number[] => killProcessesNaming(dir, sig);
 
   const startAgent = async (h: DockerHost): Promise<void> => {
     const p = execa('nsenter', [`--net=${h.host.ns.path}`, '--', path.join(BIN, 'cni-ts'), 'agent', '--config', h.config, '--no-http'], {

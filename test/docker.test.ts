@@ -13,7 +13,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, sy
 import http from 'node:http';
 import path from 'node:path';
 import { Cleanup, inNs, makeNetns, sh, type TestNetns } from './helpers/netns.ts';
-import { BIN, uid } from './helpers/run.ts';
+import { BIN, killProcessesNaming, uid } from './helpers/run.ts';
 
 const DOCKERD = ['/usr/sbin/dockerd', '/usr/bin/dockerd'].find((p) => existsSync(p));
 const BUSYBOX = ['/bin/busybox', '/usr/bin/busybox'].find((p) => existsSync(p));
@@ -95,27 +95,8 @@ describe.skipIf(Boolean(why))('Docker networks served by the cni-ts agent (CNM r
     await agent;
     agent = undefined;
   };
-  /** Kill every process whose command line names our directory (dockerd, its containerd, shims), by PID. */
-  const killOurs = (sig: NodeJS.Signals): number[] => {
-    const pids: number[] = [];
-    for (const p of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
-      let cmd: string;
-      try {
-        cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
-      } catch {
-        continue;
-      }
-      if (Number(p) !== process.pid && cmd.includes(dir)) {
-        pids.push(Number(p));
-        try {
-          process.kill(Number(p), sig);
-        } catch {
-          /* gone */
-        }
-      }
-    }
-    return pids;
-  };
+  /** Kill every process whose command line names our directory (dockerd, containerd, shims), by PID. */
+  const killOurs = (sig: NodeJS.Signals): number[] => killProcessesNaming(dir, sig);
   const hostLinks = async (): Promise<string[]> =>
     JSON.parse((await inNs(host, 'ip', ['-j', 'link', 'show'])).stdout).map((l: { ifname: string }) => l.ifname);
   const ruleset = async (): Promise<string> => (await inNs(host, 'nft', ['list', 'ruleset'])).stdout;

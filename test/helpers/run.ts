@@ -1,6 +1,7 @@
 /** Run the built executables exactly as a runtime does: environment + config on stdin. */
 import { execa } from 'execa';
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -80,4 +81,27 @@ export function uid(prefix = 't'): string {
  */
 export function testPort(): number {
   return 20000 + 2 * Math.floor(Math.random() * 6000);
+}
+
+/** Signal every process whose command line names `needle` (e.g. a test's private directory:
+ * its dockerd, containerd and shims), by PID; returns the PIDs found. */
+export function killProcessesNaming(needle: string, sig: NodeJS.Signals): number[] {
+  const pids: number[] = [];
+  for (const p of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+    let cmd: string;
+    try {
+      cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
+    } catch {
+      continue;
+    }
+    if (Number(p) !== process.pid && cmd.includes(needle)) {
+      pids.push(Number(p));
+      try {
+        process.kill(Number(p), sig);
+      } catch {
+        /* gone */
+      }
+    }
+  }
+  return pids;
 }
