@@ -3,6 +3,7 @@
  * (layout compatible with the reference plugin, see store.ts). Pure logic is in range.ts and
  * config.ts; this file holds the verbs.
  */
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { inProcessFlock, requestFlock, withFlock, type FlockRequest } from '../../shared/flock.ts';
 import { trace, tracing } from '../../shared/trace.ts';
@@ -14,7 +15,7 @@ import schema from '../../conf/schemas/host-local.schema.json' with { type: 'jso
 import { assignRequested, parseRangeSets, requestedIPs, storeDir, type HostLocalConf } from './config.ts';
 import { readResolvConf } from './dns.ts';
 import { describeRangeSet, familyOfSet, freeCount, nextFree, rangeFor, rangeSetContains, type RangeSet } from './range.ts';
-import { LOCK_NAME, ownedBy, probeCreatable, Store, type Reservation, type Reserver } from './store.ts';
+import { LOCK_NAME, ownedBy, parseOwner, probeCreatable, Store, type Reservation, type Reserver } from './store.ts';
 
 /** Files of writers that died mid-way are collected by GC (and temporaries by ADD) after this long. */
 const STALE_MS = 60_000;
@@ -219,9 +220,22 @@ export default definePlugin<HostLocalConf>({
       return mine.length ? mine : list.filter((r) => r.owner?.containerId === containerId && r.owner.ifname === undefined);
     };
     // Nothing of this attachment (a repeated DEL): done without taking the lock.
-    if (ours(store.list()).length === 0) return;
+    const found = ours(store.list());
+    if (found.length === 0) return;
+    // Under the lock only the files found are read again, not the whole store (a DEL holds
+    // the lock for its own few files): still this attachment's? A file released meanwhile (GC)
+    // and reserved again by someone else names another owner and stays.
+    const stillOurs = (r: Reservation): boolean => {
+      let owner;
+      try {
+        owner = parseOwner(readFileSync(path.join(store.dir, r.name), 'utf8'));
+      } catch {
+        return false;
+      }
+      return owner?.containerId === r.owner?.containerId && owner?.ifname === r.owner?.ifname;
+    };
     await storeLocked(store, () => {
-      const mine = ours(store.list());
+      const mine = found.filter(stillOurs);
       for (const r of mine) store.release(r.name);
       if (mine.length) req.log.info(`released ${mine.map((r) => r.name).join(', ')} of ${containerId}/${ifname}`);
     });
