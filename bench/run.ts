@@ -281,19 +281,72 @@ async function latency(sides: Side[]): Promise<Map<string, { add: Stats; del: St
   return out;
 }
 
+/** One holder of the host-local store lock, from our plugins' trace lines. */
+interface LockHold {
+  waited: number;
+  held: number;
+  at: number;
+  tries: number;
+}
+
+/**
+ * Where the store lock's time went in one concurrent run, from our plugins' CNI_TS_TRACE
+ * lines (shared/flock.ts: `flock <store>/lock: taken in-process[ after N tries]; released after
+ * H ms (granted at T)`, host-local: `store lock waited W ms`): waits and holds per ADD, and the
+ * lock's idle time while someone waited (a release to the next grant, summed over the grants
+ * that had waited: what a waiter's sleep costs).
+ */
+export function lockBreakdown(trace: string): {
+  n: number;
+  waited: Stats;
+  held: Stats;
+  heldSum: number;
+  idleWhileWaited: number;
+  span: number;
+  tries: Stats;
+} {
+  const waitedOf = new Map<string, number>();
+  for (const m of trace.matchAll(/^\[trace (\d+) [^\]]*\] host-local: store lock waited ([\d.]+) ms/gm)) waitedOf.set(m[1], Number(m[2]));
+  const holds: LockHold[] = [];
+  const re =
+    /^\[trace (\d+) [^\]]*\] flock \S+\/lock: (?:taken in-process|granted)(?: after (\d+) tries)?[^;]*; released after ([\d.]+) ms \(granted at ([\d.]+)\)/gm;
+  for (const m of trace.matchAll(re)) {
+    if (!waitedOf.has(m[1])) continue; // a lock of another kind (DEL, bridge.lock)
+    holds.push({ waited: waitedOf.get(m[1]) ?? 0, held: Number(m[3]), at: Number(m[4]), tries: Number(m[2] ?? 1) });
+  }
+  holds.sort((a, b) => a.at - b.at);
+  let idle = 0;
+  for (let i = 1; i < holds.length; i++) {
+    const prevEnd = holds[i - 1].at + holds[i - 1].held;
+    if (holds[i].waited > 0) idle += Math.max(0, holds[i].at - prevEnd);
+  }
+  const last = holds.at(-1);
+  return {
+    n: holds.length,
+    waited: stats(holds.map((h) => h.waited)),
+    held: stats(holds.map((h) => h.held)),
+    heldSum: holds.reduce((a, h) => a + h.held, 0),
+    idleWhileWaited: idle,
+    span: holds.length && last ? last.at + last.held - holds[0].at : 0,
+    tries: stats(holds.map((h) => h.tries)),
+  };
+}
+
 /** CONC ADDs started at once on one network; then CONC DELs at once. */
 async function concurrency(
   s: Side,
+  traceFile = '',
 ): Promise<{ addMs: number; delMs: number; ok: number; fail: number; distinct: number; firstError: string }> {
   const list = makeList(
     s,
     'conc',
     SCENARIOS[0].plugins(s, `b${short}${s.key[0]}c`, `10.${100 + s.n}.50.0/24`, path.join(WORK, s.key, 'ipam')),
   );
-  const names = Array.from({ length: CONC }, (_, i) => `${ID}-${s.key}c-${i}`);
+  const names = Array.from({ length: CONC }, (_, i) => `${ID}-${s.key}c${traceFile ? 't' : ''}-${i}`);
   await netnsBatch('add', names);
   try {
     const opts = toolOpts(s);
+    if (traceFile) opts.env = { ...opts.env, CNI_TS_TRACE: traceFile };
     const [results, addMs] = await timed(() => Promise.allSettled(names.map((n) => addNetworkList(list, rtFor(n, {}), opts))));
     const ok = results.filter((r) => r.status === 'fulfilled') as Array<PromiseFulfilledResult<Record<string, unknown>>>;
     const bad = results.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined;
@@ -790,6 +843,45 @@ async function inner(): Promise<void> {
       `${CONC} ADDs started at once (bridge + host-local, one network)`,
       mdTable(['plugins', 'all ADDs done (ms)', 'failures', 'distinct IPs / successes', `all ${CONC} DELs done (ms)`, 'first error'], crow),
     );
+    // The host-local store lock of our side(s), from a second run with CNI_TS_TRACE (tracing
+    // costs a file append per mark, so the timed run above is not traced).
+    const lrows: string[][] = [];
+    for (const s of sides.filter((x) => !x.skip && x.key !== 'ref')) {
+      await guard(`concurrency lock breakdown ${s.label}`, async () => {
+        const file = path.join(WORK, `${s.key}-conc-trace.txt`);
+        rmSync(file, { force: true });
+        await concurrency(s, file);
+        const b = lockBreakdown(existsSync(file) ? readFileSync(file, 'utf8') : '');
+        lrows.push([
+          s.label,
+          `${b.n} / ${CONC}`,
+          `${ms(b.waited.median)} / ${ms(b.waited.max)}`,
+          `${ms(b.held.median)} / ${ms(b.held.p95)} / ${ms(b.held.max)}`,
+          ms(b.heldSum),
+          ms(b.idleWhileWaited),
+          ms(b.span),
+          `${b.tries.median} / ${b.tries.max}`,
+        ]);
+      });
+    }
+    if (lrows.length)
+      section(
+        `The host-local store lock in ${CONC} concurrent ADDs (a second, traced run: CNI_TS_TRACE)`,
+        mdTable(
+          [
+            'plugins',
+            'ADDs that locked',
+            'waited median / max (ms)',
+            'held median / p95 / max (ms)',
+            'held, sum (ms)',
+            'lock free while someone waited (ms)',
+            'first grant to last release (ms)',
+            'tries median / max',
+          ],
+          lrows,
+        ) +
+          '\n\nHeld time is wall time: a holder the scheduler preempts holds the lock meanwhile. The lock is the serial part of the run when the sum of holds approaches the ADD wall time.',
+      );
   }
 
   // memory

@@ -511,6 +511,40 @@ describe.skipIf(!existsSync(REF))('host-local: interop with the Go reference sto
     rmSync(traceFile, { force: true });
   });
 
+  it('a DEL that waited for the lock releases only files still its own (one GC freed and another took meanwhile stays)', async () => {
+    fresh();
+    const config = conf({ ranges: [[{ subnet: '10.207.0.0/24' }]] });
+    const [mine] = addresses(ok(await hl('ADD', config, { id: 'old' })));
+    const ip = mine.split('/')[0];
+    const holder = execa('flock', ['--exclusive', path.join(storeDirOf(), 'lock'), 'cat'], {
+      stdin: 'pipe',
+      stdout: 'pipe',
+      reject: false,
+      buffer: false,
+    });
+    await new Promise<void>((resolve) => {
+      holder.stdout?.once('data', () => resolve());
+      holder.stdin?.write('held\n');
+    });
+    const traceFile = path.join(dataDir, `trace-${Math.random().toString(16).slice(2, 8)}`);
+    const del = hl('DEL', config, { id: 'old', env: { CNI_TS_TRACE: traceFile } });
+    // the DEL found the file and now waits for the lock (trace under Bun, /proc/locks on the process path)
+    const ino = statSync(path.join(storeDirOf(), 'lock')).ino;
+    const waiter = new RegExp(`^\\d+: -> FLOCK +ADVISORY +WRITE +\\d+ +[0-9a-f]+:[0-9a-f]+:${ino} `, 'm');
+    const waiting = (): boolean =>
+      waiter.test(readFileSync('/proc/locks', 'utf8')) ||
+      (existsSync(traceFile) && /flock \S+\/lock: held elsewhere, waiting in-process/.test(readFileSync(traceFile, 'utf8')));
+    for (let i = 0; i < 600 && !waiting(); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(waiting()).toBe(true);
+    // meanwhile (as a GC and another ADD would under the lock) the address changed hands
+    writeFileSync(path.join(storeDirOf(), ip), 'new\r\neth0');
+    holder.stdin?.end();
+    await holder;
+    ok(await del);
+    expect(content(ip)).toBe('new\r\neth0');
+    rmSync(traceFile, { force: true });
+  });
+
   it('50 reference and 50 of our ADDs at once on one store: 100 distinct addresses', async () => {
     fresh();
     const runs = await Promise.all(Array.from({ length: 100 }, (_, i) => (i % 2 ? ref : hl)('ADD', c(), { id: `mix${i}` })));

@@ -3,8 +3,10 @@
  * (layout compatible with the reference plugin, see store.ts). Pure logic is in range.ts and
  * config.ts; this file holds the verbs.
  */
-import { inProcessFlock } from '../../shared/flock.ts';
-import { trace } from '../../shared/trace.ts';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { inProcessFlock, requestFlock, withFlock, type FlockRequest } from '../../shared/flock.ts';
+import { trace, tracing } from '../../shared/trace.ts';
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
 import type { IPConfig, Result } from '../../shared/cni/types.ts';
@@ -13,7 +15,7 @@ import schema from '../../conf/schemas/host-local.schema.json' with { type: 'jso
 import { assignRequested, parseRangeSets, requestedIPs, storeDir, type HostLocalConf } from './config.ts';
 import { readResolvConf } from './dns.ts';
 import { describeRangeSet, familyOfSet, freeCount, nextFree, rangeFor, rangeSetContains, type RangeSet } from './range.ts';
-import { ownedBy, probeCreatable, Store, type Reservation, type Reserver } from './store.ts';
+import { LOCK_NAME, ownedBy, parseOwner, probeCreatable, Store, type Reservation, type Reserver } from './store.ts';
 
 /** Files of writers that died mid-way are collected by GC (and temporaries by ADD) after this long. */
 const STALE_MS = 60_000;
@@ -24,6 +26,15 @@ function reservedValues(list: Reservation[], set: RangeSet): Set<bigint> {
   const fam = familyOfSet(set);
   return new Set(list.filter((r) => r.ip.family === fam).map((r) => r.ip.value));
 }
+
+/**
+ * The store lock (flock(2) on `<store>/lock`, the reference's lock). A plugin process has
+ * nothing else to do while it waits: `block` sleeps in the kernel until the holder closes the
+ * file (shared/flock.ts), so the lock never sits free while a waiter's timer runs.
+ */
+const lockFile = (store: Store): string => path.join(store.dir, LOCK_NAME);
+const requestStoreLock = (store: Store): FlockRequest => requestFlock(lockFile(store), 60, { block: true });
+const storeLocked = <T>(store: Store, body: () => T): Promise<T> => withFlock(lockFile(store), async () => body(), 60, { block: true });
 
 function ipConfig(set: RangeSet, ip: IP): IPConfig {
   const r = rangeFor(set, ip);
@@ -44,9 +55,12 @@ async function allocate(req: Request<HostLocalConf>, sets: RangeSet[], store: St
   // The flock(1) helper (process fallback) starts while we read the store and write the
   // reservation files. In-process flock(2) (Bun) takes a free lock at once, so it is asked for
   // after them: the lock is then not held across their fsync (shorter waits for concurrent ADDs).
-  let lock = inProcessFlock() ? undefined : store.requestLock();
+  let lock = inProcessFlock() ? undefined : requestStoreLock(store);
   let asked = performance.now();
   let entered = asked;
+  let released = asked;
+  let isReleased = false;
+  let cpuAt: NodeJS.CpuUsage | undefined;
   let reserver: Reserver | undefined;
   try {
     const snapshot = store.list();
@@ -68,18 +82,31 @@ async function allocate(req: Request<HostLocalConf>, sets: RangeSet[], store: St
       return sets.map((set, idx) => ipConfig(set, (held[idx] as Reservation).ip));
     }
     const res = (reserver = store.reserver(containerId, ifname, held.filter((h) => !h).length));
+    // What the snapshot says is taken, per range set: worked out before the lock, which then
+    // covers only the cursor reads, the links and the cursor writes (everyone else waits).
+    const seen = sets.map((set, idx) => (held[idx] || wanted.has(idx) ? undefined : reservedValues(snapshot, set)));
+    // The next address by the cursor as it is now: under the lock it is taken as is when the
+    // cursor has not moved meanwhile (else worked out again, by code that has now run once).
+    const guess = sets.map((set, idx) => {
+      const r = seen[idx];
+      if (!r) return undefined;
+      const last = store.lastReserved(idx);
+      return { last: last?.value, next: nextFree(set, r, last) };
+    });
     if (!lock) {
-      lock = store.requestLock();
+      lock = requestStoreLock(store);
       asked = entered = performance.now();
     }
     await lock.granted;
     entered = performance.now();
-    trace('host-local: store lock granted');
+    // with CNI_TS_TRACE: the CPU time spent holding the lock (getrusage; wall time includes preemption)
+    if (tracing()) cpuAt = process.cpuUsage();
     const taken: string[] = [];
+    let chosen: IP[];
     try {
-      return sets.map((set, idx) => {
+      chosen = sets.map((set, idx) => {
         const h = held[idx];
-        if (h) return ipConfig(set, h.ip);
+        if (h) return h.ip;
         const want = wanted.get(idx);
         if (want) {
           if (!res.reserve(want.ip)) {
@@ -92,13 +119,14 @@ async function allocate(req: Request<HostLocalConf>, sets: RangeSet[], store: St
           }
           taken.push(formatIP(want.ip));
           store.setLastReserved(idx, want.ip);
-          return ipConfig(set, want.ip);
+          return want.ip;
         }
-        let reserved = reservedValues(snapshot, set);
+        let reserved = seen[idx] as Set<bigint>;
         let fresh = false;
         let last = store.lastReserved(idx);
-        for (;;) {
-          const next = nextFree(set, reserved, last);
+        const g = guess[idx];
+        let next = g && g.last === last?.value ? g.next : nextFree(set, reserved, last);
+        for (; ; next = nextFree(set, reserved, last)) {
           if (!next) {
             // The snapshot may be older than a release: look again before giving up.
             if (!fresh) {
@@ -115,7 +143,7 @@ async function allocate(req: Request<HostLocalConf>, sets: RangeSet[], store: St
           if (res.reserve(next.ip)) {
             taken.push(formatIP(next.ip));
             store.setLastReserved(idx, next.ip);
-            return ipConfig(set, next.ip);
+            return next.ip;
           }
           // Reserved since the snapshot: move on.
           reserved.add(next.ip.value);
@@ -126,12 +154,25 @@ async function allocate(req: Request<HostLocalConf>, sets: RangeSet[], store: St
       for (const name of taken) store.release(name);
       throw e;
     }
-  } finally {
-    reserver?.close();
-    await lock?.release();
+    await lock.release();
+    released = performance.now();
+    if (cpuAt) cpuAt = process.cpuUsage(cpuAt);
+    isReleased = true;
     trace('host-local: store lock released');
-    if (entered !== asked)
-      req.log.debug(`store lock: waited ${(entered - asked).toFixed(1)} ms, held ${(performance.now() - entered).toFixed(1)} ms`);
+    return sets.map((set, idx) => ipConfig(set, chosen[idx]));
+  } finally {
+    if (!isReleased) {
+      await lock?.release();
+      released = performance.now();
+      trace('host-local: store lock released');
+    }
+    reserver?.close();
+    if (entered !== asked) {
+      const cpu = cpuAt && isReleased ? `, ${((cpuAt.user + cpuAt.system) / 1000).toFixed(2)} ms CPU` : '';
+      const figures = `waited ${(entered - asked).toFixed(1)} ms, held ${(released - entered).toFixed(1)} ms${cpu}`;
+      trace(`host-local: store lock ${figures}`);
+      req.log.debug(`store lock: ${figures}`);
+    }
   }
 }
 
@@ -179,9 +220,22 @@ export default definePlugin<HostLocalConf>({
       return mine.length ? mine : list.filter((r) => r.owner?.containerId === containerId && r.owner.ifname === undefined);
     };
     // Nothing of this attachment (a repeated DEL): done without taking the lock.
-    if (ours(store.list()).length === 0) return;
-    await store.locked(() => {
-      const mine = ours(store.list());
+    const found = ours(store.list());
+    if (found.length === 0) return;
+    // Under the lock only the files found are read again, not the whole store (a DEL holds
+    // the lock for its own few files): still this attachment's? A file released meanwhile (GC)
+    // and reserved again by someone else names another owner and stays.
+    const stillOurs = (r: Reservation): boolean => {
+      let owner;
+      try {
+        owner = parseOwner(readFileSync(path.join(store.dir, r.name), 'utf8'));
+      } catch {
+        return false;
+      }
+      return owner?.containerId === r.owner?.containerId && owner?.ifname === r.owner?.ifname;
+    };
+    await storeLocked(store, () => {
+      const mine = found.filter(stillOurs);
       for (const r of mine) store.release(r.name);
       if (mine.length) req.log.info(`released ${mine.map((r) => r.name).join(', ')} of ${containerId}/${ifname}`);
     });
@@ -216,7 +270,7 @@ export default definePlugin<HostLocalConf>({
     if (!store) return;
     const valid = new Set(req.validAttachments.map((a) => `${a.containerID}\0${a.ifname}`));
     const validIds = new Set(req.validAttachments.map((a) => a.containerID));
-    await store.locked(() => {
+    await storeLocked(store, () => {
       const released: string[] = [];
       for (const r of store.list()) {
         const keep = r.owner
