@@ -12,7 +12,7 @@ export default defineConfig({
   ...base,
   test: {
     ...base.test,
-    include: ['test/bridge.test.ts', 'test/host-local.test.ts', 'test/ptp.test.ts', 'test/portmap.test.ts'],
+    include: ['test/bridge.test.ts', 'test/host-local.test.ts', 'test/ptp.test.ts', 'test/portmap.test.ts', 'test/loopback.test.ts'],
     env: { CNI_TS_NETLINK: '0' },
   },
 });

@@ -1,13 +1,14 @@
 /**
  * loopback: bring `lo` up in the container's network namespace (ADD), down again (DEL).
- * One `ip` process per verb (nsenter --net=CNI_NETNS ip ...). Chained after other plugins it
- * passes prevResult through unchanged, like the reference.
+ * In-process over netlink under Bun (shared/kernel/netlink), else one `ip` process per verb
+ * (nsenter --net=CNI_NETNS ip ...). Chained after other plugins it passes prevResult through
+ * unchanged, like the reference.
  */
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { definePlugin } from '../../shared/cni/plugin.ts';
 import { cloneResult } from '../../shared/cni/result.ts';
 import type { NetConfBase } from '../../shared/cni/types.ts';
-import { ipBatchJson, ipCommand, type LinkInfo } from '../../shared/kernel/ip.ts';
+import { getLink, ipBatch, ipBatchJson, type LinkInfo } from '../../shared/kernel/ip.ts';
 import { netnsExists, requireNetns } from '../../shared/kernel/netns.ts';
 import { LO, loopbackProblems, loopbackResult } from './result.ts';
 
@@ -26,7 +27,7 @@ export default definePlugin<NetConfBase>({
   async add(req) {
     const netns = req.env.netns;
     requireNetns(netns);
-    // Bring lo up and read it back (::1 only exists while lo is up) in one process.
+    // Bring lo up and read it back (::1 only exists while lo is up): one `ip` process on the process path.
     const out = await ipBatchJson(
       [
         ['link', 'set', 'dev', LO, 'up'],
@@ -45,17 +46,19 @@ export default definePlugin<NetConfBase>({
       req.log.debug(`DEL: network namespace "${netns}" is gone; nothing to do`);
       return;
     }
-    const r = await ipCommand(['link', 'set', 'dev', LO, 'down'], { netns, allowFail: true });
-    // The namespace may vanish between the check and the call: that is success too.
-    if (r.exitCode !== 0 && netnsExists(netns)) {
-      throw new CniError(ErrorCode.KernelOperation, `could not bring ${LO} down in ${netns}: ${r.stderr.trim()}`, r.stderr.trim());
+    try {
+      await ipBatch([['link', 'set', 'dev', LO, 'down']], netns);
+    } catch (e) {
+      // The namespace may vanish between the check and the call: that is success too.
+      if (!netnsExists(netns)) return;
+      const why = (e instanceof CniError ? e.details || e.message : String(e)).trim();
+      throw new CniError(ErrorCode.KernelOperation, `could not bring ${LO} down in ${netns}: ${why.split('\n')[0]}`, why);
     }
   },
   async check(req) {
     const netns = req.env.netns;
     requireNetns(netns);
-    const r = await ipCommand(['-json', 'addr', 'show', 'dev', LO], { netns, allowFail: true });
-    const link = r.exitCode === 0 ? parseLinks(r.stdout, `${LO} in ${netns}`)[0] : undefined;
+    const link = await getLink(LO, netns);
     // Addresses prevResult reports on an interface "lo" in this namespace must still be there.
     const prev = req.prevResult;
     const want = (prev?.ips ?? [])
