@@ -36,10 +36,19 @@ function rss(): string {
   }
 }
 
+/** Marks the Bun entry made before the bundle ran (scripts/bun-main.cjs), written with the first mark here. */
+function earlyMarks(): string {
+  const g = globalThis as { __cniTsEarlyTrace?: Array<[number, string]> };
+  const marks = g.__cniTsEarlyTrace;
+  if (!marks) return '';
+  g.__cniTsEarlyTrace = undefined;
+  return marks.map(([t, what]) => `[trace ${process.pid} +${t.toFixed(1)} ms] ${what}\n`).join('');
+}
+
 export function trace(what: string): void {
   const t = where();
   if (!t) return;
-  const line = `[trace ${process.pid} +${performance.now().toFixed(1)} ms] ${what}${rss()}\n`;
+  const line = `${earlyMarks()}[trace ${process.pid} +${performance.now().toFixed(1)} ms] ${what}${rss()}\n`;
   if (t === '-') writeStderr(line);
   else {
     try {

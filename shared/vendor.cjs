@@ -18,7 +18,7 @@ const VENDOR_WRAPPER_HEAD = '(function (exports, require, module, __filename, __
 const VENDOR_WRAPPER_TAIL = '\n})';
 const loaded = new Map();
 
-/** The CNI_TS_TRACE timeline for this file and the entry (shared/trace.ts for the bundles). */
+/** The CNI_TS_TRACE timeline for this file and the Node entry (shared/trace.ts for the bundles; the Bun entry hands its marks to it). */
 function makeTrace() {
   const to = process.env.CNI_TS_TRACE || '';
   if (!to) return undefined;
