@@ -5,7 +5,7 @@
 import { batchable, batchScript } from './batch.ts';
 import { run, type RunResult } from './exec.ts';
 import { CniError, ErrorCode } from '../cni/errors.ts';
-import { nlGetLink, nlIpBatch, nlRoutes } from './netlink/rtnl.ts';
+import { nlGetLink, nlIpBatch, nlRouteGet, nlRoutes } from './netlink/rtnl.ts';
 import type { LinkInfo, RouteInfo } from './iptypes.ts';
 
 export type { AddrInfo, LinkInfo, RouteInfo } from './iptypes.ts';
@@ -115,6 +115,8 @@ export async function ipCommand(args: string[], opts: { netns?: string; allowFai
 
 /** `ip -json route get DST` (in `netns`): the route the kernel picks, or why there is none ("Network is unreachable"). */
 export async function routeGet(dst: string, netns?: string): Promise<{ route?: RouteInfo & { prefsrc?: string }; error?: string }> {
+  const nl = await nlRouteGet(dst, netns); // in-process under Bun (netlink/rtnl.ts), undefined: use ip
+  if (nl) return nl;
   const r = await run('ip', ['-json', 'route', 'get', dst], { netns, allowFail: true });
   if (r.exitCode !== 0) return { error: r.stderr.replace(/^RTNETLINK answers:\s*/, '').trim() || `exit ${r.exitCode}` };
   const list = JSON.parse(r.stdout || '[]') as Array<RouteInfo & { prefsrc?: string }>;
