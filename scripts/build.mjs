@@ -163,6 +163,8 @@ for (const [group, members] of Object.entries(GROUPS)) {
   writeFileSync(
     entry,
     [
+      // CNI_TS_TRACE under Bun (scripts/bun-main.cjs): the bundle's code is loaded; its modules are evaluated next
+      "if (globalThis.__cniTsEarlyTrace) globalThis.__cniTsEarlyTrace.push([performance.now(), 'bundle code loaded']);",
       `require(${JSON.stringify(path.join(root, 'shared', 'cni', 'validate.ts'))}).usePrecompiled(() => require(${JSON.stringify(validators)}));`,
       `require(${JSON.stringify(path.join(root, 'main.ts'))});`,
     ].join('\n'),
