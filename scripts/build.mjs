@@ -121,6 +121,23 @@ const rawText = {
     b.onLoad({ filter: /.*/, namespace: 'raw-text' }, async (a) => ({ contents: await readFile(a.path, 'utf8'), loader: 'text' }));
   },
 };
+// Bun, the plugins' bundles: builtins whose load costs every plugin process more than the
+// little it uses of them are resolved to modules of ours with the same results, which hand
+// anything else to the real builtin (docs/benchmarks.md, issue 12 session 4):
+// - `node:fs` -> shared/lightfs.ts (the sync calls through libc, bun:ffi: ~2.5 ms CPU and
+//   ~1.7 MiB RSS per process less once bun:ffi is loaded, as netlink and flock(2) do);
+// - `node:path` -> shared/posixpath.ts (join, dirname, basename... in plain JavaScript).
+// The whole bundle (tools, the agent) keeps the builtins.
+const LIGHT_BUILTINS = {
+  fs: path.join(root, 'shared', 'lightfs.ts'),
+  path: path.join(root, 'shared', 'posixpath.ts'),
+};
+const lightBuiltins = {
+  name: 'light-builtins',
+  setup(b) {
+    b.onResolve({ filter: /^(node:)?(fs|path)$/ }, (a) => ({ path: LIGHT_BUILTINS[a.path.replace(/^node:/, '')] }));
+  },
+};
 const outside = (members) => ({
   name: 'group-stubs',
   setup(b) {
@@ -146,12 +163,14 @@ for (const [group, members] of Object.entries(GROUPS)) {
   writeFileSync(
     entry,
     [
+      // CNI_TS_TRACE under Bun (scripts/bun-main.cjs): the bundle's code is loaded; its modules are evaluated next
+      "if (globalThis.__cniTsEarlyTrace) globalThis.__cniTsEarlyTrace.push([performance.now(), 'bundle code loaded']);",
       `require(${JSON.stringify(path.join(root, 'shared', 'cni', 'validate.ts'))}).usePrecompiled(() => require(${JSON.stringify(validators)}));`,
       `require(${JSON.stringify(path.join(root, 'main.ts'))});`,
     ].join('\n'),
   );
   const r = await build({
-    plugins: [vendorPlugin, rawText, outside(members)],
+    plugins: [vendorPlugin, rawText, outside(members), ...(RUNTIME === 'bun' && members ? [lightBuiltins] : [])],
     entryPoints: [entry],
     bundle: true,
     platform: 'node',

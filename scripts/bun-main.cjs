@@ -5,9 +5,11 @@
 // bytecode and only the one this call runs is loaded. The embedded files live under the
 // executable's virtual root (/$bunfs/root, the directory of process.argv[1]).
 'use strict';
-const { makeTrace } = require('../shared/vendor.cjs');
-
-const trace = makeTrace();
+// CNI_TS_TRACE marks of this entry are kept in memory and written by the bundle's first trace
+// mark (shared/trace.ts): writing them here would load node:fs, which the plugins' bundles
+// otherwise never load (shared/lightfs.ts), and the timeline would show its cost everywhere.
+const early = process.env.CNI_TS_TRACE ? (globalThis.__cniTsEarlyTrace = []) : undefined;
+const trace = early && ((what) => early.push([performance.now(), what]));
 if (trace) trace('runtime started (bun)');
 // Filled in by scripts/build.mjs (bun build --define): the group bundles it embedded.
 /* global CNI_TS_GROUPS */

@@ -3,9 +3,11 @@
  * milliseconds since the process started (performance.now() counts from the time origin, so the
  * runtime's own start-up shows as the first mark's offset). CNI_TS_TRACE=1 writes to stderr;
  * an absolute path appends to that file instead (runtimes such as containerd keep a plugin's
- * stderr only when it fails). Off by default and free when off.
+ * stderr only when it fails). Off by default and free when off. With CNI_TS_TRACE_RSS=1 each
+ * mark also shows the process's resident memory then (VmRSS, of which file-backed), from
+ * /proc/self/statm.
  */
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
 import { writeStderr } from './stdio.ts';
 
 let target: string | undefined; // read on first use: '' = off, '-' = stderr, else a file
@@ -20,10 +22,33 @@ function where(): string {
 
 export const tracing = (): boolean => where() !== '';
 
+let withRss: boolean | undefined;
+
+/** ` [rss 41.2 MiB, file 36.0]` from /proc/self/statm (pages: size resident shared ...), or ''. */
+function rss(): string {
+  withRss ??= process.env.CNI_TS_TRACE_RSS === '1';
+  if (!withRss) return '';
+  try {
+    const [, resident, shared] = readFileSync('/proc/self/statm', 'latin1').split(' ').map(Number);
+    return ` [rss ${((resident * 4096) / 1048576).toFixed(1)} MiB, file ${((shared * 4096) / 1048576).toFixed(1)}]`;
+  } catch {
+    return '';
+  }
+}
+
+/** Marks the Bun entry made before the bundle ran (scripts/bun-main.cjs), written with the first mark here. */
+function earlyMarks(): string {
+  const g = globalThis as { __cniTsEarlyTrace?: Array<[number, string]> };
+  const marks = g.__cniTsEarlyTrace;
+  if (!marks) return '';
+  g.__cniTsEarlyTrace = undefined;
+  return marks.map(([t, what]) => `[trace ${process.pid} +${t.toFixed(1)} ms] ${what}\n`).join('');
+}
+
 export function trace(what: string): void {
   const t = where();
   if (!t) return;
-  const line = `[trace ${process.pid} +${performance.now().toFixed(1)} ms] ${what}\n`;
+  const line = `${earlyMarks()}[trace ${process.pid} +${performance.now().toFixed(1)} ms] ${what}${rss()}\n`;
   if (t === '-') writeStderr(line);
   else {
     try {

@@ -18,12 +18,22 @@ const VENDOR_WRAPPER_HEAD = '(function (exports, require, module, __filename, __
 const VENDOR_WRAPPER_TAIL = '\n})';
 const loaded = new Map();
 
-/** The CNI_TS_TRACE timeline for this file and the entry (shared/trace.ts for the bundles). */
+/** The CNI_TS_TRACE timeline for this file and the Node entry (shared/trace.ts for the bundles; the Bun entry hands its marks to it). */
 function makeTrace() {
   const to = process.env.CNI_TS_TRACE || '';
   if (!to) return undefined;
   return (what) => {
-    const line = `[trace ${process.pid} +${performance.now().toFixed(1)} ms] ${what}\n`;
+    let rss = '';
+    if (process.env.CNI_TS_TRACE_RSS === '1') {
+      // as shared/trace.ts: resident and file-backed memory now, from /proc/self/statm (pages)
+      try {
+        const [, resident, shared] = require('node:fs').readFileSync('/proc/self/statm', 'latin1').split(' ').map(Number);
+        rss = ` [rss ${((resident * 4096) / 1048576).toFixed(1)} MiB, file ${((shared * 4096) / 1048576).toFixed(1)}]`;
+      } catch {
+        /* tracing must never fail a call */
+      }
+    }
+    const line = `[trace ${process.pid} +${performance.now().toFixed(1)} ms] ${what}${rss}\n`;
     try {
       // fs, not process.stderr: building the stderr stream loads net and stream (~5 ms)
       if (to.startsWith('/')) require('node:fs').appendFileSync(to, line);

@@ -86,6 +86,22 @@ describe('loopback executable', () => {
     expect(exec.spawnCount - before).toBe(1);
   });
 
+  it('the executable does ADD, CHECK and DEL in-process over netlink (no process), or one ip process each with CNI_TS_NETLINK=0', async () => {
+    const ns = await makeNetns(cleanup, 'cnits-lo');
+    const nl = process.env.CNI_TS_NETLINK !== '0';
+    const spawned = (stderr: string): number => [...stderr.matchAll(/\] spawned /g)].length;
+    const add = await call('ADD', ns.path, netconf('1.0.0'), { env: { CNI_TS_TRACE: '1' } });
+    expect(add.exitCode, add.stdout + add.stderr).toBe(0);
+    expect(spawned(add.stderr), add.stderr).toBe(nl ? 0 : 1);
+    const check = await call('CHECK', ns.path, netconf('1.0.0', { prevResult: add.json }), { env: { CNI_TS_TRACE: '1' } });
+    expect(check.exitCode, check.stdout + check.stderr).toBe(0);
+    expect(spawned(check.stderr), check.stderr).toBe(nl ? 0 : 1);
+    const del = await call('DEL', ns.path, netconf('1.0.0'), { env: { CNI_TS_TRACE: '1' } });
+    expect(del.exitCode, del.stdout + del.stderr).toBe(0);
+    expect(spawned(del.stderr), del.stderr).toBe(nl ? 0 : 1);
+    expect(await loFlags(ns)).not.toContain('UP');
+  });
+
   it.each(['0.1.0', '0.2.0'])('%s: legacy ip4/ip6 result', async (v) => {
     const ns = await makeNetns(cleanup, 'cnits-lo');
     const r = await call('ADD', ns.path, netconf(v));

@@ -1,17 +1,14 @@
 /**
  * loopback: bring `lo` up in the container's network namespace (ADD), down again (DEL).
- * Under Bun (netlink on, docs/netlink.md) every verb runs in-process over rtnetlink in the
- * namespace: no process at all. On the process path (CNI_TS_NETLINK=0, Node) one `ip`
- * process per verb (nsenter --net=CNI_NETNS ip ...). Chained after other plugins it passes
- * prevResult through unchanged, like the reference. A DEL whose namespace is gone (or
- * CNI_NETNS empty: containerd's RemovePodSandbox) only checks that and returns.
+ * In-process over netlink under Bun (shared/kernel/netlink), else one `ip` process per verb
+ * (nsenter --net=CNI_NETNS ip ...). Chained after other plugins it passes prevResult through
+ * unchanged, like the reference.
  */
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { definePlugin } from '../../shared/cni/plugin.ts';
 import { cloneResult } from '../../shared/cni/result.ts';
 import type { NetConfBase } from '../../shared/cni/types.ts';
-import { getLink, ipBatch, ipBatchJson, ipCommand, type LinkInfo } from '../../shared/kernel/ip.ts';
-import { netlinkEnabled } from '../../shared/kernel/netlink/rtnl.ts';
+import { getLink, ipBatch, ipBatchJson, type LinkInfo } from '../../shared/kernel/ip.ts';
 import { netnsExists, requireNetns } from '../../shared/kernel/netns.ts';
 import { LO, loopbackProblems, loopbackResult } from './result.ts';
 
@@ -30,22 +27,15 @@ export default definePlugin<NetConfBase>({
   async add(req) {
     const netns = req.env.netns;
     requireNetns(netns);
-    // Bring lo up and read it back (::1 only exists while lo is up): in-process over netlink,
-    // else in one `ip -batch` process.
-    let link: LinkInfo | undefined;
-    if (netlinkEnabled()) {
-      await ipBatch([['link', 'set', 'dev', LO, 'up']], netns);
-      link = await getLink(LO, netns);
-    } else {
-      const out = await ipBatchJson(
-        [
-          ['link', 'set', 'dev', LO, 'up'],
-          ['addr', 'show', 'dev', LO],
-        ],
-        netns,
-      );
-      link = parseLinks(out, `${LO} in ${netns}`)[0];
-    }
+    // Bring lo up and read it back (::1 only exists while lo is up): one `ip` process on the process path.
+    const out = await ipBatchJson(
+      [
+        ['link', 'set', 'dev', LO, 'up'],
+        ['addr', 'show', 'dev', LO],
+      ],
+      netns,
+    );
+    const link = parseLinks(out, `${LO} in ${netns}`)[0];
     if (!link) throw new CniError(ErrorCode.KernelOperation, `no loopback interface "${LO}" in ${netns}`);
     if (req.prevResult) return cloneResult(req.prevResult);
     return loopbackResult(link, netns);
@@ -56,17 +46,14 @@ export default definePlugin<NetConfBase>({
       req.log.debug(`DEL: network namespace "${netns}" is gone; nothing to do`);
       return;
     }
-    // The namespace may vanish between the check and the call: that is success too.
-    let why = '';
-    if (netlinkEnabled()) {
-      await ipBatch([['link', 'set', 'dev', LO, 'down']], netns).catch((e: unknown) => {
-        why = e instanceof CniError ? e.details || e.message : String(e);
-      });
-    } else {
-      const r = await ipCommand(['link', 'set', 'dev', LO, 'down'], { netns, allowFail: true });
-      if (r.exitCode !== 0) why = r.stderr.trim() || `ip exited with ${r.exitCode}`;
+    try {
+      await ipBatch([['link', 'set', 'dev', LO, 'down']], netns);
+    } catch (e) {
+      // The namespace may vanish between the check and the call: that is success too.
+      if (!netnsExists(netns)) return;
+      const why = (e instanceof CniError ? e.details || e.message : String(e)).trim();
+      throw new CniError(ErrorCode.KernelOperation, `could not bring ${LO} down in ${netns}: ${why.split('\n')[0]}`, why);
     }
-    if (why && netnsExists(netns)) throw new CniError(ErrorCode.KernelOperation, `could not bring ${LO} down in ${netns}: ${why}`, why);
   },
   async check(req) {
     const netns = req.env.netns;

@@ -4,7 +4,8 @@
  */
 import { batchable, batchScript } from './batch.ts';
 import { run, type RunResult } from './exec.ts';
-import { nlGetLink, nlIpBatch, nlRoutes } from './netlink/rtnl.ts';
+import { CniError, ErrorCode } from '../cni/errors.ts';
+import { nlGetLink, nlIpBatch, nlRouteGet, nlRoutes } from './netlink/rtnl.ts';
 import type { LinkInfo, RouteInfo } from './iptypes.ts';
 
 export type { AddrInfo, LinkInfo, RouteInfo } from './iptypes.ts';
@@ -80,7 +81,17 @@ export async function bridgeJsonMaybe<T>(args: string[], netns?: string): Promis
  * commands among them) is returned as text (one JSON document per line).
  */
 export async function ipBatchJson(cmds: string[][], netns?: string): Promise<string> {
-  return (await run('ip', ['-json', '-batch', '-'], { netns, input: batchScript(cmds, 'ip -batch') })).stdout;
+  const script = batchScript(cmds, 'ip -batch'); // checks every word, whichever path runs it
+  // In-process (netlink) when the batch is changes the module knows followed by one `addr show
+  // dev NAME` (loopback's ADD): the changes, then that link read back as `ip -json` prints it.
+  const last = cmds[cmds.length - 1];
+  if (last?.length === 4 && last[0] === 'addr' && last[1] === 'show' && last[2] === 'dev' && (await nlIpBatch(cmds.slice(0, -1), netns))) {
+    const link = await nlGetLink(last[3], netns);
+    if (link) return JSON.stringify([link]);
+    if (link === null)
+      throw new CniError(ErrorCode.KernelOperation, `ip: Device "${last[3]}" does not exist${netns ? ` (in ${netns})` : ''}`);
+  }
+  return (await run('ip', ['-json', '-batch', '-'], { netns, input: script })).stdout;
 }
 
 /**
@@ -104,6 +115,8 @@ export async function ipCommand(args: string[], opts: { netns?: string; allowFai
 
 /** `ip -json route get DST` (in `netns`): the route the kernel picks, or why there is none ("Network is unreachable"). */
 export async function routeGet(dst: string, netns?: string): Promise<{ route?: RouteInfo & { prefsrc?: string }; error?: string }> {
+  const nl = await nlRouteGet(dst, netns); // in-process under Bun (netlink/rtnl.ts), undefined: use ip
+  if (nl) return nl;
   const r = await run('ip', ['-json', 'route', 'get', dst], { netns, allowFail: true });
   if (r.exitCode !== 0) return { error: r.stderr.replace(/^RTNETLINK answers:\s*/, '').trim() || `exit ${r.exitCode}` };
   const list = JSON.parse(r.stdout || '[]') as Array<RouteInfo & { prefsrc?: string }>;

@@ -9,9 +9,10 @@
 import { CniError, ErrorCode } from '../../cni/errors.ts';
 import type { LinkInfo, RouteInfo } from '../iptypes.ts';
 import * as C from './constants.ts';
-import { attr, ifaddrmsg, ifinfomsg, rtmsg } from './codec.ts';
+import { attr, ifaddrmsg, ifinfomsg, ipBytes, rtmsg } from './codec.ts';
 import { decodeAddr, decodeLink, decodeRoute, resolveLink, resolveRoute, type LinkRef } from './decode.ts';
 import { buildRequest, describeOp, parseIpBatch, type BuildContext } from './ipcmd.ts';
+import { errnoText } from './errno.ts';
 import { closeFd, netlinkEnabled, NetlinkError, openFd, RtnlSocket, SysError } from './socket.ts';
 
 export { netlinkEnabled };
@@ -206,6 +207,38 @@ export async function nlDeleteLink(name: string, netns?: string): Promise<boolea
   } catch (e) {
     if (e instanceof NetlinkError && e.errno === ENODEV) return false;
     if (e instanceof NetlinkError) throw new CniError(e.code, `ip link del ${name} failed: ${e.details}`, e.details);
+    throw e;
+  } finally {
+    done();
+  }
+}
+
+/**
+ * `ip -json route get DST` (RTM_GETROUTE for one address, as iproute2 sends it): the route the
+ * kernel picks, or its refusal as `ip` prints it after "RTNETLINK answers:" ("Network is
+ * unreachable"); undefined = use `ip`.
+ */
+export async function nlRouteGet(dst: string, netns?: string): Promise<{ route?: RouteInfo; error?: string } | undefined> {
+  if (!netlinkEnabled()) return undefined;
+  const bytes = ipBytes(dst);
+  if (!bytes) return undefined;
+  await yieldOnce();
+  const { sock, done } = socketFor(netns);
+  try {
+    const v6 = bytes.length === 16;
+    const [m] = sock.request(
+      {
+        type: C.RTM_GETROUTE,
+        flags: C.NLM_F_REQUEST,
+        header: rtmsg({ family: v6 ? C.AF_INET6 : C.AF_INET, dstLen: v6 ? 128 : 32 }),
+        attrs: [attr.bytes(C.RTA_DST, bytes)],
+      },
+      `ip route get ${dst}`,
+    );
+    if (!m || m.type !== C.RTM_NEWROUTE) return { error: 'no route' };
+    return { route: resolveRoute(decodeRoute(m), (i) => linkByIndex(sock, i)?.ifname) };
+  } catch (e) {
+    if (e instanceof NetlinkError) return { error: errnoText(e.errno) };
     throw e;
   } finally {
     done();
