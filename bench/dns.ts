@@ -77,22 +77,35 @@ interface Perf {
   wireP99?: number;
 }
 
-/** CPU time, run-queue wait (ns) and minor page faults of every thread of a process so far. */
-function threadStats(pid: number): { cpu: number; wait: number; faults: number } {
-  const r = { cpu: 0, wait: 0, faults: 0 };
+/** CPU time, run-queue wait (ns) and minor page faults of every thread of a process so far, by thread. */
+function threadStats(pid: number): Map<string, { cpu: number; wait: number; faults: number }> {
+  const r = new Map<string, { cpu: number; wait: number; faults: number }>();
   for (const t of readdirSync(`/proc/${pid}/task`)) {
     try {
       const [cpu, wait] = readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ');
-      r.cpu += Number(cpu);
-      r.wait += Number(wait);
       // fields after "(comm)": state ppid pgrp session tty tpgid flags minflt
       const st = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
-      r.faults += Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[7]);
+      r.set(t, { cpu: Number(cpu), wait: Number(wait), faults: Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[7]) });
     } catch {
       // thread gone
     }
   }
   return r;
+}
+
+/** What the threads alive at the end did since `before` (a thread started since counts whole). */
+function threadDelta(
+  before: Map<string, { cpu: number; wait: number; faults: number }>,
+  after: Map<string, { cpu: number; wait: number; faults: number }>,
+): { cpu: number; wait: number; faults: number } {
+  const d = { cpu: 0, wait: 0, faults: 0 };
+  for (const [t, a] of after) {
+    const b = before.get(t) ?? { cpu: 0, wait: 0, faults: 0 };
+    d.cpu += a.cpu - b.cpu;
+    d.wait += a.wait - b.wait;
+    d.faults += a.faults - b.faults;
+  }
+  return d;
 }
 
 /**
@@ -392,12 +405,12 @@ async function main(): Promise<void> {
       } finally {
         if (RT) await sh('chrt', ['-a', '-o', '-p', '0', String(pid)], { allowFail: true });
       }
-      const s1 = threadStats(pid);
+      const d = threadDelta(s0, threadStats(pid));
       const secs = (performance.now() - t0) / 1000;
       const n = Math.max(1, r.completed);
-      r.latCpuUs = (s1.cpu - s0.cpu) / 1000 / n;
-      r.waitMsPerS = (s1.wait - s0.wait) / 1e6 / secs;
-      r.faultsPerK = ((s1.faults - s0.faults) * 1000) / n;
+      r.latCpuUs = d.cpu / 1000 / n;
+      r.waitMsPerS = d.wait / 1e6 / secs;
+      r.faultsPerK = (d.faults * 1000) / n;
       if (cap) {
         await sleep(200);
         cap.kill('SIGINT');

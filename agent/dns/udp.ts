@@ -2,8 +2,9 @@
  * The DNS server's UDP socket, on the runtime's fastest path.
  *
  * - Under Bun (the shipped runtime): `Bun.udpSocket`. It receives with recvmmsg and calls us once
- *   per datagram. At a low rate (replies DIRECT_GAP_MS apart or more, on average) a reply leaves
- *   at once with `send`; otherwise replies are queued and leave in one `sendMany` (sendmmsg)
+ *   per datagram. At a low rate (this reply and the one before each DIRECT_GAP_MS or more after
+ *   their predecessor) a reply leaves at once with `send`; otherwise replies are queued and
+ *   leave in one `sendMany` (sendmmsg)
  *   after the receive batch (setImmediate runs once the batch is handled), so a burst of N
  *   queries costs one send system call instead of N, and a lone query waits for nothing.
  *   A reply the kernel does not take at once waits for `drain` (bounded: beyond MAX_QUEUED
@@ -55,10 +56,11 @@ interface BunApi {
 export const MAX_QUEUED = 4096;
 
 /**
- * A reply goes out at once (no batching) while the replies are this far apart on average (ms;
- * a moving average over about 8 replies): at a low rate every query arrives alone, and waiting
- * for the end of its receive batch only adds the event loop's turn to its latency. Above
- * ~10000 replies a second they batch.
+ * A reply goes out at once (no batching) when it and the reply before it each came this long
+ * (ms) after their predecessor: at a low rate every query arrives alone, and waiting for the
+ * end of its receive batch only adds the event loop's turn to its latency. Under a burst only
+ * the first reply of a batch follows a long gap, and the one before it (the end of the last
+ * batch) did not: the whole batch leaves in one sendMany.
  */
 export const DIRECT_GAP_MS = 0.1;
 /** CNI_TS_DNS_UDP_BATCH_ONLY=1 turns that off (every reply waits for the batch's sendMany): for measurements */
@@ -89,9 +91,9 @@ async function openBun(
   let queue: (Buffer | number | string)[] = [];
   let scheduled = false;
   let closed = false;
-  /** performance.now() of the last reply handed to us, and the moving average of the gaps (ms) */
+  /** performance.now() of the last reply handed to us; whether it came DIRECT_GAP_MS after the one before */
   let last = 0;
-  let gap = 1;
+  let lastAlone = true;
   const flush = (): void => {
     scheduled = false;
     if (closed || !queue.length) return;
@@ -132,9 +134,11 @@ async function openBun(
     port: sock.port,
     send(out, p, a, borrowed) {
       const now = performance.now();
-      gap += (Math.min(now - last, 10) - gap) / 8;
+      const alone = now - last >= DIRECT_GAP_MS;
+      const direct = alone && lastAlone;
       last = now;
-      if (DIRECT && gap > DIRECT_GAP_MS && !scheduled && !queue.length && !closed) {
+      lastAlone = alone;
+      if (DIRECT && direct && !scheduled && !queue.length && !closed) {
         // a refusal pending from an earlier client (ICMP port unreachable) fails this send
         // once and is cleared by it: one retry
         for (let attempt = 0; attempt < 2; attempt++) {
