@@ -29,6 +29,10 @@
  *   under other load it makes the tail worse.
  * - DNS_BENCH_BEFORE=DIR: a third side, "cni-ts before", running DIR/agent/dns/standalone.ts
  *   (e.g. `git archive` of another commit, node_modules linked), alternating with the others.
+ * - DNS_BENCH_TRACE=1 (implies DNS_BENCH_WIRE): our server runs with bench/dns-trace.ts preloaded,
+ *   which timestamps each datagram's callback and send; each round of ours then splits the
+ *   time on the wire into arrival → callback (waiting for the event loop or a CPU),
+ *   callback → send (handler and batching) and send → wire.
  * - DNS_BENCH_ONLY=cluster|forwarded: one name kind only.
  */
 import { execa, type ResultPromise } from 'execa';
@@ -46,7 +50,8 @@ const RATE = Number(process.env.DNS_BENCH_RATE ?? 5000);
 const ROUNDS = Number(process.env.DNS_BENCH_ROUNDS ?? 3);
 const CPU_QUERIES = Number(process.env.DNS_BENCH_CPU_QUERIES ?? 100000);
 const RUNTIME = process.env.DNS_BENCH_RUNTIME ?? 'bun';
-const WIRE = process.env.DNS_BENCH_WIRE === '1';
+const TRACE = process.env.DNS_BENCH_TRACE === '1';
+const WIRE = process.env.DNS_BENCH_WIRE === '1' || TRACE;
 const RT = process.env.DNS_BENCH_RT === '1';
 const PIN = process.env.DNS_BENCH_PIN?.split(':');
 const BEFORE = process.env.DNS_BENCH_BEFORE;
@@ -75,6 +80,8 @@ interface Perf {
   /** latency on the wire (DNS_BENCH_WIRE) */
   wireP50?: number;
   wireP99?: number;
+  /** where the time on the wire went, in our server (DNS_BENCH_TRACE) */
+  split?: string;
 }
 
 /** CPU time, run-queue wait (ns) and minor page faults of every thread of a process so far, by thread. */
@@ -109,18 +116,18 @@ function threadDelta(
 }
 
 /**
- * Query → reply latencies (ms) of a server on `port`, from a tcpdump capture of loopback
- * (nanosecond timestamps, Ethernet framing, IPv4/UDP): each reply matched to its query by
- * client port and DNS ID.
+ * Queries and their replies seen by a tcpdump capture of loopback (nanosecond timestamps,
+ * Ethernet framing, IPv4/UDP) for a server on `port`: each reply matched to its query by client
+ * port and DNS ID; times in ms since the epoch; `key` is port * 65536 + ID.
  */
-function wireLatencies(file: string, port: number): number[] {
+function wirePairs(file: string, port: number): { key: number; tin: number; tout: number }[] {
   const b = readFileSync(file);
   if (b.length < 24) return [];
   const le = b.readUInt32LE(0) === 0xa1b23c4d || b.readUInt32LE(0) === 0xa1b2c3d4;
   const u32 = (o: number): number => (le ? b.readUInt32LE(o) : b.readUInt32BE(o));
   const nano = u32(0) === 0xa1b23c4d;
   const sent = new Map<number, number>();
-  const out: number[] = [];
+  const out: { key: number; tin: number; tout: number }[] = [];
   for (let o = 24; o + 16 <= b.length;) {
     const t = u32(o) * 1000 + u32(o + 4) / (nano ? 1e6 : 1e3);
     const len = u32(o + 8);
@@ -136,15 +143,45 @@ function wireLatencies(file: string, port: number): number[] {
     const id = b.readUInt16BE(udp + 8);
     if (dp === port) sent.set(sp * 65536 + id, t);
     else if (sp === port) {
-      const k = dp * 65536 + id;
-      const t0 = sent.get(k);
-      if (t0 !== undefined) {
-        out.push(t - t0);
-        sent.delete(k);
+      const key = dp * 65536 + id;
+      const tin = sent.get(key);
+      if (tin !== undefined) {
+        out.push({ key, tin, tout: t });
+        sent.delete(key);
       }
     }
   }
-  return out.sort((x, y) => x - y);
+  return out;
+}
+
+/**
+ * Arrival → callback, callback → send and send → wire percentiles (ms) of the queries both
+ * captured and traced by bench/dns-trace.ts (its dump: n callbacks, n sends, [t, port, id]...).
+ */
+function splitLatency(pairs: { key: number; tin: number; tout: number }[], dump: Buffer): string {
+  const f = new Float64Array(dump.buffer, dump.byteOffset, Math.floor(dump.length / 8));
+  const [nr, nt] = [f[0], f[1]];
+  const cb = new Map<number, number>();
+  const snd = new Map<number, number>();
+  for (let i = 0; i < nr; i++) cb.set(f[2 + i * 3 + 1] * 65536 + f[2 + i * 3 + 2], f[2 + i * 3]);
+  for (let i = 0; i < nt; i++) snd.set(f[2 + (nr + i) * 3 + 1] * 65536 + f[2 + (nr + i) * 3 + 2], f[2 + (nr + i) * 3]);
+  const a: number[] = [];
+  const c: number[] = [];
+  const w: number[] = [];
+  for (const p of pairs) {
+    const t1 = cb.get(p.key);
+    const t2 = snd.get(p.key);
+    if (t1 === undefined || t2 === undefined) continue;
+    a.push(t1 - p.tin);
+    c.push(t2 - t1);
+    w.push(p.tout - t2);
+  }
+  if (!a.length) return '';
+  const pp = (xs: number[]): string => {
+    xs.sort((x, y) => x - y);
+    return `p50 ${percentile(xs, 50).toFixed(3)} p99 ${percentile(xs, 99).toFixed(3)}`;
+  };
+  return `arrival → callback ${pp(a)}, callback → send ${pp(c)}, send → wire ${pp(w)} ms (${a.length} queries)`;
 }
 
 /** CPU time (ns) of every thread of a process so far. */
@@ -302,16 +339,20 @@ async function main(): Promise<void> {
       dnsmasqArgs(DNSMASQ, ['--no-resolv', `--server=127.0.0.1#${ORIGIN}`, `--addn-hosts=${path.join(dir, 'hosts')}`, '--local-ttl=300']),
     );
     procs.push(theirs);
-    const startOurs = (root: string, config: string): ResultPromise =>
+    const traceFile = path.join(dir, 'trace.bin');
+    process.env.DNS_TRACE_FILE = traceFile;
+    const startOurs = (root: string, config: string, trace = false): ResultPromise =>
       inNs(RUNTIME === 'bun' ? BUN : process.execPath, [
         ...(RUNTIME === 'bun' ? [] : ['--experimental-strip-types', '--no-warnings']),
+        ...(trace ? ['--preload', path.join(ROOT, 'bench', 'dns-trace.ts')] : []),
         path.join(root, 'agent/dns/standalone.ts'),
         '--objects',
         path.join(dir, 'objects.json'),
         '--config',
         path.join(dir, config),
       ]);
-    const ours = startOurs(ROOT, 'agent.json');
+    const tracing = TRACE && RUNTIME === 'bun';
+    const ours = startOurs(ROOT, 'agent.json', tracing);
     procs.push(ours);
     const before = BEFORE ? startOurs(path.resolve(BEFORE), 'agent-before.json') : undefined;
     if (before) procs.push(before);
@@ -372,8 +413,17 @@ async function main(): Promise<void> {
       );
       return parsePerf(r.stdout);
     };
+    /** our traced server's timestamps since the last call (DNS_BENCH_TRACE) */
+    const traceDump = async (): Promise<Buffer> => {
+      rmSync(traceFile, { force: true });
+      ours.kill('SIGUSR2');
+      for (let i = 0; i < 250 && !existsSync(traceFile); i++) await sleep(20);
+      return existsSync(traceFile) ? readFileSync(traceFile) : Buffer.alloc(0);
+    };
     /** the fixed-rate run, with the server's scheduling figures and (DNS_BENCH_WIRE) a capture */
     const latencyRun = async (port: number, pid: number, file: string): Promise<Perf> => {
+      const traced = tracing && port === OURS;
+      if (traced) await traceDump();
       let cap: ResultPromise | undefined;
       const pcap = path.join(dir, `lat-${port}.pcap`);
       if (WIRE) {
@@ -415,11 +465,13 @@ async function main(): Promise<void> {
         await sleep(200);
         cap.kill('SIGINT');
         await cap;
-        const w = wireLatencies(pcap, port);
+        const pairs = wirePairs(pcap, port);
+        const w = pairs.map((p) => p.tout - p.tin).sort((x, y) => x - y);
         if (w.length) {
           r.wireP50 = percentile(w, 50);
           r.wireP99 = percentile(w, 99);
         }
+        if (traced) r.split = splitLatency(pairs, await traceDump());
         rmSync(pcap, { force: true });
       }
       return r;
@@ -457,7 +509,7 @@ async function main(): Promise<void> {
             const p99 = bounds[d.findIndex((v) => (acc += v) >= 0.99 * total)];
             serverSide.push(`${kind}: ${total} answers, ${((100 * d[0]) / Math.max(1, total)).toFixed(2)} % within 0.1 ms, p99 ≤ ${p99}`);
           }
-          const { p50, p99, latCpuUs, waitMsPerS, faultsPerK, wireP50, wireP99 } = lat;
+          const { p50, p99, latCpuUs, waitMsPerS, faultsPerK, wireP50, wireP99, split } = lat;
           const r: Perf = { ...tput, p50, p99, cpuUs, latCpuUs, waitMsPerS, faultsPerK, wireP50, wireP99 };
           (runs[name] ??= []).push(r);
           const load = readFileSync('/proc/loadavg', 'utf8').split(' ')[0];
@@ -465,7 +517,8 @@ async function main(): Promise<void> {
           const line =
             `${kind} ${name} round ${round + 1}: ${Math.round(tput.qps)} qps, ${cpuUs.toFixed(2)} µs CPU/query; ` +
             `at ${RATE} qps p50 ${p50?.toFixed(3)} ms, p99 ${p99?.toFixed(3)} ms${wire} (lost ${lat.lost}/${lat.sent}), ` +
-            `server ${latCpuUs?.toFixed(1)} µs CPU/query, waited for a CPU ${waitMsPerS?.toFixed(0)} ms/s, ${faultsPerK?.toFixed(0)} page faults/1000 queries; load ${load}`;
+            `server ${latCpuUs?.toFixed(1)} µs CPU/query, waited for a CPU ${waitMsPerS?.toFixed(0)} ms/s, ${faultsPerK?.toFixed(0)} page faults/1000 queries; load ${load}` +
+            (split ? `; in the server: ${split}` : '');
           perRound.push(line);
           process.stdout.write(`${line}\n`);
         }
