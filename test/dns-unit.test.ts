@@ -684,6 +684,23 @@ describe('DNS server answers (in-process)', () => {
     c.send(m, port, '127.0.0.1');
     for (let i = 0; i < 100 && !replies.has(65000); i++) await new Promise((r) => setTimeout(r, 30));
     expect(replies.get(65000)?.answers![0].data).toBe('10.96.0.10');
+    // lone queries (a low rate: each reply leaves at once, the cached answer itself with the
+    // query's ID written in), one of them from a client gone before its answer (the refusal
+    // that leaves pending must not cost the next client its reply): every reply for its query
+    for (let i = 0; i < 20; i++) {
+      if (i === 10) {
+        const gone = dgram.createSocket('udp4');
+        await new Promise<void>((r) => gone.bind(0, '127.0.0.1', () => r()));
+        gone.send(q('web.default.svc.cluster.local'), port, '127.0.0.1', () => gone.close());
+        await new Promise((r) => setTimeout(r, 30));
+      }
+      const id = 64000 + i;
+      const lone = q(i % 2 ? 'web.default.svc.cluster.local' : `f${i}.Fwd.test`);
+      lone.writeUInt16BE(id, 0);
+      c.send(lone, port, '127.0.0.1');
+      for (let k = 0; k < 100 && !replies.has(id); k++) await new Promise((r) => setTimeout(r, 5));
+      expect(replies.get(id)?.answers![0].data).toBe(i % 2 ? '10.96.0.10' : '192.0.2.9');
+    }
     const before = out.length;
     srv.kill('SIGUSR1');
     for (let i = 0; i < 100 && !out.slice(before).includes('}'); i++) await new Promise((r) => setTimeout(r, 30));

@@ -46,6 +46,8 @@ interface Ctx {
   transport: 'udp' | 'tcp';
   view: View;
   viewKey: string;
+  /** `viewKey|transport|`: the start of the fast-path keys of queries on this context */
+  keyPrefix: string;
 }
 
 interface Listener {
@@ -213,6 +215,19 @@ export class DnsServer {
       return;
     }
     const t0 = performance.now();
+    // the fast path of a cluster name asked before: the cached answer itself, with this query's
+    // ID written into it, goes to the socket (which copies it only if it cannot send at once),
+    // so a query allocates nothing of ours beyond its key
+    if (msg.length >= 12 && !(msg.readUInt16BE(2) & QR)) {
+      const hit = this.zoneAnswers.get(fastKey(l.ctxUdp, msg));
+      if (hit) {
+        this.metrics.answered.zone++;
+        hit.writeUInt16BE(msg.readUInt16BE(0), 0);
+        this.account(hit, t0);
+        l.udp.send(hit, port, address, true);
+        return;
+      }
+    }
     const send = (out: Buffer | null): void => {
       if (!out) return;
       this.account(out, t0);
@@ -347,15 +362,15 @@ export class DnsServer {
       return null;
     }
     const zone = this.zone;
-    const fastKey = `${ctx.viewKey}|${ctx.transport}|${msg.toString('latin1', 2)}`;
-    const hit = this.zoneAnswers.get(fastKey);
+    const key = fastKey(ctx, msg);
+    const hit = this.zoneAnswers.get(key);
     if (hit) {
       this.metrics.answered.zone++;
       const out = copyOf(hit);
       out.writeUInt16BE(msg.readUInt16BE(0), 0);
       return out;
     }
-    const fwd = this.forwarded.get(fastKey);
+    const fwd = this.forwarded.get(key);
     if (fwd) {
       const now = this.cache.now();
       let e = fwd.entry;
@@ -408,10 +423,10 @@ export class DnsServer {
       }
       const out = this.reply(d, ctx, ans.rcode, ans, true, opt, limit);
       if (this.zoneAnswers.size >= ZONE_CACHE_MAX) this.zoneAnswers.clear();
-      if (this.zone === zone) this.zoneAnswers.set(fastKey, Buffer.from(out));
+      if (this.zone === zone) this.zoneAnswers.set(key, copyOf(out));
       return out;
     }
-    return this.forward(msg, d, ctx, opt, limit, fastKey);
+    return this.forward(msg, d, ctx, opt, limit, key);
   }
 
   /** Our own answer: AA (when authoritative), RA, the client's RD/CD echoed, EDNS when asked. */
@@ -478,7 +493,7 @@ export class DnsServer {
     });
   }
 
-  private forward(msg: Buffer, d: Decoded, ctx: Ctx, opt: Opt | undefined, limit: number, fastKey: string): Buffer | Promise<Buffer> {
+  private forward(msg: Buffer, d: Decoded, ctx: Ctx, opt: Opt | undefined, limit: number, fkey: string): Buffer | Promise<Buffer> {
     const { q, key } = this.queryKey(d, opt);
     const zone = this.zone;
     const finish = (resp: Buffer): Buffer => {
@@ -490,7 +505,7 @@ export class DnsServer {
         msg.copy(out, 12, 12, qe);
         if (this.zone === zone) {
           if (this.forwarded.size >= ZONE_CACHE_MAX) this.forwarded.clear();
-          this.forwarded.set(fastKey, { key, limit, qe });
+          this.forwarded.set(fkey, { key, limit, qe });
         }
       }
       if (out.length > limit) {
@@ -538,7 +553,13 @@ export class DnsServer {
 }
 
 function ctxFor(s: ListenSpec, transport: 'udp' | 'tcp'): Ctx {
-  return { transport, view: { networks: s.networks }, viewKey: s.networks ? s.networks.join(',') : '*' };
+  const viewKey = s.networks ? s.networks.join(',') : '*';
+  return { transport, view: { networks: s.networks }, viewKey, keyPrefix: `${viewKey}|${transport}|` };
+}
+
+/** The key of a query in the fast-path maps: its context and every byte after the ID. */
+function fastKey(ctx: Ctx, msg: Buffer): string {
+  return ctx.keyPrefix + msg.toString('latin1', 2);
 }
 
 async function closeListener(l: Listener): Promise<void> {
