@@ -141,7 +141,8 @@ async function add(req: Request<BridgeConf>): Promise<Result> {
       if (masq.length) undo.push(() => backend!.del(owner));
       if (s.macspoofchk) undo.push(() => macspoofDel(s.nftTable, owner));
       let script = '';
-      if (backend?.addScript) script += backend.addScript(owner, masq);
+      // one transaction with the MAC spoof rules; alone, the backend's own (nf_tables netlink)
+      if (backend?.addScript && s.macspoofchk) script += backend.addScript(owner, masq);
       else if (backend) firewall = backend.add(owner, masq);
       if (s.macspoofchk) script += macspoofScript(s.nftTable, owner, hostName, contMac);
       if (script) firewall = firewall.then(() => transaction(script));

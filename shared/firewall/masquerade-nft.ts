@@ -8,7 +8,17 @@
 import type { Attachment } from '../cni/types.ts';
 import { familyOf } from '../ipnet.ts';
 import { nft, nftScript, nftString } from '../kernel/batch.ts';
-import { deleteRulesScript, deleteTaggedRules, listRules, taggedRules, transaction, type NftRule } from './nft.ts';
+import { addBaseChain, addRule, addrMatch, addTable, ex, nfprotoIs, PRIORITY, type NftMsg } from '../kernel/netlink/nftnl.ts';
+import {
+  deleteRulesScript,
+  deleteTaggedRules,
+  listRules,
+  netlinkPath,
+  netlinkTransaction,
+  taggedRules,
+  transaction,
+  type NftRule,
+} from './nft.ts';
 import {
   multicastOf,
   networkTag,
@@ -42,6 +52,34 @@ export function masqueradeRulesScript(table: string, owner: MasqueradeOwner, ent
   );
 }
 
+/**
+ * `masqueradeBaseScript` + `masqueradeRulesScript` as nf_tables messages, the same bytecode nft
+ * writes for that text (test/nft-netlink.test.ts compares both in a netns); undefined when an
+ * entry is one nft would write otherwise (the caller then applies the text). Pure.
+ */
+export function masqueradeMsgs(table: string, owner: MasqueradeOwner, entries: MasqueradeEntry[]): NftMsg[] | undefined {
+  const comment = ownerComment(owner);
+  const msgs: NftMsg[] = [addTable('inet', table), addBaseChain('inet', table, MASQ_CHAIN, 'nat', 'postrouting', PRIORITY.srcnat)];
+  for (const e of entries) {
+    const v = familyOf(e.ip) === 6 ? 6 : 4;
+    const src = addrMatch(v, 'saddr', false, e.ip);
+    const dst = addrMatch(v, 'daddr', true, e.subnet);
+    const mc = addrMatch(v, 'daddr', true, multicastOf(e.ip));
+    if (!src || !dst || !mc || familyOf(e.subnet.split('/')[0]) !== v) return undefined;
+    msgs.push(
+      addRule(
+        'inet',
+        table,
+        MASQ_CHAIN,
+        [...nfprotoIs(v), ...src, ...dst, ...mc, ex.counter(), ex.masq()],
+        comment,
+        `add rule inet ${table} ${MASQ_CHAIN} (${e.ip})`,
+      ),
+    );
+  }
+  return msgs;
+}
+
 /** The source address a masquerade rule matches (from its JSON expression). */
 function ruleSaddr(r: NftRule): string | undefined {
   for (const e of r.expr ?? []) {
@@ -62,6 +100,9 @@ export class NftMasquerade implements MasqueradeBackend {
   }
 
   async add(owner: MasqueradeOwner, entries: MasqueradeEntry[]): Promise<void> {
+    if (!entries.length) return;
+    const msgs = netlinkPath() ? masqueradeMsgs(this.table, owner, entries) : undefined;
+    if (msgs) return netlinkTransaction(msgs);
     const script = this.addScript(owner, entries);
     await transaction(script);
   }
