@@ -8,7 +8,19 @@
 import type { Attachment } from '../cni/types.ts';
 import { familyOf } from '../ipnet.ts';
 import { nft, nftScript, nftString } from '../kernel/batch.ts';
-import { addBaseChain, addRule, addrMatch, addTable, ex, nfprotoIs, PRIORITY, type NftMsg } from '../kernel/netlink/nftnl.ts';
+import {
+  addBaseChain,
+  addRule,
+  addrMatch,
+  addTable,
+  delRule,
+  ex,
+  nfprotoIs,
+  PRIORITY,
+  saddrOf,
+  type NftMsg,
+} from '../kernel/netlink/nftnl.ts';
+import { nftDumpRules } from '../kernel/nft.ts';
 import {
   deleteRulesScript,
   deleteTaggedRules,
@@ -89,6 +101,25 @@ function ruleSaddr(r: NftRule): string | undefined {
   return undefined;
 }
 
+/** The owner's rules with the source address each matches, by netlink (a GETRULE dump) or `nft -j`. */
+async function ownedRules(table: string, tag: string): Promise<Array<{ rule: NftRule; saddr?: string }>> {
+  if (netlinkPath()) {
+    const dumped = (await nftDumpRules('inet', table, MASQ_CHAIN)) ?? [];
+    const all = dumped.map((r) => ({
+      rule: { family: 'inet', table, chain: r.chain, handle: r.handle, comment: r.comment },
+      saddr: saddrOf(r),
+    }));
+    const mine = new Set(
+      taggedRules(
+        all.map((x) => x.rule),
+        (t) => t === tag,
+      ),
+    );
+    return all.filter((x) => mine.has(x.rule));
+  }
+  return taggedRules(await listRules('inet', table, MASQ_CHAIN), (t) => t === tag).map((rule) => ({ rule, saddr: ruleSaddr(rule) }));
+}
+
 export class NftMasquerade implements MasqueradeBackend {
   readonly kind = 'nftables' as const;
   constructor(readonly table: string) {}
@@ -115,22 +146,24 @@ export class NftMasquerade implements MasqueradeBackend {
   async dedupe(owner: MasqueradeOwner): Promise<void> {
     const tag = ownerTag(owner);
     const seen = new Set<string>();
-    const extra = taggedRules(await listRules('inet', this.table, MASQ_CHAIN), (t) => t === tag)
-      .sort((a, b) => a.handle - b.handle)
-      .filter((r) => {
-        const k = ruleSaddr(r) ?? String(r.handle);
+    const extra = (await ownedRules(this.table, tag))
+      .sort((a, b) => a.rule.handle - b.rule.handle)
+      .filter(({ rule, saddr }) => {
+        const k = saddr ?? String(rule.handle);
         if (!seen.has(k)) {
           seen.add(k);
           return false;
         }
         return true;
-      });
+      })
+      .map((x) => x.rule);
+    if (netlinkPath()) return netlinkTransaction(extra.map((r) => delRule('inet', this.table, r.chain, r.handle)));
     await transaction(deleteRulesScript(extra));
   }
 
   async missing(owner: MasqueradeOwner, entries: MasqueradeEntry[]): Promise<MasqueradeEntry[]> {
     const tag = ownerTag(owner);
-    const have = new Set(taggedRules(await listRules('inet', this.table, MASQ_CHAIN), (t) => t === tag).map(ruleSaddr));
+    const have = new Set((await ownedRules(this.table, tag)).map((x) => x.saddr));
     return entries.filter((e) => !have.has(e.ip));
   }
 
