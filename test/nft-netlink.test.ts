@@ -25,7 +25,12 @@ const envOf = (p: Path, traceFile: string): Record<string, string> => ({
 async function tableJson(family: string, table: string): Promise<unknown> {
   const r = await sh('nft', ['-j', 'list', 'table', family, table], { allowFail: true });
   if (r.exitCode !== 0) return `absent: ${String(r.stderr)}`;
-  const objs = (JSON.parse(String(r.stdout)) as { nftables: Array<Record<string, Record<string, unknown>>> }).nftables;
+  return normalize(String(r.stdout));
+}
+
+/** `nft -j` output without metainfo, handles and table names. */
+function normalize(text: string): unknown {
+  const objs = (JSON.parse(text) as { nftables: Array<Record<string, Record<string, unknown>>> }).nftables;
   return objs
     .filter((o) => !o.metainfo)
     .map((o) => {
@@ -164,3 +169,108 @@ describe('nf_tables netlink vs libnftables: masquerade (bridge ipMasq)', () => {
     expect(rules).not.toContain('"rule"');
   }, 60_000);
 });
+
+describe('nf_tables netlink vs libnftables: portmap', () => {
+  it('ADD, conflict, repeated ADD, cross-path DEL and GC: the same table on both paths', async () => {
+    const id = hex(3);
+    const hosts: Record<Path, string> = {} as never;
+    const traces: Record<Path, string> = {} as never;
+    for (const p of ['netlink', 'text'] as const) {
+      hosts[p] = (await makeNetns(cleanup, 'hnfh')).path; // the table lives in this "host" and goes with it
+      traces[p] = `/tmp/hnf-pmtrace-${id}-${p}`;
+      cleanup.add(async () => rmSync(traces[p], { force: true }));
+    }
+    const prev = {
+      cniVersion: '1.0.0',
+      interfaces: [{ name: 'eth0', sandbox: '/run/netns/hnf-none' }],
+      ips: [
+        { address: '10.217.3.5/24', interface: 0 },
+        { address: 'fd00:217::5/64', interface: 0 },
+      ],
+    };
+    const maps = {
+      c1: [
+        { hostPort: 18080, containerPort: 80, protocol: 'tcp' },
+        { hostPort: 18053, containerPort: 53, protocol: 'udp' },
+        { hostPort: 18443, containerPort: 443, protocol: 'tcp', hostIP: '10.217.3.1' },
+        { hostPort: 18444, containerPort: 443, protocol: 'sctp', hostIP: 'fd00:217::1' },
+      ],
+      c2: [{ hostPort: 18081, containerPort: 8080, protocol: 'tcp' }],
+      c3: [{ hostPort: 18080, containerPort: 80, protocol: 'tcp' }],
+    };
+    const conf = (c: keyof typeof maps): Record<string, unknown> => ({
+      cniVersion: '1.0.0',
+      name: `hnfpm-${id}`,
+      type: 'portmap',
+      runtimeConfig: { portMappings: maps[c] },
+      prevResult: prev,
+    });
+    const call = (host: Path, as: Path, command: string, c: keyof typeof maps): Promise<PluginRun> =>
+      runPlugin('portmap', {
+        command,
+        containerId: `hnf-${c}`,
+        netns: '/run/netns/hnf-none',
+        ifname: 'eth0',
+        config: conf(c),
+        hostNetns: hosts[host],
+        env: envOf(as, traces[host]),
+      });
+    const table = (host: Path): Promise<unknown> => tableIn(hosts[host]);
+    const same = async (): Promise<unknown> => {
+      const [a, b] = [await table('netlink'), await table('text')];
+      expect(a).toEqual(b);
+      return a;
+    };
+    for (const p of ['netlink', 'text'] as const) {
+      ok(await call(p, p, 'ADD', 'c1'));
+      ok(await call(p, p, 'ADD', 'c2'));
+    }
+    const t1 = JSON.stringify(await same());
+    expect(t1).toContain('dnat');
+    expect(t1).toContain('10.217.3.0');
+    // the first ADD on the netlink path: one batch, no libnftables
+    const first = readFileSync(traces.netlink, 'utf8').split('runtime started')[1];
+    expect(first).toMatch(/nf_tables netlink add table inet cni_portmap \(\+\d+\) -> 0/);
+    expect(first).not.toMatch(/libnftables/);
+    // a host port held by c1: Conflict (102), the same words, nothing changed
+    const conflict: Record<Path, unknown> = {} as never;
+    for (const p of ['netlink', 'text'] as const) {
+      const r = await call(p, p, 'ADD', 'c3');
+      expect(r.exitCode).not.toBe(0);
+      conflict[p] = r.json;
+    }
+    expect((conflict.netlink as { code: number }).code).toBe(102);
+    expect(conflict.netlink).toEqual(conflict.text);
+    // a repeated ADD converges
+    for (const p of ['netlink', 'text'] as const) ok(await call(p, p, 'ADD', 'c1'));
+    expect(JSON.stringify(await same())).toBe(t1);
+    // cross: each path deletes what the other wrote
+    ok(await call('netlink', 'text', 'DEL', 'c1'));
+    ok(await call('text', 'netlink', 'DEL', 'c1'));
+    const t2 = JSON.stringify(await same());
+    expect(t2).not.toContain('18443');
+    expect(t2).toContain('18081');
+    ok(await call('text', 'netlink', 'DEL', 'c1')); // idempotent
+    // GC with nothing valid: c2 goes on both paths
+    for (const p of ['netlink', 'text'] as const) {
+      const r = await runPlugin('portmap', {
+        command: 'GC',
+        config: { cniVersion: '1.1.0', name: `hnfpm-${id}`, type: 'portmap', 'cni.dev/valid-attachments': [] },
+        hostNetns: hosts[p],
+        env: envOf(p === 'netlink' ? 'text' : 'netlink', traces[p]),
+      });
+      ok(r);
+    }
+    const t3 = JSON.stringify(await same());
+    expect(t3).not.toContain('pm-');
+    const delTrace = readFileSync(traces.text, 'utf8');
+    expect(delTrace).toMatch(/nf_tables netlink delete element inet cni_portmap/);
+  }, 90_000);
+});
+
+/** `tableJson` of inet cni_portmap inside the netns at `ns`. */
+async function tableIn(ns: string): Promise<unknown> {
+  const r = await sh('nsenter', [`--net=${ns}`, '--', 'nft', '-j', 'list', 'table', 'inet', 'cni_portmap'], { allowFail: true });
+  if (r.exitCode !== 0) return `absent: ${String(r.stderr)}`;
+  return normalize(String(r.stdout));
+}

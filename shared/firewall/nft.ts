@@ -9,7 +9,17 @@
  */
 import { CniError, ErrorCode } from '../cni/errors.ts';
 import { nft, nftScript } from '../kernel/batch.ts';
-import { nftApply, nftBatch, nftDumpRules, nftList, nftNetlink, nftTry, type NftObject } from '../kernel/nft.ts';
+import {
+  nftApply,
+  nftBatch,
+  nftDumpChains,
+  nftDumpElements,
+  nftDumpRules,
+  nftList,
+  nftNetlink,
+  nftTry,
+  type NftObject,
+} from '../kernel/nft.ts';
 import { delRule, type NftFamily, type NftMsg } from '../kernel/netlink/nftnl.ts';
 import { tagOfComment } from './owner.ts';
 
@@ -151,6 +161,13 @@ export async function converge<T>(
 
 /** Whether owners should hand messages (../kernel/netlink/nftnl.ts) rather than text: nf_tables netlink in-process. */
 export const netlinkPath = nftNetlink;
+
+/** Netlink reads of one family's tables (GETCHAIN, GETSETELEM, GETRULE dumps); undefined: not there. */
+export const netlinkReads = (family: NftFamily) => ({
+  chains: (table: string) => nftDumpChains(family, table),
+  elements: (table: string, set: string) => nftDumpElements(family, table, set),
+  rules: (table: string, chain: string) => nftDumpRules(family, table, chain),
+});
 
 /** `transaction` as nf_tables messages: one netlink batch (atomic); a refusal throws (nft's words, the errno's code). */
 export async function netlinkTransaction(msgs: NftMsg[]): Promise<void> {

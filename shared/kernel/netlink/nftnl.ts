@@ -72,11 +72,11 @@ const NFTA_VERDICT_CHAIN = 2;
 const NFTNL_UDATA_RULE_COMMENT = 0;
 
 /** Registers: NFT_REG_1 (16 bytes). */
-const REG_1 = 1;
-const META_NFPROTO = 15;
-const PAYLOAD_NETWORK = 1;
-const CMP_EQ = 0;
-const CMP_NEQ = 1;
+export const REG_1 = 1;
+export const META_NFPROTO = 15;
+export const PAYLOAD_NETWORK = 1;
+export const CMP_EQ = 0;
+export const CMP_NEQ = 1;
 /** Hooks (NF_INET_*) and priorities by name, as nft spells them. */
 export const HOOK = { prerouting: 0, input: 1, forward: 2, output: 3, postrouting: 4 } as const;
 export const PRIORITY = { dstnat: -100, filter: 0, srcnat: 100 } as const;
@@ -485,3 +485,163 @@ export function saddrOf(r: DumpedRule): string | undefined {
   }
   return undefined;
 }
+
+// ---------------------------------------------------------------- more objects (portmap's table)
+
+const NFTA_TABLE_USERDATA = 6;
+const NFTA_SET_TABLE = 1;
+const NFTA_SET_NAME = 2;
+const NFTA_SET_FLAGS = 3;
+const NFTA_SET_KEY_TYPE = 4;
+const NFTA_SET_KEY_LEN = 5;
+const NFTA_SET_DATA_TYPE = 6;
+const NFTA_SET_DATA_LEN = 7;
+const NFTA_SET_DESC = 9;
+const NFTA_SET_DESC_SIZE = 1;
+const NFTA_SET_ID = 10;
+const NFTA_SET_USERDATA = 13;
+const NFTA_SET_ELEM_LIST_SET_ID = 4;
+const NFTA_SET_ELEM_FLAGS = 3;
+export const NFT_SET_ELEM_INTERVAL_END = 1;
+/** set flags */
+export const NFT_SET_ANONYMOUS = 0x1;
+export const NFT_SET_CONSTANT = 0x2;
+export const NFT_SET_INTERVAL = 0x4;
+export const NFT_SET_MAP = 0x8;
+/** nft's data type ids (datatype.h), and concatenations of them (6 bits each) */
+export const TYPE = { ipv4_addr: 7, ipv6_addr: 8, inet_proto: 12, inet_service: 13, verdict: 0xffffff00 } as const;
+export const concatType = (...ids: number[]): number => ids.reduce((t, id) => (t << 6) | id, 0);
+
+/** `add table FAMILY NAME { comment "…"; }` (the comment: userdata TLV type 0). */
+export function addTableWithComment(family: NftFamily, table: string, comment: string): NftMsg {
+  const m = addTable(family, table);
+  m.attrs.push(bytes(NFTA_TABLE_USERDATA, commentUserdata(comment)));
+  return m;
+}
+
+/** `add chain FAMILY T NAME` (a regular chain). */
+export function addChain(family: NftFamily, table: string, chain: string): NftMsg {
+  return {
+    msg: NFT_MSG.NEWCHAIN,
+    family,
+    flags: C.NLM_F_CREATE,
+    attrs: [str(NFTA_CHAIN_TABLE, table), str(NFTA_CHAIN_NAME, chain)],
+    what: `add chain ${family} ${table} ${chain}`,
+  };
+}
+
+/** A set or map to add: `userdata` is nft's (the key's byte order and type, as `nft list` reads them back). */
+export interface SetSpec {
+  name: string;
+  /** batch-local id (NFTA_SET_ID), what lookups and elements of the same batch refer to */
+  id: number;
+  flags: number;
+  keyType: number;
+  keyLen: number;
+  dataType?: number;
+  dataLen?: number;
+  /** number of elements of a constant set (NFTA_SET_DESC_SIZE) */
+  size?: number;
+  userdata: Uint8Array;
+}
+
+/** `add map|set FAMILY T NAME { … }` (NEWSET, created when absent). */
+export function addSet(family: NftFamily, table: string, s: SetSpec): NftMsg {
+  const attrs = [
+    str(NFTA_SET_TABLE, table),
+    str(NFTA_SET_NAME, s.name),
+    be32(NFTA_SET_FLAGS, s.flags),
+    be32(NFTA_SET_KEY_TYPE, s.keyType),
+    be32(NFTA_SET_KEY_LEN, s.keyLen),
+  ];
+  if (s.dataType !== undefined) attrs.push(be32(NFTA_SET_DATA_TYPE, s.dataType), be32(NFTA_SET_DATA_LEN, s.dataLen ?? 0));
+  attrs.push(be32(NFTA_SET_ID, s.id));
+  if (s.size !== undefined) attrs.push(nest(NFTA_SET_DESC, [be32(NFTA_SET_DESC_SIZE, s.size)]));
+  attrs.push(bytes(NFTA_SET_USERDATA, s.userdata));
+  return {
+    msg: NFT_MSG.NEWSET,
+    family,
+    flags: C.NLM_F_CREATE,
+    attrs,
+    what: `add ${s.flags & NFT_SET_MAP ? 'map' : 'set'} ${family} ${table} ${s.name}`,
+  };
+}
+
+/** An element to add: key bytes, interval-end flag, and for a verdict map the verdict. */
+export interface ElementSpec {
+  key: Uint8Array;
+  end?: boolean;
+  verdict?: { code: number; chain: string };
+}
+
+/** `add|create element FAMILY T SET { … }` (NEWSETELEM; `create`: EEXIST when a key is there). */
+export function addElements(family: NftFamily, table: string, set: string, setId: number, els: ElementSpec[], create: boolean): NftMsg {
+  const list = els.map((e, i) => {
+    const a: AttrSpec[] = [];
+    if (e.end) a.push(be32(NFTA_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END));
+    a.push(nest(NFTA_SET_ELEM_KEY, [bytes(NFTA_DATA_VALUE, e.key)]));
+    if (e.verdict)
+      a.push(
+        nest(NFTA_SET_ELEM_DATA, [
+          nest(NFTA_DATA_VERDICT, [be32(NFTA_VERDICT_CODE, e.verdict.code), str(NFTA_VERDICT_CHAIN, e.verdict.chain)]),
+        ]),
+      );
+    return nest(i + 1, a); // nft numbers the list's elements 1, 2, …
+  });
+  return {
+    msg: NFT_MSG.NEWSETELEM,
+    family,
+    flags: C.NLM_F_CREATE | (create ? C.NLM_F_EXCL : 0),
+    attrs: [
+      str(NFTA_SET_ELEM_LIST_TABLE, table),
+      str(NFTA_SET_ELEM_LIST_SET, set),
+      be32(NFTA_SET_ELEM_LIST_SET_ID, setId),
+      nest(NFTA_SET_ELEM_LIST_ELEMENTS, list),
+    ],
+    what: `${create ? 'create' : 'add'} element ${family} ${table} ${set}`,
+  };
+}
+
+/** More expressions, with explicit registers (nft's choice for each rule, `nft --debug=netlink`). */
+export const ex2 = {
+  /** [ meta load KEY => reg R ] */
+  metaLoad: (key: number, reg: number): Expr => expr('meta', [be32(2, key), be32(1, reg)]),
+  /** [ meta set KEY with reg R ] */
+  metaSet: (key: number, reg: number): Expr => expr('meta', [be32(2, key), be32(3 /* SREG */, reg)]),
+  /** [ payload load LEN b @ BASE header + OFFSET => reg R ] */
+  payload: (base: number, offset: number, len: number, reg: number): Expr =>
+    expr('payload', [be32(1, reg), be32(2, base), be32(3, offset), be32(4, len)]),
+  /** [ lookup reg SREG set NAME (dreg 0: a verdict map) ] */
+  lookup: (set: string, setId: number, sreg: number, dreg?: number): Expr =>
+    expr('lookup', [
+      be32(2 /* SREG */, sreg),
+      ...(dreg !== undefined ? [be32(3 /* DREG */, dreg)] : []),
+      str(1 /* SET */, set),
+      be32(4 /* SET_ID */, setId),
+    ]),
+  /** [ fib daddr type => reg 1 ] */
+  fibDaddrType: (): Expr =>
+    expr('fib', [be32(1 /* DREG */, REG_1), be32(2 /* RESULT */, 3 /* ADDRTYPE */), be32(3 /* FLAGS */, 2 /* DADDR */)]),
+  /** [ immediate reg 0 jump|goto -> CHAIN ] */
+  verdict: (code: number, chain: string): Expr =>
+    expr('immediate', [
+      be32(1 /* DREG */, 0),
+      nest(2 /* DATA */, [nest(NFTA_DATA_VERDICT, [be32(NFTA_VERDICT_CODE, code), str(NFTA_VERDICT_CHAIN, chain)])]),
+    ]),
+  /** [ immediate reg R VALUE ] */
+  immediate: (reg: number, value: Uint8Array): Expr => expr('immediate', [be32(1, reg), nest(2, [bytes(NFTA_DATA_VALUE, value)])]),
+  /** [ nat dnat FAMILY addr_min reg 1 proto_min reg 2 flags 0x2 ] */
+  dnat: (family: 4 | 6): Expr =>
+    expr('nat', [
+      be32(1 /* TYPE */, 1 /* DNAT */),
+      be32(2 /* FAMILY */, family === 4 ? NFPROTO.ip : NFPROTO.ip6),
+      be32(3 /* REG_ADDR_MIN */, 1),
+      be32(5 /* REG_PROTO_MIN */, 2),
+      be32(7 /* FLAGS */, 2 /* PROTO_SPECIFIED */),
+    ]),
+  /** [ cmp OP reg R VALUE ] */
+  cmp: (op: number, value: Uint8Array, reg = REG_1): Expr =>
+    expr('cmp', [be32(1, reg), be32(2, op), nest(3, [bytes(NFTA_DATA_VALUE, value)])]),
+  /** [ bitwise reg 1 = ( reg 1 & MASK ) ^ XOR ] */
+  bitwise: ex.bitwise,
+};
