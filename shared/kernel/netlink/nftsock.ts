@@ -1,10 +1,9 @@
 /**
  * The NETLINK_NETFILTER socket for nf_tables (./nftnl.ts builds and reads the messages): one
  * socket per process (and per netns asked for), opened on first use, synchronous like
- * ./socket.ts's RtnlSocket. `batch` sends one transaction (BATCH_BEGIN … END) and gathers an
- * answer for every message: nfnetlink handles the whole batch inside sendto(2) and queues the
- * answers (an ACK per message, NLM_F_ACK being set, or its error) before it returns, so they
- * are read without blocking. `dump` sends a GET…|NLM_F_DUMP and reads to NLMSG_DONE.
+ * ./socket.ts's RtnlSocket. `batch` sends one transaction (BATCH_BEGIN … END) and reads the
+ * answers: nfnetlink handles the whole batch inside sendto(2) and queues them before it returns
+ * (the error of each refused message, and the ACK the last message asks for). `dump` sends a GET…|NLM_F_DUMP and reads to NLMSG_DONE.
  *
  * Errors: nft's wording where a caller matches on it ("Could not process rule: File exists"),
  * the kernel's errno text and extended ack, the CNI code of the errno (./errno.ts).
@@ -129,10 +128,13 @@ export class NftSocket {
     const t1 = t0 ? performance.now() : 0;
     this.send(datagram, what);
     const t2 = t0 ? performance.now() : 0;
-    const pending = new Set(seqs);
+    const last = seqs[seqs.length - 1];
+    let closed = false;
     let failure: { errno: number; stderr: string } | undefined;
-    // everything is queued by now; a blocking read only while answers are missing and none failed
-    while (pending.size) {
+    // Everything is queued by now (nfnetlink works inside sendto): the errors of refused
+    // messages, then the answer to the last one. Blocking reads only until that answer, and
+    // none after a failure (whatever else is queued is drained without waiting).
+    while (!closed) {
       const got = this.receive(failure === undefined, what);
       if (!got) break;
       for (const m of got) {
@@ -140,10 +142,9 @@ export class NftSocket {
         const e = parseError(m);
         const i = seqs.indexOf(m.seq);
         if (i < 0 && m.seq !== seqs[0] - 1) continue; // an answer to an earlier request
-        pending.delete(m.seq);
         if (e.errno !== 0 && !failure)
           failure = { errno: e.errno, stderr: nftErrorText(e.errno, i >= 0 ? msgs[i].what : undefined, e.message) };
-        if (i < 0) pending.clear(); // the batch itself was refused
+        if (m.seq === last || i < 0) closed = true; // the last message's answer, or the batch itself refused
       }
     }
     if (t0)
