@@ -4,7 +4,7 @@
  */
 import { batchable, batchScript } from './batch.ts';
 import { run, type RunResult } from './exec.ts';
-import { nlGetLink, nlIpBatch, nlRoutes } from './netlink/rtnl.ts';
+import { nlGetLink, nlIpBatch, nlRouteDev, nlRoutes } from './netlink/rtnl.ts';
 import type { LinkInfo, RouteInfo } from './iptypes.ts';
 
 export type { AddrInfo, LinkInfo, RouteInfo } from './iptypes.ts';
@@ -108,4 +108,11 @@ export async function routeGet(dst: string, netns?: string): Promise<{ route?: R
   if (r.exitCode !== 0) return { error: r.stderr.replace(/^RTNETLINK answers:\s*/, '').trim() || `exit ${r.exitCode}` };
   const list = JSON.parse(r.stdout || '[]') as Array<RouteInfo & { prefsrc?: string }>;
   return list[0] ? { route: list[0] } : { error: 'no route' };
+}
+
+/** The device of the route `ip route get DST` picks (undefined: none): one netlink request in-process, else `routeGet`. */
+export async function routeDev(dst: string, netns?: string): Promise<string | undefined> {
+  const nl = await nlRouteDev(dst, netns);
+  if (nl !== undefined) return nl ?? undefined;
+  return (await routeGet(dst, netns)).route?.dev;
 }

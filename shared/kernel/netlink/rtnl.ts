@@ -9,7 +9,7 @@
 import { CniError, ErrorCode } from '../../cni/errors.ts';
 import type { LinkInfo, RouteInfo } from '../iptypes.ts';
 import * as C from './constants.ts';
-import { attr, ifaddrmsg, ifinfomsg, rtmsg } from './codec.ts';
+import { attr, ifaddrmsg, ifinfomsg, ipBytes, rtmsg } from './codec.ts';
 import { decodeAddr, decodeLink, decodeRoute, resolveLink, resolveRoute, type LinkRef } from './decode.ts';
 import { buildRequest, describeOp, parseIpBatch, type BuildContext } from './ipcmd.ts';
 import { closeFd, netlinkEnabled, NetlinkError, openFd, RtnlSocket, SysError } from './socket.ts';
@@ -207,6 +207,40 @@ export async function nlDeleteLink(name: string, netns?: string): Promise<boolea
     if (e instanceof NetlinkError && e.errno === ENODEV) return false;
     if (e instanceof NetlinkError) throw new CniError(e.code, `ip link del ${name} failed: ${e.details}`, e.details);
     throw e;
+  } finally {
+    done();
+  }
+}
+
+/**
+ * `ip route get DST` reduced to its device (portmap's route_localnet): one RTM_GETROUTE lookup
+ * (the kernel's FIB lookup, rules included) and the name of its RTA_OIF. null: no route (or
+ * no device); undefined = use `ip`.
+ */
+export async function nlRouteDev(dst: string, netns?: string): Promise<string | null | undefined> {
+  if (!netlinkEnabled()) return undefined;
+  const b = ipBytes(dst);
+  if (!b) return undefined;
+  await yieldOnce();
+  const { sock, done } = socketFor(netns);
+  try {
+    let msgs;
+    try {
+      msgs = sock.request(
+        {
+          type: C.RTM_GETROUTE,
+          flags: C.NLM_F_REQUEST,
+          header: rtmsg({ family: b.length === 4 ? C.AF_INET : C.AF_INET6, dstLen: b.length * 8 }),
+          attrs: [attr.bytes(C.RTA_DST, b)],
+        },
+        `ip route get ${dst}`,
+      );
+    } catch (e) {
+      if (e instanceof NetlinkError) return null; // unreachable: `ip` fails the same way
+      throw e;
+    }
+    const r = msgs.filter((m) => m.type === C.RTM_NEWROUTE).map(decodeRoute)[0];
+    return (r?.oif !== undefined ? linkByIndex(sock, r.oif)?.ifname : undefined) ?? null;
   } finally {
     done();
   }
