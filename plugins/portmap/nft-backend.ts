@@ -80,7 +80,7 @@ export const nftBackend: Backend = {
     // concurrent GC may remove some of it between the read and the write: re-read, retry.
     if (netlinkPath()) {
       await convergeNetlink(
-        () => readRaw(s.nftTable, netlinkReads('inet')),
+        () => readRaw(s.nftTable, netlinkReads('inet'), tag),
         (st) => (st ? removeMsgs(s.nftTable, st, [tag]) : []),
         { fail: (e) => new CniError(ErrorCode.KernelOperation, `nft could not remove port mappings: ${e}`, e) },
       );

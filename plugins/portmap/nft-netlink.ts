@@ -323,16 +323,22 @@ export function removeMsgs(table: string, st: RawState, tags: string[]): NftMsg[
   return out;
 }
 
-/** Reads for `removeMsgs`, given the netlink dumps (shared/kernel/nft.ts). undefined: no table. */
+/**
+ * Reads for `removeMsgs`, given the netlink dumps (shared/kernel/nft.ts). undefined: no table.
+ * `tag`: one attachment's DEL, which asks for its own chain and the legacy ones by name (a GC
+ * lists every chain of the table).
+ */
 export async function readRaw(
   table: string,
   dump: {
     chains(table: string): Promise<string[] | undefined>;
+    chainsNamed(table: string, names: string[]): Promise<string[] | undefined>;
     elements(table: string, set: string): Promise<Array<{ key: Uint8Array; verdict?: { code: number; chain?: string } }> | undefined>;
     rules(table: string, chain: string): Promise<DumpedRule[] | undefined>;
   },
+  tag?: string,
 ): Promise<RawState | undefined> {
-  const chains = await dump.chains(table);
+  const chains = tag ? await dump.chainsNamed(table, [chainOf(tag), 'prerouting', 'output', 'postrouting']) : await dump.chains(table);
   if (!chains) return undefined;
   const st: RawState = { chains: new Set(chains), elements: [], legacy: [] };
   for (const map of Object.keys(MAP_IDS) as MapName[]) {

@@ -12,6 +12,7 @@ import { nft, nftScript } from '../kernel/batch.ts';
 import {
   nftApply,
   nftBatch,
+  nftChainsNamed,
   nftDumpChains,
   nftDumpElements,
   nftDumpRules,
@@ -165,6 +166,7 @@ export const netlinkPath = nftNetlink;
 /** Netlink reads of one family's tables (GETCHAIN, GETSETELEM, GETRULE dumps); undefined: not there. */
 export const netlinkReads = (family: NftFamily) => ({
   chains: (table: string) => nftDumpChains(family, table),
+  chainsNamed: (table: string, names: string[]) => nftChainsNamed(family, table, names),
   elements: (table: string, set: string) => nftDumpElements(family, table, set),
   rules: (table: string, chain: string) => nftDumpRules(family, table, chain),
 });

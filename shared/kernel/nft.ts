@@ -6,6 +6,7 @@ import { libnft, libnftRun, NFT_CTX_OUTPUT_JSON, NFT_CTX_OUTPUT_TERSE } from './
 import type { NlMsg } from './netlink/codec.ts';
 import { errnoText } from './netlink/errno.ts';
 import {
+  chainGet,
   chainsDump,
   decodeChain,
   decodeElements,
@@ -174,12 +175,24 @@ export async function nftDumpRules(family: NftFamily, table: string, chain?: str
   return dumpOf(`rules of ${family} ${table}${chain ? ` ${chain}` : ''}`, netns, (seq) => rulesDump(family, table, chain, seq), decodeRule);
 }
 
-/** The chain names of `family table` (GETCHAIN dump); undefined when the table is not there. */
+/** The chain names of `family table` (GETCHAIN dump of the family, filtered here); undefined when the table has none. */
 export async function nftDumpChains(family: NftFamily, table: string, netns?: string): Promise<string[] | undefined> {
   await new Promise((r) => setImmediate(r));
   const all = dumpOf(`chains of ${family}`, netns, (seq) => chainsDump(family, table, seq), decodeChain);
   const mine = all?.filter((c) => c.table === table).map((c) => c.name);
   return mine?.length ? mine : undefined;
+}
+
+/**
+ * Which of `names` are chains of `family table` (one GETCHAIN each, not a dump of every chain
+ * of the family); undefined when none is (or there is no table).
+ */
+export async function nftChainsNamed(family: NftFamily, table: string, names: string[], netns?: string): Promise<string[] | undefined> {
+  await new Promise((r) => setImmediate(r));
+  const out: string[] = [];
+  for (const name of names)
+    if (dumpOf(`chain ${family} ${table} ${name}`, netns, (seq) => chainGet(family, table, name, seq), decodeChain)?.length) out.push(name);
+  return out.length ? out : undefined;
 }
 
 /** The elements of map/set `set` of `family table` (GETSETELEM dump); undefined when it is not there. */

@@ -421,6 +421,17 @@ export function chainsDump(family: NftFamily, table: string, seq: number): Uint8
   return encodeDump(NFT_MSG.GETCHAIN, family, [str(NFTA_CHAIN_TABLE, table)], seq);
 }
 
+/** GETCHAIN of one chain (not a dump): the chain and an ACK, or ENOENT. */
+export function chainGet(family: NftFamily, table: string, chain: string, seq: number): Uint8Array {
+  return encodeMessage({
+    type: (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG.GETCHAIN,
+    flags: C.NLM_F_REQUEST | C.NLM_F_ACK,
+    seq,
+    header: nfgenmsg(NFPROTO[family]),
+    attrs: [str(NFTA_CHAIN_TABLE, table), str(NFTA_CHAIN_NAME, chain)],
+  });
+}
+
 /** A NEWCHAIN message of a dump: table and name. Pure. */
 export function decodeChain(m: NlMsg): { table: string; name: string } {
   const a = new Attrs(payloadOf(m));
