@@ -22,6 +22,8 @@ import {
   saddrOf,
 } from '../shared/kernel/netlink/nftnl.ts';
 import { masqueradeMsgs } from '../shared/firewall/masquerade-nft.ts';
+import { addMsgs, elementKeyBytes, intervalElements4, removeMsgs } from '../plugins/portmap/nft-netlink.ts';
+import type { Settings } from '../plugins/portmap/config.ts';
 import { ownerComment } from '../shared/firewall/owner.ts';
 import { ROOT } from './helpers/run.ts';
 
@@ -82,6 +84,79 @@ describe('nf_tables messages (nftnl.ts) against nft 1.0.6', () => {
     );
     // create/append as nft; the last message asks for the one ACK
     expect(msgs.slice(1, -1).map((m) => m.flags)).toEqual([0x1, 0x401, 0xc01, 0xc01, 0xc05]);
+  });
+
+  it('the portmap ADD batch is byte for byte what nft sends for addScript', () => {
+    // test/fixtures/nft-netlink/portmap-batch.mnl.txt is `nft --debug=mnl -f` of plugins/portmap/nft.ts
+    // addScript for these settings and plan (table hnf_pm, one tcp mapping 18080 -> 10.231.0.5:80)
+    const nft = parseMnl(readFileSync(path.join(FIX, 'portmap-batch.mnl.txt'), 'utf8'));
+    const s = {
+      backend: 'nftables',
+      snat: true,
+      masqAll: false,
+      mark: 0x2000,
+      conditions: { 4: [], 6: [] },
+      nftTable: 'hnf_pm',
+      iptablesPrefix: 'X',
+    } as Settings;
+    const plans = [
+      {
+        container: { family: 4 as const, ip: '10.231.0.5', subnet: '10.231.0.0/24' },
+        mappings: [{ hostPort: 18080, containerPort: 80, protocol: 'tcp' as const }],
+        conditions: [],
+      },
+    ];
+    const ours = addMsgs(s, '01234567-0123456789abcdef', 'x', plans)!;
+    const msgs = parseMessages(encodeBatch(ours, 0).datagram);
+    expect(msgs.map((m) => m.type)).toEqual(nft.map((m) => m.type));
+    msgs.forEach((m, i) =>
+      expect(Buffer.from(m.payload).toString('hex'), `message ${i}: ${ours[i - 1]?.what}`).toBe(
+        Buffer.from(nft[i].payload).toString('hex'),
+      ),
+    );
+  });
+
+  it('portmap: element keys, the interval set of source ranges, and the DEL plan', () => {
+    const hx = (b: Uint8Array | undefined): string | undefined => b && Buffer.from(b).toString('hex');
+    expect(hx(elementKeyBytes({ hostPort: 8080, containerPort: 80, protocol: 'tcp' }))).toBe('060000001f900000');
+    expect(hx(elementKeyBytes({ hostPort: 53, containerPort: 53, protocol: 'udp', hostIP: '192.0.2.1' }))).toBe(
+      'c000020111000000' + '00350000',
+    );
+    expect(hx(elementKeyBytes({ hostPort: 1, containerPort: 1, protocol: 'sctp', hostIP: 'fd00::1' }))?.length).toBe(48);
+    const iv = (c: string[]): Array<[string, boolean]> | undefined => intervalElements4(c)?.map((e) => [hx(e.key)!, e.end === true]);
+    expect(iv(['127.0.0.0/8', '10.231.0.0/24'])).toEqual([
+      ['00000000', true],
+      ['0ae70000', false],
+      ['0ae70100', true],
+      ['7f000000', false],
+      ['80000000', true],
+    ]);
+    expect(iv(['127.0.0.0/8', '192.168.0.0/16'])).toEqual([
+      ['00000000', true],
+      ['7f000000', false],
+      ['80000000', true],
+      ['c0a80000', false],
+      ['c0a90000', true],
+    ]);
+    expect(iv(['127.0.0.0/8', '255.255.255.0/24'])?.at(-1)).toEqual(['ffffff00', false]); // no end past the last address
+    expect(iv(['127.0.0.0/8', '127.1.0.0/16'])).toBeUndefined(); // overlapping: nft merges, we take the text
+    expect(iv(['127.0.0.0/8', '128.0.0.0/8'])).toBeUndefined(); // adjacent: the same
+    const st = {
+      chains: new Set(['hostports', 'pm-a', 'pm-b', 'prerouting']),
+      elements: [
+        { map: 'hostport4' as const, key: Uint8Array.of(6, 0, 0, 0, 0, 80, 0, 0), target: 'pm-a' },
+        { map: 'hostport6' as const, key: Uint8Array.of(6, 0, 0, 0, 0, 80, 0, 0), target: 'pm-a' },
+        { map: 'hostport4' as const, key: Uint8Array.of(6, 0, 0, 0, 0, 81, 0, 0), target: 'pm-b' },
+      ],
+      legacy: [],
+    };
+    expect(removeMsgs('t', st, ['a']).map((m) => m.what)).toEqual([
+      'delete element inet t hostport4',
+      'delete element inet t hostport6',
+      'flush chain inet t pm-a',
+      'delete chain inet t pm-a',
+    ]);
+    expect(removeMsgs('t', st, ['zzz'])).toEqual([]);
   });
 
   it('address matches: whole-byte prefixes load only their bytes, others mask; nothing for what nft writes otherwise', () => {

@@ -184,7 +184,7 @@ describe('nf_tables netlink vs libnftables: portmap', () => {
       cniVersion: '1.0.0',
       interfaces: [{ name: 'eth0', sandbox: '/run/netns/hnf-none' }],
       ips: [
-        { address: '10.217.3.5/24', interface: 0 },
+        { address: '172.31.217.5/24', interface: 0 },
         { address: 'fd00:217::5/64', interface: 0 },
       ],
     };
@@ -192,7 +192,7 @@ describe('nf_tables netlink vs libnftables: portmap', () => {
       c1: [
         { hostPort: 18080, containerPort: 80, protocol: 'tcp' },
         { hostPort: 18053, containerPort: 53, protocol: 'udp' },
-        { hostPort: 18443, containerPort: 443, protocol: 'tcp', hostIP: '10.217.3.1' },
+        { hostPort: 18443, containerPort: 443, protocol: 'tcp', hostIP: '172.31.217.1' },
         { hostPort: 18444, containerPort: 443, protocol: 'sctp', hostIP: 'fd00:217::1' },
       ],
       c2: [{ hostPort: 18081, containerPort: 8080, protocol: 'tcp' }],
@@ -227,7 +227,7 @@ describe('nf_tables netlink vs libnftables: portmap', () => {
     }
     const t1 = JSON.stringify(await same());
     expect(t1).toContain('dnat');
-    expect(t1).toContain('10.217.3.0');
+    expect(t1).toContain('172.31.217.0');
     // the first ADD on the netlink path: one batch, no libnftables
     const first = readFileSync(traces.netlink, 'utf8').split('runtime started')[1];
     expect(first).toMatch(/nf_tables netlink add table inet cni_portmap \(\+\d+\) -> 0/);

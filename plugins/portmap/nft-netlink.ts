@@ -202,7 +202,7 @@ export function intervalElements4(cidrs: string[]): ElementSpec[] | undefined {
     const len = Number(l ?? 32);
     if (!b || b.length !== 4 || !Number.isInteger(len) || len < 1 || len > 32) return undefined;
     const size = 2 ** (32 - len);
-    const start = Math.floor((((b[0] << 24) >>> 0) | (b[1] << 16) | (b[2] << 8) | b[3]) / size) * size;
+    const start = Math.floor((((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) >>> 0) / size) * size;
     ranges.push([start, start + size]);
   }
   ranges.sort((a, b) => a[0] - b[0]);

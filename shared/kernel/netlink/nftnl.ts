@@ -634,7 +634,7 @@ export const ex2 = {
     ]),
   /** [ fib daddr type => reg 1 ] */
   fibDaddrType: (): Expr =>
-    expr('fib', [be32(1 /* DREG */, REG_1), be32(2 /* RESULT */, 3 /* ADDRTYPE */), be32(3 /* FLAGS */, 2 /* DADDR */)]),
+    expr('fib', [be32(3 /* FLAGS */, 2 /* DADDR */), be32(2 /* RESULT */, 3 /* ADDRTYPE */), be32(1 /* DREG */, REG_1)]),
   /** [ immediate reg 0 jump|goto -> CHAIN ] */
   verdict: (code: number, chain: string): Expr =>
     expr('immediate', [
@@ -655,6 +655,14 @@ export const ex2 = {
   /** [ cmp OP reg R VALUE ] */
   cmp: (op: number, value: Uint8Array, reg = REG_1): Expr =>
     expr('cmp', [be32(1, reg), be32(2, op), nest(3, [bytes(NFTA_DATA_VALUE, value)])]),
-  /** [ bitwise reg 1 = ( reg 1 & MASK ) ^ XOR ] */
-  bitwise: ex.bitwise,
+  /** [ bitwise reg 1 = ( reg 1 & MASK ) ^ XOR ] with NFTA_BITWISE_OP (bool), as nft writes an explicit `&`/`|` */
+  bitwise: (mask: Uint8Array, xor: Uint8Array): Expr =>
+    expr('bitwise', [
+      be32(1 /* SREG */, REG_1),
+      be32(2 /* DREG */, REG_1),
+      be32(6 /* OP */, 0 /* NFT_BITWISE_BOOL */),
+      be32(3 /* LEN */, mask.length),
+      nest(4 /* MASK */, [bytes(NFTA_DATA_VALUE, mask)]),
+      nest(5 /* XOR */, [bytes(NFTA_DATA_VALUE, xor)]),
+    ]),
 };
