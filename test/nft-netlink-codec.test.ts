@@ -24,6 +24,7 @@ import {
 import { masqueradeMsgs } from '../shared/firewall/masquerade-nft.ts';
 import { addMsgs, elementKeyBytes, intervalElements4, removeMsgs } from '../plugins/portmap/nft-netlink.ts';
 import type { Settings } from '../plugins/portmap/config.ts';
+import { macspoofMsgs } from '../plugins/bridge/macspoof.ts';
 import { ownerComment } from '../shared/firewall/owner.ts';
 import { ROOT } from './helpers/run.ts';
 
@@ -114,6 +115,21 @@ describe('nf_tables messages (nftnl.ts) against nft 1.0.6', () => {
         Buffer.from(nft[i].payload).toString('hex'),
       ),
     );
+  });
+
+  it('the macspoof batch is byte for byte what nft sends for macspoofScript', () => {
+    // macspoof-batch.mnl.txt: add table bridge hnf_b; add chain … macspoof { type filter hook prerouting priority -300; … };
+    // add rule bridge hnf_b macspoof iifname "veth1234abcd" ether saddr != 02:42:ac:11:00:02 counter drop comment "cni:01234567:0123456789abcdef x"
+    const nft = parseMnl(readFileSync(path.join(FIX, 'macspoof-batch.mnl.txt'), 'utf8'));
+    const ours = macspoofMsgs('hnf_b', owner, 'veth1234abcd', '02:42:ac:11:00:02')!;
+    ours[2].attrs[3] = { type: 7, value: commentUserdata('cni:01234567:0123456789abcdef x') };
+    const msgs = parseMessages(encodeBatch(ours, 0).datagram);
+    expect(msgs.map((m) => m.type)).toEqual(nft.map((m) => m.type));
+    msgs.forEach((m, i) =>
+      expect(Buffer.from(m.payload).toString('hex'), `message ${i}`).toBe(Buffer.from(nft[i].payload).toString('hex')),
+    );
+    expect(macspoofMsgs('t', owner, 'a-name-of-16-chr', '02:42:ac:11:00:02')).toBeUndefined();
+    expect(macspoofMsgs('t', owner, 'veth0', 'not-a-mac')).toBeUndefined();
   });
 
   it('portmap: element keys, the interval set of source ranges, and the DEL plan', () => {

@@ -62,6 +62,7 @@ describe('nf_tables netlink vs libnftables: masquerade (bridge ipMasq)', () => {
       cleanup.add(async () => {
         await deleteLink(v.br);
         await sh('nft', ['delete', 'table', 'inet', v.table], { allowFail: true });
+        await sh('nft', ['delete', 'table', 'bridge', v.table], { allowFail: true });
         rmSync(v.dataDir, { recursive: true, force: true });
         rmSync(v.traceFile, { force: true });
       });
@@ -74,6 +75,7 @@ describe('nf_tables netlink vs libnftables: masquerade (bridge ipMasq)', () => {
       bridge: nets[p].br,
       isGateway: true,
       ipMasq: true,
+      macspoofchk: true,
       nftTable: nets[p].table,
       ipam: {
         type: 'host-local',
@@ -103,6 +105,13 @@ describe('nf_tables netlink vs libnftables: masquerade (bridge ipMasq)', () => {
     expect(JSON.stringify(jn)).toContain('masquerade');
     expect((jn as unknown[]).filter((o) => (o as { rule?: unknown }).rule)).toHaveLength(4);
     expect(jn).toEqual(jt);
+    // the MAC spoof check, in the same transaction (bridge family); its port name differs per bridge
+    const spoof = async (p: Path): Promise<string> =>
+      JSON.stringify(await tableJson('bridge', nets[p].table))
+        .replace(/"veth[0-9a-f]+"/g, '"PORT"')
+        .replace(/([0-9a-f]{2}:){5}[0-9a-f]{2}/g, 'MAC');
+    expect(await spoof('netlink')).toContain('"drop"');
+    expect(await spoof('netlink')).toBe(await spoof('text'));
     ok(await call('netlink', 'netlink', 'CHECK', addN.json));
     ok(await call('text', 'netlink', 'CHECK', addT.json));
     // cross: the netlink path deletes the text path's rules and the other way round
@@ -118,7 +127,7 @@ describe('nf_tables netlink vs libnftables: masquerade (bridge ipMasq)', () => {
     const traced = (p: Path): string => (existsSync(nets[p].traceFile) ? readFileSync(nets[p].traceFile, 'utf8') : '');
     // the ADD on the netlink path: one batch, and libnftables never loaded by it
     const addTrace = traced('netlink').split('runtime started')[1] ?? '';
-    expect(addTrace).toMatch(/nf_tables netlink add table inet hnf_n_\w+ \(\+5\) -> 0/);
+    expect(addTrace).toMatch(/nf_tables netlink add table inet hnf_n_\w+ \(\+8\) -> 0/);
     expect(addTrace).not.toMatch(/libnftables/);
     expect(traced('text')).toMatch(/nf_tables netlink rules of inet hnf_t_\w+ postrouting: 4 messages/);
   }, 60_000);

@@ -130,6 +130,10 @@ export class NftMasquerade implements MasqueradeBackend {
     return masqueradeBaseScript(this.table) + masqueradeRulesScript(this.table, owner, entries);
   }
 
+  addMsgs(owner: MasqueradeOwner, entries: MasqueradeEntry[]): NftMsg[] | undefined {
+    return entries.length && netlinkPath() ? masqueradeMsgs(this.table, owner, entries) : undefined;
+  }
+
   async add(owner: MasqueradeOwner, entries: MasqueradeEntry[]): Promise<void> {
     if (!entries.length) return;
     const msgs = netlinkPath() ? masqueradeMsgs(this.table, owner, entries) : undefined;

@@ -643,6 +643,8 @@ export const ex2 = {
     ]),
   /** [ immediate reg R VALUE ] */
   immediate: (reg: number, value: Uint8Array): Expr => expr('immediate', [be32(1, reg), nest(2, [bytes(NFTA_DATA_VALUE, value)])]),
+  /** [ immediate reg 0 drop|accept ] (a verdict without a chain) */
+  verdictCode: (code: number): Expr => expr('immediate', [be32(1, 0), nest(2, [nest(NFTA_DATA_VERDICT, [be32(NFTA_VERDICT_CODE, code)])])]),
   /** [ nat dnat FAMILY addr_min reg 1 proto_min reg 2 flags 0x2 ] */
   dnat: (family: 4 | 6): Expr =>
     expr('nat', [
