@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 N=${BENCH_ITER:-20}
 H=hnfb-$$
 W=$(mktemp -d /tmp/hnfb-XXXXXX)
-trap 'ip netns del $H 2>/dev/null; ip netns del $H-c 2>/dev/null; rm -rf "$W"' EXIT
+trap 'ip netns del $H 2>/dev/null || true; ip netns del $H-c 2>/dev/null || true; rm -rf "$W"' EXIT
 ip netns add $H
 ip -n $H link set lo up
 cat > "$W/bridge.json" <<J
