@@ -72,7 +72,7 @@ export default tseslint.config(
           patterns: [
             {
               regex: '(^|/)kernel/nft(\\.ts)?$',
-              importNames: ['nftApply', 'nftTry', 'nftRun'],
+              importNames: ['nftApply', 'nftTry', 'nftRun', 'nftBatch'],
               message:
                 'Firewall owners write through shared/firewall/nft.ts (transaction, tryTransaction, converge), not shared/kernel/nft.ts.',
             },

@@ -29,9 +29,12 @@ interface Side {
 }
 const SIDES: Side[] = [
   { name: 'reference (Go)', bin: REF, env: {} },
-  { name: 'cni-ts netlink + libnftables (default)', bin: OURS, env: {} },
-  // libnftables not loadable: the automatic fallback, netlink in-process but `nft` processes
-  { name: 'cni-ts netlink, nft process', bin: OURS, env: { CNI_TS_LIBNFTABLES: 'none' } },
+  { name: 'cni-ts netlink + nf_tables netlink (default)', bin: OURS, env: {} },
+  // the plugins' firewall verbs through libnftables, as before session 4 (docs/netlink.md)
+  { name: 'cni-ts netlink + libnftables', bin: OURS, env: { CNI_TS_NFT_NETLINK: '0' } },
+  // libnftables not loadable and the firewall verbs on it: the automatic fallback, netlink for
+  // links but `nft` processes (with libnftables missing alone, the verbs stay nf_tables netlink)
+  { name: 'cni-ts netlink, nft process', bin: OURS, env: { CNI_TS_LIBNFTABLES: 'none', CNI_TS_NFT_NETLINK: '0' } },
   { name: 'cni-ts CNI_TS_NETLINK=0', bin: OURS, env: { CNI_TS_NETLINK: '0' } },
 ];
 

@@ -13,6 +13,7 @@ vi.mock('../shared/kernel/nft.ts', () => ({
     if (refuse(script)) throw new Error('refused');
     applied.push(script);
   }),
+  nftNetlink: () => false, // the text path: this test reads the scripts
   nftTry: vi.fn(async (script: string) => {
     if (refuse(script)) return { ok: false, stderr: `refused: ${script.trim()}` };
     applied.push(script);

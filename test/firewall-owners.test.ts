@@ -15,6 +15,7 @@ import {
   ownerComment,
   ownerName,
   ownerTag,
+  entriesFor,
   tagOfComment,
   tagOfName,
   type FirewallOwner,
@@ -22,7 +23,9 @@ import {
 import { FIREWALL_OWNERS, pendingWriters } from '../shared/firewall/owners.ts';
 import { deleteElementsScript, deleteRulesScript, setElements, tableOf, taggedElements, taggedRules } from '../shared/firewall/nft.ts';
 import { ensureLines, parseSaved, removeLines, restoreScript } from '../shared/firewall/iptables.ts';
-import { masqueradeRulesScript } from '../shared/firewall/masquerade-nft.ts';
+import { masqueradeMsgs, masqueradeRulesScript } from '../shared/firewall/masquerade-nft.ts';
+import { commentOfUserdata, type NftMsg } from '../shared/kernel/netlink/nftnl.ts';
+import { addMsgs as portmapNetlink } from '../plugins/portmap/nft-netlink.ts';
 import { ruleLines } from '../shared/firewall/masquerade-iptables.ts';
 import { macspoofScript } from '../plugins/bridge/macspoof.ts';
 import {
@@ -252,6 +255,25 @@ describe('the doors', () => {
     expect(removeLines(parseSaved('', 'filter'), want)).toEqual([]);
   });
 
+  it('the nf_tables netlink builders tag every rule of an attachment too (masquerade, portmap)', () => {
+    const owner = { network: 'netA', containerId: 'c1', ifname: 'eth0' };
+    const tag = ownerTag(owner);
+    const commentsOf = (msgs: NftMsg[]): Array<string | undefined> =>
+      msgs.filter((m) => m.msg === 6).map((m) => commentOfUserdata(m.attrs.find((a) => a.type === 7)?.value as Uint8Array | undefined));
+    const masq = commentsOf(masqueradeMsgs('t', owner, entriesFor(['10.1.2.5/24', 'fd00::5/64']))!);
+    expect(masq).toHaveLength(2);
+    for (const c of masq) expect(tagOfComment(c)).toBe(tag);
+    const s = settingsOf({ cniVersion: '1.0.0', name: 'netA', type: 'portmap' } as never);
+    const plans = planOf(s, [{ hostPort: 8080, containerPort: 80, protocol: 'tcp' }], {
+      4: { family: 4, ip: '10.1.2.5', subnet: '10.1.2.0/24' },
+    });
+    const att = attachmentTag('netA', 'c1', 'eth0');
+    const msgs = portmapNetlink(s, att, 'c1/eth0', plans)!;
+    const pmChain = msgs.filter((m) => m.msg === 6 && m.what.includes(`pm-${att}`));
+    expect(pmChain.length).toBe(2);
+    for (const c of commentsOf(pmChain)) expect(tagOfComment(c)).toBe(tag);
+  });
+
   it('no module outside shared/firewall/ (and the declared pending owners) writes nft or iptables transactions', () => {
     const allowed = new Set(pendingWriters());
     const files: string[] = [];
@@ -265,7 +287,7 @@ describe('the doors', () => {
     for (const d of ['shared', 'plugins', 'ipam', 'agent', 'tools']) walk(join(ROOT, d));
     files.push('main.ts', 'names.ts');
     const writes = /import\s*{([^}]*)}\s*from\s*'[^']*kernel\/(nft|iptables)\.ts'/g;
-    const WRITERS = /\b(nftApply|nftTry|nftRun|iptablesRestore|withIptablesLock)\b/;
+    const WRITERS = /\b(nftApply|nftTry|nftRun|nftBatch|iptablesRestore|withIptablesLock)\b/;
     const offenders = files.filter((f) => {
       if (f.startsWith('shared/kernel/') || f.startsWith('shared/firewall/') || allowed.has(f)) return false;
       const text = readFileSync(join(ROOT, f), 'utf8');

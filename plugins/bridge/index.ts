@@ -13,14 +13,13 @@ import { canonicalCIDR, canonicalIP, familyOf } from '../../shared/ipnet.ts';
 import { bridgeBatch, routes as readRoutes, type RouteInfo } from '../../shared/kernel/ip.ts';
 import { configureIface, deleteLink, getLink, linkAddresses, linkKind, ownNetnsLinkNames, randomMac } from '../../shared/kernel/link.ts';
 import { netnsExists, requireNetns } from '../../shared/kernel/netns.ts';
-import { transaction } from '../../shared/firewall/nft.ts';
 import { setSysctls } from '../../shared/kernel/sysctl.ts';
 import { createVethPair, hostVethCandidates, hostVethName, livePairOf } from '../../shared/kernel/veth.ts';
 import schema from '../../conf/schemas/bridge.schema.json' with { type: 'json' };
 import { ensureBridge, portVlanCommands } from './bridge.ts';
 import { vlanFilteringSupported } from '../../shared/kernel/link.ts';
 import { needsVlanFiltering, resolveSettings, type BridgeConf, type BridgeSettings } from './config.ts';
-import { macspoofAdd, macspoofDel, macspoofGc, macspoofPresent, macspoofScript } from './macspoof.ts';
+import { firewallTransaction, macspoofAdd, macspoofDel, macspoofGc, macspoofPresent } from './macspoof.ts';
 import { pickDns, planAdd } from './plan.ts';
 
 const ownerOf = (req: Request<BridgeConf>): MasqueradeOwner => ({
@@ -140,11 +139,11 @@ async function add(req: Request<BridgeConf>): Promise<Result> {
       const backend = masq.length ? await backendOf(s) : undefined;
       if (masq.length) undo.push(() => backend!.del(owner));
       if (s.macspoofchk) undo.push(() => macspoofDel(s.nftTable, owner));
-      let script = '';
-      if (backend?.addScript) script += backend.addScript(owner, masq);
-      else if (backend) firewall = backend.add(owner, masq);
-      if (s.macspoofchk) script += macspoofScript(s.nftTable, owner, hostName, contMac);
-      if (script) firewall = firewall.then(() => transaction(script));
+      // masquerade (nftables) and the MAC spoof check in one transaction (./macspoof.ts)
+      const joined = backend?.addScript && { script: backend.addScript(owner, masq), msgs: backend.addMsgs?.(owner, masq) };
+      if (backend && !joined) firewall = backend.add(owner, masq);
+      const spoof = s.macspoofchk ? { table: s.nftTable, owner, port: hostName, mac: contMac } : undefined;
+      if (joined || spoof) firewall = firewall.then(() => firewallTransaction(joined || undefined, spoof));
       firewall.catch(() => undefined); // awaited below, on success and on failure
       const hostCmds = (name: string): string[][] => {
         const cmds = [['link', 'set', 'dev', name, 'master', br.name]];

@@ -6,7 +6,7 @@ import { writeFileSync, readFileSync } from 'node:fs';
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
 import { conntrackDeleteUdpToPort } from '../../shared/kernel/conntrack.ts';
-import { routeGet } from '../../shared/kernel/ip.ts';
+import { routeDev } from '../../shared/kernel/ip.ts';
 import { validIfname } from '../../shared/cni/env.ts';
 import { canonicalizeKeys, canonicalizeListKeys } from '../../shared/cni/keys.ts';
 import schema from '../../conf/schemas/portmap.schema.json' with { type: 'json' };
@@ -40,7 +40,7 @@ function plansOf(req: Request<PortmapConf>, s: Settings): FamilyPlan[] {
  * `127.0.0.1:hostPort` works (the flow is then masqueraded in postrouting).
  */
 async function enableRouteLocalnet(req: Request<PortmapConf>, containerIP: string): Promise<void> {
-  const dev = (await routeGet(containerIP)).route?.dev;
+  const dev = await routeDev(containerIP);
   if (!dev || !validIfname(dev) || dev === 'lo') {
     req.log.warn(`no host interface routes to ${containerIP}; 127.0.0.1:hostPort will not reach it`);
     return;

@@ -4,7 +4,16 @@
  * (shared/firewall/nft.ts: `readTable`, `tryTransaction`, `converge`).
  */
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
-import { converge, readTable as readNftTable, tryTransaction } from '../../shared/firewall/nft.ts';
+import {
+  converge,
+  convergeNetlink,
+  netlinkPath,
+  netlinkReads,
+  readTable as readNftTable,
+  tryNetlinkTransaction,
+  tryTransaction,
+} from '../../shared/firewall/nft.ts';
+import { addMsgs, readRaw, removeMsgs } from './nft-netlink.ts';
 import { humanOfComment } from '../../shared/firewall/owner.ts';
 import { nftUnusable } from '../../shared/kernel/nft.ts';
 import type { FamilyPlan } from './config.ts';
@@ -45,8 +54,10 @@ function conflictError(st: TableState, tag: string, plans: FamilyPlan[]): CniErr
 
 export const nftBackend: Backend = {
   async add(s, tag, comment, plans) {
-    // Optimistic: one transaction. `create element` fails atomically when a key exists.
-    const first = await apply(addScript(s, tag, comment, plans, undefined));
+    // Optimistic: one transaction. `create element` fails atomically when a key exists. As
+    // nf_tables messages when it can (./nft-netlink.ts); the rare second round below is text.
+    const msgs = netlinkPath() ? addMsgs(s, tag, comment, plans) : undefined;
+    const first = msgs ? await tryNetlinkTransaction(msgs) : await apply(addScript(s, tag, comment, plans, undefined));
     if (first.ok) return;
     if (!/File exists/i.test(first.stderr))
       throw new CniError(ErrorCode.KernelOperation, `nft transaction for port mappings failed: ${first.stderr}`, first.stderr);
@@ -67,6 +78,14 @@ export const nftBackend: Backend = {
   async del(s, tag) {
     // Also the rules an earlier version left in the legacy base chains (see nft.ts). A
     // concurrent GC may remove some of it between the read and the write: re-read, retry.
+    if (netlinkPath()) {
+      await convergeNetlink(
+        () => readRaw(s.nftTable, netlinkReads('inet'), tag),
+        (st) => (st ? removeMsgs(s.nftTable, st, [tag]) : []),
+        { fail: (e) => new CniError(ErrorCode.KernelOperation, `nft could not remove port mappings: ${e}`, e) },
+      );
+      return;
+    }
     await converge(
       () => readTable(s.nftTable),
       (st) => (st ? script([...removeLines(s.nftTable, ownedBy(st, tag)), ...legacyRemoveLines(s.nftTable, st.listed)]) : ''),
@@ -106,6 +125,22 @@ export const nftBackend: Backend = {
 
   async gc(s, netTag, validTags) {
     // A concurrent DEL or GC may remove some of it between the read and the write: re-read, retry.
+    if (netlinkPath()) {
+      const prefix = `pm-${netTag}-`;
+      await convergeNetlink(
+        () => readRaw(s.nftTable, netlinkReads('inet')),
+        (st) => {
+          if (!st) return [];
+          const stale = [...st.chains]
+            .filter((c) => c.startsWith(prefix))
+            .map((c) => c.slice(3))
+            .filter((t) => !validTags.has(t));
+          return removeMsgs(s.nftTable, st, stale);
+        },
+        { fail: (e) => new CniError(ErrorCode.KernelOperation, `nft could not remove stale port mappings: ${e}`, e) },
+      );
+      return;
+    }
     await converge(
       () => readTable(s.nftTable),
       (st) => {

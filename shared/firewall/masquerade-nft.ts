@@ -8,7 +8,29 @@
 import type { Attachment } from '../cni/types.ts';
 import { familyOf } from '../ipnet.ts';
 import { nft, nftScript, nftString } from '../kernel/batch.ts';
-import { deleteRulesScript, deleteTaggedRules, listRules, taggedRules, transaction, type NftRule } from './nft.ts';
+import {
+  addBaseChain,
+  addRule,
+  addrMatch,
+  addTable,
+  delRule,
+  ex,
+  nfprotoIs,
+  PRIORITY,
+  saddrOf,
+  type NftMsg,
+} from '../kernel/netlink/nftnl.ts';
+import { nftDumpRules } from '../kernel/nft.ts';
+import {
+  deleteRulesScript,
+  deleteTaggedRules,
+  listRules,
+  netlinkPath,
+  netlinkTransaction,
+  taggedRules,
+  transaction,
+  type NftRule,
+} from './nft.ts';
 import {
   multicastOf,
   networkTag,
@@ -42,6 +64,34 @@ export function masqueradeRulesScript(table: string, owner: MasqueradeOwner, ent
   );
 }
 
+/**
+ * `masqueradeBaseScript` + `masqueradeRulesScript` as nf_tables messages, the same bytecode nft
+ * writes for that text (test/nft-netlink.test.ts compares both in a netns); undefined when an
+ * entry is one nft would write otherwise (the caller then applies the text). Pure.
+ */
+export function masqueradeMsgs(table: string, owner: MasqueradeOwner, entries: MasqueradeEntry[]): NftMsg[] | undefined {
+  const comment = ownerComment(owner);
+  const msgs: NftMsg[] = [addTable('inet', table), addBaseChain('inet', table, MASQ_CHAIN, 'nat', 'postrouting', PRIORITY.srcnat)];
+  for (const e of entries) {
+    const v = familyOf(e.ip) === 6 ? 6 : 4;
+    const src = addrMatch(v, 'saddr', false, e.ip);
+    const dst = addrMatch(v, 'daddr', true, e.subnet);
+    const mc = addrMatch(v, 'daddr', true, multicastOf(e.ip));
+    if (!src || !dst || !mc || familyOf(e.subnet.split('/')[0]) !== v) return undefined;
+    msgs.push(
+      addRule(
+        'inet',
+        table,
+        MASQ_CHAIN,
+        [...nfprotoIs(v), ...src, ...dst, ...mc, ex.counter(), ex.masq()],
+        comment,
+        `add rule inet ${table} ${MASQ_CHAIN} (${e.ip})`,
+      ),
+    );
+  }
+  return msgs;
+}
+
 /** The source address a masquerade rule matches (from its JSON expression). */
 function ruleSaddr(r: NftRule): string | undefined {
   for (const e of r.expr ?? []) {
@@ -49,6 +99,25 @@ function ruleSaddr(r: NftRule): string | undefined {
     if (m?.left?.payload?.field === 'saddr' && m.op === '==' && typeof m.right === 'string') return m.right;
   }
   return undefined;
+}
+
+/** The owner's rules with the source address each matches, by netlink (a GETRULE dump) or `nft -j`. */
+async function ownedRules(table: string, tag: string): Promise<Array<{ rule: NftRule; saddr?: string }>> {
+  if (netlinkPath()) {
+    const dumped = (await nftDumpRules('inet', table, MASQ_CHAIN)) ?? [];
+    const all = dumped.map((r) => ({
+      rule: { family: 'inet', table, chain: r.chain, handle: r.handle, comment: r.comment },
+      saddr: saddrOf(r),
+    }));
+    const mine = new Set(
+      taggedRules(
+        all.map((x) => x.rule),
+        (t) => t === tag,
+      ),
+    );
+    return all.filter((x) => mine.has(x.rule));
+  }
+  return taggedRules(await listRules('inet', table, MASQ_CHAIN), (t) => t === tag).map((rule) => ({ rule, saddr: ruleSaddr(rule) }));
 }
 
 export class NftMasquerade implements MasqueradeBackend {
@@ -61,7 +130,14 @@ export class NftMasquerade implements MasqueradeBackend {
     return masqueradeBaseScript(this.table) + masqueradeRulesScript(this.table, owner, entries);
   }
 
+  addMsgs(owner: MasqueradeOwner, entries: MasqueradeEntry[]): NftMsg[] | undefined {
+    return entries.length && netlinkPath() ? masqueradeMsgs(this.table, owner, entries) : undefined;
+  }
+
   async add(owner: MasqueradeOwner, entries: MasqueradeEntry[]): Promise<void> {
+    if (!entries.length) return;
+    const msgs = netlinkPath() ? masqueradeMsgs(this.table, owner, entries) : undefined;
+    if (msgs) return netlinkTransaction(msgs);
     const script = this.addScript(owner, entries);
     await transaction(script);
   }
@@ -74,22 +150,24 @@ export class NftMasquerade implements MasqueradeBackend {
   async dedupe(owner: MasqueradeOwner): Promise<void> {
     const tag = ownerTag(owner);
     const seen = new Set<string>();
-    const extra = taggedRules(await listRules('inet', this.table, MASQ_CHAIN), (t) => t === tag)
-      .sort((a, b) => a.handle - b.handle)
-      .filter((r) => {
-        const k = ruleSaddr(r) ?? String(r.handle);
+    const extra = (await ownedRules(this.table, tag))
+      .sort((a, b) => a.rule.handle - b.rule.handle)
+      .filter(({ rule, saddr }) => {
+        const k = saddr ?? String(rule.handle);
         if (!seen.has(k)) {
           seen.add(k);
           return false;
         }
         return true;
-      });
+      })
+      .map((x) => x.rule);
+    if (netlinkPath()) return netlinkTransaction(extra.map((r) => delRule('inet', this.table, r.chain, r.handle)));
     await transaction(deleteRulesScript(extra));
   }
 
   async missing(owner: MasqueradeOwner, entries: MasqueradeEntry[]): Promise<MasqueradeEntry[]> {
     const tag = ownerTag(owner);
-    const have = new Set(taggedRules(await listRules('inet', this.table, MASQ_CHAIN), (t) => t === tag).map(ruleSaddr));
+    const have = new Set((await ownedRules(this.table, tag)).map((x) => x.saddr));
     return entries.filter((e) => !have.has(e.ip));
   }
 

@@ -9,7 +9,19 @@
  */
 import { CniError, ErrorCode } from '../cni/errors.ts';
 import { nft, nftScript } from '../kernel/batch.ts';
-import { nftApply, nftList, nftTry, type NftObject } from '../kernel/nft.ts';
+import {
+  nftApply,
+  nftBatch,
+  nftChainsNamed,
+  nftDumpChains,
+  nftDumpElements,
+  nftDumpRules,
+  nftList,
+  nftNetlink,
+  nftTry,
+  type NftObject,
+} from '../kernel/nft.ts';
+import { delRule, type NftFamily, type NftMsg } from '../kernel/netlink/nftnl.ts';
 import { tagOfComment } from './owner.ts';
 
 /** A rule as `nft -j` lists it (the fields owners use). */
@@ -148,6 +160,46 @@ export async function converge<T>(
   }
 }
 
+/** Whether owners should hand messages (../kernel/netlink/nftnl.ts) rather than text: nf_tables netlink in-process. */
+export const netlinkPath = nftNetlink;
+
+/** Netlink reads of one family's tables (GETCHAIN, GETSETELEM, GETRULE dumps); undefined: not there. */
+export const netlinkReads = (family: NftFamily) => ({
+  chains: (table: string) => nftDumpChains(family, table),
+  chainsNamed: (table: string, names: string[]) => nftChainsNamed(family, table, names),
+  elements: (table: string, set: string) => nftDumpElements(family, table, set),
+  rules: (table: string, chain: string) => nftDumpRules(family, table, chain),
+});
+
+/** `transaction` as nf_tables messages: one netlink batch (atomic); a refusal throws (nft's words, the errno's code). */
+export async function netlinkTransaction(msgs: NftMsg[]): Promise<void> {
+  const r = await nftBatch(msgs);
+  if (!r.ok) throw new CniError(ErrorCode.KernelOperation, `nft transaction failed: ${r.stderr}`, r.stderr);
+}
+
+/** `tryTransaction` as nf_tables messages. */
+export async function tryNetlinkTransaction(msgs: NftMsg[]): Promise<{ ok: true } | { ok: false; stderr: string }> {
+  const r = await nftBatch(msgs);
+  return r.ok ? r : { ok: false, stderr: r.stderr };
+}
+
+/** `converge` with a netlink read and a transaction of messages (an empty plan writes nothing). */
+export async function convergeNetlink<T>(
+  read: () => Promise<T>,
+  plan: (state: T) => NftMsg[],
+  opts: { attempts?: number; fail?: (stderr: string) => Error } = {},
+): Promise<boolean> {
+  const attempts = opts.attempts ?? 3;
+  for (let attempt = 1; ; attempt++) {
+    const msgs = plan(await read());
+    if (!msgs.length) return false;
+    const r = await nftBatch(msgs);
+    if (r.ok) return true;
+    if (attempt >= attempts)
+      throw opts.fail?.(r.stderr) ?? new CniError(ErrorCode.KernelOperation, `nft transaction failed: ${r.stderr}`, r.stderr);
+  }
+}
+
 /**
  * Delete the rules of `family table [chain]` whose tag `match` accepts, in one transaction.
  * A rule deleted meanwhile by someone else (a concurrent GC) only causes a re-read. Returns how
@@ -160,6 +212,22 @@ export async function deleteTaggedRules(
   match: (tag: string) => boolean,
 ): Promise<number> {
   let n = 0;
+  if (netlinkPath()) {
+    // one GETRULE dump of the chain (handle and comment of each rule) and one DELRULE batch
+    const fam = family as NftFamily;
+    await convergeNetlink(
+      () => nftDumpRules(fam, table, chain),
+      (rules) => {
+        const mine = taggedRules(
+          (rules ?? []).map((r) => ({ family, table, chain: r.chain, handle: r.handle, comment: r.comment })),
+          match,
+        );
+        n = mine.length;
+        return mine.map((r) => delRule(fam, table, r.chain, r.handle));
+      },
+    );
+    return n;
+  }
   await converge(
     () => listRules(family, table, chain),
     (rules) => {

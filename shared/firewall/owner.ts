@@ -10,6 +10,7 @@
 import { sha256Hex } from '../hash.ts';
 import type { Attachment } from '../cni/types.ts';
 import { familyOf, formatCIDR, mustCIDR, network } from '../ipnet.ts';
+import type { NftMsg } from '../kernel/netlink/nftnl.ts';
 
 /** Who owns a rule: one attachment (network, container ID, ifname). */
 export interface MasqueradeOwner {
@@ -33,6 +34,11 @@ export interface MasqueradeBackend {
    * (e.g. bridge-family rules) into the same atomic transaction.
    */
   addScript?(owner: MasqueradeOwner, entries: MasqueradeEntry[]): string;
+  /**
+   * nftables only: `addScript` as nf_tables messages when the owner talks netlink (undefined:
+   * use the script), for the same joined transaction.
+   */
+  addMsgs?(owner: MasqueradeOwner, entries: MasqueradeEntry[]): NftMsg[] | undefined;
   /** Install the owner's rules (one transaction). */
   add(owner: MasqueradeOwner, entries: MasqueradeEntry[]): Promise<void>;
   /** Remove every rule of the owner; succeeds when there are none. */

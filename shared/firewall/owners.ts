@@ -76,7 +76,7 @@ export const FIREWALL_OWNERS: readonly OwnerDeclaration[] = [
       chains: ['<P>-HOSTPORT-DNAT', '<P>-HOSTPORT-SETMARK', '<P>-HOSTPORT-MASQ', '<P>-DN-<att14>', 'PREROUTING/OUTPUT/POSTROUTING (jumps)'],
     },
     tag: 'chain',
-    builders: ['plugins/portmap/nft.ts', 'plugins/portmap/iptables.ts'],
+    builders: ['plugins/portmap/nft.ts', 'plugins/portmap/nft-netlink.ts', 'plugins/portmap/iptables.ts'],
     door: 'shared/firewall',
   },
   {

@@ -122,3 +122,8 @@ export async function routeGet(dst: string, netns?: string): Promise<{ route?: R
   const list = JSON.parse(r.stdout || '[]') as Array<RouteInfo & { prefsrc?: string }>;
   return list[0] ? { route: list[0] } : { error: 'no route' };
 }
+
+/** The device of the route `ip route get DST` picks (undefined: none): one netlink request in-process (`routeGet`), else `ip`. */
+export async function routeDev(dst: string, netns?: string): Promise<string | undefined> {
+  return (await routeGet(dst, netns)).route?.dev;
+}

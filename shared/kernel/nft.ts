@@ -3,6 +3,23 @@ import { CniError, ErrorCode } from '../cni/errors.ts';
 import { run, type RunOptions, type RunResult } from './exec.ts';
 import { parseNftCounters, type NftCounter } from './stats.ts';
 import { libnft, libnftRun, NFT_CTX_OUTPUT_JSON, NFT_CTX_OUTPUT_TERSE } from './netlink/libnft.ts';
+import type { NlMsg } from './netlink/codec.ts';
+import { errnoText } from './netlink/errno.ts';
+import {
+  chainGet,
+  chainsDump,
+  decodeChain,
+  decodeElements,
+  decodeRule,
+  elementsDump,
+  rulesDump,
+  type DumpedElement,
+  type DumpedRule,
+  type NftFamily,
+  type NftMsg,
+} from './netlink/nftnl.ts';
+import { NftSocket } from './netlink/nftsock.ts';
+import { netlinkEnabled } from './netlink/socket.ts';
 
 /**
  * `run('nft', args, opts)`, in-process through libnftables when it is loaded (under Bun, unless
@@ -118,4 +135,68 @@ export async function nftTableText(family: string, table: string): Promise<{ tex
 export async function nftUnusable(): Promise<string | undefined> {
   const r = await nftRun(['list', 'tables'], { allowFail: true });
   return r.exitCode === 0 ? undefined : r.stderr.trim() || `exit ${r.exitCode}`;
+}
+
+// ---- nf_tables over netlink, without libnftables (docs/netlink.md, "nftables over netlink")
+
+/**
+ * Whether the firewall owners' hot verbs talk nf_tables netlink themselves (./netlink/nftnl.ts):
+ * under Bun with in-process netlink, unless CNI_TS_NFT_NETLINK=0 (then libnftables, as before;
+ * CNI_TS_NETLINK=0 takes the `nft` process for everything).
+ */
+export function nftNetlink(): boolean {
+  const v = process.env.CNI_TS_NFT_NETLINK;
+  if (v === '0' || v === 'off' || v === 'false') return false;
+  return netlinkEnabled();
+}
+
+/** One nf_tables transaction of messages (./netlink/nftnl.ts builds them): the outcome, never a throw for a refusal. */
+export async function nftBatch(msgs: NftMsg[], netns?: string): Promise<{ ok: true } | { ok: false; errno: number; stderr: string }> {
+  if (!msgs.length) return { ok: true };
+  await new Promise((r) => setImmediate(r)); // as the netlink entry points: work started beside us begins first
+  const r = NftSocket.get(netns).batch(msgs);
+  return r ? { ok: false, ...r } : { ok: true };
+}
+
+const ENOENT = 2;
+
+function dumpOf<T>(what: string, netns: string | undefined, req: (seq: number) => Uint8Array, decode: (m: NlMsg) => T): T[] | undefined {
+  const r = NftSocket.get(netns).dump(req, what);
+  if ('errno' in r) {
+    if (r.errno === ENOENT) return undefined;
+    throw new CniError(ErrorCode.KernelOperation, `nft could not list ${what}: ${errnoText(r.errno)}`, `errno ${r.errno}`);
+  }
+  return r.msgs.map(decode);
+}
+
+/** The rules of `family table [chain]` read by netlink (GETRULE dump); undefined when the table or chain is not there. */
+export async function nftDumpRules(family: NftFamily, table: string, chain?: string, netns?: string): Promise<DumpedRule[] | undefined> {
+  await new Promise((r) => setImmediate(r));
+  return dumpOf(`rules of ${family} ${table}${chain ? ` ${chain}` : ''}`, netns, (seq) => rulesDump(family, table, chain, seq), decodeRule);
+}
+
+/** The chain names of `family table` (GETCHAIN dump of the family, filtered here); undefined when the table has none. */
+export async function nftDumpChains(family: NftFamily, table: string, netns?: string): Promise<string[] | undefined> {
+  await new Promise((r) => setImmediate(r));
+  const all = dumpOf(`chains of ${family}`, netns, (seq) => chainsDump(family, table, seq), decodeChain);
+  const mine = all?.filter((c) => c.table === table).map((c) => c.name);
+  return mine?.length ? mine : undefined;
+}
+
+/**
+ * Which of `names` are chains of `family table` (one GETCHAIN each, not a dump of every chain
+ * of the family); undefined when none is (or there is no table).
+ */
+export async function nftChainsNamed(family: NftFamily, table: string, names: string[], netns?: string): Promise<string[] | undefined> {
+  await new Promise((r) => setImmediate(r));
+  const out: string[] = [];
+  for (const name of names)
+    if (dumpOf(`chain ${family} ${table} ${name}`, netns, (seq) => chainGet(family, table, name, seq), decodeChain)?.length) out.push(name);
+  return out.length ? out : undefined;
+}
+
+/** The elements of map/set `set` of `family table` (GETSETELEM dump); undefined when it is not there. */
+export async function nftDumpElements(family: NftFamily, table: string, set: string, netns?: string): Promise<DumpedElement[] | undefined> {
+  const r = dumpOf(`elements of ${family} ${table} ${set}`, netns, (seq) => elementsDump(family, table, set, seq), decodeElements);
+  return r?.flat();
 }
