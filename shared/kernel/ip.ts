@@ -4,7 +4,8 @@
  */
 import { batchable, batchScript } from './batch.ts';
 import { run, type RunResult } from './exec.ts';
-import { nlGetLink, nlIpBatch, nlRoutes } from './netlink/rtnl.ts';
+import { nlGetLink, nlIpBatch, nlListLinks, nlRoutes, nlRules } from './netlink/rtnl.ts';
+import type { RuleEntry } from './netlink/rule.ts';
 import type { LinkInfo, RouteInfo } from './iptypes.ts';
 
 export type { AddrInfo, LinkInfo, RouteInfo } from './iptypes.ts';
@@ -36,8 +37,8 @@ export async function listLinks(netns?: string): Promise<LinkInfo[]> {
 export async function ipBatch(cmds: string[][], netns?: string, family?: 4 | 6): Promise<void> {
   if (!cmds.length) return;
   const script = batchScript(cmds, 'ip -batch'); // checks every word, whichever path runs it
-  // `family`: lines that need -4/-6 (an IPv6 `rule`), which batch lines cannot carry themselves: always `ip`
-  if (!family && (await nlIpBatch(cmds, netns))) return;
+  // `family`: lines that need -4/-6 (an IPv6 `rule`), which batch lines cannot carry themselves (in-process: rules only)
+  if (await nlIpBatch(cmds, netns, family)) return;
   await run('ip', [...(family ? [`-${family}`] : []), '-batch', '-'], { input: script, netns });
 }
 
@@ -108,4 +109,33 @@ export async function routeGet(dst: string, netns?: string): Promise<{ route?: R
   if (r.exitCode !== 0) return { error: r.stderr.replace(/^RTNETLINK answers:\s*/, '').trim() || `exit ${r.exitCode}` };
   const list = JSON.parse(r.stdout || '[]') as Array<RouteInfo & { prefsrc?: string }>;
   return list[0] ? { route: list[0] } : { error: 'no route' };
+}
+
+/** `ip -json -details link show`: every link of the netns, without addresses (in-process under Bun). */
+export async function linkList(netns?: string): Promise<LinkInfo[]> {
+  const nl = await nlListLinks(netns);
+  if (nl) return nl;
+  return ipJson<LinkInfo[]>(['-details', 'link', 'show'], netns);
+}
+
+export type { RuleEntry } from './netlink/rule.ts';
+
+/** `ip -json -<family> rule show` (in-process under Bun): priority, src, srclen, table of each rule, with its family. */
+export async function rules(family: 4 | 6, netns?: string): Promise<RuleEntry[]> {
+  const nl = await nlRules(family, netns);
+  if (nl) return nl;
+  return (await ipJson<Array<Omit<RuleEntry, 'family'>>>([`-${family}`, 'rule', 'show'], netns)).map((r) => ({ ...r, family }));
+}
+
+/**
+ * `ip -json -d -<family> route show dev DEV table main`: the routes of one device in the main
+ * table with `-d`'s always-printed type, protocol and scope (in-process under Bun).
+ */
+export async function mainRoutesOf(family: 4 | 6, dev: string, netns?: string): Promise<RouteInfo[]> {
+  const nl = await nlRoutes(family, netns, []);
+  if (nl)
+    return nl
+      .filter((r) => r.dev === dev)
+      .map((r) => ({ ...r, type: r.type ?? 'unicast', protocol: r.protocol ?? 'boot', scope: r.scope ?? 'global' }));
+  return ipJson<RouteInfo[]>(['-d', `-${family}`, 'route', 'show', 'dev', dev, 'table', 'main'], netns);
 }

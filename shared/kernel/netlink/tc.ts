@@ -1,0 +1,251 @@
+/**
+ * The `tc` commands of bandwidth's hot path, as rtnetlink requests (RTM_NEWQDISC,
+ * RTM_DELQDISC, RTM_NEWTFILTER), built as iproute2 6.1's `tc` builds them: a TBF at a root
+ * (with tc's rate table, buffer in ticks and limit from the latency), the ingress qdisc, a u32
+ * match-all filter with a mirred egress redirect, and deleting a root or ingress qdisc.
+ * `parseTcCommand` reads one `tc -batch` line into an operation; anything it does not know
+ * (HTB, classes, subnet filters, other options) returns undefined and the whole batch runs
+ * through `tc`, so a command is never half-understood (as ipcmd.ts for `ip`). Pure: link
+ * indexes and the kernel's clock figures come from the caller.
+ */
+import * as C from './constants.ts';
+import { attr, type AttrSpec, type NlRequest } from './codec.ts';
+
+export const RTM_NEWQDISC = 36;
+export const RTM_DELQDISC = 37;
+export const RTM_GETQDISC = 38;
+export const RTM_NEWTFILTER = 44;
+export const RTM_DELTFILTER = 45;
+export const RTM_GETTFILTER = 46;
+
+export const TCA_KIND = 1;
+export const TCA_OPTIONS = 2;
+
+export const TC_H_ROOT = 0xffffffff;
+export const TC_H_INGRESS = 0xfffffff1;
+
+const TCA_TBF_PARMS = 1;
+const TCA_TBF_RTAB = 2;
+const TCA_TBF_RATE64 = 4;
+const TCA_TBF_BURST = 6;
+
+const TCA_U32_CLASSID = 1;
+const TCA_U32_SEL = 5;
+const TCA_U32_ACT = 7;
+const TC_U32_TERMINAL = 1;
+
+const TCA_ACT_KIND = 1;
+const TCA_ACT_OPTIONS = 2;
+const TCA_MIRRED_PARMS = 2;
+const TCA_EGRESS_REDIR = 1;
+const TC_ACT_STOLEN = 4;
+
+const ETH_P_ALL = 0x0003;
+const LINKLAYER_ETHERNET = 1;
+const TIME_UNITS_PER_SEC = 1_000_000;
+
+export type TcOp =
+  | { op: 'tbf'; dev: string; handle: number; rateBytes: number; burstBytes: number; latencyUs: number }
+  | { op: 'ingress'; dev: string }
+  | { op: 'redirect'; dev: string; prio: number; flowid: number; to: string }
+  | { op: 'qdisc-del'; dev: string; root: true; handle: number }
+  | { op: 'qdisc-del'; dev: string; ingress: true };
+
+/** "1:" / "ffff:" / "1:1" → the 32-bit handle (major:minor, hex as tc reads them). */
+export function parseHandle(s: string | undefined, minor = false): number | undefined {
+  if (!s) return undefined;
+  const m = minor ? /^([0-9a-f]{1,4}):([0-9a-f]{1,4})$/i.exec(s) : /^([0-9a-f]{1,4}):$/i.exec(s);
+  if (!m) return undefined;
+  return ((parseInt(m[1], 16) << 16) | (minor ? parseInt(m[2], 16) : 0)) >>> 0;
+}
+
+const uint = (s: string | undefined): number | undefined => (s !== undefined && /^\d+$/.test(s) ? Number(s) : undefined);
+
+/** "20000000bit" → bytes per second (what tc's get_rate64 makes of it); only the plain "bit" unit. */
+function rateOf(s: string | undefined): number | undefined {
+  const m = s ? /^(\d+)bit$/.exec(s) : null;
+  if (!m) return undefined;
+  const bytes = Math.trunc(Number(m[1]) / 8);
+  return bytes > 0 && Number.isSafeInteger(bytes) ? bytes : undefined;
+}
+
+const devName = (s: string | undefined): string | undefined => (s && s.length <= 15 && !s.includes('/') ? s : undefined);
+
+/** One `tc` argv (without "tc") → an operation, or undefined when this module does not do it. */
+export function parseTcCommand(a: string[]): TcOp | undefined {
+  const w = a.join(' ');
+  let m: RegExpExecArray | null;
+  // qdisc add dev D root handle H tbf rate Rbit burst B latency Lus
+  if ((m = /^qdisc add dev (\S+) root handle (\S+) tbf rate (\S+) burst (\d+) latency (\d+)us$/.exec(w))) {
+    const [dev, handle, rate, burst, lat] = [devName(m[1]), parseHandle(m[2]), rateOf(m[3]), uint(m[4]), uint(m[5])];
+    if (!dev || handle === undefined || !rate || !burst || burst > 0xffffffff || !lat || lat > 0xffffffff) return undefined;
+    return { op: 'tbf', dev, handle, rateBytes: rate, burstBytes: burst, latencyUs: lat };
+  }
+  if ((m = /^qdisc add dev (\S+) handle ffff: ingress$/.exec(w))) {
+    const dev = devName(m[1]);
+    return dev ? { op: 'ingress', dev } : undefined;
+  }
+  if (
+    (m =
+      /^filter add dev (\S+) parent ffff: protocol all prio (\d+) u32 match u32 0 0 flowid (\S+) action mirred egress redirect dev (\S+)$/.exec(
+        w,
+      ))
+  ) {
+    const [dev, prio, flowid, to] = [devName(m[1]), uint(m[2]), parseHandle(m[3], true), devName(m[4])];
+    if (!dev || !prio || prio > 0xffff || flowid === undefined || !to) return undefined;
+    return { op: 'redirect', dev, prio, flowid, to };
+  }
+  if ((m = /^qdisc del dev (\S+) root handle (\S+)$/.exec(w))) {
+    const [dev, handle] = [devName(m[1]), parseHandle(m[2])];
+    return dev && handle !== undefined ? { op: 'qdisc-del', dev, root: true, handle } : undefined;
+  }
+  if ((m = /^qdisc del dev (\S+) handle ffff: ingress$/.exec(w))) {
+    const dev = devName(m[1]);
+    return dev ? { op: 'qdisc-del', dev, ingress: true } : undefined;
+  }
+  return undefined;
+}
+
+/** Every line or none, as parseIpBatch. */
+export function parseTcBatch(cmds: string[][]): TcOp[] | undefined {
+  const out: TcOp[] = [];
+  for (const c of cmds) {
+    const op = parseTcCommand(c);
+    if (!op) return undefined;
+    out.push(op);
+  }
+  return out;
+}
+
+/** struct tcmsg: family, pad, ifindex, handle, parent, info. */
+export function tcmsg(m: { index: number; handle?: number; parent?: number; info?: number }): Uint8Array {
+  const b = new Uint8Array(20);
+  const v = new DataView(b.buffer);
+  v.setInt32(4, m.index, true);
+  v.setUint32(8, (m.handle ?? 0) >>> 0, true);
+  v.setUint32(12, (m.parent ?? 0) >>> 0, true);
+  v.setUint32(16, (m.info ?? 0) >>> 0, true);
+  return b;
+}
+
+/** The kernel's packet-scheduler clock as tc reads it (/proc/net/psched): ticks per microsecond. */
+export function tickInUsec(psched: string): number {
+  const [t2us, us2t, clockRes] = psched
+    .trim()
+    .split(/\s+/)
+    .map((x) => parseInt(x, 16));
+  if (!us2t || !clockRes) return 1;
+  const t2 = clockRes === 1_000_000_000 ? us2t : t2us;
+  return (t2 / us2t) * (clockRes / TIME_UNITS_PER_SEC);
+}
+
+/** C's conversion of a double to a 32-bit unsigned (x86-64: truncate to 64 bits, keep the low 32). */
+const toU32 = (x: number): number => Number(BigInt.asUintN(32, BigInt(Math.trunc(x))));
+
+/** tc_calc_xmittime (iproute2 6.1): microseconds to send `size` bytes at `rate` B/s, in ticks. */
+export function xmittime(rate: number, size: number, tick: number): number {
+  return toU32(toU32((TIME_UNITS_PER_SEC * size) / rate) * tick);
+}
+
+/**
+ * TCA_OPTIONS of `tc qdisc add ... tbf rate R burst B latency L` (q_tbf.c, tc_core.c of
+ * iproute2 6.1): struct tc_tbf_qopt with the rate spec (cell_log 3 from the default 2047
+ * mtu, ethernet link layer, cell_align -1), limit = rate × latency + burst, buffer = the
+ * burst's transmit time in ticks; TCA_TBF_BURST; TCA_TBF_RATE64 above 4 GB/s; the rate table.
+ */
+export function tbfOptions(rateBytes: number, burstBytes: number, latencyUs: number, tick: number): AttrSpec[] {
+  const rate32 = rateBytes >= 2 ** 32 ? 0xffffffff : rateBytes;
+  const limit = toU32((rateBytes * latencyUs) / TIME_UNITS_PER_SEC + burstBytes);
+  const cellLog = 3; // mtu 2047 >> 3 <= 255
+  const rtab = new Uint8Array(1024);
+  const rv = new DataView(rtab.buffer);
+  for (let i = 0; i < 256; i++) rv.setUint32(i * 4, xmittime(rate32, (i + 1) << cellLog, tick), true);
+  const parms = new Uint8Array(36);
+  const p = new DataView(parms.buffer);
+  p.setUint8(0, cellLog);
+  p.setUint8(1, LINKLAYER_ETHERNET);
+  p.setInt16(4, -1, true); // cell_align
+  p.setUint32(8, rate32, true);
+  // peakrate (12 bytes) stays zero
+  p.setUint32(24, limit, true);
+  p.setUint32(28, xmittime(rate32, burstBytes, tick), true);
+  const opts: AttrSpec[] = [attr.bytes(TCA_TBF_PARMS, parms), attr.u32(TCA_TBF_BURST, burstBytes)];
+  if (rateBytes >= 2 ** 32) {
+    const r64 = new Uint8Array(8);
+    new DataView(r64.buffer).setBigUint64(0, BigInt(rateBytes), true);
+    opts.push(attr.bytes(TCA_TBF_RATE64, r64));
+  }
+  opts.push(attr.bytes(TCA_TBF_RTAB, rtab));
+  return opts;
+}
+
+/** TCA_OPTIONS of the u32 match-all filter with `action mirred egress redirect dev` (f_u32.c, m_mirred.c). */
+function redirectOptions(flowid: number, toIndex: number): AttrSpec[] {
+  const mirred = new Uint8Array(28); // struct tc_mirred: tc_gen (index, capab, action, refcnt, bindcnt), eaction, ifindex
+  const mv = new DataView(mirred.buffer);
+  mv.setInt32(8, TC_ACT_STOLEN, true);
+  mv.setInt32(20, TCA_EGRESS_REDIR, true);
+  mv.setUint32(24, toIndex, true);
+  const sel = new Uint8Array(32); // struct tc_u32_sel (16 bytes) + one tc_u32_key (mask 0, val 0, off 0, offmask 0)
+  sel[0] = TC_U32_TERMINAL;
+  sel[2] = 1; // nkeys
+  return [
+    attr.u32(TCA_U32_CLASSID, flowid),
+    attr.nest(TCA_U32_ACT, [
+      attr.nest(1, [attr.str(TCA_ACT_KIND, 'mirred'), attr.nest(TCA_ACT_OPTIONS, [attr.bytes(TCA_MIRRED_PARMS, mirred)], true)]),
+    ]),
+    attr.bytes(TCA_U32_SEL, sel),
+  ];
+}
+
+export interface TcContext {
+  /** ifindex of a link in the socket's netns (throws tc's "Cannot find device" when absent) */
+  index(name: string): number;
+  /** ticks per microsecond (tickInUsec of /proc/net/psched) */
+  tick(): number;
+}
+
+const REQ_ACK = C.NLM_F_REQUEST | C.NLM_F_ACK;
+const CREATE = REQ_ACK | C.NLM_F_CREATE | C.NLM_F_EXCL;
+
+/** The netlink request for one operation, as tc builds it. */
+export function buildTcRequest(op: TcOp, ctx: TcContext): NlRequest {
+  const index = ctx.index(op.dev);
+  switch (op.op) {
+    case 'tbf':
+      return {
+        type: RTM_NEWQDISC,
+        flags: CREATE,
+        header: tcmsg({ index, handle: op.handle, parent: TC_H_ROOT }),
+        attrs: [attr.str(TCA_KIND, 'tbf'), attr.nest(TCA_OPTIONS, tbfOptions(op.rateBytes, op.burstBytes, op.latencyUs, ctx.tick()))],
+      };
+    case 'ingress':
+      return {
+        type: RTM_NEWQDISC,
+        flags: CREATE,
+        header: tcmsg({ index, handle: 0xffff0000, parent: TC_H_INGRESS }),
+        attrs: [attr.str(TCA_KIND, 'ingress')],
+      };
+    case 'redirect': {
+      // tcm_info: priority in the upper 16 bits, the protocol (network order) in the lower
+      const proto = ((ETH_P_ALL & 0xff) << 8) | (ETH_P_ALL >> 8);
+      return {
+        type: RTM_NEWTFILTER,
+        flags: CREATE,
+        header: tcmsg({ index, parent: 0xffff0000, info: ((op.prio << 16) | proto) >>> 0 }),
+        attrs: [attr.str(TCA_KIND, 'u32'), attr.nest(TCA_OPTIONS, redirectOptions(op.flowid, ctx.index(op.to)))],
+      };
+    }
+    case 'qdisc-del':
+      if ('root' in op) return { type: RTM_DELQDISC, flags: REQ_ACK, header: tcmsg({ index, handle: op.handle, parent: TC_H_ROOT }) };
+      return {
+        type: RTM_DELQDISC,
+        flags: REQ_ACK,
+        header: tcmsg({ index, handle: 0xffff0000, parent: TC_H_INGRESS }),
+        attrs: [attr.str(TCA_KIND, 'ingress')],
+      };
+  }
+}
+
+/** The `tc` words of a line, for messages and traces. */
+export const describeTc = (argv: string[]): string => `tc ${argv.slice(0, 8).join(' ')}`;
