@@ -127,15 +127,20 @@ export async function rules(family: 4 | 6, netns?: string): Promise<RuleEntry[]>
   return (await ipJson<Array<Omit<RuleEntry, 'family'>>>([`-${family}`, 'rule', 'show'], netns)).map((r) => ({ ...r, family }));
 }
 
+/** A route as `ip -d` prints it: type, protocol and scope always there (`unicast`, `boot`, `global` when the plain print leaves them out). */
+export const withDetails = (r: RouteInfo): RouteInfo => ({
+  ...r,
+  type: r.type ?? 'unicast',
+  protocol: r.protocol ?? 'boot',
+  scope: r.scope ?? 'global',
+});
+
 /**
  * `ip -json -d -<family> route show dev DEV table main`: the routes of one device in the main
  * table with `-d`'s always-printed type, protocol and scope (in-process under Bun).
  */
 export async function mainRoutesOf(family: 4 | 6, dev: string, netns?: string): Promise<RouteInfo[]> {
   const nl = await nlRoutes(family, netns, []);
-  if (nl)
-    return nl
-      .filter((r) => r.dev === dev)
-      .map((r) => ({ ...r, type: r.type ?? 'unicast', protocol: r.protocol ?? 'boot', scope: r.scope ?? 'global' }));
+  if (nl) return nl.filter((r) => r.dev === dev).map(withDetails);
   return ipJson<RouteInfo[]>(['-d', `-${family}`, 'route', 'show', 'dev', dev, 'table', 'main'], netns);
 }

@@ -384,10 +384,12 @@ export function buildRequest(op: IpOp, ctx: BuildContext): NlRequest {
       const table = op.table ?? C.RT_TABLE_MAIN;
       // iproute2 (iproute_modify): add = proto boot, type unicast, scope link without a
       // gateway; del = scope nowhere, no protocol or type
-      const scope = op.scope ?? (del ? C.RT_SCOPE_NOWHERE : op.via ? C.RT_SCOPE_UNIVERSE : C.RT_SCOPE_LINK);
+      // (an IPv6 route always universe: the kernel has no scope for them)
+      const scope =
+        op.scope ?? (family === C.AF_INET6 ? C.RT_SCOPE_UNIVERSE : del ? C.RT_SCOPE_NOWHERE : op.via ? C.RT_SCOPE_UNIVERSE : C.RT_SCOPE_LINK);
       const at: AttrSpec[] = [];
       if (table >= 256) at.push(attr.u32(C.RTA_TABLE, table));
-      if (len > 0) at.push(attr.bytes(C.RTA_DST, bytes));
+      at.push(attr.bytes(C.RTA_DST, bytes)); // iproute2 sends it for any address given, 0.0.0.0/0 too (only `default` goes without)
       if (op.src) at.push(attr.bytes(C.RTA_PREFSRC, ipBytes(op.src)!));
       if (op.via) at.push(attr.bytes(C.RTA_GATEWAY, ipBytes(op.via)!));
       if (op.metric !== undefined) at.push(attr.u32(C.RTA_PRIORITY, op.metric));
