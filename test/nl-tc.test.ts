@@ -15,7 +15,15 @@ import { decodeRoute, resolveRoute } from '../shared/kernel/netlink/decode.ts';
 import { codeOfErrno } from '../shared/kernel/netlink/errno.ts';
 import { buildRequest, parseIpBatch, parseIpCommand, type BuildContext } from '../shared/kernel/netlink/ipcmd.ts';
 import { decodeRule, parseRule, RTM_NEWRULE } from '../shared/kernel/netlink/rule.ts';
-import { buildTcRequest, parseTcBatch, parseTcCommand, tbfOptions, tickInUsec, xmittime, type TcContext } from '../shared/kernel/netlink/tc.ts';
+import {
+  buildTcRequest,
+  parseTcBatch,
+  parseTcCommand,
+  tbfOptions,
+  tickInUsec,
+  xmittime,
+  type TcContext,
+} from '../shared/kernel/netlink/tc.ts';
 import { encodeMessage } from '../shared/kernel/netlink/codec.ts';
 import { withDetails } from '../shared/kernel/ip.ts';
 import { rootCommands, redirectCommands, limitsOf, shaperOf } from '../plugins/bandwidth/config.ts';
@@ -90,9 +98,13 @@ function attrsSorted(h: string): { head: string; attrs: string[] } {
   const b = Buffer.from(h, 'hex');
   const type = b.readUInt16LE(4);
   const fixed = type === C.RTM_NEWLINK ? 16 : type >= 32 && type <= 34 ? 12 : type >= 36 ? 20 : 12;
-  const head = b.subarray(0, 16 + fixed).toString('hex').slice(0, 8 * 2) + b.subarray(4, 16 + fixed).toString('hex');
+  const head =
+    b
+      .subarray(0, 16 + fixed)
+      .toString('hex')
+      .slice(0, 8 * 2) + b.subarray(4, 16 + fixed).toString('hex');
   const attrs: string[] = [];
-  for (let off = 16 + fixed; off + 4 <= b.length; ) {
+  for (let off = 16 + fixed; off + 4 <= b.length;) {
     const len = b.readUInt16LE(off);
     const a = Buffer.from(b.subarray(off, off + len));
     // IFLA_LINKINFO > IFLA_INFO_KIND: iproute2 sends the kind without its NUL, we with (the kernel takes both)
@@ -128,7 +140,10 @@ describe('the lines the plugins write are all understood (no process)', () => {
   });
 
   it('bandwidth with subnets (HTB, classes, u32 matches) is left to tc, as a whole batch', () => {
-    const l = { ...limitsOf({ cniVersion: '1.0.0', name: 'n', type: 'bandwidth', ingressRate: 8000, ingressBurst: 80 })!, shapedSubnets: ['10.0.0.0/8'] };
+    const l = {
+      ...limitsOf({ cniVersion: '1.0.0', name: 'n', type: 'bandwidth', ingressRate: 8000, ingressBurst: 80 })!,
+      shapedSubnets: ['10.0.0.0/8'],
+    };
     const cmds = rootCommands('veth1', shaperOf(8000, 80)!, l, 'src');
     expect(cmds[0]).toContain('htb');
     expect(parseTcBatch(cmds)).toBeUndefined();
@@ -163,7 +178,8 @@ describe('the lines the plugins write are all understood (no process)', () => {
     ];
     for (const hints of [false, true]) {
       const plan = planRoutes(ips, 'eth0', routes, new Set([255, 254, 253]), {}, hints);
-      for (const batch of [plan.rules[4], plan.rules[6], plan.commands, plan.deletions]) expect(parseIpBatch(batch), JSON.stringify(batch)).toBeDefined();
+      for (const batch of [plan.rules[4], plan.rules[6], plan.commands, plan.deletions])
+        expect(parseIpBatch(batch), JSON.stringify(batch)).toBeDefined();
     }
     expect(parseIpBatch(planRulesOnly(ips, 500)[6])).toBeDefined();
     const del = rulesToDelete(

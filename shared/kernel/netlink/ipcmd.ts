@@ -386,7 +386,8 @@ export function buildRequest(op: IpOp, ctx: BuildContext): NlRequest {
       // gateway; del = scope nowhere, no protocol or type
       // (an IPv6 route always universe: the kernel has no scope for them)
       const scope =
-        op.scope ?? (family === C.AF_INET6 ? C.RT_SCOPE_UNIVERSE : del ? C.RT_SCOPE_NOWHERE : op.via ? C.RT_SCOPE_UNIVERSE : C.RT_SCOPE_LINK);
+        op.scope ??
+        (family === C.AF_INET6 ? C.RT_SCOPE_UNIVERSE : del ? C.RT_SCOPE_NOWHERE : op.via ? C.RT_SCOPE_UNIVERSE : C.RT_SCOPE_LINK);
       const at: AttrSpec[] = [];
       if (table >= 256) at.push(attr.u32(C.RTA_TABLE, table));
       at.push(attr.bytes(C.RTA_DST, bytes)); // iproute2 sends it for any address given, 0.0.0.0/0 too (only `default` goes without)
