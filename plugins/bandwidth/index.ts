@@ -6,7 +6,7 @@
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
 import type { Interface, Result } from '../../shared/cni/types.ts';
-import { getLink, ipBatch, linkList, type LinkInfo } from '../../shared/kernel/ip.ts';
+import { getLink, ipBatch, linksNamed, type LinkInfo } from '../../shared/kernel/ip.ts';
 import { deleteLink, randomMac } from '../../shared/kernel/link.ts';
 import { tcBatch, tcClasses, tcJson, type QdiscInfo } from '../../shared/kernel/tc.ts';
 import schema from '../../conf/schemas/bandwidth.schema.json' with { type: 'json' };
@@ -47,7 +47,7 @@ function kernelError(e: unknown, what: string): never {
 async function hostInterface(req: Request<BandwidthConf>, prev: Result): Promise<LinkInfo | undefined> {
   const hostNames = new Set((prev.interfaces ?? []).filter((i) => !i.sandbox).map((i) => i.name));
   if (!hostNames.size) return undefined;
-  const host = (await linkList()).filter((l) => hostNames.has(l.ifname));
+  const host = await linksNamed([...hostNames]);
   const veths = host.filter((l) => l.linkinfo?.info_kind === 'veth');
   if (veths.length === 1) return veths[0];
   if (!req.env.netns) return undefined;

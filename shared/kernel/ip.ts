@@ -4,7 +4,7 @@
  */
 import { batchable, batchScript } from './batch.ts';
 import { run, type RunResult } from './exec.ts';
-import { nlGetLink, nlIpBatch, nlListLinks, nlRoutes, nlRules } from './netlink/rtnl.ts';
+import { nlGetLink, nlIpBatch, nlLinksNamed, nlListLinks, nlRoutes, nlRules } from './netlink/rtnl.ts';
 import type { RuleEntry } from './netlink/rule.ts';
 import type { LinkInfo, RouteInfo } from './iptypes.ts';
 
@@ -116,6 +116,14 @@ export async function linkList(netns?: string): Promise<LinkInfo[]> {
   const nl = await nlListLinks(netns);
   if (nl) return nl;
   return ipJson<LinkInfo[]>(['-details', 'link', 'show'], netns);
+}
+
+/** The links of these names (absent ones left out), as `ip -json -details link show` gives them (in-process under Bun: no dump). */
+export async function linksNamed(names: string[], netns?: string): Promise<LinkInfo[]> {
+  const nl = await nlLinksNamed(names, netns);
+  if (nl) return nl;
+  const want = new Set(names);
+  return (await ipJson<LinkInfo[]>(['-details', 'link', 'show'], netns)).filter((l) => want.has(l.ifname));
 }
 
 export type { RuleEntry } from './netlink/rule.ts';
