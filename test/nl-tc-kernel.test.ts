@@ -77,7 +77,7 @@ async function chained(
   const del2 = await runPlugin(type, { ...args, command: 'DEL', config: { ...config, prevResult: add.json } });
   expect(del2.exitCode, del2.stdout + del2.stderr).toBe(0);
   const after = norm(await snapshot(ns, host, containerId));
-  return { state, after, tools: [...spawned(add), ...spawned(del)] };
+  return { state, after, tools: [...spawned(add), ...spawned(check), ...spawned(del)] };
 }
 
 async function both(
@@ -92,7 +92,7 @@ async function both(
   expect(nl.after.split('\n')).toEqual(proc.after.split('\n'));
   expect(nl.tools.filter((t) => KERNEL_TOOLS.includes(t))).toEqual([]);
   expect(proc.tools.some((t) => KERNEL_TOOLS.includes(t))).toBe(true); // the fallback really is the process path
-  console.log(`${type}: processes ADD+DEL netlink ${nl.tools.length}, fallback ${proc.tools.length} (${proc.tools.join(' ')})`);
+  console.log(`${type}: processes ADD+CHECK+DEL netlink ${nl.tools.length}, fallback ${proc.tools.length} (${proc.tools.join(' ')})`);
   return { nl, proc };
 }
 

@@ -17,6 +17,10 @@ import { buildRequest, parseIpBatch, parseIpCommand, type BuildContext } from '.
 import { decodeRule, parseRule, RTM_NEWRULE } from '../shared/kernel/netlink/rule.ts';
 import {
   buildTcRequest,
+  decodeFilter,
+  decodeQdisc,
+  RTM_NEWQDISC,
+  RTM_NEWTFILTER,
   parseTcBatch,
   parseTcCommand,
   tbfOptions,
@@ -282,6 +286,39 @@ describe('dumps and refusals from the kernel', () => {
       expect(got).toEqual(fx.cases.find((c) => c.name === `route dump ${fam}`)!.ip);
     });
   }
+
+  it('qdisc dump: kind, handle, root/parent, TBF rate and burst (from the kernel’s ticks, as tc computes it), HTB default', () => {
+    const want = fx.cases.find((c) => c.name === 'qdisc dump')!.ip as Record<string, Array<Record<string, unknown>>>;
+    const got = msgsOf('qdisc dump')
+      .filter((m) => m.type === RTM_NEWQDISC)
+      .map((m) => decodeQdisc(m, tickInUsec(PSCHED)));
+    for (const dev of ['v0', 'ifb0', 'ifb2']) {
+      const mine = got.filter((q) => q.ifindex === indexOf(dev));
+      expect(mine.length, dev).toBe(want[dev].length);
+      mine.forEach(({ ifindex: _, options, ...q }, i) => {
+        const tc = want[dev][i];
+        expect(tc).toMatchObject(q);
+        // every option we decode is what tc printed (tc prints more: latency, limit, r2q…)
+        expect(tc.options).toMatchObject(options ?? {});
+      });
+    }
+    expect(got.find((q) => q.ifindex === indexOf('ifb0'))?.options).toEqual({ rate: 5_000_000_000, burst: 4_294_965_000 });
+    expect(got.find((q) => q.ifindex === indexOf('ifb2'))?.options).toEqual({ default: '0x30' });
+  });
+
+  it('filter dump: the u32 filter’s mirred action and the device it redirects to', () => {
+    const names = (i: number): string | undefined => Object.entries(fx.indexes).find(([, x]) => x === i)?.[0];
+    const got = msgsOf('filter dump v0 ingress')
+      .filter((m) => m.type === RTM_NEWTFILTER)
+      .map((m) => decodeFilter(m, names));
+    const want = fx.cases.find((c) => c.name === 'filter dump v0 ingress')!.ip as Array<Record<string, unknown>>;
+    expect(got.length).toBe(want.length);
+    got.forEach(({ ifindex, kind, options }, i) => {
+      expect(ifindex).toBe(indexOf('v0'));
+      expect(want[i]).toMatchObject({ kind, ...(options?.actions?.length ? { options } : {}) });
+    });
+    expect(got.flatMap((f) => f.options?.actions ?? [])).toEqual([{ kind: 'mirred', to_dev: 'ifb0' }]);
+  });
 
   it('deleting a qdisc that is not there: EINVAL with the kernel’s "Invalid handle" (what tc prints), code 100', () => {
     const err = msgsOf('tc error del missing').find((m) => m.type === C.NLMSG_ERROR && parseError(m).errno !== 0)!;

@@ -5,7 +5,7 @@
 import { batchScript } from './batch.ts';
 import { run, type RunResult } from './exec.ts';
 import { sha512Hex } from '../hash.ts';
-import { nlTcBatch } from './netlink/rtnl.ts';
+import { nlTcBatch, nlTcShow } from './netlink/rtnl.ts';
 
 /** Several `tc` commands (argv without "tc") in one process; throws (code 100) on the first failure (`force`: runs them all). */
 export async function tcBatch(
@@ -24,6 +24,8 @@ export async function tcBatch(
 
 /** `tc -json <args>` parsed; [] when the device does not exist. */
 export async function tcJson<T>(args: string[], netns?: string): Promise<T[]> {
+  const nl = await nlTcShow(args, netns); // qdisc show / filter show ingress in-process under Bun
+  if (nl) return nl as T[];
   const r = await run('tc', ['-json', ...args], { netns, allowFail: true });
   if (r.exitCode !== 0 || !r.stdout.trim()) return [];
   return JSON.parse(r.stdout) as T[];

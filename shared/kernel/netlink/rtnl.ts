@@ -16,7 +16,20 @@ import { closeFd, netlinkEnabled, NetlinkError, openFd, RtnlSocket, SysError } f
 import { readFileSync } from 'node:fs';
 import type { RunResult } from '../exec.ts';
 import { decodeRule, fibRuleHdr, RTM_GETRULE, RTM_NEWRULE, type RuleEntry } from './rule.ts';
-import { buildTcRequest, describeTc, parseTcBatch, tickInUsec, type TcContext } from './tc.ts';
+import {
+  buildTcRequest,
+  decodeFilter,
+  decodeQdisc,
+  describeTc,
+  parseTcBatch,
+  RTM_GETQDISC,
+  RTM_GETTFILTER,
+  RTM_NEWQDISC,
+  RTM_NEWTFILTER,
+  tcmsg,
+  tickInUsec,
+  type TcContext,
+} from './tc.ts';
 
 export { netlinkEnabled };
 
@@ -341,4 +354,52 @@ export async function nlTcBatch(
   if (errors.length && !opts.allowFail)
     throw new CniError(ErrorCode.KernelOperation, `tc -batch${where} failed: ${errors[0]}`, errors.join('\n'));
   return { exitCode: errors.length ? 1 : 0, stdout: '', stderr: errors.join('\n') };
+}
+
+/**
+ * `tc -json qdisc show dev D` and `tc -json filter show dev D ingress` in-process (what
+ * bandwidth's CHECK reads: netlink/tc.ts decodeQdisc / decodeFilter); [] when the device does
+ * not exist (as tcJson); undefined for any other arguments (the caller runs `tc`).
+ */
+export async function nlTcShow(args: string[], netns?: string): Promise<unknown[] | undefined> {
+  if (!netlinkEnabled()) return undefined;
+  const w = args.join(' ');
+  const q = /^qdisc show dev (\S+)$/.exec(w);
+  const f = /^filter show dev (\S+) ingress$/.exec(w);
+  if (!q && !f) return undefined;
+  await yieldOnce();
+  const { sock, done } = socketFor(netns);
+  try {
+    const index = indexOf(sock, (q ?? f)![1]);
+    if (index === undefined) return [];
+    if (q) {
+      return sock
+        .request({ type: RTM_GETQDISC, flags: C.NLM_F_REQUEST | C.NLM_F_DUMP, header: tcmsg({ index }) }, `tc qdisc show dev ${q[1]}`)
+        .filter((m) => m.type === RTM_NEWQDISC)
+        .map((m) => decodeQdisc(m, psTick()))
+        .filter((e) => e.ifindex === index)
+        .map(({ ifindex: _, ...e }) => e);
+    }
+    const names = new Map<number, string | undefined>();
+    const nameOf = (i: number): string | undefined => {
+      if (!names.has(i)) names.set(i, linkByIndex(sock, i)?.ifname);
+      return names.get(i);
+    };
+    let msgs;
+    try {
+      msgs = sock.request(
+        { type: RTM_GETTFILTER, flags: C.NLM_F_REQUEST | C.NLM_F_DUMP, header: tcmsg({ index, parent: 0xffff0000 }) },
+        `tc filter show dev ${f![1]} ingress`,
+      );
+    } catch (e) {
+      if (e instanceof NetlinkError) return []; // no ingress qdisc: tc prints nothing
+      throw e;
+    }
+    return msgs
+      .filter((m) => m.type === RTM_NEWTFILTER)
+      .map((m) => decodeFilter(m, nameOf))
+      .map(({ ifindex: _, ...e }) => e);
+  } finally {
+    done();
+  }
 }

@@ -9,7 +9,7 @@
  * indexes and the kernel's clock figures come from the caller.
  */
 import * as C from './constants.ts';
-import { attr, type AttrSpec, type NlRequest } from './codec.ts';
+import { attr, Attrs, type AttrSpec, type NlMsg, type NlRequest } from './codec.ts';
 
 export const RTM_NEWQDISC = 36;
 export const RTM_DELQDISC = 37;
@@ -249,3 +249,84 @@ export function buildTcRequest(op: TcOp, ctx: TcContext): NlRequest {
 
 /** The `tc` words of a line, for messages and traces. */
 export const describeTc = (argv: string[]): string => `tc ${argv.slice(0, 8).join(' ')}`;
+
+// ---------------------------------------------------------------- reading (bandwidth's CHECK)
+
+const TCA_HTB_INIT = 2;
+
+/** A qdisc in the fields `tc -json qdisc show` prints that bandwidth's CHECK reads. */
+export interface QdiscEntry {
+  ifindex: number;
+  kind: string;
+  handle: string;
+  root?: boolean;
+  parent?: string;
+  options?: Record<string, unknown>;
+}
+
+/** tc_calc_xmitsize (iproute2 6.1): the bytes sent in `ticks` at `rate` B/s, as tc prints a TBF's burst. */
+export function xmitsize(rate: number, ticks: number, tick: number): number {
+  return toU32((rate * toU32(ticks / tick)) / TIME_UNITS_PER_SEC);
+}
+
+const hexHandle = (h: number): string => `${(h >>> 16).toString(16)}:${(h & 0xffff) === 0 ? '' : (h & 0xffff).toString(16)}`;
+
+/** RTM_NEWQDISC → `tc -json qdisc show` fields: kind, handle, root / parent, tbf rate and burst, htb default. */
+export function decodeQdisc(m: NlMsg, tick: number): QdiscEntry {
+  const v = new DataView(m.payload.buffer, m.payload.byteOffset, m.payload.byteLength);
+  const ifindex = v.getInt32(4, true);
+  const handle = v.getUint32(8, true);
+  const parent = v.getUint32(12, true);
+  const a = new Attrs(m.payload, 20);
+  const q: QdiscEntry = { ifindex, kind: a.str(TCA_KIND) ?? '', handle: `${(handle >>> 16).toString(16)}:` };
+  if (parent === TC_H_ROOT) q.root = true;
+  else if (parent) q.parent = hexHandle(parent);
+  // TCA_OPTIONS is nested attributes for tbf and htb only (pfifo_fast sends a bare struct)
+  const opts = q.kind === 'tbf' || q.kind === 'htb' ? a.nested(TCA_OPTIONS) : undefined;
+  if (opts && q.kind === 'tbf') {
+    const p = opts.bytes(TCA_TBF_PARMS);
+    if (p && p.length >= 36) {
+      const pv = new DataView(p.buffer, p.byteOffset, p.byteLength);
+      const r64 = opts.bytes(TCA_TBF_RATE64);
+      const rate =
+        r64 && r64.length >= 8 ? Number(new DataView(r64.buffer, r64.byteOffset, 8).getBigUint64(0, true)) : pv.getUint32(8, true);
+      q.options = { rate, burst: xmitsize(rate, pv.getUint32(28, true), tick) };
+    }
+  } else if (opts && q.kind === 'htb') {
+    const g = opts.bytes(TCA_HTB_INIT);
+    if (g && g.length >= 12)
+      q.options = { default: `0x${new DataView(g.buffer, g.byteOffset, g.byteLength).getUint32(8, true).toString(16)}` };
+  }
+  return q;
+}
+
+/** A filter in the fields `tc -json filter show` prints that bandwidth's CHECK reads: its actions' kind and mirred target. */
+export interface FilterEntry {
+  ifindex: number;
+  kind: string;
+  options?: { actions?: Array<{ kind?: string; to_dev?: string }> };
+}
+
+/** RTM_NEWTFILTER → kind and (u32) actions, a mirred's target device named by `nameOf`. */
+export function decodeFilter(m: NlMsg, nameOf: (index: number) => string | undefined): FilterEntry {
+  const v = new DataView(m.payload.buffer, m.payload.byteOffset, m.payload.byteLength);
+  const a = new Attrs(m.payload, 20);
+  const f: FilterEntry = { ifindex: v.getInt32(4, true), kind: a.str(TCA_KIND) ?? '' };
+  const acts = f.kind === 'u32' ? a.nested(TCA_OPTIONS)?.nested(TCA_U32_ACT) : undefined;
+  if (acts) {
+    const actions: Array<{ kind?: string; to_dev?: string }> = [];
+    for (const [, value] of acts.all) {
+      const act = new Attrs(value);
+      const kind = act.str(TCA_ACT_KIND);
+      const entry: { kind?: string; to_dev?: string } = { kind };
+      const parms = kind === 'mirred' ? act.nested(TCA_ACT_OPTIONS)?.bytes(TCA_MIRRED_PARMS) : undefined;
+      if (parms && parms.length >= 28) {
+        const idx = new DataView(parms.buffer, parms.byteOffset, parms.byteLength).getUint32(24, true);
+        entry.to_dev = nameOf(idx) ?? `if${idx}`;
+      }
+      actions.push(entry);
+    }
+    f.options = { actions };
+  }
+  return f;
+}
