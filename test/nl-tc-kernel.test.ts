@@ -6,6 +6,7 @@
  * namespaces of this test (prefix "htc"), and `tc -j` / `ip -j` / sysctl outputs compared.
  */
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cleanup, deleteLink, inNs, makeNetns, sh, type TestNetns } from './helpers/netns.ts';
@@ -148,7 +149,7 @@ describe('in-process netlink and the process fallback make the same kernel state
 
   it('tuning: sysctl, MTU, MAC, promisc, allmulticast, txqueuelen; DEL restores them', async () => {
     const dataDir = `/run/cni/htc-tuning-${hex(3)}`;
-    cleanup.add(() => sh('rm', ['-rf', dataDir]));
+    // both sides write their backup there (the first side's cleanup runs before the second): removed at the end
     const { nl } = await both(
       'tuning',
       {
@@ -165,7 +166,7 @@ describe('in-process netlink and the process fallback make the same kernel state
           (await out('ip', ['-j', 'link', 'show', 'dev', 'eth0'], ns)).replace(/"address":"(?!02:00:0e)[^"]+"/g, '"address":"ORIGINAL"'),
           await out('sysctl', ['net.ipv4.conf.eth0.rp_filter', 'net.ipv6.conf.eth0.hop_limit'], ns),
         ].join('\n'),
-    );
+    ).finally(() => rmSync(dataDir, { recursive: true, force: true }));
     expect(nl.state).toMatch(/PROMISC/);
     expect(nl.state).toMatch(/"mtu":1400.*"txqlen":700.*"address":"02:00:0e:21:43:05"/);
     expect(nl.state).toMatch(/rp_filter = 2\nnet.ipv6.conf.eth0.hop_limit = 33/);
