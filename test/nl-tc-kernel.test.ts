@@ -78,7 +78,9 @@ async function chained(
   const del2 = await runPlugin(type, { ...args, command: 'DEL', config: { ...config, prevResult: add.json } });
   expect(del2.exitCode, del2.stdout + del2.stderr).toBe(0);
   const after = norm(await snapshot(ns, host, containerId));
-  return { state, after, tools: [...spawned(add), ...spawned(check), ...spawned(del)] };
+  // (bandwidth's CHECK of subnet shaping reads the HTB classes with `tc class show`: a process on both sides)
+  const checked = conf.shapedSubnets || conf.unshapedSubnets ? [] : spawned(check);
+  return { state, after, tools: [...spawned(add), ...checked, ...spawned(del)] };
 }
 
 async function both(
@@ -123,6 +125,35 @@ describe('in-process netlink and the process fallback make the same kernel state
     expect(nl.state).toMatch(/"mirred_action":"redirect","direction":"egress","to_dev":"IFB"/);
     expect(nl.state).toMatch(/"kind":"tbf","handle":"1:","root":true,"refcnt":\d+,"options":\{"rate":1500000,"burst":\d+/); // tc prints 12000 B as 11998
     expect(nl.after).not.toMatch(/tbf|ingress|IFB/);
+  });
+
+  it('bandwidth with shapedSubnets: HTB at the root, its two classes, a u32 filter per subnet; DEL removes them', async () => {
+    const { nl } = await both(
+      'bandwidth',
+      {
+        ingressRate: 20_000_000,
+        ingressBurst: 1_000_000,
+        egressRate: 12_000_000,
+        egressBurst: 96_000,
+        shapedSubnets: ['10.0.0.0/8', '192.0.2.7/32'],
+      },
+      async (_ns, host, id) => {
+        const ifb = ifbName('htcnet', id);
+        return (
+          await Promise.all(
+            [host, ifb].flatMap((d) => [
+              out('tc', ['-j', 'qdisc', 'show', 'dev', d]),
+              out('tc', ['-d', 'class', 'show', 'dev', d]),
+              out('tc', ['-j', 'filter', 'show', 'dev', d]),
+            ]),
+          )
+        ).join('\n');
+      },
+    );
+    expect(nl.state).toMatch(/"kind":"htb","handle":"1:","root":true/);
+    expect(nl.state).toMatch(/class htb 1:30 root prio 0 quantum 60000 rate 20Mbit ceil 20Mbit/);
+    expect(nl.state).toMatch(/"match":\{"value":"a000000","mask":"ff000000","offmask":"","off":12\}/);
+    expect(nl.after).not.toMatch(/htb/);
   });
 
   it('sbr: a rule per address, the routes moved into tables 100/101; DEL removes the rules', async () => {

@@ -19,6 +19,7 @@ import {
   buildTcRequest,
   decodeFilter,
   decodeQdisc,
+  hzOf,
   RTM_NEWQDISC,
   RTM_NEWTFILTER,
   parseTcBatch,
@@ -55,7 +56,7 @@ const indexOf = (name: string): number => {
   if (i === undefined) throw new Error(`Cannot find device "${name}"`);
   return i;
 };
-const tcCtx: TcContext = { index: indexOf, tick: () => tickInUsec(PSCHED) };
+const tcCtx: TcContext = { index: indexOf, tick: () => tickInUsec(PSCHED), hz: () => hzOf(PSCHED) };
 /** the descriptor `ip` used for `netns PATH` (its 4th open file: 0-2, the netlink socket, then the nsfs file) */
 const NS_FD = 4;
 const ipCtx: BuildContext = { index: indexOf, nsFd: () => NS_FD };
@@ -143,15 +144,17 @@ describe('the lines the plugins write are all understood (no process)', () => {
     expect(parseTcBatch(cmds)?.map((o) => o.op)).toEqual(['tbf', 'tbf', 'ingress', 'redirect', 'qdisc-del', 'qdisc-del']);
   });
 
-  it('bandwidth with subnets (HTB, classes, u32 matches) is left to tc, as a whole batch', () => {
-    const l = {
-      ...limitsOf({ cniVersion: '1.0.0', name: 'n', type: 'bandwidth', ingressRate: 8000, ingressBurst: 80 })!,
-      shapedSubnets: ['10.0.0.0/8'],
-    };
-    const cmds = rootCommands('veth1', shaperOf(8000, 80)!, l, 'src');
-    expect(cmds[0]).toContain('htb');
-    expect(parseTcBatch(cmds)).toBeUndefined();
-    expect(parseTcBatch([...redirectCommands('v', 'i'), cmds[1]])).toBeUndefined();
+  it('bandwidth with subnets: the HTB, its two classes and a u32 filter per subnet (either family)', () => {
+    const base = limitsOf({ cniVersion: '1.0.0', name: 'n', type: 'bandwidth', ingressRate: 8000, ingressBurst: 80 })!;
+    for (const l of [
+      { ...base, shapedSubnets: ['10.0.0.0/8', '192.0.2.7/32'] },
+      { ...base, unshapedSubnets: ['fd00::/56', '::/0'] },
+    ]) {
+      const cmds = rootCommands('veth1', shaperOf(8000, 80)!, l, 'src');
+      expect(parseTcBatch(cmds)?.map((o) => o.op)).toEqual(['htb', 'htb-class', 'htb-class', 'u32-match', 'u32-match']);
+    }
+    expect(hzOf(PSCHED)).toBe(1_000_000_000);
+    expect(hzOf('00000001 00000001 00000064 00000064')).toBe(100);
   });
 
   it('tc lines with anything else are refused', () => {
@@ -165,6 +168,10 @@ describe('the lines the plugins write are all understood (no process)', () => {
       'filter add dev v0 parent ffff: protocol ip prio 1 u32 match u32 0 0 flowid 1:1 action mirred egress redirect dev i',
       'filter add dev v0 parent ffff: protocol all prio 1 u32 match u32 0 0 flowid 1:1 action mirred ingress redirect dev i',
       'qdisc del dev v0 root',
+      'class add dev v0 parent 1: classid 1:30 htb rate 8000bit burst 10 ceil 16000bit quantum 60000',
+      'filter add dev v0 parent 1: protocol ip prio 16 u32 match ip6 src fd00::/8 classid 1:1',
+      'filter add dev v0 parent 1: protocol ip prio 16 u32 match ip src 10.0.0.0/33 classid 1:1',
+      'filter add dev v0 parent 1: protocol ip prio 16 u32 match ip sport 80 0xffff classid 1:1',
       'qdisc add dev a-very-long-device-name handle ffff: ingress',
     ])
       expect(parseTcCommand(w.split(' ')), w).toBeUndefined();

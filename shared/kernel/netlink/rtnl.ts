@@ -27,6 +27,7 @@ import {
   RTM_NEWQDISC,
   RTM_NEWTFILTER,
   tcmsg,
+  hzOf,
   tickInUsec,
   type TcContext,
 } from './tc.ts';
@@ -305,6 +306,7 @@ export async function nlRules(family: 4 | 6, netns?: string): Promise<RuleEntry[
 }
 
 let tick: number | undefined;
+let hz: number | undefined;
 /** ticks per microsecond of the packet scheduler clock, read once (the same in every netns) */
 const psTick = (): number => (tick ??= tickInUsec(readFileSync('/proc/net/psched', 'utf8')));
 
@@ -333,6 +335,7 @@ export async function nlTcBatch(
       return i;
     },
     tick: psTick,
+    hz: () => (hz ??= hzOf(readFileSync('/proc/net/psched', 'utf8'))),
   };
   try {
     for (let i = 0; i < cmds.length; i++) {

@@ -9,7 +9,7 @@
  * indexes and the kernel's clock figures come from the caller.
  */
 import * as C from './constants.ts';
-import { attr, Attrs, type AttrSpec, type NlMsg, type NlRequest } from './codec.ts';
+import { attr, Attrs, ipBytes, type AttrSpec, type NlMsg, type NlRequest } from './codec.ts';
 
 export const RTM_NEWQDISC = 36;
 export const RTM_DELQDISC = 37;
@@ -44,8 +44,32 @@ const ETH_P_ALL = 0x0003;
 const LINKLAYER_ETHERNET = 1;
 const TIME_UNITS_PER_SEC = 1_000_000;
 
+export const RTM_NEWTCLASS = 40;
+
+const TCA_HTB_PARMS = 1;
+const TCA_HTB_INIT = 2;
+const TCA_HTB_CTAB = 3;
+const TCA_HTB_RTAB = 4;
+const TCA_HTB_RATE64 = 6;
+const TCA_HTB_CEIL64 = 7;
+/** tc's HTB class mtu (q_htb.c) and the scheduler clock tc divides a rate by for a default burst */
+const HTB_MTU = 1600;
+
 export type TcOp =
   | { op: 'tbf'; dev: string; handle: number; rateBytes: number; burstBytes: number; latencyUs: number }
+  | { op: 'htb'; dev: string; handle: number; defcls: number }
+  | { op: 'htb-class'; dev: string; parent: number; classid: number; rateBytes: number; burst: number; cburst?: number; quantum: number }
+  | {
+      op: 'u32-match';
+      dev: string;
+      parent: number;
+      prio: number;
+      family: 4 | 6;
+      field: 'src' | 'dst';
+      addr: Uint8Array;
+      len: number;
+      classid: number;
+    }
   | { op: 'ingress'; dev: string }
   | { op: 'redirect'; dev: string; prio: number; flowid: number; to: string }
   | { op: 'qdisc-del'; dev: string; root: true; handle: number }
@@ -80,6 +104,36 @@ export function parseTcCommand(a: string[]): TcOp | undefined {
     const [dev, handle, rate, burst, lat] = [devName(m[1]), parseHandle(m[2]), rateOf(m[3]), uint(m[4]), uint(m[5])];
     if (!dev || handle === undefined || !rate || !burst || burst > 0xffffffff || !lat || lat > 0xffffffff) return undefined;
     return { op: 'tbf', dev, handle, rateBytes: rate, burstBytes: burst, latencyUs: lat };
+  }
+  if ((m = /^qdisc add dev (\S+) root handle (\S+) htb default ([0-9a-f]{1,8})$/.exec(w))) {
+    const [dev, handle] = [devName(m[1]), parseHandle(m[2])];
+    return dev && handle !== undefined ? { op: 'htb', dev, handle, defcls: parseInt(m[3], 16) } : undefined;
+  }
+  if ((m = /^class add dev (\S+) parent (\S+) classid (\S+) htb rate (\S+) burst (\d+)(?: cburst (\d+))? quantum (\d+)$/.exec(w))) {
+    const [dev, parent, classid, rate, burst, quantum] = [
+      devName(m[1]),
+      parseHandle(m[2]),
+      parseHandle(m[3], true),
+      rateOf(m[4]),
+      uint(m[5]),
+      uint(m[7]),
+    ];
+    const cburst = m[6] === undefined ? undefined : uint(m[6]);
+    const ok = (n: number | undefined): boolean => n !== undefined && n > 0 && n <= 0xffffffff;
+    if (!dev || parent === undefined || classid === undefined || !rate || !ok(burst) || (m[6] !== undefined && !ok(cburst)) || !ok(quantum))
+      return undefined;
+    return { op: 'htb-class', dev, parent, classid, rateBytes: rate, burst: burst!, cburst, quantum: quantum! };
+  }
+  if ((m = /^filter add dev (\S+) parent (\S+) protocol (ip|ipv6) prio (\d+) u32 match (ip|ip6) (src|dst) (\S+) classid (\S+)$/.exec(w))) {
+    const [dev, parent, prio, classid] = [devName(m[1]), parseHandle(m[2]), uint(m[4]), parseHandle(m[8], true)];
+    const family = m[3] === 'ip' ? 4 : 6;
+    if ((m[5] === 'ip') !== (family === 4)) return undefined;
+    const [ip, lenText, extra] = m[7].split('/');
+    const addr = ipBytes(ip);
+    const len = lenText === undefined ? undefined : uint(lenText);
+    if (!dev || parent === undefined || !prio || prio > 0xffff || classid === undefined || !addr || extra !== undefined) return undefined;
+    if (addr.length !== (family === 4 ? 4 : 16) || len === undefined || len > addr.length * 8) return undefined;
+    return { op: 'u32-match', dev, parent, prio, family, field: m[6] as 'src' | 'dst', addr, len, classid };
   }
   if ((m = /^qdisc add dev (\S+) handle ffff: ingress$/.exec(w))) {
     const dev = devName(m[1]);
@@ -179,6 +233,73 @@ export function tbfOptions(rateBytes: number, burstBytes: number, latencyUs: num
   return opts;
 }
 
+/** tc_calc_rtable for `rate` with the HTB mtu: 256 transmit times for sizes 8·(i+1). */
+function rateTable(rate32: number, tick: number): Uint8Array {
+  const rtab = new Uint8Array(1024);
+  const rv = new DataView(rtab.buffer);
+  for (let i = 0; i < 256; i++) rv.setUint32(i * 4, xmittime(rate32, (i + 1) << 3, tick), true);
+  return rtab;
+}
+
+const u64 = (n: number): Uint8Array => {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigUint64(0, BigInt(n), true);
+  return b;
+};
+
+/**
+ * TCA_OPTIONS of `tc class add … htb rate R burst B [cburst C] quantum Q` (q_htb.c of 6.1):
+ * ceil = rate; a missing cburst is ceil / HZ + mtu 1600 (HZ from /proc/net/psched: 1e9 on a
+ * nanosecond clock); buffer/cbuffer the transmit times of those at the 64-bit rates; rate
+ * spec cell_log 3 from mtu 1600; RATE64/CEIL64 above 4 GB/s; the rate and ceil tables.
+ */
+export function htbClassOptions(op: Extract<TcOp, { op: 'htb-class' }>, tick: number, hz: number): AttrSpec[] {
+  const rate64 = op.rateBytes;
+  const rate32 = rate64 >= 2 ** 32 ? 0xffffffff : rate64;
+  const cburst = op.cburst ?? Math.floor(rate64 / hz) + HTB_MTU;
+  const parms = new Uint8Array(44);
+  const p = new DataView(parms.buffer);
+  for (const at of [0, 12]) {
+    p.setUint8(at, 3); // cell_log
+    p.setUint8(at + 1, LINKLAYER_ETHERNET);
+    p.setInt16(at + 4, -1, true);
+    p.setUint32(at + 8, rate32, true);
+  }
+  p.setUint32(24, xmittime(rate64, op.burst, tick), true);
+  p.setUint32(28, xmittime(rate64, toU32(cburst), tick), true);
+  p.setUint32(32, op.quantum, true);
+  const out: AttrSpec[] = [];
+  if (rate64 >= 2 ** 32) out.push(attr.bytes(TCA_HTB_RATE64, u64(rate64)), attr.bytes(TCA_HTB_CEIL64, u64(rate64)));
+  const table = rateTable(rate32, tick);
+  out.push(attr.bytes(TCA_HTB_PARMS, parms), attr.bytes(TCA_HTB_RTAB, table), attr.bytes(TCA_HTB_CTAB, table));
+  return out;
+}
+
+/** The u32 selector of `match ip|ip6 src|dst A/L` (f_u32.c pack_key): one key per 32-bit word of the prefix, TC_U32_TERMINAL. */
+export function u32Selector(family: 4 | 6, field: 'src' | 'dst', addr: Uint8Array, len: number): Uint8Array {
+  const base = family === 4 ? (field === 'src' ? 12 : 16) : field === 'src' ? 8 : 24;
+  const keys: Array<{ mask: Uint8Array; val: Uint8Array; off: number }> = [];
+  // IPv4: always one key (mask 0 for /0); IPv6: a key per word the prefix touches
+  const words = family === 4 ? 1 : Math.ceil(len / 32);
+  for (let w = 0; w < words; w++) {
+    const bits = Math.max(0, Math.min(32, len - 32 * w));
+    const mask = new Uint8Array(4);
+    for (let b = 0; b < 4; b++) mask[b] = bits >= 8 * (b + 1) ? 0xff : bits > 8 * b ? (0xff << (8 - (bits - 8 * b))) & 0xff : 0;
+    const val = Uint8Array.from(addr.subarray(4 * w, 4 * w + 4), (x, i) => x & mask[i]);
+    keys.push({ mask, val, off: base + 4 * w });
+  }
+  const sel = new Uint8Array(16 + 16 * keys.length);
+  sel[0] = TC_U32_TERMINAL;
+  sel[2] = keys.length;
+  const v = new DataView(sel.buffer);
+  keys.forEach((k, i) => {
+    sel.set(k.mask, 16 + 16 * i);
+    sel.set(k.val, 20 + 16 * i);
+    v.setInt32(24 + 16 * i, k.off, true);
+  });
+  return sel;
+}
+
 /** TCA_OPTIONS of the u32 match-all filter with `action mirred egress redirect dev` (f_u32.c, m_mirred.c). */
 function redirectOptions(flowid: number, toIndex: number): AttrSpec[] {
   const mirred = new Uint8Array(28); // struct tc_mirred: tc_gen (index, capab, action, refcnt, bindcnt), eaction, ifindex
@@ -203,6 +324,17 @@ export interface TcContext {
   index(name: string): number;
   /** ticks per microsecond (tickInUsec of /proc/net/psched) */
   tick(): number;
+  /** the clock rate tc divides by for a default HTB cburst (hzOf of /proc/net/psched) */
+  hz(): number;
+}
+
+/** iproute2's get_hz(): the 4th figure of /proc/net/psched when the 3rd is 1000000, else HZ (100). */
+export function hzOf(psched: string): number {
+  const [, , nom, denom] = psched
+    .trim()
+    .split(/\s+/)
+    .map((x) => parseInt(x, 16));
+  return nom === 1_000_000 && denom ? denom : 100;
 }
 
 const REQ_ACK = C.NLM_F_REQUEST | C.NLM_F_ACK;
@@ -219,6 +351,41 @@ export function buildTcRequest(op: TcOp, ctx: TcContext): NlRequest {
         header: tcmsg({ index, handle: op.handle, parent: TC_H_ROOT }),
         attrs: [attr.str(TCA_KIND, 'tbf'), attr.nest(TCA_OPTIONS, tbfOptions(op.rateBytes, op.burstBytes, op.latencyUs, ctx.tick()))],
       };
+    case 'htb': {
+      const glob = new Uint8Array(20); // struct tc_htb_glob: version 3, rate2quantum 10, defcls, debug, direct_pkts
+      const g = new DataView(glob.buffer);
+      g.setUint32(0, 3, true);
+      g.setUint32(4, 10, true);
+      g.setUint32(8, op.defcls, true);
+      return {
+        type: RTM_NEWQDISC,
+        flags: CREATE,
+        header: tcmsg({ index, handle: op.handle, parent: TC_H_ROOT }),
+        attrs: [attr.str(TCA_KIND, 'htb'), attr.nest(TCA_OPTIONS, [attr.bytes(TCA_HTB_INIT, glob)])],
+      };
+    }
+    case 'htb-class':
+      return {
+        type: RTM_NEWTCLASS,
+        flags: CREATE,
+        header: tcmsg({ index, handle: op.classid, parent: op.parent }),
+        attrs: [attr.str(TCA_KIND, 'htb'), attr.nest(TCA_OPTIONS, htbClassOptions(op, ctx.tick(), ctx.hz()))],
+      };
+    case 'u32-match': {
+      const proto = op.family === 4 ? 0x0008 : 0xdd86; // htons(ETH_P_IP / ETH_P_IPV6)
+      return {
+        type: RTM_NEWTFILTER,
+        flags: CREATE,
+        header: tcmsg({ index, parent: op.parent, info: ((op.prio << 16) | proto) >>> 0 }),
+        attrs: [
+          attr.str(TCA_KIND, 'u32'),
+          attr.nest(TCA_OPTIONS, [
+            attr.u32(TCA_U32_CLASSID, op.classid),
+            attr.bytes(TCA_U32_SEL, u32Selector(op.family, op.field, op.addr, op.len)),
+          ]),
+        ],
+      };
+    }
     case 'ingress':
       return {
         type: RTM_NEWQDISC,
@@ -251,8 +418,6 @@ export function buildTcRequest(op: TcOp, ctx: TcContext): NlRequest {
 export const describeTc = (argv: string[]): string => `tc ${argv.slice(0, 8).join(' ')}`;
 
 // ---------------------------------------------------------------- reading (bandwidth's CHECK)
-
-const TCA_HTB_INIT = 2;
 
 /** A qdisc in the fields `tc -json qdisc show` prints that bandwidth's CHECK reads. */
 export interface QdiscEntry {
