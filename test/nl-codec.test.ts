@@ -332,7 +332,8 @@ describe('encoding', () => {
       scope: 0,
       type: C.RTN_UNICAST,
     });
-    expect(new Attrs(m.payload, 12).has(C.RTA_DST)).toBe(false);
+    // iproute2 sends RTA_DST 0.0.0.0 for "0.0.0.0/0" (only `default` goes without): captured in tc-rule.json (test/nl-tc.test.ts)
+    expect(new Attrs(m.payload, 12).has(C.RTA_DST)).toBe(true);
     m = decodeReq(['route', 'add', '10.9.0.0/16', 'dev', 'eth0', 'table', '1000', 'mtu', '1400', 'metric', '5']);
     expect(parseRtmsg(m.payload)).toMatchObject({ dstLen: 16, table: 0, scope: C.RT_SCOPE_LINK });
     const a = new Attrs(m.payload, 12);

@@ -6,8 +6,8 @@
 import { CniError, ErrorCode } from '../../shared/cni/errors.ts';
 import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
 import type { Interface, Result } from '../../shared/cni/types.ts';
-import { ipBatch, ipCommand, ipJson, ipJsonMaybe, type LinkInfo } from '../../shared/kernel/ip.ts';
-import { randomMac } from '../../shared/kernel/link.ts';
+import { getLink, ipBatch, linksNamed, type LinkInfo } from '../../shared/kernel/ip.ts';
+import { deleteLink, randomMac } from '../../shared/kernel/link.ts';
 import { tcBatch, tcClasses, tcJson, type QdiscInfo } from '../../shared/kernel/tc.ts';
 import schema from '../../conf/schemas/bandwidth.schema.json' with { type: 'json' };
 import {
@@ -29,7 +29,9 @@ import {
 function kernelError(e: unknown, what: string): never {
   if (
     e instanceof CniError &&
-    /Unknown device type|qdisc kind is unknown|Unknown qdisc|Unknown filter|[Oo]peration not supported/.test(`${e.message} ${e.details}`)
+    /Unknown device type|qdisc kind is unknown|Unknown qdisc|Unknown filter|classifier not found|action module|[Oo]peration not supported/.test(
+      `${e.message} ${e.details}`,
+    )
   ) {
     throw new CniError(ErrorCode.KernelFeatureMissing, `the kernel lacks ${what}: ${e.message}`, e.details);
   }
@@ -45,13 +47,13 @@ function kernelError(e: unknown, what: string): never {
 async function hostInterface(req: Request<BandwidthConf>, prev: Result): Promise<LinkInfo | undefined> {
   const hostNames = new Set((prev.interfaces ?? []).filter((i) => !i.sandbox).map((i) => i.name));
   if (!hostNames.size) return undefined;
-  const host = (await ipJson<LinkInfo[]>(['-details', 'link', 'show'])).filter((l) => hostNames.has(l.ifname));
+  const host = await linksNamed([...hostNames]);
   const veths = host.filter((l) => l.linkinfo?.info_kind === 'veth');
   if (veths.length === 1) return veths[0];
   if (!req.env.netns) return undefined;
-  const inner = await ipJsonMaybe<LinkInfo[]>(['link', 'show', 'dev', req.env.ifname], req.env.netns);
+  const inner = await getLink(req.env.ifname, req.env.netns).catch(() => undefined);
   if (!inner) return undefined;
-  const peer = inner[0]?.link_index;
+  const peer = inner.link_index;
   return peer ? host.find((l) => l.ifindex === peer) : undefined;
 }
 
@@ -68,7 +70,7 @@ async function mustHostInterface(req: Request<BandwidthConf>, prev: Result): Pro
 }
 
 /** Remove the IFB (gone already: fine). */
-const deleteIfb = (ifb: string): Promise<unknown> => ipCommand(['link', 'del', 'dev', ifb], { allowFail: true });
+const deleteIfb = (ifb: string): Promise<unknown> => deleteLink(ifb).catch(() => false);
 
 /**
  * Remove what ADD put on the host veth: the root qdisc if its handle is ADD's 1: (tbf or htb),

@@ -11,7 +11,7 @@ import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
 import type { Result } from '../../shared/cni/types.ts';
 import { withFlock } from '../../shared/flock.ts';
 import { canonicalIP } from '../../shared/ipnet.ts';
-import { getLink, ipBatch, ipBatchByFamily, ipJson } from '../../shared/kernel/ip.ts';
+import { getLink, ipBatch, ipBatchByFamily, mainRoutesOf, rules as ruleList } from '../../shared/kernel/ip.ts';
 import { linkAddresses } from '../../shared/kernel/link.ts';
 import { netnsExists, requireNetns } from '../../shared/kernel/netns.ts';
 import schema from '../../conf/schemas/sbr.schema.json' with { type: 'json' };
@@ -27,21 +27,16 @@ import {
   type SbrConf,
 } from './config.ts';
 
+/** The rules of both families (in-process under Bun: shared/kernel/netlink/rule.ts). */
 async function readRules(netns: string): Promise<RuleInfo[]> {
-  const [v4, v6] = await Promise.all([
-    ipJson<RuleInfo[]>(['-4', 'rule', 'show'], netns),
-    ipJson<RuleInfo[]>(['-6', 'rule', 'show'], netns),
-  ]);
-  return [...v4.map((r) => ({ ...r, family: 4 as const })), ...v6.map((r) => ({ ...r, family: 6 as const }))];
+  const [v4, v6] = await Promise.all([ruleList(4, netns), ruleList(6, netns)]);
+  return [...v4, ...v6];
 }
 
 async function readMainRoutes(dev: string, netns: string): Promise<MainRoute[]> {
   const [v4, v6] = await Promise.all(
     ([4, 6] as const).map(async (f) =>
-      (await ipJson<Array<Omit<MainRoute, 'family'>>>(['-d', `-${f}`, 'route', 'show', 'dev', dev, 'table', 'main'], netns)).map((r) => ({
-        ...r,
-        family: f,
-      })),
+      (await mainRoutesOf(f, dev, netns)).map((r) => ({ ...(r as Omit<MainRoute, 'family'>), family: f })),
     ),
   );
   return [...v4, ...v6];

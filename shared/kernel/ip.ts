@@ -5,7 +5,8 @@
 import { batchable, batchScript } from './batch.ts';
 import { run, type RunResult } from './exec.ts';
 import { CniError, ErrorCode } from '../cni/errors.ts';
-import { nlGetLink, nlIpBatch, nlRouteGet, nlRoutes } from './netlink/rtnl.ts';
+import { nlGetLink, nlIpBatch, nlLinksNamed, nlListLinks, nlRouteGet, nlRoutes, nlRules } from './netlink/rtnl.ts';
+import type { RuleEntry } from './netlink/rule.ts';
 import type { LinkInfo, RouteInfo } from './iptypes.ts';
 
 export type { AddrInfo, LinkInfo, RouteInfo } from './iptypes.ts';
@@ -37,8 +38,8 @@ export async function listLinks(netns?: string): Promise<LinkInfo[]> {
 export async function ipBatch(cmds: string[][], netns?: string, family?: 4 | 6): Promise<void> {
   if (!cmds.length) return;
   const script = batchScript(cmds, 'ip -batch'); // checks every word, whichever path runs it
-  // `family`: lines that need -4/-6 (an IPv6 `rule`), which batch lines cannot carry themselves: always `ip`
-  if (!family && (await nlIpBatch(cmds, netns))) return;
+  // `family`: lines that need -4/-6 (an IPv6 `rule`), which batch lines cannot carry themselves (in-process: rules only)
+  if (await nlIpBatch(cmds, netns, family)) return;
   await run('ip', [...(family ? [`-${family}`] : []), '-batch', '-'], { input: script, netns });
 }
 
@@ -126,4 +127,46 @@ export async function routeGet(dst: string, netns?: string): Promise<{ route?: R
 /** The device of the route `ip route get DST` picks (undefined: none): one netlink request in-process (`routeGet`), else `ip`. */
 export async function routeDev(dst: string, netns?: string): Promise<string | undefined> {
   return (await routeGet(dst, netns)).route?.dev;
+}
+
+/** `ip -json -details link show`: every link of the netns, without addresses (in-process under Bun). */
+export async function linkList(netns?: string): Promise<LinkInfo[]> {
+  const nl = await nlListLinks(netns);
+  if (nl) return nl;
+  return ipJson<LinkInfo[]>(['-details', 'link', 'show'], netns);
+}
+
+/** The links of these names (absent ones left out), as `ip -json -details link show` gives them (in-process under Bun: no dump). */
+export async function linksNamed(names: string[], netns?: string): Promise<LinkInfo[]> {
+  const nl = await nlLinksNamed(names, netns);
+  if (nl) return nl;
+  const want = new Set(names);
+  return (await ipJson<LinkInfo[]>(['-details', 'link', 'show'], netns)).filter((l) => want.has(l.ifname));
+}
+
+export type { RuleEntry } from './netlink/rule.ts';
+
+/** `ip -json -<family> rule show` (in-process under Bun): priority, src, srclen, table of each rule, with its family. */
+export async function rules(family: 4 | 6, netns?: string): Promise<RuleEntry[]> {
+  const nl = await nlRules(family, netns);
+  if (nl) return nl;
+  return (await ipJson<Array<Omit<RuleEntry, 'family'>>>([`-${family}`, 'rule', 'show'], netns)).map((r) => ({ ...r, family }));
+}
+
+/** A route as `ip -d` prints it: type, protocol and scope always there (`unicast`, `boot`, `global` when the plain print leaves them out). */
+export const withDetails = (r: RouteInfo): RouteInfo => ({
+  ...r,
+  type: r.type ?? 'unicast',
+  protocol: r.protocol ?? 'boot',
+  scope: r.scope ?? 'global',
+});
+
+/**
+ * `ip -json -d -<family> route show dev DEV table main`: the routes of one device in the main
+ * table with `-d`'s always-printed type, protocol and scope (in-process under Bun).
+ */
+export async function mainRoutesOf(family: 4 | 6, dev: string, netns?: string): Promise<RouteInfo[]> {
+  const nl = await nlRoutes(family, netns, []);
+  if (nl) return nl.filter((r) => r.dev === dev).map(withDetails);
+  return ipJson<RouteInfo[]>(['-d', `-${family}`, 'route', 'show', 'dev', dev, 'table', 'main'], netns);
 }

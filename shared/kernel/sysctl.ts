@@ -1,7 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { run } from './exec.ts';
 import { CniError, ErrorCode } from '../cni/errors.ts';
-import { netlinkEnabled, writeSysctlInNetns } from './netlink/socket.ts';
+import { netlinkEnabled, readSysctlInNetns, writeSysctlInNetns } from './netlink/socket.ts';
 
 const keyPath = (key: string): string => `/proc/sys/${key.replace(/\./g, '/')}`;
 
@@ -35,6 +35,18 @@ export function getSysctl(key: string): string {
  */
 export async function readSysctls(keys: string[], netns: string): Promise<string[]> {
   if (!keys.length) return [];
+  if (netlinkEnabled()) {
+    // the /proc/sys files opened inside the netns (setns bracket), no process
+    try {
+      return readSysctlInNetns(keys, netns);
+    } catch (e) {
+      throw new CniError(
+        ErrorCode.KernelOperation,
+        `cannot read sysctl ${keys.join(', ')} in ${netns}`,
+        e instanceof Error ? e.message : String(e),
+      );
+    }
+  }
   const r = await run('sysctl', ['-n', ...keys], { netns, allowFail: true });
   const lines = r.stdout.replace(/\n$/, '').split('\n');
   if (r.exitCode !== 0 || lines.length !== keys.length) {
@@ -54,5 +66,16 @@ export async function readSysctls(keys: string[], netns: string): Promise<string
 export async function trySetSysctls(values: Record<string, string>, netns?: string): Promise<void> {
   const keys = Object.keys(values);
   if (!keys.length) return;
+  if (netns && netlinkEnabled()) {
+    // one key at a time: a key this kernel lacks (sysctl -e) or a refused write is skipped, as the process path ignores them
+    for (const k of keys) {
+      try {
+        writeSysctlInNetns([[k, values[k]]], netns);
+      } catch {
+        // best effort
+      }
+    }
+    return;
+  }
   await run('sysctl', ['-q', '-w', '-e', ...keys.map((k) => `${k}=${values[k]}`)], { netns, allowFail: true });
 }

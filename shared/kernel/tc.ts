@@ -5,6 +5,7 @@
 import { batchScript } from './batch.ts';
 import { run, type RunResult } from './exec.ts';
 import { sha512Hex } from '../hash.ts';
+import { nlTcBatch, nlTcShow } from './netlink/rtnl.ts';
 
 /** Several `tc` commands (argv without "tc") in one process; throws (code 100) on the first failure (`force`: runs them all). */
 export async function tcBatch(
@@ -12,6 +13,8 @@ export async function tcBatch(
   opts: { netns?: string; allowFail?: boolean; force?: boolean } = {},
 ): Promise<RunResult | undefined> {
   if (!cmds.length) return undefined;
+  const nl = await nlTcBatch(cmds, opts); // in-process under Bun (netlink/tc.ts), undefined: run tc
+  if (nl) return nl;
   return run('tc', [...(opts.force ? ['-force'] : []), '-batch', '-'], {
     input: batchScript(cmds, 'tc -batch'),
     netns: opts.netns,
@@ -21,6 +24,8 @@ export async function tcBatch(
 
 /** `tc -json <args>` parsed; [] when the device does not exist. */
 export async function tcJson<T>(args: string[], netns?: string): Promise<T[]> {
+  const nl = await nlTcShow(args, netns); // qdisc show / filter show ingress in-process under Bun
+  if (nl) return nl as T[];
   const r = await run('tc', ['-json', ...args], { netns, allowFail: true });
   if (r.exitCode !== 0 || !r.stdout.trim()) return [];
   return JSON.parse(r.stdout) as T[];

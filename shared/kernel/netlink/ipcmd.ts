@@ -8,6 +8,7 @@
  */
 import * as C from './constants.ts';
 import { attr, ifaddrmsg, ifinfomsg, rtmsg, type AttrSpec, type NlRequest, ipBytes, macBytes, encodeMessage } from './codec.ts';
+import { buildRuleRequest, parseRule, type RuleOp } from './rule.ts';
 
 export interface LinkSide {
   name: string;
@@ -15,11 +16,21 @@ export interface LinkSide {
   mac?: string;
   /** netns path (the peer of a veth, or `link set netns`) */
   netns?: string;
+  /** `txqueuelen N` */
+  txqlen?: number;
+  /** `up`: created up (IFF_UP in the request, as `ip link add ... up`) */
+  up?: boolean;
+  /** `link DEV`: the lower device (IFLA_LINK) of a macvlan */
+  lower?: string;
 }
+
+const MACVLAN_MODES: Record<string, number> = { private: 1, vepa: 2, bridge: 4, passthru: 8, source: 16 };
 
 export type IpOp =
   | { op: 'link-add'; kind: 'veth'; link: LinkSide; peer: LinkSide }
   | { op: 'link-add'; kind: 'bridge'; link: LinkSide; vlanFiltering?: number }
+  | { op: 'link-add'; kind: 'ifb'; link: LinkSide }
+  | { op: 'link-add'; kind: 'macvlan'; link: LinkSide; mode: number }
   | {
       op: 'link-set';
       dev: string;
@@ -34,8 +45,11 @@ export type IpOp =
       hairpin?: boolean;
       isolated?: boolean;
       vlanFiltering?: number;
+      allmulti?: boolean;
+      txqlen?: number;
     }
   | { op: 'link-del'; dev: string }
+  | RuleOp
   | { op: 'addr'; verb: 'add' | 'replace' | 'del'; cidr: string; dev: string; nodad?: boolean; noprefixroute?: boolean }
   | {
       op: 'route';
@@ -49,6 +63,8 @@ export type IpOp =
       src?: string;
       mtu?: number;
       advmss?: number;
+      /** `proto NAME|N` (rtnetlink protocol number) */
+      protocol?: number;
     };
 
 const uint = (s: string | undefined, max = 0xffffffff): number | undefined =>
@@ -62,8 +78,15 @@ function linkSide(args: string[], stopAt: string[]): [LinkSide, number] | undefi
   let i = 0;
   for (; i < args.length && !stopAt.includes(args[i]); i += 2) {
     const [k, v] = [args[i], args[i + 1]];
+    if (k === 'up') {
+      side.up = true;
+      i -= 1; // a word without a value
+      continue;
+    }
     if (v === undefined) return undefined;
     if (k === 'name') side.name = v;
+    else if (k === 'txqueuelen' && uint(v) !== undefined) side.txqlen = uint(v);
+    else if (k === 'link' && v.length <= 15) side.lower = v;
     else if (k === 'mtu') side.mtu = uint(v);
     else if (k === 'address') side.mac = macBytes(v) ? v : undefined;
     else if (k === 'netns' && isPath(v)) side.netns = v;
@@ -78,13 +101,21 @@ function parseLinkAdd(a: string[]): IpOp | undefined {
   const first = linkSide(a, ['type']);
   if (!first || a[first[1]] !== 'type') return undefined;
   const [link, at] = first;
-  if (link.netns) return undefined;
   const kind = a[at + 1];
   const rest = a.slice(at + 2);
+  if (kind === 'macvlan') {
+    // `link M name X [mtu N] [address A] [netns P] type macvlan mode MODE`
+    if (!link.lower || link.up || link.txqlen !== undefined || rest.length !== 2 || rest[0] !== 'mode') return undefined;
+    const mode = MACVLAN_MODES[rest[1]];
+    return mode ? { op: 'link-add', kind, link, mode } : undefined;
+  }
+  if (link.netns || link.lower) return undefined;
+  if (kind === 'ifb') return rest.length ? undefined : { op: 'link-add', kind, link };
+  if (link.up || link.txqlen !== undefined) return undefined;
   if (kind === 'veth') {
     if (rest[0] !== 'peer') return undefined;
     const peer = linkSide(rest.slice(1), []);
-    if (!peer) return undefined;
+    if (!peer || peer[0].up || peer[0].txqlen !== undefined || peer[0].lower) return undefined;
     return { op: 'link-add', kind: 'veth', link, peer: peer[0] };
   }
   if (kind === 'bridge') {
@@ -117,6 +148,12 @@ function parseLinkSet(a: string[]): IpOp | undefined {
       i += 2;
     } else if (k === 'promisc' && onOff(v) !== undefined) {
       op.promisc = onOff(v);
+      i += 2;
+    } else if (k === 'allmulticast' && onOff(v) !== undefined) {
+      op.allmulti = onOff(v);
+      i += 2;
+    } else if (k === 'txqueuelen' && uint(v) !== undefined) {
+      op.txqlen = uint(v);
       i += 2;
     } else if (k === 'netns' && isPath(v)) {
       op.netns = v;
@@ -170,8 +207,21 @@ function parseAddr(verb: string, a: string[]): IpOp | undefined {
   return op;
 }
 
+const SCOPES: Record<string, number> = {
+  global: C.RT_SCOPE_UNIVERSE,
+  universe: C.RT_SCOPE_UNIVERSE,
+  site: C.RT_SCOPE_SITE,
+  link: C.RT_SCOPE_LINK,
+  host: C.RT_SCOPE_HOST,
+  nowhere: C.RT_SCOPE_NOWHERE,
+};
+/** iproute2's names of route protocols (/usr/share/iproute2/rt_protos) that `ip -d route` prints */
+const PROTOS: Record<string, number> = { redirect: 1, kernel: 2, boot: 3, static: 4, ra: 9, dhcp: 16 };
+const TABLES: Record<string, number> = { main: C.RT_TABLE_MAIN, local: C.RT_TABLE_LOCAL, default: C.RT_TABLE_DEFAULT };
+
 function parseRoute(verb: string, a: string[]): IpOp | undefined {
   if (verb !== 'add' && verb !== 'replace' && verb !== 'del') return undefined;
+  if (a[0] === 'unicast') a = a.slice(1); // the default type, as `ip -d route` prints it
   const dst = a[0];
   if (!dst || !splitCidr(dst)) return undefined;
   const op: Partial<Extract<IpOp, { op: 'route' }>> = { op: 'route', verb, dst };
@@ -182,7 +232,10 @@ function parseRoute(verb: string, a: string[]): IpOp | undefined {
     else if (k === 'dev') op.dev = v;
     else if (k === 'metric' && uint(v) !== undefined) op.metric = uint(v);
     else if (k === 'table' && uint(v) !== undefined) op.table = uint(v);
-    else if (k === 'scope' && uint(v, 255) !== undefined) op.scope = uint(v, 255);
+    else if (k === 'scope' && (SCOPES[v] ?? uint(v, 255)) !== undefined) op.scope = SCOPES[v] ?? uint(v, 255);
+    else if (k === 'proto' && op.protocol === undefined && (PROTOS[v] ?? uint(v, 255)) !== undefined)
+      op.protocol = PROTOS[v] ?? uint(v, 255);
+    else if (k === 'table' && TABLES[v] !== undefined) op.table = TABLES[v];
     else if (k === 'src' && ipBytes(v)) op.src = v;
     else if (k === 'mtu' && uint(v) !== undefined) op.mtu = uint(v);
     else if (k === 'advmss' && uint(v) !== undefined) op.advmss = uint(v);
@@ -204,6 +257,7 @@ export function parseIpCommand(argv: string[]): IpOp | undefined {
     return { op: 'link-del', dev: a[1] };
   if (obj === 'addr' || obj === 'address') return parseAddr(verb, a);
   if (obj === 'route') return parseRoute(verb, a);
+  if (obj === 'rule') return parseRule(verb, a);
   return undefined;
 }
 
@@ -227,10 +281,13 @@ export interface BuildContext {
 }
 
 const REQ_ACK = C.NLM_F_REQUEST | C.NLM_F_ACK;
+const IFF_ALLMULTI = 0x200;
 
 function sideAttrs(s: LinkSide, ctx: BuildContext): AttrSpec[] {
   const at: AttrSpec[] = [attr.str(C.IFLA_IFNAME, s.name)];
   if (s.mtu) at.push(attr.u32(C.IFLA_MTU, s.mtu));
+  if (s.txqlen !== undefined) at.push(attr.u32(C.IFLA_TXQLEN, s.txqlen));
+  if (s.lower) at.push(attr.u32(C.IFLA_LINK, ctx.index(s.lower)));
   if (s.mac) at.push(attr.bytes(C.IFLA_ADDRESS, macBytes(s.mac)!));
   if (s.netns) at.push(attr.u32(C.IFLA_NET_NS_FD, ctx.nsFd(s.netns)));
   return at;
@@ -248,13 +305,15 @@ export function buildRequest(op: IpOp, ctx: BuildContext): NlRequest {
     case 'link-add': {
       const data: AttrSpec[] = [];
       if (op.kind === 'veth') data.push(attr.bytes(C.VETH_INFO_PEER, withHeader(ifinfomsg(), sideAttrs(op.peer, ctx))));
-      else if (op.vlanFiltering !== undefined) data.push(attr.u8(C.IFLA_BR_VLAN_FILTERING, op.vlanFiltering));
+      else if (op.kind === 'macvlan')
+        data.push(attr.u32(1, op.mode)); // IFLA_MACVLAN_MODE
+      else if (op.kind === 'bridge' && op.vlanFiltering !== undefined) data.push(attr.u8(C.IFLA_BR_VLAN_FILTERING, op.vlanFiltering));
       const info: AttrSpec[] = [attr.str(C.IFLA_INFO_KIND, op.kind)];
       if (data.length) info.push(attr.nest(C.IFLA_INFO_DATA, data));
       return {
         type: C.RTM_NEWLINK,
         flags: REQ_ACK | C.NLM_F_CREATE | C.NLM_F_EXCL,
-        header: ifinfomsg(),
+        header: op.link.up ? ifinfomsg({ flags: C.IFF_UP, change: C.IFF_UP }) : ifinfomsg(),
         attrs: [...sideAttrs(op.link, ctx), attr.nest(C.IFLA_LINKINFO, info)],
       };
     }
@@ -269,7 +328,12 @@ export function buildRequest(op: IpOp, ctx: BuildContext): NlRequest {
         change |= C.IFF_PROMISC;
         if (op.promisc) flags |= C.IFF_PROMISC;
       }
+      if (op.allmulti !== undefined) {
+        change |= IFF_ALLMULTI;
+        if (op.allmulti) flags |= IFF_ALLMULTI;
+      }
       const at: AttrSpec[] = [];
+      if (op.txqlen !== undefined) at.push(attr.u32(C.IFLA_TXQLEN, op.txqlen));
       if (op.name) at.push(attr.str(C.IFLA_IFNAME, op.name));
       if (op.mtu) at.push(attr.u32(C.IFLA_MTU, op.mtu));
       if (op.mac) at.push(attr.bytes(C.IFLA_ADDRESS, macBytes(op.mac)!));
@@ -293,6 +357,8 @@ export function buildRequest(op: IpOp, ctx: BuildContext): NlRequest {
     }
     case 'link-del':
       return { type: C.RTM_DELLINK, flags: REQ_ACK, header: ifinfomsg({ index: ctx.index(op.dev) }) };
+    case 'rule':
+      return buildRuleRequest(op);
     case 'addr': {
       const [bytes, len] = splitCidr(op.cidr)!;
       const family = bytes.length === 16 ? C.AF_INET6 : C.AF_INET;
@@ -318,10 +384,13 @@ export function buildRequest(op: IpOp, ctx: BuildContext): NlRequest {
       const table = op.table ?? C.RT_TABLE_MAIN;
       // iproute2 (iproute_modify): add = proto boot, type unicast, scope link without a
       // gateway; del = scope nowhere, no protocol or type
-      const scope = op.scope ?? (del ? C.RT_SCOPE_NOWHERE : op.via ? C.RT_SCOPE_UNIVERSE : C.RT_SCOPE_LINK);
+      // (an IPv6 route always universe: the kernel has no scope for them)
+      const scope =
+        op.scope ??
+        (family === C.AF_INET6 ? C.RT_SCOPE_UNIVERSE : del ? C.RT_SCOPE_NOWHERE : op.via ? C.RT_SCOPE_UNIVERSE : C.RT_SCOPE_LINK);
       const at: AttrSpec[] = [];
       if (table >= 256) at.push(attr.u32(C.RTA_TABLE, table));
-      if (len > 0) at.push(attr.bytes(C.RTA_DST, bytes));
+      at.push(attr.bytes(C.RTA_DST, bytes)); // iproute2 sends it for any address given, 0.0.0.0/0 too (only `default` goes without)
       if (op.src) at.push(attr.bytes(C.RTA_PREFSRC, ipBytes(op.src)!));
       if (op.via) at.push(attr.bytes(C.RTA_GATEWAY, ipBytes(op.via)!));
       if (op.metric !== undefined) at.push(attr.u32(C.RTA_PRIORITY, op.metric));
@@ -337,7 +406,7 @@ export function buildRequest(op: IpOp, ctx: BuildContext): NlRequest {
           family,
           dstLen: len,
           table: table < 256 ? table : C.RT_TABLE_UNSPEC,
-          protocol: del ? 0 : C.RTPROT_BOOT,
+          protocol: op.protocol ?? (del ? 0 : C.RTPROT_BOOT),
           scope,
           type: del ? 0 : C.RTN_UNICAST,
         }),

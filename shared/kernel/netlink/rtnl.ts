@@ -14,6 +14,24 @@ import { decodeAddr, decodeLink, decodeRoute, resolveLink, resolveRoute, type Li
 import { buildRequest, describeOp, parseIpBatch, type BuildContext } from './ipcmd.ts';
 import { errnoText } from './errno.ts';
 import { closeFd, netlinkEnabled, NetlinkError, openFd, RtnlSocket, SysError } from './socket.ts';
+import { readFileSync } from 'node:fs';
+import type { RunResult } from '../exec.ts';
+import { decodeRule, fibRuleHdr, RTM_GETRULE, RTM_NEWRULE, type RuleEntry } from './rule.ts';
+import {
+  buildTcRequest,
+  decodeFilter,
+  decodeQdisc,
+  describeTc,
+  parseTcBatch,
+  RTM_GETQDISC,
+  RTM_GETTFILTER,
+  RTM_NEWQDISC,
+  RTM_NEWTFILTER,
+  tcmsg,
+  hzOf,
+  tickInUsec,
+  type TcContext,
+} from './tc.ts';
 
 export { netlinkEnabled };
 
@@ -69,10 +87,12 @@ function linkByIndex(sock: RtnlSocket, index: number): LinkInfo | undefined {
  * caller runs `ip`). A refused line throws what `run('ip', ...)` would: code 100 (the
  * errno's code), the line and the kernel's text.
  */
-export async function nlIpBatch(cmds: string[][], netns?: string): Promise<boolean> {
+export async function nlIpBatch(cmds: string[][], netns?: string, family?: 4 | 6): Promise<boolean> {
   if (!netlinkEnabled()) return false;
   const ops = parseIpBatch(cmds);
   if (!ops) return false;
+  // `ip -4/-6 -batch`: only rules, each of that family (what ipBatchByFamily hands over)
+  if (family && !ops.every((o) => o.op === 'rule' && o.family === family)) return false;
   await yieldOnce();
   const { sock, done } = socketFor(netns);
   const fds: number[] = [];
@@ -240,6 +260,181 @@ export async function nlRouteGet(dst: string, netns?: string): Promise<{ route?:
   } catch (e) {
     if (e instanceof NetlinkError) return { error: errnoText(e.errno) };
     throw e;
+  } finally {
+    done();
+  }
+}
+
+/** `ip -json -details link show` (no addresses): every link, named as `ip` names masters and peers; undefined = use `ip`. */
+export async function nlListLinks(netns?: string): Promise<LinkInfo[] | undefined> {
+  if (!netlinkEnabled()) return undefined;
+  await yieldOnce();
+  const { sock, done } = socketFor(netns);
+  try {
+    const raws = sock
+      .request({ type: C.RTM_GETLINK, flags: C.NLM_F_REQUEST | C.NLM_F_DUMP, header: ifinfomsg() }, 'ip link show')
+      .filter((m) => m.type === C.RTM_NEWLINK)
+      .map(decodeLink);
+    const byIndex = new Map(raws.map((r) => [r.info.ifindex, { name: r.info.ifname, up: r.info.flags.includes('UP') }]));
+    return raws.map((r) => resolveLink(r, (i) => byIndex.get(i)));
+  } finally {
+    done();
+  }
+}
+
+/**
+ * The links with these names (RTM_GETLINK by name each, no dump: a host with hundreds of
+ * veths answers as fast as an empty one), in the order given, absent ones left out; named as
+ * `ip -details link show` names masters and peers. undefined = use `ip`.
+ */
+export async function nlLinksNamed(names: string[], netns?: string): Promise<LinkInfo[] | undefined> {
+  if (!netlinkEnabled()) return undefined;
+  await yieldOnce();
+  const { sock, done } = socketFor(netns);
+  try {
+    const out: LinkInfo[] = [];
+    for (const name of names) {
+      const index = indexOf(sock, name);
+      const raw = index === undefined ? undefined : getRaw(sock, index);
+      if (!raw) continue;
+      out.push(
+        resolveLink(raw, (i) => {
+          const l = linkByIndex(sock, i);
+          return l && { name: l.ifname, up: l.flags.includes('UP') };
+        }),
+      );
+    }
+    return out;
+  } finally {
+    done();
+  }
+}
+
+function getRaw(sock: RtnlSocket, index: number): ReturnType<typeof decodeLink> | undefined {
+  try {
+    const [m] = sock.request({ type: C.RTM_GETLINK, flags: C.NLM_F_REQUEST, header: ifinfomsg({ index }) }, `ip link show index ${index}`);
+    return m ? decodeLink(m) : undefined;
+  } catch (e) {
+    if (e instanceof NetlinkError && e.errno === ENODEV) return undefined;
+    throw e;
+  }
+}
+
+/** `ip -json -<family> rule show`: the fields sbr reads; undefined = use `ip`. */
+export async function nlRules(family: 4 | 6, netns?: string): Promise<RuleEntry[] | undefined> {
+  if (!netlinkEnabled()) return undefined;
+  await yieldOnce();
+  const { sock, done } = socketFor(netns);
+  try {
+    return sock
+      .request(
+        { type: RTM_GETRULE, flags: C.NLM_F_REQUEST | C.NLM_F_DUMP, header: fibRuleHdr({ family: family === 4 ? C.AF_INET : C.AF_INET6 }) },
+        `ip -${family} rule show`,
+      )
+      .filter((m) => m.type === RTM_NEWRULE)
+      .map(decodeRule);
+  } finally {
+    done();
+  }
+}
+
+let tick: number | undefined;
+let hz: number | undefined;
+/** ticks per microsecond of the packet scheduler clock, read once (the same in every netns) */
+const psTick = (): number => (tick ??= tickInUsec(readFileSync('/proc/net/psched', 'utf8')));
+
+/**
+ * Run `tc -batch` lines in-process; undefined when a line is not one netlink/tc.ts does (the
+ * caller runs `tc`). As `tc -batch`: stops at the first refusal, which throws (code 100, the
+ * kernel's text) unless `allowFail`; `force` (tc -force) runs every line and reports the
+ * failures together. The outcome in `tc`'s shape: exit code 1 when a line failed, its text as stderr.
+ */
+export async function nlTcBatch(
+  cmds: string[][],
+  opts: { netns?: string; allowFail?: boolean; force?: boolean } = {},
+): Promise<RunResult | undefined> {
+  if (!netlinkEnabled()) return undefined;
+  const ops = parseTcBatch(cmds);
+  if (!ops) return undefined;
+  await yieldOnce();
+  const { sock, done } = socketFor(opts.netns);
+  const where = opts.netns ? ` (in ${opts.netns})` : '';
+  const errors: string[] = [];
+  const ctx: TcContext = {
+    index(name) {
+      const i = indexOf(sock, name);
+      if (i === undefined)
+        throw new CniError(ErrorCode.KernelOperation, `Cannot find device "${name}"${where}`, `Cannot find device "${name}"`);
+      return i;
+    },
+    tick: psTick,
+    hz: () => (hz ??= hzOf(readFileSync('/proc/net/psched', 'utf8'))),
+  };
+  try {
+    for (let i = 0; i < cmds.length; i++) {
+      const what = describeTc(cmds[i]);
+      try {
+        sock.request(buildTcRequest(ops[i], ctx), what);
+      } catch (e) {
+        if (!(e instanceof CniError)) throw e;
+        const text = e instanceof NetlinkError ? e.details : e.details || e.message;
+        const err = new CniError(e.code, `${what}${where} failed: ${text}`, `${text}\nCommand failed -:${i + 1}`);
+        if (!opts.allowFail && !opts.force) throw err;
+        errors.push(err.details);
+        if (!opts.force) break;
+      }
+    }
+  } finally {
+    done();
+  }
+  if (errors.length && !opts.allowFail)
+    throw new CniError(ErrorCode.KernelOperation, `tc -batch${where} failed: ${errors[0]}`, errors.join('\n'));
+  return { exitCode: errors.length ? 1 : 0, stdout: '', stderr: errors.join('\n') };
+}
+
+/**
+ * `tc -json qdisc show dev D` and `tc -json filter show dev D ingress` in-process (what
+ * bandwidth's CHECK reads: netlink/tc.ts decodeQdisc / decodeFilter); [] when the device does
+ * not exist (as tcJson); undefined for any other arguments (the caller runs `tc`).
+ */
+export async function nlTcShow(args: string[], netns?: string): Promise<unknown[] | undefined> {
+  if (!netlinkEnabled()) return undefined;
+  const w = args.join(' ');
+  const q = /^qdisc show dev (\S+)$/.exec(w);
+  const f = /^filter show dev (\S+) ingress$/.exec(w);
+  if (!q && !f) return undefined;
+  await yieldOnce();
+  const { sock, done } = socketFor(netns);
+  try {
+    const index = indexOf(sock, (q ?? f)![1]);
+    if (index === undefined) return [];
+    if (q) {
+      return sock
+        .request({ type: RTM_GETQDISC, flags: C.NLM_F_REQUEST | C.NLM_F_DUMP, header: tcmsg({ index }) }, `tc qdisc show dev ${q[1]}`)
+        .filter((m) => m.type === RTM_NEWQDISC)
+        .map((m) => decodeQdisc(m, psTick()))
+        .filter((e) => e.ifindex === index)
+        .map(({ ifindex: _, ...e }) => e);
+    }
+    const names = new Map<number, string | undefined>();
+    const nameOf = (i: number): string | undefined => {
+      if (!names.has(i)) names.set(i, linkByIndex(sock, i)?.ifname);
+      return names.get(i);
+    };
+    let msgs;
+    try {
+      msgs = sock.request(
+        { type: RTM_GETTFILTER, flags: C.NLM_F_REQUEST | C.NLM_F_DUMP, header: tcmsg({ index, parent: 0xffff0000 }) },
+        `tc filter show dev ${f![1]} ingress`,
+      );
+    } catch (e) {
+      if (e instanceof NetlinkError) return []; // no ingress qdisc: tc prints nothing
+      throw e;
+    }
+    return msgs
+      .filter((m) => m.type === RTM_NEWTFILTER)
+      .map((m) => decodeFilter(m, nameOf))
+      .map(({ ifindex: _, ...e }) => e);
   } finally {
     done();
   }

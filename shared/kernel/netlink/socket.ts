@@ -38,6 +38,7 @@ interface Libc {
   close(fd: number): number;
   open(path: Uint8Array, flags: number, mode: number): number;
   write(fd: number, buf: Uint8Array, len: number): number | bigint;
+  read(fd: number, buf: Uint8Array, len: number): number | bigint;
   setns(fd: number, nstype: number): number;
   flock(fd: number, op: number): number;
   errno(): number;
@@ -79,6 +80,7 @@ export function libc(): Libc | undefined {
       close: { args: [T.i32], returns: T.i32 },
       open: { args: [T.ptr, T.i32, T.u32], returns: T.i32 },
       write: { args: [T.i32, T.ptr, T.u64], returns: T.i64 },
+      read: { args: [T.i32, T.ptr, T.u64], returns: T.i64 },
       setns: { args: [T.i32, T.i32], returns: T.i32 },
       flock: { args: [T.i32, T.i32], returns: T.i32 },
       __errno_location: { args: [], returns: T.ptr },
@@ -93,6 +95,7 @@ export function libc(): Libc | undefined {
       close: s.close as Libc['close'],
       open: s.open as Libc['open'],
       write: s.write as Libc['write'],
+      read: s.read as Libc['read'],
       setns: s.setns as Libc['setns'],
       flock: s.flock as Libc['flock'],
       errno: () => read.i32(errnoPtr() as never, 0),
@@ -197,6 +200,40 @@ export function writeSysctlInNetns(values: Array<[string, string]>, netns: strin
       if (fds[i] < 0) throw new SysError(`sysctl ${key} in ${netns}`, errnos[i]);
       const b = enc.encode(value);
       if (Number(l.write(fds[i], b, b.length)) < 0) throw new SysError(`sysctl -w ${key}=${value} in ${netns}`, l.errno());
+    });
+  } finally {
+    for (const fd of fds) if (fd >= 0) l.close(fd);
+  }
+}
+
+/**
+ * Read sysctls inside the netns at `netns` (keys as in writeSysctlInNetns): the files are
+ * opened inside the setns bracket, read and closed after coming back. Values without the
+ * trailing newline, in the order of `keys`; a key that cannot be opened or read throws
+ * SysError naming it.
+ */
+export function readSysctlInNetns(keys: string[], netns: string): string[] {
+  const l = must();
+  const paths = keys.map((key) => cstr(`/proc/sys/${key.includes('/') ? key : key.replace(/\./g, '/')}`));
+  const fds = new Int32Array(paths.length).fill(-1);
+  const errnos = new Int32Array(paths.length);
+  const flags = O_RDONLY | O_CLOEXEC;
+  inNetnsSync(netns, () => {
+    for (let i = 0; i < paths.length; i++) if ((fds[i] = l.open(paths[i], flags, 0)) < 0) errnos[i] = l.errno();
+  });
+  const buf = new Uint8Array(4096);
+  const dec = new TextDecoder();
+  try {
+    return keys.map((key, i) => {
+      if (fds[i] < 0) throw new SysError(`sysctl ${key} in ${netns}`, errnos[i]);
+      let text = '';
+      for (;;) {
+        const n = Number(l.read(fds[i], buf, buf.length));
+        if (n < 0) throw new SysError(`sysctl ${key} in ${netns}`, l.errno());
+        if (n === 0) break;
+        text += dec.decode(buf.subarray(0, n));
+      }
+      return text.replace(/\n$/, '');
     });
   } finally {
     for (const fd of fds) if (fd >= 0) l.close(fd);
