@@ -854,7 +854,8 @@ describe('bridge: interop with the Go reference plugins', () => {
           nftTable: net.table,
           ipam: { type: 'host-local', ranges: [[{ subnet: net.v4 }]], dataDir: net.dataDir },
         },
-        { type: 'tuning', mtu: 1300, sysctl: { 'net.ipv4.conf.eth0.rp_filter': '0' } },
+        // its backups in the network's own dir (removed with it), not the default /run/cni/tuning
+        { type: 'tuning', mtu: 1300, sysctl: { 'net.ipv4.conf.eth0.rp_filter': '0' }, dataDir: `${net.dataDir}/tuning` },
         {
           type: 'portmap',
           capabilities: { portMappings: true },

@@ -179,7 +179,7 @@ describe('in-process netlink and the process fallback make the same kernel state
   });
 
   it('tuning: sysctl, MTU, MAC, promisc, allmulticast, txqueuelen; DEL restores them', async () => {
-    const dataDir = `/run/cni/htc-tuning-${hex(3)}`;
+    const dataDir = `/run/cni-htc-tuning-${hex(3)}`; // not under /run/cni: the test leaves no parent dir behind
     // both sides write their backup there (the first side's cleanup runs before the second): removed at the end
     const { nl } = await both(
       'tuning',

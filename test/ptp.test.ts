@@ -286,7 +286,14 @@ describe('ptp: kernel', () => {
     const s = await setup();
     const a = await attach(s);
     ok(await call(s, 'CHECK', a.ns, a.id, { prevResult: a.res, ref: true }));
-    const tuning = { ...s.conf, type: 'tuning', sysctl: { 'net.ipv4.conf.eth0.rp_filter': '2' }, prevResult: a.res };
+    // backups in the test's own dir (removed with it), not the default /run/cni/tuning
+    const tuning = {
+      ...s.conf,
+      type: 'tuning',
+      sysctl: { 'net.ipv4.conf.eth0.rp_filter': '2' },
+      dataDir: `${s.dataDir}/tuning`,
+      prevResult: a.res,
+    };
     const t = await runPlugin('tuning', {
       command: 'ADD',
       containerId: a.id,
