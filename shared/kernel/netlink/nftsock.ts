@@ -13,11 +13,9 @@ import { CniError, ErrorCode } from '../../cni/errors.ts';
 import * as C from './constants.ts';
 import { parseError, parseMessages, type NlMsg } from './codec.ts';
 import { codeOfErrno, errnoName, errnoText } from './errno.ts';
-import { inNetnsSync, libc, SysError } from './socket.ts';
+import { KERNEL, libc, openNetlinkFd, SysError } from './socket.ts';
 import { encodeBatch, NETLINK_NETFILTER, type NftMsg } from './nftnl.ts';
 
-const SOCK_RAW = 3;
-const SOCK_CLOEXEC = 0o2000000;
 const MSG_DONTWAIT = 0x40;
 const NETLINK_CAP_ACK = 10;
 const EAGAIN = 11;
@@ -38,12 +36,6 @@ export class NftNetlinkError extends CniError {
 export function nftErrorText(errno: number, what: string | undefined, ext?: string): string {
   return `Error: Could not process rule: ${errnoText(errno)}${ext ? ` (${ext})` : ''}${what ? `\n${what}` : ''}`;
 }
-
-const KERNEL = (() => {
-  const b = new Uint8Array(12);
-  new DataView(b.buffer).setUint16(0, C.AF_NETLINK, true);
-  return b;
-})();
 
 export class NftSocket {
   /** Sees every datagram received (tests record kernel replies with it). */
@@ -69,24 +61,9 @@ export class NftSocket {
   }
 
   private static open(netns?: string): NftSocket {
-    const l = libc();
-    if (!l) throw new CniError(ErrorCode.Internal, 'in-process nf_tables netlink used without bun:ffi');
-    const type = SOCK_RAW | SOCK_CLOEXEC;
-    const fd = netns
-      ? inNetnsSync(netns, () => l.socket(C.AF_NETLINK, type, NETLINK_NETFILTER))
-      : l.socket(C.AF_NETLINK, type, NETLINK_NETFILTER);
-    if (fd < 0) throw new SysError(`nf_tables netlink socket${netns ? ` in ${netns}` : ''}`, l.errno());
-    const one = Uint8Array.of(1, 0, 0, 0);
-    l.setsockopt(fd, C.SOL_NETLINK, C.NETLINK_EXT_ACK, one, 4);
-    l.setsockopt(fd, C.SOL_NETLINK, NETLINK_CAP_ACK, one, 4); // errors without the request echoed
-    const sa = new Uint8Array(12);
-    new DataView(sa.buffer).setUint16(0, C.AF_NETLINK, true);
-    if (l.bind(fd, sa, 12) !== 0) {
-      const errno = l.errno();
-      l.close(fd);
-      throw new SysError('nf_tables netlink bind', errno);
-    }
-    return new NftSocket(fd, netns);
+    if (!libc()) throw new CniError(ErrorCode.Internal, 'in-process nf_tables netlink used without bun:ffi');
+    // NETLINK_CAP_ACK: errors without the request echoed
+    return new NftSocket(openNetlinkFd(NETLINK_NETFILTER, netns, 'nf_tables netlink', [NETLINK_CAP_ACK]), netns);
   }
 
   private send(datagram: Uint8Array, what: string): void {

@@ -256,11 +256,34 @@ export class NetlinkError extends CniError {
   }
 }
 
-const KERNEL = (() => {
+/** The kernel's netlink address (sockaddr_nl, pid 0): where every request is sent. */
+export const KERNEL = (() => {
   const b = new Uint8Array(12);
   new DataView(b.buffer).setUint16(0, C.AF_NETLINK, true);
   return b;
 })();
+
+/**
+ * A bound netlink socket of `protocol` in the caller's netns, or in the one at `netns` (setns
+ * bracket): SOCK_CLOEXEC, extended acks asked for (best effort: the kernel's reason text), plus
+ * the boolean socket options in `options` (SOL_NETLINK). `what` names it in errors.
+ */
+export function openNetlinkFd(protocol: number, netns: string | undefined, what: string, options: number[] = []): number {
+  const l = must();
+  const type = SOCK_RAW | SOCK_CLOEXEC;
+  const fd = netns ? inNetnsSync(netns, () => l.socket(C.AF_NETLINK, type, protocol)) : l.socket(C.AF_NETLINK, type, protocol);
+  if (fd < 0) throw new SysError(`${what} socket${netns ? ` in ${netns}` : ''}`, l.errno());
+  const one = Uint8Array.of(1, 0, 0, 0);
+  for (const opt of [C.NETLINK_EXT_ACK, ...options]) l.setsockopt(fd, C.SOL_NETLINK, opt, one, 4);
+  const sa = new Uint8Array(12);
+  new DataView(sa.buffer).setUint16(0, C.AF_NETLINK, true);
+  if (l.bind(fd, sa, 12) !== 0) {
+    const errno = l.errno();
+    l.close(fd);
+    throw new SysError(`${what} bind`, errno);
+  }
+  return fd;
+}
 
 /** One NETLINK_ROUTE socket, in the netns it was opened for. Requests are synchronous. */
 export class RtnlSocket {
@@ -276,22 +299,7 @@ export class RtnlSocket {
 
   /** A socket in the caller's netns, or in the one at `netns` (setns bracket, see the file comment). */
   static open(netns?: string): RtnlSocket {
-    const l = must();
-    const type = SOCK_RAW | SOCK_CLOEXEC;
-    const fd = netns
-      ? inNetnsSync(netns, () => l.socket(C.AF_NETLINK, type, C.NETLINK_ROUTE))
-      : l.socket(C.AF_NETLINK, type, C.NETLINK_ROUTE);
-    if (fd < 0) throw new SysError(`netlink socket${netns ? ` in ${netns}` : ''}`, l.errno());
-    const one = Uint8Array.of(1, 0, 0, 0);
-    l.setsockopt(fd, C.SOL_NETLINK, C.NETLINK_EXT_ACK, one, 4); // best effort: the kernel's reason text
-    const sa = new Uint8Array(12);
-    new DataView(sa.buffer).setUint16(0, C.AF_NETLINK, true);
-    if (l.bind(fd, sa, 12) !== 0) {
-      const errno = l.errno();
-      l.close(fd);
-      throw new SysError('netlink bind', errno);
-    }
-    return new RtnlSocket(fd, netns);
+    return new RtnlSocket(openNetlinkFd(C.NETLINK_ROUTE, netns, 'netlink'), netns);
   }
 
   close(): void {
