@@ -287,6 +287,11 @@ describe('webhooks that are down', () => {
       ['resolved', ['HighLatency b resolved']],
     ]);
     expect(got[0]).toMatchObject({ version: '4', receiver: 'cni-ts', source: 'cni-ts agent on al-node' });
-    expect(eng.receivers()[0]).toMatchObject({ sent: 2, queued: 0, dropped: 0 });
+    // the receiver records the body before its answer reaches us: wait for the count, don't race it
+    const counted = await until(
+      () => eng.receivers()[0]!,
+      (r) => r.sent >= 2 && r.queued === 0,
+    );
+    expect(counted).toMatchObject({ sent: 2, queued: 0, dropped: 0 });
   }, 60_000);
 });
