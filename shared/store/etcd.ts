@@ -27,7 +27,8 @@ import {
 } from './types.ts';
 
 export const DEFAULT_PREFIX = '/cni-ts';
-const CALL_DEADLINE_MS = 3000;
+// etcdctl's default --command-timeout: a CLI on a busy node should not give up sooner than etcdctl would
+const CALL_DEADLINE_MS = 5000;
 const PERSISTENT_DEADLINE_MS = 10000;
 const KINDS = new Set<string>(ALL_KINDS);
 
