@@ -9,7 +9,7 @@
  * overlapping source prefixes) makes `addMsgs` return undefined: the text path then runs.
  * Pure but for `readOwned`.
  */
-import { ipBytes } from '../../shared/kernel/netlink/codec.ts';
+import { formatIp, ipBytes } from '../../shared/kernel/netlink/codec.ts';
 import {
   addBaseChain,
   addChain,
@@ -35,6 +35,7 @@ import {
   NFT_SET_INTERVAL,
   NFT_SET_MAP,
   PRIORITY,
+  readBe32,
   TYPE,
   type DumpedRule,
   type ElementSpec,
@@ -347,4 +348,97 @@ export async function readRaw(
   for (const chain of ['prerouting', 'output', 'postrouting'])
     if (st.chains.has(chain)) st.legacy.push(...((await dump.rules(table, chain)) ?? []));
   return st;
+}
+
+// ---- CHECK: read by netlink (GETCHAIN, GETRULE of the attachment's chain, GETSETELEM of its maps)
+
+const PROTO_NAME: Record<number, Mapping['protocol']> = { 6: 'tcp', 17: 'udp', 132: 'sctp' };
+const be16 = (b: Uint8Array): number => (b[0] << 8) | b[1];
+
+/**
+ * A dumped dnat rule's signature as ./nft.ts `ruleSignature` makes it from `nft -j`
+ * ("tcp/8080@192.0.2.1>10.88.0.5:80"), read from its bytecode: the `meta l4proto` and `th
+ * dport` compares, an `ip[6] daddr` compare, and the dnat's address and port registers
+ * (immediates). undefined for any other rule (the masquerade mark). Pure.
+ */
+export function dumpedSignature(r: DumpedRule): string | undefined {
+  const loaded = new Map<number, 'l4proto' | 'dport' | 'daddr' | 'other'>();
+  const imm = new Map<number, Uint8Array>();
+  let proto: string | undefined;
+  let port: number | undefined;
+  let daddr: string | undefined;
+  let target: string | undefined;
+  for (const { name, data: d } of r.exprs) {
+    if (name === 'meta') {
+      const dreg = readBe32(d.bytes(1 /* DREG */));
+      if (dreg !== undefined) loaded.set(dreg, readBe32(d.bytes(2 /* KEY */)) === META_L4PROTO ? 'l4proto' : 'other');
+    } else if (name === 'payload') {
+      const [dreg, base, off, len] = [1, 2, 3, 4].map((t) => readBe32(d.bytes(t)));
+      if (dreg === undefined) continue;
+      const kind =
+        base === PAYLOAD_TRANSPORT && off === 2 && len === 2
+          ? 'dport'
+          : base === 1 && ((off === 16 && len === 4) || (off === 24 && len === 16))
+            ? 'daddr'
+            : 'other';
+      loaded.set(dreg, kind);
+    } else if (name === 'cmp') {
+      const v = d.nested(3 /* DATA */)?.bytes(1 /* VALUE */);
+      const src = loaded.get(readBe32(d.bytes(1 /* SREG */)) ?? -1);
+      if (!v || readBe32(d.bytes(2 /* OP */)) !== CMP_EQ) continue;
+      if (src === 'l4proto' && v.length === 1) proto = PROTO_NAME[v[0]] ?? String(v[0]);
+      else if (src === 'dport' && v.length === 2) port = be16(v);
+      else if (src === 'daddr' && (v.length === 4 || v.length === 16)) daddr = formatIp(v);
+    } else if (name === 'immediate') {
+      const dreg = readBe32(d.bytes(1 /* DREG */));
+      const v = d.nested(2 /* DATA */)?.bytes(1 /* VALUE */);
+      if (dreg !== undefined && v) imm.set(dreg, v);
+    } else if (name === 'nat' && readBe32(d.bytes(1 /* TYPE */)) === 1 /* DNAT */) {
+      const a = imm.get(readBe32(d.bytes(3 /* REG_ADDR_MIN */)) ?? -1);
+      const p = imm.get(readBe32(d.bytes(5 /* REG_PROTO_MIN */)) ?? -1);
+      if (a && (a.length === 4 || a.length === 16) && p && p.length >= 2) target = `${formatIp(a)}:${be16(p)}`;
+    }
+  }
+  if (!target || !proto) return undefined;
+  return `${proto}/${String(port)}${daddr !== undefined ? `@${daddr}` : ''}>${target}`;
+}
+
+/** What CHECK reads of one attachment: whether the table and its chain exist, the chain's rules, the maps' elements. */
+export interface CheckState {
+  table: boolean;
+  chain: boolean;
+  signatures: string[];
+  /** per map: the keys (hex) whose verdict goes to the attachment's chain */
+  keys: Map<MapName, Set<string>>;
+}
+
+const hexOf = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+
+/** The netlink reads of CHECK: the chain (one GETCHAIN), its rules and the elements of the maps `plans` use. */
+export async function readCheck(table: string, dump: Parameters<typeof readRaw>[1], tag: string, plans: FamilyPlan[]): Promise<CheckState> {
+  const chain = chainOf(tag);
+  const st: CheckState = { table: true, chain: true, signatures: [], keys: new Map() };
+  if (!(await dump.chainsNamed(table, [chain]))) {
+    st.chain = false;
+    st.table = (await dump.chains(table)) !== undefined; // only on the way to an error: which one is missing
+    return st;
+  }
+  st.signatures = ((await dump.rules(table, chain)) ?? []).map(dumpedSignature).filter((s): s is string => s !== undefined);
+  const maps = new Set(plans.flatMap((p) => p.mappings.map((m) => mapFor(p.container.family, m))));
+  for (const map of maps) {
+    const keys = new Set<string>();
+    for (const e of (await dump.elements(table, map)) ?? []) if (e.verdict?.chain === chain) keys.add(hexOf(e.key));
+    st.keys.set(map, keys);
+  }
+  return st;
+}
+
+/** The mappings of `plans` whose key is not in its map going to the attachment's chain. Pure. */
+export function lostMappings(st: CheckState, plans: FamilyPlan[]): Mapping[] {
+  return plans.flatMap((p) =>
+    p.mappings.filter((m) => {
+      const k = elementKeyBytes(m);
+      return !k || !st.keys.get(mapFor(p.container.family, m))?.has(hexOf(k));
+    }),
+  );
 }
