@@ -5,9 +5,13 @@
  * read (`readOwned`: GETCHAIN, GETSETELEM of the four maps, GETRULE of the legacy chains).
  * The bytecode is what nft 1.0.6 emits for ./nft.ts's text (`nft --debug=netlink`), so the
  * kernel holds the same table whichever path wrote it (test/nft-netlink.test.ts compares
- * `nft -j list table` of both). Whatever this file does not encode (user `conditionsV4/V6`,
- * overlapping source prefixes) makes `addMsgs` return undefined: the text path then runs.
- * Pure but for `readOwned`.
+ * `nft -j list table` of both). Whatever this file does not encode makes `addMsgs` return
+ * undefined and the text path runs: user `conditionsV4/V6` (nft rule text, which only nft
+ * parses), and a masquerade source range reaching 255.255.255.255 (nft flags an open interval).
+ * A container subnet inside, beside or around 127.0.0.0/8 is merged with it, as nft does.
+ * CHECK reads by netlink too (`readCheck`: GETCHAIN, GETRULE of the attachment's chain,
+ * GETSETELEM of the maps it uses; `dumpedSignature` reads the dnat rules' bytecode).
+ * Pure but for the reads.
  */
 import { formatIp, ipBytes } from '../../shared/kernel/netlink/codec.ts';
 import {
@@ -193,7 +197,9 @@ function baseMsgs(s: Settings): NftMsg[] {
 /**
  * The elements of the constant interval set `{ 127.0.0.0/8, SUBNET }` as nft sends them: an
  * end element at 0 when the first range starts above it, then each range's start and the end
- * (the address after it). undefined when the ranges touch or overlap (nft merges them). Pure.
+ * (the address after it). Ranges that touch or overlap are merged first, as nft's automerge
+ * does (a container subnet inside, beside or around 127.0.0.0/8). undefined: a malformed CIDR,
+ * or a range reaching 255.255.255.255 (the text path then runs). Pure.
  */
 export function intervalElements4(cidrs: string[]): ElementSpec[] | undefined {
   const ranges: Array<[number, number]> = [];
@@ -207,13 +213,21 @@ export function intervalElements4(cidrs: string[]): ElementSpec[] | undefined {
     ranges.push([start, start + size]);
   }
   ranges.sort((a, b) => a[0] - b[0]);
-  for (let i = 1; i < ranges.length; i++) if (ranges[i][0] <= ranges[i - 1][1]) return undefined;
+  // ranges that touch or overlap become one, as nft's automerge of an anonymous set does
+  const merged: Array<[number, number]> = [];
+  for (const r of ranges) {
+    const last = merged[merged.length - 1];
+    if (last && r[0] <= last[1]) last[1] = Math.max(last[1], r[1]);
+    else merged.push([r[0], r[1]]);
+  }
   const key = (n: number): Uint8Array => Uint8Array.of((n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
   const out: ElementSpec[] = [];
-  if (ranges[0][0] !== 0) out.push({ key: key(0), end: true });
-  for (const [a, z] of ranges) {
-    out.push({ key: key(a) });
-    if (z < 2 ** 32) out.push({ key: key(z), end: true });
+  // A range up to 255.255.255.255 is open-ended: nft flags it in the element's userdata and counts
+  // the set one larger (captured); rare enough (a container subnet at the top of the space) for the text.
+  if (merged[merged.length - 1][1] >= 2 ** 32) return undefined;
+  if (merged[0][0] !== 0) out.push({ key: key(0), end: true });
+  for (const [a, z] of merged) {
+    out.push({ key: key(a) }, { key: key(z), end: true });
   }
   return out;
 }
