@@ -7,7 +7,8 @@
  * agrees on all three paths (netlink; libnftables, CNI_TS_NFT_NETLINK=0; processes) for an
  * intact attachment and for each thing taken away (a map element, the MAC spoof rule, an HTB
  * class's rate, the alias), the netlink path runs no process and loads no libnftables, and each
- * path DELs what the other ADDed. Every resource carries the `nr` prefix (netns nr-…, links
+ * path DELs what the other ADDed. portmap with a container subnet inside or beside 127.0.0.0/8
+ * writes by netlink the table libnftables writes. Every resource carries the `nr` prefix (netns nr-…, links
  * nr…, tables nr_…, /run/cni-nr-…) and is removed in afterAll.
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -15,7 +16,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCnitool, type CnitoolRun } from './helpers/cnitool.ts';
 import { Cleanup, inNs, makeNetns, type TestNetns } from './helpers/netns.ts';
-import { uid } from './helpers/run.ts';
+import { runPlugin, uid, type PluginRun } from './helpers/run.ts';
 import { containerIdFor } from '../tools/cnitool/index.ts';
 import { ifbName } from '../plugins/bandwidth/config.ts';
 
@@ -99,7 +100,7 @@ async function makeBed(): Promise<Bed> {
   };
 }
 
-const ok = (r: CnitoolRun, what: string): CnitoolRun => {
+const ok = (r: CnitoolRun | PluginRun, what: string): CnitoolRun | PluginRun => {
   expect(r.exitCode, `${what}: ${r.stdout} ${r.stderr}`).toBe(0);
   return r;
 };
@@ -259,4 +260,60 @@ describe('the last processes, on the kernel: bridge macspoof + tuning alias + po
     expect(await nftRules('bridge', bed.brTable)).toEqual([]);
     expect(existsSync(path.join(bed.dir, 'tuning'))).toBe(true);
   }, 120_000);
+});
+
+describe('portmap with a container subnet touching 127.0.0.0/8 (netlink since session 5)', () => {
+  it('the same table from netlink and libnftables (inside and beside 127/8); CHECK and DEL on the other path', async () => {
+    const hosts: Record<'netlink' | 'libnft', TestNetns> = {
+      netlink: await makeNetns(cleanup, 'nr-h'),
+      libnft: await makeNetns(cleanup, 'nr-h'),
+    };
+    const dir = `/run/cni-nr-${uid('')}`;
+    mkdirSync(dir, { recursive: true });
+    cleanup.add(async () => rmSync(dir, { recursive: true, force: true }));
+    const subnets = { in: '127.1.0.5/16', by: '126.0.0.5/8' } as const;
+    const call = (host: 'netlink' | 'libnft', as: Path, command: string, c: keyof typeof subnets, trace?: string): Promise<PluginRun> =>
+      runPlugin('portmap', {
+        command,
+        containerId: `nr-${c}`,
+        netns: '/run/netns/nr-none',
+        ifname: 'eth0',
+        hostNetns: hosts[host].path,
+        env: envOf(as, trace),
+        config: {
+          cniVersion: '1.0.0',
+          name: 'nr-pm127',
+          type: 'portmap',
+          nftTable: 'nr_pm127',
+          runtimeConfig: { portMappings: [{ hostPort: c === 'in' ? 18090 : 18091, containerPort: 80, protocol: 'tcp' }] },
+          prevResult: {
+            cniVersion: '1.0.0',
+            interfaces: [{ name: 'eth0', sandbox: '/run/netns/nr-none' }],
+            ips: [{ address: subnets[c], interface: 0 }],
+          },
+        },
+      });
+    const table = async (h: 'netlink' | 'libnft'): Promise<string> =>
+      JSON.stringify(await json(hosts[h], 'nft', ['-j', 'list', 'table', 'inet', 'nr_pm127'])).replace(/"handle":\d+,?/g, '');
+    const trace = path.join(dir, 'add.trace');
+    for (const c of ['in', 'by'] as const) {
+      ok(await call('netlink', 'netlink', 'ADD', c, trace), `ADD ${c} netlink`);
+      ok(await call('libnft', 'libnft', 'ADD', c), `ADD ${c} libnft`);
+    }
+    const t = await table('netlink');
+    expect(t).toContain('"prefix":{"addr":"127.0.0.0","len":8}'); // inside: merged into 127/8
+    expect(t).toContain('"prefix":{"addr":"126.0.0.0","len":7}'); // beside: merged into 126/7
+    expect(t).toBe(await table('libnft'));
+    const traced = readFileSync(trace, 'utf8');
+    expect(traced).toMatch(/nf_tables netlink add table inet nr_pm127 \(\+\d+\) -> 0/);
+    expect(traced).not.toMatch(/libnftables/);
+    for (const c of ['in', 'by'] as const) {
+      ok(await call('netlink', 'libnft', 'CHECK', c), `CHECK ${c}`);
+      ok(await call('libnft', 'netlink', 'CHECK', c), `CHECK ${c}`);
+      ok(await call('netlink', 'libnft', 'DEL', c), `DEL ${c}`);
+      ok(await call('libnft', 'netlink', 'DEL', c), `DEL ${c}`);
+    }
+    expect(await table('netlink')).not.toMatch(/pm-/);
+    expect(await table('netlink')).toBe(await table('libnft'));
+  }, 60_000);
 });
