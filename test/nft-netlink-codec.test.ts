@@ -117,6 +117,66 @@ describe('nf_tables messages (nftnl.ts) against nft 1.0.6', () => {
     );
   });
 
+  for (const [name, subnet, ip] of [
+    ['inside', '127.1.0.0/16', '127.1.0.5'],
+    ['below', '126.0.0.0/8', '126.0.0.5'],
+    ['around', '64.0.0.0/2', '64.0.0.5'],
+  ]) {
+    it(`a container subnet touching 127/8 (${subnet}, ${name}): the merged set nft sends, byte for byte`, () => {
+      // portmap-127-*.mnl.txt: `nft --debug=mnl -f` of addScript for this plan (test/nl-rest.test.ts's capture session)
+      const all = parseMnl(readFileSync(path.join(FIX, `portmap-127-${name}.mnl.txt`), 'utf8'));
+      const nft = all.slice(
+        all.findIndex((m) => m.type === 16),
+        all.findIndex((m) => m.type === 17) + 1,
+      ); // the batch (nft reads its cache first)
+      const s = {
+        backend: 'nftables',
+        snat: true,
+        masqAll: false,
+        mark: 0x2000,
+        conditions: { 4: [], 6: [] },
+        nftTable: 'nr_pm',
+        iptablesPrefix: 'X',
+      } as Settings;
+      const plans = [
+        {
+          container: { family: 4 as const, ip, subnet },
+          mappings: [{ hostPort: 18080, containerPort: 80, protocol: 'tcp' as const }],
+          conditions: [],
+        },
+      ];
+      const ours = addMsgs(s, '01234567-0123456789abcdef', 'x', plans);
+      expect(ours, 'netlink, not the text path').toBeDefined();
+      const msgs = parseMessages(encodeBatch(ours!, 0).datagram);
+      expect(msgs.map((m) => m.type)).toEqual(nft.map((m) => m.type));
+      msgs.forEach((m, i) =>
+        expect(Buffer.from(m.payload).toString('hex'), `message ${i}: ${ours![i - 1]?.what}`).toBe(
+          Buffer.from(nft[i].payload).toString('hex'),
+        ),
+      );
+    });
+  }
+
+  it('a subnet reaching 255.255.255.255 (128.0.0.0/1): the text path (nft flags an open interval, portmap-127-above.mnl.txt)', () => {
+    const all = parseMnl(readFileSync(path.join(FIX, 'portmap-127-above.mnl.txt'), 'utf8'));
+    expect(all.some((m) => m.type === 2572 && Buffer.from(m.payload).toString('hex').includes('0a0006000104010000000000'))).toBe(true);
+    const s = {
+      backend: 'nftables',
+      snat: true,
+      masqAll: false,
+      mark: 0x2000,
+      conditions: { 4: [], 6: [] },
+      nftTable: 'nr_pm',
+      iptablesPrefix: 'X',
+    } as Settings;
+    const plan = {
+      container: { family: 4 as const, ip: '128.0.0.5', subnet: '128.0.0.0/1' },
+      mappings: [{ hostPort: 1, containerPort: 1, protocol: 'tcp' as const }],
+      conditions: [],
+    };
+    expect(addMsgs(s, '01234567-0123456789abcdef', 'x', [plan])).toBeUndefined();
+  });
+
   it('the macspoof batch is byte for byte what nft sends for macspoofScript', () => {
     // macspoof-batch.mnl.txt: add table bridge hnf_b; add chain … macspoof { type filter hook prerouting priority -300; … };
     // add rule bridge hnf_b macspoof iifname "veth1234abcd" ether saddr != 02:42:ac:11:00:02 counter drop comment "cni:01234567:0123456789abcdef x"
@@ -154,9 +214,18 @@ describe('nf_tables messages (nftnl.ts) against nft 1.0.6', () => {
       ['c0a80000', false],
       ['c0a90000', true],
     ]);
-    expect(iv(['127.0.0.0/8', '255.255.255.0/24'])?.at(-1)).toEqual(['ffffff00', false]); // no end past the last address
-    expect(iv(['127.0.0.0/8', '127.1.0.0/16'])).toBeUndefined(); // overlapping: nft merges, we take the text
-    expect(iv(['127.0.0.0/8', '128.0.0.0/8'])).toBeUndefined(); // adjacent: the same
+    expect(iv(['127.0.0.0/8', '255.255.255.0/24'])).toBeUndefined(); // open-ended: nft flags it in userdata; the text path
+    // overlapping or adjacent: merged, as nft does (test below: byte for byte against nft's batches)
+    expect(iv(['127.0.0.0/8', '127.1.0.0/16'])).toEqual([
+      ['00000000', true],
+      ['7f000000', false],
+      ['80000000', true],
+    ]);
+    expect(iv(['127.0.0.0/8', '128.0.0.0/8'])).toEqual([
+      ['00000000', true],
+      ['7f000000', false],
+      ['81000000', true],
+    ]);
     const st = {
       chains: new Set(['hostports', 'pm-a', 'pm-b', 'prerouting']),
       elements: [

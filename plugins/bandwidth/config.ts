@@ -46,6 +46,9 @@ export const SHAPED_MINOR = '30';
 export const UNCAPPED_RATE_BITS = 100_000_000_000;
 const UNCAPPED_BURST = '1500000';
 const QUANTUM = '60000';
+/** u32 filter priorities of the subnet matches, per protocol (the Go reference's) */
+export const V4_FILTER_PRIO = '16';
+export const V6_FILTER_PRIO = '15';
 
 /**
  * The limits in force: `runtimeConfig.bandwidth` (the capability, set per container by the
@@ -177,7 +180,10 @@ export function rootCommands(dev: string, s: Shaper, l: Limits, remote: 'src' | 
   ];
   for (const c of subnets) {
     const n = network(parseCIDR(c)!);
-    const [proto, match] = n.family === 4 ? ['ip', 'ip'] : ['ipv6', 'ip6'];
+    // One u32 filter chain per (priority, protocol): the kernel refuses a second protocol at a
+    // priority already holding one ("Protocol mismatch"), so IPv6 subnets go one priority ahead,
+    // as the Go reference does (IPv4 at 16, IPv6 at 15).
+    const [proto, match, prio] = n.family === 4 ? ['ip', 'ip', V4_FILTER_PRIO] : ['ipv6', 'ip6', V6_FILTER_PRIO];
     cmds.push([
       'filter',
       'add',
@@ -188,7 +194,7 @@ export function rootCommands(dev: string, s: Shaper, l: Limits, remote: 'src' | 
       'protocol',
       proto,
       'prio',
-      '16',
+      prio,
       'u32',
       'match',
       match,

@@ -6,11 +6,19 @@
  * shared/firewall/owners.ts.
  */
 import type { Attachment } from '../../shared/cni/types.ts';
-import { deleteTaggedRules, listRules, netlinkPath, netlinkTransaction, taggedRules, transaction } from '../../shared/firewall/nft.ts';
+import {
+  deleteTaggedRules,
+  listRules,
+  netlinkPath,
+  netlinkReads,
+  netlinkTransaction,
+  taggedRules,
+  transaction,
+} from '../../shared/firewall/nft.ts';
 import { macBytes } from '../../shared/kernel/netlink/codec.ts';
 import { addBaseChain, addRule, addTable, CMP_EQ, CMP_NEQ, ex, ex2, type NftMsg } from '../../shared/kernel/netlink/nftnl.ts';
 import { nft, nftScript, nftString } from '../../shared/kernel/batch.ts';
-import { inNetwork, ownerComment, ownerTag, type FirewallOwner } from '../../shared/firewall/owner.ts';
+import { inNetwork, ownerComment, ownerTag, tagOfComment, type FirewallOwner } from '../../shared/firewall/owner.ts';
 
 export const MACSPOOF_CHAIN = 'macspoof';
 
@@ -82,8 +90,11 @@ export async function macspoofDel(table: string, owner: FirewallOwner): Promise<
   await deleteTaggedRules('bridge', table, MACSPOOF_CHAIN, (t) => t === tag);
 }
 
+/** Whether the port's rule is there (CHECK): one GETRULE dump of the chain by netlink, else `nft -j list chain`. */
 export async function macspoofPresent(table: string, owner: FirewallOwner): Promise<boolean> {
   const tag = ownerTag(owner);
+  if (netlinkPath())
+    return ((await netlinkReads('bridge').rules(table, MACSPOOF_CHAIN)) ?? []).some((r) => tagOfComment(r.comment) === tag);
   return taggedRules(await listRules('bridge', table, MACSPOOF_CHAIN), (t) => t === tag).length > 0;
 }
 

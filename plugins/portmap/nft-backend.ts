@@ -13,14 +13,15 @@ import {
   tryNetlinkTransaction,
   tryTransaction,
 } from '../../shared/firewall/nft.ts';
-import { addMsgs, readRaw, removeMsgs } from './nft-netlink.ts';
+import { addMsgs, lostMappings, readCheck, readRaw, removeMsgs } from './nft-netlink.ts';
 import { humanOfComment } from '../../shared/firewall/owner.ts';
 import { nftUnusable } from '../../shared/kernel/nft.ts';
-import type { FamilyPlan } from './config.ts';
+import type { FamilyPlan, Settings } from './config.ts';
 import { describeMapping } from './config.ts';
 import {
   addScript,
   attachmentTags,
+  chainOf,
   conflicts,
   expectedSignatures,
   legacyRemoveLines,
@@ -50,6 +51,23 @@ function conflictError(st: TableState, tag: string, plans: FamilyPlan[]): CniErr
     )
     .join(', ');
   return new CniError(ErrorCode.Conflict, `host port already published by another container: ${what}`, 'portmap: nothing was changed');
+}
+
+const mismatch = (what: string, where: string): CniError => new CniError(ErrorCode.CheckMismatch, what, where);
+
+/** CHECK with netlink dumps (the chain, its rules, the maps it uses) instead of one `nft -j list table`: the same findings, in the same order. */
+async function checkNetlink(s: Settings, tag: string, plans: FamilyPlan[]): Promise<void> {
+  const st = await readCheck(s.nftTable, netlinkReads('inet'), tag, plans);
+  const chain = chainOf(tag);
+  const where = `table inet ${s.nftTable}`;
+  if (!st.table) throw mismatch(`nft table inet ${s.nftTable} is missing`, 'portmap CHECK');
+  if (!st.chain) throw mismatch(`nft chain ${chain} of this container is missing`, where);
+  const have = new Set(st.signatures);
+  const missing = expectedSignatures(plans).filter((sig) => !have.has(sig));
+  if (missing.length) throw mismatch(`port mapping rules missing in chain ${chain}: ${missing.join(', ')}`, where);
+  const lost = lostMappings(st, plans);
+  if (lost.length)
+    throw mismatch(`host ports no longer dispatched to this container: ${lost.map((m) => describeMapping(m)).join(', ')}`, where);
 }
 
 export const nftBackend: Backend = {
@@ -94,6 +112,7 @@ export const nftBackend: Backend = {
   },
 
   async check(s, tag, plans) {
+    if (netlinkPath()) return checkNetlink(s, tag, plans);
     const st = await readTable(s.nftTable);
     if (!st) throw new CniError(ErrorCode.CheckMismatch, `nft table inet ${s.nftTable} is missing`, 'portmap CHECK');
     const own = ownedBy(st, tag);

@@ -5,11 +5,15 @@
  * read (`readOwned`: GETCHAIN, GETSETELEM of the four maps, GETRULE of the legacy chains).
  * The bytecode is what nft 1.0.6 emits for ./nft.ts's text (`nft --debug=netlink`), so the
  * kernel holds the same table whichever path wrote it (test/nft-netlink.test.ts compares
- * `nft -j list table` of both). Whatever this file does not encode (user `conditionsV4/V6`,
- * overlapping source prefixes) makes `addMsgs` return undefined: the text path then runs.
- * Pure but for `readOwned`.
+ * `nft -j list table` of both). Whatever this file does not encode makes `addMsgs` return
+ * undefined and the text path runs: user `conditionsV4/V6` (nft rule text, which only nft
+ * parses), and a masquerade source range reaching 255.255.255.255 (nft flags an open interval).
+ * A container subnet inside, beside or around 127.0.0.0/8 is merged with it, as nft does.
+ * CHECK reads by netlink too (`readCheck`: GETCHAIN, GETRULE of the attachment's chain,
+ * GETSETELEM of the maps it uses; `dumpedSignature` reads the dnat rules' bytecode).
+ * Pure but for the reads.
  */
-import { ipBytes } from '../../shared/kernel/netlink/codec.ts';
+import { formatIp, ipBytes } from '../../shared/kernel/netlink/codec.ts';
 import {
   addBaseChain,
   addChain,
@@ -35,6 +39,7 @@ import {
   NFT_SET_INTERVAL,
   NFT_SET_MAP,
   PRIORITY,
+  readBe32,
   TYPE,
   type DumpedRule,
   type ElementSpec,
@@ -192,7 +197,9 @@ function baseMsgs(s: Settings): NftMsg[] {
 /**
  * The elements of the constant interval set `{ 127.0.0.0/8, SUBNET }` as nft sends them: an
  * end element at 0 when the first range starts above it, then each range's start and the end
- * (the address after it). undefined when the ranges touch or overlap (nft merges them). Pure.
+ * (the address after it). Ranges that touch or overlap are merged first, as nft's automerge
+ * does (a container subnet inside, beside or around 127.0.0.0/8). undefined: a malformed CIDR,
+ * or a range reaching 255.255.255.255 (the text path then runs). Pure.
  */
 export function intervalElements4(cidrs: string[]): ElementSpec[] | undefined {
   const ranges: Array<[number, number]> = [];
@@ -206,13 +213,21 @@ export function intervalElements4(cidrs: string[]): ElementSpec[] | undefined {
     ranges.push([start, start + size]);
   }
   ranges.sort((a, b) => a[0] - b[0]);
-  for (let i = 1; i < ranges.length; i++) if (ranges[i][0] <= ranges[i - 1][1]) return undefined;
+  // ranges that touch or overlap become one, as nft's automerge of an anonymous set does
+  const merged: Array<[number, number]> = [];
+  for (const r of ranges) {
+    const last = merged[merged.length - 1];
+    if (last && r[0] <= last[1]) last[1] = Math.max(last[1], r[1]);
+    else merged.push([r[0], r[1]]);
+  }
   const key = (n: number): Uint8Array => Uint8Array.of((n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
   const out: ElementSpec[] = [];
-  if (ranges[0][0] !== 0) out.push({ key: key(0), end: true });
-  for (const [a, z] of ranges) {
-    out.push({ key: key(a) });
-    if (z < 2 ** 32) out.push({ key: key(z), end: true });
+  // A range up to 255.255.255.255 is open-ended: nft flags it in the element's userdata and counts
+  // the set one larger (captured); rare enough (a container subnet at the top of the space) for the text.
+  if (merged[merged.length - 1][1] >= 2 ** 32) return undefined;
+  if (merged[0][0] !== 0) out.push({ key: key(0), end: true });
+  for (const [a, z] of merged) {
+    out.push({ key: key(a) }, { key: key(z), end: true });
   }
   return out;
 }
@@ -347,4 +362,97 @@ export async function readRaw(
   for (const chain of ['prerouting', 'output', 'postrouting'])
     if (st.chains.has(chain)) st.legacy.push(...((await dump.rules(table, chain)) ?? []));
   return st;
+}
+
+// ---- CHECK: read by netlink (GETCHAIN, GETRULE of the attachment's chain, GETSETELEM of its maps)
+
+const PROTO_NAME: Record<number, Mapping['protocol']> = { 6: 'tcp', 17: 'udp', 132: 'sctp' };
+const be16 = (b: Uint8Array): number => (b[0] << 8) | b[1];
+
+/**
+ * A dumped dnat rule's signature as ./nft.ts `ruleSignature` makes it from `nft -j`
+ * ("tcp/8080@192.0.2.1>10.88.0.5:80"), read from its bytecode: the `meta l4proto` and `th
+ * dport` compares, an `ip[6] daddr` compare, and the dnat's address and port registers
+ * (immediates). undefined for any other rule (the masquerade mark). Pure.
+ */
+export function dumpedSignature(r: DumpedRule): string | undefined {
+  const loaded = new Map<number, 'l4proto' | 'dport' | 'daddr' | 'other'>();
+  const imm = new Map<number, Uint8Array>();
+  let proto: string | undefined;
+  let port: number | undefined;
+  let daddr: string | undefined;
+  let target: string | undefined;
+  for (const { name, data: d } of r.exprs) {
+    if (name === 'meta') {
+      const dreg = readBe32(d.bytes(1 /* DREG */));
+      if (dreg !== undefined) loaded.set(dreg, readBe32(d.bytes(2 /* KEY */)) === META_L4PROTO ? 'l4proto' : 'other');
+    } else if (name === 'payload') {
+      const [dreg, base, off, len] = [1, 2, 3, 4].map((t) => readBe32(d.bytes(t)));
+      if (dreg === undefined) continue;
+      const kind =
+        base === PAYLOAD_TRANSPORT && off === 2 && len === 2
+          ? 'dport'
+          : base === 1 && ((off === 16 && len === 4) || (off === 24 && len === 16))
+            ? 'daddr'
+            : 'other';
+      loaded.set(dreg, kind);
+    } else if (name === 'cmp') {
+      const v = d.nested(3 /* DATA */)?.bytes(1 /* VALUE */);
+      const src = loaded.get(readBe32(d.bytes(1 /* SREG */)) ?? -1);
+      if (!v || readBe32(d.bytes(2 /* OP */)) !== CMP_EQ) continue;
+      if (src === 'l4proto' && v.length === 1) proto = PROTO_NAME[v[0]] ?? String(v[0]);
+      else if (src === 'dport' && v.length === 2) port = be16(v);
+      else if (src === 'daddr' && (v.length === 4 || v.length === 16)) daddr = formatIp(v);
+    } else if (name === 'immediate') {
+      const dreg = readBe32(d.bytes(1 /* DREG */));
+      const v = d.nested(2 /* DATA */)?.bytes(1 /* VALUE */);
+      if (dreg !== undefined && v) imm.set(dreg, v);
+    } else if (name === 'nat' && readBe32(d.bytes(1 /* TYPE */)) === 1 /* DNAT */) {
+      const a = imm.get(readBe32(d.bytes(3 /* REG_ADDR_MIN */)) ?? -1);
+      const p = imm.get(readBe32(d.bytes(5 /* REG_PROTO_MIN */)) ?? -1);
+      if (a && (a.length === 4 || a.length === 16) && p && p.length >= 2) target = `${formatIp(a)}:${be16(p)}`;
+    }
+  }
+  if (!target || !proto) return undefined;
+  return `${proto}/${String(port)}${daddr !== undefined ? `@${daddr}` : ''}>${target}`;
+}
+
+/** What CHECK reads of one attachment: whether the table and its chain exist, the chain's rules, the maps' elements. */
+export interface CheckState {
+  table: boolean;
+  chain: boolean;
+  signatures: string[];
+  /** per map: the keys (hex) whose verdict goes to the attachment's chain */
+  keys: Map<MapName, Set<string>>;
+}
+
+const hexOf = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+
+/** The netlink reads of CHECK: the chain (one GETCHAIN), its rules and the elements of the maps `plans` use. */
+export async function readCheck(table: string, dump: Parameters<typeof readRaw>[1], tag: string, plans: FamilyPlan[]): Promise<CheckState> {
+  const chain = chainOf(tag);
+  const st: CheckState = { table: true, chain: true, signatures: [], keys: new Map() };
+  if (!(await dump.chainsNamed(table, [chain]))) {
+    st.chain = false;
+    st.table = (await dump.chains(table)) !== undefined; // only on the way to an error: which one is missing
+    return st;
+  }
+  st.signatures = ((await dump.rules(table, chain)) ?? []).map(dumpedSignature).filter((s): s is string => s !== undefined);
+  const maps = new Set(plans.flatMap((p) => p.mappings.map((m) => mapFor(p.container.family, m))));
+  for (const map of maps) {
+    const keys = new Set<string>();
+    for (const e of (await dump.elements(table, map)) ?? []) if (e.verdict?.chain === chain) keys.add(hexOf(e.key));
+    st.keys.set(map, keys);
+  }
+  return st;
+}
+
+/** The mappings of `plans` whose key is not in its map going to the attachment's chain. Pure. */
+export function lostMappings(st: CheckState, plans: FamilyPlan[]): Mapping[] {
+  return plans.flatMap((p) =>
+    p.mappings.filter((m) => {
+      const k = elementKeyBytes(m);
+      return !k || !st.keys.get(mapFor(p.container.family, m))?.has(hexOf(k));
+    }),
+  );
 }

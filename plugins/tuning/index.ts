@@ -9,7 +9,7 @@ import path from 'node:path';
 import { CniError, ErrorCode, invalidConfig } from '../../shared/cni/errors.ts';
 import { definePlugin, type Request } from '../../shared/cni/plugin.ts';
 import type { Result } from '../../shared/cni/types.ts';
-import { getLink, ipBatch, ipCommand, type LinkInfo } from '../../shared/kernel/ip.ts';
+import { getLink, ipBatchThenArgv, type LinkInfo } from '../../shared/kernel/ip.ts';
 import { netnsExists, requireNetns } from '../../shared/kernel/netns.ts';
 import { readSysctls, setSysctls } from '../../shared/kernel/sysctl.ts';
 import schema from '../../conf/schemas/tuning.schema.json' with { type: 'json' };
@@ -62,10 +62,13 @@ function saveBackup(file: string, b: Backup): void {
   renameSync(tmp, file);
 }
 
-/** Set the attributes of `b` on the link in `netns`: one `ip -batch`, the alias apart (it may hold spaces). */
+/**
+ * Set the attributes of `b` on the link in `netns`: netlink requests in-process (the alias as
+ * IFLA_IFALIAS), else one `ip -batch` and the alias apart (it may hold spaces).
+ */
 async function applyLink(ifname: string, b: Backup, netns: string): Promise<void> {
-  await ipBatch(linkCommands(ifname, b), netns);
-  if (b.alias !== undefined) await ipCommand(['link', 'set', 'dev', ifname, 'alias', b.alias], { netns });
+  const alias = b.alias !== undefined ? [['link', 'set', 'dev', ifname, 'alias', b.alias]] : [];
+  await ipBatchThenArgv(linkCommands(ifname, b), alias, netns);
 }
 
 async function containerLink(ifname: string, netns: string): Promise<LinkInfo> {

@@ -109,6 +109,17 @@ export async function ipSequence(cmds: string[][], netns?: string): Promise<void
   for (const c of cmds) await run('ip', c, { netns });
 }
 
+/**
+ * `cmds` and then `argvOnly`, lines whose values may hold any byte (an interface alias): all in
+ * one in-process netlink pass under Bun (no batch parsing there); else `cmds` as one `ip
+ * -batch` and each of `argvOnly` as its own `ip` process (argv carries any byte).
+ */
+export async function ipBatchThenArgv(cmds: string[][], argvOnly: string[][], netns?: string): Promise<void> {
+  if (cmds.length + argvOnly.length && (await nlIpBatch([...cmds, ...argvOnly], netns))) return;
+  await ipBatch(cmds, netns);
+  for (const c of argvOnly) await run('ip', c, { netns });
+}
+
 /** One `ip` command with argv (any byte in a value); throws on failure, or returns the outcome with allowFail. */
 export async function ipCommand(args: string[], opts: { netns?: string; allowFail?: boolean } = {}): Promise<RunResult> {
   return run('ip', args, opts);

@@ -48,11 +48,17 @@ export interface ClassInfo {
 
 const UNIT: Record<string, number> = { '': 1, K: 1e3, M: 1e6, G: 1e9, T: 1e12 };
 
-/** `tc class show dev D`, parsed: kind, handle and rate of each class. */
+/** `tc class show dev D`: kind, handle and rate of each class (an RTM_GETTCLASS dump in-process under Bun, else `tc`'s text). */
 export async function tcClasses(dev: string, netns?: string): Promise<ClassInfo[]> {
+  const nl = await nlTcShow(['class', 'show', 'dev', dev], netns);
+  if (nl) return nl as ClassInfo[];
   const r = await run('tc', ['class', 'show', 'dev', dev], { netns, allowFail: true });
-  if (r.exitCode !== 0) return [];
-  return r.stdout
+  return r.exitCode === 0 ? parseClassText(r.stdout) : [];
+}
+
+/** `tc class show` text → kind, handle and rate (tc's rounded print) of each class. Pure. */
+export function parseClassText(text: string): ClassInfo[] {
+  return text
     .split('\n')
     .map((line) => ({ line, m: /^class (\S+) (\S+)/.exec(line) }))
     .filter((x): x is { line: string; m: RegExpExecArray } => x.m !== null)

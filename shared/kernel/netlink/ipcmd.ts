@@ -47,6 +47,8 @@ export type IpOp =
       vlanFiltering?: number;
       allmulti?: boolean;
       txqlen?: number;
+      /** `alias TEXT` (IFLA_IFALIAS, without a NUL as iproute2 sends it; '' clears it) */
+      alias?: string;
     }
   | { op: 'link-del'; dev: string }
   | RuleOp
@@ -126,6 +128,10 @@ function parseLinkAdd(a: string[]): IpOp | undefined {
   return undefined;
 }
 
+/** the kernel's limit on an interface alias (ip refuses `alias` of this many bytes or more) */
+const IFALIASZ = 256;
+const enc = new TextEncoder();
+
 function parseLinkSet(a: string[]): IpOp | undefined {
   if (a[0] !== 'dev' || !a[1]) return undefined;
   const op: Extract<IpOp, { op: 'link-set' }> = { op: 'link-set', dev: a[1] };
@@ -157,6 +163,9 @@ function parseLinkSet(a: string[]): IpOp | undefined {
       i += 2;
     } else if (k === 'netns' && isPath(v)) {
       op.netns = v;
+      i += 2;
+    } else if (k === 'alias' && v !== undefined && !v.includes('\0') && enc.encode(v).length < IFALIASZ) {
+      op.alias = v;
       i += 2;
     } else if (k === 'name' && v && v.length <= 15) {
       op.name = v;
@@ -339,6 +348,7 @@ export function buildRequest(op: IpOp, ctx: BuildContext): NlRequest {
       if (op.mac) at.push(attr.bytes(C.IFLA_ADDRESS, macBytes(op.mac)!));
       if (op.master !== undefined) at.push(attr.u32(C.IFLA_MASTER, op.master ? ctx.index(op.master) : 0));
       if (op.netns) at.push(attr.u32(C.IFLA_NET_NS_FD, ctx.nsFd(op.netns)));
+      if (op.alias !== undefined) at.push(attr.bytes(C.IFLA_IFALIAS, enc.encode(op.alias)));
       if (op.hairpin !== undefined || op.isolated !== undefined) {
         const port: AttrSpec[] = [];
         if (op.hairpin !== undefined) port.push(attr.u8(C.IFLA_BRPORT_MODE, op.hairpin ? 1 : 0));

@@ -19,13 +19,16 @@ import type { RunResult } from '../exec.ts';
 import { decodeRule, fibRuleHdr, RTM_GETRULE, RTM_NEWRULE, type RuleEntry } from './rule.ts';
 import {
   buildTcRequest,
+  decodeClass,
   decodeFilter,
   decodeQdisc,
   describeTc,
   parseTcBatch,
   RTM_GETQDISC,
+  RTM_GETTCLASS,
   RTM_GETTFILTER,
   RTM_NEWQDISC,
+  RTM_NEWTCLASS,
   RTM_NEWTFILTER,
   tcmsg,
   hzOf,
@@ -393,8 +396,9 @@ export async function nlTcBatch(
 }
 
 /**
- * `tc -json qdisc show dev D` and `tc -json filter show dev D ingress` in-process (what
- * bandwidth's CHECK reads: netlink/tc.ts decodeQdisc / decodeFilter); [] when the device does
+ * `tc -json qdisc show dev D`, `tc -json filter show dev D ingress` and `tc class show dev D`
+ * in-process (what bandwidth's CHECK reads: netlink/tc.ts decodeQdisc / decodeFilter /
+ * decodeClass); [] when the device does
  * not exist (as tcJson); undefined for any other arguments (the caller runs `tc`).
  */
 export async function nlTcShow(args: string[], netns?: string): Promise<unknown[] | undefined> {
@@ -402,12 +406,21 @@ export async function nlTcShow(args: string[], netns?: string): Promise<unknown[
   const w = args.join(' ');
   const q = /^qdisc show dev (\S+)$/.exec(w);
   const f = /^filter show dev (\S+) ingress$/.exec(w);
-  if (!q && !f) return undefined;
+  const c = /^class show dev (\S+)$/.exec(w);
+  if (!q && !f && !c) return undefined;
   await yieldOnce();
   const { sock, done } = socketFor(netns);
   try {
-    const index = indexOf(sock, (q ?? f)![1]);
+    const index = indexOf(sock, (q ?? f ?? c)![1]);
     if (index === undefined) return [];
+    if (c) {
+      return sock
+        .request({ type: RTM_GETTCLASS, flags: C.NLM_F_REQUEST | C.NLM_F_DUMP, header: tcmsg({ index }) }, `tc class show dev ${c[1]}`)
+        .filter((m) => m.type === RTM_NEWTCLASS)
+        .map(decodeClass)
+        .filter((e) => e.ifindex === index)
+        .map(({ ifindex: _, ...e }) => e);
+    }
     if (q) {
       return sock
         .request({ type: RTM_GETQDISC, flags: C.NLM_F_REQUEST | C.NLM_F_DUMP, header: tcmsg({ index }) }, `tc qdisc show dev ${q[1]}`)

@@ -45,6 +45,7 @@ const LINKLAYER_ETHERNET = 1;
 const TIME_UNITS_PER_SEC = 1_000_000;
 
 export const RTM_NEWTCLASS = 40;
+export const RTM_GETTCLASS = 42;
 
 const TCA_HTB_PARMS = 1;
 const TCA_HTB_INIT = 2;
@@ -198,7 +199,7 @@ const toU32 = (x: number): number => Number(BigInt.asUintN(32, BigInt(Math.trunc
 
 /** tc_calc_xmittime (iproute2 6.1): microseconds to send `size` bytes at `rate` B/s, in ticks. */
 export function xmittime(rate: number, size: number, tick: number): number {
-  return toU32(toU32((TIME_UNITS_PER_SEC * size) / rate) * tick);
+  return toU32(toU32(TIME_UNITS_PER_SEC * (size / rate)) * tick); // size / rate first, in doubles, as tc_calc_xmittime
 }
 
 /**
@@ -494,4 +495,30 @@ export function decodeFilter(m: NlMsg, nameOf: (index: number) => string | undef
     f.options = { actions };
   }
   return f;
+}
+
+/** A class in the fields `tc class show` prints that bandwidth's CHECK reads: kind, handle ("1:30"), rate in bytes per second. */
+export interface ClassEntry {
+  ifindex: number;
+  kind: string;
+  handle: string;
+  rate?: number;
+}
+
+/** RTM_NEWTCLASS → kind, handle and (htb) rate: TCA_HTB_RATE64 when the kernel sends it (rates of 4 GB/s and more), else the rate spec's. */
+export function decodeClass(m: NlMsg): ClassEntry {
+  const v = new DataView(m.payload.buffer, m.payload.byteOffset, m.payload.byteLength);
+  const a = new Attrs(m.payload, 20);
+  const handle = v.getUint32(8, true);
+  const c: ClassEntry = {
+    ifindex: v.getInt32(4, true),
+    kind: a.str(TCA_KIND) ?? '',
+    handle: `${(handle >>> 16).toString(16)}:${(handle & 0xffff).toString(16)}`,
+  };
+  const opts = c.kind === 'htb' ? a.nested(TCA_OPTIONS) : undefined;
+  const r64 = opts?.bytes(TCA_HTB_RATE64);
+  const p = opts?.bytes(TCA_HTB_PARMS);
+  if (r64 && r64.length >= 8) c.rate = Number(new DataView(r64.buffer, r64.byteOffset, 8).getBigUint64(0, true));
+  else if (p && p.length >= 12) c.rate = new DataView(p.buffer, p.byteOffset, p.byteLength).getUint32(8, true);
+  return c;
 }
