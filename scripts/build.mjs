@@ -167,7 +167,7 @@ for (const [group, members] of Object.entries(GROUPS)) {
     entry,
     [
       // CNI_TS_TRACE under Bun (scripts/bun-main.cjs): the bundle's code is loaded; its modules are evaluated next
-      "if (globalThis.__cniTsEarlyTrace) globalThis.__cniTsEarlyTrace.push([performance.now(), 'bundle code loaded']);",
+      "if (globalThis.__cniTsEarlyTrace) globalThis.__cniTsEarlyTrace.push([performance.now(), 'bundle code loaded' + (globalThis.__cniTsUsage?.() ?? '')]);",
       `require(${JSON.stringify(path.join(root, 'shared', 'cni', 'validate.ts'))}).usePrecompiled(() => require(${JSON.stringify(validators)}));`,
       `require(${JSON.stringify(path.join(root, 'main.ts'))});`,
     ].join('\n'),

@@ -9,7 +9,16 @@
 // mark (shared/trace.ts): writing them here would load node:fs, which the plugins' bundles
 // otherwise never load (shared/lightfs.ts), and the timeline would show its cost everywhere.
 const early = process.env.CNI_TS_TRACE ? (globalThis.__cniTsEarlyTrace = []) : undefined;
-const trace = early && ((what) => early.push([performance.now(), what]));
+// CNI_TS_TRACE_RSS=1: the page faults and CPU time so far (getrusage, no file read) with each mark
+// (also for the bundle's first mark, scripts/build.mjs)
+const usage =
+  early && process.env.CNI_TS_TRACE_RSS === '1'
+    ? (globalThis.__cniTsUsage = () => {
+        const u = process.resourceUsage();
+        return ` [faults ${u.minorPageFault}, cpu ${((u.userCPUTime + u.systemCPUTime) / 1000).toFixed(1)} ms]`;
+      })
+    : () => '';
+const trace = early && ((what) => early.push([performance.now(), what + usage()]));
 if (trace) trace('runtime started (bun)');
 // Filled in by scripts/build.mjs (bun build --define): the group bundles it embedded.
 /* global CNI_TS_GROUPS */
