@@ -52,3 +52,16 @@ export async function startSvcPod(cleanup: Cleanup, netnsPath: string, name: str
 
 export const tally = (names: string[]): Record<string, number> =>
   names.reduce<Record<string, number>>((a, n) => ((a[n] = (a[n] ?? 0) + 1), a), {});
+
+/**
+ * The backend addresses the least-connections maps (`lc_*`) in `nft list table` text point new
+ * TCP connections at now (`tcp : ADDRESS . PORT` elements): what the agent chose from its
+ * connection counts. Tests wait for this to change instead of sleeping "long enough" for the
+ * counts to arrive.
+ */
+export function lcTcpTargets(tableText: string): string[] {
+  const out: string[] = [];
+  for (const m of tableText.matchAll(/map lc_\w+ \{[^}]*?elements = \{([^}]*)\}/g))
+    for (const e of m[1]!.matchAll(/tcp : \[?([0-9a-fA-F.:]+?)\]? \. \d+/g)) out.push(e[1]!);
+  return out;
+}
