@@ -45,7 +45,14 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const dir = mkdtempSync(path.join(os.tmpdir(), 'al-delivery-'));
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
+  // every cleanup runs even when one throws (a server left listening would fail the next test
+  // on its port, hiding this one's error); the first error is reported after all of them
+  const errors: unknown[] = [];
+  for (const c of cleanups.splice(0).reverse())
+    await Promise.resolve()
+      .then(c)
+      .catch((e: unknown) => errors.push(e));
+  if (errors.length) throw errors[0];
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
