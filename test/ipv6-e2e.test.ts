@@ -156,7 +156,7 @@ describe('IPv6: policy and services on dual-stack pods (bridge + host-local + en
     // the map asynchronously (conntrack events), so the test waits for the map, never a fixed time
     const byIp = new Map((['z/a', 'z/b', 'z/c'] as PodKey[]).map((k) => [m.pods.get(k)!.ip6!, k as string]));
     const points = async (): Promise<string[]> =>
-      lcTcpTargets((await inNs(m.tb.host, 'nft', ['list', 'table', 'inet', table])).stdout)
+      lcTcpTargets((await inNs(m.tb.host, 'nft', ['-j', 'list', 'table', 'inet', table])).stdout)
         .filter((a) => a.includes(':'))
         .map((a) => byIp.get(a) ?? a);
     const until = async (what: string, ok: (t: string[]) => boolean): Promise<void> => {
