@@ -11,6 +11,7 @@ import { parseAgentConfig } from '../shared/agentconfig.ts';
 import { openStore } from '../shared/store/index.ts';
 import type { CniObject } from '../shared/objects/types.ts';
 import { testPort } from './helpers/run.ts';
+import { until } from './helpers/wait.ts';
 
 const log = new Logger('test', { CNI_LOG_LEVEL: 'error' });
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -69,7 +70,15 @@ describe('agent reconcile loop', () => {
     const l = new Loop({ name: 't', log, resyncMs: 30, reconcile: async (why) => void whys.push(why) });
     loops.push(l);
     l.start();
-    await sleep(110);
+    // wait for the passes themselves: a loaded machine can stall this process past several
+    // 30 ms periods, and setInterval does not catch up (a fixed 110 ms sleep saw 1 resync then)
+    await until(
+      'two resync passes',
+      () => whys.filter((w) => w === 'resync').length,
+      (n) => n >= 2,
+      10_000,
+      10,
+    );
     await l.stop();
     expect(whys[0]).toBe('start');
     expect(whys.filter((w) => w === 'resync').length).toBeGreaterThanOrEqual(2);

@@ -7,7 +7,7 @@
  * - a webhook receiver that refuses connections and one that accepts and never answers stall
  *   neither the evaluation nor the agent's socket and HTTP API; the refusing one, once it
  *   listens, gets the retried notification.
- * Ports 19450-19499 (prefix al), files under a private temp dir.
+ * Ports from testPort() (prefix al), files under a private temp dir.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
@@ -23,23 +23,36 @@ import type { Sample } from '../shared/monitoring.ts';
 import { startHttp, startSocket, type ApiHandlers } from '../agent/api.ts';
 import { AlertEngine } from '../agent/alerts/index.ts';
 import type { WebhookMessage } from '../agent/alerts/notify.ts';
+import { testPort } from './helpers/run.ts';
 
 const AM_BIN = '/usr/bin/prometheus-alertmanager';
 const noAm = spawnSync(AM_BIN, ['--version']).status === 0 ? '' : 'prometheus-alertmanager not installed (scripts/setup-deps.sh test)';
 if (noAm) console.log(`skipping the Alertmanager test: ${noAm}`);
 
-const AM_PORT = 19460;
-const AM_HOOK_PORT = 19461;
-const HOOK_DOWN_PORT = 19463;
-const HOOK_HANG_PORT = 19464;
-const API_PORT = 19465;
+// on the host's loopback, which every test file (and every engineer's run) shares: random ports
+// below the ephemeral range (testPort(): `port + 1` is free too), three distinct pairs
+const pairs = new Set<number>();
+while (pairs.size < 3) pairs.add(testPort());
+const [amPair, hookPair, apiPair] = [...pairs] as [number, number, number];
+const AM_PORT = amPair;
+const AM_HOOK_PORT = amPair + 1;
+const HOOK_DOWN_PORT = hookPair;
+const HOOK_HANG_PORT = hookPair + 1;
+const API_PORT = apiPair;
 
 const log = new Logger('al-test', { CNI_LOG_LEVEL: process.env.AL_LOG_LEVEL ?? 'error' });
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const dir = mkdtempSync(path.join(os.tmpdir(), 'al-delivery-'));
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
+  // every cleanup runs even when one throws (a server left listening would fail the next test
+  // on its port, hiding this one's error); the first error is reported after all of them
+  const errors: unknown[] = [];
+  for (const c of cleanups.splice(0).reverse())
+    await Promise.resolve()
+      .then(c)
+      .catch((e: unknown) => errors.push(e));
+  if (errors.length) throw errors[0];
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -169,6 +182,7 @@ describe('a real Alertmanager', () => {
             () => 0,
           ),
         (s) => s === 200,
+        60_000, // a real server's start on a loaded machine: generous, it returns once ready
       );
       expect(ready, `alertmanager did not become ready: ${amLog}`).toBe(200);
 
@@ -226,7 +240,7 @@ describe('a real Alertmanager', () => {
       expect(resolved.some((m) => m.status === 'resolved')).toBe(true);
       expect(eng.receivers()[0]).toMatchObject({ kind: 'alertmanager', url: `http://127.0.0.1:${AM_PORT}`, failed: 0 });
     },
-    60_000,
+    120_000,
   );
 });
 

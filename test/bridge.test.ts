@@ -4,7 +4,7 @@
  */
 import { execa, type ResultPromise } from 'execa';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   Cleanup,
@@ -19,6 +19,7 @@ import {
   type TestNetns,
 } from './helpers/netns.ts';
 import { BIN, REF_BIN, ROOT, runPlugin, uid, type PluginRun } from './helpers/run.ts';
+import { listening, until } from './helpers/wait.ts';
 import { hostVethName } from '../shared/kernel/veth.ts';
 import { IptablesMasquerade } from '../shared/firewall/masquerade-iptables.ts';
 import * as exec from '../shared/kernel/exec.ts';
@@ -245,6 +246,7 @@ describe('bridge: connectivity', () => {
     // a persistent server (not -1): a client attempt made before it listened must not end it
     const server: ResultPromise = execa('nsenter', [`--net=${a.ns.path}`, '--', 'iperf3', '-s', '-B', a.ip4!], { reject: false });
     cleanup.add(async () => server.kill());
+    await listening(a.ns, 5201); // iperf3's port: the client attempts below then only retry real failures
     let out = '';
     let j: { end?: { sum_received?: { bits_per_second: number } }; error?: string } = {};
     for (let i = 0; i < 50; i++) {
@@ -331,14 +333,23 @@ describe('bridge: connectivity', () => {
     const holder = execa('nsenter', [`--net=${ns.path}`, '--', 'sleep', '120'], { reject: false });
     cleanup.add(async () => holder.kill());
     const procPath = `/proc/${holder.pid}/ns/net`;
-    for (
-      let i = 0;
-      i < 50 &&
-      (await sh('readlink', [procPath], { allowFail: true })).stdout !== (await sh('readlink', [ns.path], { allowFail: true })).stdout;
-      i++
-    ) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    // only once the holder is inside: before its setns, procPath is the host's netns. (This
+    // compared `readlink` of the netns file, which is no link: it never matched, so it always
+    // slept 50 rounds and went on, whether the holder had entered or not.)
+    const want = `net:[${statSync(ns.path).ino}]`;
+    await until(
+      'the holder process to enter the test netns',
+      () => {
+        try {
+          return readlinkSync(procPath);
+        } catch {
+          return '';
+        }
+      },
+      (l) => l === want,
+      20_000,
+      20,
+    );
     const c = conf(net);
     const r = await runPlugin('bridge', {
       command: 'ADD',

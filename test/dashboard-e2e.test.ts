@@ -24,6 +24,7 @@ import type { NetworkPolicy, Service } from '../shared/objects/types.ts';
 import { Cleanup } from './helpers/netns.ts';
 import { PolicyMatrix } from './helpers/policy-matrix.ts';
 import { ROOT } from './helpers/run.ts';
+import { listening } from './helpers/wait.ts';
 
 const PORT = 19500;
 const CHROMIUM = '/usr/bin/chromium';
@@ -165,7 +166,8 @@ describe('dashboard and cnictl top on a real agent', () => {
     inPod('x/a', ['ping', '-q', '-i', '0.05', '-s', '1400', b]);
     // and one way: x/c sends 400 kbit/s of UDP to an iperf3 server in x/b (bounded: 5 minutes)
     inPod('x/b', ['iperf3', '-s', '-p', String(PORT + 1)]);
-    await new Promise((r) => setTimeout(r, 300));
+    // the client fails at once if the server is not listening yet (no x/c traffic at all then)
+    await listening(m.pods.get('x/b')!.netns, PORT + 1);
     inPod('x/c', ['iperf3', '-c', b, '-p', String(PORT + 1), '-u', '-b', '400K', '-l', '1200', '-t', '300']);
     // and x/a knocks on x/c, which its policy drops
     inPod('x/a', ['ping', '-q', '-i', '0.2', m.pods.get('x/c')!.ip]);

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cleanup, inNs, makeNetns, sh, type TestNetns } from './helpers/netns.ts';
 import { BIN, REF_BIN, runPlugin, uid } from './helpers/run.ts';
+import { listening } from './helpers/wait.ts';
 import {
   clientOptions,
   decode,
@@ -129,7 +130,9 @@ async function lab(o: LabOpts = {}): Promise<Lab> {
   daemon.all?.on('data', (d: Buffer) => (log += d.toString()));
   track(daemon);
   await waitFor('the daemon socket', () => existsSync(sock));
-  await sleep(300);
+  // dnsmasq answers once it has its DHCP socket (was a fixed 300 ms: a DISCOVER sent before
+  // that waits for the client's retransmission, within the daemon's 4 s timeout)
+  await listening(server, 67, 'udp');
   const conf = { cniVersion: '1.0.0', name: 'dhrdhcp', type: 'dhcp', ipam: { type: 'dhcp', daemonSocketPath: sock } };
   return { server, ctr, sock, leases, daemonLog: () => log, conf };
 }

@@ -73,25 +73,29 @@ describe('flock(2) with `block`: waiting in poll(2), woken by the holder closing
     expect(out).toEqual({ holderStillOpen: true });
   });
 
-  it('the timeout holds: code 11 naming it, after the time and not much later', async () => {
+  it('the timeout holds: code 11 naming it, after the time and while the holder still holds', async () => {
     const f = lockFile();
     const { out } = await bun(`
       import { spawn } from 'node:child_process';
       import { withFlock } from '@/shared/flock.ts';
       const f = ${JSON.stringify(f)};
-      const holder = spawn('flock', [f, 'sh', '-c', 'echo held; sleep 5'], { detached: true });
+      // the holder keeps the lock until it is killed (its process group, below): "not much
+      // later" is that it gave up while the lock was still held, not a figure in milliseconds
+      // (a 4 s bound was wall-clock a loaded machine could miss)
+      const holder = spawn('flock', [f, 'sh', '-c', 'echo held; sleep 60'], { detached: true });
       await new Promise((r) => holder.stdout.once('data', r));
       const t0 = performance.now();
       let err;
       try { await withFlock(f, async () => 'got', 1, { block: true }); } catch (e) { err = { code: e.code, details: e.details }; }
       const waited = performance.now() - t0;
+      const holderAlive = holder.exitCode === null && holder.signalCode === null;
       process.kill(-holder.pid, 'SIGKILL');
       holder.stdout.destroy();
-      console.log(JSON.stringify({ err, waited }));
+      console.log(JSON.stringify({ err, waited, holderAlive }));
     `);
     expect(out.err).toEqual({ code: 11, details: 'timed out after 1s' });
     expect(out.waited).toBeGreaterThanOrEqual(950);
-    expect(out.waited).toBeLessThan(4000);
+    expect(out.holderAlive).toBe(true);
   });
 
   it('several blocking waiters in different processes take turns, one holder at a time', async () => {

@@ -409,7 +409,9 @@ describe('host-device on a real kernel', () => {
       // until its device is either back on the host or, for a veth, gone with its peer.
       let back = await link(dev);
       let tagged = (await links()).find((l) => (l.ifalias ?? '').includes(`;n=${dev};`));
-      for (let i = 0; i < 100 && peer && !tagged && !back && (await link(`${s.p}p`, peer)); i++) {
+      // (a deadline, not a count of 50 ms rounds: teardown waits for RCU, slow on a loaded machine)
+      const end = Date.now() + 30_000;
+      while (Date.now() < end && peer && !tagged && !back && (await link(`${s.p}p`, peer))) {
         await new Promise((r) => setTimeout(r, 50));
         back = await link(dev);
         tagged = (await links()).find((l) => (l.ifalias ?? '').includes(`;n=${dev};`));

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NetworkPolicy, Service } from '../shared/objects/types.ts';
 import { Cleanup, inNs } from './helpers/netns.ts';
 import { PolicyMatrix, type PodKey } from './helpers/policy-matrix.ts';
-import { startSvcPod, tally, type SvcPod } from './helpers/svc-pods.ts';
+import { lcTcpTargets, startSvcPod, tally, type SvcPod } from './helpers/svc-pods.ts';
 
 const nsOf = (k: PodKey): string => k.split('/')[0]!;
 const np = (namespace: string, name: string, spec: NetworkPolicy['spec']): NetworkPolicy => ({
@@ -152,14 +152,34 @@ describe('IPv6: policy and services on dual-stack pods (bridge + host-local + en
       if (Date.now() > deadline) throw new Error(`IPv6 least-connections VIP does not answer\n${m.startAgent().log().slice(-3000)}`);
       await new Promise((r) => setTimeout(r, 300));
     }
-    await new Promise((r) => setTimeout(r, 300));
+    // where the agent points new IPv6 connections now (its map), by backend name: the counts reach
+    // the map asynchronously (conntrack events), so the test waits for the map, never a fixed time
+    const byIp = new Map((['z/a', 'z/b', 'z/c'] as PodKey[]).map((k) => [m.pods.get(k)!.ip6!, k as string]));
+    const points = async (): Promise<string[]> =>
+      lcTcpTargets((await inNs(m.tb.host, 'nft', ['-j', 'list', 'table', 'inet', table])).stdout)
+        .filter((a) => a.includes(':'))
+        .map((a) => byIp.get(a) ?? a);
+    const until = async (what: string, ok: (t: string[]) => boolean): Promise<void> => {
+      const end = Date.now() + 20_000;
+      for (let t = await points(); !ok(t); t = await points()) {
+        if (Date.now() > end) throw new Error(`${what}: the map points at ${JSON.stringify(t)}\n${m.startAgent().log().slice(-3000)}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
     try {
-      // two long-lived connections 1 s apart land on two different backends; new short ones go to the third
-      const held = (await holder.ask({ op: 'hold', ip: 'fd96::67', port: 80, n: 2, gapMs: 1000 })).names as string[];
+      // two long-lived connections, each once the map points away from the held ones: they land
+      // on two different backends; new short ones go to the third
+      const held: string[] = [];
+      for (let i = 0; i < 2; i++) {
+        held.push(...((await holder.ask({ op: 'hold', ip: 'fd96::67', port: 80, n: 1 })).names as string[]));
+        await until(`the least-connections map to leave ${held.join(', ')}`, (t) => t.length === 1 && !held.includes(t[0]!));
+      }
       expect(new Set(held).size).toBe(2);
       const free = ['z/a', 'z/b', 'z/c'].find((b) => !held.includes(b))!;
-      await new Promise((r) => setTimeout(r, 1000));
-      expect(new Set(await hits(5, 500))).toEqual(new Set([free]));
+      for (let i = 0; i < 5; i++) {
+        await until(`the least-connections map to point at ${free}`, (t) => t.length === 1 && t[0] === free);
+        expect(await hits(1)).toEqual([free]);
+      }
     } finally {
       await holder.ask({ op: 'release' });
       await m.remove('Service', 'z', 'lc6');

@@ -14,6 +14,7 @@ import type { EndpointFigures, MetricsSnapshot } from '../shared/monitoring.ts';
 import { Cleanup, inNs } from './helpers/netns.ts';
 import { PolicyMatrix, type PodKey } from './helpers/policy-matrix.ts';
 import { ROOT, runPlugin } from './helpers/run.ts';
+import { listening } from './helpers/wait.ts';
 
 const AGENT_PORT = 19401;
 const PROM_PORT = 19402;
@@ -197,12 +198,15 @@ describe('endpoint metrics from the agent (real kernel, Prometheus scraping)', (
   }, 60_000);
 
   it('utilization is the rate over the bandwidth plugin TBF limit (x/c, 10 Mbit/s)', async () => {
-    const run = iperf('x/a', 'x/c', ['-t', '5']);
-    await sleep(3000);
-    const s = await nextSnapshot(new Date().toISOString());
+    const run = iperf('x/a', 'x/c', ['-t', '8']);
+    // a snapshot whose 1 s window lies inside the run: waited for, not slept for (3 s after the
+    // start missed the run when the server or the client came up late on a loaded machine)
+    const s = await until(snapshot, (x) => (fig(x, 'c')?.utilization ?? 0) > 0.75, 20_000, 200);
     await run;
     const c = fig(s, 'c')!;
     expect(c.limitBitsPerSecond).toBe(LIMIT);
+    // the figure is that rate over the limit
+    expect(c.utilization).toBeCloseTo((Math.max(c.rates.rxBytes, c.rates.txBytes) * 8) / LIMIT, 2);
     // c receives at its ingress limit: 10 Mbit/s over 10 Mbit/s (TBF with a burst: within 25 %)
     expect(c.utilization).toBeGreaterThan(0.75);
     expect(c.utilization).toBeLessThan(1.25);
@@ -225,7 +229,7 @@ describe('endpoint metrics from the agent (real kernel, Prometheus scraping)', (
     const server = execa('nsenter', [`--net=${m.pods.get('x/b')!.netns.path}`, '--', 'iperf3', '-s', '-1', '-p', String(IPERF_PORT + 1)], {
       reject: false,
     });
-    await sleep(500);
+    await listening(m.pods.get('x/b')!.netns, IPERF_PORT + 1);
     const client = execa(
       'nsenter',
       [`--net=${m.pods.get('x/a')!.netns.path}`, '--', 'iperf3', '-c', ip('x/b'), '-p', String(IPERF_PORT + 1), '-t', '6', '-b', '1M'],

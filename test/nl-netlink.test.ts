@@ -157,13 +157,16 @@ describe('flock(2) in-process (Bun) and the flock(1) CLI on the same file', () =
         await new Promise((r) => setTimeout(r, 15));
         inside--; done++;
       })));
-      const holder = spawn('flock', [f, 'sh', '-c', 'echo held; sleep 3']);
+      // held until killed (the whole group: flock and its shell), not for 3 s that a stalled
+      // process could outwait
+      const holder = spawn('flock', [f, 'sh', '-c', 'echo held; sleep 60'], { detached: true });
       await new Promise((r) => holder.stdout.once('data', r));
       const t0 = performance.now();
       let err;
       try { await withFlock(f, async () => 'got', 1); } catch (e) { err = { code: e.code, msg: e.message, details: e.details }; }
       const waited = performance.now() - t0;
-      holder.kill();
+      process.kill(-holder.pid, 'SIGKILL');
+      holder.stdout.destroy();
       console.log(JSON.stringify({ most, done, err, waited }));
     `,
       { CNI_TS_TRACE: '1' },

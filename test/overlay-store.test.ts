@@ -38,7 +38,7 @@ beforeAll(async () => {
   const port = testPort();
   etcd = makeEtcd(cleanup, dir, undefined, '127.0.0.1', port, port + 1);
   await etcd.start();
-});
+}, 120_000);
 afterAll(() => cleanup.run());
 
 const NET = 'ovlstore';

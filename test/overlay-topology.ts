@@ -100,7 +100,8 @@ export function makeEtcd(cleanup: Cleanup, dir: string, ns: TestNetns | undefine
       proc = p;
       await new Promise<void>((resolve, reject) => {
         let out = '';
-        const t = setTimeout(() => reject(new Error(`etcd did not come up: ${out.slice(-2000)}`)), 20_000);
+        // a real server start on a loaded CI machine: generous (it resolves the moment etcd says it serves)
+        const t = setTimeout(() => reject(new Error(`etcd did not come up: ${out.slice(-2000)}`)), 60_000);
         p.all?.on('data', (d: Buffer) => {
           out += d.toString();
           if (/ready to serve client requests|serving client traffic|serving insecure client requests/.test(out)) {

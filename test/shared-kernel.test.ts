@@ -14,6 +14,7 @@ import { deleteLink, macIsPinned, ownNetnsLinkNames } from '../shared/kernel/lin
 import { hostVethName } from '../shared/kernel/veth.ts';
 import { Cleanup, sh } from './helpers/netns.ts';
 import { uid } from './helpers/run.ts';
+import { until } from './helpers/wait.ts';
 
 const cleanup = new Cleanup();
 afterAll(() => cleanup.run());
@@ -89,13 +90,29 @@ describe('flock(2) through our own descriptor', () => {
 
   it('a timeout is TryAgainLater (11); releasing a request never granted is harmless', async () => {
     const file = path.join(tmp, 'd.lock');
-    const holder = execa('flock', ['--exclusive', file, 'sleep', '1.5'], { reject: false });
-    await sleep(100);
-    const req = requestFlock(file, 1);
-    await expect(req.granted).rejects.toMatchObject({ code: 11 });
-    await req.release();
-    holder.kill();
-    await holder;
+    const started = path.join(tmp, 'd.started');
+    // the holder keeps the lock until its stdin ends: a fixed sleep before the request (and a
+    // holder that let go after 1.5 s) raced a loaded machine both ways (request first: granted;
+    // holder late: it let go before our 1 s timeout ran out)
+    const holder = execa('flock', ['--exclusive', file, 'sh', '-c', `touch ${started}; exec cat >/dev/null`], {
+      stdin: 'pipe',
+      reject: false,
+    });
+    try {
+      await until(
+        'the outside holder to have the lock',
+        () => existsSync(started),
+        (x) => x,
+        20_000,
+        10,
+      );
+      const req = requestFlock(file, 1);
+      await expect(req.granted).rejects.toMatchObject({ code: 11 });
+      await req.release();
+    } finally {
+      holder.stdin?.end();
+      await holder;
+    }
   });
 
   it('replaces an empty lock directory left by the mkdir-based lock of earlier releases', async () => {

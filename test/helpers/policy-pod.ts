@@ -39,15 +39,30 @@ async function serve(): Promise<void> {
   await Promise.all(waits);
 }
 
+/**
+ * The timeout's verdict waits for one more poll of the sockets (setImmediate runs after it): a
+ * process stalled past its timer on a loaded machine runs timers first and would call "no
+ * answer" for an answer already waiting in the kernel.
+ */
+function afterPoll(f: () => void): () => void {
+  return () => void setImmediate(f);
+}
+
 function probeTcp(p: Probe, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
     const c = net.connect({ host: p.ip, port: p.port });
+    let settled = false;
     const done = (ok: boolean): void => {
+      if (settled) return;
+      settled = true;
       clearTimeout(t);
       c.destroy();
       resolve(ok);
     };
-    const t = setTimeout(() => done(false), timeoutMs);
+    const t = setTimeout(
+      afterPoll(() => done(false)),
+      timeoutMs,
+    );
     c.once('connect', () => done(true));
     c.once('error', () => done(false));
   });
@@ -57,13 +72,19 @@ function probeUdp(p: Probe, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = dgram.createSocket(net.isIPv6(p.ip) ? 'udp6' : 'udp4');
     const payload = Buffer.from(`probe-${Math.random()}`);
+    let settled = false;
     const done = (ok: boolean): void => {
+      if (settled) return;
+      settled = true;
       clearTimeout(t);
       clearInterval(resend);
       s.close();
       resolve(ok);
     };
-    const t = setTimeout(() => done(false), timeoutMs);
+    const t = setTimeout(
+      afterPoll(() => done(false)),
+      timeoutMs,
+    );
     s.on('message', (m) => {
       if (m.equals(payload)) done(true);
     });

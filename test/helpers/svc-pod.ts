@@ -66,16 +66,31 @@ async function startUdp(): Promise<void> {
   );
 }
 
+/**
+ * A timeout's verdict waits for one more poll of the sockets (setImmediate runs after it): a
+ * process stalled past its timer on a loaded machine runs timers first and would call "timeout"
+ * for an answer already waiting in the kernel.
+ */
+function afterPoll(f: () => void): () => void {
+  return () => void setImmediate(f);
+}
+
 function tcpOnce(ip: string, port: number, timeoutMs: number, keep = false): Promise<{ result: string; sock?: net.Socket }> {
   return new Promise((resolve) => {
     const c = net.connect({ host: ip, port });
     let buf = '';
+    let settled = false;
     const done = (result: string, k = false): void => {
+      if (settled) return;
+      settled = true;
       clearTimeout(t);
       if (!k) c.destroy();
       resolve(k ? { result, sock: c } : { result });
     };
-    const t = setTimeout(() => done('timeout'), timeoutMs);
+    const t = setTimeout(
+      afterPoll(() => done('timeout')),
+      timeoutMs,
+    );
     c.on('data', (d: Buffer) => {
       buf += d.toString();
       const i = buf.indexOf('\n');
@@ -90,12 +105,18 @@ function tcpOnce(ip: string, port: number, timeoutMs: number, keep = false): Pro
 function udpOnce(ip: string, port: number, timeoutMs: number): Promise<{ result: string }> {
   return new Promise((resolve) => {
     const s = dgram.createSocket(net.isIPv6(ip) ? 'udp6' : 'udp4');
+    let settled = false;
     const done = (result: string): void => {
+      if (settled) return;
+      settled = true;
       clearTimeout(t);
       s.close();
       resolve({ result });
     };
-    const t = setTimeout(() => done('timeout'), timeoutMs);
+    const t = setTimeout(
+      afterPoll(() => done('timeout')),
+      timeoutMs,
+    );
     s.on('message', (m) => done(m.toString().trim()));
     s.on('error', (e: NodeJS.ErrnoException) => done(e.code === 'ECONNREFUSED' ? 'refused' : (e.code ?? e.message)));
     s.connect(port, ip, () => s.send('hi'));

@@ -52,3 +52,29 @@ export async function startSvcPod(cleanup: Cleanup, netnsPath: string, name: str
 
 export const tally = (names: string[]): Record<string, number> =>
   names.reduce<Record<string, number>>((a, n) => ((a[n] = (a[n] ?? 0) + 1), a), {});
+
+/**
+ * The backend addresses the least-connections maps (`lc_*`) of a services table point new TCP
+ * connections at now (their `tcp : ADDRESS . PORT` elements), from `nft -j list table` output:
+ * what the agent chose from its connection counts. Tests wait for this to change instead of
+ * sleeping "long enough" for the counts to arrive. JSON, not the text listing: nft 1.0.6
+ * (Debian 12) crashes printing an ip-hash service's `typeof jhash` map as text (exit 139 with
+ * the listing cut off there).
+ */
+export function lcTcpTargets(nftJson: string): string[] {
+  const out: string[] = [];
+  let objs: Array<{ map?: { name: string; elem?: unknown[] } }> = [];
+  try {
+    objs = (JSON.parse(nftJson) as { nftables: typeof objs }).nftables;
+  } catch {
+    return out; // nft failed (the table is being replaced): nothing seen this time
+  }
+  for (const o of objs) {
+    if (!o.map?.name.startsWith('lc_')) continue;
+    for (const e of o.map.elem ?? []) {
+      const [key, value] = e as [unknown, { concat?: [string, number] }];
+      if (key === 'tcp' && value?.concat) out.push(value.concat[0]);
+    }
+  }
+  return out;
+}
