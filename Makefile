@@ -61,7 +61,7 @@ test-only: deps
 
 # Key kernel test files again on the ip/nsenter/flock process path (CNI_TS_NETLINK=0, docs/netlink.md).
 test-fallback: deps
-	vitest run -c vitest.fallback.config.ts
+	vitest run -c vitest.fallback.config.ts $(VITEST_FALLBACK_ARGS)
 
 # Side-by-side with the Go reference (bench/report.md), then the overlay across hosts, then the
 # policy path (store write -> enforcement, endpoint ADD, agent memory, iperf3 through the policy),
