@@ -41,15 +41,30 @@ export function orphanHealth(
     .map(([k]) => k);
 }
 
+/**
+ * A timeout's verdict waits for one more poll of the sockets (setImmediate runs after it): an agent
+ * stalled past the timer on a busy node runs timers before I/O, and would mark a backend down
+ * whose answer is already waiting in the kernel.
+ */
+function afterPoll(f: () => void): () => void {
+  return () => void setImmediate(f);
+}
+
 export function probeTcp(address: string, port: number, timeoutMs: number): Promise<string | undefined> {
   return new Promise((resolve) => {
     const c = net.connect({ host: address, port });
+    let settled = false;
     const done = (why: string | undefined): void => {
+      if (settled) return;
+      settled = true;
       clearTimeout(t);
       c.destroy();
       resolve(why);
     };
-    const t = setTimeout(() => done(`tcp ${address}:${port}: no answer in ${timeoutMs} ms`), timeoutMs);
+    const t = setTimeout(
+      afterPoll(() => done(`tcp ${address}:${port}: no answer in ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     c.once('connect', () => done(undefined));
     c.once('error', (e: NodeJS.ErrnoException) => done(`tcp ${address}:${port}: ${e.code ?? e.message}`));
   });
@@ -73,7 +88,10 @@ export function probeHttp(address: string, port: number, path: string, timeoutMs
         done(code >= 200 && code < 400 ? undefined : `http ${address}:${port}${path}: status ${code}`);
       },
     );
-    const t = setTimeout(() => done(`http ${address}:${port}${path}: no answer in ${timeoutMs} ms`), timeoutMs);
+    const t = setTimeout(
+      afterPoll(() => done(`http ${address}:${port}${path}: no answer in ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     req.once('error', (e: NodeJS.ErrnoException) => done(`http ${address}:${port}${path}: ${e.code ?? e.message}`));
   });
 }
