@@ -12,13 +12,17 @@
  * where latency does not.
  * DNS_CPU_BEFORE=DIR adds a side "before" running DIR/agent/dns/standalone.ts (a `git archive`
  * of another commit with node_modules linked), alternating with ours run by run, so both see
- * the same load. DNS_CPU_PREFIX names the netns ("dtc"). The report is printed only.
+ * the same load. Each side runs with the allocator/engine settings of its tree's agent unit
+ * (bench/agent-env.ts); DNS_CPU_ENV_AFTER / DNS_CPU_ENV_BEFORE="K=V ..." replace them (e.g.
+ * DNS_CPU_ENV_AFTER= for none, to measure a setting alone). DNS_CPU_PREFIX names the netns
+ * ("dtc"). The report is printed only.
  */
 import { execa, type ResultPromise } from 'execa';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mdTable, sh, sleep, uid } from './lib.ts';
+import { agentRuntimeEnv, parseEnvKnob } from './agent-env.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SECONDS = Number(process.env.DNS_CPU_SECONDS ?? 4);
@@ -90,12 +94,24 @@ async function main(): Promise<void> {
         '--local-ttl=3600',
       ]),
     );
-    const start = (root: string, port: number): ResultPromise =>
-      inNs(BUN, [path.join(root, 'agent/dns/standalone.ts'), '--objects', path.join(dir, 'objects.json'), '--config', config(port)], {
-        ...(process.env as Record<string, string>),
-      });
-    const sides: [string, number, ResultPromise][] = [['after', 5400, start(ROOT, 5400)]];
-    if (BEFORE) sides.push(['before', 5401, start(path.resolve(BEFORE), 5401)]);
+    const start = (root: string, port: number, env: Record<string, string>): ResultPromise => {
+      process.stdout.write(`${root}: ${JSON.stringify(env)}\n`);
+      return inNs(
+        BUN,
+        [path.join(root, 'agent/dns/standalone.ts'), '--objects', path.join(dir, 'objects.json'), '--config', config(port)],
+        {
+          ...(process.env as Record<string, string>),
+          ...env,
+        },
+      );
+    };
+    const sides: [string, number, ResultPromise][] = [
+      ['after', 5400, start(ROOT, 5400, parseEnvKnob(process.env.DNS_CPU_ENV_AFTER) ?? agentRuntimeEnv(ROOT))],
+    ];
+    if (BEFORE) {
+      const root = path.resolve(BEFORE);
+      sides.push(['before', 5401, start(root, 5401, parseEnvKnob(process.env.DNS_CPU_ENV_BEFORE) ?? agentRuntimeEnv(root))]);
+    }
     for (const [, , p] of sides) procs.push(p);
     await sleep(1500);
     const dnsperf = (port: number, file: string, extra: string[]): Promise<{ stdout: string }> =>
