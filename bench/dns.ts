@@ -34,6 +34,8 @@
  *   time on the wire into arrival → callback (waiting for the event loop or a CPU),
  *   callback → send (handler and batching) and send → wire.
  * - DNS_BENCH_ONLY=cluster|forwarded: one name kind only.
+ * Our server (and "before") runs with the allocator and engine settings (MIMALLOC_..., BUN_JSC_...) of its tree's
+ * conf/systemd/cni-ts-agent.service (bench/agent-env.ts), as the agent does.
  */
 import { execa, type ResultPromise } from 'execa';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -42,6 +44,7 @@ import { fileURLToPath } from 'node:url';
 import { mdTable, sh, sleep, uid } from './lib.ts';
 import { buildZone, type ZoneObjects } from '../shared/dns/records.ts';
 import { DURATION_BUCKETS } from '../agent/dns/metrics.ts';
+import { agentRuntimeEnv } from './agent-env.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SECONDS = Number(process.env.DNS_BENCH_SECONDS ?? 8);
@@ -284,8 +287,9 @@ async function main(): Promise<void> {
   const procs: ResultPromise[] = [];
   mkdirSync(dir, { recursive: true });
   await sh('ip', ['netns', 'add', ns]);
-  const inNs = (cmd: string, args: string[]): ResultPromise =>
-    execa('ip', ['netns', 'exec', ns, cmd, ...args], { reject: false, buffer: { stdout: true, stderr: true } });
+  const inNsEnv = (env: Record<string, string>, cmd: string, args: string[]): ResultPromise =>
+    execa('ip', ['netns', 'exec', ns, cmd, ...args], { reject: false, buffer: { stdout: true, stderr: true }, env });
+  const inNs = (cmd: string, args: string[]): ResultPromise => inNsEnv({}, cmd, args);
   try {
     await sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
     // records: N services; the same names for dnsmasq in a hosts file
@@ -341,8 +345,9 @@ async function main(): Promise<void> {
     procs.push(theirs);
     const traceFile = path.join(dir, 'trace.bin');
     process.env.DNS_TRACE_FILE = traceFile;
+    // our server with the allocator settings of its tree's agent unit (bench/agent-env.ts)
     const startOurs = (root: string, config: string, trace = false): ResultPromise =>
-      inNs(RUNTIME === 'bun' ? BUN : process.execPath, [
+      inNsEnv(agentRuntimeEnv(root), RUNTIME === 'bun' ? BUN : process.execPath, [
         ...(RUNTIME === 'bun' ? [] : ['--experimental-strip-types', '--no-warnings']),
         ...(trace ? ['--preload', path.join(ROOT, 'bench', 'dns-trace.ts')] : []),
         path.join(root, 'agent/dns/standalone.ts'),

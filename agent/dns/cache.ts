@@ -18,6 +18,9 @@ export interface CacheEntry {
   live: boolean;
   /** last move to the young end of the LRU order */
   bumpedMs: number;
+  /** the entry's reply buffer for `renderShared`, and the age (s) its TTLs were lowered by */
+  out?: Buffer;
+  outAge: number;
 }
 
 export class AnswerCache {
@@ -57,7 +60,7 @@ export class AnswerCache {
     const old = this.map.get(key);
     if (old) old.live = false;
     this.map.delete(key);
-    this.map.set(key, { msg: Buffer.from(msg), ttlAt, qe, storedMs: now, expiresMs: now + t * 1000, live: true, bumpedMs: now });
+    this.map.set(key, { msg: Buffer.from(msg), ttlAt, qe, storedMs: now, expiresMs: now + t * 1000, live: true, bumpedMs: now, outAge: 0 });
     while (this.map.size > this.maxEntries) {
       const oldest = this.map.keys().next().value as string;
       this.map.get(oldest)!.live = false;
@@ -102,6 +105,26 @@ export class AnswerCache {
     const out = copyOf(e.msg);
     const age = Math.floor((now - e.storedMs) / 1000);
     if (age > 0) for (const at of e.ttlAt) out.writeUInt32BE(Math.max(0, e.msg.readUInt32BE(at) - age), at);
+    return out;
+  }
+
+  /**
+   * The entry's own reply buffer, its TTLs lowered by the entry's age (rewritten only when the
+   * age in whole seconds changed): for a caller that writes the ID and question into it and
+   * hands it on before anything else renders this entry (the UDP fast path; the socket copies
+   * what it cannot send at once). `render` makes a copy instead.
+   */
+  static renderShared(e: CacheEntry, now: number): Buffer {
+    const age = Math.max(0, Math.floor((now - e.storedMs) / 1000));
+    let out = e.out;
+    if (!out) {
+      out = e.out = copyOf(e.msg);
+      e.outAge = 0;
+    }
+    if (age !== e.outAge) {
+      for (const at of e.ttlAt) out.writeUInt32BE(Math.max(0, e.msg.readUInt32BE(at) - age), at);
+      e.outAge = age;
+    }
     return out;
   }
 

@@ -11,6 +11,7 @@ import { AnswerCache, type CacheEntry } from './cache.ts';
 import { Forwarder, type QueryKey, type Upstream } from './upstream.ts';
 import { newMetrics, observeDuration, type DnsMetrics } from './metrics.ts';
 import { openUdp, type UdpEndpoint } from './udp.ts';
+import { QueryTable } from './qtable.ts';
 import { AA, CD, copyOf, dnsPacket, OPCODE_MASK, QR, RA, RCODE, RCODE_NAMES, RD, TC, questionEnd, ttlOffsets, type Rcode } from './wire.ts';
 
 export interface ListenSpec {
@@ -40,14 +41,16 @@ export interface DnsServerOptions {
   log?: (msg: string) => void;
   /** wall clock (ms) for the answer cache's TTLs (tests) */
   now?: () => number;
+  /** the fast paths' hash of a query's bytes (tests: a constant one makes every key collide) */
+  queryHash?: (ctx: number, buf: Uint8Array, from: number) => number;
 }
 
 interface Ctx {
   transport: 'udp' | 'tcp';
   view: View;
   viewKey: string;
-  /** `viewKey|transport|`: the start of the fast-path keys of queries on this context */
-  keyPrefix: string;
+  /** one number per distinct view + transport: the context part of the fast-path keys */
+  keyId: number;
 }
 
 interface Listener {
@@ -64,18 +67,27 @@ type Opt = { type: 'OPT'; udpPayloadSize?: number; flags?: number; flag_do?: boo
 
 const ZONE_CACHE_MAX = 20000;
 
+/** A query known to be forwarded: its answer-cache key, UDP limit, question end, and the entry last served. */
+interface Forwarded {
+  key: string;
+  limit: number;
+  qe: number;
+  entry?: CacheEntry;
+}
+
 export class DnsServer {
   readonly metrics: DnsMetrics = newMetrics();
   private zone: Zone | undefined;
-  /** encoded answers from the current zone, keyed by view + transport + the query minus its ID */
-  private zoneAnswers = new Map<string, Buffer>();
+  /** encoded answers from the current zone, keyed by view + transport + the query minus its ID (its bytes, no string) */
+  private zoneAnswers: QueryTable<Buffer>;
   /**
    * Queries (same key) already known to be forwarded: their cache key, UDP limit and question
    * end, and the cache entry last served, so a repeat skips decoding, the zone lookup and the
-   * cache's own map and is one copy of the entry (while it is live and unexpired).
+   * cache's own map (while the entry is live and unexpired).
    * Cleared with every zone swap (the new zone may own the name).
    */
-  private forwarded = new Map<string, { key: string; limit: number; qe: number; entry?: CacheEntry }>();
+  private forwarded: QueryTable<Forwarded>;
+  private readonly queryHash: ((ctx: number, buf: Uint8Array, from: number) => number) | undefined;
   private readonly cache: AnswerCache;
   private readonly forwarder: Forwarder;
   private readonly listeners = new Map<string, Listener>();
@@ -83,7 +95,7 @@ export class DnsServer {
   private tcpConns = 0;
   private readonly sockets = new Set<net.Socket>();
   private readonly pruneTimer: NodeJS.Timeout;
-  private readonly o: Required<Omit<DnsServerOptions, 'zone' | 'listen' | 'upstreams' | 'log' | 'rateLimit' | 'now'>> & {
+  private readonly o: Required<Omit<DnsServerOptions, 'zone' | 'listen' | 'upstreams' | 'log' | 'rateLimit' | 'now' | 'queryHash'>> & {
     rateLimit: { qps: number; burst: number } | false;
     log: (m: string) => void;
   };
@@ -101,6 +113,9 @@ export class DnsServer {
       log: opts.log ?? (() => {}),
     };
     this.cache = new AnswerCache(this.o.cacheSize, this.o.maxCacheTtl, opts.now);
+    this.queryHash = opts.queryHash;
+    this.zoneAnswers = new QueryTable<Buffer>(ZONE_CACHE_MAX, 2, this.queryHash);
+    this.forwarded = new QueryTable<Forwarded>(ZONE_CACHE_MAX, 2, this.queryHash);
     this.forwarder = new Forwarder(opts.upstreams ?? [], this.metrics, this.o.upstreamTimeoutMs);
     if (opts.zone) this.setZone(opts.zone);
     this.pruneTimer = setInterval(() => this.pruneBuckets(), 10000);
@@ -110,8 +125,8 @@ export class DnsServer {
   /** Serve this zone from now on (one reference swap). */
   setZone(zone: Zone): void {
     this.zone = zone;
-    this.zoneAnswers = new Map();
-    this.forwarded = new Map();
+    this.zoneAnswers = new QueryTable<Buffer>(ZONE_CACHE_MAX, 2, this.queryHash);
+    this.forwarded = new QueryTable<Forwarded>(ZONE_CACHE_MAX, 2, this.queryHash);
     this.metrics.zone.swaps++;
     this.metrics.zone.names = zone.stats.names;
     this.metrics.zone.serial = zone.serial;
@@ -215,17 +230,33 @@ export class DnsServer {
       return;
     }
     const t0 = performance.now();
-    // the fast path of a cluster name asked before: the cached answer itself, with this query's
-    // ID written into it, goes to the socket (which copies it only if it cannot send at once),
-    // so a query allocates nothing of ours beyond its key
+    // the fast paths of a name asked before: a cluster name's cached answer itself, or a
+    // forwarded name's cache entry rendered into the entry's own reply buffer, with this
+    // query's ID (and spelling of the question) written in, goes to the socket, which copies
+    // it only if it cannot send at once: a query allocates nothing of ours
     if (msg.length >= 12 && !(msg.readUInt16BE(2) & QR)) {
-      const hit = this.zoneAnswers.get(fastKey(l.ctxUdp, msg));
+      const ctx = l.ctxUdp;
+      const hit = this.zoneAnswers.get(ctx.keyId, msg);
       if (hit) {
         this.metrics.answered.zone++;
         hit.writeUInt16BE(msg.readUInt16BE(0), 0);
         this.account(hit, t0);
         l.udp.send(hit, port, address, true);
         return;
+      }
+      const fwd = this.forwarded.get(ctx.keyId, msg);
+      if (fwd) {
+        const now = this.cache.now();
+        const e = this.cachedForward(fwd, now);
+        if (e) {
+          const out = AnswerCache.renderShared(e, now);
+          out.writeUInt16BE(msg.readUInt16BE(0), 0);
+          // the client's spelling of the question (0x20 case randomisation)
+          msg.copy(out, 12, 12, fwd.qe);
+          this.account(out, t0);
+          l.udp.send(out, port, address, true);
+          return;
+        }
       }
     }
     const send = (out: Buffer | null): void => {
@@ -362,23 +393,18 @@ export class DnsServer {
       return null;
     }
     const zone = this.zone;
-    const key = fastKey(ctx, msg);
-    const hit = this.zoneAnswers.get(key);
+    const hit = this.zoneAnswers.get(ctx.keyId, msg);
     if (hit) {
       this.metrics.answered.zone++;
       const out = copyOf(hit);
       out.writeUInt16BE(msg.readUInt16BE(0), 0);
       return out;
     }
-    const fwd = this.forwarded.get(key);
+    const fwd = this.forwarded.get(ctx.keyId, msg);
     if (fwd) {
       const now = this.cache.now();
-      let e = fwd.entry;
-      if (e && e.live && now < e.expiresMs) this.cache.touch(fwd.key, e, now);
-      else e = fwd.entry = this.cache.entry(fwd.key, now);
-      if (e && e.msg.length <= fwd.limit && e.qe === fwd.qe) {
-        this.metrics.cache.hits++;
-        this.metrics.answered.cache++;
+      const e = this.cachedForward(fwd, now);
+      if (e) {
         const out = AnswerCache.render(e, now);
         out.writeUInt16BE(msg.readUInt16BE(0), 0);
         // the client's spelling of the question (0x20 case randomisation)
@@ -422,11 +448,24 @@ export class DnsServer {
         return this.chase(d, ctx, ans, last.data, opt);
       }
       const out = this.reply(d, ctx, ans.rcode, ans, true, opt, limit);
-      if (this.zoneAnswers.size >= ZONE_CACHE_MAX) this.zoneAnswers.clear();
-      if (this.zone === zone) this.zoneAnswers.set(key, copyOf(out));
+      if (this.zone === zone) this.zoneAnswers.set(ctx.keyId, msg, copyOf(out));
       return out;
     }
-    return this.forward(msg, d, ctx, opt, limit, key);
+    return this.forward(msg, d, ctx, opt, limit);
+  }
+
+  /**
+   * The live, unexpired cache entry a known forwarded query is answered from, counted as a
+   * cache hit; undefined (and nothing counted) when it is gone or no longer fits the query.
+   */
+  private cachedForward(fwd: Forwarded, now: number): CacheEntry | undefined {
+    let e = fwd.entry;
+    if (e && e.live && now < e.expiresMs) this.cache.touch(fwd.key, e, now);
+    else e = fwd.entry = this.cache.entry(fwd.key, now);
+    if (!e || e.msg.length > fwd.limit || e.qe !== fwd.qe) return undefined;
+    this.metrics.cache.hits++;
+    this.metrics.answered.cache++;
+    return e;
   }
 
   /** Our own answer: AA (when authoritative), RA, the client's RD/CD echoed, EDNS when asked. */
@@ -493,7 +532,7 @@ export class DnsServer {
     });
   }
 
-  private forward(msg: Buffer, d: Decoded, ctx: Ctx, opt: Opt | undefined, limit: number, fkey: string): Buffer | Promise<Buffer> {
+  private forward(msg: Buffer, d: Decoded, ctx: Ctx, opt: Opt | undefined, limit: number): Buffer | Promise<Buffer> {
     const { q, key } = this.queryKey(d, opt);
     const zone = this.zone;
     const finish = (resp: Buffer): Buffer => {
@@ -503,10 +542,7 @@ export class DnsServer {
       const qe = questionEnd(msg);
       if (qe > 0 && questionEnd(out) === qe) {
         msg.copy(out, 12, 12, qe);
-        if (this.zone === zone) {
-          if (this.forwarded.size >= ZONE_CACHE_MAX) this.forwarded.clear();
-          this.forwarded.set(fkey, { key, limit, qe });
-        }
+        if (this.zone === zone) this.forwarded.set(ctx.keyId, msg, { key, limit, qe });
       }
       if (out.length > limit) {
         this.metrics.truncated++;
@@ -552,14 +588,15 @@ export class DnsServer {
   }
 }
 
+/** The number of each view + transport seen (the context part of the fast-path keys). */
+const keyIds = new Map<string, number>();
+
 function ctxFor(s: ListenSpec, transport: 'udp' | 'tcp'): Ctx {
   const viewKey = s.networks ? s.networks.join(',') : '*';
-  return { transport, view: { networks: s.networks }, viewKey, keyPrefix: `${viewKey}|${transport}|` };
-}
-
-/** The key of a query in the fast-path maps: its context and every byte after the ID. */
-function fastKey(ctx: Ctx, msg: Buffer): string {
-  return ctx.keyPrefix + msg.toString('latin1', 2);
+  const k = `${viewKey}|${transport}`;
+  let keyId = keyIds.get(k);
+  if (keyId === undefined) keyIds.set(k, (keyId = keyIds.size));
+  return { transport, view: { networks: s.networks }, viewKey, keyId };
 }
 
 async function closeListener(l: Listener): Promise<void> {
