@@ -21,6 +21,8 @@ const BUN = path.join(ROOT, 'node_modules/@oven/bun-linux-x64-baseline/bin/bun')
 type Mode = 'lib' | 'proc';
 const envOf = (mode: Mode, traceFile: string): Record<string, string> => ({
   CNI_TS_NETLINK: mode === 'proc' ? '0' : '1',
+  // libnftables, not the raw nf_tables netlink batches that are the default since session 4
+  CNI_TS_NFT_NETLINK: '0',
   CNI_TS_TRACE: traceFile,
 });
 

@@ -350,7 +350,7 @@ describe('encoding', () => {
       ]),
     ).toHaveLength(2);
     for (const bad of [
-      ['link', 'set', 'dev', 'x', 'alias', 'y'],
+      ['link', 'set', 'dev', 'x', 'alias', 'y'.repeat(256)], // an alias IFLA_IFALIAS cannot hold: ip says why
       ['link', 'add', 'name', 'x', 'type', 'vxlan', 'id', '5'],
       ['route', 'add', '10.0.0.0/8', 'via', 'fe80::1', 'dev', 'x'],
       ['link', 'set', 'dev', 'x', 'netns', '1234'],
