@@ -235,28 +235,11 @@ export class DnsServer {
     // query's ID (and spelling of the question) written in, goes to the socket, which copies
     // it only if it cannot send at once: a query allocates nothing of ours
     if (msg.length >= 12 && !(msg.readUInt16BE(2) & QR)) {
-      const ctx = l.ctxUdp;
-      const hit = this.zoneAnswers.get(ctx.keyId, msg);
-      if (hit) {
-        this.metrics.answered.zone++;
-        hit.writeUInt16BE(msg.readUInt16BE(0), 0);
-        this.account(hit, t0);
-        l.udp.send(hit, port, address, true);
+      const out = this.cachedReply(msg, l.ctxUdp, true);
+      if (out) {
+        this.account(out, t0);
+        l.udp.send(out, port, address, true);
         return;
-      }
-      const fwd = this.forwarded.get(ctx.keyId, msg);
-      if (fwd) {
-        const now = this.cache.now();
-        const e = this.cachedForward(fwd, now);
-        if (e) {
-          const out = AnswerCache.renderShared(e, now);
-          out.writeUInt16BE(msg.readUInt16BE(0), 0);
-          // the client's spelling of the question (0x20 case randomisation)
-          msg.copy(out, 12, 12, fwd.qe);
-          this.account(out, t0);
-          l.udp.send(out, port, address, true);
-          return;
-        }
       }
     }
     const send = (out: Buffer | null): void => {
@@ -393,25 +376,8 @@ export class DnsServer {
       return null;
     }
     const zone = this.zone;
-    const hit = this.zoneAnswers.get(ctx.keyId, msg);
-    if (hit) {
-      this.metrics.answered.zone++;
-      const out = copyOf(hit);
-      out.writeUInt16BE(msg.readUInt16BE(0), 0);
-      return out;
-    }
-    const fwd = this.forwarded.get(ctx.keyId, msg);
-    if (fwd) {
-      const now = this.cache.now();
-      const e = this.cachedForward(fwd, now);
-      if (e) {
-        const out = AnswerCache.render(e, now);
-        out.writeUInt16BE(msg.readUInt16BE(0), 0);
-        // the client's spelling of the question (0x20 case randomisation)
-        msg.copy(out, 12, 12, fwd.qe);
-        return out;
-      }
-    }
+    const cached = this.cachedReply(msg, ctx, false);
+    if (cached) return cached;
 
     let d: Decoded;
     try {
@@ -458,6 +424,31 @@ export class DnsServer {
    * The live, unexpired cache entry a known forwarded query is answered from, counted as a
    * cache hit; undefined (and nothing counted) when it is gone or no longer fits the query.
    */
+  /**
+   * The reply to a name asked before, with this query's ID (and, forwarded, the client's
+   * spelling of the question: 0x20 case randomisation) written in: a cluster name's cached
+   * answer, or a forwarded name's cache entry rendered. `shared`: the cached buffers themselves
+   * (the UDP fast path; its socket copies only when it must queue), else a copy of its own.
+   */
+  private cachedReply(msg: Buffer, ctx: Ctx, shared: boolean): Buffer | undefined {
+    const hit = this.zoneAnswers.get(ctx.keyId, msg);
+    if (hit) {
+      this.metrics.answered.zone++;
+      const out = shared ? hit : copyOf(hit);
+      out.writeUInt16BE(msg.readUInt16BE(0), 0);
+      return out;
+    }
+    const fwd = this.forwarded.get(ctx.keyId, msg);
+    if (!fwd) return undefined;
+    const now = this.cache.now();
+    const e = this.cachedForward(fwd, now);
+    if (!e) return undefined;
+    const out = shared ? AnswerCache.renderShared(e, now) : AnswerCache.render(e, now);
+    out.writeUInt16BE(msg.readUInt16BE(0), 0);
+    msg.copy(out, 12, 12, fwd.qe);
+    return out;
+  }
+
   private cachedForward(fwd: Forwarded, now: number): CacheEntry | undefined {
     let e = fwd.entry;
     if (e && e.live && now < e.expiresMs) this.cache.touch(fwd.key, e, now);

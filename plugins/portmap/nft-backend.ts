@@ -16,7 +16,7 @@ import {
 import { addMsgs, lostMappings, readCheck, readRaw, removeMsgs } from './nft-netlink.ts';
 import { humanOfComment } from '../../shared/firewall/owner.ts';
 import { nftUnusable } from '../../shared/kernel/nft.ts';
-import type { FamilyPlan, Settings } from './config.ts';
+import type { FamilyPlan, Mapping, Settings } from './config.ts';
 import { describeMapping } from './config.ts';
 import {
   addScript,
@@ -55,19 +55,32 @@ function conflictError(st: TableState, tag: string, plans: FamilyPlan[]): CniErr
 
 const mismatch = (what: string, where: string): CniError => new CniError(ErrorCode.CheckMismatch, what, where);
 
-/** CHECK with netlink dumps (the chain, its rules, the maps it uses) instead of one `nft -j list table`: the same findings, in the same order. */
-async function checkNetlink(s: Settings, tag: string, plans: FamilyPlan[]): Promise<void> {
-  const st = await readCheck(s.nftTable, netlinkReads('inet'), tag, plans);
+/** What CHECK found of one attachment, from either read; the rules and the lost mappings only asked for when the chain is there. */
+interface CheckFound {
+  table: boolean;
+  chain: boolean;
+  signatures: () => string[];
+  lost: () => Mapping[];
+}
+
+/** CHECK's verdict, the same on both reads: the first of table, chain, rules, map elements that is wrong. */
+function checkFindings(s: Settings, tag: string, plans: FamilyPlan[], f: CheckFound): void {
   const chain = chainOf(tag);
   const where = `table inet ${s.nftTable}`;
-  if (!st.table) throw mismatch(`nft table inet ${s.nftTable} is missing`, 'portmap CHECK');
-  if (!st.chain) throw mismatch(`nft chain ${chain} of this container is missing`, where);
-  const have = new Set(st.signatures);
+  if (!f.table) throw mismatch(`nft table inet ${s.nftTable} is missing`, 'portmap CHECK');
+  if (!f.chain) throw mismatch(`nft chain ${chain} of this container is missing`, where);
+  const have = new Set(f.signatures());
   const missing = expectedSignatures(plans).filter((sig) => !have.has(sig));
   if (missing.length) throw mismatch(`port mapping rules missing in chain ${chain}: ${missing.join(', ')}`, where);
-  const lost = lostMappings(st, plans);
+  const lost = f.lost();
   if (lost.length)
     throw mismatch(`host ports no longer dispatched to this container: ${lost.map((m) => describeMapping(m)).join(', ')}`, where);
+}
+
+/** CHECK with netlink dumps (the chain, its rules, the maps it uses) instead of one `nft -j list table`. */
+async function checkNetlink(s: Settings, tag: string, plans: FamilyPlan[]): Promise<void> {
+  const st = await readCheck(s.nftTable, netlinkReads('inet'), tag, plans);
+  checkFindings(s, tag, plans, { table: st.table, chain: st.chain, signatures: () => st.signatures, lost: () => lostMappings(st, plans) });
 }
 
 export const nftBackend: Backend = {
@@ -114,32 +127,22 @@ export const nftBackend: Backend = {
   async check(s, tag, plans) {
     if (netlinkPath()) return checkNetlink(s, tag, plans);
     const st = await readTable(s.nftTable);
-    if (!st) throw new CniError(ErrorCode.CheckMismatch, `nft table inet ${s.nftTable} is missing`, 'portmap CHECK');
-    const own = ownedBy(st, tag);
-    if (!own.chainExists)
-      throw new CniError(ErrorCode.CheckMismatch, `nft chain ${own.chain} of this container is missing`, `table inet ${s.nftTable}`);
-    const have = new Set(st.rules.filter((r) => r.chain === own.chain).map((r) => r.signature));
-    const missing = expectedSignatures(plans).filter((sig) => !have.has(sig));
-    if (missing.length)
-      throw new CniError(
-        ErrorCode.CheckMismatch,
-        `port mapping rules missing in chain ${own.chain}: ${missing.join(', ')}`,
-        `table inet ${s.nftTable}`,
-      );
-    const keys = new Set(own.elements.map((e) => `${e.map}:${e.key}`));
-    const wantKeys = plans.flatMap((p) =>
-      p.mappings.map((m) => ({
-        m,
-        k: `${m.hostIP ? 'hostip' : 'hostport'}${p.container.family}:${m.hostIP ? `${m.hostIP} . ` : ''}${m.protocol} . ${m.hostPort}`,
-      })),
-    );
-    const lost = wantKeys.filter((w) => !keys.has(w.k));
-    if (lost.length)
-      throw new CniError(
-        ErrorCode.CheckMismatch,
-        `host ports no longer dispatched to this container: ${lost.map((w) => describeMapping(w.m)).join(', ')}`,
-        `table inet ${s.nftTable}`,
-      );
+    const own = st ? ownedBy(st, tag) : undefined;
+    const keys = new Set(own?.elements.map((e) => `${e.map}:${e.key}`));
+    checkFindings(s, tag, plans, {
+      table: st !== undefined,
+      chain: own?.chainExists ?? false,
+      signatures: () => (st?.rules ?? []).filter((r) => r.chain === own?.chain).map((r) => r.signature),
+      lost: () =>
+        plans.flatMap((p) =>
+          p.mappings.filter(
+            (m) =>
+              !keys.has(
+                `${m.hostIP ? 'hostip' : 'hostport'}${p.container.family}:${m.hostIP ? `${m.hostIP} . ` : ''}${m.protocol} . ${m.hostPort}`,
+              ),
+          ),
+        ),
+    });
   },
 
   async gc(s, netTag, validTags) {
